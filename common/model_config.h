@@ -1,0 +1,57 @@
+// The hyper-parameters of a LLaMA-family model, read from a Hugging Face config.json.
+//
+// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM. Every field
+// is validated (positive sizes, heads dividing hidden size, KV heads dividing heads, known
+// rope_scaling type and dtype); errors name the file and the field.
+//
+//   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory("/models/smollm2"));
+//   int64_t q_width = config.num_attention_heads * config.head_dim;
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/rotary.h"
+
+namespace pagoda {
+
+/// Storage dtype of a checkpoint (torch_dtype); compute on the CPU is always fp32.
+enum class DType { kF32, kF16, kBF16 };
+std::string_view DTypeName(DType dtype);  // "float32", "float16", "bfloat16"
+
+struct ModelConfig {
+  std::string architecture;  // e.g. "LlamaForCausalLM"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // defaults to num_attention_heads
+  int64_t head_dim = 0;             // defaults to hidden_size / num_attention_heads
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  kernels::Llama3RopeScaling rope_scaling;  // factor 0: none
+  int64_t max_position_embeddings = 2048;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
+  bool o_proj_bias = false;     // Llama's attention_bias also covers o_proj; Qwen2's does not
+  int64_t bos_token_id = -1;              // -1: none
+  std::vector<int64_t> eos_token_ids;     // config.json's eos_token_id (int or list)
+  DType torch_dtype = DType::kF32;
+
+  /// Parses config.json text; `source` (the path) prefixes every error message.
+  static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text, std::string_view source);
+  /// Reads DIR/config.json.
+  static absl::StatusOr<ModelConfig> FromDirectory(const std::string& dir);
+
+  /// The JSON a Hugging Face loader accepts for this config (used by `pagoda convert`).
+  std::string ToJson() const;
+
+  int64_t q_size() const { return num_attention_heads * head_dim; }
+  int64_t kv_size() const { return num_key_value_heads * head_dim; }
+};
+
+}  // namespace pagoda

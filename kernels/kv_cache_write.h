@@ -1,0 +1,32 @@
+// Writes the keys and values of new tokens into their slots of the paged KV cache
+// (vLLM's reshape_and_cache). slot = block_id * block_size + offset_in_block; a slot of -1
+// skips the token (padding is never needed by Pagoda but the convention is kept).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace pagoda::kernels {
+
+struct KvCacheWriteParams {
+  const float* key = nullptr;          // [num_tokens, num_kv_heads, head_dim], row stride key_stride
+  const float* value = nullptr;        // [num_tokens, num_kv_heads, head_dim], row stride value_stride
+  float* key_cache = nullptr;          // [num_blocks, block_size, num_kv_heads, head_dim]
+  float* value_cache = nullptr;        // [num_blocks, block_size, num_kv_heads, head_dim]
+  const int64_t* slot_mapping = nullptr;  // [num_tokens]
+  int64_t num_tokens = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;
+  int64_t key_stride = 0;    // floats between consecutive tokens of key
+  int64_t value_stride = 0;  // floats between consecutive tokens of value
+
+  absl::Status Validate() const;
+};
+
+/// A slot outside [0, num_blocks * block_size) (other than -1) is InvalidArgument.
+absl::Status WriteKvCache(const KvCacheWriteParams& params);
+
+}  // namespace pagoda::kernels

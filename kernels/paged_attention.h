@@ -1,0 +1,45 @@
+// Paged attention over a flattened variable-length batch (prefill chunks and decodes together).
+//
+// Sequence s owns query tokens [query_start_loc[s], query_start_loc[s+1]) of q/out and has
+// seq_lens[s] tokens of context in the paged cache, the new ones included (their K/V must already
+// be written with WriteKvCache). Query token j of a q_len-token chunk sits at position
+// seq_lens[s] - q_len + j and attends causally to cache positions [0, that position]: a prefill
+// chunk sees its cached prefix plus itself, a decode (q_len 1) sees everything.
+// Cache position p of sequence s lives in block block_tables[s * max_blocks_per_seq + p /
+// block_size], row p % block_size. GQA: query head h reads KV head h / (num_heads /
+// num_kv_heads). Softmax is computed online in fp32 (no [q_len, context] matrix is formed).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace pagoda::kernels {
+
+struct PagedAttentionParams {
+  float* out = nullptr;                      // [num_tokens, num_heads, head_dim], packed
+  const float* q = nullptr;                  // [num_tokens, num_heads, head_dim], row stride q_stride
+  const float* key_cache = nullptr;          // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* value_cache = nullptr;        // [num_blocks, block_size, num_kv_heads, head_dim]
+  const int32_t* block_tables = nullptr;     // [num_seqs, max_blocks_per_seq]
+  const int32_t* query_start_loc = nullptr;  // [num_seqs + 1], query_start_loc[0] == 0
+  const int32_t* seq_lens = nullptr;         // [num_seqs], context length incl. new tokens
+  int64_t num_seqs = 0;
+  int64_t num_tokens = 0;  // == query_start_loc[num_seqs]
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;  // divides num_heads
+  int64_t head_dim = 0;
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;
+  int64_t max_blocks_per_seq = 0;
+  int64_t q_stride = 0;  // floats between consecutive tokens of q
+  float scale = 0.0f;    // usually 1 / sqrt(head_dim)
+
+  /// Checks shapes, and (O(num_seqs + blocks used)) that every sequence's query fits in its
+  /// context, its context fits in its block table, and every block id used is in range.
+  absl::Status Validate() const;
+};
+
+absl::Status PagedAttention(const PagedAttentionParams& params);
+
+}  // namespace pagoda::kernels

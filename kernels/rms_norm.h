@@ -1,0 +1,32 @@
+// RMSNorm, plain and fused with the residual add of a transformer block.
+//   out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight[:]
+// The fused form first adds: residual[t, :] += x[t, :], then normalizes the new residual into
+// out (which may alias x). Accumulation is in fp32 (fp64 is not needed at these widths).
+//
+//   RETURN_IF_ERROR(kernels::RmsNorm({.input = x, .weight = w, .output = y,
+//                                     .num_tokens = n, .hidden_size = d, .eps = 1e-5f}));
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace pagoda::kernels {
+
+struct RmsNormParams {
+  const float* input = nullptr;   // [num_tokens, hidden_size]
+  const float* weight = nullptr;  // [hidden_size]
+  float* output = nullptr;        // [num_tokens, hidden_size]; may alias input
+  float* residual = nullptr;      // [num_tokens, hidden_size]; set for the fused add form
+  int64_t num_tokens = 0;
+  int64_t hidden_size = 0;
+  float eps = 1e-6f;
+
+  absl::Status Validate() const;
+};
+
+/// output = RmsNorm(input) when residual is null; otherwise residual += input and
+/// output = RmsNorm(residual).
+absl::Status RmsNorm(const RmsNormParams& params);
+
+}  // namespace pagoda::kernels

@@ -1,0 +1,51 @@
+// The weights of a LLaMA-family model in fp32, laid out for the CPU forward pass: q/k/v and
+// gate/up projections are fused so one GEMM computes each.
+//
+//   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(dir));
+//   ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(config, dir));   // safetensors
+//   ModelWeights dummy = DummyModelWeights(config, /*seed=*/0);             // --load-format dummy
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+
+namespace pagoda {
+
+struct LayerWeights {
+  std::vector<float> input_layernorm;           // [hidden]
+  std::vector<float> qkv_proj;                  // [q_size + 2 * kv_size, hidden] rows: q, k, v
+  std::vector<float> qkv_bias;                  // [q_size + 2 * kv_size], empty without bias
+  std::vector<float> o_proj;                    // [hidden, q_size]
+  std::vector<float> o_bias;                    // [hidden], empty without bias
+  std::vector<float> post_attention_layernorm;  // [hidden]
+  std::vector<float> gate_up_proj;              // [2 * intermediate, hidden] rows: gate, up
+  std::vector<float> down_proj;                 // [hidden, intermediate]
+};
+
+struct ModelWeights {
+  std::vector<float> embed_tokens;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;  // [num_hidden_layers]
+  std::vector<float> norm;           // [hidden]
+  std::vector<float> lm_head;        // [vocab, hidden]; empty when tie_word_embeddings
+
+  const std::vector<float>& lm_head_or_embedding() const {
+    return lm_head.empty() ? embed_tokens : lm_head;
+  }
+  /// Bytes of distinct weight storage (tied embeddings counted once).
+  int64_t num_bytes() const;
+};
+
+/// Loads DIR/model.safetensors or the shards listed in DIR/model.safetensors.index.json,
+/// converting F32/F16/BF16 to fp32. Every tensor's dtype and shape is checked against `config`;
+/// missing tensors and unexpected ones are errors naming the file and the tensor.
+absl::StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const std::string& dir);
+
+/// Deterministic random weights for `config` (same seed, same weights): projections uniform in
+/// +-1/sqrt(fan_in), norms 1, embeddings uniform in +-0.02... scaled so activations stay finite.
+ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed);
+
+}  // namespace pagoda
