@@ -17,8 +17,9 @@ namespace pagoda {
 namespace {
 
 absl::Status OsError(const char* what, const std::string& path) {
-  return absl::Status(errno == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
-                      absl::StrCat(path, ": ", what, ": ", std::strerror(errno)));
+  return absl::Status(
+      errno == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
+      absl::StrCat(path, ": ", what, ": ", std::strerror(errno)));
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ struct RopeConfig {
   int64_t head_dim = 0;  // rotary_dim: the whole head is rotated (partial rotary not needed yet)
   int64_t max_positions = 0;
   double theta = 10000.0;
-  Llama3RopeScaling llama3;
+  Llama3RopeScaling llama3 = {};  // "= {}" lets designated initializers leave it out
 };
 
 /// cos_sin[pos * head_dim + i] = cos(pos * inv_freq[i]) for i < head_dim/2, and

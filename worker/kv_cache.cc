@@ -10,10 +10,10 @@ namespace pagoda {
 absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
   if (shape.num_layers <= 0 || shape.num_blocks <= 0 || shape.block_size <= 0 ||
       shape.num_kv_heads <= 0 || shape.head_dim <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV cache shape must be positive: layers=", shape.num_layers, " blocks=",
-        shape.num_blocks, " block_size=", shape.block_size, " kv_heads=", shape.num_kv_heads,
-        " head_dim=", shape.head_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache shape must be positive: layers=", shape.num_layers,
+                     " blocks=", shape.num_blocks, " block_size=", shape.block_size,
+                     " kv_heads=", shape.num_kv_heads, " head_dim=", shape.head_dim));
   }
   KvCache cache(shape);
   const int64_t floats = shape.num_blocks * shape.floats_per_block();

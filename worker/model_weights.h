@@ -27,7 +27,7 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  std::vector<float> embed_tokens;  // [vocab, hidden]
+  std::vector<float> embed_tokens;   // [vocab, hidden]
   std::vector<LayerWeights> layers;  // [num_hidden_layers]
   std::vector<float> norm;           // [hidden]
   std::vector<float> lm_head;        // [vocab, hidden]; empty when tie_word_embeddings
@@ -44,8 +44,9 @@ struct ModelWeights {
 /// missing tensors and unexpected ones are errors naming the file and the tensor.
 absl::StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const std::string& dir);
 
-/// Deterministic random weights for `config` (same seed, same weights): projections uniform in
-/// +-1/sqrt(fan_in), norms 1, embeddings uniform in +-0.02... scaled so activations stay finite.
+/// Deterministic random weights for `config` (same seed, same weights, whatever the thread
+/// count): projections and biases uniform in +-1/sqrt(fan_in) (PyTorch's nn.Linear default),
+/// norms 1, embeddings and lm_head uniform in +-0.1, so activations and logits stay O(1).
 ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed);
 
 }  // namespace pagoda

@@ -1,0 +1,199 @@
+// Decode-step and prefill time of a dummy SmolLM2-135M-shaped model on the CPU, printed beside
+// floors measured in the same process:
+// - decode: weight bytes / memory bandwidth, the bandwidth taken from the best of several 1 GiB
+//   memcpy runs (bytes read + bytes written per second);
+// - prefill: the sgemm FLOP rate at the model's own MLP shape.
+//
+//   build/benchmarks/model_benchmark --benchmark_repetitions=3
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "common/model_config.h"
+#include "kernels/gemm.h"
+#include "worker/model_runner.h"
+#include "worker/model_weights.h"
+
+namespace pagoda {
+namespace {
+
+constexpr int64_t kContext = 512;
+constexpr int64_t kBlockSize = 16;
+constexpr int64_t kMaxSeqs = 32;
+constexpr int64_t kPrefillTokens = 512;
+
+ModelConfig SmolLm2Config() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.vocab_size = 49152;
+  c.hidden_size = 576;
+  c.intermediate_size = 1536;
+  c.num_hidden_layers = 30;
+  c.num_attention_heads = 9;
+  c.num_key_value_heads = 3;
+  c.head_dim = 64;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 100000.0;
+  c.max_position_embeddings = 2048;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Copy bandwidth (read + write bytes per second), best of 5 copies of 1 GiB.
+double CopyBandwidth() {
+  static const double bandwidth = [] {
+    const size_t bytes = size_t{1} << 30;
+    std::vector<char> src(bytes, 1), dst(bytes, 0);
+    double best = 0.0;
+    for (int i = 0; i < 5; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      std::memcpy(dst.data(), src.data(), bytes);
+      benchmark::DoNotOptimize(dst.data());
+      best = std::max(best, 2.0 * static_cast<double>(bytes) / Seconds(start));
+    }
+    return best;
+  }();
+  return bandwidth;
+}
+
+// sgemm FLOP rate at the MLP up-projection shape of a 512-token prefill, best of 5.
+double SgemmRate() {
+  static const double rate = [] {
+    const int64_t m = kPrefillTokens, n = 2 * 1536, k = 576;
+    std::vector<float> a(m * k, 0.5f), b(n * k, 0.25f), c(m * n);
+    double best = 0.0;
+    for (int i = 0; i < 5; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      if (!kernels::Gemm({.a = a.data(), .b = b.data(), .c = c.data(), .m = m, .n = n, .k = k})
+               .ok()) {
+        std::abort();
+      }
+      best = std::max(best, 2.0 * m * n * k / Seconds(start));
+    }
+    return best;
+  }();
+  return rate;
+}
+
+class Model {
+ public:
+  static Model& Get() {
+    static Model* model = new Model();
+    return *model;
+  }
+  ModelRunner& runner() { return *runner_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+  const std::vector<int32_t>& table(int64_t s) const { return tables_[s]; }
+
+  // Puts kContext tokens of context into the caches of the first num_seqs sequences.
+  void Prefill(int64_t num_seqs) {
+    for (int64_t s = prefilled_; s < num_seqs; ++s) {
+      std::vector<int32_t> tokens(kContext);
+      for (int64_t i = 0; i < kContext; ++i) {
+        tokens[i] = static_cast<int32_t>((s * 7919 + i * 31) % 49152);
+      }
+      const SequenceInput input{.token_ids = tokens, .block_table = tables_[s]};
+      if (!runner_->Execute({&input, 1}).ok()) std::abort();
+    }
+    prefilled_ = std::max(prefilled_, num_seqs);
+  }
+
+ private:
+  Model() {
+    const ModelConfig config = SmolLm2Config();
+    ModelWeights weights = DummyModelWeights(config, /*seed=*/0);
+    weight_bytes_ = weights.num_bytes();
+    const int64_t blocks_per_seq =
+        (std::max(kContext + 1, kPrefillTokens) + kBlockSize - 1) / kBlockSize;
+    tables_.resize(kMaxSeqs + 1);  // the last table serves the prefill benchmark
+    for (int64_t s = 0; s <= kMaxSeqs; ++s) {
+      tables_[s].resize(blocks_per_seq);
+      std::iota(tables_[s].begin(), tables_[s].end(), static_cast<int32_t>(s * blocks_per_seq));
+    }
+    auto runner = ModelRunner::Create(
+        config, std::move(weights),
+        {.num_blocks = (kMaxSeqs + 1) * blocks_per_seq, .block_size = kBlockSize});
+    if (!runner.ok()) std::abort();
+    runner_ = std::move(*runner);
+  }
+
+  std::unique_ptr<ModelRunner> runner_;
+  std::vector<std::vector<int32_t>> tables_;
+  int64_t weight_bytes_ = 0;
+  int64_t prefilled_ = 0;
+};
+
+void BM_CopyBandwidth(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(CopyBandwidth());
+  state.counters["GB_per_s"] = CopyBandwidth() / 1e9;
+  state.counters["sgemm_GFLOP_per_s"] = SgemmRate() / 1e9;
+}
+
+// One decode step (one new token per sequence at position kContext) at batch state.range(0).
+void BM_DecodeStep(benchmark::State& state) {
+  Model& model = Model::Get();
+  const int64_t batch = state.range(0);
+  model.Prefill(batch);
+  std::vector<int32_t> tokens(batch);
+  std::vector<SequenceInput> inputs(batch);
+  for (int64_t s = 0; s < batch; ++s) {
+    tokens[s] = static_cast<int32_t>(100 + s);
+    inputs[s] = {.token_ids = absl::MakeConstSpan(&tokens[s], 1),
+                 .num_computed_tokens = kContext,
+                 .block_table = model.table(s)};
+  }
+  for (auto _ : state) {
+    auto logits = model.runner().Execute(inputs);
+    if (!logits.ok()) state.SkipWithError("execute failed");
+    benchmark::DoNotOptimize(logits);
+  }
+  const double floor_s = static_cast<double>(model.weight_bytes()) / CopyBandwidth();
+  state.counters["floor_ms"] = floor_s * 1e3;
+  state.counters["step_over_floor"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * floor_s,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// A kPrefillTokens-token prompt from an empty cache.
+void BM_Prefill(benchmark::State& state) {
+  Model& model = Model::Get();
+  const ModelConfig& c = model.runner().config();
+  std::vector<int32_t> tokens(kPrefillTokens);
+  for (int64_t i = 0; i < kPrefillTokens; ++i) tokens[i] = static_cast<int32_t>((i * 131) % 49152);
+  const SequenceInput input{.token_ids = tokens, .block_table = model.table(kMaxSeqs)};
+  for (auto _ : state) {
+    auto logits = model.runner().Execute({&input, 1});
+    if (!logits.ok()) state.SkipWithError("execute failed");
+    benchmark::DoNotOptimize(logits);
+  }
+  // Matmul FLOPs of the layers (attention scores excluded) for the achieved-rate counter.
+  const double per_token = 2.0 * c.num_hidden_layers *
+                           (c.hidden_size * (c.q_size() + 2 * c.kv_size()) +
+                            c.q_size() * c.hidden_size + 3.0 * c.hidden_size * c.intermediate_size);
+  const double tokens_done = static_cast<double>(kPrefillTokens * state.iterations());
+  state.counters["tokens_per_s"] = benchmark::Counter(tokens_done, benchmark::Counter::kIsRate);
+  state.counters["GFLOP_per_s"] =
+      benchmark::Counter(tokens_done * per_token / 1e9, benchmark::Counter::kIsRate);
+  state.counters["sgemm_GFLOP_per_s"] = SgemmRate() / 1e9;
+}
+
+BENCHMARK(BM_CopyBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DecodeStep)->Arg(1)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Prefill)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace pagoda
+
+BENCHMARK_MAIN();

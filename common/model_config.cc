@@ -1,0 +1,383 @@
+#include "common/model_config.h"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+using json = nlohmann::json;
+
+struct Architecture {
+  const char* name;
+  const char* model_type;
+  int64_t default_max_position_embeddings;  // transformers' config class defaults
+};
+constexpr Architecture kArchitectures[] = {
+    {"LlamaForCausalLM", "llama", 2048},
+    {"MistralForCausalLM", "mistral", 4096 * 32},
+    {"Qwen2ForCausalLM", "qwen2", 32768},
+};
+
+std::string SupportedArchitectures() {
+  std::vector<std::string> names;
+  for (const Architecture& arch : kArchitectures) names.emplace_back(arch.name);
+  return absl::StrJoin(names, ", ");
+}
+
+const Architecture* FindArchitecture(std::string_view name) {
+  for (const Architecture& arch : kArchitectures) {
+    if (name == arch.name) return &arch;
+  }
+  return nullptr;
+}
+
+// Reads typed fields of one JSON object; every error names the source and the field.
+class FieldReader {
+ public:
+  FieldReader(const json& object, std::string source)
+      : object_(object), source_(std::move(source)) {}
+
+  absl::Status Error(std::string_view field, std::string_view problem) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_, ": field \"", std::string(field), "\" ", std::string(problem)));
+  }
+  absl::Status TypeError(std::string_view field, std::string_view expected) const {
+    return Error(field, absl::StrCat("must be ", std::string(expected), ", got ",
+                                     object_.at(std::string(field)).dump()));
+  }
+
+  // nullptr when the field is missing or null.
+  const json* Get(std::string_view field) const {
+    auto it = object_.find(std::string(field));
+    if (it == object_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  static std::optional<int64_t> AsInt(const json& value) {
+    if (value.is_number_integer()) {
+      if (value.is_number_unsigned() &&
+          value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return std::nullopt;
+      }
+      return value.get<int64_t>();
+    }
+    if (value.is_number_float()) {  // 4096.0 is an integer to Python's loaders too
+      const double v = value.get<double>();
+      if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9.0e15) {
+        return static_cast<int64_t>(v);
+      }
+    }
+    return std::nullopt;
+  }
+
+  absl::StatusOr<std::optional<int64_t>> OptionalInt(std::string_view field) const {
+    const json* value = Get(field);
+    if (value == nullptr) return std::optional<int64_t>();
+    std::optional<int64_t> v = AsInt(*value);
+    if (!v) return TypeError(field, "an integer");
+    return v;
+  }
+  absl::StatusOr<int64_t> PositiveInt(std::string_view field,
+                                      std::optional<int64_t> fallback = std::nullopt) const {
+    ASSIGN_OR_RETURN(std::optional<int64_t> v, OptionalInt(field));
+    if (!v) v = fallback;
+    if (!v) return Error(field, "is required");
+    if (*v <= 0) return Error(field, absl::StrCat("must be positive, got ", *v));
+    return *v;
+  }
+  absl::StatusOr<double> PositiveDouble(std::string_view field, double fallback) const {
+    const json* value = Get(field);
+    if (value == nullptr) return fallback;
+    if (!value->is_number()) return TypeError(field, "a number");
+    const double v = value->get<double>();
+    if (!std::isfinite(v) || v <= 0) return Error(field, absl::StrCat("must be positive, got ", v));
+    return v;
+  }
+  absl::StatusOr<bool> Bool(std::string_view field, bool fallback) const {
+    const json* value = Get(field);
+    if (value == nullptr) return fallback;
+    if (!value->is_boolean()) return TypeError(field, "true or false");
+    return value->get<bool>();
+  }
+  absl::StatusOr<std::optional<std::string>> OptionalString(std::string_view field) const {
+    const json* value = Get(field);
+    if (value == nullptr) return std::optional<std::string>();
+    if (!value->is_string()) return TypeError(field, "a string");
+    return std::optional<std::string>(value->get<std::string>());
+  }
+
+ private:
+  const json& object_;
+  std::string source_;
+};
+
+absl::Status ParseRopeScaling(const json& config, const std::string& source,
+                              kernels::Llama3RopeScaling& out) {
+  const auto it = config.find("rope_scaling");
+  if (it == config.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": field \"rope_scaling\" must be null or an object, got ", it->dump()));
+  }
+  const FieldReader reader(*it, absl::StrCat(source, ": rope_scaling"));
+  ASSIGN_OR_RETURN(std::optional<std::string> rope_type, reader.OptionalString("rope_type"));
+  if (!rope_type) {
+    ASSIGN_OR_RETURN(rope_type, reader.OptionalString("type"));
+  }
+  if (!rope_type) return reader.Error("rope_type", "is required");
+  if (*rope_type == "default") return absl::OkStatus();
+  if (*rope_type != "llama3") {
+    return absl::UnimplementedError(absl::StrCat(source, ": rope_scaling type \"", *rope_type,
+                                                 "\" is not supported (supported: llama3)"));
+  }
+  ASSIGN_OR_RETURN(out.factor, reader.PositiveDouble("factor", 0.0));
+  if (out.factor == 0.0) return reader.Error("factor", "is required");
+  ASSIGN_OR_RETURN(out.low_freq_factor, reader.PositiveDouble("low_freq_factor", 1.0));
+  ASSIGN_OR_RETURN(out.high_freq_factor, reader.PositiveDouble("high_freq_factor", 4.0));
+  if (out.high_freq_factor <= out.low_freq_factor) {
+    return reader.Error("high_freq_factor", "must exceed low_freq_factor");
+  }
+  ASSIGN_OR_RETURN(out.original_max_position_embeddings,
+                   reader.PositiveInt("original_max_position_embeddings", 8192));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DType> ParseDType(const FieldReader& reader) {
+  // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
+  const char* field = reader.Get("dtype") != nullptr ? "dtype" : "torch_dtype";
+  ASSIGN_OR_RETURN(std::optional<std::string> name, reader.OptionalString(field));
+  if (!name || *name == "float32") return DType::kF32;
+  if (*name == "float16") return DType::kF16;
+  if (*name == "bfloat16") return DType::kBF16;
+  return reader.Error(field,
+                      absl::StrCat("is \"", *name, "\"; supported: float32, float16, bfloat16"));
+}
+
+absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source) {
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  }
+  const FieldReader reader(config, source);
+  ModelConfig out;
+
+  const Architecture* arch = nullptr;
+  if (const json* architectures = reader.Get("architectures")) {
+    if (!architectures->is_array() || architectures->empty() || !(*architectures)[0].is_string()) {
+      return reader.TypeError("architectures", "a non-empty list of strings");
+    }
+    out.architecture = (*architectures)[0].get<std::string>();
+  } else {
+    ASSIGN_OR_RETURN(std::optional<std::string> model_type, reader.OptionalString("model_type"));
+    if (!model_type) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": neither \"architectures\" nor \"model_type\" is given"));
+    }
+    out.architecture = *model_type;
+    for (const Architecture& a : kArchitectures) {
+      if (*model_type == a.model_type) out.architecture = a.name;
+    }
+  }
+  arch = FindArchitecture(out.architecture);
+  if (arch == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": architecture \"", out.architecture,
+                     "\" is not supported (supported: ", SupportedArchitectures(), ")"));
+  }
+  const bool is_llama = out.architecture == "LlamaForCausalLM";
+  const bool is_qwen2 = out.architecture == "Qwen2ForCausalLM";
+
+  ASSIGN_OR_RETURN(out.vocab_size, reader.PositiveInt("vocab_size"));
+  ASSIGN_OR_RETURN(out.hidden_size, reader.PositiveInt("hidden_size"));
+  ASSIGN_OR_RETURN(out.intermediate_size, reader.PositiveInt("intermediate_size"));
+  ASSIGN_OR_RETURN(out.num_hidden_layers, reader.PositiveInt("num_hidden_layers"));
+  ASSIGN_OR_RETURN(out.num_attention_heads, reader.PositiveInt("num_attention_heads"));
+  ASSIGN_OR_RETURN(out.num_key_value_heads,
+                   reader.PositiveInt("num_key_value_heads", out.num_attention_heads));
+  if (out.num_attention_heads % out.num_key_value_heads != 0) {
+    return reader.Error("num_key_value_heads", absl::StrCat("(", out.num_key_value_heads,
+                                                            ") must divide num_attention_heads (",
+                                                            out.num_attention_heads, ")"));
+  }
+  ASSIGN_OR_RETURN(std::optional<int64_t> head_dim, reader.OptionalInt("head_dim"));
+  if (head_dim) {
+    if (*head_dim <= 0) return reader.Error("head_dim", "must be positive");
+    out.head_dim = *head_dim;
+  } else {
+    if (out.hidden_size % out.num_attention_heads != 0) {
+      return reader.Error("num_attention_heads",
+                          absl::StrCat("(", out.num_attention_heads, ") must divide hidden_size (",
+                                       out.hidden_size, ")"));
+    }
+    out.head_dim = out.hidden_size / out.num_attention_heads;
+  }
+  if (out.head_dim % 2 != 0) {
+    return reader.Error("head_dim", absl::StrCat("must be even for RoPE, got ", out.head_dim));
+  }
+
+  ASSIGN_OR_RETURN(std::optional<std::string> hidden_act, reader.OptionalString("hidden_act"));
+  if (hidden_act && *hidden_act != "silu") {
+    return absl::UnimplementedError(absl::StrCat(source, ": hidden_act \"", *hidden_act,
+                                                 "\" is not supported (supported: silu)"));
+  }
+  ASSIGN_OR_RETURN(out.rms_norm_eps, reader.PositiveDouble("rms_norm_eps", 1e-6));
+  ASSIGN_OR_RETURN(out.rope_theta, reader.PositiveDouble("rope_theta", 10000.0));
+  RETURN_IF_ERROR(ParseRopeScaling(config, source, out.rope_scaling));
+  ASSIGN_OR_RETURN(
+      out.max_position_embeddings,
+      reader.PositiveInt("max_position_embeddings", arch->default_max_position_embeddings));
+  ASSIGN_OR_RETURN(out.tie_word_embeddings, reader.Bool("tie_word_embeddings", false));
+
+  if (is_qwen2) {
+    out.attention_bias = true;
+    out.o_proj_bias = false;
+  } else if (is_llama) {
+    ASSIGN_OR_RETURN(out.attention_bias, reader.Bool("attention_bias", false));
+    out.o_proj_bias = out.attention_bias;
+    ASSIGN_OR_RETURN(bool mlp_bias, reader.Bool("mlp_bias", false));
+    if (mlp_bias) {
+      return absl::UnimplementedError(absl::StrCat(source, ": mlp_bias true is not supported"));
+    }
+  }
+
+  // Sliding-window attention is not implemented; a window that covers every position is harmless.
+  bool sliding = !is_llama;
+  if (is_qwen2) {
+    ASSIGN_OR_RETURN(sliding, reader.Bool("use_sliding_window", false));
+  }
+  if (sliding) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> window, reader.OptionalInt("sliding_window"));
+    // transformers' Mistral/Qwen2 configs default the window to 4096 when the key is absent.
+    if (config.find("sliding_window") == config.end()) window = 4096;
+    if (window && *window < out.max_position_embeddings) {
+      return absl::UnimplementedError(
+          absl::StrCat(source, ": sliding_window ", *window,
+                       " is not supported (only null or >= max_position_embeddings ",
+                       out.max_position_embeddings, ")"));
+    }
+  }
+
+  ASSIGN_OR_RETURN(std::optional<int64_t> bos, reader.OptionalInt("bos_token_id"));
+  out.bos_token_id = bos.value_or(-1);
+  if (out.bos_token_id < -1) return reader.Error("bos_token_id", "must not be negative");
+  if (const json* eos = reader.Get("eos_token_id")) {
+    const std::vector<json> items =
+        eos->is_array() ? eos->get<std::vector<json>>() : std::vector<json>{*eos};
+    for (const json& item : items) {
+      std::optional<int64_t> id = FieldReader::AsInt(item);
+      if (!id || *id < 0) return reader.TypeError("eos_token_id", "a token id or a list of them");
+      out.eos_token_ids.push_back(*id);
+    }
+  }
+  ASSIGN_OR_RETURN(out.torch_dtype, ParseDType(reader));
+
+  // Guard the element counts that later allocations multiply out.
+  constexpr int64_t kMaxDim = int64_t{1} << 31;
+  int64_t qkv_rows = 0, count = 0;
+  const bool implausible =
+      out.vocab_size > kMaxDim || out.hidden_size > kMaxDim || out.intermediate_size > kMaxDim ||
+      out.num_hidden_layers > 100000 || out.num_attention_heads > (1 << 20) ||
+      out.head_dim > (1 << 20) ||
+      __builtin_mul_overflow(out.num_attention_heads + 2 * out.num_key_value_heads, out.head_dim,
+                             &qkv_rows) ||
+      __builtin_mul_overflow(qkv_rows, out.hidden_size, &count) || count > (int64_t{1} << 40) ||
+      out.vocab_size * out.hidden_size > (int64_t{1} << 40) ||
+      out.intermediate_size * out.hidden_size > (int64_t{1} << 39);
+  if (implausible) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": model sizes are implausibly large"));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "float32";
+    case DType::kF16:
+      return "float16";
+    case DType::kBF16:
+      return "bfloat16";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
+                                                  std::string_view source) {
+  const std::string where(source);
+  const json config = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": not valid JSON"));
+  }
+  try {
+    return Parse(config, where);
+  } catch (const json::exception& e) {  // the typed reads above should make this unreachable
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return FromJson(text, path);
+}
+
+std::string ModelConfig::ToJson() const {
+  const Architecture* arch = FindArchitecture(architecture);
+  json config = {
+      {"architectures", {architecture}},
+      {"model_type", arch != nullptr ? arch->model_type : "llama"},
+      {"vocab_size", vocab_size},
+      {"hidden_size", hidden_size},
+      {"intermediate_size", intermediate_size},
+      {"num_hidden_layers", num_hidden_layers},
+      {"num_attention_heads", num_attention_heads},
+      {"num_key_value_heads", num_key_value_heads},
+      {"head_dim", head_dim},
+      {"hidden_act", "silu"},
+      {"rms_norm_eps", rms_norm_eps},
+      {"rope_theta", rope_theta},
+      {"max_position_embeddings", max_position_embeddings},
+      {"tie_word_embeddings", tie_word_embeddings},
+      {"torch_dtype", std::string(DTypeName(torch_dtype))},
+      {"initializer_range", 0.02},
+      {"use_cache", true},
+  };
+  if (rope_scaling.factor > 0) {
+    config["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", rope_scaling.factor},
+        {"low_freq_factor", rope_scaling.low_freq_factor},
+        {"high_freq_factor", rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
+  } else {
+    config["rope_scaling"] = nullptr;
+  }
+  if (architecture == "LlamaForCausalLM") {
+    config["attention_bias"] = attention_bias;
+    config["mlp_bias"] = false;
+  } else if (architecture == "MistralForCausalLM") {
+    config["sliding_window"] = nullptr;
+  } else if (architecture == "Qwen2ForCausalLM") {
+    config["use_sliding_window"] = false;
+  }
+  config["bos_token_id"] = bos_token_id >= 0 ? json(bos_token_id) : json(nullptr);
+  if (eos_token_ids.empty()) {
+    config["eos_token_id"] = nullptr;
+  } else if (eos_token_ids.size() == 1) {
+    config["eos_token_id"] = eos_token_ids[0];
+  } else {
+    config["eos_token_id"] = eos_token_ids;
+  }
+  return config.dump(2) + "\n";
+}
+
+}  // namespace pagoda

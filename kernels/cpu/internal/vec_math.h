@@ -1,0 +1,51 @@
+// Helpers shared by the CPU kernels: an ISA-dispatch attribute, a vectorizable exp, and the
+// size below which a kernel stays on the calling thread.
+//
+//   PAGODA_KERNEL_CLONES void Row(const float* x, float* y, int64_t n) {
+//   #pragma omp simd
+//     for (int64_t i = 0; i < n; ++i) y[i] = internal::FastExp(x[i]);
+//   }
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+
+// Builds AVX-512, AVX2+FMA and baseline versions of a hot function and picks one at load time,
+// so the binary stays portable (no -march=native) yet uses the wide units where they exist.
+// Only leaf functions without OpenMP regions carry it: helpers they call must inline.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define PAGODA_KERNEL_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PAGODA_KERNEL_CLONES
+#endif
+
+namespace pagoda::kernels::internal {
+
+// Elements of streaming work below which forking threads costs more than it saves.
+inline constexpr int64_t kParallelMinElements = 1 << 15;
+
+/// exp(x) for x in float range, Cephes polynomial (about 2 ulp), written so that loops over it
+/// vectorize: no calls, no branches. Inputs are clamped to [-87, 88] (exp(-87) ~ 1.6e-38).
+inline float FastExp(float x) {
+  // std::min/max (not ?: on x) map onto minps/maxps, so the loop stays one straight path.
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  // n = round(x / ln 2) with the 1.5 * 2^23 trick (exact for |x / ln 2| < 2^22).
+  constexpr float kRound = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+}  // namespace pagoda::kernels::internal

@@ -1,0 +1,58 @@
+#include "kernels/kv_cache_write.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/internal/vec_math.h"
+
+namespace pagoda::kernels {
+
+absl::Status KvCacheWriteParams::Validate() const {
+  if (num_tokens < 0 || num_kv_heads <= 0 || head_dim <= 0 || block_size <= 0 || num_blocks <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv_cache_write: bad shape num_tokens=", num_tokens, " num_kv_heads=", num_kv_heads,
+        " head_dim=", head_dim, " block_size=", block_size, " num_blocks=", num_blocks,
+        " (need num_tokens >= 0 and the rest > 0)"));
+  }
+  if (key_cache == nullptr || value_cache == nullptr) {
+    return absl::InvalidArgumentError("kv_cache_write: key_cache or value_cache is null");
+  }
+  if (num_tokens == 0) return absl::OkStatus();
+  if (key == nullptr || value == nullptr || slot_mapping == nullptr) {
+    return absl::InvalidArgumentError("kv_cache_write: key, value or slot_mapping is null");
+  }
+  const int64_t width = num_kv_heads * head_dim;
+  if (key_stride < width || value_stride < width) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_cache_write: key_stride=", key_stride, " value_stride=", value_stride,
+                     " must be >= num_kv_heads * head_dim = ", width));
+  }
+  const int64_t num_slots = num_blocks * block_size;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int64_t slot = slot_mapping[t];
+    if (slot != -1 && (slot < 0 || slot >= num_slots)) {
+      return absl::InvalidArgumentError(absl::StrCat("kv_cache_write: slot_mapping[", t, "]=", slot,
+                                                     " is outside [0, ", num_slots,
+                                                     ") and not -1"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteKvCache(const KvCacheWriteParams& p) {
+  if (absl::Status s = p.Validate(); !s.ok()) return s;
+  // A slot row [block_size, num_kv_heads, head_dim] at row `slot` is slot * width floats in.
+  const int64_t width = p.num_kv_heads * p.head_dim;
+  const size_t row_bytes = static_cast<size_t>(width) * sizeof(float);
+#pragma omp parallel for schedule( \
+    static) if (p.num_tokens > 1 && p.num_tokens * width >= 4 * internal::kParallelMinElements)
+  for (int64_t t = 0; t < p.num_tokens; ++t) {
+    const int64_t slot = p.slot_mapping[t];
+    if (slot < 0) continue;
+    std::memcpy(p.key_cache + slot * width, p.key + t * p.key_stride, row_bytes);
+    std::memcpy(p.value_cache + slot * width, p.value + t * p.value_stride, row_bytes);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda::kernels

@@ -1,0 +1,348 @@
+#include "kernels/paged_attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/internal/attention_rows.h"
+#include "kernels/cpu/internal/vec_math.h"
+
+namespace pagoda::kernels {
+namespace {
+
+// Context positions per online-softmax step: their K and V rows (2 x 32 x head_dim floats) stay
+// in L1 while every query row of a tile passes over them.
+constexpr int64_t kChunk = 32;
+// Query rows (tokens x query heads of one GQA group) per work item. Each K/V row fetched from the
+// cache is used by all of them, so prefill reads the context once per tile, not once per token.
+constexpr int64_t kTileRows = 32;
+// A long context is split across threads only when there are too few work items to share, and
+// never into pieces shorter than this.
+constexpr int64_t kMinSplitPositions = 64;
+// Multiply-adds below which forking threads costs more than it saves.
+constexpr int64_t kParallelMinWork = 1 << 16;
+
+// One query tile of one sequence against one KV head, over part of the context.
+struct WorkItem {
+  int64_t seq;
+  int64_t kv_head;
+  int64_t q_begin;  // tile tokens [q_begin, q_end), relative to the sequence's first query token
+  int64_t q_end;
+  int64_t ctx_begin;  // context positions [ctx_begin, ctx_end) read by this item
+  int64_t ctx_end;
+  int64_t partial_row;  // -1: writes out; else first row of its softmax state in the partials
+  int64_t cost;         // multiply-adds, for scheduling the longest first
+};
+
+// The pieces of a split tile, merged once all items ran.
+struct MergeGroup {
+  int64_t seq;
+  int64_t kv_head;
+  int64_t q_begin;
+  int64_t q_end;
+  int64_t first_row;  // piece i's row r is partial row first_row + i * rows + r
+  int64_t num_pieces;
+};
+
+// Unnormalized softmax states of split items: running max, running sum and weighted V sum.
+struct Partials {
+  std::vector<float> max;  // [rows]
+  std::vector<float> sum;  // [rows]
+  std::vector<float> acc;  // [rows, head_dim]
+};
+
+// Per-thread working set of one item.
+struct Scratch {
+  float* q;    // [rows, head_dim], pre-scaled
+  float* acc;  // [rows, head_dim]
+  float* max;  // [rows]
+  float* sum;  // [rows]
+};
+
+// Runs one work item: online softmax over its context range for all rows of its tile, then
+// either normalizes into out or leaves the unnormalized state in the partials.
+PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkItem& w,
+                                     const internal::AttentionRowOps& ops, const Scratch& scratch,
+                                     Partials* partials) {
+  const int64_t dim = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t tile_tokens = w.q_end - w.q_begin;
+  const int64_t rows = tile_tokens * group;
+  const int64_t first_token = p.query_start_loc[w.seq] + w.q_begin;
+  const int64_t q_len = p.query_start_loc[w.seq + 1] - p.query_start_loc[w.seq];
+  // Tile token t sits at position tile_pos + t and attends to [0, tile_pos + t].
+  const int64_t tile_pos = p.seq_lens[w.seq] - q_len + w.q_begin;
+  const int32_t* table = p.block_tables + w.seq * p.max_blocks_per_seq;
+  const int64_t cache_row = p.num_kv_heads * dim;
+
+  // Row r = t * group + j is token t of the tile and query head kv_head * group + j.
+  for (int64_t t = 0; t < tile_tokens; ++t) {
+    const float* src = p.q + (first_token + t) * p.q_stride + w.kv_head * group * dim;
+    float* __restrict dst = scratch.q + t * group * dim;
+    const float scale = p.scale;
+#pragma omp simd
+    for (int64_t i = 0; i < group * dim; ++i) dst[i] = src[i] * scale;
+  }
+  std::fill(scratch.acc, scratch.acc + rows * dim, 0.0f);
+  std::fill(scratch.max, scratch.max + rows, -std::numeric_limits<float>::infinity());
+  std::fill(scratch.sum, scratch.sum + rows, 0.0f);
+
+  const float* k_rows[kChunk];
+  const float* v_rows[kChunk];
+  float s[kChunk];
+  const int64_t end = std::min(w.ctx_end, tile_pos + tile_tokens);
+  for (int64_t c0 = w.ctx_begin; c0 < end; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, end - c0);
+    for (int64_t c = 0; c < n; ++c) {
+      const int64_t pos = c0 + c;
+      const int64_t offset =
+          (static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size) *
+              cache_row +
+          w.kv_head * dim;
+      k_rows[c] = p.key_cache + offset;
+      v_rows[c] = p.value_cache + offset;
+    }
+    for (int64_t t = 0; t < tile_tokens; ++t) {
+      const int64_t valid = std::min(n, tile_pos + t + 1 - c0);  // causal mask
+      if (valid <= 0) continue;
+      for (int64_t j = 0; j < group; ++j) {
+        const int64_t r = t * group + j;
+        ops.scores(scratch.q + r * dim, k_rows, valid, dim, s);
+        const float old_max = scratch.max[r];
+        float new_max = old_max;
+        for (int64_t c = 0; c < valid; ++c) new_max = std::max(new_max, s[c]);
+        float chunk_sum = 0.0f;
+#pragma omp simd reduction(+ : chunk_sum)
+        for (int64_t c = 0; c < valid; ++c) {
+          s[c] = internal::FastExp(s[c] - new_max);
+          chunk_sum += s[c];
+        }
+        float* __restrict acc = scratch.acc + r * dim;
+        if (new_max != old_max) {
+          const float rescale = std::exp(old_max - new_max);  // 0 on the first chunk
+#pragma omp simd
+          for (int64_t d = 0; d < dim; ++d) acc[d] *= rescale;
+          scratch.sum[r] *= rescale;
+          scratch.max[r] = new_max;
+        }
+        scratch.sum[r] += chunk_sum;
+        ops.accumulate(s, v_rows, valid, dim, acc);
+      }
+    }
+  }
+
+  if (w.partial_row >= 0) {
+    std::copy(scratch.max, scratch.max + rows, partials->max.data() + w.partial_row);
+    std::copy(scratch.sum, scratch.sum + rows, partials->sum.data() + w.partial_row);
+    std::copy(scratch.acc, scratch.acc + rows * dim, partials->acc.data() + w.partial_row * dim);
+    return;
+  }
+  for (int64_t t = 0; t < tile_tokens; ++t) {
+    for (int64_t j = 0; j < group; ++j) {
+      const int64_t r = t * group + j;
+      const float inv_sum = 1.0f / scratch.sum[r];  // > 0: position 0 is always visible
+      const float* __restrict acc = scratch.acc + r * dim;
+      float* __restrict dst =
+          p.out + ((first_token + t) * p.num_heads + w.kv_head * group + j) * dim;
+#pragma omp simd
+      for (int64_t d = 0; d < dim; ++d) dst[d] = acc[d] * inv_sum;
+    }
+  }
+}
+
+// Combines the pieces of a split tile: out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i.
+void MergePieces(const PagedAttentionParams& p, const MergeGroup& g, const Partials& partials) {
+  const int64_t dim = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t rows = (g.q_end - g.q_begin) * group;
+  const int64_t first_token = p.query_start_loc[g.seq] + g.q_begin;
+  for (int64_t r = 0; r < rows; ++r) {
+    float global_max = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < g.num_pieces; ++i) {
+      global_max = std::max(global_max, partials.max[g.first_row + i * rows + r]);
+    }
+    float* __restrict dst =
+        p.out + ((first_token + r / group) * p.num_heads + g.kv_head * group + r % group) * dim;
+    std::fill(dst, dst + dim, 0.0f);
+    float total = 0.0f;
+    for (int64_t i = 0; i < g.num_pieces; ++i) {
+      const int64_t row = g.first_row + i * rows + r;
+      if (partials.sum[row] == 0.0f) continue;  // the piece lies after this row's position
+      const float weight = std::exp(partials.max[row] - global_max);
+      total += weight * partials.sum[row];
+      const float* __restrict acc = partials.acc.data() + row * dim;
+#pragma omp simd
+      for (int64_t d = 0; d < dim; ++d) dst[d] += weight * acc[d];
+    }
+    const float inv_total = 1.0f / total;
+#pragma omp simd
+    for (int64_t d = 0; d < dim; ++d) dst[d] *= inv_total;
+  }
+}
+
+}  // namespace
+
+absl::Status PagedAttentionParams::Validate() const {
+  if (num_seqs < 0 || num_tokens < 0 || num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 ||
+      block_size <= 0 || num_blocks <= 0 || max_blocks_per_seq <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "paged_attention: bad shape num_seqs=", num_seqs, " num_tokens=", num_tokens,
+        " num_heads=", num_heads, " num_kv_heads=", num_kv_heads, " head_dim=", head_dim,
+        " block_size=", block_size, " num_blocks=", num_blocks, " max_blocks_per_seq=",
+        max_blocks_per_seq, " (need num_seqs, num_tokens >= 0 and the rest > 0)"));
+  }
+  if (num_heads % num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("paged_attention: num_kv_heads=", num_kv_heads,
+                                                   " does not divide num_heads=", num_heads));
+  }
+  if (!(scale > 0.0f) || !std::isfinite(scale)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("paged_attention: scale must be finite and > 0, got ", scale));
+  }
+  if (key_cache == nullptr || value_cache == nullptr) {
+    return absl::InvalidArgumentError("paged_attention: key_cache or value_cache is null");
+  }
+  if (num_seqs == 0) {
+    if (num_tokens != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("paged_attention: num_tokens=", num_tokens, " with no sequences"));
+    }
+    return absl::OkStatus();
+  }
+  if (block_tables == nullptr || query_start_loc == nullptr || seq_lens == nullptr) {
+    return absl::InvalidArgumentError(
+        "paged_attention: block_tables, query_start_loc or seq_lens is null");
+  }
+  if (num_tokens > 0) {
+    if (q == nullptr || out == nullptr) {
+      return absl::InvalidArgumentError("paged_attention: q or out is null");
+    }
+    if (q_stride < num_heads * head_dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("paged_attention: q_stride=", q_stride,
+                       " must be >= num_heads * head_dim = ", num_heads * head_dim));
+    }
+  }
+  if (query_start_loc[0] != 0 || query_start_loc[num_seqs] != num_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("paged_attention: query_start_loc must run from 0 to num_tokens=", num_tokens,
+                     ", got ", query_start_loc[0], " .. ", query_start_loc[num_seqs]));
+  }
+  const int64_t max_context = max_blocks_per_seq * block_size;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t q_len = int64_t{query_start_loc[s + 1]} - query_start_loc[s];
+    const int64_t seq_len = seq_lens[s];
+    if (q_len < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("paged_attention: query_start_loc decreases at sequence ", s));
+    }
+    if (q_len > seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat("paged_attention: sequence ", s,
+                                                     " has q_len=", q_len, " > seq_len=", seq_len));
+    }
+    if (seq_len > max_context) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "paged_attention: sequence ", s, " has seq_len=", seq_len,
+          " beyond its block table (max_blocks_per_seq * block_size = ", max_context, ")"));
+    }
+    const int64_t blocks_used = (seq_len + block_size - 1) / block_size;
+    for (int64_t b = 0; b < blocks_used; ++b) {
+      const int32_t id = block_tables[s * max_blocks_per_seq + b];
+      if (id < 0 || id >= num_blocks) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("paged_attention: sequence ", s, " block_tables[", b, "]=", id,
+                         " is outside [0, num_blocks=", num_blocks, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PagedAttention(const PagedAttentionParams& p) {
+  if (absl::Status s = p.Validate(); !s.ok()) return s;
+  if (p.num_tokens == 0) return absl::OkStatus();
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t tile_tokens = std::max<int64_t>(1, kTileRows / group);
+
+  std::vector<WorkItem> items;
+  int64_t total_work = 0;
+  for (int64_t s = 0; s < p.num_seqs; ++s) {
+    const int64_t q_len = p.query_start_loc[s + 1] - p.query_start_loc[s];
+    const int64_t first_pos = p.seq_lens[s] - q_len;
+    for (int64_t b = 0; b < q_len; b += tile_tokens) {
+      const int64_t e = std::min(q_len, b + tile_tokens);
+      const int64_t context = first_pos + e;
+      const int64_t cost = 2 * (e - b) * group * context * p.head_dim;
+      for (int64_t h = 0; h < p.num_kv_heads; ++h) {
+        items.push_back({s, h, b, e, 0, context, -1, cost});
+        total_work += cost;
+      }
+    }
+  }
+
+  const int64_t num_threads = omp_get_max_threads();
+  const bool parallel = num_threads > 1 && total_work >= kParallelMinWork;
+  // Too few items to keep every thread busy (a small decode batch): split long contexts and merge
+  // the partial softmax states afterwards.
+  Partials partials;
+  std::vector<MergeGroup> merges;
+  const int64_t wanted_items = 8 * num_threads;
+  if (parallel && static_cast<int64_t>(items.size()) < wanted_items) {
+    const int64_t pieces_wanted = (wanted_items + static_cast<int64_t>(items.size()) - 1) /
+                                  static_cast<int64_t>(items.size());
+    std::vector<WorkItem> split;
+    int64_t partial_rows = 0;
+    for (const WorkItem& w : items) {
+      const int64_t context = w.ctx_end;
+      const int64_t pieces =
+          std::min(pieces_wanted, std::max<int64_t>(1, context / kMinSplitPositions));
+      if (pieces == 1) {
+        split.push_back(w);
+        continue;
+      }
+      const int64_t piece_len = (context + pieces - 1) / pieces;
+      const int64_t rows = (w.q_end - w.q_begin) * group;
+      MergeGroup g{w.seq, w.kv_head, w.q_begin, w.q_end, partial_rows, 0};
+      for (int64_t b = 0; b < context; b += piece_len) {
+        WorkItem piece = w;
+        piece.ctx_begin = b;
+        piece.ctx_end = std::min(context, b + piece_len);
+        piece.partial_row = partial_rows;
+        piece.cost = w.cost * (piece.ctx_end - b) / context;
+        split.push_back(piece);
+        partial_rows += rows;
+        ++g.num_pieces;
+      }
+      merges.push_back(g);
+    }
+    items = std::move(split);
+    partials.max.resize(static_cast<size_t>(partial_rows));
+    partials.sum.resize(static_cast<size_t>(partial_rows));
+    partials.acc.resize(static_cast<size_t>(partial_rows * p.head_dim));
+  }
+  std::stable_sort(items.begin(), items.end(),
+                   [](const WorkItem& a, const WorkItem& b) { return a.cost > b.cost; });
+
+  const int64_t max_rows = std::min(tile_tokens, p.num_tokens) * group;
+  const int64_t num_items = static_cast<int64_t>(items.size());
+  const int64_t num_merges = static_cast<int64_t>(merges.size());
+  const internal::AttentionRowOps& ops = internal::BestAttentionRowOps();
+#pragma omp parallel if (parallel)
+  {
+    std::vector<float> buffer(static_cast<size_t>(max_rows * (2 * p.head_dim + 2)));
+    const Scratch scratch{buffer.data(), buffer.data() + max_rows * p.head_dim,
+                          buffer.data() + 2 * max_rows * p.head_dim,
+                          buffer.data() + 2 * max_rows * p.head_dim + max_rows};
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < num_items; ++i) AttendTile(p, items[i], ops, scratch, &partials);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < num_merges; ++i) MergePieces(p, merges[i], partials);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda::kernels

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: dependencies, Release build + all tests, then the
+# model-file and tokenizer tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+BUILD_DIR=build scripts/build.sh
+ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+# Untrusted-input parsers under sanitizers (bad safetensors, configs, tokenizers must never crash).
+sanitized_tests=(file_util_test safetensors_test model_config_test model_weights_test
+                 tokenizer_test llama2c_tokenizer_test convert_llama2c_test)
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPAGODA_SANITIZE=ON -DPAGODA_CUDA=OFF \
+  -DPAGODA_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build-asan -j"$(nproc)" --target "${sanitized_tests[@]}"
+regex=$(IFS='|'; echo "${sanitized_tests[*]}")
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L "^(${regex})\$"
+echo "test.sh: all tests passed"

@@ -1,0 +1,319 @@
+#include "common/model_config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "common/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+constexpr char kSource[] = "/models/test/config.json";
+
+// A SmolLM2-135M-like config.
+json LlamaJson() {
+  return json::parse(R"({
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
+    "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+    "hidden_act": "silu", "rms_norm_eps": 1e-05, "rope_theta": 100000,
+    "max_position_embeddings": 8192, "tie_word_embeddings": true, "attention_bias": false,
+    "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "bfloat16", "rope_scaling": null})");
+}
+
+absl::StatusOr<ModelConfig> Parse(const json& config) {
+  return ModelConfig::FromJson(config.dump(), kSource);
+}
+
+void ExpectError(const absl::StatusOr<ModelConfig>& result, absl::StatusCode code,
+                 const std::vector<std::string>& substrings) {
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), code) << result.status();
+  for (const std::string& s : substrings) {
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr(s));
+  }
+}
+
+TEST(ModelConfig, ParsesALlamaConfig) {
+  auto config = Parse(LlamaJson());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, "LlamaForCausalLM");
+  EXPECT_EQ(config->vocab_size, 49152);
+  EXPECT_EQ(config->hidden_size, 576);
+  EXPECT_EQ(config->intermediate_size, 1536);
+  EXPECT_EQ(config->num_hidden_layers, 30);
+  EXPECT_EQ(config->num_attention_heads, 9);
+  EXPECT_EQ(config->num_key_value_heads, 3);
+  EXPECT_EQ(config->head_dim, 64);
+  EXPECT_EQ(config->q_size(), 576);
+  EXPECT_EQ(config->kv_size(), 192);
+  EXPECT_DOUBLE_EQ(config->rms_norm_eps, 1e-5);
+  EXPECT_DOUBLE_EQ(config->rope_theta, 100000.0);
+  EXPECT_EQ(config->rope_scaling.factor, 0.0);
+  EXPECT_EQ(config->max_position_embeddings, 8192);
+  EXPECT_TRUE(config->tie_word_embeddings);
+  EXPECT_FALSE(config->attention_bias);
+  EXPECT_FALSE(config->o_proj_bias);
+  EXPECT_EQ(config->bos_token_id, 0);
+  EXPECT_THAT(config->eos_token_ids, ElementsAre(0));
+  EXPECT_EQ(config->torch_dtype, DType::kBF16);
+}
+
+TEST(ModelConfig, AppliesTransformersDefaults) {
+  json j = LlamaJson();
+  for (const char* key : {"num_key_value_heads", "torch_dtype", "rms_norm_eps", "rope_theta",
+                          "max_position_embeddings", "tie_word_embeddings", "eos_token_id"}) {
+    j.erase(key);
+  }
+  j["bos_token_id"] = nullptr;
+  j["num_attention_heads"] = 8;
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->num_key_value_heads, 8);
+  EXPECT_EQ(config->head_dim, 72);
+  EXPECT_EQ(config->torch_dtype, DType::kF32);
+  EXPECT_DOUBLE_EQ(config->rms_norm_eps, 1e-6);
+  EXPECT_DOUBLE_EQ(config->rope_theta, 10000.0);
+  EXPECT_EQ(config->max_position_embeddings, 2048);
+  EXPECT_FALSE(config->tie_word_embeddings);
+  EXPECT_EQ(config->bos_token_id, -1);
+  EXPECT_TRUE(config->eos_token_ids.empty());
+}
+
+TEST(ModelConfig, ReadsEosListsAndExplicitHeadDim) {
+  json j = LlamaJson();
+  j["eos_token_id"] = {128001, 128008, 128009};
+  j["head_dim"] = 32;  // need not be hidden / heads
+  j["torch_dtype"] = "float16";
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config->eos_token_ids, ElementsAre(128001, 128008, 128009));
+  EXPECT_EQ(config->head_dim, 32);
+  EXPECT_EQ(config->q_size(), 288);
+  EXPECT_EQ(config->torch_dtype, DType::kF16);
+}
+
+TEST(ModelConfig, LlamaAttentionBiasCoversOProj) {
+  json j = LlamaJson();
+  j["attention_bias"] = true;
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->attention_bias);
+  EXPECT_TRUE(config->o_proj_bias);
+}
+
+TEST(ModelConfig, Qwen2HasQkvBiasButNoOProjBias) {
+  json j = LlamaJson();
+  j["architectures"] = {"Qwen2ForCausalLM"};
+  j["model_type"] = "qwen2";
+  j["sliding_window"] = 4096;  // ignored: use_sliding_window defaults to false
+  j.erase("attention_bias");
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->attention_bias);
+  EXPECT_FALSE(config->o_proj_bias);
+
+  j["use_sliding_window"] = true;
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
+}
+
+TEST(ModelConfig, MistralAcceptsNullHeadDimAndSlidingWindow) {
+  json j = LlamaJson();
+  j["architectures"] = {"MistralForCausalLM"};
+  j["model_type"] = "mistral";
+  j["head_dim"] = nullptr;
+  j["sliding_window"] = nullptr;
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, "MistralForCausalLM");
+  EXPECT_EQ(config->head_dim, 64);
+  EXPECT_FALSE(config->attention_bias);
+
+  j["sliding_window"] = 16384;  // at least max_position_embeddings: a no-op
+  EXPECT_TRUE(Parse(j).ok());
+  j["sliding_window"] = 4096;
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
+}
+
+TEST(ModelConfig, ArchitectureFallsBackToModelType) {
+  json j = LlamaJson();
+  j.erase("architectures");
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, "LlamaForCausalLM");
+}
+
+TEST(ModelConfig, RejectsUnsupportedArchitectures) {
+  json j = LlamaJson();
+  j["architectures"] = {"GPT2LMHeadModel"};
+  ExpectError(
+      Parse(j), absl::StatusCode::kInvalidArgument,
+      {kSource, "GPT2LMHeadModel", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"});
+}
+
+TEST(ModelConfig, ParsesLlama3RopeScaling) {
+  json j = LlamaJson();
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_DOUBLE_EQ(config->rope_scaling.factor, 8.0);
+  EXPECT_DOUBLE_EQ(config->rope_scaling.low_freq_factor, 1.0);
+  EXPECT_DOUBLE_EQ(config->rope_scaling.high_freq_factor, 4.0);
+  EXPECT_EQ(config->rope_scaling.original_max_position_embeddings, 8192);
+
+  j["rope_scaling"] = {{"type", "llama3"},
+                       {"factor", 32},
+                       {"low_freq_factor", 2},
+                       {"high_freq_factor", 8},
+                       {"original_max_position_embeddings", 4096}};
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_DOUBLE_EQ(config->rope_scaling.factor, 32.0);
+  EXPECT_EQ(config->rope_scaling.original_max_position_embeddings, 4096);
+}
+
+TEST(ModelConfig, OtherRopeScalingTypesAreUnimplemented) {
+  json j = LlamaJson();
+  for (const char* type : {"linear", "dynamic", "yarn"}) {
+    j["rope_scaling"] = {{"type", type}, {"factor", 2.0}};
+    ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, type});
+  }
+  j["rope_scaling"] = "llama3";
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, "rope_scaling"});
+  j["rope_scaling"] = {{"rope_type", "llama3"}};
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, "factor"});
+}
+
+TEST(ModelConfig, RejectsWrongTypesAndValues) {
+  struct Case {
+    const char* field;
+    json value;
+  };
+  const Case cases[] = {
+      {"hidden_size", "64"},
+      {"hidden_size", 0},
+      {"hidden_size", -576},
+      {"hidden_size", 576.5},
+      {"vocab_size", true},
+      {"num_hidden_layers", json::array()},
+      {"num_key_value_heads", 2},  // does not divide 9 heads
+      {"num_attention_heads", 7},  // does not divide hidden 576 (no head_dim)
+      {"rms_norm_eps", "1e-5"},
+      {"rms_norm_eps", -1.0},
+      {"rope_theta", 0},
+      {"tie_word_embeddings", 1},
+      {"eos_token_id", "</s>"},
+      {"eos_token_id", json::array({1, "x"})},
+      {"torch_dtype", "float64"},
+      {"torch_dtype", 16},
+      {"architectures", "LlamaForCausalLM"},
+      {"intermediate_size", 1e300},
+  };
+  for (const Case& c : cases) {
+    json j = LlamaJson();
+    j[c.field] = c.value;
+    SCOPED_TRACE(j[c.field].dump());
+    ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, c.field});
+  }
+  json j = LlamaJson();
+  j.erase("hidden_size");
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, "hidden_size", "required"});
+  j = LlamaJson();
+  j["hidden_act"] = "gelu";
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "gelu"});
+  j = LlamaJson();
+  j["vocab_size"] = int64_t{1} << 40;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, "implausibly large"});
+}
+
+TEST(ModelConfig, RejectsInvalidJson) {
+  ExpectError(ModelConfig::FromJson("{\"hidden_size\": 64,", kSource),
+              absl::StatusCode::kInvalidArgument, {kSource, "not valid JSON"});
+  ExpectError(ModelConfig::FromJson("[1, 2]", kSource), absl::StatusCode::kInvalidArgument,
+              {kSource, "not a JSON object"});
+  ExpectError(ModelConfig::FromJson("", kSource), absl::StatusCode::kInvalidArgument, {kSource});
+}
+
+TEST(ModelConfig, ToJsonRoundTrips) {
+  for (const char* arch : {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}) {
+    json j = LlamaJson();
+    j["architectures"] = {arch};
+    j.erase("model_type");
+    j["eos_token_id"] = {2, 3};
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 8192}};
+    j["sliding_window"] = nullptr;
+    auto config = Parse(j);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const std::string text = config->ToJson();
+    const json written = json::parse(text);
+    EXPECT_EQ(written["architectures"][0], arch);
+    EXPECT_TRUE(written.contains("model_type"));
+    auto again = ModelConfig::FromJson(text, "roundtrip");
+    ASSERT_TRUE(again.ok()) << again.status() << "\n" << text;
+    EXPECT_EQ(again->architecture, config->architecture);
+    EXPECT_EQ(again->vocab_size, config->vocab_size);
+    EXPECT_EQ(again->hidden_size, config->hidden_size);
+    EXPECT_EQ(again->intermediate_size, config->intermediate_size);
+    EXPECT_EQ(again->num_hidden_layers, config->num_hidden_layers);
+    EXPECT_EQ(again->num_attention_heads, config->num_attention_heads);
+    EXPECT_EQ(again->num_key_value_heads, config->num_key_value_heads);
+    EXPECT_EQ(again->head_dim, config->head_dim);
+    EXPECT_EQ(again->rms_norm_eps, config->rms_norm_eps);
+    EXPECT_EQ(again->rope_theta, config->rope_theta);
+    EXPECT_EQ(again->rope_scaling.factor, config->rope_scaling.factor);
+    EXPECT_EQ(again->rope_scaling.original_max_position_embeddings,
+              config->rope_scaling.original_max_position_embeddings);
+    EXPECT_EQ(again->max_position_embeddings, config->max_position_embeddings);
+    EXPECT_EQ(again->tie_word_embeddings, config->tie_word_embeddings);
+    EXPECT_EQ(again->attention_bias, config->attention_bias);
+    EXPECT_EQ(again->o_proj_bias, config->o_proj_bias);
+    EXPECT_EQ(again->bos_token_id, config->bos_token_id);
+    EXPECT_EQ(again->eos_token_ids, config->eos_token_ids);
+    EXPECT_EQ(again->torch_dtype, config->torch_dtype);
+  }
+}
+
+TEST(ModelConfig, FromDirectoryNamesTheFile) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(base != nullptr ? base : "/tmp") + "/pagoda_config_XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  ExpectError(ModelConfig::FromDirectory(dir), absl::StatusCode::kNotFound, {dir + "/config.json"});
+  ASSERT_TRUE(WriteStringToFile(dir + "/config.json", "{not json").ok());
+  ExpectError(ModelConfig::FromDirectory(dir), absl::StatusCode::kInvalidArgument,
+              {dir + "/config.json", "not valid JSON"});
+  json j = LlamaJson();
+  j["hidden_size"] = "576";
+  ASSERT_TRUE(WriteStringToFile(dir + "/config.json", j.dump()).ok());
+  ExpectError(ModelConfig::FromDirectory(dir), absl::StatusCode::kInvalidArgument,
+              {dir + "/config.json", "hidden_size", "\"576\""});
+  ASSERT_TRUE(WriteStringToFile(dir + "/config.json", LlamaJson().dump()).ok());
+  EXPECT_TRUE(ModelConfig::FromDirectory(dir).ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ModelConfig, DTypeNames) {
+  EXPECT_EQ(DTypeName(DType::kF32), "float32");
+  EXPECT_EQ(DTypeName(DType::kF16), "float16");
+  EXPECT_EQ(DTypeName(DType::kBF16), "bfloat16");
+}
+
+}  // namespace
+}  // namespace pagoda

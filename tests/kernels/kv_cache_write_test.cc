@@ -1,0 +1,102 @@
+#include "kernels/kv_cache_write.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda::kernels {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kKvHeads = 3;
+constexpr int64_t kDim = 5;
+constexpr int64_t kBlockSize = 4;
+constexpr int64_t kBlocks = 6;
+constexpr int64_t kWidth = kKvHeads * kDim;
+
+class KvCacheWriteTest : public ::testing::Test {
+ protected:
+  KvCacheWriteParams Params(const std::vector<int64_t>& slots) {
+    return {.key = key_.data(),
+            .value = value_.data(),
+            .key_cache = key_cache_.data(),
+            .value_cache = value_cache_.data(),
+            .slot_mapping = slots.data(),
+            .num_tokens = static_cast<int64_t>(slots.size()),
+            .num_kv_heads = kKvHeads,
+            .head_dim = kDim,
+            .block_size = kBlockSize,
+            .num_blocks = kBlocks,
+            .key_stride = kKeyStride,
+            .value_stride = kWidth};
+  }
+
+  // Keys sit in a wider fused buffer (stride > packed width); values are packed.
+  static constexpr int64_t kKeyStride = kWidth + 7;
+  static constexpr int64_t kTokens = 7;
+  std::vector<float> key_ = Random(kTokens * kKeyStride, 1);
+  std::vector<float> value_ = Random(kTokens * kWidth, 2);
+  std::vector<float> key_cache_ = std::vector<float>(kBlocks * kBlockSize * kWidth, kNaN);
+  std::vector<float> value_cache_ = std::vector<float>(kBlocks * kBlockSize * kWidth, kNaN);
+
+ private:
+  static constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  static std::vector<float> Random(int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = uniform(rng);
+    return v;
+  }
+};
+
+TEST_F(KvCacheWriteTest, TokensLandInTheirSlotsAndMinusOneIsSkipped) {
+  // Slots across blocks, out of order; token 3 is padding.
+  const std::vector<int64_t> slots = {5, 6, 23, -1, 0, 12, 7};
+  ASSERT_TRUE(WriteKvCache(Params(slots)).ok());
+  std::vector<bool> written(kBlocks * kBlockSize, false);
+  for (size_t t = 0; t < slots.size(); ++t) {
+    if (slots[t] < 0) continue;
+    written[slots[t]] = true;
+    for (int64_t i = 0; i < kWidth; ++i) {
+      EXPECT_EQ(key_cache_[slots[t] * kWidth + i], key_[t * kKeyStride + i]) << "token " << t;
+      EXPECT_EQ(value_cache_[slots[t] * kWidth + i], value_[t * kWidth + i]) << "token " << t;
+    }
+  }
+  for (int64_t slot = 0; slot < kBlocks * kBlockSize; ++slot) {
+    if (written[slot]) continue;
+    for (int64_t i = 0; i < kWidth; ++i) {
+      EXPECT_TRUE(std::isnan(key_cache_[slot * kWidth + i])) << "slot " << slot;
+      EXPECT_TRUE(std::isnan(value_cache_[slot * kWidth + i])) << "slot " << slot;
+    }
+  }
+}
+
+TEST_F(KvCacheWriteTest, OutOfRangeSlotIsInvalidAndWritesNothing) {
+  for (int64_t bad : {kBlocks * kBlockSize, int64_t{-2}}) {
+    const std::vector<int64_t> slots = {1, bad};
+    const absl::Status s = WriteKvCache(Params(slots));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr("kv_cache_write: slot_mapping[1]=" + std::to_string(bad)));
+    EXPECT_TRUE(std::isnan(key_cache_[1 * kWidth]));
+  }
+}
+
+TEST_F(KvCacheWriteTest, StrideBelowPackedWidthIsInvalid) {
+  const std::vector<int64_t> slots = {1};
+  KvCacheWriteParams p = Params(slots);
+  p.value_stride = kWidth - 1;
+  const absl::Status s = WriteKvCache(p);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("value_stride"));
+}
+
+}  // namespace
+}  // namespace pagoda::kernels

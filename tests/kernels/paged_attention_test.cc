@@ -1,0 +1,292 @@
+#include "kernels/paged_attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda::kernels {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct SeqSpec {
+  int32_t q_len;
+  int32_t seq_len;
+};
+
+struct Shape {
+  int64_t num_heads;
+  int64_t num_kv_heads;
+  int64_t head_dim;
+  int64_t block_size;
+  int64_t q_stride_pad = 0;  // extra floats after each token's packed query heads
+};
+
+// A batch laid out in a paged cache: dense per-sequence K/V scattered into shuffled blocks, with
+// every unused cache row, query pad and output poisoned with NaN so a stray read or a missed write
+// shows up.
+struct Batch {
+  Shape shape;
+  std::vector<SeqSpec> seqs;
+  std::vector<std::vector<float>> dense_k, dense_v;  // per sequence [seq_len, num_kv_heads, dim]
+  std::vector<float> q, out, key_cache, value_cache;
+  std::vector<int32_t> block_tables, query_start_loc, seq_lens;
+  int64_t num_blocks = 0;
+  int64_t max_blocks_per_seq = 0;
+
+  PagedAttentionParams Params() const {
+    PagedAttentionParams p;
+    p.out = const_cast<float*>(out.data());
+    p.q = q.data();
+    p.key_cache = key_cache.data();
+    p.value_cache = value_cache.data();
+    p.block_tables = block_tables.data();
+    p.query_start_loc = query_start_loc.data();
+    p.seq_lens = seq_lens.data();
+    p.num_seqs = static_cast<int64_t>(seqs.size());
+    p.num_tokens = query_start_loc.back();
+    p.num_heads = shape.num_heads;
+    p.num_kv_heads = shape.num_kv_heads;
+    p.head_dim = shape.head_dim;
+    p.block_size = shape.block_size;
+    p.num_blocks = num_blocks;
+    p.max_blocks_per_seq = max_blocks_per_seq;
+    p.q_stride = shape.num_heads * shape.head_dim + shape.q_stride_pad;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+    return p;
+  }
+};
+
+Batch MakeBatch(const Shape& shape, const std::vector<SeqSpec>& seqs, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+  Batch b;
+  b.shape = shape;
+  b.seqs = seqs;
+  const int64_t row = shape.num_kv_heads * shape.head_dim;
+  const int64_t bs = shape.block_size;
+  int64_t blocks_needed = 0;
+  b.query_start_loc.push_back(0);
+  for (const SeqSpec& s : seqs) {
+    const int64_t blocks = (s.seq_len + bs - 1) / bs;
+    blocks_needed += blocks;
+    b.max_blocks_per_seq = std::max(b.max_blocks_per_seq, blocks + 1);
+    b.query_start_loc.push_back(b.query_start_loc.back() + s.q_len);
+    b.seq_lens.push_back(s.seq_len);
+  }
+  b.num_blocks = blocks_needed + 3;  // spare blocks stay NaN
+  std::vector<int32_t> physical(static_cast<size_t>(b.num_blocks));
+  std::iota(physical.begin(), physical.end(), 0);
+  std::shuffle(physical.begin(), physical.end(), rng);
+  b.key_cache.assign(static_cast<size_t>(b.num_blocks * bs * row), kNaN);
+  b.value_cache.assign(b.key_cache.size(), kNaN);
+  // Entries past a sequence's last block are garbage the kernel must not look at.
+  b.block_tables.assign(seqs.size() * static_cast<size_t>(b.max_blocks_per_seq), 1 << 30);
+  size_t next_block = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const int64_t len = seqs[s].seq_len;
+    std::vector<float> k(static_cast<size_t>(len * row)), v(k.size());
+    for (float& x : k) x = uniform(rng);
+    for (float& x : v) x = uniform(rng);
+    for (int64_t blk = 0; blk < (len + bs - 1) / bs; ++blk) {
+      b.block_tables[s * b.max_blocks_per_seq + blk] = physical[next_block++];
+    }
+    for (int64_t pos = 0; pos < len; ++pos) {
+      const int64_t slot = b.block_tables[s * b.max_blocks_per_seq + pos / bs] * bs + pos % bs;
+      std::copy_n(k.begin() + pos * row, row, b.key_cache.begin() + slot * row);
+      std::copy_n(v.begin() + pos * row, row, b.value_cache.begin() + slot * row);
+    }
+    b.dense_k.push_back(std::move(k));
+    b.dense_v.push_back(std::move(v));
+  }
+  const int64_t packed = shape.num_heads * shape.head_dim;
+  const int64_t stride = packed + shape.q_stride_pad;
+  const int64_t num_tokens = b.query_start_loc.back();
+  b.q.assign(static_cast<size_t>(std::max<int64_t>(num_tokens, 1) * stride), kNaN);
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    for (int64_t i = 0; i < packed; ++i) b.q[t * stride + i] = uniform(rng);
+  }
+  b.out.assign(static_cast<size_t>(std::max<int64_t>(num_tokens, 1) * packed), kNaN);
+  return b;
+}
+
+// Plain softmax(q k^T * scale) v in double over the dense K/V of each sequence.
+std::vector<double> DenseReference(const Batch& b) {
+  const Shape& sh = b.shape;
+  const int64_t dim = sh.head_dim;
+  const int64_t group = sh.num_heads / sh.num_kv_heads;
+  const int64_t stride = sh.num_heads * dim + sh.q_stride_pad;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
+  std::vector<double> out(static_cast<size_t>(b.query_start_loc.back() * sh.num_heads * dim));
+  for (size_t s = 0; s < b.seqs.size(); ++s) {
+    const SeqSpec& spec = b.seqs[s];
+    for (int64_t j = 0; j < spec.q_len; ++j) {
+      const int64_t token = b.query_start_loc[s] + j;
+      const int64_t pos = spec.seq_len - spec.q_len + j;
+      for (int64_t h = 0; h < sh.num_heads; ++h) {
+        const int64_t kvh = h / group;
+        const float* q = b.q.data() + token * stride + h * dim;
+        std::vector<double> scores(static_cast<size_t>(pos + 1));
+        double max_score = -std::numeric_limits<double>::infinity();
+        for (int64_t p = 0; p <= pos; ++p) {
+          const float* k = b.dense_k[s].data() + (p * sh.num_kv_heads + kvh) * dim;
+          double dot = 0.0;
+          for (int64_t d = 0; d < dim; ++d) dot += static_cast<double>(q[d]) * k[d];
+          scores[p] = dot * scale;
+          max_score = std::max(max_score, scores[p]);
+        }
+        double total = 0.0;
+        for (double& x : scores) total += (x = std::exp(x - max_score));
+        double* o = out.data() + (token * sh.num_heads + h) * dim;
+        for (int64_t p = 0; p <= pos; ++p) {
+          const float* v = b.dense_v[s].data() + (p * sh.num_kv_heads + kvh) * dim;
+          for (int64_t d = 0; d < dim; ++d) o[d] += scores[p] / total * v[d];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// |got - want| <= 1e-5 + 1e-5 * |want| for every output element (fp32 accumulation over at most a
+// few hundred positions of O(1) values).
+void ExpectMatchesReference(const Batch& b) {
+  const std::vector<double> want = DenseReference(b);
+  ASSERT_EQ(want.size(),
+            static_cast<size_t>(b.query_start_loc.back() * b.shape.num_heads * b.shape.head_dim));
+  int failures = 0;
+  for (size_t i = 0; i < want.size() && failures < 5; ++i) {
+    const double tol = 1e-5 + 1e-5 * std::abs(want[i]);
+    if (!(std::abs(b.out[i] - want[i]) <= tol)) {
+      ++failures;
+      ADD_FAILURE() << "out[" << i << "] (token " << i / (b.shape.num_heads * b.shape.head_dim)
+                    << ") = " << b.out[i] << ", want " << want[i];
+    }
+  }
+}
+
+// Decodes, a prefill chunk behind a cached prefix, full prefills (one longer than a query tile
+// and a chunk of 32 positions), an idle sequence (q_len 0) and a long decode; lengths avoid
+// multiples of the block sizes.
+const std::vector<SeqSpec> kMixedBatch = {{1, 37}, {13, 50}, {21, 21}, {0, 9},
+                                          {1, 1},  {40, 75}, {45, 45}, {1, 301}};
+
+class PagedAttentionShapes
+    : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t>> {};
+
+TEST_P(PagedAttentionShapes, MixedBatchMatchesDenseReference) {
+  const auto [gqa_ratio, head_dim, block_size] = GetParam();
+  const Shape shape{.num_heads = 2 * gqa_ratio,
+                    .num_kv_heads = 2,
+                    .head_dim = head_dim,
+                    .block_size = block_size,
+                    .q_stride_pad = 5};
+  Batch b = MakeBatch(shape, kMixedBatch,
+                      static_cast<uint32_t>(gqa_ratio * 1000 + head_dim * 10 + block_size));
+  ASSERT_TRUE(PagedAttention(b.Params()).ok());
+  ExpectMatchesReference(b);
+}
+
+INSTANTIATE_TEST_SUITE_P(GqaHeadDimBlockSize, PagedAttentionShapes,
+                         ::testing::Combine(::testing::Values(1, 2, 4, 8),
+                                            ::testing::Values(8, 16, 64, 80, 128),
+                                            ::testing::Values(1, 8, 16, 32)),
+                         [](const auto& info) {
+                           return "gqa" + std::to_string(std::get<0>(info.param)) + "_dim" +
+                                  std::to_string(std::get<1>(info.param)) + "_block" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+// Thread counts change the plan: one thread runs everything in order; more threads split a lone
+// long decode's context into pieces whose softmax states are merged.
+TEST(PagedAttention, SameResultForAnyThreadCount) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3, 4}) {
+    SCOPED_TRACE(threads);
+    omp_set_num_threads(threads);
+    for (const std::vector<SeqSpec>& seqs : std::vector<std::vector<SeqSpec>>{
+             {{1, 700}}, {{1, 129}, {1, 64}}, {{3, 500}}, kMixedBatch}) {
+      Batch b = MakeBatch({.num_heads = 9, .num_kv_heads = 3, .head_dim = 64, .block_size = 16},
+                          seqs, 7u + static_cast<uint32_t>(threads));
+      ASSERT_TRUE(PagedAttention(b.Params()).ok());
+      ExpectMatchesReference(b);
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(PagedAttention, EmptyBatchIsANoOp) {
+  Batch b =
+      MakeBatch({.num_heads = 4, .num_kv_heads = 2, .head_dim = 8, .block_size = 4}, {{0, 5}}, 3);
+  EXPECT_TRUE(PagedAttention(b.Params()).ok());
+  PagedAttentionParams p = b.Params();
+  p.num_seqs = 0;
+  p.num_tokens = 0;
+  EXPECT_TRUE(PagedAttention(p).ok());
+}
+
+class PagedAttentionValidate : public ::testing::Test {
+ protected:
+  void ExpectInvalid(const PagedAttentionParams& p, const std::string& message) {
+    const absl::Status status = PagedAttention(p);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(message));
+    EXPECT_THAT(std::string(status.message()), HasSubstr("paged_attention"));
+  }
+
+  Batch batch_ = MakeBatch({.num_heads = 4, .num_kv_heads = 2, .head_dim = 8, .block_size = 4},
+                           {{1, 9}, {3, 6}}, 11);
+};
+
+TEST_F(PagedAttentionValidate, BlockIdOutOfRange) {
+  batch_.block_tables[batch_.max_blocks_per_seq + 1] = static_cast<int32_t>(batch_.num_blocks);
+  ExpectInvalid(batch_.Params(), "block_tables[1]");
+  batch_.block_tables[batch_.max_blocks_per_seq + 1] = -1;
+  ExpectInvalid(batch_.Params(), "outside [0, num_blocks=");
+}
+
+TEST_F(PagedAttentionValidate, SeqLenBeyondBlockTable) {
+  batch_.seq_lens[0] = static_cast<int32_t>(batch_.max_blocks_per_seq * 4 + 1);
+  ExpectInvalid(batch_.Params(), "beyond its block table");
+}
+
+TEST_F(PagedAttentionValidate, QueryLongerThanContext) {
+  batch_.seq_lens[1] = 2;
+  ExpectInvalid(batch_.Params(), "q_len=3 > seq_len=2");
+}
+
+TEST_F(PagedAttentionValidate, BadShapesAndPointers) {
+  PagedAttentionParams p = batch_.Params();
+  p.num_kv_heads = 3;
+  ExpectInvalid(p, "does not divide num_heads");
+  p = batch_.Params();
+  p.q_stride = p.num_heads * p.head_dim - 1;
+  ExpectInvalid(p, "q_stride");
+  p = batch_.Params();
+  p.scale = 0.0f;
+  ExpectInvalid(p, "scale");
+  p = batch_.Params();
+  p.num_tokens = 3;
+  ExpectInvalid(p, "query_start_loc");
+  p = batch_.Params();
+  p.key_cache = nullptr;
+  ExpectInvalid(p, "key_cache");
+  p = batch_.Params();
+  p.head_dim = 0;
+  ExpectInvalid(p, "bad shape");
+}
+
+}  // namespace
+}  // namespace pagoda::kernels

@@ -1,0 +1,203 @@
+#include "kernels/rotary.h"
+
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda::kernels {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kDim = 10;  // half = 5: no vector width divides it
+constexpr int64_t kMaxPositions = 50;
+constexpr int64_t kTokens = 7;
+constexpr int64_t kHeads = 3;
+constexpr int64_t kKvHeads = 1;
+// q, k and v of a token side by side, as a fused QKV projection leaves them.
+constexpr int64_t kStride = (kHeads + 2 * kKvHeads) * kDim;
+
+double InvFreq(int64_t i, int64_t dim, double theta) {
+  return 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(dim));
+}
+
+TEST(BuildRopeCache, TableHoldsCosThenSinOfPositionTimesFrequency) {
+  absl::StatusOr<RopeCache> cache =
+      BuildRopeCache({.head_dim = kDim, .max_positions = kMaxPositions, .theta = 10000.0});
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  ASSERT_EQ(cache->cos_sin.size(), static_cast<size_t>(kMaxPositions * kDim));
+  for (int64_t pos = 0; pos < kMaxPositions; ++pos) {
+    for (int64_t i = 0; i < kDim / 2; ++i) {
+      const double angle = pos * InvFreq(i, kDim, 10000.0);
+      EXPECT_NEAR(cache->cos_sin[pos * kDim + i], std::cos(angle), 1e-7);
+      EXPECT_NEAR(cache->cos_sin[pos * kDim + kDim / 2 + i], std::sin(angle), 1e-7);
+    }
+  }
+}
+
+// transformers' _compute_llama3_parameters, written as there: three candidate frequencies and a
+// selection per element.
+std::vector<double> Llama3Reference(int64_t dim, double theta, const Llama3RopeScaling& s, int* low,
+                                    int* medium, int* high) {
+  std::vector<double> out;
+  const double old_context_len = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context_len / s.low_freq_factor;
+  const double high_freq_wavelen = old_context_len / s.high_freq_factor;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const double inv_freq = InvFreq(i, dim, theta);
+    const double wavelen = 2 * std::numbers::pi / inv_freq;
+    double inv_freq_llama = wavelen > low_freq_wavelen ? inv_freq / s.factor : inv_freq;
+    const double smooth_factor =
+        (old_context_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    const double smoothed =
+        (1 - smooth_factor) * inv_freq_llama / s.factor + smooth_factor * inv_freq_llama;
+    const bool is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+    if (is_medium) inv_freq_llama = smoothed;
+    ++*(is_medium ? medium : (wavelen > low_freq_wavelen ? low : high));
+    out.push_back(inv_freq_llama);
+  }
+  return out;
+}
+
+TEST(BuildRopeCache, Llama3ScalingMatchesTransformers) {
+  // LLaMA 3.1's rope_scaling.
+  const Llama3RopeScaling scaling{.factor = 8.0,
+                                  .low_freq_factor = 1.0,
+                                  .high_freq_factor = 4.0,
+                                  .original_max_position_embeddings = 8192};
+  constexpr int64_t kHeadDim = 128;
+  constexpr double kTheta = 500000.0;
+  absl::StatusOr<RopeCache> cache = BuildRopeCache(
+      {.head_dim = kHeadDim, .max_positions = 20000, .theta = kTheta, .llama3 = scaling});
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  int low = 0, medium = 0, high = 0;
+  const std::vector<double> inv_freq =
+      Llama3Reference(kHeadDim, kTheta, scaling, &low, &medium, &high);
+  // All three regimes occur at this shape.
+  EXPECT_GT(low, 0);
+  EXPECT_GT(medium, 0);
+  EXPECT_GT(high, 0);
+  for (int64_t pos : {0, 1, 17, 4095, 8191, 19999}) {
+    for (int64_t i = 0; i < kHeadDim / 2; ++i) {
+      const double angle = static_cast<double>(pos) * inv_freq[i];
+      EXPECT_NEAR(cache->cos_sin[pos * kHeadDim + i], std::cos(angle), 1e-6) << pos << " " << i;
+      EXPECT_NEAR(cache->cos_sin[pos * kHeadDim + kHeadDim / 2 + i], std::sin(angle), 1e-6)
+          << pos << " " << i;
+    }
+  }
+}
+
+TEST(BuildRopeCache, RejectsBadConfig) {
+  EXPECT_THAT(std::string(BuildRopeCache({.head_dim = 7, .max_positions = 4}).status().message()),
+              HasSubstr("rope: head_dim"));
+  EXPECT_THAT(std::string(BuildRopeCache({.head_dim = 8, .max_positions = 0}).status().message()),
+              HasSubstr("max_positions"));
+  const absl::Status s =
+      BuildRopeCache({.head_dim = 8,
+                      .max_positions = 4,
+                      .llama3 = {.factor = 8.0, .low_freq_factor = 4.0, .high_freq_factor = 1.0}})
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("low_freq_factor < high_freq_factor"));
+}
+
+class ApplyRotaryTest : public ::testing::TestWithParam<RotaryStyle> {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<RopeCache> cache =
+        BuildRopeCache({.head_dim = kDim, .max_positions = kMaxPositions, .theta = 10000.0});
+    ASSERT_TRUE(cache.ok());
+    cache_ = *std::move(cache);
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    qkv_.resize(kTokens * kStride);
+    for (float& x : qkv_) x = uniform(rng);
+    // Values stay untouched; poison them so a write past k shows.
+    for (int64_t t = 0; t < kTokens; ++t) {
+      for (int64_t i = (kHeads + kKvHeads) * kDim; i < kStride; ++i) {
+        qkv_[t * kStride + i] = std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+  }
+
+  RotaryParams Params() {
+    return {.q = qkv_.data(),
+            .k = qkv_.data() + kHeads * kDim,
+            .positions = positions_.data(),
+            .cache = &cache_,
+            .num_tokens = kTokens,
+            .num_heads = kHeads,
+            .num_kv_heads = kKvHeads,
+            .head_dim = kDim,
+            .q_stride = kStride,
+            .k_stride = kStride,
+            .style = GetParam()};
+  }
+
+  RopeCache cache_;
+  std::vector<float> qkv_;
+  std::vector<int32_t> positions_ = {0, 1, 2, 9, 31, 48, 49};
+};
+
+TEST_P(ApplyRotaryTest, RotatesPairsByPositionTimesFrequency) {
+  const std::vector<float> before = qkv_;
+  ASSERT_TRUE(ApplyRotary(Params()).ok());
+  const bool interleaved = GetParam() == RotaryStyle::kInterleaved;
+  for (int64_t t = 0; t < kTokens; ++t) {
+    for (int64_t h = 0; h < kHeads + kKvHeads; ++h) {
+      const int64_t base = t * kStride + h * kDim;
+      for (int64_t i = 0; i < kDim / 2; ++i) {
+        const double angle = positions_[t] * InvFreq(i, kDim, 10000.0);
+        const int64_t a = base + (interleaved ? 2 * i : i);
+        const int64_t b = base + (interleaved ? 2 * i + 1 : i + kDim / 2);
+        const double want_a = before[a] * std::cos(angle) - before[b] * std::sin(angle);
+        const double want_b = before[b] * std::cos(angle) + before[a] * std::sin(angle);
+        EXPECT_NEAR(qkv_[a], want_a, 1e-5) << "token " << t << " head " << h << " pair " << i;
+        EXPECT_NEAR(qkv_[b], want_b, 1e-5) << "token " << t << " head " << h << " pair " << i;
+      }
+    }
+    for (int64_t i = (kHeads + kKvHeads) * kDim; i < kStride; ++i) {
+      EXPECT_TRUE(std::isnan(qkv_[t * kStride + i]));
+    }
+  }
+}
+
+TEST_P(ApplyRotaryTest, PositionOutOfRangeIsInvalidAndRotatesNothing) {
+  const std::vector<float> before = qkv_;
+  for (int32_t bad : {static_cast<int32_t>(kMaxPositions), -1}) {
+    positions_[3] = bad;
+    const absl::Status s = ApplyRotary(Params());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("rotary: positions[3]=" + std::to_string(bad)));
+    for (size_t i = 0; i < before.size(); ++i) {
+      if (!std::isnan(before[i])) {
+        ASSERT_EQ(qkv_[i], before[i]);
+      }
+    }
+  }
+}
+
+TEST_P(ApplyRotaryTest, RejectsMismatchedCacheAndShortStride) {
+  RotaryParams p = Params();
+  p.head_dim = 8;
+  EXPECT_THAT(std::string(ApplyRotary(p).message()), HasSubstr("cache head_dim"));
+  p = Params();
+  p.k_stride = kKvHeads * kDim - 1;
+  EXPECT_THAT(std::string(ApplyRotary(p).message()), HasSubstr("k_stride"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Styles, ApplyRotaryTest,
+                         ::testing::Values(RotaryStyle::kRotateHalf, RotaryStyle::kInterleaved),
+                         [](const auto& info) {
+                           return info.param == RotaryStyle::kRotateHalf ? "RotateHalf"
+                                                                         : "Interleaved";
+                         });
+
+}  // namespace
+}  // namespace pagoda::kernels

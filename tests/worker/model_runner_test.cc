@@ -1,0 +1,231 @@
+#include "worker/model_runner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/model_weights.h"
+
+namespace pagoda {
+namespace {
+
+using ::testing::HasSubstr;
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.vocab_size = 97;
+  c.hidden_size = 48;
+  c.intermediate_size = 80;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 6;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000.0;
+  c.max_position_embeddings = 128;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
+// A plain dense forward pass over the whole sequence: the logits at every position.
+std::vector<float> ReferenceLogits(const ModelConfig& c, const ModelWeights& w,
+                                   const std::vector<int32_t>& ids) {
+  const int64_t n = ids.size(), d = c.hidden_size, hd = c.head_dim, nh = c.num_attention_heads,
+                nkv = c.num_key_value_heads, inter = c.intermediate_size;
+  const int64_t qkv_w = c.q_size() + 2 * c.kv_size();
+  auto matvec = [](const std::vector<float>& m, const float* x, int64_t rows, int64_t cols,
+                   const std::vector<float>* bias) {
+    std::vector<float> y(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = bias && !bias->empty() ? (*bias)[r] : 0.0;
+      for (int64_t k = 0; k < cols; ++k) acc += double(m[r * cols + k]) * x[k];
+      y[r] = float(acc);
+    }
+    return y;
+  };
+  auto rms = [&](const float* x, const std::vector<float>& g) {
+    double ss = 0;
+    for (int64_t i = 0; i < d; ++i) ss += double(x[i]) * x[i];
+    const double inv = 1.0 / std::sqrt(ss / d + c.rms_norm_eps);
+    std::vector<float> y(d);
+    for (int64_t i = 0; i < d; ++i) y[i] = float(x[i] * inv * g[i]);
+    return y;
+  };
+  auto rope = [&](float* v, int64_t pos) {
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      const double freq = std::pow(c.rope_theta, -2.0 * i / hd);
+      const double cs = std::cos(pos * freq), sn = std::sin(pos * freq);
+      const double a = v[i], b = v[i + hd / 2];
+      v[i] = float(a * cs - b * sn);
+      v[i + hd / 2] = float(b * cs + a * sn);
+    }
+  };
+  std::vector<std::vector<float>> x(n);
+  for (int64_t t = 0; t < n; ++t) {
+    x[t].assign(w.embed_tokens.begin() + ids[t] * d, w.embed_tokens.begin() + (ids[t] + 1) * d);
+  }
+  for (const LayerWeights& L : w.layers) {
+    std::vector<std::vector<float>> qkv(n);
+    for (int64_t t = 0; t < n; ++t) {
+      qkv[t] =
+          matvec(L.qkv_proj, rms(x[t].data(), L.input_layernorm).data(), qkv_w, d, &L.qkv_bias);
+      for (int64_t h = 0; h < nh; ++h) rope(&qkv[t][h * hd], t);
+      for (int64_t h = 0; h < nkv; ++h) rope(&qkv[t][c.q_size() + h * hd], t);
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<float> attn(c.q_size());
+      for (int64_t h = 0; h < nh; ++h) {
+        const int64_t kvh = h / (nh / nkv);
+        std::vector<double> s(t + 1);
+        double mx = -1e300;
+        for (int64_t j = 0; j <= t; ++j) {
+          double dot = 0;
+          for (int64_t i = 0; i < hd; ++i)
+            dot += double(qkv[t][h * hd + i]) * qkv[j][c.q_size() + kvh * hd + i];
+          s[j] = dot / std::sqrt(double(hd));
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (double& v : s) sum += (v = std::exp(v - mx));
+        for (int64_t i = 0; i < hd; ++i) {
+          double acc = 0;
+          for (int64_t j = 0; j <= t; ++j)
+            acc += s[j] / sum * qkv[j][c.q_size() + c.kv_size() + kvh * hd + i];
+          attn[h * hd + i] = float(acc);
+        }
+      }
+      const std::vector<float> o = matvec(L.o_proj, attn.data(), d, c.q_size(), &L.o_bias);
+      for (int64_t i = 0; i < d; ++i) x[t][i] += o[i];
+      const std::vector<float> gu =
+          matvec(L.gate_up_proj, rms(x[t].data(), L.post_attention_layernorm).data(), 2 * inter, d,
+                 nullptr);
+      std::vector<float> act(inter);
+      for (int64_t i = 0; i < inter; ++i) act[i] = gu[i] / (1 + std::exp(-gu[i])) * gu[inter + i];
+      const std::vector<float> down = matvec(L.down_proj, act.data(), d, inter, nullptr);
+      for (int64_t i = 0; i < d; ++i) x[t][i] += down[i];
+    }
+  }
+  std::vector<float> logits;
+  for (int64_t t = 0; t < n; ++t) {
+    const std::vector<float> l =
+        matvec(w.lm_head_or_embedding(), rms(x[t].data(), w.norm).data(), c.vocab_size, d, nullptr);
+    logits.insert(logits.end(), l.begin(), l.end());
+  }
+  return logits;
+}
+
+std::vector<int32_t> RandomIds(int64_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(n);
+  for (auto& id : ids) id = static_cast<int32_t>(rng() % vocab);
+  return ids;
+}
+
+void ExpectRowNear(const float* actual, const float* expected, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_NEAR(actual[i], expected[i], 2e-4 * (1 + std::abs(expected[i]))) << "at " << i;
+  }
+}
+
+class ModelRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = TinyConfig();
+    weights_ = DummyModelWeights(config_, /*seed=*/3);
+    auto runner = ModelRunner::Create(config_, weights_, {.num_blocks = 64, .block_size = 4});
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    runner_ = std::move(*runner);
+  }
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::unique_ptr<ModelRunner> runner_;
+};
+
+TEST_F(ModelRunnerTest, PrefillMatchesDenseReference) {
+  const std::vector<int32_t> ids = RandomIds(11, config_.vocab_size, 1);
+  const std::vector<int32_t> blocks = {7, 2, 30};  // shuffled physical blocks
+  const SequenceInput input{.token_ids = ids, .block_table = blocks};
+  auto logits = runner_->Execute({&input, 1});
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  ASSERT_EQ((*logits)->num_rows, 1);
+  const std::vector<float> ref = ReferenceLogits(config_, weights_, ids);
+  ExpectRowNear((*logits)->row(0), ref.data() + 10 * config_.vocab_size, config_.vocab_size);
+}
+
+TEST_F(ModelRunnerTest, ChunkedPrefillAndDecodesMatchReferenceAtEveryStep) {
+  const std::vector<int32_t> ids = RandomIds(14, config_.vocab_size, 2);
+  const std::vector<int32_t> blocks = {9, 1, 40, 3};
+  const std::vector<float> ref = ReferenceLogits(config_, weights_, ids);
+  // Chunks of 5 and 3 tokens, then one token at a time.
+  int64_t done = 0;
+  for (int64_t chunk : {5, 3, 1, 1, 1, 1, 1, 1}) {
+    const SequenceInput input{.token_ids = absl::MakeConstSpan(ids).subspan(done, chunk),
+                              .num_computed_tokens = done,
+                              .block_table = blocks};
+    auto logits = runner_->Execute({&input, 1});
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    done += chunk;
+    ExpectRowNear((*logits)->row(0), ref.data() + (done - 1) * config_.vocab_size,
+                  config_.vocab_size);
+  }
+}
+
+TEST_F(ModelRunnerTest, MixedBatchEqualsEachSequenceAlone) {
+  const std::vector<int32_t> a = RandomIds(9, config_.vocab_size, 3);
+  const std::vector<int32_t> b = RandomIds(6, config_.vocab_size, 4);
+  const std::vector<int32_t> blocks_a = {5, 6, 11}, blocks_b = {20, 0};
+  // Put a's first 8 tokens in the cache, then step: a decodes its 9th while b prefills.
+  const SequenceInput warm{
+      .token_ids = absl::MakeConstSpan(a).first(8), .block_table = blocks_a, .sample = false};
+  ASSERT_TRUE(runner_->Execute({&warm, 1}).ok());
+  const std::vector<SequenceInput> batch = {{.token_ids = absl::MakeConstSpan(a).subspan(8),
+                                             .num_computed_tokens = 8,
+                                             .block_table = blocks_a},
+                                            {.token_ids = b, .block_table = blocks_b}};
+  auto logits = runner_->Execute(batch);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  ASSERT_EQ((*logits)->num_rows, 2);
+  const std::vector<float> ref_a = ReferenceLogits(config_, weights_, a);
+  const std::vector<float> ref_b = ReferenceLogits(config_, weights_, b);
+  ExpectRowNear((*logits)->row(0), ref_a.data() + 8 * config_.vocab_size, config_.vocab_size);
+  ExpectRowNear((*logits)->row(1), ref_b.data() + 5 * config_.vocab_size, config_.vocab_size);
+}
+
+TEST_F(ModelRunnerTest, OnlySamplingSequencesGetLogits) {
+  const std::vector<int32_t> a = RandomIds(3, config_.vocab_size, 5);
+  const std::vector<int32_t> blocks_a = {1}, blocks_b = {2};
+  const std::vector<SequenceInput> batch = {
+      {.token_ids = a, .block_table = blocks_a, .sample = false},
+      {.token_ids = a, .block_table = blocks_b, .sample = true}};
+  auto logits = runner_->Execute(batch);
+  ASSERT_TRUE(logits.ok());
+  ASSERT_EQ((*logits)->num_rows, 1);
+  EXPECT_EQ((*logits)->seq_index[0], 1);
+}
+
+TEST_F(ModelRunnerTest, RejectsBadBatches) {
+  const std::vector<int32_t> ids = {1, 2, 3, 4, 5};
+  const std::vector<int32_t> one_block = {0}, bad_block = {0, 64};
+  const std::vector<int32_t> bad_id = {1, 97};
+  SequenceInput input{.token_ids = ids, .block_table = one_block};
+  EXPECT_THAT(std::string(runner_->Execute({&input, 1}).status().message()),
+              HasSubstr("block table holds 1 blocks"));
+  input.block_table = bad_block;
+  EXPECT_THAT(std::string(runner_->Execute({&input, 1}).status().message()),
+              HasSubstr("block 64 outside [0, 64)"));
+  input = {.token_ids = bad_id, .block_table = one_block};
+  EXPECT_THAT(std::string(runner_->Execute({&input, 1}).status().message()),
+              HasSubstr("token id 97 outside the vocabulary"));
+  const std::vector<int32_t> many_blocks(40, 1);
+  input = {.token_ids = ids, .num_computed_tokens = 126, .block_table = many_blocks};
+  EXPECT_THAT(std::string(runner_->Execute({&input, 1}).status().message()),
+              HasSubstr("model supports 128 positions"));
+}
+
+}  // namespace
+}  // namespace pagoda

@@ -1,0 +1,373 @@
+#include "worker/model_weights.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/safetensors.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda {
+namespace {
+
+using ::testing::Each;
+using ::testing::HasSubstr;
+
+ModelConfig TinyConfig() {
+  ModelConfig config;
+  config.architecture = "LlamaForCausalLM";
+  config.vocab_size = 16;
+  config.hidden_size = 8;
+  config.intermediate_size = 12;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 4;
+  config.num_key_value_heads = 2;
+  config.head_dim = 2;
+  config.eos_token_ids = {2};
+  return config;
+}
+
+// Exactly representable in F16 and BF16, different for every tensor and element.
+float Value(int tensor, int64_t i) { return static_cast<float>((tensor * 31 + i) % 17 - 8) / 8; }
+
+struct HfTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+// The Hugging Face tensors of `config`, in checkpoint order, filled with Value().
+std::vector<HfTensor> HfTensors(const ModelConfig& config) {
+  const int64_t h = config.hidden_size, inter = config.intermediate_size;
+  const int64_t q = config.q_size(), kv = config.kv_size();
+  std::vector<HfTensor> tensors;
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> values(n);
+    for (int64_t i = 0; i < n; ++i) values[i] = Value(static_cast<int>(tensors.size()), i);
+    tensors.push_back({std::move(name), std::move(shape), std::move(values)});
+  };
+  add("model.embed_tokens.weight", {config.vocab_size, h});
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    add(p + "input_layernorm.weight", {h});
+    add(p + "self_attn.q_proj.weight", {q, h});
+    add(p + "self_attn.k_proj.weight", {kv, h});
+    add(p + "self_attn.v_proj.weight", {kv, h});
+    if (config.attention_bias) {
+      add(p + "self_attn.q_proj.bias", {q});
+      add(p + "self_attn.k_proj.bias", {kv});
+      add(p + "self_attn.v_proj.bias", {kv});
+    }
+    add(p + "self_attn.o_proj.weight", {h, q});
+    if (config.o_proj_bias) add(p + "self_attn.o_proj.bias", {h});
+    add(p + "post_attention_layernorm.weight", {h});
+    add(p + "mlp.gate_proj.weight", {inter, h});
+    add(p + "mlp.up_proj.weight", {inter, h});
+    add(p + "mlp.down_proj.weight", {h, inter});
+  }
+  add("model.norm.weight", {h});
+  if (!config.tie_word_embeddings) add("lm_head.weight", {config.vocab_size, h});
+  return tensors;
+}
+
+const std::vector<float>& ValuesOf(const std::vector<HfTensor>& tensors, const std::string& name) {
+  for (const HfTensor& t : tensors) {
+    if (t.name == name) return t.values;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  static const std::vector<float> kEmpty;
+  return kEmpty;
+}
+
+std::vector<float> Concat(const std::vector<const std::vector<float>*>& parts) {
+  std::vector<float> out;
+  for (const auto* part : parts) out.insert(out.end(), part->begin(), part->end());
+  return out;
+}
+
+class ModelWeightsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* base = std::getenv("TEST_TMPDIR");
+    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/pagoda_mw_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Writes config.json and the tensors into `num_shards` files (with an index when > 1).
+  void Write(const ModelConfig& config, const std::vector<HfTensor>& tensors,
+             SafetensorsDType dtype = SafetensorsDType::kF32, int num_shards = 1) {
+    ASSERT_TRUE(WriteStringToFile(dir_ + "/config.json", config.ToJson()).ok());
+    std::vector<std::vector<TensorToWrite>> shards(num_shards);
+    std::string weight_map;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const size_t shard = i * num_shards / tensors.size();
+      shards[shard].push_back({tensors[i].name, dtype, tensors[i].shape, tensors[i].values, {}});
+      absl::StrAppend(&weight_map, weight_map.empty() ? "" : ",", "\"", tensors[i].name, "\": \"",
+                      ShardName(shard, num_shards), "\"");
+    }
+    for (int s = 0; s < num_shards; ++s) {
+      ASSERT_TRUE(WriteSafetensors(dir_ + "/" + ShardName(s, num_shards), shards[s]).ok());
+    }
+    if (num_shards > 1) {
+      ASSERT_TRUE(WriteStringToFile(dir_ + "/model.safetensors.index.json",
+                                    absl::StrCat("{\"weight_map\": {", weight_map, "}}"))
+                      .ok());
+    }
+  }
+
+  static std::string ShardName(size_t shard, int num_shards) {
+    if (num_shards == 1) return "model.safetensors";
+    return absl::StrCat("model-0000", shard + 1, "-of-0000", num_shards, ".safetensors");
+  }
+
+  absl::Status LoadError(const ModelConfig& config) {
+    auto weights = LoadModelWeights(config, dir_);
+    EXPECT_FALSE(weights.ok());
+    return weights.ok() ? absl::OkStatus() : weights.status();
+  }
+
+  std::string dir_;
+};
+
+void ExpectFused(const ModelConfig& config, const std::vector<HfTensor>& tensors,
+                 const ModelWeights& weights) {
+  EXPECT_EQ(weights.embed_tokens, ValuesOf(tensors, "model.embed_tokens.weight"));
+  EXPECT_EQ(weights.norm, ValuesOf(tensors, "model.norm.weight"));
+  ASSERT_EQ(weights.layers.size(), static_cast<size_t>(config.num_hidden_layers));
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    auto v = [&](const std::string& name) { return &ValuesOf(tensors, p + name); };
+    const LayerWeights& layer = weights.layers[l];
+    EXPECT_EQ(layer.input_layernorm, *v("input_layernorm.weight"));
+    EXPECT_EQ(layer.qkv_proj, Concat({v("self_attn.q_proj.weight"), v("self_attn.k_proj.weight"),
+                                      v("self_attn.v_proj.weight")}));
+    EXPECT_EQ(layer.o_proj, *v("self_attn.o_proj.weight"));
+    EXPECT_EQ(layer.post_attention_layernorm, *v("post_attention_layernorm.weight"));
+    EXPECT_EQ(layer.gate_up_proj, Concat({v("mlp.gate_proj.weight"), v("mlp.up_proj.weight")}));
+    EXPECT_EQ(layer.down_proj, *v("mlp.down_proj.weight"));
+    if (config.attention_bias) {
+      EXPECT_EQ(layer.qkv_bias, Concat({v("self_attn.q_proj.bias"), v("self_attn.k_proj.bias"),
+                                        v("self_attn.v_proj.bias")}));
+    } else {
+      EXPECT_TRUE(layer.qkv_bias.empty());
+    }
+    if (config.o_proj_bias) {
+      EXPECT_EQ(layer.o_bias, *v("self_attn.o_proj.bias"));
+    } else {
+      EXPECT_TRUE(layer.o_bias.empty());
+    }
+  }
+  if (config.tie_word_embeddings) {
+    EXPECT_TRUE(weights.lm_head.empty());
+    EXPECT_EQ(&weights.lm_head_or_embedding(), &weights.embed_tokens);
+  } else {
+    EXPECT_EQ(weights.lm_head, ValuesOf(tensors, "lm_head.weight"));
+  }
+}
+
+TEST_F(ModelWeightsTest, LoadsAndFusesF32) {
+  const ModelConfig config = TinyConfig();
+  const std::vector<HfTensor> tensors = HfTensors(config);
+  Write(config, tensors);
+  auto weights = LoadModelWeights(config, dir_);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  ExpectFused(config, tensors, *weights);
+  // Per layer: 2 norms (8) + qkv (8+4+4)*8 + o 8*8 + gate_up 24*8 + down 8*12; plus embed,
+  // lm_head 16*8 each and the final norm 8.
+  const int64_t per_layer = 2 * 8 + 16 * 8 + 64 + 24 * 8 + 96;
+  EXPECT_EQ(weights->num_bytes(), 4 * (2 * per_layer + 2 * 128 + 8));
+}
+
+TEST_F(ModelWeightsTest, LoadsF16AndBF16WithBiasesFromShards) {
+  ModelConfig config = TinyConfig();
+  config.architecture = "Qwen2ForCausalLM";
+  config.attention_bias = true;
+  config.tie_word_embeddings = true;
+  const std::vector<HfTensor> tensors = HfTensors(config);
+  for (SafetensorsDType dtype : {SafetensorsDType::kF16, SafetensorsDType::kBF16}) {
+    std::filesystem::remove(dir_ + "/model.safetensors");
+    Write(config, tensors, dtype, /*num_shards=*/3);
+    auto weights = LoadModelWeights(config, dir_);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    ExpectFused(config, tensors, *weights);
+  }
+}
+
+TEST_F(ModelWeightsTest, LlamaAttentionBiasIncludesOProj) {
+  ModelConfig config = TinyConfig();
+  config.attention_bias = true;
+  config.o_proj_bias = true;
+  const std::vector<HfTensor> tensors = HfTensors(config);
+  Write(config, tensors, SafetensorsDType::kBF16);
+  auto weights = LoadModelWeights(config, dir_);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  ExpectFused(config, tensors, *weights);
+}
+
+TEST_F(ModelWeightsTest, TiedModelIgnoresStrayLmHeadAndRotaryBuffers) {
+  ModelConfig config = TinyConfig();
+  config.tie_word_embeddings = true;
+  std::vector<HfTensor> tensors = HfTensors(config);
+  tensors.push_back({"lm_head.weight", {16, 8}, std::vector<float>(128, 3.0f)});
+  tensors.push_back({"model.layers.0.self_attn.rotary_emb.inv_freq", {1}, {1.0f}});
+  Write(config, tensors);
+  auto weights = LoadModelWeights(config, dir_);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  EXPECT_TRUE(weights->lm_head.empty());
+  EXPECT_EQ(weights->embed_tokens, ValuesOf(tensors, "model.embed_tokens.weight"));
+}
+
+TEST_F(ModelWeightsTest, MissingTensorIsNamed) {
+  const ModelConfig config = TinyConfig();
+  std::vector<HfTensor> tensors = HfTensors(config);
+  std::erase_if(tensors,
+                [](const HfTensor& t) { return t.name == "model.layers.1.mlp.up_proj.weight"; });
+  Write(config, tensors);
+  const absl::Status status = LoadError(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("model.layers.1.mlp.up_proj.weight"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(dir_));
+}
+
+TEST_F(ModelWeightsTest, UntiedModelNeedsLmHead) {
+  ModelConfig config = TinyConfig();
+  config.tie_word_embeddings = true;
+  Write(config, HfTensors(config));
+  config.tie_word_embeddings = false;
+  const absl::Status status = LoadError(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("lm_head.weight"));
+}
+
+TEST_F(ModelWeightsTest, ShapeDisagreeingWithConfigNamesShardTensorAndShapes) {
+  const ModelConfig config = TinyConfig();
+  std::vector<HfTensor> tensors = HfTensors(config);
+  for (HfTensor& t : tensors) {
+    if (t.name == "model.layers.1.self_attn.k_proj.weight") {
+      t.shape = {8, 8};  // as if num_key_value_heads were 4
+      t.values.assign(64, 0.5f);
+    }
+  }
+  Write(config, tensors, SafetensorsDType::kF32, /*num_shards=*/2);
+  const absl::Status status = LoadError(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(status.message());
+  EXPECT_THAT(message, HasSubstr(dir_ + "/model-00002-of-00002.safetensors"));
+  EXPECT_THAT(message, HasSubstr("model.layers.1.self_attn.k_proj.weight"));
+  EXPECT_THAT(message, HasSubstr("[8, 8]"));
+  EXPECT_THAT(message, HasSubstr("[4, 8]"));
+  EXPECT_THAT(message, HasSubstr("config.json"));
+}
+
+TEST_F(ModelWeightsTest, UnsupportedDTypeIsNamed) {
+  const ModelConfig config = TinyConfig();
+  Write(config, HfTensors(config));
+  // Replace model.norm.weight by an I32 tensor of the right shape.
+  std::vector<HfTensor> tensors = HfTensors(config);
+  std::vector<TensorToWrite> to_write;
+  const std::vector<int32_t> ints(8, 1);
+  for (const HfTensor& t : tensors) {
+    if (t.name == "model.norm.weight") {
+      to_write.push_back({t.name,
+                          SafetensorsDType::kI32,
+                          t.shape,
+                          {},
+                          std::as_bytes(std::span<const int32_t>(ints))});
+    } else {
+      to_write.push_back({t.name, SafetensorsDType::kF32, t.shape, t.values, {}});
+    }
+  }
+  ASSERT_TRUE(WriteSafetensors(dir_ + "/model.safetensors", to_write).ok());
+  const absl::Status status = LoadError(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("model.norm.weight"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("I32"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(dir_ + "/model.safetensors"));
+}
+
+TEST_F(ModelWeightsTest, UnexpectedTensorIsAnError) {
+  const ModelConfig config = TinyConfig();
+  std::vector<HfTensor> tensors = HfTensors(config);
+  tensors.push_back({"model.layers.2.input_layernorm.weight", {8}, std::vector<float>(8, 1.0f)});
+  Write(config, tensors);
+  const absl::Status status = LoadError(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("model.layers.2.input_layernorm.weight"));
+}
+
+TEST_F(ModelWeightsTest, CorruptFileAndMissingCheckpointAreErrors) {
+  const ModelConfig config = TinyConfig();
+  EXPECT_EQ(LoadError(config).code(), absl::StatusCode::kNotFound);
+  Write(config, HfTensors(config));
+  const std::string path = dir_ + "/model.safetensors";
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  const absl::Status status = LoadError(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(status.message()), HasSubstr(path));
+}
+
+TEST(DummyModelWeights, IsDeterministicAndShapedLikeTheConfig) {
+  ModelConfig config = TinyConfig();
+  config.attention_bias = true;
+  config.o_proj_bias = true;
+  config.intermediate_size = 70000;  // several PRNG chunks per matrix
+  const ModelWeights a = DummyModelWeights(config, 7);
+  const ModelWeights b = DummyModelWeights(config, 7);
+  const ModelWeights c = DummyModelWeights(config, 8);
+  EXPECT_EQ(a.embed_tokens, b.embed_tokens);
+  EXPECT_EQ(a.layers[1].gate_up_proj, b.layers[1].gate_up_proj);
+  EXPECT_NE(a.layers[1].gate_up_proj, c.layers[1].gate_up_proj);
+  EXPECT_NE(a.layers[0].qkv_proj, a.layers[1].qkv_proj);
+
+  ASSERT_EQ(a.layers.size(), 2u);
+  EXPECT_EQ(a.embed_tokens.size(), 16u * 8);
+  EXPECT_EQ(a.lm_head.size(), 16u * 8);
+  EXPECT_EQ(a.norm.size(), 8u);
+  EXPECT_THAT(a.norm, Each(1.0f));
+  const LayerWeights& layer = a.layers[0];
+  EXPECT_EQ(layer.qkv_proj.size(), 16u * 8);
+  EXPECT_EQ(layer.qkv_bias.size(), 16u);
+  EXPECT_EQ(layer.o_proj.size(), 8u * 8);
+  EXPECT_EQ(layer.o_bias.size(), 8u);
+  EXPECT_EQ(layer.gate_up_proj.size(), 2u * 70000 * 8);
+  EXPECT_EQ(layer.down_proj.size(), 8u * 70000);
+  EXPECT_THAT(layer.input_layernorm, Each(1.0f));
+  EXPECT_THAT(layer.post_attention_layernorm, Each(1.0f));
+
+  auto max_abs = [](const std::vector<float>& v) {
+    float m = 0;
+    for (float x : v) m = std::max(m, std::fabs(x));
+    return m;
+  };
+  const float hidden_bound = 1.0f / std::sqrt(8.0f);
+  EXPECT_LE(max_abs(layer.qkv_proj), hidden_bound);
+  EXPECT_LE(max_abs(layer.gate_up_proj), hidden_bound);
+  EXPECT_GT(max_abs(layer.gate_up_proj), 0.9f * hidden_bound);
+  EXPECT_LE(max_abs(layer.down_proj), 1.0f / std::sqrt(70000.0f));
+  EXPECT_LE(max_abs(a.embed_tokens), 0.1f);
+  EXPECT_GT(max_abs(a.embed_tokens), 0.05f);
+  double mean = 0;
+  for (float x : layer.gate_up_proj) mean += x;
+  mean /= static_cast<double>(layer.gate_up_proj.size());
+  EXPECT_NEAR(mean, 0.0, 0.01 * hidden_bound);
+
+  config.tie_word_embeddings = true;
+  const ModelWeights tied = DummyModelWeights(config, 7);
+  EXPECT_TRUE(tied.lm_head.empty());
+  EXPECT_EQ(tied.num_bytes(), a.num_bytes() - 16 * 8 * 4);
+}
+
+}  // namespace
+}  // namespace pagoda

@@ -1,0 +1,172 @@
+#include "worker/sampling_params.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+void ExpectInvalid(const absl::Status& status, const std::string& field) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr(field));
+}
+
+TEST(SamplingParams, DefaultsMatchVllmAndValidate) {
+  SamplingParams params;
+  EXPECT_EQ(params.temperature, 1.0f);
+  EXPECT_EQ(params.top_k, 0);
+  EXPECT_EQ(params.top_p, 1.0f);
+  EXPECT_EQ(params.min_p, 0.0f);
+  EXPECT_EQ(params.repetition_penalty, 1.0f);
+  EXPECT_EQ(params.presence_penalty, 0.0f);
+  EXPECT_EQ(params.frequency_penalty, 0.0f);
+  EXPECT_FALSE(params.seed.has_value());
+  EXPECT_EQ(params.logprobs, -1);
+  EXPECT_FALSE(params.greedy());
+  EXPECT_TRUE(params.Validate().ok());
+  params.temperature = 0.0f;
+  EXPECT_TRUE(params.greedy());
+  EXPECT_TRUE(params.Validate().ok());
+}
+
+TEST(SamplingParams, ValidateAcceptsTheBoundaries) {
+  SamplingParams params;
+  params.top_p = 1.0f;
+  params.top_k = -1;
+  params.min_p = 1.0f;
+  params.presence_penalty = -2.0f;
+  params.frequency_penalty = 2.0f;
+  params.logprobs = SamplingParams::kMaxLogprobs;
+  params.max_tokens = 1;
+  params.min_tokens = 1;
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+  params.logprobs = 0;
+  params.top_k = 1;
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+}
+
+TEST(SamplingParams, ValidateRejectsEachOutOfRangeFieldByName) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    std::string field;
+    std::function<void(SamplingParams&)> set;
+  };
+  const Case cases[] = {
+      {"temperature", [](SamplingParams& p) { p.temperature = -0.5f; }},
+      {"temperature", [nan](SamplingParams& p) { p.temperature = nan; }},
+      {"top_p", [](SamplingParams& p) { p.top_p = 0.0f; }},
+      {"top_p", [](SamplingParams& p) { p.top_p = 1.5f; }},
+      {"top_k", [](SamplingParams& p) { p.top_k = -2; }},
+      {"min_p", [](SamplingParams& p) { p.min_p = -0.1f; }},
+      {"min_p", [](SamplingParams& p) { p.min_p = 1.1f; }},
+      {"repetition_penalty", [](SamplingParams& p) { p.repetition_penalty = 0.0f; }},
+      {"presence_penalty", [](SamplingParams& p) { p.presence_penalty = 2.5f; }},
+      {"frequency_penalty", [](SamplingParams& p) { p.frequency_penalty = -2.5f; }},
+      {"frequency_penalty", [nan](SamplingParams& p) { p.frequency_penalty = nan; }},
+      {"logprobs", [](SamplingParams& p) { p.logprobs = 21; }},
+      {"logprobs", [](SamplingParams& p) { p.logprobs = -2; }},
+      {"max_tokens", [](SamplingParams& p) { p.max_tokens = 0; }},
+      {"min_tokens", [](SamplingParams& p) { p.min_tokens = 17; }},  // > max_tokens = 16
+      {"min_tokens", [](SamplingParams& p) { p.min_tokens = -1; }},
+      {"stop_token_ids",
+       [](SamplingParams& p) {
+         p.stop_token_ids = {2, -1};
+       }},
+  };
+  for (const Case& c : cases) {
+    SamplingParams params;
+    c.set(params);
+    SCOPED_TRACE(c.field);
+    ExpectInvalid(params.Validate(), c.field);
+  }
+}
+
+TEST(SamplingParams, ValidateMessageStatesTheAllowedRange) {
+  SamplingParams params;
+  params.top_p = 2.0f;
+  EXPECT_THAT(std::string(params.Validate().message()),
+              AllOf(HasSubstr("top_p"), HasSubstr("(0, 1]"), HasSubstr("2")));
+}
+
+TEST(SamplingParams, FromJsonReadsEveryField) {
+  const nlohmann::json json = nlohmann::json::parse(R"({
+    "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
+    "presence_penalty": 0.5, "frequency_penalty": -0.25, "seed": 1234, "logprobs": 5,
+    "max_tokens": 128, "min_tokens": 4, "ignore_eos": true, "stop_token_ids": [2, 128009],
+    "prompt": "unknown fields are the caller's business"})");
+  absl::StatusOr<SamplingParams> params = SamplingParams::FromJson(json);
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_FLOAT_EQ(params->temperature, 0.7f);
+  EXPECT_FLOAT_EQ(params->top_p, 0.9f);
+  EXPECT_EQ(params->top_k, 40);
+  EXPECT_FLOAT_EQ(params->min_p, 0.05f);
+  EXPECT_FLOAT_EQ(params->repetition_penalty, 1.1f);
+  EXPECT_FLOAT_EQ(params->presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(params->frequency_penalty, -0.25f);
+  EXPECT_EQ(params->seed, 1234u);
+  EXPECT_EQ(params->logprobs, 5);
+  EXPECT_EQ(params->max_tokens, 128);
+  EXPECT_EQ(params->min_tokens, 4);
+  EXPECT_TRUE(params->ignore_eos);
+  EXPECT_THAT(params->stop_token_ids, ::testing::ElementsAre(2, 128009));
+  EXPECT_TRUE(params->Validate().ok());
+}
+
+TEST(SamplingParams, FromJsonKeepsDefaultsForAbsentAndNullFields) {
+  absl::StatusOr<SamplingParams> params =
+      SamplingParams::FromJson(nlohmann::json::parse(R"({"seed": null, "logprobs": null,
+                                                          "temperature": 0})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_FALSE(params->seed.has_value());
+  EXPECT_EQ(params->logprobs, -1);
+  EXPECT_TRUE(params->greedy());
+  EXPECT_EQ(params->max_tokens, SamplingParams().max_tokens);
+}
+
+TEST(SamplingParams, FromJsonMapsNegativeSeedsOntoUint64) {
+  absl::StatusOr<SamplingParams> params =
+      SamplingParams::FromJson(nlohmann::json::parse(R"({"seed": -1})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->seed, std::numeric_limits<uint64_t>::max());
+}
+
+TEST(SamplingParams, FromJsonRejectsWrongTypesNamingTheField) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"temperature", R"({"temperature": "hot"})"},
+      {"top_p", R"({"top_p": [0.9]})"},
+      {"top_k", R"({"top_k": 1.5})"},
+      {"min_p", R"({"min_p": true})"},
+      {"repetition_penalty", R"({"repetition_penalty": "1"})"},
+      {"presence_penalty", R"({"presence_penalty": {}})"},
+      {"frequency_penalty", R"({"frequency_penalty": false})"},
+      {"seed", R"({"seed": 1.5})"},
+      {"logprobs", R"({"logprobs": "5"})"},
+      {"max_tokens", R"({"max_tokens": 10.0})"},
+      {"max_tokens", R"({"max_tokens": 3000000000})"},
+      {"min_tokens", R"({"min_tokens": "1"})"},
+      {"ignore_eos", R"({"ignore_eos": 1})"},
+      {"stop_token_ids", R"({"stop_token_ids": 2})"},
+      {"stop_token_ids", R"({"stop_token_ids": [2, "x"]})"},
+      {"stop_token_ids", R"({"stop_token_ids": [-3]})"},
+  };
+  for (const auto& [field, text] : cases) {
+    SCOPED_TRACE(text);
+    ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse(text)).status(), field);
+  }
+}
+
+TEST(SamplingParams, FromJsonRejectsANonObject) {
+  ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse("[1, 2]")).status(), "object");
+}
+
+}  // namespace
+}  // namespace pagoda

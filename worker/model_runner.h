@@ -1,0 +1,108 @@
+// ModelRunner: executes one forward step of a LLaMA-family model on the CPU for a flattened
+// batch of sequences over the paged KV cache, and returns the logits of the sequences that
+// sample. No padding: the new tokens of all sequences are packed into one [num_tokens, hidden]
+// activation matrix; prefill chunks and decodes share the step.
+//
+//   ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, std::move(weights),
+//                                                     {.num_blocks = 512, .block_size = 16}));
+//   std::vector<SequenceInput> batch = {{.token_ids = prompt, .num_computed_tokens = 0,
+//                                        .block_table = blocks, .sample = true}};
+//   ASSIGN_OR_RETURN(const StepLogits* logits, runner->Execute(batch));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model_config.h"
+#include "kernels/rotary.h"
+#include "worker/kv_cache.h"
+#include "worker/model_weights.h"
+
+namespace pagoda {
+
+/// One sequence of a step: the tokens to compute now sit at positions
+/// [num_computed_tokens, num_computed_tokens + token_ids.size()); the K/V of earlier positions
+/// are already in the blocks of block_table, which must cover every position up to the last.
+struct SequenceInput {
+  absl::Span<const int32_t> token_ids;
+  int64_t num_computed_tokens = 0;
+  absl::Span<const int32_t> block_table;  // physical block ids, logical order
+  bool sample = true;                     // return logits for the last new token
+};
+
+/// Logits of the sampling sequences of one step, in batch order.
+struct StepLogits {
+  int64_t num_rows = 0;
+  int64_t vocab_size = 0;
+  std::vector<float> values;       // [num_rows, vocab_size]; capacity reused across steps
+  std::vector<int32_t> seq_index;  // [num_rows]: index into the step's batch
+  float* row(int64_t r) { return values.data() + r * vocab_size; }
+};
+
+struct ModelRunnerOptions {
+  int64_t num_blocks = 0;   // KV cache blocks
+  int64_t block_size = 16;  // tokens per block
+  /// Positions the RoPE table covers; 0 = config.max_position_embeddings.
+  int64_t max_positions = 0;
+};
+
+class ModelRunner {
+ public:
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config,
+                                                             ModelWeights weights,
+                                                             const ModelRunnerOptions& options);
+
+  /// Runs one step. Validates the batch (token ids in the vocabulary, positions within
+  /// max_positions, block tables covering the context with ids in range); on error nothing
+  /// of the cache outside the step's own slots has changed. The returned pointer is valid until
+  /// the next call.
+  absl::StatusOr<StepLogits*> Execute(absl::Span<const SequenceInput> batch);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  KvCache& kv_cache() { return kv_cache_; }
+  int64_t block_size() const { return kv_cache_.shape().block_size; }
+  int64_t num_blocks() const { return kv_cache_.shape().num_blocks; }
+  int64_t max_positions() const { return rope_.max_positions; }
+
+ private:
+  ModelRunner(const ModelConfig& config, ModelWeights weights, KvCache kv_cache,
+              kernels::RopeCache rope)
+      : config_(config),
+        weights_(std::move(weights)),
+        kv_cache_(std::move(kv_cache)),
+        rope_(std::move(rope)) {}
+
+  absl::Status PrepareMetadata(absl::Span<const SequenceInput> batch);
+  absl::Status RunLayer(int64_t layer, int64_t num_tokens);
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  KvCache kv_cache_;
+  kernels::RopeCache rope_;
+
+  // Per-step metadata, rebuilt each step (capacity reused).
+  std::vector<int32_t> token_ids_;        // [num_tokens]
+  std::vector<int32_t> positions_;        // [num_tokens]
+  std::vector<int64_t> slot_mapping_;     // [num_tokens]
+  std::vector<int32_t> query_start_loc_;  // [num_seqs + 1]
+  std::vector<int32_t> seq_lens_;         // [num_seqs]
+  std::vector<int32_t> block_tables_;     // [num_seqs, max_blocks_per_seq]
+  int64_t max_blocks_per_seq_ = 0;
+
+  // Activations (capacity reused across steps).
+  std::vector<float> residual_;     // [num_tokens, hidden]
+  std::vector<float> hidden_;       // [num_tokens, hidden] normalized input of a sub-block
+  std::vector<float> qkv_;          // [num_tokens, q_size + 2 * kv_size]
+  std::vector<float> attn_;         // [num_tokens, q_size]
+  std::vector<float> proj_;         // [num_tokens, hidden] output of o_proj / down_proj
+  std::vector<float> gate_up_;      // [num_tokens, 2 * intermediate]
+  std::vector<float> act_;          // [num_tokens, intermediate]
+  std::vector<float> last_hidden_;  // [num_sampling, hidden]
+  StepLogits logits_;
+};
+
+}  // namespace pagoda

@@ -1,0 +1,140 @@
+#include "worker/sampling_params.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+// Comparisons are written so that NaN fails them.
+absl::Status OutOfRange(const char* field, const std::string& allowed, double got) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("sampling parameter ", field, " must be ", allowed, ", got ", got));
+}
+
+absl::Status WrongType(const char* field, const char* expected, const nlohmann::json& value) {
+  return absl::InvalidArgumentError(absl::StrCat("sampling parameter ", field, " must be ",
+                                                 expected, ", got JSON ", value.type_name()));
+}
+
+// Each reader leaves `out` alone when the field is absent or null.
+absl::Status ReadFloat(const nlohmann::json& json, const char* field, float& out) {
+  auto it = json.find(field);
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number()) return WrongType(field, "a number", *it);
+  out = it->get<float>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadInt32(const nlohmann::json& json, const char* field, int32_t& out) {
+  auto it = json.find(field);
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number_integer()) return WrongType(field, "an integer", *it);
+  if (it->is_number_unsigned()) {
+    const uint64_t value = it->get<uint64_t>();
+    if (value > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) {
+      return OutOfRange(field, "a 32-bit integer", static_cast<double>(value));
+    }
+    out = static_cast<int32_t>(value);
+    return absl::OkStatus();
+  }
+  const int64_t value = it->get<int64_t>();
+  if (value < std::numeric_limits<int32_t>::min() || value > std::numeric_limits<int32_t>::max()) {
+    return OutOfRange(field, "a 32-bit integer", static_cast<double>(value));
+  }
+  out = static_cast<int32_t>(value);
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(const nlohmann::json& json, const char* field, bool& out) {
+  auto it = json.find(field);
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_boolean()) return WrongType(field, "a boolean", *it);
+  out = it->get<bool>();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SamplingParams::Validate() const {
+  if (!(temperature >= 0.0f) || std::isinf(temperature)) {
+    return OutOfRange("temperature", "finite and >= 0 (0 samples greedily)", temperature);
+  }
+  if (!(top_p > 0.0f && top_p <= 1.0f)) return OutOfRange("top_p", "in (0, 1]", top_p);
+  if (top_k < -1) return OutOfRange("top_k", "-1 or 0 (disabled) or >= 1", top_k);
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) return OutOfRange("min_p", "in [0, 1]", min_p);
+  if (!(repetition_penalty > 0.0f) || std::isinf(repetition_penalty)) {
+    return OutOfRange("repetition_penalty", "finite and > 0 (1 disables it)", repetition_penalty);
+  }
+  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f)) {
+    return OutOfRange("presence_penalty", "in [-2, 2]", presence_penalty);
+  }
+  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f)) {
+    return OutOfRange("frequency_penalty", "in [-2, 2]", frequency_penalty);
+  }
+  if (logprobs < -1 || logprobs > kMaxLogprobs) {
+    return OutOfRange("logprobs", absl::StrCat("in [0, ", kMaxLogprobs, "] (or -1 for none)"),
+                      logprobs);
+  }
+  if (max_tokens < 1) return OutOfRange("max_tokens", ">= 1", max_tokens);
+  if (min_tokens < 0 || min_tokens > max_tokens) {
+    return OutOfRange("min_tokens", absl::StrCat("in [0, max_tokens = ", max_tokens, "]"),
+                      min_tokens);
+  }
+  for (int32_t id : stop_token_ids) {
+    if (id < 0) return OutOfRange("stop_token_ids", "non-negative token ids", id);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& json) {
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling parameters must be a JSON object, got JSON ", json.type_name()));
+  }
+  SamplingParams params;
+  RETURN_IF_ERROR(ReadFloat(json, "temperature", params.temperature));
+  RETURN_IF_ERROR(ReadFloat(json, "top_p", params.top_p));
+  RETURN_IF_ERROR(ReadInt32(json, "top_k", params.top_k));
+  RETURN_IF_ERROR(ReadFloat(json, "min_p", params.min_p));
+  RETURN_IF_ERROR(ReadFloat(json, "repetition_penalty", params.repetition_penalty));
+  RETURN_IF_ERROR(ReadFloat(json, "presence_penalty", params.presence_penalty));
+  RETURN_IF_ERROR(ReadFloat(json, "frequency_penalty", params.frequency_penalty));
+  RETURN_IF_ERROR(ReadInt32(json, "logprobs", params.logprobs));
+  RETURN_IF_ERROR(ReadInt32(json, "max_tokens", params.max_tokens));
+  RETURN_IF_ERROR(ReadInt32(json, "min_tokens", params.min_tokens));
+  RETURN_IF_ERROR(ReadBool(json, "ignore_eos", params.ignore_eos));
+
+  if (auto it = json.find("seed"); it != json.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return WrongType("seed", "an integer", *it);
+    // Negative seeds (Python accepts them) map onto uint64 by two's complement.
+    params.seed =
+        it->is_number_unsigned() ? it->get<uint64_t>() : static_cast<uint64_t>(it->get<int64_t>());
+  }
+  if (auto it = json.find("stop_token_ids"); it != json.end() && !it->is_null()) {
+    if (!it->is_array()) return WrongType("stop_token_ids", "an array of integers", *it);
+    for (const nlohmann::json& id : *it) {
+      if (!id.is_number_integer()) {
+        return WrongType("stop_token_ids", "an array of integers", id);
+      }
+      const int64_t value = id.is_number_unsigned()
+                                ? static_cast<int64_t>(std::min<uint64_t>(
+                                      id.get<uint64_t>(), std::numeric_limits<int64_t>::max()))
+                                : id.get<int64_t>();
+      if (value < 0 || value > std::numeric_limits<int32_t>::max()) {
+        return OutOfRange("stop_token_ids", "non-negative 32-bit token ids",
+                          static_cast<double>(value));
+      }
+      params.stop_token_ids.push_back(static_cast<int32_t>(value));
+    }
+  }
+  return params;
+}
+
+}  // namespace pagoda

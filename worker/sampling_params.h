@@ -1,0 +1,56 @@
+// Per-request sampling parameters, with vLLM's (and the OpenAI API's) names, defaults and bounds.
+// The Sampler reads the sampling fields; the engine reads the stopping fields (max_tokens,
+// min_tokens, ignore_eos, stop_token_ids), which are plain data here.
+//
+//   ASSIGN_OR_RETURN(SamplingParams params, SamplingParams::FromJson(line["sampling"]));
+//   RETURN_IF_ERROR(params.Validate());
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace pagoda {
+
+struct SamplingParams {
+  /// Most alternatives a request may ask for per token (vLLM's default max_logprobs).
+  static constexpr int32_t kMaxLogprobs = 20;
+  /// Temperatures below this sample greedily (vLLM's _SAMPLING_EPS).
+  static constexpr float kGreedyTemperature = 1e-5f;
+
+  float temperature = 1.0f;  // 0: greedy (argmax, lowest id on ties)
+  int32_t top_k = 0;         // 0 or -1: disabled
+  float top_p = 1.0f;        // keep the smallest prefix whose probability mass reaches top_p
+  float min_p = 0.0f;        // keep tokens with prob >= min_p * (max prob)
+  // HF/vLLM: over prompt and output tokens, a positive logit is divided, a negative multiplied.
+  float repetition_penalty = 1.0f;
+  // OpenAI/vLLM: over output tokens, logit -= frequency * count + presence * (count > 0).
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  // Unset: the engine draws one per request (and keeps it, so a failover replays the same draws).
+  std::optional<uint64_t> seed;
+  // -1: none; 0: the sampled token's logprob; k: also the k most likely alternatives.
+  int32_t logprobs = -1;
+
+  // Stopping, applied by the engine. min_tokens also suppresses the stop tokens in the Sampler.
+  int32_t max_tokens = 16;
+  int32_t min_tokens = 0;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+
+  bool greedy() const { return temperature < kGreedyTemperature; }
+
+  /// InvalidArgument naming the first out-of-range field and its allowed range.
+  absl::Status Validate() const;
+
+  /// Reads the vLLM/OpenAI field names from a JSON object; absent or null fields keep their
+  /// defaults, other keys are ignored (the caller's business). A field of the wrong type is
+  /// InvalidArgument naming it. Does not call Validate().
+  static absl::StatusOr<SamplingParams> FromJson(const nlohmann::json& json);
+};
+
+}  // namespace pagoda
