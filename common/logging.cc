@@ -15,6 +15,8 @@ absl::Status InitLogging(std::string_view program_name, std::string_view level) 
         absl::StrCat("unknown log level '", std::string(level),
                      "' (expected trace, debug, info, warn, error, critical or off)"));
   }
+  // Re-initializing (tests run several commands in one process) replaces the logger.
+  spdlog::drop(std::string(program_name));
   auto logger = spdlog::stderr_color_mt(std::string(program_name));
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%L%$ %n] %v");
   logger->set_level(parsed);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
@@ -99,12 +100,16 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
     nlohmann::json sampling = DefaultSamplingJson(flags);
     for (auto it = line.begin(); it != line.end(); ++it) {
       if (it.key() == "prompt") {
+        if (!it.value().is_string()) {
+          return absl::InvalidArgumentError(absl::StrCat(where, ": \"prompt\" must be a string"));
+        }
         request.prompt = it.value().get<std::string>();
       } else if (it.key() == "prompt_token_ids") {
         for (const auto& id : it.value()) {
-          if (!id.is_number_integer()) {
+          if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+              id.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
             return absl::InvalidArgumentError(
-                absl::StrCat(where, ": prompt_token_ids must hold integers"));
+                absl::StrCat(where, ": prompt_token_ids must hold non-negative 32-bit integers"));
           }
           request.prompt_token_ids.push_back(id.get<int32_t>());
         }
@@ -112,7 +117,6 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
         sampling[it.key()] = it.value();
       }
     }
-    if (!request.prompt_token_ids.empty() && request.prompt.empty()) request.prompt = "";
     auto params = SamplingParams::FromJson(sampling);
     if (!params.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": ", params.status().message()));

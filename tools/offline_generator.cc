@@ -59,6 +59,13 @@ absl::StatusOr<std::vector<GenerationResult>> OfflineGenerator::Generate(
     if (request.prompt_token_ids.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("request ", i, ": the prompt is empty"));
     }
+    for (int32_t id : request.prompt_token_ids) {
+      if (id < 0 || id >= runner_->config().vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("request ", i, ": prompt token id ", id,
+                                                       " is outside the vocabulary [0, ",
+                                                       runner_->config().vocab_size, ")"));
+      }
+    }
     const int64_t total =
         static_cast<int64_t>(request.prompt_token_ids.size()) + request.params.max_tokens;
     if (total > runner_->max_positions()) {

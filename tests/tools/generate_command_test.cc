@@ -1,0 +1,136 @@
+// `pagoda generate` as other tools call it: flags in, JSONL out, clear errors.
+#include "tools/generate_command.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tools/convert_command.h"
+
+namespace pagoda {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
+
+class GenerateCommandTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::temp_directory_path() /
+                        ("pagoda_generate_cmd_" + std::to_string(getpid())));
+    fs::create_directories(*dir_);
+    ASSERT_TRUE(ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin",
+                                    (*dir_ / "model").string())
+                    .ok());
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+
+  static std::string Path(const std::string& name) { return (*dir_ / name).string(); }
+
+  static void WriteFile(const std::string& name, const std::string& text) {
+    std::ofstream(Path(name)) << text;
+  }
+
+  static int Run(std::vector<std::string> args) {
+    std::vector<const char*> argv;
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    return RunGenerateCommand(static_cast<int>(argv.size()), argv.data());
+  }
+
+  static std::vector<nlohmann::json> ReadJsonl(const std::string& name) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(Path(name));
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+  }
+
+  static fs::path* dir_;
+};
+
+fs::path* GenerateCommandTest::dir_ = nullptr;
+
+TEST_F(GenerateCommandTest, PromptsFileGivesOneResultLinePerPromptInOrder) {
+  std::ifstream golden(kStories + "/golden_greedy.jsonl");
+  std::string prompts;
+  std::vector<nlohmann::json> expected;
+  for (std::string line; std::getline(golden, line);) {
+    expected.push_back(nlohmann::json::parse(line));
+    prompts += nlohmann::json({{"prompt", expected.back()["prompt"]}}).dump() + "\n";
+  }
+  // A per-line field overrides the command line.
+  prompts += R"({"prompt": "Once upon a time", "max_tokens": 5})"
+             "\n";
+  WriteFile("prompts.jsonl", prompts);
+  ASSERT_EQ(Run({"--model", Path("model"), "--prompts-file", Path("prompts.jsonl"), "--max-tokens",
+                 "64", "--temperature", "0", "--ignore-eos", "--output", Path("out.jsonl")}),
+            0);
+  const std::vector<nlohmann::json> out = ReadJsonl("out.jsonl");
+  ASSERT_EQ(out.size(), expected.size() + 1);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(out[i]["prompt"], expected[i]["prompt"]);
+    EXPECT_EQ(out[i]["prompt_token_ids"], expected[i]["prompt_ids"]);
+    EXPECT_EQ(out[i]["token_ids"], expected[i]["greedy_ids"]);
+    EXPECT_EQ(out[i]["text"], expected[i]["greedy_text"]);
+    EXPECT_EQ(out[i]["finish_reason"], "length");
+  }
+  const std::vector<int32_t> first5(expected[0]["greedy_ids"].begin(),
+                                    expected[0]["greedy_ids"].begin() + 5);
+  EXPECT_EQ(out.back()["token_ids"].get<std::vector<int32_t>>(), first5);
+}
+
+TEST_F(GenerateCommandTest, LogprobsAreWrittenWhenAskedFor) {
+  WriteFile("logprobs.jsonl", R"({"prompt": "The little dog", "logprobs": 2})"
+                              "\n");
+  ASSERT_EQ(Run({"--model", Path("model"), "--prompts-file", Path("logprobs.jsonl"), "--max-tokens",
+                 "3", "--temperature", "0", "--output", Path("lp.jsonl")}),
+            0);
+  const std::vector<nlohmann::json> out = ReadJsonl("lp.jsonl");
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0]["logprobs"].size(), 3u);
+  ASSERT_EQ(out[0]["top_logprobs"].size(), 3u);
+  // Greedy: the sampled token is the most likely one.
+  EXPECT_EQ(out[0]["top_logprobs"][0][0][0], out[0]["token_ids"][0]);
+  EXPECT_LE(out[0]["logprobs"][0].get<double>(), 0.0);
+}
+
+TEST_F(GenerateCommandTest, DummyWeightsRunForAnyConfig) {
+  ASSERT_EQ(
+      Run({"--model", Path("model"), "--load-format", "dummy", "--prompt", "Hello", "--max-tokens",
+           "4", "--seed", "1", "--ignore-eos", "--output", Path("dummy.jsonl")}),
+      0);
+  const std::vector<nlohmann::json> out = ReadJsonl("dummy.jsonl");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]["token_ids"].size(), 4u);
+}
+
+TEST_F(GenerateCommandTest, BadInputIsAnErrorWithExitCodeTwo) {
+  WriteFile("bad.jsonl", "{\"prompt\": \"ok\"}\nnot json\n");
+  WriteFile("badfield.jsonl", "{\"prompt\": \"ok\", \"temperature\": \"hot\"}\n");
+  WriteFile("noprompt.jsonl", "{\"text\": \"ok\"}\n");
+  WriteFile("badids.jsonl", "{\"prompt_token_ids\": [1, 99999]}\n");
+  const std::string model = Path("model");
+  EXPECT_EQ(Run({"--prompt", "x"}), 2);  // --model missing
+  EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("bad.jsonl")}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("badfield.jsonl")}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("noprompt.jsonl")}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("badids.jsonl")}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--max-tokens", "many"}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--max-tokens", "1000"}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--load-format", "gguf"}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--top-p", "0"}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--no-such-flag"}), 2);
+  EXPECT_NE(Run({"--model", Path("missing"), "--prompt", "x"}), 0);
+}
+
+}  // namespace
+}  // namespace pagoda
