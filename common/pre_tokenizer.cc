@@ -140,7 +140,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
     split.reserve(pieces.size());
     for (PreToken& piece : pieces) {
       if (add_prefix_space_ && (piece.text.empty() || piece.text[0] != ' ')) {
-        piece.text.insert(0, " ");
+        piece.text = absl::StrCat(" ", piece.text);
       }
       if (regex_ != nullptr) {
         SplitInto(piece, RegexMatcher(regex_), SplitBehavior::kIsolated, false, split);
@@ -226,11 +226,15 @@ absl::StatusOr<SplitBehavior> ParseBehavior(const nlohmann::json& json, std::str
   ASSIGN_OR_RETURN(const std::optional<std::string> name,
                    GetOptionalString(json, "behavior", where));
   if (!name.has_value()) return default_value;
-  if (*name == "Removed") return SplitBehavior::kRemoved;
-  if (*name == "Isolated") return SplitBehavior::kIsolated;
-  if (*name == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
-  if (*name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
-  if (*name == "Contiguous") return SplitBehavior::kContiguous;
+  static constexpr std::pair<std::string_view, SplitBehavior> kNames[] = {
+      {"Removed", SplitBehavior::kRemoved},
+      {"Isolated", SplitBehavior::kIsolated},
+      {"MergedWithPrevious", SplitBehavior::kMergedWithPrevious},
+      {"MergedWithNext", SplitBehavior::kMergedWithNext},
+      {"Contiguous", SplitBehavior::kContiguous}};
+  for (const auto& [text, behavior] : kNames) {
+    if (std::string_view(*name) == text) return behavior;
+  }
   return JsonFieldError(where, "behavior", absl::StrCat("has unknown value '", *name, "'"));
 }
 

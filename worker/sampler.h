@@ -26,7 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "worker/sampling_params.h"
+#include "common/sampling_params.h"
 
 namespace pagoda {
 

@@ -1,0 +1,77 @@
+// The plain structs of one engine step: the StepPlan the engine core sends to every rank of a
+// replica, and the StepResult that comes back. They live in common/ so the engine core (router/)
+// and the worker runtime (worker/) share them without depending on each other; the gRPC messages
+// of pagoda.internal are a wire encoding of these structs.
+//
+// Workers keep per-request state (token ids, block table, sampling state) between steps, so a
+// running request costs only its delta on the wire. Sampled tokens stay on the workers as the
+// next step's input; the engine may plan step n+1 before it has read step n's tokens.
+//
+// Order in which a worker applies a plan:
+//   1. drop the state of finished_request_ids (finished, aborted or preempted sequences);
+//   2. swap_out (device -> host), then swap_in (host -> device), then block_copies (CoW);
+//   3. add new_requests; apply cached_requests' deltas (new blocks, router-chosen tokens);
+//   4. run num_steps forward passes over the scheduled tokens, sampling where a sequence
+//      reaches the end of its known tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/sampling_params.h"
+
+namespace pagoda {
+
+/// A sequence the workers have no state for: a new request, one resumed after preemption
+/// (recompute) or failover, or a beam forked from another.
+struct NewSequence {
+  std::string seq_id;                // unique among live sequences of the replica
+  std::vector<int32_t> token_ids;    // prompt followed by the outputs generated so far
+  int64_t num_prompt_tokens = 0;     // token_ids[num_prompt_tokens:] are outputs (penalties)
+  int64_t num_computed_tokens = 0;   // leading tokens whose K/V are already in the blocks
+  int64_t num_scheduled_tokens = 0;  // tokens to compute in this step, from num_computed_tokens
+  std::vector<int32_t> block_ids;    // the whole block table
+  SamplingParams sampling_params;
+  uint64_t seed = 0;  // resolved seed; the draw for output i depends only on (seed, i)
+};
+
+/// The delta of a sequence the workers already hold.
+struct CachedSequence {
+  std::string seq_id;
+  std::vector<int32_t> new_block_ids;  // appended to the block table
+  int64_t num_scheduled_tokens = 0;    // tokens to compute in this step
+  /// Tokens chosen by the engine (beam search) to append before computing, in place of the
+  /// worker's own last sample, which is then discarded. Empty for sampled sequences.
+  std::vector<int32_t> replace_last_token_ids;
+};
+
+struct StepPlan {
+  int64_t step_id = 0;
+  std::vector<NewSequence> new_sequences;
+  std::vector<CachedSequence> cached_sequences;
+  std::vector<std::string> finished_seq_ids;
+  std::vector<std::pair<int32_t, int32_t>> swap_out;      // (device block, host block)
+  std::vector<std::pair<int32_t, int32_t>> swap_in;       // (host block, device block)
+  std::vector<std::pair<int32_t, int32_t>> block_copies;  // (src, dst) device blocks
+  /// Decode steps to run back to back (multi-step); > 1 only when every scheduled sequence
+  /// decodes one token per step and holds blocks for all of them.
+  int32_t num_steps = 1;
+};
+
+/// What one sequence produced in a step: one entry per forward pass that sampled it (up to
+/// num_steps; fewer when the worker saw it stop on a stop token or max_tokens).
+struct SequenceOutput {
+  std::string seq_id;
+  std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;  // per token, when sampling_params.logprobs >= 0
+  std::vector<std::vector<std::pair<int32_t, float>>> top_logprobs;  // per token
+};
+
+struct StepResult {
+  int64_t step_id = 0;
+  std::vector<SequenceOutput> outputs;  // only sequences that sampled
+};
+
+}  // namespace pagoda
