@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/unicode_util.h"
 #include "nlohmann/json.hpp"
 
 namespace pagoda {
@@ -90,6 +91,17 @@ absl::Status SamplingParams::Validate() const {
   for (int32_t id : stop_token_ids) {
     if (id < 0) return OutOfRange("stop_token_ids", "non-negative token ids", id);
   }
+  if (stop.size() > kMaxStopStrings) {
+    return OutOfRange("stop", absl::StrCat("at most ", kMaxStopStrings, " strings"),
+                      static_cast<double>(stop.size()));
+  }
+  for (const std::string& s : stop) {
+    if (s.empty() || s.size() > kMaxStopStringBytes || !IsValidUtf8(s)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling parameter stop must hold non-empty UTF-8 strings of at most ",
+                       kMaxStopStringBytes, " bytes, got one of ", s.size(), " bytes"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -110,6 +122,21 @@ absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& js
   RETURN_IF_ERROR(ReadInt32(json, "max_tokens", params.max_tokens));
   RETURN_IF_ERROR(ReadInt32(json, "min_tokens", params.min_tokens));
   RETURN_IF_ERROR(ReadBool(json, "ignore_eos", params.ignore_eos));
+  RETURN_IF_ERROR(ReadBool(json, "include_stop_str_in_output", params.include_stop_str_in_output));
+  RETURN_IF_ERROR(ReadBool(json, "skip_special_tokens", params.skip_special_tokens));
+  // OpenAI: "stop" is a string or an array of strings.
+  if (auto it = json.find("stop"); it != json.end() && !it->is_null()) {
+    if (it->is_string()) {
+      params.stop.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const nlohmann::json& stop : *it) {
+        if (!stop.is_string()) return WrongType("stop", "a string or an array of strings", stop);
+        params.stop.push_back(stop.get<std::string>());
+      }
+    } else {
+      return WrongType("stop", "a string or an array of strings", *it);
+    }
+  }
 
   if (auto it = json.find("seed"); it != json.end() && !it->is_null()) {
     if (!it->is_number_integer()) return WrongType("seed", "an integer", *it);

@@ -6,8 +6,10 @@
 //   RETURN_IF_ERROR(params.Validate());
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +23,10 @@ struct SamplingParams {
   static constexpr int32_t kMaxLogprobs = 20;
   /// Temperatures below this sample greedily (vLLM's _SAMPLING_EPS).
   static constexpr float kGreedyTemperature = 1e-5f;
+  /// Bounds on stop strings: the engine holds back up to the longest one's length while
+  /// streaming and matches every one against each token's text.
+  static constexpr size_t kMaxStopStrings = 16;
+  static constexpr size_t kMaxStopStringBytes = 256;
 
   float temperature = 1.0f;  // 0: greedy (argmax, lowest id on ties)
   int32_t top_k = 0;         // 0 or -1: disabled
@@ -41,6 +47,11 @@ struct SamplingParams {
   int32_t min_tokens = 0;
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
+  // OpenAI "stop": matched on the output text; the text ends before the match unless
+  // include_stop_str_in_output.
+  std::vector<std::string> stop;
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;  // detokenization leaves special tokens (BOS, EOS) out
 
   bool greedy() const { return temperature < kGreedyTemperature; }
 

@@ -19,7 +19,7 @@
 #include "common/tokenizer.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
-#include "worker/sampling_params.h"
+#include "common/sampling_params.h"
 
 namespace pagoda {
 

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/internal/skinny_gemm.h"
 
 namespace pagoda::kernels {
 
@@ -20,10 +21,9 @@ absl::Status GemmParams::Validate() const {
 absl::Status Gemm(const GemmParams& p) {
   if (absl::Status s = p.Validate(); !s.ok()) return s;
   if (p.m == 0) return absl::OkStatus();
-  if (p.m == 1) {
-    // Decode at batch 1 is a GEMV: sgemv reads the weights once with better streaming.
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(p.n), static_cast<blasint>(p.k),
-                p.alpha, p.b, static_cast<blasint>(p.k), p.a, 1, p.beta, p.c, 1);
+  if (p.m <= internal::kSkinnyGemmMaxRows) {
+    // Decode batches: stream the weights once instead of packing them (see skinny_gemm.h).
+    internal::SkinnyGemm(p.a, p.b, p.c, p.m, p.n, p.k, p.alpha, p.beta);
     return absl::OkStatus();
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(p.m),

@@ -81,6 +81,13 @@ TEST(SamplingParams, ValidateRejectsEachOutOfRangeFieldByName) {
        [](SamplingParams& p) {
          p.stop_token_ids = {2, -1};
        }},
+      {"stop",
+       [](SamplingParams& p) {
+         p.stop = {"ok", ""};
+       }},
+      {"stop", [](SamplingParams& p) { p.stop = {std::string(257, 'x')}; }},
+      {"stop", [](SamplingParams& p) { p.stop = {"\xC3"}; }},  // not UTF-8
+      {"stop", [](SamplingParams& p) { p.stop.assign(17, "x"); }},
   };
   for (const Case& c : cases) {
     SamplingParams params;
@@ -121,6 +128,34 @@ TEST(SamplingParams, FromJsonReadsEveryField) {
   EXPECT_TRUE(params->Validate().ok());
 }
 
+TEST(SamplingParams, StopStringFieldsDefaultAndAcceptTheBounds) {
+  SamplingParams params;
+  EXPECT_TRUE(params.stop.empty());
+  EXPECT_FALSE(params.include_stop_str_in_output);
+  EXPECT_TRUE(params.skip_special_tokens);
+  params.stop.assign(SamplingParams::kMaxStopStrings,
+                     std::string(SamplingParams::kMaxStopStringBytes, 'x'));
+  params.stop[0] = "你好";
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+}
+
+TEST(SamplingParams, FromJsonReadsStopAsAStringOrAList) {
+  absl::StatusOr<SamplingParams> one = SamplingParams::FromJson(nlohmann::json::parse(
+      R"({"stop": "\n\n", "include_stop_str_in_output": true, "skip_special_tokens": false})"));
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_THAT(one->stop, ::testing::ElementsAre("\n\n"));
+  EXPECT_TRUE(one->include_stop_str_in_output);
+  EXPECT_FALSE(one->skip_special_tokens);
+  absl::StatusOr<SamplingParams> list =
+      SamplingParams::FromJson(nlohmann::json::parse(R"({"stop": ["User:", "。"]})"));
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_THAT(list->stop, ::testing::ElementsAre("User:", "。"));
+  absl::StatusOr<SamplingParams> none =
+      SamplingParams::FromJson(nlohmann::json::parse(R"({"stop": null})"));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->stop.empty());
+}
+
 TEST(SamplingParams, FromJsonKeepsDefaultsForAbsentAndNullFields) {
   absl::StatusOr<SamplingParams> params =
       SamplingParams::FromJson(nlohmann::json::parse(R"({"seed": null, "logprobs": null,
@@ -157,6 +192,10 @@ TEST(SamplingParams, FromJsonRejectsWrongTypesNamingTheField) {
       {"stop_token_ids", R"({"stop_token_ids": 2})"},
       {"stop_token_ids", R"({"stop_token_ids": [2, "x"]})"},
       {"stop_token_ids", R"({"stop_token_ids": [-3]})"},
+      {"stop", R"({"stop": 5})"},
+      {"stop", R"({"stop": ["a", 1]})"},
+      {"include_stop_str_in_output", R"({"include_stop_str_in_output": "yes"})"},
+      {"skip_special_tokens", R"({"skip_special_tokens": 0})"},
   };
   for (const auto& [field, text] : cases) {
     SCOPED_TRACE(text);

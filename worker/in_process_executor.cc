@@ -1,0 +1,89 @@
+#include "worker/in_process_executor.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/kv_cache.h"
+#include "worker/model_runner.h"
+
+namespace pagoda {
+
+absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
+    const ModelConfig& config, ModelWeights weights, const InProcessExecutorOptions& options) {
+  if (options.num_device_blocks <= 0 || options.block_size <= 0 || options.num_host_blocks < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "executor needs num_device_blocks > 0, block_size > 0 and "
+        "num_host_blocks >= 0; got ",
+        options.num_device_blocks, ", ", options.block_size, " and ", options.num_host_blocks));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                   ModelRunner::Create(config, std::move(weights),
+                                       {.num_blocks = options.num_device_blocks,
+                                        .block_size = options.block_size}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<StepRunner> steps,
+      StepRunner::Create(std::move(runner), {.num_host_blocks = options.num_host_blocks,
+                                             .extra_eos_token_ids = options.extra_eos_token_ids,
+                                             .sampler = options.sampler}));
+  const ExecutorInfo info{.num_device_blocks = options.num_device_blocks,
+                          .num_host_blocks = options.num_host_blocks,
+                          .block_size = options.block_size,
+                          .max_model_len = config.max_position_embeddings,
+                          .vocab_size = config.vocab_size};
+  return std::unique_ptr<InProcessExecutor>(new InProcessExecutor(info, std::move(steps)));
+}
+
+int64_t InProcessExecutor::NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
+                                              int64_t budget_bytes) {
+  const KvCacheShape shape{.num_layers = config.num_hidden_layers,
+                           .num_blocks = 1,
+                           .block_size = block_size,
+                           .num_kv_heads = config.num_key_value_heads,
+                           .head_dim = config.head_dim};
+  const int64_t bytes_per_block = shape.bytes_per_block();
+  if (bytes_per_block <= 0 || budget_bytes <= 0) return 0;
+  return budget_bytes / bytes_per_block;
+}
+
+InProcessExecutor::InProcessExecutor(const ExecutorInfo& info, std::unique_ptr<StepRunner> steps)
+    : info_(info), steps_(std::move(steps)), thread_([this] { WorkerLoop(); }) {}
+
+InProcessExecutor::~InProcessExecutor() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+std::future<absl::StatusOr<StepResult>> InProcessExecutor::Submit(StepPlan plan) {
+  Task task{.plan = std::move(plan)};
+  std::future<absl::StatusOr<StepResult>> future = task.promise.get_future();
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(task));
+  return future;
+}
+
+void InProcessExecutor::WorkerLoop() {
+  while (true) {
+    Task task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &InProcessExecutor::HasWorkOrStopping));
+      if (stopping_) {
+        for (Task& left : queue_) {
+          left.promise.set_value(absl::CancelledError(
+              absl::StrCat("step ", left.plan.step_id, " was not run: the executor shut down")));
+        }
+        queue_.clear();
+        return;
+      }
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    task.promise.set_value(steps_->Apply(task.plan));
+  }
+}
+
+}  // namespace pagoda

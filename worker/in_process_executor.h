@@ -1,0 +1,82 @@
+// InProcessExecutor: the Executor of `pagoda generate` — the worker runtime linked into the
+// engine's process, no network. It owns the model (ModelRunner + device KV cache), a host swap
+// pool and the per-sequence state (all inside a StepRunner), and one worker thread that applies
+// submitted plans strictly in order, so the engine can plan step n+1 and process step n's
+// outputs while step n+1 runs (asynchronous output processing).
+//
+//   ASSIGN_OR_RETURN(auto executor,
+//                    InProcessExecutor::Create(config, std::move(weights),
+//                                              {.num_device_blocks = 512, .block_size = 16}));
+//   std::future<absl::StatusOr<StepResult>> pending = executor->Submit(std::move(plan));
+//   ASSIGN_OR_RETURN(StepResult result, pending.get());
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/executor.h"
+#include "common/model_config.h"
+#include "common/step.h"
+#include "worker/model_weights.h"
+#include "worker/sampler.h"
+#include "worker/step_runner.h"
+
+namespace pagoda {
+
+struct InProcessExecutorOptions {
+  int64_t num_device_blocks = 0;  // KV cache blocks in (device) memory
+  int64_t num_host_blocks = 0;    // swap space in host memory; 0 disables swapping
+  int64_t block_size = 16;        // tokens per block
+  /// End-of-sequence ids besides config.eos_token_ids (e.g. the tokenizer's).
+  std::vector<int32_t> extra_eos_token_ids;
+  SamplerOptions sampler;
+};
+
+class InProcessExecutor final : public Executor {
+ public:
+  static absl::StatusOr<std::unique_ptr<InProcessExecutor>> Create(
+      const ModelConfig& config, ModelWeights weights, const InProcessExecutorOptions& options);
+
+  /// How many KV blocks of `block_size` tokens fit in `budget_bytes` (keys and values of every
+  /// layer, fp32); 0 when not even one does.
+  static int64_t NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
+                                    int64_t budget_bytes);
+
+  /// Finishes the step in progress, fails the queued ones with Cancelled, joins the thread.
+  ~InProcessExecutor() override;
+
+  const ExecutorInfo& info() const override { return info_; }
+
+  std::future<absl::StatusOr<StepResult>> Submit(StepPlan plan) override;
+
+ private:
+  struct Task {
+    StepPlan plan;
+    std::promise<absl::StatusOr<StepResult>> promise;
+  };
+
+  InProcessExecutor(const ExecutorInfo& info, std::unique_ptr<StepRunner> steps);
+
+  void WorkerLoop();
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !queue_.empty();
+  }
+
+  const ExecutorInfo info_;
+  std::unique_ptr<StepRunner> steps_;  // touched only by thread_
+
+  absl::Mutex mu_;
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread thread_;  // last member: starts after everything it uses is built
+};
+
+}  // namespace pagoda

@@ -1,0 +1,351 @@
+#include "worker/step_runner.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+namespace {
+
+// Copies one block (every layer, K and V) between two caches of the same per-block shape.
+void CopyBlockAcross(const KvCache& src, int32_t src_block, KvCache& dst, int32_t dst_block) {
+  const int64_t n = src.shape().floats_per_block();
+  for (int64_t layer = 0; layer < src.shape().num_layers; ++layer) {
+    std::copy_n(src.key(layer) + src_block * n, n, dst.key(layer) + dst_block * n);
+    std::copy_n(src.value(layer) + src_block * n, n, dst.value(layer) + dst_block * n);
+  }
+}
+
+// Checks that each pair's ends lie in their pools and that no destination is written twice.
+absl::Status ValidatePairs(absl::Span<const std::pair<int32_t, int32_t>> pairs,
+                           const std::string& what, const char* src_pool, int64_t src_blocks,
+                           const char* dst_pool, int64_t dst_blocks) {
+  absl::flat_hash_set<int32_t> dsts;
+  for (const auto& [src, dst] : pairs) {
+    if (src < 0 || src >= src_blocks || dst < 0 || dst >= dst_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " ", src, " -> ", dst, " is out of range: ", src_pool, " blocks are [0, ",
+          src_blocks, "), ", dst_pool, " blocks [0, ", dst_blocks, ")"));
+    }
+    if (!dsts.insert(dst).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, "s write ", dst_pool, " block ", dst, " more than once"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<ModelRunner> runner,
+                                                               const StepRunnerOptions& options) {
+  if (runner == nullptr) return absl::InvalidArgumentError("StepRunner needs a ModelRunner");
+  if (options.num_host_blocks < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_host_blocks must be >= 0, got ", options.num_host_blocks));
+  }
+  std::optional<KvCache> host_cache;
+  if (options.num_host_blocks > 0) {
+    KvCacheShape shape = runner->kv_cache().shape();
+    shape.num_blocks = options.num_host_blocks;
+    ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape));
+    host_cache.emplace(std::move(cache));
+  }
+  std::vector<int32_t> eos;
+  auto add_eos = [&](int64_t id) {
+    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(static_cast<int32_t>(id));
+  };
+  for (int64_t id : runner->config().eos_token_ids) add_eos(id);
+  for (int32_t id : options.extra_eos_token_ids) add_eos(id);
+  return std::unique_ptr<StepRunner>(
+      new StepRunner(std::move(runner), std::move(host_cache), std::move(eos), options.sampler));
+}
+
+const std::vector<int32_t>* StepRunner::token_ids(const std::string& seq_id) const {
+  auto it = seqs_.find(seq_id);
+  return it == seqs_.end() ? nullptr : &it->second->token_ids;
+}
+
+absl::Status StepRunner::ValidateBlockIds(absl::Span<const int32_t> block_ids,
+                                          const std::string& what) const {
+  for (int32_t id : block_ids) {
+    if (id < 0 || id >= num_device_blocks()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " names block ", id, ", outside [0, ", num_device_blocks(), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ValidateTokenIds(absl::Span<const int32_t> token_ids,
+                                          const std::string& what) const {
+  for (int32_t id : token_ids) {
+    if (id < 0 || id >= config().vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " holds token ", id, ", outside [0, ", config().vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ValidateCapacity(const std::string& seq_id, int64_t num_tokens,
+                                          int64_t num_blocks) const {
+  if (num_tokens > num_blocks * block_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequence ", seq_id, " would hold ", num_tokens, " tokens but its ", num_blocks,
+        " blocks of ", block_size(), " tokens hold ", num_blocks * block_size()));
+  }
+  if (num_tokens > runner_->max_positions()) {
+    return absl::InvalidArgumentError(absl::StrCat("sequence ", seq_id, " would hold ", num_tokens,
+                                                   " tokens, beyond the model's ",
+                                                   runner_->max_positions(), " positions"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ValidateSwapsAndCopies(const StepPlan& plan) const {
+  const int64_t host_blocks = num_host_blocks();
+  if (host_blocks == 0 && (!plan.swap_out.empty() || !plan.swap_in.empty())) {
+    return absl::InvalidArgumentError("the plan swaps blocks but this worker has no host blocks");
+  }
+  RETURN_IF_ERROR(
+      ValidatePairs(plan.swap_out, "swap_out", "device", num_device_blocks(), "host", host_blocks));
+  RETURN_IF_ERROR(
+      ValidatePairs(plan.swap_in, "swap_in", "host", host_blocks, "device", num_device_blocks()));
+  RETURN_IF_ERROR(ValidatePairs(plan.block_copies, "block copy", "device", num_device_blocks(),
+                                "device", num_device_blocks()));
+  for (const auto& [src, dst] : plan.block_copies) {
+    if (src == dst) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block copy ", src, " -> ", dst, " copies a block onto itself"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::Validate(const StepPlan& plan) const {
+  if (plan.num_steps < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", plan.step_id, ": num_steps must be >= 1, got ", plan.num_steps));
+  }
+  // The ids that are live once finished_seq_ids are dropped.
+  absl::flat_hash_set<std::string> finished;
+  for (const std::string& id : plan.finished_seq_ids) {
+    if (!seqs_.contains(id)) {
+      return absl::InvalidArgumentError(absl::StrCat("finished sequence ", id, " is unknown"));
+    }
+    if (!finished.insert(id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " is finished twice"));
+    }
+  }
+  RETURN_IF_ERROR(ValidateSwapsAndCopies(plan));
+
+  absl::flat_hash_set<std::string> added;
+  for (const NewSequence& seq : plan.new_sequences) {
+    const std::string& id = seq.seq_id;
+    if ((seqs_.contains(id) && !finished.contains(id)) || !added.insert(id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("new sequence ", id, " is already live"));
+    }
+    const int64_t num_tokens = static_cast<int64_t>(seq.token_ids.size());
+    if (num_tokens == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("new sequence ", id, " has no tokens"));
+    }
+    RETURN_IF_ERROR(ValidateTokenIds(seq.token_ids, absl::StrCat("new sequence ", id)));
+    if (seq.num_prompt_tokens < 0 || seq.num_prompt_tokens > num_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat("new sequence ", id, ": num_prompt_tokens ",
+                                                     seq.num_prompt_tokens, " is outside [0, ",
+                                                     num_tokens, "]"));
+    }
+    if (seq.num_computed_tokens < 0 || seq.num_scheduled_tokens < 0 ||
+        seq.num_computed_tokens + seq.num_scheduled_tokens > num_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "new sequence ", id, ": ", seq.num_computed_tokens, " computed + ",
+          seq.num_scheduled_tokens, " scheduled tokens exceed its ", num_tokens, " tokens"));
+    }
+    RETURN_IF_ERROR(ValidateBlockIds(seq.block_ids, absl::StrCat("new sequence ", id)));
+    RETURN_IF_ERROR(ValidateCapacity(id, seq.num_computed_tokens + seq.num_scheduled_tokens,
+                                     static_cast<int64_t>(seq.block_ids.size())));
+    if (absl::Status s = seq.sampling_params.Validate(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("new sequence ", id, ": ", s.message()));
+    }
+  }
+
+  absl::flat_hash_set<std::string> updated;
+  for (const CachedSequence& delta : plan.cached_sequences) {
+    const std::string& id = delta.seq_id;
+    auto it = seqs_.find(id);
+    if (it == seqs_.end() || finished.contains(id) || added.contains(id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cached sequence ", id, " is unknown (or finished or new in this plan)"));
+    }
+    if (!updated.insert(id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("cached sequence ", id, " appears twice"));
+    }
+    const Sequence& seq = *it->second;
+    RETURN_IF_ERROR(ValidateBlockIds(delta.new_block_ids, absl::StrCat("cached sequence ", id)));
+    RETURN_IF_ERROR(
+        ValidateTokenIds(delta.replace_last_token_ids, absl::StrCat("cached sequence ", id)));
+    int64_t num_known = static_cast<int64_t>(seq.token_ids.size());
+    if (!delta.replace_last_token_ids.empty()) {
+      num_known += static_cast<int64_t>(delta.replace_last_token_ids.size()) -
+                   (seq.has_pending_sample() ? 1 : 0);
+    }
+    const int64_t num_uncomputed = num_known - seq.num_computed_tokens;
+    if (delta.num_scheduled_tokens < 0 || delta.num_scheduled_tokens > num_uncomputed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cached sequence ", id, ": ", delta.num_scheduled_tokens,
+                       " tokens scheduled but it holds ", num_uncomputed, " uncomputed tokens"));
+    }
+    RETURN_IF_ERROR(ValidateCapacity(
+        id, seq.num_computed_tokens + delta.num_scheduled_tokens,
+        static_cast<int64_t>(seq.block_table.size() + delta.new_block_ids.size())));
+  }
+  return absl::OkStatus();
+}
+
+void StepRunner::Swap(const StepPlan& plan) {
+  KvCache& device = runner_->kv_cache();
+  for (const auto& [device_block, host_block] : plan.swap_out) {
+    CopyBlockAcross(device, device_block, *host_cache_, host_block);
+  }
+  for (const auto& [host_block, device_block] : plan.swap_in) {
+    CopyBlockAcross(*host_cache_, host_block, device, device_block);
+  }
+}
+
+void StepRunner::AddAndUpdateSequences(const StepPlan& plan) {
+  for (const NewSequence& in : plan.new_sequences) {
+    auto seq = std::make_unique<Sequence>();
+    seq->token_ids = in.token_ids;
+    seq->num_prompt_tokens = in.num_prompt_tokens;
+    seq->num_computed_tokens = in.num_computed_tokens;
+    seq->block_table = in.block_ids;
+    seq->params = in.sampling_params;
+    seq->seed = in.seed;
+    seqs_[in.seq_id] = std::move(seq);
+  }
+  for (const CachedSequence& delta : plan.cached_sequences) {
+    Sequence& seq = *seqs_.at(delta.seq_id);
+    seq.block_table.insert(seq.block_table.end(), delta.new_block_ids.begin(),
+                           delta.new_block_ids.end());
+    if (!delta.replace_last_token_ids.empty()) {
+      if (seq.has_pending_sample()) seq.token_ids.pop_back();
+      seq.token_ids.insert(seq.token_ids.end(), delta.replace_last_token_ids.begin(),
+                           delta.replace_last_token_ids.end());
+      seq.last_token_sampled = false;
+    }
+  }
+}
+
+bool StepRunner::IsStop(const Sequence& seq, int32_t token) const {
+  const SamplingParams& params = seq.params;
+  const int64_t generated = seq.num_output_tokens();
+  if (generated >= params.max_tokens) return true;
+  if (generated < params.min_tokens) return false;
+  auto contains = [token](const std::vector<int32_t>& ids) {
+    return std::find(ids.begin(), ids.end(), token) != ids.end();
+  };
+  return contains(params.stop_token_ids) || (!params.ignore_eos && contains(eos_token_ids_));
+}
+
+bool StepRunner::CanDecodeAgain(const Sequence& seq) const {
+  const int64_t num_tokens = static_cast<int64_t>(seq.token_ids.size());
+  return num_tokens <= static_cast<int64_t>(seq.block_table.size()) * block_size() &&
+         num_tokens <= runner_->max_positions();
+}
+
+absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
+    const std::vector<PassEntry>& pass, StepResult& result) {
+  batch_.clear();
+  for (const PassEntry& e : pass) {
+    const Sequence& seq = *e.seq;
+    batch_.push_back(
+        {.token_ids =
+             absl::MakeConstSpan(seq.token_ids).subspan(seq.num_computed_tokens, e.num_tokens),
+         .num_computed_tokens = seq.num_computed_tokens,
+         .block_table = seq.block_table,
+         .sample =
+             seq.num_computed_tokens + e.num_tokens == static_cast<int64_t>(seq.token_ids.size())});
+  }
+  ASSIGN_OR_RETURN(StepLogits * logits, runner_->Execute(batch_));
+  for (const PassEntry& e : pass) e.seq->num_computed_tokens += e.num_tokens;
+
+  sampling_.clear();
+  for (int64_t r = 0; r < logits->num_rows; ++r) {
+    const Sequence& seq = *pass[logits->seq_index[r]].seq;
+    const auto tokens = absl::MakeConstSpan(seq.token_ids);
+    sampling_.push_back({.params = &seq.params,
+                         .seed = seq.seed,
+                         .step = seq.num_output_tokens(),
+                         .prompt_token_ids = tokens.subspan(0, seq.num_prompt_tokens),
+                         .output_token_ids = tokens.subspan(seq.num_prompt_tokens),
+                         .eos_token_ids = eos_token_ids_});
+  }
+  ASSIGN_OR_RETURN(
+      std::vector<SampleOutput> samples,
+      sampler_.Sample(absl::MakeSpan(logits->values.data(), logits->num_rows * logits->vocab_size),
+                      logits->num_rows, logits->vocab_size, sampling_));
+
+  std::vector<PassEntry> sampled;
+  for (int64_t r = 0; r < logits->num_rows; ++r) {
+    const PassEntry& e = pass[logits->seq_index[r]];
+    Sequence& seq = *e.seq;
+    SampleOutput& sample = samples[r];
+    seq.token_ids.push_back(sample.token_id);
+    seq.last_token_sampled = true;
+    // A multi-step plan appends to the output entry of the sequence's first pass.
+    int64_t output_index = e.output_index;
+    if (output_index < 0) {
+      output_index = static_cast<int64_t>(result.outputs.size());
+      result.outputs.push_back({.seq_id = *e.seq_id});
+    }
+    SequenceOutput& out = result.outputs[output_index];
+    out.token_ids.push_back(sample.token_id);
+    if (seq.params.logprobs >= 0) {
+      out.logprobs.push_back(sample.logprob);
+      out.top_logprobs.push_back(std::move(sample.top_logprobs));
+    }
+    sampled.push_back(
+        {.seq = &seq, .seq_id = e.seq_id, .num_tokens = 1, .output_index = output_index});
+  }
+  return sampled;
+}
+
+absl::StatusOr<StepResult> StepRunner::Apply(const StepPlan& plan) {
+  RETURN_IF_ERROR(Validate(plan));
+  for (const std::string& id : plan.finished_seq_ids) seqs_.erase(id);
+  Swap(plan);
+  RETURN_IF_ERROR(runner_->kv_cache().CopyBlocks(plan.block_copies));
+  AddAndUpdateSequences(plan);
+
+  std::vector<PassEntry> pass;
+  for (const NewSequence& in : plan.new_sequences) {
+    if (in.num_scheduled_tokens == 0) continue;
+    auto it = seqs_.find(in.seq_id);
+    pass.push_back(
+        {.seq = it->second.get(), .seq_id = &it->first, .num_tokens = in.num_scheduled_tokens});
+  }
+  for (const CachedSequence& delta : plan.cached_sequences) {
+    if (delta.num_scheduled_tokens == 0) continue;
+    auto it = seqs_.find(delta.seq_id);
+    pass.push_back(
+        {.seq = it->second.get(), .seq_id = &it->first, .num_tokens = delta.num_scheduled_tokens});
+  }
+
+  StepResult result{.step_id = plan.step_id};
+  for (int32_t step = 0; step < plan.num_steps && !pass.empty(); ++step) {
+    ASSIGN_OR_RETURN(std::vector<PassEntry> sampled, RunPass(pass, result));
+    // Multi-step: a sequence that sampled feeds its sample to the next pass unless it stopped
+    // or has no room left for it.
+    pass.clear();
+    for (const PassEntry& e : sampled) {
+      if (!IsStop(*e.seq, e.seq->token_ids.back()) && CanDecodeAgain(*e.seq)) pass.push_back(e);
+    }
+  }
+  return result;
+}
+
+}  // namespace pagoda

@@ -1,0 +1,123 @@
+// StepRunner: the worker runtime that applies StepPlans (common/step.h) to one model replica:
+// it keeps per-sequence state between steps (token ids, computed count, block table, sampling
+// state), performs swaps and block copies, runs the forward passes through a ModelRunner and
+// samples. Synchronous and single-threaded: the InProcessExecutor (and a gRPC worker service)
+// own one and feed it plans in order.
+//
+// A plan is validated in full before anything changes; an invalid plan is InvalidArgument
+// naming the problem and leaves every sequence, block and swap slot as it was.
+//
+//   ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, std::move(weights),
+//                                                     {.num_blocks = 512, .block_size = 16}));
+//   ASSIGN_OR_RETURN(auto steps, StepRunner::Create(std::move(runner), {.num_host_blocks = 64}));
+//   ASSIGN_OR_RETURN(StepResult result, steps->Apply(plan));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/step.h"
+#include "worker/kv_cache.h"
+#include "worker/model_runner.h"
+#include "worker/sampler.h"
+
+namespace pagoda {
+
+struct StepRunnerOptions {
+  /// Host-memory blocks for swapped-out sequences (same per-layer K/V shape as the device
+  /// blocks); 0 disables swapping.
+  int64_t num_host_blocks = 0;
+  /// End-of-sequence ids besides the model config's eos_token_ids (e.g. the tokenizer's).
+  std::vector<int32_t> extra_eos_token_ids;
+  SamplerOptions sampler;
+};
+
+class StepRunner {
+ public:
+  static absl::StatusOr<std::unique_ptr<StepRunner>> Create(std::unique_ptr<ModelRunner> runner,
+                                                            const StepRunnerOptions& options);
+
+  /// Applies one plan in the order common/step.h documents and returns what was sampled.
+  /// InvalidArgument (state untouched) for a malformed plan; any other error leaves the state
+  /// unknown.
+  absl::StatusOr<StepResult> Apply(const StepPlan& plan);
+
+  /// The tokens a live sequence holds (prompt, outputs, the pending sample); nullptr if unknown.
+  const std::vector<int32_t>* token_ids(const std::string& seq_id) const;
+  int64_t num_sequences() const { return static_cast<int64_t>(seqs_.size()); }
+  int64_t num_device_blocks() const { return runner_->num_blocks(); }
+  int64_t num_host_blocks() const { return host_cache_ ? host_cache_->shape().num_blocks : 0; }
+  int64_t block_size() const { return runner_->block_size(); }
+  const ModelConfig& config() const { return runner_->config(); }
+  const std::vector<int32_t>& eos_token_ids() const { return eos_token_ids_; }
+
+ private:
+  struct Sequence {
+    std::vector<int32_t> token_ids;  // prompt, then outputs; the tail may be uncomputed
+    int64_t num_prompt_tokens = 0;
+    int64_t num_computed_tokens = 0;
+    std::vector<int32_t> block_table;
+    SamplingParams params;
+    uint64_t seed = 0;
+    // The last token was sampled here (not chosen by the engine); replace_last_token_ids
+    // discards it while it is still uncomputed.
+    bool last_token_sampled = false;
+
+    int64_t num_output_tokens() const {
+      return static_cast<int64_t>(token_ids.size()) - num_prompt_tokens;
+    }
+    bool has_pending_sample() const {
+      return last_token_sampled && num_computed_tokens < static_cast<int64_t>(token_ids.size());
+    }
+  };
+
+  // One sequence taking part in a forward pass, and how many of its tokens it computes.
+  struct PassEntry {
+    Sequence* seq = nullptr;
+    const std::string* seq_id = nullptr;
+    int64_t num_tokens = 0;
+    int64_t output_index = -1;  // into the StepResult's outputs; -1 until it samples
+  };
+
+  StepRunner(std::unique_ptr<ModelRunner> runner, std::optional<KvCache> host_cache,
+             std::vector<int32_t> eos_token_ids, const SamplerOptions& sampler_options)
+      : runner_(std::move(runner)),
+        host_cache_(std::move(host_cache)),
+        eos_token_ids_(std::move(eos_token_ids)),
+        sampler_(sampler_options) {}
+
+  absl::Status Validate(const StepPlan& plan) const;
+  absl::Status ValidateBlockIds(absl::Span<const int32_t> block_ids, const std::string& what) const;
+  absl::Status ValidateTokenIds(absl::Span<const int32_t> token_ids, const std::string& what) const;
+  absl::Status ValidateSwapsAndCopies(const StepPlan& plan) const;
+  // Positions [0, num_tokens) must fit the block table and the model.
+  absl::Status ValidateCapacity(const std::string& seq_id, int64_t num_tokens,
+                                int64_t num_blocks) const;
+
+  void Swap(const StepPlan& plan);
+  void AddAndUpdateSequences(const StepPlan& plan);
+  // Runs one forward pass over `pass`, samples the sequences that reach the end of their known
+  // tokens, appends each sample to `result`, and returns the entries that sampled.
+  absl::StatusOr<std::vector<PassEntry>> RunPass(const std::vector<PassEntry>& pass,
+                                                 StepResult& result);
+  bool IsStop(const Sequence& seq, int32_t token) const;
+  bool CanDecodeAgain(const Sequence& seq) const;
+
+  std::unique_ptr<ModelRunner> runner_;
+  std::optional<KvCache> host_cache_;  // swap space; absent when num_host_blocks == 0
+  std::vector<int32_t> eos_token_ids_;
+  Sampler sampler_;
+  // unique_ptr: PassEntry keeps pointers across the passes of a plan.
+  absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> seqs_;
+  // Scratch reused across passes.
+  std::vector<SequenceInput> batch_;
+  std::vector<SamplingInput> sampling_;
+};
+
+}  // namespace pagoda
