@@ -93,7 +93,8 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
       ->Args({512, kIntermediate, kHidden})  // prefill MLP up-projection
       ->Args({1, kIntermediate, kHidden})    // decode, batch 1 (gemv)
       ->Args({1, kVocab, kHidden})           // decode LM head: 113 MB of weights, memory-bound
-      ->Args({8, kVocab, kHidden})           // decode LM head, batch 8
+      ->Args({8, kVocab, kHidden})           // decode LM head, batch 8 (largest skinny m)
+      ->Args({16, kVocab, kHidden})          // decode LM head, batch 16 (BLAS)
       ->Args({32, kIntermediate, kHidden})   // decode, batch 32
       ->Args({32, kVocab, kHidden})          // decode LM head, batch 32
       ->Unit(benchmark::kMicrosecond)

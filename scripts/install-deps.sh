@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config git ca-certificates python3
   libabsl-dev libspdlog-dev nlohmann-json3-dev
-  libopenblas-dev libpcre2-dev libutf8proc-dev
+  libopenblas-openmp-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

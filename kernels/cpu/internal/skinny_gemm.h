@@ -12,7 +12,7 @@
 namespace pagoda::kernels::internal {
 
 /// Largest m for which SkinnyGemm is used instead of BLAS sgemm.
-inline constexpr int64_t kSkinnyGemmMaxRows = 32;
+inline constexpr int64_t kSkinnyGemmMaxRows = 8;
 
 void SkinnyGemm(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,
                 float alpha, float beta);
