@@ -102,6 +102,18 @@ absl::Status SamplingParams::Validate() const {
                        kMaxStopStringBytes, " bytes, got one of ", s.size(), " bytes"));
     }
   }
+  if (n < 1 || n > kMaxN) return OutOfRange("n", absl::StrCat("in [1, ", kMaxN, "]"), n);
+  if (beam_width < 0 || beam_width > kMaxBeamWidth) {
+    return OutOfRange("beam_width",
+                      absl::StrCat("in [0, ", kMaxBeamWidth, "] (0 or 1: no beam search)"),
+                      beam_width);
+  }
+  if (beam_search() && n > beam_width) {
+    return OutOfRange("n", absl::StrCat("<= beam_width = ", beam_width, " with beam search"), n);
+  }
+  if (!std::isfinite(length_penalty)) {
+    return OutOfRange("length_penalty", "finite", length_penalty);
+  }
   return absl::OkStatus();
 }
 
@@ -124,6 +136,17 @@ absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& js
   RETURN_IF_ERROR(ReadBool(json, "ignore_eos", params.ignore_eos));
   RETURN_IF_ERROR(ReadBool(json, "include_stop_str_in_output", params.include_stop_str_in_output));
   RETURN_IF_ERROR(ReadBool(json, "skip_special_tokens", params.skip_special_tokens));
+  RETURN_IF_ERROR(ReadInt32(json, "n", params.n));
+  RETURN_IF_ERROR(ReadInt32(json, "beam_width", params.beam_width));
+  RETURN_IF_ERROR(ReadFloat(json, "length_penalty", params.length_penalty));
+  // vLLM V0: use_beam_search with best_of beams (best_of defaults to n).
+  bool use_beam_search = false;
+  RETURN_IF_ERROR(ReadBool(json, "use_beam_search", use_beam_search));
+  if (use_beam_search && params.beam_width == 0) {
+    int32_t best_of = params.n;
+    RETURN_IF_ERROR(ReadInt32(json, "best_of", best_of));
+    params.beam_width = std::max(best_of, 2);
+  }
   // OpenAI: "stop" is a string or an array of strings.
   if (auto it = json.find("stop"); it != json.end() && !it->is_null()) {
     if (it->is_string()) {

@@ -53,6 +53,18 @@ struct SamplingParams {
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;  // detokenization leaves special tokens (BOS, EOS) out
 
+  // Several outputs per request. n samples share the prompt's KV blocks. Beam search (vLLM V0
+  // semantics, beam_width >= 2) keeps the beam_width most likely continuations, ignores the
+  // sampling fields (temperature included) and returns the n best finished beams, ranked by
+  // cumulative logprob / output_length^length_penalty.
+  static constexpr int32_t kMaxN = 64;
+  static constexpr int32_t kMaxBeamWidth = 64;
+  int32_t n = 1;
+  int32_t beam_width = 0;  // 0 or 1: no beam search
+  float length_penalty = 1.0f;
+
+  bool beam_search() const { return beam_width > 1; }
+
   bool greedy() const { return temperature < kGreedyTemperature; }
 
   /// InvalidArgument naming the first out-of-range field and its allowed range.

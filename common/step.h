@@ -10,7 +10,8 @@
 // Order in which a worker applies a plan:
 //   1. drop the state of finished_request_ids (finished, aborted or preempted sequences);
 //   2. swap_out (device -> host), then swap_in (host -> device), then block_copies (CoW);
-//   3. add new_requests; apply cached_requests' deltas (new blocks, router-chosen tokens);
+//   3. add new_requests; apply cached_requests' deltas (replaced blocks, new blocks,
+//      router-chosen tokens);
 //   4. run num_steps forward passes over the scheduled tokens, sampling where a sequence
 //      reaches the end of its known tokens.
 #pragma once
@@ -40,6 +41,9 @@ struct NewSequence {
 /// The delta of a sequence the workers already hold.
 struct CachedSequence {
   std::string seq_id;
+  /// (index in the block table, new block id): entries copy-on-write moved to a fresh block,
+  /// applied before new_block_ids.
+  std::vector<std::pair<int32_t, int32_t>> replaced_block_ids;
   std::vector<int32_t> new_block_ids;  // appended to the block table
   int64_t num_scheduled_tokens = 0;    // tokens to compute in this step
   /// Tokens chosen by the engine (beam search) to append before computing, in place of the

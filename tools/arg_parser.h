@@ -31,6 +31,9 @@ class ArgParser {
                       const std::string& help);
   void AddDouble(const std::string& name, double* out, const std::string& help);
   void AddBool(const std::string& name, bool* out, const std::string& help);  // a switch
+  /// A flag that may be repeated; each occurrence appends its value.
+  void AddStringList(const std::string& name, std::vector<std::string>* out,
+                     const std::string& help);
   /// Positional arguments, in order.
   void AddPositional(const std::string& name, std::string* out, const std::string& help);
 

@@ -1,5 +1,6 @@
 #include "tools/generate_command.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <limits>
@@ -15,8 +16,11 @@
 #include "common/status_macros.h"
 #include "common/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "router/engine_config.h"
+#include "router/engine_loop.h"
 #include "tools/arg_parser.h"
 #include "tools/offline_generator.h"
+#include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
 
@@ -41,6 +45,16 @@ struct GenerateFlags {
   double kv_cache_memory_gib = 4.0;
   int64_t max_num_batched_tokens = 4096;
   int64_t max_num_seqs = 256;
+  int64_t n = 1;
+  int64_t beam_width = 0;
+  double length_penalty = 1.0;
+  std::vector<std::string> stop;
+  int64_t num_scheduler_steps = 1;
+  bool enable_prefix_caching = false;
+  double swap_space_gib = 0;
+  std::string preemption_mode = "recompute";
+  std::string scheduler = "continuous";
+  bool no_async_output = false;
   std::string log_level = "warn";
 };
 
@@ -48,7 +62,10 @@ struct GenerateFlags {
 nlohmann::json DefaultSamplingJson(const GenerateFlags& flags) {
   nlohmann::json j = {{"max_tokens", flags.max_tokens}, {"temperature", flags.temperature},
                       {"top_p", flags.top_p},           {"top_k", flags.top_k},
-                      {"min_p", flags.min_p},           {"ignore_eos", flags.ignore_eos}};
+                      {"min_p", flags.min_p},           {"ignore_eos", flags.ignore_eos},
+                      {"n", flags.n},                   {"beam_width", flags.beam_width},
+                      {"length_penalty", flags.length_penalty}};
+  if (!flags.stop.empty()) j["stop"] = flags.stop;
   return j;
 }
 
@@ -134,79 +151,63 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
   return requests;
 }
 
-absl::Status Generate(const GenerateFlags& flags) {
-  if (flags.prompt.empty() == flags.prompts_file.empty()) {
-    return absl::InvalidArgumentError("give exactly one of --prompt and --prompts-file");
-  }
-  if (flags.load_format != "auto" && flags.load_format != "dummy") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--load-format must be auto or dummy, got '", flags.load_format, "'"));
-  }
-  if (flags.block_size <= 0 || flags.max_num_batched_tokens <= 0 || flags.max_num_seqs <= 0 ||
-      flags.kv_cache_blocks < 0 || flags.kv_cache_memory_gib <= 0) {
-    return absl::InvalidArgumentError(
-        "--block-size, --max-num-batched-tokens, --max-num-seqs and --kv-cache-memory-gib must "
-        "be positive, --kv-cache-blocks non-negative");
-  }
-  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(flags.model));
-  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromDirectory(flags.model));
-  ASSIGN_OR_RETURN(std::vector<GenerationRequest> requests, ReadRequests(flags));
+// The result lines: top-level fields are the first output (the best beam), so consumers of
+// single completions keep working; several outputs are listed under "outputs".
+struct ResultLine {
+  std::string prompt;
+  std::vector<int32_t> prompt_token_ids;
+  RequestOutput output;
+};
 
-  ModelWeights weights;
-  if (flags.load_format == "dummy") {
-    weights = DummyModelWeights(config, static_cast<uint64_t>(flags.seed.value_or(0)));
-  } else {
-    ASSIGN_OR_RETURN(weights, LoadModelWeights(config, flags.model));
+nlohmann::json TopLogprobsJson(const std::vector<TopLogprobs>& steps) {
+  nlohmann::json top = nlohmann::json::array();
+  for (const auto& step : steps) {
+    nlohmann::json entries = nlohmann::json::array();
+    for (const auto& [id, lp] : step) entries.push_back({id, lp});
+    top.push_back(std::move(entries));
   }
+  return top;
+}
 
-  int64_t num_blocks = flags.kv_cache_blocks;
-  if (num_blocks == 0) {
-    // Enough for every request at its full length, within the memory budget.
-    const KvCacheShape shape{.num_layers = config.num_hidden_layers,
-                             .block_size = flags.block_size,
-                             .num_kv_heads = config.num_key_value_heads,
-                             .head_dim = config.head_dim};
-    const int64_t budget_blocks =
-        static_cast<int64_t>(flags.kv_cache_memory_gib * (1ll << 30)) / shape.bytes_per_block();
-    const int64_t max_len = config.max_position_embeddings;
-    num_blocks = std::max<int64_t>(
-        1, std::min<int64_t>(budget_blocks,
-                             static_cast<int64_t>(requests.size()) *
-                                 ((max_len + flags.block_size - 1) / flags.block_size)));
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
-                   ModelRunner::Create(config, std::move(weights),
-                                       {.num_blocks = num_blocks, .block_size = flags.block_size}));
-  PAGODA_LOG(info, "model {}: {} layers, hidden {}, {} KV blocks of {} tokens", flags.model,
-             config.num_hidden_layers, config.hidden_size, num_blocks, flags.block_size);
+std::string FinishName(const std::optional<FinishReason>& reason) {
+  return reason.has_value() ? std::string(FinishReasonName(*reason)) : std::string("abort");
+}
 
-  OfflineGenerator generator(
-      runner.get(), tokenizer.get(),
-      {.max_num_batched_tokens = flags.max_num_batched_tokens, .max_num_seqs = flags.max_num_seqs});
-  ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.Generate(std::move(requests)));
-
+absl::Status WriteResults(const GenerateFlags& flags, const std::vector<ResultLine>& lines,
+                          bool list_outputs) {
   if (!flags.prompt.empty() && flags.output.empty()) {
-    std::printf("%s%s\n", results[0].prompt.c_str(), results[0].text.c_str());
+    const RequestOutput& r = lines[0].output;
+    for (const CompletionOutput& c : r.outputs) {
+      std::printf("%s%s\n", lines[0].prompt.c_str(), c.text.c_str());
+    }
     return absl::OkStatus();
   }
   std::string out;
-  for (const GenerationResult& r : results) {
-    nlohmann::json line = {{"prompt", r.prompt},
-                           {"prompt_token_ids", r.prompt_token_ids},
-                           {"token_ids", r.token_ids},
-                           {"text", r.text},
-                           {"finish_reason", FinishReasonName(r.finish_reason)}};
-    if (!r.logprobs.empty()) {
-      line["logprobs"] = r.logprobs;
-      nlohmann::json top = nlohmann::json::array();
-      for (const auto& step : r.top_logprobs) {
-        nlohmann::json entries = nlohmann::json::array();
-        for (const auto& [id, lp] : step) entries.push_back({id, lp});
-        top.push_back(std::move(entries));
-      }
-      line["top_logprobs"] = std::move(top);
+  for (const ResultLine& line : lines) {
+    const CompletionOutput best =
+        line.output.outputs.empty() ? CompletionOutput{} : line.output.outputs[0];
+    nlohmann::json j = {{"prompt", line.prompt},
+                        {"prompt_token_ids", line.prompt_token_ids},
+                        {"token_ids", best.token_ids},
+                        {"text", best.text},
+                        {"finish_reason", FinishName(best.finish_reason)}};
+    if (!best.logprobs.empty()) {
+      j["logprobs"] = best.logprobs;
+      j["top_logprobs"] = TopLogprobsJson(best.top_logprobs);
     }
-    out += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (list_outputs) {
+      nlohmann::json outputs = nlohmann::json::array();
+      for (const CompletionOutput& c : line.output.outputs) {
+        nlohmann::json o = {{"index", c.index},
+                            {"token_ids", c.token_ids},
+                            {"text", c.text},
+                            {"finish_reason", FinishName(c.finish_reason)}};
+        if (c.cumulative_logprob.has_value()) o["cumulative_logprob"] = *c.cumulative_logprob;
+        outputs.push_back(std::move(o));
+      }
+      j["outputs"] = std::move(outputs);
+    }
+    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     out += '\n';
   }
   if (flags.output.empty()) {
@@ -220,13 +221,172 @@ absl::Status Generate(const GenerateFlags& flags) {
   return absl::OkStatus();
 }
 
+std::vector<int32_t> EosTokenIds(const ModelConfig& config, const Tokenizer& tokenizer) {
+  std::vector<int32_t> eos;
+  for (int64_t id : config.eos_token_ids) eos.push_back(static_cast<int32_t>(id));
+  if (auto id = tokenizer.eos_token_id(); id && std::ranges::find(eos, *id) == eos.end()) {
+    eos.push_back(*id);
+  }
+  return eos;
+}
+
+// The old path: static waves through the OfflineGenerator (one sample per request).
+absl::StatusOr<std::vector<ResultLine>> GenerateStatic(const GenerateFlags& flags,
+                                                        const ModelConfig& config,
+                                                        const Tokenizer& tokenizer,
+                                                        ModelWeights weights,
+                                                        std::vector<GenerationRequest> requests,
+                                                        int64_t num_blocks) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const SamplingParams& p = requests[i].params;
+    if (p.n != 1 || p.beam_search() || !p.stop.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", i, ": --scheduler static supports neither n > 1, beam search "
+                       "nor stop strings"));
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                   ModelRunner::Create(config, std::move(weights),
+                                       {.num_blocks = num_blocks, .block_size = flags.block_size}));
+  OfflineGenerator generator(
+      runner.get(), &tokenizer,
+      {.max_num_batched_tokens = flags.max_num_batched_tokens, .max_num_seqs = flags.max_num_seqs});
+  ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.Generate(std::move(requests)));
+  std::vector<ResultLine> lines;
+  for (GenerationResult& r : results) {
+    CompletionOutput c{.text = std::move(r.text),
+                       .token_ids = std::move(r.token_ids),
+                       .logprobs = std::move(r.logprobs),
+                       .top_logprobs = std::move(r.top_logprobs),
+                       .finish_reason = r.finish_reason};
+    lines.push_back({.prompt = std::move(r.prompt),
+                     .prompt_token_ids = std::move(r.prompt_token_ids),
+                     .output = RequestOutput{.outputs = {std::move(c)}, .finished = true}});
+  }
+  return lines;
+}
+
+// Every prompt through the EngineLoop: continuous batching over the paged KV cache.
+absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(const GenerateFlags& flags,
+                                                           const ModelConfig& config,
+                                                           const Tokenizer& tokenizer,
+                                                           ModelWeights weights,
+                                                           std::vector<GenerationRequest> requests,
+                                                           int64_t num_blocks) {
+  ASSIGN_OR_RETURN(PreemptionMode preemption, ParsePreemptionMode(flags.preemption_mode));
+  const EngineConfig engine_config{
+      .max_num_seqs = flags.max_num_seqs,
+      .max_num_batched_tokens = flags.max_num_batched_tokens,
+      .num_scheduler_steps = static_cast<int32_t>(flags.num_scheduler_steps),
+      .enable_prefix_caching = flags.enable_prefix_caching,
+      .async_output = !flags.no_async_output,
+      .preemption_mode = preemption,
+  };
+  const int64_t num_host_blocks =
+      flags.swap_space_gib > 0
+          ? InProcessExecutor::NumBlocksForBudget(
+                config, flags.block_size, static_cast<int64_t>(flags.swap_space_gib * (1ll << 30)))
+          : 0;
+  const std::vector<int32_t> eos = EosTokenIds(config, tokenizer);
+  ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
+                   InProcessExecutor::Create(config, std::move(weights),
+                                             {.num_device_blocks = num_blocks,
+                                              .num_host_blocks = num_host_blocks,
+                                              .block_size = flags.block_size,
+                                              .extra_eos_token_ids = eos}));
+  ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
+                   EngineLoop::Create(engine_config, std::move(executor), &tokenizer, eos));
+
+  std::vector<ResultLine> lines(requests.size());
+  std::vector<EngineRequest> engine_requests;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    GenerationRequest& r = requests[i];
+    if (r.prompt_token_ids.empty()) r.prompt_token_ids = tokenizer.Encode(r.prompt);
+    lines[i].prompt = r.prompt;
+    lines[i].prompt_token_ids = r.prompt_token_ids;
+    engine_requests.push_back(EngineRequest{.request_id = std::to_string(i),
+                                            .prompt_token_ids = std::move(r.prompt_token_ids),
+                                            .params = std::move(r.params),
+                                            .seed = r.seed});
+  }
+  ASSIGN_OR_RETURN(std::vector<RequestOutput> outputs,
+                   engine->RunToCompletion(std::move(engine_requests)));
+  for (size_t i = 0; i < outputs.size(); ++i) lines[i].output = std::move(outputs[i]);
+  return lines;
+}
+
+absl::Status Generate(const GenerateFlags& flags) {
+  if (flags.prompt.empty() == flags.prompts_file.empty()) {
+    return absl::InvalidArgumentError("give exactly one of --prompt and --prompts-file");
+  }
+  if (flags.load_format != "auto" && flags.load_format != "dummy") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--load-format must be auto or dummy, got '", flags.load_format, "'"));
+  }
+  if (flags.block_size <= 0 || flags.max_num_batched_tokens <= 0 || flags.max_num_seqs <= 0 ||
+      flags.kv_cache_blocks < 0 || flags.kv_cache_memory_gib <= 0 || flags.swap_space_gib < 0) {
+    return absl::InvalidArgumentError(
+        "--block-size, --max-num-batched-tokens, --max-num-seqs and --kv-cache-memory-gib must "
+        "be positive, --kv-cache-blocks and --swap-space-gib non-negative");
+  }
+  if (flags.num_scheduler_steps < 1 || flags.num_scheduler_steps > 64) {
+    return absl::InvalidArgumentError("--num-scheduler-steps must be in [1, 64]");
+  }
+  ASSIGN_OR_RETURN(SchedulerKind scheduler, ParseSchedulerKind(flags.scheduler));
+  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(flags.model));
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromDirectory(flags.model));
+  ASSIGN_OR_RETURN(std::vector<GenerationRequest> requests, ReadRequests(flags));
+
+  ModelWeights weights;
+  if (flags.load_format == "dummy") {
+    weights = DummyModelWeights(config, static_cast<uint64_t>(flags.seed.value_or(0)));
+  } else {
+    ASSIGN_OR_RETURN(weights, LoadModelWeights(config, flags.model));
+  }
+
+  int64_t num_blocks = flags.kv_cache_blocks;
+  if (num_blocks == 0) {
+    // Enough for every sequence at its full length, within the memory budget.
+    const KvCacheShape shape{.num_layers = config.num_hidden_layers,
+                             .block_size = flags.block_size,
+                             .num_kv_heads = config.num_key_value_heads,
+                             .head_dim = config.head_dim};
+    const int64_t budget_blocks =
+        static_cast<int64_t>(flags.kv_cache_memory_gib * (1ll << 30)) / shape.bytes_per_block();
+    const int64_t max_len = config.max_position_embeddings;
+    int64_t num_seqs = 0;
+    for (const GenerationRequest& r : requests) {
+      num_seqs += std::max<int64_t>({1, r.params.n, r.params.beam_width});
+    }
+    num_blocks = std::max<int64_t>(
+        1, std::min<int64_t>(budget_blocks,
+                             num_seqs * ((max_len + flags.block_size - 1) / flags.block_size)));
+  }
+  PAGODA_LOG(info, "model {}: {} layers, hidden {}, {} KV blocks of {} tokens, {} scheduler",
+             flags.model, config.num_hidden_layers, config.hidden_size, num_blocks,
+             flags.block_size, flags.scheduler);
+
+  const bool list_outputs = std::ranges::any_of(requests, [](const GenerationRequest& r) {
+    return r.params.n > 1 || r.params.beam_search();
+  });
+  std::vector<ResultLine> lines;
+  if (scheduler == SchedulerKind::kStatic) {
+    ASSIGN_OR_RETURN(lines, GenerateStatic(flags, config, *tokenizer, std::move(weights),
+                                           std::move(requests), num_blocks));
+  } else {
+    ASSIGN_OR_RETURN(lines, GenerateContinuous(flags, config, *tokenizer, std::move(weights),
+                                               std::move(requests), num_blocks));
+  }
+  return WriteResults(flags, lines, list_outputs);
+}
+
 }  // namespace
 
 int RunGenerateCommand(int argc, const char* const* argv) {
   GenerateFlags flags;
   ArgParser parser("pagoda generate",
-                   "Generate completions offline: every prompt runs through the paged KV cache "
-                   "in one batch.");
+                   "Generate completions offline: every prompt runs through the engine "
+                   "(continuous batching over the paged KV cache).");
   parser.AddString("model", &flags.model, "Hugging Face model directory", /*required=*/true);
   parser.AddString("load-format", &flags.load_format,
                    "auto (safetensors) or dummy (deterministic random weights)");
@@ -251,6 +411,24 @@ int RunGenerateCommand(int argc, const char* const* argv) {
   parser.AddInt("max-num-batched-tokens", &flags.max_num_batched_tokens,
                 "New tokens per step across the batch (longer prompts are chunked)");
   parser.AddInt("max-num-seqs", &flags.max_num_seqs, "Sequences running at once");
+  parser.AddInt("n", &flags.n, "Completions per prompt (they share the prompt's KV blocks)");
+  parser.AddInt("beam-width", &flags.beam_width,
+                "Beam search with this many beams (>= 2); returns the --n best");
+  parser.AddDouble("length-penalty", &flags.length_penalty,
+                   "Beam score = cumulative logprob / length^penalty");
+  parser.AddStringList("stop", &flags.stop, "Stop string: the text ends before it");
+  parser.AddInt("num-scheduler-steps", &flags.num_scheduler_steps,
+                "Decode steps planned at once (multi-step scheduling)");
+  parser.AddBool("enable-prefix-caching", &flags.enable_prefix_caching,
+                 "Share the KV blocks of identical prompt prefixes across requests");
+  parser.AddDouble("swap-space-gib", &flags.swap_space_gib,
+                   "Host memory for swapped-out KV blocks (0: none)");
+  parser.AddString("preemption-mode", &flags.preemption_mode,
+                   "recompute or swap (needs --swap-space-gib) when KV blocks run out");
+  parser.AddString("scheduler", &flags.scheduler,
+                   "continuous (the engine) or static (fixed waves, a baseline)");
+  parser.AddBool("no-async-output", &flags.no_async_output,
+                 "Process each step's outputs before planning the next");
   parser.AddString("log-level", &flags.log_level, "trace|debug|info|warn|error");
   absl::Status status = parser.Parse(argc, argv);
   if (absl::IsCancelled(status)) return 0;

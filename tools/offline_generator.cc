@@ -8,10 +8,6 @@
 
 namespace pagoda {
 
-std::string FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kStop ? "stop" : "length";
-}
-
 struct OfflineGenerator::Active {
   const GenerationRequest* request;
   GenerationResult* result;

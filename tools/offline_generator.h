@@ -20,6 +20,7 @@
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
 #include "common/sampling_params.h"
+#include "router/finish_reason.h"
 
 namespace pagoda {
 
@@ -30,8 +31,7 @@ struct GenerationRequest {
   uint64_t seed = 0;  // resolved seed: params.seed or one drawn by the caller
 };
 
-enum class FinishReason { kStop, kLength };
-std::string FinishReasonName(FinishReason reason);  // "stop" | "length"
+// FinishReason (kStop | kLength here) and FinishReasonName come from the engine core.
 
 struct GenerationResult {
   std::string prompt;

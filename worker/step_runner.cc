@@ -186,6 +186,14 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
     }
     const Sequence& seq = *it->second;
     RETURN_IF_ERROR(ValidateBlockIds(delta.new_block_ids, absl::StrCat("cached sequence ", id)));
+    for (const auto& [index, block] : delta.replaced_block_ids) {
+      if (index < 0 || index >= static_cast<int64_t>(seq.block_table.size())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cached sequence ", id, " replaces block table entry ", index,
+                         ", outside [0, ", seq.block_table.size(), ")"));
+      }
+      RETURN_IF_ERROR(ValidateBlockIds({block}, absl::StrCat("cached sequence ", id)));
+    }
     RETURN_IF_ERROR(
         ValidateTokenIds(delta.replace_last_token_ids, absl::StrCat("cached sequence ", id)));
     int64_t num_known = static_cast<int64_t>(seq.token_ids.size());
@@ -229,6 +237,7 @@ void StepRunner::AddAndUpdateSequences(const StepPlan& plan) {
   }
   for (const CachedSequence& delta : plan.cached_sequences) {
     Sequence& seq = *seqs_.at(delta.seq_id);
+    for (const auto& [index, block] : delta.replaced_block_ids) seq.block_table[index] = block;
     seq.block_table.insert(seq.block_table.end(), delta.new_block_ids.begin(),
                            delta.new_block_ids.end());
     if (!delta.replace_last_token_ids.empty()) {

@@ -207,5 +207,54 @@ TEST(SamplingParams, FromJsonRejectsANonObject) {
   ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse("[1, 2]")).status(), "object");
 }
 
+TEST(SamplingParams, ParallelSamplingAndBeamSearchFieldsValidate) {
+  SamplingParams params;
+  EXPECT_EQ(params.n, 1);
+  EXPECT_EQ(params.beam_width, 0);
+  EXPECT_FLOAT_EQ(params.length_penalty, 1.0f);
+  EXPECT_FALSE(params.beam_search());
+  params.n = 64;
+  EXPECT_TRUE(params.Validate().ok());
+  params.n = 0;
+  ExpectInvalid(params.Validate(), "n must be in [1, 64]");
+  params.n = 65;
+  ExpectInvalid(params.Validate(), "n must be in [1, 64]");
+  params.n = 4;
+  params.beam_width = 4;
+  params.temperature = 0.8f;  // ignored by beam search
+  EXPECT_TRUE(params.beam_search());
+  EXPECT_TRUE(params.Validate().ok());
+  params.beam_width = 3;
+  ExpectInvalid(params.Validate(), "n must be <= beam_width = 3");
+  params.beam_width = 65;
+  ExpectInvalid(params.Validate(), "beam_width");
+  params.beam_width = 1;  // not beam search: n is free
+  EXPECT_TRUE(params.Validate().ok());
+  params.length_penalty = std::numeric_limits<float>::infinity();
+  ExpectInvalid(params.Validate(), "length_penalty");
+}
+
+TEST(SamplingParams, FromJsonReadsBeamSearchInBothSpellings) {
+  auto params = SamplingParams::FromJson(
+      nlohmann::json::parse(R"({"n": 2, "beam_width": 4, "length_penalty": 0.5})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->n, 2);
+  EXPECT_EQ(params->beam_width, 4);
+  EXPECT_FLOAT_EQ(params->length_penalty, 0.5f);
+  // vLLM V0: use_beam_search with best_of beams, best_of defaulting to n.
+  params = SamplingParams::FromJson(
+      nlohmann::json::parse(R"({"n": 2, "best_of": 6, "use_beam_search": true})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->beam_width, 6);
+  params = SamplingParams::FromJson(nlohmann::json::parse(R"({"n": 3, "use_beam_search": true})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->beam_width, 3);
+  // best_of without beam search is not beam search.
+  params = SamplingParams::FromJson(nlohmann::json::parse(R"({"best_of": 6})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->beam_width, 0);
+  ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse(R"({"n": "2"})")).status(), "n");
+}
+
 }  // namespace
 }  // namespace pagoda

@@ -415,6 +415,39 @@ TEST_F(InProcessExecutorTest, ForkWithCopiedLastBlockContinuesIdentically) {
   EXPECT_THAT(child.outputs(), ElementsAreArray(golden(1).greedy_ids));
 }
 
+TEST_F(InProcessExecutorTest, ReplacedBlockIdsMoveAHeldSequenceOffASharedBlock) {
+  TrackedSeq parent = FromGolden("parent", golden(1));
+  for (int i = 0; i < 10; ++i) Step({&parent}, 1 << 20, 1);
+  ASSERT_NE(parent.computed % kBlockSize, 0) << "the last block should be partly filled";
+
+  // The child takes the parent's table as it is; the parent (already on the worker) moves to a
+  // copy of its partly filled last block, announced by replaced_block_ids.
+  TrackedSeq child = parent;
+  child.id = "child";
+  child.on_worker = false;
+  const int32_t shared = parent.blocks.back();
+  const int32_t fresh = Alloc(1)[0];
+  const int32_t index = static_cast<int32_t>(parent.blocks.size()) - 1;
+  parent.blocks.back() = fresh;
+  StepPlan fork{.block_copies = {{shared, fresh}}};
+  Schedule(parent, 1 << 20, 1, fork);
+  Schedule(child, 1 << 20, 1, fork);
+  ASSERT_EQ(fork.cached_sequences.size(), 1u);
+  fork.cached_sequences[0].replaced_block_ids = {{index, fresh}};
+
+  // An entry outside the table is rejected, naming it.
+  StepPlan bad = fork;
+  bad.cached_sequences[0].replaced_block_ids = {{index + 5, fresh}};
+  auto rejected = executor_->Submit(std::move(bad)).get();
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(rejected.status().message()), HasSubstr("replaces block table entry"));
+
+  RunPlan(std::move(fork), {&parent, &child});
+  RunToEnd({&parent, &child});
+  EXPECT_THAT(parent.outputs(), ElementsAreArray(golden(1).greedy_ids));
+  EXPECT_THAT(child.outputs(), ElementsAreArray(golden(1).greedy_ids));
+}
+
 TEST_F(InProcessExecutorTest, ReplaceLastTokenChangesTheContinuation) {
   const Golden& g = golden(0);
   TrackedSeq seq = FromGolden("beam", g);

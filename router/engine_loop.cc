@@ -1,0 +1,242 @@
+#include "router/engine_loop.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+
+absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(const EngineConfig& config,
+                                                               Executor* executor,
+                                                               const Tokenizer* tokenizer,
+                                                               std::vector<int32_t> eos_token_ids) {
+  if (executor == nullptr || tokenizer == nullptr) {
+    return absl::InvalidArgumentError("EngineLoop needs an executor and a tokenizer");
+  }
+  RETURN_IF_ERROR(config.Validate(executor->info()));
+  return std::unique_ptr<EngineLoop>(
+      new EngineLoop(config, executor, nullptr, tokenizer, std::move(eos_token_ids)));
+}
+
+absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(const EngineConfig& config,
+                                                               std::unique_ptr<Executor> executor,
+                                                               const Tokenizer* tokenizer,
+                                                               std::vector<int32_t> eos_token_ids) {
+  if (executor == nullptr || tokenizer == nullptr) {
+    return absl::InvalidArgumentError("EngineLoop needs an executor and a tokenizer");
+  }
+  RETURN_IF_ERROR(config.Validate(executor->info()));
+  Executor* borrowed = executor.get();
+  return std::unique_ptr<EngineLoop>(
+      new EngineLoop(config, borrowed, std::move(executor), tokenizer, std::move(eos_token_ids)));
+}
+
+EngineLoop::EngineLoop(const EngineConfig& config, Executor* executor,
+                       std::unique_ptr<Executor> owned, const Tokenizer* tokenizer,
+                       std::vector<int32_t> eos_token_ids)
+    : config_(config),
+      owned_executor_(std::move(owned)),
+      executor_(executor),
+      processor_(tokenizer),
+      scheduler_(std::make_unique<Scheduler>(config, executor->info(), std::move(eos_token_ids))),
+      thread_([this] { Run(); }) {}
+
+EngineLoop::~EngineLoop() { Stop(); }
+
+void EngineLoop::Stop() {
+  absl::MutexLock join_lock(&join_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    ++generation_;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status EngineLoop::AddRequest(EngineRequest request, OutputCallback callback) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::FailedPreconditionError("the engine is stopped");
+  if (!failure_.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the engine failed and takes no requests: ", failure_.ToString()));
+  }
+  Registration registration{.request = request, .callback = std::move(callback)};
+  RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request)));
+  registrations_.push_back(std::move(registration));
+  ++generation_;
+  return absl::OkStatus();
+}
+
+void EngineLoop::Abort(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  scheduler_->AbortRequest(request_id);
+  aborts_.push_back(request_id);
+  ++generation_;
+}
+
+SchedulerStats EngineLoop::stats() const {
+  absl::MutexLock lock(&mu_);
+  return scheduler_->stats();
+}
+
+absl::Status EngineLoop::status() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+EngineLoop::Intake EngineLoop::TakeIntakeLocked() {
+  Intake intake;
+  intake.registrations.swap(registrations_);
+  intake.aborts.swap(aborts_);
+  return intake;
+}
+
+void EngineLoop::ApplyIntake(Intake intake) {
+  for (Registration& r : intake.registrations) {
+    // The scheduler accepted the id, so it is not live here either.
+    absl::Status s = processor_.AddRequest(r.request, std::move(r.callback));
+    if (!s.ok()) PAGODA_LOG(error, "output processor: {}", std::string(s.message()));
+  }
+  for (const std::string& id : intake.aborts) processor_.Abort(id);
+}
+
+bool EngineLoop::ShouldWakeLocked() const {
+  return stopping_ || !registrations_.empty() || !aborts_.empty() ||
+         (failure_.ok() && scheduler_->HasUnfinishedRequests() &&
+          idle_generation_ != generation_);
+}
+
+void EngineLoop::Run() {
+  while (true) {
+    std::optional<ScheduledStep> step;
+    Intake intake;
+    bool stop = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (in_flight_.empty()) {
+        mu_.Await(absl::Condition(this, &EngineLoop::ShouldWakeLocked));
+      }
+      intake = TakeIntakeLocked();
+      stop = stopping_;
+      // Async output keeps one step running while the previous one is processed; without it,
+      // the next step is planned only once the last result is in.
+      const bool may_schedule = config_.async_output ? in_flight_.size() < 2 : in_flight_.empty();
+      if (!stop && failure_.ok() && may_schedule) step = scheduler_->Schedule();
+      if (!step.has_value() && in_flight_.empty()) {
+        // Nothing runs and nothing will finish: sleep until a request or an abort arrives.
+        idle_generation_ = generation_;
+        if (failure_.ok() && scheduler_->HasUnfinishedRequests()) {
+          PAGODA_LOG(debug, "engine: requests are held but none can be scheduled");
+        }
+      }
+    }
+    ApplyIntake(std::move(intake));
+    if (stop) break;
+    if (step.has_value()) in_flight_.push_back(executor_->Submit(std::move(step->plan)));
+    if (!in_flight_.empty() &&
+        (!config_.async_output || in_flight_.size() > 1 || !step.has_value())) {
+      ProcessOldestStep();
+    }
+  }
+  // Stopping: let the executor finish the steps it was given, then end every request.
+  while (!in_flight_.empty()) {
+    in_flight_.front().wait();
+    in_flight_.pop_front();
+  }
+  Intake intake;
+  {
+    absl::MutexLock lock(&mu_);
+    intake = TakeIntakeLocked();
+  }
+  ApplyIntake(std::move(intake));
+  processor_.AbortAll("engine stopped");
+}
+
+bool EngineLoop::ProcessOldestStep() {
+  absl::StatusOr<StepResult> result = in_flight_.front().get();
+  in_flight_.pop_front();
+  if (!result.ok()) {
+    Fail(result.status());
+    return false;
+  }
+  std::vector<SequenceUpdate> updates;
+  Intake intake;
+  {
+    absl::MutexLock lock(&mu_);
+    intake = TakeIntakeLocked();
+    updates = scheduler_->ApplyResult(*result);
+  }
+  ApplyIntake(std::move(intake));
+  const std::vector<std::string> stopped = processor_.Process(updates);
+  if (!stopped.empty()) {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& seq_id : stopped) scheduler_->FinishSequence(seq_id, FinishReason::kStop);
+  }
+  return true;
+}
+
+void EngineLoop::Fail(const absl::Status& status) {
+  const std::string message = absl::StrCat("executor failed: ", status.ToString());
+  PAGODA_LOG(error, "engine: {}; failing {} requests", message, processor_.num_requests());
+  // Later steps ran on a replica in an unknown state: their results are dropped.
+  while (!in_flight_.empty()) {
+    in_flight_.front().wait();
+    in_flight_.pop_front();
+  }
+  Intake intake;
+  {
+    absl::MutexLock lock(&mu_);
+    failure_ = status;
+    intake = TakeIntakeLocked();
+  }
+  ApplyIntake(std::move(intake));
+  processor_.AbortAll(message);
+}
+
+absl::StatusOr<std::vector<RequestOutput>> EngineLoop::RunToCompletion(
+    std::vector<EngineRequest> requests) {
+  // Shared with the callbacks, which may run a little after the last one signals.
+  struct Collector {
+    absl::Mutex mu;
+    std::vector<RequestOutput> results ABSL_GUARDED_BY(mu);
+    size_t num_unfinished ABSL_GUARDED_BY(mu) = 0;
+    bool Done() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return num_unfinished == 0; }
+  };
+  auto collector = std::make_shared<Collector>();
+  const size_t num_requests = requests.size();
+  {
+    absl::MutexLock lock(&collector->mu);
+    collector->results.resize(num_requests);
+    collector->num_unfinished = num_requests;
+  }
+  std::vector<std::string> ids(num_requests);
+  for (size_t i = 0; i < num_requests; ++i) {
+    if (requests[i].request_id.empty()) requests[i].request_id = absl::StrCat("offline-", i);
+    ids[i] = requests[i].request_id;
+    absl::Status s = AddRequest(std::move(requests[i]), [collector, i](const RequestOutput& delta) {
+      absl::MutexLock lock(&collector->mu);
+      MergeRequestOutput(collector->results[i], delta);
+      if (delta.finished) --collector->num_unfinished;
+    });
+    if (!s.ok()) {
+      {
+        absl::MutexLock lock(&collector->mu);
+        collector->num_unfinished -= num_requests - i;
+      }
+      for (size_t j = 0; j < i; ++j) Abort(ids[j]);
+      absl::MutexLock lock(&collector->mu, absl::Condition(collector.get(), &Collector::Done));
+      return absl::Status(s.code(), absl::StrCat("request ", i, " (", ids[i], "): ", s.message()));
+    }
+  }
+  absl::MutexLock lock(&collector->mu, absl::Condition(collector.get(), &Collector::Done));
+  for (const RequestOutput& result : collector->results) {
+    if (!result.error.empty()) {
+      return absl::UnavailableError(absl::StrCat("request ", result.request_id, ": ", result.error));
+    }
+  }
+  return std::move(collector->results);
+}
+
+}  // namespace pagoda

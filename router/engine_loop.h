@@ -1,0 +1,140 @@
+// EngineLoop: one replica's engine — a Scheduler, an OutputProcessor and an Executor driven by
+// one loop thread. Requests and aborts come from any thread; outputs stream back through each
+// request's callback (on the loop thread).
+//
+// Each iteration the loop takes new requests and aborts, asks the scheduler for a plan and
+// submits it. With config.async_output it then processes the previous step's result (apply to
+// the scheduler, detokenize, stop strings, callbacks) while the executor runs the step just
+// submitted, so the executor never waits on the engine's CPU work; without it, each step's
+// result is processed before the next step is planned.
+//
+// Executor errors: an error result leaves the replica's state unknown (common/executor.h), so
+// the loop fails every request it holds (finish_reason abort, RequestOutput::error naming the
+// executor's error) and then refuses new requests with FailedPrecondition; the owner makes a new
+// EngineLoop over a re-initialized executor. Stop() (or the destructor) aborts the requests
+// still running with the error "engine stopped" and joins the loop thread.
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
+//                    EngineLoop::Create(config, executor.get(), tokenizer.get(), eos_ids));
+//   RETURN_IF_ERROR(engine->AddRequest(std::move(request),
+//                                      [](const RequestOutput& delta) { stream(delta); }));
+//   engine->Abort("r1");                                   // from any thread
+//   ASSIGN_OR_RETURN(std::vector<RequestOutput> results,  // offline: all requests to the end
+//                    engine->RunToCompletion(std::move(requests)));
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/executor.h"
+#include "common/tokenizer.h"
+#include "router/engine_config.h"
+#include "router/output_processor.h"
+#include "router/request.h"
+#include "router/scheduler.h"
+
+namespace pagoda {
+
+class EngineLoop {
+ public:
+  /// Validates `config` against the executor and starts the loop thread. `executor` and
+  /// `tokenizer` are borrowed and must outlive the loop. `eos_token_ids`: the ids the executor
+  /// stops on (model config and tokenizer), so the scheduler finishes the same sequences.
+  static absl::StatusOr<std::unique_ptr<EngineLoop>> Create(const EngineConfig& config,
+                                                            Executor* executor,
+                                                            const Tokenizer* tokenizer,
+                                                            std::vector<int32_t> eos_token_ids);
+  /// The same, owning the executor.
+  static absl::StatusOr<std::unique_ptr<EngineLoop>> Create(const EngineConfig& config,
+                                                            std::unique_ptr<Executor> executor,
+                                                            const Tokenizer* tokenizer,
+                                                            std::vector<int32_t> eos_token_ids);
+
+  /// Stop().
+  ~EngineLoop();
+  EngineLoop(const EngineLoop&) = delete;
+  EngineLoop& operator=(const EngineLoop&) = delete;
+
+  /// Queues a request; `callback` gets its deltas, the last with finished = true (always, also
+  /// on abort or failure). The scheduler's admission errors (InvalidArgument: can never fit,
+  /// invalid params, duplicate id; ResourceExhausted: queue full) come back here, and then the
+  /// callback is never called. FailedPrecondition after Stop() or an executor failure.
+  absl::Status AddRequest(EngineRequest request, OutputCallback callback);
+
+  /// Aborts a request: its blocks are freed at the next plan and its callback gets the last
+  /// delta with finish_reason abort. Unknown or finished ids are ignored.
+  void Abort(const std::string& request_id);
+
+  /// Aborts everything still running ("engine stopped"), waits for the executor's in-flight
+  /// steps and joins the loop thread. Idempotent.
+  void Stop();
+
+  /// Adds every request (ids left empty become "offline-<i>") and blocks until all have
+  /// finished; returns their accumulated outputs in request order. An admission error aborts
+  /// the requests already added and is returned naming the request's position; a request the
+  /// engine failed (executor error, Stop) turns into an Unavailable error with its message.
+  absl::StatusOr<std::vector<RequestOutput>> RunToCompletion(std::vector<EngineRequest> requests);
+
+  SchedulerStats stats() const;
+  /// The executor error that failed the loop, or OK.
+  absl::Status status() const;
+
+ private:
+  struct Registration {
+    EngineRequest request;  // a copy for the output processor
+    OutputCallback callback;
+  };
+  // What the loop thread takes from the other threads, under mu_.
+  struct Intake {
+    std::vector<Registration> registrations;
+    std::vector<std::string> aborts;
+  };
+
+  EngineLoop(const EngineConfig& config, Executor* executor, std::unique_ptr<Executor> owned,
+             const Tokenizer* tokenizer, std::vector<int32_t> eos_token_ids);
+
+  void Run();
+  Intake TakeIntakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands new requests and aborts to the output processor (loop thread, no lock held).
+  void ApplyIntake(Intake intake);
+  // Waits for, applies and processes the oldest in-flight step; false when the executor failed.
+  bool ProcessOldestStep();
+  // Fails every request after an executor error and marks the loop failed.
+  void Fail(const absl::Status& status);
+  bool ShouldWakeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const EngineConfig config_;
+  std::unique_ptr<Executor> owned_executor_;  // may be null: borrowed
+  Executor* const executor_;
+
+  // Loop thread only.
+  OutputProcessor processor_;
+  std::deque<std::future<absl::StatusOr<StepResult>>> in_flight_;
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<Scheduler> scheduler_ ABSL_GUARDED_BY(mu_);
+  std::vector<Registration> registrations_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
+  // Bumped by every AddRequest, Abort and Stop: wakes a loop that had nothing to schedule.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // generation_ when Schedule() last had nothing to run with nothing in flight.
+  uint64_t idle_generation_ ABSL_GUARDED_BY(mu_) = ~uint64_t{0};
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex join_mu_;  // serializes Stop() callers
+  std::thread thread_;   // last member: starts after everything it uses is built
+};
+
+}  // namespace pagoda
