@@ -104,8 +104,7 @@ void EngineLoop::ApplyIntake(Intake intake) {
 
 bool EngineLoop::ShouldWakeLocked() const {
   return stopping_ || !registrations_.empty() || !aborts_.empty() ||
-         (failure_.ok() && scheduler_->HasUnfinishedRequests() &&
-          idle_generation_ != generation_);
+         (failure_.ok() && scheduler_->HasUnfinishedRequests() && idle_generation_ != generation_);
 }
 
 void EngineLoop::Run() {
@@ -172,7 +171,8 @@ bool EngineLoop::ProcessOldestStep() {
   const std::vector<std::string> stopped = processor_.Process(updates);
   if (!stopped.empty()) {
     absl::MutexLock lock(&mu_);
-    for (const std::string& seq_id : stopped) scheduler_->FinishSequence(seq_id, FinishReason::kStop);
+    for (const std::string& seq_id : stopped)
+      scheduler_->FinishSequence(seq_id, FinishReason::kStop);
   }
   return true;
 }
@@ -213,7 +213,9 @@ absl::StatusOr<std::vector<RequestOutput>> EngineLoop::RunToCompletion(
   }
   std::vector<std::string> ids(num_requests);
   for (size_t i = 0; i < num_requests; ++i) {
-    if (requests[i].request_id.empty()) requests[i].request_id = absl::StrCat("offline-", i);
+    if (requests[i].request_id.empty()) {
+      requests[i].request_id = absl::StrCat("offline-", next_offline_id_.fetch_add(1));
+    }
     ids[i] = requests[i].request_id;
     absl::Status s = AddRequest(std::move(requests[i]), [collector, i](const RequestOutput& delta) {
       absl::MutexLock lock(&collector->mu);
@@ -233,7 +235,8 @@ absl::StatusOr<std::vector<RequestOutput>> EngineLoop::RunToCompletion(
   absl::MutexLock lock(&collector->mu, absl::Condition(collector.get(), &Collector::Done));
   for (const RequestOutput& result : collector->results) {
     if (!result.error.empty()) {
-      return absl::UnavailableError(absl::StrCat("request ", result.request_id, ": ", result.error));
+      return absl::UnavailableError(
+          absl::StrCat("request ", result.request_id, ": ", result.error));
     }
   }
   return std::move(collector->results);

@@ -23,6 +23,7 @@
 //                    engine->RunToCompletion(std::move(requests)));
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <future>
@@ -70,6 +71,8 @@ class EngineLoop {
   /// on abort or failure). The scheduler's admission errors (InvalidArgument: can never fit,
   /// invalid params, duplicate id; ResourceExhausted: queue full) come back here, and then the
   /// callback is never called. FailedPrecondition after Stop() or an executor failure.
+  /// An id counts as live until the scheduler retires it, at the first plan after its last
+  /// delta: reusing it right after the final callback may still be refused as a duplicate.
   absl::Status AddRequest(EngineRequest request, OutputCallback callback);
 
   /// Aborts a request: its blocks are freed at the next plan and its callback gets the last
@@ -80,7 +83,7 @@ class EngineLoop {
   /// steps and joins the loop thread. Idempotent.
   void Stop();
 
-  /// Adds every request (ids left empty become "offline-<i>") and blocks until all have
+  /// Adds every request (ids left empty become unique "offline-<k>") and blocks until all have
   /// finished; returns their accumulated outputs in request order. An admission error aborts
   /// the requests already added and is returned naming the request's position; a request the
   /// engine failed (executor error, Stop) turns into an Unavailable error with its message.
@@ -133,8 +136,9 @@ class EngineLoop {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
 
-  absl::Mutex join_mu_;  // serializes Stop() callers
-  std::thread thread_;   // last member: starts after everything it uses is built
+  std::atomic<uint64_t> next_offline_id_ = 0;  // RunToCompletion's default request ids
+  absl::Mutex join_mu_;                        // serializes Stop() callers
+  std::thread thread_;  // last member: starts after everything it uses is built
 };
 
 }  // namespace pagoda

@@ -71,7 +71,8 @@ bool Changed(const CompletionOutput& c) {
 
 void MergeRequestOutput(RequestOutput& total, const RequestOutput& delta) {
   if (total.request_id.empty()) total.request_id = delta.request_id;
-  for (const CompletionOutput& c : delta.outputs) MergeCompletion(FindOrAdd(total.outputs, c.index), c);
+  for (const CompletionOutput& c : delta.outputs)
+    MergeCompletion(FindOrAdd(total.outputs, c.index), c);
   std::ranges::sort(total.outputs, {}, &CompletionOutput::index);
   total.finished = total.finished || delta.finished;
   if (delta.usage.has_value()) total.usage = delta.usage;
@@ -115,8 +116,8 @@ bool OutputProcessor::ApplyUpdate(Request& request, const SequenceUpdate& delta,
   // The scheduler stops on a token for EOS (no stop reason) or a stop token id (that id).
   auto token_stop_reason = [&]() {
     const std::optional<int32_t> id = delta.stop_token_id;
-    return id.has_value() && std::ranges::find(params.stop_token_ids, *id) !=
-                                 params.stop_token_ids.end()
+    return id.has_value() &&
+                   std::ranges::find(params.stop_token_ids, *id) != params.stop_token_ids.end()
                ? StopReason(*id)
                : StopReason();
   };

@@ -23,10 +23,11 @@ void ArgParser::AddString(const std::string& name, std::string* out, const std::
 
 void ArgParser::AddStringList(const std::string& name, std::vector<std::string>* out,
                               const std::string& help) {
-  flags_.push_back({.name = name, .help = help + " (repeatable)", .apply = [out](const std::string& v) {
-                      out->push_back(v);
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {.name = name, .help = help + " (repeatable)", .apply = [out](const std::string& v) {
+         out->push_back(v);
+         return absl::OkStatus();
+       }});
 }
 
 void ArgParser::AddInt(const std::string& name, int64_t* out, const std::string& help) {

@@ -60,10 +60,14 @@ struct GenerateFlags {
 
 // Per-request sampling defaults from the command line, as the JSON fields a prompts file uses.
 nlohmann::json DefaultSamplingJson(const GenerateFlags& flags) {
-  nlohmann::json j = {{"max_tokens", flags.max_tokens}, {"temperature", flags.temperature},
-                      {"top_p", flags.top_p},           {"top_k", flags.top_k},
-                      {"min_p", flags.min_p},           {"ignore_eos", flags.ignore_eos},
-                      {"n", flags.n},                   {"beam_width", flags.beam_width},
+  nlohmann::json j = {{"max_tokens", flags.max_tokens},
+                      {"temperature", flags.temperature},
+                      {"top_p", flags.top_p},
+                      {"top_k", flags.top_k},
+                      {"min_p", flags.min_p},
+                      {"ignore_eos", flags.ignore_eos},
+                      {"n", flags.n},
+                      {"beam_width", flags.beam_width},
                       {"length_penalty", flags.length_penalty}};
   if (!flags.stop.empty()) j["stop"] = flags.stop;
   return j;
@@ -231,17 +235,15 @@ std::vector<int32_t> EosTokenIds(const ModelConfig& config, const Tokenizer& tok
 }
 
 // The old path: static waves through the OfflineGenerator (one sample per request).
-absl::StatusOr<std::vector<ResultLine>> GenerateStatic(const GenerateFlags& flags,
-                                                        const ModelConfig& config,
-                                                        const Tokenizer& tokenizer,
-                                                        ModelWeights weights,
-                                                        std::vector<GenerationRequest> requests,
-                                                        int64_t num_blocks) {
+absl::StatusOr<std::vector<ResultLine>> GenerateStatic(
+    const GenerateFlags& flags, const ModelConfig& config, const Tokenizer& tokenizer,
+    ModelWeights weights, std::vector<GenerationRequest> requests, int64_t num_blocks) {
   for (size_t i = 0; i < requests.size(); ++i) {
     const SamplingParams& p = requests[i].params;
     if (p.n != 1 || p.beam_search() || !p.stop.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("request ", i, ": --scheduler static supports neither n > 1, beam search "
+          absl::StrCat("request ", i,
+                       ": --scheduler static supports neither n > 1, beam search "
                        "nor stop strings"));
     }
   }
@@ -267,12 +269,9 @@ absl::StatusOr<std::vector<ResultLine>> GenerateStatic(const GenerateFlags& flag
 }
 
 // Every prompt through the EngineLoop: continuous batching over the paged KV cache.
-absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(const GenerateFlags& flags,
-                                                           const ModelConfig& config,
-                                                           const Tokenizer& tokenizer,
-                                                           ModelWeights weights,
-                                                           std::vector<GenerationRequest> requests,
-                                                           int64_t num_blocks) {
+absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(
+    const GenerateFlags& flags, const ModelConfig& config, const Tokenizer& tokenizer,
+    ModelWeights weights, std::vector<GenerationRequest> requests, int64_t num_blocks) {
   ASSIGN_OR_RETURN(PreemptionMode preemption, ParsePreemptionMode(flags.preemption_mode));
   const EngineConfig engine_config{
       .max_num_seqs = flags.max_num_seqs,

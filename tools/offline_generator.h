@@ -16,11 +16,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/sampling_params.h"
 #include "common/tokenizer.h"
+#include "router/finish_reason.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
-#include "common/sampling_params.h"
-#include "router/finish_reason.h"
 
 namespace pagoda {
 

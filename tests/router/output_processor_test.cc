@@ -106,7 +106,8 @@ TEST_F(OutputProcessorTest, DeltasConcatenateToTheDecodedTextWithSpacesAndSplitC
   EXPECT_EQ(total.outputs[0].token_ids, ids);
   EXPECT_EQ(total.outputs[0].finish_reason, FinishReason::kLength);
   ASSERT_TRUE(total.usage.has_value());
-  EXPECT_EQ(total.usage->prompt_tokens, static_cast<int64_t>(tokenizer_->Encode("Lily said").size()));
+  EXPECT_EQ(total.usage->prompt_tokens,
+            static_cast<int64_t>(tokenizer_->Encode("Lily said").size()));
   EXPECT_EQ(total.usage->completion_tokens, static_cast<int64_t>(ids.size()));
   EXPECT_EQ(processor_->num_requests(), 0);
 }

@@ -113,6 +113,58 @@ TEST_F(GenerateCommandTest, DummyWeightsRunForAnyConfig) {
   EXPECT_EQ(out[0]["token_ids"].size(), 4u);
 }
 
+TEST_F(GenerateCommandTest, SeveralOutputsAreListedWithTheFirstAtTopLevel) {
+  ASSERT_EQ(Run({"--model", Path("model"), "--prompt", "Once upon a time", "--max-tokens", "12",
+                 "--n", "3", "--seed", "5", "--ignore-eos", "--num-scheduler-steps", "4",
+                 "--enable-prefix-caching", "--output", Path("n3.jsonl")}),
+            0);
+  const std::vector<nlohmann::json> out = ReadJsonl("n3.jsonl");
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0]["outputs"].size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(out[0]["outputs"][i]["index"], i);
+    EXPECT_EQ(out[0]["outputs"][i]["token_ids"].size(), 12u);
+    EXPECT_EQ(out[0]["outputs"][i]["finish_reason"], "length");
+  }
+  EXPECT_EQ(out[0]["token_ids"], out[0]["outputs"][0]["token_ids"]);
+  EXPECT_EQ(out[0]["text"], out[0]["outputs"][0]["text"]);
+}
+
+TEST_F(GenerateCommandTest, StopStringsEndTheTextAndStaticSchedulingMatchesTheEngine) {
+  std::ifstream golden(kStories + "/golden_greedy.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(golden, line));
+  const nlohmann::json expected = nlohmann::json::parse(line);
+  const std::string text = expected["greedy_text"];
+  // A stop string from the middle of the golden text.
+  const std::string stop = text.substr(text.size() / 2, 6);
+  WriteFile("one.jsonl", nlohmann::json({{"prompt", expected["prompt"]}}).dump() + "\n");
+  ASSERT_EQ(
+      Run({"--model", Path("model"), "--prompts-file", Path("one.jsonl"), "--max-tokens", "64",
+           "--temperature", "0", "--ignore-eos", "--stop", stop, "--output", Path("stop.jsonl")}),
+      0);
+  const std::vector<nlohmann::json> stopped = ReadJsonl("stop.jsonl");
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0]["text"], text.substr(0, text.find(stop)));
+  EXPECT_EQ(stopped[0]["finish_reason"], "stop");
+  EXPECT_FALSE(stopped[0].contains("outputs"));
+
+  for (const std::string scheduler : {"static", "continuous"}) {
+    ASSERT_EQ(Run({"--model", Path("model"), "--prompts-file", Path("one.jsonl"), "--max-tokens",
+                   "64", "--temperature", "0", "--ignore-eos", "--scheduler", scheduler,
+                   "--no-async-output", "--output", Path("s.jsonl")}),
+              0);
+    const std::vector<nlohmann::json> out = ReadJsonl("s.jsonl");
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0]["token_ids"], expected["greedy_ids"]) << scheduler;
+    EXPECT_EQ(out[0]["text"], expected["greedy_text"]) << scheduler;
+  }
+  EXPECT_EQ(Run({"--model", Path("model"), "--prompt", "x", "--scheduler", "waves"}), 2);
+  EXPECT_EQ(Run({"--model", Path("model"), "--prompt", "x", "--scheduler", "static", "--n", "2"}),
+            2);
+  EXPECT_EQ(Run({"--model", Path("model"), "--prompt", "x", "--preemption-mode", "swap"}), 2);
+}
+
 TEST_F(GenerateCommandTest, BadInputIsAnErrorWithExitCodeTwo) {
   WriteFile("bad.jsonl", "{\"prompt\": \"ok\"}\nnot json\n");
   WriteFile("badfield.jsonl", "{\"prompt\": \"ok\", \"temperature\": \"hot\"}\n");
