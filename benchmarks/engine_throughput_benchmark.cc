@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmarks/sharegpt_like.h"
+#include "benchmarks/smollm2_config.h"
 #include "common/model_config.h"
 #include "common/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -37,23 +38,6 @@ constexpr int64_t kNumRequests = 200;
 constexpr int32_t kLengthDivisor = 8;
 constexpr int64_t kBlockSize = 16;
 constexpr int64_t kNumDeviceBlocks = 2048;  // 32768 token slots, ~1.5 GB of fp32 KV
-
-ModelConfig SmolLm2Config() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.vocab_size = 49152;
-  c.hidden_size = 576;
-  c.intermediate_size = 1536;
-  c.num_hidden_layers = 30;
-  c.num_attention_heads = 9;
-  c.num_key_value_heads = 3;
-  c.head_dim = 64;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 100000.0;
-  c.max_position_embeddings = 2048;
-  c.tie_word_embeddings = true;
-  return c;
-}
 
 void Die(const absl::Status& status) {
   std::fprintf(stderr, "engine_throughput_benchmark: %s\n", std::string(status.message()).c_str());

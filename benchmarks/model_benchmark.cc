@@ -15,6 +15,7 @@
 #include <numeric>
 #include <vector>
 
+#include "benchmarks/smollm2_config.h"
 #include "common/model_config.h"
 #include "kernels/gemm.h"
 #include "worker/model_runner.h"
@@ -27,23 +28,6 @@ constexpr int64_t kContext = 512;
 constexpr int64_t kBlockSize = 16;
 constexpr int64_t kMaxSeqs = 32;
 constexpr int64_t kPrefillTokens = 512;
-
-ModelConfig SmolLm2Config() {
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.vocab_size = 49152;
-  c.hidden_size = 576;
-  c.intermediate_size = 1536;
-  c.num_hidden_layers = 30;
-  c.num_attention_heads = 9;
-  c.num_key_value_heads = 3;
-  c.head_dim = 64;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 100000.0;
-  c.max_position_embeddings = 2048;
-  c.tie_word_embeddings = true;
-  return c;
-}
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
