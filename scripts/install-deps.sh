@@ -7,6 +7,8 @@ packages=(
   libabsl-dev libspdlog-dev nlohmann-json3-dev
   libopenblas-openmp-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libgloo-dev
+  prometheus-cpp-dev libcpp-httplib-dev python3-grpcio python3-numpy
 )
 
 missing=()
