@@ -1,5 +1,6 @@
 #include "common/tokenizer.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -318,6 +319,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDirectory(const std::s
     return config.status();
   }
   return FromJson(tokenizer_json, config_json, dir + "/tokenizer.json");
+}
+
+std::vector<int32_t> EosTokenIds(const std::vector<int64_t>& config_eos_token_ids,
+                                 const Tokenizer& tokenizer) {
+  std::vector<int32_t> eos;
+  for (int64_t id : config_eos_token_ids) eos.push_back(static_cast<int32_t>(id));
+  if (auto id = tokenizer.eos_token_id();
+      id.has_value() && std::find(eos.begin(), eos.end(), *id) == eos.end()) {
+    eos.push_back(*id);
+  }
+  return eos;
 }
 
 }  // namespace pagoda

@@ -54,4 +54,9 @@ class Tokenizer {
   virtual const std::string& chat_template() const = 0;
 };
 
+/// The ids generation stops at: the model config's eos_token_ids, then the tokenizer's EOS when
+/// it is not among them.
+std::vector<int32_t> EosTokenIds(const std::vector<int64_t>& config_eos_token_ids,
+                                 const Tokenizer& tokenizer);
+
 }  // namespace pagoda

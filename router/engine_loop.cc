@@ -1,6 +1,8 @@
 #include "router/engine_loop.h"
 
+#include <span>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -39,6 +41,7 @@ EngineLoop::EngineLoop(const EngineConfig& config, Executor* executor,
     : config_(config),
       owned_executor_(std::move(owned)),
       executor_(executor),
+      block_size_(executor->info().block_size),
       processor_(tokenizer),
       scheduler_(std::make_unique<Scheduler>(config, executor->info(), std::move(eos_token_ids))),
       thread_([this] { Run(); }) {}
@@ -56,24 +59,53 @@ void EngineLoop::Stop() {
 }
 
 absl::Status EngineLoop::AddRequest(EngineRequest request, OutputCallback callback) {
+  // The id is free again once its final delta is on its way, so the callback may reuse it.
+  OutputCallback deliver = [this, id = request.request_id,
+                            callback = std::move(callback)](const RequestOutput& delta) {
+    if (delta.finished) {
+      absl::MutexLock lock(&mu_);
+      live_ids_.erase(id);
+    }
+    callback(delta);
+  };
+  // Outside the lock: a resumed request replays its outputs through the detokenizer here.
+  ASSIGN_OR_RETURN(OutputProcessor::PreparedRequest prepared,
+                   processor_.Prepare(request, std::move(deliver)));
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::FailedPreconditionError("the engine is stopped");
   if (!failure_.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the engine failed and takes no requests: ", failure_.ToString()));
   }
-  Registration registration{.request = request, .callback = std::move(callback)};
+  // The scheduler frees an id when it finishes the request, which may be before the client has
+  // its final delta (an abort on its way): the id stays taken until then.
+  if (live_ids_.contains(request.request_id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request ", request.request_id, " is already in the engine"));
+  }
+  std::string id = request.request_id;
   RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request)));
-  registrations_.push_back(std::move(registration));
+  live_ids_.insert(std::move(id));
+  intake_.push_back(std::move(prepared));
   ++generation_;
   return absl::OkStatus();
 }
 
 void EngineLoop::Abort(const std::string& request_id) {
   absl::MutexLock lock(&mu_);
+  if (!live_ids_.contains(request_id)) return;
   scheduler_->AbortRequest(request_id);
-  aborts_.push_back(request_id);
+  intake_.push_back(request_id);
   ++generation_;
+}
+
+int64_t EngineLoop::NumCachedPrefixTokens(absl::Span<const int32_t> token_ids) const {
+  if (!config_.enable_prefix_caching) return 0;
+  // Hashing costs O(tokens) and needs no lock; the loop thread holds mu_ while it plans.
+  const std::vector<BlockHash> hashes = KVCacheManager::PrefixBlockHashes(token_ids, block_size_);
+  if (hashes.empty()) return 0;
+  absl::MutexLock lock(&mu_);
+  return scheduler_->kv_cache().NumLeadingCachedBlocks(hashes) * block_size_;
 }
 
 SchedulerStats EngineLoop::stats() const {
@@ -88,22 +120,25 @@ absl::Status EngineLoop::status() const {
 
 EngineLoop::Intake EngineLoop::TakeIntakeLocked() {
   Intake intake;
-  intake.registrations.swap(registrations_);
-  intake.aborts.swap(aborts_);
+  intake.swap(intake_);
   return intake;
 }
 
 void EngineLoop::ApplyIntake(Intake intake) {
-  for (Registration& r : intake.registrations) {
-    // The scheduler accepted the id, so it is not live here either.
-    absl::Status s = processor_.AddRequest(r.request, std::move(r.callback));
+  for (IntakeEvent& event : intake) {
+    if (std::string* abort_id = std::get_if<std::string>(&event)) {
+      processor_.Abort(*abort_id);
+      continue;
+    }
+    // The id was not live when added, so the processor holds no request under it.
+    absl::Status s =
+        processor_.AddRequest(std::move(std::get<OutputProcessor::PreparedRequest>(event)));
     if (!s.ok()) PAGODA_LOG(error, "output processor: {}", std::string(s.message()));
   }
-  for (const std::string& id : intake.aborts) processor_.Abort(id);
 }
 
 bool EngineLoop::ShouldWakeLocked() const {
-  return stopping_ || !registrations_.empty() || !aborts_.empty() ||
+  return stopping_ || !intake_.empty() ||
          (failure_.ok() && scheduler_->HasUnfinishedRequests() && idle_generation_ != generation_);
 }
 
@@ -168,12 +203,13 @@ bool EngineLoop::ProcessOldestStep() {
     updates = scheduler_->ApplyResult(*result);
   }
   ApplyIntake(std::move(intake));
-  const std::vector<std::string> stopped = processor_.Process(updates);
-  if (!stopped.empty()) {
+  // Stop strings reach the scheduler before any callback runs: a client that sees its request
+  // finish finds the scheduler done with it too (and may reuse the id).
+  processor_.Process(updates, [this](std::span<const std::string> stopped) {
     absl::MutexLock lock(&mu_);
     for (const std::string& seq_id : stopped)
       scheduler_->FinishSequence(seq_id, FinishReason::kStop);
-  }
+  });
   return true;
 }
 

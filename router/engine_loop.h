@@ -14,6 +14,9 @@
 // EngineLoop over a re-initialized executor. Stop() (or the destructor) aborts the requests
 // still running with the error "engine stopped" and joins the loop thread.
 //
+// A request moved here from a failed replica (EngineRequest::resumed_output_token_ids) is
+// prefilled with the outputs it already streamed and its stream continues right after them.
+//
 //   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
 //                    EngineLoop::Create(config, executor.get(), tokenizer.get(), eos_ids));
 //   RETURN_IF_ERROR(engine->AddRequest(std::move(request),
@@ -32,12 +35,15 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "common/executor.h"
 #include "common/tokenizer.h"
 #include "router/engine_config.h"
@@ -68,16 +74,23 @@ class EngineLoop {
   EngineLoop& operator=(const EngineLoop&) = delete;
 
   /// Queues a request; `callback` gets its deltas, the last with finished = true (always, also
-  /// on abort or failure). The scheduler's admission errors (InvalidArgument: can never fit,
-  /// invalid params, duplicate id; ResourceExhausted: queue full) come back here, and then the
-  /// callback is never called. FailedPrecondition after Stop() or an executor failure.
-  /// An id counts as live until the scheduler retires it, at the first plan after its last
-  /// delta: reusing it right after the final callback may still be refused as a duplicate.
+  /// on abort or failure). Admission errors (InvalidArgument: can never fit, invalid params,
+  /// resumed outputs that are no valid continuation; AlreadyExists: the id is live;
+  /// ResourceExhausted: queue full) come back here, and then the callback is never called.
+  /// FailedPrecondition after Stop() or an executor failure.
+  /// An id is live from here until its final delta is delivered: the final callback itself, or
+  /// anyone who has seen it, may add a request with the same id at once (its blocks are still
+  /// released at the next plan, under the finished request's internal key).
   absl::Status AddRequest(EngineRequest request, OutputCallback callback);
 
   /// Aborts a request: its blocks are freed at the next plan and its callback gets the last
-  /// delta with finish_reason abort. Unknown or finished ids are ignored.
+  /// delta with finish_reason abort. Ids that are not live are ignored.
   void Abort(const std::string& request_id);
+
+  /// How many leading tokens of token_ids are covered by full blocks in this replica's prefix
+  /// cache now (never the last token, which admission always computes); 0 with caching off. For
+  /// prefix-aware routing: thread-safe, hashes without the lock and looks up under it.
+  int64_t NumCachedPrefixTokens(absl::Span<const int32_t> token_ids) const;
 
   /// Aborts everything still running ("engine stopped"), waits for the executor's in-flight
   /// steps and joins the loop thread. Idempotent.
@@ -94,22 +107,18 @@ class EngineLoop {
   absl::Status status() const;
 
  private:
-  struct Registration {
-    EngineRequest request;  // a copy for the output processor
-    OutputCallback callback;
-  };
-  // What the loop thread takes from the other threads, under mu_.
-  struct Intake {
-    std::vector<Registration> registrations;
-    std::vector<std::string> aborts;
-  };
+  // What the loop thread takes from the other threads, under mu_, in call order: a request for
+  // the output processor or the id of one to abort. The order matters once ids are reused: an
+  // abort must reach the request it was meant for, not a later one with the same id.
+  using IntakeEvent = std::variant<OutputProcessor::PreparedRequest, std::string>;
+  using Intake = std::vector<IntakeEvent>;
 
   EngineLoop(const EngineConfig& config, Executor* executor, std::unique_ptr<Executor> owned,
              const Tokenizer* tokenizer, std::vector<int32_t> eos_token_ids);
 
   void Run();
   Intake TakeIntakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Hands new requests and aborts to the output processor (loop thread, no lock held).
+  // Hands new requests and aborts to the output processor, in order (loop thread, no lock held).
   void ApplyIntake(Intake intake);
   // Waits for, applies and processes the oldest in-flight step; false when the executor failed.
   bool ProcessOldestStep();
@@ -120,15 +129,17 @@ class EngineLoop {
   const EngineConfig config_;
   std::unique_ptr<Executor> owned_executor_;  // may be null: borrowed
   Executor* const executor_;
+  const int64_t block_size_;  // tokens per KV block (executor_->info())
 
-  // Loop thread only.
+  // Loop thread only (but Prepare(), which any thread may call).
   OutputProcessor processor_;
   std::deque<std::future<absl::StatusOr<StepResult>>> in_flight_;
 
   mutable absl::Mutex mu_;
   std::unique_ptr<Scheduler> scheduler_ ABSL_GUARDED_BY(mu_);
-  std::vector<Registration> registrations_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
+  Intake intake_ ABSL_GUARDED_BY(mu_);
+  // Ids added whose final delta has not been delivered yet.
+  absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
   // Bumped by every AddRequest, Abort and Stop: wakes a loop that had nothing to schedule.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   // generation_ when Schedule() last had nothing to run with nothing in flight.

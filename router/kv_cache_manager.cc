@@ -58,6 +58,30 @@ PrefixMatch KVCacheManager::GetComputedBlocks(absl::Span<const int32_t> token_id
   return match;
 }
 
+std::vector<BlockHash> KVCacheManager::PrefixBlockHashes(absl::Span<const int32_t> token_ids,
+                                                         int64_t block_size, uint64_t extra_key) {
+  std::vector<BlockHash> hashes;
+  if (token_ids.empty() || block_size < 1) return hashes;
+  const size_t size = static_cast<size_t>(block_size);
+  const size_t max_blocks = (token_ids.size() - 1) / size;  // as GetComputedBlocks
+  hashes.reserve(max_blocks);
+  BlockHash parent;
+  for (size_t i = 0; i < max_blocks; ++i) {
+    parent = HashBlockTokens(parent, token_ids.subspan(i * size, size), extra_key);
+    hashes.push_back(parent);
+  }
+  return hashes;
+}
+
+int64_t KVCacheManager::NumLeadingCachedBlocks(absl::Span<const BlockHash> block_hashes) const {
+  if (!device_.caching_enabled()) return 0;
+  int64_t n = 0;
+  while (n < static_cast<int64_t>(block_hashes.size()) && device_.Lookup(block_hashes[n]) >= 0) {
+    ++n;
+  }
+  return n;
+}
+
 void KVCacheManager::CacheBlocks(SeqHandle seq, absl::Span<const int32_t> token_ids) {
   if (!device_.caching_enabled()) return;
   auto it = seqs_.find(seq);

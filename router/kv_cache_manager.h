@@ -84,6 +84,15 @@ class KVCacheManager {
   /// can allocate. Empty when caching is off. `extra_key`: see HashBlockTokens.
   PrefixMatch GetComputedBlocks(absl::Span<const int32_t> token_ids, uint64_t extra_key = 0) const;
 
+  /// The chain hashes of the full blocks of token_ids that a lookup may match (so never the
+  /// block holding the last token), for NumLeadingCachedBlocks. Needs no manager: callers on
+  /// other threads hash without holding the lock that guards one.
+  static std::vector<BlockHash> PrefixBlockHashes(absl::Span<const int32_t> token_ids,
+                                                  int64_t block_size, uint64_t extra_key = 0);
+  /// How many leading blocks of a PrefixBlockHashes chain are in the prefix cache now
+  /// (referenced or evictable): what GetComputedBlocks would match. 0 when caching is off.
+  int64_t NumLeadingCachedBlocks(absl::Span<const BlockHash> block_hashes) const;
+
   /// Registers the sequence's full blocks not yet registered, hashing token_ids (all tokens of
   /// the sequence the scheduler knows). Only positions below NumTokens count (their KV is
   /// computed or scheduled). No-op when caching is off.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/incremental_detokenizer.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace pagoda {
 
@@ -79,6 +80,13 @@ void MergeRequestOutput(RequestOutput& total, const RequestOutput& delta) {
   if (!delta.error.empty()) total.error = delta.error;
 }
 
+OutputProcessor::PreparedRequest::PreparedRequest(std::unique_ptr<Request> request)
+    : request_(std::move(request)) {}
+OutputProcessor::PreparedRequest::PreparedRequest(PreparedRequest&&) noexcept = default;
+OutputProcessor::PreparedRequest& OutputProcessor::PreparedRequest::operator=(
+    PreparedRequest&&) noexcept = default;
+OutputProcessor::PreparedRequest::~PreparedRequest() = default;
+
 OutputProcessor::OutputProcessor(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
 OutputProcessor::~OutputProcessor() = default;
 
@@ -87,18 +95,60 @@ std::unique_ptr<OutputProcessor::Sequence> OutputProcessor::NewSequence(
   return std::make_unique<Sequence>(*tokenizer_, request.info);
 }
 
-absl::Status OutputProcessor::AddRequest(const EngineRequest& info, OutputCallback callback) {
-  if (requests_.contains(info.request_id)) {
-    return absl::AlreadyExistsError(absl::StrCat("request id '", info.request_id, "' is in use"));
-  }
+absl::StatusOr<OutputProcessor::PreparedRequest> OutputProcessor::Prepare(
+    const EngineRequest& info, OutputCallback callback) const {
   auto request = std::make_unique<Request>();
   request->info = info;
   request->callback = std::move(callback);
   for (int32_t i = 0; i < std::max(info.params.n, 1); ++i) {
     request->sequences.push_back(NewSequence(*request));
   }
-  requests_.emplace(info.request_id, std::move(request));
+  if (!info.resumed_output_token_ids.empty()) {
+    RETURN_IF_ERROR(ReplayResumedOutputs(*request));
+    request->info.resumed_output_token_ids = {};  // in the sequence's state now
+  }
+  return PreparedRequest(std::move(request));
+}
+
+absl::Status OutputProcessor::ReplayResumedOutputs(Request& request) const {
+  const EngineRequest& info = request.info;
+  if (info.params.n != 1 || info.params.beam_search()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", info.request_id, ": only n == 1 without beam search can resume outputs"));
+  }
+  Sequence& seq = *request.sequences[0];
+  const int64_t num_prompt_tokens = static_cast<int64_t>(info.prompt_token_ids.size());
+  const std::vector<int32_t>& resumed = info.resumed_output_token_ids;
+  for (size_t i = 0; i < resumed.size(); ++i) {
+    // ApplyUpdate's path for a token that does not end the sequence; the text it gives was
+    // streamed by the original replica (or is held back here as it was there).
+    ++seq.num_output_tokens;
+    const StopResult r =
+        seq.checker.Append(seq.detok.Append(resumed[i]), resumed[i], seq.num_output_tokens,
+                           num_prompt_tokens + seq.num_output_tokens);
+    if (r.finish_reason.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("request ", info.request_id,
+                                                     ": a stop string ends at resumed output ", i,
+                                                     ", so the request had finished there"));
+    }
+  }
+  seq.cumulative_logprob = info.resumed_cumulative_logprob;
   return absl::OkStatus();
+}
+
+absl::Status OutputProcessor::AddRequest(PreparedRequest prepared) {
+  std::unique_ptr<Request>& request = prepared.request_;
+  const std::string& id = request->info.request_id;
+  if (requests_.contains(id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request id '", id, "' is in use"));
+  }
+  requests_.emplace(id, std::move(request));
+  return absl::OkStatus();
+}
+
+absl::Status OutputProcessor::AddRequest(const EngineRequest& info, OutputCallback callback) {
+  ASSIGN_OR_RETURN(PreparedRequest prepared, Prepare(info, std::move(callback)));
+  return AddRequest(std::move(prepared));
 }
 
 bool OutputProcessor::ApplyUpdate(Request& request, const SequenceUpdate& delta,
@@ -182,6 +232,14 @@ void OutputProcessor::MaybeFinish(Request& request, RequestOutput& output) {
 
 std::vector<std::string> OutputProcessor::Process(std::span<const SequenceUpdate> updates) {
   std::vector<std::string> stopped;
+  Process(updates,
+          [&stopped](std::span<const std::string> ids) { stopped.assign(ids.begin(), ids.end()); });
+  return stopped;
+}
+
+void OutputProcessor::Process(std::span<const SequenceUpdate> updates,
+                              absl::FunctionRef<void(std::span<const std::string>)> on_stopped) {
+  std::vector<std::string> stopped;
   // The requests this step changed, in the order their first update came.
   std::vector<std::pair<Request*, RequestOutput>> changed;
   auto entry_for = [&](Request& request) -> RequestOutput& {
@@ -208,6 +266,7 @@ std::vector<std::string> OutputProcessor::Process(std::span<const SequenceUpdate
     if (ApplyUpdate(request, update, out)) stopped.push_back(update.seq_id);
     if (Changed(out)) MergeCompletion(FindOrAdd(entry_for(request).outputs, out.index), out);
   }
+  if (!stopped.empty()) on_stopped(stopped);
   for (auto& [request, output] : changed) {
     if (request->info.params.beam_search() &&
         std::ranges::any_of(updates, [&](const SequenceUpdate& u) {
@@ -221,10 +280,16 @@ std::vector<std::string> OutputProcessor::Process(std::span<const SequenceUpdate
       }
     }
     MaybeFinish(*request, output);
-    request->callback(output);
-    if (output.finished) requests_.erase(output.request_id);
+    if (!output.finished) {
+      request->callback(output);
+      continue;
+    }
+    // Erase first: the callback may add a request with the same id.
+    auto it = requests_.find(output.request_id);
+    std::unique_ptr<Request> owned = std::move(it->second);
+    requests_.erase(it);
+    owned->callback(output);
   }
-  return stopped;
 }
 
 void OutputProcessor::Abort(const std::string& request_id, const std::string& error) {

@@ -10,8 +10,15 @@
 // scheduler (Scheduler::FinishSequence), which frees its blocks. EOS, stop token ids, max_tokens
 // and max_model_len are the scheduler's: it reports them in SequenceUpdate::finish_reason.
 //
-// Single-threaded (the engine loop's thread); callbacks run on that thread, must not block, and
-// may call back into the EngineLoop (AddRequest, Abort) but not into this object.
+// A request resumed on this replica after a failover (EngineRequest::resumed_output_token_ids)
+// first has its earlier outputs run through the detokenizer and stop checker without a callback,
+// which leaves both as the original replica's processor left them (text streamed, text held back
+// as a possible stop string start, decoding window); its deltas then continue that stream. Its
+// accumulated deltas hold only what this replica streamed; its usage counts all outputs.
+//
+// Single-threaded (the engine loop's thread), except Prepare(); callbacks run on that thread,
+// must not block, and may call back into the EngineLoop (AddRequest, Abort) but not into this
+// object.
 //
 //   OutputProcessor processor(tokenizer);
 //   RETURN_IF_ERROR(processor.AddRequest(engine_request,
@@ -30,7 +37,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/sampling_params.h"
 #include "common/tokenizer.h"
 #include "router/finish_reason.h"
@@ -77,15 +86,38 @@ using OutputCallback = std::function<void(const RequestOutput&)>;
 void MergeRequestOutput(RequestOutput& total, const RequestOutput& delta);
 
 class OutputProcessor {
+  struct Request;  // a request's state (output_processor.cc)
+
  public:
+  /// A request's state built by Prepare(), not tracked yet (it may move between threads).
+  class PreparedRequest {
+   public:
+    PreparedRequest(PreparedRequest&&) noexcept;
+    PreparedRequest& operator=(PreparedRequest&&) noexcept;
+    ~PreparedRequest();
+
+   private:
+    friend class OutputProcessor;
+    explicit PreparedRequest(std::unique_ptr<Request> request);
+    std::unique_ptr<Request> request_;
+  };
+
   /// `tokenizer` must outlive this object.
   explicit OutputProcessor(const Tokenizer* tokenizer);
   ~OutputProcessor();
   OutputProcessor(const OutputProcessor&) = delete;
   OutputProcessor& operator=(const OutputProcessor&) = delete;
 
-  /// Starts tracking a request (params.n completions; for beam search the n best beams); its
-  /// callback receives every delta, the last with finished=true. AlreadyExists for a live id.
+  /// Builds the state of a request (params.n completions; for beam search the n best beams)
+  /// whose callback will receive every delta, the last with finished=true; replays resumed
+  /// outputs. InvalidArgument when resumed outputs come with n > 1 or beam search, or a stop
+  /// string ends within them (the request had finished there). Thread-safe: it reads nothing of
+  /// this object but the tokenizer, so an engine can do this work on the caller's thread.
+  absl::StatusOr<PreparedRequest> Prepare(const EngineRequest& request,
+                                          OutputCallback callback) const;
+  /// Starts tracking a prepared request. AlreadyExists for a live id.
+  absl::Status AddRequest(PreparedRequest request);
+  /// Prepare(), then AddRequest().
   absl::Status AddRequest(const EngineRequest& request, OutputCallback callback);
 
   /// Applies one step's updates (Scheduler::ApplyResult, any order, several requests), calls
@@ -94,6 +126,11 @@ class OutputProcessor {
   /// sequences are ignored (a step planned before a stop was seen may still report tokens).
   /// Beam search reports each returned beam once, with all its tokens, when the request ends.
   std::vector<std::string> Process(std::span<const SequenceUpdate> updates);
+  /// The same, but hands those seq_ids (when there are any) to `on_stopped` before the first
+  /// callback runs, so the scheduler has finished them by the time a client sees its request
+  /// end, and the client may reuse the request's id at once.
+  void Process(std::span<const SequenceUpdate> updates,
+               absl::FunctionRef<void(std::span<const std::string>)> on_stopped);
 
   /// Ends a request now: its unfinished completions get finish_reason abort, their held-back
   /// text is flushed, and the callback receives the last delta (with `error`, when given).
@@ -108,8 +145,9 @@ class OutputProcessor {
 
  private:
   struct Sequence;
-  struct Request;
 
+  // Feeds the resumed outputs of a fresh request into its first completion, silently.
+  absl::Status ReplayResumedOutputs(Request& request) const;
   // Feeds one update into its sequence; appends the changes to `out`. True when a stop string
   // finished a sequence the scheduler had not finished.
   bool ApplyUpdate(Request& request, const SequenceUpdate& update, CompletionOutput& out);

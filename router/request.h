@@ -5,6 +5,10 @@
 //   EngineRequest request{.request_id = "r1", .prompt_token_ids = ids, .params = params,
 //                         .seed = params.seed.value_or(rng()), .arrival_time_s = clock.Now()};
 //   RETURN_IF_ERROR(scheduler.AddRequest(std::move(request)));
+//
+// A request moved from a failed replica carries the outputs it already streamed
+// (resumed_output_token_ids): it enters like a sequence preempted by recompute, prompt + those
+// outputs prefilled (prefix cache included), and its stream continues after them.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +31,12 @@ struct EngineRequest {
   int32_t priority = 0;  // lower value = served first, like vLLM
   uint64_t seed = 0;     // resolved: params.seed, or one the engine drew
   double arrival_time_s = 0;
+  /// Failover: outputs the request already produced (and streamed) elsewhere. The engine
+  /// prefills prompt + these, continues sampling at output index resumed_output_token_ids.size()
+  /// (so seeded draws, penalties, min/max_tokens continue as if uninterrupted) and streams only
+  /// what comes after them. n == 1 and no beam search only.
+  std::vector<int32_t> resumed_output_token_ids;
+  double resumed_cumulative_logprob = 0;  // when the request asked for logprobs
 };
 
 /// The seed of sample `index` of a request: the request's own for sample 0 (so n = 1 draws what
@@ -92,7 +102,9 @@ struct FinishedBeam {
 
 struct Request {
   EngineRequest request;
-  uint64_t arrival_order = 0;  // admission order, ties broken by it
+  /// Admission order (ties broken by it); unique, so it keys the request inside the scheduler
+  /// while its id may already name a newer request.
+  uint64_t arrival_order = 0;
   bool beam_search = false;
   /// Samples 1..n-1 are forked from sample 0 once its prompt (but the last token) is computed.
   bool samples_forked = false;

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "router/beam_search.h"
 
 namespace pagoda {
@@ -79,6 +80,7 @@ absl::Status Scheduler::CheckFits(const EngineRequest& request) const {
     return absl::InvalidArgumentError(
         absl::StrCat("request ", id, ": the static scheduler does not support beam search"));
   }
+  if (!request.resumed_output_token_ids.empty()) RETURN_IF_ERROR(CheckResumed(request));
   const int64_t prompt_len = static_cast<int64_t>(request.prompt_token_ids.size());
   const int64_t total = prompt_len + request.params.max_tokens;
   if (total > max_model_len_) {
@@ -96,8 +98,47 @@ absl::Status Scheduler::CheckFits(const EngineRequest& request) const {
   return absl::OkStatus();
 }
 
+absl::Status Scheduler::CheckResumed(const EngineRequest& request) const {
+  const std::string& id = request.request_id;
+  const SamplingParams& params = request.params;
+  if (params.n != 1 || params.beam_search()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", id, ": only n == 1 without beam search can resume outputs (n = ", params.n,
+        ", beam_width = ", params.beam_width, ")"));
+  }
+  const std::vector<int32_t>& resumed = request.resumed_output_token_ids;
+  const int64_t num_resumed = static_cast<int64_t>(resumed.size());
+  if (num_resumed >= params.max_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request ", id, ": ", num_resumed, " resumed output tokens leave nothing to ",
+                     "generate under max_tokens ", params.max_tokens));
+  }
+  const int64_t total = static_cast<int64_t>(request.prompt_token_ids.size()) + num_resumed;
+  if (total >= max_model_len_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", id, ": ", request.prompt_token_ids.size(), " prompt tokens + ", num_resumed,
+        " resumed output tokens = ", total, " leave no room under max_model_len ", max_model_len_));
+  }
+  for (int64_t i = 0; i < num_resumed; ++i) {
+    const int32_t token = resumed[i];
+    if (vocab_size_ > 0 && (token < 0 || token >= vocab_size_)) {
+      return absl::InvalidArgumentError(absl::StrCat("request ", id, ": resumed output token ",
+                                                     token, " is outside the vocabulary [0, ",
+                                                     vocab_size_, ")"));
+    }
+    // The original replica would have finished the request on it (AppendTokens' rule).
+    if (i + 1 >= params.min_tokens && IsStopToken(params, token)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", id, ": resumed output ", i, " (token ", token,
+                       ") is a stop token, so the request had finished there"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Scheduler::AddRequest(EngineRequest request) {
-  if (requests_.contains(request.request_id)) {
+  if (auto it = requests_by_id_.find(request.request_id);
+      it != requests_by_id_.end() && it->second->num_unfinished > 0) {
     return absl::AlreadyExistsError(
         absl::StrCat("request ", request.request_id, " is already in the engine"));
   }
@@ -111,7 +152,8 @@ absl::Status Scheduler::AddRequest(EngineRequest request) {
   req->request = std::move(request);
   req->arrival_order = next_arrival_++;
   req->beam_search = req->request.params.beam_search();
-  requests_.emplace(req->id(), std::move(owned));
+  requests_by_id_[req->id()] = req;
+  requests_.emplace(req->arrival_order, std::move(owned));
   ++num_unstarted_requests_;
 
   const bool is_static = config_.scheduler == SchedulerKind::kStatic;
@@ -119,8 +161,13 @@ absl::Status Scheduler::AddRequest(EngineRequest request) {
   // Samples share the prompt by forking, except under static batching (no sharing there).
   req->samples_forked = n == 1 || is_static;
   req->next_beam_index = n;
+  const std::vector<int32_t>& resumed = req->request.resumed_output_token_ids;
   for (int32_t i = 0; i < n; ++i) {
-    Sequence* seq = NewSequence(req, i, req->request.prompt_token_ids);
+    std::vector<int32_t> token_ids = req->request.prompt_token_ids;
+    // A resumed request (n == 1) continues like a sequence preempted by recompute.
+    token_ids.insert(token_ids.end(), resumed.begin(), resumed.end());
+    Sequence* seq = NewSequence(req, i, std::move(token_ids));
+    seq->cumulative_logprob = req->request.resumed_cumulative_logprob;
     if (i == 0 || req->samples_forked) InsertWaiting(seq);
   }
   if (!req->samples_forked) fork_pending_.push_back(req);
@@ -198,9 +245,9 @@ void Scheduler::RemoveFromLists(Sequence* seq) {
 }
 
 void Scheduler::AbortRequest(const std::string& request_id) {
-  auto it = requests_.find(request_id);
-  if (it == requests_.end()) return;
-  Request* req = it->second.get();
+  auto it = requests_by_id_.find(request_id);
+  if (it == requests_by_id_.end()) return;
+  Request* req = it->second;
   if (req->num_unfinished == 0) return;
   if (!req->started) {
     req->started = true;
@@ -233,8 +280,16 @@ void Scheduler::MaybeRetireRequest(Request* request) {
   for (const auto& seq : request->seqs) {
     if (!seq->released) return;
   }
-  for (const auto& seq : request->seqs) seqs_by_id_.erase(seq->seq_id);
-  requests_.erase(request->id());  // destroys `request`
+  // The ids may name a newer request already; those entries stay.
+  for (const auto& seq : request->seqs) {
+    auto it = seqs_by_id_.find(seq->seq_id);
+    if (it != seqs_by_id_.end() && it->second == seq.get()) seqs_by_id_.erase(it);
+  }
+  if (auto it = requests_by_id_.find(request->id());
+      it != requests_by_id_.end() && it->second == request) {
+    requests_by_id_.erase(it);
+  }
+  requests_.erase(request->arrival_order);  // destroys `request`
 }
 
 bool Scheduler::HasUnfinishedRequests() const { return !requests_.empty(); }
@@ -585,14 +640,16 @@ void Scheduler::FinishPlan(ScheduledStep& step) {
 
 // --- Results -----------------------------------------------------------------------------------
 
-std::optional<int32_t> Scheduler::StopTokenOf(const Sequence& seq, int32_t token) const {
-  if (seq.num_output_tokens() < seq.params.min_tokens) return std::nullopt;
+bool Scheduler::IsStopToken(const SamplingParams& params, int32_t token) const {
   auto contains = [token](const std::vector<int32_t>& ids) {
     return std::find(ids.begin(), ids.end(), token) != ids.end();
   };
-  if (contains(seq.params.stop_token_ids) || (!seq.params.ignore_eos && contains(eos_token_ids_))) {
-    return token;
-  }
+  return contains(params.stop_token_ids) || (!params.ignore_eos && contains(eos_token_ids_));
+}
+
+std::optional<int32_t> Scheduler::StopTokenOf(const Sequence& seq, int32_t token) const {
+  if (seq.num_output_tokens() < seq.params.min_tokens) return std::nullopt;
+  if (IsStopToken(seq.params, token)) return token;
   return std::nullopt;
 }
 

@@ -123,11 +123,13 @@ class Scheduler {
 
   /// Queues a request. InvalidArgument when it can never run (prompt + max_tokens beyond
   /// max_model_len, more blocks than the whole cache, empty prompt, invalid sampling params,
-  /// duplicate id); ResourceExhausted when the waiting queue is full.
+  /// ids outside the vocabulary, resumed outputs that are not a valid continuation);
+  /// AlreadyExists when an unfinished request has the id (a finished one's id is free at once,
+  /// even before its blocks are released); ResourceExhausted when the waiting queue is full.
   absl::Status AddRequest(EngineRequest request);
 
-  /// Finishes every sequence of the request with kAbort; its blocks are freed at the next plan.
-  /// Unknown or finished ids are ignored.
+  /// Finishes every sequence of the unfinished request with this id with kAbort; its blocks are
+  /// freed at the next plan. Unknown or finished ids are ignored.
   void AbortRequest(const std::string& request_id);
 
   /// The next plan, or nullopt when nothing can run now (no work, or every runnable sequence
@@ -140,7 +142,9 @@ class Scheduler {
   std::vector<SequenceUpdate> ApplyResult(const StepResult& result);
 
   /// Finishes one sequence (e.g. a stop string found by the OutputProcessor); its blocks are
-  /// freed at the next plan and later tokens are discarded. Unknown ids are ignored.
+  /// freed at the next plan and later tokens are discarded. Unknown ids are ignored. A seq_id
+  /// names the latest request's sequence: finish a request's stopped sequences before its id
+  /// can be reused.
   void FinishSequence(const std::string& seq_id, FinishReason reason);
 
   bool HasUnfinishedRequests() const;
@@ -158,6 +162,8 @@ class Scheduler {
 
   // Admission and the two scheduling modes (scheduler.cc).
   absl::Status CheckFits(const EngineRequest& request) const;
+  // A resumed request's outputs: a continuation the original replica could have produced.
+  absl::Status CheckResumed(const EngineRequest& request) const;
   void ScheduleContinuous(ScheduledStep& step);
   void ScheduleStatic(ScheduledStep& step);
   // Releases sequences finished or aborted since the last plan.
@@ -185,6 +191,8 @@ class Scheduler {
   // The scheduling step k of a decode: tokens left before max_tokens / max_model_len.
   int64_t RemainingTokens(const Sequence& seq) const;
   std::optional<int32_t> StopTokenOf(const Sequence& seq, int32_t token) const;
+  // A stop token id of `params`, or EOS unless ignore_eos (min_tokens aside).
+  bool IsStopToken(const SamplingParams& params, int32_t token) const;
   void AddToPlan(ScheduledStep& step, Sequence* seq, int64_t computed_before,
                  int64_t num_first_step_tokens, int64_t num_expected_samples, bool is_decode);
 
@@ -200,7 +208,12 @@ class Scheduler {
   std::unique_ptr<KVCacheManager> kv_;
   std::unique_ptr<BeamSearch> beam_search_;
 
-  absl::flat_hash_map<std::string, std::unique_ptr<Request>> requests_;
+  // Every request held, by arrival_order: finished ones stay until their sequences are released
+  // and no in-flight plan names them.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Request>> requests_;
+  // The latest request / sequence under each id. A finished one may be replaced by a new request
+  // reusing its id while it is still held above.
+  absl::flat_hash_map<std::string, Request*> requests_by_id_;
   absl::flat_hash_map<std::string, Sequence*> seqs_by_id_;
   std::vector<Sequence*> running_;     // admitted, holding device blocks
   std::deque<Sequence*> waiting_;      // queued or preempted (recompute), in admission order

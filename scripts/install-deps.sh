@@ -8,7 +8,7 @@ packages=(
   libopenblas-openmp-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libgloo-dev
-  prometheus-cpp-dev libcpp-httplib-dev python3-grpcio python3-numpy
+  prometheus-cpp-dev libcpp-httplib-dev python3-grpcio python3-grpc-tools python3-numpy
 )
 
 missing=()

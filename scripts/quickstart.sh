@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Pagoda's main job on a fresh machine: install dependencies, build, convert the stories260K
 # llama2.c checkpoint from ../shared/models into a Hugging Face directory (first use only), and
-# generate from it. Arguments replace the default prompt flags, e.g.
-#   scripts/quickstart.sh --prompt "The little dog" --temperature 0.8 --seed 1
+# serve it with a local cluster: `pagoda serve` = a router + 2 replicas x 2 tensor-parallel CPU
+# workers, gRPC on port 50051 (Ctrl-C stops everything). Arguments are passed to `pagoda serve`,
+# e.g.
+#   scripts/quickstart.sh --replicas 1 --tp 4 --grpc-port 6000
+# Then, from another terminal:
+#   /usr/bin/python3 examples/python/client.py --target localhost:50051 --prompt "Once upon a time"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,11 +15,7 @@ BUILD_DIR=build scripts/build.sh
 SRC=${PAGODA_STORIES_DIR:-../shared/models/stories260K}
 MODEL=models/stories260K
 if [[ ! -f $MODEL/model.safetensors ]]; then
-  build/tools/pagoda convert llama2c --checkpoint "$SRC/stories260K.bin" \
+  build/bin/pagoda convert llama2c --checkpoint "$SRC/stories260K.bin" \
     --tokenizer "$SRC/tok512.bin" --out "$MODEL"
 fi
-if (($#)); then
-  exec build/tools/pagoda generate --model "$MODEL" "$@"
-fi
-exec build/tools/pagoda generate --model "$MODEL" --prompt "Once upon a time" --max-tokens 64 \
-  --temperature 0
+exec build/bin/pagoda serve --model "$MODEL" --replicas 2 --tp 2 "$@"

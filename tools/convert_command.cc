@@ -6,7 +6,7 @@
 #include "common/file_util.h"
 #include "common/llama2c_tokenizer.h"
 #include "common/status_macros.h"
-#include "tools/arg_parser.h"
+#include "common/arg_parser.h"
 #include "tools/convert_llama2c.h"
 
 namespace pagoda {

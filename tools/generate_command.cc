@@ -18,7 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "router/engine_config.h"
 #include "router/engine_loop.h"
-#include "tools/arg_parser.h"
+#include "common/arg_parser.h"
 #include "tools/offline_generator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
@@ -225,15 +225,6 @@ absl::Status WriteResults(const GenerateFlags& flags, const std::vector<ResultLi
   return absl::OkStatus();
 }
 
-std::vector<int32_t> EosTokenIds(const ModelConfig& config, const Tokenizer& tokenizer) {
-  std::vector<int32_t> eos;
-  for (int64_t id : config.eos_token_ids) eos.push_back(static_cast<int32_t>(id));
-  if (auto id = tokenizer.eos_token_id(); id && std::ranges::find(eos, *id) == eos.end()) {
-    eos.push_back(*id);
-  }
-  return eos;
-}
-
 // The old path: static waves through the OfflineGenerator (one sample per request).
 absl::StatusOr<std::vector<ResultLine>> GenerateStatic(
     const GenerateFlags& flags, const ModelConfig& config, const Tokenizer& tokenizer,
@@ -286,7 +277,7 @@ absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(
           ? InProcessExecutor::NumBlocksForBudget(
                 config, flags.block_size, static_cast<int64_t>(flags.swap_space_gib * (1ll << 30)))
           : 0;
-  const std::vector<int32_t> eos = EosTokenIds(config, tokenizer);
+  const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
                    InProcessExecutor::Create(config, std::move(weights),
                                              {.num_device_blocks = num_blocks,

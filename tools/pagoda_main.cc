@@ -5,6 +5,7 @@
 
 #include "tools/convert_command.h"
 #include "tools/generate_command.h"
+#include "tools/serve_command.h"
 
 namespace {
 
@@ -12,6 +13,7 @@ constexpr char kUsage[] =
     "Usage: pagoda <command> [flags]\n"
     "\n"
     "Commands:\n"
+    "  serve      Start a local cluster (router + replicas of tensor-parallel workers)\n"
     "  generate   Offline batch generation from a model directory\n"
     "  convert    Convert a checkpoint to a Hugging Face directory (convert llama2c ...)\n"
     "\n"
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
+  if (command == "serve") return pagoda::RunServeCommand(argc - 2, argv + 2);
   if (command == "generate") return pagoda::RunGenerateCommand(argc - 2, argv + 2);
   if (command == "convert") return pagoda::RunConvertCommand(argc - 2, argv + 2);
   std::fprintf(stderr, "pagoda: unknown command '%s'\n\n%s", command.c_str(), kUsage);

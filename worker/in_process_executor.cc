@@ -35,11 +35,14 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
 }
 
 int64_t InProcessExecutor::NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
-                                              int64_t budget_bytes) {
+                                              int64_t budget_bytes,
+                                              const TensorParallelShard& shard) {
+  const absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
+  if (!layout.ok()) return 0;
   const KvCacheShape shape{.num_layers = config.num_hidden_layers,
                            .num_blocks = 1,
                            .block_size = block_size,
-                           .num_kv_heads = config.num_key_value_heads,
+                           .num_kv_heads = layout->num_kv_heads,
                            .head_dim = config.head_dim};
   const int64_t bytes_per_block = shape.bytes_per_block();
   if (bytes_per_block <= 0 || budget_bytes <= 0) return 0;

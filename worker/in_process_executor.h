@@ -27,6 +27,7 @@
 #include "worker/model_weights.h"
 #include "worker/sampler.h"
 #include "worker/step_runner.h"
+#include "worker/tensor_parallel.h"
 
 namespace pagoda {
 
@@ -45,9 +46,10 @@ class InProcessExecutor final : public Executor {
       const ModelConfig& config, ModelWeights weights, const InProcessExecutorOptions& options);
 
   /// How many KV blocks of `block_size` tokens fit in `budget_bytes` (keys and values of every
-  /// layer, fp32); 0 when not even one does.
+  /// layer, fp32) on one rank of `shard`, which stores only its KV heads; 0 when not even one
+  /// does or the shard is invalid for the model.
   static int64_t NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
-                                    int64_t budget_bytes);
+                                    int64_t budget_bytes, const TensorParallelShard& shard = {});
 
   /// Finishes the step in progress, fails the queued ones with Cancelled, joins the thread.
   ~InProcessExecutor() override;

@@ -44,15 +44,37 @@ absl::Status Linear(const float* in, const std::vector<float>& weight,
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
     const ModelConfig& config, ModelWeights weights, const ModelRunnerOptions& options) {
+  ASSIGN_OR_RETURN(const ShardLayout layout, ComputeShardLayout(config, options.shard));
+  const TensorParallelShard& shard = options.shard;
+  Communicator* communicator = options.communicator;
+  if (shard.size > 1 && communicator == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor parallel size ", shard.size, " needs a communicator"));
+  }
+  if (communicator != nullptr &&
+      (communicator->rank() != shard.rank || communicator->size() != shard.size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the communicator is rank ", communicator->rank(), " of ", communicator->size(),
+        " but the model shard is rank ", shard.rank, " of ", shard.size));
+  }
   if (static_cast<int64_t>(weights.layers.size()) != config.num_hidden_layers) {
     return absl::InvalidArgumentError(absl::StrCat("model weights have ", weights.layers.size(),
                                                    " layers but the config says ",
                                                    config.num_hidden_layers));
   }
+  const int64_t hidden = config.hidden_size;
+  const auto floats = [](const std::vector<float>& v) { return static_cast<int64_t>(v.size()); };
+  if ((!weights.layers.empty() &&
+       (floats(weights.layers[0].qkv_proj) != layout.qkv_width() * hidden ||
+        floats(weights.layers[0].gate_up_proj) != 2 * layout.intermediate_size * hidden)) ||
+      floats(weights.lm_head_or_embedding()) != layout.vocab_rows * hidden) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model weights are not those of tensor parallel rank ", shard.rank, " of ", shard.size));
+  }
   ASSIGN_OR_RETURN(KvCache kv_cache, KvCache::Create({.num_layers = config.num_hidden_layers,
                                                       .num_blocks = options.num_blocks,
                                                       .block_size = options.block_size,
-                                                      .num_kv_heads = config.num_key_value_heads,
+                                                      .num_kv_heads = layout.num_kv_heads,
                                                       .head_dim = config.head_dim}));
   const int64_t max_positions =
       options.max_positions > 0 ? options.max_positions : config.max_position_embeddings;
@@ -61,8 +83,13 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
                                             .max_positions = max_positions,
                                             .theta = config.rope_theta,
                                             .llama3 = config.rope_scaling}));
-  return std::unique_ptr<ModelRunner>(
-      new ModelRunner(config, std::move(weights), std::move(kv_cache), std::move(rope)));
+  return std::unique_ptr<ModelRunner>(new ModelRunner(
+      config, layout, communicator, std::move(weights), std::move(kv_cache), std::move(rope)));
+}
+
+absl::Status ModelRunner::AllReduce(float* data, int64_t count) {
+  if (communicator_ == nullptr) return absl::OkStatus();
+  return communicator_->AllReduceSum(data, count);
 }
 
 absl::Status ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch) {
@@ -124,12 +151,13 @@ absl::Status ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch)
 }
 
 absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
+  // Sizes are this shard's: its heads and its slice of the MLP.
   const LayerWeights& w = weights_.layers[layer];
   const int64_t hidden = config_.hidden_size;
-  const int64_t q_size = config_.q_size();
-  const int64_t kv_size = config_.kv_size();
-  const int64_t qkv_width = q_size + 2 * kv_size;
-  const int64_t inter = config_.intermediate_size;
+  const int64_t q_size = layout_.q_size();
+  const int64_t kv_size = layout_.kv_size();
+  const int64_t qkv_width = layout_.qkv_width();
+  const int64_t inter = layout_.intermediate_size;
 
   float* qkv = Reserve(qkv_, num_tokens * qkv_width);
   RETURN_IF_ERROR(
@@ -142,8 +170,8 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
                                         .positions = positions_.data(),
                                         .cache = &rope_,
                                         .num_tokens = num_tokens,
-                                        .num_heads = config_.num_attention_heads,
-                                        .num_kv_heads = config_.num_key_value_heads,
+                                        .num_heads = layout_.num_heads,
+                                        .num_kv_heads = layout_.num_kv_heads,
                                         .head_dim = config_.head_dim,
                                         .q_stride = qkv_width,
                                         .k_stride = qkv_width,
@@ -172,7 +200,7 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
        .seq_lens = seq_lens_.data(),
        .num_seqs = static_cast<int64_t>(seq_lens_.size()),
        .num_tokens = num_tokens,
-       .num_heads = config_.num_attention_heads,
+       .num_heads = layout_.num_heads,
        .num_kv_heads = shape.num_kv_heads,
        .head_dim = shape.head_dim,
        .block_size = shape.block_size,
@@ -181,7 +209,9 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
        .q_stride = qkv_width,
        .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))}));
   float* proj = Reserve(proj_, num_tokens * hidden);
+  // Row-parallel o_proj: each rank's heads give a partial sum (rank 0 adds the bias).
   RETURN_IF_ERROR(Linear(attn, w.o_proj, w.o_bias, proj, num_tokens, hidden, q_size));
+  RETURN_IF_ERROR(AllReduce(proj, num_tokens * hidden));
   // residual += attention output; hidden = post_attention_layernorm(residual).
   RETURN_IF_ERROR(kernels::RmsNorm({.input = proj,
                                     .weight = w.post_attention_layernorm.data(),
@@ -197,6 +227,7 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
   RETURN_IF_ERROR(
       kernels::SiluAndMul({.input = gate_up, .output = act, .num_tokens = num_tokens, .d = inter}));
   RETURN_IF_ERROR(Linear(act, w.down_proj, {}, proj, num_tokens, hidden, inter));
+  RETURN_IF_ERROR(AllReduce(proj, num_tokens * hidden));
   // The next sub-block's norm (next layer's input norm, or the final norm) adds proj into
   // the residual stream.
   const std::vector<float>& next_norm = layer + 1 < config_.num_hidden_layers
@@ -250,14 +281,35 @@ absl::StatusOr<StepLogits*> ModelRunner::Execute(absl::Span<const SequenceInput>
     const int64_t token = query_start_loc_[logits_.seq_index[r] + 1] - 1;
     std::copy_n(hidden_.data() + token * hidden, hidden, last + r * hidden);
   }
-  float* logits = Reserve(logits_.values, rows * config_.vocab_size);
-  RETURN_IF_ERROR(kernels::Gemm({.a = last,
-                                 .b = weights_.lm_head_or_embedding().data(),
-                                 .c = logits,
-                                 .m = rows,
-                                 .n = config_.vocab_size,
-                                 .k = hidden}));
+  RETURN_IF_ERROR(ComputeLogits(rows));
   return &logits_;
+}
+
+absl::Status ModelRunner::ComputeLogits(int64_t rows) {
+  const int64_t hidden = config_.hidden_size;
+  const int64_t vocab = config_.vocab_size;
+  const float* head = weights_.lm_head_or_embedding().data();
+  float* logits = Reserve(logits_.values, rows * vocab);
+  const int64_t tp_size = layout_.shard.size;
+  if (tp_size == 1) {
+    return kernels::Gemm(
+        {.a = last_hidden_.data(), .b = head, .c = logits, .m = rows, .n = vocab, .k = hidden});
+  }
+  // Vocab-parallel: this rank's V' logits of every row, then every rank's side by side.
+  const int64_t local_vocab = layout_.vocab_rows;
+  float* local = Reserve(local_logits_, rows * local_vocab);
+  RETURN_IF_ERROR(kernels::Gemm(
+      {.a = last_hidden_.data(), .b = head, .c = local, .m = rows, .n = local_vocab, .k = hidden}));
+  float* gathered = Reserve(gathered_logits_, tp_size * rows * local_vocab);
+  RETURN_IF_ERROR(communicator_->AllGather(local, rows * local_vocab, gathered));
+  // gathered is [tp_size, rows, V']; the padding rows of the last ranks are dropped.
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < tp_size && k * local_vocab < vocab; ++k) {
+      const int64_t n = std::min(local_vocab, vocab - k * local_vocab);
+      std::copy_n(gathered + (k * rows + r) * local_vocab, n, logits + r * vocab + k * local_vocab);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace pagoda

@@ -3,6 +3,11 @@
 // sample. No padding: the new tokens of all sequences are packed into one [num_tokens, hidden]
 // activation matrix; prefill chunks and decodes share the step.
 //
+// Under tensor parallelism each rank runs one ModelRunner over its shard of the weights
+// (tensor_parallel.h) and its heads of the KV cache; all ranks execute the same batches in the
+// same order, meeting in the communicator's all-reduces (after o_proj and down_proj) and the
+// all-gather of the vocab-parallel logits, so every rank returns the same full logits.
+//
 //   ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, std::move(weights),
 //                                                     {.num_blocks = 512, .block_size = 16}));
 //   std::vector<SequenceInput> batch = {{.token_ids = prompt, .num_computed_tokens = 0,
@@ -18,8 +23,10 @@
 #include "absl/types/span.h"
 #include "common/model_config.h"
 #include "kernels/rotary.h"
+#include "worker/communicator.h"
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
+#include "worker/tensor_parallel.h"
 
 namespace pagoda {
 
@@ -47,6 +54,11 @@ struct ModelRunnerOptions {
   int64_t block_size = 16;  // tokens per block
   /// Positions the RoPE table covers; 0 = config.max_position_embeddings.
   int64_t max_positions = 0;
+  /// This rank's shard; the weights must be that shard's.
+  TensorParallelShard shard;
+  /// Borrowed, must outlive the runner; required when shard.size > 1 (its rank and size must
+  /// match the shard's).
+  Communicator* communicator = nullptr;
 };
 
 class ModelRunner {
@@ -58,10 +70,12 @@ class ModelRunner {
   /// Runs one step. Validates the batch (token ids in the vocabulary, positions within
   /// max_positions, block tables covering the context with ids in range); on error nothing
   /// of the cache outside the step's own slots has changed. The returned pointer is valid until
-  /// the next call.
+  /// the next call. Under tensor parallelism every rank must execute the same batches in the
+  /// same order; a communicator error (a peer failed) leaves the replica to be re-initialised.
   absl::StatusOr<StepLogits*> Execute(absl::Span<const SequenceInput> batch);
 
   const ModelConfig& config() const { return config_; }
+  const ShardLayout& layout() const { return layout_; }
   const ModelWeights& weights() const { return weights_; }
   KvCache& kv_cache() { return kv_cache_; }
   int64_t block_size() const { return kv_cache_.shape().block_size; }
@@ -69,17 +83,25 @@ class ModelRunner {
   int64_t max_positions() const { return rope_.max_positions; }
 
  private:
-  ModelRunner(const ModelConfig& config, ModelWeights weights, KvCache kv_cache,
-              kernels::RopeCache rope)
+  ModelRunner(const ModelConfig& config, const ShardLayout& layout, Communicator* communicator,
+              ModelWeights weights, KvCache kv_cache, kernels::RopeCache rope)
       : config_(config),
+        layout_(layout),
+        communicator_(communicator),
         weights_(std::move(weights)),
         kv_cache_(std::move(kv_cache)),
         rope_(std::move(rope)) {}
 
   absl::Status PrepareMetadata(absl::Span<const SequenceInput> batch);
   absl::Status RunLayer(int64_t layer, int64_t num_tokens);
+  /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded).
+  absl::Status ComputeLogits(int64_t rows);
+  /// Sums a row-parallel projection's partial outputs over the ranks.
+  absl::Status AllReduce(float* data, int64_t count);
 
   ModelConfig config_;
+  ShardLayout layout_;
+  Communicator* communicator_;  // nullptr when unsharded
   ModelWeights weights_;
   KvCache kv_cache_;
   kernels::RopeCache rope_;
@@ -93,15 +115,17 @@ class ModelRunner {
   std::vector<int32_t> block_tables_;     // [num_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq_ = 0;
 
-  // Activations (capacity reused across steps).
-  std::vector<float> residual_;     // [num_tokens, hidden]
-  std::vector<float> hidden_;       // [num_tokens, hidden] normalized input of a sub-block
-  std::vector<float> qkv_;          // [num_tokens, q_size + 2 * kv_size]
-  std::vector<float> attn_;         // [num_tokens, q_size]
-  std::vector<float> proj_;         // [num_tokens, hidden] output of o_proj / down_proj
-  std::vector<float> gate_up_;      // [num_tokens, 2 * intermediate]
-  std::vector<float> act_;          // [num_tokens, intermediate]
-  std::vector<float> last_hidden_;  // [num_sampling, hidden]
+  // Activations (capacity reused across steps); widths are this shard's (layout_).
+  std::vector<float> residual_;         // [num_tokens, hidden]
+  std::vector<float> hidden_;           // [num_tokens, hidden] normalized input of a sub-block
+  std::vector<float> qkv_;              // [num_tokens, q_size + 2 * kv_size]
+  std::vector<float> attn_;             // [num_tokens, q_size]
+  std::vector<float> proj_;             // [num_tokens, hidden] output of o_proj / down_proj
+  std::vector<float> gate_up_;          // [num_tokens, 2 * intermediate]
+  std::vector<float> act_;              // [num_tokens, intermediate]
+  std::vector<float> last_hidden_;      // [num_sampling, hidden]
+  std::vector<float> local_logits_;     // [num_sampling, vocab_rows] when sharded
+  std::vector<float> gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded
   StepLogits logits_;
 };
 

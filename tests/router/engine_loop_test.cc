@@ -1,12 +1,15 @@
 // Checks EngineLoop against a scripted executor: outputs stream to callbacks with one final
 // delta per request, an executor error fails every request with a clear error and closes the
-// engine, Stop() ends running requests, admission errors come back from AddRequest.
+// engine, Stop() ends running requests, admission errors come back from AddRequest, a finished
+// request's id is free once its final delta is delivered, and the prefix cache can be queried.
 #include "router/engine_loop.h"
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -198,6 +201,129 @@ TEST_F(EngineLoopTest, AdmissionErrorsComeBackFromAddRequest) {
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ((*results)[1].outputs[0].token_ids.size(), 3u);
   EXPECT_EQ(calls, 0);
+}
+
+TEST_F(EngineLoopTest, AFinishedRequestsIdIsReusableOnceItsFinalDeltaIsDelivered) {
+  for (bool async_output : {true, false}) {
+    SCOPED_TRACE(async_output);
+    ScriptedExecutor executor;
+    auto engine = EngineLoop::Create(EngineConfig{.async_output = async_output}, &executor,
+                                     tokenizer_.get(), {});
+    ASSERT_TRUE(engine.ok());
+    EngineLoop* loop = engine->get();
+    // Round 0's final callback adds round 1 under the same id, and so on; a non-final callback
+    // finds the id taken.
+    Collected c;
+    c.totals.resize(3);
+    c.num_final.resize(3);
+    std::vector<absl::Status> duplicates;
+    std::function<void(int)> add = [&](int round) {
+      auto callback = [&, round](const RequestOutput& delta) {
+        {
+          absl::MutexLock lock(&c.mu);
+          MergeRequestOutput(c.totals[round], delta);
+          if (!delta.finished) {
+            duplicates.push_back(loop->AddRequest(Request("r", 2), [](const RequestOutput&) {}));
+            return;
+          }
+          ++c.num_final[round];
+          ++c.num_finished;
+        }
+        if (round + 1 < 3) add(round + 1);
+      };
+      const absl::Status s = loop->AddRequest(Request("r", 3 + round), callback);
+      EXPECT_TRUE(s.ok()) << "round " << round << ": " << s;
+    };
+    add(0);
+    {
+      absl::MutexLock lock(&c.mu, absl::Condition(&c, &Collected::AllFinished));
+      for (int round = 0; round < 3; ++round) {
+        EXPECT_EQ(c.num_final[round], 1);
+        EXPECT_EQ(c.totals[round].outputs[0].token_ids, std::vector<int32_t>(3 + round, 300));
+      }
+      ASSERT_FALSE(duplicates.empty());
+      for (const absl::Status& s : duplicates)
+        EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+    }
+    // Right after RunToCompletion, also when a stop string (the output processor's) ended it.
+    EngineRequest stopped = Request("again", 50);
+    stopped.params.stop = {tokenizer_->Decode({300, 300, 300}, true)};
+    for (int i = 0; i < 20; ++i) {
+      auto results = loop->RunToCompletion({i % 2 == 0 ? Request("again", 1 + i % 3) : stopped});
+      ASSERT_TRUE(results.ok()) << i << ": " << results.status();
+      const CompletionOutput& out = (*results)[0].outputs[0];
+      if (i % 2 == 0) {
+        EXPECT_EQ(out.token_ids.size(), static_cast<size_t>(1 + i % 3));
+      } else {
+        EXPECT_EQ(out.finish_reason, FinishReason::kStop);
+        EXPECT_LT(out.token_ids.size(), 50u);
+      }
+    }
+  }
+}
+
+TEST_F(EngineLoopTest, ResumedRequestsThatCannotContinueAreRefused) {
+  ScriptedExecutor executor;
+  auto engine = EngineLoop::Create(EngineConfig{}, &executor, tokenizer_.get(), {});
+  ASSERT_TRUE(engine.ok());
+  int calls = 0;
+  auto add = [&](const EngineRequest& r) {
+    return (*engine)->AddRequest(r, [&calls](const RequestOutput&) { ++calls; });
+  };
+  EngineRequest r = Request("r", 10);
+  r.params.stop = {tokenizer_->Decode({300, 300}, true)};
+  r.resumed_output_token_ids = {300, 300};  // the original stopped at the second one
+  absl::Status s = add(r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("stop string"));
+  r.resumed_output_token_ids = {300};
+  r.params.n = 2;
+  EXPECT_EQ(add(r).code(), absl::StatusCode::kInvalidArgument);
+  r.params.n = 1;
+  r.resumed_output_token_ids.assign(10, 7);
+  s = add(r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("max_tokens"));
+  r.resumed_output_token_ids = {7, 512};
+  EXPECT_EQ(add(r).code(), absl::StatusCode::kInvalidArgument);
+  // A valid continuation runs to max_tokens, streaming only the new tokens.
+  r.resumed_output_token_ids = {7, 300};
+  r.params.stop.clear();
+  r.request_id = "ok";
+  auto results = (*engine)->RunToCompletion({r});
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].outputs[0].token_ids, std::vector<int32_t>(8, 300));
+  EXPECT_EQ((*results)[0].usage->completion_tokens, 10);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(EngineLoopTest, ReportsTheCachedPrefixOfAPrompt) {
+  std::vector<int32_t> prompt;  // 3 blocks of 16
+  for (int32_t i = 0; i < 48; ++i) prompt.push_back(10 + i);
+  std::vector<int32_t> longer = prompt;
+  longer.insert(longer.end(), {7, 8, 9});
+  std::vector<int32_t> unrelated(64, 20);
+  for (bool caching : {true, false}) {
+    SCOPED_TRACE(caching);
+    ScriptedExecutor executor;
+    auto engine = EngineLoop::Create(EngineConfig{.enable_prefix_caching = caching}, &executor,
+                                     tokenizer_.get(), {});
+    ASSERT_TRUE(engine.ok());
+    EngineLoop& loop = **engine;
+    EXPECT_EQ(loop.NumCachedPrefixTokens(longer), 0);
+    // Queried from another thread while the loop runs.
+    std::thread router([&loop, &longer] {
+      for (int i = 0; i < 200; ++i) EXPECT_GE(loop.NumCachedPrefixTokens(longer), 0);
+    });
+    EngineRequest r = Request("r", 4);
+    r.prompt_token_ids = prompt;
+    ASSERT_TRUE(loop.RunToCompletion({r}).ok());
+    router.join();
+    EXPECT_EQ(loop.NumCachedPrefixTokens(longer), caching ? 48 : 0);
+    EXPECT_EQ(loop.NumCachedPrefixTokens(prompt), caching ? 32 : 0) << "never the last token";
+    EXPECT_EQ(loop.NumCachedPrefixTokens(unrelated), 0);
+    EXPECT_EQ(loop.NumCachedPrefixTokens({}), 0);
+  }
 }
 
 TEST_F(EngineLoopTest, RejectsAConfigTheExecutorCannotServe) {

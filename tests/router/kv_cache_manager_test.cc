@@ -155,6 +155,25 @@ TEST(KVCacheManager, CachingOffFindsNothingAndCountsNothing) {
   EXPECT_EQ(kv.prefix_cache_queries(), 0);
 }
 
+TEST(KVCacheManager, CountsCachedLeadingBlocksFromHashesTakenElsewhere) {
+  KVCacheManager kv(Small(8, /*caching=*/true));
+  ASSERT_TRUE(Admit(kv, 1, Range(0, 13)));  // 3 full blocks cached
+  kv.TakeBlockCopies();                     // the plan that computes them is sent
+  kv.Free(1);                               // evictable, still cached
+  for (const std::vector<int32_t>& query :
+       {Range(0, 13), Range(0, 12), Range(0, 20), Range(1, 13), std::vector<int32_t>{}}) {
+    const std::vector<BlockHash> hashes = KVCacheManager::PrefixBlockHashes(query, 4);
+    EXPECT_EQ(hashes.size(), query.empty() ? 0 : (query.size() - 1) / 4) << "never the last token";
+    EXPECT_EQ(kv.NumLeadingCachedBlocks(hashes),
+              static_cast<int64_t>(kv.GetComputedBlocks(query).block_ids.size()))
+        << query.size();
+  }
+  EXPECT_EQ(kv.NumLeadingCachedBlocks(KVCacheManager::PrefixBlockHashes(Range(0, 20), 4)), 3);
+  KVCacheManager off(Small(8));
+  ASSERT_TRUE(Admit(off, 1, Range(0, 13)));
+  EXPECT_EQ(off.NumLeadingCachedBlocks(KVCacheManager::PrefixBlockHashes(Range(0, 13), 4)), 0);
+}
+
 TEST(KVCacheManager, ForkSharesBlocksAndCopiesOnWrite) {
   KVCacheManager kv(Small(16));
   ASSERT_TRUE(kv.AllocateSlots(1, 10, /*num_lookahead_tokens=*/4));        // 4 blocks, last empty

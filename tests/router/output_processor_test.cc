@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -274,6 +275,97 @@ TEST_F(OutputProcessorTest, LogprobsFollowTheKeptTokens) {
   EXPECT_EQ(out.top_logprobs.size(), out.token_ids.size());
   ASSERT_TRUE(out.cumulative_logprob.has_value());
   EXPECT_DOUBLE_EQ(*out.cumulative_logprob, -0.5 * static_cast<double>(out.token_ids.size()));
+}
+
+TEST_F(OutputProcessorTest, ResumedRequestContinuesTheStreamSeamlessly) {
+  SamplingParams params;
+  params.stop = {"big dog"};
+  params.logprobs = 0;
+  const std::vector<int32_t> prompt = tokenizer_->Encode("Lily said");
+  const std::vector<int32_t> ids =
+      AddRequest("a", "Lily said", " 你好 there was a big bag, a big dog and a cat", params);
+  // Feeds `tokens` one per step, each with logprob -0.25; returns the stopped seq ids.
+  auto feed = [this](const std::string& id, std::span<const int32_t> tokens) {
+    std::vector<std::string> stopped;
+    for (int32_t token : tokens) {
+      SequenceUpdate update = Update(id, 0, {token});
+      update.logprobs = {-0.25f};
+      std::vector<SequenceUpdate> step = {update};
+      for (std::string& s : processor_->Process(step)) stopped.push_back(std::move(s));
+    }
+    return stopped;
+  };
+  feed("a", ids);
+  const RequestOutput full = totals_["a"];
+  ASSERT_TRUE(full.finished);
+  ASSERT_EQ(full.outputs[0].finish_reason, FinishReason::kStop);
+  // What a client of "a" had after k tokens: one delta per token.
+  std::vector<std::string> streamed = {""};
+  for (const RequestOutput& d : deltas_) streamed.push_back(streamed.back() + d.outputs[0].text);
+  const size_t num_kept = full.outputs[0].token_ids.size();
+  ASSERT_EQ(streamed.size(), num_kept + 1);
+
+  for (size_t k = 0; k < num_kept; ++k) {
+    SCOPED_TRACE(k);
+    const std::string id = "b" + std::to_string(k);
+    EngineRequest request{.request_id = id, .prompt_token_ids = prompt, .params = params};
+    request.resumed_output_token_ids.assign(ids.begin(), ids.begin() + k);
+    request.resumed_cumulative_logprob = -0.25 * static_cast<double>(k);
+    ASSERT_TRUE(processor_
+                    ->AddRequest(request,
+                                 [this](const RequestOutput& delta) {
+                                   MergeRequestOutput(totals_[delta.request_id], delta);
+                                 })
+                    .ok());
+    EXPECT_THAT(feed(id, std::span(ids).subspan(k)), ElementsAre(id + "#0"));
+    const RequestOutput& resumed = totals_[id];
+    ASSERT_TRUE(resumed.finished);
+    const CompletionOutput& out = resumed.outputs[0];
+    EXPECT_EQ(streamed[k] + out.text, full.outputs[0].text);
+    std::vector<int32_t> all_ids(ids.begin(), ids.begin() + k);
+    all_ids.insert(all_ids.end(), out.token_ids.begin(), out.token_ids.end());
+    EXPECT_EQ(all_ids, full.outputs[0].token_ids);
+    EXPECT_EQ(out.logprobs.size(), num_kept - k) << "only what this replica streamed";
+    EXPECT_EQ(out.cumulative_logprob, full.outputs[0].cumulative_logprob);
+    EXPECT_EQ(out.finish_reason, FinishReason::kStop);
+    EXPECT_EQ(out.stop_reason, full.outputs[0].stop_reason);
+    ASSERT_TRUE(resumed.usage.has_value());
+    EXPECT_EQ(resumed.usage->prompt_tokens, full.usage->prompt_tokens);
+    EXPECT_EQ(resumed.usage->completion_tokens, full.usage->completion_tokens);
+  }
+
+  // Outputs through the token that completes the stop string: "a" had finished there.
+  EngineRequest past_stop{.request_id = "c", .prompt_token_ids = prompt, .params = params};
+  past_stop.resumed_output_token_ids.assign(ids.begin(), ids.begin() + num_kept);
+  const absl::Status s = processor_->AddRequest(past_stop, [](const RequestOutput&) {});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_FALSE(processor_->HasRequest("c"));
+  EngineRequest two = past_stop;
+  two.params.n = 2;
+  two.resumed_output_token_ids.resize(1);
+  EXPECT_EQ(processor_->AddRequest(two, [](const RequestOutput&) {}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(OutputProcessorTest, StopsReachTheCallerBeforeAnyCallbackRuns) {
+  SamplingParams params;
+  params.stop = {"dog"};
+  const std::vector<int32_t> ids = AddRequest("r", "Tim saw", " a dog", params);
+  std::vector<std::string> order;
+  processor_ = std::make_unique<OutputProcessor>(tokenizer_.get());
+  EngineRequest request{
+      .request_id = "r", .prompt_token_ids = tokenizer_->Encode("Tim saw"), .params = params};
+  ASSERT_TRUE(processor_
+                  ->AddRequest(request,
+                               [&order](const RequestOutput& delta) {
+                                 if (delta.finished) order.push_back("final delta");
+                               })
+                  .ok());
+  std::vector<SequenceUpdate> step = {Update("r", 0, ids)};
+  processor_->Process(step, [&order](std::span<const std::string> stopped) {
+    for (const std::string& seq_id : stopped) order.push_back(seq_id);
+  });
+  EXPECT_THAT(order, ElementsAre("r#0", "final delta"));
 }
 
 TEST_F(OutputProcessorTest, RejectsADuplicateRequestId) {

@@ -436,6 +436,109 @@ TEST(Scheduler, AbortAndStopStringFinishFreeTheirBlocks) {
   EXPECT_EQ(h.executor.num_sequences(), 0u);
 }
 
+TEST(Scheduler, ResumedRequestContinuesWhereTheOriginalWas) {
+  EngineRequest a = Req("a", Tokens(10, 3), 20, /*seed=*/9);
+  a.params.temperature = 1.0f;
+  const std::vector<int32_t> full = RunAll({}, Info(256), {a}).outputs.at("a").at(0);
+  ASSERT_EQ(full.size(), 20u);
+  for (size_t k : {1, 4, 9, 19}) {
+    for (bool caching : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("k ", k, ", caching ", caching));
+      EngineRequest resumed = a;
+      resumed.resumed_output_token_ids.assign(full.begin(), full.begin() + k);
+      const Outcome out = RunAll({.max_num_batched_tokens = 5, .enable_prefix_caching = caching},
+                                 Info(256), {resumed});
+      EXPECT_EQ(out.outputs.at("a").at(0), std::vector<int32_t>(full.begin() + k, full.end()));
+      EXPECT_EQ(out.reasons.at("a"), FinishReason::kLength);
+    }
+  }
+}
+
+TEST(Scheduler, ResumedRequestIsPrefilledWithItsOutputsAndHitsTheirCachedBlocks) {
+  Harness h({.enable_prefix_caching = true}, Info(64));
+  EngineRequest a = Req("a", Tokens(10, 3), 20);
+  a.params.logprobs = 0;
+  Outcome first;
+  ASSERT_TRUE(h.scheduler.AddRequest(a).ok());
+  while (h.scheduler.HasUnfinishedRequests()) h.Step(false, first);
+  const std::vector<int32_t>& full = first.outputs.at("a").at(0);
+
+  EngineRequest b = a;
+  b.request_id = "b";
+  b.resumed_output_token_ids.assign(full.begin(), full.begin() + 16);
+  b.resumed_cumulative_logprob = -3.5;
+  ASSERT_TRUE(h.scheduler.AddRequest(b).ok());
+  std::optional<ScheduledStep> step = h.scheduler.Schedule();
+  ASSERT_TRUE(step.has_value());
+  ASSERT_EQ(step->plan.new_sequences.size(), 1u);
+  const NewSequence& seq = step->plan.new_sequences[0];
+  EXPECT_EQ(seq.num_prompt_tokens, 10);
+  EXPECT_EQ(seq.token_ids.size(), 26u);
+  EXPECT_EQ(seq.num_computed_tokens, 24) << "6 cached blocks of 4; the last token is computed";
+  EXPECT_EQ(seq.num_scheduled_tokens, 2);
+  const std::vector<SequenceUpdate> updates = h.scheduler.ApplyResult(h.executor.Apply(step->plan));
+  ASSERT_EQ(updates.size(), 1u);
+  EXPECT_EQ(updates[0].new_token_ids, std::vector<int32_t>{full[16]});
+  EXPECT_EQ(updates[0].num_output_tokens, 17) << "resumed outputs count";
+  EXPECT_NEAR(updates[0].cumulative_logprob, -3.5 + updates[0].logprobs.at(0), 1e-9);
+  Outcome rest;
+  while (h.scheduler.HasUnfinishedRequests()) h.Step(false, rest);
+  EXPECT_EQ(rest.outputs.at("b").at(0), std::vector<int32_t>(full.begin() + 17, full.end()));
+}
+
+TEST(Scheduler, RejectsResumedOutputsThatCannotContinue) {
+  Harness h({}, Info(256));
+  auto resumed = [](std::vector<int32_t> outputs, int32_t max_tokens = 8) {
+    EngineRequest r = Req("r", Tokens(10, 1), max_tokens);
+    r.resumed_output_token_ids = std::move(outputs);
+    return r;
+  };
+  auto expect_invalid = [&h](const EngineRequest& r, const std::string& what) {
+    const absl::Status s = h.scheduler.AddRequest(r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << what << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(what));
+  };
+  EngineRequest n2 = resumed({5});
+  n2.params.n = 2;
+  expect_invalid(n2, "n == 1");
+  EngineRequest beam = resumed({5});
+  beam.params.beam_width = 2;
+  beam.params.temperature = 0;
+  expect_invalid(beam, "n == 1");
+  expect_invalid(resumed(std::vector<int32_t>(8, 5)), "max_tokens 8");
+  expect_invalid(resumed(std::vector<int32_t>(502, 5), 503), "max_model_len 512");
+  expect_invalid(resumed({5, kVocab}), "outside the vocabulary");
+  EngineRequest eos = resumed({5, kEos, 6});
+  eos.params.ignore_eos = false;
+  expect_invalid(eos, "is a stop token");
+  EngineRequest stop_id = resumed({5, 7});
+  stop_id.params.stop_token_ids = {7};
+  expect_invalid(stop_id, "is a stop token");
+  eos.params.min_tokens = 3;  // EOS at output 2 could not stop it
+  EXPECT_TRUE(h.scheduler.AddRequest(eos).ok());
+}
+
+TEST(Scheduler, AFinishedRequestsIdIsFreeBeforeItsBlocksAreReleased) {
+  for (bool async : {false, true}) {
+    SCOPED_TRACE(async);
+    Harness h({}, Info(64));
+    Outcome first;
+    ASSERT_TRUE(h.scheduler.AddRequest(Req("r", Tokens(9, 1), 3)).ok());
+    while (first.reasons.empty()) ASSERT_TRUE(h.Step(async, first));
+    EXPECT_LT(h.scheduler.kv_cache().NumFreeBlocks(), 64) << "released at the next plan";
+    ASSERT_TRUE(h.scheduler.AddRequest(Req("r", Tokens(9, 2), 5)).ok());
+    EXPECT_EQ(h.scheduler.AddRequest(Req("r", Tokens(9, 2), 5)).code(),
+              absl::StatusCode::kAlreadyExists);
+    // The old r#0 leaves the workers in the plan that brings the new one.
+    Outcome second;
+    while (h.scheduler.HasUnfinishedRequests()) h.Step(async, second);
+    EXPECT_EQ(second.outputs.at("r").at(0),
+              RunAll({}, Info(64), {Req("r", Tokens(9, 2), 5)}).outputs.at("r").at(0));
+    EXPECT_EQ(h.scheduler.kv_cache().NumFreeBlocks(), 64);
+    EXPECT_EQ(h.executor.num_sequences(), 0u);
+  }
+}
+
 // A plain, unpaged beam search over the same fake model (vLLM V0 rules).
 std::vector<std::vector<int32_t>> ReferenceBeamSearch(const std::vector<int32_t>& prompt,
                                                       const SamplingParams& p) {

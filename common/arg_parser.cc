@@ -1,4 +1,4 @@
-#include "tools/arg_parser.h"
+#include "common/arg_parser.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,5 +1,6 @@
-// A small command-line parser for the subcommands of `pagoda`: typed flags with defaults and
-// help text, `--flag value` and `--flag=value` forms, and errors that name the flag.
+// A small command-line parser for `pagoda` and the pagoda-router / pagoda-worker binaries: typed
+// flags with defaults and help text, `--flag value` and `--flag=value` forms, and errors that
+// name the flag.
 //
 //   ArgParser parser("pagoda generate", "Generate text offline.");
 //   std::string model;

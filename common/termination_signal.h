@@ -1,0 +1,23 @@
+// Orderly shutdown on SIGINT / SIGTERM for the long-running binaries (pagoda-router,
+// pagoda-worker, pagoda serve): block both signals in every thread before any is started, then
+// wait for one on the main thread and shut down in order — no work in a signal handler.
+//
+//   BlockTerminationSignals();          // first thing in main(), before threads start
+//   ... start servers and threads ...
+//   int signal = WaitForTerminationSignal();
+//   server->Shutdown(deadline);
+#pragma once
+
+namespace pagoda {
+
+/// Blocks SIGINT and SIGTERM in the calling thread; threads created afterwards inherit it.
+void BlockTerminationSignals();
+
+/// Waits until SIGINT or SIGTERM is delivered to the process and returns it.
+int WaitForTerminationSignal();
+
+/// Sends SIGTERM to this process, so the thread in WaitForTerminationSignal() returns (for a
+/// shutdown requested from elsewhere, e.g. an RPC).
+void RequestTermination();
+
+}  // namespace pagoda

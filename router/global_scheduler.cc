@@ -1,0 +1,299 @@
+#include "router/global_scheduler.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "router/block_pool.h"
+
+namespace pagoda {
+
+// A bounded set of block hashes with least-recently-touched eviction: an intrusive doubly linked
+// list over a node vector that stops growing at its capacity, so a warm set allocates nothing.
+class GlobalScheduler::RoutedHashes {
+ public:
+  explicit RoutedHashes(int64_t capacity) : capacity_(capacity) {}
+
+  int64_t size() const { return static_cast<int64_t>(index_.size()); }
+
+  /// How many of `hashes` (a chain, first block first) match from the start.
+  int64_t MatchPrefix(absl::Span<const BlockHash> hashes) const {
+    int64_t matched = 0;
+    while (matched < static_cast<int64_t>(hashes.size()) && index_.contains(hashes[matched])) {
+      ++matched;
+    }
+    return matched;
+  }
+
+  /// Inserts `hash` or makes it the most recent, evicting the least recent beyond capacity.
+  void Touch(const BlockHash& hash) {
+    if (capacity_ == 0) return;
+    if (auto it = index_.find(hash); it != index_.end()) {
+      Unlink(it->second);
+      PushFront(it->second);
+      return;
+    }
+    int32_t node;
+    if (static_cast<int64_t>(nodes_.size()) < capacity_) {
+      node = static_cast<int32_t>(nodes_.size());
+      nodes_.push_back(Node{});
+    } else {
+      node = tail_;
+      Unlink(node);
+      index_.erase(nodes_[node].hash);
+    }
+    nodes_[node].hash = hash;
+    index_.emplace(hash, node);
+    PushFront(node);
+  }
+
+  void Clear() {
+    // Swap with empties to hand the memory back: the replica may stay down for long.
+    absl::flat_hash_map<BlockHash, int32_t>().swap(index_);
+    std::vector<Node>().swap(nodes_);
+    head_ = tail_ = -1;
+  }
+
+ private:
+  struct Node {
+    BlockHash hash;
+    int32_t prev = -1;  // towards the most recent
+    int32_t next = -1;  // towards the least recent
+  };
+
+  void Unlink(int32_t node) {
+    Node& n = nodes_[node];
+    (n.prev >= 0 ? nodes_[n.prev].next : head_) = n.next;
+    (n.next >= 0 ? nodes_[n.next].prev : tail_) = n.prev;
+    n.prev = n.next = -1;
+  }
+
+  void PushFront(int32_t node) {
+    nodes_[node].next = head_;
+    if (head_ >= 0) nodes_[head_].prev = node;
+    head_ = node;
+    if (tail_ < 0) tail_ = node;
+  }
+
+  const int64_t capacity_;
+  absl::flat_hash_map<BlockHash, int32_t> index_;  // hash -> node
+  std::vector<Node> nodes_;
+  int32_t head_ = -1;  // most recent
+  int32_t tail_ = -1;  // least recent: evicted next
+};
+
+namespace {
+
+// Orders replicas by load: fewer running + waiting requests, then lower KV usage, then index.
+bool LessLoaded(const ReplicaSnapshot& a, int32_t a_index, const ReplicaSnapshot& b,
+                int32_t b_index) {
+  if (a.load() != b.load()) return a.load() < b.load();
+  if (a.kv_cache_usage != b.kv_cache_usage) return a.kv_cache_usage < b.kv_cache_usage;
+  return a_index < b_index;
+}
+
+int32_t LeastLoaded(absl::Span<const ReplicaSnapshot> replicas,
+                    absl::Span<const int32_t> candidates) {
+  int32_t best = candidates[0];
+  for (int32_t c : candidates) {
+    if (LessLoaded(replicas[c], c, replicas[best], best)) best = c;
+  }
+  return best;
+}
+
+// The chain hashes of the prompt's full blocks, first block first.
+std::vector<BlockHash> FullBlockHashes(absl::Span<const int32_t> token_ids, int64_t block_size) {
+  const int64_t num_blocks = static_cast<int64_t>(token_ids.size()) / block_size;
+  std::vector<BlockHash> hashes;
+  hashes.reserve(num_blocks);
+  BlockHash parent;
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    parent = HashBlockTokens(parent, token_ids.subspan(b * block_size, block_size),
+                             /*extra_key=*/0);
+    hashes.push_back(parent);
+  }
+  return hashes;
+}
+
+}  // namespace
+
+absl::StatusOr<RoutingPolicy> ParseRoutingPolicy(const std::string& text) {
+  if (text == "round_robin") return RoutingPolicy::kRoundRobin;
+  if (text == "least_loaded") return RoutingPolicy::kLeastLoaded;
+  if (text == "prefix_aware") return RoutingPolicy::kPrefixAware;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "routing policy must be round_robin, least_loaded or prefix_aware, got '", text, "'"));
+}
+
+std::string_view RoutingPolicyName(RoutingPolicy policy) {
+  switch (policy) {
+    case RoutingPolicy::kRoundRobin:
+      return "round_robin";
+    case RoutingPolicy::kLeastLoaded:
+      return "least_loaded";
+    case RoutingPolicy::kPrefixAware:
+      return "prefix_aware";
+  }
+  return "unknown";
+}
+
+absl::Status GlobalSchedulerOptions::Validate() const {
+  if (block_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("global scheduler: block_size must be positive, got ", block_size));
+  }
+  if (balance_abs_threshold < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "global scheduler: balance_abs_threshold must be >= 0, got ", balance_abs_threshold));
+  }
+  if (!(balance_rel_threshold >= 1.0)) {  // also refuses NaN
+    return absl::InvalidArgumentError(absl::StrCat(
+        "global scheduler: balance_rel_threshold must be >= 1, got ", balance_rel_threshold));
+  }
+  if (max_routed_hashes_per_replica < 0 ||
+      max_routed_hashes_per_replica > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("global scheduler: max_routed_hashes_per_replica must be in [0, 2^31), got ",
+                     max_routed_hashes_per_replica));
+  }
+  return absl::OkStatus();
+}
+
+GlobalScheduler::GlobalScheduler(const GlobalSchedulerOptions& options, int32_t num_replicas)
+    : options_(options), num_replicas_(num_replicas) {
+  // Constructing from unvalidated options is the caller's bug; a zero block size would divide
+  // by zero on the first prompt.
+  if (absl::Status status = options_.Validate(); !status.ok() || num_replicas < 0) {
+    std::fprintf(stderr, "GlobalScheduler: invalid options (%s), num_replicas %d\n",
+                 status.ToString().c_str(), num_replicas);
+    std::abort();
+  }
+  routed_.reserve(num_replicas);
+  for (int32_t i = 0; i < num_replicas; ++i) {
+    routed_.push_back(std::make_unique<RoutedHashes>(options_.max_routed_hashes_per_replica));
+  }
+}
+
+GlobalScheduler::~GlobalScheduler() = default;
+
+absl::StatusOr<int32_t> GlobalScheduler::Pick(absl::Span<const int32_t> prompt_token_ids,
+                                              absl::Span<const ReplicaSnapshot> replicas,
+                                              absl::Span<const int32_t> exclude) {
+  if (static_cast<int64_t>(replicas.size()) != num_replicas_) {
+    return absl::InvalidArgumentError(absl::StrCat("global scheduler: ", replicas.size(),
+                                                   " snapshots for ", num_replicas_, " replicas"));
+  }
+  std::vector<int32_t> candidates;  // ascending
+  candidates.reserve(num_replicas_);
+  for (int32_t i = 0; i < num_replicas_; ++i) {
+    if (replicas[i].ready && std::find(exclude.begin(), exclude.end(), i) == exclude.end()) {
+      candidates.push_back(i);
+    }
+  }
+  if (candidates.empty()) {
+    if (exclude.empty()) return absl::UnavailableError("no replica is ready");
+    return absl::UnavailableError(
+        absl::StrCat("no replica is ready besides the ", exclude.size(), " excluded"));
+  }
+
+  switch (options_.policy) {
+    case RoutingPolicy::kRoundRobin: {
+      absl::MutexLock lock(&mu_);
+      // The first candidate at or after the cursor, wrapping around (candidates are ascending).
+      auto it = std::lower_bound(candidates.begin(), candidates.end(), next_round_robin_);
+      const int32_t picked = it != candidates.end() ? *it : candidates.front();
+      next_round_robin_ = (picked + 1) % num_replicas_;
+      ++stats_.routed_round_robin;
+      return picked;
+    }
+    case RoutingPolicy::kLeastLoaded: {
+      const int32_t picked = LeastLoaded(replicas, candidates);
+      absl::MutexLock lock(&mu_);
+      ++stats_.routed_by_load;
+      return picked;
+    }
+    case RoutingPolicy::kPrefixAware:
+      return PickByPrefix(prompt_token_ids, replicas, candidates);
+  }
+  return absl::InternalError("unknown routing policy");
+}
+
+int32_t GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_token_ids,
+                                      absl::Span<const ReplicaSnapshot> replicas,
+                                      absl::Span<const int32_t> candidates) {
+  // Everything that needs no lock first: the hashes, and the replicas' own answers
+  // (each takes its engine's lock).
+  const int64_t block_size = options_.block_size;
+  const std::vector<BlockHash> hashes = options_.max_routed_hashes_per_replica > 0
+                                            ? FullBlockHashes(prompt_token_ids, block_size)
+                                            : std::vector<BlockHash>();
+  // Like the replica's cache, never count the last token as reusable: a prompt of exactly k
+  // blocks reuses at most k - 1 of them.
+  const int64_t num_prompt_tokens = static_cast<int64_t>(prompt_token_ids.size());
+  const int64_t num_matchable_blocks =
+      std::min<int64_t>(static_cast<int64_t>(hashes.size()),
+                        std::max<int64_t>(0, num_prompt_tokens - 1) / block_size);
+  const absl::Span<const BlockHash> matchable(hashes.data(), num_matchable_blocks);
+  std::vector<int64_t> cached_tokens(candidates.size(), 0);
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    const ReplicaSnapshot& replica = replicas[candidates[k]];
+    if (replica.cached_prefix_tokens) {
+      cached_tokens[k] = std::max<int64_t>(0, replica.cached_prefix_tokens(prompt_token_ids));
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  int32_t best = -1;
+  int64_t best_tokens = 0;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    const int32_t c = candidates[k];
+    const int64_t tokens =
+        std::max(cached_tokens[k], routed_[c]->MatchPrefix(matchable) * block_size);
+    if (best < 0 || tokens > best_tokens ||
+        (tokens == best_tokens && LessLoaded(replicas[c], c, replicas[best], best))) {
+      best = c;
+      best_tokens = tokens;
+    }
+  }
+  const int32_t least = LeastLoaded(replicas, candidates);
+  const int64_t best_load = replicas[best].load();
+  const int64_t least_load = replicas[least].load();
+  const bool imbalanced = best_load - least_load > options_.balance_abs_threshold &&
+                          static_cast<double>(best_load) >
+                              options_.balance_rel_threshold * static_cast<double>(least_load);
+  int32_t picked;
+  if (best_tokens < block_size || imbalanced) {
+    picked = least;
+    ++stats_.routed_by_load;
+  } else {
+    picked = best;
+    ++stats_.routed_by_prefix;
+  }
+  // The picked replica will cache this prompt's blocks. Touch them last block first, so that a
+  // prefix, shared by more prompts than any of its extensions, is evicted last.
+  for (auto it = hashes.rbegin(); it != hashes.rend(); ++it) routed_[picked]->Touch(*it);
+  return picked;
+}
+
+void GlobalScheduler::Reset(int32_t replica) {
+  if (replica < 0 || replica >= num_replicas_) return;
+  absl::MutexLock lock(&mu_);
+  routed_[replica]->Clear();
+}
+
+GlobalScheduler::Stats GlobalScheduler::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+int64_t GlobalScheduler::NumRoutedHashes(int32_t replica) const {
+  if (replica < 0 || replica >= num_replicas_) return 0;
+  absl::MutexLock lock(&mu_);
+  return routed_[replica]->size();
+}
+
+}  // namespace pagoda

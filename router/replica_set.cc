@@ -1,0 +1,114 @@
+#include "router/replica_set.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace pagoda {
+
+ReplicaSet::ReplicaSet(ReplicaSetOptions options)
+    : options_(std::move(options)),
+      scheduler_(options_.scheduler, static_cast<int32_t>(options_.replicas.size())) {
+  for (ReplicaOptions replica : options_.replicas) {
+    // A (re)started replica holds nothing: forget what was routed to it.
+    replica.on_ready = [this](int32_t index) { scheduler_.Reset(index); };
+    replicas_.push_back(std::make_unique<Replica>(std::move(replica)));
+  }
+}
+
+ReplicaSet::~ReplicaSet() { replicas_.clear(); }
+
+bool ReplicaSet::AnyReady() const {
+  return std::any_of(replicas_.begin(), replicas_.end(), [](const std::unique_ptr<Replica>& r) {
+    return r->state() == ReplicaState::kReady;
+  });
+}
+
+bool ReplicaSet::WaitUntilReady(int32_t count, absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const int32_t ready = static_cast<int32_t>(
+        std::count_if(replicas_.begin(), replicas_.end(), [](const std::unique_ptr<Replica>& r) {
+          return r->state() == ReplicaState::kReady;
+        }));
+    if (ready >= count) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+int64_t ReplicaSet::num_failovers() const {
+  absl::MutexLock lock(&mu_);
+  return num_failovers_;
+}
+
+void ReplicaSet::CountFailover() {
+  absl::MutexLock lock(&mu_);
+  ++num_failovers_;
+}
+
+absl::StatusOr<std::unique_ptr<RequestSession>> ReplicaSet::Submit(EngineRequest request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!live_ids_.insert(request.request_id).second) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("request_id: a request with id '", request.request_id, "' is running"));
+    }
+  }
+  auto inbox = std::make_shared<SessionInbox>();
+  absl::StatusOr<int32_t> replica = Place(request, inbox, /*attempt=*/0);
+  if (!replica.ok()) {
+    Release(request.request_id);
+    return replica.status();
+  }
+  return std::unique_ptr<RequestSession>(
+      new RequestSession(this, std::move(request), *replica, std::move(inbox)));
+}
+
+absl::StatusOr<int32_t> ReplicaSet::Place(const EngineRequest& request,
+                                          const std::shared_ptr<SessionInbox>& inbox,
+                                          int32_t attempt) {
+  // Route on everything the replica will prefill: a resumed request's outputs too.
+  std::vector<int32_t> routed = request.prompt_token_ids;
+  routed.insert(routed.end(), request.resumed_output_token_ids.begin(),
+                request.resumed_output_token_ids.end());
+  std::vector<int32_t> exclude;
+  absl::Status queue_full;
+  while (true) {
+    std::vector<ReplicaSnapshot> snapshots;
+    snapshots.reserve(replicas_.size());
+    for (const std::unique_ptr<Replica>& replica : replicas_) {
+      snapshots.push_back(replica->Snapshot());
+    }
+    absl::StatusOr<int32_t> picked = scheduler_.Pick(routed, snapshots, exclude);
+    if (!picked.ok()) {
+      if (!queue_full.ok()) return queue_full;
+      return absl::UnavailableError("no replica is ready to serve the request");
+    }
+    std::shared_ptr<EngineLoop> engine = replicas_[*picked]->engine();
+    absl::Status added = engine == nullptr
+                             ? absl::FailedPreconditionError("replica went down")
+                             : engine->AddRequest(request, inbox->CallbackFor(inbox, attempt));
+    if (added.ok()) return *picked;
+    if (absl::IsFailedPrecondition(added)) {
+      // Failed or stopped between the snapshot and now: take the next best.
+      exclude.push_back(*picked);
+      continue;
+    }
+    if (absl::IsResourceExhausted(added)) {
+      queue_full = absl::ResourceExhaustedError(
+          absl::StrCat("the request queue is full (", added.message(), ")"));
+      exclude.push_back(*picked);
+      continue;
+    }
+    return added;
+  }
+}
+
+void ReplicaSet::Release(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  live_ids_.erase(request_id);
+}
+
+}  // namespace pagoda

@@ -1,0 +1,69 @@
+// ReplicaSet: the router's replicas and its GlobalScheduler — where an admitted request is
+// placed, and placed again when its replica fails (router/request_session.h).
+//
+//   ReplicaSet replicas({.replicas = {r0, r1}, .scheduler = {.policy = kPrefixAware, ...}});
+//   ASSIGN_OR_RETURN(std::unique_ptr<RequestSession> session, replicas.Submit(request));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "router/global_scheduler.h"
+#include "router/replica.h"
+#include "router/request_session.h"
+
+namespace pagoda {
+
+struct ReplicaSetOptions {
+  std::vector<ReplicaOptions> replicas;
+  GlobalSchedulerOptions scheduler;
+  /// How long a request whose replica failed waits for another to be ready.
+  absl::Duration failover_wait = absl::Seconds(60);
+};
+
+class ReplicaSet {
+ public:
+  explicit ReplicaSet(ReplicaSetOptions options);
+  ~ReplicaSet();  // stops every replica (live requests end with an error)
+
+  /// Places a validated request (id and seed resolved) on the replica the global scheduler
+  /// picks. AlreadyExists: a live request has its id; Unavailable: no replica is ready;
+  /// ResourceExhausted: the waiting queue of every ready replica is full.
+  absl::StatusOr<std::unique_ptr<RequestSession>> Submit(EngineRequest request);
+
+  int32_t num_replicas() const { return static_cast<int32_t>(replicas_.size()); }
+  const Replica& replica(int32_t index) const { return *replicas_[index]; }
+  Replica& replica(int32_t index) { return *replicas_[index]; }
+  bool AnyReady() const;
+  /// True once at least `count` replicas are ready, false after `timeout`.
+  bool WaitUntilReady(int32_t count, absl::Duration timeout) const;
+  const GlobalScheduler& scheduler() const { return scheduler_; }
+  int64_t num_failovers() const;
+
+ private:
+  friend class RequestSession;
+
+  // Adds `request` to a replica; its deltas go to `inbox` tagged with `attempt`.
+  absl::StatusOr<int32_t> Place(const EngineRequest& request,
+                                const std::shared_ptr<SessionInbox>& inbox, int32_t attempt);
+  void Release(const std::string& request_id);
+  void CountFailover();
+
+  const ReplicaSetOptions options_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+  GlobalScheduler scheduler_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
+  int64_t num_failovers_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace pagoda

@@ -1,0 +1,473 @@
+// The distributed cluster end to end: `pagoda serve` starts a router and R x T pagoda-worker
+// processes on loopback (OS-chosen ports) over the real stories260K model, and these tests talk
+// to it through the public gRPC API: tensor-parallel correctness against golden_greedy.jsonl,
+// concurrency, prefix-aware routing, cancellation releasing every rank's state, failover after
+// kill -9 of a worker, queue bounds, request validation and a worker that cannot load its model.
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/subprocess.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "tests/integration/serve_cluster.h"
+#include "tests/testing/stories260k.h"
+
+namespace pagoda::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<int32_t> Ids(const google::protobuf::RepeatedField<int32_t>& ids) {
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+struct StreamResult {
+  grpc::Status status;
+  std::vector<int32_t> token_ids;
+  std::string text;
+  int num_messages = 0;
+  v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
+};
+
+// Streams a request to the end; `on_message` runs after each message (e.g. to inject a fault).
+StreamResult Stream(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
+                    const std::function<void(int)>& on_message = nullptr) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub.Generate(&context, request);
+  StreamResult result;
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    ++result.num_messages;
+    for (const v1::Completion& out : response.outputs()) {
+      result.text += out.text();
+      result.token_ids.insert(result.token_ids.end(), out.token_ids().begin(),
+                              out.token_ids().end());
+      if (out.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+        result.finish_reason = out.finish_reason();
+      }
+    }
+    if (on_message) on_message(result.num_messages);
+  }
+  result.status = reader->Finish();
+  return result;
+}
+
+grpc::Status Complete(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
+                      v1::CompleteResponse* response) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  return stub.Complete(&context, request, response);
+}
+
+// A greedy request for a golden prompt. The goldens include an unconditional one (empty text:
+// BOS only), which the API takes as token ids since an empty text prompt is refused.
+v1::GenerateRequest GoldenRequest(const GoldenCase& golden, int max_tokens) {
+  v1::GenerateRequest request = GreedyRequest(golden.prompt, max_tokens);
+  if (golden.prompt.empty()) {
+    request.mutable_token_ids()->mutable_ids()->Add(golden.prompt_ids.begin(),
+                                                    golden.prompt_ids.end());
+  }
+  return request;
+}
+
+// Greedy through the cluster, every golden prompt at once (one continuous batch per replica).
+void ExpectGoldens(ServeCluster& cluster) {
+  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
+  ASSERT_FALSE(goldens.empty());
+  std::vector<v1::CompleteResponse> responses(goldens.size());
+  std::vector<grpc::Status> statuses(goldens.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < goldens.size(); ++i) {
+    threads.emplace_back([&, i] {
+      statuses[i] = Complete(
+          cluster.stub(),
+          GoldenRequest(goldens[i], static_cast<int>(goldens[i].greedy_ids.size())),
+          &responses[i]);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (size_t i = 0; i < goldens.size(); ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+    ASSERT_EQ(responses[i].completions_size(), 1);
+    EXPECT_EQ(Ids(responses[i].completions(0).token_ids()), goldens[i].greedy_ids)
+        << "prompt " << i << ": " << goldens[i].prompt;
+    EXPECT_EQ(responses[i].completions(0).text(), goldens[i].greedy_text);
+    EXPECT_EQ(responses[i].usage().prompt_tokens(),
+              static_cast<int64_t>(goldens[i].prompt_ids.size()));
+  }
+}
+
+class TensorParallelGolden : public ::testing::TestWithParam<int> {};
+
+TEST_P(TensorParallelGolden, GreedyOutputsEqualGolden) {
+  auto cluster = ServeCluster::Start({.replicas = 1, .tp = GetParam()});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ExpectGoldens(**cluster);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tp, TensorParallelGolden, ::testing::Values(1, 2, 4),
+                         [](const auto& info) { return absl::StrCat("tp", info.param); });
+
+// One 2 x 2 cluster shared by the tests that do not break it.
+class TwoByTwo : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto cluster = ServeCluster::Start({.replicas = 2, .tp = 2});
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = cluster->release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  static ServeCluster* cluster_;
+};
+ServeCluster* TwoByTwo::cluster_ = nullptr;
+
+TEST_F(TwoByTwo, SixtyFourConcurrentStreamsCompleteCorrectly) {
+  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
+  constexpr int kStreams = 64;
+  std::vector<StreamResult> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      const GoldenCase& golden = goldens[i % goldens.size()];
+      results[i] = Stream(cluster_->stub(),
+                          GoldenRequest(golden, static_cast<int>(golden.greedy_ids.size())));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int i = 0; i < kStreams; ++i) {
+    const GoldenCase& golden = goldens[i % goldens.size()];
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].token_ids, golden.greedy_ids) << i;
+    EXPECT_EQ(results[i].text, golden.greedy_text) << i;
+    EXPECT_NE(results[i].finish_reason, v1::FINISH_REASON_UNSPECIFIED);
+  }
+  const v1::GetServerInfoResponse info = cluster_->Info();
+  for (const v1::ReplicaInfo& replica : info.replicas()) EXPECT_EQ(replica.state(), "ready");
+}
+
+TEST_F(TwoByTwo, RepeatedLongPrefixGoesToTheReplicaThatCachedIt) {
+  // A prompt of well over three 16-token blocks that no other test uses.
+  std::string prefix = "The old lighthouse keeper counted the boats";
+  for (int i = 0; i < 8; ++i) prefix += " and the waves and the birds";
+  v1::CompleteResponse first;
+  ASSERT_TRUE(Complete(cluster_->stub(), GreedyRequest(prefix + " at dawn.", 4), &first).ok());
+
+  const v1::GetServerInfoResponse before = cluster_->Info();
+  for (int i = 0; i < 4; ++i) {
+    v1::CompleteResponse response;
+    ASSERT_TRUE(Complete(cluster_->stub(),
+                         GreedyRequest(absl::StrCat(prefix, " in the evening ", i, "."), 4),
+                         &response)
+                    .ok());
+  }
+  const v1::GetServerInfoResponse after = cluster_->Info();
+  // Every repeat hit on one replica: the one holding the prefix; the other saw no new hit.
+  int64_t hit_gain[2] = {after.replicas(0).prefix_cache_hits() -
+                             before.replicas(0).prefix_cache_hits(),
+                         after.replicas(1).prefix_cache_hits() -
+                             before.replicas(1).prefix_cache_hits()};
+  const int cached = hit_gain[0] > 0 ? 0 : 1;
+  EXPECT_GE(hit_gain[cached], 4 * 3 * 16) << "each repeat reuses at least three full blocks";
+  EXPECT_EQ(hit_gain[1 - cached], 0);
+}
+
+TEST_F(TwoByTwo, CancelMidStreamReleasesEveryRank) {
+  v1::GenerateRequest request = GreedyRequest("Once upon a time", 400);
+  request.mutable_sampling()->set_ignore_eos(true);
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      cluster_->stub().Generate(&context, request);
+  v1::GenerateResponse response;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(reader->Read(&response));
+  context.TryCancel();
+  while (reader->Read(&response)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  // The router frees the blocks and tells every rank to drop the sequence.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  bool released = false;
+  while (!released && absl::Now() < deadline) {
+    released = true;
+    const v1::GetServerInfoResponse info = cluster_->Info();
+    for (const v1::ReplicaInfo& replica : info.replicas()) {
+      released &= replica.num_running_requests() == 0 && replica.kv_cache_usage() == 0;
+    }
+    for (int r = 0; r < 2 && released; ++r) {
+      for (int t = 0; t < 2 && released; ++t) {
+        grpc::ClientContext health_context;
+        internal::HealthResponse health;
+        ASSERT_TRUE(cluster_->WorkerStub(r, t)
+                        ->Health(&health_context, internal::HealthRequest(), &health)
+                        .ok());
+        released &= health.num_sequences() == 0;
+      }
+    }
+    if (!released) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(released) << "blocks or worker state left after cancel";
+}
+
+TEST_F(TwoByTwo, InvalidRequestsNameTheFieldAndTheServerKeepsServing) {
+  struct Case {
+    std::string name;
+    std::function<void(v1::GenerateRequest&)> mutate;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"empty prompt", [](v1::GenerateRequest& r) { r.set_text(""); }, "prompt"},
+      {"max_tokens 0", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_max_tokens(0); },
+       "max_tokens"},
+      {"max_tokens too big",
+       [](v1::GenerateRequest& r) { r.mutable_sampling()->set_max_tokens(1 << 20); },
+       "max_tokens"},
+      {"temperature < 0",
+       [](v1::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-0.5f); },
+       "temperature"},
+      {"top_p 0", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_top_p(0); }, "top_p"},
+      {"top_p > 1", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); },
+       "top_p"},
+      {"n too big", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_n(1000); }, "n"},
+      {"prompt longer than the context",
+       [](v1::GenerateRequest& r) {
+         r.mutable_token_ids()->mutable_ids()->Resize(100000, 300);
+       },
+       "prompt"},
+      {"unknown model", [](v1::GenerateRequest& r) { r.set_model("gpt-17"); }, "model"},
+      {"token id outside the vocabulary",
+       [](v1::GenerateRequest& r) { r.mutable_token_ids()->add_ids(1 << 30); }, "prompt"},
+      {"no prompt", [](v1::GenerateRequest& r) { r.clear_prompt(); }, "prompt"},
+  };
+  for (const Case& c : cases) {
+    v1::GenerateRequest request = GreedyRequest("Once upon a time", 8);
+    c.mutate(request);
+    v1::CompleteResponse response;
+    const grpc::Status status = Complete(cluster_->stub(), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.field + ":")) << c.name;
+    // Streaming answers the same.
+    EXPECT_EQ(Stream(cluster_->stub(), request).status.error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << c.name;
+  }
+  v1::CompleteResponse response;
+  EXPECT_TRUE(Complete(cluster_->stub(), GreedyRequest("Once upon a time", 8), &response).ok());
+  EXPECT_EQ(response.completions(0).token_ids_size(), 8);
+}
+
+TEST_F(TwoByTwo, TokenizeDetokenizeListModelsServerInfo) {
+  grpc::ClientContext c1;
+  v1::TokenizeRequest tokenize;
+  tokenize.set_text("Once upon a time");
+  v1::TokenizeResponse tokens;
+  ASSERT_TRUE(cluster_->stub().Tokenize(&c1, tokenize, &tokens).ok());
+  EXPECT_EQ(Ids(tokens.token_ids()), LoadStories260KGoldens()[0].prompt_ids);
+
+  grpc::ClientContext c2;
+  v1::DetokenizeRequest detokenize;
+  detokenize.mutable_token_ids()->Add(tokens.token_ids().begin(), tokens.token_ids().end());
+  v1::DetokenizeResponse text;
+  ASSERT_TRUE(cluster_->stub().Detokenize(&c2, detokenize, &text).ok());
+  EXPECT_EQ(text.text(), "Once upon a time");
+
+  grpc::ClientContext c3;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(cluster_->stub().ListModels(&c3, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_GT(models.models(0).max_model_len(), 0);
+
+  const v1::GetServerInfoResponse info = cluster_->Info();
+  ASSERT_EQ(info.replicas_size(), 2);
+  EXPECT_EQ(info.replicas(0).tp_size(), 2);
+  EXPECT_EQ(info.scheduling_policy(), "prefix_aware");
+}
+
+TEST(Cluster, FullQueueAnswersResourceExhausted) {
+  auto cluster = ServeCluster::Start(
+      {.replicas = 1,
+       .tp = 1,
+       .extra_args = {"--max-queued-requests", "1", "--router-flag=--max-num-seqs=1"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  constexpr int kRequests = 8;
+  std::vector<StreamResult> results(kRequests);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest request = GreedyRequest("Once upon a time", 300);
+      request.mutable_sampling()->set_ignore_eos(true);
+      results[i] = Stream((*cluster)->stub(), request);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int exhausted = 0;
+  int completed = 0;
+  for (const StreamResult& result : results) {
+    if (result.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++exhausted;
+      EXPECT_THAT(result.status.error_message(), HasSubstr("queue is full"));
+    } else {
+      ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+      EXPECT_EQ(result.token_ids.size(), 300u);
+      ++completed;
+    }
+  }
+  EXPECT_GE(exhausted, 1);
+  EXPECT_GE(completed, 2);  // one running, one waiting
+}
+
+TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
+  auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
+  ASSERT_TRUE(started.ok()) << started.status();
+  ServeCluster& cluster = **started;
+  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
+  constexpr int kStreams = 32;
+  constexpr int kMaxTokens = 160;
+  auto request_for = [&](int i) {
+    v1::GenerateRequest request = GoldenRequest(goldens[i % goldens.size()], kMaxTokens);
+    request.mutable_sampling()->set_ignore_eos(true);
+    return request;
+  };
+  // Reference: the same requests without a fault.
+  std::vector<StreamResult> reference(kStreams);
+  {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kStreams; ++i) {
+      threads.emplace_back([&, i] { reference[i] = Stream(cluster.stub(), request_for(i)); });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  for (const StreamResult& r : reference) ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+
+  // Now kill -9 rank 1 of replica 0 once every stream has received output.
+  const int victim = cluster.WorkerPid(0, 1);
+  ASSERT_GT(victim, 0);
+  std::atomic<int> streaming = 0;
+  std::atomic<bool> killed = false;
+  std::vector<StreamResult> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = Stream(cluster.stub(), request_for(i), [&](int messages) {
+        if (messages == 1 && ++streaming == kStreams && !killed.exchange(true)) {
+          kill(victim, SIGKILL);
+        }
+      });
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(killed.load());
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].token_ids, reference[i].token_ids) << i;
+    EXPECT_EQ(results[i].text, reference[i].text) << i;
+  }
+  // `pagoda serve` restarts the worker; the router re-initializes its replica.
+  ASSERT_TRUE(cluster.WaitUntilReady(2, absl::Seconds(60)).ok());
+  const v1::GetServerInfoResponse info = cluster.Info();
+  EXPECT_GE(info.replicas(0).num_restarts(), 1);
+  EXPECT_NE(cluster.WorkerPid(0, 1), victim);
+  // And it serves again.
+  v1::CompleteResponse response;
+  EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
+}
+
+TEST(Cluster, WorkerThatCannotLoadItsModelFailsInitAndTheRouterServesWithTheOthers) {
+  const std::string bin = PAGODA_BIN_DIR;
+  const std::string dir = ::testing::TempDir() + "/pagoda_bad_worker";
+  std::filesystem::create_directories(dir);
+  auto good = Subprocess::Start({bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
+                                 "--port-file", dir + "/good.port"});
+  auto bad = Subprocess::Start({bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
+                                "--port-file", dir + "/bad.port", "--model-dir",
+                                dir + "/no-such-model"});
+  ASSERT_TRUE(good.ok() && bad.ok());
+  auto read_port = [](const std::string& path) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    int port = 0;
+    while (port == 0 && absl::Now() < deadline) {
+      std::ifstream in(path);
+      if (!(in >> port)) port = 0;
+      if (port == 0) absl::SleepFor(absl::Milliseconds(20));
+    }
+    return port;
+  };
+  const int good_port = read_port(dir + "/good.port");
+  const int bad_port = read_port(dir + "/bad.port");
+  ASSERT_GT(good_port, 0);
+  ASSERT_GT(bad_port, 0);
+  auto router = Subprocess::Start({bin + "/pagoda-router", "--model", Stories260KDir(),
+                                   "--grpc-port", "0", "--host", "127.0.0.1", "--port-file",
+                                   dir + "/router.port", "--num-kv-blocks", "256", "--replica",
+                                   absl::StrCat("127.0.0.1:", good_port), "--replica",
+                                   absl::StrCat("127.0.0.1:", bad_port)});
+  ASSERT_TRUE(router.ok());
+  const int router_port = read_port(dir + "/router.port");
+  ASSERT_GT(router_port, 0);
+  auto stub = v1::Generation::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", router_port), grpc::InsecureChannelCredentials()));
+
+  // The good replica comes up; the bad one stays down with the worker's reason.
+  v1::GetServerInfoResponse info;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    grpc::ClientContext context;
+    info.Clear();
+    stub->GetServerInfo(&context, v1::GetServerInfoRequest(), &info);
+    if (info.replicas_size() == 2 && info.replicas(0).state() == "ready" &&
+        !info.replicas(1).last_error().empty()) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(info.replicas_size(), 2);
+  EXPECT_EQ(info.replicas(0).state(), "ready");
+  EXPECT_NE(info.replicas(1).state(), "ready");
+  EXPECT_THAT(info.replicas(1).last_error(), HasSubstr("cannot load the model"));
+  EXPECT_THAT(info.replicas(1).last_error(), HasSubstr("no-such-model"));
+  for (int i = 0; i < 4; ++i) {
+    v1::CompleteResponse response;
+    EXPECT_TRUE(Complete(*stub, GreedyRequest("Once upon a time", 8), &response).ok());
+  }
+  router->Terminate();
+  good->Terminate();
+  bad->Terminate();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cluster, PythonClientStreamsACompletion) {
+  auto cluster = ServeCluster::Start({.replicas = 1, .tp = 1});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const std::string out = ::testing::TempDir() + "/pagoda_client_out.txt";
+  auto client = Subprocess::Start({"/usr/bin/python3",
+                                   std::string(PAGODA_SOURCE_DIR) + "/examples/python/client.py",
+                                   "--target", (*cluster)->target(), "--prompt",
+                                   "Once upon a time", "--max-tokens", "16", "--temperature", "0"},
+                                  {.log_file = out});
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::optional<int> exit = client->Wait(absl::Seconds(60));
+  std::ifstream in(out);
+  const std::string printed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(exit, std::optional<int>(0)) << printed;
+  const GoldenCase golden = LoadStories260KGoldens()[0];
+  // The first 16 greedy tokens of the golden continuation.
+  EXPECT_THAT(printed, HasSubstr(", there was a little girl named Lily."));
+  std::filesystem::remove(out);
+}
+
+}  // namespace
+}  // namespace pagoda::testing

@@ -1,0 +1,333 @@
+#include "tools/serve_command.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/arg_parser.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/subprocess.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+constexpr absl::Duration kPortFileTimeout = absl::Seconds(60);
+constexpr absl::Duration kRestartDelay = absl::Milliseconds(500);
+
+struct ServeFlags {
+  std::string model;
+  int64_t replicas = 2;
+  int64_t tp = 2;
+  std::string host = "127.0.0.1";
+  int64_t grpc_port = 50051;
+  std::string port_file;
+  std::string state_file;
+  std::string log_dir;
+  std::string bin_dir;
+  std::string load_format = "safetensors";
+  std::string routing_policy = "prefix_aware";
+  double kv_cache_memory_gib = 0.25;
+  int64_t num_kv_blocks = 0;
+  int64_t max_queued_requests = 1024;
+  std::vector<std::string> router_flags;
+  std::string log_level = "info";
+};
+
+// One child process the supervisor keeps running.
+struct Child {
+  std::string name;  // "worker-r0-t1", "router"
+  int64_t replica = -1;  // workers only
+  int64_t rank = -1;
+  int port = 0;
+  std::vector<std::string> argv;
+  std::string log_file;
+  std::optional<Subprocess> process;
+  absl::Time restart_at = absl::InfinitePast();
+  int64_t restarts = 0;
+};
+
+std::string SelfDir() {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::string(".") : self.parent_path().string();
+}
+
+absl::StatusOr<int> WaitForPortFile(const std::string& path, Child& child) {
+  const absl::Time deadline = absl::Now() + kPortFileTimeout;
+  while (absl::Now() < deadline) {
+    std::ifstream file(path);
+    int port = 0;
+    if (file >> port && port > 0) return port;
+    if (std::optional<int> exit = child.process->TryWait()) {
+      return absl::UnavailableError(absl::StrCat(child.name, " exited with status ", *exit,
+                                                 " before it listened",
+                                                 child.log_file.empty() ? "" : "; see ",
+                                                 child.log_file));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(child.name, " did not report its port within ",
+                   absl::FormatDuration(kPortFileTimeout)));
+}
+
+absl::Status StartChild(Child& child) {
+  ASSIGN_OR_RETURN(Subprocess process, Subprocess::Start(child.argv, {.log_file = child.log_file}));
+  child.process.emplace(std::move(process));
+  return absl::OkStatus();
+}
+
+absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
+  ArgParser parser("pagoda serve",
+                   "Start a local Pagoda cluster: R replicas x T tensor-parallel CPU workers "
+                   "and a router, supervised.");
+  parser.AddString("model", &f.model, "Model directory", /*required=*/true);
+  parser.AddInt("replicas", &f.replicas, "Replicas (R)");
+  parser.AddInt("tp", &f.tp, "Tensor-parallel ranks per replica (T)");
+  parser.AddString("host", &f.host, "Address the router listens on");
+  parser.AddInt("grpc-port", &f.grpc_port, "The router's gRPC port; 0 lets the OS choose");
+  parser.AddString("port-file", &f.port_file, "Write the router's gRPC port to this file");
+  parser.AddString("state-file", &f.state_file,
+                   "Keep a JSON description of the cluster here (pids, ports, restarts)");
+  parser.AddString("log-dir", &f.log_dir,
+                   "Write each process's log to a file here (default: this terminal)");
+  parser.AddString("bin-dir", &f.bin_dir,
+                   "Where pagoda-router and pagoda-worker are (default: beside pagoda)");
+  parser.AddString("load-format", &f.load_format, "safetensors, or dummy (random weights)");
+  parser.AddString("routing-policy", &f.routing_policy,
+                   "round_robin, least_loaded or prefix_aware");
+  parser.AddDouble("kv-cache-memory-gib", &f.kv_cache_memory_gib, "KV cache memory per worker");
+  parser.AddInt("num-kv-blocks", &f.num_kv_blocks, "KV blocks per worker (overrides the memory)");
+  parser.AddInt("max-queued-requests", &f.max_queued_requests,
+                "Waiting requests per replica before RESOURCE_EXHAUSTED");
+  parser.AddStringList("router-flag", &f.router_flags,
+                       "Passed to pagoda-router as is, e.g. --router-flag=--max-num-seqs=64");
+  parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
+  RETURN_IF_ERROR(parser.Parse(argc, argv));
+  if (f.replicas < 1 || f.replicas > 64) {
+    return absl::InvalidArgumentError("--replicas: must be in [1, 64]");
+  }
+  if (f.tp < 1 || f.tp > 64) return absl::InvalidArgumentError("--tp: must be in [1, 64]");
+  if (f.grpc_port < 0 || f.grpc_port > 65535) {
+    return absl::InvalidArgumentError("--grpc-port: must be in [0, 65535]");
+  }
+  if (!std::filesystem::is_directory(f.model)) {
+    return absl::InvalidArgumentError(absl::StrCat("--model: ", f.model, " is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+class Cluster {
+ public:
+  explicit Cluster(ServeFlags flags) : flags_(std::move(flags)) {}
+  ~Cluster() { StopAll(); }
+
+  absl::Status Start() {
+    const std::string bin = flags_.bin_dir.empty() ? SelfDir() : flags_.bin_dir;
+    char dir_template[] = "/tmp/pagoda-serve-XXXXXX";
+    if (mkdtemp(dir_template) == nullptr) {
+      return absl::UnavailableError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
+    }
+    run_dir_ = dir_template;
+    if (!flags_.log_dir.empty()) std::filesystem::create_directories(flags_.log_dir);
+    auto log_file = [&](const std::string& name) {
+      return flags_.log_dir.empty() ? std::string() : absl::StrCat(flags_.log_dir, "/", name, ".log");
+    };
+
+    // Workers first, on OS-chosen ports; each keeps its port across restarts.
+    std::vector<std::string> replica_flags;
+    for (int64_t r = 0; r < flags_.replicas; ++r) {
+      std::vector<std::string> addresses;
+      for (int64_t t = 0; t < flags_.tp; ++t) {
+        const std::string name = absl::StrCat("worker-r", r, "-t", t);
+        const std::string port_file = absl::StrCat(run_dir_, "/", name, ".port");
+        Child& child = workers_.emplace_back();
+        child.name = name;
+        child.replica = r;
+        child.rank = t;
+        child.log_file = log_file(name);
+        child.argv = {bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
+                      "--port-file", port_file, "--comm-host", "127.0.0.1",
+                      "--log-level", flags_.log_level};
+        RETURN_IF_ERROR(StartChild(child));
+        ASSIGN_OR_RETURN(const int port, WaitForPortFile(port_file, child));
+        // A restart binds the same port, so the router's address stays valid.
+        child.argv[4] = std::to_string(port);
+        child.port = port;
+        addresses.push_back(absl::StrCat("127.0.0.1:", port));
+      }
+      replica_flags.push_back(absl::StrJoin(addresses, ","));
+    }
+
+    const std::string router_port_file = absl::StrCat(run_dir_, "/router.port");
+    router_.name = "router";
+    router_.log_file = log_file("router");
+    router_.argv = {bin + "/pagoda-router",
+                    "--model", flags_.model,
+                    "--host", flags_.host,
+                    "--grpc-port", std::to_string(flags_.grpc_port),
+                    "--port-file", router_port_file,
+                    "--load-format", flags_.load_format,
+                    "--routing-policy", flags_.routing_policy,
+                    "--kv-cache-memory-gib", absl::StrCat(flags_.kv_cache_memory_gib),
+                    "--num-kv-blocks", std::to_string(flags_.num_kv_blocks),
+                    "--max-queued-requests", std::to_string(flags_.max_queued_requests),
+                    "--log-level", flags_.log_level};
+    for (const std::string& replica : replica_flags) {
+      router_.argv.push_back("--replica");
+      router_.argv.push_back(replica);
+    }
+    for (const std::string& flag : flags_.router_flags) router_.argv.push_back(flag);
+    RETURN_IF_ERROR(StartChild(router_));
+    ASSIGN_OR_RETURN(const int port, WaitForPortFile(router_port_file, router_));
+    router_.argv[6] = std::to_string(port);
+    router_.port = port;
+    WriteState();
+    if (!flags_.port_file.empty()) {
+      const std::string tmp = flags_.port_file + ".tmp";
+      std::ofstream(tmp) << port << "\n";
+      std::rename(tmp.c_str(), flags_.port_file.c_str());
+    }
+    std::printf("pagoda serve: %lld replica(s) x %lld worker(s); gRPC on %s:%d\n",
+                static_cast<long long>(flags_.replicas), static_cast<long long>(flags_.tp),
+                flags_.host.c_str(), port);
+    std::fflush(stdout);
+    return absl::OkStatus();
+  }
+
+  // Restarts children that died; called every few hundred milliseconds.
+  void Supervise() {
+    for (Child& child : workers_) Keep(child);
+    Keep(router_);
+  }
+
+  void StopAll() {
+    // The router first, so it stops sending work; then the workers.
+    if (router_.process.has_value()) router_.process->Terminate(absl::Seconds(10));
+    for (Child& child : workers_) {
+      if (child.process.has_value()) child.process->Signal(SIGTERM);
+    }
+    for (Child& child : workers_) {
+      if (child.process.has_value()) child.process->Terminate(absl::Seconds(10));
+    }
+    workers_.clear();
+    router_.process.reset();
+    if (!run_dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(run_dir_, ignored);
+      run_dir_.clear();
+    }
+  }
+
+ private:
+  void Keep(Child& child) {
+    if (!child.process.has_value()) return;
+    if (child.process->running()) {
+      if (std::optional<int> exit = child.process->TryWait()) {
+        PAGODA_LOG(warn, "{} (pid {}) exited with status {}; restarting it", child.name,
+                   child.process->pid(), *exit);
+        child.restart_at = absl::Now() + kRestartDelay;
+      }
+      return;
+    }
+    if (absl::Now() < child.restart_at) return;
+    if (absl::Status status = StartChild(child); !status.ok()) {
+      PAGODA_LOG(error, "cannot restart {}: {}", child.name, std::string(status.message()));
+      child.restart_at = absl::Now() + absl::Seconds(5);
+      return;
+    }
+    ++child.restarts;
+    PAGODA_LOG(info, "{} restarted (pid {}, restart {})", child.name, child.process->pid(),
+               child.restarts);
+    WriteState();
+  }
+
+  // The cluster as JSON for operators and tests, replaced atomically.
+  void WriteState() const {
+    if (flags_.state_file.empty()) return;
+    auto describe = [](const Child& child) {
+      nlohmann::json j = {{"name", child.name},
+                          {"pid", child.process.has_value() ? child.process->pid() : -1},
+                          {"port", child.port},
+                          {"restarts", child.restarts}};
+      if (child.replica >= 0) {
+        j["replica"] = child.replica;
+        j["rank"] = child.rank;
+      }
+      return j;
+    };
+    nlohmann::json state = {{"router", describe(router_)}, {"workers", nlohmann::json::array()}};
+    for (const Child& child : workers_) state["workers"].push_back(describe(child));
+    const std::string tmp = flags_.state_file + ".tmp";
+    std::ofstream(tmp) << state.dump(2) << "\n";
+    std::rename(tmp.c_str(), flags_.state_file.c_str());
+  }
+
+  const ServeFlags flags_;
+  std::string run_dir_;
+  std::vector<Child> workers_;
+  Child router_;
+};
+
+int WaitForSignalOrTick(absl::Duration tick) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  const timespec timeout{.tv_sec = 0,
+                         .tv_nsec = static_cast<long>(absl::ToInt64Nanoseconds(tick))};
+  const int signal = sigtimedwait(&set, nullptr, &timeout);
+  return signal > 0 ? signal : 0;
+}
+
+}  // namespace
+
+int RunServeCommand(int argc, const char* const* argv) {
+  ServeFlags flags;
+  if (absl::Status status = ParseServeFlags(argc, argv, flags); !status.ok()) {
+    if (absl::IsCancelled(status)) return 0;
+    std::fprintf(stderr, "pagoda serve: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  if (absl::Status status = InitLogging("pagoda-serve", flags.log_level); !status.ok()) {
+    std::fprintf(stderr, "pagoda serve: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  Cluster cluster(std::move(flags));
+  if (absl::Status status = cluster.Start(); !status.ok()) {
+    std::fprintf(stderr, "pagoda serve: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  while (true) {
+    const int signal = WaitForSignalOrTick(absl::Milliseconds(200));
+    if (signal != 0) {
+      PAGODA_LOG(info, "signal {}: stopping the cluster", signal);
+      break;
+    }
+    cluster.Supervise();
+  }
+  cluster.StopAll();
+  return 0;
+}
+
+}  // namespace pagoda

@@ -1,0 +1,207 @@
+#include "worker/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <cstring>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+namespace {
+
+absl::Status CudaError(cudaError_t error, std::string_view what) {
+  return absl::InternalError(
+      absl::StrCat(std::string(what), ": CUDA error: ", cudaGetErrorString(error)));
+}
+
+// Errors a peer or the network causes are Unavailable; the rest are bugs or broken setups.
+absl::Status NcclError(ncclResult_t result, ncclComm_t comm, std::string_view what) {
+  std::string message =
+      absl::StrCat(std::string(what), ": NCCL error: ", ncclGetErrorString(result));
+  if (comm != nullptr) {
+    const char* last = ncclGetLastError(comm);
+    if (last != nullptr && last[0] != '\0') absl::StrAppend(&message, " (", last, ")");
+  }
+  if (result == ncclRemoteError || result == ncclSystemError) {
+    return absl::UnavailableError(message);
+  }
+  return absl::InternalError(message);
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(const NcclCommunicatorOptions& options, ncclComm_t comm, cudaStream_t stream)
+      : rank_(options.rank),
+        size_(options.size),
+        device_(options.device),
+        timeout_(options.timeout),
+        comm_(comm),
+        stream_(stream) {}
+
+  ~NcclCommunicator() override {
+    cudaSetDevice(device_);
+    if (comm_ != nullptr) {
+      if (broken_.ok()) {
+        ncclCommDestroy(comm_);
+      } else {
+        ncclCommAbort(comm_);
+      }
+    }
+    cudaStreamDestroy(stream_);
+  }
+
+  int32_t rank() const override { return rank_; }
+  int32_t size() const override { return size_; }
+  std::string_view backend() const override { return "nccl"; }
+
+  absl::Status AllReduceSum(float* data, int64_t count) override {
+    if (count < 0 || (count > 0 && data == nullptr)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("all-reduce of ", count, " floats needs count >= 0 and a buffer"));
+    }
+    if (!broken_.ok()) return broken_;
+    if (count == 0) return absl::OkStatus();
+    const std::string what = absl::StrCat("nccl all-reduce of ", count, " floats on rank ", rank_);
+    if (cudaError_t error = cudaSetDevice(device_); error != cudaSuccess) {
+      return CudaError(error, what);
+    }
+    broken_ = Finish(
+        ncclAllReduce(data, data, static_cast<size_t>(count), ncclFloat, ncclSum, comm_, stream_),
+        what);
+    return broken_;
+  }
+
+  absl::Status AllGather(const float* input, int64_t count, float* output) override {
+    if (count < 0 || (count > 0 && (input == nullptr || output == nullptr))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("all-gather of ", count, " floats needs count >= 0 and two buffers"));
+    }
+    if (!broken_.ok()) return broken_;
+    if (count == 0) return absl::OkStatus();
+    const std::string what = absl::StrCat("nccl all-gather of ", count, " floats on rank ", rank_);
+    if (cudaError_t error = cudaSetDevice(device_); error != cudaSuccess) {
+      return CudaError(error, what);
+    }
+    broken_ = Finish(
+        ncclAllGather(input, output, static_cast<size_t>(count), ncclFloat, comm_, stream_), what);
+    return broken_;
+  }
+
+ private:
+  // Waits until the collective just launched has run: first until NCCL has enqueued it (the
+  // communicator is non-blocking), then until the stream has drained. Past the timeout, or on an
+  // asynchronous NCCL error, the communicator is aborted.
+  absl::Status Finish(ncclResult_t launched, const std::string& what) {
+    const absl::Time deadline = absl::Now() + timeout_;
+    ncclResult_t state = launched;
+    while (state == ncclInProgress) {
+      if (absl::Now() > deadline) return Abort(what);
+      std::this_thread::yield();
+      ncclCommGetAsyncError(comm_, &state);
+    }
+    if (state != ncclSuccess) return NcclError(state, comm_, what);
+    while (true) {
+      const cudaError_t query = cudaStreamQuery(stream_);
+      if (query == cudaSuccess) return absl::OkStatus();
+      if (query != cudaErrorNotReady) return CudaError(query, what);
+      ncclCommGetAsyncError(comm_, &state);
+      if (state != ncclSuccess && state != ncclInProgress) return NcclError(state, comm_, what);
+      if (absl::Now() > deadline) return Abort(what);
+      std::this_thread::yield();
+    }
+  }
+
+  absl::Status Abort(const std::string& what) {
+    ncclCommAbort(comm_);
+    comm_ = nullptr;
+    return absl::DeadlineExceededError(absl::StrCat(
+        what, ": not finished after ", absl::FormatDuration(timeout_), "; communicator aborted"));
+  }
+
+  const int32_t rank_;
+  const int32_t size_;
+  const int32_t device_;
+  const absl::Duration timeout_;
+  ncclComm_t comm_;  // nullptr once aborted
+  cudaStream_t stream_;
+  absl::Status broken_;  // the first failure; the group is unusable after it
+};
+
+// The unique id of the group: rank 0 makes and publishes it, the others wait for it.
+absl::StatusOr<ncclUniqueId> ExchangeUniqueId(const NcclCommunicatorOptions& options,
+                                              RendezvousStore* store) {
+  const std::string key = options.prefix + "nccl/unique_id";
+  ncclUniqueId id;
+  if (options.rank == 0) {
+    if (ncclResult_t result = ncclGetUniqueId(&id); result != ncclSuccess) {
+      return NcclError(result, nullptr, "creating the NCCL unique id");
+    }
+    RETURN_IF_ERROR(store->Set(key, std::string(id.internal, sizeof(id.internal))));
+    return id;
+  }
+  ASSIGN_OR_RETURN(const std::string value, store->Get(key, options.timeout));
+  if (value.size() != sizeof(id.internal)) {
+    return absl::InvalidArgumentError(absl::StrCat("rendezvous key '", key, "' holds ",
+                                                   value.size(), " bytes, not an NCCL unique id"));
+  }
+  std::memcpy(id.internal, value.data(), sizeof(id.internal));
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
+    const NcclCommunicatorOptions& options, RendezvousStore* store) {
+  if (options.size < 1 || options.rank < 0 || options.rank >= options.size) {
+    return absl::InvalidArgumentError(absl::StrCat("nccl communicator rank ", options.rank,
+                                                   " is outside [0, ", options.size, ")"));
+  }
+  if (store == nullptr) return absl::InvalidArgumentError("nccl communicator needs a store");
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nccl communicator timeout must be positive, got ", absl::FormatDuration(options.timeout)));
+  }
+  const std::string what =
+      absl::StrCat("rank ", options.rank, " of ", options.size, " joining the nccl group '",
+                   options.prefix, "' on device ", options.device);
+  absl::StatusOr<ncclUniqueId> id = ExchangeUniqueId(options, store);
+  if (!id.ok()) {
+    return absl::Status(id.status().code(), absl::StrCat(what, ": ", id.status().message()));
+  }
+  if (cudaError_t error = cudaSetDevice(options.device); error != cudaSuccess) {
+    return CudaError(error, what);
+  }
+  cudaStream_t stream = nullptr;
+  if (cudaError_t error = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+      error != cudaSuccess) {
+    return CudaError(error, what);
+  }
+  // Non-blocking initialisation, so that a rank that never joins is a timeout, not a hang.
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t comm = nullptr;
+  ncclResult_t state = ncclCommInitRankConfig(&comm, options.size, *id, options.rank, &config);
+  const absl::Time deadline = absl::Now() + options.timeout;
+  while (state == ncclInProgress && absl::Now() <= deadline) {
+    std::this_thread::yield();
+    ncclCommGetAsyncError(comm, &state);
+  }
+  if (state != ncclSuccess) {
+    const absl::Status status =
+        state == ncclInProgress
+            ? absl::DeadlineExceededError(absl::StrCat(what, ": the group did not form within ",
+                                                       absl::FormatDuration(options.timeout)))
+            : NcclError(state, comm, what);
+    if (comm != nullptr) ncclCommAbort(comm);
+    cudaStreamDestroy(stream);
+    return status;
+  }
+  return std::unique_ptr<Communicator>(new NcclCommunicator(options, comm, stream));
+}
+
+}  // namespace pagoda

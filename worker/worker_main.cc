@@ -1,0 +1,96 @@
+// pagoda-worker: one tensor-parallel rank of a replica, serving the pagoda.internal Worker
+// service. It starts empty; the router's Init names the model, the rank and the KV budget.
+//
+//   pagoda-worker --port 50061 [--host 0.0.0.0] [--comm-host 10.0.0.7] [--port-file FILE]
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/arg_parser.h"
+#include "common/logging.h"
+#include "common/termination_signal.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "worker/worker_service.h"
+
+namespace pagoda {
+namespace {
+
+constexpr int kMaxMessageBytes = 256 << 20;
+
+int Run(int argc, char** argv) {
+  ArgParser parser("pagoda-worker",
+                   "One tensor-parallel rank of a Pagoda replica (pagoda.internal.Worker over "
+                   "gRPC). The router initializes it with the model, rank and KV budget.");
+  std::string host = "0.0.0.0";
+  int64_t port = 0;
+  std::string port_file;
+  std::string comm_host = "127.0.0.1";
+  std::string model_dir;
+  std::string log_level = "info";
+  parser.AddString("host", &host, "Address to listen on");
+  parser.AddInt("port", &port, "gRPC port; 0 lets the OS choose (see --port-file)");
+  parser.AddString("port-file", &port_file, "Write the port actually bound to this file");
+  parser.AddString("comm-host", &comm_host,
+                   "Address the other ranks reach this rank's communicator (Gloo) at");
+  parser.AddString("model-dir", &model_dir,
+                   "Load the model from this directory instead of the one the router names");
+  parser.AddString("log-level", &log_level, "trace, debug, info, warn, error");
+  if (absl::Status status = parser.Parse(argc - 1, argv + 1); !status.ok()) {
+    if (absl::IsCancelled(status)) return 0;
+    std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  if (port < 0 || port > 65535) {
+    std::fprintf(stderr, "pagoda-worker: --port must be in [0, 65535], got %lld\n",
+                 static_cast<long long>(port));
+    return 2;
+  }
+  if (absl::Status status = InitLogging("pagoda-worker", log_level); !status.ok()) {
+    std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  BlockTerminationSignals();
+
+  WorkerService service({.comm_host = comm_host, .model_dir = model_dir},
+                        [] { RequestTermination(); });
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(absl::StrCat(host, ":", port), grpc::InsecureServerCredentials(),
+                           &bound_port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    PAGODA_LOG(error, "cannot listen on {}:{}", host, port);
+    return 1;
+  }
+  if (!port_file.empty()) {
+    // Written whole, then renamed: a reader never sees a partial port.
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << bound_port << "\n";
+    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      PAGODA_LOG(error, "cannot write the port file {}", port_file);
+      return 1;
+    }
+  }
+  PAGODA_LOG(info, "listening on {}:{}", host, bound_port);
+
+  const int signal = WaitForTerminationSignal();
+  PAGODA_LOG(info, "signal {}: shutting down", signal);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return 0;
+}
+
+}  // namespace
+}  // namespace pagoda
+
+int main(int argc, char** argv) { return pagoda::Run(argc, argv); }
