@@ -104,7 +104,9 @@ int64_t ThreadCpuNs() {
 double ProcessCpuSeconds() {
   rusage usage;
   getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec * 1e-6; };
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + tv.tv_usec * 1e-6;
+  };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
@@ -284,8 +286,8 @@ int RunClient(const ClientArgs& args) {
         const grpc::Status status = reader->Finish();
         if (!status.ok() || received != args.max_tokens) {
           if (errors++ == 0) {
-            std::fprintf(stderr, "router_benchmark client: request %" PRId64 ": %s (%" PRId64
-                                 " tokens)\n",
+            std::fprintf(stderr,
+                         "router_benchmark client: request %" PRId64 ": %s (%" PRId64 " tokens)\n",
                          i, status.error_message().c_str(), received);
           }
         }
@@ -308,9 +310,9 @@ struct ClientRun {
   int64_t tokens = 0;
   int64_t requests = 0;
   int64_t errors = 0;
-  double seconds = 0;         // the clients' streaming wall time
-  double client_cpu_s = 0;    // the client process's CPU time in that window
-  double router_cpu_s = 0;    // this process's CPU time in that window
+  double seconds = 0;       // the clients' streaming wall time
+  double client_cpu_s = 0;  // the client process's CPU time in that window
+  double router_cpu_s = 0;  // this process's CPU time in that window
 };
 
 // Runs one client process (args.port: the router's) and measures this process's CPU time from the
@@ -323,9 +325,12 @@ ClientRun RunClientProcess(const ClientArgs& args) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
-  std::vector<std::string> arg_strings = {
-      "router_benchmark", "--client", absl::StrCat(args.port), absl::StrCat(args.streams),
-      absl::StrCat(args.max_tokens), absl::StrCat(args.num_requests)};
+  std::vector<std::string> arg_strings = {"router_benchmark",
+                                          "--client",
+                                          absl::StrCat(args.port),
+                                          absl::StrCat(args.streams),
+                                          absl::StrCat(args.max_tokens),
+                                          absl::StrCat(args.num_requests)};
   std::vector<char*> argv;
   for (std::string& a : arg_strings) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -65,8 +65,8 @@ namespace {
 
 constexpr int kCores = 2;
 constexpr int64_t kBlockSize = 16;
-constexpr int64_t kContext = 128;       // prefilled tokens per decode sequence
-constexpr int64_t kDecodeWindow = 32;   // decode positions [kContext, kContext + kDecodeWindow)
+constexpr int64_t kContext = 128;      // prefilled tokens per decode sequence
+constexpr int64_t kDecodeWindow = 32;  // decode positions [kContext, kContext + kDecodeWindow)
 constexpr int64_t kMaxBatch = 32;
 constexpr int64_t kPrefillTokens = 512;
 constexpr int64_t kDecodeBlocks = (kContext + kDecodeWindow + kBlockSize - 1) / kBlockSize;
@@ -126,7 +126,9 @@ struct Workload {
   std::vector<int32_t> prefill_prompt;        // [kPrefillTokens]
 
   explicit Workload(int64_t vocab_size) {
-    auto id = [vocab_size](int64_t i) { return static_cast<int32_t>((i * 7919 + 13) % vocab_size); };
+    auto id = [vocab_size](int64_t i) {
+      return static_cast<int32_t>((i * 7919 + 13) % vocab_size);
+    };
     int32_t next_block = 0;
     for (int64_t s = 0; s < kMaxBatch; ++s) {
       std::vector<int32_t>& prompt = prompts.emplace_back(kContext);
@@ -160,7 +162,9 @@ class RankGroup {
 
   /// Builds the weights and runners on the rank threads, then prefills the decode prompts.
   explicit RankGroup(int32_t size)
-      : size_(size), config_(SplittableSmolLm2Config()), workload_(config_.vocab_size),
+      : size_(size),
+        config_(SplittableSmolLm2Config()),
+        workload_(config_.vocab_size),
         ranks_(size) {
     for (int32_t r = 0; r < size; ++r) threads_.emplace_back([this, r] { RankMain(r); });
     {
@@ -194,9 +198,8 @@ class RankGroup {
 
   /// Runs `batch` on every rank; the status of the first rank that failed, if any.
   absl::StatusOr<StepTime> Step(absl::Span<const SequenceInput> batch) {
-    return Run([batch](ModelRunner& runner, Communicator*) {
-      return runner.Execute(batch).status();
-    });
+    return Run(
+        [batch](ModelRunner& runner, Communicator*) { return runner.Execute(batch).status(); });
   }
 
   /// Runs `job` on every rank and waits for all; the status of the first rank that failed.
@@ -308,8 +311,8 @@ RankGroup& GroupOfSize(int32_t size) {
 // `time`: the steps' times and collective times summed over the iterations.
 void Report(benchmark::State& state, int64_t tokens_per_step, const RankGroup::StepTime& time) {
   const auto steps = static_cast<double>(state.iterations());
-  state.counters["tokens_per_s"] = benchmark::Counter(
-      static_cast<double>(tokens_per_step) * steps, benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(tokens_per_step) * steps, benchmark::Counter::kIsRate);
   state.counters["comm_ms"] = time.comm_seconds * 1e3 / steps;
   state.counters["comm_share_pct"] = 100.0 * time.comm_seconds / time.seconds;
   state.SetLabel(absl::StrCat("TP ", state.range(0), ", ", kCores / state.range(0),

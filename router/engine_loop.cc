@@ -5,6 +5,8 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -60,11 +62,22 @@ void EngineLoop::Stop() {
 
 absl::Status EngineLoop::AddRequest(EngineRequest request, OutputCallback callback) {
   // The id is free again once its final delta is on its way, so the callback may reuse it.
-  OutputCallback deliver = [this, id = request.request_id,
-                            callback = std::move(callback)](const RequestOutput& delta) {
+  // Callbacks run on the loop thread, which owns first_scheduled_.
+  OutputCallback deliver = [this, id = request.request_id, callback = std::move(callback),
+                            first = true](const RequestOutput& delta) mutable {
     if (delta.finished) {
       absl::MutexLock lock(&mu_);
       live_ids_.erase(id);
+    }
+    if (first) {
+      first = false;
+      if (auto it = first_scheduled_.find(id); it != first_scheduled_.end()) {
+        RequestOutput stamped = delta;
+        stamped.first_scheduled_time_s = it->second;
+        first_scheduled_.erase(it);
+        callback(stamped);
+        return;
+      }
     }
     callback(delta);
   };
@@ -106,6 +119,12 @@ int64_t EngineLoop::NumCachedPrefixTokens(absl::Span<const int32_t> token_ids) c
   if (hashes.empty()) return 0;
   absl::MutexLock lock(&mu_);
   return scheduler_->kv_cache().NumLeadingCachedBlocks(hashes) * block_size_;
+}
+
+void EngineLoop::SetStepObserver(StepObserver observer) {
+  auto shared = observer ? std::make_shared<const StepObserver>(std::move(observer)) : nullptr;
+  absl::MutexLock lock(&mu_);
+  step_observer_ = std::move(shared);
 }
 
 SchedulerStats EngineLoop::stats() const {
@@ -168,7 +187,17 @@ void EngineLoop::Run() {
     }
     ApplyIntake(std::move(intake));
     if (stop) break;
-    if (step.has_value()) in_flight_.push_back(executor_->Submit(std::move(step->plan)));
+    if (step.has_value()) {
+      const double now_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+      for (const std::string& id : step->started_request_ids) first_scheduled_[id] = now_s;
+      in_flight_stats_.push_back(
+          {.num_scheduled_tokens = step->num_scheduled_tokens(),
+           .num_prefill_tokens = step->num_prefill_tokens,
+           .num_decode_tokens = step->num_decode_tokens,
+           .num_preemptions = static_cast<int64_t>(step->preempted_seq_ids.size()),
+           .num_steps = step->plan.num_steps});
+      in_flight_.push_back(executor_->Submit(std::move(step->plan)));
+    }
     if (!in_flight_.empty() &&
         (!config_.async_output || in_flight_.size() > 1 || !step.has_value())) {
       ProcessOldestStep();
@@ -178,6 +207,7 @@ void EngineLoop::Run() {
   while (!in_flight_.empty()) {
     in_flight_.front().wait();
     in_flight_.pop_front();
+    in_flight_stats_.pop_front();
   }
   Intake intake;
   {
@@ -191,17 +221,22 @@ void EngineLoop::Run() {
 bool EngineLoop::ProcessOldestStep() {
   absl::StatusOr<StepResult> result = in_flight_.front().get();
   in_flight_.pop_front();
+  const StepStats step_stats = in_flight_stats_.front();
+  in_flight_stats_.pop_front();
   if (!result.ok()) {
     Fail(result.status());
     return false;
   }
   std::vector<SequenceUpdate> updates;
   Intake intake;
+  std::shared_ptr<const StepObserver> observer;
   {
     absl::MutexLock lock(&mu_);
     intake = TakeIntakeLocked();
     updates = scheduler_->ApplyResult(*result);
+    observer = step_observer_;
   }
+  if (observer != nullptr) (*observer)(step_stats);
   ApplyIntake(std::move(intake));
   // Stop strings reach the scheduler before any callback runs: a client that sees its request
   // finish finds the scheduler done with it too (and may reuse the id).
@@ -220,6 +255,7 @@ void EngineLoop::Fail(const absl::Status& status) {
   while (!in_flight_.empty()) {
     in_flight_.front().wait();
     in_flight_.pop_front();
+    in_flight_stats_.pop_front();
   }
   Intake intake;
   {

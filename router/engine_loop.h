@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -52,6 +54,17 @@
 #include "router/scheduler.h"
 
 namespace pagoda {
+
+/// What one step planned, reported to the step observer once its result is applied.
+struct StepStats {
+  int64_t num_scheduled_tokens = 0;  // prefill + decode tokens of the plan's first step
+  int64_t num_prefill_tokens = 0;
+  int64_t num_decode_tokens = 0;
+  int64_t num_preemptions = 0;  // sequences preempted while planning it
+  int32_t num_steps = 1;        // multi-step plans cover several decode steps
+};
+
+using StepObserver = std::function<void(const StepStats&)>;
 
 class EngineLoop {
  public:
@@ -102,6 +115,10 @@ class EngineLoop {
   /// engine failed (executor error, Stop) turns into an Unavailable error with its message.
   absl::StatusOr<std::vector<RequestOutput>> RunToCompletion(std::vector<EngineRequest> requests);
 
+  /// Called on the loop thread after each step's result is applied (not for steps dropped by a
+  /// failure or Stop); must not block. Replaces the previous observer; empty: none.
+  void SetStepObserver(StepObserver observer);
+
   SchedulerStats stats() const;
   /// The executor error that failed the loop, or OK.
   absl::Status status() const;
@@ -134,9 +151,13 @@ class EngineLoop {
   // Loop thread only (but Prepare(), which any thread may call).
   OutputProcessor processor_;
   std::deque<std::future<absl::StatusOr<StepResult>>> in_flight_;
+  std::deque<StepStats> in_flight_stats_;  // beside in_flight_, for the step observer
+  // When each request was first scheduled (Unix seconds), until its first delta carries it.
+  absl::flat_hash_map<std::string, double> first_scheduled_;
 
   mutable absl::Mutex mu_;
   std::unique_ptr<Scheduler> scheduler_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const StepObserver> step_observer_ ABSL_GUARDED_BY(mu_);
   Intake intake_ ABSL_GUARDED_BY(mu_);
   // Ids added whose final delta has not been delivered yet.
   absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_status.h"
 #include "proto/step_codec.h"
+#include "router/router_metrics.h"
 
 namespace pagoda {
 namespace {
@@ -119,9 +120,49 @@ grpc::Status GenerationService::Start(const v1::GenerateRequest& request,
   return grpc::Status::OK;
 }
 
+grpc::Status GenerationService::Counted(std::string_view method, grpc::Status status) {
+  if (RouterMetrics* metrics = frontend_->replicas().metrics(); metrics != nullptr) {
+    metrics->CountGrpcRequest(method, static_cast<int>(status.error_code()));
+  }
+  return status;
+}
+
 grpc::Status GenerationService::Generate(grpc::ServerContext* context,
                                          const v1::GenerateRequest* request,
                                          grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  return Counted("Generate", DoGenerate(context, request, writer));
+}
+
+grpc::Status GenerationService::Complete(grpc::ServerContext* context,
+                                         const v1::GenerateRequest* request,
+                                         v1::CompleteResponse* response) {
+  return Counted("Complete", DoComplete(context, request, response));
+}
+
+grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
+                                         v1::TokenizeResponse* response) {
+  return Counted("Tokenize", DoTokenize(request, response));
+}
+
+grpc::Status GenerationService::Detokenize(grpc::ServerContext*,
+                                           const v1::DetokenizeRequest* request,
+                                           v1::DetokenizeResponse* response) {
+  return Counted("Detokenize", DoDetokenize(request, response));
+}
+
+grpc::Status GenerationService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                                           v1::ListModelsResponse* response) {
+  return Counted("ListModels", DoListModels(response));
+}
+
+grpc::Status GenerationService::GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+                                              v1::GetServerInfoResponse* response) {
+  return Counted("GetServerInfo", DoGetServerInfo(response));
+}
+
+grpc::Status GenerationService::DoGenerate(grpc::ServerContext* context,
+                                           const v1::GenerateRequest* request,
+                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
   std::unique_ptr<RequestSession> session;
   if (grpc::Status status = Start(*request, &session); !status.ok()) return status;
   while (true) {
@@ -142,9 +183,9 @@ grpc::Status GenerationService::Generate(grpc::ServerContext* context,
   }
 }
 
-grpc::Status GenerationService::Complete(grpc::ServerContext* context,
-                                         const v1::GenerateRequest* request,
-                                         v1::CompleteResponse* response) {
+grpc::Status GenerationService::DoComplete(grpc::ServerContext* context,
+                                           const v1::GenerateRequest* request,
+                                           v1::CompleteResponse* response) {
   std::unique_ptr<RequestSession> session;
   if (grpc::Status status = Start(*request, &session); !status.ok()) return status;
   RequestOutput total;
@@ -166,8 +207,8 @@ grpc::Status GenerationService::Complete(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
-                                         v1::TokenizeResponse* response) {
+grpc::Status GenerationService::DoTokenize(const v1::TokenizeRequest* request,
+                                           v1::TokenizeResponse* response) {
   if (absl::Status status = frontend_->CheckModel(request->model()); !status.ok()) {
     return ToGrpc(status);
   }
@@ -178,9 +219,8 @@ grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const v1::Tokeniz
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::Detokenize(grpc::ServerContext*,
-                                           const v1::DetokenizeRequest* request,
-                                           v1::DetokenizeResponse* response) {
+grpc::Status GenerationService::DoDetokenize(const v1::DetokenizeRequest* request,
+                                             v1::DetokenizeResponse* response) {
   if (absl::Status status = frontend_->CheckModel(request->model()); !status.ok()) {
     return ToGrpc(status);
   }
@@ -200,8 +240,7 @@ grpc::Status GenerationService::Detokenize(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
-                                           v1::ListModelsResponse* response) {
+grpc::Status GenerationService::DoListModels(v1::ListModelsResponse* response) {
   v1::ModelInfo* model = response->add_models();
   model->set_id(frontend_->model_name());
   model->set_max_model_len(frontend_->limits().max_model_len);
@@ -211,9 +250,7 @@ grpc::Status GenerationService::ListModels(grpc::ServerContext*, const v1::ListM
   return grpc::Status::OK;
 }
 
-grpc::Status GenerationService::GetServerInfo(grpc::ServerContext*,
-                                              const v1::GetServerInfoRequest*,
-                                              v1::GetServerInfoResponse* response) {
+grpc::Status GenerationService::DoGetServerInfo(v1::GetServerInfoResponse* response) {
   response->set_version(version_);
   response->set_model(frontend_->model_name());
   response->set_scheduling_policy(routing_policy_);

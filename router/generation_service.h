@@ -6,6 +6,9 @@
 //   builder.RegisterService(&service);
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include "pagoda/v1/generation.grpc.pb.h"
 #include "router/frontend.h"
 #include "router/output_processor.h"
@@ -35,6 +38,18 @@ class GenerationService final : public v1::Generation::Service {
                              v1::GetServerInfoResponse* response) override;
 
  private:
+  // The methods, counted by method and status code in RouterMetrics by the overrides above.
+  grpc::Status DoGenerate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                          grpc::ServerWriter<v1::GenerateResponse>* writer);
+  grpc::Status DoComplete(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                          v1::CompleteResponse* response);
+  grpc::Status DoTokenize(const v1::TokenizeRequest* request, v1::TokenizeResponse* response);
+  grpc::Status DoDetokenize(const v1::DetokenizeRequest* request, v1::DetokenizeResponse* response);
+  grpc::Status DoListModels(v1::ListModelsResponse* response);
+  grpc::Status DoGetServerInfo(v1::GetServerInfoResponse* response);
+  // Counts a finished call and returns its status.
+  grpc::Status Counted(std::string_view method, grpc::Status status);
+
   // Parses and admits a request; the gRPC status of an error.
   grpc::Status Start(const v1::GenerateRequest& request, std::unique_ptr<RequestSession>* session);
 

@@ -78,6 +78,10 @@ struct RequestOutput {
   /// Why the engine failed the request (finish_reason abort), e.g. an executor error; empty for
   /// completions and client aborts.
   std::string error;
+  /// When this engine first scheduled the request (Unix seconds, like
+  /// EngineRequest::arrival_time_s): set by the EngineLoop on the request's first delta only when
+  /// it was scheduled by then. For queue-time metrics.
+  std::optional<double> first_scheduled_time_s;
 };
 
 using OutputCallback = std::function<void(const RequestOutput&)>;

@@ -196,6 +196,10 @@ absl::Status Replica::Start() {
     num_device_blocks = (*executor)->info().num_device_blocks;
     engine = EngineLoop::Create(options_.engine, std::move(*executor), options_.tokenizer,
                                 options_.eos_token_ids);
+    if (engine.ok() && options_.on_step) {
+      (*engine)->SetStepObserver([on_step = options_.on_step, index = options_.index](
+                                     const StepStats& step) { on_step(index, step); });
+    }
   } else {
     engine = executor.status();
   }

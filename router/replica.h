@@ -50,6 +50,8 @@ struct ReplicaOptions {
   absl::Duration health_timeout = absl::Seconds(2);
   /// Called (on the supervisor thread) each time the replica becomes ready with an empty cache.
   std::function<void(int32_t index)> on_ready;
+  /// Each engine's step observer (EngineLoop::SetStepObserver), on its loop thread.
+  std::function<void(int32_t index, const StepStats& step)> on_step;
 };
 
 /// What the router reports about a replica (GetServerInfo, metrics).

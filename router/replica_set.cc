@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "router/router_metrics.h"
 
 namespace pagoda {
 
@@ -13,6 +14,11 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options)
   for (ReplicaOptions replica : options_.replicas) {
     // A (re)started replica holds nothing: forget what was routed to it.
     replica.on_ready = [this](int32_t index) { scheduler_.Reset(index); };
+    if (RouterMetrics* metrics = options_.metrics; metrics != nullptr) {
+      replica.on_step = [metrics](int32_t index, const StepStats& step) {
+        metrics->ObserveStep(index, step);
+      };
+    }
     replicas_.push_back(std::make_unique<Replica>(std::move(replica)));
   }
 }
@@ -44,6 +50,7 @@ int64_t ReplicaSet::num_failovers() const {
 }
 
 void ReplicaSet::CountFailover() {
+  if (options_.metrics != nullptr) options_.metrics->CountFailover();
   absl::MutexLock lock(&mu_);
   ++num_failovers_;
 }

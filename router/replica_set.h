@@ -22,11 +22,16 @@
 
 namespace pagoda {
 
+class RouterMetrics;
+
 struct ReplicaSetOptions {
   std::vector<ReplicaOptions> replicas;
   GlobalSchedulerOptions scheduler;
   /// How long a request whose replica failed waits for another to be ready.
   absl::Duration failover_wait = absl::Seconds(60);
+  /// Where requests, steps and failovers are counted (borrowed; must outlive the set); null:
+  /// no metrics.
+  RouterMetrics* metrics = nullptr;
 };
 
 class ReplicaSet {
@@ -47,6 +52,7 @@ class ReplicaSet {
   bool WaitUntilReady(int32_t count, absl::Duration timeout) const;
   const GlobalScheduler& scheduler() const { return scheduler_; }
   int64_t num_failovers() const;
+  RouterMetrics* metrics() const { return options_.metrics; }
 
  private:
   friend class RequestSession;

@@ -1,15 +1,20 @@
 #include "router/request_session.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "router/replica_set.h"
+#include "router/router_metrics.h"
 
 namespace pagoda {
 namespace {
 
 constexpr absl::Duration kPlacementRetry = absl::Milliseconds(200);
+
+// The clock of EngineRequest::arrival_time_s.
+double NowSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 
 }  // namespace
 
@@ -30,6 +35,11 @@ RequestSession::RequestSession(ReplicaSet* owner, EngineRequest request, int32_t
 
 RequestSession::~RequestSession() {
   Cancel();
+  {
+    // A request abandoned before its last delta (client cancel) still counts, as an abort.
+    absl::MutexLock lock(&mu_);
+    ObserveFinished(FinishReasonName(FinishReason::kAbort), std::nullopt);
+  }
   owner_->Release(request_.request_id);
 }
 
@@ -82,18 +92,81 @@ std::optional<RequestOutput> RequestSession::Next(absl::Duration timeout) {
     }
     if (item->first != attempt_) continue;  // from a replica the request already left
     RequestOutput& delta = item->second;
+    ObserveQueueTime(delta);
     if (delta.finished && !delta.error.empty() && !cancelled_) {
       // The replica failed under the request: move it instead of ending the stream.
       std::optional<RequestOutput> final_delta = Failover(std::move(delta));
       if (!final_delta.has_value()) continue;
       done_ = true;
+      ObserveDelivered(*final_delta);
       return final_delta;
     }
     Record(delta);
     if (delta.finished) done_ = true;
+    ObserveDelivered(delta);
     return std::move(delta);
   }
   return std::nullopt;
+}
+
+void RequestSession::ObserveQueueTime(const RequestOutput& delta) {
+  RouterMetrics* metrics = owner_->metrics();
+  if (metrics == nullptr || queue_time_observed_ || !delta.first_scheduled_time_s.has_value()) {
+    return;
+  }
+  // The first time any replica scheduled it: a failover's second wait is not queue time.
+  queue_time_observed_ = true;
+  metrics->ObserveQueueTime(replica_, *delta.first_scheduled_time_s - request_.arrival_time_s);
+}
+
+void RequestSession::ObserveDelivered(const RequestOutput& delta) {
+  RouterMetrics* metrics = owner_->metrics();
+  if (metrics == nullptr) return;
+  const bool has_tokens =
+      std::any_of(delta.outputs.begin(), delta.outputs.end(),
+                  [](const CompletionOutput& out) { return !out.token_ids.empty(); });
+  const double now_s = NowSeconds();
+  if (has_tokens) {
+    if (!last_token_time_s_.has_value()) {
+      metrics->ObserveTimeToFirstToken(replica_, now_s - request_.arrival_time_s);
+    } else {
+      metrics->ObserveInterTokenLatency(replica_, now_s - *last_token_time_s_);
+    }
+    last_token_time_s_ = now_s;
+  }
+  if (!delta.finished) return;
+  std::string_view reason = FinishReasonName(FinishReason::kAbort);
+  if (delta.error.empty()) {
+    for (const CompletionOutput& out : delta.outputs) {
+      if (out.finish_reason.has_value()) reason = FinishReasonName(*out.finish_reason);
+    }
+  }
+  ObserveFinished(reason, delta.usage);
+}
+
+void RequestSession::ObserveFinished(std::string_view finished_reason,
+                                     const std::optional<Usage>& usage) {
+  RouterMetrics* metrics = owner_->metrics();
+  if (metrics == nullptr || finish_observed_) return;
+  finish_observed_ = true;
+  // The final delta's usage counts the prompt once and every output, across failovers. A
+  // request that ends without it (failed, abandoned) counts what it was given, and its prompt
+  // once it was scheduled somewhere.
+  FinishedRequestStats stats{.replica = replica_,
+                             .finished_reason = finished_reason,
+                             .e2e_latency_s = NowSeconds() - request_.arrival_time_s};
+  if (usage.has_value()) {
+    stats.num_prompt_tokens = usage->prompt_tokens;
+    stats.num_generation_tokens = usage->completion_tokens;
+  } else {
+    if (queue_time_observed_) {
+      stats.num_prompt_tokens = static_cast<int64_t>(request_.prompt_token_ids.size());
+    }
+    for (const std::vector<int32_t>& ids : delivered_token_ids_) {
+      stats.num_generation_tokens += static_cast<int64_t>(ids.size());
+    }
+  }
+  metrics->ObserveFinished(stats);
 }
 
 absl::StatusOr<EngineRequest> RequestSession::FailoverRequest(const std::string& error) const {

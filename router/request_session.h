@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -74,6 +75,12 @@ class RequestSession {
   // it cannot move.
   std::optional<RequestOutput> Failover(RequestOutput failed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Record(const RequestOutput& delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Metrics (when the ReplicaSet has them): the queue time of a delta from any attempt, and
+  // latencies and token counts of a delta given to the client.
+  void ObserveQueueTime(const RequestOutput& delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ObserveDelivered(const RequestOutput& delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ObserveFinished(std::string_view finished_reason, const std::optional<Usage>& usage)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ReplicaSet* const owner_;
   const EngineRequest request_;
@@ -89,6 +96,10 @@ class RequestSession {
   // from.
   std::vector<std::vector<int32_t>> delivered_token_ids_ ABSL_GUARDED_BY(mu_);
   std::vector<double> delivered_logprob_ ABSL_GUARDED_BY(mu_);
+  // Metrics state: when the last delta with tokens was given (Unix seconds).
+  std::optional<double> last_token_time_s_ ABSL_GUARDED_BY(mu_);
+  bool queue_time_observed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_observed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace pagoda

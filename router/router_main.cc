@@ -9,7 +9,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <optional>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/arg_parser.h"
+#include "common/chat_template.h"
 #include "common/logging.h"
 #include "common/model_config.h"
 #include "common/status_macros.h"
@@ -29,7 +33,9 @@
 #include "grpcpp/server_builder.h"
 #include "router/frontend.h"
 #include "router/generation_service.h"
+#include "router/http_server.h"
 #include "router/replica_set.h"
+#include "router/router_metrics.h"
 
 namespace pagoda {
 namespace {
@@ -44,6 +50,11 @@ struct Flags {
   std::string host = "0.0.0.0";
   int64_t grpc_port = 50051;
   std::string port_file;
+  int64_t http_port = 8000;
+  std::string http_port_file;
+  std::string api_key;
+  std::string chat_template;
+  int64_t max_request_bytes = int64_t{16} << 20;
   std::string routing_policy = "prefix_aware";
   std::string load_format = "safetensors";
   std::string worker_model_dir;
@@ -80,6 +91,16 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   parser.AddString("host", &f.host, "Address to listen on");
   parser.AddInt("grpc-port", &f.grpc_port, "gRPC port; 0 lets the OS choose (see --port-file)");
   parser.AddString("port-file", &f.port_file, "Write the gRPC port actually bound to this file");
+  parser.AddInt("http-port", &f.http_port,
+                "OpenAI-compatible HTTP port (also /health, /ready, /metrics); 0 lets the OS "
+                "choose, -1 turns HTTP off");
+  parser.AddString("http-port-file", &f.http_port_file,
+                   "Write the HTTP port actually bound to this file");
+  parser.AddString("api-key", &f.api_key,
+                   "Require 'Authorization: Bearer KEY' on /v1/* (default: $PAGODA_API_KEY)");
+  parser.AddInt("max-request-bytes", &f.max_request_bytes, "Largest HTTP request body");
+  parser.AddString("chat-template", &f.chat_template,
+                   "A Jinja chat template file, instead of tokenizer_config.json's");
   parser.AddString("routing-policy", &f.routing_policy,
                    "round_robin, least_loaded or prefix_aware");
   parser.AddString("load-format", &f.load_format, "safetensors, or dummy (random weights)");
@@ -116,6 +137,15 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   if (f.grpc_port < 0 || f.grpc_port > 65535) {
     return absl::InvalidArgumentError("--grpc-port: must be in [0, 65535]");
   }
+  if (f.http_port < -1 || f.http_port > 65535) {
+    return absl::InvalidArgumentError("--http-port: must be in [-1, 65535]");
+  }
+  if (f.max_request_bytes < 1) {
+    return absl::InvalidArgumentError("--max-request-bytes: must be >= 1");
+  }
+  if (f.api_key.empty()) {
+    if (const char* key = std::getenv("PAGODA_API_KEY"); key != nullptr) f.api_key = key;
+  }
   if (f.max_n < 1 || f.max_n > SamplingParams::kMaxN) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max-n: must be in [1, ", SamplingParams::kMaxN, "]"));
@@ -131,6 +161,37 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
     return absl::InvalidArgumentError("--load-format: must be safetensors or dummy");
   }
   return absl::OkStatus();
+}
+
+// Writes `port` to `path` atomically (a reader never sees a partial file).
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot write the port file ", path));
+  }
+  return absl::OkStatus();
+}
+
+// --chat-template's file, else the model's own template; none (nullopt) is fine: then
+// /v1/chat/completions answers 400.
+absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& file,
+                                                             const std::string& model_dir) {
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return absl::InvalidArgumentError(absl::StrCat("--chat-template: cannot read ", file));
+    std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::StatusOr<ChatTemplate> parsed = ChatTemplate::Parse(std::move(source));
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--chat-template: ", file, ": ", std::string(parsed.status().message())));
+    }
+    return std::optional<ChatTemplate>(std::move(*parsed));
+  }
+  absl::StatusOr<ChatTemplate> loaded = ChatTemplate::FromModelDirectory(model_dir);
+  if (loaded.ok()) return std::optional<ChatTemplate>(std::move(*loaded));
+  if (absl::IsNotFound(loaded.status())) return std::optional<ChatTemplate>();
+  return loaded.status();
 }
 
 absl::StatusOr<std::vector<std::vector<std::string>>> ParseReplicas(
@@ -171,6 +232,10 @@ int Run(int argc, char** argv) {
   if (!config.ok()) return fail(config.status());
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromDirectory(flags.model);
   if (!tokenizer.ok()) return fail(tokenizer.status());
+  // The chat template is optional: without one, /v1/chat/completions answers 400.
+  absl::StatusOr<std::optional<ChatTemplate>> chat_template =
+      LoadChatTemplate(flags.chat_template, flags.model);
+  if (!chat_template.ok()) return fail(chat_template.status());
   absl::StatusOr<RoutingPolicy> policy = ParseRoutingPolicy(flags.routing_policy);
   if (!policy.ok()) return fail(policy.status());
   absl::StatusOr<PreemptionMode> preemption = ParsePreemptionMode(flags.preemption_mode);
@@ -234,6 +299,8 @@ int Run(int argc, char** argv) {
   }
 
   BlockTerminationSignals();
+  RouterMetrics metrics(model_name);  // outlives the replicas, which report to it
+  options.metrics = &metrics;
   ReplicaSet replicas(std::move(options));
   Frontend frontend(&replicas, tokenizer->get(),
                     {.model_name = model_name,
@@ -257,16 +324,42 @@ int Run(int argc, char** argv) {
     PAGODA_LOG(error, "cannot listen on {}:{}", flags.host, flags.grpc_port);
     return 1;
   }
+  std::optional<HttpServer> http;
+  if (flags.http_port >= 0) {
+    http.emplace(&frontend, chat_template->has_value() ? &**chat_template : nullptr,
+                 HttpServerOptions{
+                     .host = flags.host,
+                     .port = static_cast<int>(flags.http_port),
+                     .api_key = flags.api_key,
+                     .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
+                     .metrics =
+                         [&] {
+                           metrics.UpdateReplicas(replicas);
+                           return metrics.Serialize();
+                         },
+                     .on_response = [&](std::string_view route,
+                                        int status) { metrics.CountHttpRequest(route, status); }});
+    if (absl::Status status = http->Start(); !status.ok()) {
+      PAGODA_LOG(error, "{}", std::string(status.message()));
+      return 1;
+    }
+    if (!flags.http_port_file.empty()) {
+      if (absl::Status status = WritePortFile(flags.http_port_file, http->port()); !status.ok()) {
+        PAGODA_LOG(error, "{}", std::string(status.message()));
+        return 1;
+      }
+    }
+  }
   if (!flags.port_file.empty()) {
-    const std::string tmp = flags.port_file + ".tmp";
-    std::ofstream(tmp) << bound_port << "\n";
-    if (std::rename(tmp.c_str(), flags.port_file.c_str()) != 0) {
-      PAGODA_LOG(error, "cannot write the port file {}", flags.port_file);
+    if (absl::Status status = WritePortFile(flags.port_file, bound_port); !status.ok()) {
+      PAGODA_LOG(error, "{}", std::string(status.message()));
       return 1;
     }
   }
-  PAGODA_LOG(info, "serving '{}' on {}:{} with {} replica(s), routing {}", model_name, flags.host,
-             bound_port, workers->size(), flags.routing_policy);
+  PAGODA_LOG(info, "serving '{}' on {}:{} (gRPC){} with {} replica(s), routing {}", model_name,
+             flags.host, bound_port,
+             http.has_value() ? absl::StrCat(", ", http->port(), " (HTTP)") : std::string(),
+             workers->size(), flags.routing_policy);
 
   // grpc.health.v1 reports SERVING for the Generation service while a replica is ready.
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
@@ -288,6 +381,7 @@ int Run(int argc, char** argv) {
 
   const int signal = WaitForTerminationSignal();
   PAGODA_LOG(info, "signal {}: shutting down", signal);
+  if (http.has_value()) http->Stop();
   stop_health = true;
   health_updater.join();
   health->Shutdown();

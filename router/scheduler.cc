@@ -413,6 +413,7 @@ void Scheduler::ScheduleStatic(ScheduledStep& step) {
     if (!seq->request->started) {
       seq->request->started = true;
       --num_unstarted_requests_;
+      step.started_request_ids.push_back(seq->request->id());
     }
     seq->num_computed_tokens = size;
     AddToPlan(step, seq, 0, size, 1, false);
@@ -552,6 +553,7 @@ void Scheduler::ScheduleWaiting(ScheduledStep& step, int64_t& budget) {
     if (!seq->request->started) {
       seq->request->started = true;
       --num_unstarted_requests_;
+      step.started_request_ids.push_back(seq->request->id());
     }
     seq->num_computed_tokens = match.num_computed_tokens + n;
     AddToPlan(step, seq, match.num_computed_tokens, n, seq->num_computed_tokens == size ? 1 : 0,

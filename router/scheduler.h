@@ -67,7 +67,8 @@ struct ScheduledStep {
   std::vector<ScheduledSequence> sequences;
   int64_t num_prefill_tokens = 0;  // known tokens computed (prompt chunks, re-prefills)
   int64_t num_decode_tokens = 0;   // decode tokens of the first step (one per decoding sequence)
-  std::vector<std::string> preempted_seq_ids;  // preempted while building this plan
+  std::vector<std::string> preempted_seq_ids;    // preempted while building this plan
+  std::vector<std::string> started_request_ids;  // requests scheduled for the first time
 
   int64_t num_scheduled_tokens() const { return num_prefill_tokens + num_decode_tokens; }
 };

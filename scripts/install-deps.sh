@@ -9,6 +9,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libgloo-dev
   prometheus-cpp-dev libcpp-httplib-dev python3-grpcio python3-grpc-tools python3-numpy
+  python3-jinja2  # tests/common/chat_template_test.cc expectations were cross-checked with it
+  python3-venv python3-pip curl prometheus  # the HTTP/metrics integration tests
 )
 
 missing=()
@@ -24,4 +26,23 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "install-deps: all packages present"
+fi
+
+# Python packages that Debian lacks, for the integration tests (the official OpenAI client), in
+# .venv beside the sources; it sees Debian's grpcio, numpy and jinja2 too.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+python_packages=(openai==3.54.0)
+if [[ ! -x $venv/bin/python ]]; then
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+fi
+installed=$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null || true)
+missing_python=()
+for p in "${python_packages[@]}"; do
+  grep -qixF -- "$p" <<<"$installed" || missing_python+=("$p")
+done
+if ((${#missing_python[@]})); then
+  echo "install-deps: installing ${missing_python[*]} into $venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${missing_python[@]}"
+else
+  echo "install-deps: Python packages present"
 fi

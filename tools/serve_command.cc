@@ -34,6 +34,7 @@ struct ServeFlags {
   int64_t tp = 2;
   std::string host = "127.0.0.1";
   int64_t grpc_port = 50051;
+  int64_t http_port = 8000;
   std::string port_file;
   std::string state_file;
   std::string log_dir;
@@ -43,6 +44,8 @@ struct ServeFlags {
   double kv_cache_memory_gib = 0.25;
   int64_t num_kv_blocks = 0;
   int64_t max_queued_requests = 1024;
+  std::string chat_template;
+  std::string api_key;
   std::vector<std::string> router_flags;
   std::string log_level = "info";
 };
@@ -53,6 +56,8 @@ struct Child {
   int64_t replica = -1;  // workers only
   int64_t rank = -1;
   int port = 0;
+  int metrics_port = 0;  // workers: GET /metrics
+  int http_port = 0;     // router: OpenAI API and GET /metrics; 0 when off
   std::vector<std::string> argv;
   std::string log_file;
   std::optional<Subprocess> process;
@@ -100,6 +105,9 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   parser.AddInt("tp", &f.tp, "Tensor-parallel ranks per replica (T)");
   parser.AddString("host", &f.host, "Address the router listens on");
   parser.AddInt("grpc-port", &f.grpc_port, "The router's gRPC port; 0 lets the OS choose");
+  parser.AddInt("http-port", &f.http_port,
+                "The router's OpenAI-compatible HTTP port (and /metrics); 0 lets the OS choose, "
+                "-1 turns HTTP off");
   parser.AddString("port-file", &f.port_file, "Write the router's gRPC port to this file");
   parser.AddString("state-file", &f.state_file,
                    "Keep a JSON description of the cluster here (pids, ports, restarts)");
@@ -114,6 +122,11 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   parser.AddInt("num-kv-blocks", &f.num_kv_blocks, "KV blocks per worker (overrides the memory)");
   parser.AddInt("max-queued-requests", &f.max_queued_requests,
                 "Waiting requests per replica before RESOURCE_EXHAUSTED");
+  parser.AddString("chat-template", &f.chat_template,
+                   "A Jinja chat template file for /v1/chat/completions (default: the model's)");
+  parser.AddString("api-key", &f.api_key,
+                   "Require 'Authorization: Bearer KEY' on the HTTP API (default: "
+                   "$PAGODA_API_KEY)");
   parser.AddStringList("router-flag", &f.router_flags,
                        "Passed to pagoda-router as is, e.g. --router-flag=--max-num-seqs=64");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
@@ -124,6 +137,9 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   if (f.tp < 1 || f.tp > 64) return absl::InvalidArgumentError("--tp: must be in [1, 64]");
   if (f.grpc_port < 0 || f.grpc_port > 65535) {
     return absl::InvalidArgumentError("--grpc-port: must be in [0, 65535]");
+  }
+  if (f.http_port < -1 || f.http_port > 65535) {
+    return absl::InvalidArgumentError("--http-port: must be in [-1, 65535]");
   }
   if (!std::filesystem::is_directory(f.model)) {
     return absl::InvalidArgumentError(absl::StrCat("--model: ", f.model, " is not a directory"));
@@ -160,20 +176,26 @@ class Cluster {
         child.replica = r;
         child.rank = t;
         child.log_file = log_file(name);
+        const std::string metrics_port_file = absl::StrCat(run_dir_, "/", name, ".metrics.port");
         child.argv = {bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
-                      "--port-file", port_file, "--comm-host", "127.0.0.1",
+                      "--port-file", port_file, "--metrics-port", "0",
+                      "--metrics-port-file", metrics_port_file, "--comm-host", "127.0.0.1",
                       "--log-level", flags_.log_level};
         RETURN_IF_ERROR(StartChild(child));
         ASSIGN_OR_RETURN(const int port, WaitForPortFile(port_file, child));
-        // A restart binds the same port, so the router's address stays valid.
+        ASSIGN_OR_RETURN(const int metrics_port, WaitForPortFile(metrics_port_file, child));
+        // A restart binds the same ports, so the router's address and scrape targets stay valid.
         child.argv[4] = std::to_string(port);
+        child.argv[8] = std::to_string(metrics_port);
         child.port = port;
+        child.metrics_port = metrics_port;
         addresses.push_back(absl::StrCat("127.0.0.1:", port));
       }
       replica_flags.push_back(absl::StrJoin(addresses, ","));
     }
 
     const std::string router_port_file = absl::StrCat(run_dir_, "/router.port");
+    const std::string router_http_port_file = absl::StrCat(run_dir_, "/router.http.port");
     router_.name = "router";
     router_.log_file = log_file("router");
     router_.argv = {bin + "/pagoda-router",
@@ -181,6 +203,8 @@ class Cluster {
                     "--host", flags_.host,
                     "--grpc-port", std::to_string(flags_.grpc_port),
                     "--port-file", router_port_file,
+                    "--http-port", std::to_string(flags_.http_port),
+                    "--http-port-file", router_http_port_file,
                     "--load-format", flags_.load_format,
                     "--routing-policy", flags_.routing_policy,
                     "--kv-cache-memory-gib", absl::StrCat(flags_.kv_cache_memory_gib),
@@ -191,20 +215,35 @@ class Cluster {
       router_.argv.push_back("--replica");
       router_.argv.push_back(replica);
     }
+    if (!flags_.chat_template.empty()) {
+      router_.argv.push_back("--chat-template");
+      router_.argv.push_back(std::filesystem::absolute(flags_.chat_template).string());
+    }
+    // The key reaches the router through its environment, not its (world-readable) argv.
+    if (!flags_.api_key.empty()) setenv("PAGODA_API_KEY", flags_.api_key.c_str(), 1);
     for (const std::string& flag : flags_.router_flags) router_.argv.push_back(flag);
     RETURN_IF_ERROR(StartChild(router_));
     ASSIGN_OR_RETURN(const int port, WaitForPortFile(router_port_file, router_));
-    router_.argv[6] = std::to_string(port);
+    router_.argv[6] = std::to_string(port);  // a restarted router binds the same ports
     router_.port = port;
+    if (flags_.http_port >= 0) {
+      ASSIGN_OR_RETURN(const int http_port, WaitForPortFile(router_http_port_file, router_));
+      router_.argv[10] = std::to_string(http_port);
+      router_.http_port = http_port;
+      router_.metrics_port = http_port;  // the router serves /metrics on its HTTP port
+    }
     WriteState();
     if (!flags_.port_file.empty()) {
       const std::string tmp = flags_.port_file + ".tmp";
       std::ofstream(tmp) << port << "\n";
       std::rename(tmp.c_str(), flags_.port_file.c_str());
     }
-    std::printf("pagoda serve: %lld replica(s) x %lld worker(s); gRPC on %s:%d\n",
+    std::printf("pagoda serve: %lld replica(s) x %lld worker(s); gRPC on %s:%d%s\n",
                 static_cast<long long>(flags_.replicas), static_cast<long long>(flags_.tp),
-                flags_.host.c_str(), port);
+                flags_.host.c_str(), port,
+                router_.http_port > 0
+                    ? absl::StrCat(", HTTP on http://", flags_.host, ":", router_.http_port).c_str()
+                    : "");
     std::fflush(stdout);
     return absl::OkStatus();
   }
@@ -263,7 +302,9 @@ class Cluster {
       nlohmann::json j = {{"name", child.name},
                           {"pid", child.process.has_value() ? child.process->pid() : -1},
                           {"port", child.port},
+                          {"metrics_port", child.metrics_port},
                           {"restarts", child.restarts}};
+      if (child.http_port > 0) j["http_port"] = child.http_port;
       if (child.replica >= 0) {
         j["replica"] = child.replica;
         j["rank"] = child.rank;

@@ -64,6 +64,12 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<M
       new StepRunner(std::move(runner), std::move(host_cache), std::move(eos), options.sampler));
 }
 
+int64_t StepRunner::num_used_device_blocks() const {
+  absl::flat_hash_set<int32_t> used;
+  for (const auto& [id, seq] : seqs_) used.insert(seq->block_table.begin(), seq->block_table.end());
+  return static_cast<int64_t>(used.size());
+}
+
 const std::vector<int32_t>* StepRunner::token_ids(const std::string& seq_id) const {
   auto it = seqs_.find(seq_id);
   return it == seqs_.end() ? nullptr : &it->second->token_ids;

@@ -51,6 +51,9 @@ class StepRunner {
   /// The tokens a live sequence holds (prompt, outputs, the pending sample); nullptr if unknown.
   const std::vector<int32_t>* token_ids(const std::string& seq_id) const;
   int64_t num_sequences() const { return static_cast<int64_t>(seqs_.size()); }
+  /// Distinct device blocks in live sequences' block tables (shared prefix blocks count once);
+  /// O(blocks held), for metrics.
+  int64_t num_used_device_blocks() const;
   int64_t num_device_blocks() const { return runner_->num_blocks(); }
   int64_t num_host_blocks() const { return host_cache_ ? host_cache_->shape().num_blocks : 0; }
   int64_t block_size() const { return runner_->block_size(); }

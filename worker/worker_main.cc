@@ -2,10 +2,15 @@
 // service. It starts empty; the router's Init names the model, the rank and the KV budget.
 //
 //   pagoda-worker --port 50061 [--host 0.0.0.0] [--comm-host 10.0.0.7] [--port-file FILE]
+//                 [--metrics-port 9400] [--metrics-port-file FILE]
+//
+// With --metrics-port (or --metrics-port-file alone: an OS-chosen port written there), GET
+// /metrics on that port (same --host) serves WorkerMetrics in the Prometheus text format.
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/arg_parser.h"
@@ -16,12 +21,21 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "httplib.h"
+#include "worker/worker_metrics.h"
 #include "worker/worker_service.h"
 
 namespace pagoda {
 namespace {
 
 constexpr int kMaxMessageBytes = 256 << 20;
+
+// Writes `port` to `path` whole, then renames: a reader never sees a partial port.
+bool WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
 
 int Run(int argc, char** argv) {
   ArgParser parser("pagoda-worker",
@@ -33,6 +47,8 @@ int Run(int argc, char** argv) {
   std::string comm_host = "127.0.0.1";
   std::string model_dir;
   std::string log_level = "info";
+  int64_t metrics_port = 0;
+  std::string metrics_port_file;
   parser.AddString("host", &host, "Address to listen on");
   parser.AddInt("port", &port, "gRPC port; 0 lets the OS choose (see --port-file)");
   parser.AddString("port-file", &port_file, "Write the port actually bound to this file");
@@ -41,6 +57,11 @@ int Run(int argc, char** argv) {
   parser.AddString("model-dir", &model_dir,
                    "Load the model from this directory instead of the one the router names");
   parser.AddString("log-level", &log_level, "trace, debug, info, warn, error");
+  parser.AddInt("metrics-port", &metrics_port,
+                "Serve Prometheus metrics at GET /metrics on this port; 0: off (unless "
+                "--metrics-port-file is set: then the OS chooses)");
+  parser.AddString("metrics-port-file", &metrics_port_file,
+                   "Serve metrics and write the metrics port actually bound to this file");
   if (absl::Status status = parser.Parse(argc - 1, argv + 1); !status.ok()) {
     if (absl::IsCancelled(status)) return 0;
     std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
@@ -51,13 +72,19 @@ int Run(int argc, char** argv) {
                  static_cast<long long>(port));
     return 2;
   }
+  if (metrics_port < 0 || metrics_port > 65535) {
+    std::fprintf(stderr, "pagoda-worker: --metrics-port must be in [0, 65535], got %lld\n",
+                 static_cast<long long>(metrics_port));
+    return 2;
+  }
   if (absl::Status status = InitLogging("pagoda-worker", log_level); !status.ok()) {
     std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
     return 2;
   }
   BlockTerminationSignals();
 
-  WorkerService service({.comm_host = comm_host, .model_dir = model_dir},
+  WorkerMetrics metrics;
+  WorkerService service({.comm_host = comm_host, .model_dir = model_dir, .metrics = &metrics},
                         [] { RequestTermination(); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -73,19 +100,42 @@ int Run(int argc, char** argv) {
     PAGODA_LOG(error, "cannot listen on {}:{}", host, port);
     return 1;
   }
-  if (!port_file.empty()) {
-    // Written whole, then renamed: a reader never sees a partial port.
-    const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << bound_port << "\n";
-    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
-      PAGODA_LOG(error, "cannot write the port file {}", port_file);
-      return 1;
-    }
+  if (!port_file.empty() && !WritePortFile(port_file, bound_port)) {
+    PAGODA_LOG(error, "cannot write the port file {}", port_file);
+    return 1;
   }
   PAGODA_LOG(info, "listening on {}:{}", host, bound_port);
 
+  httplib::Server metrics_server;
+  std::thread metrics_thread;
+  if (metrics_port > 0 || !metrics_port_file.empty()) {
+    metrics_server.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.Serialize(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    if (metrics_port == 0) {
+      metrics_port = metrics_server.bind_to_any_port(host);
+    } else if (!metrics_server.bind_to_port(host, static_cast<int>(metrics_port))) {
+      metrics_port = -1;
+    }
+    if (metrics_port <= 0) {
+      PAGODA_LOG(error, "cannot listen for metrics on {}", host);
+      return 1;
+    }
+    if (!metrics_port_file.empty() &&
+        !WritePortFile(metrics_port_file, static_cast<int>(metrics_port))) {
+      PAGODA_LOG(error, "cannot write the metrics port file {}", metrics_port_file);
+      return 1;
+    }
+    metrics_thread = std::thread([&metrics_server] { metrics_server.listen_after_bind(); });
+    PAGODA_LOG(info, "metrics on http://{}:{}/metrics", host, metrics_port);
+  }
+
   const int signal = WaitForTerminationSignal();
   PAGODA_LOG(info, "signal {}: shutting down", signal);
+  if (metrics_thread.joinable()) {
+    metrics_server.stop();
+    metrics_thread.join();
+  }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   return 0;
 }

@@ -126,6 +126,11 @@ absl::StatusOr<std::unique_ptr<WorkerService::Runtime>> WorkerService::Build(
                                             store));
   }
 
+  if (options_.metrics != nullptr) {
+    runtime->communicator =
+        std::make_unique<TimedCommunicator>(std::move(runtime->communicator), options_.metrics);
+  }
+
   const int64_t block_size = r.block_size();
   const int64_t num_device_blocks =
       r.num_device_blocks() > 0
@@ -203,6 +208,9 @@ grpc::Status WorkerService::Init(grpc::ServerContext*, const internal::InitReque
   }
   runtime_ = std::move(*built);
   state_ = internal::HealthResponse::READY;
+  if (options_.metrics != nullptr) {
+    options_.metrics->SetIdentity(request->replica(), request->tp_rank());
+  }
   next_sequence_ = 0;
   PAGODA_LOG(info, "ready: {} KV blocks of {} tokens, {} swap blocks, communicator {}",
                   response->num_device_blocks(), response->block_size(),
@@ -257,6 +265,17 @@ grpc::Status WorkerService::Execute(grpc::ServerContext*, const internal::Execut
       plan.ok() ? runtime->steps->Apply(*plan) : absl::StatusOr<StepResult>(plan.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (result.ok() && options_.metrics != nullptr) {
+    // Still this call's runtime: busy_ keeps Init and Health away from it.
+    int64_t batch_tokens = 0;
+    for (const NewSequence& seq : plan->new_sequences) batch_tokens += seq.num_scheduled_tokens;
+    for (const CachedSequence& seq : plan->cached_sequences) {
+      batch_tokens += seq.num_scheduled_tokens;
+    }
+    const int64_t used = runtime->steps->num_used_device_blocks();
+    options_.metrics->ObserveStep(seconds, batch_tokens, used,
+                                  runtime->steps->num_device_blocks() - used);
+  }
 
   {
     absl::MutexLock lock(&mu_);

@@ -30,6 +30,7 @@
 #include "worker/communicator.h"
 #include "worker/rendezvous_store.h"
 #include "worker/step_runner.h"
+#include "worker/worker_metrics.h"
 
 namespace pagoda {
 
@@ -42,6 +43,8 @@ struct WorkerServiceOptions {
   std::string model_dir;
   /// How long an Execute waits for the plans numbered before it.
   absl::Duration order_timeout = absl::Seconds(60);
+  /// Step, KV and collective metrics (borrowed; must outlive the service); null: none.
+  WorkerMetrics* metrics = nullptr;
 };
 
 class WorkerService final : public internal::Worker::Service {

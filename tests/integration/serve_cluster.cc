@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<ServeCluster>> ServeCluster::Start(const ServeOpt
       "--replicas", std::to_string(options.replicas),
       "--tp", std::to_string(options.tp),
       "--grpc-port", "0",
+      "--http-port", "0",
       "--port-file", port_file,
       "--state-file", cluster->dir_ + "/state.json",
       "--log-dir", cluster->dir_ + "/logs",
@@ -99,6 +100,11 @@ ServeCluster::~ServeCluster() {
 nlohmann::json ServeCluster::State() const {
   std::ifstream in(dir_ + "/state.json");
   return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+}
+
+int ServeCluster::http_port() const {
+  const nlohmann::json state = State();
+  return state.is_object() ? state["router"].value("http_port", 0) : 0;
 }
 
 int ServeCluster::WorkerPid(int replica, int rank) const {

@@ -38,6 +38,8 @@ class ServeCluster {
 
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   v1::Generation::Stub& stub() { return *stub_; }
+  /// The router's HTTP port (OpenAI API, /metrics), from the state file.
+  int http_port() const;
   /// A stub to worker (replica, rank), from the state file.
   std::unique_ptr<internal::Worker::Stub> WorkerStub(int replica, int rank) const;
   /// `pagoda serve --state-file` as JSON (router and worker pids, ports, restarts).

@@ -8,11 +8,14 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/llama2c_tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -323,6 +326,104 @@ TEST_F(EngineLoopTest, ReportsTheCachedPrefixOfAPrompt) {
     EXPECT_EQ(loop.NumCachedPrefixTokens(prompt), caching ? 32 : 0) << "never the last token";
     EXPECT_EQ(loop.NumCachedPrefixTokens(unrelated), 0);
     EXPECT_EQ(loop.NumCachedPrefixTokens({}), 0);
+  }
+}
+
+TEST_F(EngineLoopTest, FirstDeltaCarriesWhenTheRequestWasFirstScheduled) {
+  for (bool async_output : {true, false}) {
+    ScriptedExecutor executor;
+    auto engine = EngineLoop::Create(EngineConfig{.async_output = async_output}, &executor,
+                                     tokenizer_.get(), {});
+    ASSERT_TRUE(engine.ok());
+    struct Seen {
+      absl::Mutex mu;
+      std::vector<std::vector<std::optional<double>>> stamps;  // per request, per delta
+      std::vector<double> delivered_s;                         // when each first delta came
+      int num_finished = 0;
+      bool Done() const { return num_finished == 3; }
+    } seen;
+    seen.stamps.resize(3);
+    seen.delivered_s.resize(3);
+    const double before_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE((*engine)
+                      ->AddRequest(Request("r" + std::to_string(i), 5),
+                                   [&seen, i](const RequestOutput& delta) {
+                                     absl::MutexLock lock(&seen.mu);
+                                     if (seen.stamps[i].empty()) {
+                                       seen.delivered_s[i] =
+                                           absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+                                     }
+                                     seen.stamps[i].push_back(delta.first_scheduled_time_s);
+                                     if (delta.finished) ++seen.num_finished;
+                                   })
+                      .ok());
+    }
+    absl::MutexLock lock(&seen.mu, absl::Condition(&seen, &Seen::Done));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_GE(seen.stamps[i].size(), 2u);
+      ASSERT_TRUE(seen.stamps[i][0].has_value()) << "request " << i;
+      EXPECT_GE(*seen.stamps[i][0], before_s);
+      EXPECT_LE(*seen.stamps[i][0], seen.delivered_s[i]);
+      for (size_t d = 1; d < seen.stamps[i].size(); ++d) {
+        EXPECT_FALSE(seen.stamps[i][d].has_value()) << "only the first delta carries it";
+      }
+    }
+  }
+}
+
+TEST_F(EngineLoopTest, AbortedBeforeSchedulingCarriesNoScheduledTime) {
+  // One sequence at a time: the second request waits behind the first until it is aborted.
+  ScriptedExecutor executor;
+  auto engine =
+      EngineLoop::Create(EngineConfig{.max_num_seqs = 1}, &executor, tokenizer_.get(), {});
+  ASSERT_TRUE(engine.ok());
+  Collected c;
+  AddAll(**engine, c, 1, /*max_tokens=*/200);
+  absl::Mutex mu;
+  std::vector<RequestOutput> deltas;
+  ASSERT_TRUE((*engine)
+                  ->AddRequest(Request("queued", 4),
+                               [&](const RequestOutput& delta) {
+                                 absl::MutexLock lock(&mu);
+                                 deltas.push_back(delta);
+                               })
+                  .ok());
+  (*engine)->Abort("queued");
+  {
+    absl::MutexLock lock(&mu,
+                         absl::Condition(
+                             +[](std::vector<RequestOutput>* d) { return !d->empty(); }, &deltas));
+    ASSERT_EQ(deltas.size(), 1u);
+    EXPECT_TRUE(deltas[0].finished);
+    EXPECT_FALSE(deltas[0].first_scheduled_time_s.has_value());
+  }
+  (*engine)->Stop();  // before the collectors its callbacks write to go away
+}
+
+TEST_F(EngineLoopTest, StepObserverSeesEveryAppliedStepsTokens) {
+  for (bool async_output : {true, false}) {
+    ScriptedExecutor executor;
+    auto engine = EngineLoop::Create(EngineConfig{.async_output = async_output}, &executor,
+                                     tokenizer_.get(), {});
+    ASSERT_TRUE(engine.ok());
+    std::atomic<int64_t> prefill = 0, decode = 0, scheduled = 0, steps = 0;
+    (*engine)->SetStepObserver([&](const StepStats& step) {
+      prefill += step.num_prefill_tokens;
+      decode += step.num_decode_tokens;
+      scheduled += step.num_scheduled_tokens;
+      ++steps;
+    });
+    Collected c;
+    AddAll(**engine, c, 3, /*max_tokens=*/5);
+    { absl::MutexLock lock(&c.mu, absl::Condition(&c, &Collected::AllFinished)); }
+    (*engine)->Stop();  // the observer has run for every applied step by now
+    const int64_t prompt_len = static_cast<int64_t>(Request("x", 1).prompt_token_ids.size());
+    EXPECT_EQ(prefill.load(), 3 * prompt_len);
+    // The prefill samples the first token; each of the other 4 is one decode token.
+    EXPECT_EQ(decode.load(), 3 * 4);
+    EXPECT_EQ(scheduled.load(), prefill.load() + decode.load());
+    EXPECT_GE(steps.load(), 5);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -348,6 +349,25 @@ TEST(Scheduler, RefusesRequestsBeyondTheWaitingBound) {
   ASSERT_TRUE(h.scheduler.AddRequest(Req("b", Tokens(4, 2), 2)).ok());
   EXPECT_EQ(h.scheduler.AddRequest(Req("c", Tokens(4, 3), 2)).code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+TEST(Scheduler, NamesEachRequestOnceWhenItIsFirstScheduled) {
+  Harness h({.max_num_seqs = 2}, Info(64));
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("a", Tokens(4, 1), 3)).ok());
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("b", Tokens(4, 2), 3)).ok());
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("c", Tokens(4, 3), 3)).ok());
+  Outcome outcome;
+  std::vector<std::string> started;
+  for (int guard = 0; guard < 100 && h.scheduler.HasUnfinishedRequests(); ++guard) {
+    std::optional<ScheduledStep> step;
+    if (!h.Step(/*async=*/false, outcome, &step)) break;
+    if (step.has_value()) {
+      started.insert(started.end(), step->started_request_ids.begin(),
+                     step->started_request_ids.end());
+    }
+  }
+  // c waits for a slot; nobody is named twice.
+  EXPECT_EQ(started, (std::vector<std::string>{"a", "b", "c"}));
 }
 
 TEST(Scheduler, PriorityPolicyServesLowerValuesFirst) {

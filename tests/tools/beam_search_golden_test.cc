@@ -18,12 +18,8 @@
 //    is >= the best running candidate's score;
 //  - score = cumulative_logprob / max(length, 1)^length_penalty; the n best finished beams are
 //    returned, best first (stable on ties).
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,9 +28,8 @@
 #include "common/model_config.h"
 #include "common/tokenizer.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "router/engine_loop.h"
-#include "tools/convert_command.h"
+#include "tests/testing/stories260k.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
@@ -42,9 +37,8 @@
 namespace pagoda {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::Stories260KDir;
 
-const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
 constexpr int32_t kMaxTokens = 12;
 constexpr int64_t kRefBlockSize = 16;
 
@@ -68,48 +62,28 @@ double Score(double cumulative_logprob, int64_t length, float length_penalty) {
 class BeamSearchGoldenTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_dir_ = new std::string(
-        (fs::temp_directory_path() / ("pagoda_beam_" + std::to_string(getpid()))).string());
-    ASSERT_TRUE(
-        ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin", *model_dir_)
-            .ok());
-    std::ifstream in(kStories + "/golden_greedy.jsonl");
-    ASSERT_TRUE(in) << "missing " << kStories << "/golden_greedy.jsonl";
     prompts_ = new std::vector<std::vector<int32_t>>();
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      prompts_->push_back(j["prompt_ids"].get<std::vector<int32_t>>());
+    for (const testing::GoldenCase& golden : testing::LoadStories260KGoldens()) {
+      prompts_->push_back(golden.prompt_ids);
     }
-    ASSERT_FALSE(prompts_->empty());
+    ASSERT_FALSE(prompts_->empty()) << "no goldens in " << testing::Stories260KSourceDir();
   }
-  static void TearDownTestSuite() {
-    fs::remove_all(*model_dir_);
-    delete model_dir_;
-    delete prompts_;
-  }
+  static void TearDownTestSuite() { delete prompts_; }
 
   void SetUp() override {
-    auto config = ModelConfig::FromDirectory(*model_dir_);
+    auto config = ModelConfig::FromDirectory(Stories260KDir());
     ASSERT_TRUE(config.ok()) << config.status();
     config_ = *config;
-    auto tokenizer = Tokenizer::FromDirectory(*model_dir_);
+    auto tokenizer = Tokenizer::FromDirectory(Stories260KDir());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer);
-    auto weights = LoadModelWeights(config_, *model_dir_);
+    eos_ids_ = EosTokenIds(config_.eos_token_ids, *tokenizer_);
+    auto weights = LoadModelWeights(config_, Stories260KDir());
     ASSERT_TRUE(weights.ok()) << weights.status();
     auto runner = ModelRunner::Create(config_, std::move(*weights),
                                       {.num_blocks = 64, .block_size = kRefBlockSize});
     ASSERT_TRUE(runner.ok()) << runner.status();
     runner_ = std::move(*runner);
-  }
-
-  std::vector<int32_t> EosIds() const {
-    std::vector<int32_t> eos;
-    for (int64_t id : config_.eos_token_ids) eos.push_back(static_cast<int32_t>(id));
-    if (auto id = tokenizer_->eos_token_id(); id && std::ranges::find(eos, *id) == eos.end()) {
-      eos.push_back(*id);
-    }
-    return eos;
   }
 
   // Log-softmax of the last position's logits after prefilling `tokens` from scratch.
@@ -139,7 +113,7 @@ class BeamSearchGoldenTest : public ::testing::Test {
 
   std::vector<RefFinished> ReferenceBeamSearch(const std::vector<int32_t>& prompt, int32_t width,
                                                int32_t n, float length_penalty, bool ignore_eos) {
-    const std::vector<int32_t> eos = EosIds();
+    const std::vector<int32_t>& eos = eos_ids_;
     const size_t w = static_cast<size_t>(width);
     std::vector<RefBeam> live = {{.index = 0, .tokens = prompt, .cumulative_logprob = 0}};
     int32_t next_index = 1;
@@ -246,15 +220,15 @@ class BeamSearchGoldenTest : public ::testing::Test {
   }
 
   std::unique_ptr<EngineLoop> MakeEngine(const EngineConfig& config) {
-    auto weights = LoadModelWeights(config_, *model_dir_);
+    auto weights = LoadModelWeights(config_, Stories260KDir());
     EXPECT_TRUE(weights.ok()) << weights.status();
     if (!weights.ok()) return nullptr;
     auto executor = InProcessExecutor::Create(
         config_, std::move(*weights),
-        {.num_device_blocks = 256, .block_size = 16, .extra_eos_token_ids = EosIds()});
+        {.num_device_blocks = 256, .block_size = 16, .extra_eos_token_ids = eos_ids_});
     EXPECT_TRUE(executor.ok()) << executor.status();
     if (!executor.ok()) return nullptr;
-    auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), EosIds());
+    auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), eos_ids_);
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? std::move(*engine) : nullptr;
   }
@@ -294,14 +268,13 @@ class BeamSearchGoldenTest : public ::testing::Test {
     }
   }
 
-  static std::string* model_dir_;
-  static std::vector<std::vector<int32_t>>* prompts_;
+  static std::vector<std::vector<int32_t>>* prompts_;  // golden_greedy.jsonl's prompt ids
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<int32_t> eos_ids_;  // what generation stops at
   std::unique_ptr<ModelRunner> runner_;
 };
 
-std::string* BeamSearchGoldenTest::model_dir_ = nullptr;
 std::vector<std::vector<int32_t>>* BeamSearchGoldenTest::prompts_ = nullptr;
 
 TEST_F(BeamSearchGoldenTest, WidthTwoMatchesUnpagedReference) {

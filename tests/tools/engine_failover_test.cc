@@ -4,9 +4,6 @@
 // request's text, token ids, logprobs, finish and usage. Greedy, and seeded temperature-1.0
 // sampling with a stop string and repetition / frequency / presence penalties, so seeded draws,
 // penalty counts and the stop checker's held-back text all have to carry over.
-#include <unistd.h>
-
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,16 +14,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router/engine_loop.h"
-#include "tools/convert_command.h"
+#include "tests/testing/stories260k.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
 namespace {
 
-namespace fs = std::filesystem;
-
-const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
+using testing::Stories260KDir;
 
 // What a client of one request received: the deltas, accumulated after each one.
 struct Stream {
@@ -45,45 +40,25 @@ struct Stream {
 
 class EngineFailoverTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    model_dir_ = new std::string(
-        (fs::temp_directory_path() / ("pagoda_failover_" + std::to_string(getpid()))).string());
-    ASSERT_TRUE(
-        ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin", *model_dir_)
-            .ok());
-  }
-  static void TearDownTestSuite() {
-    fs::remove_all(*model_dir_);
-    delete model_dir_;
-  }
-
   void SetUp() override {
-    auto config = ModelConfig::FromDirectory(*model_dir_);
+    auto config = ModelConfig::FromDirectory(Stories260KDir());
     ASSERT_TRUE(config.ok()) << config.status();
     config_ = *config;
-    auto tokenizer = Tokenizer::FromDirectory(*model_dir_);
+    auto tokenizer = Tokenizer::FromDirectory(Stories260KDir());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer);
-  }
-
-  std::vector<int32_t> EosIds() const {
-    std::vector<int32_t> eos;
-    for (int64_t id : config_.eos_token_ids) eos.push_back(static_cast<int32_t>(id));
-    if (auto id = tokenizer_->eos_token_id(); id && std::ranges::find(eos, *id) == eos.end()) {
-      eos.push_back(*id);
-    }
-    return eos;
+    eos_ids_ = EosTokenIds(config_.eos_token_ids, *tokenizer_);
   }
 
   std::unique_ptr<EngineLoop> MakeEngine(const EngineConfig& config) {
-    auto weights = LoadModelWeights(config_, *model_dir_);
+    auto weights = LoadModelWeights(config_, Stories260KDir());
     EXPECT_TRUE(weights.ok()) << weights.status();
     auto executor = InProcessExecutor::Create(
         config_, std::move(*weights),
-        {.num_device_blocks = 256, .block_size = 16, .extra_eos_token_ids = EosIds()});
+        {.num_device_blocks = 256, .block_size = 16, .extra_eos_token_ids = eos_ids_});
     EXPECT_TRUE(executor.ok()) << executor.status();
     if (!executor.ok()) return nullptr;
-    auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), EosIds());
+    auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), eos_ids_);
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? std::move(*engine) : nullptr;
   }
@@ -171,12 +146,10 @@ class EngineFailoverTest : public ::testing::Test {
     return r;
   }
 
-  static std::string* model_dir_;
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<int32_t> eos_ids_;  // what generation stops at
 };
-
-std::string* EngineFailoverTest::model_dir_ = nullptr;
 
 TEST_F(EngineFailoverTest, GreedyRequestContinuesSeamlessly) {
   EngineRequest r = Prompt("greedy", "Once upon a time, there was a little girl named Lily.");

@@ -2,10 +2,6 @@
 // + OutputProcessor) over an InProcessExecutor must reproduce golden_greedy.jsonl with every
 // prompt in one continuous batch, whatever the async output, multi-step, chunked prefill and
 // prefix caching settings; abort mid-decode; seeded n = 4; and match the OfflineGenerator.
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,9 +10,8 @@
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "router/engine_loop.h"
-#include "tools/convert_command.h"
+#include "tests/testing/stories260k.h"
 #include "tools/offline_generator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
@@ -25,69 +20,38 @@
 namespace pagoda {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Golden {
-  std::string prompt;
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> greedy_ids;
-  std::string greedy_text;
-};
-
-const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
+using testing::GoldenCase;
+using testing::Stories260KDir;
 
 class EngineGoldenTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_dir_ = new std::string(
-        (fs::temp_directory_path() / ("pagoda_engine_" + std::to_string(getpid()))).string());
-    ASSERT_TRUE(
-        ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin", *model_dir_)
-            .ok());
-    std::ifstream in(kStories + "/golden_greedy.jsonl");
-    ASSERT_TRUE(in) << "missing " << kStories << "/golden_greedy.jsonl";
-    goldens_ = new std::vector<Golden>();
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      goldens_->push_back({j["prompt"], j["prompt_ids"], j["greedy_ids"], j["greedy_text"]});
-    }
-    ASSERT_FALSE(goldens_->empty());
+    goldens_ = new std::vector<GoldenCase>(testing::LoadStories260KGoldens());
+    ASSERT_FALSE(goldens_->empty()) << "no goldens in " << testing::Stories260KSourceDir();
   }
-  static void TearDownTestSuite() {
-    fs::remove_all(*model_dir_);
-    delete model_dir_;
-    delete goldens_;
-  }
+  static void TearDownTestSuite() { delete goldens_; }
 
   void SetUp() override {
-    auto config = ModelConfig::FromDirectory(*model_dir_);
+    auto config = ModelConfig::FromDirectory(Stories260KDir());
     ASSERT_TRUE(config.ok()) << config.status();
     config_ = *config;
-    auto tokenizer = Tokenizer::FromDirectory(*model_dir_);
+    auto tokenizer = Tokenizer::FromDirectory(Stories260KDir());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer);
-  }
-
-  std::vector<int32_t> EosIds() const {
-    std::vector<int32_t> eos;
-    for (int64_t id : config_.eos_token_ids) eos.push_back(static_cast<int32_t>(id));
-    if (auto id = tokenizer_->eos_token_id(); id && std::ranges::find(eos, *id) == eos.end()) {
-      eos.push_back(*id);
-    }
-    return eos;
+    eos_ids_ = EosTokenIds(config_.eos_token_ids, *tokenizer_);
   }
 
   std::unique_ptr<EngineLoop> MakeEngine(const EngineConfig& config, int64_t num_blocks = 256,
                                          int64_t block_size = 16) {
-    auto weights = LoadModelWeights(config_, *model_dir_);
+    auto weights = LoadModelWeights(config_, Stories260KDir());
     EXPECT_TRUE(weights.ok()) << weights.status();
     auto executor = InProcessExecutor::Create(config_, std::move(*weights),
                                               {.num_device_blocks = num_blocks,
                                                .block_size = block_size,
-                                               .extra_eos_token_ids = EosIds()});
+                                               .extra_eos_token_ids = eos_ids_});
     EXPECT_TRUE(executor.ok()) << executor.status();
     if (!executor.ok()) return nullptr;
-    auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), EosIds());
+    auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), eos_ids_);
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? std::move(*engine) : nullptr;
   }
@@ -126,14 +90,13 @@ class EngineGoldenTest : public ::testing::Test {
     }
   }
 
-  static std::string* model_dir_;
-  static std::vector<Golden>* goldens_;
+  static std::vector<GoldenCase>* goldens_;
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<int32_t> eos_ids_;  // what generation stops at
 };
 
-std::string* EngineGoldenTest::model_dir_ = nullptr;
-std::vector<Golden>* EngineGoldenTest::goldens_ = nullptr;
+std::vector<GoldenCase>* EngineGoldenTest::goldens_ = nullptr;
 
 TEST_F(EngineGoldenTest, OneContinuousBatchMatchesGoldenWithAndWithoutAsyncAndMultiStep) {
   for (bool async_output : {true, false}) {
@@ -271,7 +234,7 @@ TEST_F(EngineGoldenTest, EngineMatchesTheOfflineGenerator) {
     offline.push_back(GenerationRequest{
         .prompt_token_ids = r.prompt_token_ids, .params = r.params, .seed = r.seed});
   }
-  auto weights = LoadModelWeights(config_, *model_dir_);
+  auto weights = LoadModelWeights(config_, Stories260KDir());
   ASSERT_TRUE(weights.ok());
   auto runner =
       ModelRunner::Create(config_, std::move(*weights), {.num_blocks = 256, .block_size = 16});

@@ -11,24 +11,22 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tools/convert_command.h"
+#include "tests/testing/stories260k.h"
 
 namespace pagoda {
 namespace {
 
 namespace fs = std::filesystem;
-
-const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
+using testing::GoldenCase;
+using testing::LoadStories260KGoldens;
 
 class GenerateCommandTest : public ::testing::Test {
  protected:
+  // dir_ holds the prompt and output files; the model is the shared converted one.
   static void SetUpTestSuite() {
     dir_ = new fs::path(fs::temp_directory_path() /
                         ("pagoda_generate_cmd_" + std::to_string(getpid())));
     fs::create_directories(*dir_);
-    ASSERT_TRUE(ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin",
-                                    (*dir_ / "model").string())
-                    .ok());
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
@@ -36,6 +34,7 @@ class GenerateCommandTest : public ::testing::Test {
   }
 
   static std::string Path(const std::string& name) { return (*dir_ / name).string(); }
+  static const std::string& Model() { return testing::Stories260KDir(); }
 
   static void WriteFile(const std::string& name, const std::string& text) {
     std::ofstream(Path(name)) << text;
@@ -60,39 +59,37 @@ class GenerateCommandTest : public ::testing::Test {
 fs::path* GenerateCommandTest::dir_ = nullptr;
 
 TEST_F(GenerateCommandTest, PromptsFileGivesOneResultLinePerPromptInOrder) {
-  std::ifstream golden(kStories + "/golden_greedy.jsonl");
+  const std::vector<GoldenCase> expected = LoadStories260KGoldens();
   std::string prompts;
-  std::vector<nlohmann::json> expected;
-  for (std::string line; std::getline(golden, line);) {
-    expected.push_back(nlohmann::json::parse(line));
-    prompts += nlohmann::json({{"prompt", expected.back()["prompt"]}}).dump() + "\n";
+  for (const GoldenCase& golden : expected) {
+    prompts += nlohmann::json({{"prompt", golden.prompt}}).dump() + "\n";
   }
   // A per-line field overrides the command line.
   prompts += R"({"prompt": "Once upon a time", "max_tokens": 5})"
              "\n";
   WriteFile("prompts.jsonl", prompts);
-  ASSERT_EQ(Run({"--model", Path("model"), "--prompts-file", Path("prompts.jsonl"), "--max-tokens",
-                 "64", "--temperature", "0", "--ignore-eos", "--output", Path("out.jsonl")}),
+  ASSERT_EQ(Run({"--model", Model(), "--prompts-file", Path("prompts.jsonl"), "--max-tokens", "64",
+                 "--temperature", "0", "--ignore-eos", "--output", Path("out.jsonl")}),
             0);
   const std::vector<nlohmann::json> out = ReadJsonl("out.jsonl");
   ASSERT_EQ(out.size(), expected.size() + 1);
   for (size_t i = 0; i < expected.size(); ++i) {
-    EXPECT_EQ(out[i]["prompt"], expected[i]["prompt"]);
-    EXPECT_EQ(out[i]["prompt_token_ids"], expected[i]["prompt_ids"]);
-    EXPECT_EQ(out[i]["token_ids"], expected[i]["greedy_ids"]);
-    EXPECT_EQ(out[i]["text"], expected[i]["greedy_text"]);
+    EXPECT_EQ(out[i]["prompt"], expected[i].prompt);
+    EXPECT_EQ(out[i]["prompt_token_ids"].get<std::vector<int32_t>>(), expected[i].prompt_ids);
+    EXPECT_EQ(out[i]["token_ids"].get<std::vector<int32_t>>(), expected[i].greedy_ids);
+    EXPECT_EQ(out[i]["text"], expected[i].greedy_text);
     EXPECT_EQ(out[i]["finish_reason"], "length");
   }
-  const std::vector<int32_t> first5(expected[0]["greedy_ids"].begin(),
-                                    expected[0]["greedy_ids"].begin() + 5);
+  const std::vector<int32_t> first5(expected[0].greedy_ids.begin(),
+                                    expected[0].greedy_ids.begin() + 5);
   EXPECT_EQ(out.back()["token_ids"].get<std::vector<int32_t>>(), first5);
 }
 
 TEST_F(GenerateCommandTest, LogprobsAreWrittenWhenAskedFor) {
   WriteFile("logprobs.jsonl", R"({"prompt": "The little dog", "logprobs": 2})"
                               "\n");
-  ASSERT_EQ(Run({"--model", Path("model"), "--prompts-file", Path("logprobs.jsonl"), "--max-tokens",
-                 "3", "--temperature", "0", "--output", Path("lp.jsonl")}),
+  ASSERT_EQ(Run({"--model", Model(), "--prompts-file", Path("logprobs.jsonl"), "--max-tokens", "3",
+                 "--temperature", "0", "--output", Path("lp.jsonl")}),
             0);
   const std::vector<nlohmann::json> out = ReadJsonl("lp.jsonl");
   ASSERT_EQ(out.size(), 1u);
@@ -104,18 +101,17 @@ TEST_F(GenerateCommandTest, LogprobsAreWrittenWhenAskedFor) {
 }
 
 TEST_F(GenerateCommandTest, DummyWeightsRunForAnyConfig) {
-  ASSERT_EQ(
-      Run({"--model", Path("model"), "--load-format", "dummy", "--prompt", "Hello", "--max-tokens",
-           "4", "--seed", "1", "--ignore-eos", "--output", Path("dummy.jsonl")}),
-      0);
+  ASSERT_EQ(Run({"--model", Model(), "--load-format", "dummy", "--prompt", "Hello", "--max-tokens",
+                 "4", "--seed", "1", "--ignore-eos", "--output", Path("dummy.jsonl")}),
+            0);
   const std::vector<nlohmann::json> out = ReadJsonl("dummy.jsonl");
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0]["token_ids"].size(), 4u);
 }
 
 TEST_F(GenerateCommandTest, SeveralOutputsAreListedWithTheFirstAtTopLevel) {
-  ASSERT_EQ(Run({"--model", Path("model"), "--prompt", "Once upon a time", "--max-tokens", "12",
-                 "--n", "3", "--seed", "5", "--ignore-eos", "--num-scheduler-steps", "4",
+  ASSERT_EQ(Run({"--model", Model(), "--prompt", "Once upon a time", "--max-tokens", "12", "--n",
+                 "3", "--seed", "5", "--ignore-eos", "--num-scheduler-steps", "4",
                  "--enable-prefix-caching", "--output", Path("n3.jsonl")}),
             0);
   const std::vector<nlohmann::json> out = ReadJsonl("n3.jsonl");
@@ -131,16 +127,15 @@ TEST_F(GenerateCommandTest, SeveralOutputsAreListedWithTheFirstAtTopLevel) {
 }
 
 TEST_F(GenerateCommandTest, StopStringsEndTheTextAndStaticSchedulingMatchesTheEngine) {
-  std::ifstream golden(kStories + "/golden_greedy.jsonl");
-  std::string line;
-  ASSERT_TRUE(std::getline(golden, line));
-  const nlohmann::json expected = nlohmann::json::parse(line);
-  const std::string text = expected["greedy_text"];
+  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
+  ASSERT_FALSE(goldens.empty());
+  const GoldenCase& expected = goldens[0];
+  const std::string& text = expected.greedy_text;
   // A stop string from the middle of the golden text.
   const std::string stop = text.substr(text.size() / 2, 6);
-  WriteFile("one.jsonl", nlohmann::json({{"prompt", expected["prompt"]}}).dump() + "\n");
+  WriteFile("one.jsonl", nlohmann::json({{"prompt", expected.prompt}}).dump() + "\n");
   ASSERT_EQ(
-      Run({"--model", Path("model"), "--prompts-file", Path("one.jsonl"), "--max-tokens", "64",
+      Run({"--model", Model(), "--prompts-file", Path("one.jsonl"), "--max-tokens", "64",
            "--temperature", "0", "--ignore-eos", "--stop", stop, "--output", Path("stop.jsonl")}),
       0);
   const std::vector<nlohmann::json> stopped = ReadJsonl("stop.jsonl");
@@ -150,19 +145,18 @@ TEST_F(GenerateCommandTest, StopStringsEndTheTextAndStaticSchedulingMatchesTheEn
   EXPECT_FALSE(stopped[0].contains("outputs"));
 
   for (const std::string scheduler : {"static", "continuous"}) {
-    ASSERT_EQ(Run({"--model", Path("model"), "--prompts-file", Path("one.jsonl"), "--max-tokens",
-                   "64", "--temperature", "0", "--ignore-eos", "--scheduler", scheduler,
+    ASSERT_EQ(Run({"--model", Model(), "--prompts-file", Path("one.jsonl"), "--max-tokens", "64",
+                   "--temperature", "0", "--ignore-eos", "--scheduler", scheduler,
                    "--no-async-output", "--output", Path("s.jsonl")}),
               0);
     const std::vector<nlohmann::json> out = ReadJsonl("s.jsonl");
     ASSERT_EQ(out.size(), 1u);
-    EXPECT_EQ(out[0]["token_ids"], expected["greedy_ids"]) << scheduler;
-    EXPECT_EQ(out[0]["text"], expected["greedy_text"]) << scheduler;
+    EXPECT_EQ(out[0]["token_ids"].get<std::vector<int32_t>>(), expected.greedy_ids) << scheduler;
+    EXPECT_EQ(out[0]["text"], expected.greedy_text) << scheduler;
   }
-  EXPECT_EQ(Run({"--model", Path("model"), "--prompt", "x", "--scheduler", "waves"}), 2);
-  EXPECT_EQ(Run({"--model", Path("model"), "--prompt", "x", "--scheduler", "static", "--n", "2"}),
-            2);
-  EXPECT_EQ(Run({"--model", Path("model"), "--prompt", "x", "--preemption-mode", "swap"}), 2);
+  EXPECT_EQ(Run({"--model", Model(), "--prompt", "x", "--scheduler", "waves"}), 2);
+  EXPECT_EQ(Run({"--model", Model(), "--prompt", "x", "--scheduler", "static", "--n", "2"}), 2);
+  EXPECT_EQ(Run({"--model", Model(), "--prompt", "x", "--preemption-mode", "swap"}), 2);
 }
 
 TEST_F(GenerateCommandTest, BadInputIsAnErrorWithExitCodeTwo) {
@@ -170,7 +164,7 @@ TEST_F(GenerateCommandTest, BadInputIsAnErrorWithExitCodeTwo) {
   WriteFile("badfield.jsonl", "{\"prompt\": \"ok\", \"temperature\": \"hot\"}\n");
   WriteFile("noprompt.jsonl", "{\"text\": \"ok\"}\n");
   WriteFile("badids.jsonl", "{\"prompt_token_ids\": [1, 99999]}\n");
-  const std::string model = Path("model");
+  const std::string model = Model();
   EXPECT_EQ(Run({"--prompt", "x"}), 2);  // --model missing
   EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("bad.jsonl")}), 2);
   EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("badfield.jsonl")}), 2);

@@ -1,8 +1,5 @@
 // End-to-end checks of the model path on the real stories260K model: convert the llama2.c
 // checkpoint, tokenize, run the paged CPU forward pass, sample — against golden_greedy.jsonl.
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,8 +8,7 @@
 #include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
-#include "tools/convert_command.h"
+#include "tests/testing/stories260k.h"
 #include "tools/offline_generator.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
@@ -20,51 +16,28 @@
 namespace pagoda {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Golden {
-  std::string prompt;
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> greedy_ids;
-  std::string greedy_text;
-};
-
-const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
+using testing::GoldenCase;
+using testing::Stories260KDir;
 
 class StoriesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_dir_ = new std::string(
-        (fs::temp_directory_path() / ("pagoda_stories_" + std::to_string(getpid()))).string());
-    ASSERT_TRUE(
-        ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin", *model_dir_)
-            .ok());
-    std::ifstream in(kStories + "/golden_greedy.jsonl");
-    ASSERT_TRUE(in) << "missing " << kStories << "/golden_greedy.jsonl";
-    goldens_ = new std::vector<Golden>();
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      goldens_->push_back({j["prompt"], j["prompt_ids"], j["greedy_ids"], j["greedy_text"]});
-    }
-    ASSERT_FALSE(goldens_->empty());
+    goldens_ = new std::vector<GoldenCase>(testing::LoadStories260KGoldens());
+    ASSERT_FALSE(goldens_->empty()) << "no goldens in " << testing::Stories260KSourceDir();
   }
-  static void TearDownTestSuite() {
-    fs::remove_all(*model_dir_);
-    delete model_dir_;
-    delete goldens_;
-  }
+  static void TearDownTestSuite() { delete goldens_; }
 
   void SetUp() override {
-    auto config = ModelConfig::FromDirectory(*model_dir_);
+    auto config = ModelConfig::FromDirectory(Stories260KDir());
     ASSERT_TRUE(config.ok()) << config.status();
     config_ = *config;
-    auto tokenizer = Tokenizer::FromDirectory(*model_dir_);
+    auto tokenizer = Tokenizer::FromDirectory(Stories260KDir());
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     tokenizer_ = std::move(*tokenizer);
   }
 
   std::unique_ptr<ModelRunner> MakeRunner(int64_t block_size, int64_t num_blocks) {
-    auto weights = LoadModelWeights(config_, *model_dir_);
+    auto weights = LoadModelWeights(config_, Stories260KDir());
     EXPECT_TRUE(weights.ok()) << weights.status();
     auto runner = ModelRunner::Create(config_, std::move(*weights),
                                       {.num_blocks = num_blocks, .block_size = block_size});
@@ -74,7 +47,7 @@ class StoriesTest : public ::testing::Test {
 
   std::vector<GenerationRequest> GreedyRequests(int64_t max_tokens = 64) {
     std::vector<GenerationRequest> requests;
-    for (const Golden& g : *goldens_) {
+    for (const GoldenCase& g : *goldens_) {
       GenerationRequest r{.prompt = g.prompt};
       r.params.temperature = 0;
       r.params.max_tokens = static_cast<int32_t>(max_tokens);
@@ -93,17 +66,15 @@ class StoriesTest : public ::testing::Test {
     return results.ok() ? std::move(*results) : std::vector<GenerationResult>{};
   }
 
-  static std::string* model_dir_;
-  static std::vector<Golden>* goldens_;
+  static std::vector<GoldenCase>* goldens_;
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
-std::string* StoriesTest::model_dir_ = nullptr;
-std::vector<Golden>* StoriesTest::goldens_ = nullptr;
+std::vector<GoldenCase>* StoriesTest::goldens_ = nullptr;
 
 TEST_F(StoriesTest, ConvertedTokenizerEncodesGoldenPrompts) {
-  for (const Golden& g : *goldens_) {
+  for (const GoldenCase& g : *goldens_) {
     EXPECT_EQ(tokenizer_->Encode(g.prompt), g.prompt_ids) << g.prompt;
   }
 }

@@ -4,11 +4,7 @@
 // pipelined submission, and invalid plans — all against golden_greedy.jsonl.
 #include "worker/in_process_executor.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,28 +14,22 @@
 #include "common/model_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
-#include "tools/convert_command.h"
+#include "tests/testing/stories260k.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
 namespace {
 
-namespace fs = std::filesystem;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+
+using testing::GoldenCase;
+using testing::Stories260KDir;
 
 constexpr int64_t kBlockSize = 4;  // small, so sequences cross many block boundaries
 constexpr int64_t kNumDeviceBlocks = 1024;
 constexpr int64_t kNumHostBlocks = 64;
 constexpr int64_t kMaxTokens = 64;
-
-const std::string kStories = std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
-
-struct Golden {
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> greedy_ids;
-};
 
 SamplingParams Greedy(int32_t max_tokens = kMaxTokens) {
   SamplingParams params;
@@ -69,7 +59,7 @@ struct TrackedSeq {
   }
 };
 
-TrackedSeq FromGolden(const std::string& id, const Golden& g) {
+TrackedSeq FromGolden(const std::string& id, const GoldenCase& g) {
   return {
       .id = id, .tokens = g.prompt_ids, .num_prompt = static_cast<int64_t>(g.prompt_ids.size())};
 }
@@ -77,31 +67,16 @@ TrackedSeq FromGolden(const std::string& id, const Golden& g) {
 class InProcessExecutorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_dir_ = new std::string(
-        (fs::temp_directory_path() / ("pagoda_executor_" + std::to_string(getpid()))).string());
-    ASSERT_TRUE(
-        ConvertLlama2cModel(kStories + "/stories260K.bin", kStories + "/tok512.bin", *model_dir_)
-            .ok());
-    std::ifstream in(kStories + "/golden_greedy.jsonl");
-    ASSERT_TRUE(in) << "missing " << kStories << "/golden_greedy.jsonl";
-    goldens_ = new std::vector<Golden>();
-    for (std::string line; std::getline(in, line);) {
-      const nlohmann::json j = nlohmann::json::parse(line);
-      goldens_->push_back({j["prompt_ids"], j["greedy_ids"]});
-    }
-    ASSERT_EQ(goldens_->size(), 4u);
+    goldens_ = new std::vector<GoldenCase>(testing::LoadStories260KGoldens());
+    ASSERT_EQ(goldens_->size(), 4u) << "goldens in " << testing::Stories260KSourceDir();
   }
-  static void TearDownTestSuite() {
-    fs::remove_all(*model_dir_);
-    delete model_dir_;
-    delete goldens_;
-  }
+  static void TearDownTestSuite() { delete goldens_; }
 
   void SetUp() override {
-    auto config = ModelConfig::FromDirectory(*model_dir_);
+    auto config = ModelConfig::FromDirectory(Stories260KDir());
     ASSERT_TRUE(config.ok()) << config.status();
     config_ = *config;
-    auto weights = LoadModelWeights(config_, *model_dir_);
+    auto weights = LoadModelWeights(config_, Stories260KDir());
     ASSERT_TRUE(weights.ok()) << weights.status();
     auto executor = InProcessExecutor::Create(config_, std::move(*weights),
                                               {.num_device_blocks = kNumDeviceBlocks,
@@ -111,7 +86,7 @@ class InProcessExecutorTest : public ::testing::Test {
     executor_ = std::move(*executor);
   }
 
-  const Golden& golden(size_t i) const { return (*goldens_)[i]; }
+  const GoldenCase& golden(size_t i) const { return (*goldens_)[i]; }
 
   std::vector<int32_t> Alloc(int64_t n) {
     std::vector<int32_t> ids;
@@ -234,16 +209,14 @@ class InProcessExecutorTest : public ::testing::Test {
     }
   }
 
-  static std::string* model_dir_;
-  static std::vector<Golden>* goldens_;
+  static std::vector<GoldenCase>* goldens_;
   ModelConfig config_;
   std::unique_ptr<InProcessExecutor> executor_;
   int32_t next_block_ = 0;
   int64_t step_id_ = 0;
 };
 
-std::string* InProcessExecutorTest::model_dir_ = nullptr;
-std::vector<Golden>* InProcessExecutorTest::goldens_ = nullptr;
+std::vector<GoldenCase>* InProcessExecutorTest::goldens_ = nullptr;
 
 TEST_F(InProcessExecutorTest, ReportsCapacityAndModelFacts) {
   const ExecutorInfo& info = executor_->info();
@@ -263,7 +236,7 @@ TEST_F(InProcessExecutorTest, NumBlocksForBudgetDividesByBytesPerBlock) {
 }
 
 TEST_F(InProcessExecutorTest, RejectsBadOptions) {
-  auto weights = LoadModelWeights(config_, *model_dir_);
+  auto weights = LoadModelWeights(config_, Stories260KDir());
   ASSERT_TRUE(weights.ok());
   auto executor = InProcessExecutor::Create(config_, std::move(*weights),
                                             {.num_device_blocks = 0, .block_size = 16});
@@ -293,7 +266,7 @@ TEST_F(InProcessExecutorTest, MultiStepMatchesGolden) {
 }
 
 TEST_F(InProcessExecutorTest, MultiStepStopsAtStopTokenMaxTokensAndBlockCapacity) {
-  const Golden& g = golden(0);
+  const GoldenCase& g = golden(0);
   // A stop token whose first occurrence in the golden output is at index 3.
   ASSERT_EQ(
       std::find(g.greedy_ids.begin(), g.greedy_ids.end(), g.greedy_ids[3]) - g.greedy_ids.begin(),
@@ -327,7 +300,7 @@ TEST_F(InProcessExecutorTest, MultiStepStopsAtStopTokenMaxTokensAndBlockCapacity
 }
 
 TEST_F(InProcessExecutorTest, MinTokensSuppressesStopTokens) {
-  const Golden& g = golden(0);
+  const GoldenCase& g = golden(0);
   TrackedSeq seq = FromGolden("min", g);
   seq.params.stop_token_ids = {g.greedy_ids[3]};
   seq.params.min_tokens = 10;
@@ -449,7 +422,7 @@ TEST_F(InProcessExecutorTest, ReplacedBlockIdsMoveAHeldSequenceOffASharedBlock) 
 }
 
 TEST_F(InProcessExecutorTest, ReplaceLastTokenChangesTheContinuation) {
-  const Golden& g = golden(0);
+  const GoldenCase& g = golden(0);
   TrackedSeq seq = FromGolden("beam", g);
   Step({&seq}, 1 << 20, 1);
   ASSERT_EQ(seq.outputs(), std::vector<int32_t>{g.greedy_ids[0]});
