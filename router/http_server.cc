@@ -453,7 +453,7 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
   }
   // The template wrote BOS itself where the model wants it (vLLM does the same).
   GenerationInput input{.model = request->model,
-                        .token_ids = tokenizer.Encode(*prompt, /*add_special_tokens=*/false),
+                        .token_ids = tokenizer.Encode(*prompt, request->add_special_tokens),
                         .add_special_tokens = false,
                         .params = request->params};
   if (!request->max_tokens_given) {

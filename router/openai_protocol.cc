@@ -200,10 +200,13 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
   RETURN_IF_ERROR(ReadString(body, "user", user));
   RETURN_IF_ERROR(ReadBool(body, "echo", request.echo));
   RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  bool add_special_tokens = true;  // vLLM's extension: BOS before a text prompt
+  RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", add_special_tokens));
   ASSIGN_OR_RETURN(request.prompts, ParsePrompts(body));
   for (GenerationInput& input : request.prompts) {
     input.model = request.model;
     input.params = params;
+    input.add_special_tokens = add_special_tokens;
   }
   return request;
 }
@@ -240,6 +243,7 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& bod
   request.params.logprobs = logprobs ? top_logprobs : -1;
   std::string user;
   RETURN_IF_ERROR(ReadString(body, "user", user));
+  RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", request.add_special_tokens));
   RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
   return request;
 }

@@ -38,6 +38,7 @@ struct ChatCompletionRequest {
   nlohmann::json messages;        // array of {role, content: string}; text parts joined
   SamplingParams params;          // logprobs: top_logprobs when "logprobs" is true, else -1
   bool max_tokens_given = false;  // false: the server gives the rest of the context
+  bool add_special_tokens = false;  // vLLM's extension: BOS before the rendered template too
   bool stream = false;
   bool include_usage = false;
 };

@@ -68,7 +68,7 @@ absl::Status ValidateGenerationRequest(const std::vector<int32_t>& prompt_token_
 }
 
 std::string InvalidField(const absl::Status& status) {
-  if (!absl::IsInvalidArgument(status)) return "";
+  if (!absl::IsInvalidArgument(status) && !absl::IsNotFound(status)) return "";
   const std::string message(status.message());
   const size_t colon = message.find(':');
   if (colon == std::string::npos) return "";

@@ -30,7 +30,8 @@ struct ServingLimits {
 absl::Status ValidateGenerationRequest(const std::vector<int32_t>& prompt_token_ids,
                                        const SamplingParams& params, const ServingLimits& limits);
 
-/// The field an InvalidArgument of ValidateGenerationRequest names ("max_tokens"), or "".
+/// The field an InvalidArgument (or NotFound, e.g. "model") error message starts with
+/// ("max_tokens: ..."), or "".
 std::string InvalidField(const absl::Status& status);
 
 }  // namespace pagoda

@@ -292,7 +292,8 @@ int Run(int argc, char** argv) {
                            .health_interval = absl::Milliseconds(flags.health_interval_ms)};
     replica.executor.worker_addresses = (*workers)[i];
     replica.executor.init = init;
-    replica.executor.init.set_replica(absl::StrCat("replica-", i));
+    // The workers label their metrics with it: the same value as the router's replica label.
+    replica.executor.init.set_replica(absl::StrCat(i));
     replica.executor.init_timeout = absl::Seconds(flags.init_timeout_s);
     replica.executor.step_timeout = absl::Seconds(flags.step_timeout_s);
     options.replicas.push_back(std::move(replica));

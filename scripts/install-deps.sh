@@ -10,7 +10,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libgloo-dev
   prometheus-cpp-dev libcpp-httplib-dev python3-grpcio python3-grpc-tools python3-numpy
   python3-jinja2  # tests/common/chat_template_test.cc expectations were cross-checked with it
-  python3-venv python3-pip curl prometheus  # the HTTP/metrics integration tests
+  python3-venv python3-pip python3-yaml curl prometheus  # the HTTP/metrics integration tests
 )
 
 missing=()
@@ -31,7 +31,8 @@ fi
 # Python packages that Debian lacks, for the integration tests (the official OpenAI client), in
 # .venv beside the sources; it sees Debian's grpcio, numpy and jinja2 too.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-python_packages=(openai==3.54.0)
+# brotli: httpx2 needs >= 1.2; Debian's python3-brotli (1.0.9) would shadow it otherwise.
+python_packages=(openai==3.54.0 brotli==1.2.0)
 if [[ ! -x $venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi

@@ -1,0 +1,436 @@
+"""The OpenAI-compatible HTTP API of a real `pagoda serve` cluster (2 replicas x TP 2, stories260K),
+driven by the official `openai` Python client, curl and raw HTTP: completions and chat
+completions (JSON and SSE), n = 2, logprobs, golden greedy outputs, client disconnects, and one
+test per error row of docs/api.md, each followed by a request that must still succeed.
+
+Run by ctest: .venv/bin/python openai_api_test.py --bin-dir B --source-dir S --shared-dir D
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+from http.client import HTTPConnection
+
+import jinja2
+import openai
+
+import pagoda_cluster
+from pagoda_cluster import PagodaCluster, http
+
+API_KEY = "sesame"
+MODEL = "stories260K"
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def auth():
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+def sse_events(lines):
+    """The JSON events of an SSE stream (list of text lines) and whether it ended with [DONE]."""
+    events, done = [], False
+    for line in lines:
+        if not line.startswith("data: "):
+            continue
+        payload = line[len("data: "):]
+        if payload == "[DONE]":
+            done = True
+        else:
+            events.append(json.loads(payload))
+    return events, done
+
+
+class OpenAIApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.template_path = os.path.join(pagoda_cluster.SOURCE_DIR, "tests", "data",
+                                         "chat_templates", "smollm2.jinja")
+        cls.cluster = PagodaCluster(
+            replicas=2, tp=2,
+            extra_args=["--api-key", API_KEY, "--chat-template", cls.template_path,
+                        f"--router-flag=--max-request-bytes={MAX_REQUEST_BYTES}"])
+        cls.client = openai.OpenAI(base_url=cls.cluster.http_url + "/v1", api_key=API_KEY,
+                                   max_retries=0, timeout=120)
+        cls.goldens = pagoda_cluster.load_goldens()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def post(self, path, body, headers=None):
+        return http("POST", self.cluster.http_url + path, body,
+                    headers=auth() if headers is None else headers)
+
+    def assert_error(self, status, body, want_status, want_param=None):
+        self.assertEqual(status, want_status, body)
+        error = json.loads(body)["error"]
+        self.assertEqual(set(error), {"message", "type", "param", "code"})
+        self.assertEqual(error["code"], want_status)
+        self.assertTrue(error["message"])
+        if want_param is not None:
+            self.assertEqual(error["param"], want_param)
+        return error
+
+    def assert_still_serving(self):
+        completion = self.client.completions.create(model=MODEL, prompt="Once upon a time",
+                                                    max_tokens=4, temperature=0)
+        self.assertEqual(completion.usage.completion_tokens, 4)
+
+    def golden_prompt(self, golden):
+        # An empty text prompt is refused, so the unconditional golden goes as token ids [BOS].
+        return golden["prompt"] if golden["prompt"] else golden["prompt_ids"]
+
+    # --- the official client -------------------------------------------------------------
+
+    def test_models_list(self):
+        models = self.client.models.list()
+        self.assertEqual([m.id for m in models.data], [MODEL])
+        self.assertEqual(models.data[0].owned_by, "pagoda")
+
+    def test_greedy_completions_match_golden(self):
+        results = [None] * len(self.goldens)
+
+        def run(i):
+            golden = self.goldens[i]
+            results[i] = self.client.completions.create(
+                model=MODEL, prompt=self.golden_prompt(golden),
+                max_tokens=len(golden["greedy_ids"]), temperature=0)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(self.goldens))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for golden, completion in zip(self.goldens, results):
+            self.assertEqual(completion.choices[0].text, golden["greedy_text"], golden["prompt"])
+            self.assertEqual(completion.usage.prompt_tokens, len(golden["prompt_ids"]))
+            self.assertEqual(completion.usage.completion_tokens, len(golden["greedy_ids"]))
+            self.assertEqual(completion.object, "text_completion")
+
+    def test_prompt_list_gives_choices_in_order(self):
+        goldens = [g for g in self.goldens if g["prompt"]][:3]
+        completion = self.client.completions.create(
+            model=MODEL, prompt=[g["prompt"] for g in goldens], max_tokens=12, temperature=0)
+        self.assertEqual([c.index for c in completion.choices], [0, 1, 2])
+        for golden, choice in zip(goldens, completion.choices):
+            self.assertTrue(golden["greedy_text"].startswith(choice.text), choice.text)
+        self.assertEqual(completion.usage.prompt_tokens,
+                         sum(len(g["prompt_ids"]) for g in goldens))
+        self.assertEqual(completion.usage.completion_tokens, 36)
+
+    def test_streaming_completion_equals_non_streaming(self):
+        golden = self.goldens[0]
+        max_tokens = len(golden["greedy_ids"])
+        stream = self.client.completions.create(
+            model=MODEL, prompt=golden["prompt"], max_tokens=max_tokens, temperature=0,
+            stream=True, stream_options={"include_usage": True})
+        text, finish, usage, chunks = "", None, None, 0
+        for chunk in stream:
+            chunks += 1
+            if chunk.choices:
+                text += chunk.choices[0].text
+                finish = chunk.choices[0].finish_reason or finish
+            else:
+                usage = chunk.usage
+        self.assertGreater(chunks, 2)
+        self.assertEqual(text, golden["greedy_text"])
+        self.assertIn(finish, ("length", "stop"))
+        self.assertEqual(usage.completion_tokens, max_tokens)
+        self.assertEqual(usage.total_tokens, max_tokens + len(golden["prompt_ids"]))
+
+    def test_chat_completion_equals_completion_of_rendered_template(self):
+        messages = [{"role": "system", "content": "You tell short stories."},
+                    {"role": "user", "content": "Tell me about a cat."}]
+        with open(self.template_path) as f:
+            rendered = jinja2.Environment().from_string(f.read()).render(
+                messages=messages, add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+        chat = self.client.chat.completions.create(model=MODEL, messages=messages,
+                                                   max_tokens=20, temperature=0)
+        completion = self.client.completions.create(
+            model=MODEL, prompt=rendered, max_tokens=20, temperature=0,
+            extra_body={"add_special_tokens": False})
+        self.assertEqual(chat.object, "chat.completion")
+        self.assertEqual(chat.choices[0].message.role, "assistant")
+        self.assertEqual(chat.choices[0].message.content, completion.choices[0].text)
+        self.assertEqual(chat.usage.prompt_tokens, completion.usage.prompt_tokens)
+        self.assertEqual(chat.usage.completion_tokens, 20)
+        self.assertEqual(chat.choices[0].finish_reason, "length")
+
+    def test_streaming_chat_equals_non_streaming(self):
+        messages = [{"role": "user", "content": "Once upon a time"}]
+        whole = self.client.chat.completions.create(model=MODEL, messages=messages,
+                                                    max_completion_tokens=16, temperature=0)
+        stream = self.client.chat.completions.create(
+            model=MODEL, messages=messages, max_completion_tokens=16, temperature=0,
+            stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(content, whole.choices[0].message.content)
+        self.assertEqual(chunks[-1].choices, [])
+        self.assertEqual(chunks[-1].usage.completion_tokens, 16)
+        self.assertTrue(all(c.object == "chat.completion.chunk" for c in chunks))
+
+    def test_n2_with_seed_is_reproducible_and_samples_differ(self):
+        def sample():
+            return self.client.completions.create(model=MODEL, prompt="The little dog", n=2,
+                                                  max_tokens=24, temperature=1.0, seed=1234,
+                                                  extra_body={"ignore_eos": True})
+        first, second = sample(), sample()
+        self.assertEqual(sorted(c.index for c in first.choices), [0, 1])
+        texts = {c.index: c.text for c in first.choices}
+        self.assertEqual(texts, {c.index: c.text for c in second.choices})
+        self.assertNotEqual(texts[0], texts[1])
+        self.assertEqual(first.usage.completion_tokens, 48)
+
+    def test_completion_logprobs(self):
+        completion = self.client.completions.create(model=MODEL, prompt="Lily and Tom",
+                                                    max_tokens=8, temperature=0, logprobs=3)
+        logprobs = completion.choices[0].logprobs
+        self.assertEqual(len(logprobs.tokens), 8)
+        self.assertEqual(len(logprobs.token_logprobs), 8)
+        self.assertEqual(len(logprobs.text_offset), 8)
+        self.assertEqual(logprobs.text_offset[0], 0)
+        for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs,
+                                       logprobs.top_logprobs):
+            self.assertLessEqual(logprob, 0.0)
+            self.assertTrue(1 <= len(top) <= 4, top)  # 3 best, plus the sampled token
+            # Greedy: the chosen token is the most likely one.
+            self.assertAlmostEqual(logprob, max(top.values()), places=4)
+            self.assertIn(token, top)
+
+    def test_chat_logprobs(self):
+        chat = self.client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=6,
+            temperature=0, logprobs=True, top_logprobs=2)
+        content = chat.choices[0].logprobs.content
+        self.assertEqual(len(content), 6)
+        for entry in content:
+            self.assertEqual(len(entry.top_logprobs), 2)
+            self.assertAlmostEqual(entry.logprob, entry.top_logprobs[0].logprob, places=4)
+            self.assertEqual(bytes(entry.bytes).decode("utf-8", "replace"), entry.token)
+
+    # --- curl and raw HTTP ---------------------------------------------------------------
+
+    def test_curl_streams_server_sent_events(self):
+        golden = self.goldens[1]
+        body = json.dumps({"model": MODEL, "prompt": golden["prompt"], "max_tokens": 10,
+                           "temperature": 0, "stream": True,
+                           "stream_options": {"include_usage": True}})
+        result = subprocess.run(
+            ["curl", "-sS", "-N", "--fail-with-body", "-H", "Content-Type: application/json",
+             "-H", f"Authorization: Bearer {API_KEY}", "-d", body,
+             self.cluster.http_url + "/v1/completions"],
+            capture_output=True, text=True, timeout=60, check=True)
+        events, done = sse_events(result.stdout.splitlines())
+        self.assertTrue(done, result.stdout)
+        text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
+        self.assertTrue(golden["greedy_text"].startswith(text), text)
+        self.assertEqual(events[-1]["usage"]["completion_tokens"], 10)
+        self.assertTrue(all(e["object"] == "text_completion" for e in events))
+
+    def test_client_disconnect_mid_stream_aborts_and_frees_blocks(self):
+        before = self.cluster.metrics()
+        conn = HTTPConnection("127.0.0.1", self.cluster.http_port, timeout=30)
+        conn.request("POST", "/v1/completions",
+                     body=json.dumps({"model": MODEL, "prompt": "Once upon a time",
+                                      "max_tokens": 480, "ignore_eos": True, "stream": True}),
+                     headers={"Content-Type": "application/json", **auth()})
+        response = conn.getresponse()
+        self.assertEqual(response.status, 200)
+        received = 0
+        while received < 3:
+            line = response.fp.readline().decode()
+            received += line.startswith("data: ")
+        conn.sock.shutdown(2)
+        conn.close()
+        deadline = time.time() + 30
+        while True:
+            samples = self.cluster.metrics()
+            running = pagoda_cluster.metric_sum(samples, "pagoda:num_requests_running")
+            kv = pagoda_cluster.metric_sum(samples, "pagoda:kv_cache_usage_perc")
+            aborted = pagoda_cluster.metric_sum(samples, "pagoda:request_success_total",
+                                                finished_reason="abort")
+            was_aborted = pagoda_cluster.metric_sum(before, "pagoda:request_success_total",
+                                                    finished_reason="abort")
+            if running == 0 and kv == 0 and aborted == was_aborted + 1:
+                break
+            if time.time() > deadline:
+                self.fail(f"after the disconnect: running {running}, KV usage {kv}, "
+                          f"aborted {aborted - was_aborted}")
+            time.sleep(0.1)
+        # It stopped long before its 480 tokens.
+        generated = (pagoda_cluster.metric_sum(samples, "pagoda:generation_tokens_total")
+                     - pagoda_cluster.metric_sum(before, "pagoda:generation_tokens_total"))
+        self.assertLess(generated, 480)
+        self.assert_still_serving()
+
+    # --- one test per error row ----------------------------------------------------------
+
+    def test_400_invalid_field(self):
+        for field, value in [("temperature", -1), ("top_p", 1.5), ("max_tokens", 0), ("n", 99),
+                             ("top_logprobs", 3)]:
+            body = {"model": MODEL, "prompt": "Hi", field: value}
+            status, _, response = self.post("/v1/completions", body)
+            if field == "top_logprobs":  # chat only: completions ignore it; check chat's
+                status, _, response = self.post(
+                    "/v1/chat/completions",
+                    {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
+                     "top_logprobs": 3})
+            error = self.assert_error(status, response, 400, field)
+            self.assertEqual(error["type"], "invalid_request_error")
+        with self.assertRaises(openai.BadRequestError) as raised:
+            self.client.completions.create(model=MODEL, prompt="Hi", temperature=-1)
+        self.assertEqual(raised.exception.status_code, 400)
+        too_long = "Once upon a time " * 400  # far past the 512-token context
+        status, _, response = self.post("/v1/completions", {"model": MODEL, "prompt": too_long})
+        self.assert_error(status, response, 400, "prompt")
+        self.assert_still_serving()
+
+    def test_400_malformed_json(self):
+        for body in [b'{"prompt": ', b"not json", b"[1, 2]", b""]:
+            status, _, response = self.post("/v1/completions", body, {**auth()})
+            self.assert_error(status, response, 400)
+        self.assert_still_serving()
+
+    def test_400_wrong_types(self):
+        cases = [("max_tokens", "ten"), ("stop", 5), ("prompt", {"a": 1}), ("stream", "yes"),
+                 ("temperature", "hot"), ("seed", 1.5)]
+        for field, value in cases:
+            body = {"model": MODEL, "prompt": "Hi", "max_tokens": 2, field: value}
+            status, _, response = self.post("/v1/completions", body)
+            self.assert_error(status, response, 400, field)
+        status, _, response = self.post("/v1/chat/completions", {"model": MODEL, "messages": "hi"})
+        self.assert_error(status, response, 400, "messages")
+        self.assert_still_serving()
+
+    def test_400_invalid_utf8(self):
+        status, _, response = self.post("/v1/completions",
+                                         b'{"prompt": "caf\xc3\x28 \xff", "max_tokens": 2}')
+        self.assert_error(status, response, 400)
+        self.assert_still_serving()
+
+    def test_401_missing_or_wrong_key(self):
+        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}]:
+            status, _, response = self.post("/v1/completions", {"prompt": "Hi"}, headers)
+            self.assert_error(status, response, 401)
+        bad_client = openai.OpenAI(base_url=self.cluster.http_url + "/v1", api_key="wrong",
+                                   max_retries=0)
+        with self.assertRaises(openai.AuthenticationError):
+            bad_client.models.list()
+        # Health, readiness and metrics need no key.
+        for path in ["/health", "/ready", "/metrics"]:
+            self.assertEqual(http("GET", self.cluster.http_url + path)[0], 200, path)
+        self.assert_still_serving()
+
+    def test_404_unknown_model_or_route(self):
+        with self.assertRaises(openai.NotFoundError):
+            self.client.completions.create(model="no-such-model", prompt="Hi", max_tokens=2)
+        status, _, response = self.post("/v1/chat/completions",
+                                        {"model": "gpt-4", "messages": [{"role": "user",
+                                                                          "content": "Hi"}]})
+        self.assert_error(status, response, 404, "model")
+        status, _, response = http("GET", self.cluster.http_url + "/v1/nothing-here",
+                                   headers=auth())
+        self.assert_error(status, response, 404)
+        self.assert_still_serving()
+
+    def test_413_body_over_the_limit(self):
+        # The server answers from the headers, before the body: send them, then read.
+        conn = HTTPConnection("127.0.0.1", self.cluster.http_port, timeout=30)
+        conn.putrequest("POST", "/v1/completions")
+        for key, value in {"Content-Type": "application/json",
+                           "Content-Length": str(MAX_REQUEST_BYTES + 1), **auth()}.items():
+            conn.putheader(key, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        self.assert_error(response.status, response.read(), 413)
+        conn.close()
+        # A body just under the limit is read and judged on its merits.
+        body = json.dumps({"model": MODEL, "prompt": "a" * (MAX_REQUEST_BYTES - 100)}).encode()
+        status, _, response = self.post("/v1/completions", body, {**auth()})
+        self.assert_error(status, response, 400, "prompt")  # far too long for the context
+        self.assert_still_serving()
+
+
+class QueueFullTest(unittest.TestCase):
+    """429 when the only replica's queue is full (one running, one waiting)."""
+
+    def test_429_queue_full(self):
+        with PagodaCluster(replicas=1, tp=1,
+                           extra_args=["--max-queued-requests", "1",
+                                       "--router-flag=--max-num-seqs=1"]) as cluster:
+            statuses, bodies = [], []
+            lock = threading.Lock()
+
+            def run():
+                status, _, body = http("POST", cluster.http_url + "/v1/completions",
+                                       {"prompt": "Once upon a time", "max_tokens": 300,
+                                        "ignore_eos": True})
+                with lock:
+                    statuses.append(status)
+                    bodies.append(body)
+
+            threads = [threading.Thread(target=run) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertIn(429, statuses)
+            self.assertIn(200, statuses)
+            self.assertEqual(set(statuses), {200, 429})
+            error = json.loads(bodies[statuses.index(429)])["error"]
+            self.assertEqual(error["code"], 429)
+            self.assertEqual(error["type"], "RateLimitError")
+            # The server keeps serving once the queue drains.
+            status, _, _ = http("POST", cluster.http_url + "/v1/completions",
+                                {"prompt": "Hi", "max_tokens": 2})
+            self.assertEqual(status, 200)
+
+
+class NoReadyReplicaTest(unittest.TestCase):
+    """503 from /health, /ready and the API while no replica is ready (its worker is absent)."""
+
+    def test_503_no_ready_replica(self):
+        work = pagoda_cluster.tempfile.mkdtemp(prefix="pagoda_py_router_")
+        port_file = os.path.join(work, "http.port")
+        router = subprocess.Popen(
+            [os.path.join(pagoda_cluster.BIN_DIR, "pagoda-router"), "--model",
+             pagoda_cluster.model_dir(), "--host", "127.0.0.1", "--grpc-port", "0",
+             "--http-port", "0", "--http-port-file", port_file, "--replica",
+             f"127.0.0.1:{pagoda_cluster.free_port()}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 30
+            while not os.path.exists(port_file):
+                self.assertIsNone(router.poll(), "pagoda-router exited")
+                self.assertLess(time.time(), deadline, "no HTTP port file")
+                time.sleep(0.05)
+            with open(port_file) as f:
+                url = f"http://127.0.0.1:{int(f.read())}"
+            self.assertEqual(http("GET", url + "/health")[0], 503)
+            status, _, body = http("GET", url + "/ready")
+            self.assertEqual(status, 503)
+            self.assertFalse(json.loads(body)["ready"])
+            status, _, body = http("POST", url + "/v1/completions",
+                                   {"prompt": "Hi", "max_tokens": 2})
+            self.assertEqual(status, 503, body)
+            self.assertEqual(json.loads(body)["error"]["code"], 503)
+            # Still answering.
+            self.assertEqual(http("GET", url + "/v1/models")[0], 200)
+        finally:
+            router.terminate()
+            router.wait(timeout=30)
+            pagoda_cluster.shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    argv = pagoda_cluster.configure(sys.argv)
+    try:
+        unittest.main(argv=argv, verbosity=2)
+    finally:
+        pagoda_cluster.cleanup_model_dir()
