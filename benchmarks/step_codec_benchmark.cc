@@ -13,7 +13,7 @@
 //
 //   plan_bytes_per_seq, result_bytes_per_seq   serialized message bytes / 256
 //
-//   build-codec/benchmarks/step_codec_benchmark
+//   build/benchmarks/step_codec_benchmark
 #include <cstdint>
 #include <string>
 #include <utility>
