@@ -1,5 +1,5 @@
 // Engine-core benchmarks that need no model: the Scheduler (with its KVCacheManager) driven by a
-// SimulatedExecutor over a seeded ShareGPT-like workload (benchmarks/sharegpt_like.h). The KV
+// SimulatedExecutor over a seeded ShareGPT-like workload (tools/bench/sharegpt_like.h). The KV
 // figures are counts, deterministic for a seed; only the scheduler-cost times vary. Method and
 // figures: docs/performance.md, "Engine core (issue #3)".
 //
@@ -18,10 +18,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
-#include "benchmarks/sharegpt_like.h"
 #include "router/engine_config.h"
 #include "router/scheduler.h"
 #include "router/simulated_executor.h"
+#include "tools/bench/sharegpt_like.h"
 
 namespace pagoda {
 namespace {

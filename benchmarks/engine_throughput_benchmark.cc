@@ -22,12 +22,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "benchmarks/sharegpt_like.h"
 #include "benchmarks/smollm2_config.h"
 #include "common/model_config.h"
 #include "common/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "router/engine_loop.h"
+#include "tools/bench/sharegpt_like.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_weights.h"
 

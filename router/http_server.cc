@@ -1,13 +1,17 @@
 #include "router/http_server.h"
 
-#include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <optional>
 #include <utility>
 #include <vector>
+
+#include <httplib.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +29,7 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 // An idle stream sends an SSE comment this often, so a client that left is noticed.
 constexpr absl::Duration kKeepAliveInterval = absl::Seconds(1);
 constexpr char kJson[] = "application/json";
+constexpr int kListenBacklog = 1024;
 
 struct KnownRoute {
   const char* path;
@@ -288,6 +293,17 @@ HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::Start() {
   server_ = std::make_unique<httplib::Server>();
+  // httplib's default pool has as many threads as cores (at least 8), and a streaming request
+  // holds one until it ends: that would cap concurrent streams far below the engine's batch.
+  server_->new_task_queue = [threads = options_.threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  // Keep the listening socket to widen its accept queue below (httplib's is 5).
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   Route();
   port_ = options_.port == 0
               ? server_->bind_to_any_port(options_.host)
@@ -296,6 +312,10 @@ absl::Status HttpServer::Start() {
     server_.reset();
     return absl::UnavailableError(
         absl::StrCat("cannot listen for HTTP on ", options_.host, ":", options_.port));
+  }
+  // Listening again on a listening socket only changes its backlog (Linux).
+  if (listen_fd >= 0 && ::listen(listen_fd, kListenBacklog) != 0) {
+    PAGODA_LOG(warn, "HTTP: cannot widen the accept queue: {}", std::strerror(errno));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // httplib's stop() is a no-op until its loop runs: a Stop() right after Start() must see it.

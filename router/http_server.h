@@ -39,6 +39,9 @@ struct HttpServerOptions {
   int port = 8000;      // 0: the OS picks one (see HttpServer::port())
   std::string api_key;  // empty: no auth; else /v1/* need "Authorization: Bearer <api_key>"
   size_t max_request_bytes = size_t{16} << 20;
+  /// Connections served at once: each holds a thread while its request runs (a stream until
+  /// [DONE]); more wait in the accept queue.
+  int threads = 512;
   /// GET /metrics body (Prometheus text format); empty: /metrics is 404.
   std::function<std::string()> metrics;
   /// True while at least one replica is ready; empty: Frontend::replicas().AnyReady().

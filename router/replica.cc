@@ -13,6 +13,7 @@ namespace {
 
 constexpr absl::Duration kMinRestartBackoff = absl::Seconds(1);
 constexpr absl::Duration kMaxRestartBackoff = absl::Seconds(30);
+constexpr absl::Duration kHealthChannelRefresh = absl::Seconds(5);
 
 }  // namespace
 
@@ -32,6 +33,7 @@ Replica::Replica(ReplicaOptions options) : options_(std::move(options)) {
   for (const std::string& address : options_.executor.worker_addresses) {
     health_stubs_.push_back(internal::Worker::NewStub(CreateWorkerChannel(address)));
   }
+  health_stubs_created_ = absl::Now();
   supervisor_ = std::thread([this] { Supervise(); });
 }
 
@@ -134,7 +136,11 @@ void Replica::Supervise() {
       }
       continue;
     }
-    if (absl::Now() < next_start || !CheckWorkersHealthy(/*require_ready=*/false).ok()) continue;
+    if (absl::Now() < next_start) continue;
+    if (!CheckWorkersHealthy(/*require_ready=*/false).ok()) {
+      MaybeRefreshHealthChannels();
+      continue;
+    }
     if (Start().ok()) {
       backoff = kMinRestartBackoff;
     } else {
@@ -173,6 +179,17 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
     }
   }
   return absl::OkStatus();
+}
+
+void Replica::MaybeRefreshHealthChannels() {
+  const absl::Time now = absl::Now();
+  if (now - health_stubs_created_ < kHealthChannelRefresh) return;
+  // The RemoteExecutor of the next Start() makes its own channels, which resolve afresh too.
+  for (size_t rank = 0; rank < health_stubs_.size(); ++rank) {
+    health_stubs_[rank] =
+        internal::Worker::NewStub(CreateWorkerChannel(options_.executor.worker_addresses[rank]));
+  }
+  health_stubs_created_ = now;
 }
 
 absl::Status Replica::Start() {

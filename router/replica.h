@@ -96,11 +96,17 @@ class Replica {
   // One pass of the supervisor; returns how long to sleep.
   void Tick();
   absl::Status CheckWorkersHealthy(bool require_ready) const;
+  // New health channels, at most every kHealthChannelRefresh, while the workers do not answer.
+  void MaybeRefreshHealthChannels();
   absl::Status Start();
   void Stop(const std::string& reason);
 
   const ReplicaOptions options_;
+  // Supervisor thread only. Workers are addressed by name (a pod's DNS name); a fresh channel
+  // resolves the name at once, where a channel whose resolution kept failing (a deleted pod's
+  // name vanishes until the pod is rescheduled) retries on a backoff of up to two minutes.
   std::vector<std::unique_ptr<internal::Worker::Stub>> health_stubs_;
+  absl::Time health_stubs_created_;
 
   mutable absl::Mutex mu_;
   ReplicaState state_ ABSL_GUARDED_BY(mu_) = ReplicaState::kDown;

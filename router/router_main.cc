@@ -55,6 +55,7 @@ struct Flags {
   std::string api_key;
   std::string chat_template;
   int64_t max_request_bytes = int64_t{16} << 20;
+  int64_t http_threads = 512;
   std::string routing_policy = "prefix_aware";
   std::string load_format = "safetensors";
   std::string worker_model_dir;
@@ -99,6 +100,8 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   parser.AddString("api-key", &f.api_key,
                    "Require 'Authorization: Bearer KEY' on /v1/* (default: $PAGODA_API_KEY)");
   parser.AddInt("max-request-bytes", &f.max_request_bytes, "Largest HTTP request body");
+  parser.AddInt("http-threads", &f.http_threads,
+                "HTTP connections served at once (a streaming request holds one until it ends)");
   parser.AddString("chat-template", &f.chat_template,
                    "A Jinja chat template file, instead of tokenizer_config.json's");
   parser.AddString("routing-policy", &f.routing_policy,
@@ -142,6 +145,9 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   }
   if (f.max_request_bytes < 1) {
     return absl::InvalidArgumentError("--max-request-bytes: must be >= 1");
+  }
+  if (f.http_threads < 1 || f.http_threads > 65536) {
+    return absl::InvalidArgumentError("--http-threads: must be in [1, 65536]");
   }
   if (f.api_key.empty()) {
     if (const char* key = std::getenv("PAGODA_API_KEY"); key != nullptr) f.api_key = key;
@@ -333,6 +339,7 @@ int Run(int argc, char** argv) {
                      .port = static_cast<int>(flags.http_port),
                      .api_key = flags.api_key,
                      .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
+                     .threads = static_cast<int>(flags.http_threads),
                      .metrics =
                          [&] {
                            metrics.UpdateReplicas(replicas);

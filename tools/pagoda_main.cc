@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "tools/bench_command.h"
 #include "tools/convert_command.h"
 #include "tools/generate_command.h"
 #include "tools/serve_command.h"
@@ -15,6 +16,7 @@ constexpr char kUsage[] =
     "Commands:\n"
     "  serve      Start a local cluster (router + replicas of tensor-parallel workers)\n"
     "  generate   Offline batch generation from a model directory\n"
+    "  bench      Benchmark a server (bench serve) or the engine (bench throughput)\n"
     "  convert    Convert a checkpoint to a Hugging Face directory (convert llama2c ...)\n"
     "\n"
     "Run 'pagoda <command> --help' for a command's flags.\n";
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "serve") return pagoda::RunServeCommand(argc - 2, argv + 2);
   if (command == "generate") return pagoda::RunGenerateCommand(argc - 2, argv + 2);
+  if (command == "bench") return pagoda::RunBenchCommand(argc - 2, argv + 2);
   if (command == "convert") return pagoda::RunConvertCommand(argc - 2, argv + 2);
   std::fprintf(stderr, "pagoda: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;

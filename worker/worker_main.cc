@@ -5,7 +5,10 @@
 //                 [--metrics-port 9400] [--metrics-port-file FILE]
 //
 // With --metrics-port (or --metrics-port-file alone: an OS-chosen port written there), GET
-// /metrics on that port (same --host) serves WorkerMetrics in the Prometheus text format.
+// /metrics on that port (same --host) serves WorkerMetrics in the Prometheus text format, and
+// GET /health answers 200 while the process serves, with the Worker service's state as JSON
+// (what container liveness/readiness probes ask: a worker that is UNINITIALIZED or FAILED is
+// still healthy, the router re-initializes it).
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -22,6 +25,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "httplib.h"
+#include "nlohmann/json.hpp"
 #include "worker/worker_metrics.h"
 #include "worker/worker_service.h"
 
@@ -58,8 +62,8 @@ int Run(int argc, char** argv) {
                    "Load the model from this directory instead of the one the router names");
   parser.AddString("log-level", &log_level, "trace, debug, info, warn, error");
   parser.AddInt("metrics-port", &metrics_port,
-                "Serve Prometheus metrics at GET /metrics on this port; 0: off (unless "
-                "--metrics-port-file is set: then the OS chooses)");
+                "Serve Prometheus metrics at GET /metrics and liveness at GET /health on this "
+                "port; 0: off (unless --metrics-port-file is set: then the OS chooses)");
   parser.AddString("metrics-port-file", &metrics_port_file,
                    "Serve metrics and write the metrics port actually bound to this file");
   if (absl::Status status = parser.Parse(argc - 1, argv + 1); !status.ok()) {
@@ -111,6 +115,17 @@ int Run(int argc, char** argv) {
   if (metrics_port > 0 || !metrics_port_file.empty()) {
     metrics_server.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.Serialize(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    // 200 whenever the process answers: UNINITIALIZED and FAILED are states the router's next
+    // Init repairs, not reasons to restart the container.
+    metrics_server.Get("/health", [&service](const httplib::Request&, httplib::Response& res) {
+      internal::HealthResponse health;
+      service.Health(nullptr, nullptr, &health);  // reads neither the context nor the request
+      const nlohmann::json body = {{"state", internal::HealthResponse::State_Name(health.state())},
+                                   {"generation", health.generation()},
+                                   {"tp_rank", health.tp_rank()},
+                                   {"tp_size", health.tp_size()}};
+      res.set_content(body.dump(), "application/json");
     });
     if (metrics_port == 0) {
       metrics_port = metrics_server.bind_to_any_port(host);

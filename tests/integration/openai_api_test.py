@@ -9,7 +9,6 @@ Run by ctest: .venv/bin/python openai_api_test.py --bin-dir B --source-dir S --s
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import unittest
@@ -233,6 +232,51 @@ class OpenAIApiTest(unittest.TestCase):
         self.assertEqual(events[-1]["usage"]["completion_tokens"], 10)
         self.assertTrue(all(e["object"] == "text_completion" for e in events))
 
+    def test_many_concurrent_streams_run_at_once(self):
+        # Far more streams than cores: once every stream has its first tokens, all of them
+        # must be in the engine together (none waiting for a server thread another holds).
+        count, max_tokens = 24, 200
+        running = []
+
+        def record_running():
+            samples = self.cluster.metrics()
+            running.append(pagoda_cluster.metric_sum(samples, "pagoda:num_requests_running"))
+
+        barrier = threading.Barrier(count, action=record_running, timeout=60)
+        results = [None] * count
+
+        def run(i):
+            conn = HTTPConnection("127.0.0.1", self.cluster.http_port, timeout=120)
+            try:
+                conn.request("POST", "/v1/completions",
+                             body=json.dumps({"model": MODEL, "prompt": f"Story {i}:",
+                                              "max_tokens": max_tokens, "ignore_eos": True,
+                                              "stream": True, "temperature": 0,
+                                              "stream_options": {"include_usage": True}}),
+                             headers={"Content-Type": "application/json", **auth()})
+                response = conn.getresponse()
+                lines = [response.readline().decode().rstrip("\n")]
+                barrier.wait()
+                lines += response.read().decode().splitlines()
+                results[i] = (response.status, sse_events(lines))
+            except Exception as error:  # reported by the main thread
+                results[i] = repr(error)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for result in results:
+            self.assertIsInstance(result, tuple, result)
+            status, (events, done) = result
+            self.assertEqual(status, 200)
+            self.assertTrue(done)
+            self.assertEqual(events[-1]["usage"]["completion_tokens"], max_tokens)
+        self.assertEqual(running, [count])
+
     def test_client_disconnect_mid_stream_aborts_and_frees_blocks(self):
         before = self.cluster.metrics()
         conn = HTTPConnection("127.0.0.1", self.cluster.http_port, timeout=30)
@@ -429,8 +473,4 @@ class NoReadyReplicaTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    argv = pagoda_cluster.configure(sys.argv)
-    try:
-        unittest.main(argv=argv, verbosity=2)
-    finally:
-        pagoda_cluster.cleanup_model_dir()
+    pagoda_cluster.main()

@@ -303,8 +303,4 @@ class PrometheusTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    argv = pagoda_cluster.configure(sys.argv)
-    try:
-        unittest.main(argv=argv, verbosity=2)
-    finally:
-        pagoda_cluster.cleanup_model_dir()
+    pagoda_cluster.main()

@@ -1,5 +1,6 @@
-"""Test support: a real `pagoda serve` cluster (router + R x T workers on loopback, OS-chosen
-ports) for the Python integration tests, with its state file, HTTP helpers and log tails.
+"""Test support for the Python tests (tests/integration, tests/deploy): the paths CMake passes
+them, stories260K converted for Pagoda, and a real `pagoda serve` cluster (router + R x T workers
+on loopback, OS-chosen ports) with its state file, HTTP helpers and log tails.
 
     with PagodaCluster(replicas=2, tp=2, extra_args=["--api-key", "k"]) as cluster:
         requests.post(cluster.http_url + "/v1/completions", ...)
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -38,21 +40,36 @@ def configure(argv):
     return [argv[0]] + rest
 
 
+def main():
+    """A test script's entry point: configure() from sys.argv, run its unittest cases, remove
+    the converted model."""
+    argv = configure(sys.argv)
+    try:
+        unittest.main(module="__main__", argv=argv, verbosity=2)
+    finally:
+        cleanup_model_dir()
+
+
 def stories_source_dir():
     return os.path.join(SHARED_DIR, "models", "stories260K")
 
 
+def convert_stories(out):
+    """Converts stories260K from llama2.c to a Hugging Face directory `out` (pagoda convert)."""
+    src = stories_source_dir()
+    subprocess.run([os.path.join(BIN_DIR, "pagoda"), "convert", "llama2c",
+                    "--checkpoint", os.path.join(src, "stories260K.bin"),
+                    "--tokenizer", os.path.join(src, "tok512.bin"), "--out", out],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def model_dir():
-    """stories260K converted to a Hugging Face directory (once per process)."""
+    """stories260K converted once per process, in a directory named stories260K (the served
+    model's name is its directory's)."""
     global _MODEL_DIR
     if _MODEL_DIR is None:
-        # The served model's name is its directory's: stories260K.
         out = os.path.join(tempfile.mkdtemp(prefix="pagoda_py_model_"), "stories260K")
-        src = stories_source_dir()
-        subprocess.run([os.path.join(BIN_DIR, "pagoda"), "convert", "llama2c",
-                        "--checkpoint", os.path.join(src, "stories260K.bin"),
-                        "--tokenizer", os.path.join(src, "tok512.bin"), "--out", out],
-                       check=True, stdout=subprocess.DEVNULL)
+        convert_stories(out)
         _MODEL_DIR = out
     return _MODEL_DIR
 

@@ -1,0 +1,245 @@
+#include "tools/bench/bench_flags.h"
+
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/arg_parser.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+namespace {
+
+// The raw values of the flags both modes share, before validation.
+struct WorkloadFlags {
+  std::string dataset_name = "sharegpt-like";
+  std::string dataset_path;
+  int64_t num_prompts = 1000;
+  int64_t seed = 0;
+  int64_t max_model_len = 0;
+  int64_t random_input_len = 1024;
+  int64_t random_output_len = 128;
+  double random_range_ratio = 0;
+  int64_t prefix_num_prompts = 10;
+  int64_t prefix_len = 256;
+  int64_t suffix_len = 256;
+  int64_t prefix_output_len = 128;
+  std::string tokenizer;
+  double temperature = 0;
+  bool ignore_eos = false;
+  std::string result_json;
+
+  void AddTo(ArgParser& parser) {
+    parser.AddString("dataset-name", &dataset_name, "sharegpt-like, random, prefix or jsonl");
+    parser.AddString("dataset-path", &dataset_path,
+                     "jsonl: one {\"prompt\": str, \"max_tokens\"|\"output_len\": int} a line");
+    parser.AddInt("num-prompts", &num_prompts,
+                  "Requests to send (jsonl: the first N lines; default every line)");
+    parser.AddInt("seed", &seed, "Seed of the dataset and the arrival times");
+    parser.AddInt("max-model-len", &max_model_len,
+                  "Bound on prompt + output tokens (0: the server's or model's context)");
+    parser.AddInt("random-input-len", &random_input_len, "random: prompt tokens");
+    parser.AddInt("random-output-len", &random_output_len, "random: output tokens");
+    parser.AddDouble("random-range-ratio", &random_range_ratio,
+                     "random: lengths uniform in [len * (1 - r), len * (1 + r)], r in [0, 1)");
+    parser.AddInt("prefix-num-prompts", &prefix_num_prompts,
+                  "prefix: distinct shared system prompts");
+    parser.AddInt("prefix-len", &prefix_len, "prefix: tokens of each shared system prompt");
+    parser.AddInt("suffix-len", &suffix_len, "prefix: tokens of each request's own suffix");
+    parser.AddInt("prefix-output-len", &prefix_output_len, "prefix: output tokens");
+    parser.AddDouble("temperature", &temperature, "Sampling temperature (0: greedy)");
+    parser.AddBool("ignore-eos", &ignore_eos,
+                   "Generate every request's full output length (ignore EOS)");
+    parser.AddString("result-json", &result_json, "Write the results as JSON here");
+  }
+
+  absl::StatusOr<WorkloadConfig> Validate(const ArgParser& parser) const {
+    WorkloadConfig c;
+    ASSIGN_OR_RETURN(c.dataset.kind, ParseDatasetKind(dataset_name));
+    const DatasetKind kind = c.dataset.kind;
+    const bool jsonl = kind == DatasetKind::kJsonl;
+    struct Owned {
+      const char* flag;
+      DatasetKind kind;
+    };
+    for (const Owned& owned : std::vector<Owned>{{"dataset-path", DatasetKind::kJsonl},
+                                                 {"random-input-len", DatasetKind::kRandom},
+                                                 {"random-output-len", DatasetKind::kRandom},
+                                                 {"random-range-ratio", DatasetKind::kRandom},
+                                                 {"prefix-num-prompts", DatasetKind::kPrefix},
+                                                 {"prefix-len", DatasetKind::kPrefix},
+                                                 {"suffix-len", DatasetKind::kPrefix},
+                                                 {"prefix-output-len", DatasetKind::kPrefix}}) {
+      if (parser.WasSet(owned.flag) && owned.kind != kind) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", owned.flag, " applies only to --dataset-name ", DatasetKindName(owned.kind)));
+      }
+    }
+    if (jsonl && dataset_path.empty()) {
+      return absl::InvalidArgumentError("--dataset-path is required with --dataset-name jsonl");
+    }
+    if (num_prompts < 1 || num_prompts > 10'000'000) {
+      return absl::InvalidArgumentError("--num-prompts must be in [1, 10000000]");
+    }
+    if (seed < 0) return absl::InvalidArgumentError("--seed must be >= 0");
+    if (max_model_len < 0) return absl::InvalidArgumentError("--max-model-len must be >= 0");
+    if (random_input_len < 1) return absl::InvalidArgumentError("--random-input-len must be >= 1");
+    if (random_output_len < 1) {
+      return absl::InvalidArgumentError("--random-output-len must be >= 1");
+    }
+    if (random_range_ratio < 0 || random_range_ratio >= 1) {
+      return absl::InvalidArgumentError("--random-range-ratio must be in [0, 1)");
+    }
+    if (prefix_num_prompts < 1) {
+      return absl::InvalidArgumentError("--prefix-num-prompts must be >= 1");
+    }
+    if (prefix_len < 1) return absl::InvalidArgumentError("--prefix-len must be >= 1");
+    if (suffix_len < 1) return absl::InvalidArgumentError("--suffix-len must be >= 1");
+    if (prefix_output_len < 1) {
+      return absl::InvalidArgumentError("--prefix-output-len must be >= 1");
+    }
+    if (temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
+    if (!tokenizer.empty() && !std::filesystem::is_directory(tokenizer)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tokenizer: ", tokenizer, " is not a directory"));
+    }
+    c.dataset.num_prompts = jsonl && !parser.WasSet("num-prompts") ? 0 : num_prompts;
+    c.dataset.seed = static_cast<uint64_t>(seed);
+    c.dataset.max_model_len = max_model_len;
+    c.dataset.random_input_len = random_input_len;
+    c.dataset.random_output_len = random_output_len;
+    c.dataset.random_range_ratio = random_range_ratio;
+    c.dataset.prefix_num_prompts = prefix_num_prompts;
+    c.dataset.prefix_len = prefix_len;
+    c.dataset.suffix_len = suffix_len;
+    c.dataset.prefix_output_len = prefix_output_len;
+    c.dataset.path = dataset_path;
+    c.tokenizer_dir = tokenizer;
+    c.temperature = temperature;
+    c.ignore_eos = ignore_eos;
+    c.result_json = result_json;
+    return c;
+  }
+};
+
+absl::Status CheckDirectory(const std::string& flag, const std::string& dir) {
+  if (!dir.empty() && !std::filesystem::is_directory(dir)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", dir, " is not a directory"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* const* argv) {
+  ArgParser parser("pagoda bench serve",
+                   "Benchmark a running server (pagoda serve / pagoda-router) with streaming "
+                   "requests on a Poisson/gamma arrival schedule; prints TTFT, TPOT, ITL, E2E "
+                   "latency and throughput as vLLM's benchmark_serving does.");
+  WorkloadFlags workload;
+  std::string target;
+  std::string model;
+  std::string model_dir;
+  std::string api_key;
+  std::string request_rate = "inf";
+  double burstiness = 1.0;
+  int64_t max_concurrency = 0;
+  std::string slo;
+  double request_timeout_s = 600;
+  std::string plot_dir;
+  bool progress = false;
+  parser.AddString("target", &target, "grpc://HOST:PORT or http://HOST:PORT", /*required=*/true);
+  parser.AddString("model", &model, "The served model's name (default: the server's)");
+  parser.AddString("model-dir", &model_dir,
+                   "The model's directory, for its tokenizer (prompts are sized with it)");
+  parser.AddString("tokenizer", &workload.tokenizer, "Tokenizer directory (default: --model-dir)");
+  parser.AddString("api-key", &api_key, "HTTP: sent as 'Authorization: Bearer KEY'");
+  workload.AddTo(parser);
+  parser.AddString("request-rate", &request_rate, "Requests per second, or inf (all at once)");
+  parser.AddDouble("burstiness", &burstiness,
+                   "Gamma shape of the gaps between requests: 1 is Poisson, < 1 burstier");
+  parser.AddInt("max-concurrency", &max_concurrency,
+                "Requests in flight at most (0: unlimited, up to 1024)");
+  parser.AddString("slo", &slo, "Goodput's service-level objectives: ttft:MS,tpot:MS,e2el:MS");
+  parser.AddDouble("request-timeout-s", &request_timeout_s, "A request's deadline");
+  parser.AddString("plot", &plot_dir, "Write PNG charts (latency CDFs, throughput) here");
+  parser.AddBool("progress", &progress, "Draw the progress bar even when stderr is no terminal");
+  RETURN_IF_ERROR(parser.Parse(argc, argv));
+
+  ServeBenchConfig c;
+  ASSIGN_OR_RETURN(c.target, ParseBenchTarget(target));
+  RETURN_IF_ERROR(CheckDirectory("model-dir", model_dir));
+  if (workload.tokenizer.empty()) workload.tokenizer = model_dir;
+  ASSIGN_OR_RETURN(c.workload, workload.Validate(parser));
+  c.model = model;
+  c.api_key = api_key;
+  ASSIGN_OR_RETURN(c.arrivals.request_rate, ParseRequestRate(request_rate));
+  if (burstiness <= 0) return absl::InvalidArgumentError("--burstiness must be > 0");
+  c.arrivals.burstiness = burstiness;
+  c.arrivals.seed = c.workload.dataset.seed;
+  if (max_concurrency < 0) return absl::InvalidArgumentError("--max-concurrency must be >= 0");
+  c.max_concurrency = max_concurrency;
+  if (parser.WasSet("slo")) {
+    ASSIGN_OR_RETURN(c.slo, ParseSlo(slo));
+  }
+  if (request_timeout_s <= 0) return absl::InvalidArgumentError("--request-timeout-s must be > 0");
+  c.request_timeout = absl::Seconds(request_timeout_s);
+  if (!plot_dir.empty() && std::filesystem::exists(plot_dir) &&
+      !std::filesystem::is_directory(plot_dir)) {
+    return absl::InvalidArgumentError(absl::StrCat("--plot: ", plot_dir, " is not a directory"));
+  }
+  c.plot_dir = plot_dir;
+  c.progress = progress;
+  return c;
+}
+
+absl::StatusOr<ThroughputBenchConfig> ParseThroughputBenchFlags(int argc, const char* const* argv) {
+  ArgParser parser("pagoda bench throughput",
+                   "Offline throughput: every request at once through the in-process engine "
+                   "(continuous batching over the paged KV cache, as pagoda generate runs it).");
+  WorkloadFlags workload;
+  ThroughputBenchConfig c;
+  parser.AddString("model", &c.model_dir, "Hugging Face model directory", /*required=*/true);
+  parser.AddString("load-format", &c.load_format,
+                   "auto (safetensors) or dummy (deterministic random weights)");
+  parser.AddString("tokenizer", &workload.tokenizer, "Tokenizer directory (default: --model)");
+  workload.AddTo(parser);
+  parser.AddInt("block-size", &c.block_size, "KV cache block size in tokens");
+  parser.AddInt("num-kv-blocks", &c.num_kv_blocks,
+                "KV cache blocks (0: as many as --kv-cache-memory-gib holds)");
+  parser.AddDouble("kv-cache-memory-gib", &c.kv_cache_memory_gib, "KV cache memory");
+  parser.AddInt("max-num-seqs", &c.max_num_seqs, "Sequences running at once");
+  parser.AddInt("max-num-batched-tokens", &c.max_num_batched_tokens, "New tokens per step");
+  parser.AddInt("num-scheduler-steps", &c.num_scheduler_steps, "Decode steps planned at once");
+  parser.AddBool("enable-prefix-caching", &c.enable_prefix_caching,
+                 "Share the KV blocks of identical prompt prefixes");
+  RETURN_IF_ERROR(parser.Parse(argc, argv));
+
+  if (!std::filesystem::is_directory(c.model_dir)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model: ", c.model_dir, " is not a directory"));
+  }
+  if (c.load_format != "auto" && c.load_format != "dummy") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--load-format must be auto or dummy, got '", c.load_format, "'"));
+  }
+  if (workload.tokenizer.empty()) workload.tokenizer = c.model_dir;
+  ASSIGN_OR_RETURN(c.workload, workload.Validate(parser));
+  if (c.block_size < 1 || c.block_size > 1024) {
+    return absl::InvalidArgumentError("--block-size must be in [1, 1024]");
+  }
+  if (c.num_kv_blocks < 0) return absl::InvalidArgumentError("--num-kv-blocks must be >= 0");
+  if (c.kv_cache_memory_gib <= 0) {
+    return absl::InvalidArgumentError("--kv-cache-memory-gib must be > 0");
+  }
+  if (c.max_num_seqs < 1) return absl::InvalidArgumentError("--max-num-seqs must be >= 1");
+  if (c.max_num_batched_tokens < 1) {
+    return absl::InvalidArgumentError("--max-num-batched-tokens must be >= 1");
+  }
+  if (c.num_scheduler_steps < 1 || c.num_scheduler_steps > 64) {
+    return absl::InvalidArgumentError("--num-scheduler-steps must be in [1, 64]");
+  }
+  return c;
+}
+
+}  // namespace pagoda

@@ -1,0 +1,120 @@
+#include "tools/bench/throughput_bench.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/model_config.h"
+#include "common/status_macros.h"
+#include "common/tokenizer.h"
+#include "router/engine_loop.h"
+#include "tools/bench/dataset.h"
+#include "tools/bench/prompt_text.h"
+#include "tools/bench/report.h"
+#include "worker/in_process_executor.h"
+#include "worker/model_weights.h"
+
+namespace pagoda {
+namespace {
+
+std::vector<EngineRequest> EngineRequests(const std::vector<BenchRequest>& requests,
+                                          const WorkloadConfig& workload) {
+  std::vector<EngineRequest> out;
+  out.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EngineRequest r{.request_id = absl::StrCat("bench-", i),
+                    .prompt_token_ids = requests[i].prompt_token_ids,
+                    .seed = workload.dataset.seed * 1'000'003 + i};
+    r.params.temperature = static_cast<float>(workload.temperature);
+    r.params.max_tokens = static_cast<int32_t>(requests[i].output_len);
+    r.params.ignore_eos = workload.ignore_eos;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// The directory's name, as pagoda-router names a served model by default.
+std::string ModelName(const std::string& dir) {
+  std::filesystem::path path(dir);
+  if (!path.has_filename()) path = path.parent_path();  // "models/stories260K/"
+  return path.filename().string();
+}
+
+}  // namespace
+
+absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
+  ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::FromDirectory(c.model_dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                   Tokenizer::FromDirectory(c.workload.tokenizer_dir));
+  ASSIGN_OR_RETURN(const PromptText text, PromptText::Create(tokenizer.get()));
+  DatasetOptions dataset = c.workload.dataset;
+  if (dataset.max_model_len == 0) dataset.max_model_len = config.max_position_embeddings;
+  ASSIGN_OR_RETURN(const std::vector<BenchRequest> requests,
+                   MakeDataset(dataset, &text, tokenizer.get()));
+
+  ModelWeights weights;
+  if (c.load_format == "dummy") {
+    weights = DummyModelWeights(config, dataset.seed);
+  } else {
+    ASSIGN_OR_RETURN(weights, LoadModelWeights(config, c.model_dir));
+  }
+  const int64_t num_blocks =
+      c.num_kv_blocks > 0
+          ? c.num_kv_blocks
+          : InProcessExecutor::NumBlocksForBudget(
+                config, c.block_size, static_cast<int64_t>(c.kv_cache_memory_gib * (1ll << 30)));
+  if (num_blocks < 1) {
+    return absl::InvalidArgumentError("--kv-cache-memory-gib holds not even one KV block");
+  }
+  const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, *tokenizer);
+  ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
+                   InProcessExecutor::Create(config, std::move(weights),
+                                             {.num_device_blocks = num_blocks,
+                                              .block_size = c.block_size,
+                                              .extra_eos_token_ids = eos}));
+  const EngineConfig engine_config{
+      .max_num_seqs = c.max_num_seqs,
+      .max_num_batched_tokens = c.max_num_batched_tokens,
+      .num_scheduler_steps = static_cast<int32_t>(c.num_scheduler_steps),
+      .enable_prefix_caching = c.enable_prefix_caching};
+  ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
+                   EngineLoop::Create(engine_config, std::move(executor), tokenizer.get(), eos));
+
+  std::vector<EngineRequest> engine_requests = EngineRequests(requests, c.workload);
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(const std::vector<RequestOutput> outputs,
+                   engine->RunToCompletion(std::move(engine_requests)));
+  ThroughputRun run;
+  run.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    int64_t generated = 0;
+    for (const CompletionOutput& out : outputs[i].outputs) {
+      generated += static_cast<int64_t>(out.token_ids.size());
+    }
+    const std::optional<Usage>& usage = outputs[i].usage;
+    run.input_lens.push_back(usage.has_value() ? usage->prompt_tokens : requests[i].prompt_len);
+    run.output_lens.push_back(usage.has_value() ? usage->completion_tokens : generated);
+  }
+
+  const RunDescription description{
+      .date = absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone()),
+      .backend = "engine",
+      .target = c.model_dir,
+      .model_id = ModelName(c.model_dir),
+      .tokenizer_id = c.workload.tokenizer_dir,
+      .dataset_name = std::string(DatasetKindName(dataset.kind)),
+      .num_prompts = static_cast<int64_t>(requests.size()),
+      .seed = dataset.seed};
+  std::fputs(FormatThroughputReport(description, run).c_str(), stdout);
+  std::fflush(stdout);
+  if (!c.workload.result_json.empty()) {
+    RETURN_IF_ERROR(WriteJsonFile(c.workload.result_json, ThroughputResultJson(description, run)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda
