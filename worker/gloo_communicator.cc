@@ -101,7 +101,9 @@ absl::Status RunGloo(std::string_view what, Fn&& fn) {
 class GlooCommunicator final : public Communicator {
  public:
   GlooCommunicator(std::shared_ptr<gloo::Context> context, std::chrono::milliseconds timeout)
-      : context_(std::move(context)), timeout_(timeout) {}
+      : context_(std::move(context)),
+        timeout_(timeout),
+        bcube_((context_->size & (context_->size - 1)) == 0) {}
 
   int32_t rank() const override { return context_->rank; }
   int32_t size() const override { return context_->size; }
@@ -119,6 +121,10 @@ class GlooCommunicator final : public Communicator {
       options.setOutput(data, static_cast<size_t>(count));
       options.setReduceFunction(
           static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+      // For a power-of-two group, bcube exchanges each peer's data directly (one round
+      // for 2 ranks): 8x lower latency than the ring's reduce-scatter + all-gather on the
+      // small, latency-bound reductions of a decode step (docs/performance.md).
+      if (bcube_) options.setAlgorithm(gloo::AllreduceOptions::Algorithm::BCUBE);
       options.setTag(next_tag_++);
       options.setTimeout(timeout_);
       gloo::allreduce(options);
@@ -148,6 +154,7 @@ class GlooCommunicator final : public Communicator {
  private:
   const std::shared_ptr<gloo::Context> context_;
   const std::chrono::milliseconds timeout_;
+  const bool bcube_;  // the group's size is a power of two
   // Every rank issues the same collectives in the same order, so the tags agree.
   uint32_t next_tag_ = 0;
   absl::Status broken_;  // the first failure; the group is unusable after it
