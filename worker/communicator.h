@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace pagoda {
 
@@ -38,5 +39,13 @@ class Communicator {
 
 /// A group of one: AllReduceSum leaves data as it is, AllGather copies input to output.
 std::unique_ptr<Communicator> CreateSingleCommunicator();
+
+/// The argument checks every backend makes before a collective (InvalidArgument naming it).
+absl::Status CheckAllReduceArguments(const float* data, int64_t count);
+absl::Status CheckAllGatherArguments(const float* input, int64_t count, const float* output);
+/// The checks every backend makes before joining a group: rank in [0, size), a rendezvous
+/// store, a positive timeout. `backend` names it in the message ("gloo", "nccl").
+absl::Status CheckGroupArguments(std::string_view backend, int32_t rank, int32_t size,
+                                 bool has_store, absl::Duration timeout);
 
 }  // namespace pagoda

@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "gloo/allgather.h"
 #include "gloo/allreduce.h"
 #include "gloo/common/error.h"
@@ -110,10 +111,7 @@ class GlooCommunicator final : public Communicator {
   std::string_view backend() const override { return "gloo"; }
 
   absl::Status AllReduceSum(float* data, int64_t count) override {
-    if (count < 0 || (count > 0 && data == nullptr)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("all-reduce of ", count, " floats needs count >= 0 and a buffer"));
-    }
+    RETURN_IF_ERROR(CheckAllReduceArguments(data, count));
     if (!broken_.ok()) return broken_;
     if (count == 0) return absl::OkStatus();
     broken_ = RunGloo(absl::StrCat("gloo all-reduce of ", count, " floats on rank ", rank()), [&] {
@@ -133,10 +131,7 @@ class GlooCommunicator final : public Communicator {
   }
 
   absl::Status AllGather(const float* input, int64_t count, float* output) override {
-    if (count < 0 || (count > 0 && (input == nullptr || output == nullptr))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("all-gather of ", count, " floats needs count >= 0 and two buffers"));
-    }
+    RETURN_IF_ERROR(CheckAllGatherArguments(input, count, output));
     if (!broken_.ok()) return broken_;
     if (count == 0) return absl::OkStatus();
     broken_ = RunGloo(absl::StrCat("gloo all-gather of ", count, " floats on rank ", rank()), [&] {
@@ -164,15 +159,8 @@ class GlooCommunicator final : public Communicator {
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(
     const GlooCommunicatorOptions& options, RendezvousStore* store) {
-  if (options.size < 1 || options.rank < 0 || options.rank >= options.size) {
-    return absl::InvalidArgumentError(absl::StrCat("gloo communicator rank ", options.rank,
-                                                   " is outside [0, ", options.size, ")"));
-  }
-  if (store == nullptr) return absl::InvalidArgumentError("gloo communicator needs a store");
-  if (options.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gloo communicator timeout must be positive, got ", absl::FormatDuration(options.timeout)));
-  }
+  RETURN_IF_ERROR(CheckGroupArguments("gloo", options.rank, options.size, store != nullptr,
+                                      options.timeout));
   const std::chrono::milliseconds timeout = absl::ToChronoMilliseconds(options.timeout);
   std::shared_ptr<gloo::rendezvous::Context> context;
   const absl::Status status = RunGloo(

@@ -60,10 +60,7 @@ class NcclCommunicator final : public Communicator {
   std::string_view backend() const override { return "nccl"; }
 
   absl::Status AllReduceSum(float* data, int64_t count) override {
-    if (count < 0 || (count > 0 && data == nullptr)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("all-reduce of ", count, " floats needs count >= 0 and a buffer"));
-    }
+    RETURN_IF_ERROR(CheckAllReduceArguments(data, count));
     if (!broken_.ok()) return broken_;
     if (count == 0) return absl::OkStatus();
     const std::string what = absl::StrCat("nccl all-reduce of ", count, " floats on rank ", rank_);
@@ -77,10 +74,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   absl::Status AllGather(const float* input, int64_t count, float* output) override {
-    if (count < 0 || (count > 0 && (input == nullptr || output == nullptr))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("all-gather of ", count, " floats needs count >= 0 and two buffers"));
-    }
+    RETURN_IF_ERROR(CheckAllGatherArguments(input, count, output));
     if (!broken_.ok()) return broken_;
     if (count == 0) return absl::OkStatus();
     const std::string what = absl::StrCat("nccl all-gather of ", count, " floats on rank ", rank_);
@@ -157,15 +151,8 @@ absl::StatusOr<ncclUniqueId> ExchangeUniqueId(const NcclCommunicatorOptions& opt
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
     const NcclCommunicatorOptions& options, RendezvousStore* store) {
-  if (options.size < 1 || options.rank < 0 || options.rank >= options.size) {
-    return absl::InvalidArgumentError(absl::StrCat("nccl communicator rank ", options.rank,
-                                                   " is outside [0, ", options.size, ")"));
-  }
-  if (store == nullptr) return absl::InvalidArgumentError("nccl communicator needs a store");
-  if (options.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "nccl communicator timeout must be positive, got ", absl::FormatDuration(options.timeout)));
-  }
+  RETURN_IF_ERROR(CheckGroupArguments("nccl", options.rank, options.size, store != nullptr,
+                                      options.timeout));
   const std::string what =
       absl::StrCat("rank ", options.rank, " of ", options.size, " joining the nccl group '",
                    options.prefix, "' on device ", options.device);
