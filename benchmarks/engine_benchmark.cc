@@ -18,9 +18,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
-#include "router/engine_config.h"
-#include "router/scheduler.h"
-#include "router/simulated_executor.h"
+#include "engine/engine_config.h"
+#include "engine/scheduler.h"
+#include "engine/simulated_executor.h"
 #include "tools/bench/sharegpt_like.h"
 
 namespace pagoda {

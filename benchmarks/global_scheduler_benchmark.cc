@@ -17,8 +17,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
+#include "engine/kv_cache_manager.h"
 #include "router/global_scheduler.h"
-#include "router/kv_cache_manager.h"
 
 namespace pagoda {
 namespace {

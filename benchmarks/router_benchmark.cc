@@ -60,9 +60,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "common/executor.h"
 #include "common/logging.h"
-#include "common/tokenizer.h"
+#include "common/step/executor.h"
+#include "common/tokenizer/tokenizer.h"
+#include "engine/engine_config.h"
+#include "engine/simulated_executor.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -70,12 +72,10 @@
 #include "grpcpp/server_builder.h"
 #include "nlohmann/json.hpp"
 #include "pagoda/v1/generation.grpc.pb.h"
-#include "router/engine_config.h"
-#include "router/frontend.h"
-#include "router/generation_service.h"
+#include "router/frontend/frontend.h"
+#include "router/frontend/generation_service.h"
 #include "router/global_scheduler.h"
 #include "router/replica_set.h"
-#include "router/simulated_executor.h"
 
 extern char** environ;
 

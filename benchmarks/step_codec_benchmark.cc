@@ -21,7 +21,7 @@
 
 #include "absl/strings/str_format.h"
 #include "benchmark/benchmark.h"
-#include "common/step.h"
+#include "common/step/step.h"
 #include "proto/step_codec.h"
 
 namespace pagoda {

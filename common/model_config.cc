@@ -120,7 +120,7 @@ class FieldReader {
 };
 
 absl::Status ParseRopeScaling(const json& config, const std::string& source,
-                              kernels::Llama3RopeScaling& out) {
+                              Llama3RopeScaling& out) {
   const auto it = config.find("rope_scaling");
   if (it == config.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_object()) {
@@ -297,18 +297,6 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
 }
 
 }  // namespace
-
-std::string_view DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return "float32";
-    case DType::kF16:
-      return "float16";
-    case DType::kBF16:
-      return "bfloat16";
-  }
-  return "unknown";
-}
 
 absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
                                                   std::string_view source) {

@@ -14,13 +14,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kernels/rotary.h"
+#include "common/dtype.h"
+#include "common/rope_scaling.h"
 
 namespace pagoda {
-
-/// Storage dtype of a checkpoint (torch_dtype); compute on the CPU is always fp32.
-enum class DType { kF32, kF16, kBF16 };
-std::string_view DTypeName(DType dtype);  // "float32", "float16", "bfloat16"
 
 struct ModelConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
@@ -33,14 +30,14 @@ struct ModelConfig {
   int64_t head_dim = 0;             // defaults to hidden_size / num_attention_heads
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
-  kernels::Llama3RopeScaling rope_scaling;  // factor 0: none
+  Llama3RopeScaling rope_scaling;  // factor 0: none
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
   bool o_proj_bias = false;     // Llama's attention_bias also covers o_proj; Qwen2's does not
-  int64_t bos_token_id = -1;              // -1: none
-  std::vector<int64_t> eos_token_ids;     // config.json's eos_token_id (int or list)
-  DType torch_dtype = DType::kF32;
+  int64_t bos_token_id = -1;    // -1: none
+  std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
+  DType torch_dtype = DType::kF32;     // storage dtype of the checkpoint; CPU compute is fp32
 
   /// Parses config.json text; `source` (the path) prefixes every error message.
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text, std::string_view source);

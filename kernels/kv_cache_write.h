@@ -10,10 +10,10 @@
 namespace pagoda::kernels {
 
 struct KvCacheWriteParams {
-  const float* key = nullptr;          // [num_tokens, num_kv_heads, head_dim], row stride key_stride
-  const float* value = nullptr;        // [num_tokens, num_kv_heads, head_dim], row stride value_stride
-  float* key_cache = nullptr;          // [num_blocks, block_size, num_kv_heads, head_dim]
-  float* value_cache = nullptr;        // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* key = nullptr;    // [num_tokens, num_kv_heads, head_dim], row stride key_stride
+  const float* value = nullptr;  // [num_tokens, num_kv_heads, head_dim], row stride value_stride
+  float* key_cache = nullptr;    // [num_blocks, block_size, num_kv_heads, head_dim]
+  float* value_cache = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim]
   const int64_t* slot_mapping = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
   int64_t num_kv_heads = 0;

@@ -17,11 +17,11 @@
 namespace pagoda::kernels {
 
 struct PagedAttentionParams {
-  float* out = nullptr;                      // [num_tokens, num_heads, head_dim], packed
-  const float* q = nullptr;                  // [num_tokens, num_heads, head_dim], row stride q_stride
-  const float* key_cache = nullptr;          // [num_blocks, block_size, num_kv_heads, head_dim]
-  const float* value_cache = nullptr;        // [num_blocks, block_size, num_kv_heads, head_dim]
-  const int32_t* block_tables = nullptr;     // [num_seqs, max_blocks_per_seq]
+  float* out = nullptr;                   // [num_tokens, num_heads, head_dim], packed
+  const float* q = nullptr;               // [num_tokens, num_heads, head_dim], row stride q_stride
+  const float* key_cache = nullptr;       // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* value_cache = nullptr;     // [num_blocks, block_size, num_kv_heads, head_dim]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   const int32_t* query_start_loc = nullptr;  // [num_seqs + 1], query_start_loc[0] == 0
   const int32_t* seq_lens = nullptr;         // [num_seqs], context length incl. new tokens
   int64_t num_seqs = 0;

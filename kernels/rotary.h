@@ -15,18 +15,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/rope_scaling.h"
 
 namespace pagoda::kernels {
 
 enum class RotaryStyle { kRotateHalf, kInterleaved };
-
-/// LLaMA-3 "rope_scaling": {"rope_type": "llama3", ...}. factor == 0 means no scaling.
-struct Llama3RopeScaling {
-  double factor = 0.0;
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
-};
 
 struct RopeConfig {
   int64_t head_dim = 0;  // rotary_dim: the whole head is rotated (partial rotary not needed yet)

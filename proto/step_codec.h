@@ -25,7 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/sampling_params.h"
-#include "common/step.h"
+#include "common/step/step.h"
 #include "pagoda/internal/worker.pb.h"
 #include "pagoda/v1/generation.pb.h"
 

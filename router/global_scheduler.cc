@@ -8,7 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "router/block_pool.h"
+#include "engine/block_pool.h"
 
 namespace pagoda {
 

@@ -111,8 +111,7 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
       return absl::InternalError(absl::StrCat(
           "ranks disagree after Init: rank ", rank, " reports block size ", r.block_size(),
           ", vocabulary ", r.vocab_size(), ", max_model_len ", r.max_model_len(),
-          "; rank 0 reports ", info.block_size, ", ", info.vocab_size, ", ",
-          info.max_model_len));
+          "; rank 0 reports ", info.block_size, ", ", info.vocab_size, ", ", info.max_model_len));
     }
     // Block ids are the same on every rank: the replica has what the smallest rank has.
     info.num_device_blocks = std::min(info.num_device_blocks, r.num_device_blocks());
@@ -197,8 +196,8 @@ void RemoteExecutor::Finish(const std::shared_ptr<StepCall>& call) {
   } else {
     absl::StatusOr<StepResult> result = DecodeStepResult(call->responses[0].result());
     if (result.ok() && result->step_id != call->step_id) {
-      result = absl::InternalError(absl::StrCat("rank 0 answered step ", result->step_id,
-                                                " to step ", call->step_id));
+      result = absl::InternalError(
+          absl::StrCat("rank 0 answered step ", result->step_id, " to step ", call->step_id));
     }
     call->promise.set_value(std::move(result));
   }

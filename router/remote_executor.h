@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/executor.h"
+#include "common/step/executor.h"
 #include "grpcpp/channel.h"
 #include "pagoda/internal/worker.grpc.pb.h"
 
@@ -59,7 +59,8 @@ class RemoteExecutor final : public Executor {
   struct StepCall;
 
   RemoteExecutor(const RemoteExecutorOptions& options, uint64_t generation,
-                 std::vector<std::unique_ptr<internal::Worker::Stub>> stubs, const ExecutorInfo& info)
+                 std::vector<std::unique_ptr<internal::Worker::Stub>> stubs,
+                 const ExecutorInfo& info)
       : options_(options), generation_(generation), stubs_(std::move(stubs)), info_(info) {}
 
   void Finish(const std::shared_ptr<StepCall>& call);

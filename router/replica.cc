@@ -171,11 +171,11 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
     }
     if (require_ready && (response.state() != internal::HealthResponse::READY ||
                           response.generation() != generation)) {
-      return absl::UnavailableError(absl::StrCat(
-          "worker rank ", rank, " (", address, ") is ",
-          internal::HealthResponse::State_Name(response.state()), " at generation ",
-          response.generation(), " (expected READY at ", generation, ")",
-          response.error().empty() ? "" : ": ", response.error()));
+      return absl::UnavailableError(
+          absl::StrCat("worker rank ", rank, " (", address, ") is ",
+                       internal::HealthResponse::State_Name(response.state()), " at generation ",
+                       response.generation(), " (expected READY at ", generation, ")",
+                       response.error().empty() ? "" : ": ", response.error()));
     }
   }
   return absl::OkStatus();

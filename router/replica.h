@@ -25,9 +25,9 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/tokenizer.h"
-#include "router/engine_config.h"
-#include "router/engine_loop.h"
+#include "common/tokenizer/tokenizer.h"
+#include "engine/engine_config.h"
+#include "engine/engine_loop.h"
 #include "router/global_scheduler.h"
 #include "router/remote_executor.h"
 

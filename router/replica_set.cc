@@ -34,10 +34,9 @@ bool ReplicaSet::AnyReady() const {
 bool ReplicaSet::WaitUntilReady(int32_t count, absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
-    const int32_t ready = static_cast<int32_t>(
-        std::count_if(replicas_.begin(), replicas_.end(), [](const std::unique_ptr<Replica>& r) {
-          return r->state() == ReplicaState::kReady;
-        }));
+    const int32_t ready = static_cast<int32_t>(std::count_if(
+        replicas_.begin(), replicas_.end(),
+        [](const std::unique_ptr<Replica>& r) { return r->state() == ReplicaState::kReady; }));
     if (ready >= count) return true;
     if (absl::Now() >= deadline) return false;
     absl::SleepFor(absl::Milliseconds(20));

@@ -176,8 +176,9 @@ absl::StatusOr<EngineRequest> RequestSession::FailoverRequest(const std::string&
   if (!delivered) return moved;  // nothing streamed yet: start over
   if (request_.params.n > 1 || request_.params.beam_search()) {
     return absl::UnavailableError(absl::StrCat(
-        error, " (a request with n > 1 or beam search cannot continue on another replica once "
-               "it has streamed output)"));
+        error,
+        " (a request with n > 1 or beam search cannot continue on another replica once "
+        "it has streamed output)"));
   }
   moved.resumed_output_token_ids = delivered_token_ids_[0];
   moved.resumed_cumulative_logprob = delivered_logprob_[0];

@@ -26,8 +26,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "router/output_processor.h"
-#include "router/request.h"
+#include "engine/output_processor.h"
+#include "engine/request.h"
 
 namespace pagoda {
 

@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <optional>
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,20 +20,20 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/arg_parser.h"
-#include "common/chat_template.h"
+#include "common/chat_template/chat_template.h"
 #include "common/logging.h"
 #include "common/model_config.h"
 #include "common/status_macros.h"
 #include "common/termination_signal.h"
-#include "common/tokenizer.h"
+#include "common/tokenizer/tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "router/frontend.h"
-#include "router/generation_service.h"
-#include "router/http_server.h"
+#include "router/frontend/frontend.h"
+#include "router/frontend/generation_service.h"
+#include "router/frontend/http_server.h"
 #include "router/replica_set.h"
 #include "router/router_metrics.h"
 
@@ -129,7 +129,8 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
                 "Waiting requests per replica before new ones get RESOURCE_EXHAUSTED");
   parser.AddInt("max-n", &f.max_n, "Most completions (n, beam width) per request");
   parser.AddInt("max-tokens-limit", &f.max_tokens, "Most tokens per request; 0: the context");
-  parser.AddDouble("step-timeout-s", &f.step_timeout_s, "A step slower than this fails its replica");
+  parser.AddDouble("step-timeout-s", &f.step_timeout_s,
+                   "A step slower than this fails its replica");
   parser.AddDouble("init-timeout-s", &f.init_timeout_s, "Worker Init (model load) timeout");
   parser.AddInt("health-interval-ms", &f.health_interval_ms, "Worker health-check period");
   parser.AddDouble("failover-wait-s", &f.failover_wait_s,
@@ -278,9 +279,8 @@ int Run(int argc, char** argv) {
                             .preemption_mode = *preemption,
                             .policy = *scheduling,
                             .max_waiting_requests = flags.max_queued_requests};
-  ReplicaSetOptions options{
-      .scheduler = {.policy = *policy, .block_size = flags.block_size},
-      .failover_wait = absl::Seconds(flags.failover_wait_s)};
+  ReplicaSetOptions options{.scheduler = {.policy = *policy, .block_size = flags.block_size},
+                            .failover_wait = absl::Seconds(flags.failover_wait_s)};
   if (absl::Status status = options.scheduler.Validate(); !status.ok()) return fail(status);
   // The workers' real capacity is known after Init; check everything else now.
   if (absl::Status status = engine.Validate({.num_device_blocks = 1,

@@ -31,13 +31,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/engine_loop.h"
+#include "engine/finish_reason.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "router/engine_loop.h"
-#include "router/finish_reason.h"
 #include "router/replica.h"
 
 namespace pagoda {

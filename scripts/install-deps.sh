@@ -10,6 +10,7 @@ fi
 
 packages=(
   cmake ninja-build g++ pkg-config git ca-certificates python3
+  clang-format  # scripts/check-style.sh
   libabsl-dev libspdlog-dev nlohmann-json3-dev
   libopenblas-openmp-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev

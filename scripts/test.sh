@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite from a fresh machine: dependencies, Release build + all tests, then the
-# model-file and tokenizer tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The whole test suite from a fresh machine: dependencies, the style checks (include layering,
+# clang-format), a Release build + all tests, then the model-file and tokenizer tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/check-style.sh
 
 BUILD_DIR=build scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
@@ -12,7 +14,7 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # and the paged attention/model runner paths, under sanitizers.
 sanitized_tests=(file_util_test safetensors_test model_config_test model_weights_test
                  tokenizer_test tokenizer_components_test llama2c_tokenizer_test
-                 convert_llama2c_test generate_command_test paged_attention_test
+                 llama2c_test generate_command_test paged_attention_test
                  model_runner_test step_codec_test)
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPAGODA_SANITIZE=ON -DPAGODA_CUDA=OFF \
   -DPAGODA_BUILD_BENCHMARKS=OFF >/dev/null

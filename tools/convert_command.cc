@@ -3,24 +3,11 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/llama2c_tokenizer.h"
-#include "common/status_macros.h"
 #include "common/arg_parser.h"
-#include "tools/convert_llama2c.h"
+#include "common/formats/llama2c.h"
+#include "common/status_macros.h"
 
 namespace pagoda {
-
-absl::Status ConvertLlama2cModel(const std::string& checkpoint_path,
-                                 const std::string& tokenizer_path, const std::string& out_dir) {
-  ASSIGN_OR_RETURN(Llama2cHeader header, ReadLlama2cHeader(checkpoint_path));
-  // Read the tokenizer before writing anything, so a bad tokenizer leaves no half directory.
-  ASSIGN_OR_RETURN(Llama2cVocab vocab, ReadLlama2cTokenizer(tokenizer_path, header.vocab_size));
-  ASSIGN_OR_RETURN(HfTokenizerFiles files, ConvertLlama2cTokenizer(vocab, header.seq_len));
-  RETURN_IF_ERROR(ConvertLlama2cCheckpoint(checkpoint_path, out_dir));
-  RETURN_IF_ERROR(WriteStringToFile(out_dir + "/tokenizer.json", files.tokenizer_json));
-  return WriteStringToFile(out_dir + "/tokenizer_config.json", files.tokenizer_config_json);
-}
 
 int RunConvertCommand(int argc, const char* const* argv) {
   if (argc < 1 || std::string(argv[0]) != "llama2c") {

@@ -11,14 +11,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/arg_parser.h"
 #include "common/logging.h"
 #include "common/model_config.h"
 #include "common/status_macros.h"
-#include "common/tokenizer.h"
+#include "common/tokenizer/tokenizer.h"
+#include "engine/engine_config.h"
+#include "engine/engine_loop.h"
 #include "nlohmann/json.hpp"
-#include "router/engine_config.h"
-#include "router/engine_loop.h"
-#include "common/arg_parser.h"
 #include "tools/offline_generator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"

@@ -17,8 +17,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/sampling_params.h"
-#include "common/tokenizer.h"
-#include "router/finish_reason.h"
+#include "common/tokenizer/tokenizer.h"
+#include "engine/finish_reason.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
 

@@ -52,7 +52,7 @@ struct ServeFlags {
 
 // One child process the supervisor keeps running.
 struct Child {
-  std::string name;  // "worker-r0-t1", "router"
+  std::string name;      // "worker-r0-t1", "router"
   int64_t replica = -1;  // workers only
   int64_t rank = -1;
   int port = 0;
@@ -78,16 +78,14 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, Child& child) {
     int port = 0;
     if (file >> port && port > 0) return port;
     if (std::optional<int> exit = child.process->TryWait()) {
-      return absl::UnavailableError(absl::StrCat(child.name, " exited with status ", *exit,
-                                                 " before it listened",
-                                                 child.log_file.empty() ? "" : "; see ",
-                                                 child.log_file));
+      return absl::UnavailableError(
+          absl::StrCat(child.name, " exited with status ", *exit, " before it listened",
+                       child.log_file.empty() ? "" : "; see ", child.log_file));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat(child.name, " did not report its port within ",
-                   absl::FormatDuration(kPortFileTimeout)));
+  return absl::DeadlineExceededError(absl::StrCat(child.name, " did not report its port within ",
+                                                  absl::FormatDuration(kPortFileTimeout)));
 }
 
 absl::Status StartChild(Child& child) {
@@ -161,7 +159,8 @@ class Cluster {
     run_dir_ = dir_template;
     if (!flags_.log_dir.empty()) std::filesystem::create_directories(flags_.log_dir);
     auto log_file = [&](const std::string& name) {
-      return flags_.log_dir.empty() ? std::string() : absl::StrCat(flags_.log_dir, "/", name, ".log");
+      return flags_.log_dir.empty() ? std::string()
+                                    : absl::StrCat(flags_.log_dir, "/", name, ".log");
     };
 
     // Workers first, on OS-chosen ports; each keeps its port across restarts.
@@ -177,10 +176,21 @@ class Cluster {
         child.rank = t;
         child.log_file = log_file(name);
         const std::string metrics_port_file = absl::StrCat(run_dir_, "/", name, ".metrics.port");
-        child.argv = {bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
-                      "--port-file", port_file, "--metrics-port", "0",
-                      "--metrics-port-file", metrics_port_file, "--comm-host", "127.0.0.1",
-                      "--log-level", flags_.log_level};
+        child.argv = {bin + "/pagoda-worker",
+                      "--host",
+                      "127.0.0.1",
+                      "--port",
+                      "0",
+                      "--port-file",
+                      port_file,
+                      "--metrics-port",
+                      "0",
+                      "--metrics-port-file",
+                      metrics_port_file,
+                      "--comm-host",
+                      "127.0.0.1",
+                      "--log-level",
+                      flags_.log_level};
         RETURN_IF_ERROR(StartChild(child));
         ASSIGN_OR_RETURN(const int port, WaitForPortFile(port_file, child));
         ASSIGN_OR_RETURN(const int metrics_port, WaitForPortFile(metrics_port_file, child));
@@ -199,18 +209,30 @@ class Cluster {
     router_.name = "router";
     router_.log_file = log_file("router");
     router_.argv = {bin + "/pagoda-router",
-                    "--model", flags_.model,
-                    "--host", flags_.host,
-                    "--grpc-port", std::to_string(flags_.grpc_port),
-                    "--port-file", router_port_file,
-                    "--http-port", std::to_string(flags_.http_port),
-                    "--http-port-file", router_http_port_file,
-                    "--load-format", flags_.load_format,
-                    "--routing-policy", flags_.routing_policy,
-                    "--kv-cache-memory-gib", absl::StrCat(flags_.kv_cache_memory_gib),
-                    "--num-kv-blocks", std::to_string(flags_.num_kv_blocks),
-                    "--max-queued-requests", std::to_string(flags_.max_queued_requests),
-                    "--log-level", flags_.log_level};
+                    "--model",
+                    flags_.model,
+                    "--host",
+                    flags_.host,
+                    "--grpc-port",
+                    std::to_string(flags_.grpc_port),
+                    "--port-file",
+                    router_port_file,
+                    "--http-port",
+                    std::to_string(flags_.http_port),
+                    "--http-port-file",
+                    router_http_port_file,
+                    "--load-format",
+                    flags_.load_format,
+                    "--routing-policy",
+                    flags_.routing_policy,
+                    "--kv-cache-memory-gib",
+                    absl::StrCat(flags_.kv_cache_memory_gib),
+                    "--num-kv-blocks",
+                    std::to_string(flags_.num_kv_blocks),
+                    "--max-queued-requests",
+                    std::to_string(flags_.max_queued_requests),
+                    "--log-level",
+                    flags_.log_level};
     for (const std::string& replica : replica_flags) {
       router_.argv.push_back("--replica");
       router_.argv.push_back(replica);
@@ -329,8 +351,7 @@ int WaitForSignalOrTick(absl::Duration tick) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  const timespec timeout{.tv_sec = 0,
-                         .tv_nsec = static_cast<long>(absl::ToInt64Nanoseconds(tick))};
+  const timespec timeout{.tv_sec = 0, .tv_nsec = static_cast<long>(absl::ToInt64Nanoseconds(tick))};
   const int signal = sigtimedwait(&set, nullptr, &timeout);
   return signal > 0 ? signal : 0;
 }

@@ -159,8 +159,8 @@ class GlooCommunicator final : public Communicator {
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(
     const GlooCommunicatorOptions& options, RendezvousStore* store) {
-  RETURN_IF_ERROR(CheckGroupArguments("gloo", options.rank, options.size, store != nullptr,
-                                      options.timeout));
+  RETURN_IF_ERROR(
+      CheckGroupArguments("gloo", options.rank, options.size, store != nullptr, options.timeout));
   const std::chrono::milliseconds timeout = absl::ToChronoMilliseconds(options.timeout);
   std::shared_ptr<gloo::rendezvous::Context> context;
   const absl::Status status = RunGloo(

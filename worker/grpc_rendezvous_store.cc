@@ -63,9 +63,9 @@ absl::StatusOr<std::string> GrpcRendezvousStore::Get(const std::string& key,
     if (status.ok()) return std::move(*response.mutable_value());
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() >= give_up) {
       absl::Status error = FromGrpcStatus(status);
-      return absl::Status(error.code(), absl::StrCat("rendezvous with rank 0 at ", address_,
-                                                     " failed getting '", key,
-                                                     "': ", error.message()));
+      return absl::Status(error.code(),
+                          absl::StrCat("rendezvous with rank 0 at ", address_, " failed getting '",
+                                       key, "': ", error.message()));
     }
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(kRetryInterval));
   }

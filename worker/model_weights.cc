@@ -9,8 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/formats/safetensors.h"
 #include "common/logging.h"
-#include "common/safetensors.h"
 #include "common/status_macros.h"
 
 namespace pagoda {

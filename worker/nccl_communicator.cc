@@ -151,8 +151,8 @@ absl::StatusOr<ncclUniqueId> ExchangeUniqueId(const NcclCommunicatorOptions& opt
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
     const NcclCommunicatorOptions& options, RendezvousStore* store) {
-  RETURN_IF_ERROR(CheckGroupArguments("nccl", options.rank, options.size, store != nullptr,
-                                      options.timeout));
+  RETURN_IF_ERROR(
+      CheckGroupArguments("nccl", options.rank, options.size, store != nullptr, options.timeout));
   const std::string what =
       absl::StrCat("rank ", options.rank, " of ", options.size, " joining the nccl group '",
                    options.prefix, "' on device ", options.device);

@@ -22,7 +22,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/step.h"
+#include "common/step/step.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"

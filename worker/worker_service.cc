@@ -46,14 +46,15 @@ absl::Status ValidateInit(const internal::InitRequest& r) {
         "timeout_ms must not be negative");
   }
   if (r.num_device_blocks() == 0 && r.kv_cache_memory_bytes() == 0) {
-    return absl::InvalidArgumentError("either num_device_blocks or kv_cache_memory_bytes must be set");
+    return absl::InvalidArgumentError(
+        "either num_device_blocks or kv_cache_memory_bytes must be set");
   }
   if (r.tp_size() > 1 && r.rank0_address().empty()) {
     return absl::InvalidArgumentError("rank0_address is required when tp_size > 1");
   }
   if (r.load_format() != "" && r.load_format() != "safetensors" && r.load_format() != "dummy") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "load_format must be 'safetensors' or 'dummy', got '", r.load_format(), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("load_format must be 'safetensors' or 'dummy', got '", r.load_format(), "'"));
   }
   if (r.communicator() != "" && r.communicator() != "auto" && r.communicator() != "gloo") {
     if (r.communicator() == "nccl") {
@@ -116,14 +117,14 @@ absl::StatusOr<std::unique_ptr<WorkerService::Runtime>> WorkerService::Build(
       remote = std::make_unique<GrpcRendezvousStore>(r.rank0_address(), timeout);
       store = remote.get();
     }
-    ASSIGN_OR_RETURN(runtime->communicator,
-                     CreateGlooCommunicator({.rank = r.tp_rank(),
-                                             .size = r.tp_size(),
-                                             .hostname = options_.comm_host,
-                                             .prefix = absl::StrCat(r.replica(), "/g",
-                                                                    r.generation(), "/"),
-                                             .timeout = timeout},
-                                            store));
+    ASSIGN_OR_RETURN(
+        runtime->communicator,
+        CreateGlooCommunicator({.rank = r.tp_rank(),
+                                .size = r.tp_size(),
+                                .hostname = options_.comm_host,
+                                .prefix = absl::StrCat(r.replica(), "/g", r.generation(), "/"),
+                                .timeout = timeout},
+                               store));
   }
 
   if (options_.metrics != nullptr) {
@@ -133,19 +134,18 @@ absl::StatusOr<std::unique_ptr<WorkerService::Runtime>> WorkerService::Build(
 
   const int64_t block_size = r.block_size();
   const int64_t num_device_blocks =
-      r.num_device_blocks() > 0
-          ? r.num_device_blocks()
-          : InProcessExecutor::NumBlocksForBudget(*config, block_size, r.kv_cache_memory_bytes(),
-                                                  shard);
+      r.num_device_blocks() > 0 ? r.num_device_blocks()
+                                : InProcessExecutor::NumBlocksForBudget(
+                                      *config, block_size, r.kv_cache_memory_bytes(), shard);
   if (num_device_blocks <= 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "kv_cache_memory_bytes ", r.kv_cache_memory_bytes(), " holds no KV block of ", block_size,
-        " tokens for this model"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("kv_cache_memory_bytes ", r.kv_cache_memory_bytes(), " holds no KV block of ",
+                     block_size, " tokens for this model"));
   }
   const int64_t num_host_blocks =
-      r.swap_space_bytes() > 0 ? InProcessExecutor::NumBlocksForBudget(
-                                     *config, block_size, r.swap_space_bytes(), shard)
-                               : 0;
+      r.swap_space_bytes() > 0
+          ? InProcessExecutor::NumBlocksForBudget(*config, block_size, r.swap_space_bytes(), shard)
+          : 0;
   const int64_t max_model_len = r.max_model_len() > 0
                                     ? std::min(r.max_model_len(), config->max_position_embeddings)
                                     : config->max_position_embeddings;
@@ -156,12 +156,12 @@ absl::StatusOr<std::unique_ptr<WorkerService::Runtime>> WorkerService::Build(
                                         .max_positions = max_model_len,
                                         .shard = shard,
                                         .communicator = runtime->communicator.get()}));
-  ASSIGN_OR_RETURN(runtime->steps,
-                   StepRunner::Create(std::move(runner),
-                                      {.num_host_blocks = num_host_blocks,
-                                       .extra_eos_token_ids = std::vector<int32_t>(
-                                           r.extra_eos_token_ids().begin(),
-                                           r.extra_eos_token_ids().end())}));
+  ASSIGN_OR_RETURN(
+      runtime->steps,
+      StepRunner::Create(std::move(runner),
+                         {.num_host_blocks = num_host_blocks,
+                          .extra_eos_token_ids = std::vector<int32_t>(
+                              r.extra_eos_token_ids().begin(), r.extra_eos_token_ids().end())}));
 
   response->set_num_device_blocks(num_device_blocks);
   response->set_num_host_blocks(num_host_blocks);
@@ -189,9 +189,9 @@ grpc::Status WorkerService::Init(grpc::ServerContext*, const internal::InitReque
   }
   old.reset();  // free the previous model before loading the next
   PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({})",
-                  request->generation(), request->replica(), request->tp_rank(),
-                  request->tp_size(), request->model_dir(),
-                  request->load_format().empty() ? "safetensors" : request->load_format());
+             request->generation(), request->replica(), request->tp_rank(), request->tp_size(),
+             request->model_dir(),
+             request->load_format().empty() ? "safetensors" : request->load_format());
   absl::StatusOr<std::unique_ptr<Runtime>> built = Build(*request, response);
 
   absl::MutexLock lock(&mu_);
@@ -213,8 +213,8 @@ grpc::Status WorkerService::Init(grpc::ServerContext*, const internal::InitReque
   }
   next_sequence_ = 0;
   PAGODA_LOG(info, "ready: {} KV blocks of {} tokens, {} swap blocks, communicator {}",
-                  response->num_device_blocks(), response->block_size(),
-                  response->num_host_blocks(), response->communicator());
+             response->num_device_blocks(), response->block_size(), response->num_host_blocks(),
+             response->communicator());
   return grpc::Status::OK;
 }
 
@@ -230,12 +230,11 @@ grpc::Status WorkerService::Execute(grpc::ServerContext*, const internal::Execut
     absl::MutexLock lock(&mu_);
     rank = tp_rank_;
     if (generation != generation_ || state_ != internal::HealthResponse::READY) {
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("worker rank ", tp_rank_, " is not ready for generation ", generation,
-                       " (generation ", generation_, ", ",
-                       internal::HealthResponse::State_Name(state_),
-                       error_.empty() ? "" : ": ", error_, ")"));
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("worker rank ", tp_rank_, " is not ready for generation ",
+                                       generation, " (generation ", generation_, ", ",
+                                       internal::HealthResponse::State_Name(state_),
+                                       error_.empty() ? "" : ": ", error_, ")"));
     }
     if (sequence < next_sequence_) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -248,8 +247,8 @@ grpc::Status WorkerService::Execute(grpc::ServerContext*, const internal::Execut
     if (!mu_.AwaitWithTimeout(absl::Condition(&turn), options_.order_timeout)) {
       state_ = internal::HealthResponse::FAILED;
       error_ = absl::StrCat("plan ", next_sequence_, " never arrived (waited ",
-                            absl::FormatDuration(options_.order_timeout), " with plan ",
-                            sequence, " queued)");
+                            absl::FormatDuration(options_.order_timeout), " with plan ", sequence,
+                            " queued)");
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, error_);
     }
     if (generation_ != generation || state_ != internal::HealthResponse::READY) {

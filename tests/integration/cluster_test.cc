@@ -92,8 +92,7 @@ void ExpectGoldens(ServeCluster& cluster) {
   for (size_t i = 0; i < goldens.size(); ++i) {
     threads.emplace_back([&, i] {
       statuses[i] = Complete(
-          cluster.stub(),
-          GoldenRequest(goldens[i], static_cast<int>(goldens[i].greedy_ids.size())),
+          cluster.stub(), GoldenRequest(goldens[i], static_cast<int>(goldens[i].greedy_ids.size())),
           &responses[i]);
     });
   }
@@ -177,10 +176,9 @@ TEST_F(TwoByTwo, RepeatedLongPrefixGoesToTheReplicaThatCachedIt) {
   }
   const v1::GetServerInfoResponse after = cluster_->Info();
   // Every repeat hit on one replica: the one holding the prefix; the other saw no new hit.
-  int64_t hit_gain[2] = {after.replicas(0).prefix_cache_hits() -
-                             before.replicas(0).prefix_cache_hits(),
-                         after.replicas(1).prefix_cache_hits() -
-                             before.replicas(1).prefix_cache_hits()};
+  int64_t hit_gain[2] = {
+      after.replicas(0).prefix_cache_hits() - before.replicas(0).prefix_cache_hits(),
+      after.replicas(1).prefix_cache_hits() - before.replicas(1).prefix_cache_hits()};
   const int cached = hit_gain[0] > 0 ? 0 : 1;
   EXPECT_GE(hit_gain[cached], 4 * 3 * 16) << "each repeat reuses at least three full blocks";
   EXPECT_EQ(hit_gain[1 - cached], 0);
@@ -234,19 +232,14 @@ TEST_F(TwoByTwo, InvalidRequestsNameTheFieldAndTheServerKeepsServing) {
       {"max_tokens 0", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_max_tokens(0); },
        "max_tokens"},
       {"max_tokens too big",
-       [](v1::GenerateRequest& r) { r.mutable_sampling()->set_max_tokens(1 << 20); },
-       "max_tokens"},
+       [](v1::GenerateRequest& r) { r.mutable_sampling()->set_max_tokens(1 << 20); }, "max_tokens"},
       {"temperature < 0",
-       [](v1::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-0.5f); },
-       "temperature"},
+       [](v1::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-0.5f); }, "temperature"},
       {"top_p 0", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_top_p(0); }, "top_p"},
-      {"top_p > 1", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); },
-       "top_p"},
+      {"top_p > 1", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); }, "top_p"},
       {"n too big", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_n(1000); }, "n"},
       {"prompt longer than the context",
-       [](v1::GenerateRequest& r) {
-         r.mutable_token_ids()->mutable_ids()->Resize(100000, 300);
-       },
+       [](v1::GenerateRequest& r) { r.mutable_token_ids()->mutable_ids()->Resize(100000, 300); },
        "prompt"},
       {"unknown model", [](v1::GenerateRequest& r) { r.set_model("gpt-17"); }, "model"},
       {"token id outside the vocabulary",
@@ -395,9 +388,9 @@ TEST(Cluster, WorkerThatCannotLoadItsModelFailsInitAndTheRouterServesWithTheOthe
   std::filesystem::create_directories(dir);
   auto good = Subprocess::Start({bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
                                  "--port-file", dir + "/good.port"});
-  auto bad = Subprocess::Start({bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
-                                "--port-file", dir + "/bad.port", "--model-dir",
-                                dir + "/no-such-model"});
+  auto bad =
+      Subprocess::Start({bin + "/pagoda-worker", "--host", "127.0.0.1", "--port", "0",
+                         "--port-file", dir + "/bad.port", "--model-dir", dir + "/no-such-model"});
   ASSERT_TRUE(good.ok() && bad.ok());
   auto read_port = [](const std::string& path) {
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -414,15 +407,15 @@ TEST(Cluster, WorkerThatCannotLoadItsModelFailsInitAndTheRouterServesWithTheOthe
   ASSERT_GT(good_port, 0);
   ASSERT_GT(bad_port, 0);
   auto router = Subprocess::Start({bin + "/pagoda-router", "--model", Stories260KDir(),
-                                   "--grpc-port", "0", "--http-port", "-1", "--host", "127.0.0.1", "--port-file",
-                                   dir + "/router.port", "--num-kv-blocks", "256", "--replica",
-                                   absl::StrCat("127.0.0.1:", good_port), "--replica",
+                                   "--grpc-port", "0", "--http-port", "-1", "--host", "127.0.0.1",
+                                   "--port-file", dir + "/router.port", "--num-kv-blocks", "256",
+                                   "--replica", absl::StrCat("127.0.0.1:", good_port), "--replica",
                                    absl::StrCat("127.0.0.1:", bad_port)});
   ASSERT_TRUE(router.ok());
   const int router_port = read_port(dir + "/router.port");
   ASSERT_GT(router_port, 0);
-  auto stub = v1::Generation::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", router_port), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Generation::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", router_port),
+                                                          grpc::InsecureChannelCredentials()));
 
   // The good replica comes up; the bad one stays down with the worker's reason.
   v1::GetServerInfoResponse info;
@@ -456,11 +449,11 @@ TEST(Cluster, PythonClientStreamsACompletion) {
   auto cluster = ServeCluster::Start({.replicas = 1, .tp = 1});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   const std::string out = ::testing::TempDir() + "/pagoda_client_out.txt";
-  auto client = Subprocess::Start({"/usr/bin/python3",
-                                   std::string(PAGODA_SOURCE_DIR) + "/examples/python/client.py",
-                                   "--target", (*cluster)->target(), "--prompt",
-                                   "Once upon a time", "--max-tokens", "16", "--temperature", "0"},
-                                  {.log_file = out});
+  auto client = Subprocess::Start(
+      {"/usr/bin/python3", std::string(PAGODA_SOURCE_DIR) + "/examples/python/client.py",
+       "--target", (*cluster)->target(), "--prompt", "Once upon a time", "--max-tokens", "16",
+       "--temperature", "0"},
+      {.log_file = out});
   ASSERT_TRUE(client.ok()) << client.status();
   const std::optional<int> exit = client->Wait(absl::Seconds(60));
   std::ifstream in(out);

@@ -43,22 +43,31 @@ v1::GenerateRequest GreedyRequest(const std::string& prompt, int max_tokens) {
 absl::StatusOr<std::unique_ptr<ServeCluster>> ServeCluster::Start(const ServeOptions& options) {
   std::unique_ptr<ServeCluster> cluster(new ServeCluster());
   static int counter = 0;
-  cluster->dir_ = (fs::temp_directory_path() /
-                   absl::StrCat("pagoda_serve_", getpid(), "_", counter++))
-                      .string();
+  cluster->dir_ =
+      (fs::temp_directory_path() / absl::StrCat("pagoda_serve_", getpid(), "_", counter++))
+          .string();
   fs::create_directories(cluster->dir_);
   const std::string port_file = cluster->dir_ + "/port";
-  std::vector<std::string> argv = {
-      std::string(PAGODA_BIN_DIR) + "/pagoda", "serve",
-      "--model", options.model_dir.empty() ? Stories260KDir() : options.model_dir,
-      "--replicas", std::to_string(options.replicas),
-      "--tp", std::to_string(options.tp),
-      "--grpc-port", "0",
-      "--http-port", "0",
-      "--port-file", port_file,
-      "--state-file", cluster->dir_ + "/state.json",
-      "--log-dir", cluster->dir_ + "/logs",
-      "--num-kv-blocks", "512"};
+  std::vector<std::string> argv = {std::string(PAGODA_BIN_DIR) + "/pagoda",
+                                   "serve",
+                                   "--model",
+                                   options.model_dir.empty() ? Stories260KDir() : options.model_dir,
+                                   "--replicas",
+                                   std::to_string(options.replicas),
+                                   "--tp",
+                                   std::to_string(options.tp),
+                                   "--grpc-port",
+                                   "0",
+                                   "--http-port",
+                                   "0",
+                                   "--port-file",
+                                   port_file,
+                                   "--state-file",
+                                   cluster->dir_ + "/state.json",
+                                   "--log-dir",
+                                   cluster->dir_ + "/logs",
+                                   "--num-kv-blocks",
+                                   "512"};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   absl::StatusOr<Subprocess> serve =
       Subprocess::Start(argv, {.log_file = cluster->dir_ + "/serve.log"});
@@ -71,8 +80,8 @@ absl::StatusOr<std::unique_ptr<ServeCluster>> ServeCluster::Start(const ServeOpt
     if (!(in >> cluster->port_)) cluster->port_ = 0;
     if (cluster->port_ > 0) break;
     if (std::optional<int> exit = cluster->serve_->TryWait()) {
-      return absl::UnavailableError(absl::StrCat("pagoda serve exited with ", *exit, ":\n",
-                                                 cluster->LogTails()));
+      return absl::UnavailableError(
+          absl::StrCat("pagoda serve exited with ", *exit, ":\n", cluster->LogTails()));
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError("pagoda serve did not start:\n" + cluster->LogTails());
@@ -143,8 +152,8 @@ absl::Status ServeCluster::WaitUntilReady(int count, absl::Duration timeout) {
     for (const v1::ReplicaInfo& replica : info.replicas()) ready += replica.state() == "ready";
     if (ready >= count) return absl::OkStatus();
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("only ", ready, " of ", count,
-                                                      " replicas ready:\n", LogTails()));
+      return absl::DeadlineExceededError(
+          absl::StrCat("only ", ready, " of ", count, " replicas ready:\n", LogTails()));
     }
     absl::SleepFor(absl::Milliseconds(50));
   }

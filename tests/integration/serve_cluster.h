@@ -25,7 +25,7 @@ namespace pagoda::testing {
 struct ServeOptions {
   int replicas = 2;
   int tp = 2;
-  std::string model_dir;  // empty: the converted stories260K
+  std::string model_dir;                // empty: the converted stories260K
   std::vector<std::string> extra_args;  // more `pagoda serve` flags
 };
 

@@ -9,12 +9,12 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/llama2c_tokenizer.h"
+#include "common/tokenizer/llama2c_tokenizer.h"
+#include "engine/simulated_executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/metric_family.h"
 #include "router/replica_set.h"
-#include "router/simulated_executor.h"
 
 namespace pagoda {
 namespace {

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/formats/llama2c.h"
 #include "nlohmann/json.hpp"
-#include "tools/convert_command.h"
 
 namespace pagoda::testing {
 namespace {
@@ -37,7 +37,9 @@ struct ConvertedModel {
 
 }  // namespace
 
-std::string Stories260KSourceDir() { return std::string(PAGODA_SHARED_DIR) + "/models/stories260K"; }
+std::string Stories260KSourceDir() {
+  return std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
+}
 
 const std::string& Stories260KDir() {
   static const ConvertedModel* model = new ConvertedModel();

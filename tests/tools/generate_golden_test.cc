@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "common/model_config.h"
-#include "common/tokenizer.h"
+#include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/stories260k.h"

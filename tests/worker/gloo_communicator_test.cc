@@ -95,7 +95,8 @@ TEST_P(GlooCommunicatorTest, InterleavedCollectivesStayMatched) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Sizes, GlooCommunicatorTest, ::testing::Values(2, 3, 4),  // 3: ring; 2, 4: bcube
+INSTANTIATE_TEST_SUITE_P(Sizes, GlooCommunicatorTest,
+                         ::testing::Values(2, 3, 4),  // 3: ring; 2, 4: bcube
                          [](const auto& info) { return "Size" + std::to_string(info.param); });
 
 TEST(GlooCommunicator, RejectsBadOptionsAndBuffers) {

@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/formats/safetensors.h"
 #include "common/model_config.h"
-#include "common/safetensors.h"
-#include "common/tokenizer.h"
+#include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/stories260k.h"

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "common/safetensors.h"
+#include "common/formats/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

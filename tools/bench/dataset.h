@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/tokenizer.h"
+#include "common/tokenizer/tokenizer.h"
 #include "tools/bench/prompt_text.h"
 
 namespace pagoda {

@@ -1,0 +1,67 @@
+#include "engine/engine_config.h"
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+
+namespace pagoda {
+
+absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
+  if (max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be at least 1");
+  if (max_num_batched_tokens < 1) {
+    return absl::InvalidArgumentError("max_num_batched_tokens must be at least 1");
+  }
+  if (num_scheduler_steps < 1 || num_scheduler_steps > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_scheduler_steps must be in [1, 64], got ", num_scheduler_steps));
+  }
+  if (max_model_len < 0 || max_model_len > info.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat("max_model_len ", max_model_len,
+                                                   " is outside [0, ", info.max_model_len,
+                                                   "] (the model's positions)"));
+  }
+  if (!enable_chunked_prefill &&
+      max_num_batched_tokens < (max_model_len > 0 ? max_model_len : info.max_model_len)) {
+    return absl::InvalidArgumentError(
+        "without chunked prefill, max_num_batched_tokens must cover max_model_len");
+  }
+  if (max_num_batched_tokens < max_num_seqs && enable_chunked_prefill) {
+    // Every running sequence must be able to decode in one step.
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_num_batched_tokens (", max_num_batched_tokens,
+                     ") must be at least max_num_seqs (", max_num_seqs, ")"));
+  }
+  if (info.num_device_blocks < 1 || info.block_size < 1) {
+    return absl::InvalidArgumentError("the executor reports no KV cache blocks");
+  }
+  if (preemption_mode == PreemptionMode::kSwap && info.num_host_blocks < 1) {
+    return absl::InvalidArgumentError(
+        "preemption mode 'swap' needs host swap space (the executor has no host blocks)");
+  }
+  if (max_waiting_requests < 0) {
+    return absl::InvalidArgumentError("max_waiting_requests must be non-negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PreemptionMode> ParsePreemptionMode(const std::string& text) {
+  if (text == "recompute") return PreemptionMode::kRecompute;
+  if (text == "swap") return PreemptionMode::kSwap;
+  return absl::InvalidArgumentError(
+      absl::StrCat("preemption mode must be recompute or swap, got '", text, "'"));
+}
+
+absl::StatusOr<SchedulingPolicy> ParseSchedulingPolicy(const std::string& text) {
+  if (text == "fcfs") return SchedulingPolicy::kFcfs;
+  if (text == "priority") return SchedulingPolicy::kPriority;
+  return absl::InvalidArgumentError(
+      absl::StrCat("scheduling policy must be fcfs or priority, got '", text, "'"));
+}
+
+absl::StatusOr<SchedulerKind> ParseSchedulerKind(const std::string& text) {
+  if (text == "continuous") return SchedulerKind::kContinuous;
+  if (text == "static") return SchedulerKind::kStatic;
+  return absl::InvalidArgumentError(
+      absl::StrCat("scheduler must be continuous or static, got '", text, "'"));
+}
+
+}  // namespace pagoda

@@ -1,0 +1,486 @@
+#include "engine/kv_cache_manager.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+namespace {
+
+// A broken contract between the scheduler and the manager: continuing would hand workers block
+// tables that corrupt KV caches silently, so stop.
+#define PAGODA_KV_CHECK(cond, what)                                                             \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      std::fprintf(stderr, "%s:%d: KVCacheManager check failed: %s (%s)\n", __FILE__, __LINE__, \
+                   #cond, what);                                                                \
+      std::abort();                                                                             \
+    }                                                                                           \
+  } while (0)
+
+int32_t HostEntry(int32_t host_block) { return -(host_block + 1); }
+int32_t HostBlockOf(int32_t entry) { return -entry - 1; }
+
+}  // namespace
+
+KVCacheManager::KVCacheManager(const Options& options)
+    : block_size_(options.block_size),
+      device_(options.num_device_blocks, options.enable_prefix_caching),
+      host_(options.num_host_blocks, /*enable_caching=*/false),
+      pins_(options.num_device_blocks, 0) {
+  PAGODA_KV_CHECK(options.block_size >= 1, "block_size must be positive");
+}
+
+PrefixMatch KVCacheManager::GetComputedBlocks(absl::Span<const int32_t> token_ids,
+                                              uint64_t extra_key) const {
+  PrefixMatch match;
+  if (!device_.caching_enabled()) return match;
+  match.extra_key = extra_key;
+  match.num_queried_tokens = static_cast<int64_t>(token_ids.size());
+  if (token_ids.empty()) return match;
+  // The last token is always computed, so that the step has logits to sample from.
+  const size_t max_blocks = (token_ids.size() - 1) / block_size_;
+  BlockHash parent;
+  for (size_t i = 0; i < max_blocks; ++i) {
+    const BlockHash hash =
+        HashBlockTokens(parent, token_ids.subspan(i * block_size_, block_size_), extra_key);
+    const int32_t block = device_.Lookup(hash);
+    if (block < 0) break;
+    match.block_ids.push_back(block);
+    match.block_hashes.push_back(hash);
+    parent = hash;
+  }
+  match.num_computed_tokens = static_cast<int64_t>(match.block_ids.size()) * block_size_;
+  return match;
+}
+
+std::vector<BlockHash> KVCacheManager::PrefixBlockHashes(absl::Span<const int32_t> token_ids,
+                                                         int64_t block_size, uint64_t extra_key) {
+  std::vector<BlockHash> hashes;
+  if (token_ids.empty() || block_size < 1) return hashes;
+  const size_t size = static_cast<size_t>(block_size);
+  const size_t max_blocks = (token_ids.size() - 1) / size;  // as GetComputedBlocks
+  hashes.reserve(max_blocks);
+  BlockHash parent;
+  for (size_t i = 0; i < max_blocks; ++i) {
+    parent = HashBlockTokens(parent, token_ids.subspan(i * size, size), extra_key);
+    hashes.push_back(parent);
+  }
+  return hashes;
+}
+
+int64_t KVCacheManager::NumLeadingCachedBlocks(absl::Span<const BlockHash> block_hashes) const {
+  if (!device_.caching_enabled()) return 0;
+  int64_t n = 0;
+  while (n < static_cast<int64_t>(block_hashes.size()) && device_.Lookup(block_hashes[n]) >= 0) {
+    ++n;
+  }
+  return n;
+}
+
+void KVCacheManager::CacheBlocks(SeqHandle seq, absl::Span<const int32_t> token_ids) {
+  if (!device_.caching_enabled()) return;
+  auto it = seqs_.find(seq);
+  PAGODA_KV_CHECK(it != seqs_.end(), "CacheBlocks of an unknown sequence");
+  SeqState& state = it->second;
+  if (state.swapped_out) return;
+  const int64_t known = std::min<int64_t>(static_cast<int64_t>(token_ids.size()), state.num_tokens);
+  const size_t num_full = static_cast<size_t>(known / block_size_);
+  BlockHash parent = state.block_hashes.empty() ? BlockHash{} : state.block_hashes.back();
+  for (size_t i = state.block_hashes.size(); i < num_full; ++i) {
+    const BlockHash hash =
+        HashBlockTokens(parent, token_ids.subspan(i * block_size_, block_size_), state.extra_key);
+    state.block_hashes.push_back(hash);
+    device_.CacheBlock(state.blocks[i], hash);  // false for a duplicate: this copy stays private
+    parent = hash;
+  }
+}
+
+int64_t KVCacheManager::NumBlocksNeeded(SeqHandle seq, int64_t num_new_tokens,
+                                        int64_t num_lookahead_tokens,
+                                        const PrefixMatch* prefix) const {
+  PAGODA_KV_CHECK(num_new_tokens >= 0 && num_lookahead_tokens >= 0, "negative token count");
+  auto it = seqs_.find(seq);
+  const SeqState* state = it == seqs_.end() ? nullptr : &it->second;
+  PAGODA_KV_CHECK(state == nullptr || prefix == nullptr, "a PrefixMatch for a live sequence");
+  PAGODA_KV_CHECK(state == nullptr || !state->swapped_out, "allocating for a swapped-out sequence");
+  int64_t cost = 0;
+  int64_t num_tokens = 0;
+  int64_t num_blocks = 0;
+  if (prefix != nullptr) {
+    for (int32_t block : prefix->block_ids) {
+      if (device_.RefCount(block) == 0) ++cost;  // leaves the free list
+    }
+    num_tokens = prefix->num_computed_tokens;
+    num_blocks = static_cast<int64_t>(prefix->block_ids.size());
+  } else if (state != nullptr) {
+    num_tokens = state->num_tokens;
+    num_blocks = static_cast<int64_t>(state->blocks.size());
+  }
+  const int64_t needed = BlocksFor(num_tokens + num_new_tokens + num_lookahead_tokens);
+  cost += std::max<int64_t>(0, needed - num_blocks);
+  if (state != nullptr) {
+    for (int64_t i = num_tokens / block_size_; i < std::min(num_blocks, needed); ++i) {
+      if (Shared(state->blocks[i])) ++cost;  // copy-on-write
+    }
+  }
+  return cost;
+}
+
+bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
+                                   int64_t num_lookahead_tokens, const PrefixMatch* prefix) {
+  if (NumBlocksNeeded(seq, num_new_tokens, num_lookahead_tokens, prefix) > NumFreeBlocks()) {
+    return false;
+  }
+  auto [it, inserted] = seqs_.try_emplace(seq);
+  SeqState& state = it->second;
+  if (prefix != nullptr) {
+    PAGODA_KV_CHECK(prefix->block_ids.size() == prefix->block_hashes.size() &&
+                        prefix->num_computed_tokens ==
+                            static_cast<int64_t>(prefix->block_ids.size()) * block_size_,
+                    "malformed PrefixMatch");
+    for (size_t i = 0; i < prefix->block_ids.size(); ++i) {
+      const BlockHash* hash = device_.HashOf(prefix->block_ids[i]);
+      PAGODA_KV_CHECK(hash != nullptr && *hash == prefix->block_hashes[i],
+                      "stale PrefixMatch: a block was evicted since GetComputedBlocks");
+      device_.IncRef(prefix->block_ids[i]);
+    }
+    state.blocks = prefix->block_ids;
+    state.block_hashes = prefix->block_hashes;
+    state.num_tokens = prefix->num_computed_tokens;
+    state.extra_key = prefix->extra_key;
+    prefix_cache_queries_ += prefix->num_queried_tokens;
+    prefix_cache_hits_ += prefix->num_computed_tokens;
+  }
+
+  const int64_t begin = state.num_tokens;
+  const int64_t end = begin + num_new_tokens + num_lookahead_tokens;
+  const int64_t needed = BlocksFor(end);
+  const int64_t num_blocks = static_cast<int64_t>(state.blocks.size());
+  // Copy-on-write: give the writer a fresh block for every shared block it writes into; copy
+  // the block only when it holds positions before `begin` (data the writer must keep).
+  for (int64_t i = begin / block_size_; i < std::min(num_blocks, needed); ++i) {
+    const int32_t shared = state.blocks[i];
+    if (!Shared(shared)) continue;
+    std::vector<int32_t> fresh;
+    PAGODA_KV_CHECK(device_.Allocate(1, &fresh), "free blocks miscounted");
+    if (i * block_size_ < begin) {
+      copies_.emplace_back(shared, fresh[0]);
+      Pin(shared);
+      Pin(fresh[0]);
+    }
+    device_.DecRef(shared);
+    state.blocks[i] = fresh[0];
+    if (static_cast<size_t>(i) < state.num_sent_blocks) state.replaced.emplace_back(i, fresh[0]);
+  }
+  if (needed > num_blocks) {
+    PAGODA_KV_CHECK(device_.Allocate(static_cast<int32_t>(needed - num_blocks), &state.blocks),
+                    "free blocks miscounted");
+  }
+  if (state.touched_round != round_) {
+    state.touched_round = round_;
+    state.write_begin = begin;
+    state.write_end = end;
+  } else {
+    state.write_end = std::max(state.write_end, end);
+  }
+  state.num_tokens = begin + num_new_tokens;
+  return true;
+}
+
+void KVCacheManager::Free(SeqHandle seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return;
+  SeqState& state = it->second;
+  if (state.touched_round == round_ && !state.swapped_out) {
+    // Blocks cached from this plan's writes will never be computed now.
+    for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
+      const int32_t block = state.blocks[i];
+      if (device_.HashOf(block) == nullptr) continue;
+      PAGODA_KV_CHECK(!Shared(block),
+                      "freed a sequence of the plan being built after another sequence hit "
+                      "blocks it was to compute");
+      device_.UncacheBlock(block);
+    }
+  }
+  for (auto entry = state.blocks.rbegin(); entry != state.blocks.rend(); ++entry) {
+    if (*entry >= 0) {
+      device_.DecRef(*entry);
+    } else {
+      host_.DecRef(HostBlockOf(*entry));
+    }
+  }
+  seqs_.erase(it);
+}
+
+absl::Status KVCacheManager::Fork(SeqHandle parent, SeqHandle child) {
+  auto it = seqs_.find(parent);
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", parent));
+  if (seqs_.contains(child)) {
+    return absl::AlreadyExistsError(absl::StrCat("sequence ", child, " is already live"));
+  }
+  const SeqState& from = it->second;
+  if (from.swapped_out) {
+    return absl::FailedPreconditionError(absl::StrCat("sequence ", parent, " is swapped out"));
+  }
+  if (from.touched_round == round_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "sequence ", parent, " was allocated in the plan being built; fork it before"));
+  }
+  SeqState state;
+  // Blocks past NumTokens hold nothing yet (lookahead): the child gets its own when it writes.
+  const int64_t num_shared = BlocksFor(from.num_tokens);
+  state.blocks.assign(from.blocks.begin(), from.blocks.begin() + num_shared);
+  for (int32_t block : state.blocks) device_.IncRef(block);
+  state.block_hashes = from.block_hashes;
+  state.num_tokens = from.num_tokens;
+  state.extra_key = from.extra_key;
+  seqs_.emplace(child, std::move(state));
+  return absl::OkStatus();
+}
+
+std::vector<int32_t> KVCacheManager::TakeNewBlockIds(SeqHandle seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end() || it->second.swapped_out) return {};
+  SeqState& state = it->second;
+  std::vector<int32_t> ids(state.blocks.begin() + state.num_sent_blocks, state.blocks.end());
+  state.num_sent_blocks = state.blocks.size();
+  return ids;
+}
+
+std::vector<BlockPair> KVCacheManager::TakeReplacedBlockIds(SeqHandle seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return {};
+  return std::exchange(it->second.replaced, {});
+}
+
+std::vector<BlockPair> KVCacheManager::TakeBlockCopies() {
+  std::vector<BlockPair> copies = std::exchange(copies_, {});
+  for (int32_t block : pinned_device_) {
+    --pins_[block];
+    device_.DecRef(block);
+  }
+  pinned_device_.clear();
+  for (int32_t block : pinned_host_) host_.DecRef(block);
+  pinned_host_.clear();
+  ++round_;
+  return copies;
+}
+
+void KVCacheManager::Pin(int32_t block) {
+  device_.IncRef(block);
+  ++pins_[block];
+  pinned_device_.push_back(block);
+}
+
+absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapOut(SeqHandle seq) {
+  if (host_.num_blocks() == 0) return absl::FailedPreconditionError("no host swap space");
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", seq));
+  SeqState& state = it->second;
+  if (state.swapped_out) {
+    return absl::FailedPreconditionError(absl::StrCat("sequence ", seq, " is swapped out"));
+  }
+  if (state.touched_round == round_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sequence ", seq, " was allocated in the plan being built"));
+  }
+  std::vector<bool> exclusive(state.blocks.size());
+  int32_t num_exclusive = 0;
+  for (size_t i = 0; i < state.blocks.size(); ++i) {
+    exclusive[i] = !Shared(state.blocks[i]);
+    num_exclusive += exclusive[i] ? 1 : 0;
+  }
+  std::vector<int32_t> host_blocks;
+  if (!host_.Allocate(num_exclusive, &host_blocks)) {
+    return absl::ResourceExhaustedError(absl::StrCat("swapping out sequence ", seq, " needs ",
+                                                     num_exclusive, " host blocks, ",
+                                                     host_.NumFreeBlocks(), " are free"));
+  }
+  std::vector<BlockPair> pairs;
+  pairs.reserve(num_exclusive);
+  size_t next_host = host_blocks.size();
+  for (size_t i = state.blocks.size(); i-- > 0;) {  // tail first into the LRU
+    if (!exclusive[i]) continue;
+    const int32_t device_block = state.blocks[i];
+    const int32_t host_block = host_blocks[--next_host];
+    pairs.emplace_back(device_block, host_block);
+    state.blocks[i] = HostEntry(host_block);
+    device_.DecRef(device_block);  // a cached block keeps its content for prefix hits
+  }
+  std::reverse(pairs.begin(), pairs.end());
+  state.swapped_out = true;
+  state.num_sent_blocks = 0;
+  state.replaced.clear();
+  return pairs;
+}
+
+int64_t KVCacheManager::SwapInCost(const SeqState& state) const {
+  int64_t cost = 0;
+  for (size_t i = 0; i < state.blocks.size(); ++i) {
+    if (state.blocks[i] >= 0) continue;
+    const int32_t cached =
+        i < state.block_hashes.size() ? device_.Lookup(state.block_hashes[i]) : -1;
+    if (cached < 0 || device_.RefCount(cached) == 0) ++cost;
+  }
+  return cost;
+}
+
+bool KVCacheManager::CanSwapIn(SeqHandle seq) const {
+  auto it = seqs_.find(seq);
+  return it != seqs_.end() && it->second.swapped_out && SwapInCost(it->second) <= NumFreeBlocks();
+}
+
+absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapIn(SeqHandle seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", seq));
+  SeqState& state = it->second;
+  if (!state.swapped_out) {
+    return absl::FailedPreconditionError(absl::StrCat("sequence ", seq, " is not swapped out"));
+  }
+  const int64_t cost = SwapInCost(state);
+  if (cost > NumFreeBlocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat("swapping in sequence ", seq, " needs ", cost,
+                                                     " device blocks, ", NumFreeBlocks(),
+                                                     " are free"));
+  }
+  // Take the blocks still in the prefix cache first, so the allocation cannot evict them.
+  std::vector<size_t> to_transfer;
+  for (size_t i = 0; i < state.blocks.size(); ++i) {
+    if (state.blocks[i] >= 0) continue;
+    const int32_t cached =
+        i < state.block_hashes.size() ? device_.Lookup(state.block_hashes[i]) : -1;
+    if (cached < 0) {
+      to_transfer.push_back(i);
+      continue;
+    }
+    device_.IncRef(cached);
+    host_.DecRef(HostBlockOf(state.blocks[i]));  // no transfer reads it
+    state.blocks[i] = cached;
+  }
+  std::vector<int32_t> fresh;
+  PAGODA_KV_CHECK(device_.Allocate(static_cast<int32_t>(to_transfer.size()), &fresh),
+                  "free blocks miscounted");
+  std::vector<BlockPair> pairs;
+  pairs.reserve(to_transfer.size());
+  for (size_t k = 0; k < to_transfer.size(); ++k) {
+    const size_t i = to_transfer[k];
+    const int32_t host_block = HostBlockOf(state.blocks[i]);
+    pairs.emplace_back(host_block, fresh[k]);
+    pinned_host_.push_back(host_block);  // freed at TakeBlockCopies, after the plan reads it
+    state.blocks[i] = fresh[k];
+    if (i < state.block_hashes.size()) device_.CacheBlock(fresh[k], state.block_hashes[i]);
+  }
+  state.swapped_out = false;
+  state.num_sent_blocks = 0;
+  state.touched_round = round_;
+  state.write_begin = state.write_end = state.num_tokens;
+  return pairs;
+}
+
+bool KVCacheManager::IsSwappedOut(SeqHandle seq) const {
+  auto it = seqs_.find(seq);
+  return it != seqs_.end() && it->second.swapped_out;
+}
+
+int64_t KVCacheManager::NumTokens(SeqHandle seq) const {
+  auto it = seqs_.find(seq);
+  return it == seqs_.end() ? 0 : it->second.num_tokens;
+}
+
+absl::Span<const int32_t> KVCacheManager::BlockTable(SeqHandle seq) const {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return {};
+  return it->second.blocks;
+}
+
+absl::Status KVCacheManager::CheckInvariants() const {
+  RETURN_IF_ERROR(device_.CheckInvariants());
+  RETURN_IF_ERROR(host_.CheckInvariants());
+  const int32_t num_device = device_.num_blocks();
+  const int32_t num_host = host_.num_blocks();
+  std::vector<int32_t> device_refs(num_device, 0);
+  std::vector<int32_t> host_refs(num_host, 0);
+  std::vector<SeqHandle> writer(num_device, -1);
+  std::vector<bool> has_writer(num_device, false);
+  for (const auto& [seq, state] : seqs_) {
+    const std::string name = absl::StrCat("sequence ", seq, ": ");
+    if (static_cast<int64_t>(state.blocks.size()) < BlocksFor(state.num_tokens)) {
+      return absl::InternalError(absl::StrCat(name, state.blocks.size(), " blocks cannot hold ",
+                                              state.num_tokens, " tokens"));
+    }
+    if (static_cast<int64_t>(state.block_hashes.size()) > state.num_tokens / block_size_) {
+      return absl::InternalError(absl::StrCat(name, "hashes past its full blocks"));
+    }
+    if (state.num_sent_blocks > state.blocks.size()) {
+      return absl::InternalError(absl::StrCat(name, "sent more blocks than it holds"));
+    }
+    for (size_t i = 0; i < state.blocks.size(); ++i) {
+      const int32_t entry = state.blocks[i];
+      if (entry >= 0) {
+        if (entry >= num_device) return absl::InternalError(absl::StrCat(name, "bad block"));
+        ++device_refs[entry];
+        const BlockHash* hash = device_.HashOf(entry);
+        if (hash != nullptr && i < state.block_hashes.size() && !(*hash == state.block_hashes[i])) {
+          return absl::InternalError(absl::StrCat(name, "block ", entry,
+                                                  " is cached as other "
+                                                  "tokens than the sequence holds"));
+        }
+      } else {
+        const int32_t host_block = HostBlockOf(entry);
+        if (!state.swapped_out || host_block >= num_host) {
+          return absl::InternalError(absl::StrCat(name, "bad host entry ", entry));
+        }
+        ++host_refs[host_block];
+      }
+    }
+    if (state.swapped_out || state.touched_round != round_) continue;
+    for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
+      const int32_t block = state.blocks[i];
+      if (has_writer[block]) {
+        return absl::InternalError(absl::StrCat("block ", block, " is written by sequences ",
+                                                writer[block], " and ", seq, " in one plan"));
+      }
+      has_writer[block] = true;
+      writer[block] = seq;
+      // Readers that hit a block this plan fills are fine; sharers of a partial block are not.
+      if (Shared(block) && device_.HashOf(block) == nullptr) {
+        return absl::InternalError(
+            absl::StrCat(name, "writes block ", block, " which it shares (missed copy-on-write)"));
+      }
+    }
+  }
+  std::vector<int32_t> pins(num_device, 0);
+  for (int32_t block : pinned_device_) {
+    ++device_refs[block];
+    ++pins[block];
+  }
+  for (int32_t block : pinned_host_) ++host_refs[block];
+  for (int32_t b = 0; b < num_device; ++b) {
+    if (pins[b] != pins_[b]) return absl::InternalError(absl::StrCat("pins of ", b, " disagree"));
+    if (device_refs[b] != device_.RefCount(b)) {
+      return absl::InternalError(absl::StrCat("device block ", b, " has ref count ",
+                                              device_.RefCount(b), " but ", device_refs[b],
+                                              " table entries and pins"));
+    }
+  }
+  for (int32_t b = 0; b < num_host; ++b) {
+    if (host_refs[b] != host_.RefCount(b)) {
+      return absl::InternalError(absl::StrCat("host block ", b, " has ref count ",
+                                              host_.RefCount(b), " but ", host_refs[b],
+                                              " table entries and pins"));
+    }
+  }
+  for (const auto& [src, dst] : copies_) {
+    if (pins_[src] == 0 || pins_[dst] == 0) {
+      return absl::InternalError(absl::StrCat("copy ", src, " -> ", dst, " is not pinned"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda

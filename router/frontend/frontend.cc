@@ -1,0 +1,67 @@
+#include "router/frontend/frontend.h"
+
+#include <algorithm>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+
+Frontend::Frontend(ReplicaSet* replicas, const Tokenizer* tokenizer, FrontendOptions options)
+    : replicas_(replicas),
+      tokenizer_(tokenizer),
+      options_(std::move(options)),
+      created_unix_seconds_(absl::ToUnixSeconds(absl::Now())),
+      rng_state_((static_cast<uint64_t>(std::random_device()()) << 32) ^ std::random_device()()) {}
+
+uint64_t Frontend::NextRandom() {
+  absl::MutexLock lock(&mu_);
+  // splitmix64: ids and seeds need uniqueness and spread, not secrecy.
+  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+absl::Status Frontend::CheckModel(const std::string& model) const {
+  if (model.empty() || model == options_.model_name) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat(
+      "model: '", model, "' is not served here; the served model is '", options_.model_name, "'"));
+}
+
+absl::StatusOr<std::unique_ptr<RequestSession>> Frontend::Submit(GenerationInput input) {
+  RETURN_IF_ERROR(CheckModel(input.model));
+  if (input.text.has_value() && !input.token_ids.empty()) {
+    return absl::InvalidArgumentError("prompt: give either text or token ids, not both");
+  }
+  if (input.request_id.size() > 256 ||
+      std::any_of(input.request_id.begin(), input.request_id.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return absl::InvalidArgumentError(
+        "request_id: must be at most 256 bytes without control characters");
+  }
+  if (input.text.has_value() && input.text->empty()) {
+    // Not a BOS-only prompt: an empty text is a client mistake (vLLM refuses it too).
+    return absl::InvalidArgumentError("prompt: must not be empty");
+  }
+  EngineRequest request;
+  request.prompt_token_ids = input.text.has_value()
+                                 ? tokenizer_->Encode(*input.text, input.add_special_tokens)
+                                 : std::move(input.token_ids);
+  RETURN_IF_ERROR(
+      ValidateGenerationRequest(request.prompt_token_ids, input.params, options_.limits));
+  request.request_id = input.request_id.empty() ? absl::StrFormat("cmpl-%016x", NextRandom())
+                                                : std::move(input.request_id);
+  // Resolved here and kept: a request moved to another replica draws the same samples.
+  request.seed = input.params.seed.has_value() ? *input.params.seed : NextRandom();
+  request.params = std::move(input.params);
+  request.priority = input.priority;
+  request.arrival_time_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  return replicas_->Submit(std::move(request));
+}
+
+}  // namespace pagoda

@@ -1,0 +1,72 @@
+// Frontend: what the router's gRPC and HTTP frontends share between parsing a request and
+// streaming its deltas — the model name check, tokenization, validation against the serving
+// limits, the request id and seed, and admission through the ReplicaSet.
+//
+//   Frontend frontend(&replicas, tokenizer.get(), {.model_name = "stories260K", .limits = limits});
+//   ASSIGN_OR_RETURN(std::unique_ptr<RequestSession> session,
+//                    frontend.Submit({.model = "stories260K", .text = "Once upon a time",
+//                                     .params = params}));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/sampling_params.h"
+#include "common/tokenizer/tokenizer.h"
+#include "router/frontend/request_validation.h"
+#include "router/replica_set.h"
+#include "router/request_session.h"
+
+namespace pagoda {
+
+struct FrontendOptions {
+  std::string model_name;  // the id clients name the model by
+  ServingLimits limits;
+};
+
+/// A generation request as a frontend parsed it.
+struct GenerationInput {
+  std::string request_id;           // empty: the frontend assigns "cmpl-<random>"
+  std::string model;                // empty: the served model
+  std::optional<std::string> text;  // the prompt as text, or
+  std::vector<int32_t> token_ids;   // as token ids
+  bool add_special_tokens = true;   // BOS for text prompts
+  SamplingParams params;
+  int32_t priority = 0;
+};
+
+class Frontend {
+ public:
+  Frontend(ReplicaSet* replicas, const Tokenizer* tokenizer, FrontendOptions options);
+
+  /// NotFound ("model: ...") unless `model` is empty or the served model's name.
+  absl::Status CheckModel(const std::string& model) const;
+
+  /// CheckModel, tokenization, ValidateGenerationRequest (InvalidArgument naming the field),
+  /// then ReplicaSet::Submit (AlreadyExists, Unavailable, ResourceExhausted).
+  absl::StatusOr<std::unique_ptr<RequestSession>> Submit(GenerationInput input);
+
+  const std::string& model_name() const { return options_.model_name; }
+  const ServingLimits& limits() const { return options_.limits; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  ReplicaSet& replicas() { return *replicas_; }
+  int64_t created_unix_seconds() const { return created_unix_seconds_; }
+
+ private:
+  uint64_t NextRandom();
+
+  ReplicaSet* const replicas_;
+  const Tokenizer* const tokenizer_;
+  const FrontendOptions options_;
+  const int64_t created_unix_seconds_;
+
+  absl::Mutex mu_;
+  uint64_t rng_state_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pagoda

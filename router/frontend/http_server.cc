@@ -1,0 +1,529 @@
+#include "router/frontend/http_server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/chat_template/chat_template.h"
+#include "common/logging.h"
+#include "router/frontend/openai_protocol.h"
+
+namespace pagoda {
+namespace {
+
+using nlohmann::json;
+
+constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
+// An idle stream sends an SSE comment this often, so a client that left is noticed.
+constexpr absl::Duration kKeepAliveInterval = absl::Seconds(1);
+constexpr char kJson[] = "application/json";
+constexpr int kListenBacklog = 1024;
+
+struct KnownRoute {
+  const char* path;
+  const char* method;
+};
+constexpr KnownRoute kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
+                                  {"/v1/models", "GET"},       {"/health", "GET"},
+                                  {"/ready", "GET"},           {"/metrics", "GET"}};
+
+void ReplyError(httplib::Response& res, int status, const std::string& message,
+                const std::string& param = "") {
+  res.status = status;
+  res.set_content(DumpJson(ErrorJson(status, message, param)), kJson);
+}
+
+int HttpStatus(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kAlreadyExists:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+void ReplyStatus(httplib::Response& res, const absl::Status& status) {
+  ReplyError(res, HttpStatus(status), std::string(status.message()), InvalidField(status));
+}
+
+std::string Sse(const json& event) { return absl::StrCat("data: ", DumpJson(event), "\n\n"); }
+
+// One completions or chat request being served: a session per prompt, and what each choice has
+// been sent so far.
+struct Job {
+  const Tokenizer* tokenizer = nullptr;
+  bool chat = false;
+  std::string id;
+  std::string model;
+  int64_t created = 0;
+  int32_t n = 1;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;  // chat
+  bool include_usage = false;
+  std::vector<std::unique_ptr<RequestSession>> sessions;  // per prompt
+  std::vector<std::string> prefixes;                      // per prompt: echoed prompt text
+  std::vector<bool> finished;                             // per prompt
+  Usage usage;
+  // Streaming: whether the chat role chunk went out; per choice (prompt * n + index), whether
+  // its echo went out and its text offset.
+  bool role_sent = false;
+  std::vector<bool> echoed;
+  std::vector<int64_t> text_offsets;
+
+  const char* object() const { return chat ? "chat.completion.chunk" : "text_completion"; }
+  void CancelAll() {
+    for (auto& session : sessions) session->Cancel();
+  }
+  bool AllFinished() const {
+    return std::all_of(finished.begin(), finished.end(), [](bool f) { return f; });
+  }
+  void Count(const RequestOutput& delta) {
+    if (!delta.usage.has_value()) return;
+    usage.prompt_tokens += delta.usage->prompt_tokens;
+    usage.completion_tokens += delta.usage->completion_tokens;
+  }
+};
+
+// Submits every input; on the first refusal the sessions already started are dropped (which
+// aborts them) and the refusal is returned.
+absl::Status StartJob(Frontend& frontend, std::vector<GenerationInput> inputs,
+                      std::vector<std::string> prefixes, Job& job) {
+  for (GenerationInput& input : inputs) {
+    absl::StatusOr<std::unique_ptr<RequestSession>> session = frontend.Submit(std::move(input));
+    if (!session.ok()) return session.status();
+    job.sessions.push_back(std::move(*session));
+  }
+  job.prefixes = std::move(prefixes);
+  job.prefixes.resize(job.sessions.size());
+  job.finished.assign(job.sessions.size(), false);
+  job.echoed.assign(job.sessions.size() * job.n, false);
+  job.text_offsets.assign(job.sessions.size() * job.n, 0);
+  job.id = absl::StrCat(job.chat ? "chat" : "", job.sessions.front()->request_id());
+  return absl::OkStatus();
+}
+
+// The streamed chunk of one prompt's delta.
+json Chunk(Job& job, size_t prompt, const RequestOutput& delta) {
+  json chunk = EnvelopeJson(job.id, job.object(), job.created, job.model);
+  for (const CompletionOutput& out : delta.outputs) {
+    const size_t choice = prompt * job.n + static_cast<size_t>(out.index);
+    if (choice >= job.echoed.size()) continue;
+    if (job.chat) {
+      chunk["choices"].push_back(ChatChunkChoiceJson(
+          static_cast<int32_t>(choice), out, job.top_logprobs, job.logprobs, *job.tokenizer));
+      continue;
+    }
+    const std::string prefix = job.echoed[choice] ? "" : job.prefixes[prompt];
+    job.echoed[choice] = true;
+    chunk["choices"].push_back(CompletionChoiceJson(static_cast<int32_t>(choice), out, prefix,
+                                                    job.logprobs, *job.tokenizer,
+                                                    job.text_offsets[choice]));
+    job.text_offsets[choice] += static_cast<int64_t>(prefix.size() + out.text.size());
+  }
+  if (job.include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+// OpenAI's first chat chunk: every choice's delta.role, with empty content.
+json RoleChunk(const Job& job) {
+  json chunk = EnvelopeJson(job.id, job.object(), job.created, job.model);
+  for (size_t choice = 0; choice < job.echoed.size(); ++choice) {
+    chunk["choices"].push_back({{"index", choice},
+                                {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                {"logprobs", nullptr},
+                                {"finish_reason", nullptr}});
+  }
+  if (job.include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+// Streams a job as SSE; called by httplib until it returns false or the sink is done.
+bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
+  auto write = [&](const std::string& data) {
+    last_write = absl::Now();
+    return sink.is_writable() && sink.write(data.data(), data.size());
+  };
+  auto client_gone = [&] {
+    job.CancelAll();  // frees the blocks now, not when the request would have ended
+    return false;
+  };
+  if (job.chat && !job.role_sent) {
+    job.role_sent = true;
+    return write(Sse(RoleChunk(job))) || client_gone();
+  }
+  while (true) {
+    if (job.AllFinished()) {
+      if (job.include_usage) {
+        json last = EnvelopeJson(job.id, job.object(), job.created, job.model);
+        last["usage"] = UsageJson(job.usage);
+        if (!write(Sse(last))) return client_gone();
+      }
+      if (!write("data: [DONE]\n\n")) return client_gone();
+      sink.done();
+      return true;
+    }
+    bool wrote = false;
+    for (size_t p = 0; p < job.sessions.size(); ++p) {
+      if (job.finished[p]) continue;
+      // Waits only while nothing was written yet; otherwise just drains.
+      std::optional<RequestOutput> delta =
+          job.sessions[p]->Next(wrote ? absl::ZeroDuration() : kPollInterval);
+      if (!delta.has_value()) continue;
+      if (delta->finished) job.finished[p] = true;
+      job.Count(*delta);
+      if (!delta->error.empty()) {
+        // Headers went out with 200: the error travels as an event, then the stream ends.
+        if (!write(Sse(ErrorJson(500, delta->error, "")))) return client_gone();
+        job.CancelAll();
+        std::fill(job.finished.begin(), job.finished.end(), true);
+        write("data: [DONE]\n\n");
+        sink.done();
+        return true;
+      }
+      if (delta->outputs.empty()) continue;
+      if (!write(Sse(Chunk(job, p, *delta)))) return client_gone();
+      wrote = true;
+    }
+    if (wrote) return true;
+    if (absl::Now() - last_write >= kKeepAliveInterval && !write(": keep-alive\n\n")) {
+      return client_gone();
+    }
+  }
+}
+
+// Waits for every session's last delta; the accumulated output per prompt, or the engine's error.
+absl::StatusOr<std::vector<RequestOutput>> Collect(Job& job) {
+  std::vector<RequestOutput> totals(job.sessions.size());
+  for (size_t p = 0; p < job.sessions.size(); ++p) {
+    while (!job.finished[p]) {
+      std::optional<RequestOutput> delta = job.sessions[p]->Next(kPollInterval);
+      if (!delta.has_value()) continue;
+      if (!delta->error.empty()) {
+        job.CancelAll();
+        return absl::InternalError(delta->error);
+      }
+      job.Count(*delta);
+      MergeRequestOutput(totals[p], *delta);
+      job.finished[p] = delta->finished;
+    }
+    std::sort(totals[p].outputs.begin(), totals[p].outputs.end(),
+              [](const auto& a, const auto& b) { return a.index < b.index; });
+  }
+  return totals;
+}
+
+// Answers with the whole result, or streams it as SSE.
+void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
+  if (stream) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [job, last_write = absl::Now()](size_t, httplib::DataSink& sink) mutable {
+          // httplib's exception handler does not cover content providers.
+          try {
+            return StreamStep(*job, last_write, sink);
+          } catch (const std::exception& e) {
+            PAGODA_LOG(error, "HTTP stream failed: {}", e.what());
+            job->CancelAll();
+            return false;
+          }
+        },
+        [job](bool success) {
+          if (!success) job->CancelAll();
+        });
+    return;
+  }
+  absl::StatusOr<std::vector<RequestOutput>> totals = Collect(*job);
+  if (!totals.ok()) return ReplyError(res, 500, std::string(totals.status().message()));
+  json response = EnvelopeJson(job->id, job->chat ? "chat.completion" : "text_completion",
+                               job->created, job->model);
+  for (size_t p = 0; p < totals->size(); ++p) {
+    for (const CompletionOutput& out : (*totals)[p].outputs) {
+      const int32_t index = static_cast<int32_t>(p) * job->n + out.index;
+      response["choices"].push_back(
+          job->chat ? ChatChoiceJson(index, out, job->top_logprobs, job->logprobs, *job->tokenizer)
+                    : CompletionChoiceJson(index, out, job->prefixes[p], job->logprobs,
+                                           *job->tokenizer, 0));
+    }
+  }
+  response["usage"] = UsageJson(job->usage);
+  res.set_content(DumpJson(response), kJson);
+}
+
+std::shared_ptr<Job> NewJob(const Frontend& frontend, bool chat, const SamplingParams& params,
+                            bool include_usage) {
+  auto job = std::make_shared<Job>();
+  job->tokenizer = &frontend.tokenizer();
+  job->chat = chat;
+  job->model = frontend.model_name();
+  job->created = absl::ToUnixSeconds(absl::Now());
+  job->n = params.n;
+  job->logprobs = params.logprobs >= 0;
+  job->top_logprobs = std::max(params.logprobs, 0);
+  job->include_usage = include_usage;
+  return job;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Frontend* frontend, const ChatTemplate* chat_template,
+                       HttpServerOptions options)
+    : frontend_(frontend), chat_template_(chat_template), options_(std::move(options)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::Start() {
+  server_ = std::make_unique<httplib::Server>();
+  // httplib's default pool has as many threads as cores (at least 8), and a streaming request
+  // holds one until it ends: that would cap concurrent streams far below the engine's batch.
+  server_->new_task_queue = [threads = options_.threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  // Keep the listening socket to widen its accept queue below (httplib's is 5).
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
+  Route();
+  port_ = options_.port == 0
+              ? server_->bind_to_any_port(options_.host)
+              : (server_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+  if (port_ <= 0) {
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", options_.host, ":", options_.port));
+  }
+  // Listening again on a listening socket only changes its backlog (Linux).
+  if (listen_fd >= 0 && ::listen(listen_fd, kListenBacklog) != 0) {
+    PAGODA_LOG(warn, "HTTP: cannot widen the accept queue: {}", std::strerror(errno));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() is a no-op until its loop runs: a Stop() right after Start() must see it.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!server_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  if (server_ == nullptr) return;
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+  server_.reset();
+}
+
+bool HttpServer::Ready() const {
+  return options_.ready ? options_.ready() : frontend_->replicas().AnyReady();
+}
+
+bool HttpServer::Screen(const httplib::Request& req, httplib::Response& res) const {
+  for (const KnownRoute& route : kRoutes) {
+    if (req.path == route.path && req.method != route.method) {
+      res.set_header("Allow", route.method);
+      ReplyError(res, 405,
+                 absl::StrCat("method ", req.method, " is not allowed on ", req.path, "; use ",
+                              route.method));
+      return true;
+    }
+  }
+  if (!options_.api_key.empty() && absl::StartsWith(req.path, "/v1/") &&
+      req.get_header_value("Authorization") != absl::StrCat("Bearer ", options_.api_key)) {
+    ReplyError(res, 401, "missing or wrong API key (Authorization: Bearer <key>)");
+    return true;
+  }
+  if (req.has_header("Content-Length")) {
+    const std::string length = req.get_header_value("Content-Length");
+    const bool too_long = length.size() > 18 ||
+                          std::strtoull(length.c_str(), nullptr, 10) > options_.max_request_bytes;
+    if (too_long) {
+      ReplyError(res, 413,
+                 absl::StrCat("request body over ", options_.max_request_bytes, " bytes"));
+      return true;
+    }
+  }
+  return false;
+}
+
+void HttpServer::Route() {
+  server_->set_payload_max_length(options_.max_request_bytes);
+  if (options_.on_response) {
+    server_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      std::string_view route = "other";  // unknown paths must not grow the label set
+      for (const KnownRoute& known : kRoutes) {
+        if (req.path == known.path) route = known.path;
+      }
+      options_.on_response(route, res.status);
+    });
+  }
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return Screen(req, res) ? httplib::Server::HandlerResponse::Handled
+                            : httplib::Server::HandlerResponse::Unhandled;
+  });
+  // httplib's own refusals (unknown route, payload too large) come without a body.
+  server_->set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty() || res.is_chunked_content_provider_) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        std::string message = absl::StrCat("HTTP ", res.status);
+        if (res.status == 404) message = absl::StrCat("no route ", req.method, " ", req.path);
+        if (res.status == 413) message = "request body too large";
+        ReplyError(res, res.status, message);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  server_->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        PAGODA_LOG(error, "HTTP handler failed: {}", what);
+        ReplyError(res, 500, absl::StrCat("internal error: ", what));
+      });
+  server_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleCompletions(req, res);
+  });
+  server_->Post("/v1/chat/completions",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  HandleChatCompletions(req, res);
+                });
+  server_->Get("/v1/models",
+               [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });
+  server_->Get("/health",
+               [this](const httplib::Request&, httplib::Response& res) { HandleHealth(res); });
+  server_->Get("/ready",
+               [this](const httplib::Request&, httplib::Response& res) { HandleReady(res); });
+  if (options_.metrics) {
+    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(options_.metrics(), "text/plain; version=0.0.4");
+    });
+  }
+}
+
+void HttpServer::HandleCompletions(const httplib::Request& req, httplib::Response& res) {
+  absl::StatusOr<json> body = ParseJsonBody(req.body);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(*body);
+  if (!request.ok()) return ReplyStatus(res, request.status());
+  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  std::shared_ptr<Job> job =
+      NewJob(*frontend_, /*chat=*/false, request->prompts.front().params, request->include_usage);
+  std::vector<std::string> prefixes;
+  for (const GenerationInput& input : request->prompts) {
+    if (!request->echo) break;
+    prefixes.push_back(input.text.has_value() ? *input.text
+                                              : frontend_->tokenizer().Decode(
+                                                    input.token_ids, /*skip_special_tokens=*/true));
+  }
+  if (absl::Status status =
+          StartJob(*frontend_, std::move(request->prompts), std::move(prefixes), *job);
+      !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  Respond(std::move(job), request->stream, res);
+}
+
+void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Response& res) {
+  absl::StatusOr<json> body = ParseJsonBody(req.body);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<ChatCompletionRequest> request = ParseChatCompletionRequest(*body);
+  if (!request.ok()) return ReplyStatus(res, request.status());
+  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  if (chat_template_ == nullptr) {
+    return ReplyError(res, 400, "this model has no chat template", "messages");
+  }
+  const Tokenizer& tokenizer = frontend_->tokenizer();
+  auto token_text = [&](std::optional<int32_t> id) {
+    std::optional<std::string> token = id.has_value() ? tokenizer.IdToToken(*id) : std::nullopt;
+    return token.value_or("");
+  };
+  const json extra = {{"bos_token", token_text(tokenizer.bos_token_id())},
+                      {"eos_token", token_text(tokenizer.eos_token_id())}};
+  absl::StatusOr<std::string> prompt =
+      chat_template_->Render(request->messages, /*add_generation_prompt=*/true, extra);
+  if (!prompt.ok()) {
+    return ReplyError(res, 400, absl::StrCat("messages: ", std::string(prompt.status().message())),
+                      "messages");
+  }
+  // The template wrote BOS itself where the model wants it (vLLM does the same).
+  GenerationInput input{.model = request->model,
+                        .token_ids = tokenizer.Encode(*prompt, request->add_special_tokens),
+                        .add_special_tokens = false,
+                        .params = request->params};
+  if (!request->max_tokens_given) {
+    // vLLM's chat default: the rest of the context (validation refuses a prompt that fills it).
+    const ServingLimits& limits = frontend_->limits();
+    int64_t room = limits.max_model_len - static_cast<int64_t>(input.token_ids.size());
+    if (limits.max_tokens > 0) room = std::min<int64_t>(room, limits.max_tokens);
+    input.params.max_tokens = static_cast<int32_t>(std::max<int64_t>(room, 1));
+  }
+  std::shared_ptr<Job> job =
+      NewJob(*frontend_, /*chat=*/true, input.params, request->include_usage);
+  std::vector<GenerationInput> inputs;
+  inputs.push_back(std::move(input));
+  if (absl::Status status = StartJob(*frontend_, std::move(inputs), {}, *job); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  Respond(std::move(job), request->stream, res);
+}
+
+void HttpServer::HandleModels(httplib::Response& res) const {
+  const json model = {{"id", frontend_->model_name()},
+                      {"object", "model"},
+                      {"created", frontend_->created_unix_seconds()},
+                      {"owned_by", "pagoda"},
+                      {"root", frontend_->model_name()},
+                      {"parent", nullptr},
+                      {"max_model_len", frontend_->limits().max_model_len}};
+  res.set_content(DumpJson({{"object", "list"}, {"data", json::array({model})}}), kJson);
+}
+
+void HttpServer::HandleHealth(httplib::Response& res) const {
+  if (Ready()) {
+    res.status = 200;
+    return;
+  }
+  ReplyError(res, 503, "no replica is ready");
+}
+
+void HttpServer::HandleReady(httplib::Response& res) const {
+  ReplicaSet& replicas = frontend_->replicas();
+  json list = json::array();
+  for (int32_t i = 0; i < replicas.num_replicas(); ++i) {
+    const ReplicaStatus status = replicas.replica(i).status();
+    list.push_back({{"index", i},
+                    {"state", std::string(ReplicaStateName(status.state))},
+                    {"num_running_requests", status.stats.num_running_requests},
+                    {"num_waiting_requests", status.stats.num_waiting_requests}});
+  }
+  const bool ready = Ready();
+  res.status = ready ? 200 : 503;
+  res.set_content(DumpJson({{"ready", ready}, {"replicas", std::move(list)}}), kJson);
+}
+
+}  // namespace pagoda

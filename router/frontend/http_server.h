@@ -1,0 +1,89 @@
+// HttpServer: the router's OpenAI-compatible HTTP API (cpp-httplib) over the shared Frontend —
+// POST /v1/completions and /v1/chat/completions (JSON or Server-Sent Events), GET /v1/models,
+// /health, /ready and /metrics — with vLLM's request fields, response shapes and error codes.
+// The JSON itself is router/openai_protocol.h's; this file is routing, auth and streaming.
+//
+// A streamed request whose client goes away (a write fails) is cancelled, which frees its
+// blocks. Handlers never throw: anything unexpected answers 500 in OpenAI's error shape.
+//
+//   HttpServer server(&frontend, chat_template.get(), {.host = "0.0.0.0", .port = 8000});
+//   RETURN_IF_ERROR(server.Start());
+//   LOG(INFO) << "HTTP on port " << server.port();
+//   ...
+//   server.Stop();
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "router/frontend/frontend.h"
+
+namespace httplib {
+class Server;
+class Request;
+class Response;
+}  // namespace httplib
+
+namespace pagoda {
+
+class ChatTemplate;  // common/chat_template.h
+
+struct HttpServerOptions {
+  std::string host = "0.0.0.0";
+  int port = 8000;      // 0: the OS picks one (see HttpServer::port())
+  std::string api_key;  // empty: no auth; else /v1/* need "Authorization: Bearer <api_key>"
+  size_t max_request_bytes = size_t{16} << 20;
+  /// Connections served at once: each holds a thread while its request runs (a stream until
+  /// [DONE]); more wait in the accept queue.
+  int threads = 512;
+  /// GET /metrics body (Prometheus text format); empty: /metrics is 404.
+  std::function<std::string()> metrics;
+  /// True while at least one replica is ready; empty: Frontend::replicas().AnyReady().
+  std::function<bool()> ready;
+  /// Called once per answered request with its route (a known path, else "other") and status.
+  std::function<void(std::string_view route, int status)> on_response;
+};
+
+class HttpServer {
+ public:
+  /// `frontend` (and `chat_template`, null when the model has none) must outlive the server.
+  HttpServer(Frontend* frontend, const ChatTemplate* chat_template, HttpServerOptions options);
+  ~HttpServer();  // Stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// Binds and starts serving on an owned thread. Unavailable when the address cannot be bound.
+  absl::Status Start();
+  /// Stops accepting, waits for the serving thread. Idempotent.
+  void Stop();
+
+  /// The bound port (after Start()).
+  int port() const { return port_; }
+
+ private:
+  void Route();
+  // Pre-routing: 405, 401 and 413 before a body is read; true when answered.
+  bool Screen(const httplib::Request& req, httplib::Response& res) const;
+  bool Ready() const;
+
+  void HandleCompletions(const httplib::Request& req, httplib::Response& res);
+  void HandleChatCompletions(const httplib::Request& req, httplib::Response& res);
+  void HandleModels(httplib::Response& res) const;
+  void HandleHealth(httplib::Response& res) const;
+  void HandleReady(httplib::Response& res) const;
+
+  Frontend* const frontend_;
+  const ChatTemplate* const chat_template_;
+  const HttpServerOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+  std::thread thread_;  // runs server_->listen_after_bind()
+};
+
+}  // namespace pagoda

@@ -1,0 +1,395 @@
+#include "router/frontend/openai_protocol.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/finish_reason.h"
+
+namespace pagoda {
+namespace {
+
+using nlohmann::json;
+
+absl::Status WrongType(const std::string& field, const std::string& expected, const json& got) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": must be ", expected, ", got JSON ", got.type_name()));
+}
+
+// Reads an optional field; absent or null leaves `out` as it is.
+absl::Status ReadBool(const json& body, const std::string& field, bool& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_boolean()) return WrongType(field, "a boolean", *it);
+  out = it->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadString(const json& body, const std::string& field, std::string& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_string()) return WrongType(field, "a string", *it);
+  out = it->get<std::string>();
+  return absl::OkStatus();
+}
+
+// A JSON array of token ids, each in int32 range (the vocabulary check is the Frontend's).
+absl::StatusOr<std::vector<int32_t>> TokenIds(const json& ids) {
+  std::vector<int32_t> out;
+  out.reserve(ids.size());
+  for (const json& id : ids) {
+    if (!id.is_number_integer()) {
+      return WrongType("prompt", "a string, an array of strings or of token ids", id);
+    }
+    const bool in_range =
+        id.is_number_unsigned()
+            ? id.get<uint64_t>() <= std::numeric_limits<int32_t>::max()
+            : id.get<int64_t>() >= 0 && id.get<int64_t>() <= std::numeric_limits<int32_t>::max();
+    if (!in_range) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt: token id ", id.dump(), " is outside the vocabulary"));
+    }
+    out.push_back(static_cast<int32_t>(id.get<int64_t>()));
+  }
+  return out;
+}
+
+// OpenAI's prompt: a string, an array of strings, an array of token ids, or an array of those.
+absl::StatusOr<std::vector<GenerationInput>> ParsePrompts(const json& body) {
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) {
+    return absl::InvalidArgumentError("prompt: is required");
+  }
+  const json& prompt = *it;
+  std::vector<GenerationInput> inputs;
+  if (prompt.is_string()) {
+    inputs.push_back({.text = prompt.get<std::string>()});
+    return inputs;
+  }
+  if (!prompt.is_array()) {
+    return WrongType("prompt", "a string, an array of strings or of token ids", prompt);
+  }
+  if (prompt.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
+  if (prompt[0].is_number_integer()) {
+    ASSIGN_OR_RETURN(std::vector<int32_t> ids, TokenIds(prompt));
+    inputs.push_back({.token_ids = std::move(ids)});
+    return inputs;
+  }
+  for (const json& item : prompt) {
+    if (item.is_string()) {
+      inputs.push_back({.text = item.get<std::string>()});
+    } else if (item.is_array()) {
+      if (item.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
+      ASSIGN_OR_RETURN(std::vector<int32_t> ids, TokenIds(item));
+      inputs.push_back({.token_ids = std::move(ids)});
+    } else {
+      return WrongType("prompt", "a string, an array of strings or of token ids", item);
+    }
+  }
+  return inputs;
+}
+
+// stream and stream_options.include_usage.
+absl::Status ReadStream(const json& body, bool& stream, bool& include_usage) {
+  RETURN_IF_ERROR(ReadBool(body, "stream", stream));
+  auto it = body.find("stream_options");
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) return WrongType("stream_options", "an object", *it);
+  if (!stream) {
+    return absl::InvalidArgumentError("stream_options: only allowed when stream is true");
+  }
+  if (auto usage = it->find("include_usage"); usage != it->end() && !usage->is_null()) {
+    if (!usage->is_boolean())
+      return WrongType("stream_options", "{\"include_usage\": bool}", *usage);
+    include_usage = usage->get<bool>();
+  }
+  return absl::OkStatus();
+}
+
+// A message's content as text: a string, or the text parts of an array joined by newlines.
+absl::StatusOr<std::string> MessageText(const json& content) {
+  if (content.is_null()) return std::string();
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return WrongType("messages", "content as a string or parts", content);
+  std::string text;
+  bool first = true;
+  for (const json& part : content) {
+    if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") ||
+        !part["text"].is_string()) {
+      return absl::InvalidArgumentError(
+          "messages: content parts must be {\"type\": \"text\", \"text\": string}");
+    }
+    if (!first) text += "\n";
+    text += part["text"].get<std::string>();
+    first = false;
+  }
+  return text;
+}
+
+absl::StatusOr<json> ParseMessages(const json& body) {
+  auto it = body.find("messages");
+  if (it == body.end() || it->is_null()) return absl::InvalidArgumentError("messages: is required");
+  if (!it->is_array()) return WrongType("messages", "an array", *it);
+  if (it->empty()) return absl::InvalidArgumentError("messages: must not be empty");
+  json messages = json::array();
+  for (const json& message : *it) {
+    if (!message.is_object()) return WrongType("messages", "an array of objects", message);
+    auto role = message.find("role");
+    if (role == message.end() || !role->is_string()) {
+      return absl::InvalidArgumentError("messages: every message needs a string role");
+    }
+    json out = message;
+    ASSIGN_OR_RETURN(std::string text, MessageText(message.value("content", json())));
+    out["content"] = std::move(text);
+    messages.push_back(std::move(out));
+  }
+  return messages;
+}
+
+// SamplingParams::FromJson says "sampling parameter <field> must be ..."; the API's errors start
+// with the field, for InvalidField().
+absl::StatusOr<SamplingParams> ReadSamplingParams(const json& body) {
+  absl::StatusOr<SamplingParams> params = SamplingParams::FromJson(body);
+  if (params.ok() || !absl::IsInvalidArgument(params.status())) return params;
+  const std::string message(params.status().message());
+  constexpr char kPrefix[] = "sampling parameter ";
+  constexpr size_t kPrefixSize = sizeof(kPrefix) - 1;
+  if (!absl::StartsWith(message, kPrefix)) return params;
+  const size_t end = message.find(' ', kPrefixSize);
+  if (end == std::string::npos) return params;
+  return absl::InvalidArgumentError(
+      absl::StrCat(message.substr(kPrefixSize, end - kPrefixSize), ": ", message.substr(end + 1)));
+}
+
+double FiniteLogprob(float logprob) {
+  // JSON has no infinities; vLLM reports -9999.0 for them.
+  return std::isfinite(logprob) ? static_cast<double>(logprob) : -9999.0;
+}
+
+std::string TokenText(const Tokenizer& tokenizer, int32_t id) {
+  return tokenizer.Decode({id}, /*skip_special_tokens=*/false);
+}
+
+json BytesJson(const std::string& text) {
+  json bytes = json::array();
+  for (char c : text) bytes.push_back(static_cast<int>(static_cast<unsigned char>(c)));
+  return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<json> ParseJsonBody(std::string_view body) {
+  // nlohmann rejects ill-formed UTF-8 inside strings, so nothing invalid reaches a later dump.
+  json parsed = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return absl::InvalidArgumentError("body: is not valid JSON (or has invalid UTF-8)");
+  }
+  if (!parsed.is_object()) return WrongType("body", "a JSON object", parsed);
+  return parsed;
+}
+
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
+  CompletionRequest request;
+  RETURN_IF_ERROR(ReadString(body, "model", request.model));
+  ASSIGN_OR_RETURN(SamplingParams params, ReadSamplingParams(body));
+  std::string user;  // accepted, ignored
+  RETURN_IF_ERROR(ReadString(body, "user", user));
+  RETURN_IF_ERROR(ReadBool(body, "echo", request.echo));
+  RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  bool add_special_tokens = true;  // vLLM's extension: BOS before a text prompt
+  RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", add_special_tokens));
+  ASSIGN_OR_RETURN(request.prompts, ParsePrompts(body));
+  for (GenerationInput& input : request.prompts) {
+    input.model = request.model;
+    input.params = params;
+    input.add_special_tokens = add_special_tokens;
+  }
+  return request;
+}
+
+absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
+  ChatCompletionRequest request;
+  RETURN_IF_ERROR(ReadString(body, "model", request.model));
+  ASSIGN_OR_RETURN(request.messages, ParseMessages(body));
+  // Chat's logprobs is a boolean with top_logprobs beside it; the rest reads as completions.
+  json sampling = body;
+  sampling.erase("logprobs");
+  sampling.erase("top_logprobs");
+  if (auto it = body.find("max_completion_tokens"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return WrongType("max_completion_tokens", "an integer", *it);
+    sampling["max_tokens"] = *it;
+  }
+  ASSIGN_OR_RETURN(request.params, ReadSamplingParams(sampling));
+  request.max_tokens_given = sampling.contains("max_tokens") && !sampling["max_tokens"].is_null();
+  bool logprobs = false;
+  RETURN_IF_ERROR(ReadBool(body, "logprobs", logprobs));
+  int32_t top_logprobs = 0;
+  if (auto it = body.find("top_logprobs"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return WrongType("top_logprobs", "an integer", *it);
+    const int64_t value = it->get<int64_t>();
+    if (value < 0 || value > SamplingParams::kMaxLogprobs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("top_logprobs: must be in [0, ", SamplingParams::kMaxLogprobs, "]"));
+    }
+    if (!logprobs && value > 0) {
+      return absl::InvalidArgumentError("top_logprobs: needs logprobs to be true");
+    }
+    top_logprobs = static_cast<int32_t>(value);
+  }
+  request.params.logprobs = logprobs ? top_logprobs : -1;
+  std::string user;
+  RETURN_IF_ERROR(ReadString(body, "user", user));
+  RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", request.add_special_tokens));
+  RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  return request;
+}
+
+json ErrorJson(int http_status, const std::string& message, const std::string& param) {
+  std::string type = "InternalServerError";
+  switch (http_status) {
+    case 400:
+    case 413:
+      type = "BadRequestError";
+      break;
+    case 401:
+      type = "AuthenticationError";
+      break;
+    case 404:
+      type = "NotFoundError";
+      break;
+    case 405:
+      type = "MethodNotAllowedError";
+      break;
+    case 429:
+      type = "RateLimitError";
+      break;
+    case 501:
+      type = "NotImplementedError";
+      break;
+    case 503:
+      type = "ServiceUnavailableError";
+      break;
+  }
+  return {{"error",
+           {{"message", message},
+            {"type", http_status == 400 ? std::string("invalid_request_error") : type},
+            {"param", param.empty() ? json() : json(param)},
+            {"code", http_status}}}};
+}
+
+json FinishReasonJson(const CompletionOutput& out) {
+  if (!out.finish_reason.has_value()) return json();
+  return std::string(FinishReasonName(*out.finish_reason));
+}
+
+json StopReasonJson(const CompletionOutput& out) {
+  if (const auto* text = std::get_if<std::string>(&out.stop_reason)) return *text;
+  if (const auto* id = std::get_if<int32_t>(&out.stop_reason)) return *id;
+  return json();
+}
+
+json UsageJson(const Usage& usage) {
+  return {{"prompt_tokens", usage.prompt_tokens},
+          {"completion_tokens", usage.completion_tokens},
+          {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
+}
+
+json CompletionLogprobsJson(const CompletionOutput& out, const Tokenizer& tokenizer,
+                            int64_t text_offset) {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  const size_t count = std::min(out.logprobs.size(), out.token_ids.size());
+  for (size_t i = 0; i < count; ++i) {
+    const std::string text = TokenText(tokenizer, out.token_ids[i]);
+    tokens.push_back(text);
+    token_logprobs.push_back(FiniteLogprob(out.logprobs[i]));
+    json alternatives = json::object();
+    if (i < out.top_logprobs.size()) {
+      for (const auto& [id, logprob] : out.top_logprobs[i]) {
+        const std::string alternative = TokenText(tokenizer, id);
+        if (!alternatives.contains(alternative)) alternatives[alternative] = FiniteLogprob(logprob);
+      }
+    }
+    if (!alternatives.contains(text)) alternatives[text] = FiniteLogprob(out.logprobs[i]);
+    top.push_back(std::move(alternatives));
+    offsets.push_back(text_offset);
+    text_offset += static_cast<int64_t>(text.size());
+  }
+  return {{"tokens", tokens},
+          {"token_logprobs", token_logprobs},
+          {"top_logprobs", top},
+          {"text_offset", offsets}};
+}
+
+json ChatLogprobsJson(const CompletionOutput& out, const Tokenizer& tokenizer,
+                      int32_t top_logprobs) {
+  json content = json::array();
+  const size_t count = std::min(out.logprobs.size(), out.token_ids.size());
+  for (size_t i = 0; i < count; ++i) {
+    const std::string text = TokenText(tokenizer, out.token_ids[i]);
+    json top = json::array();
+    if (i < out.top_logprobs.size()) {
+      for (const auto& [id, logprob] : out.top_logprobs[i]) {
+        if (static_cast<int32_t>(top.size()) >= top_logprobs) break;
+        const std::string alternative = TokenText(tokenizer, id);
+        top.push_back({{"token", alternative},
+                       {"logprob", FiniteLogprob(logprob)},
+                       {"bytes", BytesJson(alternative)}});
+      }
+    }
+    content.push_back({{"token", text},
+                       {"logprob", FiniteLogprob(out.logprobs[i])},
+                       {"bytes", BytesJson(text)},
+                       {"top_logprobs", std::move(top)}});
+  }
+  return {{"content", std::move(content)}};
+}
+
+json CompletionChoiceJson(int32_t index, const CompletionOutput& out, const std::string& prefix,
+                          bool logprobs, const Tokenizer& tokenizer, int64_t text_offset) {
+  return {
+      {"index", index},
+      {"text", prefix + out.text},
+      {"logprobs", logprobs ? CompletionLogprobsJson(
+                                  out, tokenizer, text_offset + static_cast<int64_t>(prefix.size()))
+                            : json()},
+      {"finish_reason", FinishReasonJson(out)},
+      {"stop_reason", StopReasonJson(out)}};
+}
+
+json ChatChoiceJson(int32_t index, const CompletionOutput& out, int32_t top_logprobs, bool logprobs,
+                    const Tokenizer& tokenizer) {
+  return {{"index", index},
+          {"message", {{"role", "assistant"}, {"content", out.text}}},
+          {"logprobs", logprobs ? ChatLogprobsJson(out, tokenizer, top_logprobs) : json()},
+          {"finish_reason", FinishReasonJson(out)},
+          {"stop_reason", StopReasonJson(out)}};
+}
+
+json ChatChunkChoiceJson(int32_t index, const CompletionOutput& out, int32_t top_logprobs,
+                         bool logprobs, const Tokenizer& tokenizer) {
+  return {{"index", index},
+          {"delta", {{"content", out.text}}},
+          {"logprobs", logprobs ? ChatLogprobsJson(out, tokenizer, top_logprobs) : json()},
+          {"finish_reason", FinishReasonJson(out)},
+          {"stop_reason", StopReasonJson(out)}};
+}
+
+json EnvelopeJson(const std::string& id, const std::string& object, int64_t created,
+                  const std::string& model) {
+  return {{"id", id},
+          {"object", object},
+          {"created", created},
+          {"model", model},
+          {"choices", json::array()}};
+}
+
+std::string DumpJson(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace pagoda

@@ -1,0 +1,88 @@
+// OpenAI protocol: the JSON of the router's OpenAI-compatible HTTP API (router/http_server.h),
+// with vLLM's field names, defaults and shapes. Parses request bodies into what the Frontend
+// takes (errors are InvalidArgument starting with the offending field, so InvalidField() names
+// it), and builds response, chunk and error objects from the engine's RequestOutput.
+//
+//   ASSIGN_OR_RETURN(CompletionRequest request, ParseCompletionRequest(body));
+//   for (GenerationInput& input : request.prompts) sessions.push_back(frontend.Submit(input));
+//   nlohmann::json choice = CompletionChoiceJson(index, total.outputs[0], options, tokenizer);
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tokenizer/tokenizer.h"
+#include "engine/output_processor.h"
+#include "nlohmann/json.hpp"
+#include "router/frontend/frontend.h"
+
+namespace pagoda {
+
+/// A parsed POST /v1/completions body.
+struct CompletionRequest {
+  std::string model;
+  /// One input per prompt (same params), in order; choices of prompt i have indexes i * n + j.
+  std::vector<GenerationInput> prompts;
+  bool echo = false;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+};
+
+/// A parsed POST /v1/chat/completions body.
+struct ChatCompletionRequest {
+  std::string model;
+  nlohmann::json messages;          // array of {role, content: string}; text parts joined
+  SamplingParams params;            // logprobs: top_logprobs when "logprobs" is true, else -1
+  bool max_tokens_given = false;    // false: the server gives the rest of the context
+  bool add_special_tokens = false;  // vLLM's extension: BOS before the rendered template too
+  bool stream = false;
+  bool include_usage = false;
+};
+
+/// Parses a JSON body: malformed JSON or invalid UTF-8 is InvalidArgument, as is a non-object.
+absl::StatusOr<nlohmann::json> ParseJsonBody(std::string_view body);
+
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(const nlohmann::json& body);
+absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::json& body);
+
+/// {"error": {"message", "type", "param", "code"}}; `param` null when empty.
+nlohmann::json ErrorJson(int http_status, const std::string& message, const std::string& param);
+
+/// "stop", "length", "abort" or null.
+nlohmann::json FinishReasonJson(const CompletionOutput& out);
+/// The stop string, the stop token id or null.
+nlohmann::json StopReasonJson(const CompletionOutput& out);
+nlohmann::json UsageJson(const Usage& usage);
+
+/// The completions "logprobs" object ({tokens, token_logprobs, top_logprobs, text_offset}) of
+/// `out`'s tokens, the first at `text_offset` in the choice's text; null without logprobs.
+nlohmann::json CompletionLogprobsJson(const CompletionOutput& out, const Tokenizer& tokenizer,
+                                      int64_t text_offset);
+/// The chat "logprobs" object ({content: [{token, logprob, bytes, top_logprobs}]}).
+nlohmann::json ChatLogprobsJson(const CompletionOutput& out, const Tokenizer& tokenizer,
+                                int32_t top_logprobs);
+
+/// One completions choice (also a streamed chunk's choice): `prefix` goes before the text (echo).
+nlohmann::json CompletionChoiceJson(int32_t index, const CompletionOutput& out,
+                                    const std::string& prefix, bool logprobs,
+                                    const Tokenizer& tokenizer, int64_t text_offset);
+
+/// A chat.completion choice ({index, message, logprobs, finish_reason, stop_reason}).
+nlohmann::json ChatChoiceJson(int32_t index, const CompletionOutput& out, int32_t top_logprobs,
+                              bool logprobs, const Tokenizer& tokenizer);
+/// A chat.completion.chunk choice ({index, delta, logprobs, finish_reason, stop_reason}).
+nlohmann::json ChatChunkChoiceJson(int32_t index, const CompletionOutput& out, int32_t top_logprobs,
+                                   bool logprobs, const Tokenizer& tokenizer);
+
+/// A response or chunk envelope: {id, object, created, model, choices: []}.
+nlohmann::json EnvelopeJson(const std::string& id, const std::string& object, int64_t created,
+                            const std::string& model);
+
+/// Serializes for the wire: never throws (bytes of invalid UTF-8 become U+FFFD).
+std::string DumpJson(const nlohmann::json& json);
+
+}  // namespace pagoda

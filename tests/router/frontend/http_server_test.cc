@@ -1,0 +1,443 @@
+#include "router/frontend/http_server.h"
+
+#include <httplib.h>
+
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/chat_template/chat_template.h"
+#include "engine/simulated_executor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kModel[] = "sim";
+constexpr int64_t kMaxModelLen = 2048;
+
+// A BPE tokenizer whose vocabulary is the printable ASCII characters (id = char - 32), without
+// merges, decoded by concatenation: every character is one token.
+const Tokenizer& CharTokenizer() {
+  static const Tokenizer* tokenizer = [] {
+    json vocab = json::object();
+    for (int c = 32; c < 127; ++c) vocab[std::string(1, static_cast<char>(c))] = c - 32;
+    const json root = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}},
+                       {"decoder", {{"type", "Fuse"}}}};
+    auto made = Tokenizer::FromJson(root.dump(), "", "chars");
+    EXPECT_TRUE(made.ok()) << made.status();
+    return made->release();
+  }();
+  return *tokenizer;
+}
+
+// SimulatedExecutor whose steps take `step` of wall time (slept, not busy-waited), so a long
+// request stays running while a test looks at it.
+class SleepyExecutor final : public Executor {
+ public:
+  SleepyExecutor(SimulatedExecutorOptions options, absl::Duration step)
+      : simulated_(std::move(options)), step_(step) {}
+  const ExecutorInfo& info() const override { return simulated_.info(); }
+  std::future<absl::StatusOr<StepResult>> Submit(StepPlan plan) override {
+    absl::StatusOr<StepResult> result = simulated_.Apply(plan);
+    return std::async(std::launch::deferred, [step = step_, result = std::move(result)]() mutable {
+      absl::SleepFor(step);
+      return std::move(result);
+    });
+  }
+
+ private:
+  SimulatedExecutor simulated_;
+  const absl::Duration step_;
+};
+
+struct RouterSetup {
+  absl::Duration step = absl::ZeroDuration();
+  bool broken = false;  // the executor never starts: no replica is ever ready
+  int64_t max_num_seqs = 64;
+  int64_t max_waiting_requests = 0;
+  HttpServerOptions http;
+  const ChatTemplate* chat_template = nullptr;
+};
+
+// A Frontend over one simulated replica and an HttpServer on a port the OS picks.
+class TestRouter {
+ public:
+  explicit TestRouter(RouterSetup setup) {
+    const SimulatedExecutorOptions simulated{.info = {.num_device_blocks = 1024,
+                                                      .block_size = 16,
+                                                      .max_model_len = kMaxModelLen,
+                                                      .vocab_size = 95},
+                                             .eos_token_ids = {0}};
+    ReplicaSetOptions options;
+    options.replicas.push_back({.index = 0,
+                                .make_executor = [simulated, setup](uint64_t)
+                                    -> absl::StatusOr<std::unique_ptr<Executor>> {
+                                  if (setup.broken) return absl::UnavailableError("no device");
+                                  return std::make_unique<SleepyExecutor>(simulated, setup.step);
+                                },
+                                .engine = {.max_num_seqs = setup.max_num_seqs,
+                                           .max_model_len = kMaxModelLen,
+                                           .max_waiting_requests = setup.max_waiting_requests},
+                                .tokenizer = &CharTokenizer(),
+                                .eos_token_ids = {0},
+                                .health_interval = absl::Milliseconds(50)});
+    replicas_ = std::make_unique<ReplicaSet>(std::move(options));
+    if (!setup.broken) {
+      EXPECT_TRUE(replicas_->WaitUntilReady(1, absl::Seconds(30)));
+    }
+    frontend_ = std::make_unique<Frontend>(
+        replicas_.get(), &CharTokenizer(),
+        FrontendOptions{.model_name = kModel,
+                        .limits = {.max_model_len = kMaxModelLen, .vocab_size = 95}});
+    setup.http.host = "127.0.0.1";
+    setup.http.port = 0;
+    server_ = std::make_unique<HttpServer>(frontend_.get(), setup.chat_template, setup.http);
+    EXPECT_TRUE(server_->Start().ok());
+  }
+
+  ~TestRouter() {
+    server_->Stop();
+    server_.reset();
+    frontend_.reset();
+    replicas_.reset();
+  }
+
+  httplib::Client Client() const {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(30, 0);
+    return client;
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& body) const {
+    return Client().Post(path.c_str(), body, "application/json");
+  }
+
+  Frontend& frontend() { return *frontend_; }
+  ReplicaStatus status() const { return replicas_->replica(0).status(); }
+
+ private:
+  std::unique_ptr<ReplicaSet> replicas_;
+  std::unique_ptr<Frontend> frontend_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+json Body(const httplib::Result& result) {
+  return result ? json::parse(result->body, nullptr, false) : json();
+}
+
+// The events of an SSE body, up to [DONE] (which must come last).
+std::vector<json> SseEvents(const std::string& body) {
+  std::vector<json> events;
+  bool done = false;
+  for (absl::string_view block : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
+    EXPECT_FALSE(done) << "event after [DONE]";
+    if (absl::StartsWith(block, ":")) continue;  // keep-alive comment
+    EXPECT_TRUE(absl::StartsWith(block, "data: ")) << block;
+    const std::string data(block.substr(6));
+    if (data == "[DONE]") {
+      done = true;
+      continue;
+    }
+    events.push_back(json::parse(data));
+  }
+  EXPECT_TRUE(done);
+  return events;
+}
+
+void ExpectServes(const TestRouter& router) {
+  httplib::Result ok = router.Post("/v1/completions", R"({"prompt": "abc", "max_tokens": 2})");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
+void ExpectError(const httplib::Result& result, int status, const std::string& param = "") {
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, status) << result->body;
+  const json body = Body(result);
+  ASSERT_TRUE(body.contains("error")) << result->body;
+  EXPECT_EQ(body["error"]["code"], status);
+  EXPECT_TRUE(body["error"]["message"].is_string());
+  if (!param.empty()) {
+    EXPECT_EQ(body["error"]["param"], param) << result->body;
+  }
+}
+
+TEST(HttpServer, CompletesAPrompt) {
+  TestRouter router({});
+  httplib::Result result =
+      router.Post("/v1/completions", R"({"model": "sim", "prompt": "hello", "max_tokens": 5})");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json body = Body(result);
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["model"], kModel);
+  EXPECT_TRUE(absl::StartsWith(body["id"].get<std::string>(), "cmpl-"));
+  ASSERT_EQ(body["choices"].size(), 1u);
+  const json& choice = body["choices"][0];
+  EXPECT_EQ(choice["index"], 0);
+  EXPECT_EQ(choice["text"].get<std::string>().size(), 5u);
+  EXPECT_EQ(choice["finish_reason"], "length");
+  EXPECT_TRUE(choice["logprobs"].is_null());
+  EXPECT_EQ(body["usage"],
+            json({{"prompt_tokens", 5}, {"completion_tokens", 5}, {"total_tokens", 10}}));
+}
+
+TEST(HttpServer, GivesEachPromptItsChoicesWithConsecutiveIndexes) {
+  TestRouter router({});
+  httplib::Result result = router.Post(
+      "/v1/completions", R"({"prompt": ["ab", [1, 2, 3]], "n": 2, "max_tokens": 3, "echo": true,
+                             "logprobs": 1, "seed": 7})");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json body = Body(result);
+  ASSERT_EQ(body["choices"].size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    const json& choice = body["choices"][i];
+    EXPECT_EQ(choice["index"], i);
+    EXPECT_EQ(choice["text"].get<std::string>().substr(0, i < 2 ? 2 : 3), i < 2 ? "ab" : "!\"#");
+    EXPECT_EQ(choice["logprobs"]["tokens"].size(), 3u);
+    EXPECT_EQ(choice["logprobs"]["text_offset"][0], i < 2 ? 2 : 3);
+  }
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 2 + 3);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 4 * 3);
+}
+
+TEST(HttpServer, StreamsInterleavedChoicesUntilDone) {
+  TestRouter router({});
+  httplib::Result result =
+      router.Post("/v1/completions", R"({"prompt": "hi", "n": 2, "max_tokens": 6, "stream": true,
+                             "stream_options": {"include_usage": true}})");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(result->get_header_value("Content-Type"), "text/event-stream");
+  const std::vector<json> events = SseEvents(result->body);
+  ASSERT_GE(events.size(), 2u);
+  std::string texts[2];
+  int finished = 0;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["object"], "text_completion");
+    EXPECT_TRUE(events[i]["usage"].is_null());
+    for (const json& choice : events[i]["choices"]) {
+      texts[choice["index"].get<int>()] += choice["text"].get<std::string>();
+      if (!choice["finish_reason"].is_null()) ++finished;
+    }
+  }
+  EXPECT_EQ(texts[0].size(), 6u);
+  EXPECT_EQ(texts[1].size(), 6u);
+  EXPECT_EQ(finished, 2);
+  const json& last = events.back();
+  EXPECT_EQ(last["choices"], json::array());
+  EXPECT_EQ(last["usage"],
+            json({{"prompt_tokens", 2}, {"completion_tokens", 12}, {"total_tokens", 14}}));
+}
+
+TEST(HttpServer, AnswersBadRequestsInOpenAIShapeAndKeepsServing) {
+  TestRouter router({});
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "max_tokens": "ten"})"), 400,
+              "max_tokens");
+  ExpectServes(router);
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "stop": 5})"), 400, "stop");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "max_tokens": 0})"), 400,
+              "max_tokens");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": [1000]})"), 400, "prompt");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a)"), 400);
+  ExpectError(router.Post("/v1/completions", "{\"prompt\": \"\xc3\x28\"}"), 400);
+  ExpectServes(router);
+  ExpectError(router.Post("/v1/completions", R"({"model": "gpt-4", "prompt": "a"})"), 404, "");
+  ExpectError(router.Client().Get("/v1/nothing"), 404);
+  ExpectError(router.Client().Get("/v1/completions"), 405);
+  ExpectError(router.Post("/v1/models", "{}"), 405);
+  ExpectServes(router);
+  // This router has no chat template: chat completions cannot be rendered.
+  ExpectError(
+      router.Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}]})"),
+      400);
+  ExpectServes(router);
+}
+
+TEST(HttpServer, RefusesBodiesOverTheLimit) {
+  TestRouter router({.http = {.max_request_bytes = 1024}});
+  const std::string big = absl::StrCat(R"({"prompt": ")", std::string(4096, 'a'), R"("})");
+  ExpectError(router.Post("/v1/completions", big), 413);
+  ExpectServes(router);
+}
+
+TEST(HttpServer, ChecksTheApiKey) {
+  TestRouter router({.http = {.api_key = "sesame"}});
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 401);
+  httplib::Client client = router.Client();
+  client.set_bearer_token_auth("wrong");
+  ExpectError(client.Get("/v1/models"), 401);
+  client.set_bearer_token_auth("sesame");
+  httplib::Result ok =
+      client.Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1})", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  // Health checks need no key.
+  httplib::Result health = router.Client().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST(HttpServer, AnswersQueueFullWith429) {
+  TestRouter router({.step = absl::Milliseconds(20), .max_num_seqs = 1, .max_waiting_requests = 1});
+  SamplingParams params;
+  params.max_tokens = 1000;
+  std::vector<std::unique_ptr<RequestSession>> held;
+  for (int i = 0; i < 2; ++i) {
+    auto session = router.frontend().Submit({.text = "abc", .params = params});
+    ASSERT_TRUE(session.ok()) << session.status();
+    held.push_back(std::move(*session));
+    // Let the engine take the first one in, so the second one waits.
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 429);
+  held.clear();  // aborts them
+  absl::SleepFor(absl::Milliseconds(200));
+  ExpectServes(router);
+}
+
+TEST(HttpServer, AnswersNoReadyReplicaWith503) {
+  TestRouter router({.broken = true});
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 503);
+  ExpectError(router.Client().Get("/health"), 503);
+  httplib::Result ready = router.Client().Get("/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_EQ(Body(ready)["ready"], false);
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 503);
+}
+
+TEST(HttpServer, ClientDisconnectMidStreamFreesTheRequest) {
+  TestRouter router({.step = absl::Milliseconds(5)});
+  httplib::Client client = router.Client();
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/completions";
+  request.body = R"({"prompt": "abc", "max_tokens": 1500, "stream": true})";
+  request.set_header("Content-Type", "application/json");
+  int chunks = 0;
+  request.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+    return ++chunks < 3;  // then hang up
+  };
+  httplib::Response response;
+  httplib::Error error = httplib::Error::Success;
+  EXPECT_FALSE(client.send(request, response, error));
+  EXPECT_EQ(chunks, 3);
+  client.stop();
+  // Left alone, the request would run for 1500 steps of 5 ms.
+  const absl::Time deadline = absl::Now() + absl::Seconds(3);
+  while (router.status().stats.num_running_requests > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(router.status().stats.num_running_requests, 0);
+  EXPECT_EQ(router.status().stats.num_waiting_requests, 0);
+  ExpectServes(router);
+}
+
+TEST(HttpServer, ServesModelsReadinessAndMetrics) {
+  TestRouter router({.http = {.metrics = [] { return std::string("pagoda_up 1\n"); }}});
+  const json models = Body(router.Client().Get("/v1/models"));
+  EXPECT_EQ(models["object"], "list");
+  ASSERT_EQ(models["data"].size(), 1u);
+  EXPECT_EQ(models["data"][0]["id"], kModel);
+  EXPECT_EQ(models["data"][0]["object"], "model");
+  httplib::Result ready = router.Client().Get("/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(Body(ready)["ready"], true);
+  EXPECT_EQ(Body(ready)["replicas"][0]["state"], "ready");
+  httplib::Result metrics = router.Client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->body, "pagoda_up 1\n");
+  EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4");
+
+  TestRouter no_metrics({});
+  ExpectError(no_metrics.Client().Get("/metrics"), 404);
+}
+
+const ChatTemplate& TestChatTemplate() {
+  static const ChatTemplate* chat_template = [] {
+    auto parsed = ChatTemplate::Parse(
+        "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}");
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return new ChatTemplate(std::move(*parsed));
+  }();
+  return *chat_template;
+}
+
+TEST(HttpServer, CompletesAChat) {
+  TestRouter router({.chat_template = &TestChatTemplate()});
+  httplib::Result result = router.Post("/v1/chat/completions",
+                                       R"({"model": "sim",
+          "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+          "max_completion_tokens": 4, "logprobs": true, "top_logprobs": 2})");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json body = Body(result);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_TRUE(absl::StartsWith(body["id"].get<std::string>(), "chatcmpl-"));
+  ASSERT_EQ(body["choices"].size(), 1u);
+  const json& choice = body["choices"][0];
+  EXPECT_EQ(choice["message"]["role"], "assistant");
+  EXPECT_EQ(choice["message"]["content"].get<std::string>().size(), 4u);
+  EXPECT_EQ(choice["finish_reason"], "length");
+  ASSERT_EQ(choice["logprobs"]["content"].size(), 4u);
+  EXPECT_EQ(choice["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
+  // "<user>hi<assistant>", one token per character, no BOS added on top.
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 19);
+
+  // Without max_tokens a chat may use the rest of the context, as in vLLM.
+  const json rest = Body(
+      router.Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}]})"));
+  EXPECT_EQ(rest["usage"]["completion_tokens"], kMaxModelLen - 19) << rest.dump();
+}
+
+TEST(HttpServer, StreamsAChatWithTheRoleFirst) {
+  TestRouter router({.chat_template = &TestChatTemplate()});
+  httplib::Result result =
+      router.Post("/v1/chat/completions",
+                  R"({"messages": [{"role": "user", "content": "hi"}], "n": 2, "max_tokens": 5,
+          "stream": true, "stream_options": {"include_usage": true}})");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const std::vector<json> events = SseEvents(result->body);
+  ASSERT_GE(events.size(), 3u);
+  ASSERT_EQ(events[0]["choices"].size(), 2u);
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string texts[2];
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["object"], "chat.completion.chunk");
+    for (const json& choice : events[i]["choices"]) {
+      texts[choice["index"].get<int>()] += choice["delta"]["content"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(texts[0].size(), 5u);
+  EXPECT_EQ(texts[1].size(), 5u);
+  EXPECT_EQ(events.back()["usage"]["completion_tokens"], 10);
+}
+
+TEST(HttpServer, RefusesChatsTheTemplateRejects) {
+  auto strict = ChatTemplate::Parse(
+      "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}x");
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  TestRouter router({.chat_template = &*strict});
+  ExpectError(
+      router.Post("/v1/chat/completions", R"({"messages": [{"role": "system", "content": "hi"}]})"),
+      400, "messages");
+  ExpectServes(router);
+}
+
+}  // namespace
+}  // namespace pagoda

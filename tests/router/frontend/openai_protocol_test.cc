@@ -1,0 +1,273 @@
+#include "router/frontend/openai_protocol.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "router/frontend/request_validation.h"
+
+namespace pagoda {
+namespace {
+
+using nlohmann::json;
+
+const Tokenizer& SyntheticTokenizer() {
+  static const Tokenizer* tokenizer = [] {
+    json vocab = json::object();
+    for (int64_t id = 0; id < 64; ++id) vocab[absl::StrCat("t", id)] = id;
+    const json root = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+    auto made = Tokenizer::FromJson(root.dump(), "", "synthetic");
+    EXPECT_TRUE(made.ok()) << made.status();
+    return made->release();
+  }();
+  return *tokenizer;
+}
+
+absl::Status CompletionError(const std::string& body) {
+  absl::StatusOr<json> parsed = ParseJsonBody(body);
+  if (!parsed.ok()) return parsed.status();
+  return ParseCompletionRequest(*parsed).status();
+}
+
+absl::Status ChatError(const std::string& body) {
+  absl::StatusOr<json> parsed = ParseJsonBody(body);
+  if (!parsed.ok()) return parsed.status();
+  return ParseChatCompletionRequest(*parsed).status();
+}
+
+TEST(OpenAIProtocol, ParsesEveryCompletionField) {
+  const json body = {{"model", "m"},
+                     {"prompt", "hello"},
+                     {"max_tokens", 7},
+                     {"temperature", 0.5},
+                     {"top_p", 0.9},
+                     {"top_k", 5},
+                     {"min_p", 0.1},
+                     {"n", 3},
+                     {"stop", "x"},
+                     {"seed", 42},
+                     {"presence_penalty", 0.25},
+                     {"frequency_penalty", 0.5},
+                     {"repetition_penalty", 1.1},
+                     {"logprobs", 2},
+                     {"echo", true},
+                     {"ignore_eos", true},
+                     {"user", "u"},
+                     {"stream", true},
+                     {"stream_options", {{"include_usage", true}}}};
+  absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(body);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->model, "m");
+  EXPECT_TRUE(request->echo);
+  EXPECT_TRUE(request->stream);
+  EXPECT_TRUE(request->include_usage);
+  ASSERT_EQ(request->prompts.size(), 1u);
+  const GenerationInput& input = request->prompts[0];
+  EXPECT_EQ(input.text, "hello");
+  EXPECT_EQ(input.model, "m");
+  const SamplingParams& p = input.params;
+  EXPECT_EQ(p.max_tokens, 7);
+  EXPECT_FLOAT_EQ(p.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(p.top_p, 0.9f);
+  EXPECT_EQ(p.top_k, 5);
+  EXPECT_FLOAT_EQ(p.min_p, 0.1f);
+  EXPECT_EQ(p.n, 3);
+  EXPECT_THAT(p.stop, testing::ElementsAre("x"));
+  EXPECT_EQ(p.seed, 42u);
+  EXPECT_FLOAT_EQ(p.presence_penalty, 0.25f);
+  EXPECT_FLOAT_EQ(p.frequency_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(p.repetition_penalty, 1.1f);
+  EXPECT_EQ(p.logprobs, 2);
+  EXPECT_TRUE(p.ignore_eos);
+}
+
+TEST(OpenAIProtocol, DefaultsMatchVllm) {
+  absl::StatusOr<CompletionRequest> request = ParseCompletionRequest({{"prompt", "hi"}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->prompts[0].params.max_tokens, 16);
+  EXPECT_EQ(request->prompts[0].params.logprobs, -1);
+  EXPECT_FALSE(request->stream);
+  EXPECT_FALSE(request->echo);
+}
+
+TEST(OpenAIProtocol, ParsesEveryPromptForm) {
+  auto prompts = [](const json& prompt) {
+    absl::StatusOr<CompletionRequest> request = ParseCompletionRequest({{"prompt", prompt}});
+    EXPECT_TRUE(request.ok()) << request.status();
+    return request.ok() ? request->prompts : std::vector<GenerationInput>{};
+  };
+  std::vector<GenerationInput> texts = prompts(json::array({"a", "b"}));
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_EQ(texts[1].text, "b");
+  std::vector<GenerationInput> ids = prompts(json::array({1, 2, 3}));
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_FALSE(ids[0].text.has_value());
+  EXPECT_THAT(ids[0].token_ids, testing::ElementsAre(1, 2, 3));
+  std::vector<GenerationInput> lists =
+      prompts(json::array({json::array({1}), json::array({4, 5})}));
+  ASSERT_EQ(lists.size(), 2u);
+  EXPECT_THAT(lists[1].token_ids, testing::ElementsAre(4, 5));
+}
+
+TEST(OpenAIProtocol, RejectsBadCompletionFieldsNamingThem) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"prompt": "a", "max_tokens": "ten"})", "max_tokens"},
+      {R"({"prompt": "a", "stop": 5})", "stop"},
+      {R"({"prompt": "a", "stop": ["x", 1]})", "stop"},
+      {R"({"prompt": "a", "temperature": "hot"})", "temperature"},
+      {R"({"prompt": "a", "n": 1.5})", "n"},
+      {R"({"prompt": "a", "seed": "s"})", "seed"},
+      {R"({"prompt": "a", "logprobs": true})", "logprobs"},
+      {R"({"prompt": "a", "echo": 1})", "echo"},
+      {R"({"prompt": "a", "stream": "yes"})", "stream"},
+      {R"({"prompt": "a", "stream_options": {"include_usage": true}})", "stream_options"},
+      {R"({"prompt": "a", "stream": true, "stream_options": 3})", "stream_options"},
+      {R"({"prompt": "a", "model": 3})", "model"},
+      {R"({"prompt": "a", "user": 3})", "user"},
+      {R"({})", "prompt"},
+      {R"({"prompt": 5})", "prompt"},
+      {R"({"prompt": []})", "prompt"},
+      {R"({"prompt": [[]]})", "prompt"},
+      {R"({"prompt": [1, "a"]})", "prompt"},
+      {R"({"prompt": [-1]})", "prompt"},
+      {R"({"prompt": [99999999999]})", "prompt"},
+      {R"({"prompt": [{"a": 1}]})", "prompt"},
+  };
+  for (const auto& [body, field] : cases) {
+    const absl::Status status = CompletionError(body);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_EQ(InvalidField(status), field) << body << ": " << status;
+  }
+}
+
+TEST(OpenAIProtocol, RejectsMalformedBodies) {
+  for (const std::string body :
+       {"", "{", "[1, 2]", "\"text\"", "{\"prompt\": \"\xff\xfe\"}", "{\"prompt\": \"\\ud800\"}"}) {
+    const absl::Status status = CompletionError(body);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_EQ(InvalidField(status), "body") << body;
+  }
+}
+
+TEST(OpenAIProtocol, ParsesChatFields) {
+  const json body = {
+      {"model", "m"},
+      {"messages", json::array({{{"role", "system"}, {"content", "be brief"}},
+                                {{"role", "user"},
+                                 {"content", json::array({{{"type", "text"}, {"text", "a"}},
+                                                          {{"type", "text"}, {"text", "b"}}})}}})},
+      {"max_completion_tokens", 9},
+      {"logprobs", true},
+      {"top_logprobs", 3},
+      {"stop", json::array({"x", "y"})},
+      {"stream", true},
+      {"stream_options", {{"include_usage", true}}}};
+  absl::StatusOr<ChatCompletionRequest> request = ParseChatCompletionRequest(body);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->messages[1]["content"], "a\nb");
+  EXPECT_EQ(request->messages[0]["role"], "system");
+  EXPECT_EQ(request->params.max_tokens, 9);
+  EXPECT_TRUE(request->max_tokens_given);
+  EXPECT_EQ(request->params.logprobs, 3);
+  EXPECT_THAT(request->params.stop, testing::ElementsAre("x", "y"));
+  EXPECT_TRUE(request->include_usage);
+
+  absl::StatusOr<ChatCompletionRequest> plain = ParseChatCompletionRequest(
+      {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->max_tokens_given);
+  EXPECT_EQ(plain->params.logprobs, -1);
+}
+
+TEST(OpenAIProtocol, RejectsBadChatFieldsNamingThem) {
+  const std::string hi = R"("messages": [{"role": "user", "content": "hi"}])";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({})", "messages"},
+      {R"({"messages": []})", "messages"},
+      {R"({"messages": "hi"})", "messages"},
+      {R"({"messages": [{"content": "hi"}]})", "messages"},
+      {R"({"messages": [{"role": "user", "content": 5}]})", "messages"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages"},
+      {"{" + hi + R"(, "logprobs": 1})", "logprobs"},
+      {"{" + hi + R"(, "top_logprobs": 2})", "top_logprobs"},
+      {"{" + hi + R"(, "logprobs": true, "top_logprobs": 21})", "top_logprobs"},
+      {"{" + hi + R"(, "max_completion_tokens": "x"})", "max_completion_tokens"},
+      {"{" + hi + R"(, "max_tokens": "ten"})", "max_tokens"},
+  };
+  for (const auto& [body, field] : cases) {
+    const absl::Status status = ChatError(body);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_EQ(InvalidField(status), field) << body << ": " << status;
+  }
+}
+
+CompletionOutput SampleOutput() {
+  CompletionOutput out;
+  out.index = 1;
+  out.text = "t5t6";
+  out.token_ids = {5, 6};
+  out.logprobs = {-0.5f, -std::numeric_limits<float>::infinity()};
+  out.top_logprobs = {{{5, -0.5f}, {7, -1.5f}}, {{6, -2.0f}, {8, -3.0f}}};
+  out.finish_reason = FinishReason::kStop;
+  out.stop_reason = std::string("zz");
+  return out;
+}
+
+TEST(OpenAIProtocol, CompletionChoiceHasOpenAIShape) {
+  const json choice = CompletionChoiceJson(3, SampleOutput(), "ab", true, SyntheticTokenizer(), 0);
+  EXPECT_EQ(choice["index"], 3);
+  EXPECT_EQ(choice["text"], "abt5t6");
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  EXPECT_EQ(choice["stop_reason"], "zz");
+  const json& logprobs = choice["logprobs"];
+  EXPECT_EQ(logprobs["tokens"], json::array({"t5", "t6"}));
+  EXPECT_EQ(logprobs["token_logprobs"], json::array({-0.5, -9999.0}));
+  EXPECT_EQ(logprobs["text_offset"], json::array({2, 4}));
+  EXPECT_EQ(logprobs["top_logprobs"][0], json({{"t5", -0.5}, {"t7", -1.5}}));
+  EXPECT_TRUE(
+      CompletionChoiceJson(0, SampleOutput(), "", false, SyntheticTokenizer(), 0)["logprobs"]
+          .is_null());
+  CompletionOutput running = SampleOutput();
+  running.finish_reason.reset();
+  running.stop_reason = std::monostate();
+  const json partial = CompletionChoiceJson(0, running, "", false, SyntheticTokenizer(), 0);
+  EXPECT_TRUE(partial["finish_reason"].is_null());
+  EXPECT_TRUE(partial["stop_reason"].is_null());
+  running.stop_reason = int32_t{2};
+  EXPECT_EQ(StopReasonJson(running), 2);
+}
+
+TEST(OpenAIProtocol, ChatLogprobsHaveChatShape) {
+  const json choice = ChatChoiceJson(0, SampleOutput(), 1, true, SyntheticTokenizer());
+  EXPECT_EQ(choice["message"], json({{"role", "assistant"}, {"content", "t5t6"}}));
+  const json& first = choice["logprobs"]["content"][0];
+  EXPECT_EQ(first["token"], "t5");
+  EXPECT_EQ(first["logprob"], -0.5);
+  EXPECT_EQ(first["bytes"], json::array({'t', '5'}));
+  ASSERT_EQ(first["top_logprobs"].size(), 1u);
+  EXPECT_EQ(first["top_logprobs"][0]["token"], "t5");
+  const json chunk = ChatChunkChoiceJson(0, SampleOutput(), 0, false, SyntheticTokenizer());
+  EXPECT_EQ(chunk["delta"]["content"], "t5t6");
+  EXPECT_TRUE(chunk["logprobs"].is_null());
+}
+
+TEST(OpenAIProtocol, ErrorsAndUsageHaveOpenAIShape) {
+  const json error = ErrorJson(400, "max_tokens: bad", "max_tokens");
+  EXPECT_EQ(error["error"]["message"], "max_tokens: bad");
+  EXPECT_EQ(error["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(error["error"]["param"], "max_tokens");
+  EXPECT_EQ(error["error"]["code"], 400);
+  EXPECT_TRUE(ErrorJson(503, "down", "")["error"]["param"].is_null());
+  EXPECT_EQ(UsageJson({.prompt_tokens = 3, .completion_tokens = 4}),
+            json({{"prompt_tokens", 3}, {"completion_tokens", 4}, {"total_tokens", 7}}));
+  const json envelope = EnvelopeJson("cmpl-1", "text_completion", 5, "m");
+  EXPECT_EQ(envelope["choices"], json::array());
+  EXPECT_EQ(envelope["object"], "text_completion");
+  // Bytes that are not UTF-8 (a token splitting a character) never make dumping throw.
+  EXPECT_EQ(DumpJson(json("a\xff")), "\"a\xEF\xBF\xBD\"");
+}
+
+}  // namespace
+}  // namespace pagoda
