@@ -11,8 +11,7 @@
 //                          .offline = true};
 //   engine_args.Register(parser);
 //   RETURN_IF_ERROR(parser.Parse(argc, argv));
-//   ASSIGN_OR_RETURN(const EngineSetup setup, engine_args.Build());  // InvalidArgument names the
-//   flag
+//   ASSIGN_OR_RETURN(const EngineSetup setup, engine_args.Build());  // errors name the flag
 #pragma once
 
 #include <cstdint>
