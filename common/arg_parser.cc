@@ -204,7 +204,7 @@ std::string ArgParser::Usage() const {
   for (const Flag& p : positionals_) absl::StrAppend(&usage, " <", p.name, ">");
   absl::StrAppend(&usage, " [flags]\n\n", description_, "\n");
   for (const Flag& p : positionals_) {
-    absl::StrAppend(&usage, absl::StrFormat("  %-24s %s\n", "<" + p.name + ">", p.help));
+    absl::StrAppend(&usage, absl::StrFormat("  %-32s %s\n", "<" + p.name + ">", p.help));
   }
   absl::StrAppend(&usage, "\nFlags:\n");
   for (const Flag& f : flags_) {
@@ -212,9 +212,9 @@ std::string ArgParser::Usage() const {
     std::string help = f.help;
     if (f.required) absl::StrAppend(&help, " (required)");
     if (!f.default_text.empty()) absl::StrAppend(&help, " [default: ", f.default_text, "]");
-    absl::StrAppend(&usage, absl::StrFormat("  %-24s %s\n", left, help));
+    absl::StrAppend(&usage, absl::StrFormat("  %-32s %s\n", left, help));
   }
-  absl::StrAppend(&usage, absl::StrFormat("  %-24s %s\n", "--help", "Print this help"));
+  absl::StrAppend(&usage, absl::StrFormat("  %-32s %s\n", "--help", "Print this help"));
   if (!aliases_.empty()) {
     absl::StrAppend(&usage, "\nDeprecated spellings (removed in the next release):\n");
     for (const Alias& alias : aliases_) {

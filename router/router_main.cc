@@ -26,6 +26,7 @@
 #include "common/status_macros.h"
 #include "common/termination_signal.h"
 #include "common/tokenizer/tokenizer.h"
+#include "engine/engine_args.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -59,18 +60,8 @@ struct Flags {
   std::string routing_policy = "prefix_aware";
   std::string load_format = "safetensors";
   std::string worker_model_dir;
-  int64_t block_size = 16;
-  int64_t num_kv_blocks = 0;
-  double kv_cache_memory_gib = 0.25;
-  double swap_space_gib = 0;
-  int64_t max_model_len = 0;
-  int64_t max_num_seqs = 256;
-  int64_t max_num_batched_tokens = 4096;
-  int64_t num_scheduler_steps = 1;
-  bool disable_prefix_caching = false;
-  bool no_async_output = false;
-  std::string preemption_mode = "recompute";
-  std::string scheduling_policy = "fcfs";
+  EngineArgs engine_args;  // the serving defaults
+  EngineSetup engine;      // what they build
   int64_t max_queued_requests = 1024;
   int64_t max_n = 16;
   int64_t max_tokens = 0;
@@ -109,22 +100,7 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   parser.AddString("load-format", &f.load_format, "safetensors, or dummy (random weights)");
   parser.AddString("worker-model-dir", &f.worker_model_dir,
                    "The model directory as the workers see it (default: --model)");
-  parser.AddInt("block-size", &f.block_size, "KV cache block size in tokens");
-  parser.AddInt("num-kv-blocks", &f.num_kv_blocks,
-                "KV blocks per rank; 0 sizes them from --kv-cache-memory-gib");
-  parser.AddDouble("kv-cache-memory-gib", &f.kv_cache_memory_gib, "KV cache memory per rank");
-  parser.AddDouble("swap-space-gib", &f.swap_space_gib,
-                   "Host swap space per rank for preempted sequences (0: recompute only)");
-  parser.AddInt("max-model-len", &f.max_model_len, "Context length; 0: the model's");
-  parser.AddInt("max-num-seqs", &f.max_num_seqs, "Running sequences per replica");
-  parser.AddInt("max-num-batched-tokens", &f.max_num_batched_tokens, "Tokens per step");
-  parser.AddInt("num-scheduler-steps", &f.num_scheduler_steps, "Decode steps per plan");
-  parser.AddBool("disable-prefix-caching", &f.disable_prefix_caching,
-                 "Turn the automatic prefix cache off");
-  parser.AddBool("no-async-output", &f.no_async_output,
-                 "Process each step's outputs before planning the next");
-  parser.AddString("preemption-mode", &f.preemption_mode, "recompute or swap");
-  parser.AddString("scheduling-policy", &f.scheduling_policy, "fcfs or priority");
+  f.engine_args.Register(parser);  // per replica; the KV cache per rank
   parser.AddInt("max-queued-requests", &f.max_queued_requests,
                 "Waiting requests per replica before new ones get RESOURCE_EXHAUSTED");
   parser.AddInt("max-n", &f.max_n, "Most completions (n, beam width) per request");
@@ -137,6 +113,7 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
                    "How long a request of a failed replica waits for another one");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc - 1, argv + 1));
+  ASSIGN_OR_RETURN(f.engine, f.engine_args.Build());
   if (f.replicas.empty()) return absl::InvalidArgumentError("--replica: at least one is needed");
   if (f.grpc_port < 0 || f.grpc_port > 65535) {
     return absl::InvalidArgumentError("--grpc-port: must be in [0, 65535]");
@@ -158,11 +135,10 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
         absl::StrCat("--max-n: must be in [1, ", SamplingParams::kMaxN, "]"));
   }
   if (f.max_tokens < 0 || f.max_queued_requests < 1 || f.health_interval_ms < 10 ||
-      f.step_timeout_s <= 0 || f.init_timeout_s <= 0 || f.failover_wait_s < 0 ||
-      f.kv_cache_memory_gib < 0 || f.swap_space_gib < 0 || f.num_kv_blocks < 0) {
+      f.step_timeout_s <= 0 || f.init_timeout_s <= 0 || f.failover_wait_s < 0) {
     return absl::InvalidArgumentError(
-        "--max-tokens-limit, --num-kv-blocks, --kv-cache-memory-gib and --swap-space-gib must "
-        "be >= 0, --max-queued-requests >= 1, --health-interval-ms >= 10, the timeouts > 0");
+        "--max-tokens-limit must be >= 0, --max-queued-requests >= 1, --health-interval-ms >= 10, "
+        "the timeouts > 0");
   }
   if (f.load_format != "safetensors" && f.load_format != "dummy") {
     return absl::InvalidArgumentError("--load-format: must be safetensors or dummy");
@@ -245,51 +221,35 @@ int Run(int argc, char** argv) {
   if (!chat_template.ok()) return fail(chat_template.status());
   absl::StatusOr<RoutingPolicy> policy = ParseRoutingPolicy(flags.routing_policy);
   if (!policy.ok()) return fail(policy.status());
-  absl::StatusOr<PreemptionMode> preemption = ParsePreemptionMode(flags.preemption_mode);
-  if (!preemption.ok()) return fail(preemption.status());
-  absl::StatusOr<SchedulingPolicy> scheduling = ParseSchedulingPolicy(flags.scheduling_policy);
-  if (!scheduling.ok()) return fail(scheduling.status());
   const std::string model_name =
       flags.model_name.empty()
           ? std::filesystem::path(flags.model).lexically_normal().filename().string()
           : flags.model_name;
-  const int64_t max_model_len = flags.max_model_len > 0
-                                    ? std::min(flags.max_model_len, config->max_position_embeddings)
-                                    : config->max_position_embeddings;
+  const int64_t max_model_len =
+      flags.engine.engine.max_model_len > 0
+          ? std::min(flags.engine.engine.max_model_len, config->max_position_embeddings)
+          : config->max_position_embeddings;
+  const CacheConfig& cache = flags.engine.cache;
   const std::vector<int32_t> eos = EosTokenIds(config->eos_token_ids, **tokenizer);
 
   internal::InitRequest init;
   init.set_model_dir(flags.worker_model_dir.empty() ? flags.model : flags.worker_model_dir);
   init.set_load_format(flags.load_format);
   init.set_communicator("auto");
-  init.set_block_size(static_cast<int32_t>(flags.block_size));
-  init.set_num_device_blocks(flags.num_kv_blocks);
-  init.set_kv_cache_memory_bytes(static_cast<int64_t>(flags.kv_cache_memory_gib * (1 << 30)));
-  init.set_swap_space_bytes(static_cast<int64_t>(flags.swap_space_gib * (1 << 30)));
+  init.set_block_size(static_cast<int32_t>(cache.block_size));
+  init.set_num_device_blocks(cache.num_gpu_blocks_override);
+  init.set_kv_cache_memory_bytes(cache.kv_cache_memory_bytes);
+  init.set_swap_space_bytes(cache.swap_space_bytes);
   init.set_max_model_len(max_model_len);
   init.mutable_extra_eos_token_ids()->Add(eos.begin(), eos.end());
   init.set_timeout_ms(30'000);
 
-  const EngineConfig engine{.max_num_seqs = flags.max_num_seqs,
-                            .max_num_batched_tokens = flags.max_num_batched_tokens,
-                            .max_model_len = max_model_len,
-                            .num_scheduler_steps = static_cast<int32_t>(flags.num_scheduler_steps),
-                            .enable_prefix_caching = !flags.disable_prefix_caching,
-                            .async_output = !flags.no_async_output,
-                            .preemption_mode = *preemption,
-                            .policy = *scheduling,
-                            .max_waiting_requests = flags.max_queued_requests};
-  ReplicaSetOptions options{.scheduler = {.policy = *policy, .block_size = flags.block_size},
+  EngineConfig engine = flags.engine.engine;  // validated with the flags
+  engine.max_model_len = max_model_len;
+  engine.max_waiting_requests = flags.max_queued_requests;
+  ReplicaSetOptions options{.scheduler = {.policy = *policy, .block_size = cache.block_size},
                             .failover_wait = absl::Seconds(flags.failover_wait_s)};
   if (absl::Status status = options.scheduler.Validate(); !status.ok()) return fail(status);
-  // The workers' real capacity is known after Init; check everything else now.
-  if (absl::Status status = engine.Validate({.num_device_blocks = 1,
-                                             .num_host_blocks = flags.swap_space_gib > 0 ? 1 : 0,
-                                             .block_size = flags.block_size,
-                                             .max_model_len = max_model_len});
-      !status.ok()) {
-    return fail(status);
-  }
   for (size_t i = 0; i < workers->size(); ++i) {
     ReplicaOptions replica{.index = static_cast<int32_t>(i),
                            .engine = engine,

@@ -408,9 +408,9 @@ TEST(Cluster, WorkerThatCannotLoadItsModelFailsInitAndTheRouterServesWithTheOthe
   ASSERT_GT(bad_port, 0);
   auto router = Subprocess::Start({bin + "/pagoda-router", "--model", Stories260KDir(),
                                    "--grpc-port", "0", "--http-port", "-1", "--host", "127.0.0.1",
-                                   "--port-file", dir + "/router.port", "--num-kv-blocks", "256",
-                                   "--replica", absl::StrCat("127.0.0.1:", good_port), "--replica",
-                                   absl::StrCat("127.0.0.1:", bad_port)});
+                                   "--port-file", dir + "/router.port", "--num-gpu-blocks-override",
+                                   "256", "--replica", absl::StrCat("127.0.0.1:", good_port),
+                                   "--replica", absl::StrCat("127.0.0.1:", bad_port)});
   ASSERT_TRUE(router.ok());
   const int router_port = read_port(dir + "/router.port");
   ASSERT_GT(router_port, 0);
