@@ -14,15 +14,16 @@
 #include "common/arg_parser.h"
 #include "common/logging.h"
 #include "common/model_config.h"
+#include "common/sampling_params.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_args.h"
 #include "engine/engine_config.h"
 #include "engine/engine_loop.h"
+#include "engine/finish_reason.h"
 #include "nlohmann/json.hpp"
-#include "tools/offline_generator.h"
 #include "worker/in_process_executor.h"
-#include "worker/model_runner.h"
+#include "worker/kv_cache.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
@@ -66,6 +67,14 @@ nlohmann::json DefaultSamplingJson(const GenerateFlags& flags) {
   if (!flags.stop.empty()) j["stop"] = flags.stop;
   return j;
 }
+
+// One prompt of the command line or the prompts file, before tokenization.
+struct GenerationRequest {
+  std::string prompt;                     // used when prompt_token_ids is empty
+  std::vector<int32_t> prompt_token_ids;  // already tokenized (BOS included)
+  SamplingParams params;
+  uint64_t seed = 0;  // resolved: params.seed, one derived from --seed, or a random one
+};
 
 uint64_t MixSeed(uint64_t seed, uint64_t index) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
@@ -219,45 +228,13 @@ absl::Status WriteResults(const GenerateFlags& flags, const std::vector<ResultLi
   return absl::OkStatus();
 }
 
-// The old path: static waves through the OfflineGenerator (one sample per request).
-absl::StatusOr<std::vector<ResultLine>> GenerateStatic(
-    const EngineSetup& setup, const ModelConfig& config, const Tokenizer& tokenizer,
-    ModelWeights weights, std::vector<GenerationRequest> requests, int64_t num_blocks) {
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const SamplingParams& p = requests[i].params;
-    if (p.n != 1 || p.beam_search() || !p.stop.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("request ", i,
-                       ": --scheduler static supports neither n > 1, beam search "
-                       "nor stop strings"));
-    }
-  }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<ModelRunner> runner,
-      ModelRunner::Create(config, std::move(weights),
-                          {.num_blocks = num_blocks, .block_size = setup.cache.block_size}));
-  OfflineGenerator generator(runner.get(), &tokenizer,
-                             {.max_num_batched_tokens = setup.engine.max_num_batched_tokens,
-                              .max_num_seqs = setup.engine.max_num_seqs});
-  ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.Generate(std::move(requests)));
-  std::vector<ResultLine> lines;
-  for (GenerationResult& r : results) {
-    CompletionOutput c{.text = std::move(r.text),
-                       .token_ids = std::move(r.token_ids),
-                       .logprobs = std::move(r.logprobs),
-                       .top_logprobs = std::move(r.top_logprobs),
-                       .finish_reason = r.finish_reason};
-    lines.push_back({.prompt = std::move(r.prompt),
-                     .prompt_token_ids = std::move(r.prompt_token_ids),
-                     .output = RequestOutput{.outputs = {std::move(c)}, .finished = true}});
-  }
-  return lines;
-}
-
-// Every prompt through the EngineLoop: continuous batching over the paged KV cache.
-absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(
-    const EngineSetup& setup, const ModelConfig& config, const Tokenizer& tokenizer,
-    ModelWeights weights, std::vector<GenerationRequest> requests, int64_t num_blocks) {
+// Every prompt through the EngineLoop: continuous batching over the paged KV cache, or the
+// static policy's fixed waves (--scheduler static).
+absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
+                                                  const ModelConfig& config,
+                                                  const Tokenizer& tokenizer, ModelWeights weights,
+                                                  std::vector<GenerationRequest> requests,
+                                                  int64_t num_blocks) {
   const CacheConfig& cache = setup.cache;
   const int64_t num_host_blocks =
       cache.swap_space_bytes > 0
@@ -326,6 +303,18 @@ absl::Status Generate(const GenerateFlags& flags) {
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(flags.model));
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromDirectory(flags.model));
   ASSIGN_OR_RETURN(std::vector<GenerationRequest> requests, ReadRequests(flags));
+  if (setup.engine.scheduler == SchedulerKind::kStatic) {
+    // The static baseline stays what it was: one completion per prompt, no stop strings.
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const SamplingParams& p = requests[i].params;
+      if (p.n != 1 || p.beam_search() || !p.stop.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("request ", i,
+                         ": --scheduler static supports neither n > 1, beam search "
+                         "nor stop strings"));
+      }
+    }
+  }
 
   ModelWeights weights;
   if (flags.load_format == "dummy") {
@@ -342,14 +331,9 @@ absl::Status Generate(const GenerateFlags& flags) {
   const bool list_outputs = std::ranges::any_of(requests, [](const GenerationRequest& r) {
     return r.params.n > 1 || r.params.beam_search();
   });
-  std::vector<ResultLine> lines;
-  if (setup.engine.scheduler == SchedulerKind::kStatic) {
-    ASSIGN_OR_RETURN(lines, GenerateStatic(setup, config, *tokenizer, std::move(weights),
-                                           std::move(requests), num_blocks));
-  } else {
-    ASSIGN_OR_RETURN(lines, GenerateContinuous(setup, config, *tokenizer, std::move(weights),
-                                               std::move(requests), num_blocks));
-  }
+  ASSIGN_OR_RETURN(
+      const std::vector<ResultLine> lines,
+      RunEngine(setup, config, *tokenizer, std::move(weights), std::move(requests), num_blocks));
   return WriteResults(flags, lines, list_outputs);
 }
 
