@@ -81,6 +81,29 @@ void ArgParser::AddBool(const std::string& name, bool* out, const std::string& h
                     }});
 }
 
+void ArgParser::AddBoolPair(const std::string& name, bool* out, const std::string& help) {
+  flags_.push_back({.name = name,
+                    .help = help,
+                    .default_text = *out ? "on" : "off",
+                    .takes_value = false,
+                    .apply = [out](const std::string&) {
+                      *out = true;
+                      return absl::OkStatus();
+                    }});
+  flags_.push_back({.name = "no-" + name,
+                    .help = absl::StrCat("Turn --", name, " off"),
+                    .default_text = "",
+                    .takes_value = false,
+                    .apply = [out](const std::string&) {
+                      *out = false;
+                      return absl::OkStatus();
+                    }});
+}
+
+void ArgParser::AddDeprecatedAlias(const std::string& old_name, const std::string& name) {
+  aliases_.push_back({.old_name = old_name, .name = name});
+}
+
 void ArgParser::AddPositional(const std::string& name, std::string* out, const std::string& help) {
   positionals_.push_back({.name = name,
                           .help = help,
@@ -108,6 +131,7 @@ bool ArgParser::WasSet(const std::string& name) const {
 }
 
 absl::Status ArgParser::Parse(int argc, const char* const* argv) {
+  warnings_.clear();
   size_t next_positional = 0;
   for (int i = 0; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -130,6 +154,16 @@ absl::Status ArgParser::Parse(int argc, const char* const* argv) {
     if (const size_t eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
       name.resize(eq);
+    }
+    for (const Alias& alias : aliases_) {
+      if (alias.old_name != name) continue;
+      warnings_.push_back(absl::StrCat(program_, ": warning: --", alias.old_name,
+                                       " is deprecated and will be removed in the next release; "
+                                       "use --",
+                                       alias.name));
+      std::fprintf(stderr, "%s\n", warnings_.back().c_str());
+      name = alias.name;
+      break;
     }
     Flag* flag = Find(name);
     if (flag == nullptr) {
@@ -170,7 +204,7 @@ std::string ArgParser::Usage() const {
   for (const Flag& p : positionals_) absl::StrAppend(&usage, " <", p.name, ">");
   absl::StrAppend(&usage, " [flags]\n\n", description_, "\n");
   for (const Flag& p : positionals_) {
-    absl::StrAppend(&usage, absl::StrFormat("  %-24s %s\n", "<" + p.name + ">", p.help));
+    absl::StrAppend(&usage, absl::StrFormat("  %-32s %s\n", "<" + p.name + ">", p.help));
   }
   absl::StrAppend(&usage, "\nFlags:\n");
   for (const Flag& f : flags_) {
@@ -178,9 +212,15 @@ std::string ArgParser::Usage() const {
     std::string help = f.help;
     if (f.required) absl::StrAppend(&help, " (required)");
     if (!f.default_text.empty()) absl::StrAppend(&help, " [default: ", f.default_text, "]");
-    absl::StrAppend(&usage, absl::StrFormat("  %-24s %s\n", left, help));
+    absl::StrAppend(&usage, absl::StrFormat("  %-32s %s\n", left, help));
   }
-  absl::StrAppend(&usage, absl::StrFormat("  %-24s %s\n", "--help", "Print this help"));
+  absl::StrAppend(&usage, absl::StrFormat("  %-32s %s\n", "--help", "Print this help"));
+  if (!aliases_.empty()) {
+    absl::StrAppend(&usage, "\nDeprecated spellings (removed in the next release):\n");
+    for (const Alias& alias : aliases_) {
+      absl::StrAppend(&usage, "  instead of --", alias.old_name, " use --", alias.name, "\n");
+    }
+  }
   return usage;
 }
 

@@ -6,18 +6,24 @@
 namespace pagoda {
 
 absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
-  if (max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be at least 1");
+  if (max_num_seqs < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_num_seqs (--max-num-seqs) must be at least 1, got ", max_num_seqs));
+  }
   if (max_num_batched_tokens < 1) {
-    return absl::InvalidArgumentError("max_num_batched_tokens must be at least 1");
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_num_batched_tokens (--max-num-batched-tokens) must be at least 1, got ",
+                     max_num_batched_tokens));
   }
   if (num_scheduler_steps < 1 || num_scheduler_steps > 64) {
     return absl::InvalidArgumentError(
-        absl::StrCat("num_scheduler_steps must be in [1, 64], got ", num_scheduler_steps));
+        absl::StrCat("num_scheduler_steps (--num-scheduler-steps) must be in [1, 64], got ",
+                     num_scheduler_steps));
   }
   if (max_model_len < 0 || max_model_len > info.max_model_len) {
-    return absl::InvalidArgumentError(absl::StrCat("max_model_len ", max_model_len,
-                                                   " is outside [0, ", info.max_model_len,
-                                                   "] (the model's positions)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_model_len (--max-model-len) ", max_model_len, " is outside [0, ",
+                     info.max_model_len, "] (the model's positions)"));
   }
   if (!enable_chunked_prefill &&
       max_num_batched_tokens < (max_model_len > 0 ? max_model_len : info.max_model_len)) {
@@ -27,15 +33,16 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
   if (max_num_batched_tokens < max_num_seqs && enable_chunked_prefill) {
     // Every running sequence must be able to decode in one step.
     return absl::InvalidArgumentError(
-        absl::StrCat("max_num_batched_tokens (", max_num_batched_tokens,
-                     ") must be at least max_num_seqs (", max_num_seqs, ")"));
+        absl::StrCat("max_num_batched_tokens (--max-num-batched-tokens: ", max_num_batched_tokens,
+                     ") must be at least max_num_seqs (--max-num-seqs: ", max_num_seqs, ")"));
   }
   if (info.num_device_blocks < 1 || info.block_size < 1) {
     return absl::InvalidArgumentError("the executor reports no KV cache blocks");
   }
   if (preemption_mode == PreemptionMode::kSwap && info.num_host_blocks < 1) {
     return absl::InvalidArgumentError(
-        "preemption mode 'swap' needs host swap space (the executor has no host blocks)");
+        "preemption mode 'swap' needs host swap space (--swap-space; the executor has no host "
+        "blocks)");
   }
   if (max_waiting_requests < 0) {
     return absl::InvalidArgumentError("max_waiting_requests must be non-negative");

@@ -1,5 +1,6 @@
 // EngineConfig: the validated settings of one engine (Scheduler + KVCacheManager + EngineLoop),
-// built from flags in main() and handed to constructors.
+// built from the engine flags (engine/engine_args.h) and handed to constructors. Its errors name
+// the field and the flag that sets it.
 //
 //   EngineConfig config{.max_num_seqs = 128, .enable_prefix_caching = true};
 //   RETURN_IF_ERROR(config.Validate(executor->info()));

@@ -1,41 +1,42 @@
-// pagoda-router: the gRPC frontend (pagoda.v1 Generation, grpc.health.v1, reflection) over R
-// replicas of tensor-parallel pagoda-worker processes, each driven by its own EngineLoop, with a
-// GlobalScheduler choosing the replica of every request and failover between replicas.
+// pagoda-router: the gRPC frontend (pagoda.v1 Generation, grpc.health.v1, reflection) and the
+// OpenAI-compatible HTTP API over R replicas of tensor-parallel pagoda-worker processes, each
+// driven by its own EngineLoop, with a GlobalScheduler choosing the replica of every request and
+// failover between replicas.
 //
 //   pagoda-router --model models/stories260K
 //       --replica 127.0.0.1:50061,127.0.0.1:50062 --replica 127.0.0.1:50063,127.0.0.1:50064
-#include <algorithm>
-#include <atomic>
+//
+// main() runs four steps: parse and check the flags, build the replica set (router/served_model.h,
+// router/cluster_config.h), build the frontends, serve until SIGINT/SIGTERM.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/arg_parser.h"
-#include "common/chat_template/chat_template.h"
+#include "common/file_util.h"
 #include "common/logging.h"
-#include "common/model_config.h"
+#include "common/sampling_params.h"
 #include "common/status_macros.h"
 #include "common/termination_signal.h"
-#include "common/tokenizer/tokenizer.h"
+#include "engine/engine_args.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "router/cluster_config.h"
 #include "router/frontend/frontend.h"
 #include "router/frontend/generation_service.h"
+#include "router/frontend/health_reporter.h"
 #include "router/frontend/http_server.h"
 #include "router/replica_set.h"
 #include "router/router_metrics.h"
+#include "router/served_model.h"
 
 namespace pagoda {
 namespace {
@@ -43,50 +44,41 @@ namespace {
 constexpr int kMaxMessageBytes = 64 << 20;
 constexpr char kHealthService[] = "pagoda.v1.Generation";
 
-struct Flags {
-  std::string model;
-  std::string model_name;
-  std::vector<std::string> replicas;
+// Every flag, checked: the served model, the replicas (ClusterConfig) and the listeners.
+struct RouterFlags {
+  ServedModelOptions model;
+  ClusterConfig cluster;
   std::string host = "0.0.0.0";
   int64_t grpc_port = 50051;
   std::string port_file;
-  int64_t http_port = 8000;
+  int64_t http_port = 8000;  // -1: no HTTP
   std::string http_port_file;
   std::string api_key;
-  std::string chat_template;
   int64_t max_request_bytes = int64_t{16} << 20;
   int64_t http_threads = 512;
-  std::string routing_policy = "prefix_aware";
-  std::string load_format = "safetensors";
-  std::string worker_model_dir;
-  int64_t block_size = 16;
-  int64_t num_kv_blocks = 0;
-  double kv_cache_memory_gib = 0.25;
-  double swap_space_gib = 0;
-  int64_t max_model_len = 0;
-  int64_t max_num_seqs = 256;
-  int64_t max_num_batched_tokens = 4096;
-  int64_t num_scheduler_steps = 1;
-  bool disable_prefix_caching = false;
-  bool no_async_output = false;
-  std::string preemption_mode = "recompute";
-  std::string scheduling_policy = "fcfs";
-  int64_t max_queued_requests = 1024;
   int64_t max_n = 16;
   int64_t max_tokens = 0;
+  std::string log_level = "info";
+};
+
+// Step 1: parse and check the flags (kCancelled after --help).
+absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
+  RouterFlags f;
+  std::vector<std::string> replicas;
+  std::string routing_policy = "prefix_aware";
+  std::string worker_model_dir;
+  EngineArgs engine_args;  // the serving defaults
   double step_timeout_s = 120;
   double init_timeout_s = 600;
   int64_t health_interval_ms = 500;
   double failover_wait_s = 60;
-  std::string log_level = "info";
-};
 
-absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   ArgParser parser("pagoda-router",
                    "Pagoda's router: the gRPC API over replicas of tensor-parallel workers.");
-  parser.AddString("model", &f.model, "Model directory (config.json, tokenizer)", true);
-  parser.AddString("model-name", &f.model_name, "Name clients use (default: the directory name)");
-  parser.AddStringList("replica", &f.replicas,
+  parser.AddString("model", &f.model.model_dir, "Model directory (config.json, tokenizer)", true);
+  parser.AddString("model-name", &f.model.model_name,
+                   "Name clients use (default: the directory name)");
+  parser.AddStringList("replica", &replicas,
                        "A replica: its workers' host:port in rank order, comma-separated "
                        "(repeat the flag per replica)");
   parser.AddString("host", &f.host, "Address to listen on");
@@ -102,42 +94,27 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
   parser.AddInt("max-request-bytes", &f.max_request_bytes, "Largest HTTP request body");
   parser.AddInt("http-threads", &f.http_threads,
                 "HTTP connections served at once (a streaming request holds one until it ends)");
-  parser.AddString("chat-template", &f.chat_template,
+  parser.AddString("chat-template", &f.model.chat_template_file,
                    "A Jinja chat template file, instead of tokenizer_config.json's");
-  parser.AddString("routing-policy", &f.routing_policy,
-                   "round_robin, least_loaded or prefix_aware");
-  parser.AddString("load-format", &f.load_format, "safetensors, or dummy (random weights)");
-  parser.AddString("worker-model-dir", &f.worker_model_dir,
+  parser.AddString("routing-policy", &routing_policy, "round_robin, least_loaded or prefix_aware");
+  parser.AddString("load-format", &f.cluster.load_format, "safetensors, or dummy (random weights)");
+  parser.AddString("worker-model-dir", &worker_model_dir,
                    "The model directory as the workers see it (default: --model)");
-  parser.AddInt("block-size", &f.block_size, "KV cache block size in tokens");
-  parser.AddInt("num-kv-blocks", &f.num_kv_blocks,
-                "KV blocks per rank; 0 sizes them from --kv-cache-memory-gib");
-  parser.AddDouble("kv-cache-memory-gib", &f.kv_cache_memory_gib, "KV cache memory per rank");
-  parser.AddDouble("swap-space-gib", &f.swap_space_gib,
-                   "Host swap space per rank for preempted sequences (0: recompute only)");
-  parser.AddInt("max-model-len", &f.max_model_len, "Context length; 0: the model's");
-  parser.AddInt("max-num-seqs", &f.max_num_seqs, "Running sequences per replica");
-  parser.AddInt("max-num-batched-tokens", &f.max_num_batched_tokens, "Tokens per step");
-  parser.AddInt("num-scheduler-steps", &f.num_scheduler_steps, "Decode steps per plan");
-  parser.AddBool("disable-prefix-caching", &f.disable_prefix_caching,
-                 "Turn the automatic prefix cache off");
-  parser.AddBool("no-async-output", &f.no_async_output,
-                 "Process each step's outputs before planning the next");
-  parser.AddString("preemption-mode", &f.preemption_mode, "recompute or swap");
-  parser.AddString("scheduling-policy", &f.scheduling_policy, "fcfs or priority");
-  parser.AddInt("max-queued-requests", &f.max_queued_requests,
+  engine_args.Register(parser);  // per replica; the KV cache per rank
+  parser.AddInt("max-queued-requests", &f.cluster.max_queued_requests,
                 "Waiting requests per replica before new ones get RESOURCE_EXHAUSTED");
   parser.AddInt("max-n", &f.max_n, "Most completions (n, beam width) per request");
   parser.AddInt("max-tokens-limit", &f.max_tokens, "Most tokens per request; 0: the context");
-  parser.AddDouble("step-timeout-s", &f.step_timeout_s,
-                   "A step slower than this fails its replica");
-  parser.AddDouble("init-timeout-s", &f.init_timeout_s, "Worker Init (model load) timeout");
-  parser.AddInt("health-interval-ms", &f.health_interval_ms, "Worker health-check period");
-  parser.AddDouble("failover-wait-s", &f.failover_wait_s,
+  parser.AddDouble("step-timeout-s", &step_timeout_s, "A step slower than this fails its replica");
+  parser.AddDouble("init-timeout-s", &init_timeout_s, "Worker Init (model load) timeout");
+  parser.AddInt("health-interval-ms", &health_interval_ms, "Worker health-check period");
+  parser.AddDouble("failover-wait-s", &failover_wait_s,
                    "How long a request of a failed replica waits for another one");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc - 1, argv + 1));
-  if (f.replicas.empty()) return absl::InvalidArgumentError("--replica: at least one is needed");
+
+  ASSIGN_OR_RETURN(const EngineSetup engine, engine_args.Build());
+  ASSIGN_OR_RETURN(f.cluster.replicas, ParseReplicaFlags(replicas));
   if (f.grpc_port < 0 || f.grpc_port > 65535) {
     return absl::InvalidArgumentError("--grpc-port: must be in [0, 65535]");
   }
@@ -157,243 +134,145 @@ absl::Status ParseFlags(int argc, char** argv, Flags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max-n: must be in [1, ", SamplingParams::kMaxN, "]"));
   }
-  if (f.max_tokens < 0 || f.max_queued_requests < 1 || f.health_interval_ms < 10 ||
-      f.step_timeout_s <= 0 || f.init_timeout_s <= 0 || f.failover_wait_s < 0 ||
-      f.kv_cache_memory_gib < 0 || f.swap_space_gib < 0 || f.num_kv_blocks < 0) {
+  if (f.max_tokens < 0 || f.cluster.max_queued_requests < 1 || health_interval_ms < 10 ||
+      step_timeout_s <= 0 || init_timeout_s <= 0 || failover_wait_s < 0) {
     return absl::InvalidArgumentError(
-        "--max-tokens-limit, --num-kv-blocks, --kv-cache-memory-gib and --swap-space-gib must "
-        "be >= 0, --max-queued-requests >= 1, --health-interval-ms >= 10, the timeouts > 0");
+        "--max-tokens-limit must be >= 0, --max-queued-requests >= 1, --health-interval-ms >= 10, "
+        "the timeouts > 0");
   }
-  if (f.load_format != "safetensors" && f.load_format != "dummy") {
+  if (f.cluster.load_format != "safetensors" && f.cluster.load_format != "dummy") {
     return absl::InvalidArgumentError("--load-format: must be safetensors or dummy");
   }
-  return absl::OkStatus();
+  ASSIGN_OR_RETURN(f.cluster.routing_policy, ParseRoutingPolicy(routing_policy));
+  f.model.max_model_len = engine.engine.max_model_len;
+  f.cluster.worker_model_dir = worker_model_dir.empty() ? f.model.model_dir : worker_model_dir;
+  f.cluster.engine = engine.engine;
+  f.cluster.cache = engine.cache;
+  f.cluster.health_interval = absl::Milliseconds(health_interval_ms);
+  f.cluster.init_timeout = absl::Seconds(init_timeout_s);
+  f.cluster.step_timeout = absl::Seconds(step_timeout_s);
+  f.cluster.failover_wait = absl::Seconds(failover_wait_s);
+  return f;
 }
 
-// Writes `port` to `path` atomically (a reader never sees a partial file).
-absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  std::ofstream(tmp) << port << "\n";
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot write the port file ", path));
-  }
-  return absl::OkStatus();
-}
+// The listeners of step 3; the HTTP server is absent with --http-port -1.
+struct Servers {
+  std::unique_ptr<grpc::Server> grpc;
+  int grpc_port = 0;
+  std::optional<HttpServer> http;
+};
 
-// --chat-template's file, else the model's own template; none (nullopt) is fine: then
-// /v1/chat/completions answers 400.
-absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& file,
-                                                             const std::string& model_dir) {
-  if (!file.empty()) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return absl::InvalidArgumentError(absl::StrCat("--chat-template: cannot read ", file));
-    std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    absl::StatusOr<ChatTemplate> parsed = ChatTemplate::Parse(std::move(source));
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--chat-template: ", file, ": ", std::string(parsed.status().message())));
-    }
-    return std::optional<ChatTemplate>(std::move(*parsed));
-  }
-  absl::StatusOr<ChatTemplate> loaded = ChatTemplate::FromModelDirectory(model_dir);
-  if (loaded.ok()) return std::optional<ChatTemplate>(std::move(*loaded));
-  if (absl::IsNotFound(loaded.status())) return std::optional<ChatTemplate>();
-  return loaded.status();
-}
-
-absl::StatusOr<std::vector<std::vector<std::string>>> ParseReplicas(
-    const std::vector<std::string>& flags) {
-  std::vector<std::vector<std::string>> replicas;
-  for (const std::string& flag : flags) {
-    std::vector<std::string> workers = absl::StrSplit(flag, ',', absl::SkipWhitespace());
-    if (workers.empty()) return absl::InvalidArgumentError("--replica: names no worker");
-    for (const std::string& worker : workers) {
-      const size_t colon = worker.rfind(':');
-      if (colon == std::string::npos || colon == 0 || colon + 1 == worker.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--replica: '", worker, "' is not host:port"));
-      }
-    }
-    replicas.push_back(std::move(workers));
-  }
-  return replicas;
-}
-
-int Run(int argc, char** argv) {
-  Flags flags;
-  if (absl::Status status = ParseFlags(argc, argv, flags); !status.ok()) {
-    if (absl::IsCancelled(status)) return 0;
-    std::fprintf(stderr, "pagoda-router: %s\n", std::string(status.message()).c_str());
-    return 2;
-  }
-  auto fail = [](const absl::Status& status) {
-    std::fprintf(stderr, "pagoda-router: %s\n", std::string(status.message()).c_str());
-    return 2;
-  };
-  if (absl::Status status = InitLogging("pagoda-router", flags.log_level); !status.ok()) {
-    return fail(status);
-  }
-  absl::StatusOr<std::vector<std::vector<std::string>>> workers = ParseReplicas(flags.replicas);
-  if (!workers.ok()) return fail(workers.status());
-  absl::StatusOr<ModelConfig> config = ModelConfig::FromDirectory(flags.model);
-  if (!config.ok()) return fail(config.status());
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromDirectory(flags.model);
-  if (!tokenizer.ok()) return fail(tokenizer.status());
-  // The chat template is optional: without one, /v1/chat/completions answers 400.
-  absl::StatusOr<std::optional<ChatTemplate>> chat_template =
-      LoadChatTemplate(flags.chat_template, flags.model);
-  if (!chat_template.ok()) return fail(chat_template.status());
-  absl::StatusOr<RoutingPolicy> policy = ParseRoutingPolicy(flags.routing_policy);
-  if (!policy.ok()) return fail(policy.status());
-  absl::StatusOr<PreemptionMode> preemption = ParsePreemptionMode(flags.preemption_mode);
-  if (!preemption.ok()) return fail(preemption.status());
-  absl::StatusOr<SchedulingPolicy> scheduling = ParseSchedulingPolicy(flags.scheduling_policy);
-  if (!scheduling.ok()) return fail(scheduling.status());
-  const std::string model_name =
-      flags.model_name.empty()
-          ? std::filesystem::path(flags.model).lexically_normal().filename().string()
-          : flags.model_name;
-  const int64_t max_model_len = flags.max_model_len > 0
-                                    ? std::min(flags.max_model_len, config->max_position_embeddings)
-                                    : config->max_position_embeddings;
-  const std::vector<int32_t> eos = EosTokenIds(config->eos_token_ids, **tokenizer);
-
-  internal::InitRequest init;
-  init.set_model_dir(flags.worker_model_dir.empty() ? flags.model : flags.worker_model_dir);
-  init.set_load_format(flags.load_format);
-  init.set_communicator("auto");
-  init.set_block_size(static_cast<int32_t>(flags.block_size));
-  init.set_num_device_blocks(flags.num_kv_blocks);
-  init.set_kv_cache_memory_bytes(static_cast<int64_t>(flags.kv_cache_memory_gib * (1 << 30)));
-  init.set_swap_space_bytes(static_cast<int64_t>(flags.swap_space_gib * (1 << 30)));
-  init.set_max_model_len(max_model_len);
-  init.mutable_extra_eos_token_ids()->Add(eos.begin(), eos.end());
-  init.set_timeout_ms(30'000);
-
-  const EngineConfig engine{.max_num_seqs = flags.max_num_seqs,
-                            .max_num_batched_tokens = flags.max_num_batched_tokens,
-                            .max_model_len = max_model_len,
-                            .num_scheduler_steps = static_cast<int32_t>(flags.num_scheduler_steps),
-                            .enable_prefix_caching = !flags.disable_prefix_caching,
-                            .async_output = !flags.no_async_output,
-                            .preemption_mode = *preemption,
-                            .policy = *scheduling,
-                            .max_waiting_requests = flags.max_queued_requests};
-  ReplicaSetOptions options{.scheduler = {.policy = *policy, .block_size = flags.block_size},
-                            .failover_wait = absl::Seconds(flags.failover_wait_s)};
-  if (absl::Status status = options.scheduler.Validate(); !status.ok()) return fail(status);
-  // The workers' real capacity is known after Init; check everything else now.
-  if (absl::Status status = engine.Validate({.num_device_blocks = 1,
-                                             .num_host_blocks = flags.swap_space_gib > 0 ? 1 : 0,
-                                             .block_size = flags.block_size,
-                                             .max_model_len = max_model_len});
-      !status.ok()) {
-    return fail(status);
-  }
-  for (size_t i = 0; i < workers->size(); ++i) {
-    ReplicaOptions replica{.index = static_cast<int32_t>(i),
-                           .engine = engine,
-                           .tokenizer = tokenizer->get(),
-                           .eos_token_ids = eos,
-                           .health_interval = absl::Milliseconds(flags.health_interval_ms)};
-    replica.executor.worker_addresses = (*workers)[i];
-    replica.executor.init = init;
-    // The workers label their metrics with it: the same value as the router's replica label.
-    replica.executor.init.set_replica(absl::StrCat(i));
-    replica.executor.init_timeout = absl::Seconds(flags.init_timeout_s);
-    replica.executor.step_timeout = absl::Seconds(flags.step_timeout_s);
-    options.replicas.push_back(std::move(replica));
-  }
-
-  BlockTerminationSignals();
-  RouterMetrics metrics(model_name);  // outlives the replicas, which report to it
-  options.metrics = &metrics;
-  ReplicaSet replicas(std::move(options));
-  Frontend frontend(&replicas, tokenizer->get(),
-                    {.model_name = model_name,
-                     .limits = {.max_model_len = max_model_len,
-                                .vocab_size = config->vocab_size,
-                                .max_n = static_cast<int32_t>(flags.max_n),
-                                .max_tokens = static_cast<int32_t>(flags.max_tokens)}});
-  GenerationService service(&frontend, PAGODA_VERSION, flags.routing_policy,
-                            flags.max_queued_requests);
-
+// Step 3: the gRPC server (Generation, health, reflection) and the HTTP server, listening, their
+// ports written to the port files. Unavailable when an address cannot be bound.
+absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Frontend& frontend,
+                          GenerationService& service, ReplicaSet& replicas, RouterMetrics& metrics,
+                          Servers& servers) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  int bound_port = 0;
   builder.AddListeningPort(absl::StrCat(flags.host, ":", flags.grpc_port),
-                           grpc::InsecureServerCredentials(), &bound_port);
+                           grpc::InsecureServerCredentials(), &servers.grpc_port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || bound_port == 0) {
-    PAGODA_LOG(error, "cannot listen on {}:{}", flags.host, flags.grpc_port);
-    return 1;
+  servers.grpc = builder.BuildAndStart();
+  if (servers.grpc == nullptr || servers.grpc_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", flags.host, ":", flags.grpc_port));
   }
-  std::optional<HttpServer> http;
   if (flags.http_port >= 0) {
-    http.emplace(&frontend, chat_template->has_value() ? &**chat_template : nullptr,
-                 HttpServerOptions{
-                     .host = flags.host,
-                     .port = static_cast<int>(flags.http_port),
-                     .api_key = flags.api_key,
-                     .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
-                     .threads = static_cast<int>(flags.http_threads),
-                     .metrics =
-                         [&] {
-                           metrics.UpdateReplicas(replicas);
-                           return metrics.Serialize();
-                         },
-                     .on_response = [&](std::string_view route,
-                                        int status) { metrics.CountHttpRequest(route, status); }});
-    if (absl::Status status = http->Start(); !status.ok()) {
-      PAGODA_LOG(error, "{}", std::string(status.message()));
-      return 1;
-    }
+    servers.http.emplace(
+        &frontend, model.chat_template.has_value() ? &*model.chat_template : nullptr,
+        HttpServerOptions{
+            .host = flags.host,
+            .port = static_cast<int>(flags.http_port),
+            .api_key = flags.api_key,
+            .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
+            .threads = static_cast<int>(flags.http_threads),
+            .metrics =
+                [&replicas, &metrics] {
+                  metrics.UpdateReplicas(replicas);
+                  return metrics.Serialize();
+                },
+            .on_response = [&metrics](std::string_view route,
+                                      int status) { metrics.CountHttpRequest(route, status); }});
+    RETURN_IF_ERROR(servers.http->Start());
     if (!flags.http_port_file.empty()) {
-      if (absl::Status status = WritePortFile(flags.http_port_file, http->port()); !status.ok()) {
-        PAGODA_LOG(error, "{}", std::string(status.message()));
-        return 1;
-      }
+      RETURN_IF_ERROR(
+          WriteStringToFile(flags.http_port_file, absl::StrCat(servers.http->port(), "\n")));
     }
   }
   if (!flags.port_file.empty()) {
-    if (absl::Status status = WritePortFile(flags.port_file, bound_port); !status.ok()) {
-      PAGODA_LOG(error, "{}", std::string(status.message()));
-      return 1;
-    }
+    RETURN_IF_ERROR(WriteStringToFile(flags.port_file, absl::StrCat(servers.grpc_port, "\n")));
   }
-  PAGODA_LOG(info, "serving '{}' on {}:{} (gRPC){} with {} replica(s), routing {}", model_name,
-             flags.host, bound_port,
-             http.has_value() ? absl::StrCat(", ", http->port(), " (HTTP)") : std::string(),
-             workers->size(), flags.routing_policy);
+  return absl::OkStatus();
+}
 
-  // grpc.health.v1 reports SERVING for the Generation service while a replica is ready.
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  std::atomic<bool> stop_health = false;
-  std::thread health_updater([&] {
-    bool last = false;
-    health->SetServingStatus(kHealthService, false);
-    health->SetServingStatus("", false);
-    while (!stop_health.load()) {
-      const bool ready = replicas.AnyReady();
-      if (ready != last) {
-        health->SetServingStatus(kHealthService, ready);
-        health->SetServingStatus("", ready);
-        last = ready;
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  });
-
+// Step 4: grpc.health.v1 says SERVING for the Generation service while a replica is ready; on
+// SIGINT/SIGTERM the listeners stop, HTTP first.
+void ServeUntilSignal(Servers& servers, const ReplicaSet& replicas) {
+  grpc::HealthCheckServiceInterface* health = servers.grpc->GetHealthCheckService();
+  HealthReporter reporter([&replicas] { return replicas.AnyReady(); },
+                          [health](bool serving) {
+                            health->SetServingStatus(kHealthService, serving);
+                            health->SetServingStatus("", serving);
+                          });
   const int signal = WaitForTerminationSignal();
   PAGODA_LOG(info, "signal {}: shutting down", signal);
-  if (http.has_value()) http->Stop();
-  stop_health = true;
-  health_updater.join();
+  if (servers.http.has_value()) servers.http->Stop();
+  reporter.Stop();
   health->Shutdown();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  servers.grpc->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+int Fail(const absl::Status& status, int exit_code) {
+  std::fprintf(stderr, "pagoda-router: %s\n", std::string(status.message()).c_str());
+  return exit_code;
+}
+
+int Run(int argc, char** argv) {
+  absl::StatusOr<RouterFlags> flags = ParseRouterFlags(argc, argv);
+  if (absl::IsCancelled(flags.status())) return 0;  // --help
+  if (!flags.ok()) return Fail(flags.status(), 2);
+  if (absl::Status status = InitLogging("pagoda-router", flags->log_level); !status.ok()) {
+    return Fail(status, 2);
+  }
+
+  // Step 2: the served model and the replica set (each replica connects to its workers and
+  // initializes them on its own thread).
+  absl::StatusOr<ServedModel> model = ServedModel::Load(flags->model);
+  if (!model.ok()) return Fail(model.status(), 2);
+  BlockTerminationSignals();
+  RouterMetrics metrics(model->name);  // outlives the replicas, which report to it
+  absl::StatusOr<ReplicaSetOptions> options =
+      MakeReplicaSetOptions(flags->cluster, *model, &metrics);
+  if (!options.ok()) return Fail(options.status(), 2);
+  ReplicaSet replicas(std::move(*options));
+
+  // Step 3: the frontends.
+  Frontend frontend(&replicas, model->tokenizer.get(),
+                    {.model_name = model->name,
+                     .limits = {.max_model_len = model->max_model_len,
+                                .vocab_size = model->config.vocab_size,
+                                .max_n = static_cast<int32_t>(flags->max_n),
+                                .max_tokens = static_cast<int32_t>(flags->max_tokens)}});
+  const std::string routing_policy(RoutingPolicyName(flags->cluster.routing_policy));
+  GenerationService service(&frontend, PAGODA_VERSION, routing_policy,
+                            flags->cluster.max_queued_requests);
+  Servers servers;
+  if (absl::Status status =
+          StartServers(*flags, *model, frontend, service, replicas, metrics, servers);
+      !status.ok()) {
+    PAGODA_LOG(error, "{}", std::string(status.message()));
+    return 1;
+  }
+  PAGODA_LOG(info, "serving '{}' on {}:{} (gRPC){} with {} replica(s), routing {}", model->name,
+             flags->host, servers.grpc_port,
+             servers.http.has_value() ? absl::StrCat(", ", servers.http->port(), " (HTTP)")
+                                      : std::string(),
+             flags->cluster.replicas.size(), routing_policy);
+
+  // Step 4.
+  ServeUntilSignal(servers, replicas);
   return 0;
 }
 

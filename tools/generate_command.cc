@@ -14,14 +14,16 @@
 #include "common/arg_parser.h"
 #include "common/logging.h"
 #include "common/model_config.h"
+#include "common/sampling_params.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
+#include "engine/engine_args.h"
 #include "engine/engine_config.h"
 #include "engine/engine_loop.h"
+#include "engine/finish_reason.h"
 #include "nlohmann/json.hpp"
-#include "tools/offline_generator.h"
 #include "worker/in_process_executor.h"
-#include "worker/model_runner.h"
+#include "worker/kv_cache.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
@@ -40,21 +42,14 @@ struct GenerateFlags {
   double min_p = 0.0;
   std::optional<int64_t> seed;
   bool ignore_eos = false;
-  int64_t block_size = 16;
-  int64_t kv_cache_blocks = 0;
-  double kv_cache_memory_gib = 4.0;
-  int64_t max_num_batched_tokens = 4096;
-  int64_t max_num_seqs = 256;
   int64_t n = 1;
   int64_t beam_width = 0;
   double length_penalty = 1.0;
   std::vector<std::string> stop;
-  int64_t num_scheduler_steps = 1;
-  bool enable_prefix_caching = false;
-  double swap_space_gib = 0;
-  std::string preemption_mode = "recompute";
-  std::string scheduler = "continuous";
-  bool no_async_output = false;
+  // Offline defaults: a larger KV budget (the cache is sized for the batch within it), no prefix
+  // caching, and --scheduler.
+  EngineArgs engine_args{
+      .kv_cache_memory_gib = 4.0, .enable_prefix_caching = false, .offline = true};
   std::string log_level = "warn";
 };
 
@@ -72,6 +67,14 @@ nlohmann::json DefaultSamplingJson(const GenerateFlags& flags) {
   if (!flags.stop.empty()) j["stop"] = flags.stop;
   return j;
 }
+
+// One prompt of the command line or the prompts file, before tokenization.
+struct GenerationRequest {
+  std::string prompt;                     // used when prompt_token_ids is empty
+  std::vector<int32_t> prompt_token_ids;  // already tokenized (BOS included)
+  SamplingParams params;
+  uint64_t seed = 0;  // resolved: params.seed, one derived from --seed, or a random one
+};
 
 uint64_t MixSeed(uint64_t seed, uint64_t index) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
@@ -225,67 +228,27 @@ absl::Status WriteResults(const GenerateFlags& flags, const std::vector<ResultLi
   return absl::OkStatus();
 }
 
-// The old path: static waves through the OfflineGenerator (one sample per request).
-absl::StatusOr<std::vector<ResultLine>> GenerateStatic(
-    const GenerateFlags& flags, const ModelConfig& config, const Tokenizer& tokenizer,
-    ModelWeights weights, std::vector<GenerationRequest> requests, int64_t num_blocks) {
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const SamplingParams& p = requests[i].params;
-    if (p.n != 1 || p.beam_search() || !p.stop.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("request ", i,
-                       ": --scheduler static supports neither n > 1, beam search "
-                       "nor stop strings"));
-    }
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
-                   ModelRunner::Create(config, std::move(weights),
-                                       {.num_blocks = num_blocks, .block_size = flags.block_size}));
-  OfflineGenerator generator(
-      runner.get(), &tokenizer,
-      {.max_num_batched_tokens = flags.max_num_batched_tokens, .max_num_seqs = flags.max_num_seqs});
-  ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator.Generate(std::move(requests)));
-  std::vector<ResultLine> lines;
-  for (GenerationResult& r : results) {
-    CompletionOutput c{.text = std::move(r.text),
-                       .token_ids = std::move(r.token_ids),
-                       .logprobs = std::move(r.logprobs),
-                       .top_logprobs = std::move(r.top_logprobs),
-                       .finish_reason = r.finish_reason};
-    lines.push_back({.prompt = std::move(r.prompt),
-                     .prompt_token_ids = std::move(r.prompt_token_ids),
-                     .output = RequestOutput{.outputs = {std::move(c)}, .finished = true}});
-  }
-  return lines;
-}
-
-// Every prompt through the EngineLoop: continuous batching over the paged KV cache.
-absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(
-    const GenerateFlags& flags, const ModelConfig& config, const Tokenizer& tokenizer,
-    ModelWeights weights, std::vector<GenerationRequest> requests, int64_t num_blocks) {
-  ASSIGN_OR_RETURN(PreemptionMode preemption, ParsePreemptionMode(flags.preemption_mode));
-  const EngineConfig engine_config{
-      .max_num_seqs = flags.max_num_seqs,
-      .max_num_batched_tokens = flags.max_num_batched_tokens,
-      .num_scheduler_steps = static_cast<int32_t>(flags.num_scheduler_steps),
-      .enable_prefix_caching = flags.enable_prefix_caching,
-      .async_output = !flags.no_async_output,
-      .preemption_mode = preemption,
-  };
+// Every prompt through the EngineLoop: continuous batching over the paged KV cache, or the
+// static policy's fixed waves (--scheduler static).
+absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
+                                                  const ModelConfig& config,
+                                                  const Tokenizer& tokenizer, ModelWeights weights,
+                                                  std::vector<GenerationRequest> requests,
+                                                  int64_t num_blocks) {
+  const CacheConfig& cache = setup.cache;
   const int64_t num_host_blocks =
-      flags.swap_space_gib > 0
-          ? InProcessExecutor::NumBlocksForBudget(
-                config, flags.block_size, static_cast<int64_t>(flags.swap_space_gib * (1ll << 30)))
+      cache.swap_space_bytes > 0
+          ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes)
           : 0;
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
                    InProcessExecutor::Create(config, std::move(weights),
                                              {.num_device_blocks = num_blocks,
                                               .num_host_blocks = num_host_blocks,
-                                              .block_size = flags.block_size,
+                                              .block_size = cache.block_size,
                                               .extra_eos_token_ids = eos}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
-                   EngineLoop::Create(engine_config, std::move(executor), &tokenizer, eos));
+                   EngineLoop::Create(setup.engine, std::move(executor), &tokenizer, eos));
 
   std::vector<ResultLine> lines(requests.size());
   std::vector<EngineRequest> engine_requests;
@@ -305,6 +268,29 @@ absl::StatusOr<std::vector<ResultLine>> GenerateContinuous(
   return lines;
 }
 
+// --num-gpu-blocks-override, else enough blocks for every sequence at its full length within
+// --kv-cache-memory-gib.
+int64_t NumDeviceBlocks(const EngineSetup& setup, const ModelConfig& config,
+                        const std::vector<GenerationRequest>& requests) {
+  const CacheConfig& cache = setup.cache;
+  if (cache.num_gpu_blocks_override > 0) return cache.num_gpu_blocks_override;
+  const KvCacheShape shape{.num_layers = config.num_hidden_layers,
+                           .block_size = cache.block_size,
+                           .num_kv_heads = config.num_key_value_heads,
+                           .head_dim = config.head_dim};
+  const int64_t budget_blocks = cache.kv_cache_memory_bytes / shape.bytes_per_block();
+  const int64_t max_len = setup.engine.max_model_len > 0
+                              ? std::min(setup.engine.max_model_len, config.max_position_embeddings)
+                              : config.max_position_embeddings;
+  int64_t num_seqs = 0;
+  for (const GenerationRequest& r : requests) {
+    num_seqs += std::max<int64_t>({1, r.params.n, r.params.beam_width});
+  }
+  return std::max<int64_t>(
+      1, std::min<int64_t>(budget_blocks,
+                           num_seqs * ((max_len + cache.block_size - 1) / cache.block_size)));
+}
+
 absl::Status Generate(const GenerateFlags& flags) {
   if (flags.prompt.empty() == flags.prompts_file.empty()) {
     return absl::InvalidArgumentError("give exactly one of --prompt and --prompts-file");
@@ -313,19 +299,22 @@ absl::Status Generate(const GenerateFlags& flags) {
     return absl::InvalidArgumentError(
         absl::StrCat("--load-format must be auto or dummy, got '", flags.load_format, "'"));
   }
-  if (flags.block_size <= 0 || flags.max_num_batched_tokens <= 0 || flags.max_num_seqs <= 0 ||
-      flags.kv_cache_blocks < 0 || flags.kv_cache_memory_gib <= 0 || flags.swap_space_gib < 0) {
-    return absl::InvalidArgumentError(
-        "--block-size, --max-num-batched-tokens, --max-num-seqs and --kv-cache-memory-gib must "
-        "be positive, --kv-cache-blocks and --swap-space-gib non-negative");
-  }
-  if (flags.num_scheduler_steps < 1 || flags.num_scheduler_steps > 64) {
-    return absl::InvalidArgumentError("--num-scheduler-steps must be in [1, 64]");
-  }
-  ASSIGN_OR_RETURN(SchedulerKind scheduler, ParseSchedulerKind(flags.scheduler));
+  ASSIGN_OR_RETURN(const EngineSetup setup, flags.engine_args.Build());
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(flags.model));
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromDirectory(flags.model));
   ASSIGN_OR_RETURN(std::vector<GenerationRequest> requests, ReadRequests(flags));
+  if (setup.engine.scheduler == SchedulerKind::kStatic) {
+    // The static baseline stays what it was: one completion per prompt, no stop strings.
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const SamplingParams& p = requests[i].params;
+      if (p.n != 1 || p.beam_search() || !p.stop.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("request ", i,
+                         ": --scheduler static supports neither n > 1, beam search "
+                         "nor stop strings"));
+      }
+    }
+  }
 
   ModelWeights weights;
   if (flags.load_format == "dummy") {
@@ -334,39 +323,17 @@ absl::Status Generate(const GenerateFlags& flags) {
     ASSIGN_OR_RETURN(weights, LoadModelWeights(config, flags.model));
   }
 
-  int64_t num_blocks = flags.kv_cache_blocks;
-  if (num_blocks == 0) {
-    // Enough for every sequence at its full length, within the memory budget.
-    const KvCacheShape shape{.num_layers = config.num_hidden_layers,
-                             .block_size = flags.block_size,
-                             .num_kv_heads = config.num_key_value_heads,
-                             .head_dim = config.head_dim};
-    const int64_t budget_blocks =
-        static_cast<int64_t>(flags.kv_cache_memory_gib * (1ll << 30)) / shape.bytes_per_block();
-    const int64_t max_len = config.max_position_embeddings;
-    int64_t num_seqs = 0;
-    for (const GenerationRequest& r : requests) {
-      num_seqs += std::max<int64_t>({1, r.params.n, r.params.beam_width});
-    }
-    num_blocks = std::max<int64_t>(
-        1, std::min<int64_t>(budget_blocks,
-                             num_seqs * ((max_len + flags.block_size - 1) / flags.block_size)));
-  }
+  const int64_t num_blocks = NumDeviceBlocks(setup, config, requests);
   PAGODA_LOG(info, "model {}: {} layers, hidden {}, {} KV blocks of {} tokens, {} scheduler",
              flags.model, config.num_hidden_layers, config.hidden_size, num_blocks,
-             flags.block_size, flags.scheduler);
+             setup.cache.block_size, flags.engine_args.scheduler);
 
   const bool list_outputs = std::ranges::any_of(requests, [](const GenerationRequest& r) {
     return r.params.n > 1 || r.params.beam_search();
   });
-  std::vector<ResultLine> lines;
-  if (scheduler == SchedulerKind::kStatic) {
-    ASSIGN_OR_RETURN(lines, GenerateStatic(flags, config, *tokenizer, std::move(weights),
-                                           std::move(requests), num_blocks));
-  } else {
-    ASSIGN_OR_RETURN(lines, GenerateContinuous(flags, config, *tokenizer, std::move(weights),
-                                               std::move(requests), num_blocks));
-  }
+  ASSIGN_OR_RETURN(
+      const std::vector<ResultLine> lines,
+      RunEngine(setup, config, *tokenizer, std::move(weights), std::move(requests), num_blocks));
   return WriteResults(flags, lines, list_outputs);
 }
 
@@ -392,33 +359,13 @@ int RunGenerateCommand(int argc, const char* const* argv) {
   parser.AddOptionalInt("seed", &flags.seed,
                         "Seed: request i gets a seed derived from it (and dummy weights use it)");
   parser.AddBool("ignore-eos", &flags.ignore_eos, "Keep generating after EOS");
-  parser.AddInt("block-size", &flags.block_size, "KV cache block size in tokens");
-  parser.AddInt("kv-cache-blocks", &flags.kv_cache_blocks,
-                "KV cache blocks; 0 sizes the cache for the whole batch within "
-                "--kv-cache-memory-gib");
-  parser.AddDouble("kv-cache-memory-gib", &flags.kv_cache_memory_gib,
-                   "Memory cap for an automatically sized KV cache");
-  parser.AddInt("max-num-batched-tokens", &flags.max_num_batched_tokens,
-                "New tokens per step across the batch (longer prompts are chunked)");
-  parser.AddInt("max-num-seqs", &flags.max_num_seqs, "Sequences running at once");
   parser.AddInt("n", &flags.n, "Completions per prompt (they share the prompt's KV blocks)");
   parser.AddInt("beam-width", &flags.beam_width,
                 "Beam search with this many beams (>= 2); returns the --n best");
   parser.AddDouble("length-penalty", &flags.length_penalty,
                    "Beam score = cumulative logprob / length^penalty");
   parser.AddStringList("stop", &flags.stop, "Stop string: the text ends before it");
-  parser.AddInt("num-scheduler-steps", &flags.num_scheduler_steps,
-                "Decode steps planned at once (multi-step scheduling)");
-  parser.AddBool("enable-prefix-caching", &flags.enable_prefix_caching,
-                 "Share the KV blocks of identical prompt prefixes across requests");
-  parser.AddDouble("swap-space-gib", &flags.swap_space_gib,
-                   "Host memory for swapped-out KV blocks (0: none)");
-  parser.AddString("preemption-mode", &flags.preemption_mode,
-                   "recompute or swap (needs --swap-space-gib) when KV blocks run out");
-  parser.AddString("scheduler", &flags.scheduler,
-                   "continuous (the engine) or static (fixed waves, a baseline)");
-  parser.AddBool("no-async-output", &flags.no_async_output,
-                 "Process each step's outputs before planning the next");
+  flags.engine_args.Register(parser);
   parser.AddString("log-level", &flags.log_level, "trace|debug|info|warn|error");
   absl::Status status = parser.Parse(argc, argv);
   if (absl::IsCancelled(status)) return 0;

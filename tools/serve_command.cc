@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "engine/engine_args.h"
 #include "nlohmann/json.hpp"
 
 namespace pagoda {
@@ -41,8 +42,8 @@ struct ServeFlags {
   std::string bin_dir;
   std::string load_format = "safetensors";
   std::string routing_policy = "prefix_aware";
-  double kv_cache_memory_gib = 0.25;
-  int64_t num_kv_blocks = 0;
+  EngineArgs engine_args;                 // the router's defaults
+  std::vector<std::string> engine_flags;  // the ones given, passed on to the router
   int64_t max_queued_requests = 1024;
   std::string chat_template;
   std::string api_key;
@@ -116,8 +117,7 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   parser.AddString("load-format", &f.load_format, "safetensors, or dummy (random weights)");
   parser.AddString("routing-policy", &f.routing_policy,
                    "round_robin, least_loaded or prefix_aware");
-  parser.AddDouble("kv-cache-memory-gib", &f.kv_cache_memory_gib, "KV cache memory per worker");
-  parser.AddInt("num-kv-blocks", &f.num_kv_blocks, "KV blocks per worker (overrides the memory)");
+  f.engine_args.Register(parser);  // passed on to pagoda-router (the KV cache: per worker)
   parser.AddInt("max-queued-requests", &f.max_queued_requests,
                 "Waiting requests per replica before RESOURCE_EXHAUSTED");
   parser.AddString("chat-template", &f.chat_template,
@@ -126,9 +126,11 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
                    "Require 'Authorization: Bearer KEY' on the HTTP API (default: "
                    "$PAGODA_API_KEY)");
   parser.AddStringList("router-flag", &f.router_flags,
-                       "Passed to pagoda-router as is, e.g. --router-flag=--max-num-seqs=64");
+                       "Passed to pagoda-router as is, e.g. --router-flag=--max-n=4");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc, argv));
+  RETURN_IF_ERROR(f.engine_args.Build().status());  // the router would refuse them later
+  f.engine_flags = f.engine_args.GivenFlags(parser);
   if (f.replicas < 1 || f.replicas > 64) {
     return absl::InvalidArgumentError("--replicas: must be in [1, 64]");
   }
@@ -225,10 +227,6 @@ class Cluster {
                     flags_.load_format,
                     "--routing-policy",
                     flags_.routing_policy,
-                    "--kv-cache-memory-gib",
-                    absl::StrCat(flags_.kv_cache_memory_gib),
-                    "--num-kv-blocks",
-                    std::to_string(flags_.num_kv_blocks),
                     "--max-queued-requests",
                     std::to_string(flags_.max_queued_requests),
                     "--log-level",
@@ -243,6 +241,7 @@ class Cluster {
     }
     // The key reaches the router through its environment, not its (world-readable) argv.
     if (!flags_.api_key.empty()) setenv("PAGODA_API_KEY", flags_.api_key.c_str(), 1);
+    for (const std::string& flag : flags_.engine_flags) router_.argv.push_back(flag);
     for (const std::string& flag : flags_.router_flags) router_.argv.push_back(flag);
     RETURN_IF_ERROR(StartChild(router_));
     ASSIGN_OR_RETURN(const int port, WaitForPortFile(router_port_file, router_));

@@ -4,7 +4,7 @@ Dockerfile reader.
 
     configure(sys.argv)                       # --bin-dir, --source-dir, --shared-dir
     docs = render("deploy/k8s/overlays/cpu-demo")
-    flags = binary_flags("pagoda-router")     # {"model": True, "disable-prefix-caching": False, ...}
+    flags = binary_flags("pagoda-router")     # {"model": True, "enable-prefix-caching": False, ...}
 """
 
 import functools

@@ -338,7 +338,7 @@ class EntryPointTest(unittest.TestCase):
         self.start([os.path.join(dt.BIN_DIR, entrypoint[0])]
                    + self.with_ports(entrypoint[1:], router_ports)
                    + [f"--model={self.model}", f"--replica=127.0.0.1:{worker_ports['port']}",
-                      "--num-kv-blocks=64"], "router.log")
+                      "--num-gpu-blocks-override=64"], "router.log")
         self.wait_status(f"http://127.0.0.1:{router_ports['http-port']}/health", 200, 60,
                          "router.log")
 

@@ -480,7 +480,7 @@ def run_test(cluster):
     cluster.start(router, [os.path.join(cluster.bin_dir, "pagoda-router"),
                            f"--model={cluster.model_dir}", *replica_flags,
                            f"--grpc-port={ROUTER_GRPC_PORT}", f"--http-port={ROUTER_HTTP_PORT}",
-                           "--routing-policy=round_robin", "--num-kv-blocks=512",
+                           "--routing-policy=round_robin", "--num-gpu-blocks-override=512",
                            "--step-timeout-s=3", "--health-interval-ms=200",
                            "--failover-wait-s=60"])
     base = f"http://{router}:{ROUTER_HTTP_PORT}"

@@ -2,7 +2,8 @@
 // processes on loopback (OS-chosen ports) over the real stories260K model, and these tests talk
 // to it through the public gRPC API: tensor-parallel correctness against golden_greedy.jsonl,
 // concurrency, prefix-aware routing, cancellation releasing every rank's state, failover after
-// kill -9 of a worker, queue bounds, request validation and a worker that cannot load its model.
+// kill -9 of a worker, queue bounds, request validation, a worker that cannot load its model, and
+// the engine flags `pagoda serve` passes on to its router.
 #include <signal.h>
 
 #include <atomic>
@@ -326,6 +327,30 @@ TEST(Cluster, FullQueueAnswersResourceExhausted) {
   EXPECT_EQ(exhausted + completed, kRequests);
 }
 
+TEST(Cluster, ServePassesTheEngineFlagsOnToTheRouterInTheirNewSpelling) {
+  // The last value of a flag wins; an old spelling is accepted (with a warning) and passed on in
+  // the new one.
+  auto cluster = ServeCluster::Start(
+      {.replicas = 1,
+       .tp = 1,
+       .extra_args = {"--num-kv-blocks=77", "--max-model-len", "128", "--disable-prefix-caching"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const v1::GetServerInfoResponse info = (*cluster)->Info();
+  EXPECT_EQ(info.max_model_len(), 128);
+  ASSERT_EQ(info.replicas_size(), 1);
+  EXPECT_EQ(info.replicas(0).num_device_blocks(), 77);
+
+  const int router_pid = (*cluster)->State()["router"]["pid"];
+  std::ifstream in("/proc/" + std::to_string(router_pid) + "/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+  EXPECT_THAT(args, ::testing::Contains("--num-gpu-blocks-override=77"));
+  EXPECT_THAT(args, ::testing::Contains("--max-model-len=128"));
+  EXPECT_THAT(args, ::testing::Contains("--no-enable-prefix-caching"));
+  EXPECT_THAT(args, ::testing::Not(::testing::Contains("--num-kv-blocks=77")));
+  EXPECT_THAT(args, ::testing::Not(::testing::Contains("--disable-prefix-caching")));
+}
+
 TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
   auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
   ASSERT_TRUE(started.ok()) << started.status();
@@ -408,9 +433,9 @@ TEST(Cluster, WorkerThatCannotLoadItsModelFailsInitAndTheRouterServesWithTheOthe
   ASSERT_GT(bad_port, 0);
   auto router = Subprocess::Start({bin + "/pagoda-router", "--model", Stories260KDir(),
                                    "--grpc-port", "0", "--http-port", "-1", "--host", "127.0.0.1",
-                                   "--port-file", dir + "/router.port", "--num-kv-blocks", "256",
-                                   "--replica", absl::StrCat("127.0.0.1:", good_port), "--replica",
-                                   absl::StrCat("127.0.0.1:", bad_port)});
+                                   "--port-file", dir + "/router.port", "--num-gpu-blocks-override",
+                                   "256", "--replica", absl::StrCat("127.0.0.1:", good_port),
+                                   "--replica", absl::StrCat("127.0.0.1:", bad_port)});
   ASSERT_TRUE(router.ok());
   const int router_port = read_port(dir + "/router.port");
   ASSERT_GT(router_port, 0);

@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<ServeCluster>> ServeCluster::Start(const ServeOpt
                                    cluster->dir_ + "/state.json",
                                    "--log-dir",
                                    cluster->dir_ + "/logs",
-                                   "--num-kv-blocks",
+                                   "--num-gpu-blocks-override",
                                    "512"};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   absl::StatusOr<Subprocess> serve =

@@ -138,7 +138,7 @@ class PagodaCluster:
         argv = [os.path.join(BIN_DIR, "pagoda"), "serve", "--model", model_dir(),
                 "--replicas", str(replicas), "--tp", str(tp), "--grpc-port", "0",
                 "--http-port", "0", "--state-file", self.state_file,
-                "--log-dir", os.path.join(self.dir, "logs"), "--num-kv-blocks", "512",
+                "--log-dir", os.path.join(self.dir, "logs"), "--num-gpu-blocks-override", "512",
                 *extra_args]
         self.log = open(os.path.join(self.dir, "serve.log"), "wb")
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,

@@ -113,7 +113,7 @@ TEST(BenchFlags, ThroughputErrorsNameTheFlag) {
       {{"--model", "/nonexistent/model"}, "--model: /nonexistent/model is not a directory"},
       {{model, "--load-format", "pickle"}, "--load-format"},
       {{model, "--block-size", "0"}, "--block-size"},
-      {{model, "--num-kv-blocks", "-1"}, "--num-kv-blocks"},
+      {{model, "--num-gpu-blocks-override", "-1"}, "--num-gpu-blocks-override"},
       {{model, "--kv-cache-memory-gib", "0"}, "--kv-cache-memory-gib"},
       {{model, "--max-num-seqs", "0"}, "--max-num-seqs"},
       {{model, "--max-num-batched-tokens", "0"}, "--max-num-batched-tokens"},

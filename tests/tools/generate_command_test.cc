@@ -147,7 +147,7 @@ TEST_F(GenerateCommandTest, StopStringsEndTheTextAndStaticSchedulingMatchesTheEn
   for (const std::string scheduler : {"static", "continuous"}) {
     ASSERT_EQ(Run({"--model", Model(), "--prompts-file", Path("one.jsonl"), "--max-tokens", "64",
                    "--temperature", "0", "--ignore-eos", "--scheduler", scheduler,
-                   "--no-async-output", "--output", Path("s.jsonl")}),
+                   "--disable-async-output-proc", "--output", Path("s.jsonl")}),
               0);
     const std::vector<nlohmann::json> out = ReadJsonl("s.jsonl");
     ASSERT_EQ(out.size(), 1u);

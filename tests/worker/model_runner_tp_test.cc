@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <random>
 #include <span>
@@ -19,19 +20,23 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/formats/safetensors.h"
 #include "common/model_config.h"
+#include "common/status_macros.h"
+#include "common/step/executor.h"
 #include "common/tokenizer/tokenizer.h"
+#include "engine/engine_loop.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/stories260k.h"
-#include "tools/offline_generator.h"
 #include "worker/communicator.h"
 #include "worker/gloo_communicator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
 #include "worker/rendezvous_store.h"
+#include "worker/step_runner.h"
 #include "worker/tensor_parallel.h"
 
 namespace pagoda {
@@ -359,47 +364,201 @@ TEST(TensorParallelModelRunner, Stories260KMatchesTp1) {
   });
 }
 
+// One replica of `size` ranks in this process, driven as the router drives its workers: every plan
+// goes to every rank's StepRunner (the ranks are threads joined by Gloo), and a step's result is
+// rank 0's once every rank has sampled exactly the same tokens (an error naming the rank if not).
+class TensorParallelExecutor final : public Executor {
+ public:
+  static absl::StatusOr<std::unique_ptr<TensorParallelExecutor>> Create(
+      const ModelConfig& config, const std::string& dir, int32_t size, int64_t block_size,
+      int64_t num_blocks, const std::vector<int32_t>& eos_token_ids) {
+    std::unique_ptr<TensorParallelExecutor> executor(new TensorParallelExecutor(size));
+    executor->info_ = {.num_device_blocks = num_blocks,
+                       .block_size = block_size,
+                       .max_model_len = config.max_position_embeddings,
+                       .vocab_size = config.vocab_size};
+    static std::atomic<int> next_group{0};
+    const std::string prefix = absl::StrCat("tp-executor/", next_group++, "/");
+    for (int32_t rank = 0; rank < size; ++rank) {
+      executor->threads_.emplace_back([&, rank, e = executor.get()] {
+        absl::Status status = e->BuildRank(config, dir, {.rank = rank, .size = size}, prefix,
+                                           block_size, num_blocks, eos_token_ids);
+        {
+          absl::MutexLock lock(&e->mu_);
+          e->results_[rank] = status.ok() ? absl::StatusOr<StepResult>(StepResult{}) : status;
+          ++e->num_done_;
+        }
+        if (status.ok()) e->RankLoop(rank);
+      });
+    }
+    absl::MutexLock lock(&executor->mu_);
+    executor->mu_.Await(absl::Condition(executor.get(), &TensorParallelExecutor::AllDone));
+    for (int32_t rank = 0; rank < size; ++rank) {
+      if (!executor->results_[rank].ok()) return executor->results_[rank].status();
+    }
+    return executor;
+  }
+
+  ~TensorParallelExecutor() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  const ExecutorInfo& info() const override { return info_; }
+
+  // Runs the plan on every rank before it returns.
+  std::future<absl::StatusOr<StepResult>> Submit(StepPlan plan) override {
+    std::promise<absl::StatusOr<StepResult>> promise;
+    std::vector<absl::StatusOr<StepResult>> results;
+    {
+      absl::MutexLock lock(&mu_);
+      plan_ = &plan;
+      num_done_ = 0;
+      ++num_plans_;
+      mu_.Await(absl::Condition(this, &TensorParallelExecutor::AllDone));
+      results = results_;
+    }
+    for (int32_t rank = 0; rank < size_; ++rank) {
+      if (!results[rank].ok()) {
+        promise.set_value(results[rank].status());
+        return promise.get_future();
+      }
+    }
+    for (int32_t rank = 1; rank < size_; ++rank) {
+      const std::vector<SequenceOutput>& outputs = results[rank]->outputs;
+      const std::vector<SequenceOutput>& expected = results[0]->outputs;
+      bool same = outputs.size() == expected.size();
+      for (size_t i = 0; same && i < outputs.size(); ++i) {
+        same = outputs[i].seq_id == expected[i].seq_id &&
+               outputs[i].token_ids == expected[i].token_ids;
+      }
+      if (!same) {
+        promise.set_value(absl::InternalError(
+            absl::StrCat("step ", plan.step_id, ": rank ", rank, " sampled other tokens")));
+        return promise.get_future();
+      }
+    }
+    promise.set_value(std::move(results[0]));
+    return promise.get_future();
+  }
+
+ private:
+  struct Rank {
+    std::unique_ptr<Communicator> communicator;  // null for a group of one
+    std::unique_ptr<StepRunner> steps;           // uses the communicator
+  };
+
+  explicit TensorParallelExecutor(int32_t size)
+      : size_(size), ranks_(size), results_(size, absl::UnknownError("not run")) {}
+
+  bool AllDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return num_done_ == size_; }
+
+  absl::Status BuildRank(const ModelConfig& config, const std::string& dir,
+                         const TensorParallelShard& shard, const std::string& prefix,
+                         int64_t block_size, int64_t num_blocks,
+                         const std::vector<int32_t>& eos_token_ids) {
+    Rank& rank = ranks_[shard.rank];
+    if (shard.size > 1) {
+      ASSIGN_OR_RETURN(rank.communicator, CreateGlooCommunicator({.rank = shard.rank,
+                                                                  .size = shard.size,
+                                                                  .prefix = prefix,
+                                                                  .timeout = absl::Seconds(60)},
+                                                                 &store_));
+    }
+    ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(config, dir, shard));
+    ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                     ModelRunner::Create(config, std::move(weights),
+                                         {.num_blocks = num_blocks,
+                                          .block_size = block_size,
+                                          .shard = shard,
+                                          .communicator = rank.communicator.get()}));
+    ASSIGN_OR_RETURN(rank.steps,
+                     StepRunner::Create(std::move(runner), {.extra_eos_token_ids = eos_token_ids}));
+    return absl::OkStatus();
+  }
+
+  // Applies every plan Submit() posts until the executor stops.
+  void RankLoop(int32_t rank) {
+    int64_t num_seen = 0;
+    while (true) {
+      const StepPlan* plan = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        auto posted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || num_plans_ > num_seen;
+        };
+        mu_.Await(absl::Condition(&posted));
+        if (stopping_) return;
+        num_seen = num_plans_;
+        plan = plan_;
+      }
+      absl::StatusOr<StepResult> result = ranks_[rank].steps->Apply(*plan);
+      absl::MutexLock lock(&mu_);
+      results_[rank] = std::move(result);
+      ++num_done_;
+    }
+  }
+
+  const int32_t size_;
+  ExecutorInfo info_;
+  InMemoryRendezvousStore store_;
+  std::vector<Rank> ranks_;  // ranks_[r] is touched only by threads_[r]
+
+  absl::Mutex mu_;
+  const StepPlan* plan_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int64_t num_plans_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t num_done_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<absl::StatusOr<StepResult>> results_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::vector<std::thread> threads_;  // last: they use everything above
+};
+
 TEST(TensorParallelModelRunner, Stories260KGreedyGenerationMatchesGoldenAtEverySize) {
   const std::string& dir = testing::Stories260KDir();
   const std::vector<testing::GoldenCase> goldens = testing::LoadStories260KGoldens();
   ASSERT_FALSE(goldens.empty());
   const absl::StatusOr<ModelConfig> config = ModelConfig::FromDirectory(dir);
   ASSERT_TRUE(config.ok()) << config.status();
-  std::vector<GenerationRequest> requests;
-  for (const testing::GoldenCase& g : goldens) {
-    GenerationRequest r{.prompt = g.prompt};
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromDirectory(dir);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const std::vector<int32_t> eos = EosTokenIds(config->eos_token_ids, **tokenizer);
+  std::vector<EngineRequest> requests;
+  for (size_t i = 0; i < goldens.size(); ++i) {
+    EngineRequest r{.request_id = absl::StrCat("g", i),
+                    .prompt_token_ids = (*tokenizer)->Encode(goldens[i].prompt)};
     r.params.temperature = 0;
-    r.params.max_tokens = static_cast<int32_t>(g.greedy_ids.size());
+    r.params.max_tokens = static_cast<int32_t>(goldens[i].greedy_ids.size());
     r.params.ignore_eos = true;
     requests.push_back(std::move(r));
   }
+  // One batch (static batching: whole prompts), and a 7-token budget (continuous batching) that
+  // chunks every prompt beside the decodes.
+  const EngineConfig one_batch{.scheduler = SchedulerKind::kStatic};
+  const EngineConfig chunked{.max_num_seqs = 7, .max_num_batched_tokens = 7};
   for (int32_t size : {1, 2, 4}) {
-    // One batch, and a 7-token budget that chunks every prompt beside the decodes.
-    for (int64_t budget : {4096, 7}) {
-      std::vector<std::vector<GenerationResult>> per_rank(size);
-      RunRanks(size, [&](const TensorParallelShard& shard, Communicator* comm) {
-        absl::StatusOr<ModelWeights> weights = LoadModelWeights(*config, dir, shard);
-        ASSERT_TRUE(weights.ok()) << weights.status();
-        std::unique_ptr<ModelRunner> runner =
-            MakeRunner(*config, std::move(*weights), shard, comm, /*block_size=*/16,
-                       /*num_blocks=*/64);
-        ASSERT_NE(runner, nullptr);
-        absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromDirectory(dir);
-        ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-        OfflineGenerator generator(runner.get(), tokenizer->get(),
-                                   {.max_num_batched_tokens = budget});
-        absl::StatusOr<std::vector<GenerationResult>> results = generator.Generate(requests);
-        ASSERT_TRUE(results.ok()) << results.status();
-        per_rank[shard.rank] = std::move(*results);
-      });
-      for (int32_t rank = 0; rank < size; ++rank) {
-        ASSERT_EQ(per_rank[rank].size(), goldens.size()) << "rank " << rank << " of " << size;
-        for (size_t i = 0; i < goldens.size(); ++i) {
-          EXPECT_EQ(per_rank[rank][i].token_ids, goldens[i].greedy_ids)
-              << "TP " << size << " rank " << rank << " budget " << budget << " prompt " << i;
-        }
+    for (const EngineConfig& engine_config : {one_batch, chunked}) {
+      const std::string what =
+          absl::StrCat("TP ", size, " budget ", engine_config.max_num_batched_tokens);
+      absl::StatusOr<std::unique_ptr<TensorParallelExecutor>> executor =
+          TensorParallelExecutor::Create(*config, dir, size, /*block_size=*/16,
+                                         /*num_blocks=*/64, eos);
+      ASSERT_TRUE(executor.ok()) << what << ": " << executor.status();
+      absl::StatusOr<std::unique_ptr<EngineLoop>> engine =
+          EngineLoop::Create(engine_config, std::move(*executor), tokenizer->get(), eos);
+      ASSERT_TRUE(engine.ok()) << what << ": " << engine.status();
+      absl::StatusOr<std::vector<RequestOutput>> results = (*engine)->RunToCompletion(requests);
+      ASSERT_TRUE(results.ok()) << what << ": " << results.status();
+      ASSERT_EQ(results->size(), goldens.size()) << what;
+      for (size_t i = 0; i < goldens.size(); ++i) {
+        ASSERT_TRUE((*results)[i].error.empty()) << what << ": " << (*results)[i].error;
+        EXPECT_EQ((*results)[i].outputs[0].token_ids, goldens[i].greedy_ids)
+            << what << " prompt " << i;
       }
-      EXPECT_EQ(per_rank[0][0].text, goldens[0].greedy_text);
+      EXPECT_EQ((*results)[0].outputs[0].text, goldens[0].greedy_text) << what;
     }
   }
 }

@@ -29,15 +29,18 @@ struct WorkloadFlags {
   bool ignore_eos = false;
   std::string result_json;
 
-  void AddTo(ArgParser& parser) {
+  // with_max_model_len: false where the engine flags register --max-model-len (throughput).
+  void AddTo(ArgParser& parser, bool with_max_model_len) {
     parser.AddString("dataset-name", &dataset_name, "sharegpt-like, random, prefix or jsonl");
     parser.AddString("dataset-path", &dataset_path,
                      "jsonl: one {\"prompt\": str, \"max_tokens\"|\"output_len\": int} a line");
     parser.AddInt("num-prompts", &num_prompts,
                   "Requests to send (jsonl: the first N lines; default every line)");
     parser.AddInt("seed", &seed, "Seed of the dataset and the arrival times");
-    parser.AddInt("max-model-len", &max_model_len,
-                  "Bound on prompt + output tokens (0: the server's or model's context)");
+    if (with_max_model_len) {
+      parser.AddInt("max-model-len", &max_model_len,
+                    "Bound on prompt + output tokens (0: the server's or model's context)");
+    }
     parser.AddInt("random-input-len", &random_input_len, "random: prompt tokens");
     parser.AddInt("random-output-len", &random_output_len, "random: output tokens");
     parser.AddDouble("random-range-ratio", &random_range_ratio,
@@ -154,7 +157,7 @@ absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* cons
                    "The model's directory, for its tokenizer (prompts are sized with it)");
   parser.AddString("tokenizer", &workload.tokenizer, "Tokenizer directory (default: --model-dir)");
   parser.AddString("api-key", &api_key, "HTTP: sent as 'Authorization: Bearer KEY'");
-  workload.AddTo(parser);
+  workload.AddTo(parser, /*with_max_model_len=*/true);
   parser.AddString("request-rate", &request_rate, "Requests per second, or inf (all at once)");
   parser.AddDouble("burstiness", &burstiness,
                    "Gamma shape of the gaps between requests: 1 is Poisson, < 1 burstier");
@@ -199,20 +202,14 @@ absl::StatusOr<ThroughputBenchConfig> ParseThroughputBenchFlags(int argc, const 
                    "(continuous batching over the paged KV cache, as pagoda generate runs it).");
   WorkloadFlags workload;
   ThroughputBenchConfig c;
+  EngineArgs engine_args{
+      .kv_cache_memory_gib = 1.0, .enable_prefix_caching = false, .offline = true};
   parser.AddString("model", &c.model_dir, "Hugging Face model directory", /*required=*/true);
   parser.AddString("load-format", &c.load_format,
                    "auto (safetensors) or dummy (deterministic random weights)");
   parser.AddString("tokenizer", &workload.tokenizer, "Tokenizer directory (default: --model)");
-  workload.AddTo(parser);
-  parser.AddInt("block-size", &c.block_size, "KV cache block size in tokens");
-  parser.AddInt("num-kv-blocks", &c.num_kv_blocks,
-                "KV cache blocks (0: as many as --kv-cache-memory-gib holds)");
-  parser.AddDouble("kv-cache-memory-gib", &c.kv_cache_memory_gib, "KV cache memory");
-  parser.AddInt("max-num-seqs", &c.max_num_seqs, "Sequences running at once");
-  parser.AddInt("max-num-batched-tokens", &c.max_num_batched_tokens, "New tokens per step");
-  parser.AddInt("num-scheduler-steps", &c.num_scheduler_steps, "Decode steps planned at once");
-  parser.AddBool("enable-prefix-caching", &c.enable_prefix_caching,
-                 "Share the KV blocks of identical prompt prefixes");
+  workload.AddTo(parser, /*with_max_model_len=*/false);
+  engine_args.Register(parser);  // --max-model-len bounds the dataset too
   RETURN_IF_ERROR(parser.Parse(argc, argv));
 
   if (!std::filesystem::is_directory(c.model_dir)) {
@@ -224,21 +221,9 @@ absl::StatusOr<ThroughputBenchConfig> ParseThroughputBenchFlags(int argc, const 
         absl::StrCat("--load-format must be auto or dummy, got '", c.load_format, "'"));
   }
   if (workload.tokenizer.empty()) workload.tokenizer = c.model_dir;
+  workload.max_model_len = engine_args.max_model_len;
+  ASSIGN_OR_RETURN(c.engine, engine_args.Build());
   ASSIGN_OR_RETURN(c.workload, workload.Validate(parser));
-  if (c.block_size < 1 || c.block_size > 1024) {
-    return absl::InvalidArgumentError("--block-size must be in [1, 1024]");
-  }
-  if (c.num_kv_blocks < 0) return absl::InvalidArgumentError("--num-kv-blocks must be >= 0");
-  if (c.kv_cache_memory_gib <= 0) {
-    return absl::InvalidArgumentError("--kv-cache-memory-gib must be > 0");
-  }
-  if (c.max_num_seqs < 1) return absl::InvalidArgumentError("--max-num-seqs must be >= 1");
-  if (c.max_num_batched_tokens < 1) {
-    return absl::InvalidArgumentError("--max-num-batched-tokens must be >= 1");
-  }
-  if (c.num_scheduler_steps < 1 || c.num_scheduler_steps > 64) {
-    return absl::InvalidArgumentError("--num-scheduler-steps must be in [1, 64]");
-  }
   return c;
 }
 

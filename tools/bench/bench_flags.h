@@ -1,5 +1,6 @@
 // The flags of `pagoda bench serve` and `pagoda bench throughput`, parsed and validated into
-// immutable configs (every error names its flag). The dataset flags are shared.
+// immutable configs (every error names its flag). The dataset flags are shared; throughput's
+// engine flags are everyone's (engine/engine_args.h).
 //
 //   ASSIGN_OR_RETURN(ServeBenchConfig config, ParseServeBenchFlags(argc, argv));
 //   // absl::IsCancelled: --help was printed
@@ -11,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "engine/engine_args.h"
 #include "tools/bench/arrivals.h"
 #include "tools/bench/bench_metrics.h"
 #include "tools/bench/dataset.h"
@@ -43,14 +45,8 @@ struct ServeBenchConfig {
 struct ThroughputBenchConfig {
   std::string model_dir;
   std::string load_format = "auto";  // auto (safetensors) or dummy
-  WorkloadConfig workload;
-  int64_t block_size = 16;
-  int64_t num_kv_blocks = 0;  // 0: from kv_cache_memory_gib
-  double kv_cache_memory_gib = 1.0;
-  int64_t max_num_seqs = 256;
-  int64_t max_num_batched_tokens = 4096;
-  int64_t num_scheduler_steps = 1;
-  bool enable_prefix_caching = false;
+  WorkloadConfig workload;           // dataset.max_model_len: the engine's --max-model-len
+  EngineSetup engine;                // the engine flags (engine/engine_args.h)
 };
 
 /// argv excludes "pagoda bench serve". kCancelled after --help.

@@ -62,27 +62,27 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
   } else {
     ASSIGN_OR_RETURN(weights, LoadModelWeights(config, c.model_dir));
   }
-  const int64_t num_blocks =
-      c.num_kv_blocks > 0
-          ? c.num_kv_blocks
-          : InProcessExecutor::NumBlocksForBudget(
-                config, c.block_size, static_cast<int64_t>(c.kv_cache_memory_gib * (1ll << 30)));
+  const CacheConfig& cache = c.engine.cache;
+  const int64_t num_blocks = cache.num_gpu_blocks_override > 0
+                                 ? cache.num_gpu_blocks_override
+                                 : InProcessExecutor::NumBlocksForBudget(
+                                       config, cache.block_size, cache.kv_cache_memory_bytes);
   if (num_blocks < 1) {
     return absl::InvalidArgumentError("--kv-cache-memory-gib holds not even one KV block");
   }
+  const int64_t num_host_blocks =
+      cache.swap_space_bytes > 0
+          ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes)
+          : 0;
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, *tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
                    InProcessExecutor::Create(config, std::move(weights),
                                              {.num_device_blocks = num_blocks,
-                                              .block_size = c.block_size,
+                                              .num_host_blocks = num_host_blocks,
+                                              .block_size = cache.block_size,
                                               .extra_eos_token_ids = eos}));
-  const EngineConfig engine_config{
-      .max_num_seqs = c.max_num_seqs,
-      .max_num_batched_tokens = c.max_num_batched_tokens,
-      .num_scheduler_steps = static_cast<int32_t>(c.num_scheduler_steps),
-      .enable_prefix_caching = c.enable_prefix_caching};
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
-                   EngineLoop::Create(engine_config, std::move(executor), tokenizer.get(), eos));
+                   EngineLoop::Create(c.engine.engine, std::move(executor), tokenizer.get(), eos));
 
   std::vector<EngineRequest> engine_requests = EngineRequests(requests, c.workload);
   const auto start = std::chrono::steady_clock::now();
