@@ -36,7 +36,10 @@ constexpr std::array<std::string_view, kNumValueTypes> kTypeNames = {
 // absl::StrCat takes absl::string_view, which is not std::string_view in the packaged abseil.
 absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-uint64_t ScalarBytes(GgufType type) { return kScalarBytes[static_cast<uint32_t>(type)]; }
+bool IsValueType(GgufType type) { return static_cast<uint32_t>(type) < kNumValueTypes; }
+uint64_t ScalarBytes(GgufType type) {
+  return IsValueType(type) ? kScalarBytes[static_cast<uint32_t>(type)] : 0;
+}
 
 absl::Status WithContext(const absl::Status& status, absl::string_view context) {
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
@@ -116,6 +119,10 @@ GgufValue DecodeScalar(GgufType type, const std::byte* p) {
 
 // Reads and validates one value of `type`; `depth` counts the arrays that hold it.
 absl::StatusOr<GgufValue> ReadValue(Reader& reader, GgufType type, int depth) {
+  if (!IsValueType(type)) {  // only a hand-made GgufValue gets here: ReadType checks the file's
+    return absl::InvalidArgumentError(
+        absl::StrCat("value type ", static_cast<uint32_t>(type), " is not a GGUF value type"));
+  }
   if (const uint64_t size = ScalarBytes(type); size > 0) {
     RETURN_IF_ERROR(reader.Need(size, absl::StrCat(Av(GgufTypeName(type)), " value")));
     GgufValue value = DecodeScalar(type, reader.Take(size).data());
@@ -417,8 +424,11 @@ absl::Status GgufFile::ParseAll() {
       return fail(row_bytes.status(), absl::StrCat(label, ": a row (dim 0)"));
     }
     int64_t num_rows = 1, num_bytes = 0;
-    for (uint32_t d = 1; d < *num_dims; ++d) num_rows *= dims[d];  // <= num_elements or 0
-    if (__builtin_mul_overflow(*row_bytes, num_rows, &num_bytes)) {
+    bool overflow = false;  // possible when dim 0 is 0 and the element count therefore is too
+    for (uint32_t d = 1; d < *num_dims; ++d) {
+      overflow = overflow || __builtin_mul_overflow(num_rows, dims[d], &num_rows);
+    }
+    if (overflow || __builtin_mul_overflow(*row_bytes, num_rows, &num_bytes)) {
       return absl::InvalidArgumentError(
           absl::StrCat(src, ": ", label, ": the tensor's byte count overflows"));
     }

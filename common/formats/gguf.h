@@ -80,7 +80,9 @@ struct GgufValue {
   std::optional<int64_t> AsSigned() const;
   /// The value of an f32 or f64; nullopt for other types.
   std::optional<double> AsFloat() const;
-  /// The elements of an array (one level), decoded from `elements`; empty for non-arrays.
+  /// The elements of an array (one level), decoded from `elements`; empty for non-arrays. One
+  /// GgufValue per element: for long arrays of numbers or strings prefer GgufFile's typed array
+  /// getters.
   std::vector<GgufValue> Elements() const;
 };
 
