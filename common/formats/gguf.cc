@@ -23,7 +23,7 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr int kNumValueTypes = 13;
 constexpr uint64_t kDefaultAlignment = 32;
 // The smallest encodings of a metadata entry (empty key, type, u8 value) and of a tensor info
-// (empty name, one dim, type, offset): they bound reservations by the bytes that remain.
+// (empty name, one dim, type, offset): counts are checked against the bytes that remain.
 constexpr uint64_t kMinEntryBytes = 8 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
@@ -303,7 +303,7 @@ absl::Status GgufFile::ParseAll() {
   };
 
   // Header.
-  absl::StatusOr<uint32_t> magic = reader.Read<uint32_t>("the magic");
+  absl::StatusOr<uint32_t> magic = reader.Read<uint32_t>("the field");
   if (!magic.ok()) return fail(magic.status(), "magic");
   if (*magic != kMagic) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -311,7 +311,7 @@ absl::Status GgufFile::ParseAll() {
         "\"GGUF\"",
         src, *magic & 0xff, (*magic >> 8) & 0xff, (*magic >> 16) & 0xff, *magic >> 24));
   }
-  absl::StatusOr<uint32_t> version = reader.Read<uint32_t>("the version");
+  absl::StatusOr<uint32_t> version = reader.Read<uint32_t>("the field");
   if (!version.ok()) return fail(version.status(), "version");
   version_ = *version;
   if (version_ == 1) {
@@ -328,9 +328,9 @@ absl::Status GgufFile::ParseAll() {
     return absl::InvalidArgumentError(
         absl::StrCat(src, ": GGUF version ", version_, " is not supported (supported: 2, 3)"));
   }
-  absl::StatusOr<uint64_t> tensor_count = reader.Read<uint64_t>("the tensor count");
+  absl::StatusOr<uint64_t> tensor_count = reader.Read<uint64_t>("the field");
   if (!tensor_count.ok()) return fail(tensor_count.status(), "tensor count");
-  absl::StatusOr<uint64_t> metadata_count = reader.Read<uint64_t>("the metadata count");
+  absl::StatusOr<uint64_t> metadata_count = reader.Read<uint64_t>("the field");
   if (!metadata_count.ok()) return fail(metadata_count.status(), "metadata count");
 
   // Metadata. A count the remaining bytes cannot hold is refused before anything is reserved.
