@@ -356,7 +356,7 @@ TEST(GgufPreTokenizer, Qwen2NormalizesToNfc) {
   EXPECT_EQ(tokenizer->Decode(tokenizer->Encode("e\xCC\x81", false), false), "\xC3\xA9");
 }
 
-TEST(GgufPreTokenizer, StopsAtEndOfTurnTokensByText) {
+TEST(GgufTokenizer, StopsAtEndOfTurnTokensByText) {
   OwnedData owned = ByteLevelVocab("gpt-2", {"1 2"});
   owned.data.eos = 0;
   std::unique_ptr<Tokenizer> tokenizer = Build(owned.data);
