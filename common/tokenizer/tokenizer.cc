@@ -321,13 +321,18 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDirectory(const std::s
   return FromJson(tokenizer_json, config_json, dir + "/tokenizer.json");
 }
 
+std::vector<int32_t> Tokenizer::stop_token_ids() const {
+  std::vector<int32_t> ids;
+  if (std::optional<int32_t> eos = eos_token_id()) ids.push_back(*eos);
+  return ids;
+}
+
 std::vector<int32_t> EosTokenIds(const std::vector<int64_t>& config_eos_token_ids,
                                  const Tokenizer& tokenizer) {
   std::vector<int32_t> eos;
   for (int64_t id : config_eos_token_ids) eos.push_back(static_cast<int32_t>(id));
-  if (auto id = tokenizer.eos_token_id();
-      id.has_value() && std::find(eos.begin(), eos.end(), *id) == eos.end()) {
-    eos.push_back(*id);
+  for (int32_t id : tokenizer.stop_token_ids()) {
+    if (std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
   }
   return eos;
 }

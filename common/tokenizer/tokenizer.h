@@ -24,6 +24,12 @@
 
 namespace pagoda {
 
+/// The two files Tokenizer::FromJson reads, as converters (llama2.c, GGUF) synthesize them.
+struct HfTokenizerFiles {
+  std::string tokenizer_json;
+  std::string tokenizer_config_json;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
@@ -51,12 +57,15 @@ class Tokenizer {
 
   virtual std::optional<int32_t> bos_token_id() const = 0;
   virtual std::optional<int32_t> eos_token_id() const = 0;
+  /// The ids that end a generation by themselves: EOS, and where the tokenizer's source names
+  /// them, end-of-turn ids such as Llama-3's <|eot_id|> (GGUF's eot/eom ids). Default: EOS.
+  virtual std::vector<int32_t> stop_token_ids() const;
   /// tokenizer_config.json's chat_template (Jinja source), empty when absent.
   virtual const std::string& chat_template() const = 0;
 };
 
-/// The ids generation stops at: the model config's eos_token_ids, then the tokenizer's EOS when
-/// it is not among them.
+/// The ids generation stops at: the model config's eos_token_ids, then the tokenizer's stop ids
+/// (EOS, EOT, ...) that are not among them.
 std::vector<int32_t> EosTokenIds(const std::vector<int64_t>& config_eos_token_ids,
                                  const Tokenizer& tokenizer);
 
