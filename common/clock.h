@@ -6,7 +6,7 @@
 // Deadlines handed to gRPC (a ClientContext's deadline) and ids that must stay unique across
 // processes (a replica's generation) are wall-clock matters and stay on absl::Now().
 //
-//   struct ReplicaOptions { ...; Clock* clock = Clock::Real(); };
+//   struct ReplicaOptions { ...; const Clock* clock = Clock::Real(); };
 //   const absl::Time next_start = clock->Now() + backoff;
 //   clock->AwaitWithTimeout(mu_, absl::Condition(&wake), health_interval);  // mu_ held
 #pragma once
