@@ -22,11 +22,19 @@ struct KvCacheWriteParams {
   int64_t num_blocks = 0;
   int64_t key_stride = 0;    // floats between consecutive tokens of key
   int64_t value_stride = 0;  // floats between consecutive tokens of value
+  /// The caller checked every slot once for the whole step (ModelRunner derives them from
+  /// block tables it checked): WriteKvCache then skips ValidateSlots(), which would repeat the
+  /// same O(num_tokens) scan in every layer.
+  bool slots_checked = false;
 
+  /// Cheap (O(1)): shapes, pointers and strides.
   absl::Status Validate() const;
+  /// O(num_tokens): every slot is -1 or in [0, num_blocks * block_size). Call after Validate().
+  absl::Status ValidateSlots() const;
 };
 
-/// A slot outside [0, num_blocks * block_size) (other than -1) is InvalidArgument.
+/// Validate(), ValidateSlots() unless slots_checked, then the writes. A slot outside
+/// [0, num_blocks * block_size) (other than -1) is InvalidArgument and nothing is written.
 absl::Status WriteKvCache(const KvCacheWriteParams& params);
 
 }  // namespace pagoda::kernels

@@ -34,12 +34,20 @@ struct PagedAttentionParams {
   int64_t max_blocks_per_seq = 0;
   int64_t q_stride = 0;  // floats between consecutive tokens of q
   float scale = 0.0f;    // usually 1 / sqrt(head_dim)
+  /// The caller checked every block id the sequences use against num_blocks, once for the
+  /// whole step (ModelRunner does): PagedAttention then skips ValidateBlockIds(), which would
+  /// repeat the same O(blocks) scan in every layer.
+  bool block_ids_checked = false;
 
-  /// Checks shapes, and (O(num_seqs + blocks used)) that every sequence's query fits in its
-  /// context, its context fits in its block table, and every block id used is in range.
+  /// Cheap (O(num_seqs)): shapes and pointers, and that every sequence's query fits in its
+  /// context and its context in its block table.
   absl::Status Validate() const;
+  /// O(blocks used): every block id a sequence's context uses is in [0, num_blocks). Call after
+  /// Validate().
+  absl::Status ValidateBlockIds() const;
 };
 
+/// Validate(), ValidateBlockIds() unless block_ids_checked, then the attention.
 absl::Status PagedAttention(const PagedAttentionParams& params);
 
 }  // namespace pagoda::kernels

@@ -33,7 +33,7 @@ Replica::Replica(ReplicaOptions options) : options_(std::move(options)) {
   for (const std::string& address : options_.executor.worker_addresses) {
     health_stubs_.push_back(internal::Worker::NewStub(CreateWorkerChannel(address)));
   }
-  health_stubs_created_ = absl::Now();
+  health_stubs_created_ = options_.clock->Now();
   supervisor_ = std::thread([this] { Supervise(); });
 }
 
@@ -96,7 +96,7 @@ bool Replica::WaitUntilReady(absl::Duration timeout) const {
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return state_ == ReplicaState::kReady || stopping_;
   };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  options_.clock->AwaitWithTimeout(mu_, absl::Condition(&ready), timeout);
   return state_ == ReplicaState::kReady;
 }
 
@@ -111,7 +111,7 @@ void Replica::Supervise() {
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !take_down_reason_.empty();
       };
-      mu_.AwaitWithTimeout(absl::Condition(&wake), options_.health_interval);
+      options_.clock->AwaitWithTimeout(mu_, absl::Condition(&wake), options_.health_interval);
       if (stopping_) break;
       reason = std::move(take_down_reason_);
       take_down_reason_.clear();
@@ -131,12 +131,12 @@ void Replica::Supervise() {
       }
       if (!reason.empty()) {
         Stop(reason);
-        next_start = absl::Now();  // try again as soon as the workers answer
+        next_start = options_.clock->Now();  // try again as soon as the workers answer
         backoff = kMinRestartBackoff;
       }
       continue;
     }
-    if (absl::Now() < next_start) continue;
+    if (options_.clock->Now() < next_start) continue;
     if (!CheckWorkersHealthy(/*require_ready=*/false).ok()) {
       MaybeRefreshHealthChannels();
       continue;
@@ -145,7 +145,7 @@ void Replica::Supervise() {
       backoff = kMinRestartBackoff;
     } else {
       // A model that cannot load fails every time: do not reload it twice a second.
-      next_start = absl::Now() + backoff;
+      next_start = options_.clock->Now() + backoff;
       backoff = std::min(backoff * 2, kMaxRestartBackoff);
     }
   }
@@ -160,6 +160,7 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
   }
   for (size_t rank = 0; rank < health_stubs_.size(); ++rank) {
     grpc::ClientContext context;
+    // gRPC keeps its deadlines on the real clock.
     context.set_deadline(absl::ToChronoTime(absl::Now() + options_.health_timeout));
     internal::HealthResponse response;
     const grpc::Status status =
@@ -182,7 +183,7 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
 }
 
 void Replica::MaybeRefreshHealthChannels() {
-  const absl::Time now = absl::Now();
+  const absl::Time now = options_.clock->Now();
   if (now - health_stubs_created_ < kHealthChannelRefresh) return;
   // The RemoteExecutor of the next Start() makes its own channels, which resolve afresh too.
   for (size_t rank = 0; rank < health_stubs_.size(); ++rank) {
@@ -197,7 +198,8 @@ absl::Status Replica::Start() {
   {
     absl::MutexLock lock(&mu_);
     state_ = ReplicaState::kInitializing;
-    // Unique across router restarts too, so a worker never mistakes an old plan for a new one.
+    // Unique across router restarts too, so a worker never mistakes an old plan for a new one:
+    // real wall-clock time, whatever the replica's clock.
     generation_ = std::max<uint64_t>(generation_ + 1, absl::ToUnixMicros(absl::Now()));
     generation = generation_;
   }

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_config.h"
 #include "engine/engine_loop.h"
@@ -52,6 +53,8 @@ struct ReplicaOptions {
   std::function<void(int32_t index)> on_ready;
   /// Each engine's step observer (EngineLoop::SetStepObserver), on its loop thread.
   std::function<void(int32_t index, const StepStats& step)> on_step;
+  /// Paces the health checks and the restart backoff, and times WaitUntilReady (borrowed).
+  const Clock* clock = Clock::Real();
 };
 
 /// What the router reports about a replica (GetServerInfo, metrics).
@@ -88,13 +91,11 @@ class Replica {
   /// supervisor stops its engine and re-initializes it once its workers answer.
   void TakeDown(const std::string& reason);
 
-  /// Blocks until the replica is ready or `timeout` passes; true when ready.
+  /// Blocks until the replica is ready or `timeout` passes on its clock; true when ready.
   bool WaitUntilReady(absl::Duration timeout) const;
 
  private:
   void Supervise();
-  // One pass of the supervisor; returns how long to sleep.
-  void Tick();
   absl::Status CheckWorkersHealthy(bool require_ready) const;
   // New health channels, at most every kHealthChannelRefresh, while the workers do not answer.
   void MaybeRefreshHealthChannels();

@@ -14,6 +14,7 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options)
   for (ReplicaOptions replica : options_.replicas) {
     // A (re)started replica holds nothing: forget what was routed to it.
     replica.on_ready = [this](int32_t index) { scheduler_.Reset(index); };
+    replica.clock = options_.clock;
     if (RouterMetrics* metrics = options_.metrics; metrics != nullptr) {
       replica.on_step = [metrics](int32_t index, const StepStats& step) {
         metrics->ObserveStep(index, step);
@@ -32,14 +33,15 @@ bool ReplicaSet::AnyReady() const {
 }
 
 bool ReplicaSet::WaitUntilReady(int32_t count, absl::Duration timeout) const {
-  const absl::Time deadline = absl::Now() + timeout;
+  const Clock& clock = *options_.clock;
+  const absl::Time deadline = clock.Now() + timeout;
   while (true) {
     const int32_t ready = static_cast<int32_t>(std::count_if(
         replicas_.begin(), replicas_.end(),
         [](const std::unique_ptr<Replica>& r) { return r->state() == ReplicaState::kReady; }));
     if (ready >= count) return true;
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
+    if (clock.Now() >= deadline) return false;
+    clock.SleepFor(absl::Milliseconds(20));
   }
 }
 

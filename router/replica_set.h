@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/clock.h"
 #include "router/global_scheduler.h"
 #include "router/replica.h"
 #include "router/request_session.h"
@@ -32,6 +33,9 @@ struct ReplicaSetOptions {
   /// Where requests, steps and failovers are counted (borrowed; must outlive the set); null:
   /// no metrics.
   RouterMetrics* metrics = nullptr;
+  /// The router's one clock (borrowed): every replica's (it replaces theirs), the sessions'
+  /// waits and failover deadline, the latencies they report, and the Frontend's arrival times.
+  const Clock* clock = Clock::Real();
 };
 
 class ReplicaSet {
@@ -48,11 +52,12 @@ class ReplicaSet {
   const Replica& replica(int32_t index) const { return *replicas_[index]; }
   Replica& replica(int32_t index) { return *replicas_[index]; }
   bool AnyReady() const;
-  /// True once at least `count` replicas are ready, false after `timeout`.
+  /// True once at least `count` replicas are ready, false after `timeout` on the set's clock.
   bool WaitUntilReady(int32_t count, absl::Duration timeout) const;
   const GlobalScheduler& scheduler() const { return scheduler_; }
   int64_t num_failovers() const;
   RouterMetrics* metrics() const { return options_.metrics; }
+  const Clock& clock() const { return *options_.clock; }
 
  private:
   friend class RequestSession;

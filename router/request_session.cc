@@ -13,9 +13,6 @@ namespace {
 
 constexpr absl::Duration kPlacementRetry = absl::Milliseconds(200);
 
-// The clock of EngineRequest::arrival_time_s.
-double NowSeconds() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
-
 }  // namespace
 
 OutputCallback SessionInbox::CallbackFor(std::shared_ptr<SessionInbox> self, int32_t attempt) {
@@ -76,7 +73,8 @@ void RequestSession::Record(const RequestOutput& delta) {
 }
 
 std::optional<RequestOutput> RequestSession::Next(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+  const Clock& clock = owner_->clock();
+  const absl::Time deadline = clock.Now() + timeout;
   absl::MutexLock lock(&mu_);
   while (!done_) {
     std::optional<std::pair<int32_t, RequestOutput>> item;
@@ -85,7 +83,7 @@ std::optional<RequestOutput> RequestSession::Next(absl::Duration timeout) {
       auto has_delta = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inbox_->mu) {
         return !inbox_->deltas.empty();
       };
-      inbox_->mu.AwaitWithDeadline(absl::Condition(&has_delta), deadline);
+      clock.AwaitWithDeadline(inbox_->mu, absl::Condition(&has_delta), deadline);
       if (inbox_->deltas.empty()) return std::nullopt;
       item = std::move(inbox_->deltas.front());
       inbox_->deltas.pop_front();
@@ -125,7 +123,8 @@ void RequestSession::ObserveDelivered(const RequestOutput& delta) {
   const bool has_tokens =
       std::any_of(delta.outputs.begin(), delta.outputs.end(),
                   [](const CompletionOutput& out) { return !out.token_ids.empty(); });
-  const double now_s = NowSeconds();
+  // The clock of EngineRequest::arrival_time_s (the Frontend's).
+  const double now_s = owner_->clock().NowUnixSeconds();
   if (has_tokens) {
     if (!last_token_time_s_.has_value()) {
       metrics->ObserveTimeToFirstToken(replica_, now_s - request_.arrival_time_s);
@@ -152,9 +151,10 @@ void RequestSession::ObserveFinished(std::string_view finished_reason,
   // The final delta's usage counts the prompt once and every output, across failovers. A
   // request that ends without it (failed, abandoned) counts what it was given, and its prompt
   // once it was scheduled somewhere.
-  FinishedRequestStats stats{.replica = replica_,
-                             .finished_reason = finished_reason,
-                             .e2e_latency_s = NowSeconds() - request_.arrival_time_s};
+  FinishedRequestStats stats{
+      .replica = replica_,
+      .finished_reason = finished_reason,
+      .e2e_latency_s = owner_->clock().NowUnixSeconds() - request_.arrival_time_s};
   if (usage.has_value()) {
     stats.num_prompt_tokens = usage->prompt_tokens;
     stats.num_generation_tokens = usage->completion_tokens;
@@ -191,7 +191,8 @@ std::optional<RequestOutput> RequestSession::Failover(RequestOutput failed) {
   absl::StatusOr<EngineRequest> moved = FailoverRequest(failed.error);
   absl::Status placed = moved.status();
   if (moved.ok()) {
-    const absl::Time give_up = absl::Now() + owner_->options_.failover_wait;
+    const Clock& clock = owner_->clock();
+    const absl::Time give_up = clock.Now() + owner_->options_.failover_wait;
     while (true) {
       ++attempt_;
       absl::StatusOr<int32_t> replica = owner_->Place(*moved, inbox_, attempt_);
@@ -206,9 +207,9 @@ std::optional<RequestOutput> RequestSession::Failover(RequestOutput failed) {
       }
       placed = replica.status();
       const bool transient = absl::IsUnavailable(placed) || absl::IsResourceExhausted(placed);
-      if (!transient || absl::Now() >= give_up || cancelled_) break;
+      if (!transient || clock.Now() >= give_up || cancelled_) break;
       mu_.Unlock();  // let Cancel() in while waiting for a replica
-      absl::SleepFor(kPlacementRetry);
+      clock.SleepFor(kPlacementRetry);
       mu_.Lock();
       if (cancelled_) break;
     }

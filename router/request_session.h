@@ -54,9 +54,9 @@ class RequestSession {
   /// Times the request moved to another replica.
   int32_t num_failovers() const;
 
-  /// The next delta for the client, waiting up to `timeout` (nullopt on timeout). After the
-  /// delta with finished = true (which carries `error` when the request failed and could not be
-  /// moved) it returns nullopt at once.
+  /// The next delta for the client, waiting up to `timeout` on the ReplicaSet's clock (nullopt
+  /// on timeout). After the delta with finished = true (which carries `error` when the request
+  /// failed and could not be moved) it returns nullopt at once.
   std::optional<RequestOutput> Next(absl::Duration timeout);
 
   /// Aborts the request (client cancel or deadline): its blocks are freed on every rank.

@@ -1,6 +1,7 @@
 #include "worker/model_runner.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -92,15 +93,9 @@ absl::Status ModelRunner::AllReduce(float* data, int64_t count) {
   return communicator_->AllReduceSum(data, count);
 }
 
-absl::Status ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch) {
+absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) const {
   const int64_t block_size = kv_cache_.shape().block_size;
   const int64_t num_blocks = kv_cache_.shape().num_blocks;
-  token_ids_.clear();
-  positions_.clear();
-  slot_mapping_.clear();
-  query_start_loc_.assign(1, 0);
-  seq_lens_.clear();
-  max_blocks_per_seq_ = 1;
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceInput& seq = batch[s];
     const int64_t seq_len = seq.num_computed_tokens + static_cast<int64_t>(seq.token_ids.size());
@@ -125,29 +120,43 @@ absl::Status ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch)
             "sequence ", s, " uses block ", seq.block_table[b], " outside [0, ", num_blocks, ")"));
       }
     }
-    for (size_t i = 0; i < seq.token_ids.size(); ++i) {
-      const int32_t id = seq.token_ids[i];
+    for (const int32_t id : seq.token_ids) {
       if (id < 0 || id >= config_.vocab_size) {
         return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has token id ", id,
                                                        " outside the vocabulary [0, ",
                                                        config_.vocab_size, ")"));
       }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch) {
+  const int64_t block_size = kv_cache_.shape().block_size;
+  token_ids_.clear();
+  positions_.clear();
+  slot_mapping_.clear();
+  query_start_loc_.assign(1, 0);
+  seq_lens_.clear();
+  max_blocks_per_seq_ = 1;
+  for (const SequenceInput& seq : batch) {
+    const int64_t seq_len = seq.num_computed_tokens + static_cast<int64_t>(seq.token_ids.size());
+    for (size_t i = 0; i < seq.token_ids.size(); ++i) {
       const int64_t pos = seq.num_computed_tokens + static_cast<int64_t>(i);
-      token_ids_.push_back(id);
+      token_ids_.push_back(seq.token_ids[i]);
       positions_.push_back(static_cast<int32_t>(pos));
       slot_mapping_.push_back(int64_t{seq.block_table[pos / block_size]} * block_size +
                               pos % block_size);
     }
     query_start_loc_.push_back(static_cast<int32_t>(token_ids_.size()));
     seq_lens_.push_back(static_cast<int32_t>(seq_len));
-    max_blocks_per_seq_ = std::max(max_blocks_per_seq_, blocks_needed);
+    max_blocks_per_seq_ = std::max(max_blocks_per_seq_, (seq_len + block_size - 1) / block_size);
   }
   block_tables_.assign(batch.size() * max_blocks_per_seq_, 0);
   for (size_t s = 0; s < batch.size(); ++s) {
     const int64_t n = std::min<int64_t>(max_blocks_per_seq_, batch[s].block_table.size());
     std::copy_n(batch[s].block_table.begin(), n, block_tables_.begin() + s * max_blocks_per_seq_);
   }
-  return absl::OkStatus();
 }
 
 absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
@@ -177,6 +186,8 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
                                         .k_stride = qkv_width,
                                         .style = kernels::RotaryStyle::kRotateHalf}));
   const KvCacheShape& shape = kv_cache_.shape();
+  // The step's token ids, slots and block tables were checked once (ValidateBatch, or the
+  // StepRunner's plan check): the kernels skip their index scans, which would repeat per layer.
   RETURN_IF_ERROR(kernels::WriteKvCache({.key = k,
                                          .value = v,
                                          .key_cache = kv_cache_.key(layer),
@@ -188,7 +199,8 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
                                          .block_size = shape.block_size,
                                          .num_blocks = shape.num_blocks,
                                          .key_stride = qkv_width,
-                                         .value_stride = qkv_width}));
+                                         .value_stride = qkv_width,
+                                         .slots_checked = true}));
   float* attn = Reserve(attn_, num_tokens * q_size);
   RETURN_IF_ERROR(kernels::PagedAttention(
       {.out = attn,
@@ -207,7 +219,8 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
        .num_blocks = shape.num_blocks,
        .max_blocks_per_seq = max_blocks_per_seq_,
        .q_stride = qkv_width,
-       .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)))}));
+       .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim))),
+       .block_ids_checked = true}));
   float* proj = Reserve(proj_, num_tokens * hidden);
   // Row-parallel o_proj: each rank's heads give a partial sum (rank 0 adds the bias).
   RETURN_IF_ERROR(Linear(attn, w.o_proj, w.o_bias, proj, num_tokens, hidden, q_size));
@@ -243,7 +256,13 @@ absl::Status ModelRunner::RunLayer(int64_t layer, int64_t num_tokens) {
 }
 
 absl::StatusOr<StepLogits*> ModelRunner::Execute(absl::Span<const SequenceInput> batch) {
-  RETURN_IF_ERROR(PrepareMetadata(batch));
+  RETURN_IF_ERROR(ValidateBatch(batch));
+  return ExecuteValidated(batch);
+}
+
+absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const SequenceInput> batch) {
+  assert(ValidateBatch(batch).ok());
+  PrepareMetadata(batch);
   const int64_t num_tokens = static_cast<int64_t>(token_ids_.size());
   const int64_t hidden = config_.hidden_size;
   logits_.num_rows = 0;
@@ -258,7 +277,8 @@ absl::StatusOr<StepLogits*> ModelRunner::Execute(absl::Span<const SequenceInput>
                                       .output = residual,
                                       .num_tokens = num_tokens,
                                       .vocab_size = config_.vocab_size,
-                                      .hidden_size = hidden}));
+                                      .hidden_size = hidden,
+                                      .token_ids_checked = true}));
   RETURN_IF_ERROR(kernels::RmsNorm({.input = residual,
                                     .weight = weights_.layers[0].input_layernorm.data(),
                                     .output = hidden_.data(),

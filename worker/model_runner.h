@@ -67,12 +67,20 @@ class ModelRunner {
                                                              ModelWeights weights,
                                                              const ModelRunnerOptions& options);
 
-  /// Runs one step. Validates the batch (token ids in the vocabulary, positions within
-  /// max_positions, block tables covering the context with ids in range); on error nothing
-  /// of the cache outside the step's own slots has changed. The returned pointer is valid until
-  /// the next call. Under tensor parallelism every rank must execute the same batches in the
-  /// same order; a communicator error (a peer failed) leaves the replica to be re-initialised.
+  /// Runs one step. Validates the batch first (ValidateBatch); on error nothing of the cache
+  /// outside the step's own slots has changed. The returned pointer is valid until the next
+  /// call. Under tensor parallelism every rank must execute the same batches in the same order;
+  /// a communicator error (a peer failed) leaves the replica to be re-initialised.
   absl::StatusOr<StepLogits*> Execute(absl::Span<const SequenceInput> batch);
+  /// Execute for a batch its caller has validated already, e.g. a StepRunner, whose check of a
+  /// whole plan covers every pass it runs: the batch is checked once, at the worker's edge, and
+  /// neither here nor in the kernels. An invalid batch is undefined behaviour.
+  absl::StatusOr<StepLogits*> ExecuteValidated(absl::Span<const SequenceInput> batch);
+
+  /// InvalidArgument naming the sequence unless every sequence has new tokens, a non-negative
+  /// start, token ids in the vocabulary, positions within max_positions, and a block table that
+  /// covers its context with ids in [0, num_blocks). O(tokens + blocks).
+  absl::Status ValidateBatch(absl::Span<const SequenceInput> batch) const;
 
   const ModelConfig& config() const { return config_; }
   const ShardLayout& layout() const { return layout_; }
@@ -92,7 +100,8 @@ class ModelRunner {
         kv_cache_(std::move(kv_cache)),
         rope_(std::move(rope)) {}
 
-  absl::Status PrepareMetadata(absl::Span<const SequenceInput> batch);
+  // Flattens a valid batch into the per-step metadata below.
+  void PrepareMetadata(absl::Span<const SequenceInput> batch);
   absl::Status RunLayer(int64_t layer, int64_t num_tokens);
   /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded).
   absl::Status ComputeLogits(int64_t rows);

@@ -285,7 +285,9 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
          .sample =
              seq.num_computed_tokens + e.num_tokens == static_cast<int64_t>(seq.token_ids.size())});
   }
-  ASSIGN_OR_RETURN(StepLogits * logits, runner_->Execute(batch_));
+  // Validate(plan) covered this pass: its tokens are the plan's or sampled, and CanDecodeAgain
+  // kept every later pass within the block table and the model's positions.
+  ASSIGN_OR_RETURN(StepLogits * logits, runner_->ExecuteValidated(batch_));
   for (const PassEntry& e : pass) e.seq->num_computed_tokens += e.num_tokens;
 
   sampling_.clear();

@@ -5,7 +5,9 @@
 // own one and feed it plans in order.
 //
 // A plan is validated in full before anything changes; an invalid plan is InvalidArgument
-// naming the problem and leaves every sequence, block and swap slot as it was.
+// naming the problem and leaves every sequence, block and swap slot as it was. That check, once
+// per plan, is the worker's only one: the ModelRunner and the kernels trust the batches of its
+// passes (ModelRunner::ExecuteValidated).
 //
 //   ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, std::move(weights),
 //                                                     {.num_blocks = 512, .block_size = 16}));

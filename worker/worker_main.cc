@@ -27,6 +27,7 @@
 #include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "worker/worker_metrics.h"
+#include "worker/worker_runtime.h"
 #include "worker/worker_service.h"
 
 namespace pagoda {
@@ -88,8 +89,11 @@ int Run(int argc, char** argv) {
   BlockTerminationSignals();
 
   WorkerMetrics metrics;
-  WorkerService service({.comm_host = comm_host, .model_dir = model_dir, .metrics = &metrics},
-                        [] { RequestTermination(); });
+  WorkerRuntime runtime({.comm_host = comm_host,
+                         .model_dir = model_dir,
+                         .metrics = &metrics,
+                         .connect_store = ConnectGrpcRendezvousStore});
+  WorkerService service(&runtime, [] { RequestTermination(); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -118,13 +122,12 @@ int Run(int argc, char** argv) {
     });
     // 200 whenever the process answers: UNINITIALIZED and FAILED are states the router's next
     // Init repairs, not reasons to restart the container.
-    metrics_server.Get("/health", [&service](const httplib::Request&, httplib::Response& res) {
-      internal::HealthResponse health;
-      service.Health(nullptr, nullptr, &health);  // reads neither the context nor the request
-      const nlohmann::json body = {{"state", internal::HealthResponse::State_Name(health.state())},
-                                   {"generation", health.generation()},
-                                   {"tp_rank", health.tp_rank()},
-                                   {"tp_size", health.tp_size()}};
+    metrics_server.Get("/health", [&runtime](const httplib::Request&, httplib::Response& res) {
+      const WorkerHealth health = runtime.Health();
+      const nlohmann::json body = {{"state", std::string(WorkerStateName(health.state))},
+                                   {"generation", health.generation},
+                                   {"tp_rank", health.tp_rank},
+                                   {"tp_size", health.tp_size}};
       res.set_content(body.dump(), "application/json");
     });
     if (metrics_port == 0) {

@@ -1,6 +1,6 @@
 #include "worker/worker_metrics.h"
 
-#include <chrono>
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,14 +9,13 @@
 namespace pagoda {
 namespace {
 
-// Times `call` into `metrics` (when set).
+// Times `call` on `clock` into `metrics` (when set).
 template <typename Call>
-absl::Status Timed(WorkerMetrics* metrics, Call call) {
+absl::Status Timed(WorkerMetrics* metrics, const Clock& clock, Call call) {
   if (metrics == nullptr) return call();
-  const auto start = std::chrono::steady_clock::now();
+  const absl::Time start = clock.Now();
   absl::Status status = call();
-  metrics->AddCollectiveSeconds(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  metrics->AddCollectiveSeconds(std::max(0.0, absl::ToDoubleSeconds(clock.Now() - start)));
   return status;
 }
 
@@ -97,11 +96,11 @@ std::string WorkerMetrics::Serialize() const {
 }
 
 absl::Status TimedCommunicator::AllReduceSum(float* data, int64_t count) {
-  return Timed(metrics_, [&] { return inner_->AllReduceSum(data, count); });
+  return Timed(metrics_, *clock_, [&] { return inner_->AllReduceSum(data, count); });
 }
 
 absl::Status TimedCommunicator::AllGather(const float* input, int64_t count, float* output) {
-  return Timed(metrics_, [&] { return inner_->AllGather(input, count, output); });
+  return Timed(metrics_, *clock_, [&] { return inner_->AllGather(input, count, output); });
 }
 
 }  // namespace pagoda

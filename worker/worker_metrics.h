@@ -1,14 +1,14 @@
 // WorkerMetrics: one pagoda-worker's Prometheus metrics (`pagoda_worker:` prefix), labelled
 // replica (the name the router's Init gives, "replica-0") and rank (the tensor-parallel rank):
 // step latency and tokens per step, KV blocks held by live sequences and free, and the time
-// spent inside communicator collectives. The WorkerService updates them per Execute; the
+// spent inside communicator collectives. The WorkerRuntime updates them per Execute; the
 // worker's /metrics endpoint serves Serialize().
 //
 // TimedCommunicator is the decorator that feeds the collective time: it wraps a rank's
-// Communicator and adds the wall time of every AllReduceSum and AllGather.
+// Communicator and adds the time of every AllReduceSum and AllGather on its clock.
 //
 //   WorkerMetrics metrics;
-//   WorkerService service({.metrics = &metrics}, ...);   // labels set by each Init
+//   WorkerRuntime runtime({.metrics = &metrics});   // labels set by each Init
 //   std::string body = metrics.Serialize();
 #pragma once
 
@@ -19,6 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -68,11 +69,13 @@ class WorkerMetrics {
   prometheus::Counter* all_reduce_seconds_now_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
-/// A Communicator that times its collectives into `metrics` (borrowed; may be null).
+/// A Communicator that times its collectives on `clock` into `metrics` (both borrowed;
+/// `metrics` may be null).
 class TimedCommunicator final : public Communicator {
  public:
-  TimedCommunicator(std::unique_ptr<Communicator> inner, WorkerMetrics* metrics)
-      : inner_(std::move(inner)), metrics_(metrics) {}
+  TimedCommunicator(std::unique_ptr<Communicator> inner, WorkerMetrics* metrics,
+                    const Clock* clock = Clock::Real())
+      : inner_(std::move(inner)), metrics_(metrics), clock_(clock) {}
 
   int32_t rank() const override { return inner_->rank(); }
   int32_t size() const override { return inner_->size(); }
@@ -83,6 +86,7 @@ class TimedCommunicator final : public Communicator {
  private:
   std::unique_ptr<Communicator> inner_;
   WorkerMetrics* const metrics_;
+  const Clock* const clock_;
 };
 
 }  // namespace pagoda

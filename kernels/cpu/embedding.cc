@@ -18,6 +18,10 @@ absl::Status EmbeddingParams::Validate() const {
   if (token_ids == nullptr || output == nullptr) {
     return absl::InvalidArgumentError("embedding: token_ids or output is null");
   }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingParams::ValidateTokenIds() const {
   for (int64_t t = 0; t < num_tokens; ++t) {
     if (token_ids[t] < 0 || token_ids[t] >= vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("embedding: token_ids[", t, "]=", token_ids[t],
@@ -29,6 +33,9 @@ absl::Status EmbeddingParams::Validate() const {
 
 absl::Status Embedding(const EmbeddingParams& p) {
   if (absl::Status s = p.Validate(); !s.ok()) return s;
+  if (!p.token_ids_checked) {
+    if (absl::Status s = p.ValidateTokenIds(); !s.ok()) return s;
+  }
   const int64_t d = p.hidden_size;
   const size_t row_bytes = static_cast<size_t>(d) * sizeof(float);
 #pragma omp parallel for schedule( \

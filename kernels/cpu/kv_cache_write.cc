@@ -27,6 +27,10 @@ absl::Status KvCacheWriteParams::Validate() const {
         absl::StrCat("kv_cache_write: key_stride=", key_stride, " value_stride=", value_stride,
                      " must be >= num_kv_heads * head_dim = ", width));
   }
+  return absl::OkStatus();
+}
+
+absl::Status KvCacheWriteParams::ValidateSlots() const {
   const int64_t num_slots = num_blocks * block_size;
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int64_t slot = slot_mapping[t];
@@ -41,6 +45,9 @@ absl::Status KvCacheWriteParams::Validate() const {
 
 absl::Status WriteKvCache(const KvCacheWriteParams& p) {
   if (absl::Status s = p.Validate(); !s.ok()) return s;
+  if (!p.slots_checked) {
+    if (absl::Status s = p.ValidateSlots(); !s.ok()) return s;
+  }
   // A slot row [block_size, num_kv_heads, head_dim] at row `slot` is slot * width floats in.
   const int64_t width = p.num_kv_heads * p.head_dim;
   const size_t row_bytes = static_cast<size_t>(width) * sizeof(float);

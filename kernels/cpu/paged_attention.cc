@@ -249,7 +249,13 @@ absl::Status PagedAttentionParams::Validate() const {
           "paged_attention: sequence ", s, " has seq_len=", seq_len,
           " beyond its block table (max_blocks_per_seq * block_size = ", max_context, ")"));
     }
-    const int64_t blocks_used = (seq_len + block_size - 1) / block_size;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PagedAttentionParams::ValidateBlockIds() const {
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t blocks_used = (int64_t{seq_lens[s]} + block_size - 1) / block_size;
     for (int64_t b = 0; b < blocks_used; ++b) {
       const int32_t id = block_tables[s * max_blocks_per_seq + b];
       if (id < 0 || id >= num_blocks) {
@@ -264,6 +270,9 @@ absl::Status PagedAttentionParams::Validate() const {
 
 absl::Status PagedAttention(const PagedAttentionParams& p) {
   if (absl::Status s = p.Validate(); !s.ok()) return s;
+  if (!p.block_ids_checked) {
+    if (absl::Status s = p.ValidateBlockIds(); !s.ok()) return s;
+  }
   if (p.num_tokens == 0) return absl::OkStatus();
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t tile_tokens = std::max<int64_t>(1, kTileRows / group);

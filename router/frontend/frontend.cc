@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
@@ -15,7 +14,7 @@ Frontend::Frontend(ReplicaSet* replicas, const Tokenizer* tokenizer, FrontendOpt
     : replicas_(replicas),
       tokenizer_(tokenizer),
       options_(std::move(options)),
-      created_unix_seconds_(absl::ToUnixSeconds(absl::Now())),
+      created_unix_seconds_(absl::ToUnixSeconds(replicas->clock().Now())),
       rng_state_((static_cast<uint64_t>(std::random_device()()) << 32) ^ std::random_device()()) {}
 
 uint64_t Frontend::NextRandom() {
@@ -60,7 +59,8 @@ absl::StatusOr<std::unique_ptr<RequestSession>> Frontend::Submit(GenerationInput
   request.seed = input.params.seed.has_value() ? *input.params.seed : NextRandom();
   request.params = std::move(input.params);
   request.priority = input.priority;
-  request.arrival_time_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  // On the clock the sessions measure latencies with.
+  request.arrival_time_s = replicas_->clock().NowUnixSeconds();
   return replicas_->Submit(std::move(request));
 }
 

@@ -1,6 +1,7 @@
 // Frontend: what the router's gRPC and HTTP frontends share between parsing a request and
 // streaming its deltas — the model name check, tokenization, validation against the serving
-// limits, the request id and seed, and admission through the ReplicaSet.
+// limits, the request id, seed and arrival time (on the ReplicaSet's clock), and admission
+// through the ReplicaSet.
 //
 //   Frontend frontend(&replicas, tokenizer.get(), {.model_name = "stories260K", .limits = limits});
 //   ASSIGN_OR_RETURN(std::unique_ptr<RequestSession> session,
@@ -55,6 +56,8 @@ class Frontend {
   const ServingLimits& limits() const { return options_.limits; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   ReplicaSet& replicas() { return *replicas_; }
+  /// The ReplicaSet's clock: arrival and creation times, and the frontends' pacing.
+  const Clock& clock() const { return replicas_->clock(); }
   int64_t created_unix_seconds() const { return created_unix_seconds_; }
 
  private:

@@ -70,6 +70,7 @@ std::string Sse(const json& event) { return absl::StrCat("data: ", DumpJson(even
 // been sent so far.
 struct Job {
   const Tokenizer* tokenizer = nullptr;
+  const Clock* clock = nullptr;  // the Frontend's: creation time and keep-alive pacing
   bool chat = false;
   std::string id;
   std::string model;
@@ -158,7 +159,7 @@ json RoleChunk(const Job& job) {
 // Streams a job as SSE; called by httplib until it returns false or the sink is done.
 bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
   auto write = [&](const std::string& data) {
-    last_write = absl::Now();
+    last_write = job.clock->Now();
     return sink.is_writable() && sink.write(data.data(), data.size());
   };
   auto client_gone = [&] {
@@ -203,7 +204,7 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
       wrote = true;
     }
     if (wrote) return true;
-    if (absl::Now() - last_write >= kKeepAliveInterval && !write(": keep-alive\n\n")) {
+    if (job.clock->Now() - last_write >= kKeepAliveInterval && !write(": keep-alive\n\n")) {
       return client_gone();
     }
   }
@@ -236,7 +237,7 @@ void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [job, last_write = absl::Now()](size_t, httplib::DataSink& sink) mutable {
+        [job, last_write = job->clock->Now()](size_t, httplib::DataSink& sink) mutable {
           // httplib's exception handler does not cover content providers.
           try {
             return StreamStep(*job, last_write, sink);
@@ -272,9 +273,10 @@ std::shared_ptr<Job> NewJob(const Frontend& frontend, bool chat, const SamplingP
                             bool include_usage) {
   auto job = std::make_shared<Job>();
   job->tokenizer = &frontend.tokenizer();
+  job->clock = &frontend.clock();
   job->chat = chat;
   job->model = frontend.model_name();
-  job->created = absl::ToUnixSeconds(absl::Now());
+  job->created = absl::ToUnixSeconds(job->clock->Now());
   job->n = params.n;
   job->logprobs = params.logprobs >= 0;
   job->top_logprobs = std::max(params.logprobs, 0);

@@ -55,6 +55,41 @@ TEST(Embedding, OutOfRangeIdIsInvalidAndWritesNothing) {
   }
 }
 
+// Validate() is O(1); the ids are ValidateTokenIds()' business, which Embedding skips for a
+// caller that checked them once.
+TEST(Embedding, TokenIdsAreCheckedApartFromTheCheapValidate) {
+  std::vector<float> table(kVocab * kHidden, 1.0f);
+  const std::vector<int32_t> ids = {3, static_cast<int32_t>(kVocab)};
+  std::vector<float> out(ids.size() * kHidden);
+  const EmbeddingParams p{.token_ids = ids.data(),
+                          .table = table.data(),
+                          .output = out.data(),
+                          .num_tokens = 2,
+                          .vocab_size = kVocab,
+                          .hidden_size = kHidden};
+  EXPECT_TRUE(p.Validate().ok());
+  EXPECT_THAT(std::string(p.ValidateTokenIds().message()), HasSubstr("embedding: token_ids[1]="));
+}
+
+TEST(Embedding, TokenIdsCheckedByTheCallerAreLookedUpTheSame) {
+  std::vector<float> table(kVocab * kHidden);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<float>(i);
+  const std::vector<int32_t> ids = {52, 0, 9};
+  std::vector<float> out(ids.size() * kHidden);
+  ASSERT_TRUE(Embedding({.token_ids = ids.data(),
+                         .table = table.data(),
+                         .output = out.data(),
+                         .num_tokens = 3,
+                         .vocab_size = kVocab,
+                         .hidden_size = kHidden,
+                         .token_ids_checked = true})
+                  .ok());
+  for (size_t t = 0; t < ids.size(); ++t) {
+    EXPECT_EQ(out[t * kHidden], table[ids[t] * kHidden]) << "token " << t;
+    EXPECT_EQ(out[t * kHidden + kHidden - 1], table[ids[t] * kHidden + kHidden - 1]);
+  }
+}
+
 TEST(Embedding, RejectsBadShape) {
   const absl::Status s = Embedding({.num_tokens = 1, .vocab_size = 0, .hidden_size = 4});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

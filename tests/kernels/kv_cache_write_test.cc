@@ -89,6 +89,31 @@ TEST_F(KvCacheWriteTest, OutOfRangeSlotIsInvalidAndWritesNothing) {
   }
 }
 
+// Validate() is O(1), cheap enough for every layer; the slots are ValidateSlots()' business,
+// which WriteKvCache skips for a caller that checked them once.
+TEST_F(KvCacheWriteTest, SlotsAreCheckedApartFromTheCheapValidate) {
+  const std::vector<int64_t> slots = {1, kBlocks * kBlockSize};
+  const KvCacheWriteParams p = Params(slots);
+  EXPECT_TRUE(p.Validate().ok());
+  const absl::Status s = p.ValidateSlots();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("kv_cache_write: slot_mapping[1]="));
+}
+
+TEST_F(KvCacheWriteTest, SlotsCheckedByTheCallerAreWrittenTheSame) {
+  const std::vector<int64_t> slots = {5, 23, -1, 0};
+  KvCacheWriteParams p = Params(slots);
+  p.slots_checked = true;
+  ASSERT_TRUE(WriteKvCache(p).ok());
+  for (size_t t = 0; t < slots.size(); ++t) {
+    if (slots[t] < 0) continue;
+    for (int64_t i = 0; i < kWidth; ++i) {
+      EXPECT_EQ(key_cache_[slots[t] * kWidth + i], key_[t * kKeyStride + i]) << "token " << t;
+      EXPECT_EQ(value_cache_[slots[t] * kWidth + i], value_[t * kWidth + i]) << "token " << t;
+    }
+  }
+}
+
 TEST_F(KvCacheWriteTest, StrideBelowPackedWidthIsInvalid) {
   const std::vector<int64_t> slots = {1};
   KvCacheWriteParams p = Params(slots);

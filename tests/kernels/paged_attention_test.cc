@@ -257,6 +257,26 @@ TEST_F(PagedAttentionValidate, BlockIdOutOfRange) {
   ExpectInvalid(batch_.Params(), "outside [0, num_blocks=");
 }
 
+// Validate() stays O(num_seqs), cheap enough for every layer; the O(blocks) scan of the block
+// ids is ValidateBlockIds(), which PagedAttention skips for a caller that checked them once.
+TEST_F(PagedAttentionValidate, BlockIdsAreCheckedApartFromTheCheapValidate) {
+  batch_.block_tables[batch_.max_blocks_per_seq + 1] = static_cast<int32_t>(batch_.num_blocks);
+  const PagedAttentionParams p = batch_.Params();
+  EXPECT_TRUE(p.Validate().ok());
+  const absl::Status status = p.ValidateBlockIds();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("block_tables[1]"));
+}
+
+TEST(PagedAttention, BlockIdsCheckedByTheCallerGiveTheSameResult) {
+  Batch b = MakeBatch({.num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .block_size = 8},
+                      kMixedBatch, 5);
+  PagedAttentionParams p = b.Params();
+  p.block_ids_checked = true;
+  ASSERT_TRUE(PagedAttention(p).ok());
+  ExpectMatchesReference(b);
+}
+
 TEST_F(PagedAttentionValidate, SeqLenBeyondBlockTable) {
   batch_.seq_lens[0] = static_cast<int32_t>(batch_.max_blocks_per_seq * 4 + 1);
   ExpectInvalid(batch_.Params(), "beyond its block table");

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/metric_family.h"
 #include "router/replica_set.h"
+#include "tests/testing/fake_clock.h"
 
 namespace pagoda {
 namespace {
@@ -289,6 +290,56 @@ TEST(RouterMetrics, ReplicaSetReportsRequestsStepsAndReplicas) {
   ASSERT_NE(steps, nullptr);
   // Every prompt token and every decode token (the first output comes from the prefill).
   EXPECT_DOUBLE_EQ(steps->histogram.sample_sum, 2 * static_cast<double>(prompt.size()) + 2 * 5);
+}
+
+// The sessions measure latencies on the ReplicaSet's clock, from the arrival time the frontend
+// stamps on it: with a FakeClock the figures are the fake time that passed.
+TEST(RouterMetrics, LatenciesAreMeasuredOnTheReplicaSetsClock) {
+  std::unique_ptr<Tokenizer> tokenizer = LoadStories();
+  ASSERT_NE(tokenizer, nullptr);
+  RouterMetrics metrics("stories");
+  testing::FakeClock clock;
+  const SimulatedExecutorOptions simulated{
+      .info = {.num_device_blocks = 64, .block_size = 16, .max_model_len = 256, .vocab_size = 512}};
+  ReplicaSetOptions options{.metrics = &metrics, .clock = &clock};
+  options.replicas.push_back(
+      {.index = 0,
+       .make_executor = [=](uint64_t) -> absl::StatusOr<std::unique_ptr<Executor>> {
+         return std::make_unique<SimulatedExecutor>(simulated);
+       },
+       .engine = {.max_model_len = 256},
+       .tokenizer = tokenizer.get(),
+       .health_interval = absl::Milliseconds(20)});
+  ReplicaSet replicas(std::move(options));
+  ASSERT_TRUE(clock.BlockUntilWaits(1));  // the supervisor waits for its first health tick
+  clock.Advance(absl::Milliseconds(20));
+  ASSERT_TRUE(clock.BlockUntilWaits(2));  // it started the replica and waits again
+  ASSERT_EQ(replicas.replica(0).state(), ReplicaState::kReady);
+
+  EngineRequest request{.request_id = "r",
+                        .prompt_token_ids = tokenizer->Encode("Once upon a time"),
+                        .arrival_time_s = clock.NowUnixSeconds()};
+  request.params.max_tokens = 4;
+  request.params.ignore_eos = true;
+  auto session = replicas.Submit(std::move(request));
+  ASSERT_TRUE(session.ok()) << session.status();
+  clock.Advance(absl::Milliseconds(300));
+  while (auto delta = (*session)->Next(absl::Hours(1))) {
+  }
+
+  const prometheus::Labels r0 = {{"model_name", "stories"}, {"replica", "0"}};
+  const auto families = metrics.registry()->Collect();
+  for (const char* name :
+       {"pagoda:time_to_first_token_seconds", "pagoda:e2e_request_latency_seconds"}) {
+    const auto* histogram = Find(families, name, r0);
+    ASSERT_NE(histogram, nullptr) << name;
+    EXPECT_EQ(histogram->histogram.sample_count, 1u) << name;
+    // Unix seconds as doubles resolve ~2e-7 s today.
+    EXPECT_NEAR(histogram->histogram.sample_sum, 0.3, 1e-6) << name;
+  }
+  const auto* itl = Find(families, "pagoda:inter_token_latency_seconds", r0);
+  ASSERT_NE(itl, nullptr);
+  EXPECT_EQ(itl->histogram.sample_sum, 0.0);  // no time passed between the deltas
 }
 
 }  // namespace

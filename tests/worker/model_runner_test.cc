@@ -208,6 +208,25 @@ TEST_F(ModelRunnerTest, OnlySamplingSequencesGetLogits) {
   EXPECT_EQ((*logits)->seq_index[0], 1);
 }
 
+// ExecuteValidated is Execute without the batch check (its caller validated the batch): the
+// same logits, with the check left to ValidateBatch.
+TEST_F(ModelRunnerTest, ExecuteValidatedMatchesTheReferenceLikeExecute) {
+  const std::vector<int32_t> ids = RandomIds(11, config_.vocab_size, 6);
+  const std::vector<int32_t> blocks = {12, 4, 33};
+  const SequenceInput input{.token_ids = ids, .block_table = blocks};
+  ASSERT_TRUE(runner_->ValidateBatch({&input, 1}).ok());
+  auto logits = runner_->ExecuteValidated({&input, 1});
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  ASSERT_EQ((*logits)->num_rows, 1);
+  const std::vector<float> ref = ReferenceLogits(config_, weights_, ids);
+  ExpectRowNear((*logits)->row(0), ref.data() + 10 * config_.vocab_size, config_.vocab_size);
+
+  const std::vector<int32_t> bad_block = {12, 64, 33};
+  const SequenceInput bad{.token_ids = ids, .block_table = bad_block};
+  EXPECT_THAT(std::string(runner_->ValidateBatch({&bad, 1}).message()),
+              HasSubstr("block 64 outside [0, 64)"));
+}
+
 TEST_F(ModelRunnerTest, RejectsBadBatches) {
   const std::vector<int32_t> ids = {1, 2, 3, 4, 5};
   const std::vector<int32_t> one_block = {0}, bad_block = {0, 64};

@@ -1,0 +1,298 @@
+// Checks the WorkerRuntime without gRPC, on the real stories260K model: what Init builds and how
+// it refuses a bad config, greedy generation through ordered plans against golden_greedy.jsonl,
+// the router's plan order (a plan waits for the ones numbered before it, and fails the worker
+// when one never arrives — driven by a FakeClock, not by sleeping), generations, failure and
+// recovery by a new Init, Shutdown, and two tensor-parallel ranks meeting through rank 0's
+// bootstrap store in this process.
+#include "worker/worker_runtime.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/model_config.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/stories260k.h"
+#include "worker/worker_metrics.h"
+
+namespace pagoda {
+namespace {
+
+using ::testing::ElementsAreArray;
+using testing::FakeClock;
+using testing::GoldenCase;
+using ::testing::HasSubstr;
+using testing::Stories260KDir;
+
+constexpr int32_t kBlockSize = 4;
+
+WorkerInitConfig Config(uint64_t generation, int32_t rank = 0, int32_t size = 1) {
+  return {.generation = generation,
+          .replica = "replica-0",
+          .model_dir = Stories260KDir(),
+          .tp_rank = rank,
+          .tp_size = size,
+          .rank0_address = size > 1 ? "in-process" : "",
+          .block_size = kBlockSize,
+          .num_device_blocks = 256};
+}
+
+// The golden prompt as a new sequence with blocks for every token it will hold.
+StepPlan Prefill(const GoldenCase& golden, const std::string& id = "a") {
+  SamplingParams params;
+  params.temperature = 0;
+  params.ignore_eos = true;
+  params.max_tokens = static_cast<int32_t>(golden.greedy_ids.size());
+  const int64_t num_prompt = static_cast<int64_t>(golden.prompt_ids.size());
+  const int64_t num_blocks = (num_prompt + params.max_tokens + kBlockSize - 1) / kBlockSize;
+  std::vector<int32_t> blocks;
+  for (int32_t b = 0; b < num_blocks; ++b) blocks.push_back(b);
+  return {.step_id = 1,
+          .new_sequences = {{.seq_id = id,
+                             .token_ids = golden.prompt_ids,
+                             .num_prompt_tokens = num_prompt,
+                             .num_scheduled_tokens = num_prompt,
+                             .block_ids = blocks,
+                             .sampling_params = params}}};
+}
+
+// Every remaining token of the golden continuation in one multi-step plan.
+StepPlan DecodeRest(const GoldenCase& golden, const std::string& id = "a") {
+  return {.step_id = 2,
+          .cached_sequences = {{.seq_id = id, .num_scheduled_tokens = 1}},
+          .num_steps = static_cast<int32_t>(golden.greedy_ids.size()) - 1};
+}
+
+std::vector<int32_t> Tokens(const std::vector<AppliedStep>& steps) {
+  std::vector<int32_t> tokens;
+  for (const AppliedStep& step : steps) {
+    for (const SequenceOutput& out : step.result.outputs) {
+      tokens.insert(tokens.end(), out.token_ids.begin(), out.token_ids.end());
+    }
+  }
+  return tokens;
+}
+
+// Rank 1's view of rank 0's bootstrap store, in this process.
+class ForwardingStore final : public RendezvousStore {
+ public:
+  explicit ForwardingStore(RendezvousStore* rank0) : rank0_(rank0) {}
+  absl::Status Set(const std::string& key, const std::string& value) override {
+    return rank0_->Set(key, value);
+  }
+  absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout) override {
+    return rank0_->Get(key, timeout);
+  }
+
+ private:
+  RendezvousStore* const rank0_;
+};
+
+class WorkerRuntimeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    goldens_ = new std::vector<GoldenCase>(testing::LoadStories260KGoldens());
+    ASSERT_FALSE(goldens_->empty()) << "goldens in " << testing::Stories260KSourceDir();
+  }
+  static void TearDownTestSuite() { delete goldens_; }
+
+  const GoldenCase& golden() const { return goldens_->front(); }
+
+  FakeClock clock_;
+  WorkerMetrics metrics_;
+  WorkerRuntime runtime_{
+      {.order_timeout = absl::Seconds(60), .metrics = &metrics_, .clock = &clock_}};
+
+  static std::vector<GoldenCase>* goldens_;
+};
+
+std::vector<GoldenCase>* WorkerRuntimeTest::goldens_ = nullptr;
+
+TEST_F(WorkerRuntimeTest, InitReportsTheModelAndTheCapacity) {
+  EXPECT_EQ(runtime_.Health().state, WorkerState::kUninitialized);
+  absl::StatusOr<WorkerInitResult> init = runtime_.Init(Config(7));
+  ASSERT_TRUE(init.ok()) << init.status();
+  const absl::StatusOr<ModelConfig> config = ModelConfig::FromDirectory(Stories260KDir());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(init->num_device_blocks, 256);
+  EXPECT_EQ(init->num_host_blocks, 0);
+  EXPECT_EQ(init->block_size, kBlockSize);
+  EXPECT_EQ(init->max_model_len, config->max_position_embeddings);
+  EXPECT_EQ(init->vocab_size, config->vocab_size);
+  EXPECT_GT(init->weight_bytes, 0);
+  EXPECT_EQ(init->communicator, "single");
+  const WorkerHealth health = runtime_.Health();
+  EXPECT_EQ(health.state, WorkerState::kReady);
+  EXPECT_EQ(WorkerStateName(health.state), "READY");
+  EXPECT_EQ(health.generation, 7u);
+  EXPECT_EQ(health.tp_size, 1);
+  EXPECT_EQ(health.next_sequence, 0u);
+}
+
+TEST_F(WorkerRuntimeTest, BadInitNamesTheFieldAndFailsTheWorker) {
+  WorkerInitConfig config = Config(1);
+  config.tp_size = 0;
+  absl::StatusOr<WorkerInitResult> init = runtime_.Init(config);
+  EXPECT_EQ(init.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(init.status().message(), "worker rank 0: tp_size must be >= 1, got 0");
+  EXPECT_EQ(runtime_.Health().state, WorkerState::kFailed);
+  EXPECT_EQ(runtime_.Health().error, "worker rank 0: tp_size must be >= 1, got 0");
+
+  config = Config(2);
+  config.load_format = "gguf";
+  EXPECT_THAT(std::string(runtime_.Init(config).status().message()),
+              HasSubstr("load_format must be 'safetensors' or 'dummy', got 'gguf'"));
+  config = Config(3);
+  config.model_dir = "/nonexistent";
+  EXPECT_THAT(std::string(runtime_.Init(config).status().message()),
+              HasSubstr("cannot load the model config from /nonexistent"));
+  config = Config(4);
+  config.communicator = "nccl";
+  EXPECT_EQ(runtime_.Init(config).status().code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST_F(WorkerRuntimeTest, OrderedPlansGenerateTheGoldenContinuation) {
+  ASSERT_TRUE(runtime_.Init(Config(1)).ok());
+  const std::vector<StepPlan> plans = {Prefill(golden()), DecodeRest(golden())};
+  std::vector<AppliedStep> steps;
+  for (uint64_t sequence = 0; sequence < plans.size(); ++sequence) {
+    absl::StatusOr<AppliedStep> step =
+        runtime_.Execute({.generation = 1, .sequence = sequence}, plans[sequence]);
+    ASSERT_TRUE(step.ok()) << step.status();
+    // The step is timed on the runtime's clock, which this test does not move.
+    EXPECT_EQ(step->step_seconds, 0.0);
+    steps.push_back(std::move(*step));
+  }
+  EXPECT_THAT(Tokens(steps), ElementsAreArray(golden().greedy_ids));
+  EXPECT_EQ(runtime_.Health().next_sequence, 2u);
+  EXPECT_EQ(runtime_.Health().num_sequences, 1);
+  EXPECT_THAT(metrics_.Serialize(), HasSubstr("pagoda_worker:step_latency_seconds_count{rank=\"0\","
+                                              "replica=\"replica-0\"} 2\n"));
+}
+
+TEST_F(WorkerRuntimeTest, APlanWaitsForThePlansNumberedBeforeIt) {
+  ASSERT_TRUE(runtime_.Init(Config(1)).ok());
+  absl::StatusOr<AppliedStep> decode = absl::UnknownError("not run");
+  std::thread early(
+      [&] { decode = runtime_.Execute({.generation = 1, .sequence = 1}, DecodeRest(golden())); });
+  ASSERT_TRUE(clock_.BlockUntilWaits(1));  // plan 1 waits for its turn
+  absl::StatusOr<AppliedStep> prefill =
+      runtime_.Execute({.generation = 1, .sequence = 0}, Prefill(golden()));
+  early.join();
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  ASSERT_TRUE(decode.ok()) << decode.status();
+  EXPECT_THAT(Tokens({*prefill, *decode}), ElementsAreArray(golden().greedy_ids));
+}
+
+TEST_F(WorkerRuntimeTest, APlanThatNeverArrivesFailsTheWorkerAfterTheOrderTimeout) {
+  ASSERT_TRUE(runtime_.Init(Config(1)).ok());
+  absl::StatusOr<AppliedStep> decode = absl::UnknownError("not run");
+  std::thread waiting(
+      [&] { decode = runtime_.Execute({.generation = 1, .sequence = 1}, DecodeRest(golden())); });
+  ASSERT_TRUE(clock_.BlockUntilWaits(1));
+  clock_.Advance(absl::Seconds(60));
+  waiting.join();
+  EXPECT_EQ(decode.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(decode.status().message()),
+              HasSubstr("plan 0 never arrived (waited 1m with plan 1 queued)"));
+  EXPECT_EQ(runtime_.Health().state, WorkerState::kFailed);
+  absl::StatusOr<AppliedStep> late =
+      runtime_.Execute({.generation = 1, .sequence = 0}, Prefill(golden()));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(late.status().message()),
+              HasSubstr("worker rank 0 is not ready for generation 1 (generation 1, FAILED: plan 0 "
+                        "never arrived"));
+}
+
+TEST_F(WorkerRuntimeTest, RefusesPlansOfAnotherGenerationOrAlreadyApplied) {
+  ASSERT_TRUE(runtime_.Init(Config(5)).ok());
+  EXPECT_EQ(runtime_.Execute({.generation = 4, .sequence = 0}, Prefill(golden())).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(runtime_.Execute({.generation = 5, .sequence = 0}, Prefill(golden())).ok());
+  absl::StatusOr<AppliedStep> again =
+      runtime_.Execute({.generation = 5, .sequence = 0}, Prefill(golden(), "b"));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(again.status().message(), "plan 0 was already applied");
+  EXPECT_EQ(runtime_.Health().state, WorkerState::kReady);
+}
+
+TEST_F(WorkerRuntimeTest, AFailedStepFailsTheWorkerUntilTheNextInit) {
+  ASSERT_TRUE(runtime_.Init(Config(1)).ok());
+  // A plan that could not be decoded still takes its turn, and fails it.
+  absl::StatusOr<AppliedStep> step = runtime_.Execute(
+      {.generation = 1, .sequence = 0, .step_id = 9}, absl::InvalidArgumentError("bad wire"));
+  EXPECT_EQ(step.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(step.status().message(), "worker rank 0: bad wire");
+  WorkerHealth health = runtime_.Health();
+  EXPECT_EQ(health.state, WorkerState::kFailed);
+  EXPECT_EQ(health.error, "step 9: bad wire");
+  EXPECT_EQ(health.next_sequence, 1u);
+  EXPECT_EQ(runtime_.Execute({.generation = 1, .sequence = 1}, Prefill(golden())).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_TRUE(runtime_.Init(Config(2)).ok());
+  health = runtime_.Health();
+  EXPECT_EQ(health.state, WorkerState::kReady);
+  EXPECT_EQ(health.error, "");
+  EXPECT_EQ(health.next_sequence, 0u);
+  // A plan the step runner refuses fails the worker too: the ranks no longer agree.
+  step = runtime_.Execute({.generation = 2, .sequence = 0, .step_id = 3}, DecodeRest(golden()));
+  EXPECT_EQ(step.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(step.status().message()), HasSubstr("cached sequence a is unknown"));
+  EXPECT_EQ(runtime_.Health().state, WorkerState::kFailed);
+}
+
+TEST_F(WorkerRuntimeTest, ShutdownDropsTheModelAndEndsTheGeneration) {
+  ASSERT_TRUE(runtime_.Init(Config(3)).ok());
+  ASSERT_TRUE(runtime_.Execute({.generation = 3, .sequence = 0}, Prefill(golden())).ok());
+  runtime_.Shutdown();
+  const WorkerHealth health = runtime_.Health();
+  EXPECT_EQ(health.state, WorkerState::kUninitialized);
+  EXPECT_EQ(health.generation, 4u);
+  EXPECT_EQ(health.num_sequences, 0);
+  EXPECT_EQ(
+      runtime_.Execute({.generation = 3, .sequence = 1}, DecodeRest(golden())).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WorkerRuntimeTest, TwoRanksMeetThroughRankZerosStoreAndAgree) {
+  WorkerRuntime rank0({});
+  WorkerRuntime rank1({.connect_store = [&rank0](const std::string& address, absl::Duration) {
+    EXPECT_EQ(address, "in-process");
+    return std::make_unique<ForwardingStore>(&rank0.bootstrap_store());
+  }});
+  std::vector<WorkerRuntime*> ranks = {&rank0, &rank1};
+  // Each rank runs the same calls at once, as the router fans them out.
+  auto on_both = [&](auto call) {
+    std::vector<std::thread> threads;
+    for (int32_t rank = 0; rank < 2; ++rank) threads.emplace_back([&, rank] { call(rank); });
+    for (std::thread& thread : threads) thread.join();
+  };
+  std::vector<absl::StatusOr<WorkerInitResult>> inits(2, absl::UnknownError("not run"));
+  on_both([&](int32_t rank) { inits[rank] = ranks[rank]->Init(Config(1, rank, 2)); });
+  for (const auto& init : inits) {
+    ASSERT_TRUE(init.ok()) << init.status();
+    EXPECT_EQ(init->communicator, "gloo");
+  }
+  std::vector<std::vector<AppliedStep>> steps(2);
+  for (uint64_t sequence : {0, 1}) {
+    const StepPlan plan = sequence == 0 ? Prefill(golden()) : DecodeRest(golden());
+    std::vector<absl::StatusOr<AppliedStep>> results(2, absl::UnknownError("not run"));
+    on_both([&](int32_t rank) {
+      results[rank] = ranks[rank]->Execute({.generation = 1, .sequence = sequence}, plan);
+    });
+    for (int32_t rank = 0; rank < 2; ++rank) {
+      ASSERT_TRUE(results[rank].ok()) << results[rank].status();
+      steps[rank].push_back(std::move(*results[rank]));
+    }
+  }
+  EXPECT_THAT(Tokens(steps[0]), ElementsAreArray(golden().greedy_ids));
+  EXPECT_THAT(Tokens(steps[1]), ElementsAreArray(golden().greedy_ids));
+}
+
+}  // namespace
+}  // namespace pagoda

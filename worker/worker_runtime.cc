@@ -1,0 +1,316 @@
+#include "worker/worker_runtime.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/model_config.h"
+#include "common/status_macros.h"
+#include "worker/gloo_communicator.h"
+#include "worker/in_process_executor.h"
+#include "worker/model_runner.h"
+#include "worker/model_weights.h"
+#include "worker/tensor_parallel.h"
+
+namespace pagoda {
+namespace {
+
+constexpr absl::Duration kDefaultCommTimeout = absl::Seconds(30);
+
+absl::Status WithRank(const absl::Status& status, int32_t rank) {
+  return absl::Status(status.code(), absl::StrCat("worker rank ", rank, ": ", status.message()));
+}
+
+absl::Status ValidateInit(const WorkerInitConfig& c) {
+  if (c.tp_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("tp_size must be >= 1, got ", c.tp_size));
+  }
+  if (c.tp_rank < 0 || c.tp_rank >= c.tp_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tp_rank must be in [0, ", c.tp_size, "), got ", c.tp_rank));
+  }
+  if (c.block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_size must be positive, got ", c.block_size));
+  }
+  if (c.num_device_blocks < 0 || c.kv_cache_memory_bytes < 0 || c.swap_space_bytes < 0 ||
+      c.max_model_len < 0 || c.timeout_ms < 0) {
+    return absl::InvalidArgumentError(
+        "num_device_blocks, kv_cache_memory_bytes, swap_space_bytes, max_model_len and "
+        "timeout_ms must not be negative");
+  }
+  if (c.num_device_blocks == 0 && c.kv_cache_memory_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "either num_device_blocks or kv_cache_memory_bytes must be set");
+  }
+  if (c.tp_size > 1 && c.rank0_address.empty()) {
+    return absl::InvalidArgumentError("rank0_address is required when tp_size > 1");
+  }
+  if (c.load_format != "" && c.load_format != "safetensors" && c.load_format != "dummy") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("load_format must be 'safetensors' or 'dummy', got '", c.load_format, "'"));
+  }
+  if (c.communicator != "" && c.communicator != "auto" && c.communicator != "gloo") {
+    if (c.communicator == "nccl") {
+      return absl::UnimplementedError(
+          "communicator 'nccl' needs the CUDA backend; this worker runs the CPU backend (gloo)");
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("communicator must be 'auto', 'gloo' or 'nccl', got '", c.communicator, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// Tokens the plan computes in its first pass (the batch-size metric).
+int64_t BatchTokens(const StepPlan& plan) {
+  int64_t tokens = 0;
+  for (const NewSequence& seq : plan.new_sequences) tokens += seq.num_scheduled_tokens;
+  for (const CachedSequence& seq : plan.cached_sequences) tokens += seq.num_scheduled_tokens;
+  return tokens;
+}
+
+}  // namespace
+
+std::string_view WorkerStateName(WorkerState state) {
+  switch (state) {
+    case WorkerState::kUninitialized:
+      return "UNINITIALIZED";
+    case WorkerState::kReady:
+      return "READY";
+    case WorkerState::kFailed:
+      return "FAILED";
+  }
+  return "STATE_UNSPECIFIED";
+}
+
+WorkerRuntime::WorkerRuntime(WorkerRuntimeOptions options) : options_(std::move(options)) {}
+
+WorkerRuntime::~WorkerRuntime() {
+  absl::MutexLock lock(&mu_);
+  AcquireBuiltLocked();
+  built_.reset();
+}
+
+void WorkerRuntime::AcquireBuiltLocked() {
+  mu_.Await(absl::Condition(
+      +[](bool* busy) { return !*busy; }, &busy_));
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
+    const WorkerInitConfig& c) {
+  if (c.tp_size == 1) return CreateSingleCommunicator();
+  const absl::Duration timeout =
+      c.timeout_ms > 0 ? absl::Milliseconds(c.timeout_ms) : kDefaultCommTimeout;
+  std::unique_ptr<RendezvousStore> remote;
+  RendezvousStore* store = &store_;
+  if (c.tp_rank != 0) {
+    if (!options_.connect_store) {
+      return absl::FailedPreconditionError(
+          "this worker has no way to reach rank 0's bootstrap store");
+    }
+    remote = options_.connect_store(c.rank0_address, timeout);
+    store = remote.get();
+  }
+  return CreateGlooCommunicator({.rank = c.tp_rank,
+                                 .size = c.tp_size,
+                                 .hostname = options_.comm_host,
+                                 .prefix = absl::StrCat(c.replica, "/g", c.generation, "/"),
+                                 .timeout = timeout},
+                                store);
+}
+
+absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
+    const WorkerInitConfig& c, WorkerInitResult& result) {
+  RETURN_IF_ERROR(ValidateInit(c));
+  const std::string dir = options_.model_dir.empty() ? c.model_dir : options_.model_dir;
+  if (dir.empty()) return absl::InvalidArgumentError("model_dir is empty");
+  auto config = ModelConfig::FromDirectory(dir);
+  if (!config.ok()) {
+    return absl::Status(config.status().code(), absl::StrCat("cannot load the model config from ",
+                                                             dir, ": ", config.status().message()));
+  }
+  const TensorParallelShard shard{.rank = c.tp_rank, .size = c.tp_size};
+  RETURN_IF_ERROR(ValidateTensorParallel(*config, shard));
+
+  auto weights = c.load_format == "dummy" ? DummyModelWeights(*config, c.dummy_seed, shard)
+                                          : LoadModelWeights(*config, dir, shard);
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(), absl::StrCat("cannot load the model from ", dir,
+                                                              ": ", weights.status().message()));
+  }
+  const int64_t weight_bytes = weights->num_bytes();
+
+  auto built = std::make_unique<Built>();
+  ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c));
+  if (options_.metrics != nullptr) {
+    built->communicator = std::make_unique<TimedCommunicator>(std::move(built->communicator),
+                                                              options_.metrics, options_.clock);
+  }
+
+  const int64_t block_size = c.block_size;
+  const int64_t num_device_blocks = c.num_device_blocks > 0
+                                        ? c.num_device_blocks
+                                        : InProcessExecutor::NumBlocksForBudget(
+                                              *config, block_size, c.kv_cache_memory_bytes, shard);
+  if (num_device_blocks <= 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("kv_cache_memory_bytes ", c.kv_cache_memory_bytes, " holds no KV block of ",
+                     block_size, " tokens for this model"));
+  }
+  const int64_t num_host_blocks =
+      c.swap_space_bytes > 0
+          ? InProcessExecutor::NumBlocksForBudget(*config, block_size, c.swap_space_bytes, shard)
+          : 0;
+  const int64_t max_model_len = c.max_model_len > 0
+                                    ? std::min(c.max_model_len, config->max_position_embeddings)
+                                    : config->max_position_embeddings;
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                   ModelRunner::Create(*config, std::move(*weights),
+                                       {.num_blocks = num_device_blocks,
+                                        .block_size = block_size,
+                                        .max_positions = max_model_len,
+                                        .shard = shard,
+                                        .communicator = built->communicator.get()}));
+  ASSIGN_OR_RETURN(
+      built->steps,
+      StepRunner::Create(std::move(runner), {.num_host_blocks = num_host_blocks,
+                                             .extra_eos_token_ids = c.extra_eos_token_ids}));
+
+  result = {.num_device_blocks = num_device_blocks,
+            .num_host_blocks = num_host_blocks,
+            .block_size = block_size,
+            .max_model_len = max_model_len,
+            .vocab_size = config->vocab_size,
+            .weight_bytes = weight_bytes,
+            .communicator = std::string(built->communicator->backend())};
+  return built;
+}
+
+absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& config) {
+  std::unique_ptr<Built> old;
+  {
+    absl::MutexLock lock(&mu_);
+    generation_ = config.generation;
+    state_ = WorkerState::kUninitialized;
+    error_.clear();
+    tp_rank_ = config.tp_rank;
+    tp_size_ = config.tp_size;
+    AcquireBuiltLocked();
+    busy_ = true;
+    old = std::move(built_);
+  }
+  old.reset();  // free the previous model before loading the next
+  PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({})", config.generation,
+             config.replica, config.tp_rank, config.tp_size, config.model_dir,
+             config.load_format.empty() ? "safetensors" : config.load_format);
+  WorkerInitResult result;
+  absl::StatusOr<std::unique_ptr<Built>> built = Build(config, result);
+
+  absl::MutexLock lock(&mu_);
+  busy_ = false;
+  if (generation_ != config.generation) return absl::AbortedError("superseded by a newer Init");
+  if (!built.ok()) {
+    const absl::Status status = WithRank(built.status(), config.tp_rank);
+    state_ = WorkerState::kFailed;
+    error_ = std::string(status.message());
+    PAGODA_LOG(error, "Init failed: {}", error_);
+    return status;
+  }
+  built_ = std::move(*built);
+  state_ = WorkerState::kReady;
+  if (options_.metrics != nullptr) options_.metrics->SetIdentity(config.replica, config.tp_rank);
+  next_sequence_ = 0;
+  PAGODA_LOG(info, "ready: {} KV blocks of {} tokens, {} swap blocks, communicator {}",
+             result.num_device_blocks, result.block_size, result.num_host_blocks,
+             result.communicator);
+  return result;
+}
+
+absl::StatusOr<AppliedStep> WorkerRuntime::Execute(const PlanTicket& ticket,
+                                                   const absl::StatusOr<StepPlan>& plan) {
+  const uint64_t generation = ticket.generation;
+  const uint64_t sequence = ticket.sequence;
+  Built* built = nullptr;
+  int32_t rank = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    rank = tp_rank_;
+    if (generation != generation_ || state_ != WorkerState::kReady) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker rank ", tp_rank_, " is not ready for generation ", generation,
+                       " (generation ", generation_, ", ", std::string(WorkerStateName(state_)),
+                       error_.empty() ? "" : ": ", error_, ")"));
+    }
+    if (sequence < next_sequence_) {
+      return absl::InvalidArgumentError(absl::StrCat("plan ", sequence, " was already applied"));
+    }
+    auto turn = [this, generation, sequence]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return generation_ != generation || state_ != WorkerState::kReady ||
+             (next_sequence_ == sequence && !busy_);
+    };
+    if (!options_.clock->AwaitWithTimeout(mu_, absl::Condition(&turn), options_.order_timeout)) {
+      state_ = WorkerState::kFailed;
+      error_ = absl::StrCat("plan ", next_sequence_, " never arrived (waited ",
+                            absl::FormatDuration(options_.order_timeout), " with plan ", sequence,
+                            " queued)");
+      return absl::DeadlineExceededError(error_);
+    }
+    if (generation_ != generation || state_ != WorkerState::kReady) {
+      return absl::AbortedError("the worker was re-initialized or failed while the plan waited");
+    }
+    busy_ = true;
+    built = built_.get();
+  }
+
+  const absl::Time start = options_.clock->Now();
+  absl::StatusOr<StepResult> result =
+      plan.ok() ? built->steps->Apply(*plan) : absl::StatusOr<StepResult>(plan.status());
+  const double seconds = std::max(0.0, absl::ToDoubleSeconds(options_.clock->Now() - start));
+  if (result.ok() && options_.metrics != nullptr) {
+    // Still this call's state: busy_ keeps Init and Health away from it.
+    const int64_t used = built->steps->num_used_device_blocks();
+    options_.metrics->ObserveStep(seconds, BatchTokens(*plan), used,
+                                  built->steps->num_device_blocks() - used);
+  }
+
+  {
+    absl::MutexLock lock(&mu_);
+    busy_ = false;
+    ++next_sequence_;
+    if (!result.ok()) {
+      // The ranks' states may now disagree (or a collective broke): only a new Init helps.
+      state_ = WorkerState::kFailed;
+      error_ = absl::StrCat("step ", ticket.step_id, ": ", result.status().message());
+      PAGODA_LOG(error, "{}", error_);
+    }
+  }
+  if (!result.ok()) return WithRank(result.status(), rank);
+  return AppliedStep{.result = std::move(*result), .step_seconds = seconds};
+}
+
+WorkerHealth WorkerRuntime::Health() const {
+  absl::MutexLock lock(&mu_);
+  WorkerHealth health{.state = state_,
+                      .generation = generation_,
+                      .tp_rank = tp_rank_,
+                      .tp_size = tp_size_,
+                      .next_sequence = next_sequence_,
+                      .error = error_};
+  // The built state is only read while no step uses it.
+  if (built_ != nullptr && !busy_) health.num_sequences = built_->steps->num_sequences();
+  return health;
+}
+
+void WorkerRuntime::Shutdown() {
+  std::unique_ptr<Built> old;
+  {
+    absl::MutexLock lock(&mu_);
+    ++generation_;  // plans still queued for the old generation give up
+    state_ = WorkerState::kUninitialized;
+    AcquireBuiltLocked();
+    old = std::move(built_);
+  }
+}
+
+}  // namespace pagoda
