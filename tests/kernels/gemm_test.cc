@@ -202,9 +202,10 @@ class GemmDTypes : public ::testing::TestWithParam<DType> {
 };
 
 TEST_P(GemmDTypes, MatchesFloat64ReferenceOnDequantizedWeights) {
-  // m: decode rows (streaming path) up to and past its limit, and a prefill-sized m (dequantized
-  // panels and sgemm). n: not a multiple of the 4-row groups; 261 rows split over the threads
-  // and, at m = 17, into several panels.
+  // m: one row (the streaming path for quantized weights, and for F32 the skinny kernel), odd
+  // counts on both sides of the F32 skinny kernel's limit of 8 (dequantized panels and sgemm for
+  // the others). n: not a multiple of the 4-row groups; 261 rows split over the threads and, at
+  // the larger k, into several panels per thread.
   for (int64_t m : {1, 3, 8, 9, 17}) {
     for (int64_t n : {37, 261}) CheckDType(GetParam(), m, n, K(), 1.0f, 0.0f, 7);
   }

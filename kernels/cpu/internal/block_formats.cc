@@ -84,53 +84,84 @@ const Block* Blocks(const void* src) {
 }
 
 // Every function below computes each element with the same float32 operations, in the same
-// order, as gguf.quants' dequantize_blocks; sub-block scales such as d * sc are rounded to
-// float32 first there too.
+// order, as gguf.quants' dequantize_blocks (sub-block scales such as d * sc are rounded to
+// float32 first there too). Each group of 16 or 32 elements that shares a scale is one
+// `#pragma omp simd` loop reading the packed bytes directly: the pragma keeps GCC from fully
+// unrolling these short loops into scalar code, and no unpacked copy in between means no
+// store-forwarding stalls.
 
-void F32ToFloat(const void* src, float* dst, int64_t n) {
+// out[l] = d * q(l) for l < N.
+template <int N, typename Quant>
+inline void Scale(Quant q, float d, float* __restrict out) {
+#pragma omp simd
+  for (int l = 0; l < N; ++l) out[l] = d * static_cast<float>(q(l));
+}
+
+// out[l] = d * q(l) + m (the legacy formats with a min).
+template <int N, typename Quant>
+inline void ScaleAddMin(Quant q, float d, float m, float* __restrict out) {
+#pragma omp simd
+  for (int l = 0; l < N; ++l) out[l] = d * static_cast<float>(q(l)) + m;
+}
+
+// out[l] = d * q(l) - m (the K-quants with a min).
+template <int N, typename Quant>
+inline void ScaleSubMin(Quant q, float d, float m, float* __restrict out) {
+#pragma omp simd
+  for (int l = 0; l < N; ++l) out[l] = d * static_cast<float>(q(l)) - m;
+}
+
+void F32ToFloat(const void* __restrict src, float* __restrict dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
-PAGODA_KERNEL_CLONES void F16ToFloat(const void* src, float* dst, int64_t n) {
+PAGODA_KERNEL_CLONES void F16ToFloat(const void* __restrict src, float* __restrict dst, int64_t n) {
   const auto* h = static_cast<const uint16_t*>(src);
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = HalfToFloat(h[i]);
 }
 
-PAGODA_KERNEL_CLONES void Bf16ToFloat(const void* src, float* dst, int64_t n) {
+PAGODA_KERNEL_CLONES void Bf16ToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t n) {
   const auto* h = static_cast<const uint16_t*>(src);
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = internal::Bf16ToFloat(h[i]);
 }
 
-PAGODA_KERNEL_CLONES void Q8_0ToFloat(const void* src, float* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q8_0ToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ8_0>(src);
   for (int64_t b = 0; b < num_blocks; ++b, dst += kQK) {
-    const float d = Half(blocks[b].d);
-    for (int j = 0; j < kQK; ++j) dst[j] = static_cast<float>(blocks[b].qs[j]) * d;
+    const int8_t* qs = blocks[b].qs;
+    // gguf computes x * d; float multiplication is commutative, bit for bit.
+    Scale<kQK>([qs](int l) { return static_cast<int32_t>(qs[l]); }, Half(blocks[b].d), dst);
   }
 }
 
-PAGODA_KERNEL_CLONES void Q4_0ToFloat(const void* src, float* dst, int64_t num_blocks) {
+// Legacy blocks: element j < 16 in the low nibble of qs[j], element j + 16 in the high one.
+int32_t LowNibble(const uint8_t* qs, int j) { return qs[j] & 0x0F; }
+int32_t HighNibble(const uint8_t* qs, int j) { return qs[j] >> 4; }
+
+PAGODA_KERNEL_CLONES void Q4_0ToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ4_0>(src);
   for (int64_t b = 0; b < num_blocks; ++b, dst += kQK) {
-    const float d = Half(blocks[b].d);
     const uint8_t* qs = blocks[b].qs;
-    for (int j = 0; j < kQK / 2; ++j) {
-      dst[j] = d * static_cast<float>((qs[j] & 0x0F) - 8);
-      dst[j + kQK / 2] = d * static_cast<float>((qs[j] >> 4) - 8);
-    }
+    const float d = Half(blocks[b].d);
+    Scale<kQK / 2>([qs](int j) { return LowNibble(qs, j) - 8; }, d, dst);
+    Scale<kQK / 2>([qs](int j) { return HighNibble(qs, j) - 8; }, d, dst + kQK / 2);
   }
 }
 
-PAGODA_KERNEL_CLONES void Q4_1ToFloat(const void* src, float* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q4_1ToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ4_1>(src);
   for (int64_t b = 0; b < num_blocks; ++b, dst += kQK) {
+    const uint8_t* qs = blocks[b].qs;
     const float d = Half(blocks[b].d);
     const float m = Half(blocks[b].m);
-    const uint8_t* qs = blocks[b].qs;
-    for (int j = 0; j < kQK / 2; ++j) {
-      dst[j] = d * static_cast<float>(qs[j] & 0x0F) + m;
-      dst[j + kQK / 2] = d * static_cast<float>(qs[j] >> 4) + m;
-    }
+    ScaleAddMin<kQK / 2>([qs](int j) { return LowNibble(qs, j); }, d, m, dst);
+    ScaleAddMin<kQK / 2>([qs](int j) { return HighNibble(qs, j); }, d, m, dst + kQK / 2);
   }
 }
 
@@ -140,85 +171,86 @@ uint32_t LoadU32(const uint8_t (&field)[4]) {
   return v;
 }
 
-PAGODA_KERNEL_CLONES void Q5_0ToFloat(const void* src, float* dst, int64_t num_blocks) {
+// The fifth bit of element j of a Q5_0/Q5_1 block: bit j of the little-endian word qh.
+int32_t FifthBit(uint32_t qh, int j) { return static_cast<int32_t>(((qh >> j) & 1u) << 4); }
+
+PAGODA_KERNEL_CLONES void Q5_0ToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ5_0>(src);
   for (int64_t b = 0; b < num_blocks; ++b, dst += kQK) {
-    const float d = Half(blocks[b].d);
-    const uint32_t qh = LoadU32(blocks[b].qh);
     const uint8_t* qs = blocks[b].qs;
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-      const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4);
-      dst[j] = d * static_cast<float>(lo - 16);
-      dst[j + kQK / 2] = d * static_cast<float>(hi - 16);
-    }
+    const uint32_t qh = LoadU32(blocks[b].qh);
+    const float d = Half(blocks[b].d);
+    Scale<kQK / 2>([qs, qh](int j) { return (LowNibble(qs, j) | FifthBit(qh, j)) - 16; }, d, dst);
+    Scale<kQK / 2>([qs, qh](int j) { return (HighNibble(qs, j) | FifthBit(qh, j + kQK / 2)) - 16; },
+                   d, dst + kQK / 2);
   }
 }
 
-PAGODA_KERNEL_CLONES void Q5_1ToFloat(const void* src, float* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q5_1ToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ5_1>(src);
   for (int64_t b = 0; b < num_blocks; ++b, dst += kQK) {
+    const uint8_t* qs = blocks[b].qs;
+    const uint32_t qh = LoadU32(blocks[b].qh);
     const float d = Half(blocks[b].d);
     const float m = Half(blocks[b].m);
-    const uint32_t qh = LoadU32(blocks[b].qh);
-    const uint8_t* qs = blocks[b].qs;
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int lo = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
-      const int hi = (qs[j] >> 4) | static_cast<int>(((qh >> (j + kQK / 2)) & 1u) << 4);
-      dst[j] = d * static_cast<float>(lo) + m;
-      dst[j + kQK / 2] = d * static_cast<float>(hi) + m;
-    }
+    ScaleAddMin<kQK / 2>([qs, qh](int j) { return LowNibble(qs, j) | FifthBit(qh, j); }, d, m, dst);
+    ScaleAddMin<kQK / 2>([qs, qh](int j) { return HighNibble(qs, j) | FifthBit(qh, j + kQK / 2); },
+                         d, m, dst + kQK / 2);
   }
 }
 
-PAGODA_KERNEL_CLONES void Q2_KToFloat(const void* src, float* dst, int64_t num_blocks) {
+// Q2_K and Q3_K: element 128 h + 32 s + l is bits 2s..2s+1 of qs[32 h + l]; its 16-element
+// group is g = 8 h + 2 s + l / 16, so group g reads qs[32 h + 16 (g % 2) + i] shifted by 2 s.
+struct CrumbGroup {
+  const uint8_t* bytes;
+  int shift;
+};
+CrumbGroup Crumbs(const uint8_t* qs, int g) {
+  return {qs + 32 * (g / 8) + 16 * (g % 2), 2 * ((g % 8) / 2)};
+}
+
+PAGODA_KERNEL_CLONES void Q2_KToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ2_K>(src);
-  for (int64_t b = 0; b < num_blocks; ++b) {
+  for (int64_t b = 0; b < num_blocks; ++b, dst += kQKK) {
     const BlockQ2_K& blk = blocks[b];
     const float d = Half(blk.d);
     const float dmin = Half(blk.dmin);
-    // Element 128 h + 32 s + l is bits 2s..2s+1 of qs[32 h + l]; its 16-element group is
-    // 8 h + 2 s + l / 16.
-    for (int h = 0; h < 2; ++h) {
-      for (int s = 0; s < 4; ++s) {
-        for (int half = 0; half < 2; ++half) {
-          const uint8_t sc = blk.scales[8 * h + 2 * s + half];
-          const float dl = d * static_cast<float>(sc & 0x0F);
-          const float ml = dmin * static_cast<float>(sc >> 4);
-          const uint8_t* q = blk.qs + 32 * h + 16 * half;
-          float* out = dst + 128 * h + 32 * s + 16 * half;
-          for (int l = 0; l < 16; ++l) out[l] = dl * static_cast<float>((q[l] >> (2 * s)) & 3) - ml;
-        }
-      }
+    // Group g: scale in the low nibble of scales[g], min in the high one.
+    for (int g = 0; g < kQKK / 16; ++g) {
+      const float dl = d * static_cast<float>(blk.scales[g] & 0x0F);
+      const float ml = dmin * static_cast<float>(blk.scales[g] >> 4);
+      const CrumbGroup c = Crumbs(blk.qs, g);
+      ScaleSubMin<16>([c](int i) { return (c.bytes[i] >> c.shift) & 3; }, dl, ml, dst + 16 * g);
     }
-    dst += kQKK;
   }
 }
 
-PAGODA_KERNEL_CLONES void Q3_KToFloat(const void* src, float* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q3_KToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ3_K>(src);
-  for (int64_t b = 0; b < num_blocks; ++b) {
+  for (int64_t b = 0; b < num_blocks; ++b, dst += kQKK) {
     const BlockQ3_K& blk = blocks[b];
     const float d = Half(blk.d);
-    // Scale i: low 4 bits from the nibbles of bytes 0..7 (low nibbles first), high 2 bits from
-    // bits 2 (i / 4) of byte 8 + i % 4.
-    float dl[16];
-    for (int i = 0; i < 16; ++i) {
-      const int low = i < 8 ? blk.scales[i] & 0x0F : blk.scales[i - 8] >> 4;
-      const int high = (blk.scales[8 + i % 4] >> (2 * (i / 4))) & 3;
-      dl[i] = d * static_cast<float>((low | (high << 4)) - 32);
+    for (int g = 0; g < kQKK / 16; ++g) {
+      // Scale g: low 4 bits from the nibbles of bytes 0..7 (low nibbles first), high 2 bits
+      // from bits 2 (g / 4) of byte 8 + g % 4; stored offset by 32.
+      const int lo = g < 8 ? blk.scales[g] & 0x0F : blk.scales[g - 8] >> 4;
+      const int hi = (blk.scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+      const float dl = d * static_cast<float>((lo | (hi << 4)) - 32);
+      // Element 16 g + i has its high bit in bit g / 2 of hmask[16 (g % 2) + i]; a clear bit
+      // subtracts 4.
+      const CrumbGroup c = Crumbs(blk.qs, g);
+      const uint8_t* hmask = blk.hmask + 16 * (g % 2);
+      const int bit = g / 2;
+      Scale<16>(
+          [c, hmask, bit](int i) {
+            return ((c.bytes[i] >> c.shift) & 3) - (((hmask[i] >> bit) & 1) ? 0 : 4);
+          },
+          dl, dst + 16 * g);
     }
-    for (int h = 0; h < 2; ++h) {
-      for (int s = 0; s < 4; ++s) {
-        const int bit = 4 * h + s;  // hmask bit of elements 32 bit .. 32 bit + 31
-        for (int l = 0; l < 32; ++l) {
-          const int low = (blk.qs[32 * h + l] >> (2 * s)) & 3;
-          const int minus = (blk.hmask[l] >> bit) & 1 ? 0 : 4;
-          dst[32 * bit + l] = dl[2 * bit + l / 16] * static_cast<float>(low - minus);
-        }
-      }
-    }
-    dst += kQKK;
   }
 }
 
@@ -236,85 +268,85 @@ void ScaleMinK4(const uint8_t* q, int j, int* scale, int* min) {
   }
 }
 
-PAGODA_KERNEL_CLONES void Q4_KToFloat(const void* src, float* dst, int64_t num_blocks) {
+// Q4_K and Q5_K: sub-block j of 32 is the low (j even) or high (j odd) nibbles of the 32 bytes
+// qs[32 (j / 2) ..]; Q5_K's fifth bit of element 32 j + l is bit j of qh[l].
+template <bool kFifthBit>
+inline void DequantizeK4(const uint8_t* scales, const uint8_t* qs, const uint8_t* qh, float d,
+                         float dmin, float* __restrict dst) {
+  float dl[8], ml[8];
+  for (int j = 0; j < 8; ++j) {
+    int scale, min;
+    ScaleMinK4(scales, j, &scale, &min);
+    dl[j] = d * static_cast<float>(scale);
+    ml[j] = dmin * static_cast<float>(min);
+  }
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t* q = qs + 32 * (j / 2);
+    const int shift = 4 * (j % 2);
+    if constexpr (kFifthBit) {
+      ScaleSubMin<32>(
+          [q, qh, shift, j](int l) { return ((q[l] >> shift) & 0x0F) | (((qh[l] >> j) & 1) << 4); },
+          dl[j], ml[j], dst + 32 * j);
+    } else {
+      ScaleSubMin<32>([q, shift](int l) { return (q[l] >> shift) & 0x0F; }, dl[j], ml[j],
+                      dst + 32 * j);
+    }
+  }
+}
+
+PAGODA_KERNEL_CLONES void Q4_KToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ4_K>(src);
-  for (int64_t b = 0; b < num_blocks; ++b) {
+  for (int64_t b = 0; b < num_blocks; ++b, dst += kQKK) {
     const BlockQ4_K& blk = blocks[b];
-    const float d = Half(blk.d);
-    const float dmin = Half(blk.dmin);
-    for (int j = 0; j < 8; ++j) {
-      int scale, min;
-      ScaleMinK4(blk.scales, j, &scale, &min);
-      const float dl = d * static_cast<float>(scale);
-      const float ml = dmin * static_cast<float>(min);
-      const uint8_t* q = blk.qs + 32 * (j / 2);
-      const int shift = 4 * (j % 2);
-      float* out = dst + 32 * j;
-      for (int l = 0; l < 32; ++l) out[l] = dl * static_cast<float>((q[l] >> shift) & 0x0F) - ml;
-    }
-    dst += kQKK;
+    DequantizeK4<false>(blk.scales, blk.qs, nullptr, Half(blk.d), Half(blk.dmin), dst);
   }
 }
 
-PAGODA_KERNEL_CLONES void Q5_KToFloat(const void* src, float* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q5_KToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ5_K>(src);
-  for (int64_t b = 0; b < num_blocks; ++b) {
+  for (int64_t b = 0; b < num_blocks; ++b, dst += kQKK) {
     const BlockQ5_K& blk = blocks[b];
-    const float d = Half(blk.d);
-    const float dmin = Half(blk.dmin);
-    for (int j = 0; j < 8; ++j) {
-      int scale, min;
-      ScaleMinK4(blk.scales, j, &scale, &min);
-      const float dl = d * static_cast<float>(scale);
-      const float ml = dmin * static_cast<float>(min);
-      const uint8_t* q = blk.qs + 32 * (j / 2);
-      const int shift = 4 * (j % 2);
-      float* out = dst + 32 * j;
-      for (int l = 0; l < 32; ++l) {
-        const int v = ((q[l] >> shift) & 0x0F) | (((blk.qh[l] >> j) & 1) << 4);
-        out[l] = dl * static_cast<float>(v) - ml;
-      }
-    }
-    dst += kQKK;
+    DequantizeK4<true>(blk.scales, blk.qs, blk.qh, Half(blk.d), Half(blk.dmin), dst);
   }
 }
 
-PAGODA_KERNEL_CLONES void Q6_KToFloat(const void* src, float* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q6_KToFloat(const void* __restrict src, float* __restrict dst,
+                                      int64_t num_blocks) {
   const auto* blocks = Blocks<BlockQ6_K>(src);
-  for (int64_t b = 0; b < num_blocks; ++b) {
+  for (int64_t b = 0; b < num_blocks; ++b, dst += kQKK) {
     const BlockQ6_K& blk = blocks[b];
     const float d = Half(blk.d);
-    float dl[16];
-    for (int i = 0; i < 16; ++i) dl[i] = d * static_cast<float>(blk.scales[i]);
-    // Element 128 h + 32 s + l: low 4 bits in ql[64 h + 32 (s % 2) + l] (the low nibble for
-    // s < 2, the high one for s >= 2), high 2 bits in bits 2s of qh[32 h + l].
-    for (int h = 0; h < 2; ++h) {
-      for (int s = 0; s < 4; ++s) {
-        const uint8_t* ql = blk.ql + 64 * h + 32 * (s % 2);
-        const int ql_shift = 4 * (s / 2);
-        const uint8_t* qh = blk.qh + 32 * h;
-        float* out = dst + 128 * h + 32 * s;
-        const float* scale = dl + 8 * h + 2 * s;
-        for (int l = 0; l < 32; ++l) {
-          const int v = ((ql[l] >> ql_shift) & 0x0F) | (((qh[l] >> (2 * s)) & 3) << 4);
-          out[l] = scale[l / 16] * static_cast<float>(v - 32);
-        }
-      }
+    // Element 128 h + 32 s + l (group g = 8 h + 2 s + l / 16): low 4 bits in
+    // ql[64 h + 32 (s % 2) + l] (the low nibble for s < 2, the high one for s >= 2), high 2 bits
+    // in bits 2s of qh[32 h + l]; offset by 32.
+    for (int g = 0; g < kQKK / 16; ++g) {
+      const int h = g / 8, s = (g % 8) / 2, half = g % 2;
+      const uint8_t* ql = blk.ql + 64 * h + 32 * (s % 2) + 16 * half;
+      const uint8_t* qh = blk.qh + 32 * h + 16 * half;
+      const int ql_shift = 4 * (s / 2);
+      Scale<16>(
+          [ql, qh, ql_shift, s](int i) {
+            return (((ql[i] >> ql_shift) & 0x0F) | (((qh[i] >> (2 * s)) & 3) << 4)) - 32;
+          },
+          d * static_cast<float>(blk.scales[g]), dst + 16 * g);
     }
-    dst += kQKK;
   }
 }
 
-void F32FromFloat(const float* src, void* dst, int64_t n) {
+void F32FromFloat(const float* __restrict src, void* __restrict dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
-PAGODA_KERNEL_CLONES void F16FromFloat(const float* src, void* dst, int64_t n) {
+PAGODA_KERNEL_CLONES void F16FromFloat(const float* __restrict src, void* __restrict dst,
+                                       int64_t n) {
   auto* h = static_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n; ++i) h[i] = FloatToHalf(src[i]);
 }
 
-PAGODA_KERNEL_CLONES void Bf16FromFloat(const float* src, void* dst, int64_t n) {
+PAGODA_KERNEL_CLONES void Bf16FromFloat(const float* __restrict src, void* __restrict dst,
+                                        int64_t n) {
   auto* h = static_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n; ++i) h[i] = FloatToBf16(src[i]);
 }
@@ -322,7 +354,8 @@ PAGODA_KERNEL_CLONES void Bf16FromFloat(const float* src, void* dst, int64_t n) 
 // d = max|x| / 127 in float32, q = round-half-away(x * (1 / d)), d stored as float16 (ggml's
 // quantize_row_q8_0_ref and gguf's Q8_0.quantize_blocks). Non-finite inputs, outside that
 // reference's domain, are clamped rather than cast out of range.
-PAGODA_KERNEL_CLONES void Q8_0FromFloat(const float* src, void* dst, int64_t num_blocks) {
+PAGODA_KERNEL_CLONES void Q8_0FromFloat(const float* __restrict src, void* __restrict dst,
+                                        int64_t num_blocks) {
   auto* blocks = static_cast<BlockQ8_0*>(dst);
   for (int64_t b = 0; b < num_blocks; ++b, src += kQK) {
     float amax = 0.0f;

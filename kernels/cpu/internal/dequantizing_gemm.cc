@@ -64,7 +64,7 @@ PAGODA_KERNEL_CLONES void AccumulateChunk(const float* __restrict a, int64_t lda
   }
 }
 
-// Rows [begin, end) of B against all m (<= kDequantizingGemmSkinnyMaxRows) rows of A.
+// Rows [begin, end) of B against the m (<= kDequantizingGemmSkinnyMaxRows) rows of A.
 void SkinnyRange(const GemmParams& p, const Weights& w, int64_t begin, int64_t end) {
   alignas(64) float rows_f32[kGroup * kChunk];
   float acc[kDequantizingGemmSkinnyMaxRows * kGroup];
