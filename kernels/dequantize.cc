@@ -11,6 +11,10 @@ namespace {
 
 absl::Status CheckConversion(const char* op, DType dtype, const void* src, const void* dst,
                              int64_t num_elements) {
+  if (static_cast<int>(dtype) >= kNumDTypes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": unknown dtype ", static_cast<int>(dtype)));
+  }
   const DTypeTraits& t = Traits(dtype);
   if (num_elements < 0 || num_elements % t.block_elements != 0) {
     return absl::InvalidArgumentError(
@@ -35,12 +39,13 @@ absl::Status DequantizeParams::Validate() const {
 }
 
 absl::Status QuantizeParams::Validate() const {
+  RETURN_IF_ERROR(CheckConversion("quantize", dtype, src, dst, num_elements));
   if (!CanQuantizeTo(dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat("quantize: no conversion from float32 to ", std::string(DTypeName(dtype)),
                      " (supported: float32, float16, bfloat16, q8_0)"));
   }
-  return CheckConversion("quantize", dtype, src, dst, num_elements);
+  return absl::OkStatus();
 }
 
 absl::Status Dequantize(const DequantizeParams& params) {

@@ -13,6 +13,10 @@ absl::Status GemmParams::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("gemm: bad shape m=", m, " n=", n, " k=", k, " (need m >= 0, n, k > 0)"));
   }
+  if (static_cast<int>(b_dtype) >= kNumDTypes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: unknown weight dtype ", static_cast<int>(b_dtype)));
+  }
   const DTypeTraits& t = Traits(b_dtype);
   if (k % t.block_elements != 0) {
     return absl::InvalidArgumentError(absl::StrCat("gemm: k=", k, " is not a whole number of ",

@@ -17,7 +17,11 @@ void ForBlockRuns(DType dtype, int64_t num_elements, Convert convert) {
   const int64_t num_blocks = num_elements / t.block_elements;
   const int64_t run = std::max<int64_t>(1, internal::kParallelMinElements / t.block_elements);
   const int64_t runs = (num_blocks + run - 1) / run;
-#pragma omp parallel for schedule(static) if (runs > 1)
+  if (runs <= 1) {  // a row (an embedding lookup): no parallel region at all
+    convert(0, num_blocks);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < runs; ++r) {
     const int64_t first = r * run;
     convert(first, std::min(run, num_blocks - first));

@@ -159,6 +159,12 @@ TEST(Dequantize, RejectsPartialBlocksAndNullOperands) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("null"));
   EXPECT_TRUE(Dequantize({.dtype = DType::kQ8_0, .num_elements = 0}).ok());
   EXPECT_FALSE(Dequantize({.dtype = DType::kF32, .src = in, .dst = out, .num_elements = -1}).ok());
+  EXPECT_THAT(
+      std::string(
+          Dequantize(
+              {.dtype = static_cast<DType>(kNumDTypes), .src = in, .dst = out, .num_elements = 1})
+              .message()),
+      HasSubstr("unknown dtype"));
 }
 
 TEST(Quantize, RejectsTypesWithoutAConversion) {

@@ -102,7 +102,7 @@ TEST(Gemm, RejectsBadParams) {
   EXPECT_TRUE(Gemm({.m = 0, .n = 3, .k = 4}).ok());
 }
 
-TEST(Gemm, RejectsKThatSplitsABlock) {
+TEST(Gemm, RejectsKThatSplitsABlockAndUnknownDTypes) {
   const float a[64] = {};
   const uint8_t b[64] = {};
   float c[1];
@@ -110,6 +110,15 @@ TEST(Gemm, RejectsKThatSplitsABlock) {
       Gemm({.a = a, .b = b, .b_dtype = DType::kQ4_0, .c = c, .m = 1, .n = 1, .k = 48});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("k=48 is not a whole number of 32-element q4_0"));
+  EXPECT_THAT(std::string(Gemm({.a = a,
+                                .b = b,
+                                .b_dtype = static_cast<DType>(kNumDTypes),
+                                .c = c,
+                                .m = 1,
+                                .n = 1,
+                                .k = 32})
+                              .message()),
+              HasSubstr("unknown weight dtype"));
 }
 
 // Weights in any DType. The float types are converted from random fp32; the block formats are
