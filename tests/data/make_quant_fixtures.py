@@ -3,7 +3,7 @@
 with the fp32 values the `gguf` package (gguf==0.19.0, the reference) dequantizes them to, and
 fp32 inputs with what gguf / numpy convert them to (F32, F16, BF16, Q8_0).
 
-For each type NAME (GGML's spelling: f32, f16, bf16, q8_0, ..., q6_K) it writes into OUT_DIR:
+For each type NAME (GGML's spelling: f32, f16, bf16, q8_0, ..., q6_K) it writes into --out:
   dequantize_NAME.bin   the raw blocks, back to back
   dequantize_NAME.f32   gguf.quants.dequantize of them (little-endian float32)
 and for f32, f16, bf16 and q8_0:
@@ -15,9 +15,10 @@ format has one) set to +-0, +-1, +-max, the smallest and largest subnormals, the
 +-Inf and quiet and signalling NaNs, crossed with all-zero, all-one-bits and random quants (and
 sub-block scales). F16 and BF16 cover all 65536 bit patterns. Run by CTest as a fixture setup
 (tests/CMakeLists.txt) with the tests' venv python:
-  .venv/bin/python tests/data/make_quant_fixtures.py OUT_DIR
+  .venv/bin/python tests/data/make_quant_fixtures.py --out build/tests/quant_fixtures
 """
 
+import argparse
 import itertools
 import pathlib
 import sys
@@ -134,10 +135,9 @@ def q8_0_inputs(rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = pathlib.Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="folder to write into")
+    out = parser.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20240614)
     dequantized = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K,
