@@ -1,16 +1,24 @@
-// Token embedding lookup: out[t, :] = table[ids[t], :].
-// Ids outside [0, vocab_size) are InvalidArgument (nothing is written past the table).
+// Token embedding lookup: out[t, :] = table[ids[t], :], the table in any DType (a row of a
+// quantized table is dequantized into fp32 as it is read: SmolLM2's GGUF keeps its embedding,
+// which is also its LM head, in Q8_0). Ids outside [0, vocab_size) are InvalidArgument (nothing
+// is written past the table).
+//
+//   RETURN_IF_ERROR(kernels::Embedding({.token_ids = ids, .table = table.data(),
+//                                       .table_dtype = table.dtype(), .output = x,
+//                                       .num_tokens = n, .vocab_size = v, .hidden_size = d}));
 #pragma once
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
 
 namespace pagoda::kernels {
 
 struct EmbeddingParams {
   const int32_t* token_ids = nullptr;  // [num_tokens]
-  const float* table = nullptr;        // [vocab_size, hidden_size]
+  const void* table = nullptr;         // [vocab_size, hidden_size] in table_dtype
+  DType table_dtype = DType::kF32;     // hidden_size must be a whole number of its blocks
   float* output = nullptr;             // [num_tokens, hidden_size]
   int64_t num_tokens = 0;
   int64_t vocab_size = 0;

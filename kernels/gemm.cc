@@ -23,6 +23,10 @@ absl::Status GemmParams::Validate() const {
                                                    t.block_elements, "-element ",
                                                    std::string(t.name), " blocks"));
   }
+  if (ldc != 0 && ldc < n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: ldc=", ldc, " is below n=", n, " (0 means n)"));
+  }
   if (m > 0 && (a == nullptr || b == nullptr || c == nullptr)) {
     return absl::InvalidArgumentError("gemm: null operand");
   }

@@ -9,6 +9,10 @@
 //   RETURN_IF_ERROR(kernels::Gemm(p));
 //   RETURN_IF_ERROR(kernels::Gemm({.a = x, .b = w_q4k, .b_dtype = DType::kQ4_K, .c = y,
 //                                  .m = num_tokens, .n = n, .k = k}));
+//   // Columns [q_k_rows, q_k_rows + v_rows) of a [num_tokens, qkv_width] output:
+//   RETURN_IF_ERROR(kernels::Gemm({.a = x, .b = w_v, .b_dtype = DType::kQ6_K,
+//                                  .c = qkv + q_k_rows, .m = num_tokens, .n = v_rows,
+//                                  .k = hidden, .ldc = qkv_width}));
 #pragma once
 
 #include <cstdint>
@@ -29,6 +33,11 @@ struct GemmParams {
   int64_t k = 0;
   float alpha = 1.0f;
   float beta = 0.0f;  // 0 overwrites C; 1 accumulates into it (residual adds)
+  /// Floats between consecutive rows of C; 0 means n. A larger stride writes an n-column window
+  /// of a wider matrix (one part of a fused projection whose parts have different dtypes).
+  int64_t ldc = 0;
+
+  int64_t row_stride() const { return ldc == 0 ? n : ldc; }
 
   absl::Status Validate() const;
 };

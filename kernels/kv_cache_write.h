@@ -1,19 +1,22 @@
 // Writes the keys and values of new tokens into their slots of the paged KV cache
 // (vLLM's reshape_and_cache). slot = block_id * block_size + offset_in_block; a slot of -1
-// skips the token (padding is never needed by Pagoda but the convention is kept).
+// skips the token (padding is never needed by Pagoda but the convention is kept). The cache holds
+// fp32 or bf16 (rounded to nearest even as it is written); keys and values come in fp32.
 #pragma once
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "common/dtype.h"
 
 namespace pagoda::kernels {
 
 struct KvCacheWriteParams {
   const float* key = nullptr;    // [num_tokens, num_kv_heads, head_dim], row stride key_stride
   const float* value = nullptr;  // [num_tokens, num_kv_heads, head_dim], row stride value_stride
-  float* key_cache = nullptr;    // [num_blocks, block_size, num_kv_heads, head_dim]
-  float* value_cache = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim]
+  void* key_cache = nullptr;     // [num_blocks, block_size, num_kv_heads, head_dim] in cache_dtype
+  void* value_cache = nullptr;   // [num_blocks, block_size, num_kv_heads, head_dim] in cache_dtype
+  DType cache_dtype = DType::kF32;        // kF32 or kBF16
   const int64_t* slot_mapping = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
   int64_t num_kv_heads = 0;

@@ -20,7 +20,8 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(config, std::move(weights),
                                        {.num_blocks = options.num_device_blocks,
-                                        .block_size = options.block_size}));
+                                        .block_size = options.block_size,
+                                        .kv_cache_dtype = options.kv_cache_dtype}));
   ASSIGN_OR_RETURN(
       std::unique_ptr<StepRunner> steps,
       StepRunner::Create(std::move(runner), {.num_host_blocks = options.num_host_blocks,
@@ -36,14 +37,16 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
 
 int64_t InProcessExecutor::NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
                                               int64_t budget_bytes,
-                                              const TensorParallelShard& shard) {
+                                              const TensorParallelShard& shard,
+                                              DType kv_cache_dtype) {
   const absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
   if (!layout.ok()) return 0;
   const KvCacheShape shape{.num_layers = config.num_hidden_layers,
                            .num_blocks = 1,
                            .block_size = block_size,
                            .num_kv_heads = layout->num_kv_heads,
-                           .head_dim = config.head_dim};
+                           .head_dim = config.head_dim,
+                           .dtype = kv_cache_dtype};
   const int64_t bytes_per_block = shape.bytes_per_block();
   if (bytes_per_block <= 0 || budget_bytes <= 0) return 0;
   return budget_bytes / bytes_per_block;

@@ -32,9 +32,10 @@
 namespace pagoda {
 
 struct InProcessExecutorOptions {
-  int64_t num_device_blocks = 0;  // KV cache blocks in (device) memory
-  int64_t num_host_blocks = 0;    // swap space in host memory; 0 disables swapping
-  int64_t block_size = 16;        // tokens per block
+  int64_t num_device_blocks = 0;       // KV cache blocks in (device) memory
+  int64_t num_host_blocks = 0;         // swap space in host memory; 0 disables swapping
+  int64_t block_size = 16;             // tokens per block
+  DType kv_cache_dtype = DType::kF32;  // kF32 or kBF16
   /// End-of-sequence ids besides config.eos_token_ids (e.g. the tokenizer's).
   std::vector<int32_t> extra_eos_token_ids;
   SamplerOptions sampler;
@@ -46,10 +47,11 @@ class InProcessExecutor final : public Executor {
       const ModelConfig& config, ModelWeights weights, const InProcessExecutorOptions& options);
 
   /// How many KV blocks of `block_size` tokens fit in `budget_bytes` (keys and values of every
-  /// layer, fp32) on one rank of `shard`, which stores only its KV heads; 0 when not even one
-  /// does or the shard is invalid for the model.
+  /// layer, in `kv_cache_dtype`) on one rank of `shard`, which stores only its KV heads; 0 when
+  /// not even one does or the shard is invalid for the model.
   static int64_t NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
-                                    int64_t budget_bytes, const TensorParallelShard& shard = {});
+                                    int64_t budget_bytes, const TensorParallelShard& shard = {},
+                                    DType kv_cache_dtype = DType::kF32);
 
   /// Finishes the step in progress, fails the queued ones with Cancelled, joins the thread.
   ~InProcessExecutor() override;

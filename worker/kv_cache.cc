@@ -1,11 +1,21 @@
 #include "worker/kv_cache.h"
 
-#include <algorithm>
-#include <new>
+#include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace pagoda {
+
+bool IsKvCacheDType(DType dtype) { return dtype == DType::kF32 || dtype == DType::kBF16; }
+
+absl::StatusOr<DType> ParseKvCacheDType(std::string_view value) {
+  const std::string v = absl::AsciiStrToLower(std::string(value));
+  if (v == "auto" || v == "float32" || v == "fp32" || v == "float") return DType::kF32;
+  if (v == "bfloat16" || v == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--kv-cache-dtype must be auto, float32 or bfloat16, got '", std::string(value), "'"));
+}
 
 absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
   if (shape.num_layers <= 0 || shape.num_blocks <= 0 || shape.block_size <= 0 ||
@@ -15,20 +25,23 @@ absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
                      " blocks=", shape.num_blocks, " block_size=", shape.block_size,
                      " kv_heads=", shape.num_kv_heads, " head_dim=", shape.head_dim));
   }
+  if (!IsKvCacheDType(shape.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("the KV cache stores float32 or bfloat16, not ",
+                                                   std::string(DTypeName(shape.dtype))));
+  }
   KvCache cache(shape);
-  const int64_t floats = shape.num_blocks * shape.floats_per_block();
   for (int64_t layer = 0; layer < shape.num_layers; ++layer) {
-    auto* k = new (std::nothrow) float[floats]();
-    auto* v = k == nullptr ? nullptr : new (std::nothrow) float[floats]();
-    if (v == nullptr) {
-      delete[] k;
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "cannot allocate the KV cache: ", shape.num_blocks, " blocks of ",
-          shape.bytes_per_block(), " bytes (", shape.num_blocks * shape.bytes_per_block() >> 20,
-          " MiB); lower the number of blocks"));
+    for (std::vector<Tensor>* tensors : {&cache.keys_, &cache.values_}) {
+      absl::StatusOr<Tensor> t = Tensor::Zeros(
+          shape.dtype, {shape.num_blocks, shape.block_size, shape.num_kv_heads, shape.head_dim});
+      if (!t.ok()) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "cannot allocate the KV cache: ", shape.num_blocks, " blocks of ",
+            shape.bytes_per_block(), " bytes (", shape.num_blocks * shape.bytes_per_block() >> 20,
+            " MiB); lower the number of blocks"));
+      }
+      tensors->push_back(*std::move(t));
     }
-    cache.keys_.emplace_back(k);
-    cache.values_.emplace_back(v);
   }
   return cache;
 }
@@ -40,14 +53,19 @@ absl::Status KvCache::CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> s
                                                      " is outside [0, ", shape_.num_blocks, ")"));
     }
   }
-  const int64_t n = shape_.floats_per_block();
-  for (int64_t layer = 0; layer < shape_.num_layers; ++layer) {
-    for (const auto& [src, dst] : src_dst) {
-      std::copy_n(keys_[layer].get() + src * n, n, keys_[layer].get() + dst * n);
-      std::copy_n(values_[layer].get() + src * n, n, values_[layer].get() + dst * n);
-    }
-  }
+  for (const auto& [src, dst] : src_dst) CopyBlockAcross(*this, src, *this, dst);
   return absl::OkStatus();
+}
+
+void KvCache::CopyBlockAcross(const KvCache& src, int32_t src_block, KvCache& dst,
+                              int32_t dst_block) {
+  const int64_t n = src.shape().layer_bytes_per_block();
+  for (int64_t layer = 0; layer < src.shape().num_layers; ++layer) {
+    std::memcpy(static_cast<std::byte*>(dst.key(layer)) + dst_block * n,
+                static_cast<const std::byte*>(src.key(layer)) + src_block * n, n);
+    std::memcpy(static_cast<std::byte*>(dst.value(layer)) + dst_block * n,
+                static_cast<const std::byte*>(src.value(layer)) + src_block * n, n);
+  }
 }
 
 }  // namespace pagoda

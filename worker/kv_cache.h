@@ -1,20 +1,22 @@
 // Storage of the paged KV cache on one worker: for every layer a key and a value tensor of
-// shape [num_blocks, block_size, num_kv_heads, head_dim] (fp32 on the CPU). The router owns the
-// block tables; this class only owns the memory and performs block copies (copy-on-write).
+// shape [num_blocks, block_size, num_kv_heads, head_dim] in the cache's dtype (fp32 or bf16 on the
+// CPU; the attention kernels convert to fp32 as they read). The router owns the block tables; this
+// class only owns the memory and performs block copies (copy-on-write).
 //
 //   ASSIGN_OR_RETURN(KvCache cache, KvCache::Create({.num_layers = 30, .num_blocks = 1024,
 //                                                    .block_size = 16, .num_kv_heads = 3,
-//                                                    .head_dim = 64}));
-//   float* k = cache.key(layer);
+//                                                    .head_dim = 64, .dtype = DType::kBF16}));
+//   void* k = cache.key(layer);
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/dtype.h"
+#include "kernels/tensor.h"
 
 namespace pagoda {
 
@@ -24,34 +26,51 @@ struct KvCacheShape {
   int64_t block_size = 0;  // tokens per block
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
+  DType dtype = DType::kF32;  // kF32 or kBF16
 
-  int64_t floats_per_block() const { return block_size * num_kv_heads * head_dim; }
-  /// Bytes one block takes across all layers, keys and values.
-  int64_t bytes_per_block() const {
-    return 2 * num_layers * floats_per_block() * static_cast<int64_t>(sizeof(float));
+  int64_t elements_per_block() const { return block_size * num_kv_heads * head_dim; }
+  /// Bytes of one block of one layer's keys (or values).
+  int64_t layer_bytes_per_block() const {
+    return elements_per_block() * Traits(dtype).block_bytes / Traits(dtype).block_elements;
   }
+  /// Bytes one block takes across all layers, keys and values.
+  int64_t bytes_per_block() const { return 2 * num_layers * layer_bytes_per_block(); }
 };
+
+/// The KV cache types: F32 and BF16.
+bool IsKvCacheDType(DType dtype);
+
+/// Parses a --kv-cache-dtype value: "auto" (F32 on the CPU), "float32", "bfloat16" (also "fp32",
+/// "bf16"); InvalidArgument naming the flag otherwise.
+absl::StatusOr<DType> ParseKvCacheDType(std::string_view value);
 
 class KvCache {
  public:
-  /// Allocates (zeroed) storage; every dimension must be positive.
+  /// Allocates (zeroed) storage; every dimension must be positive and the dtype F32 or BF16.
   static absl::StatusOr<KvCache> Create(const KvCacheShape& shape);
 
   const KvCacheShape& shape() const { return shape_; }
-  float* key(int64_t layer) { return keys_[layer].get(); }
-  float* value(int64_t layer) { return values_[layer].get(); }
-  const float* key(int64_t layer) const { return keys_[layer].get(); }
-  const float* value(int64_t layer) const { return values_[layer].get(); }
+  void* key(int64_t layer) { return keys_[layer].mutable_data(); }
+  void* value(int64_t layer) { return values_[layer].mutable_data(); }
+  const void* key(int64_t layer) const { return keys_[layer].data(); }
+  const void* value(int64_t layer) const { return values_[layer].data(); }
+  /// Bytes of storage (keys and values of every layer).
+  int64_t num_bytes() const { return shape_.num_blocks * shape_.bytes_per_block(); }
 
   /// Copies whole blocks (every layer, K and V): dst <- src for each (src, dst) pair.
   absl::Status CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> src_dst);
+
+  /// Copies block `src_block` of `src` into block `dst_block` of `dst` (every layer, K and V);
+  /// both caches have the same per-block shape and dtype (swapping between device and host).
+  static void CopyBlockAcross(const KvCache& src, int32_t src_block, KvCache& dst,
+                              int32_t dst_block);
 
  private:
   explicit KvCache(const KvCacheShape& shape) : shape_(shape) {}
 
   KvCacheShape shape_;
-  std::vector<std::unique_ptr<float[]>> keys_;    // [num_layers]
-  std::vector<std::unique_ptr<float[]>> values_;  // [num_layers]
+  std::vector<Tensor> keys_;    // [num_layers]
+  std::vector<Tensor> values_;  // [num_layers]
 };
 
 }  // namespace pagoda

@@ -1,7 +1,10 @@
-// ModelRunner: executes one forward step of a LLaMA-family model on the CPU for a flattened
-// batch of sequences over the paged KV cache, and returns the logits of the sequences that
-// sample. No padding: the new tokens of all sequences are packed into one [num_tokens, hidden]
-// activation matrix; prefill chunks and decodes share the step.
+// ModelRunner: executes one forward step of a model for a flattened batch of sequences over the
+// paged KV cache, and returns the logits of the sequences that sample. No padding: the new tokens
+// of all sequences are packed into one [num_tokens, hidden] activation matrix; prefill chunks and
+// decodes share the step. The runner owns the batch metadata, the KV cache and the
+// tensor-parallel work (the all-gather of the vocab-parallel logits); the layers are the model
+// definition's (worker/models/, picked by config.architecture), so the runner knows no
+// architecture.
 //
 // Under tensor parallelism each rank runs one ModelRunner over its shard of the weights
 // (tensor_parallel.h) and its heads of the KV cache; all ranks execute the same batches in the
@@ -22,10 +25,10 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/model_config.h"
-#include "kernels/rotary.h"
 #include "worker/communicator.h"
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
+#include "worker/models/model.h"
 #include "worker/tensor_parallel.h"
 
 namespace pagoda {
@@ -50,8 +53,9 @@ struct StepLogits {
 };
 
 struct ModelRunnerOptions {
-  int64_t num_blocks = 0;   // KV cache blocks
-  int64_t block_size = 16;  // tokens per block
+  int64_t num_blocks = 0;              // KV cache blocks
+  int64_t block_size = 16;             // tokens per block
+  DType kv_cache_dtype = DType::kF32;  // kF32 or kBF16
   /// Positions the RoPE table covers; 0 = config.max_position_embeddings.
   int64_t max_positions = 0;
   /// This rank's shard; the weights must be that shard's.
@@ -84,36 +88,33 @@ class ModelRunner {
 
   const ModelConfig& config() const { return config_; }
   const ShardLayout& layout() const { return layout_; }
-  const ModelWeights& weights() const { return weights_; }
+  const ModelWeights& weights() const { return model_->weights(); }
   KvCache& kv_cache() { return kv_cache_; }
   int64_t block_size() const { return kv_cache_.shape().block_size; }
   int64_t num_blocks() const { return kv_cache_.shape().num_blocks; }
-  int64_t max_positions() const { return rope_.max_positions; }
+  int64_t max_positions() const { return max_positions_; }
 
  private:
   ModelRunner(const ModelConfig& config, const ShardLayout& layout, Communicator* communicator,
-              ModelWeights weights, KvCache kv_cache, kernels::RopeCache rope)
+              std::unique_ptr<Model> model, KvCache kv_cache, int64_t max_positions)
       : config_(config),
         layout_(layout),
         communicator_(communicator),
-        weights_(std::move(weights)),
+        model_(std::move(model)),
         kv_cache_(std::move(kv_cache)),
-        rope_(std::move(rope)) {}
+        max_positions_(max_positions) {}
 
   // Flattens a valid batch into the per-step metadata below.
   void PrepareMetadata(absl::Span<const SequenceInput> batch);
-  absl::Status RunLayer(int64_t layer, int64_t num_tokens);
   /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded).
   absl::Status ComputeLogits(int64_t rows);
-  /// Sums a row-parallel projection's partial outputs over the ranks.
-  absl::Status AllReduce(float* data, int64_t count);
 
   ModelConfig config_;
   ShardLayout layout_;
   Communicator* communicator_;  // nullptr when unsharded
-  ModelWeights weights_;
+  std::unique_ptr<Model> model_;
   KvCache kv_cache_;
-  kernels::RopeCache rope_;
+  int64_t max_positions_ = 0;
 
   // Per-step metadata, rebuilt each step (capacity reused).
   std::vector<int32_t> token_ids_;        // [num_tokens]
@@ -124,14 +125,8 @@ class ModelRunner {
   std::vector<int32_t> block_tables_;     // [num_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq_ = 0;
 
-  // Activations (capacity reused across steps); widths are this shard's (layout_).
-  std::vector<float> residual_;         // [num_tokens, hidden]
-  std::vector<float> hidden_;           // [num_tokens, hidden] normalized input of a sub-block
-  std::vector<float> qkv_;              // [num_tokens, q_size + 2 * kv_size]
-  std::vector<float> attn_;             // [num_tokens, q_size]
-  std::vector<float> proj_;             // [num_tokens, hidden] output of o_proj / down_proj
-  std::vector<float> gate_up_;          // [num_tokens, 2 * intermediate]
-  std::vector<float> act_;              // [num_tokens, intermediate]
+  // Activations (capacity reused across steps).
+  std::vector<float> hidden_;           // [num_tokens, hidden] final-normed hidden states
   std::vector<float> last_hidden_;      // [num_sampling, hidden]
   std::vector<float> local_logits_;     // [num_sampling, vocab_rows] when sharded
   std::vector<float> gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded

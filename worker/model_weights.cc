@@ -3,15 +3,22 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <span>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/formats/gguf.h"
+#include "common/formats/gguf_model_config.h"
 #include "common/formats/safetensors.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "kernels/dequantize.h"
+#include "worker/models/registry.h"
 
 namespace pagoda {
 namespace {
@@ -19,159 +26,26 @@ namespace {
 // Elements per unit of parallel work, for both loading and dummy initialization.
 constexpr int64_t kChunkElements = int64_t{1} << 18;
 
-// One checkpoint tensor and the part of it this rank holds: a window of its rows (dim 0) and, for
-// matrices, of its columns (dim 1), stored row-major at a row range of a (possibly fused) matrix.
-struct Slot {
-  std::string name;
-  std::vector<int64_t> shape;  // the whole checkpoint tensor's
-  int64_t row_begin = 0;
-  int64_t num_rows = 0;
-  int64_t col_begin = 0;
-  int64_t num_cols = 0;       // 1 for vectors
-  int64_t reserved_rows = 0;  // rows the window takes in *dest (>= num_rows; the rest stay zero)
-  std::vector<float>* dest = nullptr;
-  int64_t offset = 0;  // elements into *dest
-  // Where the whole tensor sits in the unsharded model: the index of its (fused) destination in
-  // load order and the element offset into it. Dummy weights are a function of these, so a
-  // shard's dummy weights are slices of the unsharded ones.
-  uint64_t full_index = 0;
-  int64_t full_offset = 0;
-
-  int64_t cols() const { return shape.size() == 2 ? shape[1] : 1; }
-};
-
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-// The tensors of `config` that the shard of `layout` holds, each bound to its destination (left
-// empty: see SizeDestinations).
-std::vector<Slot> PlanSlots(const ModelConfig& config, const ShardLayout& layout,
-                            ModelWeights& weights) {
-  const int64_t hidden = config.hidden_size;
-  const int64_t inter = config.intermediate_size;
-  const int64_t q = config.q_size();
-  const int64_t kv = config.kv_size();
-  const int64_t hd = config.head_dim;
-  const int64_t local_q = layout.q_size();
-  const int64_t local_kv = layout.kv_size();
-  const int64_t local_inter = layout.intermediate_size;
-  std::vector<Slot> slots;
-  uint64_t num_full_tensors = 0;
-  const auto next_full_tensor = [&] { return ++num_full_tensors; };
-  // Adds a slot holding the whole tensor; rows() and cols() then narrow its window.
-  const auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<float>& dest,
-                       int64_t offset, uint64_t full_index, int64_t full_offset) -> Slot& {
-    Slot& slot = slots.emplace_back();
-    slot.name = std::move(name);
-    slot.shape = std::move(shape);
-    slot.num_rows = slot.reserved_rows = slot.shape[0];
-    slot.num_cols = slot.cols();
-    slot.dest = &dest;
-    slot.offset = offset;
-    slot.full_index = full_index;
-    slot.full_offset = full_offset;
-    return slot;
-  };
-  const auto rows = [](Slot& slot, int64_t begin, int64_t n) {
-    slot.row_begin = begin;
-    slot.num_rows = slot.reserved_rows = n;
-  };
-  const auto cols = [](Slot& slot, int64_t begin, int64_t n) {
-    slot.col_begin = begin;
-    slot.num_cols = n;
-  };
+// Where a slot's values come from: a checkpoint tensor's bytes (null data: dummy values).
+struct Source {
+  DType dtype = DType::kF32;
+  std::span<const std::byte> data;
+  const std::string* file = nullptr;  // for error messages
+  bool rope_permuted = false;         // rows permuted for GGML's pairwise RoPE (GGUF llama)
+};
 
-  const uint64_t embedding = next_full_tensor();
-  add("model.embed_tokens.weight", {config.vocab_size, hidden}, weights.embed_tokens, 0, embedding,
-      0);
-  weights.layers.resize(config.num_hidden_layers);
-  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-    LayerWeights& layer = weights.layers[i];
-    const std::string prefix = absl::StrCat("model.layers.", i, ".");
-    add(prefix + "input_layernorm.weight", {hidden}, layer.input_layernorm, 0, next_full_tensor(),
-        0);
-    // Column-parallel q/k/v: this rank's heads, fused as [q; k; v].
-    const uint64_t qkv = next_full_tensor();
-    rows(add(prefix + "self_attn.q_proj.weight", {q, hidden}, layer.qkv_proj, 0, qkv, 0),
-         layout.head_begin * hd, local_q);
-    rows(add(prefix + "self_attn.k_proj.weight", {kv, hidden}, layer.qkv_proj, local_q * hidden,
-             qkv, q * hidden),
-         layout.kv_head_begin * hd, local_kv);
-    rows(add(prefix + "self_attn.v_proj.weight", {kv, hidden}, layer.qkv_proj,
-             (local_q + local_kv) * hidden, qkv, (q + kv) * hidden),
-         layout.kv_head_begin * hd, local_kv);
-    if (config.attention_bias) {
-      const uint64_t bias = next_full_tensor();
-      rows(add(prefix + "self_attn.q_proj.bias", {q}, layer.qkv_bias, 0, bias, 0),
-           layout.head_begin * hd, local_q);
-      rows(add(prefix + "self_attn.k_proj.bias", {kv}, layer.qkv_bias, local_q, bias, q),
-           layout.kv_head_begin * hd, local_kv);
-      rows(add(prefix + "self_attn.v_proj.bias", {kv}, layer.qkv_bias, local_q + local_kv, bias,
-               q + kv),
-           layout.kv_head_begin * hd, local_kv);
-    }
-    // Row-parallel o_proj: the columns of this rank's heads.
-    cols(add(prefix + "self_attn.o_proj.weight", {hidden, q}, layer.o_proj, 0, next_full_tensor(),
-             0),
-         layout.head_begin * hd, local_q);
-    if (config.o_proj_bias) {
-      rows(add(prefix + "self_attn.o_proj.bias", {hidden}, layer.o_bias, 0, next_full_tensor(), 0),
-           0, layout.holds_o_bias ? hidden : 0);
-    }
-    add(prefix + "post_attention_layernorm.weight", {hidden}, layer.post_attention_layernorm, 0,
-        next_full_tensor(), 0);
-    const uint64_t gate_up = next_full_tensor();
-    rows(add(prefix + "mlp.gate_proj.weight", {inter, hidden}, layer.gate_up_proj, 0, gate_up, 0),
-         layout.intermediate_begin, local_inter);
-    rows(add(prefix + "mlp.up_proj.weight", {inter, hidden}, layer.gate_up_proj,
-             local_inter * hidden, gate_up, inter * hidden),
-         layout.intermediate_begin, local_inter);
-    cols(add(prefix + "mlp.down_proj.weight", {hidden, inter}, layer.down_proj, 0,
-             next_full_tensor(), 0),
-         layout.intermediate_begin, local_inter);
-  }
-  add("model.norm.weight", {hidden}, weights.norm, 0, next_full_tensor(), 0);
-  // Vocab-parallel LM head: V' rows per rank, those past the vocabulary left zero. A tied head
-  // needs its own copy of the embedding rows only when sharded.
-  const bool sharded = layout.shard.size > 1;
-  if (!config.tie_word_embeddings || sharded) {
-    Slot& head = config.tie_word_embeddings
-                     ? add("model.embed_tokens.weight", {config.vocab_size, hidden},
-                           weights.lm_head, 0, embedding, 0)
-                     : add("lm_head.weight", {config.vocab_size, hidden}, weights.lm_head, 0,
-                           next_full_tensor(), 0);
-    rows(head, layout.vocab_begin, layout.vocab_valid_rows);
-    head.reserved_rows = layout.vocab_rows;
-  }
-  return slots;
-}
-
-// Sizes every destination to hold its slots.
-void SizeDestinations(const std::vector<Slot>& slots) {
-  for (const Slot& slot : slots) {
-    const size_t end = static_cast<size_t>(slot.offset + slot.reserved_rows * slot.num_cols);
-    if (slot.dest->size() < end) slot.dest->resize(end);
-  }
-}
-
-// Checkpoint entries that are not weights: buffers some exporters save.
-bool IsIgnorable(const std::string& name, const ModelConfig& config) {
-  if (absl::EndsWith(name, "rotary_emb.inv_freq")) return true;
-  return config.tie_word_embeddings && name == "lm_head.weight";  // tied: the embedding wins
-}
-
-// Converts elements [first, first + count) of `tensor` into `dest`.
-absl::Status ConvertElements(const TensorInfo& tensor, int64_t first, int64_t count, float* dest) {
-  const size_t element_size = SafetensorsDTypeSize(tensor.dtype);
-  TensorInfo part;
-  part.name = tensor.name;
-  part.dtype = tensor.dtype;
-  part.shape = {count};
-  part.data = tensor.data.subspan(static_cast<size_t>(first) * element_size,
-                                  static_cast<size_t>(count) * element_size);
-  return ConvertToFloat(part, std::span<float>(dest, static_cast<size_t>(count)));
-}
+// The checkpoint tensors of a plan's slots, and what keeps their bytes alive.
+struct Sources {
+  std::vector<Source> by_slot;  // [plan.slots.size()]
+  /// Set when the bytes outlive loading (a GGUF file): whole tensors are then viewed, not copied.
+  std::shared_ptr<const void> owner;
+  bool dummy = false;
+  uint64_t seed = 0;  // dummy weights
+};
 
 // Element `i` of dummy tensor `tensor_index`, uniform in [-1, 1). Chunk c = i / kChunkElements
 // has its own SplitMix64 stream (the same values a sequential fill of the chunk draws), and its
@@ -192,141 +66,477 @@ float DummyUniform(uint64_t seed, uint64_t tensor_index, int64_t i) {
   return 2.0f * unit - 1.0f;
 }
 
-// Fills the window of `slot` with its elements of the unsharded dummy tensor, scaled by `bound`.
-void FillUniform(const Slot& slot, float bound, uint64_t seed) {
-  float* dest = slot.dest->data() + slot.offset;
+// The dummy values of a slot's kind: norms 1, embeddings +-0.1, projections and biases
+// +-1/sqrt(fan_in) (the fan-in is the unsharded one, so a shard holds slices of the unsharded
+// weights).
+float DummyBound(const WeightSlot& slot) {
+  switch (slot.kind) {
+    case WeightKind::kEmbedding:
+      return 0.1f;
+    case WeightKind::kNorm:
+      return 0.0f;  // unused: norms are 1
+    case WeightKind::kProjection:
+    case WeightKind::kBias:
+      return 1.0f / std::sqrt(static_cast<float>(slot.fan_in));
+  }
+  return 0.0f;
+}
+
+// The row of the checkpoint tensor that holds Hugging Face row `row` of `slot`. A GGUF `llama`
+// file stores each head's Q/K rows permuted for GGML's pairwise RoPE:
+//   hf_row[j * head_dim/2 + i] = gguf_row[2 * i + j]   (i < head_dim/2, j in {0, 1}).
+int64_t SourceRow(const WeightSlot& slot, const Source& source, int64_t row) {
+  if (!source.rope_permuted || slot.rope_heads <= 0) return row;
+  const int64_t head_rows = slot.shape[0] / slot.rope_heads;
+  const int64_t half = head_rows / 2;
+  const int64_t head = row / head_rows;
+  const int64_t local = row % head_rows;
+  return head * head_rows + 2 * (local % half) + local / half;
+}
+
+// The type a slot is stored in: norms and biases fp32, the rest their checkpoint's (GGUF) or the
+// requested type.
+DType StoredDType(const WeightSlot& slot, const Source& source, DType requested, bool keep_own) {
+  if (slot.kind == WeightKind::kNorm || slot.kind == WeightKind::kBias) return DType::kF32;
+  return keep_own ? source.dtype : requested;
+}
+
+// One part of a target: consecutive slots stored in one type.
+struct Part {
+  int32_t target;
+  size_t first_slot, end_slot;
+  DType dtype;
+  int64_t rows;
+  Tensor* tensor;  // where it goes (a Tensor target, or the LinearWeight's part)
+};
+
+// Converts `count` elements of `src_dtype` at `src` into `dst_dtype` at `dst` (a whole number of
+// both types' blocks). `scratch` holds `count` floats.
+absl::Status Convert(DType src_dtype, const void* src, DType dst_dtype, void* dst, int64_t count,
+                     std::vector<float>& scratch) {
+  if (src_dtype == dst_dtype) {
+    ASSIGN_OR_RETURN(const int64_t bytes, RowBytes(src_dtype, count));
+    std::memcpy(dst, src, static_cast<size_t>(bytes));
+    return absl::OkStatus();
+  }
+  if (dst_dtype == DType::kF32) {
+    return kernels::Dequantize(
+        {.dtype = src_dtype, .src = src, .dst = static_cast<float*>(dst), .num_elements = count});
+  }
+  scratch.resize(static_cast<size_t>(count));
+  RETURN_IF_ERROR(kernels::Dequantize(
+      {.dtype = src_dtype, .src = src, .dst = scratch.data(), .num_elements = count}));
+  return kernels::Quantize(
+      {.dtype = dst_dtype, .src = scratch.data(), .dst = dst, .num_elements = count});
+}
+
+// Rows [row_begin, row_end) of a slot's window into its part, `row_offset` rows into the part.
+absl::Status FillRows(const WeightSlot& slot, const Source& source, const Sources& sources,
+                      Tensor& dest, int64_t row_offset, int64_t row_begin, int64_t row_end) {
+  std::vector<float> scratch;
+  const DType dst_dtype = dest.dtype();
+  if (slot.is_vector()) {
+    // Vectors are fp32 and small: all of a dummy's or checkpoint's elements, then the window.
+    float* out = dest.mutable_data_as<float>() + row_offset;
+    if (sources.dummy) {
+      for (int64_t r = row_begin; r < row_end; ++r) {
+        out[r] = slot.kind == WeightKind::kNorm
+                     ? 1.0f
+                     : DummyBound(slot) * DummyUniform(sources.seed, slot.full_index,
+                                                       slot.full_offset + slot.row_begin + r);
+      }
+      return absl::OkStatus();
+    }
+    std::vector<float> all(static_cast<size_t>(slot.shape[0]));
+    RETURN_IF_ERROR(kernels::Dequantize({.dtype = source.dtype,
+                                         .src = source.data.data(),
+                                         .dst = all.data(),
+                                         .num_elements = slot.shape[0]}));
+    for (int64_t r = row_begin; r < row_end; ++r) {
+      out[r] = all[static_cast<size_t>(SourceRow(slot, source, slot.row_begin + r))];
+    }
+    return absl::OkStatus();
+  }
   const int64_t cols = slot.cols();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < slot.num_rows; ++r) {
-    const int64_t full_row = slot.full_offset + (slot.row_begin + r) * cols + slot.col_begin;
-    for (int64_t c = 0; c < slot.num_cols; ++c) {
-      dest[r * slot.num_cols + c] = bound * DummyUniform(seed, slot.full_index, full_row + c);
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    std::byte* out = dest.mutable_row(row_offset + r);
+    if (sources.dummy) {
+      // Generated in fp32, then stored in the part's type.
+      scratch.resize(static_cast<size_t>(slot.num_cols));
+      const int64_t full_row = slot.full_offset + (slot.row_begin + r) * cols + slot.col_begin;
+      const float bound = DummyBound(slot);
+      for (int64_t c = 0; c < slot.num_cols; ++c) {
+        scratch[c] = bound * DummyUniform(sources.seed, slot.full_index, full_row + c);
+      }
+      std::vector<float> unused;
+      RETURN_IF_ERROR(Convert(DType::kF32, scratch.data(), dst_dtype, out, slot.num_cols, unused));
+      continue;
     }
+    ASSIGN_OR_RETURN(const int64_t src_row_bytes, RowBytes(source.dtype, cols));
+    ASSIGN_OR_RETURN(const int64_t col_offset, RowBytes(source.dtype, slot.col_begin));
+    const int64_t src_row = SourceRow(slot, source, slot.row_begin + r);
+    const std::byte* src = source.data.data() + src_row * src_row_bytes + col_offset;
+    RETURN_IF_ERROR(Convert(source.dtype, src, dst_dtype, out, slot.num_cols, scratch));
   }
+  return absl::OkStatus();
 }
 
-}  // namespace
-
-int64_t ModelWeights::num_bytes() const {
-  int64_t floats = static_cast<int64_t>(embed_tokens.size() + norm.size() + lm_head.size());
-  for (const LayerWeights& layer : layers) {
-    floats += static_cast<int64_t>(layer.input_layernorm.size() + layer.qkv_proj.size() +
-                                   layer.qkv_bias.size() + layer.o_proj.size() +
-                                   layer.o_bias.size() + layer.post_attention_layernorm.size() +
-                                   layer.gate_up_proj.size() + layer.down_proj.size());
+// Builds every target of `plan` from `sources`: sizes the parts, views whole GGUF tensors that
+// need no change, and fills the rest in parallel chunks of rows.
+absl::Status Materialize(const WeightPlan& plan, const Sources& sources,
+                         const std::vector<DType>& stored) {
+  const std::vector<WeightSlot>& slots = plan.slots;
+  // Group each target's consecutive slots of one stored type into parts.
+  std::vector<Part> parts;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    const WeightSlot& slot = slots[s];
+    if (!parts.empty() && parts.back().target == slot.target && parts.back().dtype == stored[s]) {
+      parts.back().end_slot = s + 1;
+      parts.back().rows += slot.padded_rows;
+      continue;
+    }
+    parts.push_back({slot.target, s, s + 1, stored[s], slot.padded_rows, nullptr});
   }
-  return floats * static_cast<int64_t>(sizeof(float));
-}
-
-absl::StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const std::string& dir,
-                                              const TensorParallelShard& shard) {
-  ASSIGN_OR_RETURN(const ShardLayout layout, ComputeShardLayout(config, shard));
-  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
-                   SafetensorsCheckpoint::Open(dir));
-  // Validate everything against the config before allocating anything.
-  ModelWeights weights;
-  const std::vector<Slot> slots = PlanSlots(config, layout, weights);
-  absl::flat_hash_set<std::string> expected;
-  for (const Slot& slot : slots) {
-    expected.insert(slot.name);
-    const TensorInfo* info = checkpoint->Find(slot.name);
-    if (info == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat(dir, ": tensor ", slot.name, " is missing from the checkpoint"));
+  for (Part& part : parts) {
+    const WeightTarget& target = plan.targets[static_cast<size_t>(part.target)];
+    const WeightSlot& first = slots[part.first_slot];
+    if (target.linear != nullptr) {
+      part.tensor = &target.linear->parts.emplace_back();
+    } else {
+      if (!target.tensor->empty()) {
+        // Two types in one plain tensor: only possible for an embedding-sized target, never for
+        // the fp32 norms and biases.
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor ", first.hf_name, " and the tensors stacked with it have different types"));
+      }
+      part.tensor = target.tensor;
     }
-    const std::string& file = checkpoint->FileOf(slot.name);
-    if (info->dtype != SafetensorsDType::kF32 && info->dtype != SafetensorsDType::kF16 &&
-        info->dtype != SafetensorsDType::kBF16) {
-      return absl::InvalidArgumentError(absl::StrCat(file, ": tensor ", slot.name, " has dtype ",
-                                                     std::string(SafetensorsDTypeName(info->dtype)),
-                                                     "; expected F32, F16 or BF16"));
+    if (part.rows == 0) continue;  // e.g. the o_proj bias off rank 0: stays empty
+    const Source& source = sources.by_slot[part.first_slot];
+    const bool whole = part.end_slot == part.first_slot + 1 && first.row_begin == 0 &&
+                       first.num_rows == first.shape[0] && first.padded_rows == first.num_rows &&
+                       first.col_begin == 0 && first.num_cols == first.cols() &&
+                       !(source.rope_permuted && first.rope_heads > 0);
+    std::vector<int64_t> shape = first.is_vector()
+                                     ? std::vector<int64_t>{part.rows}
+                                     : std::vector<int64_t>{part.rows, first.num_cols};
+    if (whole && sources.owner != nullptr && source.dtype == part.dtype) {
+      absl::StatusOr<Tensor> view =
+          Tensor::View(part.dtype, shape, source.data.data(), sources.owner);
+      if (view.ok()) {  // else misaligned for in-place reads: copied below
+        *part.tensor = *std::move(view);
+        part.rows = -1;  // done
+        continue;
+      }
     }
-    if (info->shape != slot.shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file, ": tensor ", slot.name, " has shape ", ShapeString(info->shape), " but ",
-          checkpoint->dir(), "/config.json implies ", ShapeString(slot.shape)));
-    }
-  }
-  for (const std::string& name : checkpoint->TensorNames()) {
-    if (!expected.contains(name) && !IsIgnorable(name, config)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(checkpoint->FileOf(name), ": unexpected tensor ", name, " (not part of a ",
-                       config.architecture, " with this config.json)"));
-    }
+    ASSIGN_OR_RETURN(*part.tensor, Tensor::Zeros(part.dtype, std::move(shape)));
   }
 
-  SizeDestinations(slots);
-  // Convert in chunks of rows so one big embedding does not serialize the work. Only the
-  // window of each tensor is read: row slices are contiguous in the file, column slices are
-  // read row by row.
+  // Fill in chunks of rows so one big embedding does not serialize the work. Only the window of
+  // each tensor is read: row slices are contiguous in the file, column slices are read row by row.
   struct Chunk {
-    const Slot* slot;
-    const TensorInfo* info;
+    size_t slot;
+    Tensor* dest;
+    int64_t row_offset;          // of the slot's window in dest
     int64_t row_begin, row_end;  // rows of the window
   };
   std::vector<Chunk> chunks;
-  for (const Slot& slot : slots) {
-    const TensorInfo* info = checkpoint->Find(slot.name);
-    const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElements / slot.num_cols);
-    for (int64_t begin = 0; begin < slot.num_rows; begin += rows_per_chunk) {
-      chunks.push_back({&slot, info, begin, std::min(slot.num_rows, begin + rows_per_chunk)});
+  for (const Part& part : parts) {
+    if (part.rows <= 0) continue;
+    int64_t row_offset = 0;
+    for (size_t s = part.first_slot; s < part.end_slot; ++s) {
+      const WeightSlot& slot = slots[s];
+      const int64_t rows_per_chunk =
+          slot.is_vector()
+              ? std::max<int64_t>(1, slot.num_rows)
+              : std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, slot.num_cols));
+      for (int64_t begin = 0; begin < slot.num_rows; begin += rows_per_chunk) {
+        chunks.push_back(
+            {s, part.tensor, row_offset, begin, std::min(slot.num_rows, begin + rows_per_chunk)});
+      }
+      row_offset += slot.padded_rows;
     }
   }
   std::vector<absl::Status> statuses(chunks.size());
 #pragma omp parallel for schedule(dynamic, 4)
   for (size_t c = 0; c < chunks.size(); ++c) {
     const Chunk& chunk = chunks[c];
-    const Slot& slot = *chunk.slot;
-    const int64_t cols = slot.cols();
-    float* dest = slot.dest->data() + slot.offset;
-    if (slot.num_cols == cols) {
-      const int64_t first = (slot.row_begin + chunk.row_begin) * cols;
-      statuses[c] = ConvertElements(*chunk.info, first, (chunk.row_end - chunk.row_begin) * cols,
-                                    dest + chunk.row_begin * cols);
-      continue;
-    }
-    for (int64_t r = chunk.row_begin; r < chunk.row_end && statuses[c].ok(); ++r) {
-      statuses[c] = ConvertElements(*chunk.info, (slot.row_begin + r) * cols + slot.col_begin,
-                                    slot.num_cols, dest + r * slot.num_cols);
-    }
+    statuses[c] = FillRows(slots[chunk.slot], sources.by_slot[chunk.slot], sources, *chunk.dest,
+                           chunk.row_offset, chunk.row_begin, chunk.row_end);
   }
   for (size_t c = 0; c < chunks.size(); ++c) {
     if (!statuses[c].ok()) {
-      return absl::Status(statuses[c].code(), absl::StrCat(checkpoint->FileOf(chunks[c].slot->name),
-                                                           ": ", statuses[c].message()));
+      const Source& source = sources.by_slot[chunks[c].slot];
+      return absl::Status(
+          statuses[c].code(),
+          absl::StrCat(source.file != nullptr ? *source.file : "dummy weights", ": ",
+                       slots[chunks[c].slot].hf_name, ": ", statuses[c].message()));
     }
   }
+  return absl::OkStatus();
+}
+
+// A quantized row is never split inside a block: every column window of a block-format slot
+// starts and ends on a block boundary.
+absl::Status CheckBlockWindows(const WeightPlan& plan, const std::vector<DType>& stored,
+                               const Sources& sources, int32_t tp_size, bool gguf) {
+  for (size_t s = 0; s < plan.slots.size(); ++s) {
+    const WeightSlot& slot = plan.slots[s];
+    const DTypeTraits& t = Traits(stored[s]);
+    if (slot.is_vector() || t.block_elements == 1) continue;
+    if (slot.col_begin % t.block_elements != 0 || slot.num_cols % t.block_elements != 0) {
+      const Source& source = sources.by_slot[s];
+      return absl::InvalidArgumentError(absl::StrCat(
+          source.file != nullptr ? *source.file : "", ": tensor ",
+          gguf ? slot.gguf_name : slot.hf_name, " is ", std::string(DTypeName(stored[s])),
+          " (blocks of ", t.block_elements, " elements) and tensor parallel size ", tp_size,
+          " would split its rows at column ", slot.col_begin, " of ", slot.cols(),
+          ", inside a block; use a tensor parallel size that divides its ",
+          slot.cols() / t.block_elements, " blocks per row"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DType> SafetensorsToDType(SafetensorsDType dtype) {
+  switch (dtype) {
+    case SafetensorsDType::kF32:
+      return DType::kF32;
+    case SafetensorsDType::kF16:
+      return DType::kF16;
+    case SafetensorsDType::kBF16:
+      return DType::kBF16;
+    default:
+      return absl::InvalidArgumentError("unsupported");
+  }
+}
+
+absl::StatusOr<ModelWeights> LoadSafetensors(const ModelConfig& config, const ShardLayout& layout,
+                                             const ModelArchitecture& arch, const std::string& dir,
+                                             const WeightLoadOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
+                   SafetensorsCheckpoint::Open(dir));
+  // Validate everything against the config before allocating anything.
+  ModelWeights weights;
+  const WeightPlan plan = arch.PlanWeights(config, layout, weights);
+  Sources sources;
+  sources.by_slot.resize(plan.slots.size());
+  absl::flat_hash_set<std::string> expected;
+  for (size_t s = 0; s < plan.slots.size(); ++s) {
+    const WeightSlot& slot = plan.slots[s];
+    expected.insert(slot.hf_name);
+    const TensorInfo* info = checkpoint->Find(slot.hf_name);
+    if (info == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat(dir, ": tensor ", slot.hf_name, " is missing from the checkpoint"));
+    }
+    const std::string& file = checkpoint->FileOf(slot.hf_name);
+    absl::StatusOr<DType> dtype = SafetensorsToDType(info->dtype);
+    if (!dtype.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": tensor ", slot.hf_name, " has dtype ",
+                                                     std::string(SafetensorsDTypeName(info->dtype)),
+                                                     "; expected F32, F16 or BF16"));
+    }
+    if (info->shape != slot.shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": tensor ", slot.hf_name, " has shape ", ShapeString(info->shape), " but ",
+          checkpoint->dir(), "/config.json implies ", ShapeString(slot.shape)));
+    }
+    sources.by_slot[s] = {.dtype = *dtype, .data = info->data, .file = &file};
+  }
+  for (const std::string& name : checkpoint->TensorNames()) {
+    if (!expected.contains(name) && !plan.ignorable_hf(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(checkpoint->FileOf(name), ": unexpected tensor ", name, " (not part of a ",
+                       config.architecture, " with this config.json)"));
+    }
+  }
+  const DType requested = options.dtype.value_or(config.torch_dtype);
+  std::vector<DType> stored(plan.slots.size());
+  for (size_t s = 0; s < plan.slots.size(); ++s) {
+    stored[s] = StoredDType(plan.slots[s], sources.by_slot[s], requested, /*keep_own=*/false);
+  }
+  RETURN_IF_ERROR(Materialize(plan, sources, stored));
   return weights;
 }
 
+absl::StatusOr<ModelWeights> LoadGguf(const ModelConfig& config, const ShardLayout& layout,
+                                      const ModelArchitecture& arch,
+                                      std::shared_ptr<const GgufFile> gguf,
+                                      const WeightLoadOptions& options) {
+  const std::string& path = gguf->source();
+  if (options.dtype.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype ", std::string(DTypeName(*options.dtype)), ": ", path,
+                     " is a GGUF file, whose weights keep the types they are stored in; use "
+                     "--dtype auto"));
+  }
+  const bool permuted = GgufRopeIsInterleaved(*gguf);
+  ModelWeights weights;
+  const WeightPlan plan = arch.PlanWeights(config, layout, weights);
+  Sources sources;
+  sources.by_slot.resize(plan.slots.size());
+  sources.owner = gguf;
+  absl::flat_hash_set<std::string> expected;
+  for (size_t s = 0; s < plan.slots.size(); ++s) {
+    const WeightSlot& slot = plan.slots[s];
+    expected.insert(slot.gguf_name);
+    const GgufTensor* tensor = gguf->FindTensor(slot.gguf_name);
+    if (tensor == nullptr) {
+      return absl::NotFoundError(absl::StrCat(path, ": tensor ", slot.gguf_name, " (", slot.hf_name,
+                                              ") is missing from the file"));
+    }
+    if (tensor->shape != slot.shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": tensor ", slot.gguf_name, " has shape ", ShapeString(tensor->shape),
+                       " but the file's metadata implies ", ShapeString(slot.shape)));
+    }
+    sources.by_slot[s] = {.dtype = tensor->dtype,
+                          .data = tensor->data,
+                          .file = &gguf->source(),
+                          .rope_permuted = permuted};
+  }
+  for (const GgufTensor& tensor : gguf->tensors()) {
+    if (!expected.contains(std::string(tensor.name)) && !plan.ignorable_gguf(tensor.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": unexpected tensor ", std::string(tensor.name), " (not part of a ",
+                       config.architecture, " with this file's metadata)"));
+    }
+  }
+  std::vector<DType> stored(plan.slots.size());
+  for (size_t s = 0; s < plan.slots.size(); ++s) {
+    stored[s] = StoredDType(plan.slots[s], sources.by_slot[s], DType::kF32, /*keep_own=*/true);
+  }
+  RETURN_IF_ERROR(CheckBlockWindows(plan, stored, sources, layout.shard.size, /*gguf=*/true));
+  RETURN_IF_ERROR(Materialize(plan, sources, stored));
+  return weights;
+}
+
+}  // namespace
+
+int64_t LinearWeight::out_features() const {
+  int64_t rows = 0;
+  for (const Tensor& part : parts) rows += part.rows();
+  return rows;
+}
+
+int64_t LinearWeight::num_bytes() const {
+  int64_t bytes = 0;
+  for (const Tensor& part : parts) bytes += part.num_bytes();
+  return bytes;
+}
+
+std::vector<float> LinearWeight::ToFloats() const {
+  std::vector<float> out;
+  for (const Tensor& part : parts) {
+    const std::vector<float> values = TensorToFloats(part);
+    out.insert(out.end(), values.begin(), values.end());
+  }
+  return out;
+}
+
+LinearWeight LinearWeight::FromFloats(int64_t out_features, int64_t in_features,
+                                      std::span<const float> values) {
+  LinearWeight w;
+  w.parts.push_back(Tensor::FromFloats({out_features, in_features}, values));
+  return w;
+}
+
+int64_t ModelWeights::num_bytes() const {
+  absl::flat_hash_set<const void*> seen;
+  int64_t bytes = 0;
+  const auto add = [&](const Tensor& t) {
+    if (!t.empty() && seen.insert(t.data()).second) bytes += t.num_bytes();
+  };
+  add(embed_tokens);
+  add(norm);
+  add(lm_head);
+  for (const LayerWeights& layer : layers) {
+    add(layer.input_layernorm);
+    add(layer.qkv_bias);
+    add(layer.o_bias);
+    add(layer.post_attention_layernorm);
+    for (const LinearWeight* w :
+         {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj, &layer.down_proj}) {
+      for (const Tensor& part : w->parts) add(part);
+    }
+  }
+  return bytes;
+}
+
+absl::StatusOr<std::optional<DType>> ParseWeightDType(std::string_view value) {
+  const std::string v = absl::AsciiStrToLower(std::string(value));
+  if (v == "auto") return std::optional<DType>();
+  if (v == "float32" || v == "float" || v == "fp32") return std::optional<DType>(DType::kF32);
+  if (v == "bfloat16" || v == "bf16") return std::optional<DType>(DType::kBF16);
+  if (v == "float16" || v == "half" || v == "fp16") return std::optional<DType>(DType::kF16);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--dtype must be auto, float32, bfloat16 or float16, got '", std::string(value), "'"));
+}
+
+namespace {
+
+absl::StatusOr<ModelWeights> Load(const ModelConfig& config, const std::string& path,
+                                  std::shared_ptr<const GgufFile> gguf,
+                                  const TensorParallelShard& shard,
+                                  const WeightLoadOptions& options) {
+  ASSIGN_OR_RETURN(const ShardLayout layout, ComputeShardLayout(config, shard));
+  ASSIGN_OR_RETURN(const ModelArchitecture* arch, FindModelArchitecture(config.architecture));
+  if (options.dtype.has_value() && *options.dtype != DType::kF32 && *options.dtype != DType::kF16 &&
+      *options.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights can be stored as float32, float16 or bfloat16, not ",
+                     std::string(DTypeName(*options.dtype))));
+  }
+  if (gguf != nullptr) return LoadGguf(config, layout, *arch, std::move(gguf), options);
+  return LoadSafetensors(config, layout, *arch, path, options);
+}
+
+}  // namespace
+
+absl::StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const std::string& path,
+                                              const TensorParallelShard& shard,
+                                              const WeightLoadOptions& options) {
+  std::shared_ptr<const GgufFile> gguf;
+  if (IsGgufPath(path)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> opened, GgufFile::Open(path));
+    gguf = std::move(opened);
+  }
+  return Load(config, path, std::move(gguf), shard, options);
+}
+
+absl::StatusOr<ModelWeights> LoadModelWeights(const ModelSource& model,
+                                              const TensorParallelShard& shard,
+                                              const WeightLoadOptions& options) {
+  return Load(model.config(), model.path(), model.gguf(), shard, options);
+}
+
 ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
-                               const TensorParallelShard& shard) {
+                               const TensorParallelShard& shard, const WeightLoadOptions& options) {
   absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
-  if (!layout.ok()) {
-    PAGODA_LOG(critical, "DummyModelWeights: {}", layout.status().ToString());
+  absl::StatusOr<const ModelArchitecture*> arch = FindModelArchitecture(config.architecture);
+  const DType dtype = options.dtype.value_or(DType::kF32);
+  if (!layout.ok() || !arch.ok() ||
+      (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16)) {
+    PAGODA_LOG(critical, "DummyModelWeights: {}",
+               !layout.ok() ? layout.status().ToString()
+                            : (!arch.ok() ? arch.status().ToString() : "bad dtype"));
     std::abort();
   }
   ModelWeights weights;
-  const std::vector<Slot> slots = PlanSlots(config, *layout, weights);
-  SizeDestinations(slots);
-  for (const Slot& slot : slots) {
-    const bool is_norm =
-        absl::EndsWith(slot.name, "layernorm.weight") || slot.name == "model.norm.weight";
-    const bool is_embedding =
-        slot.name == "model.embed_tokens.weight" || slot.name == "lm_head.weight";
-    if (is_norm) {
-      std::fill(slot.dest->begin(), slot.dest->end(), 1.0f);
-    } else if (is_embedding) {
-      FillUniform(slot, 0.1f, seed);
-    } else {
-      // Biases share their projection's fan-in (hidden for q/k/v, q_size for o), as in PyTorch;
-      // the fan-in is the unsharded one, so that a shard holds slices of the unsharded weights.
-      int64_t fan_in = config.hidden_size;
-      if (absl::EndsWith(slot.name, "o_proj.weight")) fan_in = config.q_size();
-      if (absl::EndsWith(slot.name, "down_proj.weight")) fan_in = config.intermediate_size;
-      if (absl::EndsWith(slot.name, "o_proj.bias")) fan_in = config.q_size();
-      FillUniform(slot, 1.0f / std::sqrt(static_cast<float>(fan_in)), seed);
-    }
+  const WeightPlan plan = (*arch)->PlanWeights(config, *layout, weights);
+  Sources sources;
+  sources.by_slot.resize(plan.slots.size());
+  sources.dummy = true;
+  sources.seed = seed;
+  std::vector<DType> stored(plan.slots.size());
+  for (size_t s = 0; s < plan.slots.size(); ++s) {
+    stored[s] = StoredDType(plan.slots[s], sources.by_slot[s], dtype, /*keep_own=*/false);
+  }
+  const absl::Status status = Materialize(plan, sources, stored);
+  if (!status.ok()) {
+    PAGODA_LOG(critical, "DummyModelWeights: {}", status.ToString());
+    std::abort();
   }
   return weights;
 }

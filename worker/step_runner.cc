@@ -10,15 +10,6 @@
 namespace pagoda {
 namespace {
 
-// Copies one block (every layer, K and V) between two caches of the same per-block shape.
-void CopyBlockAcross(const KvCache& src, int32_t src_block, KvCache& dst, int32_t dst_block) {
-  const int64_t n = src.shape().floats_per_block();
-  for (int64_t layer = 0; layer < src.shape().num_layers; ++layer) {
-    std::copy_n(src.key(layer) + src_block * n, n, dst.key(layer) + dst_block * n);
-    std::copy_n(src.value(layer) + src_block * n, n, dst.value(layer) + dst_block * n);
-  }
-}
-
 // Checks that each pair's ends lie in their pools and that no destination is written twice.
 absl::Status ValidatePairs(absl::Span<const std::pair<int32_t, int32_t>> pairs,
                            const std::string& what, const char* src_pool, int64_t src_blocks,
@@ -223,10 +214,10 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
 void StepRunner::Swap(const StepPlan& plan) {
   KvCache& device = runner_->kv_cache();
   for (const auto& [device_block, host_block] : plan.swap_out) {
-    CopyBlockAcross(device, device_block, *host_cache_, host_block);
+    KvCache::CopyBlockAcross(device, device_block, *host_cache_, host_block);
   }
   for (const auto& [host_block, device_block] : plan.swap_in) {
-    CopyBlockAcross(*host_cache_, host_block, device, device_block);
+    KvCache::CopyBlockAcross(*host_cache_, host_block, device, device_block);
   }
 }
 

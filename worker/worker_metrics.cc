@@ -52,6 +52,15 @@ WorkerMetrics::WorkerMetrics()
                           .Name("pagoda_worker:kv_blocks_free")
                           .Help("Device KV blocks no live sequence references")
                           .Register(*registry_)),
+      model_weight_bytes_(prometheus::BuildGauge()
+                              .Name("pagoda_worker:model_weight_bytes")
+                              .Help("Bytes of this rank's weights, in their stored types")
+                              .Register(*registry_)),
+      kv_cache_bytes_(prometheus::BuildGauge()
+                          .Name("pagoda_worker:kv_cache_bytes")
+                          .Help("Bytes of this rank's device KV cache (keys and values, every "
+                                "layer)")
+                          .Register(*registry_)),
       all_reduce_seconds_(prometheus::BuildCounter()
                               .Name("pagoda_worker:all_reduce_seconds_total")
                               .Help("Seconds inside communicator collectives (all-reduce and "
@@ -63,14 +72,22 @@ void WorkerMetrics::SetIdentity(const std::string& replica, int32_t rank) {
   absl::MutexLock lock(&mu_);
   prometheus::Gauge* used = &kv_blocks_used_.Add(labels);
   prometheus::Gauge* free = &kv_blocks_free_.Add(labels);
+  prometheus::Gauge* weight_bytes = &model_weight_bytes_.Add(labels);
+  prometheus::Gauge* kv_bytes = &kv_cache_bytes_.Add(labels);
   if (kv_blocks_used_now_ != nullptr && kv_blocks_used_now_ != used) {
     kv_blocks_used_.Remove(kv_blocks_used_now_);
     kv_blocks_free_.Remove(kv_blocks_free_now_);
+    model_weight_bytes_.Remove(model_weight_bytes_now_);
+    kv_cache_bytes_.Remove(kv_cache_bytes_now_);
   }
   kv_blocks_used_now_ = used;
   kv_blocks_free_now_ = free;
+  model_weight_bytes_now_ = weight_bytes;
+  kv_cache_bytes_now_ = kv_bytes;
   used->Set(0);
   free->Set(0);
+  weight_bytes->Set(0);
+  kv_bytes->Set(0);
   step_latency_now_ = &step_latency_.Add(labels, StepLatencyBuckets());
   batch_tokens_now_ = &batch_tokens_.Add(labels, BatchTokensBuckets());
   all_reduce_seconds_now_ = &all_reduce_seconds_.Add(labels);
@@ -84,6 +101,13 @@ void WorkerMetrics::ObserveStep(double step_seconds, int64_t batch_tokens, int64
   batch_tokens_now_->Observe(static_cast<double>(batch_tokens));
   kv_blocks_used_now_->Set(static_cast<double>(kv_blocks_used));
   kv_blocks_free_now_->Set(static_cast<double>(kv_blocks_free));
+}
+
+void WorkerMetrics::SetModelBytes(int64_t weight_bytes, int64_t kv_cache_bytes) {
+  absl::MutexLock lock(&mu_);
+  if (model_weight_bytes_now_ == nullptr) return;
+  model_weight_bytes_now_->Set(static_cast<double>(weight_bytes));
+  kv_cache_bytes_now_->Set(static_cast<double>(kv_cache_bytes));
 }
 
 void WorkerMetrics::AddCollectiveSeconds(double seconds) {

@@ -1,8 +1,8 @@
 // WorkerMetrics: one pagoda-worker's Prometheus metrics (`pagoda_worker:` prefix), labelled
 // replica (the name the router's Init gives, "replica-0") and rank (the tensor-parallel rank):
-// step latency and tokens per step, KV blocks held by live sequences and free, and the time
-// spent inside communicator collectives. The WorkerRuntime updates them per Execute; the
-// worker's /metrics endpoint serves Serialize().
+// step latency and tokens per step, KV blocks held by live sequences and free, the bytes of the
+// rank's weights and KV cache, and the time spent inside communicator collectives. The
+// WorkerRuntime updates them per Execute; the worker's /metrics endpoint serves Serialize().
 //
 // TimedCommunicator is the decorator that feeds the collective time: it wraps a rank's
 // Communicator and adds the time of every AllReduceSum and AllGather on its clock.
@@ -38,6 +38,9 @@ class WorkerMetrics {
   /// Labels the observations that follow (each Init). Counters and histograms of a label set
   /// seen before continue where they were; the KV gauges of a previous one are removed.
   void SetIdentity(const std::string& replica, int32_t rank);
+  /// The memory the current identity's model takes: weight bytes (this rank's shard, in their
+  /// stored types) and KV cache bytes (device blocks, keys and values of every layer).
+  void SetModelBytes(int64_t weight_bytes, int64_t kv_cache_bytes);
 
   /// One applied step: its wall time, the tokens it computed (first pass), and the device
   /// blocks referenced by live sequences / not referenced afterwards.
@@ -58,6 +61,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Histogram>& batch_tokens_;
   prometheus::Family<prometheus::Gauge>& kv_blocks_used_;
   prometheus::Family<prometheus::Gauge>& kv_blocks_free_;
+  prometheus::Family<prometheus::Gauge>& model_weight_bytes_;
+  prometheus::Family<prometheus::Gauge>& kv_cache_bytes_;
   prometheus::Family<prometheus::Counter>& all_reduce_seconds_;
 
   absl::Mutex mu_;
@@ -66,6 +71,8 @@ class WorkerMetrics {
   prometheus::Histogram* batch_tokens_now_ ABSL_GUARDED_BY(mu_) = nullptr;
   prometheus::Gauge* kv_blocks_used_now_ ABSL_GUARDED_BY(mu_) = nullptr;
   prometheus::Gauge* kv_blocks_free_now_ ABSL_GUARDED_BY(mu_) = nullptr;
+  prometheus::Gauge* model_weight_bytes_now_ ABSL_GUARDED_BY(mu_) = nullptr;
+  prometheus::Gauge* kv_cache_bytes_now_ ABSL_GUARDED_BY(mu_) = nullptr;
   prometheus::Counter* all_reduce_seconds_now_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 

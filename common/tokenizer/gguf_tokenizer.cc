@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -477,6 +479,61 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromGgufData(const GgufToken
                           absl::StrCat(std::string(source), " (GGUF tokenizer)")));
   return std::unique_ptr<Tokenizer>(
       std::make_unique<GgufTokenizer>(std::move(inner), std::move(converted.stop_ids)));
+}
+
+absl::StatusOr<GgufTokenizerData> GgufTokenizerDataFromFile(const GgufFile& file) {
+  GgufTokenizerData data;
+  ASSIGN_OR_RETURN(const std::string_view model, file.GetString("tokenizer.ggml.model"));
+  data.model = std::string(model);
+  ASSIGN_OR_RETURN(data.tokens, file.GetStringArray("tokenizer.ggml.tokens"));
+  // Optional keys: absent is fine, present with the wrong type is not.
+  const auto optional = [](auto statusor, auto& out) -> absl::Status {
+    if (absl::IsNotFound(statusor.status())) return absl::OkStatus();
+    if (!statusor.ok()) return statusor.status();
+    out = *std::move(statusor);
+    return absl::OkStatus();
+  };
+  std::string_view pre = "default";
+  RETURN_IF_ERROR(optional(file.GetString("tokenizer.ggml.pre"), pre));
+  data.pre = std::string(pre);
+  RETURN_IF_ERROR(optional(file.GetF32Array("tokenizer.ggml.scores"), data.scores));
+  RETURN_IF_ERROR(optional(file.GetI32Array("tokenizer.ggml.token_type"), data.token_types));
+  RETURN_IF_ERROR(optional(file.GetStringArray("tokenizer.ggml.merges"), data.merges));
+  const std::pair<const char*, std::optional<int32_t>*> ids[] = {
+      {"tokenizer.ggml.bos_token_id", &data.bos},
+      {"tokenizer.ggml.eos_token_id", &data.eos},
+      {"tokenizer.ggml.eot_token_id", &data.eot},
+      {"tokenizer.ggml.eom_token_id", &data.eom},
+      {"tokenizer.ggml.unknown_token_id", &data.unk},
+      {"tokenizer.ggml.padding_token_id", &data.pad}};
+  for (const auto& [key, id] : ids) {
+    std::optional<int64_t> value;
+    RETURN_IF_ERROR(optional(file.GetI64(key), value));
+    if (!value.has_value()) continue;
+    if (*value < 0 || *value > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.source(), ": ", key, " = ", *value, " is not a token id"));
+    }
+    *id = static_cast<int32_t>(*value);
+  }
+  const std::pair<const char*, std::optional<bool>*> flags[] = {
+      {"tokenizer.ggml.add_bos_token", &data.add_bos},
+      {"tokenizer.ggml.add_eos_token", &data.add_eos},
+      {"tokenizer.ggml.add_space_prefix", &data.add_space_prefix}};
+  for (const auto& [key, flag] : flags) {
+    std::optional<bool> value;
+    RETURN_IF_ERROR(optional(file.GetBool(key), value));
+    *flag = value;
+  }
+  std::string_view chat_template;
+  RETURN_IF_ERROR(optional(file.GetString("tokenizer.chat_template"), chat_template));
+  data.chat_template = std::string(chat_template);
+  return data;
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& file) {
+  ASSIGN_OR_RETURN(const GgufTokenizerData data, GgufTokenizerDataFromFile(file));
+  return TokenizerFromGgufData(data, file.source());
 }
 
 }  // namespace pagoda

@@ -19,6 +19,7 @@
 //   data.model = "gpt2"; data.pre = "smollm"; data.tokens = ...; data.merges = ...;
 //   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, TokenizerFromGgufData(data, "m.gguf"));
 //   std::vector<int32_t> ids = tok->Encode("<|im_start|>user\nHi<|im_end|>\n");
+//   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> t, TokenizerFromGguf(*gguf));  // from the file
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/formats/gguf.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace pagoda {
@@ -70,5 +72,13 @@ absl::StatusOr<HfTokenizerFiles> ConvertGgufTokenizer(const GgufTokenizerData& d
 /// EOM and the tokens llama.cpp ends generation at (<|eot_id|>, <|im_end|>, <|endoftext|>, ...).
 absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromGgufData(const GgufTokenizerData& data,
                                                                  std::string_view source);
+
+/// The tokenizer keys of `file` (views into it: the file must outlive the result). Required:
+/// tokenizer.ggml.model and tokenizer.ggml.tokens; the others are optional. A key of the wrong
+/// type (or an id beyond int32) is an error naming the file and the key.
+absl::StatusOr<GgufTokenizerData> GgufTokenizerDataFromFile(const GgufFile& file);
+
+/// GgufTokenizerDataFromFile, then TokenizerFromGgufData.
+absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& file);
 
 }  // namespace pagoda

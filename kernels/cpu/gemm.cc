@@ -16,13 +16,13 @@ void Gemm(const GemmParams& p) {
   const auto* b = static_cast<const float*>(p.b);
   if (p.m <= internal::kSkinnyGemmMaxRows) {
     // Decode batches: stream the weights once instead of packing them (see skinny_gemm.h).
-    internal::SkinnyGemm(p.a, b, p.c, p.m, p.n, p.k, p.alpha, p.beta);
+    internal::SkinnyGemm(p.a, b, p.c, p.m, p.n, p.k, p.alpha, p.beta, p.row_stride());
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(p.m),
               static_cast<blasint>(p.n), static_cast<blasint>(p.k), p.alpha, p.a,
               static_cast<blasint>(p.k), b, static_cast<blasint>(p.k), p.beta, p.c,
-              static_cast<blasint>(p.n));
+              static_cast<blasint>(p.row_stride()));
 }
 
 }  // namespace pagoda::kernels::cpu

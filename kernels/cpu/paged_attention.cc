@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/internal/attention_rows.h"
+#include "kernels/cpu/internal/half.h"
 #include "kernels/cpu/internal/vec_math.h"
 
 namespace pagoda::kernels {
@@ -61,7 +62,20 @@ struct Scratch {
   float* acc;  // [rows, head_dim]
   float* max;  // [rows]
   float* sum;  // [rows]
+  float* k;    // [kChunk, head_dim]: a bf16 cache's K rows of the chunk, widened
+  float* v;    // [kChunk, head_dim]
 };
+
+// Points rows[c] at cache row `offset` in fp32: in place for an fp32 cache, else widened from
+// bf16 into `widened` + c * dim.
+inline const float* CacheRow(const void* cache, DType dtype, int64_t offset, int64_t dim,
+                             float* widened) {
+  if (dtype == DType::kF32) return static_cast<const float*>(cache) + offset;
+  const uint16_t* __restrict src = static_cast<const uint16_t*>(cache) + offset;
+#pragma omp simd
+  for (int64_t d = 0; d < dim; ++d) widened[d] = internal::Bf16ToFloat(src[d]);
+  return widened;
+}
 
 // Runs one work item: online softmax over its context range for all rows of its tile, then
 // either normalizes into out or leaves the unnormalized state in the partials.
@@ -103,8 +117,8 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
           (static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size) *
               cache_row +
           w.kv_head * dim;
-      k_rows[c] = p.key_cache + offset;
-      v_rows[c] = p.value_cache + offset;
+      k_rows[c] = CacheRow(p.key_cache, p.cache_dtype, offset, dim, scratch.k + c * dim);
+      v_rows[c] = CacheRow(p.value_cache, p.cache_dtype, offset, dim, scratch.v + c * dim);
     }
     for (int64_t t = 0; t < tile_tokens; ++t) {
       const int64_t valid = std::min(n, tile_pos + t + 1 - c0);  // causal mask
@@ -205,6 +219,11 @@ absl::Status PagedAttentionParams::Validate() const {
   }
   if (key_cache == nullptr || value_cache == nullptr) {
     return absl::InvalidArgumentError("paged_attention: key_cache or value_cache is null");
+  }
+  if (cache_dtype != DType::kF32 && cache_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("paged_attention: the cache holds float32 or bfloat16, not dtype ",
+                     static_cast<int>(cache_dtype)));
   }
   if (num_seqs == 0) {
     if (num_tokens != 0) {
@@ -342,10 +361,15 @@ absl::Status PagedAttention(const PagedAttentionParams& p) {
   const internal::AttentionRowOps& ops = internal::BestAttentionRowOps();
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> buffer(static_cast<size_t>(max_rows * (2 * p.head_dim + 2)));
-    const Scratch scratch{buffer.data(), buffer.data() + max_rows * p.head_dim,
-                          buffer.data() + 2 * max_rows * p.head_dim,
-                          buffer.data() + 2 * max_rows * p.head_dim + max_rows};
+    const int64_t widened = p.cache_dtype == DType::kF32 ? 0 : kChunk * p.head_dim;
+    std::vector<float> buffer(static_cast<size_t>(max_rows * (2 * p.head_dim + 2) + 2 * widened));
+    float* base = buffer.data();
+    const Scratch scratch{base,
+                          base + max_rows * p.head_dim,
+                          base + 2 * max_rows * p.head_dim,
+                          base + 2 * max_rows * p.head_dim + max_rows,
+                          base + 2 * max_rows * p.head_dim + 2 * max_rows,
+                          base + 2 * max_rows * p.head_dim + 2 * max_rows + widened};
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < num_items; ++i) AttendTile(p, items[i], ops, scratch, &partials);
 #pragma omp for schedule(static)

@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/dequantize.h"
 
 namespace pagoda::kernels {
 namespace {
@@ -35,6 +36,58 @@ TEST(Embedding, CopiesTheRowOfEachId) {
       ASSERT_EQ(out[t * kHidden + i], table[ids[t] * kHidden + i]) << "token " << t;
     }
   }
+}
+
+// A quantized table's rows are dequantized as they are read (SmolLM2's GGUF embedding is Q8_0).
+TEST(Embedding, DequantizesTheRowsOfAQuantizedTable) {
+  constexpr int64_t kVocabQ = 11, kHiddenQ = 512;
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> values(kVocabQ * kHiddenQ);
+  for (float& x : values) x = uniform(rng);
+  for (DType dtype : {DType::kBF16, DType::kQ8_0}) {
+    const DTypeTraits& t = Traits(dtype);
+    std::vector<uint8_t> table(kVocabQ * kHiddenQ / t.block_elements * t.block_bytes);
+    ASSERT_TRUE(Quantize({.dtype = dtype,
+                          .src = values.data(),
+                          .dst = table.data(),
+                          .num_elements = kVocabQ * kHiddenQ})
+                    .ok());
+    std::vector<float> dequantized(values.size());
+    ASSERT_TRUE(Dequantize({.dtype = dtype,
+                            .src = table.data(),
+                            .dst = dequantized.data(),
+                            .num_elements = kVocabQ * kHiddenQ})
+                    .ok());
+    const std::vector<int32_t> ids = {10, 0, 3, 3};
+    std::vector<float> out(ids.size() * kHiddenQ, std::numeric_limits<float>::quiet_NaN());
+    ASSERT_TRUE(Embedding({.token_ids = ids.data(),
+                           .table = table.data(),
+                           .table_dtype = dtype,
+                           .output = out.data(),
+                           .num_tokens = static_cast<int64_t>(ids.size()),
+                           .vocab_size = kVocabQ,
+                           .hidden_size = kHiddenQ})
+                    .ok());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      for (int64_t j = 0; j < kHiddenQ; ++j) {
+        ASSERT_EQ(out[i * kHiddenQ + j], dequantized[ids[i] * kHiddenQ + j])
+            << DTypeName(dtype) << " token " << i;
+      }
+    }
+  }
+  const std::vector<uint8_t> table(64);
+  float out[48];
+  const int32_t id = 0;
+  EXPECT_THAT(std::string(Embedding({.token_ids = &id,
+                                     .table = table.data(),
+                                     .table_dtype = DType::kQ8_0,
+                                     .output = out,
+                                     .num_tokens = 1,
+                                     .vocab_size = 1,
+                                     .hidden_size = 48})
+                              .message()),
+              HasSubstr("hidden_size=48 is not a whole number of 32-element q8_0 blocks"));
 }
 
 TEST(Embedding, OutOfRangeIdIsInvalidAndWritesNothing) {

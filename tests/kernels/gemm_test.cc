@@ -1,5 +1,6 @@
 #include "kernels/gemm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -100,6 +101,8 @@ TEST(Gemm, RejectsBadParams) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("gemm: bad shape"));
   EXPECT_THAT(std::string(Gemm({.m = 2, .n = 3, .k = 4}).message()), HasSubstr("null"));
   EXPECT_TRUE(Gemm({.m = 0, .n = 3, .k = 4}).ok());
+  EXPECT_THAT(std::string(Gemm({.m = 0, .n = 3, .k = 4, .ldc = 2}).message()),
+              HasSubstr("ldc=2 is below n=3"));
 }
 
 TEST(Gemm, RejectsKThatSplitsABlockAndUnknownDTypes) {
@@ -222,6 +225,47 @@ TEST_P(GemmDTypes, MatchesFloat64ReferenceOnDequantizedWeights) {
 
 TEST_P(GemmDTypes, AlphaAndBetaApply) {
   for (int64_t m : {3, 17}) CheckDType(GetParam(), m, 37, K(), 0.5f, 1.0f, 8);
+}
+
+// A row stride (ldc) above n writes an n-column window of a wider C, as one part of a fused
+// projection does: the window equals a packed GEMM's output and nothing outside it is touched.
+TEST_P(GemmDTypes, RowStrideWritesAWindowOfAWiderC) {
+  const DType dtype = GetParam();
+  const int64_t n = 37, k = K(), ldc = n + 11, column = 5;
+  for (int64_t m : {1, 3, 9, 17}) {
+    for (float beta : {0.0f, 1.0f}) {
+      SCOPED_TRACE(absl::StrCat(std::string(DTypeName(dtype)), " m=", m, " beta=", beta));
+      std::mt19937 rng(11);
+      const std::vector<uint8_t> w = RandomWeights(dtype, n, k, rng);
+      const std::vector<float> a = Random(m * k, rng);
+      const std::vector<float> wide0 = Random(m * ldc, rng);
+      std::vector<float> packed(static_cast<size_t>(m * n));
+      for (int64_t i = 0; i < m; ++i) {
+        std::copy_n(wide0.begin() + i * ldc + column, n, packed.begin() + i * n);
+      }
+      std::vector<float> wide = wide0;
+      const GemmParams p{.a = a.data(),
+                         .b = w.data(),
+                         .b_dtype = dtype,
+                         .c = packed.data(),
+                         .m = m,
+                         .n = n,
+                         .k = k,
+                         .beta = beta};
+      ASSERT_TRUE(Gemm(p).ok());
+      GemmParams strided = p;
+      strided.c = wide.data() + column;
+      strided.ldc = ldc;
+      ASSERT_TRUE(Gemm(strided).ok());
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < ldc; ++j) {
+          const bool inside = j >= column && j < column + n;
+          const float want = inside ? packed[i * n + j - column] : wide0[i * ldc + j];
+          ASSERT_EQ(wide[i * ldc + j], want) << "row " << i << ", column " << j;
+        }
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllDTypes, GemmDTypes,

@@ -32,6 +32,19 @@ ModelConfig TinyConfig() {
   return c;
 }
 
+// A layer's weights as plain fp32 vectors (dequantized), for the reference.
+struct DenseLayer {
+  std::vector<float> input_layernorm, qkv_proj, qkv_bias, o_proj, o_bias, post_attention_layernorm,
+      gate_up_proj, down_proj;
+};
+
+DenseLayer Dense(const LayerWeights& w) {
+  return {TensorToFloats(w.input_layernorm), w.qkv_proj.ToFloats(),
+          TensorToFloats(w.qkv_bias),        w.o_proj.ToFloats(),
+          TensorToFloats(w.o_bias),          TensorToFloats(w.post_attention_layernorm),
+          w.gate_up_proj.ToFloats(),         w.down_proj.ToFloats()};
+}
+
 // A plain dense forward pass over the whole sequence: the logits at every position.
 std::vector<float> ReferenceLogits(const ModelConfig& c, const ModelWeights& w,
                                    const std::vector<int32_t>& ids) {
@@ -65,11 +78,13 @@ std::vector<float> ReferenceLogits(const ModelConfig& c, const ModelWeights& w,
       v[i + hd / 2] = float(b * cs + a * sn);
     }
   };
+  const std::vector<float> embed = TensorToFloats(w.embed_tokens);
   std::vector<std::vector<float>> x(n);
   for (int64_t t = 0; t < n; ++t) {
-    x[t].assign(w.embed_tokens.begin() + ids[t] * d, w.embed_tokens.begin() + (ids[t] + 1) * d);
+    x[t].assign(embed.begin() + ids[t] * d, embed.begin() + (ids[t] + 1) * d);
   }
-  for (const LayerWeights& L : w.layers) {
+  for (const LayerWeights& layer : w.layers) {
+    const DenseLayer L = Dense(layer);
     std::vector<std::vector<float>> qkv(n);
     for (int64_t t = 0; t < n; ++t) {
       qkv[t] =
@@ -110,10 +125,12 @@ std::vector<float> ReferenceLogits(const ModelConfig& c, const ModelWeights& w,
       for (int64_t i = 0; i < d; ++i) x[t][i] += down[i];
     }
   }
+  const std::vector<float> head = TensorToFloats(w.lm_head_or_embedding());
+  const std::vector<float> norm = TensorToFloats(w.norm);
   std::vector<float> logits;
   for (int64_t t = 0; t < n; ++t) {
     const std::vector<float> l =
-        matvec(w.lm_head_or_embedding(), rms(x[t].data(), w.norm).data(), c.vocab_size, d, nullptr);
+        matvec(head, rms(x[t].data(), norm).data(), c.vocab_size, d, nullptr);
     logits.insert(logits.end(), l.begin(), l.end());
   }
   return logits;

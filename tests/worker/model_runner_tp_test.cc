@@ -189,6 +189,18 @@ ModelConfig GqaConfig() {
   return c;
 }
 
+// The values of a typed weight, dequantized.
+std::vector<float> F(const Tensor& t) { return TensorToFloats(t); }
+std::vector<float> F(const LinearWeight& w) { return w.ToFloats(); }
+
+// An fp32 vector tensor (empty for no values) and an fp32 [rows, cols] matrix.
+Tensor Vector(const std::vector<float>& v) {
+  return v.empty() ? Tensor() : Tensor::FromFloats({static_cast<int64_t>(v.size())}, v);
+}
+LinearWeight Matrix(const std::vector<float>& v, int64_t cols) {
+  return LinearWeight::FromFloats(static_cast<int64_t>(v.size()) / cols, cols, v);
+}
+
 // The slice of `full` that `shard` should hold, cut independently of the loader.
 ModelWeights Slice(const ModelConfig& c, const ModelWeights& full,
                    const TensorParallelShard& shard) {
@@ -217,44 +229,55 @@ ModelWeights Slice(const ModelConfig& c, const ModelWeights& full,
     w.input_layernorm = f.input_layernorm;
     w.post_attention_layernorm = f.post_attention_layernorm;
     for (int64_t width : {hidden, int64_t{1}}) {
-      const std::vector<float>& src = width == 1 ? f.qkv_bias : f.qkv_proj;
-      std::vector<float>& dst = width == 1 ? w.qkv_bias : w.qkv_proj;
+      const std::vector<float> src = width == 1 ? F(f.qkv_bias) : F(f.qkv_proj);
       if (src.empty()) continue;
+      std::vector<float> dst;
       append(dst, rows(src, width, l.head_begin * hd, l.q_size()));
       append(dst, rows(src, width, q + l.kv_head_begin * hd, l.kv_size()));
       append(dst, rows(src, width, q + kv + l.kv_head_begin * hd, l.kv_size()));
+      if (width == 1) {
+        w.qkv_bias = Vector(dst);
+      } else {
+        w.qkv_proj = Matrix(dst, hidden);
+      }
     }
-    w.o_proj = cols(f.o_proj, q, l.head_begin * hd, l.q_size());
+    w.o_proj = Matrix(cols(F(f.o_proj), q, l.head_begin * hd, l.q_size()), l.q_size());
     if (shard.rank == 0) w.o_bias = f.o_bias;
-    w.gate_up_proj = rows(f.gate_up_proj, hidden, l.intermediate_begin, l.intermediate_size);
-    append(w.gate_up_proj,
-           rows(f.gate_up_proj, hidden, inter + l.intermediate_begin, l.intermediate_size));
-    w.down_proj = cols(f.down_proj, inter, l.intermediate_begin, l.intermediate_size);
+    const std::vector<float> gate_up = F(f.gate_up_proj);
+    std::vector<float> local_gate_up =
+        rows(gate_up, hidden, l.intermediate_begin, l.intermediate_size);
+    append(local_gate_up, rows(gate_up, hidden, inter + l.intermediate_begin, l.intermediate_size));
+    w.gate_up_proj = Matrix(local_gate_up, hidden);
+    w.down_proj = Matrix(cols(F(f.down_proj), inter, l.intermediate_begin, l.intermediate_size),
+                         l.intermediate_size);
   }
   if (shard.size > 1 || !c.tie_word_embeddings) {
-    s.lm_head = rows(full.lm_head_or_embedding(), hidden, l.vocab_begin, l.vocab_valid_rows);
-    s.lm_head.resize(l.vocab_rows * hidden, 0.0f);  // padding rows
+    std::vector<float> head =
+        rows(F(full.lm_head_or_embedding()), hidden, l.vocab_begin, l.vocab_valid_rows);
+    head.resize(l.vocab_rows * hidden, 0.0f);  // padding rows
+    s.lm_head = Tensor::FromFloats({l.vocab_rows, hidden}, head);
   }
   return s;
 }
 
 void ExpectSameWeights(const ModelWeights& actual, const ModelWeights& expected,
                        const std::string& what) {
-  EXPECT_EQ(actual.embed_tokens, expected.embed_tokens) << what;
-  EXPECT_EQ(actual.norm, expected.norm) << what;
-  EXPECT_EQ(actual.lm_head, expected.lm_head) << what;
+  EXPECT_EQ(F(actual.embed_tokens), F(expected.embed_tokens)) << what;
+  EXPECT_EQ(F(actual.norm), F(expected.norm)) << what;
+  EXPECT_EQ(F(actual.lm_head), F(expected.lm_head)) << what;
   ASSERT_EQ(actual.layers.size(), expected.layers.size()) << what;
   for (size_t i = 0; i < actual.layers.size(); ++i) {
     const LayerWeights& a = actual.layers[i];
     const LayerWeights& e = expected.layers[i];
-    EXPECT_EQ(a.input_layernorm, e.input_layernorm) << what << " layer " << i;
-    EXPECT_EQ(a.qkv_proj, e.qkv_proj) << what << " layer " << i;
-    EXPECT_EQ(a.qkv_bias, e.qkv_bias) << what << " layer " << i;
-    EXPECT_EQ(a.o_proj, e.o_proj) << what << " layer " << i;
-    EXPECT_EQ(a.o_bias, e.o_bias) << what << " layer " << i;
-    EXPECT_EQ(a.post_attention_layernorm, e.post_attention_layernorm) << what << " layer " << i;
-    EXPECT_EQ(a.gate_up_proj, e.gate_up_proj) << what << " layer " << i;
-    EXPECT_EQ(a.down_proj, e.down_proj) << what << " layer " << i;
+    EXPECT_EQ(F(a.input_layernorm), F(e.input_layernorm)) << what << " layer " << i;
+    EXPECT_EQ(F(a.qkv_proj), F(e.qkv_proj)) << what << " layer " << i;
+    EXPECT_EQ(F(a.qkv_bias), F(e.qkv_bias)) << what << " layer " << i;
+    EXPECT_EQ(F(a.o_proj), F(e.o_proj)) << what << " layer " << i;
+    EXPECT_EQ(F(a.o_bias), F(e.o_bias)) << what << " layer " << i;
+    EXPECT_EQ(F(a.post_attention_layernorm), F(e.post_attention_layernorm))
+        << what << " layer " << i;
+    EXPECT_EQ(F(a.gate_up_proj), F(e.gate_up_proj)) << what << " layer " << i;
+    EXPECT_EQ(F(a.down_proj), F(e.down_proj)) << what << " layer " << i;
   }
 }
 
@@ -266,34 +289,37 @@ std::string WriteCheckpoint(const ModelConfig& config, const ModelWeights& weigh
   const int64_t hidden = config.hidden_size, q = config.q_size(), kv = config.kv_size();
   const int64_t inter = config.intermediate_size;
   std::vector<TensorToWrite> tensors;
-  auto add = [&](std::string name, std::vector<int64_t> shape, const std::vector<float>& values,
+  std::vector<std::vector<float>> values;  // the fp32 values the tensors point into
+  values.reserve(4 + 13 * config.num_hidden_layers);
+  auto add = [&](std::string name, std::vector<int64_t> shape, std::vector<float> all,
                  int64_t offset) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
+    values.push_back(std::move(all));
     tensors.push_back({.name = std::move(name),
                        .dtype = SafetensorsDType::kBF16,
                        .shape = std::move(shape),
-                       .values = std::span<const float>(values.data() + offset, n)});
+                       .values = std::span<const float>(values.back().data() + offset, n)});
   };
-  add("model.embed_tokens.weight", {config.vocab_size, hidden}, weights.embed_tokens, 0);
-  add("model.norm.weight", {hidden}, weights.norm, 0);
-  add("lm_head.weight", {config.vocab_size, hidden}, weights.lm_head, 0);
+  add("model.embed_tokens.weight", {config.vocab_size, hidden}, F(weights.embed_tokens), 0);
+  add("model.norm.weight", {hidden}, F(weights.norm), 0);
+  add("lm_head.weight", {config.vocab_size, hidden}, F(weights.lm_head), 0);
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     const LayerWeights& w = weights.layers[i];
     const std::string p = absl::StrCat("model.layers.", i, ".");
-    add(p + "input_layernorm.weight", {hidden}, w.input_layernorm, 0);
-    add(p + "post_attention_layernorm.weight", {hidden}, w.post_attention_layernorm, 0);
-    add(p + "self_attn.q_proj.weight", {q, hidden}, w.qkv_proj, 0);
-    add(p + "self_attn.k_proj.weight", {kv, hidden}, w.qkv_proj, q * hidden);
-    add(p + "self_attn.v_proj.weight", {kv, hidden}, w.qkv_proj, (q + kv) * hidden);
-    add(p + "self_attn.q_proj.bias", {q}, w.qkv_bias, 0);
-    add(p + "self_attn.k_proj.bias", {kv}, w.qkv_bias, q);
-    add(p + "self_attn.v_proj.bias", {kv}, w.qkv_bias, q + kv);
-    add(p + "self_attn.o_proj.weight", {hidden, q}, w.o_proj, 0);
-    add(p + "self_attn.o_proj.bias", {hidden}, w.o_bias, 0);
-    add(p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_up_proj, 0);
-    add(p + "mlp.up_proj.weight", {inter, hidden}, w.gate_up_proj, inter * hidden);
-    add(p + "mlp.down_proj.weight", {hidden, inter}, w.down_proj, 0);
+    add(p + "input_layernorm.weight", {hidden}, F(w.input_layernorm), 0);
+    add(p + "post_attention_layernorm.weight", {hidden}, F(w.post_attention_layernorm), 0);
+    add(p + "self_attn.q_proj.weight", {q, hidden}, F(w.qkv_proj), 0);
+    add(p + "self_attn.k_proj.weight", {kv, hidden}, F(w.qkv_proj), q * hidden);
+    add(p + "self_attn.v_proj.weight", {kv, hidden}, F(w.qkv_proj), (q + kv) * hidden);
+    add(p + "self_attn.q_proj.bias", {q}, F(w.qkv_bias), 0);
+    add(p + "self_attn.k_proj.bias", {kv}, F(w.qkv_bias), q);
+    add(p + "self_attn.v_proj.bias", {kv}, F(w.qkv_bias), q + kv);
+    add(p + "self_attn.o_proj.weight", {hidden, q}, F(w.o_proj), 0);
+    add(p + "self_attn.o_proj.bias", {hidden}, F(w.o_bias), 0);
+    add(p + "mlp.gate_proj.weight", {inter, hidden}, F(w.gate_up_proj), 0);
+    add(p + "mlp.up_proj.weight", {inter, hidden}, F(w.gate_up_proj), inter * hidden);
+    add(p + "mlp.down_proj.weight", {hidden, inter}, F(w.down_proj), 0);
   }
   const absl::Status status = WriteSafetensors(dir + "/model.safetensors", tensors);
   EXPECT_TRUE(status.ok()) << status;

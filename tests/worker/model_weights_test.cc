@@ -89,6 +89,10 @@ const std::vector<float>& ValuesOf(const std::vector<HfTensor>& tensors, const s
   return kEmpty;
 }
 
+// The values of a typed weight, dequantized.
+std::vector<float> F(const Tensor& t) { return TensorToFloats(t); }
+std::vector<float> F(const LinearWeight& w) { return w.ToFloats(); }
+
 std::vector<float> Concat(const std::vector<const std::vector<float>*>& parts) {
   std::vector<float> out;
   for (const auto* part : parts) out.insert(out.end(), part->begin(), part->end());
@@ -143,28 +147,28 @@ class ModelWeightsTest : public ::testing::Test {
 
 void ExpectFused(const ModelConfig& config, const std::vector<HfTensor>& tensors,
                  const ModelWeights& weights) {
-  EXPECT_EQ(weights.embed_tokens, ValuesOf(tensors, "model.embed_tokens.weight"));
-  EXPECT_EQ(weights.norm, ValuesOf(tensors, "model.norm.weight"));
+  EXPECT_EQ(F(weights.embed_tokens), ValuesOf(tensors, "model.embed_tokens.weight"));
+  EXPECT_EQ(F(weights.norm), ValuesOf(tensors, "model.norm.weight"));
   ASSERT_EQ(weights.layers.size(), static_cast<size_t>(config.num_hidden_layers));
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     auto v = [&](const std::string& name) { return &ValuesOf(tensors, p + name); };
     const LayerWeights& layer = weights.layers[l];
-    EXPECT_EQ(layer.input_layernorm, *v("input_layernorm.weight"));
-    EXPECT_EQ(layer.qkv_proj, Concat({v("self_attn.q_proj.weight"), v("self_attn.k_proj.weight"),
-                                      v("self_attn.v_proj.weight")}));
-    EXPECT_EQ(layer.o_proj, *v("self_attn.o_proj.weight"));
-    EXPECT_EQ(layer.post_attention_layernorm, *v("post_attention_layernorm.weight"));
-    EXPECT_EQ(layer.gate_up_proj, Concat({v("mlp.gate_proj.weight"), v("mlp.up_proj.weight")}));
-    EXPECT_EQ(layer.down_proj, *v("mlp.down_proj.weight"));
+    EXPECT_EQ(F(layer.input_layernorm), *v("input_layernorm.weight"));
+    EXPECT_EQ(F(layer.qkv_proj), Concat({v("self_attn.q_proj.weight"), v("self_attn.k_proj.weight"),
+                                         v("self_attn.v_proj.weight")}));
+    EXPECT_EQ(F(layer.o_proj), *v("self_attn.o_proj.weight"));
+    EXPECT_EQ(F(layer.post_attention_layernorm), *v("post_attention_layernorm.weight"));
+    EXPECT_EQ(F(layer.gate_up_proj), Concat({v("mlp.gate_proj.weight"), v("mlp.up_proj.weight")}));
+    EXPECT_EQ(F(layer.down_proj), *v("mlp.down_proj.weight"));
     if (config.attention_bias) {
-      EXPECT_EQ(layer.qkv_bias, Concat({v("self_attn.q_proj.bias"), v("self_attn.k_proj.bias"),
-                                        v("self_attn.v_proj.bias")}));
+      EXPECT_EQ(F(layer.qkv_bias), Concat({v("self_attn.q_proj.bias"), v("self_attn.k_proj.bias"),
+                                           v("self_attn.v_proj.bias")}));
     } else {
       EXPECT_TRUE(layer.qkv_bias.empty());
     }
     if (config.o_proj_bias) {
-      EXPECT_EQ(layer.o_bias, *v("self_attn.o_proj.bias"));
+      EXPECT_EQ(F(layer.o_bias), *v("self_attn.o_proj.bias"));
     } else {
       EXPECT_TRUE(layer.o_bias.empty());
     }
@@ -173,7 +177,7 @@ void ExpectFused(const ModelConfig& config, const std::vector<HfTensor>& tensors
     EXPECT_TRUE(weights.lm_head.empty());
     EXPECT_EQ(&weights.lm_head_or_embedding(), &weights.embed_tokens);
   } else {
-    EXPECT_EQ(weights.lm_head, ValuesOf(tensors, "lm_head.weight"));
+    EXPECT_EQ(F(weights.lm_head), ValuesOf(tensors, "lm_head.weight"));
   }
 }
 
@@ -226,7 +230,7 @@ TEST_F(ModelWeightsTest, TiedModelIgnoresStrayLmHeadAndRotaryBuffers) {
   auto weights = LoadModelWeights(config, dir_);
   ASSERT_TRUE(weights.ok()) << weights.status();
   EXPECT_TRUE(weights->lm_head.empty());
-  EXPECT_EQ(weights->embed_tokens, ValuesOf(tensors, "model.embed_tokens.weight"));
+  EXPECT_EQ(F(weights->embed_tokens), ValuesOf(tensors, "model.embed_tokens.weight"));
 }
 
 TEST_F(ModelWeightsTest, MissingTensorIsNamed) {
@@ -326,25 +330,25 @@ TEST(DummyModelWeights, IsDeterministicAndShapedLikeTheConfig) {
   const ModelWeights a = DummyModelWeights(config, 7);
   const ModelWeights b = DummyModelWeights(config, 7);
   const ModelWeights c = DummyModelWeights(config, 8);
-  EXPECT_EQ(a.embed_tokens, b.embed_tokens);
-  EXPECT_EQ(a.layers[1].gate_up_proj, b.layers[1].gate_up_proj);
-  EXPECT_NE(a.layers[1].gate_up_proj, c.layers[1].gate_up_proj);
-  EXPECT_NE(a.layers[0].qkv_proj, a.layers[1].qkv_proj);
+  EXPECT_EQ(F(a.embed_tokens), F(b.embed_tokens));
+  EXPECT_EQ(F(a.layers[1].gate_up_proj), F(b.layers[1].gate_up_proj));
+  EXPECT_NE(F(a.layers[1].gate_up_proj), F(c.layers[1].gate_up_proj));
+  EXPECT_NE(F(a.layers[0].qkv_proj), F(a.layers[1].qkv_proj));
 
   ASSERT_EQ(a.layers.size(), 2u);
-  EXPECT_EQ(a.embed_tokens.size(), 16u * 8);
-  EXPECT_EQ(a.lm_head.size(), 16u * 8);
-  EXPECT_EQ(a.norm.size(), 8u);
-  EXPECT_THAT(a.norm, Each(1.0f));
+  EXPECT_EQ(F(a.embed_tokens).size(), 16u * 8);
+  EXPECT_EQ(F(a.lm_head).size(), 16u * 8);
+  EXPECT_EQ(F(a.norm).size(), 8u);
+  EXPECT_THAT(F(a.norm), Each(1.0f));
   const LayerWeights& layer = a.layers[0];
-  EXPECT_EQ(layer.qkv_proj.size(), 16u * 8);
-  EXPECT_EQ(layer.qkv_bias.size(), 16u);
-  EXPECT_EQ(layer.o_proj.size(), 8u * 8);
-  EXPECT_EQ(layer.o_bias.size(), 8u);
-  EXPECT_EQ(layer.gate_up_proj.size(), 2u * 70000 * 8);
-  EXPECT_EQ(layer.down_proj.size(), 8u * 70000);
-  EXPECT_THAT(layer.input_layernorm, Each(1.0f));
-  EXPECT_THAT(layer.post_attention_layernorm, Each(1.0f));
+  EXPECT_EQ(F(layer.qkv_proj).size(), 16u * 8);
+  EXPECT_EQ(F(layer.qkv_bias).size(), 16u);
+  EXPECT_EQ(F(layer.o_proj).size(), 8u * 8);
+  EXPECT_EQ(F(layer.o_bias).size(), 8u);
+  EXPECT_EQ(F(layer.gate_up_proj).size(), 2u * 70000 * 8);
+  EXPECT_EQ(F(layer.down_proj).size(), 8u * 70000);
+  EXPECT_THAT(F(layer.input_layernorm), Each(1.0f));
+  EXPECT_THAT(F(layer.post_attention_layernorm), Each(1.0f));
 
   auto max_abs = [](const std::vector<float>& v) {
     float m = 0;
@@ -352,15 +356,16 @@ TEST(DummyModelWeights, IsDeterministicAndShapedLikeTheConfig) {
     return m;
   };
   const float hidden_bound = 1.0f / std::sqrt(8.0f);
-  EXPECT_LE(max_abs(layer.qkv_proj), hidden_bound);
-  EXPECT_LE(max_abs(layer.gate_up_proj), hidden_bound);
-  EXPECT_GT(max_abs(layer.gate_up_proj), 0.9f * hidden_bound);
-  EXPECT_LE(max_abs(layer.down_proj), 1.0f / std::sqrt(70000.0f));
-  EXPECT_LE(max_abs(a.embed_tokens), 0.1f);
-  EXPECT_GT(max_abs(a.embed_tokens), 0.05f);
+  EXPECT_LE(max_abs(F(layer.qkv_proj)), hidden_bound);
+  EXPECT_LE(max_abs(F(layer.gate_up_proj)), hidden_bound);
+  EXPECT_GT(max_abs(F(layer.gate_up_proj)), 0.9f * hidden_bound);
+  EXPECT_LE(max_abs(F(layer.down_proj)), 1.0f / std::sqrt(70000.0f));
+  EXPECT_LE(max_abs(F(a.embed_tokens)), 0.1f);
+  EXPECT_GT(max_abs(F(a.embed_tokens)), 0.05f);
   double mean = 0;
-  for (float x : layer.gate_up_proj) mean += x;
-  mean /= static_cast<double>(layer.gate_up_proj.size());
+  const std::vector<float> gate_up = F(layer.gate_up_proj);
+  for (float x : gate_up) mean += x;
+  mean /= static_cast<double>(gate_up.size());
   EXPECT_NEAR(mean, 0.0, 0.01 * hidden_bound);
 
   config.tie_word_embeddings = true;

@@ -45,6 +45,25 @@ TEST(WorkerMetrics, LabelsStepsWithReplicaAndRank) {
                               "replica=\"replica-1\"} 0.5\n"));
 }
 
+TEST(WorkerMetrics, ReportsWeightAndKvCacheBytesOfTheCurrentModel) {
+  WorkerMetrics metrics;
+  metrics.SetModelBytes(1, 2);  // no identity yet: nothing to label
+  EXPECT_THAT(metrics.Serialize(), Not(HasSubstr("model_weight_bytes{")));
+  metrics.SetIdentity("replica-0", 1);
+  metrics.SetModelBytes(104857600, 25165824);
+  std::string text = metrics.Serialize();
+  EXPECT_THAT(text, HasSubstr("# TYPE pagoda_worker:model_weight_bytes gauge\n"));
+  EXPECT_THAT(text, HasSubstr("pagoda_worker:model_weight_bytes{rank=\"1\","
+                              "replica=\"replica-0\"} 104857600\n"));
+  EXPECT_THAT(text, HasSubstr("pagoda_worker:kv_cache_bytes{rank=\"1\","
+                              "replica=\"replica-0\"} 25165824\n"));
+  metrics.SetIdentity("replica-2", 0);
+  text = metrics.Serialize();
+  EXPECT_THAT(text, Not(HasSubstr("model_weight_bytes{rank=\"1\"")));
+  EXPECT_THAT(text, HasSubstr("pagoda_worker:kv_cache_bytes{rank=\"0\","
+                              "replica=\"replica-2\"} 0\n"));
+}
+
 TEST(WorkerMetrics, ReinitKeepsCountersAndDropsStaleGauges) {
   WorkerMetrics metrics;
   metrics.SetIdentity("replica-0", 0);

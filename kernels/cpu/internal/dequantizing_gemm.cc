@@ -80,7 +80,7 @@ void SkinnyRange(const GemmParams& p, const Weights& w, int64_t begin, int64_t e
     }
     for (int64_t i = 0; i < p.m; ++i) {
       for (int64_t r = 0; r < rows; ++r) {
-        float* out = p.c + i * p.n + j + r;
+        float* out = p.c + i * p.row_stride() + j + r;
         *out = Finish(acc[kGroup * i + r], p.alpha, p.beta, out);
       }
     }
@@ -98,7 +98,7 @@ void PanelRange(const GemmParams& p, const Weights& w, int64_t begin, int64_t en
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(p.m),
                 static_cast<blasint>(rows), static_cast<blasint>(p.k), p.alpha, p.a,
                 static_cast<blasint>(p.k), panel.data(), static_cast<blasint>(p.k), p.beta, p.c + j,
-                static_cast<blasint>(p.n));
+                static_cast<blasint>(p.row_stride()));
   }
 }
 

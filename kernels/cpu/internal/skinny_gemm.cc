@@ -15,7 +15,7 @@ inline float Finish(float acc, float alpha, float beta, const float* c) {
 
 // Rows [n_begin, n_end) of B against all m rows of A.
 PAGODA_KERNEL_CLONES void SkinnyRange(const float* __restrict a, const float* __restrict b,
-                                      float* __restrict c, int64_t m, int64_t n, int64_t k,
+                                      float* __restrict c, int64_t m, int64_t ldc, int64_t k,
                                       int64_t n_begin, int64_t n_end, float alpha, float beta) {
   int64_t j = n_begin;
   for (; j + 4 <= n_end; j += 4) {
@@ -33,7 +33,7 @@ PAGODA_KERNEL_CLONES void SkinnyRange(const float* __restrict a, const float* __
         s2 += x[t] * b2[t];
         s3 += x[t] * b3[t];
       }
-      float* out = c + i * n + j;
+      float* out = c + i * ldc + j;
       out[0] = Finish(s0, alpha, beta, out);
       out[1] = Finish(s1, alpha, beta, out + 1);
       out[2] = Finish(s2, alpha, beta, out + 2);
@@ -47,7 +47,7 @@ PAGODA_KERNEL_CLONES void SkinnyRange(const float* __restrict a, const float* __
       float s0 = 0.0f;
 #pragma omp simd reduction(+ : s0)
       for (int64_t t = 0; t < k; ++t) s0 += x[t] * b0[t];
-      c[i * n + j] = Finish(s0, alpha, beta, c + i * n + j);
+      c[i * ldc + j] = Finish(s0, alpha, beta, c + i * ldc + j);
     }
   }
 }
@@ -55,7 +55,7 @@ PAGODA_KERNEL_CLONES void SkinnyRange(const float* __restrict a, const float* __
 }  // namespace
 
 void SkinnyGemm(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,
-                float alpha, float beta) {
+                float alpha, float beta, int64_t ldc) {
   const bool parallel = n * k >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
@@ -65,7 +65,7 @@ void SkinnyGemm(const float* a, const float* b, float* c, int64_t m, int64_t n, 
     const int64_t groups = (n + 3) / 4;
     const int64_t begin = std::min(n, groups * id / threads * 4);
     const int64_t end = std::min(n, groups * (id + 1) / threads * 4);
-    SkinnyRange(a, b, c, m, n, k, begin, end, alpha, beta);
+    SkinnyRange(a, b, c, m, ldc, k, begin, end, alpha, beta);
   }
 }
 

@@ -14,7 +14,8 @@ namespace pagoda::kernels::internal {
 /// Largest m for which SkinnyGemm is used instead of BLAS sgemm.
 inline constexpr int64_t kSkinnyGemmMaxRows = 8;
 
+/// C's rows are ldc (>= n) floats apart.
 void SkinnyGemm(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,
-                float alpha, float beta);
+                float alpha, float beta, int64_t ldc);
 
 }  // namespace pagoda::kernels::internal

@@ -39,6 +39,10 @@ class ConvertLlama2cTest : public ::testing::Test {
   std::string dir_;
 };
 
+// The values of a typed weight, dequantized.
+std::vector<float> F(const Tensor& t) { return TensorToFloats(t); }
+std::vector<float> F(const LinearWeight& w) { return w.ToFloats(); }
+
 std::vector<float> FloatsAt(const std::string& bytes, int64_t float_offset, int64_t count) {
   std::vector<float> out(count);
   std::memcpy(out.data(), bytes.data() + 28 + 4 * float_offset, 4 * count);
@@ -116,20 +120,21 @@ TEST_F(ConvertLlama2cTest, ConvertsStories260K) {
   const int64_t wo_at = wv_at + layers * kv_dim * dim, rms_ffn_at = wo_at + layers * dim * dim;
   const int64_t w1_at = rms_ffn_at + layers * dim, w2_at = w1_at + layers * hidden * dim;
   const int64_t w3_at = w2_at + layers * dim * hidden, final_at = w3_at + layers * hidden * dim;
-  EXPECT_EQ(weights->embed_tokens, FloatsAt(*raw, embed_at, vocab * dim));
-  EXPECT_EQ(weights->norm, FloatsAt(*raw, final_at, dim));
+  EXPECT_EQ(F(weights->embed_tokens), FloatsAt(*raw, embed_at, vocab * dim));
+  EXPECT_EQ(F(weights->norm), FloatsAt(*raw, final_at, dim));
   const int64_t l = 3;
   const LayerWeights& layer = weights->layers[l];
-  EXPECT_EQ(layer.input_layernorm, FloatsAt(*raw, rms_att_at + l * dim, dim));
-  EXPECT_EQ(layer.post_attention_layernorm, FloatsAt(*raw, rms_ffn_at + l * dim, dim));
-  EXPECT_EQ(layer.o_proj, FloatsAt(*raw, wo_at + l * dim * dim, dim * dim));
-  EXPECT_EQ(layer.down_proj, FloatsAt(*raw, w2_at + l * dim * hidden, dim * hidden));
+  EXPECT_EQ(F(layer.input_layernorm), FloatsAt(*raw, rms_att_at + l * dim, dim));
+  EXPECT_EQ(F(layer.post_attention_layernorm), FloatsAt(*raw, rms_ffn_at + l * dim, dim));
+  EXPECT_EQ(F(layer.o_proj), FloatsAt(*raw, wo_at + l * dim * dim, dim * dim));
+  EXPECT_EQ(F(layer.down_proj), FloatsAt(*raw, w2_at + l * dim * hidden, dim * hidden));
   std::vector<float> gate_up = FloatsAt(*raw, w1_at + l * hidden * dim, hidden * dim);
   const std::vector<float> w3 = FloatsAt(*raw, w3_at + l * hidden * dim, hidden * dim);
   gate_up.insert(gate_up.end(), w3.begin(), w3.end());
-  EXPECT_EQ(layer.gate_up_proj, gate_up);
+  EXPECT_EQ(F(layer.gate_up_proj), gate_up);
   const std::vector<float> wv = FloatsAt(*raw, wv_at + l * kv_dim * dim, kv_dim * dim);
-  EXPECT_TRUE(std::equal(wv.begin(), wv.end(), layer.qkv_proj.end() - kv_dim * dim));
+  const std::vector<float> qkv = F(layer.qkv_proj);
+  EXPECT_TRUE(std::equal(wv.begin(), wv.end(), qkv.end() - kv_dim * dim));
 
   // Rotate-half RoPE on the permuted wq/wk gives the permuted result of interleaved RoPE on the
   // originals, so every attention score q.k is unchanged.
@@ -192,12 +197,13 @@ TEST_F(ConvertLlama2cTest, NegativeVocabMeansAnUntiedClassifier) {
   EXPECT_EQ(config->num_key_value_heads, 1);
   auto weights = LoadModelWeights(*config, out);
   ASSERT_TRUE(weights.ok()) << weights.status();
-  ASSERT_EQ(weights->lm_head.size(), 80u);
-  EXPECT_FLOAT_EQ(weights->lm_head[0], (floats - 80) * 0.001f);
-  EXPECT_FLOAT_EQ(weights->lm_head[79], (floats - 1) * 0.001f);
+  const std::vector<float> lm_head = F(weights->lm_head);
+  ASSERT_EQ(lm_head.size(), 80u);
+  EXPECT_FLOAT_EQ(lm_head[0], (floats - 80) * 0.001f);
+  EXPECT_FLOAT_EQ(lm_head[79], (floats - 1) * 0.001f);
   // k_proj of one head of size 4: rows (0, 2, 1, 3) of the original.
   const int64_t wk_at = 80 + 8 + 64;
-  const std::vector<float>& qkv = weights->layers[0].qkv_proj;
+  const std::vector<float> qkv = F(weights->layers[0].qkv_proj);
   for (int64_t new_row = 0; new_row < 4; ++new_row) {
     const int64_t old_row = (new_row < 2) ? 2 * new_row : 2 * (new_row - 2) + 1;
     EXPECT_FLOAT_EQ(qkv[(8 + new_row) * 8], (wk_at + old_row * 8) * 0.001f) << new_row;

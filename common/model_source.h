@@ -1,0 +1,57 @@
+// ModelSource: "a model" as every command and the router open it — a Hugging Face directory
+// (config.json, safetensors, tokenizer.json, tokenizer_config.json) or a single GGUF file (its
+// metadata holds the config, the tokenizer and the chat template; its tensors the weights). Open
+// reads the config (and, for a GGUF, maps and validates the file once); the tokenizer and chat
+// template are loaded on demand, so a worker that needs only the config and weights never builds a
+// tokenizer. The weights are loaded by the worker (worker/model_weights.h), which reuses the open
+// GGUF mapping.
+//
+//   ASSIGN_OR_RETURN(ModelSource model, ModelSource::Open("models/SmolLM2.Q4_1.gguf"));
+//   const ModelConfig& config = model.config();
+//   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, model.LoadTokenizer());
+//   absl::StatusOr<ChatTemplate> tmpl = model.LoadChatTemplate();  // NotFound: it has none
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/chat_template/chat_template.h"
+#include "common/formats/gguf.h"
+#include "common/model_config.h"
+#include "common/tokenizer/tokenizer.h"
+
+namespace pagoda {
+
+class ModelSource {
+ public:
+  /// Opens a directory or a .gguf file (a regular file whose name ends in .gguf). Errors name the
+  /// path and the problem.
+  static absl::StatusOr<ModelSource> Open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  bool is_gguf() const { return gguf_ != nullptr; }
+  const ModelConfig& config() const { return config_; }
+  /// The mapped GGUF file; null for a directory.
+  const std::shared_ptr<const GgufFile>& gguf() const { return gguf_; }
+  /// The name clients use by default: the directory's name, or the file's name without .gguf.
+  std::string DefaultName() const;
+
+  absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer() const;
+  /// The model's own chat template (tokenizer_config.json's, or GGUF's tokenizer.chat_template);
+  /// NotFound when it has none.
+  absl::StatusOr<ChatTemplate> LoadChatTemplate() const;
+
+ private:
+  ModelSource(std::string path, ModelConfig config, std::shared_ptr<const GgufFile> gguf)
+      : path_(std::move(path)), config_(std::move(config)), gguf_(std::move(gguf)) {}
+
+  std::string path_;
+  ModelConfig config_;
+  std::shared_ptr<const GgufFile> gguf_;
+};
+
+/// True when `path` names a GGUF file (a regular file ending in .gguf) rather than a directory.
+bool IsGgufPath(const std::string& path);
+
+}  // namespace pagoda

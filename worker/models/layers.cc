@@ -1,0 +1,81 @@
+#include "worker/models/layers.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/status_macros.h"
+#include "kernels/gemm.h"
+#include "kernels/kv_cache_write.h"
+#include "kernels/paged_attention.h"
+
+namespace pagoda {
+
+absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const Tensor& bias,
+                    float* out) {
+  const int64_t n = w.out_features();
+  float beta = 0.0f;
+  if (!bias.empty()) {
+    const float* b = bias.data_as<float>();
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(b, n, out + r * n);
+    beta = 1.0f;
+  }
+  int64_t column = 0;
+  for (const Tensor& part : w.parts) {
+    RETURN_IF_ERROR(kernels::Gemm({.a = in,
+                                   .b = part.data(),
+                                   .b_dtype = part.dtype(),
+                                   .c = out + column,
+                                   .m = rows,
+                                   .n = part.rows(),
+                                   .k = part.cols(),
+                                   .beta = beta,
+                                   .ldc = n}));
+    column += part.rows();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
+                                 const AttentionInputs& in, float* out) {
+  const ForwardBatch& batch = context.batch;
+  KvCache& cache = *context.kv_cache;
+  const KvCacheShape& shape = cache.shape();
+  // The step's slots and block tables were checked once (ModelRunner::ValidateBatch or the
+  // StepRunner's plan check): the kernels skip their index scans, which would repeat per layer.
+  RETURN_IF_ERROR(kernels::WriteKvCache({.key = in.k,
+                                         .value = in.v,
+                                         .key_cache = cache.key(layer),
+                                         .value_cache = cache.value(layer),
+                                         .cache_dtype = shape.dtype,
+                                         .slot_mapping = batch.slot_mapping,
+                                         .num_tokens = batch.num_tokens,
+                                         .num_kv_heads = shape.num_kv_heads,
+                                         .head_dim = shape.head_dim,
+                                         .block_size = shape.block_size,
+                                         .num_blocks = shape.num_blocks,
+                                         .key_stride = in.stride,
+                                         .value_stride = in.stride,
+                                         .slots_checked = true}));
+  return kernels::PagedAttention(
+      {.out = out,
+       .q = in.q,
+       .key_cache = cache.key(layer),
+       .value_cache = cache.value(layer),
+       .cache_dtype = shape.dtype,
+       .block_tables = batch.block_tables,
+       .query_start_loc = batch.query_start_loc,
+       .seq_lens = batch.seq_lens,
+       .num_seqs = batch.num_seqs,
+       .num_tokens = batch.num_tokens,
+       .num_heads = in.num_heads,
+       .num_kv_heads = shape.num_kv_heads,
+       .head_dim = shape.head_dim,
+       .block_size = shape.block_size,
+       .num_blocks = shape.num_blocks,
+       .max_blocks_per_seq = batch.max_blocks_per_seq,
+       .q_stride = in.stride,
+       .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
+       .block_ids_checked = true});
+}
+
+}  // namespace pagoda

@@ -1,0 +1,41 @@
+// Building blocks of model definitions, written once in terms of kernel ops: a linear layer over
+// a (possibly multi-part, any-DType) LinearWeight, and the paged attention of one layer (write
+// the new keys and values into the KV cache, then attend over each sequence's context).
+//
+//   RETURN_IF_ERROR(Linear(x, num_tokens, w.qkv_proj, w.qkv_bias, qkv));
+//   RETURN_IF_ERROR(PagedAttentionLayer(context, layer, {.q = q, .k = k, .v = v, .stride = width,
+//                                                        .num_heads = 4, .head_dim = 64}, out));
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/tensor.h"
+#include "worker/model_weights.h"
+#include "worker/models/model.h"
+
+namespace pagoda {
+
+/// out [rows, w.out_features()] = in [rows, w.in_features()] @ W^T (+ bias, fp32
+/// [out_features], when not empty). Each part of W writes its own output columns.
+absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const Tensor& bias,
+                    float* out);
+
+/// The queries, keys and values of the batch's tokens, rows `stride` floats apart (they usually
+/// sit side by side in one fused qkv activation).
+struct AttentionInputs {
+  const float* q = nullptr;  // [num_tokens, num_heads, head_dim]
+  const float* k = nullptr;  // [num_tokens, num_kv_heads, head_dim] (the cache's KV heads)
+  const float* v = nullptr;  // [num_tokens, num_kv_heads, head_dim]
+  int64_t stride = 0;
+  int64_t num_heads = 0;  // this rank's query heads
+  int64_t head_dim = 0;
+};
+
+/// Writes k and v into layer `layer` of the context's KV cache at the batch's slots, then
+/// out [num_tokens, num_heads * head_dim] <- causal softmax(q k^T / sqrt(head_dim)) v over each
+/// sequence's cached context. The batch's indices were checked once for the step.
+absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
+                                 const AttentionInputs& inputs, float* out);
+
+}  // namespace pagoda

@@ -1,0 +1,38 @@
+#include "worker/models/registry.h"
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "worker/models/llama.h"
+
+namespace pagoda {
+namespace {
+
+struct Entry {
+  std::string_view architecture;
+  const ModelArchitecture& (*definition)();
+};
+
+constexpr std::array<Entry, 3> kEntries = {{
+    {"LlamaForCausalLM", &LlamaFamily},
+    {"MistralForCausalLM", &LlamaFamily},
+    {"Qwen2ForCausalLM", &LlamaFamily},
+}};
+
+}  // namespace
+
+absl::StatusOr<const ModelArchitecture*> FindModelArchitecture(std::string_view architecture) {
+  for (const Entry& entry : kEntries) {
+    if (entry.architecture == architecture) return &entry.definition();
+  }
+  std::vector<std::string> names;
+  for (const Entry& entry : kEntries) names.emplace_back(entry.architecture);
+  return absl::UnimplementedError(
+      absl::StrCat("architecture '", std::string(architecture),
+                   "' has no model definition; supported: ", absl::StrJoin(names, ", ")));
+}
+
+}  // namespace pagoda
