@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "engine/scheduler.h"
 
 namespace pagoda {
@@ -132,10 +131,7 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
       if (beam->status == SequenceStatus::kRunning && kv.Contains(beam->handle) &&
           !kv.IsSwappedOut(beam->handle)) {
         const absl::Status s = kv.Fork(beam->handle, child->handle);
-        if (!s.ok()) {
-          std::fprintf(stderr, "BeamSearch: fork failed: %s\n", std::string(s.message()).c_str());
-          std::abort();
-        }
+        PAGODA_CHECK(s.ok()) << "fork of beam " << beam->seq_id << " failed: " << s;
         child->num_computed_tokens = beam->num_computed_tokens;
         scheduler_->InsertRunning(child);
       } else {

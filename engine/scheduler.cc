@@ -1,14 +1,13 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <string_view>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 #include "engine/beam_search.h"
 
@@ -438,11 +437,7 @@ void Scheduler::ForkPendingSamples(ScheduledStep& step) {
       Sequence* child = req->seqs[i].get();
       if (child->finished()) continue;
       const absl::Status s = kv_->Fork(parent->handle, child->handle);
-      if (!s.ok()) {
-        std::fprintf(stderr, "Scheduler: fork of %s failed: %s\n", child->seq_id.c_str(),
-                     std::string(s.message()).c_str());
-        std::abort();
-      }
+      PAGODA_CHECK(s.ok()) << "fork of " << child->seq_id << " failed: " << s;
       child->num_computed_tokens = parent->num_computed_tokens;
       InsertRunning(child);
     }
@@ -657,11 +652,8 @@ std::optional<int32_t> Scheduler::StopTokenOf(const Sequence& seq, int32_t token
 
 std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
   std::vector<SequenceUpdate> updates;
-  if (in_flight_.empty() || in_flight_.front()->step_id != result.step_id) {
-    std::fprintf(stderr, "Scheduler: result of step %lld does not match the oldest in flight\n",
-                 static_cast<long long>(result.step_id));
-    std::abort();
-  }
+  PAGODA_CHECK(!in_flight_.empty() && in_flight_.front()->step_id == result.step_id)
+      << "the result of step " << result.step_id << " is not the oldest in flight";
   std::unique_ptr<InFlightStep> record = std::move(in_flight_.front());
   in_flight_.pop_front();
   absl::flat_hash_map<std::string_view, const SequenceOutput*> outputs;

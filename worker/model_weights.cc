@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <span>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/formats/safetensors.h"
-#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
@@ -302,10 +301,7 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const s
 ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
                                const TensorParallelShard& shard) {
   absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
-  if (!layout.ok()) {
-    PAGODA_LOG(critical, "DummyModelWeights: {}", layout.status().ToString());
-    std::abort();
-  }
+  PAGODA_CHECK(layout.ok()) << "DummyModelWeights: " << layout.status();
   ModelWeights weights;
   const std::vector<Slot> slots = PlanSlots(config, *layout, weights);
   SizeDestinations(slots);
