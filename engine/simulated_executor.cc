@@ -6,15 +6,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/random.h"
 
 namespace pagoda {
 namespace {
 
+// Combines v into h (boost's hash_combine step), then mixes.
 uint64_t Mix(uint64_t h, uint64_t v) {
-  uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return SplitMix64Mix(h ^ (v + kSplitMix64Gamma + (h << 6) + (h >> 2)));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "common/arg_parser.h"
 #include "common/logging.h"
 #include "common/model_config.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_config.h"
@@ -71,13 +72,6 @@ nlohmann::json DefaultSamplingJson(const GenerateFlags& flags) {
                       {"length_penalty", flags.length_penalty}};
   if (!flags.stop.empty()) j["stop"] = flags.stop;
   return j;
-}
-
-uint64_t MixSeed(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags& flags) {
@@ -146,7 +140,7 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
     if (request.params.seed.has_value()) {
       request.seed = *request.params.seed;
     } else if (flags.seed.has_value()) {
-      request.seed = MixSeed(static_cast<uint64_t>(*flags.seed), i);
+      request.seed = SplitMix64(static_cast<uint64_t>(*flags.seed), i + 1);
     } else {
       request.seed = (uint64_t{entropy()} << 32) ^ entropy();
     }
