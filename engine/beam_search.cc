@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/step/stop_rules.h"
 #include "engine/scheduler.h"
 
 namespace pagoda {
@@ -62,7 +63,11 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
     std::vector<int32_t> outputs(c.beam->token_ids.begin() + c.beam->num_prompt_tokens,
                                  c.beam->token_ids.end());
     outputs.push_back(c.token);
-    if (std::optional<int32_t> stop = scheduler_->StopTokenOf(*c.beam, c.token)) {
+    const StopRules rules(c.beam->params, scheduler_->eos_token_ids_, scheduler_->max_model_len());
+    // The candidate is not appended yet: min_tokens counts the outputs before it, as the
+    // sampler's stop-token mask does (candidates come from raw logprobs, which it leaves alone).
+    if (c.beam->num_output_tokens() >= c.beam->params.min_tokens &&
+        EndsOnToken(rules.StopTokenKind(c.token))) {
       // vLLM V0: an ending candidate counts only when it ranks within the beam width.
       if (rank < width) {
         request->finished_beams.push_back(
@@ -70,13 +75,12 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
              .cumulative_logprob = c.cumulative_logprob,
              .score = Score(c.cumulative_logprob, out_len - 1, params.length_penalty),
              .finish_reason = FinishReason::kStop,
-             .stop_token_id = stop});
+             .stop_token_id = c.token});
       }
       continue;
     }
     ++num_selected;
-    if (out_len >= params.max_tokens ||
-        c.beam->num_prompt_tokens + out_len >= scheduler_->max_model_len()) {
+    if (rules.NumOutputsLeft(out_len, c.beam->num_prompt_tokens + out_len) <= 0) {
       request->finished_beams.push_back(
           {.output_token_ids = std::move(outputs),
            .cumulative_logprob = c.cumulative_logprob,

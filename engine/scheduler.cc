@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "common/step/stop_rules.h"
 #include "engine/beam_search.h"
 
 namespace pagoda {
@@ -112,12 +113,14 @@ absl::Status Scheduler::CheckResumed(const EngineRequest& request) const {
         absl::StrCat("request ", id, ": ", num_resumed, " resumed output tokens leave nothing to ",
                      "generate under max_tokens ", params.max_tokens));
   }
-  const int64_t total = static_cast<int64_t>(request.prompt_token_ids.size()) + num_resumed;
+  const int64_t prompt_len = static_cast<int64_t>(request.prompt_token_ids.size());
+  const int64_t total = prompt_len + num_resumed;
   if (total >= max_model_len_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request ", id, ": ", request.prompt_token_ids.size(), " prompt tokens + ", num_resumed,
         " resumed output tokens = ", total, " leave no room under max_model_len ", max_model_len_));
   }
+  const StopRules rules(params, eos_token_ids_, max_model_len_);
   for (int64_t i = 0; i < num_resumed; ++i) {
     const int32_t token = resumed[i];
     if (vocab_size_ > 0 && (token < 0 || token >= vocab_size_)) {
@@ -126,7 +129,7 @@ absl::Status Scheduler::CheckResumed(const EngineRequest& request) const {
                                                      vocab_size_, ")"));
     }
     // The original replica would have finished the request on it (AppendTokens' rule).
-    if (i + 1 >= params.min_tokens && IsStopToken(params, token)) {
+    if (EndsOnToken(rules.Check(token, i + 1, prompt_len + i + 1))) {
       return absl::InvalidArgumentError(
           absl::StrCat("request ", id, ": resumed output ", i, " (token ", token,
                        ") is a stop token, so the request had finished there"));
@@ -447,8 +450,8 @@ void Scheduler::ForkPendingSamples(ScheduledStep& step) {
 }
 
 int64_t Scheduler::RemainingTokens(const Sequence& seq) const {
-  return std::min<int64_t>(seq.params.max_tokens - seq.num_expected_output_tokens(),
-                           max_model_len_ - seq.total_len());
+  return StopRules(seq.params, eos_token_ids_, max_model_len_)
+      .NumOutputsLeft(seq.num_expected_output_tokens(), seq.total_len());
 }
 
 void Scheduler::ScheduleRunning(ScheduledStep& step, int64_t& budget) {
@@ -637,19 +640,6 @@ void Scheduler::FinishPlan(ScheduledStep& step) {
 
 // --- Results -----------------------------------------------------------------------------------
 
-bool Scheduler::IsStopToken(const SamplingParams& params, int32_t token) const {
-  auto contains = [token](const std::vector<int32_t>& ids) {
-    return std::find(ids.begin(), ids.end(), token) != ids.end();
-  };
-  return contains(params.stop_token_ids) || (!params.ignore_eos && contains(eos_token_ids_));
-}
-
-std::optional<int32_t> Scheduler::StopTokenOf(const Sequence& seq, int32_t token) const {
-  if (seq.num_output_tokens() < seq.params.min_tokens) return std::nullopt;
-  if (IsStopToken(seq.params, token)) return token;
-  return std::nullopt;
-}
-
 std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
   std::vector<SequenceUpdate> updates;
   PAGODA_CHECK(!in_flight_.empty() && in_flight_.front()->step_id == result.step_id)
@@ -699,6 +689,7 @@ void Scheduler::AppendTokens(Sequence* seq, const SequenceOutput& out,
                         .seq_id = seq->seq_id,
                         .index = seq->index,
                         .num_prompt_tokens = seq->num_prompt_tokens};
+  const StopRules rules(seq->params, eos_token_ids_, max_model_len_);
   for (size_t j = 0; j < out.token_ids.size(); ++j) {
     const int32_t token = out.token_ids[j];
     seq->token_ids.push_back(token);
@@ -708,12 +699,13 @@ void Scheduler::AppendTokens(Sequence* seq, const SequenceOutput& out,
       seq->cumulative_logprob += out.logprobs[j];
     }
     if (j < out.top_logprobs.size()) update.top_logprobs.push_back(out.top_logprobs[j]);
-    if (std::optional<int32_t> stop = StopTokenOf(*seq, token)) {
-      Finish(seq, FinishReason::kStop, stop);
+    const TokenStop stop =
+        rules.Check(token, seq->num_output_tokens(), static_cast<int64_t>(seq->token_ids.size()));
+    if (EndsOnToken(stop)) {
+      Finish(seq, FinishReason::kStop, token);
       break;
     }
-    if (seq->num_output_tokens() >= seq->params.max_tokens ||
-        static_cast<int64_t>(seq->token_ids.size()) >= max_model_len_) {
+    if (stop == TokenStop::kLength) {
       Finish(seq, FinishReason::kLength, std::nullopt);
       break;
     }

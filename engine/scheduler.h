@@ -191,9 +191,6 @@ class Scheduler {
   void RemoveFromLists(Sequence* seq);
   // The scheduling step k of a decode: tokens left before max_tokens / max_model_len.
   int64_t RemainingTokens(const Sequence& seq) const;
-  std::optional<int32_t> StopTokenOf(const Sequence& seq, int32_t token) const;
-  // A stop token id of `params`, or EOS unless ignore_eos (min_tokens aside).
-  bool IsStopToken(const SamplingParams& params, int32_t token) const;
   void AddToPlan(ScheduledStep& step, Sequence* seq, int64_t computed_before,
                  int64_t num_first_step_tokens, int64_t num_expected_samples, bool is_decode);
 
