@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/step/stop_rules.h"
-#include "engine/scheduler.h"
 
 namespace pagoda {
 
@@ -63,7 +62,7 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
     std::vector<int32_t> outputs(c.beam->token_ids.begin() + c.beam->num_prompt_tokens,
                                  c.beam->token_ids.end());
     outputs.push_back(c.token);
-    const StopRules rules(c.beam->params, scheduler_->eos_token_ids_, scheduler_->max_model_len());
+    const StopRules rules(c.beam->params, eos_token_ids_, max_model_len_);
     // The candidate is not appended yet: min_tokens counts the outputs before it, as the
     // sampler's stop-token mask does (candidates come from raw logprobs, which it leaves alone).
     if (c.beam->num_output_tokens() >= c.beam->params.min_tokens &&
@@ -108,14 +107,14 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
   if (done) {
     for (Sequence* beam : live) {
       beam->dropped = true;
-      scheduler_->Finish(beam, FinishReason::kAbort, std::nullopt);
+      registry_->Finish(beam, FinishReason::kAbort, std::nullopt);
     }
     FinishRequest(request, updates);
     return;
   }
 
   // Forks first (they share the parent's blocks as computed), then the parents continue.
-  KVCacheManager& kv = *scheduler_->kv_;
+  KVCacheManager& kv = *kv_;
   std::vector<std::pair<Sequence*, int32_t>> continues;
   for (Sequence* beam : live) {
     bool first = true;
@@ -130,21 +129,21 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
       std::vector<int32_t> tokens = beam->token_ids;
       tokens.push_back(c.token);
       Sequence* child =
-          scheduler_->NewSequence(request, request->next_beam_index++, std::move(tokens));
+          registry_->NewSequence(request, request->next_beam_index++, std::move(tokens));
       child->cumulative_logprob = c.cumulative_logprob;
       if (beam->status == SequenceStatus::kRunning && kv.Contains(beam->handle) &&
           !kv.IsSwappedOut(beam->handle)) {
         const absl::Status s = kv.Fork(beam->handle, child->handle);
         PAGODA_CHECK(s.ok()) << "fork of beam " << beam->seq_id << " failed: " << s;
         child->num_computed_tokens = beam->num_computed_tokens;
-        scheduler_->InsertRunning(child);
+        registry_->InsertRunning(child);
       } else {
-        scheduler_->InsertWaiting(child);  // recomputed from its tokens
+        registry_->InsertWaiting(child);  // recomputed from its tokens
       }
     }
     if (first) {
       beam->dropped = true;
-      scheduler_->Finish(beam, FinishReason::kAbort, std::nullopt);
+      registry_->Finish(beam, FinishReason::kAbort, std::nullopt);
     }
   }
   for (auto& [beam, token] : continues) {
