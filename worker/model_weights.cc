@@ -2,15 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <span>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/formats/safetensors.h"
-#include "common/logging.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
@@ -177,16 +177,12 @@ absl::Status ConvertElements(const TensorInfo& tensor, int64_t first, int64_t co
 // has its own SplitMix64 stream (the same values a sequential fill of the chunk draws), and its
 // j-th draw is a function of j: any element can be computed alone, in any order.
 float DummyUniform(uint64_t seed, uint64_t tensor_index, int64_t i) {
-  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;
   const uint64_t chunk = static_cast<uint64_t>(i / kChunkElements);
   const uint64_t j = static_cast<uint64_t>(i % kChunkElements);
   const uint64_t stream =
       seed ^ (tensor_index * 0xd1b54a32d192ed03ull) ^ (chunk * 0x8cb92ba72f3d8dd7ull);
   // The stream skips its first draw.
-  uint64_t z = stream + (j + 2) * kGolden;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  const uint64_t z = SplitMix64(stream, j + 2);
   // 24 random bits -> [0, 1) exactly representable in fp32.
   const float unit = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
   return 2.0f * unit - 1.0f;
@@ -302,10 +298,7 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const s
 ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
                                const TensorParallelShard& shard) {
   absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
-  if (!layout.ok()) {
-    PAGODA_LOG(critical, "DummyModelWeights: {}", layout.status().ToString());
-    std::abort();
-  }
+  PAGODA_CHECK(layout.ok()) << "DummyModelWeights: " << layout.status();
   ModelWeights weights;
   const std::vector<Slot> slots = PlanSlots(config, *layout, weights);
   SizeDestinations(slots);
