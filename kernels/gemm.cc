@@ -1,0 +1,38 @@
+#include "kernels/gemm.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/cpu/gemm.h"
+
+namespace pagoda::kernels {
+
+absl::Status GemmParams::Validate() const {
+  if (m < 0 || n <= 0 || k <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: bad shape m=", m, " n=", n, " k=", k, " (need m >= 0, n, k > 0)"));
+  }
+  if (static_cast<int>(b_dtype) >= kNumDTypes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: unknown weight dtype ", static_cast<int>(b_dtype)));
+  }
+  const DTypeTraits& t = Traits(b_dtype);
+  if (k % t.block_elements != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("gemm: k=", k, " is not a whole number of ",
+                                                   t.block_elements, "-element ",
+                                                   std::string(t.name), " blocks"));
+  }
+  if (m > 0 && (a == nullptr || b == nullptr || c == nullptr)) {
+    return absl::InvalidArgumentError("gemm: null operand");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Gemm(const GemmParams& params) {
+  RETURN_IF_ERROR(params.Validate());
+  if (params.m > 0) cpu::Gemm(params);
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda::kernels
