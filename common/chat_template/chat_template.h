@@ -1,7 +1,7 @@
 // A Hugging Face chat template: the Jinja2 `chat_template` of tokenizer_config.json that turns
 // OpenAI-style `messages` into the prompt text a chat model was trained on.
 //
-// The interpreter (common/internal/jinja_*) covers the Jinja2 subset real templates use:
+// The interpreter (internal/jinja_*) covers the Jinja2 subset real templates use:
 // output and if/elif/else, for (with else, loop.*, tuple unpacking, inline filter), set (also
 // namespace attributes and blocks), macros, break/continue, comments, whitespace control with
 // transformers' trim_blocks/lstrip_blocks; Python-like expressions, filters, tests and
