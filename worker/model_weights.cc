@@ -197,11 +197,17 @@ absl::Status Materialize(const WeightPlan& plan, const Sources& sources,
     }
     parts.push_back({slot.target, s, s + 1, stored[s], slot.padded_rows, nullptr});
   }
+  // Size every LinearWeight's parts first: pointers into them stay valid from here on.
+  for (const Part& part : parts) {
+    const WeightTarget& target = plan.targets[static_cast<size_t>(part.target)];
+    if (target.linear != nullptr) target.linear->parts.emplace_back();
+  }
+  std::vector<size_t> next_part(plan.targets.size(), 0);
   for (Part& part : parts) {
     const WeightTarget& target = plan.targets[static_cast<size_t>(part.target)];
     const WeightSlot& first = slots[part.first_slot];
     if (target.linear != nullptr) {
-      part.tensor = &target.linear->parts.emplace_back();
+      part.tensor = &target.linear->parts[next_part[static_cast<size_t>(part.target)]++];
     } else {
       if (!target.tensor->empty()) {
         // Two types in one plain tensor: only possible for an embedding-sized target, never for
