@@ -368,4 +368,43 @@ std::string ModelConfig::ToJson() const {
   return config.dump(2) + "\n";
 }
 
+namespace {
+
+// The first field of `config` that `size` ranks cannot split, as a message; empty when none.
+std::string TensorParallelMismatch(const ModelConfig& config, int64_t size) {
+  if (config.num_attention_heads % size != 0) {
+    return absl::StrCat("num_attention_heads (", config.num_attention_heads,
+                        ") is not divisible by the tensor parallel size ", size);
+  }
+  const int64_t kv_heads = config.num_key_value_heads;
+  if (kv_heads <= 0 || (kv_heads % size != 0 && size % kv_heads != 0)) {
+    return absl::StrCat("num_key_value_heads (", kv_heads,
+                        ") is neither divisible by nor a divisor of the tensor parallel size ",
+                        size);
+  }
+  if (config.intermediate_size % size != 0) {
+    return absl::StrCat("intermediate_size (", config.intermediate_size,
+                        ") is not divisible by the tensor parallel size ", size);
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size) {
+  if (size < 1 || size > kMaxTensorParallelSize) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallel size must be in [1, ",
+                                                   kMaxTensorParallelSize, "], got ", size));
+  }
+  const std::string mismatch = TensorParallelMismatch(config, size);
+  if (mismatch.empty()) return absl::OkStatus();
+  std::vector<std::string> working;
+  for (int64_t t = 1; t <= kMaxTensorParallelSize; ++t) {
+    if (TensorParallelMismatch(config, t).empty()) working.push_back(absl::StrCat(t));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      mismatch,
+      "; tensor parallel sizes that work for this model: ", absl::StrJoin(working, ", ")));
+}
+
 }  // namespace pagoda

@@ -51,4 +51,15 @@ struct ModelConfig {
   int64_t kv_size() const { return num_key_value_heads * head_dim; }
 };
 
+/// The largest tensor-parallel size CheckTensorParallelSize considers (and lists).
+inline constexpr int64_t kMaxTensorParallelSize = 64;
+
+/// OK when the model can be split over `size` tensor-parallel ranks (Megatron sharding:
+/// num_attention_heads and intermediate_size divisible by it, num_key_value_heads divisible by it
+/// or a divisor of it); otherwise InvalidArgument naming the field that does not divide and the
+/// sizes that would work, e.g. "num_attention_heads (9) is not divisible by the tensor parallel
+/// size 2; tensor parallel sizes that work for this model: 1, 3, 9". Checked up front by every
+/// command that starts workers, so a bad --tp fails at once instead of in every worker's Init.
+absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size);
+
 }  // namespace pagoda

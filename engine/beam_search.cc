@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/scheduler.h"
+#include "common/check.h"
+#include "common/step/stop_rules.h"
 
 namespace pagoda {
 
@@ -63,7 +62,11 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
     std::vector<int32_t> outputs(c.beam->token_ids.begin() + c.beam->num_prompt_tokens,
                                  c.beam->token_ids.end());
     outputs.push_back(c.token);
-    if (std::optional<int32_t> stop = scheduler_->StopTokenOf(*c.beam, c.token)) {
+    const StopRules rules(c.beam->params, eos_token_ids_, max_model_len_);
+    // The candidate is not appended yet: min_tokens counts the outputs before it, as the
+    // sampler's stop-token mask does (candidates come from raw logprobs, which it leaves alone).
+    if (c.beam->num_output_tokens() >= c.beam->params.min_tokens &&
+        EndsOnToken(rules.StopTokenKind(c.token))) {
       // vLLM V0: an ending candidate counts only when it ranks within the beam width.
       if (rank < width) {
         request->finished_beams.push_back(
@@ -71,13 +74,12 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
              .cumulative_logprob = c.cumulative_logprob,
              .score = Score(c.cumulative_logprob, out_len - 1, params.length_penalty),
              .finish_reason = FinishReason::kStop,
-             .stop_token_id = stop});
+             .stop_token_id = c.token});
       }
       continue;
     }
     ++num_selected;
-    if (out_len >= params.max_tokens ||
-        c.beam->num_prompt_tokens + out_len >= scheduler_->max_model_len()) {
+    if (rules.NumOutputsLeft(out_len, c.beam->num_prompt_tokens + out_len) <= 0) {
       request->finished_beams.push_back(
           {.output_token_ids = std::move(outputs),
            .cumulative_logprob = c.cumulative_logprob,
@@ -105,14 +107,14 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
   if (done) {
     for (Sequence* beam : live) {
       beam->dropped = true;
-      scheduler_->Finish(beam, FinishReason::kAbort, std::nullopt);
+      registry_->Finish(beam, FinishReason::kAbort, std::nullopt);
     }
     FinishRequest(request, updates);
     return;
   }
 
   // Forks first (they share the parent's blocks as computed), then the parents continue.
-  KVCacheManager& kv = *scheduler_->kv_;
+  KVCacheManager& kv = *kv_;
   std::vector<std::pair<Sequence*, int32_t>> continues;
   for (Sequence* beam : live) {
     bool first = true;
@@ -127,24 +129,21 @@ void BeamSearch::Step(Request* request, std::vector<SequenceUpdate>& updates) {
       std::vector<int32_t> tokens = beam->token_ids;
       tokens.push_back(c.token);
       Sequence* child =
-          scheduler_->NewSequence(request, request->next_beam_index++, std::move(tokens));
+          registry_->NewSequence(request, request->next_beam_index++, std::move(tokens));
       child->cumulative_logprob = c.cumulative_logprob;
       if (beam->status == SequenceStatus::kRunning && kv.Contains(beam->handle) &&
           !kv.IsSwappedOut(beam->handle)) {
         const absl::Status s = kv.Fork(beam->handle, child->handle);
-        if (!s.ok()) {
-          std::fprintf(stderr, "BeamSearch: fork failed: %s\n", std::string(s.message()).c_str());
-          std::abort();
-        }
+        PAGODA_CHECK(s.ok()) << "fork of beam " << beam->seq_id << " failed: " << s;
         child->num_computed_tokens = beam->num_computed_tokens;
-        scheduler_->InsertRunning(child);
+        registry_->InsertRunning(child);
       } else {
-        scheduler_->InsertWaiting(child);  // recomputed from its tokens
+        registry_->InsertWaiting(child);  // recomputed from its tokens
       }
     }
     if (first) {
       beam->dropped = true;
-      scheduler_->Finish(beam, FinishReason::kAbort, std::nullopt);
+      registry_->Finish(beam, FinishReason::kAbort, std::nullopt);
     }
   }
   for (auto& [beam, token] : continues) {

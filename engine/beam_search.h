@@ -6,22 +6,35 @@
 // beams, ranked by cumulative_logprob / length^length_penalty. The request finishes when no beam
 // can beat the beam_width-th finished one (early_stopping = False), returning the n best.
 //
-//   if (AllBeamsReady(request)) beam_search.Step(request, updates);
+// It works on the SequenceRegistry and the KVCacheManager the Scheduler composes: new beams are
+// registry sequences (forked in the KV cache when their parent's blocks are on the device, else
+// queued to be recomputed), losers are finished with kAbort and released with the rest.
+//
+//   BeamSearch beam_search(&registry, &kv, eos_token_ids, max_model_len);
+//   if (BeamSearch::AllBeamsReady(*request)) beam_search.Step(request, updates);
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "engine/kv_cache_manager.h"
 #include "engine/request.h"
+#include "engine/sequence_registry.h"
+#include "engine/sequence_update.h"
 
 namespace pagoda {
 
-class Scheduler;
-struct SequenceUpdate;
-
 class BeamSearch {
  public:
-  explicit BeamSearch(Scheduler* scheduler) : scheduler_(scheduler) {}
+  /// `registry` and `kv` must outlive it. `eos_token_ids` and `max_model_len`: the scheduler's
+  /// stop rules (common/step/stop_rules.h).
+  BeamSearch(SequenceRegistry* registry, KVCacheManager* kv, std::vector<int32_t> eos_token_ids,
+             int64_t max_model_len)
+      : registry_(registry),
+        kv_(kv),
+        eos_token_ids_(std::move(eos_token_ids)),
+        max_model_len_(max_model_len) {}
 
   /// Whether every live beam of `request` has a sample awaiting a decision.
   static bool AllBeamsReady(const Request& request);
@@ -36,7 +49,10 @@ class BeamSearch {
  private:
   void FinishRequest(Request* request, std::vector<SequenceUpdate>& updates);
 
-  Scheduler* scheduler_;
+  SequenceRegistry* const registry_;
+  KVCacheManager* const kv_;
+  const std::vector<int32_t> eos_token_ids_;
+  const int64_t max_model_len_;
 };
 
 }  // namespace pagoda

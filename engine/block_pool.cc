@@ -1,23 +1,12 @@
 #include "engine/block_pool.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace pagoda {
 namespace {
-
-// A broken invariant of the pool (a caller freed a free block, named a block out of range):
-// continuing would corrupt KV caches silently, so stop.
-#define PAGODA_POOL_CHECK(cond)                                                               \
-  do {                                                                                        \
-    if (!(cond)) {                                                                            \
-      std::fprintf(stderr, "%s:%d: BlockPool check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                           \
-    }                                                                                         \
-  } while (0)
 
 constexpr uint64_t kPrime1 = 0x9E3779B185EBCA87ULL;  // the xxHash64 primes
 constexpr uint64_t kPrime2 = 0xC2B2AE3D27D4EB4FULL;
@@ -93,7 +82,7 @@ BlockPool::BlockPool(int32_t num_blocks, bool enable_caching)
       next_(num_blocks + 1),
       hash_(num_blocks),
       has_hash_(num_blocks, false) {
-  PAGODA_POOL_CHECK(num_blocks >= 0);
+  PAGODA_CHECK(num_blocks >= 0) << "BlockPool of " << num_blocks << " blocks";
   prev_[num_blocks_] = next_[num_blocks_] = num_blocks_;
   for (int32_t b = 0; b < num_blocks_; ++b) PushBack(b);
 }
@@ -104,7 +93,8 @@ double BlockPool::Usage() const {
 }
 
 size_t BlockPool::Index(int32_t block) const {
-  PAGODA_POOL_CHECK(block >= 0 && block < num_blocks_);
+  PAGODA_CHECK(block >= 0 && block < num_blocks_)
+      << "block " << block << " is outside the pool's [0, " << num_blocks_ << ")";
   return static_cast<size_t>(block);
 }
 
@@ -136,7 +126,7 @@ void BlockPool::Unlink(int32_t block) {
 }
 
 bool BlockPool::Allocate(int32_t n, std::vector<int32_t>* out) {
-  PAGODA_POOL_CHECK(n >= 0);
+  PAGODA_CHECK(n >= 0) << "allocating " << n << " blocks";
   if (n > num_free_) return false;
   out->reserve(out->size() + n);
   for (int32_t i = 0; i < n; ++i) {
@@ -157,7 +147,7 @@ void BlockPool::IncRef(int32_t block) {
 
 void BlockPool::DecRef(int32_t block) {
   const size_t i = Index(block);
-  PAGODA_POOL_CHECK(ref_count_[i] > 0);
+  PAGODA_CHECK(ref_count_[i] > 0) << "block " << block << " released more often than referenced";
   if (--ref_count_[i] > 0) return;
   if (has_hash_[i]) {
     PushBack(block);
@@ -173,7 +163,7 @@ int32_t BlockPool::Lookup(const BlockHash& hash) const {
 
 bool BlockPool::CacheBlock(int32_t block, const BlockHash& hash) {
   const size_t i = Index(block);
-  PAGODA_POOL_CHECK(ref_count_[i] > 0);
+  PAGODA_CHECK(ref_count_[i] > 0) << "caching block " << block << ", which nobody references";
   if (!enable_caching_ || has_hash_[i]) return false;
   if (!cached_.emplace(hash, block).second) return false;
   hash_[i] = hash;

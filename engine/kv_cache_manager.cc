@@ -1,26 +1,14 @@
 #include "engine/kv_cache_manager.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
 namespace {
-
-// A broken contract between the scheduler and the manager: continuing would hand workers block
-// tables that corrupt KV caches silently, so stop.
-#define PAGODA_KV_CHECK(cond, what)                                                             \
-  do {                                                                                          \
-    if (!(cond)) {                                                                              \
-      std::fprintf(stderr, "%s:%d: KVCacheManager check failed: %s (%s)\n", __FILE__, __LINE__, \
-                   #cond, what);                                                                \
-      std::abort();                                                                             \
-    }                                                                                           \
-  } while (0)
 
 int32_t HostEntry(int32_t host_block) { return -(host_block + 1); }
 int32_t HostBlockOf(int32_t entry) { return -entry - 1; }
@@ -32,7 +20,7 @@ KVCacheManager::KVCacheManager(const Options& options)
       device_(options.num_device_blocks, options.enable_prefix_caching),
       host_(options.num_host_blocks, /*enable_caching=*/false),
       pins_(options.num_device_blocks, 0) {
-  PAGODA_KV_CHECK(options.block_size >= 1, "block_size must be positive");
+  PAGODA_CHECK(options.block_size >= 1) << "block_size must be positive";
 }
 
 PrefixMatch KVCacheManager::GetComputedBlocks(absl::Span<const int32_t> token_ids,
@@ -85,7 +73,7 @@ int64_t KVCacheManager::NumLeadingCachedBlocks(absl::Span<const BlockHash> block
 void KVCacheManager::CacheBlocks(SeqHandle seq, absl::Span<const int32_t> token_ids) {
   if (!device_.caching_enabled()) return;
   auto it = seqs_.find(seq);
-  PAGODA_KV_CHECK(it != seqs_.end(), "CacheBlocks of an unknown sequence");
+  PAGODA_CHECK(it != seqs_.end()) << "CacheBlocks of an unknown sequence";
   SeqState& state = it->second;
   if (state.swapped_out) return;
   const int64_t known = std::min<int64_t>(static_cast<int64_t>(token_ids.size()), state.num_tokens);
@@ -103,11 +91,11 @@ void KVCacheManager::CacheBlocks(SeqHandle seq, absl::Span<const int32_t> token_
 int64_t KVCacheManager::NumBlocksNeeded(SeqHandle seq, int64_t num_new_tokens,
                                         int64_t num_lookahead_tokens,
                                         const PrefixMatch* prefix) const {
-  PAGODA_KV_CHECK(num_new_tokens >= 0 && num_lookahead_tokens >= 0, "negative token count");
+  PAGODA_CHECK(num_new_tokens >= 0 && num_lookahead_tokens >= 0) << "negative token count";
   auto it = seqs_.find(seq);
   const SeqState* state = it == seqs_.end() ? nullptr : &it->second;
-  PAGODA_KV_CHECK(state == nullptr || prefix == nullptr, "a PrefixMatch for a live sequence");
-  PAGODA_KV_CHECK(state == nullptr || !state->swapped_out, "allocating for a swapped-out sequence");
+  PAGODA_CHECK(state == nullptr || prefix == nullptr) << "a PrefixMatch for a live sequence";
+  PAGODA_CHECK(state == nullptr || !state->swapped_out) << "allocating for a swapped-out sequence";
   int64_t cost = 0;
   int64_t num_tokens = 0;
   int64_t num_blocks = 0;
@@ -139,14 +127,14 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
   auto [it, inserted] = seqs_.try_emplace(seq);
   SeqState& state = it->second;
   if (prefix != nullptr) {
-    PAGODA_KV_CHECK(prefix->block_ids.size() == prefix->block_hashes.size() &&
-                        prefix->num_computed_tokens ==
-                            static_cast<int64_t>(prefix->block_ids.size()) * block_size_,
-                    "malformed PrefixMatch");
+    PAGODA_CHECK(prefix->block_ids.size() == prefix->block_hashes.size() &&
+                 prefix->num_computed_tokens ==
+                     static_cast<int64_t>(prefix->block_ids.size()) * block_size_)
+        << "malformed PrefixMatch";
     for (size_t i = 0; i < prefix->block_ids.size(); ++i) {
       const BlockHash* hash = device_.HashOf(prefix->block_ids[i]);
-      PAGODA_KV_CHECK(hash != nullptr && *hash == prefix->block_hashes[i],
-                      "stale PrefixMatch: a block was evicted since GetComputedBlocks");
+      PAGODA_CHECK(hash != nullptr && *hash == prefix->block_hashes[i])
+          << "stale PrefixMatch: a block was evicted since GetComputedBlocks";
       device_.IncRef(prefix->block_ids[i]);
     }
     state.blocks = prefix->block_ids;
@@ -167,7 +155,7 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
     const int32_t shared = state.blocks[i];
     if (!Shared(shared)) continue;
     std::vector<int32_t> fresh;
-    PAGODA_KV_CHECK(device_.Allocate(1, &fresh), "free blocks miscounted");
+    PAGODA_CHECK(device_.Allocate(1, &fresh)) << "free blocks miscounted";
     if (i * block_size_ < begin) {
       copies_.emplace_back(shared, fresh[0]);
       Pin(shared);
@@ -178,8 +166,8 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
     if (static_cast<size_t>(i) < state.num_sent_blocks) state.replaced.emplace_back(i, fresh[0]);
   }
   if (needed > num_blocks) {
-    PAGODA_KV_CHECK(device_.Allocate(static_cast<int32_t>(needed - num_blocks), &state.blocks),
-                    "free blocks miscounted");
+    PAGODA_CHECK(device_.Allocate(static_cast<int32_t>(needed - num_blocks), &state.blocks))
+        << "free blocks miscounted";
   }
   if (state.touched_round != round_) {
     state.touched_round = round_;
@@ -201,9 +189,9 @@ void KVCacheManager::Free(SeqHandle seq) {
     for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
       const int32_t block = state.blocks[i];
       if (device_.HashOf(block) == nullptr) continue;
-      PAGODA_KV_CHECK(!Shared(block),
-                      "freed a sequence of the plan being built after another sequence hit "
-                      "blocks it was to compute");
+      PAGODA_CHECK(!Shared(block))
+          << "freed a sequence of the plan being built after another sequence hit "
+             "blocks it was to compute";
       device_.UncacheBlock(block);
     }
   }
@@ -363,8 +351,8 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapIn(SeqHandle seq) {
     state.blocks[i] = cached;
   }
   std::vector<int32_t> fresh;
-  PAGODA_KV_CHECK(device_.Allocate(static_cast<int32_t>(to_transfer.size()), &fresh),
-                  "free blocks miscounted");
+  PAGODA_CHECK(device_.Allocate(static_cast<int32_t>(to_transfer.size()), &fresh))
+      << "free blocks miscounted";
   std::vector<BlockPair> pairs;
   pairs.reserve(to_transfer.size());
   for (size_t k = 0; k < to_transfer.size(); ++k) {

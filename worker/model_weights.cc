@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -12,10 +11,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/formats/gguf.h"
 #include "common/formats/gguf_model_config.h"
 #include "common/formats/safetensors.h"
-#include "common/logging.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "kernels/dequantize.h"
 #include "worker/models/registry.h"
@@ -51,16 +51,12 @@ struct Sources {
 // has its own SplitMix64 stream (the same values a sequential fill of the chunk draws), and its
 // j-th draw is a function of j: any element can be computed alone, in any order.
 float DummyUniform(uint64_t seed, uint64_t tensor_index, int64_t i) {
-  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;
   const uint64_t chunk = static_cast<uint64_t>(i / kChunkElements);
   const uint64_t j = static_cast<uint64_t>(i % kChunkElements);
   const uint64_t stream =
       seed ^ (tensor_index * 0xd1b54a32d192ed03ull) ^ (chunk * 0x8cb92ba72f3d8dd7ull);
   // The stream skips its first draw.
-  uint64_t z = stream + (j + 2) * kGolden;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  const uint64_t z = SplitMix64(stream, j + 2);
   // 24 random bits -> [0, 1) exactly representable in fp32.
   const float unit = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
   return 2.0f * unit - 1.0f;
@@ -520,15 +516,13 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const ModelSource& model,
 ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
                                const TensorParallelShard& shard, const WeightLoadOptions& options) {
   absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
+  PAGODA_CHECK(layout.ok()) << "DummyModelWeights: " << layout.status();
   absl::StatusOr<const ModelArchitecture*> arch = FindModelArchitecture(config.architecture);
+  PAGODA_CHECK(arch.ok()) << "DummyModelWeights: " << arch.status();
   const DType dtype = options.dtype.value_or(DType::kF32);
-  if (!layout.ok() || !arch.ok() ||
-      (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16)) {
-    PAGODA_LOG(critical, "DummyModelWeights: {}",
-               !layout.ok() ? layout.status().ToString()
-                            : (!arch.ok() ? arch.status().ToString() : "bad dtype"));
-    std::abort();
-  }
+  PAGODA_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16)
+      << "DummyModelWeights: weights are stored as float32, float16 or bfloat16, not "
+      << DTypeName(dtype);
   ModelWeights weights;
   const WeightPlan plan = (*arch)->PlanWeights(config, *layout, weights);
   Sources sources;
@@ -540,10 +534,7 @@ ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
     stored[s] = StoredDType(plan.slots[s], sources.by_slot[s], dtype, /*keep_own=*/false);
   }
   const absl::Status status = Materialize(plan, sources, stored);
-  if (!status.ok()) {
-    PAGODA_LOG(critical, "DummyModelWeights: {}", status.ToString());
-    std::abort();
-  }
+  PAGODA_CHECK(status.ok()) << "DummyModelWeights: " << status;
   return weights;
 }
 

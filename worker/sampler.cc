@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/random.h"
+#include "kernels/cpu/internal/vec_math.h"
 
 namespace pagoda {
 namespace {
@@ -38,33 +40,8 @@ struct Workspace {
   std::vector<double> bucket_mass;     // [kNumWeightBuckets]
 };
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-// exp(x) for x <= 0, within about 1 ulp of std::exp (Cephes' expf), exactly 0 below -87 (where
-// the true value, under 2^-125, is no probability next to the max's 1). Branch-free, so that
-// the `omp simd` loops over the vocabulary vectorize (with -fno-trapping-math, set for this file
-// in worker/CMakeLists.txt); std::exp does not without -ffast-math.
-inline float ExpNonPositive(float x) {
-  const float clamped = x > -88.0f ? x : -88.0f;
-  // Round-to-nearest n = x / ln 2 by the 1.5 * 2^23 trick (floor needs SSE4.1 to vectorize).
-  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = clamped - n * 0.693359375f + n * 2.12194440e-4f;  // Cody-Waite ln 2
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  // 2^n, or 0 below -87: an integer select, which stays branch-free.
-  const int32_t scale_bits = x < -87.0f ? 0 : (static_cast<int32_t>(n) + 127) << 23;
-  return y * std::bit_cast<float>(scale_bits);
-}
+using kernels::internal::ExpUnderflow;
+using kernels::internal::FastExp;
 
 float MaxOf(absl::Span<const float> row) {
   const float* data = row.data();
@@ -92,7 +69,7 @@ double LogSumExp(absl::Span<const float> row, float max_value) {
   const float* data = row.data();
   double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-  for (size_t i = 0; i < row.size(); ++i) sum += ExpNonPositive(data[i] - max_value);
+  for (size_t i = 0; i < row.size(); ++i) sum += FastExp<ExpUnderflow::kZero>(data[i] - max_value);
   return std::log(sum);
 }
 
@@ -254,7 +231,7 @@ absl::StatusOr<int32_t> SampleRandom(absl::Span<const float> row, const Sampling
   float* weights = ws.weights.data();
 #pragma omp simd
   for (size_t i = 0; i < row.size(); ++i) {
-    const float weight = ExpNonPositive((logits[i] - max_logit) / temperature);
+    const float weight = FastExp<ExpUnderflow::kZero>((logits[i] - max_logit) / temperature);
     weights[i] = weight < min_weight ? 0.0f : weight;
   }
 

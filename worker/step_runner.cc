@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/step/stop_rules.h"
 
 namespace pagoda {
 namespace {
@@ -247,14 +248,11 @@ void StepRunner::AddAndUpdateSequences(const StepPlan& plan) {
 }
 
 bool StepRunner::IsStop(const Sequence& seq, int32_t token) const {
-  const SamplingParams& params = seq.params;
-  const int64_t generated = seq.num_output_tokens();
-  if (generated >= params.max_tokens) return true;
-  if (generated < params.min_tokens) return false;
-  auto contains = [token](const std::vector<int32_t>& ids) {
-    return std::find(ids.begin(), ids.end(), token) != ids.end();
-  };
-  return contains(params.stop_token_ids) || (!params.ignore_eos && contains(eos_token_ids_));
+  // The engine's rules (common/step/stop_rules.h); max_model_len is the engine's, and
+  // CanDecodeAgain keeps a sequence within its blocks and the model's positions.
+  return StopRules(seq.params, eos_token_ids_)
+             .Check(token, seq.num_output_tokens(), static_cast<int64_t>(seq.token_ids.size())) !=
+         TokenStop::kNone;
 }
 
 bool StepRunner::CanDecodeAgain(const Sequence& seq) const {

@@ -16,24 +16,7 @@ absl::Status ValidateTensorParallel(const ModelConfig& config, const TensorParal
     return absl::InvalidArgumentError(
         absl::StrCat("tensor parallel rank ", shard.rank, " is outside [0, ", shard.size, ")"));
   }
-  const int64_t size = shard.size;
-  if (config.num_attention_heads % size != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_attention_heads (", config.num_attention_heads,
-                     ") is not divisible by the tensor parallel size ", size));
-  }
-  const int64_t kv_heads = config.num_key_value_heads;
-  if (kv_heads <= 0 || (kv_heads % size != 0 && size % kv_heads != 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_key_value_heads (", kv_heads,
-                     ") is neither divisible by nor a divisor of the tensor parallel size ", size));
-  }
-  if (config.intermediate_size % size != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("intermediate_size (", config.intermediate_size,
-                     ") is not divisible by the tensor parallel size ", size));
-  }
-  return absl::OkStatus();
+  return CheckTensorParallelSize(config, shard.size);
 }
 
 absl::StatusOr<ShardLayout> ComputeShardLayout(const ModelConfig& config,

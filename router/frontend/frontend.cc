@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
@@ -20,10 +21,8 @@ Frontend::Frontend(ReplicaSet* replicas, const Tokenizer* tokenizer, FrontendOpt
 uint64_t Frontend::NextRandom() {
   absl::MutexLock lock(&mu_);
   // splitmix64: ids and seeds need uniqueness and spread, not secrecy.
-  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  rng_state_ += kSplitMix64Gamma;
+  return SplitMix64Mix(rng_state_);
 }
 
 absl::Status Frontend::CheckModel(const std::string& model) const {

@@ -315,5 +315,24 @@ TEST(ModelConfig, DTypeNames) {
   EXPECT_EQ(DTypeName(DType::kBF16), "bfloat16");
 }
 
+TEST(CheckTensorParallelSize, NamesTheFieldAndTheSizesThatWork) {
+  ModelConfig smollm2;  // SmolLM2-135M: 9 heads, 3 KV heads, intermediate 1536
+  smollm2.num_attention_heads = 9;
+  smollm2.num_key_value_heads = 3;
+  smollm2.intermediate_size = 1536;
+  EXPECT_TRUE(CheckTensorParallelSize(smollm2, 1).ok());
+  EXPECT_TRUE(CheckTensorParallelSize(smollm2, 3).ok());
+  const absl::Status two = CheckTensorParallelSize(smollm2, 2);
+  EXPECT_EQ(two.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(two.message()),
+              HasSubstr("num_attention_heads (9) is not divisible by the tensor parallel size 2; "
+                        "tensor parallel sizes that work for this model: 1, 3"));
+  // 9 divides the heads but not intermediate_size.
+  EXPECT_THAT(std::string(CheckTensorParallelSize(smollm2, 9).message()),
+              HasSubstr("intermediate_size (1536) is not divisible"));
+  EXPECT_FALSE(CheckTensorParallelSize(smollm2, 0).ok());
+  EXPECT_FALSE(CheckTensorParallelSize(smollm2, kMaxTensorParallelSize + 1).ok());
+}
+
 }  // namespace
 }  // namespace pagoda

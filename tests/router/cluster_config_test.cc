@@ -105,5 +105,16 @@ TEST_F(MakeReplicaSetOptionsTest, RejectsABlockSizeTheGlobalSchedulerCannotHash)
   EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(MakeReplicaSetOptionsTest, RefusesATensorParallelSizeTheModelCannotBeSplitOver) {
+  // stories260K: 8 heads, 4 KV heads, intermediate 172 -> TP 1, 2 or 4 (not 3, not 8).
+  ClusterConfig config{.replicas = {{"a:1", "a:2"}, {"b:1", "b:2", "b:3"}}};
+  absl::StatusOr<ReplicaSetOptions> options = MakeReplicaSetOptions(config, model_, nullptr);
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(options.status().message()),
+              ::testing::AllOf(::testing::HasSubstr("--replica 1 has 3 workers"),
+                               ::testing::HasSubstr("num_attention_heads (8)"),
+                               ::testing::HasSubstr("sizes that work for this model: 1, 2, 4")));
+}
+
 }  // namespace
 }  // namespace pagoda

@@ -1,0 +1,75 @@
+#include "engine/batching_policy.h"
+
+#include <algorithm>
+
+#include "common/step/stop_rules.h"
+
+namespace pagoda {
+
+BatchingPolicy::BatchingPolicy(const BatchingParts& parts)
+    : config_(*parts.config),
+      registry_(*parts.registry),
+      kv_(*parts.kv),
+      preemptor_(*parts.preemptor),
+      max_model_len_(parts.max_model_len) {}
+
+int64_t BatchingPolicy::RemainingTokens(const Sequence& seq) const {
+  return StopRules(seq.params, /*eos_token_ids=*/{}, max_model_len_)
+      .NumOutputsLeft(seq.num_expected_output_tokens(), seq.total_len());
+}
+
+void BatchingPolicy::MarkStarted(PlanBuilder& plan, Request* request) {
+  if (registry_.MarkStarted(request)) plan.RecordStart(*request);
+}
+
+void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
+  const int32_t k = plan.num_steps();
+  std::vector<Sequence*>& running = registry_.running();
+  for (size_t i = 0; i < running.size(); ++i) {
+    Sequence* seq = running[i];
+    if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
+    if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
+    const int64_t size = static_cast<int64_t>(seq->token_ids.size());
+    int64_t uncomputed = size - seq->num_computed_tokens;
+    if (!seq->request->samples_forked && seq->index == 0) {
+      uncomputed = std::min(uncomputed, seq->num_prompt_tokens - 1 - seq->num_computed_tokens);
+    }
+    const bool decode =
+        seq->num_pending_tokens > 0 || (uncomputed == 1 && seq->num_output_tokens() > 0);
+    int64_t num_tokens = 0;    // KV positions this plan computes
+    int64_t num_first = 0;     // tokens of the first step
+    int64_t num_expected = 0;  // samples expected
+    if (decode) {
+      const int64_t remaining = RemainingTokens(*seq);
+      if (remaining <= 0) continue;  // finishes when its in-flight result arrives
+      num_tokens = std::min<int64_t>(k, remaining);
+      num_first = 1;
+      num_expected = num_tokens;
+    } else {
+      if (uncomputed <= 0) continue;
+      num_tokens = std::min(uncomputed, budget);
+      // A prompt that does not fit the budget waits unless it may be chunked. (Static batching's
+      // budget is unbounded: its prompts always fit.)
+      if (!config_.enable_chunked_prefill && num_tokens < uncomputed) continue;
+      num_first = num_tokens;
+      num_expected = seq->num_computed_tokens + num_tokens == size ? 1 : 0;
+    }
+    // Make room by preempting from the back: the lowest-priority, newest sequences.
+    bool allocated = true;
+    while (!kv_.AllocateSlots(seq->handle, num_tokens)) {
+      Sequence* victim = running.back();
+      preemptor_.Preempt(victim, plan);
+      if (victim == seq) {
+        allocated = false;
+        break;
+      }
+    }
+    if (!allocated) break;
+    const int64_t computed_before = seq->num_computed_tokens;
+    seq->num_computed_tokens += num_tokens;
+    plan.Add(seq, computed_before, num_first, num_expected, decode);
+    budget -= decode ? 1 : num_first;
+  }
+}
+
+}  // namespace pagoda

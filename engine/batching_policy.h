@@ -1,0 +1,64 @@
+// BatchingPolicy: which sequences the next plan runs. Two policies, chosen by
+// EngineConfig::scheduler:
+//   - ContinuousBatching (engine/continuous_batching.h): iteration-level batching with chunked
+//     prefill, prefix-cache-aware admission, preemption, multi-step decode plans (the default);
+//   - StaticBatching (engine/static_batching.h): fixed batches that reserve prompt + max_tokens
+//     per request and run until all of them finish (a baseline for benchmarks only).
+// Both continue their running sequences with the stage this base class holds: decodes and prefill
+// chunks, in queue order, within max_num_seqs and a token budget, preempting from the back of the
+// running queue (the lowest-priority, newest sequences) when blocks run out.
+//
+//   std::unique_ptr<BatchingPolicy> policy = std::make_unique<ContinuousBatching>(parts);
+//   plan.Begin(step_id);
+//   policy->Schedule(plan, num_in_flight_steps);
+#pragma once
+
+#include <cstdint>
+
+#include "engine/engine_config.h"
+#include "engine/kv_cache_manager.h"
+#include "engine/plan_builder.h"
+#include "engine/preemptor.h"
+#include "engine/request.h"
+#include "engine/sequence_registry.h"
+
+namespace pagoda {
+
+/// What a policy schedules over; every pointer must outlive the policy.
+struct BatchingParts {
+  const EngineConfig* config = nullptr;
+  SequenceRegistry* registry = nullptr;
+  KVCacheManager* kv = nullptr;
+  Preemptor* preemptor = nullptr;
+  int64_t max_model_len = 0;  // the engine's (config, else the executor's)
+};
+
+class BatchingPolicy {
+ public:
+  virtual ~BatchingPolicy() = default;
+  BatchingPolicy(const BatchingPolicy&) = delete;
+  BatchingPolicy& operator=(const BatchingPolicy&) = delete;
+
+  /// Adds the sequences to run to `plan` (begun, empty), allocating their KV slots.
+  /// `num_in_flight_steps`: plans submitted whose results are not applied yet.
+  virtual void Schedule(PlanBuilder& plan, int64_t num_in_flight_steps) = 0;
+
+ protected:
+  explicit BatchingPolicy(const BatchingParts& parts);
+
+  /// The running stage: continues running sequences (decodes of plan.num_steps() steps, prefill
+  /// chunks) in queue order within max_num_seqs and `token_budget`, which it decreases.
+  void ScheduleRunning(PlanBuilder& plan, int64_t& token_budget);
+  /// A request's first admission: it leaves the waiting count and the plan reports its start.
+  void MarkStarted(PlanBuilder& plan, Request* request);
+  /// Outputs `seq` may still produce, counting the in-flight ones (max_tokens, max_model_len).
+  int64_t RemainingTokens(const Sequence& seq) const;
+
+  const EngineConfig& config_;
+  SequenceRegistry& registry_;
+  KVCacheManager& kv_;
+  Preemptor& preemptor_;
+  const int64_t max_model_len_;
+};
+
+}  // namespace pagoda
