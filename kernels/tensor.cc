@@ -91,8 +91,10 @@ absl::StatusOr<Tensor> Tensor::View(DType dtype, std::vector<int64_t> shape, con
 
 Tensor Tensor::FromFloats(std::vector<int64_t> shape, std::span<const float> values) {
   absl::StatusOr<Tensor> t = Zeros(DType::kF32, std::move(shape));
-  PAGODA_CHECK(t.ok() && t->num_elements() == static_cast<int64_t>(values.size()))
-      << "Tensor::FromFloats: the shape does not hold " << values.size() << " values";
+  PAGODA_CHECK(t.ok()) << "Tensor::FromFloats: " << t.status();
+  PAGODA_CHECK(t->num_elements() == static_cast<int64_t>(values.size()))
+      << "Tensor::FromFloats: " << values.size() << " values for " << t->num_elements()
+      << " elements";
   if (!values.empty()) std::memcpy(t->mutable_data(), values.data(), values.size_bytes());
   return *std::move(t);
 }

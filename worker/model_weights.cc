@@ -193,11 +193,17 @@ absl::Status Materialize(const WeightPlan& plan, const Sources& sources,
     }
     parts.push_back({slot.target, s, s + 1, stored[s], slot.padded_rows, nullptr});
   }
+  // Size every LinearWeight's parts first: pointers into them stay valid from here on.
+  for (const Part& part : parts) {
+    const WeightTarget& target = plan.targets[static_cast<size_t>(part.target)];
+    if (target.linear != nullptr) target.linear->parts.emplace_back();
+  }
+  std::vector<size_t> next_part(plan.targets.size(), 0);
   for (Part& part : parts) {
     const WeightTarget& target = plan.targets[static_cast<size_t>(part.target)];
     const WeightSlot& first = slots[part.first_slot];
     if (target.linear != nullptr) {
-      part.tensor = &target.linear->parts.emplace_back();
+      part.tensor = &target.linear->parts[next_part[static_cast<size_t>(part.target)]++];
     } else {
       if (!target.tensor->empty()) {
         // Two types in one plain tensor: only possible for an embedding-sized target, never for
@@ -515,7 +521,7 @@ ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
   PAGODA_CHECK(arch.ok()) << "DummyModelWeights: " << arch.status();
   const DType dtype = options.dtype.value_or(DType::kF32);
   PAGODA_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16)
-      << "DummyModelWeights: dummy weights are float32, float16 or bfloat16, not "
+      << "DummyModelWeights: weights are stored as float32, float16 or bfloat16, not "
       << DTypeName(dtype);
   ModelWeights weights;
   const WeightPlan plan = (*arch)->PlanWeights(config, *layout, weights);
