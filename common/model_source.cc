@@ -2,9 +2,11 @@
 
 #include <filesystem>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/formats/gguf_model_config.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/gguf_tokenizer.h"
@@ -14,6 +16,51 @@ namespace pagoda {
 bool IsGgufPath(const std::string& path) {
   std::error_code error;
   return absl::EndsWithIgnoreCase(path, ".gguf") && std::filesystem::is_regular_file(path, error);
+}
+
+namespace {
+
+// Why `size` ranks would split a quantized row of `gguf` inside a block; empty when they would
+// not. Only the row-parallel projections are split by columns.
+std::string BlockSplit(const GgufFile& gguf, int64_t size) {
+  for (const GgufTensor& tensor : gguf.tensors()) {
+    const bool row_parallel =
+        absl::EndsWith(absl::string_view(tensor.name.data(), tensor.name.size()),
+                       ".attn_output.weight") ||
+        absl::EndsWith(absl::string_view(tensor.name.data(), tensor.name.size()),
+                       ".ffn_down.weight");
+    if (!row_parallel || tensor.shape.size() != 2) continue;
+    const int64_t block = Traits(tensor.dtype).block_elements;
+    const int64_t cols = tensor.shape[1];
+    if (cols % size == 0 && (cols / size) % block == 0) continue;
+    return absl::StrCat(std::string(tensor.name), " is ", std::string(DTypeName(tensor.dtype)),
+                        " (", block, "-element blocks): tensor parallel size ", size,
+                        " would split its rows inside a block");
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status CheckTensorParallelSize(const ModelSource& model, int64_t size, bool dummy_weights) {
+  RETURN_IF_ERROR(CheckTensorParallelSize(model.config(), size));
+  if (!model.is_gguf() || dummy_weights) return absl::OkStatus();
+  const std::string split = BlockSplit(*model.gguf(), size);
+  if (split.empty()) return absl::OkStatus();
+  std::vector<std::string> working;
+  for (int64_t t = 1; t <= kMaxTensorParallelSize; ++t) {
+    if (CheckTensorParallelSize(model.config(), t).ok() && BlockSplit(*model.gguf(), t).empty()) {
+      working.push_back(absl::StrCat(t));
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      split, "; tensor parallel sizes that work for this model: ", absl::StrJoin(working, ", ")));
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFrom(const std::string& path) {
+  if (!IsGgufPath(path)) return Tokenizer::FromDirectory(path);
+  ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(path));
+  return TokenizerFromGguf(*gguf);
 }
 
 absl::StatusOr<ModelSource> ModelSource::Open(const std::string& path) {
@@ -26,7 +73,7 @@ absl::StatusOr<ModelSource> ModelSource::Open(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::is_directory(path, error)) {
     return absl::NotFoundError(
-        absl::StrCat(path, ": not a model directory (config.json, safetensors) or a .gguf file"));
+        absl::StrCat(path, " is not a directory (config.json, safetensors) nor a .gguf file"));
   }
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(path));
   return ModelSource(path, std::move(config), nullptr);

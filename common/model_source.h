@@ -54,4 +54,17 @@ class ModelSource {
 /// True when `path` names a GGUF file (a regular file ending in .gguf) rather than a directory.
 bool IsGgufPath(const std::string& path);
 
+/// CheckTensorParallelSize(model.config(), size) (common/model_config.h), and for a GGUF model
+/// whose own weights are loaded (not dummy ones) also that no quantized row would be split inside
+/// a block: the row-parallel projections (attn_output, ffn_down), whose columns the ranks split,
+/// must have a whole number of blocks per rank. The error names the tensor, its type and the
+/// sizes that work for this file, e.g. "...ffn_down.weight is q4_K (256-element blocks): tensor
+/// parallel size 4 would split its rows inside a block; tensor parallel sizes that work: 1, 2".
+absl::Status CheckTensorParallelSize(const ModelSource& model, int64_t size,
+                                     bool dummy_weights = false);
+
+/// The tokenizer of a tokenizer directory (tokenizer.json, tokenizer_config.json; no config.json
+/// needed) or of a .gguf file.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFrom(const std::string& path);
+
 }  // namespace pagoda

@@ -58,8 +58,12 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
   engine.max_waiting_requests = config.max_queued_requests;
   for (size_t i = 0; i < config.replicas.size(); ++i) {
     // A TP size the model cannot be split over would fail every worker's Init, forever.
-    if (absl::Status s = CheckTensorParallelSize(model.config, config.replicas[i].size());
-        !s.ok()) {
+    const int64_t size = static_cast<int64_t>(config.replicas[i].size());
+    const absl::Status s =
+        model.source != nullptr
+            ? CheckTensorParallelSize(*model.source, size, config.load_format == "dummy")
+            : CheckTensorParallelSize(model.config, size);
+    if (!s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--replica ", i, " has ", config.replicas[i].size(), " workers: ", s.message()));
     }

@@ -75,7 +75,9 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
 
   ArgParser parser("pagoda-router",
                    "Pagoda's router: the gRPC API over replicas of tensor-parallel workers.");
-  parser.AddString("model", &f.model.model_dir, "Model directory (config.json, tokenizer)", true);
+  parser.AddString("model", &f.model.model_dir,
+                   "Model: a Hugging Face directory (config.json, tokenizer) or a .gguf file",
+                   true);
   parser.AddString("model-name", &f.model.model_name,
                    "Name clients use (default: the directory name)");
   parser.AddStringList("replica", &replicas,
@@ -99,7 +101,7 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   parser.AddString("routing-policy", &routing_policy, "round_robin, least_loaded or prefix_aware");
   parser.AddString("load-format", &f.cluster.load_format, "safetensors, or dummy (random weights)");
   parser.AddString("worker-model-dir", &worker_model_dir,
-                   "The model directory as the workers see it (default: --model)");
+                   "The model (directory or .gguf file) as the workers see it (default: --model)");
   engine_args.Register(parser);  // per replica; the KV cache per rank
   parser.AddInt("max-queued-requests", &f.cluster.max_queued_requests,
                 "Waiting requests per replica before new ones get RESOURCE_EXHAUSTED");

@@ -1,25 +1,18 @@
 #include "router/served_model.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
 namespace {
 
-// "models/stories260K" and "models/stories260K/" are both "stories260K".
-std::string DirectoryName(const std::string& dir) {
-  std::filesystem::path path = std::filesystem::path(dir).lexically_normal();
-  if (!path.has_filename()) path = path.parent_path();
-  return path.filename().string();
-}
-
 absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& file,
-                                                             const std::string& model_dir) {
+                                                             const ModelSource& model) {
   if (!file.empty()) {
     absl::StatusOr<std::string> source = ReadFileToString(file);
     if (!source.ok()) {
@@ -33,7 +26,7 @@ absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& 
     }
     return std::optional<ChatTemplate>(std::move(*parsed));
   }
-  absl::StatusOr<ChatTemplate> loaded = ChatTemplate::FromModelDirectory(model_dir);
+  absl::StatusOr<ChatTemplate> loaded = model.LoadChatTemplate();
   if (loaded.ok()) return std::optional<ChatTemplate>(std::move(*loaded));
   if (absl::IsNotFound(loaded.status())) return std::optional<ChatTemplate>();
   return loaded.status();
@@ -43,11 +36,13 @@ absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& 
 
 absl::StatusOr<ServedModel> ServedModel::Load(const ServedModelOptions& options) {
   ServedModel model;
-  ASSIGN_OR_RETURN(model.config, ModelConfig::FromDirectory(options.model_dir));
-  ASSIGN_OR_RETURN(model.tokenizer, Tokenizer::FromDirectory(options.model_dir));
+  ASSIGN_OR_RETURN(ModelSource source, ModelSource::Open(options.model_dir));
+  model.source = std::make_shared<const ModelSource>(std::move(source));
+  model.config = model.source->config();
+  ASSIGN_OR_RETURN(model.tokenizer, model.source->LoadTokenizer());
   ASSIGN_OR_RETURN(model.chat_template,
-                   LoadChatTemplate(options.chat_template_file, options.model_dir));
-  model.name = options.model_name.empty() ? DirectoryName(options.model_dir) : options.model_name;
+                   LoadChatTemplate(options.chat_template_file, *model.source));
+  model.name = options.model_name.empty() ? model.source->DefaultName() : options.model_name;
   const int64_t positions = model.config.max_position_embeddings;
   model.max_model_len =
       options.max_model_len > 0 ? std::min(options.max_model_len, positions) : positions;

@@ -15,7 +15,7 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 sanitized_tests=(file_util_test safetensors_test gguf_test model_config_test model_weights_test
                  tokenizer_test tokenizer_components_test llama2c_tokenizer_test gguf_tokenizer_test
                  llama2c_test generate_command_test paged_attention_test
-                 model_runner_test step_codec_test)
+                 model_runner_test step_codec_test tensor_test model_source_test gguf_model_test)
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPAGODA_SANITIZE=ON -DPAGODA_CUDA=OFF \
   -DPAGODA_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build-asan -j"$(nproc)" --target "${sanitized_tests[@]}"

@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/arg_parser.h"
 #include "common/logging.h"
+#include "common/model_args.h"
 #include "common/model_config.h"
+#include "common/model_source.h"
 #include "common/random.h"
 #include "common/sampling_params.h"
 #include "common/status_macros.h"
@@ -51,6 +53,7 @@ struct GenerateFlags {
   // caching, and --scheduler.
   EngineArgs engine_args{
       .kv_cache_memory_gib = 4.0, .enable_prefix_caching = false, .offline = true};
+  ModelArgs model_args;
   std::string log_level = "warn";
 };
 
@@ -225,6 +228,7 @@ absl::Status WriteResults(const GenerateFlags& flags, const std::vector<ResultLi
 // Every prompt through the EngineLoop: continuous batching over the paged KV cache, or the
 // static policy's fixed waves (--scheduler static).
 absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
+                                                  const ModelMemoryConfig& memory,
                                                   const ModelConfig& config,
                                                   const Tokenizer& tokenizer, ModelWeights weights,
                                                   std::vector<GenerationRequest> requests,
@@ -232,7 +236,8 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
   const CacheConfig& cache = setup.cache;
   const int64_t num_host_blocks =
       cache.swap_space_bytes > 0
-          ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes)
+          ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes,
+                                                  {}, memory.kv_cache_dtype)
           : 0;
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
@@ -240,6 +245,7 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
                                              {.num_device_blocks = num_blocks,
                                               .num_host_blocks = num_host_blocks,
                                               .block_size = cache.block_size,
+                                              .kv_cache_dtype = memory.kv_cache_dtype,
                                               .extra_eos_token_ids = eos}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(setup.engine, std::move(executor), &tokenizer, eos));
@@ -264,14 +270,15 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
 
 // --num-gpu-blocks-override, else enough blocks for every sequence at its full length within
 // --kv-cache-memory-gib.
-int64_t NumDeviceBlocks(const EngineSetup& setup, const ModelConfig& config,
-                        const std::vector<GenerationRequest>& requests) {
+int64_t NumDeviceBlocks(const EngineSetup& setup, const ModelMemoryConfig& memory,
+                        const ModelConfig& config, const std::vector<GenerationRequest>& requests) {
   const CacheConfig& cache = setup.cache;
   if (cache.num_gpu_blocks_override > 0) return cache.num_gpu_blocks_override;
   const KvCacheShape shape{.num_layers = config.num_hidden_layers,
                            .block_size = cache.block_size,
                            .num_kv_heads = config.num_key_value_heads,
-                           .head_dim = config.head_dim};
+                           .head_dim = config.head_dim,
+                           .dtype = memory.kv_cache_dtype};
   const int64_t budget_blocks = cache.kv_cache_memory_bytes / shape.bytes_per_block();
   const int64_t max_len = setup.engine.max_model_len > 0
                               ? std::min(setup.engine.max_model_len, config.max_position_embeddings)
@@ -294,8 +301,10 @@ absl::Status Generate(const GenerateFlags& flags) {
         absl::StrCat("--load-format must be auto or dummy, got '", flags.load_format, "'"));
   }
   ASSIGN_OR_RETURN(const EngineSetup setup, flags.engine_args.Build());
-  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromDirectory(flags.model));
-  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromDirectory(flags.model));
+  ASSIGN_OR_RETURN(const ModelMemoryConfig memory, flags.model_args.Build());
+  ASSIGN_OR_RETURN(const ModelSource model, ModelSource::Open(flags.model));
+  const ModelConfig& config = model.config();
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, model.LoadTokenizer());
   ASSIGN_OR_RETURN(std::vector<GenerationRequest> requests, ReadRequests(flags));
   if (setup.engine.scheduler == SchedulerKind::kStatic) {
     // The static baseline stays what it was: one completion per prompt, no stop strings.
@@ -312,22 +321,26 @@ absl::Status Generate(const GenerateFlags& flags) {
 
   ModelWeights weights;
   if (flags.load_format == "dummy") {
-    weights = DummyModelWeights(config, static_cast<uint64_t>(flags.seed.value_or(0)));
+    weights = DummyModelWeights(config, static_cast<uint64_t>(flags.seed.value_or(0)), {},
+                                {.dtype = memory.weight_dtype});
   } else {
-    ASSIGN_OR_RETURN(weights, LoadModelWeights(config, flags.model));
+    ASSIGN_OR_RETURN(weights, LoadModelWeights(model, {}, {.dtype = memory.weight_dtype}));
   }
 
-  const int64_t num_blocks = NumDeviceBlocks(setup, config, requests);
-  PAGODA_LOG(info, "model {}: {} layers, hidden {}, {} KV blocks of {} tokens, {} scheduler",
-             flags.model, config.num_hidden_layers, config.hidden_size, num_blocks,
-             setup.cache.block_size, flags.engine_args.scheduler);
+  const int64_t num_blocks = NumDeviceBlocks(setup, memory, config, requests);
+  PAGODA_LOG(info,
+             "model {}: {} layers, hidden {}, weights {:.1f} MiB, {} KV blocks of {} tokens ({}), "
+             "{} scheduler",
+             flags.model, config.num_hidden_layers, config.hidden_size,
+             static_cast<double>(weights.num_bytes()) / (1 << 20), num_blocks,
+             setup.cache.block_size, DTypeName(memory.kv_cache_dtype), flags.engine_args.scheduler);
 
   const bool list_outputs = std::ranges::any_of(requests, [](const GenerationRequest& r) {
     return r.params.n > 1 || r.params.beam_search();
   });
-  ASSIGN_OR_RETURN(
-      const std::vector<ResultLine> lines,
-      RunEngine(setup, config, *tokenizer, std::move(weights), std::move(requests), num_blocks));
+  ASSIGN_OR_RETURN(const std::vector<ResultLine> lines,
+                   RunEngine(setup, memory, config, *tokenizer, std::move(weights),
+                             std::move(requests), num_blocks));
   return WriteResults(flags, lines, list_outputs);
 }
 
@@ -338,9 +351,13 @@ int RunGenerateCommand(int argc, const char* const* argv) {
   ArgParser parser("pagoda generate",
                    "Generate completions offline: every prompt runs through the engine "
                    "(continuous batching over the paged KV cache).");
-  parser.AddString("model", &flags.model, "Hugging Face model directory", /*required=*/true);
+  parser.AddString("model", &flags.model,
+                   "Model: a Hugging Face directory (config.json, safetensors, tokenizer) or a "
+                   ".gguf file",
+                   /*required=*/true);
   parser.AddString("load-format", &flags.load_format,
-                   "auto (safetensors) or dummy (deterministic random weights)");
+                   "auto (the model's weights) or dummy (deterministic random weights)");
+  flags.model_args.Register(parser);
   parser.AddString("prompt", &flags.prompt, "One prompt; its completion is printed");
   parser.AddString("prompts-file", &flags.prompts_file,
                    "JSONL of {\"prompt\": ...} with optional sampling fields");

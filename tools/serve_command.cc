@@ -18,7 +18,9 @@
 #include "absl/time/clock.h"
 #include "common/arg_parser.h"
 #include "common/logging.h"
+#include "common/model_args.h"
 #include "common/model_config.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "engine/engine_args.h"
@@ -45,6 +47,8 @@ struct ServeFlags {
   std::string routing_policy = "prefix_aware";
   EngineArgs engine_args;                 // the router's defaults
   std::vector<std::string> engine_flags;  // the ones given, passed on to the router
+  ModelArgs model_args;                   // --dtype, --kv-cache-dtype
+  std::vector<std::string> model_flags;   // the ones given, passed on to every worker
   int64_t max_queued_requests = 1024;
   std::string chat_template;
   std::string api_key;
@@ -100,7 +104,8 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   ArgParser parser("pagoda serve",
                    "Start a local Pagoda cluster: R replicas x T tensor-parallel CPU workers "
                    "and a router, supervised.");
-  parser.AddString("model", &f.model, "Model directory", /*required=*/true);
+  parser.AddString("model", &f.model, "Model: a Hugging Face directory or a .gguf file",
+                   /*required=*/true);
   parser.AddInt("replicas", &f.replicas, "Replicas (R)");
   parser.AddInt("tp", &f.tp, "Tensor-parallel ranks per replica (T)");
   parser.AddString("host", &f.host, "Address the router listens on");
@@ -119,6 +124,7 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   parser.AddString("routing-policy", &f.routing_policy,
                    "round_robin, least_loaded or prefix_aware");
   f.engine_args.Register(parser);  // passed on to pagoda-router (the KV cache: per worker)
+  f.model_args.Register(parser);   // passed on to every pagoda-worker
   parser.AddInt("max-queued-requests", &f.max_queued_requests,
                 "Waiting requests per replica before RESOURCE_EXHAUSTED");
   parser.AddString("chat-template", &f.chat_template,
@@ -132,6 +138,8 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   RETURN_IF_ERROR(parser.Parse(argc, argv));
   RETURN_IF_ERROR(f.engine_args.Build().status());  // the router would refuse them later
   f.engine_flags = f.engine_args.GivenFlags(parser);
+  RETURN_IF_ERROR(f.model_args.Build().status());  // the workers would refuse them later
+  f.model_flags = f.model_args.GivenFlags(parser);
   if (f.replicas < 1 || f.replicas > 64) {
     return absl::InvalidArgumentError("--replicas: must be in [1, 64]");
   }
@@ -142,12 +150,12 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   if (f.http_port < -1 || f.http_port > 65535) {
     return absl::InvalidArgumentError("--http-port: must be in [-1, 65535]");
   }
-  if (!std::filesystem::is_directory(f.model)) {
-    return absl::InvalidArgumentError(absl::StrCat("--model: ", f.model, " is not a directory"));
+  absl::StatusOr<ModelSource> model = ModelSource::Open(f.model);
+  if (!model.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--model: ", model.status().message()));
   }
   // Refuse a --tp the model cannot be split over before starting any process.
-  ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::FromDirectory(f.model));
-  if (absl::Status s = CheckTensorParallelSize(config, f.tp); !s.ok()) {
+  if (absl::Status s = CheckTensorParallelSize(*model, f.tp, f.load_format == "dummy"); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--tp ", f.tp, ": ", s.message()));
   }
   return absl::OkStatus();
@@ -199,6 +207,7 @@ class Cluster {
                       "127.0.0.1",
                       "--log-level",
                       flags_.log_level};
+        child.argv.insert(child.argv.end(), flags_.model_flags.begin(), flags_.model_flags.end());
         RETURN_IF_ERROR(StartChild(child));
         ASSIGN_OR_RETURN(const int port, WaitForPortFile(port_file, child));
         ASSIGN_OR_RETURN(const int metrics_port, WaitForPortFile(metrics_port_file, child));

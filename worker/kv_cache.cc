@@ -2,20 +2,11 @@
 
 #include <cstring>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace pagoda {
 
 bool IsKvCacheDType(DType dtype) { return dtype == DType::kF32 || dtype == DType::kBF16; }
-
-absl::StatusOr<DType> ParseKvCacheDType(std::string_view value) {
-  const std::string v = absl::AsciiStrToLower(std::string(value));
-  if (v == "auto" || v == "float32" || v == "fp32" || v == "float") return DType::kF32;
-  if (v == "bfloat16" || v == "bf16") return DType::kBF16;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--kv-cache-dtype must be auto, float32 or bfloat16, got '", std::string(value), "'"));
-}
 
 absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
   if (shape.num_layers <= 0 || shape.num_blocks <= 0 || shape.block_size <= 0 ||

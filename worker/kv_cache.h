@@ -40,10 +40,6 @@ struct KvCacheShape {
 /// The KV cache types: F32 and BF16.
 bool IsKvCacheDType(DType dtype);
 
-/// Parses a --kv-cache-dtype value: "auto" (F32 on the CPU), "float32", "bfloat16" (also "fp32",
-/// "bf16"); InvalidArgument naming the flag otherwise.
-absl::StatusOr<DType> ParseKvCacheDType(std::string_view value);
-
 class KvCache {
  public:
   /// Allocates (zeroed) storage; every dimension must be positive and the dtype F32 or BF16.

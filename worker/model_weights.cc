@@ -7,7 +7,6 @@
 #include <span>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -464,16 +463,6 @@ int64_t ModelWeights::num_bytes() const {
     }
   }
   return bytes;
-}
-
-absl::StatusOr<std::optional<DType>> ParseWeightDType(std::string_view value) {
-  const std::string v = absl::AsciiStrToLower(std::string(value));
-  if (v == "auto") return std::optional<DType>();
-  if (v == "float32" || v == "float" || v == "fp32") return std::optional<DType>(DType::kF32);
-  if (v == "bfloat16" || v == "bf16") return std::optional<DType>(DType::kBF16);
-  if (v == "float16" || v == "half" || v == "fp16") return std::optional<DType>(DType::kF16);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--dtype must be auto, float32, bfloat16 or float16, got '", std::string(value), "'"));
 }
 
 namespace {

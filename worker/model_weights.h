@@ -90,10 +90,6 @@ struct WeightLoadOptions {
   std::optional<DType> dtype;
 };
 
-/// Parses a --dtype value: "auto" (nullopt), "float32", "bfloat16", "float16" (also "float",
-/// "half", "fp32", "bf16", "fp16"); InvalidArgument naming the flag otherwise.
-absl::StatusOr<std::optional<DType>> ParseWeightDType(std::string_view value);
-
 /// Loads the weights of `config` from `path`: a GGUF file (IsGgufPath), or else a directory with
 /// model.safetensors or the shards listed in model.safetensors.index.json. Every tensor's dtype
 /// and shape is checked against `config`; missing tensors and unexpected ones are errors naming

@@ -3,6 +3,7 @@
 //
 //   pagoda-worker --port 50061 [--host 0.0.0.0] [--comm-host 10.0.0.7] [--port-file FILE]
 //                 [--metrics-port 9400] [--metrics-port-file FILE]
+//                 [--dtype auto|float32|bfloat16|float16] [--kv-cache-dtype auto|float32|bfloat16]
 //
 // With --metrics-port (or --metrics-port-file alone: an OS-chosen port written there), GET
 // /metrics on that port (same --host) serves WorkerMetrics in the Prometheus text format, and
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/arg_parser.h"
 #include "common/logging.h"
+#include "common/model_args.h"
 #include "common/termination_signal.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -60,7 +62,10 @@ int Run(int argc, char** argv) {
   parser.AddString("comm-host", &comm_host,
                    "Address the other ranks reach this rank's communicator (Gloo) at");
   parser.AddString("model-dir", &model_dir,
-                   "Load the model from this directory instead of the one the router names");
+                   "Load the model from this directory (or .gguf file) instead of the one the "
+                   "router names");
+  ModelArgs model_args;
+  model_args.Register(parser);
   parser.AddString("log-level", &log_level, "trace, debug, info, warn, error");
   parser.AddInt("metrics-port", &metrics_port,
                 "Serve Prometheus metrics at GET /metrics and liveness at GET /health on this "
@@ -70,6 +75,11 @@ int Run(int argc, char** argv) {
   if (absl::Status status = parser.Parse(argc - 1, argv + 1); !status.ok()) {
     if (absl::IsCancelled(status)) return 0;
     std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  const absl::StatusOr<ModelMemoryConfig> memory = model_args.Build();
+  if (!memory.ok()) {
+    std::fprintf(stderr, "pagoda-worker: %s\n", std::string(memory.status().message()).c_str());
     return 2;
   }
   if (port < 0 || port > 65535) {
@@ -91,6 +101,8 @@ int Run(int argc, char** argv) {
   WorkerMetrics metrics;
   WorkerRuntime runtime({.comm_host = comm_host,
                          .model_dir = model_dir,
+                         .weight_dtype = memory->weight_dtype,
+                         .kv_cache_dtype = memory->kv_cache_dtype,
                          .metrics = &metrics,
                          .connect_store = ConnectGrpcRendezvousStore});
   WorkerService service(&runtime, [] { RequestTermination(); });

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/model_config.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 #include "worker/gloo_communicator.h"
 #include "worker/in_process_executor.h"
@@ -125,21 +126,25 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   RETURN_IF_ERROR(ValidateInit(c));
   const std::string dir = options_.model_dir.empty() ? c.model_dir : options_.model_dir;
   if (dir.empty()) return absl::InvalidArgumentError("model_dir is empty");
-  auto config = ModelConfig::FromDirectory(dir);
-  if (!config.ok()) {
-    return absl::Status(config.status().code(), absl::StrCat("cannot load the model config from ",
-                                                             dir, ": ", config.status().message()));
+  absl::StatusOr<ModelSource> model = ModelSource::Open(dir);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(), absl::StrCat("cannot load the model config from ",
+                                                            dir, ": ", model.status().message()));
   }
+  const ModelConfig* config = &model->config();
   const TensorParallelShard shard{.rank = c.tp_rank, .size = c.tp_size};
   RETURN_IF_ERROR(ValidateTensorParallel(*config, shard));
 
-  auto weights = c.load_format == "dummy" ? DummyModelWeights(*config, c.dummy_seed, shard)
-                                          : LoadModelWeights(*config, dir, shard);
+  const WeightLoadOptions load_options{.dtype = options_.weight_dtype};
+  auto weights = c.load_format == "dummy"
+                     ? DummyModelWeights(*config, c.dummy_seed, shard, load_options)
+                     : LoadModelWeights(*model, shard, load_options);
   if (!weights.ok()) {
     return absl::Status(weights.status().code(), absl::StrCat("cannot load the model from ", dir,
                                                               ": ", weights.status().message()));
   }
   const int64_t weight_bytes = weights->num_bytes();
+  const DType kv_dtype = options_.kv_cache_dtype;
 
   auto built = std::make_unique<Built>();
   ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c));
@@ -149,19 +154,19 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   }
 
   const int64_t block_size = c.block_size;
-  const int64_t num_device_blocks = c.num_device_blocks > 0
-                                        ? c.num_device_blocks
-                                        : InProcessExecutor::NumBlocksForBudget(
-                                              *config, block_size, c.kv_cache_memory_bytes, shard);
+  const int64_t num_device_blocks =
+      c.num_device_blocks > 0 ? c.num_device_blocks
+                              : InProcessExecutor::NumBlocksForBudget(
+                                    *config, block_size, c.kv_cache_memory_bytes, shard, kv_dtype);
   if (num_device_blocks <= 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("kv_cache_memory_bytes ", c.kv_cache_memory_bytes, " holds no KV block of ",
                      block_size, " tokens for this model"));
   }
   const int64_t num_host_blocks =
-      c.swap_space_bytes > 0
-          ? InProcessExecutor::NumBlocksForBudget(*config, block_size, c.swap_space_bytes, shard)
-          : 0;
+      c.swap_space_bytes > 0 ? InProcessExecutor::NumBlocksForBudget(
+                                   *config, block_size, c.swap_space_bytes, shard, kv_dtype)
+                             : 0;
   const int64_t max_model_len = c.max_model_len > 0
                                     ? std::min(c.max_model_len, config->max_position_embeddings)
                                     : config->max_position_embeddings;
@@ -169,9 +174,11 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
                    ModelRunner::Create(*config, std::move(*weights),
                                        {.num_blocks = num_device_blocks,
                                         .block_size = block_size,
+                                        .kv_cache_dtype = kv_dtype,
                                         .max_positions = max_model_len,
                                         .shard = shard,
                                         .communicator = built->communicator.get()}));
+  const int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
   ASSIGN_OR_RETURN(
       built->steps,
       StepRunner::Create(std::move(runner), {.num_host_blocks = num_host_blocks,
@@ -183,6 +190,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
             .max_model_len = max_model_len,
             .vocab_size = config->vocab_size,
             .weight_bytes = weight_bytes,
+            .kv_cache_bytes = runner_kv_bytes,
             .communicator = std::string(built->communicator->backend())};
   return built;
 }
@@ -219,10 +227,17 @@ absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& con
   }
   built_ = std::move(*built);
   state_ = WorkerState::kReady;
-  if (options_.metrics != nullptr) options_.metrics->SetIdentity(config.replica, config.tp_rank);
+  if (options_.metrics != nullptr) {
+    options_.metrics->SetIdentity(config.replica, config.tp_rank);
+    options_.metrics->SetModelBytes(result.weight_bytes, result.kv_cache_bytes);
+  }
   next_sequence_ = 0;
-  PAGODA_LOG(info, "ready: {} KV blocks of {} tokens, {} swap blocks, communicator {}",
-             result.num_device_blocks, result.block_size, result.num_host_blocks,
+  PAGODA_LOG(info,
+             "ready: weights {:.1f} MiB, KV cache {:.1f} MiB ({} blocks of {} tokens, {}), {} swap "
+             "blocks, communicator {}",
+             static_cast<double>(result.weight_bytes) / (1 << 20),
+             static_cast<double>(result.kv_cache_bytes) / (1 << 20), result.num_device_blocks,
+             result.block_size, DTypeName(options_.kv_cache_dtype), result.num_host_blocks,
              result.communicator);
   return result;
 }

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/dtype.h"
 #include "common/step/step.h"
 #include "worker/communicator.h"
 #include "worker/rendezvous_store.h"
@@ -50,9 +52,13 @@ struct WorkerRuntimeOptions {
   /// The address this rank's communicator listens on, the one its peers reach (its pod IP or
   /// DNS name on a cluster).
   std::string comm_host = "127.0.0.1";
-  /// When set, replaces the model directory Init names (the model's path on this host differs
-  /// from the router's).
+  /// When set, replaces the model Init names (the model's path on this host differs from the
+  /// router's): a directory or a .gguf file.
   std::string model_dir;
+  /// The type safetensors and dummy weights are kept in (--dtype); nullopt: auto.
+  std::optional<DType> weight_dtype;
+  /// The KV cache's type (--kv-cache-dtype): kF32 or kBF16.
+  DType kv_cache_dtype = DType::kF32;
   /// How long an Execute waits for the plans numbered before it.
   absl::Duration order_timeout = absl::Seconds(60);
   /// Step, KV and collective metrics (borrowed; must outlive the runtime); null: none.
@@ -67,7 +73,7 @@ struct WorkerRuntimeOptions {
 struct WorkerInitConfig {
   uint64_t generation = 0;
   std::string replica;      // for logs and metrics
-  std::string model_dir;    // config.json, safetensors; options.model_dir overrides it
+  std::string model_dir;    // a directory or a .gguf file; options.model_dir overrides it
   std::string load_format;  // "" or "safetensors", or "dummy" (random weights)
   uint64_t dummy_seed = 0;  // load_format "dummy"
   int32_t tp_rank = 0;
@@ -90,8 +96,9 @@ struct WorkerInitResult {
   int64_t block_size = 0;
   int64_t max_model_len = 0;
   int64_t vocab_size = 0;
-  int64_t weight_bytes = 0;  // this rank's shard
-  std::string communicator;  // the backend in use: "single", "gloo", "nccl"
+  int64_t weight_bytes = 0;    // this rank's shard, in the weights' stored types
+  int64_t kv_cache_bytes = 0;  // this rank's device KV cache
+  std::string communicator;    // the backend in use: "single", "gloo", "nccl"
 };
 
 /// Where a plan stands in the router's order.

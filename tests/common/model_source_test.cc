@@ -90,6 +90,27 @@ TEST(ModelSource, AGgufWithoutATokenizerOrTemplateSaysSo) {
   EXPECT_EQ(model->LoadChatTemplate().status().code(), absl::StatusCode::kNotFound);
 }
 
+// A GGUF's quantized rows must not be split inside a block: tiny_llama's blk.0.ffn_down is Q4_K
+// (256-weight blocks) with 256 columns, so only one rank can hold its rows whole, although its
+// heads would split over 2 or 4. Dummy weights are not quantized.
+TEST(ModelSource, ATensorParallelSizeThatSplitsAQuantizedBlockIsRefusedUpFront) {
+  absl::StatusOr<ModelSource> model = ModelSource::Open(Fixture("tiny_llama.gguf"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(CheckTensorParallelSize(*model, 1).ok());
+  const absl::Status status = CheckTensorParallelSize(*model, 2);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("blk.0.ffn_down.weight is q4_K (256-element blocks): tensor parallel "
+                        "size 2 would split its rows inside a block; tensor parallel sizes that "
+                        "work for this model: 1"));
+  EXPECT_TRUE(CheckTensorParallelSize(*model, 2, /*dummy_weights=*/true).ok());
+  EXPECT_THAT(std::string(CheckTensorParallelSize(*model, 3).message()),
+              HasSubstr("num_attention_heads (4) is not divisible"));
+  absl::StatusOr<ModelSource> dir = ModelSource::Open(testing::Stories260KDir());
+  ASSERT_TRUE(dir.ok());
+  EXPECT_TRUE(CheckTensorParallelSize(*dir, 2).ok());
+}
+
 TEST(ModelSource, NamesWhatIsNeitherADirectoryNorAGgufFile) {
   const absl::Status missing = ModelSource::Open("/nonexistent/model").status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/model_config.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_loop.h"
@@ -41,12 +42,15 @@ class EngineGoldenTest : public ::testing::Test {
   }
 
   std::unique_ptr<EngineLoop> MakeEngine(const EngineConfig& config, int64_t num_blocks = 256,
-                                         int64_t block_size = 16) {
-    auto weights = LoadModelWeights(config_, Stories260KDir());
+                                         int64_t block_size = 16,
+                                         const WeightLoadOptions& load = {},
+                                         DType kv_cache_dtype = DType::kF32) {
+    auto weights = LoadModelWeights(config_, Stories260KDir(), {}, load);
     EXPECT_TRUE(weights.ok()) << weights.status();
     auto executor = InProcessExecutor::Create(config_, std::move(*weights),
                                               {.num_device_blocks = num_blocks,
                                                .block_size = block_size,
+                                               .kv_cache_dtype = kv_cache_dtype,
                                                .extra_eos_token_ids = eos_ids_});
     EXPECT_TRUE(executor.ok()) << executor.status();
     if (!executor.ok()) return nullptr;
@@ -105,6 +109,21 @@ TEST_F(EngineGoldenTest, OneContinuousBatchMatchesGoldenWithAndWithoutAsyncAndMu
       ASSERT_NE(engine, nullptr);
       ExpectGolden(Run(*engine, GreedyRequests()),
                    "async " + std::to_string(async_output) + ", steps " + std::to_string(steps));
+    }
+  }
+}
+
+// --dtype and --kv-cache-dtype: the weights kept in float32, bfloat16 or float16 (the checkpoint
+// is float32) and the KV cache in float32 or bfloat16 all give the golden greedy tokens.
+TEST_F(EngineGoldenTest, GoldenAtEveryWeightAndKvCacheDType) {
+  for (DType weights : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (DType kv : {DType::kF32, DType::kBF16}) {
+      std::unique_ptr<EngineLoop> engine =
+          MakeEngine(EngineConfig{}, 256, 16, {.dtype = weights}, kv);
+      ASSERT_NE(engine, nullptr);
+      ExpectGolden(Run(*engine, GreedyRequests()),
+                   absl::StrCat("weights ", std::string(DTypeName(weights)), ", KV cache ",
+                                std::string(DTypeName(kv))));
     }
   }
 }

@@ -20,6 +20,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/integration/serve_cluster.h"
 #include "tests/testing/stories260k.h"
 
@@ -349,6 +350,53 @@ TEST(Cluster, ServePassesTheEngineFlagsOnToTheRouterInTheirNewSpelling) {
   EXPECT_THAT(args, ::testing::Contains("--no-enable-prefix-caching"));
   EXPECT_THAT(args, ::testing::Not(::testing::Contains("--num-kv-blocks=77")));
   EXPECT_THAT(args, ::testing::Not(::testing::Contains("--disable-prefix-caching")));
+}
+
+TEST(Cluster, ServePassesTheModelFlagsOnToItsWorkersAndTheGoldensHold) {
+  auto cluster = ServeCluster::Start(
+      {.replicas = 1, .tp = 2, .extra_args = {"--dtype", "bfloat16", "--kv-cache-dtype=bfloat16"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int rank = 0; rank < 2; ++rank) {
+    std::ifstream in("/proc/" + std::to_string((*cluster)->WorkerPid(0, rank)) + "/cmdline",
+                     std::ios::binary);
+    std::vector<std::string> args;
+    for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+    EXPECT_THAT(args, ::testing::Contains("--dtype=bfloat16"));
+    EXPECT_THAT(args, ::testing::Contains("--kv-cache-dtype=bfloat16"));
+  }
+  ExpectGoldens(**cluster);
+}
+
+// `pagoda serve --model FILE.gguf`: the router takes the tokenizer and chat template from the
+// file, the workers its (quantized) weights; SmolLM2's 9 heads split over 3 ranks.
+TEST(Cluster, ServesAGgufModelOverThreeRanks) {
+  const std::string gguf = std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(gguf)) GTEST_SKIP() << gguf << " is absent (install-deps.sh)";
+  std::ifstream goldens(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(goldens, line));
+  const nlohmann::json golden = nlohmann::json::parse(line);
+  auto cluster = ServeCluster::Start({.replicas = 1, .tp = 3, .model_dir = gguf});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  constexpr int kTokens = 16;
+  v1::CompleteResponse response;
+  const grpc::Status status =
+      Complete((*cluster)->stub(), GreedyRequest(golden["prompt"], kTokens), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << (*cluster)->LogTails();
+  ASSERT_EQ(response.completions_size(), 1);
+  EXPECT_EQ(response.usage().prompt_tokens(), static_cast<int64_t>(golden["prompt_ids"].size()));
+  const std::vector<int32_t> want = golden["greedy_ids"].get<std::vector<int32_t>>();
+  const std::vector<int32_t> got = Ids(response.completions(0).token_ids());
+  ASSERT_FALSE(got.empty());
+  for (size_t t = 0; t < got.size(); ++t) {
+    if (got[t] != want[t] && golden["top2_margin"][t].get<double>() < 5e-3) break;  // near-tie
+    ASSERT_EQ(got[t], want[t]) << "token " << t;
+  }
+  grpc::ClientContext context;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE((*cluster)->stub().ListModels(&context, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).id(), "SmolLM2-135M-Instruct.Q4_1");
 }
 
 TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/dequantize.h"
 
 namespace pagoda::kernels {
 namespace {
@@ -76,6 +77,40 @@ TEST_F(KvCacheWriteTest, TokensLandInTheirSlotsAndMinusOneIsSkipped) {
       EXPECT_TRUE(std::isnan(value_cache_[slot * kWidth + i])) << "slot " << slot;
     }
   }
+}
+
+// A bfloat16 cache holds each value rounded to nearest even (Quantize's rounding); slots not
+// written keep their bytes.
+TEST_F(KvCacheWriteTest, ABfloat16CacheHoldsTheRoundedValues) {
+  const std::vector<int64_t> slots = {5, 6, 23, -1, 0, 12, 7};
+  std::vector<uint16_t> keys(kBlocks * kBlockSize * kWidth, 0xffff);
+  std::vector<uint16_t> values(keys.size(), 0xffff);
+  KvCacheWriteParams p = Params(slots);
+  p.key_cache = keys.data();
+  p.value_cache = values.data();
+  p.cache_dtype = DType::kBF16;
+  ASSERT_TRUE(WriteKvCache(p).ok());
+  for (size_t t = 0; t < slots.size(); ++t) {
+    if (slots[t] < 0) continue;
+    uint16_t k[kWidth], v[kWidth];
+    ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                          .src = key_.data() + t * kKeyStride,
+                          .dst = k,
+                          .num_elements = kWidth})
+                    .ok());
+    ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                          .src = value_.data() + t * kWidth,
+                          .dst = v,
+                          .num_elements = kWidth})
+                    .ok());
+    for (int64_t i = 0; i < kWidth; ++i) {
+      EXPECT_EQ(keys[slots[t] * kWidth + i], k[i]) << "token " << t;
+      EXPECT_EQ(values[slots[t] * kWidth + i], v[i]) << "token " << t;
+    }
+  }
+  EXPECT_EQ(keys[kWidth], 0xffff);  // slot 1 was not written
+  p.cache_dtype = DType::kQ8_0;
+  EXPECT_THAT(std::string(WriteKvCache(p).message()), HasSubstr("float32 or bfloat16"));
 }
 
 TEST_F(KvCacheWriteTest, OutOfRangeSlotIsInvalidAndWritesNothing) {

@@ -13,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/dequantize.h"
 
 namespace pagoda::kernels {
 namespace {
@@ -225,6 +226,50 @@ TEST(PagedAttention, SameResultForAnyThreadCount) {
     }
   }
   omp_set_num_threads(saved);
+}
+
+// A bfloat16 cache gives exactly what an fp32 cache holding the same (bf16-rounded) keys and
+// values gives: rows are widened to fp32 as they are read. Checked on decodes, a chunked prefill
+// and a long context split over threads.
+TEST(PagedAttention, ABfloat16CacheEqualsAnFp32CacheOfTheRoundedValues) {
+  for (const std::vector<SeqSpec>& seqs :
+       std::vector<std::vector<SeqSpec>>{kMixedBatch, {{1, 700}}, {{37, 200}}}) {
+    Batch b =
+        MakeBatch({.num_heads = 9, .num_kv_heads = 3, .head_dim = 64, .block_size = 16}, seqs, 21);
+    const int64_t n = static_cast<int64_t>(b.key_cache.size());
+    std::vector<uint16_t> keys(n), values(n);
+    ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                          .src = b.key_cache.data(),
+                          .dst = keys.data(),
+                          .num_elements = n})
+                    .ok());
+    ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                          .src = b.value_cache.data(),
+                          .dst = values.data(),
+                          .num_elements = n})
+                    .ok());
+    ASSERT_TRUE(Dequantize({.dtype = DType::kBF16,
+                            .src = keys.data(),
+                            .dst = b.key_cache.data(),
+                            .num_elements = n})
+                    .ok());
+    ASSERT_TRUE(Dequantize({.dtype = DType::kBF16,
+                            .src = values.data(),
+                            .dst = b.value_cache.data(),
+                            .num_elements = n})
+                    .ok());
+    ASSERT_TRUE(PagedAttention(b.Params()).ok());
+    const std::vector<float> fp32_out = b.out;
+    std::fill(b.out.begin(), b.out.end(), kNaN);
+    PagedAttentionParams p = b.Params();
+    p.key_cache = keys.data();
+    p.value_cache = values.data();
+    p.cache_dtype = DType::kBF16;
+    ASSERT_TRUE(PagedAttention(p).ok());
+    for (size_t i = 0; i < fp32_out.size(); ++i) {
+      ASSERT_EQ(b.out[i], fp32_out[i]) << "at " << i;
+    }
+  }
 }
 
 TEST(PagedAttention, EmptyBatchIsANoOp) {

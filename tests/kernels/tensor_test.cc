@@ -58,8 +58,6 @@ TEST(Tensor, RejectsShapesThatAreNotWholeBlocksOrOverflow) {
       std::string(
           Tensor::Zeros(DType::kF32, {int64_t{1} << 40, int64_t{1} << 40}).status().message()),
       HasSubstr("overflows"));
-  EXPECT_EQ(Tensor::Zeros(DType::kF32, {int64_t{1} << 50}).status().code(),
-            absl::StatusCode::kResourceExhausted);
 }
 
 TEST(Tensor, ViewKeepsItsOwnerAliveAndIsReadOnly) {

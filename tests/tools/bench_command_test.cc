@@ -119,6 +119,8 @@ TEST(BenchFlags, ThroughputErrorsNameTheFlag) {
       {{model, "--max-num-batched-tokens", "0"}, "--max-num-batched-tokens"},
       {{model, "--num-scheduler-steps", "65"}, "--num-scheduler-steps"},
       {{model, "--request-rate", "5"}, "unknown flag --request-rate"},
+      {{model, "--dtype", "int4"}, "--dtype must be auto, float32, bfloat16 or float16"},
+      {{model, "--kv-cache-dtype", "half"}, "--kv-cache-dtype must be auto"},
   };
   for (const auto& c : cases) {
     const absl::Status status = ThroughputFlagsError(c.args);
@@ -160,6 +162,18 @@ TEST_F(BenchCommandTest, ThroughputRunsEveryRequestAndWritesItsJson) {
   EXPECT_NEAR(static_cast<double>(input), 20 * 32, 20);
   EXPECT_EQ(j["total_num_tokens"], input + 20 * 8);
   EXPECT_EQ(j["backend"], "engine");
+}
+
+// The model flags: bfloat16 weights and KV cache run the same workload.
+TEST_F(BenchCommandTest, ThroughputRunsWithBfloat16WeightsAndKvCache) {
+  ASSERT_EQ(RunBench({"throughput", "--model", testing::Stories260KDir(), "--dataset-name",
+                      "random", "--num-prompts", "4", "--random-input-len", "16",
+                      "--random-output-len", "4", "--ignore-eos", "--dtype", "bfloat16",
+                      "--kv-cache-dtype", "bfloat16", "--result-json", Path("bf16.json")}),
+            0);
+  const nlohmann::json j = ReadJson(Path("bf16.json"));
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["total_output_tokens"], 4 * 4);
 }
 
 TEST_F(BenchCommandTest, CompareReadsTwoResultFiles) {

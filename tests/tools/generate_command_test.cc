@@ -85,6 +85,63 @@ TEST_F(GenerateCommandTest, PromptsFileGivesOneResultLinePerPromptInOrder) {
   EXPECT_EQ(out.back()["token_ids"].get<std::vector<int32_t>>(), first5);
 }
 
+// --dtype and --kv-cache-dtype: bfloat16 weights and KV cache keep stories260K's goldens.
+TEST_F(GenerateCommandTest, Bfloat16WeightsAndKvCacheGiveTheGoldens) {
+  const std::vector<GoldenCase> expected = LoadStories260KGoldens();
+  std::string prompts;
+  for (const GoldenCase& golden : expected) {
+    prompts += nlohmann::json({{"prompt", golden.prompt}}).dump() + "\n";
+  }
+  WriteFile("bf16.jsonl", prompts);
+  ASSERT_EQ(Run({"--model", Model(), "--prompts-file", Path("bf16.jsonl"), "--max-tokens", "64",
+                 "--temperature", "0", "--ignore-eos", "--dtype", "bfloat16", "--kv-cache-dtype",
+                 "bfloat16", "--output", Path("bf16_out.jsonl")}),
+            0);
+  const std::vector<nlohmann::json> out = ReadJsonl("bf16_out.jsonl");
+  ASSERT_EQ(out.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(out[i]["token_ids"].get<std::vector<int32_t>>(), expected[i].greedy_ids) << i;
+  }
+  EXPECT_EQ(Run({"--model", Model(), "--prompt", "x", "--dtype", "int8"}), 2);
+  EXPECT_EQ(Run({"--model", Model(), "--prompt", "x", "--kv-cache-dtype", "float16"}), 2);
+}
+
+// --model names a GGUF file: SmolLM2-135M-Instruct (scripts/install-deps.sh fetches it) answers
+// its chat prompts with the golden greedy tokens (up to the near-ties of
+// ../shared/models/smollm2/README.md), tokenized by the file's own tokenizer.
+TEST_F(GenerateCommandTest, AGgufModelGeneratesItsGoldens) {
+  const std::string gguf = std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(gguf)) GTEST_SKIP() << gguf << " is absent (scripts/install-deps.sh)";
+  std::vector<nlohmann::json> goldens;
+  std::ifstream in(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
+  std::string prompts;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    goldens.push_back(nlohmann::json::parse(line));
+    prompts += nlohmann::json({{"prompt", goldens.back()["prompt"]}}).dump() + "\n";
+  }
+  ASSERT_FALSE(goldens.empty());
+  WriteFile("smollm2.jsonl", prompts);
+  ASSERT_EQ(Run({"--model", gguf, "--prompts-file", Path("smollm2.jsonl"), "--max-tokens", "48",
+                 "--temperature", "0", "--ignore-eos", "--output", Path("smollm2_out.jsonl")}),
+            0);
+  const std::vector<nlohmann::json> out = ReadJsonl("smollm2_out.jsonl");
+  ASSERT_EQ(out.size(), goldens.size());
+  for (size_t i = 0; i < goldens.size(); ++i) {
+    EXPECT_EQ(out[i]["prompt_token_ids"], goldens[i]["prompt_ids"]) << i;
+    const std::vector<int32_t> got = out[i]["token_ids"].get<std::vector<int32_t>>();
+    const std::vector<int32_t> want = goldens[i]["greedy_ids"].get<std::vector<int32_t>>();
+    const std::vector<double> margin = goldens[i]["top2_margin"].get<std::vector<double>>();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t t = 0; t < want.size(); ++t) {
+      if (got[t] != want[t] && margin[t] < 5e-3) break;  // a near-tie: another continuation
+      ASSERT_EQ(got[t], want[t]) << "prompt " << i << " token " << t;
+    }
+  }
+  // A GGUF keeps its own weight types.
+  EXPECT_EQ(Run({"--model", gguf, "--prompt", "x", "--dtype", "bfloat16"}), 2);
+}
+
 TEST_F(GenerateCommandTest, LogprobsAreWrittenWhenAskedFor) {
   WriteFile("logprobs.jsonl", R"({"prompt": "The little dog", "logprobs": 2})"
                               "\n");

@@ -209,6 +209,57 @@ TEST_F(ModelWeightsTest, LoadsF16AndBF16WithBiasesFromShards) {
   }
 }
 
+// --dtype: projections, embeddings and the LM head are kept in the requested type (auto: the
+// checkpoint's torch_dtype), norms and biases in fp32; a bfloat16 copy takes half the bytes.
+TEST_F(ModelWeightsTest, KeepsTheRequestedTypeAndAutoFollowsTorchDType) {
+  ModelConfig config = TinyConfig();
+  config.attention_bias = true;
+  const std::vector<HfTensor> tensors = HfTensors(config);
+  Write(config, tensors, SafetensorsDType::kBF16);
+  auto f32 = LoadModelWeights(config, dir_);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  EXPECT_EQ(f32->layers[0].qkv_proj.parts[0].dtype(), DType::kF32);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    auto typed = LoadModelWeights(config, dir_, {}, {.dtype = dtype});
+    ASSERT_TRUE(typed.ok()) << typed.status();
+    ExpectFused(config, tensors, *typed);  // the values are exact in both 16-bit types
+    const LayerWeights& layer = typed->layers[1];
+    for (const LinearWeight* w :
+         {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj, &layer.down_proj}) {
+      ASSERT_EQ(w->parts.size(), 1u);
+      EXPECT_EQ(w->parts[0].dtype(), dtype);
+    }
+    EXPECT_EQ(typed->embed_tokens.dtype(), dtype);
+    EXPECT_EQ(typed->lm_head.dtype(), dtype);
+    EXPECT_EQ(layer.input_layernorm.dtype(), DType::kF32);
+    EXPECT_EQ(layer.qkv_bias.dtype(), DType::kF32);
+    // Everything but the 2 * 2 + 1 norms of 8 and the qkv biases (16 per layer) halves.
+    const int64_t fp32_only = (5 * 8 + 2 * 16) * 4;
+    EXPECT_EQ(typed->num_bytes() - fp32_only, (f32->num_bytes() - fp32_only) / 2);
+  }
+  config.torch_dtype = DType::kBF16;
+  ASSERT_TRUE(WriteStringToFile(dir_ + "/config.json", config.ToJson()).ok());
+  auto automatic = LoadModelWeights(config, dir_);
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_EQ(automatic->layers[0].down_proj.parts[0].dtype(), DType::kBF16);
+  EXPECT_EQ(automatic->embed_tokens.dtype(), DType::kBF16);
+  const absl::Status quantized =
+      LoadModelWeights(config, dir_, {}, {.dtype = DType::kQ8_0}).status();
+  EXPECT_EQ(quantized.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(quantized.message()), HasSubstr("float32, float16 or bfloat16"));
+}
+
+TEST(DummyModelWeights, AreStoredInTheRequestedTypeAsRoundedFloat32Values) {
+  const ModelConfig config = TinyConfig();
+  const ModelWeights f32 = DummyModelWeights(config, 7);
+  const ModelWeights bf16 = DummyModelWeights(config, 7, {}, {.dtype = DType::kBF16});
+  EXPECT_EQ(bf16.layers[0].gate_up_proj.parts[0].dtype(), DType::kBF16);
+  EXPECT_EQ(bf16.layers[0].input_layernorm.dtype(), DType::kF32);
+  const std::vector<float> a = F(f32.layers[0].gate_up_proj), b = F(bf16.layers[0].gate_up_proj);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], std::abs(a[i]) / 128) << i;
+}
+
 TEST_F(ModelWeightsTest, LlamaAttentionBiasIncludesOProj) {
   ModelConfig config = TinyConfig();
   config.attention_bias = true;

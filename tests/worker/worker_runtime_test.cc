@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/model_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -172,6 +173,57 @@ TEST_F(WorkerRuntimeTest, OrderedPlansGenerateTheGoldenContinuation) {
   EXPECT_EQ(runtime_.Health().num_sequences, 1);
   EXPECT_THAT(metrics_.Serialize(), HasSubstr("pagoda_worker:step_latency_seconds_count{rank=\"0\","
                                               "replica=\"replica-0\"} 2\n"));
+}
+
+// --dtype and --kv-cache-dtype on the worker: bfloat16 weights and KV cache take half the bytes
+// (norms stay fp32), Init and the metrics report them, and the golden continuation holds.
+TEST_F(WorkerRuntimeTest, WeightAndKvCacheTypesAreReportedAndKeepTheGolden) {
+  absl::StatusOr<WorkerInitResult> f32 = runtime_.Init(Config(1));
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  WorkerMetrics metrics;
+  WorkerRuntime bf16({.weight_dtype = DType::kBF16,
+                      .kv_cache_dtype = DType::kBF16,
+                      .metrics = &metrics,
+                      .clock = &clock_});
+  absl::StatusOr<WorkerInitResult> init = bf16.Init(Config(1));
+  ASSERT_TRUE(init.ok()) << init.status();
+  EXPECT_EQ(init->kv_cache_bytes, f32->kv_cache_bytes / 2);
+  EXPECT_LT(init->weight_bytes, f32->weight_bytes * 6 / 10);
+  EXPECT_GT(init->weight_bytes, f32->weight_bytes / 2);
+  // stories260K: 5 layers, 4 KV heads of 8, 256 blocks of 4 tokens, K and V.
+  EXPECT_EQ(f32->kv_cache_bytes, 256 * 4 * 5 * 2 * 4 * 8 * 4);
+  EXPECT_THAT(
+      metrics.Serialize(),
+      HasSubstr(absl::StrCat("pagoda_worker:kv_cache_bytes{rank=\"0\",replica=\"replica-0\"} ",
+                             init->kv_cache_bytes, "\n")));
+  EXPECT_THAT(metrics.Serialize(),
+              HasSubstr(absl::StrCat("pagoda_worker:model_weight_bytes{rank=\"0\","
+                                     "replica=\"replica-0\"} ",
+                                     init->weight_bytes, "\n")));
+  const std::vector<StepPlan> plans = {Prefill(golden()), DecodeRest(golden())};
+  std::vector<AppliedStep> steps;
+  for (uint64_t sequence = 0; sequence < plans.size(); ++sequence) {
+    absl::StatusOr<AppliedStep> step =
+        bf16.Execute({.generation = 1, .sequence = sequence}, plans[sequence]);
+    ASSERT_TRUE(step.ok()) << step.status();
+    steps.push_back(std::move(*step));
+  }
+  EXPECT_THAT(Tokens(steps), ElementsAreArray(golden().greedy_ids));
+}
+
+// The model Init names may be a GGUF file: its config, weights (kept quantized) and vocabulary.
+TEST_F(WorkerRuntimeTest, InitLoadsAGgufFile) {
+  WorkerInitConfig config = Config(3);
+  config.model_dir = std::string(PAGODA_GGUF_MODEL_FIXTURE_DIR) + "/llama_q8_0.gguf";
+  absl::StatusOr<WorkerInitResult> init = runtime_.Init(config);
+  ASSERT_TRUE(init.ok()) << init.status();
+  EXPECT_EQ(init->vocab_size, 96);
+  EXPECT_EQ(init->max_model_len, 128);
+  // Q8_0 keeps 34 bytes per 32 weights: well below the fp32 size of the 2 x 1.25 M weights.
+  EXPECT_LT(init->weight_bytes, 4 * 1'300'000);
+  config.generation = 4;
+  config.load_format = "dummy";  // dummy weights of the GGUF's config work too
+  EXPECT_TRUE(runtime_.Init(config).ok());
 }
 
 TEST_F(WorkerRuntimeTest, APlanWaitsForThePlansNumberedBeforeIt) {

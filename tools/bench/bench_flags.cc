@@ -5,10 +5,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/arg_parser.h"
+#include "common/model_args.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
 namespace {
+
+// A model (or tokenizer) is a directory or a .gguf file.
+absl::Status CheckModelPath(const std::string& flag, const std::string& path) {
+  if (!path.empty() && !std::filesystem::is_directory(path) && !IsGgufPath(path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": ", path, " is not a directory (nor a .gguf file)"));
+  }
+  return absl::OkStatus();
+}
 
 // The raw values of the flags both modes share, before validation.
 struct WorkloadFlags {
@@ -102,10 +113,7 @@ struct WorkloadFlags {
       return absl::InvalidArgumentError("--prefix-output-len must be >= 1");
     }
     if (temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
-    if (!tokenizer.empty() && !std::filesystem::is_directory(tokenizer)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--tokenizer: ", tokenizer, " is not a directory"));
-    }
+    RETURN_IF_ERROR(CheckModelPath("tokenizer", tokenizer));
     c.dataset.num_prompts = jsonl && !parser.WasSet("num-prompts") ? 0 : num_prompts;
     c.dataset.seed = static_cast<uint64_t>(seed);
     c.dataset.max_model_len = max_model_len;
@@ -124,13 +132,6 @@ struct WorkloadFlags {
     return c;
   }
 };
-
-absl::Status CheckDirectory(const std::string& flag, const std::string& dir) {
-  if (!dir.empty() && !std::filesystem::is_directory(dir)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", dir, " is not a directory"));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -154,8 +155,10 @@ absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* cons
   parser.AddString("target", &target, "grpc://HOST:PORT or http://HOST:PORT", /*required=*/true);
   parser.AddString("model", &model, "The served model's name (default: the server's)");
   parser.AddString("model-dir", &model_dir,
-                   "The model's directory, for its tokenizer (prompts are sized with it)");
-  parser.AddString("tokenizer", &workload.tokenizer, "Tokenizer directory (default: --model-dir)");
+                   "The model's directory or .gguf file, for its tokenizer (prompts are sized "
+                   "with it)");
+  parser.AddString("tokenizer", &workload.tokenizer,
+                   "Tokenizer directory or .gguf file (default: --model-dir)");
   parser.AddString("api-key", &api_key, "HTTP: sent as 'Authorization: Bearer KEY'");
   workload.AddTo(parser, /*with_max_model_len=*/true);
   parser.AddString("request-rate", &request_rate, "Requests per second, or inf (all at once)");
@@ -171,7 +174,7 @@ absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* cons
 
   ServeBenchConfig c;
   ASSIGN_OR_RETURN(c.target, ParseBenchTarget(target));
-  RETURN_IF_ERROR(CheckDirectory("model-dir", model_dir));
+  RETURN_IF_ERROR(CheckModelPath("model-dir", model_dir));
   if (workload.tokenizer.empty()) workload.tokenizer = model_dir;
   ASSIGN_OR_RETURN(c.workload, workload.Validate(parser));
   c.model = model;
@@ -204,18 +207,20 @@ absl::StatusOr<ThroughputBenchConfig> ParseThroughputBenchFlags(int argc, const 
   ThroughputBenchConfig c;
   EngineArgs engine_args{
       .kv_cache_memory_gib = 1.0, .enable_prefix_caching = false, .offline = true};
-  parser.AddString("model", &c.model_dir, "Hugging Face model directory", /*required=*/true);
+  parser.AddString("model", &c.model_dir, "Model: a Hugging Face directory or a .gguf file",
+                   /*required=*/true);
   parser.AddString("load-format", &c.load_format,
-                   "auto (safetensors) or dummy (deterministic random weights)");
-  parser.AddString("tokenizer", &workload.tokenizer, "Tokenizer directory (default: --model)");
+                   "auto (the model's weights) or dummy (deterministic random weights)");
+  parser.AddString("tokenizer", &workload.tokenizer,
+                   "Tokenizer directory or .gguf file (default: --model)");
+  ModelArgs model_args;
+  model_args.Register(parser);
   workload.AddTo(parser, /*with_max_model_len=*/false);
   engine_args.Register(parser);  // --max-model-len bounds the dataset too
   RETURN_IF_ERROR(parser.Parse(argc, argv));
 
-  if (!std::filesystem::is_directory(c.model_dir)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--model: ", c.model_dir, " is not a directory"));
-  }
+  RETURN_IF_ERROR(CheckModelPath("model", c.model_dir));
+  ASSIGN_OR_RETURN(c.memory, model_args.Build());
   if (c.load_format != "auto" && c.load_format != "dummy") {
     return absl::InvalidArgumentError(
         absl::StrCat("--load-format must be auto or dummy, got '", c.load_format, "'"));

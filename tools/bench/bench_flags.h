@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/model_args.h"
 #include "engine/engine_args.h"
 #include "tools/bench/arrivals.h"
 #include "tools/bench/bench_metrics.h"
@@ -47,6 +48,7 @@ struct ThroughputBenchConfig {
   std::string load_format = "auto";  // auto (safetensors) or dummy
   WorkloadConfig workload;           // dataset.max_model_len: the engine's --max-model-len
   EngineSetup engine;                // the engine flags (engine/engine_args.h)
+  ModelMemoryConfig memory;          // --dtype, --kv-cache-dtype (common/model_args.h)
 };
 
 /// argv excludes "pagoda bench serve". kCancelled after --help.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 #include "tools/bench/arrivals.h"
 #include "tools/bench/plot.h"
@@ -67,7 +68,7 @@ absl::Status RunServeBench(const ServeBenchConfig& config) {
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<PromptText> text;
   if (!config.workload.tokenizer_dir.empty()) {
-    ASSIGN_OR_RETURN(tokenizer, Tokenizer::FromDirectory(config.workload.tokenizer_dir));
+    ASSIGN_OR_RETURN(tokenizer, LoadTokenizerFrom(config.workload.tokenizer_dir));
     ASSIGN_OR_RETURN(text, PromptText::Create(tokenizer.get()));
   } else if (dataset.kind != DatasetKind::kJsonl) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/model_config.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_loop.h"
@@ -37,19 +38,15 @@ std::vector<EngineRequest> EngineRequests(const std::vector<BenchRequest>& reque
   return out;
 }
 
-// The directory's name, as pagoda-router names a served model by default.
-std::string ModelName(const std::string& dir) {
-  std::filesystem::path path(dir);
-  if (!path.has_filename()) path = path.parent_path();  // "models/stories260K/"
-  return path.filename().string();
-}
-
 }  // namespace
 
 absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
-  ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::FromDirectory(c.model_dir));
+  ASSIGN_OR_RETURN(const ModelSource model, ModelSource::Open(c.model_dir));
+  const ModelConfig& config = model.config();
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
-                   Tokenizer::FromDirectory(c.workload.tokenizer_dir));
+                   c.workload.tokenizer_dir == c.model_dir
+                       ? model.LoadTokenizer()
+                       : LoadTokenizerFrom(c.workload.tokenizer_dir));
   ASSIGN_OR_RETURN(const PromptText text, PromptText::Create(tokenizer.get()));
   DatasetOptions dataset = c.workload.dataset;
   if (dataset.max_model_len == 0) dataset.max_model_len = config.max_position_embeddings;
@@ -57,22 +54,26 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
                    MakeDataset(dataset, &text, tokenizer.get()));
 
   ModelWeights weights;
+  const WeightLoadOptions load_options{.dtype = c.memory.weight_dtype};
   if (c.load_format == "dummy") {
-    weights = DummyModelWeights(config, dataset.seed);
+    weights = DummyModelWeights(config, dataset.seed, {}, load_options);
   } else {
-    ASSIGN_OR_RETURN(weights, LoadModelWeights(config, c.model_dir));
+    ASSIGN_OR_RETURN(weights, LoadModelWeights(model, {}, load_options));
   }
   const CacheConfig& cache = c.engine.cache;
-  const int64_t num_blocks = cache.num_gpu_blocks_override > 0
-                                 ? cache.num_gpu_blocks_override
-                                 : InProcessExecutor::NumBlocksForBudget(
-                                       config, cache.block_size, cache.kv_cache_memory_bytes);
+  const DType kv_dtype = c.memory.kv_cache_dtype;
+  const int64_t num_blocks =
+      cache.num_gpu_blocks_override > 0
+          ? cache.num_gpu_blocks_override
+          : InProcessExecutor::NumBlocksForBudget(config, cache.block_size,
+                                                  cache.kv_cache_memory_bytes, {}, kv_dtype);
   if (num_blocks < 1) {
     return absl::InvalidArgumentError("--kv-cache-memory-gib holds not even one KV block");
   }
   const int64_t num_host_blocks =
       cache.swap_space_bytes > 0
-          ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes)
+          ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes,
+                                                  {}, kv_dtype)
           : 0;
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, *tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
@@ -80,6 +81,7 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
                                              {.num_device_blocks = num_blocks,
                                               .num_host_blocks = num_host_blocks,
                                               .block_size = cache.block_size,
+                                              .kv_cache_dtype = kv_dtype,
                                               .extra_eos_token_ids = eos}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(c.engine.engine, std::move(executor), tokenizer.get(), eos));
@@ -104,7 +106,7 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
       .date = absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone()),
       .backend = "engine",
       .target = c.model_dir,
-      .model_id = ModelName(c.model_dir),
+      .model_id = model.DefaultName(),
       .tokenizer_id = c.workload.tokenizer_dir,
       .dataset_name = std::string(DatasetKindName(dataset.kind)),
       .num_prompts = static_cast<int64_t>(requests.size()),

@@ -1,0 +1,52 @@
+#include "common/model_args.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace pagoda {
+
+absl::StatusOr<std::optional<DType>> ParseWeightDType(std::string_view value) {
+  const std::string v = absl::AsciiStrToLower(std::string(value));
+  if (v == "auto") return std::optional<DType>();
+  if (v == "float32" || v == "float" || v == "fp32") return std::optional<DType>(DType::kF32);
+  if (v == "bfloat16" || v == "bf16") return std::optional<DType>(DType::kBF16);
+  if (v == "float16" || v == "half" || v == "fp16") return std::optional<DType>(DType::kF16);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--dtype must be auto, float32, bfloat16 or float16, got '", std::string(value), "'"));
+}
+
+absl::StatusOr<DType> ParseKvCacheDType(std::string_view value) {
+  const std::string v = absl::AsciiStrToLower(std::string(value));
+  if (v == "auto" || v == "float32" || v == "float" || v == "fp32") return DType::kF32;
+  if (v == "bfloat16" || v == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--kv-cache-dtype must be auto, float32 or bfloat16, got '", std::string(value), "'"));
+}
+
+void ModelArgs::Register(ArgParser& parser) {
+  parser.AddString("dtype", &dtype,
+                   "Weight type of safetensors (and dummy) models: auto (the checkpoint's "
+                   "torch_dtype; dummy: float32), float32, bfloat16, float16. GGUF files keep "
+                   "their own types");
+  parser.AddString("kv-cache-dtype", &kv_cache_dtype,
+                   "KV cache type: auto (float32 on the CPU), float32, bfloat16");
+}
+
+absl::StatusOr<ModelMemoryConfig> ModelArgs::Build() const {
+  ModelMemoryConfig config;
+  ASSIGN_OR_RETURN(config.weight_dtype, ParseWeightDType(dtype));
+  ASSIGN_OR_RETURN(config.kv_cache_dtype, ParseKvCacheDType(kv_cache_dtype));
+  return config;
+}
+
+std::vector<std::string> ModelArgs::GivenFlags(const ArgParser& parser) const {
+  std::vector<std::string> flags;
+  if (parser.WasSet("dtype")) flags.push_back(absl::StrCat("--dtype=", dtype));
+  if (parser.WasSet("kv-cache-dtype")) {
+    flags.push_back(absl::StrCat("--kv-cache-dtype=", kv_cache_dtype));
+  }
+  return flags;
+}
+
+}  // namespace pagoda

@@ -1,0 +1,52 @@
+// ModelArgs: the flags that say how a worker keeps a model in memory — the weights' type
+// (--dtype) and the KV cache's (--kv-cache-dtype) — registered in one place for every command that
+// loads one: pagoda-worker, pagoda generate, pagoda bench throughput, and pagoda serve (which
+// passes them on to its workers). Validated once into a ModelMemoryConfig.
+//
+//   --dtype auto|float32|bfloat16|float16   safetensors (and dummy) weights; auto = the
+//                                            checkpoint's torch_dtype (dummy: float32); a GGUF
+//                                            file keeps its own types and accepts only auto
+//   --kv-cache-dtype auto|float32|bfloat16  auto = float32 on the CPU
+//
+//   ModelArgs model_args;
+//   model_args.Register(parser);
+//   RETURN_IF_ERROR(parser.Parse(argc, argv));
+//   ASSIGN_OR_RETURN(const ModelMemoryConfig memory, model_args.Build());  // errors name the flag
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/arg_parser.h"
+#include "common/dtype.h"
+
+namespace pagoda {
+
+struct ModelMemoryConfig {
+  std::optional<DType> weight_dtype;   // nullopt: auto
+  DType kv_cache_dtype = DType::kF32;  // kF32 or kBF16
+};
+
+struct ModelArgs {
+  std::string dtype = "auto";
+  std::string kv_cache_dtype = "auto";
+
+  void Register(ArgParser& parser);
+  absl::StatusOr<ModelMemoryConfig> Build() const;
+  /// The flags given on `parser`'s command line ("--name=value"): what pagoda serve passes on to
+  /// its workers.
+  std::vector<std::string> GivenFlags(const ArgParser& parser) const;
+};
+
+/// "auto" (nullopt), "float32", "bfloat16", "float16" (also "float", "fp32", "bf16", "half",
+/// "fp16"); InvalidArgument naming --dtype otherwise.
+absl::StatusOr<std::optional<DType>> ParseWeightDType(std::string_view value);
+
+/// "auto" (F32 on the CPU), "float32", "bfloat16" (also "fp32", "bf16"); InvalidArgument naming
+/// --kv-cache-dtype otherwise.
+absl::StatusOr<DType> ParseKvCacheDType(std::string_view value);
+
+}  // namespace pagoda
