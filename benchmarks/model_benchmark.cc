@@ -18,13 +18,12 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
-#include <utility>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_split.h"
-
 #include "benchmarks/smollm2_config.h"
 #include "common/model_config.h"
 #include "common/model_source.h"
