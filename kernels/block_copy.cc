@@ -30,12 +30,12 @@ absl::Status BlockCopyParams::Validate() const {
     const int32_t d = block_pairs[2 * i + 1];
     if (s < 0 || s >= num_src_blocks || d < 0 || d >= num_dst_blocks) {
       if (num_src_blocks == num_dst_blocks) {
-        return absl::InvalidArgumentError(absl::StrCat("block copy ", s, " -> ", d,
-                                                       " is outside [0, ", num_src_blocks, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("block copy ", s, " -> ", d, " is outside [0, ", num_src_blocks, ")"));
       }
-      return absl::InvalidArgumentError(
-          absl::StrCat("block copy ", s, " -> ", d, " is outside [0, ", num_src_blocks,
-                       ") -> [0, ", num_dst_blocks, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("block copy ", s, " -> ", d,
+                                                     " is outside [0, ", num_src_blocks,
+                                                     ") -> [0, ", num_dst_blocks, ")"));
     }
   }
   return absl::OkStatus();

@@ -12,8 +12,8 @@ namespace pagoda::kernels {
 namespace {
 
 absl::Status Null(std::string_view op, std::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(std::string(op), ": ", std::string(what),
-                                                 " is null"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(std::string(op), ": ", std::string(what), " is null"));
 }
 
 // A CSR list over the batch: offsets [num_seqs + 1] from 0, non-decreasing, ids present when any.
@@ -26,8 +26,8 @@ absl::Status CheckOffsets(std::string_view op, std::string_view what, const Samp
   }
   for (int64_t s = 0; s < b.num_seqs; ++s) {
     if (offsets[s + 1] < offsets[s]) {
-      return absl::InvalidArgumentError(absl::StrCat(std::string(op), ": ", std::string(what),
-                                                     " offsets decrease at row ", s));
+      return absl::InvalidArgumentError(
+          absl::StrCat(std::string(op), ": ", std::string(what), " offsets decrease at row ", s));
     }
   }
   if (offsets[b.num_seqs] > 0 && ids == nullptr) {
@@ -42,9 +42,9 @@ absl::Status CheckIds(std::string_view op, std::string_view what, const Sampling
     const int64_t s = b.row(i);
     for (int64_t j = offsets[s]; j < offsets[s + 1]; ++j) {
       if (ids[j] < 0 || ids[j] >= b.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            std::string(op), ": row ", s, ": ", std::string(what), " token id ", ids[j],
-            " is outside the vocabulary [0, ", b.vocab_size, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(std::string(op), ": row ", s, ": ", std::string(what), " token id ",
+                         ids[j], " is outside the vocabulary [0, ", b.vocab_size, ")"));
       }
     }
   }
@@ -65,8 +65,8 @@ absl::Status SamplingRows::Validate(std::string_view op) const {
   if (num_seqs < 0 || vocab_size <= 0 || vocab_size > std::numeric_limits<int32_t>::max() ||
       num_rows < 0 || (rows == nullptr && num_rows != num_seqs) || num_rows > num_seqs) {
     return absl::InvalidArgumentError(
-        absl::StrCat(std::string(op), ": bad batch num_seqs=", num_seqs, " vocab_size=",
-                     vocab_size, " num_rows=", num_rows,
+        absl::StrCat(std::string(op), ": bad batch num_seqs=", num_seqs, " vocab_size=", vocab_size,
+                     " num_rows=", num_rows,
                      " (need vocab_size in [1, 2^31 - 1], num_rows <= num_seqs, and num_rows == "
                      "num_seqs when rows is null)"));
   }
@@ -142,9 +142,10 @@ absl::Status PenaltiesParams::Validate() const {
     if (!(repetition_penalty[s] > 0.0f) || !std::isfinite(repetition_penalty[s]) ||
         !std::isfinite(frequency_penalty[s]) || !std::isfinite(presence_penalty[s])) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "penalties: row ", s, " needs a finite repetition_penalty > 0 and finite frequency and "
-          "presence penalties, got ", repetition_penalty[s], ", ", frequency_penalty[s], ", ",
-          presence_penalty[s]));
+          "penalties: row ", s,
+          " needs a finite repetition_penalty > 0 and finite frequency and "
+          "presence penalties, got ",
+          repetition_penalty[s], ", ", frequency_penalty[s], ", ", presence_penalty[s]));
     }
   }
   return absl::OkStatus();
@@ -174,9 +175,10 @@ absl::Status SoftmaxWeightsParams::Validate() const {
     const int64_t s = batch.row(i);
     if (!(temperature[s] > 0.0f) || !std::isfinite(temperature[s]) || !(min_p[s] >= 0.0f) ||
         !(min_p[s] <= 1.0f)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("softmax_weights: row ", s, " needs a finite temperature > 0 and min_p in "
-                       "[0, 1], got ", temperature[s], " and ", min_p[s]));
+      return absl::InvalidArgumentError(absl::StrCat("softmax_weights: row ", s,
+                                                     " needs a finite temperature > 0 and min_p in "
+                                                     "[0, 1], got ",
+                                                     temperature[s], " and ", min_p[s]));
     }
   }
   return absl::OkStatus();
@@ -191,11 +193,11 @@ absl::Status SampleFromWeightsParams::Validate() const {
   }
   for (int64_t i = 0; i < batch.num_rows; ++i) {
     const int64_t s = batch.row(i);
-    if (!(top_p[s] > 0.0f) || !(top_p[s] <= 1.0f) || !(uniform[s] >= 0.0) ||
-        !(uniform[s] < 1.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sample_from_weights: row ", s, " needs top_p in (0, 1] and uniform in "
-                       "[0, 1), got ", top_p[s], " and ", uniform[s]));
+    if (!(top_p[s] > 0.0f) || !(top_p[s] <= 1.0f) || !(uniform[s] >= 0.0) || !(uniform[s] < 1.0)) {
+      return absl::InvalidArgumentError(absl::StrCat("sample_from_weights: row ", s,
+                                                     " needs top_p in (0, 1] and uniform in "
+                                                     "[0, 1), got ",
+                                                     top_p[s], " and ", uniform[s]));
     }
   }
   return absl::OkStatus();

@@ -67,24 +67,24 @@ struct TopKParams {
 
 struct MaskTokensParams {
   SamplingRows batch;
-  float* logits = nullptr;              // [num_seqs, vocab_size]
-  const int64_t* offsets = nullptr;     // [num_seqs + 1], non-decreasing, offsets[0] == 0
-  const int32_t* token_ids = nullptr;   // [offsets[num_seqs]]: row s masks ids
-                                        // [offsets[s], offsets[s + 1]); ids outside the vocabulary
-                                        // are ignored (a stop id of another model's vocabulary)
+  float* logits = nullptr;             // [num_seqs, vocab_size]
+  const int64_t* offsets = nullptr;    // [num_seqs + 1], non-decreasing, offsets[0] == 0
+  const int32_t* token_ids = nullptr;  // [offsets[num_seqs]]: row s masks ids
+                                       // [offsets[s], offsets[s + 1]); ids outside the vocabulary
+                                       // are ignored (a stop id of another model's vocabulary)
   absl::Status Validate() const;
 };
 
 struct PenaltiesParams {
   SamplingRows batch;
-  float* logits = nullptr;                     // [num_seqs, vocab_size]
-  const float* repetition_penalty = nullptr;   // [num_seqs], > 0; 1: none
-  const float* frequency_penalty = nullptr;    // [num_seqs]; 0: none
-  const float* presence_penalty = nullptr;     // [num_seqs]; 0: none
-  const int64_t* prompt_offsets = nullptr;     // [num_seqs + 1], as MaskTokensParams::offsets
-  const int32_t* prompt_token_ids = nullptr;   // [prompt_offsets[num_seqs]]: repetition only
-  const int64_t* output_offsets = nullptr;     // [num_seqs + 1]
-  const int32_t* output_token_ids = nullptr;   // [output_offsets[num_seqs]]: all three
+  float* logits = nullptr;                    // [num_seqs, vocab_size]
+  const float* repetition_penalty = nullptr;  // [num_seqs], > 0; 1: none
+  const float* frequency_penalty = nullptr;   // [num_seqs]; 0: none
+  const float* presence_penalty = nullptr;    // [num_seqs]; 0: none
+  const int64_t* prompt_offsets = nullptr;    // [num_seqs + 1], as MaskTokensParams::offsets
+  const int32_t* prompt_token_ids = nullptr;  // [prompt_offsets[num_seqs]]: repetition only
+  const int64_t* output_offsets = nullptr;    // [num_seqs + 1]
+  const int32_t* output_token_ids = nullptr;  // [output_offsets[num_seqs]]: all three
   /// The caller checked the selected rows' token ids against vocab_size: ApplyPenalties then
   /// skips ValidateTokenIds().
   bool token_ids_checked = false;
@@ -105,7 +105,7 @@ struct ArgmaxParams {
 
 struct SoftmaxWeightsParams {
   SamplingRows batch;
-  float* logits = nullptr;            // [num_seqs, vocab_size], no NaN: becomes the weights
+  float* logits = nullptr;             // [num_seqs, vocab_size], no NaN: becomes the weights
   const float* temperature = nullptr;  // [num_seqs], finite and > 0
   const float* min_p = nullptr;        // [num_seqs], in [0, 1]: weight < min_p becomes 0
   float* row_max = nullptr;  // [num_seqs]: the logits' maximum (-inf: no finite logit; the row's
@@ -115,10 +115,10 @@ struct SoftmaxWeightsParams {
 
 struct SampleFromWeightsParams {
   SamplingRows batch;
-  const float* weights = nullptr;  // [num_seqs, vocab_size], >= 0, each row with one > 0
-  const int32_t* top_k = nullptr;  // [num_seqs]: keep the k heaviest; <= 0 or >= vocab_size: all
-  const float* top_p = nullptr;    // [num_seqs], in (0, 1]: then the smallest heaviest-first
-                                   // prefix holding top_p of the kept weight; 1: all
+  const float* weights = nullptr;   // [num_seqs, vocab_size], >= 0, each row with one > 0
+  const int32_t* top_k = nullptr;   // [num_seqs]: keep the k heaviest; <= 0 or >= vocab_size: all
+  const float* top_p = nullptr;     // [num_seqs], in (0, 1]: then the smallest heaviest-first
+                                    // prefix holding top_p of the kept weight; 1: all
   const double* uniform = nullptr;  // [num_seqs], in [0, 1): the draw
   int32_t* token_ids = nullptr;     // [num_seqs]: the first kept token whose running weight
                                     // passes uniform * total, in the order the filters leave

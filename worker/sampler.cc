@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/random.h"
 #include "common/check.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "kernels/sampling.h"
 
@@ -69,19 +69,19 @@ void Sampler::ApplyPenalties(absl::Span<float> logits, const SamplingParams& par
                              absl::Span<const int32_t> output_token_ids) {
   const int64_t prompt_offsets[] = {0, static_cast<int64_t>(prompt_token_ids.size())};
   const int64_t output_offsets[] = {0, static_cast<int64_t>(output_token_ids.size())};
-  const absl::Status status = kernels::ApplyPenalties(
-      {.batch = {.num_seqs = 1,
-                 .vocab_size = static_cast<int64_t>(logits.size()),
-                 .num_rows = 1,
-                 .max_threads = 1},
-       .logits = logits.data(),
-       .repetition_penalty = &params.repetition_penalty,
-       .frequency_penalty = &params.frequency_penalty,
-       .presence_penalty = &params.presence_penalty,
-       .prompt_offsets = prompt_offsets,
-       .prompt_token_ids = prompt_token_ids.data(),
-       .output_offsets = output_offsets,
-       .output_token_ids = output_token_ids.data()});
+  const absl::Status status =
+      kernels::ApplyPenalties({.batch = {.num_seqs = 1,
+                                         .vocab_size = static_cast<int64_t>(logits.size()),
+                                         .num_rows = 1,
+                                         .max_threads = 1},
+                               .logits = logits.data(),
+                               .repetition_penalty = &params.repetition_penalty,
+                               .frequency_penalty = &params.frequency_penalty,
+                               .presence_penalty = &params.presence_penalty,
+                               .prompt_offsets = prompt_offsets,
+                               .prompt_token_ids = prompt_token_ids.data(),
+                               .output_offsets = output_offsets,
+                               .output_token_ids = output_token_ids.data()});
   PAGODA_CHECK(status.ok()) << status;
 }
 
@@ -135,22 +135,20 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
   }
 
   // Raw logprobs (vLLM V1's default): before any penalty, mask or temperature.
-  const std::vector<int32_t> logprob_rows = live_rows([&](int64_t s) {
-    return params(s).logprobs >= 0;
-  });
+  const std::vector<int32_t> logprob_rows =
+      live_rows([&](int64_t s) { return params(s).logprobs >= 0; });
   std::vector<int64_t> logprob_row_of(num_seqs, -1);  // position in logprob_rows
   for (size_t i = 0; i < logprob_rows.size(); ++i) logprob_row_of[logprob_rows[i]] = i;
   std::unique_ptr<float[]> logprobs(new float[logprob_rows.size() * vocab_size]);
   RETURN_IF_ERROR(kernels::LogSoftmax({.batch = Rows(all, logprob_rows),
-                             .logits = x,
-                             .row_max = row_max.data(),
-                             .logprobs = logprobs.get()}));
+                                       .logits = x,
+                                       .row_max = row_max.data(),
+                                       .logprobs = logprobs.get()}));
   const auto raw_logprob = [&](int64_t s, int32_t id) {
     return logprobs[logprob_row_of[s] * vocab_size + id];
   };
-  const std::vector<int32_t> top_rows = live_rows([&](int64_t s) {
-    return params(s).logprobs > 0;
-  });
+  const std::vector<int32_t> top_rows =
+      live_rows([&](int64_t s) { return params(s).logprobs > 0; });
   if (!top_rows.empty()) {
     std::vector<int32_t> k(num_seqs, 0);
     int64_t max_k = 0;
@@ -161,11 +159,11 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     std::vector<int32_t> top_ids(num_seqs * max_k);
     std::vector<float> top_values(num_seqs * max_k);
     RETURN_IF_ERROR(kernels::TopK({.batch = Rows(all, top_rows),
-                         .values = x,
-                         .k = k.data(),
-                         .max_k = max_k,
-                         .top_ids = top_ids.data(),
-                         .top_values = top_values.data()}));
+                                   .values = x,
+                                   .k = k.data(),
+                                   .max_k = max_k,
+                                   .top_ids = top_ids.data(),
+                                   .top_values = top_values.data()}));
     for (int32_t s : top_rows) {
       const int64_t n = std::min<int64_t>(k[s], vocab_size);
       for (int64_t j = 0; j < n; ++j) {
@@ -177,9 +175,8 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
 
   // min_tokens: the stop tokens (and EOS unless ignore_eos) are masked.
   TokenLists masked(num_seqs);
-  const std::vector<int32_t> mask_rows = live_rows([&](int64_t s) {
-    return inputs[s].step < params(s).min_tokens;
-  });
+  const std::vector<int32_t> mask_rows =
+      live_rows([&](int64_t s) { return inputs[s].step < params(s).min_tokens; });
   for (int64_t s = 0, i = 0; s < num_seqs; ++s) {
     if (i < static_cast<int64_t>(mask_rows.size()) && mask_rows[i] == s) {
       ++i;
@@ -190,9 +187,9 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     }
   }
   RETURN_IF_ERROR(kernels::MaskTokens({.batch = Rows(all, mask_rows),
-                             .logits = x,
-                             .offsets = masked.offsets.data(),
-                             .token_ids = masked.ids.data()}));
+                                       .logits = x,
+                                       .offsets = masked.offsets.data(),
+                                       .token_ids = masked.ids.data()}));
 
   // Penalties, over token ids checked here so that a bad one fails its row only.
   std::vector<int32_t> penalty_rows;
@@ -201,9 +198,9 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
       presence(num_seqs, 0.0f);
   for (int64_t s = 0; s < num_seqs; ++s) {
     const SamplingParams& p = params(s);
-    const bool penalize = statuses[s].ok() && (p.repetition_penalty != 1.0f ||
-                                               p.frequency_penalty != 0.0f ||
-                                               p.presence_penalty != 0.0f);
+    const bool penalize =
+        statuses[s].ok() &&
+        (p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f);
     if (penalize && p.repetition_penalty != 1.0f) {
       statuses[s] = CheckTokenIds(inputs[s].prompt_token_ids, vocab_size, "prompt");
     }
@@ -217,29 +214,27 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     }
     penalty_rows.push_back(static_cast<int32_t>(s));
     // The prompt counts for the repetition penalty only.
-    prompts.Set(s, p.repetition_penalty != 1.0f ? inputs[s].prompt_token_ids
-                                                : absl::Span<const int32_t>());
+    prompts.Set(
+        s, p.repetition_penalty != 1.0f ? inputs[s].prompt_token_ids : absl::Span<const int32_t>());
     outputs_so_far.Set(s, inputs[s].output_token_ids);
     repetition[s] = p.repetition_penalty;
     frequency[s] = p.frequency_penalty;
     presence[s] = p.presence_penalty;
   }
   RETURN_IF_ERROR(kernels::ApplyPenalties({.batch = Rows(all, penalty_rows),
-                                 .logits = x,
-                                 .repetition_penalty = repetition.data(),
-                                 .frequency_penalty = frequency.data(),
-                                 .presence_penalty = presence.data(),
-                                 .prompt_offsets = prompts.offsets.data(),
-                                 .prompt_token_ids = prompts.ids.data(),
-                                 .output_offsets = outputs_so_far.offsets.data(),
-                                 .output_token_ids = outputs_so_far.ids.data(),
-                                 .token_ids_checked = true}));
+                                           .logits = x,
+                                           .repetition_penalty = repetition.data(),
+                                           .frequency_penalty = frequency.data(),
+                                           .presence_penalty = presence.data(),
+                                           .prompt_offsets = prompts.offsets.data(),
+                                           .prompt_token_ids = prompts.ids.data(),
+                                           .output_offsets = outputs_so_far.offsets.data(),
+                                           .output_token_ids = outputs_so_far.ids.data(),
+                                           .token_ids_checked = true}));
 
   // Greedy rows: argmax.
   std::vector<int32_t> token_ids(num_seqs, 0);
-  const std::vector<int32_t> greedy_rows = live_rows([&](int64_t s) {
-    return params(s).greedy();
-  });
+  const std::vector<int32_t> greedy_rows = live_rows([&](int64_t s) { return params(s).greedy(); });
   RETURN_IF_ERROR(kernels::Argmax(
       {.batch = Rows(all, greedy_rows), .logits = x, .token_ids = token_ids.data()}));
   for (int32_t s : greedy_rows) {
@@ -261,20 +256,21 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     uniform[s] = UniformDraw(inputs[s].seed, inputs[s].step);
   }
   RETURN_IF_ERROR(kernels::SoftmaxWeights({.batch = Rows(all, random_rows),
-                                 .logits = x,
-                                 .temperature = temperature.data(),
-                                 .min_p = min_p.data(),
-                                 .row_max = row_max.data()}));
+                                           .logits = x,
+                                           .temperature = temperature.data(),
+                                           .min_p = min_p.data(),
+                                           .row_max = row_max.data()}));
   for (int32_t s : random_rows) {
-    if (row_max[s] == kNegInf) statuses[s] = NoFiniteLogit("after penalties and stop-token masking");
+    if (row_max[s] == kNegInf)
+      statuses[s] = NoFiniteLogit("after penalties and stop-token masking");
   }
   std::erase_if(random_rows, [&](int32_t s) { return !statuses[s].ok(); });
   RETURN_IF_ERROR(kernels::SampleFromWeights({.batch = Rows(all, random_rows),
-                                    .weights = x,
-                                    .top_k = top_k.data(),
-                                    .top_p = top_p.data(),
-                                    .uniform = uniform.data(),
-                                    .token_ids = token_ids.data()}));
+                                              .weights = x,
+                                              .top_k = top_k.data(),
+                                              .top_p = top_p.data(),
+                                              .uniform = uniform.data(),
+                                              .token_ids = token_ids.data()}));
 
   for (int64_t i = 0; i < num_seqs; ++i) {
     if (!statuses[i].ok()) {

@@ -66,7 +66,8 @@ class Sampler {
                                                    int64_t vocab_size,
                                                    absl::Span<const SamplingInput> inputs) const;
 
-  /// Applies repetition, frequency and presence penalties to one row of logits, in place.
+  /// Applies repetition, frequency and presence penalties to one row of logits, in place
+  /// (kernels::ApplyPenalties). The ids must lie in [0, logits.size()): a broken invariant else.
   static void ApplyPenalties(absl::Span<float> logits, const SamplingParams& params,
                              absl::Span<const int32_t> prompt_token_ids,
                              absl::Span<const int32_t> output_token_ids);

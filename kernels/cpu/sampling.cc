@@ -102,8 +102,8 @@ constexpr size_t kNumWeightBuckets = size_t{1} << (31 - kWeightBucketShift);
 size_t WeightBucket(float weight) { return std::bit_cast<uint32_t>(weight) >> kWeightBucketShift; }
 
 struct DrawScratch {
-  std::vector<Scored> candidates;  // (id, weight) still in the running for the draw
-  std::vector<Scored> boundary;    // candidates in the bucket where the top-p cut falls
+  std::vector<Scored> candidates;   // (id, weight) still in the running for the draw
+  std::vector<Scored> boundary;     // candidates in the bucket where the top-p cut falls
   std::vector<double> bucket_mass;  // [kNumWeightBuckets]
 };
 

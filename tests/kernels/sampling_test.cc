@@ -165,11 +165,10 @@ TEST(Sampling, MaskTokensSetsListedIdsToMinusInfinityAndIgnoresOutOfRangeOnes) {
   // Row 0: {3, 1002, 5000}; row 1: {7} (not selected); row 2: {}; row 3: {0, -1}.
   const std::vector<int64_t> offsets = {0, 3, 4, 4, 6, 6};
   const std::vector<int32_t> ids = {3, 1002, 5000, 7, 0, -1};
-  ASSERT_TRUE(MaskTokens({.batch = Some(),
-                          .logits = x.data(),
-                          .offsets = offsets.data(),
-                          .token_ids = ids.data()})
-                  .ok());
+  ASSERT_TRUE(
+      MaskTokens(
+          {.batch = Some(), .logits = x.data(), .offsets = offsets.data(), .token_ids = ids.data()})
+          .ok());
   std::vector<float> expected = before;
   expected[3] = expected[1002] = kNegInf;
   expected[3 * kVocab + 0] = kNegInf;
@@ -201,7 +200,8 @@ TEST(Sampling, ApplyPenaltiesMatchesAReference) {
   std::vector<int64_t> prompt_offsets = {0}, output_offsets = {0};
   std::vector<int32_t> prompt_ids, output_ids;
   for (int64_t s = 0; s < kSeqs; ++s) {
-    for (int i = 0; i < 40 + 13 * s; ++i) prompts[s].push_back(static_cast<int32_t>(rng() % 60));  // repeats
+    for (int i = 0; i < 40 + 13 * s; ++i)
+      prompts[s].push_back(static_cast<int32_t>(rng() % 60));  // repeats
     for (int i = 0; i < 25 + 7 * s; ++i) outputs[s].push_back(static_cast<int32_t>(rng() % kVocab));
     outputs[s].push_back(outputs[s][0]);
     prompt_ids.insert(prompt_ids.end(), prompts[s].begin(), prompts[s].end());
@@ -312,14 +312,14 @@ void ExpectDrawsFollowTheKeptWeights(const std::vector<float>& weights,
   const std::vector<int32_t> top_ks(kGrid, top_k);
   const std::vector<float> top_ps(kGrid, top_p);
   std::vector<int32_t> ids(kGrid, -1);
-  ASSERT_TRUE(SampleFromWeights({.batch = {.num_seqs = kGrid, .vocab_size = vocab,
-                                           .num_rows = kGrid},
-                                 .weights = batch.data(),
-                                 .top_k = top_ks.data(),
-                                 .top_p = top_ps.data(),
-                                 .uniform = uniform.data(),
-                                 .token_ids = ids.data()})
-                  .ok());
+  ASSERT_TRUE(
+      SampleFromWeights({.batch = {.num_seqs = kGrid, .vocab_size = vocab, .num_rows = kGrid},
+                         .weights = batch.data(),
+                         .top_k = top_ks.data(),
+                         .top_p = top_ps.data(),
+                         .uniform = uniform.data(),
+                         .token_ids = ids.data()})
+          .ok());
   double kept_total = 0.0;
   for (int32_t id : kept) kept_total += weights[id];
   std::map<int32_t, int64_t> counts;
