@@ -72,8 +72,8 @@ void BM_Sample(benchmark::State& state) {
     if (!out.ok()) state.SkipWithError("sample failed");
     benchmark::DoNotOptimize(out);
   }
-  state.counters["rows_per_s"] = benchmark::Counter(
-      static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["rows_per_s"] = benchmark::Counter(static_cast<double>(batch * state.iterations()),
+                                                    benchmark::Counter::kIsRate);
 }
 
 // Args: (setup: 0 greedy, 1 random, 2 top-k/top-p/penalties, 3 logprobs; batch).
