@@ -1,8 +1,9 @@
 #include "worker/kv_cache.h"
 
-#include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/block_copy.h"
 
 namespace pagoda {
 
@@ -37,26 +38,49 @@ absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
   return cache;
 }
 
-absl::Status KvCache::CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> src_dst) {
-  for (const auto& [src, dst] : src_dst) {
-    if (src < 0 || src >= shape_.num_blocks || dst < 0 || dst >= shape_.num_blocks) {
-      return absl::InvalidArgumentError(absl::StrCat("block copy ", src, " -> ", dst,
-                                                     " is outside [0, ", shape_.num_blocks, ")"));
-    }
+namespace {
+
+// The kernel's view of `src` -> `dst`: every layer's keys, then every layer's values.
+absl::Status CopyBetween(const KvCache& src, KvCache& dst,
+                         absl::Span<const std::pair<int32_t, int32_t>> src_dst) {
+  const int64_t num_layers = src.shape().num_layers;
+  std::vector<const void*> from(static_cast<size_t>(2 * num_layers));
+  std::vector<void*> to(static_cast<size_t>(2 * num_layers));
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    from[layer] = src.key(layer);
+    from[num_layers + layer] = src.value(layer);
+    to[layer] = dst.key(layer);
+    to[num_layers + layer] = dst.value(layer);
   }
-  for (const auto& [src, dst] : src_dst) CopyBlockAcross(*this, src, *this, dst);
-  return absl::OkStatus();
+  std::vector<int32_t> pairs;
+  pairs.reserve(2 * src_dst.size());
+  for (const auto& [s, d] : src_dst) pairs.insert(pairs.end(), {s, d});
+  return kernels::CopyBlocks({.src = from.data(),
+                              .dst = to.data(),
+                              .num_tensors = 2 * num_layers,
+                              .block_bytes = src.shape().layer_bytes_per_block(),
+                              .num_src_blocks = src.shape().num_blocks,
+                              .num_dst_blocks = dst.shape().num_blocks,
+                              .block_pairs = pairs.data(),
+                              .num_pairs = static_cast<int64_t>(src_dst.size())});
 }
 
-void KvCache::CopyBlockAcross(const KvCache& src, int32_t src_block, KvCache& dst,
-                              int32_t dst_block) {
-  const int64_t n = src.shape().layer_bytes_per_block();
-  for (int64_t layer = 0; layer < src.shape().num_layers; ++layer) {
-    std::memcpy(static_cast<std::byte*>(dst.key(layer)) + dst_block * n,
-                static_cast<const std::byte*>(src.key(layer)) + src_block * n, n);
-    std::memcpy(static_cast<std::byte*>(dst.value(layer)) + dst_block * n,
-                static_cast<const std::byte*>(src.value(layer)) + src_block * n, n);
+}  // namespace
+
+absl::Status KvCache::CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> src_dst) {
+  return CopyBetween(*this, *this, src_dst);
+}
+
+absl::Status KvCache::CopyBlocksAcross(const KvCache& src, KvCache& dst,
+                                       absl::Span<const std::pair<int32_t, int32_t>> src_dst) {
+  const KvCacheShape& a = src.shape();
+  const KvCacheShape& b = dst.shape();
+  if (a.num_layers != b.num_layers || a.block_size != b.block_size ||
+      a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.dtype != b.dtype) {
+    return absl::InvalidArgumentError(
+        "block swap between KV caches of different layers, block shape or dtype");
   }
+  return CopyBetween(src, dst, src_dst);
 }
 
 }  // namespace pagoda

@@ -53,13 +53,16 @@ class KvCache {
   /// Bytes of storage (keys and values of every layer).
   int64_t num_bytes() const { return shape_.num_blocks * shape_.bytes_per_block(); }
 
-  /// Copies whole blocks (every layer, K and V): dst <- src for each (src, dst) pair.
+  /// Copies whole blocks (every layer, K and V): dst <- src for each (src, dst) pair, in order
+  /// (kernels::CopyBlocks). A block outside the cache is InvalidArgument and nothing is copied.
   absl::Status CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> src_dst);
 
-  /// Copies block `src_block` of `src` into block `dst_block` of `dst` (every layer, K and V);
-  /// both caches have the same per-block shape and dtype (swapping between device and host).
-  static void CopyBlockAcross(const KvCache& src, int32_t src_block, KvCache& dst,
-                              int32_t dst_block);
+  /// Copies block `src_block` of `src` into block `dst_block` of `dst` for each pair (every
+  /// layer, K and V): swapping between device and host. Both caches have the same layers,
+  /// per-block shape and dtype (else InvalidArgument); a block outside its cache is
+  /// InvalidArgument and nothing is copied.
+  static absl::Status CopyBlocksAcross(const KvCache& src, KvCache& dst,
+                                       absl::Span<const std::pair<int32_t, int32_t>> src_dst);
 
  private:
   explicit KvCache(const KvCacheShape& shape) : shape_(shape) {}

@@ -9,6 +9,9 @@
 // whatever else shares its batch, and a request re-prefilled on another replica after a failover
 // continues with the same draws. Parallel samples of one prompt (n > 1) need distinct seeds.
 //
+// The vocabulary-sized work runs in the kernel ops of kernels/sampling.h over the whole batch
+// (each on the rows it applies to); the Sampler decides which op applies to which row.
+//
 // NaN logits count as -inf and +inf as the largest float (tokens at +inf share the mass). A
 // sequence left with no finite logit is an InvalidArgument error for the whole call.
 //
@@ -48,7 +51,7 @@ struct SampleOutput {
 };
 
 struct SamplerOptions {
-  int max_threads = 0;            // OpenMP threads across sequences; 0: OpenMP's default
+  int max_threads = 0;            // threads across sequences; 0: OpenMP's default
   int64_t min_parallel_seqs = 4;  // smaller batches run on the calling thread
 };
 
@@ -63,7 +66,8 @@ class Sampler {
                                                    int64_t vocab_size,
                                                    absl::Span<const SamplingInput> inputs) const;
 
-  /// Applies repetition, frequency and presence penalties to one row of logits, in place.
+  /// Applies repetition, frequency and presence penalties to one row of logits, in place
+  /// (kernels::ApplyPenalties). The ids must lie in [0, logits.size()): a broken invariant else.
   static void ApplyPenalties(absl::Span<float> logits, const SamplingParams& params,
                              absl::Span<const int32_t> prompt_token_ids,
                              absl::Span<const int32_t> output_token_ids);

@@ -212,14 +212,15 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
   return absl::OkStatus();
 }
 
-void StepRunner::Swap(const StepPlan& plan) {
+absl::Status StepRunner::Swap(const StepPlan& plan) {
   KvCache& device = runner_->kv_cache();
-  for (const auto& [device_block, host_block] : plan.swap_out) {
-    KvCache::CopyBlockAcross(device, device_block, *host_cache_, host_block);
+  if (!plan.swap_out.empty()) {
+    RETURN_IF_ERROR(KvCache::CopyBlocksAcross(device, *host_cache_, plan.swap_out));
   }
-  for (const auto& [host_block, device_block] : plan.swap_in) {
-    KvCache::CopyBlockAcross(*host_cache_, host_block, device, device_block);
+  if (!plan.swap_in.empty()) {
+    RETURN_IF_ERROR(KvCache::CopyBlocksAcross(*host_cache_, device, plan.swap_in));
   }
+  return absl::OkStatus();
 }
 
 void StepRunner::AddAndUpdateSequences(const StepPlan& plan) {
@@ -323,7 +324,7 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
 absl::StatusOr<StepResult> StepRunner::Apply(const StepPlan& plan) {
   RETURN_IF_ERROR(Validate(plan));
   for (const std::string& id : plan.finished_seq_ids) seqs_.erase(id);
-  Swap(plan);
+  RETURN_IF_ERROR(Swap(plan));
   RETURN_IF_ERROR(runner_->kv_cache().CopyBlocks(plan.block_copies));
   AddAndUpdateSequences(plan);
 

@@ -105,7 +105,7 @@ class StepRunner {
   absl::Status ValidateCapacity(const std::string& seq_id, int64_t num_tokens,
                                 int64_t num_blocks) const;
 
-  void Swap(const StepPlan& plan);
+  absl::Status Swap(const StepPlan& plan);
   void AddAndUpdateSequences(const StepPlan& plan);
   // Runs one forward pass over `pass`, samples the sequences that reach the end of their known
   // tokens, appends each sample to `result`, and returns the entries that sampled.

@@ -1,4 +1,4 @@
-#include "kernels/paged_attention.h"
+#include "kernels/cpu/paged_attention.h"
 
 #include <omp.h>
 
@@ -7,12 +7,11 @@
 #include <limits>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "kernels/cpu/internal/attention_rows.h"
 #include "kernels/cpu/internal/half.h"
 #include "kernels/cpu/internal/vec_math.h"
 
-namespace pagoda::kernels {
+namespace pagoda::kernels::cpu {
 namespace {
 
 // Context positions per online-softmax step: their K and V rows (2 x 32 x head_dim floats) stay
@@ -200,99 +199,7 @@ void MergePieces(const PagedAttentionParams& p, const MergeGroup& g, const Parti
 
 }  // namespace
 
-absl::Status PagedAttentionParams::Validate() const {
-  if (num_seqs < 0 || num_tokens < 0 || num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 ||
-      block_size <= 0 || num_blocks <= 0 || max_blocks_per_seq <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "paged_attention: bad shape num_seqs=", num_seqs, " num_tokens=", num_tokens,
-        " num_heads=", num_heads, " num_kv_heads=", num_kv_heads, " head_dim=", head_dim,
-        " block_size=", block_size, " num_blocks=", num_blocks, " max_blocks_per_seq=",
-        max_blocks_per_seq, " (need num_seqs, num_tokens >= 0 and the rest > 0)"));
-  }
-  if (num_heads % num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("paged_attention: num_kv_heads=", num_kv_heads,
-                                                   " does not divide num_heads=", num_heads));
-  }
-  if (!(scale > 0.0f) || !std::isfinite(scale)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("paged_attention: scale must be finite and > 0, got ", scale));
-  }
-  if (key_cache == nullptr || value_cache == nullptr) {
-    return absl::InvalidArgumentError("paged_attention: key_cache or value_cache is null");
-  }
-  if (cache_dtype != DType::kF32 && cache_dtype != DType::kBF16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("paged_attention: the cache holds float32 or bfloat16, not dtype ",
-                     static_cast<int>(cache_dtype)));
-  }
-  if (num_seqs == 0) {
-    if (num_tokens != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("paged_attention: num_tokens=", num_tokens, " with no sequences"));
-    }
-    return absl::OkStatus();
-  }
-  if (block_tables == nullptr || query_start_loc == nullptr || seq_lens == nullptr) {
-    return absl::InvalidArgumentError(
-        "paged_attention: block_tables, query_start_loc or seq_lens is null");
-  }
-  if (num_tokens > 0) {
-    if (q == nullptr || out == nullptr) {
-      return absl::InvalidArgumentError("paged_attention: q or out is null");
-    }
-    if (q_stride < num_heads * head_dim) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("paged_attention: q_stride=", q_stride,
-                       " must be >= num_heads * head_dim = ", num_heads * head_dim));
-    }
-  }
-  if (query_start_loc[0] != 0 || query_start_loc[num_seqs] != num_tokens) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("paged_attention: query_start_loc must run from 0 to num_tokens=", num_tokens,
-                     ", got ", query_start_loc[0], " .. ", query_start_loc[num_seqs]));
-  }
-  const int64_t max_context = max_blocks_per_seq * block_size;
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    const int64_t q_len = int64_t{query_start_loc[s + 1]} - query_start_loc[s];
-    const int64_t seq_len = seq_lens[s];
-    if (q_len < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("paged_attention: query_start_loc decreases at sequence ", s));
-    }
-    if (q_len > seq_len) {
-      return absl::InvalidArgumentError(absl::StrCat("paged_attention: sequence ", s,
-                                                     " has q_len=", q_len, " > seq_len=", seq_len));
-    }
-    if (seq_len > max_context) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "paged_attention: sequence ", s, " has seq_len=", seq_len,
-          " beyond its block table (max_blocks_per_seq * block_size = ", max_context, ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PagedAttentionParams::ValidateBlockIds() const {
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    const int64_t blocks_used = (int64_t{seq_lens[s]} + block_size - 1) / block_size;
-    for (int64_t b = 0; b < blocks_used; ++b) {
-      const int32_t id = block_tables[s * max_blocks_per_seq + b];
-      if (id < 0 || id >= num_blocks) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("paged_attention: sequence ", s, " block_tables[", b, "]=", id,
-                         " is outside [0, num_blocks=", num_blocks, ")"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PagedAttention(const PagedAttentionParams& p) {
-  if (absl::Status s = p.Validate(); !s.ok()) return s;
-  if (!p.block_ids_checked) {
-    if (absl::Status s = p.ValidateBlockIds(); !s.ok()) return s;
-  }
-  if (p.num_tokens == 0) return absl::OkStatus();
+void PagedAttention(const PagedAttentionParams& p) {
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t tile_tokens = std::max<int64_t>(1, kTileRows / group);
 
@@ -375,7 +282,6 @@ absl::Status PagedAttention(const PagedAttentionParams& p) {
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < num_merges; ++i) MergePieces(p, merges[i], partials);
   }
-  return absl::OkStatus();
 }
 
-}  // namespace pagoda::kernels
+}  // namespace pagoda::kernels::cpu

@@ -1,11 +1,10 @@
-#include "kernels/rms_norm.h"
+#include "kernels/cpu/rms_norm.h"
 
 #include <cmath>
 
-#include "absl/strings/str_cat.h"
 #include "kernels/cpu/internal/vec_math.h"
 
-namespace pagoda::kernels {
+namespace pagoda::kernels::cpu {
 namespace {
 
 // One token. out may alias in; both are read fully before out is written.
@@ -32,28 +31,7 @@ PAGODA_KERNEL_CLONES void NormRow(const float* in, const float* __restrict weigh
 
 }  // namespace
 
-absl::Status RmsNormParams::Validate() const {
-  if (num_tokens < 0 || hidden_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("rms_norm: bad shape num_tokens=", num_tokens,
-                                                   " hidden_size=", hidden_size,
-                                                   " (need num_tokens >= 0, hidden_size > 0)"));
-  }
-  if (!(eps >= 0.0f) || !std::isfinite(eps)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rms_norm: eps must be finite and >= 0, got ", eps));
-  }
-  if (weight == nullptr) return absl::InvalidArgumentError("rms_norm: weight is null");
-  if (num_tokens > 0 && (input == nullptr || output == nullptr)) {
-    return absl::InvalidArgumentError("rms_norm: input or output is null");
-  }
-  if (residual != nullptr && (residual == input || residual == output)) {
-    return absl::InvalidArgumentError("rms_norm: residual must not alias input or output");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RmsNorm(const RmsNormParams& p) {
-  if (absl::Status s = p.Validate(); !s.ok()) return s;
+void RmsNorm(const RmsNormParams& p) {
   const int64_t d = p.hidden_size;
 #pragma omp parallel for schedule(static) if (p.num_tokens > 1 && \
                                               p.num_tokens * d >= internal::kParallelMinElements)
@@ -61,7 +39,6 @@ absl::Status RmsNorm(const RmsNormParams& p) {
     NormRow(p.input + t * d, p.weight, p.output + t * d,
             p.residual != nullptr ? p.residual + t * d : nullptr, d, p.eps);
   }
-  return absl::OkStatus();
 }
 
-}  // namespace pagoda::kernels
+}  // namespace pagoda::kernels::cpu

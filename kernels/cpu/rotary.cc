@@ -1,59 +1,9 @@
-#include "kernels/rotary.h"
+#include "kernels/cpu/rotary.h"
 
-#include <cmath>
-#include <numbers>
-
-#include "absl/strings/str_cat.h"
 #include "kernels/cpu/internal/vec_math.h"
 
-namespace pagoda::kernels {
+namespace pagoda::kernels::cpu {
 namespace {
-
-absl::Status ValidateRopeConfig(const RopeConfig& c) {
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rope: head_dim must be positive and even, got ", c.head_dim));
-  }
-  if (c.max_positions <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rope: max_positions must be positive, got ", c.max_positions));
-  }
-  if (!(c.theta > 0.0) || !std::isfinite(c.theta)) {
-    return absl::InvalidArgumentError(absl::StrCat("rope: theta must be > 0, got ", c.theta));
-  }
-  const Llama3RopeScaling& s = c.llama3;
-  if (s.factor == 0.0) return absl::OkStatus();
-  if (!(s.factor > 0.0) || !std::isfinite(s.factor)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rope: llama3 factor must be > 0 (or 0 for none), got ", s.factor));
-  }
-  if (!(s.low_freq_factor > 0.0) || !(s.high_freq_factor > s.low_freq_factor) ||
-      !std::isfinite(s.high_freq_factor)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rope: llama3 needs 0 < low_freq_factor < high_freq_factor, got ",
-                     s.low_freq_factor, " and ", s.high_freq_factor));
-  }
-  if (s.original_max_position_embeddings <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rope: llama3 original_max_position_embeddings must be positive, got ",
-                     s.original_max_position_embeddings));
-  }
-  return absl::OkStatus();
-}
-
-// transformers' _compute_llama3_parameters: long wavelengths are slowed down by `factor`, short
-// ones kept, and the band between interpolated smoothly.
-double Llama3InvFreq(double inv_freq, const Llama3RopeScaling& s) {
-  const double old_context_len = static_cast<double>(s.original_max_position_embeddings);
-  const double low_freq_wavelen = old_context_len / s.low_freq_factor;
-  const double high_freq_wavelen = old_context_len / s.high_freq_factor;
-  const double wavelen = 2.0 * std::numbers::pi / inv_freq;
-  if (wavelen < high_freq_wavelen) return inv_freq;
-  if (wavelen > low_freq_wavelen) return inv_freq / s.factor;
-  const double smooth =
-      (old_context_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-  return (1.0 - smooth) * inv_freq / s.factor + smooth * inv_freq;
-}
 
 // Rotates one head in place; cos and sin hold half = head_dim / 2 entries.
 PAGODA_KERNEL_CLONES void RotateHalf(float* __restrict x, const float* __restrict cos,
@@ -81,69 +31,7 @@ PAGODA_KERNEL_CLONES void RotateInterleaved(float* __restrict x, const float* __
 
 }  // namespace
 
-absl::StatusOr<RopeCache> BuildRopeCache(const RopeConfig& config) {
-  if (absl::Status s = ValidateRopeConfig(config); !s.ok()) return s;
-  const int64_t dim = config.head_dim;
-  const int64_t half = dim / 2;
-  std::vector<double> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    double f = std::pow(config.theta, -static_cast<double>(2 * i) / static_cast<double>(dim));
-    if (config.llama3.factor != 0.0) f = Llama3InvFreq(f, config.llama3);
-    inv_freq[static_cast<size_t>(i)] = f;
-  }
-  RopeCache cache;
-  cache.head_dim = dim;
-  cache.max_positions = config.max_positions;
-  cache.cos_sin.resize(static_cast<size_t>(config.max_positions * dim));
-  float* table = cache.cos_sin.data();
-#pragma omp parallel for schedule(static) if (config.max_positions * half >= (1 << 16))
-  for (int64_t pos = 0; pos < config.max_positions; ++pos) {
-    float* row = table + pos * dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const double angle = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
-      row[i] = static_cast<float>(std::cos(angle));
-      row[half + i] = static_cast<float>(std::sin(angle));
-    }
-  }
-  return cache;
-}
-
-absl::Status RotaryParams::Validate() const {
-  if (num_tokens < 0 || num_heads <= 0 || num_kv_heads <= 0 || head_dim <= 0 || head_dim % 2 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rotary: bad shape num_tokens=", num_tokens, " num_heads=", num_heads,
-                     " num_kv_heads=", num_kv_heads, " head_dim=", head_dim,
-                     " (need num_tokens >= 0, heads > 0, head_dim positive and even)"));
-  }
-  if (cache == nullptr) return absl::InvalidArgumentError("rotary: cache is null");
-  if (cache->head_dim != head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("rotary: cache head_dim=", cache->head_dim,
-                                                   " differs from head_dim=", head_dim));
-  }
-  if (static_cast<int64_t>(cache->cos_sin.size()) != cache->max_positions * cache->head_dim) {
-    return absl::InvalidArgumentError("rotary: cache cos_sin size is not max_positions * head_dim");
-  }
-  if (num_tokens == 0) return absl::OkStatus();
-  if (q == nullptr || k == nullptr || positions == nullptr) {
-    return absl::InvalidArgumentError("rotary: q, k or positions is null");
-  }
-  if (q_stride < num_heads * head_dim || k_stride < num_kv_heads * head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rotary: q_stride=", q_stride, " must be >= num_heads * head_dim = ", num_heads * head_dim,
-        " and k_stride=", k_stride, " >= num_kv_heads * head_dim = ", num_kv_heads * head_dim));
-  }
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    if (positions[t] < 0 || positions[t] >= cache->max_positions) {
-      return absl::InvalidArgumentError(absl::StrCat("rotary: positions[", t, "]=", positions[t],
-                                                     " is outside [0, ", cache->max_positions,
-                                                     ")"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ApplyRotary(const RotaryParams& p) {
-  if (absl::Status s = p.Validate(); !s.ok()) return s;
+void ApplyRotary(const RotaryParams& p) {
   const int64_t dim = p.head_dim;
   const int64_t half = dim / 2;
   const bool interleaved = p.style == RotaryStyle::kInterleaved;
@@ -163,7 +51,6 @@ absl::Status ApplyRotary(const RotaryParams& p) {
       }
     }
   }
-  return absl::OkStatus();
 }
 
-}  // namespace pagoda::kernels
+}  // namespace pagoda::kernels::cpu

@@ -1,0 +1,27 @@
+#include "kernels/activation.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/cpu/activation.h"
+
+namespace pagoda::kernels {
+
+absl::Status SiluAndMulParams::Validate() const {
+  if (num_tokens < 0 || d <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("silu_and_mul: bad shape num_tokens=", num_tokens, " d=", d,
+                     " (need num_tokens >= 0, d > 0)"));
+  }
+  if (num_tokens > 0 && (input == nullptr || output == nullptr)) {
+    return absl::InvalidArgumentError("silu_and_mul: input or output is null");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SiluAndMul(const SiluAndMulParams& params) {
+  RETURN_IF_ERROR(params.Validate());
+  if (params.num_tokens > 0) cpu::SiluAndMul(params);
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda::kernels
