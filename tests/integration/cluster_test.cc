@@ -7,7 +7,6 @@
 #include <httplib.h>
 #include <signal.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -69,19 +68,11 @@ StreamResult Stream(v1::Generation::Stub& stub, const v1::GenerateRequest& reque
   return result;
 }
 
-// GET/POST to the router's HTTP API; the JSON body (null when the request failed).
+// GET from the router's HTTP API: the JSON body (null when the request failed).
 nlohmann::json GetJson(int http_port, const std::string& path) {
   httplib::Client client("127.0.0.1", http_port);
   client.set_read_timeout(std::chrono::seconds(120));
   const httplib::Result result = client.Get(path);
-  if (!result || result->status != 200) return nullptr;
-  return nlohmann::json::parse(result->body, nullptr, /*allow_exceptions=*/false);
-}
-
-nlohmann::json PostJson(int http_port, const std::string& path, const nlohmann::json& body) {
-  httplib::Client client("127.0.0.1", http_port);
-  client.set_read_timeout(std::chrono::seconds(120));
-  const httplib::Result result = client.Post(path, body.dump(), "application/json");
   if (!result || result->status != 200) return nullptr;
   return nlohmann::json::parse(result->body, nullptr, /*allow_exceptions=*/false);
 }
@@ -426,25 +417,6 @@ TEST(Cluster, ServesAGgufModelOverThreeRanks) {
   ASSERT_EQ(http_models["data"].size(), 1u) << http_models.dump();
   EXPECT_EQ(http_models["data"][0]["id"], "SmolLM2-135M-Instruct.Q4_1");
   EXPECT_EQ(http_models["data"][0]["max_model_len"], 8192);
-
-  // The chat API renders the GGUF's ChatML template with its default system prompt: the golden's
-  // first prompt, so the greedy answer is the golden's up to <|im_end|> (id 2, its EOS).
-  const std::vector<int32_t>::const_iterator eos = std::find(want.begin(), want.end(), 2);
-  ASSERT_NE(eos, want.end());
-  grpc::ClientContext detokenize_context;
-  v1::DetokenizeRequest detokenize;
-  detokenize.mutable_token_ids()->Add(want.begin(), eos);
-  v1::DetokenizeResponse answer;
-  ASSERT_TRUE((*cluster)->stub().Detokenize(&detokenize_context, detokenize, &answer).ok());
-  EXPECT_EQ(answer.text(), "The answer to this classic math problem is 4.");
-  const nlohmann::json chat = PostJson(
-      (*cluster)->http_port(), "/v1/chat/completions",
-      {{"messages", nlohmann::json::array({{{"role", "user"}, {"content", "What is 2 + 2?"}}})},
-       {"temperature", 0}});
-  ASSERT_EQ(chat["choices"].size(), 1u) << chat.dump();
-  EXPECT_EQ(chat["choices"][0]["message"]["content"], answer.text()) << chat.dump();
-  EXPECT_EQ(chat["choices"][0]["finish_reason"], "stop") << chat.dump();
-  EXPECT_EQ(chat["usage"]["prompt_tokens"], golden["prompt_ids"].size()) << chat.dump();
 }
 
 TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -76,7 +77,7 @@ class QuickstartScriptTest(unittest.TestCase):
     def test_script_parses_and_documents_its_topology_and_ports(self):
         subprocess.run(["bash", "-n", script()], check=True)
         out = subprocess.run([script(), "--help"], check=True, capture_output=True, text=True)
-        for needle in ("--no-setup", "50051", "8000", "--tp 3", "PAGODA_TP", MODEL_FILE):
+        for needle in ("--no-setup", "50051", "8000", "PAGODA_TP=3", "OMP_NUM_THREADS", MODEL_FILE):
             self.assertIn(needle, out.stdout)
 
     def test_no_setup_names_a_missing_build(self):
@@ -179,6 +180,15 @@ class QuickstartServesSmolLM2Test(unittest.TestCase):
                  and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
         if alive:
             raise AssertionError(f"Ctrl-C left processes {alive} running:\n{tails}")
+
+    def run(self, result=None):
+        # A failing test shows the cluster's logs (the folder is gone after the class).
+        problems = (lambda: len(result.failures) + len(result.errors)) if result else (lambda: 0)
+        before = problems()
+        outcome = super().run(result)
+        if problems() > before:
+            sys.stderr.write(f"---- logs after {self.id()} ----\n{self.log_tails()}\n")
+        return outcome
 
     def test_serves_one_replica_of_one_worker(self):
         self.assertEqual(len(self.state["workers"]), 1, self.state)
