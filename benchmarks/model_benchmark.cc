@@ -1,22 +1,32 @@
-// Decode-step and prefill time of a dummy SmolLM2-135M-shaped model on the CPU, printed beside
-// floors measured in the same process:
+// Decode-step and prefill time of SmolLM2-135M on the CPU — a dummy model of its shape (fp32), or
+// real checkpoints given with --models (GGUF files of any weight type, or model directories) —
+// printed beside floors measured in the same process:
 // - decode: weight bytes / memory bandwidth, the bandwidth taken from the best of several 1 GiB
 //   memcpy runs (bytes read + bytes written per second);
 // - prefill: the sgemm FLOP rate at the model's own MLP shape.
 //
 //   build/benchmarks/model_benchmark --benchmark_repetitions=3
+//   build/benchmarks/model_benchmark --models=models/SmolLM2-135M-Instruct.Q4_1.gguf,...
+//
+// Each model's benchmarks are named after its file (BM_DecodeStep/<name>/<batch>, BM_Prefill/...).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "benchmarks/smollm2_config.h"
 #include "common/model_config.h"
+#include "common/model_source.h"
 #include "kernels/gemm.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
@@ -69,20 +79,26 @@ double SgemmRate() {
   return rate;
 }
 
+// A model loaded once, with a block table per benchmark sequence.
 class Model {
  public:
-  static Model& Get() {
-    static Model* model = new Model();
-    return *model;
-  }
-  ModelRunner& runner() { return *runner_; }
-  int64_t weight_bytes() const { return weight_bytes_; }
-  const std::vector<int32_t>& table(int64_t s) const { return tables_[s]; }
-
- private:
-  Model() {
-    const ModelConfig config = SmolLm2Config();
-    ModelWeights weights = DummyModelWeights(config, /*seed=*/0);
+  // path empty: the dummy fp32 model of SmolLM2's shape.
+  explicit Model(const std::string& path) {
+    ModelConfig config = SmolLm2Config();
+    ModelWeights weights;
+    if (path.empty()) {
+      weights = DummyModelWeights(config, /*seed=*/0);
+    } else {
+      absl::StatusOr<ModelSource> source = ModelSource::Open(path);
+      absl::StatusOr<ModelWeights> loaded =
+          source.ok() ? LoadModelWeights(*source) : absl::StatusOr<ModelWeights>(source.status());
+      if (!loaded.ok()) {
+        std::fprintf(stderr, "model_benchmark: %s\n", loaded.status().ToString().c_str());
+        std::exit(1);
+      }
+      config = source->config();
+      weights = std::move(*loaded);
+    }
     weight_bytes_ = weights.num_bytes();
     const int64_t blocks_per_seq =
         (std::max(kContext + 1, kPrefillTokens) + kBlockSize - 1) / kBlockSize;
@@ -94,14 +110,33 @@ class Model {
     auto runner = ModelRunner::Create(
         config, std::move(weights),
         {.num_blocks = (kMaxSeqs + 1) * blocks_per_seq, .block_size = kBlockSize});
-    if (!runner.ok()) std::abort();
+    if (!runner.ok()) {
+      std::fprintf(stderr, "model_benchmark: %s\n", runner.status().ToString().c_str());
+      std::exit(1);
+    }
     runner_ = std::move(*runner);
   }
+  ModelRunner& runner() { return *runner_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+  const std::vector<int32_t>& table(int64_t s) const { return tables_[s]; }
 
+ private:
   std::unique_ptr<ModelRunner> runner_;
   std::vector<std::vector<int32_t>> tables_;
   int64_t weight_bytes_ = 0;
 };
+
+// The model of the running benchmark. Benchmarks run in registration order, grouped by model, so
+// each model loads once and is dropped when the next one loads: one model in memory at a time.
+Model& GetModel(const std::string& path) {
+  static auto* current = new std::pair<std::string, std::unique_ptr<Model>>();
+  if (current->second == nullptr || current->first != path) {
+    current->second.reset();
+    current->second = std::make_unique<Model>(path);
+    current->first = path;
+  }
+  return *current->second;
+}
 
 void BM_CopyBandwidth(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(CopyBandwidth());
@@ -113,8 +148,8 @@ void BM_CopyBandwidth(benchmark::State& state) {
 // The cache's first kContext positions are not filled by a prefill: attention reads them all the
 // same (the zeroed cache gives a uniform softmax), so the step does exactly the work of a real
 // one and the benchmark skips minutes of prefill.
-void BM_DecodeStep(benchmark::State& state) {
-  Model& model = Model::Get();
+void BM_DecodeStep(benchmark::State& state, const std::string& path) {
+  Model& model = GetModel(path);
   const int64_t batch = state.range(0);
   std::vector<int32_t> tokens(batch);
   std::vector<SequenceInput> inputs(batch);
@@ -145,11 +180,13 @@ void BM_DecodeStep(benchmark::State& state) {
 }
 
 // A kPrefillTokens-token prompt from an empty cache.
-void BM_Prefill(benchmark::State& state) {
-  Model& model = Model::Get();
+void BM_Prefill(benchmark::State& state, const std::string& path) {
+  Model& model = GetModel(path);
   const ModelConfig& c = model.runner().config();
   std::vector<int32_t> tokens(kPrefillTokens);
-  for (int64_t i = 0; i < kPrefillTokens; ++i) tokens[i] = static_cast<int32_t>((i * 131) % 49152);
+  for (int64_t i = 0; i < kPrefillTokens; ++i) {
+    tokens[i] = static_cast<int32_t>((i * 131) % c.vocab_size);
+  }
   const SequenceInput input{.token_ids = tokens, .block_table = model.table(kMaxSeqs)};
   for (auto _ : state) {
     auto logits = model.runner().Execute({&input, 1});
@@ -165,13 +202,57 @@ void BM_Prefill(benchmark::State& state) {
   state.counters["GFLOP_per_s"] =
       benchmark::Counter(tokens_done * per_token / 1e9, benchmark::Counter::kIsRate);
   state.counters["sgemm_GFLOP_per_s"] = SgemmRate() / 1e9;
+  state.counters["weight_MB"] = static_cast<double>(model.weight_bytes()) / 1e6;
 }
 
-BENCHMARK(BM_CopyBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DecodeStep)->Arg(1)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Prefill)->Unit(benchmark::kMillisecond)->UseRealTime();
+// "models/SmolLM2-135M-Instruct.Q4_1.gguf" -> "SmolLM2-135M-Instruct.Q4_1".
+std::string Label(std::string_view path) {
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  if (const size_t slash = path.rfind('/'); slash != std::string_view::npos) {
+    path.remove_prefix(slash + 1);
+  }
+  if (path.size() > 5 && path.substr(path.size() - 5) == ".gguf") path.remove_suffix(5);
+  return std::string(path);
+}
+
+void RegisterModel(const std::string& path) {
+  const std::string label = path.empty() ? "dummy_f32" : Label(path);
+  benchmark::RegisterBenchmark(("BM_DecodeStep/" + label).c_str(), BM_DecodeStep, path)
+      ->Arg(1)
+      ->Arg(32)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("BM_Prefill/" + label).c_str(), BM_Prefill, path)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
 
 }  // namespace
 }  // namespace pagoda
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // --models=a,b (ours) is taken out before Google Benchmark sees the flags.
+  std::vector<std::string> models;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.substr(0, 9) == "--models=") {
+      std::vector<std::string> paths =
+          absl::StrSplit(std::string(arg.substr(9)), ',', absl::SkipEmpty());
+      models.insert(models.end(), paths.begin(), paths.end());
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  if (models.empty()) models.emplace_back();  // the dummy model
+  benchmark::RegisterBenchmark("BM_CopyBandwidth", pagoda::BM_CopyBandwidth)
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  for (const std::string& path : models) pagoda::RegisterModel(path);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
