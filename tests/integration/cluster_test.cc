@@ -4,9 +4,11 @@
 // concurrency, prefix-aware routing, cancellation releasing every rank's state, failover after
 // kill -9 of a worker, queue bounds, request validation, a worker that cannot load its model, and
 // the engine flags `pagoda serve` passes on to its router.
+#include <httplib.h>
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -64,6 +66,15 @@ StreamResult Stream(v1::Generation::Stub& stub, const v1::GenerateRequest& reque
   }
   result.status = reader->Finish();
   return result;
+}
+
+// GET from the router's HTTP API: the JSON body (null when the request failed).
+nlohmann::json GetJson(int http_port, const std::string& path) {
+  httplib::Client client("127.0.0.1", http_port);
+  client.set_read_timeout(std::chrono::seconds(120));
+  const httplib::Result result = client.Get(path);
+  if (!result || result->status != 200) return nullptr;
+  return nlohmann::json::parse(result->body, nullptr, /*allow_exceptions=*/false);
 }
 
 grpc::Status Complete(v1::Generation::Stub& stub, const v1::GenerateRequest& request,
@@ -284,7 +295,7 @@ TEST_F(TwoByTwo, TokenizeDetokenizeListModelsServerInfo) {
   v1::ListModelsResponse models;
   ASSERT_TRUE(cluster_->stub().ListModels(&c3, v1::ListModelsRequest(), &models).ok());
   ASSERT_EQ(models.models_size(), 1);
-  EXPECT_GT(models.models(0).max_model_len(), 0);
+  EXPECT_EQ(models.models(0).max_model_len(), 512);  // stories260K's positions
 
   const v1::GetServerInfoResponse info = cluster_->Info();
   ASSERT_EQ(info.replicas_size(), 2);
@@ -340,6 +351,10 @@ TEST(Cluster, ServePassesTheEngineFlagsOnToTheRouterInTheirNewSpelling) {
   EXPECT_EQ(info.max_model_len(), 128);
   ASSERT_EQ(info.replicas_size(), 1);
   EXPECT_EQ(info.replicas(0).num_device_blocks(), 77);
+  // GET /v1/models reports the --max-model-len the engine holds requests to.
+  const nlohmann::json models = GetJson((*cluster)->http_port(), "/v1/models");
+  ASSERT_EQ(models["data"].size(), 1u) << models.dump();
+  EXPECT_EQ(models["data"][0]["max_model_len"], 128);
 
   const int router_pid = (*cluster)->State()["router"]["pid"];
   std::ifstream in("/proc/" + std::to_string(router_pid) + "/cmdline", std::ios::binary);
@@ -397,6 +412,11 @@ TEST(Cluster, ServesAGgufModelOverThreeRanks) {
   ASSERT_TRUE((*cluster)->stub().ListModels(&context, v1::ListModelsRequest(), &models).ok());
   ASSERT_EQ(models.models_size(), 1);
   EXPECT_EQ(models.models(0).id(), "SmolLM2-135M-Instruct.Q4_1");
+  EXPECT_EQ(models.models(0).max_model_len(), 8192);  // the GGUF's llama.context_length
+  const nlohmann::json http_models = GetJson((*cluster)->http_port(), "/v1/models");
+  ASSERT_EQ(http_models["data"].size(), 1u) << http_models.dump();
+  EXPECT_EQ(http_models["data"][0]["id"], "SmolLM2-135M-Instruct.Q4_1");
+  EXPECT_EQ(http_models["data"][0]["max_model_len"], 8192);
 }
 
 TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {

@@ -89,6 +89,7 @@ class OpenAIApiTest(unittest.TestCase):
         models = self.client.models.list()
         self.assertEqual([m.id for m in models.data], [MODEL])
         self.assertEqual(models.data[0].owned_by, "pagoda")
+        self.assertEqual(models.data[0].model_extra["max_model_len"], 512)  # stories260K's
 
     def test_greedy_completions_match_golden(self):
         results = [None] * len(self.goldens)

@@ -351,6 +351,8 @@ TEST(HttpServer, ServesModelsReadinessAndMetrics) {
   ASSERT_EQ(models["data"].size(), 1u);
   EXPECT_EQ(models["data"][0]["id"], kModel);
   EXPECT_EQ(models["data"][0]["object"], "model");
+  EXPECT_EQ(models["data"][0]["owned_by"], "pagoda");
+  EXPECT_EQ(models["data"][0]["max_model_len"], kMaxModelLen);
   httplib::Result ready = router.Client().Get("/ready");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 200);
@@ -375,6 +377,27 @@ const ChatTemplate& TestChatTemplate() {
     return new ChatTemplate(std::move(*parsed));
   }();
   return *chat_template;
+}
+
+// The context length /v1/models reports (vLLM's max_model_len) is the one requests are held to:
+// a prompt of max_model_len - 1 tokens leaves room for exactly one more.
+TEST(HttpServer, ModelsReportTheContextLengthRequestsAreHeldTo) {
+  TestRouter router({});
+  const json models = Body(router.Client().Get("/v1/models"));
+  ASSERT_EQ(models["data"].size(), 1u);
+  const int64_t max_model_len = models["data"][0]["max_model_len"].get<int64_t>();
+  ASSERT_EQ(max_model_len, kMaxModelLen);
+  // One token per character (CharTokenizer, no BOS).
+  const std::string prompt(static_cast<size_t>(max_model_len - 1), 'a');
+  auto request = [&](const std::string& text, int64_t max_tokens) {
+    return json{{"model", kModel}, {"prompt", text}, {"max_tokens", max_tokens}}.dump();
+  };
+  const json fits = Body(router.Post("/v1/completions", request(prompt, 1)));
+  EXPECT_EQ(fits["usage"]["prompt_tokens"], max_model_len - 1) << fits.dump();
+  EXPECT_EQ(fits["usage"]["completion_tokens"], 1) << fits.dump();
+  ExpectError(router.Post("/v1/completions", request(prompt, 2)), 400, "max_tokens");
+  // A prompt of max_model_len tokens leaves none.
+  ExpectError(router.Post("/v1/completions", request(prompt + "a", 1)), 400);
 }
 
 TEST(HttpServer, CompletesAChat) {
