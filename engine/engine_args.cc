@@ -116,9 +116,12 @@ absl::StatusOr<EngineSetup> EngineArgs::Build() const {
                  .kv_cache_memory_bytes = GibToBytes(kv_cache_memory_gib),
                  .swap_space_bytes = GibToBytes(swap_space_gib)};
   // The executor's real capacity and the model's positions are known once it is built (and the
-  // engine checks the config against them again); everything else is checked now.
+  // engine checks the config against them again); everything else is checked now, the cache's
+  // size against the context too when both are given.
   RETURN_IF_ERROR(engine.Validate(
-      {.num_device_blocks = 1,
+      {.num_device_blocks = num_gpu_blocks_override > 0 && max_model_len > 0
+                                ? num_gpu_blocks_override
+                                : std::numeric_limits<int64_t>::max() / block_size,
        .num_host_blocks = setup.cache.swap_space_bytes > 0 ? 1 : 0,
        .block_size = block_size,
        .max_model_len = max_model_len > 0 ? max_model_len : std::numeric_limits<int64_t>::max()}));

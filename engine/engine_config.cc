@@ -39,6 +39,18 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
   if (info.num_device_blocks < 1 || info.block_size < 1) {
     return absl::InvalidArgumentError("the executor reports no KV cache blocks");
   }
+  // As vLLM does: a cache that cannot hold one whole context would refuse the longest requests
+  // the API promises (GET /v1/models reports max_model_len) — say so at startup instead.
+  const int64_t context = max_model_len > 0 ? max_model_len : info.max_model_len;
+  if (info.num_device_blocks < (context + info.block_size - 1) / info.block_size) {
+    const int64_t cache_tokens = info.num_device_blocks * info.block_size;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the KV cache holds ", cache_tokens, " tokens (", info.num_device_blocks, " blocks of ",
+        info.block_size, "), fewer than max_model_len ", context,
+        ": give it more memory (--kv-cache-memory-gib or --num-gpu-blocks-override) or lower "
+        "--max-model-len to at most ",
+        cache_tokens));
+  }
   if (preemption_mode == PreemptionMode::kSwap && info.num_host_blocks < 1) {
     return absl::InvalidArgumentError(
         "preemption mode 'swap' needs host swap space (--swap-space; the executor has no host "

@@ -24,7 +24,7 @@ Defaults (environment variables override them):
   PAGODA_MODEL      models/SmolLM2-135M-Instruct.Q4_1.gguf
   PAGODA_REPLICAS   1     replicas
   PAGODA_TP         1     tensor-parallel ranks per replica (SmolLM2-135M: 1 or 3, not 2)
-  OMP_NUM_THREADS   cores / (replicas x TP) when that is > 1 worker: threads per process
+  OMP_NUM_THREADS   threads per worker (default: pagoda serve shares the cores out)
   PAGODA_HOST       127.0.0.1
   PAGODA_GRPC_PORT  50051 pagoda.v1.Generation (gRPC)
   PAGODA_HTTP_PORT  8000  OpenAI-compatible API (/v1/chat/completions, /v1/completions,
@@ -84,14 +84,6 @@ done
 if [[ ! -f $model ]]; then
   echo "quickstart: $model is missing (scripts/install-deps.sh fetches it)" >&2
   exit 1
-fi
-
-# Each worker's OpenMP/OpenBLAS threads default to every core; with more workers than that, split
-# the cores between them (TP 3 on 2 cores runs ~5x faster so) unless OMP_NUM_THREADS is set.
-workers=$((${PAGODA_REPLICAS:-1} * ${PAGODA_TP:-1}))
-if [[ -z ${OMP_NUM_THREADS:-} ]] && ((workers > 1)); then
-  threads=$(($(nproc) / workers))
-  export OMP_NUM_THREADS=$((threads > 0 ? threads : 1))
 fi
 
 echo "quickstart: serving $model; gRPC on ${PAGODA_HOST:-127.0.0.1}:${PAGODA_GRPC_PORT:-50051}," \

@@ -1,9 +1,11 @@
 #include "tools/serve_command.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +27,7 @@
 #include "common/subprocess.h"
 #include "engine/engine_args.h"
 #include "nlohmann/json.hpp"
+#include "worker/in_process_executor.h"
 
 namespace pagoda {
 namespace {
@@ -50,6 +53,7 @@ struct ServeFlags {
   ModelArgs model_args;                   // --dtype, --kv-cache-dtype
   std::vector<std::string> model_flags;   // the ones given, passed on to every worker
   int64_t max_queued_requests = 1024;
+  int64_t threads_per_worker = 0;  // 0: OMP_NUM_THREADS if set, else the cores shared out
   std::string chat_template;
   std::string api_key;
   std::vector<std::string> router_flags;
@@ -127,6 +131,9 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   f.model_args.Register(parser);   // passed on to every pagoda-worker
   parser.AddInt("max-queued-requests", &f.max_queued_requests,
                 "Waiting requests per replica before RESOURCE_EXHAUSTED");
+  parser.AddInt("threads-per-worker", &f.threads_per_worker,
+                "Compute threads (OpenMP/OpenBLAS) of each worker; 0: $OMP_NUM_THREADS if set, "
+                "else this machine's cores divided among the R x T workers (at least 1)");
   parser.AddString("chat-template", &f.chat_template,
                    "A Jinja chat template file for /v1/chat/completions (default: the model's)");
   parser.AddString("api-key", &f.api_key,
@@ -136,14 +143,18 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
                        "Passed to pagoda-router as is, e.g. --router-flag=--max-n=4");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc, argv));
-  RETURN_IF_ERROR(f.engine_args.Build().status());  // the router would refuse them later
+  // The router and the workers would refuse these later, and forever.
+  ASSIGN_OR_RETURN(const EngineSetup engine, f.engine_args.Build());
   f.engine_flags = f.engine_args.GivenFlags(parser);
-  RETURN_IF_ERROR(f.model_args.Build().status());  // the workers would refuse them later
+  ASSIGN_OR_RETURN(const ModelMemoryConfig memory, f.model_args.Build());
   f.model_flags = f.model_args.GivenFlags(parser);
   if (f.replicas < 1 || f.replicas > 64) {
     return absl::InvalidArgumentError("--replicas: must be in [1, 64]");
   }
   if (f.tp < 1 || f.tp > 64) return absl::InvalidArgumentError("--tp: must be in [1, 64]");
+  if (f.threads_per_worker < 0 || f.threads_per_worker > 1024) {
+    return absl::InvalidArgumentError("--threads-per-worker: must be in [0, 1024]");
+  }
   if (f.grpc_port < 0 || f.grpc_port > 65535) {
     return absl::InvalidArgumentError("--grpc-port: must be in [0, 65535]");
   }
@@ -158,7 +169,19 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   if (absl::Status s = CheckTensorParallelSize(*model, f.tp, f.load_format == "dummy"); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--tp ", f.tp, ": ", s.message()));
   }
-  return absl::OkStatus();
+  // And a KV cache too small for one whole context, as each worker will size it.
+  const TensorParallelShard shard{.rank = 0, .size = static_cast<int32_t>(f.tp)};
+  const CacheConfig& cache = engine.cache;
+  const auto blocks = [&](int64_t bytes) {
+    return InProcessExecutor::NumBlocksForBudget(model->config(), cache.block_size, bytes, shard,
+                                                 memory.kv_cache_dtype);
+  };
+  return engine.engine.Validate(
+      {.num_device_blocks = cache.num_gpu_blocks_override > 0 ? cache.num_gpu_blocks_override
+                                                              : blocks(cache.kv_cache_memory_bytes),
+       .num_host_blocks = cache.swap_space_bytes > 0 ? blocks(cache.swap_space_bytes) : 0,
+       .block_size = cache.block_size,
+       .max_model_len = model->config().max_position_embeddings});
 }
 
 class Cluster {
@@ -360,6 +383,23 @@ class Cluster {
   Child router_;
 };
 
+// The cores this process may run on (its affinity mask, as a container's cpuset sets it).
+int64_t AvailableCores() {
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
+  return std::max<int64_t>(1, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+// --threads-per-worker, else the cores shared out among the workers; nullopt keeps the
+// OMP_NUM_THREADS the user set.
+std::optional<int64_t> ThreadsPerWorker(const ServeFlags& flags) {
+  if (flags.threads_per_worker > 0) return flags.threads_per_worker;
+  if (const char* env = std::getenv("OMP_NUM_THREADS"); env != nullptr && *env != '\0') {
+    return std::nullopt;
+  }
+  return std::max<int64_t>(1, AvailableCores() / (flags.replicas * flags.tp));
+}
+
 int WaitForSignalOrTick(absl::Duration tick) {
   sigset_t set;
   sigemptyset(&set);
@@ -383,6 +423,13 @@ int RunServeCommand(int argc, const char* const* argv) {
     std::fprintf(stderr, "pagoda serve: %s\n", std::string(status.message()).c_str());
     return 2;
   }
+  // Every worker's OpenMP runtime would otherwise start one thread per core: R x T workers on
+  // fewer cores spin against each other (TP 3 on 2 cores ran ~5x slower). The children inherit it.
+  if (const std::optional<int64_t> threads = ThreadsPerWorker(flags)) {
+    setenv("OMP_NUM_THREADS", std::to_string(*threads).c_str(), /*overwrite=*/1);
+  }
+  PAGODA_LOG(info, "{} worker(s) x OMP_NUM_THREADS={} on {} core(s)", flags.replicas * flags.tp,
+             std::getenv("OMP_NUM_THREADS"), AvailableCores());
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

@@ -130,6 +130,11 @@ TEST(EngineArgs, ErrorsNameTheFlag) {
       {{"--preemption-mode=drop"}, "--preemption-mode: preemption mode must be recompute or swap"},
       {{"--preemption-mode=swap"}, "--swap-space"},
       {{"--scheduling-policy=lifo"}, "--scheduling-policy"},
+      // 4 blocks of 16 hold 64 tokens: a 128-token context could never run.
+      {{"--num-gpu-blocks-override=4", "--max-model-len=128"},
+       "the KV cache holds 64 tokens (4 blocks of 16), fewer than max_model_len 128: give it more "
+       "memory (--kv-cache-memory-gib or --num-gpu-blocks-override) or lower --max-model-len to "
+       "at most 64"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<EngineSetup> setup = BuildFrom(EngineArgs{}, c.flags);
@@ -141,6 +146,24 @@ TEST(EngineArgs, ErrorsNameTheFlag) {
   EXPECT_TRUE(
       BuildFrom(EngineArgs{}, {"--kv-cache-memory-gib=0", "--num-gpu-blocks-override=8"}).ok());
   EXPECT_TRUE(BuildFrom(EngineArgs{}, {"--preemption-mode=swap", "--swap-space=1"}).ok());
+  // A cache that holds exactly one context is enough; the model's own length is checked once the
+  // executor reports it (EngineConfig::Validate).
+  EXPECT_TRUE(BuildFrom(EngineArgs{}, {"--num-gpu-blocks-override=4", "--max-model-len=64"}).ok());
+  EXPECT_TRUE(BuildFrom(EngineArgs{}, {"--num-gpu-blocks-override=4"}).ok());
+}
+
+TEST(EngineConfig, RefusesAKvCacheThatCannotHoldOneContext) {
+  const EngineConfig config;  // max_model_len 0: the executor's
+  const ExecutorInfo fits{.num_device_blocks = 32, .block_size = 16, .max_model_len = 512};
+  EXPECT_TRUE(config.Validate(fits).ok());
+  ExecutorInfo small = fits;
+  small.num_device_blocks = 31;  // 496 tokens < 512
+  const absl::Status status = config.Validate(small);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("holds 496 tokens (31 blocks of 16), fewer than "
+                                          "max_model_len 512"));
+  // A shorter --max-model-len fits it.
+  EXPECT_TRUE(EngineConfig{.max_model_len = 496}.Validate(small).ok());
 }
 
 TEST(EngineArgs, StaticSchedulingIsAnOfflineFlag) {

@@ -475,6 +475,23 @@ TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
   EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
 }
 
+TEST(Cluster, ServeRefusesAKvCacheThatCannotHoldOneContextBeforeStartingAnything) {
+  // stories260K: 512 positions; 0.0001 GiB of KV cache holds 5 blocks of 16 tokens per worker.
+  // The router would refuse the replica at every Init; pagoda serve says so up front.
+  const std::string log = ::testing::TempDir() + "/pagoda_small_kv_cache.log";
+  auto serve = Subprocess::Start(
+      {std::string(PAGODA_BIN_DIR) + "/pagoda", "serve", "--model", Stories260KDir(), "--replicas",
+       "1", "--tp", "1", "--grpc-port", "0", "--http-port", "-1", "--kv-cache-memory-gib=0.0001"},
+      {.log_file = log});
+  ASSERT_TRUE(serve.ok()) << serve.status();
+  EXPECT_EQ(serve->Wait(absl::Seconds(30)), 2);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, ::testing::HasSubstr("the KV cache holds 80 tokens (5 blocks of 16), fewer "
+                                         "than max_model_len 512"));
+  EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("pagoda-router")));
+}
+
 TEST(Cluster, WorkerThatCannotLoadItsModelFailsInitAndTheRouterServesWithTheOthers) {
   const std::string bin = PAGODA_BIN_DIR;
   const std::string dir = ::testing::TempDir() + "/pagoda_bad_worker";
