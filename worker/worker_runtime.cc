@@ -209,9 +209,12 @@ absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& con
     old = std::move(built_);
   }
   old.reset();  // free the previous model before loading the next
+  const std::string& model = options_.model_dir.empty() ? config.model_dir : options_.model_dir;
   PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({})", config.generation,
-             config.replica, config.tp_rank, config.tp_size, config.model_dir,
-             config.load_format.empty() ? "safetensors" : config.load_format);
+             config.replica, config.tp_rank, config.tp_size, model,
+             config.load_format == "dummy" ? "dummy weights"
+             : IsGgufPath(model)           ? "gguf"
+                                           : "safetensors");
   WorkerInitResult result;
   absl::StatusOr<std::unique_ptr<Built>> built = Build(config, result);
 
