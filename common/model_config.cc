@@ -24,6 +24,7 @@ constexpr Architecture kArchitectures[] = {
     {"LlamaForCausalLM", "llama", 2048},
     {"MistralForCausalLM", "mistral", 4096 * 32},
     {"Qwen2ForCausalLM", "qwen2", 32768},
+    {"Qwen3ForCausalLM", "qwen3", 32768},
 };
 
 std::string SupportedArchitectures() {
@@ -193,6 +194,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   const bool is_llama = out.architecture == "LlamaForCausalLM";
   const bool is_qwen2 = out.architecture == "Qwen2ForCausalLM";
+  const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM";
 
   ASSIGN_OR_RETURN(out.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(out.hidden_size, reader.PositiveInt("hidden_size"));
@@ -238,18 +240,22 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   if (is_qwen2) {
     out.attention_bias = true;
     out.o_proj_bias = false;
-  } else if (is_llama) {
+  } else if (is_llama || is_qwen3) {
+    // Qwen3's attention_bias, like Llama's, covers q/k/v and o_proj (transformers' Qwen3Attention).
     ASSIGN_OR_RETURN(out.attention_bias, reader.Bool("attention_bias", false));
     out.o_proj_bias = out.attention_bias;
+  }
+  if (is_llama) {
     ASSIGN_OR_RETURN(bool mlp_bias, reader.Bool("mlp_bias", false));
     if (mlp_bias) {
       return absl::UnimplementedError(absl::StrCat(source, ": mlp_bias true is not supported"));
     }
   }
+  out.qk_norm = is_qwen3;
 
   // Sliding-window attention is not implemented; a window that covers every position is harmless.
   bool sliding = !is_llama;
-  if (is_qwen2) {
+  if (is_qwen2 || is_qwen3) {
     ASSIGN_OR_RETURN(sliding, reader.Bool("use_sliding_window", false));
   }
   if (sliding) {
@@ -355,6 +361,9 @@ std::string ModelConfig::ToJson() const {
   } else if (architecture == "MistralForCausalLM") {
     config["sliding_window"] = nullptr;
   } else if (architecture == "Qwen2ForCausalLM") {
+    config["use_sliding_window"] = false;
+  } else if (architecture == "Qwen3ForCausalLM") {
+    config["attention_bias"] = attention_bias;
     config["use_sliding_window"] = false;
   }
   config["bos_token_id"] = bos_token_id >= 0 ? json(bos_token_id) : json(nullptr);

@@ -1,6 +1,7 @@
 // The hyper-parameters of a LLaMA-family model, read from a Hugging Face config.json.
 //
-// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM. Every field
+// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM. Every field
 // is validated (positive sizes, heads dividing hidden size, KV heads dividing heads, known
 // rope_scaling type and dtype); errors name the file and the field.
 //
@@ -35,6 +36,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
   bool o_proj_bias = false;     // Llama's attention_bias also covers o_proj; Qwen2's does not
+  bool qk_norm = false;         // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) pre-RoPE
   int64_t bos_token_id = -1;    // -1: none
   std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
   DType torch_dtype = DType::kF32;     // storage dtype of the checkpoint; CPU compute is fp32

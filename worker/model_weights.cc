@@ -455,6 +455,8 @@ int64_t ModelWeights::num_bytes() const {
   for (const LayerWeights& layer : layers) {
     add(layer.input_layernorm);
     add(layer.qkv_bias);
+    add(layer.q_norm);
+    add(layer.k_norm);
     add(layer.o_bias);
     add(layer.post_attention_layernorm);
     for (const LinearWeight* w :

@@ -63,6 +63,8 @@ struct LayerWeights {
   Tensor input_layernorm;           // fp32 [hidden]
   LinearWeight qkv_proj;            // [q_size + 2 * kv_size, hidden] rows: q, k, v
   Tensor qkv_bias;                  // fp32 [q_size + 2 * kv_size]; empty without bias
+  Tensor q_norm;                    // fp32 [head_dim], every rank; empty without qk_norm
+  Tensor k_norm;                    // fp32 [head_dim], every rank; empty without qk_norm
   LinearWeight o_proj;              // [hidden, q_size]
   Tensor o_bias;                    // fp32 [hidden]; empty without bias and off rank 0
   Tensor post_attention_layernorm;  // fp32 [hidden]

@@ -27,6 +27,7 @@ struct GgufArchitecture {
 constexpr GgufArchitecture kArchitectures[] = {
     {"llama", "LlamaForCausalLM", true},
     {"qwen2", "Qwen2ForCausalLM", false},
+    {"qwen3", "Qwen3ForCausalLM", false},  // not permuted either: the converter's Qwen2Model
 };
 
 const GgufArchitecture* FindArchitecture(const GgufFile& file) {
@@ -214,7 +215,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   if (arch == nullptr) {
     return absl::UnimplementedError(
         absl::StrCat(src, ": metadata key \"general.architecture\" is \"", Av(arch_name),
-                     "\", which is not supported (supported: llama, qwen2)"));
+                     "\", which is not supported (supported: llama, qwen2, qwen3)"));
   }
   const KeyReader keys(file, arch->gguf_name);
   ModelConfig out;
@@ -354,6 +355,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     out.attention_bias = file.FindTensor("blk.0.attn_q.bias") != nullptr;
     out.o_proj_bias = file.FindTensor("blk.0.attn_output.bias") != nullptr;
   }
+  // Qwen3's per-head q/k RMSNorm: the weights are blk.N.attn_{q,k}_norm.weight, required by the
+  // weight plan (a file without them fails to load naming the tensor).
+  out.qk_norm = arch->gguf_name == "qwen3";
   out.torch_dtype = DTypeOfFileType(file);
 
   int64_t qkv_rows = 0, count = 0;

@@ -1,5 +1,6 @@
 // ModelConfig from a GGUF file's metadata, for the architectures `llama` (Llama 1-3, Mistral,
-// SmolLM2, TinyLlama) and `qwen2`.
+// SmolLM2, TinyLlama), `qwen2` and `qwen3` (dense Qwen3: q/k norms blk.N.attn_{q,k}_norm, head_dim
+// from attention.key_length, which the converter writes from config.json's head_dim).
 //
 // Keys read (prefix "{arch}." = the value of general.architecture): context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count(_kv),
@@ -14,8 +15,10 @@
 //
 // RoPE layout: llama.cpp's converter permutes the Q and K projection rows of `llama` models for
 // GGML's RoPE, which rotates adjacent pairs (2i, 2i+1) of each head; Hugging Face's rotate_half
-// (which Pagoda's rotary kernel implements) pairs (i, i + head_dim/2). `qwen2` files are NOT
-// permuted (GGML runs them with NEOX-style RoPE, the Hugging Face pairing). So a weight loader
+// (which Pagoda's rotary kernel implements) pairs (i, i + head_dim/2). `qwen2` and `qwen3` files
+// are NOT permuted (the converter's Qwen3Model derives from Qwen2Model, which does not permute;
+// GGML runs them with NEOX-style RoPE, the Hugging Face pairing); nor are qwen3's q/k norms,
+// which act on the Hugging Face layout of each head. So a weight loader
 // must un-permute attn_q (with num_attention_heads) and attn_k (with num_key_value_heads), and
 // their biases if any, of `llama` files only: within each head of head_dim rows,
 //   hf_row[j * head_dim/2 + i] = gguf_row[2 * i + j]   (i < head_dim/2, j in {0, 1}).
@@ -31,9 +34,9 @@
 
 namespace pagoda {
 
-/// The hyper-parameters of a llama or qwen2 GGUF. `architecture` is the Hugging Face name
-/// (LlamaForCausalLM, Qwen2ForCausalLM); `torch_dtype` is F16/BF16 for files whose
-/// general.file_type says so and F32 otherwise (quantized tensors keep their own DType).
+/// The hyper-parameters of a llama, qwen2 or qwen3 GGUF. `architecture` is the Hugging Face name
+/// (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM); `torch_dtype` is F16/BF16 for files
+/// whose general.file_type says so and F32 otherwise (quantized tensors keep their own DType).
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
 
 /// True when the file's attn_q/attn_k rows are permuted for GGML's adjacent-pair RoPE (the

@@ -127,6 +127,33 @@ TEST(ModelConfig, Qwen2HasQkvBiasButNoOProjBias) {
   ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
 }
 
+TEST(ModelConfig, Qwen3HasQkNormAnExplicitHeadDimAndNoBiasByDefault) {
+  json j = LlamaJson();
+  j["architectures"] = {"Qwen3ForCausalLM"};
+  j["model_type"] = "qwen3";
+  j["head_dim"] = 16;  // 9 heads * 16 != hidden_size: Qwen3 sets head_dim explicitly
+  j["sliding_window"] = nullptr;
+  j.erase("attention_bias");
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->qk_norm);
+  EXPECT_EQ(config->head_dim, 16);
+  EXPECT_EQ(config->q_size(), 9 * 16);
+  EXPECT_FALSE(config->attention_bias);
+  EXPECT_FALSE(config->o_proj_bias);
+
+  j["attention_bias"] = true;  // transformers' Qwen3Attention: q/k/v and o_proj alike
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->attention_bias);
+  EXPECT_TRUE(config->o_proj_bias);
+  EXPECT_FALSE(Parse(LlamaJson())->qk_norm);
+
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 4096;
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
+}
+
 TEST(ModelConfig, MistralAcceptsNullHeadDimAndSlidingWindow) {
   json j = LlamaJson();
   j["architectures"] = {"MistralForCausalLM"};
@@ -249,7 +276,8 @@ TEST(ModelConfig, RejectsInvalidJson) {
 }
 
 TEST(ModelConfig, ToJsonRoundTrips) {
-  for (const char* arch : {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}) {
+  for (const char* arch :
+       {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}) {
     json j = LlamaJson();
     j["architectures"] = {arch};
     j.erase("model_type");
@@ -285,6 +313,7 @@ TEST(ModelConfig, ToJsonRoundTrips) {
     EXPECT_EQ(again->tie_word_embeddings, config->tie_word_embeddings);
     EXPECT_EQ(again->attention_bias, config->attention_bias);
     EXPECT_EQ(again->o_proj_bias, config->o_proj_bias);
+    EXPECT_EQ(again->qk_norm, config->qk_norm);
     EXPECT_EQ(again->bos_token_id, config->bos_token_id);
     EXPECT_EQ(again->eos_token_ids, config->eos_token_ids);
     EXPECT_EQ(again->torch_dtype, config->torch_dtype);

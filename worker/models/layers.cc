@@ -7,6 +7,7 @@
 #include "kernels/gemm.h"
 #include "kernels/kv_cache_write.h"
 #include "kernels/paged_attention.h"
+#include "kernels/rms_norm.h"
 
 namespace pagoda {
 
@@ -31,6 +32,21 @@ absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const 
                                    .beta = beta,
                                    .ldc = n}));
     column += part.rows();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
+                         int64_t head_dim, const Tensor& weight, float eps) {
+  // Each token's heads are contiguous: one RmsNorm of num_heads rows of head_dim per token.
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    float* row = x + t * stride;
+    RETURN_IF_ERROR(kernels::RmsNorm({.input = row,
+                                      .weight = weight.data_as<float>(),
+                                      .output = row,
+                                      .num_tokens = num_heads,
+                                      .hidden_size = head_dim,
+                                      .eps = eps}));
   }
   return absl::OkStatus();
 }

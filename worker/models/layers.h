@@ -1,6 +1,7 @@
 // Building blocks of model definitions, written once in terms of kernel ops: a linear layer over
-// a (possibly multi-part, any-DType) LinearWeight, and the paged attention of one layer (write
-// the new keys and values into the KV cache, then attend over each sequence's context).
+// a (possibly multi-part, any-DType) LinearWeight, a per-head RMSNorm, and the paged attention of
+// one layer (write the new keys and values into the KV cache, then attend over each sequence's
+// context).
 //
 //   RETURN_IF_ERROR(Linear(x, num_tokens, w.qkv_proj, w.qkv_bias, qkv));
 //   RETURN_IF_ERROR(PagedAttentionLayer(context, layer, {.q = q, .k = k, .v = v, .stride = width,
@@ -20,6 +21,12 @@ namespace pagoda {
 /// [out_features], when not empty). Each part of W writes its own output columns.
 absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const Tensor& bias,
                     float* out);
+
+/// x [num_tokens, num_heads, head_dim] (rows `stride` floats apart, the heads of a row
+/// contiguous) <- RMSNorm of every head with `weight` (fp32 [head_dim]), in place: Qwen3's q/k
+/// norm.
+absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
+                         int64_t head_dim, const Tensor& weight, float eps);
 
 /// The queries, keys and values of the batch's tokens, rows `stride` floats apart (they usually
 /// sit side by side in one fused qkv activation).

@@ -143,6 +143,13 @@ absl::Status LlamaModel::RunLayer(const ForwardContext& context, int64_t layer, 
   float* q = qkv;
   float* k = qkv + q_size;
   float* v = qkv + q_size + kv_size;
+  if (config_.qk_norm) {  // Qwen3: RMSNorm of each head of q and k, before RoPE
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+    RETURN_IF_ERROR(
+        HeadRmsNorm(q, num_tokens, qkv_width, layout_.num_heads, config_.head_dim, w.q_norm, eps));
+    RETURN_IF_ERROR(HeadRmsNorm(k, num_tokens, qkv_width, layout_.num_kv_heads, config_.head_dim,
+                                w.k_norm, eps));
+  }
   RETURN_IF_ERROR(kernels::ApplyRotary({.q = q,
                                         .k = k,
                                         .positions = context.batch.positions,
@@ -248,6 +255,13 @@ WeightPlan LlamaArchitecture::PlanWeights(const ModelConfig& config, const Shard
     P::Rows(p.Add(hf + "self_attn.v_proj.weight", gg + "attn_v.weight", {kv, hidden}, kProj, hidden,
                   (q + kv) * hidden),
             layout.kv_head_begin * hd, local_kv);
+    if (config.qk_norm) {
+      // Per-head norms: every rank holds the whole [head_dim] weights.
+      p.Target(&layer.q_norm);
+      p.Add(hf + "self_attn.q_norm.weight", gg + "attn_q_norm.weight", {hd}, kNorm, 0);
+      p.Target(&layer.k_norm);
+      p.Add(hf + "self_attn.k_norm.weight", gg + "attn_k_norm.weight", {hd}, kNorm, 0);
+    }
     if (config.attention_bias) {
       p.Target(&layer.qkv_bias);
       P::Rows(p.Add(hf + "self_attn.q_proj.bias", gg + "attn_q.bias", {q}, kBias, hidden),
@@ -329,7 +343,9 @@ absl::StatusOr<std::unique_ptr<Model>> LlamaArchitecture::CreateModel(
               layer.gate_up_proj.out_features() == 2 * layout.intermediate_size &&
               layer.down_proj.in_features() == layout.intermediate_size &&
               layer.input_layernorm.num_elements() == hidden &&
-              layer.post_attention_layernorm.num_elements() == hidden;
+              layer.post_attention_layernorm.num_elements() == hidden &&
+              (!config.qk_norm || (layer.q_norm.num_elements() == config.head_dim &&
+                                   layer.k_norm.num_elements() == config.head_dim));
   }
   if (!matches) {
     return absl::InvalidArgumentError(

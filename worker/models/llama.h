@@ -1,6 +1,9 @@
-// The Llama family: Llama 1-3, Mistral, SmolLM2, TinyLlama (LlamaForCausalLM, MistralForCausalLM)
-// and Qwen2 (Qwen2ForCausalLM: q/k/v biases). A pre-norm decoder: per layer
+// The Llama family: Llama 1-3, Mistral, SmolLM2, TinyLlama (LlamaForCausalLM, MistralForCausalLM),
+// Qwen2 (Qwen2ForCausalLM: q/k/v biases) and dense Qwen3 (Qwen3ForCausalLM: config.qk_norm, an
+// RMSNorm of every head of q and of k after the projection and before RoPE, with [head_dim]
+// weights shared by all heads; explicit head_dim). A pre-norm decoder: per layer
 //   h = x + o_proj(attention(rope(q), rope(k), v))     q, k, v = qkv_proj(rms_norm(x))
+//                                                       (Qwen3: q, k = q_norm(q), k_norm(k))
 //   x = h + down_proj(silu(gate_proj(n)) * up_proj(n))  n = rms_norm(h)
 // then a final RMSNorm and the LM head (tied to the embedding or not).
 //
@@ -9,14 +12,16 @@
 //   lm_head.weight / output.weight (absent when tied)
 //   model.layers.N.input_layernorm.weight / blk.N.attn_norm.weight
 //   model.layers.N.self_attn.{q,k,v,o}_proj.{weight,bias} / blk.N.attn_{q,k,v,output}.{weight,bias}
+//   model.layers.N.self_attn.{q,k}_norm.weight / blk.N.attn_{q,k}_norm.weight (Qwen3)
 //   model.layers.N.post_attention_layernorm.weight / blk.N.ffn_norm.weight
 //   model.layers.N.mlp.{gate,up,down}_proj.weight / blk.N.ffn_{gate,up,down}.weight
 // GGUF `llama` files store attn_q/attn_k rows permuted for GGML's pairwise RoPE; the loader
 // un-permutes them (WeightSlot::rope_heads), so one forward pass (Hugging Face's rotate-half RoPE)
-// serves both formats.
+// serves both formats. `qwen2` and `qwen3` files are not permuted.
 //
 // Tensor parallelism (tensor_parallel.h): q/k/v and gate/up column-parallel, o_proj and down_proj
-// row-parallel followed by an all-reduce, the LM head vocab-parallel.
+// row-parallel followed by an all-reduce, the LM head vocab-parallel; the per-head q/k norm
+// weights whole on every rank.
 //
 //   const ModelArchitecture& llama = LlamaFamily();
 #pragma once

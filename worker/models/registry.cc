@@ -16,10 +16,11 @@ struct Entry {
   const ModelArchitecture& (*definition)();
 };
 
-constexpr std::array<Entry, 3> kEntries = {{
+constexpr std::array<Entry, 4> kEntries = {{
     {"LlamaForCausalLM", &LlamaFamily},
     {"MistralForCausalLM", &LlamaFamily},
     {"Qwen2ForCausalLM", &LlamaFamily},
+    {"Qwen3ForCausalLM", &LlamaFamily},  // the llama forward with config.qk_norm
 }};
 
 }  // namespace

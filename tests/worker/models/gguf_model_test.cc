@@ -1,11 +1,13 @@
 // GGUF models end to end: tiny random llama/qwen2 models in every weight type (written by
-// tests/data/make_gguf_model_fixtures.py with gguf.GGUFWriter at test time) must give the greedy
+// tests/data/make_gguf_model_fixtures.py with gguf.GGUFWriter at test time) and Qwen3 models of odd
+// sizes (tests/data/make_qwen3_model_fixtures.py: GQA ratio 3, head_dim != hidden / heads, q/k
+// norms; F32 tied and F16 untied) must give the greedy
 // tokens and logits of a float64 NumPy forward pass over their dequantized weights, and the same
 // model as a Hugging Face directory the same tokens; weights keep their stored types (zero-copy
 // where a tensor is used whole); tensor parallelism over GGUF weights equals one rank, and a size
 // that would split a quantized block is refused. Then SmolLM2-135M-Instruct (Q4_1, fetched by
 // scripts/install-deps.sh; skipped when absent): its golden greedy tokens up to near-ties, and TP 3
-// equal to TP 1.
+// equal to TP 1. Qwen3 also at TP 2 against its reference, and without q_norm weights refused.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -179,9 +182,9 @@ float MaxAbsDiff(const std::vector<std::vector<float>>& a,
 
 const std::vector<std::string>& FixtureNames() {
   static const auto* names = new std::vector<std::string>{
-      "llama_f32",  "llama_f16",  "llama_bf16", "llama_q8_0",  "llama_q4_0",
-      "llama_q4_1", "llama_q5_0", "llama_q5_1", "llama_q2_k",  "llama_q3_k",
-      "llama_q4_k", "llama_q5_k", "llama_q6_k", "llama_mixed", "qwen2_q8_0"};
+      "llama_f32",  "llama_f16",   "llama_bf16", "llama_q8_0", "llama_q4_0", "llama_q4_1",
+      "llama_q5_0", "llama_q5_1",  "llama_q2_k", "llama_q3_k", "llama_q4_k", "llama_q5_k",
+      "llama_q6_k", "llama_mixed", "qwen2_q8_0", "qwen3_f32",  "qwen3_f16"};
   return *names;
 }
 
@@ -306,6 +309,77 @@ TEST(GgufTensorParallel, TwoRanksEqualOneAndASizeThatSplitsABlockIsRefused) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("blk.0.attn_output.weight is q4_K"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("tensor parallel size 2"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("inside a block"));
+}
+
+// Qwen3 at tensor parallel size 2 (3 of the 6 query heads and 1 of the 2 KV heads per rank; the
+// [head_dim] q/k norm weights whole on each), from GGUF and from safetensors: the reference's
+// greedy tokens, and its logits within the same tolerance as one rank's (1e-4 + 1e-4 |logit|;
+// the ranks' partial sums only reorder fp32 additions).
+TEST(Qwen3TensorParallel, TwoRanksGiveTheFloat64ReferenceFromGgufAndSafetensors) {
+  for (const std::string name : {"qwen3_f32", "qwen3_f16"}) {
+    const Expected expected = LoadExpected(name);
+    ASSERT_FALSE(expected.greedy.empty()) << name;
+    const int64_t steps = static_cast<int64_t>(expected.greedy.size());
+    for (const std::string suffix : {".gguf", "_hf"}) {
+      const std::string path = FixtureDir() + "/" + name + suffix;
+      const Generation two = RunModelSharded(path, {expected.prompt}, steps, 2);
+      ASSERT_EQ(two.tokens.size(), 1u) << path;
+      EXPECT_EQ(two.tokens[0], expected.greedy) << path;
+      ASSERT_EQ(two.logits[0].size(), expected.logits.size()) << path;
+      for (size_t step = 0; step < expected.logits.size(); ++step) {
+        ASSERT_EQ(two.logits[0][step].size(), expected.logits[step].size()) << path;
+        for (size_t i = 0; i < expected.logits[step].size(); ++i) {
+          const float want = expected.logits[step][i];
+          ASSERT_NEAR(two.logits[0][step][i], want, 1e-4 + 1e-4 * std::abs(want))
+              << path << " step " << step << " token " << i;
+        }
+      }
+    }
+  }
+}
+
+// The qwen3 GGUF's metadata gives the config.json of its safetensors twin: explicit head_dim
+// (qwen3.attention.key_length), GQA, q/k norms, no biases, tied or not.
+TEST(Qwen3Config, GgufMetadataGivesTheHuggingFaceConfig) {
+  for (const std::string name : {"qwen3_f32", "qwen3_f16"}) {
+    absl::StatusOr<ModelSource> gguf = ModelSource::Open(FixtureDir() + "/" + name + ".gguf");
+    ASSERT_TRUE(gguf.ok()) << gguf.status();
+    absl::StatusOr<ModelSource> hf = ModelSource::Open(FixtureDir() + "/" + name + "_hf");
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    const ModelConfig& g = gguf->config();
+    const ModelConfig& h = hf->config();
+    EXPECT_EQ(g.architecture, "Qwen3ForCausalLM") << name;
+    EXPECT_EQ(h.architecture, "Qwen3ForCausalLM") << name;
+    EXPECT_EQ(g.head_dim, 16) << name;
+    EXPECT_EQ(h.head_dim, 16) << name;
+    EXPECT_EQ(g.num_attention_heads, 6) << name;
+    EXPECT_EQ(g.num_key_value_heads, 2) << name;
+    EXPECT_TRUE(g.qk_norm && h.qk_norm) << name;
+    EXPECT_FALSE(g.attention_bias || g.o_proj_bias || h.attention_bias || h.o_proj_bias) << name;
+    EXPECT_EQ(g.tie_word_embeddings, name == "qwen3_f32");
+    EXPECT_EQ(h.tie_word_embeddings, name == "qwen3_f32");
+    EXPECT_EQ(g.hidden_size, h.hidden_size) << name;
+    EXPECT_EQ(g.intermediate_size, h.intermediate_size) << name;
+    EXPECT_EQ(g.rms_norm_eps, static_cast<float>(h.rms_norm_eps)) << name;
+    EXPECT_EQ(g.rope_theta, h.rope_theta) << name;
+  }
+}
+
+// A Qwen3 checkpoint without its q_norm weights is refused, naming the first missing tensor in
+// the checkpoint's own naming.
+TEST(Qwen3Weights, MissingQNormWeightsAreAClearError) {
+  const std::string base = FixtureDir() + "/qwen3_no_qnorm";
+  for (const auto& [path, tensor] :
+       {std::pair<std::string, std::string>{base + ".gguf", "blk.0.attn_q_norm.weight"},
+        {base + "_hf", "model.layers.0.self_attn.q_norm.weight"}}) {
+    absl::StatusOr<ModelSource> model = ModelSource::Open(path);
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_EQ(model->config().architecture, "Qwen3ForCausalLM");
+    EXPECT_TRUE(model->config().qk_norm);
+    const absl::Status status = LoadModelWeights(*model).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(tensor));
+  }
 }
 
 // SmolLM2-135M-Instruct, the quick start's model.
