@@ -1,5 +1,6 @@
 #include "engine/engine_loop.h"
 
+#include <algorithm>
 #include <span>
 #include <utility>
 #include <variant>
@@ -191,11 +192,12 @@ void EngineLoop::Run() {
       const double now_s = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
       for (const std::string& id : step->started_request_ids) first_scheduled_[id] = now_s;
       in_flight_stats_.push_back(
-          {.num_scheduled_tokens = step->num_scheduled_tokens(),
-           .num_prefill_tokens = step->num_prefill_tokens,
-           .num_decode_tokens = step->num_decode_tokens,
-           .num_preemptions = static_cast<int64_t>(step->preempted_seq_ids.size()),
-           .num_steps = step->plan.num_steps});
+          {.stats = {.num_scheduled_tokens = step->num_scheduled_tokens(),
+                     .num_prefill_tokens = step->num_prefill_tokens,
+                     .num_decode_tokens = step->num_decode_tokens,
+                     .num_preemptions = static_cast<int64_t>(step->preempted_seq_ids.size()),
+                     .num_steps = step->plan.num_steps},
+           .submitted = absl::Now()});
       in_flight_.push_back(executor_->Submit(std::move(step->plan)));
     }
     if (!in_flight_.empty() &&
@@ -221,7 +223,11 @@ void EngineLoop::Run() {
 bool EngineLoop::ProcessOldestStep() {
   absl::StatusOr<StepResult> result = in_flight_.front().get();
   in_flight_.pop_front();
-  const StepStats step_stats = in_flight_stats_.front();
+  const absl::Time result_time = absl::Now();
+  StepStats step_stats = in_flight_stats_.front().stats;
+  step_stats.duration_s = absl::ToDoubleSeconds(
+      result_time - std::max(in_flight_stats_.front().submitted, last_result_time_));
+  last_result_time_ = result_time;
   in_flight_stats_.pop_front();
   if (!result.ok()) {
     Fail(result.status());

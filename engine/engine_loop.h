@@ -45,6 +45,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/step/executor.h"
 #include "common/tokenizer/tokenizer.h"
@@ -62,6 +63,9 @@ struct StepStats {
   int64_t num_decode_tokens = 0;
   int64_t num_preemptions = 0;  // sequences preempted while planning it
   int32_t num_steps = 1;        // multi-step plans cover several decode steps
+  /// Wall time from the later of its submission and the previous step's result to its own
+  /// result: about its execution time, also when async output overlaps two steps.
+  double duration_s = 0;
 };
 
 using StepObserver = std::function<void(const StepStats&)>;
@@ -151,7 +155,13 @@ class EngineLoop {
   // Loop thread only (but Prepare(), which any thread may call).
   OutputProcessor processor_;
   std::deque<std::future<absl::StatusOr<StepResult>>> in_flight_;
-  std::deque<StepStats> in_flight_stats_;  // beside in_flight_, for the step observer
+  // Beside in_flight_, for the step observer: each step's stats and when it was submitted.
+  struct InFlightStats {
+    StepStats stats;
+    absl::Time submitted;
+  };
+  std::deque<InFlightStats> in_flight_stats_;
+  absl::Time last_result_time_ = absl::InfinitePast();  // of the last step processed
   // When each request was first scheduled (Unix seconds), until its first delta carries it.
   absl::flat_hash_map<std::string, double> first_scheduled_;
 

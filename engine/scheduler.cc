@@ -202,6 +202,15 @@ SchedulerStats Scheduler::stats() const {
   s.num_waiting_requests = registry_.num_unstarted_requests();
   s.kv_cache_usage = kv_->Usage();
   s.num_free_blocks = kv_->NumFreeBlocks();
+  for (const Sequence* seq : registry_.waiting()) {
+    s.num_queued_prefill_tokens += std::max<int64_t>(
+        0, static_cast<int64_t>(seq->token_ids.size()) - seq->num_computed_tokens);
+  }
+  for (const Sequence* seq : registry_.running()) {
+    // A decoding sequence has one token left to compute (its last sample); more is a prefill.
+    const int64_t left = static_cast<int64_t>(seq->token_ids.size()) - seq->num_computed_tokens;
+    if (left > 1) s.num_queued_prefill_tokens += left;
+  }
   s.num_preemptions = preemptor_.num_preemptions();
   s.prefix_cache_queries = kv_->prefix_cache_queries();
   s.prefix_cache_hits = kv_->prefix_cache_hits();

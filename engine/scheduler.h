@@ -75,6 +75,9 @@ struct SchedulerStats {
   int64_t num_swapped_seqs = 0;
   double kv_cache_usage = 0;  // share of device blocks referenced, [0, 1]
   int64_t num_free_blocks = 0;
+  /// Prompt (and recompute) tokens of waiting and running sequences not computed yet: the
+  /// prefill work queued, before prefix-cache hits (those are known only when scheduled).
+  int64_t num_queued_prefill_tokens = 0;
   int64_t num_preemptions = 0;       // total
   int64_t prefix_cache_queries = 0;  // tokens
   int64_t prefix_cache_hits = 0;     // tokens

@@ -145,13 +145,13 @@ absl::Status GlobalSchedulerOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("global scheduler: block_size must be positive, got ", block_size));
   }
-  if (balance_abs_threshold < 0) {
+  if (!(default_tokens_per_s > 0)) {  // also refuses NaN
     return absl::InvalidArgumentError(absl::StrCat(
-        "global scheduler: balance_abs_threshold must be >= 0, got ", balance_abs_threshold));
+        "global scheduler: default_tokens_per_s must be positive, got ", default_tokens_per_s));
   }
-  if (!(balance_rel_threshold >= 1.0)) {  // also refuses NaN
+  if (!(rate_ewma_weight > 0 && rate_ewma_weight <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "global scheduler: balance_rel_threshold must be >= 1, got ", balance_rel_threshold));
+        "global scheduler: rate_ewma_weight must be in (0, 1], got ", rate_ewma_weight));
   }
   if (max_routed_hashes_per_replica < 0 ||
       max_routed_hashes_per_replica > std::numeric_limits<int32_t>::max()) {
@@ -173,6 +173,7 @@ GlobalScheduler::GlobalScheduler(const GlobalSchedulerOptions& options, int32_t 
   for (int32_t i = 0; i < num_replicas; ++i) {
     routed_.push_back(std::make_unique<RoutedHashes>(options_.max_routed_hashes_per_replica));
   }
+  rates_.resize(num_replicas);
 }
 
 GlobalScheduler::~GlobalScheduler() = default;
@@ -180,6 +181,14 @@ GlobalScheduler::~GlobalScheduler() = default;
 absl::StatusOr<int32_t> GlobalScheduler::Pick(absl::Span<const int32_t> prompt_token_ids,
                                               absl::Span<const ReplicaSnapshot> replicas,
                                               absl::Span<const int32_t> exclude) {
+  absl::StatusOr<RoutingDecision> decision = Decide(prompt_token_ids, replicas, exclude);
+  if (!decision.ok()) return decision.status();
+  return decision->replica;
+}
+
+absl::StatusOr<RoutingDecision> GlobalScheduler::Decide(absl::Span<const int32_t> prompt_token_ids,
+                                                        absl::Span<const ReplicaSnapshot> replicas,
+                                                        absl::Span<const int32_t> exclude) {
   if (static_cast<int64_t>(replicas.size()) != num_replicas_) {
     return absl::InvalidArgumentError(absl::StrCat("global scheduler: ", replicas.size(),
                                                    " snapshots for ", num_replicas_, " replicas"));
@@ -205,13 +214,13 @@ absl::StatusOr<int32_t> GlobalScheduler::Pick(absl::Span<const int32_t> prompt_t
       const int32_t picked = it != candidates.end() ? *it : candidates.front();
       next_round_robin_ = (picked + 1) % num_replicas_;
       ++stats_.routed_round_robin;
-      return picked;
+      return RoutingDecision{.replica = picked, .reason = RoutingReason::kRoundRobin};
     }
     case RoutingPolicy::kLeastLoaded: {
       const int32_t picked = LeastLoaded(replicas, candidates);
       absl::MutexLock lock(&mu_);
       ++stats_.routed_by_load;
-      return picked;
+      return RoutingDecision{.replica = picked, .reason = RoutingReason::kLoad};
     }
     case RoutingPolicy::kPrefixAware:
       return PickByPrefix(prompt_token_ids, replicas, candidates);
@@ -219,9 +228,9 @@ absl::StatusOr<int32_t> GlobalScheduler::Pick(absl::Span<const int32_t> prompt_t
   return absl::InternalError("unknown routing policy");
 }
 
-int32_t GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_token_ids,
-                                      absl::Span<const ReplicaSnapshot> replicas,
-                                      absl::Span<const int32_t> candidates) {
+RoutingDecision GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_token_ids,
+                                              absl::Span<const ReplicaSnapshot> replicas,
+                                              absl::Span<const int32_t> candidates) {
   // Everything that needs no lock first: the hashes, and the replicas' own answers
   // (each takes its engine's lock).
   const int64_t block_size = options_.block_size;
@@ -244,36 +253,75 @@ int32_t GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_token_ids
   }
 
   absl::MutexLock lock(&mu_);
-  int32_t best = -1;
-  int64_t best_tokens = 0;
+  std::vector<ReplicaRoutingState> states;
+  states.reserve(candidates.size());
   for (size_t k = 0; k < candidates.size(); ++k) {
     const int32_t c = candidates[k];
-    const int64_t tokens =
+    const ReplicaSnapshot& replica = replicas[c];
+    const int64_t reusable =
         std::max(cached_tokens[k], routed_[c]->MatchPrefix(matchable) * block_size);
-    if (best < 0 || tokens > best_tokens ||
-        (tokens == best_tokens && LessLoaded(replicas[c], c, replicas[best], best))) {
-      best = c;
-      best_tokens = tokens;
-    }
+    states.push_back(ReplicaRoutingState{
+        .index = c,
+        .queued_prefill_tokens = replica.queued_prefill_tokens,
+        .num_running_seqs = replica.num_running_seqs,
+        .step_token_budget = replica.step_token_budget,
+        .tokens_per_s = TokensPerSecondLocked(c),
+        // The cache never reuses the last token; a callback claiming more is capped.
+        .cached_tokens = std::min(reusable, std::max<int64_t>(0, num_prompt_tokens - 1))});
   }
-  const int32_t least = LeastLoaded(replicas, candidates);
-  const int64_t best_load = replicas[best].load();
-  const int64_t least_load = replicas[least].load();
-  const bool imbalanced = best_load - least_load > options_.balance_abs_threshold &&
-                          static_cast<double>(best_load) >
-                              options_.balance_rel_threshold * static_cast<double>(least_load);
-  int32_t picked;
-  if (best_tokens < block_size || imbalanced) {
-    picked = least;
-    ++stats_.routed_by_load;
-  } else {
-    picked = best;
-    ++stats_.routed_by_prefix;
+  const RoutingChoice choice = ChooseReplica(num_prompt_tokens, states);
+  const int32_t picked = candidates[choice.candidate];
+  switch (choice.reason) {
+    case RoutingReason::kPrefixHit:
+      ++stats_.routed_by_prefix;
+      break;
+    case RoutingReason::kOnlyChoice:
+      ++stats_.routed_only_choice;
+      break;
+    case RoutingReason::kLoad:
+    case RoutingReason::kRoundRobin:
+      ++stats_.routed_by_load;
+      break;
   }
   // The picked replica will cache this prompt's blocks. Touch them last block first, so that a
   // prefix, shared by more prompts than any of its extensions, is evicted last.
   for (auto it = hashes.rbegin(); it != hashes.rend(); ++it) routed_[picked]->Touch(*it);
-  return picked;
+  return RoutingDecision{.replica = picked, .reason = choice.reason};
+}
+
+void GlobalScheduler::ObserveStep(int32_t replica, int64_t num_tokens, double seconds) {
+  if (replica < 0 || replica >= num_replicas_ || num_tokens <= 0 || !(seconds > 0)) return;
+  absl::MutexLock lock(&mu_);
+  StepRate& rate = rates_[replica];
+  if (rate.seconds == 0) {
+    rate = StepRate{.tokens = static_cast<double>(num_tokens), .seconds = seconds};
+    return;
+  }
+  // Averaging tokens and seconds apart weighs each step by its length: a rate averaged per
+  // step would let many small steps outvote the large prefills the estimate is about.
+  const double w = options_.rate_ewma_weight;
+  rate.tokens += w * (static_cast<double>(num_tokens) - rate.tokens);
+  rate.seconds += w * (seconds - rate.seconds);
+}
+
+double GlobalScheduler::TokensPerSecond(int32_t replica) const {
+  absl::MutexLock lock(&mu_);
+  return TokensPerSecondLocked(replica);
+}
+
+double GlobalScheduler::TokensPerSecondLocked(int32_t replica) const {
+  if (replica >= 0 && replica < num_replicas_ && rates_[replica].seconds > 0) {
+    return rates_[replica].tokens / rates_[replica].seconds;
+  }
+  double sum = 0;
+  int64_t measured = 0;
+  for (const StepRate& rate : rates_) {
+    if (rate.seconds > 0) {
+      sum += rate.tokens / rate.seconds;
+      ++measured;
+    }
+  }
+  return measured > 0 ? sum / static_cast<double>(measured) : options_.default_tokens_per_s;
 }
 
 void GlobalScheduler::Reset(int32_t replica) {

@@ -1,29 +1,32 @@
 // GlobalScheduler: which replica gets a request. Three policies:
 //   - round_robin: the next ready replica after the last one picked;
 //   - least_loaded: fewest running + waiting requests, ties by KV cache usage, then index;
-//   - prefix_aware (default): the replica holding the longest prefix of the prompt, like SGLang's
-//     cache-aware router but exact. A replica's score, in tokens, is the larger of
+//   - prefix_aware (default): the replica with the smallest estimated time to first token
+//     (router/routing_score.h): the prefill queued there, the decodes running beside it, and
+//     this prompt's prefill minus the prefix the replica would reuse, over the replica's
+//     measured token rate. The reusable prefix, in tokens, is the larger of
 //       * what its prefix cache holds now (ReplicaSnapshot::cached_prefix_tokens, which asks the
 //         replica's KVCacheManager), and
 //       * the longest prefix of full blocks matching prompts recently routed to it (their block
 //         hashes, HashBlockTokens with extra key 0, in a bounded LRU per replica): a burst of
 //         requests sharing a new prefix arrives before the first one's prefill has cached it,
-//         and should still land on one replica.
-//     Ties go to the less loaded replica. Load guard: it routes by least_loaded instead when no
-//     replica matches a full block, or when the best replica's load exceeds the least loaded
-//     one's by more than balance_abs_threshold requests AND by more than balance_rel_threshold
-//     times it.
+//         and should still land where that prefill will be.
+//     A replica holding the prefix therefore keeps it while the prefill it saves outweighs the
+//     extra queueing there, and gives way beyond; when every replica is busy, the one saving
+//     the most compute still wins.
 //
 // Loads come from the caller's snapshots, so concurrent Picks that see the same snapshots see the
 // same loads; the routed-hash memory, by contrast, is updated under the lock of each decision, so
-// the second request of a burst already sees the first one's prefix.
+// the second request of a burst already sees the first one's prefix. Token rates come from the
+// replicas' engine steps (ObserveStep), as a time-weighted moving average per replica.
 //
 //   GlobalScheduler scheduler({.policy = RoutingPolicy::kPrefixAware, .block_size = 16},
 //                             /*num_replicas=*/2);
 //   std::vector<ReplicaSnapshot> snapshots = {r0.Snapshot(), r1.Snapshot()};
-//   ASSIGN_OR_RETURN(int32_t replica, scheduler.Pick(prompt_token_ids, snapshots));
+//   ASSIGN_OR_RETURN(RoutingDecision decision, scheduler.Decide(prompt_token_ids, snapshots));
 //   // replica failed before taking it: pick another
-//   ASSIGN_OR_RETURN(replica, scheduler.Pick(prompt_token_ids, snapshots, {replica}));
+//   ASSIGN_OR_RETURN(int32_t replica, scheduler.Pick(prompt_token_ids, snapshots, {replica}));
+//   scheduler.ObserveStep(replica, /*num_tokens=*/512, /*seconds=*/0.05);  // step observer
 //   scheduler.Reset(replica);  // the replica went down or was re-initialised
 #pragma once
 
@@ -39,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "router/routing_score.h"
 
 namespace pagoda {
 
@@ -53,7 +57,10 @@ struct ReplicaSnapshot {
   bool ready = false;
   int64_t num_running_requests = 0;
   int64_t num_waiting_requests = 0;
-  double kv_cache_usage = 0;  // share of device blocks referenced, [0, 1]
+  double kv_cache_usage = 0;          // share of device blocks referenced, [0, 1]
+  int64_t num_running_seqs = 0;       // decoding or prefilling now
+  int64_t queued_prefill_tokens = 0;  // prompt tokens queued and not computed yet
+  int64_t step_token_budget = 4096;   // the engine's max_num_batched_tokens
   /// Tokens of the prompt's prefix the replica's prefix cache holds now (full blocks, never the
   /// last token). Thread-safe; may be empty (then only the routed-hash memory counts).
   std::function<int64_t(absl::Span<const int32_t>)> cached_prefix_tokens;
@@ -65,23 +72,27 @@ struct GlobalSchedulerOptions {
   RoutingPolicy policy = RoutingPolicy::kPrefixAware;
   /// Tokens per KV block: the replicas' block size, so routed hashes match their cache's.
   int64_t block_size = 16;
-  /// The load guard (prefix_aware): the best-prefix replica is given up only when its load
-  /// (running + waiting requests) exceeds the least loaded replica's by more than 32 requests
-  /// and by more than 25%. Below about 128 requests the absolute clause decides: 32 extra
-  /// requests are an eighth of a default batch (max_num_seqs 256) and mostly join the running
-  /// batch rather than queue, while a prefix hit saves its whole prefill. Above it the relative
-  /// clause decides: queueing time grows with the load, and 25% more of it is what a prefix hit
-  /// is worth trading for. SGLang uses 32 and 1.0001: the relative clause then only says
-  /// "strictly more", and at heavy load a 10% imbalance (352 against 320) breaks the affinity.
-  int64_t balance_abs_threshold = 32;
-  double balance_rel_threshold = 1.25;
+  /// prefix_aware's token rate (prefill + decode tokens per second) for a replica none of whose
+  /// steps was measured yet, while no replica's was; afterwards an unmeasured replica takes the
+  /// mean of the measured ones. Only ratios of rates matter, so the default only has to be
+  /// equal for all.
+  double default_tokens_per_s = 4096;
+  /// Weight of each measured step in the moving averages of tokens and seconds per step.
+  double rate_ewma_weight = 0.2;
   /// Block hashes remembered per replica (LRU): 64k blocks of 16 tokens cover 1M prompt tokens,
   /// about 5 MiB per replica. 0 turns the memory off (only the exact cache query counts).
   int64_t max_routed_hashes_per_replica = 64 * 1024;
 
-  /// InvalidArgument naming the field: block_size >= 1, thresholds >= 0, rel threshold >= 1
-  /// (below 1 the relative clause always holds), 0 <= max_routed_hashes_per_replica < 2^31.
+  /// InvalidArgument naming the field: block_size >= 1, default_tokens_per_s > 0,
+  /// 0 < rate_ewma_weight <= 1, 0 <= max_routed_hashes_per_replica < 2^31.
   absl::Status Validate() const;
+};
+
+/// A Pick and what decided it.
+struct RoutingDecision {
+  int32_t replica = -1;
+  RoutingReason reason = RoutingReason::kLoad;
+  friend bool operator==(const RoutingDecision&, const RoutingDecision&) = default;
 };
 
 /// Thread-safe: routing decisions come from many RPC threads.
@@ -97,9 +108,21 @@ class GlobalScheduler {
   /// replicas of `replicas` (one snapshot per replica, by index) not in `exclude`. Unavailable
   /// when there is none. Under prefix_aware, remembers the prompt's full-block hashes for the
   /// replica picked. Calls the snapshots' cached_prefix_tokens without holding the lock.
+  absl::StatusOr<RoutingDecision> Decide(absl::Span<const int32_t> prompt_token_ids,
+                                         absl::Span<const ReplicaSnapshot> replicas,
+                                         absl::Span<const int32_t> exclude = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
+  /// Decide()'s replica.
   absl::StatusOr<int32_t> Pick(absl::Span<const int32_t> prompt_token_ids,
                                absl::Span<const ReplicaSnapshot> replicas,
                                absl::Span<const int32_t> exclude = {}) ABSL_LOCKS_EXCLUDED(mu_);
+
+  /// One engine step of `replica`: `num_tokens` computed (prefill + decode) in `seconds`. Only
+  /// steps with prefill tokens should be given: decode-only steps measure the memory-bound
+  /// rate, not the prefill one. Ignored unless num_tokens > 0 and seconds > 0.
+  void ObserveStep(int32_t replica, int64_t num_tokens, double seconds) ABSL_LOCKS_EXCLUDED(mu_);
+  /// The token rate prefix_aware uses for `replica` now (see default_tokens_per_s).
+  double TokensPerSecond(int32_t replica) const ABSL_LOCKS_EXCLUDED(mu_);
 
   /// Forgets the hashes routed to `replica`, whose cache is gone: call it when the replica goes
   /// down and when it is re-initialised (a Pick racing with the first call may still record a
@@ -108,9 +131,10 @@ class GlobalScheduler {
 
   /// Decisions so far, by what decided them (metrics and tests).
   struct Stats {
-    int64_t routed_by_prefix = 0;    // prefix_aware: the longest prefix won
-    int64_t routed_by_load = 0;      // least_loaded, and prefix_aware's fallback to it
+    int64_t routed_by_prefix = 0;    // prefix_aware: a replica holding the longest prefix won
+    int64_t routed_by_load = 0;      // least_loaded; prefix_aware when the load decided
     int64_t routed_round_robin = 0;  // round_robin
+    int64_t routed_only_choice = 0;  // prefix_aware with a single candidate
   };
   Stats stats() const;
 
@@ -121,10 +145,17 @@ class GlobalScheduler {
  private:
   class RoutedHashes;  // a bounded LRU set of block hashes (global_scheduler.cc)
 
+  // Per replica: moving averages of a measured step's tokens and seconds (0: none yet).
+  struct StepRate {
+    double tokens = 0;
+    double seconds = 0;
+  };
+
   // prefix_aware among `candidates` (ready, not excluded, ascending; not empty).
-  int32_t PickByPrefix(absl::Span<const int32_t> prompt_token_ids,
-                       absl::Span<const ReplicaSnapshot> replicas,
-                       absl::Span<const int32_t> candidates) ABSL_LOCKS_EXCLUDED(mu_);
+  RoutingDecision PickByPrefix(absl::Span<const int32_t> prompt_token_ids,
+                               absl::Span<const ReplicaSnapshot> replicas,
+                               absl::Span<const int32_t> candidates) ABSL_LOCKS_EXCLUDED(mu_);
+  double TokensPerSecondLocked(int32_t replica) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const GlobalSchedulerOptions options_;
   const int32_t num_replicas_;
@@ -132,6 +163,7 @@ class GlobalScheduler {
   mutable absl::Mutex mu_;
   int32_t next_round_robin_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<RoutedHashes>> routed_ ABSL_GUARDED_BY(mu_);  // per replica
+  std::vector<StepRate> rates_ ABSL_GUARDED_BY(mu_);                        // per replica
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -80,6 +80,9 @@ ReplicaSnapshot Replica::Snapshot() const {
   snapshot.num_running_requests = stats.num_running_requests;
   snapshot.num_waiting_requests = stats.num_waiting_requests + stats.num_swapped_requests;
   snapshot.kv_cache_usage = stats.kv_cache_usage;
+  snapshot.num_running_seqs = stats.num_running_seqs;
+  snapshot.queued_prefill_tokens = stats.num_queued_prefill_tokens;
+  snapshot.step_token_budget = options_.engine.max_num_batched_tokens;
   snapshot.cached_prefix_tokens = [engine](absl::Span<const int32_t> token_ids) {
     return engine->NumCachedPrefixTokens(token_ids);
   };

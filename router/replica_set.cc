@@ -15,11 +15,14 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options)
     // A (re)started replica holds nothing: forget what was routed to it.
     replica.on_ready = [this](int32_t index) { scheduler_.Reset(index); };
     replica.clock = options_.clock;
-    if (RouterMetrics* metrics = options_.metrics; metrics != nullptr) {
-      replica.on_step = [metrics](int32_t index, const StepStats& step) {
-        metrics->ObserveStep(index, step);
-      };
-    }
+    replica.on_step = [this](int32_t index, const StepStats& step) {
+      // prefix_aware converts queued tokens to time at the rate of steps that prefill.
+      if (step.num_prefill_tokens > 0) {
+        scheduler_.ObserveStep(index, step.num_prefill_tokens + step.num_decode_tokens,
+                               step.duration_s);
+      }
+      if (options_.metrics != nullptr) options_.metrics->ObserveStep(index, step);
+    };
     replicas_.push_back(std::make_unique<Replica>(std::move(replica)));
   }
 }
@@ -89,25 +92,31 @@ absl::StatusOr<int32_t> ReplicaSet::Place(const EngineRequest& request,
     for (const std::unique_ptr<Replica>& replica : replicas_) {
       snapshots.push_back(replica->Snapshot());
     }
-    absl::StatusOr<int32_t> picked = scheduler_.Pick(routed, snapshots, exclude);
-    if (!picked.ok()) {
+    absl::StatusOr<RoutingDecision> decision = scheduler_.Decide(routed, snapshots, exclude);
+    if (!decision.ok()) {
       if (!queue_full.ok()) return queue_full;
       return absl::UnavailableError("no replica is ready to serve the request");
     }
-    std::shared_ptr<EngineLoop> engine = replicas_[*picked]->engine();
+    const int32_t picked = decision->replica;
+    std::shared_ptr<EngineLoop> engine = replicas_[picked]->engine();
     absl::Status added = engine == nullptr
                              ? absl::FailedPreconditionError("replica went down")
                              : engine->AddRequest(request, inbox->CallbackFor(inbox, attempt));
-    if (added.ok()) return *picked;
+    if (added.ok()) {
+      if (options_.metrics != nullptr) {
+        options_.metrics->CountRoutingDecision(picked, decision->reason);
+      }
+      return picked;
+    }
     if (absl::IsFailedPrecondition(added)) {
       // Failed or stopped between the snapshot and now: take the next best.
-      exclude.push_back(*picked);
+      exclude.push_back(picked);
       continue;
     }
     if (absl::IsResourceExhausted(added)) {
       queue_full = absl::ResourceExhaustedError(
           absl::StrCat("the request queue is full (", added.message(), ")"));
-      exclude.push_back(*picked);
+      exclude.push_back(picked);
       continue;
     }
     return added;

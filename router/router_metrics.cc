@@ -86,6 +86,20 @@ RouterMetrics::RouterMetrics(std::string model_name)
                          .Name("pagoda:replica_ready")
                          .Help("1 while the replica serves requests, else 0")
                          .Register(*registry_)),
+      queued_prefill_tokens_(
+          prometheus::BuildGauge()
+              .Name("pagoda:num_queued_prefill_tokens")
+              .Help("Prompt tokens queued on the replica and not computed yet (before cache hits)")
+              .Register(*registry_)),
+      routing_tokens_per_s_(
+          prometheus::BuildGauge()
+              .Name("pagoda:routing_tokens_per_second")
+              .Help("Token rate of the replica's prefill steps, as prefix_aware routing uses it")
+              .Register(*registry_)),
+      routing_decisions_(prometheus::BuildCounter()
+                             .Name("pagoda:routing_decisions_total")
+                             .Help("Requests placed on the replica, by what decided the routing")
+                             .Register(*registry_)),
       prompt_tokens_(prometheus::BuildCounter()
                          .Name("pagoda:prompt_tokens_total")
                          .Help("Prompt tokens of finished requests (once per request)")
@@ -158,6 +172,8 @@ RouterMetrics::PerReplica& RouterMetrics::ForReplica(int32_t replica) {
   r.waiting = &waiting_.Add(labels);
   r.kv_cache_usage = &kv_cache_usage_.Add(labels);
   r.ready = &replica_ready_.Add(labels);
+  r.queued_prefill_tokens = &queued_prefill_tokens_.Add(labels);
+  r.routing_tokens_per_s = &routing_tokens_per_s_.Add(labels);
   r.prompt_tokens = &prompt_tokens_.Add(labels);
   r.generation_tokens = &generation_tokens_.Add(labels);
   r.preemptions = &preemptions_.Add(labels);
@@ -209,6 +225,19 @@ void RouterMetrics::ObserveStep(int32_t replica, const StepStats& step) {
 
 void RouterMetrics::CountFailover() { failovers_total_.Increment(); }
 
+void RouterMetrics::CountRoutingDecision(int32_t replica, RoutingReason reason) {
+  routing_decisions_
+      .Add({{"model_name", model_name_},
+            {"replica", absl::StrCat(replica)},
+            {"reason", std::string(RoutingReasonName(reason))}})
+      .Increment();
+}
+
+void RouterMetrics::SetRoutingTokensPerSecond(int32_t replica, double tokens_per_s) {
+  absl::MutexLock lock(&mu_);
+  ForReplica(replica).routing_tokens_per_s->Set(tokens_per_s);
+}
+
 void RouterMetrics::CountGrpcRequest(std::string_view method, int code) {
   grpc_requests_.Add({{"method", std::string(method)}, {"code", std::string(GrpcCodeName(code))}})
       .Increment();
@@ -228,6 +257,7 @@ void RouterMetrics::UpdateReplica(int32_t replica, const ReplicaStatus& status) 
   r.waiting->Set(
       ready ? static_cast<double>(stats.num_waiting_requests + stats.num_swapped_requests) : 0);
   r.kv_cache_usage->Set(ready ? stats.kv_cache_usage : 0);
+  r.queued_prefill_tokens->Set(ready ? static_cast<double>(stats.num_queued_prefill_tokens) : 0);
   LastSample& last = last_[replica];
   AddGrowth(r.restarts, status.num_restarts, last.restarts);
   // A replica that is not ready reports no engine: its counters stay where they were.
@@ -247,6 +277,7 @@ void RouterMetrics::UpdateReplica(int32_t replica, const ReplicaStatus& status) 
 void RouterMetrics::UpdateReplicas(const ReplicaSet& replicas) {
   for (int32_t i = 0; i < replicas.num_replicas(); ++i) {
     UpdateReplica(i, replicas.replica(i).status());
+    SetRoutingTokensPerSecond(i, replicas.scheduler().TokensPerSecond(i));
   }
 }
 

@@ -9,10 +9,13 @@
 //     time (arrival to the first time an engine scheduled it), prompt and generation tokens and
 //     request_success{finished_reason} once, when the request ends;
 //   - per engine step (the EngineLoop's step observer): iteration_tokens_total;
+//   - per routing decision (ReplicaSet, once the replica took the request):
+//     routing_decisions_total{reason} (router/routing_score.h's reasons);
 //   - per replica, sampled at scrape time (UpdateReplicas): running / waiting / KV usage gauges,
-//     readiness, and the engine's cumulative counters (preemptions, prefix-cache queries and
-//     hits, restarts), turned into monotonic counters by adding the growth since the last
-//     sample: a re-initialized replica's new engine starts again from zero.
+//     queued prefill tokens, the token rate prefix_aware routes with, readiness, and the
+//     engine's cumulative counters (preemptions, prefix-cache queries and hits, restarts),
+//     turned into monotonic counters by adding the growth since the last sample: a
+//     re-initialized replica's new engine starts again from zero.
 //
 //   RouterMetrics metrics("stories260K");
 //   ReplicaSet replicas({..., .metrics = &metrics});
@@ -39,6 +42,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "router/replica.h"
+#include "router/routing_score.h"
 
 namespace pagoda {
 
@@ -68,6 +72,8 @@ class RouterMetrics {
   void ObserveStep(int32_t replica, const StepStats& step);
   // Router events.
   void CountFailover();
+  /// A request placed on `replica` for `reason`.
+  void CountRoutingDecision(int32_t replica, RoutingReason reason);
   /// `method`: the RPC's name ("Generate"); `code`: its grpc::StatusCode.
   void CountGrpcRequest(std::string_view method, int code);
   /// `route`: the route pattern ("/v1/completions"), not the raw path; `code`: the HTTP status.
@@ -76,7 +82,10 @@ class RouterMetrics {
   /// Samples one replica's status: gauges, readiness, and the growth of its engine's counters
   /// since the last sample (a new generation counts from zero).
   void UpdateReplica(int32_t replica, const ReplicaStatus& status);
-  /// UpdateReplica for every replica of `replicas`. Call before Serialize() on a scrape.
+  /// The token rate (tokens/s) the global scheduler converts `replica`'s queue to time with.
+  void SetRoutingTokensPerSecond(int32_t replica, double tokens_per_s);
+  /// UpdateReplica and SetRoutingTokensPerSecond for every replica of `replicas`. Call before
+  /// Serialize() on a scrape.
   void UpdateReplicas(const ReplicaSet& replicas);
 
   /// The Prometheus text exposition format (version 0.0.4) of every metric.
@@ -96,6 +105,8 @@ class RouterMetrics {
     prometheus::Gauge* waiting = nullptr;
     prometheus::Gauge* kv_cache_usage = nullptr;
     prometheus::Gauge* ready = nullptr;
+    prometheus::Gauge* queued_prefill_tokens = nullptr;
+    prometheus::Gauge* routing_tokens_per_s = nullptr;
     prometheus::Counter* prompt_tokens = nullptr;
     prometheus::Counter* generation_tokens = nullptr;
     prometheus::Counter* preemptions = nullptr;
@@ -126,6 +137,9 @@ class RouterMetrics {
   prometheus::Family<prometheus::Gauge>& waiting_;
   prometheus::Family<prometheus::Gauge>& kv_cache_usage_;
   prometheus::Family<prometheus::Gauge>& replica_ready_;
+  prometheus::Family<prometheus::Gauge>& queued_prefill_tokens_;
+  prometheus::Family<prometheus::Gauge>& routing_tokens_per_s_;
+  prometheus::Family<prometheus::Counter>& routing_decisions_;
   prometheus::Family<prometheus::Counter>& prompt_tokens_;
   prometheus::Family<prometheus::Counter>& generation_tokens_;
   prometheus::Family<prometheus::Counter>& preemptions_;

@@ -351,6 +351,25 @@ TEST(Scheduler, RefusesRequestsBeyondTheWaitingBound) {
             absl::StatusCode::kResourceExhausted);
 }
 
+TEST(Scheduler, QueuedPrefillTokensAreThePromptTokensNotScheduledYet) {
+  Harness h({.max_num_batched_tokens = 8}, Info(64));
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("a", Tokens(20, 1), 3)).ok());
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("b", Tokens(10, 2), 3)).ok());
+  EXPECT_EQ(h.scheduler.stats().num_queued_prefill_tokens, 30);
+  Outcome outcome;
+  ASSERT_TRUE(h.Step(/*async=*/false, outcome));  // a's first chunk of 8
+  EXPECT_EQ(h.scheduler.stats().num_queued_prefill_tokens, 22);
+  for (int guard = 0; guard < 100 && h.scheduler.HasUnfinishedRequests(); ++guard) {
+    if (!h.Step(/*async=*/false, outcome)) break;
+    // Decoding sequences have their last sample left to compute, which is no prefill.
+    if (outcome.outputs["b"][0].size() == 1) {
+      EXPECT_EQ(h.scheduler.stats().num_queued_prefill_tokens, 0);
+    }
+  }
+  EXPECT_EQ(outcome.outputs["b"][0].size(), 3u);
+  EXPECT_EQ(h.scheduler.stats().num_queued_prefill_tokens, 0);
+}
+
 TEST(Scheduler, NamesEachRequestOnceWhenItIsFirstScheduled) {
   Harness h({.max_num_seqs = 2}, Info(64));
   ASSERT_TRUE(h.scheduler.AddRequest(Req("a", Tokens(4, 1), 3)).ok());

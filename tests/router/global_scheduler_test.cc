@@ -18,11 +18,18 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kBlockSize = 16;
 
+// Each running request is one running sequence.
 ReplicaSnapshot Ready(int64_t running = 0, int64_t waiting = 0, double kv_usage = 0) {
   return ReplicaSnapshot{.ready = true,
                          .num_running_requests = running,
                          .num_waiting_requests = waiting,
-                         .kv_cache_usage = kv_usage};
+                         .kv_cache_usage = kv_usage,
+                         .num_running_seqs = running};
+}
+
+void SetRunning(ReplicaSnapshot& replica, int64_t running) {
+  replica.num_running_requests = running;
+  replica.num_running_seqs = running;
 }
 
 // `num_prefix_blocks` full blocks determined by `prefix_id`, then `suffix_len` tokens determined
@@ -63,11 +70,13 @@ TEST(GlobalSchedulerOptions, ValidateNamesTheBadField) {
   options.block_size = 0;
   EXPECT_THAT(options.Validate().message(), HasSubstr("block_size"));
   options = {};
-  options.balance_rel_threshold = 0.5;
-  EXPECT_THAT(options.Validate().message(), HasSubstr("balance_rel_threshold"));
+  options.default_tokens_per_s = 0;
+  EXPECT_THAT(options.Validate().message(), HasSubstr("default_tokens_per_s"));
   options = {};
-  options.balance_abs_threshold = -1;
-  EXPECT_THAT(options.Validate().message(), HasSubstr("balance_abs_threshold"));
+  options.rate_ewma_weight = 0;
+  EXPECT_THAT(options.Validate().message(), HasSubstr("rate_ewma_weight"));
+  options.rate_ewma_weight = 1.5;
+  EXPECT_THAT(options.Validate().message(), HasSubstr("rate_ewma_weight"));
   options = {};
   options.max_routed_hashes_per_replica = -1;
   EXPECT_EQ(options.Validate().code(), absl::StatusCode::kInvalidArgument);
@@ -154,47 +163,81 @@ TEST(GlobalScheduler, BurstWithANewPrefixStaysOnOneReplica) {
   EXPECT_EQ(scheduler.NumRoutedHashes(2), 3);  // the shared blocks, each remembered once
 }
 
-TEST(GlobalScheduler, BurstMovesToTheLeastLoadedWhenItsReplicaPassesTheThreshold) {
-  GlobalSchedulerOptions options = Options(RoutingPolicy::kPrefixAware);
-  options.balance_abs_threshold = 3;
-  options.balance_rel_threshold = 2.0;
-  GlobalScheduler scheduler(options, 3);
-  std::vector<ReplicaSnapshot> replicas = {Ready(0), Ready(1), Ready(1)};
+// Replaces the old load-guard tests (request-count thresholds): the holder now gives way by time.
+TEST(GlobalScheduler, BurstSpillsOnceTheHoldersQueueOutweighsTheCachedPrefix) {
+  GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 2);
+  std::vector<ReplicaSnapshot> replicas = {Ready(), Ready()};
+  // 24 prefix blocks (384 tokens) and a 32-token suffix: 416 tokens, of which the next prompt
+  // reuses the 384 of the prefix where the routed memory has it.
   std::vector<int32_t> picks;
-  for (int32_t i = 0; i < 8; ++i) {
-    const int32_t picked = *scheduler.Pick(Prompt(5, 3, i, 7), replicas);
-    picks.push_back(picked);
-    ++replicas[picked].num_waiting_requests;  // the replica queues the request
+  std::vector<RoutingReason> reasons;
+  for (int32_t i = 0; i < 4; ++i) {
+    absl::StatusOr<RoutingDecision> decision = scheduler.Decide(Prompt(5, 24, i, 32), replicas);
+    ASSERT_TRUE(decision.ok()) << decision.status();
+    picks.push_back(decision->replica);
+    reasons.push_back(decision->reason);
+    // The replica queues the whole prompt (its cache hit is known only once scheduled).
+    replicas[decision->replica].queued_prefill_tokens += 416;
   }
-  // Replica 0 keeps the burst while its load is within 3 requests of the least loaded (1); at
-  // load 5 (> 1 + 3 and > 2 x 1) the next request goes to replica 1, the least loaded, which
-  // then holds the prefix too and, being less loaded, takes the rest.
-  EXPECT_THAT(picks, ElementsAre(0, 0, 0, 0, 0, 1, 1, 1));
-  EXPECT_EQ(scheduler.stats().routed_by_load, 2);
-  EXPECT_EQ(scheduler.stats().routed_by_prefix, 6);
+  // 1st: nothing cached, both idle: index 0. 2nd: replica 0 would take 416 queued + 32 = 448
+  // token-times, replica 1 416: it gives way, and now replica 1 holds the prefix too. 3rd: both
+  // hold it; each has 416 queued, the tie goes to the lower index. 4th: replica 0 has 832.
+  EXPECT_THAT(picks, ElementsAre(0, 1, 0, 1));
+  EXPECT_THAT(reasons, ElementsAre(RoutingReason::kLoad, RoutingReason::kLoad,
+                                   RoutingReason::kPrefixHit, RoutingReason::kPrefixHit));
 }
 
-TEST(GlobalScheduler, LoadGuardNeedsBothTheAbsoluteAndTheRelativeExcess) {
-  GlobalSchedulerOptions options = Options(RoutingPolicy::kPrefixAware);
-  options.balance_abs_threshold = 10;
-  options.balance_rel_threshold = 1.5;
-  GlobalScheduler scheduler(options, 2);
-  std::vector<ReplicaSnapshot> replicas = {Ready(100), Ready(80)};
+TEST(GlobalScheduler, ALoadedPrefixHolderKeepsThePromptWhileItsQueueIsWithinTheHit) {
+  GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 2);
+  std::vector<ReplicaSnapshot> replicas = {Ready(), Ready()};
   replicas[0].cached_prefix_tokens = [](absl::Span<const int32_t>) { return 48; };
-  const std::vector<int32_t> prompt = Prompt(1, 3, 0, 1);
-  EXPECT_EQ(*scheduler.Pick(prompt, replicas), 0);  // 20 more, but only 1.25x
-  replicas[0].num_running_requests = 15;
-  replicas[1].num_running_requests = 6;
-  EXPECT_EQ(*scheduler.Pick(prompt, replicas), 0);  // 2.5x, but only 9 more
-  replicas[0].num_running_requests = 17;
-  EXPECT_EQ(*scheduler.Pick(prompt, replicas), 1);  // 11 more and 2.8x
+  const std::vector<int32_t> prompt = Prompt(1, 3, 0, 1);  // 49 tokens, 48 reusable on 0
+  // Replica 0: queued + 1 against replica 1's 49: it keeps the prompt up to 48 queued (a tie
+  // goes to the replica reusing more).
+  replicas[0].queued_prefill_tokens = 48;
+  EXPECT_EQ(*scheduler.Decide(prompt, replicas),
+            (RoutingDecision{.replica = 0, .reason = RoutingReason::kPrefixHit}));
+  replicas[0].queued_prefill_tokens = 49;
+  EXPECT_EQ(*scheduler.Decide(prompt, replicas),
+            (RoutingDecision{.replica = 1, .reason = RoutingReason::kLoad}));
+  // When both are busy, the hit still decides: 49 + 1 against 49 + 49.
+  replicas[1].queued_prefill_tokens = 49;
+  EXPECT_EQ(*scheduler.Decide(prompt, replicas),
+            (RoutingDecision{.replica = 0, .reason = RoutingReason::kPrefixHit}));
+  EXPECT_EQ(scheduler.stats().routed_by_prefix, 2);
+  EXPECT_EQ(scheduler.stats().routed_by_load, 1);
+}
+
+TEST(GlobalScheduler, MeasuredRatesWeighTheQueues) {
+  GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 2);
+  EXPECT_EQ(scheduler.TokensPerSecond(0), 4096);  // the default, nothing measured
+  scheduler.ObserveStep(1, 1000, 1.0);
+  scheduler.ObserveStep(1, 0, 1.0);     // ignored: no tokens
+  scheduler.ObserveStep(1, 1000, 0);    // ignored: no time
+  scheduler.ObserveStep(7, 1000, 1.0);  // ignored: no such replica
+  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(1), 1000);
+  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(0), 1000);  // the mean of the measured ones
+  // Tokens and seconds average apart (weight 0.2): 0.8 * 1000 + 0.2 * 3000 tokens over
+  // 0.8 * 1 + 0.2 * 1 seconds.
+  scheduler.ObserveStep(1, 3000, 1.0);
+  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(1), 1400);
+  scheduler.ObserveStep(0, 4000, 1.0);
+  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(0), 4000);
+  // Same queue of 400 tokens, a 100-token prompt: 500 / 4000 s on replica 0 beats 500 / 1400 s.
+  std::vector<ReplicaSnapshot> replicas = {Ready(), Ready()};
+  replicas[0].queued_prefill_tokens = 400;
+  replicas[1].queued_prefill_tokens = 400;
+  EXPECT_EQ(*scheduler.Pick(Prompt(2, 0, 0, 100), replicas), 0);
+  // Past its worth: 1600 tokens at 4000/s (0.4 s) against 500 at 1400/s (0.36 s).
+  replicas[0].queued_prefill_tokens = 1500;
+  EXPECT_EQ(*scheduler.Pick(Prompt(2, 0, 0, 100), replicas), 1);
 }
 
 TEST(GlobalScheduler, PromptShorterThanABlockRoutesByLoad) {
   GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 3);
   std::vector<ReplicaSnapshot> replicas = {Ready(5), Ready(2), Ready(7)};
   EXPECT_EQ(*scheduler.Pick(Prompt(1, 0, 0, 10), replicas), 1);
-  replicas[1].num_running_requests = 9;
+  SetRunning(replicas[1], 9);
   EXPECT_EQ(*scheduler.Pick(Prompt(1, 0, 0, 10), replicas), 0);
   EXPECT_EQ(scheduler.stats().routed_by_load, 2);
   EXPECT_EQ(scheduler.stats().routed_by_prefix, 0);
@@ -206,7 +249,7 @@ TEST(GlobalScheduler, LastTokenIsNeverCountedAsReusable) {
   // Exactly one block, sent to replica 1 by load: it will cache that block.
   const std::vector<int32_t> one_block = Prompt(3, 1, 0, 0);
   ASSERT_EQ(*scheduler.Pick(one_block, replicas), 1);
-  replicas[1].num_running_requests = 2;
+  SetRunning(replicas[1], 2);
   // A longer prompt starting with it reuses the block there.
   EXPECT_EQ(*scheduler.Pick(Prompt(3, 1, 0, 1), replicas), 1);
   EXPECT_EQ(scheduler.stats().routed_by_prefix, 1);
@@ -220,7 +263,7 @@ TEST(GlobalScheduler, ResetForgetsTheReplicasRoutedPrefixes) {
   GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 2);
   std::vector<ReplicaSnapshot> replicas = {Ready(0), Ready(1)};
   ASSERT_EQ(*scheduler.Pick(Prompt(2, 3, 0, 3), replicas), 0);
-  replicas[0].num_running_requests = 2;
+  SetRunning(replicas[0], 2);
   EXPECT_EQ(*scheduler.Pick(Prompt(2, 3, 1, 3), replicas), 0);  // by prefix
   scheduler.Reset(0);
   EXPECT_EQ(scheduler.NumRoutedHashes(0), 0);
@@ -240,7 +283,7 @@ TEST(GlobalScheduler, RoutedHashesAreBoundedWithPrefixesEvictedLast) {
   ASSERT_EQ(*scheduler.Pick(Prompt(2, 3, 0, 1), replicas), 0);  // no match: by load
   EXPECT_EQ(scheduler.NumRoutedHashes(0), 4);
   // Prompt 1's blocks 2 and 3 were evicted; its first block was touched last and stays.
-  replicas[0].num_running_requests = 3;
+  SetRunning(replicas[0], 3);
   EXPECT_EQ(*scheduler.Pick(Prompt(1, 1, 1, 1), replicas), 0);
   EXPECT_EQ(scheduler.stats().routed_by_prefix, 1);
 }
@@ -251,7 +294,7 @@ TEST(GlobalScheduler, NoRoutedMemoryWhenTheBoundIsZero) {
   GlobalScheduler scheduler(options, 2);
   std::vector<ReplicaSnapshot> replicas = {Ready(0), Ready(0)};
   EXPECT_EQ(*scheduler.Pick(Prompt(1, 3, 0, 1), replicas), 0);
-  replicas[0].num_running_requests = 1;
+  SetRunning(replicas[0], 1);
   EXPECT_EQ(*scheduler.Pick(Prompt(1, 3, 1, 1), replicas), 1);
   EXPECT_EQ(scheduler.NumRoutedHashes(0), 0);
 }
@@ -288,6 +331,8 @@ TEST(GlobalScheduler, ExcludeSkipsTheFailedReplica) {
   const std::vector<int32_t> prompt = Prompt(1, 3, 0, 1);
   EXPECT_EQ(*prefix.Pick(prompt, replicas), 0);
   EXPECT_EQ(*prefix.Pick(prompt, replicas, {0}), 2);  // the next longest prefix
+  EXPECT_EQ(*prefix.Decide(prompt, replicas, {0, 1}),
+            (RoutingDecision{.replica = 2, .reason = RoutingReason::kOnlyChoice}));
 }
 
 TEST(GlobalScheduler, WrongNumberOfSnapshotsIsInvalidArgument) {
@@ -321,6 +366,7 @@ TEST(GlobalScheduler, ConcurrentPicksAndResets) {
           ++bad_picks;
         }
         if (i % 50 == 0) scheduler.Reset((t + i) % kReplicas);
+        scheduler.ObserveStep(t % kReplicas, 100 + i, 0.01);
         scheduler.NumRoutedHashes(t % kReplicas);
       }
     });
@@ -328,7 +374,8 @@ TEST(GlobalScheduler, ConcurrentPicksAndResets) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(bad_picks.load(), 0);
   const GlobalScheduler::Stats stats = scheduler.stats();
-  EXPECT_EQ(stats.routed_by_prefix + stats.routed_by_load, kThreads * kPicksPerThread);
+  EXPECT_EQ(stats.routed_by_prefix + stats.routed_by_load + stats.routed_only_choice,
+            kThreads * kPicksPerThread);
   for (int32_t r = 0; r < kReplicas; ++r) EXPECT_LE(scheduler.NumRoutedHashes(r), 64);
 }
 

@@ -171,13 +171,18 @@ TEST(RouterMetrics, GaugesFollowTheLatestSample) {
   status.stats.num_waiting_requests = 2;
   status.stats.num_swapped_requests = 1;
   status.stats.kv_cache_usage = 0.25;
+  status.stats.num_queued_prefill_tokens = 417;
   metrics.UpdateReplica(2, status);
+  metrics.SetRoutingTokensPerSecond(2, 1234.5);
   const prometheus::Labels r2 = {{"model_name", "m"}, {"replica", "2"}};
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_running", r2), 3);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_waiting", r2), 3);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:kv_cache_usage_perc", r2), 0.25);
+  EXPECT_EQ(GaugeValue(metrics, "pagoda:num_queued_prefill_tokens", r2), 417);
+  EXPECT_EQ(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r2), 1234.5);
   metrics.UpdateReplica(2, ReplicaStatus{.state = ReplicaState::kInitializing});
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_running", r2), 0);
+  EXPECT_EQ(GaugeValue(metrics, "pagoda:num_queued_prefill_tokens", r2), 0);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:replica_ready", r2), 0);
 }
 
@@ -188,6 +193,18 @@ TEST(RouterMetrics, CountsRequestsByFrontendAndCode) {
   metrics.CountGrpcRequest("Generate", 3);
   metrics.CountHttpRequest("/v1/completions", 200);
   metrics.CountFailover();
+  metrics.CountRoutingDecision(1, RoutingReason::kPrefixHit);
+  metrics.CountRoutingDecision(1, RoutingReason::kPrefixHit);
+  metrics.CountRoutingDecision(0, RoutingReason::kLoad);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:routing_decisions_total",
+                         {{"model_name", "m"}, {"replica", "1"}, {"reason", "prefix_hit"}}),
+            2);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:routing_decisions_total",
+                         {{"replica", "0"}, {"reason", "load"}}),
+            1);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:routing_decisions_total",
+                         {{"replica", "0"}, {"reason", "prefix_hit"}}),
+            -1);  // never counted, never exported
   EXPECT_EQ(
       CounterValue(metrics, "pagoda:grpc_requests_total", {{"method", "Generate"}, {"code", "OK"}}),
       2);
@@ -275,6 +292,15 @@ TEST(RouterMetrics, ReplicaSetReportsRequestsStepsAndReplicas) {
             2);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:replica_ready", r0), 1);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_running", r0), 0);
+  EXPECT_EQ(GaugeValue(metrics, "pagoda:num_queued_prefill_tokens", r0), 0);
+  // prefix_aware (the default) with one replica: each placement was its only choice.
+  EXPECT_EQ(CounterValue(metrics, "pagoda:routing_decisions_total",
+                         {{"replica", "0"}, {"reason", "only_choice"}}),
+            2);
+  // The prefill steps were measured: the rate routing uses is theirs, not the default.
+  EXPECT_GT(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r0), 0);
+  EXPECT_NE(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r0),
+            GlobalSchedulerOptions{}.default_tokens_per_s);
   const auto families = metrics.registry()->Collect();
   for (const char* name :
        {"pagoda:time_to_first_token_seconds", "pagoda:e2e_request_latency_seconds",
