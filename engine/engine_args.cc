@@ -121,7 +121,7 @@ absl::StatusOr<EngineSetup> EngineArgs::Build() const {
   RETURN_IF_ERROR(engine.Validate(
       {.num_device_blocks = num_gpu_blocks_override > 0 && max_model_len > 0
                                 ? num_gpu_blocks_override
-                                : std::numeric_limits<int64_t>::max() / block_size,
+                                : std::numeric_limits<int64_t>::max(),
        .num_host_blocks = setup.cache.swap_space_bytes > 0 ? 1 : 0,
        .block_size = block_size,
        .max_model_len = max_model_len > 0 ? max_model_len : std::numeric_limits<int64_t>::max()}));

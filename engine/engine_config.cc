@@ -42,7 +42,8 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
   // As vLLM does: a cache that cannot hold one whole context would refuse the longest requests
   // the API promises (GET /v1/models reports max_model_len) — say so at startup instead.
   const int64_t context = max_model_len > 0 ? max_model_len : info.max_model_len;
-  if (info.num_device_blocks < (context + info.block_size - 1) / info.block_size) {
+  const int64_t context_blocks = context / info.block_size + (context % info.block_size != 0);
+  if (info.num_device_blocks < context_blocks) {
     const int64_t cache_tokens = info.num_device_blocks * info.block_size;
     return absl::InvalidArgumentError(absl::StrCat(
         "the KV cache holds ", cache_tokens, " tokens (", info.num_device_blocks, " blocks of ",
