@@ -166,12 +166,25 @@ def rope(x, n_heads, pairwise):
     return out.reshape(x.shape[0], -1)
 
 
+def attention(q, k, v):
+    """Causal GQA attention in float64: q [T, heads, d], k and v [T, kv_heads, d] -> [T, heads*d]."""
+    T, heads, head_dim = q.shape
+    group = heads // k.shape[1]
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    out = np.empty_like(q)
+    for head in range(heads):
+        kv = head // group
+        s = q[:, head] @ k[:, kv].T / np.sqrt(head_dim) + mask
+        s = np.exp(s - s.max(axis=1, keepdims=True))
+        out[:, head] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kv]
+    return out.reshape(T, -1)
+
+
 def forward(v, arch, tokens):
     """float64 logits [T, VOCAB] of the model with tensor values `v` (GGUF layout)."""
     llama = arch == "llama"
     x = v["token_embd.weight"][tokens]
     T = len(tokens)
-    mask = np.triu(np.full((T, T), -np.inf), 1)
     for layer in range(LAYERS):
         p = f"blk.{layer}."
         h = rms_norm(x, v[p + "attn_norm.weight"])
@@ -184,13 +197,7 @@ def forward(v, arch, tokens):
         q = q.reshape(T, HEADS, HEAD_DIM)
         k = k.reshape(T, KV_HEADS, HEAD_DIM)
         val = val.reshape(T, KV_HEADS, HEAD_DIM)
-        attn = np.empty_like(q)
-        for head in range(HEADS):
-            kv = head // (HEADS // KV_HEADS)
-            s = q[:, head] @ k[:, kv].T / np.sqrt(HEAD_DIM) + mask
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            attn[:, head] = (s / s.sum(axis=1, keepdims=True)) @ val[:, kv]
-        x = x + attn.reshape(T, -1) @ v[p + "attn_output.weight"].T
+        x = x + attention(q, k, val) @ v[p + "attn_output.weight"].T
         h = rms_norm(x, v[p + "ffn_norm.weight"])
         g, u = h @ v[p + "ffn_gate.weight"].T, h @ v[p + "ffn_up.weight"].T
         x = x + (g / (1 + np.exp(-g)) * u) @ v[p + "ffn_down.weight"].T
@@ -198,15 +205,21 @@ def forward(v, arch, tokens):
     return rms_norm(x, v["output_norm.weight"]) @ head.T
 
 
-def greedy(v, arch):
-    tokens, logits, margin = list(PROMPT), [], np.inf
-    for _ in range(STEPS):
-        row = forward(v, arch, tokens)[-1]
+def greedy_decode(last_logits, prompt, steps):
+    """Greedy ids, their logit rows and the smallest top-two margin; last_logits(tokens) is the
+    reference forward's last row."""
+    tokens, logits, margin = list(prompt), [], np.inf
+    for _ in range(steps):
+        row = last_logits(tokens)
         top2 = np.sort(row)[-2:]
         margin = min(margin, top2[1] - top2[0])
         logits.append(row)
         tokens.append(int(np.argmax(row)))
-    return tokens[len(PROMPT):], logits, margin
+    return tokens[len(prompt):], logits, margin
+
+
+def greedy(v, arch):
+    return greedy_decode(lambda tokens: forward(v, arch, tokens)[-1], PROMPT, STEPS)
 
 
 def write_gguf(path, b, arch, name):

@@ -33,7 +33,7 @@ import numpy as np
 
 import gguf
 from gguf import GGMLQuantizationType as Q
-from make_gguf_model_fixtures import stored, write_safetensors
+from make_gguf_model_fixtures import attention, greedy_decode, stored, write_safetensors
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS, VOCAB = 64, 6, 2, 16, 96, 2, 96
 EPS, THETA, CONTEXT = 1e-6, 1000000.0, 128
@@ -93,7 +93,6 @@ def forward(t, tokens):
     """float64 logits [T, VOCAB]: transformers' Qwen3ForCausalLM."""
     x = t["model.embed_tokens.weight"][tokens]
     T = len(tokens)
-    mask = np.triu(np.full((T, T), -np.inf), 1)
     for layer in range(LAYERS):
         p = f"model.layers.{layer}."
         h = rms_norm(x, t[p + "input_layernorm.weight"])
@@ -102,13 +101,7 @@ def forward(t, tokens):
         v = (h @ t[p + "self_attn.v_proj.weight"].T).reshape(T, KV_HEADS, HEAD_DIM)
         q = rope(rms_norm(q, t[p + "self_attn.q_norm.weight"]))
         k = rope(rms_norm(k, t[p + "self_attn.k_norm.weight"]))
-        attn = np.empty_like(q)
-        for head in range(HEADS):
-            kv = head // (HEADS // KV_HEADS)
-            s = q[:, head] @ k[:, kv].T / np.sqrt(HEAD_DIM) + mask
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            attn[:, head] = (s / s.sum(axis=1, keepdims=True)) @ v[:, kv]
-        x = x + attn.reshape(T, -1) @ t[p + "self_attn.o_proj.weight"].T
+        x = x + attention(q, k, v) @ t[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, t[p + "post_attention_layernorm.weight"])
         g, u = h @ t[p + "mlp.gate_proj.weight"].T, h @ t[p + "mlp.up_proj.weight"].T
         x = x + (g / (1 + np.exp(-g)) * u) @ t[p + "mlp.down_proj.weight"].T
@@ -117,14 +110,7 @@ def forward(t, tokens):
 
 
 def greedy(t):
-    tokens, logits, margin = list(PROMPT), [], np.inf
-    for _ in range(STEPS):
-        row = forward(t, tokens)[-1]
-        top2 = np.sort(row)[-2:]
-        margin = min(margin, top2[1] - top2[0])
-        logits.append(row)
-        tokens.append(int(np.argmax(row)))
-    return tokens[len(PROMPT):], logits, margin
+    return greedy_decode(lambda tokens: forward(t, tokens)[-1], PROMPT, STEPS)
 
 
 def gguf_name(hf_name):

@@ -22,7 +22,7 @@ import gguf
 import openai
 
 import pagoda_cluster
-from pagoda_cluster import http
+from pagoda_cluster import http, wait_for_router_state
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL = "SmolLM2-135M-Instruct.Q4_1"
@@ -118,20 +118,8 @@ class QuickstartServesSmolLM2Test(unittest.TestCase):
 
     @classmethod
     def wait_for_state(cls, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if cls.process.poll() is not None:
-                raise RuntimeError(f"quickstart.sh exited with {cls.process.returncode}:\n"
-                                   + cls.log_tails())
-            try:
-                with open(cls.state_file) as f:
-                    state = json.load(f)
-                if state["router"].get("http_port", 0) > 0:
-                    return state
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("quickstart.sh did not start:\n" + cls.log_tails())
+        return wait_for_router_state(cls.process, cls.state_file, timeout, "quickstart.sh",
+                                     cls.log_tails)
 
     @classmethod
     def wait_ready(cls, timeout):

@@ -128,6 +128,24 @@ def metric_sum(samples, name, **labels):
                if n == name and all((k, v) in ls for k, v in labels.items()))
 
 
+def wait_for_router_state(process, state_file, timeout, what, log_tails):
+    """The state file (`pagoda serve --state-file`) of a starting cluster, once its router has an
+    HTTP port; RuntimeError with log_tails() if `process` (`what`) exits first or timeout passes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n" + log_tails())
+        try:
+            with open(state_file) as f:
+                state = json.load(f)
+            if state["router"].get("http_port", 0) > 0:
+                return state
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start:\n" + log_tails())
+
+
 class PagodaCluster:
     """`pagoda serve` as a context manager; waits until every replica is ready."""
 
@@ -153,20 +171,8 @@ class PagodaCluster:
             raise
 
     def _wait_for_state(self, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pagoda serve exited with {self.process.returncode}:\n"
-                                   + self.log_tails())
-            try:
-                with open(self.state_file) as f:
-                    state = json.load(f)
-                if state["router"].get("http_port", 0) > 0:
-                    return state
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("pagoda serve did not start:\n" + self.log_tails())
+        return wait_for_router_state(self.process, self.state_file, timeout, "pagoda serve",
+                                     self.log_tails)
 
     def ready_replicas(self):
         status, _, body = http("GET", self.http_url + "/ready", timeout=10)
