@@ -336,7 +336,17 @@ bool HttpServer::Ready() const {
   return options_.ready ? options_.ready() : frontend_->replicas().AnyReady();
 }
 
-bool HttpServer::Screen(const httplib::Request& req, httplib::Response& res) const {
+// A client that sends its whole body before reading — urllib, requests and httpx all do — must
+// see a refusal as a response, not as a connection reset mid-upload. So a request is refused
+// before its body is read only for a wrong method (405) or a declared body beyond
+// max_drained_bytes() (413; that much is not worth reading). Over max_request_bytes, httplib
+// reads and discards the body itself and answers 413 (the error handler adds the JSON); a 401
+// for a request with a body waits until the route has it (Screen with body_read = true).
+size_t HttpServer::max_drained_bytes() const {
+  return std::max(size_t{256} << 20, 4 * options_.max_request_bytes);
+}
+
+bool HttpServer::Screen(const httplib::Request& req, httplib::Response& res, bool body_read) const {
   for (const KnownRoute& route : kRoutes) {
     if (req.path == route.path && req.method != route.method) {
       res.set_header("Allow", route.method);
@@ -346,20 +356,27 @@ bool HttpServer::Screen(const httplib::Request& req, httplib::Response& res) con
       return true;
     }
   }
-  if (!options_.api_key.empty() && absl::StartsWith(req.path, "/v1/") &&
-      req.get_header_value("Authorization") != absl::StrCat("Bearer ", options_.api_key)) {
-    ReplyError(res, 401, "missing or wrong API key (Authorization: Bearer <key>)");
-    return true;
-  }
-  if (req.has_header("Content-Length")) {
+  bool body_pending = false;
+  if (!body_read) {
     const std::string length = req.get_header_value("Content-Length");
-    const bool too_long = length.size() > 18 ||
-                          std::strtoull(length.c_str(), nullptr, 10) > options_.max_request_bytes;
+    const bool too_long =
+        length.size() > 18 || std::strtoull(length.c_str(), nullptr, 10) > max_drained_bytes();
     if (too_long) {
+      res.set_header("Connection", "close");
       ReplyError(res, 413,
                  absl::StrCat("request body over ", options_.max_request_bytes, " bytes"));
       return true;
     }
+    // Only the POST routes screen again, so only their refusals may wait for the body.
+    body_pending = req.method == "POST" &&
+                   (std::strtoull(length.c_str(), nullptr, 10) > 0 ||
+                    absl::StrContains(req.get_header_value("Transfer-Encoding"), "chunked"));
+  }
+  if (!options_.api_key.empty() && absl::StartsWith(req.path, "/v1/") &&
+      req.get_header_value("Authorization") != absl::StrCat("Bearer ", options_.api_key)) {
+    if (body_pending) return false;
+    ReplyError(res, 401, "missing or wrong API key (Authorization: Bearer <key>)");
+    return true;
   }
   return false;
 }
@@ -376,18 +393,20 @@ void HttpServer::Route() {
     });
   }
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    return Screen(req, res) ? httplib::Server::HandlerResponse::Handled
-                            : httplib::Server::HandlerResponse::Unhandled;
+    return Screen(req, res, /*body_read=*/false) ? httplib::Server::HandlerResponse::Handled
+                                                 : httplib::Server::HandlerResponse::Unhandled;
   });
   // httplib's own refusals (unknown route, payload too large) come without a body.
-  server_->set_error_handler(
-      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty() || res.is_chunked_content_provider_) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
         std::string message = absl::StrCat("HTTP ", res.status);
         if (res.status == 404) message = absl::StrCat("no route ", req.method, " ", req.path);
-        if (res.status == 413) message = "request body too large";
+        if (res.status == 413) {
+          message = absl::StrCat("request body over ", options_.max_request_bytes, " bytes");
+        }
         ReplyError(res, res.status, message);
         return httplib::Server::HandlerResponse::Handled;
       }));
@@ -404,11 +423,11 @@ void HttpServer::Route() {
         ReplyError(res, 500, absl::StrCat("internal error: ", what));
       });
   server_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleCompletions(req, res);
+    if (!Screen(req, res, /*body_read=*/true)) HandleCompletions(req, res);
   });
   server_->Post("/v1/chat/completions",
                 [this](const httplib::Request& req, httplib::Response& res) {
-                  HandleChatCompletions(req, res);
+                  if (!Screen(req, res, /*body_read=*/true)) HandleChatCompletions(req, res);
                 });
   server_->Get("/v1/models",
                [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });

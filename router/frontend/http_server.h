@@ -68,8 +68,13 @@ class HttpServer {
 
  private:
   void Route();
-  // Pre-routing: 405, 401 and 413 before a body is read; true when answered.
-  bool Screen(const httplib::Request& req, httplib::Response& res) const;
+  // 405, 401 and 413 from the headers; true when answered. Before the body is read
+  // (`body_read` false) a 401 for a request with a body is deferred: the route screens again
+  // once httplib has read it (see the .cc).
+  bool Screen(const httplib::Request& req, httplib::Response& res, bool body_read) const;
+  // Declared bodies up to this many bytes are read (and, over max_request_bytes, discarded by
+  // httplib) before a refusal is sent; a larger declared body is refused unread.
+  size_t max_drained_bytes() const;
   bool Ready() const;
 
   void HandleCompletions(const httplib::Request& req, httplib::Response& res);

@@ -12,10 +12,13 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 from http.client import HTTPConnection
 
 import jinja2
 import openai
+import requests
 
 import pagoda_cluster
 from pagoda_cluster import PagodaCluster, http
@@ -385,16 +388,36 @@ class OpenAIApiTest(unittest.TestCase):
         self.assert_still_serving()
 
     def test_413_body_over_the_limit(self):
-        # The server answers from the headers, before the body: send them, then read.
+        # A body declared far beyond the limit (over 256 MiB) is refused from the headers alone:
+        # send them, then read.
         conn = HTTPConnection("127.0.0.1", self.cluster.http_port, timeout=30)
         conn.putrequest("POST", "/v1/completions")
         for key, value in {"Content-Type": "application/json",
-                           "Content-Length": str(MAX_REQUEST_BYTES + 1), **auth()}.items():
+                           "Content-Length": str(1 << 30), **auth()}.items():
             conn.putheader(key, value)
         conn.endheaders()
         response = conn.getresponse()
         self.assert_error(response.status, response.read(), 413)
         conn.close()
+        # urllib and requests send the whole body before they read the answer: a body 16 times
+        # the limit (far more than the socket buffers hold) must still get the 413, not a reset.
+        big = b'{"prompt": "' + b"a" * (16 * MAX_REQUEST_BYTES) + b'"}'
+        request = urllib.request.Request(self.cluster.http_url + "/v1/completions", data=big,
+                                         headers={"Content-Type": "application/json", **auth()})
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        self.assert_error(refused.exception.code, refused.exception.read(), 413)
+        response = requests.post(self.cluster.http_url + "/v1/completions", data=big,
+                                 headers={"Content-Type": "application/json", **auth()},
+                                 timeout=60)
+        self.assert_error(response.status_code, response.content, 413)
+        # The same for a 401: the key is judged once the body has been read.
+        request = urllib.request.Request(self.cluster.http_url + "/v1/chat/completions",
+                                         data=big[: MAX_REQUEST_BYTES // 2] + b'"}',
+                                         headers={"Content-Type": "application/json"})
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        self.assert_error(refused.exception.code, refused.exception.read(), 401)
         # A body just under the limit is read and judged on its merits.
         body = json.dumps({"model": MODEL, "prompt": "a" * (MAX_REQUEST_BYTES - 100)}).encode()
         status, _, response = self.post("/v1/completions", body, {**auth()})

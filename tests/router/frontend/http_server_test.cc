@@ -269,6 +269,22 @@ TEST(HttpServer, RefusesBodiesOverTheLimit) {
   const std::string big = absl::StrCat(R"({"prompt": ")", std::string(4096, 'a'), R"("})");
   ExpectError(router.Post("/v1/completions", big), 413);
   ExpectServes(router);
+  // A client that sends all of a body far larger than the socket buffers before it reads (as
+  // urllib, requests and httpx do) still gets the 413, not a reset connection mid-upload.
+  const std::string huge(size_t{24} << 20, 'a');
+  httplib::Result result = router.Post("/v1/completions", huge);
+  ExpectError(result, 413);
+  EXPECT_THAT(Body(result)["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("over 1024 bytes"));
+  ExpectServes(router);
+}
+
+TEST(HttpServer, RefusesAWrongApiKeyAfterReadingTheBody) {
+  TestRouter router({.http = {.api_key = "sesame"}});
+  const std::string body =
+      absl::StrCat(R"({"prompt": ")", std::string(size_t{12} << 20, 'a'), R"("})");
+  ExpectError(router.Post("/v1/completions", body), 401);
+  ExpectError(router.Post("/v1/chat/completions", body), 401);
 }
 
 TEST(HttpServer, ChecksTheApiKey) {
