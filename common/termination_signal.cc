@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace pagoda {
 namespace {
 
@@ -28,6 +30,13 @@ int WaitForTerminationSignal() {
   while (sigwait(&set, &signal) != 0) {
   }
   return signal;
+}
+
+int WaitForTerminationSignalFor(absl::Duration timeout) {
+  const sigset_t set = TerminationSet();
+  const timespec wait = absl::ToTimespec(std::max(timeout, absl::ZeroDuration()));
+  const int signal = sigtimedwait(&set, nullptr, &wait);
+  return signal > 0 ? signal : 0;
 }
 
 void RequestTermination() { kill(getpid(), SIGTERM); }

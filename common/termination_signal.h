@@ -8,6 +8,8 @@
 //   server->Shutdown(deadline);
 #pragma once
 
+#include "absl/time/time.h"
+
 namespace pagoda {
 
 /// Blocks SIGINT and SIGTERM in the calling thread; threads created afterwards inherit it.
@@ -15,6 +17,10 @@ void BlockTerminationSignals();
 
 /// Waits until SIGINT or SIGTERM is delivered to the process and returns it.
 int WaitForTerminationSignal();
+
+/// Waits at most `timeout` for SIGINT or SIGTERM: the signal, or 0 when none came (e.g. a second
+/// signal that cuts a graceful drain short).
+int WaitForTerminationSignalFor(absl::Duration timeout);
 
 /// Sends SIGTERM to this process, so the thread in WaitForTerminationSignal() returns (for a
 /// shutdown requested from elsewhere, e.g. an RPC).

@@ -30,9 +30,10 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options)
 ReplicaSet::~ReplicaSet() { replicas_.clear(); }
 
 bool ReplicaSet::AnyReady() const {
-  return std::any_of(replicas_.begin(), replicas_.end(), [](const std::unique_ptr<Replica>& r) {
-    return r->state() == ReplicaState::kReady;
-  });
+  return admitting() &&
+         std::any_of(replicas_.begin(), replicas_.end(), [](const std::unique_ptr<Replica>& r) {
+           return r->state() == ReplicaState::kReady;
+         });
 }
 
 bool ReplicaSet::WaitUntilReady(int32_t count, absl::Duration timeout) const {
@@ -46,6 +47,21 @@ bool ReplicaSet::WaitUntilReady(int32_t count, absl::Duration timeout) const {
     if (clock.Now() >= deadline) return false;
     clock.SleepFor(absl::Milliseconds(20));
   }
+}
+
+void ReplicaSet::StopAdmitting() {
+  absl::MutexLock lock(&mu_);
+  admitting_ = false;
+}
+
+bool ReplicaSet::admitting() const {
+  absl::MutexLock lock(&mu_);
+  return admitting_;
+}
+
+int64_t ReplicaSet::num_live_requests() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(live_ids_.size());
 }
 
 int64_t ReplicaSet::num_failovers() const {
@@ -62,6 +78,10 @@ void ReplicaSet::CountFailover() {
 absl::StatusOr<std::unique_ptr<RequestSession>> ReplicaSet::Submit(EngineRequest request) {
   {
     absl::MutexLock lock(&mu_);
+    if (!admitting_) {
+      return absl::UnavailableError(
+          "the server is shutting down and takes no new requests; retry on another instance");
+    }
     if (!live_ids_.insert(request.request_id).second) {
       return absl::AlreadyExistsError(
           absl::StrCat("request_id: a request with id '", request.request_id, "' is running"));

@@ -44,14 +44,22 @@ class ReplicaSet {
   ~ReplicaSet();  // stops every replica (live requests end with an error)
 
   /// Places a validated request (id and seed resolved) on the replica the global scheduler
-  /// picks. AlreadyExists: a live request has its id; Unavailable: no replica is ready;
+  /// picks. AlreadyExists: a live request has its id; Unavailable: no replica is ready, or the
+  /// set stopped admitting;
   /// ResourceExhausted: the waiting queue of every ready replica is full.
   absl::StatusOr<std::unique_ptr<RequestSession>> Submit(EngineRequest request);
 
   int32_t num_replicas() const { return static_cast<int32_t>(replicas_.size()); }
   const Replica& replica(int32_t index) const { return *replicas_[index]; }
   Replica& replica(int32_t index) { return *replicas_[index]; }
+  /// False once StopAdmitting() was called.
   bool AnyReady() const;
+  /// Graceful drain: from now on Submit answers Unavailable and AnyReady() false (readiness
+  /// probes fail, so load balancers stop sending); live requests run to their end.
+  void StopAdmitting();
+  bool admitting() const;
+  /// Requests submitted whose sessions have not ended yet.
+  int64_t num_live_requests() const;
   /// True once at least `count` replicas are ready, false after `timeout` on the set's clock.
   bool WaitUntilReady(int32_t count, absl::Duration timeout) const;
   const GlobalScheduler& scheduler() const { return scheduler_; }
@@ -74,6 +82,7 @@ class ReplicaSet {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
+  bool admitting_ ABSL_GUARDED_BY(mu_) = true;
   int64_t num_failovers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

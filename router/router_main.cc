@@ -58,6 +58,7 @@ struct RouterFlags {
   int64_t http_threads = 512;
   int64_t max_n = 16;
   int64_t max_tokens = 0;
+  double drain_timeout_s = 30;
   std::string log_level = "info";
 };
 
@@ -112,6 +113,9 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   parser.AddInt("health-interval-ms", &health_interval_ms, "Worker health-check period");
   parser.AddDouble("failover-wait-s", &failover_wait_s,
                    "How long a request of a failed replica waits for another one");
+  parser.AddDouble("drain-timeout-s", &f.drain_timeout_s,
+                   "On SIGTERM/SIGINT: stop admitting, then let live requests finish for at most "
+                   "this long before stopping (0: stop at once)");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc - 1, argv + 1));
 
@@ -125,6 +129,9 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   }
   if (f.max_request_bytes < 1) {
     return absl::InvalidArgumentError("--max-request-bytes: must be >= 1");
+  }
+  if (!(f.drain_timeout_s >= 0 && f.drain_timeout_s <= 3600)) {
+    return absl::InvalidArgumentError("--drain-timeout-s: must be in [0, 3600]");
   }
   if (f.http_threads < 1 || f.http_threads > 65536) {
     return absl::InvalidArgumentError("--http-threads: must be in [1, 65536]");
@@ -209,9 +216,11 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
   return absl::OkStatus();
 }
 
-// Step 4: grpc.health.v1 says SERVING for the Generation service while a replica is ready; on
-// SIGINT/SIGTERM the listeners stop, HTTP first.
-void ServeUntilSignal(Servers& servers, const ReplicaSet& replicas) {
+// Step 4: grpc.health.v1 says SERVING for the Generation service while a replica is ready. On
+// SIGINT/SIGTERM a graceful drain: stop admitting at once (readiness and health go false, new
+// requests get 503 / UNAVAILABLE), let live requests finish for up to --drain-timeout-s (a second
+// signal cuts it short), then stop the listeners, HTTP first.
+void ServeUntilSignal(Servers& servers, ReplicaSet& replicas, absl::Duration drain_timeout) {
   grpc::HealthCheckServiceInterface* health = servers.grpc->GetHealthCheckService();
   HealthReporter reporter([&replicas] { return replicas.AnyReady(); },
                           [health](bool serving) {
@@ -219,7 +228,17 @@ void ServeUntilSignal(Servers& servers, const ReplicaSet& replicas) {
                             health->SetServingStatus("", serving);
                           });
   const int signal = WaitForTerminationSignal();
-  PAGODA_LOG(info, "signal {}: shutting down", signal);
+  replicas.StopAdmitting();
+  const absl::Time deadline = absl::Now() + drain_timeout;
+  PAGODA_LOG(info, "signal {}: draining {} live request(s) for at most {}", signal,
+             replicas.num_live_requests(), absl::FormatDuration(drain_timeout));
+  while (replicas.num_live_requests() > 0 && absl::Now() < deadline) {
+    if (const int again = WaitForTerminationSignalFor(absl::Milliseconds(50)); again != 0) {
+      PAGODA_LOG(warn, "signal {} while draining: stopping now", again);
+      break;
+    }
+  }
+  PAGODA_LOG(info, "shutting down with {} live request(s)", replicas.num_live_requests());
   if (servers.http.has_value()) servers.http->Stop();
   reporter.Stop();
   health->Shutdown();
@@ -274,7 +293,7 @@ int Run(int argc, char** argv) {
              flags->cluster.replicas.size(), routing_policy);
 
   // Step 4.
-  ServeUntilSignal(servers, replicas);
+  ServeUntilSignal(servers, replicas, absl::Seconds(flags->drain_timeout_s));
   return 0;
 }
 

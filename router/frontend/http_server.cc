@@ -41,6 +41,9 @@ constexpr KnownRoute kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/comple
 void ReplyError(httplib::Response& res, int status, const std::string& message,
                 const std::string& param = "") {
   res.status = status;
+  // Overload and drain are passing: a client (the openai one honours it) may retry in a second,
+  // and a load balancer will by then send it to another instance.
+  if (status == 429 || status == 503) res.set_header("Retry-After", "1");
   res.set_content(DumpJson(ErrorJson(status, message, param)), kJson);
 }
 

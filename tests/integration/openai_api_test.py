@@ -8,6 +8,7 @@ Run by ctest: .venv/bin/python openai_api_test.py --bin-dir B --source-dir S --s
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -423,6 +424,73 @@ class OpenAIApiTest(unittest.TestCase):
         status, _, response = self.post("/v1/completions", body, {**auth()})
         self.assert_error(status, response, 400, "prompt")  # far too long for the context
         self.assert_still_serving()
+
+
+class DrainTest(unittest.TestCase):
+    """SIGTERM to the router: readiness goes false and new requests get 503 + Retry-After at once,
+    the streams already running finish whole, then the router exits 0."""
+
+    def test_sigterm_drains_live_streams(self):
+        with PagodaCluster(replicas=1, tp=1,
+                           extra_args=["--router-flag=--drain-timeout-s=120"]) as cluster:
+            router_pid = cluster.state["router"]["pid"]
+            started, results = threading.Semaphore(0), []
+            lock = threading.Lock()
+
+            def stream():
+                body = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "n": 8,
+                                   "ignore_eos": True, "stream": True}).encode()
+                request = urllib.request.Request(cluster.http_url + "/v1/completions", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                tokens, done = 0, False
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    first = True
+                    for raw in response:
+                        line = raw.decode().strip()
+                        if first and line.startswith("data: "):
+                            started.release()
+                            first = False
+                        if line == "data: [DONE]":
+                            done = True
+                        elif line.startswith("data: "):
+                            tokens += sum(1 for c in json.loads(line[6:])["choices"] if c["text"])
+                with lock:
+                    results.append((tokens, done))
+
+            threads = [threading.Thread(target=stream) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for _ in threads:
+                self.assertTrue(started.acquire(timeout=120))
+            os.kill(router_pid, signal.SIGTERM)
+            # Not ready within a moment, and new requests are refused with a retry hint.
+            deadline = time.time() + 10
+            while http("GET", cluster.http_url + "/ready", timeout=10)[0] != 503:
+                self.assertLess(time.time(), deadline, "still ready after SIGTERM")
+                time.sleep(0.02)
+            status, headers, body = http("POST", cluster.http_url + "/v1/completions",
+                                         {"prompt": "Hi", "max_tokens": 2})
+            self.assertEqual(status, 503, body)
+            self.assertEqual(dict(headers).get("Retry-After"), "1")
+            self.assertIn("shutting down", json.loads(body)["error"]["message"])
+            for t in threads:
+                t.join(timeout=300)
+            self.assertEqual(len(results), 2)
+            for tokens, done in results:
+                self.assertTrue(done)
+                self.assertGreater(tokens, 0)
+            # The router drained what it had and exited 0 (pagoda serve then restarts it).
+            deadline = time.time() + 60
+            exited = f"router (pid {router_pid}) exited with status 0"
+            while True:
+                with open(os.path.join(cluster.dir, "serve.log"), errors="replace") as f:
+                    if exited in f.read():
+                        break
+                self.assertLess(time.time(), deadline, cluster.log_tails())
+                time.sleep(0.1)
+            router_log = cluster.log_tails(lines=400)
+            self.assertRegex(router_log, r"draining [1-9][0-9]* live request")
+            self.assertIn("shutting down with 0 live request(s)", router_log)
 
 
 class QueueFullTest(unittest.TestCase):

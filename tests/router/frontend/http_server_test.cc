@@ -122,6 +122,7 @@ class TestRouter {
   }
 
   Frontend& frontend() { return *frontend_; }
+  ReplicaSet& replicas() { return *replicas_; }
   ReplicaStatus status() const { return replicas_->replica(0).status(); }
 
  private:
@@ -331,6 +332,41 @@ TEST(HttpServer, AnswersNoReadyReplicaWith503) {
   EXPECT_EQ(ready->status, 503);
   EXPECT_EQ(Body(ready)["ready"], false);
   ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 503);
+}
+
+TEST(HttpServer, DrainingRefusesNewRequestsAndFinishesLiveOnes) {
+  TestRouter router({.step = absl::Milliseconds(5)});
+  SamplingParams params;
+  params.max_tokens = 40;
+  params.ignore_eos = true;
+  auto live = router.frontend().Submit({.text = "abc", .params = params});
+  ASSERT_TRUE(live.ok()) << live.status();
+  EXPECT_EQ(router.replicas().num_live_requests(), 1);
+
+  router.replicas().StopAdmitting();
+  httplib::Result refused = router.Post("/v1/completions", R"({"prompt": "a"})");
+  ExpectError(refused, 503);
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "1");
+  EXPECT_THAT(Body(refused)["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("shutting down"));
+  httplib::Result ready = router.Client().Get("/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+
+  // The request admitted before the drain runs to its end.
+  int64_t tokens = 0;
+  bool finished = false;
+  while (!finished) {
+    std::optional<RequestOutput> output = (*live)->Next(absl::Seconds(30));
+    ASSERT_TRUE(output.has_value());
+    for (const CompletionOutput& out : output->outputs) {
+      tokens += static_cast<int64_t>(out.token_ids.size());
+    }
+    finished = output->finished;
+  }
+  EXPECT_EQ(tokens, 40);
+  live->reset();
+  EXPECT_EQ(router.replicas().num_live_requests(), 0);
 }
 
 TEST(HttpServer, ClientDisconnectMidStreamFreesTheRequest) {
