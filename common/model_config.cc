@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -307,10 +308,11 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
 absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
                                                   std::string_view source) {
   const std::string where(source);
-  const json config = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": not valid JSON"));
+  absl::StatusOr<json> parsed = ParseJson(json_text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", parsed.status().message()));
   }
+  const json& config = *parsed;
   try {
     return Parse(config, where);
   } catch (const json::exception& e) {  // the typed reads above should make this unreachable

@@ -269,8 +269,8 @@ void OutputProcessor::Process(std::span<const SequenceUpdate> updates,
   if (!stopped.empty()) on_stopped(stopped);
   for (auto& [request, output] : changed) {
     if (request->info.params.beam_search() &&
-        std::ranges::any_of(updates, [&](const SequenceUpdate& u) {
-          return u.request_finished && u.request_id == output.request_id;
+        std::ranges::any_of(updates, [&request_id = output.request_id](const SequenceUpdate& u) {
+          return u.request_finished && u.request_id == request_id;
         })) {
       for (auto& seq : request->sequences) {
         if (!seq->finished) {

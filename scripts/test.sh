@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: dependencies, the style checks (include layering,
 # clang-format), a Release build + all tests, then the model-file and tokenizer tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# AddressSanitizer + UndefinedBehaviorSanitizer, then every parser of outside input under libFuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -22,4 +22,7 @@ cmake --build build-asan -j"$(nproc)" --target "${sanitized_tests[@]}"
 regex=$(IFS='|'; echo "${sanitized_tests[*]}")
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L "^(${regex})\$"
+
+# libFuzzer (clang, ASan + UBSan) on every parser of outside input, 24 s each (4 minutes in all).
+scripts/fuzz.sh "${PAGODA_FUZZ_SECONDS:-24}"
 echo "test.sh: all tests passed"

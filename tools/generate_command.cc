@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/arg_parser.h"
+#include "common/json_util.h"
 #include "common/logging.h"
 #include "common/model_args.h"
 #include "common/model_config.h"
@@ -90,8 +91,9 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
     std::string line;
     for (int64_t number = 1; std::getline(in, line); ++number) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.is_object()) {
+      absl::StatusOr<nlohmann::json> parsed = ParseJson(line);
+      nlohmann::json j = parsed.ok() ? std::move(*parsed) : nlohmann::json();
+      if (!j.is_object()) {
         return absl::InvalidArgumentError(
             absl::StrCat(flags.prompts_file, ":", number, ": not a JSON object"));
       }

@@ -10,6 +10,7 @@
 #include "common/chat_template/internal/jinja_interpreter.h"
 #include "common/chat_template/internal/jinja_value.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
@@ -32,7 +33,11 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromModelDirectory(const std::string&
                                                               Options options) {
   const std::string path = dir + "/tokenizer_config.json";
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " ", parsed.status().message()));
+  }
+  nlohmann::json& config = *parsed;
   if (!config.is_object()) return absl::InvalidArgumentError(path + ": not a JSON object");
   auto it = config.find("chat_template");
   if (it == config.end() || it->is_null()) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -208,11 +209,11 @@ absl::Status SafetensorsFile::Parse() {
                                             " bytes); the file is truncated or not safetensors"));
   }
   const char* header_begin = reinterpret_cast<const char*>(bytes.data() + 8);
-  const json header =
-      json::parse(header_begin, header_begin + header_len, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": header is not valid JSON"));
+  absl::StatusOr<json> parsed = ParseJson(std::string_view(header_begin, header_len));
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": header ", parsed.status().message()));
   }
+  const json& header = *parsed;
   if (!header.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": header is not a JSON object"));
   }
@@ -423,10 +424,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
                                             "model.safetensors.index.json exists"));
   }
   ASSIGN_OR_RETURN(std::string index_text, ReadFileToString(index_path));
-  const json index = json::parse(index_text, nullptr, /*allow_exceptions=*/false);
-  if (index.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(index_path, ": not valid JSON"));
+  absl::StatusOr<json> parsed_index = ParseJson(index_text);
+  if (!parsed_index.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(index_path, ": ", parsed_index.status().message()));
   }
+  const json& index = *parsed_index;
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(index_path, ": expected an object with a \"weight_map\" object"));

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "common/tokenizer/added_vocabulary.h"
 #include "common/tokenizer/bpe_model.h"
@@ -209,19 +210,25 @@ std::string HfTokenizer::Decode(const std::vector<int32_t>& ids, bool skip_speci
 absl::StatusOr<std::unique_ptr<Tokenizer>> Build(std::string_view tokenizer_json,
                                                  std::string_view config_json,
                                                  std::string_view source) {
-  const json root = json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) {
+  absl::StatusOr<json> parsed = ParseJson(tokenizer_json);
+  if (!parsed.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(std::string(source), ": tokenizer.json is not valid JSON"));
+        absl::StrCat(std::string(source), ": tokenizer.json ", parsed.status().message()));
   }
+  const json& root = *parsed;
   if (!root.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(source), ": tokenizer.json must hold a JSON object"));
   }
   json config = json::object();
   if (!config_json.empty()) {
-    config = json::parse(config_json, nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded() || !config.is_object()) {
+    absl::StatusOr<json> parsed_config = ParseJson(config_json);
+    if (!parsed_config.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          std::string(source), ": tokenizer_config.json ", parsed_config.status().message()));
+    }
+    config = std::move(*parsed_config);
+    if (!config.is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(std::string(source), ": tokenizer_config.json is not a valid JSON object"));
     }

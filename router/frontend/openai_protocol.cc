@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "engine/finish_reason.h"
 
@@ -184,11 +185,11 @@ json BytesJson(const std::string& text) {
 
 absl::StatusOr<json> ParseJsonBody(std::string_view body) {
   // nlohmann rejects ill-formed UTF-8 inside strings, so nothing invalid reaches a later dump.
-  json parsed = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    return absl::InvalidArgumentError("body: is not valid JSON (or has invalid UTF-8)");
+  absl::StatusOr<json> parsed = ParseJson(body);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("body: ", parsed.status().message()));
   }
-  if (!parsed.is_object()) return WrongType("body", "a JSON object", parsed);
+  if (!parsed->is_object()) return WrongType("body", "a JSON object", *parsed);
   return parsed;
 }
 

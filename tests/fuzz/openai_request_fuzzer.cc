@@ -1,0 +1,49 @@
+// A hostile OpenAI request body, for /v1/completions and /v1/chat/completions: the JSON parser,
+// both request parsers, then what the router does next with a parsed request — the chat template
+// over its messages, tokenization and validation against the serving limits.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "common/chat_template/chat_template.h"
+#include "router/frontend/openai_protocol.h"
+#include "router/frontend/request_validation.h"
+#include "tests/fuzz/fuzz_support.h"
+
+namespace {
+
+
+
+void Validate(const pagoda::Tokenizer& tokenizer, const pagoda::GenerationInput& input) {
+  const std::vector<int32_t> ids =
+      input.text.has_value() ? tokenizer.Encode(*input.text, input.add_special_tokens)
+                             : input.token_ids;
+  (void)pagoda::ValidateGenerationRequest(
+      ids, input.params,
+      {.max_model_len = 2048, .vocab_size = tokenizer.vocab_size(), .max_n = 4});
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const pagoda::ChatTemplate* chatml = new pagoda::ChatTemplate(
+      pagoda::ChatTemplate::Parse(pagoda::fuzz::ReadTestData("chat_templates/smollm2.jinja"))
+          .value());
+  const pagoda::Tokenizer& tokenizer = pagoda::fuzz::TestTokenizer("gpt2_tokenizer");
+  absl::StatusOr<nlohmann::json> body =
+      pagoda::ParseJsonBody(std::string_view(reinterpret_cast<const char*>(data), size));
+  if (!body.ok()) return 0;
+  if (absl::StatusOr<pagoda::CompletionRequest> completion = pagoda::ParseCompletionRequest(*body);
+      completion.ok()) {
+    for (const pagoda::GenerationInput& prompt : completion->prompts) Validate(tokenizer, prompt);
+  }
+  if (absl::StatusOr<pagoda::ChatCompletionRequest> chat = pagoda::ParseChatCompletionRequest(*body);
+      chat.ok()) {
+    absl::StatusOr<std::string> prompt = chatml->Render(chat->messages, true);
+    if (prompt.ok()) {
+      Validate(tokenizer, {.text = *prompt, .add_special_tokens = chat->add_special_tokens,
+                           .params = chat->params});
+    }
+  }
+  return 0;
+}
