@@ -197,6 +197,33 @@ TEST_F(TwoByTwo, RepeatedLongPrefixGoesToTheReplicaThatCachedIt) {
   EXPECT_EQ(hit_gain[1 - cached], 0);
 }
 
+// True once no replica runs a request or holds a KV block and no rank keeps a sequence.
+bool EveryRankReleased(ServeCluster& cluster) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    bool released = true;
+    const v1::GetServerInfoResponse info = cluster.Info();
+    for (const v1::ReplicaInfo& replica : info.replicas()) {
+      released &= replica.num_running_requests() == 0 && replica.kv_cache_usage() == 0;
+    }
+    for (int r = 0; r < 2 && released; ++r) {
+      for (int t = 0; t < 2 && released; ++t) {
+        grpc::ClientContext health_context;
+        internal::HealthResponse health;
+        if (!cluster.WorkerStub(r, t)
+                 ->Health(&health_context, internal::HealthRequest(), &health)
+                 .ok()) {
+          return false;
+        }
+        released &= health.num_sequences() == 0;
+      }
+    }
+    if (released) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
 TEST_F(TwoByTwo, CancelMidStreamReleasesEveryRank) {
   v1::GenerateRequest request = GreedyRequest("Once upon a time", 400);
   request.mutable_sampling()->set_ignore_eos(true);
@@ -209,29 +236,23 @@ TEST_F(TwoByTwo, CancelMidStreamReleasesEveryRank) {
   while (reader->Read(&response)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-
   // The router frees the blocks and tells every rank to drop the sequence.
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  bool released = false;
-  while (!released && absl::Now() < deadline) {
-    released = true;
-    const v1::GetServerInfoResponse info = cluster_->Info();
-    for (const v1::ReplicaInfo& replica : info.replicas()) {
-      released &= replica.num_running_requests() == 0 && replica.kv_cache_usage() == 0;
-    }
-    for (int r = 0; r < 2 && released; ++r) {
-      for (int t = 0; t < 2 && released; ++t) {
-        grpc::ClientContext health_context;
-        internal::HealthResponse health;
-        ASSERT_TRUE(cluster_->WorkerStub(r, t)
-                        ->Health(&health_context, internal::HealthRequest(), &health)
-                        .ok());
-        released &= health.num_sequences() == 0;
-      }
-    }
-    if (!released) absl::SleepFor(absl::Milliseconds(50));
-  }
-  EXPECT_TRUE(released) << "blocks or worker state left after cancel";
+  EXPECT_TRUE(EveryRankReleased(*cluster_)) << "blocks or worker state left after cancel";
+}
+
+TEST_F(TwoByTwo, DeadlineExceededReleasesEveryRank) {
+  // 8 x 450 tokens take far longer than the 150 ms deadline on 2 x TP 2 (each step an
+  // all-reduce between processes), so the deadline passes mid-generation.
+  v1::GenerateRequest request = GreedyRequest("Once upon a time", 450);
+  request.mutable_sampling()->set_ignore_eos(true);
+  request.mutable_sampling()->set_n(8);
+  request.mutable_sampling()->set_temperature(1.0f);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(150)));
+  v1::CompleteResponse response;
+  EXPECT_EQ(cluster_->stub().Complete(&context, request, &response).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(EveryRankReleased(*cluster_)) << "blocks or worker state left after the deadline";
 }
 
 TEST_F(TwoByTwo, InvalidRequestsNameTheFieldAndTheServerKeepsServing) {
