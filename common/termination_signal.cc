@@ -32,6 +32,22 @@ int WaitForTerminationSignal() {
   return signal;
 }
 
+void BlockReloadSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationOrReloadSignal() {
+  sigset_t set = TerminationSet();
+  sigaddset(&set, SIGHUP);
+  int signal = 0;
+  while (sigwait(&set, &signal) != 0) {
+  }
+  return signal;
+}
+
 int WaitForTerminationSignalFor(absl::Duration timeout) {
   const sigset_t set = TerminationSet();
   const timespec wait = absl::ToTimespec(std::max(timeout, absl::ZeroDuration()));

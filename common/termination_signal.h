@@ -22,6 +22,13 @@ int WaitForTerminationSignal();
 /// signal that cuts a graceful drain short).
 int WaitForTerminationSignalFor(absl::Duration timeout);
 
+/// Blocks SIGHUP too (call with BlockTerminationSignals), for a process that reloads its
+/// configuration on it instead of dying.
+void BlockReloadSignal();
+
+/// Waits until SIGINT, SIGTERM or SIGHUP is delivered and returns it (after BlockReloadSignal).
+int WaitForTerminationOrReloadSignal();
+
 /// Sends SIGTERM to this process, so the thread in WaitForTerminationSignal() returns (for a
 /// shutdown requested from elsewhere, e.g. an RPC).
 void RequestTermination();

@@ -9,6 +9,7 @@
 // main() runs four steps: parse and check the flags, build the replica set (router/served_model.h,
 // router/cluster_config.h), build the frontends, serve until SIGINT/SIGTERM.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -30,6 +31,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "router/cluster_config.h"
+#include "router/frontend/api_keys.h"
 #include "router/frontend/frontend.h"
 #include "router/frontend/generation_service.h"
 #include "router/frontend/health_reporter.h"
@@ -54,6 +56,8 @@ struct RouterFlags {
   int64_t http_port = 8000;  // -1: no HTTP
   std::string http_port_file;
   std::string api_key;
+  std::string api_key_file;
+  bool probes_need_key = false;
   int64_t max_request_bytes = int64_t{16} << 20;
   int64_t http_threads = 512;
   int64_t max_n = 16;
@@ -94,6 +98,10 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
                    "Write the HTTP port actually bound to this file");
   parser.AddString("api-key", &f.api_key,
                    "Require 'Authorization: Bearer KEY' on /v1/* (default: $PAGODA_API_KEY)");
+  parser.AddString("api-key-file", &f.api_key_file,
+                   "More API keys, one per line ('#' comments); re-read on SIGHUP");
+  parser.AddBool("probes-need-key", &f.probes_need_key,
+                 "/health, /ready and /metrics need an API key too (default: open)");
   parser.AddInt("max-request-bytes", &f.max_request_bytes, "Largest HTTP request body");
   parser.AddInt("http-threads", &f.http_threads,
                 "HTTP connections served at once (a streaming request holds one until it ends)");
@@ -175,7 +183,7 @@ struct Servers {
 // ports written to the port files. Unavailable when an address cannot be bound.
 absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Frontend& frontend,
                           GenerationService& service, ReplicaSet& replicas, RouterMetrics& metrics,
-                          Servers& servers) {
+                          const ApiKeys* api_keys, Servers& servers) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -194,7 +202,8 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
         HttpServerOptions{
             .host = flags.host,
             .port = static_cast<int>(flags.http_port),
-            .api_key = flags.api_key,
+            .api_keys = api_keys,
+            .keys_guard_probes = flags.probes_need_key,
             .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
             .threads = static_cast<int>(flags.http_threads),
             .metrics =
@@ -216,18 +225,27 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
   return absl::OkStatus();
 }
 
-// Step 4: grpc.health.v1 says SERVING for the Generation service while a replica is ready. On
-// SIGINT/SIGTERM a graceful drain: stop admitting at once (readiness and health go false, new
-// requests get 503 / UNAVAILABLE), let live requests finish for up to --drain-timeout-s (a second
-// signal cuts it short), then stop the listeners, HTTP first.
-void ServeUntilSignal(Servers& servers, ReplicaSet& replicas, absl::Duration drain_timeout) {
+// Step 4: grpc.health.v1 says SERVING for the Generation service while a replica is ready.
+// SIGHUP re-reads --api-key-file. On SIGINT/SIGTERM a graceful drain: stop admitting at once
+// (readiness and health go false, new requests get 503 / UNAVAILABLE), let live requests finish for
+// up to --drain-timeout-s (a second signal cuts it short), then stop the listeners, HTTP first.
+void ServeUntilSignal(Servers& servers, ReplicaSet& replicas, ApiKeys& api_keys,
+                      absl::Duration drain_timeout) {
   grpc::HealthCheckServiceInterface* health = servers.grpc->GetHealthCheckService();
   HealthReporter reporter([&replicas] { return replicas.AnyReady(); },
                           [health](bool serving) {
                             health->SetServingStatus(kHealthService, serving);
                             health->SetServingStatus("", serving);
                           });
-  const int signal = WaitForTerminationSignal();
+  int signal = 0;
+  while ((signal = WaitForTerminationOrReloadSignal()) == SIGHUP) {
+    if (absl::Status reloaded = api_keys.Reload(); reloaded.ok()) {
+      PAGODA_LOG(info, "SIGHUP: {} API key(s) in force", api_keys.num_keys());
+    } else {
+      PAGODA_LOG(error, "SIGHUP: keeping the API keys in force: {}",
+                 std::string(reloaded.message()));
+    }
+  }
   replicas.StopAdmitting();
   const absl::Time deadline = absl::Now() + drain_timeout;
   PAGODA_LOG(info, "signal {}: draining {} live request(s) for at most {}", signal,
@@ -262,7 +280,11 @@ int Run(int argc, char** argv) {
   // initializes them on its own thread).
   absl::StatusOr<ServedModel> model = ServedModel::Load(flags->model);
   if (!model.ok()) return Fail(model.status(), 2);
+  absl::StatusOr<std::unique_ptr<ApiKeys>> api_keys =
+      ApiKeys::Create(flags->api_key, flags->api_key_file);
+  if (!api_keys.ok()) return Fail(api_keys.status(), 2);
   BlockTerminationSignals();
+  BlockReloadSignal();
   RouterMetrics metrics(model->name);  // outlives the replicas, which report to it
   absl::StatusOr<ReplicaSetOptions> options =
       MakeReplicaSetOptions(flags->cluster, *model, &metrics);
@@ -278,10 +300,10 @@ int Run(int argc, char** argv) {
                                 .max_tokens = static_cast<int32_t>(flags->max_tokens)}});
   const std::string routing_policy(RoutingPolicyName(flags->cluster.routing_policy));
   GenerationService service(&frontend, PAGODA_VERSION, routing_policy,
-                            flags->cluster.max_queued_requests);
+                            flags->cluster.max_queued_requests, api_keys->get());
   Servers servers;
-  if (absl::Status status =
-          StartServers(*flags, *model, frontend, service, replicas, metrics, servers);
+  if (absl::Status status = StartServers(*flags, *model, frontend, service, replicas, metrics,
+                                         api_keys->get(), servers);
       !status.ok()) {
     PAGODA_LOG(error, "{}", std::string(status.message()));
     return 1;
@@ -293,7 +315,7 @@ int Run(int argc, char** argv) {
              flags->cluster.replicas.size(), routing_policy);
 
   // Step 4.
-  ServeUntilSignal(servers, replicas, absl::Seconds(flags->drain_timeout_s));
+  ServeUntilSignal(servers, replicas, **api_keys, absl::Seconds(flags->drain_timeout_s));
   return 0;
 }
 

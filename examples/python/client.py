@@ -74,6 +74,9 @@ def parse_args(argv):
     parser.add_argument("--proto-dir", default=DEFAULT_PROTO_DIR,
                         help="directory holding pagoda/v1/generation.proto (default: the "
                              "repository's proto/)")
+    parser.add_argument("--api-key", default=os.environ.get("PAGODA_API_KEY", ""),
+                        help="sent as the 'authorization: Bearer KEY' metadata "
+                             "(default: $PAGODA_API_KEY)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="deadline of each call in seconds (default: none)")
     what = parser.add_mutually_exclusive_group()
@@ -172,10 +175,15 @@ def print_usage(usage):
           f"completion_tokens={usage.completion_tokens} total_tokens={usage.total_tokens}")
 
 
+def metadata(args):
+    """The call metadata: the API key, when one is given."""
+    return (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
+
+
 def generate(pb2, stub, args):
     request = build_request(pb2, args)
     if not args.stream:
-        response = stub.Complete(request, timeout=args.timeout)
+        response = stub.Complete(request, timeout=args.timeout, metadata=metadata(args))
         for c in sorted(response.completions, key=lambda c: c.index):
             if len(response.completions) > 1:
                 print(f"--- completion {c.index}")
@@ -190,7 +198,7 @@ def generate(pb2, stub, args):
     single = (args.n or 1) == 1
     texts, logprobs, last = {}, {}, {}
     usage = None
-    call = stub.Generate(request, timeout=args.timeout)
+    call = stub.Generate(request, timeout=args.timeout, metadata=metadata(args))
     try:
         for response in call:
             for c in response.outputs:
@@ -222,13 +230,13 @@ def generate(pb2, stub, args):
 
 
 def list_models(pb2, stub, args):
-    for m in stub.ListModels(pb2.ListModelsRequest(), timeout=args.timeout).models:
+    for m in stub.ListModels(pb2.ListModelsRequest(), timeout=args.timeout, metadata=metadata(args)).models:
         print(f"{m.id}  max_model_len={m.max_model_len} vocab_size={m.vocab_size} "
               f"owned_by={m.owned_by or '-'}")
 
 
 def server_info(pb2, stub, args):
-    info = stub.GetServerInfo(pb2.GetServerInfoRequest(), timeout=args.timeout)
+    info = stub.GetServerInfo(pb2.GetServerInfoRequest(), timeout=args.timeout, metadata=metadata(args))
     print(f"version: {info.version}")
     print(f"model: {info.model} (max_model_len {info.max_model_len})")
     print(f"scheduling_policy: {info.scheduling_policy}")

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_status.h"
 #include "proto/step_codec.h"
+#include "router/frontend/api_keys.h"
 #include "router/router_metrics.h"
 
 namespace pagoda {
@@ -88,11 +89,25 @@ void ToProto(const RequestOutput& output, v1::GenerateResponse* response) {
 }
 
 GenerationService::GenerationService(Frontend* frontend, std::string version,
-                                     std::string routing_policy, int64_t max_queued_requests)
+                                     std::string routing_policy, int64_t max_queued_requests,
+                                     const ApiKeys* api_keys)
     : frontend_(frontend),
       version_(std::move(version)),
       routing_policy_(std::move(routing_policy)),
-      max_queued_requests_(max_queued_requests) {}
+      max_queued_requests_(max_queued_requests),
+      api_keys_(api_keys) {}
+
+grpc::Status GenerationService::Authenticate(const grpc::ServerContext* context) const {
+  if (api_keys_ == nullptr || !api_keys_->enabled()) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  const auto it = metadata.find("authorization");
+  const std::string_view presented = it == metadata.end()
+                                         ? std::string_view()
+                                         : std::string_view(it->second.data(), it->second.size());
+  if (api_keys_->Authorizes(presented)) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "missing or wrong API key (metadata authorization: Bearer <key>)");
+}
 
 grpc::Status GenerationService::Start(const v1::GenerateRequest& request,
                                       std::unique_ptr<RequestSession>* session) {
@@ -131,34 +146,43 @@ grpc::Status GenerationService::Counted(std::string_view method, grpc::Status st
 grpc::Status GenerationService::Generate(grpc::ServerContext* context,
                                          const v1::GenerateRequest* request,
                                          grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  return Counted("Generate", DoGenerate(context, request, writer));
+  grpc::Status allowed = Authenticate(context);
+  return Counted("Generate", allowed.ok() ? DoGenerate(context, request, writer) : allowed);
 }
 
 grpc::Status GenerationService::Complete(grpc::ServerContext* context,
                                          const v1::GenerateRequest* request,
                                          v1::CompleteResponse* response) {
-  return Counted("Complete", DoComplete(context, request, response));
+  grpc::Status allowed = Authenticate(context);
+  return Counted("Complete", allowed.ok() ? DoComplete(context, request, response) : allowed);
 }
 
-grpc::Status GenerationService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
+grpc::Status GenerationService::Tokenize(grpc::ServerContext* context,
+                                         const v1::TokenizeRequest* request,
                                          v1::TokenizeResponse* response) {
-  return Counted("Tokenize", DoTokenize(request, response));
+  grpc::Status allowed = Authenticate(context);
+  return Counted("Tokenize", allowed.ok() ? DoTokenize(request, response) : allowed);
 }
 
-grpc::Status GenerationService::Detokenize(grpc::ServerContext*,
+grpc::Status GenerationService::Detokenize(grpc::ServerContext* context,
                                            const v1::DetokenizeRequest* request,
                                            v1::DetokenizeResponse* response) {
-  return Counted("Detokenize", DoDetokenize(request, response));
+  grpc::Status allowed = Authenticate(context);
+  return Counted("Detokenize", allowed.ok() ? DoDetokenize(request, response) : allowed);
 }
 
-grpc::Status GenerationService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status GenerationService::ListModels(grpc::ServerContext* context,
+                                           const v1::ListModelsRequest*,
                                            v1::ListModelsResponse* response) {
-  return Counted("ListModels", DoListModels(response));
+  grpc::Status allowed = Authenticate(context);
+  return Counted("ListModels", allowed.ok() ? DoListModels(response) : allowed);
 }
 
-grpc::Status GenerationService::GetServerInfo(grpc::ServerContext*, const v1::GetServerInfoRequest*,
+grpc::Status GenerationService::GetServerInfo(grpc::ServerContext* context,
+                                              const v1::GetServerInfoRequest*,
                                               v1::GetServerInfoResponse* response) {
-  return Counted("GetServerInfo", DoGetServerInfo(response));
+  grpc::Status allowed = Authenticate(context);
+  return Counted("GetServerInfo", allowed.ok() ? DoGetServerInfo(response) : allowed);
 }
 
 grpc::Status GenerationService::DoGenerate(grpc::ServerContext* context,

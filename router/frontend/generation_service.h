@@ -18,11 +18,15 @@ namespace pagoda {
 /// Writes a delta (or an accumulated result) as the public message.
 void ToProto(const RequestOutput& output, v1::GenerateResponse* response);
 
+class ApiKeys;  // router/frontend/api_keys.h
+
 class GenerationService final : public v1::Generation::Service {
  public:
   /// `frontend` must outlive the service. `version`: reported by GetServerInfo.
+  /// `api_keys` (null: open) must outlive the service too: every method then needs the
+  /// `authorization` metadata "Bearer <key>" (UNAUTHENTICATED otherwise).
   GenerationService(Frontend* frontend, std::string version, std::string routing_policy,
-                    int64_t max_queued_requests);
+                    int64_t max_queued_requests, const ApiKeys* api_keys = nullptr);
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -49,6 +53,8 @@ class GenerationService final : public v1::Generation::Service {
   grpc::Status DoGetServerInfo(v1::GetServerInfoResponse* response);
   // Counts a finished call and returns its status.
   grpc::Status Counted(std::string_view method, grpc::Status status);
+  // OK, or UNAUTHENTICATED when keys are set and the call's metadata has none of them.
+  grpc::Status Authenticate(const grpc::ServerContext* context) const;
 
   // Parses and admits a request; the gRPC status of an error.
   grpc::Status Start(const v1::GenerateRequest& request, std::unique_ptr<RequestSession>* session);
@@ -57,6 +63,7 @@ class GenerationService final : public v1::Generation::Service {
   const std::string version_;
   const std::string routing_policy_;
   const int64_t max_queued_requests_;
+  const ApiKeys* const api_keys_;
 };
 
 }  // namespace pagoda

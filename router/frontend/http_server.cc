@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/chat_template/chat_template.h"
 #include "common/logging.h"
+#include "router/frontend/api_keys.h"
 #include "router/frontend/openai_protocol.h"
 
 namespace pagoda {
@@ -375,8 +376,9 @@ bool HttpServer::Screen(const httplib::Request& req, httplib::Response& res, boo
                    (std::strtoull(length.c_str(), nullptr, 10) > 0 ||
                     absl::StrContains(req.get_header_value("Transfer-Encoding"), "chunked"));
   }
-  if (!options_.api_key.empty() && absl::StartsWith(req.path, "/v1/") &&
-      req.get_header_value("Authorization") != absl::StrCat("Bearer ", options_.api_key)) {
+  const bool guarded = absl::StartsWith(req.path, "/v1/") || options_.keys_guard_probes;
+  if (guarded && options_.api_keys != nullptr &&
+      !options_.api_keys->Authorizes(req.get_header_value("Authorization"))) {
     if (body_pending) return false;
     ReplyError(res, 401, "missing or wrong API key (Authorization: Bearer <key>)");
     return true;

@@ -32,12 +32,17 @@ class Response;
 
 namespace pagoda {
 
+class ApiKeys;       // router/frontend/api_keys.h
 class ChatTemplate;  // common/chat_template.h
 
 struct HttpServerOptions {
   std::string host = "0.0.0.0";
-  int port = 8000;      // 0: the OS picks one (see HttpServer::port())
-  std::string api_key;  // empty: no auth; else /v1/* need "Authorization: Bearer <api_key>"
+  int port = 8000;  // 0: the OS picks one (see HttpServer::port())
+  /// Null or disabled: no auth; else /v1/* need "Authorization: Bearer <key>". Must outlive
+  /// the server.
+  const ApiKeys* api_keys = nullptr;
+  /// With keys: /health, /ready and /metrics need one too (default: open for probes/scrapers).
+  bool keys_guard_probes = false;
   size_t max_request_bytes = size_t{16} << 20;
   /// Connections served at once: each holds a thread while its request runs (a stream until
   /// [DONE]); more wait in the accept queue.

@@ -21,9 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     "bos_token": "<s>", "eos_token": "</s>",
     "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
   })"));
-  pagoda::ChatTemplateOptions options{.max_output_bytes = 1 << 16,
-                                      .max_loop_iterations = 20'000,
-                                      .max_call_depth = 32};
+  pagoda::ChatTemplateOptions options{
+      .max_output_bytes = 1 << 16, .max_loop_iterations = 20'000, .max_call_depth = 32};
   absl::StatusOr<pagoda::ChatTemplate> tmpl =
       pagoda::ChatTemplate::Parse(std::string(reinterpret_cast<const char*>(data), size), options);
   if (!tmpl.ok()) return 0;

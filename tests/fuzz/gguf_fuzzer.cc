@@ -15,8 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!file.ok()) return 0;
   (void)pagoda::ModelConfigFromGguf(**file);
   (void)pagoda::GgufRopeIsInterleaved(**file);
-  absl::StatusOr<std::unique_ptr<pagoda::Tokenizer>> tokenizer =
-      pagoda::TokenizerFromGguf(**file);
+  absl::StatusOr<std::unique_ptr<pagoda::Tokenizer>> tokenizer = pagoda::TokenizerFromGguf(**file);
   if (tokenizer.ok()) {
     const std::vector<int32_t> ids = (*tokenizer)->Encode("Hello, world! <|im_start|> 123", true);
     (void)(*tokenizer)->Decode(ids, /*skip_special_tokens=*/false);

@@ -12,15 +12,12 @@
 
 namespace {
 
-
-
 void Validate(const pagoda::Tokenizer& tokenizer, const pagoda::GenerationInput& input) {
-  const std::vector<int32_t> ids =
-      input.text.has_value() ? tokenizer.Encode(*input.text, input.add_special_tokens)
-                             : input.token_ids;
+  const std::vector<int32_t> ids = input.text.has_value()
+                                       ? tokenizer.Encode(*input.text, input.add_special_tokens)
+                                       : input.token_ids;
   (void)pagoda::ValidateGenerationRequest(
-      ids, input.params,
-      {.max_model_len = 2048, .vocab_size = tokenizer.vocab_size(), .max_n = 4});
+      ids, input.params, {.max_model_len = 2048, .vocab_size = tokenizer.vocab_size(), .max_n = 4});
 }
 
 }  // namespace
@@ -37,11 +34,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       completion.ok()) {
     for (const pagoda::GenerationInput& prompt : completion->prompts) Validate(tokenizer, prompt);
   }
-  if (absl::StatusOr<pagoda::ChatCompletionRequest> chat = pagoda::ParseChatCompletionRequest(*body);
+  if (absl::StatusOr<pagoda::ChatCompletionRequest> chat =
+          pagoda::ParseChatCompletionRequest(*body);
       chat.ok()) {
     absl::StatusOr<std::string> prompt = chatml->Render(chat->messages, true);
     if (prompt.ok()) {
-      Validate(tokenizer, {.text = *prompt, .add_special_tokens = chat->add_special_tokens,
+      Validate(tokenizer, {.text = *prompt,
+                           .add_special_tokens = chat->add_special_tokens,
                            .params = chat->params});
     }
   }

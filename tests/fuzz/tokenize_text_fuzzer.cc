@@ -12,8 +12,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  for (const char* name : {"gpt2_tokenizer", "bytelevel_tokenizer", "llama2_tokenizer",
-                           "metaspace_tokenizer"}) {
+  for (const char* name :
+       {"gpt2_tokenizer", "bytelevel_tokenizer", "llama2_tokenizer", "metaspace_tokenizer"}) {
     const pagoda::Tokenizer& tokenizer = pagoda::fuzz::TestTokenizer(name);
     const std::vector<int32_t> ids = tokenizer.Encode(text, /*add_special_tokens=*/true);
     (void)tokenizer.Decode(ids, /*skip_special_tokens=*/false);

@@ -360,6 +360,63 @@ TEST(Cluster, FullQueueAnswersResourceExhausted) {
   EXPECT_EQ(exhausted + completed, kRequests);
 }
 
+// The gRPC status of ListModels with `authorization` metadata (none when empty).
+grpc::StatusCode ListModelsWith(ServeCluster& cluster, const std::string& authorization) {
+  grpc::ClientContext context;
+  if (!authorization.empty()) context.AddMetadata("authorization", authorization);
+  v1::ListModelsResponse response;
+  return cluster.stub().ListModels(&context, v1::ListModelsRequest(), &response).error_code();
+}
+
+TEST(Cluster, ApiKeysFromAFileGuardGrpcAndHttpAndRotateOnSighup) {
+  const std::string keys =
+      (std::filesystem::temp_directory_path() / absl::StrCat("pagoda_keys_", getpid())).string();
+  std::ofstream(keys) << "# rotated by ops\nalpha\n\nbeta\n";
+  auto cluster = ServeCluster::Start({.replicas = 1,
+                                      .tp = 1,
+                                      .extra_args = {"--router-flag=--api-key-file=" + keys},
+                                      .authorization = "Bearer alpha"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ServeCluster& c = **cluster;
+  EXPECT_EQ(ListModelsWith(c, ""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ListModelsWith(c, "Bearer gamma"), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ListModelsWith(c, "alpha"), grpc::StatusCode::UNAUTHENTICATED);  // no "Bearer "
+  EXPECT_EQ(ListModelsWith(c, "Bearer alpha"), grpc::StatusCode::OK);
+  EXPECT_EQ(ListModelsWith(c, "Bearer beta"), grpc::StatusCode::OK);
+  {
+    grpc::ClientContext context;
+    v1::CompleteResponse response;
+    EXPECT_EQ(c.stub().Complete(&context, GreedyRequest("Once", 2), &response).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  httplib::Client http("127.0.0.1", c.http_port());
+  const char* body = R"({"prompt": "Once", "max_tokens": 2})";
+  EXPECT_EQ(http.Post("/v1/completions", body, "application/json")->status, 401);
+  http.set_bearer_token_auth("beta");
+  EXPECT_EQ(http.Post("/v1/completions", body, "application/json")->status, 200);
+
+  // Rotation: a new file and SIGHUP; the old keys stop working, the new one works.
+  std::ofstream(keys) << "gamma\n";
+  const int router_pid = c.State()["router"]["pid"].get<int>();
+  ASSERT_EQ(kill(router_pid, SIGHUP), 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (ListModelsWith(c, "Bearer gamma") != grpc::StatusCode::OK && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(ListModelsWith(c, "Bearer gamma"), grpc::StatusCode::OK) << c.LogTails();
+  EXPECT_EQ(ListModelsWith(c, "Bearer beta"), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(http.Post("/v1/completions", body, "application/json")->status, 401);
+  // A broken file keeps the keys in force rather than opening or closing the server.
+  std::ofstream(keys) << "# nothing\n";
+  ASSERT_EQ(kill(router_pid, SIGHUP), 0);
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(ListModelsWith(c, "Bearer gamma"), grpc::StatusCode::OK);
+  EXPECT_EQ(ListModelsWith(c, ""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(c.State()["router"]["pid"].get<int>(), router_pid)
+      << "SIGHUP must not restart the router";
+  std::filesystem::remove(keys);
+}
+
 TEST(Cluster, ServePassesTheEngineFlagsOnToTheRouterInTheirNewSpelling) {
   // The last value of a flag wins; an old spelling is accepted (with a warning) and passed on in
   // the new one.

@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<ServeCluster>> ServeCluster::Start(const ServeOpt
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
+  cluster->authorization_ = options.authorization;
   cluster->stub_ = v1::Generation::NewStub(
       grpc::CreateChannel(cluster->target(), grpc::InsecureChannelCredentials()));
   if (absl::Status ready = cluster->WaitUntilReady(options.replicas, absl::Seconds(60));
@@ -139,6 +140,7 @@ std::unique_ptr<internal::Worker::Stub> ServeCluster::WorkerStub(int replica, in
 v1::GetServerInfoResponse ServeCluster::Info() {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  if (!authorization_.empty()) context.AddMetadata("authorization", authorization_);
   v1::GetServerInfoResponse response;
   stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &response);
   return response;

@@ -27,6 +27,9 @@ struct ServeOptions {
   int tp = 2;
   std::string model_dir;                // empty: the converted stories260K
   std::vector<std::string> extra_args;  // more `pagoda serve` flags
+  /// The `authorization` metadata the harness's own calls (Info, readiness) send, for a router
+  /// started with API keys: "Bearer <key>".
+  std::string authorization;
 };
 
 class ServeCluster {
@@ -58,6 +61,7 @@ class ServeCluster {
   std::string dir_;  // state, port and log files
   std::optional<Subprocess> serve_;
   int port_ = 0;
+  std::string authorization_;
   std::unique_ptr<v1::Generation::Stub> stub_;
 };
 

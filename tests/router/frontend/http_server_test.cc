@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "router/frontend/api_keys.h"
 
 namespace pagoda {
 namespace {
@@ -281,7 +282,8 @@ TEST(HttpServer, RefusesBodiesOverTheLimit) {
 }
 
 TEST(HttpServer, RefusesAWrongApiKeyAfterReadingTheBody) {
-  TestRouter router({.http = {.api_key = "sesame"}});
+  const std::unique_ptr<ApiKeys> keys = ApiKeys::Create("sesame", "").value();
+  TestRouter router({.http = {.api_keys = keys.get()}});
   const std::string body =
       absl::StrCat(R"({"prompt": ")", std::string(size_t{12} << 20, 'a'), R"("})");
   ExpectError(router.Post("/v1/completions", body), 401);
@@ -289,7 +291,8 @@ TEST(HttpServer, RefusesAWrongApiKeyAfterReadingTheBody) {
 }
 
 TEST(HttpServer, ChecksTheApiKey) {
-  TestRouter router({.http = {.api_key = "sesame"}});
+  const std::unique_ptr<ApiKeys> keys = ApiKeys::Create("sesame", "").value();
+  TestRouter router({.http = {.api_keys = keys.get()}});
   ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 401);
   httplib::Client client = router.Client();
   client.set_bearer_token_auth("wrong");
@@ -303,6 +306,21 @@ TEST(HttpServer, ChecksTheApiKey) {
   httplib::Result health = router.Client().Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+}
+
+TEST(HttpServer, GuardsProbesAndMetricsWhenAsked) {
+  const std::unique_ptr<ApiKeys> keys = ApiKeys::Create("sesame", "").value();
+  TestRouter router({.http = {.api_keys = keys.get(), .keys_guard_probes = true, .metrics = [] {
+                                return std::string("pagoda_up 1\n");
+                              }}});
+  for (const char* path : {"/health", "/ready", "/metrics"}) {
+    ExpectError(router.Client().Get(path), 401);
+    httplib::Client client = router.Client();
+    client.set_bearer_token_auth("sesame");
+    httplib::Result ok = client.Get(path);
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(ok->status, 200) << path;
+  }
 }
 
 TEST(HttpServer, AnswersQueueFullWith429) {
