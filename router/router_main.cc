@@ -24,6 +24,7 @@
 #include "common/sampling_params.h"
 #include "common/status_macros.h"
 #include "common/termination_signal.h"
+#include "common/tls_files.h"
 #include "engine/engine_args.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -58,6 +59,7 @@ struct RouterFlags {
   std::string api_key;
   std::string api_key_file;
   bool probes_need_key = false;
+  TlsFiles tls;  // the public listeners (gRPC and HTTP)
   int64_t max_request_bytes = int64_t{16} << 20;
   int64_t http_threads = 512;
   int64_t max_n = 16;
@@ -102,6 +104,11 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
                    "More API keys, one per line ('#' comments); re-read on SIGHUP");
   parser.AddBool("probes-need-key", &f.probes_need_key,
                  "/health, /ready and /metrics need an API key too (default: open)");
+  parser.AddString("tls-cert", &f.tls.cert_file,
+                   "PEM certificate (chain) of the public gRPC and HTTP listeners: serve TLS");
+  parser.AddString("tls-key", &f.tls.key_file, "PEM private key of --tls-cert");
+  parser.AddString("tls-client-ca", &f.tls.client_ca_file,
+                   "PEM CA: clients must present a certificate it signed (mutual TLS)");
   parser.AddInt("max-request-bytes", &f.max_request_bytes, "Largest HTTP request body");
   parser.AddInt("http-threads", &f.http_threads,
                 "HTTP connections served at once (a streaming request holds one until it ends)");
@@ -138,6 +145,7 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   if (f.max_request_bytes < 1) {
     return absl::InvalidArgumentError("--max-request-bytes: must be >= 1");
   }
+  RETURN_IF_ERROR(f.tls.Validate());
   if (!(f.drain_timeout_s >= 0 && f.drain_timeout_s <= 3600)) {
     return absl::InvalidArgumentError("--drain-timeout-s: must be in [0, 3600]");
   }
@@ -186,9 +194,19 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
                           const ApiKeys* api_keys, Servers& servers) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  ASSIGN_OR_RETURN(const TlsPem tls, flags.tls.Load());
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (flags.tls.enabled()) {
+    grpc::SslServerCredentialsOptions ssl(
+        tls.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = tls.client_ca;
+    ssl.pem_key_cert_pairs.push_back({.private_key = tls.key, .cert_chain = tls.cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(flags.host, ":", flags.grpc_port),
-                           grpc::InsecureServerCredentials(), &servers.grpc_port);
+  builder.AddListeningPort(absl::StrCat(flags.host, ":", flags.grpc_port), credentials,
+                           &servers.grpc_port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);
   servers.grpc = builder.BuildAndStart();
@@ -205,6 +223,7 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
             .api_keys = api_keys,
             .keys_guard_probes = flags.probes_need_key,
             .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
+            .tls = flags.tls,
             .threads = static_cast<int>(flags.http_threads),
             .metrics =
                 [&replicas, &metrics] {

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/chat_template/chat_template.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "router/frontend/api_keys.h"
 #include "router/frontend/openai_protocol.h"
 
@@ -297,7 +298,21 @@ HttpServer::HttpServer(Frontend* frontend, const ChatTemplate* chat_template,
 HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::Start() {
-  server_ = std::make_unique<httplib::Server>();
+  RETURN_IF_ERROR(options_.tls.Load().status());
+  if (options_.tls.enabled()) {
+    const TlsFiles& tls = options_.tls;
+    auto server = std::make_unique<httplib::SSLServer>(
+        tls.cert_file.c_str(), tls.key_file.c_str(),
+        tls.client_ca_file.empty() ? nullptr : tls.client_ca_file.c_str());
+    if (!server->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tls-cert/--tls-key: OpenSSL refused ",
+                                                     tls.cert_file, " with ", tls.key_file,
+                                                     " (not a certificate and its key?)"));
+    }
+    server_ = std::move(server);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   // httplib's default pool has as many threads as cores (at least 8), and a streaming request
   // holds one until it ends: that would cap concurrent streams far below the engine's batch.
   server_->new_task_queue = [threads = options_.threads] {

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/tls_files.h"
 #include "router/frontend/frontend.h"
 
 namespace httplib {
@@ -44,6 +45,9 @@ struct HttpServerOptions {
   /// With keys: /health, /ready and /metrics need one too (default: open for probes/scrapers).
   bool keys_guard_probes = false;
   size_t max_request_bytes = size_t{16} << 20;
+  /// HTTPS when set (cert and key files); with a client CA, clients must present a certificate
+  /// it signed (mutual TLS). Checked by TlsFiles::Load before the server starts.
+  TlsFiles tls;
   /// Connections served at once: each holds a thread while its request runs (a stream until
   /// [DONE]); more wait in the accept queue.
   int threads = 512;

@@ -90,14 +90,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(method, url, body=None, headers=None, timeout=60):
-    """One HTTP request: (status, headers, body bytes); HTTP errors are results, not raised."""
+def http(method, url, body=None, headers=None, timeout=60, context=None):
+    """One HTTP request: (status, headers, body bytes); HTTP errors are results, not raised.
+    `context`: an ssl.SSLContext for https URLs."""
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None and "Content-Type" not in request.headers:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
@@ -149,8 +150,11 @@ def wait_for_router_state(process, state_file, timeout, what, log_tails):
 class PagodaCluster:
     """`pagoda serve` as a context manager; waits until every replica is ready."""
 
-    def __init__(self, replicas=2, tp=2, extra_args=(), env=None, ready_timeout=90):
+    def __init__(self, replicas=2, tp=2, extra_args=(), env=None, ready_timeout=90,
+                 ssl_context=None):
+        """ssl_context: the router serves HTTPS (--tls-* router flags); how to reach it."""
         self.replicas = replicas
+        self.ssl_context = ssl_context
         self.dir = tempfile.mkdtemp(prefix="pagoda_py_serve_")
         self.state_file = os.path.join(self.dir, "state.json")
         argv = [os.path.join(BIN_DIR, "pagoda"), "serve", "--model", model_dir(),
@@ -164,7 +168,8 @@ class PagodaCluster:
         try:
             self.state = self._wait_for_state(ready_timeout)
             self.http_port = self.state["router"]["http_port"]
-            self.http_url = f"http://127.0.0.1:{self.http_port}"
+            scheme = "https" if ssl_context is not None else "http"
+            self.http_url = f"{scheme}://127.0.0.1:{self.http_port}"
             self.wait_ready(replicas, ready_timeout)
         except BaseException:
             self.close()
@@ -175,7 +180,8 @@ class PagodaCluster:
                                      self.log_tails)
 
     def ready_replicas(self):
-        status, _, body = http("GET", self.http_url + "/ready", timeout=10)
+        status, _, body = http("GET", self.http_url + "/ready", timeout=10,
+                               context=self.ssl_context)
         if status not in (200, 503):
             return 0
         return sum(r["state"] == "ready" for r in json.loads(body)["replicas"])
