@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "structured/internal/utf8_ranges.h"
 
@@ -379,6 +380,22 @@ class GbnfParser {
 };
 
 }  // namespace
+
+std::string GbnfLiteral(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto b = static_cast<uint8_t>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (b < 0x20 || b == 0x7F) {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02X", b));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
 
 absl::StatusOr<Grammar> ParseGbnf(std::string_view text, std::string_view root_rule) {
   return GbnfParser(text).Parse(root_rule);

@@ -14,6 +14,7 @@
 //   ASSIGN_OR_RETURN(Grammar g, ParseGbnf(R"(root ::= "yes" | "no")"));
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -27,5 +28,8 @@ inline constexpr int kMaxGbnfNesting = 64;
 inline constexpr int kMaxGbnfRepetition = 1000;  // m and n of {m,n}
 
 absl::StatusOr<Grammar> ParseGbnf(std::string_view text, std::string_view root_rule = "root");
+
+/// `text` (UTF-8) as a GBNF literal: quoted, with ", \ and control characters escaped.
+std::string GbnfLiteral(std::string_view text);
 
 }  // namespace pagoda::structured
