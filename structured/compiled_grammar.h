@@ -39,11 +39,15 @@ class CompiledGrammar {
   static std::shared_ptr<const CompiledGrammar> Compile(
       std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary);
 
+  /// The grammar the matchers run: the input with small shared rules copied per use
+  /// (internal/unshare_rules.h), the same language.
   const std::shared_ptr<const Grammar>& grammar() const { return grammar_; }
   const TokenVocabulary& vocabulary() const { return *vocabulary_; }
-  /// For a byte position of the grammar.
+  /// For a byte position of grammar() (none for a position the root cannot reach).
   const PositionTokens& tokens_at(int32_t position) const {
-    return tokens_[position_index_[position]];
+    static const PositionTokens kNone;
+    const int32_t index = position_index_[position];
+    return index < 0 ? kNone : tokens_[index];
   }
   /// Heap bytes of the precomputed sets (the cache's size measure).
   size_t memory_bytes() const;

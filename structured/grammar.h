@@ -80,6 +80,7 @@ class Grammar {
   int32_t num_rules() const { return static_cast<int32_t>(rules_.size()); }
   const GrammarRule& rule(int32_t id) const { return rules_[id]; }
   const ByteSet& byte_set(int32_t id) const { return byte_sets_[id]; }
+  const std::vector<ByteSet>& byte_sets() const { return byte_sets_; }
   bool nullable(int32_t rule) const { return nullable_[rule]; }
 
   const std::vector<GrammarPosition>& positions() const { return positions_; }

@@ -586,7 +586,7 @@ class SchemaConverter {
     } else if (format == "uuid") {
       body = R"(fmt-hex{8} "-" fmt-hex{4} "-" fmt-hex{4} "-" fmt-hex{4} "-" fmt-hex{12})";
     } else if (format == "email") {
-      body = R"([a-zA-Z0-9_%+-] [a-zA-Z0-9._%+-]{0,63} "@" [a-zA-Z0-9-]{1,63} ("." [a-zA-Z0-9-]{1,63}){0,4} "." [a-zA-Z]{2,24})";
+      body = R"([a-zA-Z0-9_%+-] [a-zA-Z0-9._%+-]* "@" [a-zA-Z0-9-]+ ("." [a-zA-Z0-9-]+)* "." [a-zA-Z] [a-zA-Z]+)";
     } else {
       return Error(path, absl::StrCat("the format '", format, "' is not supported"));
     }
