@@ -74,12 +74,12 @@ Setup& GetSetup() {
     }
     s->tokenizer = *std::move(tokenizer);
     const auto start = std::chrono::steady_clock::now();
-    auto vocab = TokenVocabulary::FromTokenizer(
-        *s->tokenizer, EosTokenIds({}, *s->tokenizer), model_path);
+    auto vocab =
+        TokenVocabulary::FromTokenizer(*s->tokenizer, EosTokenIds({}, *s->tokenizer), model_path);
     std::cerr << "vocabulary of " << (*vocab)->size() << " tokens, trie of "
               << (*vocab)->num_trie_nodes() << " nodes, built in "
-              << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                           start).count()
+              << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                     .count()
               << " ms\n";
     s->vocab = *vocab;
     return s;
@@ -136,7 +136,8 @@ void BM_CacheHit(benchmark::State& state) {
   GrammarCache cache(256 << 20);
   (void)cache.GetOrCompile(GrammarKind::kJsonSchema, kSchema, GetSetup().vocab);
   for (auto _ : state) {
-    benchmark::DoNotOptimize(cache.GetOrCompile(GrammarKind::kJsonSchema, kSchema, GetSetup().vocab));
+    benchmark::DoNotOptimize(
+        cache.GetOrCompile(GrammarKind::kJsonSchema, kSchema, GetSetup().vocab));
   }
 }
 BENCHMARK(BM_CacheHit)->Unit(benchmark::kMicrosecond);

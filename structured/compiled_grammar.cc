@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <map>
-#include <string>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -81,9 +81,9 @@ class TrieClassifier {
 void ClassifySorted(const TokenVocabulary& vocab, GrammarMatcher matcher,
                     const std::vector<int32_t>& sorted_ids, std::vector<int32_t>* accepted,
                     std::vector<int32_t>* uncertain) {
-  std::string path;                 // the bytes the matcher holds
+  std::string path;                    // the bytes the matcher holds
   std::vector<bool> exited = {false};  // [depth] -> the context completed at a depth in [1, depth]
-  std::string blocked;              // a rejected prefix
+  std::string blocked;                 // a rejected prefix
   bool blocked_exited = false;
   for (int32_t id : sorted_ids) {
     const std::string& bytes = vocab.token_bytes(id);
@@ -224,8 +224,9 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
 size_t CompiledGrammar::memory_bytes() const {
   size_t bytes = position_index_.size() * sizeof(int32_t);
   for (const PositionTokens& t : tokens_) {
-    bytes += sizeof(t) + (t.accepted_bitmask.size() + t.accepted_ids.size() +
-                          t.uncertain_ids.size()) * sizeof(int32_t);
+    bytes +=
+        sizeof(t) + (t.accepted_bitmask.size() + t.accepted_ids.size() + t.uncertain_ids.size()) *
+                        sizeof(int32_t);
   }
   return bytes;
 }

@@ -194,8 +194,8 @@ class GbnfParser {
         if (alts.size() == 1) {
           atom = std::move(alts[0]);
         } else {
-          atom.push_back({.kind = GrammarElement::Kind::kRule,
-                          .index = NewHelperRule(rule, std::move(alts))});
+          atom.push_back(
+              {.kind = GrammarElement::Kind::kRule, .index = NewHelperRule(rule, std::move(alts))});
         }
       } else if (IsNameChar(c)) {
         ASSIGN_OR_RETURN(std::string name, ParseName());
@@ -248,12 +248,14 @@ class GbnfParser {
     for (int i = 0; i < min; ++i) atom->push_back(item);
     if (max == -1) {  // r ::= r item | "" (left recursion: constant Earley work per item)
       const int32_t star = NewHelperRule(rule, {});
-      rules_[star].alternatives = {{{.kind = GrammarElement::Kind::kRule, .index = star}, item}, {}};
+      rules_[star].alternatives = {{{.kind = GrammarElement::Kind::kRule, .index = star}, item},
+                                   {}};
       atom->push_back({.kind = GrammarElement::Kind::kRule, .index = star});
     } else if (max > min) {  // o_k ::= item o_{k-1} | ""
       int32_t next = NewHelperRule(rule, {{item}, {}});
       for (int k = 2; k <= max - min; ++k) {
-        next = NewHelperRule(rule, {{item, {.kind = GrammarElement::Kind::kRule, .index = next}}, {}});
+        next =
+            NewHelperRule(rule, {{item, {.kind = GrammarElement::Kind::kRule, .index = next}}, {}});
       }
       atom->push_back({.kind = GrammarElement::Kind::kRule, .index = next});
     }
@@ -267,7 +269,8 @@ class GbnfParser {
     while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
       value = value * 10 + (text_[pos_++] - '0');
       if (value > kMaxGbnfRepetition) {
-        return Error(start, absl::StrCat("repetition count over the limit of ", kMaxGbnfRepetition));
+        return Error(start,
+                     absl::StrCat("repetition count over the limit of ", kMaxGbnfRepetition));
       }
     }
     if (pos_ == digits) return Error(pos_, "expected a number in '{m,n}'");
@@ -290,22 +293,38 @@ class GbnfParser {
     const char e = text_[pos_++];
     int hex_digits = 0;
     switch (e) {
-      case 'n': return uint32_t{'\n'};
-      case 'r': return uint32_t{'\r'};
-      case 't': return uint32_t{'\t'};
-      case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/':
+      case 'n':
+        return uint32_t{'\n'};
+      case 'r':
+        return uint32_t{'\r'};
+      case 't':
+        return uint32_t{'\t'};
+      case '\\':
+      case '"':
+      case '\'':
+      case '[':
+      case ']':
+      case '-':
+      case '^':
+      case '/':
         return static_cast<uint32_t>(e);
-      case 'x': hex_digits = 2; break;
-      case 'u': hex_digits = 4; break;
-      case 'U': hex_digits = 8; break;
+      case 'x':
+        hex_digits = 2;
+        break;
+      case 'u':
+        hex_digits = 4;
+        break;
+      case 'U':
+        hex_digits = 8;
+        break;
       default:
         return Error(start, absl::StrCat("unknown escape '\\", std::string(1, e), "'"));
     }
     uint32_t cp = 0;
     for (int i = 0; i < hex_digits; ++i) {
       if (pos_ >= text_.size() || !std::isxdigit(static_cast<unsigned char>(text_[pos_]))) {
-        return Error(start, absl::StrCat("'\\", std::string(1, e), "' needs ", hex_digits,
-                                         " hex digits"));
+        return Error(start,
+                     absl::StrCat("'\\", std::string(1, e), "' needs ", hex_digits, " hex digits"));
       }
       const char h = text_[pos_++];
       cp = cp * 16 + (h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);

@@ -46,19 +46,19 @@ absl::StatusOr<Grammar> Grammar::Create(std::vector<GrammarRule> rules,
     for (const auto& alt : rule.alternatives) {
       num_positions += static_cast<int64_t>(alt.size()) + 1;
       for (const GrammarElement& e : alt) {
-        const size_t limit = e.kind == GrammarElement::Kind::kBytes ? byte_sets.size() : rules.size();
+        const size_t limit =
+            e.kind == GrammarElement::Kind::kBytes ? byte_sets.size() : rules.size();
         if (e.index < 0 || static_cast<size_t>(e.index) >= limit) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("grammar: rule '", rule.name, "' refers to a missing ",
-                           e.kind == GrammarElement::Kind::kBytes ? "byte set " : "rule ", e.index));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "grammar: rule '", rule.name, "' refers to a missing ",
+              e.kind == GrammarElement::Kind::kBytes ? "byte set " : "rule ", e.index));
         }
       }
     }
   }
   if (num_positions > kMaxPositions) {
-    return absl::InvalidArgumentError(absl::StrCat("grammar: ", num_positions,
-                                                   " element positions, over the limit of ",
-                                                   kMaxPositions));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grammar: ", num_positions, " element positions, over the limit of ", kMaxPositions));
   }
 
   // Productive rules (derive at least one string), to a fixed point.
@@ -116,8 +116,8 @@ absl::StatusOr<Grammar> Grammar::Create(std::vector<GrammarRule> rules,
       g.starts_[r].push_back(static_cast<int32_t>(g.positions_.size()));
       for (const GrammarElement& e : alt) {
         g.positions_.push_back({.kind = e.kind == GrammarElement::Kind::kBytes
-                                             ? GrammarPosition::Kind::kBytes
-                                             : GrammarPosition::Kind::kRule,
+                                            ? GrammarPosition::Kind::kBytes
+                                            : GrammarPosition::Kind::kRule,
                                 .index = e.index,
                                 .rule = r});
       }
@@ -141,8 +141,9 @@ std::string Grammar::ToString() const {
       if (alt.empty()) absl::StrAppend(&out, " \"\"");
       for (const GrammarElement& e : alt) {
         absl::StrAppend(&out, " ",
-                        e.kind == GrammarElement::Kind::kBytes ? ByteSetToString(byte_sets_[e.index])
-                                                               : rules_[e.index].name);
+                        e.kind == GrammarElement::Kind::kBytes
+                            ? ByteSetToString(byte_sets_[e.index])
+                            : rules_[e.index].name);
       }
     }
     absl::StrAppend(&out, "\n");

@@ -30,20 +30,35 @@ constexpr int kMaxIntegerDigits = 19;
 constexpr int kMaxLengthBound = kMaxGbnfRepetition;
 
 const std::set<std::string>& Annotations() {
-  static const auto* kAnnotations =
-      new std::set<std::string>{"title",   "description", "default",    "examples", "$schema",
-                                "$id",     "$comment",    "deprecated", "readOnly", "writeOnly",
-                                "$defs",   "definitions"};
+  static const auto* kAnnotations = new std::set<std::string>{
+      "title",    "description", "default",  "examples",  "$schema", "$id",
+      "$comment", "deprecated",  "readOnly", "writeOnly", "$defs",   "definitions"};
   return *kAnnotations;
 }
 
 const std::set<std::string>& Supported() {
-  static const auto* kSupported = new std::set<std::string>{
-      "type",      "properties", "required",  "additionalProperties", "items",
-      "prefixItems", "minItems", "maxItems",  "enum",                 "const",
-      "anyOf",     "oneOf",      "allOf",     "$ref",                 "minLength",
-      "maxLength", "pattern",    "format",    "minimum",              "maximum",
-      "exclusiveMinimum", "exclusiveMaximum"};
+  static const auto* kSupported = new std::set<std::string>{"type",
+                                                            "properties",
+                                                            "required",
+                                                            "additionalProperties",
+                                                            "items",
+                                                            "prefixItems",
+                                                            "minItems",
+                                                            "maxItems",
+                                                            "enum",
+                                                            "const",
+                                                            "anyOf",
+                                                            "oneOf",
+                                                            "allOf",
+                                                            "$ref",
+                                                            "minLength",
+                                                            "maxLength",
+                                                            "pattern",
+                                                            "format",
+                                                            "minimum",
+                                                            "maximum",
+                                                            "exclusiveMinimum",
+                                                            "exclusiveMaximum"};
   return *kSupported;
 }
 
@@ -84,7 +99,8 @@ std::string NonNegativeRange(int64_t lo, int64_t hi) {
     const std::string first = len == static_cast<int>(lo_text.size())
                                   ? lo_text
                                   : (len == 1 ? "0" : "1" + std::string(len - 1, '0'));
-    const std::string last = hi >= 0 && len == max_digits ? std::to_string(hi) : std::string(len, '9');
+    const std::string last =
+        hi >= 0 && len == max_digits ? std::to_string(hi) : std::string(len, '9');
     if (hi < 0 && len > static_cast<int>(lo_text.size())) {
       alts.push_back(absl::StrCat("[1-9] [0-9]{", len - 1, ",", kMaxIntegerDigits - 1, "}"));
       break;
@@ -121,7 +137,8 @@ class SchemaConverter {
     Define("boolean", R"("true" | "false")");
     Define("null", R"("null")");
     Define("value", "object | array | string | number | boolean | null");
-    Define("object", R"("{" ws (string ws ":" ws value (ws "," ws string ws ":" ws value)*)? ws "}")");
+    Define("object",
+           R"("{" ws (string ws ":" ws value (ws "," ws string ws ":" ws value)*)? ws "}")");
     Define("array", R"("[" ws (value (ws "," ws value)*)? ws "]")");
   }
 
@@ -256,8 +273,8 @@ class SchemaConverter {
                        const std::set<std::string>& allowed) {
     for (const auto& [key, unused] : schema.items()) {
       if (Annotations().contains(key) || key == "type" || allowed.contains(key)) continue;
-      return Error(path, absl::StrCat("the keyword '", key, "' is not supported for type '", type,
-                                      "'"));
+      return Error(path,
+                   absl::StrCat("the keyword '", key, "' is not supported for type '", type, "'"));
     }
     return absl::OkStatus();
   }
@@ -284,7 +301,8 @@ class SchemaConverter {
     const std::string target = ref.get<std::string>();
     if (auto it = refs_.find(target); it != refs_.end()) return it->second;
     if (target.empty() || target[0] != '#') {
-      return Error(path, absl::StrCat("'$ref' ", target, ": only references into this schema (#...)"
+      return Error(path, absl::StrCat("'$ref' ", target,
+                                      ": only references into this schema (#...)"
                                       " are supported"));
     }
     const Json* node = &root_;
@@ -322,7 +340,8 @@ class SchemaConverter {
 
   absl::StatusOr<std::string> Enum(const Json& values, const std::vector<std::string>& types,
                                    const std::string& path) {
-    if (!values.is_array() || values.empty()) return Error(path, "'enum' must be a non-empty array");
+    if (!values.is_array() || values.empty())
+      return Error(path, "'enum' must be a non-empty array");
     const auto type_of = [](const Json& v) -> std::string {
       if (v.is_object()) return "object";
       if (v.is_array()) return "array";
@@ -336,7 +355,8 @@ class SchemaConverter {
     for (const Json& v : values) {
       const std::string t = type_of(v);
       bool ok = types.empty();
-      for (const std::string& want : types) ok = ok || want == t || (want == "number" && t == "integer");
+      for (const std::string& want : types)
+        ok = ok || want == t || (want == "number" && t == "integer");
       if (ok) alts.push_back(GbnfLiteral(v.dump()));
     }
     if (alts.empty()) return Error(path, "no 'enum' value has the schema's 'type'");
@@ -395,12 +415,12 @@ class SchemaConverter {
     for (size_t i = props.size(); i-- > 0;) {
       const std::string kv = absl::StrCat(props[i].first, " ws \":\" ws ", props[i].second);
       const bool is_required = required.contains(keys[i]);
-      const std::string new_rest = Rule(
-          absl::StrCat(base, "-r", i), absl::StrCat("ws \",\" ws ", kv, " ", rest,
-                                                    is_required ? "" : absl::StrCat(" | ", rest)));
-      const std::string new_first = Rule(
-          absl::StrCat(base, "-f", i),
-          absl::StrCat(kv, " ", rest, is_required ? "" : absl::StrCat(" | ", first)));
+      const std::string new_rest = Rule(absl::StrCat(base, "-r", i),
+                                        absl::StrCat("ws \",\" ws ", kv, " ", rest,
+                                                     is_required ? "" : absl::StrCat(" | ", rest)));
+      const std::string new_first =
+          Rule(absl::StrCat(base, "-f", i),
+               absl::StrCat(kv, " ", rest, is_required ? "" : absl::StrCat(" | ", first)));
       rest = new_rest;
       first = new_first;
     }
@@ -454,7 +474,8 @@ class SchemaConverter {
   }
 
   absl::StatusOr<std::string> Array(const Json& schema, const std::string& path, int depth) {
-    RETURN_IF_ERROR(OnlyFor(schema, "array", path, {"items", "prefixItems", "minItems", "maxItems"}));
+    RETURN_IF_ERROR(
+        OnlyFor(schema, "array", path, {"items", "prefixItems", "minItems", "maxItems"}));
     ASSIGN_OR_RETURN(int64_t min_items, Count(schema, "minItems", path, 0));
     ASSIGN_OR_RETURN(int64_t max_items, Count(schema, "maxItems", path, -1));
     if (max_items >= 0 && max_items < min_items) return Error(path, "'maxItems' below 'minItems'");
@@ -506,8 +527,8 @@ class SchemaConverter {
           const auto bound = [](int64_t v) { return v < 0 ? std::string() : std::to_string(v); };
           std::string extra;
           if (lo >= 1) {
-            extra = absl::StrCat(one, " ", others, "{", lo - 1, ",", bound(hi < 0 ? -1 : hi - 1),
-                                 "}");
+            extra =
+                absl::StrCat(one, " ", others, "{", lo - 1, ",", bound(hi < 0 ? -1 : hi - 1), "}");
           } else {
             extra = absl::StrCat("(", one, " ", others, "{0,", bound(hi < 0 ? -1 : hi - 1), "})?");
           }
@@ -535,12 +556,14 @@ class SchemaConverter {
   }
 
   absl::StatusOr<std::string> String(const Json& schema, const std::string& path) {
-    RETURN_IF_ERROR(OnlyFor(schema, "string", path, {"minLength", "maxLength", "pattern", "format"}));
+    RETURN_IF_ERROR(
+        OnlyFor(schema, "string", path, {"minLength", "maxLength", "pattern", "format"}));
     const bool has_length = schema.contains("minLength") || schema.contains("maxLength");
     if (schema.contains("pattern")) {
       if (has_length || schema.contains("format")) {
-        return Error(path, "'pattern' together with 'minLength', 'maxLength' or 'format' is not "
-                           "supported");
+        return Error(path,
+                     "'pattern' together with 'minLength', 'maxLength' or 'format' is not "
+                     "supported");
       }
       if (!schema["pattern"].is_string()) return Error(path, "'pattern' must be a string");
       ASSIGN_OR_RETURN(std::string expr,
@@ -570,10 +593,12 @@ class SchemaConverter {
   absl::StatusOr<std::string> Format(const std::string& format, const std::string& path) {
     if (!formats_defined_) {
       formats_defined_ = true;
-      Define("fmt-date",
-             R"(([1-9] [0-9]{3} | "0" ([1-9] [0-9]{2} | "0" ([1-9] [0-9] | "0" [1-9]))) "-" (("0" [13578] | "1" [02]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) | ("0" [469] | "11") "-" ("0" [1-9] | [12] [0-9] | "30") | "02-" ("0" [1-9] | "1" [0-9] | "2" [0-8])))");
-      Define("fmt-time",
-             R"(([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9]))");
+      Define(
+          "fmt-date",
+          R"(([1-9] [0-9]{3} | "0" ([1-9] [0-9]{2} | "0" ([1-9] [0-9] | "0" [1-9]))) "-" (("0" [13578] | "1" [02]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) | ("0" [469] | "11") "-" ("0" [1-9] | [12] [0-9] | "30") | "02-" ("0" [1-9] | "1" [0-9] | "2" [0-8])))");
+      Define(
+          "fmt-time",
+          R"(([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9]))");
       Define("fmt-hex", "[0-9a-fA-F]");
     }
     std::string body;
@@ -586,7 +611,8 @@ class SchemaConverter {
     } else if (format == "uuid") {
       body = R"(fmt-hex{8} "-" fmt-hex{4} "-" fmt-hex{4} "-" fmt-hex{4} "-" fmt-hex{12})";
     } else if (format == "email") {
-      body = R"([a-zA-Z0-9_%+-] [a-zA-Z0-9._%+-]* "@" [a-zA-Z0-9-]+ ("." [a-zA-Z0-9-]+)* "." [a-zA-Z] [a-zA-Z]+)";
+      body =
+          R"([a-zA-Z0-9_%+-] [a-zA-Z0-9._%+-]* "@" [a-zA-Z0-9-]+ ("." [a-zA-Z0-9-]+)* "." [a-zA-Z] [a-zA-Z]+)";
     } else {
       return Error(path, absl::StrCat("the format '", format, "' is not supported"));
     }
@@ -625,7 +651,8 @@ class SchemaConverter {
     if (!lo || *lo < 0) {
       const int64_t n_lo = hi ? std::max<int64_t>(-*hi, 1) : 1;
       const int64_t n_hi = lo ? -*lo : -1;
-      if (n_hi < 0 || n_lo <= n_hi) alts.push_back(absl::StrCat("\"-\" ", NonNegativeRange(n_lo, n_hi)));
+      if (n_hi < 0 || n_lo <= n_hi)
+        alts.push_back(absl::StrCat("\"-\" ", NonNegativeRange(n_lo, n_hi)));
     }
     // Non-negative part: [max(lo, 0), hi].
     if (!hi || *hi >= 0) {
@@ -648,9 +675,8 @@ class SchemaConverter {
 absl::StatusOr<std::string> JsonSchemaToGbnf(std::string_view schema_json,
                                              const JsonSchemaOptions& options) {
   if (schema_json.size() > kMaxJsonSchemaBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("JSON Schema: ", schema_json.size(),
-                                                   " bytes, over the limit of ",
-                                                   kMaxJsonSchemaBytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "JSON Schema: ", schema_json.size(), " bytes, over the limit of ", kMaxJsonSchemaBytes));
   }
   if (options.max_whitespace < 0 || options.max_whitespace > kMaxGbnfRepetition) {
     return absl::InvalidArgumentError("JSON Schema: max_whitespace out of range");

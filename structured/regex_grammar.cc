@@ -93,8 +93,8 @@ class RegexConverter {
 
   absl::StatusOr<std::string> Convert() {
     if (pattern_.size() > kMaxRegexBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "regex: the pattern has ", pattern_.size(), " bytes, over the limit of ", kMaxRegexBytes));
+      return absl::InvalidArgumentError(absl::StrCat("regex: the pattern has ", pattern_.size(),
+                                                     " bytes, over the limit of ", kMaxRegexBytes));
     }
     const std::string text(pattern_);
     for (size_t pos = 0; pos < text.size();) {
@@ -115,9 +115,8 @@ class RegexConverter {
 
  private:
   absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(absl::StrCat("regex '", std::string(pattern_),
-                                                   "' at character ", pos_, ": ",
-                                                   std::string(what)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "regex '", std::string(pattern_), "' at character ", pos_, ": ", std::string(what)));
   }
   bool AtEnd() const { return pos_ >= cps_.size(); }
   uint32_t Peek() const { return cps_[pos_]; }
@@ -233,18 +232,30 @@ class RegexConverter {
     if (AtEnd()) return Error("a '\\' at the end of the pattern");
     const uint32_t e = cps_[pos_++];
     switch (e) {
-      case 'd': return kDigit;
-      case 'D': return Complement(kDigit);
-      case 'w': return kWord;
-      case 'W': return Complement(kWord);
-      case 's': return kSpace;
-      case 'S': return Complement(kSpace);
-      case 'n': return Ranges{{'\n', '\n'}};
-      case 'r': return Ranges{{'\r', '\r'}};
-      case 't': return Ranges{{'\t', '\t'}};
-      case 'f': return Ranges{{'\f', '\f'}};
-      case 'v': return Ranges{{'\v', '\v'}};
-      case '0': return Ranges{{0, 0}};
+      case 'd':
+        return kDigit;
+      case 'D':
+        return Complement(kDigit);
+      case 'w':
+        return kWord;
+      case 'W':
+        return Complement(kWord);
+      case 's':
+        return kSpace;
+      case 'S':
+        return Complement(kSpace);
+      case 'n':
+        return Ranges{{'\n', '\n'}};
+      case 'r':
+        return Ranges{{'\r', '\r'}};
+      case 't':
+        return Ranges{{'\t', '\t'}};
+      case 'f':
+        return Ranges{{'\f', '\f'}};
+      case 'v':
+        return Ranges{{'\v', '\v'}};
+      case '0':
+        return Ranges{{0, 0}};
       case 'x':
       case 'u': {
         uint32_t cp = 0;
@@ -307,7 +318,8 @@ class RegexConverter {
           Peek() == '-' && cps_[pos_ + 1] != ']') {
         ++pos_;
         ASSIGN_OR_RETURN(Ranges hi, ClassAtom());
-        if (hi.size() != 1 || hi[0].first != hi[0].second) return Error("a range ending in a class");
+        if (hi.size() != 1 || hi[0].first != hi[0].second)
+          return Error("a range ending in a class");
         if (hi[0].first < lo[0].first) return Error("a class range out of order");
         ranges.push_back({lo[0].first, hi[0].first});
       } else {
@@ -341,8 +353,8 @@ class RegexConverter {
                          : GbnfClass(plain));
     }
     static const std::pair<uint32_t, const char*> kEscapes[] = {
-        {'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"}, {'\r', "\\r"}, {'\t', "\\t"},
-        {'\b', "\\b"}, {'\f', "\\f"}};
+        {'"', "\\\""}, {'\\', "\\\\"}, {'\n', "\\n"}, {'\r', "\\r"},
+        {'\t', "\\t"}, {'\b', "\\b"},  {'\f', "\\f"}};
     for (const auto& [cp, escaped] : kEscapes) {
       if (Contains(ranges, cp)) alts.push_back(GbnfLiteral(escaped));
     }

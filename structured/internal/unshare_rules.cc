@@ -73,9 +73,11 @@ class Unsharer {
     // Uses in the input's rules get copies; a copy's own uses of copyable rules get copies too,
     // its other rules (left-recursive helpers) are copied once per copy.
     for (int32_t r = 0; r < g_.num_rules(); ++r) Rewrite(r, nullptr);
-    absl::StatusOr<Grammar> unshared = Grammar::Create(std::move(rules_), g_.byte_sets(), g_.root());
+    absl::StatusOr<Grammar> unshared =
+        Grammar::Create(std::move(rules_), g_.byte_sets(), g_.root());
     PAGODA_CHECK(unshared.ok());  // the same language, within the limits
-    return {.grammar = *std::move(unshared), .origin_rule = std::move(origin_),
+    return {.grammar = *std::move(unshared),
+            .origin_rule = std::move(origin_),
             .copy_root = std::move(copy_root_)};
   }
 

@@ -44,12 +44,15 @@ name ::= [A-Z] [a-z]*)");
 
 TEST(GbnfParser, RepetitionForms) {
   const Grammar g = Parse(R"(root ::= "a"+ "b"? "c"{2} "d"{1,3} "e"{2,} ("x" | "y")*)");
-  EXPECT_TRUE(Matches(g, "acc" "d" "ee"));
+  EXPECT_TRUE(Matches(g,
+                      "acc"
+                      "d"
+                      "ee"));
   EXPECT_TRUE(Matches(g, "aaabccdddeeexyyx"));
-  EXPECT_FALSE(Matches(g, "bccdee"));      // a+ needs one
-  EXPECT_FALSE(Matches(g, "accddddee"));   // d{1,3}
-  EXPECT_FALSE(Matches(g, "acdee"));       // c{2}
-  EXPECT_FALSE(Matches(g, "accde"));       // e{2,}
+  EXPECT_FALSE(Matches(g, "bccdee"));     // a+ needs one
+  EXPECT_FALSE(Matches(g, "accddddee"));  // d{1,3}
+  EXPECT_FALSE(Matches(g, "acdee"));      // c{2}
+  EXPECT_FALSE(Matches(g, "accde"));      // e{2,}
 }
 
 TEST(GbnfParser, ClassesNegationAndEscapes) {

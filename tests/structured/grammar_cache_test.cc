@@ -40,8 +40,8 @@ TEST(GrammarCache, ErrorsAreReturnedNotCached) {
   GrammarCache cache(64 << 20);
   auto vocab = ToyVocabulary();
   for (int i = 0; i < 2; ++i) {
-    auto bad = cache.GetOrCompile(GrammarKind::kJsonSchema, R"({"type": "object", "not": {}})",
-                                  vocab);
+    auto bad =
+        cache.GetOrCompile(GrammarKind::kJsonSchema, R"({"type": "object", "not": {}})", vocab);
     ASSERT_FALSE(bad.ok());
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("'not'"));
@@ -56,7 +56,7 @@ TEST(GrammarCache, EvictsLeastRecentlyUsedBeyondItsBytes) {
   auto vocab = ToyVocabulary();
   GrammarCache probe(64 << 20);
   ASSERT_TRUE(probe.GetOrCompile(GrammarKind::kRegex, "a", vocab).ok());
-  const size_t entry_bytes = probe.stats().bytes;  // "b" and "c" make entries no bigger
+  const size_t entry_bytes = probe.stats().bytes;         // "b" and "c" make entries no bigger
   GrammarCache cache(entry_bytes * 2 + entry_bytes / 2);  // room for two
   ASSERT_TRUE(cache.GetOrCompile(GrammarKind::kRegex, "a", vocab).ok());
   ASSERT_TRUE(cache.GetOrCompile(GrammarKind::kRegex, "b", vocab).ok());
@@ -80,7 +80,8 @@ TEST(GrammarCache, ConcurrentCallersShareOneEntry) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
-        auto compiled = cache.GetOrCompile(GrammarKind::kJsonSchema, R"({"type": "integer"})", vocab);
+        auto compiled =
+            cache.GetOrCompile(GrammarKind::kJsonSchema, R"({"type": "integer"})", vocab);
         ASSERT_TRUE(compiled.ok());
         if (i == 19) got[t] = compiled->get();
       }

@@ -93,8 +93,8 @@ TEST(JsonSchemaGrammar, EnumConstAnyOfOneOfAllOf) {
         {R"("red")", "1", "null", R"({"k":[true]})"}, {R"("blue")", "2"});
   Check(R"({"type": "string", "enum": ["a", 1]})", {R"("a")"}, {"1"});
   Check(R"({"const": "fixed"})", {R"("fixed")"}, {R"("other")"});
-  Check(R"({"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 2}]})",
-        {"5", R"("ab")"}, {R"("abc")", "true"});
+  Check(R"({"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 2}]})", {"5", R"("ab")"},
+        {R"("abc")", "true"});
   Check(R"({"oneOf": [{"type": "boolean"}, {"type": "null"}]})", {"true", "null"}, {"0"});
   Check(R"({"allOf": [{"type": "integer", "maximum": 3}]})", {"3"}, {"4"});
 }
@@ -107,7 +107,8 @@ TEST(JsonSchemaGrammar, RefsIncludingRecursion) {
       "required": ["value"]}},
     "$ref": "#/$defs/node"})";
   Check(schema,
-        {R"({"value": 1})", R"({"value": 1, "children": [{"value": 2, "children": [{"value": 3}]}]})"},
+        {R"({"value": 1})",
+         R"({"value": 1, "children": [{"value": 2, "children": [{"value": 3}]}]})"},
         {R"({"value": 1, "children": [{}]})", R"({"children": []})"});
   Check(R"({"definitions": {"a~b/c": {"type": "boolean"}}, "type": "array",
              "items": {"$ref": "#/definitions/a~0b~1c"}})",
@@ -163,7 +164,8 @@ TEST(JsonSchemaGrammar, UnsupportedKeywordsNameThemselves) {
   ExpectError(R"({"type": "array", "uniqueItems": true})", "'uniqueItems'");
   ExpectError(R"({"type": "object", "patternProperties": {}})", "'patternProperties'");
   ExpectError(R"({"type": "object", "minProperties": 1})", "'minProperties'");
-  ExpectError(R"({"type": "number", "minimum": 1})", "'minimum' is not supported for type 'number'");
+  ExpectError(R"({"type": "number", "minimum": 1})",
+              "'minimum' is not supported for type 'number'");
   ExpectError(R"({"type": "integer", "multipleOf": 2})", "'multipleOf'");
   ExpectError(R"({"type": "string", "format": "hostname"})", "format 'hostname'");
   ExpectError(R"({"allOf": [{"type": "string"}, {"maxLength": 3}]})", "exactly one");

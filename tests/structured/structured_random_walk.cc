@@ -40,12 +40,18 @@ int Main(int argc, char** argv) {
   uint64_t seed = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--kind") kind = value;
-    else if (flag == "--grammar") text = value;
-    else if (flag == "--walks") walks = std::stoi(value);
-    else if (flag == "--budget") budget = std::stoi(value);
-    else if (flag == "--max-tokens") max_tokens = std::stoi(value);
-    else if (flag == "--seed") seed = std::stoull(value);
+    if (flag == "--kind")
+      kind = value;
+    else if (flag == "--grammar")
+      text = value;
+    else if (flag == "--walks")
+      walks = std::stoi(value);
+    else if (flag == "--budget")
+      budget = std::stoi(value);
+    else if (flag == "--max-tokens")
+      max_tokens = std::stoi(value);
+    else if (flag == "--seed")
+      seed = std::stoull(value);
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;

@@ -25,7 +25,9 @@ std::shared_ptr<const Grammar> Share(absl::StatusOr<Grammar> g) {
   return std::make_shared<const Grammar>(*std::move(g));
 }
 
-bool Allowed(const std::vector<uint32_t>& mask, int32_t id) { return (mask[id >> 5] >> (id & 31)) & 1; }
+bool Allowed(const std::vector<uint32_t>& mask, int32_t id) {
+  return (mask[id >> 5] >> (id & 31)) & 1;
+}
 
 // The mask by brute force: every token tried on a matcher of the input grammar (not the
 // compiled one, whose rules are copied per use) fed the text so far.
@@ -123,8 +125,8 @@ TEST(TokenMatcher, MergedTokensSpanStructure) {
   };
   TokenMatcher m(compiled);
   std::vector<uint32_t> mask(vocab->bitmask_words());
-  for (const char* token : {"[", "{\"", "name", "\":\"", "ab", "\"},{\"", "name", "\":", "\"",
-                            "\xC3\xBC\"", "}]"}) {
+  for (const char* token :
+       {"[", "{\"", "name", "\":\"", "ab", "\"},{\"", "name", "\":", "\"", "\xC3\xBC\"", "}]"}) {
     m.FillNextTokenBitmask(absl::MakeSpan(mask));
     EXPECT_TRUE(Allowed(mask, id_of(token))) << token;
     ASSERT_TRUE(m.AcceptToken(id_of(token))) << token;
@@ -149,7 +151,8 @@ TEST(TokenMatcher, EosOnlyWhenAcceptingAndSpecialTokensNever) {
   EXPECT_FALSE(m.AcceptToken(1));
   EXPECT_FALSE(m.AcceptToken(vocab->size()));
   std::vector<uint32_t> mask(vocab->bitmask_words());
-  for (const char* token : {"y", "e", "s"}) ASSERT_TRUE(m.AcceptToken(static_cast<uint8_t>(*token) + 2));
+  for (const char* token : {"y", "e", "s"})
+    ASSERT_TRUE(m.AcceptToken(static_cast<uint8_t>(*token) + 2));
   m.FillNextTokenBitmask(absl::MakeSpan(mask));
   EXPECT_TRUE(Allowed(mask, kToyEos));
   EXPECT_TRUE(Allowed(mask, 'n' + 2));
