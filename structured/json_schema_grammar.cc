@@ -462,6 +462,7 @@ class SchemaConverter {
       if (!terminal) alts.push_back("\"\\\"\"");
       std::string excluded;
       for (uint32_t c : next) {
+        if (c == '"' || c == '\\' || c < 0x20) continue;  // never in an unescaped key
         std::vector<uint32_t> longer = prefix;
         longer.push_back(c);
         alts.push_back(absl::StrCat(GbnfLiteral(internal::EncodeUtf8(c)), " ", node(longer)));

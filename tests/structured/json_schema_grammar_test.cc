@@ -74,6 +74,10 @@ TEST(JsonSchemaGrammar, AdditionalProperties) {
         {R"({"a": 1, "x": "y", "ab": "z"})", R"({"b": "c"})", R"({"": "e"})"},
         {R"({"x": 1})", R"({"a": "s"})", R"({"x": "y", "a": 1})"});
   Check(R"({"type": "object", "additionalProperties": true})", {R"({"x": [1, {"y": null}]})"}, {});
+  // A named key with a quote: extra keys are unescaped, so neither it nor a raw quote can appear.
+  Check(R"({"type": "object", "properties": {"a\"b": {"type": "integer"}},
+             "additionalProperties": {"type": "integer"}})",
+        {R"({"a\"b": 1})", R"({"a": 2})", R"({"ab": 3})"}, {R"({"a"b": 1})"});
 }
 
 TEST(JsonSchemaGrammar, Arrays) {
