@@ -12,6 +12,12 @@
 //   decides; only these are checked against the full matcher at decode time.
 // For JSON, strings and numbers are decided ahead; what is left are tokens such as `",` or `"}`.
 //
+// Two things keep that affordable: small shared rules are first copied per use
+// (internal/unshare_rules.h), so the known context reaches past `ws` or `string`; and a context
+// inside copies that many uses share (every string's inside) is walked once, each copy then
+// re-checking only that walk's uncertain tokens in its own longer context. A bounded repetition
+// of a wide class (`maxLength` n) is the costly case: n distinct contexts, each a full walk.
+//
 //   std::shared_ptr<const CompiledGrammar> compiled = CompiledGrammar::Compile(grammar, vocab);
 //   TokenMatcher matcher(compiled);   // per sequence
 #pragma once
