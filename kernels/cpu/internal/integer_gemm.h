@@ -19,7 +19,7 @@ namespace pagoda::kernels::internal {
 
 /// Largest m that takes the integer path; above it the dequantized panels and sgemm
 /// (dequantizing_gemm.h) are faster on this machine's measurements (docs/performance.md).
-inline constexpr int64_t kIntegerGemmMaxRows = 8;
+inline constexpr int64_t kIntegerGemmMaxRows = 4;
 
 /// Whether weights in `dtype` have an integer dot product.
 bool HasIntegerDot(DType dtype);
