@@ -26,8 +26,8 @@
 #include "common/model_source.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/internal/cpu_isa.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/smollm2_near_tie.h"
 #include "worker/gloo_communicator.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
@@ -189,31 +189,9 @@ const std::vector<std::string>& FixtureNames() {
   return *names;
 }
 
-// Near-ties (../shared/models/smollm2/README.md): where the reference's top-two margin is below
-// 5e-3 another precision may pick the other token, and the rest of that sequence is then not
-// comparable. That holds for the exact path (fp32 activations against dequantized weights:
-// PAGODA_CPU_INT8_DOT=0, the gguf_model_test_exact_path CTest entry). The default integer path
-// rounds every activation row to 8 bits before the quantized weights' dot products
-// (kernels/cpu/internal/q8_activations.h), as llama.cpp does, which moves the logits far more:
-// measured against the exact path on these 4 prompts x 48 steps, on each ISA (scalar, AVX2,
-// AVX-512; 401 steps before the sequences part), the top-two margin moved by at most 0.66
-// (median 0.08, 99th percentile 0.47) and single logits by at most 1.53. A token whose margin is
-// below 1.0, 1.5 times the largest shift seen, may therefore flip there; a flip at a larger
-// margin is an error. (A broken kernel flips tokens at margins of several units within a few
-// steps: the margins of these goldens reach 1 to 10.)
-constexpr double kNearTieExact = 5e-3;
-constexpr double kNearTieInt8 = 1.0;
-
-bool Int8Activations() {
-  const auto& config = kernels::internal::ActiveCpuKernelConfig();
-  return config.ok() && config->int8_dot;
-}
-
-double NearTie() { return Int8Activations() ? kNearTieInt8 : kNearTieExact; }
-
 class GgufModel : public ::testing::TestWithParam<std::string> {};
 
-// The 8-bit activations of the integer path (kNearTieInt8) move these small models' logits too
+// The 8-bit activations of the integer path (tests/testing/smollm2_near_tie.h) move these small models' logits too
 // (logits of O(1..5)): measured on every fixture and ISA (scalar, AVX2, AVX-512) by at most 0.118
 // (llama_q5_1; Q4_0/Q5_0/Q8_0 0.085-0.097) against the float64 reference; the bound is about
 // twice that. The exact path keeps the tight bound below (gguf_model_test_exact_path runs it).
@@ -223,7 +201,7 @@ constexpr float kInt8FixtureLogitTolerance = 0.25f;
 // dequantized weights that equal the reference's exactly) are within 1e-4 + 1e-4 |logit| of the
 // float64 reference's (seen: at most 7e-6 on logits of O(5)).
 float LogitTolerance(float want) {
-  return Int8Activations() ? kInt8FixtureLogitTolerance : 1e-4f + 1e-4f * std::abs(want);
+  return testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance : 1e-4f + 1e-4f * std::abs(want);
 }
 
 // Logits within LogitTolerance; every fixture's greedy steps have a top-two margin of at least
@@ -267,7 +245,7 @@ TEST_P(GgufModel, TheSameModelAsSafetensorsGivesTheSameTokens) {
   // safetensors copy's fp32 weights do not).
   const float diff = MaxAbsDiff(hf.logits[0], gguf.logits[0]);
   ::testing::Test::RecordProperty("max_abs_logit_diff", absl::StrCat(diff));
-  EXPECT_LE(diff, Int8Activations() ? kInt8FixtureLogitTolerance : 1e-4f);
+  EXPECT_LE(diff, testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance : 1e-4f);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, GgufModel, ::testing::ValuesIn(FixtureNames()),
@@ -469,7 +447,7 @@ TEST(SmolLm2, GreedyTokensEqualTheGoldensUpToNearTies) {
   for (size_t s = 0; s < goldens.size(); ++s) {
     size_t compared = 0;
     for (size_t i = 0; i < goldens[s].greedy_ids.size(); ++i, ++compared) {
-      if (gen.tokens[s][i] != goldens[s].greedy_ids[i] && goldens[s].top2_margin[i] < NearTie()) {
+      if (gen.tokens[s][i] != goldens[s].greedy_ids[i] && goldens[s].top2_margin[i] < testing::SmolLm2NearTie()) {
         break;  // a legitimate near-tie flip: the rest is another continuation
       }
       ASSERT_EQ(gen.tokens[s][i], goldens[s].greedy_ids[i])
@@ -492,7 +470,7 @@ TEST(SmolLm2, ThreeRanksEqualOne) {
   const Generation three = RunModelSharded(SmolLm2Path(), prompts, kSteps, 3);
   ASSERT_EQ(three.tokens.size(), prompts.size());
   for (size_t s = 0; s < prompts.size(); ++s) {
-    if (!Int8Activations()) {
+    if (!testing::CpuKernelsQuantizeActivations()) {
       EXPECT_EQ(three.tokens[s], one.tokens[s]) << "prompt " << s;
       // Sums over the ranks' partial products in another order: fp32 round-off on O(10) logits.
       EXPECT_LE(MaxAbsDiff(three.logits[s], one.logits[s]), 2e-3f) << "prompt " << s;
@@ -502,9 +480,9 @@ TEST(SmolLm2, ThreeRanksEqualOne) {
     // one 8-bit step apart, and from there on the two runs carry different (equally valid)
     // rounding noise, as two ISAs do. So the tokens agree up to a flip at a near-tie of the
     // one-rank logits, and until then the logits differ by at most twice the integer path's
-    // noise (single logits moved by at most 1.53 against the exact path, see kNearTieInt8;
-    // measured here on each ISA: at most 0.95).
-    constexpr float kInt8LogitNoise = 2 * 1.53f;
+    // noise (kSmolLm2Int8LogitShift against the exact path; measured here on each ISA: at most
+    // 0.95).
+    constexpr float kInt8LogitNoise = 2 * testing::kSmolLm2Int8LogitShift;
     for (size_t i = 0; i < one.tokens[s].size(); ++i) {
       SCOPED_TRACE(absl::StrCat("prompt ", s, " step ", i));
       float diff = 0.0f;
@@ -515,7 +493,7 @@ TEST(SmolLm2, ThreeRanksEqualOne) {
       if (three.tokens[s][i] != one.tokens[s][i]) {
         std::vector<float> sorted = one.logits[s][i];
         std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-        EXPECT_LT(sorted[0] - sorted[1], kNearTieInt8) << "a flip at a margin above the bound";
+        EXPECT_LT(sorted[0] - sorted[1], testing::kSmolLm2NearTieInt8) << "a flip at a margin above the bound";
         break;
       }
     }
