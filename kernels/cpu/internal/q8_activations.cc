@@ -13,7 +13,6 @@ PAGODA_KERNEL_CLONES void QuantizeRowQ8(const float* __restrict x, Q8Block* __re
   for (int64_t b = 0; b < num_blocks; ++b, x += kQ8BlockElements) {
     float amax = 0.0f;
     float sum_x = 0.0f;  // only to spot a non-finite input, which max() would drop
-#pragma omp simd reduction(max : amax) reduction(+ : sum_x)
     for (int l = 0; l < kQ8BlockElements; ++l) {
       amax = std::max(amax, std::fabs(x[l]));
       sum_x += x[l] * 0.0f;  // 0 for finite x, NaN for Inf or NaN
@@ -22,7 +21,6 @@ PAGODA_KERNEL_CLONES void QuantizeRowQ8(const float* __restrict x, Q8Block* __re
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     int32_t sum = 0;
     int8_t* qs = out[b].qs;
-#pragma omp simd reduction(+ : sum)
     for (int l = 0; l < kQ8BlockElements; ++l) {
       // |x * id| <= 127 up to rounding; the clamp also keeps Inf/NaN blocks in range.
       const float q = std::clamp(std::nearbyint(x[l] * id), -127.0f, 127.0f);

@@ -22,23 +22,23 @@ namespace {
 
 // The GGML block layouts (block_formats.cc), as byte offsets; -1: no such field.
 struct FormatQ8_0 {
-  static constexpr int kBytes = 34, kQs = 2, kQh = -1, kMin = -1, kOffset = 0;
+  [[maybe_unused]] static constexpr int kBytes = 34, kQs = 2, kQh = -1, kMin = -1, kOffset = 0;
   static constexpr bool kSigned = true;  // int8 quants; the others are unsigned 4 or 5 bits
 };
 struct FormatQ4_0 {
-  static constexpr int kBytes = 18, kQs = 2, kQh = -1, kMin = -1, kOffset = 8;
+  [[maybe_unused]] static constexpr int kBytes = 18, kQs = 2, kQh = -1, kMin = -1, kOffset = 8;
   static constexpr bool kSigned = false;
 };
 struct FormatQ4_1 {
-  static constexpr int kBytes = 20, kQs = 4, kQh = -1, kMin = 2, kOffset = 0;
+  [[maybe_unused]] static constexpr int kBytes = 20, kQs = 4, kQh = -1, kMin = 2, kOffset = 0;
   static constexpr bool kSigned = false;
 };
 struct FormatQ5_0 {
-  static constexpr int kBytes = 22, kQs = 6, kQh = 2, kMin = -1, kOffset = 16;
+  [[maybe_unused]] static constexpr int kBytes = 22, kQs = 6, kQh = 2, kMin = -1, kOffset = 16;
   static constexpr bool kSigned = false;
 };
 struct FormatQ5_1 {
-  static constexpr int kBytes = 24, kQs = 8, kQh = 4, kMin = 2, kOffset = 0;
+  [[maybe_unused]] static constexpr int kBytes = 24, kQs = 8, kQh = 4, kMin = 2, kOffset = 0;
   static constexpr bool kSigned = false;
 };
 
