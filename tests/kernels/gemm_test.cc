@@ -21,8 +21,8 @@
 namespace pagoda::kernels {
 namespace {
 
-using ::testing::HasSubstr;
 using internal::CpuIsa;
+using ::testing::HasSubstr;
 
 std::vector<float> Random(int64_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
@@ -175,7 +175,7 @@ float HalfAt(const uint8_t* p) {
 
 // Which GEMM computes C: the public dispatch, or the integer path on one ISA.
 struct Path {
-  bool integer = false;  // the integer path (Q8 activations) rather than the dequantizing one
+  bool integer = false;       // the integer path (Q8 activations) rather than the dequantizing one
   std::optional<CpuIsa> isa;  // set: call internal::IntegerGemm with it directly
 };
 

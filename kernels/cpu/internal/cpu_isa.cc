@@ -69,8 +69,8 @@ absl::StatusOr<CpuIsa> ResolveCpuIsa(std::string_view name, CpuIsa widest) {
     if (name != CpuIsaName(isa)) continue;
     if (static_cast<int>(isa) > static_cast<int>(widest)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "PAGODA_CPU_ISA=", std::string(name), ": this CPU does not support it (widest: ",
-          std::string(CpuIsaName(widest)), ")"));
+          "PAGODA_CPU_ISA=", std::string(name),
+          ": this CPU does not support it (widest: ", std::string(CpuIsaName(widest)), ")"));
     }
     return isa;
   }

@@ -30,8 +30,7 @@ void IntegerGemm(const GemmParams& p, CpuIsa isa) {
   const Q8Block* a = quantized.data();
   const auto* w = static_cast<const uint8_t*>(p.b);
   const int64_t ldc = p.row_stride();
-  const bool parallel =
-      p.n * p.k * p.m >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
+  const bool parallel = p.n * p.k * p.m >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
     // Contiguous ranges so that each thread streams its own part of W.

@@ -104,9 +104,8 @@ PAGODA_TARGET_AVX2 inline __m256i QuantsAvx2(const uint8_t* block) {
     __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
     if constexpr (F::kQh >= 0) {
       // Byte j gets byte j / 8 of qh, then keeps bit j % 8 of it as 0x10.
-      const __m256i spread =
-          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
-                           3, 3, 3, 3, 3, 3, 3, 3);
+      const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                              2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
       const __m256i bits = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
       const __m256i qh = _mm256_shuffle_epi8(
           _mm256_set1_epi32(static_cast<int32_t>(LoadU32(block + F::kQh))), spread);
@@ -200,8 +199,9 @@ PAGODA_TARGET_AVX512 float DotAvx512(const void* w, const Q8Block* a, int64_t nu
   for (; b + 2 <= num_blocks; b += 2) {
     const uint8_t* b0 = base + b * F::kBytes;
     const uint8_t* b1 = b0 + F::kBytes;
-    const __m512i sums = PairSumsAvx512<F>(Concat(QuantsAvx2<F>(b0), QuantsAvx2<F>(b1)),
-                                           Concat(LoadActivations(a[b]), LoadActivations(a[b + 1])));
+    const __m512i sums =
+        PairSumsAvx512<F>(Concat(QuantsAvx2<F>(b0), QuantsAvx2<F>(b1)),
+                          Concat(LoadActivations(a[b]), LoadActivations(a[b + 1])));
     const float dw0 = HalfAt(b0), dw1 = HalfAt(b1);
     extra += Extra<F>(dw0, MinOf<F>(b0), a[b].d, a[b].sum) +
              Extra<F>(dw1, MinOf<F>(b1), a[b + 1].d, a[b + 1].sum);
@@ -214,8 +214,7 @@ PAGODA_TARGET_AVX512 float DotAvx512(const void* w, const Q8Block* a, int64_t nu
   // Halves added through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized.
   alignas(64) float halves[16];
   _mm512_store_ps(halves, acc);
-  float total = HorizontalSum(
-      _mm256_add_ps(_mm256_load_ps(halves), _mm256_load_ps(halves + 8)));
+  float total = HorizontalSum(_mm256_add_ps(_mm256_load_ps(halves), _mm256_load_ps(halves + 8)));
   if (b < num_blocks) {  // an odd last block: the AVX2 way
     total += HorizontalSum(
         AccumulateBlockAvx2<F>(base + b * F::kBytes, a[b], _mm256_setzero_ps(), &extra));

@@ -191,17 +191,19 @@ const std::vector<std::string>& FixtureNames() {
 
 class GgufModel : public ::testing::TestWithParam<std::string> {};
 
-// The 8-bit activations of the integer path (tests/testing/smollm2_near_tie.h) move these small models' logits too
-// (logits of O(1..5)): measured on every fixture and ISA (scalar, AVX2, AVX-512) by at most 0.118
-// (llama_q5_1; Q4_0/Q5_0/Q8_0 0.085-0.097) against the float64 reference; the bound is about
-// twice that. The exact path keeps the tight bound below (gguf_model_test_exact_path runs it).
+// The 8-bit activations of the integer path (tests/testing/smollm2_near_tie.h) move these small
+// models' logits too (logits of O(1..5)): measured on every fixture and ISA (scalar, AVX2, AVX-512)
+// by at most 0.118 (llama_q5_1; Q4_0/Q5_0/Q8_0 0.085-0.097) against the float64 reference; the
+// bound is about twice that. The exact path keeps the tight bound below (gguf_model_test_exact_path
+// runs it).
 constexpr float kInt8FixtureLogitTolerance = 0.25f;
 
 // Tolerance: the logits of the fp32 forward pass (fp32 activations and accumulation over
 // dequantized weights that equal the reference's exactly) are within 1e-4 + 1e-4 |logit| of the
 // float64 reference's (seen: at most 7e-6 on logits of O(5)).
 float LogitTolerance(float want) {
-  return testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance : 1e-4f + 1e-4f * std::abs(want);
+  return testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance
+                                                  : 1e-4f + 1e-4f * std::abs(want);
 }
 
 // Logits within LogitTolerance; every fixture's greedy steps have a top-two margin of at least
@@ -447,7 +449,8 @@ TEST(SmolLm2, GreedyTokensEqualTheGoldensUpToNearTies) {
   for (size_t s = 0; s < goldens.size(); ++s) {
     size_t compared = 0;
     for (size_t i = 0; i < goldens[s].greedy_ids.size(); ++i, ++compared) {
-      if (gen.tokens[s][i] != goldens[s].greedy_ids[i] && goldens[s].top2_margin[i] < testing::SmolLm2NearTie()) {
+      if (gen.tokens[s][i] != goldens[s].greedy_ids[i] &&
+          goldens[s].top2_margin[i] < testing::SmolLm2NearTie()) {
         break;  // a legitimate near-tie flip: the rest is another continuation
       }
       ASSERT_EQ(gen.tokens[s][i], goldens[s].greedy_ids[i])
@@ -493,7 +496,8 @@ TEST(SmolLm2, ThreeRanksEqualOne) {
       if (three.tokens[s][i] != one.tokens[s][i]) {
         std::vector<float> sorted = one.logits[s][i];
         std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-        EXPECT_LT(sorted[0] - sorted[1], testing::kSmolLm2NearTieInt8) << "a flip at a margin above the bound";
+        EXPECT_LT(sorted[0] - sorted[1], testing::kSmolLm2NearTieInt8)
+            << "a flip at a margin above the bound";
         break;
       }
     }
