@@ -2,10 +2,10 @@
 //   C[m, n] = alpha * sum_k A[m, k] * dequant(B)[n, k] + beta * C[m, n]
 // Activations, output and accumulation are fp32. On the CPU, F32 weights go to OpenBLAS sgemm
 // (B transposed, threaded over both cores) or, for decode batches, a kernel that streams B once;
-// Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights at decode-sized m take integer dot products against the
-// activations rounded to 8 bits (kernels/cpu/internal/integer_gemm.h; PAGODA_CPU_INT8_DOT=0
-// turns that off); weights in any other DType, or at larger m, are dequantized a few blocks at a
-// time inside the product (never a whole fp32 copy of B; see
+// Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights multiply the activations rounded to 8 bits: integer dot
+// products at decode-sized m, dequantized panels above (kernels/cpu/internal/integer_gemm.h;
+// PAGODA_CPU_INT8_DOT=0 turns the rounding off); weights in any other DType are dequantized a few
+// blocks at a time inside the product (never a whole fp32 copy of B; see
 // kernels/cpu/internal/dequantizing_gemm.h). Returns FailedPrecondition / InvalidArgument when
 // PAGODA_CPU_ISA names an instruction set this CPU lacks or none at all
 // (kernels/cpu/internal/cpu_isa.h).

@@ -14,9 +14,8 @@ absl::Status Gemm(const GemmParams& p) {
   const absl::StatusOr<internal::CpuKernelConfig>& config = internal::ActiveCpuKernelConfig();
   if (!config.ok()) return config.status();
   if (p.b_dtype != DType::kF32) {
-    if (config->int8_dot && p.m <= internal::kIntegerGemmMaxRows &&
-        internal::HasIntegerDot(p.b_dtype)) {
-      // Decode-sized m: integer dot products against the activations quantized to 8 bits.
+    if (config->int8_dot && internal::HasIntegerDot(p.b_dtype)) {
+      // Activations rounded to 8 bits: integer dot products at decode-sized m.
       internal::IntegerGemm(p, config->isa);
       return absl::OkStatus();
     }

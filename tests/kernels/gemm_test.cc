@@ -179,11 +179,12 @@ struct Path {
   std::optional<CpuIsa> isa;  // set: call internal::IntegerGemm with it directly
 };
 
-// The path kernels::Gemm takes for these params under this process's configuration.
-Path DispatchedPath(DType dtype, int64_t m) {
+// The path kernels::Gemm takes for this dtype under this process's configuration (the 8-bit
+// activations apply at every m: integer dot products up to kIntegerGemmMaxRows rows, the same
+// rounded values through dequantized panels above).
+Path DispatchedPath(DType dtype) {
   const auto& config = internal::ActiveCpuKernelConfig();
-  return {.integer = config.ok() && config->int8_dot && m <= internal::kIntegerGemmMaxRows &&
-                     internal::HasIntegerDot(dtype)};
+  return {.integer = config.ok() && config->int8_dot && internal::HasIntegerDot(dtype)};
 }
 
 // Checks C = alpha A dequant(B)^T + beta C against float64 sums over the dequantized weights
@@ -191,13 +192,14 @@ Path DispatchedPath(DType dtype, int64_t m) {
 // Dequantizing path: any order of summing k fp32 products, scaling by alpha and adding beta C
 // rounds each term at most k + 4 times, so |error| <= gamma * (|alpha| sum_t |a_t w_t| + |beta c|)
 // with gamma = (k + 4) u / (1 - (k + 4) u), u = 2^-24 (Higham, Accuracy and Stability, 3.1).
-// Integer path: each activation is first rounded to d_b q with d_b = max_{t in b} |a_t| / 127
+// 8-bit path: each activation is first rounded to d_b q with d_b = max_{t in b} |a_t| / 127
 // over its 32-element block b, an error of at most d_b / 2 (plus a few ulps of d_b from fp32
 // 1 / d_b and x / d_b: the 1e-3 margin), so the exact result moves by at most
 // R = |alpha| sum_b (d_b / 2) sum_{t in b} |w_t|; the int32 block sums are exact, and the fp32
-// terms (scales times the unsigned quants, mins and offsets times the activation sums) are each
-// at most |a_t| (1 + 1/127) (128 |dw_b| + |mw_b|) per element, so the fp32 rounding adds at most
-// gamma times their sum. A wrong block, scale, min, nibble or row is off by a sizeable fraction
+// terms (scales times the unsigned quants, mins and offsets times the activation sums; or, above
+// kIntegerGemmMaxRows, the rounded activations times the weights) are each at most
+// |a_t| (1 + 1/127) (128 |dw_b| + |mw_b|) per element, so the fp32 rounding adds at most gamma
+// times their sum. A wrong block, scale, min, nibble or row is off by a sizeable fraction
 // of sum |a_t w_t| instead (random data: R is about 1/254 of it).
 void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float beta,
                 uint32_t seed, Path path) {
@@ -268,7 +270,7 @@ void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float
 
 void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float beta,
                 uint32_t seed) {
-  CheckDType(dtype, m, n, k, alpha, beta, seed, DispatchedPath(dtype, m));
+  CheckDType(dtype, m, n, k, alpha, beta, seed, DispatchedPath(dtype));
 }
 
 class GemmDTypes : public ::testing::TestWithParam<DType> {
@@ -336,8 +338,8 @@ TEST_P(GemmDTypes, RowStrideWritesAWindowOfAWiderC) {
 }
 
 // The integer path on every ISA this CPU runs, called directly (whatever PAGODA_CPU_ISA says):
-// m on both sides of the AVX-512 path's two-row pairs and up to kIntegerGemmMaxRows, n odd, k an
-// odd number of blocks (the AVX-512 path's single-block tail) and a single block.
+// m up to kIntegerGemmMaxRows and, above it, the rounded activations through the panels; n odd,
+// k an odd number of blocks (the AVX-512 path's single-block tail) and a single block.
 TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
   const DType dtype = GetParam();
   if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
@@ -346,7 +348,8 @@ TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
     if (!internal::CpuSupports(isa)) continue;
     ++tested;
     const Path path{.integer = true, .isa = isa};
-    for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, internal::kIntegerGemmMaxRows}) {
+    for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, internal::kIntegerGemmMaxRows,
+                      internal::kIntegerGemmMaxRows + 5}) {
       for (int64_t n : {37, 261}) CheckDType(dtype, m, n, 17 * 32, 1.0f, 0.0f, 21, path);
     }
     CheckDType(dtype, 1, 37, 32, 1.0f, 0.0f, 22, path);

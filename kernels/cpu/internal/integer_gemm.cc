@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cpu/internal/dequantizing_gemm.h"
 #include "kernels/cpu/internal/q8_activations.h"
 #include "kernels/cpu/internal/quantized_dot.h"
 #include "kernels/cpu/internal/vec_math.h"
@@ -14,6 +15,18 @@ namespace pagoda::kernels::internal {
 bool HasIntegerDot(DType dtype) { return QuantizedDotFor(dtype, CpuIsa::kScalar) != nullptr; }
 
 void IntegerGemm(const GemmParams& p, CpuIsa isa) {
+  if (p.m > kIntegerGemmMaxRows) {
+    // The same 8-bit activation values, multiplied in fp32 by dequantized panels and sgemm.
+    thread_local std::vector<float> rounded;
+    if (rounded.size() < static_cast<size_t>(p.m * p.k)) {
+      rounded.resize(static_cast<size_t>(p.m * p.k));
+    }
+    RoundRowToQ8(p.a, rounded.data(), p.m * p.k / kQ8BlockElements);
+    GemmParams q = p;
+    q.a = rounded.data();
+    DequantizingGemm(q);
+    return;
+  }
   const QuantizedDotFn dot = QuantizedDotFor(p.b_dtype, isa);
   const DTypeTraits& t = Traits(p.b_dtype);
   const int64_t num_blocks = p.k / kQ8BlockElements;

@@ -33,4 +33,14 @@ PAGODA_KERNEL_CLONES void QuantizeRowQ8(const float* __restrict x, Q8Block* __re
   }
 }
 
+void RoundRowToQ8(const float* x, float* out, int64_t num_blocks) {
+  Q8Block block;
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    QuantizeRowQ8(x + b * kQ8BlockElements, &block, 1);
+    for (int l = 0; l < kQ8BlockElements; ++l) {
+      out[b * kQ8BlockElements + l] = block.d * static_cast<float>(block.qs[l]);
+    }
+  }
+}
+
 }  // namespace pagoda::kernels::internal
