@@ -35,8 +35,8 @@ absl::Status GemmParams::Validate() const {
 
 absl::Status Gemm(const GemmParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.m > 0) cpu::Gemm(params);
-  return absl::OkStatus();
+  if (params.m == 0) return absl::OkStatus();
+  return cpu::Gemm(params);
 }
 
 }  // namespace pagoda::kernels

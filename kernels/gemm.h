@@ -2,8 +2,13 @@
 //   C[m, n] = alpha * sum_k A[m, k] * dequant(B)[n, k] + beta * C[m, n]
 // Activations, output and accumulation are fp32. On the CPU, F32 weights go to OpenBLAS sgemm
 // (B transposed, threaded over both cores) or, for decode batches, a kernel that streams B once;
-// weights in any other DType are dequantized a few blocks at a time inside the product (never
-// a whole fp32 copy of B; see kernels/cpu/internal/dequantizing_gemm.h).
+// Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights multiply the activations rounded to 8 bits: integer dot
+// products at decode-sized m, dequantized panels above (kernels/cpu/internal/integer_gemm.h;
+// PAGODA_CPU_INT8_DOT=0 turns the rounding off); weights in any other DType are dequantized a few
+// blocks at a time inside the product (never a whole fp32 copy of B; see
+// kernels/cpu/internal/dequantizing_gemm.h). Returns FailedPrecondition / InvalidArgument when
+// PAGODA_CPU_ISA names an instruction set this CPU lacks or none at all
+// (kernels/cpu/internal/cpu_isa.h).
 //
 //   kernels::GemmParams p{.a = x, .b = w_qkv, .c = qkv, .m = num_tokens, .n = 3 * d, .k = d};
 //   RETURN_IF_ERROR(kernels::Gemm(p));
@@ -42,7 +47,8 @@ struct GemmParams {
   absl::Status Validate() const;
 };
 
-/// Runs the GEMM. Returns InvalidArgument for a bad params struct.
+/// Runs the GEMM. Returns InvalidArgument for a bad params struct (or a bad PAGODA_CPU_ISA, see
+/// above).
 absl::Status Gemm(const GemmParams& params);
 
 }  // namespace pagoda::kernels

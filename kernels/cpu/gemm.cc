@@ -2,27 +2,38 @@
 
 #include <cblas.h>
 
+#include "kernels/cpu/internal/cpu_isa.h"
 #include "kernels/cpu/internal/dequantizing_gemm.h"
+#include "kernels/cpu/internal/integer_gemm.h"
 #include "kernels/cpu/internal/skinny_gemm.h"
 
 namespace pagoda::kernels::cpu {
 
-void Gemm(const GemmParams& p) {
+absl::Status Gemm(const GemmParams& p) {
+  // A PAGODA_CPU_ISA this CPU cannot run (or a misspelt one) fails every GEMM alike.
+  const absl::StatusOr<internal::CpuKernelConfig>& config = internal::ActiveCpuKernelConfig();
+  if (!config.ok()) return config.status();
   if (p.b_dtype != DType::kF32) {
-    // Every other dtype goes through its row of the format table (block_formats.h).
+    if (config->int8_dot && internal::HasIntegerDot(p.b_dtype)) {
+      // Activations rounded to 8 bits: integer dot products at decode-sized m.
+      internal::IntegerGemm(p, config->isa);
+      return absl::OkStatus();
+    }
+    // Every other case goes through its row of the format table (block_formats.h).
     internal::DequantizingGemm(p);
-    return;
+    return absl::OkStatus();
   }
   const auto* b = static_cast<const float*>(p.b);
   if (p.m <= internal::kSkinnyGemmMaxRows) {
     // Decode batches: stream the weights once instead of packing them (see skinny_gemm.h).
     internal::SkinnyGemm(p.a, b, p.c, p.m, p.n, p.k, p.alpha, p.beta, p.row_stride());
-    return;
+    return absl::OkStatus();
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(p.m),
               static_cast<blasint>(p.n), static_cast<blasint>(p.k), p.alpha, p.a,
               static_cast<blasint>(p.k), b, static_cast<blasint>(p.k), p.beta, p.c,
               static_cast<blasint>(p.row_stride()));
+  return absl::OkStatus();
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -1,10 +1,12 @@
 // The CPU twin of kernels/gemm.h, called by its dispatch point with validated params (m > 0).
+// Fails only where the CPU kernels' configuration from the environment is bad (cpu_isa.h).
 #pragma once
 
+#include "absl/status/status.h"
 #include "kernels/gemm.h"
 
 namespace pagoda::kernels::cpu {
 
-void Gemm(const GemmParams& params);
+absl::Status Gemm(const GemmParams& params);
 
 }  // namespace pagoda::kernels::cpu

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,11 +14,14 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/internal/cpu_isa.h"
+#include "kernels/cpu/internal/integer_gemm.h"
 #include "kernels/dequantize.h"
 
 namespace pagoda::kernels {
 namespace {
 
+using internal::CpuIsa;
 using ::testing::HasSubstr;
 
 std::vector<float> Random(int64_t n, std::mt19937& rng) {
@@ -124,15 +129,21 @@ TEST(Gemm, RejectsKThatSplitsABlockAndUnknownDTypes) {
               HasSubstr("unknown weight dtype"));
 }
 
-// Weights in any DType. The float types are converted from random fp32; the block formats are
-// random bytes whose float16 scale fields (offsets as in ggml-common.h) are then set to finite
-// values in +-[1/64, 1/8], so every weight is finite and of order 1..100.
-std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, int64_t k, std::mt19937& rng) {
+// The float16 fields of a block format (block offsets as in ggml-common.h): the scale first,
+// then the min where the format has one.
+const std::vector<int>& HalfFields(DType dtype) {
   static const std::map<DType, std::vector<int>> kHalfFields = {
       {DType::kQ8_0, {0}},   {DType::kQ4_0, {0}},    {DType::kQ4_1, {0, 2}},
       {DType::kQ5_0, {0}},   {DType::kQ5_1, {0, 2}}, {DType::kQ2_K, {80, 82}},
       {DType::kQ3_K, {108}}, {DType::kQ4_K, {0, 2}}, {DType::kQ5_K, {0, 2}},
       {DType::kQ6_K, {208}}};
+  return kHalfFields.at(dtype);
+}
+
+// Weights in any DType. The float types are converted from random fp32; the block formats are
+// random bytes whose float16 scale fields (HalfFields) are then set to finite
+// values in +-[1/64, 1/8], so every weight is finite and of order 1..100.
+std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, int64_t k, std::mt19937& rng) {
   const DTypeTraits& t = Traits(dtype);
   std::vector<uint8_t> w(static_cast<size_t>(n * k / t.block_elements * t.block_bytes));
   if (!t.quantized) {
@@ -145,7 +156,7 @@ std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, int64_t k, std::mt199
   for (uint8_t& x : w) x = static_cast<uint8_t>(byte(rng));
   std::uniform_real_distribution<float> scale(1.0f / 64, 1.0f / 8);
   for (size_t block = 0; block < w.size(); block += t.block_bytes) {
-    for (int offset : kHalfFields.at(dtype)) {
+    for (int offset : HalfFields(dtype)) {
       const float value = (byte(rng) & 1 ? -1.0f : 1.0f) * scale(rng);
       EXPECT_TRUE(
           Quantize(
@@ -156,16 +167,45 @@ std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, int64_t k, std::mt199
   return w;
 }
 
+float HalfAt(const uint8_t* p) {
+  float f;
+  EXPECT_TRUE(Dequantize({.dtype = DType::kF16, .src = p, .dst = &f, .num_elements = 1}).ok());
+  return f;
+}
+
+// Which GEMM computes C: the public dispatch, or the integer path on one ISA.
+struct Path {
+  bool integer = false;       // the integer path (Q8 activations) rather than the dequantizing one
+  std::optional<CpuIsa> isa;  // set: call internal::IntegerGemm with it directly
+};
+
+// The path kernels::Gemm takes for this dtype under this process's configuration (the 8-bit
+// activations apply at every m: integer dot products up to kIntegerGemmMaxRows rows, the same
+// rounded values through dequantized panels above).
+Path DispatchedPath(DType dtype) {
+  const auto& config = internal::ActiveCpuKernelConfig();
+  return {.integer = config.ok() && config->int8_dot && internal::HasIntegerDot(dtype)};
+}
+
 // Checks C = alpha A dequant(B)^T + beta C against float64 sums over the dequantized weights
-// (Dequantize equals the gguf reference bit for bit, dequantize_test.cc). Tolerance: any order
-// of summing k fp32 products, scaling by alpha and adding beta C rounds each term at most k + 4
-// times, so |error| <= gamma * (|alpha| sum_t |a_t w_t| + |beta c|) with
-// gamma = (k + 4) u / (1 - (k + 4) u), u = 2^-24 (Higham, Accuracy and Stability, 3.1). A wrong
-// block, scale or row is off by a sizeable fraction of that sum instead.
+// (Dequantize equals the gguf reference bit for bit, dequantize_test.cc).
+// Dequantizing path: any order of summing k fp32 products, scaling by alpha and adding beta C
+// rounds each term at most k + 4 times, so |error| <= gamma * (|alpha| sum_t |a_t w_t| + |beta c|)
+// with gamma = (k + 4) u / (1 - (k + 4) u), u = 2^-24 (Higham, Accuracy and Stability, 3.1).
+// 8-bit path: each activation is first rounded to d_b q with d_b = max_{t in b} |a_t| / 127
+// over its 32-element block b, an error of at most d_b / 2 (plus a few ulps of d_b from fp32
+// 1 / d_b and x / d_b: the 1e-3 margin), so the exact result moves by at most
+// R = |alpha| sum_b (d_b / 2) sum_{t in b} |w_t|; the int32 block sums are exact, and the fp32
+// terms (scales times the unsigned quants, mins and offsets times the activation sums; or, above
+// kIntegerGemmMaxRows, the rounded activations times the weights) are each at most
+// |a_t| (1 + 1/127) (128 |dw_b| + |mw_b|) per element, so the fp32 rounding adds at most gamma
+// times their sum. A wrong block, scale, min, nibble or row is off by a sizeable fraction
+// of sum |a_t w_t| instead (random data: R is about 1/254 of it).
 void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float beta,
-                uint32_t seed) {
-  SCOPED_TRACE(
-      absl::StrCat(std::string(DTypeName(dtype)), " m=", m, " n=", n, " k=", k, " beta=", beta));
+                uint32_t seed, Path path) {
+  SCOPED_TRACE(absl::StrCat(std::string(DTypeName(dtype)), " m=", m, " n=", n, " k=", k,
+                            " beta=", beta, path.integer ? " integer path" : "",
+                            path.isa ? " " + std::string(internal::CpuIsaName(*path.isa)) : ""));
   std::mt19937 rng(seed);
   const std::vector<uint8_t> w = RandomWeights(dtype, n, k, rng);
   const std::vector<float> a = Random(m * k, rng);
@@ -176,32 +216,61 @@ void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float
       Dequantize({.dtype = dtype, .src = w.data(), .dst = w_f32.data(), .num_elements = n * k})
           .ok());
   std::vector<float> c = c0;
-  ASSERT_TRUE(Gemm({.a = a.data(),
-                    .b = w.data(),
-                    .b_dtype = dtype,
-                    .c = c.data(),
-                    .m = m,
-                    .n = n,
-                    .k = k,
-                    .alpha = alpha,
-                    .beta = beta})
-                  .ok());
+  const GemmParams p{.a = a.data(),
+                     .b = w.data(),
+                     .b_dtype = dtype,
+                     .c = c.data(),
+                     .m = m,
+                     .n = n,
+                     .k = k,
+                     .alpha = alpha,
+                     .beta = beta};
+  if (path.isa) {
+    ASSERT_TRUE(p.Validate().ok());
+    internal::IntegerGemm(p, *path.isa);
+  } else {
+    ASSERT_TRUE(Gemm(p).ok());
+  }
   const double u = std::ldexp(1.0, -24);
   const double gamma = (k + 4) * u / (1 - (k + 4) * u);
+  const DTypeTraits& t = Traits(dtype);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
-      double dot = 0.0, magnitude = 0.0;
-      for (int64_t t = 0; t < k; ++t) {
-        const double p = double{a[i * k + t]} * w_f32[j * k + t];
-        dot += p;
-        magnitude += std::abs(p);
+      double dot = 0.0, magnitude = 0.0, rounding = 0.0, terms = 0.0;
+      for (int64_t b = 0; b < k; b += 32) {
+        double amax = 0.0, w_abs = 0.0;
+        for (int64_t x = b; x < b + 32 && x < k; ++x) {
+          const double p = double{a[i * k + x]} * w_f32[j * k + x];
+          dot += p;
+          magnitude += std::abs(p);
+          amax = std::max(amax, std::abs(double{a[i * k + x]}));
+          w_abs += std::abs(double{w_f32[j * k + x]});
+        }
+        if (path.integer) {
+          // This 32-element piece lies in one weight block (the integer formats' blocks are
+          // 32 elements).
+          const uint8_t* block = w.data() + (j * k + b) / t.block_elements * t.block_bytes;
+          const std::vector<int>& fields = HalfFields(dtype);
+          const double dw = std::abs(HalfAt(block + fields[0]));
+          const double mw = fields.size() > 1 ? std::abs(HalfAt(block + fields[1])) : 0.0;
+          rounding += amax / 127 / 2 * w_abs;
+          terms += amax * (1 + 1.0 / 127) * 32 * (128 * dw + mw);
+        }
       }
       const double c_in = beta == 0.0f ? 0.0 : double{beta} * c0[i * n + j];
       const double want = alpha * dot + c_in;
-      const double bound = gamma * (std::abs(alpha) * magnitude + std::abs(c_in));
+      const double bound =
+          path.integer ? (1 + 1e-3) * std::abs(alpha) * rounding +
+                             gamma * (std::abs(alpha) * (magnitude + terms) + std::abs(c_in))
+                       : gamma * (std::abs(alpha) * magnitude + std::abs(c_in));
       ASSERT_LE(std::abs(c[i * n + j] - want), bound) << "at row " << i << ", column " << j;
     }
   }
+}
+
+void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                uint32_t seed) {
+  CheckDType(dtype, m, n, k, alpha, beta, seed, DispatchedPath(dtype));
 }
 
 class GemmDTypes : public ::testing::TestWithParam<DType> {
@@ -268,6 +337,51 @@ TEST_P(GemmDTypes, RowStrideWritesAWindowOfAWiderC) {
   }
 }
 
+// The integer path on every ISA this CPU runs, called directly (whatever PAGODA_CPU_ISA says):
+// m up to kIntegerGemmMaxRows and, above it, the rounded activations through the panels; n odd,
+// k an odd number of blocks (the AVX-512 path's single-block tail) and a single block.
+TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
+  const DType dtype = GetParam();
+  if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
+  int tested = 0;
+  for (CpuIsa isa : internal::kAllCpuIsas) {
+    if (!internal::CpuSupports(isa)) continue;
+    ++tested;
+    const Path path{.integer = true, .isa = isa};
+    for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, internal::kIntegerGemmMaxRows,
+                      internal::kIntegerGemmMaxRows + 5}) {
+      for (int64_t n : {37, 261}) CheckDType(dtype, m, n, 17 * 32, 1.0f, 0.0f, 21, path);
+    }
+    CheckDType(dtype, 1, 37, 32, 1.0f, 0.0f, 22, path);
+    CheckDType(dtype, 3, 37, 4 * 32, 0.5f, 1.0f, 23, path);
+  }
+  EXPECT_GE(tested, 1);  // scalar runs everywhere
+}
+
+// The ISAs agree with each other to within the fp32 reordering (the int32 sums are exact; only
+// the order of the fp32 block terms differs), far tighter than the activation-rounding bound.
+TEST_P(GemmDTypes, IntegerPathIsasAgree) {
+  const DType dtype = GetParam();
+  if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
+  constexpr int64_t kM = 3, kN = 41, kK = 9 * 32;
+  std::mt19937 rng(31);
+  const std::vector<uint8_t> w = RandomWeights(dtype, kN, kK, rng);
+  const std::vector<float> a = Random(kM * kK, rng);
+  std::vector<float> scalar(kM * kN), other(kM * kN);
+  GemmParams p{.a = a.data(), .b = w.data(), .b_dtype = dtype, .m = kM, .n = kN, .k = kK};
+  p.c = scalar.data();
+  internal::IntegerGemm(p, CpuIsa::kScalar);
+  for (CpuIsa isa : internal::kAllCpuIsas) {
+    if (!internal::CpuSupports(isa)) continue;
+    p.c = other.data();
+    internal::IntegerGemm(p, isa);
+    for (int64_t i = 0; i < kM * kN; ++i) {
+      ASSERT_NEAR(other[i], scalar[i], 1e-4 * (1 + std::abs(scalar[i])))
+          << internal::CpuIsaName(isa) << " at " << i;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllDTypes, GemmDTypes,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
                                            DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
@@ -276,6 +390,26 @@ INSTANTIATE_TEST_SUITE_P(AllDTypes, GemmDTypes,
                          [](const ::testing::TestParamInfo<DType>& info) {
                            return std::string(Traits(info.param).ggml_name);
                          });
+
+// Run by the gemm_test_bad_cpu_isa CTest entry with PAGODA_CPU_ISA set to a name no CPU has:
+// every GEMM then fails with the configuration's error instead of running (or crashing).
+TEST(GemmCpuIsa, AnUnusablePagodaCpuIsaFailsEveryGemm) {
+  const char* env = std::getenv("PAGODA_CPU_ISA");
+  if (env == nullptr) GTEST_SKIP() << "PAGODA_CPU_ISA is not set";
+  const absl::StatusOr<CpuIsa> want =
+      internal::ResolveCpuIsa(env, internal::WidestSupportedCpuIsa());
+  if (want.ok()) GTEST_SKIP() << "PAGODA_CPU_ISA=" << env << " is usable here";
+  std::mt19937 rng(5);
+  for (DType dtype : {DType::kF32, DType::kQ4_1, DType::kQ6_K}) {
+    const std::vector<uint8_t> w = RandomWeights(dtype, 4, 256, rng);
+    const std::vector<float> a = Random(256, rng);
+    std::vector<float> c(4);
+    const absl::Status s = Gemm(
+        {.a = a.data(), .b = w.data(), .b_dtype = dtype, .c = c.data(), .m = 1, .n = 4, .k = 256});
+    EXPECT_EQ(s.code(), want.status().code()) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("PAGODA_CPU_ISA"));
+  }
+}
 
 }  // namespace
 }  // namespace pagoda::kernels

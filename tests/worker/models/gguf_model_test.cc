@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/smollm2_near_tie.h"
 #include "worker/gloo_communicator.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
@@ -190,10 +191,25 @@ const std::vector<std::string>& FixtureNames() {
 
 class GgufModel : public ::testing::TestWithParam<std::string> {};
 
+// The 8-bit activations of the integer path (tests/testing/smollm2_near_tie.h) move these small
+// models' logits too (logits of O(1..5)): measured on every fixture and ISA (scalar, AVX2,
+// AVX-512) by at most 0.113 (llama_q5_0; the other Q4_0/Q4_1/Q5_1/Q8_0 fixtures 0.08-0.11)
+// against the float64 reference; the bound is about twice that. The exact path keeps the tight
+// bound below (gguf_model_test_exact_path runs it).
+constexpr float kInt8FixtureLogitTolerance = 0.25f;
+
 // Tolerance: the logits of the fp32 forward pass (fp32 activations and accumulation over
 // dequantized weights that equal the reference's exactly) are within 1e-4 + 1e-4 |logit| of the
-// float64 reference's (seen: at most 7e-6 on logits of O(5)); every fixture's greedy steps have a
-// top-two margin of at least 0.05, so the tokens must be exactly the reference's.
+// float64 reference's (seen: at most 7e-6 on logits of O(5)).
+float LogitTolerance(float want) {
+  return testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance
+                                                  : 1e-4f + 1e-4f * std::abs(want);
+}
+
+// Logits within LogitTolerance; every fixture's greedy steps have a top-two margin of at least
+// 0.05, so the tokens must be exactly the reference's. On the integer path a shift of 0.113 could
+// in principle flip a 0.05 margin; none does on any ISA (checked), so these fixed fixtures keep
+// the exact token check there too.
 TEST_P(GgufModel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
   const Expected expected = LoadExpected(GetParam());
   ASSERT_FALSE(expected.greedy.empty());
@@ -210,7 +226,7 @@ TEST_P(GgufModel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
       const float want = expected.logits[step][i];
       const float got = gen.logits[0][step][i];
       max_diff = std::max(max_diff, std::abs(got - want));
-      ASSERT_NEAR(got, want, 1e-4 + 1e-4 * std::abs(want)) << "step " << step << " token " << i;
+      ASSERT_NEAR(got, want, LogitTolerance(want)) << "step " << step << " token " << i;
     }
   }
   ::testing::Test::RecordProperty("max_abs_logit_diff", absl::StrCat(max_diff));
@@ -226,8 +242,12 @@ TEST_P(GgufModel, TheSameModelAsSafetensorsGivesTheSameTokens) {
   ASSERT_EQ(hf.tokens.size(), 1u);
   EXPECT_EQ(hf.tokens[0], gguf.tokens[0]);
   EXPECT_EQ(hf.tokens[0], expected.greedy);
-  // Same weights in another layout: only the summation order of a few GEMMs may differ.
-  EXPECT_LE(MaxAbsDiff(hf.logits[0], gguf.logits[0]), 1e-4f);
+  // Same weights in another layout: only the summation order of a few GEMMs may differ (or, on
+  // the integer path, the GGUF file's quantized GEMMs round the activations to 8 bits where the
+  // safetensors copy's fp32 weights do not).
+  const float diff = MaxAbsDiff(hf.logits[0], gguf.logits[0]);
+  ::testing::Test::RecordProperty("max_abs_logit_diff", absl::StrCat(diff));
+  EXPECT_LE(diff, testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance : 1e-4f);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, GgufModel, ::testing::ValuesIn(FixtureNames()),
@@ -407,11 +427,6 @@ std::vector<SmolLm2Golden> LoadSmolLm2Goldens() {
   return goldens;
 }
 
-// Near-ties (../shared/models/smollm2/README.md): where the reference's top-two margin is below
-// 5e-3 another precision may pick the other token, and the rest of that sequence is then not
-// comparable.
-constexpr double kNearTie = 5e-3;
-
 TEST(SmolLm2, GreedyTokensEqualTheGoldensUpToNearTies) {
   if (!std::filesystem::exists(SmolLm2Path())) {
     GTEST_SKIP() << SmolLm2Path() << " is absent (scripts/install-deps.sh fetches it)";
@@ -434,7 +449,8 @@ TEST(SmolLm2, GreedyTokensEqualTheGoldensUpToNearTies) {
   for (size_t s = 0; s < goldens.size(); ++s) {
     size_t compared = 0;
     for (size_t i = 0; i < goldens[s].greedy_ids.size(); ++i, ++compared) {
-      if (gen.tokens[s][i] != goldens[s].greedy_ids[i] && goldens[s].top2_margin[i] < kNearTie) {
+      if (gen.tokens[s][i] != goldens[s].greedy_ids[i] &&
+          goldens[s].top2_margin[i] < testing::SmolLm2NearTie()) {
         break;  // a legitimate near-tie flip: the rest is another continuation
       }
       ASSERT_EQ(gen.tokens[s][i], goldens[s].greedy_ids[i])
@@ -457,9 +473,33 @@ TEST(SmolLm2, ThreeRanksEqualOne) {
   const Generation three = RunModelSharded(SmolLm2Path(), prompts, kSteps, 3);
   ASSERT_EQ(three.tokens.size(), prompts.size());
   for (size_t s = 0; s < prompts.size(); ++s) {
-    EXPECT_EQ(three.tokens[s], one.tokens[s]) << "prompt " << s;
-    // Sums over the ranks' partial products in another order: fp32 round-off on O(10) logits.
-    EXPECT_LE(MaxAbsDiff(three.logits[s], one.logits[s]), 2e-3f) << "prompt " << s;
+    if (!testing::CpuKernelsQuantizeActivations()) {
+      EXPECT_EQ(three.tokens[s], one.tokens[s]) << "prompt " << s;
+      // Sums over the ranks' partial products in another order: fp32 round-off on O(10) logits.
+      EXPECT_LE(MaxAbsDiff(three.logits[s], one.logits[s]), 2e-3f) << "prompt " << s;
+      continue;
+    }
+    // 8-bit activations: the round-off above moves some activations across a rounding boundary,
+    // one 8-bit step apart, and from there on the two runs carry different (equally valid)
+    // rounding noise, as two ISAs do. So the tokens agree up to a flip at a near-tie of the
+    // one-rank logits, and until then the logits differ by at most twice the integer path's
+    // noise (kSmolLm2Int8LogitShift against the exact path).
+    constexpr float kInt8LogitNoise = 2 * testing::kSmolLm2Int8LogitShift;
+    for (size_t i = 0; i < one.tokens[s].size(); ++i) {
+      SCOPED_TRACE(absl::StrCat("prompt ", s, " step ", i));
+      float diff = 0.0f;
+      for (size_t v = 0; v < one.logits[s][i].size(); ++v) {
+        diff = std::max(diff, std::abs(three.logits[s][i][v] - one.logits[s][i][v]));
+      }
+      EXPECT_LE(diff, kInt8LogitNoise);
+      if (three.tokens[s][i] != one.tokens[s][i]) {
+        std::vector<float> sorted = one.logits[s][i];
+        std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+        EXPECT_LT(sorted[0] - sorted[1], testing::kSmolLm2NearTieInt8)
+            << "a flip at a margin above the bound";
+        break;
+      }
+    }
   }
 }
 
