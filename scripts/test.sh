@@ -23,6 +23,6 @@ regex=$(IFS='|'; echo "${sanitized_tests[*]}")
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L "^(${regex})\$"
 
-# libFuzzer (clang, ASan + UBSan) on every parser of outside input, 24 s each (4 minutes in all).
-scripts/fuzz.sh "${PAGODA_FUZZ_SECONDS:-24}"
+# libFuzzer (clang, ASan + UBSan) on every parser of outside input, 18 s each (3 minutes in all).
+scripts/fuzz.sh "${PAGODA_FUZZ_SECONDS:-18}"
 echo "test.sh: all tests passed"
