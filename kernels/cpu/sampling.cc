@@ -264,6 +264,23 @@ void MaskTokens(const MaskTokensParams& p) {
   }
 }
 
+void ApplyTokenBitmask(const TokenBitmaskParams& p) {
+  const int64_t v = p.batch.vocab_size;
+  const int64_t masked = std::min(v, p.bitmask_words * 32);
+  // Row i of the bitmask belongs to batch row row(i): run over positions.
+  SamplingRows positions = p.batch;
+  positions.rows = nullptr;
+  positions.num_seqs = positions.num_rows;
+  ForRows<NoScratch>(positions, [&](int64_t i, NoScratch&) {
+    float* row = p.logits + p.batch.row(i) * v;
+    const uint32_t* words = p.bitmask + i * p.bitmask_words;
+    for (int64_t id = 0; id < masked; ++id) {
+      if (((words[id >> 5] >> (id & 31)) & 1u) == 0) row[id] = kNegInf;
+    }
+    for (int64_t id = masked; id < v; ++id) row[id] = kNegInf;
+  });
+}
+
 void ApplyPenalties(const PenaltiesParams& p) {
   const int64_t v = p.batch.vocab_size;
   ForRows<PenaltyScratch>(p.batch, [&](int64_t s, PenaltyScratch& ws) {
