@@ -128,15 +128,14 @@ absl::Status SamplingParams::Validate() const {
     case ConstraintKind::kGrammar:
       if (constraint.empty() || constraint.size() > kMaxConstraintBytes ||
           !IsValidUtf8(constraint)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sampling parameter constraint must be non-empty UTF-8 of at most ",
-            kMaxConstraintBytes, " bytes, got ", constraint.size(), " bytes"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("sampling parameter constraint must be non-empty UTF-8 of at most ",
+                         kMaxConstraintBytes, " bytes, got ", constraint.size(), " bytes"));
       }
       break;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("sampling parameter constraint has an unknown kind ",
-                       static_cast<int>(constraint_kind)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling parameter constraint has an unknown kind ", static_cast<int>(constraint_kind)));
   }
   // A constraint allows only the grammar's tokens: beam search would replace them, and with
   // EOS masked (min_tokens) or ignored (ignore_eos) a finished grammar would leave no token.

@@ -110,8 +110,7 @@ absl::StatusOr<ConstraintKind> ConstraintKindFromProto(int kind) {
     case v1::StructuredOutput::KIND_GRAMMAR:
       return ConstraintKind::kGrammar;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("structured_output: unknown kind ", kind));
+      return absl::InvalidArgumentError(absl::StrCat("structured_output: unknown kind ", kind));
   }
 }
 

@@ -196,8 +196,8 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
         ValidateTokenIds(delta.replace_last_token_ids, absl::StrCat("cached sequence ", id)));
     if (seq.matcher != nullptr && !delta.replace_last_token_ids.empty()) {
       // Only beam search replaces tokens, and a constraint refuses beam search at the edge.
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cached sequence ", id, " is constrained: its tokens cannot be replaced"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cached sequence ", id, " is constrained: its tokens cannot be replaced"));
     }
     int64_t num_known = static_cast<int64_t>(seq.token_ids.size());
     if (!delta.replace_last_token_ids.empty()) {

@@ -61,9 +61,8 @@ absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> Frontend::Com
   {
     absl::MutexLock lock(&vocabulary_mu_);
     if (vocabulary_ == nullptr) {
-      std::vector<int32_t> stop_ids = options_.stop_token_ids.empty()
-                                          ? tokenizer_->stop_token_ids()
-                                          : options_.stop_token_ids;
+      std::vector<int32_t> stop_ids =
+          options_.stop_token_ids.empty() ? tokenizer_->stop_token_ids() : options_.stop_token_ids;
       absl::StatusOr<std::shared_ptr<const structured::TokenVocabulary>> built =
           structured::TokenVocabulary::FromTokenizer(*tokenizer_, std::move(stop_ids),
                                                      options_.model_name);
@@ -116,8 +115,7 @@ absl::StatusOr<std::unique_ptr<RequestSession>> Frontend::Submit(GenerationInput
         CompileConstraint(input.params);
     if (!compiled.ok()) {
       if (!absl::IsInvalidArgument(compiled.status())) return compiled.status();
-      return absl::InvalidArgumentError(
-          absl::StrCat(param, ": ", compiled.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat(param, ": ", compiled.status().message()));
     }
   }
   request.request_id = input.request_id.empty() ? absl::StrFormat("cmpl-%016x", NextRandom())

@@ -173,9 +173,8 @@ absl::Status ReadConstraint(const json& body, SamplingParams& params, std::strin
   using Kind = SamplingParams::ConstraintKind;
   auto set = [&](const std::string& field, Kind kind, std::string text) -> absl::Status {
     if (!param.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": give one structured output constraint, not both ", field,
-                       " and ", param));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": give one structured output constraint, not both ", field, " and ", param));
     }
     param = field;
     params.constraint_kind = kind;
@@ -183,12 +182,14 @@ absl::Status ReadConstraint(const json& body, SamplingParams& params, std::strin
     return absl::OkStatus();
   };
   // A schema given as an object or as its JSON text.
-  auto schema_text = [](const std::string& field, const json& value) -> absl::StatusOr<std::string> {
+  auto schema_text = [](const std::string& field,
+                        const json& value) -> absl::StatusOr<std::string> {
     if (value.is_object() || value.is_boolean()) return value.dump();
     if (value.is_string()) return value.get<std::string>();
     return WrongType(field, "a JSON Schema (an object or its JSON text)", value);
   };
-  auto choices_text = [](const std::string& field, const json& value) -> absl::StatusOr<std::string> {
+  auto choices_text = [](const std::string& field,
+                         const json& value) -> absl::StatusOr<std::string> {
     if (!value.is_array() || value.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": must be a non-empty array of strings"));
@@ -198,7 +199,8 @@ absl::Status ReadConstraint(const json& body, SamplingParams& params, std::strin
     }
     return value.dump();
   };
-  auto string_text = [](const std::string& field, const json& value) -> absl::StatusOr<std::string> {
+  auto string_text = [](const std::string& field,
+                        const json& value) -> absl::StatusOr<std::string> {
     if (!value.is_string()) return WrongType(field, "a string", value);
     return value.get<std::string>();
   };
@@ -218,8 +220,8 @@ absl::Status ReadConstraint(const json& body, SamplingParams& params, std::strin
         return absl::InvalidArgumentError(
             "response_format: json_schema needs {\"json_schema\": {\"name\", \"schema\"}}");
       }
-      if (auto strict = it->find("strict"); strict != it->end() && !strict->is_null() &&
-                                            !strict->is_boolean()) {
+      if (auto strict = it->find("strict");
+          strict != it->end() && !strict->is_null() && !strict->is_boolean()) {
         return WrongType("response_format", "json_schema.strict as a boolean", *strict);
       }
       auto schema = it->find("schema");
@@ -270,9 +272,9 @@ absl::Status ReadConstraint(const json& body, SamplingParams& params, std::strin
         if (!value.is_boolean()) return WrongType(kField, "json_object as a boolean", value);
         if (value.get<bool>()) RETURN_IF_ERROR(set(kField, Kind::kJsonObject, ""));
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            kField, ": unsupported key \"", key,
-            "\" (supported: json, regex, choice, grammar, json_object)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(kField, ": unsupported key \"", key,
+                         "\" (supported: json, regex, choice, grammar, json_object)"));
       }
     }
   }

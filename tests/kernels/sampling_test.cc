@@ -185,11 +185,10 @@ TEST(Sampling, ApplyTokenBitmaskClearsDisallowedIdsOfTheSelectedRowsOnly) {
     std::mt19937 rng(static_cast<uint32_t>(words));
     std::vector<uint32_t> mask(kSomeRows.size() * words);
     for (uint32_t& w : mask) w = rng() & rng();  // about a quarter of the bits set
-    ASSERT_TRUE(ApplyTokenBitmask({.batch = Some(),
-                                   .logits = x.data(),
-                                   .bitmask = mask.data(),
-                                   .bitmask_words = words})
-                    .ok());
+    ASSERT_TRUE(
+        ApplyTokenBitmask(
+            {.batch = Some(), .logits = x.data(), .bitmask = mask.data(), .bitmask_words = words})
+            .ok());
     std::vector<float> expected = before;
     for (size_t i = 0; i < kSomeRows.size(); ++i) {
       const int64_t s = kSomeRows[i];
@@ -205,9 +204,9 @@ TEST(Sampling, ApplyTokenBitmaskClearsDisallowedIdsOfTheSelectedRowsOnly) {
       ApplyTokenBitmask({.batch = All(), .logits = x.data(), .bitmask_words = 32}).message(),
       HasSubstr("token_bitmask: logits or bitmask is null"));
   const std::vector<uint32_t> mask(kSeqs, ~0u);
-  EXPECT_THAT(ApplyTokenBitmask({.batch = All(), .logits = x.data(), .bitmask = mask.data()})
-                  .message(),
-              HasSubstr("bitmask_words must be >= 1"));
+  EXPECT_THAT(
+      ApplyTokenBitmask({.batch = All(), .logits = x.data(), .bitmask = mask.data()}).message(),
+      HasSubstr("bitmask_words must be >= 1"));
 }
 
 // vLLM's definitions, written plainly.

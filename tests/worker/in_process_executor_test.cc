@@ -597,9 +597,9 @@ TEST_F(InProcessExecutorTest, ConstrainedSequencesFollowTheirGrammarAndResume) {
   ASSERT_TRUE(weights.ok());
   auto executor = InProcessExecutor::Create(
       config_, std::move(*weights),
-      {.num_device_blocks = kNumDeviceBlocks,
-       .block_size = kBlockSize,
-       .load_tokenizer = [] { return Tokenizer::FromDirectory(Stories260KDir()); }});
+      {.num_device_blocks = kNumDeviceBlocks, .block_size = kBlockSize, .load_tokenizer = [] {
+         return Tokenizer::FromDirectory(Stories260KDir());
+       }});
   ASSERT_TRUE(executor.ok()) << executor.status();
   executor_ = std::move(*executor);
   auto tokenizer = Tokenizer::FromDirectory(Stories260KDir());
@@ -665,8 +665,7 @@ TEST_F(InProcessExecutorTest, ConstrainedSequencesFollowTheirGrammarAndResume) {
   }
 
   // A bad constraint, or outputs its grammar refuses, fail the plan and change nothing.
-  auto submit_one = [&](const std::string& id, SamplingParams params,
-                        std::vector<int32_t> tokens) {
+  auto submit_one = [&](const std::string& id, SamplingParams params, std::vector<int32_t> tokens) {
     StepPlan plan{.step_id = step_id_++};
     const int64_t num_prompt = static_cast<int64_t>(golden(0).prompt_ids.size());
     plan.new_sequences.push_back({.seq_id = id,
@@ -700,13 +699,13 @@ TEST_F(InProcessExecutorTest, RefusesConstraintsWithoutATokenizer) {
   SamplingParams params;
   params.constraint_kind = SamplingParams::ConstraintKind::kJsonObject;
   StepPlan plan{.step_id = step_id_++};
-  plan.new_sequences.push_back({.seq_id = "json",
-                                .token_ids = golden(0).prompt_ids,
-                                .num_prompt_tokens =
-                                    static_cast<int64_t>(golden(0).prompt_ids.size()),
-                                .num_scheduled_tokens = 1,
-                                .block_ids = Alloc(64),
-                                .sampling_params = params});
+  plan.new_sequences.push_back(
+      {.seq_id = "json",
+       .token_ids = golden(0).prompt_ids,
+       .num_prompt_tokens = static_cast<int64_t>(golden(0).prompt_ids.size()),
+       .num_scheduled_tokens = 1,
+       .block_ids = Alloc(64),
+       .sampling_params = params});
   const absl::Status status = executor_->Submit(std::move(plan)).get().status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("no tokenizer"));

@@ -500,15 +500,16 @@ TEST(HttpServer, CompletesAChat) {
 TEST(HttpServer, CompilesStructuredOutputsBeforeAdmittingAndNamesTheField) {
   TestRouter router({.chat_template = &TestChatTemplate()});
   // Valid constraints are admitted (the simulated engine does not follow them).
-  for (const char* body : {
-           R"({"prompt": "a", "max_tokens": 3, "response_format": {"type": "json_object"}})",
-           R"({"prompt": "a", "max_tokens": 3, "response_format": {"type": "json_schema",
+  for (
+      const char* body : {
+          R"({"prompt": "a", "max_tokens": 3, "response_format": {"type": "json_object"}})",
+          R"({"prompt": "a", "max_tokens": 3, "response_format": {"type": "json_schema",
                "json_schema": {"name": "p", "strict": true, "schema": {"type": "object",
                "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}})",
-           R"({"prompt": "a", "max_tokens": 3, "guided_regex": "[a-z]+"})",
-           R"({"prompt": "a", "max_tokens": 3, "guided_choice": ["yes", "no"]})",
-           R"({"prompt": "a", "max_tokens": 3, "structured_outputs": {"grammar": "root ::= \"x\"+"}})",
-       }) {
+          R"({"prompt": "a", "max_tokens": 3, "guided_regex": "[a-z]+"})",
+          R"({"prompt": "a", "max_tokens": 3, "guided_choice": ["yes", "no"]})",
+          R"({"prompt": "a", "max_tokens": 3, "structured_outputs": {"grammar": "root ::= \"x\"+"}})",
+      }) {
     httplib::Result result = router.Post("/v1/completions", body);
     ASSERT_TRUE(result);
     EXPECT_EQ(result->status, 200) << body << " -> " << result->body;
@@ -520,7 +521,8 @@ TEST(HttpServer, CompilesStructuredOutputsBeforeAdmittingAndNamesTheField) {
               400, "response_format");
   const json unsupported = Body(router.Post("/v1/completions", R"({"prompt": "a",
       "guided_json": {"type": "integer", "multipleOf": 3}})"));
-  EXPECT_THAT(unsupported["error"]["message"].get<std::string>(), ::testing::HasSubstr("multipleOf"))
+  EXPECT_THAT(unsupported["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("multipleOf"))
       << unsupported.dump();
   EXPECT_EQ(unsupported["error"]["param"], "guided_json");
   ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "guided_json": "{\"type\": 5}"})"),
