@@ -185,6 +185,8 @@ TEST(Sampling, ApplyTokenBitmaskClearsDisallowedIdsOfTheSelectedRowsOnly) {
     std::mt19937 rng(static_cast<uint32_t>(words));
     std::vector<uint32_t> mask(kSomeRows.size() * words);
     for (uint32_t& w : mask) w = rng() & rng();  // about a quarter of the bits set
+    mask[1] = 0;                                 // an all-clear word
+    mask[2] = ~0u;                               // an all-set word
     ASSERT_TRUE(
         ApplyTokenBitmask(
             {.batch = Some(), .logits = x.data(), .bitmask = mask.data(), .bitmask_words = words})
