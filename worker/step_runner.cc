@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/step/stop_rules.h"
 
@@ -351,8 +352,26 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     const auto tokens = absl::MakeConstSpan(seq.token_ids);
     absl::Span<const uint32_t> bitmask;
     if (seq.matcher != nullptr) {
-      seq.bitmask.resize(static_cast<size_t>(vocabulary_->bitmask_words()));
-      seq.matcher->FillNextTokenBitmask(absl::MakeSpan(seq.bitmask));
+      seq.bitmask.assign(static_cast<size_t>(vocabulary_->bitmask_words()), 0u);
+      // A matcher that accepted EOS allows nothing; the engine may still ask for one more token
+      // (it pipelines the next step before it sees the EOS) and drops it. Offer EOS again.
+      bool eos_only = seq.matcher->IsTerminated();
+      if (!eos_only) {
+        seq.matcher->FillNextTokenBitmask(absl::MakeSpan(seq.bitmask));
+        if (std::all_of(seq.bitmask.begin(), seq.bitmask.end(),
+                        [](uint32_t w) { return w == 0; })) {
+          // No token at all (the matcher's bounded state overflowed): ending the sequence
+          // unfinished beats failing the whole batch.
+          PAGODA_LOG(warn, "sequence {}: its grammar allows no token after {} outputs; ending it",
+                     *pass[logits->seq_index[r]].seq_id, seq.num_output_tokens());
+          eos_only = true;
+        }
+      }
+      if (eos_only) {
+        for (int32_t id : eos_token_ids_) {
+          if (id >= 0 && id < vocabulary_->size()) seq.bitmask[id / 32] |= 1u << (id % 32);
+        }
+      }
       bitmask = seq.bitmask;
     }
     sampling_.push_back({.params = &seq.params,
@@ -373,7 +392,11 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     const PassEntry& e = pass[logits->seq_index[r]];
     Sequence& seq = *e.seq;
     SampleOutput& sample = samples[r];
-    if (seq.matcher != nullptr && !seq.matcher->AcceptToken(sample.token_id)) {
+    // (An EOS offered past a terminated or dead-ended matcher advances nothing.)
+    if (seq.matcher != nullptr && !seq.matcher->IsTerminated() &&
+        !seq.matcher->AcceptToken(sample.token_id) &&
+        std::find(eos_token_ids_.begin(), eos_token_ids_.end(), sample.token_id) ==
+            eos_token_ids_.end()) {
       // The sample came from the matcher's own mask.
       return absl::InternalError(absl::StrCat("sequence ", *e.seq_id, ": sampled token ",
                                               sample.token_id, " is outside its grammar's mask"));

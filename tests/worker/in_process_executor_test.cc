@@ -664,6 +664,26 @@ TEST_F(InProcessExecutorTest, ConstrainedSequencesFollowTheirGrammarAndResume) {
     }
   }
 
+  // The engine pipelines steps: it may ask for one more token after an EOS before it sees it
+  // (and drops it). A terminated grammar then offers EOS again instead of failing the batch.
+  TrackedSeq late = FromGolden("late", golden(0));
+  late.eos = eos;
+  late.params.ignore_eos = false;
+  late.params.max_tokens = 200;
+  late.params.constraint_kind = Kind::kChoice;
+  late.params.constraint = R"(["Lily", "Tom"])";
+  for (int guard = 0; guard < 100 && !late.done(); ++guard) Step({&late}, 1 << 20, 1);
+  ASSERT_TRUE(late.done());
+  ASSERT_EQ(late.tokens.back(), eos);
+  StepPlan past_eos;
+  past_eos.cached_sequences.push_back({.seq_id = "late",
+                                       .new_block_ids = Reserve(late, late.computed + 2),
+                                       .num_scheduled_tokens = 1});
+  late.scheduled_now = 1;
+  RunPlan(std::move(past_eos), {&late});
+  EXPECT_EQ(late.tokens.back(), eos);
+  EXPECT_EQ(late.tokens[late.tokens.size() - 2], eos);
+
   // A bad constraint, or outputs its grammar refuses, fail the plan and change nothing.
   auto submit_one = [&](const std::string& id, SamplingParams params, std::vector<int32_t> tokens) {
     StepPlan plan{.step_id = step_id_++};
