@@ -1,6 +1,8 @@
 // Time of one Sampler::Sample call over a [batch, 49152] logits batch (SmolLM2's vocabulary),
 // for the sampling setups a server sees: greedy, plain random, top-k + top-p with penalties, and
-// random with logprobs. The logits are refilled from a saved copy outside the timed region.
+// random with logprobs, each unconstrained and with a grammar's token bitmask on every row
+// (kernels::ApplyTokenBitmask; the mask itself is computed by the worker). The logits are
+// refilled from a saved copy outside the timed region.
 //
 //   build/benchmarks/sampler_benchmark --benchmark_filter=Sample/.*/32
 #include <benchmark/benchmark.h>
@@ -47,6 +49,8 @@ SamplingParams Setup(int64_t which) {
 void BM_Sample(benchmark::State& state) {
   const SamplingParams params = Setup(state.range(0));
   const int64_t batch = state.range(1);
+  // Structured output: every row masked by a grammar bitmask allowing about 1 token in 4.
+  const bool constrained = state.range(2) != 0;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   std::vector<float> saved(batch * kVocabSize);
@@ -54,6 +58,8 @@ void BM_Sample(benchmark::State& state) {
   std::vector<int32_t> prompt(200), output(100);
   for (int32_t& id : prompt) id = static_cast<int32_t>(rng() % kVocabSize);
   for (int32_t& id : output) id = static_cast<int32_t>(rng() % kVocabSize);
+  std::vector<uint32_t> bitmask((kVocabSize + 31) / 32);
+  for (uint32_t& word : bitmask) word = static_cast<uint32_t>(rng() & rng());
   std::vector<SamplingInput> inputs(batch);
   for (int64_t s = 0; s < batch; ++s) {
     inputs[s] = {.params = &params,
@@ -61,6 +67,7 @@ void BM_Sample(benchmark::State& state) {
                  .step = 100,
                  .prompt_token_ids = prompt,
                  .output_token_ids = output};
+    if (constrained) inputs[s].token_bitmask = bitmask;
   }
   const Sampler sampler;
   std::vector<float> logits(saved.size());
@@ -76,9 +83,9 @@ void BM_Sample(benchmark::State& state) {
                                                     benchmark::Counter::kIsRate);
 }
 
-// Args: (setup: 0 greedy, 1 random, 2 top-k/top-p/penalties, 3 logprobs; batch).
+// Args: (setup: 0 greedy, 1 random, 2 top-k/top-p/penalties, 3 logprobs; batch; constrained).
 BENCHMARK(BM_Sample)
-    ->ArgsProduct({{0, 1, 2, 3}, {1, 32}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 32}, {0, 1}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

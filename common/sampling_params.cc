@@ -114,6 +114,39 @@ absl::Status SamplingParams::Validate() const {
   if (!std::isfinite(length_penalty)) {
     return OutOfRange("length_penalty", "finite", length_penalty);
   }
+  switch (constraint_kind) {
+    case ConstraintKind::kNone:
+    case ConstraintKind::kJsonObject:
+      if (!constraint.empty()) {
+        return absl::InvalidArgumentError(
+            "sampling parameter constraint must be empty without a constraint or for json_object");
+      }
+      break;
+    case ConstraintKind::kJsonSchema:
+    case ConstraintKind::kRegex:
+    case ConstraintKind::kChoice:
+    case ConstraintKind::kGrammar:
+      if (constraint.empty() || constraint.size() > kMaxConstraintBytes ||
+          !IsValidUtf8(constraint)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sampling parameter constraint must be non-empty UTF-8 of at most ",
+                         kMaxConstraintBytes, " bytes, got ", constraint.size(), " bytes"));
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling parameter constraint has an unknown kind ", static_cast<int>(constraint_kind)));
+  }
+  // A constraint allows only the grammar's tokens: beam search would replace them, and with
+  // EOS masked (min_tokens) or ignored (ignore_eos) a finished grammar would leave no token.
+  if (constrained() && beam_search()) {
+    return absl::InvalidArgumentError(
+        "sampling parameter constraint is not supported with beam search");
+  }
+  if (constrained() && (ignore_eos || min_tokens > 0)) {
+    return absl::InvalidArgumentError(
+        "sampling parameter constraint is not supported with ignore_eos or min_tokens");
+  }
   return absl::OkStatus();
 }
 

@@ -63,7 +63,25 @@ struct SamplingParams {
   int32_t beam_width = 0;  // 0 or 1: no beam search
   float length_penalty = 1.0f;
 
+  // Structured output (issue 18): the output must be a string of a grammar. Only the shape is
+  // checked here (common knows no grammar); the router compiles the constraint
+  // (structured/grammar_cache.h) before admitting the request, and the worker masks each step's
+  // logits with it. Not with beam search.
+  enum class ConstraintKind : uint8_t {
+    kNone,
+    kJsonSchema,  // constraint: a JSON Schema
+    kJsonObject,  // constraint: empty (any JSON object)
+    kRegex,       // constraint: the pattern
+    kChoice,      // constraint: a JSON array of strings
+    kGrammar,     // constraint: GBNF, start rule `root`
+  };
+  static constexpr size_t kMaxConstraintBytes = size_t{1} << 20;
+  ConstraintKind constraint_kind = ConstraintKind::kNone;
+  std::string constraint;
+
   bool beam_search() const { return beam_width > 1; }
+
+  bool constrained() const { return constraint_kind != ConstraintKind::kNone; }
 
   bool greedy() const { return temperature < kGreedyTemperature; }
 

@@ -128,6 +128,17 @@ absl::Status MaskTokensParams::Validate() const {
   return CheckOffsets("mask_tokens", "mask", batch, offsets, token_ids);
 }
 
+absl::Status TokenBitmaskParams::Validate() const {
+  RETURN_IF_ERROR(batch.Validate("token_bitmask"));
+  if (batch.num_rows == 0) return absl::OkStatus();
+  if (logits == nullptr || bitmask == nullptr) return Null("token_bitmask", "logits or bitmask");
+  if (bitmask_words < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token_bitmask: bitmask_words must be >= 1, got ", bitmask_words));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PenaltiesParams::Validate() const {
   RETURN_IF_ERROR(batch.Validate("penalties"));
   if (batch.num_rows == 0) return absl::OkStatus();
@@ -215,6 +226,10 @@ absl::Status TopK(const TopKParams& params) { return Dispatch(params, cpu::TopK)
 
 absl::Status MaskTokens(const MaskTokensParams& params) {
   return Dispatch(params, cpu::MaskTokens);
+}
+
+absl::Status ApplyTokenBitmask(const TokenBitmaskParams& params) {
+  return Dispatch(params, cpu::ApplyTokenBitmask);
 }
 
 absl::Status ApplyPenalties(const PenaltiesParams& params) {

@@ -7,6 +7,7 @@
 //   LogSoftmax       logprobs of the sanitized rows (vLLM's raw logprobs)
 //   TopK             the k best (id, value) of each row, lowest id first on ties
 //   MaskTokens       listed token ids -> -inf (min_tokens: stop and EOS ids)
+//   ApplyTokenBitmask  ids whose bit is clear -> -inf (structured output: a grammar's mask)
 //   ApplyPenalties   repetition, frequency and presence penalties (vLLM's definitions)
 //   Argmax           the first id of each row's maximum (greedy)
 //   SoftmaxWeights   in place: exp((x - max) / temperature), 0 below min_p (max's weight is 1)
@@ -75,6 +76,16 @@ struct MaskTokensParams {
   absl::Status Validate() const;
 };
 
+struct TokenBitmaskParams {
+  SamplingRows batch;
+  float* logits = nullptr;            // [num_seqs, vocab_size]
+  const uint32_t* bitmask = nullptr;  // [num_rows, bitmask_words]: row i is batch row row(i);
+                                      // bit (id % 32) of word id / 32 allows id
+  int64_t bitmask_words = 0;          // >= 1; ids from bitmask_words * 32 on are never allowed
+
+  absl::Status Validate() const;
+};
+
 struct PenaltiesParams {
   SamplingRows batch;
   float* logits = nullptr;                    // [num_seqs, vocab_size]
@@ -131,6 +142,7 @@ absl::Status SanitizeLogits(const SanitizeLogitsParams& params);
 absl::Status LogSoftmax(const LogSoftmaxParams& params);
 absl::Status TopK(const TopKParams& params);
 absl::Status MaskTokens(const MaskTokensParams& params);
+absl::Status ApplyTokenBitmask(const TokenBitmaskParams& params);
 absl::Status ApplyPenalties(const PenaltiesParams& params);
 absl::Status Argmax(const ArgmaxParams& params);
 absl::Status SoftmaxWeights(const SoftmaxWeightsParams& params);

@@ -75,6 +75,45 @@ absl::Status CheckCount(int64_t value, const std::string& where, const char* fie
   return absl::OkStatus();
 }
 
+using ConstraintKind = SamplingParams::ConstraintKind;
+
+v1::StructuredOutput::Kind ConstraintKindToProto(ConstraintKind kind) {
+  switch (kind) {
+    case ConstraintKind::kJsonSchema:
+      return v1::StructuredOutput::KIND_JSON_SCHEMA;
+    case ConstraintKind::kJsonObject:
+      return v1::StructuredOutput::KIND_JSON_OBJECT;
+    case ConstraintKind::kRegex:
+      return v1::StructuredOutput::KIND_REGEX;
+    case ConstraintKind::kChoice:
+      return v1::StructuredOutput::KIND_CHOICE;
+    case ConstraintKind::kGrammar:
+      return v1::StructuredOutput::KIND_GRAMMAR;
+    case ConstraintKind::kNone:
+      break;
+  }
+  return v1::StructuredOutput::KIND_UNSPECIFIED;
+}
+
+absl::StatusOr<ConstraintKind> ConstraintKindFromProto(int kind) {
+  switch (kind) {
+    case v1::StructuredOutput::KIND_UNSPECIFIED:
+      return ConstraintKind::kNone;
+    case v1::StructuredOutput::KIND_JSON_SCHEMA:
+      return ConstraintKind::kJsonSchema;
+    case v1::StructuredOutput::KIND_JSON_OBJECT:
+      return ConstraintKind::kJsonObject;
+    case v1::StructuredOutput::KIND_REGEX:
+      return ConstraintKind::kRegex;
+    case v1::StructuredOutput::KIND_CHOICE:
+      return ConstraintKind::kChoice;
+    case v1::StructuredOutput::KIND_GRAMMAR:
+      return ConstraintKind::kGrammar;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("structured_output: unknown kind ", kind));
+  }
+}
+
 }  // namespace
 
 void EncodeSamplingParams(const SamplingParams& params, v1::SamplingParams* out) {
@@ -99,6 +138,10 @@ void EncodeSamplingParams(const SamplingParams& params, v1::SamplingParams* out)
   out->set_n(params.n);
   out->set_beam_width(params.beam_width);
   out->set_length_penalty(params.length_penalty);
+  if (params.constrained()) {
+    out->mutable_structured_output()->set_kind(ConstraintKindToProto(params.constraint_kind));
+    out->mutable_structured_output()->set_text(params.constraint);
+  }
 }
 
 absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& proto) {
@@ -122,6 +165,11 @@ absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& pr
   if (proto.has_n()) params.n = proto.n();
   if (proto.has_beam_width()) params.beam_width = proto.beam_width();
   if (proto.has_length_penalty()) params.length_penalty = proto.length_penalty();
+  if (proto.has_structured_output()) {
+    ASSIGN_OR_RETURN(params.constraint_kind,
+                     ConstraintKindFromProto(proto.structured_output().kind()));
+    params.constraint = proto.structured_output().text();
+  }
   return params;
 }
 

@@ -316,7 +316,8 @@ int Run(int argc, char** argv) {
                      .limits = {.max_model_len = model->max_model_len,
                                 .vocab_size = model->config.vocab_size,
                                 .max_n = static_cast<int32_t>(flags->max_n),
-                                .max_tokens = static_cast<int32_t>(flags->max_tokens)}});
+                                .max_tokens = static_cast<int32_t>(flags->max_tokens)},
+                     .stop_token_ids = model->eos_token_ids});
   const std::string routing_policy(RoutingPolicyName(flags->cluster.routing_policy));
   GenerationService service(&frontend, PAGODA_VERSION, routing_policy,
                             flags->cluster.max_queued_requests, api_keys->get());

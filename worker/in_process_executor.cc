@@ -26,7 +26,8 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
       std::unique_ptr<StepRunner> steps,
       StepRunner::Create(std::move(runner), {.num_host_blocks = options.num_host_blocks,
                                              .extra_eos_token_ids = options.extra_eos_token_ids,
-                                             .sampler = options.sampler}));
+                                             .sampler = options.sampler,
+                                             .load_tokenizer = options.load_tokenizer}));
   const ExecutorInfo info{.num_device_blocks = options.num_device_blocks,
                           .num_host_blocks = options.num_host_blocks,
                           .block_size = options.block_size,

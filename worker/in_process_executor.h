@@ -39,6 +39,8 @@ struct InProcessExecutorOptions {
   /// End-of-sequence ids besides config.eos_token_ids (e.g. the tokenizer's).
   std::vector<int32_t> extra_eos_token_ids;
   SamplerOptions sampler;
+  /// Structured output (StepRunnerOptions::load_tokenizer); null: constraints are refused.
+  TokenizerLoader load_tokenizer;
 };
 
 class InProcessExecutor final : public Executor {

@@ -239,6 +239,15 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
          .logits = x,
          .offsets = masked.offsets.data(),
          .token_ids = masked.ids.data()}));
+    for (int64_t s = begin; s < end; ++s) {
+      if (!statuses[s].ok() || inputs[s].token_bitmask.empty()) continue;
+      const std::vector<int32_t> row = {static_cast<int32_t>(s)};
+      RETURN_IF_ERROR(kernels::ApplyTokenBitmask(
+          {.batch = Rows(all, row),
+           .logits = x,
+           .bitmask = inputs[s].token_bitmask.data(),
+           .bitmask_words = static_cast<int64_t>(inputs[s].token_bitmask.size())}));
+    }
     RETURN_IF_ERROR(kernels::ApplyPenalties(
         {.batch = Rows(all, live_rows([&](int64_t s) { return penalize[s] != 0; })),
          .logits = x,
@@ -258,7 +267,7 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
         {.batch = Rows(all, greedy_rows), .logits = x, .token_ids = token_ids.data()}));
     for (int32_t s : greedy_rows) {
       if (x[s * vocab_size + token_ids[s]] == kNegInf) {
-        statuses[s] = NoFiniteLogit("after penalties and stop-token masking");
+        statuses[s] = NoFiniteLogit("after penalties and stop-token or grammar masking");
       }
     }
 
@@ -271,7 +280,7 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
                                              .row_max = row_max.data()}));
     for (int32_t s : random_rows) {
       if (row_max[s] == kNegInf) {
-        statuses[s] = NoFiniteLogit("after penalties and stop-token masking");
+        statuses[s] = NoFiniteLogit("after penalties and stop-token or grammar masking");
       }
     }
     std::erase_if(random_rows, [&](int32_t s) { return !statuses[s].ok(); });

@@ -1,7 +1,8 @@
 // Sampler: picks one token per sequence from a batch of logits, with vLLM V1's semantics.
 //
 // Per sequence, in vLLM's order: raw logprobs (log-softmax of the logits as given) → min_tokens
-// (the stop tokens are masked while fewer than min_tokens were generated) → penalties
+// (the stop tokens are masked while fewer than min_tokens were generated) and a structured
+// output's token bitmask → penalties
 // (repetition, frequency, presence) → greedy argmax, or temperature → min_p → top_k → top_p →
 // an inverse-CDF draw over the kept tokens.
 //
@@ -42,6 +43,10 @@ struct SamplingInput {
   // The model's end-of-sequence ids: masked, with params->stop_token_ids, while
   // step < params->min_tokens (EOS not when params->ignore_eos).
   absl::Span<const int32_t> eos_token_ids = {};
+  // Structured output: the ids the grammar allows (bit id % 32 of word id / 32; ids past the
+  // mask are not allowed); the others' logits become -inf after the raw logprobs, with the
+  // min_tokens mask. Empty: unconstrained.
+  absl::Span<const uint32_t> token_bitmask = {};
 };
 
 struct SampleOutput {

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/step/stop_rules.h"
 
@@ -53,7 +54,7 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<M
   for (int64_t id : runner->config().eos_token_ids) add_eos(id);
   for (int32_t id : options.extra_eos_token_ids) add_eos(id);
   return std::unique_ptr<StepRunner>(
-      new StepRunner(std::move(runner), std::move(host_cache), std::move(eos), options.sampler));
+      new StepRunner(std::move(runner), std::move(host_cache), std::move(eos), options));
 }
 
 int64_t StepRunner::num_used_device_blocks() const {
@@ -194,6 +195,11 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
     }
     RETURN_IF_ERROR(
         ValidateTokenIds(delta.replace_last_token_ids, absl::StrCat("cached sequence ", id)));
+    if (seq.matcher != nullptr && !delta.replace_last_token_ids.empty()) {
+      // Only beam search replaces tokens, and a constraint refuses beam search at the edge.
+      return absl::InvalidArgumentError(
+          absl::StrCat("cached sequence ", id, " is constrained: its tokens cannot be replaced"));
+    }
     int64_t num_known = static_cast<int64_t>(seq.token_ids.size());
     if (!delta.replace_last_token_ids.empty()) {
       num_known += static_cast<int64_t>(delta.replace_last_token_ids.size()) -
@@ -223,9 +229,69 @@ absl::Status StepRunner::Swap(const StepPlan& plan) {
   return absl::OkStatus();
 }
 
-void StepRunner::AddAndUpdateSequences(const StepPlan& plan) {
+absl::StatusOr<absl::flat_hash_map<std::string, std::unique_ptr<structured::TokenMatcher>>>
+StepRunner::CreateMatchers(const StepPlan& plan) {
+  absl::flat_hash_map<std::string, std::unique_ptr<structured::TokenMatcher>> matchers;
+  for (const NewSequence& in : plan.new_sequences) {
+    const SamplingParams& params = in.sampling_params;
+    if (!params.constrained()) continue;
+    const std::string what = absl::StrCat("new sequence ", in.seq_id);
+    if (vocabulary_ == nullptr) {
+      if (!load_tokenizer_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " is constrained, but this worker has no tokenizer"));
+      }
+      ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, load_tokenizer_());
+      ASSIGN_OR_RETURN(vocabulary_, structured::TokenVocabulary::FromTokenizer(
+                                        *tokenizer, eos_token_ids_, "worker"));
+    }
+    using Kind = SamplingParams::ConstraintKind;
+    structured::GrammarKind kind = structured::GrammarKind::kJsonSchema;
+    switch (params.constraint_kind) {
+      case Kind::kJsonObject:
+        kind = structured::GrammarKind::kJsonObject;
+        break;
+      case Kind::kRegex:
+        kind = structured::GrammarKind::kRegex;
+        break;
+      case Kind::kChoice:
+        kind = structured::GrammarKind::kChoice;
+        break;
+      case Kind::kGrammar:
+        kind = structured::GrammarKind::kGbnf;
+        break;
+      case Kind::kJsonSchema:
+      case Kind::kNone:
+        break;
+    }
+    absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> compiled =
+        grammar_cache_.GetOrCompile(kind, params.constraint, vocabulary_);
+    if (!compiled.ok()) {
+      return absl::Status(compiled.status().code(),
+                          absl::StrCat(what, ": ", compiled.status().message()));
+    }
+    auto matcher = std::make_unique<structured::TokenMatcher>(*std::move(compiled));
+    // Outputs the engine already holds (a recomputed or failed-over sequence).
+    for (size_t i = static_cast<size_t>(in.num_prompt_tokens); i < in.token_ids.size(); ++i) {
+      if (!matcher->AcceptToken(in.token_ids[i])) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": output token ", i - in.num_prompt_tokens, " (id ",
+                         in.token_ids[i], ") does not match its constraint"));
+      }
+    }
+    matchers[in.seq_id] = std::move(matcher);
+  }
+  return matchers;
+}
+
+void StepRunner::AddAndUpdateSequences(
+    const StepPlan& plan,
+    absl::flat_hash_map<std::string, std::unique_ptr<structured::TokenMatcher>> matchers) {
   for (const NewSequence& in : plan.new_sequences) {
     auto seq = std::make_unique<Sequence>();
+    if (auto it = matchers.find(in.seq_id); it != matchers.end()) {
+      seq->matcher = std::move(it->second);
+    }
     seq->token_ids = in.token_ids;
     seq->num_prompt_tokens = in.num_prompt_tokens;
     seq->num_computed_tokens = in.num_computed_tokens;
@@ -282,14 +348,39 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
 
   sampling_.clear();
   for (int64_t r = 0; r < logits->num_rows; ++r) {
-    const Sequence& seq = *pass[logits->seq_index[r]].seq;
+    Sequence& seq = *pass[logits->seq_index[r]].seq;
     const auto tokens = absl::MakeConstSpan(seq.token_ids);
+    absl::Span<const uint32_t> bitmask;
+    if (seq.matcher != nullptr) {
+      seq.bitmask.assign(static_cast<size_t>(vocabulary_->bitmask_words()), 0u);
+      // A matcher that accepted EOS allows nothing; the engine may still ask for one more token
+      // (it pipelines the next step before it sees the EOS) and drops it. Offer EOS again.
+      bool eos_only = seq.matcher->IsTerminated();
+      if (!eos_only) {
+        seq.matcher->FillNextTokenBitmask(absl::MakeSpan(seq.bitmask));
+        if (std::all_of(seq.bitmask.begin(), seq.bitmask.end(),
+                        [](uint32_t w) { return w == 0; })) {
+          // No token at all (the matcher's bounded state overflowed): ending the sequence
+          // unfinished beats failing the whole batch.
+          PAGODA_LOG(warn, "sequence {}: its grammar allows no token after {} outputs; ending it",
+                     *pass[logits->seq_index[r]].seq_id, seq.num_output_tokens());
+          eos_only = true;
+        }
+      }
+      if (eos_only) {
+        for (int32_t id : eos_token_ids_) {
+          if (id >= 0 && id < vocabulary_->size()) seq.bitmask[id / 32] |= 1u << (id % 32);
+        }
+      }
+      bitmask = seq.bitmask;
+    }
     sampling_.push_back({.params = &seq.params,
                          .seed = seq.seed,
                          .step = seq.num_output_tokens(),
                          .prompt_token_ids = tokens.subspan(0, seq.num_prompt_tokens),
                          .output_token_ids = tokens.subspan(seq.num_prompt_tokens),
-                         .eos_token_ids = eos_token_ids_});
+                         .eos_token_ids = eos_token_ids_,
+                         .token_bitmask = bitmask});
   }
   ASSIGN_OR_RETURN(
       std::vector<SampleOutput> samples,
@@ -301,6 +392,15 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     const PassEntry& e = pass[logits->seq_index[r]];
     Sequence& seq = *e.seq;
     SampleOutput& sample = samples[r];
+    // (An EOS offered past a terminated or dead-ended matcher advances nothing.)
+    if (seq.matcher != nullptr && !seq.matcher->IsTerminated() &&
+        !seq.matcher->AcceptToken(sample.token_id) &&
+        std::find(eos_token_ids_.begin(), eos_token_ids_.end(), sample.token_id) ==
+            eos_token_ids_.end()) {
+      // The sample came from the matcher's own mask.
+      return absl::InternalError(absl::StrCat("sequence ", *e.seq_id, ": sampled token ",
+                                              sample.token_id, " is outside its grammar's mask"));
+    }
     seq.token_ids.push_back(sample.token_id);
     seq.last_token_sampled = true;
     // A multi-step plan appends to the output entry of the sequence's first pass.
@@ -323,10 +423,11 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
 
 absl::StatusOr<StepResult> StepRunner::Apply(const StepPlan& plan) {
   RETURN_IF_ERROR(Validate(plan));
+  ASSIGN_OR_RETURN(auto matchers, CreateMatchers(plan));
   for (const std::string& id : plan.finished_seq_ids) seqs_.erase(id);
   RETURN_IF_ERROR(Swap(plan));
   RETURN_IF_ERROR(runner_->kv_cache().CopyBlocks(plan.block_copies));
-  AddAndUpdateSequences(plan);
+  AddAndUpdateSequences(plan, std::move(matchers));
 
   std::vector<PassEntry> pass;
   for (const NewSequence& in : plan.new_sequences) {

@@ -4,6 +4,12 @@
 // samples. Synchronous and single-threaded: the InProcessExecutor (and a gRPC worker service)
 // own one and feed it plans in order.
 //
+// Structured output: a constrained sequence (SamplingParams::constrained()) gets a TokenMatcher
+// when it arrives (its grammar compiled through the runner's GrammarCache, its output tokens so
+// far replayed, so a recomputed or failed-over sequence resumes where it was); each sampling
+// masks its logits with the matcher's bitmask (EOS only where the grammar accepts) and advances
+// it by the sampled token. The mask is computed synchronously before sampling.
+//
 // A plan is validated in full before anything changes; an invalid plan is InvalidArgument
 // naming the problem and leaves every sequence, block and swap slot as it was. That check, once
 // per plan, is the worker's only one: the ModelRunner and the kernels trust the batches of its
@@ -16,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,11 +32,18 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/step/step.h"
+#include "common/tokenizer/tokenizer.h"
+#include "structured/grammar_cache.h"
+#include "structured/token_matcher.h"
+#include "structured/token_vocabulary.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
 
 namespace pagoda {
+
+/// The model's tokenizer, loaded when the first constrained sequence arrives.
+using TokenizerLoader = std::function<absl::StatusOr<std::unique_ptr<Tokenizer>>()>;
 
 struct StepRunnerOptions {
   /// Host-memory blocks for swapped-out sequences (same per-layer K/V shape as the device
@@ -38,6 +52,10 @@ struct StepRunnerOptions {
   /// End-of-sequence ids besides the model config's eos_token_ids (e.g. the tokenizer's).
   std::vector<int32_t> extra_eos_token_ids;
   SamplerOptions sampler;
+  /// Structured output: the vocabulary of the grammars' masks comes from this tokenizer, built
+  /// once (stop ids: the EOS ids above). Null: constrained sequences are refused.
+  TokenizerLoader load_tokenizer;
+  size_t grammar_cache_bytes = size_t{256} << 20;
 };
 
 class StepRunner {
@@ -70,6 +88,9 @@ class StepRunner {
     std::vector<int32_t> block_table;
     SamplingParams params;
     uint64_t seed = 0;
+    // Structured output: advanced by every output token; null when unconstrained.
+    std::unique_ptr<structured::TokenMatcher> matcher;
+    std::vector<uint32_t> bitmask;  // the next token's mask (scratch)
     // The last token was sampled here (not chosen by the engine); replace_last_token_ids
     // discards it while it is still uncomputed.
     bool last_token_sampled = false;
@@ -91,11 +112,13 @@ class StepRunner {
   };
 
   StepRunner(std::unique_ptr<ModelRunner> runner, std::optional<KvCache> host_cache,
-             std::vector<int32_t> eos_token_ids, const SamplerOptions& sampler_options)
+             std::vector<int32_t> eos_token_ids, const StepRunnerOptions& options)
       : runner_(std::move(runner)),
         host_cache_(std::move(host_cache)),
         eos_token_ids_(std::move(eos_token_ids)),
-        sampler_(sampler_options) {}
+        sampler_(options.sampler),
+        load_tokenizer_(options.load_tokenizer),
+        grammar_cache_(options.grammar_cache_bytes) {}
 
   absl::Status Validate(const StepPlan& plan) const;
   absl::Status ValidateBlockIds(absl::Span<const int32_t> block_ids, const std::string& what) const;
@@ -106,7 +129,13 @@ class StepRunner {
                                 int64_t num_blocks) const;
 
   absl::Status Swap(const StepPlan& plan);
-  void AddAndUpdateSequences(const StepPlan& plan);
+  // The matchers of the plan's new constrained sequences, their outputs replayed; before any
+  // change, so that a bad constraint is an InvalidArgument that leaves the state as it was.
+  absl::StatusOr<absl::flat_hash_map<std::string, std::unique_ptr<structured::TokenMatcher>>>
+  CreateMatchers(const StepPlan& plan);
+  void AddAndUpdateSequences(
+      const StepPlan& plan,
+      absl::flat_hash_map<std::string, std::unique_ptr<structured::TokenMatcher>> matchers);
   // Runs one forward pass over `pass`, samples the sequences that reach the end of their known
   // tokens, appends each sample to `result`, and returns the entries that sampled.
   absl::StatusOr<std::vector<PassEntry>> RunPass(const std::vector<PassEntry>& pass,
@@ -118,6 +147,9 @@ class StepRunner {
   std::optional<KvCache> host_cache_;  // swap space; absent when num_host_blocks == 0
   std::vector<int32_t> eos_token_ids_;
   Sampler sampler_;
+  TokenizerLoader load_tokenizer_;
+  std::shared_ptr<const structured::TokenVocabulary> vocabulary_;  // on first use
+  structured::GrammarCache grammar_cache_;
   // unique_ptr: PassEntry keeps pointers across the passes of a plan.
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> seqs_;
   // Scratch reused across passes.

@@ -181,8 +181,12 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   const int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
   ASSIGN_OR_RETURN(
       built->steps,
-      StepRunner::Create(std::move(runner), {.num_host_blocks = num_host_blocks,
-                                             .extra_eos_token_ids = c.extra_eos_token_ids}));
+      StepRunner::Create(std::move(runner),
+                         {.num_host_blocks = num_host_blocks,
+                          .extra_eos_token_ids = c.extra_eos_token_ids,
+                          // Structured output needs the vocabulary: the model's own tokenizer,
+                          // read once when the first constrained sequence arrives.
+                          .load_tokenizer = [dir] { return LoadTokenizerFrom(dir); }}));
 
   result = {.num_device_blocks = num_device_blocks,
             .num_host_blocks = num_host_blocks,

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -262,6 +263,39 @@ void MaskTokens(const MaskTokensParams& p) {
       if (id >= 0 && id < v) row[id] = kNegInf;
     }
   }
+}
+
+void ApplyTokenBitmask(const TokenBitmaskParams& p) {
+  const int64_t v = p.batch.vocab_size;
+  const int64_t masked = std::min(v, p.bitmask_words * 32);
+  // Row i of the bitmask belongs to batch row row(i): run over positions.
+  SamplingRows positions = p.batch;
+  positions.rows = nullptr;
+  positions.num_seqs = positions.num_rows;
+  ForRows<NoScratch>(positions, [&](int64_t i, NoScratch&) {
+    float* row = p.logits + p.batch.row(i) * v;
+    const uint32_t* words = p.bitmask + i * p.bitmask_words;
+    // A word at a time: grammar masks are mostly all-clear words, a few all-set ones.
+    for (int64_t base = 0; base < masked; base += 32) {
+      const uint32_t word = words[base >> 5];
+      const int64_t n = std::min<int64_t>(32, masked - base);
+      if (word == ~0u) continue;
+      if (word == 0) {
+        std::fill(row + base, row + base + n, kNegInf);
+        continue;
+      }
+      // A constant bit per lane (no variable shifts: the baseline ISA vectorizes an AND).
+      static constexpr auto kBits = [] {
+        std::array<uint32_t, 32> bits{};
+        for (int j = 0; j < 32; ++j) bits[j] = 1u << j;
+        return bits;
+      }();
+      float* chunk = row + base;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) chunk[j] = (word & kBits[j]) != 0 ? chunk[j] : kNegInf;
+    }
+    std::fill(row + masked, row + v, kNegInf);
+  });
 }
 
 void ApplyPenalties(const PenaltiesParams& p) {

@@ -10,6 +10,7 @@ void SanitizeLogits(const SanitizeLogitsParams& params);
 void LogSoftmax(const LogSoftmaxParams& params);
 void TopK(const TopKParams& params);
 void MaskTokens(const MaskTokensParams& params);
+void ApplyTokenBitmask(const TokenBitmaskParams& params);
 void ApplyPenalties(const PenaltiesParams& params);
 void Argmax(const ArgmaxParams& params);
 void SoftmaxWeights(const SoftmaxWeightsParams& params);

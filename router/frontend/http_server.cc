@@ -515,7 +515,8 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
   GenerationInput input{.model = request->model,
                         .token_ids = tokenizer.Encode(*prompt, request->add_special_tokens),
                         .add_special_tokens = false,
-                        .params = request->params};
+                        .params = request->params,
+                        .constraint_param = request->constraint_param};
   if (!request->max_tokens_given) {
     // vLLM's chat default: the rest of the context (validation refuses a prompt that fills it).
     const ServingLimits& limits = frontend_->limits();

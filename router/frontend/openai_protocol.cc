@@ -166,6 +166,121 @@ absl::StatusOr<SamplingParams> ReadSamplingParams(const json& body) {
       absl::StrCat(message.substr(kPrefixSize, end - kPrefixSize), ": ", message.substr(end + 1)));
 }
 
+// Structured output: OpenAI's response_format, vLLM's guided_* fields and structured_outputs.
+// At most one may be given; `param` is the field it came from, for errors (the Frontend's
+// compile errors name it too).
+absl::Status ReadConstraint(const json& body, SamplingParams& params, std::string& param) {
+  using Kind = SamplingParams::ConstraintKind;
+  auto set = [&](const std::string& field, Kind kind, std::string text) -> absl::Status {
+    if (!param.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": give one structured output constraint, not both ", field, " and ", param));
+    }
+    param = field;
+    params.constraint_kind = kind;
+    params.constraint = std::move(text);
+    return absl::OkStatus();
+  };
+  // A schema given as an object or as its JSON text.
+  auto schema_text = [](const std::string& field,
+                        const json& value) -> absl::StatusOr<std::string> {
+    if (value.is_object() || value.is_boolean()) return value.dump();
+    if (value.is_string()) return value.get<std::string>();
+    return WrongType(field, "a JSON Schema (an object or its JSON text)", value);
+  };
+  auto choices_text = [](const std::string& field,
+                         const json& value) -> absl::StatusOr<std::string> {
+    if (!value.is_array() || value.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": must be a non-empty array of strings"));
+    }
+    for (const json& choice : value) {
+      if (!choice.is_string()) return WrongType(field, "an array of strings", choice);
+    }
+    return value.dump();
+  };
+  auto string_text = [](const std::string& field,
+                        const json& value) -> absl::StatusOr<std::string> {
+    if (!value.is_string()) return WrongType(field, "a string", value);
+    return value.get<std::string>();
+  };
+  auto present = [&](const char* field) -> const json* {
+    auto it = body.find(field);
+    return it == body.end() || it->is_null() ? nullptr : &*it;
+  };
+
+  if (const json* format = present("response_format")) {
+    if (!format->is_object()) return WrongType("response_format", "an object", *format);
+    const json type = format->value("type", json());
+    if (type == "json_object") {
+      RETURN_IF_ERROR(set("response_format", Kind::kJsonObject, ""));
+    } else if (type == "json_schema") {
+      auto it = format->find("json_schema");
+      if (it == format->end() || !it->is_object()) {
+        return absl::InvalidArgumentError(
+            "response_format: json_schema needs {\"json_schema\": {\"name\", \"schema\"}}");
+      }
+      if (auto strict = it->find("strict");
+          strict != it->end() && !strict->is_null() && !strict->is_boolean()) {
+        return WrongType("response_format", "json_schema.strict as a boolean", *strict);
+      }
+      auto schema = it->find("schema");
+      if (schema == it->end() || schema->is_null()) {
+        return absl::InvalidArgumentError("response_format: json_schema.schema is required");
+      }
+      ASSIGN_OR_RETURN(std::string text, schema_text("response_format", *schema));
+      RETURN_IF_ERROR(set("response_format", Kind::kJsonSchema, std::move(text)));
+    } else if (type != "text") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "response_format: type must be text, json_object or json_schema, got ", type.dump()));
+    }
+  }
+  if (const json* value = present("guided_json")) {
+    ASSIGN_OR_RETURN(std::string text, schema_text("guided_json", *value));
+    RETURN_IF_ERROR(set("guided_json", Kind::kJsonSchema, std::move(text)));
+  }
+  if (const json* value = present("guided_regex")) {
+    ASSIGN_OR_RETURN(std::string text, string_text("guided_regex", *value));
+    RETURN_IF_ERROR(set("guided_regex", Kind::kRegex, std::move(text)));
+  }
+  if (const json* value = present("guided_choice")) {
+    ASSIGN_OR_RETURN(std::string text, choices_text("guided_choice", *value));
+    RETURN_IF_ERROR(set("guided_choice", Kind::kChoice, std::move(text)));
+  }
+  if (const json* value = present("guided_grammar")) {
+    ASSIGN_OR_RETURN(std::string text, string_text("guided_grammar", *value));
+    RETURN_IF_ERROR(set("guided_grammar", Kind::kGrammar, std::move(text)));
+  }
+  if (const json* outputs = present("structured_outputs")) {
+    constexpr char kField[] = "structured_outputs";
+    if (!outputs->is_object()) return WrongType(kField, "an object", *outputs);
+    for (const auto& [key, value] : outputs->items()) {
+      if (value.is_null()) continue;
+      if (key == "json") {
+        ASSIGN_OR_RETURN(std::string text, schema_text(kField, value));
+        RETURN_IF_ERROR(set(kField, Kind::kJsonSchema, std::move(text)));
+      } else if (key == "regex") {
+        ASSIGN_OR_RETURN(std::string text, string_text(kField, value));
+        RETURN_IF_ERROR(set(kField, Kind::kRegex, std::move(text)));
+      } else if (key == "choice") {
+        ASSIGN_OR_RETURN(std::string text, choices_text(kField, value));
+        RETURN_IF_ERROR(set(kField, Kind::kChoice, std::move(text)));
+      } else if (key == "grammar") {
+        ASSIGN_OR_RETURN(std::string text, string_text(kField, value));
+        RETURN_IF_ERROR(set(kField, Kind::kGrammar, std::move(text)));
+      } else if (key == "json_object") {
+        if (!value.is_boolean()) return WrongType(kField, "json_object as a boolean", value);
+        if (value.get<bool>()) RETURN_IF_ERROR(set(kField, Kind::kJsonObject, ""));
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kField, ": unsupported key \"", key,
+                         "\" (supported: json, regex, choice, grammar, json_object)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 double FiniteLogprob(float logprob) {
   // JSON has no infinities; vLLM reports -9999.0 for them.
   return std::isfinite(logprob) ? static_cast<double>(logprob) : -9999.0;
@@ -197,6 +312,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
   CompletionRequest request;
   RETURN_IF_ERROR(ReadString(body, "model", request.model));
   ASSIGN_OR_RETURN(SamplingParams params, ReadSamplingParams(body));
+  std::string constraint_param;
+  RETURN_IF_ERROR(ReadConstraint(body, params, constraint_param));
   std::string user;  // accepted, ignored
   RETURN_IF_ERROR(ReadString(body, "user", user));
   RETURN_IF_ERROR(ReadBool(body, "echo", request.echo));
@@ -207,6 +324,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
   for (GenerationInput& input : request.prompts) {
     input.model = request.model;
     input.params = params;
+    input.constraint_param = constraint_param;
     input.add_special_tokens = add_special_tokens;
   }
   return request;
@@ -225,6 +343,7 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& bod
     sampling["max_tokens"] = *it;
   }
   ASSIGN_OR_RETURN(request.params, ReadSamplingParams(sampling));
+  RETURN_IF_ERROR(ReadConstraint(body, request.params, request.constraint_param));
   request.max_tokens_given = sampling.contains("max_tokens") && !sampling["max_tokens"].is_null();
   bool logprobs = false;
   RETURN_IF_ERROR(ReadBool(body, "logprobs", logprobs));

@@ -22,6 +22,12 @@
 
 namespace pagoda {
 
+/// Structured output: `response_format` ({type: text | json_object | json_schema with
+/// json_schema.schema and strict}), vLLM's `guided_json` / `guided_regex` / `guided_choice` /
+/// `guided_grammar` and `structured_outputs` ({json | regex | choice | grammar | json_object})
+/// set SamplingParams' constraint (one of them at most); the request's constraint_param names
+/// the field, and the Frontend compiles the constraint before admitting the request.
+
 /// A parsed POST /v1/completions body.
 struct CompletionRequest {
   std::string model;
@@ -37,6 +43,7 @@ struct ChatCompletionRequest {
   std::string model;
   nlohmann::json messages;          // array of {role, content: string}; text parts joined
   SamplingParams params;            // logprobs: top_logprobs when "logprobs" is true, else -1
+  std::string constraint_param;     // the field params' constraint came from, or ""
   bool max_tokens_given = false;    // false: the server gives the rest of the context
   bool add_special_tokens = false;  // vLLM's extension: BOS before the rendered template too
   bool stream = false;

@@ -234,6 +234,38 @@ TEST(SamplingParams, ParallelSamplingAndBeamSearchFieldsValidate) {
   ExpectInvalid(params.Validate(), "length_penalty");
 }
 
+TEST(SamplingParams, ConstraintShapeIsValidatedAndRefusesBeamSearch) {
+  using Kind = SamplingParams::ConstraintKind;
+  SamplingParams params;
+  EXPECT_FALSE(params.constrained());
+  params.constraint = "x";  // text without a kind
+  ExpectInvalid(params.Validate(), "constraint must be empty");
+  params.constraint_kind = Kind::kJsonObject;
+  ExpectInvalid(params.Validate(), "constraint must be empty");
+  params.constraint.clear();
+  EXPECT_TRUE(params.constrained());
+  EXPECT_TRUE(params.Validate().ok());
+  for (Kind kind : {Kind::kJsonSchema, Kind::kRegex, Kind::kChoice, Kind::kGrammar}) {
+    params.constraint_kind = kind;
+    params.constraint.clear();
+    ExpectInvalid(params.Validate(), "constraint must be non-empty UTF-8");
+    params.constraint = "\xff";
+    ExpectInvalid(params.Validate(), "constraint must be non-empty UTF-8");
+    params.constraint = std::string(SamplingParams::kMaxConstraintBytes + 1, 'a');
+    ExpectInvalid(params.Validate(), "constraint must be non-empty UTF-8");
+    params.constraint = "a";
+    EXPECT_TRUE(params.Validate().ok());
+  }
+  params.ignore_eos = true;
+  ExpectInvalid(params.Validate(), "constraint is not supported with ignore_eos or min_tokens");
+  params.ignore_eos = false;
+  params.min_tokens = 1;
+  ExpectInvalid(params.Validate(), "constraint is not supported with ignore_eos or min_tokens");
+  params.min_tokens = 0;
+  params.beam_width = 2;
+  ExpectInvalid(params.Validate(), "constraint is not supported with beam search");
+}
+
 TEST(SamplingParams, FromJsonReadsBeamSearchInBothSpellings) {
   auto params = SamplingParams::FromJson(
       nlohmann::json::parse(R"({"n": 2, "beam_width": 4, "length_penalty": 0.5})"));

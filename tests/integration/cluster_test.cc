@@ -280,6 +280,28 @@ TEST_F(TwoByTwo, InvalidRequestsNameTheFieldAndTheServerKeepsServing) {
       {"token id outside the vocabulary",
        [](v1::GenerateRequest& r) { r.mutable_token_ids()->add_ids(1 << 30); }, "prompt"},
       {"no prompt", [](v1::GenerateRequest& r) { r.clear_prompt(); }, "prompt"},
+      {"invalid regex",
+       [](v1::GenerateRequest& r) {
+         r.mutable_sampling()->mutable_structured_output()->set_kind(
+             v1::StructuredOutput::KIND_REGEX);
+         r.mutable_sampling()->mutable_structured_output()->set_text("(ab");
+       },
+       "structured_output"},
+      {"unsupported schema keyword",
+       [](v1::GenerateRequest& r) {
+         r.mutable_sampling()->mutable_structured_output()->set_kind(
+             v1::StructuredOutput::KIND_JSON_SCHEMA);
+         r.mutable_sampling()->mutable_structured_output()->set_text(
+             R"({"type": "integer", "multipleOf": 3})");
+       },
+       "structured_output"},
+      {"grammar accepting nothing",
+       [](v1::GenerateRequest& r) {
+         r.mutable_sampling()->mutable_structured_output()->set_kind(
+             v1::StructuredOutput::KIND_GRAMMAR);
+         r.mutable_sampling()->mutable_structured_output()->set_text(R"(root ::= "a" root)");
+       },
+       "structured_output"},
   };
   for (const Case& c : cases) {
     v1::GenerateRequest request = GreedyRequest("Once upon a time", 8);
@@ -296,6 +318,24 @@ TEST_F(TwoByTwo, InvalidRequestsNameTheFieldAndTheServerKeepsServing) {
   v1::CompleteResponse response;
   EXPECT_TRUE(Complete(cluster_->stub(), GreedyRequest("Once upon a time", 8), &response).ok());
   EXPECT_EQ(response.completions(0).token_ids_size(), 8);
+}
+
+// A constraint through the gRPC API and the workers (each tensor-parallel rank masks alike).
+TEST_F(TwoByTwo, StructuredOutputHoldsThroughTheWorkers) {
+  for (float temperature : {0.0f, 0.8f}) {
+    v1::GenerateRequest request = GreedyRequest("Once upon a time", 40);
+    request.mutable_sampling()->set_temperature(temperature);
+    request.mutable_sampling()->set_seed(5);
+    request.mutable_sampling()->mutable_structured_output()->set_kind(
+        v1::StructuredOutput::KIND_CHOICE);
+    request.mutable_sampling()->mutable_structured_output()->set_text(
+        R"(["Lily went home.", "Tom saw a big dog."])");
+    v1::CompleteResponse response;
+    ASSERT_TRUE(Complete(cluster_->stub(), request, &response).ok());
+    const v1::Completion& out = response.completions(0);
+    EXPECT_THAT(out.text(), ::testing::AnyOf("Lily went home.", "Tom saw a big dog."));
+    EXPECT_EQ(out.finish_reason(), v1::FINISH_REASON_STOP);
+  }
 }
 
 TEST_F(TwoByTwo, TokenizeDetokenizeListModelsServerInfo) {

@@ -175,6 +175,42 @@ TEST(Sampling, MaskTokensSetsListedIdsToMinusInfinityAndIgnoresOutOfRangeOnes) {
   EXPECT_EQ(x, expected);
 }
 
+TEST(Sampling, ApplyTokenBitmaskClearsDisallowedIdsOfTheSelectedRowsOnly) {
+  std::vector<float> x = RandomLogits(5);
+  const std::vector<float> before = x;
+  // One mask row per selected row (0, 2, 3), in selection order. kVocab = 1003 needs 32 words;
+  // a short mask (words: 10 -> ids 0..319) disallows every id past it.
+  for (int64_t words : {int64_t{32}, int64_t{10}}) {
+    x = before;
+    std::mt19937 rng(static_cast<uint32_t>(words));
+    std::vector<uint32_t> mask(kSomeRows.size() * words);
+    for (uint32_t& w : mask) w = rng() & rng();  // about a quarter of the bits set
+    mask[1] = 0;                                 // an all-clear word
+    mask[2] = ~0u;                               // an all-set word
+    ASSERT_TRUE(
+        ApplyTokenBitmask(
+            {.batch = Some(), .logits = x.data(), .bitmask = mask.data(), .bitmask_words = words})
+            .ok());
+    std::vector<float> expected = before;
+    for (size_t i = 0; i < kSomeRows.size(); ++i) {
+      const int64_t s = kSomeRows[i];
+      for (int64_t id = 0; id < kVocab; ++id) {
+        const bool allowed =
+            id < words * 32 && ((mask[i * words + id / 32] >> (id % 32)) & 1u) != 0;
+        if (!allowed) expected[s * kVocab + id] = kNegInf;
+      }
+    }
+    EXPECT_EQ(x, expected) << words << " words";
+  }
+  EXPECT_THAT(
+      ApplyTokenBitmask({.batch = All(), .logits = x.data(), .bitmask_words = 32}).message(),
+      HasSubstr("token_bitmask: logits or bitmask is null"));
+  const std::vector<uint32_t> mask(kSeqs, ~0u);
+  EXPECT_THAT(
+      ApplyTokenBitmask({.batch = All(), .logits = x.data(), .bitmask = mask.data()}).message(),
+      HasSubstr("bitmask_words must be >= 1"));
+}
+
 // vLLM's definitions, written plainly.
 void ReferencePenalties(float* row, float repetition, float frequency, float presence,
                         const std::vector<int32_t>& prompt, const std::vector<int32_t>& output) {

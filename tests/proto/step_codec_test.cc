@@ -51,6 +51,8 @@ void ExpectSameParams(const SamplingParams& a, const SamplingParams& b) {
   EXPECT_EQ(a.n, b.n);
   EXPECT_EQ(a.beam_width, b.beam_width);
   EXPECT_EQ(a.length_penalty, b.length_penalty);
+  EXPECT_EQ(a.constraint_kind, b.constraint_kind);
+  EXPECT_EQ(a.constraint, b.constraint);
 }
 
 void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
@@ -189,6 +191,34 @@ TEST(StepCodec, SamplingParamsRoundTripEveryField) {
   absl::StatusOr<SamplingParams> decoded = DecodeSamplingParams(ThroughWire(proto));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   ExpectSameParams(*decoded, params);
+}
+
+TEST(StepCodec, SamplingParamsRoundTripEveryConstraintKind) {
+  using Kind = SamplingParams::ConstraintKind;
+  for (auto [kind, text] : std::vector<std::pair<Kind, std::string>>{
+           {Kind::kNone, ""},
+           {Kind::kJsonSchema, R"({"type": "object", "properties": {"a": {"type": "integer"}}})"},
+           {Kind::kJsonObject, ""},
+           {Kind::kRegex, "[a-z]+@é\\.com"},
+           {Kind::kChoice, R"(["yes", "no"])"},
+           {Kind::kGrammar, "root ::= \"a\" | \"b\""}}) {
+    SamplingParams params;
+    params.constraint_kind = kind;
+    params.constraint = text;
+    v1::SamplingParams proto;
+    EncodeSamplingParams(params, &proto);
+    EXPECT_EQ(proto.has_structured_output(), kind != Kind::kNone);
+    absl::StatusOr<SamplingParams> decoded = DecodeSamplingParams(ThroughWire(proto));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    ExpectSameParams(*decoded, params);
+  }
+}
+
+TEST(StepCodec, UnknownConstraintKindIsInvalid) {
+  v1::SamplingParams proto;
+  proto.mutable_structured_output()->set_kind(static_cast<v1::StructuredOutput::Kind>(42));
+  proto.mutable_structured_output()->set_text("x");
+  ExpectInvalid(DecodeSamplingParams(proto).status(), {"structured_output", "42"});
 }
 
 TEST(StepCodec, EncodeSetsEveryOptionalFieldEvenAtItsDefault) {

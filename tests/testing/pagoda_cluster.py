@@ -151,13 +151,14 @@ class PagodaCluster:
     """`pagoda serve` as a context manager; waits until every replica is ready."""
 
     def __init__(self, replicas=2, tp=2, extra_args=(), env=None, ready_timeout=90,
-                 ssl_context=None):
-        """ssl_context: the router serves HTTPS (--tls-* router flags); how to reach it."""
+                 ssl_context=None, model=None):
+        """ssl_context: the router serves HTTPS (--tls-* router flags); how to reach it.
+        model: what to serve (a directory or a .gguf file); None: stories260K."""
         self.replicas = replicas
         self.ssl_context = ssl_context
         self.dir = tempfile.mkdtemp(prefix="pagoda_py_serve_")
         self.state_file = os.path.join(self.dir, "state.json")
-        argv = [os.path.join(BIN_DIR, "pagoda"), "serve", "--model", model_dir(),
+        argv = [os.path.join(BIN_DIR, "pagoda"), "serve", "--model", model or model_dir(),
                 "--replicas", str(replicas), "--tp", str(tp), "--grpc-port", "0",
                 "--http-port", "0", "--state-file", self.state_file,
                 "--log-dir", os.path.join(self.dir, "logs"), "--num-gpu-blocks-override", "512",

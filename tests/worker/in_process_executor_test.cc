@@ -7,13 +7,16 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/model_config.h"
+#include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/stories260k.h"
 #include "worker/model_weights.h"
 
@@ -53,7 +56,12 @@ struct TrackedSeq {
   std::vector<int32_t> outputs() const {
     return std::vector<int32_t>(tokens.begin() + num_prompt, tokens.end());
   }
-  bool done() const { return static_cast<int64_t>(outputs().size()) >= params.max_tokens; }
+  int32_t eos = -1;  // without ignore_eos: a sampled EOS finishes the sequence
+  bool done() const {
+    return static_cast<int64_t>(outputs().size()) >= params.max_tokens ||
+           (!params.ignore_eos && static_cast<int64_t>(tokens.size()) > num_prompt &&
+            tokens.back() == eos);
+  }
   bool decoding() const {
     return computed >= num_prompt && static_cast<int64_t>(tokens.size()) - computed == 1;
   }
@@ -578,6 +586,149 @@ TEST_F(InProcessExecutorTest, DestructionWithQueuedPlansJoinsCleanly) {
                                                            absl::StatusCode::kInvalidArgument));
     }
   }
+}
+
+// Structured output on the worker: every sampled token follows the constraint, EOS comes only
+// where the grammar accepts, and a sequence re-sent with its outputs (recompute, failover)
+// resumes exactly where it was.
+TEST_F(InProcessExecutorTest, ConstrainedSequencesFollowTheirGrammarAndResume) {
+  using Kind = SamplingParams::ConstraintKind;
+  auto weights = LoadModelWeights(config_, Stories260KDir());
+  ASSERT_TRUE(weights.ok());
+  auto executor = InProcessExecutor::Create(
+      config_, std::move(*weights),
+      {.num_device_blocks = kNumDeviceBlocks, .block_size = kBlockSize, .load_tokenizer = [] {
+         return Tokenizer::FromDirectory(Stories260KDir());
+       }});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  executor_ = std::move(*executor);
+  auto tokenizer = Tokenizer::FromDirectory(Stories260KDir());
+  ASSERT_TRUE(tokenizer.ok());
+  ASSERT_FALSE(config_.eos_token_ids.empty());
+  const int32_t eos = static_cast<int32_t>(config_.eos_token_ids[0]);
+
+  struct Case {
+    Kind kind;
+    std::string constraint;
+    std::string pattern;  // what the text must match (a JSON case is parsed instead)
+  };
+  const Case cases[] = {
+      {Kind::kRegex, "(the|a) (cat|dog|girl) (ran|sat)\\.", "(the|a) (cat|dog|girl) (ran|sat)\\."},
+      {Kind::kChoice, R"(["Lily", "Tom", "a big red ball"])", "Lily|Tom|a big red ball"},
+      {Kind::kGrammar, "root ::= [a-z]{1,6} (\" \" [a-z]{1,6}){2}", "[a-z]{1,6}( [a-z]{1,6}){2}"},
+      {Kind::kJsonSchema,
+       R"({"type": "object", "properties": {"name": {"type": "string", "maxLength": 6},
+           "age": {"type": "integer", "minimum": 1, "maximum": 99}}, "required": ["name", "age"]})",
+       ""},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    for (float temperature : {0.0f, 0.8f}) {
+      TrackedSeq seq = FromGolden(absl::StrCat("constrained", n++), golden(0));
+      seq.eos = eos;
+      seq.params.temperature = temperature;
+      seq.params.seed = 11;
+      seq.params.ignore_eos = false;
+      seq.params.max_tokens = 200;
+      seq.params.constraint_kind = c.kind;
+      seq.params.constraint = c.constraint;
+      RunToEnd({&seq});
+      if (HasFatalFailure()) return;
+      std::vector<int32_t> out = seq.outputs();
+      ASSERT_FALSE(out.empty());
+      EXPECT_EQ(out.back(), eos) << seq.id << ": finished by its grammar, not max_tokens";
+      out.pop_back();
+      const std::string text = (*tokenizer)->Decode(out, /*skip_special_tokens=*/true);
+      if (c.kind == Kind::kJsonSchema) {
+        const nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
+        ASSERT_TRUE(value.is_object()) << text;
+        ASSERT_TRUE(value.contains("name") && value["name"].is_string()) << text;
+        EXPECT_LE(value["name"].get<std::string>().size(), 6u) << text;
+        ASSERT_TRUE(value.contains("age") && value["age"].is_number_integer()) << text;
+        EXPECT_GE(value["age"].get<int>(), 1) << text;
+        EXPECT_LE(value["age"].get<int>(), 99) << text;
+        EXPECT_EQ(value.size(), 2u) << text;
+      } else {
+        EXPECT_TRUE(std::regex_match(text, std::regex(c.pattern))) << seq.id << ": " << text;
+      }
+
+      // Re-sent with its first outputs, as after a recompute preemption or a failover.
+      const std::vector<int32_t> all = seq.outputs();
+      if (all.size() < 4) continue;
+      TrackedSeq resumed = FromGolden(seq.id + "_resumed", golden(0));
+      resumed.eos = eos;
+      resumed.params = seq.params;
+      resumed.tokens.insert(resumed.tokens.end(), all.begin(), all.begin() + 3);
+      RunToEnd({&resumed});
+      EXPECT_THAT(resumed.outputs(), ElementsAreArray(all)) << resumed.id;
+    }
+  }
+
+  // The engine pipelines steps: it may ask for one more token after an EOS before it sees it
+  // (and drops it). A terminated grammar then offers EOS again instead of failing the batch.
+  TrackedSeq late = FromGolden("late", golden(0));
+  late.eos = eos;
+  late.params.ignore_eos = false;
+  late.params.max_tokens = 200;
+  late.params.constraint_kind = Kind::kChoice;
+  late.params.constraint = R"(["Lily", "Tom"])";
+  for (int guard = 0; guard < 100 && !late.done(); ++guard) Step({&late}, 1 << 20, 1);
+  ASSERT_TRUE(late.done());
+  ASSERT_EQ(late.tokens.back(), eos);
+  StepPlan past_eos;
+  past_eos.cached_sequences.push_back({.seq_id = "late",
+                                       .new_block_ids = Reserve(late, late.computed + 2),
+                                       .num_scheduled_tokens = 1});
+  late.scheduled_now = 1;
+  RunPlan(std::move(past_eos), {&late});
+  EXPECT_EQ(late.tokens.back(), eos);
+  EXPECT_EQ(late.tokens[late.tokens.size() - 2], eos);
+
+  // A bad constraint, or outputs its grammar refuses, fail the plan and change nothing.
+  auto submit_one = [&](const std::string& id, SamplingParams params, std::vector<int32_t> tokens) {
+    StepPlan plan{.step_id = step_id_++};
+    const int64_t num_prompt = static_cast<int64_t>(golden(0).prompt_ids.size());
+    plan.new_sequences.push_back({.seq_id = id,
+                                  .token_ids = std::move(tokens),
+                                  .num_prompt_tokens = num_prompt,
+                                  .num_scheduled_tokens = 1,
+                                  .block_ids = Alloc(64),
+                                  .sampling_params = std::move(params)});
+    return executor_->Submit(std::move(plan)).get().status();
+  };
+  SamplingParams bad;
+  bad.constraint_kind = Kind::kRegex;
+  bad.constraint = "(ab";
+  absl::Status status = submit_one("bad_regex", bad, golden(0).prompt_ids);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("new sequence bad_regex"));
+  SamplingParams choice;
+  choice.constraint_kind = Kind::kChoice;
+  choice.constraint = R"(["Lily"])";
+  std::vector<int32_t> refused = golden(0).prompt_ids;
+  refused.push_back(eos);  // EOS before any of "Lily"
+  status = submit_one("refused_output", choice, refused);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("does not match its constraint"));
+  std::vector<TrackedSeq> seqs = AllGoldens();
+  RunToEnd(Ptrs(seqs));
+  ExpectGolden(seqs);
+}
+
+TEST_F(InProcessExecutorTest, RefusesConstraintsWithoutATokenizer) {
+  SamplingParams params;
+  params.constraint_kind = SamplingParams::ConstraintKind::kJsonObject;
+  StepPlan plan{.step_id = step_id_++};
+  plan.new_sequences.push_back(
+      {.seq_id = "json",
+       .token_ids = golden(0).prompt_ids,
+       .num_prompt_tokens = static_cast<int64_t>(golden(0).prompt_ids.size()),
+       .num_scheduled_tokens = 1,
+       .block_ids = Alloc(64),
+       .sampling_params = params});
+  const absl::Status status = executor_->Submit(std::move(plan)).get().status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("no tokenizer"));
 }
 
 }  // namespace

@@ -433,6 +433,46 @@ TEST(Sampler, MinTokensMasksStopTokensUntilReached) {
   EXPECT_LT(out->logprob, -3.0f);
 }
 
+TEST(Sampler, TokenBitmaskRestrictsOnlyItsRowAndKeepsRawLogprobs) {
+  // 40 tokens (two mask words); the best is 39, the constrained row allows only 5 and 33.
+  std::vector<float> logits;
+  for (int i = 0; i < 40; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  std::vector<float> batch = logits;
+  batch.insert(batch.end(), logits.begin(), logits.end());
+  SamplingParams greedy = Greedy();
+  greedy.logprobs = 0;
+  SamplingParams random;
+  random.temperature = 1.0f;
+  const std::vector<uint32_t> mask = {1u << 5, 1u << 1};  // ids 5 and 33
+  for (const SamplingParams* params : {&greedy, &random}) {
+    for (int64_t step = 0; step < 20; ++step) {
+      std::vector<float> x = batch;
+      const std::vector<SamplingInput> inputs = {
+          {.params = params, .seed = 3, .step = step, .token_bitmask = mask},
+          {.params = params, .seed = 3, .step = step}};
+      absl::StatusOr<std::vector<SampleOutput>> out =
+          Sampler().Sample(absl::MakeSpan(x), 2, 40, inputs);
+      ASSERT_TRUE(out.ok()) << out.status();
+      EXPECT_TRUE((*out)[0].token_id == 5 || (*out)[0].token_id == 33) << (*out)[0].token_id;
+      EXPECT_EQ((*out)[1].token_id, TokenAt(logits, *params, 3, step));
+      if (params == &greedy) {
+        EXPECT_EQ((*out)[0].token_id, 33);
+        // The raw logprob, before the mask: as the unconstrained row's for the same token.
+        auto raw = SampleOne(logits, greedy);
+        ASSERT_TRUE(raw.ok());
+        EXPECT_LT((*out)[0].logprob, raw->logprob);
+        EXPECT_NEAR((*out)[0].logprob, raw->logprob - 0.6f, 1e-5f);
+      }
+    }
+  }
+  // A mask that allows nothing leaves the row no finite logit.
+  std::vector<float> x = logits;
+  const std::vector<uint32_t> none = {0u, 0u};
+  const std::vector<SamplingInput> inputs = {{.params = &greedy, .token_bitmask = none}};
+  EXPECT_EQ(Sampler().Sample(absl::MakeSpan(x), 1, 40, inputs).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Sampler, RejectsMismatchedShapesAndBadInputs) {
   SamplingParams params;
   std::vector<float> logits(10, 0.0f);

@@ -497,6 +497,65 @@ TEST(HttpServer, CompletesAChat) {
   EXPECT_EQ(rest["usage"]["completion_tokens"], kMaxModelLen - 19) << rest.dump();
 }
 
+TEST(HttpServer, CompilesStructuredOutputsBeforeAdmittingAndNamesTheField) {
+  TestRouter router({.chat_template = &TestChatTemplate()});
+  // Valid constraints are admitted (the simulated engine does not follow them).
+  for (
+      const char* body : {
+          R"({"prompt": "a", "max_tokens": 3, "response_format": {"type": "json_object"}})",
+          R"({"prompt": "a", "max_tokens": 3, "response_format": {"type": "json_schema",
+               "json_schema": {"name": "p", "strict": true, "schema": {"type": "object",
+               "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}})",
+          R"({"prompt": "a", "max_tokens": 3, "guided_regex": "[a-z]+"})",
+          R"({"prompt": "a", "max_tokens": 3, "guided_choice": ["yes", "no"]})",
+          R"({"prompt": "a", "max_tokens": 3, "structured_outputs": {"grammar": "root ::= \"x\"+"}})",
+      }) {
+    httplib::Result result = router.Post("/v1/completions", body);
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, 200) << body << " -> " << result->body;
+  }
+  // An unsupported keyword, an invalid schema, an invalid regex, a grammar accepting nothing.
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "response_format":
+                  {"type": "json_schema", "json_schema": {"name": "p", "schema":
+                  {"type": "object", "properties": {"x": {"type": "integer", "multipleOf": 3}}}}}})"),
+              400, "response_format");
+  const json unsupported = Body(router.Post("/v1/completions", R"({"prompt": "a",
+      "guided_json": {"type": "integer", "multipleOf": 3}})"));
+  EXPECT_THAT(unsupported["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("multipleOf"))
+      << unsupported.dump();
+  EXPECT_EQ(unsupported["error"]["param"], "guided_json");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "guided_json": "{\"type\": 5}"})"),
+              400, "guided_json");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "guided_regex": "(ab"})"), 400,
+              "guided_regex");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "guided_grammar":
+                  "root ::= \"a\" root"})"),
+              400, "guided_grammar");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a",
+                  "structured_outputs": {"grammar": "root ::= ["}})"),
+              400, "structured_outputs");
+  ExpectServes(router);
+  // The chat endpoint compiles too; beam search is refused with a constraint.
+  ExpectError(router.Post("/v1/chat/completions", R"({"messages": [{"role": "user",
+                  "content": "hi"}], "response_format": {"type": "json_schema", "json_schema":
+                  {"name": "p", "schema": {"type": "strin"}}}})"),
+              400, "response_format");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "guided_choice": ["a", "b"],
+                  "use_beam_search": true, "n": 2})"),
+              400, "guided_choice");
+  httplib::Result chat = router.Post("/v1/chat/completions", R"({"messages": [{"role": "user",
+      "content": "hi"}], "max_tokens": 2, "response_format": {"type": "json_object"}})");
+  ASSERT_TRUE(chat);
+  EXPECT_EQ(chat->status, 200) << chat->body;
+  // Compiled once per distinct constraint: a repeat is a cache hit.
+  const int64_t hits = router.frontend().grammar_cache_stats().hits;
+  ASSERT_TRUE(router.Post("/v1/completions",
+                          R"({"prompt": "b", "max_tokens": 1, "guided_choice": ["yes", "no"]})"));
+  EXPECT_EQ(router.frontend().grammar_cache_stats().hits, hits + 1);
+  ExpectServes(router);
+}
+
 TEST(HttpServer, StreamsAChatWithTheRoleFirst) {
   TestRouter router({.chat_template = &TestChatTemplate()});
   httplib::Result result =

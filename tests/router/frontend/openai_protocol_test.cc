@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router/frontend/request_validation.h"
@@ -198,6 +199,95 @@ TEST(OpenAIProtocol, RejectsBadChatFieldsNamingThem) {
   };
   for (const auto& [body, field] : cases) {
     const absl::Status status = ChatError(body);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_EQ(InvalidField(status), field) << body << ": " << status;
+  }
+}
+
+TEST(OpenAIProtocol, ParsesEveryStructuredOutputForm) {
+  using Kind = SamplingParams::ConstraintKind;
+  const json schema = {{"type", "object"}, {"properties", {{"x", {{"type", "integer"}}}}}};
+  const std::string hi = R"("messages": [{"role": "user", "content": "hi"}])";
+  struct Case {
+    std::string fields;  // after "prompt" (or the chat messages)
+    Kind kind;
+    std::string text;
+    std::string param;
+  };
+  const Case cases[] = {
+      {R"("response_format": {"type": "text"})", Kind::kNone, "", ""},
+      {R"("response_format": {"type": "json_object"})", Kind::kJsonObject, "", "response_format"},
+      {R"("response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": true,
+          "schema": )" +
+           schema.dump() + "}}",
+       Kind::kJsonSchema, schema.dump(), "response_format"},
+      {R"("guided_json": )" + schema.dump(), Kind::kJsonSchema, schema.dump(), "guided_json"},
+      {R"("guided_json": ")" + absl::StrReplaceAll(schema.dump(), {{"\"", "\\\""}}) + "\"",
+       Kind::kJsonSchema, schema.dump(), "guided_json"},
+      {R"("guided_regex": "[0-9]+")", Kind::kRegex, "[0-9]+", "guided_regex"},
+      {R"("guided_choice": ["a", "b"])", Kind::kChoice, R"(["a","b"])", "guided_choice"},
+      {R"("guided_grammar": "root ::= \"x\"")", Kind::kGrammar, "root ::= \"x\"", "guided_grammar"},
+      {R"("structured_outputs": {"json": )" + schema.dump() + "}", Kind::kJsonSchema, schema.dump(),
+       "structured_outputs"},
+      {R"("structured_outputs": {"regex": "a|b"})", Kind::kRegex, "a|b", "structured_outputs"},
+      {R"("structured_outputs": {"choice": ["x"]})", Kind::kChoice, R"(["x"])",
+       "structured_outputs"},
+      {R"("structured_outputs": {"grammar": "root ::= \"y\""})", Kind::kGrammar, "root ::= \"y\"",
+       "structured_outputs"},
+      {R"("structured_outputs": {"json_object": true})", Kind::kJsonObject, "",
+       "structured_outputs"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<json> body = ParseJsonBody(R"({"prompt": "a", )" + c.fields + "}");
+    ASSERT_TRUE(body.ok()) << c.fields << ": " << body.status();
+    absl::StatusOr<CompletionRequest> completion = ParseCompletionRequest(*body);
+    ASSERT_TRUE(completion.ok()) << c.fields << ": " << completion.status();
+    const GenerationInput& input = completion->prompts[0];
+    EXPECT_EQ(input.params.constraint_kind, c.kind) << c.fields;
+    EXPECT_EQ(input.params.constraint, c.text) << c.fields;
+    EXPECT_EQ(input.constraint_param, c.param) << c.fields;
+    EXPECT_TRUE(input.params.Validate().ok()) << c.fields;
+
+    absl::StatusOr<json> chat_body = ParseJsonBody("{" + hi + ", " + c.fields + "}");
+    ASSERT_TRUE(chat_body.ok());
+    absl::StatusOr<ChatCompletionRequest> chat = ParseChatCompletionRequest(*chat_body);
+    ASSERT_TRUE(chat.ok()) << c.fields << ": " << chat.status();
+    EXPECT_EQ(chat->params.constraint_kind, c.kind) << c.fields;
+    EXPECT_EQ(chat->params.constraint, c.text) << c.fields;
+    EXPECT_EQ(chat->constraint_param, c.param) << c.fields;
+  }
+}
+
+TEST(OpenAIProtocol, RejectsBadStructuredOutputFieldsNamingThem) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"prompt": "a", "response_format": "json"})", "response_format"},
+      {R"({"prompt": "a", "response_format": {"type": "xml"}})", "response_format"},
+      {R"({"prompt": "a", "response_format": {"type": "json_schema"}})", "response_format"},
+      {R"({"prompt": "a", "response_format": {"type": "json_schema", "json_schema": {}}})",
+       "response_format"},
+      {R"({"prompt": "a", "response_format": {"type": "json_schema",
+           "json_schema": {"schema": {}, "strict": "yes"}}})",
+       "response_format"},
+      {R"({"prompt": "a", "response_format": {"type": "json_schema",
+           "json_schema": {"schema": 5}}})",
+       "response_format"},
+      {R"({"prompt": "a", "guided_json": 5})", "guided_json"},
+      {R"({"prompt": "a", "guided_regex": ["a"]})", "guided_regex"},
+      {R"({"prompt": "a", "guided_choice": []})", "guided_choice"},
+      {R"({"prompt": "a", "guided_choice": ["a", 1]})", "guided_choice"},
+      {R"({"prompt": "a", "guided_grammar": 1})", "guided_grammar"},
+      {R"({"prompt": "a", "structured_outputs": []})", "structured_outputs"},
+      {R"({"prompt": "a", "structured_outputs": {"xml": "x"}})", "structured_outputs"},
+      {R"({"prompt": "a", "structured_outputs": {"json_object": 1}})", "structured_outputs"},
+      {R"({"prompt": "a", "structured_outputs": {"regex": "a", "choice": ["b"]}})",
+       "structured_outputs"},
+      // One constraint at most: the second field is named.
+      {R"({"prompt": "a", "response_format": {"type": "json_object"}, "guided_regex": "a"})",
+       "guided_regex"},
+      {R"({"prompt": "a", "guided_json": {}, "guided_choice": ["a"]})", "guided_choice"},
+  };
+  for (const auto& [body, field] : cases) {
+    const absl::Status status = CompletionError(body);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
     EXPECT_EQ(InvalidField(status), field) << body << ": " << status;
   }

@@ -1,0 +1,155 @@
+"""Structured outputs end to end: `pagoda serve` with SmolLM2-135M-Instruct (the Q4_1 GGUF in
+models/; absent: skipped), 1 replica x TP 1, driven by the official `openai` client. JSON schemas
+(nested objects, arrays of enums, optional fields, a pattern) at temperature 0 and 0.8 give
+outputs that parse and that `jsonschema` validates; json_object output parses; a regex and a
+choice hold; bad constraints are 400 naming the field, and the server keeps serving.
+
+Kept short for CI's 2 cores: few requests, bounded strings and arrays so that every structure
+finishes well inside max_tokens.
+
+Run by ctest: .venv/bin/python structured_outputs_test.py --bin-dir B --source-dir S --shared-dir D
+"""
+
+import json
+import os
+import re
+import unittest
+
+import jsonschema
+import openai
+
+import pagoda_cluster
+from pagoda_cluster import PagodaCluster
+
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = "SmolLM2-135M-Instruct.Q4_1"
+
+SCHEMAS = {
+    "person": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 12},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "email": {"type": "string", "format": "email"},
+        },
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    },
+    "order": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
+            "sizes": {"type": "array", "items": {"enum": ["small", "medium", "large"]},
+                      "minItems": 1, "maxItems": 3},
+            "paid": {"type": "boolean"},
+        },
+        "required": ["id", "sizes", "paid"],
+    },
+    "nested": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "location": {
+                "type": "object",
+                "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                "required": ["lat", "lon"],
+            },
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 8},
+                     "maxItems": 2},
+        },
+        "required": ["city", "location"],
+    },
+    "choice_of_shapes": {
+        "$defs": {"color": {"enum": ["red", "green", "blue"]}},
+        "type": "object",
+        "properties": {
+            "shape": {"anyOf": [{"const": "circle"}, {"const": "square"}]},
+            "color": {"$ref": "#/$defs/color"},
+        },
+        "required": ["shape", "color"],
+    },
+}
+
+
+def model_path():
+    return os.path.join(pagoda_cluster.SOURCE_DIR, "models", MODEL_FILE)
+
+
+class StructuredOutputsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(model_path()):
+            raise unittest.SkipTest(f"{model_path()} is absent (scripts/install-deps.sh)")
+        cls.cluster = PagodaCluster(replicas=1, tp=1, model=model_path())
+        cls.client = openai.OpenAI(base_url=cls.cluster.http_url + "/v1", api_key="none",
+                                   max_retries=0, timeout=300)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def chat(self, content, max_tokens=160, temperature=0.0, **kwargs):
+        return self.client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": content}],
+            max_tokens=max_tokens, temperature=temperature, seed=1234, **kwargs)
+
+    def assert_serves(self):
+        out = self.client.completions.create(model=MODEL, prompt="Hello", max_tokens=2)
+        self.assertEqual(len(out.choices), 1)
+
+    def test_json_schemas_validate_at_temperature_0_and_0_8(self):
+        for name, schema in SCHEMAS.items():
+            for temperature in (0.0, 0.8):
+                with self.subTest(schema=name, temperature=temperature):
+                    out = self.chat(
+                        f"Give me a {name.replace('_', ' ')} as JSON.", temperature=temperature,
+                        response_format={"type": "json_schema", "json_schema": {
+                            "name": name, "schema": schema, "strict": True}})
+                    choice = out.choices[0]
+                    self.assertEqual(choice.finish_reason, "stop", choice.message.content)
+                    value = json.loads(choice.message.content)
+                    jsonschema.validate(value, schema,
+                                        format_checker=jsonschema.FormatChecker())
+
+    def test_json_object_regex_and_choice(self):
+        out = self.chat('What is 2 + 2? Reply in JSON: {"answer": <number>}.',
+                        response_format={"type": "json_object"})
+        self.assertEqual(out.choices[0].finish_reason, "stop", out.choices[0].message.content)
+        self.assertIsInstance(json.loads(out.choices[0].message.content), dict)
+
+        pattern = r"[0-9]{3}-[0-9]{4}"
+        out = self.chat("Make up a phone number.", max_tokens=20, temperature=0.8,
+                        extra_body={"guided_regex": pattern})
+        self.assertRegex(out.choices[0].message.content, "^" + pattern + "$")
+        self.assertEqual(out.choices[0].finish_reason, "stop")
+
+        choices = ["Paris", "London", "Rome"]
+        out = self.client.completions.create(
+            model=MODEL, prompt="The capital of France is", max_tokens=8,
+            extra_body={"structured_outputs": {"choice": choices}})
+        self.assertIn(out.choices[0].text, choices)
+        self.assertEqual(out.choices[0].finish_reason, "stop")
+
+    def test_bad_constraints_are_400_naming_the_field_and_the_server_keeps_serving(self):
+        cases = [
+            ({"response_format": {"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"type": "integer", "multipleOf": 3}}}},
+             "response_format", "multipleOf"),
+            ({"response_format": {"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"type": "objekt"}}}}, "response_format", None),
+            ({"extra_body": {"guided_regex": "([a-z]"}}, "guided_regex", None),
+            ({"extra_body": {"guided_grammar": 'root ::= "a" root'}}, "guided_grammar", None),
+        ]
+        for kwargs, param, needle in cases:
+            with self.subTest(param=param, kwargs=kwargs):
+                with self.assertRaises(openai.BadRequestError) as caught:
+                    self.chat("Hi", max_tokens=4, **kwargs)
+                error = caught.exception.body
+                self.assertEqual(error["param"], param, error)
+                if needle:
+                    self.assertIn(needle, error["message"])
+            self.assert_serves()
+
+
+if __name__ == "__main__":
+    pagoda_cluster.main()
