@@ -15,6 +15,24 @@
 
 namespace pagoda::structured {
 
+GrammarKind GrammarKindOf(SamplingParams::ConstraintKind kind) {
+  using Kind = SamplingParams::ConstraintKind;
+  switch (kind) {
+    case Kind::kJsonObject:
+      return GrammarKind::kJsonObject;
+    case Kind::kRegex:
+      return GrammarKind::kRegex;
+    case Kind::kChoice:
+      return GrammarKind::kChoice;
+    case Kind::kGrammar:
+      return GrammarKind::kGbnf;
+    case Kind::kJsonSchema:
+    case Kind::kNone:
+      break;
+  }
+  return GrammarKind::kJsonSchema;
+}
+
 absl::StatusOr<Grammar> BuildGrammar(GrammarKind kind, std::string_view text) {
   switch (kind) {
     case GrammarKind::kJsonSchema:

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/sampling_params.h"
 #include "structured/compiled_grammar.h"
 #include "structured/grammar.h"
 #include "structured/token_vocabulary.h"
@@ -32,6 +33,10 @@ enum class GrammarKind : uint8_t {
   kChoice,      // text: a JSON array of strings
   kGbnf,        // text: the grammar, start rule `root`
 };
+
+/// The kind a request's SamplingParams constraint compiles as (kNone maps to kJsonSchema; callers
+/// check `constrained()` first). The router and the workers both use it.
+GrammarKind GrammarKindOf(SamplingParams::ConstraintKind kind);
 
 /// The grammar of a request's constraint, uncompiled (InvalidArgument for a bad one).
 absl::StatusOr<Grammar> BuildGrammar(GrammarKind kind, std::string_view text);

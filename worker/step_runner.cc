@@ -245,25 +245,7 @@ StepRunner::CreateMatchers(const StepPlan& plan) {
       ASSIGN_OR_RETURN(vocabulary_, structured::TokenVocabulary::FromTokenizer(
                                         *tokenizer, eos_token_ids_, "worker"));
     }
-    using Kind = SamplingParams::ConstraintKind;
-    structured::GrammarKind kind = structured::GrammarKind::kJsonSchema;
-    switch (params.constraint_kind) {
-      case Kind::kJsonObject:
-        kind = structured::GrammarKind::kJsonObject;
-        break;
-      case Kind::kRegex:
-        kind = structured::GrammarKind::kRegex;
-        break;
-      case Kind::kChoice:
-        kind = structured::GrammarKind::kChoice;
-        break;
-      case Kind::kGrammar:
-        kind = structured::GrammarKind::kGbnf;
-        break;
-      case Kind::kJsonSchema:
-      case Kind::kNone:
-        break;
-    }
+    const structured::GrammarKind kind = structured::GrammarKindOf(params.constraint_kind);
     absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> compiled =
         grammar_cache_.GetOrCompile(kind, params.constraint, vocabulary_);
     if (!compiled.ok()) {

@@ -33,28 +33,6 @@ absl::Status Frontend::CheckModel(const std::string& model) const {
       "model: '", model, "' is not served here; the served model is '", options_.model_name, "'"));
 }
 
-namespace {
-
-structured::GrammarKind GrammarKindOf(SamplingParams::ConstraintKind kind) {
-  using Kind = SamplingParams::ConstraintKind;
-  switch (kind) {
-    case Kind::kJsonObject:
-      return structured::GrammarKind::kJsonObject;
-    case Kind::kRegex:
-      return structured::GrammarKind::kRegex;
-    case Kind::kChoice:
-      return structured::GrammarKind::kChoice;
-    case Kind::kGrammar:
-      return structured::GrammarKind::kGbnf;
-    case Kind::kJsonSchema:
-    case Kind::kNone:
-      break;
-  }
-  return structured::GrammarKind::kJsonSchema;
-}
-
-}  // namespace
-
 absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> Frontend::CompileConstraint(
     const SamplingParams& params) {
   std::shared_ptr<const structured::TokenVocabulary> vocabulary;
@@ -75,8 +53,8 @@ absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> Frontend::Com
     }
     vocabulary = vocabulary_;
   }
-  return grammar_cache_.GetOrCompile(GrammarKindOf(params.constraint_kind), params.constraint,
-                                     std::move(vocabulary));
+  return grammar_cache_.GetOrCompile(structured::GrammarKindOf(params.constraint_kind),
+                                     params.constraint, std::move(vocabulary));
 }
 
 absl::StatusOr<std::unique_ptr<RequestSession>> Frontend::Submit(GenerationInput input) {
