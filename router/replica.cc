@@ -173,6 +173,11 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
       return absl::UnavailableError(absl::StrCat("worker rank ", rank, " (", address,
                                                  ") does not answer: ", status.error_message()));
     }
+    // A draining rank is going away: out of rotation now, and no Init until it is replaced.
+    if (response.state() == internal::HealthResponse::DRAINING) {
+      return absl::UnavailableError(
+          absl::StrCat("worker rank ", rank, " (", address, ") is draining (it was told to stop)"));
+    }
     if (require_ready && (response.state() != internal::HealthResponse::READY ||
                           response.generation() != generation)) {
       return absl::UnavailableError(

@@ -314,10 +314,11 @@ class Cluster {
   }
 
   void StopAll() {
-    // The router first, so it stops sending work; then the workers.
+    // The router first, so it stops sending work; then the workers, with SIGINT: with the router
+    // gone there is nothing to hand over, so they skip the drain SIGTERM starts.
     if (router_.process.has_value()) router_.process->Terminate(absl::Seconds(10));
     for (Child& child : workers_) {
-      if (child.process.has_value()) child.process->Signal(SIGTERM);
+      if (child.process.has_value()) child.process->Signal(SIGINT);
     }
     for (Child& child : workers_) {
       if (child.process.has_value()) child.process->Terminate(absl::Seconds(10));

@@ -9,7 +9,14 @@
 // /metrics on that port (same --host) serves WorkerMetrics in the Prometheus text format, and
 // GET /health answers 200 while the process serves, with the Worker service's state as JSON
 // (what container liveness/readiness probes ask: a worker that is UNINITIALIZED or FAILED is
-// still healthy, the router re-initializes it).
+// still healthy, the router re-initializes it; DRAINING after SIGTERM).
+//
+// SIGTERM drains (worker/worker_drain.h; SIGINT exits at once): Health reports DRAINING at once, so
+// the router moves the replica's requests to the others while this rank still applies the steps it
+// is sent; the process exits once no step came for 2 s, or after --drain-timeout-s (30), or on a
+// second signal.
+#include <signal.h>
+
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -28,6 +35,7 @@
 #include "grpcpp/server_builder.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "worker/worker_drain.h"
 #include "worker/worker_metrics.h"
 #include "worker/worker_runtime.h"
 #include "worker/worker_service.h"
@@ -56,6 +64,7 @@ int Run(int argc, char** argv) {
   std::string log_level = "info";
   int64_t metrics_port = 0;
   std::string metrics_port_file;
+  double drain_timeout_s = 30;
   parser.AddString("host", &host, "Address to listen on");
   parser.AddInt("port", &port, "gRPC port; 0 lets the OS choose (see --port-file)");
   parser.AddString("port-file", &port_file, "Write the port actually bound to this file");
@@ -72,6 +81,10 @@ int Run(int argc, char** argv) {
                 "port; 0: off (unless --metrics-port-file is set: then the OS chooses)");
   parser.AddString("metrics-port-file", &metrics_port_file,
                    "Serve metrics and write the metrics port actually bound to this file");
+  parser.AddDouble("drain-timeout-s", &drain_timeout_s,
+                   "On SIGTERM: report DRAINING so the router moves this replica's requests, keep "
+                   "applying its steps, and exit once none came for 2 s or after this many "
+                   "seconds (a second signal: at once)");
   if (absl::Status status = parser.Parse(argc - 1, argv + 1); !status.ok()) {
     if (absl::IsCancelled(status)) return 0;
     std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
@@ -90,6 +103,11 @@ int Run(int argc, char** argv) {
   if (metrics_port < 0 || metrics_port > 65535) {
     std::fprintf(stderr, "pagoda-worker: --metrics-port must be in [0, 65535], got %lld\n",
                  static_cast<long long>(metrics_port));
+    return 2;
+  }
+  if (!(drain_timeout_s >= 0) || drain_timeout_s > 3600) {
+    std::fprintf(stderr, "pagoda-worker: --drain-timeout-s must be in [0, 3600], got %g\n",
+                 drain_timeout_s);
     return 2;
   }
   if (absl::Status status = InitLogging("pagoda-worker", log_level); !status.ok()) {
@@ -136,10 +154,12 @@ int Run(int argc, char** argv) {
     // Init repairs, not reasons to restart the container.
     metrics_server.Get("/health", [&runtime](const httplib::Request&, httplib::Response& res) {
       const WorkerHealth health = runtime.Health();
-      const nlohmann::json body = {{"state", std::string(WorkerStateName(health.state))},
-                                   {"generation", health.generation},
-                                   {"tp_rank", health.tp_rank},
-                                   {"tp_size", health.tp_size}};
+      const nlohmann::json body = {
+          {"state",
+           health.draining ? std::string("DRAINING") : std::string(WorkerStateName(health.state))},
+          {"generation", health.generation},
+          {"tp_rank", health.tp_rank},
+          {"tp_size", health.tp_size}};
       res.set_content(body.dump(), "application/json");
     });
     if (metrics_port == 0) {
@@ -161,7 +181,15 @@ int Run(int argc, char** argv) {
   }
 
   const int signal = WaitForTerminationSignal();
-  PAGODA_LOG(info, "signal {}: shutting down", signal);
+  if (signal == SIGTERM) {
+    PAGODA_LOG(info, "SIGTERM: draining (at most {} s)", drain_timeout_s);
+    const DrainEnd drained = DrainWorker(
+        runtime, {.timeout = absl::Seconds(drain_timeout_s)}, *Clock::Real(),
+        [](absl::Duration timeout) { return WaitForTerminationSignalFor(timeout) != 0; });
+    PAGODA_LOG(info, "drained ({}): shutting down", DrainEndName(drained));
+  } else {
+    PAGODA_LOG(info, "signal {}: shutting down", signal);
+  }
   if (metrics_thread.joinable()) {
     metrics_server.stop();
     metrics_thread.join();

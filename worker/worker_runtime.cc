@@ -203,6 +203,10 @@ absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& con
   std::unique_ptr<Built> old;
   {
     absl::MutexLock lock(&mu_);
+    if (draining_) {
+      return absl::UnavailableError(absl::StrCat(
+          "worker rank ", tp_rank_, " is draining (it received SIGTERM) and takes no new Init"));
+    }
     generation_ = config.generation;
     state_ = WorkerState::kUninitialized;
     error_.clear();
@@ -300,6 +304,7 @@ absl::StatusOr<AppliedStep> WorkerRuntime::Execute(const PlanTicket& ticket,
     absl::MutexLock lock(&mu_);
     busy_ = false;
     ++next_sequence_;
+    last_step_end_ = options_.clock->Now();
     if (!result.ok()) {
       // The ranks' states may now disagree (or a collective broke): only a new Init helps.
       state_ = WorkerState::kFailed;
@@ -318,10 +323,18 @@ WorkerHealth WorkerRuntime::Health() const {
                       .tp_rank = tp_rank_,
                       .tp_size = tp_size_,
                       .next_sequence = next_sequence_,
-                      .error = error_};
+                      .error = error_,
+                      .draining = draining_,
+                      .step_in_progress = busy_ && state_ == WorkerState::kReady,
+                      .last_step_end = last_step_end_};
   // The built state is only read while no step uses it.
   if (built_ != nullptr && !busy_) health.num_sequences = built_->steps->num_sequences();
   return health;
+}
+
+void WorkerRuntime::StartDraining() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
 }
 
 void WorkerRuntime::Shutdown() {

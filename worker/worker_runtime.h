@@ -125,6 +125,9 @@ struct WorkerHealth {
   uint64_t next_sequence = 0;  // the plan Execute applies next
   std::string error;           // why the runtime is FAILED
   int64_t num_sequences = 0;   // live sequences; 0 while a step runs
+  bool draining = false;       // StartDraining was called (reported as DRAINING)
+  bool step_in_progress = false;
+  absl::Time last_step_end = absl::InfinitePast();  // when the last Execute returned
 };
 
 class WorkerRuntime {
@@ -150,6 +153,10 @@ class WorkerRuntime {
                                       const absl::StatusOr<StepPlan>& plan);
 
   WorkerHealth Health() const;
+
+  /// The process is going away (SIGTERM): Health reports DRAINING so the router moves the
+  /// requests elsewhere while the steps it still sends are applied; Init is refused from now on.
+  void StartDraining();
 
   /// Drops the model and every sequence; plans still waiting for their turn give up.
   void Shutdown();
@@ -180,6 +187,8 @@ class WorkerRuntime {
   int32_t tp_size_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::string error_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_step_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // An Init or Execute is using built_ outside the lock.
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<Built> built_ ABSL_GUARDED_BY(mu_);

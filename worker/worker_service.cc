@@ -86,7 +86,7 @@ grpc::Status WorkerService::Execute(grpc::ServerContext*, const internal::Execut
 grpc::Status WorkerService::Health(grpc::ServerContext*, const internal::HealthRequest*,
                                    internal::HealthResponse* response) {
   const WorkerHealth health = runtime_->Health();
-  response->set_state(ToProto(health.state));
+  response->set_state(health.draining ? internal::HealthResponse::DRAINING : ToProto(health.state));
   response->set_generation(health.generation);
   response->set_tp_rank(health.tp_rank);
   response->set_tp_size(health.tp_size);

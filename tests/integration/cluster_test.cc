@@ -597,6 +597,64 @@ TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
   EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
 }
 
+TEST(Cluster, SigtermOnAWorkerHandsItsRequestsOverBeforeItExits) {
+  auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
+  ASSERT_TRUE(started.ok()) << started.status();
+  ServeCluster& cluster = **started;
+  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
+  constexpr int kStreams = 16;
+  constexpr int kMaxTokens = 160;
+  auto request_for = [&](int i) {
+    v1::GenerateRequest request = GoldenRequest(goldens[i % goldens.size()], kMaxTokens);
+    request.mutable_sampling()->set_ignore_eos(true);
+    return request;
+  };
+  std::vector<StreamResult> reference(kStreams);
+  {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kStreams; ++i) {
+      threads.emplace_back([&, i] { reference[i] = Stream(cluster.stub(), request_for(i)); });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  for (const StreamResult& r : reference) ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+
+  // SIGTERM (a rolling restart's) to rank 0 of replica 1 once every stream has output: it reports
+  // DRAINING, the router moves the replica's requests while the rank still answers, and it exits
+  // with status 0 once no step comes.
+  const int victim = cluster.WorkerPid(1, 0);
+  ASSERT_GT(victim, 0);
+  std::atomic<int> streaming = 0;
+  std::atomic<bool> signalled = false;
+  std::vector<StreamResult> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = Stream(cluster.stub(), request_for(i), [&](int messages) {
+        if (messages == 1 && ++streaming == kStreams && !signalled.exchange(true)) {
+          kill(victim, SIGTERM);
+        }
+      });
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(signalled.load());
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].token_ids, reference[i].token_ids) << i;
+  }
+  ASSERT_TRUE(cluster.WaitUntilReady(2, absl::Seconds(60)).ok());
+  EXPECT_NE(cluster.WorkerPid(1, 0), victim);
+  // Taken out by the health check's DRAINING, not by a step that failed on a dead rank.
+  const v1::GetServerInfoResponse info = cluster.Info();
+  ASSERT_EQ(info.replicas_size(), 2);
+  EXPECT_THAT(info.replicas(1).last_error(), ::testing::HasSubstr("is draining"));
+  EXPECT_THAT(cluster.LogTails(),
+              ::testing::HasSubstr(absl::StrCat("(pid ", victim, ") exited with status 0")));
+  v1::CompleteResponse response;
+  EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
+}
+
 TEST(Cluster, ServeRefusesAKvCacheThatCannotHoldOneContextBeforeStartingAnything) {
   // stories260K: 512 positions; 0.0001 GiB of KV cache holds 5 blocks of 16 tokens per worker.
   // The router would refuse the replica at every Init; pagoda serve says so up front.
