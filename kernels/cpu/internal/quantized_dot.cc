@@ -348,30 +348,38 @@ PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin
   // This thread's mins of the current weight rows as floats, kept between calls.
   thread_local std::vector<float> mins;
   if constexpr (F::kMin >= 0) mins.assign(static_cast<size_t>(kTileRows * s_stride), 0.0f);
-  for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
-    const int nr = static_cast<int>(std::min(kTileRows, j_end - j0));
-    if constexpr (F::kMin >= 0) {
-      for (int r = 0; r < nr; ++r) {
-        const uint8_t* row = g.w + (j0 + r) * g.row_bytes;
-        for (int64_t b = 0; b < g.num_blocks; ++b) {
-          mins[static_cast<size_t>(r * s_stride + b)] = HalfAt(row + b * F::kBytes + F::kMin);
+  // Activation rows in blocks that stay in L2 (about 128 KiB of Q8 blocks) while every weight
+  // tile of this thread's range passes over them; the weight tile itself stays in L1.
+  const int64_t row_bytes_q8 = Q8RowStride(g.num_blocks) * static_cast<int64_t>(sizeof(Q8Block));
+  const int64_t block_rows =
+      std::max<int64_t>(kTileRows, (128 << 10) / row_bytes_q8 / kTileRows * kTileRows);
+  for (int64_t i_begin = 0; i_begin < g.m; i_begin += block_rows) {
+    const int64_t i_end = std::min(g.m, i_begin + block_rows);
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
+      const int nr = static_cast<int>(std::min(kTileRows, j_end - j0));
+      if constexpr (F::kMin >= 0) {
+        for (int r = 0; r < nr; ++r) {
+          const uint8_t* row = g.w + (j0 + r) * g.row_bytes;
+          for (int64_t b = 0; b < g.num_blocks; ++b) {
+            mins[static_cast<size_t>(r * s_stride + b)] = HalfAt(row + b * F::kBytes + F::kMin);
+          }
         }
       }
-    }
-    for (int64_t i0 = 0; i0 < g.m; i0 += kTileRows) {
-      switch (std::min(kTileRows, g.m - i0)) {
-        case 4:
-          TileRowsAvx512<F, 4>(g, i0, j0, nr, mins.data());
-          break;
-        case 3:
-          TileRowsAvx512<F, 3>(g, i0, j0, nr, mins.data());
-          break;
-        case 2:
-          TileRowsAvx512<F, 2>(g, i0, j0, nr, mins.data());
-          break;
-        default:
-          TileRowsAvx512<F, 1>(g, i0, j0, nr, mins.data());
-          break;
+      for (int64_t i0 = i_begin; i0 < i_end; i0 += kTileRows) {
+        switch (std::min(kTileRows, i_end - i0)) {
+          case 4:
+            TileRowsAvx512<F, 4>(g, i0, j0, nr, mins.data());
+            break;
+          case 3:
+            TileRowsAvx512<F, 3>(g, i0, j0, nr, mins.data());
+            break;
+          case 2:
+            TileRowsAvx512<F, 2>(g, i0, j0, nr, mins.data());
+            break;
+          default:
+            TileRowsAvx512<F, 1>(g, i0, j0, nr, mins.data());
+            break;
+        }
       }
     }
   }
