@@ -144,6 +144,37 @@ TEST_F(GenerateCommandTest, AGgufModelGeneratesItsGoldens) {
   EXPECT_EQ(Run({"--model", gguf, "--prompt", "x", "--dtype", "bfloat16"}), 2);
 }
 
+// The quick start's question ("What is 2 + 2?", SmolLM2 Q4_1, greedy) asked three times in one
+// run, beside another prompt, with a small token budget (each copy's prompt is chunked at other
+// offsets and shares its steps with other sequences) and the prefix cache on (later copies find
+// blocks of the first): every copy answers the same text, token for token. Before the kernels
+// were batch-invariant, a cache hit turned "The answer is 4." into "The answer to this classic
+// math problem is 4.".
+TEST_F(GenerateCommandTest, TheSameGreedyQuestionGetsTheSameAnswerInAnyStepShape) {
+  const std::string gguf = std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(gguf)) GTEST_SKIP() << gguf << " is absent (scripts/install-deps.sh)";
+  std::ifstream in(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) prompts.push_back(nlohmann::json::parse(line)["prompt"]);
+  }
+  ASSERT_GE(prompts.size(), 2u);
+  const std::string question = nlohmann::json({{"prompt", prompts[0]}}).dump() + "\n";
+  WriteFile("same_question.jsonl", question + nlohmann::json({{"prompt", prompts[1]}}).dump() +
+                                       "\n" + question + question);
+  ASSERT_EQ(Run({"--model", gguf, "--prompts-file", Path("same_question.jsonl"), "--max-tokens",
+                 "16", "--temperature", "0", "--max-num-batched-tokens", "23", "--max-num-seqs",
+                 "4", "--enable-prefix-caching", "--output", Path("same_question_out.jsonl")}),
+            0);
+  const std::vector<nlohmann::json> out = ReadJsonl("same_question_out.jsonl");
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_FALSE(out[0]["token_ids"].empty());
+  for (size_t i : {2, 3}) {
+    EXPECT_EQ(out[i]["token_ids"], out[0]["token_ids"]) << "copy " << i;
+    EXPECT_EQ(out[i]["text"], out[0]["text"]) << "copy " << i;
+  }
+}
+
 TEST_F(GenerateCommandTest, LogprobsAreWrittenWhenAskedFor) {
   WriteFile("logprobs.jsonl", R"({"prompt": "The little dog", "logprobs": 2})"
                               "\n");
