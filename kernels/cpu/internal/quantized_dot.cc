@@ -259,16 +259,46 @@ PAGODA_TARGET_AVX512 inline float HorizontalSum512(__m512 v) {
   return HorizontalSum(_mm256_add_ps(_mm256_load_ps(halves), _mm256_load_ps(halves + 8)));
 }
 
-// One tile: weight rows j0 .. j0 + NR - 1 against activation rows i0 .. i0 + MR - 1. Each element
-// has its own accumulator, and the operations on it do not depend on MR, NR or the neighbours.
-// mins: NR rows of ScaledSumsStride floats (the weight rows' block mins), for formats with one.
+// A tile's weight rows unpacked once for all the activation rows that pass over them: per row
+// and pair of blocks b, b + 1, the 64 unsigned quants (wq), the scales as [dw_b x 8, dw_b+1 x 8]
+// (ws; an odd last block pairs with zeros), and the block mins as floats (formats with a min).
+struct alignas(64) Vector64 {
+  uint8_t bytes[64];
+};
+struct WeightTile {
+  const Vector64* wq;  // [rows, pairs]: 64 uint8
+  const Vector64* ws;  // [rows, pairs]: 16 float
+  const float* mins;   // [rows, ScaledSumsStride]
+  int64_t pairs;
+};
+
+template <typename F>
+PAGODA_TARGET_AVX512 void UnpackWeightRow(const uint8_t* row, int64_t num_blocks, Vector64* wq,
+                                          Vector64* ws, float* mins) {
+  for (int64_t b = 0; b < num_blocks; b += 2) {
+    const uint8_t* b0 = row + b * F::kBytes;
+    if (b + 1 < num_blocks) {
+      _mm512_store_si512(wq + b / 2,
+                         Concat(UnsignedQuants<F>(b0), UnsignedQuants<F>(b0 + F::kBytes)));
+      _mm512_store_ps(ws + b / 2, HalvesOf(HalfAt(b0), HalfAt(b0 + F::kBytes)));
+    } else {
+      _mm512_store_si512(wq + b / 2, _mm512_zextsi256_si512(UnsignedQuants<F>(b0)));
+      _mm512_store_ps(ws + b / 2, HalvesOf(HalfAt(b0), 0.0f));
+    }
+  }
+  if constexpr (F::kMin >= 0) {
+    for (int64_t b = 0; b < num_blocks; ++b) mins[b] = HalfAt(row + b * F::kBytes + F::kMin);
+  }
+}
+
+// One tile: weight rows j0 .. j0 + NR - 1 (unpacked in w) against activation rows
+// i0 .. i0 + MR - 1. Each element has its own accumulator, and the operations on it do not depend
+// on MR, NR or the neighbours.
 template <typename F, int MR, int NR>
 PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
-                                     const float* mins) {
+                                     const WeightTile& w) {
   const int64_t num_blocks = g.num_blocks;
   const int64_t a_stride = Q8RowStride(num_blocks);
-  const uint8_t* w[NR];
-  for (int r = 0; r < NR; ++r) w[r] = g.w + (j0 + r) * g.row_bytes;
   const Q8Block* a[MR];
   for (int i = 0; i < MR; ++i) a[i] = g.a + (i0 + i) * a_stride;
   __m512 acc[MR][NR];
@@ -277,20 +307,8 @@ PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int
   }
   // Two blocks per step, lanes 0..7 for the first and 8..15 for the second; an odd last block
   // pairs with the activations' zero padding block (and zero weights).
-  for (int64_t b = 0; b < num_blocks; b += 2) {
-    const bool second = b + 1 < num_blocks;
-    __m512i wq[NR];
-    __m512 ws[NR];
-    for (int r = 0; r < NR; ++r) {
-      const uint8_t* b0 = w[r] + b * F::kBytes;
-      if (second) {
-        wq[r] = Concat(UnsignedQuants<F>(b0), UnsignedQuants<F>(b0 + F::kBytes));
-        ws[r] = HalvesOf(HalfAt(b0), HalfAt(b0 + F::kBytes));
-      } else {
-        wq[r] = _mm512_zextsi256_si512(UnsignedQuants<F>(b0));
-        ws[r] = HalvesOf(HalfAt(b0), 0.0f);
-      }
-    }
+  for (int64_t pair = 0; pair < w.pairs; ++pair) {
+    const int64_t b = 2 * pair;
     for (int i = 0; i < MR; ++i) {
       const Q8Block& a0 = a[i][b];
       const Q8Block& a1 = a[i][b + 1];
@@ -302,8 +320,10 @@ PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int
                                       0x0100, -kUnsignedOffset<F> * a1.sum);
       }
       for (int r = 0; r < NR; ++r) {
-        const __m512i sums = _mm512_dpbusd_epi32(init, wq[r], aq);
-        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(ws[r], as), acc[i][r]);
+        const __m512i sums =
+            _mm512_dpbusd_epi32(init, _mm512_load_si512(w.wq + r * w.pairs + pair), aq);
+        const __m512 scale = _mm512_mul_ps(_mm512_load_ps(w.ws + r * w.pairs + pair), as);
+        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[i][r]);
       }
     }
   }
@@ -312,7 +332,7 @@ PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int
     for (int r = 0; r < NR; ++r) {
       float value = HorizontalSum512(acc[i][r]);
       if constexpr (F::kMin >= 0) {
-        const float* m = mins + r * s_stride;
+        const float* m = w.mins + r * s_stride;
         const float* s = g.scaled_sums + (i0 + i) * s_stride;
         __m512 e = _mm512_setzero_ps();
         for (int64_t b = 0; b < s_stride; b += 16) {
@@ -327,16 +347,16 @@ PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int
 
 template <typename F, int MR>
 PAGODA_TARGET_AVX512 void TileRowsAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0, int nr,
-                                         const float* mins) {
+                                         const WeightTile& w) {
   switch (nr) {
     case 4:
-      return TileAvx512<F, MR, 4>(g, i0, j0, mins);
+      return TileAvx512<F, MR, 4>(g, i0, j0, w);
     case 3:
-      return TileAvx512<F, MR, 3>(g, i0, j0, mins);
+      return TileAvx512<F, MR, 3>(g, i0, j0, w);
     case 2:
-      return TileAvx512<F, MR, 2>(g, i0, j0, mins);
+      return TileAvx512<F, MR, 2>(g, i0, j0, w);
     default:
-      return TileAvx512<F, MR, 1>(g, i0, j0, mins);
+      return TileAvx512<F, MR, 1>(g, i0, j0, w);
   }
 }
 
@@ -345,9 +365,15 @@ constexpr int64_t kTileRows = 4;  // weight rows and activation rows per registe
 template <typename F>
 PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
   const int64_t s_stride = ScaledSumsStride(g.num_blocks);
-  // This thread's mins of the current weight rows as floats, kept between calls.
+  const int64_t pairs = Q8RowStride(g.num_blocks) / 2;
+  // This thread's unpacked weight tile, kept between calls (the mins' padding stays zero).
+  thread_local std::vector<Vector64> wq;
+  thread_local std::vector<Vector64> ws;
   thread_local std::vector<float> mins;
+  wq.resize(static_cast<size_t>(kTileRows * pairs));
+  ws.resize(static_cast<size_t>(kTileRows * pairs));
   if constexpr (F::kMin >= 0) mins.assign(static_cast<size_t>(kTileRows * s_stride), 0.0f);
+  const WeightTile tile{wq.data(), ws.data(), mins.data(), pairs};
   // Activation rows in blocks that stay in L2 (about 128 KiB of Q8 blocks) while every weight
   // tile of this thread's range passes over them; the weight tile itself stays in L1.
   const int64_t row_bytes_q8 = Q8RowStride(g.num_blocks) * static_cast<int64_t>(sizeof(Q8Block));
@@ -357,27 +383,23 @@ PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin
     const int64_t i_end = std::min(g.m, i_begin + block_rows);
     for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
       const int nr = static_cast<int>(std::min(kTileRows, j_end - j0));
-      if constexpr (F::kMin >= 0) {
-        for (int r = 0; r < nr; ++r) {
-          const uint8_t* row = g.w + (j0 + r) * g.row_bytes;
-          for (int64_t b = 0; b < g.num_blocks; ++b) {
-            mins[static_cast<size_t>(r * s_stride + b)] = HalfAt(row + b * F::kBytes + F::kMin);
-          }
-        }
+      for (int r = 0; r < nr; ++r) {
+        UnpackWeightRow<F>(g.w + (j0 + r) * g.row_bytes, g.num_blocks, wq.data() + r * pairs,
+                           ws.data() + r * pairs, mins.data() + r * s_stride);
       }
       for (int64_t i0 = i_begin; i0 < i_end; i0 += kTileRows) {
         switch (std::min(kTileRows, i_end - i0)) {
           case 4:
-            TileRowsAvx512<F, 4>(g, i0, j0, nr, mins.data());
+            TileRowsAvx512<F, 4>(g, i0, j0, nr, tile);
             break;
           case 3:
-            TileRowsAvx512<F, 3>(g, i0, j0, nr, mins.data());
+            TileRowsAvx512<F, 3>(g, i0, j0, nr, tile);
             break;
           case 2:
-            TileRowsAvx512<F, 2>(g, i0, j0, nr, mins.data());
+            TileRowsAvx512<F, 2>(g, i0, j0, nr, tile);
             break;
           default:
-            TileRowsAvx512<F, 1>(g, i0, j0, nr, mins.data());
+            TileRowsAvx512<F, 1>(g, i0, j0, nr, tile);
             break;
         }
       }
