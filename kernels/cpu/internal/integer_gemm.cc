@@ -25,6 +25,8 @@ void IntegerGemm(const GemmParams& p, CpuIsa isa) {
   thread_local std::vector<float> scaled_sums;
   if (quantized.size() < static_cast<size_t>(p.m * a_stride)) {
     quantized.resize(static_cast<size_t>(p.m * a_stride));
+  }
+  if (scaled_sums.size() < static_cast<size_t>(p.m * s_stride)) {
     scaled_sums.resize(static_cast<size_t>(p.m * s_stride));
   }
   for (int64_t i = 0; i < p.m; ++i) {
