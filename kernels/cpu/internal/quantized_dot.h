@@ -15,8 +15,9 @@
 // arithmetic. Its contract is batch invariance: element (i, j) is computed by the same
 // operations in the same order whatever m is, whichever rows share its tile and whichever thread
 // computes it, so a token's logits do not depend on the shape of the step that computed it. The
-// AVX-512 version tiles 4 weight rows x 4 activation rows in registers (each weight block unpacked
-// once per 4 activation rows) with one accumulator per element; the others dot row by row.
+// AVX-512 version tiles 4 weight rows x 4 activation rows in registers with one accumulator per
+// element, each weight tile unpacked once (into L1) for a block of activation rows that stays in
+// L2; the others dot row by row.
 //
 //   const QuantizedDotFn dot = QuantizedDotFor(DType::kQ4_1, CpuIsa::kAvx2);
 //   y[j] = dot(w + j * row_bytes, x_q8, k / kQ8BlockElements);
