@@ -149,6 +149,7 @@ TEST_F(GenerateCommandTest, AGgufModelGeneratesItsGoldens) {
 // time (the first copy prefills cold, the later ones find its blocks and prefill only the rest:
 // the quick start's repeated request), and token budgets of 23 and 7 (every copy chunked at other
 // offsets, sharing steps with other sequences). Every copy of every run answers the same tokens.
+// (generate_command_test_one_thread runs it again at OMP_NUM_THREADS=1.)
 // Before the kernels were batch-invariant these runs answered "The answer is 4." for some copies
 // and "The answer to this classic math problem is 4." for others.
 TEST_F(GenerateCommandTest, TheSameGreedyQuestionGetsTheSameAnswerInAnyStepShape) {
