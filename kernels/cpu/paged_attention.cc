@@ -20,9 +20,10 @@ constexpr int64_t kChunk = 32;
 // Query rows (tokens x query heads of one GQA group) per work item. Each K/V row fetched from the
 // cache is used by all of them, so prefill reads the context once per tile, not once per token.
 constexpr int64_t kTileRows = 32;
-// A long context is split across threads only when there are too few work items to share, and
-// never into pieces shorter than this.
-constexpr int64_t kMinSplitPositions = 64;
+// Context positions per piece: longer contexts are split at multiples of this (a multiple of
+// kChunk) and the pieces merged, for every batch shape alike (see PagedAttention).
+constexpr int64_t kPiecePositions = 256;
+static_assert(kPiecePositions % kChunk == 0);
 // Multiply-adds below which forking threads costs more than it saves.
 constexpr int64_t kParallelMinWork = 1 << 16;
 
@@ -221,44 +222,39 @@ void PagedAttention(const PagedAttentionParams& p) {
 
   const int64_t num_threads = omp_get_max_threads();
   const bool parallel = num_threads > 1 && total_work >= kParallelMinWork;
-  // Too few items to keep every thread busy (a small decode batch): split long contexts and merge
-  // the partial softmax states afterwards.
+  // Contexts longer than kPiecePositions are split at fixed positions, whatever the batch and the
+  // thread count, and the pieces' softmax states merged afterwards: a row's result then depends
+  // only on its own position (batch invariance: alone in a decode step, in a prefill chunk of any
+  // length or beside other sequences, a token attends through the same pieces in the same order).
+  // The split also gives a small decode batch with a long context enough items for the threads.
   Partials partials;
   std::vector<MergeGroup> merges;
-  const int64_t wanted_items = 8 * num_threads;
-  if (parallel && static_cast<int64_t>(items.size()) < wanted_items) {
-    const int64_t pieces_wanted = (wanted_items + static_cast<int64_t>(items.size()) - 1) /
-                                  static_cast<int64_t>(items.size());
-    std::vector<WorkItem> split;
-    int64_t partial_rows = 0;
-    for (const WorkItem& w : items) {
-      const int64_t context = w.ctx_end;
-      const int64_t pieces =
-          std::min(pieces_wanted, std::max<int64_t>(1, context / kMinSplitPositions));
-      if (pieces == 1) {
-        split.push_back(w);
-        continue;
-      }
-      const int64_t piece_len = (context + pieces - 1) / pieces;
-      const int64_t rows = (w.q_end - w.q_begin) * group;
-      MergeGroup g{w.seq, w.kv_head, w.q_begin, w.q_end, partial_rows, 0};
-      for (int64_t b = 0; b < context; b += piece_len) {
-        WorkItem piece = w;
-        piece.ctx_begin = b;
-        piece.ctx_end = std::min(context, b + piece_len);
-        piece.partial_row = partial_rows;
-        piece.cost = w.cost * (piece.ctx_end - b) / context;
-        split.push_back(piece);
-        partial_rows += rows;
-        ++g.num_pieces;
-      }
-      merges.push_back(g);
+  std::vector<WorkItem> split;
+  int64_t partial_rows = 0;
+  for (const WorkItem& w : items) {
+    const int64_t context = w.ctx_end;
+    if (context <= kPiecePositions) {
+      split.push_back(w);
+      continue;
     }
-    items = std::move(split);
-    partials.max.resize(static_cast<size_t>(partial_rows));
-    partials.sum.resize(static_cast<size_t>(partial_rows));
-    partials.acc.resize(static_cast<size_t>(partial_rows * p.head_dim));
+    const int64_t rows = (w.q_end - w.q_begin) * group;
+    MergeGroup g{w.seq, w.kv_head, w.q_begin, w.q_end, partial_rows, 0};
+    for (int64_t b = 0; b < context; b += kPiecePositions) {
+      WorkItem piece = w;
+      piece.ctx_begin = b;
+      piece.ctx_end = std::min(context, b + kPiecePositions);
+      piece.partial_row = partial_rows;
+      piece.cost = w.cost * (piece.ctx_end - b) / context;
+      split.push_back(piece);
+      partial_rows += rows;
+      ++g.num_pieces;
+    }
+    merges.push_back(g);
   }
+  items = std::move(split);
+  partials.max.resize(static_cast<size_t>(partial_rows));
+  partials.sum.resize(static_cast<size_t>(partial_rows));
+  partials.acc.resize(static_cast<size_t>(partial_rows * p.head_dim));
   std::stable_sort(items.begin(), items.end(),
                    [](const WorkItem& a, const WorkItem& b) { return a.cost > b.cost; });
 

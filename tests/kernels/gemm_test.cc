@@ -1,6 +1,7 @@
 #include "kernels/gemm.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -180,8 +181,7 @@ struct Path {
 };
 
 // The path kernels::Gemm takes for this dtype under this process's configuration (the 8-bit
-// activations apply at every m: integer dot products up to kIntegerGemmMaxRows rows, the same
-// rounded values through dequantized panels above).
+// activations apply at every m, all through integer dot products).
 Path DispatchedPath(DType dtype) {
   const auto& config = internal::ActiveCpuKernelConfig();
   return {.integer = config.ok() && config->int8_dot && internal::HasIntegerDot(dtype)};
@@ -196,8 +196,8 @@ Path DispatchedPath(DType dtype) {
 // over its 32-element block b, an error of at most d_b / 2 (plus a few ulps of d_b from fp32
 // 1 / d_b and x / d_b: the 1e-3 margin), so the exact result moves by at most
 // R = |alpha| sum_b (d_b / 2) sum_{t in b} |w_t|; the int32 block sums are exact, and the fp32
-// terms (scales times the unsigned quants, mins and offsets times the activation sums; or, above
-// kIntegerGemmMaxRows, the rounded activations times the weights) are each at most
+// terms (scales times the unsigned quants, mins and offsets times the activation sums) are each
+// at most
 // |a_t| (1 + 1/127) (128 |dw_b| + |mw_b|) per element, so the fp32 rounding adds at most gamma
 // times their sum. A wrong block, scale, min, nibble or row is off by a sizeable fraction
 // of sum |a_t w_t| instead (random data: R is about 1/254 of it).
@@ -338,8 +338,8 @@ TEST_P(GemmDTypes, RowStrideWritesAWindowOfAWiderC) {
 }
 
 // The integer path on every ISA this CPU runs, called directly (whatever PAGODA_CPU_ISA says):
-// m up to kIntegerGemmMaxRows and, above it, the rounded activations through the panels; n odd,
-// k an odd number of blocks (the AVX-512 path's single-block tail) and a single block.
+// m around the 4 x 4 register tiles of the AVX-512 path; n odd, k an odd number of blocks (the
+// AVX-512 path's single-block tail) and a single block.
 TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
   const DType dtype = GetParam();
   if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
@@ -348,8 +348,7 @@ TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
     if (!internal::CpuSupports(isa)) continue;
     ++tested;
     const Path path{.integer = true, .isa = isa};
-    for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, internal::kIntegerGemmMaxRows,
-                      internal::kIntegerGemmMaxRows + 5}) {
+    for (int64_t m : {1, 2, 3, 4, 5, 9}) {
       for (int64_t n : {37, 261}) CheckDType(dtype, m, n, 17 * 32, 1.0f, 0.0f, 21, path);
     }
     CheckDType(dtype, 1, 37, 32, 1.0f, 0.0f, 22, path);
@@ -379,6 +378,58 @@ TEST_P(GemmDTypes, IntegerPathIsasAgree) {
       ASSERT_NEAR(other[i], scalar[i], 1e-4 * (1 + std::abs(scalar[i])))
           << internal::CpuIsaName(isa) << " at " << i;
     }
+  }
+}
+
+// Batch invariance: row i of an m-row product is bit for bit the 1-row product of activation row
+// i, for every m, on every ISA this CPU runs (called directly) and through kernels::Gemm (whose
+// ISA the gemm_test_isa_* CTest entries force with PAGODA_CPU_ISA). What makes a token's logits
+// independent of the step it was computed in: decode batch size, prefill chunk, prefix-cache hit.
+void CheckRowsMatchSingleRow(DType dtype, std::optional<CpuIsa> isa, int64_t n, int64_t k) {
+  std::mt19937 rng(41);
+  const std::vector<uint8_t> w = RandomWeights(dtype, n, k, rng);
+  constexpr int64_t kMaxRows = 64;
+  const std::vector<float> a = Random(kMaxRows * k, rng);
+  auto run = [&](const float* rows, int64_t m, std::vector<float>* c) {
+    c->assign(static_cast<size_t>(m * n), 0.0f);
+    const GemmParams p{
+        .a = rows, .b = w.data(), .b_dtype = dtype, .c = c->data(), .m = m, .n = n, .k = k};
+    if (isa) {
+      internal::IntegerGemm(p, *isa);
+    } else {
+      ASSERT_TRUE(Gemm(p).ok());
+    }
+  };
+  std::vector<std::vector<float>> single(kMaxRows);
+  for (int64_t i = 0; i < kMaxRows; ++i) run(a.data() + i * k, 1, &single[i]);
+  for (int64_t m : {2, 3, 5, 8, 17, 64}) {
+    // Rows from different offsets, so that a row sits at different places in the tiles.
+    for (int64_t first : {int64_t{0}, kMaxRows - m}) {
+      std::vector<float> many;
+      run(a.data() + first * k, m, &many);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(many[i * n + j]),
+                    std::bit_cast<uint32_t>(single[first + i][j]))
+              << DTypeName(dtype) << (isa ? " " + std::string(internal::CpuIsaName(*isa)) : "")
+              << " m=" << m << " n=" << n << " k=" << k << " row " << first + i << " col " << j;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(GemmDTypes, IntegerPathRowsDoNotDependOnBatchShape) {
+  const DType dtype = GetParam();
+  if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
+  for (CpuIsa isa : internal::kAllCpuIsas) {
+    if (!internal::CpuSupports(isa)) continue;
+    CheckRowsMatchSingleRow(dtype, isa, 37, 17 * 32);
+    CheckRowsMatchSingleRow(dtype, isa, 6, 2 * 32);
+  }
+  if (DispatchedPath(dtype).integer) {
+    // Large enough for kernels::Gemm to split the weight rows across threads.
+    CheckRowsMatchSingleRow(dtype, std::nullopt, 1031, 9 * 32);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -210,8 +211,8 @@ INSTANTIATE_TEST_SUITE_P(GqaHeadDimBlockSize, PagedAttentionShapes,
                                   std::to_string(std::get<2>(info.param));
                          });
 
-// Thread counts change the plan: one thread runs everything in order; more threads split a lone
-// long decode's context into pieces whose softmax states are merged.
+// Thread counts change how work is shared, never a row's arithmetic (long contexts are split into
+// pieces at fixed positions whatever the thread count).
 TEST(PagedAttention, SameResultForAnyThreadCount) {
   const int saved = omp_get_max_threads();
   for (int threads : {1, 2, 3, 4}) {
@@ -223,6 +224,53 @@ TEST(PagedAttention, SameResultForAnyThreadCount) {
                           seqs, 7u + static_cast<uint32_t>(threads));
       ASSERT_TRUE(PagedAttention(b.Params()).ok());
       ExpectMatchesReference(b);
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+// Batch invariance: a token's attention output is bit for bit the same whether it is computed in
+// its sequence's whole prefill, in a shorter chunk ending with it, alone as a decode, or beside
+// other sequences in one batch; with one thread and with two, and at contexts that cross the
+// fixed split positions (700) and that do not (200).
+TEST(PagedAttention, ATokensOutputDoesNotDependOnTheBatchShape) {
+  const int saved = omp_get_max_threads();
+  for (int32_t len : {200, 700}) {
+    SCOPED_TRACE(len);
+    // Sequence 0 prefills its last 60 tokens; the others only share the batch.
+    const Batch b = MakeBatch({.num_heads = 9, .num_kv_heads = 3, .head_dim = 64, .block_size = 16},
+                              {{60, len}, {1, 301}, {13, 50}, {1, 37}}, 17);
+    const PagedAttentionParams all = b.Params();
+    const int64_t row = all.num_heads * all.head_dim;
+    // Runs sequence 0's last q_len tokens alone (or, with_others, with the whole batch) and
+    // returns the output of its last token.
+    auto last_token = [&](int32_t q_len, bool with_others) {
+      std::vector<float> out(static_cast<size_t>(all.num_tokens * row), kNaN);
+      PagedAttentionParams p = all;
+      p.out = out.data();
+      std::vector<int32_t> start_loc = {0, q_len};
+      if (!with_others) {
+        p.q = all.q + (60 - q_len) * all.q_stride;
+        p.num_seqs = 1;
+        p.num_tokens = q_len;
+        p.query_start_loc = start_loc.data();
+      } else {
+        EXPECT_EQ(q_len, 60);
+      }
+      EXPECT_TRUE(PagedAttention(p).ok());
+      return std::vector<float>(out.begin() + (q_len - 1) * row, out.begin() + q_len * row);
+    };
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(threads);
+      omp_set_num_threads(threads);
+      const std::vector<float> batch = last_token(60, true);
+      for (int32_t q_len : {60, 37, 5, 1}) {
+        const std::vector<float> alone = last_token(q_len, false);
+        for (int64_t i = 0; i < row; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(alone[i]), std::bit_cast<uint32_t>(batch[i]))
+              << "q_len " << q_len << ", element " << i;
+        }
+      }
     }
   }
   omp_set_num_threads(saved);

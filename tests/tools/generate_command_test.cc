@@ -144,6 +144,56 @@ TEST_F(GenerateCommandTest, AGgufModelGeneratesItsGoldens) {
   EXPECT_EQ(Run({"--model", gguf, "--prompt", "x", "--dtype", "bfloat16"}), 2);
 }
 
+// The quick start's question ("What is 2 + 2?", SmolLM2 Q4_1, greedy) asked three times in a
+// run, beside another prompt, with the prefix cache on, in three schedules: one sequence at a
+// time (the first copy prefills cold, the later ones find its blocks and prefill only the rest:
+// the quick start's repeated request), and token budgets of 23 and 7 (every copy chunked at other
+// offsets, sharing steps with other sequences). Every copy of every run answers the same tokens.
+// (generate_command_test_one_thread runs it again at OMP_NUM_THREADS=1.)
+// Before the kernels were batch-invariant these runs answered "The answer is 4." for some copies
+// and "The answer to this classic math problem is 4." for others.
+TEST_F(GenerateCommandTest, TheSameGreedyQuestionGetsTheSameAnswerInAnyStepShape) {
+  const std::string gguf = std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(gguf)) GTEST_SKIP() << gguf << " is absent (scripts/install-deps.sh)";
+  std::ifstream in(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) prompts.push_back(nlohmann::json::parse(line)["prompt"]);
+  }
+  ASSERT_GE(prompts.size(), 2u);
+  const std::string question = nlohmann::json({{"prompt", prompts[0]}}).dump() + "\n";
+  WriteFile("same_question.jsonl", question + nlohmann::json({{"prompt", prompts[1]}}).dump() +
+                                       "\n" + question + question);
+  nlohmann::json first;
+  for (const std::vector<std::string>& schedule : std::vector<std::vector<std::string>>{
+           {"--max-num-seqs", "1"},
+           {"--max-num-batched-tokens", "23", "--max-num-seqs", "4"},
+           {"--max-num-batched-tokens", "7", "--max-num-seqs", "4"}}) {
+    const std::string how = schedule[0] + " " + schedule[1];
+    std::vector<std::string> args = {"--model",
+                                     gguf,
+                                     "--prompts-file",
+                                     Path("same_question.jsonl"),
+                                     "--max-tokens",
+                                     "16",
+                                     "--temperature",
+                                     "0",
+                                     "--enable-prefix-caching",
+                                     "--output",
+                                     Path("same_question_out.jsonl")};
+    args.insert(args.end(), schedule.begin(), schedule.end());
+    ASSERT_EQ(Run(args), 0) << how;
+    const std::vector<nlohmann::json> out = ReadJsonl("same_question_out.jsonl");
+    ASSERT_EQ(out.size(), 4u) << how;
+    if (first.is_null()) first = out[0];
+    EXPECT_FALSE(first["token_ids"].empty());
+    for (size_t i : {0, 2, 3}) {
+      EXPECT_EQ(out[i]["token_ids"], first["token_ids"]) << how << ", copy " << i;
+      EXPECT_EQ(out[i]["text"], first["text"]) << how << ", copy " << i;
+    }
+  }
+}
+
 TEST_F(GenerateCommandTest, LogprobsAreWrittenWhenAskedFor) {
   WriteFile("logprobs.jsonl", R"({"prompt": "The little dog", "logprobs": 2})"
                               "\n");

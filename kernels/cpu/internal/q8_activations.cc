@@ -63,14 +63,4 @@ PAGODA_KERNEL_CLONES void QuantizeRowQ8(const float* __restrict x, Q8Block* __re
   }
 }
 
-PAGODA_KERNEL_CLONES void RoundRowToQ8(const float* __restrict x, float* __restrict out,
-                                       int64_t num_blocks) {
-  for (int64_t b = 0; b < num_blocks; ++b, x += kQ8BlockElements, out += kQ8BlockElements) {
-    const BlockScale scale = ScaleOf(x);
-    for (int l = 0; l < kQ8BlockElements; ++l) {
-      out[l] = scale.d * RoundToQuant(x[l] * scale.inverse);
-    }
-  }
-}
-
 }  // namespace pagoda::kernels::internal

@@ -24,8 +24,4 @@ static_assert(sizeof(Q8Block) == 40);
 /// num_blocks * 32 floats at x -> num_blocks blocks at out.
 void QuantizeRowQ8(const float* x, Q8Block* out, int64_t num_blocks);
 
-/// num_blocks * 32 floats at x -> the same count at out, each the value its block represents
-/// (d * qs[l]): what the integer dot products see, for GEMMs that multiply in fp32 instead.
-void RoundRowToQ8(const float* x, float* out, int64_t num_blocks);
-
 }  // namespace pagoda::kernels::internal

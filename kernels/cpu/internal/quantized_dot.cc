@@ -1,6 +1,8 @@
 #include "kernels/cpu/internal/quantized_dot.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/internal/half.h"
 
@@ -89,6 +91,11 @@ float DotScalar(const void* w, const Q8Block* a, int64_t num_blocks) {
     total += dw * a[b].d * static_cast<float>(sum) + Extra<F>(dw, mw, a[b].d, a[b].sum);
   }
   return total;
+}
+
+inline void StoreResult(const QuantizedGemmArgs& g, int64_t i, int64_t j, float value) {
+  float* out = g.c + i * g.ldc + j;
+  *out = g.beta == 0.0f ? g.alpha * value : g.alpha * value + g.beta * *out;
 }
 
 #if PAGODA_QDOT_X86
@@ -222,7 +229,197 @@ PAGODA_TARGET_AVX512 float DotAvx512(const void* w, const Q8Block* a, int64_t nu
   return total + extra;
 }
 
+// The batch-invariant GEMM (QuantizedGemmFor). Every activation quant is multiplied by an
+// unsigned weight byte: Q8_0's int8 quants move to q + 128 (xor 0x80), and the formats with an
+// offset (Q8_0 as moved: 128, Q4_0: 8, Q5_0: 16) start each block's int32 sum at
+// -offset * sum(a), which keeps the integer sum exact. The formats with a min (Q4_1, Q5_1) add
+// sum_b m_b * d_b * sum_b(a) as a separate dot of the rows' mins with the scaled sums.
+template <typename F>
+constexpr int32_t kUnsignedOffset = F::kSigned ? 128 : F::kOffset;
+
+// The 32 quants of a block as unsigned bytes (Q8_0's moved by +128).
+template <typename F>
+PAGODA_TARGET_AVX512 inline __m256i UnsignedQuants(const uint8_t* block) {
+  const __m256i q = QuantsAvx2<F>(block);
+  if constexpr (F::kSigned) return _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)));
+  return q;
+}
+
+// [lo x 8, hi x 8].
+PAGODA_TARGET_AVX512 inline __m512 HalvesOf(float lo, float hi) {
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo))),
+                         _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+}
+
+PAGODA_TARGET_AVX512 inline float HorizontalSum512(__m512 v) {
+  // Halves added through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized.
+  alignas(64) float halves[16];
+  _mm512_store_ps(halves, v);
+  return HorizontalSum(_mm256_add_ps(_mm256_load_ps(halves), _mm256_load_ps(halves + 8)));
+}
+
+// A tile's weight rows unpacked once for all the activation rows that pass over them: per row
+// and pair of blocks b, b + 1, the 64 unsigned quants (wq), the scales as [dw_b x 8, dw_b+1 x 8]
+// (ws; an odd last block pairs with zeros), and the block mins as floats (formats with a min).
+struct alignas(64) Vector64 {
+  uint8_t bytes[64];
+};
+struct WeightTile {
+  const Vector64* wq;  // [rows, pairs]: 64 uint8
+  const Vector64* ws;  // [rows, pairs]: 16 float
+  const float* mins;   // [rows, ScaledSumsStride]
+  int64_t pairs;
+};
+
+template <typename F>
+PAGODA_TARGET_AVX512 void UnpackWeightRow(const uint8_t* row, int64_t num_blocks, Vector64* wq,
+                                          Vector64* ws, float* mins) {
+  for (int64_t b = 0; b < num_blocks; b += 2) {
+    const uint8_t* b0 = row + b * F::kBytes;
+    if (b + 1 < num_blocks) {
+      _mm512_store_si512(wq + b / 2,
+                         Concat(UnsignedQuants<F>(b0), UnsignedQuants<F>(b0 + F::kBytes)));
+      _mm512_store_ps(ws + b / 2, HalvesOf(HalfAt(b0), HalfAt(b0 + F::kBytes)));
+    } else {
+      _mm512_store_si512(wq + b / 2, _mm512_zextsi256_si512(UnsignedQuants<F>(b0)));
+      _mm512_store_ps(ws + b / 2, HalvesOf(HalfAt(b0), 0.0f));
+    }
+  }
+  if constexpr (F::kMin >= 0) {
+    for (int64_t b = 0; b < num_blocks; ++b) mins[b] = HalfAt(row + b * F::kBytes + F::kMin);
+  }
+}
+
+// One tile: weight rows j0 .. j0 + NR - 1 (unpacked in w) against activation rows
+// i0 .. i0 + MR - 1. Each element has its own accumulator, and the operations on it do not depend
+// on MR, NR or the neighbours.
+template <typename F, int MR, int NR>
+PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
+                                     const WeightTile& w) {
+  const int64_t num_blocks = g.num_blocks;
+  const int64_t a_stride = Q8RowStride(num_blocks);
+  const Q8Block* a[MR];
+  for (int i = 0; i < MR; ++i) a[i] = g.a + (i0 + i) * a_stride;
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i) {
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
+  }
+  // Two blocks per step, lanes 0..7 for the first and 8..15 for the second; an odd last block
+  // pairs with the activations' zero padding block (and zero weights).
+  for (int64_t pair = 0; pair < w.pairs; ++pair) {
+    const int64_t b = 2 * pair;
+    for (int i = 0; i < MR; ++i) {
+      const Q8Block& a0 = a[i][b];
+      const Q8Block& a1 = a[i][b + 1];
+      const __m512i aq = Concat(LoadActivations(a0), LoadActivations(a1));
+      const __m512 as = HalvesOf(a0.d, a1.d);
+      __m512i init = _mm512_setzero_si512();
+      if constexpr (kUnsignedOffset<F> != 0) {
+        init = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -kUnsignedOffset<F> * a0.sum),
+                                      0x0100, -kUnsignedOffset<F> * a1.sum);
+      }
+      for (int r = 0; r < NR; ++r) {
+        const __m512i sums =
+            _mm512_dpbusd_epi32(init, _mm512_load_si512(w.wq + r * w.pairs + pair), aq);
+        const __m512 scale = _mm512_mul_ps(_mm512_load_ps(w.ws + r * w.pairs + pair), as);
+        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[i][r]);
+      }
+    }
+  }
+  const int64_t s_stride = ScaledSumsStride(num_blocks);
+  for (int i = 0; i < MR; ++i) {
+    for (int r = 0; r < NR; ++r) {
+      float value = HorizontalSum512(acc[i][r]);
+      if constexpr (F::kMin >= 0) {
+        const float* m = w.mins + r * s_stride;
+        const float* s = g.scaled_sums + (i0 + i) * s_stride;
+        __m512 e = _mm512_setzero_ps();
+        for (int64_t b = 0; b < s_stride; b += 16) {
+          e = _mm512_fmadd_ps(_mm512_loadu_ps(m + b), _mm512_loadu_ps(s + b), e);
+        }
+        value += HorizontalSum512(e);
+      }
+      StoreResult(g, i0 + i, j0 + r, value);
+    }
+  }
+}
+
+template <typename F, int MR>
+PAGODA_TARGET_AVX512 void TileRowsAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0, int nr,
+                                         const WeightTile& w) {
+  switch (nr) {
+    case 4:
+      return TileAvx512<F, MR, 4>(g, i0, j0, w);
+    case 3:
+      return TileAvx512<F, MR, 3>(g, i0, j0, w);
+    case 2:
+      return TileAvx512<F, MR, 2>(g, i0, j0, w);
+    default:
+      return TileAvx512<F, MR, 1>(g, i0, j0, w);
+  }
+}
+
+constexpr int64_t kTileRows = 4;  // weight rows and activation rows per register tile
+
+template <typename F>
+PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
+  const int64_t s_stride = ScaledSumsStride(g.num_blocks);
+  const int64_t pairs = Q8RowStride(g.num_blocks) / 2;
+  // This thread's unpacked weight tile, kept between calls (the mins' padding stays zero).
+  thread_local std::vector<Vector64> wq;
+  thread_local std::vector<Vector64> ws;
+  thread_local std::vector<float> mins;
+  wq.resize(static_cast<size_t>(kTileRows * pairs));
+  ws.resize(static_cast<size_t>(kTileRows * pairs));
+  if constexpr (F::kMin >= 0) mins.assign(static_cast<size_t>(kTileRows * s_stride), 0.0f);
+  const WeightTile tile{wq.data(), ws.data(), mins.data(), pairs};
+  // Activation rows in blocks that stay in L2 (about 128 KiB of Q8 blocks) while every weight
+  // tile of this thread's range passes over them; the weight tile itself stays in L1.
+  const int64_t row_bytes_q8 = Q8RowStride(g.num_blocks) * static_cast<int64_t>(sizeof(Q8Block));
+  const int64_t block_rows =
+      std::max<int64_t>(kTileRows, (128 << 10) / row_bytes_q8 / kTileRows * kTileRows);
+  for (int64_t i_begin = 0; i_begin < g.m; i_begin += block_rows) {
+    const int64_t i_end = std::min(g.m, i_begin + block_rows);
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
+      const int nr = static_cast<int>(std::min(kTileRows, j_end - j0));
+      for (int r = 0; r < nr; ++r) {
+        UnpackWeightRow<F>(g.w + (j0 + r) * g.row_bytes, g.num_blocks, wq.data() + r * pairs,
+                           ws.data() + r * pairs, mins.data() + r * s_stride);
+      }
+      for (int64_t i0 = i_begin; i0 < i_end; i0 += kTileRows) {
+        switch (std::min(kTileRows, i_end - i0)) {
+          case 4:
+            TileRowsAvx512<F, 4>(g, i0, j0, nr, tile);
+            break;
+          case 3:
+            TileRowsAvx512<F, 3>(g, i0, j0, nr, tile);
+            break;
+          case 2:
+            TileRowsAvx512<F, 2>(g, i0, j0, nr, tile);
+            break;
+          default:
+            TileRowsAvx512<F, 1>(g, i0, j0, nr, tile);
+            break;
+        }
+      }
+    }
+  }
+}
+
 #endif  // PAGODA_QDOT_X86
+
+// Row by row with one dot function: batch-invariant because every element is one call.
+template <QuantizedDotFn Dot>
+void GemmByRows(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
+  const int64_t a_stride = Q8RowStride(g.num_blocks);
+  for (int64_t j = j_begin; j < j_end; ++j) {
+    const uint8_t* row = g.w + j * g.row_bytes;
+    for (int64_t i = 0; i < g.m; ++i) {
+      StoreResult(g, i, j, Dot(row, g.a + i * a_stride, g.num_blocks));
+    }
+  }
+}
 
 template <typename F>
 QuantizedDotFn Pick(CpuIsa isa) {
@@ -231,6 +428,15 @@ QuantizedDotFn Pick(CpuIsa isa) {
   if (isa == CpuIsa::kAvx2) return DotAvx2<F>;
 #endif
   return isa == CpuIsa::kScalar ? DotScalar<F> : nullptr;
+}
+
+template <typename F>
+QuantizedGemmFn PickGemm(CpuIsa isa) {
+#if PAGODA_QDOT_X86
+  if (isa == CpuIsa::kAvx512) return GemmAvx512<F>;
+  if (isa == CpuIsa::kAvx2) return GemmByRows<DotAvx2<F>>;
+#endif
+  return isa == CpuIsa::kScalar ? GemmByRows<DotScalar<F>> : nullptr;
 }
 
 }  // namespace
@@ -247,6 +453,23 @@ QuantizedDotFn QuantizedDotFor(DType dtype, CpuIsa isa) {
       return Pick<FormatQ5_0>(isa);
     case DType::kQ5_1:
       return Pick<FormatQ5_1>(isa);
+    default:
+      return nullptr;
+  }
+}
+
+QuantizedGemmFn QuantizedGemmFor(DType dtype, CpuIsa isa) {
+  switch (dtype) {
+    case DType::kQ8_0:
+      return PickGemm<FormatQ8_0>(isa);
+    case DType::kQ4_0:
+      return PickGemm<FormatQ4_0>(isa);
+    case DType::kQ4_1:
+      return PickGemm<FormatQ4_1>(isa);
+    case DType::kQ5_0:
+      return PickGemm<FormatQ5_0>(isa);
+    case DType::kQ5_1:
+      return PickGemm<FormatQ5_1>(isa);
     default:
       return nullptr;
   }

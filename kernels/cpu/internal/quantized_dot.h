@@ -11,6 +11,14 @@
 // order. Formats without a function here (the K-quants, the float types) keep the dequantizing
 // GEMM (dequantizing_gemm.h).
 //
+// QuantizedGemmFor gives the GEMM over many weight and activation rows built on the same
+// arithmetic. Its contract is batch invariance: element (i, j) is computed by the same
+// operations in the same order whatever m is, whichever rows share its tile and whichever thread
+// computes it, so a token's logits do not depend on the shape of the step that computed it. The
+// AVX-512 version tiles 4 weight rows x 4 activation rows in registers with one accumulator per
+// element, each weight tile unpacked once (into L1) for a block of activation rows that stays in
+// L2; the others dot row by row.
+//
 //   const QuantizedDotFn dot = QuantizedDotFor(DType::kQ4_1, CpuIsa::kAvx2);
 //   y[j] = dot(w + j * row_bytes, x_q8, k / kQ8BlockElements);
 #pragma once
@@ -29,5 +37,32 @@ using QuantizedDotFn = float (*)(const void* w, const Q8Block* a, int64_t num_bl
 /// The function for weights in `dtype` on `isa` (which the CPU must support: CpuSupports), or
 /// null where `dtype` has no integer dot product.
 QuantizedDotFn QuantizedDotFor(DType dtype, CpuIsa isa);
+
+/// Blocks an activation row of num_blocks blocks takes in QuantizedGemmArgs::a: rounded up to a
+/// multiple of 2; the padding block holds zeros (d = 0, sum = 0, qs = 0).
+inline int64_t Q8RowStride(int64_t num_blocks) { return (num_blocks + 1) / 2 * 2; }
+/// Floats a row takes in QuantizedGemmArgs::scaled_sums: num_blocks rounded up to 16, zero padded.
+inline int64_t ScaledSumsStride(int64_t num_blocks) { return (num_blocks + 15) / 16 * 16; }
+
+struct QuantizedGemmArgs {
+  const uint8_t* w;          // [n, row_bytes]: the quantized weight rows
+  int64_t row_bytes;         // bytes of one weight row
+  int64_t num_blocks;        // 32-element blocks per row (k / 32)
+  const Q8Block* a;          // [m, Q8RowStride(num_blocks)]: the quantized activation rows
+  const float* scaled_sums;  // [m, ScaledSumsStride(num_blocks)]: a[i][b].d * a[i][b].sum
+  int64_t m;
+  float* c;  // C[i, j] at c[i * ldc + j]
+  int64_t ldc;
+  float alpha;
+  float beta;
+};
+
+/// Writes C[i, j] = alpha * (weight row j) . (activation row i) + beta * C[i, j] for i < m and
+/// j in [j_begin, j_end). Batch-invariant (see the top of this file).
+using QuantizedGemmFn = void (*)(const QuantizedGemmArgs& args, int64_t j_begin, int64_t j_end);
+
+/// The batch-invariant GEMM for weights in `dtype` on `isa` (CpuSupports'ed), or null where
+/// `dtype` has no integer dot product.
+QuantizedGemmFn QuantizedGemmFor(DType dtype, CpuIsa isa);
 
 }  // namespace pagoda::kernels::internal

@@ -10,6 +10,7 @@
 // equal to TP 1. Qwen3 also at TP 2 against its reference, and without q_norm weights refused.
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -458,6 +459,126 @@ TEST(SmolLm2, GreedyTokensEqualTheGoldensUpToNearTies) {
     }
     ::testing::Test::RecordProperty(absl::StrCat("prompt_", s, "_tokens_compared"),
                                     absl::StrCat(compared));
+  }
+}
+
+// Batch invariance on the quick start's model: the logits of a prompt's last token are bit for
+// bit the same whether the prompt is prefilled in one step, in chunks of varied sizes, or up to
+// its last token which then decodes alone (a prefix-cache hit), and whether its step also carries
+// other sequences' prefills and decodes. The prompt (about 300 tokens) crosses the attention's
+// fixed split positions, and the steps give the integer GEMM m from 1 to several hundred.
+TEST(SmolLm2, ALastTokensLogitsDoNotDependOnTheStepShape) {
+  if (!std::filesystem::exists(SmolLm2Path())) {
+    GTEST_SKIP() << SmolLm2Path() << " is absent (scripts/install-deps.sh fetches it)";
+  }
+  if (!testing::CpuKernelsQuantizeActivations()) {
+    // The exact path multiplies through OpenBLAS sgemm above m = 1 (dequantizing_gemm.h),
+    // whose summation order is its own: not batch-invariant.
+    GTEST_SKIP() << "batch invariance holds on the integer path (PAGODA_CPU_INT8_DOT=1)";
+  }
+  const std::vector<SmolLm2Golden> goldens = LoadSmolLm2Goldens();
+  ASSERT_GE(goldens.size(), 2u);
+  std::vector<int32_t> prompt;
+  while (prompt.size() < 300) {
+    for (const SmolLm2Golden& g : goldens) {
+      prompt.insert(prompt.end(), g.prompt_ids.begin(), g.prompt_ids.end());
+    }
+  }
+  const std::vector<int32_t>& other = goldens[1].prompt_ids;
+  absl::StatusOr<ModelSource> model = ModelSource::Open(SmolLm2Path());
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  constexpr int64_t kBlocksPerSeq = 32;  // 512 positions
+  constexpr int64_t kSeqs = 16;
+  std::unique_ptr<ModelRunner> runner =
+      MakeRunner(model->config(), std::move(*weights), kBlocksPerSeq * kSeqs);
+  ASSERT_NE(runner, nullptr);
+  // Each computation writes its own blocks.
+  int32_t next_slot = 0;
+  auto fresh_table = [&] {
+    std::vector<int32_t> table;
+    for (int64_t b = 0; b < kBlocksPerSeq; ++b) {
+      table.push_back(static_cast<int32_t>(next_slot * kBlocksPerSeq + b));
+    }
+    ++next_slot;
+    return table;
+  };
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  // Runs one step; returns the logits of batch entry `mine`.
+  auto step = [&](const std::vector<SequenceInput>& batch, size_t mine) {
+    absl::StatusOr<StepLogits*> logits = runner->Execute(batch);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) return std::vector<float>();
+    for (int64_t r = 0; r < (*logits)->num_rows; ++r) {
+      if ((*logits)->seq_index[r] == static_cast<int32_t>(mine)) {
+        const float* row = (*logits)->row(r);
+        return std::vector<float>(row, row + (*logits)->vocab_size);
+      }
+    }
+    ADD_FAILURE() << "no logits for entry " << mine;
+    return std::vector<float>();
+  };
+  auto span = [&](int64_t begin, int64_t end) {
+    return absl::MakeConstSpan(prompt).subspan(begin, end - begin);
+  };
+  // Prefills prompt[0, end) in chunks of the given sizes (the rest in one last chunk).
+  auto prefill = [&](const std::vector<int32_t>& table, int64_t end, std::vector<int64_t> sizes) {
+    std::vector<float> last;
+    int64_t done = 0;
+    for (size_t c = 0; done < end; ++c) {
+      const int64_t len = c < sizes.size() ? std::min(sizes[c], end - done) : end - done;
+      last = step({{.token_ids = span(done, done + len),
+                    .num_computed_tokens = done,
+                    .block_table = table}},
+                  0);
+      done += len;
+    }
+    return last;
+  };
+
+  const std::vector<float> whole = prefill(fresh_table(), n, {});
+  ASSERT_EQ(whole.size(), static_cast<size_t>(model->config().vocab_size));
+  auto expect_same = [&](const std::vector<float>& got, const std::string& how) {
+    ASSERT_EQ(got.size(), whole.size()) << how;
+    int64_t differing = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      differing += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(whole[i]);
+    }
+    EXPECT_EQ(differing, 0) << how << ": logits differing from the one-step prefill's";
+  };
+  expect_same(prefill(fresh_table(), n, {1, 7, 64, 5, 130, 3}), "chunks 1, 7, 64, 5, 130, 3, rest");
+  expect_same(prefill(fresh_table(), n, {n - 1}), "prefix, then the last token alone");
+
+  // In a batch: another sequence's prefill before it, the prompt's whole prefill.
+  {
+    const std::vector<int32_t> t_other = fresh_table(), t_mine = fresh_table();
+    expect_same(step({{.token_ids = other, .block_table = t_other},
+                      {.token_ids = span(0, n), .block_table = t_mine}},
+                     1),
+                "whole prefill beside another prefill");
+  }
+  // In a decode batch: the prompt's last token with three other sequences' decodes and a
+  // prefill chunk.
+  {
+    const std::vector<int32_t> t_mine = fresh_table();
+    prefill(t_mine, n - 1, {});
+    std::vector<std::vector<int32_t>> tables;
+    std::vector<SequenceInput> batch;
+    for (int s = 0; s < 3; ++s) {
+      tables.push_back(fresh_table());
+      prefill(tables.back(), 40 + 13 * s, {});
+    }
+    tables.push_back(fresh_table());
+    for (int s = 0; s < 3; ++s) {
+      batch.push_back({.token_ids = span(40 + 13 * s, 41 + 13 * s),
+                       .num_computed_tokens = 40 + 13 * s,
+                       .block_table = tables[s]});
+    }
+    batch.push_back(
+        {.token_ids = span(n - 1, n), .num_computed_tokens = n - 1, .block_table = t_mine});
+    batch.push_back({.token_ids = other, .block_table = tables[3]});
+    expect_same(step(batch, 3), "last token in a decode batch of 4 plus a prefill");
   }
 }
 
