@@ -52,14 +52,14 @@ struct HttpServerOptions {
   /// Connections served at once: each holds a thread while its request runs (a stream until
   /// [DONE]); more wait in the accept queue.
   int threads = 512;
-  /// GET /metrics body (Prometheus text format); empty: /metrics is 404.
-  std::function<std::string()> metrics;
-  /// True while at least one replica is ready; empty: Frontend::replicas().AnyReady().
-  std::function<bool()> ready;
   /// The chat output's tool-call format: "auto" (detected from the chat template's text, see
   /// router/frontend/tool_call_parser.h), "hermes", "llama3_json" or "mistral". Start() refuses
   /// another name.
   std::string tool_call_parser = "auto";
+  /// GET /metrics body (Prometheus text format); empty: /metrics is 404.
+  std::function<std::string()> metrics;
+  /// True while at least one replica is ready; empty: Frontend::replicas().AnyReady().
+  std::function<bool()> ready;
   /// Called once per answered request with its route (a known path, else "other") and status.
   std::function<void(std::string_view route, int status)> on_response;
 };

@@ -86,7 +86,9 @@ absl::StatusOr<std::string> ToolCallGrammar(ToolCallFormat format,
     const ToolFunction& function = functions[i];
     const nlohmann::json parameters =
         function.parameters.is_null() ? nlohmann::json{{"type", "object"}} : function.parameters;
-    absl::StatusOr<std::string> args = structured::JsonSchemaToGbnf(parameters.dump());
+    // Compact JSON: whitespace would only spend tokens (and a small model loops in it).
+    absl::StatusOr<std::string> args =
+        structured::JsonSchemaToGbnf(parameters.dump(), {.max_whitespace = 0});
     if (!args.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("tools: function '", function.name,
                                                      "' parameters: ", args.status().message()));

@@ -1,6 +1,7 @@
 // The GBNF that forces a model's output into a tool-call format: used for tool_choice
 // "required" (any of the tools) and a named function (that one), so the output always parses
-// (tool_call_parser.h) and each call's arguments match its function's parameters schema.
+// (tool_call_parser.h) and each call's arguments match its function's parameters schema, as
+// compact JSON (no whitespace between tokens).
 //
 //   hermes       <tool_call>\n{"name": "f", "arguments": ARGS}\n</tool_call>  ("\n" between calls)
 //   llama3_json  {"name": "f", "parameters": ARGS}                           ("; " between calls)

@@ -55,7 +55,10 @@ class ToolCallsTest(unittest.TestCase):
     def setUpClass(cls):
         if not os.path.exists(model_path()):
             raise unittest.SkipTest(f"{model_path()} is absent (scripts/install-deps.sh)")
-        cls.cluster = PagodaCluster(replicas=1, tp=1, model=model_path())
+        # No prefix cache: a prefix-cached repeat prefills in another shape, which can break a
+        # near-tie differently (docs/performance.md), and the stream is compared with a repeat.
+        cls.cluster = PagodaCluster(replicas=1, tp=1, model=model_path(),
+                                    extra_args=["--no-enable-prefix-caching"])
         cls.client = openai.OpenAI(base_url=cls.cluster.http_url + "/v1", api_key="none",
                                    max_retries=0, timeout=300)
 
@@ -82,29 +85,30 @@ class ToolCallsTest(unittest.TestCase):
         self.assertEqual(len(out.choices), 1)
 
     def test_named_and_required_choices_give_valid_calls(self):
-        prompts = ["What is the weather in Paris?", "Look up the tallest mountain."]
-        for prompt in prompts:
-            for temperature in (0.0, 0.8):
-                with self.subTest(prompt=prompt, temperature=temperature, choice="named"):
-                    out = self.chat(prompt, temperature=temperature, tools=TOOLS,
-                                    tool_choice={"type": "function",
-                                                 "function": {"name": "get_weather"}})
-                    choice = out.choices[0]
-                    self.assertEqual(choice.finish_reason, "tool_calls", choice.message)
-                    self.assertEqual(len(choice.message.tool_calls), 1)
-                    self.assert_valid_calls(choice.message, ["get_weather"])
-                with self.subTest(prompt=prompt, temperature=temperature, choice="required"):
-                    out = self.chat(prompt, temperature=temperature, tools=TOOLS,
-                                    tool_choice="required", parallel_tool_calls=False)
-                    choice = out.choices[0]
-                    self.assertEqual(choice.finish_reason, "tool_calls", choice.message)
-                    self.assertEqual(len(choice.message.tool_calls), 1)
-                    self.assert_valid_calls(choice.message, ["get_weather", "search"])
+        cases = [("What is the weather in Paris?", 0.0), ("Look up the tallest mountain.", 0.8)]
+        for prompt, temperature in cases:
+            with self.subTest(prompt=prompt, temperature=temperature, choice="named"):
+                out = self.chat(prompt, temperature=temperature, tools=TOOLS,
+                                tool_choice={"type": "function",
+                                             "function": {"name": "get_weather"}})
+                choice = out.choices[0]
+                self.assertEqual(choice.finish_reason, "tool_calls", choice.message)
+                self.assertEqual(len(choice.message.tool_calls), 1)
+                self.assert_valid_calls(choice.message, ["get_weather"])
+            with self.subTest(prompt=prompt, temperature=temperature, choice="required"):
+                out = self.chat(prompt, temperature=temperature, tools=TOOLS,
+                                tool_choice="required", parallel_tool_calls=False)
+                choice = out.choices[0]
+                self.assertEqual(choice.finish_reason, "tool_calls", choice.message)
+                self.assertEqual(len(choice.message.tool_calls), 1)
+                self.assert_valid_calls(choice.message, ["get_weather", "search"])
 
     def test_streamed_deltas_reassemble_to_the_non_streamed_result(self):
+        # One call each: a small model given parallel calls repeats them until max_tokens, and a
+        # cut-off call is content in the non-streamed answer (docs/api.md).
         for tool_choice in ("required", {"type": "function", "function": {"name": "search"}}):
             with self.subTest(tool_choice=tool_choice):
-                kwargs = dict(tools=TOOLS, tool_choice=tool_choice)
+                kwargs = dict(tools=TOOLS, tool_choice=tool_choice, parallel_tool_calls=False)
                 whole = self.chat("Find news about Rome.", **kwargs).choices[0]
                 calls, content, finish = {}, "", None
                 for chunk in self.chat("Find news about Rome.", stream=True, **kwargs):

@@ -35,7 +35,7 @@ TEST(ToolCallGrammar, HermesRequiredAcceptsEveryFunctionAndParses) {
       ToolCallGrammar(ToolCallFormat::kHermes, Functions(), /*parallel=*/true);
   ASSERT_TRUE(gbnf.ok()) << gbnf.status();
   const std::string one =
-      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\", \"unit\": "
+      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Oslo\",\"unit\":"
       "\"c\"}}\n</tool_call>";
   const std::string two =
       one + "\n<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>";
@@ -44,8 +44,8 @@ TEST(ToolCallGrammar, HermesRequiredAcceptsEveryFunctionAndParses) {
   EXPECT_EQ(ParseToolCalls(ToolCallFormat::kHermes, two).calls.size(), 2u);
   // Arguments must match the schema, names must be the tools'.
   EXPECT_FALSE(Accepts(*gbnf,
-                       "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
-                       "\"Oslo\", \"unit\": \"k\"}}\n</tool_call>"));
+                       "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":"
+                       "\"Oslo\",\"unit\":\"k\"}}\n</tool_call>"));
   EXPECT_FALSE(
       Accepts(*gbnf, "<tool_call>\n{\"name\": \"other\", \"arguments\": {}}\n</tool_call>"));
   EXPECT_FALSE(Accepts(*gbnf, "plain text"));
@@ -66,7 +66,7 @@ TEST(ToolCallGrammar, Llama3AndMistralShapesParse) {
       ToolCallGrammar(ToolCallFormat::kLlama3Json, Functions(), /*parallel=*/true);
   ASSERT_TRUE(llama.ok()) << llama.status();
   const std::string llama_text =
-      R"({"name": "now", "parameters": {}}; {"name": "get_weather", "parameters": {"city": "A", "unit": "f"}})";
+      R"({"name": "now", "parameters": {}}; {"name": "get_weather", "parameters": {"city":"A","unit":"f"}})";
   EXPECT_TRUE(Accepts(*llama, llama_text));
   EXPECT_EQ(ParseToolCalls(ToolCallFormat::kLlama3Json, llama_text).calls.size(), 2u);
   absl::StatusOr<std::string> mistral =
