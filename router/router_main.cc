@@ -37,6 +37,7 @@
 #include "router/frontend/generation_service.h"
 #include "router/frontend/health_reporter.h"
 #include "router/frontend/http_server.h"
+#include "router/frontend/tool_call_parser.h"
 #include "router/replica_set.h"
 #include "router/router_metrics.h"
 #include "router/served_model.h"
@@ -62,6 +63,7 @@ struct RouterFlags {
   TlsFiles tls;  // the public listeners (gRPC and HTTP)
   int64_t max_request_bytes = int64_t{16} << 20;
   int64_t http_threads = 512;
+  std::string tool_call_parser = "auto";
   int64_t max_n = 16;
   int64_t max_tokens = 0;
   double drain_timeout_s = 30;
@@ -114,6 +116,9 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
                 "HTTP connections served at once (a streaming request holds one until it ends)");
   parser.AddString("chat-template", &f.model.chat_template_file,
                    "A Jinja chat template file, instead of tokenizer_config.json's");
+  parser.AddString("tool-call-parser", &f.tool_call_parser,
+                   "How chat outputs are parsed for tool calls: auto (from the chat template), "
+                   "hermes, llama3_json or mistral");
   parser.AddString("routing-policy", &routing_policy, "round_robin, least_loaded or prefix_aware");
   parser.AddString("load-format", &f.cluster.load_format, "safetensors, or dummy (random weights)");
   parser.AddString("worker-model-dir", &worker_model_dir,
@@ -151,6 +156,11 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   }
   if (f.http_threads < 1 || f.http_threads > 65536) {
     return absl::InvalidArgumentError("--http-threads: must be in [1, 65536]");
+  }
+  if (f.tool_call_parser != "auto") {
+    if (absl::Status known = ToolCallFormatFromName(f.tool_call_parser).status(); !known.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tool-call-parser: ", known.message()));
+    }
   }
   if (f.api_key.empty()) {
     if (const char* key = std::getenv("PAGODA_API_KEY"); key != nullptr) f.api_key = key;
@@ -225,6 +235,7 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
             .max_request_bytes = static_cast<size_t>(flags.max_request_bytes),
             .tls = flags.tls,
             .threads = static_cast<int>(flags.http_threads),
+            .tool_call_parser = flags.tool_call_parser,
             .metrics =
                 [&replicas, &metrics] {
                   metrics.UpdateReplicas(replicas);

@@ -55,6 +55,7 @@ struct ServeFlags {
   int64_t max_queued_requests = 1024;
   int64_t threads_per_worker = 0;  // 0: OMP_NUM_THREADS if set, else the cores shared out
   std::string chat_template;
+  std::string tool_call_parser = "auto";
   std::string api_key;
   std::vector<std::string> router_flags;
   std::string log_level = "info";
@@ -136,6 +137,9 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
                 "else this machine's cores divided among the R x T workers (at least 1)");
   parser.AddString("chat-template", &f.chat_template,
                    "A Jinja chat template file for /v1/chat/completions (default: the model's)");
+  parser.AddString("tool-call-parser", &f.tool_call_parser,
+                   "How chat outputs are parsed for tool calls: auto (from the chat template), "
+                   "hermes, llama3_json or mistral");
   parser.AddString("api-key", &f.api_key,
                    "Require 'Authorization: Bearer KEY' on the HTTP API (default: "
                    "$PAGODA_API_KEY)");
@@ -277,6 +281,8 @@ class Cluster {
       router_.argv.push_back("--chat-template");
       router_.argv.push_back(std::filesystem::absolute(flags_.chat_template).string());
     }
+    router_.argv.push_back("--tool-call-parser");
+    router_.argv.push_back(flags_.tool_call_parser);
     // The key reaches the router through its environment, not its (world-readable) argv.
     if (!flags_.api_key.empty()) setenv("PAGODA_API_KEY", flags_.api_key.c_str(), 1);
     for (const std::string& flag : flags_.engine_flags) router_.argv.push_back(flag);

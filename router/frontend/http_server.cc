@@ -9,17 +9,20 @@
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <random>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/chat_template/chat_template.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "router/frontend/api_keys.h"
 #include "router/frontend/openai_protocol.h"
+#include "router/frontend/tool_call_streamer.h"
 
 namespace pagoda {
 namespace {
@@ -93,6 +96,12 @@ struct Job {
   bool role_sent = false;
   std::vector<bool> echoed;
   std::vector<int64_t> text_offsets;
+  // Chat with tools offered and parsed: the format, and per choice its streamer.
+  std::optional<ToolCallFormat> tool_format;
+  std::vector<std::unique_ptr<ToolCallStreamer>> streamers;
+  std::mt19937_64 call_ids{std::random_device()()};
+
+  std::string NewCallId() { return absl::StrFormat("call_%016x", call_ids()); }
 
   const char* object() const { return chat ? "chat.completion.chunk" : "text_completion"; }
   void CancelAll() {
@@ -122,30 +131,103 @@ absl::Status StartJob(Frontend& frontend, std::vector<GenerationInput> inputs,
   job.finished.assign(job.sessions.size(), false);
   job.echoed.assign(job.sessions.size() * job.n, false);
   job.text_offsets.assign(job.sessions.size() * job.n, 0);
+  if (job.tool_format.has_value()) {
+    for (size_t i = 0; i < job.echoed.size(); ++i) {
+      job.streamers.push_back(
+          std::make_unique<ToolCallStreamer>(*job.tool_format, [&job] { return job.NewCallId(); }));
+    }
+  }
   job.id = absl::StrCat(job.chat ? "chat" : "", job.sessions.front()->request_id());
   return absl::OkStatus();
 }
 
-// The streamed chunk of one prompt's delta.
-json Chunk(Job& job, size_t prompt, const RequestOutput& delta) {
-  json chunk = EnvelopeJson(job.id, job.object(), job.created, job.model);
+// "tool_calls" in place of "stop" when the output made calls.
+void MarkToolCalls(json& choice) {
+  if (choice["finish_reason"] == "stop") choice["finish_reason"] = "tool_calls";
+}
+
+// A streamed chat choice with tools: its content and tool-call deltas, one tool-call delta per
+// part (OpenAI streams a call's opening and each arguments fragment as chunks of their own); the
+// finish reason goes on the last part. Nothing while all is held back.
+std::vector<json> ToolCallChunkChoices(ToolCallStreamer& streamer, const CompletionOutput& out,
+                                       json choice, bool logprobs) {
+  const bool finished = out.finish_reason.has_value();
+  ToolCallStreamDelta delta = streamer.Push(out.text, finished);
+  std::vector<json> parts;
+  if (delta.empty() && !finished && !logprobs) return parts;
+  json first = choice;
+  first["delta"] = json::object();
+  if (!delta.content.empty()) first["delta"]["content"] = delta.content;
+  parts.push_back(std::move(first));
+  for (size_t i = 0; i < delta.calls.size(); ++i) {
+    if (i > 0) {
+      parts.push_back({{"index", choice["index"]},
+                       {"delta", json::object()},
+                       {"logprobs", nullptr},
+                       {"finish_reason", nullptr}});
+    }
+    parts.back()["delta"]["tool_calls"] = ToolCallDeltasJson({delta.calls[i]});
+  }
+  for (size_t i = 0; i + 1 < parts.size(); ++i) parts[i]["finish_reason"] = nullptr;
+  json& last = parts.back();
+  last["finish_reason"] = choice["finish_reason"];
+  last["stop_reason"] = choice["stop_reason"];
+  if (streamer.num_calls() > 0) MarkToolCalls(last);
+  return parts;
+}
+
+// The streamed chunks of one prompt's delta: one, or with tool calls as many as the most parts
+// of a choice (ToolCallChunkChoices); none when everything is held back.
+std::vector<json> Chunks(Job& job, size_t prompt, const RequestOutput& delta) {
+  std::vector<json> chunks;
+  auto chunk_at = [&](size_t i) -> json& {
+    while (chunks.size() <= i) {
+      chunks.push_back(EnvelopeJson(job.id, job.object(), job.created, job.model));
+      if (job.include_usage) chunks.back()["usage"] = nullptr;
+    }
+    return chunks[i];
+  };
   for (const CompletionOutput& out : delta.outputs) {
     const size_t choice = prompt * job.n + static_cast<size_t>(out.index);
     if (choice >= job.echoed.size()) continue;
     if (job.chat) {
-      chunk["choices"].push_back(ChatChunkChoiceJson(
-          static_cast<int32_t>(choice), out, job.top_logprobs, job.logprobs, *job.tokenizer));
+      json choice_json = ChatChunkChoiceJson(static_cast<int32_t>(choice), out, job.top_logprobs,
+                                             job.logprobs, *job.tokenizer);
+      if (!job.tool_format.has_value()) {
+        chunk_at(0)["choices"].push_back(std::move(choice_json));
+        continue;
+      }
+      std::vector<json> parts =
+          ToolCallChunkChoices(*job.streamers[choice], out, std::move(choice_json), job.logprobs);
+      for (size_t i = 0; i < parts.size(); ++i) {
+        chunk_at(i)["choices"].push_back(std::move(parts[i]));
+      }
       continue;
     }
     const std::string prefix = job.echoed[choice] ? "" : job.prefixes[prompt];
     job.echoed[choice] = true;
-    chunk["choices"].push_back(CompletionChoiceJson(static_cast<int32_t>(choice), out, prefix,
-                                                    job.logprobs, *job.tokenizer,
-                                                    job.text_offsets[choice]));
+    chunk_at(0)["choices"].push_back(CompletionChoiceJson(static_cast<int32_t>(choice), out, prefix,
+                                                          job.logprobs, *job.tokenizer,
+                                                          job.text_offsets[choice]));
     job.text_offsets[choice] += static_cast<int64_t>(prefix.size() + out.text.size());
   }
-  if (job.include_usage) chunk["usage"] = nullptr;
-  return chunk;
+  return chunks;
+}
+
+// A non-streamed chat choice with tools: the calls parsed out of its message.
+void ApplyToolCalls(ToolCallFormat format, Job& job, json& choice) {
+  json& message = choice["message"];
+  ParsedToolCalls parsed = ParseToolCalls(format, message["content"].get<std::string>());
+  if (parsed.calls.empty()) return;
+  message["content"] = parsed.content.has_value() ? json(*parsed.content) : json();
+  json calls = json::array();
+  for (ToolCall& call : parsed.calls) {
+    calls.push_back({{"id", job.NewCallId()},
+                     {"type", "function"},
+                     {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+  }
+  message["tool_calls"] = std::move(calls);
+  MarkToolCalls(choice);
 }
 
 // OpenAI's first chat chunk: every choice's delta.role, with empty content.
@@ -205,8 +287,10 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
         return true;
       }
       if (delta->outputs.empty()) continue;
-      if (!write(Sse(Chunk(job, p, *delta)))) return client_gone();
-      wrote = true;
+      for (const json& chunk : Chunks(job, p, *delta)) {
+        if (!write(Sse(chunk))) return client_gone();
+        wrote = true;
+      }
     }
     if (wrote) return true;
     if (job.clock->Now() - last_write >= kKeepAliveInterval && !write(": keep-alive\n\n")) {
@@ -264,10 +348,12 @@ void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
   for (size_t p = 0; p < totals->size(); ++p) {
     for (const CompletionOutput& out : (*totals)[p].outputs) {
       const int32_t index = static_cast<int32_t>(p) * job->n + out.index;
-      response["choices"].push_back(
+      json choice =
           job->chat ? ChatChoiceJson(index, out, job->top_logprobs, job->logprobs, *job->tokenizer)
                     : CompletionChoiceJson(index, out, job->prefixes[p], job->logprobs,
-                                           *job->tokenizer, 0));
+                                           *job->tokenizer, 0);
+      if (job->tool_format.has_value()) ApplyToolCalls(*job->tool_format, *job, choice);
+      response["choices"].push_back(std::move(choice));
     }
   }
   response["usage"] = UsageJson(job->usage);
@@ -298,6 +384,12 @@ HttpServer::HttpServer(Frontend* frontend, const ChatTemplate* chat_template,
 HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::Start() {
+  if (options_.tool_call_parser == "auto") {
+    tool_call_format_ = DetectToolCallFormat(
+        chat_template_ != nullptr ? std::string_view(chat_template_->source()) : "");
+  } else {
+    ASSIGN_OR_RETURN(tool_call_format_, ToolCallFormatFromName(options_.tool_call_parser));
+  }
   RETURN_IF_ERROR(options_.tls.Load().status());
   if (options_.tls.enabled()) {
     const TlsFiles& tls = options_.tls;
@@ -503,8 +595,29 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
     std::optional<std::string> token = id.has_value() ? tokenizer.IdToToken(*id) : std::nullopt;
     return token.value_or("");
   };
-  const json extra = {{"bos_token", token_text(tokenizer.bos_token_id())},
-                      {"eos_token", token_text(tokenizer.eos_token_id())}};
+  json extra = {{"bos_token", token_text(tokenizer.bos_token_id())},
+                {"eos_token", token_text(tokenizer.eos_token_id())}};
+  // Offered even with tool_choice none, as vLLM does; only the parsing is off then.
+  const ChatTools& tools = request->tools;
+  if (!tools.tools.is_null()) extra["tools"] = tools.tools;
+  if (tools.Enforced()) {
+    if (!request->constraint_param.empty()) {
+      return ReplyError(res, 400,
+                        absl::StrCat("tool_choice: required or a named function cannot be "
+                                     "combined with ",
+                                     request->constraint_param),
+                        "tool_choice");
+    }
+    absl::StatusOr<std::string> grammar = tools.Grammar(tool_call_format_);
+    if (!grammar.ok()) return ReplyStatus(res, grammar.status());
+    request->params.constraint_kind = SamplingParams::ConstraintKind::kGrammar;
+    request->params.constraint = *std::move(grammar);
+    request->constraint_param = "tool_choice";
+  }
+  // Llama 3's <|python_tag|> and Mistral's [TOOL_CALLS] are special tokens the parser must see.
+  if (tools.Parsed() && tool_call_format_ != ToolCallFormat::kHermes) {
+    request->params.skip_special_tokens = false;
+  }
   absl::StatusOr<std::string> prompt =
       chat_template_->Render(request->messages, /*add_generation_prompt=*/true, extra);
   if (!prompt.ok()) {
@@ -526,6 +639,7 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
   }
   std::shared_ptr<Job> job =
       NewJob(*frontend_, /*chat=*/true, input.params, request->include_usage);
+  if (tools.Parsed()) job->tool_format = tool_call_format_;
   std::vector<GenerationInput> inputs;
   inputs.push_back(std::move(input));
   if (absl::Status status = StartJob(*frontend_, std::move(inputs), {}, *job); !status.ok()) {

@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "common/tls_files.h"
 #include "router/frontend/frontend.h"
+#include "router/frontend/tool_call_parser.h"
 
 namespace httplib {
 class Server;
@@ -51,6 +52,10 @@ struct HttpServerOptions {
   /// Connections served at once: each holds a thread while its request runs (a stream until
   /// [DONE]); more wait in the accept queue.
   int threads = 512;
+  /// The chat output's tool-call format: "auto" (detected from the chat template's text, see
+  /// router/frontend/tool_call_parser.h), "hermes", "llama3_json" or "mistral". Start() refuses
+  /// another name.
+  std::string tool_call_parser = "auto";
   /// GET /metrics body (Prometheus text format); empty: /metrics is 404.
   std::function<std::string()> metrics;
   /// True while at least one replica is ready; empty: Frontend::replicas().AnyReady().
@@ -74,6 +79,8 @@ class HttpServer {
 
   /// The bound port (after Start()).
   int port() const { return port_; }
+  /// The tool-call format chat outputs are parsed in (after Start()).
+  ToolCallFormat tool_call_format() const { return tool_call_format_; }
 
  private:
   void Route();
@@ -97,6 +104,7 @@ class HttpServer {
   const HttpServerOptions options_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  ToolCallFormat tool_call_format_ = ToolCallFormat::kHermes;
   std::thread thread_;  // runs server_->listen_after_bind()
 };
 

@@ -1,7 +1,10 @@
 #include "router/frontend/openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -131,6 +134,28 @@ absl::StatusOr<std::string> MessageText(const json& content) {
   return text;
 }
 
+// An assistant message's tool_calls as the chat templates read them: OpenAI sends each
+// function.arguments as JSON text; templates apply `tojson` to it or iterate it, so it becomes
+// JSON (text that is not JSON stays text).
+absl::StatusOr<json> TemplateToolCalls(const json& calls) {
+  if (!calls.is_array()) return WrongType("messages", "tool_calls as an array", calls);
+  json out = calls;
+  for (json& call : out) {
+    if (!call.is_object() || !call.contains("function") || !call["function"].is_object() ||
+        !call["function"].value("name", json()).is_string()) {
+      return absl::InvalidArgumentError(
+          "messages: each tool_calls entry needs {\"function\": {\"name\", \"arguments\"}}");
+    }
+    json& function = call["function"];
+    if (auto arguments = function.find("arguments");
+        arguments != function.end() && arguments->is_string()) {
+      json parsed = json::parse(arguments->get<std::string>(), nullptr, /*allow_exceptions=*/false);
+      if (!parsed.is_discarded()) *arguments = std::move(parsed);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<json> ParseMessages(const json& body) {
   auto it = body.find("messages");
   if (it == body.end() || it->is_null()) return absl::InvalidArgumentError("messages: is required");
@@ -146,6 +171,9 @@ absl::StatusOr<json> ParseMessages(const json& body) {
     json out = message;
     ASSIGN_OR_RETURN(std::string text, MessageText(message.value("content", json())));
     out["content"] = std::move(text);
+    if (auto calls = message.find("tool_calls"); calls != message.end() && !calls->is_null()) {
+      ASSIGN_OR_RETURN(out["tool_calls"], TemplateToolCalls(*calls));
+    }
     messages.push_back(std::move(out));
   }
   return messages;
@@ -296,7 +324,67 @@ json BytesJson(const std::string& text) {
   return bytes;
 }
 
+// Fields both endpoints read: OpenAI's, then vLLM's extensions (sampling, structured outputs).
+constexpr std::string_view kCommonFields[] = {"model",
+                                              "max_tokens",
+                                              "temperature",
+                                              "top_p",
+                                              "n",
+                                              "stop",
+                                              "seed",
+                                              "presence_penalty",
+                                              "frequency_penalty",
+                                              "stream",
+                                              "stream_options",
+                                              "user",
+                                              "response_format",
+                                              "top_k",
+                                              "min_p",
+                                              "repetition_penalty",
+                                              "min_tokens",
+                                              "ignore_eos",
+                                              "include_stop_str_in_output",
+                                              "skip_special_tokens",
+                                              "stop_token_ids",
+                                              "use_beam_search",
+                                              "best_of",
+                                              "beam_width",
+                                              "length_penalty",
+                                              "add_special_tokens",
+                                              "guided_json",
+                                              "guided_regex",
+                                              "guided_choice",
+                                              "guided_grammar",
+                                              "structured_outputs"};
+constexpr std::string_view kCompletionFields[] = {"prompt", "echo", "logprobs"};
+constexpr std::string_view kChatFields[] = {
+    "messages", "logprobs",    "top_logprobs",       "max_completion_tokens",
+    "tools",    "tool_choice", "parallel_tool_calls"};
+
+template <size_t N>
+bool Contains(const std::string_view (&list)[N], const std::string& field) {
+  return std::find(std::begin(list), std::end(list), field) != std::end(list);
+}
+
+absl::Status CheckFields(const json& body, bool (*known)(const std::string&)) {
+  for (const auto& item : body.items()) {
+    if (!known(item.key())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(item.key(), ": unknown or unsupported field (see docs/api.md)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool IsKnownCompletionField(const std::string& field) {
+  return Contains(kCommonFields, field) || Contains(kCompletionFields, field);
+}
+
+bool IsKnownChatCompletionField(const std::string& field) {
+  return Contains(kCommonFields, field) || Contains(kChatFields, field);
+}
 
 absl::StatusOr<json> ParseJsonBody(std::string_view body) {
   // nlohmann rejects ill-formed UTF-8 inside strings, so nothing invalid reaches a later dump.
@@ -309,6 +397,7 @@ absl::StatusOr<json> ParseJsonBody(std::string_view body) {
 }
 
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
+  RETURN_IF_ERROR(CheckFields(body, IsKnownCompletionField));
   CompletionRequest request;
   RETURN_IF_ERROR(ReadString(body, "model", request.model));
   ASSIGN_OR_RETURN(SamplingParams params, ReadSamplingParams(body));
@@ -331,9 +420,11 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
 }
 
 absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& body) {
+  RETURN_IF_ERROR(CheckFields(body, IsKnownChatCompletionField));
   ChatCompletionRequest request;
   RETURN_IF_ERROR(ReadString(body, "model", request.model));
   ASSIGN_OR_RETURN(request.messages, ParseMessages(body));
+  RETURN_IF_ERROR(ReadChatTools(body, request.tools));
   // Chat's logprobs is a boolean with top_logprobs beside it; the rest reads as completions.
   json sampling = body;
   sampling.erase("logprobs");

@@ -18,6 +18,7 @@
 #include "common/tokenizer/tokenizer.h"
 #include "engine/output_processor.h"
 #include "nlohmann/json.hpp"
+#include "router/frontend/chat_tools.h"
 #include "router/frontend/frontend.h"
 
 namespace pagoda {
@@ -41,14 +42,23 @@ struct CompletionRequest {
 /// A parsed POST /v1/chat/completions body.
 struct ChatCompletionRequest {
   std::string model;
-  nlohmann::json messages;          // array of {role, content: string}; text parts joined
+  /// Array of {role, content: string, ...}: text parts joined; an assistant message's
+  /// tool_calls[].function.arguments given as JSON text become JSON (what templates expect).
+  nlohmann::json messages;
   SamplingParams params;            // logprobs: top_logprobs when "logprobs" is true, else -1
   std::string constraint_param;     // the field params' constraint came from, or ""
   bool max_tokens_given = false;    // false: the server gives the rest of the context
   bool add_special_tokens = false;  // vLLM's extension: BOS before the rendered template too
   bool stream = false;
   bool include_usage = false;
+  ChatTools tools;  // tools, tool_choice, parallel_tool_calls (router/frontend/chat_tools.h)
 };
+
+/// Unknown top-level fields are refused (InvalidArgument naming the field) on both endpoints,
+/// except these vLLM extensions the server reads (see docs/api.md); OpenAI's own fields the
+/// server does not support (logit_bias, suffix, ...) are refused the same way.
+bool IsKnownCompletionField(const std::string& field);
+bool IsKnownChatCompletionField(const std::string& field);
 
 /// Parses a JSON body: malformed JSON or invalid UTF-8 is InvalidArgument, as is a non-object.
 absl::StatusOr<nlohmann::json> ParseJsonBody(std::string_view body);

@@ -591,5 +591,43 @@ TEST(HttpServer, RefusesChatsTheTemplateRejects) {
   ExpectServes(router);
 }
 
+TEST(HttpServer, ToolsReachTheTemplateAndEnforcedChoicesCompile) {
+  auto with_tools = ChatTemplate::Parse(
+      "{% if tools %}[{{ tools | length }} tools]{% endif %}"
+      "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>");
+  ASSERT_TRUE(with_tools.ok()) << with_tools.status();
+  TestRouter router({.chat_template = &*with_tools});
+  const std::string tools = R"("tools": [{"type": "function", "function": {"name": "f",
+      "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}])";
+  const std::string messages = R"("messages": [{"role": "user", "content": "hi"}])";
+  auto chat = [&](const std::string& fields) {
+    return router.Post("/v1/chat/completions", absl::StrCat("{", messages, ", ", tools,
+                                                            ", \"max_tokens\": 3", fields, "}"));
+  };
+  // "[1 tools]<user>hi<assistant>": one token per character.
+  const json offered = Body(chat(""));
+  EXPECT_EQ(offered["usage"]["prompt_tokens"], 28) << offered.dump();
+  // The simulated engine does not follow the grammar: its text is content, not a call.
+  EXPECT_FALSE(offered["choices"][0]["message"].contains("tool_calls")) << offered.dump();
+  for (const char* fields : {R"(, "tool_choice": "required")", R"(, "tool_choice": "none")",
+                             R"(, "tool_choice": {"type": "function", "function": {"name": "f"}})",
+                             R"(, "tool_choice": "required", "stream": true)"}) {
+    httplib::Result result = chat(fields);
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, 200) << fields << " -> " << result->body;
+  }
+  ExpectError(chat(R"(, "tool_choice": "required", "guided_regex": "a")"), 400, "tool_choice");
+  ExpectError(chat(R"(, "tool_choice": {"type": "function", "function": {"name": "g"}})"), 400,
+              "tool_choice");
+  ExpectError(router.Post("/v1/chat/completions",
+                          absl::StrCat("{", messages, R"(, "tools": [{"type": "function",
+                              "function": {"name": "f", "parameters": {"type": "object",
+                              "patternProperties": {}}}}]})")),
+              400, "tools");
+  ExpectError(chat(R"(, "functions": [])"), 400, "functions");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "suffix": "b"})"), 400, "suffix");
+  ExpectServes(router);
+}
+
 }  // namespace
 }  // namespace pagoda

@@ -2,7 +2,9 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
@@ -357,6 +359,87 @@ TEST(OpenAIProtocol, ErrorsAndUsageHaveOpenAIShape) {
   EXPECT_EQ(envelope["object"], "text_completion");
   // Bytes that are not UTF-8 (a token splitting a character) never make dumping throw.
   EXPECT_EQ(DumpJson(json("a\xff")), "\"a\xEF\xBF\xBD\"");
+}
+
+TEST(OpenAIProtocol, RefusesUnknownFieldsNamingThem) {
+  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "logit_bias": {}})")), "logit_bias");
+  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "tools": []})")), "tools");
+  EXPECT_EQ(InvalidField(ChatError(R"({"messages": [{"role": "user", "content": "a"}],
+                                        "prompt": "a"})")),
+            "prompt");
+  EXPECT_EQ(InvalidField(ChatError(R"({"messages": [{"role": "user", "content": "a"}],
+                                        "frobnicate": 1})")),
+            "frobnicate");
+  // vLLM's extensions the server reads are known.
+  EXPECT_TRUE(CompletionError(R"({"prompt": "a", "top_k": 3, "min_tokens": 1,
+                                  "skip_special_tokens": true, "stop_token_ids": [1]})")
+                  .ok());
+}
+
+TEST(OpenAIProtocol, ParsesToolsToolChoiceAndToolMessages) {
+  const json body = json::parse(R"({
+    "messages": [
+      {"role": "user", "content": "weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+        "function": {"name": "w", "arguments": "{\"city\": \"Oslo\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "4C"}],
+    "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+              {"type": "function", "function": {"name": "now"}}],
+    "tool_choice": {"type": "function", "function": {"name": "w"}},
+    "parallel_tool_calls": false})");
+  absl::StatusOr<ChatCompletionRequest> request = ParseChatCompletionRequest(body);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->tools.functions.size(), 2u);
+  EXPECT_EQ(request->tools.choice, ToolChoice::kFunction);
+  EXPECT_EQ(request->tools.function_name, "w");
+  EXPECT_FALSE(request->tools.parallel_tool_calls);
+  EXPECT_TRUE(request->tools.Enforced());
+  EXPECT_EQ(request->messages[1]["tool_calls"][0]["function"]["arguments"]["city"], "Oslo");
+  EXPECT_EQ(request->messages[1]["content"], "");
+  absl::StatusOr<std::string> grammar = request->tools.Grammar(ToolCallFormat::kHermes);
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  EXPECT_TRUE(absl::StrContains(*grammar, "\\\"w\\\"")) << *grammar;
+  EXPECT_FALSE(absl::StrContains(*grammar, "now")) << *grammar;
+
+  absl::StatusOr<ChatCompletionRequest> plain = ParseChatCompletionRequest(
+      json::parse(R"({"messages": [{"role": "user", "content": "a"}]})"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->tools.choice, ToolChoice::kNone);
+  EXPECT_FALSE(plain->tools.Parsed());
+}
+
+TEST(OpenAIProtocol, BadToolsAreInvalidNamingTheField) {
+  const std::string messages = R"("messages": [{"role": "user", "content": "a"}])";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("tools": {"type": "function"})", "tools"},
+      {R"("tools": [{"type": "code"}])", "tools"},
+      {R"("tools": [{"type": "function", "function": {"name": "a b"}}])", "tools"},
+      {R"("tools": [{"type": "function", "function": {"name": "f", "parameters": []}}])", "tools"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}},
+                   {"type": "function", "function": {"name": "f"}}])",
+       "tools"},
+      {R"("tools": [{"type": "function", "function": {"name": "f",
+           "parameters": {"type": "object", "patternProperties": {}}}}])",
+       "tools"},
+      {R"("tool_choice": "required")", "tool_choice"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "maybe")",
+       "tool_choice"},
+      {R"("tools": [{"type": "function", "function": {"name": "f"}}],
+          "tool_choice": {"type": "function", "function": {"name": "g"}})",
+       "tool_choice"},
+      {R"("parallel_tool_calls": 1)", "parallel_tool_calls"},
+  };
+  for (const auto& [fields, field] : cases) {
+    const absl::Status status = ChatError(absl::StrCat("{", messages, ", ", fields, "}"));
+    EXPECT_EQ(InvalidField(status), field) << fields << " -> " << status;
+  }
+  const absl::Status schema =
+      ChatError(absl::StrCat("{", messages,
+                             R"(, "tools": [{"type": "function", "function": {"name": "geo",
+           "parameters": {"type": "object", "patternProperties": {}}}}]})"));
+  EXPECT_TRUE(absl::StrContains(schema.message(), "'geo'")) << schema;
+  EXPECT_TRUE(absl::StrContains(schema.message(), "patternProperties")) << schema;
 }
 
 }  // namespace

@@ -1,0 +1,122 @@
+#include "router/frontend/tool_call_streamer.h"
+
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace pagoda {
+namespace {
+
+struct Reassembled {
+  std::string content;
+  std::vector<ToolCall> calls;
+  std::vector<std::string> ids;
+};
+
+// Streams `text` in the given chunk sizes and concatenates the deltas as a client does,
+// checking the shape of every delta on the way.
+Reassembled Stream(ToolCallFormat format, const std::string& text,
+                   const std::vector<size_t>& sizes) {
+  int next_id = 0;
+  ToolCallStreamer streamer(format, [&] { return absl::StrCat("call_", next_id++); });
+  Reassembled out;
+  size_t pos = 0;
+  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
+    const size_t size = std::min(sizes[i % sizes.size()], text.size() - pos);
+    const bool finished = pos + size == text.size();
+    const ToolCallStreamDelta delta = streamer.Push(text.substr(pos, size), finished);
+    pos += size;
+    out.content += delta.content;
+    for (const ToolCallDelta& call : delta.calls) {
+      if (call.first) {
+        EXPECT_EQ(call.index, static_cast<int32_t>(out.calls.size()));
+        EXPECT_EQ(call.arguments, "");
+        EXPECT_FALSE(call.name.empty());
+        out.calls.push_back({.name = call.name});
+        out.ids.push_back(call.id);
+      } else {
+        EXPECT_LT(call.index, static_cast<int32_t>(out.calls.size()));
+        EXPECT_TRUE(call.id.empty());
+        out.calls[call.index].arguments += call.arguments;
+      }
+    }
+    if (finished) break;
+  }
+  return out;
+}
+
+void ExpectStreamsLikeParse(ToolCallFormat format, const std::string& text) {
+  const ParsedToolCalls parsed = ParseToolCalls(format, text);
+  std::vector<std::vector<size_t>> chunkings = {{1}, {2}, {3}, {5}, {7}, {text.size()}};
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    std::vector<size_t> sizes;
+    for (int j = 0; j < 16; ++j) sizes.push_back(1 + rng() % 12);
+    chunkings.push_back(sizes);
+  }
+  for (const std::vector<size_t>& sizes : chunkings) {
+    const Reassembled streamed = Stream(format, text, sizes);
+    EXPECT_EQ(streamed.content, parsed.content.value_or("")) << text;
+    ASSERT_EQ(streamed.calls.size(), parsed.calls.size()) << text;
+    for (size_t c = 0; c < parsed.calls.size(); ++c) {
+      EXPECT_EQ(streamed.calls[c].name, parsed.calls[c].name) << text;
+      EXPECT_EQ(streamed.calls[c].arguments, parsed.calls[c].arguments) << text;
+    }
+  }
+}
+
+TEST(ToolCallStreamer, HermesChunkingsReassembleToTheParse) {
+  ExpectStreamsLikeParse(ToolCallFormat::kHermes, "No tools needed <b>here</b> < tool");
+  ExpectStreamsLikeParse(
+      ToolCallFormat::kHermes,
+      "Checking.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"S\\u00e3o "
+      "\\\"P\\\"\", \"days\": [1, 2, {\"x\": null}]}}\n</tool_call>\n<tool_call>\n{\"name\": "
+      "\"now\", \"arguments\": {}}\n</tool_call>");
+  ExpectStreamsLikeParse(
+      ToolCallFormat::kHermes,
+      "<tool_call>{\"arguments\": {\"a\": true}, \"name\": \"late\"}</tool_call>");
+  ExpectStreamsLikeParse(ToolCallFormat::kHermes,
+                         "<tool_call>{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": 1}\"}"
+                         "</tool_call> and then text");
+}
+
+TEST(ToolCallStreamer, Llama3AndMistralChunkingsReassembleToTheParse) {
+  ExpectStreamsLikeParse(
+      ToolCallFormat::kLlama3Json,
+      R"(<|python_tag|>{"name": "a", "parameters": {"x": 1.5e3}}; {"name": "b", "parameters": {}})");
+  ExpectStreamsLikeParse(ToolCallFormat::kLlama3Json, R"({"name": "a", "parameters": {"s": "}"}})");
+  ExpectStreamsLikeParse(ToolCallFormat::kLlama3Json, "Just text.");
+  ExpectStreamsLikeParse(
+      ToolCallFormat::kMistral,
+      R"(Sure.[TOOL_CALLS][{"name": "a", "arguments": {"q": "[x]"}}, {"name": "b", "arguments": {}}])");
+  ExpectStreamsLikeParse(ToolCallFormat::kMistral, "[TOOL no calls");
+}
+
+TEST(ToolCallStreamer, FirstDeltaCarriesIdNameAndEmptyArguments) {
+  ToolCallStreamer streamer(ToolCallFormat::kHermes, [] { return std::string("call_x"); });
+  EXPECT_FALSE(streamer.Push("<tool_call>{\"name\": \"f\"", false).calls.empty());
+  const ToolCallStreamDelta delta = streamer.Push(", \"arguments\": {\"a\"", false);
+  ASSERT_EQ(delta.calls.size(), 1u);
+  EXPECT_FALSE(delta.calls[0].first);
+  EXPECT_EQ(delta.calls[0].arguments, "{\"a\"");
+  const nlohmann::json json = ToolCallDeltasJson(
+      {{.index = 0, .first = true, .id = "call_x", .name = "f"}, {.index = 0, .arguments = "{}"}});
+  EXPECT_EQ(json, nlohmann::json::parse(
+                      R"([{"index": 0, "id": "call_x", "type": "function",
+                           "function": {"name": "f", "arguments": ""}},
+                          {"index": 0, "function": {"arguments": "{}"}}])"));
+  EXPECT_EQ(streamer.num_calls(), 1);
+}
+
+TEST(ToolCallStreamer, HoldsBackAPossibleMarker) {
+  ToolCallStreamer streamer(ToolCallFormat::kHermes, [] { return std::string("id"); });
+  EXPECT_EQ(streamer.Push("Hi <tool", false).content, "Hi ");
+  EXPECT_EQ(streamer.Push("s are fun", false).content, "<tools are fun");
+}
+
+}  // namespace
+}  // namespace pagoda
