@@ -3,13 +3,20 @@
 // Needs a CUDA device; skips without one.
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/embedding.h"
 #include "tests/gpu/cuda_test_util.h"
+
+namespace pagoda {
+// gtest prints a DType parameter by its name (found by argument-dependent lookup).
+void PrintTo(DType dtype, std::ostream* os) { *os << DTypeName(dtype); }
+}  // namespace pagoda
 
 namespace pagoda::kernels {
 namespace {
@@ -68,7 +75,10 @@ TEST_P(EmbeddingCuda, MatchesCpuBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tables, EmbeddingCuda,
-                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16));
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(DTypeName(info.param));
+                         });
 
 TEST(EmbeddingCudaParams, DeviceIdsMustBeCheckedByTheCaller) {
   // Validation only: no device needed.

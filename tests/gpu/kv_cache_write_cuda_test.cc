@@ -5,13 +5,20 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <ostream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/kv_cache_write.h"
 #include "tests/gpu/cuda_test_util.h"
+
+namespace pagoda {
+// gtest prints a DType parameter by its name (found by argument-dependent lookup).
+void PrintTo(DType dtype, std::ostream* os) { *os << DTypeName(dtype); }
+}  // namespace pagoda
 
 namespace pagoda::kernels {
 namespace {
@@ -79,7 +86,10 @@ TEST_P(KvCacheWriteCuda, MatchesCpuBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(CacheDTypes, KvCacheWriteCuda,
-                         ::testing::Values(DType::kF32, DType::kBF16));
+                         ::testing::Values(DType::kF32, DType::kBF16),
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(DTypeName(info.param));
+                         });
 
 TEST(KvCacheWriteCudaParams, DeviceSlotsMustBeCheckedByTheCaller) {
   // Validation only: no device needed.

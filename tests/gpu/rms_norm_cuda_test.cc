@@ -1,7 +1,9 @@
 // kernels/cuda/rms_norm.cu against its CPU twin: random odd-sized inputs, outputs poisoned with
 // NaN. fp32 bound: 2e-5 relative (the sum of squares is reduced in another order: a few ulp).
 // Needs a CUDA device; skips without one.
+#include <ostream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -21,6 +23,10 @@ struct Shape {
   int64_t num_tokens;
   int64_t hidden_size;
 };
+
+void PrintTo(const Shape& s, std::ostream* os) {
+  *os << "num_tokens=" << s.num_tokens << " hidden_size=" << s.hidden_size;
+}
 
 class RmsNormCuda : public ::testing::TestWithParam<Shape> {};
 
@@ -89,7 +95,11 @@ TEST_P(RmsNormCuda, FusedResidualAddInPlaceMatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(OddShapes, RmsNormCuda,
                          ::testing::Values(Shape{1, 1}, Shape{7, 77}, Shape{3, 1001},
-                                           Shape{33, 4099}));
+                                           Shape{33, 4099}),
+                         [](const ::testing::TestParamInfo<Shape>& info) {
+                           return "tokens" + std::to_string(info.param.num_tokens) + "_hidden" +
+                                  std::to_string(info.param.hidden_size);
+                         });
 
 }  // namespace
 }  // namespace pagoda::kernels

@@ -3,7 +3,9 @@
 // stay untouched). fp32 bound: 2e-6 relative (a * cos - b * sin may be fused differently).
 // Needs a CUDA device; skips without one.
 #include <cmath>
+#include <ostream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -22,6 +24,11 @@ struct Case {
   bool llama3;
   int64_t head_dim;
 };
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << (c.style == RotaryStyle::kInterleaved ? "interleaved" : "rotate_half")
+      << (c.llama3 ? " llama3" : "") << " head_dim=" << c.head_dim;
+}
 
 class RotaryCuda : public ::testing::TestWithParam<Case> {};
 
@@ -119,7 +126,14 @@ INSTANTIATE_TEST_SUITE_P(Layouts, RotaryCuda,
                          ::testing::Values(Case{RotaryStyle::kRotateHalf, false, 64},
                                            Case{RotaryStyle::kRotateHalf, true, 130},
                                            Case{RotaryStyle::kInterleaved, false, 6},
-                                           Case{RotaryStyle::kInterleaved, true, 600}));
+                                           Case{RotaryStyle::kInterleaved, true, 600}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.style == RotaryStyle::kInterleaved
+                                                  ? "Interleaved"
+                                                  : "RotateHalf") +
+                                  (info.param.llama3 ? "Llama3" : "") + "_dim" +
+                                  std::to_string(info.param.head_dim);
+                         });
 
 TEST(RotaryCudaParams, DeviceTableIsRequired) {
   // Validation only: no device needed.
