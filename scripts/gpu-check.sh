@@ -5,16 +5,21 @@
 #       binaries (ctest label `gpu`) with the CUDA runtime, libstdc++ and libgcc linked
 #       statically, and copies into DIR (git-ignored; gpu-bundle/ by convention):
 #         DIR/bin/      the stripped binaries
-#         DIR/lib/      the shared libraries they still load, other than glibc and the driver
+#         DIR/lib/      the shared libraries they still load, other than glibc, the driver and
+#                       NCCL (found on the device in PyTorch's wheel)
 #         DIR/shared/   the test models (stories260K)
 #         DIR/ldd.txt   what each binary loads, as ldd reports it here
 #   scripts/gpu-check.sh --run DIR      on the device machine: runs every binary of DIR/bin with
-#       DIR/lib on the loader path, writing OUT/logs/NAME.log, OUT/logs/NAME.xml (JUnit),
-#       OUT/nvidia-smi.txt and OUT/summary.txt, where OUT is $OUT (the device tool's folder) or
-#       ./gpu-check-out. Exits 1 when a test failed or a binary did not start. If no binary
-#       starts (a loader error), it tries the fallback the issue allows: building the same
-#       targets from the carried source tree (which needs the -dev packages there; its log is
-#       OUT/fallback-build.log).
+#       DIR/lib on the loader path and writes, under OUT ($OUT, the device tool's folder, or
+#       ./gpu-check-out), at most five files (the device tool returns 8): summary.txt (one line
+#       per binary), tests.log (every binary's output, one after another), junit.tar.gz (their
+#       JUnit XML), nvidia-smi.txt and, when it ran, fallback-build.log. Exits 1 when a test failed
+#       or a binary did not start. If no binary starts (a loader error), it tries the fallback
+#       the issue allows: building the same targets from the carried source tree (which needs
+#       the -dev packages there).
+#
+# With the device tool, from the checkout that built the bundle:
+#   run(command="scripts/gpu-check.sh --run gpu-bundle", carry=["gpu-bundle"], timeout_s=600)
 #
 # Environment: BUILD_DIR (default build-gpu-bundle), JOBS (default 2), PAGODA_SHARED_DIR (where
 # models/stories260K is; default ../shared beside the repository), TEST_TIMEOUT_S (default 300).
@@ -22,20 +27,33 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test
-           rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test nccl_communicator_test)
+           rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test
+           paged_attention_cuda_test nccl_communicator_test)
 
 usage() {
   echo "usage: $0 --bundle DIR | --run DIR" >&2
   exit 2
 }
 
-# Libraries every Linux machine with an NVIDIA driver has: never bundled.
+# Libraries every Linux machine with an NVIDIA driver has: never bundled. NCCL (218 MB, over the
+# device tool's 64 MiB) is not bundled either: --run finds the one PyTorch's wheel ships there.
 is_system_lib() {
   case "$1" in
     linux-vdso.so.* | ld-linux*.so.* | libc.so.* | libm.so.* | libdl.so.* | libpthread.so.* | \
-      librt.so.* | libcuda.so.* | libnvidia-*.so.*) return 0 ;;
+      librt.so.* | libcuda.so.* | libnvidia-*.so.* | libnccl.so.*) return 0 ;;
     *) return 1 ;;
   esac
+}
+
+# The folder of the NCCL library that PyTorch's wheel ships (nvidia-nccl-cu*), if any.
+torch_nccl_dir() {
+  python3 - <<'PY' 2>/dev/null || true
+import glob, os, site
+for base in site.getsitepackages() + [site.getusersitepackages()]:
+    for lib in glob.glob(os.path.join(base, "nvidia", "nccl*", "lib", "libnccl.so*")):
+        print(os.path.dirname(lib))
+        raise SystemExit
+PY
 }
 
 build_targets() {  # build_targets BUILD_DIR [extra cmake args...]
@@ -53,7 +71,7 @@ bundle() {
   local build_dir=${BUILD_DIR:-build-gpu-bundle}
   local shared=${PAGODA_SHARED_DIR:-$(cd .. && pwd)/shared}
   build_targets "$build_dir" -DPAGODA_CUDA_STATIC_RUNTIME=ON \
-    "-DCMAKE_EXE_LINKER_FLAGS=-static-libstdc++ -static-libgcc" \
+    "-DCMAKE_EXE_LINKER_FLAGS=-static-libstdc++ -static-libgcc -Wl,--as-needed" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
   rm -rf "$dir"
   mkdir -p "$dir/bin" "$dir/lib" "$dir/shared/models"
@@ -73,21 +91,22 @@ bundle() {
   ls "$dir/lib" | sed 's/^/  /'
 }
 
-run_one() {  # run_one BINARY OUT -> prints a summary line
-  local bin=$1 out=$2 name rc
+run_one() {  # run_one BINARY LOGDIR -> prints a summary line
+  local bin=$1 logs=$2 name rc log
   name=$(basename "$bin")
+  log="$logs/$name.log"
   set +e
-  timeout "${TEST_TIMEOUT_S:-300}" "$bin" --gtest_output="xml:$out/logs/$name.xml" \
-    >"$out/logs/$name.log" 2>&1
+  timeout "${TEST_TIMEOUT_S:-300}" "$bin" --gtest_output="xml:$logs/$name.xml" >"$log" 2>&1
   rc=$?
   set -e
   local passed failed skipped
-  passed=$(grep -c '^\[       OK \]' "$out/logs/$name.log" || true)
-  failed=$(grep -c '^\[  FAILED  \] [A-Za-z].*\.' "$out/logs/$name.log" || true)
-  skipped=$(grep -c '^\[  SKIPPED \] [A-Za-z].*\.' "$out/logs/$name.log" || true)
-  if grep -q 'error while loading shared libraries\|cannot execute' "$out/logs/$name.log" ||
+  passed=$(grep -c '^\[       OK \]' "$log" || true)
+  # One line per test ends in its time; the summary's lists of names do not.
+  failed=$(grep -c '^\[  FAILED  \] .* ms)$' "$log" || true)
+  skipped=$(grep -c '^\[  SKIPPED \] .* ms)$' "$log" || true)
+  if grep -q 'error while loading shared libraries\|cannot execute' "$log" ||
     [ "$rc" = 126 ] || [ "$rc" = 127 ]; then
-    echo "$name: DID NOT START (rc=$rc): $(head -c 300 "$out/logs/$name.log")"
+    echo "$name: DID NOT START (rc=$rc): $(head -c 300 "$log")"
   else
     echo "$name: rc=$rc passed=$passed failed=$failed skipped=$skipped"
   fi
@@ -97,18 +116,23 @@ run() {
   local dir out
   dir=$(cd "$1" && pwd)
   out=${OUT:-$PWD/gpu-check-out}
-  mkdir -p "$out/logs"
+  mkdir -p "$out"
+  local logs
+  logs=$(mktemp -d)
   nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed" >>"$out/nvidia-smi.txt"
-  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local nccl_dir
+  nccl_dir=$(torch_nccl_dir)
+  export LD_LIBRARY_PATH="$dir/lib${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export PAGODA_SHARED_DIR="$dir/shared"
   local summary="$out/summary.txt"
   {
     echo "gpu-check $(date -u +%FT%TZ) on $(hostname)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+    echo "NCCL from: ${nccl_dir:-not found (nccl_communicator_test will not start)}"
   } >"$summary"
   local started=0 bad=0 line
   for bin in "$dir"/bin/*; do
-    line=$(run_one "$bin" "$out")
+    line=$(run_one "$bin" "$logs")
     echo "$line" | tee -a "$summary"
     case "$line" in
       *"DID NOT START"*) bad=1 ;;
@@ -120,12 +144,17 @@ run() {
     echo "no bundled binary started: fallback build from the source tree" | tee -a "$summary"
     if build_targets build-device >"$out/fallback-build.log" 2>&1; then
       for t in "${GPU_TESTS[@]}"; do
-        run_one "build-device/tests/$t" "$out" | sed 's/^/fallback /' | tee -a "$summary"
+        run_one "build-device/tests/$t" "$logs" | sed 's/^/fallback /' | tee -a "$summary"
       done
     else
       echo "fallback build failed: see fallback-build.log" | tee -a "$summary"
     fi
   fi
+  for log in "$logs"/*.log; do
+    echo "===== $(basename "$log" .log)"
+    cat "$log"
+  done >"$out/tests.log"
+  (cd "$logs" && tar czf "$out/junit.tar.gz" ./*.xml 2>/dev/null) || true
   [ "$bad" = 0 ] && echo "gpu-check: all passed" | tee -a "$summary" && return 0
   echo "gpu-check: FAILURES (see logs/)" | tee -a "$summary"
   return 1

@@ -7,6 +7,7 @@
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/kv_cache_write.h"
+#include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rotary.h"
 
@@ -32,5 +33,6 @@ absl::Status SiluAndMul(const SiluAndMulParams&) { return NoCuda("silu_and_mul")
 absl::Status ApplyRotary(const RotaryParams&) { return NoCuda("rotary"); }
 absl::Status WriteKvCache(const KvCacheWriteParams&) { return NoCuda("kv_cache_write"); }
 absl::Status CopyBlocks(const BlockCopyParams&) { return NoCuda("block_copy"); }
+absl::Status PagedAttention(const PagedAttentionParams&) { return NoCuda("paged_attention"); }
 
 }  // namespace pagoda::kernels::cuda
