@@ -12,7 +12,6 @@
 
 #include "absl/status/status.h"
 #include "common/dtype.h"
-#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -25,15 +24,12 @@ struct EmbeddingParams {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   /// The caller checked the token ids against vocab_size (ModelRunner does, once per step):
-  /// Embedding then skips ValidateTokenIds(). Required on CUDA, where the ids are on the device
-  /// (the CUDA twin still never reads outside the table: it leaves such a row unwritten).
+  /// Embedding then skips ValidateTokenIds().
   bool token_ids_checked = false;
-  /// Where token_ids, table and output live. CUDA tables: F32, F16 or BF16.
-  Device device = Device::kCpu;
 
   /// Cheap (O(1)): shapes and pointers.
   absl::Status Validate() const;
-  /// O(num_tokens): every id is in [0, vocab_size). Call after Validate(); host ids only.
+  /// O(num_tokens): every id is in [0, vocab_size). Call after Validate().
   absl::Status ValidateTokenIds() const;
 };
 

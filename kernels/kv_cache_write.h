@@ -8,7 +8,6 @@
 
 #include "absl/status/status.h"
 #include "common/dtype.h"
-#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -28,15 +27,12 @@ struct KvCacheWriteParams {
   int64_t value_stride = 0;  // floats between consecutive tokens of value
   /// The caller checked every slot once for the whole step (ModelRunner derives them from
   /// block tables it checked): WriteKvCache then skips ValidateSlots(), which would repeat the
-  /// same O(num_tokens) scan in every layer. Required on CUDA, where the slots are on the device
-  /// (the CUDA twin still skips a slot outside the cache rather than write there).
+  /// same O(num_tokens) scan in every layer.
   bool slots_checked = false;
-  Device device = Device::kCpu;  // where key, value, the caches and slot_mapping live
 
   /// Cheap (O(1)): shapes, pointers and strides.
   absl::Status Validate() const;
-  /// O(num_tokens): every slot is -1 or in [0, num_blocks * block_size). Call after Validate();
-  /// host slots only.
+  /// O(num_tokens): every slot is -1 or in [0, num_blocks * block_size). Call after Validate().
   absl::Status ValidateSlots() const;
 };
 
