@@ -16,7 +16,7 @@ working. At the end, after the traffic stops:
     ctest -R soak_test                     # 60 s, as CI runs it
 
 Environment: PAGODA_SOAK_SECONDS (60), PAGODA_SOAK_KILL_INTERVAL_S (30), PAGODA_SOAK_CLIENTS (6),
-PAGODA_SOAK_WARMUP_S (10: traffic before the measured run, so first-request allocations are not
+PAGODA_SOAK_WARMUP_S (20: traffic before the measured run, so first-request allocations are not
 counted as growth), PAGODA_SOAK_KINDS (a comma-separated subset of the request kinds, by their
 method names). Prints a summary (requests per kind, failures, kills, memory and fds).
 """
@@ -42,7 +42,7 @@ MODEL = "stories260K"
 SOAK_SECONDS = float(os.environ.get("PAGODA_SOAK_SECONDS", "60"))
 KILL_INTERVAL_S = float(os.environ.get("PAGODA_SOAK_KILL_INTERVAL_S", "30"))
 CLIENTS = int(os.environ.get("PAGODA_SOAK_CLIENTS", "6"))
-WARMUP_S = float(os.environ.get("PAGODA_SOAK_WARMUP_S", "10"))
+WARMUP_S = float(os.environ.get("PAGODA_SOAK_WARMUP_S", "20"))
 KINDS = [k for k in os.environ.get("PAGODA_SOAK_KINDS", "").split(",") if k]
 MAX_RSS_GROWTH = 0.10
 MAX_FD_GROWTH = 4
