@@ -541,57 +541,75 @@ TEST(Cluster, ServesAGgufModelOverThreeRanks) {
   EXPECT_EQ(http_models["data"][0]["max_model_len"], 8192);
 }
 
-TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
-  auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
-  ASSERT_TRUE(started.ok()) << started.status();
-  ServeCluster& cluster = **started;
+// What a fault in the middle of streaming did: the same golden requests (ignore_eos, 160 tokens)
+// streamed once undisturbed and once with `signal` sent to one worker as soon as every stream
+// has output.
+struct FaultedStreams {
+  int victim_pid = 0;
+  bool signalled = false;
+  std::vector<StreamResult> reference;
+  std::vector<StreamResult> results;
+};
+
+FaultedStreams StreamThroughASignal(ServeCluster& cluster, int num_streams, int replica, int rank,
+                                    int signal) {
   const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
-  constexpr int kStreams = 32;
   constexpr int kMaxTokens = 160;
   auto request_for = [&](int i) {
     v1::GenerateRequest request = GoldenRequest(goldens[i % goldens.size()], kMaxTokens);
     request.mutable_sampling()->set_ignore_eos(true);
     return request;
   };
-  // Reference: the same requests without a fault.
-  std::vector<StreamResult> reference(kStreams);
+  FaultedStreams run;
+  run.reference.resize(num_streams);
+  run.results.resize(num_streams);
   {
     std::vector<std::thread> threads;
-    for (int i = 0; i < kStreams; ++i) {
-      threads.emplace_back([&, i] { reference[i] = Stream(cluster.stub(), request_for(i)); });
+    for (int i = 0; i < num_streams; ++i) {
+      threads.emplace_back([&, i] { run.reference[i] = Stream(cluster.stub(), request_for(i)); });
     }
     for (std::thread& thread : threads) thread.join();
   }
-  for (const StreamResult& r : reference) ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-
-  // Now kill -9 rank 1 of replica 0 once every stream has received output.
-  const int victim = cluster.WorkerPid(0, 1);
-  ASSERT_GT(victim, 0);
+  run.victim_pid = cluster.WorkerPid(replica, rank);
+  if (run.victim_pid <= 0) return run;
   std::atomic<int> streaming = 0;
-  std::atomic<bool> killed = false;
-  std::vector<StreamResult> results(kStreams);
+  std::atomic<bool> signalled = false;
   std::vector<std::thread> threads;
-  for (int i = 0; i < kStreams; ++i) {
+  for (int i = 0; i < num_streams; ++i) {
     threads.emplace_back([&, i] {
-      results[i] = Stream(cluster.stub(), request_for(i), [&](int messages) {
-        if (messages == 1 && ++streaming == kStreams && !killed.exchange(true)) {
-          kill(victim, SIGKILL);
+      run.results[i] = Stream(cluster.stub(), request_for(i), [&](int messages) {
+        if (messages == 1 && ++streaming == num_streams && !signalled.exchange(true)) {
+          kill(run.victim_pid, signal);
         }
       });
     });
   }
   for (std::thread& thread : threads) thread.join();
-  ASSERT_TRUE(killed.load());
-  for (int i = 0; i < kStreams; ++i) {
-    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
-    EXPECT_EQ(results[i].token_ids, reference[i].token_ids) << i;
-    EXPECT_EQ(results[i].text, reference[i].text) << i;
+  run.signalled = signalled.load();
+  return run;
+}
+
+TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
+  auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
+  ASSERT_TRUE(started.ok()) << started.status();
+  ServeCluster& cluster = **started;
+  // kill -9 rank 1 of replica 0 once every stream has received output.
+  const FaultedStreams run = StreamThroughASignal(cluster, 32, 0, 1, SIGKILL);
+  for (const StreamResult& r : run.reference) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  ASSERT_GT(run.victim_pid, 0);
+  ASSERT_TRUE(run.signalled);
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    ASSERT_TRUE(run.results[i].status.ok()) << i << ": " << run.results[i].status.error_message();
+    EXPECT_EQ(run.results[i].token_ids, run.reference[i].token_ids) << i;
+    EXPECT_EQ(run.results[i].text, run.reference[i].text) << i;
   }
   // `pagoda serve` restarts the worker; the router re-initializes its replica.
   ASSERT_TRUE(cluster.WaitUntilReady(2, absl::Seconds(60)).ok());
   const v1::GetServerInfoResponse info = cluster.Info();
   EXPECT_GE(info.replicas(0).num_restarts(), 1);
-  EXPECT_NE(cluster.WorkerPid(0, 1), victim);
+  EXPECT_NE(cluster.WorkerPid(0, 1), run.victim_pid);
   // And it serves again.
   v1::CompleteResponse response;
   EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
@@ -601,56 +619,27 @@ TEST(Cluster, SigtermOnAWorkerHandsItsRequestsOverBeforeItExits) {
   auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
   ASSERT_TRUE(started.ok()) << started.status();
   ServeCluster& cluster = **started;
-  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
-  constexpr int kStreams = 16;
-  constexpr int kMaxTokens = 160;
-  auto request_for = [&](int i) {
-    v1::GenerateRequest request = GoldenRequest(goldens[i % goldens.size()], kMaxTokens);
-    request.mutable_sampling()->set_ignore_eos(true);
-    return request;
-  };
-  std::vector<StreamResult> reference(kStreams);
-  {
-    std::vector<std::thread> threads;
-    for (int i = 0; i < kStreams; ++i) {
-      threads.emplace_back([&, i] { reference[i] = Stream(cluster.stub(), request_for(i)); });
-    }
-    for (std::thread& thread : threads) thread.join();
-  }
-  for (const StreamResult& r : reference) ASSERT_TRUE(r.status.ok()) << r.status.error_message();
-
   // SIGTERM (a rolling restart's) to rank 0 of replica 1 once every stream has output: it reports
   // DRAINING, the router moves the replica's requests while the rank still answers, and it exits
   // with status 0 once no step comes.
-  const int victim = cluster.WorkerPid(1, 0);
-  ASSERT_GT(victim, 0);
-  std::atomic<int> streaming = 0;
-  std::atomic<bool> signalled = false;
-  std::vector<StreamResult> results(kStreams);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kStreams; ++i) {
-    threads.emplace_back([&, i] {
-      results[i] = Stream(cluster.stub(), request_for(i), [&](int messages) {
-        if (messages == 1 && ++streaming == kStreams && !signalled.exchange(true)) {
-          kill(victim, SIGTERM);
-        }
-      });
-    });
+  const FaultedStreams run = StreamThroughASignal(cluster, 16, 1, 0, SIGTERM);
+  for (const StreamResult& r : run.reference) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   }
-  for (std::thread& thread : threads) thread.join();
-  ASSERT_TRUE(signalled.load());
-  for (int i = 0; i < kStreams; ++i) {
-    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
-    EXPECT_EQ(results[i].token_ids, reference[i].token_ids) << i;
+  ASSERT_GT(run.victim_pid, 0);
+  ASSERT_TRUE(run.signalled);
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    ASSERT_TRUE(run.results[i].status.ok()) << i << ": " << run.results[i].status.error_message();
+    EXPECT_EQ(run.results[i].token_ids, run.reference[i].token_ids) << i;
   }
   ASSERT_TRUE(cluster.WaitUntilReady(2, absl::Seconds(60)).ok());
-  EXPECT_NE(cluster.WorkerPid(1, 0), victim);
+  EXPECT_NE(cluster.WorkerPid(1, 0), run.victim_pid);
   // Taken out by the health check's DRAINING, not by a step that failed on a dead rank.
   const v1::GetServerInfoResponse info = cluster.Info();
   ASSERT_EQ(info.replicas_size(), 2);
   EXPECT_THAT(info.replicas(1).last_error(), ::testing::HasSubstr("is draining"));
-  EXPECT_THAT(cluster.LogTails(),
-              ::testing::HasSubstr(absl::StrCat("(pid ", victim, ") exited with status 0")));
+  EXPECT_THAT(cluster.LogTails(), ::testing::HasSubstr(absl::StrCat("(pid ", run.victim_pid,
+                                                                    ") exited with status 0")));
   v1::CompleteResponse response;
   EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
 }
