@@ -311,7 +311,11 @@ TEST(GgufWeights, RejectsADTypeOptionAndMissingTensors) {
 // Tensor parallelism over GGUF weights: the shards of 32-element blocks split o_proj's and
 // down_proj's rows on block boundaries at TP 2 and compute what one rank does; K-quant rows
 // (256-element blocks) would be split inside a block at TP 2 (128 of o_proj's 256 columns), which
-// is refused up front.
+// is refused up front. The ranks' partial sums reorder fp32 additions only: on the exact path the
+// logits agree to 1e-4 (gguf_model_test_exact_path runs this test there). On the integer path a
+// last-bit difference in an activation can move one of its 8-bit roundings in the next layer,
+// which shifts the logits like any other 8-bit rounding: seen up to 0.048 (AVX-512, Debug build),
+// so the bound there is the fixtures' integer-path one.
 TEST(GgufTensorParallel, TwoRanksEqualOneAndASizeThatSplitsABlockIsRefused) {
   for (const std::string name : {"llama_q8_0", "qwen2_q8_0"}) {
     const Expected expected = LoadExpected(name);
@@ -321,7 +325,9 @@ TEST(GgufTensorParallel, TwoRanksEqualOneAndASizeThatSplitsABlockIsRefused) {
     const Generation two = RunModelSharded(path, {expected.prompt}, steps, 2);
     ASSERT_EQ(two.tokens.size(), 1u) << name;
     EXPECT_EQ(two.tokens[0], one.tokens[0]) << name;
-    EXPECT_LE(MaxAbsDiff(two.logits[0], one.logits[0]), 1e-4f) << name;
+    EXPECT_LE(MaxAbsDiff(two.logits[0], one.logits[0]),
+              testing::CpuKernelsQuantizeActivations() ? kInt8FixtureLogitTolerance : 1e-4f)
+        << name;
   }
   absl::StatusOr<ModelSource> q4k = ModelSource::Open(FixtureDir() + "/llama_q4_k.gguf");
   ASSERT_TRUE(q4k.ok()) << q4k.status();
