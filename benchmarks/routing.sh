@@ -11,10 +11,12 @@
 #   POLICIES="round_robin prefix_aware" benchmarks/routing.sh -- --threads-per-worker 1
 #
 # RATES is a list of RATE:NUM_PROMPTS; extra `pagoda serve` flags go after `--` (MAX_MODEL_LEN,
-# 2048 by default, keeps SmolLM2's 8192-token context from needing more KV cache than the default). JSON results and
-# logs stay in $OUT_DIR (default: a new temporary folder, printed at the end).
+# 2048 by default, keeps SmolLM2's 8192-token context from needing more KV cache than the
+# default). JSON results and logs stay in $OUT_DIR (default: a new temporary folder, printed at
+# the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/serve_lib.sh
 PAGODA=${PAGODA:-build/bin/pagoda}
 MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 RATES=${RATES:-"0.4:36 1:48"}
@@ -58,16 +60,7 @@ for spec in $RATES; do
       --grpc-port 0 --http-port "$PORT" --state-file "$run/state.json" --log-dir "$run/logs" \
       --max-model-len "${MAX_MODEL_LEN:-2048}" "$@" >"$run/serve.log" 2>&1 &
     serve_pid=$!
-    ready=0
-    for _ in $(seq 1 240); do
-      if curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
-        ready=1
-        break
-      fi
-      kill -0 "$serve_pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    if ((!ready)); then
+    if ! wait_healthy "$PORT" "$serve_pid"; then
       echo "routing.sh: the cluster ($policy) did not become healthy; log in $run/serve.log" >&2
       exit 1
     fi

@@ -8,6 +8,7 @@
 #   benchmarks/serve_memory.sh models/x.gguf -- --num-gpu-blocks-override 512
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/serve_lib.sh
 PAGODA=${PAGODA:-build/bin/pagoda}
 PORT=${PORT:-18431}
 
@@ -30,16 +31,7 @@ for model in "${models[@]}"; do
   "$PAGODA" serve --model "$model" --replicas 1 --tp 1 --grpc-port 0 --http-port "$PORT" \
     --state-file "$dir/state.json" --log-dir "$dir/logs" "$@" >"$dir/serve.log" 2>&1 &
   serve_pid=$!
-  ready=0
-  for _ in $(seq 1 240); do
-    if curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
-      ready=1
-      break
-    fi
-    kill -0 "$serve_pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if ((!ready)); then
+  if ! wait_healthy "$PORT" "$serve_pid"; then
     echo "$model: the cluster did not become healthy; log in $dir/serve.log" >&2
     kill "$serve_pid" 2>/dev/null || true
     wait "$serve_pid" 2>/dev/null || true

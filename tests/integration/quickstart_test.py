@@ -24,17 +24,12 @@ import openai
 import pagoda_cluster
 from pagoda_cluster import http, wait_for_router_state
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL = "SmolLM2-135M-Instruct.Q4_1"
+MODEL = pagoda_cluster.SMOLLM2_NAME
 EOS = 2  # <|im_end|>
 
 
 def script():
     return os.path.join(pagoda_cluster.SOURCE_DIR, "scripts", "quickstart.sh")
-
-
-def model_path():
-    return os.path.join(pagoda_cluster.SOURCE_DIR, "models", MODEL_FILE)
 
 
 def script_env():
@@ -73,7 +68,8 @@ def golden_answer():
         "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n"), golden["prompt"]
     ids = golden["greedy_ids"]
     ids = ids[:ids.index(EOS)]
-    tokens = gguf.GGUFReader(model_path()).fields["tokenizer.ggml.tokens"].contents()
+    reader = gguf.GGUFReader(pagoda_cluster.smollm2_path())
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     decoder = byte_decoder()
     text = bytes(decoder[c] for i in ids for c in tokens[i]).decode("utf-8")
     return golden, ids, text
@@ -83,7 +79,8 @@ class QuickstartScriptTest(unittest.TestCase):
     def test_script_parses_and_documents_its_topology_and_ports(self):
         subprocess.run(["bash", "-n", script()], check=True)
         out = subprocess.run([script(), "--help"], check=True, capture_output=True, text=True)
-        for needle in ("--no-setup", "50051", "8000", "PAGODA_TP=3", "OMP_NUM_THREADS", MODEL_FILE):
+        for needle in ("--no-setup", "50051", "8000", "PAGODA_TP=3", "OMP_NUM_THREADS",
+                       pagoda_cluster.SMOLLM2_FILE):
             self.assertIn(needle, out.stdout)
 
     def test_no_setup_names_a_missing_build(self):
@@ -100,8 +97,7 @@ class QuickstartScriptTest(unittest.TestCase):
 class QuickstartServesSmolLM2Test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(model_path()):
-            raise unittest.SkipTest(f"{model_path()} is absent (scripts/install-deps.sh)")
+        pagoda_cluster.require_smollm2()
         cls.golden, cls.answer_ids, cls.answer = golden_answer()
         cls.dir = tempfile.mkdtemp(prefix="pagoda_quickstart_")
         cls.state_file = os.path.join(cls.dir, "state.json")

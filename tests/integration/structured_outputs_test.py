@@ -11,8 +11,6 @@ Run by ctest: .venv/bin/python structured_outputs_test.py --bin-dir B --source-d
 """
 
 import json
-import os
-import re
 import unittest
 
 import jsonschema
@@ -21,8 +19,7 @@ import openai
 import pagoda_cluster
 from pagoda_cluster import PagodaCluster
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL = "SmolLM2-135M-Instruct.Q4_1"
+MODEL = pagoda_cluster.SMOLLM2_NAME
 
 SCHEMAS = {
     "person": {
@@ -71,16 +68,10 @@ SCHEMAS = {
 }
 
 
-def model_path():
-    return os.path.join(pagoda_cluster.SOURCE_DIR, "models", MODEL_FILE)
-
-
 class StructuredOutputsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(model_path()):
-            raise unittest.SkipTest(f"{model_path()} is absent (scripts/install-deps.sh)")
-        cls.cluster = PagodaCluster(replicas=1, tp=1, model=model_path())
+        cls.cluster = PagodaCluster(replicas=1, tp=1, model=pagoda_cluster.require_smollm2())
         cls.client = openai.OpenAI(base_url=cls.cluster.http_url + "/v1", api_key="none",
                                    max_retries=0, timeout=300)
 

@@ -10,7 +10,6 @@ Run by ctest: .venv/bin/python tool_calls_test.py --bin-dir B --source-dir S --s
 """
 
 import json
-import os
 import unittest
 
 import jsonschema
@@ -19,8 +18,7 @@ import openai
 import pagoda_cluster
 from pagoda_cluster import PagodaCluster
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL = "SmolLM2-135M-Instruct.Q4_1"
+MODEL = pagoda_cluster.SMOLLM2_NAME
 
 WEATHER = {
     "type": "object",
@@ -46,18 +44,12 @@ TOOLS = [
 SCHEMAS = {"get_weather": WEATHER, "search": SEARCH}
 
 
-def model_path():
-    return os.path.join(pagoda_cluster.SOURCE_DIR, "models", MODEL_FILE)
-
-
 class ToolCallsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(model_path()):
-            raise unittest.SkipTest(f"{model_path()} is absent (scripts/install-deps.sh)")
         # No prefix cache: a prefix-cached repeat prefills in another shape, which can break a
         # near-tie differently (docs/performance.md), and the stream is compared with a repeat.
-        cls.cluster = PagodaCluster(replicas=1, tp=1, model=model_path(),
+        cls.cluster = PagodaCluster(replicas=1, tp=1, model=pagoda_cluster.require_smollm2(),
                                     extra_args=["--no-enable-prefix-caching"])
         cls.client = openai.OpenAI(base_url=cls.cluster.http_url + "/v1", api_key="none",
                                    max_retries=0, timeout=300)

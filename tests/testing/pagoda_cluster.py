@@ -50,6 +50,24 @@ def main():
         cleanup_model_dir()
 
 
+# SmolLM2-135M-Instruct as the Q4_1 GGUF that scripts/install-deps.sh fetches into models/, and
+# the model name Pagoda serves it under.
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct.Q4_1"
+
+
+def smollm2_path():
+    return os.path.join(SOURCE_DIR, "models", SMOLLM2_FILE)
+
+
+def require_smollm2():
+    """smollm2_path(), or unittest.SkipTest where the file is absent."""
+    path = smollm2_path()
+    if not os.path.exists(path):
+        raise unittest.SkipTest(f"{path} is absent (scripts/install-deps.sh)")
+    return path
+
+
 def stories_source_dir():
     return os.path.join(SHARED_DIR, "models", "stories260K")
 
