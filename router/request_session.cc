@@ -102,9 +102,19 @@ std::optional<RequestOutput> RequestSession::Next(absl::Duration timeout) {
     Record(delta);
     if (delta.finished) done_ = true;
     ObserveDelivered(delta);
+    if (collect_whole_) {
+      MergeRequestOutput(collected_, delta);
+      if (!delta.finished) continue;
+      return std::exchange(collected_, RequestOutput{});
+    }
     return std::move(delta);
   }
   return std::nullopt;
+}
+
+void RequestSession::CollectWhole() {
+  absl::MutexLock lock(&mu_);
+  collect_whole_ = true;
 }
 
 void RequestSession::ObserveQueueTime(const RequestOutput& delta) {
@@ -173,8 +183,10 @@ absl::StatusOr<EngineRequest> RequestSession::FailoverRequest(const std::string&
   EngineRequest moved = request_;
   bool delivered = false;
   for (const std::vector<int32_t>& ids : delivered_token_ids_) delivered |= !ids.empty();
-  if (!delivered) return moved;  // nothing streamed yet: start over
-  if (request_.params.n > 1 || request_.params.beam_search()) {
+  const bool several = request_.params.n > 1 || request_.params.beam_search();
+  // Nothing given to the client yet (none streamed, or all kept until the end): start over.
+  if (!delivered || (several && collect_whole_)) return moved;
+  if (several) {
     return absl::UnavailableError(absl::StrCat(
         error,
         " (a request with n > 1 or beam search cannot continue on another replica once "
@@ -189,6 +201,12 @@ std::optional<RequestOutput> RequestSession::Failover(RequestOutput failed) {
   const int32_t failed_replica = replica_;
   owner_->replica(failed_replica).TakeDown(failed.error);
   absl::StatusOr<EngineRequest> moved = FailoverRequest(failed.error);
+  if (moved.ok() && moved->resumed_output_token_ids.empty()) {
+    // Starting over: what the failed attempt produced goes.
+    collected_ = RequestOutput{};
+    for (std::vector<int32_t>& ids : delivered_token_ids_) ids.clear();
+    std::fill(delivered_logprob_.begin(), delivered_logprob_.end(), 0.0);
+  }
   absl::Status placed = moved.status();
   if (moved.ok()) {
     const Clock& clock = owner_->clock();

@@ -7,7 +7,9 @@
 // prompt + the tokens already delivered with the same seed (EngineRequest::
 // resumed_output_token_ids), so the client's stream continues without a gap or a duplicate.
 // Requests with n > 1 or beam search restart from scratch when nothing was delivered yet and
-// fail with the error otherwise.
+// fail with the error otherwise. A client that takes the whole result at the end (CollectWhole:
+// non-streamed HTTP, gRPC Complete) has been given nothing before it, so its request always
+// moves: n = 1 resumed as above, n > 1 and beam search started over (same seed).
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<RequestSession> session, replicas.Submit(request));
 //   while (auto delta = session->Next(absl::Milliseconds(100))) { ... write ... }
@@ -59,6 +61,11 @@ class RequestSession {
   /// failed and could not be moved) it returns nullopt at once.
   std::optional<RequestOutput> Next(absl::Duration timeout);
 
+  /// For a client that gets the whole result at the end: from now on Next() merges the deltas
+  /// here (MergeRequestOutput) and returns only the finished total, or the error. Call it before
+  /// the first Next().
+  void CollectWhole();
+
   /// Aborts the request (client cancel or deadline): its blocks are freed on every rank.
   void Cancel();
 
@@ -92,6 +99,8 @@ class RequestSession {
   int32_t num_failovers_ ABSL_GUARDED_BY(mu_) = 0;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool collect_whole_ ABSL_GUARDED_BY(mu_) = false;
+  RequestOutput collected_ ABSL_GUARDED_BY(mu_);  // with collect_whole_: the deltas so far
   // What the client has been given, per completion index: the tokens a resumed request starts
   // from.
   std::vector<std::vector<int32_t>> delivered_token_ids_ ABSL_GUARDED_BY(mu_);

@@ -213,6 +213,8 @@ grpc::Status GenerationService::DoComplete(grpc::ServerContext* context,
                                            v1::CompleteResponse* response) {
   std::unique_ptr<RequestSession> session;
   if (grpc::Status status = Start(*request, &session); !status.ok()) return status;
+  // The client sees nothing before the end, so a failed replica's request may start over.
+  session->CollectWhole();
   RequestOutput total;
   total.request_id = session->request_id();
   while (true) {

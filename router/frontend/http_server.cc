@@ -87,6 +87,8 @@ struct Job {
   bool logprobs = false;
   int32_t top_logprobs = 0;  // chat
   bool include_usage = false;
+  std::optional<double> timeout_s;                        // the request's `timeout`
+  absl::Time deadline = absl::InfiniteFuture();           // on `clock`
   std::vector<std::unique_ptr<RequestSession>> sessions;  // per prompt
   std::vector<std::string> prefixes;                      // per prompt: echoed prompt text
   std::vector<bool> finished;                             // per prompt
@@ -106,6 +108,12 @@ struct Job {
   const char* object() const { return chat ? "chat.completion.chunk" : "text_completion"; }
   void CancelAll() {
     for (auto& session : sessions) session->Cancel();
+  }
+  // Past its `timeout`: the error for the client, after which every session is cancelled.
+  std::optional<std::string> TimedOut() const {
+    if (clock->Now() < deadline) return std::nullopt;
+    return absl::StrCat("timeout: the request ran past its ", *timeout_s,
+                        " s timeout and was aborted");
   }
   bool AllFinished() const {
     return std::all_of(finished.begin(), finished.end(), [](bool f) { return f; });
@@ -258,6 +266,15 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
     return write(Sse(RoleChunk(job))) || client_gone();
   }
   while (true) {
+    if (const std::optional<std::string> timed_out = job.TimedOut();
+        timed_out.has_value() && !job.AllFinished()) {
+      job.CancelAll();
+      std::fill(job.finished.begin(), job.finished.end(), true);
+      if (!write(Sse(ErrorJson(408, *timed_out, "timeout")))) return client_gone();
+      write("data: [DONE]\n\n");
+      sink.done();
+      return true;
+    }
     if (job.AllFinished()) {
       if (job.include_usage) {
         json last = EnvelopeJson(job.id, job.object(), job.created, job.model);
@@ -301,9 +318,15 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
 
 // Waits for every session's last delta; the accumulated output per prompt, or the engine's error.
 absl::StatusOr<std::vector<RequestOutput>> Collect(Job& job) {
+  // The client sees nothing before the end, so a failed replica's requests may start over.
+  for (const std::unique_ptr<RequestSession>& session : job.sessions) session->CollectWhole();
   std::vector<RequestOutput> totals(job.sessions.size());
   for (size_t p = 0; p < job.sessions.size(); ++p) {
     while (!job.finished[p]) {
+      if (const std::optional<std::string> timed_out = job.TimedOut(); timed_out.has_value()) {
+        job.CancelAll();
+        return absl::DeadlineExceededError(*timed_out);
+      }
       std::optional<RequestOutput> delta = job.sessions[p]->Next(kPollInterval);
       if (!delta.has_value()) continue;
       if (!delta->error.empty()) {
@@ -342,7 +365,11 @@ void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
     return;
   }
   absl::StatusOr<std::vector<RequestOutput>> totals = Collect(*job);
-  if (!totals.ok()) return ReplyError(res, 500, std::string(totals.status().message()));
+  if (!totals.ok()) {
+    const bool timed_out = absl::IsDeadlineExceeded(totals.status());
+    return ReplyError(res, timed_out ? 408 : 500, std::string(totals.status().message()),
+                      timed_out ? "timeout" : "");
+  }
   json response = EnvelopeJson(job->id, job->chat ? "chat.completion" : "text_completion",
                                job->created, job->model);
   for (size_t p = 0; p < totals->size(); ++p) {
@@ -361,7 +388,7 @@ void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
 }
 
 std::shared_ptr<Job> NewJob(const Frontend& frontend, bool chat, const SamplingParams& params,
-                            bool include_usage) {
+                            bool include_usage, std::optional<double> timeout_s) {
   auto job = std::make_shared<Job>();
   job->tokenizer = &frontend.tokenizer();
   job->clock = &frontend.clock();
@@ -372,6 +399,8 @@ std::shared_ptr<Job> NewJob(const Frontend& frontend, bool chat, const SamplingP
   job->logprobs = params.logprobs >= 0;
   job->top_logprobs = std::max(params.logprobs, 0);
   job->include_usage = include_usage;
+  job->timeout_s = timeout_s;
+  if (timeout_s.has_value()) job->deadline = job->clock->Now() + absl::Seconds(*timeout_s);
   return job;
 }
 
@@ -562,8 +591,8 @@ void HttpServer::HandleCompletions(const httplib::Request& req, httplib::Respons
   if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
     return ReplyStatus(res, status);
   }
-  std::shared_ptr<Job> job =
-      NewJob(*frontend_, /*chat=*/false, request->prompts.front().params, request->include_usage);
+  std::shared_ptr<Job> job = NewJob(*frontend_, /*chat=*/false, request->prompts.front().params,
+                                    request->include_usage, request->timeout_s);
   std::vector<std::string> prefixes;
   for (const GenerationInput& input : request->prompts) {
     if (!request->echo) break;
@@ -638,7 +667,7 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
     input.params.max_tokens = static_cast<int32_t>(std::max<int64_t>(room, 1));
   }
   std::shared_ptr<Job> job =
-      NewJob(*frontend_, /*chat=*/true, input.params, request->include_usage);
+      NewJob(*frontend_, /*chat=*/true, input.params, request->include_usage, request->timeout_s);
   if (tools.Parsed()) job->tool_format = tool_call_format_;
   std::vector<GenerationInput> inputs;
   inputs.push_back(std::move(input));

@@ -324,7 +324,25 @@ json BytesJson(const std::string& text) {
   return bytes;
 }
 
-// Fields both endpoints read: OpenAI's, then vLLM's extensions (sampling, structured outputs).
+// Pagoda's extension `timeout`: the request's own limit in seconds, a day at most (gRPC clients
+// have the call's deadline).
+constexpr double kMaxTimeoutS = 86400;
+
+absl::Status ReadTimeout(const json& body, std::optional<double>& timeout_s) {
+  auto it = body.find("timeout");
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number()) return WrongType("timeout", "a number of seconds", *it);
+  const double value = it->get<double>();
+  if (!(value > 0 && value <= kMaxTimeoutS)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("timeout: must be more than 0 and at most ", kMaxTimeoutS, " seconds"));
+  }
+  timeout_s = value;
+  return absl::OkStatus();
+}
+
+// Fields both endpoints read: OpenAI's, then vLLM's extensions (sampling, structured outputs),
+// then Pagoda's (timeout).
 constexpr std::string_view kCommonFields[] = {"model",
                                               "max_tokens",
                                               "temperature",
@@ -355,7 +373,8 @@ constexpr std::string_view kCommonFields[] = {"model",
                                               "guided_regex",
                                               "guided_choice",
                                               "guided_grammar",
-                                              "structured_outputs"};
+                                              "structured_outputs",
+                                              "timeout"};
 constexpr std::string_view kCompletionFields[] = {"prompt", "echo", "logprobs"};
 constexpr std::string_view kChatFields[] = {
     "messages", "logprobs",    "top_logprobs",       "max_completion_tokens",
@@ -407,6 +426,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
   RETURN_IF_ERROR(ReadString(body, "user", user));
   RETURN_IF_ERROR(ReadBool(body, "echo", request.echo));
   RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  RETURN_IF_ERROR(ReadTimeout(body, request.timeout_s));
   bool add_special_tokens = true;  // vLLM's extension: BOS before a text prompt
   RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", add_special_tokens));
   ASSIGN_OR_RETURN(request.prompts, ParsePrompts(body));
@@ -456,6 +476,7 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& bod
   RETURN_IF_ERROR(ReadString(body, "user", user));
   RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", request.add_special_tokens));
   RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  RETURN_IF_ERROR(ReadTimeout(body, request.timeout_s));
   return request;
 }
 
@@ -474,6 +495,9 @@ json ErrorJson(int http_status, const std::string& message, const std::string& p
       break;
     case 405:
       type = "MethodNotAllowedError";
+      break;
+    case 408:
+      type = "TimeoutError";
       break;
     case 429:
       type = "RateLimitError";

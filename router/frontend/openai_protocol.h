@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,7 +37,8 @@ struct CompletionRequest {
   std::vector<GenerationInput> prompts;
   bool echo = false;
   bool stream = false;
-  bool include_usage = false;  // stream_options.include_usage
+  bool include_usage = false;       // stream_options.include_usage
+  std::optional<double> timeout_s;  // Pagoda's `timeout`: seconds from admission
 };
 
 /// A parsed POST /v1/chat/completions body.
@@ -51,6 +53,7 @@ struct ChatCompletionRequest {
   bool add_special_tokens = false;  // vLLM's extension: BOS before the rendered template too
   bool stream = false;
   bool include_usage = false;
+  std::optional<double> timeout_s;
   ChatTools tools;  // tools, tool_choice, parallel_tool_calls (router/frontend/chat_tools.h)
 };
 

@@ -615,6 +615,100 @@ TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
   EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
 }
 
+// What a request whose client takes the whole result at the end (gRPC Complete, HTTP without
+// stream) answered: each completion's text, by index, or the error.
+struct WholeResult {
+  std::string error;
+  std::vector<std::string> texts;
+};
+
+WholeResult CompleteWhole(ServeCluster& cluster, const GoldenCase& golden, int seed, bool http) {
+  constexpr int kMaxTokens = 160;
+  WholeResult result;
+  if (http) {
+    httplib::Client client("127.0.0.1", cluster.http_port());
+    client.set_read_timeout(std::chrono::seconds(120));
+    const nlohmann::json body = {{"prompt", golden.prompt.empty() ? "Once" : golden.prompt},
+                                 {"max_tokens", kMaxTokens},
+                                 {"n", 2},
+                                 {"temperature", 0.8},
+                                 {"seed", seed},
+                                 {"ignore_eos", true}};
+    const httplib::Result res = client.Post("/v1/completions", body.dump(), "application/json");
+    if (!res || res->status != 200) {
+      result.error = res ? absl::StrCat(res->status, " ", res->body) : "no HTTP response";
+      return result;
+    }
+    const nlohmann::json answer = nlohmann::json::parse(res->body);
+    result.texts.resize(answer["choices"].size());
+    for (const nlohmann::json& choice : answer["choices"]) {
+      result.texts.at(choice["index"].get<size_t>()) = choice["text"].get<std::string>();
+    }
+    return result;
+  }
+  v1::GenerateRequest request = GoldenRequest(golden, kMaxTokens);
+  request.mutable_sampling()->set_ignore_eos(true);
+  request.mutable_sampling()->set_n(2);
+  request.mutable_sampling()->set_temperature(0.8f);
+  request.mutable_sampling()->set_seed(seed);
+  v1::CompleteResponse response;
+  if (const grpc::Status status = Complete(cluster.stub(), request, &response); !status.ok()) {
+    result.error = status.error_message();
+    return result;
+  }
+  for (const v1::Completion& out : response.completions()) result.texts.push_back(out.text());
+  return result;
+}
+
+// A client that takes the whole result at the end has been given nothing before it: when its
+// replica dies mid-generation, a request with n = 2 (which could not continue from output a
+// client has seen) starts over on the other replica with the same seed and answers what a
+// fault-free run does.
+TEST(Cluster, KillNineMidGenerationRestartsWholeResultRequestsWithSeveralCompletions) {
+  auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
+  ASSERT_TRUE(started.ok()) << started.status();
+  ServeCluster& cluster = **started;
+  const std::vector<GoldenCase> goldens = LoadStories260KGoldens();
+  constexpr int kRequests = 8;  // even ones over gRPC, odd ones over HTTP
+  auto run_all = [&](std::vector<WholeResult>& results) {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kRequests; ++i) {
+      threads.emplace_back([&, i] {
+        results[i] = CompleteWhole(cluster, goldens[i % goldens.size()], 100 + i, i % 2 == 1);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  };
+  std::vector<WholeResult> reference(kRequests);
+  const absl::Time start = absl::Now();
+  run_all(reference);
+  const absl::Duration fault_free = absl::Now() - start;
+  for (const WholeResult& r : reference) {
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    ASSERT_EQ(r.texts.size(), 2u);
+  }
+  const int victim = cluster.WorkerPid(0, 1);
+  ASSERT_GT(victim, 0);
+  std::vector<WholeResult> results(kRequests);
+  std::thread clients([&] { run_all(results); });
+  // kill -9 rank 1 of replica 0 once it runs some of them, a quarter of a fault-free run in.
+  int64_t running_at_kill = 0;
+  for (int i = 0; i < 500 && running_at_kill == 0; ++i) {
+    running_at_kill = cluster.Info().replicas(0).num_running_requests();
+    if (running_at_kill == 0) absl::SleepFor(absl::Milliseconds(10));
+  }
+  absl::SleepFor(fault_free / 4);
+  kill(victim, SIGKILL);
+  clients.join();
+  ASSERT_GT(running_at_kill, 0);
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(results[i].error.empty()) << i << ": " << results[i].error;
+    EXPECT_EQ(results[i].texts, reference[i].texts) << i;
+  }
+  ASSERT_TRUE(cluster.WaitUntilReady(2, absl::Seconds(60)).ok());
+  EXPECT_GE(cluster.Info().replicas(0).num_restarts(), 1);
+}
+
 TEST(Cluster, SigtermOnAWorkerHandsItsRequestsOverBeforeItExits) {
   auto started = ServeCluster::Start({.replicas = 2, .tp = 2});
   ASSERT_TRUE(started.ok()) << started.status();

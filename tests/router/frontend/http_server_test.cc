@@ -414,6 +414,48 @@ TEST(HttpServer, ClientDisconnectMidStreamFreesTheRequest) {
   ExpectServes(router);
 }
 
+// The request's own `timeout` (seconds): past it, a whole answer is a 408 naming the field, a
+// stream ends with a 408 error event, and either way the request is aborted and freed.
+TEST(HttpServer, ATimeoutAbortsTheRequestAndFreesIt) {
+  TestRouter router({.step = absl::Milliseconds(5)});
+  // Left alone, each would run for 1500 steps of 5 ms.
+  httplib::Result whole =
+      router.Post("/v1/completions",
+                  R"({"prompt": "abc", "max_tokens": 1500, "ignore_eos": true, "timeout": 0.3})");
+  ExpectError(whole, 408, "timeout");
+  EXPECT_THAT(Body(whole)["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("past its 0.3 s timeout"));
+  httplib::Result streamed =
+      router.Post("/v1/completions",
+                  R"({"prompt": "abc", "max_tokens": 1500, "ignore_eos": true, "timeout": 0.3,
+          "stream": true})");
+  ASSERT_TRUE(streamed);
+  EXPECT_EQ(streamed->status, 200);
+  const std::vector<json> events = SseEvents(streamed->body);
+  ASSERT_GE(events.size(), 2u) << streamed->body;  // some tokens, then the error
+  EXPECT_TRUE(events.front().contains("choices")) << events.front();
+  EXPECT_EQ(events.back()["error"]["code"], 408) << events.back();
+  // Freed (the stream's session goes once the server lets go of its content provider).
+  const absl::Time deadline = absl::Now() + absl::Seconds(3);
+  while ((router.status().stats.num_running_requests > 0 ||
+          router.replicas().num_live_requests() > 0) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(router.status().stats.num_running_requests, 0);
+  EXPECT_EQ(router.replicas().num_live_requests(), 0);
+  // A timeout the request does not reach changes nothing.
+  httplib::Result in_time =
+      router.Post("/v1/completions", R"({"prompt": "abc", "max_tokens": 3, "timeout": 60})");
+  ASSERT_TRUE(in_time);
+  EXPECT_EQ(in_time->status, 200) << in_time->body;
+  for (const char* bad : {R"(0)", R"(-1)", R"(86401)", R"("soon")"}) {
+    ExpectError(
+        router.Post("/v1/completions", absl::StrCat(R"({"prompt": "a", "timeout": )", bad, "}")),
+        400, "timeout");
+  }
+}
+
 TEST(HttpServer, ServesModelsReadinessAndMetrics) {
   TestRouter router({.http = {.metrics = [] { return std::string("pagoda_up 1\n"); }}});
   const json models = Body(router.Client().Get("/v1/models"));
