@@ -384,8 +384,10 @@ PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin
     for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
       const int nr = static_cast<int>(std::min(kTileRows, j_end - j0));
       for (int r = 0; r < nr; ++r) {
+        // Formats without a min leave `mins` empty: no offset on its null data().
+        float* row_mins = F::kMin >= 0 ? mins.data() + r * s_stride : nullptr;
         UnpackWeightRow<F>(g.w + (j0 + r) * g.row_bytes, g.num_blocks, wq.data() + r * pairs,
-                           ws.data() + r * pairs, mins.data() + r * s_stride);
+                           ws.data() + r * pairs, row_mins);
       }
       for (int64_t i0 = i_begin; i0 < i_end; i0 += kTileRows) {
         switch (std::min(kTileRows, i_end - i0)) {
