@@ -261,6 +261,15 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
     job.CancelAll();  // frees the blocks now, not when the request would have ended
     return false;
   };
+  // Headers went out with 200: an error travels as an event, then the stream ends.
+  auto end_with_error = [&](int http_status, const std::string& message, const std::string& param) {
+    if (!write(Sse(ErrorJson(http_status, message, param)))) return client_gone();
+    job.CancelAll();
+    std::fill(job.finished.begin(), job.finished.end(), true);
+    write("data: [DONE]\n\n");
+    sink.done();
+    return true;
+  };
   if (job.chat && !job.role_sent) {
     job.role_sent = true;
     return write(Sse(RoleChunk(job))) || client_gone();
@@ -268,12 +277,7 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
   while (true) {
     if (const std::optional<std::string> timed_out = job.TimedOut();
         timed_out.has_value() && !job.AllFinished()) {
-      job.CancelAll();
-      std::fill(job.finished.begin(), job.finished.end(), true);
-      if (!write(Sse(ErrorJson(408, *timed_out, "timeout")))) return client_gone();
-      write("data: [DONE]\n\n");
-      sink.done();
-      return true;
+      return end_with_error(408, *timed_out, "timeout");
     }
     if (job.AllFinished()) {
       if (job.include_usage) {
@@ -294,15 +298,7 @@ bool StreamStep(Job& job, absl::Time& last_write, httplib::DataSink& sink) {
       if (!delta.has_value()) continue;
       if (delta->finished) job.finished[p] = true;
       job.Count(*delta);
-      if (!delta->error.empty()) {
-        // Headers went out with 200: the error travels as an event, then the stream ends.
-        if (!write(Sse(ErrorJson(500, delta->error, "")))) return client_gone();
-        job.CancelAll();
-        std::fill(job.finished.begin(), job.finished.end(), true);
-        write("data: [DONE]\n\n");
-        sink.done();
-        return true;
-      }
+      if (!delta->error.empty()) return end_with_error(500, delta->error, "");
       if (delta->outputs.empty()) continue;
       for (const json& chunk : Chunks(job, p, *delta)) {
         if (!write(Sse(chunk))) return client_gone();
