@@ -23,6 +23,7 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct Scheduler::InFlightStep {
   int64_t step_id = 0;
+  int64_t num_tokens = 0;                              // prefill + decode tokens scheduled
   std::vector<std::pair<Sequence*, int64_t>> samples;  // (sequence, tokens expected)
 };
 
@@ -218,6 +219,7 @@ SchedulerStats Scheduler::stats() const {
   s.last_num_decode_tokens = last_decode_tokens_;
   s.last_num_scheduled_tokens = last_prefill_tokens_ + last_decode_tokens_;
   s.num_in_flight_steps = num_in_flight_steps();
+  for (const auto& step : in_flight_) s.num_in_flight_tokens += step->num_tokens;
   return s;
 }
 
@@ -235,6 +237,7 @@ std::optional<ScheduledStep> Scheduler::Schedule() {
   }
   auto record = std::make_unique<InFlightStep>();
   record->step_id = next_step_id_++;
+  record->num_tokens = step.num_prefill_tokens + step.num_decode_tokens;
   record->samples = plan_.samples();
   for (const auto& [seq, expected] : record->samples) ++seq->request->num_in_flight_refs;
   in_flight_.push_back(std::move(record));

@@ -85,6 +85,9 @@ struct SchedulerStats {
   int64_t last_num_prefill_tokens = 0;
   int64_t last_num_decode_tokens = 0;
   int64_t num_in_flight_steps = 0;
+  /// Tokens (prefill + decode) of the steps in flight: computing now, although their sequences
+  /// already count them as computed (the router's estimate of the work ahead needs them).
+  int64_t num_in_flight_tokens = 0;
 };
 
 class Scheduler {

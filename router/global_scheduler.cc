@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -173,7 +174,7 @@ GlobalScheduler::GlobalScheduler(const GlobalSchedulerOptions& options, int32_t 
   for (int32_t i = 0; i < num_replicas; ++i) {
     routed_.push_back(std::make_unique<RoutedHashes>(options_.max_routed_hashes_per_replica));
   }
-  rates_.resize(num_replicas);
+  steps_.resize(num_replicas);
 }
 
 GlobalScheduler::~GlobalScheduler() = default;
@@ -264,8 +265,10 @@ RoutingDecision GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_t
         .index = c,
         .queued_prefill_tokens = replica.queued_prefill_tokens,
         .num_running_seqs = replica.num_running_seqs,
+        .in_flight_steps = replica.num_in_flight_steps,
+        .in_flight_tokens = replica.num_in_flight_tokens,
         .step_token_budget = replica.step_token_budget,
-        .tokens_per_s = TokensPerSecondLocked(c),
+        .step_cost = MeasuredStepCostLocked(c),
         // The cache never reuses the last token; a callback claiming more is capped.
         .cached_tokens = std::min(reusable, std::max<int64_t>(0, num_prompt_tokens - 1))});
   }
@@ -289,39 +292,58 @@ RoutingDecision GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_t
   return RoutingDecision{.replica = picked, .reason = choice.reason};
 }
 
-void GlobalScheduler::ObserveStep(int32_t replica, int64_t num_tokens, double seconds) {
+void GlobalScheduler::ObserveStep(int32_t replica, int64_t num_prefill_tokens,
+                                  int64_t num_decode_tokens, double seconds) {
+  const int64_t num_tokens =
+      std::max<int64_t>(0, num_prefill_tokens) + std::max<int64_t>(0, num_decode_tokens);
   if (replica < 0 || replica >= num_replicas_ || num_tokens <= 0 || !(seconds > 0)) return;
   absl::MutexLock lock(&mu_);
-  StepRate& rate = rates_[replica];
-  if (rate.seconds == 0) {
-    rate = StepRate{.tokens = static_cast<double>(num_tokens), .seconds = seconds};
+  StepAverage& average = num_prefill_tokens > 0 ? steps_[replica].prefill : steps_[replica].decode;
+  if (average.seconds == 0) {
+    average = StepAverage{.tokens = static_cast<double>(num_tokens), .seconds = seconds};
     return;
   }
   // Averaging tokens and seconds apart weighs each step by its length: a rate averaged per
   // step would let many small steps outvote the large prefills the estimate is about.
   const double w = options_.rate_ewma_weight;
-  rate.tokens += w * (static_cast<double>(num_tokens) - rate.tokens);
-  rate.seconds += w * (seconds - rate.seconds);
+  average.tokens += w * (static_cast<double>(num_tokens) - average.tokens);
+  average.seconds += w * (seconds - average.seconds);
 }
 
-double GlobalScheduler::TokensPerSecond(int32_t replica) const {
+StepCost GlobalScheduler::MeasuredStepCost(int32_t replica) const {
   absl::MutexLock lock(&mu_);
-  return TokensPerSecondLocked(replica);
+  return MeasuredStepCostLocked(replica);
 }
 
-double GlobalScheduler::TokensPerSecondLocked(int32_t replica) const {
-  if (replica >= 0 && replica < num_replicas_ && rates_[replica].seconds > 0) {
-    return rates_[replica].tokens / rates_[replica].seconds;
+std::optional<StepCost> GlobalScheduler::FitStepCost(const StepSamples& samples) {
+  const StepAverage& prefill = samples.prefill;
+  const StepAverage& decode = samples.decode;
+  if (prefill.seconds == 0) return std::nullopt;
+  const StepCost proportional{.fixed_s = 0, .per_token_s = prefill.seconds / prefill.tokens};
+  if (decode.seconds == 0 || prefill.tokens < 2 * decode.tokens) return proportional;
+  const double slope = (prefill.seconds - decode.seconds) / (prefill.tokens - decode.tokens);
+  const double fixed = decode.seconds - slope * decode.tokens;
+  if (!(slope > 0) || !(fixed > 0)) return proportional;
+  return StepCost{.fixed_s = fixed, .per_token_s = slope};
+}
+
+StepCost GlobalScheduler::MeasuredStepCostLocked(int32_t replica) const {
+  if (replica >= 0 && replica < num_replicas_) {
+    if (std::optional<StepCost> cost = FitStepCost(steps_[replica])) return *cost;
   }
-  double sum = 0;
+  StepCost sum;
   int64_t measured = 0;
-  for (const StepRate& rate : rates_) {
-    if (rate.seconds > 0) {
-      sum += rate.tokens / rate.seconds;
+  for (const StepSamples& samples : steps_) {
+    if (std::optional<StepCost> cost = FitStepCost(samples)) {
+      sum.fixed_s += cost->fixed_s;
+      sum.per_token_s += cost->per_token_s;
       ++measured;
     }
   }
-  return measured > 0 ? sum / static_cast<double>(measured) : options_.default_tokens_per_s;
+  if (measured == 0)
+    return StepCost{.fixed_s = 0, .per_token_s = 1 / options_.default_tokens_per_s};
+  return StepCost{.fixed_s = sum.fixed_s / static_cast<double>(measured),
+                  .per_token_s = sum.per_token_s / static_cast<double>(measured)};
 }
 
 void GlobalScheduler::Reset(int32_t replica) {

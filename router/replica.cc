@@ -82,6 +82,8 @@ ReplicaSnapshot Replica::Snapshot() const {
   snapshot.kv_cache_usage = stats.kv_cache_usage;
   snapshot.num_running_seqs = stats.num_running_seqs;
   snapshot.queued_prefill_tokens = stats.num_queued_prefill_tokens;
+  snapshot.num_in_flight_steps = stats.num_in_flight_steps;
+  snapshot.num_in_flight_tokens = stats.num_in_flight_tokens;
   snapshot.step_token_budget = options_.engine.max_num_batched_tokens;
   snapshot.cached_prefix_tokens = [engine](absl::Span<const int32_t> token_ids) {
     return engine->NumCachedPrefixTokens(token_ids);

@@ -16,11 +16,9 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options)
     replica.on_ready = [this](int32_t index) { scheduler_.Reset(index); };
     replica.clock = options_.clock;
     replica.on_step = [this](int32_t index, const StepStats& step) {
-      // prefix_aware converts queued tokens to time at the rate of steps that prefill.
-      if (step.num_prefill_tokens > 0) {
-        scheduler_.ObserveStep(index, step.num_prefill_tokens + step.num_decode_tokens,
-                               step.duration_s);
-      }
+      // prefix_aware converts the work ahead to time at the replica's measured step cost.
+      scheduler_.ObserveStep(index, step.num_prefill_tokens, step.num_decode_tokens,
+                             step.duration_s);
       if (options_.metrics != nullptr) options_.metrics->ObserveStep(index, step);
     };
     replicas_.push_back(std::make_unique<Replica>(std::move(replica)));

@@ -94,7 +94,14 @@ RouterMetrics::RouterMetrics(std::string model_name)
       routing_tokens_per_s_(
           prometheus::BuildGauge()
               .Name("pagoda:routing_tokens_per_second")
-              .Help("Token rate of the replica's prefill steps, as prefix_aware routing uses it")
+              .Help("Tokens per second of the replica's steps beyond their fixed cost, as "
+                    "prefix_aware routing uses it")
+              .Register(*registry_)),
+      routing_step_fixed_s_(
+          prometheus::BuildGauge()
+              .Name("pagoda:routing_step_fixed_seconds")
+              .Help("Fixed cost of one of the replica's steps, whatever its tokens, as "
+                    "prefix_aware routing uses it")
               .Register(*registry_)),
       routing_decisions_(prometheus::BuildCounter()
                              .Name("pagoda:routing_decisions_total")
@@ -174,6 +181,7 @@ RouterMetrics::PerReplica& RouterMetrics::ForReplica(int32_t replica) {
   r.ready = &replica_ready_.Add(labels);
   r.queued_prefill_tokens = &queued_prefill_tokens_.Add(labels);
   r.routing_tokens_per_s = &routing_tokens_per_s_.Add(labels);
+  r.routing_step_fixed_s = &routing_step_fixed_s_.Add(labels);
   r.prompt_tokens = &prompt_tokens_.Add(labels);
   r.generation_tokens = &generation_tokens_.Add(labels);
   r.preemptions = &preemptions_.Add(labels);
@@ -233,9 +241,11 @@ void RouterMetrics::CountRoutingDecision(int32_t replica, RoutingReason reason) 
       .Increment();
 }
 
-void RouterMetrics::SetRoutingTokensPerSecond(int32_t replica, double tokens_per_s) {
+void RouterMetrics::SetRoutingStepCost(int32_t replica, const StepCost& cost) {
   absl::MutexLock lock(&mu_);
-  ForReplica(replica).routing_tokens_per_s->Set(tokens_per_s);
+  PerReplica& r = ForReplica(replica);
+  r.routing_tokens_per_s->Set(cost.per_token_s > 0 ? 1 / cost.per_token_s : 0);
+  r.routing_step_fixed_s->Set(cost.fixed_s);
 }
 
 void RouterMetrics::CountGrpcRequest(std::string_view method, int code) {
@@ -277,7 +287,7 @@ void RouterMetrics::UpdateReplica(int32_t replica, const ReplicaStatus& status) 
 void RouterMetrics::UpdateReplicas(const ReplicaSet& replicas) {
   for (int32_t i = 0; i < replicas.num_replicas(); ++i) {
     UpdateReplica(i, replicas.replica(i).status());
-    SetRoutingTokensPerSecond(i, replicas.scheduler().TokensPerSecond(i));
+    SetRoutingStepCost(i, replicas.scheduler().MeasuredStepCost(i));
   }
 }
 

@@ -82,9 +82,9 @@ class RouterMetrics {
   /// Samples one replica's status: gauges, readiness, and the growth of its engine's counters
   /// since the last sample (a new generation counts from zero).
   void UpdateReplica(int32_t replica, const ReplicaStatus& status);
-  /// The token rate (tokens/s) the global scheduler converts `replica`'s queue to time with.
-  void SetRoutingTokensPerSecond(int32_t replica, double tokens_per_s);
-  /// UpdateReplica and SetRoutingTokensPerSecond for every replica of `replicas`. Call before
+  /// The step cost the global scheduler converts `replica`'s work ahead to time with.
+  void SetRoutingStepCost(int32_t replica, const StepCost& cost);
+  /// UpdateReplica and SetRoutingStepCost for every replica of `replicas`. Call before
   /// Serialize() on a scrape.
   void UpdateReplicas(const ReplicaSet& replicas);
 
@@ -107,6 +107,7 @@ class RouterMetrics {
     prometheus::Gauge* ready = nullptr;
     prometheus::Gauge* queued_prefill_tokens = nullptr;
     prometheus::Gauge* routing_tokens_per_s = nullptr;
+    prometheus::Gauge* routing_step_fixed_s = nullptr;
     prometheus::Counter* prompt_tokens = nullptr;
     prometheus::Counter* generation_tokens = nullptr;
     prometheus::Counter* preemptions = nullptr;
@@ -139,6 +140,7 @@ class RouterMetrics {
   prometheus::Family<prometheus::Gauge>& replica_ready_;
   prometheus::Family<prometheus::Gauge>& queued_prefill_tokens_;
   prometheus::Family<prometheus::Gauge>& routing_tokens_per_s_;
+  prometheus::Family<prometheus::Gauge>& routing_step_fixed_s_;
   prometheus::Family<prometheus::Counter>& routing_decisions_;
   prometheus::Family<prometheus::Counter>& prompt_tokens_;
   prometheus::Family<prometheus::Counter>& generation_tokens_;

@@ -21,16 +21,24 @@ std::string_view RoutingReasonName(RoutingReason reason) {
 }
 
 double EstimateTtftSeconds(int64_t num_prompt_tokens, const ReplicaRoutingState& state) {
+  const StepCost& cost = state.step_cost;
   const int64_t cached = std::clamp<int64_t>(state.cached_tokens, 0, num_prompt_tokens);
   const int64_t uncached = num_prompt_tokens - cached;
   const int64_t queued = std::max<int64_t>(0, state.queued_prefill_tokens);
-  const int64_t budget = std::max<int64_t>(1, state.step_token_budget);
-  const int64_t steps = std::max<int64_t>(1, (queued + uncached + budget - 1) / budget);
-  const double tokens = static_cast<double>(queued) +
-                        static_cast<double>(std::max<int64_t>(0, state.num_running_seqs)) *
-                            static_cast<double>(steps) +
-                        static_cast<double>(uncached);
-  return tokens / state.tokens_per_s;
+  const int64_t running = std::max<int64_t>(0, state.num_running_seqs);
+  double in_flight = 0;
+  if (state.in_flight_steps > 0) {
+    const double steps = static_cast<double>(state.in_flight_steps);
+    const double all =
+        cost.Seconds(steps, static_cast<double>(std::max<int64_t>(0, state.in_flight_tokens)));
+    in_flight = all - 0.5 * all / steps;
+  }
+  const int64_t room =
+      std::max<int64_t>(1, std::max<int64_t>(1, state.step_token_budget) - running);
+  const int64_t steps = std::max<int64_t>(1, (queued + uncached + room - 1) / room);
+  return in_flight + cost.Seconds(static_cast<double>(steps),
+                                  static_cast<double>(queued + uncached) +
+                                      static_cast<double>(running) * static_cast<double>(steps));
 }
 
 RoutingChoice ChooseReplica(int64_t num_prompt_tokens,
@@ -40,8 +48,9 @@ RoutingChoice ChooseReplica(int64_t num_prompt_tokens,
   choice.ttft_s.reserve(candidates.size());
   int64_t max_cached = 0;
   for (const ReplicaRoutingState& state : candidates) {
-    PAGODA_CHECK(state.tokens_per_s > 0)
-        << "ChooseReplica: replica " << state.index << " rate " << state.tokens_per_s;
+    PAGODA_CHECK(state.step_cost.per_token_s > 0 && state.step_cost.fixed_s >= 0)
+        << "ChooseReplica: replica " << state.index << " step cost " << state.step_cost.fixed_s
+        << " s + " << state.step_cost.per_token_s << " s per token";
     choice.ttft_s.push_back(EstimateTtftSeconds(num_prompt_tokens, state));
     max_cached = std::max(max_cached, state.cached_tokens);
   }

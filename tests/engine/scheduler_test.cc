@@ -370,6 +370,33 @@ TEST(Scheduler, QueuedPrefillTokensAreThePromptTokensNotScheduledYet) {
   EXPECT_EQ(h.scheduler.stats().num_queued_prefill_tokens, 0);
 }
 
+// A scheduled step's tokens count as computed at once; until its result is applied they are the
+// work in flight, which the router adds to the queued prefill.
+TEST(Scheduler, InFlightTokensAreTheStepsScheduledAndNotApplied) {
+  Harness h({.max_num_batched_tokens = 8}, Info(64));
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("a", Tokens(20, 1), 3)).ok());
+  EXPECT_EQ(h.scheduler.stats().num_in_flight_steps, 0);
+  EXPECT_EQ(h.scheduler.stats().num_in_flight_tokens, 0);
+  std::optional<ScheduledStep> first = h.scheduler.Schedule();
+  ASSERT_TRUE(first.has_value());
+  SchedulerStats stats = h.scheduler.stats();
+  EXPECT_EQ(stats.num_queued_prefill_tokens, 12);
+  EXPECT_EQ(stats.num_in_flight_steps, 1);
+  EXPECT_EQ(stats.num_in_flight_tokens, 8);
+  std::optional<ScheduledStep> second = h.scheduler.Schedule();  // async: the next chunk
+  ASSERT_TRUE(second.has_value());
+  stats = h.scheduler.stats();
+  EXPECT_EQ(stats.num_queued_prefill_tokens, 4);
+  EXPECT_EQ(stats.num_in_flight_steps, 2);
+  EXPECT_EQ(stats.num_in_flight_tokens, 16);
+  h.scheduler.ApplyResult(h.executor.Apply(first->plan));
+  stats = h.scheduler.stats();
+  EXPECT_EQ(stats.num_in_flight_steps, 1);
+  EXPECT_EQ(stats.num_in_flight_tokens, 8);
+  h.scheduler.ApplyResult(h.executor.Apply(second->plan));
+  EXPECT_EQ(h.scheduler.stats().num_in_flight_tokens, 0);
+}
+
 TEST(Scheduler, NamesEachRequestOnceWhenItIsFirstScheduled) {
   Harness h({.max_num_seqs = 2}, Info(64));
   ASSERT_TRUE(h.scheduler.AddRequest(Req("a", Tokens(4, 1), 3)).ok());

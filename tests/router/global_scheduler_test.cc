@@ -208,21 +208,22 @@ TEST(GlobalScheduler, ALoadedPrefixHolderKeepsThePromptWhileItsQueueIsWithinTheH
   EXPECT_EQ(scheduler.stats().routed_by_load, 1);
 }
 
-TEST(GlobalScheduler, MeasuredRatesWeighTheQueues) {
+TEST(GlobalScheduler, MeasuredStepCostsWeighTheQueues) {
   GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 2);
-  EXPECT_EQ(scheduler.TokensPerSecond(0), 4096);  // the default, nothing measured
-  scheduler.ObserveStep(1, 1000, 1.0);
-  scheduler.ObserveStep(1, 0, 1.0);     // ignored: no tokens
-  scheduler.ObserveStep(1, 1000, 0);    // ignored: no time
-  scheduler.ObserveStep(7, 1000, 1.0);  // ignored: no such replica
-  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(1), 1000);
-  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(0), 1000);  // the mean of the measured ones
+  // The default, nothing measured: 1/4096 s per token, no fixed cost.
+  EXPECT_EQ(scheduler.MeasuredStepCost(0), (StepCost{.fixed_s = 0, .per_token_s = 1 / 4096.0}));
+  scheduler.ObserveStep(1, 1000, 0, 1.0);
+  scheduler.ObserveStep(1, 0, 0, 1.0);     // ignored: no tokens
+  scheduler.ObserveStep(1, 1000, 0, 0);    // ignored: no time
+  scheduler.ObserveStep(7, 1000, 0, 1.0);  // ignored: no such replica
+  EXPECT_EQ(scheduler.MeasuredStepCost(1), (StepCost{.fixed_s = 0, .per_token_s = 1e-3}));
+  EXPECT_EQ(scheduler.MeasuredStepCost(0), scheduler.MeasuredStepCost(1));  // the mean
   // Tokens and seconds average apart (weight 0.2): 0.8 * 1000 + 0.2 * 3000 tokens over
   // 0.8 * 1 + 0.2 * 1 seconds.
-  scheduler.ObserveStep(1, 3000, 1.0);
-  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(1), 1400);
-  scheduler.ObserveStep(0, 4000, 1.0);
-  EXPECT_DOUBLE_EQ(scheduler.TokensPerSecond(0), 4000);
+  scheduler.ObserveStep(1, 3000, 0, 1.0);
+  EXPECT_DOUBLE_EQ(scheduler.MeasuredStepCost(1).per_token_s, 1 / 1400.0);
+  scheduler.ObserveStep(0, 3990, 10, 1.0);  // prefill and decode tokens of one step
+  EXPECT_DOUBLE_EQ(scheduler.MeasuredStepCost(0).per_token_s, 1 / 4000.0);
   // Same queue of 400 tokens, a 100-token prompt: 500 / 4000 s on replica 0 beats 500 / 1400 s.
   std::vector<ReplicaSnapshot> replicas = {Ready(), Ready()};
   replicas[0].queued_prefill_tokens = 400;
@@ -231,6 +232,55 @@ TEST(GlobalScheduler, MeasuredRatesWeighTheQueues) {
   // Past its worth: 1600 tokens at 4000/s (0.4 s) against 500 at 1400/s (0.36 s).
   replicas[0].queued_prefill_tokens = 1500;
   EXPECT_EQ(*scheduler.Pick(Prompt(2, 0, 0, 100), replicas), 1);
+}
+
+// Decode-only steps measure the fixed cost: the line through (4 tokens, 0.104 s) and
+// (1004 tokens, 1.104 s) is 0.1 s + 1 ms per token.
+TEST(GlobalScheduler, DecodeStepsGiveTheFixedCostOfAStep) {
+  GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 3);
+  scheduler.ObserveStep(0, 0, 4, 0.104);
+  // No prefill step yet: the cost per token is unknown, so the default holds.
+  EXPECT_EQ(scheduler.MeasuredStepCost(0), (StepCost{.fixed_s = 0, .per_token_s = 1 / 4096.0}));
+  scheduler.ObserveStep(0, 1000, 4, 1.104);
+  StepCost cost = scheduler.MeasuredStepCost(0);
+  EXPECT_NEAR(cost.fixed_s, 0.1, 1e-12);
+  EXPECT_NEAR(cost.per_token_s, 1e-3, 1e-15);
+  // Replica 1 measured nothing: the mean of the measured ones (replica 0 alone).
+  EXPECT_EQ(scheduler.MeasuredStepCost(1), cost);
+  // Steps too alike to tell a line apart (prefill < 2x decode tokens): prefill seconds per
+  // token, no fixed cost.
+  scheduler.ObserveStep(2, 0, 40, 0.14);
+  scheduler.ObserveStep(2, 30, 40, 0.17);
+  EXPECT_EQ(scheduler.MeasuredStepCost(2), (StepCost{.fixed_s = 0, .per_token_s = 0.17 / 70}));
+  // Decode steps slower than the prefill line allows (a negative slope): the same fallback.
+  scheduler.ObserveStep(2, 1000, 0, 0.01);
+  for (int i = 0; i < 50; ++i) scheduler.ObserveStep(2, 2000, 0, 1.0);
+  for (int i = 0; i < 50; ++i) scheduler.ObserveStep(2, 0, 40, 2.0);
+  cost = scheduler.MeasuredStepCost(2);
+  EXPECT_EQ(cost.fixed_s, 0);
+  EXPECT_NEAR(cost.per_token_s, 1.0 / 2000, 1e-9);
+  // The mean over replicas 0 and 2 for replica 1.
+  EXPECT_NEAR(scheduler.MeasuredStepCost(1).fixed_s, 0.05, 1e-9);
+}
+
+// A replica in the middle of a long prefill looks idle in its queue (a scheduled step's
+// tokens count as computed): the steps in flight keep the next request away from it.
+TEST(GlobalScheduler, StepsInFlightCountAsWorkAhead) {
+  GlobalScheduler scheduler(Options(RoutingPolicy::kPrefixAware), 2);
+  scheduler.ObserveStep(0, 0, 2, 0.102);
+  scheduler.ObserveStep(0, 1000, 2, 1.102);  // 0.1 s + 1 ms per token, for both replicas
+  std::vector<ReplicaSnapshot> replicas = {Ready(), Ready()};
+  SetRunning(replicas[0], 1);
+  replicas[0].num_in_flight_steps = 1;
+  replicas[0].num_in_flight_tokens = 416;
+  // Replica 0: half of its 0.516 s step, then 0.1 + 0.101 s; replica 1: 0.2 s. (Each prompt is
+  // new, so no routed prefix counts.)
+  EXPECT_EQ(*scheduler.Pick(Prompt(2, 0, 1, 100), replicas), 1);
+  replicas[0].num_in_flight_steps = 0;
+  replicas[0].num_in_flight_tokens = 0;
+  EXPECT_EQ(*scheduler.Pick(Prompt(2, 0, 2, 100), replicas), 1);  // 0.201 s against 0.2 s
+  SetRunning(replicas[0], 0);
+  EXPECT_EQ(*scheduler.Pick(Prompt(2, 0, 3, 100), replicas), 0);  // a tie: the lower index
 }
 
 TEST(GlobalScheduler, PromptShorterThanABlockRoutesByLoad) {
@@ -366,7 +416,7 @@ TEST(GlobalScheduler, ConcurrentPicksAndResets) {
           ++bad_picks;
         }
         if (i % 50 == 0) scheduler.Reset((t + i) % kReplicas);
-        scheduler.ObserveStep(t % kReplicas, 100 + i, 0.01);
+        scheduler.ObserveStep(t % kReplicas, i % 3 == 0 ? 0 : 100 + i, 4, 0.01 + 0.001 * (i % 3));
         scheduler.NumRoutedHashes(t % kReplicas);
       }
     });

@@ -173,13 +173,14 @@ TEST(RouterMetrics, GaugesFollowTheLatestSample) {
   status.stats.kv_cache_usage = 0.25;
   status.stats.num_queued_prefill_tokens = 417;
   metrics.UpdateReplica(2, status);
-  metrics.SetRoutingTokensPerSecond(2, 1234.5);
+  metrics.SetRoutingStepCost(2, StepCost{.fixed_s = 0.125, .per_token_s = 1 / 1024.0});
   const prometheus::Labels r2 = {{"model_name", "m"}, {"replica", "2"}};
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_running", r2), 3);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_waiting", r2), 3);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:kv_cache_usage_perc", r2), 0.25);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_queued_prefill_tokens", r2), 417);
-  EXPECT_EQ(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r2), 1234.5);
+  EXPECT_EQ(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r2), 1024);
+  EXPECT_EQ(GaugeValue(metrics, "pagoda:routing_step_fixed_seconds", r2), 0.125);
   metrics.UpdateReplica(2, ReplicaStatus{.state = ReplicaState::kInitializing});
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_requests_running", r2), 0);
   EXPECT_EQ(GaugeValue(metrics, "pagoda:num_queued_prefill_tokens", r2), 0);
@@ -297,7 +298,7 @@ TEST(RouterMetrics, ReplicaSetReportsRequestsStepsAndReplicas) {
   EXPECT_EQ(CounterValue(metrics, "pagoda:routing_decisions_total",
                          {{"replica", "0"}, {"reason", "only_choice"}}),
             2);
-  // The prefill steps were measured: the rate routing uses is theirs, not the default.
+  // The steps were measured: the cost routing uses is theirs, not the default.
   EXPECT_GT(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r0), 0);
   EXPECT_NE(GaugeValue(metrics, "pagoda:routing_tokens_per_second", r0),
             GlobalSchedulerOptions{}.default_tokens_per_s);

@@ -9,16 +9,18 @@
 namespace pagoda {
 namespace {
 
+using ::testing::DoubleEq;
 using ::testing::ElementsAre;
 
 // The workload: a 384-token shared prefix and a 32-token suffix.
 constexpr int64_t kPrompt = 416;
 constexpr int64_t kPrefix = 384;
 
+// 2000 tokens per second and no fixed cost per step, unless a test says otherwise.
 ReplicaRoutingState Idle(int32_t index, int64_t cached_tokens = 0) {
   return ReplicaRoutingState{.index = index,
                              .step_token_budget = 4096,
-                             .tokens_per_s = 2000,
+                             .step_cost = {.fixed_s = 0, .per_token_s = 1 / 2000.0},
                              .cached_tokens = cached_tokens};
 }
 
@@ -34,6 +36,49 @@ TEST(RoutingScore, EstimateIsQueuedPlusDecodesPerStepPlusUncachedOverTheRate) {
   EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), 0);
   state.cached_tokens = -5;
   EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), kPrompt / 2000.0);
+}
+
+// Each step the request waits for costs its fixed part too, and the steps in flight come first:
+// half of one (the request arrives, on average, halfway through it) and all the others.
+TEST(RoutingScore, EstimateAddsTheFixedCostOfEachStepAndTheStepsInFlight) {
+  ReplicaRoutingState state = Idle(0, kPrefix);
+  state.step_cost.fixed_s = 0.1;
+  EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), 0.1 + 32.0 / 2000);
+  state.queued_prefill_tokens = 8000;
+  state.num_running_seqs = 10;
+  EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), 0.2 + (8000 + 10 * 2 + 32) / 2000.0);
+  // Running decodes take their share of the step budget: 4086 prefill tokens a step here.
+  state.queued_prefill_tokens = 4086 - 32;
+  EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), 0.1 + (4086 + 10) / 2000.0);
+  state.queued_prefill_tokens = 4086 - 31;
+  EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), 0.2 + (4087 + 20) / 2000.0);
+  // Two steps of 1000 tokens in flight: 0.2 + 0.5 s in all, less half of one (0.175 s).
+  state = Idle(0, kPrefix);
+  state.step_cost.fixed_s = 0.1;
+  state.in_flight_steps = 2;
+  state.in_flight_tokens = 1000;
+  EXPECT_DOUBLE_EQ(EstimateTtftSeconds(kPrompt, state), 0.7 - 0.175 + 0.1 + 32.0 / 2000);
+}
+
+// A replica busy with a whole prefill looks idle in its queue (the step's tokens count as
+// scheduled); what is in flight keeps it from collecting every request that shares its prefix.
+TEST(RoutingScore, PrefixHolderWithStepsInFlightGivesWayPastTheSavedPrefill) {
+  std::vector<ReplicaRoutingState> states = {Idle(0, kPrefix), Idle(1)};
+  for (ReplicaRoutingState& state : states) state.step_cost.fixed_s = 0.1;
+  states[0].num_running_seqs = 1;
+  states[0].in_flight_steps = 1;
+  states[0].in_flight_tokens = kPrompt + 1;
+  // Half of 0.1 + 0.2085 s, then 0.1 + 0.0165 s: 0.27 s against 0.1 + 0.208 s.
+  RoutingChoice choice = ChooseReplica(kPrompt, states);
+  EXPECT_EQ(choice.candidate, 0);
+  EXPECT_EQ(choice.reason, RoutingReason::kPrefixHit);
+  // A second prefill step submitted behind it: 0.617 - 0.154 + 0.1165 = 0.579 s.
+  states[0].in_flight_steps = 2;
+  states[0].in_flight_tokens = 2 * (kPrompt + 1);
+  choice = ChooseReplica(kPrompt, states);
+  EXPECT_EQ(choice.candidate, 1);
+  EXPECT_EQ(choice.reason, RoutingReason::kLoad);
+  EXPECT_NEAR(choice.ttft_s[0], 0.617 - 0.15425 + 0.1165, 1e-12);
 }
 
 // The threshold: with equal rates, the holder of C cached tokens keeps the request while its
@@ -83,7 +128,7 @@ TEST(RoutingScore, FasterReplicaIsWorthMoreQueue) {
   std::vector<ReplicaRoutingState> states = {Idle(0), Idle(1)};
   states[0].queued_prefill_tokens = 400;
   states[1].queued_prefill_tokens = 1200;
-  states[1].tokens_per_s = 4000;
+  states[1].step_cost.per_token_s = 1 / 4000.0;
   // 816 / 2000 s against 1616 / 4000 s.
   EXPECT_EQ(ChooseReplica(kPrompt, states).candidate, 1);
   states[1].queued_prefill_tokens = 1300;  // 1716 / 4000 s
@@ -96,7 +141,8 @@ TEST(RoutingScore, EqualStatesTieBreakByCachedTokensThenLowestIndex) {
   RoutingChoice choice = ChooseReplica(kPrompt, states);
   EXPECT_EQ(choice.candidate, 1);
   EXPECT_EQ(choice.reason, RoutingReason::kLoad);
-  EXPECT_THAT(choice.ttft_s, ElementsAre(kPrompt / 2000.0, kPrompt / 2000.0, kPrompt / 2000.0));
+  const double each = kPrompt / 2000.0;
+  EXPECT_THAT(choice.ttft_s, ElementsAre(DoubleEq(each), DoubleEq(each), DoubleEq(each)));
   // Equal estimates, one reusing more: replica 3 has 100 more queued and 100 more cached.
   states[0].cached_tokens = 200;
   states[0].queued_prefill_tokens = 100;
