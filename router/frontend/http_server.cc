@@ -40,7 +40,8 @@ struct KnownRoute {
   const char* method;
 };
 constexpr KnownRoute kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
-                                  {"/v1/models", "GET"},       {"/health", "GET"},
+                                  {"/v1/models", "GET"},       {"/tokenize", "POST"},
+                                  {"/detokenize", "POST"},     {"/health", "GET"},
                                   {"/ready", "GET"},           {"/metrics", "GET"}};
 
 void ReplyError(httplib::Response& res, int status, const std::string& message,
@@ -508,7 +509,9 @@ bool HttpServer::Screen(const httplib::Request& req, httplib::Response& res, boo
                    (std::strtoull(length.c_str(), nullptr, 10) > 0 ||
                     absl::StrContains(req.get_header_value("Transfer-Encoding"), "chunked"));
   }
-  const bool guarded = absl::StartsWith(req.path, "/v1/") || options_.keys_guard_probes;
+  // Tokenizing costs the server work like the API does, so the keys guard it too.
+  const bool guarded = absl::StartsWith(req.path, "/v1/") || req.path == "/tokenize" ||
+                       req.path == "/detokenize" || options_.keys_guard_probes;
   if (guarded && options_.api_keys != nullptr &&
       !options_.api_keys->Authorizes(req.get_header_value("Authorization"))) {
     if (body_pending) return false;
@@ -566,6 +569,12 @@ void HttpServer::Route() {
                 [this](const httplib::Request& req, httplib::Response& res) {
                   if (!Screen(req, res, /*body_read=*/true)) HandleChatCompletions(req, res);
                 });
+  server_->Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!Screen(req, res, /*body_read=*/true)) HandleTokenize(req, res);
+  });
+  server_->Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!Screen(req, res, /*body_read=*/true)) HandleDetokenize(req, res);
+  });
   server_->Get("/v1/models",
                [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });
   server_->Get("/health",
@@ -616,15 +625,7 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
     return ReplyError(res, 400, "this model has no chat template", "messages");
   }
   const Tokenizer& tokenizer = frontend_->tokenizer();
-  auto token_text = [&](std::optional<int32_t> id) {
-    std::optional<std::string> token = id.has_value() ? tokenizer.IdToToken(*id) : std::nullopt;
-    return token.value_or("");
-  };
-  json extra = {{"bos_token", token_text(tokenizer.bos_token_id())},
-                {"eos_token", token_text(tokenizer.eos_token_id())}};
-  // Offered even with tool_choice none, as vLLM does; only the parsing is off then.
   const ChatTools& tools = request->tools;
-  if (!tools.tools.is_null()) extra["tools"] = tools.tools;
   if (tools.Enforced()) {
     if (!request->constraint_param.empty()) {
       return ReplyError(res, 400,
@@ -643,12 +644,10 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
   if (tools.Parsed() && tool_call_format_ != ToolCallFormat::kHermes) {
     request->params.skip_special_tokens = false;
   }
+  // Tools are offered even with tool_choice none, as vLLM does; only the parsing is off then.
   absl::StatusOr<std::string> prompt =
-      chat_template_->Render(request->messages, /*add_generation_prompt=*/true, extra);
-  if (!prompt.ok()) {
-    return ReplyError(res, 400, absl::StrCat("messages: ", std::string(prompt.status().message())),
-                      "messages");
-  }
+      RenderChat(request->messages, tools.tools, /*add_generation_prompt=*/true);
+  if (!prompt.ok()) return ReplyStatus(res, prompt.status());
   // The template wrote BOS itself where the model wants it (vLLM does the same).
   GenerationInput input{.model = request->model,
                         .token_ids = tokenizer.Encode(*prompt, request->add_special_tokens),
@@ -671,6 +670,79 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
     return ReplyStatus(res, status);
   }
   Respond(std::move(job), request->stream, res);
+}
+
+absl::StatusOr<std::string> HttpServer::RenderChat(const json& messages, const json& tools,
+                                                   bool add_generation_prompt) const {
+  if (chat_template_ == nullptr) {
+    return absl::InvalidArgumentError("messages: this model has no chat template");
+  }
+  const Tokenizer& tokenizer = frontend_->tokenizer();
+  auto token_text = [&](std::optional<int32_t> id) {
+    std::optional<std::string> token = id.has_value() ? tokenizer.IdToToken(*id) : std::nullopt;
+    return token.value_or("");
+  };
+  json extra = {{"bos_token", token_text(tokenizer.bos_token_id())},
+                {"eos_token", token_text(tokenizer.eos_token_id())}};
+  if (!tools.is_null()) extra["tools"] = tools;
+  absl::StatusOr<std::string> prompt =
+      chat_template_->Render(messages, add_generation_prompt, extra);
+  if (!prompt.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("messages: ", std::string(prompt.status().message())));
+  }
+  return prompt;
+}
+
+void HttpServer::HandleTokenize(const httplib::Request& req, httplib::Response& res) const {
+  absl::StatusOr<json> body = ParseJsonBody(req.body);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<TokenizeRequest> request = ParseTokenizeRequest(*body);
+  if (!request.ok()) return ReplyStatus(res, request.status());
+  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  std::string text;
+  if (request->prompt.has_value()) {
+    text = *std::move(request->prompt);
+  } else {
+    absl::StatusOr<std::string> rendered =
+        RenderChat(request->messages, request->tools, request->add_generation_prompt);
+    if (!rendered.ok()) return ReplyStatus(res, rendered.status());
+    text = *std::move(rendered);
+  }
+  const Tokenizer& tokenizer = frontend_->tokenizer();
+  const std::vector<int32_t> tokens = tokenizer.Encode(text, request->add_special_tokens);
+  json token_strs = nullptr;
+  if (request->return_token_strs) {
+    token_strs = json::array();
+    for (int32_t id : tokens) token_strs.push_back(tokenizer.IdToToken(id).value_or(""));
+  }
+  res.set_content(DumpJson({{"count", tokens.size()},
+                            {"max_model_len", frontend_->limits().max_model_len},
+                            {"tokens", tokens},
+                            {"token_strs", std::move(token_strs)}}),
+                  kJson);
+}
+
+void HttpServer::HandleDetokenize(const httplib::Request& req, httplib::Response& res) const {
+  absl::StatusOr<json> body = ParseJsonBody(req.body);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<DetokenizeRequest> request = ParseDetokenizeRequest(*body);
+  if (!request.ok()) return ReplyStatus(res, request.status());
+  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  const Tokenizer& tokenizer = frontend_->tokenizer();
+  for (int32_t id : request->tokens) {
+    if (id >= tokenizer.vocab_size() || !tokenizer.IdToToken(id).has_value()) {
+      return ReplyError(res, 400, absl::StrCat("tokens: ", id, " is not in the vocabulary"),
+                        "tokens");
+    }
+  }
+  res.set_content(
+      DumpJson({{"prompt", tokenizer.Decode(request->tokens, /*skip_special_tokens=*/false)}}),
+      kJson);
 }
 
 void HttpServer::HandleModels(httplib::Response& res) const {

@@ -480,6 +480,67 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& bod
   return request;
 }
 
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(const json& body) {
+  static constexpr std::string_view kFields[] = {"model",
+                                                 "prompt",
+                                                 "messages",
+                                                 "add_special_tokens",
+                                                 "add_generation_prompt",
+                                                 "return_token_strs",
+                                                 "tools"};
+  RETURN_IF_ERROR(CheckFields(body, [](const std::string& field) {
+    return std::find(std::begin(kFields), std::end(kFields), field) != std::end(kFields);
+  }));
+  TokenizeRequest request;
+  RETURN_IF_ERROR(ReadString(body, "model", request.model));
+  const bool has_prompt = body.contains("prompt") && !body["prompt"].is_null();
+  const bool has_messages = body.contains("messages") && !body["messages"].is_null();
+  if (has_prompt == has_messages) {
+    return absl::InvalidArgumentError("prompt: give either prompt or messages");
+  }
+  if (has_prompt) {
+    std::string prompt;
+    RETURN_IF_ERROR(ReadString(body, "prompt", prompt));
+    request.prompt = std::move(prompt);
+    for (const char* field : {"add_generation_prompt", "tools"}) {
+      if (body.contains(field) && !body[field].is_null()) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": only with messages"));
+      }
+    }
+  } else {
+    ASSIGN_OR_RETURN(request.messages, ParseMessages(body));
+    // As chat completions: the template writes BOS itself.
+    request.add_special_tokens = false;
+    RETURN_IF_ERROR(ReadBool(body, "add_generation_prompt", request.add_generation_prompt));
+    ChatTools tools;
+    RETURN_IF_ERROR(ReadChatTools(body, tools));
+    request.tools = std::move(tools.tools);
+  }
+  RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", request.add_special_tokens));
+  RETURN_IF_ERROR(ReadBool(body, "return_token_strs", request.return_token_strs));
+  return request;
+}
+
+absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(const json& body) {
+  RETURN_IF_ERROR(CheckFields(
+      body, [](const std::string& field) { return field == "model" || field == "tokens"; }));
+  DetokenizeRequest request;
+  RETURN_IF_ERROR(ReadString(body, "model", request.model));
+  auto it = body.find("tokens");
+  if (it == body.end() || it->is_null()) return absl::InvalidArgumentError("tokens: is required");
+  if (!it->is_array()) return WrongType("tokens", "an array of token ids", *it);
+  request.tokens.reserve(it->size());
+  for (const json& token : *it) {
+    if (!token.is_number_integer()) return WrongType("tokens", "an array of token ids", token);
+    const int64_t id = token.get<int64_t>();
+    if (id < 0 || id > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError(absl::StrCat("tokens: ", id, " is not a token id"));
+    }
+    request.tokens.push_back(static_cast<int32_t>(id));
+  }
+  return request;
+}
+
 json ErrorJson(int http_status, const std::string& message, const std::string& param) {
   std::string type = "InternalServerError";
   switch (http_status) {

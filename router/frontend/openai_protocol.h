@@ -57,6 +57,25 @@ struct ChatCompletionRequest {
   ChatTools tools;  // tools, tool_choice, parallel_tool_calls (router/frontend/chat_tools.h)
 };
 
+/// A parsed POST /tokenize body (vLLM's): a text prompt, or chat messages rendered by the
+/// model's chat template first.
+struct TokenizeRequest {
+  std::string model;
+  std::optional<std::string> prompt;  // the completion form, or
+  nlohmann::json messages;            // the chat form (null with a prompt)
+  /// BOS and the like: default true for a prompt, false for messages (the template writes them).
+  bool add_special_tokens = true;
+  bool add_generation_prompt = true;  // chat form: end with the assistant turn's opening
+  nlohmann::json tools;               // chat form: offered to the template, or null
+  bool return_token_strs = false;     // also each token's text
+};
+
+/// A parsed POST /detokenize body: ids in [0, 2^31); the vocabulary bound is the server's check.
+struct DetokenizeRequest {
+  std::string model;
+  std::vector<int32_t> tokens;
+};
+
 /// Unknown top-level fields are refused (InvalidArgument naming the field) on both endpoints,
 /// except these vLLM extensions the server reads (see docs/api.md); OpenAI's own fields the
 /// server does not support (logit_bias, suffix, ...) are refused the same way.
@@ -68,6 +87,12 @@ absl::StatusOr<nlohmann::json> ParseJsonBody(std::string_view body);
 
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(const nlohmann::json& body);
 absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann::json& body);
+
+/// Exactly one of prompt and messages; unknown fields, wrong types, chat-only fields with a
+/// prompt: InvalidArgument naming the field.
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(const nlohmann::json& body);
+/// `tokens` required, an array of non-negative integers; unknown fields refused.
+absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(const nlohmann::json& body);
 
 /// {"error": {"message", "type", "param", "code"}}; `param` null when empty.
 nlohmann::json ErrorJson(int http_status, const std::string& message, const std::string& param);

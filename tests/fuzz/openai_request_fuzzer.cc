@@ -1,6 +1,7 @@
-// A hostile OpenAI request body, for /v1/completions and /v1/chat/completions: the JSON parser,
-// both request parsers, then what the router does next with a parsed request — the chat template
-// over its messages, tokenization and validation against the serving limits.
+// A hostile OpenAI request body, for /v1/completions, /v1/chat/completions, /tokenize and
+// /detokenize: the JSON parser, the request parsers, then what the router does next with a
+// parsed request — the chat template over its messages, tokenization, validation against the
+// serving limits, detokenization of ids in the vocabulary.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -43,6 +44,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                            .add_special_tokens = chat->add_special_tokens,
                            .params = chat->params});
     }
+  }
+  if (absl::StatusOr<pagoda::TokenizeRequest> tokenize = pagoda::ParseTokenizeRequest(*body);
+      tokenize.ok()) {
+    absl::StatusOr<std::string> text =
+        tokenize->prompt.has_value()
+            ? absl::StatusOr<std::string>(*tokenize->prompt)
+            : chatml->Render(tokenize->messages, tokenize->add_generation_prompt,
+                             {{"tools", tokenize->tools}});
+    if (text.ok()) (void)tokenizer.Encode(*text, tokenize->add_special_tokens);
+  }
+  if (absl::StatusOr<pagoda::DetokenizeRequest> detokenize = pagoda::ParseDetokenizeRequest(*body);
+      detokenize.ok()) {
+    std::vector<int32_t> known;
+    for (int32_t id : detokenize->tokens) {
+      if (id < tokenizer.vocab_size() && tokenizer.IdToToken(id).has_value()) known.push_back(id);
+    }
+    (void)tokenizer.Decode(known, /*skip_special_tokens=*/false);
   }
   return 0;
 }

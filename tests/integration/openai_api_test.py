@@ -164,6 +164,32 @@ class OpenAIApiTest(unittest.TestCase):
         self.assertEqual(chat.usage.completion_tokens, 20)
         self.assertEqual(chat.choices[0].finish_reason, "length")
 
+    def test_tokenize_matches_the_prompts_the_server_runs(self):
+        golden = next(g for g in self.goldens if g["prompt"])
+        status, _, body = self.post("/tokenize", {"model": MODEL, "prompt": golden["prompt"],
+                                                  "return_token_strs": True})
+        self.assertEqual(status, 200, body)
+        tokenized = json.loads(body)
+        self.assertEqual(tokenized["tokens"], golden["prompt_ids"])
+        self.assertEqual(tokenized["count"], len(golden["prompt_ids"]))
+        self.assertEqual(tokenized["max_model_len"], 512)
+        self.assertEqual(len(tokenized["token_strs"]), tokenized["count"])
+        # Back to the text, BOS included (special tokens are kept).
+        status, _, body = self.post("/detokenize", {"model": MODEL,
+                                                    "tokens": tokenized["tokens"][1:]})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["prompt"].strip(), golden["prompt"].strip())
+        # The chat form counts what a chat completion's usage reports.
+        messages = [{"role": "user", "content": "Tell me about a cat."}]
+        status, _, body = self.post("/tokenize", {"model": MODEL, "messages": messages})
+        self.assertEqual(status, 200, body)
+        chat = self.client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1,
+                                                   temperature=0)
+        self.assertEqual(json.loads(body)["count"], chat.usage.prompt_tokens)
+        status, _, body = self.post("/detokenize", {"model": MODEL, "tokens": [10 ** 6]})
+        self.assert_error(status, body, 400, "tokens")
+        self.assert_still_serving()
+
     def test_streaming_chat_equals_non_streaming(self):
         messages = [{"role": "user", "content": "Once upon a time"}]
         whole = self.client.chat.completions.create(model=MODEL, messages=messages,

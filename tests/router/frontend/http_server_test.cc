@@ -539,6 +539,60 @@ TEST(HttpServer, CompletesAChat) {
   EXPECT_EQ(rest["usage"]["completion_tokens"], kMaxModelLen - 19) << rest.dump();
 }
 
+// vLLM's /tokenize and /detokenize: a text prompt or chat messages in, ids (and their texts)
+// out, and back.
+TEST(HttpServer, TokenizesAndDetokenizesAsVllmDoes) {
+  TestRouter router({.chat_template = &TestChatTemplate()});
+  json body = Body(router.Post("/tokenize", R"({"model": "sim", "prompt": "abc"})"));
+  EXPECT_EQ(body, json::parse(R"({"count": 3, "max_model_len": 2048, "tokens": [65, 66, 67],
+                                  "token_strs": null})"));
+  body = Body(router.Post("/tokenize", R"({"prompt": "a c", "return_token_strs": true})"));
+  EXPECT_EQ(body["token_strs"], json::parse(R"(["a", " ", "c"])"));
+  // The chat form renders the template as chat completions do: the same 19 prompt tokens.
+  body = Body(router.Post("/tokenize", R"({"messages": [{"role": "user", "content": "hi"}]})"));
+  EXPECT_EQ(body["count"], 19);
+  const json back = Body(router.Post("/detokenize", json({{"tokens", body["tokens"]}}).dump()));
+  EXPECT_EQ(back, json({{"prompt", "<user>hi<assistant>"}}));
+  body = Body(router.Post("/tokenize", R"({"messages": [{"role": "user", "content": "hi"}],
+                                           "add_generation_prompt": false})"));
+  EXPECT_EQ(body["count"], 8);
+
+  // Bad input: 400 naming the field (404 for another model), and the server keeps serving.
+  ExpectError(router.Post("/tokenize", "{}"), 400, "prompt");
+  ExpectError(router.Post("/tokenize", R"({"prompt": "a", "messages": []})"), 400, "prompt");
+  ExpectError(router.Post("/tokenize", R"({"prompt": 5})"), 400, "prompt");
+  ExpectError(router.Post("/tokenize", R"({"prompt": "a", "tools": []})"), 400, "tools");
+  ExpectError(router.Post("/tokenize", R"({"prompt": "a", "temperature": 1})"), 400, "temperature");
+  ExpectError(router.Post("/tokenize", R"({"messages": [{"content": "x"}]})"), 400, "messages");
+  ExpectError(router.Post("/tokenize", R"({"model": "other", "prompt": "a"})"), 404, "model");
+  ExpectError(router.Post("/tokenize", "[1"), 400);
+  ExpectError(router.Post("/detokenize", "{}"), 400, "tokens");
+  ExpectError(router.Post("/detokenize", R"({"tokens": [95]})"), 400, "tokens");
+  ExpectError(router.Post("/detokenize", R"({"tokens": [-1]})"), 400, "tokens");
+  ExpectError(router.Post("/detokenize", R"({"tokens": [1.5]})"), 400, "tokens");
+  ExpectError(router.Post("/detokenize", R"({"tokens": "abc"})"), 400, "tokens");
+  ExpectError(router.Client().Get("/tokenize"), 405);
+  ExpectServes(router);
+
+  // Without a chat template only the prompt form works.
+  TestRouter plain({});
+  ExpectError(plain.Post("/tokenize", R"({"messages": [{"role": "user", "content": "hi"}]})"), 400,
+              "messages");
+  EXPECT_EQ(Body(plain.Post("/tokenize", R"({"prompt": "a"})"))["count"], 1);
+}
+
+TEST(HttpServer, ApiKeysGuardTokenizeToo) {
+  const std::unique_ptr<ApiKeys> keys = ApiKeys::Create("sesame", "").value();
+  TestRouter router({.http = {.api_keys = keys.get()}});
+  ExpectError(router.Post("/tokenize", R"({"prompt": "a"})"), 401);
+  ExpectError(router.Post("/detokenize", R"({"tokens": [1]})"), 401);
+  httplib::Client client = router.Client();
+  client.set_bearer_token_auth("sesame");
+  httplib::Result ok = client.Post("/tokenize", R"({"prompt": "a"})", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
 TEST(HttpServer, CompilesStructuredOutputsBeforeAdmittingAndNamesTheField) {
   TestRouter router({.chat_template = &TestChatTemplate()});
   // Valid constraints are admitted (the simulated engine does not follow them).
