@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/unicode_util.h"
@@ -61,6 +63,77 @@ absl::Status ReadBool(const nlohmann::json& json, const char* field, bool& out) 
   return absl::OkStatus();
 }
 
+// A non-negative 32-bit token id from a JSON integer; nullopt otherwise.
+std::optional<int32_t> TokenId(const nlohmann::json& value) {
+  if (!value.is_number_integer()) return std::nullopt;
+  if (value.is_number_unsigned()) {
+    const uint64_t id = value.get<uint64_t>();
+    if (id > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) return std::nullopt;
+    return static_cast<int32_t>(id);
+  }
+  const int64_t id = value.get<int64_t>();
+  if (id < 0 || id > std::numeric_limits<int32_t>::max()) return std::nullopt;
+  return static_cast<int32_t>(id);
+}
+
+// OpenAI: {"<token id>": bias, ...}; sorted by id, an id named twice ("7" and "07") refused.
+absl::Status ReadLogitBias(const nlohmann::json& json,
+                           std::vector<std::pair<int32_t, float>>& out) {
+  auto it = json.find("logit_bias");
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) return WrongType("logit_bias", "an object of token ids to biases", *it);
+  if (it->size() > SamplingParams::kMaxLogitBias) {
+    return OutOfRange("logit_bias",
+                      absl::StrCat("at most ", SamplingParams::kMaxLogitBias, " tokens"),
+                      static_cast<double>(it->size()));
+  }
+  for (const auto& [key, value] : it->items()) {
+    int32_t id = -1;
+    if (!absl::SimpleAtoi(key, &id) || id < 0 || key.empty() || key[0] == '+' || key[0] == '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling parameter logit_bias must be keyed by token ids, got key \"", key, "\""));
+    }
+    if (!value.is_number()) return WrongType("logit_bias", "an object of numbers", value);
+    out.emplace_back(id, value.get<float>());
+  }
+  std::sort(out.begin(), out.end());
+  for (size_t i = 1; i < out.size(); ++i) {
+    if (out[i].first == out[i - 1].first) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling parameter logit_bias names token ", out[i].first, " twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// vLLM: a non-empty array of token ids; sorted and deduplicated here.
+absl::Status ReadAllowedTokenIds(const nlohmann::json& json, std::vector<int32_t>& out) {
+  auto it = json.find("allowed_token_ids");
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_array()) return WrongType("allowed_token_ids", "an array of token ids", *it);
+  if (it->empty()) {
+    return absl::InvalidArgumentError(
+        "sampling parameter allowed_token_ids must not be empty (leave it out to allow all)");
+  }
+  if (it->size() > SamplingParams::kMaxAllowedTokenIds) {
+    return OutOfRange("allowed_token_ids",
+                      absl::StrCat("at most ", SamplingParams::kMaxAllowedTokenIds, " ids"),
+                      static_cast<double>(it->size()));
+  }
+  for (const nlohmann::json& value : *it) {
+    const std::optional<int32_t> id = TokenId(value);
+    if (!id.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling parameter allowed_token_ids must hold non-negative 32-bit token ids, got ",
+          value.is_number() ? value.dump() : absl::StrCat("JSON ", value.type_name())));
+    }
+    out.push_back(*id);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status SamplingParams::Validate() const {
@@ -90,6 +163,35 @@ absl::Status SamplingParams::Validate() const {
   }
   for (int32_t id : stop_token_ids) {
     if (id < 0) return OutOfRange("stop_token_ids", "non-negative token ids", id);
+  }
+  if (logit_bias.size() > kMaxLogitBias) {
+    return OutOfRange("logit_bias", absl::StrCat("at most ", kMaxLogitBias, " tokens"),
+                      static_cast<double>(logit_bias.size()));
+  }
+  for (size_t i = 0; i < logit_bias.size(); ++i) {
+    const auto& [id, bias] = logit_bias[i];
+    if (id < 0) return OutOfRange("logit_bias", "keyed by non-negative token ids", id);
+    if (i > 0 && id <= logit_bias[i - 1].first) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling parameter logit_bias must name each token once, in order; ", id, " is not"));
+    }
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return OutOfRange("logit_bias", "biases in [-100, 100]", bias);
+    }
+  }
+  if (allowed_token_ids.size() > kMaxAllowedTokenIds) {
+    return OutOfRange("allowed_token_ids", absl::StrCat("at most ", kMaxAllowedTokenIds, " ids"),
+                      static_cast<double>(allowed_token_ids.size()));
+  }
+  for (size_t i = 0; i < allowed_token_ids.size(); ++i) {
+    const int32_t id = allowed_token_ids[i];
+    if (id < 0) return OutOfRange("allowed_token_ids", "non-negative token ids", id);
+    if (i > 0 && id <= allowed_token_ids[i - 1]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling parameter allowed_token_ids must name each token once, in "
+                       "order; ",
+                       id, " is not"));
+    }
   }
   if (stop.size() > kMaxStopStrings) {
     return OutOfRange("stop", absl::StrCat("at most ", kMaxStopStrings, " strings"),
@@ -136,6 +238,12 @@ absl::Status SamplingParams::Validate() const {
     default:
       return absl::InvalidArgumentError(absl::StrCat(
           "sampling parameter constraint has an unknown kind ", static_cast<int>(constraint_kind)));
+  }
+  // Beam search ranks the raw logprobs of every token; a bias or an allow list has no place there.
+  if (beam_search() && (!logit_bias.empty() || !allowed_token_ids.empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling parameter ", logit_bias.empty() ? "allowed_token_ids" : "logit_bias",
+                     " is not supported with beam search"));
   }
   // A constraint allows only the grammar's tokens: beam search would replace them, and with
   // EOS masked (min_tokens) or ignored (ignore_eos) a finished grammar would leave no token.
@@ -217,6 +325,8 @@ absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& js
       params.stop_token_ids.push_back(static_cast<int32_t>(value));
     }
   }
+  RETURN_IF_ERROR(ReadLogitBias(json, params.logit_bias));
+  RETURN_IF_ERROR(ReadAllowedTokenIds(json, params.allowed_token_ids));
   return params;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -52,6 +53,14 @@ struct SamplingParams {
   std::vector<std::string> stop;
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;  // detokenization leaves special tokens (BOS, EOS) out
+  // OpenAI's logit_bias: (token id, bias in [-100, 100]) pairs, sorted by id, each id once; the
+  // bias is added to the token's logit after the raw logprobs, with the masks (vLLM's order).
+  static constexpr size_t kMaxLogitBias = 1024;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  // vLLM's allowed_token_ids: when not empty, only these ids may be sampled (the others'
+  // logits become -inf with the masks). Sorted, each id once.
+  static constexpr size_t kMaxAllowedTokenIds = size_t{1} << 20;
+  std::vector<int32_t> allowed_token_ids;
 
   // Several outputs per request. n samples share the prompt's KV blocks. Beam search (vLLM V0
   // semantics, beam_width >= 2) keeps the beam_width most likely continuations, ignores the

@@ -1,5 +1,6 @@
 #include "proto/step_codec.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -142,6 +143,8 @@ void EncodeSamplingParams(const SamplingParams& params, v1::SamplingParams* out)
     out->mutable_structured_output()->set_kind(ConstraintKindToProto(params.constraint_kind));
     out->mutable_structured_output()->set_text(params.constraint);
   }
+  for (const auto& [id, bias] : params.logit_bias) (*out->mutable_logit_bias())[id] = bias;
+  AppendAll(params.allowed_token_ids, out->mutable_allowed_token_ids());
 }
 
 absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& proto) {
@@ -170,6 +173,15 @@ absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& pr
                      ConstraintKindFromProto(proto.structured_output().kind()));
     params.constraint = proto.structured_output().text();
   }
+  // A map has no order, and a client's list need not have one: both are sorted here, for
+  // SamplingParams' one-entry-per-id form (an id the list repeats counts once).
+  for (const auto& [id, bias] : proto.logit_bias()) params.logit_bias.emplace_back(id, bias);
+  std::sort(params.logit_bias.begin(), params.logit_bias.end());
+  params.allowed_token_ids = ToVector(proto.allowed_token_ids());
+  std::sort(params.allowed_token_ids.begin(), params.allowed_token_ids.end());
+  params.allowed_token_ids.erase(
+      std::unique(params.allowed_token_ids.begin(), params.allowed_token_ids.end()),
+      params.allowed_token_ids.end());
   return params;
 }
 

@@ -36,6 +36,28 @@ absl::Status CheckTokenIds(absl::Span<const int32_t> ids, int64_t vocab_size, co
   return absl::OkStatus();
 }
 
+// vLLM's allowed_token_ids (every other logit becomes -inf), then OpenAI's logit_bias (added),
+// on one row. An id outside the row fails it (the router checked the ids against the
+// tokenizer's vocabulary; a worker trusts no message it was sent).
+absl::Status ApplyAllowListAndBias(absl::Span<float> row, const SamplingParams& params) {
+  const int64_t vocab_size = static_cast<int64_t>(row.size());
+  if (!params.allowed_token_ids.empty()) {
+    RETURN_IF_ERROR(CheckTokenIds(params.allowed_token_ids, vocab_size, "allowed_token_ids"));
+    std::vector<float> kept(params.allowed_token_ids.size());
+    for (size_t i = 0; i < kept.size(); ++i) kept[i] = row[params.allowed_token_ids[i]];
+    std::fill(row.begin(), row.end(), kNegInf);
+    for (size_t i = 0; i < kept.size(); ++i) row[params.allowed_token_ids[i]] = kept[i];
+  }
+  for (const auto& [id, bias] : params.logit_bias) {
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias token id ", id, " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+    row[id] += bias;
+  }
+  return absl::OkStatus();
+}
+
 // Token id lists of the rows as the kernels take them: offsets [num_seqs + 1] into one array.
 // Set(s, ...) is called for every row, in ascending order.
 struct TokenLists {
@@ -248,6 +270,11 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
            .bitmask = inputs[s].token_bitmask.data(),
            .bitmask_words = static_cast<int64_t>(inputs[s].token_bitmask.size())}));
     }
+    for (int64_t s = begin; s < end; ++s) {
+      if (!statuses[s].ok()) continue;
+      statuses[s] =
+          ApplyAllowListAndBias(absl::MakeSpan(x + s * vocab_size, vocab_size), params(s));
+    }
     RETURN_IF_ERROR(kernels::ApplyPenalties(
         {.batch = Rows(all, live_rows([&](int64_t s) { return penalize[s] != 0; })),
          .logits = x,
@@ -267,7 +294,8 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
         {.batch = Rows(all, greedy_rows), .logits = x, .token_ids = token_ids.data()}));
     for (int32_t s : greedy_rows) {
       if (x[s * vocab_size + token_ids[s]] == kNegInf) {
-        statuses[s] = NoFiniteLogit("after penalties and stop-token or grammar masking");
+        statuses[s] =
+            NoFiniteLogit("after penalties and stop-token, grammar or allow-list masking");
       }
     }
 
@@ -280,7 +308,8 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
                                              .row_max = row_max.data()}));
     for (int32_t s : random_rows) {
       if (row_max[s] == kNegInf) {
-        statuses[s] = NoFiniteLogit("after penalties and stop-token or grammar masking");
+        statuses[s] =
+            NoFiniteLogit("after penalties and stop-token, grammar or allow-list masking");
       }
     }
     std::erase_if(random_rows, [&](int32_t s) { return !statuses[s].ok(); });

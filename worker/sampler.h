@@ -2,7 +2,7 @@
 //
 // Per sequence, in vLLM's order: raw logprobs (log-softmax of the logits as given) → min_tokens
 // (the stop tokens are masked while fewer than min_tokens were generated) and a structured
-// output's token bitmask → penalties
+// output's token bitmask → allowed_token_ids (the others masked) and logit_bias → penalties
 // (repetition, frequency, presence) → greedy argmax, or temperature → min_p → top_k → top_p →
 // an inverse-CDF draw over the kept tokens.
 //

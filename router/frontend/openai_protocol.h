@@ -78,7 +78,7 @@ struct DetokenizeRequest {
 
 /// Unknown top-level fields are refused (InvalidArgument naming the field) on both endpoints,
 /// except these vLLM extensions the server reads (see docs/api.md); OpenAI's own fields the
-/// server does not support (logit_bias, suffix, ...) are refused the same way.
+/// server does not support (suffix, functions, ...) are refused the same way.
 bool IsKnownCompletionField(const std::string& field);
 bool IsKnownChatCompletionField(const std::string& field);
 

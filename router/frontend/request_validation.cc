@@ -52,6 +52,18 @@ absl::Status ValidateGenerationRequest(const std::vector<int32_t>& prompt_token_
           "stop_token_ids: ", id, " is outside the vocabulary [0, ", limits.vocab_size, ")"));
     }
   }
+  for (const auto& [id, bias] : params.logit_bias) {
+    if (id >= limits.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias: token ", id, " is outside the vocabulary [0, ", limits.vocab_size, ")"));
+    }
+  }
+  for (int32_t id : params.allowed_token_ids) {
+    if (id >= limits.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allowed_token_ids: ", id, " is outside the vocabulary [0, ", limits.vocab_size, ")"));
+    }
+  }
   const absl::Status status = params.Validate();
   if (status.ok()) return status;
   // SamplingParams says "sampling parameter FIELD must ..."; lead with the field like the rest.

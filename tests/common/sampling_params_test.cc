@@ -4,6 +4,8 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -264,6 +266,56 @@ TEST(SamplingParams, ConstraintShapeIsValidatedAndRefusesBeamSearch) {
   params.min_tokens = 0;
   params.beam_width = 2;
   ExpectInvalid(params.Validate(), "constraint is not supported with beam search");
+}
+
+TEST(SamplingParams, FromJsonReadsLogitBiasAndAllowedTokenIdsSorted) {
+  const nlohmann::json json = nlohmann::json::parse(
+      R"({"logit_bias": {"50": -100, "7": 2.5, "1000": 100},
+          "allowed_token_ids": [9, 3, 9, 0]})");
+  absl::StatusOr<SamplingParams> params = SamplingParams::FromJson(json);
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->logit_bias,
+            (std::vector<std::pair<int32_t, float>>{{7, 2.5f}, {50, -100.0f}, {1000, 100.0f}}));
+  EXPECT_EQ(params->allowed_token_ids, (std::vector<int32_t>{0, 3, 9}));
+  EXPECT_TRUE(params->Validate().ok()) << params->Validate();
+}
+
+TEST(SamplingParams, LogitBiasAndAllowedTokenIdsRefuseBadInputByName) {
+  for (const char* bad :
+       {R"({"logit_bias": [1]})", R"({"logit_bias": {"x": 1}})", R"({"logit_bias": {"-1": 1}})",
+        R"({"logit_bias": {"+1": 1}})", R"({"logit_bias": {"": 1}})",
+        R"({"logit_bias": {"7": "1"}})", R"({"logit_bias": {"7": 1, "07": 2}})",
+        R"({"logit_bias": {"99999999999": 1}})"}) {
+    ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse(bad)).status(), "logit_bias");
+  }
+  for (const char* bad :
+       {R"({"allowed_token_ids": []})", R"({"allowed_token_ids": 3})",
+        R"({"allowed_token_ids": [-1]})", R"({"allowed_token_ids": [1.5]})",
+        R"({"allowed_token_ids": ["1"]})", R"({"allowed_token_ids": [4294967296]})"}) {
+    ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse(bad)).status(),
+                  "allowed_token_ids");
+  }
+  SamplingParams params;
+  params.logit_bias = {{3, 100.5f}};
+  ExpectInvalid(params.Validate(), "logit_bias");
+  params.logit_bias = {{3, std::numeric_limits<float>::quiet_NaN()}};
+  ExpectInvalid(params.Validate(), "logit_bias");
+  params.logit_bias = {{3, 1.0f}, {3, 2.0f}};  // not one entry per id (a decoded message)
+  ExpectInvalid(params.Validate(), "logit_bias");
+  params.logit_bias = {{3, -100.0f}, {4, 100.0f}};
+  EXPECT_TRUE(params.Validate().ok());
+  params.logit_bias.assign(SamplingParams::kMaxLogitBias + 1, {0, 0.0f});
+  ExpectInvalid(params.Validate(), "logit_bias");
+  params.logit_bias.clear();
+  params.allowed_token_ids = {5, 2};
+  ExpectInvalid(params.Validate(), "allowed_token_ids");
+  params.allowed_token_ids = {2, 5};
+  EXPECT_TRUE(params.Validate().ok());
+  params.beam_width = 2;  // beam search ranks raw logprobs: no allow list or bias there
+  ExpectInvalid(params.Validate(), "allowed_token_ids");
+  params.allowed_token_ids.clear();
+  params.logit_bias = {{1, 1.0f}};
+  ExpectInvalid(params.Validate(), "logit_bias");
 }
 
 TEST(SamplingParams, FromJsonReadsBeamSearchInBothSpellings) {

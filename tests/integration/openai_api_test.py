@@ -190,6 +190,33 @@ class OpenAIApiTest(unittest.TestCase):
         self.assert_error(status, body, 400, "tokens")
         self.assert_still_serving()
 
+    def test_logit_bias_and_allowed_token_ids_steer_the_tokens(self):
+        def complete(prompt, **extra):
+            return self.client.completions.create(model=MODEL, prompt=prompt, max_tokens=4,
+                                                  temperature=0, extra_body=extra)
+        golden = next(g for g in self.goldens if g["prompt"])
+        plain = complete(golden["prompt"]).choices[0].text
+        self.assertTrue(golden["greedy_text"].startswith(plain), plain)
+        # +100 on one token forces it whatever the prompt, as does allowing only it.
+        forced = [complete(prompt, logit_bias={"300": 100}).choices[0].text
+                  for prompt in (golden["prompt"], "The dog")]
+        self.assertEqual(forced[0], forced[1])
+        self.assertNotEqual(forced[0], plain)
+        self.assertEqual(complete("The dog", allowed_token_ids=[300]).choices[0].text, forced[0])
+        # -100 on the greedy first token: another first token, so another text.
+        banned = complete(golden["prompt"], logit_bias={str(golden["greedy_ids"][0]): -100})
+        self.assertNotEqual(banned.choices[0].text, plain)
+        for body, param in [({"logit_bias": {"1": 101}}, "logit_bias"),
+                            ({"logit_bias": {"100000": 1}}, "logit_bias"),
+                            ({"allowed_token_ids": [100000]}, "allowed_token_ids"),
+                            ({"allowed_token_ids": []}, "allowed_token_ids"),
+                            ({"logit_bias": {"1": 1}, "use_beam_search": True, "n": 2},
+                             "logit_bias")]:
+            status, _, response = self.post("/v1/completions",
+                                            {"model": MODEL, "prompt": "Hi", **body})
+            self.assert_error(status, response, 400, param)
+        self.assert_still_serving()
+
     def test_streaming_chat_equals_non_streaming(self):
         messages = [{"role": "user", "content": "Once upon a time"}]
         whole = self.client.chat.completions.create(model=MODEL, messages=messages,

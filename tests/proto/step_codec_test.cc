@@ -53,6 +53,8 @@ void ExpectSameParams(const SamplingParams& a, const SamplingParams& b) {
   EXPECT_EQ(a.length_penalty, b.length_penalty);
   EXPECT_EQ(a.constraint_kind, b.constraint_kind);
   EXPECT_EQ(a.constraint, b.constraint);
+  EXPECT_EQ(a.logit_bias, b.logit_bias);
+  EXPECT_EQ(a.allowed_token_ids, b.allowed_token_ids);
 }
 
 void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
@@ -120,6 +122,8 @@ SamplingParams PopulatedParams() {
   params.n = 3;
   params.beam_width = 4;
   params.length_penalty = 0.8f;
+  params.logit_bias = {{0, -100.0f}, {13, 2.5f}, {32000, 100.0f}};
+  params.allowed_token_ids = {1, 2, 40000};
   return params;
 }
 
@@ -191,6 +195,19 @@ TEST(StepCodec, SamplingParamsRoundTripEveryField) {
   absl::StatusOr<SamplingParams> decoded = DecodeSamplingParams(ThroughWire(proto));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   ExpectSameParams(*decoded, params);
+}
+
+// A client's message: the map in any order, the list unsorted with a repeat.
+TEST(StepCodec, LogitBiasAndAllowedTokenIdsDecodeSorted) {
+  v1::SamplingParams proto;
+  (*proto.mutable_logit_bias())[900] = -1.0f;
+  (*proto.mutable_logit_bias())[4] = 3.0f;
+  for (int32_t id : {7, 2, 7, 0}) proto.add_allowed_token_ids(id);
+  absl::StatusOr<SamplingParams> decoded = DecodeSamplingParams(ThroughWire(proto));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->logit_bias, (std::vector<std::pair<int32_t, float>>{{4, 3.0f}, {900, -1.0f}}));
+  EXPECT_EQ(decoded->allowed_token_ids, (std::vector<int32_t>{0, 2, 7}));
+  EXPECT_TRUE(decoded->Validate().ok()) << decoded->Validate();
 }
 
 TEST(StepCodec, SamplingParamsRoundTripEveryConstraintKind) {

@@ -473,6 +473,58 @@ TEST(Sampler, TokenBitmaskRestrictsOnlyItsRowAndKeepsRawLogprobs) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(Sampler, AllowedTokenIdsAndLogitBiasApplyAfterTheRawLogprobs) {
+  // 40 tokens, the best is 39.
+  std::vector<float> logits;
+  for (int i = 0; i < 40; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  SamplingParams greedy = Greedy();
+  greedy.logprobs = 0;
+  const absl::StatusOr<SampleOutput> plain = SampleOne(logits, greedy);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->token_id, 39);
+
+  SamplingParams allowed = greedy;
+  allowed.allowed_token_ids = {2, 7};
+  absl::StatusOr<SampleOutput> out = SampleOne(logits, allowed);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->token_id, 7);
+  EXPECT_NEAR(out->logprob, plain->logprob - 3.2f, 1e-5f);  // raw: before the mask
+  // A random row stays inside the list too.
+  SamplingParams random = allowed;
+  random.temperature = 2.0f;
+  for (int64_t step = 0; step < 50; ++step) {
+    out = SampleOne(logits, random, /*seed=*/11, step);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(out->token_id == 2 || out->token_id == 7) << out->token_id;
+  }
+
+  // The bias is added to the logit: +0.35 lifts 36 over 39, -100 removes 39 from the race.
+  SamplingParams biased = greedy;
+  biased.logit_bias = {{36, 0.35f}};
+  EXPECT_EQ(SampleOne(logits, biased)->token_id, 36);
+  biased.logit_bias = {{36, 0.25f}};
+  EXPECT_EQ(SampleOne(logits, biased)->token_id, 39);
+  biased.logit_bias = {{39, -100.0f}};
+  EXPECT_EQ(SampleOne(logits, biased)->token_id, 38);
+  // With an allow list, the bias ranks the allowed ones.
+  allowed.logit_bias = {{2, 1.0f}};
+  EXPECT_EQ(SampleOne(logits, allowed)->token_id, 2);
+
+  // Ids outside the row fail it (a worker trusts no message), and the others are untouched.
+  SamplingParams outside = greedy;
+  outside.allowed_token_ids = {3, 40};
+  EXPECT_EQ(SampleOne(logits, outside).status().code(), absl::StatusCode::kInvalidArgument);
+  outside.allowed_token_ids.clear();
+  outside.logit_bias = {{40, 1.0f}};
+  EXPECT_EQ(SampleOne(logits, outside).status().code(), absl::StatusCode::kInvalidArgument);
+  // An allow list the grammar mask excludes entirely leaves no finite logit.
+  std::vector<float> x = logits;
+  const std::vector<uint32_t> mask = {1u << 5, 0u};
+  const std::vector<SamplingInput> inputs = {{.params = &allowed, .token_bitmask = mask}};
+  EXPECT_EQ(Sampler().Sample(absl::MakeSpan(x), 1, 40, inputs).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Sampler, RejectsMismatchedShapesAndBadInputs) {
   SamplingParams params;
   std::vector<float> logits(10, 0.0f);

@@ -362,7 +362,12 @@ TEST(OpenAIProtocol, ErrorsAndUsageHaveOpenAIShape) {
 }
 
 TEST(OpenAIProtocol, RefusesUnknownFieldsNamingThem) {
-  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "logit_bias": {}})")), "logit_bias");
+  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "suffix": "b"})")), "suffix");
+  // Known fields with bad values name themselves too.
+  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "logit_bias": {"x": 1}})")),
+            "logit_bias");
+  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "allowed_token_ids": []})")),
+            "allowed_token_ids");
   EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "tools": []})")), "tools");
   EXPECT_EQ(InvalidField(ChatError(R"({"messages": [{"role": "user", "content": "a"}],
                                         "prompt": "a"})")),
