@@ -2,7 +2,12 @@
 # Fuzzes every parser of outside input (tests/fuzz/) with libFuzzer + ASan + UBSan.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [FUZZER...]     (default: 60 s each, every fuzzer)
+#   scripts/fuzz.sh build [TARGET...]                      (build the fuzzers and TARGETs only)
 #
+# The build form is how scripts/test.sh builds its sanitized unit tests in the same build tree,
+# so every library is compiled once for both. FUZZ_BUILD_DIR (default build-fuzz) and
+# FUZZ_BUILD_TYPE (default RelWithDebInfo: fast fuzzing) choose the tree; test.sh uses a Debug
+# tree, which compiles in half the time and only has to fuzz for seconds.
 # Builds the fuzzers with clang into build-fuzz/ (-DPAGODA_FUZZ=ON), then runs each for the given
 # time starting from its seed corpus (tests/fuzz/corpus/NAME, read-only) plus the inputs earlier
 # runs found (build-fuzz/corpus/NAME, kept between runs). A crash, leak, timeout (> 10 s on one
@@ -11,14 +16,20 @@
 # so the replay tests keep it. Prints the executions run per fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=false
+if [[ ${1:-} == build ]]; then build_only=true; fi
 seconds=${1:-60}
 shift || true
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja \
+  -DCMAKE_BUILD_TYPE="${FUZZ_BUILD_TYPE:-RelWithDebInfo}" \
   -DPAGODA_FUZZ=ON -DPAGODA_CUDA=OFF -DPAGODA_BUILD_BENCHMARKS=OFF "${launcher[@]}" >/dev/null
+if $build_only; then
+  exec cmake --build "$BUILD_DIR" -j"$(nproc)" --target fuzzers "$@"
+fi
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target fuzzers
 
 fuzzers=("$@")
