@@ -66,6 +66,24 @@ RoutingChoice ChooseReplica(int64_t num_prompt_tokens,
       best = k;
     }
   }
+  // Estimates within half a step's fixed cost of the best are not told apart: where in the step
+  // in flight a request arrives is unknown to the score. Among them the one reusing the most
+  // tokens wins (ties: the lower estimate, then the lower index), since its hit also saves the
+  // cluster that prefill.
+  const double slack = 0.5 * candidates[best].step_cost.fixed_s;
+  const int32_t fastest = best;
+  for (int32_t k = 0; k < static_cast<int32_t>(candidates.size()); ++k) {
+    if (choice.ttft_s[k] > choice.ttft_s[fastest] + slack) continue;
+    const ReplicaRoutingState& a = candidates[k];
+    const ReplicaRoutingState& b = candidates[best];
+    if (a.cached_tokens != b.cached_tokens) {
+      if (a.cached_tokens > b.cached_tokens) best = k;
+    } else if (choice.ttft_s[k] != choice.ttft_s[best]) {
+      if (choice.ttft_s[k] < choice.ttft_s[best]) best = k;
+    } else if (a.index < b.index) {
+      best = k;
+    }
+  }
   choice.candidate = best;
   if (candidates.size() == 1) {
     choice.reason = RoutingReason::kOnlyChoice;

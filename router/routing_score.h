@@ -19,8 +19,10 @@
 // is worth exactly the prefill it saves, and work ahead costs what it delays: between two
 // replicas with the same cost and nothing in flight, the one holding C cached tokens of the
 // prompt keeps it while its queued prefill and running decodes exceed the other's by at most C
-// tokens (in one step), and gives way beyond that. The minimum wins; ties go to the replica
-// reusing more tokens, then the lowest index.
+// tokens (in one step), and gives way beyond that. The minimum wins, but estimates within half
+// of the best one's fixed step cost count as equal (where in the step in flight the request
+// arrives is unknown): among those the replica reusing the most tokens wins, then the lower
+// estimate, then the lowest index.
 //
 //   std::vector<ReplicaRoutingState> states = {...};  // one per candidate
 //   RoutingChoice choice = ChooseReplica(num_prompt_tokens, states);
@@ -78,7 +80,8 @@ struct RoutingChoice {
 /// The estimate above for one replica and a prompt of `num_prompt_tokens`.
 double EstimateTtftSeconds(int64_t num_prompt_tokens, const ReplicaRoutingState& state);
 
-/// The candidate with the smallest estimate (ties: more cached tokens, then lower index).
+/// The candidate with the smallest estimate, up to the slack above (ties: more cached tokens,
+/// then the lower estimate, then the lower index).
 /// `candidates` must not be empty.
 RoutingChoice ChooseReplica(int64_t num_prompt_tokens,
                             absl::Span<const ReplicaRoutingState> candidates);

@@ -81,6 +81,28 @@ TEST(RoutingScore, PrefixHolderWithStepsInFlightGivesWayPastTheSavedPrefill) {
   EXPECT_NEAR(choice.ttft_s[0], 0.617 - 0.15425 + 0.1165, 1e-12);
 }
 
+// A tiny model (stories260K on a CPU: steps of about 2 ms whatever their size, 20 us a token):
+// right after a request finishes, its replica still has a step in flight. Half a step of
+// difference is within what the score cannot know, so the cached prefix keeps the request.
+TEST(RoutingScore, AStepInFlightIsNoReasonToLeaveThePrefixOnAnIdleCluster) {
+  std::vector<ReplicaRoutingState> states = {Idle(0, 32), Idle(1)};
+  for (ReplicaRoutingState& state : states)
+    state.step_cost = {.fixed_s = 2e-3, .per_token_s = 2e-5};
+  states[0].num_running_seqs = 1;
+  states[0].in_flight_steps = 1;
+  states[0].in_flight_tokens = 1;
+  RoutingChoice choice = ChooseReplica(80, states);
+  // 1.01 ms in flight + 2.98 ms against 3.6 ms: 0.39 ms slower, within the 1 ms slack.
+  EXPECT_NEAR(choice.ttft_s[0], 3.99e-3, 1e-12);
+  EXPECT_NEAR(choice.ttft_s[1], 3.6e-3, 1e-12);
+  EXPECT_EQ(choice.candidate, 0);
+  EXPECT_EQ(choice.reason, RoutingReason::kPrefixHit);
+  // Two steps in flight: 6.01 ms, past the slack; the idle replica wins.
+  states[0].in_flight_steps = 2;
+  states[0].in_flight_tokens = 2;
+  EXPECT_EQ(ChooseReplica(80, states).candidate, 1);
+}
+
 // The threshold: with equal rates, the holder of C cached tokens keeps the request while its
 // extra work, queued prefill Q plus R running decodes per step, is at most C (a tie goes to the
 // holder): Q + R * steps <= C. With the prompt, C = 384.
