@@ -37,8 +37,12 @@ regex=$(IFS='|'; echo "${sanitized_tests[*]}")
 slow='ALastTokensLogitsDoNotDependOnTheStepShape|ThreeRanksEqualOne|_exact_path|_one_thread'
 slow+='|AGgufModelGeneratesItsGoldens|TheSameGreedyQuestionGetsTheSameAnswerInAnyStepShape'
 slow+='|SmolLm2.GreedyTokensEqualTheGoldensUpToNearTies'
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-sanitize --output-on-failure -j"$(nproc)" -L "^(${regex})\$" -E "${slow}"
+# One OpenMP thread: clang links LLVM's libomp, and Debian's OpenMP OpenBLAS (built for libgomp)
+# can spin forever in its parallel GEMM under it when called from an engine thread (seen once:
+# generate_command_test stuck 8 minutes in exec_blas). The timeout turns any hang into a failure.
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-sanitize --output-on-failure \
+  -j"$(nproc)" --timeout 600 -L "^(${regex})\$" -E "${slow}"
 stage "sanitizer tests"
 
 # libFuzzer on every parser of outside input, 12 s each (2 minutes in all); already built above.
