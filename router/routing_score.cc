@@ -33,8 +33,7 @@ double EstimateTtftSeconds(int64_t num_prompt_tokens, const ReplicaRoutingState&
         cost.Seconds(steps, static_cast<double>(std::max<int64_t>(0, state.in_flight_tokens)));
     in_flight = all - 0.5 * all / steps;
   }
-  const int64_t room =
-      std::max<int64_t>(1, std::max<int64_t>(1, state.step_token_budget) - running);
+  const int64_t room = std::max<int64_t>(1, state.step_token_budget - running);
   const int64_t steps = std::max<int64_t>(1, (queued + uncached + room - 1) / room);
   return in_flight + cost.Seconds(static_cast<double>(steps),
                                   static_cast<double>(queued + uncached) +

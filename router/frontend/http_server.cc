@@ -75,6 +75,23 @@ void ReplyStatus(httplib::Response& res, const absl::Status& status) {
 
 std::string Sse(const json& event) { return absl::StrCat("data: ", DumpJson(event), "\n\n"); }
 
+// A route's body parsed by `parse` and naming the served model; nullopt once an error (bad JSON,
+// a bad field, another model) was answered.
+template <typename Request>
+std::optional<Request> ParseForModel(const Frontend& frontend, const httplib::Request& req,
+                                     httplib::Response& res,
+                                     absl::StatusOr<Request> (*parse)(const json&)) {
+  absl::StatusOr<json> body = ParseJsonBody(req.body);
+  absl::StatusOr<Request> request =
+      body.ok() ? parse(*body) : absl::StatusOr<Request>(body.status());
+  absl::Status status = request.ok() ? frontend.CheckModel(request->model) : request.status();
+  if (!status.ok()) {
+    ReplyStatus(res, status);
+    return std::nullopt;
+  }
+  return *std::move(request);
+}
+
 // One completions or chat request being served: a session per prompt, and what each choice has
 // been sent so far.
 struct Job {
@@ -589,13 +606,9 @@ void HttpServer::Route() {
 }
 
 void HttpServer::HandleCompletions(const httplib::Request& req, httplib::Response& res) {
-  absl::StatusOr<json> body = ParseJsonBody(req.body);
-  if (!body.ok()) return ReplyStatus(res, body.status());
-  absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(*body);
-  if (!request.ok()) return ReplyStatus(res, request.status());
-  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
-    return ReplyStatus(res, status);
-  }
+  std::optional<CompletionRequest> request =
+      ParseForModel(*frontend_, req, res, &ParseCompletionRequest);
+  if (!request.has_value()) return;
   std::shared_ptr<Job> job = NewJob(*frontend_, /*chat=*/false, request->prompts.front().params,
                                     request->include_usage, request->timeout_s);
   std::vector<std::string> prefixes;
@@ -614,13 +627,9 @@ void HttpServer::HandleCompletions(const httplib::Request& req, httplib::Respons
 }
 
 void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Response& res) {
-  absl::StatusOr<json> body = ParseJsonBody(req.body);
-  if (!body.ok()) return ReplyStatus(res, body.status());
-  absl::StatusOr<ChatCompletionRequest> request = ParseChatCompletionRequest(*body);
-  if (!request.ok()) return ReplyStatus(res, request.status());
-  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
-    return ReplyStatus(res, status);
-  }
+  std::optional<ChatCompletionRequest> request =
+      ParseForModel(*frontend_, req, res, &ParseChatCompletionRequest);
+  if (!request.has_value()) return;
   if (chat_template_ == nullptr) {
     return ReplyError(res, 400, "this model has no chat template", "messages");
   }
@@ -695,13 +704,9 @@ absl::StatusOr<std::string> HttpServer::RenderChat(const json& messages, const j
 }
 
 void HttpServer::HandleTokenize(const httplib::Request& req, httplib::Response& res) const {
-  absl::StatusOr<json> body = ParseJsonBody(req.body);
-  if (!body.ok()) return ReplyStatus(res, body.status());
-  absl::StatusOr<TokenizeRequest> request = ParseTokenizeRequest(*body);
-  if (!request.ok()) return ReplyStatus(res, request.status());
-  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
-    return ReplyStatus(res, status);
-  }
+  std::optional<TokenizeRequest> request =
+      ParseForModel(*frontend_, req, res, &ParseTokenizeRequest);
+  if (!request.has_value()) return;
   std::string text;
   if (request->prompt.has_value()) {
     text = *std::move(request->prompt);
@@ -726,13 +731,9 @@ void HttpServer::HandleTokenize(const httplib::Request& req, httplib::Response& 
 }
 
 void HttpServer::HandleDetokenize(const httplib::Request& req, httplib::Response& res) const {
-  absl::StatusOr<json> body = ParseJsonBody(req.body);
-  if (!body.ok()) return ReplyStatus(res, body.status());
-  absl::StatusOr<DetokenizeRequest> request = ParseDetokenizeRequest(*body);
-  if (!request.ok()) return ReplyStatus(res, request.status());
-  if (absl::Status status = frontend_->CheckModel(request->model); !status.ok()) {
-    return ReplyStatus(res, status);
-  }
+  std::optional<DetokenizeRequest> request =
+      ParseForModel(*frontend_, req, res, &ParseDetokenizeRequest);
+  if (!request.has_value()) return;
   const Tokenizer& tokenizer = frontend_->tokenizer();
   for (int32_t id : request->tokens) {
     if (id >= tokenizer.vocab_size() || !tokenizer.IdToToken(id).has_value()) {
