@@ -227,6 +227,7 @@ void EncodeCachedSequence(const CachedSequence& seq, internal::CachedSequence* o
   AppendAll(seq.new_block_ids, out->mutable_new_block_ids());
   out->set_num_scheduled_tokens(seq.num_scheduled_tokens);
   AppendAll(seq.replace_last_token_ids, out->mutable_replace_last_token_ids());
+  AppendAll(seq.draft_token_ids, out->mutable_draft_token_ids());
 }
 
 absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequence& proto) {
@@ -239,6 +240,7 @@ absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequen
   seq.new_block_ids = ToVector(proto.new_block_ids());
   seq.num_scheduled_tokens = proto.num_scheduled_tokens();
   seq.replace_last_token_ids = ToVector(proto.replace_last_token_ids());
+  seq.draft_token_ids = ToVector(proto.draft_token_ids());
   return seq;
 }
 

@@ -61,6 +61,12 @@ absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) c
       return absl::InvalidArgumentError(
           absl::StrCat("sequence ", s, " of the step has no new tokens or a negative start"));
     }
+    if (seq.sample && (seq.num_sampled_tokens < 1 ||
+                       seq.num_sampled_tokens > static_cast<int64_t>(seq.token_ids.size()))) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " samples ",
+                                                     seq.num_sampled_tokens, " of its ",
+                                                     seq.token_ids.size(), " new tokens"));
+    }
     if (seq_len > max_positions_) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " reaches position ",
                                                      seq_len - 1, " but the model supports ",
@@ -146,16 +152,21 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
   RETURN_IF_ERROR(model_->Forward(context, Reserve(hidden_, num_tokens * hidden)));
 
   // hidden_ now holds the final-normed states; the LM head runs only on sampling rows.
+  row_tokens_.clear();
   for (size_t s = 0; s < batch.size(); ++s) {
-    if (batch[s].sample) logits_.seq_index.push_back(static_cast<int32_t>(s));
+    if (!batch[s].sample) continue;
+    const int64_t end = query_start_loc_[s + 1];
+    for (int64_t t = end - batch[s].num_sampled_tokens; t < end; ++t) {
+      logits_.seq_index.push_back(static_cast<int32_t>(s));
+      row_tokens_.push_back(t);
+    }
   }
   const int64_t rows = static_cast<int64_t>(logits_.seq_index.size());
   logits_.num_rows = rows;
   if (rows == 0) return &logits_;
   float* last = Reserve(last_hidden_, rows * hidden);
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t token = query_start_loc_[logits_.seq_index[r] + 1] - 1;
-    std::copy_n(hidden_.data() + token * hidden, hidden, last + r * hidden);
+    std::copy_n(hidden_.data() + row_tokens_[r] * hidden, hidden, last + r * hidden);
   }
   RETURN_IF_ERROR(ComputeLogits(rows));
   return &logits_;

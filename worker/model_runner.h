@@ -41,9 +41,13 @@ struct SequenceInput {
   int64_t num_computed_tokens = 0;
   absl::Span<const int32_t> block_table;  // physical block ids, logical order
   bool sample = true;                     // return logits for the last new token
+  /// With `sample`: logits for the last this many new tokens, in [1, token_ids.size()]
+  /// (speculative decoding verifies a draft at every position of its chunk).
+  int64_t num_sampled_tokens = 1;
 };
 
-/// Logits of the sampling sequences of one step, in batch order.
+/// Logits of the sampling sequences of one step, in batch order (a sequence with
+/// num_sampled_tokens > 1 has that many consecutive rows, in position order).
 struct StepLogits {
   int64_t num_rows = 0;
   int64_t vocab_size = 0;
@@ -127,6 +131,7 @@ class ModelRunner {
 
   // Activations (capacity reused across steps).
   std::vector<float> hidden_;           // [num_tokens, hidden] final-normed hidden states
+  std::vector<int64_t> row_tokens_;     // [num_sampling]: the token of each logits row
   std::vector<float> last_hidden_;      // [num_sampling, hidden]
   std::vector<float> local_logits_;     // [num_sampling, vocab_rows] when sharded
   std::vector<float> gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded

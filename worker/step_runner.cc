@@ -195,6 +195,7 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
     }
     RETURN_IF_ERROR(
         ValidateTokenIds(delta.replace_last_token_ids, absl::StrCat("cached sequence ", id)));
+    RETURN_IF_ERROR(ValidateDrafts(plan, delta, seq));
     if (seq.matcher != nullptr && !delta.replace_last_token_ids.empty()) {
       // Only beam search replaces tokens, and a constraint refuses beam search at the edge.
       return absl::InvalidArgumentError(
@@ -205,6 +206,7 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
       num_known += static_cast<int64_t>(delta.replace_last_token_ids.size()) -
                    (seq.has_pending_sample() ? 1 : 0);
     }
+    num_known += static_cast<int64_t>(delta.draft_token_ids.size());
     const int64_t num_uncomputed = num_known - seq.num_computed_tokens;
     if (delta.num_scheduled_tokens < 0 || delta.num_scheduled_tokens > num_uncomputed) {
       return absl::InvalidArgumentError(
@@ -214,6 +216,31 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
     RETURN_IF_ERROR(ValidateCapacity(
         id, seq.num_computed_tokens + delta.num_scheduled_tokens,
         static_cast<int64_t>(seq.block_table.size() + delta.new_block_ids.size())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ValidateDrafts(const StepPlan& plan, const CachedSequence& delta,
+                                        const Sequence& seq) const {
+  if (delta.draft_token_ids.empty()) return absl::OkStatus();
+  const std::string what = absl::StrCat("cached sequence ", delta.seq_id);
+  RETURN_IF_ERROR(ValidateTokenIds(delta.draft_token_ids, what));
+  if (plan.num_steps != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has draft tokens in a plan of ",
+                                                   plan.num_steps, " steps (drafts need one)"));
+  }
+  if (!delta.replace_last_token_ids.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " both replaces its last token and has draft tokens"));
+  }
+  const int64_t num_drafts = static_cast<int64_t>(delta.draft_token_ids.size());
+  if (!seq.has_pending_sample() ||
+      seq.num_computed_tokens + 1 != static_cast<int64_t>(seq.token_ids.size()) ||
+      delta.num_scheduled_tokens != 1 + num_drafts) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": ", num_drafts, " draft tokens must follow its pending sample, all ",
+        1 + num_drafts, " scheduled; it has ", seq.token_ids.size() - seq.num_computed_tokens,
+        " uncomputed tokens and ", delta.num_scheduled_tokens, " scheduled"));
   }
   return absl::OkStatus();
 }
@@ -293,6 +320,8 @@ void StepRunner::AddAndUpdateSequences(
                            delta.replace_last_token_ids.end());
       seq.last_token_sampled = false;
     }
+    seq.drafts = delta.draft_token_ids;
+    seq.token_ids.insert(seq.token_ids.end(), seq.drafts.begin(), seq.drafts.end());
   }
 }
 
@@ -310,6 +339,28 @@ bool StepRunner::CanDecodeAgain(const Sequence& seq) const {
          num_tokens <= runner_->max_positions();
 }
 
+void StepRunner::FillBitmask(Sequence& seq, const std::string& seq_id, absl::Span<uint32_t> mask) {
+  std::fill(mask.begin(), mask.end(), 0u);
+  // A matcher that accepted EOS allows nothing; the engine may still ask for one more token
+  // (it pipelines the next step before it sees the EOS) and drops it. Offer EOS again.
+  bool eos_only = seq.matcher->IsTerminated();
+  if (!eos_only) {
+    seq.matcher->FillNextTokenBitmask(mask);
+    if (std::all_of(mask.begin(), mask.end(), [](uint32_t w) { return w == 0; })) {
+      // No token at all (the matcher's bounded state overflowed): ending the sequence
+      // unfinished beats failing the whole batch.
+      PAGODA_LOG(warn, "sequence {}: its grammar allows no token after {} outputs; ending it",
+                 seq_id, seq.num_output_tokens());
+      eos_only = true;
+    }
+  }
+  if (eos_only) {
+    for (int32_t id : eos_token_ids_) {
+      if (id >= 0 && id < vocabulary_->size()) mask[id / 32] |= 1u << (id % 32);
+    }
+  }
+}
+
 absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     const std::vector<PassEntry>& pass, StepResult& result) {
   batch_.clear();
@@ -321,44 +372,48 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
          .num_computed_tokens = seq.num_computed_tokens,
          .block_table = seq.block_table,
          .sample =
-             seq.num_computed_tokens + e.num_tokens == static_cast<int64_t>(seq.token_ids.size())});
+             seq.num_computed_tokens + e.num_tokens == static_cast<int64_t>(seq.token_ids.size()),
+         .num_sampled_tokens = 1 + static_cast<int64_t>(seq.drafts.size())});
   }
   // Validate(plan) covered this pass: its tokens are the plan's or sampled, and CanDecodeAgain
   // kept every later pass within the block table and the model's positions.
   ASSIGN_OR_RETURN(StepLogits * logits, runner_->ExecuteValidated(batch_));
   for (const PassEntry& e : pass) e.seq->num_computed_tokens += e.num_tokens;
 
+  // One row per sampled position: a sequence with d drafts has d + 1 consecutive rows, row i
+  // sampling output num_outputs + i as if drafts [0, i) were its outputs already.
   sampling_.clear();
+  row_offsets_.assign(static_cast<size_t>(logits->num_rows), 0);
   for (int64_t r = 0; r < logits->num_rows; ++r) {
-    Sequence& seq = *pass[logits->seq_index[r]].seq;
-    const auto tokens = absl::MakeConstSpan(seq.token_ids);
+    const PassEntry& e = pass[logits->seq_index[r]];
+    Sequence& seq = *e.seq;
+    const int64_t i =
+        r > 0 && logits->seq_index[r - 1] == logits->seq_index[r] ? row_offsets_[r - 1] + 1 : 0;
+    row_offsets_[r] = i;
+    const int64_t num_drafts = static_cast<int64_t>(seq.drafts.size());
+    const int64_t known = static_cast<int64_t>(seq.token_ids.size()) - num_drafts + i;
+    const auto tokens = absl::MakeConstSpan(seq.token_ids).first(known);
     absl::Span<const uint32_t> bitmask;
     if (seq.matcher != nullptr) {
-      seq.bitmask.assign(static_cast<size_t>(vocabulary_->bitmask_words()), 0u);
-      // A matcher that accepted EOS allows nothing; the engine may still ask for one more token
-      // (it pipelines the next step before it sees the EOS) and drops it. Offer EOS again.
-      bool eos_only = seq.matcher->IsTerminated();
-      if (!eos_only) {
-        seq.matcher->FillNextTokenBitmask(absl::MakeSpan(seq.bitmask));
-        if (std::all_of(seq.bitmask.begin(), seq.bitmask.end(),
-                        [](uint32_t w) { return w == 0; })) {
-          // No token at all (the matcher's bounded state overflowed): ending the sequence
-          // unfinished beats failing the whole batch.
-          PAGODA_LOG(warn, "sequence {}: its grammar allows no token after {} outputs; ending it",
-                     *pass[logits->seq_index[r]].seq_id, seq.num_output_tokens());
-          eos_only = true;
-        }
+      const size_t words = static_cast<size_t>(vocabulary_->bitmask_words());
+      if (i == 0) {
+        seq.bitmask.assign(words * (num_drafts + 1), 0u);
+        seq.num_matcher_drafts = 0;
       }
-      if (eos_only) {
-        for (int32_t id : eos_token_ids_) {
-          if (id >= 0 && id < vocabulary_->size()) seq.bitmask[id / 32] |= 1u << (id % 32);
-        }
+      const absl::Span<uint32_t> mask = absl::MakeSpan(seq.bitmask).subspan(i * words, words);
+      // Row i's mask follows drafts [0, i). A draft the grammar refuses cannot equal the sample
+      // before it (that sample is masked), so the rows after it are never used: they get the
+      // last valid state's mask.
+      if (i > 0 && seq.num_matcher_drafts == i - 1 && !seq.matcher->IsTerminated() &&
+          seq.matcher->AcceptToken(seq.drafts[i - 1])) {
+        ++seq.num_matcher_drafts;
       }
-      bitmask = seq.bitmask;
+      FillBitmask(seq, *e.seq_id, mask);
+      bitmask = mask;
     }
     sampling_.push_back({.params = &seq.params,
                          .seed = seq.seed,
-                         .step = seq.num_output_tokens(),
+                         .step = known - seq.num_prompt_tokens,
                          .prompt_token_ids = tokens.subspan(0, seq.num_prompt_tokens),
                          .output_token_ids = tokens.subspan(seq.num_prompt_tokens),
                          .eos_token_ids = eos_token_ids_,
@@ -370,9 +425,24 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
                       logits->num_rows, logits->vocab_size, sampling_));
 
   std::vector<PassEntry> sampled;
+  bool verified = false;  // the current sequence's output ended (a draft was rejected, a stop)
+  int64_t output_index = -1;  // the current sequence's entry in result.outputs
   for (int64_t r = 0; r < logits->num_rows; ++r) {
     const PassEntry& e = pass[logits->seq_index[r]];
     Sequence& seq = *e.seq;
+    const int64_t i = row_offsets_[r];
+    const int64_t num_drafts = static_cast<int64_t>(seq.drafts.size());
+    if (i == 0) {
+      verified = false;
+      if (num_drafts > 0) {
+        // The drafts leave; the accepted ones come back as samples below.
+        seq.token_ids.resize(seq.token_ids.size() - num_drafts);
+        if (seq.matcher != nullptr && seq.num_matcher_drafts > 0) {
+          seq.matcher->Rollback(static_cast<int>(seq.num_matcher_drafts));
+        }
+      }
+    }
+    if (verified) continue;
     SampleOutput& sample = samples[r];
     // (An EOS offered past a terminated or dead-ended matcher advances nothing.)
     if (seq.matcher != nullptr && !seq.matcher->IsTerminated() &&
@@ -385,8 +455,9 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     }
     seq.token_ids.push_back(sample.token_id);
     seq.last_token_sampled = true;
-    // A multi-step plan appends to the output entry of the sequence's first pass.
-    int64_t output_index = e.output_index;
+    // A multi-step plan appends to the output entry of the sequence's first pass; the rows of
+    // drafts to the entry of their first row.
+    if (i == 0) output_index = e.output_index;
     if (output_index < 0) {
       output_index = static_cast<int64_t>(result.outputs.size());
       result.outputs.push_back({.seq_id = *e.seq_id});
@@ -396,6 +467,14 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     if (seq.params.logprobs >= 0) {
       out.logprobs.push_back(sample.logprob);
       out.top_logprobs.push_back(std::move(sample.top_logprobs));
+    }
+    verified = i == num_drafts || sample.token_id != seq.drafts[i] || IsStop(seq, sample.token_id);
+    if (!verified) continue;
+    if (num_drafts > 0) {
+      // The KV of the pending sample and of the accepted drafts is computed; the last sample
+      // is the next input.
+      seq.num_computed_tokens = static_cast<int64_t>(seq.token_ids.size()) - 1;
+      seq.drafts.clear();
     }
     sampled.push_back(
         {.seq = &seq, .seq_id = e.seq_id, .num_tokens = 1, .output_index = output_index});

@@ -94,6 +94,10 @@ class StepRunner {
     // The last token was sampled here (not chosen by the engine); replace_last_token_ids
     // discards it while it is still uncomputed.
     bool last_token_sampled = false;
+    // Speculative decoding: the plan's draft tokens, appended to token_ids until the pass
+    // that verifies them keeps the accepted ones.
+    std::vector<int32_t> drafts;
+    int64_t num_matcher_drafts = 0;  // drafts the matcher accepted while masking their rows
 
     int64_t num_output_tokens() const {
       return static_cast<int64_t>(token_ids.size()) - num_prompt_tokens;
@@ -124,6 +128,8 @@ class StepRunner {
   absl::Status ValidateBlockIds(absl::Span<const int32_t> block_ids, const std::string& what) const;
   absl::Status ValidateTokenIds(absl::Span<const int32_t> token_ids, const std::string& what) const;
   absl::Status ValidateSwapsAndCopies(const StepPlan& plan) const;
+  absl::Status ValidateDrafts(const StepPlan& plan, const CachedSequence& delta,
+                              const Sequence& seq) const;
   // Positions [0, num_tokens) must fit the block table and the model.
   absl::Status ValidateCapacity(const std::string& seq_id, int64_t num_tokens,
                                 int64_t num_blocks) const;
@@ -140,6 +146,8 @@ class StepRunner {
   // tokens, appends each sample to `result`, and returns the entries that sampled.
   absl::StatusOr<std::vector<PassEntry>> RunPass(const std::vector<PassEntry>& pass,
                                                  StepResult& result);
+  // mask <- the tokens the sequence's matcher allows next (EOS alone once it terminated).
+  void FillBitmask(Sequence& seq, const std::string& seq_id, absl::Span<uint32_t> mask);
   bool IsStop(const Sequence& seq, int32_t token) const;
   bool CanDecodeAgain(const Sequence& seq) const;
 
@@ -155,6 +163,7 @@ class StepRunner {
   // Scratch reused across passes.
   std::vector<SequenceInput> batch_;
   std::vector<SamplingInput> sampling_;
+  std::vector<int64_t> row_offsets_;  // per logits row: its position among its sequence's rows
 };
 
 }  // namespace pagoda

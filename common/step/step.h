@@ -49,6 +49,14 @@ struct CachedSequence {
   /// Tokens chosen by the engine (beam search) to append before computing, in place of the
   /// worker's own last sample, which is then discarded. Empty for sampled sequences.
   std::vector<int32_t> replace_last_token_ids;
+  /// Speculative decoding: tokens proposed to follow the worker's pending sample. They are
+  /// computed with it in one chunk (num_scheduled_tokens = 1 + their count, a one-step plan),
+  /// the sequence samples at each of those positions with its own rules and draws, and keeps
+  /// the proposals that equal its samples, plus the first sample that differs (or the one
+  /// after the last proposal): 1 to count + 1 tokens, exactly the tokens it would have
+  /// sampled one step at a time. The rejected proposals' KV slots are garbage the next step
+  /// overwrites.
+  std::vector<int32_t> draft_token_ids;
 };
 
 struct StepPlan {
@@ -65,7 +73,8 @@ struct StepPlan {
 };
 
 /// What one sequence produced in a step: one entry per forward pass that sampled it (up to
-/// num_steps; fewer when the worker saw it stop on a stop token or max_tokens).
+/// num_steps; fewer when the worker saw it stop on a stop token or max_tokens), or, for a
+/// sequence with draft tokens, its accepted drafts and the sample after them.
 struct SequenceOutput {
   std::string seq_id;
   std::vector<int32_t> token_ids;

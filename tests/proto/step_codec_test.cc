@@ -81,6 +81,7 @@ void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
     EXPECT_EQ(x.new_block_ids, y.new_block_ids);
     EXPECT_EQ(x.num_scheduled_tokens, y.num_scheduled_tokens);
     EXPECT_EQ(x.replace_last_token_ids, y.replace_last_token_ids);
+    EXPECT_EQ(x.draft_token_ids, y.draft_token_ids);
   }
   EXPECT_EQ(a.finished_seq_ids, b.finished_seq_ids);
   EXPECT_EQ(a.swap_out, b.swap_out);
@@ -149,7 +150,8 @@ StepPlan PopulatedPlan() {
                                    .new_block_ids = {19, 20},
                                    .num_scheduled_tokens = 1,
                                    .replace_last_token_ids = {450, 451}});
-  plan.cached_sequences.push_back({.seq_id = "cmpl-3#0", .num_scheduled_tokens = 1});
+  plan.cached_sequences.push_back(
+      {.seq_id = "cmpl-3#0", .num_scheduled_tokens = 3, .draft_token_ids = {77, 78}});
   plan.finished_seq_ids = {"cmpl-4#0", "cmpl-5#2"};
   plan.swap_out = {{1, 2}, {3, 4}};
   plan.swap_in = {{5, 6}};

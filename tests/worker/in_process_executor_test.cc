@@ -5,10 +5,12 @@
 #include "worker/in_process_executor.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +54,7 @@ struct TrackedSeq {
   SamplingParams params = Greedy();
   bool on_worker = false;
   int64_t scheduled_now = 0;  // tokens scheduled in the plan in flight
+  int64_t drafts_now = 0;     // of which draft tokens (speculative decoding)
 
   std::vector<int32_t> outputs() const {
     return std::vector<int32_t>(tokens.begin() + num_prompt, tokens.end());
@@ -66,6 +69,9 @@ struct TrackedSeq {
     return computed >= num_prompt && static_cast<int64_t>(tokens.size()) - computed == 1;
   }
 };
+
+// Draft tokens for a decoding sequence.
+using Proposer = std::function<std::vector<int32_t>(const TrackedSeq&)>;
 
 TrackedSeq FromGolden(const std::string& id, const GoldenCase& g) {
   return {
@@ -142,7 +148,9 @@ class InProcessExecutorTest : public ::testing::Test {
     for (const SequenceOutput& out : result.outputs) by_id[out.seq_id] = &out;
     for (TrackedSeq* seq : seqs) {
       if (seq->scheduled_now == 0) continue;
-      seq->computed += seq->scheduled_now;
+      // Drafts count as computed only when accepted (returned among the samples).
+      seq->computed += seq->scheduled_now - seq->drafts_now;
+      const int64_t drafts = std::exchange(seq->drafts_now, 0);
       seq->scheduled_now = 0;
       const bool reaches_end = seq->computed == static_cast<int64_t>(seq->tokens.size());
       auto it = by_id.find(seq->id);
@@ -151,6 +159,9 @@ class InProcessExecutorTest : public ::testing::Test {
       if (it == by_id.end()) continue;
       const std::vector<int32_t>& sampled = it->second->token_ids;
       ASSERT_FALSE(sampled.empty());
+      if (drafts > 0) {
+        ASSERT_LE(static_cast<int64_t>(sampled.size()), drafts + 1) << seq->id;
+      }
       // Passes after the first computed the samples before the last.
       seq->computed += static_cast<int64_t>(sampled.size()) - 1;
       seq->tokens.insert(seq->tokens.end(), sampled.begin(), sampled.end());
@@ -183,6 +194,41 @@ class InProcessExecutorTest : public ::testing::Test {
     }
     plan.num_steps = all_decoding ? num_steps : 1;
     RunPlan(std::move(plan), seqs);
+  }
+
+  // One step in which every decoding sequence carries the drafts `propose` gives it.
+  StepResult StepWithDrafts(const std::vector<TrackedSeq*>& seqs, const Proposer& propose) {
+    StepPlan plan;
+    for (TrackedSeq* seq : seqs) {
+      if (seq->done()) {
+        if (seq->on_worker) plan.finished_seq_ids.push_back(seq->id);
+        seq->on_worker = false;
+        continue;
+      }
+      if (!seq->on_worker || !seq->decoding()) {
+        Schedule(*seq, 1 << 20, 1, plan);
+        continue;
+      }
+      std::vector<int32_t> drafts = propose(*seq);
+      const int64_t k = static_cast<int64_t>(drafts.size());
+      std::vector<int32_t> fresh = Reserve(*seq, seq->computed + 1 + k);
+      seq->scheduled_now = 1 + k;
+      seq->drafts_now = k;
+      plan.cached_sequences.push_back({.seq_id = seq->id,
+                                       .new_block_ids = fresh,
+                                       .num_scheduled_tokens = 1 + k,
+                                       .draft_token_ids = std::move(drafts)});
+    }
+    return RunPlan(std::move(plan), seqs);
+  }
+
+  void RunToEndWithDrafts(const std::vector<TrackedSeq*>& seqs, const Proposer& propose) {
+    for (int guard = 0; guard < 1000; ++guard) {
+      if (std::all_of(seqs.begin(), seqs.end(), [](TrackedSeq* s) { return s->done(); })) break;
+      StepWithDrafts(seqs, propose);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+    StepWithDrafts(seqs, propose);  // sends the last finished ids
   }
 
   void RunToEnd(const std::vector<TrackedSeq*>& seqs, int64_t chunk = 1 << 20,
@@ -492,6 +538,104 @@ TEST_F(InProcessExecutorTest, PipelinedSubmitsMatchGolden) {
   ExpectGolden(seqs);
 }
 
+// Drafts the reference continuation `expected` with one token in every few made wrong, so
+// proposals are accepted whole, cut at every position, or rejected at once.
+Proposer DraftsFrom(const std::vector<std::vector<int32_t>>* expected, int64_t vocab_size,
+                    int* counter) {
+  return [=](const TrackedSeq& seq) {
+    const int64_t index = std::stoi(seq.id.substr(seq.id.find_last_not_of("0123456789") + 1));
+    const std::vector<int32_t>& want = (*expected)[index];
+    const int64_t next = static_cast<int64_t>(seq.outputs().size());
+    const int call = (*counter)++;
+    const int64_t k = std::vector<int64_t>{1, 3, 7, 5}[call % 4];
+    std::vector<int32_t> drafts;
+    for (int64_t i = 0; i < k && next + i < static_cast<int64_t>(want.size()); ++i) {
+      drafts.push_back(want[next + i]);
+    }
+    // Every third call one draft is wrong, at a position that moves.
+    if (call % 3 == 2 && !drafts.empty()) {
+      int32_t& bad = drafts[(call / 3) % drafts.size()];
+      bad = static_cast<int32_t>((bad + 1) % vocab_size);
+    }
+    return drafts;
+  };
+}
+
+TEST_F(InProcessExecutorTest, DraftTokensKeepGreedyOutputsEqualToTheGolden) {
+  std::vector<TrackedSeq> seqs = AllGoldens();
+  std::vector<std::vector<int32_t>> expected;
+  for (size_t i = 0; i < goldens_->size(); ++i) expected.push_back(golden(i).greedy_ids);
+  int calls = 0;
+  RunToEndWithDrafts(Ptrs(seqs), DraftsFrom(&expected, config_.vocab_size, &calls));
+  ExpectGolden(seqs);
+  // 4 sequences x 64 tokens one step at a time would take 65 steps; most drafts are right.
+  EXPECT_LT(step_id_, 40);
+  EXPECT_GT(calls, 0);
+}
+
+TEST_F(InProcessExecutorTest, DraftTokensKeepSampledOutputsAndLogprobsExact) {
+  // The samples of row i use output i's draw, so with drafts a seeded sequence samples exactly
+  // the tokens (and logprobs) it samples one step at a time: the target distribution, whatever
+  // the proposals.
+  auto sampled = [&](const std::string& suffix) {
+    std::vector<TrackedSeq> seqs = AllGoldens();
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      seqs[i].id = absl::StrCat(suffix, "_", i);
+      seqs[i].params.temperature = 0.8f;
+      seqs[i].params.top_p = 0.95f;
+      seqs[i].params.repetition_penalty = 1.1f;
+      seqs[i].params.logprobs = 1;
+      seqs[i].params.seed = 100 + i;
+    }
+    return seqs;
+  };
+  // Runs `seqs` to the end, one step at a time or with drafts; returns their logprobs.
+  auto run = [&](std::vector<TrackedSeq>& seqs,
+                 const Proposer* propose) -> std::vector<std::vector<float>> {
+    std::vector<std::vector<float>> logprobs(seqs.size());
+    std::vector<TrackedSeq*> ptrs = Ptrs(seqs);
+    for (int guard = 0; guard < 200; ++guard) {
+      if (std::all_of(seqs.begin(), seqs.end(), [](const TrackedSeq& s) { return s.done(); })) {
+        break;
+      }
+      StepResult result;
+      if (propose != nullptr) {
+        result = StepWithDrafts(ptrs, *propose);
+      } else {
+        StepPlan plan;
+        for (TrackedSeq* seq : ptrs) {
+          if (!seq->done()) Schedule(*seq, 1 << 20, 1, plan);
+        }
+        result = RunPlan(std::move(plan), ptrs);
+      }
+      for (const SequenceOutput& out : result.outputs) {
+        EXPECT_EQ(out.logprobs.size(), out.token_ids.size());
+        std::vector<float>& dst = logprobs[std::stoi(out.seq_id.substr(out.seq_id.find('_') + 1))];
+        dst.insert(dst.end(), out.logprobs.begin(), out.logprobs.end());
+      }
+    }
+    return logprobs;
+  };
+  std::vector<TrackedSeq> plain = sampled("plain");
+  const std::vector<std::vector<float>> plain_logprobs = run(plain, nullptr);
+  const int64_t plain_steps = step_id_;
+  std::vector<std::vector<int32_t>> expected;
+  for (const TrackedSeq& s : plain) expected.push_back(s.outputs());
+
+  std::vector<TrackedSeq> spec = sampled("spec");
+  int calls = 0;
+  const Proposer propose = DraftsFrom(&expected, config_.vocab_size, &calls);
+  const std::vector<std::vector<float>> spec_logprobs = run(spec, &propose);
+  for (size_t i = 0; i < spec.size(); ++i) {
+    EXPECT_THAT(spec[i].outputs(), ElementsAreArray(expected[i])) << spec[i].id;
+    ASSERT_EQ(spec_logprobs[i].size(), plain_logprobs[i].size());
+    for (size_t j = 0; j < spec_logprobs[i].size(); ++j) {
+      EXPECT_NEAR(spec_logprobs[i][j], plain_logprobs[i][j], 1e-4) << spec[i].id << " " << j;
+    }
+  }
+  EXPECT_LT(step_id_ - plain_steps, plain_steps * 2 / 3) << "drafts were accepted";
+}
+
 TEST_F(InProcessExecutorTest, ReturnsLogprobsWhenAsked) {
   TrackedSeq seq = FromGolden("logprobs", golden(0));
   seq.params.logprobs = 2;
@@ -558,6 +702,27 @@ TEST_F(InProcessExecutorTest, InvalidPlansAreRejectedAndLeaveStateUsable) {
   expect_invalid(with_valid_parts({.swap_out = {{0, kNumHostBlocks}}}), "swap_out");
   expect_invalid(with_valid_parts({.block_copies = {{0, 5}, {1, 5}}}), "more than once");
   expect_invalid(with_valid_parts({.num_steps = 0}), "num_steps");
+  // Draft tokens: in the vocabulary, after the pending sample, all scheduled, one step.
+  expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
+                                                         .new_block_ids = {1001},
+                                                         .num_scheduled_tokens = 3,
+                                                         .draft_token_ids = {1, 512}}}}),
+                 "holds token 512");
+  expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
+                                                         .new_block_ids = {1001},
+                                                         .num_scheduled_tokens = 2,
+                                                         .draft_token_ids = {1, 2}}}}),
+                 "2 draft tokens must follow its pending sample, all 3 scheduled");
+  expect_invalid({.cached_sequences = {{.seq_id = seqs[2].id,
+                                        .new_block_ids = {1001},
+                                        .num_scheduled_tokens = 3,
+                                        .draft_token_ids = {1, 2}}},
+                  .num_steps = 2},
+                 "draft tokens in a plan of 2 steps");
+  expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
+                                                         .num_scheduled_tokens = 3,
+                                                         .draft_token_ids = {1, 2}}}}),
+                 "would hold");
   // The same ids twice in one list.
   expect_invalid({.cached_sequences = {{.seq_id = seqs[0].id, .num_scheduled_tokens = 1},
                                        {.seq_id = seqs[0].id, .num_scheduled_tokens = 1}}},
