@@ -11,7 +11,25 @@ BatchingPolicy::BatchingPolicy(const BatchingParts& parts)
       registry_(*parts.registry),
       kv_(*parts.kv),
       preemptor_(*parts.preemptor),
-      max_model_len_(parts.max_model_len) {}
+      max_model_len_(parts.max_model_len),
+      proposer_(parts.config->speculative) {}
+
+bool BatchingPolicy::Speculates(const Sequence& seq) const {
+  return config_.speculative.enabled() && !seq.request->beam_search;
+}
+
+int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
+  if (seq->speculative_tokens < 0)
+    seq->speculative_tokens = config_.speculative.num_speculative_tokens;
+  max_drafts = std::min<int64_t>(max_drafts, seq->speculative_tokens);
+  if (max_drafts <= 0 || !seq->on_workers) return 0;
+  std::vector<int32_t> drafts = proposer_.Propose(seq->token_ids, max_drafts);
+  const int64_t n = static_cast<int64_t>(drafts.size());
+  if (n == 0 || !kv_.AllocateSlots(seq->handle, 1, n)) return 0;
+  seq->draft_token_ids = std::move(drafts);
+  seq->num_draft_tokens_in_flight = n;
+  return n;
+}
 
 int64_t BatchingPolicy::RemainingTokens(const Sequence& seq) const {
   return StopRules(seq.params, /*eos_token_ids=*/{}, max_model_len_)
@@ -29,6 +47,8 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
     Sequence* seq = running[i];
     if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
+    // A speculating sequence waits for its result: the proposer needs its tokens.
+    if (seq->num_pending_tokens > 0 && Speculates(*seq)) continue;
     const int64_t size = static_cast<int64_t>(seq->token_ids.size());
     int64_t uncomputed = size - seq->num_computed_tokens;
     if (!seq->request->samples_forked && seq->index == 0) {
@@ -39,12 +59,14 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
     int64_t num_tokens = 0;    // KV positions this plan computes
     int64_t num_first = 0;     // tokens of the first step
     int64_t num_expected = 0;  // samples expected
+    int64_t num_drafts = 0;    // speculative decoding: draft tokens verified with the decode
     if (decode) {
       const int64_t remaining = RemainingTokens(*seq);
       if (remaining <= 0) continue;  // finishes when its in-flight result arrives
       num_tokens = std::min<int64_t>(k, remaining);
       num_first = 1;
       num_expected = num_tokens;
+      if (Speculates(*seq)) num_drafts = AddDrafts(seq, std::min(remaining, budget) - 1);
     } else {
       if (uncomputed <= 0) continue;
       num_tokens = std::min(uncomputed, budget);
@@ -54,9 +76,10 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
       num_first = num_tokens;
       num_expected = seq->num_computed_tokens + num_tokens == size ? 1 : 0;
     }
-    // Make room by preempting from the back: the lowest-priority, newest sequences.
+    // Make room by preempting from the back: the lowest-priority, newest sequences. (Drafts
+    // hold their slots already.)
     bool allocated = true;
-    while (!kv_.AllocateSlots(seq->handle, num_tokens)) {
+    while (num_drafts == 0 && !kv_.AllocateSlots(seq->handle, num_tokens)) {
       Sequence* victim = running.back();
       preemptor_.Preempt(victim, plan);
       if (victim == seq) {
@@ -67,8 +90,8 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
     if (!allocated) break;
     const int64_t computed_before = seq->num_computed_tokens;
     seq->num_computed_tokens += num_tokens;
-    plan.Add(seq, computed_before, num_first, num_expected, decode);
-    budget -= decode ? 1 : num_first;
+    plan.Add(seq, computed_before, num_first + num_drafts, num_expected + num_drafts, decode);
+    budget -= decode ? 1 + num_drafts : num_first;
   }
 }
 

@@ -6,7 +6,10 @@
 //     per request and run until all of them finish (a baseline for benchmarks only).
 // Both continue their running sequences with the stage this base class holds: decodes and prefill
 // chunks, in queue order, within max_num_seqs and a token budget, preempting from the back of the
-// running queue (the lowest-priority, newest sequences) when blocks run out.
+// running queue (the lowest-priority, newest sequences) when blocks run out. With speculative
+// decoding a decoding sequence is synchronous (planned once its previous result is applied, so
+// its tokens are known) and carries the proposer's drafts, their KV slots reserved as lookahead
+// when blocks allow (drafts never preempt anyone).
 //
 //   std::unique_ptr<BatchingPolicy> policy = std::make_unique<ContinuousBatching>(parts);
 //   plan.Begin(step_id);
@@ -17,6 +20,7 @@
 
 #include "engine/engine_config.h"
 #include "engine/kv_cache_manager.h"
+#include "engine/ngram_proposer.h"
 #include "engine/plan_builder.h"
 #include "engine/preemptor.h"
 #include "engine/request.h"
@@ -53,12 +57,18 @@ class BatchingPolicy {
   void MarkStarted(PlanBuilder& plan, Request* request);
   /// Outputs `seq` may still produce, counting the in-flight ones (max_tokens, max_model_len).
   int64_t RemainingTokens(const Sequence& seq) const;
+  /// Speculative decoding: whether `seq` speculates (then it is planned synchronously).
+  bool Speculates(const Sequence& seq) const;
+  /// Proposes up to `max_drafts` drafts for a decoding `seq` whose tokens are all known and
+  /// reserves their slots; returns how many (they are in seq->draft_token_ids).
+  int64_t AddDrafts(Sequence* seq, int64_t max_drafts);
 
   const EngineConfig& config_;
   SequenceRegistry& registry_;
   KVCacheManager& kv_;
   Preemptor& preemptor_;
   const int64_t max_model_len_;
+  const NgramProposer proposer_;
 };
 
 }  // namespace pagoda

@@ -64,6 +64,9 @@ void EngineArgs::Register(ArgParser& parser) {
                    "recompute or swap (needs --swap-space) when KV blocks run out");
   parser.AddString("scheduling-policy", &scheduling_policy,
                    "fcfs or priority (a lower request priority is served first)");
+  parser.AddString("speculative-config", &speculative_config,
+                   "Speculative decoding as JSON, e.g. '{\"method\": \"ngram\", "
+                   "\"num_speculative_tokens\": 4, \"prompt_lookup_max\": 4}' (empty: off)");
   if (offline) {
     parser.AddString("scheduler", &scheduler,
                      "continuous (the engine) or static (fixed waves, a baseline)");
@@ -110,6 +113,7 @@ absl::StatusOr<EngineSetup> EngineArgs::Build() const {
   ASSIGN_OR_RETURN(engine.policy,
                    ParseFlagValue("scheduling-policy", ParseSchedulingPolicy(scheduling_policy)));
   ASSIGN_OR_RETURN(engine.scheduler, ParseFlagValue("scheduler", ParseSchedulerKind(scheduler)));
+  ASSIGN_OR_RETURN(engine.speculative, ParseSpeculativeConfig(speculative_config));
 
   setup.cache = {.block_size = block_size,
                  .num_gpu_blocks_override = num_gpu_blocks_override,
@@ -149,6 +153,7 @@ std::vector<std::string> EngineArgs::GivenFlags(const ArgParser& parser) const {
   add("preemption-mode", preemption_mode);
   add("scheduling-policy", scheduling_policy);
   if (offline) add("scheduler", scheduler);
+  add("speculative-config", speculative_config);
   return flags;
 }
 

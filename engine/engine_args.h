@@ -52,6 +52,7 @@ struct EngineArgs {
   std::string preemption_mode = "recompute";
   std::string scheduling_policy = "fcfs";
   std::string scheduler = "continuous";
+  std::string speculative_config;  // JSON (engine/speculative_config.h); empty: off
   /// Also registers --scheduler (continuous | static): static batching is a baseline for offline
   /// runs (pagoda generate, pagoda bench throughput), not a way to serve.
   bool offline = false;

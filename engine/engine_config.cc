@@ -2,6 +2,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace pagoda {
 
@@ -56,6 +57,13 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
     return absl::InvalidArgumentError(
         "preemption mode 'swap' needs host swap space (--swap-space; the executor has no host "
         "blocks)");
+  }
+  RETURN_IF_ERROR(speculative.Validate());
+  if (speculative.enabled() &&
+      (num_scheduler_steps != 1 || scheduler != SchedulerKind::kContinuous)) {
+    return absl::InvalidArgumentError(
+        "--speculative-config needs the continuous scheduler with --num-scheduler-steps 1 (a "
+        "speculating sequence plans each step from the tokens of the one before)");
   }
   if (max_waiting_requests < 0) {
     return absl::InvalidArgumentError("max_waiting_requests must be non-negative");

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "common/step/executor.h"
+#include "engine/speculative_config.h"
 
 namespace pagoda {
 
@@ -30,6 +31,7 @@ struct EngineConfig {
   SchedulingPolicy policy = SchedulingPolicy::kFcfs;
   SchedulerKind scheduler = SchedulerKind::kContinuous;
   int64_t max_waiting_requests = 0;  // 0: unbounded; beyond it new requests are refused
+  SpeculativeConfig speculative;     // speculative decoding (--speculative-config); off
 
   /// Checks ranges and agreement with the executor (block size, model length, swap space).
   absl::Status Validate(const ExecutorInfo& info) const;

@@ -180,6 +180,17 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
   return true;
 }
 
+void KVCacheManager::CommitLookaheadSlots(SeqHandle seq, int64_t num_tokens) {
+  auto it = seqs_.find(seq);
+  PAGODA_CHECK(it != seqs_.end()) << "CommitLookaheadSlots of unknown sequence " << seq;
+  SeqState& state = it->second;
+  PAGODA_CHECK(!state.swapped_out && num_tokens >= 0 &&
+               BlocksFor(state.num_tokens + num_tokens) <=
+                   static_cast<int64_t>(state.blocks.size()))
+      << "CommitLookaheadSlots(" << seq << ", " << num_tokens << ") past its reserved slots";
+  state.num_tokens += num_tokens;
+}
+
 void KVCacheManager::Free(SeqHandle seq) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return;

@@ -117,6 +117,11 @@ class KVCacheManager {
   bool AllocateSlots(SeqHandle seq, int64_t num_new_tokens, int64_t num_lookahead_tokens = 0,
                      const PrefixMatch* prefix = nullptr);
 
+  /// Speculative decoding: advances NumTokens by `num_tokens` lookahead positions an earlier
+  /// AllocateSlots reserved (the accepted drafts, whose KV the plan computed). The rejected
+  /// ones stay reserved, to be overwritten. The positions must lie in the block table.
+  void CommitLookaheadSlots(SeqHandle seq, int64_t num_tokens);
+
   /// Drops the sequence's blocks (tail first, so its prefix stays cached longest) and forgets
   /// it. Unknown sequences are ignored.
   void Free(SeqHandle seq);

@@ -11,6 +11,8 @@ void Preemptor::Preempt(Sequence* seq, PlanBuilder& plan) {
   ++num_preemptions_;
   plan.RecordPreemption(*seq);
   seq->replace_last_token_ids.clear();
+  seq->draft_token_ids.clear();
+  seq->num_draft_tokens_in_flight = 0;
   bool swapped = false;
   if (mode_ == PreemptionMode::kSwap && kv_->host_pool().num_blocks() > 0) {
     absl::StatusOr<std::vector<BlockPair>> pairs = kv_->SwapOut(seq->handle);

@@ -81,6 +81,14 @@ struct Sequence {
   /// Beam search: a beam that lost; finished without output.
   bool dropped = false;
   int64_t last_scheduled_step = -1;
+  /// Speculative decoding: the proposals of the plan being built (sent as
+  /// CachedSequence::draft_token_ids), then how many are in flight (their KV slots are reserved
+  /// as lookahead and committed as far as the result accepts them; 0 after a preemption).
+  std::vector<int32_t> draft_token_ids;
+  int64_t num_draft_tokens_in_flight = 0;
+  /// Adaptive proposal length: one more than the drafts accepted last time, capped at
+  /// num_speculative_tokens.
+  int32_t speculative_tokens = -1;
 
   /// Prompt + known outputs + expected in-flight outputs.
   int64_t total_len() const { return static_cast<int64_t>(token_ids.size()) + num_pending_tokens; }

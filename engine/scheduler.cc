@@ -218,6 +218,10 @@ SchedulerStats Scheduler::stats() const {
   s.last_num_prefill_tokens = last_prefill_tokens_;
   s.last_num_decode_tokens = last_decode_tokens_;
   s.last_num_scheduled_tokens = last_prefill_tokens_ + last_decode_tokens_;
+  s.spec_num_drafts = spec_.spec_num_drafts;
+  s.spec_num_draft_tokens = spec_.spec_num_draft_tokens;
+  s.spec_num_accepted_tokens = spec_.spec_num_accepted_tokens;
+  s.spec_num_accepted_tokens_per_pos = spec_.spec_num_accepted_tokens_per_pos;
   s.num_in_flight_steps = num_in_flight_steps();
   for (const auto& step : in_flight_) s.num_in_flight_tokens += step->num_tokens;
   return s;
@@ -272,9 +276,11 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
     seq->num_pending_tokens -= expected;
     --seq->request->num_in_flight_refs;
     touched.push_back(seq->request);
+    const int64_t num_drafts = std::exchange(seq->num_draft_tokens_in_flight, 0);
     auto it = outputs.find(seq->seq_id);
     if (seq->finished() || it == outputs.end() || it->second->token_ids.empty()) continue;
     const SequenceOutput& out = *it->second;
+    if (num_drafts > 0) CommitDrafts(seq, num_drafts, static_cast<int64_t>(out.token_ids.size()));
     if (seq->request->beam_search) {
       seq->last_candidates.clear();
       if (!out.top_logprobs.empty() && !out.top_logprobs[0].empty()) {
@@ -298,6 +304,24 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
   for (Request* req : touched) registry_.MaybeRetire(req);
   return updates;
+}
+
+void Scheduler::CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outputs) {
+  // The worker kept the drafts equal to its samples: all outputs but the last.
+  const int64_t accepted = std::clamp<int64_t>(num_outputs - 1, 0, num_drafts);
+  kv_->CommitLookaheadSlots(seq->handle, accepted);
+  seq->num_computed_tokens += accepted;
+  ++spec_.spec_num_drafts;
+  spec_.spec_num_draft_tokens += num_drafts;
+  spec_.spec_num_accepted_tokens += accepted;
+  std::vector<int64_t>& per_pos = spec_.spec_num_accepted_tokens_per_pos;
+  if (static_cast<int64_t>(per_pos.size()) < accepted) per_pos.resize(accepted, 0);
+  for (int64_t i = 0; i < accepted; ++i) ++per_pos[i];
+  // Adaptive length: double after a proposal accepted whole, else one past what was accepted.
+  const int64_t k = config_.speculative.num_speculative_tokens;
+  seq->speculative_tokens = static_cast<int32_t>(
+      accepted == num_drafts ? std::min(k, 2 * std::max<int64_t>(seq->speculative_tokens, 1))
+                             : std::min(k, accepted + 1));
 }
 
 void Scheduler::AppendTokens(Sequence* seq, const SequenceOutput& out,

@@ -88,6 +88,13 @@ struct SchedulerStats {
   /// Tokens (prefill + decode) of the steps in flight: computing now, although their sequences
   /// already count them as computed (the router's estimate of the work ahead needs them).
   int64_t num_in_flight_tokens = 0;
+  /// Speculative decoding, totals (vLLM's spec_decode_* counters): verifications with drafts,
+  /// drafts proposed, drafts accepted, and accepted drafts by position (index i: the (i+1)-th
+  /// draft of a proposal).
+  int64_t spec_num_drafts = 0;
+  int64_t spec_num_draft_tokens = 0;
+  int64_t spec_num_accepted_tokens = 0;
+  std::vector<int64_t> spec_num_accepted_tokens_per_pos;
 };
 
 class Scheduler {
@@ -145,6 +152,8 @@ class Scheduler {
   // Releases sequences finished or aborted since the last plan.
   void ReleaseFinished();
   // Results.
+  // Speculative decoding: commits the accepted drafts' KV slots and counts the verification.
+  void CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outputs);
   void AppendTokens(Sequence* seq, const SequenceOutput& output,
                     std::vector<SequenceUpdate>& updates);
 
@@ -162,6 +171,7 @@ class Scheduler {
   BeamSearch beam_search_;
   std::deque<std::unique_ptr<InFlightStep>> in_flight_;
 
+  SchedulerStats spec_;  // only the spec_* fields
   int64_t next_step_id_ = 0;
   int64_t last_prefill_tokens_ = 0;
   int64_t last_decode_tokens_ = 0;

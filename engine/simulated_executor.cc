@@ -142,13 +142,15 @@ absl::StatusOr<StepResult> SimulatedExecutor::Apply(const StepPlan& plan) {
                            delta.replace_last_token_ids.end());
       seq.last_token_sampled = false;
     }
+    seq.drafts = delta.draft_token_ids;
     if (delta.num_scheduled_tokens > 0) {
       pass.push_back({&seq, &delta.seq_id, delta.num_scheduled_tokens});
     }
   }
   for (const PassEntry& e : pass) {
-    const int64_t uncomputed =
-        static_cast<int64_t>(e.seq->token_ids.size()) - e.seq->num_computed_tokens;
+    const int64_t uncomputed = static_cast<int64_t>(e.seq->token_ids.size()) -
+                               e.seq->num_computed_tokens +
+                               static_cast<int64_t>(e.seq->drafts.size());
     if (e.num_tokens > uncomputed) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", *e.seq_id, ": ", e.num_tokens,
                                                      " tokens scheduled but it holds ", uncomputed,
@@ -162,11 +164,19 @@ absl::StatusOr<StepResult> SimulatedExecutor::Apply(const StepPlan& plan) {
     std::vector<PassEntry> next;
     for (PassEntry& e : pass) {
       Sequence& seq = *e.seq;
-      seq.num_computed_tokens += e.num_tokens;
-      num_computed_tokens_ += e.num_tokens;
+      const std::vector<int32_t> drafts = std::exchange(seq.drafts, {});
+      seq.num_computed_tokens += e.num_tokens - static_cast<int64_t>(drafts.size());
+      num_computed_tokens_ += e.num_tokens - static_cast<int64_t>(drafts.size());
       num_tokens += e.num_tokens;
       if (seq.num_computed_tokens != static_cast<int64_t>(seq.token_ids.size())) continue;
       Sample(e, result);
+      for (size_t i = 0; i < drafts.size() && seq.token_ids.back() == drafts[i] &&
+                         !IsStop(seq, seq.token_ids.back());
+           ++i) {
+        ++seq.num_computed_tokens;  // the accepted draft's KV
+        ++num_computed_tokens_;
+        Sample(e, result);
+      }
       if (!IsStop(seq, seq.token_ids.back()) && CanDecodeAgain(seq)) {
         next.push_back({e.seq, e.seq_id, 1, e.output_index});
       }

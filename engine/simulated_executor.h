@@ -1,7 +1,9 @@
 // SimulatedExecutor: an Executor with no model, for benchmarks and tests of the engine core. It
 // keeps per-sequence state as a worker does (known tokens, computed count, block table size,
 // sampling params) and applies plans by the worker's rules (worker/step_runner.cc): a sequence
-// samples when a pass reaches the end of its known tokens; a multi-step plan feeds each sample to
+// samples when a pass reaches the end of its known tokens (and verifies draft tokens as the
+// worker does: it keeps the drafts equal to its draws and the draw after them); a multi-step
+// plan feeds each sample to
 // the next pass unless the sequence stopped (common/step/stop_rules.h: stop tokens after
 // min_tokens, max_tokens) or has no block room left. KV contents, swaps and block copies are not
 // simulated: only their bookkeeping.
@@ -75,6 +77,7 @@ class SimulatedExecutor final : public Executor {
     SamplingParams params;
     uint64_t seed = 0;
     bool last_token_sampled = false;
+    std::vector<int32_t> drafts;  // this plan's draft tokens (not in token_ids)
 
     int64_t num_output_tokens() const {
       return static_cast<int64_t>(token_ids.size()) - num_prompt_tokens;

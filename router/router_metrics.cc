@@ -135,6 +135,23 @@ RouterMetrics::RouterMetrics(std::string model_name)
                     .Name("pagoda:replica_restarts_total")
                     .Help("Re-initializations of the replica after its first start")
                     .Register(*registry_)),
+      spec_drafts_(prometheus::BuildCounter()
+                       .Name("pagoda:spec_decode_num_drafts_total")
+                       .Help("Speculative decoding: verifications of a sequence's drafts")
+                       .Register(*registry_)),
+      spec_draft_tokens_(prometheus::BuildCounter()
+                             .Name("pagoda:spec_decode_num_draft_tokens_total")
+                             .Help("Speculative decoding: draft tokens proposed")
+                             .Register(*registry_)),
+      spec_accepted_tokens_(prometheus::BuildCounter()
+                                .Name("pagoda:spec_decode_num_accepted_tokens_total")
+                                .Help("Speculative decoding: draft tokens accepted")
+                                .Register(*registry_)),
+      spec_accepted_per_pos_(
+          prometheus::BuildCounter()
+              .Name("pagoda:spec_decode_num_accepted_tokens_per_pos_total")
+              .Help("Speculative decoding: draft tokens accepted, by position in the proposal")
+              .Register(*registry_)),
       failovers_(prometheus::BuildCounter()
                      .Name("pagoda:request_failovers_total")
                      .Help("Requests moved to another replica after theirs failed")
@@ -188,6 +205,9 @@ RouterMetrics::PerReplica& RouterMetrics::ForReplica(int32_t replica) {
   r.prefix_queries = &prefix_queries_.Add(labels);
   r.prefix_hits = &prefix_hits_.Add(labels);
   r.restarts = &restarts_.Add(labels);
+  r.spec_drafts = &spec_drafts_.Add(labels);
+  r.spec_draft_tokens = &spec_draft_tokens_.Add(labels);
+  r.spec_accepted_tokens = &spec_accepted_tokens_.Add(labels);
   r.ttft = &ttft_.Add(labels, TimeToFirstTokenBuckets());
   r.itl = &itl_.Add(labels, InterTokenLatencyBuckets());
   r.e2e = &e2e_.Add(labels, RequestLatencyBuckets());
@@ -278,10 +298,28 @@ void RouterMetrics::UpdateReplica(int32_t replica, const ReplicaStatus& status) 
     last.preemptions = 0;
     last.prefix_queries = 0;
     last.prefix_hits = 0;
+    last.spec_drafts = 0;
+    last.spec_draft_tokens = 0;
+    last.spec_accepted_tokens = 0;
+    last.spec_accepted_per_pos.clear();
   }
   AddGrowth(r.preemptions, stats.num_preemptions, last.preemptions);
   AddGrowth(r.prefix_queries, stats.prefix_cache_queries, last.prefix_queries);
   AddGrowth(r.prefix_hits, stats.prefix_cache_hits, last.prefix_hits);
+  AddGrowth(r.spec_drafts, stats.spec_num_drafts, last.spec_drafts);
+  AddGrowth(r.spec_draft_tokens, stats.spec_num_draft_tokens, last.spec_draft_tokens);
+  AddGrowth(r.spec_accepted_tokens, stats.spec_num_accepted_tokens, last.spec_accepted_tokens);
+  const std::vector<int64_t>& per_pos = stats.spec_num_accepted_tokens_per_pos;
+  while (r.spec_accepted_per_pos.size() < per_pos.size()) {
+    r.spec_accepted_per_pos.push_back(&spec_accepted_per_pos_.Add(
+        {{"model_name", model_name_},
+         {"replica", absl::StrCat(replica)},
+         {"position", absl::StrCat(r.spec_accepted_per_pos.size())}}));
+  }
+  last.spec_accepted_per_pos.resize(std::max(last.spec_accepted_per_pos.size(), per_pos.size()), 0);
+  for (size_t i = 0; i < per_pos.size(); ++i) {
+    AddGrowth(r.spec_accepted_per_pos[i], per_pos[i], last.spec_accepted_per_pos[i]);
+  }
 }
 
 void RouterMetrics::UpdateReplicas(const ReplicaSet& replicas) {

@@ -13,7 +13,8 @@
 //     routing_decisions_total{reason} (router/routing_score.h's reasons);
 //   - per replica, sampled at scrape time (UpdateReplicas): running / waiting / KV usage gauges,
 //     queued prefill tokens, the token rate prefix_aware routes with, readiness, and the
-//     engine's cumulative counters (preemptions, prefix-cache queries and hits, restarts),
+//     engine's cumulative counters (preemptions, prefix-cache queries and hits, restarts,
+//     speculative decoding's drafts and accepted tokens, per position too),
 //     turned into monotonic counters by adding the growth since the last sample: a
 //     re-initialized replica's new engine starts again from zero.
 //
@@ -114,6 +115,10 @@ class RouterMetrics {
     prometheus::Counter* prefix_queries = nullptr;
     prometheus::Counter* prefix_hits = nullptr;
     prometheus::Counter* restarts = nullptr;
+    prometheus::Counter* spec_drafts = nullptr;
+    prometheus::Counter* spec_draft_tokens = nullptr;
+    prometheus::Counter* spec_accepted_tokens = nullptr;
+    std::vector<prometheus::Counter*> spec_accepted_per_pos;  // made as positions appear
     prometheus::Histogram* ttft = nullptr;
     prometheus::Histogram* itl = nullptr;
     prometheus::Histogram* e2e = nullptr;
@@ -127,6 +132,10 @@ class RouterMetrics {
     int64_t prefix_queries = 0;
     int64_t prefix_hits = 0;
     int64_t restarts = 0;
+    int64_t spec_drafts = 0;
+    int64_t spec_draft_tokens = 0;
+    int64_t spec_accepted_tokens = 0;
+    std::vector<int64_t> spec_accepted_per_pos;
   };
 
   PerReplica& ForReplica(int32_t replica) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -149,6 +158,10 @@ class RouterMetrics {
   prometheus::Family<prometheus::Counter>& prefix_hits_;
   prometheus::Family<prometheus::Counter>& request_success_;
   prometheus::Family<prometheus::Counter>& restarts_;
+  prometheus::Family<prometheus::Counter>& spec_drafts_;
+  prometheus::Family<prometheus::Counter>& spec_draft_tokens_;
+  prometheus::Family<prometheus::Counter>& spec_accepted_tokens_;
+  prometheus::Family<prometheus::Counter>& spec_accepted_per_pos_;
   prometheus::Family<prometheus::Counter>& failovers_;
   prometheus::Family<prometheus::Counter>& grpc_requests_;
   prometheus::Family<prometheus::Counter>& http_requests_;

@@ -25,6 +25,7 @@
 #include "engine/engine_config.h"
 #include "engine/engine_loop.h"
 #include "engine/finish_reason.h"
+#include "engine/speculative_config.h"
 #include "nlohmann/json.hpp"
 #include "worker/in_process_executor.h"
 #include "worker/kv_cache.h"
@@ -266,6 +267,9 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
   }
   ASSIGN_OR_RETURN(std::vector<RequestOutput> outputs,
                    engine->RunToCompletion(std::move(engine_requests)));
+  if (setup.engine.speculative.enabled()) {
+    std::fprintf(stderr, "%s\n", FormatSpeculativeStats(engine->stats()).c_str());
+  }
   for (size_t i = 0; i < outputs.size(); ++i) lines[i].output = std::move(outputs[i]);
   return lines;
 }

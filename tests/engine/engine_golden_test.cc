@@ -166,6 +166,72 @@ TEST_F(EngineGoldenTest, PrefixCachingOnAndOffGiveIdenticalOutputs) {
   EXPECT_EQ(outputs[0], outputs[1]);
 }
 
+// Speculative decoding (n-gram prompt lookup) returns exactly the tokens decoding one at a time
+// returns: greedy against the golden at k = 1, 3, 7, in one continuous batch whose small cache
+// forces preemptions, with and without prefix caching; and seeded sampling with n = 2 equal to
+// the same requests without speculation.
+TEST_F(EngineGoldenTest, SpeculativeNgramDecodingGivesTheGoldenTokens) {
+  for (int32_t k : {1, 3, 7}) {
+    for (bool small_cache : {false, true}) {
+      EngineConfig config{.max_model_len = 128, .enable_prefix_caching = small_cache};
+      config.speculative = {.method = SpeculativeMethod::kNgram,
+                            .num_speculative_tokens = k,
+                            .prompt_lookup_max = 3,
+                            .prompt_lookup_min = 1};
+      std::unique_ptr<EngineLoop> engine =
+          MakeEngine(config, /*num_blocks=*/small_cache ? 40 : 256, /*block_size=*/4);
+      ASSERT_NE(engine, nullptr);
+      const std::string what = absl::StrCat("k ", k, ", small cache ", small_cache);
+      ExpectGolden(Run(*engine, GreedyRequests()), what);
+      const SchedulerStats stats = engine->stats();
+      EXPECT_GT(stats.spec_num_drafts, 0) << what;
+      EXPECT_GT(stats.spec_num_accepted_tokens, 0) << what;
+      EXPECT_LE(stats.spec_num_accepted_tokens, stats.spec_num_draft_tokens) << what;
+      EXPECT_LE(static_cast<int64_t>(stats.spec_num_accepted_tokens_per_pos.size()), k) << what;
+      if (small_cache) {
+        EXPECT_GT(stats.num_preemptions, 0) << what;
+      }
+    }
+  }
+}
+
+TEST_F(EngineGoldenTest, SpeculativeNgramDecodingKeepsSeededSamplesExact) {
+  std::vector<EngineRequest> requests = GreedyRequests(/*max_tokens=*/48);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].params.temperature = 0.7f;
+    requests[i].params.top_k = 20;
+    requests[i].params.n = 2;
+    requests[i].params.seed = 11 + i;
+    requests[i].params.logprobs = 1;
+  }
+  std::vector<RequestOutput> results[2];
+  for (bool speculate : {false, true}) {
+    EngineConfig config;
+    if (speculate) {
+      config.speculative = {
+          .method = SpeculativeMethod::kNgram, .num_speculative_tokens = 4, .prompt_lookup_min = 1};
+    }
+    std::unique_ptr<EngineLoop> engine = MakeEngine(config);
+    ASSERT_NE(engine, nullptr);
+    results[speculate] = Run(*engine, requests);
+    if (speculate) {
+      EXPECT_GT(engine->stats().spec_num_accepted_tokens, 0);
+    }
+  }
+  ASSERT_EQ(results[0].size(), results[1].size());
+  for (size_t i = 0; i < results[0].size(); ++i) {
+    ASSERT_EQ(results[0][i].outputs.size(), 2u);
+    ASSERT_EQ(results[1][i].outputs.size(), 2u);
+    for (size_t j = 0; j < 2; ++j) {
+      const CompletionOutput& plain = results[0][i].outputs[j];
+      const CompletionOutput& spec = results[1][i].outputs[j];
+      EXPECT_EQ(spec.token_ids, plain.token_ids) << "request " << i << " sample " << j;
+      ASSERT_TRUE(spec.cumulative_logprob.has_value() && plain.cumulative_logprob.has_value());
+      EXPECT_NEAR(*spec.cumulative_logprob, *plain.cumulative_logprob, 1e-3);
+    }
+  }
+}
+
 TEST_F(EngineGoldenTest, AbortMidDecodeEndsOneRequestAndLeavesTheOthers) {
   std::unique_ptr<EngineLoop> engine = MakeEngine(EngineConfig{});
   ASSERT_NE(engine, nullptr);

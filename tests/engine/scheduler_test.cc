@@ -35,6 +35,10 @@ uint64_t Mix(uint64_t h, uint64_t v) {
   return h ^ (h >> 29);
 }
 
+// Speculative decoding tests: > 0 makes the fake model repeat its context with this period
+// three times in four, so n-gram proposals are often, but not always, right.
+int64_t g_copy_period = 0;
+
 // The fake model: top candidates (best first) after `tokens`. Greedy sequences (beam search)
 // ignore the seed.
 std::vector<std::pair<int32_t, float>> Candidates(const std::vector<int32_t>& tokens, uint64_t seed,
@@ -42,7 +46,11 @@ std::vector<std::pair<int32_t, float>> Candidates(const std::vector<int32_t>& to
   uint64_t h = greedy ? 7 : Mix(11, seed);
   for (int32_t t : tokens) h = Mix(h, static_cast<uint64_t>(t));
   std::vector<std::pair<int32_t, float>> out;
-  const int32_t base = static_cast<int32_t>(h % kVocab);
+  int32_t base = static_cast<int32_t>(h % kVocab);
+  const int64_t size = static_cast<int64_t>(tokens.size());
+  if (g_copy_period > 0 && size >= g_copy_period && (h >> 40) % 4 != 0) {
+    base = tokens[size - g_copy_period];
+  }
   const float jitter = static_cast<float>((h >> 20) % 1000) / 1000.0f;
   for (int32_t i = 0; i < std::max(count, 1); ++i) {
     out.emplace_back((base + i * 13) % kVocab, -0.05f - 0.4f * i - 0.3f * jitter * (i + 1));
@@ -92,6 +100,10 @@ class FakeExecutor {
                           delta.replace_last_token_ids.end());
         seq.last_sampled = false;
       }
+      // Drafts join the tokens until their pass verifies them.
+      seq.num_drafts = static_cast<int64_t>(delta.draft_token_ids.size());
+      seq.tokens.insert(seq.tokens.end(), delta.draft_token_ids.begin(),
+                        delta.draft_token_ids.end());
       if (delta.num_scheduled_tokens > 0) pass.emplace_back(&seq, delta.num_scheduled_tokens);
     }
     StepResult result{.step_id = plan.step_id};
@@ -112,35 +124,46 @@ class FakeExecutor {
       }
       for (auto& [seq, n] : pass) {
         if (seq->computed != static_cast<int64_t>(seq->tokens.size())) continue;
-        // Read the whole context back from the sequence's own blocks.
-        std::vector<int32_t> read;
-        for (int64_t p = 0; p < seq->computed; ++p) {
-          read.push_back(device_.at(seq->blocks.at(p / block_size_)).at(p % block_size_));
+        // Draft tokens: each position samples as if the drafts before it were outputs; the
+        // drafts equal to the samples are kept, then the first sample that differs.
+        const int64_t num_drafts = std::exchange(seq->num_drafts, 0);
+        std::vector<int32_t> drafts(seq->tokens.end() - num_drafts, seq->tokens.end());
+        seq->tokens.resize(seq->tokens.size() - num_drafts);
+        for (int64_t i = 0; i <= num_drafts; ++i) {
+          // Read the whole context back from the sequence's own blocks.
+          const int64_t context = static_cast<int64_t>(seq->tokens.size());
+          std::vector<int32_t> read;
+          for (int64_t p = 0; p < context; ++p) {
+            read.push_back(device_.at(seq->blocks.at(p / block_size_)).at(p % block_size_));
+          }
+          EXPECT_EQ(read, seq->tokens) << "KV of " << seq->id << " is corrupt";
+          const bool greedy = seq->params.greedy();
+          auto cands = Candidates(read, seq->seed, greedy, std::max(seq->params.logprobs, 1));
+          const int32_t token = cands[0].first;
+          seq->tokens.push_back(token);
+          seq->last_sampled = true;
+          auto [it, added] = out_index.emplace(seq->id, result.outputs.size());
+          if (added) result.outputs.push_back({.seq_id = seq->id});
+          SequenceOutput& out = result.outputs[it->second];
+          out.token_ids.push_back(token);
+          if (seq->params.logprobs >= 0) {
+            out.logprobs.push_back(cands[0].second);
+            out.top_logprobs.push_back(cands);
+          }
+          const int64_t outputs = static_cast<int64_t>(seq->tokens.size()) - seq->num_prompt;
+          bool stop = outputs >= seq->params.max_tokens;
+          if (outputs >= seq->params.min_tokens) {
+            stop |= std::count(seq->params.stop_token_ids.begin(), seq->params.stop_token_ids.end(),
+                               token) > 0 ||
+                    (!seq->params.ignore_eos && token == kEos);
+          }
+          if (i < num_drafts && token == drafts[i] && !stop) continue;
+          seq->computed = static_cast<int64_t>(seq->tokens.size()) - 1;
+          const bool room = static_cast<int64_t>(seq->tokens.size()) <=
+                            static_cast<int64_t>(seq->blocks.size()) * block_size_;
+          if (!stop && room) next.emplace_back(seq, 1);
+          break;
         }
-        EXPECT_EQ(read, seq->tokens) << "KV of " << seq->id << " is corrupt";
-        const bool greedy = seq->params.greedy();
-        auto cands = Candidates(read, seq->seed, greedy, std::max(seq->params.logprobs, 1));
-        const int32_t token = cands[0].first;
-        seq->tokens.push_back(token);
-        seq->last_sampled = true;
-        auto [it, added] = out_index.emplace(seq->id, result.outputs.size());
-        if (added) result.outputs.push_back({.seq_id = seq->id});
-        SequenceOutput& out = result.outputs[it->second];
-        out.token_ids.push_back(token);
-        if (seq->params.logprobs >= 0) {
-          out.logprobs.push_back(cands[0].second);
-          out.top_logprobs.push_back(cands);
-        }
-        const int64_t outputs = static_cast<int64_t>(seq->tokens.size()) - seq->num_prompt;
-        bool stop = outputs >= seq->params.max_tokens;
-        if (outputs >= seq->params.min_tokens) {
-          stop |= std::count(seq->params.stop_token_ids.begin(), seq->params.stop_token_ids.end(),
-                             token) > 0 ||
-                  (!seq->params.ignore_eos && token == kEos);
-        }
-        const bool room = static_cast<int64_t>(seq->tokens.size()) <=
-                          static_cast<int64_t>(seq->blocks.size()) * block_size_;
-        if (!stop && room) next.emplace_back(seq, 1);
       }
       pass = std::move(next);
     }
@@ -159,6 +182,7 @@ class FakeExecutor {
     SamplingParams params;
     uint64_t seed = 0;
     bool last_sampled = false;
+    int64_t num_drafts = 0;  // draft tokens at the end of `tokens`, until verified
   };
 
   const int64_t block_size_;
@@ -461,6 +485,83 @@ TEST(Scheduler, RecomputePreemptionKeepsOutputs) {
 TEST(Scheduler, SwapPreemptionKeepsOutputs) {
   ExpectPreemptionKeepsOutputs(PreemptionMode::kSwap, false, 1);
   ExpectPreemptionKeepsOutputs(PreemptionMode::kSwap, true, 1);
+}
+
+// Speculative decoding on a fake model that mostly repeats its context: the outputs equal the
+// run without it (greedy and seeded sampling, n = 2), under recompute and swap preemption, sync
+// and async, with prefix caching; the fake executor reads every context back from the blocks,
+// so a draft's KV slot committed or reused wrongly shows as corruption.
+void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k) {
+  g_copy_period = 5;
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 10; ++i) {
+    EngineRequest r = Req(absl::StrCat("r", i), Tokens(3 + 2 * i, i), 20 + 3 * i, 300 + i);
+    if (i % 3 == 1) r.params.temperature = 1.0f;
+    if (i % 4 == 2) {
+      r.params.n = 2;
+      r.params.temperature = 1.0f;
+    }
+    if (i % 5 == 3) r.params.max_tokens = 1;
+    reqs.push_back(r);
+  }
+  const Outcome reference = RunAll({}, Info(512), reqs);
+  EngineConfig config{.enable_prefix_caching = true, .preemption_mode = mode};
+  config.speculative = {.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = k,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 1};
+  const Outcome roomy = RunAll(config, Info(512), reqs, async);
+  EXPECT_EQ(roomy.outputs, reference.outputs);
+  EXPECT_GT(roomy.stats.spec_num_accepted_tokens, 0);
+  EXPECT_LT(roomy.stats.spec_num_accepted_tokens, roomy.stats.spec_num_draft_tokens);
+  // (Async runs also count the plans that only drop finished sequences.)
+  if (!async) {
+    EXPECT_LT(roomy.num_steps, reference.num_steps);
+  }
+  const Outcome tight =
+      RunAll(config, Info(24, mode == PreemptionMode::kSwap ? 64 : 0), reqs, async);
+  EXPECT_GT(tight.stats.num_preemptions, 0);
+  EXPECT_EQ(tight.outputs, reference.outputs);
+  g_copy_period = 0;
+}
+
+TEST(Scheduler, SpeculativeDecodingKeepsOutputsUnderRecompute) {
+  for (int32_t k : {1, 3, 7}) {
+    ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, false, k);
+    ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, true, k);
+  }
+}
+
+TEST(Scheduler, SpeculativeDecodingKeepsOutputsUnderSwap) {
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, false, 4);
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4);
+}
+
+TEST(Scheduler, SpeculativeDecodingWithAbortsLeaksNothing) {
+  g_copy_period = 3;
+  EngineConfig config{.enable_prefix_caching = true};
+  config.speculative = {
+      .method = SpeculativeMethod::kNgram, .num_speculative_tokens = 5, .prompt_lookup_min = 1};
+  Harness h(config, Info(24));
+  Outcome outcome;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(h.scheduler.AddRequest(Req(absl::StrCat("a", i), Tokens(4 + i, i), 40, i)).ok());
+  }
+  for (int step = 0; step < 5000 && h.scheduler.HasUnfinishedRequests(); ++step) {
+    if (step % 7 == 3) h.scheduler.AbortRequest(absl::StrCat("a", (step / 7) % 8));
+    if (!h.Step(/*async=*/true, outcome)) break;
+  }
+  while (!h.pending.empty()) {
+    h.Absorb(h.scheduler.ApplyResult(h.pending.front()), outcome);
+    h.pending.pop_front();
+  }
+  for (int guard = 0; guard < 10 && h.scheduler.Schedule(); ++guard) {
+  }
+  EXPECT_FALSE(h.scheduler.HasUnfinishedRequests());
+  EXPECT_EQ(h.scheduler.kv_cache().NumFreeBlocks(), 24) << "blocks leaked";
+  EXPECT_EQ(h.scheduler.kv_cache().NumSequences(), 0u);
+  EXPECT_GT(h.scheduler.stats().spec_num_drafts, 0);
+  g_copy_period = 0;
 }
 
 TEST(Scheduler, MultiStepKeepsOutputs) {

@@ -164,6 +164,38 @@ TEST(RouterMetrics, EngineCountersStayMonotonicAcrossReinitialization) {
   EXPECT_EQ(CounterValue(metrics, "pagoda:num_preemptions_total", r0), 9);
 }
 
+TEST(RouterMetrics, SpeculativeDecodingCountersUseVllmNamesAndSurviveReinitialization) {
+  RouterMetrics metrics("m");
+  const prometheus::Labels r1 = {{"replica", "1"}};
+  ReplicaStatus status = Ready(/*generation=*/1, 0, 0, 0);
+  status.stats.spec_num_drafts = 10;
+  status.stats.spec_num_draft_tokens = 40;
+  status.stats.spec_num_accepted_tokens = 25;
+  status.stats.spec_num_accepted_tokens_per_pos = {9, 8, 5, 3};
+  metrics.UpdateReplica(1, status);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_drafts_total", r1), 10);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_draft_tokens_total", r1), 40);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_accepted_tokens_total", r1), 25);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_accepted_tokens_per_pos_total",
+                         {{"replica", "1"}, {"position", "2"}}),
+            5);
+  // A new engine (generation 2) counts from zero; its growth adds to the totals.
+  status.generation = 2;
+  status.stats.spec_num_drafts = 1;
+  status.stats.spec_num_draft_tokens = 4;
+  status.stats.spec_num_accepted_tokens = 1;
+  status.stats.spec_num_accepted_tokens_per_pos = {1};
+  metrics.UpdateReplica(1, status);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_drafts_total", r1), 11);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_accepted_tokens_total", r1), 26);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_accepted_tokens_per_pos_total",
+                         {{"replica", "1"}, {"position", "0"}}),
+            10);
+  EXPECT_EQ(CounterValue(metrics, "pagoda:spec_decode_num_accepted_tokens_per_pos_total",
+                         {{"replica", "1"}, {"position", "3"}}),
+            3);
+}
+
 TEST(RouterMetrics, GaugesFollowTheLatestSample) {
   RouterMetrics metrics("m");
   ReplicaStatus status = Ready(1, 0, 0, 0);

@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_loop.h"
+#include "engine/speculative_config.h"
 #include "tools/bench/dataset.h"
 #include "tools/bench/prompt_text.h"
 #include "tools/bench/report.h"
@@ -112,6 +113,9 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
       .num_prompts = static_cast<int64_t>(requests.size()),
       .seed = dataset.seed};
   std::fputs(FormatThroughputReport(description, run).c_str(), stdout);
+  if (c.engine.engine.speculative.enabled()) {
+    std::printf("%s\n", FormatSpeculativeStats(engine->stats()).c_str());
+  }
   std::fflush(stdout);
   if (!c.workload.result_json.empty()) {
     RETURN_IF_ERROR(WriteJsonFile(c.workload.result_json, ThroughputResultJson(description, run)));

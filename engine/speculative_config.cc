@@ -1,0 +1,126 @@
+#include "engine/speculative_config.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "engine/scheduler.h"
+#include "nlohmann/json.hpp"
+
+namespace pagoda {
+namespace {
+
+constexpr int32_t kMaxSpeculativeTokens = 16;
+constexpr int32_t kMaxLookup = 64;
+
+absl::StatusOr<int32_t> ReadInt(const nlohmann::json& value, const std::string& key) {
+  if (!value.is_number_integer()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--speculative-config: \"", key, "\" must be an integer"));
+  }
+  const int64_t v = value.get<int64_t>();
+  if (v < 0 || v > kMaxLookup) {
+    return absl::InvalidArgumentError(absl::StrCat("--speculative-config: \"", key, "\" ", v,
+                                                   " is outside [0, ", kMaxLookup, "]"));
+  }
+  return static_cast<int32_t>(v);
+}
+
+}  // namespace
+
+absl::Status SpeculativeConfig::Validate() const {
+  if (!enabled()) return absl::OkStatus();
+  if (num_speculative_tokens < 1 || num_speculative_tokens > kMaxSpeculativeTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--speculative-config: \"num_speculative_tokens\" must be in [1, ",
+                     kMaxSpeculativeTokens, "], got ", num_speculative_tokens));
+  }
+  if (prompt_lookup_min < 1 || prompt_lookup_max < prompt_lookup_min ||
+      prompt_lookup_max > kMaxLookup) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--speculative-config: need 1 <= \"prompt_lookup_min\" <= \"prompt_lookup_max\" <= ",
+        kMaxLookup, ", got ", prompt_lookup_min, " and ", prompt_lookup_max));
+  }
+  return absl::OkStatus();
+}
+
+std::string SpeculativeConfig::ToJson() const {
+  if (!enabled()) return "";
+  return nlohmann::json{{"method", "ngram"},
+                        {"num_speculative_tokens", num_speculative_tokens},
+                        {"prompt_lookup_max", prompt_lookup_max},
+                        {"prompt_lookup_min", prompt_lookup_min}}
+      .dump();
+}
+
+absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text) {
+  SpeculativeConfig config;
+  if (text.empty()) return config;
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) {
+    return absl::InvalidArgumentError(
+        "--speculative-config must be a JSON object, e.g. '{\"method\": \"ngram\", "
+        "\"num_speculative_tokens\": 4}'");
+  }
+  if (json.contains("model") || (json.contains("method") && json["method"].is_string() &&
+                                 json["method"].get<std::string>() == "draft_model")) {
+    return absl::UnimplementedError(
+        "--speculative-config: draft models are not supported yet; use \"method\": \"ngram\"");
+  }
+  bool has_max = false;
+  bool has_min = false;
+  for (const auto& [key, value] : json.items()) {
+    if (key == "method") {
+      if (!value.is_string() || value.get<std::string>() != "ngram") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--speculative-config: \"method\" must be \"ngram\", got ", value.dump()));
+      }
+      config.method = SpeculativeMethod::kNgram;
+    } else if (key == "num_speculative_tokens") {
+      ASSIGN_OR_RETURN(config.num_speculative_tokens, ReadInt(value, key));
+    } else if (key == "prompt_lookup_max") {
+      ASSIGN_OR_RETURN(config.prompt_lookup_max, ReadInt(value, key));
+      has_max = true;
+    } else if (key == "prompt_lookup_min") {
+      ASSIGN_OR_RETURN(config.prompt_lookup_min, ReadInt(value, key));
+      has_min = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--speculative-config: unknown key \"", key,
+          "\" (known: method, num_speculative_tokens, prompt_lookup_max, prompt_lookup_min)"));
+    }
+  }
+  if (config.method == SpeculativeMethod::kNone) {
+    return absl::InvalidArgumentError("--speculative-config: \"method\" is required (\"ngram\")");
+  }
+  if (!json.contains("num_speculative_tokens")) {
+    return absl::InvalidArgumentError(
+        "--speculative-config: \"num_speculative_tokens\" is required");
+  }
+  // One bound given alone sets the other where the default would contradict it.
+  if (has_max && !has_min && config.prompt_lookup_min > config.prompt_lookup_max) {
+    config.prompt_lookup_min = config.prompt_lookup_max;
+  }
+  if (has_min && !has_max && config.prompt_lookup_max < config.prompt_lookup_min) {
+    config.prompt_lookup_max = config.prompt_lookup_min;
+  }
+  RETURN_IF_ERROR(config.Validate());
+  return config;
+}
+
+std::string FormatSpeculativeStats(const SchedulerStats& stats) {
+  const double drafts = static_cast<double>(std::max<int64_t>(stats.spec_num_drafts, 1));
+  const double tokens = static_cast<double>(std::max<int64_t>(stats.spec_num_draft_tokens, 1));
+  return absl::StrFormat(
+      "speculative decoding: %d verifications, %d draft tokens, %d accepted (%.1f%%), %.2f "
+      "tokens per verification, accepted by position [%s]",
+      stats.spec_num_drafts, stats.spec_num_draft_tokens, stats.spec_num_accepted_tokens,
+      100.0 * static_cast<double>(stats.spec_num_accepted_tokens) / tokens,
+      1.0 + static_cast<double>(stats.spec_num_accepted_tokens) / drafts,
+      absl::StrJoin(stats.spec_num_accepted_tokens_per_pos, ", "));
+}
+
+}  // namespace pagoda

@@ -1,0 +1,48 @@
+// SpeculativeConfig: speculative decoding as --speculative-config sets it, in vLLM's JSON shape:
+//   '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4,
+//     "prompt_lookup_min": 2}'
+// Only the n-gram (prompt lookup) proposer exists; a draft model ('{"model": ...}' or
+// "method": "draft_model") is refused with a clear error until it is built.
+//
+//   ASSIGN_OR_RETURN(SpeculativeConfig spec, ParseSpeculativeConfig(flag_text));
+//   if (spec.enabled()) { ... }
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace pagoda {
+
+struct SchedulerStats;
+
+enum class SpeculativeMethod { kNone, kNgram };
+
+struct SpeculativeConfig {
+  SpeculativeMethod method = SpeculativeMethod::kNone;
+  /// The most tokens proposed per sequence and step (k). Adaptive: a sequence proposes at most
+  /// one more than it had accepted the step before, so a sequence whose proposals fail costs
+  /// little.
+  int32_t num_speculative_tokens = 0;
+  /// N-gram: the suffix lengths matched against the sequence's earlier tokens, longest first.
+  int32_t prompt_lookup_max = 4;
+  int32_t prompt_lookup_min = 2;
+
+  bool enabled() const { return method != SpeculativeMethod::kNone; }
+  /// Ranges (the parser checks them; a config built in code calls this).
+  absl::Status Validate() const;
+  /// The JSON form that ParseSpeculativeConfig reads back ("" when disabled).
+  std::string ToJson() const;
+};
+
+/// Parses --speculative-config. Empty text: disabled. InvalidArgument naming the key for
+/// malformed JSON, unknown keys or methods, out-of-range numbers; Unimplemented for a draft
+/// model.
+absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text);
+
+/// One line for people: drafts, draft tokens, accepted tokens, the acceptance rate and the mean
+/// tokens per verification (accepted + the one sampled after them).
+std::string FormatSpeculativeStats(const SchedulerStats& stats);
+
+}  // namespace pagoda

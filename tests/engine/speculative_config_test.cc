@@ -1,0 +1,90 @@
+// --speculative-config: vLLM's JSON shape, the n-gram method, clear errors for everything else.
+#include "engine/speculative_config.h"
+
+#include <string>
+
+#include "engine/engine_config.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(SpeculativeConfig, EmptyIsOff) {
+  auto config = ParseSpeculativeConfig("");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->enabled());
+  EXPECT_EQ(config->ToJson(), "");
+}
+
+TEST(SpeculativeConfig, ParsesNgramAndRoundTrips) {
+  auto config = ParseSpeculativeConfig(
+      R"({"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_max": 3,
+          "prompt_lookup_min": 1})");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->method, SpeculativeMethod::kNgram);
+  EXPECT_EQ(config->num_speculative_tokens, 5);
+  EXPECT_EQ(config->prompt_lookup_max, 3);
+  EXPECT_EQ(config->prompt_lookup_min, 1);
+  auto again = ParseSpeculativeConfig(config->ToJson());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->ToJson(), config->ToJson());
+}
+
+TEST(SpeculativeConfig, OneLookupBoundMovesTheOtherWhenTheDefaultContradictsIt) {
+  auto only_max = ParseSpeculativeConfig(
+      R"({"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_max": 1})");
+  ASSERT_TRUE(only_max.ok()) << only_max.status();
+  EXPECT_EQ(only_max->prompt_lookup_min, 1);
+  auto only_min = ParseSpeculativeConfig(
+      R"({"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_min": 6})");
+  ASSERT_TRUE(only_min.ok()) << only_min.status();
+  EXPECT_EQ(only_min->prompt_lookup_max, 6);
+}
+
+TEST(SpeculativeConfig, RejectsWhatItCannotRun) {
+  auto expect = [](const std::string& text, absl::StatusCode code, const std::string& message) {
+    auto config = ParseSpeculativeConfig(text);
+    ASSERT_FALSE(config.ok()) << text;
+    EXPECT_EQ(config.status().code(), code) << text;
+    EXPECT_THAT(std::string(config.status().message()), HasSubstr(message)) << text;
+  };
+  const auto kInvalid = absl::StatusCode::kInvalidArgument;
+  expect("ngram", kInvalid, "must be a JSON object");
+  expect("[1]", kInvalid, "must be a JSON object");
+  expect(R"({"num_speculative_tokens": 4})", kInvalid, "\"method\" is required");
+  expect(R"({"method": "eagle", "num_speculative_tokens": 4})", kInvalid, "\"method\" must be");
+  expect(R"({"method": "ngram"})", kInvalid, "\"num_speculative_tokens\" is required");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 0})", kInvalid, "[1, 16]");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 17})", kInvalid, "[1, 16]");
+  expect(R"({"method": "ngram", "num_speculative_tokens": "4"})", kInvalid, "integer");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": -1})", kInvalid,
+         "outside");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 0})", kInvalid,
+         "prompt_lookup_min");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 2,
+             "prompt_lookup_min": 3})",
+         kInvalid, "prompt_lookup_min");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "typo": 1})", kInvalid,
+         "unknown key \"typo\"");
+  expect(R"({"model": "draft.gguf", "num_speculative_tokens": 4})",
+         absl::StatusCode::kUnimplemented, "draft models");
+}
+
+TEST(SpeculativeConfig, EngineConfigRefusesMultiStepAndStaticBatching) {
+  const ExecutorInfo info{
+      .num_device_blocks = 64, .block_size = 16, .max_model_len = 512, .vocab_size = 100};
+  EngineConfig config;
+  config.speculative = {.method = SpeculativeMethod::kNgram, .num_speculative_tokens = 4};
+  EXPECT_TRUE(config.Validate(info).ok()) << config.Validate(info);
+  config.num_scheduler_steps = 4;
+  EXPECT_THAT(std::string(config.Validate(info).message()), HasSubstr("--num-scheduler-steps 1"));
+  config.num_scheduler_steps = 1;
+  config.scheduler = SchedulerKind::kStatic;
+  EXPECT_THAT(std::string(config.Validate(info).message()), HasSubstr("continuous scheduler"));
+}
+
+}  // namespace
+}  // namespace pagoda
