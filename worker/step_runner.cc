@@ -425,7 +425,7 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
                       logits->num_rows, logits->vocab_size, sampling_));
 
   std::vector<PassEntry> sampled;
-  bool verified = false;  // the current sequence's output ended (a draft was rejected, a stop)
+  bool verified = false;      // the current sequence's output ended (a draft was rejected, a stop)
   int64_t output_index = -1;  // the current sequence's entry in result.outputs
   for (int64_t r = 0; r < logits->num_rows; ++r) {
     const PassEntry& e = pass[logits->seq_index[r]];
