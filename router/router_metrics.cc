@@ -311,10 +311,10 @@ void RouterMetrics::UpdateReplica(int32_t replica, const ReplicaStatus& status) 
   AddGrowth(r.spec_accepted_tokens, stats.spec_num_accepted_tokens, last.spec_accepted_tokens);
   const std::vector<int64_t>& per_pos = stats.spec_num_accepted_tokens_per_pos;
   while (r.spec_accepted_per_pos.size() < per_pos.size()) {
-    r.spec_accepted_per_pos.push_back(&spec_accepted_per_pos_.Add(
-        {{"model_name", model_name_},
-         {"replica", absl::StrCat(replica)},
-         {"position", absl::StrCat(r.spec_accepted_per_pos.size())}}));
+    r.spec_accepted_per_pos.push_back(
+        &spec_accepted_per_pos_.Add({{"model_name", model_name_},
+                                     {"replica", absl::StrCat(replica)},
+                                     {"position", absl::StrCat(r.spec_accepted_per_pos.size())}}));
   }
   last.spec_accepted_per_pos.resize(std::max(last.spec_accepted_per_pos.size(), per_pos.size()), 0);
   for (size_t i = 0; i < per_pos.size(); ++i) {
