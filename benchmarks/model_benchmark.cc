@@ -179,6 +179,24 @@ void BM_DecodeStep(benchmark::State& state, const std::string& path) {
       static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// Speculative decoding's verification at batch 1: the pending token and k drafts in one chunk,
+// logits for all k + 1 positions. Its time over k = 0's is what a proposal costs.
+void BM_VerifyStep(benchmark::State& state, const std::string& path) {
+  Model& model = GetModel(path);
+  const int64_t k = state.range(0);
+  std::vector<int32_t> tokens(k + 1);
+  for (int64_t i = 0; i <= k; ++i) tokens[i] = static_cast<int32_t>(100 + i);
+  const SequenceInput input{.token_ids = tokens,
+                            .num_computed_tokens = kContext,
+                            .block_table = model.table(0),
+                            .num_sampled_tokens = k + 1};
+  for (auto _ : state) {
+    auto logits = model.runner().Execute({&input, 1});
+    if (!logits.ok()) state.SkipWithError("execute failed");
+    benchmark::DoNotOptimize(logits);
+  }
+}
+
 // A kPrefillTokens-token prompt from an empty cache.
 void BM_Prefill(benchmark::State& state, const std::string& path) {
   Model& model = GetModel(path);
@@ -220,6 +238,10 @@ void RegisterModel(const std::string& path) {
   benchmark::RegisterBenchmark(("BM_DecodeStep/" + label).c_str(), BM_DecodeStep, path)
       ->Arg(1)
       ->Arg(32)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("BM_VerifyStep/" + label).c_str(), BM_VerifyStep, path)
+      ->DenseRange(0, 7)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_Prefill/" + label).c_str(), BM_Prefill, path)
