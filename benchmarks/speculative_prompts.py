@@ -4,7 +4,9 @@
   repetitive  code editing: a chat turn holding a short Python function and asking for it back
               with a comment added (the answer quotes the prompt);
   chat        ordinary questions;
-  random      continue a list of random words (nothing to quote).
+  wordlist    continue a list of random words (a small model repeats the list's words);
+  random      open-ended writing, meant to be sampled at temperature 1 (benchmarks/
+              speculative.sh does): high-entropy text with little to look up.
 
 SmolLM2's ChatML turns are written out, since `pagoda generate` takes raw prompts. Seeded, so
 every run sees the same prompts.
@@ -71,6 +73,8 @@ def main():
                     f"top.\n```python\n{code(name, arg, a, b)}```")
         elif kind == "chat":
             text = QUESTIONS[i]
+        elif kind == "random":
+            text = f"Write a few sentences about {rng.choice(WORDS)}s and {rng.choice(WORDS)}s."
         else:
             text = ("Continue this list of random words: " +
                     " ".join(rng.choice(WORDS) for _ in range(24)))

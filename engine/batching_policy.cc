@@ -15,7 +15,15 @@ BatchingPolicy::BatchingPolicy(const BatchingParts& parts)
       proposer_(parts.config->speculative) {}
 
 bool BatchingPolicy::Speculates(const Sequence& seq) const {
-  return config_.speculative.enabled() && !seq.request->beam_search;
+  const SpeculativeConfig& spec = config_.speculative;
+  return spec.enabled() && !seq.request->beam_search &&
+         (spec.disable_by_batch_size == 0 ||
+          static_cast<int64_t>(registry_.running().size()) <= spec.disable_by_batch_size);
+}
+
+void BatchingPolicy::BackOffSpeculation(Sequence* seq) {
+  seq->speculation_pipelined_steps = seq->speculation_backoff;
+  seq->speculation_backoff = std::min(2 * seq->speculation_backoff, kMaxSpeculationBackoff);
 }
 
 int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
@@ -25,6 +33,7 @@ int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
   if (max_drafts <= 0 || !seq->on_workers) return 0;
   std::vector<int32_t> drafts = proposer_.Propose(seq->token_ids, max_drafts);
   const int64_t n = static_cast<int64_t>(drafts.size());
+  if (n == 0) BackOffSpeculation(seq);
   if (n == 0 || !kv_.AllocateSlots(seq->handle, 1, n)) return 0;
   seq->draft_token_ids = std::move(drafts);
   seq->num_draft_tokens_in_flight = n;
@@ -47,8 +56,13 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
     Sequence* seq = running[i];
     if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
-    // A speculating sequence waits for its result: the proposer needs its tokens.
-    if (seq->num_pending_tokens > 0 && Speculates(*seq)) continue;
+    // A speculating sequence waits for its result: the proposer needs its tokens (and a plan
+    // with drafts yields an unknown number of them). Backing off, it runs pipelined.
+    if (seq->num_pending_tokens > 0 &&
+        (seq->num_draft_tokens_in_flight > 0 ||
+         (Speculates(*seq) && seq->speculation_pipelined_steps == 0))) {
+      continue;
+    }
     const int64_t size = static_cast<int64_t>(seq->token_ids.size());
     int64_t uncomputed = size - seq->num_computed_tokens;
     if (!seq->request->samples_forked && seq->index == 0) {
@@ -66,7 +80,13 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
       num_tokens = std::min<int64_t>(k, remaining);
       num_first = 1;
       num_expected = num_tokens;
-      if (Speculates(*seq)) num_drafts = AddDrafts(seq, std::min(remaining, budget) - 1);
+      if (Speculates(*seq)) {
+        if (seq->speculation_pipelined_steps > 0) {
+          --seq->speculation_pipelined_steps;
+        } else if (seq->num_pending_tokens == 0) {
+          num_drafts = AddDrafts(seq, std::min(remaining, budget) - 1);
+        }
+      }
     } else {
       if (uncomputed <= 0) continue;
       num_tokens = std::min(uncomputed, budget);

@@ -47,6 +47,11 @@ class BatchingPolicy {
   /// `num_in_flight_steps`: plans submitted whose results are not applied yet.
   virtual void Schedule(PlanBuilder& plan, int64_t num_in_flight_steps) = 0;
 
+  /// Speculative decoding, after a lookup that found nothing: the sequence decodes pipelined
+  /// for a while (doubling, up to kMaxSpeculationBackoff steps; an accepted draft resets it).
+  static void BackOffSpeculation(Sequence* seq);
+  static constexpr int32_t kMaxSpeculationBackoff = 4;
+
  protected:
   explicit BatchingPolicy(const BatchingParts& parts);
 
@@ -57,7 +62,8 @@ class BatchingPolicy {
   void MarkStarted(PlanBuilder& plan, Request* request);
   /// Outputs `seq` may still produce, counting the in-flight ones (max_tokens, max_model_len).
   int64_t RemainingTokens(const Sequence& seq) const;
-  /// Speculative decoding: whether `seq` speculates (then it is planned synchronously).
+  /// Speculative decoding: whether `seq` speculates now (then it is planned synchronously):
+  /// not beam search, and no more running sequences than disable_by_batch_size.
   bool Speculates(const Sequence& seq) const;
   /// Proposes up to `max_drafts` drafts for a decoding `seq` whose tokens are all known and
   /// reserves their slots; returns how many (they are in seq->draft_token_ids).

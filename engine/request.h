@@ -89,6 +89,11 @@ struct Sequence {
   /// Adaptive proposal length: one more than the drafts accepted last time, capped at
   /// num_speculative_tokens.
   int32_t speculative_tokens = -1;
+  /// Back-off: after a lookup that found nothing the sequence decodes
+  /// pipelined for this many steps before it waits for its tokens to propose again; the count
+  /// doubles on each failure (to kMaxSpeculationBackoff) and drops to 1 on an accepted draft.
+  int32_t speculation_pipelined_steps = 0;
+  int32_t speculation_backoff = 1;
 
   /// Prompt + known outputs + expected in-flight outputs.
   int64_t total_len() const { return static_cast<int64_t>(token_ids.size()) + num_pending_tokens; }

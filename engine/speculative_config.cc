@@ -49,11 +49,12 @@ absl::Status SpeculativeConfig::Validate() const {
 
 std::string SpeculativeConfig::ToJson() const {
   if (!enabled()) return "";
-  return nlohmann::json{{"method", "ngram"},
-                        {"num_speculative_tokens", num_speculative_tokens},
-                        {"prompt_lookup_max", prompt_lookup_max},
-                        {"prompt_lookup_min", prompt_lookup_min}}
-      .dump();
+  nlohmann::json json{{"method", "ngram"},
+                      {"num_speculative_tokens", num_speculative_tokens},
+                      {"prompt_lookup_max", prompt_lookup_max},
+                      {"prompt_lookup_min", prompt_lookup_min}};
+  if (disable_by_batch_size > 0) json["disable_by_batch_size"] = disable_by_batch_size;
+  return json.dump();
 }
 
 absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text) {
@@ -84,13 +85,21 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text
     } else if (key == "prompt_lookup_max") {
       ASSIGN_OR_RETURN(config.prompt_lookup_max, ReadInt(value, key));
       has_max = true;
+    } else if (key == "disable_by_batch_size") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+          value.get<int64_t>() > (int64_t{1} << 20)) {
+        return absl::InvalidArgumentError(
+            "--speculative-config: \"disable_by_batch_size\" must be an integer in [0, 2^20]");
+      }
+      config.disable_by_batch_size = static_cast<int32_t>(value.get<int64_t>());
     } else if (key == "prompt_lookup_min") {
       ASSIGN_OR_RETURN(config.prompt_lookup_min, ReadInt(value, key));
       has_min = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "--speculative-config: unknown key \"", key,
-          "\" (known: method, num_speculative_tokens, prompt_lookup_max, prompt_lookup_min)"));
+          "\" (known: method, num_speculative_tokens, prompt_lookup_max, prompt_lookup_min, "
+          "disable_by_batch_size)"));
     }
   }
   if (config.method == SpeculativeMethod::kNone) {

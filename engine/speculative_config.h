@@ -1,8 +1,9 @@
 // SpeculativeConfig: speculative decoding as --speculative-config sets it, in vLLM's JSON shape:
 //   '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4,
 //     "prompt_lookup_min": 2}'
-// Only the n-gram (prompt lookup) proposer exists; a draft model ('{"model": ...}' or
-// "method": "draft_model") is refused with a clear error until it is built.
+// with "disable_by_batch_size": N optional. Only the n-gram (prompt lookup) proposer exists; a
+// draft model ('{"model": ...}' or "method": "draft_model") is refused with a clear error until it
+// is built.
 //
 //   ASSIGN_OR_RETURN(SpeculativeConfig spec, ParseSpeculativeConfig(flag_text));
 //   if (spec.enabled()) { ... }
@@ -28,6 +29,10 @@ struct SpeculativeConfig {
   /// N-gram: the suffix lengths matched against the sequence's earlier tokens, longest first.
   int32_t prompt_lookup_max = 4;
   int32_t prompt_lookup_min = 2;
+  /// vLLM's disable_by_batch_size: no proposals while more sequences than this run (0: no
+  /// limit). Where a step is compute-bound (CPUs, large batches), a draft costs about what a
+  /// decoded token costs, so speculation only pays at small batches.
+  int32_t disable_by_batch_size = 0;
 
   bool enabled() const { return method != SpeculativeMethod::kNone; }
   /// Ranges (the parser checks them; a config built in code calls this).

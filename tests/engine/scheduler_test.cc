@@ -491,7 +491,8 @@ TEST(Scheduler, SwapPreemptionKeepsOutputs) {
 // run without it (greedy and seeded sampling, n = 2), under recompute and swap preemption, sync
 // and async, with prefix caching; the fake executor reads every context back from the blocks,
 // so a draft's KV slot committed or reused wrongly shows as corruption.
-void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k) {
+void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k,
+                                   int32_t disable_by_batch_size = 0) {
   g_copy_period = 5;
   std::vector<EngineRequest> reqs;
   for (int i = 0; i < 10; ++i) {
@@ -509,7 +510,8 @@ void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k) {
   config.speculative = {.method = SpeculativeMethod::kNgram,
                         .num_speculative_tokens = k,
                         .prompt_lookup_max = 4,
-                        .prompt_lookup_min = 1};
+                        .prompt_lookup_min = 1,
+                        .disable_by_batch_size = disable_by_batch_size};
   const Outcome roomy = RunAll(config, Info(512), reqs, async);
   EXPECT_EQ(roomy.outputs, reference.outputs);
   EXPECT_GT(roomy.stats.spec_num_accepted_tokens, 0);
@@ -535,6 +537,14 @@ TEST(Scheduler, SpeculativeDecodingKeepsOutputsUnderRecompute) {
 TEST(Scheduler, SpeculativeDecodingKeepsOutputsUnderSwap) {
   ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, false, 4);
   ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4);
+}
+
+TEST(Scheduler, SpeculativeDecodingDisabledByBatchSizeKeepsOutputs) {
+  // Only the last 3 running sequences speculate; the switch happens mid-run, with sequences
+  // pipelined before it and drafts in flight around it.
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, false, 4, 3);
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, true, 4, 3);
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3);
 }
 
 TEST(Scheduler, SpeculativeDecodingWithAbortsLeaksNothing) {

@@ -22,12 +22,13 @@ TEST(SpeculativeConfig, EmptyIsOff) {
 TEST(SpeculativeConfig, ParsesNgramAndRoundTrips) {
   auto config = ParseSpeculativeConfig(
       R"({"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_max": 3,
-          "prompt_lookup_min": 1})");
+          "prompt_lookup_min": 1, "disable_by_batch_size": 4})");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->method, SpeculativeMethod::kNgram);
   EXPECT_EQ(config->num_speculative_tokens, 5);
   EXPECT_EQ(config->prompt_lookup_max, 3);
   EXPECT_EQ(config->prompt_lookup_min, 1);
+  EXPECT_EQ(config->disable_by_batch_size, 4);
   auto again = ParseSpeculativeConfig(config->ToJson());
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->ToJson(), config->ToJson());
@@ -69,6 +70,8 @@ TEST(SpeculativeConfig, RejectsWhatItCannotRun) {
          kInvalid, "prompt_lookup_min");
   expect(R"({"method": "ngram", "num_speculative_tokens": 4, "typo": 1})", kInvalid,
          "unknown key \"typo\"");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "disable_by_batch_size": -2})",
+         kInvalid, "disable_by_batch_size");
   expect(R"({"model": "draft.gguf", "num_speculative_tokens": 4})",
          absl::StatusCode::kUnimplemented, "draft models");
 }

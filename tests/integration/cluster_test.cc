@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -499,6 +500,28 @@ TEST(Cluster, ServePassesTheModelFlagsOnToItsWorkersAndTheGoldensHold) {
     EXPECT_THAT(args, ::testing::Contains("--kv-cache-dtype=bfloat16"));
   }
   ExpectGoldens(**cluster);
+}
+
+// Speculative decoding through serve -> router -> two tensor-parallel worker processes: the
+// drafts travel in the step protocol, every rank verifies them alike, the goldens hold, and
+// /metrics counts the drafts under vLLM's names.
+TEST(Cluster, SpeculativeDecodingOverTwoRanksKeepsTheGoldens) {
+  auto cluster = ServeCluster::Start(
+      {.replicas = 1,
+       .tp = 2,
+       .extra_args = {
+           "--speculative-config",
+           R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1})"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ExpectGoldens(**cluster);
+  httplib::Client http("127.0.0.1", (*cluster)->http_port());
+  const httplib::Result metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
+  const std::regex accepted(
+      R"re(pagoda:spec_decode_num_accepted_tokens_total\{[^}]*\} ([0-9.e+]+))re");
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(metrics->body, match, accepted)) << metrics->body;
+  EXPECT_GT(std::stod(match[1].str()), 0);
 }
 
 // `pagoda serve --model FILE.gguf`: the router takes the tokenizer and chat template from the
