@@ -103,4 +103,35 @@ absl::StatusOr<ChatTemplate> ModelSource::LoadChatTemplate() const {
   return parsed;
 }
 
+absl::Status CheckDraftVocabulary(const std::string& target_path, const ModelConfig& target,
+                                  const std::string& draft_path, const ModelConfig& draft) {
+  if (draft.vocab_size != target.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the draft model ", draft_path, " has a vocabulary of ", draft.vocab_size,
+        " tokens but the model has ", target.vocab_size, ": a draft must share the tokenizer"));
+  }
+  if (target_path.empty()) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> target_tokenizer = LoadTokenizerFrom(target_path);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> draft_tokenizer = LoadTokenizerFrom(draft_path);
+  // A model without a tokenizer (dummy or token-id-only setups) is compared by size alone.
+  if (!target_tokenizer.ok() || !draft_tokenizer.ok()) return absl::OkStatus();
+  const Tokenizer& a = **target_tokenizer;
+  const Tokenizer& b = **draft_tokenizer;
+  if (a.vocab_size() != b.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the draft model ", draft_path,
+                                                   "'s tokenizer has ", b.vocab_size(),
+                                                   " tokens but the model's has ", a.vocab_size()));
+  }
+  for (int64_t id = 0; id < a.vocab_size(); ++id) {
+    const std::optional<std::string> x = a.IdToToken(static_cast<int32_t>(id));
+    const std::optional<std::string> y = b.IdToToken(static_cast<int32_t>(id));
+    if (x != y) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the draft model ", draft_path, " does not share the model's tokenizer: token ", id,
+          " is '", y.value_or("<none>"), "' there and '", x.value_or("<none>"), "' here"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace pagoda

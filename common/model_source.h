@@ -67,4 +67,11 @@ absl::Status CheckTensorParallelSize(const ModelSource& model, int64_t size,
 /// needed) or of a .gguf file.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFrom(const std::string& path);
 
+/// Speculative decoding: InvalidArgument naming the difference unless the draft model
+/// (`draft_path`, `draft`) can propose for the target (`target_path`, `target`): the same
+/// vocabulary size and, where both carry a tokenizer, the same token for every id. An empty
+/// `target_path` compares the sizes alone.
+absl::Status CheckDraftVocabulary(const std::string& target_path, const ModelConfig& target,
+                                  const std::string& draft_path, const ModelConfig& draft);
+
 }  // namespace pagoda

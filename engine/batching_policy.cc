@@ -31,6 +31,13 @@ int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
     seq->speculative_tokens = config_.speculative.num_speculative_tokens;
   max_drafts = std::min<int64_t>(max_drafts, seq->speculative_tokens);
   if (max_drafts <= 0 || !seq->on_workers) return 0;
+  if (config_.speculative.method == SpeculativeMethod::kDraftModel) {
+    // The workers' draft model proposes; the engine reserves the slots.
+    if (!kv_.AllocateSlots(seq->handle, 1, max_drafts)) return 0;
+    seq->num_worker_draft_tokens = static_cast<int32_t>(max_drafts);
+    seq->num_draft_tokens_in_flight = max_drafts;
+    return max_drafts;
+  }
   std::vector<int32_t> drafts = proposer_.Propose(seq->token_ids, max_drafts);
   const int64_t n = static_cast<int64_t>(drafts.size());
   if (n == 0) BackOffSpeculation(seq);

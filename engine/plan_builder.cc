@@ -33,7 +33,8 @@ void PlanBuilder::Add(Sequence* seq, int64_t computed_before, int64_t num_first_
         {.seq_id = seq->seq_id,
          .num_scheduled_tokens = num_first_step_tokens,
          .replace_last_token_ids = std::exchange(seq->replace_last_token_ids, {}),
-         .draft_token_ids = std::exchange(seq->draft_token_ids, {})});
+         .draft_token_ids = std::exchange(seq->draft_token_ids, {}),
+         .num_worker_draft_tokens = std::exchange(seq->num_worker_draft_tokens, 0)});
     cached_seqs_.push_back(seq);
   }
   seq->last_scheduled_step = step_.plan.step_id;

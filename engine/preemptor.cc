@@ -12,6 +12,7 @@ void Preemptor::Preempt(Sequence* seq, PlanBuilder& plan) {
   plan.RecordPreemption(*seq);
   seq->replace_last_token_ids.clear();
   seq->draft_token_ids.clear();
+  seq->num_worker_draft_tokens = 0;
   seq->num_draft_tokens_in_flight = 0;
   bool swapped = false;
   if (mode_ == PreemptionMode::kSwap && kv_->host_pool().num_blocks() > 0) {

@@ -85,6 +85,9 @@ struct Sequence {
   /// CachedSequence::draft_token_ids), then how many are in flight (their KV slots are reserved
   /// as lookahead and committed as far as the result accepts them; 0 after a preemption).
   std::vector<int32_t> draft_token_ids;
+  /// A draft model proposes on the workers instead: how many (CachedSequence's
+  /// num_worker_draft_tokens) for the plan being built.
+  int32_t num_worker_draft_tokens = 0;
   int64_t num_draft_tokens_in_flight = 0;
   /// Adaptive proposal length: one more than the drafts accepted last time, capped at
   /// num_speculative_tokens.

@@ -143,9 +143,9 @@ absl::StatusOr<StepResult> SimulatedExecutor::Apply(const StepPlan& plan) {
       seq.last_token_sampled = false;
     }
     seq.drafts = delta.draft_token_ids;
-    if (delta.num_scheduled_tokens > 0) {
-      pass.push_back({&seq, &delta.seq_id, delta.num_scheduled_tokens});
-    }
+    // It has no draft model: a sequence asking the workers for proposals gets none.
+    const int64_t num_tokens = delta.num_scheduled_tokens - delta.num_worker_draft_tokens;
+    if (num_tokens > 0) pass.push_back({&seq, &delta.seq_id, num_tokens});
   }
   for (const PassEntry& e : pass) {
     const int64_t uncomputed = static_cast<int64_t>(e.seq->token_ids.size()) -

@@ -38,6 +38,14 @@ absl::Status SpeculativeConfig::Validate() const {
         absl::StrCat("--speculative-config: \"num_speculative_tokens\" must be in [1, ",
                      kMaxSpeculativeTokens, "], got ", num_speculative_tokens));
   }
+  if (method == SpeculativeMethod::kDraftModel && model.empty()) {
+    return absl::InvalidArgumentError(
+        "--speculative-config: method \"draft_model\" needs \"model\" (a directory or a .gguf)");
+  }
+  if (method == SpeculativeMethod::kNgram && !model.empty()) {
+    return absl::InvalidArgumentError(
+        "--speculative-config: \"model\" is for method \"draft_model\", not \"ngram\"");
+  }
   if (prompt_lookup_min < 1 || prompt_lookup_max < prompt_lookup_min ||
       prompt_lookup_max > kMaxLookup) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -49,10 +57,15 @@ absl::Status SpeculativeConfig::Validate() const {
 
 std::string SpeculativeConfig::ToJson() const {
   if (!enabled()) return "";
-  nlohmann::json json{{"method", "ngram"},
-                      {"num_speculative_tokens", num_speculative_tokens},
-                      {"prompt_lookup_max", prompt_lookup_max},
-                      {"prompt_lookup_min", prompt_lookup_min}};
+  nlohmann::json json{{"num_speculative_tokens", num_speculative_tokens}};
+  if (method == SpeculativeMethod::kDraftModel) {
+    json["method"] = "draft_model";
+    json["model"] = model;
+  } else {
+    json["method"] = "ngram";
+    json["prompt_lookup_max"] = prompt_lookup_max;
+    json["prompt_lookup_min"] = prompt_lookup_min;
+  }
   if (disable_by_batch_size > 0) json["disable_by_batch_size"] = disable_by_batch_size;
   return json.dump();
 }
@@ -66,20 +79,28 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text
         "--speculative-config must be a JSON object, e.g. '{\"method\": \"ngram\", "
         "\"num_speculative_tokens\": 4}'");
   }
-  if (json.contains("model") || (json.contains("method") && json["method"].is_string() &&
-                                 json["method"].get<std::string>() == "draft_model")) {
-    return absl::UnimplementedError(
-        "--speculative-config: draft models are not supported yet; use \"method\": \"ngram\"");
-  }
+  if (json.contains("model")) config.method = SpeculativeMethod::kDraftModel;
   bool has_max = false;
   bool has_min = false;
   for (const auto& [key, value] : json.items()) {
     if (key == "method") {
-      if (!value.is_string() || value.get<std::string>() != "ngram") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--speculative-config: \"method\" must be \"ngram\", got ", value.dump()));
+      const std::string method = value.is_string() ? value.get<std::string>() : "";
+      if (method == "ngram" && !json.contains("model")) {
+        config.method = SpeculativeMethod::kNgram;
+      } else if (method == "draft_model") {
+        config.method = SpeculativeMethod::kDraftModel;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--speculative-config: \"method\" must be \"ngram\" or \"draft_model\" (with "
+            "\"model\"), got ",
+            value.dump()));
       }
-      config.method = SpeculativeMethod::kNgram;
+    } else if (key == "model") {
+      if (!value.is_string() || value.get<std::string>().empty()) {
+        return absl::InvalidArgumentError(
+            "--speculative-config: \"model\" must be a non-empty path (a directory or a .gguf)");
+      }
+      config.model = value.get<std::string>();
     } else if (key == "num_speculative_tokens") {
       ASSIGN_OR_RETURN(config.num_speculative_tokens, ReadInt(value, key));
     } else if (key == "prompt_lookup_max") {
@@ -96,14 +117,20 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text
       ASSIGN_OR_RETURN(config.prompt_lookup_min, ReadInt(value, key));
       has_min = true;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--speculative-config: unknown key \"", key,
-          "\" (known: method, num_speculative_tokens, prompt_lookup_max, prompt_lookup_min, "
-          "disable_by_batch_size)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--speculative-config: unknown key \"", key,
+                       "\" (known: method, model, num_speculative_tokens, prompt_lookup_max, "
+                       "prompt_lookup_min, disable_by_batch_size)"));
     }
   }
   if (config.method == SpeculativeMethod::kNone) {
-    return absl::InvalidArgumentError("--speculative-config: \"method\" is required (\"ngram\")");
+    return absl::InvalidArgumentError(
+        "--speculative-config: \"method\" (\"ngram\") or \"model\" (a draft model) is required");
+  }
+  if (config.method == SpeculativeMethod::kDraftModel && (has_max || has_min)) {
+    return absl::InvalidArgumentError(
+        "--speculative-config: \"prompt_lookup_max\" and \"prompt_lookup_min\" are for method "
+        "\"ngram\", not a draft model");
   }
   if (!json.contains("num_speculative_tokens")) {
     return absl::InvalidArgumentError(

@@ -1,9 +1,10 @@
 // SpeculativeConfig: speculative decoding as --speculative-config sets it, in vLLM's JSON shape:
 //   '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4,
 //     "prompt_lookup_min": 2}'
-// with "disable_by_batch_size": N optional. Only the n-gram (prompt lookup) proposer exists; a
-// draft model ('{"model": ...}' or "method": "draft_model") is refused with a clear error until it
-// is built.
+//   '{"model": "models/SmolLM2.Q4_1.gguf", "num_speculative_tokens": 3}'
+// with "disable_by_batch_size": N optional. The n-gram (prompt lookup) proposer runs in the
+// engine (engine/ngram_proposer.h); a draft model ("method": "draft_model", implied by "model")
+// runs on the workers beside the model (worker/draft_model.h).
 //
 //   ASSIGN_OR_RETURN(SpeculativeConfig spec, ParseSpeculativeConfig(flag_text));
 //   if (spec.enabled()) { ... }
@@ -18,7 +19,7 @@ namespace pagoda {
 
 struct SchedulerStats;
 
-enum class SpeculativeMethod { kNone, kNgram };
+enum class SpeculativeMethod { kNone, kNgram, kDraftModel };
 
 struct SpeculativeConfig {
   SpeculativeMethod method = SpeculativeMethod::kNone;
@@ -33,6 +34,8 @@ struct SpeculativeConfig {
   /// limit). Where a step is compute-bound (CPUs, large batches), a draft costs about what a
   /// decoded token costs, so speculation only pays at small batches.
   int32_t disable_by_batch_size = 0;
+  /// Draft model: a model directory or a .gguf file sharing the model's tokenizer.
+  std::string model;
 
   bool enabled() const { return method != SpeculativeMethod::kNone; }
   /// Ranges (the parser checks them; a config built in code calls this).
@@ -42,8 +45,7 @@ struct SpeculativeConfig {
 };
 
 /// Parses --speculative-config. Empty text: disabled. InvalidArgument naming the key for
-/// malformed JSON, unknown keys or methods, out-of-range numbers; Unimplemented for a draft
-/// model.
+/// malformed JSON, unknown keys or methods, out-of-range numbers, keys of the other method.
 absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text);
 
 /// One line for people: drafts, draft tokens, accepted tokens, the acceptance rate and the mean

@@ -228,6 +228,7 @@ void EncodeCachedSequence(const CachedSequence& seq, internal::CachedSequence* o
   out->set_num_scheduled_tokens(seq.num_scheduled_tokens);
   AppendAll(seq.replace_last_token_ids, out->mutable_replace_last_token_ids());
   AppendAll(seq.draft_token_ids, out->mutable_draft_token_ids());
+  out->set_num_worker_draft_tokens(seq.num_worker_draft_tokens);
 }
 
 absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequence& proto) {
@@ -241,6 +242,8 @@ absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequen
   seq.num_scheduled_tokens = proto.num_scheduled_tokens();
   seq.replace_last_token_ids = ToVector(proto.replace_last_token_ids());
   seq.draft_token_ids = ToVector(proto.draft_token_ids());
+  RETURN_IF_ERROR(CheckCount(proto.num_worker_draft_tokens(), where, "num_worker_draft_tokens"));
+  seq.num_worker_draft_tokens = proto.num_worker_draft_tokens();
   return seq;
 }
 

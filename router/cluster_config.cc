@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/model_source.h"
 #include "common/status_macros.h"
 
 namespace pagoda {
@@ -52,6 +53,17 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
   init.set_max_model_len(model.max_model_len);
   init.mutable_extra_eos_token_ids()->Add(model.eos_token_ids.begin(), model.eos_token_ids.end());
   init.set_timeout_ms(kWorkerInitTimeoutMs);
+  if (const std::string& draft_path = config.engine.speculative.model; !draft_path.empty()) {
+    // Refused here, once, rather than by every worker's Init, forever.
+    absl::StatusOr<ModelSource> draft = ModelSource::Open(draft_path);
+    if (!draft.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--speculative-config: the draft model: ", draft.status().message()));
+    }
+    RETURN_IF_ERROR(CheckDraftVocabulary(model.source != nullptr ? model.source->path() : "",
+                                         model.config, draft_path, draft->config()));
+    init.set_draft_model_dir(draft_path);
+  }
 
   EngineConfig engine = config.engine;
   engine.max_model_len = model.max_model_len;

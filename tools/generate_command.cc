@@ -230,12 +230,10 @@ absl::Status WriteResults(const GenerateFlags& flags, const std::vector<ResultLi
 
 // Every prompt through the EngineLoop: continuous batching over the paged KV cache, or the
 // static policy's fixed waves (--scheduler static).
-absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
-                                                  const ModelMemoryConfig& memory,
-                                                  const ModelConfig& config,
-                                                  const Tokenizer& tokenizer, ModelWeights weights,
-                                                  std::vector<GenerationRequest> requests,
-                                                  int64_t num_blocks) {
+absl::StatusOr<std::vector<ResultLine>> RunEngine(
+    const EngineSetup& setup, const ModelMemoryConfig& memory, const ModelConfig& config,
+    const Tokenizer& tokenizer, ModelWeights weights, std::vector<GenerationRequest> requests,
+    int64_t num_blocks, const std::string& model_path, const DraftModelOptions& draft) {
   const CacheConfig& cache = setup.cache;
   const int64_t num_host_blocks =
       cache.swap_space_bytes > 0
@@ -249,7 +247,9 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(const EngineSetup& setup,
                                               .num_host_blocks = num_host_blocks,
                                               .block_size = cache.block_size,
                                               .kv_cache_dtype = memory.kv_cache_dtype,
-                                              .extra_eos_token_ids = eos}));
+                                              .extra_eos_token_ids = eos,
+                                              .draft = draft,
+                                              .model_path = model_path}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(setup.engine, std::move(executor), &tokenizer, eos));
 
@@ -346,7 +346,11 @@ absl::Status Generate(const GenerateFlags& flags) {
   });
   ASSIGN_OR_RETURN(const std::vector<ResultLine> lines,
                    RunEngine(setup, memory, config, *tokenizer, std::move(weights),
-                             std::move(requests), num_blocks));
+                             std::move(requests), num_blocks, flags.model,
+                             {.path = setup.engine.speculative.model,
+                              .load_format = flags.load_format == "dummy" ? "dummy" : "",
+                              .dummy_seed = static_cast<uint64_t>(flags.seed.value_or(0)) + 1,
+                              .dtype = memory.weight_dtype}));
   return WriteResults(flags, lines, list_outputs);
 }
 

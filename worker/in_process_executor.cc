@@ -22,12 +22,21 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
                                        {.num_blocks = options.num_device_blocks,
                                         .block_size = options.block_size,
                                         .kv_cache_dtype = options.kv_cache_dtype}));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<StepRunner> steps,
-      StepRunner::Create(std::move(runner), {.num_host_blocks = options.num_host_blocks,
-                                             .extra_eos_token_ids = options.extra_eos_token_ids,
-                                             .sampler = options.sampler,
-                                             .load_tokenizer = options.load_tokenizer}));
+  std::unique_ptr<DraftModel> draft;
+  if (!options.draft.path.empty()) {
+    ASSIGN_OR_RETURN(draft, LoadDraftModel(options.draft, options.model_path, config,
+                                           {.num_blocks = options.num_device_blocks,
+                                            .block_size = options.block_size,
+                                            .kv_cache_dtype = options.kv_cache_dtype},
+                                           options.num_host_blocks));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<StepRunner> steps,
+                   StepRunner::Create(std::move(runner),
+                                      {.num_host_blocks = options.num_host_blocks,
+                                       .extra_eos_token_ids = options.extra_eos_token_ids,
+                                       .sampler = options.sampler,
+                                       .load_tokenizer = options.load_tokenizer},
+                                      std::move(draft)));
   const ExecutorInfo info{.num_device_blocks = options.num_device_blocks,
                           .num_host_blocks = options.num_host_blocks,
                           .block_size = options.block_size,
@@ -39,16 +48,12 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
 int64_t InProcessExecutor::NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
                                               int64_t budget_bytes,
                                               const TensorParallelShard& shard,
-                                              DType kv_cache_dtype) {
-  const absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
-  if (!layout.ok()) return 0;
-  const KvCacheShape shape{.num_layers = config.num_hidden_layers,
-                           .num_blocks = 1,
-                           .block_size = block_size,
-                           .num_kv_heads = layout->num_kv_heads,
-                           .head_dim = config.head_dim,
-                           .dtype = kv_cache_dtype};
-  const int64_t bytes_per_block = shape.bytes_per_block();
+                                              DType kv_cache_dtype, const ModelConfig* draft) {
+  int64_t bytes_per_block = KvBytesPerBlock(config, block_size, shard, kv_cache_dtype);
+  if (draft != nullptr && bytes_per_block > 0) {
+    const int64_t draft_bytes = KvBytesPerBlock(*draft, block_size, shard, kv_cache_dtype);
+    bytes_per_block = draft_bytes > 0 ? bytes_per_block + draft_bytes : 0;
+  }
   if (bytes_per_block <= 0 || budget_bytes <= 0) return 0;
   return budget_bytes / bytes_per_block;
 }

@@ -24,6 +24,7 @@
 #include "common/model_config.h"
 #include "common/step/executor.h"
 #include "common/step/step.h"
+#include "worker/draft_model.h"
 #include "worker/model_weights.h"
 #include "worker/sampler.h"
 #include "worker/step_runner.h"
@@ -41,6 +42,11 @@ struct InProcessExecutorOptions {
   SamplerOptions sampler;
   /// Structured output (StepRunnerOptions::load_tokenizer); null: constraints are refused.
   TokenizerLoader load_tokenizer;
+  /// Speculative decoding with a draft model (when draft.path is set): loaded beside the model,
+  /// with a KV cache of the same blocks (worker/draft_model.h).
+  DraftModelOptions draft;
+  /// The model's path, against whose tokenizer the draft's is compared ("": by size only).
+  std::string model_path;
 };
 
 class InProcessExecutor final : public Executor {
@@ -50,10 +56,12 @@ class InProcessExecutor final : public Executor {
 
   /// How many KV blocks of `block_size` tokens fit in `budget_bytes` (keys and values of every
   /// layer, in `kv_cache_dtype`) on one rank of `shard`, which stores only its KV heads; 0 when
-  /// not even one does or the shard is invalid for the model.
+  /// not even one does or the shard is invalid for the model. With a `draft` model each block
+  /// also holds the draft's keys and values.
   static int64_t NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
                                     int64_t budget_bytes, const TensorParallelShard& shard = {},
-                                    DType kv_cache_dtype = DType::kF32);
+                                    DType kv_cache_dtype = DType::kF32,
+                                    const ModelConfig* draft = nullptr);
 
   /// Finishes the step in progress, fails the queued ones with Cancelled, joins the thread.
   ~InProcessExecutor() override;

@@ -34,7 +34,8 @@ absl::Status ValidatePairs(absl::Span<const std::pair<int32_t, int32_t>> pairs,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<ModelRunner> runner,
-                                                               const StepRunnerOptions& options) {
+                                                               const StepRunnerOptions& options,
+                                                               std::unique_ptr<DraftModel> draft) {
   if (runner == nullptr) return absl::InvalidArgumentError("StepRunner needs a ModelRunner");
   if (options.num_host_blocks < 0) {
     return absl::InvalidArgumentError(
@@ -53,8 +54,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<M
   };
   for (int64_t id : runner->config().eos_token_ids) add_eos(id);
   for (int32_t id : options.extra_eos_token_ids) add_eos(id);
-  return std::unique_ptr<StepRunner>(
-      new StepRunner(std::move(runner), std::move(host_cache), std::move(eos), options));
+  return std::unique_ptr<StepRunner>(new StepRunner(std::move(runner), std::move(host_cache),
+                                                    std::move(eos), options, std::move(draft)));
 }
 
 int64_t StepRunner::num_used_device_blocks() const {
@@ -206,7 +207,8 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
       num_known += static_cast<int64_t>(delta.replace_last_token_ids.size()) -
                    (seq.has_pending_sample() ? 1 : 0);
     }
-    num_known += static_cast<int64_t>(delta.draft_token_ids.size());
+    num_known += static_cast<int64_t>(delta.draft_token_ids.size()) +
+                 std::max<int64_t>(delta.num_worker_draft_tokens, 0);
     const int64_t num_uncomputed = num_known - seq.num_computed_tokens;
     if (delta.num_scheduled_tokens < 0 || delta.num_scheduled_tokens > num_uncomputed) {
       return absl::InvalidArgumentError(
@@ -222,9 +224,22 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
 
 absl::Status StepRunner::ValidateDrafts(const StepPlan& plan, const CachedSequence& delta,
                                         const Sequence& seq) const {
-  if (delta.draft_token_ids.empty()) return absl::OkStatus();
+  if (delta.draft_token_ids.empty() && delta.num_worker_draft_tokens == 0) {
+    return absl::OkStatus();
+  }
   const std::string what = absl::StrCat("cached sequence ", delta.seq_id);
   RETURN_IF_ERROR(ValidateTokenIds(delta.draft_token_ids, what));
+  if (delta.num_worker_draft_tokens != 0) {
+    if (draft_ == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " asks for draft-model proposals but this worker has no draft model"));
+    }
+    if (delta.num_worker_draft_tokens < 0 || !delta.draft_token_ids.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": num_worker_draft_tokens ", delta.num_worker_draft_tokens,
+          " must be positive and excludes draft_token_ids (", delta.draft_token_ids.size(), ")"));
+    }
+  }
   if (plan.num_steps != 1) {
     return absl::InvalidArgumentError(absl::StrCat(what, " has draft tokens in a plan of ",
                                                    plan.num_steps, " steps (drafts need one)"));
@@ -233,7 +248,8 @@ absl::Status StepRunner::ValidateDrafts(const StepPlan& plan, const CachedSequen
     return absl::InvalidArgumentError(
         absl::StrCat(what, " both replaces its last token and has draft tokens"));
   }
-  const int64_t num_drafts = static_cast<int64_t>(delta.draft_token_ids.size());
+  const int64_t num_drafts =
+      static_cast<int64_t>(delta.draft_token_ids.size()) + delta.num_worker_draft_tokens;
   if (!seq.has_pending_sample() ||
       seq.num_computed_tokens + 1 != static_cast<int64_t>(seq.token_ids.size()) ||
       delta.num_scheduled_tokens != 1 + num_drafts) {
@@ -252,6 +268,32 @@ absl::Status StepRunner::Swap(const StepPlan& plan) {
   }
   if (!plan.swap_in.empty()) {
     RETURN_IF_ERROR(KvCache::CopyBlocksAcross(*host_cache_, device, plan.swap_in));
+  }
+  if (draft_ != nullptr) {
+    RETURN_IF_ERROR(draft_->SwapOut(plan.swap_out));
+    RETURN_IF_ERROR(draft_->SwapIn(plan.swap_in));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ProposeDrafts(const StepPlan& plan) {
+  draft_requests_.clear();
+  for (const CachedSequence& delta : plan.cached_sequences) {
+    if (delta.num_worker_draft_tokens <= 0) continue;
+    Sequence& seq = *seqs_.at(delta.seq_id);
+    draft_requests_.push_back({.token_ids = seq.token_ids,
+                               .num_computed = &seq.num_draft_computed,
+                               .block_table = seq.block_table,
+                               .num_drafts = delta.num_worker_draft_tokens});
+  }
+  if (draft_requests_.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(draft_->Propose(absl::MakeSpan(draft_requests_)));
+  size_t next = 0;
+  for (const CachedSequence& delta : plan.cached_sequences) {
+    if (delta.num_worker_draft_tokens <= 0) continue;
+    Sequence& seq = *seqs_.at(delta.seq_id);
+    seq.drafts = std::move(draft_requests_[next++].drafts);
+    seq.token_ids.insert(seq.token_ids.end(), seq.drafts.begin(), seq.drafts.end());
   }
   return absl::OkStatus();
 }
@@ -472,8 +514,9 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
     if (!verified) continue;
     if (num_drafts > 0) {
       // The KV of the pending sample and of the accepted drafts is computed; the last sample
-      // is the next input.
+      // is the next input. The draft model's K/V hold past the kept tokens no more.
       seq.num_computed_tokens = static_cast<int64_t>(seq.token_ids.size()) - 1;
+      seq.num_draft_computed = std::min(seq.num_draft_computed, seq.num_computed_tokens);
       seq.drafts.clear();
     }
     sampled.push_back(
@@ -488,7 +531,9 @@ absl::StatusOr<StepResult> StepRunner::Apply(const StepPlan& plan) {
   for (const std::string& id : plan.finished_seq_ids) seqs_.erase(id);
   RETURN_IF_ERROR(Swap(plan));
   RETURN_IF_ERROR(runner_->kv_cache().CopyBlocks(plan.block_copies));
+  if (draft_ != nullptr) RETURN_IF_ERROR(draft_->CopyBlocks(plan.block_copies));
   AddAndUpdateSequences(plan, std::move(matchers));
+  RETURN_IF_ERROR(ProposeDrafts(plan));
 
   std::vector<PassEntry> pass;
   for (const NewSequence& in : plan.new_sequences) {
@@ -500,8 +545,11 @@ absl::StatusOr<StepResult> StepRunner::Apply(const StepPlan& plan) {
   for (const CachedSequence& delta : plan.cached_sequences) {
     if (delta.num_scheduled_tokens == 0) continue;
     auto it = seqs_.find(delta.seq_id);
-    pass.push_back(
-        {.seq = it->second.get(), .seq_id = &it->first, .num_tokens = delta.num_scheduled_tokens});
+    // A draft model may propose fewer tokens than asked (at the end of its positions).
+    const int64_t num_tokens = delta.num_worker_draft_tokens > 0
+                                   ? 1 + static_cast<int64_t>(it->second->drafts.size())
+                                   : delta.num_scheduled_tokens;
+    pass.push_back({.seq = it->second.get(), .seq_id = &it->first, .num_tokens = num_tokens});
   }
 
   StepResult result{.step_id = plan.step_id};

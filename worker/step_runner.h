@@ -36,6 +36,7 @@
 #include "structured/grammar_cache.h"
 #include "structured/token_matcher.h"
 #include "structured/token_vocabulary.h"
+#include "worker/draft_model.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
@@ -60,8 +61,11 @@ struct StepRunnerOptions {
 
 class StepRunner {
  public:
-  static absl::StatusOr<std::unique_ptr<StepRunner>> Create(std::unique_ptr<ModelRunner> runner,
-                                                            const StepRunnerOptions& options);
+  /// `draft`: speculative decoding's draft model (worker/draft_model.h), its cache shaped like
+  /// the runner's in blocks and its host blocks like options.num_host_blocks; null for none.
+  static absl::StatusOr<std::unique_ptr<StepRunner>> Create(
+      std::unique_ptr<ModelRunner> runner, const StepRunnerOptions& options,
+      std::unique_ptr<DraftModel> draft = nullptr);
 
   /// Applies one plan in the order common/step.h documents and returns what was sampled.
   /// InvalidArgument (state untouched) for a malformed plan; any other error leaves the state
@@ -98,6 +102,8 @@ class StepRunner {
     // that verifies them keeps the accepted ones.
     std::vector<int32_t> drafts;
     int64_t num_matcher_drafts = 0;  // drafts the matcher accepted while masking their rows
+    // Draft model: leading positions whose draft K/V is valid (<= num_computed_tokens).
+    int64_t num_draft_computed = 0;
 
     int64_t num_output_tokens() const {
       return static_cast<int64_t>(token_ids.size()) - num_prompt_tokens;
@@ -116,9 +122,11 @@ class StepRunner {
   };
 
   StepRunner(std::unique_ptr<ModelRunner> runner, std::optional<KvCache> host_cache,
-             std::vector<int32_t> eos_token_ids, const StepRunnerOptions& options)
+             std::vector<int32_t> eos_token_ids, const StepRunnerOptions& options,
+             std::unique_ptr<DraftModel> draft)
       : runner_(std::move(runner)),
         host_cache_(std::move(host_cache)),
+        draft_(std::move(draft)),
         eos_token_ids_(std::move(eos_token_ids)),
         sampler_(options.sampler),
         load_tokenizer_(options.load_tokenizer),
@@ -135,6 +143,9 @@ class StepRunner {
                                 int64_t num_blocks) const;
 
   absl::Status Swap(const StepPlan& plan);
+  // The draft model's proposals for the plan's sequences that ask for them, appended to their
+  // tokens as drafts.
+  absl::Status ProposeDrafts(const StepPlan& plan);
   // The matchers of the plan's new constrained sequences, their outputs replayed; before any
   // change, so that a bad constraint is an InvalidArgument that leaves the state as it was.
   absl::StatusOr<absl::flat_hash_map<std::string, std::unique_ptr<structured::TokenMatcher>>>
@@ -153,6 +164,7 @@ class StepRunner {
 
   std::unique_ptr<ModelRunner> runner_;
   std::optional<KvCache> host_cache_;  // swap space; absent when num_host_blocks == 0
+  std::unique_ptr<DraftModel> draft_;  // speculative decoding's draft model; null: none
   std::vector<int32_t> eos_token_ids_;
   Sampler sampler_;
   TokenizerLoader load_tokenizer_;
@@ -164,6 +176,7 @@ class StepRunner {
   std::vector<SequenceInput> batch_;
   std::vector<SamplingInput> sampling_;
   std::vector<int64_t> row_offsets_;  // per logits row: its position among its sequence's rows
+  std::vector<DraftRequest> draft_requests_;
 };
 
 }  // namespace pagoda

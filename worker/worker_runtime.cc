@@ -8,6 +8,7 @@
 #include "common/model_config.h"
 #include "common/model_source.h"
 #include "common/status_macros.h"
+#include "worker/draft_model.h"
 #include "worker/gloo_communicator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
@@ -153,32 +154,56 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
                                                               options_.metrics, options_.clock);
   }
 
+  // A draft model's KV blocks share the target's block ids: each block holds both.
+  std::optional<ModelSource> draft_source;
+  if (!c.draft_model_dir.empty()) {
+    absl::StatusOr<ModelSource> opened = ModelSource::Open(c.draft_model_dir);
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat("cannot open the draft model: ", opened.status().message()));
+    }
+    draft_source.emplace(*std::move(opened));
+  }
+  const ModelConfig* draft_config = draft_source.has_value() ? &draft_source->config() : nullptr;
   const int64_t block_size = c.block_size;
   const int64_t num_device_blocks =
-      c.num_device_blocks > 0 ? c.num_device_blocks
-                              : InProcessExecutor::NumBlocksForBudget(
-                                    *config, block_size, c.kv_cache_memory_bytes, shard, kv_dtype);
+      c.num_device_blocks > 0
+          ? c.num_device_blocks
+          : InProcessExecutor::NumBlocksForBudget(*config, block_size, c.kv_cache_memory_bytes,
+                                                  shard, kv_dtype, draft_config);
   if (num_device_blocks <= 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("kv_cache_memory_bytes ", c.kv_cache_memory_bytes, " holds no KV block of ",
                      block_size, " tokens for this model"));
   }
   const int64_t num_host_blocks =
-      c.swap_space_bytes > 0 ? InProcessExecutor::NumBlocksForBudget(
-                                   *config, block_size, c.swap_space_bytes, shard, kv_dtype)
-                             : 0;
+      c.swap_space_bytes > 0
+          ? InProcessExecutor::NumBlocksForBudget(*config, block_size, c.swap_space_bytes, shard,
+                                                  kv_dtype, draft_config)
+          : 0;
   const int64_t max_model_len = c.max_model_len > 0
                                     ? std::min(c.max_model_len, config->max_position_embeddings)
                                     : config->max_position_embeddings;
+  const ModelRunnerOptions runner_options{.num_blocks = num_device_blocks,
+                                          .block_size = block_size,
+                                          .kv_cache_dtype = kv_dtype,
+                                          .max_positions = max_model_len,
+                                          .shard = shard,
+                                          .communicator = built->communicator.get()};
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
-                   ModelRunner::Create(*config, std::move(*weights),
-                                       {.num_blocks = num_device_blocks,
-                                        .block_size = block_size,
-                                        .kv_cache_dtype = kv_dtype,
-                                        .max_positions = max_model_len,
-                                        .shard = shard,
-                                        .communicator = built->communicator.get()}));
-  const int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
+                   ModelRunner::Create(*config, std::move(*weights), runner_options));
+  int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
+  int64_t all_weight_bytes = weight_bytes;
+  std::unique_ptr<DraftModel> draft;
+  if (draft_source.has_value()) {
+    ASSIGN_OR_RETURN(draft, LoadDraftModel({.path = c.draft_model_dir,
+                                            .load_format = c.load_format,
+                                            .dummy_seed = c.dummy_seed + 1,
+                                            .dtype = options_.weight_dtype},
+                                           dir, *config, runner_options, num_host_blocks));
+    runner_kv_bytes += draft->kv_cache_bytes();
+    all_weight_bytes += draft->weight_bytes();
+  }
   ASSIGN_OR_RETURN(
       built->steps,
       StepRunner::Create(std::move(runner),
@@ -186,14 +211,15 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
                           .extra_eos_token_ids = c.extra_eos_token_ids,
                           // Structured output needs the vocabulary: the model's own tokenizer,
                           // read once when the first constrained sequence arrives.
-                          .load_tokenizer = [dir] { return LoadTokenizerFrom(dir); }}));
+                          .load_tokenizer = [dir] { return LoadTokenizerFrom(dir); }},
+                         std::move(draft)));
 
   result = {.num_device_blocks = num_device_blocks,
             .num_host_blocks = num_host_blocks,
             .block_size = block_size,
             .max_model_len = max_model_len,
             .vocab_size = config->vocab_size,
-            .weight_bytes = weight_bytes,
+            .weight_bytes = all_weight_bytes,
             .kv_cache_bytes = runner_kv_bytes,
             .communicator = std::string(built->communicator->backend())};
   return built;

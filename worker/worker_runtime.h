@@ -86,6 +86,7 @@ struct WorkerInitConfig {
   int64_t swap_space_bytes = 0;       // host swap pool
   int64_t max_model_len = 0;          // 0: the model's
   int64_t timeout_ms = 0;             // communicator rendezvous and collectives; 0: 30 s
+  std::string draft_model_dir;        // speculative decoding's draft model; "" for none
   std::vector<int32_t> extra_eos_token_ids;
 };
 
@@ -96,8 +97,8 @@ struct WorkerInitResult {
   int64_t block_size = 0;
   int64_t max_model_len = 0;
   int64_t vocab_size = 0;
-  int64_t weight_bytes = 0;    // this rank's shard, in the weights' stored types
-  int64_t kv_cache_bytes = 0;  // this rank's device KV cache
+  int64_t weight_bytes = 0;    // this rank's shard, in the weights' stored types (and draft's)
+  int64_t kv_cache_bytes = 0;  // this rank's device KV cache (the draft model's included)
   std::string communicator;    // the backend in use: "single", "gloo", "nccl"
 };
 

@@ -29,6 +29,7 @@ WorkerInitConfig FromProto(const internal::InitRequest& r) {
           .swap_space_bytes = r.swap_space_bytes(),
           .max_model_len = r.max_model_len(),
           .timeout_ms = r.timeout_ms(),
+          .draft_model_dir = r.draft_model_dir(),
           .extra_eos_token_ids =
               std::vector<int32_t>(r.extra_eos_token_ids().begin(), r.extra_eos_token_ids().end())};
 }

@@ -57,6 +57,10 @@ struct CachedSequence {
   /// sampled one step at a time. The rejected proposals' KV slots are garbage the next step
   /// overwrites.
   std::vector<int32_t> draft_token_ids;
+  /// Speculative decoding with a draft model: the worker's draft model proposes this many
+  /// tokens greedily after the pending sample, which are then verified exactly like
+  /// draft_token_ids (the two are exclusive; num_scheduled_tokens = 1 + this).
+  int32_t num_worker_draft_tokens = 0;
 };
 
 struct StepPlan {

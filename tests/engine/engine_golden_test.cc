@@ -44,14 +44,17 @@ class EngineGoldenTest : public ::testing::Test {
   std::unique_ptr<EngineLoop> MakeEngine(const EngineConfig& config, int64_t num_blocks = 256,
                                          int64_t block_size = 16,
                                          const WeightLoadOptions& load = {},
-                                         DType kv_cache_dtype = DType::kF32) {
+                                         DType kv_cache_dtype = DType::kF32,
+                                         const DraftModelOptions& draft = {}) {
     auto weights = LoadModelWeights(config_, Stories260KDir(), {}, load);
     EXPECT_TRUE(weights.ok()) << weights.status();
     auto executor = InProcessExecutor::Create(config_, std::move(*weights),
                                               {.num_device_blocks = num_blocks,
                                                .block_size = block_size,
                                                .kv_cache_dtype = kv_cache_dtype,
-                                               .extra_eos_token_ids = eos_ids_});
+                                               .extra_eos_token_ids = eos_ids_,
+                                               .draft = draft,
+                                               .model_path = Stories260KDir()});
     EXPECT_TRUE(executor.ok()) << executor.status();
     if (!executor.ok()) return nullptr;
     auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), eos_ids_);
@@ -91,6 +94,50 @@ class EngineGoldenTest : public ::testing::Test {
       EXPECT_EQ(results[i].usage->prompt_tokens,
                 static_cast<int64_t>((*goldens_)[i].prompt_ids.size()));
     }
+  }
+
+  // Seeded sampling (n = 2, logprobs) with `speculative` equals the same requests without it,
+  // token for token: the draw of output i depends only on (seed, i), whatever was proposed.
+  // Returns the speculative run's stats.
+  SchedulerStats CheckSeededSamplesExact(const SpeculativeConfig& speculative,
+                                         const DraftModelOptions& draft) {
+    SchedulerStats stats;
+    std::vector<EngineRequest> requests = GreedyRequests(/*max_tokens=*/48);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      requests[i].params.temperature = 0.7f;
+      requests[i].params.top_k = 20;
+      requests[i].params.n = 2;
+      requests[i].params.seed = 11 + i;
+      requests[i].params.logprobs = 1;
+    }
+    std::vector<RequestOutput> results[2];
+    for (bool speculate : {false, true}) {
+      EngineConfig config;
+      if (speculate) config.speculative = speculative;
+      std::unique_ptr<EngineLoop> engine =
+          MakeEngine(config, 256, 16, {}, DType::kF32, speculate ? draft : DraftModelOptions{});
+      if (engine == nullptr) return stats;
+      results[speculate] = Run(*engine, requests);
+      if (speculate) stats = engine->stats();
+    }
+    EXPECT_GT(stats.spec_num_drafts, 0);
+    EXPECT_EQ(results[0].size(), results[1].size());
+    if (results[0].size() != results[1].size()) return stats;
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      EXPECT_EQ(results[0][i].outputs.size(), 2u);
+      EXPECT_EQ(results[1][i].outputs.size(), 2u);
+      for (size_t j = 0;
+           j < 2 && j < results[0][i].outputs.size() && j < results[1][i].outputs.size(); ++j) {
+        const CompletionOutput& plain = results[0][i].outputs[j];
+        const CompletionOutput& spec = results[1][i].outputs[j];
+        EXPECT_EQ(spec.token_ids, plain.token_ids) << "request " << i << " sample " << j;
+        EXPECT_TRUE(spec.cumulative_logprob.has_value() && plain.cumulative_logprob.has_value());
+        if (spec.cumulative_logprob.has_value() && plain.cumulative_logprob.has_value()) {
+          EXPECT_NEAR(*spec.cumulative_logprob, *plain.cumulative_logprob, 1e-3);
+        }
+      }
+    }
+    return stats;
   }
 
   static std::vector<GoldenCase>* goldens_;
@@ -196,40 +243,69 @@ TEST_F(EngineGoldenTest, SpeculativeNgramDecodingGivesTheGoldenTokens) {
 }
 
 TEST_F(EngineGoldenTest, SpeculativeNgramDecodingKeepsSeededSamplesExact) {
-  std::vector<EngineRequest> requests = GreedyRequests(/*max_tokens=*/48);
-  for (size_t i = 0; i < requests.size(); ++i) {
-    requests[i].params.temperature = 0.7f;
-    requests[i].params.top_k = 20;
-    requests[i].params.n = 2;
-    requests[i].params.seed = 11 + i;
-    requests[i].params.logprobs = 1;
-  }
-  std::vector<RequestOutput> results[2];
-  for (bool speculate : {false, true}) {
-    EngineConfig config;
-    if (speculate) {
-      config.speculative = {
-          .method = SpeculativeMethod::kNgram, .num_speculative_tokens = 4, .prompt_lookup_min = 1};
+  const SchedulerStats stats = CheckSeededSamplesExact(
+      {.method = SpeculativeMethod::kNgram, .num_speculative_tokens = 4, .prompt_lookup_min = 1},
+      {});
+  EXPECT_GT(stats.spec_num_accepted_tokens, 0);
+}
+
+// Speculative decoding with a draft model on the workers, three drafts: stories260K proposing for
+// itself (every proposal right), in float16 (a lower-precision self-draft), and with random
+// weights (nearly every proposal wrong). Each gives the golden tokens at k = 1, 3, 7 in one
+// continuous batch, with preemptions forced by a small cache and prefix caching on.
+TEST_F(EngineGoldenTest, SpeculativeDraftModelDecodingGivesTheGoldenTokens) {
+  struct Draft {
+    std::string name;
+    DraftModelOptions options;
+  };
+  const std::vector<Draft> drafts = {
+      {"self", {.path = Stories260KDir()}},
+      {"self f16", {.path = Stories260KDir(), .dtype = DType::kF16}},
+      {"random", {.path = Stories260KDir(), .load_format = "dummy", .dummy_seed = 5}}};
+  for (const Draft& draft : drafts) {
+    for (int32_t k : {1, 3, 7}) {
+      for (bool small_cache : {false, true}) {
+        EngineConfig config{.max_model_len = 128, .enable_prefix_caching = small_cache};
+        config.speculative = {.method = SpeculativeMethod::kDraftModel,
+                              .num_speculative_tokens = k,
+                              .model = draft.options.path};
+        std::unique_ptr<EngineLoop> engine =
+            MakeEngine(config, /*num_blocks=*/small_cache ? 40 : 256, /*block_size=*/4, {},
+                       DType::kF32, draft.options);
+        ASSERT_NE(engine, nullptr);
+        const std::string what =
+            absl::StrCat(draft.name, " draft, k ", k, ", small cache ", small_cache);
+        ExpectGolden(Run(*engine, GreedyRequests()), what);
+        const SchedulerStats stats = engine->stats();
+        EXPECT_GT(stats.spec_num_drafts, 0) << what;
+        EXPECT_LE(stats.spec_num_accepted_tokens, stats.spec_num_draft_tokens) << what;
+        const double rate = static_cast<double>(stats.spec_num_accepted_tokens) /
+                            static_cast<double>(std::max<int64_t>(stats.spec_num_draft_tokens, 1));
+        if (draft.name == "random") {
+          EXPECT_LT(rate, 0.5) << what;
+        } else {
+          EXPECT_GT(rate, 0.9) << what;
+        }
+        if (small_cache) {
+          EXPECT_GT(stats.num_preemptions, 0) << what;
+        }
+      }
     }
-    std::unique_ptr<EngineLoop> engine = MakeEngine(config);
-    ASSERT_NE(engine, nullptr);
-    results[speculate] = Run(*engine, requests);
-    if (speculate) {
-      EXPECT_GT(engine->stats().spec_num_accepted_tokens, 0);
-    }
   }
-  ASSERT_EQ(results[0].size(), results[1].size());
-  for (size_t i = 0; i < results[0].size(); ++i) {
-    ASSERT_EQ(results[0][i].outputs.size(), 2u);
-    ASSERT_EQ(results[1][i].outputs.size(), 2u);
-    for (size_t j = 0; j < 2; ++j) {
-      const CompletionOutput& plain = results[0][i].outputs[j];
-      const CompletionOutput& spec = results[1][i].outputs[j];
-      EXPECT_EQ(spec.token_ids, plain.token_ids) << "request " << i << " sample " << j;
-      ASSERT_TRUE(spec.cumulative_logprob.has_value() && plain.cumulative_logprob.has_value());
-      EXPECT_NEAR(*spec.cumulative_logprob, *plain.cumulative_logprob, 1e-3);
-    }
-  }
+}
+
+TEST_F(EngineGoldenTest, SpeculativeDraftModelKeepsSeededSamplesExact) {
+  // The self-draft proposes each step's most likely token, which the draws often take; a
+  // random-weight draft's proposals are mostly rejected.
+  const SchedulerStats self = CheckSeededSamplesExact({.method = SpeculativeMethod::kDraftModel,
+                                                       .num_speculative_tokens = 4,
+                                                       .model = Stories260KDir()},
+                                                      {.path = Stories260KDir()});
+  EXPECT_GT(self.spec_num_accepted_tokens, self.spec_num_draft_tokens / 4);
+  CheckSeededSamplesExact({.method = SpeculativeMethod::kDraftModel,
+                           .num_speculative_tokens = 4,
+                           .model = Stories260KDir()},
+                          {.path = Stories260KDir(), .load_format = "dummy", .dummy_seed = 9});
 }
 
 TEST_F(EngineGoldenTest, AbortMidDecodeEndsOneRequestAndLeavesTheOthers) {

@@ -104,6 +104,18 @@ class FakeExecutor {
       seq.num_drafts = static_cast<int64_t>(delta.draft_token_ids.size());
       seq.tokens.insert(seq.tokens.end(), delta.draft_token_ids.begin(),
                         delta.draft_token_ids.end());
+      // A draft model on the workers: the fake model's own choice, made wrong in one context
+      // length of three.
+      if (delta.num_worker_draft_tokens > 0) {
+        EXPECT_EQ(delta.num_scheduled_tokens, 1 + delta.num_worker_draft_tokens) << seq.id;
+        EXPECT_TRUE(delta.draft_token_ids.empty()) << seq.id;
+      }
+      for (int32_t i = 0; i < delta.num_worker_draft_tokens; ++i) {
+        int32_t draft = Candidates(seq.tokens, seq.seed, seq.params.greedy(), 1)[0].first;
+        if (seq.tokens.size() % 3 == 0) draft = (draft + 1) % kVocab;
+        seq.tokens.push_back(draft);
+        ++seq.num_drafts;
+      }
       if (delta.num_scheduled_tokens > 0) pass.emplace_back(&seq, delta.num_scheduled_tokens);
     }
     StepResult result{.step_id = plan.step_id};
@@ -492,7 +504,8 @@ TEST(Scheduler, SwapPreemptionKeepsOutputs) {
 // and async, with prefix caching; the fake executor reads every context back from the blocks,
 // so a draft's KV slot committed or reused wrongly shows as corruption.
 void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k,
-                                   int32_t disable_by_batch_size = 0) {
+                                   int32_t disable_by_batch_size = 0,
+                                   SpeculativeMethod method = SpeculativeMethod::kNgram) {
   g_copy_period = 5;
   std::vector<EngineRequest> reqs;
   for (int i = 0; i < 10; ++i) {
@@ -507,11 +520,12 @@ void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k,
   }
   const Outcome reference = RunAll({}, Info(512), reqs);
   EngineConfig config{.enable_prefix_caching = true, .preemption_mode = mode};
-  config.speculative = {.method = SpeculativeMethod::kNgram,
+  config.speculative = {.method = method,
                         .num_speculative_tokens = k,
                         .prompt_lookup_max = 4,
                         .prompt_lookup_min = 1,
                         .disable_by_batch_size = disable_by_batch_size};
+  if (method == SpeculativeMethod::kDraftModel) config.speculative.model = "fake-draft";
   const Outcome roomy = RunAll(config, Info(512), reqs, async);
   EXPECT_EQ(roomy.outputs, reference.outputs);
   EXPECT_GT(roomy.stats.spec_num_accepted_tokens, 0);
@@ -547,11 +561,24 @@ TEST(Scheduler, SpeculativeDecodingDisabledByBatchSizeKeepsOutputs) {
   ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3);
 }
 
-TEST(Scheduler, SpeculativeDecodingWithAbortsLeaksNothing) {
+// A draft model proposing on the workers (the fake executor's own choices, one in three wrong).
+TEST(Scheduler, SpeculativeDraftModelKeepsOutputs) {
+  for (int32_t k : {1, 3, 7}) {
+    ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, false, k, 0,
+                                  SpeculativeMethod::kDraftModel);
+  }
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, true, 4, 0,
+                                SpeculativeMethod::kDraftModel);
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3, SpeculativeMethod::kDraftModel);
+}
+
+class SpeculativeAborts : public ::testing::TestWithParam<SpeculativeMethod> {};
+
+TEST_P(SpeculativeAborts, LeakNothing) {
   g_copy_period = 3;
   EngineConfig config{.enable_prefix_caching = true};
-  config.speculative = {
-      .method = SpeculativeMethod::kNgram, .num_speculative_tokens = 5, .prompt_lookup_min = 1};
+  config.speculative = {.method = GetParam(), .num_speculative_tokens = 5, .prompt_lookup_min = 1};
+  if (GetParam() == SpeculativeMethod::kDraftModel) config.speculative.model = "fake-draft";
   Harness h(config, Info(24));
   Outcome outcome;
   for (int i = 0; i < 8; ++i) {
@@ -573,6 +600,13 @@ TEST(Scheduler, SpeculativeDecodingWithAbortsLeaksNothing) {
   EXPECT_GT(h.scheduler.stats().spec_num_drafts, 0);
   g_copy_period = 0;
 }
+
+INSTANTIATE_TEST_SUITE_P(Methods, SpeculativeAborts,
+                         ::testing::Values(SpeculativeMethod::kNgram,
+                                           SpeculativeMethod::kDraftModel),
+                         [](const auto& info) {
+                           return info.param == SpeculativeMethod::kNgram ? "ngram" : "draft_model";
+                         });
 
 TEST(Scheduler, MultiStepKeepsOutputs) {
   std::vector<EngineRequest> reqs;

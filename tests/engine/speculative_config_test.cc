@@ -1,4 +1,5 @@
-// --speculative-config: vLLM's JSON shape, the n-gram method, clear errors for everything else.
+// --speculative-config: vLLM's JSON shape, the n-gram and draft-model methods, clear errors for
+// everything else.
 #include "engine/speculative_config.h"
 
 #include <string>
@@ -55,7 +56,7 @@ TEST(SpeculativeConfig, RejectsWhatItCannotRun) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
   expect("ngram", kInvalid, "must be a JSON object");
   expect("[1]", kInvalid, "must be a JSON object");
-  expect(R"({"num_speculative_tokens": 4})", kInvalid, "\"method\" is required");
+  expect(R"({"num_speculative_tokens": 4})", kInvalid, "or \"model\" (a draft model) is required");
   expect(R"({"method": "eagle", "num_speculative_tokens": 4})", kInvalid, "\"method\" must be");
   expect(R"({"method": "ngram"})", kInvalid, "\"num_speculative_tokens\" is required");
   expect(R"({"method": "ngram", "num_speculative_tokens": 0})", kInvalid, "[1, 16]");
@@ -72,8 +73,29 @@ TEST(SpeculativeConfig, RejectsWhatItCannotRun) {
          "unknown key \"typo\"");
   expect(R"({"method": "ngram", "num_speculative_tokens": 4, "disable_by_batch_size": -2})",
          kInvalid, "disable_by_batch_size");
-  expect(R"({"model": "draft.gguf", "num_speculative_tokens": 4})",
-         absl::StatusCode::kUnimplemented, "draft models");
+  expect(R"({"method": "draft_model", "num_speculative_tokens": 4})", kInvalid, "needs \"model\"");
+  expect(R"({"method": "ngram", "model": "d.gguf", "num_speculative_tokens": 4})", kInvalid,
+         "\"method\" must be");
+  expect(R"({"model": "", "num_speculative_tokens": 4})", kInvalid, "non-empty path");
+  expect(R"({"model": 3, "num_speculative_tokens": 4})", kInvalid, "non-empty path");
+  expect(R"({"model": "d.gguf", "num_speculative_tokens": 4, "prompt_lookup_max": 2})", kInvalid,
+         "not a draft model");
+}
+
+TEST(SpeculativeConfig, ParsesADraftModelAndRoundTrips) {
+  for (
+      const char* text :
+      {R"({"model": "models/draft.gguf", "num_speculative_tokens": 3})",
+       R"({"method": "draft_model", "model": "models/draft.gguf", "num_speculative_tokens": 3})"}) {
+    auto config = ParseSpeculativeConfig(text);
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->method, SpeculativeMethod::kDraftModel);
+    EXPECT_EQ(config->model, "models/draft.gguf");
+    EXPECT_EQ(config->num_speculative_tokens, 3);
+    auto again = ParseSpeculativeConfig(config->ToJson());
+    ASSERT_TRUE(again.ok()) << again.status() << " " << config->ToJson();
+    EXPECT_EQ(again->ToJson(), config->ToJson());
+  }
 }
 
 TEST(SpeculativeConfig, EngineConfigRefusesMultiStepAndStaticBatching) {

@@ -506,22 +506,38 @@ TEST(Cluster, ServePassesTheModelFlagsOnToItsWorkersAndTheGoldensHold) {
 // drafts travel in the step protocol, every rank verifies them alike, the goldens hold, and
 // /metrics counts the drafts under vLLM's names.
 TEST(Cluster, SpeculativeDecodingOverTwoRanksKeepsTheGoldens) {
+  // The n-gram proposer in the router's engine; a draft model (stories260K proposing for itself)
+  // sharded over the workers beside the model.
+  for (const std::string& config :
+       {std::string(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1})"),
+        nlohmann::json{{"model", testing::Stories260KDir()}, {"num_speculative_tokens", 3}}
+            .dump()}) {
+    auto cluster = ServeCluster::Start(
+        {.replicas = 1, .tp = 2, .extra_args = {"--speculative-config", config}});
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    ExpectGoldens(**cluster);
+    httplib::Client http("127.0.0.1", (*cluster)->http_port());
+    const httplib::Result metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
+    const std::regex accepted(
+        R"re(pagoda:spec_decode_num_accepted_tokens_total\{[^}]*\} ([0-9.e+]+))re");
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(metrics->body, match, accepted)) << metrics->body;
+    EXPECT_GT(std::stod(match[1].str()), 0) << config;
+  }
+}
+
+// A draft whose vocabulary is not the model's is refused when the cluster starts, naming both.
+TEST(Cluster, ADraftModelWithAnotherVocabularyIsRefusedAtStart) {
+  const std::string gguf = std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(gguf)) GTEST_SKIP() << gguf << " is absent (install-deps.sh)";
   auto cluster = ServeCluster::Start(
       {.replicas = 1,
-       .tp = 2,
-       .extra_args = {
-           "--speculative-config",
-           R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1})"}});
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  ExpectGoldens(**cluster);
-  httplib::Client http("127.0.0.1", (*cluster)->http_port());
-  const httplib::Result metrics = http.Get("/metrics");
-  ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
-  const std::regex accepted(
-      R"re(pagoda:spec_decode_num_accepted_tokens_total\{[^}]*\} ([0-9.e+]+))re");
-  std::smatch match;
-  ASSERT_TRUE(std::regex_search(metrics->body, match, accepted)) << metrics->body;
-  EXPECT_GT(std::stod(match[1].str()), 0);
+       .tp = 1,
+       .extra_args = {"--speculative-config",
+                      nlohmann::json{{"model", gguf}, {"num_speculative_tokens", 3}}.dump()}});
+  ASSERT_FALSE(cluster.ok());
+  EXPECT_THAT(std::string(cluster.status().message()), HasSubstr("vocabulary of 49152 tokens"));
 }
 
 // `pagoda serve --model FILE.gguf`: the router takes the tokenizer and chat template from the

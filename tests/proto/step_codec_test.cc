@@ -82,6 +82,7 @@ void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
     EXPECT_EQ(x.num_scheduled_tokens, y.num_scheduled_tokens);
     EXPECT_EQ(x.replace_last_token_ids, y.replace_last_token_ids);
     EXPECT_EQ(x.draft_token_ids, y.draft_token_ids);
+    EXPECT_EQ(x.num_worker_draft_tokens, y.num_worker_draft_tokens);
   }
   EXPECT_EQ(a.finished_seq_ids, b.finished_seq_ids);
   EXPECT_EQ(a.swap_out, b.swap_out);
@@ -152,6 +153,8 @@ StepPlan PopulatedPlan() {
                                    .replace_last_token_ids = {450, 451}});
   plan.cached_sequences.push_back(
       {.seq_id = "cmpl-3#0", .num_scheduled_tokens = 3, .draft_token_ids = {77, 78}});
+  plan.cached_sequences.push_back(
+      {.seq_id = "cmpl-6#0", .num_scheduled_tokens = 5, .num_worker_draft_tokens = 4});
   plan.finished_seq_ids = {"cmpl-4#0", "cmpl-5#2"};
   plan.swap_out = {{1, 2}, {3, 4}};
   plan.swap_in = {{5, 6}};
@@ -382,6 +385,10 @@ TEST(StepCodec, RejectsNegativeCounts) {
                   p.mutable_cached_sequences(1)->set_num_scheduled_tokens(-1);
                 }).status(),
                 {"cached sequence \"cmpl-3#0\"", "num_scheduled_tokens", "-1"});
+  ExpectInvalid(DecodeMutated([](internal::StepPlan& p) {
+                  p.mutable_cached_sequences(2)->set_num_worker_draft_tokens(-4);
+                }).status(),
+                {"cached sequence \"cmpl-6#0\"", "num_worker_draft_tokens", "-4"});
 }
 
 TEST(StepCodec, RejectsCountsPastANewSequencesTokens) {

@@ -723,6 +723,12 @@ TEST_F(InProcessExecutorTest, InvalidPlansAreRejectedAndLeaveStateUsable) {
                                                          .num_scheduled_tokens = 3,
                                                          .draft_token_ids = {1, 2}}}}),
                  "would hold");
+  // Draft-model proposals: only where a draft model is loaded (none here), never with drafts.
+  expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
+                                                         .new_block_ids = {1001},
+                                                         .num_scheduled_tokens = 3,
+                                                         .num_worker_draft_tokens = 2}}}),
+                 "has no draft model");
   // The same ids twice in one list.
   expect_invalid({.cached_sequences = {{.seq_id = seqs[0].id, .num_scheduled_tokens = 1},
                                        {.seq_id = seqs[0].id, .num_scheduled_tokens = 1}}},

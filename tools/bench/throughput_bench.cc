@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -63,18 +64,24 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
   }
   const CacheConfig& cache = c.engine.cache;
   const DType kv_dtype = c.memory.kv_cache_dtype;
+  // A draft model's KV cache shares the blocks: each block holds both within the budget.
+  std::optional<ModelSource> draft;
+  if (!c.engine.engine.speculative.model.empty()) {
+    ASSIGN_OR_RETURN(draft, ModelSource::Open(c.engine.engine.speculative.model));
+  }
+  const ModelConfig* draft_config = draft.has_value() ? &draft->config() : nullptr;
   const int64_t num_blocks =
       cache.num_gpu_blocks_override > 0
           ? cache.num_gpu_blocks_override
-          : InProcessExecutor::NumBlocksForBudget(config, cache.block_size,
-                                                  cache.kv_cache_memory_bytes, {}, kv_dtype);
+          : InProcessExecutor::NumBlocksForBudget(
+                config, cache.block_size, cache.kv_cache_memory_bytes, {}, kv_dtype, draft_config);
   if (num_blocks < 1) {
     return absl::InvalidArgumentError("--kv-cache-memory-gib holds not even one KV block");
   }
   const int64_t num_host_blocks =
       cache.swap_space_bytes > 0
           ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes,
-                                                  {}, kv_dtype)
+                                                  {}, kv_dtype, draft_config)
           : 0;
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, *tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
@@ -83,7 +90,12 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
                                               .num_host_blocks = num_host_blocks,
                                               .block_size = cache.block_size,
                                               .kv_cache_dtype = kv_dtype,
-                                              .extra_eos_token_ids = eos}));
+                                              .extra_eos_token_ids = eos,
+                                              .draft = {.path = c.engine.engine.speculative.model,
+                                                        .load_format = c.load_format,
+                                                        .dummy_seed = dataset.seed + 1,
+                                                        .dtype = c.memory.weight_dtype},
+                                              .model_path = c.model_dir}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(c.engine.engine, std::move(executor), tokenizer.get(), eos));
 

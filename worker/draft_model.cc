@@ -1,0 +1,147 @@
+#include "worker/draft_model.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/model_source.h"
+#include "common/status_macros.h"
+#include "worker/model_weights.h"
+
+namespace pagoda {
+namespace {
+
+// The first id of the row's largest logit; NaN logits never win (a hostile draft file cannot
+// propose out of range).
+int32_t Argmax(const float* row, int64_t vocab_size) {
+  int32_t best = 0;
+  float best_value = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < vocab_size; ++i) {
+    if (row[i] > best_value) {
+      best_value = row[i];
+      best = static_cast<int32_t>(i);
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+int64_t KvBytesPerBlock(const ModelConfig& config, int64_t block_size,
+                        const TensorParallelShard& shard, DType kv_cache_dtype) {
+  const absl::StatusOr<ShardLayout> layout = ComputeShardLayout(config, shard);
+  if (!layout.ok()) return 0;
+  const KvCacheShape shape{.num_layers = config.num_hidden_layers,
+                           .num_blocks = 1,
+                           .block_size = block_size,
+                           .num_kv_heads = layout->num_kv_heads,
+                           .head_dim = config.head_dim,
+                           .dtype = kv_cache_dtype};
+  return shape.bytes_per_block();
+}
+
+absl::StatusOr<std::unique_ptr<DraftModel>> DraftModel::Create(std::unique_ptr<ModelRunner> runner,
+                                                               int64_t num_host_blocks) {
+  if (runner == nullptr) return absl::InvalidArgumentError("DraftModel needs a ModelRunner");
+  std::optional<KvCache> host_cache;
+  if (num_host_blocks > 0) {
+    KvCacheShape shape = runner->kv_cache().shape();
+    shape.num_blocks = num_host_blocks;
+    ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape));
+    host_cache.emplace(std::move(cache));
+  }
+  return std::unique_ptr<DraftModel>(new DraftModel(std::move(runner), std::move(host_cache)));
+}
+
+absl::Status DraftModel::Propose(absl::Span<DraftRequest> requests) {
+  const int64_t max_positions = runner_->max_positions();
+  // Pass 0: each sequence's uncomputed tokens, the pending sample last, give the first draft.
+  batch_.clear();
+  active_.clear();
+  for (DraftRequest& r : requests) {
+    r.drafts.clear();
+    const int64_t len = static_cast<int64_t>(r.token_ids.size());
+    int64_t& computed = *r.num_computed;
+    computed = std::clamp<int64_t>(computed, 0, len - 1);
+    // Draft j (0-based) is read at position len - 1 + j; the draft model stops at its own last.
+    const int64_t wanted = std::min(r.num_drafts, max_positions - len + 1);
+    if (wanted <= 0) continue;
+    r.num_drafts = wanted;
+    batch_.push_back({.token_ids = r.token_ids.subspan(computed),
+                      .num_computed_tokens = computed,
+                      .block_table = r.block_table,
+                      .sample = true});
+    active_.push_back(&r);
+  }
+  for (int64_t j = 0; !batch_.empty(); ++j) {
+    // The target's check of the plan covered these batches: its tokens (the draft shares the
+    // vocabulary), its block tables (the draft cache has the target's blocks) and positions up
+    // to len - 1 + num_drafts (the draft's are capped above).
+    ASSIGN_OR_RETURN(StepLogits * logits, runner_->ExecuteValidated(batch_));
+    std::vector<DraftRequest*> next;
+    for (int64_t row = 0; row < logits->num_rows; ++row) {
+      DraftRequest& r = *active_[logits->seq_index[row]];
+      const SequenceInput& in = batch_[logits->seq_index[row]];
+      *r.num_computed = in.num_computed_tokens + static_cast<int64_t>(in.token_ids.size());
+      r.drafts.push_back(Argmax(logits->row(row), logits->vocab_size));
+      if (static_cast<int64_t>(r.drafts.size()) < r.num_drafts) next.push_back(&r);
+    }
+    batch_.clear();
+    for (DraftRequest* r : next) {
+      batch_.push_back({.token_ids = absl::MakeConstSpan(&r->drafts.back(), 1),
+                        .num_computed_tokens = *r->num_computed,
+                        .block_table = r->block_table,
+                        .sample = true});
+    }
+    active_ = std::move(next);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DraftModel::CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> src_dst) {
+  return runner_->kv_cache().CopyBlocks(src_dst);
+}
+
+absl::Status DraftModel::SwapOut(absl::Span<const std::pair<int32_t, int32_t>> device_host) {
+  if (device_host.empty() || !host_cache_.has_value()) return absl::OkStatus();
+  return KvCache::CopyBlocksAcross(runner_->kv_cache(), *host_cache_, device_host);
+}
+
+absl::Status DraftModel::SwapIn(absl::Span<const std::pair<int32_t, int32_t>> host_device) {
+  if (host_device.empty() || !host_cache_.has_value()) return absl::OkStatus();
+  return KvCache::CopyBlocksAcross(*host_cache_, runner_->kv_cache(), host_device);
+}
+
+absl::StatusOr<std::unique_ptr<DraftModel>> LoadDraftModel(const DraftModelOptions& options,
+                                                           const std::string& target_path,
+                                                           const ModelConfig& target,
+                                                           ModelRunnerOptions runner_options,
+                                                           int64_t num_host_blocks) {
+  absl::StatusOr<ModelSource> source = ModelSource::Open(options.path);
+  if (!source.ok()) {
+    return absl::Status(source.status().code(),
+                        absl::StrCat("cannot open the draft model: ", source.status().message()));
+  }
+  const ModelConfig& config = source->config();
+  RETURN_IF_ERROR(CheckDraftVocabulary(target_path, target, options.path, config));
+  RETURN_IF_ERROR(ValidateTensorParallel(config, runner_options.shard));
+  const WeightLoadOptions load{.dtype = source->is_gguf() ? std::nullopt : options.dtype};
+  absl::StatusOr<ModelWeights> weights =
+      options.load_format == "dummy"
+          ? DummyModelWeights(config, options.dummy_seed, runner_options.shard, load)
+          : LoadModelWeights(*source, runner_options.shard, load);
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(),
+                        absl::StrCat("cannot load the draft model from ", options.path, ": ",
+                                     weights.status().message()));
+  }
+  const int64_t target_positions = runner_options.max_positions > 0
+                                       ? runner_options.max_positions
+                                       : target.max_position_embeddings;
+  runner_options.max_positions = std::min(target_positions, config.max_position_embeddings);
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                   ModelRunner::Create(config, std::move(*weights), runner_options));
+  return DraftModel::Create(std::move(runner), num_host_blocks);
+}
+
+}  // namespace pagoda
