@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Speculative decoding (n-gram prompt lookup) on a real model, CPU: output tokens/s with
-# speculation off and on, at batch 1 (--max-num-seqs 1: the 8 prompts one after another) and
+# Speculative decoding on a real model, CPU: output tokens/s with speculation off and with each
+# given --speculative-config, at batch 1 (--max-num-seqs 1: the 8 prompts one after another) and
 # batch 8, on four workloads of 8 prompts (benchmarks/speculative_prompts.py: code editing that
 # quotes its prompt, chat and a random word list, greedy; open-ended writing sampled at
 # temperature 1, seeded). Also checks that the outputs are the same tokens with and without
-# speculation, and prints the acceptance line of each run. Each pair
-# of runs is repeated REPS times (default 3), off and on interleaved, and the medians are
-# reported: this machine's noise between runs is tens of percent.
+# speculation, and prints the acceptance line of each run. Each set of runs (off, then every
+# config) is repeated REPS times (default 3), interleaved, and the medians are reported: this
+# machine's noise between runs is tens of percent.
 #
-#   benchmarks/speculative.sh [MODEL.gguf|DIR] [SPEC_JSON]
+#   benchmarks/speculative.sh [MODEL.gguf|DIR] [SPEC_JSON...]
 # Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf and
 #   '{"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_max": 4, "prompt_lookup_min": 2,
 #     "disable_by_batch_size": 4}'
+# e.g. the n-gram proposer against a Q4_1 self-draft for the F32 model
+# (benchmarks/make_smollm2_variants.py writes it):
+#   benchmarks/speculative.sh models/SmolLM2-135M-Instruct.F32.gguf \
+#     '{"method": "ngram", "num_speculative_tokens": 8, "disable_by_batch_size": 4}' \
+#     '{"model": "models/SmolLM2-135M-Instruct.Q4_1.gguf", "num_speculative_tokens": 3}'
 # Environment: REPS (3), MAX_TOKENS (200), WORKLOADS, BATCHES ("1 8"), PAGODA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAGODA=${PAGODA:-build/bin/pagoda}
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-SPEC=${2:-'{"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4}'}
+SPECS=("${@:2}")
+if ((${#SPECS[@]} == 0)); then
+  SPECS=('{"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4}')
+fi
 MAX_TOKENS=${MAX_TOKENS:-200}
 REPS=${REPS:-3}
 WORKLOADS=${WORKLOADS:-repetitive chat wordlist random}
@@ -36,7 +44,10 @@ throughput() {  # file batch temperature [spec] -> prints "tok/s|acceptance line
   echo "$tps|$(grep '^speculative decoding' "$dir/out.txt" || true)"
 }
 
-printf '%-11s %5s %10s %10s %7s  %s\n' workload batch off_tok/s spec_tok/s ratio acceptance
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+for ((c = 0; c < ${#SPECS[@]}; ++c)); do echo "config $c: ${SPECS[c]}"; done
+printf '%-11s %5s %6s %10s %10s %7s  %s\n' workload batch config off_tok/s spec_tok/s ratio acceptance
 for workload in $WORKLOADS; do
   file="$dir/$workload.jsonl"
   $PY benchmarks/speculative_prompts.py "$workload" "$MAX_TOKENS" >"$file"
@@ -45,9 +56,10 @@ for workload in $WORKLOADS; do
   # Same tokens with and without speculation (greedy, or seeded sampling).
   "$PAGODA" generate --model "$MODEL" --prompts-file "$file" --temperature "$temperature" \
     --seed 1 --max-model-len 1024 --output "$dir/off.jsonl" 2>/dev/null
-  "$PAGODA" generate --model "$MODEL" --prompts-file "$file" --temperature "$temperature" \
-    --seed 1 --max-model-len 1024 --speculative-config "$SPEC" --output "$dir/on.jsonl" 2>/dev/null
-  if ! $PY - "$dir/off.jsonl" "$dir/on.jsonl" <<'PYEOF'
+  for spec in "${SPECS[@]}"; do
+    "$PAGODA" generate --model "$MODEL" --prompts-file "$file" --temperature "$temperature" \
+      --seed 1 --max-model-len 1024 --speculative-config "$spec" --output "$dir/on.jsonl" 2>/dev/null
+    if ! $PY - "$dir/off.jsonl" "$dir/on.jsonl" <<'PYEOF'
 import json, sys
 off = [json.loads(l)["token_ids"] for l in open(sys.argv[1])]
 on = [json.loads(l)["token_ids"] for l in open(sys.argv[2])]
@@ -56,23 +68,30 @@ if bad or len(off) != len(on):
     print(f"outputs differ with speculation on prompts {bad}", file=sys.stderr)
     sys.exit(1)
 PYEOF
-  then
-    echo "$workload: OUTPUTS DIFFER" >&2
-  fi
+    then
+      echo "$workload: OUTPUTS DIFFER with $spec" >&2
+    fi
+  done
   for batch in $BATCHES; do
     offs=()
-    ons=()
+    declare -A ons=()
+    declare -A lines=()
     for ((rep = 0; rep < REPS; ++rep)); do
       off=$(throughput "$file" "$batch" "$temperature")
-      on=$(throughput "$file" "$batch" "$temperature" "$SPEC")
       offs+=("${off%%|*}")
-      ons+=("${on%%|*}")
+      for ((c = 0; c < ${#SPECS[@]}; ++c)); do
+        on=$(throughput "$file" "$batch" "$temperature" "${SPECS[c]}")
+        ons[$c]+="${on%%|*} "
+        lines[$c]=${on#*|}
+      done
     done
-    off_tps=$(printf '%s\n' "${offs[@]}" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
-    on_tps=$(printf '%s\n' "${ons[@]}" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
-    ratio=$(awk -v a="$on_tps" -v b="$off_tps" 'BEGIN {printf "%.2f", a / b}')
-    acceptance=${on#*|}
-    printf '%-11s %5s %10s %10s %7s  %s\n' "$workload" "$batch" "$off_tps" "$on_tps" "$ratio" \
-      "${acceptance#speculative decoding: }"
+    off_tps=$(printf '%s\n' "${offs[@]}" | median)
+    for ((c = 0; c < ${#SPECS[@]}; ++c)); do
+      on_tps=$(printf '%s\n' ${ons[$c]} | median)
+      ratio=$(awk -v a="$on_tps" -v b="$off_tps" 'BEGIN {printf "%.2f", a / b}')
+      printf '%-11s %5s %6s %10s %10s %7s  %s\n' "$workload" "$batch" "$c" "$off_tps" "$on_tps" \
+        "$ratio" "${lines[$c]#speculative decoding: }"
+    done
+    unset ons lines
   done
 done

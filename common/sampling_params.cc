@@ -277,6 +277,8 @@ absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& js
   RETURN_IF_ERROR(ReadBool(json, "ignore_eos", params.ignore_eos));
   RETURN_IF_ERROR(ReadBool(json, "include_stop_str_in_output", params.include_stop_str_in_output));
   RETURN_IF_ERROR(ReadBool(json, "skip_special_tokens", params.skip_special_tokens));
+  RETURN_IF_ERROR(
+      ReadBool(json, "disable_speculative_decoding", params.disable_speculative_decoding));
   RETURN_IF_ERROR(ReadInt32(json, "n", params.n));
   RETURN_IF_ERROR(ReadInt32(json, "beam_width", params.beam_width));
   RETURN_IF_ERROR(ReadFloat(json, "length_penalty", params.length_penalty));

@@ -53,6 +53,10 @@ struct SamplingParams {
   std::vector<std::string> stop;
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;  // detokenization leaves special tokens (BOS, EOS) out
+  // Speculative decoding (--speculative-config) skips this request: no proposals, no
+  // verification rows, its steps pipelined as without speculation. Outputs are the same either
+  // way; a latency-sensitive request at a large batch, or one known not to repeat, opts out.
+  bool disable_speculative_decoding = false;
   // OpenAI's logit_bias: (token id, bias in [-100, 100]) pairs, sorted by id, each id once; the
   // bias is added to the token's logit after the raw logprobs, with the masks (vLLM's order).
   static constexpr size_t kMaxLogitBias = 1024;

@@ -16,7 +16,7 @@ BatchingPolicy::BatchingPolicy(const BatchingParts& parts)
 
 bool BatchingPolicy::Speculates(const Sequence& seq) const {
   const SpeculativeConfig& spec = config_.speculative;
-  return spec.enabled() && !seq.request->beam_search &&
+  return spec.enabled() && !seq.request->beam_search && !seq.params.disable_speculative_decoding &&
          (spec.disable_by_batch_size == 0 ||
           static_cast<int64_t>(registry_.running().size()) <= spec.disable_by_batch_size);
 }

@@ -218,10 +218,10 @@ SchedulerStats Scheduler::stats() const {
   s.last_num_prefill_tokens = last_prefill_tokens_;
   s.last_num_decode_tokens = last_decode_tokens_;
   s.last_num_scheduled_tokens = last_prefill_tokens_ + last_decode_tokens_;
-  s.spec_num_drafts = spec_.spec_num_drafts;
-  s.spec_num_draft_tokens = spec_.spec_num_draft_tokens;
-  s.spec_num_accepted_tokens = spec_.spec_num_accepted_tokens;
-  s.spec_num_accepted_tokens_per_pos = spec_.spec_num_accepted_tokens_per_pos;
+  s.spec_num_drafts = spec_.drafts;
+  s.spec_num_draft_tokens = spec_.draft_tokens;
+  s.spec_num_accepted_tokens = spec_.accepted_tokens;
+  s.spec_num_accepted_tokens_per_pos = spec_.accepted_per_pos;
   s.num_in_flight_steps = num_in_flight_steps();
   for (const auto& step : in_flight_) s.num_in_flight_tokens += step->num_tokens;
   return s;
@@ -311,10 +311,10 @@ void Scheduler::CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outp
   const int64_t accepted = std::clamp<int64_t>(num_outputs - 1, 0, num_drafts);
   kv_->CommitLookaheadSlots(seq->handle, accepted);
   seq->num_computed_tokens += accepted;
-  ++spec_.spec_num_drafts;
-  spec_.spec_num_draft_tokens += num_drafts;
-  spec_.spec_num_accepted_tokens += accepted;
-  std::vector<int64_t>& per_pos = spec_.spec_num_accepted_tokens_per_pos;
+  ++spec_.drafts;
+  spec_.draft_tokens += num_drafts;
+  spec_.accepted_tokens += accepted;
+  std::vector<int64_t>& per_pos = spec_.accepted_per_pos;
   if (static_cast<int64_t>(per_pos.size()) < accepted) per_pos.resize(accepted, 0);
   for (int64_t i = 0; i < accepted; ++i) ++per_pos[i];
   // Adaptive length: double after a proposal accepted whole, else one past what was accepted.

@@ -171,7 +171,14 @@ class Scheduler {
   BeamSearch beam_search_;
   std::deque<std::unique_ptr<InFlightStep>> in_flight_;
 
-  SchedulerStats spec_;  // only the spec_* fields
+  // Speculative decoding's totals (SchedulerStats::spec_*).
+  struct SpeculationTotals {
+    int64_t drafts = 0;
+    int64_t draft_tokens = 0;
+    int64_t accepted_tokens = 0;
+    std::vector<int64_t> accepted_per_pos;
+  };
+  SpeculationTotals spec_;
   int64_t next_step_id_ = 0;
   int64_t last_prefill_tokens_ = 0;
   int64_t last_decode_tokens_ = 0;

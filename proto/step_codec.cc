@@ -136,6 +136,7 @@ void EncodeSamplingParams(const SamplingParams& params, v1::SamplingParams* out)
   for (const std::string& stop : params.stop) out->add_stop(stop);
   out->set_include_stop_str_in_output(params.include_stop_str_in_output);
   out->set_skip_special_tokens(params.skip_special_tokens);
+  out->set_disable_speculative_decoding(params.disable_speculative_decoding);
   out->set_n(params.n);
   out->set_beam_width(params.beam_width);
   out->set_length_penalty(params.length_penalty);
@@ -165,6 +166,7 @@ absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& pr
   params.stop.assign(proto.stop().begin(), proto.stop().end());
   params.include_stop_str_in_output = proto.include_stop_str_in_output();
   if (proto.has_skip_special_tokens()) params.skip_special_tokens = proto.skip_special_tokens();
+  params.disable_speculative_decoding = proto.disable_speculative_decoding();
   if (proto.has_n()) params.n = proto.n();
   if (proto.has_beam_width()) params.beam_width = proto.beam_width();
   if (proto.has_length_penalty()) params.length_penalty = proto.length_penalty();

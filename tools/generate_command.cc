@@ -275,9 +275,10 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(
 }
 
 // --num-gpu-blocks-override, else enough blocks for every sequence at its full length within
-// --kv-cache-memory-gib.
+// --kv-cache-memory-gib (a draft model's KV cache shares the blocks and the budget).
 int64_t NumDeviceBlocks(const EngineSetup& setup, const ModelMemoryConfig& memory,
-                        const ModelConfig& config, const std::vector<GenerationRequest>& requests) {
+                        const ModelConfig& config, const std::vector<GenerationRequest>& requests,
+                        const ModelConfig* draft) {
   const CacheConfig& cache = setup.cache;
   if (cache.num_gpu_blocks_override > 0) return cache.num_gpu_blocks_override;
   const KvCacheShape shape{.num_layers = config.num_hidden_layers,
@@ -285,7 +286,10 @@ int64_t NumDeviceBlocks(const EngineSetup& setup, const ModelMemoryConfig& memor
                            .num_kv_heads = config.num_key_value_heads,
                            .head_dim = config.head_dim,
                            .dtype = memory.kv_cache_dtype};
-  const int64_t budget_blocks = cache.kv_cache_memory_bytes / shape.bytes_per_block();
+  const int64_t draft_bytes =
+      draft != nullptr ? KvBytesPerBlock(*draft, cache.block_size, {}, memory.kv_cache_dtype) : 0;
+  const int64_t budget_blocks =
+      cache.kv_cache_memory_bytes / (shape.bytes_per_block() + draft_bytes);
   const int64_t max_len = setup.engine.max_model_len > 0
                               ? std::min(setup.engine.max_model_len, config.max_position_embeddings)
                               : config.max_position_embeddings;
@@ -333,7 +337,17 @@ absl::Status Generate(const GenerateFlags& flags) {
     ASSIGN_OR_RETURN(weights, LoadModelWeights(model, {}, {.dtype = memory.weight_dtype}));
   }
 
-  const int64_t num_blocks = NumDeviceBlocks(setup, memory, config, requests);
+  std::optional<ModelSource> draft;
+  if (!setup.engine.speculative.model.empty()) {
+    absl::StatusOr<ModelSource> opened = ModelSource::Open(setup.engine.speculative.model);
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat("cannot open the draft model: ", opened.status().message()));
+    }
+    draft.emplace(*std::move(opened));
+  }
+  const int64_t num_blocks = NumDeviceBlocks(setup, memory, config, requests,
+                                             draft.has_value() ? &draft->config() : nullptr);
   PAGODA_LOG(info,
              "model {}: {} layers, hidden {}, weights {:.1f} MiB, {} KV blocks of {} tokens ({}), "
              "{} scheduler",

@@ -173,12 +173,32 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   if (absl::Status s = CheckTensorParallelSize(*model, f.tp, f.load_format == "dummy"); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--tp ", f.tp, ": ", s.message()));
   }
-  // And a KV cache too small for one whole context, as each worker will size it.
+  // And a KV cache too small for one whole context, as each worker will size it (a draft
+  // model's cache shares the blocks and the budget).
+  std::optional<ModelSource> draft;
+  if (const std::string& path = engine.engine.speculative.model; !path.empty()) {
+    absl::StatusOr<ModelSource> opened = ModelSource::Open(path);
+    if (!opened.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--speculative-config: the draft model: ", opened.status().message()));
+    }
+    if (absl::Status s = CheckDraftVocabulary(f.model, model->config(), path, opened->config());
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--speculative-config: ", s.message()));
+    }
+    if (absl::Status s = CheckTensorParallelSize(*opened, f.tp, f.load_format == "dummy");
+        !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tp ", f.tp, " and the draft model: ", s.message()));
+    }
+    draft.emplace(*std::move(opened));
+  }
   const TensorParallelShard shard{.rank = 0, .size = static_cast<int32_t>(f.tp)};
   const CacheConfig& cache = engine.cache;
   const auto blocks = [&](int64_t bytes) {
     return InProcessExecutor::NumBlocksForBudget(model->config(), cache.block_size, bytes, shard,
-                                                 memory.kv_cache_dtype);
+                                                 memory.kv_cache_dtype,
+                                                 draft.has_value() ? &draft->config() : nullptr);
   };
   return engine.engine.Validate(
       {.num_device_blocks = cache.num_gpu_blocks_override > 0 ? cache.num_gpu_blocks_override

@@ -41,8 +41,13 @@ int64_t KvBytesPerBlock(const ModelConfig& config, int64_t block_size,
 }
 
 absl::StatusOr<std::unique_ptr<DraftModel>> DraftModel::Create(std::unique_ptr<ModelRunner> runner,
-                                                               int64_t num_host_blocks) {
+                                                               int64_t num_host_blocks,
+                                                               int64_t max_catch_up_chunk) {
   if (runner == nullptr) return absl::InvalidArgumentError("DraftModel needs a ModelRunner");
+  if (max_catch_up_chunk < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_catch_up_chunk must be >= 1, got ", max_catch_up_chunk));
+  }
   std::optional<KvCache> host_cache;
   if (num_host_blocks > 0) {
     KvCacheShape shape = runner->kv_cache().shape();
@@ -50,30 +55,47 @@ absl::StatusOr<std::unique_ptr<DraftModel>> DraftModel::Create(std::unique_ptr<M
     ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape));
     host_cache.emplace(std::move(cache));
   }
-  return std::unique_ptr<DraftModel>(new DraftModel(std::move(runner), std::move(host_cache)));
+  return std::unique_ptr<DraftModel>(
+      new DraftModel(std::move(runner), std::move(host_cache), max_catch_up_chunk));
 }
 
 absl::Status DraftModel::Propose(absl::Span<DraftRequest> requests) {
   const int64_t max_positions = runner_->max_positions();
-  // Pass 0: each sequence's uncomputed tokens, the pending sample last, give the first draft.
-  batch_.clear();
   active_.clear();
   for (DraftRequest& r : requests) {
     r.drafts.clear();
     const int64_t len = static_cast<int64_t>(r.token_ids.size());
-    int64_t& computed = *r.num_computed;
-    computed = std::clamp<int64_t>(computed, 0, len - 1);
+    *r.num_computed = std::clamp<int64_t>(*r.num_computed, 0, len - 1);
     // Draft j (0-based) is read at position len - 1 + j; the draft model stops at its own last.
-    const int64_t wanted = std::min(r.num_drafts, max_positions - len + 1);
-    if (wanted <= 0) continue;
-    r.num_drafts = wanted;
-    batch_.push_back({.token_ids = r.token_ids.subspan(computed),
-                      .num_computed_tokens = computed,
-                      .block_table = r.block_table,
-                      .sample = true});
-    active_.push_back(&r);
+    r.num_drafts = std::min(r.num_drafts, max_positions - len + 1);
+    if (r.num_drafts > 0) active_.push_back(&r);
   }
-  for (int64_t j = 0; !batch_.empty(); ++j) {
+  // Long catch-ups first, in bounded chunks without logits (as chunked prefill bounds a target
+  // step).
+  while (true) {
+    batch_.clear();
+    for (DraftRequest* r : active_) {
+      const int64_t behind = static_cast<int64_t>(r->token_ids.size()) - *r->num_computed;
+      if (behind <= max_catch_up_chunk_) continue;
+      batch_.push_back({.token_ids = r->token_ids.subspan(*r->num_computed, max_catch_up_chunk_),
+                        .num_computed_tokens = *r->num_computed,
+                        .block_table = r->block_table,
+                        .sample = false});
+      *r->num_computed += max_catch_up_chunk_;
+    }
+    if (batch_.empty()) break;
+    RETURN_IF_ERROR(runner_->ExecuteValidated(batch_).status());
+  }
+  // Pass 0: each sequence's uncomputed tokens, the pending sample last, give the first draft.
+  batch_.clear();
+  for (DraftRequest* r : active_) {
+    const int64_t computed = *r->num_computed;
+    batch_.push_back({.token_ids = r->token_ids.subspan(computed),
+                      .num_computed_tokens = computed,
+                      .block_table = r->block_table,
+                      .sample = true});
+  }
+  while (!batch_.empty()) {
     // The target's check of the plan covered these batches: its tokens (the draft shares the
     // vocabulary), its block tables (the draft cache has the target's blocks) and positions up
     // to len - 1 + num_drafts (the draft's are capped above).
@@ -141,7 +163,7 @@ absl::StatusOr<std::unique_ptr<DraftModel>> LoadDraftModel(const DraftModelOptio
   runner_options.max_positions = std::min(target_positions, config.max_position_embeddings);
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(config, std::move(*weights), runner_options));
-  return DraftModel::Create(std::move(runner), num_host_blocks);
+  return DraftModel::Create(std::move(runner), num_host_blocks, options.max_catch_up_chunk);
 }
 
 }  // namespace pagoda

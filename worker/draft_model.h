@@ -6,14 +6,15 @@
 //
 // Per sequence the draft keeps a count of leading positions whose draft K/V is valid (never more
 // than the target's computed count). Propose catches each sequence up from there to its pending
-// sample in one chunk (its prompt too, the first time), then decodes greedily: 1 + n - 1 draft
-// forward passes per step for n proposals, every sequence of the step batched in each. The
-// target verifies the proposals as it verifies n-gram ones; afterwards the valid count drops to
-// the tokens the target kept. Draft K/V only steer proposals: a stale entry (a prefix block
-// another sequence computed, a rejected draft's slot) can cost acceptance, never a wrong output.
+// sample (its prompt too, the first time; in chunks of at most max_catch_up_chunk tokens, 512),
+// then decodes greedily: n draft forward passes per step for n proposals (the first one also
+// finishing the catch-up), every sequence of the step batched in each. The target verifies the
+// proposals as it verifies n-gram ones; afterwards the valid count drops to the tokens the
+// target kept. Draft K/V only steer proposals: a stale entry (a prefix block another sequence
+// computed, a rejected draft's slot) can cost acceptance, never a wrong output.
 //
-//   ASSIGN_OR_RETURN(auto draft, LoadDraftModel({.path = "m.Q4_1.gguf"}, target_runner->config(),
-//                                               {.num_blocks = 512, .block_size = 16}));
+//   ASSIGN_OR_RETURN(auto draft, LoadDraftModel({.path = "m.Q4_1.gguf"}, "m.F32.gguf", config,
+//                                               {.num_blocks = 512, .block_size = 16}, 0));
 //   std::vector<DraftRequest> requests = {{.token_ids = tokens, .num_computed = &n,
 //                                          .block_table = blocks, .num_drafts = 4}};
 //   RETURN_IF_ERROR(draft->Propose(absl::MakeSpan(requests)));  // requests[0].drafts
@@ -41,6 +42,8 @@ struct DraftModelOptions {
   std::string load_format;     // "" / "safetensors", or "dummy": random weights (tests)
   uint64_t dummy_seed = 0;     // load_format "dummy"
   std::optional<DType> dtype;  // safetensors and dummy weights (--dtype); a GGUF keeps its types
+  /// The most tokens of one sequence a catch-up pass computes.
+  int64_t max_catch_up_chunk = 512;
 };
 
 /// One sequence to propose for: tokens [0, token_ids.size()) are known, the last one the pending
@@ -59,7 +62,8 @@ class DraftModel {
   /// `runner` is the draft's (its KV cache shaped like the target's in blocks); `num_host_blocks`
   /// sizes its swap space like the target's (0: none).
   static absl::StatusOr<std::unique_ptr<DraftModel>> Create(std::unique_ptr<ModelRunner> runner,
-                                                            int64_t num_host_blocks);
+                                                            int64_t num_host_blocks,
+                                                            int64_t max_catch_up_chunk = 512);
 
   /// Proposes greedily for every request, batched; requests' block tables and tokens must be
   /// valid for the target (which the caller checked), whose vocabulary the draft shares.
@@ -75,11 +79,15 @@ class DraftModel {
   int64_t weight_bytes() const { return runner_->weights().num_bytes(); }
 
  private:
-  DraftModel(std::unique_ptr<ModelRunner> runner, std::optional<KvCache> host_cache)
-      : runner_(std::move(runner)), host_cache_(std::move(host_cache)) {}
+  DraftModel(std::unique_ptr<ModelRunner> runner, std::optional<KvCache> host_cache,
+             int64_t max_catch_up_chunk)
+      : runner_(std::move(runner)),
+        host_cache_(std::move(host_cache)),
+        max_catch_up_chunk_(max_catch_up_chunk) {}
 
   std::unique_ptr<ModelRunner> runner_;
   std::optional<KvCache> host_cache_;
+  int64_t max_catch_up_chunk_;
   // Scratch reused across steps.
   std::vector<SequenceInput> batch_;
   std::vector<DraftRequest*> active_;

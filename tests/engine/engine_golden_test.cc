@@ -242,6 +242,28 @@ TEST_F(EngineGoldenTest, SpeculativeNgramDecodingGivesTheGoldenTokens) {
   }
 }
 
+// disable_speculative_decoding: a request that opts out is never proposed for; the others of
+// its batch still are, and every output is the golden.
+TEST_F(EngineGoldenTest, RequestsThatOptOutOfSpeculationAreNotProposedFor) {
+  for (int64_t opted_out : {4, 2}) {
+    EngineConfig config{.max_model_len = 128};
+    config.speculative = {
+        .method = SpeculativeMethod::kNgram, .num_speculative_tokens = 4, .prompt_lookup_min = 1};
+    std::unique_ptr<EngineLoop> engine = MakeEngine(config);
+    ASSERT_NE(engine, nullptr);
+    std::vector<EngineRequest> requests = GreedyRequests();
+    for (int64_t i = 0; i < opted_out; ++i) {
+      requests[i].params.disable_speculative_decoding = true;
+    }
+    ExpectGolden(Run(*engine, requests), absl::StrCat(opted_out, " opted out"));
+    if (opted_out == static_cast<int64_t>(requests.size())) {
+      EXPECT_EQ(engine->stats().spec_num_drafts, 0);
+    } else {
+      EXPECT_GT(engine->stats().spec_num_drafts, 0);
+    }
+  }
+}
+
 TEST_F(EngineGoldenTest, SpeculativeNgramDecodingKeepsSeededSamplesExact) {
   const SchedulerStats stats = CheckSeededSamplesExact(
       {.method = SpeculativeMethod::kNgram, .num_speculative_tokens = 4, .prompt_lookup_min = 1},
@@ -249,10 +271,11 @@ TEST_F(EngineGoldenTest, SpeculativeNgramDecodingKeepsSeededSamplesExact) {
   EXPECT_GT(stats.spec_num_accepted_tokens, 0);
 }
 
-// Speculative decoding with a draft model on the workers, three drafts: stories260K proposing for
-// itself (every proposal right), in float16 (a lower-precision self-draft), and with random
-// weights (nearly every proposal wrong). Each gives the golden tokens at k = 1, 3, 7 in one
-// continuous batch, with preemptions forced by a small cache and prefix caching on.
+// Speculative decoding with a draft model on the workers, four drafts: stories260K proposing for
+// itself (every proposal right; also catching up 3 tokens per pass), in float16 (a
+// lower-precision self-draft), and with random weights (nearly every proposal wrong). Each gives
+// the golden tokens at k = 1, 3, 7 in one continuous batch, with preemptions forced by a small
+// cache and prefix caching on.
 TEST_F(EngineGoldenTest, SpeculativeDraftModelDecodingGivesTheGoldenTokens) {
   struct Draft {
     std::string name;
@@ -261,6 +284,8 @@ TEST_F(EngineGoldenTest, SpeculativeDraftModelDecodingGivesTheGoldenTokens) {
   const std::vector<Draft> drafts = {
       {"self", {.path = Stories260KDir()}},
       {"self f16", {.path = Stories260KDir(), .dtype = DType::kF16}},
+      // Prompts caught up 3 tokens per pass.
+      {"self chunked", {.path = Stories260KDir(), .max_catch_up_chunk = 3}},
       {"random", {.path = Stories260KDir(), .load_format = "dummy", .dummy_seed = 5}}};
   for (const Draft& draft : drafts) {
     for (int32_t k : {1, 3, 7}) {

@@ -654,6 +654,36 @@ TEST(Cluster, KillNineWorkerMidStreamMovesRequestsWithoutErrors) {
   EXPECT_TRUE(Complete(cluster.stub(), GreedyRequest("Once upon a time", 8), &response).ok());
 }
 
+// Failover with speculation: streams whose replica dies mid-generation resume on the other one,
+// whose draft model catches up over the moved context, and give the undisturbed tokens.
+TEST(Cluster, KillNineMidStreamWithADraftModelResumesWithSpeculation) {
+  auto started = ServeCluster::Start(
+      {.replicas = 2,
+       .tp = 1,
+       .extra_args = {"--speculative-config", nlohmann::json{{"model", testing::Stories260KDir()},
+                                                             {"num_speculative_tokens", 3}}
+                                                  .dump()}});
+  ASSERT_TRUE(started.ok()) << started.status();
+  ServeCluster& cluster = **started;
+  const FaultedStreams run = StreamThroughASignal(cluster, 12, 0, 0, SIGKILL);
+  ASSERT_GT(run.victim_pid, 0);
+  ASSERT_TRUE(run.signalled);
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    ASSERT_TRUE(run.reference[i].status.ok()) << run.reference[i].status.error_message();
+    ASSERT_TRUE(run.results[i].status.ok()) << i << ": " << run.results[i].status.error_message();
+    EXPECT_EQ(run.results[i].token_ids, run.reference[i].token_ids) << i;
+  }
+  // Speculation ran on the surviving replica.
+  httplib::Client http("127.0.0.1", cluster.http_port());
+  const httplib::Result metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
+  const std::regex accepted(
+      R"re(pagoda:spec_decode_num_accepted_tokens_total\{[^}]*replica="1"[^}]*\} ([0-9.e+]+))re");
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(metrics->body, match, accepted)) << metrics->body;
+  EXPECT_GT(std::stod(match[1].str()), 0);
+}
+
 // What a request whose client takes the whole result at the end (gRPC Complete, HTTP without
 // stream) answered: each completion's text, by index, or the error.
 struct WholeResult {

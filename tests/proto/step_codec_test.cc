@@ -48,6 +48,7 @@ void ExpectSameParams(const SamplingParams& a, const SamplingParams& b) {
   EXPECT_EQ(a.stop, b.stop);
   EXPECT_EQ(a.include_stop_str_in_output, b.include_stop_str_in_output);
   EXPECT_EQ(a.skip_special_tokens, b.skip_special_tokens);
+  EXPECT_EQ(a.disable_speculative_decoding, b.disable_speculative_decoding);
   EXPECT_EQ(a.n, b.n);
   EXPECT_EQ(a.beam_width, b.beam_width);
   EXPECT_EQ(a.length_penalty, b.length_penalty);
@@ -121,6 +122,7 @@ SamplingParams PopulatedParams() {
   params.stop = {"\n\n", "END", "é"};
   params.include_stop_str_in_output = true;
   params.skip_special_tokens = false;
+  params.disable_speculative_decoding = true;
   params.n = 3;
   params.beam_width = 4;
   params.length_penalty = 0.8f;

@@ -57,6 +57,7 @@ TEST(OpenAIProtocol, ParsesEveryCompletionField) {
                      {"logprobs", 2},
                      {"echo", true},
                      {"ignore_eos", true},
+                     {"disable_speculative_decoding", true},
                      {"user", "u"},
                      {"stream", true},
                      {"stream_options", {{"include_usage", true}}}};
@@ -84,6 +85,7 @@ TEST(OpenAIProtocol, ParsesEveryCompletionField) {
   EXPECT_FLOAT_EQ(p.repetition_penalty, 1.1f);
   EXPECT_EQ(p.logprobs, 2);
   EXPECT_TRUE(p.ignore_eos);
+  EXPECT_TRUE(p.disable_speculative_decoding);
 }
 
 TEST(OpenAIProtocol, DefaultsMatchVllm) {
@@ -93,6 +95,7 @@ TEST(OpenAIProtocol, DefaultsMatchVllm) {
   EXPECT_EQ(request->prompts[0].params.logprobs, -1);
   EXPECT_FALSE(request->stream);
   EXPECT_FALSE(request->echo);
+  EXPECT_FALSE(request->prompts[0].params.disable_speculative_decoding);
 }
 
 TEST(OpenAIProtocol, ParsesEveryPromptForm) {
