@@ -10,6 +10,11 @@
 // masks its logits with the matcher's bitmask (EOS only where the grammar accepts) and advances
 // it by the sampled token. The mask is computed synchronously before sampling.
 //
+// Speculative decoding: a sequence's drafts (the plan's draft_token_ids, or proposals of the
+// worker's DraftModel when the plan asks for num_worker_draft_tokens) are computed with its
+// pending sample in one chunk and verified row by row (RunPass); copies and swaps are mirrored
+// on the draft model's cache.
+//
 // A plan is validated in full before anything changes; an invalid plan is InvalidArgument
 // naming the problem and leaves every sequence, block and swap slot as it was. That check, once
 // per plan, is the worker's only one: the ModelRunner and the kernels trust the batches of its
