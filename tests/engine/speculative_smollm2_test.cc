@@ -4,9 +4,7 @@
 // proposer and with the file as its own draft model. Without speculation the tokens are the
 // float64 goldens up to near-ties (tests/testing/smollm2_near_tie.h); with either proposer they
 // are exactly the tokens without it.
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,7 +13,7 @@
 #include "common/model_source.h"
 #include "engine/engine_loop.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
+#include "tests/testing/smollm2.h"
 #include "tests/testing/smollm2_near_tie.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_weights.h"
@@ -23,33 +21,15 @@
 namespace pagoda {
 namespace {
 
+using testing::LoadSmolLm2Goldens;
+using testing::SmolLm2Golden;
+using testing::SmolLm2Path;
+
 constexpr int32_t kMaxTokens = 32;
-
-std::string SmolLm2Path() {
-  const char* env = std::getenv("PAGODA_SMOLLM2_GGUF");
-  return env != nullptr ? std::string(env)
-                        : std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-struct Golden {
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> greedy_ids;
-  std::vector<double> top2_margin;
-};
-
-std::vector<Golden> LoadGoldens() {
-  std::vector<Golden> goldens;
-  std::ifstream in(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    goldens.push_back({j["prompt_ids"], j["greedy_ids"], j["top2_margin"]});
-  }
-  return goldens;
-}
 
 // The outputs of every golden prompt, greedy, through one engine.
 std::vector<std::vector<int32_t>> Generate(const ModelSource& model,
-                                           const std::vector<Golden>& goldens,
+                                           const std::vector<SmolLm2Golden>& goldens,
                                            const SpeculativeConfig& speculative,
                                            SchedulerStats* stats) {
   const ModelConfig& config = model.config();
@@ -96,7 +76,7 @@ TEST(SpeculativeSmolLm2, BothProposersGiveTheTokensOfDecodingOneAtATime) {
   if (!std::filesystem::exists(SmolLm2Path())) {
     GTEST_SKIP() << SmolLm2Path() << " is absent (scripts/install-deps.sh fetches it)";
   }
-  const std::vector<Golden> goldens = LoadGoldens();
+  const std::vector<SmolLm2Golden> goldens = LoadSmolLm2Goldens();
   ASSERT_FALSE(goldens.empty());
   absl::StatusOr<ModelSource> model = ModelSource::Open(SmolLm2Path());
   ASSERT_TRUE(model.ok()) << model.status();

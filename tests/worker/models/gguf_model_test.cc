@@ -28,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/smollm2.h"
 #include "tests/testing/smollm2_near_tie.h"
 #include "worker/gloo_communicator.h"
 #include "worker/model_runner.h"
@@ -38,6 +39,9 @@ namespace pagoda {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::LoadSmolLm2Goldens;
+using testing::SmolLm2Golden;
+using testing::SmolLm2Path;
 
 constexpr int64_t kBlockSize = 16;
 
@@ -409,31 +413,7 @@ TEST(Qwen3Weights, MissingQNormWeightsAreAClearError) {
   }
 }
 
-// SmolLM2-135M-Instruct, the quick start's model.
-std::string SmolLm2Path() {
-  const char* env = std::getenv("PAGODA_SMOLLM2_GGUF");
-  return env != nullptr ? std::string(env)
-                        : std::string(PAGODA_MODELS_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-struct SmolLm2Golden {
-  std::string prompt;
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> greedy_ids;
-  std::vector<double> top2_margin;
-};
-
-std::vector<SmolLm2Golden> LoadSmolLm2Goldens() {
-  std::vector<SmolLm2Golden> goldens;
-  std::ifstream in(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    const nlohmann::json j = nlohmann::json::parse(line);
-    goldens.push_back({j["prompt"], j["prompt_ids"], j["greedy_ids"], j["top2_margin"]});
-  }
-  return goldens;
-}
-
+// SmolLM2-135M-Instruct, the quick start's model (tests/testing/smollm2.h).
 TEST(SmolLm2, GreedyTokensEqualTheGoldensUpToNearTies) {
   if (!std::filesystem::exists(SmolLm2Path())) {
     GTEST_SKIP() << SmolLm2Path() << " is absent (scripts/install-deps.sh fetches it)";
