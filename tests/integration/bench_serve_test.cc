@@ -133,5 +133,32 @@ TEST_F(BenchServeTest, HttpRunMatchesTheServersTokenCounters) {
               "http");
 }
 
+TEST_F(BenchServeTest, HalfTheRequestsFollowAJsonSchemaOnBothProtocols) {
+  // A small object, so stories260K's outputs end within max_tokens.
+  const std::string schema = (*dir_ / "schema.json").string();
+  std::ofstream(schema) << R"({"type": "object", "properties": {"n": {"type": "integer",
+      "minimum": 1, "maximum": 9}}, "required": ["n"], "additionalProperties": false})";
+  for (const std::string& target : {"grpc://" + cluster_->target(),
+                                    "http://127.0.0.1:" + std::to_string(cluster_->http_port())}) {
+    const std::string name = target.substr(0, 4) + "_structured";
+    RunAndCheck({"--target", target, "--dataset-name", "random", "--random-input-len", "32",
+                 "--random-output-len", "48", "--max-concurrency", "4", "--temperature", "0.8",
+                 "--structured-output-ratio", "0.5", "--json-schema", schema},
+                name);
+    std::ifstream in(*dir_ / (name + ".json"));
+    const nlohmann::json result = nlohmann::json::parse(in, nullptr, false);
+    ASSERT_TRUE(result.is_object()) << target;
+    EXPECT_EQ(result["structured_output_ratio"], 0.5);
+    EXPECT_EQ(result["constrained_completed"], 25) << target;
+    // Every output that ended on its own ended where the schema's object did.
+    const int64_t valid = result["constrained_valid_json"];
+    const int64_t cut = result["constrained_hit_max_tokens"];
+    EXPECT_GT(valid, 0) << target;
+    EXPECT_GE(valid + cut, 25) << target;
+    EXPECT_GT(result["mean_constrained_tpot_ms"].get<double>(), 0) << target;
+    EXPECT_GT(result["mean_unconstrained_tpot_ms"].get<double>(), 0) << target;
+  }
+}
+
 }  // namespace
 }  // namespace pagoda

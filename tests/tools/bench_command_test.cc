@@ -95,6 +95,14 @@ TEST(BenchFlags, ServeErrorsNameTheFlag) {
       {{target, "--plot", "/proc/self/status"}, "--plot"},
       {{target, "--num-prompts", "many"}, "--num-prompts expects an integer"},
       {{target, "--frobnicate"}, "unknown flag --frobnicate"},
+      {{target, "--structured-output-ratio", "1.5"}, "--structured-output-ratio"},
+      {{target, "--structured-output-ratio", "-0.1"}, "--structured-output-ratio"},
+      {{target, "--json-schema", "/proc/self/status"},
+       "--json-schema needs --structured-output-ratio"},
+      {{target, "--structured-output-ratio", "1", "--json-schema", "/nonexistent/s.json"},
+       "--json-schema: cannot read /nonexistent/s.json"},
+      {{target, "--structured-output-ratio", "1", "--json-schema", "/proc/self/status"},
+       "--json-schema: /proc/self/status is not a JSON object"},
   };
   for (const auto& c : cases) {
     const absl::Status status = ServeFlagsError(c.args);

@@ -8,6 +8,7 @@
 #include "common/model_args.h"
 #include "common/model_source.h"
 #include "common/status_macros.h"
+#include "tools/bench/structured_workload.h"
 
 namespace pagoda {
 namespace {
@@ -152,6 +153,8 @@ absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* cons
   double request_timeout_s = 600;
   std::string plot_dir;
   bool progress = false;
+  double structured_output_ratio = 0;
+  std::string json_schema;
   parser.AddString("target", &target, "grpc://HOST:PORT or http://HOST:PORT", /*required=*/true);
   parser.AddString("model", &model, "The served model's name (default: the server's)");
   parser.AddString("model-dir", &model_dir,
@@ -170,6 +173,13 @@ absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* cons
   parser.AddDouble("request-timeout-s", &request_timeout_s, "A request's deadline");
   parser.AddString("plot", &plot_dir, "Write PNG charts (latency CDFs, throughput) here");
   parser.AddBool("progress", &progress, "Draw the progress bar even when stderr is no terminal");
+  parser.AddDouble(
+      "structured-output-ratio", &structured_output_ratio,
+      "Share of requests (in [0, 1], spread evenly) whose output must follow a JSON "
+      "Schema (response_format json_schema / structured_output); they never ignore EOS");
+  parser.AddString(
+      "json-schema", &json_schema,
+      "The JSON Schema file those requests carry (default: a built-in article schema)");
   RETURN_IF_ERROR(parser.Parse(argc, argv));
 
   ServeBenchConfig c;
@@ -196,6 +206,16 @@ absl::StatusOr<ServeBenchConfig> ParseServeBenchFlags(int argc, const char* cons
   }
   c.plot_dir = plot_dir;
   c.progress = progress;
+  if (!(structured_output_ratio >= 0 && structured_output_ratio <= 1)) {
+    return absl::InvalidArgumentError("--structured-output-ratio must be in [0, 1]");
+  }
+  if (parser.WasSet("json-schema") && structured_output_ratio == 0) {
+    return absl::InvalidArgumentError("--json-schema needs --structured-output-ratio > 0");
+  }
+  c.structured_output_ratio = structured_output_ratio;
+  if (structured_output_ratio > 0) {
+    ASSIGN_OR_RETURN(c.json_schema, LoadBenchJsonSchema(json_schema));
+  }
   return c;
 }
 

@@ -41,6 +41,9 @@ struct ServeBenchConfig {
   absl::Duration request_timeout = absl::Minutes(10);
   std::string plot_dir;   // empty: no charts
   bool progress = false;  // --progress: draw the bar even when stderr is no terminal
+  // --structured-output-ratio: the share of requests with a JSON Schema (structured_workload.h)
+  double structured_output_ratio = 0;
+  std::string json_schema;  // the schema's text (--json-schema, or the default) when ratio > 0
 };
 
 struct ThroughputBenchConfig {

@@ -33,6 +33,10 @@ struct RequestRecord {
   double ttft_s = 0;          // to the first output chunk
   double latency_s = 0;       // to the end of the response (E2EL)
   std::vector<double> itl_s;  // gaps between consecutive output chunks
+  // Structured outputs (--structured-output-ratio): only a constrained request keeps its text.
+  bool constrained = false;   // it carried a JSON Schema
+  std::string output_text;    // the streamed text, when constrained
+  std::string finish_reason;  // "stop", "length" or "abort", when the server said
 };
 
 /// Service-level objectives in milliseconds; an unset one is not checked.

@@ -59,6 +59,7 @@ struct BenchRequest {
   std::vector<int32_t> prompt_token_ids;  // Encode(prompt), BOS included; empty without tokenizer
   int64_t prompt_len = 0;                 // prompt_token_ids.size(); 0 when unknown
   int64_t output_len = 0;                 // max_tokens
+  std::string json_schema;                // a JSON Schema the output must follow; empty: none
 };
 
 /// The requests of `options`. `text` is needed by the synthetic datasets, `tokenizer` (may be

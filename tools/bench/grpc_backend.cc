@@ -14,6 +14,19 @@ namespace {
 
 constexpr absl::Duration kListModelsTimeout = absl::Seconds(30);
 
+std::string FinishReasonName(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_ABORT:
+      return "abort";
+    default:
+      return "";
+  }
+}
+
 std::string Describe(const grpc::Status& status) {
   return FromGrpcStatus(status).ToString();  // "UNAVAILABLE: ..."
 }
@@ -53,11 +66,17 @@ RequestRecord GrpcBackend::Send(const BenchRequest& request, const RequestParams
   v1::SamplingParams& sampling = *message.mutable_sampling();
   sampling.set_temperature(static_cast<float>(params.temperature));
   sampling.set_max_tokens(static_cast<int32_t>(request.output_len));
-  sampling.set_ignore_eos(params.ignore_eos);
+  const bool constrained = !request.json_schema.empty();
+  sampling.set_ignore_eos(params.ignore_eos && !constrained);
+  if (constrained) {
+    sampling.mutable_structured_output()->set_kind(v1::StructuredOutput::KIND_JSON_SCHEMA);
+    sampling.mutable_structured_output()->set_text(request.json_schema);
+  }
 
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + params.timeout));
   RequestRecord record;
+  record.constrained = constrained;
   ChunkTimer timer;
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
       stub_->Generate(&context, message);
@@ -68,6 +87,13 @@ RequestRecord GrpcBackend::Send(const BenchRequest& request, const RequestParams
         std::any_of(response.outputs().begin(), response.outputs().end(),
                     [](const v1::Completion& c) { return c.token_ids_size() > 0; });
     if (has_tokens) timer.OnOutputChunk();
+    for (const v1::Completion& completion : response.outputs()) {
+      if (completion.index() != 0) continue;
+      if (constrained) record.output_text += completion.text();
+      if (completion.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+        record.finish_reason = FinishReasonName(completion.finish_reason());
+      }
+    }
     if (response.finished()) {
       finished = true;
       record.prompt_tokens = response.usage().prompt_tokens();

@@ -43,7 +43,8 @@ std::string Describe(httplib::Error error) {
 // Reads a completions SSE stream as it arrives.
 class SseReader {
  public:
-  explicit SseReader(ChunkTimer* timer) : timer_(timer) {}
+  // keep_text: collect the streamed text (a constrained request's, to check it).
+  SseReader(ChunkTimer* timer, bool keep_text) : timer_(timer), keep_text_(keep_text) {}
 
   void Append(const char* data, size_t size) {
     absl::StrAppend(&raw_, absl::string_view(data, size));
@@ -59,6 +60,8 @@ class SseReader {
   bool done() const { return done_; }
   const std::optional<nlohmann::json>& usage() const { return usage_; }
   const std::string& error() const { return error_; }
+  const std::string& text() const { return text_; }
+  const std::string& finish_reason() const { return finish_reason_; }
 
  private:
   void OnEvent(const std::string& event) {
@@ -81,17 +84,29 @@ class SseReader {
       // vLLM's rule: a chunk with choices is output; the usage chunk has none.
       if (chunk.contains("choices") && chunk["choices"].is_array() && !chunk["choices"].empty()) {
         timer_->OnOutputChunk();
+        const nlohmann::json& choice = chunk["choices"][0];
+        if (choice.is_object()) {
+          if (keep_text_ && choice.contains("text") && choice["text"].is_string()) {
+            text_ += choice["text"].get<std::string>();
+          }
+          if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) {
+            finish_reason_ = choice["finish_reason"].get<std::string>();
+          }
+        }
       }
       if (chunk.contains("usage") && chunk["usage"].is_object()) usage_ = chunk["usage"];
     }
   }
 
   ChunkTimer* timer_;
+  const bool keep_text_;
   std::string raw_;
   std::string pending_;
   bool done_ = false;
   std::optional<nlohmann::json> usage_;
   std::string error_;
+  std::string text_;
+  std::string finish_reason_;
 };
 
 }  // namespace
@@ -121,13 +136,22 @@ absl::StatusOr<ServedModel> HttpBackend::GetServedModel() {
 }
 
 RequestRecord HttpBackend::Send(const BenchRequest& request, const RequestParams& params) {
-  const nlohmann::json body = {{"model", params.model},
-                               {"prompt", request.prompt},
-                               {"max_tokens", request.output_len},
-                               {"temperature", params.temperature},
-                               {"ignore_eos", params.ignore_eos},
-                               {"stream", true},
-                               {"stream_options", {{"include_usage", true}}}};
+  const bool constrained = !request.json_schema.empty();
+  nlohmann::json body = {{"model", params.model},
+                         {"prompt", request.prompt},
+                         {"max_tokens", request.output_len},
+                         {"temperature", params.temperature},
+                         {"ignore_eos", params.ignore_eos && !constrained},
+                         {"stream", true},
+                         {"stream_options", {{"include_usage", true}}}};
+  if (constrained) {
+    body["response_format"] = {
+        {"type", "json_schema"},
+        {"json_schema",
+         {{"name", "bench"},
+          {"strict", true},
+          {"schema", nlohmann::json::parse(request.json_schema, nullptr, false)}}}};
+  }
   httplib::Client client(host_, port_);
   client.set_connection_timeout(kConnectTimeoutSeconds);
   const auto timeout = absl::ToChronoSeconds(params.timeout);
@@ -144,7 +168,7 @@ RequestRecord HttpBackend::Send(const BenchRequest& request, const RequestParams
 
   RequestRecord record;
   ChunkTimer timer;
-  SseReader reader(&timer);
+  SseReader reader(&timer, constrained);
   const absl::Time deadline = absl::Now() + params.timeout;
   bool timed_out = false;
   http.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
@@ -156,6 +180,9 @@ RequestRecord HttpBackend::Send(const BenchRequest& request, const RequestParams
   httplib::Error error = httplib::Error::Success;
   const bool sent = client.send(http, response, error);
   timer.Finish(record);
+  record.constrained = constrained;
+  record.output_text = reader.text();
+  record.finish_reason = reader.finish_reason();
   if (timed_out) {
     record.error = absl::StrCat("timed out after ", absl::FormatDuration(params.timeout));
   } else if (!sent) {

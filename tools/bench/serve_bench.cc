@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "tools/bench/report.h"
 #include "tools/bench/request_runner.h"
 #include "tools/bench/serving_backend.h"
+#include "tools/bench/structured_workload.h"
 
 namespace pagoda {
 namespace {
@@ -75,9 +77,17 @@ absl::Status RunServeBench(const ServeBenchConfig& config) {
         "--model-dir or --tokenizer is required for --dataset-name ", DatasetKindName(dataset.kind),
         " (prompts are sized with the model's tokenizer)"));
   }
-  ASSIGN_OR_RETURN(const std::vector<BenchRequest> requests,
+  ASSIGN_OR_RETURN(std::vector<BenchRequest> requests,
                    MakeDataset(dataset, text.has_value() ? &*text : nullptr, tokenizer.get()));
   PrintDatasetSummary(requests, dataset.kind);
+  const bool structured = config.structured_output_ratio > 0;
+  if (structured) {
+    ConstrainShare(config.structured_output_ratio, config.json_schema, requests);
+    const auto constrained = std::count_if(requests.begin(), requests.end(),
+                                           [](const auto& r) { return !r.json_schema.empty(); });
+    std::fprintf(stderr, "pagoda bench: %td of %zu requests carry a JSON Schema (%zu bytes)\n",
+                 constrained, requests.size(), config.json_schema.size());
+  }
 
   const int64_t count = static_cast<int64_t>(requests.size());
   ProgressBar progress(count, stderr, config.progress || isatty(STDERR_FILENO) == 1);
@@ -106,7 +116,13 @@ absl::Status RunServeBench(const ServeBenchConfig& config) {
       .max_concurrency = config.max_concurrency,
       .seed = dataset.seed,
       .slo = config.slo};
-  std::fputs(FormatServeReport(description, metrics).c_str(), stdout);
+  std::string report = FormatServeReport(description, metrics);
+  std::optional<StructuredOutputStats> structured_stats;
+  if (structured) {
+    structured_stats = SummarizeStructuredOutputs(run.records);
+    report += FormatStructuredOutputReport(*structured_stats);
+  }
+  std::fputs(report.c_str(), stdout);
   std::fflush(stdout);
 
   std::string json_path = config.workload.result_json;
@@ -120,7 +136,11 @@ absl::Status RunServeBench(const ServeBenchConfig& config) {
     if (json_path.empty()) json_path = absl::StrCat(config.plot_dir, "/result.json");
   }
   if (!json_path.empty()) {
-    RETURN_IF_ERROR(WriteJsonFile(json_path, ServeResultJson(description, metrics, run.records)));
+    nlohmann::json result = ServeResultJson(description, metrics, run.records);
+    if (structured_stats.has_value()) {
+      AddStructuredOutputJson(config.structured_output_ratio, *structured_stats, result);
+    }
+    RETURN_IF_ERROR(WriteJsonFile(json_path, result));
   }
   if (!config.plot_dir.empty()) RETURN_IF_ERROR(WritePlots(json_path, config.plot_dir));
   return absl::OkStatus();
