@@ -23,20 +23,37 @@ size_t SkipSpace(std::string_view text, size_t pos) {
   return pos;
 }
 
-// The longest tail of `text` that is a proper prefix of `marker` (0 when none).
-size_t PartialMarkerTail(std::string_view text, std::string_view marker) {
-  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
-    if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
-  }
-  return 0;
-}
-
 // Where one JSON value starting at text[pos] ends: `end` one past it, or kNpos when the text ends
 // first (or, for a bare number/literal, ends right after it and more may follow).
 struct ValueScan {
   size_t end = kNpos;
   bool error = false;
+  // An object or array the text ended inside: its scan state there.
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
 };
+
+// One byte of a JSON object or array: updates the open depth and string state; false when the
+// byte closes the outermost value.
+bool AdvanceJson(char c, int& depth, bool& in_string, bool& escaped) {
+  if (in_string) {
+    if (escaped) {
+      escaped = false;
+    } else if (c == '\\') {
+      escaped = true;
+    } else if (c == '"') {
+      in_string = false;
+    }
+  } else if (c == '"') {
+    in_string = true;
+  } else if (c == '{' || c == '[') {
+    ++depth;
+  } else if (c == '}' || c == ']') {
+    if (--depth == 0) return false;
+  }
+  return true;
+}
 
 ValueScan ScanString(std::string_view text, size_t pos) {
   for (size_t i = pos + 1; i < text.size(); ++i) {
@@ -54,20 +71,12 @@ ValueScan ScanValue(std::string_view text, size_t pos, bool finished) {
   const char first = text[pos];
   if (first == '"') return ScanString(text, pos);
   if (first == '{' || first == '[') {
-    int depth = 0;
+    ValueScan scan;
+    // The same scan ExtendOpenArguments continues.
     for (size_t i = pos; i < text.size(); ++i) {
-      const char c = text[i];
-      if (c == '"') {
-        const ValueScan string = ScanString(text, i);
-        if (string.end == kNpos) return {};
-        i = string.end - 1;
-      } else if (c == '{' || c == '[') {
-        ++depth;
-      } else if (c == '}' || c == ']') {
-        if (--depth == 0) return {.end = i + 1};
-      }
+      if (!AdvanceJson(text[i], scan.depth, scan.in_string, scan.escaped)) return {.end = i + 1};
     }
-    return {};
+    return scan;
   }
   size_t i = pos;
   while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '.' ||
@@ -84,6 +93,7 @@ struct CallScan {
   ToolCallSnapshot::Call call;
   size_t end = kNpos;  // one past '}' when complete
   bool error = false;
+  ToolCallSnapshot::Tail tail;  // kArguments when the text ended inside raw arguments
 };
 
 CallScan ScanCall(std::string_view text, size_t pos, bool finished) {
@@ -126,6 +136,13 @@ CallScan ScanCall(std::string_view text, size_t pos, bool finished) {
       scan.call.arguments =
           std::string(text.substr(i, (value.end == kNpos ? text.size() : value.end) - i));
       has_arguments = true;
+      if (value.end == kNpos && (text[i] == '{' || text[i] == '[')) {
+        scan.tail = {.kind = ToolCallSnapshot::Tail::Kind::kArguments,
+                     .begin = i,
+                     .depth = value.depth,
+                     .in_string = value.in_string,
+                     .escaped = value.escaped};
+      }
     }
     if (value.end == kNpos) return incomplete();
     const std::string_view raw = text.substr(i, value.end - i);
@@ -163,11 +180,13 @@ CallScan ScanCall(std::string_view text, size_t pos, bool finished) {
 
 // Appends text[from, to) to the content, or everything but a tail that may start `marker` when
 // the output goes on. Returns false when a marker may be starting (nothing after it is decided).
+// The rest of the output is content until `marker` (kContent tail; an empty marker: for good).
 bool AppendContent(std::string_view text, size_t from, bool finished, std::string_view marker,
                    ToolCallSnapshot& out) {
   std::string_view rest = text.substr(from);
-  const size_t held = finished ? 0 : PartialMarkerTail(rest, marker);
+  const size_t held = finished || marker.empty() ? 0 : PartialMarkerTail(rest, marker);
   out.content.append(rest.substr(0, rest.size() - held));
+  out.tail = {.kind = ToolCallSnapshot::Tail::Kind::kContent, .begin = from, .marker = marker};
   return held == 0;
 }
 
@@ -202,7 +221,10 @@ ToolCallSnapshot ParseHermes(std::string_view text, bool finished) {
       return out;
     }
     out.calls.push_back(std::move(scan.call));
-    if (scan.end == kNpos) return out;
+    if (scan.end == kNpos) {
+      out.tail = scan.tail;
+      return out;
+    }
     i = SkipSpace(text, scan.end);
     const std::string_view tail = text.substr(i);
     if (tail.starts_with(kHermesEnd)) {
@@ -229,7 +251,7 @@ ToolCallSnapshot ParseLlama3(std::string_view text, bool finished) {
     return out;
   }
   if (text[i] != '{') {
-    out.content = std::string(text);  // text, not a call
+    AppendContent(text, 0, finished, /*marker=*/"", out);  // text, not a call
     return out;
   }
   while (true) {
@@ -240,7 +262,10 @@ ToolCallSnapshot ParseLlama3(std::string_view text, bool finished) {
       return out;
     }
     out.calls.push_back(std::move(scan.call));
-    if (scan.end == kNpos) return out;
+    if (scan.end == kNpos) {
+      out.tail = scan.tail;
+      return out;
+    }
     i = SkipSpace(text, scan.end);
     if (i >= text.size()) return out;
     if (text[i] != ';') break;
@@ -277,10 +302,13 @@ ToolCallSnapshot ParseMistral(std::string_view text, bool finished) {
     CallScan scan = ScanCall(text, i, finished);
     if (scan.error) break;
     out.calls.push_back(std::move(scan.call));
-    if (scan.end == kNpos) return out;
+    if (scan.end == kNpos) {
+      out.tail = scan.tail;
+      return out;
+    }
     i = SkipSpace(text, scan.end);
     if (!array) {
-      out.content.append(text.substr(scan.end));
+      AppendContent(text, scan.end, finished, /*marker=*/"", out);
       return out;
     }
     if (i >= text.size()) {
@@ -288,7 +316,7 @@ ToolCallSnapshot ParseMistral(std::string_view text, bool finished) {
       return out;
     }
     if (text[i] == ']') {
-      out.content.append(text.substr(i + 1));
+      AppendContent(text, i + 1, finished, /*marker=*/"", out);
       return out;
     }
     if (text[i] != ',') break;
@@ -347,6 +375,20 @@ ToolCallSnapshot ParseToolCallsPrefix(ToolCallFormat format, std::string_view te
       return ParseMistral(text, finished);
   }
   return ParseHermes(text, finished);
+}
+
+size_t PartialMarkerTail(std::string_view text, std::string_view marker) {
+  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
+    if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
+  }
+  return 0;
+}
+
+bool ExtendOpenArguments(ToolCallSnapshot::Tail& tail, std::string_view more) {
+  for (char c : more) {
+    if (!AdvanceJson(c, tail.depth, tail.in_string, tail.escaped)) return false;
+  }
+  return true;
 }
 
 ParsedToolCalls ParseToolCalls(ToolCallFormat format, std::string_view text) {

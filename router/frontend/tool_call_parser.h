@@ -16,6 +16,7 @@
 //   for (const ToolCall& call : parsed.calls) Use(call.name, call.arguments);
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,11 +53,32 @@ struct ToolCallSnapshot {
   std::vector<Call> calls;
   /// A call that cannot be one (not JSON, no name, junk where a call must continue).
   bool malformed = false;
+
+  /// Where an unfinished parse stopped, when more text can only extend it in one known way, so a
+  /// streamer appends the next text without parsing everything again (see ToolCallTail).
+  struct Tail {
+    enum class Kind {
+      kNone,       // anything may change: parse again
+      kContent,    // text[begin..] is content until `marker` appears (never, when it is empty)
+      kArguments,  // the last call's raw JSON arguments are open from `begin` (JSON scan state)
+    };
+    Kind kind = Kind::kNone;
+    size_t begin = 0;
+    std::string_view marker;  // kContent
+    int depth = 0;            // kArguments: open objects and arrays
+    bool in_string = false;   // kArguments: inside a string
+    bool escaped = false;     // kArguments: right after a backslash in a string
+  };
+  Tail tail;
 };
 
 /// Parses `text`; `finished`: the output ended, so nothing is held back and an unfinished call
 /// stays incomplete.
 ToolCallSnapshot ParseToolCallsPrefix(ToolCallFormat format, std::string_view text, bool finished);
+
+/// Extends `tail` (kArguments) over `more` bytes; false when the arguments' value closes in them
+/// (the snapshot then changes in more than its arguments: parse again).
+bool ExtendOpenArguments(ToolCallSnapshot::Tail& tail, std::string_view more);
 
 struct ParsedToolCalls {
   std::optional<std::string> content;  // null when only whitespace is left outside the calls
@@ -66,6 +88,10 @@ struct ParsedToolCalls {
 /// A finished output's parse. Without calls, or when a call is malformed or unfinished, there are
 /// no calls and all of `text` is content (as vLLM's parsers do).
 ParsedToolCalls ParseToolCalls(ToolCallFormat format, std::string_view text);
+
+/// The longest tail of `text` that is a proper prefix of `marker` (0 when none): what streaming
+/// holds back.
+size_t PartialMarkerTail(std::string_view text, std::string_view marker);
 
 /// Whether `text` has a byte other than JSON whitespace.
 bool HasNonWhitespace(std::string_view text);

@@ -6,6 +6,12 @@
 // drops it). Concatenated, the deltas equal ParseToolCalls of the whole output when that output
 // is well formed.
 //
+// Each Push costs the length of its text, not of the output so far: where the last parse ended
+// in plain content or inside a call's open JSON arguments (ToolCallSnapshot::Tail), the new text
+// extends that snapshot directly; the whole output is parsed again only when the structure can
+// change (a call marker or the arguments' closing bracket arrives, or the output ends), a few
+// times per call.
+//
 //   ToolCallStreamer streamer(ToolCallFormat::kHermes, [&] { return NewCallId(); });
 //   ToolCallStreamDelta delta = streamer.Push(out.text, out.finish_reason.has_value());
 //   if (!delta.content.empty()) ...; for (const ToolCallDelta& call : delta.calls) ...
@@ -50,11 +56,22 @@ class ToolCallStreamer {
 
   /// Calls started so far.
   int32_t num_calls() const { return static_cast<int32_t>(args_sent_.size()); }
+  /// Whole-output parses so far (the rest of the Pushes extended the last one).
+  int64_t num_parses() const { return num_parses_; }
 
  private:
+  // Extends snapshot_ by the last `added` bytes of text_ when its tail allows; false: parse again.
+  bool Extend(size_t added);
+  // What snapshot_ holds that was not sent yet.
+  ToolCallStreamDelta Diff(bool finished);
+
   const ToolCallFormat format_;
   const std::function<std::string()> new_id_;
   std::string text_;
+  ToolCallSnapshot snapshot_;      // the parse of text_ (so far)
+  size_t content_end_ = 0;         // kContent tail: text_'s bytes up to here are in the content
+  bool content_has_text_ = false;  // HasNonWhitespace(snapshot_.content)
+  int64_t num_parses_ = 0;
   size_t content_sent_ = 0;        // bytes of the snapshot's content sent
   std::vector<size_t> args_sent_;  // per started call: bytes of its arguments sent
 };

@@ -49,6 +49,65 @@ Reassembled Stream(ToolCallFormat format, const std::string& text,
   return out;
 }
 
+// The deltas of a streamer that parses the whole output on every Push (what ToolCallStreamer did
+// before it extended its last parse), as one string per Push.
+std::vector<std::string> ReferenceDeltas(ToolCallFormat format, const std::string& text,
+                                         const std::vector<size_t>& sizes) {
+  std::vector<std::string> out;
+  size_t content_sent = 0;
+  std::vector<size_t> args_sent;
+  size_t pos = 0;
+  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
+    pos += std::min(sizes[i % sizes.size()], text.size() - pos);
+    const bool finished = pos == text.size();
+    const ToolCallSnapshot snapshot = ParseToolCallsPrefix(format, text.substr(0, pos), finished);
+    std::string delta;
+    if ((HasNonWhitespace(snapshot.content) ||
+         (finished && snapshot.calls.empty() && args_sent.empty())) &&
+        snapshot.content.size() > content_sent) {
+      delta += "content:" + snapshot.content.substr(content_sent) + "|";
+      content_sent = snapshot.content.size();
+    }
+    for (size_t c = 0; c < snapshot.calls.size(); ++c) {
+      if (c >= args_sent.size()) {
+        if (!snapshot.calls[c].name.has_value()) break;
+        delta += absl::StrCat("start ", c, ":", *snapshot.calls[c].name, "|");
+        args_sent.push_back(0);
+      }
+      if (snapshot.calls[c].arguments.size() > args_sent[c]) {
+        delta +=
+            absl::StrCat("args ", c, ":", snapshot.calls[c].arguments.substr(args_sent[c]), "|");
+        args_sent[c] = snapshot.calls[c].arguments.size();
+      }
+    }
+    out.push_back(delta);
+    if (finished) break;
+  }
+  return out;
+}
+
+std::vector<std::string> StreamerDeltas(ToolCallFormat format, const std::string& text,
+                                        const std::vector<size_t>& sizes) {
+  ToolCallStreamer streamer(format, [] { return std::string("id"); });
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
+    const size_t size = std::min(sizes[i % sizes.size()], text.size() - pos);
+    const bool finished = pos + size == text.size();
+    const ToolCallStreamDelta delta = streamer.Push(text.substr(pos, size), finished);
+    pos += size;
+    std::string flat;
+    if (!delta.content.empty()) flat += "content:" + delta.content + "|";
+    for (const ToolCallDelta& call : delta.calls) {
+      flat += call.first ? absl::StrCat("start ", call.index, ":", call.name, "|")
+                         : absl::StrCat("args ", call.index, ":", call.arguments, "|");
+    }
+    out.push_back(flat);
+    if (finished) break;
+  }
+  return out;
+}
+
 void ExpectStreamsLikeParse(ToolCallFormat format, const std::string& text) {
   const ParsedToolCalls parsed = ParseToolCalls(format, text);
   std::vector<std::vector<size_t>> chunkings = {{1}, {2}, {3}, {5}, {7}, {text.size()}};
@@ -59,6 +118,8 @@ void ExpectStreamsLikeParse(ToolCallFormat format, const std::string& text) {
     chunkings.push_back(sizes);
   }
   for (const std::vector<size_t>& sizes : chunkings) {
+    // Push by Push, the same deltas as parsing the whole output every time.
+    EXPECT_EQ(StreamerDeltas(format, text, sizes), ReferenceDeltas(format, text, sizes)) << text;
     const Reassembled streamed = Stream(format, text, sizes);
     EXPECT_EQ(streamed.content, parsed.content.value_or("")) << text;
     ASSERT_EQ(streamed.calls.size(), parsed.calls.size()) << text;
@@ -110,6 +171,33 @@ TEST(ToolCallStreamer, FirstDeltaCarriesIdNameAndEmptyArguments) {
                            "function": {"name": "f", "arguments": ""}},
                           {"index": 0, "function": {"arguments": "{}"}}])"));
   EXPECT_EQ(streamer.num_calls(), 1);
+}
+
+TEST(ToolCallStreamer, ParsesTheWholeOutputOnlyWhereItsStructureChanges) {
+  // Long arguments and long text, a byte per Push: parses grow with the calls, not the bytes.
+  const std::string arguments = "{\"list\": [" + std::string(200, '[') + std::string(200, ']') +
+                                "], \"s\": \"" + std::string(3000, 'y') + "\\\"}\"}";
+  const std::string text = "Let me look that up. " + std::string(3000, 'z') +
+                           " <tool_call>{\"name\": \"f\", \"arguments\": " + arguments +
+                           "}</tool_call>\n" + std::string(2000, 'w');
+  for (ToolCallFormat format :
+       {ToolCallFormat::kHermes, ToolCallFormat::kMistral, ToolCallFormat::kLlama3Json}) {
+    ToolCallStreamer streamer(format, [] { return std::string("id"); });
+    std::string content, args;
+    for (size_t i = 0; i < text.size(); ++i) {
+      const ToolCallStreamDelta delta = streamer.Push(text.substr(i, 1), i + 1 == text.size());
+      content += delta.content;
+      for (const ToolCallDelta& call : delta.calls) args += call.arguments;
+    }
+    const ParsedToolCalls parsed = ParseToolCalls(format, text);
+    EXPECT_EQ(content, parsed.content.value_or(""));
+    if (format == ToolCallFormat::kHermes) {
+      ASSERT_EQ(parsed.calls.size(), 1u);
+      EXPECT_EQ(args, arguments);
+    }
+    EXPECT_LT(streamer.num_parses(), 100) << ToolCallFormatName(format);
+  }
+  ExpectStreamsLikeParse(ToolCallFormat::kHermes, text);
 }
 
 TEST(ToolCallStreamer, HoldsBackAPossibleMarker) {
