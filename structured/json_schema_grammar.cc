@@ -36,6 +36,19 @@ const std::set<std::string>& Annotations() {
   return *kAnnotations;
 }
 
+// The keywords that constrain one type (the others ignore them, as JSON Schema says).
+const std::set<std::string>& KeywordsOf(const std::string& type) {
+  static const auto* kByType = new std::map<std::string, std::set<std::string>>{
+      {"object", {"properties", "required", "additionalProperties"}},
+      {"array", {"items", "prefixItems", "minItems", "maxItems"}},
+      {"string", {"minLength", "maxLength", "pattern", "format"}},
+      {"integer", {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}},
+  };
+  static const auto* kNone = new std::set<std::string>();
+  const auto it = kByType->find(type);
+  return it == kByType->end() ? *kNone : it->second;
+}
+
 const std::set<std::string>& Supported() {
   static const auto* kSupported = new std::set<std::string>{"type",
                                                             "properties",
@@ -125,8 +138,10 @@ class SchemaConverter {
   }
 
   void AddPrimitives() {
+    // Nothing, one space, or a newline and its indentation: pretty-printed JSON, but no runs of
+    // blank lines or spaces (where small models otherwise loop until max_tokens).
     Define("ws", options_.max_whitespace > 0
-                     ? absl::StrCat("[ \\t\\n]{0,", options_.max_whitespace, "}")
+                     ? absl::StrCat(R"(( " " | "\n" [ \t]{0,)", options_.max_whitespace, "} )?")
                      : "\"\"");
     Define("char", R"([^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}))");
     Define("string", R"("\"" char* "\"")");
@@ -262,17 +277,30 @@ class SchemaConverter {
     }
     std::vector<std::string> alts;
     for (const std::string& type : types) {
-      ASSIGN_OR_RETURN(std::string alt, Typed(schema, type, path, depth));
+      if (types.size() == 1) {
+        ASSIGN_OR_RETURN(std::string alt, Typed(schema, type, path, depth));
+        alts.push_back(alt);
+        continue;
+      }
+      // {"type": ["string", "null"], "maxLength": 8}: each type sees only its own keywords and
+      // those no listed type claims (so an unsupported one is still an error).
+      Json own = schema;
+      for (const std::string& other : types) {
+        if (other == type) continue;
+        for (const std::string& key : KeywordsOf(other)) {
+          if (!KeywordsOf(type).contains(key)) own.erase(key);
+        }
+      }
+      ASSIGN_OR_RETURN(std::string alt, Typed(own, type, path, depth));
       alts.push_back(alt);
     }
     if (alts.size() == 1) return alts[0];
     return Rule(Sanitize(path + "-types"), absl::StrJoin(alts, " | "));
   }
 
-  absl::Status OnlyFor(const Json& schema, const std::string& type, const std::string& path,
-                       const std::set<std::string>& allowed) {
+  absl::Status OnlyFor(const Json& schema, const std::string& type, const std::string& path) {
     for (const auto& [key, unused] : schema.items()) {
-      if (Annotations().contains(key) || key == "type" || allowed.contains(key)) continue;
+      if (Annotations().contains(key) || key == "type" || KeywordsOf(type).contains(key)) continue;
       return Error(path,
                    absl::StrCat("the keyword '", key, "' is not supported for type '", type, "'"));
     }
@@ -286,11 +314,11 @@ class SchemaConverter {
     if (type == "string") return String(schema, path);
     if (type == "integer") return Integer(schema, path);
     if (type == "number") {
-      RETURN_IF_ERROR(OnlyFor(schema, type, path, {}));
+      RETURN_IF_ERROR(OnlyFor(schema, type, path));
       return std::string("number");
     }
     if (type == "boolean" || type == "null") {
-      RETURN_IF_ERROR(OnlyFor(schema, type, path, {}));
+      RETURN_IF_ERROR(OnlyFor(schema, type, path));
       return type;
     }
     return Error(path, absl::StrCat("unknown type '", type, "'"));
@@ -364,8 +392,7 @@ class SchemaConverter {
   }
 
   absl::StatusOr<std::string> Object(const Json& schema, const std::string& path, int depth) {
-    RETURN_IF_ERROR(
-        OnlyFor(schema, "object", path, {"properties", "required", "additionalProperties"}));
+    RETURN_IF_ERROR(OnlyFor(schema, "object", path));
     std::vector<std::pair<std::string, std::string>> props;  // key literal, value rule
     std::set<std::string> required;
     if (schema.contains("required")) {
@@ -475,8 +502,7 @@ class SchemaConverter {
   }
 
   absl::StatusOr<std::string> Array(const Json& schema, const std::string& path, int depth) {
-    RETURN_IF_ERROR(
-        OnlyFor(schema, "array", path, {"items", "prefixItems", "minItems", "maxItems"}));
+    RETURN_IF_ERROR(OnlyFor(schema, "array", path));
     ASSIGN_OR_RETURN(int64_t min_items, Count(schema, "minItems", path, 0));
     ASSIGN_OR_RETURN(int64_t max_items, Count(schema, "maxItems", path, -1));
     if (max_items >= 0 && max_items < min_items) return Error(path, "'maxItems' below 'minItems'");
@@ -557,8 +583,7 @@ class SchemaConverter {
   }
 
   absl::StatusOr<std::string> String(const Json& schema, const std::string& path) {
-    RETURN_IF_ERROR(
-        OnlyFor(schema, "string", path, {"minLength", "maxLength", "pattern", "format"}));
+    RETURN_IF_ERROR(OnlyFor(schema, "string", path));
     const bool has_length = schema.contains("minLength") || schema.contains("maxLength");
     if (schema.contains("pattern")) {
       if (has_length || schema.contains("format")) {
@@ -621,8 +646,7 @@ class SchemaConverter {
   }
 
   absl::StatusOr<std::string> Integer(const Json& schema, const std::string& path) {
-    RETURN_IF_ERROR(OnlyFor(schema, "integer", path,
-                            {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}));
+    RETURN_IF_ERROR(OnlyFor(schema, "integer", path));
     constexpr double kLimit = 1e18;
     std::optional<int64_t> lo, hi;
     for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {

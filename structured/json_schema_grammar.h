@@ -13,8 +13,9 @@
 // $comment, deprecated, readOnly, writeOnly) are ignored. Every other keyword is InvalidArgument
 // naming it; nothing is ignored silently.
 //
-// Bounds, so that a model cannot loop where JSON allows repetition without end: at most
-// `max_whitespace` whitespace bytes at each place JSON allows whitespace (0: compact JSON),
+// Bounds, so that a model cannot loop where JSON allows repetition without end: at each place
+// JSON allows whitespace, nothing, one space, or one newline and at most `max_whitespace` spaces
+// or tabs of indentation (0: compact JSON; as llama.cpp's JSON grammars),
 // integers of at most 19 digits, numbers of at most 19 + 19 digits and a 3-digit exponent.
 //
 //   ASSIGN_OR_RETURN(Grammar g, JsonSchemaToGrammar(R"({"type": "object", ...})"));
@@ -29,7 +30,7 @@
 namespace pagoda::structured {
 
 struct JsonSchemaOptions {
-  int max_whitespace = 16;  // bytes of [ \t\n] at each place JSON allows whitespace
+  int max_whitespace = 16;  // indentation after a newline where JSON allows whitespace
 };
 
 inline constexpr size_t kMaxJsonSchemaBytes = 1 << 20;

@@ -408,6 +408,38 @@ bool IsKnownChatCompletionField(const std::string& field) {
   return Contains(kCommonFields, field) || Contains(kChatFields, field);
 }
 
+// `json` keeps an object's keys sorted, but a JSON Schema's property order is the order the
+// output writes them in (OpenAI's structured outputs: "in the same order as the keys in the
+// schema"; a "reasoning" key before an "answer" one is the common use). So a body with a schema
+// field is parsed again with its keys in order, and each schema object is replaced by its JSON
+// text in that order, which ReadConstraint takes as it takes a schema given as text.
+void KeepSchemaKeyOrder(std::string_view text, json& body) {
+  const bool has_schema =
+      body.contains("guided_json") ||
+      (body.contains("response_format") && body["response_format"].is_object()) ||
+      (body.contains("structured_outputs") && body["structured_outputs"].is_object());
+  if (!has_schema) return;
+  const nlohmann::ordered_json ordered =
+      nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!ordered.is_object()) return;
+  // The schema at `path` in both documents, when it is an object in both.
+  const auto keep = [&](std::initializer_list<const char*> path) {
+    json* to = &body;
+    const nlohmann::ordered_json* from = &ordered;
+    for (const char* key : path) {
+      if (!to->is_object() || !from->is_object() || !to->contains(key) || !from->contains(key)) {
+        return;
+      }
+      to = &(*to)[key];
+      from = &(*from)[key];
+    }
+    if (to->is_object() && from->is_object()) *to = from->dump();
+  };
+  keep({"guided_json"});
+  keep({"response_format", "json_schema", "schema"});
+  keep({"structured_outputs", "json"});
+}
+
 absl::StatusOr<json> ParseJsonBody(std::string_view body) {
   // nlohmann rejects ill-formed UTF-8 inside strings, so nothing invalid reaches a later dump.
   absl::StatusOr<json> parsed = ParseJson(body);
@@ -415,6 +447,7 @@ absl::StatusOr<json> ParseJsonBody(std::string_view body) {
     return absl::InvalidArgumentError(absl::StrCat("body: ", parsed.status().message()));
   }
   if (!parsed->is_object()) return WrongType("body", "a JSON object", *parsed);
+  KeepSchemaKeyOrder(body, *parsed);
   return parsed;
 }
 

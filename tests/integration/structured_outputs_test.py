@@ -1,6 +1,8 @@
 """Structured outputs end to end: `pagoda serve` with SmolLM2-135M-Instruct (the Q4_1 GGUF in
-models/; absent: skipped), 1 replica x TP 1, driven by the official `openai` client. JSON schemas
-(nested objects, arrays of enums, optional fields, a pattern) at temperature 0 and 0.8 give
+models/; absent: skipped), 1 replica x TP 1, driven by the official `openai` client. 30 JSON
+schemas (nested and recursive objects, arrays of enums, tuples, optional and nullable fields,
+patterns, formats, integer ranges, oneOf / anyOf / allOf, $ref, enums of mixed types, extra
+properties with a schema) at temperature 0 and 0.8 give
 outputs that parse and that `jsonschema` validates; json_object output parses; a regex and a
 choice hold; bad constraints are 400 naming the field, and the server keeps serving.
 
@@ -10,6 +12,7 @@ finishes well inside max_tokens.
 Run by ctest: .venv/bin/python structured_outputs_test.py --bin-dir B --source-dir S --shared-dir D
 """
 
+import concurrent.futures
 import json
 import unittest
 
@@ -65,6 +68,169 @@ SCHEMAS = {
         },
         "required": ["shape", "color"],
     },
+    "flags": {
+        "type": "object",
+        "properties": {"enabled": {"type": "boolean"}, "beta": {"type": "boolean"}},
+        "required": ["enabled", "beta"],
+        "additionalProperties": False,
+    },
+    "score": {
+        "type": "object",
+        "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 10}},
+        "required": ["score"],
+    },
+    "temperature_reading": {
+        "type": "object",
+        "properties": {"celsius": {"type": "number"}, "scale": {"const": "C"}},
+        "required": ["celsius", "scale"],
+    },
+    "uuid_record": {
+        "type": "object",
+        "properties": {"id": {"type": "string", "format": "uuid"}},
+        "required": ["id"],
+    },
+    "meeting": {
+        "type": "object",
+        "properties": {"title": {"type": "string", "maxLength": 10},
+                       "starts": {"type": "string", "format": "date-time"}},
+        "required": ["title", "starts"],
+    },
+    "birthday": {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 10},
+                       "date": {"type": "string", "format": "date"}},
+        "required": ["name", "date"],
+    },
+    "rgb": {
+        "type": "array",
+        "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 255}] * 3,
+        "minItems": 3,
+        "maxItems": 3,
+    },
+    "weekdays": {
+        "type": "array",
+        "items": {"enum": ["mon", "tue", "wed", "thu", "fri"]},
+        "minItems": 2,
+        "maxItems": 4,
+    },
+    "nullable_note": {
+        "type": "object",
+        "properties": {"note": {"type": ["string", "null"], "maxLength": 10},
+                       "count": {"type": "integer", "minimum": 0, "maximum": 99}},
+        "required": ["note", "count"],
+    },
+    "pet": {
+        "oneOf": [
+            {"type": "object",
+             "properties": {"kind": {"const": "cat"},
+                            "lives": {"type": "integer", "minimum": 1, "maximum": 9}},
+             "required": ["kind", "lives"]},
+            {"type": "object",
+             "properties": {"kind": {"const": "dog"}, "good": {"type": "boolean"}},
+             "required": ["kind", "good"]},
+        ],
+    },
+    "product_code": {
+        "type": "object",
+        "properties": {"sku": {"type": "string", "pattern": "^[A-Z]{3}[0-9]{4}$"},
+                       "stock": {"type": "integer", "minimum": 0, "maximum": 1000}},
+        "required": ["sku", "stock"],
+    },
+    "contact_list": {
+        "type": "object",
+        "properties": {"contacts": {
+            "type": "array", "minItems": 1, "maxItems": 2,
+            "items": {"type": "object",
+                      "properties": {"name": {"type": "string", "maxLength": 10},
+                                     "email": {"type": "string", "format": "email"}},
+                      "required": ["name", "email"]}}},
+        "required": ["contacts"],
+    },
+    "tree": {
+        "$defs": {"node": {
+            "type": "object",
+            "properties": {"v": {"type": "integer", "minimum": 0, "maximum": 9},
+                           "kids": {"type": "array", "maxItems": 1,
+                                    "items": {"$ref": "#/$defs/node"}}},
+            "required": ["v"]}},
+        "$ref": "#/$defs/node",
+    },
+    "weather": {
+        "type": "object",
+        "properties": {"city": {"enum": ["Paris", "Oslo", "Lima"]},
+                       "sky": {"enum": ["sunny", "cloudy", "rain"]},
+                       "high": {"type": "integer", "minimum": -40, "maximum": 50}},
+        "required": ["city", "sky", "high"],
+        "additionalProperties": False,
+    },
+    "answer_with_confidence": {
+        "type": "object",
+        "properties": {"answer": {"enum": ["yes", "no"]}, "confidence": {"type": "number"}},
+        "required": ["answer", "confidence"],
+    },
+    "version": {
+        "type": "object",
+        "properties": {"major": {"type": "integer", "minimum": 0, "maximum": 99},
+                       "minor": {"type": "integer", "minimum": 0, "maximum": 99},
+                       "stable": {"type": "boolean"}},
+        "required": ["major", "minor"],
+    },
+    "pair": {
+        "type": "array",
+        "prefixItems": [{"type": "string", "maxLength": 8},
+                        {"type": "integer", "minimum": 0, "maximum": 100}],
+        "minItems": 2,
+        "maxItems": 2,
+    },
+    "status_enum": {"enum": ["ok", "degraded", "down"]},
+    "mixed_enum": {"enum": [1, "two", True, None]},
+    "matrix": {
+        "type": "array", "minItems": 2, "maxItems": 2,
+        "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                  "items": {"type": "integer", "minimum": 0, "maximum": 9}},
+    },
+    "optional_only": {
+        "type": "object",
+        "properties": {"nickname": {"type": "string", "maxLength": 8},
+                       "vip": {"type": "boolean"}},
+        "additionalProperties": False,
+    },
+    "book": {
+        "type": "object",
+        "properties": {"title": {"type": "string", "minLength": 2, "maxLength": 16},
+                       "year": {"type": "integer", "minimum": 1450, "maximum": 2030},
+                       "genre": {"enum": ["fiction", "history", "science"]}},
+        "required": ["title", "year", "genre"],
+    },
+    "exclusive_range": {
+        "type": "object",
+        "properties": {"pct": {"type": "integer", "exclusiveMinimum": 0,
+                               "exclusiveMaximum": 100}},
+        "required": ["pct"],
+    },
+    "all_of_one": {
+        "allOf": [{"type": "object", "properties": {"ok": {"type": "boolean"}},
+                   "required": ["ok"]}],
+    },
+    "definitions_ref": {
+        "definitions": {"level": {"enum": ["low", "mid", "high"]}},
+        "type": "object",
+        "properties": {"cpu": {"$ref": "#/definitions/level"},
+                       "mem": {"$ref": "#/definitions/level"}},
+        "required": ["cpu", "mem"],
+    },
+    "address": {
+        "type": "object",
+        "properties": {
+            "street": {"type": "string", "maxLength": 16},
+            "zip": {"type": "string", "pattern": "^[0-9]{5}$"},
+            "country": {"enum": ["FR", "NO", "PE"]},
+            "geo": {"type": "object",
+                    "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                    "required": ["lat", "lon"]},
+        },
+        "required": ["street", "zip", "country"],
+    },
 }
 
 
@@ -89,18 +255,26 @@ class StructuredOutputsTest(unittest.TestCase):
         self.assertEqual(len(out.choices), 1)
 
     def test_json_schemas_validate_at_temperature_0_and_0_8(self):
-        for name, schema in SCHEMAS.items():
-            for temperature in (0.0, 0.8):
-                with self.subTest(schema=name, temperature=temperature):
-                    out = self.chat(
-                        f"Give me a {name.replace('_', ' ')} as JSON.", temperature=temperature,
-                        response_format={"type": "json_schema", "json_schema": {
-                            "name": name, "schema": schema, "strict": True}})
-                    choice = out.choices[0]
-                    self.assertEqual(choice.finish_reason, "stop", choice.message.content)
-                    value = json.loads(choice.message.content)
-                    jsonschema.validate(value, schema,
-                                        format_checker=jsonschema.FormatChecker())
+        # 30 schemas x 2 temperatures, 8 requests in flight (each a cold compile on the router
+        # and the worker the first time).
+        def ask(name, temperature):
+            schema = SCHEMAS[name]
+            out = self.chat(
+                f"Give me a {name.replace('_', ' ')} as JSON.", temperature=temperature,
+                response_format={"type": "json_schema", "json_schema": {
+                    "name": name, "schema": schema, "strict": True}})
+            return out.choices[0]
+
+        jobs = [(name, t) for name in SCHEMAS for t in (0.0, 0.8)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            choices = list(pool.map(lambda job: ask(*job), jobs))
+        self.assertEqual(len(choices), 60)
+        for (name, temperature), choice in zip(jobs, choices):
+            with self.subTest(schema=name, temperature=temperature):
+                self.assertEqual(choice.finish_reason, "stop", choice.message.content)
+                value = json.loads(choice.message.content)
+                jsonschema.validate(value, SCHEMAS[name],
+                                    format_checker=jsonschema.FormatChecker())
 
     def test_json_object_regex_and_choice(self):
         out = self.chat('What is 2 + 2? Reply in JSON: {"answer": <number>}.',

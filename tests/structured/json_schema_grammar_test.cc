@@ -47,6 +47,23 @@ TEST(JsonSchemaGrammar, PrimitiveTypes) {
   Check("{}", {R"({"a": [1, {"b": null}], "c": "d"})", "[]", "-0.5", R"("s")"}, {"{", "[1,]"});
 }
 
+TEST(JsonSchemaGrammar, ATypeListAppliesEachKeywordToItsOwnType) {
+  // OpenAI's nullable field: the string's bounds bind the string, not the null.
+  Check(R"({"type": ["string", "null"], "maxLength": 3})", {"null", R"("abc")", R"("")"},
+        {R"("abcd")", "0"});
+  Check(R"({"type": ["null", "string"], "pattern": "^[a-z]+$"})", {"null", R"("abc")"},
+        {R"("A")", R"("")"});
+  Check(R"({"type": ["integer", "string"], "minimum": 2, "maximum": 5, "minLength": 2})",
+        {"2", "5", R"("ab")"}, {"1", "6", R"("a")"});
+  Check(R"({"type": ["array", "null"], "items": {"type": "integer"}, "maxItems": 1})",
+        {"null", "[]", "[7]"}, {"[1, 2]", R"(["x"])"});
+  // A keyword no listed type takes is still an error, naming it.
+  ExpectError(R"({"type": ["integer", "null"], "maxLength": 3})",
+              "'maxLength' is not supported for type 'integer'");
+  ExpectError(R"({"type": ["number", "null"], "minimum": 3})",
+              "'minimum' is not supported for type 'number'");
+}
+
 TEST(JsonSchemaGrammar, PropertiesInOrderWithOptionalOnes) {
   const std::string schema = R"({"type": "object", "properties": {
       "a": {"type": "integer"}, "b": {"type": "string"}, "c": {"type": "boolean"}},
@@ -61,8 +78,12 @@ TEST(JsonSchemaGrammar, PropertiesInOrderWithOptionalOnes) {
 TEST(JsonSchemaGrammar, WhitespaceIsBounded) {
   const std::string schema = R"({"type": "object", "properties": {"a": {"type": "integer"}},
       "required": ["a"]})";
-  Check(schema, {"{" + std::string(16, ' ') + "\"a\": 1}"},
-        {"{" + std::string(17, ' ') + "\"a\": 1}"});
+  // Nothing, one space, or a newline and up to 16 spaces or tabs: pretty-printed JSON.
+  Check(schema,
+        {R"({"a":1})", R"({ "a": 1 })", "{\n" + std::string(16, ' ') + "\"a\":\n\t1\n}",
+         "{\n\t\t\"a\": 1}"},
+        {"{\n" + std::string(17, ' ') + "\"a\": 1}", "{  \"a\": 1}", "{\n\n\"a\": 1}",
+         "{ \n\"a\": 1}", "{\t\"a\": 1}"});
   Check(schema, {R"({"a":1})"}, {R"({"a": 1})", R"({ "a":1})"}, {.max_whitespace = 0});
 }
 

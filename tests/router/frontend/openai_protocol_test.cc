@@ -263,6 +263,24 @@ TEST(OpenAIProtocol, ParsesEveryStructuredOutputForm) {
   }
 }
 
+TEST(OpenAIProtocol, SchemasKeepTheirKeyOrder) {
+  // The output writes properties in the schema's order, so the body's order must survive.
+  const std::string schema =
+      R"({"type":"object","properties":{"reasoning":{"type":"string"},"answer":{"type":"integer"},)"
+      R"("confidence":{"type":"number"}},"required":["reasoning","answer"]})";
+  for (const std::string& fields :
+       {R"("guided_json": )" + schema,
+        R"("response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": )" +
+            schema + "}}",
+        R"("structured_outputs": {"json": )" + schema + "}"}) {
+    absl::StatusOr<json> body = ParseJsonBody(R"({"prompt": "a", )" + fields + "}");
+    ASSERT_TRUE(body.ok()) << body.status();
+    absl::StatusOr<CompletionRequest> completion = ParseCompletionRequest(*body);
+    ASSERT_TRUE(completion.ok()) << completion.status();
+    EXPECT_EQ(completion->prompts[0].params.constraint, schema) << fields;
+  }
+}
+
 TEST(OpenAIProtocol, RejectsBadStructuredOutputFieldsNamingThem) {
   const std::pair<std::string, std::string> cases[] = {
       {R"({"prompt": "a", "response_format": "json"})", "response_format"},
