@@ -134,6 +134,71 @@ absl::Status ReadAllowedTokenIds(const nlohmann::json& json, std::vector<int32_t
   return absl::OkStatus();
 }
 
+// vLLM: an array of strings (empty: none). The strings' bounds are Validate()'s; an empty one
+// is refused here already, as a mistake in the body.
+absl::Status ReadBadWords(const nlohmann::json& json, std::vector<std::string>& out) {
+  auto it = json.find("bad_words");
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_array()) return WrongType("bad_words", "an array of strings", *it);
+  if (it->size() > SamplingParams::kMaxBadWords) {
+    return OutOfRange("bad_words", absl::StrCat("at most ", SamplingParams::kMaxBadWords, " words"),
+                      static_cast<double>(it->size()));
+  }
+  for (const nlohmann::json& word : *it) {
+    if (!word.is_string()) return WrongType("bad_words", "an array of strings", word);
+    if (word.get_ref<const std::string&>().empty()) {
+      return absl::InvalidArgumentError("sampling parameter bad_words must not hold empty strings");
+    }
+    out.push_back(word.get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
+// Whitespace vLLM's str.lstrip() would remove before tokenizing (ASCII: the rest is rare).
+bool AllWhitespace(const std::string& s) {
+  return s.find_first_not_of(" \t\n\r\f\v") == std::string::npos;
+}
+
+absl::Status ValidateBadWords(const SamplingParams& params) {
+  if (params.bad_words.size() > SamplingParams::kMaxBadWords) {
+    return OutOfRange("bad_words", absl::StrCat("at most ", SamplingParams::kMaxBadWords, " words"),
+                      static_cast<double>(params.bad_words.size()));
+  }
+  for (const std::string& word : params.bad_words) {
+    if (AllWhitespace(word) || word.size() > SamplingParams::kMaxBadWordBytes ||
+        !IsValidUtf8(word)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling parameter bad_words must hold UTF-8 strings of at most ",
+          SamplingParams::kMaxBadWordBytes,
+          " bytes that are not empty or only whitespace, got one of ", word.size(), " bytes"));
+    }
+  }
+  // Two sequences a word at most (as given, and with a leading space).
+  const size_t max_sequences = 2 * SamplingParams::kMaxBadWords;
+  if (params.bad_words_token_ids.size() > max_sequences) {
+    return OutOfRange("bad_words", absl::StrCat("at most ", max_sequences, " token id sequences"),
+                      static_cast<double>(params.bad_words_token_ids.size()));
+  }
+  size_t total = 0;
+  for (const std::vector<int32_t>& ids : params.bad_words_token_ids) {
+    if (ids.empty()) {
+      return absl::InvalidArgumentError(
+          "sampling parameter bad_words must tokenize to non-empty token id sequences");
+    }
+    for (int32_t id : ids) {
+      if (id < 0) return OutOfRange("bad_words", "non-negative token ids", id);
+    }
+    total += ids.size();
+  }
+  if (total > SamplingParams::kMaxBadWordsTokenIds) {
+    return OutOfRange(
+        "bad_words",
+        absl::StrCat("at most ", SamplingParams::kMaxBadWordsTokenIds, " token ids in all"),
+        static_cast<double>(total));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status SamplingParams::Validate() const {
@@ -193,6 +258,7 @@ absl::Status SamplingParams::Validate() const {
                        id, " is not"));
     }
   }
+  RETURN_IF_ERROR(ValidateBadWords(*this));
   if (stop.size() > kMaxStopStrings) {
     return OutOfRange("stop", absl::StrCat("at most ", kMaxStopStrings, " strings"),
                       static_cast<double>(stop.size()));
@@ -244,6 +310,11 @@ absl::Status SamplingParams::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling parameter ", logit_bias.empty() ? "allowed_token_ids" : "logit_bias",
                      " is not supported with beam search"));
+  }
+  // Beam search ranks every continuation as the model scores it: no banned words either.
+  if (beam_search() && (!bad_words.empty() || !bad_words_token_ids.empty())) {
+    return absl::InvalidArgumentError(
+        "sampling parameter bad_words is not supported with beam search");
   }
   // A constraint allows only the grammar's tokens: beam search would replace them, and with
   // EOS masked (min_tokens) or ignored (ignore_eos) a finished grammar would leave no token.
@@ -329,6 +400,7 @@ absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& js
   }
   RETURN_IF_ERROR(ReadLogitBias(json, params.logit_bias));
   RETURN_IF_ERROR(ReadAllowedTokenIds(json, params.allowed_token_ids));
+  RETURN_IF_ERROR(ReadBadWords(json, params.bad_words));
   return params;
 }
 

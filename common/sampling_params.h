@@ -65,6 +65,16 @@ struct SamplingParams {
   // logits become -inf with the masks). Sorted, each id once.
   static constexpr size_t kMaxAllowedTokenIds = size_t{1} << 20;
   std::vector<int32_t> allowed_token_ids;
+  // vLLM's bad_words: words the output must not contain. Clients give the strings; the router
+  // tokenizes each (BadWordsTokenIds in common/tokenizer/bad_words.h: as given and with a
+  // leading space) into bad_words_token_ids, all a worker reads. At each step the sampler sets
+  // the logit of a sequence's last token to -inf when the output generated so far ends with the
+  // sequence's other tokens (always, for a one-token sequence). Not with beam search.
+  static constexpr size_t kMaxBadWords = 128;
+  static constexpr size_t kMaxBadWordBytes = 256;
+  static constexpr size_t kMaxBadWordsTokenIds = size_t{1} << 16;  // over all the sequences
+  std::vector<std::string> bad_words;
+  std::vector<std::vector<int32_t>> bad_words_token_ids;  // each non-empty
 
   // Several outputs per request. n samples share the prompt's KV blocks. Beam search (vLLM V0
   // semantics, beam_width >= 2) keeps the beam_width most likely continuations, ignores the

@@ -146,6 +146,12 @@ void EncodeSamplingParams(const SamplingParams& params, v1::SamplingParams* out)
   }
   for (const auto& [id, bias] : params.logit_bias) (*out->mutable_logit_bias())[id] = bias;
   AppendAll(params.allowed_token_ids, out->mutable_allowed_token_ids());
+  out->mutable_bad_words()->Reserve(static_cast<int>(params.bad_words.size()));
+  for (const std::string& word : params.bad_words) out->add_bad_words(word);
+  out->mutable_bad_words_token_ids()->Reserve(static_cast<int>(params.bad_words_token_ids.size()));
+  for (const std::vector<int32_t>& ids : params.bad_words_token_ids) {
+    AppendAll(ids, out->add_bad_words_token_ids()->mutable_ids());
+  }
 }
 
 absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& proto) {
@@ -184,6 +190,27 @@ absl::StatusOr<SamplingParams> DecodeSamplingParams(const v1::SamplingParams& pr
   params.allowed_token_ids.erase(
       std::unique(params.allowed_token_ids.begin(), params.allowed_token_ids.end()),
       params.allowed_token_ids.end());
+  // Bounded before copying: a hostile message must not make the decoder allocate without limit
+  // (Validate() checks the rest: empty sequences, negative ids).
+  if (proto.bad_words_size() > static_cast<int>(SamplingParams::kMaxBadWords)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad_words: at most ",
+                                                   SamplingParams::kMaxBadWords, " words, got ",
+                                                   proto.bad_words_size()));
+  }
+  params.bad_words.assign(proto.bad_words().begin(), proto.bad_words().end());
+  size_t num_ids = 0;
+  for (const v1::TokenIds& ids : proto.bad_words_token_ids()) num_ids += ids.ids_size();
+  if (proto.bad_words_token_ids_size() > static_cast<int>(2 * SamplingParams::kMaxBadWords) ||
+      num_ids > SamplingParams::kMaxBadWordsTokenIds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad_words_token_ids: at most ", 2 * SamplingParams::kMaxBadWords,
+                     " sequences of ", SamplingParams::kMaxBadWordsTokenIds,
+                     " token ids in all, got ", proto.bad_words_token_ids_size(), " of ", num_ids));
+  }
+  params.bad_words_token_ids.reserve(static_cast<size_t>(proto.bad_words_token_ids_size()));
+  for (const v1::TokenIds& ids : proto.bad_words_token_ids()) {
+    params.bad_words_token_ids.push_back(ToVector(ids.ids()));
+  }
   return params;
 }
 

@@ -20,6 +20,7 @@
 #include "common/random.h"
 #include "common/sampling_params.h"
 #include "common/status_macros.h"
+#include "common/tokenizer/bad_words.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_args.h"
 #include "engine/engine_config.h"
@@ -258,6 +259,8 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(
   for (size_t i = 0; i < requests.size(); ++i) {
     GenerationRequest& r = requests[i];
     if (r.prompt_token_ids.empty()) r.prompt_token_ids = tokenizer.Encode(r.prompt);
+    // As the router's Frontend does: the worker bans token ids, not words.
+    r.params.bad_words_token_ids = BadWordsTokenIds(r.params.bad_words, tokenizer);
     lines[i].prompt = r.prompt;
     lines[i].prompt_token_ids = r.prompt_token_ids;
     engine_requests.push_back(EngineRequest{.request_id = std::to_string(i),

@@ -36,10 +36,13 @@ absl::Status CheckTokenIds(absl::Span<const int32_t> ids, int64_t vocab_size, co
   return absl::OkStatus();
 }
 
-// vLLM's allowed_token_ids (every other logit becomes -inf), then OpenAI's logit_bias (added),
-// on one row. An id outside the row fails it (the router checked the ids against the
-// tokenizer's vocabulary; a worker trusts no message it was sent).
-absl::Status ApplyAllowListAndBias(absl::Span<float> row, const SamplingParams& params) {
+// On one row, in vLLM V1's order: allowed_token_ids (every other logit becomes -inf), bad_words
+// (a sequence's last token becomes -inf when the outputs so far end with its other tokens: a
+// one-token sequence always), then OpenAI's logit_bias (added). An id outside the row fails it
+// (the router checked the ids against the tokenizer's vocabulary; a worker trusts no message it
+// was sent).
+absl::Status ApplyAllowListBadWordsAndBias(absl::Span<float> row, const SamplingParams& params,
+                                           absl::Span<const int32_t> output_token_ids) {
   const int64_t vocab_size = static_cast<int64_t>(row.size());
   if (!params.allowed_token_ids.empty()) {
     RETURN_IF_ERROR(CheckTokenIds(params.allowed_token_ids, vocab_size, "allowed_token_ids"));
@@ -47,6 +50,19 @@ absl::Status ApplyAllowListAndBias(absl::Span<float> row, const SamplingParams& 
     for (size_t i = 0; i < kept.size(); ++i) kept[i] = row[params.allowed_token_ids[i]];
     std::fill(row.begin(), row.end(), kNegInf);
     for (size_t i = 0; i < kept.size(); ++i) row[params.allowed_token_ids[i]] = kept[i];
+  }
+  for (const std::vector<int32_t>& word : params.bad_words_token_ids) {
+    if (word.empty()) continue;
+    const int32_t last = word.back();
+    if (last < 0 || last >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad_words token id ", last, " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+    const size_t prefix = word.size() - 1;
+    if (prefix > output_token_ids.size()) continue;
+    if (std::equal(word.begin(), word.end() - 1, output_token_ids.end() - prefix)) {
+      row[last] = kNegInf;
+    }
   }
   for (const auto& [id, bias] : params.logit_bias) {
     if (id < 0 || id >= vocab_size) {
@@ -272,8 +288,8 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     }
     for (int64_t s = begin; s < end; ++s) {
       if (!statuses[s].ok()) continue;
-      statuses[s] =
-          ApplyAllowListAndBias(absl::MakeSpan(x + s * vocab_size, vocab_size), params(s));
+      statuses[s] = ApplyAllowListBadWordsAndBias(absl::MakeSpan(x + s * vocab_size, vocab_size),
+                                                  params(s), inputs[s].output_token_ids);
     }
     RETURN_IF_ERROR(kernels::ApplyPenalties(
         {.batch = Rows(all, live_rows([&](int64_t s) { return penalize[s] != 0; })),
@@ -294,8 +310,8 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
         {.batch = Rows(all, greedy_rows), .logits = x, .token_ids = token_ids.data()}));
     for (int32_t s : greedy_rows) {
       if (x[s * vocab_size + token_ids[s]] == kNegInf) {
-        statuses[s] =
-            NoFiniteLogit("after penalties and stop-token, grammar or allow-list masking");
+        statuses[s] = NoFiniteLogit(
+            "after penalties and stop-token, grammar, allow-list or bad-word masking");
       }
     }
 
@@ -308,8 +324,8 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
                                              .row_max = row_max.data()}));
     for (int32_t s : random_rows) {
       if (row_max[s] == kNegInf) {
-        statuses[s] =
-            NoFiniteLogit("after penalties and stop-token, grammar or allow-list masking");
+        statuses[s] = NoFiniteLogit(
+            "after penalties and stop-token, grammar, allow-list or bad-word masking");
       }
     }
     std::erase_if(random_rows, [&](int32_t s) { return !statuses[s].ok(); });

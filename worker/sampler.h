@@ -2,7 +2,8 @@
 //
 // Per sequence, in vLLM's order: raw logprobs (log-softmax of the logits as given) → min_tokens
 // (the stop tokens are masked while fewer than min_tokens were generated) and a structured
-// output's token bitmask → allowed_token_ids (the others masked) and logit_bias → penalties
+// output's token bitmask → allowed_token_ids (the others masked), bad_words (a banned sequence's
+// last token masked where the outputs so far end with the rest of it) and logit_bias → penalties
 // (repetition, frequency, presence) → greedy argmax, or temperature → min_p → top_k → top_p →
 // an inverse-CDF draw over the kept tokens.
 //
@@ -39,6 +40,8 @@ struct SamplingInput {
   uint64_t seed = 0;  // resolved: the request's seed, or one the engine drew for it
   int64_t step = 0;   // tokens generated so far: this sample's position in the output
   absl::Span<const int32_t> prompt_token_ids = {};
+  // The outputs this sample follows (for penalties and bad_words); a speculative verification
+  // row counts the drafts before it among them.
   absl::Span<const int32_t> output_token_ids = {};
   // The model's end-of-sequence ids: masked, with params->stop_token_ids, while
   // step < params->min_tokens (EOS not when params->ignore_eos).

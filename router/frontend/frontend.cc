@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<RequestSession>> Frontend::Submit(GenerationInput
   request.prompt_token_ids = input.text.has_value()
                                  ? tokenizer_->Encode(*input.text, input.add_special_tokens)
                                  : std::move(input.token_ids);
+  RETURN_IF_ERROR(TokenizeBadWords(*tokenizer_, input.params));
   const std::string param =
       input.constraint_param.empty() ? "structured_output" : input.constraint_param;
   if (absl::Status valid =

@@ -59,10 +59,10 @@ class Frontend {
   /// NotFound ("model: ...") unless `model` is empty or the served model's name.
   absl::Status CheckModel(const std::string& model) const;
 
-  /// CheckModel, tokenization, ValidateGenerationRequest (InvalidArgument naming the field),
-  /// compiling a constraint (InvalidArgument naming constraint_param: an invalid schema or
-  /// regex, an unsupported keyword, a grammar that accepts nothing), then ReplicaSet::Submit
-  /// (AlreadyExists, Unavailable, ResourceExhausted).
+  /// CheckModel, tokenization (of the prompt and of bad_words), ValidateGenerationRequest
+  /// (InvalidArgument naming the field), compiling a constraint (InvalidArgument naming
+  /// constraint_param: an invalid schema or regex, an unsupported keyword, a grammar that accepts
+  /// nothing), then ReplicaSet::Submit (AlreadyExists, Unavailable, ResourceExhausted).
   absl::StatusOr<std::unique_ptr<RequestSession>> Submit(GenerationInput input);
 
   const std::string& model_name() const { return options_.model_name; }

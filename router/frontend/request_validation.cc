@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/tokenizer/bad_words.h"
 
 namespace pagoda {
 
@@ -64,6 +65,14 @@ absl::Status ValidateGenerationRequest(const std::vector<int32_t>& prompt_token_
           "allowed_token_ids: ", id, " is outside the vocabulary [0, ", limits.vocab_size, ")"));
     }
   }
+  for (const std::vector<int32_t>& ids : params.bad_words_token_ids) {
+    for (int32_t id : ids) {
+      if (id >= limits.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "bad_words: token ", id, " is outside the vocabulary [0, ", limits.vocab_size, ")"));
+      }
+    }
+  }
   const absl::Status status = params.Validate();
   if (status.ok()) return status;
   // SamplingParams says "sampling parameter FIELD must ..."; lead with the field like the rest.
@@ -75,6 +84,28 @@ absl::Status ValidateGenerationRequest(const std::vector<int32_t>& prompt_token_
     if (space != std::string::npos) message.insert(space, ":");
   }
   return absl::InvalidArgumentError(message);
+}
+
+absl::Status TokenizeBadWords(const Tokenizer& tokenizer, SamplingParams& params) {
+  if (!params.bad_words_token_ids.empty()) {
+    return absl::InvalidArgumentError(
+        "bad_words_token_ids: the server fills it from bad_words; leave it empty");
+  }
+  // The bounds Validate() checks, before the words cost any tokenization.
+  if (params.bad_words.size() > SamplingParams::kMaxBadWords) {
+    return absl::InvalidArgumentError(absl::StrCat("bad_words: at most ",
+                                                   SamplingParams::kMaxBadWords, " words, got ",
+                                                   params.bad_words.size()));
+  }
+  for (const std::string& word : params.bad_words) {
+    if (word.size() > SamplingParams::kMaxBadWordBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("bad_words: a word may have at most ",
+                                                     SamplingParams::kMaxBadWordBytes,
+                                                     " bytes, got one of ", word.size()));
+    }
+  }
+  params.bad_words_token_ids = BadWordsTokenIds(params.bad_words, tokenizer);
+  return absl::OkStatus();
 }
 
 std::string InvalidField(const absl::Status& status) {

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "common/sampling_params.h"
+#include "common/tokenizer/tokenizer.h"
 
 namespace pagoda {
 
@@ -24,11 +25,18 @@ struct ServingLimits {
   int32_t max_tokens = 0;
 };
 
-/// InvalidArgument naming the field: empty prompt, token ids outside the vocabulary, a prompt
+/// InvalidArgument naming the field: empty prompt, token ids outside the vocabulary (the prompt's,
+/// and those of stop_token_ids, logit_bias, allowed_token_ids and bad_words), a prompt
 /// (plus max_tokens) longer than the context, max_tokens outside [1, limit], n or beam width
 /// above max_n, and every SamplingParams::Validate() error.
 absl::Status ValidateGenerationRequest(const std::vector<int32_t>& prompt_token_ids,
                                        const SamplingParams& params, const ServingLimits& limits);
+
+/// Fills params.bad_words_token_ids from params.bad_words with the served tokenizer (vLLM's rule:
+/// common/tokenizer/bad_words.h). InvalidArgument naming bad_words for too many or too long words
+/// (checked before tokenizing), or bad_words_token_ids when the client set that router-only field.
+/// ValidateGenerationRequest then checks the ids against the vocabulary.
+absl::Status TokenizeBadWords(const Tokenizer& tokenizer, SamplingParams& params);
 
 /// The field an InvalidArgument (or NotFound, e.g. "model") error message starts with
 /// ("max_tokens: ..."), or "".

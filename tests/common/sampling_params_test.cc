@@ -318,6 +318,68 @@ TEST(SamplingParams, LogitBiasAndAllowedTokenIdsRefuseBadInputByName) {
   ExpectInvalid(params.Validate(), "logit_bias");
 }
 
+TEST(SamplingParams, FromJsonReadsBadWordsInOrder) {
+  auto params =
+      SamplingParams::FromJson(nlohmann::json::parse(R"({"bad_words": ["hot dog", " cat", "é"]})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->bad_words, (std::vector<std::string>{"hot dog", " cat", "é"}));
+  EXPECT_TRUE(params->bad_words_token_ids.empty());  // the router's tokenizer fills them
+  EXPECT_TRUE(params->Validate().ok()) << params->Validate();
+  // Absent, null and [] mean none; a JSON key for the token ids is not read from a body.
+  for (const char* none :
+       {R"({})", R"({"bad_words": null})", R"({"bad_words": [], "bad_words_token_ids": [[1]]})"}) {
+    params = SamplingParams::FromJson(nlohmann::json::parse(none));
+    ASSERT_TRUE(params.ok()) << params.status();
+    EXPECT_TRUE(params->bad_words.empty() && params->bad_words_token_ids.empty()) << none;
+  }
+}
+
+TEST(SamplingParams, BadWordsRefuseBadInputByName) {
+  for (const char* bad :
+       {R"({"bad_words": "dog"})", R"({"bad_words": [1]})", R"({"bad_words": ["dog", null]})",
+        R"({"bad_words": [["dog"]]})", R"({"bad_words": [""]})", R"({"bad_words": {"dog": 1}})"}) {
+    ExpectInvalid(SamplingParams::FromJson(nlohmann::json::parse(bad)).status(), "bad_words");
+  }
+  nlohmann::json many = {
+      {"bad_words", std::vector<std::string>(SamplingParams::kMaxBadWords + 1, "dog")}};
+  ExpectInvalid(SamplingParams::FromJson(many).status(), "bad_words");
+
+  SamplingParams params;
+  params.bad_words.assign(SamplingParams::kMaxBadWords, "dog");
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+  params.bad_words.push_back("dog");
+  ExpectInvalid(params.Validate(), "bad_words");
+  for (const std::string& word :
+       {std::string(), std::string(" \t\n"), std::string(SamplingParams::kMaxBadWordBytes + 1, 'a'),
+        std::string("\xff")}) {
+    params.bad_words = {word};
+    ExpectInvalid(params.Validate(), "bad_words");
+  }
+  params.bad_words = {std::string(SamplingParams::kMaxBadWordBytes, 'a')};
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+
+  // The token id sequences come off the wire on a worker: each non-empty, ids >= 0, bounded.
+  params.bad_words_token_ids = {{5}, {7, 9}};
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+  params.bad_words_token_ids = {{5}, {}};
+  ExpectInvalid(params.Validate(), "bad_words");
+  params.bad_words_token_ids = {{5, -1}};
+  ExpectInvalid(params.Validate(), "bad_words");
+  params.bad_words_token_ids.assign(2 * SamplingParams::kMaxBadWords + 1, {1});
+  ExpectInvalid(params.Validate(), "bad_words");
+  params.bad_words_token_ids = {std::vector<int32_t>(SamplingParams::kMaxBadWordsTokenIds + 1, 1)};
+  ExpectInvalid(params.Validate(), "bad_words");
+
+  // Beam search ranks every continuation as the model scores it: no bans there.
+  params.bad_words_token_ids = {{5}};
+  params.beam_width = 2;
+  ExpectInvalid(params.Validate(), "bad_words");
+  params.bad_words.clear();
+  ExpectInvalid(params.Validate(), "bad_words");
+  params.bad_words_token_ids.clear();
+  EXPECT_TRUE(params.Validate().ok()) << params.Validate();
+}
+
 TEST(SamplingParams, FromJsonReadsBeamSearchInBothSpellings) {
   auto params = SamplingParams::FromJson(
       nlohmann::json::parse(R"({"n": 2, "beam_width": 4, "length_penalty": 0.5})"));

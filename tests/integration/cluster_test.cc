@@ -7,6 +7,7 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -121,6 +122,35 @@ void ExpectGoldens(ServeCluster& cluster) {
     EXPECT_EQ(responses[i].usage().prompt_tokens(),
               static_cast<int64_t>(goldens[i].prompt_ids.size()));
   }
+}
+
+// Every golden prompt with bad_words, speculating and not (the request opts out): the same tokens
+// (a verification row bans against the outputs and drafts before it), without the banned words,
+// and the bans change some outputs.
+void ExpectBadWordsAlikeWithAndWithoutSpeculation(ServeCluster& cluster) {
+  constexpr int kMaxTokens = 48;
+  int changed = 0;
+  for (const GoldenCase& golden : LoadStories260KGoldens()) {
+    std::vector<std::vector<int32_t>> outputs;
+    for (bool disable : {false, true}) {
+      v1::GenerateRequest request = GoldenRequest(golden, kMaxTokens);
+      for (const char* word : {"little girl", "big", "She wanted"}) {
+        request.mutable_sampling()->add_bad_words(word);
+      }
+      request.mutable_sampling()->set_disable_speculative_decoding(disable);
+      v1::CompleteResponse response;
+      const grpc::Status status = Complete(cluster.stub(), request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      outputs.push_back(Ids(response.completions(0).token_ids()));
+      EXPECT_THAT(response.completions(0).text(), ::testing::Not(HasSubstr("little girl")));
+      EXPECT_THAT(response.completions(0).text(), ::testing::Not(HasSubstr("She wanted")));
+    }
+    EXPECT_EQ(outputs[0], outputs[1]) << golden.prompt;
+    const size_t n = std::min<size_t>(kMaxTokens, golden.greedy_ids.size());
+    changed += outputs[0] !=
+               std::vector<int32_t>(golden.greedy_ids.begin(), golden.greedy_ids.begin() + n);
+  }
+  EXPECT_GT(changed, 0);
 }
 
 class TensorParallelGolden : public ::testing::TestWithParam<int> {};
@@ -296,6 +326,17 @@ TEST_F(TwoByTwo, InvalidRequestsNameTheFieldAndTheServerKeepsServing) {
              R"({"type": "integer", "multipleOf": 3})");
        },
        "structured_output"},
+      {"empty bad word", [](v1::GenerateRequest& r) { r.mutable_sampling()->add_bad_words(""); },
+       "bad_words"},
+      {"bad word with beam search",
+       [](v1::GenerateRequest& r) {
+         r.mutable_sampling()->add_bad_words("dog");
+         r.mutable_sampling()->set_beam_width(2);
+       },
+       "bad_words"},
+      {"bad word token ids from a client",
+       [](v1::GenerateRequest& r) { r.mutable_sampling()->add_bad_words_token_ids()->add_ids(1); },
+       "bad_words_token_ids"},
       {"grammar accepting nothing",
        [](v1::GenerateRequest& r) {
          r.mutable_sampling()->mutable_structured_output()->set_kind(
@@ -337,6 +378,22 @@ TEST_F(TwoByTwo, StructuredOutputHoldsThroughTheWorkers) {
     EXPECT_THAT(out.text(), ::testing::AnyOf("Lily went home.", "Tom saw a big dog."));
     EXPECT_EQ(out.finish_reason(), v1::FINISH_REASON_STOP);
   }
+}
+
+// bad_words over gRPC, through both ranks of a replica: the golden's second token ("there") is
+// banned wherever it would come, the first one is kept.
+TEST_F(TwoByTwo, BadWordsHoldThroughTheWorkers) {
+  const GoldenCase golden = LoadStories260KGoldens()[0];
+  ASSERT_EQ(golden.greedy_text.rfind(", there", 0), 0u) << golden.greedy_text;
+  v1::GenerateRequest request = GoldenRequest(golden, 32);
+  request.mutable_sampling()->add_bad_words("there");
+  v1::CompleteResponse response;
+  const grpc::Status status = Complete(cluster_->stub(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::vector<int32_t> got = Ids(response.completions(0).token_ids());
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got[0], golden.greedy_ids[0]);
+  EXPECT_THAT(got, ::testing::Not(::testing::Contains(golden.greedy_ids[1])));
 }
 
 TEST_F(TwoByTwo, TokenizeDetokenizeListModelsServerInfo) {
@@ -516,6 +573,7 @@ TEST(Cluster, SpeculativeDecodingOverTwoRanksKeepsTheGoldens) {
         {.replicas = 1, .tp = 2, .extra_args = {"--speculative-config", config}});
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     ExpectGoldens(**cluster);
+    ExpectBadWordsAlikeWithAndWithoutSpeculation(**cluster);
     httplib::Client http("127.0.0.1", (*cluster)->http_port());
     const httplib::Result metrics = http.Get("/metrics");
     ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());

@@ -8,6 +8,7 @@ Run by ctest: .venv/bin/python openai_api_test.py --bin-dir B --source-dir S --s
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -215,6 +216,51 @@ class OpenAIApiTest(unittest.TestCase):
             status, _, response = self.post("/v1/completions",
                                             {"model": MODEL, "prompt": "Hi", **body})
             self.assert_error(status, response, 400, param)
+        self.assert_still_serving()
+
+    def test_bad_words_never_appear(self):
+        def complete(**extra):
+            return self.client.completions.create(
+                model=MODEL, prompt=golden["prompt"], max_tokens=12, temperature=0,
+                extra_body=extra).choices[0].text
+        golden = next(g for g in self.goldens if g["prompt"] == "Once upon a time")
+        plain = complete()
+        self.assertTrue(golden["greedy_text"].startswith(plain), plain)
+        # ", there was a little girl named Lily": its first word banned, another text without it.
+        first_word = plain.split()[1]
+        self.assertEqual(first_word, "there")
+        banned = complete(bad_words=[first_word])
+        self.assertNotEqual(banned, plain)
+        self.assertNotIn(first_word, re.findall(r"\w+", banned))
+        # Two tokens: "girl" is banned only right after "little"; the text up to it is the same.
+        head = plain[:plain.index("little") + len("little")]
+        two = complete(bad_words=["little girl"])
+        self.assertTrue(two.startswith(head), two)
+        self.assertNotEqual(two, plain)
+        self.assertNotIn("little girl", two)
+        # Chat completions read the field too; streaming gives the same text.
+        messages = [{"role": "user", "content": "Once upon a time"}]
+        chat = self.client.chat.completions.create(
+            model=MODEL, messages=messages, max_completion_tokens=16, temperature=0,
+            extra_body={"bad_words": ["the", "there"]}).choices[0].message.content
+        self.assertNotIn("the", re.findall(r"\w+", chat))
+        stream = self.client.chat.completions.create(
+            model=MODEL, messages=messages, max_completion_tokens=16, temperature=0, stream=True,
+            extra_body={"bad_words": ["the", "there"]})
+        self.assertEqual("".join(c.choices[0].delta.content or "" for c in stream if c.choices),
+                         chat)
+        for body in [{"bad_words": "there"}, {"bad_words": [""]}, {"bad_words": ["  "]},
+                     {"bad_words": [1]}, {"bad_words": ["x" * 257]},
+                     {"bad_words": ["w%d" % i for i in range(129)]},
+                     {"bad_words": ["there"], "use_beam_search": True, "n": 2}]:
+            for path, request in [("/v1/completions", {"prompt": "Hi"}),
+                                  ("/v1/chat/completions", {"messages": messages})]:
+                status, _, response = self.post(path, {"model": MODEL, **request, **body})
+                self.assert_error(status, response, 400, "bad_words")
+        # The token ids are the router's to fill, not a field of the API.
+        status, _, response = self.post("/v1/completions", {
+            "model": MODEL, "prompt": "Hi", "bad_words_token_ids": [[1]]})
+        self.assert_error(status, response, 400, "bad_words_token_ids")
         self.assert_still_serving()
 
     def test_streaming_chat_equals_non_streaming(self):

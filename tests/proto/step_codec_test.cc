@@ -56,6 +56,8 @@ void ExpectSameParams(const SamplingParams& a, const SamplingParams& b) {
   EXPECT_EQ(a.constraint, b.constraint);
   EXPECT_EQ(a.logit_bias, b.logit_bias);
   EXPECT_EQ(a.allowed_token_ids, b.allowed_token_ids);
+  EXPECT_EQ(a.bad_words, b.bad_words);
+  EXPECT_EQ(a.bad_words_token_ids, b.bad_words_token_ids);
 }
 
 void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
@@ -128,6 +130,8 @@ SamplingParams PopulatedParams() {
   params.length_penalty = 0.8f;
   params.logit_bias = {{0, -100.0f}, {13, 2.5f}, {32000, 100.0f}};
   params.allowed_token_ids = {1, 2, 40000};
+  params.bad_words = {"hot dog", "é"};
+  params.bad_words_token_ids = {{12, 11}, {13, 11}, {40001}};
   return params;
 }
 
@@ -215,6 +219,51 @@ TEST(StepCodec, LogitBiasAndAllowedTokenIdsDecodeSorted) {
   EXPECT_EQ(decoded->logit_bias, (std::vector<std::pair<int32_t, float>>{{4, 3.0f}, {900, -1.0f}}));
   EXPECT_EQ(decoded->allowed_token_ids, (std::vector<int32_t>{0, 2, 7}));
   EXPECT_TRUE(decoded->Validate().ok()) << decoded->Validate();
+}
+
+// bad_words off the wire: the sizes are bounded before anything is copied; the rest (empty
+// sequences, negative ids) is SamplingParams::Validate()'s, which the worker runs on every new
+// sequence.
+TEST(StepCodec, BadWordsFromHostileMessagesAreBoundedOrFailValidate) {
+  const auto decode = [](const v1::SamplingParams& proto) {
+    return DecodeSamplingParams(ThroughWire(proto));
+  };
+  v1::SamplingParams proto;
+  for (size_t i = 0; i <= SamplingParams::kMaxBadWords; ++i) proto.add_bad_words("dog");
+  absl::StatusOr<SamplingParams> decoded = decode(proto);
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(decoded.status().message()), HasSubstr("bad_words"));
+
+  proto.Clear();
+  for (size_t i = 0; i <= 2 * SamplingParams::kMaxBadWords; ++i) {
+    proto.add_bad_words_token_ids()->add_ids(1);
+  }
+  decoded = decode(proto);
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(decoded.status().message()), HasSubstr("bad_words_token_ids"));
+
+  proto.Clear();
+  v1::TokenIds* long_word = proto.add_bad_words_token_ids();
+  for (size_t i = 0; i <= SamplingParams::kMaxBadWordsTokenIds; ++i) long_word->add_ids(1);
+  decoded = decode(proto);
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(decoded.status().message()), HasSubstr("bad_words_token_ids"));
+
+  for (const std::vector<int32_t>& bad : {std::vector<int32_t>{}, std::vector<int32_t>{3, -4}}) {
+    proto.Clear();
+    proto.add_bad_words_token_ids()->add_ids(7);
+    proto.add_bad_words_token_ids()->mutable_ids()->Add(bad.begin(), bad.end());
+    decoded = decode(proto);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->bad_words_token_ids.size(), 2u);
+    EXPECT_EQ(decoded->Validate().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(decoded->Validate().message()), HasSubstr("bad_words"));
+  }
+  proto.Clear();
+  proto.add_bad_words("");  // an empty word: Validate() refuses it
+  decoded = decode(proto);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->Validate().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(StepCodec, SamplingParamsRoundTripEveryConstraintKind) {

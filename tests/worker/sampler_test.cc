@@ -525,6 +525,83 @@ TEST(Sampler, AllowedTokenIdsAndLogitBiasApplyAfterTheRawLogprobs) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(Sampler, BadWordsBanTheLastTokenWhereTheOutputsEndWithTheRest) {
+  // 40 tokens, the best is 39, then 38, 37, ...
+  std::vector<float> logits;
+  for (int i = 0; i < 40; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  SamplingParams params = Greedy();
+  params.logprobs = 0;
+  const absl::StatusOr<SampleOutput> plain = SampleOne(logits, params);
+  ASSERT_TRUE(plain.ok());
+
+  // A one-token word is banned at every step, and the logprobs stay the raw ones.
+  params.bad_words_token_ids = {{39}};
+  absl::StatusOr<SampleOutput> out = SampleOne(logits, params);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->token_id, 38);
+  EXPECT_NEAR(out->logprob, plain->logprob - 0.1f, 1e-5f);
+
+  // [5, 7, 39]: 39 is banned only right after the outputs 5, 7 — not after 7 alone, not after
+  // 5, 7 earlier in the output, and not when 5, 7 end the prompt (vLLM V1 reads outputs only).
+  params.bad_words_token_ids = {{5, 7, 39}};
+  const auto sample = [&](std::vector<int32_t> prompt, std::vector<int32_t> output) {
+    return SampleOne(logits, params, 0, static_cast<int64_t>(output.size()), prompt, output)
+        ->token_id;
+  };
+  EXPECT_EQ(sample({}, {5, 7}), 38);
+  EXPECT_EQ(sample({1}, {3, 5, 7}), 38);
+  EXPECT_EQ(sample({}, {}), 39);
+  EXPECT_EQ(sample({}, {7}), 39);
+  EXPECT_EQ(sample({}, {6, 7}), 39);
+  EXPECT_EQ(sample({}, {5, 7, 1}), 39);
+  EXPECT_EQ(sample({5, 7}, {}), 39);
+  // Several words: every one that matches bans its token; a random row stays off them too.
+  params.bad_words_token_ids = {{39}, {7, 38}, {6, 37}};
+  EXPECT_EQ(sample({}, {7}), 37);
+  EXPECT_EQ(sample({}, {6}), 38);
+  SamplingParams random = params;
+  random.temperature = 0.05f;
+  random.bad_words_token_ids = {{39}, {38}, {37}};
+  for (int64_t step = 0; step < 30; ++step) {
+    out = SampleOne(logits, random, /*seed=*/5, step);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_LT(out->token_id, 37);
+  }
+
+  // A banned token outside the row fails it; banning every allowed token leaves no logit.
+  params.bad_words_token_ids = {{1, 40}};
+  EXPECT_EQ(SampleOne(logits, params).status().code(), absl::StatusCode::kInvalidArgument);
+  params.bad_words_token_ids = {{2}};
+  params.allowed_token_ids = {2};
+  EXPECT_EQ(SampleOne(logits, params).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Speculative verification: a sequence with drafts [d0, d1] has rows 0..2, row i sampling after
+// the outputs and drafts [0, i) (worker/step_runner.cc gives each row those outputs). A two-token
+// word [d0, 39] bans 39 on row 1 only.
+TEST(Sampler, BadWordsFollowEachVerificationRowsPrecedingOutputs) {
+  constexpr int64_t kVocab = 40;
+  std::vector<float> logits;
+  for (int r = 0; r < 3; ++r) {
+    for (int i = 0; i < kVocab; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  }
+  SamplingParams params = Greedy();
+  params.bad_words_token_ids = {{12, 39}, {12, 13, 38}};
+  const std::vector<int32_t> tokens = {4, 12, 13};  // output 4, then drafts 12, 13
+  std::vector<SamplingInput> rows;
+  for (int64_t i = 0; i < 3; ++i) {
+    rows.push_back({.params = &params,
+                    .step = 1 + i,
+                    .output_token_ids = absl::MakeConstSpan(tokens).first(1 + i)});
+  }
+  absl::StatusOr<std::vector<SampleOutput>> out =
+      Sampler().Sample(absl::MakeSpan(logits), 3, kVocab, rows);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)[0].token_id, 39);  // after [4]
+  EXPECT_EQ((*out)[1].token_id, 38);  // after [4, 12]: 39 banned
+  EXPECT_EQ((*out)[2].token_id, 39);  // after [4, 12, 13]: 38 banned, 39 free again
+}
+
 TEST(Sampler, RejectsMismatchedShapesAndBadInputs) {
   SamplingParams params;
   std::vector<float> logits(10, 0.0f);

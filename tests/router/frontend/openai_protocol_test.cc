@@ -382,6 +382,30 @@ TEST(OpenAIProtocol, ErrorsAndUsageHaveOpenAIShape) {
   EXPECT_EQ(DumpJson(json("a\xff")), "\"a\xEF\xBF\xBD\"");
 }
 
+TEST(OpenAIProtocol, ReadsBadWordsOnBothEndpointsAndNamesThemInErrors) {
+  absl::StatusOr<CompletionRequest> completion =
+      ParseCompletionRequest({{"prompt", "a"}, {"bad_words", {"hot dog", "cat"}}});
+  ASSERT_TRUE(completion.ok()) << completion.status();
+  EXPECT_THAT(completion->prompts[0].params.bad_words, testing::ElementsAre("hot dog", "cat"));
+  absl::StatusOr<ChatCompletionRequest> chat = ParseChatCompletionRequest(
+      {{"messages", {{{"role", "user"}, {"content", "a"}}}}, {"bad_words", {"cat"}}});
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  EXPECT_THAT(chat->params.bad_words, testing::ElementsAre("cat"));
+  for (const char* bad : {R"("cat")", R"([1])", R"([""])", R"(["cat", null])", R"({"cat": 1})"}) {
+    EXPECT_EQ(
+        InvalidField(CompletionError(absl::StrCat(R"({"prompt": "a", "bad_words": )", bad, "}"))),
+        "bad_words")
+        << bad;
+    EXPECT_EQ(InvalidField(ChatError(absl::StrCat(
+                  R"({"messages": [{"role": "user", "content": "a"}], "bad_words": )", bad, "}"))),
+              "bad_words")
+        << bad;
+  }
+  // The token ids are the router's to fill: not a field of the HTTP API.
+  EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "bad_words_token_ids": [[1]]})")),
+            "bad_words_token_ids");
+}
+
 TEST(OpenAIProtocol, RefusesUnknownFieldsNamingThem) {
   EXPECT_EQ(InvalidField(CompletionError(R"({"prompt": "a", "suffix": "b"})")), "suffix");
   // Known fields with bad values name themselves too.
