@@ -7,7 +7,15 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "common/check.h"
 #include "structured/grammar_matcher.h"
+#include <chrono>
+#include <cstdio>
+extern int64_t g_scans, g_items, g_completions, g_comp_scanned, g_adds;
+static int64_t g_lookups;
+static double g_t[3]; static int g_n[3]; static int64_t g_s[3]; static std::map<int64_t,int> g_hist[3];
+struct TT{int k; int64_t s0 = g_scans; std::chrono::steady_clock::time_point s=std::chrono::steady_clock::now(); ~TT(){g_t[k]+=std::chrono::duration<double,std::milli>(std::chrono::steady_clock::now()-s).count(); g_n[k]++; g_s[k]+=g_scans-s0; int64_t d=g_scans-s0; int64_t b=1; while(b*4<=d) b*=4; g_hist[k][b]++;}};
 #include "structured/internal/unshare_rules.h"
 
 namespace pagoda::structured {
@@ -37,26 +45,118 @@ std::vector<int32_t> ChainFor(const Grammar& g, int32_t position,
   return chain;
 }
 
+// The matcher states met while walking, as a lazily built automaton shared by every walk of
+// one compile: a state is a GrammarMatcher::Signature, so two trie paths (or two contexts) that
+// reach equivalent charts share it, and a step already taken from a state is a table lookup
+// instead of an Earley step. Inside a string, nearly every node of the trie is such a lookup.
+class StateCache {
+ public:
+  struct State {
+    ByteSet next;
+    bool accepting = false;
+  };
+
+  int32_t Intern(const GrammarMatcher& matcher) {
+    matcher.Signature(&signature_);
+    auto [it, inserted] = ids_.try_emplace(signature_, static_cast<int32_t>(states_.size()));
+    if (inserted) states_.push_back({matcher.NextBytes(), matcher.IsAccepting()});
+    return it->second;
+  }
+  const State& state(int32_t id) const { return states_[id]; }
+  // The state after `byte` from `from`: kUnknown when not computed yet, kRejected.
+  static constexpr int32_t kUnknown = -2;
+  static constexpr int32_t kRejected = -1;
+  size_t num_states() const { return states_.size(); }
+  size_t num_transitions() const { return transitions_.size(); }
+  int32_t Transition(int32_t from, uint8_t byte) const {
+    ++g_lookups;
+    auto it = transitions_.find(TransitionKey(from, byte));
+    return it == transitions_.end() ? kUnknown : it->second;
+  }
+  void SetTransition(int32_t from, uint8_t byte, int32_t to) {
+    transitions_[TransitionKey(from, byte)] = to;
+  }
+
+ private:
+  static uint64_t TransitionKey(int32_t from, uint8_t byte) {
+    return (static_cast<uint64_t>(from) << 8) | byte;
+  }
+
+  std::vector<int32_t> signature_;
+  absl::flat_hash_map<std::vector<int32_t>, int32_t> ids_;
+  std::vector<State> states_;
+  absl::flat_hash_map<uint64_t, int32_t> transitions_;
+};
+
+// A walk of one known context over byte strings given depth by depth (a trie path, or a sorted
+// token list): Step looks the transition up in the StateCache and only on a miss brings the
+// matcher to the path (rolling back and replaying bytes) to take the Earley step.
+class ContextCursor {
+ public:
+  ContextCursor(StateCache* cache, GrammarMatcher matcher)
+      : cache_(cache), matcher_(std::move(matcher)), start_(cache_->Intern(matcher_)) {}
+
+  int32_t start() const { return start_; }
+  const StateCache::State& state(int32_t id) const { return cache_->state(id); }
+
+  // The state after path[0, depth) (in `from`) and `byte`, or kRejected. The path's byte at
+  // `depth` becomes `byte`.
+  int32_t Step(int32_t from, int32_t depth, uint8_t byte) {
+    if (path_.size() <= static_cast<size_t>(depth)) path_.resize(depth + 1);
+    if (synced_ > depth && path_[depth] != byte) {  // the matcher holds another branch
+      matcher_.Rollback(synced_ - depth);
+      synced_ = depth;
+    }
+    path_[depth] = byte;
+    if (!cache_->state(from).next.Contains(byte)) return StateCache::kRejected;
+    int32_t to = cache_->Transition(from, byte);
+    if (to != StateCache::kUnknown) return to;
+    if (synced_ > depth) {  // holds path[0, depth] already: step from path[0, depth)
+      matcher_.Rollback(synced_ - depth);
+      synced_ = depth;
+    }
+    while (synced_ < depth) {
+      const bool ok = matcher_.AcceptByte(path_[synced_]);
+      PAGODA_CHECK(ok);
+      ++synced_;
+    }
+    if (matcher_.AcceptByte(byte)) {
+      ++synced_;
+      to = cache_->Intern(matcher_);
+    } else {
+      to = StateCache::kRejected;
+    }
+    cache_->SetTransition(from, byte, to);
+    return to;
+  }
+
+ private:
+  StateCache* cache_;
+  GrammarMatcher matcher_;
+  int32_t start_;
+  std::vector<uint8_t> path_;  // the bytes of the path being walked
+  int32_t synced_ = 0;         // matcher_ has accepted path_[0, synced_)
+};
+
 // Sorts the vocabulary for one known context by walking the trie (see the header).
 class TrieClassifier {
  public:
-  TrieClassifier(const TokenVocabulary& vocab, GrammarMatcher matcher)
-      : vocab_(vocab), matcher_(std::move(matcher)) {}
+  TrieClassifier(const TokenVocabulary& vocab, StateCache* cache, GrammarMatcher matcher)
+      : vocab_(vocab), cursor_(cache, std::move(matcher)) {}
 
   void Run(std::vector<int32_t>* accepted, std::vector<int32_t>* uncertain) {
     accepted_ = accepted;
     uncertain_ = uncertain;
-    Walk(0, /*exited=*/false);
+    Walk(0, cursor_.start(), 0, /*exited=*/false);
   }
 
  private:
   // `exited`: the known context completed at a shorter prefix of this path, so bytes past it
   // may belong to the rules above.
-  void Walk(int32_t node, bool exited) {
-    const ByteSet next = matcher_.NextBytes();
+  void Walk(int32_t node, int32_t state, int32_t depth, bool exited) {
     for (int32_t child = node + 1; child < vocab_.trie_end(node); child = vocab_.trie_end(child)) {
-      const uint8_t byte = vocab_.trie_byte(child);
-      if (!next.Contains(byte) || !matcher_.AcceptByte(byte)) {
+      const int32_t next = cursor_.Step(state, depth, vocab_.trie_byte(child));
+      if (next < 0) {
         if (exited) {
           for (int32_t n = child; n < vocab_.trie_end(child); ++n) {
             for (int32_t id : vocab_.trie_tokens(n)) uncertain_->push_back(id);
@@ -65,23 +165,26 @@ class TrieClassifier {
         continue;
       }
       for (int32_t id : vocab_.trie_tokens(child)) accepted_->push_back(id);
-      if (vocab_.trie_end(child) > child + 1) Walk(child, exited || matcher_.IsAccepting());
-      matcher_.Rollback(1);
+      if (vocab_.trie_end(child) > child + 1) {
+        Walk(child, next, depth + 1, exited || cursor_.state(next).accepting);
+      }
     }
   }
 
   const TokenVocabulary& vocab_;
-  GrammarMatcher matcher_;
+  ContextCursor cursor_;
   std::vector<int32_t>* accepted_ = nullptr;
   std::vector<int32_t>* uncertain_ = nullptr;
 };
 
 // The same for a list of tokens in byte order (the uncertain ones of a smaller context): shares
 // common prefixes and skips every token under a prefix the matcher rejected.
-void ClassifySorted(const TokenVocabulary& vocab, GrammarMatcher matcher,
+void ClassifySorted(const TokenVocabulary& vocab, StateCache* cache, GrammarMatcher matcher,
                     const std::vector<int32_t>& sorted_ids, std::vector<int32_t>* accepted,
                     std::vector<int32_t>* uncertain) {
-  std::string path;                    // the bytes the matcher holds
+  ContextCursor cursor(cache, std::move(matcher));
+  std::string path;                           // the bytes walked
+  std::vector<int32_t> states = {cursor.start()};  // [depth] -> the state after path[0, depth)
   std::vector<bool> exited = {false};  // [depth] -> the context completed at a depth in [1, depth]
   std::string blocked;                 // a rejected prefix
   bool blocked_exited = false;
@@ -95,19 +198,22 @@ void ClassifySorted(const TokenVocabulary& vocab, GrammarMatcher matcher,
     while (common < path.size() && common < bytes.size() && path[common] == bytes[common]) {
       ++common;
     }
-    matcher.Rollback(static_cast<int>(path.size() - common));
     path.resize(common);
+    states.resize(common + 1);
     exited.resize(common + 1);
     bool ok = true;
     for (size_t j = common; j < bytes.size(); ++j) {
-      if (!matcher.AcceptByte(static_cast<uint8_t>(bytes[j]))) {
+      const int32_t next =
+          cursor.Step(states[j], static_cast<int32_t>(j), static_cast<uint8_t>(bytes[j]));
+      if (next < 0) {
         blocked = bytes.substr(0, j + 1);
         blocked_exited = exited[j];
         ok = false;
         break;
       }
       path += bytes[j];
-      exited.push_back(exited[j] || matcher.IsAccepting());
+      states.push_back(next);
+      exited.push_back(exited[j] || cursor.state(next).accepting);
     }
     if (ok) {
       accepted->push_back(id);
@@ -164,6 +270,7 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
   // Tokens of a context up to (and with) the top of a copy are the same for every copy: keyed
   // by the context's positions in the input grammar.
   std::map<std::vector<int32_t>, PositionTokens> by_context;
+  StateCache cache;
   compiled->position_index_.assign(num_positions, -1);
   for (int32_t p = 0; p < num_positions; ++p) {
     if (positions[p].kind != GrammarPosition::Kind::kBytes || !reachable[positions[p].rule]) {
@@ -190,7 +297,8 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     auto [it, inserted] = by_context.try_emplace(key);
     PositionTokens& base = it->second;
     if (inserted) {
-      TrieClassifier(*vocabulary, GrammarMatcher::InsideChain(grammar, local))
+      TT tt{0};
+      TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, local))
           .Run(&base.accepted_ids, &base.uncertain_ids);
     }
     compiled->position_index_[p] = static_cast<int32_t>(compiled->tokens_.size());
@@ -199,11 +307,13 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     if (local_begin == 0) {
       tokens.uncertain_ids = base.uncertain_ids;
     } else if (base.uncertain_ids.size() <= kMaxRefined) {
-      ClassifySorted(*vocabulary, GrammarMatcher::InsideChain(grammar, chain), base.uncertain_ids,
+      TT tt{1};
+      ClassifySorted(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain), base.uncertain_ids,
                      &tokens.accepted_ids, &tokens.uncertain_ids);
     } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
       tokens.accepted_ids.clear();
-      TrieClassifier(*vocabulary, GrammarMatcher::InsideChain(grammar, chain))
+      TT tt{2};
+      TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))
           .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
     }
   }
@@ -216,6 +326,16 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
       tokens.accepted_ids = {};
     }
   }
+  if (getenv("CG_STATS")) { uint64_t h = 1469598103934665603ull; auto mix=[&](uint64_t v){ h = (h ^ v) * 1099511628211ull; };
+    for (int32_t p = 0; p < num_positions; ++p) { mix(compiled->position_index_[p] < 0 ? 7 : 9); if (compiled->position_index_[p] < 0) continue; auto t = compiled->tokens_[compiled->position_index_[p]]; std::sort(t.accepted_ids.begin(), t.accepted_ids.end()); for (auto id : t.accepted_ids) mix(id); mix(~0ull); for (auto id: t.uncertain_ids) mix(id); mix(~1ull); }
+    fprintf(stderr, "digest %016llx\n", (unsigned long long)h); }
+  if (getenv("CG_STATS")) fprintf(stderr, "scans %ld avgset %.1f completions %ld scanned %ld adds %ld\n", g_scans, g_items*1.0/g_scans, g_completions, g_comp_scanned, g_adds);
+  g_scans=g_items=g_completions=g_comp_scanned=g_adds=0;
+  if (getenv("CG_STATS")) fprintf(stderr, "states %zu transitions %zu lookups %ld\n", cache.num_states(), cache.num_transitions(), g_lookups);
+  g_lookups = 0;
+  if (getenv("CG_STATS")) fprintf(stderr, "full %d %.1fms sorted %d %.1fms rewalk %d %.1fms\n", g_n[0], g_t[0], g_n[1], g_t[1], g_n[2], g_t[2]);
+  if (getenv("CG_STATS")) { fprintf(stderr, "scans full %ld sorted %ld rewalk %ld\n", g_s[0], g_s[1], g_s[2]); for (int k=0;k<3;++k){ fprintf(stderr, " hist%d:", k); for (auto [b,c]: g_hist[k]) fprintf(stderr, " %ld:%d", b, c); fprintf(stderr, "\n"); g_hist[k].clear(); g_s[k]=0;} }
+  g_t[0]=g_t[1]=g_t[2]=0; g_n[0]=g_n[1]=g_n[2]=0;
   compiled->grammar_ = std::move(grammar);
   compiled->vocabulary_ = std::move(vocabulary);
   return std::shared_ptr<const CompiledGrammar>(std::move(compiled));

@@ -7,6 +7,7 @@
 
 #include "common/check.h"
 
+int64_t g_scans, g_items, g_completions, g_comp_scanned, g_adds;
 namespace pagoda::structured {
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar, int32_t goal_rule)
@@ -16,7 +17,7 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar, int32_t g
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar)
     : GrammarMatcher(grammar, grammar->root()) {
-  set_begin_.push_back(0);
+  BeginSet(0);
   for (int32_t start : grammar_->alternative_starts(goal_rule_)) Add({start, 0});
   Close(0);
 }
@@ -46,12 +47,59 @@ GrammarMatcher GrammarMatcher::InsideChain(std::shared_ptr<const Grammar> gramma
   return m;
 }
 
-void GrammarMatcher::Add(Item item) {
-  const uint32_t begin = set_begin_.back();
-  for (uint32_t i = begin; i < items_.size(); ++i) {
-    if (items_[i].pos == item.pos && items_[i].origin == item.origin) return;
+namespace {
+
+uint64_t ItemKey(int32_t pos, int32_t origin) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(pos)) << 32) | static_cast<uint32_t>(origin);
+}
+
+size_t FilterSlot(uint64_t key, size_t mask) {
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
+}  // namespace
+
+void GrammarMatcher::BeginSet(uint32_t begin) {
+  set_begin_.push_back(begin);
+  filter_size_ = 0;
+  if (++filter_stamp_ == 0) {  // wrapped: forget every old stamp
+    std::fill(filter_stamps_.begin(), filter_stamps_.end(), 0);
+    filter_stamp_ = 1;
   }
-  if (items_.size() - begin >= kMaxItemsPerSet) {
+  if (filter_keys_.empty()) {
+    filter_keys_.assign(64, 0);
+    filter_stamps_.assign(64, 0);
+  }
+}
+
+void GrammarMatcher::GrowFilter() {
+  const size_t capacity = filter_keys_.size() * 2;
+  filter_keys_.assign(capacity, 0);
+  filter_stamps_.assign(capacity, 0);
+  filter_stamp_ = 1;
+  filter_size_ = 0;
+  for (size_t i = set_begin_.back(); i < items_.size(); ++i) Insert(items_[i]);
+}
+
+bool GrammarMatcher::Insert(Item item) {
+  const uint64_t key = ItemKey(item.pos, item.origin);
+  const size_t mask = filter_keys_.size() - 1;
+  for (size_t slot = FilterSlot(key, mask);; slot = (slot + 1) & mask) {
+    if (filter_stamps_[slot] != filter_stamp_) {
+      filter_stamps_[slot] = filter_stamp_;
+      filter_keys_[slot] = key;
+      ++filter_size_;
+      return true;
+    }
+    if (filter_keys_[slot] == key) return false;
+  }
+}
+
+void GrammarMatcher::Add(Item item) {
+  ++g_adds;
+  if (2 * (filter_size_ + 1) > filter_keys_.size()) GrowFilter();
+  if (!Insert(item)) return;
+  if (items_.size() - set_begin_.back() >= kMaxItemsPerSet) {
     overflow_ = true;
     return;
   }
@@ -65,10 +113,12 @@ void GrammarMatcher::Close(uint32_t begin) {
     const GrammarPosition& p = positions_[item.pos];
     if (p.kind == GrammarPosition::Kind::kEnd) {
       // Completion: advance what waited on this rule where it started. An empty completion
-      // (origin == current) sees the set as far as it is; Add's nullable advance covers the rest.
+      // (origin == current) adds nothing: its rule is nullable, and every item of this set that
+      // waits on it is advanced by the nullable case below.
+      if (item.origin == current) continue;
       const uint32_t from = set_begin_[item.origin];
-      const uint32_t to = item.origin == current ? static_cast<uint32_t>(items_.size())
-                                                 : set_begin_[item.origin + 1];
+      const uint32_t to = set_begin_[item.origin + 1];
+      ++g_completions; g_comp_scanned += to - from;
       for (uint32_t j = from; j < to; ++j) {
         const Item waiting = items_[j];
         const GrammarPosition& w = positions_[waiting.pos];
@@ -84,9 +134,10 @@ void GrammarMatcher::Close(uint32_t begin) {
 }
 
 bool GrammarMatcher::ScanByte(uint8_t byte) {
+  ++g_scans; g_items += items_.size() - set_begin_.back();
   const uint32_t begin = set_begin_.back();
   const uint32_t end = static_cast<uint32_t>(items_.size());
-  set_begin_.push_back(end);
+  BeginSet(end);
   for (uint32_t i = begin; i < end; ++i) {
     const Item item = items_[i];
     const GrammarPosition& p = positions_[item.pos];
@@ -160,6 +211,81 @@ ByteSet GrammarMatcher::NextBytes() const {
     if (p.kind == GrammarPosition::Kind::kBytes) next.UnionWith(grammar_->byte_set(p.index));
   }
   return next;
+}
+
+void GrammarMatcher::Signature(std::vector<int32_t>* signature) const {
+  // What later steps read: the current set (scanned, predicted from, completed in) and, where an
+  // item of rule q started in an earlier set o (so q may complete there), the rule items of set o
+  // that wait on q, which continue rules that started further back: the closure of such
+  // (rule, set) pairs. Other items of earlier sets are never read again. Absolute set numbers
+  // only matter through "is it the current set" and "is it set 0", so the sets are renumbered by
+  // rank.
+  const int32_t current = static_cast<int32_t>(set_begin_.size()) - 1;
+  live_.clear();
+  waiting_.clear();
+  live_seen_.clear();
+  const auto live = [&](int32_t rule, int32_t set) {
+    if (set == current) return;
+    if (live_seen_.insert((static_cast<uint64_t>(rule) << 32) | static_cast<uint32_t>(set)).second) {
+      live_.push_back({rule, set});
+    }
+  };
+  for (uint32_t i = set_begin_[current]; i < items_.size(); ++i) {
+    live(positions_[items_[i].pos].rule, items_[i].origin);
+  }
+  for (size_t k = 0; k < live_.size(); ++k) {
+    const auto [rule, set] = live_[k];
+    for (uint32_t i = set_begin_[set]; i < set_begin_[set + 1]; ++i) {
+      const GrammarPosition& w = positions_[items_[i].pos];
+      if (w.kind == GrammarPosition::Kind::kRule && w.index == rule) {
+        waiting_.push_back({set, items_[i]});
+        live(w.rule, items_[i].origin);
+      }
+    }
+  }
+  // Ranks of the sets the closure reached (every origin of a live pair or a waiting item is one).
+  referenced_sets_.clear();
+  for (const auto& [rule, set] : live_) referenced_sets_.push_back(set);
+  std::sort(referenced_sets_.begin(), referenced_sets_.end());
+  referenced_sets_.erase(std::unique(referenced_sets_.begin(), referenced_sets_.end()),
+                         referenced_sets_.end());
+  const auto rank = [&](int32_t set) {
+    if (set == current) return -1;
+    return static_cast<int32_t>(
+        std::lower_bound(referenced_sets_.begin(), referenced_sets_.end(), set) -
+        referenced_sets_.begin());
+  };
+  signature->clear();
+  signature->push_back(goal_rule_);
+  // Where set 0 is (IsAccepting asks for origin 0): the current set, the first referenced, none.
+  signature->push_back(current == 0 ? 2 : (!referenced_sets_.empty() && referenced_sets_[0] == 0));
+  sorted_items_.clear();
+  for (uint32_t i = set_begin_[current]; i < items_.size(); ++i) {
+    sorted_items_.push_back({items_[i].pos, rank(items_[i].origin)});
+  }
+  const auto by_position = [](const Item& a, const Item& b) {
+    return a.pos != b.pos ? a.pos < b.pos : a.origin < b.origin;
+  };
+  std::sort(sorted_items_.begin(), sorted_items_.end(), by_position);
+  signature->push_back(static_cast<int32_t>(sorted_items_.size()));
+  for (const Item& item : sorted_items_) {
+    signature->push_back(item.pos);
+    signature->push_back(item.origin);
+  }
+  // The waiting items as (rank of their set, position, rank of their origin), sorted.
+  for (auto& [set, item] : waiting_) {
+    set = rank(set);
+    item.origin = rank(item.origin);
+  }
+  std::sort(waiting_.begin(), waiting_.end(), [&](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : by_position(a.second, b.second);
+  });
+  signature->push_back(static_cast<int32_t>(waiting_.size()));
+  for (const auto& [set, item] : waiting_) {
+    signature->push_back(set);
+    signature->push_back(item.pos);
+    signature->push_back(item.origin);
+  }
 }
 
 void GrammarMatcher::ScanPositions(std::vector<int32_t>* positions) const {

@@ -19,8 +19,10 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "structured/grammar.h"
 
 namespace pagoda::structured {
@@ -56,6 +58,13 @@ class GrammarMatcher {
   /// Appends the distinct byte positions of the current Earley set (what the next byte scans).
   void ScanPositions(std::vector<int32_t>* positions) const;
 
+  /// Writes a canonical description of everything the matcher's future depends on (the goal
+  /// rule, the current set's items, and the rule items of the earlier sets those items can
+  /// complete into, with sets renumbered by rank), replacing *signature. Two matchers of one
+  /// grammar with equal signatures accept, reject and report the same for every continuation;
+  /// CompiledGrammar memoizes its trie walks on it. Costs O(items) of the sets involved.
+  void Signature(std::vector<int32_t>* signature) const;
+
   const Grammar& grammar() const { return *grammar_; }
 
  private:
@@ -65,6 +74,11 @@ class GrammarMatcher {
   };
 
   GrammarMatcher(std::shared_ptr<const Grammar> grammar, int32_t goal_rule);
+  // Starts set k (pushes its begin) and empties the duplicate filter.
+  void BeginSet(uint32_t begin);
+  // Enters the item into the current set's duplicate filter: false when it was there.
+  bool Insert(Item item);
+  void GrowFilter();
   bool ScanByte(uint8_t byte);
   void Add(Item item);
   void Close(uint32_t begin);
@@ -76,6 +90,18 @@ class GrammarMatcher {
   std::vector<Item> items_;
   std::vector<uint32_t> set_begin_;  // set k: items [set_begin_[k], set_begin_[k + 1])
   std::vector<uint32_t> steps_;      // [step] -> the number of sets before it
+  // The current set's items as an open-addressing hash set, so Add is O(1) rather than a scan of
+  // the set: a slot belongs to the current set when its stamp is filter_stamp_.
+  std::vector<uint64_t> filter_keys_;
+  std::vector<uint32_t> filter_stamps_;
+  uint32_t filter_stamp_ = 0;
+  uint32_t filter_size_ = 0;
+  // Signature's scratch.
+  mutable std::vector<std::pair<int32_t, int32_t>> live_;  // (rule, set where it started)
+  mutable absl::flat_hash_set<uint64_t> live_seen_;
+  mutable std::vector<std::pair<int32_t, Item>> waiting_;  // (set, rule item waiting there)
+  mutable std::vector<int32_t> referenced_sets_;
+  mutable std::vector<Item> sorted_items_;
   bool overflow_ = false;
 };
 
