@@ -63,7 +63,9 @@ class StateCache {
     return it->second;
   }
   const State& state(int32_t id) const { return states_[id]; }
-  // The state after `byte` from `from`: kUnknown when not computed yet, kRejected.
+  // The state after `byte` from `from`: kUnknown when not computed yet, kRejected, or
+  // kAccepted when only known to be accepted (the step's end had no use for its state).
+  static constexpr int32_t kAccepted = -3;
   static constexpr int32_t kUnknown = -2;
   static constexpr int32_t kRejected = -1;
   size_t num_states() const { return states_.size(); }
@@ -99,9 +101,10 @@ class ContextCursor {
   int32_t start() const { return start_; }
   const StateCache::State& state(int32_t id) const { return cache_->state(id); }
 
-  // The state after path[0, depth) (in `from`) and `byte`, or kRejected. The path's byte at
-  // `depth` becomes `byte`.
-  int32_t Step(int32_t from, int32_t depth, uint8_t byte) {
+  // The state after path[0, depth) (in `from`) and `byte`, or kRejected; with !need_state (the
+  // path ends there) possibly kAccepted instead of the state. The path's byte at `depth` becomes
+  // `byte`.
+  int32_t Step(int32_t from, int32_t depth, uint8_t byte, bool need_state) {
     if (path_.size() <= static_cast<size_t>(depth)) path_.resize(depth + 1);
     if (synced_ > depth && path_[depth] != byte) {  // the matcher holds another branch
       matcher_.Rollback(synced_ - depth);
@@ -110,7 +113,7 @@ class ContextCursor {
     path_[depth] = byte;
     if (!cache_->state(from).next.Contains(byte)) return StateCache::kRejected;
     int32_t to = cache_->Transition(from, byte);
-    if (to != StateCache::kUnknown) return to;
+    if (to != StateCache::kUnknown && (to != StateCache::kAccepted || !need_state)) return to;
     if (synced_ > depth) {  // holds path[0, depth] already: step from path[0, depth)
       matcher_.Rollback(synced_ - depth);
       synced_ = depth;
@@ -122,7 +125,7 @@ class ContextCursor {
     }
     if (matcher_.AcceptByte(byte)) {
       ++synced_;
-      to = cache_->Intern(matcher_);
+      to = need_state ? cache_->Intern(matcher_) : StateCache::kAccepted;
     } else {
       to = StateCache::kRejected;
     }
@@ -155,8 +158,9 @@ class TrieClassifier {
   // may belong to the rules above.
   void Walk(int32_t node, int32_t state, int32_t depth, bool exited) {
     for (int32_t child = node + 1; child < vocab_.trie_end(node); child = vocab_.trie_end(child)) {
-      const int32_t next = cursor_.Step(state, depth, vocab_.trie_byte(child));
-      if (next < 0) {
+      const bool leaf = vocab_.trie_end(child) == child + 1;
+      const int32_t next = cursor_.Step(state, depth, vocab_.trie_byte(child), !leaf);
+      if (next == StateCache::kRejected) {
         if (exited) {
           for (int32_t n = child; n < vocab_.trie_end(child); ++n) {
             for (int32_t id : vocab_.trie_tokens(n)) uncertain_->push_back(id);
@@ -165,7 +169,7 @@ class TrieClassifier {
         continue;
       }
       for (int32_t id : vocab_.trie_tokens(child)) accepted_->push_back(id);
-      if (vocab_.trie_end(child) > child + 1) {
+      if (!leaf) {
         Walk(child, next, depth + 1, exited || cursor_.state(next).accepting);
       }
     }
@@ -203,9 +207,9 @@ void ClassifySorted(const TokenVocabulary& vocab, StateCache* cache, GrammarMatc
     exited.resize(common + 1);
     bool ok = true;
     for (size_t j = common; j < bytes.size(); ++j) {
-      const int32_t next =
-          cursor.Step(states[j], static_cast<int32_t>(j), static_cast<uint8_t>(bytes[j]));
-      if (next < 0) {
+      const int32_t next = cursor.Step(states[j], static_cast<int32_t>(j),
+                                       static_cast<uint8_t>(bytes[j]), /*need_state=*/true);
+      if (next == StateCache::kRejected) {
         blocked = bytes.substr(0, j + 1);
         blocked_exited = exited[j];
         ok = false;

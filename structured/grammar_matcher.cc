@@ -38,9 +38,11 @@ GrammarMatcher GrammarMatcher::InsideChain(std::shared_ptr<const Grammar> gramma
     }
   };
   m.set_begin_.push_back(0);
+  m.set_serial_.push_back(++m.next_serial_);
   add_left_recursive(positions[chain[0]].rule, 0);
   for (size_t k = 0; k < chain.size(); ++k) {
     m.set_begin_.push_back(static_cast<uint32_t>(m.items_.size()));
+    m.set_serial_.push_back(++m.next_serial_);
     m.items_.push_back({chain[k], static_cast<int32_t>(k)});
     if (k + 1 < chain.size()) add_left_recursive(positions[chain[k + 1]].rule, k + 1);
   }
@@ -61,6 +63,7 @@ size_t FilterSlot(uint64_t key, size_t mask) {
 
 void GrammarMatcher::BeginSet(uint32_t begin) {
   set_begin_.push_back(begin);
+  set_serial_.push_back(++next_serial_);
   filter_size_ = 0;
   if (++filter_stamp_ == 0) {  // wrapped: forget every old stamp
     std::fill(filter_stamps_.begin(), filter_stamps_.end(), 0);
@@ -119,6 +122,16 @@ void GrammarMatcher::Close(uint32_t begin) {
       const uint32_t from = set_begin_[item.origin];
       const uint32_t to = set_begin_[item.origin + 1];
       ++g_completions; g_comp_scanned += to - from;
+      if (to - from > kIndexedSetSize) {
+        const std::vector<std::pair<int32_t, uint32_t>>& waiting = WaitingIndex(item.origin);
+        for (auto it = std::lower_bound(waiting.begin(), waiting.end(),
+                                        std::pair<int32_t, uint32_t>(p.rule, 0));
+             it != waiting.end() && it->first == p.rule; ++it) {
+          const Item w = items_[it->second];
+          Add({w.pos + 1, w.origin});
+        }
+        continue;
+      }
       for (uint32_t j = from; j < to; ++j) {
         const Item waiting = items_[j];
         const GrammarPosition& w = positions_[waiting.pos];
@@ -131,6 +144,21 @@ void GrammarMatcher::Close(uint32_t begin) {
       if (grammar_->nullable(p.index)) Add({item.pos + 1, item.origin});
     }
   }
+}
+
+const std::vector<std::pair<int32_t, uint32_t>>& GrammarMatcher::WaitingIndex(int32_t set) {
+  if (wait_index_.size() <= static_cast<size_t>(set)) wait_index_.resize(set + 1);
+  WaitIndex& index = wait_index_[set];
+  if (index.serial != set_serial_[set]) {
+    index.serial = set_serial_[set];
+    index.entries.clear();
+    for (uint32_t i = set_begin_[set]; i < set_begin_[set + 1]; ++i) {
+      const GrammarPosition& w = positions_[items_[i].pos];
+      if (w.kind == GrammarPosition::Kind::kRule) index.entries.push_back({w.index, i});
+    }
+    std::sort(index.entries.begin(), index.entries.end());
+  }
+  return index.entries;
 }
 
 bool GrammarMatcher::ScanByte(uint8_t byte) {
@@ -152,12 +180,14 @@ bool GrammarMatcher::ScanByte(uint8_t byte) {
   }
   items_.resize(end);
   set_begin_.pop_back();
+  set_serial_.pop_back();
   return false;
 }
 
 void GrammarMatcher::Truncate(uint32_t num_sets) {
   items_.resize(set_begin_[num_sets]);
   set_begin_.resize(num_sets);
+  set_serial_.resize(num_sets);
 }
 
 bool GrammarMatcher::AcceptByte(uint8_t byte) {
@@ -221,34 +251,40 @@ void GrammarMatcher::Signature(std::vector<int32_t>* signature) const {
   // only matter through "is it the current set" and "is it set 0", so the sets are renumbered by
   // rank.
   const int32_t current = static_cast<int32_t>(set_begin_.size()) - 1;
-  live_.clear();
+  if (live_rules_.size() < static_cast<size_t>(current)) live_rules_.resize(current);
   waiting_.clear();
-  live_seen_.clear();
+  referenced_sets_.clear();
+  // live_rules_[set]: the rules that may complete with that origin; sets only reach back.
   const auto live = [&](int32_t rule, int32_t set) {
     if (set == current) return;
-    if (live_seen_.insert((static_cast<uint64_t>(rule) << 32) | static_cast<uint32_t>(set)).second) {
-      live_.push_back({rule, set});
-    }
+    std::vector<int32_t>& rules = live_rules_[set];
+    if (rules.empty()) referenced_sets_.push_back(set);
+    if (std::find(rules.begin(), rules.end(), rule) == rules.end()) rules.push_back(rule);
   };
   for (uint32_t i = set_begin_[current]; i < items_.size(); ++i) {
     live(positions_[items_[i].pos].rule, items_[i].origin);
   }
-  for (size_t k = 0; k < live_.size(); ++k) {
-    const auto [rule, set] = live_[k];
-    for (uint32_t i = set_begin_[set]; i < set_begin_[set + 1]; ++i) {
-      const GrammarPosition& w = positions_[items_[i].pos];
-      if (w.kind == GrammarPosition::Kind::kRule && w.index == rule) {
+  // From the latest set back: a set's live rules are final once every later set is done, but for
+  // those its own predictions add (origin == the set), which are scanned for again.
+  for (int32_t set = current - 1; set >= 0; --set) {
+    std::vector<int32_t>& rules = live_rules_[set];
+    for (size_t done = 0; done < rules.size();) {
+      const size_t end = rules.size();
+      for (uint32_t i = set_begin_[set]; i < set_begin_[set + 1]; ++i) {
+        const GrammarPosition& w = positions_[items_[i].pos];
+        if (w.kind != GrammarPosition::Kind::kRule ||
+            std::find(rules.begin() + done, rules.begin() + end, w.index) == rules.begin() + end) {
+          continue;
+        }
         waiting_.push_back({set, items_[i]});
         live(w.rule, items_[i].origin);
       }
+      done = end;
     }
   }
+  for (int32_t set : referenced_sets_) live_rules_[set].clear();
   // Ranks of the sets the closure reached (every origin of a live pair or a waiting item is one).
-  referenced_sets_.clear();
-  for (const auto& [rule, set] : live_) referenced_sets_.push_back(set);
   std::sort(referenced_sets_.begin(), referenced_sets_.end());
-  referenced_sets_.erase(std::unique(referenced_sets_.begin(), referenced_sets_.end()),
-                         referenced_sets_.end());
   const auto rank = [&](int32_t set) {
     if (set == current) return -1;
     return static_cast<int32_t>(

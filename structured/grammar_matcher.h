@@ -22,7 +22,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "structured/grammar.h"
 
 namespace pagoda::structured {
@@ -79,6 +78,9 @@ class GrammarMatcher {
   // Enters the item into the current set's duplicate filter: false when it was there.
   bool Insert(Item item);
   void GrowFilter();
+  // The rule items of a finished set as (rule waited on, item index), sorted: a completion into
+  // a large set looks its waiting items up instead of scanning the set.
+  const std::vector<std::pair<int32_t, uint32_t>>& WaitingIndex(int32_t set);
   bool ScanByte(uint8_t byte);
   void Add(Item item);
   void Close(uint32_t begin);
@@ -90,6 +92,16 @@ class GrammarMatcher {
   std::vector<Item> items_;
   std::vector<uint32_t> set_begin_;  // set k: items [set_begin_[k], set_begin_[k + 1])
   std::vector<uint32_t> steps_;      // [step] -> the number of sets before it
+  // [set] -> a number no other set of this matcher had, so WaitingIndex knows a set rebuilt
+  // after a rollback.
+  std::vector<uint64_t> set_serial_;
+  uint64_t next_serial_ = 0;
+  struct WaitIndex {
+    uint64_t serial = 0;
+    std::vector<std::pair<int32_t, uint32_t>> entries;
+  };
+  std::vector<WaitIndex> wait_index_;
+  static constexpr uint32_t kIndexedSetSize = 24;
   // The current set's items as an open-addressing hash set, so Add is O(1) rather than a scan of
   // the set: a slot belongs to the current set when its stamp is filter_stamp_.
   std::vector<uint64_t> filter_keys_;
@@ -97,8 +109,7 @@ class GrammarMatcher {
   uint32_t filter_stamp_ = 0;
   uint32_t filter_size_ = 0;
   // Signature's scratch.
-  mutable std::vector<std::pair<int32_t, int32_t>> live_;  // (rule, set where it started)
-  mutable absl::flat_hash_set<uint64_t> live_seen_;
+  mutable std::vector<std::vector<int32_t>> live_rules_;  // [set] -> rules started there
   mutable std::vector<std::pair<int32_t, Item>> waiting_;  // (set, rule item waiting there)
   mutable std::vector<int32_t> referenced_sets_;
   mutable std::vector<Item> sorted_items_;
