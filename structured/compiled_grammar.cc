@@ -54,12 +54,14 @@ class StateCache {
   struct State {
     ByteSet next;
     bool accepting = false;
+    int32_t lookups = 0;
+    std::vector<int32_t> table;  // [byte] -> Transition, once looked up kTableAfterLookups times
   };
 
   int32_t Intern(const GrammarMatcher& matcher) {
     matcher.Signature(&signature_);
     auto [it, inserted] = ids_.try_emplace(signature_, static_cast<int32_t>(states_.size()));
-    if (inserted) states_.push_back({matcher.NextBytes(), matcher.IsAccepting()});
+    if (inserted) states_.push_back({.next = matcher.NextBytes(), .accepting = matcher.IsAccepting()});
     return it->second;
   }
   const State& state(int32_t id) const { return states_[id]; }
@@ -70,16 +72,33 @@ class StateCache {
   static constexpr int32_t kRejected = -1;
   size_t num_states() const { return states_.size(); }
   size_t num_transitions() const { return transitions_.size(); }
-  int32_t Transition(int32_t from, uint8_t byte) const {
+  int32_t Transition(int32_t from, uint8_t byte) {
     ++g_lookups;
+    State& state = states_[from];
+    if (!state.table.empty()) return state.table[byte];
     auto it = transitions_.find(TransitionKey(from, byte));
-    return it == transitions_.end() ? kUnknown : it->second;
+    const int32_t to = it == transitions_.end() ? kUnknown : it->second;
+    if (++state.lookups == kTableAfterLookups) {  // a hot state: a table for all 256 bytes
+      state.table.assign(256, kUnknown);
+      for (int b = 0; b < 256; ++b) {
+        auto t = transitions_.find(TransitionKey(from, static_cast<uint8_t>(b)));
+        if (t != transitions_.end()) state.table[b] = t->second;
+      }
+    }
+    return to;
   }
   void SetTransition(int32_t from, uint8_t byte, int32_t to) {
-    transitions_[TransitionKey(from, byte)] = to;
+    State& state = states_[from];
+    if (!state.table.empty()) {
+      state.table[byte] = to;
+    } else {
+      transitions_[TransitionKey(from, byte)] = to;
+    }
   }
 
  private:
+  static constexpr int32_t kTableAfterLookups = 64;
+
   static uint64_t TransitionKey(int32_t from, uint8_t byte) {
     return (static_cast<uint64_t>(from) << 8) | byte;
   }

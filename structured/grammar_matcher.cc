@@ -146,7 +146,7 @@ void GrammarMatcher::Close(uint32_t begin) {
   }
 }
 
-const std::vector<std::pair<int32_t, uint32_t>>& GrammarMatcher::WaitingIndex(int32_t set) {
+const std::vector<std::pair<int32_t, uint32_t>>& GrammarMatcher::WaitingIndex(int32_t set) const {
   if (wait_index_.size() <= static_cast<size_t>(set)) wait_index_.resize(set + 1);
   WaitIndex& index = wait_index_[set];
   if (index.serial != set_serial_[set]) {
@@ -268,6 +268,19 @@ void GrammarMatcher::Signature(std::vector<int32_t>* signature) const {
   // those its own predictions add (origin == the set), which are scanned for again.
   for (int32_t set = current - 1; set >= 0; --set) {
     std::vector<int32_t>& rules = live_rules_[set];
+    if (set_begin_[set + 1] - set_begin_[set] > kIndexedSetSize) {
+      const std::vector<std::pair<int32_t, uint32_t>>& index = WaitingIndex(set);
+      for (size_t k = 0; k < rules.size(); ++k) {
+        for (auto it = std::lower_bound(index.begin(), index.end(),
+                                        std::pair<int32_t, uint32_t>(rules[k], 0));
+             it != index.end() && it->first == rules[k]; ++it) {
+          const Item w = items_[it->second];
+          waiting_.push_back({set, w});
+          live(positions_[w.pos].rule, w.origin);
+        }
+      }
+      continue;
+    }
     for (size_t done = 0; done < rules.size();) {
       const size_t end = rules.size();
       for (uint32_t i = set_begin_[set]; i < set_begin_[set + 1]; ++i) {

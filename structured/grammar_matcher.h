@@ -80,7 +80,7 @@ class GrammarMatcher {
   void GrowFilter();
   // The rule items of a finished set as (rule waited on, item index), sorted: a completion into
   // a large set looks its waiting items up instead of scanning the set.
-  const std::vector<std::pair<int32_t, uint32_t>>& WaitingIndex(int32_t set);
+  const std::vector<std::pair<int32_t, uint32_t>>& WaitingIndex(int32_t set) const;
   bool ScanByte(uint8_t byte);
   void Add(Item item);
   void Close(uint32_t begin);
@@ -100,7 +100,7 @@ class GrammarMatcher {
     uint64_t serial = 0;
     std::vector<std::pair<int32_t, uint32_t>> entries;
   };
-  std::vector<WaitIndex> wait_index_;
+  mutable std::vector<WaitIndex> wait_index_;
   static constexpr uint32_t kIndexedSetSize = 24;
   // The current set's items as an open-addressing hash set, so Add is O(1) rather than a scan of
   // the set: a slot belongs to the current set when its stamp is filter_stamp_.
