@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,7 +14,7 @@
 #include <chrono>
 #include <cstdio>
 extern int64_t g_scans, g_items, g_completions, g_comp_scanned, g_adds;
-static int64_t g_lookups;
+static int64_t g_lookups; static int64_t g_miss_depth[16];
 static double g_t[3]; static int g_n[3]; static int64_t g_s[3]; static std::map<int64_t,int> g_hist[3];
 struct TT{int k; int64_t s0 = g_scans; std::chrono::steady_clock::time_point s=std::chrono::steady_clock::now(); ~TT(){g_t[k]+=std::chrono::duration<double,std::milli>(std::chrono::steady_clock::now()-s).count(); g_n[k]++; g_s[k]+=g_scans-s0; int64_t d=g_scans-s0; int64_t b=1; while(b*4<=d) b*=4; g_hist[k][b]++;}};
 #include "structured/internal/unshare_rules.h"
@@ -54,6 +55,7 @@ class StateCache {
   struct State {
     ByteSet next;
     bool accepting = false;
+    ByteSet self_loops;  // bytes known to lead back to this state
     int32_t lookups = 0;
     std::vector<int32_t> table;  // [byte] -> Transition, once looked up kTableAfterLookups times
   };
@@ -89,6 +91,7 @@ class StateCache {
   }
   void SetTransition(int32_t from, uint8_t byte, int32_t to) {
     State& state = states_[from];
+    if (to == from) state.self_loops.Add(byte);
     if (!state.table.empty()) {
       state.table[byte] = to;
     } else {
@@ -142,6 +145,7 @@ class ContextCursor {
       PAGODA_CHECK(ok);
       ++synced_;
     }
+    ++g_miss_depth[std::min(depth, 15)];
     if (matcher_.AcceptByte(byte)) {
       ++synced_;
       to = need_state ? cache_->Intern(matcher_) : StateCache::kAccepted;
@@ -176,6 +180,12 @@ class TrieClassifier {
   // `exited`: the known context completed at a shorter prefix of this path, so bytes past it
   // may belong to the rules above.
   void Walk(int32_t node, int32_t state, int32_t depth, bool exited) {
+    // A subtree whose every byte loops back to this state (the inside of a string, mostly): all
+    // its tokens are accepted without walking it.
+    if (cursor_.state(state).self_loops.ContainsAll(vocab_.trie_bytes_below(node))) {
+      for (int32_t id : vocab_.trie_tokens_below(node)) accepted_->push_back(id);
+      return;
+    }
     for (int32_t child = node + 1; child < vocab_.trie_end(node); child = vocab_.trie_end(child)) {
       const bool leaf = vocab_.trie_end(child) == child + 1;
       const int32_t next = cursor_.Step(state, depth, vocab_.trie_byte(child), !leaf);
@@ -336,6 +346,7 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
       tokens.accepted_ids.clear();
       TT tt{2};
+      { static std::set<std::vector<int32_t>> seen; std::vector<int32_t> fk; for (int32_t c : chain) fk.push_back(original_position(c)); seen.insert(fk); if (getenv("CG_STATS")) fprintf(stderr, "rewalk distinct full keys %zu\n", seen.size()); }
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))
           .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
     }
@@ -355,7 +366,7 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
   if (getenv("CG_STATS")) fprintf(stderr, "scans %ld avgset %.1f completions %ld scanned %ld adds %ld\n", g_scans, g_items*1.0/g_scans, g_completions, g_comp_scanned, g_adds);
   g_scans=g_items=g_completions=g_comp_scanned=g_adds=0;
   if (getenv("CG_STATS")) fprintf(stderr, "states %zu transitions %zu lookups %ld\n", cache.num_states(), cache.num_transitions(), g_lookups);
-  g_lookups = 0;
+  g_lookups = 0; if (getenv("CG_STATS")) { for (int d=0; d<16; ++d) fprintf(stderr, " d%d:%ld", d, g_miss_depth[d]); fprintf(stderr, "\n"); } std::fill(g_miss_depth, g_miss_depth+16, 0);
   if (getenv("CG_STATS")) fprintf(stderr, "full %d %.1fms sorted %d %.1fms rewalk %d %.1fms\n", g_n[0], g_t[0], g_n[1], g_t[1], g_n[2], g_t[2]);
   if (getenv("CG_STATS")) { fprintf(stderr, "scans full %ld sorted %ld rewalk %ld\n", g_s[0], g_s[1], g_s[2]); for (int k=0;k<3;++k){ fprintf(stderr, " hist%d:", k); for (auto [b,c]: g_hist[k]) fprintf(stderr, " %ld:%d", b, c); fprintf(stderr, "\n"); g_hist[k].clear(); g_s[k]=0;} }
   g_t[0]=g_t[1]=g_t[2]=0; g_n[0]=g_n[1]=g_n[2]=0;

@@ -268,6 +268,7 @@ void GrammarMatcher::Signature(std::vector<int32_t>* signature) const {
   // those its own predictions add (origin == the set), which are scanned for again.
   for (int32_t set = current - 1; set >= 0; --set) {
     std::vector<int32_t>& rules = live_rules_[set];
+    if (rules.empty()) continue;
     if (set_begin_[set + 1] - set_begin_[set] > kIndexedSetSize) {
       const std::vector<std::pair<int32_t, uint32_t>>& index = WaitingIndex(set);
       for (size_t k = 0; k < rules.size(); ++k) {
