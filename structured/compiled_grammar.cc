@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 #include <memory>
 #include <string>
 #include <utility>
@@ -11,12 +10,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "common/check.h"
 #include "structured/grammar_matcher.h"
-#include <chrono>
-#include <cstdio>
-extern int64_t g_scans, g_items, g_completions, g_comp_scanned, g_adds;
-static int64_t g_lookups; static int64_t g_miss_depth[16];
-static double g_t[3]; static int g_n[3]; static int64_t g_s[3]; static std::map<int64_t,int> g_hist[3];
-struct TT{int k; int64_t s0 = g_scans; std::chrono::steady_clock::time_point s=std::chrono::steady_clock::now(); ~TT(){g_t[k]+=std::chrono::duration<double,std::milli>(std::chrono::steady_clock::now()-s).count(); g_n[k]++; g_s[k]+=g_scans-s0; int64_t d=g_scans-s0; int64_t b=1; while(b*4<=d) b*=4; g_hist[k][b]++;}};
 #include "structured/internal/unshare_rules.h"
 
 namespace pagoda::structured {
@@ -72,10 +65,7 @@ class StateCache {
   static constexpr int32_t kAccepted = -3;
   static constexpr int32_t kUnknown = -2;
   static constexpr int32_t kRejected = -1;
-  size_t num_states() const { return states_.size(); }
-  size_t num_transitions() const { return transitions_.size(); }
   int32_t Transition(int32_t from, uint8_t byte) {
-    ++g_lookups;
     State& state = states_[from];
     if (!state.table.empty()) return state.table[byte];
     auto it = transitions_.find(TransitionKey(from, byte));
@@ -145,7 +135,6 @@ class ContextCursor {
       PAGODA_CHECK(ok);
       ++synced_;
     }
-    ++g_miss_depth[std::min(depth, 15)];
     if (matcher_.AcceptByte(byte)) {
       ++synced_;
       to = need_state ? cache_->Intern(matcher_) : StateCache::kAccepted;
@@ -330,7 +319,6 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     auto [it, inserted] = by_context.try_emplace(key);
     PositionTokens& base = it->second;
     if (inserted) {
-      TT tt{0};
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, local))
           .Run(&base.accepted_ids, &base.uncertain_ids);
     }
@@ -340,13 +328,10 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     if (local_begin == 0) {
       tokens.uncertain_ids = base.uncertain_ids;
     } else if (base.uncertain_ids.size() <= kMaxRefined) {
-      TT tt{1};
       ClassifySorted(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain), base.uncertain_ids,
                      &tokens.accepted_ids, &tokens.uncertain_ids);
     } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
       tokens.accepted_ids.clear();
-      TT tt{2};
-      { static std::set<std::vector<int32_t>> seen; std::vector<int32_t> fk; for (int32_t c : chain) fk.push_back(original_position(c)); seen.insert(fk); if (getenv("CG_STATS")) fprintf(stderr, "rewalk distinct full keys %zu\n", seen.size()); }
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))
           .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
     }
@@ -360,16 +345,6 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
       tokens.accepted_ids = {};
     }
   }
-  if (getenv("CG_STATS")) { uint64_t h = 1469598103934665603ull; auto mix=[&](uint64_t v){ h = (h ^ v) * 1099511628211ull; };
-    for (int32_t p = 0; p < num_positions; ++p) { mix(compiled->position_index_[p] < 0 ? 7 : 9); if (compiled->position_index_[p] < 0) continue; auto t = compiled->tokens_[compiled->position_index_[p]]; std::sort(t.accepted_ids.begin(), t.accepted_ids.end()); for (auto id : t.accepted_ids) mix(id); mix(~0ull); for (auto id: t.uncertain_ids) mix(id); mix(~1ull); }
-    fprintf(stderr, "digest %016llx\n", (unsigned long long)h); }
-  if (getenv("CG_STATS")) fprintf(stderr, "scans %ld avgset %.1f completions %ld scanned %ld adds %ld\n", g_scans, g_items*1.0/g_scans, g_completions, g_comp_scanned, g_adds);
-  g_scans=g_items=g_completions=g_comp_scanned=g_adds=0;
-  if (getenv("CG_STATS")) fprintf(stderr, "states %zu transitions %zu lookups %ld\n", cache.num_states(), cache.num_transitions(), g_lookups);
-  g_lookups = 0; if (getenv("CG_STATS")) { for (int d=0; d<16; ++d) fprintf(stderr, " d%d:%ld", d, g_miss_depth[d]); fprintf(stderr, "\n"); } std::fill(g_miss_depth, g_miss_depth+16, 0);
-  if (getenv("CG_STATS")) fprintf(stderr, "full %d %.1fms sorted %d %.1fms rewalk %d %.1fms\n", g_n[0], g_t[0], g_n[1], g_t[1], g_n[2], g_t[2]);
-  if (getenv("CG_STATS")) { fprintf(stderr, "scans full %ld sorted %ld rewalk %ld\n", g_s[0], g_s[1], g_s[2]); for (int k=0;k<3;++k){ fprintf(stderr, " hist%d:", k); for (auto [b,c]: g_hist[k]) fprintf(stderr, " %ld:%d", b, c); fprintf(stderr, "\n"); g_hist[k].clear(); g_s[k]=0;} }
-  g_t[0]=g_t[1]=g_t[2]=0; g_n[0]=g_n[1]=g_n[2]=0;
   compiled->grammar_ = std::move(grammar);
   compiled->vocabulary_ = std::move(vocabulary);
   return std::shared_ptr<const CompiledGrammar>(std::move(compiled));

@@ -7,7 +7,6 @@
 
 #include "common/check.h"
 
-int64_t g_scans, g_items, g_completions, g_comp_scanned, g_adds;
 namespace pagoda::structured {
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar, int32_t goal_rule)
@@ -99,7 +98,6 @@ bool GrammarMatcher::Insert(Item item) {
 }
 
 void GrammarMatcher::Add(Item item) {
-  ++g_adds;
   if (2 * (filter_size_ + 1) > filter_keys_.size()) GrowFilter();
   if (!Insert(item)) return;
   if (items_.size() - set_begin_.back() >= kMaxItemsPerSet) {
@@ -121,7 +119,6 @@ void GrammarMatcher::Close(uint32_t begin) {
       if (item.origin == current) continue;
       const uint32_t from = set_begin_[item.origin];
       const uint32_t to = set_begin_[item.origin + 1];
-      ++g_completions; g_comp_scanned += to - from;
       if (to - from > kIndexedSetSize) {
         const std::vector<std::pair<int32_t, uint32_t>>& waiting = WaitingIndex(item.origin);
         for (auto it = std::lower_bound(waiting.begin(), waiting.end(),
@@ -162,7 +159,6 @@ const std::vector<std::pair<int32_t, uint32_t>>& GrammarMatcher::WaitingIndex(in
 }
 
 bool GrammarMatcher::ScanByte(uint8_t byte) {
-  ++g_scans; g_items += items_.size() - set_begin_.back();
   const uint32_t begin = set_begin_.back();
   const uint32_t end = static_cast<uint32_t>(items_.size());
   BeginSet(end);
