@@ -56,7 +56,8 @@ class StateCache {
   int32_t Intern(const GrammarMatcher& matcher) {
     matcher.Signature(&signature_);
     auto [it, inserted] = ids_.try_emplace(signature_, static_cast<int32_t>(states_.size()));
-    if (inserted) states_.push_back({.next = matcher.NextBytes(), .accepting = matcher.IsAccepting()});
+    if (inserted)
+      states_.push_back({.next = matcher.NextBytes(), .accepting = matcher.IsAccepting()});
     return it->second;
   }
   const State& state(int32_t id) const { return states_[id]; }
@@ -205,7 +206,7 @@ void ClassifySorted(const TokenVocabulary& vocab, StateCache* cache, GrammarMatc
                     const std::vector<int32_t>& sorted_ids, std::vector<int32_t>* accepted,
                     std::vector<int32_t>* uncertain) {
   ContextCursor cursor(cache, std::move(matcher));
-  std::string path;                           // the bytes walked
+  std::string path;                                // the bytes walked
   std::vector<int32_t> states = {cursor.start()};  // [depth] -> the state after path[0, depth)
   std::vector<bool> exited = {false};  // [depth] -> the context completed at a depth in [1, depth]
   std::string blocked;                 // a rejected prefix
@@ -328,8 +329,8 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     if (local_begin == 0) {
       tokens.uncertain_ids = base.uncertain_ids;
     } else if (base.uncertain_ids.size() <= kMaxRefined) {
-      ClassifySorted(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain), base.uncertain_ids,
-                     &tokens.accepted_ids, &tokens.uncertain_ids);
+      ClassifySorted(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain),
+                     base.uncertain_ids, &tokens.accepted_ids, &tokens.uncertain_ids);
     } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
       tokens.accepted_ids.clear();
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))

@@ -109,7 +109,7 @@ class GrammarMatcher {
   uint32_t filter_stamp_ = 0;
   uint32_t filter_size_ = 0;
   // Signature's scratch.
-  mutable std::vector<std::vector<int32_t>> live_rules_;  // [set] -> rules started there
+  mutable std::vector<std::vector<int32_t>> live_rules_;   // [set] -> rules started there
   mutable std::vector<std::pair<int32_t, Item>> waiting_;  // (set, rule item waiting there)
   mutable std::vector<int32_t> referenced_sets_;
   mutable std::vector<Item> sorted_items_;
