@@ -45,9 +45,17 @@ std::vector<int32_t> ChainFor(const Grammar& g, int32_t position,
 // instead of an Earley step. Inside a string, nearly every node of the trie is such a lookup.
 class StateCache {
  public:
+  static constexpr int32_t kAccepted = -3;
+  static constexpr int32_t kUnknown = -2;
+  static constexpr int32_t kRejected = -1;
+
   struct State {
     ByteSet next;
     bool accepting = false;
+    // Every position that scans next holds the same byte set (as at the start of a context,
+    // which scans one position): every byte of `next` leads to one state, uniform_to.
+    bool uniform = false;
+    int32_t uniform_to = kUnknown;
     ByteSet self_loops;  // bytes known to lead back to this state
     int32_t lookups = 0;
     std::vector<int32_t> table;  // [byte] -> Transition, once looked up kTableAfterLookups times
@@ -56,18 +64,26 @@ class StateCache {
   int32_t Intern(const GrammarMatcher& matcher) {
     matcher.Signature(&signature_);
     auto [it, inserted] = ids_.try_emplace(signature_, static_cast<int32_t>(states_.size()));
-    if (inserted)
-      states_.push_back({.next = matcher.NextBytes(), .accepting = matcher.IsAccepting()});
+    if (inserted) {
+      State& state = states_.emplace_back(
+          State{.next = matcher.NextBytes(), .accepting = matcher.IsAccepting()});
+      scan_positions_.clear();
+      matcher.ScanPositions(&scan_positions_);
+      const Grammar& grammar = matcher.grammar();
+      state.uniform = !scan_positions_.empty();
+      for (int32_t pos : scan_positions_) {
+        if (!(grammar.byte_set(grammar.positions()[pos].index) == state.next))
+          state.uniform = false;
+      }
+    }
     return it->second;
   }
   const State& state(int32_t id) const { return states_[id]; }
   // The state after `byte` from `from`: kUnknown when not computed yet, kRejected, or
   // kAccepted when only known to be accepted (the step's end had no use for its state).
-  static constexpr int32_t kAccepted = -3;
-  static constexpr int32_t kUnknown = -2;
-  static constexpr int32_t kRejected = -1;
   int32_t Transition(int32_t from, uint8_t byte) {
     State& state = states_[from];
+    if (state.uniform) return state.uniform_to;
     if (!state.table.empty()) return state.table[byte];
     auto it = transitions_.find(TransitionKey(from, byte));
     const int32_t to = it == transitions_.end() ? kUnknown : it->second;
@@ -82,6 +98,11 @@ class StateCache {
   }
   void SetTransition(int32_t from, uint8_t byte, int32_t to) {
     State& state = states_[from];
+    if (state.uniform) {
+      state.uniform_to = to;
+      if (to == from) state.self_loops = state.next;
+      return;
+    }
     if (to == from) state.self_loops.Add(byte);
     if (!state.table.empty()) {
       state.table[byte] = to;
@@ -98,6 +119,7 @@ class StateCache {
   }
 
   std::vector<int32_t> signature_;
+  std::vector<int32_t> scan_positions_;
   absl::flat_hash_map<std::vector<int32_t>, int32_t> ids_;
   std::vector<State> states_;
   absl::flat_hash_map<uint64_t, int32_t> transitions_;
@@ -118,13 +140,13 @@ class ContextCursor {
   // path ends there) possibly kAccepted instead of the state. The path's byte at `depth` becomes
   // `byte`.
   int32_t Step(int32_t from, int32_t depth, uint8_t byte, bool need_state) {
+    if (!cache_->state(from).next.Contains(byte)) return StateCache::kRejected;
     if (path_.size() <= static_cast<size_t>(depth)) path_.resize(depth + 1);
     if (synced_ > depth && path_[depth] != byte) {  // the matcher holds another branch
       matcher_.Rollback(synced_ - depth);
       synced_ = depth;
     }
     path_[depth] = byte;
-    if (!cache_->state(from).next.Contains(byte)) return StateCache::kRejected;
     int32_t to = cache_->Transition(from, byte);
     if (to != StateCache::kUnknown && (to != StateCache::kAccepted || !need_state)) return to;
     if (synced_ > depth) {  // holds path[0, depth] already: step from path[0, depth)
