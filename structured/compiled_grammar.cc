@@ -195,7 +195,8 @@ class TrieClassifier {
     // A subtree whose every byte loops back to this state (the inside of a string, mostly): all
     // its tokens are accepted without walking it.
     if (cursor_.state(state).self_loops.ContainsAll(vocab_.trie_bytes_below(node))) {
-      for (int32_t id : vocab_.trie_tokens_below(node)) accepted_->push_back(id);
+      const absl::Span<const int32_t> below = vocab_.trie_tokens_below(node);
+      accepted_->insert(accepted_->end(), below.begin(), below.end());
       return;
     }
     for (int32_t child = node + 1; child < vocab_.trie_end(node); child = vocab_.trie_end(child)) {

@@ -295,12 +295,11 @@ void GrammarMatcher::Signature(std::vector<int32_t>* signature) const {
   for (int32_t set : referenced_sets_) live_rules_[set].clear();
   // Ranks of the sets the closure reached (every origin of a live pair or a waiting item is one).
   std::sort(referenced_sets_.begin(), referenced_sets_.end());
-  const auto rank = [&](int32_t set) {
-    if (set == current) return -1;
-    return static_cast<int32_t>(
-        std::lower_bound(referenced_sets_.begin(), referenced_sets_.end(), set) -
-        referenced_sets_.begin());
-  };
+  if (set_rank_.size() < static_cast<size_t>(current)) set_rank_.resize(current);
+  for (size_t k = 0; k < referenced_sets_.size(); ++k) {
+    set_rank_[referenced_sets_[k]] = static_cast<int32_t>(k);
+  }
+  const auto rank = [&](int32_t set) { return set == current ? -1 : set_rank_[set]; };
   signature->clear();
   signature->push_back(goal_rule_);
   // Where set 0 is (IsAccepting asks for origin 0): the current set, the first referenced, none.

@@ -112,6 +112,7 @@ class GrammarMatcher {
   mutable std::vector<std::vector<int32_t>> live_rules_;   // [set] -> rules started there
   mutable std::vector<std::pair<int32_t, Item>> waiting_;  // (set, rule item waiting there)
   mutable std::vector<int32_t> referenced_sets_;
+  mutable std::vector<int32_t> set_rank_;  // [referenced set] -> its rank
   mutable std::vector<Item> sorted_items_;
   bool overflow_ = false;
 };
