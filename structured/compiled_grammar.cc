@@ -314,8 +314,14 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
   };
 
   // Tokens of a context up to (and with) the top of a copy are the same for every copy: keyed
-  // by the context's positions in the input grammar.
-  std::map<std::vector<int32_t>, PositionTokens> by_context;
+  // by the context's positions in the input grammar. A position's accepted tokens are its
+  // base's plus its own; the base's bitmask is built once for all its positions.
+  struct Base {
+    PositionTokens tokens;
+    std::vector<uint32_t> bitmask;
+  };
+  std::map<std::vector<int32_t>, Base> by_context;
+  std::vector<Base*> base_of;  // [index into tokens_] -> whose accepted tokens it adds, or null
   StateCache cache;
   compiled->position_index_.assign(num_positions, -1);
   for (int32_t p = 0; p < num_positions; ++p) {
@@ -341,32 +347,48 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     std::vector<int32_t> key;
     for (int32_t c : local) key.push_back(original_position(c));
     auto [it, inserted] = by_context.try_emplace(key);
-    PositionTokens& base = it->second;
+    PositionTokens& base = it->second.tokens;
     if (inserted) {
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, local))
           .Run(&base.accepted_ids, &base.uncertain_ids);
     }
     compiled->position_index_[p] = static_cast<int32_t>(compiled->tokens_.size());
     PositionTokens& tokens = compiled->tokens_.emplace_back();
-    tokens.accepted_ids = base.accepted_ids;
+    base_of.push_back(&it->second);
     if (local_begin == 0) {
       tokens.uncertain_ids = base.uncertain_ids;
     } else if (base.uncertain_ids.size() <= kMaxRefined) {
       ClassifySorted(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain),
                      base.uncertain_ids, &tokens.accepted_ids, &tokens.uncertain_ids);
     } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
-      tokens.accepted_ids.clear();
+      base_of.back() = nullptr;
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))
           .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
     }
   }
-  for (PositionTokens& tokens : compiled->tokens_) {
-    if (static_cast<int64_t>(tokens.accepted_ids.size()) > vocabulary->bitmask_words()) {
-      tokens.accepted_bitmask.assign(vocabulary->bitmask_words(), 0);
-      for (int32_t id : tokens.accepted_ids) {
-        tokens.accepted_bitmask[id >> 5] |= uint32_t{1} << (id & 31);
+  const int32_t words = vocabulary->bitmask_words();
+  const auto set_bits = [](const std::vector<int32_t>& ids, std::vector<uint32_t>* bitmask) {
+    for (int32_t id : ids) (*bitmask)[id >> 5] |= uint32_t{1} << (id & 31);
+  };
+  for (size_t i = 0; i < compiled->tokens_.size(); ++i) {
+    PositionTokens& tokens = compiled->tokens_[i];
+    Base* base = base_of[i];
+    const size_t from_base = base == nullptr ? 0 : base->tokens.accepted_ids.size();
+    if (static_cast<int64_t>(from_base + tokens.accepted_ids.size()) > words) {
+      if (base == nullptr) {
+        tokens.accepted_bitmask.assign(words, 0);
+      } else {
+        if (base->bitmask.empty()) {
+          base->bitmask.assign(words, 0);
+          set_bits(base->tokens.accepted_ids, &base->bitmask);
+        }
+        tokens.accepted_bitmask = base->bitmask;
       }
+      set_bits(tokens.accepted_ids, &tokens.accepted_bitmask);
       tokens.accepted_ids = {};
+    } else if (from_base > 0) {
+      tokens.accepted_ids.insert(tokens.accepted_ids.begin(), base->tokens.accepted_ids.begin(),
+                                 base->tokens.accepted_ids.end());
     }
   }
   compiled->grammar_ = std::move(grammar);
