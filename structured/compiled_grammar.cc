@@ -204,9 +204,10 @@ class TrieClassifier {
       const int32_t next = cursor_.Step(state, depth, vocab_.trie_byte(child), !leaf);
       if (next == StateCache::kRejected) {
         if (exited) {
-          for (int32_t n = child; n < vocab_.trie_end(child); ++n) {
-            for (int32_t id : vocab_.trie_tokens(n)) uncertain_->push_back(id);
-          }
+          const absl::Span<const int32_t> at = vocab_.trie_tokens(child);
+          const absl::Span<const int32_t> below = vocab_.trie_tokens_below(child);
+          uncertain_->insert(uncertain_->end(), at.begin(), at.end());
+          uncertain_->insert(uncertain_->end(), below.begin(), below.end());
         }
         continue;
       }
