@@ -304,26 +304,47 @@ void GrammarMatcher::Signature(std::vector<int32_t>* signature) const {
   signature->push_back(goal_rule_);
   // Where set 0 is (IsAccepting asks for origin 0): the current set, the first referenced, none.
   signature->push_back(current == 0 ? 2 : (!referenced_sets_.empty() && referenced_sets_[0] == 0));
-  sorted_items_.clear();
+  // Items packed into one integer each so that sorting compares integers: the current set's as
+  // (position, origin rank + 1), the waiting ones as (set rank, position, origin rank).
+  sorted_keys_.clear();
   for (uint32_t i = set_begin_[current]; i < items_.size(); ++i) {
-    sorted_items_.push_back({items_[i].pos, rank(items_[i].origin)});
+    sorted_keys_.push_back((static_cast<uint64_t>(items_[i].pos) << 32) |
+                           static_cast<uint32_t>(rank(items_[i].origin) + 1));
   }
-  const auto by_position = [](const Item& a, const Item& b) {
-    return a.pos != b.pos ? a.pos < b.pos : a.origin < b.origin;
-  };
-  std::sort(sorted_items_.begin(), sorted_items_.end(), by_position);
-  signature->push_back(static_cast<int32_t>(sorted_items_.size()));
-  for (const Item& item : sorted_items_) {
-    signature->push_back(item.pos);
-    signature->push_back(item.origin);
+  std::sort(sorted_keys_.begin(), sorted_keys_.end());
+  signature->push_back(static_cast<int32_t>(sorted_keys_.size()));
+  for (uint64_t key : sorted_keys_) {
+    signature->push_back(static_cast<int32_t>(key >> 32));
+    signature->push_back(static_cast<int32_t>(key & 0xffffffff) - 1);
   }
-  // The waiting items as (rank of their set, position, rank of their origin), sorted.
+  // Ranks and positions fit: fewer than 2^20 sets are referenced in a compile walk (a context's
+  // chain plus a token's bytes) and a grammar has at most 2^20 positions; wider ones keep the
+  // pair comparison.
+  const bool packable = referenced_sets_.size() < (1u << 20);
+  sorted_keys_.clear();
+  if (packable) {
+    for (const auto& [set, item] : waiting_) {
+      sorted_keys_.push_back((static_cast<uint64_t>(rank(set)) << 44) |
+                             (static_cast<uint64_t>(item.pos) << 20) |
+                             static_cast<uint64_t>(rank(item.origin)));
+    }
+    std::sort(sorted_keys_.begin(), sorted_keys_.end());
+    signature->push_back(static_cast<int32_t>(sorted_keys_.size()));
+    for (uint64_t key : sorted_keys_) {
+      signature->push_back(static_cast<int32_t>(key >> 44));
+      signature->push_back(static_cast<int32_t>((key >> 20) & 0xffffff));
+      signature->push_back(static_cast<int32_t>(key & 0xfffff));
+    }
+    return;
+  }
   for (auto& [set, item] : waiting_) {
     set = rank(set);
     item.origin = rank(item.origin);
   }
-  std::sort(waiting_.begin(), waiting_.end(), [&](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first < b.first : by_position(a.second, b.second);
+  std::sort(waiting_.begin(), waiting_.end(), [](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return a.second.pos != b.second.pos ? a.second.pos < b.second.pos
+                                        : a.second.origin < b.second.origin;
   });
   signature->push_back(static_cast<int32_t>(waiting_.size()));
   for (const auto& [set, item] : waiting_) {

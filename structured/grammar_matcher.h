@@ -113,7 +113,7 @@ class GrammarMatcher {
   mutable std::vector<std::pair<int32_t, Item>> waiting_;  // (set, rule item waiting there)
   mutable std::vector<int32_t> referenced_sets_;
   mutable std::vector<int32_t> set_rank_;  // [referenced set] -> its rank
-  mutable std::vector<Item> sorted_items_;
+  mutable std::vector<uint64_t> sorted_keys_;
   bool overflow_ = false;
 };
 
