@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "common/check.h"
 #include "structured/grammar_matcher.h"
 #include "structured/internal/unshare_rules.h"
 
@@ -37,51 +39,199 @@ std::vector<int32_t> ChainFor(const Grammar& g, int32_t position,
   return chain;
 }
 
+// The matcher states met while walking, as a lazily built automaton shared by every walk of
+// one compile: a state is a GrammarMatcher::Signature, so two trie paths (or two contexts) that
+// reach equivalent charts share it, and a step already taken from a state is a table lookup
+// instead of an Earley step. Inside a string, nearly every node of the trie is such a lookup.
+class StateCache {
+ public:
+  static constexpr int32_t kAccepted = -3;
+  static constexpr int32_t kUnknown = -2;
+  static constexpr int32_t kRejected = -1;
+
+  struct State {
+    ByteSet next;
+    bool accepting = false;
+    // Every position that scans next holds the same byte set (as at the start of a context,
+    // which scans one position): every byte of `next` leads to one state, uniform_to.
+    bool uniform = false;
+    int32_t uniform_to = kUnknown;
+    ByteSet self_loops;  // bytes known to lead back to this state
+    int32_t lookups = 0;
+    std::vector<int32_t> table;  // [byte] -> Transition, once looked up kTableAfterLookups times
+  };
+
+  int32_t Intern(const GrammarMatcher& matcher) {
+    matcher.Signature(&signature_);
+    auto [it, inserted] = ids_.try_emplace(signature_, static_cast<int32_t>(states_.size()));
+    if (inserted) {
+      State& state = states_.emplace_back(
+          State{.next = matcher.NextBytes(), .accepting = matcher.IsAccepting()});
+      scan_positions_.clear();
+      matcher.ScanPositions(&scan_positions_);
+      const Grammar& grammar = matcher.grammar();
+      state.uniform = !scan_positions_.empty();
+      for (int32_t pos : scan_positions_) {
+        if (!(grammar.byte_set(grammar.positions()[pos].index) == state.next))
+          state.uniform = false;
+      }
+    }
+    return it->second;
+  }
+  const State& state(int32_t id) const { return states_[id]; }
+  // The state after `byte` from `from`: kUnknown when not computed yet, kRejected, or
+  // kAccepted when only known to be accepted (the step's end had no use for its state).
+  int32_t Transition(int32_t from, uint8_t byte) {
+    State& state = states_[from];
+    if (state.uniform) return state.uniform_to;
+    if (!state.table.empty()) return state.table[byte];
+    auto it = transitions_.find(TransitionKey(from, byte));
+    const int32_t to = it == transitions_.end() ? kUnknown : it->second;
+    if (++state.lookups == kTableAfterLookups) {  // a hot state: a table for all 256 bytes
+      state.table.assign(256, kUnknown);
+      for (int b = 0; b < 256; ++b) {
+        auto t = transitions_.find(TransitionKey(from, static_cast<uint8_t>(b)));
+        if (t != transitions_.end()) state.table[b] = t->second;
+      }
+    }
+    return to;
+  }
+  void SetTransition(int32_t from, uint8_t byte, int32_t to) {
+    State& state = states_[from];
+    if (state.uniform) {
+      state.uniform_to = to;
+      if (to == from) state.self_loops = state.next;
+      return;
+    }
+    if (to == from) state.self_loops.Add(byte);
+    if (!state.table.empty()) {
+      state.table[byte] = to;
+    } else {
+      transitions_[TransitionKey(from, byte)] = to;
+    }
+  }
+
+ private:
+  static constexpr int32_t kTableAfterLookups = 64;
+
+  static uint64_t TransitionKey(int32_t from, uint8_t byte) {
+    return (static_cast<uint64_t>(from) << 8) | byte;
+  }
+
+  std::vector<int32_t> signature_;
+  std::vector<int32_t> scan_positions_;
+  absl::flat_hash_map<std::vector<int32_t>, int32_t> ids_;
+  std::vector<State> states_;
+  absl::flat_hash_map<uint64_t, int32_t> transitions_;
+};
+
+// A walk of one known context over byte strings given depth by depth (a trie path, or a sorted
+// token list): Step looks the transition up in the StateCache and only on a miss brings the
+// matcher to the path (rolling back and replaying bytes) to take the Earley step.
+class ContextCursor {
+ public:
+  ContextCursor(StateCache* cache, GrammarMatcher matcher)
+      : cache_(cache), matcher_(std::move(matcher)), start_(cache_->Intern(matcher_)) {}
+
+  int32_t start() const { return start_; }
+  const StateCache::State& state(int32_t id) const { return cache_->state(id); }
+
+  // The state after path[0, depth) (in `from`) and `byte`, or kRejected; with !need_state (the
+  // path ends there) possibly kAccepted instead of the state. The path's byte at `depth` becomes
+  // `byte`.
+  int32_t Step(int32_t from, int32_t depth, uint8_t byte, bool need_state) {
+    if (!cache_->state(from).next.Contains(byte)) return StateCache::kRejected;
+    if (path_.size() <= static_cast<size_t>(depth)) path_.resize(depth + 1);
+    if (synced_ > depth && path_[depth] != byte) {  // the matcher holds another branch
+      matcher_.Rollback(synced_ - depth);
+      synced_ = depth;
+    }
+    path_[depth] = byte;
+    int32_t to = cache_->Transition(from, byte);
+    if (to != StateCache::kUnknown && (to != StateCache::kAccepted || !need_state)) return to;
+    if (synced_ > depth) {  // holds path[0, depth] already: step from path[0, depth)
+      matcher_.Rollback(synced_ - depth);
+      synced_ = depth;
+    }
+    while (synced_ < depth) {
+      const bool ok = matcher_.AcceptByte(path_[synced_]);
+      PAGODA_CHECK(ok);
+      ++synced_;
+    }
+    if (matcher_.AcceptByte(byte)) {
+      ++synced_;
+      to = need_state ? cache_->Intern(matcher_) : StateCache::kAccepted;
+    } else {
+      to = StateCache::kRejected;
+    }
+    cache_->SetTransition(from, byte, to);
+    return to;
+  }
+
+ private:
+  StateCache* cache_;
+  GrammarMatcher matcher_;
+  int32_t start_;
+  std::vector<uint8_t> path_;  // the bytes of the path being walked
+  int32_t synced_ = 0;         // matcher_ has accepted path_[0, synced_)
+};
+
 // Sorts the vocabulary for one known context by walking the trie (see the header).
 class TrieClassifier {
  public:
-  TrieClassifier(const TokenVocabulary& vocab, GrammarMatcher matcher)
-      : vocab_(vocab), matcher_(std::move(matcher)) {}
+  TrieClassifier(const TokenVocabulary& vocab, StateCache* cache, GrammarMatcher matcher)
+      : vocab_(vocab), cursor_(cache, std::move(matcher)) {}
 
   void Run(std::vector<int32_t>* accepted, std::vector<int32_t>* uncertain) {
     accepted_ = accepted;
     uncertain_ = uncertain;
-    Walk(0, /*exited=*/false);
+    Walk(0, cursor_.start(), 0, /*exited=*/false);
   }
 
  private:
   // `exited`: the known context completed at a shorter prefix of this path, so bytes past it
   // may belong to the rules above.
-  void Walk(int32_t node, bool exited) {
-    const ByteSet next = matcher_.NextBytes();
+  void Walk(int32_t node, int32_t state, int32_t depth, bool exited) {
+    // A subtree whose every byte loops back to this state (the inside of a string, mostly): all
+    // its tokens are accepted without walking it.
+    if (cursor_.state(state).self_loops.ContainsAll(vocab_.trie_bytes_below(node))) {
+      const absl::Span<const int32_t> below = vocab_.trie_tokens_below(node);
+      accepted_->insert(accepted_->end(), below.begin(), below.end());
+      return;
+    }
     for (int32_t child = node + 1; child < vocab_.trie_end(node); child = vocab_.trie_end(child)) {
-      const uint8_t byte = vocab_.trie_byte(child);
-      if (!next.Contains(byte) || !matcher_.AcceptByte(byte)) {
+      const bool leaf = vocab_.trie_end(child) == child + 1;
+      const int32_t next = cursor_.Step(state, depth, vocab_.trie_byte(child), !leaf);
+      if (next == StateCache::kRejected) {
         if (exited) {
-          for (int32_t n = child; n < vocab_.trie_end(child); ++n) {
-            for (int32_t id : vocab_.trie_tokens(n)) uncertain_->push_back(id);
-          }
+          const absl::Span<const int32_t> at = vocab_.trie_tokens(child);
+          const absl::Span<const int32_t> below = vocab_.trie_tokens_below(child);
+          uncertain_->insert(uncertain_->end(), at.begin(), at.end());
+          uncertain_->insert(uncertain_->end(), below.begin(), below.end());
         }
         continue;
       }
       for (int32_t id : vocab_.trie_tokens(child)) accepted_->push_back(id);
-      if (vocab_.trie_end(child) > child + 1) Walk(child, exited || matcher_.IsAccepting());
-      matcher_.Rollback(1);
+      if (!leaf) {
+        Walk(child, next, depth + 1, exited || cursor_.state(next).accepting);
+      }
     }
   }
 
   const TokenVocabulary& vocab_;
-  GrammarMatcher matcher_;
+  ContextCursor cursor_;
   std::vector<int32_t>* accepted_ = nullptr;
   std::vector<int32_t>* uncertain_ = nullptr;
 };
 
 // The same for a list of tokens in byte order (the uncertain ones of a smaller context): shares
 // common prefixes and skips every token under a prefix the matcher rejected.
-void ClassifySorted(const TokenVocabulary& vocab, GrammarMatcher matcher,
+void ClassifySorted(const TokenVocabulary& vocab, StateCache* cache, GrammarMatcher matcher,
                     const std::vector<int32_t>& sorted_ids, std::vector<int32_t>* accepted,
                     std::vector<int32_t>* uncertain) {
-  std::string path;                    // the bytes the matcher holds
+  ContextCursor cursor(cache, std::move(matcher));
+  std::string path;                                // the bytes walked
+  std::vector<int32_t> states = {cursor.start()};  // [depth] -> the state after path[0, depth)
   std::vector<bool> exited = {false};  // [depth] -> the context completed at a depth in [1, depth]
   std::string blocked;                 // a rejected prefix
   bool blocked_exited = false;
@@ -95,19 +245,22 @@ void ClassifySorted(const TokenVocabulary& vocab, GrammarMatcher matcher,
     while (common < path.size() && common < bytes.size() && path[common] == bytes[common]) {
       ++common;
     }
-    matcher.Rollback(static_cast<int>(path.size() - common));
     path.resize(common);
+    states.resize(common + 1);
     exited.resize(common + 1);
     bool ok = true;
     for (size_t j = common; j < bytes.size(); ++j) {
-      if (!matcher.AcceptByte(static_cast<uint8_t>(bytes[j]))) {
+      const int32_t next = cursor.Step(states[j], static_cast<int32_t>(j),
+                                       static_cast<uint8_t>(bytes[j]), /*need_state=*/true);
+      if (next == StateCache::kRejected) {
         blocked = bytes.substr(0, j + 1);
         blocked_exited = exited[j];
         ok = false;
         break;
       }
       path += bytes[j];
-      exited.push_back(exited[j] || matcher.IsAccepting());
+      states.push_back(next);
+      exited.push_back(exited[j] || cursor.state(next).accepting);
     }
     if (ok) {
       accepted->push_back(id);
@@ -162,8 +315,15 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
   };
 
   // Tokens of a context up to (and with) the top of a copy are the same for every copy: keyed
-  // by the context's positions in the input grammar.
-  std::map<std::vector<int32_t>, PositionTokens> by_context;
+  // by the context's positions in the input grammar. A position's accepted tokens are its
+  // base's plus its own; the base's bitmask is built once for all its positions.
+  struct Base {
+    PositionTokens tokens;
+    std::vector<uint32_t> bitmask;
+  };
+  std::map<std::vector<int32_t>, Base> by_context;
+  std::vector<Base*> base_of;  // [index into tokens_] -> whose accepted tokens it adds, or null
+  StateCache cache;
   compiled->position_index_.assign(num_positions, -1);
   for (int32_t p = 0; p < num_positions; ++p) {
     if (positions[p].kind != GrammarPosition::Kind::kBytes || !reachable[positions[p].rule]) {
@@ -188,32 +348,48 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
     std::vector<int32_t> key;
     for (int32_t c : local) key.push_back(original_position(c));
     auto [it, inserted] = by_context.try_emplace(key);
-    PositionTokens& base = it->second;
+    PositionTokens& base = it->second.tokens;
     if (inserted) {
-      TrieClassifier(*vocabulary, GrammarMatcher::InsideChain(grammar, local))
+      TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, local))
           .Run(&base.accepted_ids, &base.uncertain_ids);
     }
     compiled->position_index_[p] = static_cast<int32_t>(compiled->tokens_.size());
     PositionTokens& tokens = compiled->tokens_.emplace_back();
-    tokens.accepted_ids = base.accepted_ids;
+    base_of.push_back(&it->second);
     if (local_begin == 0) {
       tokens.uncertain_ids = base.uncertain_ids;
     } else if (base.uncertain_ids.size() <= kMaxRefined) {
-      ClassifySorted(*vocabulary, GrammarMatcher::InsideChain(grammar, chain), base.uncertain_ids,
-                     &tokens.accepted_ids, &tokens.uncertain_ids);
+      ClassifySorted(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain),
+                     base.uncertain_ids, &tokens.accepted_ids, &tokens.uncertain_ids);
     } else {  // e.g. whitespace, where the next rule decides most tokens: cheap to walk again
-      tokens.accepted_ids.clear();
-      TrieClassifier(*vocabulary, GrammarMatcher::InsideChain(grammar, chain))
+      base_of.back() = nullptr;
+      TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))
           .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
     }
   }
-  for (PositionTokens& tokens : compiled->tokens_) {
-    if (static_cast<int64_t>(tokens.accepted_ids.size()) > vocabulary->bitmask_words()) {
-      tokens.accepted_bitmask.assign(vocabulary->bitmask_words(), 0);
-      for (int32_t id : tokens.accepted_ids) {
-        tokens.accepted_bitmask[id >> 5] |= uint32_t{1} << (id & 31);
+  const int32_t words = vocabulary->bitmask_words();
+  const auto set_bits = [](const std::vector<int32_t>& ids, std::vector<uint32_t>* bitmask) {
+    for (int32_t id : ids) (*bitmask)[id >> 5] |= uint32_t{1} << (id & 31);
+  };
+  for (size_t i = 0; i < compiled->tokens_.size(); ++i) {
+    PositionTokens& tokens = compiled->tokens_[i];
+    Base* base = base_of[i];
+    const size_t from_base = base == nullptr ? 0 : base->tokens.accepted_ids.size();
+    if (static_cast<int64_t>(from_base + tokens.accepted_ids.size()) > words) {
+      if (base == nullptr) {
+        tokens.accepted_bitmask.assign(words, 0);
+      } else {
+        if (base->bitmask.empty()) {
+          base->bitmask.assign(words, 0);
+          set_bits(base->tokens.accepted_ids, &base->bitmask);
+        }
+        tokens.accepted_bitmask = base->bitmask;
       }
+      set_bits(tokens.accepted_ids, &tokens.accepted_bitmask);
       tokens.accepted_ids = {};
+    } else if (from_base > 0) {
+      tokens.accepted_ids.insert(tokens.accepted_ids.begin(), base->tokens.accepted_ids.begin(),
+                                 base->tokens.accepted_ids.end());
     }
   }
   compiled->grammar_ = std::move(grammar);

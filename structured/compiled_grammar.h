@@ -12,11 +12,20 @@
 //   decides; only these are checked against the full matcher at decode time.
 // For JSON, strings and numbers are decided ahead; what is left are tokens such as `",` or `"}`.
 //
-// Two things keep that affordable: small shared rules are first copied per use
-// (internal/unshare_rules.h), so the known context reaches past `ws` or `string`; and a context
-// inside copies that many uses share (every string's inside) is walked once, each copy then
-// re-checking only that walk's uncertain tokens in its own longer context. A bounded repetition
-// of a wide class (`maxLength` n) is the costly case: n distinct contexts, each a full walk.
+// Small shared rules are first copied per use (internal/unshare_rules.h), so the known context
+// reaches past `ws` or `string`; a context inside copies that many uses share (every string's
+// inside) is walked once, each copy then re-checking only that walk's uncertain tokens in its own
+// longer context.
+//
+// The walks themselves run on a lazily built automaton shared by the whole compile: a matcher
+// state is interned by GrammarMatcher::Signature (its chart as far as the future can read it,
+// history renumbered), so trie paths and contexts that reach equivalent charts share one state,
+// and a (state, byte) step taken once is afterwards a table lookup; the Earley matcher only runs
+// on a miss, replaying the path's bytes. A trie subtree whose bytes all loop back to the state
+// (the inside of a string) is accepted whole without walking it, and a state whose scanning
+// positions share one byte set (the start of every context) takes one step for all its bytes.
+// So a bounded repetition (`maxLength` n: n contexts, one per remaining length) walks its states
+// once, not n times the trie. The sets produced are exactly those of a direct walk.
 //
 //   std::shared_ptr<const CompiledGrammar> compiled = CompiledGrammar::Compile(grammar, vocab);
 //   TokenMatcher matcher(compiled);   // per sequence

@@ -37,6 +37,13 @@ class ByteSet {
   void UnionWith(const ByteSet& other) {
     for (int i = 0; i < 4; ++i) bits_[i] |= other.bits_[i];
   }
+  /// Every byte of `other` is in this set.
+  bool ContainsAll(const ByteSet& other) const {
+    for (int i = 0; i < 4; ++i) {
+      if (other.bits_[i] & ~bits_[i]) return false;
+    }
+    return true;
+  }
   bool operator==(const ByteSet& other) const { return bits_ == other.bits_; }
   const std::array<uint64_t, 4>& words() const { return bits_; }
 

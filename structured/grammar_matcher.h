@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "structured/grammar.h"
@@ -56,6 +57,13 @@ class GrammarMatcher {
   /// Appends the distinct byte positions of the current Earley set (what the next byte scans).
   void ScanPositions(std::vector<int32_t>* positions) const;
 
+  /// Writes a canonical description of everything the matcher's future depends on (the goal
+  /// rule, the current set's items, and the rule items of the earlier sets those items can
+  /// complete into, with sets renumbered by rank), replacing *signature. Two matchers of one
+  /// grammar with equal signatures accept, reject and report the same for every continuation;
+  /// CompiledGrammar memoizes its trie walks on it. Costs O(items) of the sets involved.
+  void Signature(std::vector<int32_t>* signature) const;
+
   const Grammar& grammar() const { return *grammar_; }
 
  private:
@@ -65,6 +73,14 @@ class GrammarMatcher {
   };
 
   GrammarMatcher(std::shared_ptr<const Grammar> grammar, int32_t goal_rule);
+  // Starts set k (pushes its begin) and empties the duplicate filter.
+  void BeginSet(uint32_t begin);
+  // Enters the item into the current set's duplicate filter: false when it was there.
+  bool Insert(Item item);
+  void GrowFilter();
+  // The rule items of a finished set as (rule waited on, item index), sorted: a completion into
+  // a large set looks its waiting items up instead of scanning the set.
+  const std::vector<std::pair<int32_t, uint32_t>>& WaitingIndex(int32_t set) const;
   bool ScanByte(uint8_t byte);
   void Add(Item item);
   void Close(uint32_t begin);
@@ -76,6 +92,28 @@ class GrammarMatcher {
   std::vector<Item> items_;
   std::vector<uint32_t> set_begin_;  // set k: items [set_begin_[k], set_begin_[k + 1])
   std::vector<uint32_t> steps_;      // [step] -> the number of sets before it
+  // [set] -> a number no other set of this matcher had, so WaitingIndex knows a set rebuilt
+  // after a rollback.
+  std::vector<uint64_t> set_serial_;
+  uint64_t next_serial_ = 0;
+  struct WaitIndex {
+    uint64_t serial = 0;
+    std::vector<std::pair<int32_t, uint32_t>> entries;
+  };
+  mutable std::vector<WaitIndex> wait_index_;
+  static constexpr uint32_t kIndexedSetSize = 24;
+  // The current set's items as an open-addressing hash set, so Add is O(1) rather than a scan of
+  // the set: a slot belongs to the current set when its stamp is filter_stamp_.
+  std::vector<uint64_t> filter_keys_;
+  std::vector<uint32_t> filter_stamps_;
+  uint32_t filter_stamp_ = 0;
+  uint32_t filter_size_ = 0;
+  // Signature's scratch.
+  mutable std::vector<std::vector<int32_t>> live_rules_;   // [set] -> rules started there
+  mutable std::vector<std::pair<int32_t, Item>> waiting_;  // (set, rule item waiting there)
+  mutable std::vector<int32_t> referenced_sets_;
+  mutable std::vector<int32_t> set_rank_;  // [referenced set] -> its rank
+  mutable std::vector<uint64_t> sorted_keys_;
   bool overflow_ = false;
 };
 

@@ -60,6 +60,13 @@ absl::StatusOr<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
     previous = bytes;
   }
   for (int32_t node : path) nodes[node].end = static_cast<int32_t>(nodes.size());
+  vocab->bytes_below_.resize(nodes.size());
+  for (int32_t node = static_cast<int32_t>(nodes.size()); node-- > 0;) {
+    for (int32_t child = node + 1; child < nodes[node].end; child = nodes[child].end) {
+      vocab->bytes_below_[node].Add(nodes[child].byte);
+      vocab->bytes_below_[node].UnionWith(vocab->bytes_below_[child]);
+    }
+  }
   vocab->token_bytes_ = std::move(token_bytes);
   return std::shared_ptr<const TokenVocabulary>(std::move(vocab));
 }

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/tokenizer/tokenizer.h"
+#include "structured/grammar.h"
 
 namespace pagoda::structured {
 
@@ -51,6 +52,16 @@ class TokenVocabulary {
     return absl::MakeConstSpan(sorted_ids_.data() + nodes_[node].first_token,
                                static_cast<size_t>(nodes_[node].num_tokens));
   }
+  /// The ids of the nodes strictly below `node`, in preorder.
+  absl::Span<const int32_t> trie_tokens_below(int32_t node) const {
+    const int32_t end = nodes_[node].end;
+    const int32_t last =
+        end < num_trie_nodes() ? nodes_[end].first_token : static_cast<int32_t>(sorted_ids_.size());
+    const int32_t first = nodes_[node].first_token + nodes_[node].num_tokens;
+    return absl::MakeConstSpan(sorted_ids_.data() + first, static_cast<size_t>(last - first));
+  }
+  /// The bytes of the nodes strictly below `node` (what a walk of its subtree reads).
+  const ByteSet& trie_bytes_below(int32_t node) const { return bytes_below_[node]; }
 
  private:
   struct Node {
@@ -66,6 +77,7 @@ class TokenVocabulary {
   std::string id_;
   std::vector<Node> nodes_;
   std::vector<int32_t> sorted_ids_;
+  std::vector<ByteSet> bytes_below_;  // [node]
 };
 
 }  // namespace pagoda::structured

@@ -109,6 +109,33 @@ term ::= [0-9]+ | "(" expr ")" | "ab" | "a" "b"+)g")),
                  20, 20);
 }
 
+// A bounded repetition: each remaining length is its own context, and the compile shares the
+// states that contexts reach alike (GrammarMatcher::Signature); the masks must still be exact at
+// every length, up to the bound and past it.
+TEST(TokenMatcher, MaxLengthMasksMatchBruteForceAtEveryLength) {
+  auto grammar = Share(JsonSchemaToGrammar(R"({"type": "string", "maxLength": 12})"));
+  WalkAndCompare(grammar, /*walks=*/30, /*max_steps=*/16);
+  auto vocab = ToyVocabulary();
+  auto compiled = CompiledGrammar::Compile(grammar, vocab);
+  std::vector<uint32_t> mask(vocab->bitmask_words());
+  TokenMatcher m(compiled);
+  std::string text = "\"";
+  ASSERT_TRUE(m.AcceptToken('"' + 2));
+  for (int length = 0; length <= 12; ++length) {
+    m.FillNextTokenBitmask(absl::MakeSpan(mask));
+    ASSERT_EQ(mask, ReferenceMask(grammar, *vocab, text)) << "after " << length << " characters";
+    if (length == 12) break;
+    ASSERT_TRUE(m.AcceptToken('x' + 2));
+    text += 'x';
+  }
+  EXPECT_FALSE(Allowed(mask, 'x' + 2));
+  EXPECT_TRUE(Allowed(mask, '"' + 2));
+}
+
+TEST(TokenMatcher, WhitespaceRunsMatchBruteForce) {
+  WalkAndCompare(Share(JsonObjectGrammar({.max_whitespace = 6})), 20, 30);
+}
+
 TEST(TokenMatcher, MergedTokensSpanStructure) {
   auto vocab = ToyVocabulary();
   auto compiled = CompiledGrammar::Compile(

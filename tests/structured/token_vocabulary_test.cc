@@ -40,6 +40,15 @@ TEST(TokenVocabulary, TrieIsThePreorderOfTheSortedTokens) {
                                           std::vector<int32_t>{5}, std::vector<int32_t>{3},
                                           std::vector<int32_t>{7}));
   EXPECT_EQ(v.bitmask_words(), 1);
+  // Below the root: everything; below "a": "ab" (twice) and "abc", whose bytes are b and c.
+  EXPECT_THAT(v.trie_tokens_below(0), ::testing::ElementsAre(2, 1, 4, 5, 3, 7));
+  EXPECT_THAT(v.trie_tokens_below(1), ::testing::ElementsAre(1, 4, 5));
+  ByteSet bc;
+  bc.Add('b');
+  bc.Add('c');
+  EXPECT_EQ(v.trie_bytes_below(1), bc);
+  EXPECT_TRUE(v.trie_bytes_below(0).ContainsAll(bc));
+  EXPECT_FALSE(bc.ContainsAll(v.trie_bytes_below(0)));
   EXPECT_FALSE(TokenVocabulary::Create({"a"}, {3}, "t").ok());
   EXPECT_FALSE(TokenVocabulary::Create({}, {}, "t").ok());
 }
