@@ -353,7 +353,9 @@ absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& js
   RETURN_IF_ERROR(ReadInt32(json, "n", params.n));
   RETURN_IF_ERROR(ReadInt32(json, "beam_width", params.beam_width));
   RETURN_IF_ERROR(ReadFloat(json, "length_penalty", params.length_penalty));
-  // vLLM V0: use_beam_search with best_of beams (best_of defaults to n).
+  // vLLM V0: use_beam_search with best_of beams (best_of defaults to n). Without beam search
+  // best_of is the OpenAI API's candidate count, which the router reads itself
+  // (router/frontend/openai_protocol.cc).
   bool use_beam_search = false;
   RETURN_IF_ERROR(ReadBool(json, "use_beam_search", use_beam_search));
   if (use_beam_search && params.beam_width == 0) {

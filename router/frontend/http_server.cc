@@ -101,7 +101,8 @@ struct Job {
   std::string id;
   std::string model;
   int64_t created = 0;
-  int32_t n = 1;
+  int32_t n = 1;        // choices returned per prompt
+  int32_t best_of = 1;  // candidates sampled per prompt (> n: the n best are returned)
   bool logprobs = false;
   int32_t top_logprobs = 0;  // chat
   bool include_usage = false;
@@ -384,6 +385,11 @@ void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
     return ReplyError(res, timed_out ? 408 : 500, std::string(totals.status().message()),
                       timed_out ? "timeout" : "");
   }
+  if (job->best_of > job->n) {
+    for (RequestOutput& total : *totals) {
+      total.outputs = RankBestOf(std::move(total.outputs), job->n);
+    }
+  }
   json response = EnvelopeJson(job->id, job->chat ? "chat.completion" : "text_completion",
                                job->created, job->model);
   for (size_t p = 0; p < totals->size(); ++p) {
@@ -401,21 +407,33 @@ void Respond(std::shared_ptr<Job> job, bool stream, httplib::Response& res) {
   res.set_content(DumpJson(response), kJson);
 }
 
+// `params` as submitted; best_of: what the client asked (params.n is best_of.candidates).
 std::shared_ptr<Job> NewJob(const Frontend& frontend, bool chat, const SamplingParams& params,
-                            bool include_usage, std::optional<double> timeout_s) {
+                            const BestOf& best_of, bool include_usage,
+                            std::optional<double> timeout_s) {
   auto job = std::make_shared<Job>();
   job->tokenizer = &frontend.tokenizer();
   job->clock = &frontend.clock();
   job->chat = chat;
   job->model = frontend.model_name();
   job->created = absl::ToUnixSeconds(job->clock->Now());
-  job->n = params.n;
-  job->logprobs = params.logprobs >= 0;
+  job->n = best_of.n;
+  job->best_of = params.n;
+  job->logprobs = params.logprobs >= 0 && !best_of.internal_logprobs;
   job->top_logprobs = std::max(params.logprobs, 0);
   job->include_usage = include_usage;
   job->timeout_s = timeout_s;
   if (timeout_s.has_value()) job->deadline = job->clock->Now() + absl::Seconds(*timeout_s);
   return job;
+}
+
+// best_of candidates are the engine's n: above --max-n they are refused naming best_of (the
+// Frontend's own check would name n).
+absl::Status CheckBestOf(const Frontend& frontend, const BestOf& best_of) {
+  const int32_t max_n = frontend.limits().max_n;
+  if (!best_of.ranks() || best_of.candidates <= max_n) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("best_of: must be at most ", max_n,
+                                                 " on this server, got ", best_of.candidates));
 }
 
 }  // namespace
@@ -609,8 +627,11 @@ void HttpServer::HandleCompletions(const httplib::Request& req, httplib::Respons
   std::optional<CompletionRequest> request =
       ParseForModel(*frontend_, req, res, &ParseCompletionRequest);
   if (!request.has_value()) return;
+  if (absl::Status status = CheckBestOf(*frontend_, request->best_of); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
   std::shared_ptr<Job> job = NewJob(*frontend_, /*chat=*/false, request->prompts.front().params,
-                                    request->include_usage, request->timeout_s);
+                                    request->best_of, request->include_usage, request->timeout_s);
   std::vector<std::string> prefixes;
   for (const GenerationInput& input : request->prompts) {
     if (!request->echo) break;
@@ -670,8 +691,11 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
     if (limits.max_tokens > 0) room = std::min<int64_t>(room, limits.max_tokens);
     input.params.max_tokens = static_cast<int32_t>(std::max<int64_t>(room, 1));
   }
-  std::shared_ptr<Job> job =
-      NewJob(*frontend_, /*chat=*/true, input.params, request->include_usage, request->timeout_s);
+  if (absl::Status status = CheckBestOf(*frontend_, request->best_of); !status.ok()) {
+    return ReplyStatus(res, status);
+  }
+  std::shared_ptr<Job> job = NewJob(*frontend_, /*chat=*/true, input.params, request->best_of,
+                                    request->include_usage, request->timeout_s);
   if (tools.Parsed()) job->tool_format = tool_call_format_;
   std::vector<GenerationInput> inputs;
   inputs.push_back(std::move(input));

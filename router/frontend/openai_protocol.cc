@@ -341,6 +341,46 @@ absl::Status ReadTimeout(const json& body, std::optional<double>& timeout_s) {
   return absl::OkStatus();
 }
 
+// OpenAI's / vLLM V0's best_of, read after `params` (n, beam search, logprobs) and `stream`.
+absl::Status ReadBestOf(const json& body, bool stream, SamplingParams& params, BestOf& best_of) {
+  best_of = {.n = params.n, .candidates = params.n};
+  auto it = body.find("best_of");
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  bool use_beam_search = false;
+  RETURN_IF_ERROR(ReadBool(body, "use_beam_search", use_beam_search));
+  if (use_beam_search) return absl::OkStatus();  // SamplingParams::FromJson: the beam width
+  if (!it->is_number_integer()) return WrongType("best_of", "an integer", *it);
+  const int64_t value = it->is_number_unsigned()
+                            ? static_cast<int64_t>(std::min<uint64_t>(
+                                  it->get<uint64_t>(), std::numeric_limits<int64_t>::max()))
+                            : it->get<int64_t>();
+  if (value < 1 || value > SamplingParams::kMaxN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("best_of: must be in [1, ", SamplingParams::kMaxN, "], got ", value));
+  }
+  if (value < params.n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("best_of: must be at least n = ", params.n, ", got ", value));
+  }
+  if (value == params.n) return absl::OkStatus();
+  if (params.beam_search()) {
+    return absl::InvalidArgumentError(
+        "best_of: sampling candidates cannot be combined with beam_width (use_beam_search with "
+        "best_of sets the beam width)");
+  }
+  if (stream) {
+    return absl::InvalidArgumentError(
+        "best_of: cannot be used with stream (the best candidates are known only at the end)");
+  }
+  best_of.candidates = static_cast<int32_t>(value);
+  params.n = best_of.candidates;
+  if (params.logprobs < 0) {
+    params.logprobs = 0;
+    best_of.internal_logprobs = true;
+  }
+  return absl::OkStatus();
+}
+
 // Fields both endpoints read: OpenAI's, then vLLM's extensions (sampling, structured outputs),
 // then Pagoda's (timeout).
 constexpr std::string_view kCommonFields[] = {"model",
@@ -463,6 +503,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const json& body) {
   RETURN_IF_ERROR(ReadString(body, "user", user));
   RETURN_IF_ERROR(ReadBool(body, "echo", request.echo));
   RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  RETURN_IF_ERROR(ReadBestOf(body, request.stream, params, request.best_of));
   RETURN_IF_ERROR(ReadTimeout(body, request.timeout_s));
   bool add_special_tokens = true;  // vLLM's extension: BOS before a text prompt
   RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", add_special_tokens));
@@ -513,6 +554,7 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& bod
   RETURN_IF_ERROR(ReadString(body, "user", user));
   RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", request.add_special_tokens));
   RETURN_IF_ERROR(ReadStream(body, request.stream, request.include_usage));
+  RETURN_IF_ERROR(ReadBestOf(body, request.stream, request.params, request.best_of));
   RETURN_IF_ERROR(ReadTimeout(body, request.timeout_s));
   return request;
 }
@@ -576,6 +618,19 @@ absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(const json& body) {
     request.tokens.push_back(static_cast<int32_t>(id));
   }
   return request;
+}
+
+std::vector<CompletionOutput> RankBestOf(std::vector<CompletionOutput> outputs, int32_t n) {
+  std::stable_sort(outputs.begin(), outputs.end(), [](const auto& a, const auto& b) {
+    constexpr double kNone = -std::numeric_limits<double>::infinity();
+    const double left = a.cumulative_logprob.value_or(kNone);
+    const double right = b.cumulative_logprob.value_or(kNone);
+    if (left != right) return left > right;
+    return a.index < b.index;
+  });
+  if (outputs.size() > static_cast<size_t>(std::max(n, 0))) outputs.resize(std::max(n, 0));
+  for (size_t i = 0; i < outputs.size(); ++i) outputs[i].index = static_cast<int32_t>(i);
+  return outputs;
 }
 
 json ErrorJson(int http_status, const std::string& message, const std::string& param) {

@@ -30,6 +30,19 @@ namespace pagoda {
 /// set SamplingParams' constraint (one of them at most); the request's constraint_param names
 /// the field, and the Frontend compiles the constraint before admitting the request.
 
+/// OpenAI's / vLLM V0's `best_of` (not with beam search: use_beam_search + best_of is the beam
+/// width): the engine samples `candidates` completions per prompt (params.n) and the `n` with
+/// the highest cumulative logprob are returned, best first, indexes 0..n-1; candidates == n is
+/// plain `n` sampling. Ranking needs each token's logprob, so a request without logprobs has
+/// them turned on (logprobs 0) and `internal_logprobs` says they are not returned.
+struct BestOf {
+  int32_t n = 1;
+  int32_t candidates = 1;
+  bool internal_logprobs = false;
+
+  bool ranks() const { return candidates > n; }
+};
+
 /// A parsed POST /v1/completions body.
 struct CompletionRequest {
   std::string model;
@@ -39,6 +52,7 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;       // stream_options.include_usage
   std::optional<double> timeout_s;  // Pagoda's `timeout`: seconds from admission
+  BestOf best_of;                   // prompts' params.n is best_of.candidates
 };
 
 /// A parsed POST /v1/chat/completions body.
@@ -54,6 +68,7 @@ struct ChatCompletionRequest {
   bool stream = false;
   bool include_usage = false;
   std::optional<double> timeout_s;
+  BestOf best_of;   // params.n is best_of.candidates
   ChatTools tools;  // tools, tool_choice, parallel_tool_calls (router/frontend/chat_tools.h)
 };
 
@@ -93,6 +108,10 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const nlohmann:
 absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(const nlohmann::json& body);
 /// `tokens` required, an array of non-negative integers; unknown fields refused.
 absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(const nlohmann::json& body);
+
+/// best_of: the `n` outputs with the highest cumulative_logprob (absent counts as -inf; ties
+/// keep the lower index first), best first, re-indexed 0..n-1.
+std::vector<CompletionOutput> RankBestOf(std::vector<CompletionOutput> outputs, int32_t n);
 
 /// {"error": {"message", "type", "param", "code"}}; `param` null when empty.
 nlohmann::json ErrorJson(int http_status, const std::string& message, const std::string& param);

@@ -290,6 +290,36 @@ class OpenAIApiTest(unittest.TestCase):
         self.assertNotEqual(texts[0], texts[1])
         self.assertEqual(first.usage.completion_tokens, 48)
 
+    def test_best_of_returns_the_most_likely_of_the_candidates(self):
+        def create(**kwargs):
+            return self.client.completions.create(model=MODEL, prompt="The little dog",
+                                                  max_tokens=24, temperature=1.0, seed=1234,
+                                                  extra_body={"ignore_eos": True}, **kwargs)
+        # The same seed draws the same 3 samples: the best of them by cumulative logprob.
+        samples = create(n=3, logprobs=0)
+        self.assertEqual(len(samples.choices), 3)
+        sums = {c.text: sum(c.logprobs.token_logprobs) for c in samples.choices}
+        best_text = max(sums, key=sums.get)
+        best = create(n=1, best_of=3, logprobs=0)
+        self.assertEqual(len(best.choices), 1)
+        self.assertEqual(best.choices[0].index, 0)
+        self.assertEqual(best.choices[0].text, best_text)
+        self.assertAlmostEqual(sum(best.choices[0].logprobs.token_logprobs), sums[best_text],
+                               places=3)
+        self.assertEqual(best.usage.completion_tokens, 3 * 24)  # every candidate is counted
+        # Without logprobs asked: ranked the same, none returned.
+        plain = create(n=2, best_of=3)
+        self.assertEqual([c.index for c in plain.choices], [0, 1])
+        self.assertEqual(plain.choices[0].text, best_text)
+        self.assertIsNone(plain.choices[0].logprobs)
+        self.assertEqual(plain.usage.completion_tokens, 3 * 24)
+        for kwargs in [{"best_of": 3, "stream": True}, {"n": 2, "best_of": 1}]:
+            with self.assertRaises(openai.BadRequestError) as raised:
+                create(**kwargs)
+            self.assertEqual(raised.exception.status_code, 400)
+            self.assertEqual(raised.exception.body["param"], "best_of")
+        self.assert_still_serving()
+
     def test_completion_logprobs(self):
         completion = self.client.completions.create(model=MODEL, prompt="Lily and Tom",
                                                     max_tokens=8, temperature=0, logprobs=3)

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <future>
 #include <memory>
 #include <string>
@@ -537,6 +538,69 @@ TEST(HttpServer, CompletesAChat) {
   const json rest = Body(
       router.Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}]})"));
   EXPECT_EQ(rest["usage"]["completion_tokens"], kMaxModelLen - 19) << rest.dump();
+}
+
+// best_of: best_of candidates are sampled, the n with the highest cumulative logprob come back
+// best first with indexes 0..n-1, and usage counts every candidate's tokens.
+TEST(HttpServer, BestOfReturnsTheHighestCumulativeLogprobsInOrder) {
+  TestRouter router({.chat_template = &TestChatTemplate()});
+  const auto sum = [](const json& choice) {
+    double total = 0;
+    for (const json& logprob : choice["logprobs"]["token_logprobs"]) total += logprob.get<double>();
+    return total;
+  };
+  // The same seed draws the same 4 samples: ranked by hand, they are what best_of must pick.
+  const json all =
+      Body(router.Post("/v1/completions",
+                       R"({"prompt": "hi", "n": 4, "max_tokens": 6, "logprobs": 0, "seed": 11})"));
+  ASSERT_EQ(all["choices"].size(), 4u) << all.dump();
+  std::vector<std::pair<double, std::string>> ranked;
+  for (const json& choice : all["choices"]) {
+    ranked.emplace_back(sum(choice), choice["text"].get<std::string>());
+  }
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  ASSERT_GT(ranked[1].first, ranked[3].first) << "the samples' logprobs do not differ";
+
+  const json best = Body(router.Post(
+      "/v1/completions",
+      R"({"prompt": "hi", "n": 2, "best_of": 4, "max_tokens": 6, "logprobs": 0, "seed": 11})"));
+  ASSERT_EQ(best["choices"].size(), 2u) << best.dump();
+  for (int i = 0; i < 2; ++i) {
+    const json& choice = best["choices"][i];
+    EXPECT_EQ(choice["index"], i);
+    EXPECT_EQ(choice["text"], ranked[i].second);
+    EXPECT_DOUBLE_EQ(sum(choice), ranked[i].first);
+  }
+  EXPECT_EQ(best["usage"]["completion_tokens"], 4 * 6);
+
+  // Without logprobs asked the ranking still happens, and no logprobs come back.
+  const json plain = Body(router.Post(
+      "/v1/completions", R"({"prompt": "hi", "n": 2, "best_of": 4, "max_tokens": 6, "seed": 11})"));
+  ASSERT_EQ(plain["choices"].size(), 2u) << plain.dump();
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(plain["choices"][i]["index"], i);
+    EXPECT_EQ(plain["choices"][i]["text"], ranked[i].second);
+    EXPECT_TRUE(plain["choices"][i]["logprobs"].is_null());
+  }
+  EXPECT_EQ(plain["usage"]["completion_tokens"], 4 * 6);
+
+  // Chat takes best_of too (vLLM's ChatCompletionRequest has it).
+  const json chat = Body(router.Post(
+      "/v1/chat/completions",
+      R"({"messages": [{"role": "user", "content": "hi"}], "best_of": 3, "max_tokens": 4})"));
+  ASSERT_EQ(chat["choices"].size(), 1u) << chat.dump();
+  EXPECT_EQ(chat["choices"][0]["index"], 0);
+  EXPECT_TRUE(chat["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(chat["usage"]["completion_tokens"], 3 * 4);
+
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "best_of": 2, "stream": true})"),
+              400, "best_of");
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "n": 3, "best_of": 2})"), 400,
+              "best_of");
+  // Above --max-n (16 here) the candidates are refused naming best_of, not n.
+  ExpectError(router.Post("/v1/completions", R"({"prompt": "a", "best_of": 17})"), 400, "best_of");
+  ExpectServes(router);
 }
 
 // vLLM's /tokenize and /detokenize: a text prompt or chat messages in, ids (and their texts)

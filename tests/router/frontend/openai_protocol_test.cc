@@ -426,6 +426,110 @@ TEST(OpenAIProtocol, RefusesUnknownFieldsNamingThem) {
                   .ok());
 }
 
+TEST(OpenAIProtocol, BestOfSamplesCandidatesWithLogprobsToRankThem) {
+  absl::StatusOr<CompletionRequest> request =
+      ParseCompletionRequest({{"prompt", "a"}, {"n", 2}, {"best_of", 5}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->prompts[0].params.n, 5);
+  EXPECT_EQ(request->prompts[0].params.logprobs, 0);
+  EXPECT_EQ(request->best_of.n, 2);
+  EXPECT_EQ(request->best_of.candidates, 5);
+  EXPECT_TRUE(request->best_of.internal_logprobs);
+  EXPECT_TRUE(request->best_of.ranks());
+  // Logprobs the client asked for stay (and are returned).
+  request = ParseCompletionRequest({{"prompt", "a"}, {"best_of", 3}, {"logprobs", 2}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->prompts[0].params.n, 3);
+  EXPECT_EQ(request->prompts[0].params.logprobs, 2);
+  EXPECT_FALSE(request->best_of.internal_logprobs);
+  // best_of == n (and absent, or null) is plain n sampling, streaming allowed.
+  for (const json& body :
+       {json{{"prompt", "a"}, {"n", 2}, {"best_of", 2}, {"stream", true}},
+        json{{"prompt", "a"}, {"n", 2}}, json{{"prompt", "a"}, {"n", 2}, {"best_of", nullptr}}}) {
+    request = ParseCompletionRequest(body);
+    ASSERT_TRUE(request.ok()) << request.status();
+    EXPECT_EQ(request->prompts[0].params.n, 2);
+    EXPECT_EQ(request->prompts[0].params.logprobs, -1);
+    EXPECT_FALSE(request->best_of.ranks());
+  }
+  // With use_beam_search, best_of is the beam width (vLLM V0), not candidates.
+  request = ParseCompletionRequest(
+      {{"prompt", "a"}, {"n", 2}, {"best_of", 4}, {"use_beam_search", true}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->prompts[0].params.beam_width, 4);
+  EXPECT_EQ(request->prompts[0].params.n, 2);
+  EXPECT_FALSE(request->best_of.ranks());
+  // Chat reads it the same way; its logprobs are top_logprobs or -1.
+  absl::StatusOr<ChatCompletionRequest> chat = ParseChatCompletionRequest(
+      {{"messages", {{{"role", "user"}, {"content", "a"}}}}, {"best_of", 3}});
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  EXPECT_EQ(chat->params.n, 3);
+  EXPECT_EQ(chat->params.logprobs, 0);
+  EXPECT_TRUE(chat->best_of.internal_logprobs);
+  EXPECT_EQ(chat->best_of.n, 1);
+  chat = ParseChatCompletionRequest({{"messages", {{{"role", "user"}, {"content", "a"}}}},
+                                     {"best_of", 3},
+                                     {"logprobs", true},
+                                     {"top_logprobs", 2}});
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  EXPECT_EQ(chat->params.logprobs, 2);
+  EXPECT_FALSE(chat->best_of.internal_logprobs);
+}
+
+TEST(OpenAIProtocol, RejectsBadBestOfNamingIt) {
+  for (const std::string body : {
+           R"({"prompt": "a", "best_of": "3"})",
+           R"({"prompt": "a", "best_of": 1.5})",
+           R"({"prompt": "a", "best_of": true})",
+           R"({"prompt": "a", "best_of": 0})",
+           R"({"prompt": "a", "best_of": -2})",
+           R"({"prompt": "a", "best_of": 65})",
+           R"({"prompt": "a", "best_of": 18446744073709551615})",
+           R"({"prompt": "a", "n": 3, "best_of": 2})",
+           R"({"prompt": "a", "best_of": 2, "stream": true})",
+           R"({"prompt": "a", "beam_width": 4, "best_of": 3})",
+       }) {
+    const absl::Status status = CompletionError(body);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_EQ(InvalidField(status), "best_of") << body << ": " << status;
+  }
+  for (const std::string body : {
+           R"({"messages": [{"role": "user", "content": "a"}], "best_of": 2, "stream": true})",
+           R"({"messages": [{"role": "user", "content": "a"}], "n": 2, "best_of": 1})",
+           R"({"messages": [{"role": "user", "content": "a"}], "best_of": "2"})",
+       }) {
+    const absl::Status status = ChatError(body);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_EQ(InvalidField(status), "best_of") << body << ": " << status;
+  }
+}
+
+TEST(OpenAIProtocol, RankBestOfKeepsTheHighestCumulativeLogprobsInOrder) {
+  std::vector<CompletionOutput> outputs(5);
+  const double sums[] = {-3.0, -1.0, -5.0, -2.0};
+  for (int32_t i = 0; i < 5; ++i) {
+    outputs[i].index = i;
+    outputs[i].text = std::string(1, static_cast<char>('a' + i));
+    if (i < 4) outputs[i].cumulative_logprob = sums[i];  // "e" has none: last
+  }
+  std::vector<CompletionOutput> best = RankBestOf(outputs, 2);
+  ASSERT_EQ(best.size(), 2u);
+  EXPECT_EQ(best[0].text, "b");
+  EXPECT_EQ(best[0].index, 0);
+  EXPECT_EQ(best[1].text, "d");
+  EXPECT_EQ(best[1].index, 1);
+  best = RankBestOf(outputs, 5);
+  ASSERT_EQ(best.size(), 5u);
+  EXPECT_EQ(best[2].text, "a");
+  EXPECT_EQ(best[3].text, "c");
+  EXPECT_EQ(best[4].text, "e");
+  // Ties keep the lower index first.
+  outputs[3].cumulative_logprob = -1.0;
+  best = RankBestOf(outputs, 2);
+  EXPECT_EQ(best[0].text, "b");
+  EXPECT_EQ(best[1].text, "d");
+}
+
 TEST(OpenAIProtocol, ParsesToolsToolChoiceAndToolMessages) {
   const json body = json::parse(R"({
     "messages": [
