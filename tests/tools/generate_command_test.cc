@@ -273,12 +273,22 @@ TEST_F(GenerateCommandTest, BadInputIsAnErrorWithExitCodeTwo) {
   WriteFile("badfield.jsonl", "{\"prompt\": \"ok\", \"temperature\": \"hot\"}\n");
   WriteFile("noprompt.jsonl", "{\"text\": \"ok\"}\n");
   WriteFile("badids.jsonl", "{\"prompt_token_ids\": [1, 99999]}\n");
+  WriteFile("typo.jsonl", "{\"prompt\": \"ok\", \"temprature\": 0.5}\n");
+  WriteFile("bestof.jsonl", "{\"prompt\": \"ok\", \"best_of\": 3}\n");
+  WriteFile("beams.jsonl",
+            "{\"prompt\": \"ok\", \"use_beam_search\": true, \"best_of\": 2, "
+            "\"max_tokens\": 3}\n");
   const std::string model = Model();
   EXPECT_EQ(Run({"--prompt", "x"}), 2);  // --model missing
   EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("bad.jsonl")}), 2);
   EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("badfield.jsonl")}), 2);
   EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("noprompt.jsonl")}), 2);
   EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("badids.jsonl")}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("typo.jsonl")}), 2);
+  EXPECT_EQ(Run({"--model", model, "--prompts-file", Path("bestof.jsonl")}), 2);
+  EXPECT_EQ(
+      Run({"--model", model, "--prompts-file", Path("beams.jsonl"), "--output", Path("beams.out")}),
+      0);
   EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--max-tokens", "many"}), 2);
   EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--max-tokens", "1000"}), 2);
   EXPECT_EQ(Run({"--model", model, "--prompt", "x", "--load-format", "gguf"}), 2);
