@@ -94,7 +94,8 @@ std::shared_ptr<const CompiledGrammar> CompileSchema(const char* schema) {
     std::exit(1);
   }
   return CompiledGrammar::Compile(std::make_shared<const Grammar>(*std::move(grammar)),
-                                  GetSetup().vocab);
+                                  GetSetup().vocab)
+      .value();
 }
 
 void BM_CompileTypicalSchema(benchmark::State& state) {
@@ -104,6 +105,7 @@ void BM_CompileTypicalSchema(benchmark::State& state) {
   state.counters["positions"] = static_cast<double>(compiled->grammar()->positions().size());
   state.counters["uncertain"] = static_cast<double>(compiled->num_uncertain());
   state.counters["MiB"] = static_cast<double>(compiled->memory_bytes()) / (1 << 20);
+  state.counters["states"] = static_cast<double>(compiled->num_states());
 }
 BENCHMARK(BM_CompileTypicalSchema)->Unit(benchmark::kMillisecond);
 
@@ -118,16 +120,21 @@ void BM_CompileMaxLength(benchmark::State& state) {
   GetSetup();
   const std::string schema =
       R"({"type": "string", "maxLength": )" + std::to_string(state.range(0)) + "}";
-  for (auto _ : state) benchmark::DoNotOptimize(CompileSchema(schema.c_str()));
+  std::shared_ptr<const CompiledGrammar> compiled;
+  for (auto _ : state) compiled = CompileSchema(schema.c_str());
+  state.counters["MiB"] = static_cast<double>(compiled->memory_bytes()) / (1 << 20);
+  state.counters["states"] = static_cast<double>(compiled->num_states());
 }
-BENCHMARK(BM_CompileMaxLength)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CompileMaxLength)->Arg(8)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond);
 
 void BM_CompileJsonObject(benchmark::State& state) {
   GetSetup();
   for (auto _ : state) {
     auto grammar = JsonObjectGrammar();
-    benchmark::DoNotOptimize(CompiledGrammar::Compile(
-        std::make_shared<const Grammar>(*std::move(grammar)), GetSetup().vocab));
+    benchmark::DoNotOptimize(
+        CompiledGrammar::Compile(std::make_shared<const Grammar>(*std::move(grammar)),
+                                 GetSetup().vocab)
+            .value());
   }
 }
 BENCHMARK(BM_CompileJsonObject)->Unit(benchmark::kMillisecond);

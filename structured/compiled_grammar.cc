@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "structured/grammar_matcher.h"
 #include "structured/internal/unshare_rules.h"
@@ -45,6 +46,8 @@ std::vector<int32_t> ChainFor(const Grammar& g, int32_t position,
 // instead of an Earley step. Inside a string, nearly every node of the trie is such a lookup.
 class StateCache {
  public:
+  explicit StateCache(int64_t max_states) : max_states_(max_states) {}
+
   static constexpr int32_t kAccepted = -3;
   static constexpr int32_t kUnknown = -2;
   static constexpr int32_t kRejected = -1;
@@ -61,8 +64,14 @@ class StateCache {
     std::vector<int32_t> table;  // [byte] -> Transition, once looked up kTableAfterLookups times
   };
 
+  // Over max_states, no new state is made: the step that needed one is rejected (kRejected), so
+  // the walks wind down, and the compile reports exhausted().
   int32_t Intern(const GrammarMatcher& matcher) {
     matcher.Signature(&signature_);
+    if (static_cast<int64_t>(states_.size()) >= max_states_ && !ids_.contains(signature_)) {
+      exhausted_ = true;
+      return kRejected;
+    }
     auto [it, inserted] = ids_.try_emplace(signature_, static_cast<int32_t>(states_.size()));
     if (inserted) {
       State& state = states_.emplace_back(
@@ -79,6 +88,8 @@ class StateCache {
     return it->second;
   }
   const State& state(int32_t id) const { return states_[id]; }
+  bool exhausted() const { return exhausted_; }
+  int64_t num_states() const { return static_cast<int64_t>(states_.size()); }
   // The state after `byte` from `from`: kUnknown when not computed yet, kRejected, or
   // kAccepted when only known to be accepted (the step's end had no use for its state).
   int32_t Transition(int32_t from, uint8_t byte) {
@@ -118,6 +129,8 @@ class StateCache {
     return (static_cast<uint64_t>(from) << 8) | byte;
   }
 
+  const int64_t max_states_;
+  bool exhausted_ = false;
   std::vector<int32_t> signature_;
   std::vector<int32_t> scan_positions_;
   absl::flat_hash_map<std::vector<int32_t>, int32_t> ids_;
@@ -185,6 +198,7 @@ class TrieClassifier {
   void Run(std::vector<int32_t>* accepted, std::vector<int32_t>* uncertain) {
     accepted_ = accepted;
     uncertain_ = uncertain;
+    if (cursor_.start() < 0) return;  // the state cache is exhausted: the compile fails
     Walk(0, cursor_.start(), 0, /*exited=*/false);
   }
 
@@ -230,7 +244,8 @@ void ClassifySorted(const TokenVocabulary& vocab, StateCache* cache, GrammarMatc
                     const std::vector<int32_t>& sorted_ids, std::vector<int32_t>* accepted,
                     std::vector<int32_t>* uncertain) {
   ContextCursor cursor(cache, std::move(matcher));
-  std::string path;                                // the bytes walked
+  if (cursor.start() < 0) return;  // the state cache is exhausted: the compile fails
+  std::string path;                // the bytes walked
   std::vector<int32_t> states = {cursor.start()};  // [depth] -> the state after path[0, depth)
   std::vector<bool> exited = {false};  // [depth] -> the context completed at a depth in [1, depth]
   std::string blocked;                 // a rejected prefix
@@ -272,8 +287,9 @@ void ClassifySorted(const TokenVocabulary& vocab, StateCache* cache, GrammarMatc
 
 }  // namespace
 
-std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
-    std::shared_ptr<const Grammar> input, std::shared_ptr<const TokenVocabulary> vocabulary) {
+absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Compile(
+    std::shared_ptr<const Grammar> input, std::shared_ptr<const TokenVocabulary> vocabulary,
+    const CompileLimits& limits) {
   auto compiled = std::shared_ptr<CompiledGrammar>(new CompiledGrammar());
   internal::UnsharedGrammar unshared = internal::UnshareSmallRules(*input);
   auto grammar = std::make_shared<const Grammar>(std::move(unshared.grammar));
@@ -323,7 +339,10 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
   };
   std::map<std::vector<int32_t>, Base> by_context;
   std::vector<Base*> base_of;  // [index into tokens_] -> whose accepted tokens it adds, or null
-  StateCache cache;
+  StateCache cache(limits.max_states);
+  const int32_t words = vocabulary->bitmask_words();
+  // What memory_bytes() will count, at most (a position's accepted set as a bitmask or a list).
+  size_t bytes = static_cast<size_t>(num_positions) * sizeof(int32_t);
   compiled->position_index_.assign(num_positions, -1);
   for (int32_t p = 0; p < num_positions; ++p) {
     if (positions[p].kind != GrammarPosition::Kind::kBytes || !reachable[positions[p].rule]) {
@@ -366,8 +385,24 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
       TrieClassifier(*vocabulary, &cache, GrammarMatcher::InsideChain(grammar, chain))
           .Run(&tokens.accepted_ids, &tokens.uncertain_ids);
     }
+    if (cache.exhausted()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the grammar is too large to compile: its walks meet more than ", limits.max_states,
+          " distinct matcher states (long bounded repetitions such as a large "
+          "maxLength, maxItems or {m,n} cost the most)"));
+    }
+    const size_t accepted = base_of.back() == nullptr ? tokens.accepted_ids.size()
+                                                      : base_of.back()->tokens.accepted_ids.size() +
+                                                            tokens.accepted_ids.size();
+    bytes += sizeof(PositionTokens) +
+             (std::min(accepted, static_cast<size_t>(words)) + tokens.uncertain_ids.size()) *
+                 sizeof(int32_t);
+    if (bytes > limits.max_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the grammar is too large to compile: its token sets would take more than ",
+                       limits.max_bytes, " bytes (", num_positions, " grammar positions)"));
+    }
   }
-  const int32_t words = vocabulary->bitmask_words();
   const auto set_bits = [](const std::vector<int32_t>& ids, std::vector<uint32_t>* bitmask) {
     for (int32_t id : ids) (*bitmask)[id >> 5] |= uint32_t{1} << (id & 31);
   };
@@ -392,6 +427,7 @@ std::shared_ptr<const CompiledGrammar> CompiledGrammar::Compile(
                                  base->tokens.accepted_ids.end());
     }
   }
+  compiled->num_states_ = cache.num_states();
   compiled->grammar_ = std::move(grammar);
   compiled->vocabulary_ = std::move(vocabulary);
   return std::shared_ptr<const CompiledGrammar>(std::move(compiled));

@@ -27,18 +27,34 @@
 // So a bounded repetition (`maxLength` n: n contexts, one per remaining length) walks its states
 // once, not n times the trie. The sets produced are exactly those of a direct walk.
 //
-//   std::shared_ptr<const CompiledGrammar> compiled = CompiledGrammar::Compile(grammar, vocab);
+//   ASSIGN_OR_RETURN(std::shared_ptr<const CompiledGrammar> compiled,
+//                    CompiledGrammar::Compile(grammar, vocab));
 //   TokenMatcher matcher(compiled);   // per sequence
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "structured/grammar.h"
 #include "structured/token_vocabulary.h"
 
 namespace pagoda::structured {
+
+/// Bounds on one compile, so that a hostile grammar within the parsers' own limits cannot take
+/// the process's memory or many seconds of CPU (the router and every worker compile each new
+/// constraint; a worker does it inside the step that brings the sequence). The compile time
+/// follows the states (SmolLM2's vocabulary, 2-core machine): the typical schema of
+/// benchmarks/grammar_benchmark meets 4.6k states in ~35 ms, a string with maxLength 128 11.6k
+/// in ~1.8 s, maxLength 256 32k and maxLength 1000 154k (15 s), so those two are refused. A
+/// 1 MiB schema of long strings has up to a million byte positions, each a vocabulary bitmask:
+/// max_bytes bounds that.
+struct CompileLimits {
+  size_t max_bytes = size_t{256} << 20;   // the precomputed sets (memory_bytes())
+  int64_t max_states = int64_t{1} << 14;  // distinct matcher states the walks may meet
+};
 
 class CompiledGrammar {
  public:
@@ -51,8 +67,10 @@ class CompiledGrammar {
   };
 
   /// Walks the vocabulary's trie once per byte position (the cost the benchmark measures).
-  static std::shared_ptr<const CompiledGrammar> Compile(
-      std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary);
+  /// InvalidArgument ("too large to compile", naming the limit) when a limit is crossed.
+  static absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(
+      std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary,
+      const CompileLimits& limits = {});
 
   /// The grammar the matchers run: the input with small shared rules copied per use
   /// (internal/unshare_rules.h), the same language.
@@ -69,6 +87,8 @@ class CompiledGrammar {
   /// Totals over byte positions, for the benchmark and tests.
   int64_t num_accepted() const;
   int64_t num_uncertain() const;
+  /// Distinct matcher states the compile's walks met (against CompileLimits::max_states).
+  int64_t num_states() const { return num_states_; }
 
  private:
   CompiledGrammar() = default;
@@ -77,6 +97,7 @@ class CompiledGrammar {
   std::shared_ptr<const TokenVocabulary> vocabulary_;
   std::vector<int32_t> position_index_;  // [position] -> into tokens_, -1 if not a byte position
   std::vector<PositionTokens> tokens_;
+  int64_t num_states_ = 0;
 };
 
 }  // namespace pagoda::structured

@@ -71,8 +71,10 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::GetOrCompil
     ++stats_.misses;
   }
   ASSIGN_OR_RETURN(Grammar grammar, BuildGrammar(kind, text));
-  std::shared_ptr<const CompiledGrammar> compiled = CompiledGrammar::Compile(
-      std::make_shared<const Grammar>(std::move(grammar)), std::move(vocabulary));
+  // A grammar whose sets would not fit the whole cache is refused, not compiled and dropped.
+  ASSIGN_OR_RETURN(std::shared_ptr<const CompiledGrammar> compiled,
+                   CompiledGrammar::Compile(std::make_shared<const Grammar>(std::move(grammar)),
+                                            std::move(vocabulary), {.max_bytes = max_bytes_}));
   const size_t bytes = compiled->memory_bytes() + key.size();
   absl::MutexLock lock(&mu_);
   if (auto it = entries_.find(key); it != entries_.end()) return it->second.compiled;

@@ -304,6 +304,10 @@ class StructuredOutputsTest(unittest.TestCase):
                 "name": "x", "schema": {"type": "objekt"}}}}, "response_format", None),
             ({"extra_body": {"guided_regex": "([a-z]"}}, "guided_regex", None),
             ({"extra_body": {"guided_grammar": 'root ::= "a" root'}}, "guided_grammar", None),
+            # Within the schema limits but too costly to compile (CompileLimits): refused.
+            ({"response_format": {"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"type": "string", "maxLength": 1000}}}},
+             "response_format", "too large to compile"),
         ]
         for kwargs, param, needle in cases:
             with self.subTest(param=param, kwargs=kwargs):

@@ -52,6 +52,17 @@ TEST(GrammarCache, ErrorsAreReturnedNotCached) {
   EXPECT_TRUE(cache.GetOrCompile(GrammarKind::kJsonObject, "", vocab).ok());
 }
 
+TEST(GrammarCache, AGrammarLargerThanTheWholeCacheIsRefused) {
+  auto vocab = ToyVocabulary();
+  GrammarCache cache(2048);  // smaller than the sets of a 40-byte string's positions
+  auto big =
+      cache.GetOrCompile(GrammarKind::kJsonSchema, R"({"type": "string", "maxLength": 40})", vocab);
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(big.status().message(), ::testing::HasSubstr("too large to compile"));
+  EXPECT_EQ(cache.stats().entries, 0u);
+  EXPECT_TRUE(cache.GetOrCompile(GrammarKind::kRegex, "a", vocab).ok());
+}
+
 TEST(GrammarCache, EvictsLeastRecentlyUsedBeyondItsBytes) {
   auto vocab = ToyVocabulary();
   GrammarCache probe(64 << 20);

@@ -64,7 +64,7 @@ int Main(int argc, char** argv) {
   }
   auto vocab = testing::ToyVocabulary();
   auto compiled =
-      CompiledGrammar::Compile(std::make_shared<const Grammar>(*std::move(grammar)), vocab);
+      CompiledGrammar::Compile(std::make_shared<const Grammar>(*std::move(grammar)), vocab).value();
   std::mt19937_64 rng(seed);
   std::vector<uint32_t> mask(vocab->bitmask_words());
   for (int w = 0; w < walks; ++w) {

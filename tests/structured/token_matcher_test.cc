@@ -17,6 +17,7 @@
 namespace pagoda::structured {
 namespace {
 
+using ::testing::HasSubstr;
 using testing::kToyEos;
 using testing::ToyVocabulary;
 
@@ -53,7 +54,7 @@ std::vector<uint32_t> ReferenceMask(const std::shared_ptr<const Grammar>& gramma
 // before EOS, and rolling back restores earlier masks.
 void WalkAndCompare(std::shared_ptr<const Grammar> grammar, int walks, int max_steps) {
   auto vocab = ToyVocabulary();
-  auto compiled = CompiledGrammar::Compile(grammar, vocab);
+  auto compiled = CompiledGrammar::Compile(grammar, vocab).value();
   std::mt19937 rng(7);
   for (int w = 0; w < walks; ++w) {
     TokenMatcher matcher(compiled);
@@ -116,7 +117,7 @@ TEST(TokenMatcher, MaxLengthMasksMatchBruteForceAtEveryLength) {
   auto grammar = Share(JsonSchemaToGrammar(R"({"type": "string", "maxLength": 12})"));
   WalkAndCompare(grammar, /*walks=*/30, /*max_steps=*/16);
   auto vocab = ToyVocabulary();
-  auto compiled = CompiledGrammar::Compile(grammar, vocab);
+  auto compiled = CompiledGrammar::Compile(grammar, vocab).value();
   std::vector<uint32_t> mask(vocab->bitmask_words());
   TokenMatcher m(compiled);
   std::string text = "\"";
@@ -139,10 +140,11 @@ TEST(TokenMatcher, WhitespaceRunsMatchBruteForce) {
 TEST(TokenMatcher, MergedTokensSpanStructure) {
   auto vocab = ToyVocabulary();
   auto compiled = CompiledGrammar::Compile(
-      Share(JsonSchemaToGrammar(R"({"type": "array", "items": {"type": "object",
+                      Share(JsonSchemaToGrammar(R"({"type": "array", "items": {"type": "object",
           "properties": {"name": {"type": "string"}}, "required": ["name"]}})",
-                                {.max_whitespace = 0})),
-      vocab);
+                                                {.max_whitespace = 0})),
+                      vocab)
+                      .value();
   const auto id_of = [&](const std::string& bytes) {
     for (int32_t id = 0; id < vocab->size(); ++id) {
       if (vocab->token_bytes(id) == bytes) return id;
@@ -172,7 +174,7 @@ TEST(TokenMatcher, MergedTokensSpanStructure) {
 
 TEST(TokenMatcher, EosOnlyWhenAcceptingAndSpecialTokensNever) {
   auto vocab = ToyVocabulary();
-  auto compiled = CompiledGrammar::Compile(Share(ChoiceToGrammar({"yes", "yesno"})), vocab);
+  auto compiled = CompiledGrammar::Compile(Share(ChoiceToGrammar({"yes", "yesno"})), vocab).value();
   TokenMatcher m(compiled);
   EXPECT_FALSE(m.AcceptToken(kToyEos));
   EXPECT_FALSE(m.AcceptToken(1));
@@ -188,13 +190,30 @@ TEST(TokenMatcher, EosOnlyWhenAcceptingAndSpecialTokensNever) {
 
 TEST(CompiledGrammar, MostTokensAreDecidedAhead) {
   auto vocab = ToyVocabulary();
-  auto compiled = CompiledGrammar::Compile(
-      Share(JsonSchemaToGrammar(R"({"type": "object", "properties": {"a": {"type": "string"},
+  auto compiled =
+      CompiledGrammar::Compile(
+          Share(JsonSchemaToGrammar(R"({"type": "object", "properties": {"a": {"type": "string"},
           "b": {"type": "string"}}, "required": ["a", "b"]})")),
-      vocab);
+          vocab)
+          .value();
   EXPECT_GT(compiled->num_accepted(), 0);
   // Only tokens that leave a string and go on into the structure stay for decode time.
   EXPECT_LT(compiled->num_uncertain(), compiled->num_accepted() / 10);
+}
+
+TEST(CompiledGrammar, AGrammarOverItsLimitsIsRefusedNamingThem) {
+  auto vocab = ToyVocabulary();
+  const auto grammar = Share(JsonSchemaToGrammar(
+      R"({"type": "object", "properties": {"a": {"type": "string", "maxLength": 40},
+          "b": {"type": "string", "maxLength": 40}}, "required": ["a", "b"]})"));
+  ASSERT_TRUE(CompiledGrammar::Compile(grammar, vocab).ok());
+  const auto bytes = CompiledGrammar::Compile(grammar, vocab, {.max_bytes = 4096});
+  EXPECT_EQ(bytes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bytes.status().message(), HasSubstr("too large to compile"));
+  EXPECT_THAT(bytes.status().message(), HasSubstr("more than 4096 bytes"));
+  const auto states = CompiledGrammar::Compile(grammar, vocab, {.max_states = 5});
+  EXPECT_EQ(states.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(states.status().message(), HasSubstr("more than 5 distinct matcher states"));
 }
 
 }  // namespace
