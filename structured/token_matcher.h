@@ -42,6 +42,8 @@ class TokenMatcher {
   /// The tokens so far form a complete string of the grammar (a stop id may follow).
   bool IsAccepting() const { return !terminated_ && matcher_.IsAccepting(); }
   bool IsTerminated() const { return terminated_; }
+  /// The words FillNextTokenBitmask writes.
+  int64_t bitmask_words() const { return compiled_->vocabulary().bitmask_words(); }
   int num_tokens() const { return static_cast<int>(token_was_stop_.size()); }
 
  private:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/model_source.h"
 #include "common/status_macros.h"
@@ -18,6 +19,22 @@ int32_t Argmax(const float* row, int64_t vocab_size) {
   float best_value = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < vocab_size; ++i) {
     if (row[i] > best_value) {
+      best_value = row[i];
+      best = static_cast<int32_t>(i);
+    }
+  }
+  return best;
+}
+
+// The same among the ids whose bit is set in `mask` (ids past it are not allowed); -1 when none.
+// A masked-in id with a NaN or -inf logit still beats none: the grammar decides what is allowed.
+int32_t MaskedArgmax(const float* row, int64_t vocab_size, absl::Span<const uint32_t> mask) {
+  int32_t best = -1;
+  float best_value = 0;
+  const int64_t end = std::min<int64_t>(vocab_size, static_cast<int64_t>(mask.size()) * 32);
+  for (int64_t i = 0; i < end; ++i) {
+    if (!((mask[i >> 5] >> (i & 31)) & 1u)) continue;
+    if (best < 0 || row[i] > best_value) {
       best_value = row[i];
       best = static_cast<int32_t>(i);
     }
@@ -62,8 +79,16 @@ absl::StatusOr<std::unique_ptr<DraftModel>> DraftModel::Create(std::unique_ptr<M
 absl::Status DraftModel::Propose(absl::Span<DraftRequest> requests) {
   const int64_t max_positions = runner_->max_positions();
   active_.clear();
+  // Whatever happens below, each matcher is left where it was.
+  absl::Cleanup restore_matchers = [requests] {
+    for (DraftRequest& r : requests) {
+      if (r.matcher != nullptr && r.matcher_steps > 0) r.matcher->Rollback(r.matcher_steps);
+      r.matcher_steps = 0;
+    }
+  };
   for (DraftRequest& r : requests) {
     r.drafts.clear();
+    r.matcher_steps = 0;
     const int64_t len = static_cast<int64_t>(r.token_ids.size());
     *r.num_computed = std::clamp<int64_t>(*r.num_computed, 0, len - 1);
     // Draft j (0-based) is read at position len - 1 + j; the draft model stops at its own last.
@@ -105,7 +130,18 @@ absl::Status DraftModel::Propose(absl::Span<DraftRequest> requests) {
       DraftRequest& r = *active_[logits->seq_index[row]];
       const SequenceInput& in = batch_[logits->seq_index[row]];
       *r.num_computed = in.num_computed_tokens + static_cast<int64_t>(in.token_ids.size());
-      r.drafts.push_back(Argmax(logits->row(row), logits->vocab_size));
+      if (r.matcher == nullptr) {
+        r.drafts.push_back(Argmax(logits->row(row), logits->vocab_size));
+      } else {
+        if (r.matcher->IsTerminated()) continue;  // the pending sample was a stop id
+        mask_.resize(r.matcher->bitmask_words());
+        r.matcher->FillNextTokenBitmask(absl::MakeSpan(mask_));
+        const int32_t token = MaskedArgmax(logits->row(row), logits->vocab_size, mask_);
+        if (token < 0 || !r.matcher->AcceptToken(token)) continue;
+        ++r.matcher_steps;
+        r.drafts.push_back(token);
+        if (r.matcher->IsTerminated()) continue;  // a stop id: nothing follows it
+      }
       if (static_cast<int64_t>(r.drafts.size()) < r.num_drafts) next.push_back(&r);
     }
     batch_.clear();

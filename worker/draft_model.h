@@ -31,6 +31,7 @@
 #include "absl/types/span.h"
 #include "common/dtype.h"
 #include "common/model_config.h"
+#include "structured/token_matcher.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
 
@@ -53,8 +54,14 @@ struct DraftRequest {
   absl::Span<const int32_t> token_ids;
   int64_t* num_computed = nullptr;  // the draft's valid K/V prefix; advanced by Propose
   absl::Span<const int32_t> block_table;
-  int64_t num_drafts = 0;       // wanted (>= 1)
+  int64_t num_drafts = 0;  // wanted (>= 1)
+  // A constrained sequence's matcher, at the pending sample: each proposal is the draft's best
+  // token among those its grammar allows after the proposals before it (so the target's masked
+  // sample can equal it), and proposing stops at a stop id or where the grammar allows nothing.
+  // Propose advances it and rolls it back before it returns.
+  structured::TokenMatcher* matcher = nullptr;
   std::vector<int32_t> drafts;  // out: at most num_drafts (fewer near the draft's last position)
+  int matcher_steps = 0;        // internal to Propose: tokens the matcher was advanced by
 };
 
 class DraftModel {
@@ -91,6 +98,7 @@ class DraftModel {
   // Scratch reused across steps.
   std::vector<SequenceInput> batch_;
   std::vector<DraftRequest*> active_;
+  std::vector<uint32_t> mask_;  // a constrained request's grammar mask (scratch)
 };
 
 /// Opens the draft model, checks its vocabulary against the target's (CheckDraftVocabulary of

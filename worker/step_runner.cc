@@ -284,7 +284,8 @@ absl::Status StepRunner::ProposeDrafts(const StepPlan& plan) {
     draft_requests_.push_back({.token_ids = seq.token_ids,
                                .num_computed = &seq.num_draft_computed,
                                .block_table = seq.block_table,
-                               .num_drafts = delta.num_worker_draft_tokens});
+                               .num_drafts = delta.num_worker_draft_tokens,
+                               .matcher = seq.matcher.get()});
   }
   if (draft_requests_.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(draft_->Propose(absl::MakeSpan(draft_requests_)));

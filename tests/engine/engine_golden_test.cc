@@ -48,13 +48,15 @@ class EngineGoldenTest : public ::testing::Test {
                                          const DraftModelOptions& draft = {}) {
     auto weights = LoadModelWeights(config_, Stories260KDir(), {}, load);
     EXPECT_TRUE(weights.ok()) << weights.status();
-    auto executor = InProcessExecutor::Create(config_, std::move(*weights),
-                                              {.num_device_blocks = num_blocks,
-                                               .block_size = block_size,
-                                               .kv_cache_dtype = kv_cache_dtype,
-                                               .extra_eos_token_ids = eos_ids_,
-                                               .draft = draft,
-                                               .model_path = Stories260KDir()});
+    auto executor = InProcessExecutor::Create(
+        config_, std::move(*weights),
+        {.num_device_blocks = num_blocks,
+         .block_size = block_size,
+         .kv_cache_dtype = kv_cache_dtype,
+         .extra_eos_token_ids = eos_ids_,
+         .load_tokenizer = [] { return Tokenizer::FromDirectory(Stories260KDir()); },
+         .draft = draft,
+         .model_path = Stories260KDir()});
     EXPECT_TRUE(executor.ok()) << executor.status();
     if (!executor.ok()) return nullptr;
     auto engine = EngineLoop::Create(config, std::move(*executor), tokenizer_.get(), eos_ids_);
@@ -331,6 +333,39 @@ TEST_F(EngineGoldenTest, SpeculativeDraftModelKeepsSeededSamplesExact) {
                            .num_speculative_tokens = 4,
                            .model = Stories260KDir()},
                           {.path = Stories260KDir(), .load_format = "dummy", .dummy_seed = 9});
+}
+
+// A constrained request's draft-model proposals follow its grammar (DraftRequest::matcher): the
+// self-draft proposes the target's masked greedy token, not its unmasked one, so nearly every
+// draft is accepted; the outputs are those without speculation either way.
+TEST_F(EngineGoldenTest, SpeculativeDraftModelProposesWithinTheGrammar) {
+  std::vector<EngineRequest> requests = GreedyRequests(/*max_tokens=*/40);
+  for (EngineRequest& r : requests) {
+    r.params.ignore_eos = false;  // refused with a constraint
+    r.params.constraint_kind = SamplingParams::ConstraintKind::kRegex;
+    r.params.constraint = "(the|a|big|dog|cat|sun|ran|sat)( (the|a|big|dog|cat|sun|ran|sat)){4,7}";
+  }
+  std::unique_ptr<EngineLoop> plain = MakeEngine(EngineConfig{.max_model_len = 128});
+  ASSERT_NE(plain, nullptr);
+  const std::vector<RequestOutput> expected = Run(*plain, requests);
+  ASSERT_EQ(expected.size(), requests.size());
+  EngineConfig config{.max_model_len = 128};
+  config.speculative = {.method = SpeculativeMethod::kDraftModel,
+                        .num_speculative_tokens = 3,
+                        .model = Stories260KDir()};
+  std::unique_ptr<EngineLoop> engine =
+      MakeEngine(config, 256, 16, {}, DType::kF32, {.path = Stories260KDir()});
+  ASSERT_NE(engine, nullptr);
+  const std::vector<RequestOutput> got = Run(*engine, requests);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].outputs[0].token_ids, expected[i].outputs[0].token_ids) << "prompt " << i;
+    EXPECT_EQ(got[i].outputs[0].finish_reason, FinishReason::kStop) << "prompt " << i;
+  }
+  const SchedulerStats stats = engine->stats();
+  ASSERT_GT(stats.spec_num_draft_tokens, 0);
+  EXPECT_GT(static_cast<double>(stats.spec_num_accepted_tokens),
+            0.9 * static_cast<double>(stats.spec_num_draft_tokens));
 }
 
 TEST_F(EngineGoldenTest, AbortMidDecodeEndsOneRequestAndLeavesTheOthers) {
