@@ -61,6 +61,7 @@ int Run(int argc, char** argv) {
   std::string port_file;
   std::string comm_host = "127.0.0.1";
   std::string model_dir;
+  std::string draft_model_dir;
   std::string log_level = "info";
   int64_t metrics_port = 0;
   std::string metrics_port_file;
@@ -73,6 +74,9 @@ int Run(int argc, char** argv) {
   parser.AddString("model-dir", &model_dir,
                    "Load the model from this directory (or .gguf file) instead of the one the "
                    "router names");
+  parser.AddString("draft-model-dir", &draft_model_dir,
+                   "Load speculative decoding's draft model from this directory (or .gguf file) "
+                   "instead of the one the router names (used only when it names one)");
   ModelArgs model_args;
   model_args.Register(parser);
   parser.AddString("log-level", &log_level, "trace, debug, info, warn, error");
@@ -119,6 +123,7 @@ int Run(int argc, char** argv) {
   WorkerMetrics metrics;
   WorkerRuntime runtime({.comm_host = comm_host,
                          .model_dir = model_dir,
+                         .draft_model_dir = draft_model_dir,
                          .weight_dtype = memory->weight_dtype,
                          .kv_cache_dtype = memory->kv_cache_dtype,
                          .metrics = &metrics,

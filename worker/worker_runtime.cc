@@ -156,8 +156,11 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
 
   // A draft model's KV blocks share the target's block ids: each block holds both.
   std::optional<ModelSource> draft_source;
-  if (!c.draft_model_dir.empty()) {
-    absl::StatusOr<ModelSource> opened = ModelSource::Open(c.draft_model_dir);
+  const std::string draft_dir = c.draft_model_dir.empty() || options_.draft_model_dir.empty()
+                                    ? c.draft_model_dir
+                                    : options_.draft_model_dir;
+  if (!draft_dir.empty()) {
+    absl::StatusOr<ModelSource> opened = ModelSource::Open(draft_dir);
     if (!opened.ok()) {
       return absl::Status(opened.status().code(),
                           absl::StrCat("cannot open the draft model: ", opened.status().message()));
@@ -196,7 +199,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   int64_t all_weight_bytes = weight_bytes;
   std::unique_ptr<DraftModel> draft;
   if (draft_source.has_value()) {
-    ASSIGN_OR_RETURN(draft, LoadDraftModel({.path = c.draft_model_dir,
+    ASSIGN_OR_RETURN(draft, LoadDraftModel({.path = draft_dir,
                                             .load_format = c.load_format,
                                             .dummy_seed = c.dummy_seed + 1,
                                             .dtype = options_.weight_dtype},

@@ -55,6 +55,9 @@ struct WorkerRuntimeOptions {
   /// When set, replaces the model Init names (the model's path on this host differs from the
   /// router's): a directory or a .gguf file.
   std::string model_dir;
+  /// The same for the draft model of speculative decoding, used only when Init names one (the
+  /// router's `"model"` path differs on this host).
+  std::string draft_model_dir;
   /// The type safetensors and dummy weights are kept in (--dtype); nullopt: auto.
   std::optional<DType> weight_dtype;
   /// The KV cache's type (--kv-cache-dtype): kF32 or kBF16.
@@ -86,7 +89,7 @@ struct WorkerInitConfig {
   int64_t swap_space_bytes = 0;       // host swap pool
   int64_t max_model_len = 0;          // 0: the model's
   int64_t timeout_ms = 0;             // communicator rendezvous and collectives; 0: 30 s
-  std::string draft_model_dir;        // speculative decoding's draft model; "" for none
+  std::string draft_model_dir;        // the draft model; "" for none; options may override it
   std::vector<int32_t> extra_eos_token_ids;
 };
 

@@ -156,6 +156,26 @@ TEST_F(WorkerRuntimeTest, BadInitNamesTheFieldAndFailsTheWorker) {
   EXPECT_EQ(runtime_.Init(config).status().code(), absl::StatusCode::kUnimplemented);
 }
 
+// --draft-model-dir: the draft's path on this host replaces the router's, only when the router
+// names a draft (its weights then count in the rank's bytes).
+TEST_F(WorkerRuntimeTest, ADraftModelPathOverrideReplacesTheRoutersOnly) {
+  const absl::StatusOr<WorkerInitResult> plain = runtime_.Init(Config(1));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+
+  WorkerInitConfig config = Config(2);
+  config.draft_model_dir = "/nonexistent/draft";
+  EXPECT_THAT(std::string(runtime_.Init(config).status().message()),
+              HasSubstr("cannot open the draft model"));
+
+  WorkerRuntime overridden({.draft_model_dir = Stories260KDir(), .clock = &clock_});
+  const absl::StatusOr<WorkerInitResult> with_draft = overridden.Init(config);
+  ASSERT_TRUE(with_draft.ok()) << with_draft.status();
+  EXPECT_GT(with_draft->weight_bytes, plain->weight_bytes);  // the draft's weights too
+  const absl::StatusOr<WorkerInitResult> without = overridden.Init(Config(3));
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_EQ(without->weight_bytes, plain->weight_bytes);  // no draft named: none loaded
+}
+
 TEST_F(WorkerRuntimeTest, OrderedPlansGenerateTheGoldenContinuation) {
   ASSERT_TRUE(runtime_.Init(Config(1)).ok());
   const std::vector<StepPlan> plans = {Prefill(golden()), DecodeRest(golden())};
