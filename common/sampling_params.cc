@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <string>
@@ -327,6 +328,35 @@ absl::Status SamplingParams::Validate() const {
         "sampling parameter constraint is not supported with ignore_eos or min_tokens");
   }
   return absl::OkStatus();
+}
+
+bool SamplingParams::IsJsonField(std::string_view key) {
+  static constexpr std::string_view kFields[] = {"temperature",
+                                                 "top_p",
+                                                 "top_k",
+                                                 "min_p",
+                                                 "seed",
+                                                 "max_tokens",
+                                                 "min_tokens",
+                                                 "ignore_eos",
+                                                 "repetition_penalty",
+                                                 "presence_penalty",
+                                                 "frequency_penalty",
+                                                 "stop",
+                                                 "include_stop_str_in_output",
+                                                 "stop_token_ids",
+                                                 "logprobs",
+                                                 "n",
+                                                 "beam_width",
+                                                 "use_beam_search",
+                                                 "best_of",
+                                                 "length_penalty",
+                                                 "skip_special_tokens",
+                                                 "logit_bias",
+                                                 "allowed_token_ids",
+                                                 "bad_words",
+                                                 "disable_speculative_decoding"};
+  return std::find(std::begin(kFields), std::end(kFields), key) != std::end(kFields);
 }
 
 absl::StatusOr<SamplingParams> SamplingParams::FromJson(const nlohmann::json& json) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -115,6 +116,9 @@ struct SamplingParams {
   /// defaults, other keys are ignored (the caller's business). A field of the wrong type is
   /// InvalidArgument naming it. Does not call Validate().
   static absl::StatusOr<SamplingParams> FromJson(const nlohmann::json& json);
+  /// Whether FromJson reads `key` (it ignores any other; callers that take a whole object from
+  /// outside refuse the rest).
+  static bool IsJsonField(std::string_view key);
 };
 
 }  // namespace pagoda

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/arg_parser.h"
 #include "common/json_util.h"
@@ -62,36 +61,6 @@ struct GenerateFlags {
 };
 
 // Per-request sampling defaults from the command line, as the JSON fields a prompts file uses.
-// The sampling fields a --prompts-file line may set (docs/cli.md): SamplingParams::FromJson's.
-bool IsLineSamplingField(const std::string& key) {
-  static const auto* kFields = new absl::flat_hash_set<std::string>{"temperature",
-                                                                    "top_p",
-                                                                    "top_k",
-                                                                    "min_p",
-                                                                    "seed",
-                                                                    "max_tokens",
-                                                                    "min_tokens",
-                                                                    "ignore_eos",
-                                                                    "repetition_penalty",
-                                                                    "presence_penalty",
-                                                                    "frequency_penalty",
-                                                                    "stop",
-                                                                    "include_stop_str_in_output",
-                                                                    "stop_token_ids",
-                                                                    "logprobs",
-                                                                    "n",
-                                                                    "beam_width",
-                                                                    "use_beam_search",
-                                                                    "best_of",
-                                                                    "length_penalty",
-                                                                    "skip_special_tokens",
-                                                                    "logit_bias",
-                                                                    "allowed_token_ids",
-                                                                    "bad_words",
-                                                                    "disable_speculative_decoding"};
-  return kFields->contains(key);
-}
-
 nlohmann::json DefaultSamplingJson(const GenerateFlags& flags) {
   nlohmann::json j = {{"max_tokens", flags.max_tokens},
                       {"temperature", flags.temperature},
@@ -170,7 +139,7 @@ absl::StatusOr<std::vector<GenerationRequest>> ReadRequests(const GenerateFlags&
           request.prompt_token_ids.push_back(id.get<int32_t>());
         }
       } else if (it.key() != "_line") {
-        if (!IsLineSamplingField(it.key())) {
+        if (!SamplingParams::IsJsonField(it.key())) {
           return absl::InvalidArgumentError(
               absl::StrCat(where, ": unknown field \"", it.key(), "\" (docs/cli.md lists them)"));
         }

@@ -69,6 +69,15 @@ std::vector<float> RandomLogits(int64_t vocab_size, uint32_t seed, float scale =
   return logits;
 }
 
+// Logits 0.0, 0.1, ..., 0.1 * (n - 1), `rows` times over: each row's best id is n - 1, then n - 2.
+std::vector<float> Ramp(int n, int rows = 1) {
+  std::vector<float> logits;
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < n; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  }
+  return logits;
+}
+
 SamplingParams Greedy() {
   SamplingParams params;
   params.temperature = 0.0f;
@@ -435,8 +444,7 @@ TEST(Sampler, MinTokensMasksStopTokensUntilReached) {
 
 TEST(Sampler, TokenBitmaskRestrictsOnlyItsRowAndKeepsRawLogprobs) {
   // 40 tokens (two mask words); the best is 39, the constrained row allows only 5 and 33.
-  std::vector<float> logits;
-  for (int i = 0; i < 40; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  const std::vector<float> logits = Ramp(40);
   std::vector<float> batch = logits;
   batch.insert(batch.end(), logits.begin(), logits.end());
   SamplingParams greedy = Greedy();
@@ -475,8 +483,7 @@ TEST(Sampler, TokenBitmaskRestrictsOnlyItsRowAndKeepsRawLogprobs) {
 
 TEST(Sampler, AllowedTokenIdsAndLogitBiasApplyAfterTheRawLogprobs) {
   // 40 tokens, the best is 39.
-  std::vector<float> logits;
-  for (int i = 0; i < 40; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  const std::vector<float> logits = Ramp(40);
   SamplingParams greedy = Greedy();
   greedy.logprobs = 0;
   const absl::StatusOr<SampleOutput> plain = SampleOne(logits, greedy);
@@ -527,8 +534,7 @@ TEST(Sampler, AllowedTokenIdsAndLogitBiasApplyAfterTheRawLogprobs) {
 
 TEST(Sampler, BadWordsBanTheLastTokenWhereTheOutputsEndWithTheRest) {
   // 40 tokens, the best is 39, then 38, 37, ...
-  std::vector<float> logits;
-  for (int i = 0; i < 40; ++i) logits.push_back(0.1f * static_cast<float>(i));
+  const std::vector<float> logits = Ramp(40);
   SamplingParams params = Greedy();
   params.logprobs = 0;
   const absl::StatusOr<SampleOutput> plain = SampleOne(logits, params);
@@ -581,10 +587,7 @@ TEST(Sampler, BadWordsBanTheLastTokenWhereTheOutputsEndWithTheRest) {
 // word [d0, 39] bans 39 on row 1 only.
 TEST(Sampler, BadWordsFollowEachVerificationRowsPrecedingOutputs) {
   constexpr int64_t kVocab = 40;
-  std::vector<float> logits;
-  for (int r = 0; r < 3; ++r) {
-    for (int i = 0; i < kVocab; ++i) logits.push_back(0.1f * static_cast<float>(i));
-  }
+  std::vector<float> logits = Ramp(kVocab, 3);
   SamplingParams params = Greedy();
   params.bad_words_token_ids = {{12, 39}, {12, 13, 38}};
   const std::vector<int32_t> tokens = {4, 12, 13};  // output 4, then drafts 12, 13

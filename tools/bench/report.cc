@@ -21,7 +21,7 @@ std::string Banner(const std::string& title, char fill) {
 }
 
 std::string Row(const std::string& label, const std::string& value) {
-  return absl::StrFormat("%-40s %s\n", label, value);
+  return ReportRow(label, value);
 }
 std::string Row(const std::string& label, double value) {
   return Row(label, absl::StrFormat("%.2f", value));
@@ -66,6 +66,12 @@ int64_t Sum(const std::vector<int64_t>& values) {
 
 }  // namespace
 
+std::string ReportRow(const std::string& label, const std::string& value) {
+  return absl::StrFormat("%-40s %s\n", label, value);
+}
+
+std::string ReportRule() { return std::string(kTableWidth, '=') + "\n"; }
+
 std::string FormatServeReport(const RunDescription& run, const BenchMetrics& m) {
   std::string out = Banner("Serving Benchmark Result", '=');
   absl::StrAppend(
@@ -94,8 +100,7 @@ std::string FormatServeReport(const RunDescription& run, const BenchMetrics& m) 
                   LatencyRows("Time to First Token", "TTFT", m.ttft_ms),
                   LatencyRows("Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms),
                   LatencyRows("Inter-token Latency", "ITL", m.itl_ms),
-                  LatencyRows("End-to-end Latency", "E2EL", m.e2el_ms),
-                  std::string(kTableWidth, '='), "\n");
+                  LatencyRows("End-to-end Latency", "E2EL", m.e2el_ms), ReportRule());
   return out;
 }
 
@@ -162,7 +167,7 @@ std::string FormatThroughputReport(const RunDescription& run, const ThroughputRu
       Row("Total generated tokens:", output), Row("Request throughput (req/s):", n / s),
       Row("Output token throughput (tok/s):", static_cast<double>(output) / s),
       Row("Total token throughput (tok/s):", static_cast<double>(input + output) / s),
-      std::string(kTableWidth, '='), "\n");
+      ReportRule());
 }
 
 nlohmann::json ThroughputResultJson(const RunDescription& run, const ThroughputRun& r) {

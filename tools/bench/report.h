@@ -40,6 +40,10 @@ struct RunDescription {
   std::optional<SloSpec> slo;
 };
 
+/// One "label   value" line of the tables, and the table's closing rule.
+std::string ReportRow(const std::string& label, const std::string& value);
+std::string ReportRule();
+
 std::string FormatServeReport(const RunDescription& run, const BenchMetrics& metrics);
 nlohmann::json ServeResultJson(const RunDescription& run, const BenchMetrics& metrics,
                                const std::vector<RequestRecord>& records);

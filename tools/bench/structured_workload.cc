@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tools/bench/report.h"
 
 namespace pagoda {
 
@@ -86,13 +87,13 @@ StructuredOutputStats SummarizeStructuredOutputs(const std::vector<RequestRecord
 
 std::string FormatStructuredOutputReport(const StructuredOutputStats& stats) {
   return absl::StrCat(
-      absl::StrFormat("%-40s %d\n", "Constrained requests (JSON Schema):", stats.constrained),
-      absl::StrFormat("%-40s %d\n", "  outputs that parse as a JSON object:", stats.valid_json),
-      absl::StrFormat("%-40s %d\n", "  outputs cut at max_tokens:", stats.hit_max_tokens),
-      absl::StrFormat("%-40s %.2f\n", "Mean TPOT, constrained (ms):", stats.constrained_tpot_ms),
-      absl::StrFormat("%-40s %.2f\n",
-                      "Mean TPOT, unconstrained (ms):", stats.unconstrained_tpot_ms),
-      std::string(50, '='), "\n");
+      ReportRow("Constrained requests (JSON Schema):", absl::StrCat(stats.constrained)),
+      ReportRow("  outputs that parse as a JSON object:", absl::StrCat(stats.valid_json)),
+      ReportRow("  outputs cut at max_tokens:", absl::StrCat(stats.hit_max_tokens)),
+      ReportRow("Mean TPOT, constrained (ms):", absl::StrFormat("%.2f", stats.constrained_tpot_ms)),
+      ReportRow("Mean TPOT, unconstrained (ms):",
+                absl::StrFormat("%.2f", stats.unconstrained_tpot_ms)),
+      ReportRule());
 }
 
 void AddStructuredOutputJson(double ratio, const StructuredOutputStats& stats,

@@ -1,8 +1,11 @@
 #include "router/frontend/tool_call_streamer.h"
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -15,7 +18,27 @@ struct Reassembled {
   std::string content;
   std::vector<ToolCall> calls;
   std::vector<std::string> ids;
+  std::vector<std::string> pushes;  // each Push's delta, flattened as FlatDelta writes it
 };
+
+// Calls `push(chunk, finished)` for `text` cut in the given chunk sizes (repeated).
+void ForEachChunk(const std::string& text, const std::vector<size_t>& sizes,
+                  const std::function<void(std::string_view, bool)>& push) {
+  size_t pos = 0;
+  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
+    const size_t size = std::min(sizes[i % sizes.size()], text.size() - pos);
+    const bool finished = pos + size == text.size();
+    push(std::string_view(text).substr(pos, size), finished);
+    pos += size;
+    if (finished) break;
+  }
+}
+
+std::string FlatDelta(const std::string& content, const std::vector<std::string>& calls) {
+  std::string flat = content.empty() ? "" : "content:" + content + "|";
+  for (const std::string& call : calls) flat += call + "|";
+  return flat;
+}
 
 // Streams `text` in the given chunk sizes and concatenates the deltas as a client does,
 // checking the shape of every delta on the way.
@@ -24,13 +47,10 @@ Reassembled Stream(ToolCallFormat format, const std::string& text,
   int next_id = 0;
   ToolCallStreamer streamer(format, [&] { return absl::StrCat("call_", next_id++); });
   Reassembled out;
-  size_t pos = 0;
-  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
-    const size_t size = std::min(sizes[i % sizes.size()], text.size() - pos);
-    const bool finished = pos + size == text.size();
-    const ToolCallStreamDelta delta = streamer.Push(text.substr(pos, size), finished);
-    pos += size;
+  ForEachChunk(text, sizes, [&](std::string_view chunk, bool finished) {
+    const ToolCallStreamDelta delta = streamer.Push(chunk, finished);
     out.content += delta.content;
+    std::vector<std::string> flat_calls;
     for (const ToolCallDelta& call : delta.calls) {
       if (call.first) {
         EXPECT_EQ(call.index, static_cast<int32_t>(out.calls.size()));
@@ -38,73 +58,52 @@ Reassembled Stream(ToolCallFormat format, const std::string& text,
         EXPECT_FALSE(call.name.empty());
         out.calls.push_back({.name = call.name});
         out.ids.push_back(call.id);
+        flat_calls.push_back(absl::StrCat("start ", call.index, ":", call.name));
       } else {
         EXPECT_LT(call.index, static_cast<int32_t>(out.calls.size()));
         EXPECT_TRUE(call.id.empty());
         out.calls[call.index].arguments += call.arguments;
+        flat_calls.push_back(absl::StrCat("args ", call.index, ":", call.arguments));
       }
     }
-    if (finished) break;
-  }
+    out.pushes.push_back(FlatDelta(delta.content, flat_calls));
+  });
   return out;
 }
 
 // The deltas of a streamer that parses the whole output on every Push (what ToolCallStreamer did
-// before it extended its last parse), as one string per Push.
+// before it extended its last parse), flattened as FlatDelta writes them.
 std::vector<std::string> ReferenceDeltas(ToolCallFormat format, const std::string& text,
                                          const std::vector<size_t>& sizes) {
   std::vector<std::string> out;
+  std::string seen;
   size_t content_sent = 0;
   std::vector<size_t> args_sent;
-  size_t pos = 0;
-  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
-    pos += std::min(sizes[i % sizes.size()], text.size() - pos);
-    const bool finished = pos == text.size();
-    const ToolCallSnapshot snapshot = ParseToolCallsPrefix(format, text.substr(0, pos), finished);
-    std::string delta;
+  ForEachChunk(text, sizes, [&](std::string_view chunk, bool finished) {
+    seen.append(chunk);
+    const ToolCallSnapshot snapshot = ParseToolCallsPrefix(format, seen, finished);
+    std::string content;
     if ((HasNonWhitespace(snapshot.content) ||
          (finished && snapshot.calls.empty() && args_sent.empty())) &&
         snapshot.content.size() > content_sent) {
-      delta += "content:" + snapshot.content.substr(content_sent) + "|";
+      content = snapshot.content.substr(content_sent);
       content_sent = snapshot.content.size();
     }
+    std::vector<std::string> calls;
     for (size_t c = 0; c < snapshot.calls.size(); ++c) {
       if (c >= args_sent.size()) {
         if (!snapshot.calls[c].name.has_value()) break;
-        delta += absl::StrCat("start ", c, ":", *snapshot.calls[c].name, "|");
+        calls.push_back(absl::StrCat("start ", c, ":", *snapshot.calls[c].name));
         args_sent.push_back(0);
       }
       if (snapshot.calls[c].arguments.size() > args_sent[c]) {
-        delta +=
-            absl::StrCat("args ", c, ":", snapshot.calls[c].arguments.substr(args_sent[c]), "|");
+        calls.push_back(
+            absl::StrCat("args ", c, ":", snapshot.calls[c].arguments.substr(args_sent[c])));
         args_sent[c] = snapshot.calls[c].arguments.size();
       }
     }
-    out.push_back(delta);
-    if (finished) break;
-  }
-  return out;
-}
-
-std::vector<std::string> StreamerDeltas(ToolCallFormat format, const std::string& text,
-                                        const std::vector<size_t>& sizes) {
-  ToolCallStreamer streamer(format, [] { return std::string("id"); });
-  std::vector<std::string> out;
-  size_t pos = 0;
-  for (size_t i = 0; pos < text.size() || i == 0; ++i) {
-    const size_t size = std::min(sizes[i % sizes.size()], text.size() - pos);
-    const bool finished = pos + size == text.size();
-    const ToolCallStreamDelta delta = streamer.Push(text.substr(pos, size), finished);
-    pos += size;
-    std::string flat;
-    if (!delta.content.empty()) flat += "content:" + delta.content + "|";
-    for (const ToolCallDelta& call : delta.calls) {
-      flat += call.first ? absl::StrCat("start ", call.index, ":", call.name, "|")
-                         : absl::StrCat("args ", call.index, ":", call.arguments, "|");
-    }
-    out.push_back(flat);
-    if (finished) break;
-  }
+    out.push_back(FlatDelta(content, calls));
+  });
   return out;
 }
 
@@ -118,9 +117,9 @@ void ExpectStreamsLikeParse(ToolCallFormat format, const std::string& text) {
     chunkings.push_back(sizes);
   }
   for (const std::vector<size_t>& sizes : chunkings) {
-    // Push by Push, the same deltas as parsing the whole output every time.
-    EXPECT_EQ(StreamerDeltas(format, text, sizes), ReferenceDeltas(format, text, sizes)) << text;
     const Reassembled streamed = Stream(format, text, sizes);
+    // Push by Push, the same deltas as parsing the whole output every time.
+    EXPECT_EQ(streamed.pushes, ReferenceDeltas(format, text, sizes)) << text;
     EXPECT_EQ(streamed.content, parsed.content.value_or("")) << text;
     ASSERT_EQ(streamed.calls.size(), parsed.calls.size()) << text;
     for (size_t c = 0; c < parsed.calls.size(); ++c) {
