@@ -1,6 +1,8 @@
 #include "common/model_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <optional>
 
@@ -21,12 +23,16 @@ struct Architecture {
   const char* model_type;
   int64_t default_max_position_embeddings;  // transformers' config class defaults
 };
+// One architecture per line:
+// clang-format off
 constexpr Architecture kArchitectures[] = {
     {"LlamaForCausalLM", "llama", 2048},
     {"MistralForCausalLM", "mistral", 4096 * 32},
     {"Qwen2ForCausalLM", "qwen2", 32768},
     {"Qwen3ForCausalLM", "qwen3", 32768},
+    {"Phi3ForCausalLM", "phi3", 4096},
 };
+// clang-format on
 
 std::string SupportedArchitectures() {
   std::vector<std::string> names;
@@ -109,6 +115,9 @@ class FieldReader {
     if (!value->is_boolean()) return TypeError(field, "true or false");
     return value->get<bool>();
   }
+  const json& object() const { return object_; }
+  const std::string& source() const { return source_; }
+
   absl::StatusOr<std::optional<std::string>> OptionalString(std::string_view field) const {
     const json* value = Get(field);
     if (value == nullptr) return std::optional<std::string>();
@@ -121,8 +130,65 @@ class FieldReader {
   std::string source_;
 };
 
-absl::Status ParseRopeScaling(const json& config, const std::string& source,
-                              Llama3RopeScaling& out) {
+// One list of LongRoPE factors, rotary_dim / 2 positive numbers.
+absl::StatusOr<std::vector<double>> ParseFactors(const FieldReader& reader, std::string_view field,
+                                                 int64_t rotary_dim) {
+  const json* value = reader.Get(field);
+  if (value == nullptr) return reader.Error(field, "is required for longrope");
+  if (!value->is_array()) return reader.TypeError(field, "a list of numbers");
+  if (static_cast<int64_t>(value->size()) != rotary_dim / 2) {
+    return reader.Error(field, absl::StrCat("has ", value->size(),
+                                            " values; expected rotary_dim / 2 = ", rotary_dim / 2,
+                                            " (head_dim times partial_rotary_factor, halved)"));
+  }
+  std::vector<double> factors;
+  for (const json& item : *value) {
+    if (!item.is_number() || !std::isfinite(item.get<double>()) || item.get<double>() <= 0) {
+      return reader.Error(field, absl::StrCat("must hold positive numbers, got ", item.dump()));
+    }
+    factors.push_back(item.get<double>());
+  }
+  return factors;
+}
+
+// Phi-3's LongRoPE, as transformers' _compute_longrope_parameters reads it: the ratio s of
+// max_position_embeddings to original_max_position_embeddings gives the attention factor (an
+// explicit attention_factor wins); rope_scaling's own "factor" is not used when the config has
+// original_max_position_embeddings, which Phi3Config always has (default 4096).
+absl::Status ParseLongRope(const FieldReader& reader, const FieldReader& top, ModelConfig& out) {
+  LongRopeScaling& longrope = out.longrope;
+  for (const auto& [key, unused] : reader.object().items()) {
+    static constexpr std::string_view kKnown[] = {"type",
+                                                  "rope_type",
+                                                  "short_factor",
+                                                  "long_factor",
+                                                  "attention_factor",
+                                                  "factor",
+                                                  "original_max_position_embeddings"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      return absl::UnimplementedError(
+          absl::StrCat(reader.source(), ": field \"", key, "\" is not supported for longrope"));
+    }
+  }
+  ASSIGN_OR_RETURN(longrope.short_factor, ParseFactors(reader, "short_factor", out.rotated_dims()));
+  ASSIGN_OR_RETURN(longrope.long_factor, ParseFactors(reader, "long_factor", out.rotated_dims()));
+  ASSIGN_OR_RETURN(longrope.original_max_position_embeddings,
+                   top.PositiveInt("original_max_position_embeddings", 4096));
+  const double scale = static_cast<double>(out.max_position_embeddings) /
+                       static_cast<double>(longrope.original_max_position_embeddings);
+  longrope.attention_factor =
+      scale <= 1.0
+          ? 1.0
+          : std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(
+                                                  longrope.original_max_position_embeddings)));
+  ASSIGN_OR_RETURN(longrope.attention_factor,
+                   reader.PositiveDouble("attention_factor", longrope.attention_factor));
+  return absl::OkStatus();
+}
+
+// "rope_scaling": null, llama3, or (Phi-3) longrope; max_position_embeddings and rotary_dim must
+// be parsed already.
+absl::Status ParseRopeScaling(const json& config, const std::string& source, ModelConfig& out) {
   const auto it = config.find("rope_scaling");
   if (it == config.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_object()) {
@@ -136,18 +202,27 @@ absl::Status ParseRopeScaling(const json& config, const std::string& source,
   }
   if (!rope_type) return reader.Error("rope_type", "is required");
   if (*rope_type == "default") return absl::OkStatus();
-  if (*rope_type != "llama3") {
-    return absl::UnimplementedError(absl::StrCat(source, ": rope_scaling type \"", *rope_type,
-                                                 "\" is not supported (supported: llama3)"));
+  const bool is_phi3 = out.architecture == "Phi3ForCausalLM";
+  // "su" is LongRoPE's first name (transformers' Phi3Config maps it to longrope).
+  if (is_phi3 && (*rope_type == "longrope" || *rope_type == "su")) {
+    return ParseLongRope(reader, FieldReader(config, source), out);
   }
-  ASSIGN_OR_RETURN(out.factor, reader.PositiveDouble("factor", 0.0));
-  if (out.factor == 0.0) return reader.Error("factor", "is required");
-  ASSIGN_OR_RETURN(out.low_freq_factor, reader.PositiveDouble("low_freq_factor", 1.0));
-  ASSIGN_OR_RETURN(out.high_freq_factor, reader.PositiveDouble("high_freq_factor", 4.0));
-  if (out.high_freq_factor <= out.low_freq_factor) {
+  if (*rope_type != "llama3" || is_phi3) {
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": rope_scaling type \"", *rope_type, "\" is not supported (",
+                     is_phi3 ? "supported for Phi3ForCausalLM: longrope, su"
+                             : "supported: llama3; longrope for Phi3ForCausalLM",
+                     ")"));
+  }
+  Llama3RopeScaling& scaling = out.rope_scaling;
+  ASSIGN_OR_RETURN(scaling.factor, reader.PositiveDouble("factor", 0.0));
+  if (scaling.factor == 0.0) return reader.Error("factor", "is required");
+  ASSIGN_OR_RETURN(scaling.low_freq_factor, reader.PositiveDouble("low_freq_factor", 1.0));
+  ASSIGN_OR_RETURN(scaling.high_freq_factor, reader.PositiveDouble("high_freq_factor", 4.0));
+  if (scaling.high_freq_factor <= scaling.low_freq_factor) {
     return reader.Error("high_freq_factor", "must exceed low_freq_factor");
   }
-  ASSIGN_OR_RETURN(out.original_max_position_embeddings,
+  ASSIGN_OR_RETURN(scaling.original_max_position_embeddings,
                    reader.PositiveInt("original_max_position_embeddings", 8192));
   return absl::OkStatus();
 }
@@ -161,6 +236,20 @@ absl::StatusOr<DType> ParseDType(const FieldReader& reader) {
   if (*name == "bfloat16") return DType::kBF16;
   return reader.Error(field,
                       absl::StrCat("is \"", *name, "\"; supported: float32, float16, bfloat16"));
+}
+
+// Appends the ids of `reader`'s eos_token_id (an id or a list of them) that `ids` lacks.
+absl::Status AddEosTokenIds(const FieldReader& reader, std::vector<int64_t>& ids) {
+  const json* eos = reader.Get("eos_token_id");
+  if (eos == nullptr) return absl::OkStatus();
+  const std::vector<json> items =
+      eos->is_array() ? eos->get<std::vector<json>>() : std::vector<json>{*eos};
+  for (const json& item : items) {
+    std::optional<int64_t> id = FieldReader::AsInt(item);
+    if (!id || *id < 0) return reader.TypeError("eos_token_id", "a token id or a list of them");
+    if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source) {
@@ -188,6 +277,13 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
     }
   }
   arch = FindArchitecture(out.architecture);
+  if (out.architecture == "Phi3SmallForCausalLM") {
+    return absl::UnimplementedError(absl::StrCat(
+        source,
+        ": architecture \"Phi3SmallForCausalLM\" (Phi-3-small: blocksparse attention, "
+        "gegelu MLP) is not supported; Phi3ForCausalLM (Phi-3-mini/medium, Phi-3.5-mini, "
+        "Phi-4-mini) is"));
+  }
   if (arch == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": architecture \"", out.architecture,
@@ -196,6 +292,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   const bool is_llama = out.architecture == "LlamaForCausalLM";
   const bool is_qwen2 = out.architecture == "Qwen2ForCausalLM";
   const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM";
+  const bool is_phi3 = out.architecture == "Phi3ForCausalLM";
 
   ASSIGN_OR_RETURN(out.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(out.hidden_size, reader.PositiveInt("hidden_size"));
@@ -224,6 +321,21 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   if (out.head_dim % 2 != 0) {
     return reader.Error("head_dim", absl::StrCat("must be even for RoPE, got ", out.head_dim));
   }
+  // transformers: RoPE on the first int(head_dim * partial_rotary_factor) dims of each head.
+  ASSIGN_OR_RETURN(const double partial_rotary_factor,
+                   reader.PositiveDouble("partial_rotary_factor", 1.0));
+  if (partial_rotary_factor > 1.0) {
+    return reader.Error("partial_rotary_factor",
+                        absl::StrCat("must be in (0, 1], got ", partial_rotary_factor));
+  }
+  const auto rotary_dim =
+      static_cast<int64_t>(static_cast<double>(out.head_dim) * partial_rotary_factor);
+  if (rotary_dim <= 0 || rotary_dim % 2 != 0) {
+    return reader.Error("partial_rotary_factor",
+                        absl::StrCat("(", partial_rotary_factor, ") times head_dim (", out.head_dim,
+                                     ") gives ", rotary_dim, " rotary dims; they must be even"));
+  }
+  out.rotary_dim = rotary_dim < out.head_dim ? rotary_dim : 0;
 
   ASSIGN_OR_RETURN(std::optional<std::string> hidden_act, reader.OptionalString("hidden_act"));
   if (hidden_act && *hidden_act != "silu") {
@@ -232,10 +344,10 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   ASSIGN_OR_RETURN(out.rms_norm_eps, reader.PositiveDouble("rms_norm_eps", 1e-6));
   ASSIGN_OR_RETURN(out.rope_theta, reader.PositiveDouble("rope_theta", 10000.0));
-  RETURN_IF_ERROR(ParseRopeScaling(config, source, out.rope_scaling));
   ASSIGN_OR_RETURN(
       out.max_position_embeddings,
       reader.PositiveInt("max_position_embeddings", arch->default_max_position_embeddings));
+  RETURN_IF_ERROR(ParseRopeScaling(config, source, out));
   ASSIGN_OR_RETURN(out.tie_word_embeddings, reader.Bool("tie_word_embeddings", false));
 
   if (is_qwen2) {
@@ -253,6 +365,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
     }
   }
   out.qk_norm = is_qwen3;
+  out.fused_projections = is_phi3;  // Phi3Attention and Phi3MLP have no biases
 
   // Sliding-window attention is not implemented; a window that covers every position is harmless.
   bool sliding = !is_llama;
@@ -261,8 +374,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   if (sliding) {
     ASSIGN_OR_RETURN(std::optional<int64_t> window, reader.OptionalInt("sliding_window"));
-    // transformers' Mistral/Qwen2 configs default the window to 4096 when the key is absent.
-    if (config.find("sliding_window") == config.end()) window = 4096;
+    // transformers' Mistral/Qwen2 configs default the window to 4096 when the key is absent
+    // (Phi3Config to none).
+    if (config.find("sliding_window") == config.end() && !is_phi3) window = 4096;
     if (window && *window < out.max_position_embeddings) {
       return absl::UnimplementedError(
           absl::StrCat(source, ": sliding_window ", *window,
@@ -274,15 +388,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   ASSIGN_OR_RETURN(std::optional<int64_t> bos, reader.OptionalInt("bos_token_id"));
   out.bos_token_id = bos.value_or(-1);
   if (out.bos_token_id < -1) return reader.Error("bos_token_id", "must not be negative");
-  if (const json* eos = reader.Get("eos_token_id")) {
-    const std::vector<json> items =
-        eos->is_array() ? eos->get<std::vector<json>>() : std::vector<json>{*eos};
-    for (const json& item : items) {
-      std::optional<int64_t> id = FieldReader::AsInt(item);
-      if (!id || *id < 0) return reader.TypeError("eos_token_id", "a token id or a list of them");
-      out.eos_token_ids.push_back(*id);
-    }
-  }
+  RETURN_IF_ERROR(AddEosTokenIds(reader, out.eos_token_ids));
   ASSIGN_OR_RETURN(out.torch_dtype, ParseDType(reader));
 
   // Guard the element counts that later allocations multiply out.
@@ -323,7 +429,23 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
 absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
   const std::string path = dir + "/config.json";
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  return FromJson(text, path);
+  ASSIGN_OR_RETURN(ModelConfig config, FromJson(text, path));
+  // generation_config.json's eos_token_id, where transformers' generate() and vLLM stop too:
+  // Phi-3's <|end|> (32007) and Llama 3 instruct's <|eot_id|> are listed only there.
+  const std::string generation_path = dir + "/generation_config.json";
+  absl::StatusOr<std::string> generation = ReadFileToString(generation_path);
+  if (absl::IsNotFound(generation.status())) return config;
+  RETURN_IF_ERROR(generation.status());
+  absl::StatusOr<json> parsed = ParseJson(*generation);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(generation_path, ": ", parsed.status().message()));
+  }
+  if (!parsed->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(generation_path, ": not a JSON object"));
+  }
+  RETURN_IF_ERROR(AddEosTokenIds(FieldReader(*parsed, generation_path), config.eos_token_ids));
+  return config;
 }
 
 std::string ModelConfig::ToJson() const {
@@ -347,7 +469,16 @@ std::string ModelConfig::ToJson() const {
       {"initializer_range", 0.02},
       {"use_cache", true},
   };
-  if (rope_scaling.factor > 0) {
+  if (rotary_dim > 0) {
+    config["partial_rotary_factor"] =
+        static_cast<double>(rotary_dim) / static_cast<double>(head_dim);
+  }
+  if (longrope.enabled()) {
+    config["rope_scaling"] = {{"type", "longrope"},
+                              {"short_factor", longrope.short_factor},
+                              {"long_factor", longrope.long_factor}};
+    config["original_max_position_embeddings"] = longrope.original_max_position_embeddings;
+  } else if (rope_scaling.factor > 0) {
     config["rope_scaling"] = {
         {"rope_type", "llama3"},
         {"factor", rope_scaling.factor},

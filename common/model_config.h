@@ -1,7 +1,8 @@
 // The hyper-parameters of a LLaMA-family model, read from a Hugging Face config.json.
 //
 // Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM. Every field
+// Qwen3ForCausalLM, Phi3ForCausalLM (fused qkv_proj / gate_up_proj checkpoints, partial rotary,
+// LongRoPE). Every field
 // is validated (positive sizes, heads dividing hidden size, KV heads dividing heads, known
 // rope_scaling type and dtype); errors name the file and the field.
 //
@@ -32,6 +33,12 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   Llama3RopeScaling rope_scaling;  // factor 0: none
+  LongRopeScaling longrope;        // Phi-3; no factors: none
+  /// The first dims of each head RoPE rotates (partial_rotary_factor); 0: all of head_dim.
+  int64_t rotary_dim = 0;
+  /// Phi-3: the checkpoint holds qkv_proj = [q; k; v] and gate_up_proj = [gate; up] rows, split
+  /// into the usual weight slots at load.
+  bool fused_projections = false;
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
@@ -43,7 +50,7 @@ struct ModelConfig {
 
   /// Parses config.json text; `source` (the path) prefixes every error message.
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text, std::string_view source);
-  /// Reads DIR/config.json.
+  /// Reads DIR/config.json, and the stop ids of DIR/generation_config.json when there is one.
   static absl::StatusOr<ModelConfig> FromDirectory(const std::string& dir);
 
   /// The JSON a Hugging Face loader accepts for this config (used by `pagoda convert`).
@@ -51,6 +58,7 @@ struct ModelConfig {
 
   int64_t q_size() const { return num_attention_heads * head_dim; }
   int64_t kv_size() const { return num_key_value_heads * head_dim; }
+  int64_t rotated_dims() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
 };
 
 /// The largest tensor-parallel size CheckTensorParallelSize considers (and lists).

@@ -23,6 +23,23 @@ absl::Status ValidateRopeConfig(const RopeConfig& c) {
   if (!(c.theta > 0.0) || !std::isfinite(c.theta)) {
     return absl::InvalidArgumentError(absl::StrCat("rope: theta must be > 0, got ", c.theta));
   }
+  if (!c.freq_factors.empty()) {
+    if (static_cast<int64_t>(c.freq_factors.size()) != c.head_dim / 2) {
+      return absl::InvalidArgumentError(absl::StrCat("rope: ", c.freq_factors.size(),
+                                                     " frequency factors for head_dim ", c.head_dim,
+                                                     "; expected head_dim / 2 = ", c.head_dim / 2));
+    }
+    for (double f : c.freq_factors) {
+      if (!(f > 0.0) || !std::isfinite(f)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("rope: frequency factors must be finite and > 0, got ", f));
+      }
+    }
+  }
+  if (!(c.attention_factor > 0.0) || !std::isfinite(c.attention_factor)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope: attention_factor must be finite and > 0, got ", c.attention_factor));
+  }
   const Llama3RopeScaling& s = c.llama3;
   if (s.factor == 0.0) return absl::OkStatus();
   if (!(s.factor > 0.0) || !std::isfinite(s.factor)) {
@@ -67,6 +84,8 @@ absl::StatusOr<RopeCache> BuildRopeCache(const RopeConfig& config) {
   for (int64_t i = 0; i < half; ++i) {
     double f = std::pow(config.theta, -static_cast<double>(2 * i) / static_cast<double>(dim));
     if (config.llama3.factor != 0.0) f = Llama3InvFreq(f, config.llama3);
+    // transformers' LongRoPE: 1 / (ext_factor * theta^(2i/dim)).
+    if (!config.freq_factors.empty()) f /= config.freq_factors[static_cast<size_t>(i)];
     inv_freq[static_cast<size_t>(i)] = f;
   }
   RopeCache cache;
@@ -74,13 +93,14 @@ absl::StatusOr<RopeCache> BuildRopeCache(const RopeConfig& config) {
   cache.max_positions = config.max_positions;
   cache.cos_sin.resize(static_cast<size_t>(config.max_positions * dim));
   float* table = cache.cos_sin.data();
+  const double scale = config.attention_factor;
 #pragma omp parallel for schedule(static) if (config.max_positions * half >= (1 << 16))
   for (int64_t pos = 0; pos < config.max_positions; ++pos) {
     float* row = table + pos * dim;
     for (int64_t i = 0; i < half; ++i) {
       const double angle = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
-      row[i] = static_cast<float>(std::cos(angle));
-      row[half + i] = static_cast<float>(std::sin(angle));
+      row[i] = static_cast<float>(scale * std::cos(angle));
+      row[half + i] = static_cast<float>(scale * std::sin(angle));
     }
   }
   return cache;
@@ -93,10 +113,15 @@ absl::Status RotaryParams::Validate() const {
                      " num_kv_heads=", num_kv_heads, " head_dim=", head_dim,
                      " (need num_tokens >= 0, heads > 0, head_dim positive and even)"));
   }
+  if (rotary_dim < 0 || rotary_dim > head_dim || rotary_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rotary: rotary_dim=", rotary_dim, " must be even and in [0, head_dim=", head_dim, "]"));
+  }
   if (cache == nullptr) return absl::InvalidArgumentError("rotary: cache is null");
-  if (cache->head_dim != head_dim) {
+  if (cache->head_dim != rotated_dims()) {
     return absl::InvalidArgumentError(absl::StrCat("rotary: cache head_dim=", cache->head_dim,
-                                                   " differs from head_dim=", head_dim));
+                                                   " differs from the rotated dims ",
+                                                   rotated_dims()));
   }
   if (static_cast<int64_t>(cache->cos_sin.size()) != cache->max_positions * cache->head_dim) {
     return absl::InvalidArgumentError("rotary: cache cos_sin size is not max_positions * head_dim");

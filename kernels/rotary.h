@@ -3,7 +3,10 @@
 // Two layouts of the rotated pairs within a head:
 // - kRotateHalf (Hugging Face LLaMA, "neox"): pairs (i, i + rotary_dim/2).
 // - kInterleaved (GPT-J, llama2.c): pairs (2i, 2i + 1).
-// The cos/sin table comes from BuildRopeCache, which also applies LLaMA-3 frequency scaling.
+// Partial rotary (Phi-3.5, Phi-4-mini: partial_rotary_factor < 1): only the first rotary_dim
+// dims of each head are rotated, the rest pass through. The cos/sin table comes from
+// BuildRopeCache, which also applies LLaMA-3 frequency scaling and LongRoPE's per-frequency
+// factors and attention factor.
 //
 //   ASSIGN_OR_RETURN(RopeCache cache, BuildRopeCache({.head_dim = 64, .max_positions = 2048,
 //                                                      .theta = 10000.0}));
@@ -22,16 +25,20 @@ namespace pagoda::kernels {
 enum class RotaryStyle { kRotateHalf, kInterleaved };
 
 struct RopeConfig {
-  int64_t head_dim = 0;  // rotary_dim: the whole head is rotated (partial rotary not needed yet)
+  int64_t head_dim = 0;  // rotary_dim: the dims rotated (the whole head, or its first part)
   int64_t max_positions = 0;
   double theta = 10000.0;
   Llama3RopeScaling llama3 = {};  // "= {}" lets designated initializers leave it out
+  /// Empty, or [head_dim / 2] positive LongRoPE factors (one set, short or long, chosen by the
+  /// model): inv_freq[i] = 1 / (freq_factors[i] * theta^(2i / head_dim)).
+  std::vector<double> freq_factors = {};
+  double attention_factor = 1.0;  // > 0: multiplies every cos and sin (LongRoPE)
 };
 
-/// cos_sin[pos * head_dim + i] = cos(pos * inv_freq[i]) for i < head_dim/2, and
-/// cos_sin[pos * head_dim + head_dim/2 + i] = sin(pos * inv_freq[i]).
+/// cos_sin[pos * head_dim + i] = a * cos(pos * inv_freq[i]) for i < head_dim/2, and
+/// cos_sin[pos * head_dim + head_dim/2 + i] = a * sin(pos * inv_freq[i]), a the attention factor.
 struct RopeCache {
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;  // the rotary dims
   int64_t max_positions = 0;
   std::vector<float> cos_sin;  // [max_positions, head_dim]
 };
@@ -47,11 +54,13 @@ struct RotaryParams {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t q_stride = 0;  // floats between consecutive tokens of q (num_heads*head_dim if packed)
-  int64_t k_stride = 0;  // floats between consecutive tokens of k
+  int64_t rotary_dim = 0;  // even, <= head_dim: the first rotary_dim dims rotate (0: head_dim)
+  int64_t q_stride = 0;    // floats between consecutive tokens of q (num_heads*head_dim if packed)
+  int64_t k_stride = 0;    // floats between consecutive tokens of k
   RotaryStyle style = RotaryStyle::kRotateHalf;
 
   absl::Status Validate() const;
+  int64_t rotated_dims() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
 };
 
 /// Rotates q and k in place. A position outside the cache is InvalidArgument.

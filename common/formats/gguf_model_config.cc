@@ -28,6 +28,7 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"llama", "LlamaForCausalLM", true},
     {"qwen2", "Qwen2ForCausalLM", false},
     {"qwen3", "Qwen3ForCausalLM", false},  // not permuted either: the converter's Qwen2Model
+    {"phi3", "Phi3ForCausalLM", false},    // nor Phi3MiniModel's fused attn_qkv (NEOX RoPE)
 };
 
 const GgufArchitecture* FindArchitecture(const GgufFile& file) {
@@ -201,6 +202,59 @@ DType DTypeOfFileType(const GgufFile& file) {
   }
 }
 
+// One of Phi-3's LongRoPE factor tensors: [rotary_dim / 2] positive float32 values.
+absl::StatusOr<std::vector<double>> ReadRopeFactors(const GgufFile& file, const GgufTensor& tensor,
+                                                    int64_t rotary_dim) {
+  if (tensor.dtype != DType::kF32 || tensor.shape.size() != 1 ||
+      tensor.shape[0] != rotary_dim / 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file.source(), ": tensor \"", Av(tensor.name), "\" must hold ", rotary_dim / 2,
+                     " float32 LongRoPE factors (rope.dimension_count / 2)"));
+  }
+  std::vector<float> values(static_cast<size_t>(rotary_dim / 2));
+  std::memcpy(values.data(), tensor.data.data(), values.size() * sizeof(float));
+  std::vector<double> factors;
+  for (float v : values) {
+    if (!std::isfinite(v) || v <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(file.source(), ": tensor \"", Av(tensor.name),
+                                                     "\" holds ", v,
+                                                     "; LongRoPE factors must be positive"));
+    }
+    factors.push_back(v);
+  }
+  return factors;
+}
+
+// llama.cpp's converter (Phi3MiniModel) writes LongRoPE as the tensors rope_factors_long/short
+// and the keys rope.scaling.original_context_length and rope.scaling.attn_factor.
+absl::Status ReadPhi3LongRope(const GgufFile& file, const KeyReader& keys, ModelConfig& out) {
+  const GgufTensor* long_factors = file.FindTensor("rope_factors_long.weight");
+  const GgufTensor* short_factors = file.FindTensor("rope_factors_short.weight");
+  if (long_factors == nullptr && short_factors == nullptr) return absl::OkStatus();
+  if (long_factors == nullptr || short_factors == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file.source(), ": tensor \"",
+        long_factors == nullptr ? "rope_factors_long.weight" : "rope_factors_short.weight",
+        "\" is missing (LongRoPE needs both factor tensors)"));
+  }
+  LongRopeScaling& longrope = out.longrope;
+  ASSIGN_OR_RETURN(longrope.long_factor, ReadRopeFactors(file, *long_factors, out.rotated_dims()));
+  ASSIGN_OR_RETURN(longrope.short_factor,
+                   ReadRopeFactors(file, *short_factors, out.rotated_dims()));
+  ASSIGN_OR_RETURN(longrope.original_max_position_embeddings,
+                   keys.PositiveInt(keys.Key("rope.scaling.original_context_length"), kMaxDim));
+  const double scale = static_cast<double>(out.max_position_embeddings) /
+                       static_cast<double>(longrope.original_max_position_embeddings);
+  const double computed =
+      scale <= 1.0
+          ? 1.0
+          : std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(
+                                                  longrope.original_max_position_embeddings)));
+  ASSIGN_OR_RETURN(longrope.attention_factor,
+                   keys.PositiveFloat(keys.Key("rope.scaling.attn_factor"), computed));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool GgufRopeIsInterleaved(const GgufFile& file) {
@@ -215,7 +269,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   if (arch == nullptr) {
     return absl::UnimplementedError(
         absl::StrCat(src, ": metadata key \"general.architecture\" is \"", Av(arch_name),
-                     "\", which is not supported (supported: llama, qwen2, qwen3)"));
+                     "\", which is not supported (supported: llama, qwen2, qwen3, phi3)"));
   }
   const KeyReader keys(file, arch->gguf_name);
   ModelConfig out;
@@ -260,13 +314,20 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     return keys.Unsupported(value_length, absl::StrCat("(", v_dim, ") differs from head_dim (",
                                                        out.head_dim, "): not supported"));
   }
+  const bool is_phi3 = arch->gguf_name == "phi3";
   const std::string rope_dims = keys.Key("rope.dimension_count");
   ASSIGN_OR_RETURN(int64_t rotary_dim, keys.PositiveInt(rope_dims, kMaxHeads, out.head_dim));
-  if (rotary_dim != out.head_dim) {
+  if (rotary_dim != out.head_dim && !is_phi3) {
     return keys.Unsupported(rope_dims,
                             absl::StrCat("(", rotary_dim, ") differs from head_dim (", out.head_dim,
-                                         "): partial rotary is not supported"));
+                                         "): partial rotary is only supported for phi3"));
   }
+  if (rotary_dim > out.head_dim || rotary_dim % 2 != 0) {
+    return keys.Error(
+        rope_dims,
+        absl::StrCat("(", rotary_dim, ") must be even and at most head_dim (", out.head_dim, ")"));
+  }
+  out.rotary_dim = rotary_dim < out.head_dim ? rotary_dim : 0;
 
   ASSIGN_OR_RETURN(out.rms_norm_eps,
                    keys.PositiveFloat(keys.Key("attention.layer_norm_rms_epsilon")));
@@ -304,6 +365,27 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
         keys.PositiveInt(keys.Key("rope.scaling.original_context_length"), kMaxDim, int64_t{8192}));
     ASSIGN_OR_RETURN(out.rope_scaling, Llama3ScalingFromTensor(file, *rope_freqs, out.rope_theta,
                                                                out.head_dim, original_context));
+  }
+
+  if (is_phi3) {
+    RETURN_IF_ERROR(ReadPhi3LongRope(file, keys, out));
+    // The converter writes the window always, 0 for none (Phi-4-mini); Phi-3-mini-4k has 2047.
+    const std::string window_key = keys.Key("attention.sliding_window");
+    if (file.FindMetadata(window_key) != nullptr) {
+      ASSIGN_OR_RETURN(const uint64_t window, file.GetU64(window_key));
+      if (window > 0 && window < static_cast<uint64_t>(out.max_position_embeddings)) {
+        return keys.Unsupported(window_key, absl::StrCat("is ", window,
+                                                         ": sliding-window attention is not "
+                                                         "supported yet"));
+      }
+    }
+  } else {
+    for (const char* name : {"rope_factors_long.weight", "rope_factors_short.weight"}) {
+      if (file.FindTensor(name) != nullptr) {
+        return absl::UnimplementedError(absl::StrCat(
+            src, ": tensor \"", name, "\" (LongRoPE factors) is only supported for phi3"));
+      }
+    }
   }
 
   // Vocabulary: the tokenizer's token list, else {arch}.vocab_size, else token_embd's rows.
@@ -358,6 +440,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   // Qwen3's per-head q/k RMSNorm: the weights are blk.N.attn_{q,k}_norm.weight, required by the
   // weight plan (a file without them fails to load naming the tensor).
   out.qk_norm = arch->gguf_name == "qwen3";
+  out.fused_projections = is_phi3;  // blk.N.attn_qkv and the [gate; up] blk.N.ffn_up
   out.torch_dtype = DTypeOfFileType(file);
 
   int64_t qkv_rows = 0, count = 0;

@@ -1,6 +1,10 @@
 // ModelConfig from a GGUF file's metadata, for the architectures `llama` (Llama 1-3, Mistral,
-// SmolLM2, TinyLlama), `qwen2` and `qwen3` (dense Qwen3: q/k norms blk.N.attn_{q,k}_norm, head_dim
-// from attention.key_length, which the converter writes from config.json's head_dim).
+// SmolLM2, TinyLlama), `qwen2`, `qwen3` (dense Qwen3: q/k norms blk.N.attn_{q,k}_norm, head_dim
+// from attention.key_length, which the converter writes from config.json's head_dim) and `phi3`
+// (Phi-3/3.5, Phi-4-mini: fused blk.N.attn_qkv and [gate; up] blk.N.ffn_up, partial rotary from
+// rope.dimension_count, LongRoPE from the tensors rope_factors_long/short.weight with
+// rope.scaling.original_context_length and rope.scaling.attn_factor, the window in
+// attention.sliding_window, 0 for none).
 //
 // Keys read (prefix "{arch}." = the value of general.architecture): context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count(_kv),
@@ -34,9 +38,10 @@
 
 namespace pagoda {
 
-/// The hyper-parameters of a llama, qwen2 or qwen3 GGUF. `architecture` is the Hugging Face name
-/// (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM); `torch_dtype` is F16/BF16 for files
-/// whose general.file_type says so and F32 otherwise (quantized tensors keep their own DType).
+/// The hyper-parameters of a llama, qwen2, qwen3 or phi3 GGUF. `architecture` is the Hugging Face
+/// name (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM); `torch_dtype` is
+/// F16/BF16 for files whose general.file_type says so and F32 otherwise (quantized tensors keep
+/// their own DType).
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
 
 /// True when the file's attn_q/attn_k rows are permuted for GGML's adjacent-pair RoPE (the

@@ -33,13 +33,14 @@ PAGODA_KERNEL_CLONES void RotateInterleaved(float* __restrict x, const float* __
 
 void ApplyRotary(const RotaryParams& p) {
   const int64_t dim = p.head_dim;
-  const int64_t half = dim / 2;
+  const int64_t rotary_dim = p.rotated_dims();  // the cache's row width
+  const int64_t half = rotary_dim / 2;
   const bool interleaved = p.style == RotaryStyle::kInterleaved;
   const int64_t work = p.num_tokens * (p.num_heads + p.num_kv_heads) * dim;
 #pragma omp parallel for schedule(static) if (p.num_tokens > 1 && \
                                               work >= internal::kParallelMinElements)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
-    const float* cos = p.cache->cos_sin.data() + static_cast<int64_t>(p.positions[t]) * dim;
+    const float* cos = p.cache->cos_sin.data() + static_cast<int64_t>(p.positions[t]) * rotary_dim;
     const float* sin = cos + half;
     for (int64_t h = 0; h < p.num_heads + p.num_kv_heads; ++h) {
       float* x = h < p.num_heads ? p.q + t * p.q_stride + h * dim

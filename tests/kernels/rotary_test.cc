@@ -93,7 +93,46 @@ TEST(BuildRopeCache, Llama3ScalingMatchesTransformers) {
   }
 }
 
+// transformers' _compute_longrope_parameters: inv_freq = 1 / (ext_factors * theta^(2i/dim)),
+// and cos and sin both multiplied by the attention factor.
+TEST(BuildRopeCache, LongRopeFactorsAndAttentionFactorMatchTransformers) {
+  constexpr int64_t kRotaryDim = 12;
+  const std::vector<double> factors = {1.0, 1.5, 2.25, 3.0, 7.5, 40.0};
+  const double attention_factor = std::sqrt(1 + std::log(32.0) / std::log(64.0));
+  absl::StatusOr<RopeCache> cache = BuildRopeCache({.head_dim = kRotaryDim,
+                                                    .max_positions = 2048,
+                                                    .theta = 10000.0,
+                                                    .freq_factors = factors,
+                                                    .attention_factor = attention_factor});
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  for (int64_t pos : {0, 1, 63, 64, 2047}) {
+    for (int64_t i = 0; i < kRotaryDim / 2; ++i) {
+      const double angle =
+          pos / (factors[i] * std::pow(10000.0, static_cast<double>(2 * i) / kRotaryDim));
+      EXPECT_NEAR(cache->cos_sin[pos * kRotaryDim + i], attention_factor * std::cos(angle), 1e-6)
+          << pos << " " << i;
+      EXPECT_NEAR(cache->cos_sin[pos * kRotaryDim + kRotaryDim / 2 + i],
+                  attention_factor * std::sin(angle), 1e-6)
+          << pos << " " << i;
+    }
+  }
+}
+
 TEST(BuildRopeCache, RejectsBadConfig) {
+  EXPECT_THAT(
+      std::string(BuildRopeCache({.head_dim = 8, .max_positions = 4, .freq_factors = {1, 2, 3}})
+                      .status()
+                      .message()),
+      HasSubstr("3 frequency factors for head_dim 8; expected head_dim / 2 = 4"));
+  EXPECT_THAT(
+      std::string(BuildRopeCache({.head_dim = 4, .max_positions = 4, .freq_factors = {1, 0}})
+                      .status()
+                      .message()),
+      HasSubstr("frequency factors must be finite and > 0"));
+  EXPECT_THAT(std::string(BuildRopeCache({.head_dim = 4, .max_positions = 4, .attention_factor = 0})
+                              .status()
+                              .message()),
+              HasSubstr("attention_factor"));
   EXPECT_THAT(std::string(BuildRopeCache({.head_dim = 7, .max_positions = 4}).status().message()),
               HasSubstr("rope: head_dim"));
   EXPECT_THAT(std::string(BuildRopeCache({.head_dim = 8, .max_positions = 0}).status().message()),
@@ -190,6 +229,42 @@ TEST_P(ApplyRotaryTest, RejectsMismatchedCacheAndShortStride) {
   p = Params();
   p.k_stride = kKvHeads * kDim - 1;
   EXPECT_THAT(std::string(ApplyRotary(p).message()), HasSubstr("k_stride"));
+}
+
+// Partial rotary (Phi-3.5 / Phi-4-mini, transformers' apply_rotary_pos_emb): the first rotary_dim
+// dims of each head rotate as a rotate-half head of that size; the rest pass through unchanged.
+TEST_P(ApplyRotaryTest, PartialRotaryRotatesTheFirstDimsOnly) {
+  if (GetParam() != RotaryStyle::kRotateHalf) GTEST_SKIP() << "rotate-half layout only";
+  constexpr int64_t kRotaryDim = 6;
+  absl::StatusOr<RopeCache> cache =
+      BuildRopeCache({.head_dim = kRotaryDim, .max_positions = kMaxPositions, .theta = 500.0});
+  ASSERT_TRUE(cache.ok());
+  RotaryParams p = Params();
+  p.cache = &*cache;
+  p.rotary_dim = kRotaryDim;
+  const std::vector<float> before = qkv_;
+  ASSERT_TRUE(ApplyRotary(p).ok());
+  constexpr int64_t kHalf = kRotaryDim / 2;
+  for (int64_t t = 0; t < kTokens; ++t) {
+    for (int64_t h = 0; h < kHeads + kKvHeads; ++h) {
+      const int64_t base = t * kStride + h * kDim;
+      for (int64_t i = 0; i < kHalf; ++i) {
+        const double angle = positions_[t] * InvFreq(i, kRotaryDim, 500.0);
+        const int64_t a = base + i;
+        const int64_t b = base + i + kHalf;
+        EXPECT_NEAR(qkv_[a], before[a] * std::cos(angle) - before[b] * std::sin(angle), 1e-5);
+        EXPECT_NEAR(qkv_[b], before[b] * std::cos(angle) + before[a] * std::sin(angle), 1e-5);
+      }
+      for (int64_t i = kRotaryDim; i < kDim; ++i) {
+        EXPECT_EQ(qkv_[base + i], before[base + i]) << "token " << t << " head " << h;
+      }
+    }
+  }
+  p.rotary_dim = kDim + 2;
+  EXPECT_THAT(std::string(ApplyRotary(p).message()), HasSubstr("rotary_dim=12 must be even"));
+  p.rotary_dim = 8;
+  EXPECT_THAT(std::string(ApplyRotary(p).message()),
+              HasSubstr("cache head_dim=6 differs from the rotated dims 8"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Styles, ApplyRotaryTest,

@@ -158,6 +158,7 @@ absl::Status LlamaModel::RunLayer(const ForwardContext& context, int64_t layer, 
                                         .num_heads = layout_.num_heads,
                                         .num_kv_heads = layout_.num_kv_heads,
                                         .head_dim = config_.head_dim,
+                                        .rotary_dim = config_.rotary_dim,
                                         .q_stride = qkv_width,
                                         .k_stride = qkv_width,
                                         .style = kernels::RotaryStyle::kRotateHalf}));
@@ -243,18 +244,31 @@ WeightPlan LlamaArchitecture::PlanWeights(const ModelConfig& config, const Shard
     const std::string gg = absl::StrCat("blk.", i, ".");
     p.Target(&layer.input_layernorm);
     p.Add(hf + "input_layernorm.weight", gg + "attn_norm.weight", {hidden}, kNorm, 0);
-    // Column-parallel q/k/v: this rank's heads, fused as [q; k; v].
+    // Column-parallel q/k/v: this rank's heads, fused as [q; k; v]. Phi-3's checkpoints hold
+    // them as one qkv_proj tensor of [q; k; v] rows, of which each rank takes three windows.
     p.Target(&layer.qkv_proj);
-    P::Rows(p.Add(hf + "self_attn.q_proj.weight", gg + "attn_q.weight", {q, hidden}, kProj, hidden),
-            layout.head_begin * hd, local_q)
-        .rope_heads = heads;
-    P::Rows(p.Add(hf + "self_attn.k_proj.weight", gg + "attn_k.weight", {kv, hidden}, kProj, hidden,
-                  q * hidden),
-            layout.kv_head_begin * hd, local_kv)
-        .rope_heads = kv_heads;
-    P::Rows(p.Add(hf + "self_attn.v_proj.weight", gg + "attn_v.weight", {kv, hidden}, kProj, hidden,
-                  (q + kv) * hidden),
-            layout.kv_head_begin * hd, local_kv);
+    if (config.fused_projections) {
+      const std::vector<int64_t> shape = {q + 2 * kv, hidden};
+      const std::string hf_name = hf + "self_attn.qkv_proj.weight";
+      const std::string gg_name = gg + "attn_qkv.weight";
+      P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), layout.head_begin * hd, local_q);
+      P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), q + layout.kv_head_begin * hd,
+              local_kv);
+      P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), q + kv + layout.kv_head_begin * hd,
+              local_kv);
+    } else {
+      P::Rows(
+          p.Add(hf + "self_attn.q_proj.weight", gg + "attn_q.weight", {q, hidden}, kProj, hidden),
+          layout.head_begin * hd, local_q)
+          .rope_heads = heads;
+      P::Rows(p.Add(hf + "self_attn.k_proj.weight", gg + "attn_k.weight", {kv, hidden}, kProj,
+                    hidden, q * hidden),
+              layout.kv_head_begin * hd, local_kv)
+          .rope_heads = kv_heads;
+      P::Rows(p.Add(hf + "self_attn.v_proj.weight", gg + "attn_v.weight", {kv, hidden}, kProj,
+                    hidden, (q + kv) * hidden),
+              layout.kv_head_begin * hd, local_kv);
+    }
     if (config.qk_norm) {
       // Per-head norms: every rank holds the whole [head_dim] weights.
       p.Target(&layer.q_norm);
@@ -285,12 +299,23 @@ WeightPlan LlamaArchitecture::PlanWeights(const ModelConfig& config, const Shard
     p.Target(&layer.post_attention_layernorm);
     p.Add(hf + "post_attention_layernorm.weight", gg + "ffn_norm.weight", {hidden}, kNorm, 0);
     p.Target(&layer.gate_up_proj);
-    P::Rows(
-        p.Add(hf + "mlp.gate_proj.weight", gg + "ffn_gate.weight", {inter, hidden}, kProj, hidden),
-        layout.intermediate_begin, local_inter);
-    P::Rows(p.Add(hf + "mlp.up_proj.weight", gg + "ffn_up.weight", {inter, hidden}, kProj, hidden,
-                  inter * hidden),
-            layout.intermediate_begin, local_inter);
+    if (config.fused_projections) {
+      // Phi-3's gate_up_proj (GGUF: ffn_up) = [gate; up] rows.
+      const std::vector<int64_t> shape = {2 * inter, hidden};
+      const std::string hf_name = hf + "mlp.gate_up_proj.weight";
+      const std::string gg_name = gg + "ffn_up.weight";
+      P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), layout.intermediate_begin,
+              local_inter);
+      P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), inter + layout.intermediate_begin,
+              local_inter);
+    } else {
+      P::Rows(p.Add(hf + "mlp.gate_proj.weight", gg + "ffn_gate.weight", {inter, hidden}, kProj,
+                    hidden),
+              layout.intermediate_begin, local_inter);
+      P::Rows(p.Add(hf + "mlp.up_proj.weight", gg + "ffn_up.weight", {inter, hidden}, kProj, hidden,
+                    inter * hidden),
+              layout.intermediate_begin, local_inter);
+    }
     p.Target(&layer.down_proj);
     P::Cols(
         p.Add(hf + "mlp.down_proj.weight", gg + "ffn_down.weight", {hidden, inter}, kProj, inter),
@@ -319,8 +344,12 @@ WeightPlan LlamaArchitecture::PlanWeights(const ModelConfig& config, const Shard
     }
     return tied && name == "lm_head.weight";  // tied: the embedding wins
   };
-  // Llama 3's frequency divisors, already read into config.rope_scaling by ModelConfigFromGguf.
-  plan.ignorable_gguf = [](std::string_view name) { return name == "rope_freqs.weight"; };
+  // Llama 3's frequency divisors and Phi-3's LongRoPE factors, already read into
+  // config.rope_scaling / config.longrope by ModelConfigFromGguf.
+  plan.ignorable_gguf = [](std::string_view name) {
+    return name == "rope_freqs.weight" || name == "rope_factors_long.weight" ||
+           name == "rope_factors_short.weight";
+  };
   return plan;
 }
 
@@ -352,11 +381,16 @@ absl::StatusOr<std::unique_ptr<Model>> LlamaArchitecture::CreateModel(
         absl::StrCat("model weights are not those of tensor parallel rank ", layout.shard.rank,
                      " of ", layout.shard.size));
   }
-  ASSIGN_OR_RETURN(kernels::RopeCache rope,
-                   kernels::BuildRopeCache({.head_dim = config.head_dim,
-                                            .max_positions = options.max_positions,
-                                            .theta = config.rope_theta,
-                                            .llama3 = config.rope_scaling}));
+  // LongRoPE: one factor set for every position this model serves, so that cached keys keep
+  // their meaning (common/rope_scaling.h).
+  ASSIGN_OR_RETURN(
+      kernels::RopeCache rope,
+      kernels::BuildRopeCache({.head_dim = config.rotated_dims(),
+                               .max_positions = options.max_positions,
+                               .theta = config.rope_theta,
+                               .llama3 = config.rope_scaling,
+                               .freq_factors = config.longrope.FactorsFor(options.max_positions),
+                               .attention_factor = config.longrope.attention_factor}));
   return std::unique_ptr<Model>(
       new LlamaModel(config, layout, std::move(weights), std::move(rope)));
 }

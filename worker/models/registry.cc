@@ -16,11 +16,12 @@ struct Entry {
   const ModelArchitecture& (*definition)();
 };
 
-constexpr std::array<Entry, 4> kEntries = {{
+constexpr std::array<Entry, 5> kEntries = {{
     {"LlamaForCausalLM", &LlamaFamily},
     {"MistralForCausalLM", &LlamaFamily},
     {"Qwen2ForCausalLM", &LlamaFamily},
     {"Qwen3ForCausalLM", &LlamaFamily},  // the llama forward with config.qk_norm
+    {"Phi3ForCausalLM", &LlamaFamily},   // fused checkpoints (config.fused_projections)
 }};
 
 }  // namespace

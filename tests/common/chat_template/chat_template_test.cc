@@ -1,7 +1,7 @@
-// Checks the chat-template interpreter on the real SmolLM2 (ChatML), Llama-2-chat, Llama-3 and
-// Llama-3.1 templates (tests/data/chat_templates/, verbatim from the models' tokenizer configs)
-// and on each Jinja construct. Expected strings were worked out from the template semantics and
-// cross-checked once with Python's jinja2 in transformers' environment.
+// Checks the chat-template interpreter on the real SmolLM2 (ChatML), Llama-2-chat, Llama-3,
+// Llama-3.1, Phi-3-mini and Phi-3.5-mini templates (tests/data/chat_templates/, verbatim from the
+// models' tokenizer configs) and on each Jinja construct. Expected strings were worked out from the
+// template semantics and cross-checked once with Python's jinja2 in transformers' environment.
 #include "common/chat_template/chat_template.h"
 
 #include <cstdio>
@@ -100,6 +100,25 @@ TEST(ChatTemplateModels, Llama2RaisesOnBadRoleAlternation) {
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(out.status().message(),
             "Conversation roles must alternate user/assistant/user/assistant/...");
+}
+
+// Phi-3-mini-4k-instruct and Phi-3.5-mini-instruct: every turn closed by <|end|> (a stop token),
+// the EOS only when no generation prompt follows; 3.5 drops an empty system message.
+TEST(ChatTemplateModels, Phi3Instruct) {
+  const std::string turns =
+      "<|system|>\nYou are a terse assistant.<|end|>\n<|user|>\nWhat is 2+2?<|end|>\n"
+      "<|assistant|>\n It is 4. <|end|>\n<|user|>\nAnd 3+3?<|end|>\n";
+  const json extra = {{"bos_token", "<s>"}, {"eos_token", "<|endoftext|>"}};
+  for (const char* name : {"phi3_mini_instruct", "phi3_5_mini_instruct"}) {
+    EXPECT_EQ(RenderFile(name, true, extra), turns + "<|assistant|>\n") << name;
+    EXPECT_EQ(RenderFile(name, false, extra), turns + "<|endoftext|>") << name;
+  }
+  const json empty_system =
+      json::array({{{"role", "system"}, {"content", ""}}, {{"role", "user"}, {"content", "Hi"}}});
+  EXPECT_EQ(RenderFile("phi3_5_mini_instruct", true, extra, empty_system),
+            "<|user|>\nHi<|end|>\n<|assistant|>\n");
+  EXPECT_EQ(RenderFile("phi3_mini_instruct", true, extra, empty_system),
+            "<|system|>\n<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n");
 }
 
 TEST(ChatTemplateModels, Llama3Instruct) {
