@@ -15,7 +15,9 @@ Models (into --out DIR):
                      (Phi3MiniModel) writes it: fused blk.N.attn_qkv ([q; k; v] rows) and
                      blk.N.ffn_up ([gate; up] rows), phi3.rope.dimension_count = 12,
                      rope_factors_long/short.weight, phi3.rope.scaling.original_context_length and
-                     attn_factor, phi3.attention.sliding_window 0.
+                     attn_factor, phi3.attention.sliding_window 0; its tokenizer ends with
+                     Phi-3's special tokens (<|endoftext|> the eos, <|end|>) and its
+                     tokenizer.chat_template is Phi-3-mini's.
   NAME.json          {"cases": [{"max_model_len", "prompt", "greedy", "logits", "min_margin"}]}
                      phi3_partial: one case. phi3_longrope: "short" (max model length 16 = the
                      original context, prompt and output within it: transformers and Pagoda both
@@ -56,6 +58,8 @@ LONGROPE = dict(hidden=128, heads=8, kv_heads=2, head_dim=16, explicit_head_dim=
                 longrope=dict(original=16,
                               short=[1.0, 1.25, 1.5, 2.0, 3.0, 5.0],
                               long=[1.5, 2.5, 4.0, 8.0, 16.0, 40.0]))
+# The last ids of the GGUF vocabulary (Phi-3's 32000-32010 in miniature).
+SPECIAL = ["<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>"]
 SHORT_PROMPT = [1, 17, 42, 5, 77, 3, 60]
 LONG_PROMPT = [1, 9, 33, 70, 4, 58, 21, 88, 13, 47, 6, 91, 30, 62, 15, 84, 27, 50, 11, 73]
 
@@ -202,12 +206,19 @@ def write_gguf(path, t, m, name):
     w.add_sliding_window(0)
     if r is not None:
         w.add_rope_scaling_attn_factors(attention_factor(m))
+    # Phi-3's vocabulary in miniature: SentencePiece pieces, then its added special tokens, which
+    # the converter types CONTROL; eos is <|endoftext|> (tokenizer_config.json's eos_token).
     w.add_tokenizer_model("llama")
-    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, VOCAB)])
-    w.add_token_scores([float(-i) for i in range(VOCAB)])
-    w.add_token_types([2, 3, 3] + [1] * (VOCAB - 3))
+    w.add_tokenizer_pre("default")
+    tokens = ["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, VOCAB - len(SPECIAL))]
+    w.add_token_list(tokens + SPECIAL)
+    w.add_token_scores([float(-i) for i in range(len(tokens))] + [-1000.0] * len(SPECIAL))
+    w.add_token_types([2, 3, 3] + [1] * (len(tokens) - 3) + [3] * len(SPECIAL))
     w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    w.add_eos_token_id(VOCAB - len(SPECIAL))
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_templates",
+                           "phi3_mini_instruct.jinja")) as f:
+        w.add_chat_template(f.read())
     for hf_name, values in t.items():
         w.add_tensor(gguf_name(hf_name), values.astype(np.float32))
     if r is not None:

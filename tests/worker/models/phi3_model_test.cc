@@ -6,6 +6,8 @@
 // size 1 and 2; LongRoPE's short factors serve a model whose max length stays within the original
 // context and its long factors one beyond it; a fused tensor of the wrong size is refused.
 #include <cmath>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/model_source.h"
+#include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -193,6 +196,29 @@ TEST(Phi3Weights, AQkvProjOfTheWrongSizeIsAClearError) {
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("model.layers.0.self_attn.qkv_proj.weight has shape [159, 64]"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("implies [160, 64]"));
+}
+
+// The phi3 GGUF's own chat template closes every turn with <|end|>, and <|end|> stops generation
+// (a stop id by its text, as llama.cpp decides) beside the eos <|endoftext|>.
+TEST(Phi3Tokenizer, GgufEndTokenStopsAndTheChatTemplateRenders) {
+  absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/phi3_longrope.gguf");
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = model->LoadTokenizer();
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const std::optional<int32_t> end = (*tokenizer)->TokenToId("<|end|>");
+  const std::optional<int32_t> endoftext = (*tokenizer)->TokenToId("<|endoftext|>");
+  ASSERT_TRUE(end.has_value() && endoftext.has_value());
+  EXPECT_EQ(*end, 93);
+  const std::vector<int32_t> stops = EosTokenIds(model->config().eos_token_ids, **tokenizer);
+  EXPECT_THAT(stops, ::testing::Contains(*end));
+  EXPECT_THAT(stops, ::testing::Contains(*endoftext));
+  absl::StatusOr<ChatTemplate> chat = model->LoadChatTemplate();
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  const nlohmann::json messages = {{{"role", "user"}, {"content", "Hi"}}};
+  absl::StatusOr<std::string> prompt =
+      chat->Render(messages, true, {{"eos_token", "<|endoftext|>"}});
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt, "<|user|>\nHi<|end|>\n<|assistant|>\n");
 }
 
 // A GGUF whose LongRoPE factor tensor does not hold rotary_dim / 2 values is refused, naming it.
