@@ -369,14 +369,13 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
 
   if (is_phi3) {
     RETURN_IF_ERROR(ReadPhi3LongRope(file, keys, out));
-    // The converter writes the window always, 0 for none (Phi-4-mini); Phi-3-mini-4k has 2047.
+    // The converter writes the window always, 0 for none (Phi-4-mini); Phi-3-mini-4k has 2047,
+    // every layer. A window that reaches the context changes nothing and is dropped.
     const std::string window_key = keys.Key("attention.sliding_window");
     if (file.FindMetadata(window_key) != nullptr) {
       ASSIGN_OR_RETURN(const uint64_t window, file.GetU64(window_key));
       if (window > 0 && window < static_cast<uint64_t>(out.max_position_embeddings)) {
-        return keys.Unsupported(window_key, absl::StrCat("is ", window,
-                                                         ": sliding-window attention is not "
-                                                         "supported yet"));
+        out.sliding_window = static_cast<int64_t>(window);
       }
     }
   } else {
