@@ -91,6 +91,29 @@ TEST(Phi3Config, TheMaxModelLengthPicksShortOrLongFactors) {
   EXPECT_EQ(&r.FactorsFor(131072), &r.long_factor);
 }
 
+// Phi-3-mini-4k-instruct's window of 2047 over a 4096 context slides on every layer; Phi-4-mini's
+// 262144 reaches past its context and is dropped.
+TEST(Phi3Config, SlidingWindowOfPhi3Mini4k) {
+  json j = Phi4MiniJson();
+  EXPECT_EQ(Parse(j)->sliding_window, 0);
+  j["rope_scaling"] = nullptr;
+  j["partial_rotary_factor"] = 1.0;
+  j["max_position_embeddings"] = 4096;
+  j["sliding_window"] = 2047;
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->sliding_window, 2047);
+  EXPECT_EQ(config->LayerWindow(0), 2047);
+  EXPECT_EQ(config->LayerWindow(31), 2047);
+  EXPECT_EQ(config->UniformSlidingWindow(), 2047);
+  auto again = ModelConfig::FromJson(config->ToJson(), "roundtrip");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sliding_window, 2047);
+  j["sliding_window"] = 0;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument,
+              {"field \"sliding_window\" must be positive"});
+}
+
 TEST(Phi3Config, NoScalingFullRotaryAndTheDefaults) {
   json j = Phi4MiniJson();
   j["rope_scaling"] = nullptr;

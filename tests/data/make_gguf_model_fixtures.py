@@ -166,11 +166,14 @@ def rope(x, n_heads, pairwise):
     return out.reshape(x.shape[0], -1)
 
 
-def attention(q, k, v):
-    """Causal GQA attention in float64: q [T, heads, d], k and v [T, kv_heads, d] -> [T, heads*d]."""
+def attention(q, k, v, window=0):
+    """Causal GQA attention in float64: q [T, heads, d], k and v [T, kv_heads, d] -> [T, heads*d].
+    window > 0: query i sees keys j > i - window only (transformers' sliding-window mask)."""
     T, heads, head_dim = q.shape
     group = heads // k.shape[1]
     mask = np.triu(np.full((T, T), -np.inf), 1)
+    if window > 0:
+        mask += np.tril(np.full((T, T), -np.inf), -window)
     out = np.empty_like(q)
     for head in range(heads):
         kv = head // group

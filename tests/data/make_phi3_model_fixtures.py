@@ -6,16 +6,18 @@ Models (into --out DIR):
   phi3_partial_hf/   Phi3ForCausalLM as a Hugging Face directory (config.json, F32
                      model.safetensors): hidden 64, 6 query heads of head_dim 16 over 2 KV heads
                      (GQA ratio 3; 6 * 16 = 96 != hidden), partial_rotary_factor 0.75 (RoPE on the
-                     first 12 dims of each head), FFN 80, no rope scaling, untied LM head.
+                     first 12 dims of each head), FFN 80, no rope scaling, untied LM head, a
+                     sliding window of 5 (Phi-3-mini-4k's is 2047) over 13 positions.
   phi3_longrope_hf/  hidden 128, 8 query heads over 2 KV heads (GQA ratio 4, head_dim 16),
   phi3_longrope.gguf partial_rotary_factor 0.75, FFN 128, LongRoPE with short and long factors
                      that are not all 1, max_position_embeddings 64 over
-                     original_max_position_embeddings 16 (attention factor sqrt(1.5)), tied LM head.
+                     original_max_position_embeddings 16 (attention factor sqrt(1.5)), tied LM head,
+                     a sliding window of 9.
                      The GGUF is written by gguf.GGUFWriter as llama.cpp's converter
                      (Phi3MiniModel) writes it: fused blk.N.attn_qkv ([q; k; v] rows) and
                      blk.N.ffn_up ([gate; up] rows), phi3.rope.dimension_count = 12,
                      rope_factors_long/short.weight, phi3.rope.scaling.original_context_length and
-                     attn_factor, phi3.attention.sliding_window 0; its tokenizer ends with
+                     attn_factor, phi3.attention.sliding_window 9; its tokenizer ends with
                      Phi-3's special tokens (<|endoftext|> the eos, <|end|>) and its
                      tokenizer.chat_template is Phi-3-mini's.
   NAME.json          {"cases": [{"max_model_len", "prompt", "greedy", "logits", "min_margin"}]}
@@ -30,7 +32,8 @@ The reference is transformers' Phi3ForCausalLM in float64 NumPy: per layer
   qkv = h Wqkv^T split into q, k, v; RoPE (rotate-half) on the first rotary_dim dims of every head
   with inv_freq = 1 / (ext_factor * theta^(2i / rotary_dim)) and cos/sin times the attention
   factor, the factors chosen as transformers does (long iff the sequence length exceeds
-  original_max_position_embeddings); causal GQA attention scaled by 1/sqrt(head_dim); o_proj;
+  original_max_position_embeddings); causal GQA attention scaled by 1/sqrt(head_dim) over the
+  sliding window (key j visible to query i iff i - window < j <= i); o_proj;
   gate, up = h Wgate_up^T halves; silu(gate) * up; down_proj; pre-norm residuals; final RMSNorm;
   LM head. Each model's seed is re-drawn until every greedy step's top-two logits differ by at
   least 0.05.
@@ -52,9 +55,9 @@ EPS, THETA, VOCAB, LAYERS = 1e-5, 10000.0, 96, 2
 STEPS, MIN_MARGIN = 6, 0.05
 
 PARTIAL = dict(hidden=64, heads=6, kv_heads=2, head_dim=16, explicit_head_dim=True,
-               partial=0.75, ffn=80, tied=False, max_pos=128, longrope=None)
+               partial=0.75, ffn=80, tied=False, max_pos=128, window=5, longrope=None)
 LONGROPE = dict(hidden=128, heads=8, kv_heads=2, head_dim=16, explicit_head_dim=False,
-                partial=0.75, ffn=128, tied=True, max_pos=64,
+                partial=0.75, ffn=128, tied=True, max_pos=64, window=9,
                 longrope=dict(original=16,
                               short=[1.0, 1.25, 1.5, 2.0, 3.0, 5.0],
                               long=[1.5, 2.5, 4.0, 8.0, 16.0, 40.0]))
@@ -137,7 +140,8 @@ def forward(t, m, tokens):
         q = qkv[:, :q_size].reshape(T, m["heads"], hd)
         k = qkv[:, q_size:q_size + kv_size].reshape(T, m["kv_heads"], hd)
         v = qkv[:, q_size + kv_size:].reshape(T, m["kv_heads"], hd)
-        x = x + attention(rope(q, m, T), rope(k, m, T), v) @ t[p + "self_attn.o_proj.weight"].T
+        attn = attention(rope(q, m, T), rope(k, m, T), v, m["window"])
+        x = x + attn @ t[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, t[p + "post_attention_layernorm.weight"])
         gate_up = h @ t[p + "mlp.gate_up_proj.weight"].T
         g, u = gate_up[:, :ffn], gate_up[:, ffn:]
@@ -153,7 +157,7 @@ def hf_config(m):
               "num_key_value_heads": m["kv_heads"], "hidden_act": "silu",
               "rms_norm_eps": EPS, "rope_theta": THETA, "rope_scaling": None,
               "partial_rotary_factor": m["partial"], "max_position_embeddings": m["max_pos"],
-              "original_max_position_embeddings": m["max_pos"], "sliding_window": None,
+              "original_max_position_embeddings": m["max_pos"], "sliding_window": m["window"],
               "tie_word_embeddings": m["tied"], "bos_token_id": 1, "eos_token_id": 2,
               "pad_token_id": 2, "attention_dropout": 0.0, "resid_pdrop": 0.0,
               "embd_pdrop": 0.0, "torch_dtype": "float32"}
@@ -203,7 +207,7 @@ def write_gguf(path, t, m, name):
     w.add_rope_dimension_count(int(m["partial"] * m["hidden"]) // m["heads"])
     w.add_rope_freq_base(THETA)
     w.add_file_type(0)
-    w.add_sliding_window(0)
+    w.add_sliding_window(m["window"])
     if r is not None:
         w.add_rope_scaling_attn_factors(attention_factor(m))
     # Phi-3's vocabulary in miniature: SentencePiece pieces, then its added special tokens, which

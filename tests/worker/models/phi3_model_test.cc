@@ -3,8 +3,9 @@
 // head_dim != hidden / heads, partial rotary 0.75, LongRoPE factors that are not all 1) must give
 // the greedy tokens and logits of a float64 NumPy forward pass of transformers' Phi3, from
 // safetensors and from a GGUF written as llama.cpp's converter writes `phi3`, at tensor parallel
-// size 1 and 2; LongRoPE's short factors serve a model whose max length stays within the original
-// context and its long factors one beyond it; a fused tensor of the wrong size is refused.
+// size 1 and 2, with sliding windows shorter than the sequences (Phi-3-mini-4k's 2047 in small);
+// LongRoPE's short factors serve a model whose max length stays within the original context and its
+// long factors one beyond it; a fused tensor of the wrong size is refused.
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -140,6 +141,9 @@ TEST(Phi3Config, GgufMetadataGivesTheHuggingFaceConfig) {
     EXPECT_EQ(c->num_key_value_heads, 2);
     EXPECT_EQ(c->max_position_embeddings, 64);
     EXPECT_TRUE(c->tie_word_embeddings);
+    EXPECT_EQ(c->sliding_window, 9);  // phi3.attention.sliding_window / config.json
+    EXPECT_TRUE(c->sliding_layers.empty());
+    EXPECT_EQ(c->UniformSlidingWindow(), 9);
     EXPECT_EQ(c->longrope.original_max_position_embeddings, 16);
     EXPECT_NEAR(c->longrope.attention_factor, std::sqrt(1.5), 1e-6);
     EXPECT_EQ(c->longrope.short_factor, (std::vector<double>{1.0, 1.25, 1.5, 2.0, 3.0, 5.0}));
