@@ -260,6 +260,7 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(
                                               .num_host_blocks = num_host_blocks,
                                               .block_size = cache.block_size,
                                               .kv_cache_dtype = memory.kv_cache_dtype,
+                                              .max_model_len = setup.engine.max_model_len,
                                               .extra_eos_token_ids = eos,
                                               .draft = draft,
                                               .model_path = model_path}));

@@ -1,5 +1,6 @@
 #include "worker/in_process_executor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,17 +18,22 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
         "num_host_blocks >= 0; got ",
         options.num_device_blocks, ", ", options.block_size, " and ", options.num_host_blocks));
   }
+  const int64_t max_model_len =
+      options.max_model_len > 0 ? std::min(options.max_model_len, config.max_position_embeddings)
+                                : config.max_position_embeddings;
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(config, std::move(weights),
                                        {.num_blocks = options.num_device_blocks,
                                         .block_size = options.block_size,
-                                        .kv_cache_dtype = options.kv_cache_dtype}));
+                                        .kv_cache_dtype = options.kv_cache_dtype,
+                                        .max_positions = max_model_len}));
   std::unique_ptr<DraftModel> draft;
   if (!options.draft.path.empty()) {
     ASSIGN_OR_RETURN(draft, LoadDraftModel(options.draft, options.model_path, config,
                                            {.num_blocks = options.num_device_blocks,
                                             .block_size = options.block_size,
-                                            .kv_cache_dtype = options.kv_cache_dtype},
+                                            .kv_cache_dtype = options.kv_cache_dtype,
+                                            .max_positions = max_model_len},
                                            options.num_host_blocks));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<StepRunner> steps,
@@ -40,7 +46,7 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
   const ExecutorInfo info{.num_device_blocks = options.num_device_blocks,
                           .num_host_blocks = options.num_host_blocks,
                           .block_size = options.block_size,
-                          .max_model_len = config.max_position_embeddings,
+                          .max_model_len = max_model_len,
                           .vocab_size = config.vocab_size,
                           .sliding_window = steps->sliding_window()};
   return std::unique_ptr<InProcessExecutor>(new InProcessExecutor(info, std::move(steps)));

@@ -37,6 +37,10 @@ struct InProcessExecutorOptions {
   int64_t num_host_blocks = 0;         // swap space in host memory; 0 disables swapping
   int64_t block_size = 16;             // tokens per block
   DType kv_cache_dtype = DType::kF32;  // kF32 or kBF16
+  /// Positions the model serves (--max-model-len), capped at config.max_position_embeddings; 0:
+  /// the config's. It sizes the RoPE table and picks LongRoPE's factors (common/rope_scaling.h),
+  /// as the worker runtime's max_model_len does.
+  int64_t max_model_len = 0;
   /// End-of-sequence ids besides config.eos_token_ids (e.g. the tokenizer's).
   std::vector<int32_t> extra_eos_token_ids;
   SamplerOptions sampler;

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/model_harness.h"
+#include "tools/generate_command.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
@@ -223,6 +224,48 @@ TEST(Phi3Tokenizer, GgufEndTokenStopsAndTheChatTemplateRenders) {
       chat->Render(messages, true, {{"eos_token", "<|endoftext|>"}});
   ASSERT_TRUE(prompt.ok()) << prompt.status();
   EXPECT_EQ(*prompt, "<|user|>\nHi<|end|>\n<|assistant|>\n");
+}
+
+// `pagoda generate` on the phi3 GGUF (engine, paged KV cache of 4-token blocks, blocks behind the
+// window of 9 freed): --max-model-len picks the factors as above and gives the reference's greedy
+// tokens; without --ignore-eos the long case stops at <|end|> (its fifth token), which ends the
+// token ids and not the text.
+TEST(Phi3Generate, TheEngineGivesTheReferenceAndStopsAtEnd) {
+  const std::vector<Case> cases = LoadCases("phi3_longrope");
+  ASSERT_EQ(cases.size(), 2u);
+  const std::string dir = ::testing::TempDir();
+  const auto generate = [&](const Case& c, bool ignore_eos) -> nlohmann::json {
+    const std::string prompts = dir + "/phi3_prompts.jsonl";
+    const std::string output = dir + "/phi3_out.jsonl";
+    EXPECT_TRUE(
+        WriteStringToFile(prompts, nlohmann::json({{"prompt_token_ids", c.prompt}}).dump()).ok());
+    std::vector<std::string> args = {"--model",         FixtureDir() + "/phi3_longrope.gguf",
+                                     "--prompts-file",  prompts,
+                                     "--max-tokens",    std::to_string(c.greedy.size()),
+                                     "--temperature",   "0",
+                                     "--max-model-len", std::to_string(c.max_model_len),
+                                     "--block-size",    "4",
+                                     "--output",        output,
+                                     "--log-level",     "warn"};
+    if (ignore_eos) args.push_back("--ignore-eos");
+    std::vector<const char*> argv;
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    EXPECT_EQ(RunGenerateCommand(static_cast<int>(argv.size()), argv.data()), 0);
+    absl::StatusOr<std::string> text = ReadFileToString(output);
+    EXPECT_TRUE(text.ok()) << text.status();
+    return text.ok() ? nlohmann::json::parse(*text) : nlohmann::json();
+  };
+  for (const Case& c : cases) {
+    const nlohmann::json out = generate(c, /*ignore_eos=*/true);
+    EXPECT_EQ(out["token_ids"], c.greedy) << "max_model_len " << c.max_model_len;
+  }
+  const Case& long_case = cases[1];
+  ASSERT_EQ(long_case.greedy[4], 93) << "the fixture's long case should reach <|end|>";
+  const nlohmann::json stopped = generate(long_case, /*ignore_eos=*/false);
+  EXPECT_EQ(stopped["finish_reason"], "stop");
+  EXPECT_EQ(stopped["token_ids"],
+            std::vector<int32_t>(long_case.greedy.begin(), long_case.greedy.begin() + 5));
+  EXPECT_EQ(stopped["text"], "t68t68t13t31");
 }
 
 // A GGUF whose LongRoPE factor tensor does not hold rotary_dim / 2 values is refused, naming it.
