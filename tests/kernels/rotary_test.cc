@@ -231,33 +231,55 @@ TEST_P(ApplyRotaryTest, RejectsMismatchedCacheAndShortStride) {
   EXPECT_THAT(std::string(ApplyRotary(p).message()), HasSubstr("k_stride"));
 }
 
+INSTANTIATE_TEST_SUITE_P(Styles, ApplyRotaryTest,
+                         ::testing::Values(RotaryStyle::kRotateHalf, RotaryStyle::kInterleaved),
+                         [](const auto& info) {
+                           return info.param == RotaryStyle::kRotateHalf ? "RotateHalf"
+                                                                         : "Interleaved";
+                         });
+
 // Partial rotary (Phi-3.5 / Phi-4-mini, transformers' apply_rotary_pos_emb): the first rotary_dim
 // dims of each head rotate as a rotate-half head of that size; the rest pass through unchanged.
-TEST_P(ApplyRotaryTest, PartialRotaryRotatesTheFirstDimsOnly) {
-  if (GetParam() != RotaryStyle::kRotateHalf) GTEST_SKIP() << "rotate-half layout only";
+TEST(ApplyRotary, PartialRotaryRotatesTheFirstDimsOnly) {
   constexpr int64_t kRotaryDim = 6;
+  constexpr int64_t kHalf = kRotaryDim / 2;
   absl::StatusOr<RopeCache> cache =
       BuildRopeCache({.head_dim = kRotaryDim, .max_positions = kMaxPositions, .theta = 500.0});
   ASSERT_TRUE(cache.ok());
-  RotaryParams p = Params();
-  p.cache = &*cache;
-  p.rotary_dim = kRotaryDim;
-  const std::vector<float> before = qkv_;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> qkv(kTokens * kStride);
+  for (float& x : qkv) x = uniform(rng);
+  const std::vector<float> before = qkv;
+  const std::vector<int32_t> positions = {0, 1, 2, 9, 31, 48, 49};
+  RotaryParams p{.q = qkv.data(),
+                 .k = qkv.data() + kHeads * kDim,
+                 .positions = positions.data(),
+                 .cache = &*cache,
+                 .num_tokens = kTokens,
+                 .num_heads = kHeads,
+                 .num_kv_heads = kKvHeads,
+                 .head_dim = kDim,
+                 .rotary_dim = kRotaryDim,
+                 .q_stride = kStride,
+                 .k_stride = kStride};
   ASSERT_TRUE(ApplyRotary(p).ok());
-  constexpr int64_t kHalf = kRotaryDim / 2;
   for (int64_t t = 0; t < kTokens; ++t) {
     for (int64_t h = 0; h < kHeads + kKvHeads; ++h) {
       const int64_t base = t * kStride + h * kDim;
       for (int64_t i = 0; i < kHalf; ++i) {
-        const double angle = positions_[t] * InvFreq(i, kRotaryDim, 500.0);
+        const double angle = positions[t] * InvFreq(i, kRotaryDim, 500.0);
         const int64_t a = base + i;
         const int64_t b = base + i + kHalf;
-        EXPECT_NEAR(qkv_[a], before[a] * std::cos(angle) - before[b] * std::sin(angle), 1e-5);
-        EXPECT_NEAR(qkv_[b], before[b] * std::cos(angle) + before[a] * std::sin(angle), 1e-5);
+        EXPECT_NEAR(qkv[a], before[a] * std::cos(angle) - before[b] * std::sin(angle), 1e-5);
+        EXPECT_NEAR(qkv[b], before[b] * std::cos(angle) + before[a] * std::sin(angle), 1e-5);
       }
       for (int64_t i = kRotaryDim; i < kDim; ++i) {
-        EXPECT_EQ(qkv_[base + i], before[base + i]) << "token " << t << " head " << h;
+        EXPECT_EQ(qkv[base + i], before[base + i]) << "token " << t << " head " << h;
       }
+    }
+    for (int64_t i = (kHeads + kKvHeads) * kDim; i < kStride; ++i) {  // values untouched
+      EXPECT_EQ(qkv[t * kStride + i], before[t * kStride + i]);
     }
   }
   p.rotary_dim = kDim + 2;
@@ -266,13 +288,6 @@ TEST_P(ApplyRotaryTest, PartialRotaryRotatesTheFirstDimsOnly) {
   EXPECT_THAT(std::string(ApplyRotary(p).message()),
               HasSubstr("cache head_dim=6 differs from the rotated dims 8"));
 }
-
-INSTANTIATE_TEST_SUITE_P(Styles, ApplyRotaryTest,
-                         ::testing::Values(RotaryStyle::kRotateHalf, RotaryStyle::kInterleaved),
-                         [](const auto& info) {
-                           return info.param == RotaryStyle::kRotateHalf ? "RotateHalf"
-                                                                         : "Interleaved";
-                         });
 
 }  // namespace
 }  // namespace pagoda::kernels
