@@ -440,9 +440,7 @@ def make_internal_certificate(out):
             "-out", "ca.crt")
     openssl("req", *ec, "-subj", "/CN=pagoda-worker", "-keyout", "tls.key", "-out", "tls.csr")
     with open(os.path.join(out, "tls.ext"), "w") as f:
-        f.write("subjectAltName=DNS:pagoda-worker
-extendedKeyUsage=serverAuth,clientAuth
-")
+        f.write("subjectAltName=DNS:pagoda-worker\nextendedKeyUsage=serverAuth,clientAuth\n")
     openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "2", "-extfile", "tls.ext", "-out", "tls.crt")
 
