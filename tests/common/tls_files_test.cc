@@ -1,64 +1,21 @@
 #include "common/tls_files.h"
 
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <cstdlib>
-#include <memory>
 #include <string>
 
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_certificates.h"
 
 namespace pagoda {
 namespace {
 
 using ::testing::HasSubstr;
 
-using Key = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
-using Certificate = std::unique_ptr<X509, decltype(&X509_free)>;
-
 std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
   return std::string(dir != nullptr ? dir : "/tmp") + "/pagoda_tls_files_test_" + name;
-}
-
-Key NewKey() { return Key(EVP_EC_gen("P-256"), &EVP_PKEY_free); }
-
-// A self-signed certificate for `key` (whether it is a CA does not matter to TlsFiles).
-Certificate SelfSigned(const std::string& common_name, EVP_PKEY* key) {
-  Certificate cert(X509_new(), &X509_free);
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-  X509_set_pubkey(cert.get(), key);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
-                             0);
-  X509_set_issuer_name(cert.get(), name);
-  X509_sign(cert.get(), key, EVP_sha256());
-  return cert;
-}
-
-std::string Pem(X509* cert) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  PEM_write_bio_X509(bio.get(), cert);
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(size));
-}
-
-std::string Pem(EVP_PKEY* key) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(size));
 }
 
 // ca.pem; leaf.pem with leaf.key; other.key (not leaf's); garbage.pem (a CERTIFICATE label
@@ -66,16 +23,12 @@ std::string Pem(EVP_PKEY* key) {
 class TlsFilesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const Key ca_key = NewKey();
-    const Key leaf_key = NewKey();
-    const Key other_key = NewKey();
-    ASSERT_TRUE(
-        WriteStringToFile(TempPath("ca.pem"), Pem(SelfSigned("ca", ca_key.get()).get())).ok());
-    ASSERT_TRUE(
-        WriteStringToFile(TempPath("leaf.pem"), Pem(SelfSigned("leaf", leaf_key.get()).get()))
-            .ok());
-    ASSERT_TRUE(WriteStringToFile(TempPath("leaf.key"), Pem(leaf_key.get())).ok());
-    ASSERT_TRUE(WriteStringToFile(TempPath("other.key"), Pem(other_key.get())).ok());
+    const TestCa ca("ca");
+    const TestCertificate leaf = ca.Issue("leaf", "DNS:leaf");
+    ASSERT_TRUE(WriteStringToFile(TempPath("ca.pem"), ca.cert()).ok());
+    ASSERT_TRUE(WriteStringToFile(TempPath("leaf.pem"), leaf.cert).ok());
+    ASSERT_TRUE(WriteStringToFile(TempPath("leaf.key"), leaf.key).ok());
+    ASSERT_TRUE(WriteStringToFile(TempPath("other.key"), ca.Issue("other", "DNS:other").key).ok());
     ASSERT_TRUE(WriteStringToFile(TempPath("garbage.pem"),
                                   "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n"
                                   "-----END CERTIFICATE-----\n")
