@@ -97,6 +97,16 @@ absl::Status TlsFiles::ValidateClient() const {
   return absl::OkStatus();
 }
 
+absl::Status TlsFiles::ValidatePeer() const {
+  RETURN_IF_ERROR(ValidateClient());
+  if (client_enabled() && !enabled()) {
+    const std::string& p = flag_prefix;
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, "ca: needs ", p, "cert and ", p, "key (the peers serve TLS only if this process does)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TlsPem> TlsFiles::Load() const {
   RETURN_IF_ERROR(Validate());
   const std::string& p = flag_prefix;

@@ -47,6 +47,10 @@ struct TlsFiles {
   /// For a process that dials with these files: Validate(), and a certificate or a server name
   /// needs the CA that verifies the server (a client certificate alone would be sent in clear).
   absl::Status ValidateClient() const;
+  /// For a process that serves and dials its peers with the same files (pagoda-worker's rank
+  /// 0 and the others share one configuration, so one dials with TLS exactly when the other
+  /// serves it): ValidateClient(), and the CA needs the certificate.
+  absl::Status ValidatePeer() const;
   /// Validate(), then the files' text: NotFound for a missing file, InvalidArgument for one that
   /// holds no PEM block of the expected kind, or for a key that is not the certificate's.
   absl::StatusOr<TlsPem> Load() const;

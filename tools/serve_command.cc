@@ -158,11 +158,7 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
                    "PEM private key of --internal-tls-cert");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc, argv));
-  RETURN_IF_ERROR(f.internal_tls.ValidateClient());
-  if (f.internal_tls.client_enabled() && !f.internal_tls.enabled()) {
-    return absl::InvalidArgumentError(
-        "--internal-tls-ca: needs --internal-tls-cert and --internal-tls-key");
-  }
+  RETURN_IF_ERROR(f.internal_tls.ValidatePeer());
   RETURN_IF_ERROR(f.internal_tls.Load().status());
   for (std::string* path :
        {&f.internal_tls.ca_file, &f.internal_tls.cert_file, &f.internal_tls.key_file}) {

@@ -135,11 +135,7 @@ int Run(int argc, char** argv) {
   }
   // The ranks of a replica share one configuration: rank 0 serves TLS exactly when this rank
   // does, so this rank dials it with TLS exactly then.
-  absl::Status tls_valid = tls.ValidateClient();
-  if (tls_valid.ok() && tls.client_enabled() && !tls.enabled()) {
-    tls_valid = absl::InvalidArgumentError(
-        "--tls-ca: needs --tls-cert and --tls-key (rank 0 serves TLS only if every rank does)");
-  }
+  const absl::Status tls_valid = tls.ValidatePeer();
   const absl::StatusOr<TlsPem> tls_pem =
       tls_valid.ok() ? tls.Load() : absl::StatusOr<TlsPem>(tls_valid);
   if (!tls_pem.ok()) {

@@ -81,6 +81,15 @@ TEST_F(TlsFilesTest, AClientCertificateOrServerNameNeedsTheServersCa) {
   EXPECT_TRUE(WorkerChannel().ValidateClient().ok());
 }
 
+TEST_F(TlsFilesTest, APeerThatDialsWithTlsServesTlsToo) {
+  EXPECT_THAT(Message(TlsFiles{.ca_file = "ca.pem"}.ValidatePeer()),
+              HasSubstr("--tls-ca: needs --tls-cert and --tls-key"));
+  EXPECT_THAT(Message(TlsFiles{.cert_file = "a.pem", .key_file = "a.key"}.ValidatePeer()),
+              HasSubstr("--tls-ca: needed with --tls-cert"));
+  EXPECT_TRUE(TlsFiles().ValidatePeer().ok());
+  EXPECT_TRUE(WorkerChannel().ValidatePeer().ok());
+}
+
 TEST_F(TlsFilesTest, LoadsEveryFileOfAClient) {
   absl::StatusOr<TlsPem> pem = WorkerChannel().Load();
   ASSERT_TRUE(pem.ok()) << pem.status();
