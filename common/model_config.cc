@@ -1,5 +1,6 @@
 #include "common/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -22,10 +23,9 @@ struct Architecture {
   int64_t default_max_position_embeddings;  // transformers' config class defaults
 };
 constexpr Architecture kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", 2048},
-    {"MistralForCausalLM", "mistral", 4096 * 32},
-    {"Qwen2ForCausalLM", "qwen2", 32768},
-    {"Qwen3ForCausalLM", "qwen3", 32768},
+    {"LlamaForCausalLM", "llama", 2048},         {"MistralForCausalLM", "mistral", 4096 * 32},
+    {"Qwen2ForCausalLM", "qwen2", 32768},        {"Qwen3ForCausalLM", "qwen3", 32768},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", 32768}, {"MixtralForCausalLM", "mixtral", 4096 * 32},
 };
 
 std::string SupportedArchitectures() {
@@ -163,6 +163,49 @@ absl::StatusOr<DType> ParseDType(const FieldReader& reader) {
                       absl::StrCat("is \"", *name, "\"; supported: float32, float16, bfloat16"));
 }
 
+// The mixture-of-experts fields of Qwen3-MoE and Mixtral, with transformers' defaults.
+absl::Status ParseExperts(const FieldReader& reader, ModelConfig& out) {
+  const bool mixtral = out.architecture == "MixtralForCausalLM";
+  const char* experts_field = mixtral ? "num_local_experts" : "num_experts";
+  ASSIGN_OR_RETURN(out.num_experts, reader.PositiveInt(experts_field, mixtral ? 8 : 128));
+  ASSIGN_OR_RETURN(out.num_experts_per_tok,
+                   reader.PositiveInt("num_experts_per_tok", mixtral ? 2 : 8));
+  if (out.num_experts_per_tok > out.num_experts) {
+    return reader.Error("num_experts_per_tok",
+                        absl::StrCat("(", out.num_experts_per_tok, ") exceeds ", experts_field,
+                                     " (", out.num_experts, ")"));
+  }
+  if (mixtral) {
+    // Mixtral's experts are its MLPs (w1/w3/w2 of intermediate_size); its router always
+    // renormalises the top k (MixtralSparseMoeBlock).
+    out.moe_intermediate_size = out.intermediate_size;
+    out.norm_topk_prob = true;
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(out.moe_intermediate_size, reader.PositiveInt("moe_intermediate_size", 768));
+  ASSIGN_OR_RETURN(out.norm_topk_prob, reader.Bool("norm_topk_prob", false));
+  ASSIGN_OR_RETURN(out.decoder_sparse_step, reader.PositiveInt("decoder_sparse_step", 1));
+  if (const json* layers = reader.Get("mlp_only_layers")) {
+    if (!layers->is_array()) return reader.TypeError("mlp_only_layers", "a list of layer indices");
+    for (const json& item : *layers) {
+      std::optional<int64_t> layer = FieldReader::AsInt(item);
+      if (!layer || *layer < 0 || *layer >= out.num_hidden_layers) {
+        return reader.Error("mlp_only_layers",
+                            absl::StrCat("holds ", item.dump(), ", not a layer index in [0, ",
+                                         out.num_hidden_layers, ")"));
+      }
+      out.mlp_only_layers.push_back(*layer);
+    }
+  }
+  ASSIGN_OR_RETURN(std::optional<int64_t> shared,
+                   reader.OptionalInt("shared_expert_intermediate_size"));
+  if (shared && *shared > 0) {
+    return reader.Error("shared_expert_intermediate_size",
+                        "is set: shared experts are not supported");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source) {
   if (!config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
@@ -195,7 +238,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   const bool is_llama = out.architecture == "LlamaForCausalLM";
   const bool is_qwen2 = out.architecture == "Qwen2ForCausalLM";
-  const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM";
+  const bool is_qwen3_moe = out.architecture == "Qwen3MoeForCausalLM";
+  const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM" || is_qwen3_moe;
+  const bool is_mixtral = out.architecture == "MixtralForCausalLM";
 
   ASSIGN_OR_RETURN(out.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(out.hidden_size, reader.PositiveInt("hidden_size"));
@@ -253,6 +298,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
     }
   }
   out.qk_norm = is_qwen3;
+  if (is_qwen3_moe || is_mixtral) RETURN_IF_ERROR(ParseExperts(reader, out));
 
   // Sliding-window attention is not implemented; a window that covers every position is harmless.
   bool sliding = !is_llama;
@@ -262,7 +308,8 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   if (sliding) {
     ASSIGN_OR_RETURN(std::optional<int64_t> window, reader.OptionalInt("sliding_window"));
     // transformers' Mistral/Qwen2 configs default the window to 4096 when the key is absent.
-    if (config.find("sliding_window") == config.end()) window = 4096;
+    // (Mixtral's defaults to none.)
+    if (config.find("sliding_window") == config.end() && !is_mixtral) window = 4096;
     if (window && *window < out.max_position_embeddings) {
       return absl::UnimplementedError(
           absl::StrCat(source, ": sliding_window ", *window,
@@ -296,7 +343,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
                              &qkv_rows) ||
       __builtin_mul_overflow(qkv_rows, out.hidden_size, &count) || count > (int64_t{1} << 40) ||
       out.vocab_size * out.hidden_size > (int64_t{1} << 40) ||
-      out.intermediate_size * out.hidden_size > (int64_t{1} << 39);
+      out.intermediate_size * out.hidden_size > (int64_t{1} << 39) || out.num_experts > 65536 ||
+      out.moe_intermediate_size > kMaxDim ||
+      out.num_experts * out.moe_intermediate_size * out.hidden_size > (int64_t{1} << 42);
   if (implausible) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": model sizes are implausibly large"));
   }
@@ -324,6 +373,11 @@ absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
   const std::string path = dir + "/config.json";
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return FromJson(text, path);
+}
+
+bool ModelConfig::IsMoeLayer(int64_t layer) const {
+  return num_experts > 0 && (layer + 1) % decoder_sparse_step == 0 &&
+         std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
 }
 
 std::string ModelConfig::ToJson() const {
@@ -367,6 +421,19 @@ std::string ModelConfig::ToJson() const {
   } else if (architecture == "Qwen3ForCausalLM") {
     config["attention_bias"] = attention_bias;
     config["use_sliding_window"] = false;
+  } else if (architecture == "Qwen3MoeForCausalLM") {
+    config["attention_bias"] = attention_bias;
+    config["use_sliding_window"] = false;
+    config["num_experts"] = num_experts;
+    config["num_experts_per_tok"] = num_experts_per_tok;
+    config["moe_intermediate_size"] = moe_intermediate_size;
+    config["norm_topk_prob"] = norm_topk_prob;
+    config["decoder_sparse_step"] = decoder_sparse_step;
+    config["mlp_only_layers"] = mlp_only_layers;
+  } else if (architecture == "MixtralForCausalLM") {
+    config["sliding_window"] = nullptr;
+    config["num_local_experts"] = num_experts;
+    config["num_experts_per_tok"] = num_experts_per_tok;
   }
   config["bos_token_id"] = bos_token_id >= 0 ? json(bos_token_id) : json(nullptr);
   if (eos_token_ids.empty()) {
@@ -395,6 +462,10 @@ std::string TensorParallelMismatch(const ModelConfig& config, int64_t size) {
   }
   if (config.intermediate_size % size != 0) {
     return absl::StrCat("intermediate_size (", config.intermediate_size,
+                        ") is not divisible by the tensor parallel size ", size);
+  }
+  if (config.moe_intermediate_size % size != 0) {
+    return absl::StrCat("moe_intermediate_size (", config.moe_intermediate_size,
                         ") is not divisible by the tensor parallel size ", size);
   }
   return "";

@@ -16,11 +16,14 @@ struct Entry {
   const ModelArchitecture& (*definition)();
 };
 
-constexpr std::array<Entry, 4> kEntries = {{
+constexpr std::array<Entry, 6> kEntries = {{
     {"LlamaForCausalLM", &LlamaFamily},
     {"MistralForCausalLM", &LlamaFamily},
     {"Qwen2ForCausalLM", &LlamaFamily},
     {"Qwen3ForCausalLM", &LlamaFamily},  // the llama forward with config.qk_norm
+    // The llama forward with the experts of worker/models/moe.h in its sparse layers.
+    {"Qwen3MoeForCausalLM", &LlamaFamily},
+    {"MixtralForCausalLM", &LlamaFamily},
 }};
 
 }  // namespace
