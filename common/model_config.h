@@ -41,6 +41,12 @@ struct ModelConfig {
   int64_t bos_token_id = -1;    // -1: none
   std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
   DType torch_dtype = DType::kF32;     // storage dtype of the checkpoint; CPU compute is fp32
+  /// > 0: a sliding layer's query at position p attends to positions (p - sliding_window, p] only
+  /// (transformers' rule kv_idx > q_idx - sliding_window). 0: every layer attends to all of [0, p].
+  int64_t sliding_window = 0;
+  /// [num_hidden_layers]: which layers slide (Gemma's local layers, Qwen2's layers from
+  /// max_window_layers on). Empty with sliding_window > 0: every layer slides (Mistral).
+  std::vector<bool> sliding_layers;
 
   // Mixture of experts (Qwen3-MoE, Mixtral): a sparse layer's MLP is num_experts SwiGLU experts
   // of width moe_intermediate_size, of which a router picks num_experts_per_tok per token.
@@ -64,6 +70,12 @@ struct ModelConfig {
 
   /// The JSON a Hugging Face loader accepts for this config (used by `pagoda convert`).
   std::string ToJson() const;
+
+  /// The window of `layer`: sliding_window for a sliding layer, 0 (full attention) otherwise.
+  int64_t LayerWindow(int64_t layer) const;
+  /// sliding_window when every layer slides with it, else 0: then the KV blocks wholly before the
+  /// window of a sequence's next token are never read again by any layer (the engine frees them).
+  int64_t UniformSlidingWindow() const;
 
   int64_t q_size() const { return num_attention_heads * head_dim; }
   int64_t kv_size() const { return num_key_value_heads * head_dim; }

@@ -90,7 +90,11 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
        .num_blocks = shape.num_blocks,
        .max_blocks_per_seq = batch.max_blocks_per_seq,
        .q_stride = in.stride,
-       .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
+       .scale = in.scale > 0.0f
+                    ? in.scale
+                    : static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
+       .sliding_window = in.sliding_window,
+       .logit_softcap = in.logit_softcap,
        .block_ids_checked = true});
 }
 

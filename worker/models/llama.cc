@@ -127,7 +127,8 @@ absl::Status LlamaModel::RunLayer(const ForwardContext& context, int64_t layer, 
                                        .v = v,
                                        .stride = qkv_width,
                                        .num_heads = layout_.num_heads,
-                                       .head_dim = config_.head_dim},
+                                       .head_dim = config_.head_dim,
+                                       .sliding_window = config_.LayerWindow(layer)},
                                       attn));
   float* proj = Reserve(proj_, num_tokens * config_.hidden_size);
   // Row-parallel o_proj: each rank's heads give a partial sum (rank 0 adds the bias).
