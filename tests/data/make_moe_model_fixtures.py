@@ -48,7 +48,8 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as Q
 from gguf.quants import dequantize, quantize
-from make_gguf_model_fixtures import attention, greedy_decode, permute, stored, write_safetensors
+from make_gguf_model_fixtures import (add_test_tokenizer, attention, greedy_decode, permute,
+                                      stored, write_out, write_safetensors)
 from make_qwen3_model_fixtures import EPS, HEAD_DIM, THETA, rms_norm, rope
 
 HIDDEN, VOCAB, EXPERTS, TOP_K, DENSE_FFN = 64, 96, 6, 2, 96
@@ -251,22 +252,14 @@ def write_gguf(path, t, spec, qtype, name, expert_count=EXPERTS):
     w.add_layer_norm_rms_eps(EPS)
     w.add_rope_freq_base(THETA)
     w.add_file_type({Q.F32: 0, Q.F16: 1, Q.Q8_0: 7}[qtype])
-    w.add_tokenizer_model("llama")
-    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, VOCAB)])
-    w.add_token_scores([float(-i) for i in range(VOCAB)])
-    w.add_token_types([2, 3, 3] + [1] * (VOCAB - 3))
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    add_test_tokenizer(w, VOCAB)
     for tname, values in gguf_tensors(t, spec).items():
         q = qtype if values.ndim >= 2 and "ffn_gate_inp" not in tname else Q.F32
         data = stored(values, q)
         if q == Q.Q8_0:  # the reference's values are exactly the file's
             assert np.array_equal(dequantize(data, q).reshape(values.shape), values), tname
         w.add_tensor(tname, data, raw_dtype=None if q in (Q.F32, Q.F16) else q)
-    w.write_header_to_file(path)
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_out(w, path)
 
 
 def write_hf(out_dir, t, spec):

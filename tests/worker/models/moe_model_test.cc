@@ -220,6 +220,26 @@ TEST(MoeConfig, ReadsTheExpertFieldsAndWhichLayersAreSparse) {
   EXPECT_FALSE(mixtral->qk_norm);
 }
 
+// `pagoda convert` writes ModelConfig::ToJson: the expert fields survive the round trip.
+TEST(MoeConfig, ToJsonRoundTripsTheExpertFields) {
+  for (const std::string name : {"qwen3moe_mixed", "mixtral_f16"}) {
+    absl::StatusOr<ModelSource> hf = ModelSource::Open(FixtureDir() + "/" + name + "_hf");
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    const ModelConfig& c = hf->config();
+    absl::StatusOr<ModelConfig> again = ModelConfig::FromJson(c.ToJson(), "roundtrip");
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->architecture, c.architecture);
+    EXPECT_EQ(again->num_experts, c.num_experts);
+    EXPECT_EQ(again->num_experts_per_tok, c.num_experts_per_tok);
+    EXPECT_EQ(again->moe_intermediate_size, c.moe_intermediate_size);
+    EXPECT_EQ(again->intermediate_size, c.intermediate_size);
+    EXPECT_EQ(again->norm_topk_prob, c.norm_topk_prob);
+    EXPECT_EQ(again->decoder_sparse_step, c.decoder_sparse_step);
+    EXPECT_EQ(again->mlp_only_layers, c.mlp_only_layers);
+    EXPECT_EQ(again->qk_norm, c.qk_norm);
+  }
+}
+
 TEST(MoeConfig, MalformedExpertFieldsAreClearErrors) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"num_experts": 0})", "\"num_experts\" must be positive, got 0"},
