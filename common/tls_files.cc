@@ -14,6 +14,9 @@
 namespace pagoda {
 namespace {
 
+using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
+using Certificate = std::unique_ptr<X509, decltype(&X509_free)>;
+
 // The file's text, which must hold a PEM block whose label contains `kind` ("CERTIFICATE",
 // "PRIVATE KEY" also matches "EC PRIVATE KEY" and "RSA PRIVATE KEY").
 absl::StatusOr<std::string> ReadPem(const std::string& path, std::string_view flag,
@@ -33,26 +36,34 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, std::string_view fl
   return text;
 }
 
-// Whether OpenSSL reads a certificate from the PEM text, and whether `key` is its private key.
-absl::Status CheckPair(const TlsPem& pem, const TlsFiles& files) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> cert_bio(
-      BIO_new_mem_buf(pem.cert.data(), static_cast<int>(pem.cert.size())), &BIO_free);
-  std::unique_ptr<X509, decltype(&X509_free)> cert(
-      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (cert == nullptr) {
+Certificate ParseCertificate(const std::string& pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  return Certificate(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+}
+
+// A certificate file that OpenSSL can read (a CA or a leaf).
+absl::StatusOr<std::string> ReadCertificate(const std::string& path, const std::string& flag) {
+  ASSIGN_OR_RETURN(std::string pem, ReadPem(path, flag, "CERTIFICATE"));
+  if (ParseCertificate(pem) == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--tls-cert: OpenSSL cannot read a certificate from ", files.cert_file));
+        absl::StrCat(flag, ": OpenSSL cannot read a certificate from ", path));
   }
-  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
-      BIO_new_mem_buf(pem.key.data(), static_cast<int>(pem.key.size())), &BIO_free);
+  return pem;
+}
+
+// Whether `key` is the private key of the certificate `pem.cert`.
+absl::Status CheckPair(const TlsPem& pem, const TlsFiles& files) {
+  const Certificate cert = ParseCertificate(pem.cert);
+  Bio key_bio(BIO_new_mem_buf(pem.key.data(), static_cast<int>(pem.key.size())), &BIO_free);
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
       PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
   if (key == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tls-key: OpenSSL cannot read an unencrypted private key from ", files.key_file));
+    return absl::InvalidArgumentError(
+        absl::StrCat(files.flag_prefix, "key: OpenSSL cannot read an unencrypted private key from ",
+                     files.key_file));
   }
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--tls-key: ", files.key_file,
+    return absl::InvalidArgumentError(absl::StrCat(files.flag_prefix, "key: ", files.key_file,
                                                    " is not the private key of ", files.cert_file));
   }
   return absl::OkStatus();
@@ -61,25 +72,54 @@ absl::Status CheckPair(const TlsPem& pem, const TlsFiles& files) {
 }  // namespace
 
 absl::Status TlsFiles::Validate() const {
+  const std::string& p = flag_prefix;
   if (cert_file.empty() != key_file.empty()) {
-    return absl::InvalidArgumentError(cert_file.empty() ? "--tls-cert: needed with --tls-key"
-                                                        : "--tls-key: needed with --tls-cert");
+    return absl::InvalidArgumentError(cert_file.empty()
+                                          ? absl::StrCat(p, "cert: needed with ", p, "key")
+                                          : absl::StrCat(p, "key: needed with ", p, "cert"));
   }
   if (!client_ca_file.empty() && cert_file.empty()) {
     return absl::InvalidArgumentError(
-        "--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS first)");
+        absl::StrCat(p, "client-ca: needs ", p, "cert and ", p, "key (mutual TLS is TLS first)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TlsFiles::ValidateClient() const {
+  RETURN_IF_ERROR(Validate());
+  if (ca_file.empty() && (enabled() || !server_name.empty())) {
+    const std::string& p = flag_prefix;
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, "ca: needed with ", p, enabled() ? "cert" : "server-name",
+                     ": the CA that signed the certificates of the servers this process dials "
+                     "(without it they are dialed in plaintext)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TlsFiles::ValidatePeer() const {
+  RETURN_IF_ERROR(ValidateClient());
+  if (client_enabled() && !enabled()) {
+    const std::string& p = flag_prefix;
+    return absl::InvalidArgumentError(absl::StrCat(
+        p, "ca: needs ", p, "cert and ", p, "key (the peers serve TLS only if this process does)"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<TlsPem> TlsFiles::Load() const {
   RETURN_IF_ERROR(Validate());
+  const std::string& p = flag_prefix;
   TlsPem pem;
+  pem.server_name = server_name;
+  if (!ca_file.empty()) {
+    ASSIGN_OR_RETURN(pem.ca, ReadCertificate(ca_file, p + "ca"));
+  }
   if (!enabled()) return pem;
-  ASSIGN_OR_RETURN(pem.cert, ReadPem(cert_file, "--tls-cert", "CERTIFICATE"));
-  ASSIGN_OR_RETURN(pem.key, ReadPem(key_file, "--tls-key", "PRIVATE KEY"));
+  ASSIGN_OR_RETURN(pem.cert, ReadCertificate(cert_file, p + "cert"));
+  ASSIGN_OR_RETURN(pem.key, ReadPem(key_file, p + "key", "PRIVATE KEY"));
   if (!client_ca_file.empty()) {
-    ASSIGN_OR_RETURN(pem.client_ca, ReadPem(client_ca_file, "--tls-client-ca", "CERTIFICATE"));
+    ASSIGN_OR_RETURN(pem.client_ca, ReadCertificate(client_ca_file, p + "client-ca"));
   }
   RETURN_IF_ERROR(CheckPair(pem, *this));
   return pem;

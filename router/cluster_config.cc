@@ -86,6 +86,7 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
                            .health_interval = config.health_interval};
     replica.executor.worker_addresses = config.replicas[i];
     replica.executor.init = init;
+    replica.executor.tls = config.worker_tls;
     // The workers label their metrics with it: the same value as the router's replica label.
     replica.executor.init.set_replica(absl::StrCat(i));
     replica.executor.init_timeout = config.init_timeout;

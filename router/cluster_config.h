@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls_files.h"
 #include "engine/engine_args.h"
 #include "engine/engine_config.h"
 #include "router/global_scheduler.h"
@@ -26,6 +27,7 @@ struct ClusterConfig {
   std::vector<std::vector<std::string>> replicas;  // per replica: host:port in rank order
   std::string worker_model_dir;                    // the model's path on the workers
   std::string load_format = "safetensors";         // or dummy
+  TlsPem worker_tls;                               // the channels to the workers (--worker-tls-*)
   EngineConfig engine;                             // from the engine flags
   CacheConfig cache;                               // per worker
   int64_t max_queued_requests = 1024;              // waiting requests per replica

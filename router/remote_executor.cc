@@ -5,12 +5,14 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/grpc_status.h"
+#include "proto/grpc_tls.h"
 #include "proto/step_codec.h"
 
 namespace pagoda {
@@ -24,7 +26,7 @@ std::chrono::system_clock::time_point Deadline(absl::Duration from_now) {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> CreateWorkerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> CreateWorkerChannel(const std::string& address, const TlsPem& tls) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -39,7 +41,40 @@ std::shared_ptr<grpc::Channel> CreateWorkerChannel(const std::string& address) {
   // come back at another IP. The channel asks its DNS resolver again whenever the connection
   // drops, but by default at most every 30 s; a second keeps rejoining as fast as reconnecting.
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1'000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, ChannelCredentials(tls, args), args);
+}
+
+std::string WorkerCallError(const grpc::Status& status, const TlsPem& tls) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status.error_message();
+  const std::string message = absl::AsciiStrToLower(status.error_message());
+  // The router's own handshake refused the worker (its certificate, or a plaintext worker).
+  const bool handshake = absl::StrContains(message, "handshake") ||
+                         absl::StrContains(message, "ssl") || absl::StrContains(message, "tls") ||
+                         absl::StrContains(message, "certificate");
+  // The worker closed the connection while it was being set up: what a TLS worker does to a
+  // plaintext client, or to a client certificate its --tls-client-ca did not sign.
+  const bool closed_in_setup = absl::StrContains(message, "failed to connect") &&
+                               absl::StrContains(message, "socket closed");
+  if (handshake) {
+    return absl::StrCat(
+        "TLS handshake failed (",
+        tls.client_enabled()
+            ? "the workers' certificates must chain to --worker-tls-ca and hold the name dialed "
+              "or --worker-tls-server-name"
+            : "the router dials in plaintext: give it --worker-tls-ca",
+        "): ", status.error_message());
+  }
+  if (closed_in_setup) {
+    return absl::StrCat(
+        "the worker closed the connection during setup (",
+        tls.client_enabled()
+            ? "its TLS handshake refused the router's client certificate: the workers' "
+              "--tls-client-ca must sign --worker-tls-cert"
+            : "a worker that serves TLS does so to a plaintext router: give the router "
+              "--worker-tls-ca",
+        "): ", status.error_message());
+  }
+  return status.error_message();
 }
 
 struct RemoteExecutor::StepCall {
@@ -61,7 +96,7 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
   if (num_ranks == 0) return absl::InvalidArgumentError("a replica needs at least one worker");
   std::vector<std::unique_ptr<internal::Worker::Stub>> stubs;
   for (const std::string& address : options.worker_addresses) {
-    stubs.push_back(internal::Worker::NewStub(CreateWorkerChannel(address)));
+    stubs.push_back(internal::Worker::NewStub(CreateWorkerChannel(address, options.tls)));
   }
 
   // Every rank's Init runs at once: the communicator bootstrap needs all of them.
@@ -87,7 +122,8 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
   for (size_t rank = 0; rank < num_ranks; ++rank) {
     if (statuses[rank].ok()) continue;
     absl::StrAppend(&errors, errors.empty() ? "" : "; ", "rank ", rank, " (",
-                    options.worker_addresses[rank], "): ", statuses[rank].error_message());
+                    options.worker_addresses[rank],
+                    "): ", WorkerCallError(statuses[rank], options.tls));
   }
   if (!errors.empty()) {
     // The first rank's code (a model that cannot load is the same error on every rank).

@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/step/executor.h"
+#include "common/tls_files.h"
 #include "grpcpp/channel.h"
 #include "pagoda/internal/worker.grpc.pb.h"
 
@@ -33,12 +34,21 @@ struct RemoteExecutorOptions {
   std::vector<std::string> worker_addresses;  // host:port, in rank order
   /// Model, KV sizing, block size, ...; Create() fills the generation, rank and bootstrap fields.
   internal::InitRequest init;
+  /// The channels' TLS (router/router_main.cc's --worker-tls-*): plaintext without a CA.
+  TlsPem tls;
   absl::Duration init_timeout = absl::Minutes(10);
   absl::Duration step_timeout = absl::Minutes(2);
 };
 
-/// A channel to a worker with Pagoda's message-size limits and keepalives.
-std::shared_ptr<grpc::Channel> CreateWorkerChannel(const std::string& address);
+/// A channel to a worker with Pagoda's message-size limits and keepalives, over TLS when `tls`
+/// has a CA.
+std::shared_ptr<grpc::Channel> CreateWorkerChannel(const std::string& address, const TlsPem& tls);
+
+/// A failed call's message for logs and health: gRPC's, led by "TLS handshake failed" when the
+/// router's TLS handshake (`tls`) refused the worker, or by "the worker closed the connection
+/// during setup" and what TLS mismatch does that, so a wrong CA or a missing client certificate
+/// reads as what it is rather than as a worker that is not there.
+std::string WorkerCallError(const grpc::Status& status, const TlsPem& tls);
 
 class RemoteExecutor final : public Executor {
  public:

@@ -31,7 +31,8 @@ std::string_view ReplicaStateName(ReplicaState state) {
 
 Replica::Replica(ReplicaOptions options) : options_(std::move(options)) {
   for (const std::string& address : options_.executor.worker_addresses) {
-    health_stubs_.push_back(internal::Worker::NewStub(CreateWorkerChannel(address)));
+    health_stubs_.push_back(
+        internal::Worker::NewStub(CreateWorkerChannel(address, options_.executor.tls)));
   }
   health_stubs_created_ = options_.clock->Now();
   supervisor_ = std::thread([this] { Supervise(); });
@@ -142,7 +143,8 @@ void Replica::Supervise() {
       continue;
     }
     if (options_.clock->Now() < next_start) continue;
-    if (!CheckWorkersHealthy(/*require_ready=*/false).ok()) {
+    if (absl::Status health = CheckWorkersHealthy(/*require_ready=*/false); !health.ok()) {
+      NoteDown(std::string(health.message()));
       MaybeRefreshHealthChannels();
       continue;
     }
@@ -172,8 +174,9 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
         health_stubs_[rank]->Health(&context, internal::HealthRequest(), &response);
     const std::string& address = options_.executor.worker_addresses[rank];
     if (!status.ok()) {
-      return absl::UnavailableError(absl::StrCat("worker rank ", rank, " (", address,
-                                                 ") does not answer: ", status.error_message()));
+      return absl::UnavailableError(
+          absl::StrCat("worker rank ", rank, " (", address,
+                       ") does not answer: ", WorkerCallError(status, options_.executor.tls)));
     }
     // A draining rank is going away: out of rotation now, and no Init until it is replaced.
     if (response.state() == internal::HealthResponse::DRAINING) {
@@ -192,13 +195,25 @@ absl::Status Replica::CheckWorkersHealthy(bool require_ready) const {
   return absl::OkStatus();
 }
 
+void Replica::NoteDown(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (reason == unhealthy_reason_) return;
+  unhealthy_reason_ = reason;
+  PAGODA_LOG(warn, "replica {}: cannot initialize yet: {}", options_.index, reason);
+  // Why it went down (a failed step, a draining rank, an Init error) stays the last error.
+  if (last_error_.empty() || last_error_is_health_) {
+    last_error_ = reason;
+    last_error_is_health_ = true;
+  }
+}
+
 void Replica::MaybeRefreshHealthChannels() {
   const absl::Time now = options_.clock->Now();
   if (now - health_stubs_created_ < kHealthChannelRefresh) return;
   // The RemoteExecutor of the next Start() makes its own channels, which resolve afresh too.
   for (size_t rank = 0; rank < health_stubs_.size(); ++rank) {
-    health_stubs_[rank] =
-        internal::Worker::NewStub(CreateWorkerChannel(options_.executor.worker_addresses[rank]));
+    health_stubs_[rank] = internal::Worker::NewStub(
+        CreateWorkerChannel(options_.executor.worker_addresses[rank], options_.executor.tls));
   }
   health_stubs_created_ = now;
 }
@@ -237,12 +252,14 @@ absl::Status Replica::Start() {
   if (!engine.ok()) {
     state_ = ReplicaState::kDown;
     last_error_ = std::string(engine.status().message());
+    last_error_is_health_ = false;
     PAGODA_LOG(error, "replica {}: {}", options_.index, last_error_);
     return engine.status();
   }
   engine_ = std::shared_ptr<EngineLoop>(std::move(*engine));
   num_device_blocks_ = num_device_blocks;
   state_ = ReplicaState::kReady;
+  unhealthy_reason_.clear();
   ++num_starts_;
   PAGODA_LOG(info, "replica {}: ready ({} KV blocks)", options_.index, num_device_blocks);
   return absl::OkStatus();
@@ -254,7 +271,10 @@ void Replica::Stop(const std::string& reason) {
     absl::MutexLock lock(&mu_);
     engine = std::move(engine_);
     engine_ = nullptr;
-    if (engine != nullptr || state_ != ReplicaState::kDown) last_error_ = reason;
+    if (engine != nullptr || state_ != ReplicaState::kDown) {
+      last_error_ = reason;
+      last_error_is_health_ = false;
+    }
     state_ = ReplicaState::kDown;
   }
   if (engine == nullptr) return;

@@ -97,6 +97,9 @@ class Replica {
  private:
   void Supervise();
   absl::Status CheckWorkersHealthy(bool require_ready) const;
+  // Why a down replica cannot start yet (its workers do not answer, e.g. a failed TLS handshake):
+  // logged when it changes, and its status's last_error unless that says why it went down.
+  void NoteDown(const std::string& reason);
   // New health channels, at most every kHealthChannelRefresh, while the workers do not answer.
   void MaybeRefreshHealthChannels();
   absl::Status Start();
@@ -116,6 +119,8 @@ class Replica {
   int64_t num_device_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t num_starts_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  bool last_error_is_health_ ABSL_GUARDED_BY(mu_) = false;  // last_error_ came from NoteDown
+  std::string unhealthy_reason_ ABSL_GUARDED_BY(mu_);       // NoteDown's last, until ready
   std::string take_down_reason_ ABSL_GUARDED_BY(mu_);  // set by TakeDown, read by the supervisor
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -28,9 +28,9 @@
 #include "engine/engine_args.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "proto/grpc_tls.h"
 #include "router/cluster_config.h"
 #include "router/frontend/api_keys.h"
 #include "router/frontend/frontend.h"
@@ -111,6 +111,16 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   parser.AddString("tls-key", &f.tls.key_file, "PEM private key of --tls-cert");
   parser.AddString("tls-client-ca", &f.tls.client_ca_file,
                    "PEM CA: clients must present a certificate it signed (mutual TLS)");
+  TlsFiles worker_tls{.flag_prefix = "--worker-tls-"};  // the channels to the workers
+  parser.AddString("worker-tls-ca", &worker_tls.ca_file,
+                   "PEM CA that signed the workers' certificates: dial them with TLS");
+  parser.AddString("worker-tls-cert", &worker_tls.cert_file,
+                   "PEM client certificate (chain) presented to the workers (their "
+                   "--tls-client-ca: mutual TLS)");
+  parser.AddString("worker-tls-key", &worker_tls.key_file, "PEM private key of --worker-tls-cert");
+  parser.AddString("worker-tls-server-name", &worker_tls.server_name,
+                   "The name the workers' certificates hold, if not the host of their --replica "
+                   "address");
   parser.AddInt("max-request-bytes", &f.max_request_bytes, "Largest HTTP request body");
   parser.AddInt("http-threads", &f.http_threads,
                 "HTTP connections served at once (a streaming request holds one until it ends)");
@@ -151,6 +161,10 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
     return absl::InvalidArgumentError("--max-request-bytes: must be >= 1");
   }
   RETURN_IF_ERROR(f.tls.Validate());
+  // Read now: a missing file or a key that is not the certificate's stops the router before it
+  // dials any worker.
+  RETURN_IF_ERROR(worker_tls.ValidateClient());
+  ASSIGN_OR_RETURN(f.cluster.worker_tls, worker_tls.Load());
   if (!(f.drain_timeout_s >= 0 && f.drain_timeout_s <= 3600)) {
     return absl::InvalidArgumentError("--drain-timeout-s: must be in [0, 3600]");
   }
@@ -205,17 +219,8 @@ absl::Status StartServers(const RouterFlags& flags, const ServedModel& model, Fr
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   ASSIGN_OR_RETURN(const TlsPem tls, flags.tls.Load());
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (flags.tls.enabled()) {
-    grpc::SslServerCredentialsOptions ssl(
-        tls.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    ssl.pem_root_certs = tls.client_ca;
-    ssl.pem_key_cert_pairs.push_back({.private_key = tls.key, .cert_chain = tls.cert});
-    credentials = grpc::SslServerCredentials(ssl);
-  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(flags.host, ":", flags.grpc_port), credentials,
+  builder.AddListeningPort(absl::StrCat(flags.host, ":", flags.grpc_port), ServerCredentials(tls),
                            &servers.grpc_port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);

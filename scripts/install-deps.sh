@@ -20,6 +20,7 @@ packages=(
   python3-jinja2  # tests/common/chat_template_test.cc expectations were cross-checked with it
   python3-venv python3-pip python3-yaml curl prometheus  # the HTTP/metrics integration tests
   iproute2  # tests/deploy/multihost_test.py: network namespaces
+  openssl  # tls_test, internal_tls_test, k8s_manifests_test: certificates made at test time
   python3-matplotlib  # pagoda bench --plot (tools/bench/plot_bench.py)
 )
 

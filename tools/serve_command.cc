@@ -25,6 +25,7 @@
 #include "common/model_source.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "common/tls_files.h"
 #include "engine/engine_args.h"
 #include "nlohmann/json.hpp"
 #include "worker/in_process_executor.h"
@@ -58,6 +59,7 @@ struct ServeFlags {
   std::string tool_call_parser = "auto";
   std::string api_key;
   std::vector<std::string> router_flags;
+  TlsFiles internal_tls{.flag_prefix = "--internal-tls-"};  // router <-> workers, worker -> rank 0
   std::string log_level = "info";
 };
 
@@ -145,8 +147,23 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
                    "$PAGODA_API_KEY)");
   parser.AddStringList("router-flag", &f.router_flags,
                        "Passed to pagoda-router as is, e.g. --router-flag=--max-n=4");
+  parser.AddString("internal-tls-ca", &f.internal_tls.ca_file,
+                   "PEM CA of the internal certificate: mutual TLS between the router and the "
+                   "workers and between the workers (with --internal-tls-cert/--internal-tls-key)");
+  parser.AddString(
+      "internal-tls-cert", &f.internal_tls.cert_file,
+      "PEM certificate for 127.0.0.1 with server and client usages, signed by "
+      "--internal-tls-ca: every worker serves it, the router and the workers present it");
+  parser.AddString("internal-tls-key", &f.internal_tls.key_file,
+                   "PEM private key of --internal-tls-cert");
   parser.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   RETURN_IF_ERROR(parser.Parse(argc, argv));
+  RETURN_IF_ERROR(f.internal_tls.ValidatePeer());
+  RETURN_IF_ERROR(f.internal_tls.Load().status());
+  for (std::string* path :
+       {&f.internal_tls.ca_file, &f.internal_tls.cert_file, &f.internal_tls.key_file}) {
+    if (!path->empty()) *path = std::filesystem::absolute(*path).string();
+  }
   // The router and the workers would refuse these later, and forever.
   ASSIGN_OR_RETURN(const EngineSetup engine, f.engine_args.Build());
   f.engine_flags = f.engine_args.GivenFlags(parser);
@@ -255,6 +272,11 @@ class Cluster {
                       "--log-level",
                       flags_.log_level};
         child.argv.insert(child.argv.end(), flags_.model_flags.begin(), flags_.model_flags.end());
+        if (const TlsFiles& tls = flags_.internal_tls; tls.enabled()) {
+          child.argv.insert(child.argv.end(),
+                            {"--tls-cert", tls.cert_file, "--tls-key", tls.key_file, "--tls-ca",
+                             tls.ca_file, "--tls-client-ca", tls.ca_file});
+        }
         RETURN_IF_ERROR(StartChild(child));
         ASSIGN_OR_RETURN(const int port, WaitForPortFile(port_file, child));
         ASSIGN_OR_RETURN(const int metrics_port, WaitForPortFile(metrics_port_file, child));
@@ -305,6 +327,10 @@ class Cluster {
     router_.argv.push_back(flags_.tool_call_parser);
     // The key reaches the router through its environment, not its (world-readable) argv.
     if (!flags_.api_key.empty()) setenv("PAGODA_API_KEY", flags_.api_key.c_str(), 1);
+    if (const TlsFiles& tls = flags_.internal_tls; tls.enabled()) {
+      router_.argv.insert(router_.argv.end(), {"--worker-tls-ca", tls.ca_file, "--worker-tls-cert",
+                                               tls.cert_file, "--worker-tls-key", tls.key_file});
+    }
     for (const std::string& flag : flags_.engine_flags) router_.argv.push_back(flag);
     for (const std::string& flag : flags_.router_flags) router_.argv.push_back(flag);
     RETURN_IF_ERROR(StartChild(router_));

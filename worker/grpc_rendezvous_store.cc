@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "proto/grpc_status.h"
+#include "proto/grpc_tls.h"
 
 namespace pagoda {
 namespace {
@@ -21,11 +21,12 @@ std::chrono::system_clock::time_point Deadline(absl::Duration from_now) {
 }  // namespace
 
 GrpcRendezvousStore::GrpcRendezvousStore(const std::string& rank0_address,
-                                         absl::Duration connect_timeout)
-    : address_(rank0_address),
-      connect_timeout_(connect_timeout),
-      stub_(internal::Worker::NewStub(
-          grpc::CreateChannel(rank0_address, grpc::InsecureChannelCredentials()))) {}
+                                         absl::Duration connect_timeout, const TlsPem& tls)
+    : address_(rank0_address), connect_timeout_(connect_timeout) {
+  grpc::ChannelArguments args;
+  std::shared_ptr<grpc::ChannelCredentials> credentials = ChannelCredentials(tls, args);
+  stub_ = internal::Worker::NewStub(grpc::CreateCustomChannel(rank0_address, credentials, args));
+}
 
 absl::Status GrpcRendezvousStore::Set(const std::string& key, const std::string& value) {
   internal::StoreSetRequest request;

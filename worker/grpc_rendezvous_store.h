@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/tls_files.h"
 #include "pagoda/internal/worker.grpc.pb.h"
 #include "worker/rendezvous_store.h"
 
@@ -19,9 +20,12 @@ namespace pagoda {
 
 class GrpcRendezvousStore final : public RendezvousStore {
  public:
-  /// `rank0_address`: host:port of rank 0's Worker service. Calls retry while rank 0 is not
-  /// reachable yet (it may start after this rank), up to `connect_timeout` per call.
-  GrpcRendezvousStore(const std::string& rank0_address, absl::Duration connect_timeout);
+  /// `rank0_address`: host:port of rank 0's Worker service, dialed over TLS when `tls` has a CA
+  /// (pagoda-worker's --tls-ca, presenting its --tls-cert to rank 0's --tls-client-ca). Calls
+  /// retry while rank 0 is not reachable yet (it may start after this rank), up to
+  /// `connect_timeout` per call.
+  GrpcRendezvousStore(const std::string& rank0_address, absl::Duration connect_timeout,
+                      const TlsPem& tls = {});
 
   absl::Status Set(const std::string& key, const std::string& value) override;
   absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout) override;

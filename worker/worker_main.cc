@@ -4,6 +4,11 @@
 //   pagoda-worker --port 50061 [--host 0.0.0.0] [--comm-host 10.0.0.7] [--port-file FILE]
 //                 [--metrics-port 9400] [--metrics-port-file FILE]
 //                 [--dtype auto|float32|bfloat16|float16] [--kv-cache-dtype auto|float32|bfloat16]
+//                 [--tls-cert F --tls-key F --tls-ca F [--tls-client-ca F]]
+//
+// With --tls-cert the gRPC port serves TLS, and with --tls-client-ca mutual TLS: the router
+// (--worker-tls-*) and the other ranks (dialing rank 0's bootstrap store) must present a
+// certificate that CA signed. The metrics port stays plain HTTP.
 //
 // With --metrics-port (or --metrics-port-file alone: an OS-chosen port written there), GET
 // /metrics on that port (same --host) serves WorkerMetrics in the Prometheus text format, and
@@ -28,13 +33,14 @@
 #include "common/logging.h"
 #include "common/model_args.h"
 #include "common/termination_signal.h"
+#include "common/tls_files.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "proto/grpc_tls.h"
 #include "worker/worker_drain.h"
 #include "worker/worker_metrics.h"
 #include "worker/worker_runtime.h"
@@ -79,6 +85,19 @@ int Run(int argc, char** argv) {
                    "instead of the one the router names (used only when it names one)");
   ModelArgs model_args;
   model_args.Register(parser);
+  TlsFiles tls;
+  parser.AddString("tls-cert", &tls.cert_file,
+                   "PEM certificate (chain) of this worker's gRPC port: serve TLS (also presented "
+                   "to rank 0 when this rank dials it)");
+  parser.AddString("tls-key", &tls.key_file, "PEM private key of --tls-cert");
+  parser.AddString("tls-client-ca", &tls.client_ca_file,
+                   "PEM CA: the router and the other ranks must present a certificate it signed "
+                   "(mutual TLS)");
+  parser.AddString("tls-ca", &tls.ca_file,
+                   "PEM CA that signed rank 0's certificate (needed with --tls-cert: this rank "
+                   "dials rank 0 with TLS)");
+  parser.AddString("tls-server-name", &tls.server_name,
+                   "The name rank 0's certificate holds, if not the host of its address");
   parser.AddString("log-level", &log_level, "trace, debug, info, warn, error");
   parser.AddInt("metrics-port", &metrics_port,
                 "Serve Prometheus metrics at GET /metrics and liveness at GET /health on this "
@@ -114,6 +133,15 @@ int Run(int argc, char** argv) {
                  drain_timeout_s);
     return 2;
   }
+  // The ranks of a replica share one configuration: rank 0 serves TLS exactly when this rank
+  // does, so this rank dials it with TLS exactly then.
+  const absl::Status tls_valid = tls.ValidatePeer();
+  const absl::StatusOr<TlsPem> tls_pem =
+      tls_valid.ok() ? tls.Load() : absl::StatusOr<TlsPem>(tls_valid);
+  if (!tls_pem.ok()) {
+    std::fprintf(stderr, "pagoda-worker: %s\n", std::string(tls_pem.status().message()).c_str());
+    return 2;
+  }
   if (absl::Status status = InitLogging("pagoda-worker", log_level); !status.ok()) {
     std::fprintf(stderr, "pagoda-worker: %s\n", std::string(status.message()).c_str());
     return 2;
@@ -127,14 +155,13 @@ int Run(int argc, char** argv) {
                          .weight_dtype = memory->weight_dtype,
                          .kv_cache_dtype = memory->kv_cache_dtype,
                          .metrics = &metrics,
-                         .connect_store = ConnectGrpcRendezvousStore});
+                         .connect_store = GrpcRendezvousConnector(*tls_pem)});
   WorkerService service(&runtime, [] { RequestTermination(); });
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(absl::StrCat(host, ":", port), grpc::InsecureServerCredentials(),
-                           &bound_port);
+  builder.AddListeningPort(absl::StrCat(host, ":", port), ServerCredentials(*tls_pem), &bound_port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);
@@ -147,7 +174,10 @@ int Run(int argc, char** argv) {
     PAGODA_LOG(error, "cannot write the port file {}", port_file);
     return 1;
   }
-  PAGODA_LOG(info, "listening on {}:{}", host, bound_port);
+  PAGODA_LOG(info, "listening on {}:{}{}", host, bound_port,
+             !tls.enabled()               ? ""
+             : tls_pem->client_ca.empty() ? " (TLS)"
+                                          : " (mutual TLS)");
 
   httplib::Server metrics_server;
   std::thread metrics_thread;

@@ -48,9 +48,10 @@ internal::HealthResponse::State ToProto(WorkerState state) {
 
 }  // namespace
 
-std::unique_ptr<RendezvousStore> ConnectGrpcRendezvousStore(const std::string& rank0_address,
-                                                            absl::Duration timeout) {
-  return std::make_unique<GrpcRendezvousStore>(rank0_address, timeout);
+ConnectRendezvousStore GrpcRendezvousConnector(const TlsPem& tls) {
+  return [tls](const std::string& rank0_address, absl::Duration timeout) {
+    return std::make_unique<GrpcRendezvousStore>(rank0_address, timeout, tls);
+  };
 }
 
 WorkerService::WorkerService(WorkerRuntime* runtime, std::function<void()> request_exit)

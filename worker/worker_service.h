@@ -4,14 +4,15 @@
 // serves the runtime's bootstrap store (StoreSet / StoreGet) that the other ranks meet through
 // while they join the communicator.
 //
-//   WorkerRuntime runtime({.comm_host = "10.0.0.7", .connect_store = ConnectGrpcRendezvousStore});
-//   WorkerService service(&runtime, [] { RequestTermination(); });
+//   WorkerRuntime runtime({.comm_host = "10.0.0.7", .connect_store =
+//   GrpcRendezvousConnector(tls)}); WorkerService service(&runtime, [] { RequestTermination(); });
 //   grpc::ServerBuilder builder;
 //   builder.RegisterService(&service);
 #pragma once
 
 #include <functional>
 
+#include "common/tls_files.h"
 #include "pagoda/internal/worker.grpc.pb.h"
 #include "worker/worker_runtime.h"
 
@@ -43,8 +44,7 @@ class WorkerService final : public internal::Worker::Service {
 };
 
 /// The WorkerRuntime's ConnectRendezvousStore over gRPC: a GrpcRendezvousStore to rank 0's
-/// Worker service.
-std::unique_ptr<RendezvousStore> ConnectGrpcRendezvousStore(const std::string& rank0_address,
-                                                            absl::Duration timeout);
+/// Worker service, over TLS when `tls` has a CA.
+ConnectRendezvousStore GrpcRendezvousConnector(const TlsPem& tls);
 
 }  // namespace pagoda

@@ -797,7 +797,8 @@ void HttpServer::HandleReady(httplib::Response& res) const {
     list.push_back({{"index", i},
                     {"state", std::string(ReplicaStateName(status.state))},
                     {"num_running_requests", status.stats.num_running_requests},
-                    {"num_waiting_requests", status.stats.num_waiting_requests}});
+                    {"num_waiting_requests", status.stats.num_waiting_requests},
+                    {"last_error", status.last_error}});
   }
   const bool ready = Ready();
   res.status = ready ? 200 : 503;

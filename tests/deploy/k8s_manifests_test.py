@@ -12,9 +12,14 @@
 - images are ones deploy/docker builds and carry the binary the container runs; pods run as the
   images' user with a read-only root, no capabilities and /tmp on an emptyDir; GPU overlays ask
   for nvidia.com/gpu; multinode-tp4 spreads ranks over nodes and sets NCCL's socket transport;
-- then the binaries run with each overlay's arguments (ports, model path and worker addresses
-  moved to this machine): every probe and every scrape path answers 200 on the port the
-  manifest names, gRPC probes answer SERVING, and the adapter's series is exported.
+- an overlay with internal TLS (components/internal-tls) mounts the Secret its Certificate
+  writes in the router and every worker, at the paths their --*tls-* flags name, and the
+  certificate holds the name and the usages those flags expect;
+- then the binaries run with each overlay's arguments (ports, model path, worker addresses and
+  the internal certificates (made here with openssl) moved to this machine): every probe and
+  every scrape path answers 200 on the port the manifest names, gRPC probes answer SERVING, the
+  router readies its worker (over mutual TLS where the overlay has it), and the adapter's
+  series is exported.
 
     k8s_manifests_test.py --bin-dir build/bin --source-dir . --shared-dir ../shared
 """
@@ -47,6 +52,8 @@ DOCKERFILES = {"pagoda-cpu": "cpu.Dockerfile", "pagoda-router": "router.Dockerfi
                "pagoda-worker-cuda": "worker-cuda.Dockerfile"}
 # Init containers that run a shell, not a Pagoda binary (their flags are not checked).
 SHELL_CONTAINERS = {"fetch-model"}
+# Where components/internal-tls mounts the internal certificate (Secret pagoda-internal-tls).
+INTERNAL_TLS_DIR = "/etc/pagoda/internal-tls"
 ADDRESS = re.compile(r"^(?P<pod>[a-z0-9-]+)-(?P<ordinal>\d+)\.(?P<service>[a-z0-9-]+):(?P<port>\d+)$")
 
 
@@ -307,6 +314,44 @@ class ManifestTest(unittest.TestCase):
                                                   template["spec"]["containers"][0]["volumeMounts"]},
                                       f"--model={path} but no volume at /models")
 
+    def test_internal_tls_mounts_the_certificate_its_flags_name(self):
+        overlays = 0
+        for name, docs in self.overlays():
+            certificates = dt.find(docs, "Certificate", "pagoda-internal-tls")
+            if not certificates:
+                continue
+            overlays += 1
+            spec = certificates[0]["spec"]
+            issuer = dt.find(docs, "Issuer", spec["issuerRef"]["name"])
+            self.assertEqual(len(issuer), 1, f"{name}: the Certificate's Issuer")
+            self.assertEqual(set(spec["usages"]) & {"server auth", "client auth"},
+                             {"server auth", "client auth"})
+            expected = {
+                "pagoda-router": {"worker-tls-ca": "ca.crt", "worker-tls-cert": "tls.crt",
+                                  "worker-tls-key": "tls.key"},
+                "pagoda-worker": {"tls-cert": "tls.crt", "tls-key": "tls.key",
+                                  "tls-ca": "ca.crt", "tls-client-ca": "ca.crt"}}
+            server_name = {"pagoda-router": "worker-tls-server-name",
+                           "pagoda-worker": "tls-server-name"}
+            for workload, template in dt.pod_templates(docs):
+                with self.subTest(overlay=name, workload=workload["metadata"]["name"]):
+                    c = template["spec"]["containers"][0]
+                    flags = flag_map(c)
+                    binary = c["command"][0]
+                    for flag, key in expected[binary].items():
+                        self.assertEqual(flags.get(flag), f"{INTERNAL_TLS_DIR}/{key}", flag)
+                    self.assertIn(flags[server_name[binary]], spec["dnsNames"])
+                    mounts = [m for m in c["volumeMounts"] if m["mountPath"] == INTERNAL_TLS_DIR]
+                    self.assertEqual(len(mounts), 1)
+                    self.assertTrue(mounts[0]["readOnly"])
+                    volume = [v for v in template["spec"]["volumes"]
+                              if v["name"] == mounts[0]["name"]][0]
+                    self.assertEqual(volume["secret"]["secretName"], spec["secretName"])
+                    if binary == "pagoda-worker":
+                        self.assertNotIn("grpc", c["livenessProbe"], "the kubelet's gRPC probe "
+                                         "cannot speak TLS")
+        self.assertGreaterEqual(overlays, 1, "no overlay uses components/internal-tls")
+
     def test_images_security_and_hardware(self):
         for name, docs in self.overlays():
             with self.subTest(overlay=name):
@@ -382,6 +427,24 @@ def grpc_health(port):
     return response[1] if len(response) == 2 and response[0] == 0x08 else None
 
 
+def make_internal_certificate(out):
+    """The Secret components/internal-tls mounts, as cert-manager writes it (ca.crt, tls.crt,
+    tls.key), made with openssl: a CA and a certificate for pagoda-worker it signs."""
+    os.makedirs(out)
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=out, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=ca", "-keyout", "ca.key",
+            "-out", "ca.crt")
+    openssl("req", *ec, "-subj", "/CN=pagoda-worker", "-keyout", "tls.key", "-out", "tls.csr")
+    with open(os.path.join(out, "tls.ext"), "w") as f:
+        f.write("subjectAltName=DNS:pagoda-worker\nextendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "tls.ext", "-out", "tls.crt")
+
+
 class ServedEndpointsTest(unittest.TestCase):
     """Each overlay's router and worker arguments, run here."""
 
@@ -390,6 +453,8 @@ class ServedEndpointsTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="pagoda_k8s_test_")
         cls.model = os.path.join(cls.tmp, "stories260K")
         pagoda_cluster.convert_stories(cls.model)
+        cls.tls_dir = os.path.join(cls.tmp, "internal-tls")
+        make_internal_certificate(cls.tls_dir)
 
     @classmethod
     def tearDownClass(cls):
@@ -404,6 +469,7 @@ class ServedEndpointsTest(unittest.TestCase):
         for arg in container["args"]:
             name, _, value = arg[2:].partition("=")
             value = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)
+            value = value.replace(INTERNAL_TLS_DIR, self.tls_dir)
             if name in ports:
                 value = str(ports[name])
             elif name == "host":

@@ -5,7 +5,8 @@ kubernetes-validate bundles (strict: unknown fields fail) for the oldest and new
 releases the manifests claim, 1.28 and 1.32. The prometheus-operator resources (ServiceMonitor,
 PrometheusRule) are checked against the minimal schemas in
 tests/data/k8s/prometheus_operator_schemas.yaml, and their PromQL with promtool where the
-Prometheus package is installed. No kind is skipped: an object of any other kind fails.
+Prometheus package is installed; the cert-manager ones (Issuer, Certificate) against
+tests/data/k8s/cert_manager_schemas.yaml. No kind is skipped: an object of any other kind fails.
 
     k8s_render_test.py --bin-dir build/bin --source-dir . --shared-dir ../shared
 """
@@ -27,16 +28,20 @@ import deploy_testing as dt  # noqa: E402
 
 KUBERNETES_VERSIONS = ["1.28.0", "1.32.0"]
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"),
-                ("monitoring.coreos.com/v1", "PrometheusRule")}
+                ("monitoring.coreos.com/v1", "PrometheusRule"),
+                ("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
 # Kinds deliberately not validated, by name, with the reason. Empty: every kind is checked.
 SKIPPED_KINDS = {}
-EXPECTED_OVERLAYS = {"cpu-demo", "gpu-tp1", "gpu-tp2", "multinode-tp4", "gpu-tp1-autoscaling"}
+EXPECTED_OVERLAYS = {"cpu-demo", "cpu-demo-mtls", "gpu-tp1", "gpu-tp2", "multinode-tp4",
+                     "gpu-tp1-autoscaling"}
 
 
 def custom_schemas():
-    path = os.path.join(dt.SOURCE_DIR, "tests", "data", "k8s", "prometheus_operator_schemas.yaml")
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    schemas = {}
+    for name in ("prometheus_operator_schemas.yaml", "cert_manager_schemas.yaml"):
+        with open(os.path.join(dt.SOURCE_DIR, "tests", "data", "k8s", name), encoding="utf-8") as f:
+            schemas.update(yaml.safe_load(f))
+    return schemas
 
 
 def validate_builtin(doc, version):
@@ -111,6 +116,11 @@ class RenderTest(unittest.TestCase):
         monitor["spec"]["endpoint"] = monitor["spec"].pop("endpoints")
         with self.assertRaises(jsonschema.ValidationError):
             validate_custom(monitor, schemas)
+        certificate = copy.deepcopy(
+            dt.find(dt.render(dt.overlay_dirs()["cpu-demo-mtls"]), "Certificate")[0])
+        certificate["spec"]["usages"] = ["client-auth"]
+        with self.assertRaises(jsonschema.ValidationError):
+            validate_custom(certificate, schemas)
         rule = copy.deepcopy(dt.find(docs, "PrometheusRule")[0])
         rule["spec"]["groups"][0]["rules"][0]["for"] = "1 minute"
         with self.assertRaises(jsonschema.ValidationError):

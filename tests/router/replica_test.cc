@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/simulated_executor.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/stories260k.h"
@@ -88,6 +89,24 @@ TEST_F(ReplicaTest, StartsAtTheFirstHealthTick) {
   EXPECT_EQ(replica->state(), ReplicaState::kReady);
   EXPECT_NE(replica->engine(), nullptr);
   EXPECT_EQ(replica->status().num_restarts, 0);
+}
+
+TEST_F(ReplicaTest, WorkersThatDoNotAnswerAreTheLastErrorAndNoStartIsTried) {
+  // Nothing listens on port 1: the health check before any Init fails (as a TLS handshake that
+  // fails does), and the status says which worker and why.
+  ExecutorFactory factory(/*succeed_from=*/1);
+  Replica replica(ReplicaOptions{.executor = {.worker_addresses = {"127.0.0.1:1"}},
+                                 .make_executor = [&factory](uint64_t) { return factory.Make(); },
+                                 .engine = {.max_model_len = 256},
+                                 .tokenizer = tokenizer_.get(),
+                                 .health_interval = kHealthInterval,
+                                 .clock = &clock_});
+  ASSERT_TRUE(clock_.BlockUntilWaits(1));
+  Advance(kHealthInterval);
+  EXPECT_EQ(factory.calls(), 0);
+  EXPECT_EQ(replica.state(), ReplicaState::kDown);
+  EXPECT_THAT(replica.status().last_error,
+              ::testing::StartsWith("worker rank 0 (127.0.0.1:1) does not answer: "));
 }
 
 TEST_F(ReplicaTest, FailedStartsBackOffExponentially) {
