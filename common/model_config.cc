@@ -31,6 +31,8 @@ constexpr Architecture kArchitectures[] = {
     {"Qwen2ForCausalLM", "qwen2", 32768},
     {"Qwen3ForCausalLM", "qwen3", 32768},
     {"Phi3ForCausalLM", "phi3", 4096},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", 32768},
+    {"MixtralForCausalLM", "mixtral", 4096 * 32},
 };
 // clang-format on
 
@@ -252,6 +254,49 @@ absl::Status AddEosTokenIds(const FieldReader& reader, std::vector<int64_t>& ids
   return absl::OkStatus();
 }
 
+// The mixture-of-experts fields of Qwen3-MoE and Mixtral, with transformers' defaults.
+absl::Status ParseExperts(const FieldReader& reader, ModelConfig& out) {
+  const bool mixtral = out.architecture == "MixtralForCausalLM";
+  const char* experts_field = mixtral ? "num_local_experts" : "num_experts";
+  ASSIGN_OR_RETURN(out.num_experts, reader.PositiveInt(experts_field, mixtral ? 8 : 128));
+  ASSIGN_OR_RETURN(out.num_experts_per_tok,
+                   reader.PositiveInt("num_experts_per_tok", mixtral ? 2 : 8));
+  if (out.num_experts_per_tok > out.num_experts) {
+    return reader.Error("num_experts_per_tok",
+                        absl::StrCat("(", out.num_experts_per_tok, ") exceeds ", experts_field,
+                                     " (", out.num_experts, ")"));
+  }
+  if (mixtral) {
+    // Mixtral's experts are its MLPs (w1/w3/w2 of intermediate_size); its router always
+    // renormalises the top k (MixtralSparseMoeBlock).
+    out.moe_intermediate_size = out.intermediate_size;
+    out.norm_topk_prob = true;
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(out.moe_intermediate_size, reader.PositiveInt("moe_intermediate_size", 768));
+  ASSIGN_OR_RETURN(out.norm_topk_prob, reader.Bool("norm_topk_prob", false));
+  ASSIGN_OR_RETURN(out.decoder_sparse_step, reader.PositiveInt("decoder_sparse_step", 1));
+  if (const json* layers = reader.Get("mlp_only_layers")) {
+    if (!layers->is_array()) return reader.TypeError("mlp_only_layers", "a list of layer indices");
+    for (const json& item : *layers) {
+      std::optional<int64_t> layer = FieldReader::AsInt(item);
+      if (!layer || *layer < 0 || *layer >= out.num_hidden_layers) {
+        return reader.Error("mlp_only_layers",
+                            absl::StrCat("holds ", item.dump(), ", not a layer index in [0, ",
+                                         out.num_hidden_layers, ")"));
+      }
+      out.mlp_only_layers.push_back(*layer);
+    }
+  }
+  ASSIGN_OR_RETURN(std::optional<int64_t> shared,
+                   reader.OptionalInt("shared_expert_intermediate_size"));
+  if (shared && *shared > 0) {
+    return reader.Error("shared_expert_intermediate_size",
+                        "is set: shared experts are not supported");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source) {
   if (!config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
@@ -291,7 +336,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   const bool is_llama = out.architecture == "LlamaForCausalLM";
   const bool is_qwen2 = out.architecture == "Qwen2ForCausalLM";
-  const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM";
+  const bool is_qwen3_moe = out.architecture == "Qwen3MoeForCausalLM";
+  const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM" || is_qwen3_moe;
+  const bool is_mixtral = out.architecture == "MixtralForCausalLM";
   const bool is_phi3 = out.architecture == "Phi3ForCausalLM";
 
   ASSIGN_OR_RETURN(out.vocab_size, reader.PositiveInt("vocab_size"));
@@ -366,6 +413,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   out.qk_norm = is_qwen3;
   out.fused_projections = is_phi3;  // Phi3Attention and Phi3MLP have no biases
+  if (is_qwen3_moe || is_mixtral) RETURN_IF_ERROR(ParseExperts(reader, out));
 
   // Sliding-window attention: Mistral's window covers every layer; Qwen2/Qwen3 turn it on with
   // use_sliding_window for the layers from max_window_layers on (transformers' Qwen2Attention). A
@@ -377,8 +425,8 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   if (sliding) {
     ASSIGN_OR_RETURN(std::optional<int64_t> window, reader.OptionalInt("sliding_window"));
     // transformers' Mistral/Qwen2 configs default the window to 4096 when the key is absent
-    // (Phi3Config to none; Phi-3-mini-4k has 2047, every layer).
-    if (config.find("sliding_window") == config.end() && !is_phi3) window = 4096;
+    // (Phi3Config and MixtralConfig to none; Phi-3-mini-4k has 2047, every layer).
+    if (config.find("sliding_window") == config.end() && !is_phi3 && !is_mixtral) window = 4096;
     if (window && *window <= 0) {
       return reader.Error("sliding_window", absl::StrCat("must be positive, got ", *window));
     }
@@ -420,7 +468,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
                              &qkv_rows) ||
       __builtin_mul_overflow(qkv_rows, out.hidden_size, &count) || count > (int64_t{1} << 40) ||
       out.vocab_size * out.hidden_size > (int64_t{1} << 40) ||
-      out.intermediate_size * out.hidden_size > (int64_t{1} << 39);
+      out.intermediate_size * out.hidden_size > (int64_t{1} << 39) || out.num_experts > 65536 ||
+      out.moe_intermediate_size > kMaxDim ||
+      out.num_experts * out.moe_intermediate_size * out.hidden_size > (int64_t{1} << 42);
   if (implausible) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": model sizes are implausibly large"));
   }
@@ -464,6 +514,11 @@ absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
   }
   RETURN_IF_ERROR(AddEosTokenIds(FieldReader(*parsed, generation_path), config.eos_token_ids));
   return config;
+}
+
+bool ModelConfig::IsMoeLayer(int64_t layer) const {
+  return num_experts > 0 && (layer + 1) % decoder_sparse_step == 0 &&
+         std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
 }
 
 std::string ModelConfig::ToJson() const {
@@ -511,8 +566,9 @@ std::string ModelConfig::ToJson() const {
     config["mlp_bias"] = false;
   } else if (architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM") {
     config["sliding_window"] = sliding_window > 0 ? json(sliding_window) : json(nullptr);
-  } else if (architecture == "Qwen2ForCausalLM" || architecture == "Qwen3ForCausalLM") {
-    if (architecture == "Qwen3ForCausalLM") config["attention_bias"] = attention_bias;
+  } else if (architecture == "Qwen2ForCausalLM" || architecture == "Qwen3ForCausalLM" ||
+             architecture == "Qwen3MoeForCausalLM") {
+    if (architecture != "Qwen2ForCausalLM") config["attention_bias"] = attention_bias;
     config["use_sliding_window"] = sliding_window > 0;
     if (sliding_window > 0) {
       config["sliding_window"] = sliding_window;
@@ -522,6 +578,17 @@ std::string ModelConfig::ToJson() const {
       }
       config["max_window_layers"] = first_sliding_layer;
     }
+  }
+  if (architecture == "Qwen3MoeForCausalLM") {
+    config["num_experts"] = num_experts;
+    config["num_experts_per_tok"] = num_experts_per_tok;
+    config["moe_intermediate_size"] = moe_intermediate_size;
+    config["norm_topk_prob"] = norm_topk_prob;
+    config["decoder_sparse_step"] = decoder_sparse_step;
+    config["mlp_only_layers"] = mlp_only_layers;
+  } else if (architecture == "MixtralForCausalLM") {
+    config["num_local_experts"] = num_experts;
+    config["num_experts_per_tok"] = num_experts_per_tok;
   }
   config["bos_token_id"] = bos_token_id >= 0 ? json(bos_token_id) : json(nullptr);
   if (eos_token_ids.empty()) {
@@ -550,6 +617,10 @@ std::string TensorParallelMismatch(const ModelConfig& config, int64_t size) {
   }
   if (config.intermediate_size % size != 0) {
     return absl::StrCat("intermediate_size (", config.intermediate_size,
+                        ") is not divisible by the tensor parallel size ", size);
+  }
+  if (config.moe_intermediate_size % size != 0) {
+    return absl::StrCat("moe_intermediate_size (", config.moe_intermediate_size,
                         ") is not divisible by the tensor parallel size ", size);
   }
   return "";

@@ -2,7 +2,7 @@
 //
 // Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
 // Qwen3ForCausalLM, Phi3ForCausalLM (fused qkv_proj / gate_up_proj checkpoints, partial rotary,
-// LongRoPE). Every field
+// LongRoPE), and the mixtures of experts Qwen3MoeForCausalLM and MixtralForCausalLM. Every field
 // is validated (positive sizes, heads dividing hidden size, KV heads dividing heads, known
 // rope_scaling type and dtype); errors name the file and the field.
 //
@@ -54,6 +54,21 @@ struct ModelConfig {
   /// max_window_layers on). Empty with sliding_window > 0: every layer slides (Mistral).
   std::vector<bool> sliding_layers;
 
+  // Mixture of experts (Qwen3-MoE, Mixtral): a sparse layer's MLP is num_experts SwiGLU experts
+  // of width moe_intermediate_size, of which a router picks num_experts_per_tok per token.
+  // num_experts 0: every layer is dense (intermediate_size).
+  int64_t num_experts = 0;            // Qwen3-MoE num_experts, Mixtral num_local_experts
+  int64_t num_experts_per_tok = 0;    // top-k, in [1, num_experts]
+  int64_t moe_intermediate_size = 0;  // each expert's width (Mixtral: its intermediate_size)
+  /// The chosen experts' weights: softmax over all experts' logits, then renormalised to sum 1
+  /// over the top k (true; Mixtral always) or kept as they are (false).
+  bool norm_topk_prob = false;
+  int64_t decoder_sparse_step = 1;       // Qwen3-MoE: layer i is sparse when (i + 1) % step == 0
+  std::vector<int64_t> mlp_only_layers;  // Qwen3-MoE: layers that stay dense regardless
+
+  /// Whether `layer`'s MLP is the mixture of experts (transformers' Qwen3MoeDecoderLayer rule).
+  bool IsMoeLayer(int64_t layer) const;
+
   /// Parses config.json text; `source` (the path) prefixes every error message.
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text, std::string_view source);
   /// Reads DIR/config.json, and the stop ids of DIR/generation_config.json when there is one.
@@ -77,7 +92,8 @@ struct ModelConfig {
 inline constexpr int64_t kMaxTensorParallelSize = 64;
 
 /// OK when the model can be split over `size` tensor-parallel ranks (Megatron sharding:
-/// num_attention_heads and intermediate_size divisible by it, num_key_value_heads divisible by it
+/// num_attention_heads, intermediate_size and moe_intermediate_size divisible by it,
+/// num_key_value_heads divisible by it
 /// or a divisor of it); otherwise InvalidArgument naming the field that does not divide and the
 /// sizes that would work, e.g. "num_attention_heads (9) is not divisible by the tensor parallel
 /// size 2; tensor parallel sizes that work for this model: 1, 3, 9". Checked up front by every

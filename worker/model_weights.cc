@@ -387,15 +387,23 @@ absl::StatusOr<ModelWeights> LoadGguf(const ModelConfig& config, const ShardLayo
       return absl::NotFoundError(absl::StrCat(path, ": tensor ", slot.gguf_name, " (", slot.hf_name,
                                               ") is missing from the file"));
     }
-    if (tensor->shape != slot.shape) {
+    // An expert's matrix is one of a stacked [num_experts, rows, cols] tensor.
+    std::vector<int64_t> shape = slot.shape;
+    if (slot.gguf_expert >= 0) shape.insert(shape.begin(), slot.gguf_num_experts);
+    if (tensor->shape != shape) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": tensor ", slot.gguf_name, " has shape ", ShapeString(tensor->shape),
-                       " but the file's metadata implies ", ShapeString(slot.shape)));
+                       " but the file's metadata implies ", ShapeString(shape)));
     }
-    sources.by_slot[s] = {.dtype = tensor->dtype,
-                          .data = tensor->data,
-                          .file = &gguf->source(),
-                          .rope_permuted = permuted};
+    std::span<const std::byte> data = tensor->data;
+    if (slot.gguf_expert >= 0) {
+      ASSIGN_OR_RETURN(const int64_t row_bytes, RowBytes(tensor->dtype, slot.cols()));
+      const int64_t matrix_bytes = slot.shape[0] * row_bytes;
+      data = data.subspan(static_cast<size_t>(slot.gguf_expert * matrix_bytes),
+                          static_cast<size_t>(matrix_bytes));
+    }
+    sources.by_slot[s] = {
+        .dtype = tensor->dtype, .data = data, .file = &gguf->source(), .rope_permuted = permuted};
   }
   for (const GgufTensor& tensor : gguf->tensors()) {
     if (!expected.contains(std::string(tensor.name)) && !plan.ignorable_gguf(tensor.name)) {
@@ -459,8 +467,11 @@ int64_t ModelWeights::num_bytes() const {
     add(layer.k_norm);
     add(layer.o_bias);
     add(layer.post_attention_layernorm);
-    for (const LinearWeight* w :
-         {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj, &layer.down_proj}) {
+    std::vector<const LinearWeight*> linears = {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj,
+                                                &layer.down_proj, &layer.experts.router};
+    for (const LinearWeight& w : layer.experts.gate_up_proj) linears.push_back(&w);
+    for (const LinearWeight& w : layer.experts.down_proj) linears.push_back(&w);
+    for (const LinearWeight* w : linears) {
       for (const Tensor& part : w->parts) add(part);
     }
   }

@@ -58,6 +58,16 @@ struct LinearWeight {
                                  std::span<const float> values);
 };
 
+/// A sparse layer's mixture of experts (Qwen3-MoE, Mixtral). Every rank holds the whole router
+/// and its slice of every expert (moe_intermediate as in ShardLayout).
+struct ExpertWeights {
+  LinearWeight router;                     // [num_experts, hidden]
+  std::vector<LinearWeight> gate_up_proj;  // [num_experts] of [2 * moe_intermediate, hidden]
+  std::vector<LinearWeight> down_proj;     // [num_experts] of [hidden, moe_intermediate]
+
+  bool empty() const { return router.empty(); }
+};
+
 // Sizes are local to the shard: q_size, kv_size and intermediate as in ShardLayout.
 struct LayerWeights {
   Tensor input_layernorm;           // fp32 [hidden]
@@ -68,8 +78,9 @@ struct LayerWeights {
   LinearWeight o_proj;              // [hidden, q_size]
   Tensor o_bias;                    // fp32 [hidden]; empty without bias and off rank 0
   Tensor post_attention_layernorm;  // fp32 [hidden]
-  LinearWeight gate_up_proj;        // [2 * intermediate, hidden] rows: gate, up
-  LinearWeight down_proj;           // [hidden, intermediate]
+  LinearWeight gate_up_proj;        // [2 * intermediate, hidden] rows: gate, up; empty when sparse
+  LinearWeight down_proj;           // [hidden, intermediate]; empty when sparse
+  ExpertWeights experts;            // config.IsMoeLayer(layer) only
 };
 
 struct ModelWeights {

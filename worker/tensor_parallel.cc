@@ -40,6 +40,8 @@ absl::StatusOr<ShardLayout> ComputeShardLayout(const ModelConfig& config,
   }
   layout.intermediate_size = config.intermediate_size / size;
   layout.intermediate_begin = rank * layout.intermediate_size;
+  layout.expert_width = config.moe_intermediate_size / size;
+  layout.expert_begin = rank * layout.expert_width;
   layout.vocab_rows = (config.vocab_size + size - 1) / size;
   layout.vocab_begin = rank * layout.vocab_rows;
   layout.vocab_valid_rows =

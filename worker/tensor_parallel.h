@@ -38,6 +38,8 @@ struct ShardLayout {
   int64_t kv_head_begin = 0;       // global index of the first local KV head
   int64_t intermediate_size = 0;   // local MLP width
   int64_t intermediate_begin = 0;  // global index of the first local MLP column
+  int64_t expert_width = 0;        // local width of each expert (0 without experts)
+  int64_t expert_begin = 0;        // global index of the first local expert column
   int64_t vocab_rows = 0;          // V': LM head rows per rank (padding included)
   int64_t vocab_begin = 0;         // global index of the first local LM head row
   int64_t vocab_valid_rows = 0;    // local rows inside the vocabulary (the rest are padding)

@@ -29,6 +29,7 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"qwen2", "Qwen2ForCausalLM", false},
     {"qwen3", "Qwen3ForCausalLM", false},  // not permuted either: the converter's Qwen2Model
     {"phi3", "Phi3ForCausalLM", false},    // nor Phi3MiniModel's fused attn_qkv (NEOX RoPE)
+    {"qwen3moe", "Qwen3MoeForCausalLM", false},
 };
 
 const GgufArchitecture* FindArchitecture(const GgufFile& file) {
@@ -255,6 +256,46 @@ absl::Status ReadPhi3LongRope(const GgufFile& file, const KeyReader& keys, Model
   return absl::OkStatus();
 }
 
+// The mixture of experts as llama.cpp's converter writes it: {arch}.expert_count (Mixtral's
+// num_local_experts, Qwen3-MoE's num_experts), expert_used_count (num_experts_per_tok) and, for
+// qwen3moe, expert_feed_forward_length (moe_intermediate_size; a `llama` file's experts are its
+// feed_forward_length wide: Mixtral). The converter writes neither Qwen3-MoE's norm_topk_prob
+// nor its dense layers: llama.cpp's qwen3moe graph renormalises the top k and makes every layer
+// sparse, and so does this config, unless {arch}.expert_weights_norm says otherwise.
+absl::Status ReadExperts(const GgufFile& file, const KeyReader& keys, std::string_view arch,
+                         ModelConfig& out) {
+  const std::string count_key = keys.Key("expert_count");
+  const bool moe_arch = arch == "qwen3moe";
+  if (file.FindMetadata(count_key) == nullptr) {
+    if (moe_arch) return keys.Error(count_key, "is required for a qwen3moe file");
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(uint64_t experts, file.GetU64(count_key));
+  if (experts == 0) {
+    if (moe_arch) return keys.Error(count_key, "is 0: a qwen3moe file needs experts");
+    return absl::OkStatus();
+  }
+  if (arch != "llama" && !moe_arch) {
+    return keys.Unsupported(
+        count_key, absl::StrCat("is set: mixture-of-experts is not supported for ", Av(arch),
+                                " (supported: llama, qwen3moe)"));
+  }
+  ASSIGN_OR_RETURN(out.num_experts, keys.PositiveInt(count_key, 65536));
+  const std::string used_key = keys.Key("expert_used_count");
+  ASSIGN_OR_RETURN(out.num_experts_per_tok, keys.PositiveInt(used_key, out.num_experts));
+  out.moe_intermediate_size = out.intermediate_size;
+  if (moe_arch || file.FindMetadata(keys.Key("expert_feed_forward_length")) != nullptr) {
+    ASSIGN_OR_RETURN(out.moe_intermediate_size,
+                     keys.PositiveInt(keys.Key("expert_feed_forward_length"), kMaxDim));
+  }
+  out.norm_topk_prob = true;
+  if (const std::string key = keys.Key("expert_weights_norm"); file.FindMetadata(key) != nullptr) {
+    ASSIGN_OR_RETURN(out.norm_topk_prob, file.GetBool(key));
+  }
+  if (arch == "llama") out.architecture = "MixtralForCausalLM";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool GgufRopeIsInterleaved(const GgufFile& file) {
@@ -269,16 +310,12 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   if (arch == nullptr) {
     return absl::UnimplementedError(
         absl::StrCat(src, ": metadata key \"general.architecture\" is \"", Av(arch_name),
-                     "\", which is not supported (supported: llama, qwen2, qwen3, phi3)"));
+                     "\", which is not supported (supported: llama, qwen2, qwen3, qwen3moe, phi3)"));
   }
   const KeyReader keys(file, arch->gguf_name);
   ModelConfig out;
   out.architecture = std::string(arch->hf_name);
 
-  if (const std::string key = keys.Key("expert_count"); file.FindMetadata(key) != nullptr) {
-    ASSIGN_OR_RETURN(uint64_t experts, file.GetU64(key));
-    if (experts > 0) return keys.Unsupported(key, "is set: mixture-of-experts is not supported");
-  }
   ASSIGN_OR_RETURN(out.max_position_embeddings,
                    keys.PositiveInt(keys.Key("context_length"), kMaxDim));
   ASSIGN_OR_RETURN(out.hidden_size, keys.PositiveInt(keys.Key("embedding_length"), kMaxDim));
@@ -438,8 +475,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   }
   // Qwen3's per-head q/k RMSNorm: the weights are blk.N.attn_{q,k}_norm.weight, required by the
   // weight plan (a file without them fails to load naming the tensor).
-  out.qk_norm = arch->gguf_name == "qwen3";
+  out.qk_norm = arch->gguf_name == "qwen3" || arch->gguf_name == "qwen3moe";
   out.fused_projections = is_phi3;  // blk.N.attn_qkv and the [gate; up] blk.N.ffn_up
+  RETURN_IF_ERROR(ReadExperts(file, keys, arch->gguf_name, out));
   out.torch_dtype = DTypeOfFileType(file);
 
   int64_t qkv_rows = 0, count = 0;
@@ -448,7 +486,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
                              &qkv_rows) ||
       __builtin_mul_overflow(qkv_rows, out.hidden_size, &count) || count > (int64_t{1} << 40) ||
       out.vocab_size * out.hidden_size > (int64_t{1} << 40) ||
-      out.intermediate_size * out.hidden_size > (int64_t{1} << 39);
+      out.intermediate_size * out.hidden_size > (int64_t{1} << 39) ||
+      out.num_experts * out.moe_intermediate_size * out.hidden_size > (int64_t{1} << 42);
   if (implausible) {
     return absl::InvalidArgumentError(absl::StrCat(src, ": model sizes are implausibly large"));
   }

@@ -1,10 +1,12 @@
 // ModelConfig from a GGUF file's metadata, for the architectures `llama` (Llama 1-3, Mistral,
-// SmolLM2, TinyLlama), `qwen2`, `qwen3` (dense Qwen3: q/k norms blk.N.attn_{q,k}_norm, head_dim
-// from attention.key_length, which the converter writes from config.json's head_dim) and `phi3`
-// (Phi-3/3.5, Phi-4-mini: fused blk.N.attn_qkv and [gate; up] blk.N.ffn_up, partial rotary from
-// rope.dimension_count, LongRoPE from the tensors rope_factors_long/short.weight with
-// rope.scaling.original_context_length and rope.scaling.attn_factor, the window in
-// attention.sliding_window, 0 for none).
+// SmolLM2, TinyLlama; Mixtral when {arch}.expert_count > 0), `qwen2`, `qwen3` (dense Qwen3: q/k
+// norms blk.N.attn_{q,k}_norm, head_dim from attention.key_length, which the converter writes from
+// config.json's head_dim), `qwen3moe` (Qwen3-MoE: expert_count, expert_used_count,
+// expert_feed_forward_length; every layer sparse and the top k renormalised, as llama.cpp runs
+// it, unless expert_weights_norm is false) and `phi3` (Phi-3/3.5, Phi-4-mini: fused
+// blk.N.attn_qkv and [gate; up] blk.N.ffn_up, partial rotary from rope.dimension_count, LongRoPE
+// from the tensors rope_factors_long/short.weight with rope.scaling.original_context_length and
+// rope.scaling.attn_factor, the window in attention.sliding_window, 0 for none).
 //
 // Keys read (prefix "{arch}." = the value of general.architecture): context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count(_kv),
@@ -14,8 +16,8 @@
 // = no output.weight tensor. Llama 3 RoPE scaling is not in the metadata: llama.cpp's converter
 // stores the per-frequency divisors as the tensor rope_freqs.weight, from which the
 // Llama3RopeScaling parameters are recovered (and checked to reproduce every divisor). Missing,
-// mistyped or unsupported keys (per-layer head counts, experts, partial rotary, YaRN/linear
-// scaling) are errors naming the key.
+// mistyped or unsupported keys (per-layer head counts, experts outside llama/qwen3moe, partial
+// rotary, YaRN/linear scaling) are errors naming the key.
 //
 // RoPE layout: llama.cpp's converter permutes the Q and K projection rows of `llama` models for
 // GGML's RoPE, which rotates adjacent pairs (2i, 2i+1) of each head; Hugging Face's rotate_half

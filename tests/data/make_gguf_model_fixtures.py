@@ -225,6 +225,24 @@ def greedy(v, arch):
     return greedy_decode(lambda tokens: forward(v, arch, tokens)[-1], PROMPT, STEPS)
 
 
+def add_test_tokenizer(w, vocab):
+    """A SentencePiece-style `llama` vocabulary of `vocab` tokens: <unk>, <s> (BOS), </s> (EOS)."""
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, vocab)])
+    w.add_token_scores([float(-i) for i in range(vocab)])
+    w.add_token_types([2, 3, 3] + [1] * (vocab - 3))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+
+
+def write_out(w, path):
+    """Writes a GGUFWriter's header, metadata and tensors to `path`."""
+    w.write_header_to_file(path)
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def write_gguf(path, b, arch, name):
     w = gguf.GGUFWriter(path=None, arch=arch)
     w.add_name(name)
@@ -237,21 +255,13 @@ def write_gguf(path, b, arch, name):
     w.add_layer_norm_rms_eps(EPS)
     w.add_rope_freq_base(THETA)
     w.add_rope_dimension_count(HEAD_DIM)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, VOCAB)])
-    w.add_token_scores([float(-i) for i in range(VOCAB)])
-    w.add_token_types([2, 3, 3] + [1] * (VOCAB - 3))
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    add_test_tokenizer(w, VOCAB)
     for tname, (data, qtype) in b.ggml.items():
         if qtype in (Q.F32, Q.F16):
             w.add_tensor(tname, data)
         else:
             w.add_tensor(tname, data, raw_dtype=qtype)
-    w.write_header_to_file(path)
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_out(w, path)
 
 
 def write_safetensors(path, tensors):

@@ -33,7 +33,8 @@ import numpy as np
 
 import gguf
 from gguf import GGMLQuantizationType as Q
-from make_gguf_model_fixtures import attention, greedy_decode, stored, write_safetensors
+from make_gguf_model_fixtures import (add_test_tokenizer, attention, greedy_decode, stored,
+                                      write_out, write_safetensors)
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS, VOCAB = 64, 6, 2, 16, 96, 2, 96
 EPS, THETA, CONTEXT = 1e-6, 1000000.0, 128
@@ -142,18 +143,10 @@ def write_gguf(path, t, qtype, name):
     w.add_layer_norm_rms_eps(EPS)
     w.add_rope_freq_base(THETA)
     w.add_file_type(1 if qtype == Q.F16 else 0)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, VOCAB)])
-    w.add_token_scores([float(-i) for i in range(VOCAB)])
-    w.add_token_types([2, 3, 3] + [1] * (VOCAB - 3))
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    add_test_tokenizer(w, VOCAB)
     for hf_name, values in t.items():
         w.add_tensor(gguf_name(hf_name), stored(values, qtype if values.ndim == 2 else Q.F32))
-    w.write_header_to_file(path)
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_out(w, path)
 
 
 def write_hf(out_dir, t, tied):

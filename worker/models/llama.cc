@@ -14,6 +14,8 @@
 #include "kernels/rms_norm.h"
 #include "kernels/rotary.h"
 #include "worker/models/layers.h"
+#include "worker/models/moe.h"
+#include "worker/models/weight_planner.h"
 
 namespace pagoda {
 namespace {
@@ -24,59 +26,15 @@ float* Reserve(std::vector<float>& buffer, int64_t n) {
   return buffer.data();
 }
 
-// Builds the slots of one model, in load order.
-class Planner {
- public:
-  explicit Planner(WeightPlan& plan) : plan_(plan) {}
-
-  // Starts a new target (the next slots stack into it) and a new full tensor index.
-  void Target(Tensor* tensor) { StartTarget({.tensor = tensor}); }
-  void Target(LinearWeight* linear) { StartTarget({.linear = linear}); }
-
-  // Adds a slot holding the whole tensor at `full_offset` elements into the current target's
-  // unsharded tensor; Rows() and Cols() then narrow its window.
-  WeightSlot& Add(std::string hf_name, std::string gguf_name, std::vector<int64_t> shape,
-                  WeightKind kind, int64_t fan_in, int64_t full_offset = 0) {
-    WeightSlot& slot = plan_.slots.emplace_back();
-    slot.hf_name = std::move(hf_name);
-    slot.gguf_name = std::move(gguf_name);
-    slot.shape = std::move(shape);
-    slot.kind = kind;
-    slot.fan_in = fan_in;
-    slot.num_rows = slot.padded_rows = slot.shape[0];
-    slot.num_cols = slot.cols();
-    slot.target = static_cast<int32_t>(plan_.targets.size()) - 1;
-    slot.full_index = full_index_;
-    slot.full_offset = full_offset;
-    return slot;
-  }
-
-  static WeightSlot& Rows(WeightSlot& slot, int64_t begin, int64_t n) {
-    slot.row_begin = begin;
-    slot.num_rows = slot.padded_rows = n;
-    return slot;
-  }
-  static WeightSlot& Cols(WeightSlot& slot, int64_t begin, int64_t n) {
-    slot.col_begin = begin;
-    slot.num_cols = n;
-    return slot;
-  }
-
- private:
-  void StartTarget(WeightTarget target) {
-    plan_.targets.push_back(target);
-    ++full_index_;
-  }
-
-  WeightPlan& plan_;
-  uint64_t full_index_ = 0;
-};
-
 class LlamaModel final : public Model {
  public:
   LlamaModel(const ModelConfig& config, const ShardLayout& layout, ModelWeights weights,
              kernels::RopeCache rope)
-      : config_(config), layout_(layout), weights_(std::move(weights)), rope_(std::move(rope)) {}
+      : config_(config),
+        layout_(layout),
+        weights_(std::move(weights)),
+        rope_(std::move(rope)),
+        moe_(config, layout) {}
 
   absl::Status Forward(const ForwardContext& context, float* hidden) override;
   absl::Status ComputeLogits(const float* hidden, int64_t rows, float* logits) override;
@@ -99,6 +57,7 @@ class LlamaModel final : public Model {
   const ShardLayout layout_;
   const ModelWeights weights_;
   const kernels::RopeCache rope_;
+  MoeFeedForward moe_;  // the sparse layers' MLP (Qwen3-MoE, Mixtral)
 
   // Activations (capacity reused across steps); widths are this shard's (layout_).
   std::vector<float> residual_;  // [num_tokens, hidden]
@@ -178,12 +137,16 @@ absl::Status LlamaModel::RunLayer(const ForwardContext& context, int64_t layer, 
   RETURN_IF_ERROR(context.AllReduce(proj, num_tokens * config_.hidden_size));
   // residual += attention output; hidden = post_attention_layernorm(residual).
   RETURN_IF_ERROR(Norm(proj, w.post_attention_layernorm, hidden, residual_.data(), num_tokens));
-  float* gate_up = Reserve(gate_up_, num_tokens * 2 * inter);
-  RETURN_IF_ERROR(Linear(hidden, num_tokens, w.gate_up_proj, Tensor(), gate_up));
-  float* act = Reserve(act_, num_tokens * inter);
-  RETURN_IF_ERROR(
-      kernels::SiluAndMul({.input = gate_up, .output = act, .num_tokens = num_tokens, .d = inter}));
-  RETURN_IF_ERROR(Linear(act, num_tokens, w.down_proj, Tensor(), proj));
+  if (!w.experts.empty()) {
+    RETURN_IF_ERROR(moe_.Run(w.experts, hidden, num_tokens, proj));
+  } else {
+    float* gate_up = Reserve(gate_up_, num_tokens * 2 * inter);
+    RETURN_IF_ERROR(Linear(hidden, num_tokens, w.gate_up_proj, Tensor(), gate_up));
+    float* act = Reserve(act_, num_tokens * inter);
+    RETURN_IF_ERROR(kernels::SiluAndMul(
+        {.input = gate_up, .output = act, .num_tokens = num_tokens, .d = inter}));
+    RETURN_IF_ERROR(Linear(act, num_tokens, w.down_proj, Tensor(), proj));
+  }
   RETURN_IF_ERROR(context.AllReduce(proj, num_tokens * config_.hidden_size));
   // The next sub-block's norm (next layer's input norm, or the final norm) adds proj into the
   // residual stream.
@@ -299,6 +262,10 @@ WeightPlan LlamaArchitecture::PlanWeights(const ModelConfig& config, const Shard
     }
     p.Target(&layer.post_attention_layernorm);
     p.Add(hf + "post_attention_layernorm.weight", gg + "ffn_norm.weight", {hidden}, kNorm, 0);
+    if (config.IsMoeLayer(i)) {
+      PlanExperts(config, layout, i, p, layer.experts);
+      continue;
+    }
     p.Target(&layer.gate_up_proj);
     if (config.fused_projections) {
       // Phi-3's gate_up_proj (GGUF: ffn_up) = [gate; up] rows.
@@ -366,12 +333,17 @@ absl::StatusOr<std::unique_ptr<Model>> LlamaArchitecture::CreateModel(
   const Tensor& head = weights.lm_head_or_embedding();
   bool matches = head.rows() == layout.vocab_rows && head.cols() == hidden &&
                  weights.embed_tokens.rows() == config.vocab_size;
-  for (const LayerWeights& layer : weights.layers) {
-    matches = matches && layer.qkv_proj.out_features() == layout.qkv_width() &&
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    const LayerWeights& layer = weights.layers[i];
+    const bool mlp_matches =
+        config.IsMoeLayer(i)
+            ? ExpertsMatch(config, layout, layer.experts)
+            : layer.experts.empty() &&
+                  layer.gate_up_proj.out_features() == 2 * layout.intermediate_size &&
+                  layer.down_proj.in_features() == layout.intermediate_size;
+    matches = matches && mlp_matches && layer.qkv_proj.out_features() == layout.qkv_width() &&
               layer.qkv_proj.in_features() == hidden && layer.o_proj.out_features() == hidden &&
               layer.o_proj.in_features() == layout.q_size() &&
-              layer.gate_up_proj.out_features() == 2 * layout.intermediate_size &&
-              layer.down_proj.in_features() == layout.intermediate_size &&
               layer.input_layernorm.num_elements() == hidden &&
               layer.post_attention_layernorm.num_elements() == hidden &&
               (!config.qk_norm || (layer.q_norm.num_elements() == config.head_dim &&

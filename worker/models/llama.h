@@ -7,7 +7,9 @@
 //   h = x + o_proj(attention(rope(q), rope(k), v))     q, k, v = qkv_proj(rms_norm(x))
 //                                                       (Qwen3: q, k = q_norm(q), k_norm(k))
 //   x = h + down_proj(silu(gate_proj(n)) * up_proj(n))  n = rms_norm(h)
-// then a final RMSNorm and the LM head (tied to the embedding or not).
+// then a final RMSNorm and the LM head (tied to the embedding or not). Qwen3-MoE and Mixtral
+// (Qwen3MoeForCausalLM, MixtralForCausalLM) are this forward with a mixture of experts in place of
+// the MLP of their sparse layers (config.IsMoeLayer; worker/models/moe.h).
 //
 // Checkpoint names (Hugging Face / GGUF):
 //   model.embed_tokens.weight / token_embd.weight        model.norm.weight / output_norm.weight

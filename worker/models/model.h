@@ -61,6 +61,10 @@ struct WeightSlot {
   /// files of GGML's pairwise-RoPE architectures (`llama`) store the rows of each head permuted;
   /// the loader un-permutes them so the weights are Hugging Face's.
   int64_t rope_heads = 0;
+  /// >= 0: the tensor is expert `gguf_expert`'s matrix (`shape`) of a GGUF file's stacked
+  /// [gguf_num_experts, shape...] tensor (ffn_{gate,up,down}_exps), which the loader slices.
+  int64_t gguf_expert = -1;
+  int64_t gguf_num_experts = 0;
   int32_t target = 0;  // index into WeightPlan::targets
   // Where the whole tensor sits in the unsharded model, for dummy weights (a function of these,
   // so that a shard's dummy weights are slices of the unsharded ones): the index of its fused

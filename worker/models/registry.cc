@@ -16,12 +16,15 @@ struct Entry {
   const ModelArchitecture& (*definition)();
 };
 
-constexpr std::array<Entry, 5> kEntries = {{
+constexpr std::array<Entry, 7> kEntries = {{
     {"LlamaForCausalLM", &LlamaFamily},
     {"MistralForCausalLM", &LlamaFamily},
     {"Qwen2ForCausalLM", &LlamaFamily},
     {"Qwen3ForCausalLM", &LlamaFamily},  // the llama forward with config.qk_norm
     {"Phi3ForCausalLM", &LlamaFamily},   // fused checkpoints (config.fused_projections)
+    // The llama forward with the experts of worker/models/moe.h in its sparse layers.
+    {"Qwen3MoeForCausalLM", &LlamaFamily},
+    {"MixtralForCausalLM", &LlamaFamily},
 }};
 
 }  // namespace

@@ -155,10 +155,26 @@ TEST(GgufModelConfig, ErrorsNameTheKey) {
                       {"\"llama.rope.scaling.type\" is \"yarn\" (factor 4)", "Llama 3"}));
   bytes = InsertEntries(f, {{"llama.rope.scaling.type", U32(8) + Str("none")}});
   EXPECT_TRUE(ConfigOf(bytes).ok());
-  // Mixture of experts.
+  // Mixture of experts: a llama file with experts is Mixtral, which needs expert_used_count in
+  // [1, expert_count].
   bytes = InsertEntries(f, {{"llama.expert_count", U32(4) + U32(8)}});
-  EXPECT_TRUE(IsError(ConfigOf(bytes).status(), StatusCode::kUnimplemented,
-                      {"\"llama.expert_count\"", "mixture-of-experts"}));
+  EXPECT_TRUE(IsError(ConfigOf(bytes).status(), StatusCode::kNotFound,
+                      {"llama.expert_used_count", "absent"}));
+  bytes = InsertEntries(
+      f, {{"llama.expert_count", U32(4) + U32(8)}, {"llama.expert_used_count", U32(4) + U32(9)}});
+  EXPECT_TRUE(IsError(ConfigOf(bytes).status(), StatusCode::kInvalidArgument,
+                      {"\"llama.expert_used_count\" is 9, expected 1 to 8"}));
+  bytes = InsertEntries(
+      f, {{"llama.expert_count", U32(4) + U32(8)}, {"llama.expert_used_count", U32(4) + U32(2)}});
+  absl::StatusOr<ModelConfig> mixtral = ConfigOf(bytes);
+  ASSERT_TRUE(mixtral.ok()) << mixtral.status();
+  EXPECT_EQ(mixtral->architecture, "MixtralForCausalLM");
+  EXPECT_EQ(mixtral->num_experts, 8);
+  EXPECT_EQ(mixtral->num_experts_per_tok, 2);
+  EXPECT_EQ(mixtral->moe_intermediate_size, mixtral->intermediate_size);
+  EXPECT_TRUE(mixtral->norm_topk_prob);
+  bytes = InsertEntries(f, {{"llama.expert_count", U32(4) + U32(0)}});
+  EXPECT_EQ(ConfigOf(bytes)->num_experts, 0);  // 0 experts: dense, as the converter's Llama
 }
 
 // ---------------------------------------------------------------------------------------------
