@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/activation.h"
+#include "kernels/cuda/activation.h"
 
 namespace pagoda::kernels {
 
@@ -20,7 +21,9 @@ absl::Status SiluAndMulParams::Validate() const {
 
 absl::Status SiluAndMul(const SiluAndMulParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.num_tokens > 0) cpu::SiluAndMul(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::SiluAndMul(params);
+  cpu::SiluAndMul(params);
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -14,6 +15,7 @@ struct SiluAndMulParams {
   float* output = nullptr;       // [num_tokens, d]
   int64_t num_tokens = 0;
   int64_t d = 0;
+  Device device = Device::kCpu;  // where input and output live
 
   absl::Status Validate() const;
 };

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/block_copy.h"
+#include "kernels/cuda/block_copy.h"
 
 namespace pagoda::kernels {
 
@@ -43,7 +44,9 @@ absl::Status BlockCopyParams::Validate() const {
 
 absl::Status CopyBlocks(const BlockCopyParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.num_pairs > 0) cpu::CopyBlocks(params);
+  if (params.num_pairs == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::CopyBlocks(params);
+  cpu::CopyBlocks(params);
   return absl::OkStatus();
 }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -31,6 +32,10 @@ struct BlockCopyParams {
   int64_t num_dst_blocks = 0;
   const int32_t* block_pairs = nullptr;  // [num_pairs, 2]: (src block, dst block)
   int64_t num_pairs = 0;
+  /// kCuda: the blocks are copied by the device (cudaMemcpyAsync on the default stream, in pair
+  /// order), so src[t] and dst[t] may each be device or host memory (a swap); the src, dst and
+  /// block_pairs arrays themselves are always host memory.
+  Device device = Device::kCpu;
 
   /// Shapes and pointers, and every pair's blocks in range: O(num_tensors + num_pairs).
   absl::Status Validate() const;

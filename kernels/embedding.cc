@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/embedding.h"
+#include "kernels/cuda/embedding.h"
 
 namespace pagoda::kernels {
 
@@ -29,6 +30,18 @@ absl::Status EmbeddingParams::Validate() const {
   if (token_ids == nullptr || output == nullptr) {
     return absl::InvalidArgumentError("embedding: token_ids or output is null");
   }
+  if (device == Device::kCuda && !token_ids_checked) {
+    return absl::InvalidArgumentError(
+        "embedding: on CUDA the token ids are on the device; check them on the host and set "
+        "token_ids_checked");
+  }
+  if (device == Device::kCuda && table_dtype != DType::kF32 && table_dtype != DType::kF16 &&
+      table_dtype != DType::kBF16) {
+    return absl::UnimplementedError(
+        absl::StrCat("embedding: the CUDA twin reads F32, F16 or BF16 "
+                     "tables, not ",
+                     std::string(DTypeName(table_dtype))));
+  }
   return absl::OkStatus();
 }
 
@@ -45,7 +58,9 @@ absl::Status EmbeddingParams::ValidateTokenIds() const {
 absl::Status Embedding(const EmbeddingParams& params) {
   RETURN_IF_ERROR(params.Validate());
   if (!params.token_ids_checked) RETURN_IF_ERROR(params.ValidateTokenIds());
-  if (params.num_tokens > 0) cpu::Embedding(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::Embedding(params);
+  cpu::Embedding(params);
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "common/dtype.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -24,12 +25,15 @@ struct EmbeddingParams {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   /// The caller checked the token ids against vocab_size (ModelRunner does, once per step):
-  /// Embedding then skips ValidateTokenIds().
+  /// Embedding then skips ValidateTokenIds(). Required on CUDA, where the ids are on the device
+  /// (the CUDA twin still never reads outside the table: it leaves such a row unwritten).
   bool token_ids_checked = false;
+  /// Where token_ids, table and output live. CUDA tables: F32, F16 or BF16.
+  Device device = Device::kCpu;
 
   /// Cheap (O(1)): shapes and pointers.
   absl::Status Validate() const;
-  /// O(num_tokens): every id is in [0, vocab_size). Call after Validate().
+  /// O(num_tokens): every id is in [0, vocab_size). Call after Validate(); host ids only.
   absl::Status ValidateTokenIds() const;
 };
 

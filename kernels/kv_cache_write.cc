@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/kv_cache_write.h"
+#include "kernels/cuda/kv_cache_write.h"
 
 namespace pagoda::kernels {
 
@@ -31,6 +32,11 @@ absl::Status KvCacheWriteParams::Validate() const {
         absl::StrCat("kv_cache_write: key_stride=", key_stride, " value_stride=", value_stride,
                      " must be >= num_kv_heads * head_dim = ", width));
   }
+  if (device == Device::kCuda && !slots_checked) {
+    return absl::InvalidArgumentError(
+        "kv_cache_write: on CUDA the slot mapping is on the device; check it on the host and set "
+        "slots_checked");
+  }
   return absl::OkStatus();
 }
 
@@ -50,7 +56,9 @@ absl::Status KvCacheWriteParams::ValidateSlots() const {
 absl::Status WriteKvCache(const KvCacheWriteParams& params) {
   RETURN_IF_ERROR(params.Validate());
   if (!params.slots_checked) RETURN_IF_ERROR(params.ValidateSlots());
-  if (params.num_tokens > 0) cpu::WriteKvCache(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::WriteKvCache(params);
+  cpu::WriteKvCache(params);
   return absl::OkStatus();
 }
 

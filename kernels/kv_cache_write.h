@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "common/dtype.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -27,12 +28,15 @@ struct KvCacheWriteParams {
   int64_t value_stride = 0;  // floats between consecutive tokens of value
   /// The caller checked every slot once for the whole step (ModelRunner derives them from
   /// block tables it checked): WriteKvCache then skips ValidateSlots(), which would repeat the
-  /// same O(num_tokens) scan in every layer.
+  /// same O(num_tokens) scan in every layer. Required on CUDA, where the slots are on the device
+  /// (the CUDA twin still skips a slot outside the cache rather than write there).
   bool slots_checked = false;
+  Device device = Device::kCpu;  // where key, value, the caches and slot_mapping live
 
   /// Cheap (O(1)): shapes, pointers and strides.
   absl::Status Validate() const;
-  /// O(num_tokens): every slot is -1 or in [0, num_blocks * block_size). Call after Validate().
+  /// O(num_tokens): every slot is -1 or in [0, num_blocks * block_size). Call after Validate();
+  /// host slots only.
   absl::Status ValidateSlots() const;
 };
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/paged_attention.h"
+#include "kernels/cuda/paged_attention.h"
 
 namespace pagoda::kernels {
 
@@ -52,6 +53,21 @@ absl::Status PagedAttentionParams::Validate() const {
   if (block_tables == nullptr || query_start_loc == nullptr || seq_lens == nullptr) {
     return absl::InvalidArgumentError(
         "paged_attention: block_tables, query_start_loc or seq_lens is null");
+  }
+  if (device == Device::kCuda) {
+    if (!block_ids_checked) {
+      return absl::InvalidArgumentError(
+          "paged_attention: on CUDA the block tables are on the device; check them on the host "
+          "and set block_ids_checked");
+    }
+    if (head_dim > 256) {
+      return absl::UnimplementedError(
+          absl::StrCat("paged_attention: the CUDA twin handles head_dim <= 256, got ", head_dim));
+    }
+    if (num_tokens > 0 && (q == nullptr || out == nullptr || q_stride < num_heads * head_dim)) {
+      return absl::InvalidArgumentError("paged_attention: q or out is null, or q_stride too small");
+    }
+    return absl::OkStatus();  // the rest reads query_start_loc and seq_lens
   }
   if (num_tokens > 0) {
     if (q == nullptr || out == nullptr) {
@@ -113,7 +129,9 @@ absl::Status PagedAttentionParams::ValidateBlockIds() const {
 absl::Status PagedAttention(const PagedAttentionParams& params) {
   RETURN_IF_ERROR(params.Validate());
   if (!params.block_ids_checked) RETURN_IF_ERROR(params.ValidateBlockIds());
-  if (params.num_tokens > 0) cpu::PagedAttention(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::PagedAttention(params);
+  cpu::PagedAttention(params);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "common/dtype.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -49,6 +50,11 @@ struct PagedAttentionParams {
   /// whole step (ModelRunner does): PagedAttention then skips ValidateBlockIds(), which would
   /// repeat the same O(blocks) scan in every layer.
   bool block_ids_checked = false;
+  /// kCuda: every pointer is device memory, block_tables, query_start_loc and seq_lens too, so
+  /// Validate() checks only what it can without reading them: the caller checks them on its host
+  /// copy (ModelRunner builds them) and must set block_ids_checked. The CUDA twin still never
+  /// reads outside the cache: a block id outside it contributes nothing. head_dim <= 256.
+  Device device = Device::kCpu;
 
   /// Cheap (O(num_seqs)): shapes and pointers, and that every sequence's query fits in its
   /// context and its context in its block table.

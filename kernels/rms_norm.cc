@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/rms_norm.h"
+#include "kernels/cuda/rms_norm.h"
 
 namespace pagoda::kernels {
 
@@ -30,7 +31,9 @@ absl::Status RmsNormParams::Validate() const {
 
 absl::Status RmsNorm(const RmsNormParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.num_tokens > 0) cpu::RmsNorm(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::RmsNorm(params);
+  cpu::RmsNorm(params);
   return absl::OkStatus();
 }
 

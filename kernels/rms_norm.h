@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -21,6 +22,7 @@ struct RmsNormParams {
   int64_t num_tokens = 0;
   int64_t hidden_size = 0;
   float eps = 1e-6f;
+  Device device = Device::kCpu;  // where input, weight, output and residual live
 
   absl::Status Validate() const;
 };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/rotary.h"
+#include "kernels/cuda/rotary.h"
 
 namespace pagoda::kernels {
 namespace {
@@ -135,6 +136,17 @@ absl::Status RotaryParams::Validate() const {
         "rotary: q_stride=", q_stride, " must be >= num_heads * head_dim = ", num_heads * head_dim,
         " and k_stride=", k_stride, " >= num_kv_heads * head_dim = ", num_kv_heads * head_dim));
   }
+  if (device == Device::kCuda) {
+    if (device_cos_sin == nullptr) {
+      return absl::InvalidArgumentError("rotary: on CUDA device_cos_sin is null");
+    }
+    if (rotated_dims() != head_dim) {
+      return absl::UnimplementedError(
+          absl::StrCat("rotary: partial rotary (rotary_dim=", rotary_dim, " of head_dim=",
+                       head_dim, ") has no CUDA twin yet"));
+    }
+    return absl::OkStatus();  // the positions are on the device
+  }
   for (int64_t t = 0; t < num_tokens; ++t) {
     if (positions[t] < 0 || positions[t] >= cache->max_positions) {
       return absl::InvalidArgumentError(absl::StrCat("rotary: positions[", t, "]=", positions[t],
@@ -147,7 +159,9 @@ absl::Status RotaryParams::Validate() const {
 
 absl::Status ApplyRotary(const RotaryParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.num_tokens > 0) cpu::ApplyRotary(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::ApplyRotary(params);
+  cpu::ApplyRotary(params);
   return absl::OkStatus();
 }
 

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/rope_scaling.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -58,12 +59,17 @@ struct RotaryParams {
   int64_t q_stride = 0;    // floats between consecutive tokens of q (num_heads*head_dim if packed)
   int64_t k_stride = 0;    // floats between consecutive tokens of k
   RotaryStyle style = RotaryStyle::kRotateHalf;
+  /// kCuda: q, k and positions are on the device, and so is device_cos_sin, a copy of
+  /// cache->cos_sin (the cache still gives the shapes). Positions there are the caller's to
+  /// check (ModelRunner builds them); the CUDA twin leaves a token outside the table unrotated.
+  Device device = Device::kCpu;
+  const float* device_cos_sin = nullptr;  // [cache->max_positions, head_dim], kCuda only
 
   absl::Status Validate() const;
   int64_t rotated_dims() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
 };
 
-/// Rotates q and k in place. A position outside the cache is InvalidArgument.
+/// Rotates q and k in place. A position outside the cache is InvalidArgument (host positions).
 absl::Status ApplyRotary(const RotaryParams& params);
 
 }  // namespace pagoda::kernels

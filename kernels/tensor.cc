@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "kernels/cuda/device_memory.h"
 #include "kernels/dequantize.h"
 
 namespace pagoda {
@@ -60,6 +61,20 @@ absl::StatusOr<int64_t> Tensor::ByteSize(DType dtype, const std::vector<int64_t>
 
 absl::StatusOr<Tensor> Tensor::Zeros(DType dtype, std::vector<int64_t> shape, Device device) {
   ASSIGN_OR_RETURN(const int64_t bytes, ByteSize(dtype, shape));
+  if (device == Device::kCuda) {
+    absl::StatusOr<std::shared_ptr<void>> storage = kernels::cuda::AllocateZeroed(bytes);
+    if (!storage.ok()) {
+      const absl::Status& s = storage.status();
+      return absl::Status(s.code(), absl::StrCat("cannot allocate ", bytes,
+                                                 " bytes on the CUDA "
+                                                 "device for a ",
+                                                 std::string(DTypeName(dtype)), " tensor of shape ",
+                                                 ShapeString(shape), ": ", s.message()));
+    }
+    auto* data = static_cast<std::byte*>(storage->get());
+    return Tensor(dtype, std::move(shape), device, *std::move(storage), data, bytes,
+                  /*owned=*/true);
+  }
   // Round up to the alignment (aligned_alloc's contract) and allocate at least one line, so that
   // a zero-element tensor still has storage and is not empty().
   const size_t size = (static_cast<size_t>(bytes) + kAlignment - 1) / kAlignment * kAlignment;
@@ -87,6 +102,19 @@ absl::StatusOr<Tensor> Tensor::View(DType dtype, std::vector<int64_t> shape, con
   // Views are read-only: mutable_data() refuses them, so the const_cast never writes.
   return Tensor(dtype, std::move(shape), Device::kCpu, std::move(owner),
                 static_cast<std::byte*>(const_cast<void*>(data)), bytes, /*owned=*/false);
+}
+
+absl::StatusOr<Tensor> Tensor::CopyTo(Device device) const {
+  if (empty()) return Tensor();
+  ASSIGN_OR_RETURN(Tensor copy, Zeros(dtype_, shape_, device));
+  if (num_bytes_ == 0) return copy;
+  if (device_ == Device::kCpu && device == Device::kCpu) {
+    std::memcpy(copy.data_, data_, static_cast<size_t>(num_bytes_));
+    return copy;
+  }
+  // One side is on the device, so this build has CUDA (Zeros or the source says so).
+  RETURN_IF_ERROR(kernels::cuda::CopyBytes(copy.data_, data_, num_bytes_));
+  return copy;
 }
 
 Tensor Tensor::FromFloats(std::vector<int64_t> shape, std::span<const float> values) {
@@ -124,6 +152,11 @@ int64_t Tensor::row_bytes() const {
 std::vector<float> TensorToFloats(const Tensor& tensor) {
   std::vector<float> out(static_cast<size_t>(tensor.num_elements()));
   if (out.empty()) return out;
+  if (tensor.device() != Device::kCpu) {
+    absl::StatusOr<Tensor> host = tensor.CopyTo(Device::kCpu);
+    PAGODA_CHECK(host.ok()) << "TensorToFloats: " << host.status();
+    return TensorToFloats(*host);
+  }
   // Shapes were validated at construction, so this cannot fail.
   const absl::Status status = kernels::Dequantize({.dtype = tensor.dtype(),
                                                    .src = tensor.data(),

@@ -8,13 +8,16 @@
 // RowBytes(dtype, cols) bytes, back to back — the layout the GEMM and the embedding kernels read,
 // for the float types and the GGUF block formats alike.
 //
-// Only host memory exists today; a CUDA backend adds Device::kCuda and its allocation here,
-// behind the same type, so the code that holds tensors does not change.
+// Device::kCuda tensors hold device memory (cudaMalloc, freed with the last copy of the tensor):
+// their data() pointers are for kernels with `.device = Device::kCuda`, never to be read on the
+// host; CopyTo() moves a tensor between host and device. In a build without CUDA, a kCuda request
+// is FailedPrecondition.
 //
 //   ASSIGN_OR_RETURN(Tensor w, Tensor::Zeros(DType::kBF16, {out_features, in_features}));
 //   std::memcpy(w.mutable_row(3), src_row, w.row_bytes());
 //   ASSIGN_OR_RETURN(Tensor view, Tensor::View(DType::kQ4_K, {576, 1536}, bytes, gguf_owner));
 //   std::vector<float> values = TensorToFloats(w);   // dequantized, for tests and references
+//   ASSIGN_OR_RETURN(Tensor on_gpu, w.CopyTo(Device::kCuda));
 #pragma once
 
 #include <cstddef>
@@ -25,10 +28,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "kernels/device.h"
 
 namespace pagoda {
-
-enum class Device : uint8_t { kCpu };
 
 class Tensor {
  public:
@@ -36,8 +38,9 @@ class Tensor {
   Tensor() = default;
 
   /// Owned storage for `shape` (at most 2 dims, each >= 0; the last a whole number of dtype's
-  /// blocks), zero-filled (zero bytes are 0.0 in every DType). ResourceExhausted when the
-  /// allocation fails, InvalidArgument for a bad shape.
+  /// blocks) on `device`, zero-filled (zero bytes are 0.0 in every DType). ResourceExhausted
+  /// naming the bytes when the allocation fails, InvalidArgument for a bad shape,
+  /// FailedPrecondition for kCuda without a CUDA build, driver or device.
   static absl::StatusOr<Tensor> Zeros(DType dtype, std::vector<int64_t> shape,
                                       Device device = Device::kCpu);
   /// A read-only view of `data` (which must hold ByteSize(dtype, shape) bytes, aligned for the
@@ -46,6 +49,10 @@ class Tensor {
                                      std::shared_ptr<const void> owner);
   /// An owned fp32 tensor holding `values` (shape's product must equal values.size()).
   static Tensor FromFloats(std::vector<int64_t> shape, std::span<const float> values);
+
+  /// An owned copy of this tensor on `device` (host -> device, device -> host, or the same device);
+  /// errors as Zeros(). An empty tensor copies to an empty tensor.
+  absl::StatusOr<Tensor> CopyTo(Device device) const;
 
   /// The bytes of `shape` in `dtype`, or InvalidArgument (a bad shape, a row that is not whole
   /// blocks, an overflow).
@@ -100,7 +107,8 @@ class Tensor {
   bool owned_ = false;
 };
 
-/// The tensor's values in fp32 (dequantized: Dequantize's values), row-major.
+/// The tensor's values in fp32 (dequantized: Dequantize's values), row-major; a kCuda tensor is
+/// copied to the host first (CHECK-fails if that copy fails).
 std::vector<float> TensorToFloats(const Tensor& tensor);
 
 }  // namespace pagoda

@@ -38,6 +38,9 @@ struct ConvertedModel {
 }  // namespace
 
 std::string Stories260KSourceDir() {
+  // The GPU bundle (scripts/gpu-check.sh) carries the models to another machine and says where.
+  const char* shared = std::getenv("PAGODA_SHARED_DIR");
+  if (shared != nullptr && *shared != '\0') return std::string(shared) + "/models/stories260K";
   return std::string(PAGODA_SHARED_DIR) + "/models/stories260K";
 }
 

@@ -1,0 +1,45 @@
+#include <cuda_runtime.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/internal/cuda_status.h"
+
+namespace pagoda::kernels::cuda {
+
+bool BuiltWithCuda() { return true; }
+
+int DeviceCount() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error so later calls start clean
+    return 0;
+  }
+  return count;
+}
+
+absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes) {
+  if (bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda: cannot allocate ", bytes, " bytes"));
+  }
+  // At least one byte, so that an empty tensor still has storage (as on the host).
+  const size_t size = bytes == 0 ? 1 : static_cast<size_t>(bytes);
+  void* p = nullptr;
+  RETURN_IF_ERROR(internal::CudaStatus(cudaMalloc(&p, size),
+                                       absl::StrCat("allocate ", bytes, " bytes on the device")));
+  std::shared_ptr<void> owner(p, [](void* q) { cudaFree(q); });
+  RETURN_IF_ERROR(
+      internal::CudaStatus(cudaMemset(p, 0, size), absl::StrCat("zero ", bytes, " bytes")));
+  return owner;
+}
+
+absl::Status CopyBytes(void* dst, const void* src, int64_t bytes) {
+  if (bytes < 0) return absl::InvalidArgumentError(absl::StrCat("cuda: copy of ", bytes, " bytes"));
+  if (bytes == 0) return absl::OkStatus();
+  return internal::CudaStatus(cudaMemcpy(dst, src, static_cast<size_t>(bytes), cudaMemcpyDefault),
+                              absl::StrCat("copy ", bytes, " bytes"));
+}
+
+absl::Status Synchronize() { return internal::CudaStatus(cudaDeviceSynchronize(), "synchronize"); }
+
+}  // namespace pagoda::kernels::cuda

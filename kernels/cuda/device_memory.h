@@ -1,0 +1,38 @@
+// Device memory for the CUDA backend, as plain bytes: allocation with an owner that frees it,
+// copies in any direction, and the device count. Host-only (no CUDA headers), so the rest of the
+// code calls it without nvcc; a build without CUDA links kernels/cuda/unavailable.cc instead,
+// whose functions answer FailedPrecondition (and DeviceCount() 0).
+//
+//   ASSIGN_OR_RETURN(std::shared_ptr<void> bytes, cuda::AllocateZeroed(n));
+//   RETURN_IF_ERROR(cuda::CopyBytes(bytes.get(), host.data(), n));   // host -> device
+//
+// Errors: an allocation the device cannot hold is ResourceExhausted naming the bytes; no device
+// or no driver is FailedPrecondition; any other CUDA error is Internal with CUDA's own message.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace pagoda::kernels::cuda {
+
+/// True when this build has the CUDA backend (PAGODA_CUDA=ON).
+bool BuiltWithCuda();
+
+/// CUDA devices this process can use: 0 without a driver, without a device, or without CUDA.
+int DeviceCount();
+
+/// `bytes` (>= 0) of zeroed device memory on the current device, freed (cudaFree) when the last
+/// owner goes. A zero-byte request still returns a non-null allocation.
+absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes);
+
+/// Copies `bytes` from src to dst, each on the host or the device (unified addressing tells
+/// which), after all work queued before on the default stream; returns when the copy is done.
+absl::Status CopyBytes(void* dst, const void* src, int64_t bytes);
+
+/// Waits for all queued device work and reports the first error it raised.
+absl::Status Synchronize();
+
+}  // namespace pagoda::kernels::cuda

@@ -1,0 +1,14 @@
+// The CUDA twin of kernels/paged_attention.h, called by its dispatch point with validated params
+// whose device is Device::kCuda (every data pointer on the device). Queues the work on the default
+// stream and returns the launch's status (cudaGetLastError); errors raised while the kernel runs
+// surface at the next synchronizing call.
+#pragma once
+
+#include "absl/status/status.h"
+#include "kernels/paged_attention.h"
+
+namespace pagoda::kernels::cuda {
+
+absl::Status PagedAttention(const PagedAttentionParams& params);
+
+}  // namespace pagoda::kernels::cuda

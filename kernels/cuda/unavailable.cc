@@ -1,0 +1,38 @@
+// The kernels/cuda/ entry points in a build without CUDA (PAGODA_CUDA=OFF): every request for
+// the device is FailedPrecondition, so CPU-only builds link and say plainly what is missing.
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/activation.h"
+#include "kernels/cuda/block_copy.h"
+#include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/kv_cache_write.h"
+#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/rms_norm.h"
+#include "kernels/cuda/rotary.h"
+
+namespace pagoda::kernels::cuda {
+namespace {
+
+absl::Status NoCuda(const char* what) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, ": this build has no CUDA backend (built with PAGODA_CUDA=OFF)"));
+}
+
+}  // namespace
+
+bool BuiltWithCuda() { return false; }
+int DeviceCount() { return 0; }
+absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t) { return NoCuda("cuda allocate"); }
+absl::Status CopyBytes(void*, const void*, int64_t) { return NoCuda("cuda copy"); }
+absl::Status Synchronize() { return NoCuda("cuda synchronize"); }
+
+absl::Status Embedding(const EmbeddingParams&) { return NoCuda("embedding"); }
+absl::Status RmsNorm(const RmsNormParams&) { return NoCuda("rms_norm"); }
+absl::Status SiluAndMul(const SiluAndMulParams&) { return NoCuda("silu_and_mul"); }
+absl::Status ApplyRotary(const RotaryParams&) { return NoCuda("rotary"); }
+absl::Status WriteKvCache(const KvCacheWriteParams&) { return NoCuda("kv_cache_write"); }
+absl::Status CopyBlocks(const BlockCopyParams&) { return NoCuda("block_copy"); }
+absl::Status PagedAttention(const PagedAttentionParams&) { return NoCuda("paged_attention"); }
+
+}  // namespace pagoda::kernels::cuda

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The whole GPU verification in one command (docs/performance.md, "GPU"):
+#
+#   scripts/gpu-check.sh --bundle DIR   here (nvcc and the -dev packages): builds the GPU test
+#       binaries (ctest label `gpu`) with the CUDA runtime, libstdc++ and libgcc linked
+#       statically, and copies into DIR (git-ignored; gpu-bundle/ by convention):
+#         DIR/bin/      the stripped binaries
+#         DIR/lib/      the shared libraries they still load, other than glibc, the driver and
+#                       NCCL (found on the device in PyTorch's wheel)
+#         DIR/shared/   the test models (stories260K)
+#         DIR/ldd.txt   what each binary loads, as ldd reports it here
+#   scripts/gpu-check.sh --run DIR      on the device machine: runs every binary of DIR/bin with
+#       DIR/lib on the loader path and writes, under OUT ($OUT, the device tool's folder, or
+#       ./gpu-check-out), at most five files (the device tool returns 8): summary.txt (one line
+#       per binary), tests.log (every binary's output, one after another), junit.tar.gz (their
+#       JUnit XML), nvidia-smi.txt and, when it ran, fallback-build.log. Exits 1 when a test failed
+#       or a binary did not start. If no binary starts (a loader error), it tries the fallback
+#       the issue allows: building the same targets from the carried source tree (which needs
+#       the -dev packages there).
+#
+# With the device tool, from the checkout that built the bundle:
+#   run(command="scripts/gpu-check.sh --run gpu-bundle", carry=["gpu-bundle"], timeout_s=600)
+#
+# Environment: BUILD_DIR (default build-gpu-bundle), JOBS (default 2), PAGODA_SHARED_DIR (where
+# models/stories260K is; default ../shared beside the repository), TEST_TIMEOUT_S (default 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test
+           rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test
+           paged_attention_cuda_test nccl_communicator_test)
+
+usage() {
+  echo "usage: $0 --bundle DIR | --run DIR" >&2
+  exit 2
+}
+
+# Libraries every Linux machine with an NVIDIA driver has: never bundled. NCCL (218 MB, over the
+# device tool's 64 MiB) is not bundled either: --run finds the one PyTorch's wheel ships there.
+is_system_lib() {
+  case "$1" in
+    linux-vdso.so.* | ld-linux*.so.* | libc.so.* | libm.so.* | libdl.so.* | libpthread.so.* | \
+      librt.so.* | libcuda.so.* | libnvidia-*.so.* | libnccl.so.*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+# The folder of the NCCL library that PyTorch's wheel ships (nvidia-nccl-cu*), if any.
+torch_nccl_dir() {
+  python3 - <<'PY' 2>/dev/null || true
+import glob, os, site
+for base in site.getsitepackages() + [site.getusersitepackages()]:
+    for lib in glob.glob(os.path.join(base, "nvidia", "nccl*", "lib", "libnccl.so*")):
+        print(os.path.dirname(lib))
+        raise SystemExit
+PY
+}
+
+build_targets() {  # build_targets BUILD_DIR [extra cmake args...]
+  local build_dir=$1
+  shift
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPAGODA_CUDA=ON \
+    -DPAGODA_BUILD_BENCHMARKS=OFF "$@" >/dev/null
+  local targets=()
+  for t in "${GPU_TESTS[@]}"; do targets+=(--target "$t"); done
+  cmake --build "$build_dir" -j"${JOBS:-2}" "${targets[@]}"
+}
+
+bundle() {
+  local dir=$1
+  local build_dir=${BUILD_DIR:-build-gpu-bundle}
+  local shared=${PAGODA_SHARED_DIR:-$(cd .. && pwd)/shared}
+  build_targets "$build_dir" -DPAGODA_CUDA_STATIC_RUNTIME=ON \
+    "-DCMAKE_EXE_LINKER_FLAGS=-static-libstdc++ -static-libgcc -Wl,--as-needed" \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+  rm -rf "$dir"
+  mkdir -p "$dir/bin" "$dir/lib" "$dir/shared/models"
+  : >"$dir/ldd.txt"
+  for t in "${GPU_TESTS[@]}"; do
+    cp "$build_dir/tests/$t" "$dir/bin/$t"
+    strip --strip-unneeded "$dir/bin/$t"
+    { echo "== $t"; ldd "$dir/bin/$t"; } >>"$dir/ldd.txt"
+    # Copy each non-system library it loads (resolved here) into lib/.
+    ldd "$dir/bin/$t" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
+      is_system_lib "$name" || cp -L -n "$path" "$dir/lib/$name"
+    done
+  done
+  cp -r "$shared/models/stories260K" "$dir/shared/models/"
+  echo "gpu-check: bundled ${#GPU_TESTS[@]} binaries into $dir ($(du -sh "$dir" | cut -f1));" \
+    "libraries still loaded dynamically (besides glibc and the driver):"
+  ls "$dir/lib" | sed 's/^/  /'
+}
+
+run_one() {  # run_one BINARY LOGDIR -> prints a summary line
+  local bin=$1 logs=$2 name rc log
+  name=$(basename "$bin")
+  log="$logs/$name.log"
+  set +e
+  timeout "${TEST_TIMEOUT_S:-300}" "$bin" --gtest_output="xml:$logs/$name.xml" >"$log" 2>&1
+  rc=$?
+  set -e
+  local passed failed skipped
+  passed=$(grep -c '^\[       OK \]' "$log" || true)
+  # One line per test ends in its time; the summary's lists of names do not.
+  failed=$(grep -c '^\[  FAILED  \] .* ms)$' "$log" || true)
+  skipped=$(grep -c '^\[  SKIPPED \] .* ms)$' "$log" || true)
+  if grep -q 'error while loading shared libraries\|cannot execute' "$log" ||
+    [ "$rc" = 126 ] || [ "$rc" = 127 ]; then
+    echo "$name: DID NOT START (rc=$rc): $(head -c 300 "$log")"
+  else
+    echo "$name: rc=$rc passed=$passed failed=$failed skipped=$skipped"
+  fi
+}
+
+run() {
+  local dir out
+  dir=$(cd "$1" && pwd)
+  out=${OUT:-$PWD/gpu-check-out}
+  mkdir -p "$out"
+  local logs
+  logs=$(mktemp -d)
+  nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed" >>"$out/nvidia-smi.txt"
+  local nccl_dir
+  nccl_dir=$(torch_nccl_dir)
+  export LD_LIBRARY_PATH="$dir/lib${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PAGODA_SHARED_DIR="$dir/shared"
+  local summary="$out/summary.txt"
+  {
+    echo "gpu-check $(date -u +%FT%TZ) on $(hostname)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+    echo "NCCL from: ${nccl_dir:-not found (nccl_communicator_test will not start)}"
+  } >"$summary"
+  local started=0 bad=0 line
+  for bin in "$dir"/bin/*; do
+    line=$(run_one "$bin" "$logs")
+    echo "$line" | tee -a "$summary"
+    case "$line" in
+      *"DID NOT START"*) bad=1 ;;
+      *" rc=0 "*) started=1 ;;
+      *) started=1 bad=1 ;;
+    esac
+  done
+  if [ "$started" = 0 ]; then
+    echo "no bundled binary started: fallback build from the source tree" | tee -a "$summary"
+    if build_targets build-device >"$out/fallback-build.log" 2>&1; then
+      for t in "${GPU_TESTS[@]}"; do
+        run_one "build-device/tests/$t" "$logs" | sed 's/^/fallback /' | tee -a "$summary"
+      done
+    else
+      echo "fallback build failed: see fallback-build.log" | tee -a "$summary"
+    fi
+  fi
+  for log in "$logs"/*.log; do
+    echo "===== $(basename "$log" .log)"
+    cat "$log"
+  done >"$out/tests.log"
+  (cd "$logs" && tar czf "$out/junit.tar.gz" ./*.xml 2>/dev/null) || true
+  [ "$bad" = 0 ] && echo "gpu-check: all passed" | tee -a "$summary" && return 0
+  echo "gpu-check: FAILURES (see logs/)" | tee -a "$summary"
+  return 1
+}
+
+[ $# -eq 2 ] || usage
+case "$1" in
+  --bundle) bundle "$2" ;;
+  --run) run "$2" ;;
+  *) usage ;;
+esac

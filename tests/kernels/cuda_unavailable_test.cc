@@ -1,0 +1,48 @@
+// A CUDA request where there is no CUDA (a build with PAGODA_CUDA=OFF, or no driver or device) is
+// a clear FailedPrecondition, never a crash. Skips where a device exists (tests/gpu/ covers it).
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda/device_memory.h"
+#include "kernels/rms_norm.h"
+#include "kernels/tensor.h"
+
+namespace pagoda {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(CudaUnavailable, TensorOnCudaIsFailedPrecondition) {
+  if (kernels::cuda::DeviceCount() > 0) GTEST_SKIP() << "a CUDA device is present";
+  absl::StatusOr<Tensor> t = Tensor::Zeros(DType::kF32, {3, 5}, Device::kCuda);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kFailedPrecondition) << t.status();
+  EXPECT_THAT(t.status().message(), HasSubstr("60 bytes on the CUDA device"));
+  EXPECT_EQ(Tensor::FromFloats({2}, std::vector<float>{1, 2}).CopyTo(Device::kCuda).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(CudaUnavailable, KernelOnCudaIsFailedPrecondition) {
+  if (kernels::cuda::DeviceCount() > 0) GTEST_SKIP() << "a CUDA device is present";
+  // Host pointers: in a CUDA build the launch fails before anything reads them.
+  std::vector<float> x(6, 1.0f), w(3, 1.0f), y(6);
+  const absl::Status s = kernels::RmsNorm({.input = x.data(),
+                                           .weight = w.data(),
+                                           .output = y.data(),
+                                           .num_tokens = 2,
+                                           .hidden_size = 3,
+                                           .device = Device::kCuda});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+}
+
+TEST(CudaUnavailable, BuildFlagMatchesTheBuild) {
+#ifdef PAGODA_TEST_CUDA_BUILD
+  EXPECT_TRUE(kernels::cuda::BuiltWithCuda());
+#else
+  EXPECT_FALSE(kernels::cuda::BuiltWithCuda());
+#endif
+}
+
+}  // namespace
+}  // namespace pagoda
