@@ -1,7 +1,8 @@
 // The hyper-parameters of a LLaMA-family model, read from a Hugging Face config.json.
 //
 // Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM. Every field
+// Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM (text-only, model_type gemma3_text).
+// Every field
 // is validated (positive sizes, heads dividing hidden size, KV heads dividing heads, known
 // rope_scaling type and dtype); errors name the file and the field.
 //
@@ -20,6 +21,12 @@
 
 namespace pagoda {
 
+/// The activation of the gated MLP: act(gate) * up.
+enum class MlpActivation : uint8_t {
+  kSilu,      // "silu" (LLaMA, Qwen)
+  kGeluTanh,  // "gelu_pytorch_tanh" (Gemma)
+};
+
 struct ModelConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
   int64_t vocab_size = 0;
@@ -33,11 +40,22 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   Llama3RopeScaling rope_scaling;  // factor 0: none
   int64_t max_position_embeddings = 2048;
+  int64_t sliding_window = 0;        // > 0: a sliding layer's query at position p attends to keys
+                                     // at positions (p - sliding_window, p]; 0: full attention
+  std::vector<bool> sliding_layers;  // [num_hidden_layers]: which layers slide; EMPTY with
+                                     // sliding_window > 0 means every layer slides
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
   bool o_proj_bias = false;     // Llama's attention_bias also covers o_proj; Qwen2's does not
   bool qk_norm = false;         // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) pre-RoPE
-  int64_t bos_token_id = -1;    // -1: none
+  // Gemma 2 / 3 (the defaults are every other family's behaviour).
+  MlpActivation hidden_act = MlpActivation::kSilu;
+  double query_pre_attn_scalar = 0.0;  // > 0: scores scaled by its ^-0.5 (0: head_dim^-0.5)
+  double attn_logit_softcap = 0.0;     // > 0: each score s becomes cap * tanh(s / cap)
+  double final_logit_softcap = 0.0;    // > 0: each logit x becomes cap * tanh(x / cap)
+  double rope_local_theta = 0.0;       // > 0: RoPE base of the sliding layers (0: rope_theta)
+  double rope_linear_factor = 0.0;     // > 0: the full-attention layers' positions / factor
+  int64_t bos_token_id = -1;           // -1: none
   std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
   DType torch_dtype = DType::kF32;     // storage dtype of the checkpoint; CPU compute is fp32
 
@@ -48,6 +66,9 @@ struct ModelConfig {
 
   /// The JSON a Hugging Face loader accepts for this config (used by `pagoda convert`).
   std::string ToJson() const;
+
+  /// The window of `layer`, 0 = full.
+  int64_t LayerWindow(int64_t layer) const;
 
   int64_t q_size() const { return num_attention_heads * head_dim; }
   int64_t kv_size() const { return num_key_value_heads * head_dim; }

@@ -23,6 +23,10 @@ absl::Status ValidateRopeConfig(const RopeConfig& c) {
   if (!(c.theta > 0.0) || !std::isfinite(c.theta)) {
     return absl::InvalidArgumentError(absl::StrCat("rope: theta must be > 0, got ", c.theta));
   }
+  if (c.linear_factor < 0.0 || !std::isfinite(c.linear_factor)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope: linear_factor must be >= 0, got ", c.linear_factor));
+  }
   const Llama3RopeScaling& s = c.llama3;
   if (s.factor == 0.0) return absl::OkStatus();
   if (!(s.factor > 0.0) || !std::isfinite(s.factor)) {
@@ -67,6 +71,7 @@ absl::StatusOr<RopeCache> BuildRopeCache(const RopeConfig& config) {
   for (int64_t i = 0; i < half; ++i) {
     double f = std::pow(config.theta, -static_cast<double>(2 * i) / static_cast<double>(dim));
     if (config.llama3.factor != 0.0) f = Llama3InvFreq(f, config.llama3);
+    if (config.linear_factor > 0.0) f /= config.linear_factor;
     inv_freq[static_cast<size_t>(i)] = f;
   }
   RopeCache cache;

@@ -3,7 +3,8 @@
 // Two layouts of the rotated pairs within a head:
 // - kRotateHalf (Hugging Face LLaMA, "neox"): pairs (i, i + rotary_dim/2).
 // - kInterleaved (GPT-J, llama2.c): pairs (2i, 2i + 1).
-// The cos/sin table comes from BuildRopeCache, which also applies LLaMA-3 frequency scaling.
+// The cos/sin table comes from BuildRopeCache, which also applies LLaMA-3 or linear frequency
+// scaling.
 //
 //   ASSIGN_OR_RETURN(RopeCache cache, BuildRopeCache({.head_dim = 64, .max_positions = 2048,
 //                                                      .theta = 10000.0}));
@@ -26,6 +27,7 @@ struct RopeConfig {
   int64_t max_positions = 0;
   double theta = 10000.0;
   Llama3RopeScaling llama3 = {};  // "= {}" lets designated initializers leave it out
+  double linear_factor = 0.0;     // > 0: linear scaling, every frequency divided by it (Gemma 3)
 };
 
 /// cos_sin[pos * head_dim + i] = cos(pos * inv_freq[i]) for i < head_dim/2, and

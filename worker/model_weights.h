@@ -70,6 +70,10 @@ struct LayerWeights {
   Tensor post_attention_layernorm;  // fp32 [hidden]
   LinearWeight gate_up_proj;        // [2 * intermediate, hidden] rows: gate, up
   LinearWeight down_proj;           // [hidden, intermediate]
+  // Gemma's sandwich norms: RMSNorm of the attention and MLP outputs before their residual adds
+  // (fp32 [hidden]; empty elsewhere).
+  Tensor attn_output_norm;
+  Tensor mlp_output_norm;
 };
 
 struct ModelWeights {

@@ -53,6 +53,9 @@ absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t n
 
 absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                                  const AttentionInputs& in, float* out) {
+  if (in.sliding_window > 0 || in.logit_softcap > 0) {
+    return absl::UnimplementedError("sliding windows and soft-capping await the attention kernel");
+  }
   const ForwardBatch& batch = context.batch;
   KvCache& cache = *context.kv_cache;
   const KvCacheShape& shape = cache.shape();
@@ -90,7 +93,9 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
        .num_blocks = shape.num_blocks,
        .max_blocks_per_seq = batch.max_blocks_per_seq,
        .q_stride = in.stride,
-       .scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
+       .scale = in.scale > 0
+                    ? in.scale
+                    : static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
        .block_ids_checked = true});
 }
 

@@ -37,6 +37,9 @@ struct AttentionInputs {
   int64_t stride = 0;
   int64_t num_heads = 0;  // this rank's query heads
   int64_t head_dim = 0;
+  int64_t sliding_window = 0;
+  float logit_softcap = 0.0f;
+  float scale = 0.0f;  // 0: 1 / sqrt(head_dim)
 };
 
 /// Writes k and v into layer `layer` of the context's KV cache at the batch's slots, then

@@ -61,6 +61,10 @@ struct WeightSlot {
   /// files of GGML's pairwise-RoPE architectures (`llama`) store the rows of each head permuted;
   /// the loader un-permutes them so the weights are Hugging Face's.
   int64_t rope_heads = 0;
+  /// Vectors: added to every element read from a Hugging Face checkpoint. Gemma's RMSNorm scales
+  /// by (1 + w) and stores w; llama.cpp's converter stores 1 + w in GGUF. With 1 added on the way
+  /// in from safetensors, both load as the plain RMSNorm weight.
+  float hf_offset = 0.0f;
   int32_t target = 0;  // index into WeightPlan::targets
   // Where the whole tensor sits in the unsharded model, for dummy weights (a function of these,
   // so that a shard's dummy weights are slices of the unsharded ones): the index of its fused

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "worker/models/gemma.h"
 #include "worker/models/llama.h"
 
 namespace pagoda {
@@ -16,11 +17,13 @@ struct Entry {
   const ModelArchitecture& (*definition)();
 };
 
-constexpr std::array<Entry, 4> kEntries = {{
+constexpr std::array<Entry, 6> kEntries = {{
     {"LlamaForCausalLM", &LlamaFamily},
     {"MistralForCausalLM", &LlamaFamily},
     {"Qwen2ForCausalLM", &LlamaFamily},
     {"Qwen3ForCausalLM", &LlamaFamily},  // the llama forward with config.qk_norm
+    {"Gemma2ForCausalLM", &GemmaFamily},
+    {"Gemma3ForCausalLM", &GemmaFamily},
 }};
 
 }  // namespace
