@@ -1,6 +1,8 @@
 #include "common/model_config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <optional>
 
@@ -238,6 +240,21 @@ absl::Status ParseGemma(const json& config, const FieldReader& reader, bool is_g
   return absl::OkStatus();
 }
 
+// "eos_token_id": an id, a list of ids, or absent / null (none).
+absl::StatusOr<std::vector<int64_t>> ParseEosTokenIds(const FieldReader& reader) {
+  std::vector<int64_t> ids;
+  const json* eos = reader.Get("eos_token_id");
+  if (eos == nullptr) return ids;
+  const std::vector<json> items =
+      eos->is_array() ? eos->get<std::vector<json>>() : std::vector<json>{*eos};
+  for (const json& item : items) {
+    std::optional<int64_t> id = FieldReader::AsInt(item);
+    if (!id || *id < 0) return reader.TypeError("eos_token_id", "a token id or a list of them");
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
 absl::StatusOr<DType> ParseDType(const FieldReader& reader) {
   // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
   const char* field = reader.Get("dtype") != nullptr ? "dtype" : "torch_dtype";
@@ -375,15 +392,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   ASSIGN_OR_RETURN(std::optional<int64_t> bos, reader.OptionalInt("bos_token_id"));
   out.bos_token_id = bos.value_or(-1);
   if (out.bos_token_id < -1) return reader.Error("bos_token_id", "must not be negative");
-  if (const json* eos = reader.Get("eos_token_id")) {
-    const std::vector<json> items =
-        eos->is_array() ? eos->get<std::vector<json>>() : std::vector<json>{*eos};
-    for (const json& item : items) {
-      std::optional<int64_t> id = FieldReader::AsInt(item);
-      if (!id || *id < 0) return reader.TypeError("eos_token_id", "a token id or a list of them");
-      out.eos_token_ids.push_back(*id);
-    }
-  }
+  ASSIGN_OR_RETURN(out.eos_token_ids, ParseEosTokenIds(reader));
   ASSIGN_OR_RETURN(out.torch_dtype, ParseDType(reader));
 
   // Guard the element counts that later allocations multiply out.
@@ -424,7 +433,27 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text,
 absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
   const std::string path = dir + "/config.json";
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  return FromJson(text, path);
+  ASSIGN_OR_RETURN(ModelConfig config, FromJson(text, path));
+  // generation_config.json's eos_token_id is what transformers' generate() stops at; instruction
+  // models list their end-of-turn ids there (Gemma's <end_of_turn>, Llama 3's <|eot_id|>).
+  const std::string generation_path = dir + "/generation_config.json";
+  if (!std::filesystem::exists(generation_path)) return config;
+  ASSIGN_OR_RETURN(std::string generation_text, ReadFileToString(generation_path));
+  absl::StatusOr<json> generation = ParseJson(generation_text);
+  if (!generation.ok() || !generation->is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(generation_path, ": not a JSON object",
+                     generation.ok() ? "" : absl::StrCat(": ", generation.status().message())));
+  }
+  ASSIGN_OR_RETURN(std::vector<int64_t> ids,
+                   ParseEosTokenIds(FieldReader(*generation, generation_path)));
+  for (int64_t id : ids) {
+    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) ==
+        config.eos_token_ids.end()) {
+      config.eos_token_ids.push_back(id);
+    }
+  }
+  return config;
 }
 
 int64_t ModelConfig::LayerWindow(int64_t layer) const {

@@ -61,7 +61,8 @@ struct ModelConfig {
 
   /// Parses config.json text; `source` (the path) prefixes every error message.
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text, std::string_view source);
-  /// Reads DIR/config.json.
+  /// Reads DIR/config.json, and the eos_token_id of DIR/generation_config.json when there is one
+  /// (its ids are added to eos_token_ids).
   static absl::StatusOr<ModelConfig> FromDirectory(const std::string& dir);
 
   /// The JSON a Hugging Face loader accepts for this config (used by `pagoda convert`).
