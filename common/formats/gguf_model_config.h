@@ -1,6 +1,8 @@
 // ModelConfig from a GGUF file's metadata, for the architectures `llama` (Llama 1-3, Mistral,
 // SmolLM2, TinyLlama), `qwen2` and `qwen3` (dense Qwen3: q/k norms blk.N.attn_{q,k}_norm, head_dim
-// from attention.key_length, which the converter writes from config.json's head_dim).
+// from attention.key_length, which the converter writes from config.json's head_dim), `gemma2`
+// and `gemma3` (their window, sliding-layer pattern, local RoPE base, soft-caps and attention
+// scale as llama.cpp reads them: see ReadGemma in the .cc and docs/architecture.md).
 //
 // Keys read (prefix "{arch}." = the value of general.architecture): context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count(_kv),
@@ -34,8 +36,9 @@
 
 namespace pagoda {
 
-/// The hyper-parameters of a llama, qwen2 or qwen3 GGUF. `architecture` is the Hugging Face name
-/// (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM); `torch_dtype` is F16/BF16 for files
+/// The hyper-parameters of a llama, qwen2, qwen3, gemma2 or gemma3 GGUF. `architecture` is the
+/// Hugging Face name (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM,
+/// Gemma3ForCausalLM); `torch_dtype` is F16/BF16 for files
 /// whose general.file_type says so and F32 otherwise (quantized tensors keep their own DType).
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
 

@@ -36,7 +36,8 @@ matters (the script asserts that dropping it, or a soft-cap, moves the logits):
   gemma3: hidden 40, 4 query heads of head_dim 12 over 4 KV heads (GQA 1; 4 * 12 != 40), FFN 64,
     6 layers (layer 5 global, the rest sliding: transformers' default pattern 6), q/k norms,
     rope_theta 1e6 with linear scaling 8, local base 10000, no soft-caps.
-Tensor parallel size 2 splits both (3 + 1 and 2 + 2 heads per rank). Each model's seed is re-drawn
+gemma2_window_too_large.gguf, gemma2_bad_pattern.gguf and gemma3_yarn.gguf have metadata that must
+be refused naming the key. Tensor parallel size 2 splits both (3 + 1 and 2 + 2 heads per rank). Each model's seed is re-drawn
 until every greedy step's top-two logits differ by at least 0.05.
 
 Usage: make_gemma_model_fixtures.py --out DIR   (run by CTest as the gemma_model_fixtures setup)
@@ -220,8 +221,9 @@ def vocab_tokens(n):
     return tokens, [0.0] * 6 + [float(-i) for i in range(n - 6)], types
 
 
-def write_gguf(path, t, m, name):
-    """The model as llama.cpp's converter writes it (conversion/gemma.py)."""
+def write_gguf(path, t, m, name, window=WINDOW, extra=None):
+    """The model as llama.cpp's converter writes it (conversion/gemma.py); `extra(writer)` adds
+    keys (the malformed files)."""
     arch = m["arch"]
     w = gguf.GGUFWriter(path=None, arch=arch)
     w.add_name(name)
@@ -238,13 +240,16 @@ def write_gguf(path, t, m, name):
     if arch == "gemma2":  # Gemma2Model.set_gguf_parameters: no rope keys
         w.add_attn_logit_softcapping(m["attn_cap"])
         w.add_final_logit_softcapping(m["final_cap"])
-        w.add_sliding_window(WINDOW)
+        w.add_sliding_window(window)
     else:  # TextModel.set_gguf_parameters, then Gemma3Model's
-        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        w.add_rope_scaling_factor(m["linear"])
+        if m["linear"]:
+            w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(m["linear"])
         w.add_rope_freq_base(m["theta"])
         w.add_rope_freq_base_swa(m["local_theta"])
-        w.add_sliding_window(WINDOW)
+        w.add_sliding_window(window)
+    if extra:
+        extra(w)
     tokens, scores, types = vocab_tokens(m["vocab"])
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
@@ -276,6 +281,23 @@ def write_hf(out_dir, t, m):
 
 def max_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def write_malformed(out_dir):
+    """GGUF files whose metadata must be refused naming the key: a window beyond the context, a
+    per-layer pattern of the wrong length, a RoPE scaling type Gemma 3 does not have."""
+    t = draw(np.random.default_rng(0), GEMMA2)
+    write_gguf(os.path.join(out_dir, "gemma2_window_too_large.gguf"), t, GEMMA2, "bad",
+               window=CONTEXT + 1)
+    write_gguf(os.path.join(out_dir, "gemma2_bad_pattern.gguf"), t, GEMMA2, "bad",
+               extra=lambda w: w.add_sliding_window_pattern([True, False, True]))
+    t = draw(np.random.default_rng(0), GEMMA3)
+    # (the writer refuses a second rope.scaling.type: a yarn file is a gemma3 one written anew)
+    yarn = dict(GEMMA3, linear=None)
+
+    def add_yarn(w):
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+    write_gguf(os.path.join(out_dir, "gemma3_yarn.gguf"), t, yarn, "bad", extra=add_yarn)
 
 
 def make(out_dir, name, m, seed, gguf_too):
@@ -312,6 +334,7 @@ def main():
     make(args.out, "gemma2", GEMMA2, seed=20, gguf_too=True)
     make(args.out, "gemma2_scalar", dict(GEMMA2, scalar=24), seed=21, gguf_too=False)
     make(args.out, "gemma3", GEMMA3, seed=30, gguf_too=True)
+    write_malformed(args.out)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,20 @@
 // metadata must give the config.json's hyper-parameters.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/file_util.h"
 #include "common/model_source.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/greedy_runs.h"
+#include "worker/model_runner.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
@@ -109,6 +112,63 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GemmaModel,
                                            Case{"gemma3", ".gguf"}),
                          CaseName);
 
+// The window across steps, blocks and a batch: the prompt prefilled in chunks of 3, 4 and 2
+// tokens (the window of 4 reaches back into earlier chunks) in 4-token cache blocks, beside
+// another sequence's prefill and decodes in the same steps, then decoded on the reference's
+// greedy tokens: every logit row the reference's.
+TEST(GemmaSchedule, ChunkedPrefillInABatchGivesTheReference) {
+  constexpr int64_t kBlockSize = 4;
+  for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
+    SCOPED_TRACE(path);
+    const std::string name = path.substr(0, path.find_first_of("_."));
+    const Expected expected = LoadExpected(name);
+    ASSERT_FALSE(expected.greedy.empty());
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
+    ASSERT_TRUE(model.ok()) << model.status();
+    absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    absl::StatusOr<std::unique_ptr<ModelRunner>> runner = ModelRunner::Create(
+        model->config(), std::move(*weights), {.num_blocks = 32, .block_size = kBlockSize});
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    std::vector<int32_t> mine = expected.prompt;
+    mine.insert(mine.end(), expected.greedy.begin(), expected.greedy.end());
+    std::vector<int32_t> other = {5, 6, 7, 8, 9, 10, 11};
+    const std::vector<int32_t> mine_blocks = {0, 1, 2, 3, 4}, other_blocks = {10, 11, 12, 13};
+    std::vector<std::vector<float>> got;  // my logit rows from the prompt's last token on
+    int64_t done = 0, other_done = 0;
+    const int64_t prompt = static_cast<int64_t>(expected.prompt.size());
+    for (const int64_t chunk : {int64_t{3}, int64_t{4}, int64_t{2}, int64_t{1}, int64_t{1},
+                                int64_t{1}, int64_t{1}, int64_t{1}}) {
+      const int64_t other_len = other_done == 0 ? static_cast<int64_t>(other.size()) : 1;
+      const std::vector<SequenceInput> batch = {
+          {.token_ids = absl::MakeConstSpan(other).subspan(other_done, other_len),
+           .num_computed_tokens = other_done,
+           .block_table = other_blocks},
+          {.token_ids = absl::MakeConstSpan(mine).subspan(done, chunk),
+           .num_computed_tokens = done,
+           .block_table = mine_blocks}};
+      absl::StatusOr<StepLogits*> logits = (*runner)->Execute(batch);
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      ASSERT_EQ((*logits)->num_rows, 2);
+      const float* other_row = (*logits)->row(0);
+      other_done += other_len;
+      other.push_back(static_cast<int32_t>(
+          std::max_element(other_row, other_row + (*logits)->vocab_size) - other_row));
+      done += chunk;
+      if (done >= prompt)
+        got.emplace_back((*logits)->row(1), (*logits)->row(1) + (*logits)->vocab_size);
+    }
+    ASSERT_EQ(got.size(), expected.logits.size());
+    for (size_t step = 0; step < got.size(); ++step) {
+      for (size_t i = 0; i < got[step].size(); ++i) {
+        const float want = expected.logits[step][i];
+        ASSERT_NEAR(got[step][i], want, 1e-4 + 1e-4 * std::abs(want))
+            << "step " << step << " token " << i;
+      }
+    }
+  }
+}
+
 // The GGUF metadata (as the converter writes it, read as llama.cpp reads it) gives the config
 // of the Hugging Face twin: which layers slide (transformers' rule, recorded by the fixture
 // script), the window, soft-caps, RoPE bases and scaling, the activation and the q/k norms.
@@ -142,6 +202,31 @@ TEST(GemmaConfig, GgufMetadataGivesTheHuggingFaceConfig) {
               h.rope_local_theta > 0 ? h.rope_local_theta : h.rope_theta);
     EXPECT_EQ(g.rope_linear_factor, h.rope_linear_factor);
     EXPECT_EQ(g.bos_token_id, 2);
+  }
+}
+
+// Metadata llama.cpp's converter would not write, refused naming the key.
+TEST(GemmaConfig, MalformedGgufMetadataNamesTheKey) {
+  const struct {
+    std::string file;
+    absl::StatusCode code;
+    std::vector<std::string> parts;
+  } cases[] = {
+      {"gemma2_window_too_large",
+       absl::StatusCode::kInvalidArgument,
+       {"gemma2.attention.sliding_window", "(129)", "gemma2.context_length (128)"}},
+      {"gemma2_bad_pattern",
+       absl::StatusCode::kInvalidArgument,
+       {"gemma2.attention.sliding_window_pattern", "4 booleans"}},
+      {"gemma3_yarn", absl::StatusCode::kUnimplemented, {"gemma3.rope.scaling.type", "yarn"}},
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + c.file + ".gguf");
+    ASSERT_FALSE(model.ok()) << c.file;
+    EXPECT_EQ(model.status().code(), c.code) << model.status();
+    for (const std::string& part : c.parts) {
+      EXPECT_THAT(std::string(model.status().message()), ::testing::HasSubstr(part)) << c.file;
+    }
   }
 }
 
