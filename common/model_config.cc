@@ -371,8 +371,10 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   }
   out.qk_norm = is_qwen3 || is_gemma3;
 
-  // Sliding-window attention is not implemented; a window that covers every position is harmless.
   if (is_gemma) RETURN_IF_ERROR(ParseGemma(config, reader, is_gemma3, out));
+  // Sliding-window attention: Mistral's window covers every layer; Qwen2/Qwen3 turn it on with
+  // use_sliding_window for the layers from max_window_layers on (transformers' Qwen2Attention). A
+  // window that reaches max_position_embeddings changes nothing and is dropped. (Gemma's: above.)
   bool sliding = !is_llama && !is_gemma;
   if (is_qwen2 || is_qwen3) {
     ASSIGN_OR_RETURN(sliding, reader.Bool("use_sliding_window", false));
@@ -381,11 +383,27 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
     ASSIGN_OR_RETURN(std::optional<int64_t> window, reader.OptionalInt("sliding_window"));
     // transformers' Mistral/Qwen2 configs default the window to 4096 when the key is absent.
     if (config.find("sliding_window") == config.end()) window = 4096;
-    if (window && *window < out.max_position_embeddings) {
-      return absl::UnimplementedError(
-          absl::StrCat(source, ": sliding_window ", *window,
-                       " is not supported (only null or >= max_position_embeddings ",
-                       out.max_position_embeddings, ")"));
+    if (window && *window <= 0) {
+      return reader.Error("sliding_window", absl::StrCat("must be positive, got ", *window));
+    }
+    int64_t first_sliding_layer = 0;
+    if (is_qwen2 || is_qwen3) {
+      ASSIGN_OR_RETURN(std::optional<int64_t> max_window_layers,
+                       reader.OptionalInt("max_window_layers"));
+      if (max_window_layers && *max_window_layers < 0) {
+        return reader.Error("max_window_layers", "must not be negative");
+      }
+      first_sliding_layer = max_window_layers.value_or(28);  // transformers' default
+    }
+    if (window && *window < out.max_position_embeddings &&
+        first_sliding_layer < out.num_hidden_layers) {
+      out.sliding_window = *window;
+      if (first_sliding_layer > 0) {
+        out.sliding_layers.assign(static_cast<size_t>(out.num_hidden_layers), false);
+        for (int64_t i = first_sliding_layer; i < out.num_hidden_layers; ++i) {
+          out.sliding_layers[static_cast<size_t>(i)] = true;
+        }
+      }
     }
   }
 
@@ -456,12 +474,6 @@ absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
   return config;
 }
 
-int64_t ModelConfig::LayerWindow(int64_t layer) const {
-  if (sliding_window <= 0) return 0;
-  if (sliding_layers.empty()) return sliding_window;
-  return sliding_layers[static_cast<size_t>(layer)] ? sliding_window : 0;
-}
-
 std::string ModelConfig::ToJson() const {
   const Architecture* arch = FindArchitecture(architecture);
   json config = {
@@ -497,12 +509,18 @@ std::string ModelConfig::ToJson() const {
     config["attention_bias"] = attention_bias;
     config["mlp_bias"] = false;
   } else if (architecture == "MistralForCausalLM") {
-    config["sliding_window"] = nullptr;
-  } else if (architecture == "Qwen2ForCausalLM") {
-    config["use_sliding_window"] = false;
-  } else if (architecture == "Qwen3ForCausalLM") {
-    config["attention_bias"] = attention_bias;
-    config["use_sliding_window"] = false;
+    config["sliding_window"] = sliding_window > 0 ? json(sliding_window) : json(nullptr);
+  } else if (architecture == "Qwen2ForCausalLM" || architecture == "Qwen3ForCausalLM") {
+    if (architecture == "Qwen3ForCausalLM") config["attention_bias"] = attention_bias;
+    config["use_sliding_window"] = sliding_window > 0;
+    if (sliding_window > 0) {
+      config["sliding_window"] = sliding_window;
+      int64_t first_sliding_layer = 0;
+      while (first_sliding_layer < num_hidden_layers && LayerWindow(first_sliding_layer) == 0) {
+        ++first_sliding_layer;
+      }
+      config["max_window_layers"] = first_sliding_layer;
+    }
   } else if (architecture == "Gemma2ForCausalLM" || architecture == "Gemma3ForCausalLM") {
     config.erase("hidden_act");
     config["hidden_activation"] = "gelu_pytorch_tanh";
@@ -560,6 +578,23 @@ std::string TensorParallelMismatch(const ModelConfig& config, int64_t size) {
 }
 
 }  // namespace
+
+int64_t ModelConfig::LayerWindow(int64_t layer) const {
+  if (sliding_window <= 0) return 0;
+  if (sliding_layers.empty()) return sliding_window;
+  return layer >= 0 && static_cast<size_t>(layer) < sliding_layers.size() &&
+                 sliding_layers[static_cast<size_t>(layer)]
+             ? sliding_window
+             : 0;
+}
+
+int64_t ModelConfig::UniformSlidingWindow() const {
+  if (sliding_window <= 0) return 0;
+  for (int64_t i = 0; i < num_hidden_layers; ++i) {
+    if (LayerWindow(i) != sliding_window) return 0;
+  }
+  return sliding_window;
+}
 
 absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size) {
   if (size < 1 || size > kMaxTensorParallelSize) {

@@ -40,10 +40,6 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   Llama3RopeScaling rope_scaling;  // factor 0: none
   int64_t max_position_embeddings = 2048;
-  int64_t sliding_window = 0;        // > 0: a sliding layer's query at position p attends to keys
-                                     // at positions (p - sliding_window, p]; 0: full attention
-  std::vector<bool> sliding_layers;  // [num_hidden_layers]: which layers slide; EMPTY with
-                                     // sliding_window > 0 means every layer slides
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
   bool o_proj_bias = false;     // Llama's attention_bias also covers o_proj; Qwen2's does not
@@ -58,6 +54,12 @@ struct ModelConfig {
   int64_t bos_token_id = -1;           // -1: none
   std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
   DType torch_dtype = DType::kF32;     // storage dtype of the checkpoint; CPU compute is fp32
+  /// > 0: a sliding layer's query at position p attends to positions (p - sliding_window, p] only
+  /// (transformers' rule kv_idx > q_idx - sliding_window). 0: every layer attends to all of [0, p].
+  int64_t sliding_window = 0;
+  /// [num_hidden_layers]: which layers slide (Gemma's local layers, Qwen2's layers from
+  /// max_window_layers on). Empty with sliding_window > 0: every layer slides (Mistral).
+  std::vector<bool> sliding_layers;
 
   /// Parses config.json text; `source` (the path) prefixes every error message.
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text, std::string_view source);
@@ -68,8 +70,11 @@ struct ModelConfig {
   /// The JSON a Hugging Face loader accepts for this config (used by `pagoda convert`).
   std::string ToJson() const;
 
-  /// The window of `layer`, 0 = full.
+  /// The window of `layer`: sliding_window for a sliding layer, 0 (full attention) otherwise.
   int64_t LayerWindow(int64_t layer) const;
+  /// sliding_window when every layer slides with it, else 0: then the KV blocks wholly before the
+  /// window of a sequence's next token are never read again by any layer (the engine frees them).
+  int64_t UniformSlidingWindow() const;
 
   int64_t q_size() const { return num_attention_heads * head_dim; }
   int64_t kv_size() const { return num_key_value_heads * head_dim; }

@@ -1,5 +1,7 @@
 #include "engine/engine_config.h"
 
+#include <algorithm>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -41,14 +43,19 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
     return absl::InvalidArgumentError("the executor reports no KV cache blocks");
   }
   // As vLLM does: a cache that cannot hold one whole context would refuse the longest requests
-  // the API promises (GET /v1/models reports max_model_len) — say so at startup instead.
+  // the API promises (GET /v1/models reports max_model_len) — say so at startup instead. Under a
+  // sliding window a whole context holds only its window's blocks.
   const int64_t context = max_model_len > 0 ? max_model_len : info.max_model_len;
-  const int64_t context_blocks = context / info.block_size + (context % info.block_size != 0);
+  const int64_t held = PeakSequenceTokens(info, context);
+  const int64_t context_blocks = held / info.block_size + (held % info.block_size != 0);
   if (info.num_device_blocks < context_blocks) {
     const int64_t cache_tokens = info.num_device_blocks * info.block_size;
     return absl::InvalidArgumentError(absl::StrCat(
         "the KV cache holds ", cache_tokens, " tokens (", info.num_device_blocks, " blocks of ",
         info.block_size, "), fewer than max_model_len ", context,
+        held < context ? absl::StrCat(" (of which a sequence holds at most ", held,
+                                      " under the model's sliding window)")
+                       : "",
         ": give it more memory (--kv-cache-memory-gib or --num-gpu-blocks-override) or lower "
         "--max-model-len to at most ",
         cache_tokens));
@@ -90,6 +97,13 @@ absl::StatusOr<SchedulerKind> ParseSchedulerKind(const std::string& text) {
   if (text == "static") return SchedulerKind::kStatic;
   return absl::InvalidArgumentError(
       absl::StrCat("scheduler must be continuous or static, got '", text, "'"));
+}
+
+int64_t EngineConfig::PeakSequenceTokens(const ExecutorInfo& info, int64_t length) const {
+  if (info.sliding_window <= 0 || scheduler == SchedulerKind::kStatic) return length;
+  const int64_t step =
+      max_num_batched_tokens + num_scheduler_steps + speculative.num_speculative_tokens;
+  return std::min(length, info.sliding_window + step + info.block_size);
 }
 
 }  // namespace pagoda

@@ -35,6 +35,10 @@ struct EngineConfig {
 
   /// Checks ranges and agreement with the executor (block size, model length, swap space).
   absl::Status Validate(const ExecutorInfo& info) const;
+  /// The most KV positions a sequence of `length` tokens holds at once: all of them, or, when the
+  /// model slides a window over every layer (info.sliding_window) and sequences are paged, the
+  /// window plus one step's new positions and a block of alignment.
+  int64_t PeakSequenceTokens(const ExecutorInfo& info, int64_t length) const;
 };
 
 absl::StatusOr<PreemptionMode> ParsePreemptionMode(const std::string& text);

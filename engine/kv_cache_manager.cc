@@ -17,10 +17,12 @@ int32_t HostBlockOf(int32_t entry) { return -entry - 1; }
 
 KVCacheManager::KVCacheManager(const Options& options)
     : block_size_(options.block_size),
+      sliding_window_(options.sliding_window),
       device_(options.num_device_blocks, options.enable_prefix_caching),
       host_(options.num_host_blocks, /*enable_caching=*/false),
       pins_(options.num_device_blocks, 0) {
   PAGODA_CHECK(options.block_size >= 1) << "block_size must be positive";
+  PAGODA_CHECK(options.sliding_window >= 0) << "sliding_window must not be negative";
 }
 
 PrefixMatch KVCacheManager::GetComputedBlocks(absl::Span<const int32_t> token_ids,
@@ -83,7 +85,9 @@ void KVCacheManager::CacheBlocks(SeqHandle seq, absl::Span<const int32_t> token_
     const BlockHash hash =
         HashBlockTokens(parent, token_ids.subspan(i * block_size_, block_size_), state.extra_key);
     state.block_hashes.push_back(hash);
-    device_.CacheBlock(state.blocks[i], hash);  // false for a duplicate: this copy stays private
+    // false for a duplicate: this copy stays private. A block freed behind the window keeps only
+    // its hash, the parent of the next.
+    if (state.blocks[i] != kFreedBlockId) device_.CacheBlock(state.blocks[i], hash);
     parent = hash;
   }
 }
@@ -177,7 +181,19 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
     state.write_end = std::max(state.write_end, end);
   }
   state.num_tokens = begin + num_new_tokens;
+  // The plan's first query of this sequence sits at write_begin (an earlier allocation in the
+  // same round may have scheduled positions before `begin`).
+  if (sliding_window_ > 0) FreeBlocksBefore(state, state.write_begin - sliding_window_ + 1);
   return true;
+}
+
+void KVCacheManager::FreeBlocksBefore(SeqState& state, int64_t first_visible) {
+  const size_t end = static_cast<size_t>(std::max<int64_t>(0, first_visible) / block_size_);
+  for (; state.num_freed_blocks < end; ++state.num_freed_blocks) {
+    int32_t& entry = state.blocks[state.num_freed_blocks];
+    device_.DecRef(entry);  // a cached block stays in the prefix cache, evictable
+    entry = kFreedBlockId;
+  }
 }
 
 void KVCacheManager::CommitLookaheadSlots(SeqHandle seq, int64_t num_tokens) {
@@ -207,6 +223,7 @@ void KVCacheManager::Free(SeqHandle seq) {
     }
   }
   for (auto entry = state.blocks.rbegin(); entry != state.blocks.rend(); ++entry) {
+    if (*entry == kFreedBlockId) continue;
     if (*entry >= 0) {
       device_.DecRef(*entry);
     } else {
@@ -234,7 +251,10 @@ absl::Status KVCacheManager::Fork(SeqHandle parent, SeqHandle child) {
   // Blocks past NumTokens hold nothing yet (lookahead): the child gets its own when it writes.
   const int64_t num_shared = BlocksFor(from.num_tokens);
   state.blocks.assign(from.blocks.begin(), from.blocks.begin() + num_shared);
-  for (int32_t block : state.blocks) device_.IncRef(block);
+  state.num_freed_blocks = std::min(from.num_freed_blocks, state.blocks.size());
+  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
+    device_.IncRef(state.blocks[i]);
+  }
   state.block_hashes = from.block_hashes;
   state.num_tokens = from.num_tokens;
   state.extra_key = from.extra_key;
@@ -290,7 +310,7 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapOut(SeqHandle seq) {
   }
   std::vector<bool> exclusive(state.blocks.size());
   int32_t num_exclusive = 0;
-  for (size_t i = 0; i < state.blocks.size(); ++i) {
+  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
     exclusive[i] = !Shared(state.blocks[i]);
     num_exclusive += exclusive[i] ? 1 : 0;
   }
@@ -320,7 +340,7 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapOut(SeqHandle seq) {
 
 int64_t KVCacheManager::SwapInCost(const SeqState& state) const {
   int64_t cost = 0;
-  for (size_t i = 0; i < state.blocks.size(); ++i) {
+  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
     if (state.blocks[i] >= 0) continue;
     const int32_t cached =
         i < state.block_hashes.size() ? device_.Lookup(state.block_hashes[i]) : -1;
@@ -349,7 +369,7 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapIn(SeqHandle seq) {
   }
   // Take the blocks still in the prefix cache first, so the allocation cannot evict them.
   std::vector<size_t> to_transfer;
-  for (size_t i = 0; i < state.blocks.size(); ++i) {
+  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
     if (state.blocks[i] >= 0) continue;
     const int32_t cached =
         i < state.block_hashes.size() ? device_.Lookup(state.block_hashes[i]) : -1;
@@ -415,11 +435,23 @@ absl::Status KVCacheManager::CheckInvariants() const {
     if (static_cast<int64_t>(state.block_hashes.size()) > state.num_tokens / block_size_) {
       return absl::InternalError(absl::StrCat(name, "hashes past its full blocks"));
     }
-    if (state.num_sent_blocks > state.blocks.size()) {
-      return absl::InternalError(absl::StrCat(name, "sent more blocks than it holds"));
+    if (state.num_sent_blocks > state.blocks.size() ||
+        state.num_freed_blocks > state.blocks.size()) {
+      return absl::InternalError(absl::StrCat(name, "sent or freed more blocks than it holds"));
+    }
+    if (sliding_window_ > 0 && state.num_freed_blocks > 0 &&
+        static_cast<int64_t>(state.num_freed_blocks) * block_size_ >
+            state.num_tokens - sliding_window_ + 1) {
+      return absl::InternalError(absl::StrCat(name, "freed block ", state.num_freed_blocks - 1,
+                                              " which its window still sees"));
     }
     for (size_t i = 0; i < state.blocks.size(); ++i) {
       const int32_t entry = state.blocks[i];
+      if ((entry == kFreedBlockId) != (i < state.num_freed_blocks)) {
+        return absl::InternalError(absl::StrCat(name, "entry ", i, " is ", entry, " with ",
+                                                state.num_freed_blocks, " leading blocks freed"));
+      }
+      if (entry == kFreedBlockId) continue;
       if (entry >= 0) {
         if (entry >= num_device) return absl::InternalError(absl::StrCat(name, "bad block"));
         ++device_refs[entry];

@@ -53,6 +53,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/step/step.h"
 #include "engine/block_pool.h"
 
 namespace pagoda {
@@ -76,6 +77,10 @@ class KVCacheManager {
     int32_t num_host_blocks = 0;  // 0: no swap space
     int32_t block_size = 16;      // tokens per block
     bool enable_prefix_caching = false;
+    /// > 0: the model attends to the last sliding_window positions in every layer. AllocateSlots
+    /// then gives back the blocks wholly before the window of the positions it schedules; their
+    /// entries read kFreedBlockId (common/step/step.h), and a cached one stays in the prefix cache.
+    int64_t sliding_window = 0;
   };
 
   explicit KVCacheManager(const Options& options);
@@ -110,7 +115,8 @@ class KVCacheManager {
                           const PrefixMatch* prefix = nullptr) const;
 
   /// Grows the block table to cover num_new_tokens + num_lookahead_tokens positions after
-  /// NumTokens (copying shared blocks first), then advances NumTokens by num_new_tokens. An
+  /// NumTokens (copying shared blocks first), then advances NumTokens by num_new_tokens. With a
+  /// sliding window it then frees the blocks no query from the old NumTokens on can see. An
   /// unknown `seq` is created, starting from `prefix` (a GetComputedBlocks result taken just
   /// before; references are taken on its blocks and the prefix cache counters advance) or empty.
   /// All or nothing: false, and nothing changes, when the free blocks do not suffice.
@@ -163,7 +169,7 @@ class KVCacheManager {
   /// Tokens whose KV is computed or scheduled (0 for an unknown sequence).
   int64_t NumTokens(SeqHandle seq) const;
   /// Device block ids; entries of a swapped-out sequence that live on the host read as
-  /// -(host block + 1).
+  /// -(host block + 1), blocks freed behind a sliding window as kFreedBlockId.
   absl::Span<const int32_t> BlockTable(SeqHandle seq) const;
   size_t NumSequences() const { return seqs_.size(); }
 
@@ -188,7 +194,8 @@ class KVCacheManager {
     std::vector<int32_t> blocks;          // device id, or -(host id + 1) while swapped out
     std::vector<BlockHash> block_hashes;  // chain hashes of the leading full blocks
     int64_t num_tokens = 0;
-    size_t num_sent_blocks = 0;  // leading entries the workers hold
+    size_t num_freed_blocks = 0;  // leading entries freed behind the sliding window
+    size_t num_sent_blocks = 0;   // leading entries the workers hold
     std::vector<BlockPair> replaced;
     uint64_t extra_key = 0;
     bool swapped_out = false;
@@ -208,10 +215,13 @@ class KVCacheManager {
   /// Whether a device block is named by more than one table entry (pins excluded).
   bool Shared(int32_t block) const { return device_.RefCount(block) - pins_[block] > 1; }
   void Pin(int32_t block);
+  /// Frees the blocks wholly before position first_visible (sliding window).
+  void FreeBlocksBefore(SeqState& state, int64_t first_visible);
   /// Device blocks a swap-in of `state` would take off the free list.
   int64_t SwapInCost(const SeqState& state) const;
 
   const int32_t block_size_;
+  const int64_t sliding_window_;
   BlockPool device_;
   BlockPool host_;
   absl::flat_hash_map<SeqHandle, SeqState> seqs_;

@@ -30,6 +30,7 @@ struct Scheduler::InFlightStep {
 Scheduler::Scheduler(const EngineConfig& config, const ExecutorInfo& info,
                      std::vector<int32_t> eos_token_ids)
     : config_(config),
+      info_(info),
       block_size_(info.block_size),
       max_model_len_(config.max_model_len > 0 ? config.max_model_len : info.max_model_len),
       num_device_blocks_(info.num_device_blocks),
@@ -39,7 +40,8 @@ Scheduler::Scheduler(const EngineConfig& config, const ExecutorInfo& info,
           KVCacheManager::Options{.num_device_blocks = static_cast<int32_t>(info.num_device_blocks),
                                   .num_host_blocks = static_cast<int32_t>(info.num_host_blocks),
                                   .block_size = static_cast<int32_t>(info.block_size),
-                                  .enable_prefix_caching = config.enable_prefix_caching})),
+                                  .enable_prefix_caching = config.enable_prefix_caching,
+                                  .sliding_window = info.sliding_window})),
       registry_(config.policy),
       plan_(kv_.get()),
       preemptor_(config.preemption_mode, &registry_, kv_.get()),
@@ -90,8 +92,10 @@ absl::Status Scheduler::CheckFits(const EngineRequest& request) const {
         "request ", id, " can never fit: ", prompt_len, " prompt tokens + max_tokens ",
         request.params.max_tokens, " = ", total, " exceed max_model_len ", max_model_len_));
   }
-  // Static batching reserves every sample's whole length; paged sequences need one at a time.
-  const int64_t num_blocks = CeilDiv(total, block_size_) * (is_static ? request.params.n : 1);
+  // Static batching reserves every sample's whole length; paged sequences need one at a time,
+  // and under a sliding window only its blocks.
+  const int64_t num_blocks = CeilDiv(config_.PeakSequenceTokens(info_, total), block_size_) *
+                             (is_static ? request.params.n : 1);
   if (num_blocks > num_device_blocks_) {
     return absl::InvalidArgumentError(
         absl::StrCat("request ", id, " can never fit: it needs ", num_blocks, " KV blocks of ",

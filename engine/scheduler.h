@@ -158,6 +158,7 @@ class Scheduler {
                     std::vector<SequenceUpdate>& updates);
 
   const EngineConfig config_;
+  const ExecutorInfo info_;
   const int64_t block_size_;
   const int64_t max_model_len_;
   const int64_t num_device_blocks_;

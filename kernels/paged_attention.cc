@@ -1,5 +1,6 @@
 #include "kernels/paged_attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,14 @@ absl::Status PagedAttentionParams::Validate() const {
   if (!(scale > 0.0f) || !std::isfinite(scale)) {
     return absl::InvalidArgumentError(
         absl::StrCat("paged_attention: scale must be finite and > 0, got ", scale));
+  }
+  if (sliding_window < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "paged_attention: sliding_window must be >= 0 (0: none), got ", sliding_window));
+  }
+  if (!(logit_softcap >= 0.0f) || !std::isfinite(logit_softcap)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "paged_attention: logit_softcap must be finite and >= 0 (0: none), got ", logit_softcap));
   }
   if (key_cache == nullptr || value_cache == nullptr) {
     return absl::InvalidArgumentError("paged_attention: key_cache or value_cache is null");
@@ -80,10 +89,16 @@ absl::Status PagedAttentionParams::Validate() const {
   return absl::OkStatus();
 }
 
+int64_t PagedAttentionParams::FirstVisiblePosition(int64_t seq) const {
+  if (sliding_window == 0) return 0;
+  const int64_t q_len = int64_t{query_start_loc[seq + 1]} - query_start_loc[seq];
+  return std::max<int64_t>(0, seq_lens[seq] - q_len - sliding_window + 1);
+}
+
 absl::Status PagedAttentionParams::ValidateBlockIds() const {
   for (int64_t s = 0; s < num_seqs; ++s) {
     const int64_t blocks_used = (int64_t{seq_lens[s]} + block_size - 1) / block_size;
-    for (int64_t b = 0; b < blocks_used; ++b) {
+    for (int64_t b = FirstVisiblePosition(s) / block_size; b < blocks_used; ++b) {
       const int32_t id = block_tables[s * max_blocks_per_seq + b];
       if (id < 0 || id >= num_blocks) {
         return absl::InvalidArgumentError(

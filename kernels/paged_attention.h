@@ -4,7 +4,9 @@
 // seq_lens[s] tokens of context in the paged cache, the new ones included (their K/V must already
 // be written with WriteKvCache). Query token j of a q_len-token chunk sits at position
 // seq_lens[s] - q_len + j and attends causally to cache positions [0, that position]: a prefill
-// chunk sees its cached prefix plus itself, a decode (q_len 1) sees everything.
+// chunk sees its cached prefix plus itself, a decode (q_len 1) sees everything. With a sliding
+// window W, position p sees only (p - W, p]: the blocks of positions before every query's window
+// are never read (the engine may have freed them; their block-table entries are not checked).
 // Cache position p of sequence s lives in block block_tables[s * max_blocks_per_seq + p /
 // block_size], row p % block_size. GQA: query head h reads KV head h / (num_heads /
 // num_kv_heads). Softmax is computed online in fp32 (no [q_len, context] matrix is formed). The
@@ -37,6 +39,12 @@ struct PagedAttentionParams {
   int64_t max_blocks_per_seq = 0;
   int64_t q_stride = 0;  // floats between consecutive tokens of q
   float scale = 0.0f;    // usually 1 / sqrt(head_dim)
+  /// > 0: the query at position p attends to positions (p - sliding_window, p] only (Mistral,
+  /// Gemma's local layers; transformers' rule kv_idx > q_idx - sliding_window). 0: all of [0, p].
+  int64_t sliding_window = 0;
+  /// > 0: each scaled score s becomes logit_softcap * tanh(s / logit_softcap) before the softmax
+  /// (Gemma 2's attention logit soft-capping). 0: none.
+  float logit_softcap = 0.0f;
   /// The caller checked every block id the sequences use against num_blocks, once for the
   /// whole step (ModelRunner does): PagedAttention then skips ValidateBlockIds(), which would
   /// repeat the same O(blocks) scan in every layer.
@@ -46,8 +54,10 @@ struct PagedAttentionParams {
   /// context and its context in its block table.
   absl::Status Validate() const;
   /// O(blocks used): every block id a sequence's context uses is in [0, num_blocks). Call after
-  /// Validate().
+  /// Validate(). With a sliding window only the blocks from FirstVisiblePosition on are used.
   absl::Status ValidateBlockIds() const;
+  /// The first cache position any query token of sequence `seq` attends to: 0 without a window.
+  int64_t FirstVisiblePosition(int64_t seq) const;
 };
 
 /// Validate(), ValidateBlockIds() unless block_ids_checked, then the attention.

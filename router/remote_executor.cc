@@ -103,7 +103,8 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
                     .num_host_blocks = responses[0].num_host_blocks(),
                     .block_size = responses[0].block_size(),
                     .max_model_len = responses[0].max_model_len(),
-                    .vocab_size = responses[0].vocab_size()};
+                    .vocab_size = responses[0].vocab_size(),
+                    .sliding_window = responses[0].sliding_window()};
   for (size_t rank = 1; rank < num_ranks; ++rank) {
     const internal::InitResponse& r = responses[rank];
     if (r.block_size() != info.block_size || r.vocab_size() != info.vocab_size ||
@@ -116,6 +117,10 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
     // Block ids are the same on every rank: the replica has what the smallest rank has.
     info.num_device_blocks = std::min(info.num_device_blocks, r.num_device_blocks());
     info.num_host_blocks = std::min(info.num_host_blocks, r.num_host_blocks());
+    // A block is freed only when no rank reads it (each may load its own draft model).
+    info.sliding_window = info.sliding_window == 0 || r.sliding_window() == 0
+                              ? 0
+                              : std::max(info.sliding_window, r.sliding_window());
   }
   return std::unique_ptr<RemoteExecutor>(
       new RemoteExecutor(options, generation, std::move(stubs), info));

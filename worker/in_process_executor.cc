@@ -41,7 +41,8 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
                           .num_host_blocks = options.num_host_blocks,
                           .block_size = options.block_size,
                           .max_model_len = config.max_position_embeddings,
-                          .vocab_size = config.vocab_size};
+                          .vocab_size = config.vocab_size,
+                          .sliding_window = steps->sliding_window()};
   return std::unique_ptr<InProcessExecutor>(new InProcessExecutor(info, std::move(steps)));
 }
 

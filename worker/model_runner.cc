@@ -54,6 +54,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
 absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) const {
   const int64_t block_size = kv_cache_.shape().block_size;
   const int64_t num_blocks = kv_cache_.shape().num_blocks;
+  // With a sliding window in every layer, the blocks before the first query's window are never
+  // read (the engine may have freed them: common/step/step.h kFreedBlockId).
+  const int64_t window = config_.UniformSlidingWindow();
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceInput& seq = batch[s];
     const int64_t seq_len = seq.num_computed_tokens + static_cast<int64_t>(seq.token_ids.size());
@@ -78,7 +81,9 @@ absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) c
           "sequence ", s, " has ", seq_len, " tokens of context but its block table holds ",
           seq.block_table.size(), " blocks of ", block_size));
     }
-    for (int64_t b = 0; b < blocks_needed; ++b) {
+    const int64_t first_block =
+        window > 0 ? std::max<int64_t>(0, seq.num_computed_tokens - window + 1) / block_size : 0;
+    for (int64_t b = first_block; b < blocks_needed; ++b) {
       if (seq.block_table[b] < 0 || seq.block_table[b] >= num_blocks) {
         return absl::InvalidArgumentError(absl::StrCat(
             "sequence ", s, " uses block ", seq.block_table[b], " outside [0, ", num_blocks, ")"));

@@ -54,13 +54,26 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<M
   };
   for (int64_t id : runner->config().eos_token_ids) add_eos(id);
   for (int32_t id : options.extra_eos_token_ids) add_eos(id);
-  return std::unique_ptr<StepRunner>(new StepRunner(std::move(runner), std::move(host_cache),
-                                                    std::move(eos), options, std::move(draft)));
+  // The engine may free the blocks behind a window only when no layer reads them. A draft model
+  // catches up on a sequence's tokens at its own pace (worker/draft_model.h), behind the target,
+  // so with a draft nothing is freed.
+  const int64_t window = draft == nullptr ? runner->config().UniformSlidingWindow() : 0;
+  std::unique_ptr<StepRunner> steps(new StepRunner(std::move(runner), std::move(host_cache),
+                                                   std::move(eos), options, std::move(draft)));
+  steps->sliding_window_ = window;
+  return steps;
 }
 
 int64_t StepRunner::num_used_device_blocks() const {
   absl::flat_hash_set<int32_t> used;
-  for (const auto& [id, seq] : seqs_) used.insert(seq->block_table.begin(), seq->block_table.end());
+  for (const auto& [id, seq] : seqs_) {
+    // Entries before a sliding window are never read: freed (kFreedBlockId), or stale ids the
+    // engine gave back after sending them.
+    const int64_t freeable = FreeableBlocks(seq->num_computed_tokens);
+    for (size_t i = static_cast<size_t>(freeable); i < seq->block_table.size(); ++i) {
+      used.insert(seq->block_table[i]);
+    }
+  }
   return static_cast<int64_t>(used.size());
 }
 
@@ -69,9 +82,18 @@ const std::vector<int32_t>* StepRunner::token_ids(const std::string& seq_id) con
   return it == seqs_.end() ? nullptr : &it->second->token_ids;
 }
 
+int64_t StepRunner::FreeableBlocks(int64_t num_computed_tokens) const {
+  if (sliding_window_ == 0) return 0;
+  return std::max<int64_t>(0, num_computed_tokens - sliding_window_ + 1) / block_size();
+}
+
 absl::Status StepRunner::ValidateBlockIds(absl::Span<const int32_t> block_ids,
-                                          const std::string& what) const {
-  for (int32_t id : block_ids) {
+                                          const std::string& what, int64_t first_index,
+                                          int64_t num_computed_tokens) const {
+  const int64_t freeable = FreeableBlocks(num_computed_tokens);
+  for (size_t i = 0; i < block_ids.size(); ++i) {
+    const int32_t id = block_ids[i];
+    if (id == kFreedBlockId && first_index + static_cast<int64_t>(i) < freeable) continue;
     if (id < 0 || id >= num_device_blocks()) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, " names block ", id, ", outside [0, ", num_device_blocks(), ")"));
@@ -165,7 +187,8 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
           "new sequence ", id, ": ", seq.num_computed_tokens, " computed + ",
           seq.num_scheduled_tokens, " scheduled tokens exceed its ", num_tokens, " tokens"));
     }
-    RETURN_IF_ERROR(ValidateBlockIds(seq.block_ids, absl::StrCat("new sequence ", id)));
+    RETURN_IF_ERROR(ValidateBlockIds(seq.block_ids, absl::StrCat("new sequence ", id), 0,
+                                     seq.num_computed_tokens));
     RETURN_IF_ERROR(ValidateCapacity(id, seq.num_computed_tokens + seq.num_scheduled_tokens,
                                      static_cast<int64_t>(seq.block_ids.size())));
     if (absl::Status s = seq.sampling_params.Validate(); !s.ok()) {
@@ -185,7 +208,9 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
       return absl::InvalidArgumentError(absl::StrCat("cached sequence ", id, " appears twice"));
     }
     const Sequence& seq = *it->second;
-    RETURN_IF_ERROR(ValidateBlockIds(delta.new_block_ids, absl::StrCat("cached sequence ", id)));
+    RETURN_IF_ERROR(ValidateBlockIds(delta.new_block_ids, absl::StrCat("cached sequence ", id),
+                                     static_cast<int64_t>(seq.block_table.size()),
+                                     seq.num_computed_tokens));
     for (const auto& [index, block] : delta.replaced_block_ids) {
       if (index < 0 || index >= static_cast<int64_t>(seq.block_table.size())) {
         return absl::InvalidArgumentError(

@@ -87,6 +87,9 @@ class StepRunner {
   int64_t num_host_blocks() const { return host_cache_ ? host_cache_->shape().num_blocks : 0; }
   int64_t block_size() const { return runner_->block_size(); }
   const ModelConfig& config() const { return runner_->config(); }
+  /// > 0: every layer of the model attends to at most this many last positions and there is no
+  /// draft model, so the engine may free blocks behind it (ExecutorInfo::sliding_window).
+  int64_t sliding_window() const { return sliding_window_; }
   const std::vector<int32_t>& eos_token_ids() const { return eos_token_ids_; }
 
  private:
@@ -138,7 +141,14 @@ class StepRunner {
         grammar_cache_(options.grammar_cache_bytes) {}
 
   absl::Status Validate(const StepPlan& plan) const;
-  absl::Status ValidateBlockIds(absl::Span<const int32_t> block_ids, const std::string& what) const;
+  /// Every id names a device block, except that entries at table indexes below
+  /// FreeableBlocks(num_computed_tokens) may be kFreedBlockId; block_ids[0] is table entry
+  /// `first_index`.
+  absl::Status ValidateBlockIds(absl::Span<const int32_t> block_ids, const std::string& what,
+                                int64_t first_index = 0, int64_t num_computed_tokens = 0) const;
+  /// Leading block-table entries the engine may have freed behind the sliding window of a
+  /// sequence whose next position is num_computed_tokens (0 without a window).
+  int64_t FreeableBlocks(int64_t num_computed_tokens) const;
   absl::Status ValidateTokenIds(absl::Span<const int32_t> token_ids, const std::string& what) const;
   absl::Status ValidateSwapsAndCopies(const StepPlan& plan) const;
   absl::Status ValidateDrafts(const StepPlan& plan, const CachedSequence& delta,
@@ -170,6 +180,7 @@ class StepRunner {
   std::unique_ptr<ModelRunner> runner_;
   std::optional<KvCache> host_cache_;  // swap space; absent when num_host_blocks == 0
   std::unique_ptr<DraftModel> draft_;  // speculative decoding's draft model; null: none
+  int64_t sliding_window_ = 0;
   std::vector<int32_t> eos_token_ids_;
   Sampler sampler_;
   TokenizerLoader load_tokenizer_;

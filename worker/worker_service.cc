@@ -65,6 +65,7 @@ grpc::Status WorkerService::Init(grpc::ServerContext*, const internal::InitReque
   response->set_block_size(init->block_size);
   response->set_max_model_len(init->max_model_len);
   response->set_vocab_size(init->vocab_size);
+  response->set_sliding_window(init->sliding_window);
   response->set_weight_bytes(init->weight_bytes);
   response->set_kv_cache_bytes(init->kv_cache_bytes);
   response->set_communicator(init->communicator);

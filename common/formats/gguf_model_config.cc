@@ -212,8 +212,8 @@ DType DTypeOfFileType(const GgufFile& file) {
 //     an array of bools (one per layer) or a period n (layer i slides iff i % n < n - 1), else
 //     the period 2 (Gemma 2) or 6 (Gemma 3);
 //   - {arch}.rope.freq_base_swa: the sliding layers' RoPE base (Gemma 2: rope.freq_base; Gemma 3:
-//     10000 when absent); rope.scaling.type "linear" with rope.scaling.factor: Gemma 3's global
-//     layers only;
+//     10000 when absent); Gemma 3's rope.scaling.factor (or rope.scale_linear): linear scaling of
+//     its global layers only (the type, when given, must be linear or none);
 //   - the attention scale is not in the file: llama.cpp takes 1/sqrt(hidden / heads) for the 27B
 //     models (46 layers for Gemma 2, 62 for Gemma 3; their query_pre_attn_scalar) and
 //     1/sqrt(head_dim) otherwise.
@@ -234,17 +234,22 @@ absl::Status ReadGemma(const GgufFile& file, const KeyReader& keys, bool gemma3,
   ASSIGN_OR_RETURN(out.rope_local_theta, keys.PositiveFloat(keys.Key("rope.freq_base_swa"),
                                                             gemma3 ? 10000.0 : out.rope_theta));
   if (gemma3) {
+    // llama.cpp: the type defaults to linear, and the factor (rope.scaling.factor, else the old
+    // rope.scale_linear) scales the positions of the global layers whatever "none" says.
     const std::string type_key = keys.Key("rope.scaling.type");
     if (file.FindMetadata(type_key) != nullptr) {
       ASSIGN_OR_RETURN(std::string_view type, file.GetString(type_key));
-      if (type == "linear") {
-        const std::string factor_key = keys.Key("rope.scaling.factor");
-        ASSIGN_OR_RETURN(out.rope_linear_factor, keys.PositiveFloat(factor_key));
-        if (out.rope_linear_factor == 1.0) out.rope_linear_factor = 0.0;
-      } else if (type != "none") {
+      if (type != "linear" && type != "none") {
         return keys.Unsupported(
             type_key, absl::StrCat("is \"", Av(type), "\": only linear scaling is supported"));
       }
+    }
+    for (const char* suffix : {"rope.scaling.factor", "rope.scale_linear"}) {
+      const std::string factor_key = keys.Key(suffix);
+      if (file.FindMetadata(factor_key) == nullptr) continue;
+      ASSIGN_OR_RETURN(out.rope_linear_factor, keys.PositiveFloat(factor_key));
+      if (out.rope_linear_factor == 1.0) out.rope_linear_factor = 0.0;
+      break;
     }
   }
 
@@ -377,7 +382,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
                                            "supported"));
     }
   }
-  if (const std::string key = keys.Key("rope.scale_linear"); file.FindMetadata(key) != nullptr) {
+  if (const std::string key = keys.Key("rope.scale_linear");
+      file.FindMetadata(key) != nullptr && arch->gguf_name != "gemma3") {
     ASSIGN_OR_RETURN(double factor, file.GetF64(key));
     if (factor != 1.0) return keys.Unsupported(key, "is not 1: linear scaling is not supported");
   }

@@ -24,6 +24,10 @@ struct ExecutorInfo {
   int64_t block_size = 0;       // tokens per block
   int64_t max_model_len = 0;    // positions the model supports
   int64_t vocab_size = 0;
+  /// > 0: every layer of the model attends to at most this many last positions (and no draft
+  /// model reads behind them), so the engine frees the blocks wholly before a sequence's window
+  /// (kFreedBlockId).
+  int64_t sliding_window = 0;
 };
 
 class Executor {

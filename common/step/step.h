@@ -25,6 +25,12 @@
 
 namespace pagoda {
 
+/// A block-table entry whose block the engine gave back because it lies wholly before the window
+/// of every later query: models whose every layer attends to a sliding window
+/// (ExecutorInfo::sliding_window). Workers never read it; the entries of a table they already hold
+/// are not updated (the positions there are never read again either).
+inline constexpr int32_t kFreedBlockId = INT32_MIN;
+
 /// A sequence the workers have no state for: a new request, one resumed after preemption
 /// (recompute) or failover, or a beam forked from another.
 struct NewSequence {
@@ -33,7 +39,7 @@ struct NewSequence {
   int64_t num_prompt_tokens = 0;     // token_ids[num_prompt_tokens:] are outputs (penalties)
   int64_t num_computed_tokens = 0;   // leading tokens whose K/V are already in the blocks
   int64_t num_scheduled_tokens = 0;  // tokens to compute in this step, from num_computed_tokens
-  std::vector<int32_t> block_ids;    // the whole block table
+  std::vector<int32_t> block_ids;    // the whole block table (leading kFreedBlockId possible)
   SamplingParams sampling_params;
   uint64_t seed = 0;  // resolved seed; the draw for output i depends only on (seed, i)
 };

@@ -108,11 +108,19 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
   const float* k_rows[kChunk];
   const float* v_rows[kChunk];
   float s[kChunk];
+  const int64_t window = p.sliding_window;
+  const float softcap = p.logit_softcap;
   const int64_t end = std::min(w.ctx_end, tile_pos + tile_tokens);
-  for (int64_t c0 = w.ctx_begin; c0 < end; c0 += kChunk) {
+  // Chunks stay aligned to multiples of kChunk (items begin at multiples of kPiecePositions), so a
+  // window only skips whole chunks before the tile's first visible position: every row still
+  // meets its positions in the same chunks, whatever tile it is in.
+  int64_t begin = w.ctx_begin;
+  if (window > 0) begin = std::max(begin, (tile_pos - window + 1) / kChunk * kChunk);
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
     const int64_t n = std::min(kChunk, end - c0);
     for (int64_t c = 0; c < n; ++c) {
       const int64_t pos = c0 + c;
+      if (window > 0 && pos + window <= tile_pos) continue;  // before every row's window
       const int64_t offset =
           (static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size) *
               cache_row +
@@ -122,18 +130,26 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
     }
     for (int64_t t = 0; t < tile_tokens; ++t) {
       const int64_t valid = std::min(n, tile_pos + t + 1 - c0);  // causal mask
-      if (valid <= 0) continue;
+      // The window: positions (tile_pos + t - window, tile_pos + t].
+      const int64_t first = window > 0 ? std::max<int64_t>(0, tile_pos + t - window + 1 - c0) : 0;
+      if (valid <= first) continue;
+      const int64_t count = valid - first;
       for (int64_t j = 0; j < group; ++j) {
         const int64_t r = t * group + j;
-        ops.scores(scratch.q + r * dim, k_rows, valid, dim, s);
+        float* const row_s = s + first;
+        ops.scores(scratch.q + r * dim, k_rows + first, count, dim, row_s);
+        if (softcap > 0.0f) {
+          const float inv_cap = 1.0f / softcap;
+          for (int64_t c = 0; c < count; ++c) row_s[c] = softcap * std::tanh(row_s[c] * inv_cap);
+        }
         const float old_max = scratch.max[r];
         float new_max = old_max;
-        for (int64_t c = 0; c < valid; ++c) new_max = std::max(new_max, s[c]);
+        for (int64_t c = 0; c < count; ++c) new_max = std::max(new_max, row_s[c]);
         float chunk_sum = 0.0f;
 #pragma omp simd reduction(+ : chunk_sum)
-        for (int64_t c = 0; c < valid; ++c) {
-          s[c] = internal::FastExp(s[c] - new_max);
-          chunk_sum += s[c];
+        for (int64_t c = 0; c < count; ++c) {
+          row_s[c] = internal::FastExp(row_s[c] - new_max);
+          chunk_sum += row_s[c];
         }
         float* __restrict acc = scratch.acc + r * dim;
         if (new_max != old_max) {
@@ -144,7 +160,7 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
           scratch.max[r] = new_max;
         }
         scratch.sum[r] += chunk_sum;
-        ops.accumulate(s, v_rows, valid, dim, acc);
+        ops.accumulate(row_s, v_rows + first, count, dim, acc);
       }
     }
   }
@@ -158,7 +174,7 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
   for (int64_t t = 0; t < tile_tokens; ++t) {
     for (int64_t j = 0; j < group; ++j) {
       const int64_t r = t * group + j;
-      const float inv_sum = 1.0f / scratch.sum[r];  // > 0: position 0 is always visible
+      const float inv_sum = 1.0f / scratch.sum[r];  // > 0: a row always sees its own position
       const float* __restrict acc = scratch.acc + r * dim;
       float* __restrict dst =
           p.out + ((first_token + t) * p.num_heads + w.kv_head * group + j) * dim;
@@ -212,7 +228,9 @@ void PagedAttention(const PagedAttentionParams& p) {
     for (int64_t b = 0; b < q_len; b += tile_tokens) {
       const int64_t e = std::min(q_len, b + tile_tokens);
       const int64_t context = first_pos + e;
-      const int64_t cost = 2 * (e - b) * group * context * p.head_dim;
+      const int64_t span =
+          p.sliding_window > 0 ? std::min(context, p.sliding_window + e - b) : context;
+      const int64_t cost = 2 * (e - b) * group * span * p.head_dim;
       for (int64_t h = 0; h < p.num_kv_heads; ++h) {
         items.push_back({s, h, b, e, 0, context, -1, cost});
         total_work += cost;
@@ -239,7 +257,13 @@ void PagedAttention(const PagedAttentionParams& p) {
     }
     const int64_t rows = (w.q_end - w.q_begin) * group;
     MergeGroup g{w.seq, w.kv_head, w.q_begin, w.q_end, partial_rows, 0};
-    for (int64_t b = 0; b < context; b += kPiecePositions) {
+    // With a window, the pieces before the tile's first visible position are not made: they hold
+    // nothing any of its rows attends to (and their blocks may be gone).
+    const int64_t tile_pos = context - (w.q_end - w.q_begin);
+    const int64_t first_visible =
+        p.sliding_window > 0 ? std::max<int64_t>(0, tile_pos - p.sliding_window + 1) : 0;
+    for (int64_t b = first_visible / kPiecePositions * kPiecePositions; b < context;
+         b += kPiecePositions) {
       WorkItem piece = w;
       piece.ctx_begin = b;
       piece.ctx_end = std::min(context, b + kPiecePositions);

@@ -123,8 +123,29 @@ TEST(ModelConfig, Qwen2HasQkvBiasButNoOProjBias) {
   EXPECT_TRUE(config->attention_bias);
   EXPECT_FALSE(config->o_proj_bias);
 
+  EXPECT_EQ(config->sliding_window, 0);
+
+  // transformers' Qwen2Attention: the layers from max_window_layers on slide.
   j["use_sliding_window"] = true;
-  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
+  j["max_window_layers"] = 1;
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->sliding_window, 4096);
+  EXPECT_EQ(config->LayerWindow(0), 0);
+  EXPECT_EQ(config->LayerWindow(1), 4096);
+  EXPECT_EQ(config->UniformSlidingWindow(), 0);  // layer 0 attends to everything
+  auto again = ModelConfig::FromJson(config->ToJson(), "roundtrip");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sliding_layers, config->sliding_layers);
+  j["max_window_layers"] = 0;
+  EXPECT_EQ(Parse(j)->UniformSlidingWindow(), 4096);
+  j.erase("max_window_layers");  // transformers' default: 28 of the 30 layers attend fully
+  EXPECT_EQ(Parse(j)->LayerWindow(27), 0);
+  EXPECT_EQ(Parse(j)->LayerWindow(28), 4096);
+  j["max_window_layers"] = 30;  // no layer slides
+  EXPECT_EQ(Parse(j)->sliding_window, 0);
+  j["max_window_layers"] = -1;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, "max_window_layers"});
 }
 
 TEST(ModelConfig, Qwen3HasQkNormAnExplicitHeadDimAndNoBiasByDefault) {
@@ -151,7 +172,8 @@ TEST(ModelConfig, Qwen3HasQkNormAnExplicitHeadDimAndNoBiasByDefault) {
 
   j["use_sliding_window"] = true;
   j["sliding_window"] = 4096;
-  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
+  j["max_window_layers"] = 0;
+  EXPECT_EQ(Parse(j)->UniformSlidingWindow(), 4096);
 }
 
 TEST(ModelConfig, MistralAcceptsNullHeadDimAndSlidingWindow) {
@@ -166,10 +188,24 @@ TEST(ModelConfig, MistralAcceptsNullHeadDimAndSlidingWindow) {
   EXPECT_EQ(config->head_dim, 64);
   EXPECT_FALSE(config->attention_bias);
 
+  EXPECT_EQ(config->sliding_window, 0);
+
   j["sliding_window"] = 16384;  // at least max_position_embeddings: a no-op
-  EXPECT_TRUE(Parse(j).ok());
-  j["sliding_window"] = 4096;
-  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {kSource, "sliding_window 4096"});
+  EXPECT_EQ(Parse(j)->sliding_window, 0);
+  j["sliding_window"] = 4096;  // Mistral 7B v0.1: every layer slides
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->sliding_window, 4096);
+  EXPECT_TRUE(config->sliding_layers.empty());
+  EXPECT_EQ(config->LayerWindow(1), 4096);
+  EXPECT_EQ(config->UniformSlidingWindow(), 4096);
+  auto again = ModelConfig::FromJson(config->ToJson(), "roundtrip");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sliding_window, 4096);
+  j.erase("sliding_window");  // transformers' MistralConfig default
+  EXPECT_EQ(Parse(j)->sliding_window, 4096);
+  j["sliding_window"] = 0;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {kSource, "sliding_window"});
 }
 
 TEST(ModelConfig, ArchitectureFallsBackToModelType) {

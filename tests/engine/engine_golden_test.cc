@@ -2,7 +2,9 @@
 // + OutputProcessor) over an InProcessExecutor must reproduce golden_greedy.jsonl with every
 // prompt in one continuous batch, whatever the async output, multi-step, chunked prefill and
 // prefix caching settings; abort mid-decode; seeded n = 4; and static batching (the Scheduler's
-// kStatic policy) gives what continuous batching gives.
+// kStatic policy) gives what continuous batching gives; a sliding window frees the blocks behind
+// it without changing what the windowed model says.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/stories260k.h"
 #include "worker/in_process_executor.h"
+#include "worker/model_runner.h"
 #include "worker/model_weights.h"
 
 namespace pagoda {
@@ -366,6 +369,101 @@ TEST_F(EngineGoldenTest, SpeculativeDraftModelProposesWithinTheGrammar) {
   ASSERT_GT(stats.spec_num_draft_tokens, 0);
   EXPECT_GT(static_cast<double>(stats.spec_num_accepted_tokens),
             0.9 * static_cast<double>(stats.spec_num_draft_tokens));
+}
+
+// stories260K with a sliding window of 10 in every layer (its outputs change, so the reference is
+// the ModelRunner alone with whole block tables, one prompt at a time). Through the engine with
+// blocks of 4, the blocks behind each window are given back: a cache of 36 blocks runs every prompt
+// in one batch without a preemption, where full attention preempts; with prefix caching, n-gram
+// speculation (rollbacks) and a cache so small that the windowed run preempts too, the tokens equal
+// the reference's.
+TEST_F(EngineGoldenTest, ASlidingWindowFreesTheBlocksBehindItAndKeepsTheOutputs) {
+  constexpr int32_t kMaxTokens = 40;
+  ModelConfig windowed = config_;
+  windowed.sliding_window = 10;
+  std::vector<std::vector<int32_t>> want;
+  {
+    auto weights = LoadModelWeights(windowed, Stories260KDir());
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    auto runner =
+        ModelRunner::Create(windowed, std::move(*weights), {.num_blocks = 16, .block_size = 16});
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    std::vector<int32_t> table(16);
+    for (int32_t b = 0; b < 16; ++b) table[b] = b;
+    for (const GoldenCase& golden : *goldens_) {
+      std::vector<int32_t> tokens = golden.prompt_ids;
+      std::vector<int32_t> outputs;
+      int64_t computed = 0;
+      while (static_cast<int32_t>(outputs.size()) < kMaxTokens) {
+        const SequenceInput seq{.token_ids = absl::MakeConstSpan(tokens).subspan(computed),
+                                .num_computed_tokens = computed,
+                                .block_table = table};
+        absl::StatusOr<StepLogits*> logits = (*runner)->Execute({&seq, 1});
+        ASSERT_TRUE(logits.ok()) << logits.status();
+        const float* row = (*logits)->row(0);
+        const int32_t next =
+            static_cast<int32_t>(std::max_element(row, row + (*logits)->vocab_size) - row);
+        computed = static_cast<int64_t>(tokens.size());
+        tokens.push_back(next);
+        outputs.push_back(next);
+      }
+      want.push_back(std::move(outputs));
+    }
+  }
+  // The window changes the outputs (else this test would prove nothing about it).
+  int differing = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const std::vector<int32_t>& golden = (*goldens_)[i].greedy_ids;
+    differing += !std::equal(want[i].begin(), want[i].end(), golden.begin());
+  }
+  EXPECT_GT(differing, 0);
+
+  struct Case {
+    std::string name;
+    int64_t window;
+    int64_t num_blocks;
+    bool prefix_caching;
+    bool speculate;
+  };
+  for (const Case& c : std::vector<Case>{{"windowed, 36 blocks", 10, 36, false, false},
+                                         {"full attention, 36 blocks", 0, 36, false, false},
+                                         {"windowed, prefix caching", 10, 36, true, false},
+                                         {"windowed, n-gram speculation", 10, 36, true, true},
+                                         {"windowed, 8 blocks", 10, 8, true, true}}) {
+    SCOPED_TRACE(c.name);
+    config_.sliding_window = c.window;
+    EngineConfig config{.max_model_len = 128, .enable_prefix_caching = c.prefix_caching};
+    if (c.num_blocks == 8) {
+      // A sequence then holds at most its window, one chunk of 8 and 3 drafts: 26 positions.
+      config.max_num_seqs = 4;
+      config.max_num_batched_tokens = 8;
+    }
+    if (c.speculate) {
+      config.speculative = {.method = SpeculativeMethod::kNgram,
+                            .num_speculative_tokens = 3,
+                            .prompt_lookup_max = 3,
+                            .prompt_lookup_min = 1};
+    }
+    std::unique_ptr<EngineLoop> engine = MakeEngine(config, c.num_blocks, /*block_size=*/4);
+    ASSERT_NE(engine, nullptr);
+    std::vector<RequestOutput> results = Run(*engine, GreedyRequests(kMaxTokens));
+    ASSERT_EQ(results.size(), want.size());
+    const SchedulerStats stats = engine->stats();
+    if (c.window == 0) {
+      EXPECT_GT(stats.num_preemptions, 0) << "the cache should be too small for full attention";
+      continue;
+    }
+    if (c.num_blocks == 36) {
+      EXPECT_EQ(stats.num_preemptions, 0);
+    } else {
+      EXPECT_GT(stats.num_preemptions, 0);
+    }
+    for (size_t i = 0; i < results.size(); ++i) {
+      ASSERT_EQ(results[i].outputs.size(), 1u);
+      EXPECT_EQ(results[i].outputs[0].token_ids, want[i]) << "prompt " << i;
+    }
+  }
+  config_.sliding_window = 0;
 }
 
 TEST_F(EngineGoldenTest, AbortMidDecodeEndsOneRequestAndLeavesTheOthers) {

@@ -359,6 +359,52 @@ TEST(KVCacheManagerDeathTest, FreeingASequenceOthersReadInThisPlanAborts) {
   EXPECT_DEATH(kv.Free(1), "hit blocks");
 }
 
+// A sliding window of 6 over blocks of 4: a step that schedules from position p frees the blocks
+// wholly before p - 5, which go back to the pool (or stay in the prefix cache, evictable).
+TEST(KVCacheManager, FreesTheBlocksBehindASlidingWindow) {
+  KVCacheManager::Options options = Small(8, /*caching=*/true);
+  options.sliding_window = 6;
+  KVCacheManager kv(options);
+  const std::vector<int32_t> prompt = Range(100, 110);  // 10 tokens: blocks 0..2
+  ASSERT_TRUE(Admit(kv, 1, prompt));
+  EXPECT_THAT(Table(kv, 1), SizeIs(3));
+  EXPECT_NE(Table(kv, 1)[0], kFreedBlockId);  // scheduled from 0: everything is still seen
+  EXPECT_EQ(kv.NumFreeBlocks(), 5);
+  kv.TakeBlockCopies();
+  // The decode of position 10 sees 5..10: block 0 (positions 0..3) is behind the window.
+  ASSERT_TRUE(kv.AllocateSlots(1, 1));
+  std::vector<int32_t> table = Table(kv, 1);
+  EXPECT_EQ(table[0], kFreedBlockId);
+  EXPECT_NE(table[1], kFreedBlockId);
+  EXPECT_EQ(kv.NumFreeBlocks(), 6);  // block 0 is evictable again (position 10 is in block 2)
+  EXPECT_CONSISTENT(kv);
+  // A worker that never held the sequence gets the freed entry as is.
+  EXPECT_EQ(kv.TakeNewBlockIds(1)[0], kFreedBlockId);
+  kv.TakeBlockCopies();
+  // A fork shares only the blocks still held; freeing both gives everything back.
+  ASSERT_TRUE(kv.Fork(1, 2).ok());
+  EXPECT_EQ(Table(kv, 2)[0], kFreedBlockId);
+  ASSERT_TRUE(kv.AllocateSlots(1, 1));  // position 11 sees 6..11: block 0 only, still
+  ASSERT_TRUE(kv.AllocateSlots(2, 1));
+  EXPECT_CONSISTENT(kv);
+  kv.TakeBlockCopies();
+  ASSERT_TRUE(kv.AllocateSlots(2, 1));  // position 12 sees 7..12: block 1 (4..7) still seen
+  ASSERT_TRUE(kv.AllocateSlots(2, 1));  // the same plan also runs position 13: still seen
+  EXPECT_EQ(Table(kv, 2)[1], Table(kv, 1)[1]);
+  kv.TakeBlockCopies();
+  ASSERT_TRUE(kv.AllocateSlots(2, 1));  // position 14 sees 9..14: block 1 freed
+  EXPECT_EQ(Table(kv, 2)[1], kFreedBlockId);
+  EXPECT_NE(Table(kv, 1)[1], kFreedBlockId);
+  EXPECT_CONSISTENT(kv);
+  kv.TakeBlockCopies();
+  kv.Free(1);
+  kv.Free(2);
+  EXPECT_CONSISTENT(kv);
+  EXPECT_EQ(kv.NumFreeBlocks(), 8);
+  // The freed prompt blocks stayed cached: the same prompt hits its first two blocks.
+  EXPECT_EQ(kv.GetComputedBlocks(prompt).num_computed_tokens, 8);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Randomized property test. A simulated worker keeps the block tables it was sent (new blocks,
 // replaced entries) and the KV content of every physical slot, applying each plan in the order
@@ -427,6 +473,9 @@ class Simulation {
       EXPECT_GT(kv_.prefix_cache_hits(), 0);
     }
     EXPECT_GT(copies_, 0);
+    if (options_.sliding_window > 0) {
+      EXPECT_GT(freed_reads_skipped_, 0);
+    }
   }
 
  private:
@@ -607,7 +656,13 @@ class Simulation {
       }
       std::vector<int32_t> added = kv_.TakeNewBlockIds(h);
       table.insert(table.end(), added.begin(), added.end());
-      ASSERT_EQ(table, Table(kv_, h)) << "sequence " << h;
+      // Entries freed behind the window after the workers got them stay stale there.
+      std::vector<int32_t> want = Table(kv_, h);
+      ASSERT_EQ(table.size(), want.size()) << "sequence " << h;
+      for (size_t i = 0; i < want.size(); ++i) {
+        if (want[i] == kFreedBlockId) continue;
+        ASSERT_EQ(table[i], want[i]) << "sequence " << h << " entry " << i;
+      }
     }
     const std::vector<BlockPair> copies = kv_.TakeBlockCopies();
     copies_ += static_cast<int>(copies.size());
@@ -634,6 +689,14 @@ class Simulation {
       for (int64_t p = 0; p < kv_.NumTokens(h); ++p) {
         value = Mix(value, seq.tokens[p]);
         const int32_t entry = table[p / bs];
+        if (entry == kFreedBlockId) {
+          // Only blocks that no query from NumTokens on can see are given back.
+          ASSERT_GT(options_.sliding_window, 0);
+          ASSERT_LE((p / bs + 1) * bs, kv_.NumTokens(h) - options_.sliding_window + 1)
+              << "sequence " << h << " position " << p;
+          ++freed_reads_skipped_;
+          continue;
+        }
         const uint64_t stored = entry >= 0 ? device_[entry][p % bs] : host_[-entry - 1][p % bs];
         ASSERT_EQ(stored, value) << "sequence " << h << " position " << p;
       }
@@ -668,16 +731,19 @@ class Simulation {
   int plans_ = 0;
   int swaps_ = 0;
   int copies_ = 0;
+  int freed_reads_skipped_ = 0;
 };
 
 struct PropertyCase {
   bool caching;
   int32_t host_blocks;
   uint32_t seed;
+  int64_t sliding_window = 0;
 };
 
 void PrintTo(const PropertyCase& c, std::ostream* os) {
-  *os << "caching=" << c.caching << " host_blocks=" << c.host_blocks << " seed=" << c.seed;
+  *os << "caching=" << c.caching << " host_blocks=" << c.host_blocks << " seed=" << c.seed
+      << " sliding_window=" << c.sliding_window;
 }
 
 class KVCacheManagerProperty : public ::testing::TestWithParam<PropertyCase> {};
@@ -687,7 +753,8 @@ TEST_P(KVCacheManagerProperty, RandomWorkloadKeepsInvariantsAndLeaksNothing) {
   Simulation sim({.num_device_blocks = 24,
                   .num_host_blocks = c.host_blocks,
                   .block_size = 4,
-                  .enable_prefix_caching = c.caching},
+                  .enable_prefix_caching = c.caching,
+                  .sliding_window = c.sliding_window},
                  c.seed);
   sim.Run(5000);
 }
@@ -698,6 +765,8 @@ std::vector<PropertyCase> PropertyCases() {
   for (bool caching : {false, true}) {
     for (int32_t host_blocks : {0, 6, 16}) {
       for (int i = 0; i < 3; ++i) cases.push_back({caching, host_blocks, seed++});
+      // Sliding windows of one token, of a block and a half, and of several blocks.
+      for (int64_t window : {1, 6, 13}) cases.push_back({caching, host_blocks, seed++, window});
     }
   }
   return cases;

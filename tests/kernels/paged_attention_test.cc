@@ -47,6 +47,8 @@ struct Batch {
   std::vector<int32_t> block_tables, query_start_loc, seq_lens;
   int64_t num_blocks = 0;
   int64_t max_blocks_per_seq = 0;
+  int64_t sliding_window = 0;
+  float logit_softcap = 0.0f;
 
   PagedAttentionParams Params() const {
     PagedAttentionParams p;
@@ -67,6 +69,8 @@ struct Batch {
     p.max_blocks_per_seq = max_blocks_per_seq;
     p.q_stride = shape.num_heads * shape.head_dim + shape.q_stride_pad;
     p.scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+    p.sliding_window = sliding_window;
+    p.logit_softcap = logit_softcap;
     return p;
   }
 };
@@ -124,7 +128,8 @@ Batch MakeBatch(const Shape& shape, const std::vector<SeqSpec>& seqs, uint32_t s
   return b;
 }
 
-// Plain softmax(q k^T * scale) v in double over the dense K/V of each sequence.
+// Plain softmax(q k^T * scale) v in double over the dense K/V of each sequence (over the window's
+// positions, scores soft-capped, when the batch has them).
 std::vector<double> DenseReference(const Batch& b) {
   const Shape& sh = b.shape;
   const int64_t dim = sh.head_dim;
@@ -140,19 +145,25 @@ std::vector<double> DenseReference(const Batch& b) {
       for (int64_t h = 0; h < sh.num_heads; ++h) {
         const int64_t kvh = h / group;
         const float* q = b.q.data() + token * stride + h * dim;
-        std::vector<double> scores(static_cast<size_t>(pos + 1));
+        const int64_t first =
+            b.sliding_window > 0 ? std::max<int64_t>(0, pos - b.sliding_window + 1) : 0;
+        std::vector<double> scores(static_cast<size_t>(pos + 1), 0.0);
         double max_score = -std::numeric_limits<double>::infinity();
-        for (int64_t p = 0; p <= pos; ++p) {
+        for (int64_t p = first; p <= pos; ++p) {
           const float* k = b.dense_k[s].data() + (p * sh.num_kv_heads + kvh) * dim;
           double dot = 0.0;
           for (int64_t d = 0; d < dim; ++d) dot += static_cast<double>(q[d]) * k[d];
           scores[p] = dot * scale;
+          if (b.logit_softcap > 0.0f) {
+            scores[p] = b.logit_softcap * std::tanh(scores[p] / b.logit_softcap);
+          }
           max_score = std::max(max_score, scores[p]);
         }
         double total = 0.0;
-        for (double& x : scores) total += (x = std::exp(x - max_score));
+        for (int64_t p = first; p <= pos; ++p)
+          total += (scores[p] = std::exp(scores[p] - max_score));
         double* o = out.data() + (token * sh.num_heads + h) * dim;
-        for (int64_t p = 0; p <= pos; ++p) {
+        for (int64_t p = first; p <= pos; ++p) {
           const float* v = b.dense_v[s].data() + (p * sh.num_kv_heads + kvh) * dim;
           for (int64_t d = 0; d < dim; ++d) o[d] += scores[p] / total * v[d];
         }
@@ -229,17 +240,67 @@ TEST(PagedAttention, SameResultForAnyThreadCount) {
   omp_set_num_threads(saved);
 }
 
+// A sliding window limits each query to its last `window` positions, and soft-capping bends the
+// scores, on every kind of row (decodes, chunks behind a prefix, prefills, contexts split into
+// pieces). Block-table entries wholly before a sequence's first visible position then name a spare
+// block full of NaN: the engine frees those blocks, so the kernel must not read them.
+TEST(PagedAttention, ASlidingWindowAndSoftCappingMatchTheDenseReference) {
+  std::vector<SeqSpec> seqs = kMixedBatch;
+  seqs.push_back({1, 700});
+  seqs.push_back({40, 600});
+  for (int64_t window : {1, 5, 32, 100, 300, 1000}) {
+    for (float softcap : {0.0f, 2.5f}) {
+      SCOPED_TRACE(testing::Message() << "window " << window << ", softcap " << softcap);
+      Batch b = MakeBatch({.num_heads = 6, .num_kv_heads = 2, .head_dim = 16, .block_size = 8},
+                          seqs, 31u + static_cast<uint32_t>(window));
+      b.sliding_window = window;
+      b.logit_softcap = softcap;
+      const PagedAttentionParams p = b.Params();
+      int32_t spare = 0;  // a block no sequence uses: NaN throughout
+      while (std::find(b.block_tables.begin(), b.block_tables.end(), spare) !=
+             b.block_tables.end()) {
+        ++spare;
+      }
+      int64_t hidden = 0;
+      for (int64_t s = 0; s < p.num_seqs; ++s) {
+        for (int64_t blk = 0; blk < p.FirstVisiblePosition(s) / p.block_size; ++blk) {
+          b.block_tables[s * b.max_blocks_per_seq + blk] = spare;
+          ++hidden;
+        }
+      }
+      if (window <= 32) {
+        EXPECT_GT(hidden, 0);
+      }
+      ASSERT_TRUE(PagedAttention(b.Params()).ok());
+      ExpectMatchesReference(b);
+    }
+  }
+}
+
+TEST(PagedAttention, ABlockInsideTheWindowIsStillChecked) {
+  Batch b =
+      MakeBatch({.num_heads = 2, .num_kv_heads = 1, .head_dim = 8, .block_size = 4}, {{1, 40}}, 3);
+  b.sliding_window = 6;  // position 39 sees 34..39: blocks 8 and 9
+  b.block_tables[7] = -7;
+  EXPECT_TRUE(PagedAttention(b.Params()).ok());
+  b.block_tables[8] = -7;
+  EXPECT_THAT(PagedAttention(b.Params()).message(), HasSubstr("block_tables[8]=-7"));
+}
+
 // Batch invariance: a token's attention output is bit for bit the same whether it is computed in
 // its sequence's whole prefill, in a shorter chunk ending with it, alone as a decode, or beside
 // other sequences in one batch; with one thread and with two, and at contexts that cross the
-// fixed split positions (700) and that do not (200).
+// fixed split positions (700) and that do not (200); with sliding windows that start inside a piece
+// and that start before it.
 TEST(PagedAttention, ATokensOutputDoesNotDependOnTheBatchShape) {
   const int saved = omp_get_max_threads();
-  for (int32_t len : {200, 700}) {
-    SCOPED_TRACE(len);
+  for (const auto& [len, window] : std::vector<std::pair<int32_t, int64_t>>{
+           {200, 0}, {700, 0}, {700, 45}, {700, 300}, {200, 70}}) {
+    SCOPED_TRACE(testing::Message() << "len " << len << ", window " << window);
     // Sequence 0 prefills its last 60 tokens; the others only share the batch.
-    const Batch b = MakeBatch({.num_heads = 9, .num_kv_heads = 3, .head_dim = 64, .block_size = 16},
-                              {{60, len}, {1, 301}, {13, 50}, {1, 37}}, 17);
+    Batch b = MakeBatch({.num_heads = 9, .num_kv_heads = 3, .head_dim = 64, .block_size = 16},
+                        {{60, len}, {1, 301}, {13, 50}, {1, 37}}, 17);
+    b.sliding_window = window;
     const PagedAttentionParams all = b.Params();
     const int64_t row = all.num_heads * all.head_dim;
     // Runs sequence 0's last q_len tokens alone (or, with_others, with the whole batch) and

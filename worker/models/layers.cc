@@ -53,9 +53,6 @@ absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t n
 
 absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                                  const AttentionInputs& in, float* out) {
-  if (in.sliding_window > 0 || in.logit_softcap > 0) {
-    return absl::UnimplementedError("sliding windows and soft-capping await the attention kernel");
-  }
   const ForwardBatch& batch = context.batch;
   KvCache& cache = *context.kv_cache;
   const KvCacheShape& shape = cache.shape();
@@ -93,9 +90,11 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
        .num_blocks = shape.num_blocks,
        .max_blocks_per_seq = batch.max_blocks_per_seq,
        .q_stride = in.stride,
-       .scale = in.scale > 0
+       .scale = in.scale > 0.0f
                     ? in.scale
                     : static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
+       .sliding_window = in.sliding_window,
+       .logit_softcap = in.logit_softcap,
        .block_ids_checked = true});
 }
 

@@ -37,14 +37,15 @@ struct AttentionInputs {
   int64_t stride = 0;
   int64_t num_heads = 0;  // this rank's query heads
   int64_t head_dim = 0;
-  int64_t sliding_window = 0;
-  float logit_softcap = 0.0f;
-  float scale = 0.0f;  // 0: 1 / sqrt(head_dim)
+  int64_t sliding_window = 0;  // > 0: each query sees its last sliding_window positions only
+  float logit_softcap = 0.0f;  // > 0: scores soft-capped to (-cap, cap) (Gemma 2)
+  float scale = 0.0f;          // 0: 1 / sqrt(head_dim)
 };
 
 /// Writes k and v into layer `layer` of the context's KV cache at the batch's slots, then
-/// out [num_tokens, num_heads * head_dim] <- causal softmax(q k^T / sqrt(head_dim)) v over each
-/// sequence's cached context. The batch's indices were checked once for the step.
+/// out [num_tokens, num_heads * head_dim] <- causal softmax(q k^T * scale) v over each sequence's
+/// cached context (its window's part of it, for a sliding layer). The batch's indices were checked
+/// once for the step.
 absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                                  const AttentionInputs& inputs, float* out);
 
