@@ -155,8 +155,17 @@ def write_tiny_llama(path):
     with open(template_path, encoding="utf-8") as f:
         chat_template = f.read()
 
+    write_sentencepiece_gguf(path, "tiny llama tokenizer", tokens, chat_template, {
+        "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"], "unk_token_id": ids["<unk>"],
+        "eot_token_id": ids["<|end|>"], "add_bos_token": True, "add_eos_token": False})
+    return ["<s>", "</s>", "<|user|>", "<|end|>"]
+
+
+def write_sentencepiece_gguf(path, name, tokens, chat_template, keys):
+    """A `llama` GGUF holding only a SentencePiece vocabulary (token, score, type) and the
+    tokenizer keys `keys` (tokenizer.ggml.* without the prefix: GGUFWriter's add_<key>)."""
     writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name("tiny llama tokenizer")
+    writer.add_name(name)
     writer.add_context_length(64)
     writer.add_embedding_length(8)
     writer.add_block_count(1)
@@ -168,18 +177,13 @@ def write_tiny_llama(path):
     writer.add_token_list([t[0] for t in tokens])
     writer.add_token_scores([t[1] for t in tokens])
     writer.add_token_types([int(t[2]) for t in tokens])
-    writer.add_bos_token_id(ids["<s>"])
-    writer.add_eos_token_id(ids["</s>"])
-    writer.add_unk_token_id(ids["<unk>"])
-    writer.add_eot_token_id(ids["<|end|>"])
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
+    for key, value in keys.items():
+        getattr(writer, "add_" + key)(value)
     writer.add_chat_template(chat_template)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return ["<s>", "</s>", "<|user|>", "<|end|>"]
 
 
 def write_tiny_gemma(path):
@@ -206,31 +210,9 @@ def write_tiny_gemma(path):
             seen.add(c)
     with open(os.path.join(HERE, "chat_templates", "gemma3_it.jinja"), encoding="utf-8") as f:
         chat_template = f.read()
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name("tiny gemma tokenizer")
-    writer.add_context_length(64)
-    writer.add_embedding_length(8)
-    writer.add_block_count(1)
-    writer.add_feed_forward_length(16)
-    writer.add_head_count(2)
-    writer.add_head_count_kv(1)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list([t[0] for t in tokens])
-    writer.add_token_scores([t[1] for t in tokens])
-    writer.add_token_types([int(t[2]) for t in tokens])
-    writer.add_bos_token_id(2)
-    writer.add_eos_token_id(1)
-    writer.add_unk_token_id(3)
-    writer.add_pad_token_id(0)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-    writer.add_add_space_prefix(False)
-    writer.add_chat_template(chat_template)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_sentencepiece_gguf(path, "tiny gemma tokenizer", tokens, chat_template, {
+        "bos_token_id": 2, "eos_token_id": 1, "unk_token_id": 3, "pad_token_id": 0,
+        "add_bos_token": True, "add_eos_token": False, "add_space_prefix": False})
     return ["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
 
 
