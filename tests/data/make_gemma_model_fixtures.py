@@ -214,9 +214,10 @@ def vocab_tokens(n):
     """A Gemma-like SentencePiece vocabulary: <pad> <eos> <bos> <unk>, the turn markers, pieces."""
     tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
     types = [3, 3, 3, 2, 4, 4]  # control, unknown, user-defined (as Gemma's tokenizer.model)
-    pieces = ["\u2581", "\u2581the", "\u2581a", "user", "model", "\n"] + [
+    pieces = ["\u2581", "\u2581the", "user", "model", "\n"] + [
         "\u2581" + chr(ord("a") + i % 26) * (1 + i // 26) for i in range(n)]
     tokens += pieces[: n - len(tokens)]
+    assert len(set(tokens)) == n
     types += [1] * (n - len(types))
     return tokens, [0.0] * 6 + [float(-i) for i in range(n - 6)], types
 

@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 #include "common/file_util.h"
 #include "common/model_source.h"
+#include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -202,6 +203,14 @@ TEST(GemmaConfig, GgufMetadataGivesTheHuggingFaceConfig) {
               h.rope_local_theta > 0 ? h.rope_local_theta : h.rope_theta);
     EXPECT_EQ(g.rope_linear_factor, h.rope_linear_factor);
     EXPECT_EQ(g.bos_token_id, 2);
+    // The file's SentencePiece vocabulary: BOS added, no space prefix, <end_of_turn> stops.
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = gguf->LoadTokenizer();
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    // (With a space prefix "\n" would be "\u2581" "\n", both in the vocabulary.)
+    EXPECT_THAT((*tokenizer)->Encode("\n", true),
+                ::testing::ElementsAre(2, *(*tokenizer)->TokenToId("\n")));
+    EXPECT_THAT(EosTokenIds(g.eos_token_ids, **tokenizer),
+                ::testing::ElementsAre(1, *(*tokenizer)->TokenToId("<end_of_turn>")));
   }
 }
 
