@@ -33,6 +33,8 @@ constexpr Architecture kArchitectures[] = {
     {"Phi3ForCausalLM", "phi3", 4096},
     {"Qwen3MoeForCausalLM", "qwen3_moe", 32768},
     {"MixtralForCausalLM", "mixtral", 4096 * 32},
+    {"Gemma2ForCausalLM", "gemma2", 8192},
+    {"Gemma3ForCausalLM", "gemma3_text", 131072},
 };
 // clang-format on
 
@@ -188,8 +190,8 @@ absl::Status ParseLongRope(const FieldReader& reader, const FieldReader& top, Mo
   return absl::OkStatus();
 }
 
-// "rope_scaling": null, llama3, or (Phi-3) longrope; max_position_embeddings and rotary_dim must
-// be parsed already.
+// "rope_scaling": null, llama3, (Phi-3) longrope or (Gemma 3) linear; max_position_embeddings and
+// rotary_dim must be parsed already.
 absl::Status ParseRopeScaling(const json& config, const std::string& source, ModelConfig& out) {
   const auto it = config.find("rope_scaling");
   if (it == config.end() || it->is_null()) return absl::OkStatus();
@@ -209,6 +211,20 @@ absl::Status ParseRopeScaling(const json& config, const std::string& source, Mod
   if (is_phi3 && (*rope_type == "longrope" || *rope_type == "su")) {
     return ParseLongRope(reader, FieldReader(config, source), out);
   }
+  if (out.architecture == "Gemma2ForCausalLM") {
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": rope_scaling is not supported for Gemma2ForCausalLM"));
+  }
+  if (out.architecture == "Gemma3ForCausalLM") {  // its global layers' linear scaling
+    if (*rope_type != "linear") {
+      return absl::UnimplementedError(
+          absl::StrCat(source, ": rope_scaling type \"", *rope_type,
+                       "\" is not supported (supported for Gemma3ForCausalLM: linear)"));
+    }
+    ASSIGN_OR_RETURN(out.rope_linear_factor, reader.PositiveDouble("factor", 0.0));
+    if (out.rope_linear_factor == 0.0) return reader.Error("factor", "is required");
+    return absl::OkStatus();
+  }
   if (*rope_type != "llama3" || is_phi3) {
     return absl::UnimplementedError(
         absl::StrCat(source, ": rope_scaling type \"", *rope_type, "\" is not supported (",
@@ -226,6 +242,82 @@ absl::Status ParseRopeScaling(const json& config, const std::string& source, Mod
   }
   ASSIGN_OR_RETURN(scaling.original_max_position_embeddings,
                    reader.PositiveInt("original_max_position_embeddings", 8192));
+  return absl::OkStatus();
+}
+
+// Gemma 2 / 3 (transformers' Gemma2Config, Gemma3TextConfig): activation, attention scale and
+// soft-capping, which layers slide and by how much, the local RoPE base. Defaults are the config
+// classes'.
+absl::Status ParseGemma(const json& config, const FieldReader& reader, bool is_gemma3,
+                        ModelConfig& out) {
+  ASSIGN_OR_RETURN(std::optional<std::string> activation,
+                   reader.OptionalString("hidden_activation"));
+  if (activation && *activation != "gelu_pytorch_tanh") {
+    return reader.Error("hidden_activation",
+                        absl::StrCat("is \"", *activation,
+                                     "\", which is not supported (supported: gelu_pytorch_tanh)"));
+  }
+  out.hidden_act = MlpActivation::kGeluTanh;
+  ASSIGN_OR_RETURN(out.query_pre_attn_scalar, reader.PositiveDouble("query_pre_attn_scalar", 256));
+  // A soft-cap is a positive number or null (none); absent: the config class's default.
+  auto softcap = [&](const char* field, double fallback) -> absl::StatusOr<double> {
+    if (config.contains(field) && config.at(field).is_null()) return 0.0;
+    return reader.PositiveDouble(field, fallback);
+  };
+  ASSIGN_OR_RETURN(out.attn_logit_softcap,
+                   softcap("attn_logit_softcapping", is_gemma3 ? 0.0 : 50.0));
+  ASSIGN_OR_RETURN(out.final_logit_softcap,
+                   softcap("final_logit_softcapping", is_gemma3 ? 0.0 : 30.0));
+  ASSIGN_OR_RETURN(bool bidirectional, reader.Bool("use_bidirectional_attention", false));
+  if (bidirectional) {
+    return reader.Error("use_bidirectional_attention",
+                        "is true: only causal attention is supported");
+  }
+  if (is_gemma3) {
+    ASSIGN_OR_RETURN(out.rope_local_theta, reader.PositiveDouble("rope_local_base_freq", 10000.0));
+  }
+
+  // The window: 4096 when absent, none when null.
+  ASSIGN_OR_RETURN(std::optional<int64_t> window, reader.OptionalInt("sliding_window"));
+  if (!config.contains("sliding_window")) window = 4096;
+  if (!window) return absl::OkStatus();
+  if (*window <= 0)
+    return reader.Error("sliding_window", absl::StrCat("must be positive, got ", *window));
+  if (*window > out.max_position_embeddings) {
+    return reader.Error("sliding_window",
+                        absl::StrCat("(", *window, ") exceeds max_position_embeddings (",
+                                     out.max_position_embeddings, ")"));
+  }
+  out.sliding_window = *window;
+
+  // Which layers slide: layer_types when given; else Gemma 2 alternates (even layers slide) and
+  // Gemma 3 has every sliding_window_pattern-th layer global: layer i slides iff (i + 1) % pattern.
+  const int64_t layers = out.num_hidden_layers;
+  out.sliding_layers.assign(static_cast<size_t>(layers), false);
+  if (const json* types = reader.Get("layer_types")) {
+    if (!types->is_array() || static_cast<int64_t>(types->size()) != layers) {
+      return reader.Error("layer_types", absl::StrCat("must be a list of num_hidden_layers (",
+                                                      layers, ") strings, got ", types->dump()));
+    }
+    for (int64_t i = 0; i < layers; ++i) {
+      const json& type = (*types)[static_cast<size_t>(i)];
+      if (type == "sliding_attention") {
+        out.sliding_layers[static_cast<size_t>(i)] = true;
+      } else if (type != "full_attention") {
+        return reader.Error("layer_types",
+                            absl::StrCat("entry ", i, " is ", type.dump(),
+                                         "; supported: \"sliding_attention\", \"full_attention\""));
+      }
+    }
+  } else {
+    int64_t pattern = 2;
+    if (is_gemma3) {
+      ASSIGN_OR_RETURN(pattern, reader.PositiveInt("sliding_window_pattern", int64_t{6}));
+    }
+    for (int64_t i = 0; i < layers; ++i) {
+      out.sliding_layers[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -340,6 +432,9 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   const bool is_qwen3 = out.architecture == "Qwen3ForCausalLM" || is_qwen3_moe;
   const bool is_mixtral = out.architecture == "MixtralForCausalLM";
   const bool is_phi3 = out.architecture == "Phi3ForCausalLM";
+  const bool is_gemma2 = out.architecture == "Gemma2ForCausalLM";
+  const bool is_gemma3 = out.architecture == "Gemma3ForCausalLM";
+  const bool is_gemma = is_gemma2 || is_gemma3;
 
   ASSIGN_OR_RETURN(out.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(out.hidden_size, reader.PositiveInt("hidden_size"));
@@ -354,6 +449,7 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
                                                             out.num_attention_heads, ")"));
   }
   ASSIGN_OR_RETURN(std::optional<int64_t> head_dim, reader.OptionalInt("head_dim"));
+  if (!head_dim && is_gemma) head_dim = 256;  // transformers' Gemma configs default it
   if (head_dim) {
     if (*head_dim <= 0) return reader.Error("head_dim", "must be positive");
     out.head_dim = *head_dim;
@@ -385,22 +481,23 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
   out.rotary_dim = rotary_dim < out.head_dim ? rotary_dim : 0;
 
   ASSIGN_OR_RETURN(std::optional<std::string> hidden_act, reader.OptionalString("hidden_act"));
-  if (hidden_act && *hidden_act != "silu") {
+  // Gemma reads hidden_activation instead (ParseGemma); its configs' hidden_act is unused.
+  if (!is_gemma && hidden_act && *hidden_act != "silu") {
     return absl::UnimplementedError(absl::StrCat(source, ": hidden_act \"", *hidden_act,
                                                  "\" is not supported (supported: silu)"));
   }
   ASSIGN_OR_RETURN(out.rms_norm_eps, reader.PositiveDouble("rms_norm_eps", 1e-6));
-  ASSIGN_OR_RETURN(out.rope_theta, reader.PositiveDouble("rope_theta", 10000.0));
+  ASSIGN_OR_RETURN(out.rope_theta, reader.PositiveDouble("rope_theta", is_gemma3 ? 1e6 : 10000.0));
   ASSIGN_OR_RETURN(
       out.max_position_embeddings,
       reader.PositiveInt("max_position_embeddings", arch->default_max_position_embeddings));
   RETURN_IF_ERROR(ParseRopeScaling(config, source, out));
-  ASSIGN_OR_RETURN(out.tie_word_embeddings, reader.Bool("tie_word_embeddings", false));
+  ASSIGN_OR_RETURN(out.tie_word_embeddings, reader.Bool("tie_word_embeddings", is_gemma));
 
   if (is_qwen2) {
     out.attention_bias = true;
     out.o_proj_bias = false;
-  } else if (is_llama || is_qwen3) {
+  } else if (is_llama || is_qwen3 || is_gemma) {
     // Qwen3's attention_bias, like Llama's, covers q/k/v and o_proj (transformers' Qwen3Attention).
     ASSIGN_OR_RETURN(out.attention_bias, reader.Bool("attention_bias", false));
     out.o_proj_bias = out.attention_bias;
@@ -411,14 +508,15 @@ absl::StatusOr<ModelConfig> Parse(const json& config, const std::string& source)
       return absl::UnimplementedError(absl::StrCat(source, ": mlp_bias true is not supported"));
     }
   }
-  out.qk_norm = is_qwen3;
+  out.qk_norm = is_qwen3 || is_gemma3;
   out.fused_projections = is_phi3;  // Phi3Attention and Phi3MLP have no biases
   if (is_qwen3_moe || is_mixtral) RETURN_IF_ERROR(ParseExperts(reader, out));
 
+  if (is_gemma) RETURN_IF_ERROR(ParseGemma(config, reader, is_gemma3, out));
   // Sliding-window attention: Mistral's window covers every layer; Qwen2/Qwen3 turn it on with
   // use_sliding_window for the layers from max_window_layers on (transformers' Qwen2Attention). A
-  // window that reaches max_position_embeddings changes nothing and is dropped.
-  bool sliding = !is_llama;
+  // window that reaches max_position_embeddings changes nothing and is dropped. (Gemma's: above.)
+  bool sliding = !is_llama && !is_gemma;
   if (is_qwen2 || is_qwen3) {
     ASSIGN_OR_RETURN(sliding, reader.Bool("use_sliding_window", false));
   }
@@ -499,7 +597,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromDirectory(const std::string& dir) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   ASSIGN_OR_RETURN(ModelConfig config, FromJson(text, path));
   // generation_config.json's eos_token_id, where transformers' generate() and vLLM stop too:
-  // Phi-3's <|end|> (32007) and Llama 3 instruct's <|eot_id|> are listed only there.
+  // Phi-3's <|end|> (32007), Gemma's <end_of_turn> and Llama 3 instruct's <|eot_id|> are listed
+  // only there.
   const std::string generation_path = dir + "/generation_config.json";
   absl::StatusOr<std::string> generation = ReadFileToString(generation_path);
   if (absl::IsNotFound(generation.status())) return config;
@@ -577,6 +676,29 @@ std::string ModelConfig::ToJson() const {
         ++first_sliding_layer;
       }
       config["max_window_layers"] = first_sliding_layer;
+    }
+  } else if (architecture == "Gemma2ForCausalLM" || architecture == "Gemma3ForCausalLM") {
+    config.erase("hidden_act");
+    config["hidden_activation"] = "gelu_pytorch_tanh";
+    config["attention_bias"] = attention_bias;
+    config["query_pre_attn_scalar"] = query_pre_attn_scalar;
+    config["attn_logit_softcapping"] =
+        attn_logit_softcap > 0 ? json(attn_logit_softcap) : json(nullptr);
+    config["final_logit_softcapping"] =
+        final_logit_softcap > 0 ? json(final_logit_softcap) : json(nullptr);
+    config["sliding_window"] = sliding_window > 0 ? json(sliding_window) : json(nullptr);
+    if (sliding_window > 0) {
+      std::vector<std::string> types;
+      for (int64_t i = 0; i < num_hidden_layers; ++i) {
+        types.push_back(LayerWindow(i) > 0 ? "sliding_attention" : "full_attention");
+      }
+      config["layer_types"] = types;
+    }
+    if (architecture == "Gemma3ForCausalLM") {
+      config["rope_local_base_freq"] = rope_local_theta > 0 ? rope_local_theta : rope_theta;
+      if (rope_linear_factor > 0) {
+        config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_linear_factor}};
+      }
     }
   }
   if (architecture == "Qwen3MoeForCausalLM") {

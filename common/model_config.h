@@ -2,7 +2,8 @@
 //
 // Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM,
 // Qwen3ForCausalLM, Phi3ForCausalLM (fused qkv_proj / gate_up_proj checkpoints, partial rotary,
-// LongRoPE), and the mixtures of experts Qwen3MoeForCausalLM and MixtralForCausalLM. Every field
+// LongRoPE), the mixtures of experts Qwen3MoeForCausalLM and MixtralForCausalLM, and
+// Gemma2ForCausalLM, Gemma3ForCausalLM (text-only, model_type gemma3_text). Every field
 // is validated (positive sizes, heads dividing hidden size, KV heads dividing heads, known
 // rope_scaling type and dtype); errors name the file and the field.
 //
@@ -20,6 +21,12 @@
 #include "common/rope_scaling.h"
 
 namespace pagoda {
+
+/// The activation of the gated MLP: act(gate) * up.
+enum class MlpActivation : uint8_t {
+  kSilu,      // "silu" (LLaMA, Qwen)
+  kGeluTanh,  // "gelu_pytorch_tanh" (Gemma)
+};
 
 struct ModelConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
@@ -44,7 +51,14 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v (and o for Llama) biases; always true for Qwen2 q/k/v
   bool o_proj_bias = false;     // Llama's attention_bias also covers o_proj; Qwen2's does not
   bool qk_norm = false;         // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) pre-RoPE
-  int64_t bos_token_id = -1;    // -1: none
+  // Gemma 2 / 3 (the defaults are every other family's behaviour).
+  MlpActivation hidden_act = MlpActivation::kSilu;
+  double query_pre_attn_scalar = 0.0;  // > 0: scores scaled by its ^-0.5 (0: head_dim^-0.5)
+  double attn_logit_softcap = 0.0;     // > 0: each score s becomes cap * tanh(s / cap)
+  double final_logit_softcap = 0.0;    // > 0: each logit x becomes cap * tanh(x / cap)
+  double rope_local_theta = 0.0;       // > 0: RoPE base of the sliding layers (0: rope_theta)
+  double rope_linear_factor = 0.0;     // > 0: the full-attention layers' positions / factor
+  int64_t bos_token_id = -1;           // -1: none
   std::vector<int64_t> eos_token_ids;  // config.json's eos_token_id (int or list)
   DType torch_dtype = DType::kF32;     // storage dtype of the checkpoint; CPU compute is fp32
   /// > 0: a sliding layer's query at position p attends to positions (p - sliding_window, p] only

@@ -1,5 +1,7 @@
 #include "kernels/activation.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/activation.h"
@@ -24,6 +26,29 @@ absl::Status SiluAndMul(const SiluAndMulParams& params) {
   if (params.num_tokens == 0) return absl::OkStatus();
   if (params.device == Device::kCuda) return cuda::SiluAndMul(params);
   cpu::SiluAndMul(params);
+  return absl::OkStatus();
+}
+
+absl::Status GeluTanhAndMul(const GeluTanhAndMulParams& params) {
+  RETURN_IF_ERROR(params.Validate());
+  if (params.num_tokens > 0) cpu::GeluTanhAndMul(params);
+  return absl::OkStatus();
+}
+
+absl::Status SoftCapParams::Validate() const {
+  if (count < 0 || (count > 0 && data == nullptr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("soft_cap: bad buffer count=", count, " (need count >= 0, data set)"));
+  }
+  if (!std::isfinite(cap) || cap <= 0.0f) {
+    return absl::InvalidArgumentError(absl::StrCat("soft_cap: cap must be positive, got ", cap));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SoftCap(const SoftCapParams& params) {
+  RETURN_IF_ERROR(params.Validate());
+  if (params.count > 0) cpu::SoftCap(params);
   return absl::OkStatus();
 }
 

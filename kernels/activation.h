@@ -1,6 +1,13 @@
-// SiLU-and-mul, the gated activation of LLaMA's MLP:
-//   out[t, i] = silu(in[t, i]) * in[t, d + i],  silu(x) = x / (1 + exp(-x))
-// where in holds the gate and up projections side by side ([gate | up], width 2*d).
+// The gated activations of a transformer MLP, where `input` holds the gate and up projections side
+// by side ([gate | up], width 2*d):
+//   SiluAndMul (LLaMA):        out[t, i] = silu(gate) * up,      silu(x) = x / (1 + exp(-x))
+//   GeluTanhAndMul (Gemma):    out[t, i] = gelu_tanh(gate) * up,
+//     gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (PyTorch's
+//     gelu(approximate="tanh"), transformers' "gelu_pytorch_tanh")
+// and the soft-capping of logits (Gemma 2's final logits): x <- cap * tanh(x / cap), in place.
+//
+//   RETURN_IF_ERROR(kernels::GeluTanhAndMul({.input = gate_up, .output = act,
+//                                            .num_tokens = n, .d = inter}));
 #pragma once
 
 #include <cstdint>
@@ -21,5 +28,20 @@ struct SiluAndMulParams {
 };
 
 absl::Status SiluAndMul(const SiluAndMulParams& params);
+
+/// The same shapes as SiluAndMul.
+using GeluTanhAndMulParams = SiluAndMulParams;
+
+absl::Status GeluTanhAndMul(const GeluTanhAndMulParams& params);
+
+struct SoftCapParams {
+  float* data = nullptr;  // [count], in place
+  int64_t count = 0;
+  float cap = 0.0f;  // > 0
+
+  absl::Status Validate() const;
+};
+
+absl::Status SoftCap(const SoftCapParams& params);
 
 }  // namespace pagoda::kernels

@@ -41,6 +41,10 @@ absl::Status ValidateRopeConfig(const RopeConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("rope: attention_factor must be finite and > 0, got ", c.attention_factor));
   }
+  if (c.linear_factor < 0.0 || !std::isfinite(c.linear_factor)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope: linear_factor must be >= 0, got ", c.linear_factor));
+  }
   const Llama3RopeScaling& s = c.llama3;
   if (s.factor == 0.0) return absl::OkStatus();
   if (!(s.factor > 0.0) || !std::isfinite(s.factor)) {
@@ -87,6 +91,7 @@ absl::StatusOr<RopeCache> BuildRopeCache(const RopeConfig& config) {
     if (config.llama3.factor != 0.0) f = Llama3InvFreq(f, config.llama3);
     // transformers' LongRoPE: 1 / (ext_factor * theta^(2i/dim)).
     if (!config.freq_factors.empty()) f /= config.freq_factors[static_cast<size_t>(i)];
+    if (config.linear_factor > 0.0) f /= config.linear_factor;
     inv_freq[static_cast<size_t>(i)] = f;
   }
   RopeCache cache;
@@ -142,8 +147,8 @@ absl::Status RotaryParams::Validate() const {
     }
     if (rotated_dims() != head_dim) {
       return absl::UnimplementedError(
-          absl::StrCat("rotary: partial rotary (rotary_dim=", rotary_dim, " of head_dim=",
-                       head_dim, ") has no CUDA twin yet"));
+          absl::StrCat("rotary: partial rotary (rotary_dim=", rotary_dim, " of head_dim=", head_dim,
+                       ") has no CUDA twin yet"));
     }
     return absl::OkStatus();  // the positions are on the device
   }

@@ -5,8 +5,8 @@
 // - kInterleaved (GPT-J, llama2.c): pairs (2i, 2i + 1).
 // Partial rotary (Phi-3.5, Phi-4-mini: partial_rotary_factor < 1): only the first rotary_dim
 // dims of each head are rotated, the rest pass through. The cos/sin table comes from
-// BuildRopeCache, which also applies LLaMA-3 frequency scaling and LongRoPE's per-frequency
-// factors and attention factor.
+// BuildRopeCache, which also applies LLaMA-3 or linear frequency scaling and LongRoPE's
+// per-frequency factors and attention factor.
 //
 //   ASSIGN_OR_RETURN(RopeCache cache, BuildRopeCache({.head_dim = 64, .max_positions = 2048,
 //                                                      .theta = 10000.0}));
@@ -34,6 +34,7 @@ struct RopeConfig {
   /// model): inv_freq[i] = 1 / (freq_factors[i] * theta^(2i / head_dim)).
   std::vector<double> freq_factors = {};
   double attention_factor = 1.0;  // > 0: multiplies every cos and sin (LongRoPE)
+  double linear_factor = 0.0;     // > 0: linear scaling, every frequency divided by it (Gemma 3)
 };
 
 /// cos_sin[pos * head_dim + i] = a * cos(pos * inv_freq[i]) for i < head_dim/2, and

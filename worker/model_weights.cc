@@ -35,6 +35,7 @@ struct Source {
   std::span<const std::byte> data;
   const std::string* file = nullptr;  // for error messages
   bool rope_permuted = false;         // rows permuted for GGML's pairwise RoPE (GGUF llama)
+  float offset = 0.0f;                // added to every element of a vector (WeightSlot::hf_offset)
 };
 
 // The checkpoint tensors of a plan's slots, and what keeps their bytes alive.
@@ -148,7 +149,8 @@ absl::Status FillRows(const WeightSlot& slot, const Source& source, const Source
                                          .dst = all.data(),
                                          .num_elements = slot.shape[0]}));
     for (int64_t r = row_begin; r < row_end; ++r) {
-      out[r] = all[static_cast<size_t>(SourceRow(slot, source, slot.row_begin + r))];
+      out[r] =
+          all[static_cast<size_t>(SourceRow(slot, source, slot.row_begin + r))] + source.offset;
     }
     return absl::OkStatus();
   }
@@ -217,7 +219,7 @@ absl::Status Materialize(const WeightPlan& plan, const Sources& sources,
     const bool whole = part.end_slot == part.first_slot + 1 && first.row_begin == 0 &&
                        first.num_rows == first.shape[0] && first.padded_rows == first.num_rows &&
                        first.col_begin == 0 && first.num_cols == first.cols() &&
-                       !(source.rope_permuted && first.rope_heads > 0);
+                       !(source.rope_permuted && first.rope_heads > 0) && source.offset == 0.0f;
     std::vector<int64_t> shape = first.is_vector()
                                      ? std::vector<int64_t>{part.rows}
                                      : std::vector<int64_t>{part.rows, first.num_cols};
@@ -343,7 +345,8 @@ absl::StatusOr<ModelWeights> LoadSafetensors(const ModelConfig& config, const Sh
           file, ": tensor ", slot.hf_name, " has shape ", ShapeString(info->shape), " but ",
           checkpoint->dir(), "/config.json implies ", ShapeString(slot.shape)));
     }
-    sources.by_slot[s] = {.dtype = *dtype, .data = info->data, .file = &file};
+    sources.by_slot[s] = {
+        .dtype = *dtype, .data = info->data, .file = &file, .offset = slot.hf_offset};
   }
   for (const std::string& name : checkpoint->TensorNames()) {
     if (!expected.contains(name) && !plan.ignorable_hf(name)) {
@@ -466,6 +469,8 @@ int64_t ModelWeights::num_bytes() const {
     add(layer.q_norm);
     add(layer.k_norm);
     add(layer.o_bias);
+    add(layer.attn_output_norm);
+    add(layer.mlp_output_norm);
     add(layer.post_attention_layernorm);
     std::vector<const LinearWeight*> linears = {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj,
                                                 &layer.down_proj, &layer.experts.router};

@@ -81,6 +81,10 @@ struct LayerWeights {
   LinearWeight gate_up_proj;        // [2 * intermediate, hidden] rows: gate, up; empty when sparse
   LinearWeight down_proj;           // [hidden, intermediate]; empty when sparse
   ExpertWeights experts;            // config.IsMoeLayer(layer) only
+  // Gemma's sandwich norms: RMSNorm of the attention and MLP outputs before their residual adds
+  // (fp32 [hidden]; empty elsewhere).
+  Tensor attn_output_norm;
+  Tensor mlp_output_norm;
 };
 
 struct ModelWeights {

@@ -30,6 +30,8 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"qwen3", "Qwen3ForCausalLM", false},  // not permuted either: the converter's Qwen2Model
     {"phi3", "Phi3ForCausalLM", false},    // nor Phi3MiniModel's fused attn_qkv (NEOX RoPE)
     {"qwen3moe", "Qwen3MoeForCausalLM", false},
+    {"gemma2", "Gemma2ForCausalLM", false},  // GGML runs Gemma with NEOX (rotate-half) RoPE
+    {"gemma3", "Gemma3ForCausalLM", false},
 };
 
 const GgufArchitecture* FindArchitecture(const GgufFile& file) {
@@ -296,6 +298,98 @@ absl::Status ReadExperts(const GgufFile& file, const KeyReader& keys, std::strin
   return absl::OkStatus();
 }
 
+// Gemma 2 / 3 as llama.cpp reads what its converter writes (src/models/gemma2.cpp, gemma3.cpp):
+//   - norm weights are stored as 1 + w (the converter adds the one), so they are plain RMSNorm
+//     weights here; GELU-tanh MLP; Gemma 3's q/k norms (attn_{q,k}_norm);
+//   - {arch}.attn_logit_softcapping / final_logit_softcapping: Gemma 2 defaults 50 / 30 when
+//     absent; Gemma 3 has no attention soft-cap and its final one only when the key is set;
+//   - {arch}.attention.sliding_window: Gemma 2 always slides (4096 when absent); Gemma 3 only
+//     when the key is there and positive. Which layers: {arch}.attention.sliding_window_pattern,
+//     an array of bools (one per layer) or a period n (layer i slides iff i % n < n - 1), else
+//     the period 2 (Gemma 2) or 6 (Gemma 3);
+//   - {arch}.rope.freq_base_swa: the sliding layers' RoPE base (Gemma 2: rope.freq_base; Gemma 3:
+//     10000 when absent); Gemma 3's rope.scaling.factor (or rope.scale_linear): linear scaling of
+//     its global layers only (the type, when given, must be linear or none);
+//   - the attention scale is not in the file: llama.cpp takes 1/sqrt(hidden / heads) for the 27B
+//     models (46 layers for Gemma 2, 62 for Gemma 3; their query_pre_attn_scalar) and
+//     1/sqrt(head_dim) otherwise.
+absl::Status ReadGemma(const GgufFile& file, const KeyReader& keys, bool gemma3, ModelConfig& out) {
+  out.hidden_act = MlpActivation::kGeluTanh;
+  out.qk_norm = gemma3;  // blk.N.attn_{q,k}_norm, required by the weight plan
+  const bool is_27b = out.num_hidden_layers == (gemma3 ? 62 : 46);
+  out.query_pre_attn_scalar = is_27b
+                                  ? static_cast<double>(out.hidden_size / out.num_attention_heads)
+                                  : static_cast<double>(out.head_dim);
+  ASSIGN_OR_RETURN(out.final_logit_softcap,
+                   keys.PositiveFloat(keys.Key("final_logit_softcapping"),
+                                      gemma3 ? std::optional<double>(0.0) : 30.0));
+  if (!gemma3) {
+    ASSIGN_OR_RETURN(out.attn_logit_softcap,
+                     keys.PositiveFloat(keys.Key("attn_logit_softcapping"), 50.0));
+  }
+  ASSIGN_OR_RETURN(out.rope_local_theta, keys.PositiveFloat(keys.Key("rope.freq_base_swa"),
+                                                            gemma3 ? 10000.0 : out.rope_theta));
+  if (gemma3) {
+    // llama.cpp: the type defaults to linear, and the factor (rope.scaling.factor, else the old
+    // rope.scale_linear) scales the positions of the global layers whatever "none" says.
+    const std::string type_key = keys.Key("rope.scaling.type");
+    if (file.FindMetadata(type_key) != nullptr) {
+      ASSIGN_OR_RETURN(std::string_view type, file.GetString(type_key));
+      if (type != "linear" && type != "none") {
+        return keys.Unsupported(
+            type_key, absl::StrCat("is \"", Av(type), "\": only linear scaling is supported"));
+      }
+    }
+    for (const char* suffix : {"rope.scaling.factor", "rope.scale_linear"}) {
+      const std::string factor_key = keys.Key(suffix);
+      if (file.FindMetadata(factor_key) == nullptr) continue;
+      ASSIGN_OR_RETURN(out.rope_linear_factor, keys.PositiveFloat(factor_key));
+      if (out.rope_linear_factor == 1.0) out.rope_linear_factor = 0.0;
+      break;
+    }
+  }
+
+  const std::string window_key = keys.Key("attention.sliding_window");
+  int64_t window = gemma3 ? 0 : 4096;
+  if (file.FindMetadata(window_key) != nullptr) {
+    ASSIGN_OR_RETURN(uint64_t w, file.GetU64(window_key));
+    window = static_cast<int64_t>(std::min<uint64_t>(w, kMaxDim + 1));
+  }
+  if (window <= 0) return absl::OkStatus();
+  if (window > out.max_position_embeddings) {
+    return keys.Error(window_key,
+                      absl::StrCat("(", window, ") exceeds ", keys.Key("context_length"), " (",
+                                   out.max_position_embeddings, ")"));
+  }
+  out.sliding_window = window;
+  const int64_t layers = out.num_hidden_layers;
+  out.sliding_layers.assign(static_cast<size_t>(layers), false);
+  const std::string pattern_key = keys.Key("attention.sliding_window_pattern");
+  const GgufValue* pattern_value = file.FindMetadata(pattern_key);
+  if (pattern_value != nullptr && pattern_value->type == GgufType::kArray) {
+    const std::vector<GgufValue> flags = pattern_value->Elements();
+    if (pattern_value->element_type != GgufType::kBool ||
+        static_cast<int64_t>(flags.size()) != layers) {
+      return keys.Error(pattern_key,
+                        absl::StrCat("must be a number or ", layers, " booleans (one per layer)"));
+    }
+    for (int64_t i = 0; i < layers; ++i) {
+      out.sliding_layers[static_cast<size_t>(i)] = flags[static_cast<size_t>(i)].bits != 0;
+    }
+    return absl::OkStatus();
+  }
+  uint64_t period = gemma3 ? 6 : 2;
+  if (pattern_value != nullptr) {
+    ASSIGN_OR_RETURN(period, file.GetU64(pattern_key));
+  }
+  // llama.cpp's set_swa_pattern: period 0 makes every layer slide.
+  for (int64_t i = 0; i < layers; ++i) {
+    const uint64_t u = static_cast<uint64_t>(i);
+    out.sliding_layers[static_cast<size_t>(i)] = period == 0 || u % period < period - 1;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool GgufRopeIsInterleaved(const GgufFile& file) {
@@ -310,7 +404,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   if (arch == nullptr) {
     return absl::UnimplementedError(
         absl::StrCat(src, ": metadata key \"general.architecture\" is \"", Av(arch_name),
-                     "\", which is not supported (supported: llama, qwen2, qwen3, qwen3moe, phi3)"));
+                     "\", which is not supported (supported: llama, qwen2, qwen3, qwen3moe, phi3, "
+                     "gemma2, gemma3)"));
   }
   const KeyReader keys(file, arch->gguf_name);
   ModelConfig out;
@@ -370,10 +465,11 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
                    keys.PositiveFloat(keys.Key("attention.layer_norm_rms_epsilon")));
   ASSIGN_OR_RETURN(out.rope_theta, keys.PositiveFloat(keys.Key("rope.freq_base"), 10000.0));
 
-  // RoPE scaling: none, linear by 1 (the same), or Llama 3 divisors in rope_freqs.weight.
+  // RoPE scaling: none, linear by 1 (the same), or Llama 3 divisors in rope_freqs.weight; Gemma 3
+  // also linear (of its global layers, ReadGemma).
   const std::string scaling_type = keys.Key("rope.scaling.type");
   const std::string scaling_factor = keys.Key("rope.scaling.factor");
-  if (file.FindMetadata(scaling_type) != nullptr) {
+  if (file.FindMetadata(scaling_type) != nullptr && arch->gguf_name != "gemma3") {
     ASSIGN_OR_RETURN(std::string_view type, file.GetString(scaling_type));
     double factor = 1.0;
     if (file.FindMetadata(scaling_factor) != nullptr) {
@@ -386,7 +482,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
                                            "supported"));
     }
   }
-  if (const std::string key = keys.Key("rope.scale_linear"); file.FindMetadata(key) != nullptr) {
+  if (const std::string key = keys.Key("rope.scale_linear");
+      file.FindMetadata(key) != nullptr && arch->gguf_name != "gemma3") {
     ASSIGN_OR_RETURN(double factor, file.GetF64(key));
     if (factor != 1.0) return keys.Unsupported(key, "is not 1: linear scaling is not supported");
   }
@@ -479,6 +576,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   out.fused_projections = is_phi3;  // blk.N.attn_qkv and the [gate; up] blk.N.ffn_up
   RETURN_IF_ERROR(ReadExperts(file, keys, arch->gguf_name, out));
   out.torch_dtype = DTypeOfFileType(file);
+  if (arch->gguf_name == "gemma2" || arch->gguf_name == "gemma3") {
+    RETURN_IF_ERROR(ReadGemma(file, keys, arch->gguf_name == "gemma3", out));
+  }
 
   int64_t qkv_rows = 0, count = 0;
   const bool implausible =

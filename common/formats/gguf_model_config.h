@@ -6,7 +6,9 @@
 // it, unless expert_weights_norm is false) and `phi3` (Phi-3/3.5, Phi-4-mini: fused
 // blk.N.attn_qkv and [gate; up] blk.N.ffn_up, partial rotary from rope.dimension_count, LongRoPE
 // from the tensors rope_factors_long/short.weight with rope.scaling.original_context_length and
-// rope.scaling.attn_factor, the window in attention.sliding_window, 0 for none).
+// rope.scaling.attn_factor, the window in attention.sliding_window, 0 for none), `gemma2` and
+// `gemma3` (their window, sliding-layer pattern, local RoPE base, soft-caps and attention scale as
+// llama.cpp reads them: see ReadGemma in the .cc and docs/architecture.md).
 //
 // Keys read (prefix "{arch}." = the value of general.architecture): context_length,
 // embedding_length, block_count, feed_forward_length, attention.head_count(_kv),
@@ -40,10 +42,11 @@
 
 namespace pagoda {
 
-/// The hyper-parameters of a llama, qwen2, qwen3 or phi3 GGUF. `architecture` is the Hugging Face
-/// name (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM); `torch_dtype` is
-/// F16/BF16 for files whose general.file_type says so and F32 otherwise (quantized tensors keep
-/// their own DType).
+/// The hyper-parameters of a llama, qwen2, qwen3, qwen3moe, phi3, gemma2 or gemma3 GGUF.
+/// `architecture` is the Hugging Face name (LlamaForCausalLM or MixtralForCausalLM,
+/// Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM,
+/// Gemma3ForCausalLM); `torch_dtype` is F16/BF16 for files whose general.file_type says so and
+/// F32 otherwise (quantized tensors keep their own DType).
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
 
 /// True when the file's attn_q/attn_k rows are permuted for GGML's adjacent-pair RoPE (the

@@ -374,6 +374,196 @@ TEST(ModelConfig, FromDirectoryNamesTheFile) {
   std::filesystem::remove_all(dir);
 }
 
+// generation_config.json's eos_token_id joins config.json's (Gemma's <end_of_turn> lives there).
+TEST(ModelConfig, FromDirectoryAddsTheGenerationConfigsEosIds) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(base != nullptr ? base : "/tmp") + "/pagoda_config_XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  json j = LlamaJson();
+  j["eos_token_id"] = 1;
+  ASSERT_TRUE(WriteStringToFile(dir + "/config.json", j.dump()).ok());
+  ASSERT_TRUE(WriteStringToFile(dir + "/generation_config.json",
+                                R"({"bos_token_id": 2, "eos_token_id": [1, 107]})")
+                  .ok());
+  absl::StatusOr<ModelConfig> config = ModelConfig::FromDirectory(dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config->eos_token_ids, ElementsAre(1, 107));
+  ASSERT_TRUE(WriteStringToFile(dir + "/generation_config.json", R"({"eos_token_id": "x"})").ok());
+  ExpectError(ModelConfig::FromDirectory(dir), absl::StatusCode::kInvalidArgument,
+              {dir + "/generation_config.json", "eos_token_id"});
+  ASSERT_TRUE(WriteStringToFile(dir + "/generation_config.json", "[1]").ok());
+  ExpectError(ModelConfig::FromDirectory(dir), absl::StatusCode::kInvalidArgument,
+              {dir + "/generation_config.json", "not a JSON object"});
+  std::filesystem::remove_all(dir);
+}
+
+// A Gemma 2 config as google/gemma-2-2b-it ships it (sizes shrunk).
+json Gemma2Json() {
+  return json::parse(R"({
+    "architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+    "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216,
+    "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+    "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
+    "query_pre_attn_scalar": 256, "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0, "sliding_window": 4096, "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "attention_bias": false,
+    "bos_token_id": 2, "eos_token_id": [1, 107], "pad_token_id": 0, "torch_dtype": "float32"})");
+}
+
+TEST(ModelConfig, ParsesAGemma2Config) {
+  auto config = Parse(Gemma2Json());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, "Gemma2ForCausalLM");
+  EXPECT_EQ(config->hidden_act, MlpActivation::kGeluTanh);
+  EXPECT_EQ(config->head_dim, 256);
+  EXPECT_EQ(config->query_pre_attn_scalar, 256);
+  EXPECT_EQ(config->attn_logit_softcap, 50.0);
+  EXPECT_EQ(config->final_logit_softcap, 30.0);
+  EXPECT_TRUE(config->tie_word_embeddings);  // Gemma's default
+  EXPECT_FALSE(config->qk_norm);
+  EXPECT_EQ(config->sliding_window, 4096);
+  // transformers' Gemma2Config: even layers slide.
+  EXPECT_THAT(config->sliding_layers, ElementsAre(true, false, true, false, true, false));
+  EXPECT_EQ(config->LayerWindow(0), 4096);
+  EXPECT_EQ(config->LayerWindow(1), 0);
+  EXPECT_THAT(config->eos_token_ids, ElementsAre(1, 107));
+}
+
+TEST(ModelConfig, Gemma2DefaultsAreTheConfigClasssOnes) {
+  json j = Gemma2Json();
+  for (const char* field :
+       {"head_dim", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
+        "sliding_window", "hidden_activation", "tie_word_embeddings"}) {
+    j.erase(field);
+  }
+  auto config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->head_dim, 256);
+  EXPECT_EQ(config->query_pre_attn_scalar, 256);
+  EXPECT_EQ(config->attn_logit_softcap, 50.0);
+  EXPECT_EQ(config->final_logit_softcap, 30.0);
+  EXPECT_EQ(config->sliding_window, 4096);
+  EXPECT_TRUE(config->tie_word_embeddings);
+  j["attn_logit_softcapping"] = nullptr;  // null: no soft-cap
+  j["sliding_window"] = nullptr;          // null: no window
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->attn_logit_softcap, 0.0);
+  EXPECT_EQ(config->sliding_window, 0);
+  EXPECT_EQ(config->LayerWindow(0), 0);
+}
+
+// A Gemma 3 text config as google/gemma-3-4b-it's text_config (sizes shrunk).
+json Gemma3Json() {
+  return json::parse(R"({
+    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+    "vocab_size": 262208, "hidden_size": 2560, "intermediate_size": 10240,
+    "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 256,
+    "sliding_window": 1024, "sliding_window_pattern": 6, "max_position_embeddings": 131072,
+    "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+    "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+    "final_logit_softcapping": null, "attn_logit_softcapping": null,
+    "rms_norm_eps": 1e-06, "bos_token_id": 2, "eos_token_id": [1, 106],
+    "torch_dtype": "bfloat16"})");
+}
+
+TEST(ModelConfig, ParsesAGemma3Config) {
+  auto config = Parse(Gemma3Json());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, "Gemma3ForCausalLM");
+  EXPECT_TRUE(config->qk_norm);
+  EXPECT_EQ(config->rope_theta, 1e6);
+  EXPECT_EQ(config->rope_local_theta, 1e4);
+  EXPECT_EQ(config->rope_linear_factor, 8.0);
+  EXPECT_EQ(config->rope_scaling.factor, 0.0);  // not Llama 3 scaling
+  EXPECT_EQ(config->attn_logit_softcap, 0.0);
+  EXPECT_EQ(config->final_logit_softcap, 0.0);
+  EXPECT_EQ(config->sliding_window, 1024);
+  // sliding_window_pattern 6: every sixth layer is global.
+  EXPECT_THAT(config->sliding_layers, ElementsAre(true, true, true, true, true, false, true, true));
+  // layer_types, when given, decides.
+  json j = Gemma3Json();
+  j["layer_types"] = {"full_attention", "sliding_attention", "full_attention", "sliding_attention",
+                      "full_attention", "full_attention",    "full_attention", "sliding_attention"};
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config->sliding_layers,
+              ElementsAre(false, true, false, true, false, false, false, true));
+  // model_type gemma3_text alone names the architecture.
+  j = Gemma3Json();
+  j.erase("architectures");
+  config = Parse(j);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->architecture, "Gemma3ForCausalLM");
+}
+
+TEST(ModelConfig, MalformedGemmaConfigsNameTheField) {
+  json j = Gemma2Json();
+  j["hidden_activation"] = "relu";
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"hidden_activation", "relu"});
+  j = Gemma2Json();
+  j["sliding_window"] = 10000;  // larger than the context
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument,
+              {"sliding_window", "max_position_embeddings (8192)"});
+  j = Gemma2Json();
+  j["sliding_window"] = 0;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"sliding_window", "positive"});
+  j = Gemma2Json();
+  j["final_logit_softcapping"] = -1.0;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"final_logit_softcapping"});
+  j = Gemma2Json();
+  j["query_pre_attn_scalar"] = "256";
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"query_pre_attn_scalar"});
+  j = Gemma2Json();
+  j["layer_types"] = {"sliding_attention"};  // not one per layer
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"layer_types", "num_hidden_layers"});
+  j["layer_types"] = {"sliding_attention", "full_attention", "chunked_attention",
+                      "full_attention",    "full_attention", "full_attention"};
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"layer_types", "entry 2"});
+  j = Gemma2Json();
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {"rope_scaling", "linear"});
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {"rope_scaling", "Gemma 2"});
+  j = Gemma3Json();
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 2.0}};
+  ExpectError(Parse(j), absl::StatusCode::kUnimplemented, {"rope_scaling", "yarn"});
+  j = Gemma3Json();
+  j["sliding_window_pattern"] = 0;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"sliding_window_pattern"});
+  j = Gemma3Json();
+  j["use_bidirectional_attention"] = true;
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument, {"use_bidirectional_attention"});
+  j = Gemma3Json();
+  j["architectures"] = {"Gemma3ForConditionalGeneration"};
+  ExpectError(Parse(j), absl::StatusCode::kInvalidArgument,
+              {"Gemma3ForConditionalGeneration", "not supported"});
+}
+
+TEST(ModelConfig, GemmaToJsonRoundTrips) {
+  for (const json& j : {Gemma2Json(), Gemma3Json()}) {
+    auto config = Parse(j);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const std::string text = config->ToJson();
+    auto again = ModelConfig::FromJson(text, "roundtrip");
+    ASSERT_TRUE(again.ok()) << again.status() << "\n" << text;
+    EXPECT_EQ(again->architecture, config->architecture);
+    EXPECT_EQ(again->hidden_act, config->hidden_act);
+    EXPECT_EQ(again->head_dim, config->head_dim);
+    EXPECT_EQ(again->query_pre_attn_scalar, config->query_pre_attn_scalar);
+    EXPECT_EQ(again->attn_logit_softcap, config->attn_logit_softcap);
+    EXPECT_EQ(again->final_logit_softcap, config->final_logit_softcap);
+    EXPECT_EQ(again->sliding_window, config->sliding_window);
+    EXPECT_EQ(again->sliding_layers, config->sliding_layers);
+    EXPECT_EQ(again->rope_theta, config->rope_theta);
+    EXPECT_EQ(again->rope_local_theta, config->rope_local_theta);
+    EXPECT_EQ(again->rope_linear_factor, config->rope_linear_factor);
+    EXPECT_EQ(again->qk_norm, config->qk_norm);
+    EXPECT_EQ(again->tie_word_embeddings, config->tie_word_embeddings);
+  }
+}
+
 TEST(ModelConfig, DTypeNames) {
   EXPECT_EQ(DTypeName(DType::kF32), "float32");
   EXPECT_EQ(DTypeName(DType::kF16), "float16");

@@ -155,8 +155,17 @@ def write_tiny_llama(path):
     with open(template_path, encoding="utf-8") as f:
         chat_template = f.read()
 
+    write_sentencepiece_gguf(path, "tiny llama tokenizer", tokens, chat_template, {
+        "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"], "unk_token_id": ids["<unk>"],
+        "eot_token_id": ids["<|end|>"], "add_bos_token": True, "add_eos_token": False})
+    return ["<s>", "</s>", "<|user|>", "<|end|>"]
+
+
+def write_sentencepiece_gguf(path, name, tokens, chat_template, keys):
+    """A `llama` GGUF holding only a SentencePiece vocabulary (token, score, type) and the
+    tokenizer keys `keys` (tokenizer.ggml.* without the prefix: GGUFWriter's add_<key>)."""
     writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name("tiny llama tokenizer")
+    writer.add_name(name)
     writer.add_context_length(64)
     writer.add_embedding_length(8)
     writer.add_block_count(1)
@@ -168,18 +177,43 @@ def write_tiny_llama(path):
     writer.add_token_list([t[0] for t in tokens])
     writer.add_token_scores([t[1] for t in tokens])
     writer.add_token_types([int(t[2]) for t in tokens])
-    writer.add_bos_token_id(ids["<s>"])
-    writer.add_eos_token_id(ids["</s>"])
-    writer.add_unk_token_id(ids["<unk>"])
-    writer.add_eot_token_id(ids["<|end|>"])
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
+    for key, value in keys.items():
+        getattr(writer, "add_" + key)(value)
     writer.add_chat_template(chat_template)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return ["<s>", "</s>", "<|user|>", "<|end|>"]
+
+
+def write_tiny_gemma(path):
+    """A Gemma-style SentencePiece GGUF as llama.cpp's converter writes Gemma 2/3 (conversion/
+    gemma.py): ids <pad> 0, <eos> 1, <bos> 2, <unk> 3, the turn markers, byte pieces, then the
+    pieces; tokenizer.ggml.add_space_prefix false, BOS added, Gemma 3's chat template. Stored
+    under the `llama` architecture so that transformers reads it with the same SentencePiece-BPE
+    converter as llama.cpp's `llama` tokenizer (its gemma converter builds a Unigram model, which
+    llama.cpp does not); the tokenizer keys are the same whatever the architecture."""
+    chars, pieces = train_spm_pieces(300)
+    T = gguf.TokenType
+    tokens = [("<pad>", 0.0, T.CONTROL), ("<eos>", 0.0, T.CONTROL), ("<bos>", 0.0, T.CONTROL),
+              ("<unk>", 0.0, T.UNKNOWN), ("<start_of_turn>", 0.0, T.CONTROL),
+              ("<end_of_turn>", 0.0, T.CONTROL)]
+    tokens += [("<0x%02X>" % b, 0.0, T.BYTE) for b in range(256)]
+    seen = {t[0] for t in tokens}
+    for rank, piece in enumerate(pieces):
+        if piece not in seen:
+            tokens.append((piece, -float(rank), T.NORMAL))
+            seen.add(piece)
+    for i, c in enumerate(chars):
+        if c not in seen:
+            tokens.append((c, -1000.0 - i, T.NORMAL))
+            seen.add(c)
+    with open(os.path.join(HERE, "chat_templates", "gemma3_it.jinja"), encoding="utf-8") as f:
+        chat_template = f.read()
+    write_sentencepiece_gguf(path, "tiny gemma tokenizer", tokens, chat_template, {
+        "bos_token_id": 2, "eos_token_id": 1, "unk_token_id": 3, "pad_token_id": 0,
+        "add_bos_token": True, "add_eos_token": False, "add_space_prefix": False})
+    return ["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
 
 
 def field(reader, key, default=None):
@@ -329,6 +363,13 @@ def main():
     # <tag> (user-defined) and <unk> are tokens of their own in llama.cpp's reading and Pagoda's,
     # plain text in transformers' (it only makes control tokens special): checked in C++ alone.
     fixture["tiny_llama"] = record_model(tiny_path, specials, 150, 1, ("<tag>", "<unk>"))
+
+    gemma_dir = os.path.join(args.out_dir, "tiny_gemma")
+    shutil.rmtree(gemma_dir, ignore_errors=True)
+    os.makedirs(gemma_dir)
+    gemma_path = os.path.join(gemma_dir, "tiny_gemma.gguf")
+    fixture["tiny_gemma"] = record_model(gemma_path, write_tiny_gemma(gemma_path), 150, 3,
+                                         ("<unk>",))
 
     if args.smollm2 and os.path.exists(args.smollm2):
         smol_dir = os.path.join(args.out_dir, "smollm2")

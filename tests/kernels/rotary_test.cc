@@ -41,6 +41,24 @@ TEST(BuildRopeCache, TableHoldsCosThenSinOfPositionTimesFrequency) {
   }
 }
 
+// transformers' _compute_linear_scaling_rope_parameters (Gemma 3's global layers): every
+// frequency divided by the factor, i.e. position p is rotated as p / factor.
+TEST(BuildRopeCache, LinearScalingDividesEveryFrequency) {
+  absl::StatusOr<RopeCache> cache = BuildRopeCache(
+      {.head_dim = kDim, .max_positions = kMaxPositions, .theta = 1e6, .linear_factor = 8.0});
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  for (int64_t pos = 0; pos < kMaxPositions; ++pos) {
+    for (int64_t i = 0; i < kDim / 2; ++i) {
+      const double angle = pos * InvFreq(i, kDim, 1e6) / 8.0;
+      EXPECT_NEAR(cache->cos_sin[pos * kDim + i], std::cos(angle), 1e-7);
+      EXPECT_NEAR(cache->cos_sin[pos * kDim + kDim / 2 + i], std::sin(angle), 1e-7);
+    }
+  }
+  EXPECT_EQ(
+      BuildRopeCache({.head_dim = 8, .max_positions = 4, .linear_factor = -1.0}).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 // transformers' _compute_llama3_parameters, written as there: three candidate frequencies and a
 // selection per element.
 std::vector<double> Llama3Reference(int64_t dim, double theta, const Llama3RopeScaling& s, int* low,

@@ -65,6 +65,10 @@ struct WeightSlot {
   /// [gguf_num_experts, shape...] tensor (ffn_{gate,up,down}_exps), which the loader slices.
   int64_t gguf_expert = -1;
   int64_t gguf_num_experts = 0;
+  /// Vectors: added to every element read from a Hugging Face checkpoint. Gemma's RMSNorm scales
+  /// by (1 + w) and stores w; llama.cpp's converter stores 1 + w in GGUF. With 1 added on the way
+  /// in from safetensors, both load as the plain RMSNorm weight.
+  float hf_offset = 0.0f;
   int32_t target = 0;  // index into WeightPlan::targets
   // Where the whole tensor sits in the unsharded model, for dummy weights (a function of these,
   // so that a shard's dummy weights are slices of the unsharded ones): the index of its fused

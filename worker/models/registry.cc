@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "worker/models/gemma.h"
 #include "worker/models/llama.h"
 
 namespace pagoda {
@@ -16,7 +17,7 @@ struct Entry {
   const ModelArchitecture& (*definition)();
 };
 
-constexpr std::array<Entry, 7> kEntries = {{
+constexpr std::array<Entry, 9> kEntries = {{
     {"LlamaForCausalLM", &LlamaFamily},
     {"MistralForCausalLM", &LlamaFamily},
     {"Qwen2ForCausalLM", &LlamaFamily},
@@ -25,6 +26,8 @@ constexpr std::array<Entry, 7> kEntries = {{
     // The llama forward with the experts of worker/models/moe.h in its sparse layers.
     {"Qwen3MoeForCausalLM", &LlamaFamily},
     {"MixtralForCausalLM", &LlamaFamily},
+    {"Gemma2ForCausalLM", &GemmaFamily},
+    {"Gemma3ForCausalLM", &GemmaFamily},
 }};
 
 }  // namespace

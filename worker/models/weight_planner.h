@@ -54,6 +54,8 @@ class Planner {
     return slot;
   }
 
+  WeightPlan& plan() { return plan_; }
+
  private:
   void StartTarget(WeightTarget target) {
     plan_.targets.push_back(target);

@@ -1,7 +1,8 @@
 // Checks the chat-template interpreter on the real SmolLM2 (ChatML), Llama-2-chat, Llama-3,
-// Llama-3.1, Phi-3-mini and Phi-3.5-mini templates (tests/data/chat_templates/, verbatim from the
-// models' tokenizer configs) and on each Jinja construct. Expected strings were worked out from the
-// template semantics and cross-checked once with Python's jinja2 in transformers' environment.
+// Llama-3.1, Phi-3-mini, Phi-3.5-mini, Gemma 2 and Gemma 3 templates (tests/data/chat_templates/,
+// verbatim from the models' tokenizer configs) and on each Jinja construct. Expected strings were
+// worked out from the template semantics and cross-checked once with Python's jinja2 in
+// transformers' environment.
 #include "common/chat_template/chat_template.h"
 
 #include <cstdio>
@@ -163,6 +164,38 @@ TEST(ChatTemplateModels, Llama31ToolsGoInTheFirstUserMessage) {
             "        \"name\": \"add\",\n        \"parameters\": {}\n    },\n"
             "    \"type\": \"function\"\n}\n\nAdd.<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+// Gemma 3 (google/gemma-3-*-it): the system message becomes a prefix of the first user turn,
+// "assistant" is "model", contents are trimmed. Expected strings checked with Python's jinja2 as
+// transformers runs it (trim_blocks, lstrip_blocks).
+TEST(ChatTemplateModels, Gemma3FoldsTheSystemMessageIntoTheFirstUserTurn) {
+  const json extra = {{"bos_token", "<bos>"}};
+  const std::string turns =
+      "<bos><start_of_turn>user\nYou are a terse assistant.\n\nWhat is 2+2?<end_of_turn>\n"
+      "<start_of_turn>model\nIt is 4.<end_of_turn>\n"
+      "<start_of_turn>user\nAnd 3+3?<end_of_turn>\n";
+  EXPECT_EQ(RenderFile("gemma3_it", false, extra), turns);
+  EXPECT_EQ(RenderFile("gemma3_it", true, extra), turns + "<start_of_turn>model\n");
+  const json no_system = json::array({{{"role", "user"}, {"content", "Hi"}}});
+  EXPECT_EQ(RenderFile("gemma3_it", true, extra, no_system),
+            "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+}
+
+// Gemma 2 (google/gemma-2-*-it): the same turns, but a system message is refused by the template.
+TEST(ChatTemplateModels, Gemma2RendersTurnsAndRefusesASystemMessage) {
+  const json extra = {{"bos_token", "<bos>"}};
+  const json conversation = Conversation();
+  const json messages(conversation.begin() + 1, conversation.end());
+  EXPECT_EQ(RenderFile("gemma2_it", true, extra, messages),
+            "<bos><start_of_turn>user\nWhat is 2+2?<end_of_turn>\n"
+            "<start_of_turn>model\nIt is 4.<end_of_turn>\n"
+            "<start_of_turn>user\nAnd 3+3?<end_of_turn>\n<start_of_turn>model\n");
+  auto tmpl = ChatTemplate::Parse(TemplateSource("gemma2_it"));
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  auto out = tmpl->Render(Conversation(), true, extra);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(out.status().message(), "System role not supported");
 }
 
 TEST(ChatTemplate, FlattensTextContentParts) {

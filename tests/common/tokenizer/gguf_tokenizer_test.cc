@@ -1,8 +1,9 @@
 // Checks the GGUF tokenizer against the Hugging Face reading of the same files (transformers +
 // tokenizers, recorded at test time by tests/data/make_gguf_tokenizer_fixture.py): SmolLM2's
-// byte-level BPE (and llama.cpp's prompt ids of its goldens), a tiny SentencePiece-style vocabulary
-// written with gguf.GGUFWriter, their chat templates against Python's jinja2; then the
-// pre-tokenizer names, the token types, the stop ids, and every kind of malformed input.
+// byte-level BPE (and llama.cpp's prompt ids of its goldens), tiny SentencePiece-style vocabularies
+// written with gguf.GGUFWriter (Llama's, and Gemma's without a space prefix), their chat templates
+// against Python's jinja2; then the pre-tokenizer names, the token types, the stop ids, and every
+// kind of malformed input.
 #include "common/tokenizer/gguf_tokenizer.h"
 
 #include <cmath>
@@ -300,6 +301,43 @@ std::vector<std::string> Pieces(const Tokenizer& tokenizer, std::string_view tex
   std::vector<std::string> pieces;
   for (int32_t id : tokenizer.Encode(text, false)) pieces.push_back(*tokenizer.IdToToken(id));
   return pieces;
+}
+
+// A Gemma-style SentencePiece vocabulary as llama.cpp's converter writes Gemma 2/3 (no space
+// prefix, BOS added, <end_of_turn>, Gemma 3's chat template).
+class TinyGemmaTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(Fixture().contains("tiny_gemma")); }
+  const json& model() const { return Fixture().at("tiny_gemma"); }
+};
+
+TEST_F(TinyGemmaTest, EncodesAndDecodesLikeTransformers) {
+  ASSERT_GE(model().at("cases").size(), 200u);
+  ASSERT_TRUE(model().at("hf_special_tokens_match_file").get<bool>());
+  ExpectMatchesTransformers(model());
+}
+
+TEST_F(TinyGemmaTest, ChatTemplateRendersLikeJinja2) { ExpectChatTemplateMatchesJinja2(model()); }
+
+TEST_F(TinyGemmaTest, AddsBosWithoutASpacePrefixAndStopsAtEndOfTurn) {
+  OwnedData owned = FromFixture(model().at("inputs"));
+  ASSERT_EQ(owned.data.add_space_prefix, false);
+  std::unique_ptr<Tokenizer> tokenizer = Build(owned.data);
+  ASSERT_NE(tokenizer, nullptr);
+  const std::vector<int32_t> ids = tokenizer->Encode("Hello world", true);
+  ASSERT_GE(ids.size(), 2u);
+  EXPECT_EQ(ids[0], 2);  // <bos>
+  // No "\u2581" glued in front of the first word; the second word's space becomes one.
+  EXPECT_EQ(tokenizer->IdToToken(ids[1]).value_or("").substr(0, 1), "H");
+  EXPECT_EQ(tokenizer->Decode(ids, /*skip_special_tokens=*/true), "Hello world");
+  const std::optional<int32_t> end_of_turn = tokenizer->TokenToId("<end_of_turn>");
+  ASSERT_TRUE(end_of_turn.has_value());
+  // The file names no EOT id: <end_of_turn> stops generation by its text, as in llama.cpp.
+  ASSERT_FALSE(owned.data.eot.has_value());
+  EXPECT_THAT(tokenizer->stop_token_ids(), ElementsAre(1, *end_of_turn));
+  EXPECT_THAT(EosTokenIds({1}, *tokenizer), ElementsAre(1, *end_of_turn));
+  EXPECT_THAT(tokenizer->Encode("<start_of_turn>model\n", false).front(),
+              *tokenizer->TokenToId("<start_of_turn>"));
 }
 
 TEST(GgufPreTokenizer, EachNameSplitsAsLlamaCppDoes) {

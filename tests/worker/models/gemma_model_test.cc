@@ -1,0 +1,243 @@
+// Gemma 2 and Gemma 3 end to end: tiny random models of odd sizes (written by
+// tests/data/make_gemma_model_fixtures.py at test time: GQA 3 and 1, head_dim != hidden / heads, a
+// sliding window of 4 under a 9-token prompt plus 6 decode steps, small soft-caps that bite,
+// query_pre_attn_scalar != head_dim, Gemma 3's q/k norms, local RoPE base and linear scaling of
+// the global layers) as Hugging Face directories and as GGUF files the way llama.cpp's converter
+// writes them (norms stored as 1 + w) must give the greedy tokens and logits of the float64
+// reference of transformers' forward, on one rank and on two tensor-parallel ranks; the GGUF
+// metadata must give the config.json's hyper-parameters.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "common/file_util.h"
+#include "common/model_source.h"
+#include "common/tokenizer/tokenizer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/model_harness.h"
+#include "worker/model_runner.h"
+#include "worker/model_weights.h"
+
+namespace pagoda {
+namespace {
+
+using testing::Generation;
+using testing::RunModel;
+using testing::RunModelSharded;
+
+std::string FixtureDir() { return PAGODA_GEMMA_MODEL_FIXTURE_DIR; }
+
+struct Expected {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+  std::vector<std::vector<float>> logits;  // [steps][vocab]
+  std::vector<bool> sliding_layers;
+};
+
+Expected LoadExpected(const std::string& name) {
+  absl::StatusOr<std::string> text = ReadFileToString(FixtureDir() + "/" + name + ".json");
+  EXPECT_TRUE(text.ok()) << text.status() << " (run through ctest: gemma_model_fixtures writes it)";
+  if (!text.ok()) return {};
+  const nlohmann::json j = nlohmann::json::parse(*text);
+  return {j["prompt"], j["greedy"], j["logits"], j["sliding_layers"]};
+}
+
+// The model files and the reference they share: NAME_hf/ and NAME.gguf (where GGUF can hold it).
+struct Case {
+  std::string reference;
+  std::string path_suffix;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.reference << c.path_suffix; }
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  std::string name = info.param.reference + info.param.path_suffix;
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
+
+// fp32 activations and accumulation against the float64 reference; every greedy step has a
+// top-two margin of at least 0.05, so the tokens must be exactly the reference's.
+void ExpectReference(const Generation& gen, const Expected& expected, const std::string& what) {
+  ASSERT_EQ(gen.tokens.size(), 1u) << what;
+  EXPECT_EQ(gen.tokens[0], expected.greedy) << what;
+  ASSERT_EQ(gen.logits[0].size(), expected.logits.size()) << what;
+  float max_diff = 0;
+  for (size_t step = 0; step < expected.logits.size(); ++step) {
+    ASSERT_EQ(gen.logits[0][step].size(), expected.logits[step].size()) << what;
+    for (size_t i = 0; i < expected.logits[step].size(); ++i) {
+      const float want = expected.logits[step][i];
+      const float got = gen.logits[0][step][i];
+      max_diff = std::max(max_diff, std::abs(got - want));
+      ASSERT_NEAR(got, want, 1e-4 + 1e-4 * std::abs(want))
+          << what << " step " << step << " token " << i;
+    }
+  }
+  ::testing::Test::RecordProperty("max_abs_logit_diff", absl::StrCat(max_diff));
+}
+
+class GemmaModel : public ::testing::TestWithParam<Case> {
+ protected:
+  std::string Path() const {
+    return FixtureDir() + "/" + GetParam().reference + GetParam().path_suffix;
+  }
+};
+
+TEST_P(GemmaModel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
+  const Expected expected = LoadExpected(GetParam().reference);
+  ASSERT_FALSE(expected.greedy.empty());
+  const int64_t steps = static_cast<int64_t>(expected.greedy.size());
+  ExpectReference(RunModel(Path(), {expected.prompt}, steps), expected, Path());
+}
+
+// Tensor parallel size 2: Gemma 2's 6 query heads over 2 KV heads give each rank 3 + 1, Gemma 3's
+// 4 + 4 give 2 + 2; the (1 + w) norm weights whole on each. The ranks' partial sums only reorder
+// fp32 additions: the same tolerance.
+TEST_P(GemmaModel, TwoTensorParallelRanksGiveTheFloat64Reference) {
+  const Expected expected = LoadExpected(GetParam().reference);
+  ASSERT_FALSE(expected.greedy.empty());
+  const int64_t steps = static_cast<int64_t>(expected.greedy.size());
+  ExpectReference(RunModelSharded(Path(), {expected.prompt}, steps, 2), expected, Path());
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GemmaModel,
+                         ::testing::Values(Case{"gemma2", "_hf"}, Case{"gemma2", ".gguf"},
+                                           Case{"gemma2_scalar", "_hf"}, Case{"gemma3", "_hf"},
+                                           Case{"gemma3", ".gguf"}),
+                         CaseName);
+
+// The window across steps, blocks and a batch: the prompt prefilled in chunks of 3, 4 and 2
+// tokens (the window of 4 reaches back into earlier chunks) in 4-token cache blocks, beside
+// another sequence's prefill and decodes in the same steps, then decoded on the reference's
+// greedy tokens: every logit row the reference's.
+TEST(GemmaSchedule, ChunkedPrefillInABatchGivesTheReference) {
+  constexpr int64_t kBlockSize = 4;
+  for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
+    SCOPED_TRACE(path);
+    const std::string name = path.substr(0, path.find_first_of("_."));
+    const Expected expected = LoadExpected(name);
+    ASSERT_FALSE(expected.greedy.empty());
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
+    ASSERT_TRUE(model.ok()) << model.status();
+    absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    absl::StatusOr<std::unique_ptr<ModelRunner>> runner = ModelRunner::Create(
+        model->config(), std::move(*weights), {.num_blocks = 32, .block_size = kBlockSize});
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    std::vector<int32_t> mine = expected.prompt;
+    mine.insert(mine.end(), expected.greedy.begin(), expected.greedy.end());
+    std::vector<int32_t> other = {5, 6, 7, 8, 9, 10, 11};
+    const std::vector<int32_t> mine_blocks = {0, 1, 2, 3, 4}, other_blocks = {10, 11, 12, 13};
+    std::vector<std::vector<float>> got;  // my logit rows from the prompt's last token on
+    int64_t done = 0, other_done = 0;
+    const int64_t prompt = static_cast<int64_t>(expected.prompt.size());
+    for (const int64_t chunk : {int64_t{3}, int64_t{4}, int64_t{2}, int64_t{1}, int64_t{1},
+                                int64_t{1}, int64_t{1}, int64_t{1}}) {
+      const int64_t other_len = other_done == 0 ? static_cast<int64_t>(other.size()) : 1;
+      const std::vector<SequenceInput> batch = {
+          {.token_ids = absl::MakeConstSpan(other).subspan(other_done, other_len),
+           .num_computed_tokens = other_done,
+           .block_table = other_blocks},
+          {.token_ids = absl::MakeConstSpan(mine).subspan(done, chunk),
+           .num_computed_tokens = done,
+           .block_table = mine_blocks}};
+      absl::StatusOr<StepLogits*> logits = (*runner)->Execute(batch);
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      ASSERT_EQ((*logits)->num_rows, 2);
+      const float* other_row = (*logits)->row(0);
+      other_done += other_len;
+      other.push_back(static_cast<int32_t>(
+          std::max_element(other_row, other_row + (*logits)->vocab_size) - other_row));
+      done += chunk;
+      if (done >= prompt)
+        got.emplace_back((*logits)->row(1), (*logits)->row(1) + (*logits)->vocab_size);
+    }
+    ASSERT_EQ(got.size(), expected.logits.size());
+    for (size_t step = 0; step < got.size(); ++step) {
+      for (size_t i = 0; i < got[step].size(); ++i) {
+        const float want = expected.logits[step][i];
+        ASSERT_NEAR(got[step][i], want, 1e-4 + 1e-4 * std::abs(want))
+            << "step " << step << " token " << i;
+      }
+    }
+  }
+}
+
+// The GGUF metadata (as the converter writes it, read as llama.cpp reads it) gives the config
+// of the Hugging Face twin: which layers slide (transformers' rule, recorded by the fixture
+// script), the window, soft-caps, RoPE bases and scaling, the activation and the q/k norms.
+TEST(GemmaConfig, GgufMetadataGivesTheHuggingFaceConfig) {
+  for (const std::string name : {"gemma2", "gemma3"}) {
+    SCOPED_TRACE(name);
+    absl::StatusOr<ModelSource> gguf = ModelSource::Open(FixtureDir() + "/" + name + ".gguf");
+    ASSERT_TRUE(gguf.ok()) << gguf.status();
+    absl::StatusOr<ModelSource> hf = ModelSource::Open(FixtureDir() + "/" + name + "_hf");
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    const ModelConfig& g = gguf->config();
+    const ModelConfig& h = hf->config();
+    const Expected expected = LoadExpected(name);
+    EXPECT_EQ(g.architecture, h.architecture);
+    EXPECT_EQ(g.architecture, name == "gemma2" ? "Gemma2ForCausalLM" : "Gemma3ForCausalLM");
+    EXPECT_EQ(g.sliding_window, 4);
+    EXPECT_EQ(h.sliding_window, 4);
+    EXPECT_EQ(g.sliding_layers, expected.sliding_layers);
+    EXPECT_EQ(h.sliding_layers, expected.sliding_layers);
+    EXPECT_EQ(g.hidden_act, MlpActivation::kGeluTanh);
+    EXPECT_EQ(h.hidden_act, MlpActivation::kGeluTanh);
+    EXPECT_EQ(g.qk_norm, name == "gemma3");
+    EXPECT_EQ(h.qk_norm, name == "gemma3");
+    EXPECT_TRUE(g.tie_word_embeddings && h.tie_word_embeddings);
+    EXPECT_EQ(g.head_dim, h.head_dim);
+    EXPECT_EQ(g.query_pre_attn_scalar, h.query_pre_attn_scalar);
+    EXPECT_EQ(g.attn_logit_softcap, h.attn_logit_softcap);
+    EXPECT_EQ(g.final_logit_softcap, h.final_logit_softcap);
+    EXPECT_EQ(g.rope_theta, h.rope_theta);
+    EXPECT_EQ(g.rope_local_theta > 0 ? g.rope_local_theta : g.rope_theta,
+              h.rope_local_theta > 0 ? h.rope_local_theta : h.rope_theta);
+    EXPECT_EQ(g.rope_linear_factor, h.rope_linear_factor);
+    EXPECT_EQ(g.bos_token_id, 2);
+    // The file's SentencePiece vocabulary: BOS added, no space prefix, <end_of_turn> stops.
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = gguf->LoadTokenizer();
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    // (With a space prefix "\n" would be "\u2581" "\n", both in the vocabulary.)
+    EXPECT_THAT((*tokenizer)->Encode("\n", true),
+                ::testing::ElementsAre(2, *(*tokenizer)->TokenToId("\n")));
+    EXPECT_THAT(EosTokenIds(g.eos_token_ids, **tokenizer),
+                ::testing::ElementsAre(1, *(*tokenizer)->TokenToId("<end_of_turn>")));
+  }
+}
+
+// Metadata llama.cpp's converter would not write, refused naming the key.
+TEST(GemmaConfig, MalformedGgufMetadataNamesTheKey) {
+  const struct {
+    std::string file;
+    absl::StatusCode code;
+    std::vector<std::string> parts;
+  } cases[] = {
+      {"gemma2_window_too_large",
+       absl::StatusCode::kInvalidArgument,
+       {"gemma2.attention.sliding_window", "(129)", "gemma2.context_length (128)"}},
+      {"gemma2_bad_pattern",
+       absl::StatusCode::kInvalidArgument,
+       {"gemma2.attention.sliding_window_pattern", "4 booleans"}},
+      {"gemma3_yarn", absl::StatusCode::kUnimplemented, {"gemma3.rope.scaling.type", "yarn"}},
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + c.file + ".gguf");
+    ASSERT_FALSE(model.ok()) << c.file;
+    EXPECT_EQ(model.status().code(), c.code) << model.status();
+    for (const std::string& part : c.parts) {
+      EXPECT_THAT(std::string(model.status().message()), ::testing::HasSubstr(part)) << c.file;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pagoda
