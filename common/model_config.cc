@@ -212,8 +212,8 @@ absl::Status ParseRopeScaling(const json& config, const std::string& source, Mod
     return ParseLongRope(reader, FieldReader(config, source), out);
   }
   if (out.architecture == "Gemma2ForCausalLM") {
-    return absl::UnimplementedError(
-        absl::StrCat(source, ": rope_scaling is not supported for Gemma2ForCausalLM"));
+    return absl::UnimplementedError(absl::StrCat(source, ": rope_scaling type \"", *rope_type,
+                                                 "\" is not supported: Gemma 2 takes no scaling"));
   }
   if (out.architecture == "Gemma3ForCausalLM") {  // its global layers' linear scaling
     if (*rope_type != "linear") {
