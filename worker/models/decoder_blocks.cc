@@ -84,6 +84,7 @@ absl::Status SelfAttention(const ForwardContext& context, int64_t layer, const M
                                         .num_heads = layout.num_heads,
                                         .num_kv_heads = layout.num_kv_heads,
                                         .head_dim = config.head_dim,
+                                        .rotary_dim = config.rotary_dim,
                                         .q_stride = qkv_width,
                                         .k_stride = qkv_width,
                                         .style = kernels::RotaryStyle::kRotateHalf}));

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "worker/models/moe.h"
 
 namespace pagoda {
 
@@ -42,18 +43,29 @@ void PlanAttention(Planner& p, const ModelConfig& config, const ShardLayout& lay
   const std::string& gg = names.gguf;
   using P = Planner;
 
-  // Column-parallel q/k/v: this rank's heads, fused as [q; k; v].
+  // Column-parallel q/k/v: this rank's heads, fused as [q; k; v]. Phi-3's checkpoints hold them
+  // as one qkv_proj tensor of [q; k; v] rows, of which each rank takes three windows.
   p.Target(&layer.qkv_proj);
-  P::Rows(p.Add(hf + "self_attn.q_proj.weight", gg + "attn_q.weight", {q, hidden}, kProj, hidden),
-          layout.head_begin * hd, local_q)
-      .rope_heads = heads;
-  P::Rows(p.Add(hf + "self_attn.k_proj.weight", gg + "attn_k.weight", {kv, hidden}, kProj, hidden,
-                q * hidden),
-          layout.kv_head_begin * hd, local_kv)
-      .rope_heads = kv_heads;
-  P::Rows(p.Add(hf + "self_attn.v_proj.weight", gg + "attn_v.weight", {kv, hidden}, kProj, hidden,
-                (q + kv) * hidden),
-          layout.kv_head_begin * hd, local_kv);
+  if (config.fused_projections) {
+    const std::vector<int64_t> shape = {q + 2 * kv, hidden};
+    const std::string hf_name = hf + "self_attn.qkv_proj.weight";
+    const std::string gg_name = gg + "attn_qkv.weight";
+    P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), layout.head_begin * hd, local_q);
+    P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), q + layout.kv_head_begin * hd, local_kv);
+    P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), q + kv + layout.kv_head_begin * hd,
+            local_kv);
+  } else {
+    P::Rows(p.Add(hf + "self_attn.q_proj.weight", gg + "attn_q.weight", {q, hidden}, kProj, hidden),
+            layout.head_begin * hd, local_q)
+        .rope_heads = heads;
+    P::Rows(p.Add(hf + "self_attn.k_proj.weight", gg + "attn_k.weight", {kv, hidden}, kProj, hidden,
+                  q * hidden),
+            layout.kv_head_begin * hd, local_kv)
+        .rope_heads = kv_heads;
+    P::Rows(p.Add(hf + "self_attn.v_proj.weight", gg + "attn_v.weight", {kv, hidden}, kProj, hidden,
+                  (q + kv) * hidden),
+            layout.kv_head_begin * hd, local_kv);
+  }
   if (config.qk_norm) {
     // Per-head norms: every rank holds the whole [head_dim] weights.
     PlanNorm(p, &layer.q_norm, names, "self_attn.q_norm", "attn_q_norm", hd, norm_offset);
@@ -91,12 +103,22 @@ void PlanMlp(Planner& p, const ModelConfig& config, const ShardLayout& layout,
   const std::string& gg = names.gguf;
   using P = Planner;
   p.Target(&layer.gate_up_proj);
-  P::Rows(
-      p.Add(hf + "mlp.gate_proj.weight", gg + "ffn_gate.weight", {inter, hidden}, kProj, hidden),
-      layout.intermediate_begin, local_inter);
-  P::Rows(p.Add(hf + "mlp.up_proj.weight", gg + "ffn_up.weight", {inter, hidden}, kProj, hidden,
-                inter * hidden),
-          layout.intermediate_begin, local_inter);
+  if (config.fused_projections) {
+    // Phi-3's gate_up_proj (GGUF: ffn_up) = [gate; up] rows.
+    const std::vector<int64_t> shape = {2 * inter, hidden};
+    const std::string hf_name = hf + "mlp.gate_up_proj.weight";
+    const std::string gg_name = gg + "ffn_up.weight";
+    P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), layout.intermediate_begin, local_inter);
+    P::Rows(p.Add(hf_name, gg_name, shape, kProj, hidden), inter + layout.intermediate_begin,
+            local_inter);
+  } else {
+    P::Rows(
+        p.Add(hf + "mlp.gate_proj.weight", gg + "ffn_gate.weight", {inter, hidden}, kProj, hidden),
+        layout.intermediate_begin, local_inter);
+    P::Rows(p.Add(hf + "mlp.up_proj.weight", gg + "ffn_up.weight", {inter, hidden}, kProj, hidden,
+                  inter * hidden),
+            layout.intermediate_begin, local_inter);
+  }
   p.Target(&layer.down_proj);
   P::Cols(p.Add(hf + "mlp.down_proj.weight", gg + "ffn_down.weight", {hidden, inter}, kProj, inter),
           layout.intermediate_begin, local_inter);
@@ -125,8 +147,12 @@ void PlanLmHead(Planner& p, const ModelConfig& config, const ShardLayout& layout
     }
     return tied && name == "lm_head.weight";  // tied: the embedding wins
   };
-  // Llama 3's frequency divisors, already read into config.rope_scaling by ModelConfigFromGguf.
-  p.plan().ignorable_gguf = [](std::string_view name) { return name == "rope_freqs.weight"; };
+  // Llama 3's frequency divisors and Phi-3's LongRoPE factors, already read into
+  // config.rope_scaling / config.longrope by ModelConfigFromGguf.
+  p.plan().ignorable_gguf = [](std::string_view name) {
+    return name == "rope_freqs.weight" || name == "rope_factors_long.weight" ||
+           name == "rope_factors_short.weight";
+  };
 }
 
 absl::Status CheckDecoderShard(const ModelConfig& config, const ShardLayout& layout,
@@ -140,12 +166,17 @@ absl::Status CheckDecoderShard(const ModelConfig& config, const ShardLayout& lay
   const Tensor& head = weights.lm_head_or_embedding();
   bool matches = head.rows() == layout.vocab_rows && head.cols() == hidden &&
                  weights.embed_tokens.rows() == config.vocab_size;
-  for (const LayerWeights& layer : weights.layers) {
-    matches = matches && layer.qkv_proj.out_features() == layout.qkv_width() &&
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    const LayerWeights& layer = weights.layers[i];
+    const bool mlp_matches =
+        config.IsMoeLayer(i)
+            ? ExpertsMatch(config, layout, layer.experts)
+            : layer.experts.empty() &&
+                  layer.gate_up_proj.out_features() == 2 * layout.intermediate_size &&
+                  layer.down_proj.in_features() == layout.intermediate_size;
+    matches = matches && mlp_matches && layer.qkv_proj.out_features() == layout.qkv_width() &&
               layer.qkv_proj.in_features() == hidden && layer.o_proj.out_features() == hidden &&
               layer.o_proj.in_features() == layout.q_size() &&
-              layer.gate_up_proj.out_features() == 2 * layout.intermediate_size &&
-              layer.down_proj.in_features() == layout.intermediate_size &&
               layer.input_layernorm.num_elements() == hidden &&
               layer.post_attention_layernorm.num_elements() == hidden &&
               (!config.qk_norm || (layer.q_norm.num_elements() == config.head_dim &&
