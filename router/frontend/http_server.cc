@@ -676,7 +676,8 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
   }
   // Tools are offered even with tool_choice none, as vLLM does; only the parsing is off then.
   absl::StatusOr<std::string> prompt =
-      RenderChat(request->messages, tools.tools, /*add_generation_prompt=*/true);
+      RenderChat(request->messages, tools.tools, /*add_generation_prompt=*/true,
+                 request->chat_template_kwargs);
   if (!prompt.ok()) return ReplyStatus(res, prompt.status());
   // The template wrote BOS itself where the model wants it (vLLM does the same).
   GenerationInput input{.model = request->model,
@@ -706,7 +707,8 @@ void HttpServer::HandleChatCompletions(const httplib::Request& req, httplib::Res
 }
 
 absl::StatusOr<std::string> HttpServer::RenderChat(const json& messages, const json& tools,
-                                                   bool add_generation_prompt) const {
+                                                   bool add_generation_prompt,
+                                                   const json& template_kwargs) const {
   if (chat_template_ == nullptr) {
     return absl::InvalidArgumentError("messages: this model has no chat template");
   }
@@ -715,8 +717,9 @@ absl::StatusOr<std::string> HttpServer::RenderChat(const json& messages, const j
     std::optional<std::string> token = id.has_value() ? tokenizer.IdToToken(*id) : std::nullopt;
     return token.value_or("");
   };
-  json extra = {{"bos_token", token_text(tokenizer.bos_token_id())},
-                {"eos_token", token_text(tokenizer.eos_token_id())}};
+  json extra = template_kwargs.is_object() ? template_kwargs : json::object();
+  extra["bos_token"] = token_text(tokenizer.bos_token_id());
+  extra["eos_token"] = token_text(tokenizer.eos_token_id());
   if (!tools.is_null()) extra["tools"] = tools;
   absl::StatusOr<std::string> prompt =
       chat_template_->Render(messages, add_generation_prompt, extra);
@@ -736,7 +739,8 @@ void HttpServer::HandleTokenize(const httplib::Request& req, httplib::Response& 
     text = *std::move(request->prompt);
   } else {
     absl::StatusOr<std::string> rendered =
-        RenderChat(request->messages, request->tools, request->add_generation_prompt);
+        RenderChat(request->messages, request->tools, request->add_generation_prompt,
+                   request->chat_template_kwargs);
     if (!rendered.ok()) return ReplyStatus(res, rendered.status());
     text = *std::move(rendered);
   }

@@ -92,12 +92,12 @@ class HttpServer {
   // httplib) before a refusal is sent; a larger declared body is refused unread.
   size_t max_drained_bytes() const;
   bool Ready() const;
-  // The chat template applied to parsed messages, with BOS and EOS texts and `tools` (when not
-  // null) as the template's variables; InvalidArgument naming "messages" when there is no
-  // template or it fails.
+  // The chat template applied to parsed messages, with BOS and EOS texts, `tools` (when not
+  // null) and the request's chat_template_kwargs as the template's variables; InvalidArgument
+  // naming "messages" when there is no template or it fails.
   absl::StatusOr<std::string> RenderChat(const nlohmann::json& messages,
-                                         const nlohmann::json& tools,
-                                         bool add_generation_prompt) const;
+                                         const nlohmann::json& tools, bool add_generation_prompt,
+                                         const nlohmann::json& template_kwargs) const;
 
   void HandleCompletions(const httplib::Request& req, httplib::Response& res);
   void HandleChatCompletions(const httplib::Request& req, httplib::Response& res);

@@ -328,6 +328,25 @@ json BytesJson(const std::string& text) {
 // have the call's deadline).
 constexpr double kMaxTimeoutS = 86400;
 
+// vLLM's chat_template_kwargs: more variables for the chat template (Qwen3's enable_thinking).
+// The ones the server sets itself are refused rather than silently overridden.
+absl::Status ReadChatTemplateKwargs(const json& body, json& out) {
+  auto it = body.find("chat_template_kwargs");
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) return WrongType("chat_template_kwargs", "an object", *it);
+  for (const auto& item : it->items()) {
+    for (const char* reserved :
+         {"messages", "add_generation_prompt", "tools", "bos_token", "eos_token"}) {
+      if (item.key() == reserved) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chat_template_kwargs: \"", reserved, "\" is set by the server, not by the request"));
+      }
+    }
+  }
+  out = *it;
+  return absl::OkStatus();
+}
+
 absl::Status ReadTimeout(const json& body, std::optional<double>& timeout_s) {
   auto it = body.find("timeout");
   if (it == body.end() || it->is_null()) return absl::OkStatus();
@@ -421,8 +440,8 @@ constexpr std::string_view kCommonFields[] = {"model",
                                               "timeout"};
 constexpr std::string_view kCompletionFields[] = {"prompt", "echo", "logprobs"};
 constexpr std::string_view kChatFields[] = {
-    "messages", "logprobs",    "top_logprobs",       "max_completion_tokens",
-    "tools",    "tool_choice", "parallel_tool_calls"};
+    "messages", "logprobs",    "top_logprobs",        "max_completion_tokens",
+    "tools",    "tool_choice", "parallel_tool_calls", "chat_template_kwargs"};
 
 template <size_t N>
 bool Contains(const std::string_view (&list)[N], const std::string& field) {
@@ -523,6 +542,7 @@ absl::StatusOr<ChatCompletionRequest> ParseChatCompletionRequest(const json& bod
   RETURN_IF_ERROR(ReadString(body, "model", request.model));
   ASSIGN_OR_RETURN(request.messages, ParseMessages(body));
   RETURN_IF_ERROR(ReadChatTools(body, request.tools));
+  RETURN_IF_ERROR(ReadChatTemplateKwargs(body, request.chat_template_kwargs));
   // Chat's logprobs is a boolean with top_logprobs beside it; the rest reads as completions.
   json sampling = body;
   sampling.erase("logprobs");
@@ -566,7 +586,8 @@ absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(const json& body) {
                                                  "add_special_tokens",
                                                  "add_generation_prompt",
                                                  "return_token_strs",
-                                                 "tools"};
+                                                 "tools",
+                                                 "chat_template_kwargs"};
   RETURN_IF_ERROR(CheckFields(body, [](const std::string& field) {
     return std::find(std::begin(kFields), std::end(kFields), field) != std::end(kFields);
   }));
@@ -581,7 +602,7 @@ absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(const json& body) {
     std::string prompt;
     RETURN_IF_ERROR(ReadString(body, "prompt", prompt));
     request.prompt = std::move(prompt);
-    for (const char* field : {"add_generation_prompt", "tools"}) {
+    for (const char* field : {"add_generation_prompt", "tools", "chat_template_kwargs"}) {
       if (body.contains(field) && !body[field].is_null()) {
         return absl::InvalidArgumentError(absl::StrCat(field, ": only with messages"));
       }
@@ -594,6 +615,7 @@ absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(const json& body) {
     ChatTools tools;
     RETURN_IF_ERROR(ReadChatTools(body, tools));
     request.tools = std::move(tools.tools);
+    RETURN_IF_ERROR(ReadChatTemplateKwargs(body, request.chat_template_kwargs));
   }
   RETURN_IF_ERROR(ReadBool(body, "add_special_tokens", request.add_special_tokens));
   RETURN_IF_ERROR(ReadBool(body, "return_token_strs", request.return_token_strs));

@@ -70,6 +70,9 @@ struct ChatCompletionRequest {
   std::optional<double> timeout_s;
   BestOf best_of;   // params.n is best_of.candidates
   ChatTools tools;  // tools, tool_choice, parallel_tool_calls (router/frontend/chat_tools.h)
+  /// vLLM's chat_template_kwargs: variables for the chat template (e.g. Qwen3's
+  /// {"enable_thinking": false}); never messages, add_generation_prompt, tools or the BOS/EOS text.
+  nlohmann::json chat_template_kwargs = nlohmann::json::object();
 };
 
 /// A parsed POST /tokenize body (vLLM's): a text prompt, or chat messages rendered by the
@@ -83,6 +86,7 @@ struct TokenizeRequest {
   bool add_generation_prompt = true;  // chat form: end with the assistant turn's opening
   nlohmann::json tools;               // chat form: offered to the template, or null
   bool return_token_strs = false;     // also each token's text
+  nlohmann::json chat_template_kwargs = nlohmann::json::object();  // chat form, as chat's
 };
 
 /// A parsed POST /detokenize body: ids in [0, 2^31); the vocabulary bound is the server's check.

@@ -1,8 +1,8 @@
 // Checks the chat-template interpreter on the real SmolLM2 (ChatML), Llama-2-chat, Llama-3,
-// Llama-3.1, Phi-3-mini, Phi-3.5-mini, Gemma 2 and Gemma 3 templates (tests/data/chat_templates/,
-// verbatim from the models' tokenizer configs) and on each Jinja construct. Expected strings were
-// worked out from the template semantics and cross-checked once with Python's jinja2 in
-// transformers' environment.
+// Llama-3.1, Phi-3-mini, Phi-3.5-mini, Gemma 2, Gemma 3 and Qwen3 templates
+// (tests/data/chat_templates/, verbatim from the models' tokenizer configs) and on each Jinja
+// construct. Expected strings were worked out from the template semantics and cross-checked once
+// with Python's jinja2 in transformers' environment.
 #include "common/chat_template/chat_template.h"
 
 #include <cstdio>
@@ -180,6 +180,23 @@ TEST(ChatTemplateModels, Gemma3FoldsTheSystemMessageIntoTheFirstUserTurn) {
   const json no_system = json::array({{{"role", "user"}, {"content", "Hi"}}});
   EXPECT_EQ(RenderFile("gemma3_it", true, extra, no_system),
             "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+}
+
+// Qwen3 (Qwen/Qwen3-0.6B, as llama.cpp ships it in models/templates/): enable_thinking false (a
+// chat_template_kwargs variable) opens the answer with an empty think block, and the reasoning of
+// assistant turns before the last query is dropped from the history. Expected strings checked
+// with Python's jinja2 as transformers runs it (trim_blocks, lstrip_blocks).
+TEST(ChatTemplateModels, Qwen3SwitchesThinkingOffAndDropsOldReasoning) {
+  json messages = Conversation();
+  messages[2]["content"] = "<think>\nEasy.\n</think>\n\nIt is 4.";
+  const std::string turns =
+      "<|im_start|>system\nYou are a terse assistant.<|im_end|>\n"
+      "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\nIt is 4.<|im_end|>\n"
+      "<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(RenderFile("qwen3", true, json::object(), messages), turns);
+  EXPECT_EQ(RenderFile("qwen3", true, {{"enable_thinking", false}}, messages),
+            turns + "<think>\n\n</think>\n\n");
+  EXPECT_EQ(RenderFile("qwen3", true, {{"enable_thinking", true}}, messages), turns);
 }
 
 // Gemma 2 (google/gemma-2-*-it): the same turns, but a system message is refused by the template.

@@ -485,7 +485,8 @@ const ChatTemplate& TestChatTemplate() {
   static const ChatTemplate* chat_template = [] {
     auto parsed = ChatTemplate::Parse(
         "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}");
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+        "{% if enable_thinking is defined and enable_thinking is false %}<nothink>{% endif %}");
     EXPECT_TRUE(parsed.ok()) << parsed.status();
     return new ChatTemplate(std::move(*parsed));
   }();
@@ -533,6 +534,20 @@ TEST(HttpServer, CompletesAChat) {
   EXPECT_EQ(choice["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
   // "<user>hi<assistant>", one token per character, no BOS added on top.
   EXPECT_EQ(body["usage"]["prompt_tokens"], 19);
+
+  // vLLM's chat_template_kwargs reach the template (Qwen3's enable_thinking): 9 more tokens.
+  const json no_thinking = Body(router.Post("/v1/chat/completions", R"({"max_tokens": 1,
+      "messages": [{"role": "user", "content": "hi"}],
+      "chat_template_kwargs": {"enable_thinking": false}})"));
+  EXPECT_EQ(no_thinking["usage"]["prompt_tokens"], 19 + 9) << no_thinking.dump();
+  ExpectError(router.Post("/v1/chat/completions",
+                          R"({"messages": [{"role": "user", "content": "hi"}],
+                              "chat_template_kwargs": {"add_generation_prompt": false}})"),
+              400, "chat_template_kwargs");
+  ExpectError(router.Post("/v1/chat/completions",
+                          R"({"messages": [{"role": "user", "content": "hi"}],
+                              "chat_template_kwargs": [1]})"),
+              400, "chat_template_kwargs");
 
   // Without max_tokens a chat may use the rest of the context, as in vLLM.
   const json rest = Body(
@@ -620,6 +635,11 @@ TEST(HttpServer, TokenizesAndDetokenizesAsVllmDoes) {
   body = Body(router.Post("/tokenize", R"({"messages": [{"role": "user", "content": "hi"}],
                                            "add_generation_prompt": false})"));
   EXPECT_EQ(body["count"], 8);
+  body = Body(router.Post("/tokenize", R"({"messages": [{"role": "user", "content": "hi"}],
+                                           "chat_template_kwargs": {"enable_thinking": false}})"));
+  EXPECT_EQ(body["count"], 19 + 9);
+  ExpectError(router.Post("/tokenize", R"({"prompt": "a", "chat_template_kwargs": {}})"), 400,
+              "chat_template_kwargs");
 
   // Bad input: 400 naming the field (404 for another model), and the server keeps serving.
   ExpectError(router.Post("/tokenize", "{}"), 400, "prompt");
