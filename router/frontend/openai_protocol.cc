@@ -643,10 +643,15 @@ absl::StatusOr<DetokenizeRequest> ParseDetokenizeRequest(const json& body) {
 }
 
 std::vector<CompletionOutput> RankBestOf(std::vector<CompletionOutput> outputs, int32_t n) {
-  std::stable_sort(outputs.begin(), outputs.end(), [](const auto& a, const auto& b) {
+  // A missing or NaN sum ranks last (NaN would break the sort's strict weak ordering).
+  const auto key = [](const CompletionOutput& output) {
     constexpr double kNone = -std::numeric_limits<double>::infinity();
-    const double left = a.cumulative_logprob.value_or(kNone);
-    const double right = b.cumulative_logprob.value_or(kNone);
+    const double sum = output.cumulative_logprob.value_or(kNone);
+    return std::isnan(sum) ? kNone : sum;
+  };
+  std::stable_sort(outputs.begin(), outputs.end(), [&key](const auto& a, const auto& b) {
+    const double left = key(a);
+    const double right = key(b);
     if (left != right) return left > right;
     return a.index < b.index;
   });

@@ -1,5 +1,6 @@
 #include "router/frontend/openai_protocol.h"
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -528,6 +529,14 @@ TEST(OpenAIProtocol, RankBestOfKeepsTheHighestCumulativeLogprobsInOrder) {
   best = RankBestOf(outputs, 2);
   EXPECT_EQ(best[0].text, "b");
   EXPECT_EQ(best[1].text, "d");
+  // A NaN sum ranks with the missing ones, last, by index.
+  outputs[0].cumulative_logprob = std::numeric_limits<double>::quiet_NaN();
+  best = RankBestOf(outputs, 5);
+  ASSERT_EQ(best.size(), 5u);
+  EXPECT_EQ(best[0].text, "b");
+  EXPECT_EQ(best[2].text, "c");
+  EXPECT_EQ(best[3].text, "a");
+  EXPECT_EQ(best[4].text, "e");
 }
 
 TEST(OpenAIProtocol, ParsesToolsToolChoiceAndToolMessages) {
