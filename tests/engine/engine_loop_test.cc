@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/tokenizer/llama2c_tokenizer.h"
@@ -44,11 +45,14 @@ std::unique_ptr<Tokenizer> LoadStories() {
 // `fail_at` on.
 class ScriptedExecutor final : public Executor {
  public:
-  explicit ScriptedExecutor(int64_t fail_at = -1) : fail_at_(fail_at) {}
+  // `hold`, when set, keeps every step from running until it is notified.
+  explicit ScriptedExecutor(int64_t fail_at = -1, absl::Notification* hold = nullptr)
+      : fail_at_(fail_at), hold_(hold) {}
 
   const ExecutorInfo& info() const override { return info_; }
 
   std::future<absl::StatusOr<StepResult>> Submit(StepPlan plan) override {
+    if (hold_ != nullptr) hold_->WaitForNotification();
     std::promise<absl::StatusOr<StepResult>> promise;
     const int64_t step = num_steps_++;
     if (fail_at_ >= 0 && step >= fail_at_) {
@@ -78,6 +82,7 @@ class ScriptedExecutor final : public Executor {
   const ExecutorInfo info_{
       .num_device_blocks = 256, .block_size = 16, .max_model_len = 512, .vocab_size = 512};
   const int64_t fail_at_;
+  absl::Notification* const hold_;
   std::atomic<int64_t> num_steps_ = 0;
 };
 
@@ -387,7 +392,10 @@ TEST_F(EngineLoopTest, FirstDeltaCarriesWhenTheRequestWasFirstScheduled) {
 
 TEST_F(EngineLoopTest, AbortedBeforeSchedulingCarriesNoScheduledTime) {
   // One sequence at a time: the second request waits behind the first until it is aborted.
-  ScriptedExecutor executor;
+  // The steps are held until the abort, so the first request cannot finish (and let the second
+  // be scheduled) however slowly this thread runs.
+  absl::Notification steps_may_run;
+  ScriptedExecutor executor(/*fail_at=*/-1, &steps_may_run);
   auto engine =
       EngineLoop::Create(EngineConfig{.max_num_seqs = 1}, &executor, tokenizer_.get(), {});
   ASSERT_TRUE(engine.ok());
@@ -403,6 +411,7 @@ TEST_F(EngineLoopTest, AbortedBeforeSchedulingCarriesNoScheduledTime) {
                                })
                   .ok());
   (*engine)->Abort("queued");
+  steps_may_run.Notify();
   {
     absl::MutexLock lock(&mu,
                          absl::Condition(
