@@ -15,6 +15,11 @@ that answers for the same names as a cluster's DNS does. Workers are addressed b
      record is gone until the pod is rescheduled), and it comes back at a *new* address under
      the same name: the router resolves the name again, the replica rejoins and serves the
      reference outputs again (the Gloo group re-forms over the new address too).
+  5. A rolling restart under steady load, as `kubectl rollout restart` of the worker
+     StatefulSets does it: each of the 4 workers in turn gets SIGTERM, drains (its replica's
+     requests move to the other replica while it still answers), exits 0 and is started again;
+     the next one goes only once both replicas are ready. Clients stream all along: no request
+     fails and every stream equals the reference.
 
 Needs root (ip netns, veth, bridge); exits 77 (CTest's skip code) with the reason when it may
 not create a network namespace. Everything it makes carries the prefix "pgmh<pid>" and is
@@ -346,6 +351,37 @@ def client_main(args):
     return 0
 
 
+def steady_client_main(args):
+    """Keeps one stream per prompt running, each started again as soon as it ends, until the
+    file --steady-until names exists; prints STREAMING once every prompt has output, then every
+    result as one JSON line of [prompt index, result] pairs."""
+    host, port = args.client.rsplit(":", 1)
+    results = []
+    started = set()
+    lock = threading.Lock()
+
+    def one(i):
+        def on_first():
+            with lock:
+                if i not in started:
+                    started.add(i)
+                    if len(started) == len(PROMPTS):
+                        print("STREAMING", flush=True)
+
+        while not os.path.exists(args.steady_until):
+            result = stream_completion(host, int(port), PROMPTS[i], args.max_tokens, on_first)
+            with lock:
+                results.append([i, result])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps(results), flush=True)
+    return 0
+
+
 def http_get_in(cluster, name, url):
     """GET `url` from inside `name`'s namespace; returns (status, body)."""
     code = ("import sys,urllib.request,urllib.error\n"
@@ -390,10 +426,11 @@ def main():
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the streaming client
     parser.add_argument("--dns-server", help=argparse.SUPPRESS)  # internal: the DNS server
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=argparse.SUPPRESS)
+    parser.add_argument("--steady-until", help=argparse.SUPPRESS)  # internal: steady load
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     args = parser.parse_args()
     if args.client:
-        return client_main(args)
+        return steady_client_main(args) if args.steady_until else client_main(args)
     if args.dns_server:
         return dns_main(args.dns_server)
     if not args.bin_dir or not args.shared_dir:
@@ -592,6 +629,60 @@ def run_test(cluster):
     check_results(results, reference, "after the move")
     expect(generation_tokens() > tokens_before, "replica 0 served nothing after the move")
     log("after the move both replicas serve the reference outputs")
+
+    # 5. A rolling restart of every worker under steady load. The StatefulSet controller's order:
+    # one pod at a time, highest ordinal first, the next only once the restarted one is ready.
+    stop_file = os.path.join(cluster.work_dir, "steady.stop")
+    failovers_before = metric("pagoda:request_failovers_total")
+    steady = cluster.exec_in(router, [sys.executable, os.path.abspath(__file__), "--client",
+                                      f"{router}:{ROUTER_HTTP_PORT}", f"--steady-until={stop_file}"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = steady.stdout.readline().strip()
+        expect(line == "STREAMING", f"steady client did not start streaming: {line!r}")
+        rollout_started = time.monotonic()
+        for replica in (1, 0):
+            for rank in (1, 0):
+                name = worker_name(replica, rank)
+                proc = cluster.procs.pop(name)
+                signalled_at = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    code = proc.wait(timeout=45)  # the drain's own bound is --drain-timeout-s=30
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise Failure(f"{name.split('.')[0]} did not exit within 45 s of SIGTERM")
+                expect(code == 0, f"{name.split('.')[0]} exited with {code} after SIGTERM")
+                exited_s = time.monotonic() - signalled_at
+                start_worker(name)
+                wait_for(f"both replicas ready after restarting {name.split('.')[0]}",
+                         lambda: ready_states() == ["ready", "ready"], 90)
+                log(f"rolling restart: {name.split('.')[0]} drained and exited 0 in "
+                    f"{exited_s:.1f} s; both replicas ready "
+                    f"{time.monotonic() - signalled_at:.1f} s after its SIGTERM")
+        open(stop_file, "w").close()
+        out, _ = steady.communicate(timeout=120)
+    finally:
+        open(stop_file, "w").close()
+        if steady.poll() is None:
+            steady.kill()
+            steady.wait()
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    expect(steady.returncode == 0 and lines, f"steady client failed ({steady.returncode})")
+    results = json.loads(lines[-1])
+    for i, got in results:
+        expect(got["error"] is None, f"rolling restart: '{PROMPTS[i]}' failed: {got['error']}")
+        expect(got["text"] == reference[i]["text"],
+               f"rolling restart: '{PROMPTS[i]}' differs from the reference:\n{got['text']!r}")
+        expect(got["finish_reason"] == "length",
+               f"rolling restart: '{PROMPTS[i]}' finished with {got['finish_reason']}")
+    moved = metric("pagoda:request_failovers_total") - failovers_before
+    expect(moved >= 1, "no request moved during the rolling restart: the drains found no "
+           "request to hand over, so the test did not test the handover")
+    log(f"rolling restart of 4 workers in {time.monotonic() - rollout_started:.1f} s under "
+        f"steady load: {len(results)} streams, all identical to the reference, {moved:.0f} moved "
+        "by drains, no client error")
 
 
 if __name__ == "__main__":
