@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/model_config_test_util.h"
 
 namespace pagoda {
 namespace {
@@ -23,7 +24,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-constexpr char kSource[] = "/models/phi/config.json";
+using testing::ExpectError;
+constexpr const char* kSource = testing::kConfigSource;
 
 // Phi-4-mini-instruct's shape: partial rotary 0.75 of head_dim 128, LongRoPE from 4k to 128k.
 json Phi4MiniJson() {
@@ -45,18 +47,7 @@ json Phi4MiniJson() {
   return j;
 }
 
-absl::StatusOr<ModelConfig> Parse(const json& config) {
-  return ModelConfig::FromJson(config.dump(), kSource);
-}
-
-void ExpectError(const absl::StatusOr<ModelConfig>& result, absl::StatusCode code,
-                 const std::vector<std::string>& substrings) {
-  ASSERT_FALSE(result.ok());
-  EXPECT_EQ(result.status().code(), code) << result.status();
-  for (const std::string& s : substrings) {
-    EXPECT_THAT(std::string(result.status().message()), HasSubstr(s));
-  }
-}
+absl::StatusOr<ModelConfig> Parse(const json& config) { return testing::ParseConfig(config); }
 
 TEST(Phi3Config, ParsesPartialRotaryAndLongRope) {
   auto config = Parse(Phi4MiniJson());

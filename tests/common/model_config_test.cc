@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/common/model_config_test_util.h"
 
 namespace pagoda {
 namespace {
@@ -18,7 +19,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-constexpr char kSource[] = "/models/test/config.json";
+using testing::ExpectError;
+constexpr const char* kSource = testing::kConfigSource;
 
 // A SmolLM2-135M-like config.
 json LlamaJson() {
@@ -31,18 +33,7 @@ json LlamaJson() {
     "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "bfloat16", "rope_scaling": null})");
 }
 
-absl::StatusOr<ModelConfig> Parse(const json& config) {
-  return ModelConfig::FromJson(config.dump(), kSource);
-}
-
-void ExpectError(const absl::StatusOr<ModelConfig>& result, absl::StatusCode code,
-                 const std::vector<std::string>& substrings) {
-  ASSERT_FALSE(result.ok());
-  EXPECT_EQ(result.status().code(), code) << result.status();
-  for (const std::string& s : substrings) {
-    EXPECT_THAT(std::string(result.status().message()), HasSubstr(s));
-  }
-}
+absl::StatusOr<ModelConfig> Parse(const json& config) { return testing::ParseConfig(config); }
 
 TEST(ModelConfig, ParsesALlamaConfig) {
   auto config = Parse(LlamaJson());

@@ -29,30 +29,14 @@ import grpc
 
 import pagoda_cluster
 from pagoda_cluster import PagodaCluster, http
+from test_certificates import make_ca, make_signed
 
 WORKER_HEALTH = "/pagoda.internal.Worker/Health"
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(name, cwd):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-            "-out", f"{name}.pem", cwd=cwd)
-
-
 def make_peer(name, ca, cwd):
     """A certificate for 127.0.0.1 that serves and dials (what pagoda serve's processes share)."""
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=cwd)
-    ext = os.path.join(cwd, f"{name}.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                "extendedKeyUsage=serverAuth,clientAuth\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.pem", cwd=cwd)
+    make_signed(name, ca, cwd, usages=("serverAuth", "clientAuth"))
 
 
 class InternalTlsTest(unittest.TestCase):

@@ -20,31 +20,9 @@ import grpc
 
 import pagoda_cluster
 from pagoda_cluster import PagodaCluster, http
+from test_certificates import make_ca, make_signed
 
 LIST_MODELS = "/pagoda.v1.Generation/ListModels"
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(name, cwd):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-            "-out", f"{name}.pem", cwd=cwd)
-
-
-def make_signed(name, ca, cwd, server):
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=cwd)
-    ext = os.path.join(cwd, f"{name}.ext")
-    with open(ext, "w") as f:
-        if server:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-        else:
-            f.write("extendedKeyUsage=clientAuth\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.pem", cwd=cwd)
 
 
 class TlsTest(unittest.TestCase):
@@ -53,9 +31,9 @@ class TlsTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="pagoda_tls_")
         make_ca("ca", cls.dir)
         make_ca("other_ca", cls.dir)
-        make_signed("server", "ca", cls.dir, server=True)
-        make_signed("client", "ca", cls.dir, server=False)
-        make_signed("stranger", "other_ca", cls.dir, server=False)
+        make_signed("server", "ca", cls.dir, usages=("serverAuth",))
+        make_signed("client", "ca", cls.dir, usages=("clientAuth",))
+        make_signed("stranger", "other_ca", cls.dir, usages=("clientAuth",))
         cls.cluster = PagodaCluster(
             replicas=1, tp=1, ssl_context=cls.client_context("client"),
             extra_args=[f"--router-flag=--tls-cert={cls.path('server.pem')}",

@@ -82,6 +82,10 @@ Generation RunModel(const std::string& path, const std::vector<std::vector<int32
 
 void RunRanks(int32_t size,
               const std::function<void(const TensorParallelShard&, Communicator*)>& body) {
+  if (size == 1) {
+    body({.rank = 0, .size = 1}, nullptr);
+    return;
+  }
   static std::atomic<int> next_group{0};
   const std::string prefix = absl::StrCat("model-harness-tp/", next_group++, "/");
   InMemoryRendezvousStore store;

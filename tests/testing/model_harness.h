@@ -44,7 +44,7 @@ Generation RunModel(const std::string& path, const std::vector<std::vector<int32
                     int64_t steps, int64_t max_positions = 0);
 
 /// Runs body(shard, communicator) for every rank of a group of `size`, each on its own thread
-/// with a Gloo communicator.
+/// with a Gloo communicator; a group of one runs inline without one (as a TP-1 worker does).
 void RunRanks(int32_t size,
               const std::function<void(const TensorParallelShard&, Communicator*)>& body);
 

@@ -29,6 +29,7 @@
 #include "engine/engine_loop.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/model_harness.h"
 #include "tests/testing/stories260k.h"
 #include "worker/communicator.h"
 #include "worker/gloo_communicator.h"
@@ -44,28 +45,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Runs body(shard, communicator) for every rank of a group of `size`, each on its own thread with
-// a Gloo communicator; a group of one runs inline without one.
-void RunRanks(int32_t size,
-              const std::function<void(const TensorParallelShard&, Communicator*)>& body) {
-  if (size == 1) {
-    body({.rank = 0, .size = 1}, nullptr);
-    return;
-  }
-  static std::atomic<int> next_group{0};
-  const std::string prefix = absl::StrCat("tp-test/", next_group++, "/");
-  InMemoryRendezvousStore store;
-  std::vector<std::thread> threads;
-  for (int32_t rank = 0; rank < size; ++rank) {
-    threads.emplace_back([&, rank] {
-      absl::StatusOr<std::unique_ptr<Communicator>> comm = CreateGlooCommunicator(
-          {.rank = rank, .size = size, .prefix = prefix, .timeout = absl::Seconds(60)}, &store);
-      ASSERT_TRUE(comm.ok()) << comm.status();
-      body({.rank = rank, .size = size}, comm->get());
-    });
-  }
-  for (std::thread& t : threads) t.join();
-}
+using testing::RunRanks;
 
 using WeightsFactory = std::function<ModelWeights(const TensorParallelShard&)>;
 
