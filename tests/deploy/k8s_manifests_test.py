@@ -15,11 +15,15 @@
 - an overlay with internal TLS (components/internal-tls) mounts the Secret its Certificate
   writes in the router and every worker, at the paths their --*tls-* flags name, and the
   certificate holds the name and the usages those flags expect;
+- an overlay with public TLS (components/public-tls) mounts its Secret in the router at the paths
+  its --tls-cert/--tls-key name, probes the router over HTTPS, and the router's Service and
+  ServiceMonitor speak HTTPS and check the certificate under a name it holds;
 - then the binaries run with each overlay's arguments (ports, model path, worker addresses and
-  the internal certificates (made here with openssl) moved to this machine): every probe and
-  every scrape path answers 200 on the port the manifest names, gRPC probes answer SERVING, the
-  router readies its worker (over mutual TLS where the overlay has it), and the adapter's
-  series is exported.
+  the internal and public certificates (made here with openssl) moved to this machine): every
+  probe and every scrape path answers 200 on the port the manifest names, over the scheme it
+  names (HTTPS scrapes checked as Prometheus checks them), gRPC probes answer SERVING, the
+  router readies its worker (over mutual TLS where the overlay has it), a router on TLS refuses
+  plain HTTP, and the adapter's series is exported.
 
     k8s_manifests_test.py --bin-dir build/bin --source-dir . --shared-dir ../shared
 """
@@ -28,6 +32,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -54,6 +59,8 @@ DOCKERFILES = {"pagoda-cpu": "cpu.Dockerfile", "pagoda-router": "router.Dockerfi
 SHELL_CONTAINERS = {"fetch-model"}
 # Where components/internal-tls mounts the internal certificate (Secret pagoda-internal-tls).
 INTERNAL_TLS_DIR = "/etc/pagoda/internal-tls"
+# Where components/public-tls mounts the router's own certificate (Secret pagoda-public-tls).
+PUBLIC_TLS_DIR = "/etc/pagoda/public-tls"
 ADDRESS = re.compile(r"^(?P<pod>[a-z0-9-]+)-(?P<ordinal>\d+)\.(?P<service>[a-z0-9-]+):(?P<port>\d+)$")
 
 
@@ -352,6 +359,43 @@ class ManifestTest(unittest.TestCase):
                                          "cannot speak TLS")
         self.assertGreaterEqual(overlays, 1, "no overlay uses components/internal-tls")
 
+    def test_public_tls_mounts_the_certificate_its_flags_name(self):
+        overlays = 0
+        for name, docs in self.overlays():
+            certificates = dt.find(docs, "Certificate", "pagoda-public-tls")
+            if not certificates:
+                continue
+            overlays += 1
+            with self.subTest(overlay=name):
+                spec = certificates[0]["spec"]
+                self.assertEqual(len(dt.find(docs, "Issuer", spec["issuerRef"]["name"])), 1,
+                                 "the Certificate's Issuer")
+                self.assertIn("server auth", spec["usages"])
+                self.assertIn("pagoda-router", spec["dnsNames"], "the router Service's name")
+                router = [t for w, t in dt.pod_templates(docs)
+                          if w["metadata"]["name"] == "pagoda-router"][0]
+                c = router["spec"]["containers"][0]
+                flags = flag_map(c)
+                self.assertEqual(flags.get("tls-cert"), f"{PUBLIC_TLS_DIR}/tls.crt")
+                self.assertEqual(flags.get("tls-key"), f"{PUBLIC_TLS_DIR}/tls.key")
+                mounts = [m for m in c["volumeMounts"] if m["mountPath"] == PUBLIC_TLS_DIR]
+                self.assertEqual(len(mounts), 1)
+                self.assertTrue(mounts[0]["readOnly"])
+                volume = [v for v in router["spec"]["volumes"] if v["name"] == mounts[0]["name"]][0]
+                self.assertEqual(volume["secret"]["secretName"], spec["secretName"])
+                for kind in ("livenessProbe", "readinessProbe"):
+                    self.assertEqual(c[kind]["httpGet"].get("scheme"), "HTTPS", kind)
+                service = dt.find(docs, "Service", "pagoda-router")[0]
+                http_port = [p for p in service["spec"]["ports"] if p["name"] == "http"][0]
+                self.assertEqual(http_port.get("appProtocol"), "https")
+                for monitor in dt.find(docs, "ServiceMonitor", "pagoda-router"):
+                    endpoint = monitor["spec"]["endpoints"][0]
+                    self.assertEqual(endpoint.get("scheme"), "https")
+                    tls = endpoint["tlsConfig"]
+                    self.assertEqual(tls["ca"]["secret"]["name"], spec["secretName"])
+                    self.assertIn(tls["serverName"], spec["dnsNames"])
+        self.assertGreaterEqual(overlays, 1, "no overlay uses components/public-tls")
+
     def test_images_security_and_hardware(self):
         for name, docs in self.overlays():
             with self.subTest(overlay=name):
@@ -407,8 +451,10 @@ def free_port():
 
 
 def http_get(url):
+    """GET `url`; an https one as the kubelet probes it (the certificate is not checked)."""
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
@@ -445,6 +491,36 @@ def make_internal_certificate(out):
             "-CAcreateserial", "-days", "2", "-extfile", "tls.ext", "-out", "tls.crt")
 
 
+def make_public_certificate(out):
+    """The Secret components/public-tls mounts (ca.crt, tls.crt, tls.key) as cert-manager's
+    self-signed Issuer writes it: one self-signed certificate for pagoda-router, also valid for
+    127.0.0.1 here; ca.crt is the certificate itself."""
+    os.makedirs(out)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=pagoda-router", "-addext",
+                    "subjectAltName=DNS:pagoda-router,IP:127.0.0.1", "-addext",
+                    "extendedKeyUsage=serverAuth", "-keyout", "tls.key", "-out", "tls.crt"],
+                   cwd=out, check=True, capture_output=True)
+    with open(os.path.join(out, "tls.crt"), "rb") as src, \
+            open(os.path.join(out, "ca.crt"), "wb") as dst:
+        dst.write(src.read())
+
+
+def scrape_https(port, path, ca_file, server_name):
+    """GET `path` over TLS as Prometheus does with a ServiceMonitor's tlsConfig: the certificate
+    checked against `ca_file` under `server_name`. Returns (status, body)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(f"GET {path} HTTP/1.0\r\nHost: {server_name}\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode("utf-8", "replace")
+
+
 class ServedEndpointsTest(unittest.TestCase):
     """Each overlay's router and worker arguments, run here."""
 
@@ -455,6 +531,8 @@ class ServedEndpointsTest(unittest.TestCase):
         pagoda_cluster.convert_stories(cls.model)
         cls.tls_dir = os.path.join(cls.tmp, "internal-tls")
         make_internal_certificate(cls.tls_dir)
+        cls.public_tls_dir = os.path.join(cls.tmp, "public-tls")
+        make_public_certificate(cls.public_tls_dir)
 
     @classmethod
     def tearDownClass(cls):
@@ -470,6 +548,7 @@ class ServedEndpointsTest(unittest.TestCase):
             name, _, value = arg[2:].partition("=")
             value = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)
             value = value.replace(INTERNAL_TLS_DIR, self.tls_dir)
+            value = value.replace(PUBLIC_TLS_DIR, self.public_tls_dir)
             if name in ports:
                 value = str(ports[name])
             elif name == "host":
@@ -518,7 +597,8 @@ class ServedEndpointsTest(unittest.TestCase):
             if "grpc" in probe:
                 self.assertEqual(grpc_health(port), 1, f"{kind}: gRPC health not SERVING")
             else:
-                status, body = http_get(f"http://127.0.0.1:{port}{handler['path']}")
+                scheme = handler.get("scheme", "HTTP").lower()
+                status, body = http_get(f"{scheme}://127.0.0.1:{port}{handler['path']}")
                 self.assertEqual(status, 200, f"{kind} GET {handler['path']}: {body}\n"
                                  f"{self.log(log_name)}")
 
@@ -537,7 +617,8 @@ class ServedEndpointsTest(unittest.TestCase):
                     + self.local_args(router, router_ports,
                                       [f"--replica=127.0.0.1:{worker_ports['port']}"]),
                     f"{name}-router.log")
-                http = f"http://127.0.0.1:{router_ports['http-port']}"
+                public_tls = "tls-cert" in flag_map(router)
+                http = f"{'https' if public_tls else 'http'}://127.0.0.1:{router_ports['http-port']}"
                 deadline = time.monotonic() + 60
                 while http_get(f"{http}/ready")[0] != 200:
                     self.assertIsNone(router_proc.poll(), self.log(f"{name}-router.log"))
@@ -548,7 +629,16 @@ class ServedEndpointsTest(unittest.TestCase):
                 status, body = http_get(f"http://127.0.0.1:{worker_ports['metrics-port']}/health")
                 self.assertEqual(json.loads(body)["state"], "READY")
                 # The ServiceMonitors' scrape paths, and the series the HPA's adapter reads.
-                status, body = http_get(f"{http}/metrics")
+                if public_tls:
+                    monitor = dt.find(docs, "ServiceMonitor", "pagoda-router")[0]
+                    status, body = scrape_https(
+                        router_ports["http-port"], "/metrics",
+                        os.path.join(self.public_tls_dir, "ca.crt"),
+                        monitor["spec"]["endpoints"][0]["tlsConfig"]["serverName"])
+                    plain = http_get(f"http://127.0.0.1:{router_ports['http-port']}/ready")
+                    self.assertNotEqual(plain[0], 200, "plain HTTP served on a TLS listener")
+                else:
+                    status, body = http_get(f"{http}/metrics")
                 self.assertEqual(status, 200)
                 self.assertIn("pagoda:num_requests_waiting{", body)
                 status, body = http_get(f"http://127.0.0.1:{worker_ports['metrics-port']}/metrics")
