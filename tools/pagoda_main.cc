@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/openmp_wait_policy.h"
 #include "tools/bench_command.h"
 #include "tools/convert_command.h"
 #include "tools/generate_command.h"
@@ -24,6 +25,7 @@ constexpr char kUsage[] =
 }  // namespace
 
 int main(int argc, char** argv) {
+  pagoda::ExecWithPassiveOpenMpWaitUnlessSet(argv);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -481,8 +481,10 @@ int RunServeCommand(int argc, const char* const* argv) {
   if (const std::optional<int64_t> threads = ThreadsPerWorker(flags)) {
     setenv("OMP_NUM_THREADS", std::to_string(*threads).c_str(), /*overwrite=*/1);
   }
-  PAGODA_LOG(info, "{} worker(s) x OMP_NUM_THREADS={} on {} core(s)", flags.replicas * flags.tp,
-             std::getenv("OMP_NUM_THREADS"), AvailableCores());
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  PAGODA_LOG(info, "{} worker(s) x OMP_NUM_THREADS={} on {} core(s), OMP_WAIT_POLICY={}",
+             flags.replicas * flags.tp, std::getenv("OMP_NUM_THREADS"), AvailableCores(),
+             wait_policy != nullptr ? wait_policy : "(libgomp's default)");
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

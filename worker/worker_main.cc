@@ -32,6 +32,7 @@
 #include "common/arg_parser.h"
 #include "common/logging.h"
 #include "common/model_args.h"
+#include "common/openmp_wait_policy.h"
 #include "common/termination_signal.h"
 #include "common/tls_files.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -236,4 +237,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace pagoda
 
-int main(int argc, char** argv) { return pagoda::Run(argc, argv); }
+int main(int argc, char** argv) {
+  pagoda::ExecWithPassiveOpenMpWaitUnlessSet(argv);
+  return pagoda::Run(argc, argv);
+}
