@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/logging.h"
 #include "engine/block_pool.h"
 
 namespace pagoda {
@@ -274,6 +275,19 @@ RoutingDecision GlobalScheduler::PickByPrefix(absl::Span<const int32_t> prompt_t
   }
   const RoutingChoice choice = ChooseReplica(num_prompt_tokens, states);
   const int32_t picked = candidates[choice.candidate];
+  if (spdlog::should_log(spdlog::level::debug)) {  // the inputs of the decision, for tuning
+    std::string inputs;
+    for (size_t k = 0; k < states.size(); ++k) {
+      const ReplicaRoutingState& s = states[k];
+      absl::StrAppend(&inputs, k > 0 ? "; " : "", "replica ", s.index, ": ttft ", choice.ttft_s[k],
+                      " s, cached ", s.cached_tokens, ", queued ", s.queued_prefill_tokens,
+                      ", running ", s.num_running_seqs, ", in flight ", s.in_flight_steps,
+                      " steps/", s.in_flight_tokens, " tokens, cost ", s.step_cost.fixed_s, " s + ",
+                      s.step_cost.per_token_s, " s/token");
+    }
+    PAGODA_LOG(debug, "route: {} prompt tokens -> replica {} ({}); {}", num_prompt_tokens, picked,
+               RoutingReasonName(choice.reason), inputs);
+  }
   switch (choice.reason) {
     case RoutingReason::kPrefixHit:
       ++stats_.routed_by_prefix;
