@@ -139,6 +139,7 @@ absl::Status MoeFeedForward::Run(const ExpertWeights& w, const float* hidden, in
   // expert parallelism).
   const int64_t row_begin = offsets[expert_first_];
   const int64_t local_rows = offsets[expert_first_ + num_local_experts_] - row_begin;
+  last_local_rows_ = local_rows;
   float* gathered = Grow(gathered_, local_rows * h);
   RETURN_IF_ERROR(kernels::MoeGather({.input = hidden,
                                       .rows = sorted_tokens_.data() + row_begin,

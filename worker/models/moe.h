@@ -54,6 +54,10 @@ class MoeFeedForward {
   absl::Status Run(const ExpertWeights& weights, const float* hidden, int64_t num_tokens,
                    float* out);
 
+  /// The grouped rows the last Run gave this rank's experts (num_tokens * top_k unless expert
+  /// parallel).
+  int64_t last_local_rows() const { return last_local_rows_; }
+
  private:
   int64_t hidden_size_;
   int64_t num_experts_;
@@ -62,6 +66,7 @@ class MoeFeedForward {
   int64_t top_k_;
   int64_t inter_;  // local expert width
   bool renormalize_;
+  int64_t last_local_rows_ = 0;
 
   std::vector<float> logits_;           // [num_tokens, num_experts]
   std::vector<float> topk_weights_;     // [num_tokens, top_k]
