@@ -270,11 +270,12 @@ absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& con
   }
   old.reset();  // free the previous model before loading the next
   const std::string& model = options_.model_dir.empty() ? config.model_dir : options_.model_dir;
-  PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({})", config.generation,
+  PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({}{})", config.generation,
              config.replica, config.tp_rank, config.tp_size, model,
              config.load_format == "dummy" ? "dummy weights"
              : IsGgufPath(model)           ? "gguf"
-                                           : "safetensors");
+                                           : "safetensors",
+             options_.expert_parallel ? ", whole experts per rank" : "");
   WorkerInitResult result;
   absl::StatusOr<std::unique_ptr<Built>> built = Build(config, result);
 
