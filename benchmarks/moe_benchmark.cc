@@ -8,7 +8,10 @@
 //
 // Benchmarks: BM_DecodeStep/{moe,dense}/<batch> (one new token per sequence at position
 // kContext) and BM_Prefill/{moe,dense} (a kPrefillTokens-token prompt); counters give the
-// model's weight bytes (all of them, and those one token reads).
+// model's weight bytes (all of them, and those one token reads). BM_RankExperts/{sliced,whole}/
+// <tokens>: one sparse layer's experts as rank 0 of tensor parallel size 2 computes them (no
+// communication), holding a slice of all 32 experts or 16 whole ones (--enable-expert-parallel):
+// the same expert bytes, in fewer, larger GEMMs over only the rows routed to the rank.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -22,6 +25,8 @@
 #include "common/model_config.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/models/moe.h"
+#include "worker/tensor_parallel.h"
 
 namespace pagoda {
 namespace {
@@ -139,6 +144,43 @@ void BM_Prefill(benchmark::State& state, bool sparse) {
   Counters(state, m, kPrefillTokens);
 }
 
+struct RankExperts {
+  ModelWeights weights;
+  std::unique_ptr<MoeFeedForward> moe;
+  int64_t expert_bytes = 0;
+};
+
+void BM_RankExperts(benchmark::State& state, bool whole) {
+  static auto* ranks = new std::map<bool, RankExperts>();
+  const ModelConfig config = MoeConfig(/*sparse=*/true);
+  RankExperts& r = (*ranks)[whole];
+  if (r.moe == nullptr) {
+    const TensorParallelShard shard{.rank = 0, .size = 2, .expert_parallel = whole};
+    r.weights = DummyModelWeights(config, /*seed=*/0, shard);
+    r.moe = std::make_unique<MoeFeedForward>(config, ComputeShardLayout(config, shard).value());
+    const ExpertWeights& experts = r.weights.layers[0].experts;
+    for (size_t e = 0; e < experts.gate_up_proj.size(); ++e) {
+      r.expert_bytes += experts.gate_up_proj[e].num_bytes() + experts.down_proj[e].num_bytes();
+    }
+  }
+  const int64_t tokens = state.range(0);
+  std::vector<float> hidden(tokens * config.hidden_size);
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    hidden[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+  }
+  std::vector<float> out(hidden.size());
+  for (auto _ : state) {
+    if (!r.moe->Run(r.weights.layers[0].experts, hidden.data(), tokens, out.data()).ok()) {
+      state.SkipWithError("moe failed");
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["expert_MB"] = static_cast<double>(r.expert_bytes) / 1e6;
+  state.counters["rank_rows"] = static_cast<double>(r.moe->last_local_rows());
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(tokens * state.iterations()), benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 }  // namespace pagoda
 
@@ -158,6 +200,15 @@ int main(int argc, char** argv) {
   for (const auto& [name, sparse] : {std::pair<const char*, bool>{"moe", true}, {"dense", false}}) {
     benchmark::RegisterBenchmark((std::string("BM_Prefill/") + name).c_str(), BM_Prefill, sparse)
         ->Unit(benchmark::kMillisecond);
+  }
+  for (int64_t tokens : {1, 32, 256}) {
+    for (const auto& [name, whole] :
+         {std::pair<const char*, bool>{"sliced", false}, {"whole", true}}) {
+      benchmark::RegisterBenchmark((std::string("BM_RankExperts/") + name).c_str(),
+                                   pagoda::BM_RankExperts, whole)
+          ->Arg(tokens)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -31,12 +31,17 @@ void ModelArgs::Register(ArgParser& parser) {
                    "their own types");
   parser.AddString("kv-cache-dtype", &kv_cache_dtype,
                    "KV cache type: auto (float32 on the CPU), float32, bfloat16");
+  parser.AddBool("enable-expert-parallel", &enable_expert_parallel,
+                 "Mixture-of-experts models: each tensor-parallel rank holds whole experts "
+                 "(num_experts / tp of them, which must divide) instead of a slice of every "
+                 "expert. No effect on dense models or at --tp 1");
 }
 
 absl::StatusOr<ModelMemoryConfig> ModelArgs::Build() const {
   ModelMemoryConfig config;
   ASSIGN_OR_RETURN(config.weight_dtype, ParseWeightDType(dtype));
   ASSIGN_OR_RETURN(config.kv_cache_dtype, ParseKvCacheDType(kv_cache_dtype));
+  config.expert_parallel = enable_expert_parallel;
   return config;
 }
 
@@ -46,6 +51,7 @@ std::vector<std::string> ModelArgs::GivenFlags(const ArgParser& parser) const {
   if (parser.WasSet("kv-cache-dtype")) {
     flags.push_back(absl::StrCat("--kv-cache-dtype=", kv_cache_dtype));
   }
+  if (enable_expert_parallel) flags.push_back("--enable-expert-parallel");
   return flags;
 }
 

@@ -1,12 +1,17 @@
 // ModelArgs: the flags that say how a worker keeps a model in memory — the weights' type
-// (--dtype) and the KV cache's (--kv-cache-dtype) — registered in one place for every command that
-// loads one: pagoda-worker, pagoda generate, pagoda bench throughput, and pagoda serve (which
-// passes them on to its workers). Validated once into a ModelMemoryConfig.
+// (--dtype), the KV cache's (--kv-cache-dtype) and how the ranks share a mixture of experts
+// (--enable-expert-parallel) — registered in one place for every command that loads one:
+// pagoda-worker, pagoda generate, pagoda bench throughput, and pagoda serve (which passes them on
+// to its workers). Validated once into a ModelMemoryConfig.
 //
 //   --dtype auto|float32|bfloat16|float16   safetensors (and dummy) weights; auto = the
 //                                            checkpoint's torch_dtype (dummy: float32); a GGUF
 //                                            file keeps its own types and accepts only auto
 //   --kv-cache-dtype auto|float32|bfloat16  auto = float32 on the CPU
+//   --enable-expert-parallel                 each tensor-parallel rank holds whole experts (E / T
+//                                            of them) instead of a slice of every expert; as in
+//                                            vLLM, accepted and without effect on dense models
+//                                            and at one rank
 //
 //   ModelArgs model_args;
 //   model_args.Register(parser);
@@ -28,11 +33,13 @@ namespace pagoda {
 struct ModelMemoryConfig {
   std::optional<DType> weight_dtype;   // nullopt: auto
   DType kv_cache_dtype = DType::kF32;  // kF32 or kBF16
+  bool expert_parallel = false;        // TensorParallelShard::expert_parallel
 };
 
 struct ModelArgs {
   std::string dtype = "auto";
   std::string kv_cache_dtype = "auto";
+  bool enable_expert_parallel = false;
 
   void Register(ArgParser& parser);
   absl::StatusOr<ModelMemoryConfig> Build() const;

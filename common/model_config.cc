@@ -726,7 +726,7 @@ std::string ModelConfig::ToJson() const {
 namespace {
 
 // The first field of `config` that `size` ranks cannot split, as a message; empty when none.
-std::string TensorParallelMismatch(const ModelConfig& config, int64_t size) {
+std::string TensorParallelMismatch(const ModelConfig& config, int64_t size, bool expert_parallel) {
   if (config.num_attention_heads % size != 0) {
     return absl::StrCat("num_attention_heads (", config.num_attention_heads,
                         ") is not divisible by the tensor parallel size ", size);
@@ -741,7 +741,13 @@ std::string TensorParallelMismatch(const ModelConfig& config, int64_t size) {
     return absl::StrCat("intermediate_size (", config.intermediate_size,
                         ") is not divisible by the tensor parallel size ", size);
   }
-  if (config.moe_intermediate_size % size != 0) {
+  if (expert_parallel && config.num_experts > 0) {
+    if (config.num_experts % size != 0) {
+      return absl::StrCat("num_experts (", config.num_experts,
+                          ") is not divisible by the tensor parallel size ", size,
+                          " (expert parallelism gives each rank the same number of whole experts)");
+    }
+  } else if (config.moe_intermediate_size % size != 0) {
     return absl::StrCat("moe_intermediate_size (", config.moe_intermediate_size,
                         ") is not divisible by the tensor parallel size ", size);
   }
@@ -767,16 +773,19 @@ int64_t ModelConfig::UniformSlidingWindow() const {
   return sliding_window;
 }
 
-absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size) {
+absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size,
+                                     bool expert_parallel) {
   if (size < 1 || size > kMaxTensorParallelSize) {
     return absl::InvalidArgumentError(absl::StrCat("tensor parallel size must be in [1, ",
                                                    kMaxTensorParallelSize, "], got ", size));
   }
-  const std::string mismatch = TensorParallelMismatch(config, size);
+  const std::string mismatch = TensorParallelMismatch(config, size, expert_parallel);
   if (mismatch.empty()) return absl::OkStatus();
   std::vector<std::string> working;
   for (int64_t t = 1; t <= kMaxTensorParallelSize; ++t) {
-    if (TensorParallelMismatch(config, t).empty()) working.push_back(absl::StrCat(t));
+    if (TensorParallelMismatch(config, t, expert_parallel).empty()) {
+      working.push_back(absl::StrCat(t));
+    }
   }
   return absl::InvalidArgumentError(absl::StrCat(
       mismatch,

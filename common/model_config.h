@@ -108,10 +108,13 @@ inline constexpr int64_t kMaxTensorParallelSize = 64;
 /// OK when the model can be split over `size` tensor-parallel ranks (Megatron sharding:
 /// num_attention_heads, intermediate_size and moe_intermediate_size divisible by it,
 /// num_key_value_heads divisible by it
-/// or a divisor of it); otherwise InvalidArgument naming the field that does not divide and the
+/// or a divisor of it; with `expert_parallel` num_experts instead of moe_intermediate_size, as
+/// each rank holds whole experts); otherwise InvalidArgument naming the field that does not
+/// divide and the
 /// sizes that would work, e.g. "num_attention_heads (9) is not divisible by the tensor parallel
 /// size 2; tensor parallel sizes that work for this model: 1, 3, 9". Checked up front by every
 /// command that starts workers, so a bad --tp fails at once instead of in every worker's Init.
-absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size);
+absl::Status CheckTensorParallelSize(const ModelConfig& config, int64_t size,
+                                     bool expert_parallel = false);
 
 }  // namespace pagoda

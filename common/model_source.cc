@@ -42,14 +42,16 @@ std::string BlockSplit(const GgufFile& gguf, int64_t size) {
 
 }  // namespace
 
-absl::Status CheckTensorParallelSize(const ModelSource& model, int64_t size, bool dummy_weights) {
-  RETURN_IF_ERROR(CheckTensorParallelSize(model.config(), size));
+absl::Status CheckTensorParallelSize(const ModelSource& model, int64_t size, bool dummy_weights,
+                                     bool expert_parallel) {
+  RETURN_IF_ERROR(CheckTensorParallelSize(model.config(), size, expert_parallel));
   if (!model.is_gguf() || dummy_weights) return absl::OkStatus();
   const std::string split = BlockSplit(*model.gguf(), size);
   if (split.empty()) return absl::OkStatus();
   std::vector<std::string> working;
   for (int64_t t = 1; t <= kMaxTensorParallelSize; ++t) {
-    if (CheckTensorParallelSize(model.config(), t).ok() && BlockSplit(*model.gguf(), t).empty()) {
+    if (CheckTensorParallelSize(model.config(), t, expert_parallel).ok() &&
+        BlockSplit(*model.gguf(), t).empty()) {
       working.push_back(absl::StrCat(t));
     }
   }

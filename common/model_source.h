@@ -60,8 +60,9 @@ bool IsGgufPath(const std::string& path);
 /// must have a whole number of blocks per rank. The error names the tensor, its type and the
 /// sizes that work for this file, e.g. "...ffn_down.weight is q4_K (256-element blocks): tensor
 /// parallel size 4 would split its rows inside a block; tensor parallel sizes that work: 1, 2".
+/// `expert_parallel`: the config is checked for whole experts per rank.
 absl::Status CheckTensorParallelSize(const ModelSource& model, int64_t size,
-                                     bool dummy_weights = false);
+                                     bool dummy_weights = false, bool expert_parallel = false);
 
 /// The tokenizer of a tokenizer directory (tokenizer.json, tokenizer_config.json; no config.json
 /// needed) or of a .gguf file.

@@ -57,19 +57,22 @@ absl::Status MoeGather(const MoeGatherParams& params) {
 }
 
 absl::Status MoeCombineParams::Validate() const {
-  if (num_tokens < 0 || top_k <= 0 || num_rows < 0 || width <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("moe_combine: bad shape num_tokens=", num_tokens,
-                                                   " top_k=", top_k, " num_rows=", num_rows,
-                                                   " width=", width));
+  if (num_tokens < 0 || top_k <= 0 || num_rows < 0 || width <= 0 || row_begin < 0 ||
+      row_begin + num_rows > num_tokens * top_k) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("moe_combine: bad shape num_tokens=", num_tokens, " top_k=", top_k,
+                     " num_rows=", num_rows, " row_begin=", row_begin, " width=", width,
+                     " (need row_begin + num_rows <= num_tokens * top_k)"));
   }
   if (num_tokens > 0 && (expert_out == nullptr || topk_weights == nullptr ||
                          token_rows == nullptr || output == nullptr)) {
     return absl::InvalidArgumentError("moe_combine: an input or output is null");
   }
-  for (int64_t i = 0; i < num_tokens * top_k; ++i) {
-    if (token_rows[i] < 0 || token_rows[i] >= num_rows) {
+  const int64_t all_rows = num_tokens * top_k;
+  for (int64_t i = 0; i < all_rows; ++i) {
+    if (token_rows[i] < 0 || token_rows[i] >= all_rows) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "moe_combine: token_rows[", i, "] = ", token_rows[i], " is outside [0, ", num_rows, ")"));
+          "moe_combine: token_rows[", i, "] = ", token_rows[i], " is outside [0, ", all_rows, ")"));
     }
   }
   return absl::OkStatus();

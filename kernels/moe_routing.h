@@ -7,6 +7,9 @@
 //   2. MoeGather: the grouped input rows (row r is token sorted_tokens[r]);
 //   3. the caller runs expert e's MLP on its contiguous block of grouped rows;
 //   4. MoeCombine: out[t] = sum over j of topk_weights[t, j] * expert_out[token_rows[t, j]].
+// Under expert parallelism a rank holds a contiguous range of experts, so their rows are one
+// contiguous block of the grouped order: it gathers and runs only that block, and MoeCombine
+// (row_begin) adds only its rows.
 //
 //   RETURN_IF_ERROR(MoeRoute({.router_logits = logits, .num_tokens = n, .num_experts = 6,
 //                             .top_k = 2, .renormalize = true, ...outputs}));
@@ -56,20 +59,25 @@ struct MoeGatherParams {
 absl::Status MoeGather(const MoeGatherParams& params);
 
 struct MoeCombineParams {
-  const float* expert_out = nullptr;    // [num_rows, width]: the grouped rows' expert outputs
+  const float* expert_out = nullptr;    // [num_rows, width]: grouped rows [row_begin, +num_rows)
   const float* topk_weights = nullptr;  // [num_tokens, top_k]
-  const int32_t* token_rows = nullptr;  // [num_tokens, top_k]: rows of expert_out
+  const int32_t* token_rows = nullptr;  // [num_tokens, top_k]: grouped rows, in [0, n * top_k)
   float* output = nullptr;              // [num_tokens, width]
   int64_t num_tokens = 0;
   int64_t top_k = 0;
   int64_t num_rows = 0;
   int64_t width = 0;
+  /// The first grouped row expert_out holds: 0 with every row (num_rows = num_tokens * top_k).
+  /// Expert parallelism passes the contiguous block of its own experts' rows; the choices of
+  /// rows outside it add nothing (their experts' rank adds them, and the all-reduce sums).
+  int64_t row_begin = 0;
 
-  absl::Status Validate() const;  // also checks every row index is in [0, num_rows)
+  absl::Status Validate() const;  // also checks every row index is in [0, num_tokens * top_k)
 };
 
-/// output[t] = sum over j < top_k of topk_weights[t, j] * expert_out[token_rows[t, j]], summed in
-/// order of j (so every tensor-parallel rank adds in the same order).
+/// output[t] = sum over j < top_k of topk_weights[t, j] * expert_out[token_rows[t, j]] for the
+/// rows expert_out holds (0 when it holds none of t's), summed in order of j (so every
+/// tensor-parallel rank adds in the same order).
 absl::Status MoeCombine(const MoeCombineParams& params);
 
 }  // namespace pagoda::kernels

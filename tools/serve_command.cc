@@ -187,7 +187,9 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
     return absl::InvalidArgumentError(absl::StrCat("--model: ", model.status().message()));
   }
   // Refuse a --tp the model cannot be split over before starting any process.
-  if (absl::Status s = CheckTensorParallelSize(*model, f.tp, f.load_format == "dummy"); !s.ok()) {
+  if (absl::Status s =
+          CheckTensorParallelSize(*model, f.tp, f.load_format == "dummy", memory.expert_parallel);
+      !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--tp ", f.tp, ": ", s.message()));
   }
   // And a KV cache too small for one whole context, as each worker will size it (a draft
@@ -203,14 +205,16 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
         !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--speculative-config: ", s.message()));
     }
-    if (absl::Status s = CheckTensorParallelSize(*opened, f.tp, f.load_format == "dummy");
+    if (absl::Status s = CheckTensorParallelSize(*opened, f.tp, f.load_format == "dummy",
+                                                 memory.expert_parallel);
         !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--tp ", f.tp, " and the draft model: ", s.message()));
     }
     draft.emplace(*std::move(opened));
   }
-  const TensorParallelShard shard{.rank = 0, .size = static_cast<int32_t>(f.tp)};
+  const TensorParallelShard shard{
+      .rank = 0, .size = static_cast<int32_t>(f.tp), .expert_parallel = memory.expert_parallel};
   const CacheConfig& cache = engine.cache;
   const auto blocks = [&](int64_t bytes) {
     return InProcessExecutor::NumBlocksForBudget(model->config(), cache.block_size, bytes, shard,

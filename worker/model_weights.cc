@@ -349,7 +349,7 @@ absl::StatusOr<ModelWeights> LoadSafetensors(const ModelConfig& config, const Sh
         .dtype = *dtype, .data = info->data, .file = &file, .offset = slot.hf_offset};
   }
   for (const std::string& name : checkpoint->TensorNames()) {
-    if (!expected.contains(name) && !plan.ignorable_hf(name)) {
+    if (!expected.contains(name) && !plan.elsewhere_hf.contains(name) && !plan.ignorable_hf(name)) {
       return absl::InvalidArgumentError(
           absl::StrCat(checkpoint->FileOf(name), ": unexpected tensor ", name, " (not part of a ",
                        config.architecture, " with this config.json)"));

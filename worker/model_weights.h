@@ -59,11 +59,12 @@ struct LinearWeight {
 };
 
 /// A sparse layer's mixture of experts (Qwen3-MoE, Mixtral). Every rank holds the whole router
-/// and its slice of every expert (moe_intermediate as in ShardLayout).
+/// and its slice of every expert, or with expert parallelism its whole experts (local experts
+/// and moe_intermediate, their width, as in ShardLayout).
 struct ExpertWeights {
   LinearWeight router;                     // [num_experts, hidden]
-  std::vector<LinearWeight> gate_up_proj;  // [num_experts] of [2 * moe_intermediate, hidden]
-  std::vector<LinearWeight> down_proj;     // [num_experts] of [hidden, moe_intermediate]
+  std::vector<LinearWeight> gate_up_proj;  // [local experts] of [2 * moe_intermediate, hidden]
+  std::vector<LinearWeight> down_proj;     // [local experts] of [hidden, moe_intermediate]
 
   bool empty() const { return router.empty(); }
 };

@@ -16,7 +16,7 @@ absl::Status ValidateTensorParallel(const ModelConfig& config, const TensorParal
     return absl::InvalidArgumentError(
         absl::StrCat("tensor parallel rank ", shard.rank, " is outside [0, ", shard.size, ")"));
   }
-  return CheckTensorParallelSize(config, shard.size);
+  return CheckTensorParallelSize(config, shard.size, shard.expert_parallel);
 }
 
 absl::StatusOr<ShardLayout> ComputeShardLayout(const ModelConfig& config,
@@ -40,8 +40,18 @@ absl::StatusOr<ShardLayout> ComputeShardLayout(const ModelConfig& config,
   }
   layout.intermediate_size = config.intermediate_size / size;
   layout.intermediate_begin = rank * layout.intermediate_size;
-  layout.expert_width = config.moe_intermediate_size / size;
-  layout.expert_begin = rank * layout.expert_width;
+  if (shard.expert_parallel && config.num_experts > 0) {
+    // Whole experts: expert e lives on rank e * size / num_experts.
+    layout.expert_width = config.moe_intermediate_size;
+    layout.expert_begin = 0;
+    layout.num_local_experts = config.num_experts / size;
+    layout.expert_first = rank * layout.num_local_experts;
+  } else {
+    layout.expert_width = config.moe_intermediate_size / size;
+    layout.expert_begin = rank * layout.expert_width;
+    layout.num_local_experts = config.num_experts;
+    layout.expert_first = 0;
+  }
   layout.vocab_rows = (config.vocab_size + size - 1) / size;
   layout.vocab_begin = rank * layout.vocab_rows;
   layout.vocab_valid_rows =

@@ -8,7 +8,12 @@
 //   - the LM head is vocab-parallel: the vocabulary is padded to a multiple of T and rank r holds
 //     rows [r * V', (r + 1) * V') (rows beyond the vocabulary are zero), then the logits are
 //     all-gathered;
-//   - embedding and norms are replicated.
+//   - embedding and norms are replicated;
+//   - mixture-of-experts layers: the router is replicated; each rank holds a slice of every
+//     expert (gate/up rows, down columns of moe_intermediate_size / T), or, with expert
+//     parallelism (--enable-expert-parallel), whole experts: rank r holds the contiguous experts
+//     [r * E / T, (r + 1) * E / T) (E divisible by T). Either way the rank's MoE output is a
+//     partial sum that the all-reduce after the MLP completes.
 //
 //   ASSIGN_OR_RETURN(ShardLayout layout, ComputeShardLayout(config, {.rank = 1, .size = 4}));
 //   int64_t local_q_width = layout.q_size();  // columns of this rank's attention output
@@ -26,6 +31,9 @@ namespace pagoda {
 struct TensorParallelShard {
   int32_t rank = 0;
   int32_t size = 1;
+  /// Mixture-of-experts layers hold whole experts per rank instead of a slice of every expert
+  /// (--enable-expert-parallel); no effect on dense models or at size 1.
+  bool expert_parallel = false;
 };
 
 /// The local sizes and global offsets of one shard of a model.
@@ -40,6 +48,8 @@ struct ShardLayout {
   int64_t intermediate_begin = 0;  // global index of the first local MLP column
   int64_t expert_width = 0;        // local width of each expert (0 without experts)
   int64_t expert_begin = 0;        // global index of the first local expert column
+  int64_t num_local_experts = 0;   // experts this rank holds (all without expert parallelism)
+  int64_t expert_first = 0;        // global index of the first local expert
   int64_t vocab_rows = 0;          // V': LM head rows per rank (padding included)
   int64_t vocab_begin = 0;         // global index of the first local LM head row
   int64_t vocab_valid_rows = 0;    // local rows inside the vocabulary (the rest are padding)
@@ -52,7 +62,8 @@ struct ShardLayout {
 
 /// InvalidArgument naming the field when `config` cannot be split over `shard.size` ranks
 /// (num_attention_heads or intermediate_size not divisible by it, num_key_value_heads neither
-/// divisible by it nor a divisor of it) or when the shard itself is malformed.
+/// divisible by it nor a divisor of it; moe_intermediate_size not divisible by it, or with
+/// expert parallelism num_experts) or when the shard itself is malformed.
 absl::Status ValidateTensorParallel(const ModelConfig& config, const TensorParallelShard& shard);
 
 /// Validates, then computes the layout of `shard`.

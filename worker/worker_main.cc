@@ -155,6 +155,7 @@ int Run(int argc, char** argv) {
                          .draft_model_dir = draft_model_dir,
                          .weight_dtype = memory->weight_dtype,
                          .kv_cache_dtype = memory->kv_cache_dtype,
+                         .expert_parallel = memory->expert_parallel,
                          .metrics = &metrics,
                          .connect_store = GrpcRendezvousConnector(*tls_pem)});
   WorkerService service(&runtime, [] { RequestTermination(); });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -22,6 +23,23 @@ constexpr absl::Duration kDefaultCommTimeout = absl::Seconds(30);
 
 absl::Status WithRank(const absl::Status& status, int32_t rank) {
   return absl::Status(status.code(), absl::StrCat("worker rank ", rank, ": ", status.message()));
+}
+
+// The ranks of a sparse model's replica must shard its experts alike (--enable-expert-parallel
+// is a per-process flag): the all-reduce would otherwise sum the parts of mismatched shards.
+absl::Status CheckExpertShardsAgree(Communicator& comm, bool expert_parallel) {
+  const float mine = expert_parallel ? 1.0f : 0.0f;
+  std::vector<float> all(static_cast<size_t>(comm.size()));
+  RETURN_IF_ERROR(comm.AllGather(&mine, 1, all.data()));
+  for (int32_t rank = 0; rank < comm.size(); ++rank) {
+    if ((all[static_cast<size_t>(rank)] != 0.0f) == expert_parallel) continue;
+    const auto with = [](bool on) { return on ? "with" : "without"; };
+    return absl::FailedPreconditionError(
+        absl::StrCat("rank ", rank, " was started ", with(!expert_parallel),
+                     " --enable-expert-parallel and rank ", comm.rank(), " ", with(expert_parallel),
+                     " it: start every pagoda-worker of a replica with the same model flags"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateInit(const WorkerInitConfig& c) {
@@ -133,7 +151,8 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
                                                             dir, ": ", model.status().message()));
   }
   const ModelConfig* config = &model->config();
-  const TensorParallelShard shard{.rank = c.tp_rank, .size = c.tp_size};
+  const TensorParallelShard shard{
+      .rank = c.tp_rank, .size = c.tp_size, .expert_parallel = options_.expert_parallel};
   RETURN_IF_ERROR(ValidateTensorParallel(*config, shard));
 
   const WeightLoadOptions load_options{.dtype = options_.weight_dtype};
@@ -149,6 +168,9 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
 
   auto built = std::make_unique<Built>();
   ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c));
+  if (c.tp_size > 1 && config->num_experts > 0) {
+    RETURN_IF_ERROR(CheckExpertShardsAgree(*built->communicator, options_.expert_parallel));
+  }
   if (options_.metrics != nullptr) {
     built->communicator = std::make_unique<TimedCommunicator>(std::move(built->communicator),
                                                               options_.metrics, options_.clock);
@@ -248,11 +270,12 @@ absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& con
   }
   old.reset();  // free the previous model before loading the next
   const std::string& model = options_.model_dir.empty() ? config.model_dir : options_.model_dir;
-  PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({})", config.generation,
+  PAGODA_LOG(info, "Init generation {}: replica '{}' rank {}/{} model {} ({}{})", config.generation,
              config.replica, config.tp_rank, config.tp_size, model,
              config.load_format == "dummy" ? "dummy weights"
              : IsGgufPath(model)           ? "gguf"
-                                           : "safetensors");
+                                           : "safetensors",
+             options_.expert_parallel ? ", whole experts per rank" : "");
   WorkerInitResult result;
   absl::StatusOr<std::unique_ptr<Built>> built = Build(config, result);
 

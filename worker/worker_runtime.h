@@ -62,6 +62,9 @@ struct WorkerRuntimeOptions {
   std::optional<DType> weight_dtype;
   /// The KV cache's type (--kv-cache-dtype): kF32 or kBF16.
   DType kv_cache_dtype = DType::kF32;
+  /// Whole experts per rank (--enable-expert-parallel, TensorParallelShard::expert_parallel);
+  /// every rank of a replica must be started alike.
+  bool expert_parallel = false;
   /// How long an Execute waits for the plans numbered before it.
   absl::Duration order_timeout = absl::Seconds(60);
   /// Step, KV and collective metrics (borrowed; must outlive the runtime); null: none.

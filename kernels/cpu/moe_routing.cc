@@ -69,17 +69,22 @@ void MoeCombine(const MoeCombineParams& p) {
                                               internal::kParallelMinElements)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     float* __restrict out = p.output + t * width;
+    bool first = true;
     for (int64_t j = 0; j < p.top_k; ++j) {
+      const int64_t local_row = p.token_rows[t * p.top_k + j] - p.row_begin;
+      if (local_row < 0 || local_row >= p.num_rows) continue;  // another rank's expert
       const float w = p.topk_weights[t * p.top_k + j];
-      const float* __restrict row = p.expert_out + p.token_rows[t * p.top_k + j] * width;
-      if (j == 0) {
+      const float* __restrict row = p.expert_out + local_row * width;
+      if (first) {
 #pragma omp simd
         for (int64_t i = 0; i < width; ++i) out[i] = w * row[i];
       } else {
 #pragma omp simd
         for (int64_t i = 0; i < width; ++i) out[i] += w * row[i];
       }
+      first = false;
     }
+    if (first) std::fill(out, out + width, 0.0f);
   }
 }
 

@@ -30,7 +30,17 @@ TEST(ModelArgs, DefaultsAreAutoAndNothingIsPassedOn) {
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_FALSE(config->weight_dtype.has_value());
   EXPECT_EQ(config->kv_cache_dtype, DType::kF32);
+  EXPECT_FALSE(config->expert_parallel);
   EXPECT_THAT(given, IsEmpty());
+}
+
+// pagoda serve passes the switch on to every worker, so that all ranks shard the experts alike.
+TEST(ModelArgs, ExpertParallelIsASwitchPassedOn) {
+  std::vector<std::string> given;
+  absl::StatusOr<ModelMemoryConfig> config = Parse({"--enable-expert-parallel"}, &given);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->expert_parallel);
+  EXPECT_THAT(given, ElementsAre("--enable-expert-parallel"));
 }
 
 TEST(ModelArgs, ParsesTheTypesAndPassesOnTheGivenFlags) {

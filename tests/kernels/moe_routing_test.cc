@@ -160,6 +160,54 @@ TEST(MoeGatherAndCombine, MoveRowsAndSumTheWeightedChoices) {
   for (int64_t i = 0; i < tokens * width; ++i) EXPECT_FLOAT_EQ(out[i], input[i]);
 }
 
+// Expert parallelism: expert_out holds only grouped rows [3, 6); a token's choices outside add
+// nothing, and a token with none of them gets zeros (whatever the output held).
+TEST(MoeGatherAndCombine, CombinesOnlyTheRowsARankHolds) {
+  const int64_t tokens = 4, width = 3, k = 2, begin = 3, rows = 3;
+  std::vector<float> expert_out(rows * width);
+  std::iota(expert_out.begin(), expert_out.end(), 1.0f);
+  const std::vector<int32_t> token_rows = {1, 5, 3, 4, 0, 6, 2, 7};
+  const std::vector<float> weights = {0.75f, 0.25f, 0.5f, 0.125f, 0.75f, 0.25f, 0.75f, 0.25f};
+  std::vector<float> out(tokens * width, -1.0f);
+  ASSERT_TRUE(MoeCombine({.expert_out = expert_out.data(),
+                          .topk_weights = weights.data(),
+                          .token_rows = token_rows.data(),
+                          .output = out.data(),
+                          .num_tokens = tokens,
+                          .top_k = k,
+                          .num_rows = rows,
+                          .width = width,
+                          .row_begin = begin})
+                  .ok());
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t i = 0; i < width; ++i) {
+      float want = 0.0f;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t row = token_rows[t * k + j];
+        if (row >= begin && row < begin + rows) {
+          want += weights[t * k + j] * expert_out[(row - begin) * width + i];
+        }
+      }
+      EXPECT_FLOAT_EQ(out[t * width + i], want) << "token " << t << " column " << i;
+    }
+  }
+  // Token 2 (rows 0 and 6) and token 3 (rows 2 and 7) chose none of these rows.
+  EXPECT_EQ(out[2 * width], 0.0f);
+  EXPECT_EQ(out[3 * width], 0.0f);
+  // A block reaching past the num_tokens * top_k grouped rows is refused.
+  const absl::Status past = MoeCombine({.expert_out = expert_out.data(),
+                                        .topk_weights = weights.data(),
+                                        .token_rows = token_rows.data(),
+                                        .output = out.data(),
+                                        .num_tokens = tokens,
+                                        .top_k = k,
+                                        .num_rows = rows,
+                                        .width = width,
+                                        .row_begin = 6});
+  EXPECT_EQ(past.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(past.message()), HasSubstr("row_begin=6"));
+}
+
 TEST(MoeRouting, RejectsBadParams) {
   float logits[6] = {};
   float weights[6];

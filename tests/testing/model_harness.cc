@@ -103,12 +103,13 @@ void RunRanks(int32_t size,
 
 Generation RunModelSharded(const std::string& path,
                            const std::vector<std::vector<int32_t>>& prompts, int64_t steps,
-                           int32_t size, int64_t max_positions) {
+                           int32_t size, int64_t max_positions, bool expert_parallel) {
   absl::StatusOr<ModelSource> model = ModelSource::Open(path);
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return {};
   std::vector<Generation> per_rank(size);
-  RunRanks(size, [&](const TensorParallelShard& shard, Communicator* comm) {
+  RunRanks(size, [&](TensorParallelShard shard, Communicator* comm) {
+    shard.expert_parallel = expert_parallel;
     absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model, shard);
     ASSERT_TRUE(weights.ok()) << weights.status();
     std::unique_ptr<ModelRunner> runner =

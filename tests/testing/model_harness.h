@@ -48,11 +48,11 @@ Generation RunModel(const std::string& path, const std::vector<std::vector<int32
 void RunRanks(int32_t size,
               const std::function<void(const TensorParallelShard&, Communicator*)>& body);
 
-/// Greedy decoding at tensor parallel size `size`: rank 0's result, after checking that every
-/// rank got exactly the same.
+/// Greedy decoding at tensor parallel size `size` (with whole experts per rank when
+/// `expert_parallel`): rank 0's result, after checking that every rank got exactly the same.
 Generation RunModelSharded(const std::string& path,
                            const std::vector<std::vector<int32_t>>& prompts, int64_t steps,
-                           int32_t size, int64_t max_positions = 0);
+                           int32_t size, int64_t max_positions = 0, bool expert_parallel = false);
 
 /// The largest |a - b| over matching rows.
 float MaxAbsDiff(const std::vector<std::vector<float>>& a,

@@ -3,9 +3,12 @@
 // the router's plan order (a plan waits for the ones numbered before it, and fails the worker
 // when one never arrives — driven by a FakeClock, not by sleeping), generations, failure and
 // recovery by a new Init, Shutdown, and two tensor-parallel ranks meeting through rank 0's
-// bootstrap store in this process.
+// bootstrap store in this process (and refusing each other when they shard experts differently).
 #include "worker/worker_runtime.h"
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/model_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -364,6 +368,50 @@ TEST_F(WorkerRuntimeTest, TwoRanksMeetThroughRankZerosStoreAndAgree) {
   }
   EXPECT_THAT(Tokens(steps[0]), ElementsAreArray(golden().greedy_ids));
   EXPECT_THAT(Tokens(steps[1]), ElementsAreArray(golden().greedy_ids));
+}
+
+// --enable-expert-parallel is a flag of each pagoda-worker: ranks started differently would sum
+// mismatched shards of the experts, so their Init fails, naming the flag.
+TEST_F(WorkerRuntimeTest, RanksThatShardTheExpertsDifferentlyAreRefused) {
+  const std::string dir = ::testing::TempDir() + "/pagoda_ep_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(WriteStringToFile(dir + "/config.json",
+                                R"({"architectures": ["MixtralForCausalLM"], "vocab_size": 96,
+                                    "hidden_size": 64, "intermediate_size": 32,
+                                    "num_hidden_layers": 2, "num_attention_heads": 4,
+                                    "num_key_value_heads": 2, "num_local_experts": 4,
+                                    "num_experts_per_tok": 2})")
+                  .ok());
+  for (const bool agree : {false, true}) {
+    WorkerRuntime rank0({.expert_parallel = true});
+    WorkerRuntime rank1(
+        {.expert_parallel = agree, .connect_store = [&rank0](const std::string&, absl::Duration) {
+           return std::make_unique<ForwardingStore>(&rank0.bootstrap_store());
+         }});
+    std::vector<WorkerRuntime*> ranks = {&rank0, &rank1};
+    std::vector<absl::StatusOr<WorkerInitResult>> inits(2, absl::UnknownError("not run"));
+    std::vector<std::thread> threads;
+    for (int32_t rank = 0; rank < 2; ++rank) {
+      threads.emplace_back([&, rank] {
+        WorkerInitConfig config = Config(1, rank, 2);
+        config.model_dir = dir;
+        config.load_format = "dummy";
+        inits[rank] = ranks[rank]->Init(config);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    for (int32_t rank = 0; rank < 2; ++rank) {
+      if (agree) {
+        EXPECT_TRUE(inits[rank].ok()) << inits[rank].status();
+        continue;
+      }
+      EXPECT_EQ(inits[rank].status().code(), absl::StatusCode::kFailedPrecondition);
+      EXPECT_THAT(std::string(inits[rank].status().message()),
+                  HasSubstr(rank == 0 ? "rank 1 was started without --enable-expert-parallel"
+                                      : "rank 0 was started with --enable-expert-parallel"));
+    }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

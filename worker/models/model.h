@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "common/model_config.h"
 #include "worker/communicator.h"
@@ -88,6 +89,9 @@ struct WeightPlan {
   /// lm_head, GGUF's rope_freqs): the loaders skip them instead of calling them unexpected.
   std::function<bool(std::string_view)> ignorable_hf;
   std::function<bool(std::string_view)> ignorable_gguf;
+  /// Hugging Face tensors another rank holds whole (expert parallelism): part of the model, so
+  /// not unexpected, but not loaded here. (GGUF stacks the experts, which every rank reads.)
+  absl::flat_hash_set<std::string> elsewhere_hf;
 };
 
 /// A step's flattened batch, prepared by ModelRunner: the new tokens of every sequence packed in

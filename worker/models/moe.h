@@ -8,7 +8,11 @@
 // grouped by expert, and each expert's GEMMs run once over its block of rows; an expert no token
 // chose costs nothing. Under tensor parallelism every rank holds the whole router and a slice of
 // every expert (gate/up rows, down columns of its moe_intermediate_size / T), so its output is a
-// partial sum that the caller all-reduces like a dense down_proj's.
+// partial sum that the caller all-reduces like a dense down_proj's. With expert parallelism
+// (ShardLayout::num_local_experts < num_experts) a rank holds whole experts, a contiguous range:
+// it still routes every token with the whole router (the same choices on every rank), then runs
+// only its experts over their rows (one contiguous block of the grouped rows) and adds only their
+// weighted outputs; the same all-reduce sums the ranks' parts.
 //
 // Checkpoint names (Hugging Face Qwen3-MoE | Mixtral / GGUF, experts stacked in one 3-D tensor):
 //   model.layers.N.mlp.gate.weight | block_sparse_moe.gate.weight / blk.N.ffn_gate_inp.weight
@@ -31,8 +35,8 @@
 
 namespace pagoda {
 
-/// Adds the slots of sparse layer `layer`'s router and experts, this rank's slices, stacking
-/// into `weights` (sized here).
+/// Adds the slots of sparse layer `layer`'s router and experts, this rank's slices or whole
+/// experts, stacking into `weights` (sized here to the layout's num_local_experts).
 void PlanExperts(const ModelConfig& config, const ShardLayout& layout, int64_t layer, Planner& p,
                  ExpertWeights& weights);
 
@@ -50,12 +54,19 @@ class MoeFeedForward {
   absl::Status Run(const ExpertWeights& weights, const float* hidden, int64_t num_tokens,
                    float* out);
 
+  /// The grouped rows the last Run gave this rank's experts (num_tokens * top_k unless expert
+  /// parallel).
+  int64_t last_local_rows() const { return last_local_rows_; }
+
  private:
   int64_t hidden_size_;
   int64_t num_experts_;
+  int64_t num_local_experts_;  // this rank's experts: [expert_first_, + num_local_experts_)
+  int64_t expert_first_;
   int64_t top_k_;
   int64_t inter_;  // local expert width
   bool renormalize_;
+  int64_t last_local_rows_ = 0;
 
   std::vector<float> logits_;           // [num_tokens, num_experts]
   std::vector<float> topk_weights_;     // [num_tokens, top_k]
@@ -63,10 +74,10 @@ class MoeFeedForward {
   std::vector<int64_t> offsets_;        // [num_experts + 1]
   std::vector<int32_t> sorted_tokens_;  // [rows]  (rows = num_tokens * top_k)
   std::vector<int32_t> token_rows_;     // [num_tokens, top_k]
-  std::vector<float> gathered_;         // [rows, hidden]
-  std::vector<float> gate_up_;          // [rows, 2 * inter]
-  std::vector<float> act_;              // [rows, inter]
-  std::vector<float> expert_out_;       // [rows, hidden]
+  std::vector<float> gathered_;         // [local rows, hidden] (this rank's experts' rows)
+  std::vector<float> gate_up_;          // [local rows, 2 * inter]
+  std::vector<float> act_;              // [local rows, inter]
+  std::vector<float> expert_out_;       // [local rows, hidden]
 };
 
 }  // namespace pagoda

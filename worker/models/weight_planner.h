@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +53,14 @@ class Planner {
     slot.col_begin = begin;
     slot.num_cols = n;
     return slot;
+  }
+
+  // Passes over a target another rank holds whole (expert parallelism): its checkpoint tensors
+  // `hf_names` are expected but not loaded here, and the full tensor index moves past it, so
+  // that the later tensors' dummy weights are the same whatever this rank holds.
+  void SkipTarget(std::initializer_list<std::string> hf_names) {
+    for (const std::string& name : hf_names) plan_.elsewhere_hf.insert(name);
+    ++full_index_;
   }
 
   WeightPlan& plan() { return plan_; }

@@ -4,9 +4,12 @@
 // Face directories and as the GGUF files llama.cpp's converter writes (stacked 3-D experts, F16
 // and Q8_0), must give the greedy tokens and logits of a float64 NumPy forward of transformers'
 // models, two prompts batched, at tensor parallel sizes 1 and 2. Then the configs (from config.json
-// and from GGUF metadata) and their malformed variants, and a checkpoint without a router.
+// and from GGUF metadata) and their malformed variants, and a checkpoint without a router. With
+// expert parallelism (whole experts per rank, --enable-expert-parallel) the same checkpoints at
+// tensor parallel size 2 must give the same reference tokens and logits.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -60,16 +63,17 @@ float LogitTolerance(const std::string& name, float want) {
 // (model, ".gguf" or "_hf", tensor parallel size)
 using Case = std::tuple<std::string, std::string, int32_t>;
 
-class MoeModel : public ::testing::TestWithParam<Case> {};
-
-TEST_P(MoeModel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
-  const auto& [name, suffix, tp] = GetParam();
+// Decodes the case's checkpoint (whole experts per rank when `expert_parallel`) and compares
+// with its reference.
+void ExpectTheReference(const Case& c, bool expert_parallel) {
+  const auto& [name, suffix, tp] = c;
   const Expected expected = LoadExpected(name);
   ASSERT_EQ(expected.greedy.size(), 2u);
   const int64_t steps = static_cast<int64_t>(expected.greedy[0].size());
   const std::string path = FixtureDir() + "/" + name + suffix;
-  const Generation gen = tp == 1 ? testing::RunModel(path, expected.prompts, steps)
-                                 : testing::RunModelSharded(path, expected.prompts, steps, tp);
+  const Generation gen =
+      tp == 1 ? testing::RunModel(path, expected.prompts, steps)
+              : testing::RunModelSharded(path, expected.prompts, steps, tp, 0, expert_parallel);
   ASSERT_EQ(gen.tokens.size(), expected.prompts.size());
   float max_diff = 0;
   for (size_t s = 0; s < expected.prompts.size(); ++s) {
@@ -89,6 +93,17 @@ TEST_P(MoeModel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
   ::testing::Test::RecordProperty("max_abs_logit_diff", absl::StrCat(max_diff));
 }
 
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  return absl::StrCat(std::get<0>(info.param), std::get<1>(info.param) == ".gguf" ? "_gguf" : "_hf",
+                      "_tp", std::get<2>(info.param));
+}
+
+class MoeModel : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MoeModel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
+  ExpectTheReference(GetParam(), /*expert_parallel=*/false);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Checkpoints, MoeModel,
     ::testing::Values(Case{"qwen3moe_f32", "_hf", 1}, Case{"qwen3moe_f32", "_hf", 2},
@@ -98,11 +113,22 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"mixtral_f16", ".gguf", 1}, Case{"mixtral_f16", ".gguf", 2},
                       Case{"mixtral_q8_0", "_hf", 1}, Case{"mixtral_q8_0", ".gguf", 1},
                       Case{"mixtral_q8_0", ".gguf", 2}),
-    [](const ::testing::TestParamInfo<Case>& info) {
-      return absl::StrCat(std::get<0>(info.param),
-                          std::get<1>(info.param) == ".gguf" ? "_gguf" : "_hf", "_tp",
-                          std::get<2>(info.param));
-    });
+    CaseName);
+
+// Each rank holds 3 of the 6 experts whole and runs only the rows routed to them; the all-reduce
+// after the MLP sums the two halves. (Named Checkpoints/ too: moe_model_test_exact_path runs it.)
+class MoeModelExpertParallel : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MoeModelExpertParallel, GreedyTokensAndLogitsEqualTheFloat64Reference) {
+  ExpectTheReference(GetParam(), /*expert_parallel=*/true);
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, MoeModelExpertParallel,
+                         ::testing::Values(Case{"qwen3moe_f32", "_hf", 2},
+                                           Case{"qwen3moe_f32", ".gguf", 2},
+                                           Case{"qwen3moe_mixed", "_hf", 2},
+                                           Case{"mixtral_q8_0", ".gguf", 2}),
+                         CaseName);
 
 // GGUF's experts stay in their stored type (Q8_0 here, F16 in mixtral_f16), sliced per expert out
 // of the stacked tensor; the router stays F32 as the converter writes it.
@@ -128,6 +154,49 @@ TEST(MoeWeights, GgufExpertsKeepTheirStoredTypes) {
       EXPECT_TRUE(weights->layers[1].gate_up_proj.empty());
     }
   }
+}
+
+// Under expert parallelism a rank holds its 3 experts whole, in their stored type (Q8_0 bytes
+// read per expert out of the stacked tensor): the same bytes as a slice of all 6, in fewer,
+// larger matrices.
+TEST(MoeWeights, ExpertParallelRanksHoldWholeExpertsInTheirStoredTypes) {
+  absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/mixtral_q8_0.gguf");
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<ModelWeights> sliced = LoadModelWeights(*model, {.rank = 1, .size = 2});
+  ASSERT_TRUE(sliced.ok()) << sliced.status();
+  absl::StatusOr<ModelWeights> all = LoadModelWeights(*model);
+  ASSERT_TRUE(all.ok()) << all.status();
+  int64_t whole_bytes = 0;
+  for (int32_t rank : {0, 1}) {
+    absl::StatusOr<ModelWeights> weights =
+        LoadModelWeights(*model, {.rank = rank, .size = 2, .expert_parallel = true});
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    const ExpertWeights& experts = weights->layers[1].experts;
+    const ExpertWeights& every = all->layers[1].experts;
+    ASSERT_EQ(experts.gate_up_proj.size(), 3u);
+    ASSERT_EQ(experts.down_proj.size(), 3u);
+    EXPECT_EQ(experts.router.out_features(), 6);
+    for (size_t i = 0; i < 3; ++i) {
+      const size_t e = static_cast<size_t>(rank) * 3 + i;  // experts [3 * rank, 3 * rank + 3)
+      ASSERT_EQ(experts.gate_up_proj[i].parts.size(), 1u);
+      EXPECT_EQ(experts.gate_up_proj[i].parts[0].dtype(), DType::kQ8_0);
+      EXPECT_EQ(experts.down_proj[i].parts[0].dtype(), DType::kQ8_0);
+      EXPECT_EQ(experts.gate_up_proj[i].out_features(), 2 * 64);
+      EXPECT_EQ(experts.down_proj[i].in_features(), 64);
+      // Expert e of the unsharded model, byte for byte.
+      const Tensor& mine = experts.down_proj[i].parts[0];
+      const Tensor& whole = every.down_proj[e].parts[0];
+      ASSERT_EQ(mine.num_bytes(), whole.num_bytes());
+      EXPECT_EQ(std::memcmp(mine.data(), whole.data(), mine.num_bytes()), 0) << "expert " << e;
+      whole_bytes += experts.gate_up_proj[i].num_bytes() + experts.down_proj[i].num_bytes();
+    }
+  }
+  int64_t sliced_bytes = 0;
+  const ExpertWeights& slices = sliced->layers[1].experts;
+  for (size_t e = 0; e < 6; ++e) {
+    sliced_bytes += slices.gate_up_proj[e].num_bytes() + slices.down_proj[e].num_bytes();
+  }
+  EXPECT_EQ(whole_bytes, 2 * sliced_bytes);  // both ranks' whole experts vs one rank's slices
 }
 
 // The GGUF metadata gives the config.json of its safetensors twin.
@@ -272,6 +341,101 @@ TEST(MoeConfig, TensorParallelSizesMustSplitTheExperts) {
   ASSERT_TRUE(layout.ok()) << layout.status();
   EXPECT_EQ(layout->expert_width, 16);
   EXPECT_EQ(layout->expert_begin, 16);
+}
+
+// Whole experts need num_experts, not moe_intermediate_size, to divide by the ranks; the error
+// names both numbers and the sizes that do work.
+TEST(MoeConfig, ExpertParallelNeedsTheExpertsToDivide) {
+  absl::StatusOr<ModelConfig> c = Qwen3Moe(R"({"moe_intermediate_size": 33})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(CheckTensorParallelSize(*c, 2, /*expert_parallel=*/true).ok());
+  c = Qwen3Moe(R"({"num_experts": 5})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(CheckTensorParallelSize(*c, 2).ok());
+  const absl::Status status =
+      ComputeShardLayout(*c, {.rank = 0, .size = 2, .expert_parallel = true}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("num_experts (5) is not divisible by the tensor parallel size 2"));
+
+  // The fixture's 6 experts over 4 ranks (its heads would split): refused when loading.
+  absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/mixtral_f16_hf");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(CheckTensorParallelSize(*model, 4).ok());
+  const absl::Status load =
+      LoadModelWeights(*model, {.rank = 3, .size = 4, .expert_parallel = true}).status();
+  EXPECT_EQ(load.code(), absl::StatusCode::kInvalidArgument) << load;
+  EXPECT_THAT(std::string(load.message()),
+              HasSubstr("num_experts (6) is not divisible by the tensor parallel size 4"));
+  EXPECT_THAT(std::string(CheckTensorParallelSize(*model, 4, false, true).message()),
+              HasSubstr("tensor parallel sizes that work for this model: 1, 2"));
+}
+
+// Expert e lives on rank e * T / E; at one rank, or on a dense model, the flag changes nothing.
+TEST(MoeConfig, ExpertParallelLayoutHoldsAContiguousRangeOfWholeExperts) {
+  absl::StatusOr<ModelConfig> c = Qwen3Moe();
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (int32_t rank : {0, 1}) {
+    absl::StatusOr<ShardLayout> layout =
+        ComputeShardLayout(*c, {.rank = rank, .size = 2, .expert_parallel = true});
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    EXPECT_EQ(layout->num_local_experts, 3);
+    EXPECT_EQ(layout->expert_first, 3 * rank);
+    EXPECT_EQ(layout->expert_width, 32);
+    EXPECT_EQ(layout->expert_begin, 0);
+    EXPECT_EQ(layout->num_heads, 3);  // attention stays tensor-parallel
+  }
+  absl::StatusOr<ShardLayout> one = ComputeShardLayout(*c, {.expert_parallel = true});
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->num_local_experts, 6);
+  EXPECT_EQ(one->expert_first, 0);
+  EXPECT_EQ(one->expert_width, 32);
+  absl::StatusOr<ShardLayout> sliced = ComputeShardLayout(*c, {.rank = 1, .size = 2});
+  ASSERT_TRUE(sliced.ok()) << sliced.status();
+  EXPECT_EQ(sliced->num_local_experts, 6);
+  EXPECT_EQ(sliced->expert_first, 0);
+
+  absl::StatusOr<ModelConfig> dense = ModelConfig::FromJson(
+      R"({"architectures": ["Qwen3ForCausalLM"], "vocab_size": 96, "hidden_size": 64,
+          "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 6,
+          "num_key_value_heads": 2, "head_dim": 16})",
+      "config.json");
+  ASSERT_TRUE(dense.ok()) << dense.status();
+  EXPECT_TRUE(CheckTensorParallelSize(*dense, 2, /*expert_parallel=*/true).ok());
+  absl::StatusOr<ShardLayout> dense_layout =
+      ComputeShardLayout(*dense, {.rank = 1, .size = 2, .expert_parallel = true});
+  ASSERT_TRUE(dense_layout.ok()) << dense_layout.status();
+  EXPECT_EQ(dense_layout->num_local_experts, 0);
+  EXPECT_EQ(dense_layout->intermediate_size, 48);
+}
+
+// Dummy weights do not depend on the shard mode: a rank's whole experts are the unsharded
+// model's, and the tensors planned after the skipped experts are those of a sliced rank.
+TEST(MoeWeights, ExpertParallelDummyWeightsAreSlicesOfTheUnshardedOnes) {
+  absl::StatusOr<ModelConfig> c = Qwen3Moe();
+  ASSERT_TRUE(c.ok()) << c.status();
+  const ModelWeights all = DummyModelWeights(*c, /*seed=*/7);
+  const auto same = [](const Tensor& a, const Tensor& b) {
+    return a.num_bytes() == b.num_bytes() &&
+           std::memcmp(a.data(), b.data(), static_cast<size_t>(a.num_bytes())) == 0;
+  };
+  for (int32_t rank : {0, 1}) {
+    const ModelWeights whole =
+        DummyModelWeights(*c, 7, {.rank = rank, .size = 2, .expert_parallel = true});
+    const ModelWeights sliced = DummyModelWeights(*c, 7, {.rank = rank, .size = 2});
+    const ExpertWeights& mine = whole.layers[1].experts;
+    ASSERT_EQ(mine.gate_up_proj.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      const size_t e = static_cast<size_t>(rank) * 3 + i;
+      EXPECT_TRUE(
+          same(mine.gate_up_proj[i].parts[0], all.layers[1].experts.gate_up_proj[e].parts[0]))
+          << "rank " << rank << " expert " << e;
+      EXPECT_TRUE(same(mine.down_proj[i].parts[0], all.layers[1].experts.down_proj[e].parts[0]))
+          << "rank " << rank << " expert " << e;
+    }
+    EXPECT_TRUE(same(whole.layers[2].qkv_proj.parts[0], sliced.layers[2].qkv_proj.parts[0]));
+    EXPECT_TRUE(same(whole.layers[3].down_proj.parts[0], sliced.layers[3].down_proj.parts[0]));
+  }
 }
 
 }  // namespace
