@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/internal/half.h"
 
@@ -26,6 +27,13 @@ namespace {
 // the pass, so the GEMM is batch-invariant (Rows below).
 constexpr int kSubBlocks = 8;  // 32-element sub-blocks (and Q8 blocks) per 256-element super-block
 constexpr int kQ8 = kQ8BlockElements;
+
+// An activation row as the scalar and AVX2 codecs read it: its Q8 blocks and, per block,
+// d * sum (QuantizedGemmArgs::scaled_sums) for the mins term.
+struct Q8Row {
+  const Q8Block* blocks;
+  const float* scaled_sums;
+};
 
 // The GGML K-quant layouts (block_formats.cc), as byte offsets; -1: no such field.
 struct FormatQ4_K {
@@ -66,13 +74,15 @@ struct K4Scalar {
   struct Acc {
     float total = 0.0f;
   };
+  using Row = Q8Row;
   static void Decode(const uint8_t* block, Weights* w) {
     w->block = block;
     w->d = HalfToFloat(LoadU16(block));
     w->dmin = HalfToFloat(LoadU16(block + 2));
     ScalesAndMins(block + F::kScales, w->scales, w->mins);
   }
-  static void Accumulate(const Weights& w, const Q8Block* a, Acc* acc) {
+  static void Accumulate(const Weights& w, const Row& row, int64_t sb, Acc* acc) {
+    const Q8Block* a = row.blocks + sb * kSubBlocks;
     for (int j = 0; j < kSubBlocks; ++j) {
       const uint8_t* qs = w.block + F::kQs + 32 * (j / 2);
       const int shift = 4 * (j % 2);
@@ -103,11 +113,13 @@ struct Q6KScalar {
   struct Acc {
     float total = 0.0f;
   };
+  using Row = Q8Row;
   static void Decode(const uint8_t* block, Weights* w) {
     w->block = block;
     w->d = HalfToFloat(LoadU16(block + FormatQ6_K::kD));
   }
-  static void Accumulate(const Weights& w, const Q8Block* a, Acc* acc) {
+  static void Accumulate(const Weights& w, const Row& row, int64_t sb, Acc* acc) {
+    const Q8Block* a = row.blocks + sb * kSubBlocks;
     const auto* scales = reinterpret_cast<const int8_t*>(w.block + FormatQ6_K::kScales);
     for (int c = 0; c < kSubBlocks; ++c) {
       const int h = c / 4, s = c % 4;
@@ -126,14 +138,14 @@ struct Q6KScalar {
   static float Finish(const Acc& acc) { return acc.total; }
 };
 
-// One weight row against MR activation rows (a[i]: row i's Q8 blocks), MR results into out.
+// One weight row against MR activation rows (a[i]), MR results into out.
 template <typename Codec, int MR>
-void RowsScalar(const uint8_t* row, const Q8Block* const* a, int64_t num_super, float* out) {
+void RowsScalar(const uint8_t* row, const typename Codec::Row* a, int64_t num_super, float* out) {
   typename Codec::Acc acc[MR] = {};
   for (int64_t sb = 0; sb < num_super; ++sb) {
     typename Codec::Weights w;
     Codec::Decode(row + sb * Codec::kBlockBytes, &w);
-    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i] + sb * kSubBlocks, &acc[i]);
+    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i], sb, &acc[i]);
   }
   for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
 }
@@ -186,15 +198,15 @@ PAGODA_TARGET_AVX2 inline void UnpackK4Avx2(const uint8_t* block, __m256i* q) {
 
 struct AccAvx2 {
   __m256 even, odd;  // two chains hide the FMA latency
-  float mins;
+  __m256 mins;       // sum over sub-blocks of dmin m_j * da_j sum_j(a)
 };
 
 PAGODA_TARGET_AVX2 inline AccAvx2 ZeroAvx2() {
-  return {_mm256_setzero_ps(), _mm256_setzero_ps(), 0.0f};
+  return {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
 }
 
 PAGODA_TARGET_AVX2 inline float FinishAvx2(const AccAvx2& acc) {
-  return HorizontalSum(_mm256_add_ps(acc.even, acc.odd)) - acc.mins;
+  return HorizontalSum(_mm256_add_ps(acc.even, acc.odd)) - HorizontalSum(acc.mins);
 }
 
 // vpmaddubsw pairs never saturate (q <= 63, |a| <= 127: 2 * 63 * 127 < 2^15), and vpmaddwd with
@@ -206,22 +218,26 @@ struct K4Avx2 {
     __m256i q[kSubBlocks];
     __m256i scales[kSubBlocks];  // sc_j as 16 int16
     float d;
-    float min_scales[kSubBlocks];  // dmin * m_j
+    __m256 min_scales;  // dmin * m_j
   };
   using Acc = AccAvx2;
+  using Row = Q8Row;
   PAGODA_TARGET_AVX2 static Acc Zero() { return ZeroAvx2(); }
   PAGODA_TARGET_AVX2 static void Decode(const uint8_t* block, Weights* w) {
     UnpackK4Avx2<F>(block, w->q);
     int32_t scales[kSubBlocks], mins[kSubBlocks];
     ScalesAndMins(block + F::kScales, scales, mins);
     w->d = HalfAt(block);
-    const float dmin = HalfAt(block + 2);
     for (int j = 0; j < kSubBlocks; ++j) {
       w->scales[j] = _mm256_set1_epi16(static_cast<int16_t>(scales[j]));
-      w->min_scales[j] = dmin * static_cast<float>(mins[j]);
     }
+    w->min_scales = _mm256_mul_ps(
+        _mm256_set1_ps(HalfAt(block + 2)),
+        _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mins))));
   }
-  PAGODA_TARGET_AVX2 static void Accumulate(const Weights& w, const Q8Block* a, Acc* acc) {
+  PAGODA_TARGET_AVX2 static void Accumulate(const Weights& w, const Row& row, int64_t sb,
+                                            Acc* acc) {
+    const Q8Block* a = row.blocks + sb * kSubBlocks;
     for (int j = 0; j < kSubBlocks; j += 2) {
       const __m256i s0 =
           _mm256_madd_epi16(_mm256_maddubs_epi16(w.q[j], Load256(a[j].qs)), w.scales[j]);
@@ -231,9 +247,8 @@ struct K4Avx2 {
       acc->odd =
           _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(w.d * a[j + 1].d), acc->odd);
     }
-    for (int j = 0; j < kSubBlocks; ++j) {
-      acc->mins += w.min_scales[j] * (a[j].d * static_cast<float>(a[j].sum));
-    }
+    acc->mins = _mm256_fmadd_ps(w.min_scales, _mm256_loadu_ps(row.scaled_sums + sb * kSubBlocks),
+                                acc->mins);
   }
   PAGODA_TARGET_AVX2 static float Finish(const Acc& acc) { return FinishAvx2(acc); }
 };
@@ -259,6 +274,7 @@ struct Q6KAvx2 {
     float d;
   };
   using Acc = AccAvx2;
+  using Row = Q8Row;
   PAGODA_TARGET_AVX2 static Acc Zero() { return ZeroAvx2(); }
   PAGODA_TARGET_AVX2 static void Decode(const uint8_t* block, Weights* w) {
     const auto* sc = reinterpret_cast<const int8_t*>(block + FormatQ6_K::kScales);
@@ -274,7 +290,9 @@ struct Q6KAvx2 {
                                              _mm256_maddubs_epi16(_mm256_set1_epi8(32), x));
     return _mm256_madd_epi16(centred, w.scales[c]);
   }
-  PAGODA_TARGET_AVX2 static void Accumulate(const Weights& w, const Q8Block* a, Acc* acc) {
+  PAGODA_TARGET_AVX2 static void Accumulate(const Weights& w, const Row& row, int64_t sb,
+                                            Acc* acc) {
+    const Q8Block* a = row.blocks + sb * kSubBlocks;
     for (int c = 0; c < kSubBlocks; c += 2) {
       acc->even = _mm256_fmadd_ps(_mm256_cvtepi32_ps(BlockSums(w, a[c], c)),
                                   _mm256_set1_ps(w.d * a[c].d), acc->even);
@@ -286,19 +304,34 @@ struct Q6KAvx2 {
 };
 
 template <typename Codec, int MR>
-PAGODA_TARGET_AVX2 void RowsAvx2(const uint8_t* row, const Q8Block* const* a, int64_t num_super,
-                                 float* out) {
+PAGODA_TARGET_AVX2 void RowsAvx2(const uint8_t* row, const typename Codec::Row* a,
+                                 int64_t num_super, float* out) {
   typename Codec::Acc acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = Codec::Zero();
   for (int64_t sb = 0; sb < num_super; ++sb) {
     typename Codec::Weights w;
     Codec::Decode(row + sb * Codec::kBlockBytes, &w);
-    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i] + sb * kSubBlocks, &acc[i]);
+    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i], sb, &acc[i]);
   }
   for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
 }
 
 // --- AVX-512 VNNI ----------------------------------------------------------------------------
+
+struct alignas(64) Vector64 {
+  uint8_t bytes[64];
+};
+
+// An activation row packed once per GEMM call for the AVX-512 codecs, so that a pair of
+// sub-blocks costs one load per operand: per pair of Q8 blocks p, their 64 quants (q), their
+// scales as [d_2p x 8, d_2p+1 x 8] (scales), and for Q6_K -32 * (sum of each 4 quants) as the
+// vpdpbusd start value that applies its offset (offsets); scaled_sums as Q8Row's.
+struct PackedRow {
+  const Vector64* q;
+  const Vector64* scales;
+  const Vector64* offsets;  // null where the codec has no offset
+  const float* scaled_sums;
+};
 
 // Two blocks' activations in one register: a0's 32 bytes low, a1's high.
 PAGODA_TARGET_AVX512 inline __m512i PairOfActivations(const Q8Block& a0, const Q8Block& a1) {
@@ -312,13 +345,44 @@ PAGODA_TARGET_AVX512 inline __m512 HalvesOf(float lo, float hi) {
                          _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
 }
 
+// Packs m rows of num_blocks Q8 blocks (QuantizedGemmArgs layout) into this thread's buffers.
+template <bool kOffsets>
+PAGODA_TARGET_AVX512 void PackRowsAvx512(const QuantizedGemmArgs& g, std::vector<PackedRow>* rows) {
+  thread_local std::vector<Vector64> q, scales, offsets;
+  const int64_t pairs = g.num_blocks / 2;
+  const int64_t a_stride = Q8RowStride(g.num_blocks);
+  const int64_t s_stride = ScaledSumsStride(g.num_blocks);
+  const size_t size = static_cast<size_t>(g.m * pairs);
+  if (q.size() < size) {
+    q.resize(size);
+    scales.resize(size);
+    if (kOffsets) offsets.resize(size);
+  }
+  rows->resize(static_cast<size_t>(g.m));
+  for (int64_t i = 0; i < g.m; ++i) {
+    const Q8Block* a = g.a + i * a_stride;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int64_t at = i * pairs + p;
+      const __m512i x = PairOfActivations(a[2 * p], a[2 * p + 1]);
+      _mm512_store_si512(&q[at], x);
+      _mm512_store_ps(&scales[at], HalvesOf(a[2 * p].d, a[2 * p + 1].d));
+      if constexpr (kOffsets) {
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(32), x);
+        _mm512_store_si512(&offsets[at], _mm512_sub_epi32(_mm512_setzero_si512(), sums));
+      }
+    }
+    (*rows)[i] = {q.data() + i * pairs, scales.data() + i * pairs,
+                  kOffsets ? offsets.data() + i * pairs : nullptr, g.scaled_sums + i * s_stride};
+  }
+}
+
 struct AccAvx512 {
   __m512 even, odd;
-  float mins;
+  __m256 mins;
 };
 
 PAGODA_TARGET_AVX512 inline AccAvx512 ZeroAvx512() {
-  return {_mm512_setzero_ps(), _mm512_setzero_ps(), 0.0f};
+  return {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm256_setzero_ps()};
 }
 
 PAGODA_TARGET_AVX512 inline float FinishAvx512(const AccAvx512& acc) {
@@ -326,7 +390,7 @@ PAGODA_TARGET_AVX512 inline float FinishAvx512(const AccAvx512& acc) {
   alignas(64) float halves[16];
   _mm512_store_ps(halves, _mm512_add_ps(acc.even, acc.odd));
   return HorizontalSum(_mm256_add_ps(_mm256_load_ps(halves), _mm256_load_ps(halves + 8))) -
-         acc.mins;
+         HorizontalSum(acc.mins);
 }
 
 // Q4_K / Q5_K: one vpdpbusd per pair of sub-blocks (lanes 0..7 the first, 8..15 the second);
@@ -334,52 +398,60 @@ PAGODA_TARGET_AVX512 inline float FinishAvx512(const AccAvx512& acc) {
 template <typename F>
 struct K4Avx512 {
   static constexpr int kBlockBytes = F::kBytes;
+  static constexpr bool kOffsets = false;
   struct Weights {
     __m512i q[kSubBlocks / 2];
     __m512 scales[kSubBlocks / 2];
-    float min_scales[kSubBlocks];  // dmin * m_j
+    __m256 min_scales;  // dmin * m_j
   };
   using Acc = AccAvx512;
+  using Row = PackedRow;
   PAGODA_TARGET_AVX512 static Acc Zero() { return ZeroAvx512(); }
   PAGODA_TARGET_AVX512 static void Decode(const uint8_t* block, Weights* w) {
     __m256i q[kSubBlocks];
     UnpackK4Avx2<F>(block, q);
     int32_t scales[kSubBlocks], mins[kSubBlocks];
     ScalesAndMins(block + F::kScales, scales, mins);
-    const float d = HalfAt(block), dmin = HalfAt(block + 2);
+    const float d = HalfAt(block);
     for (int p = 0; p < kSubBlocks / 2; ++p) {
       w->q[p] = _mm512_inserti64x4(_mm512_zextsi256_si512(q[2 * p]), q[2 * p + 1], 1);
       w->scales[p] = HalvesOf(d * static_cast<float>(scales[2 * p]),
                               d * static_cast<float>(scales[2 * p + 1]));
     }
-    for (int j = 0; j < kSubBlocks; ++j) w->min_scales[j] = dmin * static_cast<float>(mins[j]);
+    w->min_scales = _mm256_mul_ps(
+        _mm256_set1_ps(HalfAt(block + 2)),
+        _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mins))));
   }
-  PAGODA_TARGET_AVX512 static void Accumulate(const Weights& w, const Q8Block* a, Acc* acc) {
+  PAGODA_TARGET_AVX512 static void Accumulate(const Weights& w, const Row& row, int64_t sb,
+                                              Acc* acc) {
+    const int64_t first = sb * (kSubBlocks / 2);
     for (int p = 0; p < kSubBlocks / 2; ++p) {
-      const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q[p],
-                                               PairOfActivations(a[2 * p], a[2 * p + 1]));
-      const __m512 scale = _mm512_mul_ps(w.scales[p], HalvesOf(a[2 * p].d, a[2 * p + 1].d));
+      const __m512i sums =
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q[p], _mm512_load_si512(&row.q[first + p]));
+      const __m512 scale = _mm512_mul_ps(w.scales[p], _mm512_load_ps(&row.scales[first + p]));
       __m512& chain = p % 2 == 0 ? acc->even : acc->odd;
       chain = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, chain);
     }
-    for (int j = 0; j < kSubBlocks; ++j) {
-      acc->mins += w.min_scales[j] * (a[j].d * static_cast<float>(a[j].sum));
-    }
+    acc->mins = _mm256_fmadd_ps(w.min_scales, _mm256_loadu_ps(row.scaled_sums + sb * kSubBlocks),
+                                acc->mins);
   }
   PAGODA_TARGET_AVX512 static float Finish(const Acc& acc) { return FinishAvx512(acc); }
 };
 
 // Q6_K: blocks c and c + 1 (c even: the same 128-element half h, s and s + 1) in one register:
 // their low nibbles are the 64 bytes at ql[64 h] shifted alike, their high bits the same 32
-// bytes of qh shifted by 2 s and 2 s + 2. vpdpbusd of q and of 32 with the activations,
-// subtracted in int32; 4 int32 lanes per 16-element scale group.
+// bytes of qh shifted by 2 s and 2 s + 2. vpdpbusd of q with the activations starts from the
+// packed row's -32 * (sums of 4 activations), which applies the offset in exact int32; 4 int32
+// lanes per 16-element scale group.
 struct Q6KAvx512 {
   static constexpr int kBlockBytes = FormatQ6_K::kBytes;
+  static constexpr bool kOffsets = true;
   struct Weights {
     __m512i q[kSubBlocks / 2];
     __m512 scales[kSubBlocks / 2];  // d sc_g, lanes 4 (g - 2c) .. 4 (g - 2c) + 3
   };
   using Acc = AccAvx512;
+  using Row = PackedRow;
   PAGODA_TARGET_AVX512 static Acc Zero() { return ZeroAvx512(); }
   PAGODA_TARGET_AVX512 static void Decode(const uint8_t* block, Weights* w) {
     const float d = HalfAt(block + FormatQ6_K::kD);
@@ -402,13 +474,13 @@ struct Q6KAvx512 {
       w->scales[p] = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(d));
     }
   }
-  PAGODA_TARGET_AVX512 static void Accumulate(const Weights& w, const Q8Block* a, Acc* acc) {
+  PAGODA_TARGET_AVX512 static void Accumulate(const Weights& w, const Row& row, int64_t sb,
+                                              Acc* acc) {
+    const int64_t first = sb * (kSubBlocks / 2);
     for (int p = 0; p < kSubBlocks / 2; ++p) {
-      const __m512i x = PairOfActivations(a[2 * p], a[2 * p + 1]);
-      const __m512i sums =
-          _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.q[p], x),
-                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(32), x));
-      const __m512 scale = _mm512_mul_ps(w.scales[p], HalvesOf(a[2 * p].d, a[2 * p + 1].d));
+      const __m512i sums = _mm512_dpbusd_epi32(_mm512_load_si512(&row.offsets[first + p]), w.q[p],
+                                               _mm512_load_si512(&row.q[first + p]));
+      const __m512 scale = _mm512_mul_ps(w.scales[p], _mm512_load_ps(&row.scales[first + p]));
       __m512& chain = p % 2 == 0 ? acc->even : acc->odd;
       chain = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, chain);
     }
@@ -417,82 +489,118 @@ struct Q6KAvx512 {
 };
 
 template <typename Codec, int MR>
-PAGODA_TARGET_AVX512 void RowsAvx512(const uint8_t* row, const Q8Block* const* a, int64_t num_super,
-                                     float* out) {
+PAGODA_TARGET_AVX512 void RowsAvx512(const uint8_t* row, const typename Codec::Row* a,
+                                     int64_t num_super, float* out) {
   typename Codec::Acc acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = Codec::Zero();
   for (int64_t sb = 0; sb < num_super; ++sb) {
     typename Codec::Weights w;
     Codec::Decode(row + sb * Codec::kBlockBytes, &w);
-    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i] + sb * kSubBlocks, &acc[i]);
+    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i], sb, &acc[i]);
   }
   for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
 }
 
+template <typename Codec>
+void PrepareAvx512(const QuantizedGemmArgs& g, std::vector<PackedRow>* rows) {
+  PackRowsAvx512<Codec::kOffsets>(g, rows);
+}
+
 #endif  // PAGODA_KQUANT_X86
 
-// A path: the Rows kernel of one (format, ISA) for MR = 1 and MR = kRowsPerPass.
-constexpr int kRowsPerPass = 4;  // activation rows per decode of a weight super-block
-using RowsFn = void (*)(const uint8_t* row, const Q8Block* const* a, int64_t num_super, float* out);
-
-template <RowsFn One>
-float Dot(const void* w, const Q8Block* a, int64_t num_blocks) {
-  float out;
-  One(static_cast<const uint8_t*>(w), &a, num_blocks / kSubBlocks, &out);
-  return out;
+void PrepareQ8Rows(const QuantizedGemmArgs& g, std::vector<Q8Row>* rows) {
+  const int64_t a_stride = Q8RowStride(g.num_blocks);
+  const int64_t s_stride = ScaledSumsStride(g.num_blocks);
+  rows->resize(static_cast<size_t>(g.m));
+  for (int64_t i = 0; i < g.m; ++i) {
+    (*rows)[i] = {g.a + i * a_stride, g.scaled_sums + i * s_stride};
+  }
 }
+
+constexpr int kRowsPerPass = 4;  // activation rows per decode of a weight super-block
 
 inline void StoreResult(const QuantizedGemmArgs& g, int64_t i, int64_t j, float value) {
   float* out = g.c + i * g.ldc + j;
   *out = g.beta == 0.0f ? g.alpha * value : g.alpha * value + g.beta * *out;
 }
 
-// Each weight row is decoded once per kRowsPerPass activation rows (and stays in L1 meanwhile);
-// an element's value is the same whether its row went through the 4-row or the 1-row kernel.
-template <RowsFn One, RowsFn Many>
+// One (format, ISA) path: Prepare views (or packs) the activation rows once per call, then each
+// weight row is decoded once per kRowsPerPass activation rows (and stays in L1 meanwhile). An
+// element's value is the same whether its row went through the 4-row or the 1-row kernel, and
+// its row's view does not depend on the others: batch-invariant.
+template <typename Row, void (*Prepare)(const QuantizedGemmArgs&, std::vector<Row>*),
+          void (*One)(const uint8_t*, const Row*, int64_t, float*),
+          void (*Many)(const uint8_t*, const Row*, int64_t, float*)>
 void Gemm(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
-  const int64_t a_stride = Q8RowStride(g.num_blocks);
+  thread_local std::vector<Row> rows;
+  Prepare(g, &rows);
   const int64_t num_super = g.num_blocks / kSubBlocks;
   for (int64_t j = j_begin; j < j_end; ++j) {
-    const uint8_t* row = g.w + j * g.row_bytes;
+    const uint8_t* weights = g.w + j * g.row_bytes;
     int64_t i = 0;
     for (; i + kRowsPerPass <= g.m; i += kRowsPerPass) {
-      const Q8Block* a[kRowsPerPass];
       float out[kRowsPerPass];
-      for (int r = 0; r < kRowsPerPass; ++r) a[r] = g.a + (i + r) * a_stride;
-      Many(row, a, num_super, out);
+      Many(weights, rows.data() + i, num_super, out);
       for (int r = 0; r < kRowsPerPass; ++r) StoreResult(g, i + r, j, out[r]);
     }
     for (; i < g.m; ++i) {
-      const Q8Block* a = g.a + i * a_stride;
       float out;
-      One(row, &a, num_super, &out);
+      One(weights, rows.data() + i, num_super, &out);
       StoreResult(g, i, j, out);
     }
   }
 }
 
-template <typename ScalarCodec, typename Avx2Codec, typename Avx512Codec>
-QuantizedDotFn PickDot(CpuIsa isa) {
-#if PAGODA_KQUANT_X86
-  if (isa == CpuIsa::kAvx512) return Dot<RowsAvx512<Avx512Codec, 1>>;
-  if (isa == CpuIsa::kAvx2) return Dot<RowsAvx2<Avx2Codec, 1>>;
-#endif
-  return isa == CpuIsa::kScalar ? Dot<RowsScalar<ScalarCodec, 1>> : nullptr;
+// The dot product of one weight row with one activation row: the GEMM at m = n = 1.
+template <QuantizedGemmFn GemmFn>
+float Dot(const void* w, const Q8Block* a, int64_t num_blocks) {
+  std::vector<float> scaled_sums(static_cast<size_t>(ScaledSumsStride(num_blocks)), 0.0f);
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    scaled_sums[b] = a[b].d * static_cast<float>(a[b].sum);
+  }
+  float out = 0.0f;
+  GemmFn({.w = static_cast<const uint8_t*>(w),
+          .row_bytes = 0,
+          .num_blocks = num_blocks,
+          .a = a,
+          .scaled_sums = scaled_sums.data(),
+          .m = 1,
+          .c = &out,
+          .ldc = 1,
+          .alpha = 1.0f,
+          .beta = 0.0f},
+         0, 1);
+  return out;
 }
 
-template <typename ScalarCodec, typename Avx2Codec, typename Avx512Codec>
+template <typename Scalar, typename Avx2, typename Avx512>
 QuantizedGemmFn PickGemm(CpuIsa isa) {
 #if PAGODA_KQUANT_X86
   if (isa == CpuIsa::kAvx512) {
-    return Gemm<RowsAvx512<Avx512Codec, 1>, RowsAvx512<Avx512Codec, kRowsPerPass>>;
+    return Gemm<PackedRow, PrepareAvx512<Avx512>, RowsAvx512<Avx512, 1>,
+                RowsAvx512<Avx512, kRowsPerPass>>;
   }
   if (isa == CpuIsa::kAvx2) {
-    return Gemm<RowsAvx2<Avx2Codec, 1>, RowsAvx2<Avx2Codec, kRowsPerPass>>;
+    return Gemm<Q8Row, PrepareQ8Rows, RowsAvx2<Avx2, 1>, RowsAvx2<Avx2, kRowsPerPass>>;
   }
 #endif
   if (isa != CpuIsa::kScalar) return nullptr;
-  return Gemm<RowsScalar<ScalarCodec, 1>, RowsScalar<ScalarCodec, kRowsPerPass>>;
+  return Gemm<Q8Row, PrepareQ8Rows, RowsScalar<Scalar, 1>, RowsScalar<Scalar, kRowsPerPass>>;
+}
+
+template <typename Scalar, typename Avx2, typename Avx512>
+QuantizedDotFn PickDot(CpuIsa isa) {
+#if PAGODA_KQUANT_X86
+  if (isa == CpuIsa::kAvx512) {
+    return Dot<Gemm<PackedRow, PrepareAvx512<Avx512>, RowsAvx512<Avx512, 1>,
+                    RowsAvx512<Avx512, kRowsPerPass>>>;
+  }
+  if (isa == CpuIsa::kAvx2) {
+    return Dot<Gemm<Q8Row, PrepareQ8Rows, RowsAvx2<Avx2, 1>, RowsAvx2<Avx2, kRowsPerPass>>>;
+  }
+#endif
+  if (isa != CpuIsa::kScalar) return nullptr;
+  return Dot<Gemm<Q8Row, PrepareQ8Rows, RowsScalar<Scalar, 1>, RowsScalar<Scalar, kRowsPerPass>>>;
 }
 
 #if PAGODA_KQUANT_X86
