@@ -75,6 +75,7 @@ struct K4Scalar {
     float total = 0.0f;
   };
   using Row = Q8Row;
+  static Acc Zero() { return {}; }
   static void Decode(const uint8_t* block, Weights* w) {
     w->block = block;
     w->d = HalfToFloat(LoadU16(block));
@@ -114,6 +115,7 @@ struct Q6KScalar {
     float total = 0.0f;
   };
   using Row = Q8Row;
+  static Acc Zero() { return {}; }
   static void Decode(const uint8_t* block, Weights* w) {
     w->block = block;
     w->d = HalfToFloat(LoadU16(block + FormatQ6_K::kD));
@@ -138,16 +140,36 @@ struct Q6KScalar {
   static float Finish(const Acc& acc) { return acc.total; }
 };
 
-// One weight row against MR activation rows (a[i]), MR results into out.
+// One decoded weight row (w) against MR activation rows (a[i]), MR results into out.
 template <typename Codec, int MR>
-void RowsScalar(const uint8_t* row, const typename Codec::Row* a, int64_t num_super, float* out) {
-  typename Codec::Acc acc[MR] = {};
+void RowsScalar(const typename Codec::Weights* w, const typename Codec::Row* a, int64_t num_super,
+                float* out) {
+  typename Codec::Acc acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = Codec::Zero();
+  for (int64_t sb = 0; sb < num_super; ++sb) {
+    for (int i = 0; i < MR; ++i) Codec::Accumulate(w[sb], a[i], sb, &acc[i]);
+  }
+  for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
+}
+
+// A weight row's num_super super-blocks decoded into w.
+template <typename Codec>
+void DecodeScalar(const uint8_t* row, int64_t num_super, typename Codec::Weights* w) {
+  for (int64_t sb = 0; sb < num_super; ++sb) Codec::Decode(row + sb * Codec::kBlockBytes, &w[sb]);
+}
+
+// One weight row against one activation row with each super-block decoded in registers: for
+// m < kRowsPerPass, where a decoded row's trip through memory would not be repaid. The same
+// operations as RowsScalar<Codec, 1> on DecodeScalar's output, so the same values.
+template <typename Codec>
+void FusedScalar(const uint8_t* row, const typename Codec::Row* a, int64_t num_super, float* out) {
+  typename Codec::Acc acc = Codec::Zero();
   for (int64_t sb = 0; sb < num_super; ++sb) {
     typename Codec::Weights w;
     Codec::Decode(row + sb * Codec::kBlockBytes, &w);
-    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i], sb, &acc[i]);
+    Codec::Accumulate(w, *a, sb, &acc);
   }
-  for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
+  *out = Codec::Finish(acc);
 }
 
 #if PAGODA_KQUANT_X86
@@ -196,7 +218,10 @@ PAGODA_TARGET_AVX2 inline void UnpackK4Avx2(const uint8_t* block, __m256i* q) {
   }
 }
 
-struct AccAvx2 {
+// The structs holding vectors say their alignment: this file is compiled for baseline x86-64,
+// where GCC caps the alignment of the 256- and 512-bit vector types below what the AVX code
+// assumes when it stores them (vmovdqa64), so vectors of these structs would be misaligned.
+struct alignas(32) AccAvx2 {
   __m256 even, odd;  // two chains hide the FMA latency
   __m256 mins;       // sum over sub-blocks of dmin m_j * da_j sum_j(a)
 };
@@ -214,11 +239,11 @@ PAGODA_TARGET_AVX2 inline float FinishAvx2(const AccAvx2& acc) {
 template <typename F>
 struct K4Avx2 {
   static constexpr int kBlockBytes = F::kBytes;
-  struct Weights {
+  struct alignas(32) Weights {
     __m256i q[kSubBlocks];
     __m256i scales[kSubBlocks];  // sc_j as 16 int16
+    __m256 min_scales;           // dmin * m_j
     float d;
-    __m256 min_scales;  // dmin * m_j
   };
   using Acc = AccAvx2;
   using Row = Q8Row;
@@ -268,7 +293,7 @@ PAGODA_TARGET_AVX2 inline __m256i UnpackQ6KAvx2(const uint8_t* block, int c) {
 // are the 16-bit lanes of the low 128 bits.
 struct Q6KAvx2 {
   static constexpr int kBlockBytes = FormatQ6_K::kBytes;
-  struct Weights {
+  struct alignas(32) Weights {
     __m256i q[kSubBlocks];
     __m256i scales[kSubBlocks];
     float d;
@@ -304,16 +329,36 @@ struct Q6KAvx2 {
 };
 
 template <typename Codec, int MR>
-PAGODA_TARGET_AVX2 void RowsAvx2(const uint8_t* row, const typename Codec::Row* a,
+PAGODA_TARGET_AVX2 void RowsAvx2(const typename Codec::Weights* w, const typename Codec::Row* a,
                                  int64_t num_super, float* out) {
   typename Codec::Acc acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = Codec::Zero();
   for (int64_t sb = 0; sb < num_super; ++sb) {
-    typename Codec::Weights w;
-    Codec::Decode(row + sb * Codec::kBlockBytes, &w);
-    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i], sb, &acc[i]);
+    for (int i = 0; i < MR; ++i) Codec::Accumulate(w[sb], a[i], sb, &acc[i]);
   }
   for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
+}
+
+// A weight row's num_super super-blocks decoded into w.
+template <typename Codec>
+PAGODA_TARGET_AVX2 void DecodeAvx2(const uint8_t* row, int64_t num_super,
+                                   typename Codec::Weights* w) {
+  for (int64_t sb = 0; sb < num_super; ++sb) Codec::Decode(row + sb * Codec::kBlockBytes, &w[sb]);
+}
+
+// One weight row against one activation row with each super-block decoded in registers: for
+// m < kRowsPerPass, where a decoded row's trip through memory would not be repaid. The same
+// operations as RowsAvx2<Codec, 1> on DecodeAvx2's output, so the same values.
+template <typename Codec>
+PAGODA_TARGET_AVX2 void FusedAvx2(const uint8_t* row, const typename Codec::Row* a,
+                                  int64_t num_super, float* out) {
+  typename Codec::Acc acc = Codec::Zero();
+  for (int64_t sb = 0; sb < num_super; ++sb) {
+    typename Codec::Weights w;
+    Codec::Decode(row + sb * Codec::kBlockBytes, &w);
+    Codec::Accumulate(w, *a, sb, &acc);
+  }
+  *out = Codec::Finish(acc);
 }
 
 // --- AVX-512 VNNI ----------------------------------------------------------------------------
@@ -333,16 +378,23 @@ struct PackedRow {
   const float* scaled_sums;
 };
 
+// The 512-bit vectors below are built with masked broadcasts from fully defined sources: GCC
+// 12's _mm512_inserti64x4 and its kin start from an undefined vector that -Wuninitialized flags
+// once inlined here.
+
+// [low, high].
+PAGODA_TARGET_AVX512 inline __m512i Concat(__m256i low, __m256i high) {
+  return _mm512_mask_broadcast_i64x4(_mm512_castsi256_si512(low), 0xF0, high);
+}
+
 // Two blocks' activations in one register: a0's 32 bytes low, a1's high.
 PAGODA_TARGET_AVX512 inline __m512i PairOfActivations(const Q8Block& a0, const Q8Block& a1) {
-  return _mm512_inserti64x4(_mm512_zextsi256_si512(Load256(a0.qs)), Load256(a1.qs), 1);
+  return Concat(Load256(a0.qs), Load256(a1.qs));
 }
 
 // [lo x 8, hi x 8].
 PAGODA_TARGET_AVX512 inline __m512 HalvesOf(float lo, float hi) {
-  return _mm512_castpd_ps(
-      _mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo))),
-                         _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+  return _mm512_mask_broadcastss_ps(_mm512_set1_ps(lo), 0xFF00, _mm_set_ss(hi));
 }
 
 // Packs m rows of num_blocks Q8 blocks (QuantizedGemmArgs layout) into this thread's buffers.
@@ -376,7 +428,7 @@ PAGODA_TARGET_AVX512 void PackRowsAvx512(const QuantizedGemmArgs& g, std::vector
   }
 }
 
-struct AccAvx512 {
+struct alignas(64) AccAvx512 {
   __m512 even, odd;
   __m256 mins;
 };
@@ -399,7 +451,7 @@ template <typename F>
 struct K4Avx512 {
   static constexpr int kBlockBytes = F::kBytes;
   static constexpr bool kOffsets = false;
-  struct Weights {
+  struct alignas(64) Weights {
     __m512i q[kSubBlocks / 2];
     __m512 scales[kSubBlocks / 2];
     __m256 min_scales;  // dmin * m_j
@@ -414,7 +466,7 @@ struct K4Avx512 {
     ScalesAndMins(block + F::kScales, scales, mins);
     const float d = HalfAt(block);
     for (int p = 0; p < kSubBlocks / 2; ++p) {
-      w->q[p] = _mm512_inserti64x4(_mm512_zextsi256_si512(q[2 * p]), q[2 * p + 1], 1);
+      w->q[p] = Concat(q[2 * p], q[2 * p + 1]);
       w->scales[p] = HalvesOf(d * static_cast<float>(scales[2 * p]),
                               d * static_cast<float>(scales[2 * p + 1]));
     }
@@ -446,7 +498,7 @@ struct K4Avx512 {
 struct Q6KAvx512 {
   static constexpr int kBlockBytes = FormatQ6_K::kBytes;
   static constexpr bool kOffsets = true;
-  struct Weights {
+  struct alignas(64) Weights {
     __m512i q[kSubBlocks / 2];
     __m512 scales[kSubBlocks / 2];  // d sc_g, lanes 4 (g - 2c) .. 4 (g - 2c) + 3
   };
@@ -459,12 +511,12 @@ struct Q6KAvx512 {
     for (int p = 0; p < kSubBlocks / 2; ++p) {
       const int h = p / 2, s = 2 * (p % 2);
       const __m512i ql = _mm512_loadu_si512(block + FormatQ6_K::kQl + 64 * h);
-      const __m512i qh = _mm512_broadcast_i64x4(Load256(block + FormatQ6_K::kQh + 32 * h));
+      const __m512i qh =
+          _mm512_maskz_broadcast_i64x4(0xFF, Load256(block + FormatQ6_K::kQh + 32 * h));
       const __m512i low = _mm512_and_si512(_mm512_srl_epi16(ql, _mm_cvtsi32_si128(4 * (s / 2))),
                                            _mm512_set1_epi8(0x0F));
-      const __m512i shifts =
-          _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(2 * s)),
-                             _mm256_set1_epi16(static_cast<int16_t>(2 * s + 2)), 1);
+      const __m512i shifts = _mm512_mask_set1_epi16(_mm512_set1_epi16(static_cast<int16_t>(2 * s)),
+                                                    0xFFFF0000u, static_cast<int16_t>(2 * s + 2));
       const __m512i high = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3));
       w->q[p] = _mm512_or_si512(low, _mm512_slli_epi16(high, 4));
       int32_t four_scales;  // sc_4p .. sc_4p+3
@@ -489,16 +541,36 @@ struct Q6KAvx512 {
 };
 
 template <typename Codec, int MR>
-PAGODA_TARGET_AVX512 void RowsAvx512(const uint8_t* row, const typename Codec::Row* a,
+PAGODA_TARGET_AVX512 void RowsAvx512(const typename Codec::Weights* w, const typename Codec::Row* a,
                                      int64_t num_super, float* out) {
   typename Codec::Acc acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = Codec::Zero();
   for (int64_t sb = 0; sb < num_super; ++sb) {
-    typename Codec::Weights w;
-    Codec::Decode(row + sb * Codec::kBlockBytes, &w);
-    for (int i = 0; i < MR; ++i) Codec::Accumulate(w, a[i], sb, &acc[i]);
+    for (int i = 0; i < MR; ++i) Codec::Accumulate(w[sb], a[i], sb, &acc[i]);
   }
   for (int i = 0; i < MR; ++i) out[i] = Codec::Finish(acc[i]);
+}
+
+// A weight row's num_super super-blocks decoded into w.
+template <typename Codec>
+PAGODA_TARGET_AVX512 void DecodeAvx512(const uint8_t* row, int64_t num_super,
+                                       typename Codec::Weights* w) {
+  for (int64_t sb = 0; sb < num_super; ++sb) Codec::Decode(row + sb * Codec::kBlockBytes, &w[sb]);
+}
+
+// One weight row against one activation row with each super-block decoded in registers: for
+// m < kRowsPerPass, where a decoded row's trip through memory would not be repaid. The same
+// operations as RowsAvx512<Codec, 1> on DecodeAvx512's output, so the same values.
+template <typename Codec>
+PAGODA_TARGET_AVX512 void FusedAvx512(const uint8_t* row, const typename Codec::Row* a,
+                                      int64_t num_super, float* out) {
+  typename Codec::Acc acc = Codec::Zero();
+  for (int64_t sb = 0; sb < num_super; ++sb) {
+    typename Codec::Weights w;
+    Codec::Decode(row + sb * Codec::kBlockBytes, &w);
+    Codec::Accumulate(w, *a, sb, &acc);
+  }
+  *out = Codec::Finish(acc);
 }
 
 template <typename Codec>
@@ -524,32 +596,63 @@ inline void StoreResult(const QuantizedGemmArgs& g, int64_t i, int64_t j, float 
   *out = g.beta == 0.0f ? g.alpha * value : g.alpha * value + g.beta * *out;
 }
 
-// One (format, ISA) path: Prepare views (or packs) the activation rows once per call, then each
-// weight row is decoded once per kRowsPerPass activation rows (and stays in L1 meanwhile). An
-// element's value is the same whether its row went through the 4-row or the 1-row kernel, and
-// its row's view does not depend on the others: batch-invariant.
-template <typename Row, void (*Prepare)(const QuantizedGemmArgs&, std::vector<Row>*),
-          void (*One)(const uint8_t*, const Row*, int64_t, float*),
-          void (*Many)(const uint8_t*, const Row*, int64_t, float*)>
+// One (format, ISA) path: Prepare views (or packs) the activation rows once per call; each weight
+// row is decoded once into this thread's buffer (in L1) and read from there by every
+// kRowsPerPass activation rows. An element's value is the same whether its row went through the
+// 4-row or the 1-row kernel, and its row's view does not depend on the others: batch-invariant.
+template <typename Codec,
+          void (*Prepare)(const QuantizedGemmArgs&, std::vector<typename Codec::Row>*),
+          void (*Fused)(const uint8_t*, const typename Codec::Row*, int64_t, float*),
+          void (*DecodeRow)(const uint8_t*, int64_t, typename Codec::Weights*),
+          void (*One)(const typename Codec::Weights*, const typename Codec::Row*, int64_t, float*),
+          void (*Many)(const typename Codec::Weights*, const typename Codec::Row*, int64_t, float*)>
 void Gemm(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
-  thread_local std::vector<Row> rows;
+  thread_local std::vector<typename Codec::Row> rows;
+  thread_local std::vector<typename Codec::Weights> weights;
   Prepare(g, &rows);
   const int64_t num_super = g.num_blocks / kSubBlocks;
+  if (g.m < kRowsPerPass) {
+    for (int64_t j = j_begin; j < j_end; ++j) {
+      for (int64_t i = 0; i < g.m; ++i) {
+        float out;
+        Fused(g.w + j * g.row_bytes, rows.data() + i, num_super, &out);
+        StoreResult(g, i, j, out);
+      }
+    }
+    return;
+  }
+  weights.resize(static_cast<size_t>(num_super));
   for (int64_t j = j_begin; j < j_end; ++j) {
-    const uint8_t* weights = g.w + j * g.row_bytes;
+    DecodeRow(g.w + j * g.row_bytes, num_super, weights.data());
     int64_t i = 0;
     for (; i + kRowsPerPass <= g.m; i += kRowsPerPass) {
       float out[kRowsPerPass];
-      Many(weights, rows.data() + i, num_super, out);
+      Many(weights.data(), rows.data() + i, num_super, out);
       for (int r = 0; r < kRowsPerPass; ++r) StoreResult(g, i + r, j, out[r]);
     }
     for (; i < g.m; ++i) {
       float out;
-      One(weights, rows.data() + i, num_super, &out);
+      One(weights.data(), rows.data() + i, num_super, &out);
       StoreResult(g, i, j, out);
     }
   }
 }
+
+// The GEMM of one (format, ISA): Gemm with its codec's pieces.
+#if PAGODA_KQUANT_X86
+template <typename Codec>
+constexpr QuantizedGemmFn kGemmAvx512 =
+    Gemm<Codec, PrepareAvx512<Codec>, FusedAvx512<Codec>, DecodeAvx512<Codec>, RowsAvx512<Codec, 1>,
+         RowsAvx512<Codec, kRowsPerPass>>;
+template <typename Codec>
+constexpr QuantizedGemmFn kGemmAvx2 =
+    Gemm<Codec, PrepareQ8Rows, FusedAvx2<Codec>, DecodeAvx2<Codec>, RowsAvx2<Codec, 1>,
+         RowsAvx2<Codec, kRowsPerPass>>;
+#endif
+template <typename Codec>
+constexpr QuantizedGemmFn kGemmScalar =
+    Gemm<Codec, PrepareQ8Rows, FusedScalar<Codec>, DecodeScalar<Codec>, RowsScalar<Codec, 1>,
+         RowsScalar<Codec, kRowsPerPass>>;
 
 // The dot product of one weight row with one activation row: the GEMM at m = n = 1.
 template <QuantizedGemmFn GemmFn>
@@ -576,31 +679,19 @@ float Dot(const void* w, const Q8Block* a, int64_t num_blocks) {
 template <typename Scalar, typename Avx2, typename Avx512>
 QuantizedGemmFn PickGemm(CpuIsa isa) {
 #if PAGODA_KQUANT_X86
-  if (isa == CpuIsa::kAvx512) {
-    return Gemm<PackedRow, PrepareAvx512<Avx512>, RowsAvx512<Avx512, 1>,
-                RowsAvx512<Avx512, kRowsPerPass>>;
-  }
-  if (isa == CpuIsa::kAvx2) {
-    return Gemm<Q8Row, PrepareQ8Rows, RowsAvx2<Avx2, 1>, RowsAvx2<Avx2, kRowsPerPass>>;
-  }
+  if (isa == CpuIsa::kAvx512) return kGemmAvx512<Avx512>;
+  if (isa == CpuIsa::kAvx2) return kGemmAvx2<Avx2>;
 #endif
-  if (isa != CpuIsa::kScalar) return nullptr;
-  return Gemm<Q8Row, PrepareQ8Rows, RowsScalar<Scalar, 1>, RowsScalar<Scalar, kRowsPerPass>>;
+  return isa == CpuIsa::kScalar ? kGemmScalar<Scalar> : nullptr;
 }
 
 template <typename Scalar, typename Avx2, typename Avx512>
 QuantizedDotFn PickDot(CpuIsa isa) {
 #if PAGODA_KQUANT_X86
-  if (isa == CpuIsa::kAvx512) {
-    return Dot<Gemm<PackedRow, PrepareAvx512<Avx512>, RowsAvx512<Avx512, 1>,
-                    RowsAvx512<Avx512, kRowsPerPass>>>;
-  }
-  if (isa == CpuIsa::kAvx2) {
-    return Dot<Gemm<Q8Row, PrepareQ8Rows, RowsAvx2<Avx2, 1>, RowsAvx2<Avx2, kRowsPerPass>>>;
-  }
+  if (isa == CpuIsa::kAvx512) return Dot<kGemmAvx512<Avx512>>;
+  if (isa == CpuIsa::kAvx2) return Dot<kGemmAvx2<Avx2>>;
 #endif
-  if (isa != CpuIsa::kScalar) return nullptr;
-  return Dot<Gemm<Q8Row, PrepareQ8Rows, RowsScalar<Scalar, 1>, RowsScalar<Scalar, kRowsPerPass>>>;
+  return isa == CpuIsa::kScalar ? Dot<kGemmScalar<Scalar>> : nullptr;
 }
 
 #if PAGODA_KQUANT_X86
