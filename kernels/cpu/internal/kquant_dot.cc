@@ -589,7 +589,7 @@ void PrepareQ8Rows(const QuantizedGemmArgs& g, std::vector<Q8Row>* rows) {
   }
 }
 
-constexpr int kRowsPerPass = 4;  // activation rows per decode of a weight super-block
+constexpr int kRowsPerPass = 4;  // activation rows per pass over a decoded weight row
 
 inline void StoreResult(const QuantizedGemmArgs& g, int64_t i, int64_t j, float value) {
   float* out = g.c + i * g.ldc + j;

@@ -11,9 +11,11 @@
 // The mins term needs the Q8 block's sum of quants, which q8_activations already keeps. No fp32
 // weight is formed; the only difference from the dequantizing GEMM is the 8-bit rounding of the
 // activations and the summation order, as for the legacy formats. AVX-512 VNNI (vpdpbusd, two
-// sub-blocks per instruction), AVX2 (vpmaddubsw + vpmaddwd with the sub-block scale as the
-// multiplier) and a portable scalar path; the GEMM dots row by row with the same function for
-// every element, so it is batch-invariant (quantized_dot.h).
+// sub-blocks per instruction, on activation rows packed once per call), AVX2 (vpmaddubsw +
+// vpmaddwd with the sub-block scale as the multiplier) and a portable scalar path. The GEMM
+// decodes each weight row once (quants unpacked, scales converted; into an L1 buffer from m = 4)
+// and dots it with 4 activation rows at a time, each output with its own accumulator and the
+// same operations whatever m is: batch-invariant (quantized_dot.h).
 //
 //   const QuantizedDotFn dot = KQuantDotFor(DType::kQ4_K, CpuIsa::kAvx2);
 //   y[j] = dot(w + j * row_bytes, x_q8, k / kQ8BlockElements);   // k % 256 == 0
