@@ -21,8 +21,9 @@
 namespace pagoda::kernels {
 namespace {
 
-constexpr DType kDTypes[] = {DType::kF32,  DType::kBF16, DType::kQ8_0,
-                             DType::kQ4_1, DType::kQ4_K, DType::kQ6_K};
+// Q5_K last, so that the older dtype indices in docs/performance.md's filters stay valid.
+constexpr DType kDTypes[] = {DType::kF32,  DType::kBF16, DType::kQ8_0, DType::kQ4_1,
+                             DType::kQ4_K, DType::kQ6_K, DType::kQ5_K};
 
 // Offsets of the float16 scale fields in a block (ggml-common.h), set to small finite values so
 // that the random quant bytes around them make finite weights.
@@ -32,6 +33,7 @@ std::vector<int> HalfFields(DType dtype) {
       return {0};
     case DType::kQ4_1:
     case DType::kQ4_K:
+    case DType::kQ5_K:
       return {0, 2};
     case DType::kQ6_K:
       return {208};

@@ -119,6 +119,19 @@ TEST(Gemm, RejectsKThatSplitsABlockAndUnknownDTypes) {
       Gemm({.a = a, .b = b, .b_dtype = DType::kQ4_0, .c = c, .m = 1, .n = 1, .k = 48});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("k=48 is not a whole number of 32-element q4_0"));
+  // The K-quants' integer path needs whole 256-element super-blocks: 9 Q8 blocks are refused.
+  std::vector<float> a_k(288);
+  std::vector<uint8_t> b_k(2 * 144);
+  const absl::Status k_quant = Gemm({.a = a_k.data(),
+                                     .b = b_k.data(),
+                                     .b_dtype = DType::kQ4_K,
+                                     .c = c,
+                                     .m = 1,
+                                     .n = 1,
+                                     .k = 288});
+  EXPECT_EQ(k_quant.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(k_quant.message()),
+              HasSubstr("k=288 is not a whole number of 256-element q4_K"));
   EXPECT_THAT(std::string(Gemm({.a = a,
                                 .b = b,
                                 .b_dtype = static_cast<DType>(kNumDTypes),
@@ -174,6 +187,44 @@ float HalfAt(const uint8_t* p) {
   return f;
 }
 
+// The k granule of the integer-path tests: one 32-element Q8 block, or a 256-element K-quant
+// super-block.
+int64_t KUnit(DType dtype) { return std::max<int64_t>(32, Traits(dtype).block_elements); }
+
+// For the 32-element piece `piece` (0-based within its weight block at `block`): a bound T on
+// |fp32 term| / (|a_t| (1 + 1/127)) summed over the piece's elements t, i.e. on the weight-side
+// factor of the float products the integer path forms for it (each is a scale times an exact
+// int32 sum of unsigned quants times int8 activations). Legacy formats: the quants are at most
+// 128 in magnitude (Q8_0 as moved to unsigned), times |dw|, plus the min |mw|. Q4_K / Q5_K:
+// (d sc_j) times quants below 16 / 32, plus dmin m_j for the mins term. Q6_K: d sc_g times the
+// quant below 64 (before its offset of 32), the larger of the piece's two 16-element scales.
+double PieceTermScale(DType dtype, const uint8_t* block, int64_t piece) {
+  switch (dtype) {
+    case DType::kQ4_K:
+    case DType::kQ5_K: {
+      // 12-byte scale field at offset 4 (ggml's get_scale_min_k4).
+      const uint8_t* q = block + 4;
+      const int j = static_cast<int>(piece);
+      const int sc = j < 4 ? q[j] & 63 : (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+      const int mn = j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+      const double quant_max = dtype == DType::kQ4_K ? 16 : 32;
+      return std::abs(HalfAt(block)) * sc * quant_max + std::abs(HalfAt(block + 2)) * mn;
+    }
+    case DType::kQ6_K: {
+      const auto* scales = reinterpret_cast<const int8_t*>(block + 192);
+      const int sc =
+          std::max(std::abs(int{scales[2 * piece]}), std::abs(int{scales[2 * piece + 1]}));
+      return std::abs(HalfAt(block + 208)) * sc * 64;
+    }
+    default: {
+      const std::vector<int>& fields = HalfFields(dtype);
+      const double dw = std::abs(HalfAt(block + fields[0]));
+      const double mw = fields.size() > 1 ? std::abs(HalfAt(block + fields[1])) : 0.0;
+      return 128 * dw + mw;
+    }
+  }
+}
+
 // Which GEMM computes C: the public dispatch, or the integer path on one ISA.
 struct Path {
   bool integer = false;       // the integer path (Q8 activations) rather than the dequantizing one
@@ -198,9 +249,11 @@ Path DispatchedPath(DType dtype) {
 // R = |alpha| sum_b (d_b / 2) sum_{t in b} |w_t|; the int32 block sums are exact, and the fp32
 // terms (scales times the unsigned quants, mins and offsets times the activation sums) are each
 // at most
-// |a_t| (1 + 1/127) (128 |dw_b| + |mw_b|) per element, so the fp32 rounding adds at most gamma
-// times their sum. A wrong block, scale, min, nibble or row is off by a sizeable fraction
-// of sum |a_t w_t| instead (random data: R is about 1/254 of it).
+// |a_t| (1 + 1/127) (128 |dw_b| + |mw_b|) per element (PieceTermScale: the K-quants' sub-block
+// scales and mins in their place), so the fp32 rounding adds at most gamma times their sum; k + 4
+// roundings per term covers the K-quants' three-factor scales (d sc_j da_j) as well, since there
+// are at most 2 k / 32 terms. A wrong block, scale, min, nibble or row is off by a sizeable
+// fraction of sum |a_t w_t| instead (random data: R is about 1/254 of it).
 void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float beta,
                 uint32_t seed, Path path) {
   SCOPED_TRACE(absl::StrCat(std::string(DTypeName(dtype)), " m=", m, " n=", n, " k=", k,
@@ -247,14 +300,12 @@ void CheckDType(DType dtype, int64_t m, int64_t n, int64_t k, float alpha, float
           w_abs += std::abs(double{w_f32[j * k + x]});
         }
         if (path.integer) {
-          // This 32-element piece lies in one weight block (the integer formats' blocks are
-          // 32 elements).
+          // This 32-element piece lies in one weight block (32 elements, or a K-quant
+          // super-block of 8 pieces).
           const uint8_t* block = w.data() + (j * k + b) / t.block_elements * t.block_bytes;
-          const std::vector<int>& fields = HalfFields(dtype);
-          const double dw = std::abs(HalfAt(block + fields[0]));
-          const double mw = fields.size() > 1 ? std::abs(HalfAt(block + fields[1])) : 0.0;
+          const int64_t piece = (b % t.block_elements) / 32;
           rounding += amax / 127 / 2 * w_abs;
-          terms += amax * (1 + 1.0 / 127) * 32 * (128 * dw + mw);
+          terms += amax * (1 + 1.0 / 127) * 32 * PieceTermScale(dtype, block, piece);
         }
       }
       const double c_in = beta == 0.0f ? 0.0 : double{beta} * c0[i * n + j];
@@ -338,8 +389,9 @@ TEST_P(GemmDTypes, RowStrideWritesAWindowOfAWiderC) {
 }
 
 // The integer path on every ISA this CPU runs, called directly (whatever PAGODA_CPU_ISA says):
-// m around the 4 x 4 register tiles of the AVX-512 path; n odd, k an odd number of blocks (the
-// AVX-512 path's single-block tail) and a single block.
+// m around the 4 x 4 register tiles of the AVX-512 path and the K-quants' 4-row passes, up to a
+// prefill-sized 64; n odd, k an odd number of blocks (the AVX-512 path's single-block tail) and
+// a single block (K-quants: 256-element super-blocks).
 TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
   const DType dtype = GetParam();
   if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
@@ -348,11 +400,12 @@ TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
     if (!internal::CpuSupports(isa)) continue;
     ++tested;
     const Path path{.integer = true, .isa = isa};
-    for (int64_t m : {1, 2, 3, 4, 5, 9}) {
-      for (int64_t n : {37, 261}) CheckDType(dtype, m, n, 17 * 32, 1.0f, 0.0f, 21, path);
+    const int64_t unit = KUnit(dtype);
+    for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 17, 64}) {
+      for (int64_t n : {37, 261}) CheckDType(dtype, m, n, 17 * unit, 1.0f, 0.0f, 21, path);
     }
-    CheckDType(dtype, 1, 37, 32, 1.0f, 0.0f, 22, path);
-    CheckDType(dtype, 3, 37, 4 * 32, 0.5f, 1.0f, 23, path);
+    CheckDType(dtype, 1, 37, unit, 1.0f, 0.0f, 22, path);
+    CheckDType(dtype, 3, 37, 4 * unit, 0.5f, 1.0f, 23, path);
   }
   EXPECT_GE(tested, 1);  // scalar runs everywhere
 }
@@ -362,7 +415,7 @@ TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
 TEST_P(GemmDTypes, IntegerPathIsasAgree) {
   const DType dtype = GetParam();
   if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
-  constexpr int64_t kM = 3, kN = 41, kK = 9 * 32;
+  const int64_t kM = 3, kN = 41, kK = 9 * KUnit(dtype);
   std::mt19937 rng(31);
   const std::vector<uint8_t> w = RandomWeights(dtype, kN, kK, rng);
   const std::vector<float> a = Random(kM * kK, rng);
@@ -424,12 +477,12 @@ TEST_P(GemmDTypes, IntegerPathRowsDoNotDependOnBatchShape) {
   if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
   for (CpuIsa isa : internal::kAllCpuIsas) {
     if (!internal::CpuSupports(isa)) continue;
-    CheckRowsMatchSingleRow(dtype, isa, 37, 17 * 32);
-    CheckRowsMatchSingleRow(dtype, isa, 6, 2 * 32);
+    CheckRowsMatchSingleRow(dtype, isa, 37, 17 * KUnit(dtype));
+    CheckRowsMatchSingleRow(dtype, isa, 6, 2 * KUnit(dtype));
   }
   if (DispatchedPath(dtype).integer) {
     // Large enough for kernels::Gemm to split the weight rows across threads.
-    CheckRowsMatchSingleRow(dtype, std::nullopt, 1031, 9 * 32);
+    CheckRowsMatchSingleRow(dtype, std::nullopt, 1031, 9 * KUnit(dtype));
   }
 }
 

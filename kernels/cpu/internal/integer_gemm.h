@@ -1,5 +1,5 @@
 // The CPU GEMM for weights in a format with an integer dot product (quantized_dot.h: Q8_0, Q4_0,
-// Q4_1, Q5_0, Q5_1), with the activations rounded to 8 bits:
+// Q4_1, Q5_0, Q5_1; kquant_dot.h: Q4_K, Q5_K, Q6_K), with the activations rounded to 8 bits:
 //   C[m, n] = alpha * round8(A)[m, k] · W[n, k]^T + beta * C, W quantized, A fp32.
 // Each row of A is quantized once per call to Q8 blocks (on the calling thread, into buffers that
 // thread keeps); then each thread takes its own contiguous range of W's rows and runs the

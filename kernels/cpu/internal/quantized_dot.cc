@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/internal/half.h"
+#include "kernels/cpu/internal/kquant_dot.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define PAGODA_QDOT_X86 1
@@ -456,7 +457,7 @@ QuantizedDotFn QuantizedDotFor(DType dtype, CpuIsa isa) {
     case DType::kQ5_1:
       return Pick<FormatQ5_1>(isa);
     default:
-      return nullptr;
+      return KQuantDotFor(dtype, isa);
   }
 }
 
@@ -473,7 +474,7 @@ QuantizedGemmFn QuantizedGemmFor(DType dtype, CpuIsa isa) {
     case DType::kQ5_1:
       return PickGemm<FormatQ5_1>(isa);
     default:
-      return nullptr;
+      return KQuantGemmFor(dtype, isa);
   }
 }
 

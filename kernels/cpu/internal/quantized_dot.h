@@ -8,8 +8,9 @@
 //   Q4_0  dw da (sum(q a) - 8 sum(a))     Q5_0  dw da (sum(q a) - 16 sum(a))
 // No fp32 weight is ever formed; the only difference from the dequantizing GEMM is the 8-bit
 // rounding of the activations (at most d / 2 per element, q8_activations.h) and the summation
-// order. Formats without a function here (the K-quants, the float types) keep the dequantizing
-// GEMM (dequantizing_gemm.h).
+// order. Q4_K, Q5_K and Q6_K have their functions in kquant_dot.h, which both lookups below
+// return for them; formats with none (Q2_K, Q3_K, the float types) keep the dequantizing GEMM
+// (dequantizing_gemm.h).
 //
 // QuantizedGemmFor gives the GEMM over many weight and activation rows built on the same
 // arithmetic. Its contract is batch invariance: element (i, j) is computed by the same
