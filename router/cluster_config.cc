@@ -73,8 +73,9 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
     const int64_t size = static_cast<int64_t>(config.replicas[i].size());
     const absl::Status s =
         model.source != nullptr
-            ? CheckTensorParallelSize(*model.source, size, config.load_format == "dummy")
-            : CheckTensorParallelSize(model.config, size);
+            ? CheckTensorParallelSize(*model.source, size, config.load_format == "dummy",
+                                      config.expert_parallel)
+            : CheckTensorParallelSize(model.config, size, config.expert_parallel);
     if (!s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--replica ", i, " has ", config.replicas[i].size(), " workers: ", s.message()));

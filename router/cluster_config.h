@@ -27,10 +27,11 @@ struct ClusterConfig {
   std::vector<std::vector<std::string>> replicas;  // per replica: host:port in rank order
   std::string worker_model_dir;                    // the model's path on the workers
   std::string load_format = "safetensors";         // or dummy
-  TlsPem worker_tls;                               // the channels to the workers (--worker-tls-*)
-  EngineConfig engine;                             // from the engine flags
-  CacheConfig cache;                               // per worker
-  int64_t max_queued_requests = 1024;              // waiting requests per replica
+  bool expert_parallel = false;        // the workers hold whole experts (--enable-expert-parallel)
+  TlsPem worker_tls;                   // the channels to the workers (--worker-tls-*)
+  EngineConfig engine;                 // from the engine flags
+  CacheConfig cache;                   // per worker
+  int64_t max_queued_requests = 1024;  // waiting requests per replica
   RoutingPolicy routing_policy = RoutingPolicy::kPrefixAware;
   absl::Duration health_interval = absl::Milliseconds(500);
   absl::Duration init_timeout = absl::Minutes(10);

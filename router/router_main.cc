@@ -131,6 +131,9 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
                    "hermes, llama3_json or mistral");
   parser.AddString("routing-policy", &routing_policy, "round_robin, least_loaded or prefix_aware");
   parser.AddString("load-format", &f.cluster.load_format, "safetensors, or dummy (random weights)");
+  parser.AddBool("enable-expert-parallel", &f.cluster.expert_parallel,
+                 "The workers run with --enable-expert-parallel: a replica's size must divide "
+                 "num_experts, not the experts' width");
   parser.AddString("worker-model-dir", &worker_model_dir,
                    "The model (directory or .gguf file) as the workers see it (default: --model)");
   engine_args.Register(parser);  // per replica; the KV cache per rank

@@ -327,6 +327,10 @@ class Cluster {
       router_.argv.push_back("--chat-template");
       router_.argv.push_back(std::filesystem::absolute(flags_.chat_template).string());
     }
+    // The router checks each replica's size the way the workers will shard the experts.
+    if (flags_.model_args.enable_expert_parallel) {
+      router_.argv.push_back("--enable-expert-parallel");
+    }
     router_.argv.push_back("--tool-call-parser");
     router_.argv.push_back(flags_.tool_call_parser);
     // The key reaches the router through its environment, not its (world-readable) argv.

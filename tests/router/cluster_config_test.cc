@@ -116,5 +116,23 @@ TEST_F(MakeReplicaSetOptionsTest, RefusesATensorParallelSizeTheModelCannotBeSpli
                                ::testing::HasSubstr("sizes that work for this model: 1, 2, 4")));
 }
 
+TEST_F(MakeReplicaSetOptionsTest, ChecksAMixtureOfExpertsTheWayItsWorkersShardIt) {
+  // 4 experts of width 6: TP 4 cannot slice the experts' 6 columns but can hold one expert each.
+  ServedModel moe;
+  moe.config = model_.config;
+  moe.config.num_experts = 4;
+  moe.config.num_experts_per_tok = 2;
+  moe.config.moe_intermediate_size = 6;
+  moe.config.num_attention_heads = 8;
+  moe.config.num_key_value_heads = 4;
+  moe.max_model_len = 256;
+  ClusterConfig config{.replicas = {{"a:1", "a:2", "a:3", "a:4"}}};
+  absl::StatusOr<ReplicaSetOptions> sliced = MakeReplicaSetOptions(config, moe, nullptr);
+  EXPECT_EQ(sliced.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(sliced.status().message()), HasSubstr("moe_intermediate_size (6)"));
+  config.expert_parallel = true;
+  EXPECT_TRUE(MakeReplicaSetOptions(config, moe, nullptr).ok());
+}
+
 }  // namespace
 }  // namespace pagoda
