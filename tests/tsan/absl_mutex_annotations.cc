@@ -9,8 +9,7 @@
 // executable's definitions take precedence over the shared library's for every caller (ours
 // through the static link, gRPC's and abseil's own through the dynamic symbol table: the PLT
 // calls resolve to the executable first), and each calls the library's original (dlsym
-// RTLD_NEXT) between the annotations ThreadSanitizer's own abseil build would make. Conditions
-// evaluated inside a lock or unlock run with memory accesses ignored, as they do in abseil.
+// RTLD_NEXT) between the annotations ThreadSanitizer's own abseil build would make.
 #include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 
@@ -68,6 +67,16 @@ bool CalledFromExecutable(const void* return_address) {
 // the same symbols (AwaitWithTimeout calls AwaitWithDeadline), and only the outermost call is
 // annotated.
 thread_local bool in_wrapped_call = false;
+// What the outermost wrapped call is doing, for a condition evaluated inside it.
+thread_local absl::Mutex* wrapped_mutex = nullptr;
+thread_local unsigned wrapped_flags = 0;
+thread_local bool wrapped_locking = false;
+
+void Enter(absl::Mutex* mu, unsigned flags, bool locking) {
+  wrapped_mutex = mu;
+  wrapped_flags = flags;
+  wrapped_locking = locking;
+}
 
 class WrappedCall {
  public:
@@ -86,6 +95,7 @@ template <typename Acquire>
 auto Locked(absl::Mutex* mu, unsigned flags, Acquire acquire) {
   WrappedCall call;
   if (!call.outermost()) return acquire();
+  Enter(mu, flags, /*locking=*/true);
   __tsan_mutex_pre_lock(mu, flags);
   auto result = acquire();
   __tsan_mutex_post_lock(mu, flags, 0);
@@ -95,6 +105,7 @@ auto Locked(absl::Mutex* mu, unsigned flags, Acquire acquire) {
 bool TryLocked(absl::Mutex* mu, unsigned flags, bool (*try_lock)(absl::Mutex*)) {
   WrappedCall call;
   if (!call.outermost()) return try_lock(mu);
+  Enter(mu, flags | __tsan_mutex_try_lock, /*locking=*/true);
   __tsan_mutex_pre_lock(mu, flags | __tsan_mutex_try_lock);
   const bool locked = try_lock(mu);
   __tsan_mutex_post_lock(
@@ -105,6 +116,7 @@ bool TryLocked(absl::Mutex* mu, unsigned flags, bool (*try_lock)(absl::Mutex*)) 
 void Unlocked(absl::Mutex* mu, unsigned flags, void (*unlock)(absl::Mutex*)) {
   WrappedCall call;
   if (!call.outermost()) return unlock(mu);
+  Enter(mu, flags, /*locking=*/false);
   __tsan_mutex_pre_unlock(mu, flags);
   unlock(mu);
   __tsan_mutex_post_unlock(mu, flags);
@@ -116,6 +128,7 @@ template <typename Wait>
 auto Released(absl::Mutex* mu, Wait wait) {
   WrappedCall call;
   if (!call.outermost()) return wait();
+  Enter(mu, 0, /*locking=*/true);
   __tsan_mutex_pre_unlock(mu, 0);
   __tsan_mutex_post_unlock(mu, 0);
   __tsan_mutex_pre_lock(mu, 0);
@@ -237,6 +250,37 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
   static auto* const original =
       Member<bool(CondVar*, Mutex*, Time)>("7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
   return Released(mu, [&] { return original(this, mu, deadline); });
+}
+
+// A condition runs inside a lock, unlock or wait, whose memory accesses are ignored; its own
+// are checked with the mutex held, whichever thread evaluates it, as in abseil's TSan build
+// (EvalConditionAnnotated): inside a lock, the lock is taken for the evaluation and released
+// again; inside an unlock, taken again for it.
+bool Condition::Eval() const {
+  // Looked up outside the ignored part, so the static's initialization is seen by every thread.
+  const auto original = [this] {
+    static auto* const function =
+        Member<bool(const Condition*)>("9Condition4EvalEv", /*prefix=*/"_ZNK");
+    return function(this);
+  };
+  if (!in_wrapped_call || wrapped_mutex == nullptr) return original();
+  absl::Mutex* const mu = wrapped_mutex;
+  const unsigned flags = wrapped_flags & ~unsigned{__tsan_mutex_try_lock};
+  bool holds;
+  if (wrapped_locking) {
+    __tsan_mutex_post_lock(mu, wrapped_flags, 0);
+    holds = original();
+    __tsan_mutex_pre_unlock(mu, flags);
+    __tsan_mutex_post_unlock(mu, flags);
+    __tsan_mutex_pre_lock(mu, wrapped_flags);
+  } else {
+    __tsan_mutex_post_unlock(mu, flags);
+    __tsan_mutex_pre_lock(mu, flags);
+    __tsan_mutex_post_lock(mu, flags, 0);
+    holds = original();
+    __tsan_mutex_pre_unlock(mu, flags);
+  }
+  return holds;
 }
 
 // HasBeenNotified() is an inline acquire load of the flag Notify() stores in the library: the
