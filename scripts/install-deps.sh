@@ -11,7 +11,7 @@ fi
 packages=(
   cmake ninja-build g++ pkg-config git ca-certificates python3
   clang-format  # scripts/check-style.sh
-  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer; scripts/tsan.sh: the TSan runtime
   libabsl-dev libspdlog-dev nlohmann-json3-dev
   libopenblas-openmp-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: dependencies, the style checks (include layering,
 # clang-format), a Release build + all tests, then the model-file and tokenizer tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then every parser of outside input under libFuzzer.
+# AddressSanitizer + UndefinedBehaviorSanitizer, the concurrent parts' tests under
+# ThreadSanitizer, then every parser of outside input under libFuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each stage's end on stderr, in seconds since the start: the CI run has a time budget.
@@ -44,6 +45,12 @@ OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 \
   UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-sanitize --output-on-failure \
   -j"$(nproc)" --timeout 600 -L "^(${regex})\$" -E "${slow}"
 stage "sanitizer tests"
+
+# The concurrent parts (engine loop, router, replica set, request sessions, HTTP server,
+# communicators, worker runtime) under ThreadSanitizer, in their own clang tree (build-tsan/);
+# any report fails the run. scripts/tsan.sh lists the tests and why each is there.
+scripts/tsan.sh
+stage "thread sanitizer"
 
 # libFuzzer on every parser of outside input, 12 s each (2 minutes in all); already built above.
 scripts/fuzz.sh "${PAGODA_FUZZ_SECONDS:-12}"
