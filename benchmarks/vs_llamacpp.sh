@@ -4,8 +4,10 @@
 #   1. the model alone: `llama-bench -p 512 -n 128` beside Pagoda's model_benchmark (BM_Prefill:
 #      a 512-token prompt; BM_DecodeStep/1: one sequence's decode step), on the Q4_1 file and on
 #      a Q8_0 and an F16 file that `llama-quantize --allow-requantize` makes from it;
-#   2. serving the Q4_1 file: `llama-server -np 16 -c 32768`, `pagoda serve --replicas 1 --tp 1`
-#      and `pagoda serve` with its default topology, each driven by `pagoda bench serve`
+#   2. serving the Q4_1 file: `llama-server -np 16 -c 32768` (16 slots of 2048 tokens, F16 KV),
+#      `pagoda serve --replicas 1 --tp 1` and `--replicas 2 --tp 1` (SmolLM2's 3 KV heads rule out
+#      serve's default TP 2), both with the same context and KV bytes ($PAGODA_SERVE_FLAGS), each
+#      driven by `pagoda bench serve`
 #      with the same sharegpt-like requests (same seed, ignore_eos) at 16 concurrent and at rate
 #      inf;
 #   3. the ratios Pagoda / llama.cpp.
@@ -38,6 +40,9 @@ REPETITIONS=${REPETITIONS:-3}
 PORT=${PORT:-18471}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/pagoda-vs-llamacpp.XXXXXX)}
 PYTHON=${PYTHON:-/usr/bin/python3}
+# llama-server's -c 32768 is 32768 tokens of F16 KV shared by its 16 slots of 2048: the same
+# context, and the same KV bytes in bfloat16 (SmolLM2: 30 layers x 2 x 192 x 2 bytes a token).
+read -r -a PAGODA_SERVE_FLAGS <<<"${PAGODA_SERVE_FLAGS:---max-model-len 2048 --kv-cache-dtype bfloat16 --kv-cache-memory-gib 0.7}"
 mkdir -p "$OUT_DIR"
 
 for tool in llama-bench llama-server llama-quantize; do
@@ -126,7 +131,7 @@ if [[ " $PARTS " == *" serve "* ]]; then
 
   # --grpc-port 0: only the HTTP API is needed. --threads-per-worker: the same cores llama.cpp had.
   "$PAGODA" serve --model "$MODEL" --replicas 1 --tp 1 --threads-per-worker "$THREADS" \
-    --grpc-port 0 --http-port "$PORT" --log-dir "$OUT_DIR/pagoda-logs" \
+    "${PAGODA_SERVE_FLAGS[@]}" --grpc-port 0 --http-port "$PORT" --log-dir "$OUT_DIR/pagoda-logs" \
     >"$OUT_DIR/pagoda-serve.log" 2>&1 &
   server_pid=$!
   wait_healthy "$PORT" "$server_pid" || {
@@ -136,15 +141,15 @@ if [[ " $PARTS " == *" serve "* ]]; then
   bench pagoda
   stop_server
 
-  # pagoda serve's default topology (2 replicas x TP 2, the cores divided among the 4 workers).
-  "$PAGODA" serve --model "$MODEL" --grpc-port 0 --http-port "$PORT" \
-    --log-dir "$OUT_DIR/pagoda-default-logs" >"$OUT_DIR/pagoda-default-serve.log" 2>&1 &
+  # Two replicas, the cores divided between them (each its own KV cache of the same size).
+  "$PAGODA" serve --model "$MODEL" --replicas 2 --tp 1 "${PAGODA_SERVE_FLAGS[@]}" --grpc-port 0 \
+    --http-port "$PORT" --log-dir "$OUT_DIR/pagoda-2x1-logs" >"$OUT_DIR/pagoda-2x1-serve.log" 2>&1 &
   server_pid=$!
   wait_healthy "$PORT" "$server_pid" || {
-    echo "vs_llamacpp.sh: pagoda serve (defaults) did not become healthy" >&2
+    echo "vs_llamacpp.sh: pagoda serve --replicas 2 did not become healthy" >&2
     exit 1
   }
-  bench pagoda-default
+  bench pagoda-2x1
   stop_server
 fi
 
@@ -199,7 +204,7 @@ if "serve" in parts:
     print(f"{'server':<13} {'load':<4} {'failed':>6} {'out tok/s':>9} {'mean TTFT':>10} "
           f"{'med TTFT':>9} {'med TPOT':>9} {'mean TPOT':>10}")
     results = {}
-    for server in ("llama-server", "pagoda", "pagoda-default"):
+    for server in ("llama-server", "pagoda", "pagoda-2x1"):
         for load in ("c16", "inf"):
             path = f"{out_dir}/serve-{server}-{load}.json"
             if not os.path.exists(path):
@@ -209,7 +214,7 @@ if "serve" in parts:
             print(f"{server:<13} {load:<4} {r['failed']:>6} {r['output_throughput']:>9.1f} "
                   f"{r['mean_ttft_ms'] / 1e3:>9.2f}s {r['median_ttft_ms'] / 1e3:>8.2f}s "
                   f"{r['median_tpot_ms']:>7.1f}ms {r['mean_tpot_ms']:>8.1f}ms")
-    for server in ("pagoda", "pagoda-default"):
+    for server in ("pagoda", "pagoda-2x1"):
         for load in ("c16", "inf"):
             p, l = results.get((server, load)), results.get(("llama-server", load))
             if p and l:
