@@ -101,14 +101,15 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# bench NAME: both loads against the server on $PORT, results in $OUT_DIR/serve-NAME-{c16,inf}.json.
+# bench NAME PORT: both loads against the server on PORT, results in
+# $OUT_DIR/serve-NAME-{c16,inf}.json.
 bench() {
-  local name=$1
+  local name=$1 port=$2
   for load in c16 inf; do
     local flags=(--request-rate inf)
     [[ $load == c16 ]] && flags+=(--max-concurrency 16)
     echo "vs_llamacpp.sh: serving: $name, $load, $NUM_PROMPTS requests" >&2
-    "$PAGODA" bench serve --target "http://127.0.0.1:$PORT" --model-dir "$MODEL" \
+    "$PAGODA" bench serve --target "http://127.0.0.1:$port" --model-dir "$MODEL" \
       --dataset-name sharegpt-like --num-prompts "$NUM_PROMPTS" --seed "$SEED" --ignore-eos \
       "${flags[@]}" --result-json "$OUT_DIR/serve-$name-$load.json" \
       >"$OUT_DIR/bench-$name-$load.log" 2>&1 || {
@@ -126,30 +127,31 @@ if [[ " $PARTS " == *" serve "* ]]; then
     echo "vs_llamacpp.sh: llama-server did not become healthy; see $OUT_DIR/llama-server.log" >&2
     exit 1
   }
-  bench llama-server
+  bench llama-server "$PORT"
   stop_server
 
   # --grpc-port 0: only the HTTP API is needed. --threads-per-worker: the same cores llama.cpp had.
   "$PAGODA" serve --model "$MODEL" --replicas 1 --tp 1 --threads-per-worker "$THREADS" \
-    "${PAGODA_SERVE_FLAGS[@]}" --grpc-port 0 --http-port "$PORT" --log-dir "$OUT_DIR/pagoda-logs" \
-    >"$OUT_DIR/pagoda-serve.log" 2>&1 &
+    "${PAGODA_SERVE_FLAGS[@]}" --grpc-port 0 --http-port $((PORT + 1)) \
+    --log-dir "$OUT_DIR/pagoda-logs" >"$OUT_DIR/pagoda-serve.log" 2>&1 &
   server_pid=$!
-  wait_healthy "$PORT" "$server_pid" || {
+  wait_healthy $((PORT + 1)) "$server_pid" || {
     echo "vs_llamacpp.sh: pagoda serve did not become healthy; see $OUT_DIR/pagoda-serve.log" >&2
     exit 1
   }
-  bench pagoda
+  bench pagoda $((PORT + 1))
   stop_server
 
   # Two replicas, the cores divided between them (each its own KV cache of the same size).
   "$PAGODA" serve --model "$MODEL" --replicas 2 --tp 1 "${PAGODA_SERVE_FLAGS[@]}" --grpc-port 0 \
-    --http-port "$PORT" --log-dir "$OUT_DIR/pagoda-2x1-logs" >"$OUT_DIR/pagoda-2x1-serve.log" 2>&1 &
+    --http-port $((PORT + 2)) --log-dir "$OUT_DIR/pagoda-2x1-logs" \
+    >"$OUT_DIR/pagoda-2x1-serve.log" 2>&1 &
   server_pid=$!
-  wait_healthy "$PORT" "$server_pid" || {
+  wait_healthy $((PORT + 2)) "$server_pid" || {
     echo "vs_llamacpp.sh: pagoda serve --replicas 2 did not become healthy" >&2
     exit 1
   }
-  bench pagoda-2x1
+  bench pagoda-2x1 $((PORT + 2))
   stop_server
 fi
 
