@@ -326,35 +326,9 @@ def stream_completion(host, port, prompt, max_tokens, on_first):
 
 
 def client_main(args):
-    """Streams every prompt at once; prints STREAMING when each has output, then the results
-    as one JSON line."""
-    host, port = args.client.rsplit(":", 1)
-    results = [None] * len(PROMPTS)
-    started = [0]
-    lock = threading.Lock()
-
-    def on_first():
-        with lock:
-            started[0] += 1
-            if started[0] == len(PROMPTS):
-                print("STREAMING", flush=True)
-
-    def one(i):
-        results[i] = stream_completion(host, int(port), PROMPTS[i], args.max_tokens, on_first)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print(json.dumps(results), flush=True)
-    return 0
-
-
-def steady_client_main(args):
-    """Keeps one stream per prompt running, each started again as soon as it ends, until the
-    file --steady-until names exists; prints STREAMING once every prompt has output, then every
-    result as one JSON line of [prompt index, result] pairs."""
+    """Streams every prompt at once; prints STREAMING once each has output, then every result as
+    one JSON line of [prompt index, result] pairs. With --steady-until FILE each prompt's stream
+    is started again as soon as it ends, until FILE exists (steady load)."""
     host, port = args.client.rsplit(":", 1)
     results = []
     started = set()
@@ -368,10 +342,12 @@ def steady_client_main(args):
                     if len(started) == len(PROMPTS):
                         print("STREAMING", flush=True)
 
-        while not os.path.exists(args.steady_until):
+        while True:
             result = stream_completion(host, int(port), PROMPTS[i], args.max_tokens, on_first)
             with lock:
                 results.append([i, result])
+            if not args.steady_until or os.path.exists(args.steady_until):
+                break
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
     for t in threads:
@@ -430,7 +406,7 @@ def main():
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     args = parser.parse_args()
     if args.client:
-        return steady_client_main(args) if args.steady_until else client_main(args)
+        return client_main(args)
     if args.dns_server:
         return dns_main(args.dns_server)
     if not args.bin_dir or not args.shared_dir:
@@ -559,7 +535,7 @@ def run_test(cluster):
         out, _ = proc.communicate(timeout=timeout_s)
         lines = [line for line in out.splitlines() if line.startswith("[")]
         expect(proc.returncode == 0 and lines, f"client failed ({proc.returncode}): {out[-500:]}")
-        return json.loads(lines[-1])
+        return [result for _, result in sorted(json.loads(lines[-1]), key=lambda p: p[0])]
 
     def check_results(results, reference, what):
         for prompt, got, want in zip(PROMPTS, results, reference):
