@@ -34,6 +34,7 @@ INPUT_LEN=${INPUT_LEN:-64}
 OUTPUT_LEN=${OUTPUT_LEN:-128}
 REQUESTS_PER_STREAM=${REQUESTS_PER_STREAM:-3}
 PORT=${PORT:-18481}
+FREQ=499  # perf samples per second of CPU time
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/pagoda-serving-profile.XXXXXX)}
 PYTHON=${PYTHON:-/usr/bin/python3}
 mkdir -p "$OUT_DIR"
@@ -80,7 +81,7 @@ for streams in $STREAMS; do
   mkdir -p "$run"
   curl -sf "http://127.0.0.1:$PORT/metrics" >"$run/router-before.txt"
   curl -sf "http://127.0.0.1:$worker_metrics/metrics" >"$run/worker-before.txt"
-  perf record -a -e cpu-clock -F 499 -o "$run/perf.data" >"$run/perf.log" 2>&1 &
+  perf record -a -e cpu-clock -F "$FREQ" -o "$run/perf.data" >"$run/perf.log" 2>&1 &
   perf_pid=$!
   sleep 1
   echo "serving_profile.sh: $streams stream(s), $((streams * REQUESTS_PER_STREAM)) requests" >&2
@@ -95,5 +96,5 @@ for streams in $STREAMS; do
       --worker-pid "$worker_pid" >"$run/buckets.json"
 done
 
-"$PYTHON" benchmarks/serving_profile_buckets.py --report "$OUT_DIR" $STREAMS
+"$PYTHON" benchmarks/serving_profile_buckets.py --report "$OUT_DIR" --rate "$FREQ" $STREAMS
 echo "results and logs: $OUT_DIR"

@@ -3,7 +3,7 @@
 
   perf script -F pid,ip,sym,dso ... | serving_profile_buckets.py --router-pid R --worker-pid W
       > buckets.json          # sample counts per bucket (and the top symbols of each)
-  serving_profile_buckets.py --report OUT_DIR 1 16
+  serving_profile_buckets.py --report OUT_DIR --rate 499 1 16
       # the table: CPU ms per generated token per bucket, beside the wall-clock figures
 """
 
@@ -72,7 +72,7 @@ def report(args):
         run = f"{out_dir}/streams{s}"
         buckets = json.load(open(f"{run}/buckets.json"))
         result = json.load(open(f"{run}/result.json"))
-        rate = 499.0  # perf record -F: samples per second of CPU time
+        rate = args.rate
         delta = lambda side, name: (metric_sum(f"{run}/{side}-after.txt", name)
                                     - metric_sum(f"{run}/{side}-before.txt", name))
         tokens = delta("router", "pagoda:generation_tokens_total")
@@ -80,7 +80,8 @@ def report(args):
         exec_n = delta("worker", "pagoda_worker:step_latency_seconds_count")
         cpu_ms = {b: buckets["samples"].get(b, 0) / rate * 1e3 / max(tokens, 1) for b in BUCKETS}
         rows.append((s, tokens, exec_n, exec_s, result, cpu_ms, buckets))
-    print("\nCPU milliseconds per generated token, by bucket (perf cpu-clock samples at 499 Hz)")
+    print(f"\nCPU milliseconds per generated token, by bucket (perf cpu-clock samples at "
+          f"{args.rate:.0f} Hz)")
     print(f"{'streams':>7} {'tokens':>7} " + " ".join(f"{b:>9}" for b in BUCKETS) + f" {'total':>7}")
     for s, tokens, _, _, _, cpu_ms, _ in rows:
         print(f"{s:>7} {tokens:>7.0f} " + " ".join(f"{cpu_ms[b]:>9.2f}" for b in BUCKETS)
@@ -105,6 +106,7 @@ def main():
     parser.add_argument("--router-pid", type=int)
     parser.add_argument("--worker-pid", type=int)
     parser.add_argument("--report")
+    parser.add_argument("--rate", type=float, default=499.0, help="perf record -F's frequency")
     parser.add_argument("streams", nargs="*")
     args = parser.parse_args()
     if args.report:
