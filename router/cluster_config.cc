@@ -39,6 +39,7 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
   ReplicaSetOptions options{
       .scheduler = {.policy = config.routing_policy, .block_size = config.cache.block_size},
       .failover_wait = config.failover_wait,
+      .admission_wait = config.admission_wait,
       .metrics = metrics};
   RETURN_IF_ERROR(options.scheduler.Validate());
 

@@ -37,6 +37,7 @@ struct ClusterConfig {
   absl::Duration init_timeout = absl::Minutes(10);
   absl::Duration step_timeout = absl::Minutes(2);
   absl::Duration failover_wait = absl::Seconds(60);
+  absl::Duration admission_wait = absl::Seconds(30);
 };
 
 /// The --replica values ("host:port,host:port", one per replica) as address lists;

@@ -4,9 +4,16 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "router/router_metrics.h"
 
 namespace pagoda {
+namespace {
+
+constexpr char kShuttingDown[] =
+    "the server is shutting down and takes no new requests; retry on another instance";
+
+}  // namespace
 
 ReplicaSet::ReplicaSet(ReplicaSetOptions options)
     : options_(std::move(options)),
@@ -77,8 +84,7 @@ absl::StatusOr<std::unique_ptr<RequestSession>> ReplicaSet::Submit(EngineRequest
   {
     absl::MutexLock lock(&mu_);
     if (!admitting_) {
-      return absl::UnavailableError(
-          "the server is shutting down and takes no new requests; retry on another instance");
+      return absl::UnavailableError(kShuttingDown);
     }
     if (!live_ids_.insert(request.request_id).second) {
       return absl::AlreadyExistsError(
@@ -87,6 +93,27 @@ absl::StatusOr<std::unique_ptr<RequestSession>> ReplicaSet::Submit(EngineRequest
   }
   auto inbox = std::make_shared<SessionInbox>();
   absl::StatusOr<int32_t> replica = Place(request, inbox, /*attempt=*/0);
+  if (absl::IsUnavailable(replica.status()) && options_.admission_wait > absl::ZeroDuration()) {
+    // Every replica is down or starting (a worker restarting, the model still loading): hold the
+    // request for a while rather than fail it, as a failover does.
+    const Clock& clock = *options_.clock;
+    const absl::Time start = clock.Now();
+    const absl::Time give_up = start + options_.admission_wait;
+    while (absl::IsUnavailable(replica.status()) && clock.Now() < give_up && admitting()) {
+      clock.SleepFor(std::min(kPlacementRetry, give_up - clock.Now()));
+      replica = Place(request, inbox, /*attempt=*/0);
+    }
+    if (replica.ok()) {
+      PAGODA_LOG(info, "request {}: placed on replica {} after waiting {} for a ready one",
+                 request.request_id, *replica, absl::FormatDuration(clock.Now() - start));
+    } else if (absl::IsUnavailable(replica.status())) {
+      replica = absl::UnavailableError(admitting()
+                                           ? absl::StrCat(replica.status().message(), " (waited ",
+                                                          absl::FormatDuration(clock.Now() - start),
+                                                          ", --admission-wait-s)")
+                                           : std::string(kShuttingDown));
+    }
+  }
   if (!replica.ok()) {
     Release(request.request_id);
     return replica.status();

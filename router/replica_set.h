@@ -30,6 +30,9 @@ struct ReplicaSetOptions {
   GlobalSchedulerOptions scheduler;
   /// How long a request whose replica failed waits for another to be ready.
   absl::Duration failover_wait = absl::Seconds(60);
+  /// How long a new request waits for a ready replica while none is (all restarting, or still
+  /// loading) before Submit answers Unavailable; zero: at once.
+  absl::Duration admission_wait = absl::Seconds(30);
   /// Where requests, steps and failovers are counted (borrowed; must outlive the set); null:
   /// no metrics.
   RouterMetrics* metrics = nullptr;
@@ -44,8 +47,9 @@ class ReplicaSet {
   ~ReplicaSet();  // stops every replica (live requests end with an error)
 
   /// Places a validated request (id and seed resolved) on the replica the global scheduler
-  /// picks. AlreadyExists: a live request has its id; Unavailable: no replica is ready, or the
-  /// set stopped admitting;
+  /// picks, waiting up to options.admission_wait while no replica is ready (on the caller's
+  /// thread). AlreadyExists: a live request has its id; Unavailable: no replica became ready in
+  /// time, or the set stopped admitting;
   /// ResourceExhausted: the waiting queue of every ready replica is full.
   absl::StatusOr<std::unique_ptr<RequestSession>> Submit(EngineRequest request);
 
@@ -69,6 +73,9 @@ class ReplicaSet {
 
  private:
   friend class RequestSession;
+
+  // How often a request waiting for a ready replica (new, or moving off a failed one) looks again.
+  static constexpr absl::Duration kPlacementRetry = absl::Milliseconds(200);
 
   // Adds `request` to a replica; its deltas go to `inbox` tagged with `attempt`.
   absl::StatusOr<int32_t> Place(const EngineRequest& request,

@@ -9,11 +9,7 @@
 #include "router/router_metrics.h"
 
 namespace pagoda {
-namespace {
-
-constexpr absl::Duration kPlacementRetry = absl::Milliseconds(200);
-
-}  // namespace
+namespace {}  // namespace
 
 OutputCallback SessionInbox::CallbackFor(std::shared_ptr<SessionInbox> self, int32_t attempt) {
   return [self = std::move(self), attempt](const RequestOutput& delta) {
@@ -227,7 +223,7 @@ std::optional<RequestOutput> RequestSession::Failover(RequestOutput failed) {
       const bool transient = absl::IsUnavailable(placed) || absl::IsResourceExhausted(placed);
       if (!transient || clock.Now() >= give_up || cancelled_) break;
       mu_.Unlock();  // let Cancel() in while waiting for a replica
-      clock.SleepFor(kPlacementRetry);
+      clock.SleepFor(ReplicaSet::kPlacementRetry);
       mu_.Lock();
       if (cancelled_) break;
     }

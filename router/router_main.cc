@@ -81,6 +81,7 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   double init_timeout_s = 600;
   int64_t health_interval_ms = 500;
   double failover_wait_s = 60;
+  double admission_wait_s = 30;
 
   ArgParser parser("pagoda-router",
                    "Pagoda's router: the gRPC API over replicas of tensor-parallel workers.");
@@ -146,6 +147,9 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   parser.AddInt("health-interval-ms", &health_interval_ms, "Worker health-check period");
   parser.AddDouble("failover-wait-s", &failover_wait_s,
                    "How long a request of a failed replica waits for another one");
+  parser.AddDouble("admission-wait-s", &admission_wait_s,
+                   "How long a new request waits for a ready replica while none is (all "
+                   "restarting or loading) before UNAVAILABLE / 503; 0: answer at once");
   parser.AddDouble("drain-timeout-s", &f.drain_timeout_s,
                    "On SIGTERM/SIGINT: stop admitting, then let live requests finish for at most "
                    "this long before stopping (0: stop at once)");
@@ -187,10 +191,10 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
         absl::StrCat("--max-n: must be in [1, ", SamplingParams::kMaxN, "]"));
   }
   if (f.max_tokens < 0 || f.cluster.max_queued_requests < 1 || health_interval_ms < 10 ||
-      step_timeout_s <= 0 || init_timeout_s <= 0 || failover_wait_s < 0) {
+      step_timeout_s <= 0 || init_timeout_s <= 0 || failover_wait_s < 0 || admission_wait_s < 0) {
     return absl::InvalidArgumentError(
         "--max-tokens-limit must be >= 0, --max-queued-requests >= 1, --health-interval-ms >= 10, "
-        "the timeouts > 0");
+        "the timeouts > 0, the waits >= 0");
   }
   if (f.cluster.load_format != "safetensors" && f.cluster.load_format != "dummy") {
     return absl::InvalidArgumentError("--load-format: must be safetensors or dummy");
@@ -204,6 +208,7 @@ absl::StatusOr<RouterFlags> ParseRouterFlags(int argc, char** argv) {
   f.cluster.init_timeout = absl::Seconds(init_timeout_s);
   f.cluster.step_timeout = absl::Seconds(step_timeout_s);
   f.cluster.failover_wait = absl::Seconds(failover_wait_s);
+  f.cluster.admission_wait = absl::Seconds(admission_wait_s);
   return f;
 }
 

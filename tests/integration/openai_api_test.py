@@ -658,7 +658,8 @@ class QueueFullTest(unittest.TestCase):
 
 
 class NoReadyReplicaTest(unittest.TestCase):
-    """503 from /health, /ready and the API while no replica is ready (its worker is absent)."""
+    """503 from /health, /ready and the API (after --admission-wait-s) while no replica is ready
+    (its worker is absent)."""
 
     def test_503_no_ready_replica(self):
         work = pagoda_cluster.tempfile.mkdtemp(prefix="pagoda_py_router_")
@@ -667,7 +668,7 @@ class NoReadyReplicaTest(unittest.TestCase):
             [os.path.join(pagoda_cluster.BIN_DIR, "pagoda-router"), "--model",
              pagoda_cluster.model_dir(), "--host", "127.0.0.1", "--grpc-port", "0",
              "--http-port", "0", "--http-port-file", port_file, "--replica",
-             f"127.0.0.1:{pagoda_cluster.free_port()}"],
+             f"127.0.0.1:{pagoda_cluster.free_port()}", "--admission-wait-s", "0.5"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.time() + 30
@@ -685,6 +686,7 @@ class NoReadyReplicaTest(unittest.TestCase):
                                    {"prompt": "Hi", "max_tokens": 2})
             self.assertEqual(status, 503, body)
             self.assertEqual(json.loads(body)["error"]["code"], 503)
+            self.assertIn("--admission-wait-s", json.loads(body)["error"]["message"])
             # Still answering.
             self.assertEqual(http("GET", url + "/v1/models")[0], 200)
         finally:

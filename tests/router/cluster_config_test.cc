@@ -64,12 +64,14 @@ TEST_F(MakeReplicaSetOptionsTest, EveryReplicaGetsItsWorkersTheCacheSizingAndIts
                        .health_interval = absl::Milliseconds(200),
                        .init_timeout = absl::Seconds(30),
                        .step_timeout = absl::Seconds(3),
-                       .failover_wait = absl::Seconds(9)};
+                       .failover_wait = absl::Seconds(9),
+                       .admission_wait = absl::Seconds(4)};
   absl::StatusOr<ReplicaSetOptions> options = MakeReplicaSetOptions(config, model_, nullptr);
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->scheduler.policy, RoutingPolicy::kLeastLoaded);
   EXPECT_EQ(options->scheduler.block_size, 32);  // routed hashes match the replicas' blocks
   EXPECT_EQ(options->failover_wait, absl::Seconds(9));
+  EXPECT_EQ(options->admission_wait, absl::Seconds(4));
   ASSERT_EQ(options->replicas.size(), 2u);
   for (int32_t i = 0; i < 2; ++i) {
     const ReplicaOptions& replica = options->replicas[i];

@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <memory>
 #include <string>
@@ -64,6 +65,9 @@ class SleepyExecutor final : public Executor {
 struct RouterSetup {
   absl::Duration step = absl::ZeroDuration();
   bool broken = false;  // the executor never starts: no replica is ever ready
+  // Set: the executor starts only once it holds true (the replica comes up later).
+  std::shared_ptr<std::atomic<bool>> startable;
+  absl::Duration admission_wait = absl::ZeroDuration();
   int64_t max_num_seqs = 64;
   int64_t max_waiting_requests = 0;
   HttpServerOptions http;
@@ -83,7 +87,9 @@ class TestRouter {
     options.replicas.push_back({.index = 0,
                                 .make_executor = [simulated, setup](uint64_t)
                                     -> absl::StatusOr<std::unique_ptr<Executor>> {
-                                  if (setup.broken) return absl::UnavailableError("no device");
+                                  if (setup.broken || (setup.startable && !*setup.startable)) {
+                                    return absl::UnavailableError("no device");
+                                  }
                                   return std::make_unique<SleepyExecutor>(simulated, setup.step);
                                 },
                                 .engine = {.max_num_seqs = setup.max_num_seqs,
@@ -92,8 +98,9 @@ class TestRouter {
                                 .tokenizer = &CharTokenizer(),
                                 .eos_token_ids = {0},
                                 .health_interval = absl::Milliseconds(50)});
+    options.admission_wait = setup.admission_wait;
     replicas_ = std::make_unique<ReplicaSet>(std::move(options));
-    if (!setup.broken) {
+    if (!setup.broken && !setup.startable) {
       EXPECT_TRUE(replicas_->WaitUntilReady(1, absl::Seconds(30)));
     }
     frontend_ = std::make_unique<Frontend>(
@@ -351,6 +358,43 @@ TEST(HttpServer, AnswersNoReadyReplicaWith503) {
   EXPECT_EQ(ready->status, 503);
   EXPECT_EQ(Body(ready)["ready"], false);
   ExpectError(router.Post("/v1/completions", R"({"prompt": "a"})"), 503);
+}
+
+TEST(HttpServer, HoldsANewRequestUntilAReplicaIsReady) {
+  auto startable = std::make_shared<std::atomic<bool>>(false);
+  TestRouter router({.startable = startable, .admission_wait = absl::Seconds(60)});
+  std::future<httplib::Result> held = std::async(std::launch::async, [&router] {
+    return router.Post("/v1/completions", R"({"prompt": "abc", "max_tokens": 2})");
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  ExpectError(router.Client().Get("/health"), 503);  // still none: the request is waiting
+  *startable = true;
+  const httplib::Result result = held.get();
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(Body(result)["usage"]["completion_tokens"], 2);
+}
+
+TEST(HttpServer, GivesUpAfterTheAdmissionWaitNamingIt) {
+  TestRouter router({.broken = true, .admission_wait = absl::Milliseconds(300)});
+  const httplib::Result result = router.Post("/v1/completions", R"({"prompt": "a"})");
+  ExpectError(result, 503);
+  EXPECT_THAT(Body(result)["error"]["message"].get<std::string>(),
+              ::testing::AllOf(::testing::HasSubstr("no replica is ready"),
+                               ::testing::HasSubstr("--admission-wait-s")));
+}
+
+TEST(HttpServer, DrainingEndsTheAdmissionWait) {
+  TestRouter router({.broken = true, .admission_wait = absl::Seconds(60)});
+  std::future<httplib::Result> held = std::async(std::launch::async, [&router] {
+    return router.Post("/v1/completions", R"({"prompt": "abc", "max_tokens": 2})");
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  router.replicas().StopAdmitting();
+  const httplib::Result result = held.get();
+  ExpectError(result, 503);
+  EXPECT_THAT(Body(result)["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("shutting down"));
 }
 
 TEST(HttpServer, DrainingRefusesNewRequestsAndFinishesLiveOnes) {
