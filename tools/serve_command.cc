@@ -38,8 +38,8 @@ constexpr absl::Duration kRestartDelay = absl::Milliseconds(500);
 
 struct ServeFlags {
   std::string model;
-  int64_t replicas = 2;
-  int64_t tp = 2;
+  int64_t replicas = 1;
+  int64_t tp = 1;
   std::string host = "127.0.0.1";
   int64_t grpc_port = 50051;
   int64_t http_port = 8000;
