@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cuda/gemm.h"
 
 namespace pagoda::kernels {
 
@@ -36,6 +37,7 @@ absl::Status GemmParams::Validate() const {
 absl::Status Gemm(const GemmParams& params) {
   RETURN_IF_ERROR(params.Validate());
   if (params.m == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::Gemm(params);
   return cpu::Gemm(params);
 }
 

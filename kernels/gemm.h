@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "common/dtype.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -41,6 +42,9 @@ struct GemmParams {
   /// Floats between consecutive rows of C; 0 means n. A larger stride writes an n-column window
   /// of a wider matrix (one part of a fused projection whose parts have different dtypes).
   int64_t ldc = 0;
+  /// Where a, b and c are. Device::kCuda: cuBLAS on float32, bfloat16 and float16 weights
+  /// (kernels/cuda/gemm.h: bfloat16/float16 round the activations to the weights' type first).
+  Device device = Device::kCpu;
 
   int64_t row_stride() const { return ldc == 0 ? n : ldc; }
 

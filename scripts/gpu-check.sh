@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test
+GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test gemm_cuda_test
            rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test
            paged_attention_cuda_test nccl_communicator_test)
 
@@ -45,14 +45,23 @@ is_system_lib() {
   esac
 }
 
-# The folder of the NCCL library that PyTorch's wheel ships (nvidia-nccl-cu*), if any.
-torch_nccl_dir() {
+# The folders of the NCCL and cuBLAS libraries that PyTorch's wheels ship (nvidia-nccl-cu*,
+# nvidia-cublas; the device GEMM dlopens libcublas, kernels/cuda/internal/cublas.h), joined with
+# ':', then the CUDA toolkit's lib64 if it has cuBLAS.
+torch_lib_dirs() {
   python3 - <<'PY' 2>/dev/null || true
 import glob, os, site
-for base in site.getsitepackages() + [site.getusersitepackages()]:
-    for lib in glob.glob(os.path.join(base, "nvidia", "nccl*", "lib", "libnccl.so*")):
-        print(os.path.dirname(lib))
-        raise SystemExit
+dirs = []
+for pattern in ("libnccl.so*", "libcublas.so*"):
+    for base in site.getsitepackages() + [site.getusersitepackages()]:
+        found = glob.glob(os.path.join(base, "nvidia", "*", "lib", pattern))
+        if found:
+            dirs.append(os.path.dirname(found[0]))
+            break
+for toolkit in ("/usr/local/cuda/lib64",):
+    if glob.glob(os.path.join(toolkit, "libcublas.so*")):
+        dirs.append(toolkit)
+print(":".join(dict.fromkeys(dirs)))
 PY
 }
 
@@ -120,15 +129,15 @@ run() {
   local logs
   logs=$(mktemp -d)
   nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed" >>"$out/nvidia-smi.txt"
-  local nccl_dir
-  nccl_dir=$(torch_nccl_dir)
-  export LD_LIBRARY_PATH="$dir/lib${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local lib_dirs
+  lib_dirs=$(torch_lib_dirs)
+  export LD_LIBRARY_PATH="$dir/lib${lib_dirs:+:$lib_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export PAGODA_SHARED_DIR="$dir/shared"
   local summary="$out/summary.txt"
   {
     echo "gpu-check $(date -u +%FT%TZ) on $(hostname)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
-    echo "NCCL from: ${nccl_dir:-not found (nccl_communicator_test will not start)}"
+    echo "NCCL and cuBLAS from: ${lib_dirs:-not found (nccl_communicator_test will not start, the device GEMM fails)}"
   } >"$summary"
   local started=0 bad=0 line
   for bin in "$dir"/bin/*; do

@@ -6,6 +6,7 @@
 #include "kernels/cuda/block_copy.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/kv_cache_write.h"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/rms_norm.h"
@@ -28,6 +29,7 @@ absl::Status CopyBytes(void*, const void*, int64_t) { return NoCuda("cuda copy")
 absl::Status Synchronize() { return NoCuda("cuda synchronize"); }
 
 absl::Status Embedding(const EmbeddingParams&) { return NoCuda("embedding"); }
+absl::Status Gemm(const GemmParams&) { return NoCuda("gemm"); }
 absl::Status RmsNorm(const RmsNormParams&) { return NoCuda("rms_norm"); }
 absl::Status SiluAndMul(const SiluAndMulParams&) { return NoCuda("silu_and_mul"); }
 absl::Status ApplyRotary(const RotaryParams&) { return NoCuda("rotary"); }

@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/gemm.h"
 #include "kernels/rms_norm.h"
 #include "kernels/tensor.h"
 
@@ -34,6 +35,24 @@ TEST(CudaUnavailable, KernelOnCudaIsFailedPrecondition) {
                                            .hidden_size = 3,
                                            .device = Device::kCuda});
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+}
+
+TEST(CudaUnavailable, GemmOnCudaIsFailedPrecondition) {
+  if (kernels::cuda::DeviceCount() > 0) GTEST_SKIP() << "a CUDA device is present";
+  std::vector<float> c(4);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kQ4_1}) {
+    const int64_t k = dtype == DType::kQ4_1 ? 32 : 3;
+    std::vector<float> wide(64, 0.0f);
+    const absl::Status s = kernels::Gemm({.a = wide.data(),
+                                          .b = wide.data(),
+                                          .b_dtype = dtype,
+                                          .c = c.data(),
+                                          .m = 1,
+                                          .n = 2,
+                                          .k = k,
+                                          .device = Device::kCuda});
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  }
 }
 
 TEST(CudaUnavailable, BuildFlagMatchesTheBuild) {
