@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/sampling.h"
+#include "kernels/cuda/sampling.h"
 
 namespace pagoda::kernels {
 namespace {
@@ -51,11 +52,13 @@ absl::Status CheckIds(std::string_view op, std::string_view what, const Sampling
   return absl::OkStatus();
 }
 
-// Runs `body` on the CPU when the batch selects any row.
-template <typename Params, typename Body>
-absl::Status Dispatch(const Params& params, Body body) {
+// Runs the CPU or the CUDA twin when the batch selects any row.
+template <typename Params, typename Cpu, typename Cuda>
+absl::Status Dispatch(const Params& params, Cpu cpu, Cuda cuda) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.batch.num_rows > 0) body(params);
+  if (params.batch.num_rows == 0) return absl::OkStatus();
+  if (params.batch.device == Device::kCuda) return cuda(params);
+  cpu(params);
   return absl::OkStatus();
 }
 
@@ -215,38 +218,42 @@ absl::Status SampleFromWeightsParams::Validate() const {
 }
 
 absl::Status SanitizeLogits(const SanitizeLogitsParams& params) {
-  return Dispatch(params, cpu::SanitizeLogits);
+  return Dispatch(params, cpu::SanitizeLogits, cuda::SanitizeLogits);
 }
 
 absl::Status LogSoftmax(const LogSoftmaxParams& params) {
-  return Dispatch(params, cpu::LogSoftmax);
+  return Dispatch(params, cpu::LogSoftmax, cuda::LogSoftmax);
 }
 
-absl::Status TopK(const TopKParams& params) { return Dispatch(params, cpu::TopK); }
+absl::Status TopK(const TopKParams& params) { return Dispatch(params, cpu::TopK, cuda::TopK); }
 
 absl::Status MaskTokens(const MaskTokensParams& params) {
-  return Dispatch(params, cpu::MaskTokens);
+  return Dispatch(params, cpu::MaskTokens, cuda::MaskTokens);
 }
 
 absl::Status ApplyTokenBitmask(const TokenBitmaskParams& params) {
-  return Dispatch(params, cpu::ApplyTokenBitmask);
+  return Dispatch(params, cpu::ApplyTokenBitmask, cuda::ApplyTokenBitmask);
 }
 
 absl::Status ApplyPenalties(const PenaltiesParams& params) {
   RETURN_IF_ERROR(params.Validate());
   if (!params.token_ids_checked) RETURN_IF_ERROR(params.ValidateTokenIds());
-  if (params.batch.num_rows > 0) cpu::ApplyPenalties(params);
+  if (params.batch.num_rows == 0) return absl::OkStatus();
+  if (params.batch.device == Device::kCuda) return cuda::ApplyPenalties(params);
+  cpu::ApplyPenalties(params);
   return absl::OkStatus();
 }
 
-absl::Status Argmax(const ArgmaxParams& params) { return Dispatch(params, cpu::Argmax); }
+absl::Status Argmax(const ArgmaxParams& params) {
+  return Dispatch(params, cpu::Argmax, cuda::Argmax);
+}
 
 absl::Status SoftmaxWeights(const SoftmaxWeightsParams& params) {
-  return Dispatch(params, cpu::SoftmaxWeights);
+  return Dispatch(params, cpu::SoftmaxWeights, cuda::SoftmaxWeights);
 }
 
 absl::Status SampleFromWeights(const SampleFromWeightsParams& params) {
-  return Dispatch(params, cpu::SampleFromWeights);
+  return Dispatch(params, cpu::SampleFromWeights, cuda::SampleFromWeights);
 }
 
 }  // namespace pagoda::kernels

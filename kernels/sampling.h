@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "kernels/device.h"
 
 namespace pagoda::kernels {
 
@@ -32,6 +33,9 @@ struct SamplingRows {
   const int32_t* rows = nullptr;  // [num_rows], strictly ascending in [0, num_seqs); null: all
   int64_t num_rows = 0;           // == num_seqs when rows is null
   int max_threads = 0;            // threads across rows: 0 OpenMP's default, 1 the calling thread
+  /// Device::kCuda: the vocabulary-sized arrays and the per-row outputs are on the device; `rows`
+  /// and the per-row settings stay on the host (kernels/cuda/sampling.h says which is which).
+  Device device = Device::kCpu;
 
   int64_t row(int64_t i) const { return rows == nullptr ? i : rows[i]; }
   /// O(num_rows): the shape, and the rows ascending and in range. `op` prefixes the message.
@@ -137,7 +141,7 @@ struct SampleFromWeightsParams {
   absl::Status Validate() const;
 };
 
-/// Each op: Validate() (and ValidateTokenIds() where not checked), then the CPU twin.
+/// Each op: Validate() (and ValidateTokenIds() where not checked), then the CPU or CUDA twin.
 absl::Status SanitizeLogits(const SanitizeLogitsParams& params);
 absl::Status LogSoftmax(const LogSoftmaxParams& params);
 absl::Status TopK(const TopKParams& params);

@@ -3,15 +3,16 @@
 #
 #   scripts/gpu-check.sh --bundle DIR   here (nvcc and the -dev packages): builds the GPU test
 #       binaries (ctest label `gpu`) with the CUDA runtime, libstdc++ and libgcc linked
-#       statically, and copies into DIR (git-ignored; gpu-bundle/ by convention):
-#         DIR/bin/      the stripped binaries
-#         DIR/lib/      the shared libraries they still load, other than glibc, the driver and
-#                       NCCL (found on the device in PyTorch's wheel)
-#         DIR/shared/   the test models (stories260K)
-#         DIR/ldd.txt   what each binary loads, as ldd reports it here
-#   scripts/gpu-check.sh --run DIR      on the device machine: runs every binary of DIR/bin with
-#       DIR/lib on the loader path and writes, under OUT ($OUT, the device tool's folder, or
-#       ./gpu-check-out), at most five files (the device tool returns 8): summary.txt (one line
+#       statically, and packs into DIR (git-ignored; gpu-bundle/ by convention):
+#         DIR/payload.tar.xz  bin/ (the stripped binaries), lib/ (the shared libraries they
+#                             still load, other than glibc, the driver and NCCL, which PyTorch's
+#                             wheel has on the device; cuBLAS is dlopened from its wheel too) and
+#                             shared/ (the test models, stories260K); xz keeps it under the
+#                             device tool's 64 MiB carry limit
+#         DIR/ldd.txt         what each binary loads, as ldd reports it here
+#   scripts/gpu-check.sh --run DIR      on the device machine: unpacks the payload, runs every
+#       binary of its bin/ with its lib/ on the loader path and writes, under OUT ($OUT, the
+#       device tool's folder, or ./gpu-check-out), at most five files (the device tool returns 8): summary.txt (one line
 #       per binary), tests.log (every binary's output, one after another), junit.tar.gz (their
 #       JUnit XML), nvidia-smi.txt and, when it ran, fallback-build.log. Exits 1 when a test failed
 #       or a binary did not start. If no binary starts (a loader error), it tries the fallback
@@ -26,9 +27,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test gemm_cuda_test
-           rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test
-           paged_attention_cuda_test nccl_communicator_test)
+GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test
+           gemm_cuda_test rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test
+           paged_attention_cuda_test sampling_cuda_test nccl_communicator_test)
 
 usage() {
   echo "usage: $0 --bundle DIR | --run DIR" >&2
@@ -83,21 +84,40 @@ bundle() {
     "-DCMAKE_EXE_LINKER_FLAGS=-static-libstdc++ -static-libgcc -Wl,--as-needed" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
   rm -rf "$dir"
-  mkdir -p "$dir/bin" "$dir/lib" "$dir/shared/models"
+  local payload="$dir/payload"
+  mkdir -p "$payload/bin" "$payload/lib" "$payload/shared/models"
   : >"$dir/ldd.txt"
   for t in "${GPU_TESTS[@]}"; do
-    cp "$build_dir/tests/$t" "$dir/bin/$t"
-    strip --strip-unneeded "$dir/bin/$t"
-    { echo "== $t"; ldd "$dir/bin/$t"; } >>"$dir/ldd.txt"
+    cp "$build_dir/tests/$t" "$payload/bin/$t"
+    strip --strip-unneeded "$payload/bin/$t"
+    { echo "== $t"; ldd "$payload/bin/$t"; } >>"$dir/ldd.txt"
     # Copy each non-system library it loads (resolved here) into lib/.
-    ldd "$dir/bin/$t" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
-      is_system_lib "$name" || cp -L -n "$path" "$dir/lib/$name"
+    ldd "$payload/bin/$t" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
+      is_system_lib "$name" || cp -L -n "$path" "$payload/lib/$name"
     done
   done
-  cp -r "$shared/models/stories260K" "$dir/shared/models/"
-  echo "gpu-check: bundled ${#GPU_TESTS[@]} binaries into $dir ($(du -sh "$dir" | cut -f1));" \
-    "libraries still loaded dynamically (besides glibc and the driver):"
-  ls "$dir/lib" | sed 's/^/  /'
+  cp -r "$shared/models/stories260K" "$payload/shared/models/"
+  local size
+  size=$(du -sh "$payload" | cut -f1)
+  # xz: the binaries and OpenBLAS (36 MB) would pass the device tool's 64 MiB carry limit as
+  # they are.
+  tar -C "$payload" -cJf "$dir/payload.tar.xz" .
+  rm -rf "$payload"
+  echo "gpu-check: bundled ${#GPU_TESTS[@]} binaries into $dir ($size, $(du -sh "$dir" | cut -f1)" \
+    "compressed); libraries still loaded dynamically (besides glibc and the driver):"
+  grep -o '^\s*lib[^ ]*' "$dir/ldd.txt" | sort -u | while read -r name; do
+    is_system_lib "$name" || echo "  $name"
+  done
+}
+
+# Unpacks DIR/payload.tar.xz (bin/, lib/, shared/) into a new folder and prints its path.
+unpack() {
+  local dir=$1 work
+  work=$(mktemp -d)
+  tar -C "$work" -xJf "$dir/payload.tar.xz" 2>/dev/null ||
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+      "$dir/payload.tar.xz" "$work"
+  echo "$work"
 }
 
 run_one() {  # run_one BINARY LOGDIR -> prints a summary line
@@ -123,7 +143,7 @@ run_one() {  # run_one BINARY LOGDIR -> prints a summary line
 
 run() {
   local dir out
-  dir=$(cd "$1" && pwd)
+  dir=$(unpack "$(cd "$1" && pwd)")
   out=${OUT:-$PWD/gpu-check-out}
   mkdir -p "$out"
   local logs

@@ -11,6 +11,7 @@
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rotary.h"
+#include "kernels/cuda/sampling.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -36,5 +37,16 @@ absl::Status ApplyRotary(const RotaryParams&) { return NoCuda("rotary"); }
 absl::Status WriteKvCache(const KvCacheWriteParams&) { return NoCuda("kv_cache_write"); }
 absl::Status CopyBlocks(const BlockCopyParams&) { return NoCuda("block_copy"); }
 absl::Status PagedAttention(const PagedAttentionParams&) { return NoCuda("paged_attention"); }
+absl::Status SanitizeLogits(const SanitizeLogitsParams&) { return NoCuda("sanitize_logits"); }
+absl::Status LogSoftmax(const LogSoftmaxParams&) { return NoCuda("log_softmax"); }
+absl::Status TopK(const TopKParams&) { return NoCuda("top_k"); }
+absl::Status MaskTokens(const MaskTokensParams&) { return NoCuda("mask_tokens"); }
+absl::Status ApplyTokenBitmask(const TokenBitmaskParams&) { return NoCuda("token_bitmask"); }
+absl::Status Argmax(const ArgmaxParams&) { return NoCuda("argmax"); }
+absl::Status SoftmaxWeights(const SoftmaxWeightsParams&) { return NoCuda("softmax_weights"); }
+absl::Status ApplyPenalties(const PenaltiesParams&) { return NoCuda("penalties"); }
+absl::Status SampleFromWeights(const SampleFromWeightsParams&) {
+  return NoCuda("sample_from_weights");
+}
 
 }  // namespace pagoda::kernels::cuda

@@ -7,6 +7,7 @@
 #include "kernels/cuda/device_memory.h"
 #include "kernels/gemm.h"
 #include "kernels/rms_norm.h"
+#include "kernels/sampling.h"
 #include "kernels/tensor.h"
 
 namespace pagoda {
@@ -51,6 +52,23 @@ TEST(CudaUnavailable, GemmOnCudaIsFailedPrecondition) {
                                           .n = 2,
                                           .k = k,
                                           .device = Device::kCuda});
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  }
+}
+
+TEST(CudaUnavailable, SamplingOnCudaIsFailedPrecondition) {
+  if (kernels::cuda::DeviceCount() > 0) GTEST_SKIP() << "a CUDA device is present";
+  std::vector<float> logits(2 * 5, 0.0f);
+  std::vector<int32_t> ids(2);
+  const std::vector<int32_t> rows = {1};
+  for (const int32_t* selected : {static_cast<const int32_t*>(nullptr), rows.data()}) {
+    const kernels::SamplingRows batch{.num_seqs = 2,
+                                      .vocab_size = 5,
+                                      .rows = selected,
+                                      .num_rows = selected == nullptr ? 2 : 1,
+                                      .device = Device::kCuda};
+    const absl::Status s =
+        kernels::Argmax({.batch = batch, .logits = logits.data(), .token_ids = ids.data()});
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   }
 }
