@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +14,7 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/internal/cublas.h"
 #include "kernels/cuda/internal/cuda_status.h"
+#include "kernels/cuda/internal/device_scratch.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -37,24 +37,11 @@ __global__ void RoundKernel(const float* __restrict__ in, Half* __restrict__ out
   }
 }
 
-// This thread's device buffer for the rounded activations, grown to `bytes` when smaller. Freeing
-// the old one (cudaFree) waits for the work queued before, which may still read it.
-absl::StatusOr<void*> Scratch(int64_t bytes) {
-  thread_local std::shared_ptr<void> buffer;
-  thread_local int64_t capacity = 0;
-  if (bytes > capacity) {
-    buffer.reset();
-    capacity = 0;
-    ASSIGN_OR_RETURN(buffer, AllocateZeroed(bytes));
-    capacity = bytes;
-  }
-  return buffer.get();
-}
-
 // A rounded to Half in this thread's scratch buffer.
 template <typename Half>
 absl::StatusOr<const void*> RoundActivations(const float* a, int64_t count) {
-  ASSIGN_OR_RETURN(void* scratch, Scratch(count * static_cast<int64_t>(sizeof(Half))));
+  thread_local internal::DeviceScratch rounded;
+  ASSIGN_OR_RETURN(void* scratch, rounded.Get(count * static_cast<int64_t>(sizeof(Half))));
   const unsigned int blocks = static_cast<unsigned int>(
       std::min<int64_t>(internal::BlocksFor(count, kThreads), kMaxBlocks));
   RoundKernel<Half><<<blocks, kThreads>>>(a, static_cast<Half*>(scratch), count);

@@ -7,12 +7,12 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 
 #include "common/status_macros.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/internal/device_math.cuh"
+#include "kernels/cuda/internal/device_scratch.h"
 #include "kernels/cuda/sampling.h"
 
 namespace pagoda::kernels::cuda {
@@ -43,17 +43,11 @@ enum Slot {
 template <typename T>
 absl::StatusOr<const T*> Upload(Slot slot, const T* host, int64_t count) {
   if (host == nullptr || count <= 0) return static_cast<const T*>(nullptr);
-  thread_local std::array<std::shared_ptr<void>, kNumSlots> buffers;
-  thread_local std::array<int64_t, kNumSlots> capacity{};
+  thread_local std::array<internal::DeviceScratch, kNumSlots> buffers;
   const int64_t bytes = count * static_cast<int64_t>(sizeof(T));
-  if (bytes > capacity[slot]) {
-    buffers[slot].reset();
-    capacity[slot] = 0;
-    ASSIGN_OR_RETURN(buffers[slot], AllocateZeroed(bytes));
-    capacity[slot] = bytes;
-  }
-  RETURN_IF_ERROR(CopyBytes(buffers[slot].get(), host, bytes));
-  return static_cast<const T*>(buffers[slot].get());
+  ASSIGN_OR_RETURN(void* buffer, buffers[slot].Get(bytes));
+  RETURN_IF_ERROR(CopyBytes(buffer, host, bytes));
+  return static_cast<const T*>(buffer);
 }
 
 // The batch row that block `i` works on.
@@ -584,19 +578,13 @@ absl::Status ApplyPenalties(const PenaltiesParams& p) {
   ASSIGN_OR_RETURN(const int32_t* output_ids,
                    Upload(kIds2Slot, p.output_token_ids, p.output_offsets[b.num_seqs]));
   // The marks: [num_rows, vocab_size] int32, this thread's buffer, zeroed in stream order.
-  thread_local std::shared_ptr<void> marks;
-  thread_local int64_t capacity = 0;
+  thread_local internal::DeviceScratch scratch;
   const int64_t bytes = b.num_rows * b.vocab_size * static_cast<int64_t>(sizeof(int32_t));
-  if (bytes > capacity) {
-    marks.reset();
-    capacity = 0;
-    ASSIGN_OR_RETURN(marks, AllocateZeroed(bytes));
-    capacity = bytes;
-  }
-  RETURN_IF_ERROR(internal::CudaStatus(cudaMemsetAsync(marks.get(), 0, bytes), "penalties"));
+  ASSIGN_OR_RETURN(void* marks, scratch.Get(bytes));
+  RETURN_IF_ERROR(internal::CudaStatus(cudaMemsetAsync(marks, 0, bytes), "penalties"));
   PenaltiesKernel<<<Blocks(b), kThreads>>>(p.logits, repetition, frequency, presence,
                                            prompt_offsets, prompt_ids, output_offsets, output_ids,
-                                           static_cast<int32_t*>(marks.get()), rows, b.vocab_size);
+                                           static_cast<int32_t*>(marks), rows, b.vocab_size);
   return internal::LaunchStatus("penalties");
 }
 
