@@ -4,17 +4,18 @@
 #   scripts/gpu-check.sh --bundle DIR   here (nvcc and the -dev packages): builds the GPU test
 #       binaries (ctest label `gpu`) with the CUDA runtime, libstdc++ and libgcc linked
 #       statically, and packs into DIR (git-ignored; gpu-bundle/ by convention):
-#         DIR/payload.tar.xz  bin/ (the stripped binaries), lib/ (the shared libraries they
-#                             still load, other than glibc, the driver and NCCL, which PyTorch's
-#                             wheel has on the device; cuBLAS is dlopened from its wheel too) and
-#                             shared/ (the test models, stories260K); xz keeps it under the
-#                             device tool's 64 MiB carry limit
+#         DIR/payload.tar.xz  bin/ (the stripped test binaries), bench/ (the benchmarks), lib/
+#                             (the shared libraries they still load, other than glibc, the
+#                             driver and NCCL, which PyTorch's wheel has on the device; cuBLAS is
+#                             dlopened from its wheel too) and shared/ (the test model,
+#                             stories260K); xz keeps it under the device tool's 64 MiB carry limit
 #         DIR/ldd.txt         what each binary loads, as ldd reports it here
 #   scripts/gpu-check.sh --run DIR      on the device machine: unpacks the payload, runs every
-#       binary of its bin/ with its lib/ on the loader path and writes, under OUT ($OUT, the
-#       device tool's folder, or ./gpu-check-out), at most five files (the device tool returns 8): summary.txt (one line
-#       per binary), tests.log (every binary's output, one after another), junit.tar.gz (their
-#       JUnit XML), nvidia-smi.txt and, when it ran, fallback-build.log. Exits 1 when a test failed
+#       binary of its bin/, then of its bench/, with its lib/ on the loader path, and writes under
+#       OUT ($OUT, the device tool's folder, or ./gpu-check-out) at most six files (the device
+#       tool returns 8): summary.txt (one line per test binary), tests.log (every test binary's
+#       output, one after another), junit.tar.gz (their JUnit XML), bench.txt (the benchmarks'
+#       output), nvidia-smi.txt and, when it ran, fallback-build.log. Exits 1 when a test failed
 #       or a binary did not start. If no binary starts (a loader error), it tries the fallback
 #       the issue allows: building the same targets from the carried source tree (which needs
 #       the -dev packages there).
@@ -23,13 +24,16 @@
 #   run(command="scripts/gpu-check.sh --run gpu-bundle", carry=["gpu-bundle"], timeout_s=600)
 #
 # Environment: BUILD_DIR (default build-gpu-bundle), JOBS (default 2), PAGODA_SHARED_DIR (where
-# models/stories260K is; default ../shared beside the repository), TEST_TIMEOUT_S (default 300).
+# models/stories260K is; default ../shared beside the repository), TEST_TIMEOUT_S (default 300),
+# BENCH_TIMEOUT_S (default 180).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test embedding_cuda_test
            gemm_cuda_test rotary_cuda_test kv_cache_write_cuda_test block_copy_cuda_test
            paged_attention_cuda_test sampling_cuda_test nccl_communicator_test)
+# Benchmarks (benchmarks/): run after the tests, their output in bench.txt.
+GPU_BENCHMARKS=(cuda_gemm_benchmark)
 
 usage() {
   echo "usage: $0 --bundle DIR | --run DIR" >&2
@@ -70,9 +74,9 @@ build_targets() {  # build_targets BUILD_DIR [extra cmake args...]
   local build_dir=$1
   shift
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPAGODA_CUDA=ON \
-    -DPAGODA_BUILD_BENCHMARKS=OFF "$@" >/dev/null
+    -DPAGODA_BUILD_BENCHMARKS=ON "$@" >/dev/null
   local targets=()
-  for t in "${GPU_TESTS[@]}"; do targets+=(--target "$t"); done
+  for t in "${GPU_TESTS[@]}" "${GPU_BENCHMARKS[@]}"; do targets+=(--target "$t"); done
   cmake --build "$build_dir" -j"${JOBS:-2}" "${targets[@]}"
 }
 
@@ -85,14 +89,21 @@ bundle() {
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
   rm -rf "$dir"
   local payload="$dir/payload"
-  mkdir -p "$payload/bin" "$payload/lib" "$payload/shared/models"
+  mkdir -p "$payload/bin" "$payload/bench" "$payload/lib" "$payload/shared/models"
   : >"$dir/ldd.txt"
-  for t in "${GPU_TESTS[@]}"; do
-    cp "$build_dir/tests/$t" "$payload/bin/$t"
-    strip --strip-unneeded "$payload/bin/$t"
-    { echo "== $t"; ldd "$payload/bin/$t"; } >>"$dir/ldd.txt"
+  local t binary
+  for t in "${GPU_TESTS[@]}" "${GPU_BENCHMARKS[@]}"; do
+    if [ -e "$build_dir/tests/$t" ]; then
+      binary="$payload/bin/$t"
+      cp "$build_dir/tests/$t" "$binary"
+    else
+      binary="$payload/bench/$t"
+      cp "$build_dir/benchmarks/$t" "$binary"
+    fi
+    strip --strip-unneeded "$binary"
+    { echo "== $t"; ldd "$binary"; } >>"$dir/ldd.txt"
     # Copy each non-system library it loads (resolved here) into lib/.
-    ldd "$payload/bin/$t" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
+    ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
       is_system_lib "$name" || cp -L -n "$path" "$payload/lib/$name"
     done
   done
@@ -103,7 +114,7 @@ bundle() {
   # they are.
   tar -C "$payload" -cJf "$dir/payload.tar.xz" .
   rm -rf "$payload"
-  echo "gpu-check: bundled ${#GPU_TESTS[@]} binaries into $dir ($size, $(du -sh "$dir" | cut -f1)" \
+  echo "gpu-check: bundled ${#GPU_TESTS[@]} tests and ${#GPU_BENCHMARKS[@]} benchmarks into $dir ($size, $(du -sh "$dir" | cut -f1)" \
     "compressed); libraries still loaded dynamically (besides glibc and the driver):"
   grep -o '^\s*lib[^ ]*' "$dir/ldd.txt" | sort -u | while read -r name; do
     is_system_lib "$name" || echo "  $name"
@@ -183,6 +194,13 @@ run() {
     echo "===== $(basename "$log" .log)"
     cat "$log"
   done >"$out/tests.log"
+  local bench
+  for bench in "$dir"/bench/*; do
+    [ -e "$bench" ] || continue
+    echo "===== $(basename "$bench")"
+    timeout "${BENCH_TIMEOUT_S:-180}" "$bench" --benchmark_repetitions=3 \
+      --benchmark_report_aggregates_only=true 2>&1 || echo "(exit status $?)"
+  done >"$out/bench.txt"
   (cd "$logs" && tar czf "$out/junit.tar.gz" ./*.xml 2>/dev/null) || true
   [ "$bad" = 0 ] && echo "gpu-check: all passed" | tee -a "$summary" && return 0
   echo "gpu-check: FAILURES (see logs/)" | tee -a "$summary"
