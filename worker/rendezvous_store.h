@@ -8,6 +8,8 @@
 //   ASSIGN_OR_RETURN(std::string id, store.Get("g7/nccl/unique_id", absl::Seconds(30)));
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -36,8 +38,16 @@ class InMemoryRendezvousStore final : public RendezvousStore {
   absl::Status Set(const std::string& key, const std::string& value) override;
   absl::StatusOr<std::string> Get(const std::string& key, absl::Duration timeout) override;
 
+  /// Forgets the keys of `replica`'s generations before `generation` (keys
+  /// "<replica>/g<generation>/...", as WorkerRuntime names them), so that a rank 0 re-initialised
+  /// again and again keeps only what its live rendezvous needs. Newer generations' keys stay: a
+  /// peer may already have set them.
+  void ForgetGenerationsBefore(const std::string& replica, uint64_t generation);
+  /// Keys held.
+  size_t size() const;
+
  private:
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> values_ ABSL_GUARDED_BY(mu_);
 };
 

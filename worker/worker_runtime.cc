@@ -126,6 +126,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
       c.timeout_ms > 0 ? absl::Milliseconds(c.timeout_ms) : kDefaultCommTimeout;
   std::unique_ptr<RendezvousStore> remote;
   RendezvousStore* store = &store_;
+  // Rank 0 serves the replica's store: what earlier generations met through is done with.
+  if (c.tp_rank == 0) store_.ForgetGenerationsBefore(c.replica, c.generation);
   if (c.tp_rank != 0) {
     if (!options_.connect_store) {
       return absl::FailedPreconditionError(

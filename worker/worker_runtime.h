@@ -170,7 +170,7 @@ class WorkerRuntime {
   void Shutdown();
 
   /// Rank 0's bootstrap store, which the other ranks of its replica reach over its service.
-  RendezvousStore& bootstrap_store() { return store_; }
+  InMemoryRendezvousStore& bootstrap_store() { return store_; }
 
  private:
   // What Init builds; replaced as a whole.

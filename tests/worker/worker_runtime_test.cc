@@ -368,6 +368,28 @@ TEST_F(WorkerRuntimeTest, TwoRanksMeetThroughRankZerosStoreAndAgree) {
   }
   EXPECT_THAT(Tokens(steps[0]), ElementsAreArray(golden().greedy_ids));
   EXPECT_THAT(Tokens(steps[1]), ElementsAreArray(golden().greedy_ids));
+
+  // Re-initialised (a peer restarted): rank 0's store keeps only the live generation's keys.
+  const size_t keys_of_one_generation = rank0.bootstrap_store().size();
+  ASSERT_GT(keys_of_one_generation, 0u);
+  for (uint64_t generation : {2, 3}) {
+    on_both([&](int32_t rank) { inits[rank] = ranks[rank]->Init(Config(generation, rank, 2)); });
+    for (const auto& init : inits) ASSERT_TRUE(init.ok()) << init.status();
+    EXPECT_EQ(rank0.bootstrap_store().size(), keys_of_one_generation);
+  }
+}
+
+TEST(InMemoryRendezvousStore, ForgetsOnlyTheOlderGenerationsOfItsReplica) {
+  InMemoryRendezvousStore store;
+  for (const char* key :
+       {"0/g7/gloo/rank_0", "0/g8/gloo/rank_0", "0/g9/gloo/rank_1", "1/g2/x", "0/gx/x", "other"}) {
+    ASSERT_TRUE(store.Set(key, "v").ok());
+  }
+  store.ForgetGenerationsBefore("0", 9);
+  EXPECT_EQ(store.size(), 4u);  // 0/g9 (a newer one stays too), replica 1's, and the unparsed
+  EXPECT_TRUE(store.Get("0/g9/gloo/rank_1", absl::ZeroDuration()).ok());
+  EXPECT_TRUE(store.Get("1/g2/x", absl::ZeroDuration()).ok());
+  EXPECT_FALSE(store.Get("0/g8/gloo/rank_0", absl::ZeroDuration()).ok());
 }
 
 // --enable-expert-parallel is a flag of each pagoda-worker: ranks started differently would sum
