@@ -20,10 +20,10 @@
 //   ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(config, dir));   // safetensors
 //   ASSIGN_OR_RETURN(ModelSource gguf, ModelSource::Open("m.Q4_K_M.gguf"));
 //   ASSIGN_OR_RETURN(ModelWeights q4, LoadModelWeights(gguf));               // GGUF
-//   ASSIGN_OR_RETURN(ModelWeights bf16, LoadModelWeights(config, dir, {}, {.dtype =
-//   DType::kBF16})); ModelWeights dummy = DummyModelWeights(config, /*seed=*/0);             //
-//   --load-format dummy ASSIGN_OR_RETURN(ModelWeights shard, LoadModelWeights(config, dir, {.rank =
-//   1, .size = 2}));
+//   ASSIGN_OR_RETURN(ModelWeights bf16,
+//                    LoadModelWeights(config, dir, {}, {.dtype = DType::kBF16}));
+//   ModelWeights dummy = DummyModelWeights(config, /*seed=*/0);  // --load-format dummy
+//   ASSIGN_OR_RETURN(ModelWeights shard, LoadModelWeights(config, dir, {.rank = 1, .size = 2}));
 #pragma once
 
 #include <cstdint>
