@@ -20,10 +20,13 @@
 #include "common/model_source.h"
 #include "common/step/step.h"
 #include "common/tokenizer/tokenizer.h"
+#include "engine/engine_config.h"
+#include "engine/scheduler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/model_harness.h"
+#include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
 
@@ -266,6 +269,74 @@ TEST(GemmaSchedule, KvCacheGroupsWithLocalBlocksFreedGiveTheReference) {
     short_of_tables.more_block_tables.pop_back();
     EXPECT_EQ((*runner)->Execute({short_of_tables}).status().code(),
               absl::StatusCode::kInvalidArgument);
+  }
+}
+
+// Through the engine: the Scheduler's KVCacheManager keeps a table per KV cache group and frees
+// the local groups' blocks behind the window, an InProcessExecutor runs the plans (its StepRunner
+// applies every group's tables and deltas). The greedy tokens are the float64 reference's, and at
+// the last step the local groups hold only the blocks the window still sees while the global ones
+// hold every block. A second request with the same prompt hits the prefix cache in every group.
+TEST(GemmaEngine, KvCacheGroupsFreeLocalBlocksAndKeepTheReference) {
+  constexpr int64_t kBlockSize = 4;
+  for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
+    SCOPED_TRACE(path);
+    const std::string name = path.substr(0, path.find_first_of("_."));
+    const Expected expected = LoadExpected(name);
+    ASSERT_FALSE(expected.greedy.empty());
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
+    ASSERT_TRUE(model.ok()) << model.status();
+    absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    constexpr int64_t kNumBlocks = 64;
+    absl::StatusOr<std::unique_ptr<InProcessExecutor>> executor = InProcessExecutor::Create(
+        model->config(), std::move(*weights),
+        {.num_device_blocks = kNumBlocks, .block_size = kBlockSize, .kv_cache_groups = true});
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    const ExecutorInfo& info = (*executor)->info();
+    ASSERT_GT(info.kv_group_windows.size(), 1u);
+    EXPECT_EQ(info.sliding_window, 0);
+    const EngineConfig config{
+        .max_num_seqs = 4, .max_num_batched_tokens = 4, .enable_prefix_caching = true};
+    ASSERT_TRUE(config.Validate(info).ok()) << config.Validate(info).message();
+    Scheduler scheduler(config, info, {});
+    const int32_t steps = static_cast<int32_t>(expected.greedy.size());
+    for (const std::string id : {"a", "b"}) {
+      EngineRequest request{.request_id = id, .prompt_token_ids = expected.prompt};
+      request.params.temperature = 0;
+      request.params.max_tokens = steps;
+      request.params.ignore_eos = true;
+      ASSERT_TRUE(scheduler.AddRequest(std::move(request)).ok());
+      std::vector<int32_t> tokens;
+      int64_t last_used = 0;
+      for (int guard = 0; guard < 100 && scheduler.HasUnfinishedRequests(); ++guard) {
+        std::optional<ScheduledStep> step = scheduler.Schedule();
+        ASSERT_TRUE(step.has_value());
+        ASSERT_TRUE(scheduler.kv_cache().CheckInvariants().ok());
+        // (A last plan may only release the finished sequence.)
+        if (!step->plan.new_sequences.empty() || !step->plan.cached_sequences.empty()) {
+          last_used = kNumBlocks - scheduler.kv_cache().NumFreeBlocks();
+        }
+        absl::StatusOr<StepResult> result = (*executor)->Submit(std::move(step->plan)).get();
+        ASSERT_TRUE(result.ok()) << result.status();
+        for (const SequenceUpdate& u : scheduler.ApplyResult(*result)) {
+          tokens.insert(tokens.end(), u.new_token_ids.begin(), u.new_token_ids.end());
+        }
+      }
+      EXPECT_EQ(tokens, expected.greedy) << "request " << id;
+      // The last step computed position p: a local group has freed the blocks wholly before
+      // p - window + 1; request b shares a's cached prompt blocks, which a had given back.
+      const int64_t p = static_cast<int64_t>(expected.prompt.size()) + steps - 2;
+      const int64_t num_blocks = (p + 1 + kBlockSize - 1) / kBlockSize;
+      int64_t held = 0;
+      for (int64_t window : info.kv_group_windows) {
+        held += num_blocks - (window == 0 ? 0 : std::max<int64_t>(0, p - window + 1) / kBlockSize);
+      }
+      EXPECT_LT(held, static_cast<int64_t>(info.kv_group_windows.size()) * num_blocks);
+      EXPECT_EQ(last_used, held) << "request " << id;
+    }
+    EXPECT_GT(scheduler.kv_cache().prefix_cache_hits(), 0);
+    EXPECT_EQ(scheduler.kv_cache().NumFreeBlocks(), kNumBlocks);
   }
 }
 
