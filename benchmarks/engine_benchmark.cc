@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
+#include "common/kv_cache_groups.h"
 #include "engine/engine_config.h"
 #include "engine/scheduler.h"
 #include "engine/simulated_executor.h"
@@ -229,6 +230,62 @@ void BM_SlidingWindowKv(benchmark::State& state) {
   state.SetLabel(window > 0 ? absl::StrCat("window ", window) : "full attention");
 }
 BENCHMARK(BM_SlidingWindowKv)->Arg(0)->Arg(1024)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// --- Hybrid (Gemma-3-shaped) KV memory --------------------------------------------------------
+// The trace of BM_SlidingWindowKv on a Gemma-3-1B-shaped model: 26 layers, every 6th global, the
+// others sliding a window of 1024. Arg 0 keeps every block (one table for all layers: a block holds
+// 26 layers); arg 1 uses KV cache groups (common/kv_cache_groups.h: 7 groups of up to K = 4 layers,
+// a block holds 4 layers, the local groups free behind the window). Both get the same memory,
+// counted in layer-blocks (one layer's K and V of one block): 4160 blocks of 26 layers.
+void BM_HybridWindowKv(benchmark::State& state) {
+  const bool grouped = state.range(0) != 0;
+  const int64_t num_requests = 16;
+  const int64_t prompt_len = 512;
+  const int32_t output_len = 3584;
+  const int64_t max_model_len = 4096;
+  const int64_t window = 1024;
+  std::vector<int64_t> layer_windows;
+  for (int l = 0; l < 26; ++l) layer_windows.push_back((l + 1) % 6 == 0 ? 0 : window);
+  const KvCacheGroups groups = PlanKvCacheGroups(layer_windows);
+  const int64_t layers_per_block = grouped ? groups.num_slots : 26;
+  const int64_t memory_layer_blocks = (num_requests * max_model_len / kBlockSize + 64) * 26;
+  const int64_t num_blocks = memory_layer_blocks / layers_per_block;
+  for (auto _ : state) {
+    ExecutorInfo info = Info(num_blocks, max_model_len);
+    if (grouped) info.kv_group_windows = groups.windows;
+    SimulatedExecutor executor({.info = info, .eos_token_ids = {kEos}});
+    EngineConfig config{.max_num_seqs = 256, .max_num_batched_tokens = 2048};
+    if (absl::Status s = config.Validate(executor.info()); !s.ok()) Die(std::string(s.message()));
+    Scheduler scheduler(config, executor.info(), executor.eos_token_ids());
+    for (int64_t i = 0; i < num_requests; ++i) {
+      std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
+      for (int64_t t = 0; t < prompt_len; ++t)
+        prompt[t] = static_cast<int32_t>(3 + (i * 7919 + t) % 30000);
+      absl::Status s =
+          scheduler.AddRequest(MakeRequest(absl::StrCat("r", i), std::move(prompt), output_len, i));
+      if (!s.ok()) Die(std::string(s.message()));
+    }
+    int64_t peak = 0;
+    double used = 0;
+    double peak_usage = 0;
+    const int64_t steps = RunToCompletion(scheduler, executor, [&] {
+      const int64_t now = UsedBlocks(scheduler, num_blocks);
+      peak = std::max(peak, now);
+      used += static_cast<double>(now);
+      peak_usage = std::max(peak_usage, scheduler.stats().kv_cache_usage);
+    });
+    state.counters["groups"] = grouped ? groups.num_groups() : 1;
+    state.counters["peak_blocks"] = static_cast<double>(peak);
+    state.counters["peak_layer_blocks"] = static_cast<double>(peak * layers_per_block);
+    state.counters["mean_layer_blocks"] =
+        used * static_cast<double>(layers_per_block) / static_cast<double>(steps);
+    state.counters["peak_kv_usage_pct"] = 100.0 * peak_usage;
+    state.counters["steps"] = static_cast<double>(steps);
+    state.counters["preemptions"] = static_cast<double>(scheduler.stats().num_preemptions);
+  }
+  state.SetLabel(grouped ? "KV cache groups" : "all blocks kept");
+}
+BENCHMARK(BM_HybridWindowKv)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // --- Scheduler cost per step --------------------------------------------------------------------
 // R sequences with C-token prompts, prefilled, then in decode steady state (every sequence

@@ -47,7 +47,7 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
   // sliding window a whole context holds only its window's blocks.
   const int64_t context = max_model_len > 0 ? max_model_len : info.max_model_len;
   const int64_t held = PeakSequenceTokens(info, context);
-  const int64_t context_blocks = held / info.block_size + (held % info.block_size != 0);
+  const int64_t context_blocks = PeakSequenceBlocks(info, context);
   if (info.num_device_blocks < context_blocks) {
     const int64_t cache_tokens = info.num_device_blocks * info.block_size;
     return absl::InvalidArgumentError(absl::StrCat(
@@ -56,6 +56,10 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
         held < context ? absl::StrCat(" (of which a sequence holds at most ", held,
                                       " under the model's sliding window)")
                        : "",
+        info.kv_group_windows.empty()
+            ? ""
+            : absl::StrCat(" (a sequence holds up to ", context_blocks, " blocks over its ",
+                           info.kv_group_windows.size(), " KV cache groups)"),
         ": give it more memory (--kv-cache-memory-gib or --num-gpu-blocks-override) or lower "
         "--max-model-len to at most ",
         cache_tokens));
@@ -100,10 +104,25 @@ absl::StatusOr<SchedulerKind> ParseSchedulerKind(const std::string& text) {
 }
 
 int64_t EngineConfig::PeakSequenceTokens(const ExecutorInfo& info, int64_t length) const {
-  if (info.sliding_window <= 0 || scheduler == SchedulerKind::kStatic) return length;
+  return PeakTokensUnderWindow(info.sliding_window, info.block_size, length);
+}
+
+int64_t EngineConfig::PeakTokensUnderWindow(int64_t window, int64_t block_size,
+                                            int64_t length) const {
+  if (window <= 0 || scheduler == SchedulerKind::kStatic) return length;
   const int64_t step =
       max_num_batched_tokens + num_scheduler_steps + speculative.num_speculative_tokens;
-  return std::min(length, info.sliding_window + step + info.block_size);
+  return std::min(length, window + step + block_size);
+}
+
+int64_t EngineConfig::PeakSequenceBlocks(const ExecutorInfo& info, int64_t length) const {
+  const int64_t bs = info.block_size;
+  if (info.kv_group_windows.empty()) return (PeakSequenceTokens(info, length) + bs - 1) / bs;
+  int64_t blocks = 0;
+  for (int64_t window : info.kv_group_windows) {
+    blocks += (PeakTokensUnderWindow(window, bs, length) + bs - 1) / bs;
+  }
+  return blocks;
 }
 
 }  // namespace pagoda

@@ -39,6 +39,12 @@ struct EngineConfig {
   /// model slides a window over every layer (info.sliding_window) and sequences are paged, the
   /// window plus one step's new positions and a block of alignment.
   int64_t PeakSequenceTokens(const ExecutorInfo& info, int64_t length) const;
+  /// The most KV blocks a sequence of `length` tokens holds at once, over every KV cache group
+  /// (info.kv_group_windows): a block per group for each block of tokens, a sliding group's
+  /// capped as PeakSequenceTokens caps a uniform window's.
+  int64_t PeakSequenceBlocks(const ExecutorInfo& info, int64_t length) const;
+  /// PeakSequenceTokens for one window (0: none).
+  int64_t PeakTokensUnderWindow(int64_t window, int64_t block_size, int64_t length) const;
 };
 
 absl::StatusOr<PreemptionMode> ParsePreemptionMode(const std::string& text);

@@ -13,34 +13,58 @@ namespace {
 int32_t HostEntry(int32_t host_block) { return -(host_block + 1); }
 int32_t HostBlockOf(int32_t entry) { return -entry - 1; }
 
+std::vector<int64_t> GroupWindows(const KVCacheManager::Options& options) {
+  if (options.group_sliding_windows.empty()) return {options.sliding_window};
+  PAGODA_CHECK(options.sliding_window == 0)
+      << "sliding_window and group_sliding_windows are exclusive";
+  return options.group_sliding_windows;
+}
+
 }  // namespace
 
 KVCacheManager::KVCacheManager(const Options& options)
     : block_size_(options.block_size),
-      sliding_window_(options.sliding_window),
+      windows_(GroupWindows(options)),
       device_(options.num_device_blocks, options.enable_prefix_caching),
       host_(options.num_host_blocks, /*enable_caching=*/false),
       pins_(options.num_device_blocks, 0) {
   PAGODA_CHECK(options.block_size >= 1) << "block_size must be positive";
-  PAGODA_CHECK(options.sliding_window >= 0) << "sliding_window must not be negative";
+  for (int64_t window : windows_) {
+    PAGODA_CHECK(window >= 0) << "sliding windows must not be negative";
+  }
+}
+
+BlockHash KVCacheManager::GroupBlockHash(const BlockHash& hash, int group) {
+  if (group == 0) return hash;
+  return HashBlockTokens(hash, {}, static_cast<uint64_t>(group));
 }
 
 PrefixMatch KVCacheManager::GetComputedBlocks(absl::Span<const int32_t> token_ids,
                                               uint64_t extra_key) const {
   PrefixMatch match;
+  match.more_block_ids.resize(windows_.size() - 1);
   if (!device_.caching_enabled()) return match;
   match.extra_key = extra_key;
   match.num_queried_tokens = static_cast<int64_t>(token_ids.size());
   if (token_ids.empty()) return match;
   // The last token is always computed, so that the step has logits to sample from.
   const size_t max_blocks = (token_ids.size() - 1) / block_size_;
+  std::vector<int32_t> more(windows_.size() - 1);
   BlockHash parent;
   for (size_t i = 0; i < max_blocks; ++i) {
     const BlockHash hash =
         HashBlockTokens(parent, token_ids.subspan(i * block_size_, block_size_), extra_key);
     const int32_t block = device_.Lookup(hash);
     if (block < 0) break;
+    // A hit must hold in every group.
+    bool all = true;
+    for (size_t g = 1; g < windows_.size() && all; ++g) {
+      more[g - 1] = LookupGroup(hash, static_cast<int>(g));
+      all = more[g - 1] >= 0;
+    }
+    if (!all) break;
     match.block_ids.push_back(block);
+    for (size_t g = 1; g < windows_.size(); ++g) match.more_block_ids[g - 1].push_back(more[g - 1]);
     match.block_hashes.push_back(hash);
     parent = hash;
   }
@@ -66,8 +90,10 @@ std::vector<BlockHash> KVCacheManager::PrefixBlockHashes(absl::Span<const int32_
 int64_t KVCacheManager::NumLeadingCachedBlocks(absl::Span<const BlockHash> block_hashes) const {
   if (!device_.caching_enabled()) return 0;
   int64_t n = 0;
-  while (n < static_cast<int64_t>(block_hashes.size()) && device_.Lookup(block_hashes[n]) >= 0) {
-    ++n;
+  for (; n < static_cast<int64_t>(block_hashes.size()); ++n) {
+    for (int g = 0; g < num_groups(); ++g) {
+      if (LookupGroup(block_hashes[n], g) < 0) return n;
+    }
   }
   return n;
 }
@@ -87,7 +113,10 @@ void KVCacheManager::CacheBlocks(SeqHandle seq, absl::Span<const int32_t> token_
     state.block_hashes.push_back(hash);
     // false for a duplicate: this copy stays private. A block freed behind the window keeps only
     // its hash, the parent of the next.
-    if (state.blocks[i] != kFreedBlockId) device_.CacheBlock(state.blocks[i], hash);
+    for (int g = 0; g < num_groups(); ++g) {
+      const int32_t block = state.tables[g].blocks[i];
+      if (block != kFreedBlockId) device_.CacheBlock(block, GroupBlockHash(hash, g));
+    }
     parent = hash;
   }
 }
@@ -107,17 +136,24 @@ int64_t KVCacheManager::NumBlocksNeeded(SeqHandle seq, int64_t num_new_tokens,
     for (int32_t block : prefix->block_ids) {
       if (device_.RefCount(block) == 0) ++cost;  // leaves the free list
     }
+    for (const std::vector<int32_t>& ids : prefix->more_block_ids) {
+      for (int32_t block : ids) {
+        if (device_.RefCount(block) == 0) ++cost;
+      }
+    }
     num_tokens = prefix->num_computed_tokens;
     num_blocks = static_cast<int64_t>(prefix->block_ids.size());
   } else if (state != nullptr) {
     num_tokens = state->num_tokens;
-    num_blocks = static_cast<int64_t>(state->blocks.size());
+    num_blocks = static_cast<int64_t>(state->tables[0].blocks.size());
   }
   const int64_t needed = BlocksFor(num_tokens + num_new_tokens + num_lookahead_tokens);
-  cost += std::max<int64_t>(0, needed - num_blocks);
+  cost += num_groups() * std::max<int64_t>(0, needed - num_blocks);
   if (state != nullptr) {
-    for (int64_t i = num_tokens / block_size_; i < std::min(num_blocks, needed); ++i) {
-      if (Shared(state->blocks[i])) ++cost;  // copy-on-write
+    for (const Table& table : state->tables) {
+      for (int64_t i = num_tokens / block_size_; i < std::min(num_blocks, needed); ++i) {
+        if (Shared(table.blocks[i])) ++cost;  // copy-on-write
+      }
     }
   }
   return cost;
@@ -130,18 +166,24 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
   }
   auto [it, inserted] = seqs_.try_emplace(seq);
   SeqState& state = it->second;
+  if (inserted) state.tables.resize(windows_.size());
   if (prefix != nullptr) {
     PAGODA_CHECK(prefix->block_ids.size() == prefix->block_hashes.size() &&
+                 prefix->more_block_ids.size() + 1 == windows_.size() &&
                  prefix->num_computed_tokens ==
                      static_cast<int64_t>(prefix->block_ids.size()) * block_size_)
         << "malformed PrefixMatch";
-    for (size_t i = 0; i < prefix->block_ids.size(); ++i) {
-      const BlockHash* hash = device_.HashOf(prefix->block_ids[i]);
-      PAGODA_CHECK(hash != nullptr && *hash == prefix->block_hashes[i])
-          << "stale PrefixMatch: a block was evicted since GetComputedBlocks";
-      device_.IncRef(prefix->block_ids[i]);
+    for (int g = 0; g < num_groups(); ++g) {
+      const std::vector<int32_t>& ids = g == 0 ? prefix->block_ids : prefix->more_block_ids[g - 1];
+      PAGODA_CHECK(ids.size() == prefix->block_hashes.size()) << "malformed PrefixMatch";
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const BlockHash* hash = device_.HashOf(ids[i]);
+        PAGODA_CHECK(hash != nullptr && *hash == GroupBlockHash(prefix->block_hashes[i], g))
+            << "stale PrefixMatch: a block was evicted since GetComputedBlocks";
+        device_.IncRef(ids[i]);
+      }
+      state.tables[g].blocks = ids;
     }
-    state.blocks = prefix->block_ids;
     state.block_hashes = prefix->block_hashes;
     state.num_tokens = prefix->num_computed_tokens;
     state.extra_key = prefix->extra_key;
@@ -152,26 +194,28 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
   const int64_t begin = state.num_tokens;
   const int64_t end = begin + num_new_tokens + num_lookahead_tokens;
   const int64_t needed = BlocksFor(end);
-  const int64_t num_blocks = static_cast<int64_t>(state.blocks.size());
-  // Copy-on-write: give the writer a fresh block for every shared block it writes into; copy
-  // the block only when it holds positions before `begin` (data the writer must keep).
-  for (int64_t i = begin / block_size_; i < std::min(num_blocks, needed); ++i) {
-    const int32_t shared = state.blocks[i];
-    if (!Shared(shared)) continue;
-    std::vector<int32_t> fresh;
-    PAGODA_CHECK(device_.Allocate(1, &fresh)) << "free blocks miscounted";
-    if (i * block_size_ < begin) {
-      copies_.emplace_back(shared, fresh[0]);
-      Pin(shared);
-      Pin(fresh[0]);
+  const int64_t num_blocks = static_cast<int64_t>(state.tables[0].blocks.size());
+  for (Table& table : state.tables) {
+    // Copy-on-write: give the writer a fresh block for every shared block it writes into; copy
+    // the block only when it holds positions before `begin` (data the writer must keep).
+    for (int64_t i = begin / block_size_; i < std::min(num_blocks, needed); ++i) {
+      const int32_t shared = table.blocks[i];
+      if (!Shared(shared)) continue;
+      std::vector<int32_t> fresh;
+      PAGODA_CHECK(device_.Allocate(1, &fresh)) << "free blocks miscounted";
+      if (i * block_size_ < begin) {
+        copies_.emplace_back(shared, fresh[0]);
+        Pin(shared);
+        Pin(fresh[0]);
+      }
+      device_.DecRef(shared);
+      table.blocks[i] = fresh[0];
+      if (static_cast<size_t>(i) < table.num_sent_blocks) table.replaced.emplace_back(i, fresh[0]);
     }
-    device_.DecRef(shared);
-    state.blocks[i] = fresh[0];
-    if (static_cast<size_t>(i) < state.num_sent_blocks) state.replaced.emplace_back(i, fresh[0]);
-  }
-  if (needed > num_blocks) {
-    PAGODA_CHECK(device_.Allocate(static_cast<int32_t>(needed - num_blocks), &state.blocks))
-        << "free blocks miscounted";
+    if (needed > num_blocks) {
+      PAGODA_CHECK(device_.Allocate(static_cast<int32_t>(needed - num_blocks), &table.blocks))
+          << "free blocks miscounted";
+    }
   }
   if (state.touched_round != round_) {
     state.touched_round = round_;
@@ -183,14 +227,16 @@ bool KVCacheManager::AllocateSlots(SeqHandle seq, int64_t num_new_tokens,
   state.num_tokens = begin + num_new_tokens;
   // The plan's first query of this sequence sits at write_begin (an earlier allocation in the
   // same round may have scheduled positions before `begin`).
-  if (sliding_window_ > 0) FreeBlocksBefore(state, state.write_begin - sliding_window_ + 1);
+  for (int g = 0; g < num_groups(); ++g) {
+    if (windows_[g] > 0) FreeBlocksBefore(state.tables[g], state.write_begin - windows_[g] + 1);
+  }
   return true;
 }
 
-void KVCacheManager::FreeBlocksBefore(SeqState& state, int64_t first_visible) {
+void KVCacheManager::FreeBlocksBefore(Table& table, int64_t first_visible) {
   const size_t end = static_cast<size_t>(std::max<int64_t>(0, first_visible) / block_size_);
-  for (; state.num_freed_blocks < end; ++state.num_freed_blocks) {
-    int32_t& entry = state.blocks[state.num_freed_blocks];
+  for (; table.num_freed_blocks < end; ++table.num_freed_blocks) {
+    int32_t& entry = table.blocks[table.num_freed_blocks];
     device_.DecRef(entry);  // a cached block stays in the prefix cache, evictable
     entry = kFreedBlockId;
   }
@@ -202,7 +248,7 @@ void KVCacheManager::CommitLookaheadSlots(SeqHandle seq, int64_t num_tokens) {
   SeqState& state = it->second;
   PAGODA_CHECK(!state.swapped_out && num_tokens >= 0 &&
                BlocksFor(state.num_tokens + num_tokens) <=
-                   static_cast<int64_t>(state.blocks.size()))
+                   static_cast<int64_t>(state.tables[0].blocks.size()))
       << "CommitLookaheadSlots(" << seq << ", " << num_tokens << ") past its reserved slots";
   state.num_tokens += num_tokens;
 }
@@ -213,21 +259,27 @@ void KVCacheManager::Free(SeqHandle seq) {
   SeqState& state = it->second;
   if (state.touched_round == round_ && !state.swapped_out) {
     // Blocks cached from this plan's writes will never be computed now.
-    for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
-      const int32_t block = state.blocks[i];
-      if (device_.HashOf(block) == nullptr) continue;
-      PAGODA_CHECK(!Shared(block))
-          << "freed a sequence of the plan being built after another sequence hit "
-             "blocks it was to compute";
-      device_.UncacheBlock(block);
+    for (const Table& table : state.tables) {
+      for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
+        const int32_t block = table.blocks[i];
+        if (device_.HashOf(block) == nullptr) continue;
+        PAGODA_CHECK(!Shared(block))
+            << "freed a sequence of the plan being built after another sequence hit "
+               "blocks it was to compute";
+        device_.UncacheBlock(block);
+      }
     }
   }
-  for (auto entry = state.blocks.rbegin(); entry != state.blocks.rend(); ++entry) {
-    if (*entry == kFreedBlockId) continue;
-    if (*entry >= 0) {
-      device_.DecRef(*entry);
-    } else {
-      host_.DecRef(HostBlockOf(*entry));
+  // Tail first in every group, so the sequence's prefix stays cached longest.
+  for (size_t i = state.tables[0].blocks.size(); i-- > 0;) {
+    for (const Table& table : state.tables) {
+      const int32_t entry = table.blocks[i];
+      if (entry == kFreedBlockId) continue;
+      if (entry >= 0) {
+        device_.DecRef(entry);
+      } else {
+        host_.DecRef(HostBlockOf(entry));
+      }
     }
   }
   seqs_.erase(it);
@@ -248,12 +300,17 @@ absl::Status KVCacheManager::Fork(SeqHandle parent, SeqHandle child) {
         "sequence ", parent, " was allocated in the plan being built; fork it before"));
   }
   SeqState state;
+  state.tables.resize(windows_.size());
   // Blocks past NumTokens hold nothing yet (lookahead): the child gets its own when it writes.
   const int64_t num_shared = BlocksFor(from.num_tokens);
-  state.blocks.assign(from.blocks.begin(), from.blocks.begin() + num_shared);
-  state.num_freed_blocks = std::min(from.num_freed_blocks, state.blocks.size());
-  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
-    device_.IncRef(state.blocks[i]);
+  for (size_t g = 0; g < windows_.size(); ++g) {
+    const Table& parent_table = from.tables[g];
+    Table& table = state.tables[g];
+    table.blocks.assign(parent_table.blocks.begin(), parent_table.blocks.begin() + num_shared);
+    table.num_freed_blocks = std::min(parent_table.num_freed_blocks, table.blocks.size());
+    for (size_t i = table.num_freed_blocks; i < table.blocks.size(); ++i) {
+      device_.IncRef(table.blocks[i]);
+    }
   }
   state.block_hashes = from.block_hashes;
   state.num_tokens = from.num_tokens;
@@ -262,19 +319,19 @@ absl::Status KVCacheManager::Fork(SeqHandle parent, SeqHandle child) {
   return absl::OkStatus();
 }
 
-std::vector<int32_t> KVCacheManager::TakeNewBlockIds(SeqHandle seq) {
+std::vector<int32_t> KVCacheManager::TakeNewBlockIds(SeqHandle seq, int group) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end() || it->second.swapped_out) return {};
-  SeqState& state = it->second;
-  std::vector<int32_t> ids(state.blocks.begin() + state.num_sent_blocks, state.blocks.end());
-  state.num_sent_blocks = state.blocks.size();
+  Table& table = it->second.tables[group];
+  std::vector<int32_t> ids(table.blocks.begin() + table.num_sent_blocks, table.blocks.end());
+  table.num_sent_blocks = table.blocks.size();
   return ids;
 }
 
-std::vector<BlockPair> KVCacheManager::TakeReplacedBlockIds(SeqHandle seq) {
+std::vector<BlockPair> KVCacheManager::TakeReplacedBlockIds(SeqHandle seq, int group) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return {};
-  return std::exchange(it->second.replaced, {});
+  return std::exchange(it->second.tables[group].replaced, {});
 }
 
 std::vector<BlockPair> KVCacheManager::TakeBlockCopies() {
@@ -308,11 +365,16 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapOut(SeqHandle seq) {
     return absl::FailedPreconditionError(
         absl::StrCat("sequence ", seq, " was allocated in the plan being built"));
   }
-  std::vector<bool> exclusive(state.blocks.size());
+  const size_t num_blocks = state.tables[0].blocks.size();
+  const size_t num_groups = state.tables.size();
+  std::vector<bool> exclusive(num_blocks * num_groups);  // [block index][group]
   int32_t num_exclusive = 0;
-  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
-    exclusive[i] = !Shared(state.blocks[i]);
-    num_exclusive += exclusive[i] ? 1 : 0;
+  for (size_t g = 0; g < num_groups; ++g) {
+    const Table& table = state.tables[g];
+    for (size_t i = table.num_freed_blocks; i < num_blocks; ++i) {
+      exclusive[i * num_groups + g] = !Shared(table.blocks[i]);
+      num_exclusive += exclusive[i * num_groups + g] ? 1 : 0;
+    }
   }
   std::vector<int32_t> host_blocks;
   if (!host_.Allocate(num_exclusive, &host_blocks)) {
@@ -323,28 +385,34 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapOut(SeqHandle seq) {
   std::vector<BlockPair> pairs;
   pairs.reserve(num_exclusive);
   size_t next_host = host_blocks.size();
-  for (size_t i = state.blocks.size(); i-- > 0;) {  // tail first into the LRU
-    if (!exclusive[i]) continue;
-    const int32_t device_block = state.blocks[i];
+  for (size_t k = exclusive.size(); k-- > 0;) {  // tail first into the LRU
+    if (!exclusive[k]) continue;
+    int32_t& entry = state.tables[k % num_groups].blocks[k / num_groups];
+    const int32_t device_block = entry;
     const int32_t host_block = host_blocks[--next_host];
     pairs.emplace_back(device_block, host_block);
-    state.blocks[i] = HostEntry(host_block);
+    entry = HostEntry(host_block);
     device_.DecRef(device_block);  // a cached block keeps its content for prefix hits
   }
   std::reverse(pairs.begin(), pairs.end());
   state.swapped_out = true;
-  state.num_sent_blocks = 0;
-  state.replaced.clear();
+  for (Table& table : state.tables) {
+    table.num_sent_blocks = 0;
+    table.replaced.clear();
+  }
   return pairs;
 }
 
 int64_t KVCacheManager::SwapInCost(const SeqState& state) const {
   int64_t cost = 0;
-  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
-    if (state.blocks[i] >= 0) continue;
-    const int32_t cached =
-        i < state.block_hashes.size() ? device_.Lookup(state.block_hashes[i]) : -1;
-    if (cached < 0 || device_.RefCount(cached) == 0) ++cost;
+  for (int g = 0; g < num_groups(); ++g) {
+    const Table& table = state.tables[g];
+    for (size_t i = table.num_freed_blocks; i < table.blocks.size(); ++i) {
+      if (table.blocks[i] >= 0) continue;
+      const int32_t cached =
+          i < state.block_hashes.size() ? LookupGroup(state.block_hashes[i], g) : -1;
+      if (cached < 0 || device_.RefCount(cached) == 0) ++cost;
+    }
   }
   return cost;
 }
@@ -368,18 +436,21 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapIn(SeqHandle seq) {
                                                      " are free"));
   }
   // Take the blocks still in the prefix cache first, so the allocation cannot evict them.
-  std::vector<size_t> to_transfer;
-  for (size_t i = state.num_freed_blocks; i < state.blocks.size(); ++i) {
-    if (state.blocks[i] >= 0) continue;
-    const int32_t cached =
-        i < state.block_hashes.size() ? device_.Lookup(state.block_hashes[i]) : -1;
-    if (cached < 0) {
-      to_transfer.push_back(i);
-      continue;
+  std::vector<std::pair<int, size_t>> to_transfer;  // (group, index)
+  for (size_t i = 0; i < state.tables[0].blocks.size(); ++i) {
+    for (int g = 0; g < num_groups(); ++g) {
+      Table& table = state.tables[g];
+      if (i < table.num_freed_blocks || table.blocks[i] >= 0) continue;
+      const int32_t cached =
+          i < state.block_hashes.size() ? LookupGroup(state.block_hashes[i], g) : -1;
+      if (cached < 0) {
+        to_transfer.emplace_back(g, i);
+        continue;
+      }
+      device_.IncRef(cached);
+      host_.DecRef(HostBlockOf(table.blocks[i]));  // no transfer reads it
+      table.blocks[i] = cached;
     }
-    device_.IncRef(cached);
-    host_.DecRef(HostBlockOf(state.blocks[i]));  // no transfer reads it
-    state.blocks[i] = cached;
   }
   std::vector<int32_t> fresh;
   PAGODA_CHECK(device_.Allocate(static_cast<int32_t>(to_transfer.size()), &fresh))
@@ -387,15 +458,18 @@ absl::StatusOr<std::vector<BlockPair>> KVCacheManager::SwapIn(SeqHandle seq) {
   std::vector<BlockPair> pairs;
   pairs.reserve(to_transfer.size());
   for (size_t k = 0; k < to_transfer.size(); ++k) {
-    const size_t i = to_transfer[k];
-    const int32_t host_block = HostBlockOf(state.blocks[i]);
+    const auto [g, i] = to_transfer[k];
+    int32_t& entry = state.tables[g].blocks[i];
+    const int32_t host_block = HostBlockOf(entry);
     pairs.emplace_back(host_block, fresh[k]);
     pinned_host_.push_back(host_block);  // freed at TakeBlockCopies, after the plan reads it
-    state.blocks[i] = fresh[k];
-    if (i < state.block_hashes.size()) device_.CacheBlock(fresh[k], state.block_hashes[i]);
+    entry = fresh[k];
+    if (i < state.block_hashes.size()) {
+      device_.CacheBlock(fresh[k], GroupBlockHash(state.block_hashes[i], g));
+    }
   }
   state.swapped_out = false;
-  state.num_sent_blocks = 0;
+  for (Table& table : state.tables) table.num_sent_blocks = 0;
   state.touched_round = round_;
   state.write_begin = state.write_end = state.num_tokens;
   return pairs;
@@ -411,10 +485,10 @@ int64_t KVCacheManager::NumTokens(SeqHandle seq) const {
   return it == seqs_.end() ? 0 : it->second.num_tokens;
 }
 
-absl::Span<const int32_t> KVCacheManager::BlockTable(SeqHandle seq) const {
+absl::Span<const int32_t> KVCacheManager::BlockTable(SeqHandle seq, int group) const {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return {};
-  return it->second.blocks;
+  return it->second.tables[group].blocks;
 }
 
 absl::Status KVCacheManager::CheckInvariants() const {
@@ -426,62 +500,92 @@ absl::Status KVCacheManager::CheckInvariants() const {
   std::vector<int32_t> host_refs(num_host, 0);
   std::vector<SeqHandle> writer(num_device, -1);
   std::vector<bool> has_writer(num_device, false);
+  std::vector<int> device_group(num_device, -1);  // the group whose tables name the block
+  std::vector<int> host_group(num_host, -1);
+  auto claim = [](std::vector<int>& group_of, int32_t block, int group) {
+    if (group_of[block] >= 0 && group_of[block] != group) return false;
+    group_of[block] = group;
+    return true;
+  };
   for (const auto& [seq, state] : seqs_) {
     const std::string name = absl::StrCat("sequence ", seq, ": ");
-    if (static_cast<int64_t>(state.blocks.size()) < BlocksFor(state.num_tokens)) {
-      return absl::InternalError(absl::StrCat(name, state.blocks.size(), " blocks cannot hold ",
-                                              state.num_tokens, " tokens"));
+    if (state.tables.size() != windows_.size()) {
+      return absl::InternalError(
+          absl::StrCat(name, state.tables.size(), " tables for ", windows_.size(), " groups"));
+    }
+    const size_t num_blocks = state.tables[0].blocks.size();
+    if (static_cast<int64_t>(num_blocks) < BlocksFor(state.num_tokens)) {
+      return absl::InternalError(
+          absl::StrCat(name, num_blocks, " blocks cannot hold ", state.num_tokens, " tokens"));
     }
     if (static_cast<int64_t>(state.block_hashes.size()) > state.num_tokens / block_size_) {
       return absl::InternalError(absl::StrCat(name, "hashes past its full blocks"));
     }
-    if (state.num_sent_blocks > state.blocks.size() ||
-        state.num_freed_blocks > state.blocks.size()) {
-      return absl::InternalError(absl::StrCat(name, "sent or freed more blocks than it holds"));
-    }
-    if (sliding_window_ > 0 && state.num_freed_blocks > 0 &&
-        static_cast<int64_t>(state.num_freed_blocks) * block_size_ >
-            state.num_tokens - sliding_window_ + 1) {
-      return absl::InternalError(absl::StrCat(name, "freed block ", state.num_freed_blocks - 1,
-                                              " which its window still sees"));
-    }
-    for (size_t i = 0; i < state.blocks.size(); ++i) {
-      const int32_t entry = state.blocks[i];
-      if ((entry == kFreedBlockId) != (i < state.num_freed_blocks)) {
-        return absl::InternalError(absl::StrCat(name, "entry ", i, " is ", entry, " with ",
-                                                state.num_freed_blocks, " leading blocks freed"));
-      }
-      if (entry == kFreedBlockId) continue;
-      if (entry >= 0) {
-        if (entry >= num_device) return absl::InternalError(absl::StrCat(name, "bad block"));
-        ++device_refs[entry];
-        const BlockHash* hash = device_.HashOf(entry);
-        if (hash != nullptr && i < state.block_hashes.size() && !(*hash == state.block_hashes[i])) {
-          return absl::InternalError(absl::StrCat(name, "block ", entry,
-                                                  " is cached as other "
-                                                  "tokens than the sequence holds"));
-        }
-      } else {
-        const int32_t host_block = HostBlockOf(entry);
-        if (!state.swapped_out || host_block >= num_host) {
-          return absl::InternalError(absl::StrCat(name, "bad host entry ", entry));
-        }
-        ++host_refs[host_block];
-      }
-    }
-    if (state.swapped_out || state.touched_round != round_) continue;
-    for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
-      const int32_t block = state.blocks[i];
-      if (has_writer[block]) {
-        return absl::InternalError(absl::StrCat("block ", block, " is written by sequences ",
-                                                writer[block], " and ", seq, " in one plan"));
-      }
-      has_writer[block] = true;
-      writer[block] = seq;
-      // Readers that hit a block this plan fills are fine; sharers of a partial block are not.
-      if (Shared(block) && device_.HashOf(block) == nullptr) {
+    for (int g = 0; g < num_groups(); ++g) {
+      const Table& table = state.tables[g];
+      const std::string where = absl::StrCat(name, "group ", g, ": ");
+      if (table.blocks.size() != num_blocks) {
         return absl::InternalError(
-            absl::StrCat(name, "writes block ", block, " which it shares (missed copy-on-write)"));
+            absl::StrCat(where, table.blocks.size(), " entries, group 0 has ", num_blocks));
+      }
+      if (table.num_sent_blocks > num_blocks || table.num_freed_blocks > num_blocks) {
+        return absl::InternalError(absl::StrCat(where, "sent or freed more blocks than it holds"));
+      }
+      const int64_t window = windows_[g];
+      if ((window == 0 && table.num_freed_blocks > 0) ||
+          (window > 0 && table.num_freed_blocks > 0 &&
+           static_cast<int64_t>(table.num_freed_blocks) * block_size_ >
+               state.num_tokens - window + 1)) {
+        return absl::InternalError(absl::StrCat(where, "freed block ", table.num_freed_blocks - 1,
+                                                " which its window still sees"));
+      }
+      for (size_t i = 0; i < num_blocks; ++i) {
+        const int32_t entry = table.blocks[i];
+        if ((entry == kFreedBlockId) != (i < table.num_freed_blocks)) {
+          return absl::InternalError(absl::StrCat(where, "entry ", i, " is ", entry, " with ",
+                                                  table.num_freed_blocks, " leading blocks freed"));
+        }
+        if (entry == kFreedBlockId) continue;
+        if (entry >= 0) {
+          if (entry >= num_device) return absl::InternalError(absl::StrCat(where, "bad block"));
+          ++device_refs[entry];
+          if (!claim(device_group, entry, g)) {
+            return absl::InternalError(
+                absl::StrCat(where, "block ", entry, " is also in group ", device_group[entry]));
+          }
+          const BlockHash* hash = device_.HashOf(entry);
+          if (hash != nullptr && i < state.block_hashes.size() &&
+              !(*hash == GroupBlockHash(state.block_hashes[i], g))) {
+            return absl::InternalError(absl::StrCat(where, "block ", entry,
+                                                    " is cached as other "
+                                                    "tokens than the sequence holds"));
+          }
+        } else {
+          const int32_t host_block = HostBlockOf(entry);
+          if (!state.swapped_out || host_block >= num_host) {
+            return absl::InternalError(absl::StrCat(where, "bad host entry ", entry));
+          }
+          ++host_refs[host_block];
+          if (!claim(host_group, host_block, g)) {
+            return absl::InternalError(absl::StrCat(where, "host block ", host_block,
+                                                    " is also in group ", host_group[host_block]));
+          }
+        }
+      }
+      if (state.swapped_out || state.touched_round != round_) continue;
+      for (int64_t i = state.write_begin / block_size_; i < WriteEndBlock(state); ++i) {
+        const int32_t block = table.blocks[i];
+        if (has_writer[block]) {
+          return absl::InternalError(absl::StrCat("block ", block, " is written by sequences ",
+                                                  writer[block], " and ", seq, " in one plan"));
+        }
+        has_writer[block] = true;
+        writer[block] = seq;
+        // Readers that hit a block this plan fills are fine; sharers of a partial block are not.
+        if (Shared(block) && device_.HashOf(block) == nullptr) {
+          return absl::InternalError(absl::StrCat(where, "writes block ", block,
+                                                  " which it shares (missed copy-on-write)"));
+        }
       }
     }
   }

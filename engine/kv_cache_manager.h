@@ -39,6 +39,13 @@
 //     pinned (not reusable) until TakeBlockCopies, because workers apply swap-outs, then swap-ins,
 //     then copies, before the forward pass (common/step.h).
 //
+// KV cache groups (hybrid models, docs/architecture.md "KV cache groups"): with
+// Options::group_sliding_windows a sequence keeps one block table per group, all over the one
+// device pool; each logical block has an entry in every group, and a sliding group frees its
+// entries behind its own window. A block belongs to one group at a time. The per-sequence calls
+// without a `group` argument speak of group 0; with one group (the default) everything is as
+// before groups existed.
+//
 // Costs grow with the blocks touched: AllocateSlots with the blocks it adds or copies, Free and
 // the swaps with the sequence's blocks, TakeNewBlockIds with the delta. Nothing scans the pool,
 // except CheckInvariants (tests).
@@ -50,6 +57,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -63,11 +71,12 @@ using BlockPair = std::pair<int32_t, int32_t>;
 
 /// The longest cached prefix of a token sequence (full blocks only, never the last token).
 struct PrefixMatch {
-  std::vector<int32_t> block_ids;       // cached device blocks, in order
-  std::vector<BlockHash> block_hashes;  // their chain hashes
-  int64_t num_computed_tokens = 0;      // block_ids.size() * block_size
-  int64_t num_queried_tokens = 0;       // the sequence's length when caching is on, else 0
-  uint64_t extra_key = 0;               // the key the hashes were taken with
+  std::vector<int32_t> block_ids;                    // cached device blocks of group 0, in order
+  std::vector<std::vector<int32_t>> more_block_ids;  // groups 1..G-1, each as long as block_ids
+  std::vector<BlockHash> block_hashes;               // their chain hashes
+  int64_t num_computed_tokens = 0;                   // block_ids.size() * block_size
+  int64_t num_queried_tokens = 0;  // the sequence's length when caching is on, else 0
+  uint64_t extra_key = 0;          // the key the hashes were taken with
 };
 
 class KVCacheManager {
@@ -81,6 +90,9 @@ class KVCacheManager {
     /// then gives back the blocks wholly before the window of the positions it schedules; their
     /// entries read kFreedBlockId (common/step/step.h), and a cached one stays in the prefix cache.
     int64_t sliding_window = 0;
+    /// KV cache groups: one window per group (0: full attention). Empty: one group whose window
+    /// is sliding_window (which must be 0 otherwise).
+    std::vector<int64_t> group_sliding_windows;
   };
 
   explicit KVCacheManager(const Options& options);
@@ -99,7 +111,8 @@ class KVCacheManager {
   static std::vector<BlockHash> PrefixBlockHashes(absl::Span<const int32_t> token_ids,
                                                   int64_t block_size, uint64_t extra_key = 0);
   /// How many leading blocks of a PrefixBlockHashes chain are in the prefix cache now
-  /// (referenced or evictable): what GetComputedBlocks would match. 0 when caching is off.
+  /// (referenced or evictable) in every group: what GetComputedBlocks would match. 0 when
+  /// caching is off.
   int64_t NumLeadingCachedBlocks(absl::Span<const BlockHash> block_hashes) const;
 
   /// Registers the sequence's full blocks not yet registered, hashing token_ids (all tokens of
@@ -140,10 +153,10 @@ class KVCacheManager {
   // --- Deltas for the StepPlan --------------------------------------------------------------
   /// The block-table entries the workers do not hold yet: the whole table for a sequence they
   /// have no state for (new, forked, resumed), else the blocks appended since the last call.
-  std::vector<int32_t> TakeNewBlockIds(SeqHandle seq);
+  std::vector<int32_t> TakeNewBlockIds(SeqHandle seq, int group = 0);
   /// (index, new block) for entries the workers hold that copy-on-write replaced since the last
   /// call. Empty unless a sent sequence wrote into a block it shared.
-  std::vector<BlockPair> TakeReplacedBlockIds(SeqHandle seq);
+  std::vector<BlockPair> TakeReplacedBlockIds(SeqHandle seq, int group = 0);
   /// The (src, dst) device block copies of this plan. Ends the plan round: releases the pins of
   /// this round's copies and swap-ins. Call once per StepPlan, after every other call for it.
   std::vector<BlockPair> TakeBlockCopies();
@@ -170,8 +183,16 @@ class KVCacheManager {
   int64_t NumTokens(SeqHandle seq) const;
   /// Device block ids; entries of a swapped-out sequence that live on the host read as
   /// -(host block + 1), blocks freed behind a sliding window as kFreedBlockId.
-  absl::Span<const int32_t> BlockTable(SeqHandle seq) const;
+  absl::Span<const int32_t> BlockTable(SeqHandle seq, int group = 0) const;
   size_t NumSequences() const { return seqs_.size(); }
+
+  /// KV cache groups (1 without Options::group_sliding_windows) and each one's window.
+  int num_groups() const { return static_cast<int>(windows_.size()); }
+  int64_t group_sliding_window(int group) const { return windows_[group]; }
+  /// The prefix-cache key of group `group`'s copy of the block with chain hash `hash`: `hash`
+  /// itself for group 0, HashBlockTokens(hash, {}, group) (no tokens: never a token block's
+  /// hash) for the others.
+  static BlockHash GroupBlockHash(const BlockHash& hash, int group);
 
   int32_t block_size() const { return block_size_; }
   int32_t NumFreeBlocks() const { return device_.NumFreeBlocks(); }
@@ -186,17 +207,22 @@ class KVCacheManager {
 
   /// O(all blocks), for tests: both pools are consistent; every reference count equals the
   /// number of block-table entries naming the block plus its pins; each sequence's hashes agree
-  /// with its cached blocks; no block is in the write range of two sequences in this plan.
+  /// with its cached blocks; no block is in the write range of two sequences in this plan, nor
+  /// named by the tables of two groups; a sequence's tables have one length.
   absl::Status CheckInvariants() const;
 
  private:
-  struct SeqState {
-    std::vector<int32_t> blocks;          // device id, or -(host id + 1) while swapped out
-    std::vector<BlockHash> block_hashes;  // chain hashes of the leading full blocks
-    int64_t num_tokens = 0;
-    size_t num_freed_blocks = 0;  // leading entries freed behind the sliding window
+  /// One group's block table of a sequence.
+  struct Table {
+    std::vector<int32_t> blocks;  // device id, or -(host id + 1) while swapped out
+    size_t num_freed_blocks = 0;  // leading entries freed behind the group's sliding window
     size_t num_sent_blocks = 0;   // leading entries the workers hold
     std::vector<BlockPair> replaced;
+  };
+  struct SeqState {
+    absl::InlinedVector<Table, 1> tables;  // one per group, all of one length
+    std::vector<BlockHash> block_hashes;   // chain hashes of the leading full blocks
+    int64_t num_tokens = 0;
     uint64_t extra_key = 0;
     bool swapped_out = false;
     int64_t touched_round = -1;  // the plan round of the last allocation or swap-in
@@ -210,18 +236,22 @@ class KVCacheManager {
   /// One past the last block index this round's plan writes for `state` (none: write_begin / bs).
   int64_t WriteEndBlock(const SeqState& state) const {
     if (state.write_end <= state.write_begin) return state.write_begin / block_size_;
-    return std::min<int64_t>(BlocksFor(state.write_end), state.blocks.size());
+    return std::min<int64_t>(BlocksFor(state.write_end), state.tables[0].blocks.size());
   }
   /// Whether a device block is named by more than one table entry (pins excluded).
   bool Shared(int32_t block) const { return device_.RefCount(block) - pins_[block] > 1; }
   void Pin(int32_t block);
-  /// Frees the blocks wholly before position first_visible (sliding window).
-  void FreeBlocksBefore(SeqState& state, int64_t first_visible);
+  /// Frees the table's blocks wholly before position first_visible (sliding window).
+  void FreeBlocksBefore(Table& table, int64_t first_visible);
+  /// The cached device block holding group `group`'s copy of the block with chain hash `hash`.
+  int32_t LookupGroup(const BlockHash& hash, int group) const {
+    return device_.Lookup(GroupBlockHash(hash, group));
+  }
   /// Device blocks a swap-in of `state` would take off the free list.
   int64_t SwapInCost(const SeqState& state) const;
 
   const int32_t block_size_;
-  const int64_t sliding_window_;
+  const std::vector<int64_t> windows_;  // per group; 0: full attention
   BlockPool device_;
   BlockPool host_;
   absl::flat_hash_map<SeqHandle, SeqState> seqs_;

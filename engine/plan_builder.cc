@@ -71,13 +71,22 @@ void PlanBuilder::AddSwapIns(const std::vector<BlockPair>& host_to_device) {
 }
 
 ScheduledStep PlanBuilder::Finish() {
+  const int num_groups = kv_->num_groups();
   for (size_t i = 0; i < new_seqs_.size(); ++i) {
-    step_.plan.new_sequences[i].block_ids = kv_->TakeNewBlockIds(new_seqs_[i]->handle);
+    NewSequence& seq = step_.plan.new_sequences[i];
+    const SeqHandle h = new_seqs_[i]->handle;
+    seq.block_ids = kv_->TakeNewBlockIds(h);
+    for (int g = 1; g < num_groups; ++g) seq.more_block_ids.push_back(kv_->TakeNewBlockIds(h, g));
   }
   for (size_t i = 0; i < cached_seqs_.size(); ++i) {
+    CachedSequence& seq = step_.plan.cached_sequences[i];
     const SeqHandle h = cached_seqs_[i]->handle;
-    step_.plan.cached_sequences[i].new_block_ids = kv_->TakeNewBlockIds(h);
-    step_.plan.cached_sequences[i].replaced_block_ids = kv_->TakeReplacedBlockIds(h);
+    seq.new_block_ids = kv_->TakeNewBlockIds(h);
+    seq.replaced_block_ids = kv_->TakeReplacedBlockIds(h);
+    for (int g = 1; g < num_groups; ++g) {
+      seq.more_groups.push_back({.replaced_block_ids = kv_->TakeReplacedBlockIds(h, g),
+                                 .new_block_ids = kv_->TakeNewBlockIds(h, g)});
+    }
   }
   step_.plan.block_copies = kv_->TakeBlockCopies();
   const bool all_decode = step_.num_prefill_tokens == 0 && !step_.sequences.empty();

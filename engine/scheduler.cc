@@ -15,11 +15,6 @@
 #include "engine/static_batching.h"
 
 namespace pagoda {
-namespace {
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-}  // namespace
 
 struct Scheduler::InFlightStep {
   int64_t step_id = 0;
@@ -41,7 +36,8 @@ Scheduler::Scheduler(const EngineConfig& config, const ExecutorInfo& info,
                                   .num_host_blocks = static_cast<int32_t>(info.num_host_blocks),
                                   .block_size = static_cast<int32_t>(info.block_size),
                                   .enable_prefix_caching = config.enable_prefix_caching,
-                                  .sliding_window = info.sliding_window})),
+                                  .sliding_window = info.sliding_window,
+                                  .group_sliding_windows = info.kv_group_windows})),
       registry_(config.policy),
       plan_(kv_.get()),
       preemptor_(config.preemption_mode, &registry_, kv_.get()),
@@ -94,8 +90,8 @@ absl::Status Scheduler::CheckFits(const EngineRequest& request) const {
   }
   // Static batching reserves every sample's whole length; paged sequences need one at a time,
   // and under a sliding window only its blocks.
-  const int64_t num_blocks = CeilDiv(config_.PeakSequenceTokens(info_, total), block_size_) *
-                             (is_static ? request.params.n : 1);
+  const int64_t num_blocks =
+      config_.PeakSequenceBlocks(info_, total) * (is_static ? request.params.n : 1);
   if (num_blocks > num_device_blocks_) {
     return absl::InvalidArgumentError(
         absl::StrCat("request ", id, " can never fit: it needs ", num_blocks, " KV blocks of ",

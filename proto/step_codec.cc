@@ -224,6 +224,9 @@ void EncodeNewSequence(const NewSequence& seq, internal::NewSequence* out) {
   AppendAll(seq.block_ids, out->mutable_block_ids());
   EncodeSamplingParams(seq.sampling_params, out->mutable_sampling_params());
   out->set_seed(seq.seed);
+  for (const std::vector<int32_t>& table : seq.more_block_ids) {
+    AppendAll(table, out->add_more_block_ids()->mutable_block_ids());
+  }
 }
 
 absl::StatusOr<NewSequence> DecodeNewSequence(const internal::NewSequence& proto) {
@@ -246,6 +249,10 @@ absl::StatusOr<NewSequence> DecodeNewSequence(const internal::NewSequence& proto
   if (!params.ok()) return WithPrefix(where, params.status());
   seq.sampling_params = *std::move(params);
   seq.seed = proto.seed();
+  seq.more_block_ids.reserve(static_cast<size_t>(proto.more_block_ids_size()));
+  for (const internal::GroupBlockTable& table : proto.more_block_ids()) {
+    seq.more_block_ids.push_back(ToVector(table.block_ids()));
+  }
   return seq;
 }
 
@@ -258,6 +265,11 @@ void EncodeCachedSequence(const CachedSequence& seq, internal::CachedSequence* o
   AppendAll(seq.replace_last_token_ids, out->mutable_replace_last_token_ids());
   AppendAll(seq.draft_token_ids, out->mutable_draft_token_ids());
   out->set_num_worker_draft_tokens(seq.num_worker_draft_tokens);
+  for (const GroupBlockDelta& group : seq.more_groups) {
+    internal::GroupBlockDelta* delta = out->add_more_groups();
+    EncodePairs(group.replaced_block_ids, delta->mutable_replaced_block_ids());
+    AppendAll(group.new_block_ids, delta->mutable_new_block_ids());
+  }
 }
 
 absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequence& proto) {
@@ -273,6 +285,14 @@ absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequen
   seq.draft_token_ids = ToVector(proto.draft_token_ids());
   RETURN_IF_ERROR(CheckCount(proto.num_worker_draft_tokens(), where, "num_worker_draft_tokens"));
   seq.num_worker_draft_tokens = proto.num_worker_draft_tokens();
+  seq.more_groups.reserve(static_cast<size_t>(proto.more_groups_size()));
+  for (const internal::GroupBlockDelta& delta : proto.more_groups()) {
+    GroupBlockDelta group;
+    RETURN_IF_ERROR(DecodePairs(delta.replaced_block_ids(), where, "more_groups.replaced_block_ids",
+                                &group.replaced_block_ids));
+    group.new_block_ids = ToVector(delta.new_block_ids());
+    seq.more_groups.push_back(std::move(group));
+  }
   return seq;
 }
 

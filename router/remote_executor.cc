@@ -140,7 +140,9 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
                     .block_size = responses[0].block_size(),
                     .max_model_len = responses[0].max_model_len(),
                     .vocab_size = responses[0].vocab_size(),
-                    .sliding_window = responses[0].sliding_window()};
+                    .sliding_window = responses[0].sliding_window(),
+                    .kv_group_windows = {responses[0].kv_group_windows().begin(),
+                                         responses[0].kv_group_windows().end()}};
   for (size_t rank = 1; rank < num_ranks; ++rank) {
     const internal::InitResponse& r = responses[rank];
     if (r.block_size() != info.block_size || r.vocab_size() != info.vocab_size ||
@@ -149,6 +151,13 @@ absl::StatusOr<std::unique_ptr<RemoteExecutor>> RemoteExecutor::Create(
           "ranks disagree after Init: rank ", rank, " reports block size ", r.block_size(),
           ", vocabulary ", r.vocab_size(), ", max_model_len ", r.max_model_len(),
           "; rank 0 reports ", info.block_size, ", ", info.vocab_size, ", ", info.max_model_len));
+    }
+    // Every rank loads the same config, so the same KV cache groups: their tables are shared.
+    if (!std::equal(r.kv_group_windows().begin(), r.kv_group_windows().end(),
+                    info.kv_group_windows.begin(), info.kv_group_windows.end())) {
+      return absl::InternalError(absl::StrCat(
+          "ranks disagree after Init: rank ", rank, " reports ", r.kv_group_windows_size(),
+          " KV cache groups, rank 0 ", info.kv_group_windows.size()));
     }
     // Block ids are the same on every rank: the replica has what the smallest rank has.
     info.num_device_blocks = std::min(info.num_device_blocks, r.num_device_blocks());

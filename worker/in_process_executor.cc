@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/kv_cache_groups.h"
 #include "common/status_macros.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
@@ -21,12 +22,20 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
   const int64_t max_model_len =
       options.max_model_len > 0 ? std::min(options.max_model_len, config.max_position_embeddings)
                                 : config.max_position_embeddings;
+  KvCacheGroups groups;
+  if (options.kv_cache_groups && options.draft.path.empty()) {
+    std::vector<int64_t> windows;
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) windows.push_back(config.LayerWindow(l));
+    groups = PlanKvCacheGroups(windows);
+    if (groups.num_groups() == 1) groups = {};  // one kind: today's layout
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(config, std::move(weights),
                                        {.num_blocks = options.num_device_blocks,
                                         .block_size = options.block_size,
                                         .kv_cache_dtype = options.kv_cache_dtype,
-                                        .max_positions = max_model_len}));
+                                        .max_positions = max_model_len,
+                                        .kv_groups = groups}));
   std::unique_ptr<DraftModel> draft;
   if (!options.draft.path.empty()) {
     ASSIGN_OR_RETURN(draft, LoadDraftModel(options.draft, options.model_path, config,
@@ -48,7 +57,8 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
                           .block_size = options.block_size,
                           .max_model_len = max_model_len,
                           .vocab_size = config.vocab_size,
-                          .sliding_window = steps->sliding_window()};
+                          .sliding_window = steps->sliding_window(),
+                          .kv_group_windows = steps->kv_group_windows()};
   return std::unique_ptr<InProcessExecutor>(new InProcessExecutor(info, std::move(steps)));
 }
 

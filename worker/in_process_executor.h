@@ -51,6 +51,11 @@ struct InProcessExecutorOptions {
   DraftModelOptions draft;
   /// The model's path, against whose tokenizer the draft's is compared ("": by size only).
   std::string model_path;
+  /// KV cache groups (common/kv_cache_groups.h) for a model that mixes sliding and full layers
+  /// (and has no draft): a block then holds K layers, and the engine frees the local groups'
+  /// blocks behind their windows (ExecutorInfo::kv_group_windows). Off: one group, every block
+  /// kept. (Opt-in until the worker runtime and its wire encoding carry groups too.)
+  bool kv_cache_groups = false;
 };
 
 class InProcessExecutor final : public Executor {

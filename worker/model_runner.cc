@@ -41,22 +41,45 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
   ASSIGN_OR_RETURN(
       std::unique_ptr<Model> model,
       arch->CreateModel(config, layout, std::move(weights), {.max_positions = max_positions}));
-  ASSIGN_OR_RETURN(KvCache kv_cache, KvCache::Create({.num_layers = config.num_hidden_layers,
+  KvCacheGroups groups = options.kv_groups;
+  const int64_t num_layers = config.num_hidden_layers;
+  if (groups.num_groups() == 0) {
+    groups.windows = {config.UniformSlidingWindow()};
+    groups.layer_group.assign(num_layers, 0);
+    for (int64_t l = 0; l < num_layers; ++l) groups.layer_slot.push_back(static_cast<int32_t>(l));
+    groups.num_slots = static_cast<int32_t>(num_layers);
+  }
+  if (static_cast<int64_t>(groups.layer_group.size()) != num_layers ||
+      static_cast<int64_t>(groups.layer_slot.size()) != num_layers || groups.num_slots < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache groups for ", groups.layer_group.size(), " layers and ",
+                     groups.num_slots, " slots, but the model has ", num_layers, " layers"));
+  }
+  for (int64_t l = 0; l < num_layers; ++l) {
+    if (groups.layer_group[l] < 0 || groups.layer_group[l] >= groups.num_groups() ||
+        groups.layer_slot[l] < 0 || groups.layer_slot[l] >= groups.num_slots) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", l, " has KV cache group ",
+                                                     groups.layer_group[l], " and slot ",
+                                                     groups.layer_slot[l], " out of range"));
+    }
+  }
+  ASSIGN_OR_RETURN(KvCache kv_cache, KvCache::Create({.num_layers = groups.num_slots,
                                                       .num_blocks = options.num_blocks,
                                                       .block_size = options.block_size,
                                                       .num_kv_heads = layout.num_kv_heads,
                                                       .head_dim = config.head_dim,
                                                       .dtype = options.kv_cache_dtype}));
-  return std::unique_ptr<ModelRunner>(new ModelRunner(
-      config, layout, communicator, std::move(model), std::move(kv_cache), max_positions));
+  return std::unique_ptr<ModelRunner>(new ModelRunner(config, layout, communicator,
+                                                      std::move(model), std::move(kv_cache),
+                                                      max_positions, std::move(groups)));
 }
 
 absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) const {
   const int64_t block_size = kv_cache_.shape().block_size;
   const int64_t num_blocks = kv_cache_.shape().num_blocks;
-  // With a sliding window in every layer, the blocks before the first query's window are never
-  // read (the engine may have freed them: common/step/step.h kFreedBlockId).
-  const int64_t window = config_.UniformSlidingWindow();
+  // In a group whose layers slide, the blocks before the first query's window are never read
+  // (the engine may have freed them: common/step/step.h kFreedBlockId).
+  const size_t num_more_groups = kv_groups_.windows.size() - 1;
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceInput& seq = batch[s];
     const int64_t seq_len = seq.num_computed_tokens + static_cast<int64_t>(seq.token_ids.size());
@@ -75,18 +98,28 @@ absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) c
                                                      seq_len - 1, " but the model supports ",
                                                      max_positions_, " positions"));
     }
-    const int64_t blocks_needed = (seq_len + block_size - 1) / block_size;
-    if (static_cast<int64_t>(seq.block_table.size()) < blocks_needed) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sequence ", s, " has ", seq_len, " tokens of context but its block table holds ",
-          seq.block_table.size(), " blocks of ", block_size));
+    if (seq.more_block_tables.size() != num_more_groups) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " has ", seq.more_block_tables.size() + 1,
+                       " block tables for ", num_more_groups + 1, " KV cache groups"));
     }
-    const int64_t first_block =
-        window > 0 ? std::max<int64_t>(0, seq.num_computed_tokens - window + 1) / block_size : 0;
-    for (int64_t b = first_block; b < blocks_needed; ++b) {
-      if (seq.block_table[b] < 0 || seq.block_table[b] >= num_blocks) {
+    const int64_t blocks_needed = (seq_len + block_size - 1) / block_size;
+    for (int g = 0; g < kv_groups_.num_groups(); ++g) {
+      const absl::Span<const int32_t> table = GroupTable(seq, g);
+      if (static_cast<int64_t>(table.size()) < blocks_needed) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", s, " uses block ", seq.block_table[b], " outside [0, ", num_blocks, ")"));
+            "sequence ", s, " has ", seq_len, " tokens of context but its block table ",
+            num_more_groups > 0 ? absl::StrCat("of group ", g, " ") : "", "holds ", table.size(),
+            " blocks of ", block_size));
+      }
+      const int64_t window = kv_groups_.windows[g];
+      const int64_t first_block =
+          window > 0 ? std::max<int64_t>(0, seq.num_computed_tokens - window + 1) / block_size : 0;
+      for (int64_t b = first_block; b < blocks_needed; ++b) {
+        if (table[b] < 0 || table[b] >= num_blocks) {
+          return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " uses block ", table[b],
+                                                         " outside [0, ", num_blocks, ")"));
+        }
       }
     }
     for (const int32_t id : seq.token_ids) {
@@ -126,6 +159,27 @@ void ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch) {
     const int64_t n = std::min<int64_t>(max_blocks_per_seq_, batch[s].block_table.size());
     std::copy_n(batch[s].block_table.begin(), n, block_tables_.begin() + s * max_blocks_per_seq_);
   }
+  // Groups 1..G-1 the same way (none with one group).
+  const int num_groups = kv_groups_.num_groups();
+  more_slot_mappings_.resize(num_groups - 1);
+  more_block_tables_.resize(num_groups - 1);
+  more_groups_.resize(num_groups - 1);
+  for (int g = 1; g < num_groups; ++g) {
+    std::vector<int64_t>& slots = more_slot_mappings_[g - 1];
+    std::vector<int32_t>& tables = more_block_tables_[g - 1];
+    slots.clear();
+    tables.assign(batch.size() * max_blocks_per_seq_, 0);
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const absl::Span<const int32_t> table = GroupTable(batch[s], g);
+      for (size_t i = 0; i < batch[s].token_ids.size(); ++i) {
+        const int64_t pos = batch[s].num_computed_tokens + static_cast<int64_t>(i);
+        slots.push_back(int64_t{table[pos / block_size]} * block_size + pos % block_size);
+      }
+      const int64_t n = std::min<int64_t>(max_blocks_per_seq_, table.size());
+      std::copy_n(table.begin(), n, tables.begin() + s * max_blocks_per_seq_);
+    }
+    more_groups_[g - 1] = {.slot_mapping = slots.data(), .block_tables = tables.data()};
+  }
 }
 
 absl::StatusOr<StepLogits*> ModelRunner::Execute(absl::Span<const SequenceInput> batch) {
@@ -143,17 +197,22 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
   logits_.seq_index.clear();
   if (num_tokens == 0) return &logits_;
 
-  const ForwardContext context{.batch = {.num_tokens = num_tokens,
-                                         .token_ids = token_ids_.data(),
-                                         .positions = positions_.data(),
-                                         .slot_mapping = slot_mapping_.data(),
-                                         .num_seqs = static_cast<int64_t>(seq_lens_.size()),
-                                         .query_start_loc = query_start_loc_.data(),
-                                         .seq_lens = seq_lens_.data(),
-                                         .block_tables = block_tables_.data(),
-                                         .max_blocks_per_seq = max_blocks_per_seq_},
-                               .kv_cache = &kv_cache_,
-                               .communicator = communicator_};
+  ForwardContext context{.batch = {.num_tokens = num_tokens,
+                                   .token_ids = token_ids_.data(),
+                                   .positions = positions_.data(),
+                                   .slot_mapping = slot_mapping_.data(),
+                                   .num_seqs = static_cast<int64_t>(seq_lens_.size()),
+                                   .query_start_loc = query_start_loc_.data(),
+                                   .seq_lens = seq_lens_.data(),
+                                   .block_tables = block_tables_.data(),
+                                   .max_blocks_per_seq = max_blocks_per_seq_},
+                         .kv_cache = &kv_cache_,
+                         .communicator = communicator_};
+  if (kv_groups_.num_groups() > 1) {
+    context.batch.more_groups = more_groups_;
+    context.batch.layer_group = kv_groups_.layer_group;
+    context.batch.layer_slot = kv_groups_.layer_slot;
+  }
   RETURN_IF_ERROR(model_->Forward(context, Reserve(hidden_, num_tokens * hidden)));
 
   // hidden_ now holds the final-normed states; the LM head runs only on sampling rows.

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/kv_cache_groups.h"
 #include "common/model_config.h"
 #include "worker/communicator.h"
 #include "worker/kv_cache.h"
@@ -40,7 +41,10 @@ struct SequenceInput {
   absl::Span<const int32_t> token_ids;
   int64_t num_computed_tokens = 0;
   absl::Span<const int32_t> block_table;  // physical block ids, logical order
-  bool sample = true;                     // return logits for the last new token
+  /// KV cache groups 1..G-1 (ModelRunnerOptions::kv_groups): their tables, each as block_table
+  /// is group 0's. Empty with one group.
+  std::vector<absl::Span<const int32_t>> more_block_tables;
+  bool sample = true;  // return logits for the last new token
   /// With `sample`: logits for the last this many new tokens, in [1, token_ids.size()]
   /// (speculative decoding verifies a draft at every position of its chunk).
   int64_t num_sampled_tokens = 1;
@@ -67,6 +71,10 @@ struct ModelRunnerOptions {
   /// Borrowed, must outlive the runner; required when shard.size > 1 (its rank and size must
   /// match the shard's).
   Communicator* communicator = nullptr;
+  /// The layers' KV cache groups (PlanKvCacheGroups over config.num_hidden_layers layers). No
+  /// groups: one group of every layer, slot l for layer l, the window
+  /// config.UniformSlidingWindow() (blocks before it may be kFreedBlockId).
+  KvCacheGroups kv_groups;
 };
 
 class ModelRunner {
@@ -86,11 +94,14 @@ class ModelRunner {
   absl::StatusOr<StepLogits*> ExecuteValidated(absl::Span<const SequenceInput> batch);
 
   /// InvalidArgument naming the sequence unless every sequence has new tokens, a non-negative
-  /// start, token ids in the vocabulary, positions within max_positions, and a block table that
-  /// covers its context with ids in [0, num_blocks). O(tokens + blocks).
+  /// start, token ids in the vocabulary, positions within max_positions, and a block table per
+  /// KV cache group that covers its context with ids in [0, num_blocks) (before the group's
+  /// window of the first new token: any id). O(tokens + blocks).
   absl::Status ValidateBatch(absl::Span<const SequenceInput> batch) const;
 
   const ModelConfig& config() const { return config_; }
+  /// The KV cache groups (never empty: one group when the options had none).
+  const KvCacheGroups& kv_groups() const { return kv_groups_; }
   const ShardLayout& layout() const { return layout_; }
   const ModelWeights& weights() const { return model_->weights(); }
   KvCache& kv_cache() { return kv_cache_; }
@@ -100,13 +111,20 @@ class ModelRunner {
 
  private:
   ModelRunner(const ModelConfig& config, const ShardLayout& layout, Communicator* communicator,
-              std::unique_ptr<Model> model, KvCache kv_cache, int64_t max_positions)
+              std::unique_ptr<Model> model, KvCache kv_cache, int64_t max_positions,
+              KvCacheGroups kv_groups)
       : config_(config),
         layout_(layout),
         communicator_(communicator),
         model_(std::move(model)),
         kv_cache_(std::move(kv_cache)),
-        max_positions_(max_positions) {}
+        max_positions_(max_positions),
+        kv_groups_(std::move(kv_groups)) {}
+
+  /// Group g's table of `seq`.
+  static absl::Span<const int32_t> GroupTable(const SequenceInput& seq, int g) {
+    return g == 0 ? seq.block_table : seq.more_block_tables[g - 1];
+  }
 
   // Flattens a valid batch into the per-step metadata below.
   void PrepareMetadata(absl::Span<const SequenceInput> batch);
@@ -119,6 +137,7 @@ class ModelRunner {
   std::unique_ptr<Model> model_;
   KvCache kv_cache_;
   int64_t max_positions_ = 0;
+  KvCacheGroups kv_groups_;
 
   // Per-step metadata, rebuilt each step (capacity reused).
   std::vector<int32_t> token_ids_;        // [num_tokens]
@@ -128,6 +147,10 @@ class ModelRunner {
   std::vector<int32_t> seq_lens_;         // [num_seqs]
   std::vector<int32_t> block_tables_;     // [num_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq_ = 0;
+  // Groups 1..G-1 (empty with one group).
+  std::vector<std::vector<int64_t>> more_slot_mappings_;  // [G - 1][num_tokens]
+  std::vector<std::vector<int32_t>> more_block_tables_;   // [G - 1][num_seqs * max_blocks]
+  std::vector<KvGroupBatch> more_groups_;                 // [G - 1]
 
   // Activations (capacity reused across steps).
   std::vector<float> hidden_;           // [num_tokens, hidden] final-normed hidden states

@@ -58,9 +58,18 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(std::unique_ptr<M
   // catches up on a sequence's tokens at its own pace (worker/draft_model.h), behind the target,
   // so with a draft nothing is freed.
   const int64_t window = draft == nullptr ? runner->config().UniformSlidingWindow() : 0;
+  std::vector<int64_t> group_windows;
+  if (runner->kv_groups().num_groups() > 1) {
+    if (draft != nullptr) {
+      return absl::InvalidArgumentError(
+          "a draft model needs one KV cache group (it reads behind the target's windows)");
+    }
+    group_windows = runner->kv_groups().windows;
+  }
   std::unique_ptr<StepRunner> steps(new StepRunner(std::move(runner), std::move(host_cache),
                                                    std::move(eos), options, std::move(draft)));
-  steps->sliding_window_ = window;
+  steps->sliding_window_ = group_windows.empty() ? window : 0;
+  steps->kv_group_windows_ = std::move(group_windows);
   return steps;
 }
 
@@ -73,6 +82,13 @@ int64_t StepRunner::num_used_device_blocks() const {
     for (size_t i = static_cast<size_t>(freeable); i < seq->block_table.size(); ++i) {
       used.insert(seq->block_table[i]);
     }
+    for (size_t g = 1; g <= seq->more_block_tables.size(); ++g) {
+      const std::vector<int32_t>& table = seq->more_block_tables[g - 1];
+      const int64_t group_freeable = FreeableBlocks(seq->num_computed_tokens, static_cast<int>(g));
+      for (size_t i = static_cast<size_t>(group_freeable); i < table.size(); ++i) {
+        used.insert(table[i]);
+      }
+    }
   }
   return static_cast<int64_t>(used.size());
 }
@@ -82,15 +98,16 @@ const std::vector<int32_t>* StepRunner::token_ids(const std::string& seq_id) con
   return it == seqs_.end() ? nullptr : &it->second->token_ids;
 }
 
-int64_t StepRunner::FreeableBlocks(int64_t num_computed_tokens) const {
-  if (sliding_window_ == 0) return 0;
-  return std::max<int64_t>(0, num_computed_tokens - sliding_window_ + 1) / block_size();
+int64_t StepRunner::FreeableBlocks(int64_t num_computed_tokens, int group) const {
+  const int64_t window = kv_group_windows_.empty() ? sliding_window_ : kv_group_windows_[group];
+  if (window == 0) return 0;
+  return std::max<int64_t>(0, num_computed_tokens - window + 1) / block_size();
 }
 
 absl::Status StepRunner::ValidateBlockIds(absl::Span<const int32_t> block_ids,
                                           const std::string& what, int64_t first_index,
-                                          int64_t num_computed_tokens) const {
-  const int64_t freeable = FreeableBlocks(num_computed_tokens);
+                                          int64_t num_computed_tokens, int group) const {
+  const int64_t freeable = FreeableBlocks(num_computed_tokens, group);
   for (size_t i = 0; i < block_ids.size(); ++i) {
     const int32_t id = block_ids[i];
     if (id == kFreedBlockId && first_index + static_cast<int64_t>(i) < freeable) continue;
@@ -189,6 +206,7 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
     }
     RETURN_IF_ERROR(ValidateBlockIds(seq.block_ids, absl::StrCat("new sequence ", id), 0,
                                      seq.num_computed_tokens));
+    RETURN_IF_ERROR(ValidateMoreGroups(seq));
     RETURN_IF_ERROR(ValidateCapacity(id, seq.num_computed_tokens + seq.num_scheduled_tokens,
                                      static_cast<int64_t>(seq.block_ids.size())));
     if (absl::Status s = seq.sampling_params.Validate(); !s.ok()) {
@@ -219,6 +237,7 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
       }
       RETURN_IF_ERROR(ValidateBlockIds({block}, absl::StrCat("cached sequence ", id)));
     }
+    RETURN_IF_ERROR(ValidateMoreGroups(delta, seq));
     RETURN_IF_ERROR(
         ValidateTokenIds(delta.replace_last_token_ids, absl::StrCat("cached sequence ", id)));
     RETURN_IF_ERROR(ValidateDrafts(plan, delta, seq));
@@ -243,6 +262,59 @@ absl::Status StepRunner::Validate(const StepPlan& plan) const {
     RETURN_IF_ERROR(ValidateCapacity(
         id, seq.num_computed_tokens + delta.num_scheduled_tokens,
         static_cast<int64_t>(seq.block_table.size() + delta.new_block_ids.size())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ValidateMoreGroups(const NewSequence& seq) const {
+  const size_t num_more = kv_group_windows_.empty() ? 0 : kv_group_windows_.size() - 1;
+  const std::string what = absl::StrCat("new sequence ", seq.seq_id);
+  if (seq.more_block_ids.size() != num_more) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has ", seq.more_block_ids.size() + 1,
+                                                   " block tables for ", num_more + 1,
+                                                   " KV cache groups"));
+  }
+  for (size_t g = 1; g <= num_more; ++g) {
+    const std::vector<int32_t>& table = seq.more_block_ids[g - 1];
+    if (table.size() != seq.block_ids.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": group ", g, "'s table holds ",
+                                                     table.size(), " blocks, group 0's ",
+                                                     seq.block_ids.size()));
+    }
+    RETURN_IF_ERROR(ValidateBlockIds(table, absl::StrCat(what, " group ", g), 0,
+                                     seq.num_computed_tokens, static_cast<int>(g)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::ValidateMoreGroups(const CachedSequence& delta,
+                                            const Sequence& seq) const {
+  const size_t num_more = kv_group_windows_.empty() ? 0 : kv_group_windows_.size() - 1;
+  const std::string what = absl::StrCat("cached sequence ", delta.seq_id);
+  if (delta.more_groups.size() != num_more) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has ", delta.more_groups.size() + 1,
+                                                   " block-table deltas for ", num_more + 1,
+                                                   " KV cache groups"));
+  }
+  for (size_t g = 1; g <= num_more; ++g) {
+    const GroupBlockDelta& group = delta.more_groups[g - 1];
+    const std::vector<int32_t>& table = seq.more_block_tables[g - 1];
+    const std::string where = absl::StrCat(what, " group ", g);
+    if (table.size() + group.new_block_ids.size() !=
+        seq.block_table.size() + delta.new_block_ids.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "'s table would hold ", table.size() + group.new_block_ids.size(),
+                       " blocks, group 0's ", seq.block_table.size() + delta.new_block_ids.size()));
+    }
+    RETURN_IF_ERROR(ValidateBlockIds(group.new_block_ids, where, static_cast<int64_t>(table.size()),
+                                     seq.num_computed_tokens, static_cast<int>(g)));
+    for (const auto& [index, block] : group.replaced_block_ids) {
+      if (index < 0 || index >= static_cast<int64_t>(table.size())) {
+        return absl::InvalidArgumentError(absl::StrCat(where, " replaces block table entry ", index,
+                                                       ", outside [0, ", table.size(), ")"));
+      }
+      RETURN_IF_ERROR(ValidateBlockIds({block}, where));
+    }
   }
   return absl::OkStatus();
 }
@@ -373,6 +445,7 @@ void StepRunner::AddAndUpdateSequences(
     seq->num_prompt_tokens = in.num_prompt_tokens;
     seq->num_computed_tokens = in.num_computed_tokens;
     seq->block_table = in.block_ids;
+    seq->more_block_tables = in.more_block_ids;
     seq->params = in.sampling_params;
     seq->seed = in.seed;
     seqs_[in.seq_id] = std::move(seq);
@@ -382,6 +455,12 @@ void StepRunner::AddAndUpdateSequences(
     for (const auto& [index, block] : delta.replaced_block_ids) seq.block_table[index] = block;
     seq.block_table.insert(seq.block_table.end(), delta.new_block_ids.begin(),
                            delta.new_block_ids.end());
+    for (size_t g = 0; g < delta.more_groups.size(); ++g) {
+      const GroupBlockDelta& group = delta.more_groups[g];
+      std::vector<int32_t>& table = seq.more_block_tables[g];
+      for (const auto& [index, block] : group.replaced_block_ids) table[index] = block;
+      table.insert(table.end(), group.new_block_ids.begin(), group.new_block_ids.end());
+    }
     if (!delta.replace_last_token_ids.empty()) {
       if (seq.has_pending_sample()) seq.token_ids.pop_back();
       seq.token_ids.insert(seq.token_ids.end(), delta.replace_last_token_ids.begin(),
@@ -442,6 +521,9 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
          .sample =
              seq.num_computed_tokens + e.num_tokens == static_cast<int64_t>(seq.token_ids.size()),
          .num_sampled_tokens = 1 + static_cast<int64_t>(seq.drafts.size())});
+    for (const std::vector<int32_t>& table : seq.more_block_tables) {
+      batch_.back().more_block_tables.push_back(table);
+    }
   }
   // Validate(plan) covered this pass: its tokens are the plan's or sampled, and CanDecodeAgain
   // kept every later pass within the block table and the model's positions.

@@ -90,6 +90,9 @@ class StepRunner {
   /// > 0: every layer of the model attends to at most this many last positions and there is no
   /// draft model, so the engine may free blocks behind it (ExecutorInfo::sliding_window).
   int64_t sliding_window() const { return sliding_window_; }
+  /// The windows of the runner's KV cache groups when it has more than one
+  /// (ExecutorInfo::kv_group_windows), else empty.
+  const std::vector<int64_t>& kv_group_windows() const { return kv_group_windows_; }
   const std::vector<int32_t>& eos_token_ids() const { return eos_token_ids_; }
 
  private:
@@ -98,6 +101,7 @@ class StepRunner {
     int64_t num_prompt_tokens = 0;
     int64_t num_computed_tokens = 0;
     std::vector<int32_t> block_table;
+    std::vector<std::vector<int32_t>> more_block_tables;  // KV cache groups 1..G-1
     SamplingParams params;
     uint64_t seed = 0;
     // Structured output: advanced by every output token; null when unconstrained.
@@ -145,10 +149,15 @@ class StepRunner {
   /// FreeableBlocks(num_computed_tokens) may be kFreedBlockId; block_ids[0] is table entry
   /// `first_index`.
   absl::Status ValidateBlockIds(absl::Span<const int32_t> block_ids, const std::string& what,
-                                int64_t first_index = 0, int64_t num_computed_tokens = 0) const;
-  /// Leading block-table entries the engine may have freed behind the sliding window of a
-  /// sequence whose next position is num_computed_tokens (0 without a window).
-  int64_t FreeableBlocks(int64_t num_computed_tokens) const;
+                                int64_t first_index = 0, int64_t num_computed_tokens = 0,
+                                int group = 0) const;
+  /// Leading block-table entries of KV cache group `group` the engine may have freed behind the
+  /// sliding window of a sequence whose next position is num_computed_tokens (0 without one).
+  int64_t FreeableBlocks(int64_t num_computed_tokens, int group = 0) const;
+  /// The KV cache groups 1..G-1 of a plan's sequence: one table (new) or delta (cached) each,
+  /// valid ids, the tables as long as group 0's.
+  absl::Status ValidateMoreGroups(const NewSequence& seq) const;
+  absl::Status ValidateMoreGroups(const CachedSequence& delta, const Sequence& seq) const;
   absl::Status ValidateTokenIds(absl::Span<const int32_t> token_ids, const std::string& what) const;
   absl::Status ValidateSwapsAndCopies(const StepPlan& plan) const;
   absl::Status ValidateDrafts(const StepPlan& plan, const CachedSequence& delta,
@@ -181,6 +190,7 @@ class StepRunner {
   std::optional<KvCache> host_cache_;  // swap space; absent when num_host_blocks == 0
   std::unique_ptr<DraftModel> draft_;  // speculative decoding's draft model; null: none
   int64_t sliding_window_ = 0;
+  std::vector<int64_t> kv_group_windows_;  // empty with one group
   std::vector<int32_t> eos_token_ids_;
   Sampler sampler_;
   TokenizerLoader load_tokenizer_;

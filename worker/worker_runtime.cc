@@ -249,6 +249,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
             .max_model_len = max_model_len,
             .vocab_size = config->vocab_size,
             .sliding_window = built->steps->sliding_window(),
+            .kv_group_windows = built->steps->kv_group_windows(),
             .weight_bytes = all_weight_bytes,
             .kv_cache_bytes = runner_kv_bytes,
             .communicator = std::string(built->communicator->backend())};

@@ -67,6 +67,7 @@ grpc::Status WorkerService::Init(grpc::ServerContext*, const internal::InitReque
   response->set_max_model_len(init->max_model_len);
   response->set_vocab_size(init->vocab_size);
   response->set_sliding_window(init->sliding_window);
+  for (int64_t window : init->kv_group_windows) response->add_kv_group_windows(window);
   response->set_weight_bytes(init->weight_bytes);
   response->set_kv_cache_bytes(init->kv_cache_bytes);
   response->set_communicator(init->communicator);

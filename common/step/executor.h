@@ -28,6 +28,10 @@ struct ExecutorInfo {
   /// model reads behind them), so the engine frees the blocks wholly before a sequence's window
   /// (kFreedBlockId).
   int64_t sliding_window = 0;
+  /// KV cache groups (common/kv_cache_groups.h): each group's window, 0 for full attention; the
+  /// engine keeps a block table per group and frees a sliding group's blocks behind its window.
+  /// Empty: one group with sliding_window (then 0 with groups).
+  std::vector<int64_t> kv_group_windows;
 };
 
 class Executor {

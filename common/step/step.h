@@ -27,8 +27,9 @@ namespace pagoda {
 
 /// A block-table entry whose block the engine gave back because it lies wholly before the window
 /// of every later query: models whose every layer attends to a sliding window
-/// (ExecutorInfo::sliding_window). Workers never read it; the entries of a table they already hold
-/// are not updated (the positions there are never read again either).
+/// (ExecutorInfo::sliding_window), or the tables of a sliding KV cache group
+/// (ExecutorInfo::kv_group_windows). Workers never read it; the entries of a table they already
+/// hold are not updated (the positions there are never read again either).
 inline constexpr int32_t kFreedBlockId = INT32_MIN;
 
 /// A sequence the workers have no state for: a new request, one resumed after preemption
@@ -40,8 +41,17 @@ struct NewSequence {
   int64_t num_computed_tokens = 0;   // leading tokens whose K/V are already in the blocks
   int64_t num_scheduled_tokens = 0;  // tokens to compute in this step, from num_computed_tokens
   std::vector<int32_t> block_ids;    // the whole block table (leading kFreedBlockId possible)
+  /// KV cache groups 1..G-1 (ExecutorInfo::kv_group_windows): their whole tables, as block_ids
+  /// is group 0's. Empty with one group.
+  std::vector<std::vector<int32_t>> more_block_ids;
   SamplingParams sampling_params;
   uint64_t seed = 0;  // resolved seed; the draw for output i depends only on (seed, i)
+};
+
+/// The block-table delta of one KV cache group of a sequence the workers hold.
+struct GroupBlockDelta {
+  std::vector<std::pair<int32_t, int32_t>> replaced_block_ids;  // as CachedSequence's
+  std::vector<int32_t> new_block_ids;
 };
 
 /// The delta of a sequence the workers already hold.
@@ -51,7 +61,10 @@ struct CachedSequence {
   /// applied before new_block_ids.
   std::vector<std::pair<int32_t, int32_t>> replaced_block_ids;
   std::vector<int32_t> new_block_ids;  // appended to the block table
-  int64_t num_scheduled_tokens = 0;    // tokens to compute in this step
+  /// KV cache groups 1..G-1: their deltas, as the two fields above are group 0's. Empty with one
+  /// group.
+  std::vector<GroupBlockDelta> more_groups;
+  int64_t num_scheduled_tokens = 0;  // tokens to compute in this step
   /// Tokens chosen by the engine (beam search) to append before computing, in place of the
   /// worker's own last sample, which is then discarded. Empty for sampled sequences.
   std::vector<int32_t> replace_last_token_ids;

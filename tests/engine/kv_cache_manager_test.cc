@@ -34,8 +34,8 @@ std::vector<int32_t> Range(int32_t begin, int32_t end) {
   return tokens;
 }
 
-std::vector<int32_t> Table(const KVCacheManager& kv, SeqHandle seq) {
-  absl::Span<const int32_t> table = kv.BlockTable(seq);
+std::vector<int32_t> Table(const KVCacheManager& kv, SeqHandle seq, int group = 0) {
+  absl::Span<const int32_t> table = kv.BlockTable(seq, group);
   return {table.begin(), table.end()};
 }
 
@@ -405,6 +405,106 @@ TEST(KVCacheManager, FreesTheBlocksBehindASlidingWindow) {
   EXPECT_EQ(kv.GetComputedBlocks(prompt).num_computed_tokens, 8);
 }
 
+// KV cache groups (Gemma-style: group 0 full attention, group 1 a window of 6). Each logical block
+// takes a block in every group; the local group frees behind its window, the global one never.
+TEST(KVCacheManager, GroupsKeepFullBlocksOnlyForTheGlobalGroup) {
+  KVCacheManager::Options options = Small(40, /*caching=*/true);
+  options.group_sliding_windows = {0, 6};
+  KVCacheManager kv(options);
+  ASSERT_EQ(kv.num_groups(), 2);
+  const std::vector<int32_t> prompt = Range(100, 110);  // 10 tokens: blocks 0..2
+  ASSERT_TRUE(Admit(kv, 1, prompt));
+  EXPECT_EQ(kv.NumFreeBlocks(), 40 - 2 * 3);
+  kv.TakeBlockCopies();
+  // Decode 22 tokens: the sequence reaches 32 positions, 8 logical blocks.
+  for (int i = 0; i < 22; ++i) {
+    ASSERT_TRUE(kv.AllocateSlots(1, 1));
+    kv.TakeBlockCopies();
+  }
+  EXPECT_CONSISTENT(kv);
+  const std::vector<int32_t> global = Table(kv, 1, 0);
+  const std::vector<int32_t> local = Table(kv, 1, 1);
+  ASSERT_THAT(global, SizeIs(8));
+  ASSERT_THAT(local, SizeIs(8));
+  EXPECT_EQ(std::count(global.begin(), global.end(), kFreedBlockId), 0);
+  // The last query (position 31) saw 26..31: blocks 0..5 of the local group are given back.
+  EXPECT_EQ(std::count(local.begin(), local.end(), kFreedBlockId), 6);
+  EXPECT_EQ(kv.NumFreeBlocks(), 40 - 8 - 2);
+  EXPECT_DOUBLE_EQ(kv.Usage(), 10.0 / 40.0);  // both groups' blocks count
+  // The groups never share a block, and a new worker gets each group's own table.
+  for (size_t i = 6; i < 8; ++i) EXPECT_NE(global[i], local[i]);
+  EXPECT_EQ(kv.TakeNewBlockIds(1, 1)[0], kFreedBlockId);
+  EXPECT_THAT(kv.TakeNewBlockIds(1, 0), ElementsAreArray(global));
+  kv.TakeBlockCopies();
+  kv.Free(1);
+  EXPECT_CONSISTENT(kv);
+  EXPECT_EQ(kv.NumFreeBlocks(), 40);
+}
+
+// A prefix hit must hold in every group: each group caches its copy under its own key, and an
+// evicted copy in one group cuts the hit there.
+TEST(KVCacheManager, GroupPrefixHitNeedsEveryGroup) {
+  KVCacheManager::Options options = Small(12, /*caching=*/true);
+  options.group_sliding_windows = {0, 0};
+  KVCacheManager kv(options);
+  const std::vector<int32_t> prompt = Range(0, 13);  // 3 full blocks + 1 token
+  ASSERT_TRUE(Admit(kv, 1, prompt));
+  kv.TakeBlockCopies();
+  PrefixMatch hit = kv.GetComputedBlocks(prompt);
+  EXPECT_EQ(hit.num_computed_tokens, 12);
+  ASSERT_THAT(hit.more_block_ids, SizeIs(1));
+  EXPECT_THAT(hit.block_ids, ElementsAreArray(Table(kv, 1, 0).data(), 3));
+  EXPECT_THAT(hit.more_block_ids[0], ElementsAreArray(Table(kv, 1, 1).data(), 3));
+  EXPECT_EQ(kv.NumLeadingCachedBlocks(KVCacheManager::PrefixBlockHashes(prompt, 4)), 3);
+  const std::vector<int32_t> group1 = Table(kv, 1, 1);
+  kv.Free(1);
+  // Evict group 1's copy of block 1 only: allocate until it is reused.
+  const BlockHash second =
+      KVCacheManager::GroupBlockHash(KVCacheManager::PrefixBlockHashes(prompt, 4)[1], 1);
+  int64_t filler = 100;
+  while (kv.device_pool().Lookup(second) >= 0) ASSERT_TRUE(kv.AllocateSlots(filler++, 1));
+  EXPECT_EQ(kv.GetComputedBlocks(prompt).num_computed_tokens, 4);
+  EXPECT_EQ(kv.NumLeadingCachedBlocks(KVCacheManager::PrefixBlockHashes(prompt, 4)), 1);
+  EXPECT_EQ(KVCacheManager::GroupBlockHash(second, 0), second);  // group 0: today's hashes
+  EXPECT_CONSISTENT(kv);
+}
+
+// Fork shares every group's blocks; a write copies on write in each group; swap moves each
+// group's exclusive blocks and brings them back.
+TEST(KVCacheManager, GroupsForkCopyOnWriteAndSwap) {
+  KVCacheManager::Options options = Small(16, /*caching=*/false, /*host=*/8);
+  options.group_sliding_windows = {0, 6};
+  KVCacheManager kv(options);
+  ASSERT_TRUE(kv.AllocateSlots(1, 6));  // blocks 0..1 in both groups
+  kv.TakeNewBlockIds(1, 0);
+  kv.TakeNewBlockIds(1, 1);
+  kv.TakeBlockCopies();
+  ASSERT_TRUE(kv.Fork(1, 2).ok());
+  EXPECT_EQ(Table(kv, 2, 1), Table(kv, 1, 1));
+  EXPECT_EQ(kv.NumBlocksNeeded(1, 1), 2);  // block 1 is shared in both groups
+  ASSERT_TRUE(kv.AllocateSlots(1, 1));
+  std::vector<BlockPair> copies = kv.TakeBlockCopies();
+  ASSERT_THAT(copies, SizeIs(2));
+  EXPECT_THAT(kv.TakeReplacedBlockIds(1, 0), SizeIs(1));
+  EXPECT_THAT(kv.TakeReplacedBlockIds(1, 1), SizeIs(1));
+  EXPECT_CONSISTENT(kv);
+  // Sequence 1 owns block 1 of both groups alone now; block 0 stays shared with 2.
+  absl::StatusOr<std::vector<BlockPair>> out = kv.SwapOut(1);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, SizeIs(2));
+  EXPECT_CONSISTENT(kv);
+  kv.TakeBlockCopies();
+  absl::StatusOr<std::vector<BlockPair>> in = kv.SwapIn(1);
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_THAT(*in, SizeIs(2));
+  EXPECT_CONSISTENT(kv);
+  kv.TakeBlockCopies();
+  kv.Free(1);
+  kv.Free(2);
+  EXPECT_EQ(kv.NumFreeBlocks(), 16);
+  EXPECT_EQ(kv.NumFreeHostBlocks(), 8);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Randomized property test. A simulated worker keeps the block tables it was sent (new blocks,
 // replaced entries) and the KV content of every physical slot, applying each plan in the order
@@ -414,6 +514,12 @@ TEST(KVCacheManager, FreesTheBlocksBehindASlidingWindow) {
 uint64_t Mix(uint64_t h, int32_t token) {
   h ^= static_cast<uint64_t>(token) + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
   return h * 0xBF58476D1CE4E5B9ULL;
+}
+
+// What group `group`'s layers store at a position whose token prefix hashes to `value`: the
+// groups hold different layers, so a block read through another group's table shows.
+uint64_t GroupValue(uint64_t value, int group) {
+  return group == 0 ? value : Mix(value, -1 - group);
 }
 
 struct SimSeq {
@@ -473,7 +579,9 @@ class Simulation {
       EXPECT_GT(kv_.prefix_cache_hits(), 0);
     }
     EXPECT_GT(copies_, 0);
-    if (options_.sliding_window > 0) {
+    bool any_window = false;
+    for (int g = 0; g < kv_.num_groups(); ++g) any_window |= kv_.group_sliding_window(g) > 0;
+    if (any_window) {
       EXPECT_GT(freed_reads_skipped_, 0);
     }
   }
@@ -498,13 +606,18 @@ class Simulation {
   struct Snapshot {
     int32_t free;
     int64_t num_tokens;
-    std::vector<int32_t> table;
+    std::vector<std::vector<int32_t>> tables;  // per group
   };
-  Snapshot Take(SeqHandle h) { return {kv_.NumFreeBlocks(), kv_.NumTokens(h), Table(kv_, h)}; }
+  std::vector<std::vector<int32_t>> Tables(SeqHandle h) {
+    std::vector<std::vector<int32_t>> tables;
+    for (int g = 0; g < kv_.num_groups(); ++g) tables.push_back(Table(kv_, h, g));
+    return tables;
+  }
+  Snapshot Take(SeqHandle h) { return {kv_.NumFreeBlocks(), kv_.NumTokens(h), Tables(h)}; }
   void ExpectUnchanged(const Snapshot& s, SeqHandle h) {
     EXPECT_EQ(kv_.NumFreeBlocks(), s.free);
     EXPECT_EQ(kv_.NumTokens(h), s.num_tokens);
-    EXPECT_EQ(Table(kv_, h), s.table);
+    EXPECT_EQ(Tables(h), s.tables);
   }
 
   void Written(SeqHandle h, int64_t begin, int64_t end) {
@@ -642,26 +755,31 @@ class Simulation {
       return;
     }
     touched_.insert(h);
+    // A swap-in may take blocks this plan computes from the prefix cache, as a hit does.
+    hit_this_plan_ = true;
     swap_in_.insert(swap_in_.end(), pairs->begin(), pairs->end());
   }
 
   // Builds the plan's deltas, then applies it as a worker would and checks every KV slot.
   void EndPlan() {
+    const int num_groups = kv_.num_groups();
     for (auto& [h, seq] : seqs_) {
       if (kv_.IsSwappedOut(h)) continue;
-      auto [it, is_new] = mirror_.try_emplace(h);
-      std::vector<int32_t>& table = it->second;
-      if (!is_new) {
-        for (const auto& [index, block] : kv_.TakeReplacedBlockIds(h)) table[index] = block;
-      }
-      std::vector<int32_t> added = kv_.TakeNewBlockIds(h);
-      table.insert(table.end(), added.begin(), added.end());
-      // Entries freed behind the window after the workers got them stay stale there.
-      std::vector<int32_t> want = Table(kv_, h);
-      ASSERT_EQ(table.size(), want.size()) << "sequence " << h;
-      for (size_t i = 0; i < want.size(); ++i) {
-        if (want[i] == kFreedBlockId) continue;
-        ASSERT_EQ(table[i], want[i]) << "sequence " << h << " entry " << i;
+      auto [it, is_new] = mirror_.try_emplace(h, num_groups);
+      for (int g = 0; g < num_groups; ++g) {
+        std::vector<int32_t>& table = it->second[g];
+        if (!is_new) {
+          for (const auto& [index, block] : kv_.TakeReplacedBlockIds(h, g)) table[index] = block;
+        }
+        std::vector<int32_t> added = kv_.TakeNewBlockIds(h, g);
+        table.insert(table.end(), added.begin(), added.end());
+        // Entries freed behind the window after the workers got them stay stale there.
+        std::vector<int32_t> want = Table(kv_, h, g);
+        ASSERT_EQ(table.size(), want.size()) << "sequence " << h << " group " << g;
+        for (size_t i = 0; i < want.size(); ++i) {
+          if (want[i] == kFreedBlockId) continue;
+          ASSERT_EQ(table[i], want[i]) << "sequence " << h << " group " << g << " entry " << i;
+        }
       }
     }
     const std::vector<BlockPair> copies = kv_.TakeBlockCopies();
@@ -674,7 +792,9 @@ class Simulation {
     for (const auto& [h, positions] : writes_) {
       const SimSeq& seq = seqs_.at(h);
       for (int64_t p : positions) {
-        device_[mirror_.at(h)[p / bs]][p % bs] = PrefixValue(seq.tokens, p);
+        for (int g = 0; g < num_groups; ++g) {
+          device_[mirror_.at(h)[g][p / bs]][p % bs] = GroupValue(PrefixValue(seq.tokens, p), g);
+        }
       }
     }
     swap_out_.clear();
@@ -684,21 +804,25 @@ class Simulation {
     hit_this_plan_ = false;
     // Every sequence reads its own prefix's KV, resident or swapped out.
     for (const auto& [h, seq] : seqs_) {
-      absl::Span<const int32_t> table = kv_.BlockTable(h);
-      uint64_t value = 0;
-      for (int64_t p = 0; p < kv_.NumTokens(h); ++p) {
-        value = Mix(value, seq.tokens[p]);
-        const int32_t entry = table[p / bs];
-        if (entry == kFreedBlockId) {
-          // Only blocks that no query from NumTokens on can see are given back.
-          ASSERT_GT(options_.sliding_window, 0);
-          ASSERT_LE((p / bs + 1) * bs, kv_.NumTokens(h) - options_.sliding_window + 1)
-              << "sequence " << h << " position " << p;
-          ++freed_reads_skipped_;
-          continue;
+      for (int g = 0; g < num_groups; ++g) {
+        absl::Span<const int32_t> table = kv_.BlockTable(h, g);
+        const int64_t window = kv_.group_sliding_window(g);
+        uint64_t value = 0;
+        for (int64_t p = 0; p < kv_.NumTokens(h); ++p) {
+          value = Mix(value, seq.tokens[p]);
+          const int32_t entry = table[p / bs];
+          if (entry == kFreedBlockId) {
+            // Only blocks that no query of the group from NumTokens on can see are given back.
+            ASSERT_GT(window, 0) << "sequence " << h << " group " << g;
+            ASSERT_LE((p / bs + 1) * bs, kv_.NumTokens(h) - window + 1)
+                << "sequence " << h << " group " << g << " position " << p;
+            ++freed_reads_skipped_;
+            continue;
+          }
+          const uint64_t stored = entry >= 0 ? device_[entry][p % bs] : host_[-entry - 1][p % bs];
+          ASSERT_EQ(stored, GroupValue(value, g))
+              << "sequence " << h << " group " << g << " position " << p;
         }
-        const uint64_t stored = entry >= 0 ? device_[entry][p % bs] : host_[-entry - 1][p % bs];
-        ASSERT_EQ(stored, value) << "sequence " << h << " position " << p;
       }
     }
   }
@@ -716,7 +840,7 @@ class Simulation {
   std::map<SeqHandle, SimSeq> seqs_;
   SeqHandle next_handle_ = 0;
   // The simulated workers.
-  std::map<SeqHandle, std::vector<int32_t>> mirror_;
+  std::map<SeqHandle, std::vector<std::vector<int32_t>>> mirror_;  // per group
   std::vector<std::vector<uint64_t>> device_;
   std::vector<std::vector<uint64_t>> host_;
   // The plan being built.
@@ -739,22 +863,28 @@ struct PropertyCase {
   int32_t host_blocks;
   uint32_t seed;
   int64_t sliding_window = 0;
+  std::vector<int64_t> group_windows = {};  // KV cache groups; empty: one
 };
 
 void PrintTo(const PropertyCase& c, std::ostream* os) {
   *os << "caching=" << c.caching << " host_blocks=" << c.host_blocks << " seed=" << c.seed
-      << " sliding_window=" << c.sliding_window;
+      << " sliding_window=" << c.sliding_window << " groups=[";
+  for (int64_t w : c.group_windows) *os << " " << w;
+  *os << " ]";
 }
 
 class KVCacheManagerProperty : public ::testing::TestWithParam<PropertyCase> {};
 
 TEST_P(KVCacheManagerProperty, RandomWorkloadKeepsInvariantsAndLeaksNothing) {
   const PropertyCase& c = GetParam();
-  Simulation sim({.num_device_blocks = 24,
-                  .num_host_blocks = c.host_blocks,
+  // Every group takes a block per logical block: scale the pools so that as many sequences fit.
+  const int32_t num_groups = std::max<int32_t>(1, static_cast<int32_t>(c.group_windows.size()));
+  Simulation sim({.num_device_blocks = 24 * num_groups,
+                  .num_host_blocks = c.host_blocks * num_groups,
                   .block_size = 4,
                   .enable_prefix_caching = c.caching,
-                  .sliding_window = c.sliding_window},
+                  .sliding_window = c.sliding_window,
+                  .group_sliding_windows = c.group_windows},
                  c.seed);
   sim.Run(5000);
 }
@@ -767,6 +897,13 @@ std::vector<PropertyCase> PropertyCases() {
       for (int i = 0; i < 3; ++i) cases.push_back({caching, host_blocks, seed++});
       // Sliding windows of one token, of a block and a half, and of several blocks.
       for (int64_t window : {1, 6, 13}) cases.push_back({caching, host_blocks, seed++, window});
+      // KV cache groups: Gemma 2's alternation, a full group beside several windows, and
+      // two full groups (Gemma 3 1B's layout cut into equal groups).
+      for (std::vector<int64_t> windows :
+           {std::vector<int64_t>{6, 0}, std::vector<int64_t>{0, 1, 13, 6},
+            std::vector<int64_t>{0, 0, 5}}) {
+        cases.push_back({caching, host_blocks, seed++, 0, windows});
+      }
     }
   }
   return cases;

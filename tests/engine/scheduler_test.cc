@@ -304,6 +304,43 @@ TEST(Scheduler, RunsABatchToCompletionWithoutLeaks) {
   EXPECT_EQ(Outcome(RunAll({}, Info(256), reqs, /*async=*/true)).outputs, out.outputs);
 }
 
+// KV cache groups (a global group and a local one with a window of 8, blocks of 4): a long
+// generation holds its whole length in the global group and about its window in the local one,
+// which kv_cache_usage shows; the outputs are those of two full-attention groups, whose workers
+// read every block. With prefix caching and parallel samples (forks) nothing leaks either.
+TEST(Scheduler, KvCacheGroupsFreeOnlyTheLocalGroupsBlocks) {
+  ExecutorInfo global_local = Info(256);
+  global_local.kv_group_windows = {0, 8};
+  ExecutorInfo two_global = Info(256);
+  two_global.kv_group_windows = {0, 0};
+  const std::vector<EngineRequest> reqs = {Req("long", Tokens(8, 3), 60, 7)};
+  const EngineConfig config{.max_num_batched_tokens = 4};
+  const Outcome windowed = RunAll(config, global_local, reqs);
+  const Outcome full = RunAll(config, two_global, reqs);
+  EXPECT_EQ(windowed.outputs, full.outputs);
+  // 68 tokens: 17 blocks per full group; the local group holds the window, a chunk of 4 and a
+  // block of alignment at most: (8 + 4 + 4) / 4 = 4 blocks.
+  EXPECT_EQ(full.peak_blocks, 2 * 17);
+  EXPECT_LE(windowed.peak_blocks, 17 + 4);
+  EXPECT_GE(windowed.peak_blocks, 17 + 2);
+
+  Harness h(config, global_local);
+  Outcome outcome;
+  ASSERT_TRUE(h.scheduler.AddRequest(reqs[0]).ok());
+  for (int i = 0; i < 40 && h.scheduler.HasUnfinishedRequests(); ++i) h.Step(false, outcome);
+  const int64_t held = 256 - h.scheduler.kv_cache().NumFreeBlocks();
+  EXPECT_LT(held, 2 * ((8 + 40 + 3) / 4));
+  EXPECT_DOUBLE_EQ(h.scheduler.stats().kv_cache_usage, static_cast<double>(held) / 256);
+
+  EngineRequest samples = Req("n3", Tokens(13, 5), 30, 9);
+  samples.params.n = 3;
+  const std::vector<EngineRequest> more = {samples, Req("a", Tokens(13, 5), 20, 4),
+                                           Req("b", Tokens(17, 5), 20, 5)};
+  EngineConfig caching = config;
+  caching.enable_prefix_caching = true;
+  EXPECT_EQ(RunAll(caching, global_local, more).outputs, RunAll(caching, two_global, more).outputs);
+}
+
 TEST(Scheduler, PrefixCacheSchedulesOnlyTheSuffix) {
   const std::vector<int32_t> prefix = Tokens(12, 77);  // 3 full blocks of 4
   std::vector<int32_t> a = prefix, b = prefix;

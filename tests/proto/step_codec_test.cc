@@ -74,6 +74,7 @@ void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
     EXPECT_EQ(x.block_ids, y.block_ids);
     ExpectSameParams(x.sampling_params, y.sampling_params);
     EXPECT_EQ(x.seed, y.seed);
+    EXPECT_EQ(x.more_block_ids, y.more_block_ids);
   }
   ASSERT_EQ(a.cached_sequences.size(), b.cached_sequences.size());
   for (size_t i = 0; i < a.cached_sequences.size(); ++i) {
@@ -86,6 +87,11 @@ void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
     EXPECT_EQ(x.replace_last_token_ids, y.replace_last_token_ids);
     EXPECT_EQ(x.draft_token_ids, y.draft_token_ids);
     EXPECT_EQ(x.num_worker_draft_tokens, y.num_worker_draft_tokens);
+    ASSERT_EQ(x.more_groups.size(), y.more_groups.size());
+    for (size_t g = 0; g < x.more_groups.size(); ++g) {
+      EXPECT_EQ(x.more_groups[g].replaced_block_ids, y.more_groups[g].replaced_block_ids);
+      EXPECT_EQ(x.more_groups[g].new_block_ids, y.more_groups[g].new_block_ids);
+    }
   }
   EXPECT_EQ(a.finished_seq_ids, b.finished_seq_ids);
   EXPECT_EQ(a.swap_out, b.swap_out);
@@ -144,6 +150,7 @@ StepPlan PopulatedPlan() {
                                 .num_computed_tokens = 2,
                                 .num_scheduled_tokens = 3,
                                 .block_ids = {7, 0, 123456},
+                                .more_block_ids = {{kFreedBlockId, 8, 9}, {10, 11, 12}},
                                 .sampling_params = PopulatedParams(),
                                 .seed = 0xFEDCBA9876543210ull});
   plan.new_sequences.push_back({.seq_id = "cmpl-1#1",
@@ -152,11 +159,14 @@ StepPlan PopulatedPlan() {
                                 .num_scheduled_tokens = 2,
                                 .block_ids = {9},
                                 .seed = 42});
-  plan.cached_sequences.push_back({.seq_id = "cmpl-2#0",
-                                   .replaced_block_ids = {{0, 17}, {3, 18}},
-                                   .new_block_ids = {19, 20},
-                                   .num_scheduled_tokens = 1,
-                                   .replace_last_token_ids = {450, 451}});
+  plan.cached_sequences.push_back(
+      {.seq_id = "cmpl-2#0",
+       .replaced_block_ids = {{0, 17}, {3, 18}},
+       .new_block_ids = {19, 20},
+       .more_groups = {{.replaced_block_ids = {{1, 21}}, .new_block_ids = {22, 23}},
+                       {.new_block_ids = {24, 25}}},
+       .num_scheduled_tokens = 1,
+       .replace_last_token_ids = {450, 451}});
   plan.cached_sequences.push_back(
       {.seq_id = "cmpl-3#0", .num_scheduled_tokens = 3, .draft_token_ids = {77, 78}});
   plan.cached_sequences.push_back(
@@ -417,6 +427,10 @@ TEST(StepCodec, RejectsOddLengthPairArrays) {
                   p.mutable_cached_sequences(0)->add_replaced_block_ids(5);
                 }).status(),
                 {"cached sequence \"cmpl-2#0\"", "replaced_block_ids", "got 5 ints"});
+  ExpectInvalid(DecodeMutated([](internal::StepPlan& p) {
+                  p.mutable_cached_sequences(0)->mutable_more_groups(0)->add_replaced_block_ids(5);
+                }).status(),
+                {"cached sequence \"cmpl-2#0\"", "more_groups.replaced_block_ids", "got 3 ints"});
 }
 
 TEST(StepCodec, RejectsNegativeCounts) {

@@ -56,14 +56,22 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
   const ForwardBatch& batch = context.batch;
   KvCache& cache = *context.kv_cache;
   const KvCacheShape& shape = cache.shape();
+  // The layer's KV cache group: its slot in the cache, its slots of the tokens, its tables.
+  int64_t slot = layer;
+  KvGroupBatch group = {.slot_mapping = batch.slot_mapping, .block_tables = batch.block_tables};
+  if (!batch.layer_group.empty()) {
+    slot = batch.layer_slot[layer];
+    const int32_t g = batch.layer_group[layer];
+    if (g > 0) group = batch.more_groups[g - 1];
+  }
   // The step's slots and block tables were checked once (ModelRunner::ValidateBatch or the
   // StepRunner's plan check): the kernels skip their index scans, which would repeat per layer.
   RETURN_IF_ERROR(kernels::WriteKvCache({.key = in.k,
                                          .value = in.v,
-                                         .key_cache = cache.key(layer),
-                                         .value_cache = cache.value(layer),
+                                         .key_cache = cache.key(slot),
+                                         .value_cache = cache.value(slot),
                                          .cache_dtype = shape.dtype,
-                                         .slot_mapping = batch.slot_mapping,
+                                         .slot_mapping = group.slot_mapping,
                                          .num_tokens = batch.num_tokens,
                                          .num_kv_heads = shape.num_kv_heads,
                                          .head_dim = shape.head_dim,
@@ -75,10 +83,10 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
   return kernels::PagedAttention(
       {.out = out,
        .q = in.q,
-       .key_cache = cache.key(layer),
-       .value_cache = cache.value(layer),
+       .key_cache = cache.key(slot),
+       .value_cache = cache.value(slot),
        .cache_dtype = shape.dtype,
-       .block_tables = batch.block_tables,
+       .block_tables = group.block_tables,
        .query_start_loc = batch.query_start_loc,
        .seq_lens = batch.seq_lens,
        .num_seqs = batch.num_seqs,

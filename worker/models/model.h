@@ -25,6 +25,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/model_config.h"
 #include "worker/communicator.h"
 #include "worker/kv_cache.h"
@@ -94,6 +95,13 @@ struct WeightPlan {
   absl::flat_hash_set<std::string> elsewhere_hf;
 };
 
+/// One KV cache group's view of a batch (common/kv_cache_groups.h): where the group's layers
+/// write each token and the group's block tables.
+struct KvGroupBatch {
+  const int64_t* slot_mapping = nullptr;  // [num_tokens]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+};
+
 /// A step's flattened batch, prepared by ModelRunner: the new tokens of every sequence packed in
 /// one [num_tokens] range, the paged-attention metadata of kernels/paged_attention.h. Every index
 /// is valid (checked once per step).
@@ -107,6 +115,12 @@ struct ForwardBatch {
   const int32_t* seq_lens = nullptr;         // [num_seqs]
   const int32_t* block_tables = nullptr;     // [num_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq = 0;
+  /// KV cache groups: slot_mapping and block_tables above are group 0's, these groups 1..G-1's.
+  /// Per layer, its group and its key/value slot in the cache. All empty with one group (layer l
+  /// uses slot l and the tables above).
+  absl::Span<const KvGroupBatch> more_groups;
+  absl::Span<const int32_t> layer_group;  // [num_layers]
+  absl::Span<const int32_t> layer_slot;   // [num_layers]
 };
 
 /// What a forward pass works with besides its weights.

@@ -16,12 +16,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "common/file_util.h"
+#include "common/kv_cache_groups.h"
 #include "common/model_source.h"
+#include "common/step/step.h"
 #include "common/tokenizer/tokenizer.h"
+#include "engine/engine_config.h"
+#include "engine/scheduler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/model_harness.h"
+#include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
 
@@ -31,6 +36,7 @@ namespace {
 using testing::Generation;
 using testing::RunModel;
 using testing::RunModelSharded;
+using testing::RunRanks;
 
 std::string FixtureDir() { return PAGODA_GEMMA_MODEL_FIXTURE_DIR; }
 
@@ -167,6 +173,183 @@ TEST(GemmaSchedule, ChunkedPrefillInABatchGivesTheReference) {
             << "step " << step << " token " << i;
       }
     }
+  }
+}
+
+// KV cache groups (common/kv_cache_groups.h): the local and global layers keep separate block
+// tables in one pool, and each step the local groups' entries wholly before the window of the
+// step's first query read kFreedBlockId, as the engine frees them. The prompt is prefilled in
+// chunks beside another sequence, then decoded on the reference's tokens: every logit row is the
+// reference's, though the local layers hold only the window's blocks, on one rank and on two.
+TEST(GemmaSchedule, KvCacheGroupsWithLocalBlocksFreedGiveTheReference) {
+  constexpr int64_t kBlockSize = 4;
+  for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
+    SCOPED_TRACE(path);
+    const std::string name = path.substr(0, path.find_first_of("_."));
+    const Expected expected = LoadExpected(name);
+    ASSERT_FALSE(expected.greedy.empty());
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const ModelConfig& config = model->config();
+    std::vector<int64_t> windows;
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) windows.push_back(config.LayerWindow(l));
+    const KvCacheGroups groups = PlanKvCacheGroups(windows);
+    ASSERT_GT(groups.num_groups(), 1);
+    // One rank, and two tensor-parallel ranks (each holding its KV heads of every group).
+    for (const int32_t tp_size : {1, 2}) {
+      SCOPED_TRACE(absl::StrCat("tensor parallel size ", tp_size));
+      RunRanks(tp_size, [&](const TensorParallelShard& shard, Communicator* communicator) {
+        absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model, shard);
+        ASSERT_TRUE(weights.ok()) << weights.status();
+        const int num_groups = groups.num_groups();
+        absl::StatusOr<std::unique_ptr<ModelRunner>> runner =
+            ModelRunner::Create(config, std::move(*weights),
+                                {.num_blocks = 16 * num_groups,
+                                 .block_size = kBlockSize,
+                                 .shard = shard,
+                                 .communicator = communicator,
+                                 .kv_groups = groups});
+        ASSERT_TRUE(runner.ok()) << runner.status();
+        EXPECT_EQ((*runner)->kv_cache().shape().num_layers, groups.num_slots);
+        std::vector<int32_t> mine = expected.prompt;
+        mine.insert(mine.end(), expected.greedy.begin(), expected.greedy.end());
+        std::vector<int32_t> other = {5, 6, 7, 8, 9, 10, 11};
+        // Group g of a sequence owns blocks [16 g + base, 16 g + base + 5): no two groups share
+        // one.
+        auto tables_of = [&](int32_t base) {
+          std::vector<std::vector<int32_t>> tables(num_groups);
+          for (int g = 0; g < num_groups; ++g) {
+            for (int32_t i = 0; i < 5; ++i) tables[g].push_back(16 * g + base + i);
+          }
+          return tables;
+        };
+        std::vector<std::vector<int32_t>> mine_tables = tables_of(0), other_tables = tables_of(8);
+        // What the engine does before a step that computes from `done`: frees the local entries.
+        int64_t num_freed = 0;
+        auto free_behind = [&](std::vector<std::vector<int32_t>>& tables, int64_t done) {
+          for (int g = 0; g < num_groups; ++g) {
+            if (groups.windows[g] == 0) continue;
+            const int64_t end = std::max<int64_t>(0, done - groups.windows[g] + 1) / kBlockSize;
+            for (int64_t b = 0; b < end; ++b) {
+              if (tables[g][b] != kFreedBlockId) ++num_freed;
+              tables[g][b] = kFreedBlockId;
+            }
+          }
+        };
+        auto input = [&](const std::vector<int32_t>& tokens, int64_t done, int64_t n,
+                         const std::vector<std::vector<int32_t>>& tables) {
+          SequenceInput in{.token_ids = absl::MakeConstSpan(tokens).subspan(done, n),
+                           .num_computed_tokens = done,
+                           .block_table = tables[0]};
+          for (int g = 1; g < num_groups; ++g) in.more_block_tables.push_back(tables[g]);
+          return in;
+        };
+        std::vector<std::vector<float>> got;
+        int64_t done = 0, other_done = 0;
+        const int64_t prompt = static_cast<int64_t>(expected.prompt.size());
+        for (const int64_t chunk : {int64_t{3}, int64_t{4}, int64_t{2}, int64_t{1}, int64_t{1},
+                                    int64_t{1}, int64_t{1}, int64_t{1}}) {
+          const int64_t other_len = other_done == 0 ? static_cast<int64_t>(other.size()) : 1;
+          free_behind(mine_tables, done);
+          free_behind(other_tables, other_done);
+          const std::vector<SequenceInput> batch = {
+              input(other, other_done, other_len, other_tables),
+              input(mine, done, chunk, mine_tables)};
+          absl::StatusOr<StepLogits*> logits = (*runner)->Execute(batch);
+          ASSERT_TRUE(logits.ok()) << logits.status();
+          ASSERT_EQ((*logits)->num_rows, 2);
+          const float* other_row = (*logits)->row(0);
+          other_done += other_len;
+          other.push_back(static_cast<int32_t>(
+              std::max_element(other_row, other_row + (*logits)->vocab_size) - other_row));
+          done += chunk;
+          if (done >= prompt)
+            got.emplace_back((*logits)->row(1), (*logits)->row(1) + (*logits)->vocab_size);
+        }
+        EXPECT_GT(num_freed, 0);
+        ASSERT_EQ(got.size(), expected.logits.size());
+        for (size_t step = 0; step < got.size(); ++step) {
+          for (size_t i = 0; i < got[step].size(); ++i) {
+            const float want = expected.logits[step][i];
+            ASSERT_NEAR(got[step][i], want, 1e-4 + 1e-4 * std::abs(want))
+                << "step " << step << " token " << i;
+          }
+        }
+        // A batch without a table for every group is refused.
+        SequenceInput short_of_tables = input(mine, 0, 1, mine_tables);
+        short_of_tables.more_block_tables.pop_back();
+        EXPECT_EQ((*runner)->Execute({short_of_tables}).status().code(),
+                  absl::StatusCode::kInvalidArgument);
+      });
+    }
+  }
+}
+
+// Through the engine: the Scheduler's KVCacheManager keeps a table per KV cache group and frees
+// the local groups' blocks behind the window, an InProcessExecutor runs the plans (its StepRunner
+// applies every group's tables and deltas). The greedy tokens are the float64 reference's, and at
+// the last step the local groups hold only the blocks the window still sees while the global ones
+// hold every block. A second request with the same prompt hits the prefix cache in every group.
+TEST(GemmaEngine, KvCacheGroupsFreeLocalBlocksAndKeepTheReference) {
+  constexpr int64_t kBlockSize = 4;
+  for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
+    SCOPED_TRACE(path);
+    const std::string name = path.substr(0, path.find_first_of("_."));
+    const Expected expected = LoadExpected(name);
+    ASSERT_FALSE(expected.greedy.empty());
+    absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
+    ASSERT_TRUE(model.ok()) << model.status();
+    absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    constexpr int64_t kNumBlocks = 64;
+    absl::StatusOr<std::unique_ptr<InProcessExecutor>> executor = InProcessExecutor::Create(
+        model->config(), std::move(*weights),
+        {.num_device_blocks = kNumBlocks, .block_size = kBlockSize, .kv_cache_groups = true});
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    const ExecutorInfo& info = (*executor)->info();
+    ASSERT_GT(info.kv_group_windows.size(), 1u);
+    EXPECT_EQ(info.sliding_window, 0);
+    const EngineConfig config{
+        .max_num_seqs = 4, .max_num_batched_tokens = 4, .enable_prefix_caching = true};
+    ASSERT_TRUE(config.Validate(info).ok()) << config.Validate(info).message();
+    Scheduler scheduler(config, info, {});
+    const int32_t steps = static_cast<int32_t>(expected.greedy.size());
+    for (const std::string id : {"a", "b"}) {
+      EngineRequest request{.request_id = id, .prompt_token_ids = expected.prompt};
+      request.params.temperature = 0;
+      request.params.max_tokens = steps;
+      request.params.ignore_eos = true;
+      ASSERT_TRUE(scheduler.AddRequest(std::move(request)).ok());
+      std::vector<int32_t> tokens;
+      int64_t last_used = 0;
+      for (int guard = 0; guard < 100 && scheduler.HasUnfinishedRequests(); ++guard) {
+        std::optional<ScheduledStep> step = scheduler.Schedule();
+        ASSERT_TRUE(step.has_value());
+        ASSERT_TRUE(scheduler.kv_cache().CheckInvariants().ok());
+        // (A last plan may only release the finished sequence.)
+        if (!step->plan.new_sequences.empty() || !step->plan.cached_sequences.empty()) {
+          last_used = kNumBlocks - scheduler.kv_cache().NumFreeBlocks();
+        }
+        absl::StatusOr<StepResult> result = (*executor)->Submit(std::move(step->plan)).get();
+        ASSERT_TRUE(result.ok()) << result.status();
+        for (const SequenceUpdate& u : scheduler.ApplyResult(*result)) {
+          tokens.insert(tokens.end(), u.new_token_ids.begin(), u.new_token_ids.end());
+        }
+      }
+      EXPECT_EQ(tokens, expected.greedy) << "request " << id;
+      // The last step computed position p: a local group has freed the blocks wholly before
+      // p - window + 1; request b shares a's cached prompt blocks, which a had given back.
+      const int64_t p = static_cast<int64_t>(expected.prompt.size()) + steps - 2;
+      const int64_t num_blocks = (p + 1 + kBlockSize - 1) / kBlockSize;
+      int64_t held = 0;
+      for (int64_t window : info.kv_group_windows) {
+        held += num_blocks - (window == 0 ? 0 : std::max<int64_t>(0, p - window + 1) / kBlockSize);
+      }
+      EXPECT_LT(held, static_cast<int64_t>(info.kv_group_windows.size()) * num_blocks);
+      EXPECT_EQ(last_used, held) << "request " << id;
+    }
+    EXPECT_GT(scheduler.kv_cache().prefix_cache_hits(), 0);
+    EXPECT_EQ(scheduler.kv_cache().NumFreeBlocks(), kNumBlocks);
   }
 }
 
