@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <vector>
 
 namespace pagoda {
 
@@ -24,6 +25,15 @@ KvCacheGroups PlanKvCacheGroups(absl::Span<const int64_t> layer_windows) {
       groups.layer_slot[layers[i]] = static_cast<int32_t>(i % k);
     }
   }
+  return groups;
+}
+
+KvCacheGroups KvCacheGroupsFor(const ModelConfig& config, bool with_draft) {
+  if (with_draft) return {};
+  std::vector<int64_t> windows;
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) windows.push_back(config.LayerWindow(l));
+  KvCacheGroups groups = PlanKvCacheGroups(windows);
+  if (groups.num_groups() <= 1) return {};  // one kind: the layout without groups
   return groups;
 }
 

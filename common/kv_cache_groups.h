@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "common/model_config.h"
 
 namespace pagoda {
 
@@ -32,5 +33,11 @@ struct KvCacheGroups {
 /// The groups of layers whose windows are `layer_windows` (each >= 0; 0: full attention). Full
 /// attention comes first, then the windows in increasing order. Empty input: no groups.
 KvCacheGroups PlanKvCacheGroups(absl::Span<const int64_t> layer_windows);
+
+/// The groups a model's KV cache uses: PlanKvCacheGroups of its layers' windows when they mix
+/// (Gemma 2/3, Qwen2 with max_window_layers), else none — one table for every layer, the layout
+/// without groups. None either `with_draft` model: the draft catches up behind the target and
+/// may read further back than a window. Every place that sizes or builds a KV cache asks this.
+KvCacheGroups KvCacheGroupsFor(const ModelConfig& config, bool with_draft);
 
 }  // namespace pagoda

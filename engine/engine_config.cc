@@ -48,6 +48,27 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
   const int64_t context = max_model_len > 0 ? max_model_len : info.max_model_len;
   const int64_t held = PeakSequenceTokens(info, context);
   const int64_t context_blocks = PeakSequenceBlocks(info, context);
+  if (info.num_device_blocks < context_blocks && !info.kv_group_windows.empty()) {
+    // Groups share the blocks: the longest context that fits, by bisection (the peak grows with
+    // the length).
+    int64_t fits = 0;
+    for (int64_t lo = 1, hi = context - 1; lo <= hi;) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (PeakSequenceBlocks(info, mid) <= info.num_device_blocks) {
+        fits = mid;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the KV cache holds ", info.num_device_blocks, " blocks of ", info.block_size,
+        " tokens, which a sequence's ", info.kv_group_windows.size(),
+        " KV cache groups share; one of max_model_len ", context, " needs up to ", context_blocks,
+        ": give it more memory (--kv-cache-memory-gib or --num-gpu-blocks-override) or lower "
+        "--max-model-len to at most ",
+        fits));
+  }
   if (info.num_device_blocks < context_blocks) {
     const int64_t cache_tokens = info.num_device_blocks * info.block_size;
     return absl::InvalidArgumentError(absl::StrCat(
@@ -56,10 +77,6 @@ absl::Status EngineConfig::Validate(const ExecutorInfo& info) const {
         held < context ? absl::StrCat(" (of which a sequence holds at most ", held,
                                       " under the model's sliding window)")
                        : "",
-        info.kv_group_windows.empty()
-            ? ""
-            : absl::StrCat(" (a sequence holds up to ", context_blocks, " blocks over its ",
-                           info.kv_group_windows.size(), " KV cache groups)"),
         ": give it more memory (--kv-cache-memory-gib or --num-gpu-blocks-override) or lower "
         "--max-model-len to at most ",
         cache_tokens));

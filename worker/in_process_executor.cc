@@ -22,13 +22,7 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
   const int64_t max_model_len =
       options.max_model_len > 0 ? std::min(options.max_model_len, config.max_position_embeddings)
                                 : config.max_position_embeddings;
-  KvCacheGroups groups;
-  if (options.kv_cache_groups && options.draft.path.empty()) {
-    std::vector<int64_t> windows;
-    for (int64_t l = 0; l < config.num_hidden_layers; ++l) windows.push_back(config.LayerWindow(l));
-    groups = PlanKvCacheGroups(windows);
-    if (groups.num_groups() == 1) groups = {};  // one kind: today's layout
-  }
+  KvCacheGroups groups = KvCacheGroupsFor(config, /*with_draft=*/!options.draft.path.empty());
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(config, std::move(weights),
                                        {.num_blocks = options.num_device_blocks,
@@ -67,6 +61,11 @@ int64_t InProcessExecutor::NumBlocksForBudget(const ModelConfig& config, int64_t
                                               const TensorParallelShard& shard,
                                               DType kv_cache_dtype, const ModelConfig* draft) {
   int64_t bytes_per_block = KvBytesPerBlock(config, block_size, shard, kv_cache_dtype);
+  // With KV cache groups a block holds K layers' keys and values, not every layer's.
+  const KvCacheGroups groups = KvCacheGroupsFor(config, /*with_draft=*/draft != nullptr);
+  if (groups.num_groups() > 0) {
+    bytes_per_block = bytes_per_block / config.num_hidden_layers * groups.num_slots;
+  }
   if (draft != nullptr && bytes_per_block > 0) {
     const int64_t draft_bytes = KvBytesPerBlock(*draft, block_size, shard, kv_cache_dtype);
     bytes_per_block = draft_bytes > 0 ? bytes_per_block + draft_bytes : 0;

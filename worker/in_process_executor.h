@@ -51,11 +51,6 @@ struct InProcessExecutorOptions {
   DraftModelOptions draft;
   /// The model's path, against whose tokenizer the draft's is compared ("": by size only).
   std::string model_path;
-  /// KV cache groups (common/kv_cache_groups.h) for a model that mixes sliding and full layers
-  /// (and has no draft): a block then holds K layers, and the engine frees the local groups'
-  /// blocks behind their windows (ExecutorInfo::kv_group_windows). Off: one group, every block
-  /// kept. (Opt-in until the worker runtime and its wire encoding carry groups too.)
-  bool kv_cache_groups = false;
 };
 
 class InProcessExecutor final : public Executor {
@@ -64,9 +59,10 @@ class InProcessExecutor final : public Executor {
       const ModelConfig& config, ModelWeights weights, const InProcessExecutorOptions& options);
 
   /// How many KV blocks of `block_size` tokens fit in `budget_bytes` (keys and values of every
-  /// layer, in `kv_cache_dtype`) on one rank of `shard`, which stores only its KV heads; 0 when
-  /// not even one does or the shard is invalid for the model. With a `draft` model each block
-  /// also holds the draft's keys and values.
+  /// layer, in `kv_cache_dtype`; of K layers for a model with KV cache groups, KvCacheGroupsFor)
+  /// on one rank of `shard`, which stores only its KV heads; 0 when not even one does or the
+  /// shard is invalid for the model. With a `draft` model each block also holds the draft's keys
+  /// and values.
   static int64_t NumBlocksForBudget(const ModelConfig& config, int64_t block_size,
                                     int64_t budget_bytes, const TensorParallelShard& shard = {},
                                     DType kv_cache_dtype = DType::kF32,

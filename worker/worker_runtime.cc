@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/kv_cache_groups.h"
 #include "common/logging.h"
 #include "common/model_config.h"
 #include "common/model_source.h"
@@ -213,12 +214,14 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   const int64_t max_model_len = c.max_model_len > 0
                                     ? std::min(c.max_model_len, config->max_position_embeddings)
                                     : config->max_position_embeddings;
-  const ModelRunnerOptions runner_options{.num_blocks = num_device_blocks,
-                                          .block_size = block_size,
-                                          .kv_cache_dtype = kv_dtype,
-                                          .max_positions = max_model_len,
-                                          .shard = shard,
-                                          .communicator = built->communicator.get()};
+  const ModelRunnerOptions runner_options{
+      .num_blocks = num_device_blocks,
+      .block_size = block_size,
+      .kv_cache_dtype = kv_dtype,
+      .max_positions = max_model_len,
+      .shard = shard,
+      .communicator = built->communicator.get(),
+      .kv_groups = KvCacheGroupsFor(*config, /*with_draft=*/draft_source.has_value())};
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(*config, std::move(*weights), runner_options));
   int64_t runner_kv_bytes = runner->kv_cache().num_bytes();

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -164,6 +165,30 @@ TEST(EngineConfig, RefusesAKvCacheThatCannotHoldOneContext) {
                                           "max_model_len 512"));
   // A shorter --max-model-len fits it.
   EXPECT_TRUE(EngineConfig{.max_model_len = 496}.Validate(small).ok());
+}
+
+TEST(EngineConfig, WithKvCacheGroupsNamesTheLongestContextThatFits) {
+  // One full-attention group and five of window 4 (Gemma 3's pattern at K = 1), blocks of 4: a
+  // context of L tokens holds ceil(L / 4) blocks in the full group and at most 2 in each local
+  // one (the window's 4 tokens may straddle two blocks).
+  const ExecutorInfo info{.num_device_blocks = 64,
+                          .block_size = 4,
+                          .max_model_len = 256,
+                          .kv_group_windows = {0, 4, 4, 4, 4, 4}};
+  const EngineConfig config;
+  const absl::Status status = config.Validate(info);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  const int64_t needed = config.PeakSequenceBlocks(info, 256);
+  EXPECT_GT(needed, 64);
+  int64_t fits = 0;
+  while (config.PeakSequenceBlocks(info, fits + 1) <= 64) ++fits;
+  EXPECT_THAT(status.message(),
+              HasSubstr(absl::StrCat("holds 64 blocks of 4 tokens, which a sequence's 6 KV cache "
+                                     "groups share; one of max_model_len 256 needs up to ",
+                                     needed)));
+  EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("--max-model-len to at most ", fits)));
+  EXPECT_TRUE(EngineConfig{.max_model_len = fits}.Validate(info).ok());
+  EXPECT_FALSE(EngineConfig{.max_model_len = fits + 1}.Validate(info).ok());
 }
 
 TEST(EngineArgs, StaticSchedulingIsAnOfflineFlag) {

@@ -25,10 +25,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/serve_cluster.h"
 #include "tests/testing/model_harness.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/worker_runtime.h"
 
 namespace pagoda {
 namespace {
@@ -302,9 +304,9 @@ TEST(GemmaEngine, KvCacheGroupsFreeLocalBlocksAndKeepTheReference) {
     absl::StatusOr<ModelWeights> weights = LoadModelWeights(*model);
     ASSERT_TRUE(weights.ok()) << weights.status();
     constexpr int64_t kNumBlocks = 64;
-    absl::StatusOr<std::unique_ptr<InProcessExecutor>> executor = InProcessExecutor::Create(
-        model->config(), std::move(*weights),
-        {.num_device_blocks = kNumBlocks, .block_size = kBlockSize, .kv_cache_groups = true});
+    absl::StatusOr<std::unique_ptr<InProcessExecutor>> executor =
+        InProcessExecutor::Create(model->config(), std::move(*weights),
+                                  {.num_device_blocks = kNumBlocks, .block_size = kBlockSize});
     ASSERT_TRUE(executor.ok()) << executor.status();
     const ExecutorInfo& info = (*executor)->info();
     ASSERT_GT(info.kv_group_windows.size(), 1u);
@@ -356,6 +358,69 @@ TEST(GemmaEngine, KvCacheGroupsFreeLocalBlocksAndKeepTheReference) {
 // The GGUF metadata (as the converter writes it, read as llama.cpp reads it) gives the config
 // of the Hugging Face twin: which layers slide (transformers' rule, recorded by the fixture
 // script), the window, soft-caps, RoPE bases and scaling, the activation and the q/k norms.
+// KV cache groups are the default wherever a KV cache is sized and built: a block holds K layers,
+// so a budget holds num_layers / K times the blocks it would hold for every layer; a draft model
+// turns the groups off (and adds its own layers).
+TEST(GemmaKvBudget, ABlockOfGroupsHoldsKLayersAndTheWorkerReportsTheGroups) {
+  absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/gemma3.gguf");
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& config = model->config();
+  const KvCacheGroups groups = KvCacheGroupsFor(config, /*with_draft=*/false);
+  ASSERT_GT(groups.num_groups(), 1);
+  ASSERT_LT(groups.num_slots, config.num_hidden_layers);
+  EXPECT_EQ(KvCacheGroupsFor(config, /*with_draft=*/true).num_groups(), 0);
+  constexpr int64_t kBlockSize = 4;
+  const int64_t layer_bytes = 2 * kBlockSize * config.num_key_value_heads * config.head_dim * 4;
+  constexpr int64_t kBudget = int64_t{3} << 20;
+  const int64_t blocks = InProcessExecutor::NumBlocksForBudget(config, kBlockSize, kBudget);
+  EXPECT_EQ(blocks, kBudget / (layer_bytes * groups.num_slots));
+  EXPECT_EQ(
+      InProcessExecutor::NumBlocksForBudget(config, kBlockSize, kBudget, {}, DType::kF32, &config),
+      kBudget / (layer_bytes * 2 * config.num_hidden_layers));
+
+  // A served worker plans the same groups, sizes its cache for them and reports their windows.
+  WorkerRuntime runtime({});
+  absl::StatusOr<WorkerInitResult> init =
+      runtime.Init({.generation = 1,
+                    .model_dir = FixtureDir() + "/gemma3.gguf",
+                    .block_size = static_cast<int32_t>(kBlockSize),
+                    .kv_cache_memory_bytes = kBudget});
+  ASSERT_TRUE(init.ok()) << init.status();
+  EXPECT_EQ(init->num_device_blocks, blocks);
+  EXPECT_EQ(init->kv_group_windows, groups.windows);
+  EXPECT_LE(init->kv_cache_bytes, kBudget);
+  EXPECT_GT(init->kv_cache_bytes, kBudget - layer_bytes * groups.num_slots);
+}
+
+// Served: `pagoda serve` at TP 2 plans the groups in each worker, sends their windows to the
+// router in the Init reply, and the plans carry every group's tables over the wire; the greedy
+// tokens are the float64 reference's.
+TEST(GemmaServed, KvCacheGroupsOverTwoRanksGiveTheReference) {
+  const Expected expected = LoadExpected("gemma3");
+  ASSERT_FALSE(expected.greedy.empty());
+  auto cluster = testing::ServeCluster::Start({.replicas = 1,
+                                               .tp = 2,
+                                               .model_dir = FixtureDir() + "/gemma3.gguf",
+                                               .extra_args = {"--block-size", "4"}});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int round = 0; round < 2; ++round) {  // the second one hits the prefix cache
+    v1::GenerateRequest request;
+    request.mutable_token_ids()->mutable_ids()->Add(expected.prompt.begin(), expected.prompt.end());
+    request.mutable_sampling()->set_temperature(0);
+    request.mutable_sampling()->set_max_tokens(static_cast<int32_t>(expected.greedy.size()));
+    request.mutable_sampling()->set_ignore_eos(true);
+    grpc::ClientContext context;
+    v1::CompleteResponse response;
+    const grpc::Status status = (*cluster)->stub().Complete(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << (*cluster)->LogTails();
+    ASSERT_EQ(response.completions_size(), 1);
+    const auto& ids = response.completions(0).token_ids();
+    EXPECT_THAT(std::vector<int32_t>(ids.begin(), ids.end()),
+                ::testing::ElementsAreArray(expected.greedy))
+        << "round " << round;
+  }
+}
+
 TEST(GemmaConfig, GgufMetadataGivesTheHuggingFaceConfig) {
   for (const std::string name : {"gemma2", "gemma3"}) {
     SCOPED_TRACE(name);
