@@ -128,8 +128,15 @@ PAGODA_TARGET_AVX512 void TileAvx512(const Tile& t) {
     x[r] = t.a + r * t.k;
     for (int q = 0; q < kTileCols; ++q) acc[r][q] = _mm512_setzero_ps();
   }
+  // The next tile's weight rows follow this tile's in memory (8 k bytes): each step prefetches
+  // its share of them (128 bytes). Four rows that each end after k elements look like four short
+  // streams to the hardware prefetchers; this made the LM head's decode GEMM 2x faster from memory
+  // on the EPYC VM (BM_HalfGemmPath at n = 49152).
+  const char* next = reinterpret_cast<const char*>(t.w[0] + kTileCols * t.k);
   int64_t s = 0;
   for (; s + 16 <= t.k; s += 16) {
+    _mm_prefetch(next + 8 * s, _MM_HINT_T0);
+    _mm_prefetch(next + 8 * s + 64, _MM_HINT_T0);
     __m512 w[kTileCols];
     for (int q = 0; q < kTileCols; ++q) {
       w[q] = Widen512<kBf16>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.w[q] + s)));
@@ -212,8 +219,13 @@ PAGODA_TARGET_AVX2 void TileAvx2(const Tile& t) {
     x[r] = t.a + r * t.k;
     for (int q = 0; q < kTileCols; ++q) acc[r][q] = _mm256_setzero_ps();
   }
+  // The next tile's weights, 64 bytes a step, as in TileAvx512.
+  const char* next = reinterpret_cast<const char*>(t.w[0] + kTileCols * t.k);
   int64_t s = 0;
-  for (; s + 8 <= t.k; s += 8) StepAvx2<kBf16, MR>(t.w, x, s, acc);
+  for (; s + 8 <= t.k; s += 8) {
+    _mm_prefetch(next + 8 * s, _MM_HINT_T0);
+    StepAvx2<kBf16, MR>(t.w, x, s, acc);
+  }
   if (s < t.k) {  // the tail through zero-padded copies: the missing lanes add +0
     const int64_t rest = t.k - s;
     uint16_t w_tail[kTileCols][8] = {};
