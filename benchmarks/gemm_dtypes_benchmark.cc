@@ -14,16 +14,20 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/dtype.h"
+#include "kernels/cpu/internal/cpu_isa.h"
+#include "kernels/cpu/internal/dequantizing_gemm.h"
+#include "kernels/cpu/internal/half_gemm.h"
 #include "kernels/dequantize.h"
 #include "kernels/gemm.h"
 
 namespace pagoda::kernels {
 namespace {
 
-// Q5_K last, so that the older dtype indices in docs/performance.md's filters stay valid.
+// New dtypes last, so that the older dtype indices in docs/performance.md's filters stay valid.
 constexpr DType kDTypes[] = {DType::kF32,  DType::kBF16, DType::kQ8_0, DType::kQ4_1,
-                             DType::kQ4_K, DType::kQ6_K, DType::kQ5_K};
+                             DType::kQ4_K, DType::kQ6_K, DType::kQ5_K, DType::kF16};
 
 // Offsets of the float16 scale fields in a block (ggml-common.h), set to small finite values so
 // that the random quant bytes around them make finite weights.
@@ -117,6 +121,50 @@ void Shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 BENCHMARK(BM_GemmDType)->Apply(Shapes);
+
+// The two CPU paths for 16-bit float weights side by side: path 0 is the register-converting
+// kernel kernels::Gemm dispatches to (half_gemm.h, on the configured ISA), path 1 the
+// dequantizing GEMM it replaced (dequantizing_gemm.h: an L1 buffer at m = 1, panels and OpenBLAS
+// sgemm above). Args: dtype (0 = F16, 1 = BF16), path, m, n, k; all but the last shape stay in
+// the cache.
+void BM_HalfGemmPath(benchmark::State& state) {
+  const DType dtype = state.range(0) == 0 ? DType::kF16 : DType::kBF16;
+  const bool dequantizing = state.range(1) == 1;
+  const int64_t m = state.range(2), n = state.range(3), k = state.range(4);
+  const absl::StatusOr<internal::CpuKernelConfig>& config = internal::ActiveCpuKernelConfig();
+  const std::vector<uint8_t> w = RandomWeights(dtype, n, k);
+  if (!config.ok() || w.empty()) {
+    state.SkipWithError("bad PAGODA_CPU_ISA, or could not make the weights");
+    return;
+  }
+  std::vector<float> a(static_cast<size_t>(m * k), 0.5f), c(static_cast<size_t>(m * n));
+  const GemmParams p{
+      .a = a.data(), .b = w.data(), .b_dtype = dtype, .c = c.data(), .m = m, .n = n, .k = k};
+  for (auto _ : state) {
+    if (dequantizing) {
+      internal::DequantizingGemm(p);
+    } else {
+      internal::HalfGemm(p, config->isa);
+    }
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.SetLabel(absl::StrCat(std::string(DTypeName(dtype)), " ",
+                              dequantizing
+                                  ? std::string("dequantizing")
+                                  : "half_gemm " + std::string(internal::CpuIsaName(config->isa))));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()));
+  state.counters["flops"] = benchmark::Counter(
+      2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_HalfGemmPath)
+    ->ArgNames({"dtype", "path", "m", "n", "k"})
+    ->ArgsProduct({{0, 1}, {0, 1}, {1, 4, 16, 64, 512}, {1536}, {576}})
+    ->ArgsProduct({{0, 1}, {0, 1}, {1, 4, 16, 64, 512}, {576}, {1536}})
+    // SmolLM2's LM head (56 MB in F16, above the last-level cache): the rate from memory.
+    ->ArgsProduct({{0, 1}, {0, 1}, {1}, {49152}, {576}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace pagoda::kernels

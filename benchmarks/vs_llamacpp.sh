@@ -20,11 +20,12 @@
 #   LLAMA_BIN=/work/llama-build/bin benchmarks/vs_llamacpp.sh
 #   PARTS=model THREADS=1 benchmarks/vs_llamacpp.sh          # part 1 only, one thread
 #   PARTS=serve NUM_PROMPTS=48 benchmarks/vs_llamacpp.sh     # part 2 only, fewer requests
+#   PARTS=model TYPES="F16 BF16" benchmarks/vs_llamacpp.sh   # part 1 on Q4_1, F16 and BF16
 #
-# Environment: LLAMA_BIN (llama.cpp's bin folder), MODEL (the Q4_1 GGUF), THREADS (default: the
-# cores), NUM_PROMPTS (200), SEED (0), PARTS ("model serve"), OUT_DIR (results and logs; default
-# a new temporary folder, printed at the end), REPETITIONS (3: model_benchmark's and
-# llama-bench's repetitions).
+# Environment: LLAMA_BIN (llama.cpp's bin folder), MODEL (the Q4_1 GGUF), TYPES (what part 1
+# makes from it with llama-quantize: "Q8_0 F16"), THREADS (default: the cores), NUM_PROMPTS
+# (200), SEED (0), PARTS ("model serve"), OUT_DIR (results and logs; default a new temporary
+# folder, printed at the end), REPETITIONS (3: model_benchmark's and llama-bench's repetitions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/serve_lib.sh
@@ -36,6 +37,7 @@ THREADS=${THREADS:-$(nproc)}
 NUM_PROMPTS=${NUM_PROMPTS:-200}
 SEED=${SEED:-0}
 PARTS=${PARTS:-"model serve"}
+TYPES=${TYPES:-"Q8_0 F16"}
 REPETITIONS=${REPETITIONS:-3}
 PORT=${PORT:-18471}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/pagoda-vs-llamacpp.XXXXXX)}
@@ -68,7 +70,7 @@ if [[ " $PARTS " == *" model "* ]]; then
   files=("$MODEL")
   base=$(basename "$MODEL" .gguf)
   base=${base%.Q4_1}
-  for type in Q8_0 F16; do
+  for type in $TYPES; do
     out="$OUT_DIR/$base.$type.gguf"
     "$LLAMA_BIN/llama-quantize" --allow-requantize "$MODEL" "$out" "$type" "$THREADS" \
       >"$OUT_DIR/quantize-$type.log" 2>&1 || {

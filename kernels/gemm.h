@@ -4,7 +4,8 @@
 // (B transposed, threaded over both cores) or, for decode batches, a kernel that streams B once;
 // Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights multiply the activations rounded to 8 bits: integer dot
 // products at decode-sized m, dequantized panels above (kernels/cpu/internal/integer_gemm.h;
-// PAGODA_CPU_INT8_DOT=0 turns the rounding off); weights in any other DType are dequantized a few
+// PAGODA_CPU_INT8_DOT=0 turns the rounding off); F16 and BF16 weights are converted to fp32 in
+// registers (kernels/cpu/internal/half_gemm.h); weights in any other DType are dequantized a few
 // blocks at a time inside the product (never a whole fp32 copy of B; see
 // kernels/cpu/internal/dequantizing_gemm.h). Returns FailedPrecondition / InvalidArgument when
 // PAGODA_CPU_ISA names an instruction set this CPU lacks or none at all

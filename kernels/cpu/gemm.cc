@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/internal/cpu_isa.h"
 #include "kernels/cpu/internal/dequantizing_gemm.h"
+#include "kernels/cpu/internal/half_gemm.h"
 #include "kernels/cpu/internal/integer_gemm.h"
 #include "kernels/cpu/internal/skinny_gemm.h"
 
@@ -14,6 +15,11 @@ absl::Status Gemm(const GemmParams& p) {
   const absl::StatusOr<internal::CpuKernelConfig>& config = internal::ActiveCpuKernelConfig();
   if (!config.ok()) return config.status();
   if (p.b_dtype != DType::kF32) {
+    if (internal::IsHalfDType(p.b_dtype)) {
+      // F16/BF16: converted in registers, each weight row streamed once per decode batch.
+      internal::HalfGemm(p, config->isa);
+      return absl::OkStatus();
+    }
     if (config->int8_dot && internal::HasIntegerDot(p.b_dtype)) {
       // Activations rounded to 8 bits: integer dot products at decode-sized m.
       internal::IntegerGemm(p, config->isa);

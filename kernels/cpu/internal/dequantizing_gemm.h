@@ -1,4 +1,6 @@
-// The CPU GEMM for weights stored in any DType but F32 (F16, BF16, the GGUF block formats):
+// The CPU GEMM for weights stored in any DType but F32 (F16, BF16, the GGUF block formats), which
+// kernels::Gemm uses for Q2_K and Q3_K, and for every block format under PAGODA_CPU_INT8_DOT=0
+// (F16 and BF16 have their own kernel, half_gemm.h; gemm_dtypes_benchmark compares the two):
 //   C[m, n] = alpha * A[m, k] · dequant(B)[n, k]^T + beta * C, fp32 activations and accumulation.
 // B is never converted whole: its format's to_float (block_formats.h) runs inside the product,
 // and each thread streams its own contiguous range of B's rows exactly once.
