@@ -381,7 +381,19 @@ struct WeightTile {
   int64_t rows;                 // real rows from j0 on (lanes past them are masked)
   const BlockVector* unpacked;  // block b's first vector at unpacked[b * block_stride], or null:
   int64_t block_stride;         // unpack each block when it is used
+  const uint8_t* next;          // the next tile's bytes, prefetched while this one is unpacked
+  int64_t next_bytes;
 };
+
+// Part `part` of `parts` of [p, p + bytes) prefetched into the cache. The transposing loads read
+// 16 to 64 rows at once, 20 to 34 bytes from each: more streams than the hardware prefetcher
+// follows, while a tile's rows are one contiguous range that software can fetch ahead.
+inline void PrefetchPart(const uint8_t* p, int64_t bytes, int64_t part, int64_t parts) {
+  const int64_t lines = (bytes + 63) / 64;
+  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; ++l) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + l * 64), _MM_HINT_T1);
+  }
+}
 
 PAGODA_TARGET_AVX512 inline __mmask16 ValidLanes(int64_t rows, int v) {
   const int64_t n = std::clamp<int64_t>(rows - int64_t{v} * kLanes, 0, kLanes);
@@ -391,10 +403,14 @@ PAGODA_TARGET_AVX512 inline __mmask16 ValidLanes(int64_t rows, int v) {
 // Unpacks `vectors` vectors of tile t (all its blocks) into out ([num_blocks, vectors]).
 template <typename F>
 PAGODA_TARGET_AVX512 void UnpackTile(const QuantizedGemmArgs& g, const uint8_t* w, int64_t rows,
-                                     int64_t vectors, BlockVector* out) {
+                                     int64_t vectors, BlockVector* out, const uint8_t* next,
+                                     int64_t next_bytes) {
   for (int64_t v = 0; v < vectors; ++v) {
     const RowSet set = MakeRowSet(w + v * kLanes * g.row_bytes, g.row_bytes, rows - v * kLanes);
-    for (int64_t b = 0; b < g.num_blocks; ++b) UnpackBlock<F>(set, b, out + b * vectors + v);
+    for (int64_t b = 0; b < g.num_blocks; ++b) {
+      PrefetchPart(next, next_bytes, v * g.num_blocks + b, vectors * g.num_blocks);
+      UnpackBlock<F>(set, b, out + b * vectors + v);
+    }
   }
 }
 
@@ -426,6 +442,7 @@ PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int
     if (t.unpacked != nullptr) {
       w = t.unpacked + b * t.block_stride;
     } else {
+      PrefetchPart(t.next, t.next_bytes, b, g.num_blocks);
       for (int v = 0; v < NV; ++v) UnpackBlock<F>(sets[v], b, &local[v]);
     }
     __m512i isum[MR][NV];
@@ -514,7 +531,12 @@ PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin
     const int64_t tile_rows = (mr <= 2 ? 4 : 2) * kLanes;
     for (int64_t j0 = j_begin; j0 < j_end; j0 += tile_rows) {
       const int64_t rows = std::min(tile_rows, j_end - j0);
-      const WeightTile t{.w = g.w + j0 * g.row_bytes, .rows = rows, .unpacked = nullptr};
+      const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - tile_rows, 0, tile_rows);
+      const WeightTile t{.w = g.w + j0 * g.row_bytes,
+                         .rows = rows,
+                         .unpacked = nullptr,
+                         .next = g.w + (j0 + rows) * g.row_bytes,
+                         .next_bytes = next_rows * g.row_bytes};
       RunTile<F>(g, 0, mr, j0, t, static_cast<int>((rows + kLanes - 1) / kLanes));
     }
     return;
@@ -532,7 +554,10 @@ PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin
     for (int64_t j0 = j_begin; j0 < j_end; j0 += kVectors * kLanes) {
       const int64_t rows = std::min(kVectors * kLanes, j_end - j0);
       const int nv = static_cast<int>((rows + kLanes - 1) / kLanes);
-      UnpackTile<F>(g, g.w + j0 * g.row_bytes, rows, nv, unpacked.data());
+      const int64_t next_rows =
+          std::clamp<int64_t>(j_end - j0 - kVectors * kLanes, 0, kVectors * kLanes);
+      UnpackTile<F>(g, g.w + j0 * g.row_bytes, rows, nv, unpacked.data(),
+                    g.w + (j0 + rows) * g.row_bytes, next_rows * g.row_bytes);
       const WeightTile t{.w = g.w + j0 * g.row_bytes,
                          .rows = rows,
                          .unpacked = unpacked.data(),
