@@ -113,7 +113,7 @@ void BM_GemmDType(benchmark::State& state) {
 void Shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"dtype", "m", "n", "k"});
   for (int64_t d = 0; d < static_cast<int64_t>(std::size(kDTypes)); ++d) {
-    for (int64_t m : {1, 32, 512}) {
+    for (int64_t m : {1, 2, 4, 8, 32, 512}) {
       b->Args({d, m, 1536, 576});
       b->Args({d, m, 576, 1536});
     }

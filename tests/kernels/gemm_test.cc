@@ -389,9 +389,9 @@ TEST_P(GemmDTypes, RowStrideWritesAWindowOfAWiderC) {
 }
 
 // The integer path on every ISA this CPU runs, called directly (whatever PAGODA_CPU_ISA says):
-// m around the 4 x 4 register tiles of the AVX-512 path and the K-quants' 4-row passes, up to a
-// prefill-sized 64; n odd, k an odd number of blocks (the AVX-512 path's single-block tail) and
-// a single block (K-quants: 256-element super-blocks).
+// m from 1 to 17 (the AVX-512 path's tiles of up to 4 activation rows, the K-quants' 4-row
+// passes) and a prefill-sized 64; n odd (a partial vector of 16 weight rows), k an odd number of
+// blocks and a single block (K-quants: 256-element super-blocks).
 TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
   const DType dtype = GetParam();
   if (!internal::HasIntegerDot(dtype)) GTEST_SKIP() << "no integer dot product for this dtype";
@@ -401,9 +401,12 @@ TEST_P(GemmDTypes, IntegerPathOnEveryIsaMatchesTheReference) {
     ++tested;
     const Path path{.integer = true, .isa = isa};
     const int64_t unit = KUnit(dtype);
-    for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 17, 64}) {
+    // Every m from 1 to 17: the AVX-512 path's direct tiles (m <= 4, 64 or 32 weight rows) and
+    // its unpacked tiles with 4-row groups and every remainder.
+    for (int64_t m = 1; m <= 17; ++m) {
       for (int64_t n : {37, 261}) CheckDType(dtype, m, n, 17 * unit, 1.0f, 0.0f, 21, path);
     }
+    CheckDType(dtype, 64, 261, 17 * unit, 1.0f, 0.0f, 21, path);
     CheckDType(dtype, 1, 37, unit, 1.0f, 0.0f, 22, path);
     CheckDType(dtype, 3, 37, 4 * unit, 0.5f, 1.0f, 23, path);
   }
@@ -455,7 +458,7 @@ void CheckRowsMatchSingleRow(DType dtype, std::optional<CpuIsa> isa, int64_t n, 
   };
   std::vector<std::vector<float>> single(kMaxRows);
   for (int64_t i = 0; i < kMaxRows; ++i) run(a.data() + i * k, 1, &single[i]);
-  for (int64_t m : {2, 3, 5, 8, 17, 64}) {
+  for (int64_t m : {2, 3, 4, 5, 6, 7, 8, 9, 17, 64}) {
     // Rows from different offsets, so that a row sits at different places in the tiles.
     for (int64_t first : {int64_t{0}, kMaxRows - m}) {
       std::vector<float> many;

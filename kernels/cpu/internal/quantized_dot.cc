@@ -230,181 +230,340 @@ PAGODA_TARGET_AVX512 float DotAvx512(const void* w, const Q8Block* a, int64_t nu
   return total + extra;
 }
 
-// The batch-invariant GEMM (QuantizedGemmFor). Every activation quant is multiplied by an
-// unsigned weight byte: Q8_0's int8 quants move to q + 128 (xor 0x80), and the formats with an
-// offset (Q8_0 as moved: 128, Q4_0: 8, Q5_0: 16) start each block's int32 sum at
-// -offset * sum(a), which keeps the integer sum exact. The formats with a min (Q4_1, Q5_1) add
-// sum_b m_b * d_b * sum_b(a) as a separate dot of the rows' mins with the scaled sums.
+// The batch-invariant GEMM (QuantizedGemmFor) on AVX-512: weight rows in lanes. A vector holds
+// 16 weight rows; each vpdpbusd multiplies 4 consecutive quants of a block in each of them by the
+// same 4 activation quants (one dword broadcast), so 8 of them leave each lane with its row's
+// whole 32-element block sum in int32 (exact), and the block's fp32 work (one convert, one
+// multiply of the scales, one or two FMAs) is done once per 16 x 32 multiply-adds instead of once
+// per 8 lanes of partial sums. Element (i, j) is therefore computed as
+//   acc = 0; for each block b in order:
+//     acc = fma(float(isum_b), dw_b * da_b, acc)       isum_b = sum q a - offset * sum a (int32)
+//     acc = fma(mw_b, da_b * sum_b(a), acc)            formats with a min only
+//   C = alpha * acc (+ beta * C)
+// whatever lane, vector, tile or thread it falls in, and however many activation rows share the
+// tile: the batch invariance of the contract. Every activation quant is multiplied by an unsigned
+// weight byte: Q8_0's int8 quants move to q + 128 (xor 0x80), and the formats with an offset (Q8_0
+// as moved: 128, Q4_0: 8, Q5_0: 16) start the int32 sum at -offset * sum(a).
 template <typename F>
 constexpr int32_t kUnsignedOffset = F::kSigned ? 128 : F::kOffset;
 
-// The 32 quants of a block as unsigned bytes (Q8_0's moved by +128).
-template <typename F>
-PAGODA_TARGET_AVX512 inline __m256i UnsignedQuants(const uint8_t* block) {
-  const __m256i q = QuantsAvx2<F>(block);
-  if constexpr (F::kSigned) return _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)));
-  return q;
-}
+constexpr int kLanes = 16;  // weight rows per vector
+// The masked forms with all lanes: GCC 12 reports the unmasked ones' undefined pass-through
+// operands as -Wuninitialized once inlined here.
+constexpr __mmask16 kAll = 0xFFFF;
 
-// [lo x 8, hi x 8].
-PAGODA_TARGET_AVX512 inline __m512 HalvesOf(float lo, float hi) {
-  return _mm512_castpd_ps(
-      _mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo))),
-                         _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
-}
-
-PAGODA_TARGET_AVX512 inline float HorizontalSum512(__m512 v) {
-  // Halves added through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized.
-  alignas(64) float halves[16];
-  _mm512_store_ps(halves, v);
-  return HorizontalSum(_mm256_add_ps(_mm256_load_ps(halves), _mm256_load_ps(halves + 8)));
-}
-
-// A tile's weight rows unpacked once for all the activation rows that pass over them: per row
-// and pair of blocks b, b + 1, the 64 unsigned quants (wq), the scales as [dw_b x 8, dw_b+1 x 8]
-// (ws; an odd last block pairs with zeros), and the block mins as floats (formats with a min).
-struct alignas(64) Vector64 {
-  uint8_t bytes[64];
-};
-struct WeightTile {
-  const Vector64* wq;  // [rows, pairs]: 64 uint8
-  const Vector64* ws;  // [rows, pairs]: 16 float
-  const float* mins;   // [rows, ScaledSumsStride]
-  int64_t pairs;
+// One block of 16 weight rows, transposed: q[g] holds quants 4g .. 4g + 3 of each row as
+// unsigned bytes (lane r: row r), then the rows' scales and mins as floats. Plain arrays, so that
+// the std::vector holding them needs no AVX-512 outside these functions.
+struct alignas(64) BlockVector {
+  uint8_t q[kQK / 4][64];
+  float scale[kLanes];
+  float min[kLanes];
 };
 
-template <typename F>
-PAGODA_TARGET_AVX512 void UnpackWeightRow(const uint8_t* row, int64_t num_blocks, Vector64* wq,
-                                          Vector64* ws, float* mins) {
-  for (int64_t b = 0; b < num_blocks; b += 2) {
-    const uint8_t* b0 = row + b * F::kBytes;
-    if (b + 1 < num_blocks) {
-      _mm512_store_si512(wq + b / 2,
-                         Concat(UnsignedQuants<F>(b0), UnsignedQuants<F>(b0 + F::kBytes)));
-      _mm512_store_ps(ws + b / 2, HalvesOf(HalfAt(b0), HalfAt(b0 + F::kBytes)));
-    } else {
-      _mm512_store_si512(wq + b / 2, _mm512_zextsi256_si512(UnsignedQuants<F>(b0)));
-      _mm512_store_ps(ws + b / 2, HalvesOf(HalfAt(b0), 0.0f));
-    }
+// Block b of the 16 rows at `rows` (row r at rows + r * row_bytes; lanes outside `valid` read
+// nothing and hold zeros) by gathers of one dword per row.
+// 16 weight rows of a vector: their addresses (rows past the real ones repeat the last real one,
+// so that loads stay in bounds; their lanes are zeroed), as offsets from the first for gathers.
+struct RowSet {
+  const uint8_t* rows[kLanes];
+  __m512i offsets;
+  __mmask16 valid;
+};
+
+PAGODA_TARGET_AVX512 inline RowSet MakeRowSet(const uint8_t* first, int64_t row_bytes,
+                                              int64_t real_rows) {
+  RowSet set;
+  const int64_t n = std::clamp<int64_t>(real_rows, 1, kLanes);
+  for (int r = 0; r < kLanes; ++r) set.rows[r] = first + std::min<int64_t>(r, n - 1) * row_bytes;
+  set.offsets =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int32_t>(row_bytes)));
+  set.valid = static_cast<__mmask16>((1u << std::clamp<int64_t>(real_rows, 0, kLanes)) - 1u);
+  return set;
+}
+
+// One dword of each real row at byte `offset` of block b.
+PAGODA_TARGET_AVX512 inline __m512i GatherRows(const RowSet& set, int64_t block_offset,
+                                               int offset) {
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), set.valid, set.offsets,
+                                     set.rows[0] + block_offset + offset, 1);
+}
+
+// Dwords 0..3 of 16 bytes at `offset` of block b in each row, transposed: out[d] lane r holds
+// dword d of row r. Four rows per register by 128-bit loads, then two rounds of two-source
+// permutes (cheaper here than gathers).
+PAGODA_TARGET_AVX512 inline void LoadTransposed(const RowSet& set, int64_t block_offset, int offset,
+                                                __m512i out[4]) {
+  __m512i z[4];
+  for (int q = 0; q < 4; ++q) {
+    const auto at = [&](int r) {
+      return _mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(set.rows[4 * q + r] + block_offset + offset));
+    };
+    z[q] = _mm512_inserti32x4(
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_zextsi128_si512(at(0)), at(1), 1), at(2), 2),
+        at(3), 3);
   }
-  if constexpr (F::kMin >= 0) {
-    for (int64_t b = 0; b < num_blocks; ++b) mins[b] = HalfAt(row + b * F::kBytes + F::kMin);
+  // z[q] lane 4 r + d: row 4 q + r, dword d. t[h][p]: rows 8 p .. 8 p + 7, dwords 2 h, 2 h + 1
+  // (lane 8 e + r: dword 2 h + e of row 8 p + r).
+  const __m512i pick0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i pick1 =
+      _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  const __m512i low = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const __m512i high =
+      _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i pick = h == 0 ? pick0 : pick1;
+    const __m512i t0 = _mm512_permutex2var_epi32(z[0], pick, z[1]);
+    const __m512i t1 = _mm512_permutex2var_epi32(z[2], pick, z[3]);
+    out[2 * h] = _mm512_permutex2var_epi32(t0, low, t1);
+    out[2 * h + 1] = _mm512_permutex2var_epi32(t0, high, t1);
   }
 }
 
-// One tile: weight rows j0 .. j0 + NR - 1 (unpacked in w) against activation rows
-// i0 .. i0 + MR - 1. Each element has its own accumulator, and the operations on it do not depend
-// on MR, NR or the neighbours.
-template <typename F, int MR, int NR>
-PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
-                                     const WeightTile& w) {
-  const int64_t num_blocks = g.num_blocks;
-  const int64_t a_stride = Q8RowStride(num_blocks);
-  const Q8Block* a[MR];
-  for (int i = 0; i < MR; ++i) a[i] = g.a + (i0 + i) * a_stride;
-  __m512 acc[MR][NR];
-  for (int i = 0; i < MR; ++i) {
-    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
-  }
-  // Two blocks per step, lanes 0..7 for the first and 8..15 for the second; an odd last block
-  // pairs with the activations' zero padding block (and zero weights).
-  for (int64_t pair = 0; pair < w.pairs; ++pair) {
-    const int64_t b = 2 * pair;
-    for (int i = 0; i < MR; ++i) {
-      const Q8Block& a0 = a[i][b];
-      const Q8Block& a1 = a[i][b + 1];
-      const __m512i aq = Concat(LoadActivations(a0), LoadActivations(a1));
-      const __m512 as = HalvesOf(a0.d, a1.d);
-      __m512i init = _mm512_setzero_si512();
-      if constexpr (kUnsignedOffset<F> != 0) {
-        init = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -kUnsignedOffset<F> * a0.sum),
-                                      0x0100, -kUnsignedOffset<F> * a1.sum);
-      }
-      for (int r = 0; r < NR; ++r) {
-        const __m512i sums =
-            _mm512_dpbusd_epi32(init, _mm512_load_si512(w.wq + r * w.pairs + pair), aq);
-        const __m512 scale = _mm512_mul_ps(_mm512_load_ps(w.ws + r * w.pairs + pair), as);
-        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[i][r]);
+template <typename F>
+PAGODA_TARGET_AVX512 inline void UnpackBlock(const RowSet& set, int64_t b, BlockVector* out) {
+  const int64_t block_offset = b * F::kBytes;
+  if constexpr (F::kSigned) {
+    const __m512i flip = _mm512_set1_epi32(static_cast<int32_t>(0x80808080u));
+    for (int half = 0; half < 2; ++half) {
+      __m512i q[4];
+      LoadTransposed(set, block_offset, F::kQs + 16 * half, q);
+      for (int d = 0; d < 4; ++d) {
+        _mm512_store_si512(out->q[4 * half + d], _mm512_maskz_xor_epi32(set.valid, q[d], flip));
       }
     }
-  }
-  const int64_t s_stride = ScaledSumsStride(num_blocks);
-  for (int i = 0; i < MR; ++i) {
-    for (int r = 0; r < NR; ++r) {
-      float value = HorizontalSum512(acc[i][r]);
-      if constexpr (F::kMin >= 0) {
-        const float* m = w.mins + r * s_stride;
-        const float* s = g.scaled_sums + (i0 + i) * s_stride;
-        __m512 e = _mm512_setzero_ps();
-        for (int64_t b = 0; b < s_stride; b += 16) {
-          e = _mm512_fmadd_ps(_mm512_loadu_ps(m + b), _mm512_loadu_ps(s + b), e);
+  } else {
+    const __m512i low = _mm512_set1_epi32(0x0F0F0F0F);
+    [[maybe_unused]] __m512i qh;
+    if constexpr (F::kQh >= 0) qh = GatherRows(set, block_offset, F::kQh);
+    __m512i raw[4];
+    LoadTransposed(set, block_offset, F::kQs, raw);
+    for (int g = 0; g < kQK / 8; ++g) {  // byte l of qs holds quants l (low) and l + 16 (high)
+      __m512i q[2] = {
+          _mm512_maskz_and_epi32(set.valid, raw[g], low),
+          _mm512_maskz_and_epi32(set.valid, _mm512_maskz_srli_epi32(kAll, raw[g], 4), low)};
+      if constexpr (F::kQh >= 0) {
+        // Bit l of qh is bit 4 of quant l: group h's 4 bits spread to bit 4 of its 4 bytes (the
+        // multiply places bit t at bit 8 t without carries).
+        for (int half = 0; half < 2; ++half) {
+          const int h = g + half * kQK / 8;
+          const __m512i bits =
+              _mm512_and_si512(_mm512_maskz_srli_epi32(kAll, qh, 4 * h), _mm512_set1_epi32(15));
+          const __m512i high = _mm512_maskz_slli_epi32(
+              kAll,
+              _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x00204081)),
+                               _mm512_set1_epi32(0x01010101)),
+              4);
+          q[half] = _mm512_or_si512(q[half], high);
         }
-        value += HorizontalSum512(e);
       }
-      StoreResult(g, i0 + i, j0 + r, value);
+      _mm512_store_si512(out->q[g], q[0]);
+      _mm512_store_si512(out->q[g + kQK / 8], q[1]);
+    }
+  }
+  // The float16 scale is the block's first field, the min (if any) its second.
+  const __m512i scales = GatherRows(set, block_offset, 0);
+  _mm512_store_ps(out->scale,
+                  _mm512_maskz_cvtph_ps(kAll, _mm512_maskz_cvtepi32_epi16(kAll, scales)));
+  if constexpr (F::kMin >= 0) {
+    static_assert(F::kMin == 2);
+    _mm512_store_ps(out->min, _mm512_maskz_cvtph_ps(
+                                  kAll, _mm512_maskz_cvtepi32_epi16(
+                                            kAll, _mm512_maskz_srli_epi32(kAll, scales, 16))));
+  }
+}
+
+// The weight rows of one tile: vectors of 16 rows from row j0 on, `rows` of them real.
+struct WeightTile {
+  const uint8_t* w;             // row j0
+  int64_t rows;                 // real rows from j0 on (lanes past them are masked)
+  const BlockVector* unpacked;  // block b's first vector at unpacked[b * block_stride], or null:
+  int64_t block_stride;         // unpack each block when it is used
+  const uint8_t* next;          // the next tile's bytes, prefetched while this one is unpacked
+  int64_t next_bytes;
+};
+
+// Part `part` of `parts` of [p, p + bytes) prefetched into the cache. The transposing loads read
+// 16 to 64 rows at once, 20 to 34 bytes from each: more streams than the hardware prefetcher
+// follows, while a tile's rows are one contiguous range that software can fetch ahead.
+inline void PrefetchPart(const uint8_t* p, int64_t bytes, int64_t part, int64_t parts) {
+  const int64_t lines = (bytes + 63) / 64;
+  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; ++l) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + l * 64), _MM_HINT_T1);
+  }
+}
+
+PAGODA_TARGET_AVX512 inline __mmask16 ValidLanes(int64_t rows, int v) {
+  const int64_t n = std::clamp<int64_t>(rows - int64_t{v} * kLanes, 0, kLanes);
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// Unpacks `vectors` vectors of tile t (all its blocks) into out ([num_blocks, vectors]).
+template <typename F>
+PAGODA_TARGET_AVX512 void UnpackTile(const QuantizedGemmArgs& g, const uint8_t* w, int64_t rows,
+                                     int64_t vectors, BlockVector* out, const uint8_t* next,
+                                     int64_t next_bytes) {
+  for (int64_t v = 0; v < vectors; ++v) {
+    const RowSet set = MakeRowSet(w + v * kLanes * g.row_bytes, g.row_bytes, rows - v * kLanes);
+    for (int64_t b = 0; b < g.num_blocks; ++b) {
+      PrefetchPart(next, next_bytes, v * g.num_blocks + b, vectors * g.num_blocks);
+      UnpackBlock<F>(set, b, out + b * vectors + v);
+    }
+  }
+}
+
+// Activation rows i0 .. i0 + MR - 1 against the first NV vectors of weight rows of tile t.
+template <typename F, int MR, int NV>
+PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
+                                     const WeightTile& t) {
+  const int64_t a_stride = Q8RowStride(g.num_blocks);
+  const int64_t s_stride = ScaledSumsStride(g.num_blocks);
+  const Q8Block* a[MR];
+  const float* sums[MR];
+  for (int i = 0; i < MR; ++i) {
+    a[i] = g.a + (i0 + i) * a_stride;
+    sums[i] = g.scaled_sums + (i0 + i) * s_stride;
+  }
+  RowSet sets[NV];
+  if (t.unpacked == nullptr) {
+    for (int v = 0; v < NV; ++v) {
+      sets[v] = MakeRowSet(t.w + v * kLanes * g.row_bytes, g.row_bytes, t.rows - v * kLanes);
+    }
+  }
+  __m512 acc[MR][NV];
+  for (int i = 0; i < MR; ++i) {
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  }
+  BlockVector local[NV];
+  for (int64_t b = 0; b < g.num_blocks; ++b) {
+    const BlockVector* w = local;
+    if (t.unpacked != nullptr) {
+      w = t.unpacked + b * t.block_stride;
+    } else {
+      PrefetchPart(t.next, t.next_bytes, b, g.num_blocks);
+      for (int v = 0; v < NV; ++v) UnpackBlock<F>(sets[v], b, &local[v]);
+    }
+    __m512i isum[MR][NV];
+    for (int i = 0; i < MR; ++i) {
+      __m512i init = _mm512_setzero_si512();
+      if constexpr (kUnsignedOffset<F> != 0)
+        init = _mm512_set1_epi32(-kUnsignedOffset<F> * a[i][b].sum);
+      for (int v = 0; v < NV; ++v) isum[i][v] = init;
+    }
+    for (int q = 0; q < kQK / 4; ++q) {
+      for (int v = 0; v < NV; ++v) {
+        const __m512i wq = _mm512_load_si512(w[v].q[q]);
+        for (int i = 0; i < MR; ++i) {
+          int32_t quads;
+          std::memcpy(&quads, a[i][b].qs + 4 * q, sizeof(quads));
+          isum[i][v] = _mm512_dpbusd_epi32(isum[i][v], wq, _mm512_set1_epi32(quads));
+        }
+      }
+    }
+    for (int v = 0; v < NV; ++v) {
+      const __m512 ws = _mm512_load_ps(w[v].scale);
+      for (int i = 0; i < MR; ++i) {
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(a[i][b].d));
+        acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][v]), scale, acc[i][v]);
+        if constexpr (F::kMin >= 0) {
+          acc[i][v] =
+              _mm512_fmadd_ps(_mm512_load_ps(w[v].min), _mm512_set1_ps(sums[i][b]), acc[i][v]);
+        }
+      }
+    }
+  }
+  const __m512 alpha = _mm512_set1_ps(g.alpha);
+  const __m512 beta = _mm512_set1_ps(g.beta);
+  for (int i = 0; i < MR; ++i) {
+    float* row = g.c + (i0 + i) * g.ldc + j0;
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 valid = ValidLanes(t.rows, v);
+      __m512 value = _mm512_mul_ps(alpha, acc[i][v]);
+      if (g.beta != 0.0f) {
+        value = _mm512_add_ps(value,
+                              _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(valid, row + v * kLanes)));
+      }
+      _mm512_mask_storeu_ps(row + v * kLanes, valid, value);
     }
   }
 }
 
 template <typename F, int MR>
-PAGODA_TARGET_AVX512 void TileRowsAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0, int nr,
-                                         const WeightTile& w) {
-  switch (nr) {
+PAGODA_TARGET_AVX512 void TileRowsAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
+                                         const WeightTile& t, int nv) {
+  switch (nv) {
     case 4:
-      return TileAvx512<F, MR, 4>(g, i0, j0, w);
+      return TileAvx512<F, MR, 4>(g, i0, j0, t);
     case 3:
-      return TileAvx512<F, MR, 3>(g, i0, j0, w);
+      return TileAvx512<F, MR, 3>(g, i0, j0, t);
     case 2:
-      return TileAvx512<F, MR, 2>(g, i0, j0, w);
+      return TileAvx512<F, MR, 2>(g, i0, j0, t);
     default:
-      return TileAvx512<F, MR, 1>(g, i0, j0, w);
+      return TileAvx512<F, MR, 1>(g, i0, j0, t);
   }
 }
 
-constexpr int64_t kTileRows = 4;  // weight rows and activation rows per register tile
+template <typename F>
+PAGODA_TARGET_AVX512 void RunTile(const QuantizedGemmArgs& g, int64_t i0, int mr, int64_t j0,
+                                  const WeightTile& t, int nv) {
+  switch (mr) {
+    case 4:
+      return TileRowsAvx512<F, 4>(g, i0, j0, t, std::min(nv, 2));
+    case 3:
+      return TileRowsAvx512<F, 3>(g, i0, j0, t, std::min(nv, 2));
+    case 2:
+      return TileRowsAvx512<F, 2>(g, i0, j0, t, nv);
+    default:
+      return TileRowsAvx512<F, 1>(g, i0, j0, t, nv);
+  }
+}
+
+constexpr int kMaxTileRows = 4;  // activation rows per register tile
 
 template <typename F>
 PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
-  const int64_t s_stride = ScaledSumsStride(g.num_blocks);
-  const int64_t pairs = Q8RowStride(g.num_blocks) / 2;
-  // This thread's unpacked weight tile, kept between calls (the mins' padding stays zero).
-  thread_local std::vector<Vector64> wq;
-  thread_local std::vector<Vector64> ws;
-  thread_local std::vector<float> mins;
-  wq.resize(static_cast<size_t>(kTileRows * pairs));
-  ws.resize(static_cast<size_t>(kTileRows * pairs));
-  if constexpr (F::kMin >= 0) mins.assign(static_cast<size_t>(kTileRows * s_stride), 0.0f);
-  const WeightTile tile{wq.data(), ws.data(), mins.data(), pairs};
-  // Activation rows in blocks that stay in L2 (about 128 KiB of Q8 blocks) while every weight
-  // tile of this thread's range passes over them; the weight tile itself stays in L1.
+  if (g.m <= kMaxTileRows) {
+    // Few rows (decode, verification): each block is unpacked as it is used, straight into
+    // registers; wider tiles for 1 or 2 rows keep 4 independent vpdpbusd chains.
+    const int mr = static_cast<int>(g.m);
+    const int64_t tile_rows = (mr <= 2 ? 4 : 2) * kLanes;
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += tile_rows) {
+      const int64_t rows = std::min(tile_rows, j_end - j0);
+      const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - tile_rows, 0, tile_rows);
+      const WeightTile t{.w = g.w + j0 * g.row_bytes,
+                         .rows = rows,
+                         .unpacked = nullptr,
+                         .next = g.w + (j0 + rows) * g.row_bytes,
+                         .next_bytes = next_rows * g.row_bytes};
+      RunTile<F>(g, 0, mr, j0, t, static_cast<int>((rows + kLanes - 1) / kLanes));
+    }
+    return;
+  }
+  // Many rows: each tile of 32 weight rows is unpacked once (into L1/L2) for a block of
+  // activation rows that stays in L2 (about 128 KiB of Q8 blocks).
+  constexpr int64_t kVectors = 2;
+  thread_local std::vector<BlockVector> unpacked;
+  unpacked.resize(static_cast<size_t>(g.num_blocks * kVectors));
   const int64_t row_bytes_q8 = Q8RowStride(g.num_blocks) * static_cast<int64_t>(sizeof(Q8Block));
   const int64_t block_rows =
-      std::max<int64_t>(kTileRows, (128 << 10) / row_bytes_q8 / kTileRows * kTileRows);
+      std::max<int64_t>(kMaxTileRows, (128 << 10) / row_bytes_q8 / kMaxTileRows * kMaxTileRows);
   for (int64_t i_begin = 0; i_begin < g.m; i_begin += block_rows) {
     const int64_t i_end = std::min(g.m, i_begin + block_rows);
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
-      const int nr = static_cast<int>(std::min(kTileRows, j_end - j0));
-      for (int r = 0; r < nr; ++r) {
-        // Formats without a min leave `mins` empty: no offset on its null data().
-        float* row_mins = F::kMin >= 0 ? mins.data() + r * s_stride : nullptr;
-        UnpackWeightRow<F>(g.w + (j0 + r) * g.row_bytes, g.num_blocks, wq.data() + r * pairs,
-                           ws.data() + r * pairs, row_mins);
-      }
-      for (int64_t i0 = i_begin; i0 < i_end; i0 += kTileRows) {
-        switch (std::min(kTileRows, i_end - i0)) {
-          case 4:
-            TileRowsAvx512<F, 4>(g, i0, j0, nr, tile);
-            break;
-          case 3:
-            TileRowsAvx512<F, 3>(g, i0, j0, nr, tile);
-            break;
-          case 2:
-            TileRowsAvx512<F, 2>(g, i0, j0, nr, tile);
-            break;
-          default:
-            TileRowsAvx512<F, 1>(g, i0, j0, nr, tile);
-            break;
-        }
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += kVectors * kLanes) {
+      const int64_t rows = std::min(kVectors * kLanes, j_end - j0);
+      const int nv = static_cast<int>((rows + kLanes - 1) / kLanes);
+      const int64_t next_rows =
+          std::clamp<int64_t>(j_end - j0 - kVectors * kLanes, 0, kVectors * kLanes);
+      UnpackTile<F>(g, g.w + j0 * g.row_bytes, rows, nv, unpacked.data(),
+                    g.w + (j0 + rows) * g.row_bytes, next_rows * g.row_bytes);
+      const WeightTile t{.w = g.w + j0 * g.row_bytes,
+                         .rows = rows,
+                         .unpacked = unpacked.data(),
+                         .block_stride = nv};
+      for (int64_t i0 = i_begin; i0 < i_end; i0 += kMaxTileRows) {
+        RunTile<F>(g, i0, static_cast<int>(std::min<int64_t>(kMaxTileRows, i_end - i0)), j0, t, nv);
       }
     }
   }

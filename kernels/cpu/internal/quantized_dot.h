@@ -16,9 +16,11 @@
 // arithmetic. Its contract is batch invariance: element (i, j) is computed by the same
 // operations in the same order whatever m is, whichever rows share its tile and whichever thread
 // computes it, so a token's logits do not depend on the shape of the step that computed it. The
-// AVX-512 version tiles 4 weight rows x 4 activation rows in registers with one accumulator per
-// element, each weight tile unpacked once (into L1) for a block of activation rows that stays in
-// L2; the others dot row by row.
+// AVX-512 version puts 16 weight rows in the lanes of a vector (quants transposed so that one
+// vpdpbusd multiplies 4 quants of each row by 4 broadcast activation quants), which leaves whole
+// int32 block sums in the lanes and does a block's fp32 work once per 16 rows; tiles of up to 4
+// activation rows, weights unpacked as used (m <= 4) or once per tile of 32 rows (more); the
+// others dot row by row.
 //
 //   const QuantizedDotFn dot = QuantizedDotFor(DType::kQ4_1, CpuIsa::kAvx2);
 //   y[j] = dot(w + j * row_bytes, x_q8, k / kQ8BlockElements);
