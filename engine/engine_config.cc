@@ -1,6 +1,7 @@
 #include "engine/engine_config.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -134,10 +135,15 @@ int64_t EngineConfig::PeakTokensUnderWindow(int64_t window, int64_t block_size,
 
 int64_t EngineConfig::PeakSequenceBlocks(const ExecutorInfo& info, int64_t length) const {
   const int64_t bs = info.block_size;
-  if (info.kv_group_windows.empty()) return (PeakSequenceTokens(info, length) + bs - 1) / bs;
+  // ceil(tokens / bs) and a saturating sum: a length may be "unbounded" (INT64_MAX).
+  const auto blocks_for = [bs](int64_t tokens) { return tokens / bs + (tokens % bs != 0); };
+  if (info.kv_group_windows.empty()) return blocks_for(PeakSequenceTokens(info, length));
   int64_t blocks = 0;
   for (int64_t window : info.kv_group_windows) {
-    blocks += (PeakTokensUnderWindow(window, bs, length) + bs - 1) / bs;
+    const int64_t group = blocks_for(PeakTokensUnderWindow(window, bs, length));
+    blocks = blocks > std::numeric_limits<int64_t>::max() - group
+                 ? std::numeric_limits<int64_t>::max()
+                 : blocks + group;
   }
   return blocks;
 }

@@ -1,5 +1,6 @@
 #include "engine/engine_args.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -189,6 +190,14 @@ TEST(EngineConfig, WithKvCacheGroupsNamesTheLongestContextThatFits) {
   EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("--max-model-len to at most ", fits)));
   EXPECT_TRUE(EngineConfig{.max_model_len = fits}.Validate(info).ok());
   EXPECT_FALSE(EngineConfig{.max_model_len = fits + 1}.Validate(info).ok());
+  // An unbounded length (the flag-level check passes INT64_MAX) neither overflows (UBSan runs
+  // this) nor wraps: the full group alone needs ceil(INT64_MAX / 4) blocks.
+  constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max();
+  EXPECT_GE(config.PeakSequenceBlocks(info, kUnbounded), kUnbounded / 4 + 1);
+  ExecutorInfo one_block = info;
+  one_block.block_size = 1;
+  one_block.kv_group_windows = {0, 0};
+  EXPECT_EQ(config.PeakSequenceBlocks(one_block, kUnbounded), kUnbounded);  // saturates
 }
 
 TEST(EngineArgs, StaticSchedulingIsAnOfflineFlag) {
