@@ -49,6 +49,11 @@ struct Expected {
   std::vector<bool> sliding_layers;
 };
 
+// The reference a model file shares with its twins: "gemma3" for gemma3_hf and gemma3.gguf.
+std::string ReferenceName(const std::string& path) {
+  return path.substr(0, path.find_first_of("_."));
+}
+
 Expected LoadExpected(const std::string& name) {
   absl::StatusOr<std::string> text = ReadFileToString(FixtureDir() + "/" + name + ".json");
   EXPECT_TRUE(text.ok()) << text.status() << " (run through ctest: gemma_model_fixtures writes it)";
@@ -129,8 +134,7 @@ TEST(GemmaSchedule, ChunkedPrefillInABatchGivesTheReference) {
   constexpr int64_t kBlockSize = 4;
   for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
     SCOPED_TRACE(path);
-    const std::string name = path.substr(0, path.find_first_of("_."));
-    const Expected expected = LoadExpected(name);
+    const Expected expected = LoadExpected(ReferenceName(path));
     ASSERT_FALSE(expected.greedy.empty());
     absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
     ASSERT_TRUE(model.ok()) << model.status();
@@ -187,15 +191,12 @@ TEST(GemmaSchedule, KvCacheGroupsWithLocalBlocksFreedGiveTheReference) {
   constexpr int64_t kBlockSize = 4;
   for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
     SCOPED_TRACE(path);
-    const std::string name = path.substr(0, path.find_first_of("_."));
-    const Expected expected = LoadExpected(name);
+    const Expected expected = LoadExpected(ReferenceName(path));
     ASSERT_FALSE(expected.greedy.empty());
     absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
     ASSERT_TRUE(model.ok()) << model.status();
     const ModelConfig& config = model->config();
-    std::vector<int64_t> windows;
-    for (int64_t l = 0; l < config.num_hidden_layers; ++l) windows.push_back(config.LayerWindow(l));
-    const KvCacheGroups groups = PlanKvCacheGroups(windows);
+    const KvCacheGroups groups = KvCacheGroupsFor(config, /*with_draft=*/false);
     ASSERT_GT(groups.num_groups(), 1);
     // One rank, and two tensor-parallel ranks (each holding its KV heads of every group).
     for (const int32_t tp_size : {1, 2}) {
@@ -296,8 +297,7 @@ TEST(GemmaEngine, KvCacheGroupsFreeLocalBlocksAndKeepTheReference) {
   constexpr int64_t kBlockSize = 4;
   for (const std::string path : {"gemma2_hf", "gemma3.gguf"}) {
     SCOPED_TRACE(path);
-    const std::string name = path.substr(0, path.find_first_of("_."));
-    const Expected expected = LoadExpected(name);
+    const Expected expected = LoadExpected(ReferenceName(path));
     ASSERT_FALSE(expected.greedy.empty());
     absl::StatusOr<ModelSource> model = ModelSource::Open(FixtureDir() + "/" + path);
     ASSERT_TRUE(model.ok()) << model.status();
