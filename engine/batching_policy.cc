@@ -21,6 +21,11 @@ bool BatchingPolicy::Speculates(const Sequence& seq) const {
           static_cast<int64_t>(registry_.running().size()) <= spec.disable_by_batch_size);
 }
 
+bool BatchingPolicy::MayPropose(const Sequence& seq) const {
+  return config_.speculative.method != SpeculativeMethod::kNgram ||
+         proposer_.MayPropose(seq.token_ids, seq.num_pending_tokens);
+}
+
 void BatchingPolicy::BackOffSpeculation(Sequence* seq) {
   seq->speculation_pipelined_steps = seq->speculation_backoff;
   seq->speculation_backoff = std::min(2 * seq->speculation_backoff, kMaxSpeculationBackoff);
@@ -64,10 +69,11 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
     if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
     // A speculating sequence waits for its result: the proposer needs its tokens (and a plan
-    // with drafts yields an unknown number of them). Backing off, it runs pipelined.
+    // with drafts yields an unknown number of them). Backing off, or when no outcome of the
+    // pending tokens could give the n-gram lookup a match, it runs pipelined.
     if (seq->num_pending_tokens > 0 &&
         (seq->num_draft_tokens_in_flight > 0 ||
-         (Speculates(*seq) && seq->speculation_pipelined_steps == 0))) {
+         (Speculates(*seq) && seq->speculation_pipelined_steps == 0 && MayPropose(*seq)))) {
       continue;
     }
     const int64_t size = static_cast<int64_t>(seq->token_ids.size());

@@ -65,6 +65,9 @@ class BatchingPolicy {
   /// Speculative decoding: whether `seq` speculates now (then it is planned synchronously):
   /// not beam search, and no more running sequences than disable_by_batch_size.
   bool Speculates(const Sequence& seq) const;
+  /// Whether `seq`'s proposer could propose once its pending tokens are known (a draft model
+  /// always can; the n-gram lookup only if its known tokens leave a match possible).
+  bool MayPropose(const Sequence& seq) const;
   /// Proposes up to `max_drafts` drafts for a decoding `seq` whose tokens are all known and
   /// reserves their slots; returns how many (they are in seq->draft_token_ids).
   int64_t AddDrafts(Sequence* seq, int64_t max_drafts);

@@ -29,4 +29,21 @@ std::vector<int32_t> NgramProposer::Propose(absl::Span<const int32_t> tokens,
   return std::vector<int32_t>(tokens.begin() + from, tokens.begin() + from + count);
 }
 
+bool NgramProposer::MayPropose(absl::Span<const int32_t> known, int64_t num_unknown) const {
+  const int64_t size = static_cast<int64_t>(known.size());
+  if (num_unknown <= 0) return !Propose(known, 1).empty();
+  if (size + num_unknown < 2) return false;
+  // The known part of a min_n-token match: the last `gram` known tokens, found ending at some
+  // e <= size - 2 (the unknown tokens match whatever sits after it).
+  const int64_t gram = min_n_ - num_unknown;
+  if (gram <= 0) return true;
+  if (gram > size) return false;
+  for (int64_t e = size - 2; e >= gram - 1; --e) {
+    int64_t len = 0;
+    while (len < gram && known[e - len] == known[size - 1 - len]) ++len;
+    if (len == gram) return true;
+  }
+  return false;
+}
+
 }  // namespace pagoda

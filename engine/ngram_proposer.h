@@ -25,6 +25,15 @@ class NgramProposer {
   /// tokens occurred before. O(tokens * max_n).
   std::vector<int32_t> Propose(absl::Span<const int32_t> tokens, int64_t max_tokens) const;
 
+  /// Whether Propose could find anything once `num_unknown` more tokens, whatever they are,
+  /// follow `known`: false only when no choice of them lets a suffix of at least min_n tokens
+  /// match earlier. The last min_n - num_unknown known tokens must occur before (ending at
+  /// least one position earlier); with num_unknown >= min_n anything may match. Lets a
+  /// pipelined sequence (its last token still in flight) skip the wait for it when the lookup
+  /// is bound to fail: on text that does not repeat, speculation then costs nothing.
+  /// O(known.size() * min_n).
+  bool MayPropose(absl::Span<const int32_t> known, int64_t num_unknown) const;
+
  private:
   int32_t min_n_;
   int32_t max_n_;

@@ -2,6 +2,7 @@
 // earlier, its latest occurrence, what followed it, capped at max_tokens.
 #include "engine/ngram_proposer.h"
 
+#include <random>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -50,6 +51,58 @@ TEST(NgramProposer, RepeatedTokenProposesItsRun) {
   const std::vector<int32_t> tokens = {5, 5, 5, 5};
   // The latest full-length match ends one before the last token: one token follows it.
   EXPECT_THAT(Proposer(1, 3).Propose(tokens, 4), ElementsAre(5));
+}
+
+TEST(NgramProposer, MayProposeNeedsTheKnownTailEarlier) {
+  // min 2, one token unknown: the last known token must occur before its own position.
+  EXPECT_FALSE(Proposer(2, 4).MayPropose(std::vector<int32_t>{1, 2, 3, 4}, 1));
+  EXPECT_TRUE(Proposer(2, 4).MayPropose(std::vector<int32_t>{4, 2, 3, 4}, 1));
+  // min 3: the last two known tokens, together.
+  EXPECT_FALSE(Proposer(3, 4).MayPropose(std::vector<int32_t>{4, 2, 3, 4}, 1));
+  EXPECT_TRUE(Proposer(3, 4).MayPropose(std::vector<int32_t>{3, 4, 2, 3, 4}, 1));
+  // As many unknown tokens as min_n: anything may match.
+  EXPECT_TRUE(Proposer(2, 4).MayPropose(std::vector<int32_t>{1, 2, 3, 4}, 2));
+  EXPECT_TRUE(Proposer(1, 4).MayPropose(std::vector<int32_t>{1, 2, 3, 4}, 1));
+  // Nothing unknown: exactly whether Propose finds something.
+  EXPECT_FALSE(Proposer(2, 4).MayPropose(std::vector<int32_t>{1, 2, 3, 4}, 0));
+  EXPECT_TRUE(Proposer(2, 4).MayPropose(std::vector<int32_t>{3, 4, 1, 3, 4}, 0));
+  EXPECT_FALSE(Proposer(2, 4).MayPropose(std::vector<int32_t>{}, 1));
+}
+
+// MayPropose is never wrong when it says no: over random short texts on a small vocabulary,
+// every completion of the unknown tokens then proposes nothing. (And it is not vacuous: it says
+// no often, and often yes where some completion does propose.)
+TEST(NgramProposer, MayProposeFalseMeansNoCompletionProposes) {
+  constexpr int32_t kVocab = 5;
+  std::mt19937 rng(17);
+  int64_t said_no = 0;
+  int64_t said_yes_rightly = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int32_t min_n = 1 + static_cast<int32_t>(rng() % 3);
+    const NgramProposer proposer = Proposer(min_n, 4);
+    const int64_t size = rng() % 9;
+    const int64_t unknown = 1 + static_cast<int64_t>(rng() % 2);
+    std::vector<int32_t> known(size);
+    for (int32_t& t : known) t = static_cast<int32_t>(rng() % kVocab);
+    bool any = false;
+    int64_t completions = 1;
+    for (int64_t i = 0; i < unknown; ++i) completions *= kVocab;
+    for (int64_t c = 0; c < completions; ++c) {
+      std::vector<int32_t> full = known;
+      for (int64_t i = 0, rest = c; i < unknown; ++i, rest /= kVocab) {
+        full.push_back(static_cast<int32_t>(rest % kVocab));
+      }
+      any = any || !proposer.Propose(full, 4).empty();
+    }
+    const bool may = proposer.MayPropose(known, unknown);
+    if (!may) {
+      ++said_no;
+      EXPECT_FALSE(any) << "trial " << trial;
+    }
+    if (may && any) ++said_yes_rightly;
+  }
+  EXPECT_GT(said_no, 300);
+  EXPECT_GT(said_yes_rightly, 300);
 }
 
 }  // namespace

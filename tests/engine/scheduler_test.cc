@@ -609,6 +609,49 @@ TEST(Scheduler, SpeculativeDraftModelKeepsOutputs) {
   ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3, SpeculativeMethod::kDraftModel);
 }
 
+// While its first output is in flight, an n-gram speculating sequence is planned again at once
+// (pipelined) when no value of that output could let the lookup match: with prompt_lookup_min
+// 2, the prompt's last token must occur earlier in it. Otherwise it waits for the result.
+TEST(Scheduler, SpeculatingSequenceWaitsOnlyWhenTheLookupMayMatch) {
+  EngineConfig config;
+  config.speculative = {.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = 4,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 2};
+  for (const auto& [prompt, pipelined] :
+       {std::pair{std::vector<int32_t>{10, 11, 12, 13}, true},
+        std::pair{std::vector<int32_t>{13, 11, 12, 13}, false}}) {
+    Harness h(config, Info(64));
+    ASSERT_TRUE(h.scheduler.AddRequest(Req("a", prompt, 8)).ok());
+    ASSERT_TRUE(h.scheduler.Schedule().has_value());  // the prefill, in flight
+    EXPECT_EQ(h.scheduler.Schedule().has_value(), pipelined) << prompt[0];
+  }
+}
+
+// The same outputs with prompt_lookup_min 2 (where pipelining around impossible lookups kicks
+// in) as without speculation, async and sync.
+TEST(Scheduler, SpeculationWithALongerMinimumKeepsOutputs) {
+  g_copy_period = 5;
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    EngineRequest r = Req(absl::StrCat("r", i), Tokens(3 + 2 * i, i), 30, 400 + i);
+    if (i % 3 == 1) r.params.temperature = 1.0f;
+    reqs.push_back(r);
+  }
+  const Outcome reference = RunAll({}, Info(512), reqs);
+  EngineConfig config;
+  config.speculative = {.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = 4,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 2};
+  for (const bool async : {false, true}) {
+    const Outcome out = RunAll(config, Info(512), reqs, async);
+    EXPECT_EQ(out.outputs, reference.outputs) << "async " << async;
+    EXPECT_GT(out.stats.spec_num_accepted_tokens, 0) << "async " << async;
+  }
+  g_copy_period = 0;
+}
+
 class SpeculativeAborts : public ::testing::TestWithParam<SpeculativeMethod> {};
 
 TEST_P(SpeculativeAborts, LeakNothing) {
