@@ -64,16 +64,30 @@ void BatchingPolicy::MarkStarted(PlanBuilder& plan, Request* request) {
 void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
   const int32_t k = plan.num_steps();
   std::vector<Sequence*>& running = registry_.running();
+  // A speculating sequence waits for its result: the proposer needs its tokens (and a plan with
+  // drafts yields an unknown number of them). Backing off it runs pipelined, and so it does
+  // when no outcome of its pending tokens could give the n-gram lookup a match — unless another
+  // sequence waits this step anyway: then it waits too, so that the batch stays whole (a step
+  // run for part of the batch costs a whole pass over the weights).
+  bool any_waits = false;
+  if (config_.speculative.enabled()) {
+    for (const Sequence* seq : running) {
+      if (seq->num_pending_tokens > 0 &&
+          (seq->num_draft_tokens_in_flight > 0 ||
+           (Speculates(*seq) && seq->speculation_pipelined_steps == 0 && MayPropose(*seq)))) {
+        any_waits = true;
+        break;
+      }
+    }
+  }
   for (size_t i = 0; i < running.size(); ++i) {
     Sequence* seq = running[i];
     if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
-    // A speculating sequence waits for its result: the proposer needs its tokens (and a plan
-    // with drafts yields an unknown number of them). Backing off, or when no outcome of the
-    // pending tokens could give the n-gram lookup a match, it runs pipelined.
     if (seq->num_pending_tokens > 0 &&
         (seq->num_draft_tokens_in_flight > 0 ||
-         (Speculates(*seq) && seq->speculation_pipelined_steps == 0 && MayPropose(*seq)))) {
+         (Speculates(*seq) && seq->speculation_pipelined_steps == 0 &&
+          (any_waits || MayPropose(*seq))))) {
       continue;
     }
     const int64_t size = static_cast<int64_t>(seq->token_ids.size());

@@ -611,21 +611,34 @@ TEST(Scheduler, SpeculativeDraftModelKeepsOutputs) {
 
 // While its first output is in flight, an n-gram speculating sequence is planned again at once
 // (pipelined) when no value of that output could let the lookup match: with prompt_lookup_min
-// 2, the prompt's last token must occur earlier in it. Otherwise it waits for the result.
+// 2, the prompt's last token must occur earlier in it. Otherwise it waits for the result, and
+// so does every other sequence of the batch.
 TEST(Scheduler, SpeculatingSequenceWaitsOnlyWhenTheLookupMayMatch) {
   EngineConfig config;
   config.speculative = {.method = SpeculativeMethod::kNgram,
                         .num_speculative_tokens = 4,
                         .prompt_lookup_max = 4,
                         .prompt_lookup_min = 2};
-  for (const auto& [prompt, pipelined] :
-       {std::pair{std::vector<int32_t>{10, 11, 12, 13}, true},
-        std::pair{std::vector<int32_t>{13, 11, 12, 13}, false}}) {
+  for (const auto& [prompt, pipelined] : {std::pair{std::vector<int32_t>{10, 11, 12, 13}, true},
+                                          std::pair{std::vector<int32_t>{13, 11, 12, 13}, false}}) {
     Harness h(config, Info(64));
     ASSERT_TRUE(h.scheduler.AddRequest(Req("a", prompt, 8)).ok());
     ASSERT_TRUE(h.scheduler.Schedule().has_value());  // the prefill, in flight
     EXPECT_EQ(h.scheduler.Schedule().has_value(), pipelined) << prompt[0];
   }
+  // Beside a sequence that waits, the one that could run pipelined waits too: the batch stays
+  // whole.
+  Harness h(config, Info(64));
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("a", {10, 11, 12, 13}, 8)).ok());
+  ASSERT_TRUE(h.scheduler.AddRequest(Req("b", {13, 11, 12, 13}, 8)).ok());
+  std::optional<ScheduledStep> prefill = h.scheduler.Schedule();
+  ASSERT_TRUE(prefill.has_value());
+  ASSERT_EQ(prefill->sequences.size(), 2u);
+  EXPECT_FALSE(h.scheduler.Schedule().has_value());
+  h.scheduler.ApplyResult(h.executor.Apply(prefill->plan));
+  std::optional<ScheduledStep> next = h.scheduler.Schedule();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->sequences.size(), 2u);
 }
 
 // The same outputs with prompt_lookup_min 2 (where pipelining around impossible lookups kicks
