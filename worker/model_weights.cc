@@ -545,11 +545,7 @@ ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
   return weights;
 }
 
-namespace {
-
-// One tensor on `device`: as it is in F32, F16 and BF16; dequantized and rounded to BF16
-// otherwise.
-absl::StatusOr<Tensor> TensorOn(const Tensor& tensor, Device device) {
+absl::StatusOr<Tensor> DeviceWeightTensor(const Tensor& tensor, Device device) {
   if (tensor.empty()) return Tensor();
   const DType dtype = tensor.dtype();
   if (dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16) {
@@ -562,9 +558,11 @@ absl::StatusOr<Tensor> TensorOn(const Tensor& tensor, Device device) {
   return bf16.CopyTo(device);
 }
 
+namespace {
+
 absl::Status MoveLinear(LinearWeight& w, Device device) {
   for (Tensor& part : w.parts) {
-    ASSIGN_OR_RETURN(part, TensorOn(part, device));
+    ASSIGN_OR_RETURN(part, DeviceWeightTensor(part, device));
   }
   return absl::OkStatus();
 }
@@ -576,18 +574,18 @@ absl::StatusOr<ModelWeights> CopyModelWeightsTo(const ModelWeights& weights, Dev
   if (device == Device::kCpu) return out;
   const bool tied =
       !weights.lm_head.empty() && weights.lm_head.data() == weights.embed_tokens.data();
-  ASSIGN_OR_RETURN(out.embed_tokens, TensorOn(weights.embed_tokens, device));
-  ASSIGN_OR_RETURN(out.norm, TensorOn(weights.norm, device));
+  ASSIGN_OR_RETURN(out.embed_tokens, DeviceWeightTensor(weights.embed_tokens, device));
+  ASSIGN_OR_RETURN(out.norm, DeviceWeightTensor(weights.norm, device));
   if (tied) {
     out.lm_head = out.embed_tokens;
   } else {
-    ASSIGN_OR_RETURN(out.lm_head, TensorOn(weights.lm_head, device));
+    ASSIGN_OR_RETURN(out.lm_head, DeviceWeightTensor(weights.lm_head, device));
   }
   for (LayerWeights& layer : out.layers) {
     for (Tensor* t :
          {&layer.input_layernorm, &layer.qkv_bias, &layer.q_norm, &layer.k_norm, &layer.o_bias,
           &layer.post_attention_layernorm, &layer.attn_output_norm, &layer.mlp_output_norm}) {
-      ASSIGN_OR_RETURN(*t, TensorOn(*t, device));
+      ASSIGN_OR_RETURN(*t, DeviceWeightTensor(*t, device));
     }
     for (LinearWeight* w : {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj, &layer.down_proj,
                             &layer.experts.router}) {
