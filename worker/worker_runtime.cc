@@ -12,11 +12,13 @@
 #include "common/model_config.h"
 #include "common/model_source.h"
 #include "common/status_macros.h"
+#include "worker/device_selection.h"
 #include "worker/draft_model.h"
 #include "worker/gloo_communicator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/nccl_communicator.h"
 #include "worker/tensor_parallel.h"
 
 namespace pagoda {
@@ -74,14 +76,6 @@ absl::Status ValidateInit(const WorkerInitConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("load_format must be 'safetensors' or 'dummy', got '", c.load_format, "'"));
   }
-  if (c.communicator != "" && c.communicator != "auto" && c.communicator != "gloo") {
-    if (c.communicator == "nccl") {
-      return absl::UnimplementedError(
-          "communicator 'nccl' needs the CUDA backend; this worker runs the CPU backend (gloo)");
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("communicator must be 'auto', 'gloo' or 'nccl', got '", c.communicator, "'"));
-  }
   return absl::OkStatus();
 }
 
@@ -121,8 +115,8 @@ void WorkerRuntime::AcquireBuiltLocked() {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
-    const WorkerInitConfig& c) {
-  if (c.tp_size == 1) return CreateSingleCommunicator();
+    const WorkerInitConfig& c, const std::string& backend) {
+  if (backend == "single") return CreateSingleCommunicator();
   const absl::Duration timeout =
       c.timeout_ms > 0 ? absl::Milliseconds(c.timeout_ms) : kDefaultCommTimeout;
   std::unique_ptr<RendezvousStore> remote;
@@ -137,10 +131,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
     remote = options_.connect_store(c.rank0_address, timeout);
     store = remote.get();
   }
+  const std::string prefix = absl::StrCat(c.replica, "/g", c.generation, "/");
+  if (backend == "nccl") {
+    return CreateNcclCommunicator({.rank = c.tp_rank,
+                                   .size = c.tp_size,
+                                   .device = options_.cuda_device,
+                                   .prefix = prefix,
+                                   .timeout = timeout},
+                                  store);
+  }
   return CreateGlooCommunicator({.rank = c.tp_rank,
                                  .size = c.tp_size,
                                  .hostname = options_.comm_host,
-                                 .prefix = absl::StrCat(c.replica, "/g", c.generation, "/"),
+                                 .prefix = prefix,
                                  .timeout = timeout},
                                 store);
 }
@@ -148,6 +151,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
 absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
     const WorkerInitConfig& c, WorkerInitResult& result) {
   RETURN_IF_ERROR(ValidateInit(c));
+  ASSIGN_OR_RETURN(const std::string backend,
+                   SelectCommunicator(c.communicator, options_.device, c.tp_size));
   const std::string dir = options_.model_dir.empty() ? c.model_dir : options_.model_dir;
   if (dir.empty()) return absl::InvalidArgumentError("model_dir is empty");
   absl::StatusOr<ModelSource> model = ModelSource::Open(dir);
@@ -172,7 +177,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   const DType kv_dtype = options_.kv_cache_dtype;
 
   auto built = std::make_unique<Built>();
-  ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c));
+  ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c, backend));
   if (c.tp_size > 1 && config->num_experts > 0) {
     RETURN_IF_ERROR(CheckExpertShardsAgree(*built->communicator, options_.expert_parallel));
   }

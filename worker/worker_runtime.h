@@ -36,6 +36,7 @@
 #include "common/clock.h"
 #include "common/dtype.h"
 #include "common/step/step.h"
+#include "kernels/device.h"
 #include "worker/communicator.h"
 #include "worker/rendezvous_store.h"
 #include "worker/step_runner.h"
@@ -58,6 +59,13 @@ struct WorkerRuntimeOptions {
   /// The same for the draft model of speculative decoding, used only when Init names one (the
   /// router's `"model"` path differs on this host).
   std::string draft_model_dir;
+  /// Where the model runs (--device, resolved by SelectDevice: worker/device_selection.h); a
+  /// CUDA worker's ranks meet over NCCL, a CPU worker's over Gloo.
+  Device device = Device::kCpu;
+  /// CUDA: the device ordinal this rank uses (one GPU per rank), and the share of its memory
+  /// the rank may fill (--gpu-memory-utilization).
+  int32_t cuda_device = 0;
+  double gpu_memory_utilization = 0.9;
   /// The type safetensors and dummy weights are kept in (--dtype); nullopt: auto.
   std::optional<DType> weight_dtype;
   /// The KV cache's type (--kv-cache-dtype): kF32 or kBF16.
@@ -182,7 +190,9 @@ class WorkerRuntime {
 
   absl::StatusOr<std::unique_ptr<Built>> Build(const WorkerInitConfig& config,
                                                WorkerInitResult& result);
-  absl::StatusOr<std::unique_ptr<Communicator>> JoinCommunicator(const WorkerInitConfig& config);
+  /// Joins the replica's group over `backend` (SelectCommunicator's answer).
+  absl::StatusOr<std::unique_ptr<Communicator>> JoinCommunicator(const WorkerInitConfig& config,
+                                                                 const std::string& backend);
   // Waits until no Init or Execute holds the built state, then takes it.
   void AcquireBuiltLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
