@@ -92,15 +92,17 @@ struct WorkerInitConfig {
   uint64_t dummy_seed = 0;  // load_format "dummy"
   int32_t tp_rank = 0;
   int32_t tp_size = 1;
-  std::string rank0_address;          // host:port of rank 0's Worker service, when tp_size > 1
-  std::string communicator;           // "" or "auto", "gloo", "nccl"
-  int32_t block_size = 16;            // tokens per KV block
-  int64_t num_device_blocks = 0;      // > 0: exactly this many KV blocks
-  int64_t kv_cache_memory_bytes = 0;  // when num_device_blocks == 0: this rank's KV budget
-  int64_t swap_space_bytes = 0;       // host swap pool
-  int64_t max_model_len = 0;          // 0: the model's
-  int64_t timeout_ms = 0;             // communicator rendezvous and collectives; 0: 30 s
-  std::string draft_model_dir;        // the draft model; "" for none; options may override it
+  std::string rank0_address;           // host:port of rank 0's Worker service, when tp_size > 1
+  std::string communicator;            // "" or "auto", "gloo", "nccl"
+  int32_t block_size = 16;             // tokens per KV block
+  int64_t num_device_blocks = 0;       // > 0: exactly this many KV blocks
+  int64_t kv_cache_memory_bytes = 0;   // when num_device_blocks == 0: this rank's KV budget
+  int64_t swap_space_bytes = 0;        // host swap pool
+  int64_t max_model_len = 0;           // 0: the model's
+  int64_t timeout_ms = 0;              // communicator rendezvous and collectives; 0: 30 s
+  std::string draft_model_dir;         // the draft model; "" for none; options may override it
+  int64_t max_num_batched_tokens = 0;  // the engine's largest step; 0: unknown
+  int64_t max_num_seqs = 0;
   std::vector<int32_t> extra_eos_token_ids;
 };
 
