@@ -31,7 +31,9 @@ absl::Status SiluAndMul(const SiluAndMulParams& params) {
 
 absl::Status GeluTanhAndMul(const GeluTanhAndMulParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.num_tokens > 0) cpu::GeluTanhAndMul(params);
+  if (params.num_tokens == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::GeluTanhAndMul(params);
+  cpu::GeluTanhAndMul(params);
   return absl::OkStatus();
 }
 
@@ -48,7 +50,9 @@ absl::Status SoftCapParams::Validate() const {
 
 absl::Status SoftCap(const SoftCapParams& params) {
   RETURN_IF_ERROR(params.Validate());
-  if (params.count > 0) cpu::SoftCap(params);
+  if (params.count == 0) return absl::OkStatus();
+  if (params.device == Device::kCuda) return cuda::SoftCap(params);
+  cpu::SoftCap(params);
   return absl::OkStatus();
 }
 

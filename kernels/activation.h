@@ -37,7 +37,8 @@ absl::Status GeluTanhAndMul(const GeluTanhAndMulParams& params);
 struct SoftCapParams {
   float* data = nullptr;  // [count], in place
   int64_t count = 0;
-  float cap = 0.0f;  // > 0
+  float cap = 0.0f;              // > 0
+  Device device = Device::kCpu;  // where data lives
 
   absl::Status Validate() const;
 };

@@ -3,7 +3,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "kernels/block_copy.h"
+#include "kernels/cuda/device_memory.h"
 
 namespace pagoda {
 
@@ -25,12 +27,15 @@ absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
   for (int64_t layer = 0; layer < shape.num_layers; ++layer) {
     for (std::vector<Tensor>* tensors : {&cache.keys_, &cache.values_}) {
       absl::StatusOr<Tensor> t = Tensor::Zeros(
-          shape.dtype, {shape.num_blocks, shape.block_size, shape.num_kv_heads, shape.head_dim});
+          shape.dtype, {shape.num_blocks, shape.block_size, shape.num_kv_heads, shape.head_dim},
+          shape.device);
+      if (absl::IsFailedPrecondition(t.status())) return t.status();  // no CUDA device
       if (!t.ok()) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "cannot allocate the KV cache: ", shape.num_blocks, " blocks of ",
-            shape.bytes_per_block(), " bytes (", shape.num_blocks * shape.bytes_per_block() >> 20,
-            " MiB); lower the number of blocks"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("cannot allocate the KV cache: ", shape.num_blocks, " blocks of ",
+                         shape.bytes_per_block(), " bytes (",
+                         shape.num_blocks * shape.bytes_per_block() >> 20, " MiB) on the ",
+                         std::string(DeviceName(shape.device)), "; lower the number of blocks"));
       }
       tensors->push_back(*std::move(t));
     }
@@ -55,14 +60,20 @@ absl::Status CopyBetween(const KvCache& src, KvCache& dst,
   std::vector<int32_t> pairs;
   pairs.reserve(2 * src_dst.size());
   for (const auto& [s, d] : src_dst) pairs.insert(pairs.end(), {s, d});
-  return kernels::CopyBlocks({.src = from.data(),
-                              .dst = to.data(),
-                              .num_tensors = 2 * num_layers,
-                              .block_bytes = src.shape().layer_bytes_per_block(),
-                              .num_src_blocks = src.shape().num_blocks,
-                              .num_dst_blocks = dst.shape().num_blocks,
-                              .block_pairs = pairs.data(),
-                              .num_pairs = static_cast<int64_t>(src_dst.size())});
+  // Either side on the device: the device copies (cudaMemcpyAsync reads and writes host memory
+  // too), then waits, so that a swapped-out block is on the host when this returns.
+  const bool on_device = src.shape().device == Device::kCuda || dst.shape().device == Device::kCuda;
+  RETURN_IF_ERROR(kernels::CopyBlocks({.src = from.data(),
+                                       .dst = to.data(),
+                                       .num_tensors = 2 * num_layers,
+                                       .block_bytes = src.shape().layer_bytes_per_block(),
+                                       .num_src_blocks = src.shape().num_blocks,
+                                       .num_dst_blocks = dst.shape().num_blocks,
+                                       .block_pairs = pairs.data(),
+                                       .num_pairs = static_cast<int64_t>(src_dst.size()),
+                                       .device = on_device ? Device::kCuda : Device::kCpu}));
+  if (on_device && !src_dst.empty()) return kernels::cuda::Synchronize();
+  return absl::OkStatus();
 }
 
 }  // namespace

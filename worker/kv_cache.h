@@ -1,7 +1,9 @@
 // Storage of the paged KV cache on one worker: for every layer a key and a value tensor of
-// shape [num_blocks, block_size, num_kv_heads, head_dim] in the cache's dtype (fp32 or bf16 on the
-// CPU; the attention kernels convert to fp32 as they read). The router owns the block tables; this
-// class only owns the memory and performs block copies (copy-on-write).
+// shape [num_blocks, block_size, num_kv_heads, head_dim] in the cache's dtype (fp32 or bf16; the
+// attention kernels convert to fp32 as they read), on the host or on the CUDA device
+// (KvCacheShape::device: then key()/value() are device pointers). The router owns the block
+// tables; this class only owns the memory and performs block copies (copy-on-write, by the CUDA
+// block-copy twin on the device) and swaps between caches (host <-> device).
 //
 //   ASSIGN_OR_RETURN(KvCache cache, KvCache::Create({.num_layers = 30, .num_blocks = 1024,
 //                                                    .block_size = 16, .num_kv_heads = 3,
@@ -16,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/dtype.h"
+#include "kernels/device.h"
 #include "kernels/tensor.h"
 
 namespace pagoda {
@@ -26,7 +29,8 @@ struct KvCacheShape {
   int64_t block_size = 0;  // tokens per block
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  DType dtype = DType::kF32;  // kF32 or kBF16
+  DType dtype = DType::kF32;     // kF32 or kBF16
+  Device device = Device::kCpu;  // where the storage lives
 
   int64_t elements_per_block() const { return block_size * num_kv_heads * head_dim; }
   /// Bytes of one block of one layer's keys (or values).
@@ -42,7 +46,8 @@ bool IsKvCacheDType(DType dtype);
 
 class KvCache {
  public:
-  /// Allocates (zeroed) storage; every dimension must be positive and the dtype F32 or BF16.
+  /// Allocates (zeroed) storage on shape.device; every dimension must be positive and the dtype
+  /// F32 or BF16. On CUDA without a device (or a CUDA build): FailedPrecondition.
   static absl::StatusOr<KvCache> Create(const KvCacheShape& shape);
 
   const KvCacheShape& shape() const { return shape_; }
@@ -54,13 +59,14 @@ class KvCache {
   int64_t num_bytes() const { return shape_.num_blocks * shape_.bytes_per_block(); }
 
   /// Copies whole blocks (every layer, K and V): dst <- src for each (src, dst) pair, in order
-  /// (kernels::CopyBlocks). A block outside the cache is InvalidArgument and nothing is copied.
+  /// (kernels::CopyBlocks; on the device, done when this returns). A block outside the cache is
+  /// InvalidArgument and nothing is copied.
   absl::Status CopyBlocks(absl::Span<const std::pair<int32_t, int32_t>> src_dst);
 
   /// Copies block `src_block` of `src` into block `dst_block` of `dst` for each pair (every
   /// layer, K and V): swapping between device and host. Both caches have the same layers,
-  /// per-block shape and dtype (else InvalidArgument); a block outside its cache is
-  /// InvalidArgument and nothing is copied.
+  /// per-block shape and dtype (else InvalidArgument), on any devices; the copies are done when
+  /// this returns. A block outside its cache is InvalidArgument and nothing is copied.
   static absl::Status CopyBlocksAcross(const KvCache& src, KvCache& dst,
                                        absl::Span<const std::pair<int32_t, int32_t>> src_dst);
 

@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cuda/device_memory.h"
+#include "kernels/elementwise.h"
 #include "worker/models/registry.h"
 
 namespace pagoda {
@@ -35,12 +39,36 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
         "the communicator is rank ", communicator->rank(), " of ", communicator->size(),
         " but the model shard is rank ", shard.rank, " of ", shard.size));
   }
+  const Device device = options.device;
+  if (device == Device::kCuda) {
+    if (!kernels::cuda::BuiltWithCuda()) {
+      return absl::FailedPreconditionError(
+          "a ModelRunner on the CUDA device needs a build with CUDA; this one has none "
+          "(PAGODA_CUDA=OFF)");
+    }
+    if (kernels::cuda::DeviceCount() == 0) {
+      return absl::FailedPreconditionError(
+          "a ModelRunner on the CUDA device needs a CUDA device, and none is visible (no GPU, no "
+          "driver, or CUDA_VISIBLE_DEVICES hides them)");
+    }
+    // The collectives then take device memory.
+    if (communicator != nullptr && communicator->size() > 1 && communicator->backend() != "nccl") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a ModelRunner on the CUDA device needs an nccl communicator, not ",
+                       std::string(communicator->backend())));
+    }
+  }
   const int64_t max_positions =
       options.max_positions > 0 ? options.max_positions : config.max_position_embeddings;
   ASSIGN_OR_RETURN(const ModelArchitecture* arch, FindModelArchitecture(config.architecture));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<Model> model,
-      arch->CreateModel(config, layout, std::move(weights), {.max_positions = max_positions}));
+  // Refused before any weight moves.
+  RETURN_IF_ERROR(arch->CheckDevice(config, device));
+  if (device != Device::kCpu) {
+    ASSIGN_OR_RETURN(weights, CopyModelWeightsTo(weights, device));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   arch->CreateModel(config, layout, std::move(weights),
+                                     {.max_positions = max_positions, .device = device}));
   KvCacheGroups groups = options.kv_groups;
   const int64_t num_layers = config.num_hidden_layers;
   if (groups.num_groups() == 0) {
@@ -68,10 +96,11 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
                                                       .block_size = options.block_size,
                                                       .num_kv_heads = layout.num_kv_heads,
                                                       .head_dim = config.head_dim,
-                                                      .dtype = options.kv_cache_dtype}));
+                                                      .dtype = options.kv_cache_dtype,
+                                                      .device = device}));
   return std::unique_ptr<ModelRunner>(new ModelRunner(config, layout, communicator,
                                                       std::move(model), std::move(kv_cache),
-                                                      max_positions, std::move(groups)));
+                                                      max_positions, std::move(groups), device));
 }
 
 absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) const {
@@ -187,6 +216,74 @@ absl::StatusOr<StepLogits*> ModelRunner::Execute(absl::Span<const SequenceInput>
   return ExecuteValidated(batch);
 }
 
+absl::StatusOr<ForwardBatch> ModelRunner::BatchOnDevice(const int64_t** row_tokens) {
+  const int64_t num_tokens = static_cast<int64_t>(token_ids_.size());
+  const int64_t num_seqs = static_cast<int64_t>(seq_lens_.size());
+  ForwardBatch batch = {.num_tokens = num_tokens,
+                        .token_ids = token_ids_.data(),
+                        .positions = positions_.data(),
+                        .slot_mapping = slot_mapping_.data(),
+                        .num_seqs = num_seqs,
+                        .query_start_loc = query_start_loc_.data(),
+                        .seq_lens = seq_lens_.data(),
+                        .block_tables = block_tables_.data(),
+                        .max_blocks_per_seq = max_blocks_per_seq_};
+  if (kv_groups_.num_groups() > 1) batch.more_groups = more_groups_;
+  *row_tokens = row_tokens_.data();
+  if (device_ == Device::kCpu) return batch;
+
+  // One packed buffer, each array at an 8-byte aligned offset: laid out on the host, then one
+  // host -> device copy; the batch's pointers are rebased into the device copy.
+  staging_.clear();
+  const auto put = [this](const auto& values) -> size_t {
+    const size_t offset = (staging_.size() + 7) / 8 * 8;
+    const size_t bytes = values.size() * sizeof(values[0]);
+    staging_.resize(offset + bytes);
+    if (bytes > 0) std::memcpy(staging_.data() + offset, values.data(), bytes);
+    return offset;
+  };
+  const size_t token_ids = put(token_ids_);
+  const size_t positions = put(positions_);
+  const size_t slot_mapping = put(slot_mapping_);
+  const size_t query_start_loc = put(query_start_loc_);
+  const size_t seq_lens = put(seq_lens_);
+  const size_t block_tables = put(block_tables_);
+  const size_t rows = put(row_tokens_);
+  std::vector<std::pair<size_t, size_t>> more;  // (slots, tables) of groups 1..G-1
+  for (size_t g = 0; g < more_groups_.size(); ++g) {
+    const size_t slots = put(more_slot_mappings_[g]);
+    more.emplace_back(slots, put(more_block_tables_[g]));
+  }
+  const int64_t bytes = static_cast<int64_t>(staging_.size());
+  if (bytes > device_metadata_bytes_) {
+    device_metadata_.reset();  // freed before the larger buffer is allocated
+    device_metadata_bytes_ = 0;
+    ASSIGN_OR_RETURN(device_metadata_, kernels::cuda::AllocateZeroed(bytes));
+    device_metadata_bytes_ = bytes;
+  }
+  // Ordered after the previous step's kernels (the default stream), which may still read it.
+  RETURN_IF_ERROR(kernels::cuda::CopyBytes(device_metadata_.get(), staging_.data(), bytes));
+  auto* base = static_cast<std::byte*>(device_metadata_.get());
+  const auto at = [base]<typename T>(size_t offset, T*) {
+    return reinterpret_cast<const T*>(base + offset);
+  };
+  batch.token_ids = at(token_ids, batch.token_ids);
+  batch.positions = at(positions, batch.positions);
+  batch.slot_mapping = at(slot_mapping, batch.slot_mapping);
+  batch.query_start_loc = at(query_start_loc, batch.query_start_loc);
+  batch.seq_lens = at(seq_lens, batch.seq_lens);
+  batch.block_tables = at(block_tables, batch.block_tables);
+  *row_tokens = reinterpret_cast<const int64_t*>(base + rows);
+  device_more_groups_.resize(more.size());
+  for (size_t g = 0; g < more.size(); ++g) {
+    device_more_groups_[g] = {
+        .slot_mapping = reinterpret_cast<const int64_t*>(base + more[g].first),
+        .block_tables = reinterpret_cast<const int32_t*>(base + more[g].second)};
+  }
+  if (kv_groups_.num_groups() > 1) batch.more_groups = device_more_groups_;
+  return batch;
+}
+
 absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const SequenceInput> batch) {
   assert(ValidateBatch(batch).ok());
   PrepareMetadata(batch);
@@ -197,25 +294,7 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
   logits_.seq_index.clear();
   if (num_tokens == 0) return &logits_;
 
-  ForwardContext context{.batch = {.num_tokens = num_tokens,
-                                   .token_ids = token_ids_.data(),
-                                   .positions = positions_.data(),
-                                   .slot_mapping = slot_mapping_.data(),
-                                   .num_seqs = static_cast<int64_t>(seq_lens_.size()),
-                                   .query_start_loc = query_start_loc_.data(),
-                                   .seq_lens = seq_lens_.data(),
-                                   .block_tables = block_tables_.data(),
-                                   .max_blocks_per_seq = max_blocks_per_seq_},
-                         .kv_cache = &kv_cache_,
-                         .communicator = communicator_};
-  if (kv_groups_.num_groups() > 1) {
-    context.batch.more_groups = more_groups_;
-    context.batch.layer_group = kv_groups_.layer_group;
-    context.batch.layer_slot = kv_groups_.layer_slot;
-  }
-  RETURN_IF_ERROR(model_->Forward(context, Reserve(hidden_, num_tokens * hidden)));
-
-  // hidden_ now holds the final-normed states; the LM head runs only on sampling rows.
+  // The LM head runs only on the sampling rows: which tokens they are.
   row_tokens_.clear();
   for (size_t s = 0; s < batch.size(); ++s) {
     if (!batch[s].sample) continue;
@@ -225,13 +304,37 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
       row_tokens_.push_back(t);
     }
   }
-  const int64_t rows = static_cast<int64_t>(logits_.seq_index.size());
-  logits_.num_rows = rows;
-  if (rows == 0) return &logits_;
-  float* last = Reserve(last_hidden_, rows * hidden);
-  for (int64_t r = 0; r < rows; ++r) {
-    std::copy_n(hidden_.data() + row_tokens_[r] * hidden, hidden, last + r * hidden);
+  const int64_t rows = static_cast<int64_t>(row_tokens_.size());
+
+  const int64_t* row_tokens = nullptr;
+  ASSIGN_OR_RETURN(const ForwardBatch forward_batch, BatchOnDevice(&row_tokens));
+  ForwardContext context{.batch = forward_batch,
+                         .kv_cache = &kv_cache_,
+                         .communicator = communicator_,
+                         .device = device_};
+  if (kv_groups_.num_groups() > 1) {
+    context.batch.layer_group = kv_groups_.layer_group;
+    context.batch.layer_slot = kv_groups_.layer_slot;
   }
+  ASSIGN_OR_RETURN(float* final_hidden, hidden_.Reserve(num_tokens * hidden));
+  RETURN_IF_ERROR(model_->Forward(context, final_hidden));
+
+  // hidden_ now holds the final-normed states.
+  logits_.num_rows = rows;
+  if (rows == 0) {
+    // Nothing comes back to the host: wait here, so that a device error is this step's.
+    if (device_ != Device::kCpu) RETURN_IF_ERROR(kernels::cuda::Synchronize());
+    return &logits_;
+  }
+  ASSIGN_OR_RETURN(float* last, last_hidden_.Reserve(rows * hidden));
+  RETURN_IF_ERROR(kernels::GatherRows({.input = final_hidden,
+                                       .indices = row_tokens,
+                                       .output = last,
+                                       .num_rows = rows,
+                                       .num_input_rows = num_tokens,
+                                       .width = hidden,
+                                       .indices_checked = true,
+                                       .device = device_}));
   RETURN_IF_ERROR(ComputeLogits(rows));
   return &logits_;
 }
@@ -240,14 +343,31 @@ absl::Status ModelRunner::ComputeLogits(int64_t rows) {
   const int64_t vocab = config_.vocab_size;
   float* logits = Reserve(logits_.values, rows * vocab);
   const int64_t tp_size = layout_.shard.size;
-  if (tp_size == 1) return model_->ComputeLogits(last_hidden_.data(), rows, logits);
-  // Vocab-parallel: this rank's V' logits of every row, then every rank's side by side.
+  const bool on_device = device_ != Device::kCpu;
+  if (tp_size == 1 && !on_device) return model_->ComputeLogits(last_hidden_.data(), rows, logits);
+  // Vocab-parallel: this rank's V' logits of every row (on CUDA unsharded: all of them, then one
+  // copy to the host).
   const int64_t local_vocab = layout_.vocab_rows;
-  float* local = Reserve(local_logits_, rows * local_vocab);
+  ASSIGN_OR_RETURN(float* local, local_logits_.Reserve(rows * local_vocab));
   RETURN_IF_ERROR(model_->ComputeLogits(last_hidden_.data(), rows, local));
-  float* gathered = Reserve(gathered_logits_, tp_size * rows * local_vocab);
-  RETURN_IF_ERROR(communicator_->AllGather(local, rows * local_vocab, gathered));
-  // gathered is [tp_size, rows, V']; the padding rows of the last ranks are dropped.
+  constexpr int64_t kFloat = sizeof(float);
+  if (tp_size == 1 && local_vocab == vocab) {
+    return kernels::cuda::CopyBytes(logits, local, rows * vocab * kFloat);
+  }
+  // Then every rank's side by side: gathered is [tp_size, rows, V'] (on the device on CUDA, then
+  // copied to the host).
+  float* gathered = local;
+  if (tp_size > 1) {
+    ASSIGN_OR_RETURN(gathered, gathered_logits_.Reserve(tp_size * rows * local_vocab));
+    RETURN_IF_ERROR(communicator_->AllGather(local, rows * local_vocab, gathered));
+  }
+  if (on_device) {
+    float* host = Reserve(host_gathered_, tp_size * rows * local_vocab);
+    RETURN_IF_ERROR(
+        kernels::cuda::CopyBytes(host, gathered, tp_size * rows * local_vocab * kFloat));
+    gathered = host;
+  }
+  // The padding rows of the last ranks are dropped.
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t k = 0; k < tp_size && k * local_vocab < vocab; ++k) {
       const int64_t n = std::min(local_vocab, vocab - k * local_vocab);

@@ -16,8 +16,16 @@
 //   std::vector<SequenceInput> batch = {{.token_ids = prompt, .num_computed_tokens = 0,
 //                                        .block_table = blocks, .sample = true}};
 //   ASSIGN_OR_RETURN(const StepLogits* logits, runner->Execute(batch));
+//
+// On a CUDA device (ModelRunnerOptions::device): Create moves the weights there
+// (CopyModelWeightsTo: quantized GGUF weights become BF16) and allocates the KV cache there; each
+// step builds its metadata on the host as on the CPU, uploads it in one packed host -> device
+// copy, runs the model's forward pass, gathers the sampling rows and applies the LM head on the
+// device (all-gathering the vocab-parallel logits on the device, through a communicator that takes
+// device memory: NCCL), and copies the logits into the host StepLogits, which the sampler reads.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -29,6 +37,7 @@
 #include "worker/communicator.h"
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
+#include "worker/models/activation_buffer.h"
 #include "worker/models/model.h"
 #include "worker/tensor_parallel.h"
 
@@ -75,6 +84,10 @@ struct ModelRunnerOptions {
   /// groups: one group of every layer, slot l for layer l, the window
   /// config.UniformSlidingWindow() (blocks before it may be kFreedBlockId).
   KvCacheGroups kv_groups;
+  /// Where the weights, the KV cache and the forward pass live. kCuda: FailedPrecondition naming
+  /// the cause in a build without CUDA or without a visible device; Unimplemented naming the
+  /// architecture or feature without a device path (ModelArchitecture::CheckDevice).
+  Device device = Device::kCpu;
 };
 
 class ModelRunner {
@@ -112,14 +125,19 @@ class ModelRunner {
  private:
   ModelRunner(const ModelConfig& config, const ShardLayout& layout, Communicator* communicator,
               std::unique_ptr<Model> model, KvCache kv_cache, int64_t max_positions,
-              KvCacheGroups kv_groups)
+              KvCacheGroups kv_groups, Device device)
       : config_(config),
         layout_(layout),
         communicator_(communicator),
         model_(std::move(model)),
         kv_cache_(std::move(kv_cache)),
         max_positions_(max_positions),
-        kv_groups_(std::move(kv_groups)) {}
+        kv_groups_(std::move(kv_groups)),
+        device_(device),
+        hidden_(device),
+        last_hidden_(device),
+        local_logits_(device),
+        gathered_logits_(device) {}
 
   /// Group g's table of `seq`.
   static absl::Span<const int32_t> GroupTable(const SequenceInput& seq, int g) {
@@ -128,6 +146,9 @@ class ModelRunner {
 
   // Flattens a valid batch into the per-step metadata below.
   void PrepareMetadata(absl::Span<const SequenceInput> batch);
+  /// The forward pass's view of the metadata: the host vectors on the CPU; on CUDA their packed
+  /// copy on the device (one host -> device copy; row_tokens too, into *row_tokens).
+  absl::StatusOr<ForwardBatch> BatchOnDevice(const int64_t** row_tokens);
   /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded).
   absl::Status ComputeLogits(int64_t rows);
 
@@ -138,6 +159,7 @@ class ModelRunner {
   KvCache kv_cache_;
   int64_t max_positions_ = 0;
   KvCacheGroups kv_groups_;
+  Device device_;
 
   // Per-step metadata, rebuilt each step (capacity reused).
   std::vector<int32_t> token_ids_;        // [num_tokens]
@@ -152,12 +174,19 @@ class ModelRunner {
   std::vector<std::vector<int32_t>> more_block_tables_;   // [G - 1][num_seqs * max_blocks]
   std::vector<KvGroupBatch> more_groups_;                 // [G - 1]
 
-  // Activations (capacity reused across steps).
-  std::vector<float> hidden_;           // [num_tokens, hidden] final-normed hidden states
-  std::vector<int64_t> row_tokens_;     // [num_sampling]: the token of each logits row
-  std::vector<float> last_hidden_;      // [num_sampling, hidden]
-  std::vector<float> local_logits_;     // [num_sampling, vocab_rows] when sharded
-  std::vector<float> gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded
+  std::vector<int64_t> row_tokens_;  // [num_sampling]: the token of each logits row
+  // CUDA: the metadata above packed on the host, and its device copy (capacity reused).
+  std::vector<std::byte> staging_;
+  std::shared_ptr<void> device_metadata_;
+  int64_t device_metadata_bytes_ = 0;
+  std::vector<KvGroupBatch> device_more_groups_;  // [G - 1], pointers into device_metadata_
+
+  // Activations on device_ (capacity reused across steps).
+  ActivationBuffer hidden_;           // [num_tokens, hidden] final-normed hidden states
+  ActivationBuffer last_hidden_;      // [num_sampling, hidden]
+  ActivationBuffer local_logits_;     // [num_sampling, vocab_rows] when sharded or on CUDA
+  ActivationBuffer gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded
+  std::vector<float> host_gathered_;  // CUDA, sharded: gathered_logits_ copied to the host
   StepLogits logits_;
 };
 

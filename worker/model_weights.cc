@@ -545,4 +545,57 @@ ModelWeights DummyModelWeights(const ModelConfig& config, uint64_t seed,
   return weights;
 }
 
+absl::StatusOr<Tensor> DeviceWeightTensor(const Tensor& tensor, Device device) {
+  if (tensor.empty()) return Tensor();
+  const DType dtype = tensor.dtype();
+  if (dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16) {
+    return tensor.CopyTo(device);
+  }
+  const std::vector<float> values = TensorToFloats(tensor);
+  ASSIGN_OR_RETURN(Tensor bf16, Tensor::Zeros(DType::kBF16, tensor.shape()));
+  uint16_t* out = bf16.mutable_data_as<uint16_t>();
+  for (size_t i = 0; i < values.size(); ++i) out[i] = FloatToBFloat16(values[i]);
+  return bf16.CopyTo(device);
+}
+
+namespace {
+
+absl::Status MoveLinear(LinearWeight& w, Device device) {
+  for (Tensor& part : w.parts) {
+    ASSIGN_OR_RETURN(part, DeviceWeightTensor(part, device));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelWeights> CopyModelWeightsTo(const ModelWeights& weights, Device device) {
+  ModelWeights out = weights;  // shares every storage; each tensor is replaced below
+  if (device == Device::kCpu) return out;
+  const bool tied =
+      !weights.lm_head.empty() && weights.lm_head.data() == weights.embed_tokens.data();
+  ASSIGN_OR_RETURN(out.embed_tokens, DeviceWeightTensor(weights.embed_tokens, device));
+  ASSIGN_OR_RETURN(out.norm, DeviceWeightTensor(weights.norm, device));
+  if (tied) {
+    out.lm_head = out.embed_tokens;
+  } else {
+    ASSIGN_OR_RETURN(out.lm_head, DeviceWeightTensor(weights.lm_head, device));
+  }
+  for (LayerWeights& layer : out.layers) {
+    for (Tensor* t :
+         {&layer.input_layernorm, &layer.qkv_bias, &layer.q_norm, &layer.k_norm, &layer.o_bias,
+          &layer.post_attention_layernorm, &layer.attn_output_norm, &layer.mlp_output_norm}) {
+      ASSIGN_OR_RETURN(*t, DeviceWeightTensor(*t, device));
+    }
+    for (LinearWeight* w : {&layer.qkv_proj, &layer.o_proj, &layer.gate_up_proj, &layer.down_proj,
+                            &layer.experts.router}) {
+      RETURN_IF_ERROR(MoveLinear(*w, device));
+    }
+    for (std::vector<LinearWeight>* ws : {&layer.experts.gate_up_proj, &layer.experts.down_proj}) {
+      for (LinearWeight& w : *ws) RETURN_IF_ERROR(MoveLinear(w, device));
+    }
+  }
+  return out;
+}
+
 }  // namespace pagoda

@@ -124,6 +124,19 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const ModelSource& model,
                                               const TensorParallelShard& shard = {},
                                               const WeightLoadOptions& options = {});
 
+/// A copy of `weights` on `device`, for kernels with that `.device`: norms and biases stay fp32;
+/// projections, the embedding and the LM head keep an F32, F16 or BF16 type (F32 stays F32: the
+/// exact path) and any other type — GGUF's quantized blocks — is dequantized and rounded to BF16
+/// on the way (the device GEMM and embedding take F32, F16 and BF16 only). A tied LM head stays
+/// one storage. kCpu: the same tensors (shared storage, nothing copied). Errors as
+/// Tensor::CopyTo (FailedPrecondition without a CUDA device, ResourceExhausted naming the bytes).
+absl::StatusOr<ModelWeights> CopyModelWeightsTo(const ModelWeights& weights, Device device);
+
+/// One weight tensor as CopyModelWeightsTo stores it, on `device` (kCpu too: an owned host copy):
+/// F32, F16 and BF16 as they are; any other type dequantized and rounded to nearest-even BF16.
+/// An empty tensor stays empty.
+absl::StatusOr<Tensor> DeviceWeightTensor(const Tensor& tensor, Device device);
+
 /// Deterministic random weights for `config` (same seed, same weights, whatever the thread
 /// count): projections and biases uniform in +-1/sqrt(fan_in) (PyTorch's nn.Linear default),
 /// norms 1, embeddings and lm_head uniform in +-0.1, so activations and logits stay O(1); then

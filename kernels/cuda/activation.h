@@ -10,5 +10,7 @@
 namespace pagoda::kernels::cuda {
 
 absl::Status SiluAndMul(const SiluAndMulParams& params);
+absl::Status GeluTanhAndMul(const GeluTanhAndMulParams& params);
+absl::Status SoftCap(const SoftCapParams& params);
 
 }  // namespace pagoda::kernels::cuda

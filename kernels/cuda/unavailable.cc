@@ -5,6 +5,7 @@
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/block_copy.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/kv_cache_write.h"
@@ -35,6 +36,11 @@ absl::Status Embedding(const EmbeddingParams&) { return NoCuda("embedding"); }
 absl::Status Gemm(const GemmParams&) { return NoCuda("gemm"); }
 absl::Status RmsNorm(const RmsNormParams&) { return NoCuda("rms_norm"); }
 absl::Status SiluAndMul(const SiluAndMulParams&) { return NoCuda("silu_and_mul"); }
+absl::Status GeluTanhAndMul(const GeluTanhAndMulParams&) { return NoCuda("gelu_tanh_and_mul"); }
+absl::Status SoftCap(const SoftCapParams&) { return NoCuda("soft_cap"); }
+absl::Status BroadcastRows(const BroadcastRowsParams&) { return NoCuda("broadcast_rows"); }
+absl::Status Scale(const ScaleParams&) { return NoCuda("scale"); }
+absl::Status GatherRows(const GatherRowsParams&) { return NoCuda("gather_rows"); }
 absl::Status ApplyRotary(const RotaryParams&) { return NoCuda("rotary"); }
 absl::Status WriteKvCache(const KvCacheWriteParams&) { return NoCuda("kv_cache_write"); }
 absl::Status CopyBlocks(const BlockCopyParams&) { return NoCuda("block_copy"); }

@@ -8,7 +8,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/device_memory.h"
 #include "worker/model_weights.h"
+#include "worker/models/registry.h"
 
 namespace pagoda {
 namespace {
@@ -261,6 +263,56 @@ TEST_F(ModelRunnerTest, RejectsBadBatches) {
   input = {.token_ids = ids, .num_computed_tokens = 126, .block_table = many_blocks};
   EXPECT_THAT(std::string(runner_->Execute({&input, 1}).status().message()),
               HasSubstr("model supports 128 positions"));
+}
+
+// A CUDA runner where there is no CUDA (this build without it, or no device): a clear
+// FailedPrecondition naming the cause, before any weight moves (ASan in CI checks that nothing
+// leaks on the way out).
+TEST(ModelRunnerDevice, CudaWithoutADeviceIsFailedPreconditionNamingTheCause) {
+  if (kernels::cuda::DeviceCount() > 0) GTEST_SKIP() << "a CUDA device is present";
+  const ModelConfig config = TinyConfig();
+  auto runner = ModelRunner::Create(config, DummyModelWeights(config, /*seed=*/3),
+                                    {.num_blocks = 8, .block_size = 4, .device = Device::kCuda});
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), absl::StatusCode::kFailedPrecondition) << runner.status();
+  EXPECT_THAT(std::string(runner.status().message()),
+              HasSubstr(kernels::cuda::BuiltWithCuda() ? "needs a CUDA device, and none is visible"
+                                                       : "needs a build with CUDA"));
+}
+
+// A KV cache asked of the device without one: FailedPrecondition, not a crash.
+TEST(ModelRunnerDevice, KvCacheOnCudaWithoutADeviceIsFailedPrecondition) {
+  if (kernels::cuda::DeviceCount() > 0) GTEST_SKIP() << "a CUDA device is present";
+  auto cache = KvCache::Create({.num_layers = 2,
+                                .num_blocks = 4,
+                                .block_size = 4,
+                                .num_kv_heads = 1,
+                                .head_dim = 8,
+                                .device = Device::kCuda});
+  EXPECT_EQ(cache.status().code(), absl::StatusCode::kFailedPrecondition) << cache.status();
+}
+
+// The architectures without a device path are refused by name, before anything moves (asked of
+// the registry's definitions directly, so this runs without a device).
+TEST(ModelRunnerDevice, FeaturesWithoutADevicePathAreNamed) {
+  ModelConfig moe = TinyConfig();
+  moe.architecture = "Qwen3MoeForCausalLM";
+  moe.num_experts = 4;
+  moe.num_experts_per_tok = 2;
+  moe.moe_intermediate_size = 16;
+  auto arch = FindModelArchitecture(moe.architecture);
+  ASSERT_TRUE(arch.ok()) << arch.status();
+  EXPECT_TRUE((*arch)->CheckDevice(moe, Device::kCpu).ok());
+  absl::Status s = (*arch)->CheckDevice(moe, Device::kCuda);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("mixture-of-experts"));
+
+  ModelConfig partial = TinyConfig();
+  partial.rotary_dim = 4;
+  s = (*arch)->CheckDevice(partial, Device::kCuda);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("partial rotary"));
+  EXPECT_TRUE((*arch)->CheckDevice(TinyConfig(), Device::kCuda).ok());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -14,6 +15,7 @@
 #include "common/formats/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/dequantize.h"
 
 namespace pagoda {
 namespace {
@@ -258,6 +260,60 @@ TEST(DummyModelWeights, AreStoredInTheRequestedTypeAsRoundedFloat32Values) {
   const std::vector<float> a = F(f32.layers[0].gate_up_proj), b = F(bf16.layers[0].gate_up_proj);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], std::abs(a[i]) / 128) << i;
+}
+
+// What the device gets of each weight type (CopyModelWeightsTo's per-tensor rule, on the host
+// here): F32, F16 and BF16 bytes as they are; Q8_0 dequantized and rounded to nearest-even BF16,
+// against the values Dequantize gives and safetensors' BF16 rounding.
+TEST(DeviceWeightTensor, KeepsTheFloatTypesAndTurnsQuantizedBlocksIntoBf16) {
+  std::vector<float> values(2 * 64);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(0.37f * i) * 3.0f;
+  for (const DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    SCOPED_TRACE(std::string(DTypeName(dtype)));
+    absl::StatusOr<Tensor> stored = Tensor::Zeros(dtype, {2, 64});
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    ASSERT_TRUE(kernels::Quantize({.dtype = dtype,
+                                   .src = values.data(),
+                                   .dst = stored->mutable_data(),
+                                   .num_elements = 128})
+                    .ok());
+    absl::StatusOr<Tensor> on_device = DeviceWeightTensor(*stored, Device::kCpu);
+    ASSERT_TRUE(on_device.ok()) << on_device.status();
+    EXPECT_EQ(on_device->shape(), stored->shape());
+    const std::vector<float> dequantized = TensorToFloats(*stored);
+    if (dtype == DType::kQ8_0) {
+      ASSERT_EQ(on_device->dtype(), DType::kBF16);
+      const uint16_t* bits = on_device->data_as<uint16_t>();
+      for (size_t i = 0; i < dequantized.size(); ++i) {
+        EXPECT_EQ(bits[i], FloatToBFloat16(dequantized[i])) << i;
+      }
+    } else {
+      ASSERT_EQ(on_device->dtype(), dtype);
+      ASSERT_EQ(on_device->num_bytes(), stored->num_bytes());
+      EXPECT_EQ(std::memcmp(on_device->data(), stored->data(), stored->num_bytes()), 0);
+    }
+  }
+  absl::StatusOr<Tensor> empty = DeviceWeightTensor(Tensor(), Device::kCpu);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+}
+
+// CopyModelWeightsTo on the host shares every tensor's storage (nothing copied).
+TEST(CopyModelWeightsTo, TheCpuSharesTheStorage) {
+  ModelConfig config;
+  config.architecture = "LlamaForCausalLM";
+  config.vocab_size = 32;
+  config.hidden_size = 16;
+  config.intermediate_size = 24;
+  config.num_hidden_layers = 1;
+  config.num_attention_heads = 2;
+  config.num_key_value_heads = 1;
+  config.head_dim = 8;
+  const ModelWeights weights = DummyModelWeights(config, /*seed=*/1);
+  absl::StatusOr<ModelWeights> copy = CopyModelWeightsTo(weights, Device::kCpu);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ(copy->embed_tokens.data(), weights.embed_tokens.data());
+  EXPECT_EQ(copy->layers[0].qkv_proj.parts[0].data(), weights.layers[0].qkv_proj.parts[0].data());
 }
 
 TEST_F(ModelWeightsTest, LlamaAttentionBiasIncludesOProj) {

@@ -2,6 +2,7 @@
 
 #include "common/status_macros.h"
 #include "kernels/activation.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/rms_norm.h"
@@ -9,9 +10,10 @@
 
 namespace pagoda {
 
-float* Reserve(std::vector<float>& buffer, int64_t n) {
-  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
-  return buffer.data();
+absl::StatusOr<Tensor> RopeTableOn(const kernels::RopeCache& rope, Device device) {
+  if (device == Device::kCpu || rope.cos_sin.empty()) return Tensor();
+  return Tensor::FromFloats({static_cast<int64_t>(rope.cos_sin.size())}, rope.cos_sin)
+      .CopyTo(device);
 }
 
 absl::Status EmbedTokens(const ForwardContext& context, const ModelConfig& config,
@@ -24,27 +26,30 @@ absl::Status EmbedTokens(const ForwardContext& context, const ModelConfig& confi
                                       .num_tokens = num_tokens,
                                       .vocab_size = config.vocab_size,
                                       .hidden_size = config.hidden_size,
-                                      .token_ids_checked = true}));
-  if (scale != 1.0f) {
-    for (int64_t i = 0; i < num_tokens * config.hidden_size; ++i) residual[i] *= scale;
-  }
-  return absl::OkStatus();
+                                      .token_ids_checked = true,
+                                      .device = context.device}));
+  if (scale == 1.0f) return absl::OkStatus();
+  return kernels::Scale({.data = residual,
+                         .count = num_tokens * config.hidden_size,
+                         .factor = scale,
+                         .device = context.device});
 }
 
 absl::Status DecoderNorm(const ModelConfig& config, const float* input, const Tensor& weight,
-                         float* output, float* residual, int64_t num_tokens) {
+                         float* output, float* residual, int64_t num_tokens, Device device) {
   return kernels::RmsNorm({.input = input,
                            .weight = weight.data_as<float>(),
                            .output = output,
                            .residual = residual,
                            .num_tokens = num_tokens,
                            .hidden_size = config.hidden_size,
-                           .eps = static_cast<float>(config.rms_norm_eps)});
+                           .eps = static_cast<float>(config.rms_norm_eps),
+                           .device = device});
 }
 
 absl::Status LmHeadLogits(const ModelConfig& config, const ShardLayout& layout,
                           const ModelWeights& weights, const float* hidden, int64_t rows,
-                          float* logits) {
+                          float* logits, Device device) {
   const Tensor& head = weights.lm_head_or_embedding();
   return kernels::Gemm({.a = hidden,
                         .b = head.data(),
@@ -52,7 +57,8 @@ absl::Status LmHeadLogits(const ModelConfig& config, const ShardLayout& layout,
                         .c = logits,
                         .m = rows,
                         .n = layout.vocab_rows,
-                        .k = config.hidden_size});
+                        .k = config.hidden_size,
+                        .device = device});
 }
 
 absl::Status SelfAttention(const ForwardContext& context, int64_t layer, const ModelConfig& config,
@@ -64,17 +70,18 @@ absl::Status SelfAttention(const ForwardContext& context, int64_t layer, const M
   const int64_t q_size = layout.q_size();
   const int64_t kv_size = layout.kv_size();
   const int64_t qkv_width = layout.qkv_width();
-  float* qkv = Reserve(scratch.qkv, num_tokens * qkv_width);
-  RETURN_IF_ERROR(Linear(in, num_tokens, w.qkv_proj, w.qkv_bias, qkv));
+  const Device device = context.device;
+  ASSIGN_OR_RETURN(float* qkv, scratch.qkv.Reserve(num_tokens * qkv_width));
+  RETURN_IF_ERROR(Linear(in, num_tokens, w.qkv_proj, w.qkv_bias, qkv, device));
   float* q = qkv;
   float* k = qkv + q_size;
   float* v = qkv + q_size + kv_size;
   if (config.qk_norm) {  // RMSNorm of each head of q and k, before RoPE
     const float eps = static_cast<float>(config.rms_norm_eps);
-    RETURN_IF_ERROR(
-        HeadRmsNorm(q, num_tokens, qkv_width, layout.num_heads, config.head_dim, w.q_norm, eps));
-    RETURN_IF_ERROR(
-        HeadRmsNorm(k, num_tokens, qkv_width, layout.num_kv_heads, config.head_dim, w.k_norm, eps));
+    RETURN_IF_ERROR(HeadRmsNorm(q, num_tokens, qkv_width, layout.num_heads, config.head_dim,
+                                w.q_norm, eps, device));
+    RETURN_IF_ERROR(HeadRmsNorm(k, num_tokens, qkv_width, layout.num_kv_heads, config.head_dim,
+                                w.k_norm, eps, device));
   }
   RETURN_IF_ERROR(kernels::ApplyRotary({.q = q,
                                         .k = k,
@@ -87,8 +94,10 @@ absl::Status SelfAttention(const ForwardContext& context, int64_t layer, const M
                                         .rotary_dim = config.rotary_dim,
                                         .q_stride = qkv_width,
                                         .k_stride = qkv_width,
-                                        .style = kernels::RotaryStyle::kRotateHalf}));
-  float* attn = Reserve(scratch.attn, num_tokens * q_size);
+                                        .style = kernels::RotaryStyle::kRotateHalf,
+                                        .device = device,
+                                        .device_cos_sin = attention.device_cos_sin}));
+  ASSIGN_OR_RETURN(float* attn, scratch.attn.Reserve(num_tokens * q_size));
   RETURN_IF_ERROR(PagedAttentionLayer(context, layer,
                                       {.q = q,
                                        .k = k,
@@ -101,7 +110,7 @@ absl::Status SelfAttention(const ForwardContext& context, int64_t layer, const M
                                        .scale = attention.scale},
                                       attn));
   // Row-parallel o_proj: each rank's heads give a partial sum (rank 0 adds the bias).
-  RETURN_IF_ERROR(Linear(attn, num_tokens, w.o_proj, w.o_bias, out));
+  RETURN_IF_ERROR(Linear(attn, num_tokens, w.o_proj, w.o_bias, out, device));
   return context.AllReduce(out, num_tokens * config.hidden_size);
 }
 
@@ -110,11 +119,12 @@ absl::Status GatedMlp(const ForwardContext& context, const ModelConfig& config,
                       DecoderScratch& scratch, float* out) {
   const int64_t num_tokens = context.batch.num_tokens;
   const int64_t inter = layout.intermediate_size;
-  float* gate_up = Reserve(scratch.gate_up, num_tokens * 2 * inter);
-  RETURN_IF_ERROR(Linear(in, num_tokens, w.gate_up_proj, Tensor(), gate_up));
-  float* act = Reserve(scratch.act, num_tokens * inter);
+  const Device device = context.device;
+  ASSIGN_OR_RETURN(float* gate_up, scratch.gate_up.Reserve(num_tokens * 2 * inter));
+  RETURN_IF_ERROR(Linear(in, num_tokens, w.gate_up_proj, Tensor(), gate_up, device));
+  ASSIGN_OR_RETURN(float* act, scratch.act.Reserve(num_tokens * inter));
   const kernels::SiluAndMulParams params = {
-      .input = gate_up, .output = act, .num_tokens = num_tokens, .d = inter};
+      .input = gate_up, .output = act, .num_tokens = num_tokens, .d = inter, .device = device};
   switch (config.hidden_act) {
     case MlpActivation::kSilu:
       RETURN_IF_ERROR(kernels::SiluAndMul(params));
@@ -123,7 +133,7 @@ absl::Status GatedMlp(const ForwardContext& context, const ModelConfig& config,
       RETURN_IF_ERROR(kernels::GeluTanhAndMul(params));
       break;
   }
-  RETURN_IF_ERROR(Linear(act, num_tokens, w.down_proj, Tensor(), out));
+  RETURN_IF_ERROR(Linear(act, num_tokens, w.down_proj, Tensor(), out, device));
   return context.AllReduce(out, num_tokens * config.hidden_size);
 }
 

@@ -190,4 +190,24 @@ absl::Status CheckDecoderShard(const ModelConfig& config, const ShardLayout& lay
   return absl::OkStatus();
 }
 
+absl::Status CheckDecoderDevice(const ModelConfig& config, Device device) {
+  if (device == Device::kCpu) return absl::OkStatus();
+  const std::string where =
+      absl::StrCat(config.architecture, " on ", std::string(DeviceName(device)), ": ");
+  if (config.num_experts > 0) {
+    return absl::UnimplementedError(
+        absl::StrCat(where, "the mixture-of-experts layers have no device path yet"));
+  }
+  if (config.rotated_dims() != config.head_dim) {
+    return absl::UnimplementedError(absl::StrCat(where, "partial rotary (rotary_dim ",
+                                                 config.rotary_dim, " of head_dim ",
+                                                 config.head_dim, ") has no device path yet"));
+  }
+  if (config.head_dim > 256) {
+    return absl::UnimplementedError(absl::StrCat(
+        where, "the device attention handles head_dim <= 256, the model has ", config.head_dim));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace pagoda

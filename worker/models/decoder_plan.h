@@ -64,4 +64,9 @@ void PlanLmHead(Planner& p, const ModelConfig& config, const ShardLayout& layout
 absl::Status CheckDecoderShard(const ModelConfig& config, const ShardLayout& layout,
                                const ModelWeights& weights);
 
+/// The decoders' (llama.cc, gemma.cc) ModelArchitecture::CheckDevice: OK on the CPU; on CUDA,
+/// Unimplemented naming the first feature of `config` that has no device path yet (the mixture
+/// of experts, partial rotary, head_dim above 256).
+absl::Status CheckDecoderDevice(const ModelConfig& config, Device device);
+
 }  // namespace pagoda

@@ -17,12 +17,19 @@ namespace {
 class GemmaModel final : public Model {
  public:
   GemmaModel(const ModelConfig& config, const ShardLayout& layout, ModelWeights weights,
-             kernels::RopeCache global_rope, kernels::RopeCache local_rope)
+             kernels::RopeCache global_rope, kernels::RopeCache local_rope,
+             Tensor device_global_rope, Tensor device_local_rope, Device device)
       : config_(config),
         layout_(layout),
         weights_(std::move(weights)),
         global_rope_(std::move(global_rope)),
-        local_rope_(std::move(local_rope)) {}
+        local_rope_(std::move(local_rope)),
+        device_global_rope_(std::move(device_global_rope)),
+        device_local_rope_(std::move(device_local_rope)),
+        device_(device),
+        residual_(device),
+        proj_(device),
+        scratch_(device) {}
 
   absl::Status Forward(const ForwardContext& context, float* hidden) override;
   absl::Status ComputeLogits(const float* hidden, int64_t rows, float* logits) override;
@@ -32,7 +39,7 @@ class GemmaModel final : public Model {
   absl::Status RunLayer(const ForwardContext& context, int64_t layer, float* hidden);
   absl::Status Norm(const float* input, const Tensor& weight, float* output, float* residual,
                     int64_t num_tokens) const {
-    return DecoderNorm(config_, input, weight, output, residual, num_tokens);
+    return DecoderNorm(config_, input, weight, output, residual, num_tokens, device_);
   }
 
   const ModelConfig config_;
@@ -40,10 +47,14 @@ class GemmaModel final : public Model {
   const ModelWeights weights_;
   const kernels::RopeCache global_rope_;
   const kernels::RopeCache local_rope_;  // the sliding layers'; empty when they share the global
+  // On CUDA: the tables' device copies (empty on the CPU, and for an empty local table).
+  const Tensor device_global_rope_;
+  const Tensor device_local_rope_;
+  const Device device_;
 
-  // Activations (capacity reused across steps).
-  std::vector<float> residual_;  // [num_tokens, hidden]
-  std::vector<float> proj_;      // [num_tokens, hidden] output of a sub-block
+  // Activations on device_ (capacity reused across steps).
+  ActivationBuffer residual_;  // [num_tokens, hidden]
+  ActivationBuffer proj_;      // [num_tokens, hidden] output of a sub-block
   DecoderScratch scratch_;
 };
 
@@ -51,7 +62,7 @@ absl::Status GemmaModel::Forward(const ForwardContext& context, float* hidden) {
   const int64_t num_tokens = context.batch.num_tokens;
   if (num_tokens == 0) return absl::OkStatus();
   const int64_t hidden_size = config_.hidden_size;
-  float* residual = Reserve(residual_, num_tokens * hidden_size);
+  ASSIGN_OR_RETURN(float* residual, residual_.Reserve(num_tokens * hidden_size));
   // Gemma scales the embedding by sqrt(hidden_size) (transformers: in the weights' dtype; here
   // fp32, as llama.cpp).
   const float normalizer = static_cast<float>(std::sqrt(static_cast<double>(hidden_size)));
@@ -68,14 +79,15 @@ absl::Status GemmaModel::RunLayer(const ForwardContext& context, int64_t layer, 
   const int64_t num_tokens = context.batch.num_tokens;
   const int64_t window = config_.LayerWindow(layer);
   const bool local = window > 0 && !local_rope_.cos_sin.empty();
-  float* proj = Reserve(proj_, num_tokens * config_.hidden_size);
-  RETURN_IF_ERROR(
-      SelfAttention(context, layer, config_, layout_, w,
-                    {.rope = local ? &local_rope_ : &global_rope_,
-                     .sliding_window = window,
-                     .logit_softcap = static_cast<float>(config_.attn_logit_softcap),
-                     .scale = static_cast<float>(1.0 / std::sqrt(config_.query_pre_attn_scalar))},
-                    hidden, scratch_, proj));
+  ASSIGN_OR_RETURN(float* proj, proj_.Reserve(num_tokens * config_.hidden_size));
+  RETURN_IF_ERROR(SelfAttention(
+      context, layer, config_, layout_, w,
+      {.rope = local ? &local_rope_ : &global_rope_,
+       .device_cos_sin = (local ? device_local_rope_ : device_global_rope_).data_as<float>(),
+       .sliding_window = window,
+       .logit_softcap = static_cast<float>(config_.attn_logit_softcap),
+       .scale = static_cast<float>(1.0 / std::sqrt(config_.query_pre_attn_scalar))},
+      hidden, scratch_, proj));
   // proj = post_attention_layernorm(proj); residual += proj; hidden = pre_feedforward(residual).
   RETURN_IF_ERROR(Norm(proj, w.attn_output_norm, proj, nullptr, num_tokens));
   RETURN_IF_ERROR(Norm(proj, w.post_attention_layernorm, hidden, residual_.data(), num_tokens));
@@ -89,17 +101,21 @@ absl::Status GemmaModel::RunLayer(const ForwardContext& context, int64_t layer, 
 }
 
 absl::Status GemmaModel::ComputeLogits(const float* hidden, int64_t rows, float* logits) {
-  RETURN_IF_ERROR(LmHeadLogits(config_, layout_, weights_, hidden, rows, logits));
+  RETURN_IF_ERROR(LmHeadLogits(config_, layout_, weights_, hidden, rows, logits, device_));
   if (config_.final_logit_softcap <= 0) return absl::OkStatus();
   // Elementwise, so each rank caps its own vocabulary columns (the padding rows stay 0).
   return kernels::SoftCap({.data = logits,
                            .count = rows * layout_.vocab_rows,
-                           .cap = static_cast<float>(config_.final_logit_softcap)});
+                           .cap = static_cast<float>(config_.final_logit_softcap),
+                           .device = device_});
 }
 
 class GemmaArchitecture final : public ModelArchitecture {
  public:
   std::string_view name() const override { return "gemma"; }
+  absl::Status CheckDevice(const ModelConfig& config, Device device) const override {
+    return CheckDecoderDevice(config, device);
+  }
   WeightPlan PlanWeights(const ModelConfig& config, const ShardLayout& layout,
                          ModelWeights& weights) const override;
   absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config,
@@ -164,8 +180,12 @@ absl::StatusOr<std::unique_ptr<Model>> GemmaArchitecture::CreateModel(
                                                           .max_positions = options.max_positions,
                                                           .theta = local_theta}));
   }
-  return std::unique_ptr<Model>(new GemmaModel(config, layout, std::move(weights),
-                                               std::move(global_rope), std::move(local_rope)));
+  RETURN_IF_ERROR(CheckDevice(config, options.device));
+  ASSIGN_OR_RETURN(Tensor device_global_rope, RopeTableOn(global_rope, options.device));
+  ASSIGN_OR_RETURN(Tensor device_local_rope, RopeTableOn(local_rope, options.device));
+  return std::unique_ptr<Model>(new GemmaModel(
+      config, layout, std::move(weights), std::move(global_rope), std::move(local_rope),
+      std::move(device_global_rope), std::move(device_local_rope), options.device));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/status_macros.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/kv_cache_write.h"
 #include "kernels/paged_attention.h"
@@ -12,12 +13,13 @@
 namespace pagoda {
 
 absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const Tensor& bias,
-                    float* out) {
+                    float* out, Device device) {
   const int64_t n = w.out_features();
   float beta = 0.0f;
   if (!bias.empty()) {
-    const float* b = bias.data_as<float>();
-    for (int64_t r = 0; r < rows; ++r) std::copy_n(b, n, out + r * n);
+    // The bias in every row, which the parts' products then accumulate onto.
+    RETURN_IF_ERROR(kernels::BroadcastRows(
+        {.row = bias.data_as<float>(), .output = out, .rows = rows, .cols = n, .device = device}));
     beta = 1.0f;
   }
   int64_t column = 0;
@@ -30,15 +32,17 @@ absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const 
                                    .n = part.rows(),
                                    .k = part.cols(),
                                    .beta = beta,
-                                   .ldc = n}));
+                                   .ldc = n,
+                                   .device = device}));
     column += part.rows();
   }
   return absl::OkStatus();
 }
 
 absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
-                         int64_t head_dim, const Tensor& weight, float eps) {
-  // Each token's heads are contiguous: one RmsNorm of num_heads rows of head_dim per token.
+                         int64_t head_dim, const Tensor& weight, float eps, Device device) {
+  // Each token's heads are contiguous: one RmsNorm of num_heads rows of head_dim per token (on
+  // CUDA one launch per token: a strided form of the kernel would make it one per call).
   for (int64_t t = 0; t < num_tokens; ++t) {
     float* row = x + t * stride;
     RETURN_IF_ERROR(kernels::RmsNorm({.input = row,
@@ -46,7 +50,8 @@ absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t n
                                       .output = row,
                                       .num_tokens = num_heads,
                                       .hidden_size = head_dim,
-                                      .eps = eps}));
+                                      .eps = eps,
+                                      .device = device}));
   }
   return absl::OkStatus();
 }
@@ -79,7 +84,8 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                                          .num_blocks = shape.num_blocks,
                                          .key_stride = in.stride,
                                          .value_stride = in.stride,
-                                         .slots_checked = true}));
+                                         .slots_checked = true,
+                                         .device = context.device}));
   return kernels::PagedAttention(
       {.out = out,
        .q = in.q,
@@ -103,7 +109,8 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                     : static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),
        .sliding_window = in.sliding_window,
        .logit_softcap = in.logit_softcap,
-       .block_ids_checked = true});
+       .block_ids_checked = true,
+       .device = context.device});
 }
 
 }  // namespace pagoda

@@ -18,15 +18,17 @@
 namespace pagoda {
 
 /// out [rows, w.out_features()] = in [rows, w.in_features()] @ W^T (+ bias, fp32
-/// [out_features], when not empty). Each part of W writes its own output columns.
+/// [out_features], when not empty). Each part of W writes its own output columns. in, out, W and
+/// the bias live on `device`.
 absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const Tensor& bias,
-                    float* out);
+                    float* out, Device device = Device::kCpu);
 
 /// x [num_tokens, num_heads, head_dim] (rows `stride` floats apart, the heads of a row
 /// contiguous) <- RMSNorm of every head with `weight` (fp32 [head_dim]), in place: Qwen3's q/k
 /// norm.
 absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
-                         int64_t head_dim, const Tensor& weight, float eps);
+                         int64_t head_dim, const Tensor& weight, float eps,
+                         Device device = Device::kCpu);
 
 /// The queries, keys and values of the batch's tokens, rows `stride` floats apart (they usually
 /// sit side by side in one fused qkv activation).
@@ -45,7 +47,7 @@ struct AttentionInputs {
 /// Writes k and v into layer `layer` of the context's KV cache at the batch's slots, then
 /// out [num_tokens, num_heads * head_dim] <- causal softmax(q k^T * scale) v over each sequence's
 /// cached context (its window's part of it, for a sliding layer). The batch's indices were checked
-/// once for the step.
+/// once for the step. Everything is on context.device.
 absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                                  const AttentionInputs& inputs, float* out);
 

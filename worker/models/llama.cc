@@ -16,16 +16,21 @@ namespace {
 class LlamaModel final : public Model {
  public:
   LlamaModel(const ModelConfig& config, const ShardLayout& layout, ModelWeights weights,
-             kernels::RopeCache rope)
+             kernels::RopeCache rope, Tensor device_rope, Device device)
       : config_(config),
         layout_(layout),
         weights_(std::move(weights)),
         rope_(std::move(rope)),
-        moe_(config, layout) {}
+        device_rope_(std::move(device_rope)),
+        device_(device),
+        moe_(config, layout),
+        residual_(device),
+        proj_(device),
+        scratch_(device) {}
 
   absl::Status Forward(const ForwardContext& context, float* hidden) override;
   absl::Status ComputeLogits(const float* hidden, int64_t rows, float* logits) override {
-    return LmHeadLogits(config_, layout_, weights_, hidden, rows, logits);
+    return LmHeadLogits(config_, layout_, weights_, hidden, rows, logits, device_);
   }
   const ModelWeights& weights() const override { return weights_; }
 
@@ -36,21 +41,23 @@ class LlamaModel final : public Model {
   const ShardLayout layout_;
   const ModelWeights weights_;
   const kernels::RopeCache rope_;
-  MoeFeedForward moe_;  // the sparse layers' MLP (Qwen3-MoE, Mixtral)
+  const Tensor device_rope_;  // on CUDA: rope_.cos_sin on the device
+  const Device device_;
+  MoeFeedForward moe_;  // the sparse layers' MLP (Qwen3-MoE, Mixtral; CPU only)
 
-  // Activations (capacity reused across steps).
-  std::vector<float> residual_;  // [num_tokens, hidden]
-  std::vector<float> proj_;      // [num_tokens, hidden] output of a sub-block
+  // Activations on device_ (capacity reused across steps).
+  ActivationBuffer residual_;  // [num_tokens, hidden]
+  ActivationBuffer proj_;      // [num_tokens, hidden] output of a sub-block
   DecoderScratch scratch_;
 };
 
 absl::Status LlamaModel::Forward(const ForwardContext& context, float* hidden) {
   const int64_t num_tokens = context.batch.num_tokens;
   if (num_tokens == 0) return absl::OkStatus();
-  float* residual = Reserve(residual_, num_tokens * config_.hidden_size);
+  ASSIGN_OR_RETURN(float* residual, residual_.Reserve(num_tokens * config_.hidden_size));
   RETURN_IF_ERROR(EmbedTokens(context, config_, weights_.embed_tokens, 1.0f, residual));
   RETURN_IF_ERROR(DecoderNorm(config_, residual, weights_.layers[0].input_layernorm, hidden,
-                              nullptr, num_tokens));
+                              nullptr, num_tokens, device_));
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     RETURN_IF_ERROR(RunLayer(context, layer, hidden));
   }
@@ -60,13 +67,15 @@ absl::Status LlamaModel::Forward(const ForwardContext& context, float* hidden) {
 absl::Status LlamaModel::RunLayer(const ForwardContext& context, int64_t layer, float* hidden) {
   const LayerWeights& w = weights_.layers[layer];
   const int64_t num_tokens = context.batch.num_tokens;
-  float* proj = Reserve(proj_, num_tokens * config_.hidden_size);
+  ASSIGN_OR_RETURN(float* proj, proj_.Reserve(num_tokens * config_.hidden_size));
   RETURN_IF_ERROR(SelfAttention(context, layer, config_, layout_, w,
-                                {.rope = &rope_, .sliding_window = config_.LayerWindow(layer)},
+                                {.rope = &rope_,
+                                 .device_cos_sin = device_rope_.data_as<float>(),
+                                 .sliding_window = config_.LayerWindow(layer)},
                                 hidden, scratch_, proj));
   // residual += attention output; hidden = post_attention_layernorm(residual).
-  RETURN_IF_ERROR(
-      DecoderNorm(config_, proj, w.post_attention_layernorm, hidden, residual_.data(), num_tokens));
+  RETURN_IF_ERROR(DecoderNorm(config_, proj, w.post_attention_layernorm, hidden, residual_.data(),
+                              num_tokens, device_));
   if (w.experts.empty()) {
     RETURN_IF_ERROR(GatedMlp(context, config_, layout_, w, hidden, scratch_, proj));
   } else {
@@ -79,12 +88,15 @@ absl::Status LlamaModel::RunLayer(const ForwardContext& context, int64_t layer, 
   const Tensor& next_norm = layer + 1 < config_.num_hidden_layers
                                 ? weights_.layers[layer + 1].input_layernorm
                                 : weights_.norm;
-  return DecoderNorm(config_, proj, next_norm, hidden, residual_.data(), num_tokens);
+  return DecoderNorm(config_, proj, next_norm, hidden, residual_.data(), num_tokens, device_);
 }
 
 class LlamaArchitecture final : public ModelArchitecture {
  public:
   std::string_view name() const override { return "llama"; }
+  absl::Status CheckDevice(const ModelConfig& config, Device device) const override {
+    return CheckDecoderDevice(config, device);
+  }
   WeightPlan PlanWeights(const ModelConfig& config, const ShardLayout& layout,
                          ModelWeights& weights) const override;
   absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config,
@@ -133,8 +145,10 @@ absl::StatusOr<std::unique_ptr<Model>> LlamaArchitecture::CreateModel(
                                .llama3 = config.rope_scaling,
                                .freq_factors = config.longrope.FactorsFor(options.max_positions),
                                .attention_factor = config.longrope.attention_factor}));
-  return std::unique_ptr<Model>(
-      new LlamaModel(config, layout, std::move(weights), std::move(rope)));
+  RETURN_IF_ERROR(CheckDevice(config, options.device));
+  ASSIGN_OR_RETURN(Tensor device_rope, RopeTableOn(rope, options.device));
+  return std::unique_ptr<Model>(new LlamaModel(config, layout, std::move(weights), std::move(rope),
+                                               std::move(device_rope), options.device));
 }
 
 }  // namespace

@@ -25,8 +25,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "common/model_config.h"
+#include "kernels/device.h"
 #include "worker/communicator.h"
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
@@ -128,8 +130,13 @@ struct ForwardContext {
   ForwardBatch batch;
   KvCache* kv_cache = nullptr;           // this rank's heads
   Communicator* communicator = nullptr;  // nullptr when unsharded
+  /// Where the weights, the activations, the KV cache and every array of `batch` live (the
+  /// model's device); every kernel call of the pass carries it. The spans more_groups,
+  /// layer_group and layer_slot are host arrays (their groups' pointers are on the device).
+  Device device = Device::kCpu;
 
-  /// Sums a row-parallel projection's partial outputs over the ranks (a no-op unsharded).
+  /// Sums a row-parallel projection's partial outputs over the ranks (a no-op unsharded); on
+  /// CUDA `data` is device memory and the communicator one that takes it (NCCL).
   absl::Status AllReduce(float* data, int64_t count) const {
     return communicator == nullptr ? absl::OkStatus() : communicator->AllReduceSum(data, count);
   }
@@ -152,6 +159,9 @@ class Model {
 
 struct ModelOptions {
   int64_t max_positions = 0;  // positions the RoPE table covers
+  /// Where the model runs: its weights must already be there (ModelRunner moves them), and it
+  /// keeps its activations and tables there. kCuda only where CheckDevice allows it.
+  Device device = Device::kCpu;
 };
 
 /// A family of architectures sharing one definition (e.g. Llama, Mistral, Qwen2).
@@ -165,6 +175,15 @@ class ModelArchitecture {
   /// it sizes).
   virtual WeightPlan PlanWeights(const ModelConfig& config, const ShardLayout& layout,
                                  ModelWeights& weights) const = 0;
+  /// OK when the family can run `config` on `device` (every family runs on the CPU);
+  /// Unimplemented naming the architecture or the feature that has no device path otherwise.
+  /// Asked before any weight moves to the device.
+  virtual absl::Status CheckDevice(const ModelConfig& config, Device device) const {
+    if (device == Device::kCpu) return absl::OkStatus();
+    return absl::UnimplementedError(absl::StrCat("architecture ", config.architecture, " (the ",
+                                                 std::string(name()), " family) has no ",
+                                                 std::string(DeviceName(device)), " forward pass"));
+  }
   /// The model of `weights` (those of the shard of `layout`; InvalidArgument otherwise).
   virtual absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config,
                                                              const ShardLayout& layout,
