@@ -24,6 +24,15 @@ absl::StatusOr<DType> ParseKvCacheDType(std::string_view value) {
       "--kv-cache-dtype must be auto, float32 or bfloat16, got '", std::string(value), "'"));
 }
 
+absl::StatusOr<DeviceChoice> ParseDeviceChoice(std::string_view value) {
+  const std::string v = absl::AsciiStrToLower(std::string(value));
+  if (v == "auto") return DeviceChoice::kAuto;
+  if (v == "cpu") return DeviceChoice::kCpu;
+  if (v == "cuda" || v == "gpu") return DeviceChoice::kCuda;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device must be auto, cpu or cuda, got '", std::string(value), "'"));
+}
+
 void ModelArgs::Register(ArgParser& parser) {
   parser.AddString("dtype", &dtype,
                    "Weight type of safetensors (and dummy) models: auto (the checkpoint's "
@@ -35,6 +44,12 @@ void ModelArgs::Register(ArgParser& parser) {
                  "Mixture-of-experts models: each tensor-parallel rank holds whole experts "
                  "(num_experts / tp of them, which must divide) instead of a slice of every "
                  "expert. No effect on dense models or at --tp 1");
+  parser.AddString("device", &device,
+                   "Where the model runs: auto (a CUDA device if this build has the CUDA backend "
+                   "and one is visible, else the CPU), cpu, cuda");
+  parser.AddDouble("gpu-memory-utilization", &gpu_memory_utilization,
+                   "Share of a CUDA device's memory a worker may use for its weights, "
+                   "activations and KV cache, in (0, 1]; no effect on the CPU");
 }
 
 absl::StatusOr<ModelMemoryConfig> ModelArgs::Build() const {
@@ -42,6 +57,12 @@ absl::StatusOr<ModelMemoryConfig> ModelArgs::Build() const {
   ASSIGN_OR_RETURN(config.weight_dtype, ParseWeightDType(dtype));
   ASSIGN_OR_RETURN(config.kv_cache_dtype, ParseKvCacheDType(kv_cache_dtype));
   config.expert_parallel = enable_expert_parallel;
+  ASSIGN_OR_RETURN(config.device, ParseDeviceChoice(device));
+  if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", gpu_memory_utilization));
+  }
+  config.gpu_memory_utilization = gpu_memory_utilization;
   return config;
 }
 
@@ -52,6 +73,10 @@ std::vector<std::string> ModelArgs::GivenFlags(const ArgParser& parser) const {
     flags.push_back(absl::StrCat("--kv-cache-dtype=", kv_cache_dtype));
   }
   if (enable_expert_parallel) flags.push_back("--enable-expert-parallel");
+  if (parser.WasSet("device")) flags.push_back(absl::StrCat("--device=", device));
+  if (parser.WasSet("gpu-memory-utilization")) {
+    flags.push_back(absl::StrCat("--gpu-memory-utilization=", gpu_memory_utilization));
+  }
   return flags;
 }
 

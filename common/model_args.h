@@ -12,6 +12,13 @@
 //                                            of them) instead of a slice of every expert; as in
 //                                            vLLM, accepted and without effect on dense models
 //                                            and at one rank
+//   --device auto|cpu|cuda                   where the model runs; auto = a CUDA device when the
+//                                            build has the CUDA backend and one is visible, else
+//                                            the CPU (resolved by the worker:
+//                                            worker/device_selection.h)
+//   --gpu-memory-utilization F               in (0, 1], default 0.9: the share of the device's
+//                                            memory a CUDA worker may use (weights, activations
+//                                            and the KV cache together); no effect on the CPU
 //
 //   ModelArgs model_args;
 //   model_args.Register(parser);
@@ -19,6 +26,7 @@
 //   ASSIGN_OR_RETURN(const ModelMemoryConfig memory, model_args.Build());  // errors name the flag
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,16 +38,23 @@
 
 namespace pagoda {
 
+/// --device as asked (common/ knows no kernels::Device; the worker resolves kAuto).
+enum class DeviceChoice : uint8_t { kAuto, kCpu, kCuda };
+
 struct ModelMemoryConfig {
   std::optional<DType> weight_dtype;   // nullopt: auto
   DType kv_cache_dtype = DType::kF32;  // kF32 or kBF16
   bool expert_parallel = false;        // TensorParallelShard::expert_parallel
+  DeviceChoice device = DeviceChoice::kAuto;
+  double gpu_memory_utilization = 0.9;  // (0, 1]
 };
 
 struct ModelArgs {
   std::string dtype = "auto";
   std::string kv_cache_dtype = "auto";
   bool enable_expert_parallel = false;
+  std::string device = "auto";
+  double gpu_memory_utilization = 0.9;
 
   void Register(ArgParser& parser);
   absl::StatusOr<ModelMemoryConfig> Build() const;
@@ -55,5 +70,8 @@ absl::StatusOr<std::optional<DType>> ParseWeightDType(std::string_view value);
 /// "auto" (F32 on the CPU), "float32", "bfloat16" (also "fp32", "bf16"); InvalidArgument naming
 /// --kv-cache-dtype otherwise.
 absl::StatusOr<DType> ParseKvCacheDType(std::string_view value);
+
+/// "auto", "cpu", "cuda" (any case; "gpu" is cuda); InvalidArgument naming --device otherwise.
+absl::StatusOr<DeviceChoice> ParseDeviceChoice(std::string_view value);
 
 }  // namespace pagoda

@@ -54,6 +54,8 @@ absl::StatusOr<ReplicaSetOptions> MakeReplicaSetOptions(const ClusterConfig& con
   init.set_max_model_len(model.max_model_len);
   init.mutable_extra_eos_token_ids()->Add(model.eos_token_ids.begin(), model.eos_token_ids.end());
   init.set_timeout_ms(kWorkerInitTimeoutMs);
+  init.set_max_num_batched_tokens(config.engine.max_num_batched_tokens);
+  init.set_max_num_seqs(config.engine.max_num_seqs);
   if (const std::string& draft_path = config.engine.speculative.model; !draft_path.empty()) {
     // Refused here, once, rather than by every worker's Init, forever.
     absl::StatusOr<ModelSource> draft = ModelSource::Open(draft_path);

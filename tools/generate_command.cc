@@ -28,6 +28,7 @@
 #include "engine/finish_reason.h"
 #include "engine/speculative_config.h"
 #include "nlohmann/json.hpp"
+#include "worker/device_selection.h"
 #include "worker/in_process_executor.h"
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
@@ -253,6 +254,7 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(
           ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes,
                                                   {}, memory.kv_cache_dtype)
           : 0;
+  ASSIGN_OR_RETURN(const Device device, SelectDevice(memory.device));
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
                    InProcessExecutor::Create(config, std::move(weights),
@@ -263,7 +265,8 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(
                                               .max_model_len = setup.engine.max_model_len,
                                               .extra_eos_token_ids = eos,
                                               .draft = draft,
-                                              .model_path = model_path}));
+                                              .model_path = model_path,
+                                              .device = device}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(setup.engine, std::move(executor), &tokenizer, eos));
 

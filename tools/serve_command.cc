@@ -27,7 +27,9 @@
 #include "common/subprocess.h"
 #include "common/tls_files.h"
 #include "engine/engine_args.h"
+#include "kernels/cuda/device_memory.h"
 #include "nlohmann/json.hpp"
+#include "worker/device_selection.h"
 #include "worker/in_process_executor.h"
 
 namespace pagoda {
@@ -53,6 +55,7 @@ struct ServeFlags {
   std::vector<std::string> engine_flags;  // the ones given, passed on to the router
   ModelArgs model_args;                   // --dtype, --kv-cache-dtype
   std::vector<std::string> model_flags;   // the ones given, passed on to every worker
+  Device device = Device::kCpu;           // --device resolved on this machine
   int64_t max_queued_requests = 1024;
   int64_t threads_per_worker = 0;  // 0: OMP_NUM_THREADS if set, else the cores shared out
   std::string chat_template;
@@ -169,6 +172,8 @@ absl::Status ParseServeFlags(int argc, const char* const* argv, ServeFlags& f) {
   f.engine_flags = f.engine_args.GivenFlags(parser);
   ASSIGN_OR_RETURN(const ModelMemoryConfig memory, f.model_args.Build());
   f.model_flags = f.model_args.GivenFlags(parser);
+  // The workers run on this machine: --device cuda without a GPU is refused once, here.
+  ASSIGN_OR_RETURN(f.device, SelectDevice(memory.device));
   if (f.replicas < 1 || f.replicas > 64) {
     return absl::InvalidArgumentError("--replicas: must be in [1, 64]");
   }
@@ -276,6 +281,12 @@ class Cluster {
                       "--log-level",
                       flags_.log_level};
         child.argv.insert(child.argv.end(), flags_.model_flags.begin(), flags_.model_flags.end());
+        if (flags_.device == Device::kCuda) {
+          // One GPU per rank, in order; more ranks than GPUs share them round robin.
+          const int64_t gpus = std::max(1, kernels::cuda::DeviceCount());
+          child.argv.insert(child.argv.end(),
+                            {"--cuda-device", std::to_string((r * flags_.tp + t) % gpus)});
+        }
         if (const TlsFiles& tls = flags_.internal_tls; tls.enabled()) {
           child.argv.insert(child.argv.end(),
                             {"--tls-cert", tls.cert_file, "--tls-key", tls.key_file, "--tls-ca",

@@ -29,14 +29,16 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
                                         .block_size = options.block_size,
                                         .kv_cache_dtype = options.kv_cache_dtype,
                                         .max_positions = max_model_len,
-                                        .kv_groups = groups}));
+                                        .kv_groups = groups,
+                                        .device = options.device}));
   std::unique_ptr<DraftModel> draft;
   if (!options.draft.path.empty()) {
     ASSIGN_OR_RETURN(draft, LoadDraftModel(options.draft, options.model_path, config,
                                            {.num_blocks = options.num_device_blocks,
                                             .block_size = options.block_size,
                                             .kv_cache_dtype = options.kv_cache_dtype,
-                                            .max_positions = max_model_len},
+                                            .max_positions = max_model_len,
+                                            .device = options.device},
                                            options.num_host_blocks));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<StepRunner> steps,

@@ -51,6 +51,10 @@ struct InProcessExecutorOptions {
   DraftModelOptions draft;
   /// The model's path, against whose tokenizer the draft's is compared ("": by size only).
   std::string model_path;
+  /// Where the model (and the draft) run: SelectDevice's answer to --device. On CUDA the
+  /// executor's thread uses the current device (ordinal 0 of those CUDA_VISIBLE_DEVICES shows),
+  /// and num_device_blocks sizes the cache as on the CPU.
+  Device device = Device::kCpu;
 };
 
 class InProcessExecutor final : public Executor {

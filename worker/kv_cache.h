@@ -49,6 +49,8 @@ class KvCache {
   /// Allocates (zeroed) storage on shape.device; every dimension must be positive and the dtype
   /// F32 or BF16. On CUDA without a device (or a CUDA build): FailedPrecondition.
   static absl::StatusOr<KvCache> Create(const KvCacheShape& shape);
+  /// An empty cache: no layers, no storage.
+  KvCache() = default;
 
   const KvCacheShape& shape() const { return shape_; }
   void* key(int64_t layer) { return keys_[layer].mutable_data(); }

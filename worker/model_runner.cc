@@ -103,6 +103,17 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
                                                       max_positions, std::move(groups), device));
 }
 
+absl::Status ModelRunner::ReallocateKvCache(int64_t num_blocks) {
+  KvCacheShape shape = kv_cache_.shape();
+  shape.num_blocks = num_blocks;
+  if (num_blocks <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("a KV cache of ", num_blocks, " blocks"));
+  }
+  kv_cache_ = KvCache();  // the old storage goes before the new is allocated
+  ASSIGN_OR_RETURN(kv_cache_, KvCache::Create(shape));
+  return absl::OkStatus();
+}
+
 absl::Status ModelRunner::ValidateBatch(absl::Span<const SequenceInput> batch) const {
   const int64_t block_size = kv_cache_.shape().block_size;
   const int64_t num_blocks = kv_cache_.shape().num_blocks;

@@ -118,9 +118,14 @@ class ModelRunner {
   const ShardLayout& layout() const { return layout_; }
   const ModelWeights& weights() const { return model_->weights(); }
   KvCache& kv_cache() { return kv_cache_; }
+  /// Replaces the KV cache with a zeroed one of `num_blocks` blocks (same layers, shape, dtype
+  /// and device), freeing the old one first: a CUDA worker sizes its cache only after a step
+  /// over a small one (worker/device_kv_budget.h). Every block id of earlier steps is void.
+  absl::Status ReallocateKvCache(int64_t num_blocks);
   int64_t block_size() const { return kv_cache_.shape().block_size; }
   int64_t num_blocks() const { return kv_cache_.shape().num_blocks; }
   int64_t max_positions() const { return max_positions_; }
+  Device device() const { return device_; }
 
  private:
   ModelRunner(const ModelConfig& config, const ShardLayout& layout, Communicator* communicator,

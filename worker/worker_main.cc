@@ -4,6 +4,7 @@
 //   pagoda-worker --port 50061 [--host 0.0.0.0] [--comm-host 10.0.0.7] [--port-file FILE]
 //                 [--metrics-port 9400] [--metrics-port-file FILE]
 //                 [--dtype auto|float32|bfloat16|float16] [--kv-cache-dtype auto|float32|bfloat16]
+//                 [--device auto|cpu|cuda] [--cuda-device N] [--gpu-memory-utilization F]
 //                 [--tls-cert F --tls-key F --tls-ca F [--tls-client-ca F]]
 //
 // With --tls-cert the gRPC port serves TLS, and with --tls-client-ca mutual TLS: the router
@@ -40,8 +41,10 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "httplib.h"
+#include "kernels/cuda/device_memory.h"
 #include "nlohmann/json.hpp"
 #include "proto/grpc_tls.h"
+#include "worker/device_selection.h"
 #include "worker/worker_drain.h"
 #include "worker/worker_metrics.h"
 #include "worker/worker_runtime.h"
@@ -73,6 +76,7 @@ int Run(int argc, char** argv) {
   int64_t metrics_port = 0;
   std::string metrics_port_file;
   double drain_timeout_s = 30;
+  int64_t cuda_device = 0;
   parser.AddString("host", &host, "Address to listen on");
   parser.AddInt("port", &port, "gRPC port; 0 lets the OS choose (see --port-file)");
   parser.AddString("port-file", &port_file, "Write the port actually bound to this file");
@@ -86,6 +90,9 @@ int Run(int argc, char** argv) {
                    "instead of the one the router names (used only when it names one)");
   ModelArgs model_args;
   model_args.Register(parser);
+  parser.AddInt("cuda-device", &cuda_device,
+                "With --device cuda: the ordinal of the GPU this rank uses (one GPU per rank; "
+                "among those CUDA_VISIBLE_DEVICES shows)");
   TlsFiles tls;
   parser.AddString("tls-cert", &tls.cert_file,
                    "PEM certificate (chain) of this worker's gRPC port: serve TLS (also presented "
@@ -119,6 +126,18 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "pagoda-worker: %s\n", std::string(memory.status().message()).c_str());
     return 2;
   }
+  const absl::StatusOr<Device> device = SelectDevice(memory->device);
+  if (!device.ok()) {
+    std::fprintf(stderr, "pagoda-worker: %s\n", std::string(device.status().message()).c_str());
+    return 2;
+  }
+  if (*device == Device::kCuda) {
+    if (cuda_device < 0 || cuda_device >= kernels::cuda::DeviceCount()) {
+      std::fprintf(stderr, "pagoda-worker: --cuda-device must be in [0, %d), got %lld\n",
+                   kernels::cuda::DeviceCount(), static_cast<long long>(cuda_device));
+      return 2;
+    }
+  }
   if (port < 0 || port > 65535) {
     std::fprintf(stderr, "pagoda-worker: --port must be in [0, 65535], got %lld\n",
                  static_cast<long long>(port));
@@ -149,10 +168,15 @@ int Run(int argc, char** argv) {
   }
   BlockTerminationSignals();
 
+  PAGODA_LOG(info, "device: {}{}", DeviceName(*device),
+             *device == Device::kCuda ? absl::StrCat(" ", cuda_device) : "");
   WorkerMetrics metrics;
   WorkerRuntime runtime({.comm_host = comm_host,
                          .model_dir = model_dir,
                          .draft_model_dir = draft_model_dir,
+                         .device = *device,
+                         .cuda_device = static_cast<int32_t>(cuda_device),
+                         .gpu_memory_utilization = memory->gpu_memory_utilization,
                          .weight_dtype = memory->weight_dtype,
                          .kv_cache_dtype = memory->kv_cache_dtype,
                          .expert_parallel = memory->expert_parallel,

@@ -12,11 +12,15 @@
 #include "common/model_config.h"
 #include "common/model_source.h"
 #include "common/status_macros.h"
+#include "kernels/cuda/device_memory.h"
+#include "worker/device_kv_budget.h"
+#include "worker/device_selection.h"
 #include "worker/draft_model.h"
 #include "worker/gloo_communicator.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/nccl_communicator.h"
 #include "worker/tensor_parallel.h"
 
 namespace pagoda {
@@ -74,14 +78,6 @@ absl::Status ValidateInit(const WorkerInitConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("load_format must be 'safetensors' or 'dummy', got '", c.load_format, "'"));
   }
-  if (c.communicator != "" && c.communicator != "auto" && c.communicator != "gloo") {
-    if (c.communicator == "nccl") {
-      return absl::UnimplementedError(
-          "communicator 'nccl' needs the CUDA backend; this worker runs the CPU backend (gloo)");
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("communicator must be 'auto', 'gloo' or 'nccl', got '", c.communicator, "'"));
-  }
   return absl::OkStatus();
 }
 
@@ -121,8 +117,8 @@ void WorkerRuntime::AcquireBuiltLocked() {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
-    const WorkerInitConfig& c) {
-  if (c.tp_size == 1) return CreateSingleCommunicator();
+    const WorkerInitConfig& c, const std::string& backend) {
+  if (backend == "single") return CreateSingleCommunicator();
   const absl::Duration timeout =
       c.timeout_ms > 0 ? absl::Milliseconds(c.timeout_ms) : kDefaultCommTimeout;
   std::unique_ptr<RendezvousStore> remote;
@@ -137,10 +133,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
     remote = options_.connect_store(c.rank0_address, timeout);
     store = remote.get();
   }
+  const std::string prefix = absl::StrCat(c.replica, "/g", c.generation, "/");
+  if (backend == "nccl") {
+    return CreateNcclCommunicator({.rank = c.tp_rank,
+                                   .size = c.tp_size,
+                                   .device = options_.cuda_device,
+                                   .prefix = prefix,
+                                   .timeout = timeout},
+                                  store);
+  }
   return CreateGlooCommunicator({.rank = c.tp_rank,
                                  .size = c.tp_size,
                                  .hostname = options_.comm_host,
-                                 .prefix = absl::StrCat(c.replica, "/g", c.generation, "/"),
+                                 .prefix = prefix,
                                  .timeout = timeout},
                                 store);
 }
@@ -148,6 +153,11 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
 absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
     const WorkerInitConfig& c, WorkerInitResult& result) {
   RETURN_IF_ERROR(ValidateInit(c));
+  ASSIGN_OR_RETURN(const std::string backend,
+                   SelectCommunicator(c.communicator, options_.device, c.tp_size));
+  if (options_.device == Device::kCuda) {
+    RETURN_IF_ERROR(kernels::cuda::SetDevice(options_.cuda_device));
+  }
   const std::string dir = options_.model_dir.empty() ? c.model_dir : options_.model_dir;
   if (dir.empty()) return absl::InvalidArgumentError("model_dir is empty");
   absl::StatusOr<ModelSource> model = ModelSource::Open(dir);
@@ -172,7 +182,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   const DType kv_dtype = options_.kv_cache_dtype;
 
   auto built = std::make_unique<Built>();
-  ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c));
+  ASSIGN_OR_RETURN(built->communicator, JoinCommunicator(c, backend));
   if (c.tp_size > 1 && config->num_experts > 0) {
     RETURN_IF_ERROR(CheckExpertShardsAgree(*built->communicator, options_.expert_parallel));
   }
@@ -196,11 +206,25 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
   }
   const ModelConfig* draft_config = draft_source.has_value() ? &draft_source->config() : nullptr;
   const int64_t block_size = c.block_size;
-  const int64_t num_device_blocks =
-      c.num_device_blocks > 0
-          ? c.num_device_blocks
-          : InProcessExecutor::NumBlocksForBudget(*config, block_size, c.kv_cache_memory_bytes,
-                                                  shard, kv_dtype, draft_config);
+  const int64_t max_model_len = c.max_model_len > 0
+                                    ? std::min(c.max_model_len, config->max_position_embeddings)
+                                    : config->max_position_embeddings;
+  // A CUDA rank sizes its cache from --gpu-memory-utilization (kv_cache_memory_bytes is the CPU
+  // budget), after a step of the engine's largest size over a small cache has run.
+  const bool on_cuda = options_.device == Device::kCuda;
+  const bool size_on_device = on_cuda && c.num_device_blocks == 0;
+  if (size_on_device && draft_source.has_value()) {
+    return absl::UnimplementedError(
+        "a CUDA worker sizes its KV cache from --gpu-memory-utilization without a draft model; "
+        "with one, give the router --num-gpu-blocks-override");
+  }
+  const LargestStep profile =
+      LargestStepFor(c.max_num_batched_tokens, c.max_num_seqs, max_model_len);
+  int64_t num_device_blocks = c.num_device_blocks > 0 ? c.num_device_blocks
+                              : size_on_device        ? ProfileBlocks(profile, block_size)
+                                                      : InProcessExecutor::NumBlocksForBudget(
+                                                            *config, block_size, c.kv_cache_memory_bytes,
+                                                            shard, kv_dtype, draft_config);
   if (num_device_blocks <= 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("kv_cache_memory_bytes ", c.kv_cache_memory_bytes, " holds no KV block of ",
@@ -211,9 +235,6 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
           ? InProcessExecutor::NumBlocksForBudget(*config, block_size, c.swap_space_bytes, shard,
                                                   kv_dtype, draft_config)
           : 0;
-  const int64_t max_model_len = c.max_model_len > 0
-                                    ? std::min(c.max_model_len, config->max_position_embeddings)
-                                    : config->max_position_embeddings;
   const ModelRunnerOptions runner_options{
       .num_blocks = num_device_blocks,
       .block_size = block_size,
@@ -221,9 +242,35 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
       .max_positions = max_model_len,
       .shard = shard,
       .communicator = built->communicator.get(),
-      .kv_groups = KvCacheGroupsFor(*config, /*with_draft=*/draft_source.has_value())};
+      .kv_groups = KvCacheGroupsFor(*config, /*with_draft=*/draft_source.has_value()),
+      .device = options_.device};
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(*config, std::move(*weights), runner_options));
+  if (size_on_device) {
+    RETURN_IF_ERROR(RunLargestStep(*runner, profile));
+    ASSIGN_OR_RETURN(const kernels::cuda::DeviceMemoryInfo memory, kernels::cuda::MemoryInfo());
+    const int64_t budget =
+        DeviceKvBudget(memory, options_.gpu_memory_utilization, runner->kv_cache().num_bytes());
+    num_device_blocks =
+        InProcessExecutor::NumBlocksForBudget(*config, block_size, budget, shard, kv_dtype);
+    PAGODA_LOG(info,
+               "device memory after the weights and a step of {} x {} tokens: {:.2f} of {:.2f} "
+               "GiB free; KV cache budget {:.2f} GiB (--gpu-memory-utilization {}): {} blocks",
+               profile.num_seqs, profile.tokens_per_seq,
+               static_cast<double>(memory.free_bytes) / (1 << 30),
+               static_cast<double>(memory.total_bytes) / (1 << 30),
+               static_cast<double>(budget) / (1 << 30), options_.gpu_memory_utilization,
+               num_device_blocks);
+    if (num_device_blocks <= 0) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "--gpu-memory-utilization ", options_.gpu_memory_utilization, " of ", memory.total_bytes,
+          " bytes leaves no room for a KV block once the weights and a step "
+          "of ",
+          profile.num_seqs * profile.tokens_per_seq, " tokens are on the device (",
+          memory.free_bytes, " bytes free)"));
+    }
+    RETURN_IF_ERROR(runner->ReallocateKvCache(num_device_blocks));
+  }
   int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
   int64_t all_weight_bytes = weight_bytes;
   std::unique_ptr<DraftModel> draft;
@@ -356,8 +403,13 @@ absl::StatusOr<AppliedStep> WorkerRuntime::Execute(const PlanTicket& ticket,
   }
 
   const absl::Time start = options_.clock->Now();
-  absl::StatusOr<StepResult> result =
-      plan.ok() ? built->steps->Apply(*plan) : absl::StatusOr<StepResult>(plan.status());
+  // The CUDA device is per thread, and each call may come on another gRPC thread.
+  const absl::Status on_device = options_.device == Device::kCuda
+                                     ? kernels::cuda::SetDevice(options_.cuda_device)
+                                     : absl::OkStatus();
+  absl::StatusOr<StepResult> result = !on_device.ok() ? absl::StatusOr<StepResult>(on_device)
+                                      : plan.ok()     ? built->steps->Apply(*plan)
+                                                      : absl::StatusOr<StepResult>(plan.status());
   const double seconds = std::max(0.0, absl::ToDoubleSeconds(options_.clock->Now() - start));
   if (result.ok() && options_.metrics != nullptr) {
     // Still this call's state: busy_ keeps Init and Health away from it.

@@ -36,6 +36,7 @@
 #include "common/clock.h"
 #include "common/dtype.h"
 #include "common/step/step.h"
+#include "kernels/device.h"
 #include "worker/communicator.h"
 #include "worker/rendezvous_store.h"
 #include "worker/step_runner.h"
@@ -58,6 +59,13 @@ struct WorkerRuntimeOptions {
   /// The same for the draft model of speculative decoding, used only when Init names one (the
   /// router's `"model"` path differs on this host).
   std::string draft_model_dir;
+  /// Where the model runs (--device, resolved by SelectDevice: worker/device_selection.h); a
+  /// CUDA worker's ranks meet over NCCL, a CPU worker's over Gloo.
+  Device device = Device::kCpu;
+  /// CUDA: the device ordinal this rank uses (one GPU per rank), and the share of its memory
+  /// the rank may fill (--gpu-memory-utilization).
+  int32_t cuda_device = 0;
+  double gpu_memory_utilization = 0.9;
   /// The type safetensors and dummy weights are kept in (--dtype); nullopt: auto.
   std::optional<DType> weight_dtype;
   /// The KV cache's type (--kv-cache-dtype): kF32 or kBF16.
@@ -84,15 +92,17 @@ struct WorkerInitConfig {
   uint64_t dummy_seed = 0;  // load_format "dummy"
   int32_t tp_rank = 0;
   int32_t tp_size = 1;
-  std::string rank0_address;          // host:port of rank 0's Worker service, when tp_size > 1
-  std::string communicator;           // "" or "auto", "gloo", "nccl"
-  int32_t block_size = 16;            // tokens per KV block
-  int64_t num_device_blocks = 0;      // > 0: exactly this many KV blocks
-  int64_t kv_cache_memory_bytes = 0;  // when num_device_blocks == 0: this rank's KV budget
-  int64_t swap_space_bytes = 0;       // host swap pool
-  int64_t max_model_len = 0;          // 0: the model's
-  int64_t timeout_ms = 0;             // communicator rendezvous and collectives; 0: 30 s
-  std::string draft_model_dir;        // the draft model; "" for none; options may override it
+  std::string rank0_address;           // host:port of rank 0's Worker service, when tp_size > 1
+  std::string communicator;            // "" or "auto", "gloo", "nccl"
+  int32_t block_size = 16;             // tokens per KV block
+  int64_t num_device_blocks = 0;       // > 0: exactly this many KV blocks
+  int64_t kv_cache_memory_bytes = 0;   // when num_device_blocks == 0: this rank's KV budget
+  int64_t swap_space_bytes = 0;        // host swap pool
+  int64_t max_model_len = 0;           // 0: the model's
+  int64_t timeout_ms = 0;              // communicator rendezvous and collectives; 0: 30 s
+  std::string draft_model_dir;         // the draft model; "" for none; options may override it
+  int64_t max_num_batched_tokens = 0;  // the engine's largest step; 0: unknown
+  int64_t max_num_seqs = 0;
   std::vector<int32_t> extra_eos_token_ids;
 };
 
@@ -182,7 +192,9 @@ class WorkerRuntime {
 
   absl::StatusOr<std::unique_ptr<Built>> Build(const WorkerInitConfig& config,
                                                WorkerInitResult& result);
-  absl::StatusOr<std::unique_ptr<Communicator>> JoinCommunicator(const WorkerInitConfig& config);
+  /// Joins the replica's group over `backend` (SelectCommunicator's answer).
+  absl::StatusOr<std::unique_ptr<Communicator>> JoinCommunicator(const WorkerInitConfig& config,
+                                                                 const std::string& backend);
   // Waits until no Init or Execute holds the built state, then takes it.
   void AcquireBuiltLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

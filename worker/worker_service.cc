@@ -30,6 +30,8 @@ WorkerInitConfig FromProto(const internal::InitRequest& r) {
           .max_model_len = r.max_model_len(),
           .timeout_ms = r.timeout_ms(),
           .draft_model_dir = r.draft_model_dir(),
+          .max_num_batched_tokens = r.max_num_batched_tokens(),
+          .max_num_seqs = r.max_num_seqs(),
           .extra_eos_token_ids =
               std::vector<int32_t>(r.extra_eos_token_ids().begin(), r.extra_eos_token_ids().end())};
 }

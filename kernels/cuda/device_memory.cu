@@ -42,4 +42,21 @@ absl::Status CopyBytes(void* dst, const void* src, int64_t bytes) {
 
 absl::Status Synchronize() { return internal::CudaStatus(cudaDeviceSynchronize(), "synchronize"); }
 
+absl::StatusOr<DeviceMemoryInfo> MemoryInfo() {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+  RETURN_IF_ERROR(internal::CudaStatus(cudaMemGetInfo(&free_bytes, &total_bytes), "memory info"));
+  return DeviceMemoryInfo{.free_bytes = static_cast<int64_t>(free_bytes),
+                          .total_bytes = static_cast<int64_t>(total_bytes)};
+}
+
+absl::Status SetDevice(int ordinal) {
+  const int count = DeviceCount();
+  if (ordinal < 0 || ordinal >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", ordinal, " does not exist (", count, " visible)"));
+  }
+  return internal::CudaStatus(cudaSetDevice(ordinal), "set device");
+}
+
 }  // namespace pagoda::kernels::cuda

@@ -35,4 +35,16 @@ absl::Status CopyBytes(void* dst, const void* src, int64_t bytes);
 /// Waits for all queued device work and reports the first error it raised.
 absl::Status Synchronize();
 
+/// The current device's memory, as the driver reports it (cudaMemGetInfo): what is free now
+/// (other processes' allocations count as used) and the total.
+struct DeviceMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+absl::StatusOr<DeviceMemoryInfo> MemoryInfo();
+
+/// Makes device `ordinal` the calling thread's current device (cudaSetDevice): InvalidArgument
+/// for an ordinal outside [0, DeviceCount()).
+absl::Status SetDevice(int ordinal);
+
 }  // namespace pagoda::kernels::cuda

@@ -31,6 +31,8 @@ TEST(ModelArgs, DefaultsAreAutoAndNothingIsPassedOn) {
   EXPECT_FALSE(config->weight_dtype.has_value());
   EXPECT_EQ(config->kv_cache_dtype, DType::kF32);
   EXPECT_FALSE(config->expert_parallel);
+  EXPECT_EQ(config->device, DeviceChoice::kAuto);
+  EXPECT_DOUBLE_EQ(config->gpu_memory_utilization, 0.9);
   EXPECT_THAT(given, IsEmpty());
 }
 
@@ -56,6 +58,20 @@ TEST(ModelArgs, ParsesTheTypesAndPassesOnTheGivenFlags) {
   EXPECT_EQ(Parse({"--kv-cache-dtype=float32"})->kv_cache_dtype, DType::kF32);
 }
 
+// pagoda serve passes the device flags on to every worker.
+TEST(ModelArgs, ParsesTheDeviceAndPassesItOn) {
+  std::vector<std::string> given;
+  absl::StatusOr<ModelMemoryConfig> config =
+      Parse({"--device", "CUDA", "--gpu-memory-utilization=0.5"}, &given);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->device, DeviceChoice::kCuda);
+  EXPECT_DOUBLE_EQ(config->gpu_memory_utilization, 0.5);
+  EXPECT_THAT(given, ElementsAre("--device=CUDA", "--gpu-memory-utilization=0.5"));
+  EXPECT_EQ(Parse({"--device=cpu"})->device, DeviceChoice::kCpu);
+  EXPECT_EQ(Parse({"--device=gpu"})->device, DeviceChoice::kCuda);
+  EXPECT_EQ(Parse({"--gpu-memory-utilization=1"})->gpu_memory_utilization, 1.0);
+}
+
 TEST(ModelArgs, ABadValueNamesTheFlagAndTheChoices) {
   const absl::Status dtype = Parse({"--dtype=q4_K"}).status();
   EXPECT_EQ(dtype.code(), absl::StatusCode::kInvalidArgument);
@@ -64,6 +80,18 @@ TEST(ModelArgs, ABadValueNamesTheFlagAndTheChoices) {
   const absl::Status kv = Parse({"--kv-cache-dtype=float16"}).status();
   EXPECT_THAT(std::string(kv.message()),
               HasSubstr("--kv-cache-dtype must be auto, float32 or bfloat16, got 'float16'"));
+  EXPECT_THAT(std::string(Parse({"--device=tpu"}).status().message()),
+              HasSubstr("--device must be auto, cpu or cuda, got 'tpu'"));
+  for (const char* bad : {"--gpu-memory-utilization=0", "--gpu-memory-utilization=1.5",
+                          "--gpu-memory-utilization=-0.1"}) {
+    const absl::Status status = Parse({bad}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("--gpu-memory-utilization must be in (0, 1]"))
+        << bad;
+  }
+  EXPECT_THAT(std::string(Parse({"--gpu-memory-utilization=nan"}).status().message()),
+              HasSubstr("--gpu-memory-utilization expects a number, got 'nan'"));
 }
 
 }  // namespace

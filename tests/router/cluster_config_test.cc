@@ -97,6 +97,9 @@ TEST_F(MakeReplicaSetOptionsTest, EveryReplicaGetsItsWorkersTheCacheSizingAndIts
     EXPECT_EQ(init.kv_cache_memory_bytes(), 1 << 20);
     EXPECT_EQ(init.swap_space_bytes(), 1 << 21);
     EXPECT_EQ(init.max_model_len(), 256);
+    // The engine's largest step: a CUDA worker profiles it before sizing its KV cache.
+    EXPECT_EQ(init.max_num_batched_tokens(), config.engine.max_num_batched_tokens);
+    EXPECT_EQ(init.max_num_seqs(), 32);
     EXPECT_THAT(init.extra_eos_token_ids(), ::testing::Contains(2));
   }
 }

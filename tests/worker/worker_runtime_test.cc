@@ -156,8 +156,11 @@ TEST_F(WorkerRuntimeTest, BadInitNamesTheFieldAndFailsTheWorker) {
   EXPECT_THAT(std::string(runtime_.Init(config).status().message()),
               HasSubstr("cannot load the model config from /nonexistent"));
   config = Config(4);
-  config.communicator = "nccl";
-  EXPECT_EQ(runtime_.Init(config).status().code(), absl::StatusCode::kUnimplemented);
+  config.communicator = "nccl";  // this runtime's device is the CPU
+  const absl::Status nccl = runtime_.Init(config).status();
+  EXPECT_EQ(nccl.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(nccl.message()),
+              HasSubstr("communicator 'nccl' cannot serve a worker on the cpu"));
 }
 
 // --draft-model-dir: the draft's path on this host replaces the router's, only when the router

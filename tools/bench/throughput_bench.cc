@@ -18,6 +18,7 @@
 #include "tools/bench/dataset.h"
 #include "tools/bench/prompt_text.h"
 #include "tools/bench/report.h"
+#include "worker/device_selection.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_weights.h"
 
@@ -83,6 +84,7 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
           ? InProcessExecutor::NumBlocksForBudget(config, cache.block_size, cache.swap_space_bytes,
                                                   {}, kv_dtype, draft_config)
           : 0;
+  ASSIGN_OR_RETURN(const Device device, SelectDevice(c.memory.device));
   const std::vector<int32_t> eos = EosTokenIds(config.eos_token_ids, *tokenizer);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessExecutor> executor,
                    InProcessExecutor::Create(config, std::move(weights),
@@ -95,7 +97,8 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
                                                         .load_format = c.load_format,
                                                         .dummy_seed = dataset.seed + 1,
                                                         .dtype = c.memory.weight_dtype},
-                                              .model_path = c.model_dir}));
+                                              .model_path = c.model_dir,
+                                              .device = device}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(c.engine.engine, std::move(executor), tokenizer.get(), eos));
 
