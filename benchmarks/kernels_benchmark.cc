@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -103,14 +104,25 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Gemm)->Apply(GemmShapes);
 BENCHMARK(BM_BlasSgemm)->Apply(GemmShapes);
 
-// A batch of sequences in a shuffled paged cache. Args: batch, context (seq_len), q_len.
+// A batch of sequences in a shuffled paged cache. Args: batch, context (seq_len), q_len, and the
+// cache's dtype (0: fp32, 1: bfloat16, what `pagoda serve --kv-cache-dtype bfloat16` keeps).
 void BM_PagedAttention(benchmark::State& state) {
   const int64_t batch = state.range(0), context = state.range(1), q_len = state.range(2);
+  const bool bf16 = state.range(3) == 1;
   const int64_t blocks_per_seq = (context + kBlockSize - 1) / kBlockSize;
   const int64_t num_blocks = batch * blocks_per_seq;
   const int64_t row = kKvHeads * kHeadDim;
   const std::vector<float> key_cache = Random(num_blocks * kBlockSize * row, 1);
   const std::vector<float> value_cache = Random(num_blocks * kBlockSize * row, 2);
+  // The bfloat16 caches: the fp32 values' top halves (truncated; any values do here).
+  std::vector<uint16_t> key_bf16(key_cache.size()), value_bf16(value_cache.size());
+  for (size_t i = 0; i < key_cache.size(); ++i) {
+    uint32_t k, v;
+    std::memcpy(&k, &key_cache[i], sizeof(k));
+    std::memcpy(&v, &value_cache[i], sizeof(v));
+    key_bf16[i] = static_cast<uint16_t>(k >> 16);
+    value_bf16[i] = static_cast<uint16_t>(v >> 16);
+  }
   std::vector<int32_t> block_tables(static_cast<size_t>(num_blocks));
   std::iota(block_tables.begin(), block_tables.end(), 0);
   std::shuffle(block_tables.begin(), block_tables.end(), std::mt19937(3));
@@ -119,23 +131,25 @@ void BM_PagedAttention(benchmark::State& state) {
   const int64_t num_tokens = batch * q_len;
   const std::vector<float> q = Random(num_tokens * kHeads * kHeadDim, 4);
   std::vector<float> out(q.size());
-  const PagedAttentionParams p{.out = out.data(),
-                               .q = q.data(),
-                               .key_cache = key_cache.data(),
-                               .value_cache = value_cache.data(),
-                               .block_tables = block_tables.data(),
-                               .query_start_loc = query_start_loc.data(),
-                               .seq_lens = seq_lens.data(),
-                               .num_seqs = batch,
-                               .num_tokens = num_tokens,
-                               .num_heads = kHeads,
-                               .num_kv_heads = kKvHeads,
-                               .head_dim = kHeadDim,
-                               .block_size = kBlockSize,
-                               .num_blocks = num_blocks,
-                               .max_blocks_per_seq = blocks_per_seq,
-                               .q_stride = kHeads * kHeadDim,
-                               .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim))};
+  const PagedAttentionParams p{
+      .out = out.data(),
+      .q = q.data(),
+      .key_cache = bf16 ? static_cast<const void*>(key_bf16.data()) : key_cache.data(),
+      .value_cache = bf16 ? static_cast<const void*>(value_bf16.data()) : value_cache.data(),
+      .cache_dtype = bf16 ? DType::kBF16 : DType::kF32,
+      .block_tables = block_tables.data(),
+      .query_start_loc = query_start_loc.data(),
+      .seq_lens = seq_lens.data(),
+      .num_seqs = batch,
+      .num_tokens = num_tokens,
+      .num_heads = kHeads,
+      .num_kv_heads = kKvHeads,
+      .head_dim = kHeadDim,
+      .block_size = kBlockSize,
+      .num_blocks = num_blocks,
+      .max_blocks_per_seq = blocks_per_seq,
+      .q_stride = kHeads * kHeadDim,
+      .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim))};
   for (auto _ : state) {
     if (!PagedAttention(p).ok()) state.SkipWithError("PagedAttention failed");
     benchmark::DoNotOptimize(out.data());
@@ -144,14 +158,16 @@ void BM_PagedAttention(benchmark::State& state) {
   const double attended =
       static_cast<double>(batch) * (q_len * (context - q_len) + q_len * (q_len + 1) / 2.0);
   Rate(state, "flops", 4.0 * attended * kHeads * kHeadDim);  // QK^T and PV multiply-adds
-  Rate(state, "kv_bytes_per_second", static_cast<double>(batch * context * 2 * row * 4));
+  Rate(state, "kv_bytes_per_second",
+       static_cast<double>(batch * context * 2 * row * (bf16 ? 2 : 4)));
 }
 BENCHMARK(BM_PagedAttention)
-    ->ArgNames({"batch", "context", "q_len"})
-    ->Args({1, 512, 1})    // decode, batch 1
-    ->Args({32, 512, 1})   // decode, batch 32
-    ->Args({1, 512, 512})  // prefill of 512 tokens
-    ->Args({1, 4096, 1})   // decode at a long context
+    ->ArgNames({"batch", "context", "q_len", "bf16"})
+    ->Args({1, 512, 1, 0})    // decode, batch 1
+    ->Args({32, 512, 1, 0})   // decode, batch 32
+    ->Args({16, 320, 1, 1})   // decode, batch 16, bfloat16 cache: a serving step's shape
+    ->Args({1, 512, 512, 0})  // prefill of 512 tokens
+    ->Args({1, 4096, 1, 0})   // decode at a long context
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

@@ -7,6 +7,7 @@
 //
 //   build/benchmarks/model_benchmark --benchmark_repetitions=3
 //   build/benchmarks/model_benchmark --models=models/SmolLM2-135M-Instruct.Q4_1.gguf,...
+//   build/benchmarks/model_benchmark --models=... --kv_cache_dtype=bf16   # serve's KV dtype
 //
 // Each model's benchmarks are named after its file (BM_DecodeStep/<name>/<batch>, BM_Prefill/...).
 #include <benchmark/benchmark.h>
@@ -25,6 +26,7 @@
 
 #include "absl/strings/str_split.h"
 #include "benchmarks/smollm2_config.h"
+#include "common/dtype.h"
 #include "common/model_config.h"
 #include "common/model_source.h"
 #include "kernels/gemm.h"
@@ -38,6 +40,14 @@ constexpr int64_t kContext = 512;
 constexpr int64_t kBlockSize = 16;
 constexpr int64_t kMaxSeqs = 32;
 constexpr int64_t kPrefillTokens = 512;
+// A benchmarked model: its file (empty: the dummy fp32 model) and its KV cache's dtype
+// (--kv_cache_dtype=bf16: what `pagoda serve --kv-cache-dtype bfloat16` keeps).
+struct ModelSpec {
+  std::string path;
+  DType kv_cache_dtype = DType::kF32;
+
+  bool operator==(const ModelSpec&) const = default;
+};
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -83,7 +93,8 @@ double SgemmRate() {
 class Model {
  public:
   // path empty: the dummy fp32 model of SmolLM2's shape.
-  explicit Model(const std::string& path) {
+  explicit Model(const ModelSpec& spec) {
+    const std::string& path = spec.path;
     ModelConfig config = SmolLm2Config();
     ModelWeights weights;
     if (path.empty()) {
@@ -107,9 +118,10 @@ class Model {
       tables_[s].resize(blocks_per_seq);
       std::iota(tables_[s].begin(), tables_[s].end(), static_cast<int32_t>(s * blocks_per_seq));
     }
-    auto runner = ModelRunner::Create(
-        config, std::move(weights),
-        {.num_blocks = (kMaxSeqs + 1) * blocks_per_seq, .block_size = kBlockSize});
+    auto runner = ModelRunner::Create(config, std::move(weights),
+                                      {.num_blocks = (kMaxSeqs + 1) * blocks_per_seq,
+                                       .block_size = kBlockSize,
+                                       .kv_cache_dtype = spec.kv_cache_dtype});
     if (!runner.ok()) {
       std::fprintf(stderr, "model_benchmark: %s\n", runner.status().ToString().c_str());
       std::exit(1);
@@ -128,12 +140,12 @@ class Model {
 
 // The model of the running benchmark. Benchmarks run in registration order, grouped by model, so
 // each model loads once and is dropped when the next one loads: one model in memory at a time.
-Model& GetModel(const std::string& path) {
-  static auto* current = new std::pair<std::string, std::unique_ptr<Model>>();
-  if (current->second == nullptr || current->first != path) {
+Model& GetModel(const ModelSpec& spec) {
+  static auto* current = new std::pair<ModelSpec, std::unique_ptr<Model>>();
+  if (current->second == nullptr || !(current->first == spec)) {
     current->second.reset();
-    current->second = std::make_unique<Model>(path);
-    current->first = path;
+    current->second = std::make_unique<Model>(spec);
+    current->first = spec;
   }
   return *current->second;
 }
@@ -148,8 +160,8 @@ void BM_CopyBandwidth(benchmark::State& state) {
 // The cache's first kContext positions are not filled by a prefill: attention reads them all the
 // same (the zeroed cache gives a uniform softmax), so the step does exactly the work of a real
 // one and the benchmark skips minutes of prefill.
-void BM_DecodeStep(benchmark::State& state, const std::string& path) {
-  Model& model = GetModel(path);
+void BM_DecodeStep(benchmark::State& state, const ModelSpec& spec) {
+  Model& model = GetModel(spec);
   const int64_t batch = state.range(0);
   std::vector<int32_t> tokens(batch);
   std::vector<SequenceInput> inputs(batch);
@@ -168,8 +180,9 @@ void BM_DecodeStep(benchmark::State& state, const std::string& path) {
   state.counters["floor_ms"] = floor_s * 1e3;
   // With many sequences the K/V reads outgrow the weights: the floor with them counted too.
   const ModelConfig& c = model.runner().config();
-  const double kv_bytes = static_cast<double>(batch) * c.num_hidden_layers * 2.0 * (kContext + 1) *
-                          static_cast<double>(c.kv_size() * sizeof(float));
+  const double kv_bytes =
+      static_cast<double>(batch) * c.num_hidden_layers * 2.0 * (kContext + 1) *
+      static_cast<double>(c.kv_size() * Traits(spec.kv_cache_dtype).block_bytes);
   state.counters["floor_with_kv_ms"] =
       (static_cast<double>(model.weight_bytes()) + kv_bytes) / CopyBandwidth() * 1e3;
   state.counters["step_over_floor"] =
@@ -181,8 +194,8 @@ void BM_DecodeStep(benchmark::State& state, const std::string& path) {
 
 // Speculative decoding's verification at batch 1: the pending token and k drafts in one chunk,
 // logits for all k + 1 positions. Its time over k = 0's is what a proposal costs.
-void BM_VerifyStep(benchmark::State& state, const std::string& path) {
-  Model& model = GetModel(path);
+void BM_VerifyStep(benchmark::State& state, const ModelSpec& spec) {
+  Model& model = GetModel(spec);
   const int64_t k = state.range(0);
   std::vector<int32_t> tokens(k + 1);
   for (int64_t i = 0; i <= k; ++i) tokens[i] = static_cast<int32_t>(100 + i);
@@ -198,8 +211,8 @@ void BM_VerifyStep(benchmark::State& state, const std::string& path) {
 }
 
 // A kPrefillTokens-token prompt from an empty cache.
-void BM_Prefill(benchmark::State& state, const std::string& path) {
-  Model& model = GetModel(path);
+void BM_Prefill(benchmark::State& state, const ModelSpec& spec) {
+  Model& model = GetModel(spec);
   const ModelConfig& c = model.runner().config();
   std::vector<int32_t> tokens(kPrefillTokens);
   for (int64_t i = 0; i < kPrefillTokens; ++i) {
@@ -233,18 +246,20 @@ std::string Label(std::string_view path) {
   return std::string(path);
 }
 
-void RegisterModel(const std::string& path) {
+void RegisterModel(const ModelSpec& spec) {
+  const std::string& path = spec.path;
   const std::string label = path.empty() ? "dummy_f32" : Label(path);
-  benchmark::RegisterBenchmark(("BM_DecodeStep/" + label).c_str(), BM_DecodeStep, path)
+  benchmark::RegisterBenchmark(("BM_DecodeStep/" + label).c_str(), BM_DecodeStep, spec)
       ->Arg(1)
+      ->Arg(16)
       ->Arg(32)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark(("BM_VerifyStep/" + label).c_str(), BM_VerifyStep, path)
+  benchmark::RegisterBenchmark(("BM_VerifyStep/" + label).c_str(), BM_VerifyStep, spec)
       ->DenseRange(0, 7)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark(("BM_Prefill/" + label).c_str(), BM_Prefill, path)
+  benchmark::RegisterBenchmark(("BM_Prefill/" + label).c_str(), BM_Prefill, spec)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
 }
@@ -253,8 +268,10 @@ void RegisterModel(const std::string& path) {
 }  // namespace pagoda
 
 int main(int argc, char** argv) {
-  // --models=a,b (ours) is taken out before Google Benchmark sees the flags.
+  // --models=a,b and --kv_cache_dtype=f32|bf16 (ours) are taken out before Google Benchmark sees
+  // the flags.
   std::vector<std::string> models;
+  pagoda::DType kv_cache_dtype = pagoda::DType::kF32;
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -262,6 +279,14 @@ int main(int argc, char** argv) {
       std::vector<std::string> paths =
           absl::StrSplit(std::string(arg.substr(9)), ',', absl::SkipEmpty());
       models.insert(models.end(), paths.begin(), paths.end());
+    } else if (arg.substr(0, 17) == "--kv_cache_dtype=") {
+      const std::string_view dtype = arg.substr(17);
+      if (dtype != "f32" && dtype != "bf16") {
+        std::fprintf(stderr, "model_benchmark: --kv_cache_dtype takes f32 or bf16, not %s\n",
+                     std::string(dtype).c_str());
+        return 1;
+      }
+      kv_cache_dtype = dtype == "bf16" ? pagoda::DType::kBF16 : pagoda::DType::kF32;
     } else {
       argv[kept++] = argv[i];
     }
@@ -271,7 +296,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_CopyBandwidth", pagoda::BM_CopyBandwidth)
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
-  for (const std::string& path : models) pagoda::RegisterModel(path);
+  for (const std::string& path : models) pagoda::RegisterModel({path, kv_cache_dtype});
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
