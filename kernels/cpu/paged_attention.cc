@@ -64,6 +64,7 @@ struct Scratch {
   float* sum;  // [rows]
   float* k;    // [kChunk, head_dim]: a bf16 cache's K rows of the chunk, widened
   float* v;    // [kChunk, head_dim]
+  float* s;    // [group, kChunk]: one token's scores, then weights (the group form)
 };
 
 // Points rows[c] at cache row `offset` in fp32: in place for an fp32 cache, else widened from
@@ -77,11 +78,113 @@ inline const float* CacheRow(const void* cache, DType dtype, int64_t offset, int
   return widened;
 }
 
+// The online-softmax update of row r for `count` scores at s (turned into weights in place):
+// the running max and sum, and the accumulator rescaled when the max grows. The caller then adds
+// the weighted V rows into the accumulator.
+inline void SoftmaxStep(const Scratch& scratch, int64_t r, int64_t dim, float softcap, float* s,
+                        int64_t count) {
+  if (softcap > 0.0f) {
+    const float inv_cap = 1.0f / softcap;
+    for (int64_t c = 0; c < count; ++c) s[c] = softcap * std::tanh(s[c] * inv_cap);
+  }
+  const float old_max = scratch.max[r];
+  float new_max = old_max;
+  for (int64_t c = 0; c < count; ++c) new_max = std::max(new_max, s[c]);
+  float chunk_sum = 0.0f;
+#pragma omp simd reduction(+ : chunk_sum)
+  for (int64_t c = 0; c < count; ++c) {
+    s[c] = internal::FastExp(s[c] - new_max);
+    chunk_sum += s[c];
+  }
+  float* __restrict acc = scratch.acc + r * dim;
+  if (new_max != old_max) {
+    const float rescale = std::exp(old_max - new_max);  // 0 on the first chunk
+#pragma omp simd
+    for (int64_t d = 0; d < dim; ++d) acc[d] *= rescale;
+    scratch.sum[r] *= rescale;
+    scratch.max[r] = new_max;
+  }
+  scratch.sum[r] += chunk_sum;
+}
+
+// Byte offsets of the cached rows of positions [c0 + skip, c0 + n) of KV head kv_head, at
+// rows[c] for position c0 + c: block by block, one table lookup per block, not per position.
+inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table, int64_t kv_head,
+                             int64_t row_bytes, int64_t element, int64_t c0, int64_t skip,
+                             int64_t n, int64_t* rows) {
+  for (int64_t c = skip; c < n;) {
+    const int64_t pos = c0 + c;
+    const int64_t in_block = pos % p.block_size;
+    const int64_t run = std::min(p.block_size - in_block, n - c);
+    const int64_t offset =
+        (static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + in_block) * row_bytes +
+        kv_head * p.head_dim * element;
+    for (int64_t i = 0; i < run; ++i) rows[c + i] = offset + i * row_bytes;
+    c += run;
+  }
+}
+
+// One chunk of positions [c0, c0 + n) of a work item by the group form: the cache rows are read
+// in place (bfloat16 widened in registers), and each token's group of query rows shares every K
+// and V load. The row arithmetic is the row form's, so results do not depend on the batch. The
+// next chunk's rows (up to `end`) are prefetched meanwhile: a decode batch's K/V comes from
+// memory in short strided runs (one head's slice of each position) that the hardware
+// prefetchers follow poorly.
+PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkItem& w,
+                                     const internal::AttentionGroupOps& ops, const Scratch& scratch,
+                                     const int32_t* table, int64_t tile_pos, int64_t tile_tokens,
+                                     int64_t c0, int64_t n, int64_t end) {
+  const int64_t dim = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t window = p.sliding_window;
+  const bool bf16 = p.cache_dtype != DType::kF32;
+  const int64_t element = bf16 ? 2 : 4;
+  const int64_t row_bytes = p.num_kv_heads * dim * element;
+  const auto* key_cache = static_cast<const char*>(p.key_cache);
+  const auto* value_cache = static_cast<const char*>(p.value_cache);
+  // Positions before every row's window are never read (their blocks may be freed).
+  const int64_t skip = window > 0 ? std::clamp<int64_t>(tile_pos - window + 1 - c0, 0, n) : 0;
+  int64_t offsets[kChunk];
+  const void* k_rows[kChunk];
+  const void* v_rows[kChunk];
+  CachedRowOffsets(p, table, w.kv_head, row_bytes, element, c0, skip, n, offsets);
+  for (int64_t c = skip; c < n; ++c) {
+    k_rows[c] = key_cache + offsets[c];
+    v_rows[c] = value_cache + offsets[c];
+  }
+  const int64_t next_n = std::min(kChunk, end - c0 - kChunk);
+  if (next_n > 0) {
+    CachedRowOffsets(p, table, w.kv_head, row_bytes, element, c0 + kChunk, 0, next_n, offsets);
+    const int64_t slice_bytes = dim * element;
+    for (int64_t c = 0; c < next_n; ++c) {
+      for (int64_t b = 0; b < slice_bytes; b += 64) {
+        __builtin_prefetch(key_cache + offsets[c] + b, 0, 3);
+        __builtin_prefetch(value_cache + offsets[c] + b, 0, 3);
+      }
+    }
+  }
+  for (int64_t t = 0; t < tile_tokens; ++t) {
+    const int64_t valid = std::min(n, tile_pos + t + 1 - c0);  // causal mask
+    const int64_t first = window > 0 ? std::max<int64_t>(0, tile_pos + t - window + 1 - c0) : 0;
+    if (valid <= first) continue;
+    const int64_t count = valid - first;
+    const int64_t r0 = t * group;
+    ops.scores(scratch.q + r0 * dim, group, k_rows + first, bf16, count, dim, scratch.s + first,
+               kChunk);
+    for (int64_t j = 0; j < group; ++j) {
+      SoftmaxStep(scratch, r0 + j, dim, p.logit_softcap, scratch.s + j * kChunk + first, count);
+    }
+    ops.accumulate(scratch.s + first, kChunk, group, v_rows + first, bf16, count, dim,
+                   scratch.acc + r0 * dim);
+  }
+}
+
 // Runs one work item: online softmax over its context range for all rows of its tile, then
 // either normalizes into out or leaves the unnormalized state in the partials.
 PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkItem& w,
-                                     const internal::AttentionRowOps& ops, const Scratch& scratch,
-                                     Partials* partials) {
+                                     const internal::AttentionRowOps& ops,
+                                     const internal::AttentionGroupOps* group_ops,
+                                     const Scratch& scratch, Partials* partials) {
   const int64_t dim = p.head_dim;
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t tile_tokens = w.q_end - w.q_begin;
@@ -118,6 +221,10 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
   if (window > 0) begin = std::max(begin, (tile_pos - window + 1) / kChunk * kChunk);
   for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
     const int64_t n = std::min(kChunk, end - c0);
+    if (group_ops != nullptr) {
+      GroupChunk(p, w, *group_ops, scratch, table, tile_pos, tile_tokens, c0, n, end);
+      continue;
+    }
     for (int64_t c = 0; c < n; ++c) {
       const int64_t pos = c0 + c;
       if (window > 0 && pos + window <= tile_pos) continue;  // before every row's window
@@ -138,29 +245,8 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
         const int64_t r = t * group + j;
         float* const row_s = s + first;
         ops.scores(scratch.q + r * dim, k_rows + first, count, dim, row_s);
-        if (softcap > 0.0f) {
-          const float inv_cap = 1.0f / softcap;
-          for (int64_t c = 0; c < count; ++c) row_s[c] = softcap * std::tanh(row_s[c] * inv_cap);
-        }
-        const float old_max = scratch.max[r];
-        float new_max = old_max;
-        for (int64_t c = 0; c < count; ++c) new_max = std::max(new_max, row_s[c]);
-        float chunk_sum = 0.0f;
-#pragma omp simd reduction(+ : chunk_sum)
-        for (int64_t c = 0; c < count; ++c) {
-          row_s[c] = internal::FastExp(row_s[c] - new_max);
-          chunk_sum += row_s[c];
-        }
-        float* __restrict acc = scratch.acc + r * dim;
-        if (new_max != old_max) {
-          const float rescale = std::exp(old_max - new_max);  // 0 on the first chunk
-#pragma omp simd
-          for (int64_t d = 0; d < dim; ++d) acc[d] *= rescale;
-          scratch.sum[r] *= rescale;
-          scratch.max[r] = new_max;
-        }
-        scratch.sum[r] += chunk_sum;
-        ops.accumulate(row_s, v_rows + first, count, dim, acc);
+        SoftmaxStep(scratch, r, dim, softcap, row_s, count);
+        ops.accumulate(row_s, v_rows + first, count, dim, scratch.acc + r * dim);
       }
     }
   }
@@ -286,19 +372,27 @@ void PagedAttention(const PagedAttentionParams& p) {
   const int64_t num_items = static_cast<int64_t>(items.size());
   const int64_t num_merges = static_cast<int64_t>(merges.size());
   const internal::AttentionRowOps& ops = internal::BestAttentionRowOps();
+  const internal::AttentionGroupOps* group_ops = internal::BestAttentionGroupOps();
 #pragma omp parallel if (parallel)
   {
-    const int64_t widened = p.cache_dtype == DType::kF32 ? 0 : kChunk * p.head_dim;
-    std::vector<float> buffer(static_cast<size_t>(max_rows * (2 * p.head_dim + 2) + 2 * widened));
+    // The group form reads the cache in place; the row form widens a bf16 cache's rows first.
+    const int64_t widened =
+        p.cache_dtype == DType::kF32 || group_ops != nullptr ? 0 : kChunk * p.head_dim;
+    const int64_t scores = group_ops != nullptr ? group * kChunk : 0;
+    std::vector<float> buffer(
+        static_cast<size_t>(max_rows * (2 * p.head_dim + 2) + 2 * widened + scores));
     float* base = buffer.data();
     const Scratch scratch{base,
                           base + max_rows * p.head_dim,
                           base + 2 * max_rows * p.head_dim,
                           base + 2 * max_rows * p.head_dim + max_rows,
                           base + 2 * max_rows * p.head_dim + 2 * max_rows,
-                          base + 2 * max_rows * p.head_dim + 2 * max_rows + widened};
+                          base + 2 * max_rows * p.head_dim + 2 * max_rows + widened,
+                          base + 2 * max_rows * p.head_dim + 2 * max_rows + 2 * widened};
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < num_items; ++i) AttendTile(p, items[i], ops, scratch, &partials);
+    for (int64_t i = 0; i < num_items; ++i) {
+      AttendTile(p, items[i], ops, group_ops, scratch, &partials);
+    }
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < num_merges; ++i) MergePieces(p, merges[i], partials);
   }

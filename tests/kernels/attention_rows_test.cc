@@ -1,6 +1,9 @@
 #include "kernels/cpu/internal/attention_rows.h"
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -50,6 +53,78 @@ void CheckOps(const AttentionRowOps& ops) {
 TEST(AttentionRowOps, PortableMatchesReference) { CheckOps(PortableAttentionRowOps()); }
 
 TEST(AttentionRowOps, BestMatchesReference) { CheckOps(BestAttentionRowOps()); }
+
+// The group form (where this CPU has one) against the double reference, with K/V rows in fp32 and
+// in bfloat16. Each row's scores and accumulator are bit for bit what the same row gives alone
+// (rows = 1) and what the fp32 rows of the widened bfloat16 values give: paged attention's batch
+// invariance and its bf16-equals-fp32 guarantee rest on both.
+TEST(AttentionGroupOps, MatchTheReferenceAloneOrInAGroupAndFromBfloat16) {
+  const AttentionGroupOps* ops = BestAttentionGroupOps();
+  if (ops == nullptr) GTEST_SKIP() << "no group form on this CPU (or PAGODA_CPU_ISA chose none)";
+  SCOPED_TRACE(ops->name);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  auto bits = [](float x) { return std::bit_cast<uint32_t>(x); };
+  for (int64_t dim : {1, 7, 16, 17, 63, 64, 80, 128, 136}) {
+    for (int64_t n : {1, 3, 4, 5, 9, 32}) {
+      for (int64_t rows : {1, 2, 3, 4, 5, 8}) {
+        SCOPED_TRACE(testing::Message() << "dim " << dim << " n " << n << " rows " << rows);
+        const int64_t stride = n + 3;
+        std::vector<float> q(rows * dim), p(rows * stride), acc(rows * dim);
+        for (float& x : q) x = uniform(rng);
+        for (float& x : p) x = uniform(rng);
+        for (float& x : acc) x = uniform(rng);
+        // Cached rows as bfloat16 (random top halves) and as the fp32 values they widen to.
+        std::vector<uint16_t> half(n * dim);
+        std::vector<float> widened(n * dim);
+        for (int64_t i = 0; i < n * dim; ++i) {
+          half[i] = static_cast<uint16_t>(bits(uniform(rng)) >> 16);
+          const uint32_t w = static_cast<uint32_t>(half[i]) << 16;
+          std::memcpy(&widened[i], &w, sizeof(w));
+        }
+        // Rows in reverse order: the ops follow the pointers.
+        std::vector<const void*> half_rows, float_rows;
+        for (int64_t c = 0; c < n; ++c) {
+          half_rows.push_back(half.data() + (n - 1 - c) * dim);
+          float_rows.push_back(widened.data() + (n - 1 - c) * dim);
+        }
+        std::vector<float> s_float(rows * stride, std::nanf("")), s_half = s_float;
+        ops->scores(q.data(), rows, float_rows.data(), false, n, dim, s_float.data(), stride);
+        ops->scores(q.data(), rows, half_rows.data(), true, n, dim, s_half.data(), stride);
+        std::vector<float> acc_float = acc, acc_half = acc;
+        ops->accumulate(p.data(), stride, rows, float_rows.data(), false, n, dim, acc_float.data());
+        ops->accumulate(p.data(), stride, rows, half_rows.data(), true, n, dim, acc_half.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          std::vector<float> s_alone(stride, std::nanf(""));
+          ops->scores(q.data() + r * dim, 1, half_rows.data(), true, n, dim, s_alone.data(), 0);
+          std::vector<float> acc_alone(acc.begin() + r * dim, acc.begin() + (r + 1) * dim);
+          ops->accumulate(p.data() + r * stride, 0, 1, half_rows.data(), true, n, dim,
+                          acc_alone.data());
+          for (int64_t c = 0; c < n; ++c) {
+            const float* k = widened.data() + (n - 1 - c) * dim;
+            double want = 0.0;
+            for (int64_t d = 0; d < dim; ++d) want += double{q[r * dim + d]} * k[d];
+            const float got = s_half[r * stride + c];
+            ASSERT_NEAR(got, want, 1e-5 + 1e-5 * std::abs(want)) << "row " << r << " score " << c;
+            ASSERT_EQ(bits(got), bits(s_float[r * stride + c])) << "row " << r << " score " << c;
+            ASSERT_EQ(bits(got), bits(s_alone[c])) << "row " << r << " score " << c;
+          }
+          EXPECT_TRUE(std::isnan(s_half[r * stride + n])) << "wrote past n";
+          for (int64_t d = 0; d < dim; ++d) {
+            double want = acc[r * dim + d];
+            for (int64_t c = 0; c < n; ++c) {
+              want += double{p[r * stride + c]} * widened[(n - 1 - c) * dim + d];
+            }
+            const float got = acc_half[r * dim + d];
+            ASSERT_NEAR(got, want, 1e-5 + 1e-5 * std::abs(want)) << "row " << r << " acc " << d;
+            ASSERT_EQ(bits(got), bits(acc_float[r * dim + d])) << "row " << r << " acc " << d;
+            ASSERT_EQ(bits(got), bits(acc_alone[d])) << "row " << r << " acc " << d;
+          }
+        }
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace pagoda::kernels::internal

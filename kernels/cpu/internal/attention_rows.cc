@@ -1,5 +1,9 @@
 #include "kernels/cpu/internal/attention_rows.h"
 
+#include <algorithm>
+
+#include "kernels/cpu/internal/cpu_isa.h"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define PAGODA_HAVE_AVX2_PATH 1
@@ -146,6 +150,181 @@ PAGODA_AVX2 void Avx2Accumulate(const float* p, const float* const* v, int64_t n
   }
 }
 
+// The group form on AVX-512: 16 floats per vector, bfloat16 rows widened in registers (a shift),
+// up to 4 query rows per pass.
+#define PAGODA_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+
+constexpr int kMaxGroupRows = 4;  // query rows per register pass
+// The masked forms with all lanes: GCC 12 reports the unmasked ones' undefined pass-through
+// operands as -Wuninitialized once inlined (as in quantized_dot.cc).
+constexpr __mmask16 kAll = 0xFFFF;
+
+PAGODA_AVX512 inline __mmask16 TailMask(int64_t remaining) {
+  return remaining >= 16  ? static_cast<__mmask16>(0xFFFF)
+         : remaining <= 0 ? static_cast<__mmask16>(0)
+                          : static_cast<__mmask16>((1u << remaining) - 1u);
+}
+
+// Elements d .. d + 15 of a cached row (lanes outside `mask` zero, their memory not read).
+template <bool kBf16>
+PAGODA_AVX512 inline __m512 LoadCached(const void* row, int64_t d, __mmask16 mask) {
+  if constexpr (kBf16) {
+    const __m256i half = _mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(row) + d);
+    return _mm512_castsi512_ps(
+        _mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, half), 16));
+  } else {
+    return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(row) + d);
+  }
+}
+
+PAGODA_AVX512 inline __m512 AddHalves(__m512 a, __m512 b) {
+  // 128-bit lanes [a.0 + a.2, a.1 + a.3, b.0 + b.2, b.1 + b.3].
+  return _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll, a, b, 0x44),
+                       _mm512_maskz_shuffle_f32x4(kAll, a, b, 0xEE));
+}
+
+// The lane sums of a0 .. a3, each by the same fixed tree (halves, quarters, then within 128
+// bits), as the four floats of the result.
+PAGODA_AVX512 inline __m128 SumLanes4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  const __m512 x01 = AddHalves(a0, a1);
+  const __m512 x23 = AddHalves(a2, a3);
+  // 128-bit lane i: the four partial sums of a_i.
+  const __m512 y = _mm512_add_ps(_mm512_maskz_shuffle_f32x4(kAll, x01, x23, 0x88),
+                                 _mm512_maskz_shuffle_f32x4(kAll, x01, x23, 0xDD));
+  const __m512 z = _mm512_add_ps(y, _mm512_maskz_permute_ps(kAll, y, 0x4E));
+  const __m512 w = _mm512_add_ps(z, _mm512_maskz_permute_ps(kAll, z, 0xB1));
+  const __m512 picked = _mm512_maskz_permutexvar_ps(
+      kAll, _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12), w);
+  return _mm512_castps512_ps128(picked);
+}
+
+// R query rows against 4 cached rows at a time; past n the last row repeats (its sums dropped),
+// so every score goes through the same 4-wide code.
+template <bool kBf16, int R>
+PAGODA_AVX512 void GroupScoresAvx512(const float* q, const void* const* k, int64_t n, int64_t dim,
+                                     float* s, int64_t s_stride) {
+  for (int64_t c = 0; c < n; c += 4) {
+    const void* rows[4];
+    for (int j = 0; j < 4; ++j) rows[j] = k[std::min<int64_t>(c + j, n - 1)];
+    __m512 acc[R][4];
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
+    }
+    for (int64_t d = 0; d < dim; d += 16) {
+      const __mmask16 mask = TailMask(dim - d);
+      __m512 kv[4];
+      for (int j = 0; j < 4; ++j) kv[j] = LoadCached<kBf16>(rows[j], d, mask);
+      for (int r = 0; r < R; ++r) {
+        const __m512 qv = _mm512_maskz_loadu_ps(mask, q + r * dim + d);
+        for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_fmadd_ps(qv, kv[j], acc[r][j]);
+      }
+    }
+    const int64_t valid = std::min<int64_t>(4, n - c);
+    for (int r = 0; r < R; ++r) {
+      const __m128 sums = SumLanes4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+      if (valid == 4) {
+        _mm_storeu_ps(s + r * s_stride + c, sums);
+      } else {
+        _mm_mask_storeu_ps(s + r * s_stride + c, static_cast<__mmask8>((1u << valid) - 1u), sums);
+      }
+    }
+  }
+}
+
+// R rows' accumulators, 64 dims at a time, in registers while the n V rows stream past.
+template <bool kBf16, int R>
+PAGODA_AVX512 void GroupAccumulateAvx512(const float* p, int64_t p_stride, const void* const* v,
+                                         int64_t n, int64_t dim, float* acc) {
+  for (int64_t d0 = 0; d0 < dim; d0 += 64) {
+    __mmask16 mask[4];
+    for (int j = 0; j < 4; ++j) mask[j] = TailMask(dim - d0 - 16 * j);
+    __m512 a[R][4];
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < 4; ++j) {
+        a[r][j] = _mm512_maskz_loadu_ps(mask[j], acc + r * dim + d0 + 16 * j);
+      }
+    }
+    for (int64_t c = 0; c < n; ++c) {
+      __m512 x[4];
+      for (int j = 0; j < 4; ++j) x[j] = LoadCached<kBf16>(v[c], d0 + 16 * j, mask[j]);
+      for (int r = 0; r < R; ++r) {
+        const __m512 weight = _mm512_set1_ps(p[r * p_stride + c]);
+        for (int j = 0; j < 4; ++j) a[r][j] = _mm512_fmadd_ps(weight, x[j], a[r][j]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < 4; ++j) {
+        _mm512_mask_storeu_ps(acc + r * dim + d0 + 16 * j, mask[j], a[r][j]);
+      }
+    }
+  }
+}
+
+template <bool kBf16>
+PAGODA_AVX512 void GroupScoresRows(const float* q, int64_t rows, const void* const* k, int64_t n,
+                                   int64_t dim, float* s, int64_t s_stride) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kMaxGroupRows) {
+    const float* qr = q + r0 * dim;
+    float* sr = s + r0 * s_stride;
+    switch (std::min<int64_t>(kMaxGroupRows, rows - r0)) {
+      case 4:
+        GroupScoresAvx512<kBf16, 4>(qr, k, n, dim, sr, s_stride);
+        break;
+      case 3:
+        GroupScoresAvx512<kBf16, 3>(qr, k, n, dim, sr, s_stride);
+        break;
+      case 2:
+        GroupScoresAvx512<kBf16, 2>(qr, k, n, dim, sr, s_stride);
+        break;
+      default:
+        GroupScoresAvx512<kBf16, 1>(qr, k, n, dim, sr, s_stride);
+        break;
+    }
+  }
+}
+
+template <bool kBf16>
+PAGODA_AVX512 void GroupAccumulateRows(const float* p, int64_t p_stride, int64_t rows,
+                                       const void* const* v, int64_t n, int64_t dim, float* acc) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kMaxGroupRows) {
+    const float* pr = p + r0 * p_stride;
+    float* ar = acc + r0 * dim;
+    switch (std::min<int64_t>(kMaxGroupRows, rows - r0)) {
+      case 4:
+        GroupAccumulateAvx512<kBf16, 4>(pr, p_stride, v, n, dim, ar);
+        break;
+      case 3:
+        GroupAccumulateAvx512<kBf16, 3>(pr, p_stride, v, n, dim, ar);
+        break;
+      case 2:
+        GroupAccumulateAvx512<kBf16, 2>(pr, p_stride, v, n, dim, ar);
+        break;
+      default:
+        GroupAccumulateAvx512<kBf16, 1>(pr, p_stride, v, n, dim, ar);
+        break;
+    }
+  }
+}
+
+PAGODA_AVX512 void Avx512GroupScores(const float* q, int64_t rows, const void* const* k, bool bf16,
+                                     int64_t n, int64_t dim, float* s, int64_t s_stride) {
+  if (bf16) {
+    GroupScoresRows<true>(q, rows, k, n, dim, s, s_stride);
+  } else {
+    GroupScoresRows<false>(q, rows, k, n, dim, s, s_stride);
+  }
+}
+
+PAGODA_AVX512 void Avx512GroupAccumulate(const float* p, int64_t p_stride, int64_t rows,
+                                         const void* const* v, bool bf16, int64_t n, int64_t dim,
+                                         float* acc) {
+  if (bf16) {
+    GroupAccumulateRows<true>(p, p_stride, rows, v, n, dim, acc);
+  } else {
+    GroupAccumulateRows<false>(p, p_stride, rows, v, n, dim, acc);
+  }
+}
+
 AttentionRowOps SelectBest() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -167,6 +346,19 @@ const AttentionRowOps& PortableAttentionRowOps() {
 const AttentionRowOps& BestAttentionRowOps() {
   static const AttentionRowOps ops = SelectBest();
   return ops;
+}
+
+const AttentionGroupOps* BestAttentionGroupOps() {
+#ifdef PAGODA_HAVE_AVX2_PATH
+  static constexpr AttentionGroupOps kAvx512{&Avx512GroupScores, &Avx512GroupAccumulate, "avx512"};
+  static const AttentionGroupOps* const ops = [] {
+    const absl::StatusOr<CpuKernelConfig>& config = ActiveCpuKernelConfig();
+    return config.ok() && config->isa == CpuIsa::kAvx512 ? &kAvx512 : nullptr;
+  }();
+  return ops;
+#else
+  return nullptr;
+#endif
 }
 
 }  // namespace pagoda::kernels::internal

@@ -5,6 +5,15 @@
 //   const internal::AttentionRowOps& ops = internal::BestAttentionRowOps();
 //   ops.scores(q_row, k_rows, n, head_dim, s);   // s[c] = q . k_rows[c]
 //   ops.accumulate(s, v_rows, n, head_dim, acc);  // acc += sum_c s[c] * v_rows[c]
+//
+// The group form does the same for all query rows of one GQA group at once, straight from the
+// cache in its own dtype (AVX-512 only; null elsewhere, where the row form runs on widened rows):
+// each K or V vector loaded (and widened from bfloat16 in registers) is used by every row.
+//
+//   if (const internal::AttentionGroupOps* group = internal::BestAttentionGroupOps()) {
+//     group->scores(q_rows, rows, k_rows, /*bf16=*/true, n, head_dim, s, s_stride);
+//     group->accumulate(s, s_stride, rows, v_rows, /*bf16=*/true, n, head_dim, acc);
+//   }
 #pragma once
 
 #include <cstdint>
@@ -21,6 +30,24 @@ struct AttentionRowOps {
 
 /// The fastest implementation this CPU supports.
 const AttentionRowOps& BestAttentionRowOps();
+
+struct AttentionGroupOps {
+  // s[r * s_stride + c] = dot(q + r * dim, k[c]) for r < rows, c < n. k[c] holds dim floats, or
+  // dim bfloat16 values (bf16), widened exactly.
+  void (*scores)(const float* q, int64_t rows, const void* const* k, bool bf16, int64_t n,
+                 int64_t dim, float* s, int64_t s_stride);
+  // acc[r * dim + d] += sum_{c < n} p[r * p_stride + c] * v[c][d] for r < rows, d < dim, the
+  // terms added in order of c (one fused multiply-add each, as the row form's AVX2 version).
+  void (*accumulate)(const float* p, int64_t p_stride, int64_t rows, const void* const* v,
+                     bool bf16, int64_t n, int64_t dim, float* acc);
+  const char* name;
+};
+
+/// The group form on this CPU, or null where it has none (no AVX-512, or PAGODA_CPU_ISA chose a
+/// narrower ISA: cpu_isa.h). A row's results are the same operations in the same order whatever
+/// `rows` is and wherever the row sits among them, and a bfloat16 row gives what the fp32 row of
+/// its widened values gives: the batch invariance paged attention keeps.
+const AttentionGroupOps* BestAttentionGroupOps();
 
 /// The portable implementation (also the reference the vector versions are tested against).
 const AttentionRowOps& PortableAttentionRowOps();
