@@ -41,4 +41,23 @@ absl::Status Gemm(const GemmParams& params) {
   return cpu::Gemm(params);
 }
 
+absl::Status GemmParts(absl::Span<const GemmParams> parts) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const GemmParams& p = parts[i];
+    RETURN_IF_ERROR(p.Validate());
+    if (p.a != parts[0].a || p.m != parts[0].m || p.k != parts[0].k ||
+        p.device != parts[0].device) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gemm parts: part ", i, " (m=", p.m, " k=", p.k,
+                       ") does not share the first part's activations, shape and device"));
+    }
+  }
+  if (parts.empty() || parts[0].m == 0) return absl::OkStatus();
+  if (parts[0].device == Device::kCuda) {
+    for (const GemmParams& p : parts) RETURN_IF_ERROR(cuda::Gemm(p));
+    return absl::OkStatus();
+  }
+  return cpu::GemmParts(parts);
+}
+
 }  // namespace pagoda::kernels

@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "common/dtype.h"
 #include "kernels/device.h"
 
@@ -55,5 +56,12 @@ struct GemmParams {
 /// Runs the GEMM. Returns InvalidArgument for a bad params struct (or a bad PAGODA_CPU_ISA, see
 /// above).
 absl::Status Gemm(const GemmParams& params);
+
+/// Several GEMMs of the same activations (the same a, m, k and device): the parts of one
+/// projection whose weights are stored apart, as a GGUF's q, k and v or gate and up, each part
+/// writing its own columns of C. Each part's result is exactly Gemm's; on the CPU, parts that all
+/// take the integer path round A to 8 bits once and share one parallel region (one fork and join
+/// instead of one per part). InvalidArgument for a bad part or parts that do not share A.
+absl::Status GemmParts(absl::Span<const GemmParams> parts);
 
 }  // namespace pagoda::kernels

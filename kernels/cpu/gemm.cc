@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include "common/status_macros.h"
 #include "kernels/cpu/internal/cpu_isa.h"
 #include "kernels/cpu/internal/dequantizing_gemm.h"
 #include "kernels/cpu/internal/half_gemm.h"
@@ -39,6 +40,23 @@ absl::Status Gemm(const GemmParams& p) {
               static_cast<blasint>(p.n), static_cast<blasint>(p.k), p.alpha, p.a,
               static_cast<blasint>(p.k), b, static_cast<blasint>(p.k), p.beta, p.c,
               static_cast<blasint>(p.row_stride()));
+  return absl::OkStatus();
+}
+
+absl::Status GemmParts(absl::Span<const GemmParams> parts) {
+  const absl::StatusOr<internal::CpuKernelConfig>& config = internal::ActiveCpuKernelConfig();
+  if (!config.ok()) return config.status();
+  bool integer = parts.size() > 1 && config->int8_dot;
+  for (const GemmParams& p : parts) {
+    integer = integer && p.b_dtype != DType::kF32 && !internal::IsHalfDType(p.b_dtype) &&
+              internal::HasIntegerDot(p.b_dtype);
+  }
+  if (integer) {
+    // One rounding of A and one parallel region for all parts (integer_gemm.h).
+    internal::IntegerGemmParts(parts, config->isa);
+    return absl::OkStatus();
+  }
+  for (const GemmParams& p : parts) RETURN_IF_ERROR(cpu::Gemm(p));
   return absl::OkStatus();
 }
 

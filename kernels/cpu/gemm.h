@@ -3,10 +3,14 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "kernels/gemm.h"
 
 namespace pagoda::kernels::cpu {
 
 absl::Status Gemm(const GemmParams& params);
+
+/// kernels::GemmParts: validated parts sharing a, m (> 0), k.
+absl::Status GemmParts(absl::Span<const GemmParams> parts);
 
 }  // namespace pagoda::kernels::cpu

@@ -500,6 +500,71 @@ INSTANTIATE_TEST_SUITE_P(AllDTypes, GemmDTypes,
 
 // Run by the gemm_test_bad_cpu_isa CTest entry with PAGODA_CPU_ISA set to a name no CPU has:
 // every GEMM then fails with the configuration's error instead of running (or crashing).
+// The parts of a projection in one call: each part's columns are bit for bit its own Gemm's, for
+// parts that all take the integer path (one rounding of A, one parallel region over all their
+// rows) and for mixed parts, at decode and prefill sizes; parts that do not share A are refused.
+TEST(GemmParts, EachPartIsBitForBitItsOwnGemm) {
+  std::mt19937 rng(51);
+  const int64_t k = 96;
+  const std::vector<std::vector<DType>> cases = {{DType::kQ4_1, DType::kQ4_1, DType::kQ4_1},
+                                                 {DType::kQ8_0, DType::kQ4_0, DType::kQ5_1},
+                                                 {DType::kQ4_1, DType::kF32},
+                                                 {DType::kQ8_0}};
+  const int64_t part_rows[] = {37, 16, 611};
+  for (const std::vector<DType>& dtypes : cases) {
+    std::vector<std::vector<uint8_t>> weights;
+    int64_t n = 0;
+    for (size_t i = 0; i < dtypes.size(); ++i) {
+      weights.push_back(RandomWeights(dtypes[i], part_rows[i], k, rng));
+      n += part_rows[i];
+    }
+    for (int64_t m : {1, 5, 17}) {
+      SCOPED_TRACE(testing::Message()
+                   << DTypeName(dtypes[0]) << "... x" << dtypes.size() << ", m " << m);
+      const std::vector<float> a = Random(m * k, rng);
+      std::vector<float> fused(m * n, 1.0f), apart(m * n, 1.0f);
+      std::vector<GemmParams> parts;
+      int64_t column = 0;
+      for (size_t i = 0; i < dtypes.size(); ++i) {
+        parts.push_back({.a = a.data(),
+                         .b = weights[i].data(),
+                         .b_dtype = dtypes[i],
+                         .c = fused.data() + column,
+                         .m = m,
+                         .n = part_rows[i],
+                         .k = k,
+                         .beta = 0.5f,
+                         .ldc = n});
+        GemmParams alone = parts.back();
+        alone.c = apart.data() + column;
+        ASSERT_TRUE(Gemm(alone).ok());
+        column += part_rows[i];
+      }
+      ASSERT_TRUE(GemmParts(parts).ok());
+      for (int64_t i = 0; i < m * n; ++i) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(fused[i]), std::bit_cast<uint32_t>(apart[i]))
+            << "element " << i;
+      }
+    }
+  }
+  const std::vector<float> a = Random(2 * k, rng), other = Random(2 * k, rng);
+  const std::vector<uint8_t> w = RandomWeights(DType::kQ4_1, 8, k, rng);
+  std::vector<float> c(2 * 16);
+  const GemmParams first{.a = a.data(),
+                         .b = w.data(),
+                         .b_dtype = DType::kQ4_1,
+                         .c = c.data(),
+                         .m = 2,
+                         .n = 8,
+                         .k = k,
+                         .ldc = 16};
+  GemmParams second = first;
+  second.a = other.data();
+  second.c = c.data() + 8;
+  const std::vector<GemmParams> mismatched = {first, second};
+  EXPECT_THAT(GemmParts(mismatched).message(), testing::HasSubstr("part 1"));
+}
+
 TEST(GemmCpuIsa, AnUnusablePagodaCpuIsaFailsEveryGemm) {
   const char* env = std::getenv("PAGODA_CPU_ISA");
   if (env == nullptr) GTEST_SKIP() << "PAGODA_CPU_ISA is not set";

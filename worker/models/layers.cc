@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common/status_macros.h"
 #include "kernels/elementwise.h"
@@ -22,21 +23,25 @@ absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const 
         {.row = bias.data_as<float>(), .output = out, .rows = rows, .cols = n, .device = device}));
     beta = 1.0f;
   }
+  // The parts (a GGUF's q, k and v, or gate and up) in one call: the activations are rounded
+  // once and the threads forked once for all of them (kernels/gemm.h GemmParts).
+  std::vector<kernels::GemmParams> parts;
+  parts.reserve(w.parts.size());
   int64_t column = 0;
   for (const Tensor& part : w.parts) {
-    RETURN_IF_ERROR(kernels::Gemm({.a = in,
-                                   .b = part.data(),
-                                   .b_dtype = part.dtype(),
-                                   .c = out + column,
-                                   .m = rows,
-                                   .n = part.rows(),
-                                   .k = part.cols(),
-                                   .beta = beta,
-                                   .ldc = n,
-                                   .device = device}));
+    parts.push_back({.a = in,
+                     .b = part.data(),
+                     .b_dtype = part.dtype(),
+                     .c = out + column,
+                     .m = rows,
+                     .n = part.rows(),
+                     .k = part.cols(),
+                     .beta = beta,
+                     .ldc = n,
+                     .device = device});
     column += part.rows();
   }
-  return absl::OkStatus();
+  return kernels::GemmParts(parts);
 }
 
 absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,

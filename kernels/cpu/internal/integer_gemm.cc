@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -13,9 +14,11 @@ namespace pagoda::kernels::internal {
 
 bool HasIntegerDot(DType dtype) { return QuantizedDotFor(dtype, CpuIsa::kScalar) != nullptr; }
 
-void IntegerGemm(const GemmParams& p, CpuIsa isa) {
-  const QuantizedGemmFn gemm = QuantizedGemmFor(p.b_dtype, isa);
-  const DTypeTraits& t = Traits(p.b_dtype);
+void IntegerGemm(const GemmParams& p, CpuIsa isa) { IntegerGemmParts({&p, 1}, isa); }
+
+void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
+  // Every part shares the activations: a, m and k are the first part's.
+  const GemmParams& p = parts[0];
   const int64_t num_blocks = p.k / kQ8BlockElements;
   const int64_t a_stride = Q8RowStride(num_blocks);
   const int64_t s_stride = ScaledSumsStride(num_blocks);
@@ -37,25 +40,48 @@ void IntegerGemm(const GemmParams& p, CpuIsa isa) {
     for (int64_t b = 0; b < num_blocks; ++b) sums[b] = row[b].d * static_cast<float>(row[b].sum);
     for (int64_t b = num_blocks; b < s_stride; ++b) sums[b] = 0.0f;
   }
-  const QuantizedGemmArgs args{.w = static_cast<const uint8_t*>(p.b),
-                               .row_bytes = p.k / t.block_elements * t.block_bytes,
-                               .num_blocks = num_blocks,
-                               .a = quantized.data(),
-                               .scaled_sums = scaled_sums.data(),
-                               .m = p.m,
-                               .c = p.c,
-                               .ldc = p.row_stride(),
-                               .alpha = p.alpha,
-                               .beta = p.beta};
+  struct Part {
+    QuantizedGemmFn gemm;
+    QuantizedGemmArgs args;
+    int64_t first_row;  // of the parts' rows taken back to back
+  };
+  thread_local std::vector<Part> runs;  // the calling thread's, as the buffers above
+  runs.clear();
+  int64_t total_rows = 0;
+  for (const GemmParams& part : parts) {
+    const DTypeTraits& t = Traits(part.b_dtype);
+    runs.push_back({.gemm = QuantizedGemmFor(part.b_dtype, isa),
+                    .args = {.w = static_cast<const uint8_t*>(part.b),
+                             .row_bytes = part.k / t.block_elements * t.block_bytes,
+                             .num_blocks = num_blocks,
+                             .a = quantized.data(),
+                             .scaled_sums = scaled_sums.data(),
+                             .m = part.m,
+                             .c = part.c,
+                             .ldc = part.row_stride(),
+                             .alpha = part.alpha,
+                             .beta = part.beta},
+                    .first_row = total_rows});
+    total_rows += part.n;
+  }
   // Which thread computes an element changes nothing in it (quantized_dot.h), so the split may
   // follow the work.
-  const bool parallel = p.n * p.k * p.m >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
+  const bool parallel =
+      total_rows * p.k * p.m >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
+  const Part* const run = runs.data();  // not `runs`: each thread has its own thread_local
+  const int64_t num_runs = static_cast<int64_t>(runs.size());
 #pragma omp parallel if (parallel)
   {
-    // Contiguous ranges so that each thread streams its own part of W.
+    // Contiguous ranges of the parts' rows, so that each thread streams its own part of W.
     const int64_t threads = omp_get_num_threads();
     const int64_t id = omp_get_thread_num();
-    gemm(args, p.n * id / threads, p.n * (id + 1) / threads);
+    const int64_t begin = total_rows * id / threads;
+    const int64_t end = total_rows * (id + 1) / threads;
+    for (int64_t i = 0; i < num_runs; ++i) {
+      const int64_t lo = std::max(begin - run[i].first_row, int64_t{0});
+      const int64_t hi = std::min(end - run[i].first_row, parts[i].n);
+      if (lo < hi) run[i].gemm(run[i].args, lo, hi);
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 //   if (HasIntegerDot(p.b_dtype)) IntegerGemm(p, CpuIsa::kAvx2);
 #pragma once
 
+#include "absl/types/span.h"
 #include "common/dtype.h"
 #include "kernels/cpu/internal/cpu_isa.h"
 #include "kernels/gemm.h"
@@ -25,5 +26,10 @@ bool HasIntegerDot(DType dtype);
 
 /// Validated params with HasIntegerDot(b_dtype) and m > 0; `isa` must be CpuSupports'ed.
 void IntegerGemm(const GemmParams& params, CpuIsa isa);
+
+/// IntegerGemm of each part (all sharing a, m and k, each HasIntegerDot), with A rounded once and
+/// one parallel region over the parts' rows taken back to back: each element exactly as
+/// IntegerGemm computes it.
+void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa);
 
 }  // namespace pagoda::kernels::internal
