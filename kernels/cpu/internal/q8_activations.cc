@@ -51,13 +51,15 @@ PAGODA_KERNEL_CLONES void QuantizeRowQ8(const float* __restrict x, Q8Block* __re
                                         int64_t num_blocks) {
   for (int64_t b = 0; b < num_blocks; ++b, x += kQ8BlockElements) {
     const BlockScale scale = ScaleOf(x);
-    int32_t sum = 0;
-    int8_t* qs = out[b].qs;
+    // Three passes over the block, each of which vectorizes (one fused loop does not).
+    int32_t q[kQ8BlockElements];
     for (int l = 0; l < kQ8BlockElements; ++l) {
-      const int32_t q = static_cast<int32_t>(RoundToQuant(x[l] * scale.inverse));
-      qs[l] = static_cast<int8_t>(q);
-      sum += q;
+      q[l] = static_cast<int32_t>(RoundToQuant(x[l] * scale.inverse));
     }
+    int8_t* qs = out[b].qs;
+    for (int l = 0; l < kQ8BlockElements; ++l) qs[l] = static_cast<int8_t>(q[l]);
+    int32_t sum = 0;
+    for (int l = 0; l < kQ8BlockElements; ++l) sum += q[l];
     out[b].d = scale.d;
     out[b].sum = sum;
   }
