@@ -9,4 +9,8 @@ namespace pagoda::kernels::cpu {
 
 absl::Status Gemm(const GemmParams& params);
 
+/// kernels::PackedGemmWeightBytes and PackGemmWeights for a valid dtype and shape.
+int64_t PackedGemmWeightBytes(DType dtype, int64_t n, int64_t k);
+void PackGemmWeights(const void* b, DType dtype, int64_t n, int64_t k, void* packed);
+
 }  // namespace pagoda::kernels::cpu

@@ -21,10 +21,12 @@ absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const 
     beta = 1.0f;
   }
   int64_t column = 0;
-  for (const Tensor& part : w.parts) {
+  for (size_t i = 0; i < w.parts.size(); ++i) {
+    const Tensor& part = w.parts[i];
     RETURN_IF_ERROR(kernels::Gemm({.a = in,
                                    .b = part.data(),
                                    .b_dtype = part.dtype(),
+                                   .b_packed = i < w.packed.size() ? w.packed[i] : nullptr,
                                    .c = out + column,
                                    .m = rows,
                                    .n = part.rows(),

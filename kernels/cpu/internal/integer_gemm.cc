@@ -2,9 +2,11 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/internal/packed_q8_0.h"
 #include "kernels/cpu/internal/q8_activations.h"
 #include "kernels/cpu/internal/quantized_dot.h"
 #include "kernels/cpu/internal/vec_math.h"
@@ -38,6 +40,7 @@ void IntegerGemm(const GemmParams& p, CpuIsa isa) {
     for (int64_t b = num_blocks; b < s_stride; ++b) sums[b] = 0.0f;
   }
   const QuantizedGemmArgs args{.w = static_cast<const uint8_t*>(p.b),
+                               .packed = static_cast<const uint8_t*>(p.b_packed),
                                .row_bytes = p.k / t.block_elements * t.block_bytes,
                                .num_blocks = num_blocks,
                                .a = quantized.data(),
@@ -52,10 +55,13 @@ void IntegerGemm(const GemmParams& p, CpuIsa isa) {
   const bool parallel = p.n * p.k * p.m >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
-    // Contiguous ranges so that each thread streams its own part of W.
+    // Contiguous ranges so that each thread streams its own part of W, in whole groups of 16 rows
+    // (a packed Q8_0 group, packed_q8_0.h).
     const int64_t threads = omp_get_num_threads();
     const int64_t id = omp_get_thread_num();
-    gemm(args, p.n * id / threads, p.n * (id + 1) / threads);
+    const int64_t groups = (p.n + kPackedQ8_0Rows - 1) / kPackedQ8_0Rows;
+    gemm(args, std::min(p.n, groups * id / threads * kPackedQ8_0Rows),
+         std::min(p.n, groups * (id + 1) / threads * kPackedQ8_0Rows));
   }
 }
 
