@@ -166,5 +166,46 @@ BENCHMARK(BM_HalfGemmPath)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// Q8_0 weights as stored (path 0) and packed at load for the AVX-512 kernel (path 1,
+// kernels::PackGemmWeights; skipped where this CPU's configuration has no packed layout), side
+// by side. Args: path, m, n, k; the LM head shape (28 MB) streams from memory.
+void BM_GemmQ8_0Packed(benchmark::State& state) {
+  const bool packed = state.range(0) == 1;
+  const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
+  const std::vector<uint8_t> w = RandomWeights(DType::kQ8_0, n, k);
+  const int64_t packed_bytes = PackedGemmWeightBytes(DType::kQ8_0, n, k);
+  if (packed && packed_bytes == 0) {
+    state.SkipWithError("no packed Q8_0 layout in this CPU kernel configuration");
+    return;
+  }
+  std::vector<uint8_t> p_w(static_cast<size_t>(packed_bytes));
+  if (packed && !PackGemmWeights(w.data(), DType::kQ8_0, n, k, p_w.data()).ok()) {
+    state.SkipWithError("PackGemmWeights failed");
+    return;
+  }
+  std::vector<float> a(static_cast<size_t>(m * k), 0.5f), c(static_cast<size_t>(m * n));
+  const GemmParams p{.a = a.data(),
+                     .b = w.data(),
+                     .b_dtype = DType::kQ8_0,
+                     .b_packed = packed ? p_w.data() : nullptr,
+                     .c = c.data(),
+                     .m = m,
+                     .n = n,
+                     .k = k};
+  for (auto _ : state) {
+    if (!Gemm(p).ok()) state.SkipWithError("Gemm failed");
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.SetLabel(packed ? "packed" : "stored");
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()));
+}
+BENCHMARK(BM_GemmQ8_0Packed)
+    ->ArgNames({"path", "m", "n", "k"})
+    ->ArgsProduct({{0, 1}, {1, 4, 32, 512}, {1536}, {576}})
+    ->ArgsProduct({{0, 1}, {1, 4}, {576}, {1536}})
+    ->ArgsProduct({{0, 1}, {1}, {49152}, {576}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 }  // namespace
 }  // namespace pagoda::kernels

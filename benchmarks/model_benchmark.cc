@@ -9,7 +9,8 @@
 //   build/benchmarks/model_benchmark --models=models/SmolLM2-135M-Instruct.Q4_1.gguf,...
 //   build/benchmarks/model_benchmark --models=... --kv_cache_dtype=bf16   # serve's KV dtype
 //
-// Each model's benchmarks are named after its file (BM_DecodeStep/<name>/<batch>, BM_Prefill/...).
+// Each model's benchmarks are named after its file (BM_DecodeStep/<name>/<batch>/<position>,
+// BM_Prefill/...).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -156,19 +157,22 @@ void BM_CopyBandwidth(benchmark::State& state) {
   state.counters["sgemm_GFLOP_per_s"] = SgemmRate() / 1e9;
 }
 
-// One decode step (one new token per sequence at position kContext) at batch state.range(0).
-// The cache's first kContext positions are not filled by a prefill: attention reads them all the
-// same (the zeroed cache gives a uniform softmax), so the step does exactly the work of a real
-// one and the benchmark skips minutes of prefill.
+// One decode step (one new token per sequence at position state.range(1), at most kContext) at
+// batch state.range(0). The cache's first positions are not filled by a prefill: attention reads
+// them all the same (the zeroed cache gives a uniform softmax), so the step does exactly the work
+// of a real one and the benchmark skips minutes of prefill. Position 512 is the long-context step;
+// 64 is the mean position of llama-bench's tg128 (128 tokens decoded from an empty context), the
+// like-for-like figure beside it (benchmarks/vs_llamacpp.sh).
 void BM_DecodeStep(benchmark::State& state, const ModelSpec& spec) {
   Model& model = GetModel(spec);
   const int64_t batch = state.range(0);
+  const int64_t position = std::min(state.range(1), kContext);
   std::vector<int32_t> tokens(batch);
   std::vector<SequenceInput> inputs(batch);
   for (int64_t s = 0; s < batch; ++s) {
     tokens[s] = static_cast<int32_t>(100 + s);
     inputs[s] = {.token_ids = absl::MakeConstSpan(&tokens[s], 1),
-                 .num_computed_tokens = kContext,
+                 .num_computed_tokens = position,
                  .block_table = model.table(s)};
   }
   for (auto _ : state) {
@@ -181,7 +185,7 @@ void BM_DecodeStep(benchmark::State& state, const ModelSpec& spec) {
   // With many sequences the K/V reads outgrow the weights: the floor with them counted too.
   const ModelConfig& c = model.runner().config();
   const double kv_bytes =
-      static_cast<double>(batch) * c.num_hidden_layers * 2.0 * (kContext + 1) *
+      static_cast<double>(batch) * c.num_hidden_layers * 2.0 * (position + 1) *
       static_cast<double>(c.kv_size() * Traits(spec.kv_cache_dtype).block_bytes);
   state.counters["floor_with_kv_ms"] =
       (static_cast<double>(model.weight_bytes()) + kv_bytes) / CopyBandwidth() * 1e3;
@@ -250,9 +254,10 @@ void RegisterModel(const ModelSpec& spec) {
   const std::string& path = spec.path;
   const std::string label = path.empty() ? "dummy_f32" : Label(path);
   benchmark::RegisterBenchmark(("BM_DecodeStep/" + label).c_str(), BM_DecodeStep, spec)
-      ->Arg(1)
-      ->Arg(16)
-      ->Arg(32)
+      ->Args({1, 512})
+      ->Args({16, 512})
+      ->Args({32, 512})
+      ->Args({1, 64})
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_VerifyStep/" + label).c_str(), BM_VerifyStep, spec)

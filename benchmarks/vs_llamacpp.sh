@@ -2,7 +2,8 @@
 # Pagoda against llama.cpp on the same machine, the same GGUF files and the same client, in one run
 # (issue 15). Three parts:
 #   1. the model alone: `llama-bench -p 512 -n 128` beside Pagoda's model_benchmark (BM_Prefill:
-#      a 512-token prompt; BM_DecodeStep/1: one sequence's decode step), on the Q4_1 file and on
+#      a 512-token prompt; BM_DecodeStep/1: one sequence's decode step at position 512, and at
+#      64, the mean position of llama-bench's tg128), on the Q4_1 file and on
 #      a Q8_0 and an F16 file that `llama-quantize --allow-requantize` makes from it;
 #   2. serving the Q4_1 file: `llama-server -np 16 -c 32768` (16 slots of 2048 tokens, F16 KV),
 #      `pagoda serve --replicas 1 --tp 1` and `--replicas 2 --tp 1` (SmolLM2's 3 KV heads rule out
@@ -85,7 +86,7 @@ if [[ " $PARTS " == *" model "* ]]; then
     "$LLAMA_BIN/llama-bench" -m "$file" -t "$THREADS" -p 512 -n 128 -r "$REPETITIONS" -o json \
       >"$OUT_DIR/llama-bench-$name.json" 2>"$OUT_DIR/llama-bench-$name.log"
     OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=1 "$MODEL_BENCHMARK" --models="$file" \
-      --benchmark_filter='BM_DecodeStep/.*/1/|BM_Prefill/' \
+      --benchmark_filter='BM_DecodeStep/.*/1/(512|64)/|BM_Prefill/' \
       --benchmark_repetitions="$REPETITIONS" --benchmark_report_aggregates_only=true \
       --benchmark_format=json >"$OUT_DIR/model-benchmark-$name.json" \
       2>"$OUT_DIR/model-benchmark-$name.log"
@@ -174,34 +175,39 @@ def llama_bench(path):
     return pp, tg
 
 def model_benchmark(path):
-    """(prefill tok/s at 512, decode tok/s at batch 1): medians of the repetitions (the one run
-    when there is a single repetition: no aggregates then)."""
-    pp = tg = None
+    """(prefill tok/s at 512, decode tok/s at batch 1 at position 512, the same at position 64):
+    medians of the repetitions (the one run when there is a single repetition: no aggregates
+    then)."""
+    pp = tg = tg64 = None
     runs = json.load(open(path))["benchmarks"]
     medians = [b for b in runs if b.get("aggregate_name") == "median"]
     for b in medians or runs:
         rate = b.get("tokens_per_s")
         if b["name"].startswith("BM_Prefill/"):
             pp = rate
+        elif b["name"].startswith("BM_DecodeStep/") and "/1/64/" in b["name"]:
+            tg64 = rate
         elif b["name"].startswith("BM_DecodeStep/"):
             tg = rate
-    return pp, tg
+    return pp, tg, tg64
 
 def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "-"
 
 if "model" in parts:
-    print(f"\nThe model alone, {threads} thread(s): tokens/s (llama-bench pp512 / tg128; Pagoda "
-          "BM_Prefill 512 / BM_DecodeStep batch 1 at position 512)")
+    print(f"\nThe model alone, {threads} thread(s): tokens/s (llama-bench pp512 / tg128, which "
+          "decodes at positions 0-127; Pagoda BM_Prefill 512 / BM_DecodeStep batch 1 at position "
+          "512 and at 64, tg128's mean)")
     print(f"{'file':<34} {'llama pp512':>11} {'pagoda pp':>10} {'ratio':>6} "
-          f"{'llama tg':>9} {'pagoda tg':>10} {'ratio':>6}")
+          f"{'llama tg':>9} {'pagoda@512':>10} {'ratio':>6} {'pagoda@64':>9} {'ratio':>6}")
     for path in sorted(glob.glob(f"{out_dir}/llama-bench-*.json")):
         name = os.path.basename(path)[len("llama-bench-"):-len(".json")]
         lpp, ltg = llama_bench(path)
-        ppp, ptg = model_benchmark(f"{out_dir}/model-benchmark-{name}.json")
+        ppp, ptg, ptg64 = model_benchmark(f"{out_dir}/model-benchmark-{name}.json")
         fmt = lambda v: f"{v:.1f}" if v else "-"
         print(f"{name:<34} {fmt(lpp):>11} {fmt(ppp):>10} {ratio(ppp, lpp):>6} "
-              f"{fmt(ltg):>9} {fmt(ptg):>10} {ratio(ptg, ltg):>6}")
+              f"{fmt(ltg):>9} {fmt(ptg):>10} {ratio(ptg, ltg):>6} {fmt(ptg64):>9} "
+              f"{ratio(ptg64, ltg):>6}")
 
 if "serve" in parts:
     print("\nServing the Q4_1 file: sharegpt-like requests, ignore_eos, same seed")

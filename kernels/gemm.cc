@@ -60,4 +60,23 @@ absl::Status GemmParts(absl::Span<const GemmParams> parts) {
   return cpu::GemmParts(parts);
 }
 
+int64_t PackedGemmWeightBytes(DType dtype, int64_t n, int64_t k) {
+  if (static_cast<int>(dtype) >= kNumDTypes || n <= 0 || k <= 0 ||
+      k % Traits(dtype).block_elements != 0) {
+    return 0;
+  }
+  return cpu::PackedGemmWeightBytes(dtype, n, k);
+}
+
+absl::Status PackGemmWeights(const void* b, DType dtype, int64_t n, int64_t k, void* packed) {
+  if (PackedGemmWeightBytes(dtype, n, k) == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("gemm: no packed layout for ", std::string(DTypeName(dtype)), " [", n, ", ", k,
+                     "] weights in this CPU kernel configuration"));
+  }
+  if (b == nullptr || packed == nullptr) return absl::InvalidArgumentError("gemm: null operand");
+  cpu::PackGemmWeights(b, dtype, n, k, packed);
+  return absl::OkStatus();
+}
+
 }  // namespace pagoda::kernels

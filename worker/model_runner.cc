@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/elementwise.h"
+#include "worker/cpu_weight_placement.h"
 #include "worker/models/registry.h"
 
 namespace pagoda {
@@ -65,6 +66,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
   RETURN_IF_ERROR(arch->CheckDevice(config, device));
   if (device != Device::kCpu) {
     ASSIGN_OR_RETURN(weights, CopyModelWeightsTo(weights, device));
+  } else {
+    // The weights the GEMMs stream go into huge pages, packed where this CPU reads them faster.
+    RETURN_IF_ERROR(PlaceWeightsForCpu(weights));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                    arch->CreateModel(config, layout, std::move(weights),

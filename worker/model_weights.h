@@ -26,7 +26,9 @@
 //   ASSIGN_OR_RETURN(ModelWeights shard, LoadModelWeights(config, dir, {.rank = 1, .size = 2}));
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -46,6 +48,9 @@ namespace pagoda {
 /// [sum of the rows before it, + its rows). One part when the checkpoint's types agree.
 struct LinearWeight {
   std::vector<Tensor> parts;  // each [rows_i, in_features]
+  /// Empty, or one per part: that part packed for the CPU GEMM (kernels::PackGemmWeights), or
+  /// null where it has no packed form. In ModelWeights::cpu_buffer (cpu_weight_placement.h).
+  std::vector<const void*> packed;
 
   bool empty() const { return parts.empty(); }
   int64_t out_features() const;
@@ -95,6 +100,11 @@ struct ModelWeights {
   /// [vocab_rows, hidden]: this rank's rows of the LM head (all of it without tensor
   /// parallelism); empty when tie_word_embeddings and unsharded (the embedding serves).
   Tensor lm_head;
+
+  /// lm_head_or_embedding() packed for the CPU GEMM, or null (as LinearWeight::packed).
+  const void* packed_lm_head = nullptr;
+  /// The buffer that the moved and packed weights live in (cpu_weight_placement.h), or null.
+  std::shared_ptr<const std::byte> cpu_buffer;
 
   const Tensor& lm_head_or_embedding() const { return lm_head.empty() ? embed_tokens : lm_head; }
   /// Bytes of distinct weight storage (tied embeddings counted once).

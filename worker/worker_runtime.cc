@@ -20,7 +20,6 @@
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
-#include "worker/nccl_communicator.h"
 #include "worker/tensor_parallel.h"
 
 namespace pagoda {
@@ -119,6 +118,14 @@ void WorkerRuntime::AcquireBuiltLocked() {
 absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
     const WorkerInitConfig& c, const std::string& backend) {
   if (backend == "single") return CreateSingleCommunicator();
+  if (backend == "nccl") {
+    // Not linked yet: a direct call would make every CUDA build of pagoda-worker need
+    // libnccl.so.2 to start, CPU-only machines included; NCCL is to be loaded at run time, as
+    // cuBLAS is (kernels/cuda/internal/cublas.h).
+    return absl::UnimplementedError(
+        "tensor parallelism on CUDA (the nccl communicator) is not wired into the worker yet; "
+        "run CUDA workers at --tp 1");
+  }
   const absl::Duration timeout =
       c.timeout_ms > 0 ? absl::Milliseconds(c.timeout_ms) : kDefaultCommTimeout;
   std::unique_ptr<RendezvousStore> remote;
@@ -134,14 +141,6 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
     store = remote.get();
   }
   const std::string prefix = absl::StrCat(c.replica, "/g", c.generation, "/");
-  if (backend == "nccl") {
-    return CreateNcclCommunicator({.rank = c.tp_rank,
-                                   .size = c.tp_size,
-                                   .device = options_.cuda_device,
-                                   .prefix = prefix,
-                                   .timeout = timeout},
-                                  store);
-  }
   return CreateGlooCommunicator({.rank = c.tp_rank,
                                  .size = c.tp_size,
                                  .hostname = options_.comm_host,

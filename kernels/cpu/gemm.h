@@ -12,5 +12,8 @@ absl::Status Gemm(const GemmParams& params);
 
 /// kernels::GemmParts: validated parts sharing a, m (> 0), k.
 absl::Status GemmParts(absl::Span<const GemmParams> parts);
+/// kernels::PackedGemmWeightBytes and PackGemmWeights for a valid dtype and shape.
+int64_t PackedGemmWeightBytes(DType dtype, int64_t n, int64_t k);
+void PackGemmWeights(const void* b, DType dtype, int64_t n, int64_t k, void* packed);
 
 }  // namespace pagoda::kernels::cpu

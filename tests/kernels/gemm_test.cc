@@ -489,6 +489,69 @@ TEST_P(GemmDTypes, IntegerPathRowsDoNotDependOnBatchShape) {
   }
 }
 
+// Which configurations have a packed layout (kernels::PackedGemmWeightBytes): Q8_0 on AVX-512
+// with the integer path and packing on; nothing else, and no bad shape. The gemm_test_packed_*
+// CTest entries run this under forced ISAs and PAGODA_CPU_PACK_WEIGHTS=0.
+TEST(GemmPacked, OnlyQ8_0OnAvx512HasAPackedLayout) {
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kF32, 16, 32), 0);
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ4_1, 16, 32), 0);
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ8_0, 16, 48), 0);  // k splits a block
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ8_0, 0, 32), 0);
+  const auto& config = internal::ActiveCpuKernelConfig();
+  const bool packs =
+      config.ok() && config->isa == CpuIsa::kAvx512 && config->int8_dot && config->pack_weights;
+  // 17 rows: 2 groups of 16; 2 blocks: 2 x 512 quant bytes and 64 scale bytes (2 x 32) a group.
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ8_0, 17, 64), packs ? 2 * (2 * 512 + 64) : 0);
+  std::vector<uint8_t> b(2 * 34), out(4096);
+  const absl::Status refused = PackGemmWeights(b.data(), DType::kQ4_0, 1, 64, out.data());
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("no packed layout for q4_0"));
+}
+
+// Q8_0 weights packed at load give the bits of the stored layout: at every m from 1 to 17 and 64
+// (the few-row tiles and the L2-blocked ones with every remainder), with beta 0 and 1, n with a
+// partial group of 16 rows, and n large enough for kernels::Gemm to split the rows over threads.
+TEST(GemmPacked, Q8_0PackedWeightsGiveTheStoredLayoutsBits) {
+  if (PackedGemmWeightBytes(DType::kQ8_0, 16, 32) == 0) {
+    GTEST_SKIP() << "no packed Q8_0 layout in this CPU kernel configuration";
+  }
+  for (int64_t n : {5, 37, 261, 1031}) {
+    const int64_t k = n == 1031 ? 9 * 32 : 17 * 32;
+    std::mt19937 rng(51);
+    const std::vector<uint8_t> w = RandomWeights(DType::kQ8_0, n, k, rng);
+    std::vector<uint8_t> packed(static_cast<size_t>(PackedGemmWeightBytes(DType::kQ8_0, n, k)));
+    ASSERT_TRUE(PackGemmWeights(w.data(), DType::kQ8_0, n, k, packed.data()).ok());
+    const std::vector<float> a = Random(64 * k, rng);
+    std::vector<int64_t> ms;
+    for (int64_t m = 1; m <= 17; ++m) ms.push_back(m);
+    ms.push_back(64);
+    for (int64_t m : ms) {
+      for (float beta : {0.0f, 1.0f}) {
+        const std::vector<float> c0 = Random(m * n, rng);
+        std::vector<float> stored = c0, from_packed = c0;
+        GemmParams p{.a = a.data(),
+                     .b = w.data(),
+                     .b_dtype = DType::kQ8_0,
+                     .c = stored.data(),
+                     .m = m,
+                     .n = n,
+                     .k = k,
+                     .alpha = 0.75f,
+                     .beta = beta};
+        ASSERT_TRUE(Gemm(p).ok());
+        p.b_packed = packed.data();
+        p.c = from_packed.data();
+        ASSERT_TRUE(Gemm(p).ok());
+        for (int64_t x = 0; x < m * n; ++x) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(from_packed[x]), std::bit_cast<uint32_t>(stored[x]))
+              << "n=" << n << " k=" << k << " m=" << m << " beta=" << beta << " row " << x / n
+              << " col " << x % n;
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllDTypes, GemmDTypes,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
                                            DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,

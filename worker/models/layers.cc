@@ -28,10 +28,12 @@ absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const 
   std::vector<kernels::GemmParams> parts;
   parts.reserve(w.parts.size());
   int64_t column = 0;
-  for (const Tensor& part : w.parts) {
+  for (size_t i = 0; i < w.parts.size(); ++i) {
+    const Tensor& part = w.parts[i];
     parts.push_back({.a = in,
                      .b = part.data(),
                      .b_dtype = part.dtype(),
+                     .b_packed = i < w.packed.size() ? w.packed[i] : nullptr,
                      .c = out + column,
                      .m = rows,
                      .n = part.rows(),

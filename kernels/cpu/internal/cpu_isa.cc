@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
@@ -80,21 +81,27 @@ absl::StatusOr<CpuIsa> ResolveCpuIsa(std::string_view name, CpuIsa widest) {
 
 namespace {
 
+// A 0/1 switch from the environment: unset or empty keeps *value.
+absl::Status ReadSwitch(const char* name, bool* value) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return absl::OkStatus();
+  const std::string_view v(env);
+  if (v != "0" && v != "1") {
+    return absl::InvalidArgumentError(absl::StrCat(name, "=", std::string(v), ": expected 0 or 1"));
+  }
+  *value = v == "1";
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CpuKernelConfig> ConfigFromEnv() {
   const char* isa_env = std::getenv("PAGODA_CPU_ISA");
   absl::StatusOr<CpuIsa> isa =
       ResolveCpuIsa(isa_env == nullptr ? "" : isa_env, WidestSupportedCpuIsa());
   if (!isa.ok()) return isa.status();
   CpuKernelConfig config{.isa = *isa};
-  if (const char* dot = std::getenv("PAGODA_CPU_INT8_DOT"); dot != nullptr && *dot != '\0') {
-    const std::string_view v(dot);
-    if (v == "0") {
-      config.int8_dot = false;
-    } else if (v != "1") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("PAGODA_CPU_INT8_DOT=", std::string(v), ": expected 0 or 1"));
-    }
-  }
+  RETURN_IF_ERROR(ReadSwitch("PAGODA_CPU_INT8_DOT", &config.int8_dot));
+  RETURN_IF_ERROR(ReadSwitch("PAGODA_CPU_PACK_WEIGHTS", &config.pack_weights));
+  RETURN_IF_ERROR(ReadSwitch("PAGODA_CPU_HUGE_PAGES", &config.huge_pages));
   return config;
 }
 

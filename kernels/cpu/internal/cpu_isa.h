@@ -6,6 +6,10 @@
 //   PAGODA_CPU_ISA=auto|avx512|avx2|scalar   (default auto: the widest supported)
 //   PAGODA_CPU_INT8_DOT=1|0                  (default 1; 0 sends every quantized weight through
 //                                             the exact fp32 dequantizing GEMM instead)
+//   PAGODA_CPU_PACK_WEIGHTS=1|0              (default 1; 0 keeps the weights' file layout for the
+//                                             GEMM: kernels::PackedGemmWeightBytes says 0)
+//   PAGODA_CPU_HUGE_PAGES=1|0                (default 1; 0: weight buffers without
+//                                             MADV_HUGEPAGE, kernels/weight_buffer.h)
 //
 // A forced ISA the CPU lacks, or an unknown value, is an error that every kernels::Gemm returns
 // (FailedPrecondition / InvalidArgument), never an illegal instruction.
@@ -45,10 +49,12 @@ CpuIsa WidestSupportedCpuIsa();
 
 struct CpuKernelConfig {
   CpuIsa isa = CpuIsa::kScalar;
-  bool int8_dot = true;  // quantized weights take the integer dot products where m is small
+  bool int8_dot = true;      // quantized weights take the integer dot products where m is small
+  bool pack_weights = true;  // weights the GEMM reads faster repacked are packed at load
+  bool huge_pages = true;    // weight buffers ask for transparent huge pages
 };
 
-/// The config from PAGODA_CPU_ISA and PAGODA_CPU_INT8_DOT, read on the first call.
+/// The config from the PAGODA_CPU_* variables above, read on the first call.
 const absl::StatusOr<CpuKernelConfig>& ActiveCpuKernelConfig();
 
 }  // namespace pagoda::kernels::internal

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "kernels/cpu/internal/block_formats.h"
-#include "kernels/cpu/internal/half.h"
 #include "kernels/cpu/internal/vec_math.h"
 
 namespace pagoda::kernels::internal {
@@ -88,44 +87,6 @@ void SkinnyRange(const GemmParams& p, const Weights& w, int64_t begin, int64_t e
   }
 }
 
-// acc[r] = dot(x[0:k], bf16 row r of w) for kGroup rows (row stride k): the bfloat16 -> fp32
-// conversion (exact) happens in registers, with no L1 buffer in between.
-PAGODA_KERNEL_CLONES void DotBf16Rows(const float* __restrict x, const uint16_t* __restrict w,
-                                      int64_t k, float* __restrict acc) {
-  const uint16_t* w0 = w;
-  const uint16_t* w1 = w0 + k;
-  const uint16_t* w2 = w1 + k;
-  const uint16_t* w3 = w2 + k;
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-  for (int64_t t = 0; t < k; ++t) {
-    s0 += x[t] * Bf16ToFloat(w0[t]);
-    s1 += x[t] * Bf16ToFloat(w1[t]);
-    s2 += x[t] * Bf16ToFloat(w2[t]);
-    s3 += x[t] * Bf16ToFloat(w3[t]);
-  }
-  acc[0] = s0;
-  acc[1] = s1;
-  acc[2] = s2;
-  acc[3] = s3;
-}
-
-// SkinnyRange for BF16 weights: no to_float, whole rows converted in registers.
-void SkinnyRangeBf16(const GemmParams& p, int64_t begin, int64_t end) {
-  const auto* w = static_cast<const uint16_t*>(p.b);
-  float acc[kGroup];
-  int64_t j = begin;
-  for (; j + kGroup <= end; j += kGroup) {
-    DotBf16Rows(p.a, w + j * p.k, p.k, acc);
-    for (int64_t r = 0; r < kGroup; ++r) p.c[j + r] = Finish(acc[r], p.alpha, p.beta, p.c + j + r);
-  }
-  for (; j < end; ++j) {  // the last rows one at a time
-    float s = 0.0f;
-    for (int64_t t = 0; t < p.k; ++t) s += p.a[t] * Bf16ToFloat(w[j * p.k + t]);
-    p.c[j] = Finish(s, p.alpha, p.beta, p.c + j);
-  }
-}
-
 // Rows [begin, end) of B against all rows of A, a dequantized panel at a time.
 void PanelRange(const GemmParams& p, const Weights& w, int64_t begin, int64_t end) {
   if (begin >= end) return;
@@ -161,9 +122,7 @@ void DequantizingGemm(const GemmParams& p) {
     const int64_t groups = (p.n + kGroup - 1) / kGroup;
     const int64_t begin = std::min(p.n, groups * id / threads * kGroup);
     const int64_t end = std::min(p.n, groups * (id + 1) / threads * kGroup);
-    if (skinny && p.b_dtype == DType::kBF16) {
-      SkinnyRangeBf16(p, begin, end);
-    } else if (skinny) {
+    if (skinny) {
       SkinnyRange(p, w, begin, end);
     } else {
       PanelRange(p, w, begin, end);

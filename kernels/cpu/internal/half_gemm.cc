@@ -29,6 +29,14 @@ constexpr int kMaxTileRows = 4;  // activation rows per register tile, at most (
 // stream past them once. A decode batch (up to 113 rows at SmolLM2's k = 576) is one pass.
 constexpr int64_t kActivationBlockBytes = int64_t{256} << 10;
 
+// How far ahead of the tile being read its weight stream is prefetched: at least this many bytes,
+// in whole tiles. One tile ahead (4.6 KB at k = 576) left the F16 decode step waiting on memory:
+// on one core of the EPYC VM (model_benchmark, SmolLM2 F16 at position 64, weights in huge pages,
+// CPU time, a loaded host) 20.5-22.7 ms a step one tile ahead, 12.0-12.1 ms eight tiles ahead
+// (37 KB at k = 576, 98 KB at k = 1536); later, under more load, 17.6-20.1 ms at 32 KiB,
+// 16.8-17.2 ms at 64 KiB and 16.7-17.2 ms at 128 KiB.
+constexpr int64_t kPrefetchAheadBytes = int64_t{64} << 10;
+
 // One register tile: activation rows i0 .. i0 + mr - 1 against weight rows j0 .. j0 + nr - 1.
 struct Tile {
   const float* a;                // A[i0, 0]; rows k floats apart
@@ -40,6 +48,13 @@ struct Tile {
   float alpha;
   float beta;
 };
+
+// Bytes from a tile's first weight row to the tile whose rows it prefetches: kPrefetchAheadBytes
+// rounded up to whole tiles of kTileCols rows of k 16-bit weights.
+inline int64_t PrefetchAhead(int64_t k) {
+  const int64_t tile_bytes = kTileCols * k * int64_t{sizeof(uint16_t)};
+  return (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes * tile_bytes;
+}
 
 inline float Finish(float acc, float alpha, float beta, const float* c) {
   return beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
@@ -128,11 +143,11 @@ PAGODA_TARGET_AVX512 void TileAvx512(const Tile& t) {
     x[r] = t.a + r * t.k;
     for (int q = 0; q < kTileCols; ++q) acc[r][q] = _mm512_setzero_ps();
   }
-  // The next tile's weight rows follow this tile's in memory (8 k bytes): each step prefetches
-  // its share of them (128 bytes). Four rows that each end after k elements look like four short
-  // streams to the hardware prefetchers; this made the LM head's decode GEMM 2x faster from memory
-  // on the EPYC VM (BM_HalfGemmPath at n = 49152).
-  const char* next = reinterpret_cast<const char*>(t.w[0] + kTileCols * t.k);
+  // The next tiles' weight rows follow this tile's in memory (8 k bytes each): each step
+  // prefetches its share (128 bytes) of the tile PrefetchAhead bytes on. Four rows that each end
+  // after k elements look like four short streams to the hardware prefetchers; this made the LM
+  // head's decode GEMM 2x faster from memory on the EPYC VM (BM_HalfGemmPath at n = 49152).
+  const char* next = reinterpret_cast<const char*>(t.w[0]) + PrefetchAhead(t.k);
   int64_t s = 0;
   for (; s + 16 <= t.k; s += 16) {
     _mm_prefetch(next + 8 * s, _MM_HINT_T0);
@@ -219,8 +234,8 @@ PAGODA_TARGET_AVX2 void TileAvx2(const Tile& t) {
     x[r] = t.a + r * t.k;
     for (int q = 0; q < kTileCols; ++q) acc[r][q] = _mm256_setzero_ps();
   }
-  // The next tile's weights, 64 bytes a step, as in TileAvx512.
-  const char* next = reinterpret_cast<const char*>(t.w[0] + kTileCols * t.k);
+  // The weights PrefetchAhead bytes on, 64 bytes a step, as in TileAvx512.
+  const char* next = reinterpret_cast<const char*>(t.w[0]) + PrefetchAhead(t.k);
   int64_t s = 0;
   for (; s + 8 <= t.k; s += 8) {
     _mm_prefetch(next + 8 * s, _MM_HINT_T0);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/internal/packed_q8_0.h"
 #include "kernels/cpu/internal/q8_activations.h"
 #include "kernels/cpu/internal/quantized_dot.h"
 #include "kernels/cpu/internal/vec_math.h"
@@ -52,6 +53,7 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
     const DTypeTraits& t = Traits(part.b_dtype);
     runs.push_back({.gemm = QuantizedGemmFor(part.b_dtype, isa),
                     .args = {.w = static_cast<const uint8_t*>(part.b),
+                             .packed = static_cast<const uint8_t*>(part.b_packed),
                              .row_bytes = part.k / t.block_elements * t.block_bytes,
                              .num_blocks = num_blocks,
                              .a = quantized.data(),
@@ -72,14 +74,21 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
   const int64_t num_runs = static_cast<int64_t>(runs.size());
 #pragma omp parallel if (parallel)
   {
-    // Contiguous ranges of the parts' rows, so that each thread streams its own part of W.
+    // Contiguous ranges of the parts' rows, so that each thread streams its own part of W; within
+    // a part, cut at whole groups of 16 rows (a packed Q8_0 group, packed_q8_0.h), the same cut
+    // for the thread that ends there and the one that starts there.
     const int64_t threads = omp_get_num_threads();
     const int64_t id = omp_get_thread_num();
     const int64_t begin = total_rows * id / threads;
     const int64_t end = total_rows * (id + 1) / threads;
     for (int64_t i = 0; i < num_runs; ++i) {
-      const int64_t lo = std::max(begin - run[i].first_row, int64_t{0});
-      const int64_t hi = std::min(end - run[i].first_row, parts[i].n);
+      const int64_t n = parts[i].n;
+      const auto cut = [&](int64_t boundary) {
+        const int64_t local = std::clamp(boundary - run[i].first_row, int64_t{0}, n);
+        return std::min(n, (local + kPackedQ8_0Rows - 1) / kPackedQ8_0Rows * kPackedQ8_0Rows);
+      };
+      const int64_t lo = cut(begin);
+      const int64_t hi = cut(end);
       if (lo < hi) run[i].gemm(run[i].args, lo, hi);
     }
   }
