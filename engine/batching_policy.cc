@@ -21,6 +21,12 @@ bool BatchingPolicy::Speculates(const Sequence& seq) const {
           static_cast<int64_t>(registry_.running().size()) <= spec.disable_by_batch_size);
 }
 
+bool BatchingPolicy::MustWait(const Sequence& seq) const {
+  return seq.num_pending_tokens > 0 &&
+         (seq.num_draft_tokens_in_flight > 0 ||
+          (Speculates(seq) && seq.speculation_pipelined_steps == 0 && MayPropose(seq)));
+}
+
 bool BatchingPolicy::MayPropose(const Sequence& seq) const {
   return config_.speculative.method != SpeculativeMethod::kNgram ||
          proposer_.MayPropose(seq.token_ids, seq.num_pending_tokens);
@@ -69,25 +75,15 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
   // when no outcome of its pending tokens could give the n-gram lookup a match — unless another
   // sequence waits this step anyway: then it waits too, so that the batch stays whole (a step
   // run for part of the batch costs a whole pass over the weights).
-  bool any_waits = false;
-  if (config_.speculative.enabled()) {
-    for (const Sequence* seq : running) {
-      if (seq->num_pending_tokens > 0 &&
-          (seq->num_draft_tokens_in_flight > 0 ||
-           (Speculates(*seq) && seq->speculation_pipelined_steps == 0 && MayPropose(*seq)))) {
-        any_waits = true;
-        break;
-      }
-    }
-  }
+  const bool any_waits = config_.speculative.enabled() &&
+                         std::any_of(running.begin(), running.end(),
+                                     [this](const Sequence* s) { return MustWait(*s); });
   for (size_t i = 0; i < running.size(); ++i) {
     Sequence* seq = running[i];
     if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
-    if (seq->num_pending_tokens > 0 &&
-        (seq->num_draft_tokens_in_flight > 0 ||
-         (Speculates(*seq) && seq->speculation_pipelined_steps == 0 &&
-          (any_waits || MayPropose(*seq))))) {
+    if (MustWait(*seq) || (any_waits && seq->num_pending_tokens > 0 && Speculates(*seq) &&
+                           seq->speculation_pipelined_steps == 0)) {
       continue;
     }
     const int64_t size = static_cast<int64_t>(seq->token_ids.size());

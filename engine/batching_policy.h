@@ -65,6 +65,9 @@ class BatchingPolicy {
   /// Speculative decoding: whether `seq` speculates now (then it is planned synchronously):
   /// not beam search, and no more running sequences than disable_by_batch_size.
   bool Speculates(const Sequence& seq) const;
+  /// Whether `seq` waits for its pending tokens whatever the rest of the batch does: it has
+  /// drafts in flight, or it speculates now (not backing off) and its lookup may match.
+  bool MustWait(const Sequence& seq) const;
   /// Whether `seq`'s proposer could propose once its pending tokens are known (a draft model
   /// always can; the n-gram lookup only if its known tokens leave a match possible).
   bool MayPropose(const Sequence& seq) const;
