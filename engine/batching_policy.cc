@@ -37,6 +37,23 @@ void BatchingPolicy::BackOffSpeculation(Sequence* seq) {
   seq->speculation_backoff = std::min(2 * seq->speculation_backoff, kMaxSpeculationBackoff);
 }
 
+void BatchingPolicy::AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t accepted,
+                                      int32_t max_tokens) {
+  seq->speculative_tokens = static_cast<int32_t>(
+      accepted == num_drafts
+          ? std::min<int64_t>(max_tokens, 2 * std::max<int32_t>(seq->speculative_tokens, 1))
+          : std::min<int64_t>(max_tokens, accepted + 1));
+  // On text the proposer cannot predict, waiting for each token to propose costs the
+  // pipelining and gains nothing. A single draft rejected (after a failure the length is one)
+  // backs off as a lookup that found nothing does; a first failure at a longer length does not:
+  // where a copied span ends, the next lookup often finds the next one.
+  if (accepted > 0) {
+    seq->speculation_backoff = 1;
+  } else if (num_drafts == 1) {
+    BackOffSpeculation(seq);
+  }
+}
+
 int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
   if (seq->speculative_tokens < 0)
     seq->speculative_tokens = config_.speculative.num_speculative_tokens;

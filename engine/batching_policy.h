@@ -47,9 +47,15 @@ class BatchingPolicy {
   /// `num_in_flight_steps`: plans submitted whose results are not applied yet.
   virtual void Schedule(PlanBuilder& plan, int64_t num_in_flight_steps) = 0;
 
-  /// Speculative decoding, after a lookup that found nothing: the sequence decodes pipelined
-  /// for a while (doubling, up to kMaxSpeculationBackoff steps; an accepted draft resets it).
+  /// Speculative decoding, after a lookup that found nothing or a verification that accepted
+  /// nothing: the sequence decodes pipelined for a while (doubling, up to kMaxSpeculationBackoff
+  /// steps; an accepted draft resets it).
   static void BackOffSpeculation(Sequence* seq);
+  /// After a verification of `num_drafts` drafts of which `accepted` were: the next proposal's
+  /// length doubles (to `max_tokens`) when all were accepted, else is one past what was; a
+  /// single draft rejected backs off.
+  static void AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t accepted,
+                               int32_t max_tokens);
   static constexpr int32_t kMaxSpeculationBackoff = 4;
 
  protected:

@@ -92,7 +92,7 @@ struct Sequence {
   /// Adaptive proposal length: one more than the drafts accepted last time, capped at
   /// num_speculative_tokens.
   int32_t speculative_tokens = -1;
-  /// Back-off: after a lookup that found nothing the sequence decodes
+  /// Back-off: after a lookup that found nothing (or drafts all rejected) the sequence decodes
   /// pipelined for this many steps before it waits for its tokens to propose again; the count
   /// doubles on each failure (to kMaxSpeculationBackoff) and drops to 1 on an accepted draft.
   int32_t speculation_pipelined_steps = 0;

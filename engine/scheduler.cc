@@ -317,12 +317,8 @@ void Scheduler::CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outp
   std::vector<int64_t>& per_pos = spec_.accepted_per_pos;
   if (static_cast<int64_t>(per_pos.size()) < accepted) per_pos.resize(accepted, 0);
   for (int64_t i = 0; i < accepted; ++i) ++per_pos[i];
-  // Adaptive length: double after a proposal accepted whole, else one past what was accepted.
-  if (accepted > 0) seq->speculation_backoff = 1;
-  const int64_t k = config_.speculative.num_speculative_tokens;
-  seq->speculative_tokens = static_cast<int32_t>(
-      accepted == num_drafts ? std::min(k, 2 * std::max<int64_t>(seq->speculative_tokens, 1))
-                             : std::min(k, accepted + 1));
+  BatchingPolicy::AdaptSpeculation(seq, num_drafts, accepted,
+                                   config_.speculative.num_speculative_tokens);
 }
 
 void Scheduler::AppendTokens(Sequence* seq, const SequenceOutput& out,

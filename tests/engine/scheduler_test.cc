@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/batching_policy.h"
 #include "engine/beam_search.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -607,6 +608,39 @@ TEST(Scheduler, SpeculativeDraftModelKeepsOutputs) {
   ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, true, 4, 0,
                                 SpeculativeMethod::kDraftModel);
   ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3, SpeculativeMethod::kDraftModel);
+}
+
+// The proposal length follows what verifications accept: doubled (to k) after a proposal
+// accepted whole, one past the accepted ones otherwise. A failure shortens it to one; a second
+// in a row backs off to pipelined decoding for 1, 2, 4, 4 ... steps, until a draft is accepted.
+TEST(Scheduler, SpeculationLengthAndBackOffFollowAcceptance) {
+  Sequence seq;
+  seq.speculative_tokens = 3;
+  const auto verify = [&seq](int64_t drafts, int64_t accepted) {
+    BatchingPolicy::AdaptSpeculation(&seq, drafts, accepted, /*max_tokens=*/8);
+  };
+  verify(3, 3);
+  EXPECT_EQ(seq.speculative_tokens, 6);
+  verify(6, 6);
+  EXPECT_EQ(seq.speculative_tokens, 8);
+  verify(8, 2);
+  EXPECT_EQ(seq.speculative_tokens, 3);
+  verify(3, 0);
+  EXPECT_EQ(seq.speculative_tokens, 1);
+  EXPECT_EQ(seq.speculation_pipelined_steps, 0);  // the first failure does not back off
+  for (const int32_t steps : {1, 2, 4, 4}) {
+    verify(1, 0);
+    EXPECT_EQ(seq.speculative_tokens, 1);
+    EXPECT_EQ(seq.speculation_pipelined_steps, steps);
+    seq.speculation_pipelined_steps = 0;  // as the batching policy counts them down
+  }
+  verify(1, 1);
+  EXPECT_EQ(seq.speculative_tokens, 2);
+  EXPECT_EQ(seq.speculation_backoff, 1);
+  verify(2, 0);
+  EXPECT_EQ(seq.speculation_pipelined_steps, 0);
+  verify(1, 0);
+  EXPECT_EQ(seq.speculation_pipelined_steps, 1);
 }
 
 // While its first output is in flight, an n-gram speculating sequence is planned again at once
