@@ -19,6 +19,13 @@ absl::Status RmsNormParams::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("rms_norm: eps must be finite and >= 0, got ", eps));
   }
+  if (rows_per_group < 0 || (rows_per_group == 0 && group_stride != 0) ||
+      (rows_per_group > 0 && group_stride < rows_per_group * hidden_size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rms_norm: bad row groups rows_per_group=", rows_per_group, " group_stride=", group_stride,
+        " (need 0 and 0, or a group_stride >= rows_per_group * hidden_size = ",
+        rows_per_group * hidden_size, ")"));
+  }
   if (weight == nullptr) return absl::InvalidArgumentError("rms_norm: weight is null");
   if (num_tokens > 0 && (input == nullptr || output == nullptr)) {
     return absl::InvalidArgumentError("rms_norm: input or output is null");

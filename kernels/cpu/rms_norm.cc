@@ -36,8 +36,9 @@ void RmsNorm(const RmsNormParams& p) {
 #pragma omp parallel for schedule(static) if (p.num_tokens > 1 && \
                                               p.num_tokens * d >= internal::kParallelMinElements)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
-    NormRow(p.input + t * d, p.weight, p.output + t * d,
-            p.residual != nullptr ? p.residual + t * d : nullptr, d, p.eps);
+    const int64_t at = p.RowOffset(t);
+    NormRow(p.input + at, p.weight, p.output + at,
+            p.residual != nullptr ? p.residual + at : nullptr, d, p.eps);
   }
 }
 

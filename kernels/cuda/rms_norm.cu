@@ -10,11 +10,16 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Token blockIdx.x. Each thread reads and writes only the columns i = threadIdx.x + k * blockDim.x,
-// so output may alias input: a column is read (pass 1) before the same thread writes it (pass 2).
+// Row blockIdx.x, which starts where RmsNormParams::RowOffset says. Each thread reads and writes
+// only the columns i = threadIdx.x + k * blockDim.x, so output may alias input: a column is read
+// (pass 1) before the same thread writes it (pass 2).
 __global__ void RmsNormKernel(const float* input, const float* __restrict__ weight, float* output,
-                              float* residual, int64_t hidden_size, float eps) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * hidden_size;
+                              float* residual, int64_t hidden_size, int64_t rows_per_group,
+                              int64_t group_stride, float eps) {
+  const int64_t r = blockIdx.x;
+  const int64_t row = rows_per_group == 0
+                          ? r * hidden_size
+                          : r / rows_per_group * group_stride + r % rows_per_group * hidden_size;
   const float* in = input + row;
   float* out = output + row;
   float* res = residual != nullptr ? residual + row : nullptr;
@@ -43,7 +48,8 @@ __global__ void RmsNormKernel(const float* input, const float* __restrict__ weig
 
 absl::Status RmsNorm(const RmsNormParams& p) {
   RmsNormKernel<<<static_cast<unsigned int>(p.num_tokens), kThreads>>>(
-      p.input, p.weight, p.output, p.residual, p.hidden_size, p.eps);
+      p.input, p.weight, p.output, p.residual, p.hidden_size, p.rows_per_group, p.group_stride,
+      p.eps);
   return internal::LaunchStatus("rms_norm");
 }
 

@@ -93,6 +93,46 @@ TEST_P(RmsNormCuda, FusedResidualAddInPlaceMatchesCpu) {
   testing::ExpectClose(dx.Host(), expected, kF32Tolerance);
 }
 
+// Rows in groups spaced apart (per-head qk-norm in a fused QKV row), fused with the residual
+// add: the normed rows as the CPU's, the gaps between groups untouched.
+TEST_P(RmsNormCuda, GroupedRowsMatchCpu) {
+  if (!testing::HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  const auto [n, d] = GetParam();
+  constexpr int64_t kRowsPerGroup = 3;
+  const int64_t stride = kRowsPerGroup * d + 5;
+  const int64_t groups = n;
+  const int64_t rows = groups * kRowsPerGroup - 1;
+  std::mt19937 rng(static_cast<uint32_t>(n * 1000 + d + 2));
+  const std::vector<float> x = testing::RandomFloats(groups * stride, rng);
+  const std::vector<float> residual = testing::RandomFloats(groups * stride, rng);
+  const std::vector<float> w = testing::RandomFloats(d, rng, 0.5f, 1.5f);
+  std::vector<float> expected = x;
+  std::vector<float> expected_residual = residual;
+  const RmsNormParams cpu{.input = expected.data(),
+                          .weight = w.data(),
+                          .output = expected.data(),
+                          .residual = expected_residual.data(),
+                          .num_tokens = rows,
+                          .hidden_size = d,
+                          .rows_per_group = kRowsPerGroup,
+                          .group_stride = stride,
+                          .eps = 1e-6f};
+  ASSERT_TRUE(RmsNorm(cpu).ok());
+
+  DeviceArray<float> dx(x), dw(w), dres(residual);
+  RmsNormParams device = cpu;
+  device.input = dx.get();
+  device.weight = dw.get();
+  device.output = dx.get();
+  device.residual = dres.get();
+  device.device = Device::kCuda;
+  const absl::Status s = RmsNorm(device);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(cuda::Synchronize().ok());
+  testing::ExpectSameBits(dres.Host(), expected_residual);
+  testing::ExpectClose(dx.Host(), expected, kF32Tolerance);
+}
+
 INSTANTIATE_TEST_SUITE_P(OddShapes, RmsNormCuda,
                          ::testing::Values(Shape{1, 1}, Shape{7, 77}, Shape{3, 1001},
                                            Shape{33, 4099}),

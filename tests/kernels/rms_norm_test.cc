@@ -4,6 +4,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -110,6 +111,57 @@ TEST(RmsNorm, ManyTokensTakeTheThreadedPathToo) {
   ExpectNear(out, Reference(x, w, 1e-6f));
 }
 
+// Rows in groups spaced apart (per-head qk-norm inside a fused QKV row): each row is normed
+// in place as the same row alone would be, the gaps between groups stay as they were, and the
+// fused residual add follows the same layout. Past the threading threshold and below it.
+TEST(RmsNorm, GroupedRowsAreNormedInPlaceAndTheGapsKept) {
+  constexpr int64_t kHeads = 3;
+  constexpr int64_t kStride = kHeads * kHidden + 13;  // 13 floats of gap after each group
+  for (const int64_t groups : {int64_t{5}, int64_t{400}}) {
+    std::mt19937 rng(static_cast<uint32_t>(groups));
+    const int64_t rows = groups * kHeads - 1;  // the last group is one row short
+    const std::vector<float> x = Random(groups * kStride, rng);
+    const std::vector<float> w = Random(kHidden, rng);
+    for (const bool fused : {false, true}) {
+      std::vector<float> got = x;
+      std::vector<float> residual = Random(x.size(), rng);
+      const std::vector<float> residual_before = residual;
+      ASSERT_TRUE(RmsNorm({.input = got.data(),
+                           .weight = w.data(),
+                           .output = got.data(),
+                           .residual = fused ? residual.data() : nullptr,
+                           .num_tokens = rows,
+                           .hidden_size = kHidden,
+                           .rows_per_group = kHeads,
+                           .group_stride = kStride,
+                           .eps = 1e-5f})
+                      .ok());
+      for (int64_t r = 0; r < groups * kHeads; ++r) {
+        const int64_t at = r / kHeads * kStride + r % kHeads * kHidden;
+        std::vector<float> row(x.begin() + at, x.begin() + at + kHidden);
+        const std::vector<float> got_row(got.begin() + at, got.begin() + at + kHidden);
+        if (r >= rows) {  // past the last row: untouched
+          EXPECT_EQ(got_row, row) << r;
+          continue;
+        }
+        if (fused) {
+          for (int64_t i = 0; i < kHidden; ++i) row[i] += residual_before[at + i];
+          EXPECT_EQ(std::vector<float>(residual.begin() + at, residual.begin() + at + kHidden), row)
+              << r;
+        }
+        ExpectNear(got_row, Reference(row, w, 1e-5));
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t gap = g * kStride + kHeads * kHidden;
+        for (int64_t i = gap; i < (g + 1) * kStride; ++i) {
+          ASSERT_EQ(got[i], x[i]) << "gap of group " << g;
+          ASSERT_EQ(residual[i], residual_before[i]) << "gap of group " << g;
+        }
+      }
+    }
+  }
+}
+
 TEST(RmsNorm, RejectsBadParams) {
   std::vector<float> buf(kHidden, 1.0f);
   absl::Status s = RmsNorm({.input = buf.data(),
@@ -132,6 +184,19 @@ TEST(RmsNorm, RejectsBadParams) {
                .num_tokens = 1,
                .hidden_size = kHidden});
   EXPECT_THAT(std::string(s.message()), HasSubstr("residual"));
+  // Groups that would overlap, and a stride without groups.
+  for (const auto& [rows_per_group, group_stride] :
+       {std::pair<int64_t, int64_t>{2, 2 * kHidden - 1}, {0, kHidden}, {-1, 0}}) {
+    s = RmsNorm({.input = buf.data(),
+                 .weight = buf.data(),
+                 .output = buf.data(),
+                 .num_tokens = 1,
+                 .hidden_size = kHidden,
+                 .rows_per_group = rows_per_group,
+                 .group_stride = group_stride});
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("bad row groups")) << rows_per_group;
+  }
 }
 
 }  // namespace

@@ -48,19 +48,16 @@ absl::Status Linear(const float* in, int64_t rows, const LinearWeight& w, const 
 
 absl::Status HeadRmsNorm(float* x, int64_t num_tokens, int64_t stride, int64_t num_heads,
                          int64_t head_dim, const Tensor& weight, float eps, Device device) {
-  // Each token's heads are contiguous: one RmsNorm of num_heads rows of head_dim per token (on
-  // CUDA one launch per token: a strided form of the kernel would make it one per call).
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    float* row = x + t * stride;
-    RETURN_IF_ERROR(kernels::RmsNorm({.input = row,
-                                      .weight = weight.data_as<float>(),
-                                      .output = row,
-                                      .num_tokens = num_heads,
-                                      .hidden_size = head_dim,
-                                      .eps = eps,
-                                      .device = device}));
-  }
-  return absl::OkStatus();
+  // Each token's heads are contiguous, the tokens `stride` apart: rows in groups of num_heads.
+  return kernels::RmsNorm({.input = x,
+                           .weight = weight.data_as<float>(),
+                           .output = x,
+                           .num_tokens = num_tokens * num_heads,
+                           .hidden_size = head_dim,
+                           .rows_per_group = num_heads,
+                           .group_stride = stride,
+                           .eps = eps,
+                           .device = device});
 }
 
 absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
