@@ -33,6 +33,7 @@ GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test elementwise_
            embedding_cuda_test gemm_cuda_test rotary_cuda_test kv_cache_write_cuda_test
            block_copy_cuda_test paged_attention_cuda_test sampling_cuda_test
            nccl_communicator_test model_runner_cuda_test)
+GPU_TESTS+=(device_sampler_cuda_test)
 # Benchmarks (benchmarks/): run after the tests, their output in bench.txt.
 GPU_BENCHMARKS=(cuda_gemm_benchmark)
 

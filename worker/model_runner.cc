@@ -299,7 +299,8 @@ absl::StatusOr<ForwardBatch> ModelRunner::BatchOnDevice(const int64_t** row_toke
   return batch;
 }
 
-absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const SequenceInput> batch) {
+absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const SequenceInput> batch,
+                                                          bool keep_logits_on_device) {
   assert(ValidateBatch(batch).ok());
   PrepareMetadata(batch);
   const int64_t num_tokens = static_cast<int64_t>(token_ids_.size());
@@ -307,6 +308,7 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
   logits_.num_rows = 0;
   logits_.vocab_size = config_.vocab_size;
   logits_.seq_index.clear();
+  logits_.device_values = nullptr;
   if (num_tokens == 0) return &logits_;
 
   // The LM head runs only on the sampling rows: which tokens they are.
@@ -350,25 +352,37 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
                                        .width = hidden,
                                        .indices_checked = true,
                                        .device = device_}));
-  RETURN_IF_ERROR(ComputeLogits(rows));
+  RETURN_IF_ERROR(ComputeLogits(rows, keep_logits_on_device));
   return &logits_;
 }
 
-absl::Status ModelRunner::ComputeLogits(int64_t rows) {
+absl::Status ModelRunner::LogitsToHost() {
+  if (logits_.device_values == nullptr) return absl::OkStatus();
+  const int64_t n = logits_.num_rows * logits_.vocab_size;
+  RETURN_IF_ERROR(kernels::cuda::CopyBytes(Reserve(logits_.values, n), logits_.device_values,
+                                           n * static_cast<int64_t>(sizeof(float))));
+  logits_.device_values = nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::ComputeLogits(int64_t rows, bool keep_on_device) {
   const int64_t vocab = config_.vocab_size;
-  float* logits = Reserve(logits_.values, rows * vocab);
   const int64_t tp_size = layout_.shard.size;
   const bool on_device = device_ != Device::kCpu;
-  if (tp_size == 1 && !on_device) return model_->ComputeLogits(last_hidden_.data(), rows, logits);
+  if (tp_size == 1 && !on_device) {
+    return model_->ComputeLogits(last_hidden_.data(), rows, Reserve(logits_.values, rows * vocab));
+  }
   // Vocab-parallel: this rank's V' logits of every row (on CUDA unsharded: all of them, then one
-  // copy to the host).
+  // copy to the host unless they stay on the device).
   const int64_t local_vocab = layout_.vocab_rows;
   ASSIGN_OR_RETURN(float* local, local_logits_.Reserve(rows * local_vocab));
   RETURN_IF_ERROR(model_->ComputeLogits(last_hidden_.data(), rows, local));
   constexpr int64_t kFloat = sizeof(float);
   if (tp_size == 1 && local_vocab == vocab) {
-    return kernels::cuda::CopyBytes(logits, local, rows * vocab * kFloat);
+    logits_.device_values = local;
+    return keep_on_device ? absl::OkStatus() : LogitsToHost();
   }
+  float* logits = Reserve(logits_.values, rows * vocab);
   // Then every rank's side by side: gathered is [tp_size, rows, V'] (on the device on CUDA, then
   // copied to the host).
   float* gathered = local;

@@ -66,6 +66,10 @@ struct StepLogits {
   int64_t vocab_size = 0;
   std::vector<float> values;       // [num_rows, vocab_size]; capacity reused across steps
   std::vector<int32_t> seq_index;  // [num_rows]: index into the step's batch
+  /// CUDA, when the caller asked to keep the logits on the device and the runner could (one
+  /// rank): the same [num_rows, vocab_size] in device memory, valid until the next step, and
+  /// `values` unfilled until ModelRunner::LogitsToHost(). Null otherwise.
+  float* device_values = nullptr;
   float* row(int64_t r) { return values.data() + r * vocab_size; }
 };
 
@@ -104,7 +108,13 @@ class ModelRunner {
   /// Execute for a batch its caller has validated already, e.g. a StepRunner, whose check of a
   /// whole plan covers every pass it runs: the batch is checked once, at the worker's edge, and
   /// neither here nor in the kernels. An invalid batch is undefined behaviour.
-  absl::StatusOr<StepLogits*> ExecuteValidated(absl::Span<const SequenceInput> batch);
+  /// With keep_logits_on_device, a CUDA runner at one rank leaves the logits on the device
+  /// (StepLogits::device_values), for a sampler there (worker/device_sampler.h).
+  absl::StatusOr<StepLogits*> ExecuteValidated(absl::Span<const SequenceInput> batch,
+                                               bool keep_logits_on_device = false);
+  /// Fills StepLogits::values from the device copy the last step kept there; nothing to do
+  /// when it kept none or copied them already.
+  absl::Status LogitsToHost();
 
   /// InvalidArgument naming the sequence unless every sequence has new tokens, a non-negative
   /// start, token ids in the vocabulary, positions within max_positions, and a block table per
@@ -154,8 +164,9 @@ class ModelRunner {
   /// The forward pass's view of the metadata: the host vectors on the CPU; on CUDA their packed
   /// copy on the device (one host -> device copy; row_tokens too, into *row_tokens).
   absl::StatusOr<ForwardBatch> BatchOnDevice(const int64_t** row_tokens);
-  /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded).
-  absl::Status ComputeLogits(int64_t rows);
+  /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded); on
+  /// CUDA at one rank with keep_on_device, left on the device (logits_.device_values).
+  absl::Status ComputeLogits(int64_t rows, bool keep_on_device);
 
   ModelConfig config_;
   ShardLayout layout_;

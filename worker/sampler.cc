@@ -14,6 +14,7 @@
 #include "common/random.h"
 #include "common/status_macros.h"
 #include "kernels/sampling.h"
+#include "worker/internal/sampling_settings.h"
 
 namespace pagoda {
 namespace {
@@ -21,20 +22,6 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Rows a task runs every sampling phase over (see Sample).
 constexpr int64_t kRowsPerChunk = 2;
-
-absl::Status NoFiniteLogit(const char* when) {
-  return absl::InvalidArgumentError(absl::StrCat("no finite logit left ", when));
-}
-
-absl::Status CheckTokenIds(absl::Span<const int32_t> ids, int64_t vocab_size, const char* what) {
-  for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " token id ", id, " is outside the vocabulary [0, ", vocab_size, ")"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // On one row, in vLLM V1's order: allowed_token_ids (every other logit becomes -inf), bad_words
 // (a sequence's last token becomes -inf when the outputs so far end with its other tokens: a
@@ -45,7 +32,8 @@ absl::Status ApplyAllowListBadWordsAndBias(absl::Span<float> row, const Sampling
                                            absl::Span<const int32_t> output_token_ids) {
   const int64_t vocab_size = static_cast<int64_t>(row.size());
   if (!params.allowed_token_ids.empty()) {
-    RETURN_IF_ERROR(CheckTokenIds(params.allowed_token_ids, vocab_size, "allowed_token_ids"));
+    RETURN_IF_ERROR(
+        internal::CheckTokenIds(params.allowed_token_ids, vocab_size, "allowed_token_ids"));
     std::vector<float> kept(params.allowed_token_ids.size());
     for (size_t i = 0; i < kept.size(); ++i) kept[i] = row[params.allowed_token_ids[i]];
     std::fill(row.begin(), row.end(), kNegInf);
@@ -72,30 +60,6 @@ absl::Status ApplyAllowListBadWordsAndBias(absl::Span<float> row, const Sampling
     row[id] += bias;
   }
   return absl::OkStatus();
-}
-
-// Token id lists of the rows as the kernels take them: offsets [num_seqs + 1] into one array.
-// Set(s, ...) is called for every row, in ascending order.
-struct TokenLists {
-  explicit TokenLists(int64_t num_seqs) { offsets.reserve(static_cast<size_t>(num_seqs) + 1); }
-  void Set(int64_t s, absl::Span<const int32_t> a = {}, absl::Span<const int32_t> b = {}) {
-    PAGODA_CHECK(static_cast<int64_t>(offsets.size()) == s + 1);
-    ids.insert(ids.end(), a.begin(), a.end());
-    ids.insert(ids.end(), b.begin(), b.end());
-    offsets.push_back(static_cast<int64_t>(ids.size()));
-  }
-
-  std::vector<int64_t> offsets = {0};
-  std::vector<int32_t> ids;
-};
-
-// The rows of the batch an op runs on (an empty list still needs a pointer: null means all).
-kernels::SamplingRows Rows(const kernels::SamplingRows& all, const std::vector<int32_t>& rows) {
-  static constexpr int32_t kNoRows[1] = {0};
-  kernels::SamplingRows r = all;
-  r.rows = rows.empty() ? kNoRows : rows.data();
-  r.num_rows = static_cast<int64_t>(rows.size());
-  return r;
 }
 
 }  // namespace
@@ -151,63 +115,14 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
   }
   const auto params = [&](int64_t s) -> const SamplingParams& { return *inputs[s].params; };
 
-  // Per-row settings for the whole batch, gathered once (O(num_seqs) plus the token lists).
-  // min_tokens: the stop tokens (and EOS unless ignore_eos) are masked.
-  TokenLists masked(num_seqs);
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    if (inputs[s].step < params(s).min_tokens) {
-      masked.Set(s, params(s).stop_token_ids,
-                 params(s).ignore_eos ? absl::Span<const int32_t>() : inputs[s].eos_token_ids);
-    } else {
-      masked.Set(s);
-    }
-  }
-  // Penalties, over token ids checked here so that a bad one fails its row only.
-  std::vector<absl::Status> penalty_statuses(num_seqs);
-  std::vector<char> penalize(num_seqs, 0);
-  TokenLists prompts(num_seqs), outputs_so_far(num_seqs);
-  std::vector<float> repetition(num_seqs, 1.0f), frequency(num_seqs, 0.0f),
-      presence(num_seqs, 0.0f);
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    const SamplingParams& p = params(s);
-    penalize[s] =
-        p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
-    if (penalize[s] && p.repetition_penalty != 1.0f) {
-      penalty_statuses[s] = CheckTokenIds(inputs[s].prompt_token_ids, vocab_size, "prompt");
-    }
-    if (penalize[s] && penalty_statuses[s].ok()) {
-      penalty_statuses[s] = CheckTokenIds(inputs[s].output_token_ids, vocab_size, "output");
-    }
-    if (!penalize[s] || !penalty_statuses[s].ok()) {
-      penalize[s] = 0;
-      prompts.Set(s);
-      outputs_so_far.Set(s);
-      continue;
-    }
-    // The prompt counts for the repetition penalty only.
-    prompts.Set(
-        s, p.repetition_penalty != 1.0f ? inputs[s].prompt_token_ids : absl::Span<const int32_t>());
-    outputs_so_far.Set(s, inputs[s].output_token_ids);
-    repetition[s] = p.repetition_penalty;
-    frequency[s] = p.frequency_penalty;
-    presence[s] = p.presence_penalty;
-  }
-  // Random rows' settings, and the top-logprob counts.
-  std::vector<float> temperature(num_seqs, 1.0f), min_p(num_seqs, 0.0f), top_p(num_seqs, 1.0f);
-  std::vector<int32_t> top_k(num_seqs, 0), top_logprobs_k(num_seqs, 0);
-  std::vector<double> uniform(num_seqs, 0.0);
-  int64_t max_top_logprobs = 0;
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    const SamplingParams& p = params(s);
-    top_logprobs_k[s] = std::max(p.logprobs, 0);
-    max_top_logprobs = std::max<int64_t>(max_top_logprobs, top_logprobs_k[s]);
-    if (p.greedy()) continue;
-    temperature[s] = p.temperature;
-    min_p[s] = p.min_p;
-    top_k[s] = p.top_k;
-    top_p[s] = p.top_p;
-    uniform[s] = UniformDraw(inputs[s].seed, inputs[s].step);
-  }
+  // Per-row settings for the whole batch, gathered once.
+  internal::SamplingSettings settings(inputs, vocab_size);
+  const internal::TokenLists& masked = settings.masked;
+  const internal::TokenLists& prompts = settings.prompts;
+  const internal::TokenLists& outputs_so_far = settings.outputs_so_far;
+  const std::vector<absl::Status>& penalty_statuses = settings.penalty_statuses;
+  const std::vector<char>& penalize = settings.penalize;
+  const int64_t max_top_logprobs = settings.max_top_logprobs;
 
   // Each row's first error; a failed row takes no further part. (A kernel's own error, from
   // params that skipped SamplingParams::Validate, fails the whole call.)
@@ -231,13 +146,13 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
       return rows;
     };
     // NaN -> -inf, +inf -> the largest float.
-    RETURN_IF_ERROR(
-        kernels::SanitizeLogits({.batch = Rows(all, live_rows([](int64_t) { return true; })),
-                                 .logits = x,
-                                 .row_max = row_max.data()}));
+    RETURN_IF_ERROR(kernels::SanitizeLogits(
+        {.batch = internal::Rows(all, live_rows([](int64_t) { return true; })),
+         .logits = x,
+         .row_max = row_max.data()}));
     for (int64_t s = begin; s < end; ++s) {
-      statuses[s] =
-          row_max[s] == kNegInf ? NoFiniteLogit("in the raw logits") : penalty_statuses[s];
+      statuses[s] = row_max[s] == kNegInf ? internal::NoFiniteLogit("in the raw logits")
+                                          : penalty_statuses[s];
     }
 
     // Raw logprobs (vLLM V1's default): before any penalty, mask or temperature.
@@ -246,7 +161,7 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     std::vector<int64_t> logprob_row_of(end - begin, -1);  // position in logprob_rows
     for (size_t i = 0; i < logprob_rows.size(); ++i) logprob_row_of[logprob_rows[i] - begin] = i;
     std::unique_ptr<float[]> logprobs(new float[logprob_rows.size() * vocab_size]);
-    RETURN_IF_ERROR(kernels::LogSoftmax({.batch = Rows(all, logprob_rows),
+    RETURN_IF_ERROR(kernels::LogSoftmax({.batch = internal::Rows(all, logprob_rows),
                                          .logits = x,
                                          .row_max = row_max.data(),
                                          .logprobs = logprobs.get()}));
@@ -256,32 +171,33 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     const std::vector<int32_t> top_rows =
         live_rows([&](int64_t s) { return params(s).logprobs > 0; });
     if (!top_rows.empty()) {
-      RETURN_IF_ERROR(kernels::TopK({.batch = Rows(all, top_rows),
+      RETURN_IF_ERROR(kernels::TopK({.batch = internal::Rows(all, top_rows),
                                      .values = x,
-                                     .k = top_logprobs_k.data(),
+                                     .k = settings.top_logprobs_k.data(),
                                      .max_k = max_top_logprobs,
                                      .top_ids = top_ids.data(),
                                      .top_values = top_values.data()}));
     }
     for (int32_t s : top_rows) {
-      const int64_t n = std::min<int64_t>(top_logprobs_k[s], vocab_size);
+      const int64_t n = std::min<int64_t>(settings.top_logprobs_k[s], vocab_size);
       for (int64_t j = 0; j < n; ++j) {
         const int32_t id = top_ids[s * max_top_logprobs + j];
         outputs[s].top_logprobs.emplace_back(id, raw_logprob(s, id));
       }
     }
 
-    RETURN_IF_ERROR(kernels::MaskTokens(
-        {.batch =
-             Rows(all, live_rows([&](int64_t s) { return inputs[s].step < params(s).min_tokens; })),
-         .logits = x,
-         .offsets = masked.offsets.data(),
-         .token_ids = masked.ids.data()}));
+    RETURN_IF_ERROR(kernels::MaskTokens({.batch = internal::Rows(all, live_rows([&](int64_t s) {
+                                                                   return inputs[s].step <
+                                                                          params(s).min_tokens;
+                                                                 })),
+                                         .logits = x,
+                                         .offsets = masked.offsets.data(),
+                                         .token_ids = masked.ids.data()}));
     for (int64_t s = begin; s < end; ++s) {
       if (!statuses[s].ok() || inputs[s].token_bitmask.empty()) continue;
       const std::vector<int32_t> row = {static_cast<int32_t>(s)};
       RETURN_IF_ERROR(kernels::ApplyTokenBitmask(
-          {.batch = Rows(all, row),
+          {.batch = internal::Rows(all, row),
            .logits = x,
            .bitmask = inputs[s].token_bitmask.data(),
            .bitmask_words = static_cast<int64_t>(inputs[s].token_bitmask.size())}));
@@ -292,11 +208,11 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
                                                   params(s), inputs[s].output_token_ids);
     }
     RETURN_IF_ERROR(kernels::ApplyPenalties(
-        {.batch = Rows(all, live_rows([&](int64_t s) { return penalize[s] != 0; })),
+        {.batch = internal::Rows(all, live_rows([&](int64_t s) { return penalize[s] != 0; })),
          .logits = x,
-         .repetition_penalty = repetition.data(),
-         .frequency_penalty = frequency.data(),
-         .presence_penalty = presence.data(),
+         .repetition_penalty = settings.repetition.data(),
+         .frequency_penalty = settings.frequency.data(),
+         .presence_penalty = settings.presence.data(),
          .prompt_offsets = prompts.offsets.data(),
          .prompt_token_ids = prompts.ids.data(),
          .output_offsets = outputs_so_far.offsets.data(),
@@ -307,33 +223,33 @@ absl::StatusOr<std::vector<SampleOutput>> Sampler::Sample(
     const std::vector<int32_t> greedy_rows =
         live_rows([&](int64_t s) { return params(s).greedy(); });
     RETURN_IF_ERROR(kernels::Argmax(
-        {.batch = Rows(all, greedy_rows), .logits = x, .token_ids = token_ids.data()}));
+        {.batch = internal::Rows(all, greedy_rows), .logits = x, .token_ids = token_ids.data()}));
     for (int32_t s : greedy_rows) {
       if (x[s * vocab_size + token_ids[s]] == kNegInf) {
-        statuses[s] = NoFiniteLogit(
+        statuses[s] = internal::NoFiniteLogit(
             "after penalties and stop-token, grammar, allow-list or bad-word masking");
       }
     }
 
     // Random rows: temperature and min_p, then top_k, top_p and the draw.
     std::vector<int32_t> random_rows = live_rows([&](int64_t s) { return !params(s).greedy(); });
-    RETURN_IF_ERROR(kernels::SoftmaxWeights({.batch = Rows(all, random_rows),
+    RETURN_IF_ERROR(kernels::SoftmaxWeights({.batch = internal::Rows(all, random_rows),
                                              .logits = x,
-                                             .temperature = temperature.data(),
-                                             .min_p = min_p.data(),
+                                             .temperature = settings.temperature.data(),
+                                             .min_p = settings.min_p.data(),
                                              .row_max = row_max.data()}));
     for (int32_t s : random_rows) {
       if (row_max[s] == kNegInf) {
-        statuses[s] = NoFiniteLogit(
+        statuses[s] = internal::NoFiniteLogit(
             "after penalties and stop-token, grammar, allow-list or bad-word masking");
       }
     }
     std::erase_if(random_rows, [&](int32_t s) { return !statuses[s].ok(); });
-    RETURN_IF_ERROR(kernels::SampleFromWeights({.batch = Rows(all, random_rows),
+    RETURN_IF_ERROR(kernels::SampleFromWeights({.batch = internal::Rows(all, random_rows),
                                                 .weights = x,
-                                                .top_k = top_k.data(),
-                                                .top_p = top_p.data(),
-                                                .uniform = uniform.data(),
+                                                .top_k = settings.top_k.data(),
+                                                .top_p = settings.top_p.data(),
+                                                .uniform = settings.uniform.data(),
                                                 .token_ids = token_ids.data()}));
     for (int64_t s = begin; s < end; ++s) {
       if (!statuses[s].ok()) continue;

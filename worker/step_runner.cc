@@ -527,7 +527,10 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
   }
   // Validate(plan) covered this pass: its tokens are the plan's or sampled, and CanDecodeAgain
   // kept every later pass within the block table and the model's positions.
-  ASSIGN_OR_RETURN(StepLogits * logits, runner_->ExecuteValidated(batch_));
+  // On CUDA the logits stay on the device when its sampler can take the step (below).
+  const bool on_device = runner_->device() != Device::kCpu;
+  ASSIGN_OR_RETURN(StepLogits * logits,
+                   runner_->ExecuteValidated(batch_, /*keep_logits_on_device=*/on_device));
   for (const PassEntry& e : pass) e.seq->num_computed_tokens += e.num_tokens;
 
   // One row per sampled position: a sequence with d drafts has d + 1 consecutive rows, row i
@@ -569,10 +572,16 @@ absl::StatusOr<std::vector<StepRunner::PassEntry>> StepRunner::RunPass(
                          .eos_token_ids = eos_token_ids_,
                          .token_bitmask = bitmask});
   }
-  ASSIGN_OR_RETURN(
-      std::vector<SampleOutput> samples,
-      sampler_.Sample(absl::MakeSpan(logits->values.data(), logits->num_rows * logits->vocab_size),
-                      logits->num_rows, logits->vocab_size, sampling_));
+  std::vector<SampleOutput> samples;
+  if (logits->device_values != nullptr && DeviceSampler::Handles(sampling_)) {
+    ASSIGN_OR_RETURN(samples, device_sampler_.Sample(logits->device_values, logits->num_rows,
+                                                     logits->vocab_size, sampling_));
+  } else {
+    RETURN_IF_ERROR(runner_->LogitsToHost());
+    ASSIGN_OR_RETURN(samples, sampler_.Sample(absl::MakeSpan(logits->values.data(),
+                                                             logits->num_rows * logits->vocab_size),
+                                              logits->num_rows, logits->vocab_size, sampling_));
+  }
 
   std::vector<PassEntry> sampled;
   bool verified = false;      // the current sequence's output ended (a draft was rejected, a stop)

@@ -41,6 +41,7 @@
 #include "structured/grammar_cache.h"
 #include "structured/token_matcher.h"
 #include "structured/token_vocabulary.h"
+#include "worker/device_sampler.h"
 #include "worker/draft_model.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
@@ -193,6 +194,7 @@ class StepRunner {
   std::vector<int64_t> kv_group_windows_;  // empty with one group
   std::vector<int32_t> eos_token_ids_;
   Sampler sampler_;
+  DeviceSampler device_sampler_;  // CUDA: the steps whose sampling it can take
   TokenizerLoader load_tokenizer_;
   std::shared_ptr<const structured::TokenVocabulary> vocabulary_;  // on first use
   structured::GrammarCache grammar_cache_;
