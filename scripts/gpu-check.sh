@@ -2,12 +2,15 @@
 # The whole GPU verification in one command (docs/performance.md, "GPU"):
 #
 #   scripts/gpu-check.sh --bundle DIR   here (nvcc and the -dev packages): builds the GPU test
-#       binaries (ctest label `gpu`) with the CUDA runtime, libstdc++ and libgcc linked
-#       statically, and packs into DIR (git-ignored; gpu-bundle/ by convention):
+#       binaries (ctest label `gpu`) with the CUDA runtime, libstdc++, libgcc, abseil, libgomp,
+#       OpenBLAS and the gfortran runtime linked statically (most tests then load only glibc's
+#       libraries, and the driver when they run; Gloo and a few others have no archive here), and
+#       packs into DIR (git-ignored; gpu-bundle/ by convention):
 #         DIR/payload.tar.xz  bin/ (the stripped test binaries), bench/ (the benchmarks), lib/
-#                             (the shared libraries they still load, other than glibc, the
-#                             driver and NCCL, which PyTorch's wheel has on the device; cuBLAS is
-#                             dlopened from its wheel too) and shared/ (the test model,
+#                             (the shared libraries they still load, other than glibc and the
+#                             driver; NCCL and cuBLAS are dlopened from PyTorch's wheels on the
+#                             device, worker/internal/nccl.h and kernels/cuda/internal/cublas.h)
+#                             and shared/ (the test model,
 #                             stories260K); xz keeps it under the device tool's 64 MiB carry limit
 #         DIR/ldd.txt         what each binary loads, as ldd reports it here
 #   scripts/gpu-check.sh --run DIR      on the device machine: unpacks the payload, runs every
@@ -32,7 +35,8 @@ cd "$(dirname "$0")/.."
 GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test elementwise_cuda_test
            embedding_cuda_test gemm_cuda_test rotary_cuda_test kv_cache_write_cuda_test
            block_copy_cuda_test paged_attention_cuda_test sampling_cuda_test
-           nccl_communicator_test model_runner_cuda_test)
+           nccl_loader_test nccl_communicator_test model_runner_cuda_test
+           worker_runtime_cuda_test)
 GPU_TESTS+=(device_sampler_cuda_test)
 # Benchmarks (benchmarks/): run after the tests, their output in bench.txt.
 GPU_BENCHMARKS=(cuda_gemm_benchmark)
@@ -43,7 +47,8 @@ usage() {
 }
 
 # Libraries every Linux machine with an NVIDIA driver has: never bundled. NCCL (218 MB, over the
-# device tool's 64 MiB) is not bundled either: --run finds the one PyTorch's wheel ships there.
+# device tool's 64 MiB) is dlopened, never linked; were a binary to link it, it would not be
+# bundled either: --run finds the one PyTorch's wheel ships there.
 is_system_lib() {
   case "$1" in
     linux-vdso.so.* | ld-linux*.so.* | libc.so.* | libm.so.* | libdl.so.* | libpthread.so.* | \
@@ -53,8 +58,8 @@ is_system_lib() {
 }
 
 # The folders of the NCCL and cuBLAS libraries that PyTorch's wheels ship (nvidia-nccl-cu*,
-# nvidia-cublas; the device GEMM dlopens libcublas, kernels/cuda/internal/cublas.h), joined with
-# ':', then the CUDA toolkit's lib64 if it has cuBLAS.
+# nvidia-cublas; both are dlopened: worker/internal/nccl.h, kernels/cuda/internal/cublas.h),
+# joined with ':', then the CUDA toolkit's lib64 if it has cuBLAS.
 torch_lib_dirs() {
   python3 - <<'PY' 2>/dev/null || true
 import glob, os, site
@@ -86,9 +91,22 @@ bundle() {
   local dir=$1
   local build_dir=${BUILD_DIR:-build-gpu-bundle}
   local shared=${PAGODA_SHARED_DIR:-$(cd .. && pwd)/shared}
-  build_targets "$build_dir" -DPAGODA_CUDA_STATIC_RUNTIME=ON \
+  # Everything but glibc and the driver from static archives where this machine has them:
+  # abseil (PAGODA_STATIC_ABSEIL), libgomp (OpenMP's library; -fopenmp's own -lgomp then goes
+  # unused under --as-needed), OpenBLAS's OpenMP build and the gfortran runtime it needs, at the
+  # end of every link line. Google Benchmark has no archive here: bench/ keeps its .so in lib/.
+  local gomp openblas
+  gomp=$(g++ -print-file-name=libgomp.a)
+  openblas=/usr/lib/$(gcc -print-multiarch)/openblas-openmp/libopenblas.a
+  local static_deps=()
+  if [ -f "$gomp" ] && [ -f "$openblas" ]; then
+    static_deps=("-DOpenMP_gomp_LIBRARY=$gomp" "-DPAGODA_OPENBLAS_OPENMP_LIB=$openblas"
+      "-DCMAKE_CXX_STANDARD_LIBRARIES=-l:libgfortran.a -l:libquadmath.a -l:libgomp.a")
+  fi
+  build_targets "$build_dir" -DPAGODA_CUDA_STATIC_RUNTIME=ON -DPAGODA_STATIC_ABSEIL=ON \
+    "${static_deps[@]}" \
     "-DCMAKE_EXE_LINKER_FLAGS=-static-libstdc++ -static-libgcc -Wl,--as-needed" \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache
   rm -rf "$dir"
   local payload="$dir/payload"
   mkdir -p "$payload/bin" "$payload/bench" "$payload/lib" "$payload/shared/models"
@@ -170,7 +188,7 @@ run() {
   {
     echo "gpu-check $(date -u +%FT%TZ) on $(hostname)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
-    echo "NCCL and cuBLAS from: ${lib_dirs:-not found (nccl_communicator_test will not start, the device GEMM fails)}"
+    echo "NCCL and cuBLAS from: ${lib_dirs:-not found (the NCCL and device GEMM tests fail with FailedPrecondition)}"
   } >"$summary"
   local started=0 bad=0 line
   for bin in "$dir"/bin/*; do

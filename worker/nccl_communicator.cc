@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/internal/nccl.h"
 
 namespace pagoda {
 namespace {
@@ -20,11 +21,12 @@ absl::Status CudaError(cudaError_t error, std::string_view what) {
 }
 
 // Errors a peer or the network causes are Unavailable; the rest are bugs or broken setups.
-absl::Status NcclError(ncclResult_t result, ncclComm_t comm, std::string_view what) {
+absl::Status NcclError(const internal::NcclApi& nccl, ncclResult_t result, ncclComm_t comm,
+                       std::string_view what) {
   std::string message =
-      absl::StrCat(std::string(what), ": NCCL error: ", ncclGetErrorString(result));
+      absl::StrCat(std::string(what), ": NCCL error: ", nccl.get_error_string(result));
   if (comm != nullptr) {
-    const char* last = ncclGetLastError(comm);
+    const char* last = nccl.get_last_error(comm);
     if (last != nullptr && last[0] != '\0') absl::StrAppend(&message, " (", last, ")");
   }
   if (result == ncclRemoteError || result == ncclSystemError) {
@@ -35,8 +37,10 @@ absl::Status NcclError(ncclResult_t result, ncclComm_t comm, std::string_view wh
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(const NcclCommunicatorOptions& options, ncclComm_t comm, cudaStream_t stream)
-      : rank_(options.rank),
+  NcclCommunicator(const internal::NcclApi& nccl, const NcclCommunicatorOptions& options,
+                   ncclComm_t comm, cudaStream_t stream)
+      : nccl_(nccl),
+        rank_(options.rank),
         size_(options.size),
         device_(options.device),
         timeout_(options.timeout),
@@ -47,9 +51,9 @@ class NcclCommunicator final : public Communicator {
     cudaSetDevice(device_);
     if (comm_ != nullptr) {
       if (broken_.ok()) {
-        ncclCommDestroy(comm_);
+        nccl_.comm_destroy(comm_);
       } else {
-        ncclCommAbort(comm_);
+        nccl_.comm_abort(comm_);
       }
     }
     cudaStreamDestroy(stream_);
@@ -67,9 +71,9 @@ class NcclCommunicator final : public Communicator {
     if (cudaError_t error = cudaSetDevice(device_); error != cudaSuccess) {
       return CudaError(error, what);
     }
-    broken_ = Finish(
-        ncclAllReduce(data, data, static_cast<size_t>(count), ncclFloat, ncclSum, comm_, stream_),
-        what);
+    broken_ = Finish(nccl_.all_reduce(data, data, static_cast<size_t>(count), ncclFloat, ncclSum,
+                                      comm_, stream_),
+                     what);
     return broken_;
   }
 
@@ -82,7 +86,8 @@ class NcclCommunicator final : public Communicator {
       return CudaError(error, what);
     }
     broken_ = Finish(
-        ncclAllGather(input, output, static_cast<size_t>(count), ncclFloat, comm_, stream_), what);
+        nccl_.all_gather(input, output, static_cast<size_t>(count), ncclFloat, comm_, stream_),
+        what);
     return broken_;
   }
 
@@ -96,27 +101,30 @@ class NcclCommunicator final : public Communicator {
     while (state == ncclInProgress) {
       if (absl::Now() > deadline) return Abort(what);
       std::this_thread::yield();
-      ncclCommGetAsyncError(comm_, &state);
+      nccl_.comm_get_async_error(comm_, &state);
     }
-    if (state != ncclSuccess) return NcclError(state, comm_, what);
+    if (state != ncclSuccess) return NcclError(nccl_, state, comm_, what);
     while (true) {
       const cudaError_t query = cudaStreamQuery(stream_);
       if (query == cudaSuccess) return absl::OkStatus();
       if (query != cudaErrorNotReady) return CudaError(query, what);
-      ncclCommGetAsyncError(comm_, &state);
-      if (state != ncclSuccess && state != ncclInProgress) return NcclError(state, comm_, what);
+      nccl_.comm_get_async_error(comm_, &state);
+      if (state != ncclSuccess && state != ncclInProgress) {
+        return NcclError(nccl_, state, comm_, what);
+      }
       if (absl::Now() > deadline) return Abort(what);
       std::this_thread::yield();
     }
   }
 
   absl::Status Abort(const std::string& what) {
-    ncclCommAbort(comm_);
+    nccl_.comm_abort(comm_);
     comm_ = nullptr;
     return absl::DeadlineExceededError(absl::StrCat(
         what, ": not finished after ", absl::FormatDuration(timeout_), "; communicator aborted"));
   }
 
+  const internal::NcclApi& nccl_;
   const int32_t rank_;
   const int32_t size_;
   const int32_t device_;
@@ -127,13 +135,14 @@ class NcclCommunicator final : public Communicator {
 };
 
 // The unique id of the group: rank 0 makes and publishes it, the others wait for it.
-absl::StatusOr<ncclUniqueId> ExchangeUniqueId(const NcclCommunicatorOptions& options,
+absl::StatusOr<ncclUniqueId> ExchangeUniqueId(const internal::NcclApi& nccl,
+                                              const NcclCommunicatorOptions& options,
                                               RendezvousStore* store) {
   const std::string key = options.prefix + "nccl/unique_id";
   ncclUniqueId id;
   if (options.rank == 0) {
-    if (ncclResult_t result = ncclGetUniqueId(&id); result != ncclSuccess) {
-      return NcclError(result, nullptr, "creating the NCCL unique id");
+    if (ncclResult_t result = nccl.get_unique_id(&id); result != ncclSuccess) {
+      return NcclError(nccl, result, nullptr, "creating the NCCL unique id");
     }
     RETURN_IF_ERROR(store->Set(key, std::string(id.internal, sizeof(id.internal))));
     return id;
@@ -156,39 +165,47 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
   const std::string what =
       absl::StrCat("rank ", options.rank, " of ", options.size, " joining the nccl group '",
                    options.prefix, "' on device ", options.device);
-  absl::StatusOr<ncclUniqueId> id = ExchangeUniqueId(options, store);
+  // Before the rendezvous: a host without NCCL fails now, not after its peers' timeout.
+  absl::StatusOr<const internal::NcclApi*> loaded = internal::LoadNccl();
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat(what, ": ", loaded.status().message()));
+  }
+  const internal::NcclApi& nccl = **loaded;
+  absl::StatusOr<ncclUniqueId> id = ExchangeUniqueId(nccl, options, store);
   if (!id.ok()) {
     return absl::Status(id.status().code(), absl::StrCat(what, ": ", id.status().message()));
   }
   if (cudaError_t error = cudaSetDevice(options.device); error != cudaSuccess) {
     return CudaError(error, what);
   }
+  // A blocking stream (not cudaStreamNonBlocking): the kernels run on the legacy default stream,
+  // and a collective must start only after the kernels that wrote its input have finished.
   cudaStream_t stream = nullptr;
-  if (cudaError_t error = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
-      error != cudaSuccess) {
+  if (cudaError_t error = cudaStreamCreate(&stream); error != cudaSuccess) {
     return CudaError(error, what);
   }
   // Non-blocking initialisation, so that a rank that never joins is a timeout, not a hang.
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
-  ncclResult_t state = ncclCommInitRankConfig(&comm, options.size, *id, options.rank, &config);
+  ncclResult_t state = nccl.comm_init_rank_config(&comm, options.size, *id, options.rank, &config);
   const absl::Time deadline = absl::Now() + options.timeout;
   while (state == ncclInProgress && absl::Now() <= deadline) {
     std::this_thread::yield();
-    ncclCommGetAsyncError(comm, &state);
+    nccl.comm_get_async_error(comm, &state);
   }
   if (state != ncclSuccess) {
     const absl::Status status =
         state == ncclInProgress
             ? absl::DeadlineExceededError(absl::StrCat(what, ": the group did not form within ",
                                                        absl::FormatDuration(options.timeout)))
-            : NcclError(state, comm, what);
-    if (comm != nullptr) ncclCommAbort(comm);
+            : NcclError(nccl, state, comm, what);
+    if (comm != nullptr) nccl.comm_abort(comm);
     cudaStreamDestroy(stream);
     return status;
   }
-  return std::unique_ptr<Communicator>(new NcclCommunicator(options, comm, stream));
+  return std::unique_ptr<Communicator>(new NcclCommunicator(nccl, options, comm, stream));
 }
 
 }  // namespace pagoda

@@ -1,12 +1,16 @@
-// NcclCommunicator: the GPU backend of Communicator (CUDA builds only) — NCCL collectives on
-// device buffers between the ranks of one replica, one GPU per rank. Rank 0 creates the NCCL
-// unique id and publishes it in the RendezvousStore under `prefix`; the other ranks read it, then
-// all join with ncclCommInitRank.
+// NcclCommunicator: the GPU backend of Communicator — NCCL collectives on device buffers between
+// the ranks of one replica, one GPU per rank. NCCL is not linked: the first group loads it
+// (worker/internal/nccl.h: $PAGODA_NCCL_LIBRARY, else libnccl.so.2, else libnccl.so), so a host
+// without it fails here with FailedPrecondition naming the files tried, and nowhere else. Rank 0
+// creates the NCCL unique id and publishes it in the RendezvousStore under `prefix`; the other
+// ranks read it, then all join with ncclCommInitRankConfig. A build without CUDA answers
+// FailedPrecondition (nccl_communicator_unavailable.cc).
 //
 // Pointers passed to AllReduceSum / AllGather are device pointers on `device`. Each call enqueues
-// the collective on the communicator's own stream and waits for it, polling NCCL's error state,
-// so a dead or silent peer gives an error after `timeout` (the communicator is then aborted and
-// every later call fails) instead of a hang.
+// the collective on the communicator's own stream, after the work queued before on the default
+// stream (the kernels that wrote its input), and waits for it, polling NCCL's error state, so a
+// dead or silent peer gives an error after `timeout` (the communicator is then aborted and every
+// later call fails) instead of a hang.
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm,
 //                    CreateNcclCommunicator({.rank = 0, .size = 2, .device = 0,

@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/nccl_communicator.h"
 #include "worker/tensor_parallel.h"
 
 namespace pagoda {
@@ -52,12 +54,25 @@ absl::Status WithRank(const absl::Status& status, int32_t rank) {
   return absl::Status(status.code(), absl::StrCat("worker rank ", rank, ": ", status.message()));
 }
 
+// The ranks' flags side by side: all[r] <- rank r's `mine`. NCCL's collectives take device
+// memory, so on CUDA the values go through a small device buffer.
+absl::Status GatherFlags(Communicator& comm, float mine, std::vector<float>& all) {
+  all.assign(static_cast<size_t>(comm.size()), 0.0f);
+  if (comm.backend() != "nccl") return comm.AllGather(&mine, 1, all.data());
+  constexpr int64_t kFloat = sizeof(float);
+  ASSIGN_OR_RETURN(std::shared_ptr<void> bytes,
+                   kernels::cuda::AllocateZeroed((1 + comm.size()) * kFloat));
+  float* device = static_cast<float*>(bytes.get());
+  RETURN_IF_ERROR(kernels::cuda::CopyBytes(device, &mine, kFloat));
+  RETURN_IF_ERROR(comm.AllGather(device, 1, device + 1));
+  return kernels::cuda::CopyBytes(all.data(), device + 1, comm.size() * kFloat);
+}
+
 // The ranks of a sparse model's replica must shard its experts alike (--enable-expert-parallel
 // is a per-process flag): the all-reduce would otherwise sum the parts of mismatched shards.
 absl::Status CheckExpertShardsAgree(Communicator& comm, bool expert_parallel) {
-  const float mine = expert_parallel ? 1.0f : 0.0f;
-  std::vector<float> all(static_cast<size_t>(comm.size()));
-  RETURN_IF_ERROR(comm.AllGather(&mine, 1, all.data()));
+  std::vector<float> all;
+  RETURN_IF_ERROR(GatherFlags(comm, expert_parallel ? 1.0f : 0.0f, all));
   for (int32_t rank = 0; rank < comm.size(); ++rank) {
     if ((all[static_cast<size_t>(rank)] != 0.0f) == expert_parallel) continue;
     const auto with = [](bool on) { return on ? "with" : "without"; };
@@ -139,14 +154,6 @@ void WorkerRuntime::AcquireBuiltLocked() {
 absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
     const WorkerInitConfig& c, const std::string& backend) {
   if (backend == "single") return CreateSingleCommunicator();
-  if (backend == "nccl") {
-    // Not linked yet: a direct call would make every CUDA build of pagoda-worker need
-    // libnccl.so.2 to start, CPU-only machines included; NCCL is to be loaded at run time, as
-    // cuBLAS is (kernels/cuda/internal/cublas.h).
-    return absl::UnimplementedError(
-        "tensor parallelism on CUDA (the nccl communicator) is not wired into the worker yet; "
-        "run CUDA workers at --tp 1");
-  }
   const absl::Duration timeout =
       c.timeout_ms > 0 ? absl::Milliseconds(c.timeout_ms) : kDefaultCommTimeout;
   std::unique_ptr<RendezvousStore> remote;
@@ -161,7 +168,16 @@ absl::StatusOr<std::unique_ptr<Communicator>> WorkerRuntime::JoinCommunicator(
     remote = options_.connect_store(c.rank0_address, timeout);
     store = remote.get();
   }
+  // Gloo's pair addresses or NCCL's unique id, under this Init's generation.
   const std::string prefix = absl::StrCat(c.replica, "/g", c.generation, "/");
+  if (backend == "nccl") {
+    return CreateNcclCommunicator({.rank = c.tp_rank,
+                                   .size = c.tp_size,
+                                   .device = options_.cuda_device,
+                                   .prefix = prefix,
+                                   .timeout = timeout},
+                                  store);
+  }
   return CreateGlooCommunicator({.rank = c.tp_rank,
                                  .size = c.tp_size,
                                  .hostname = options_.comm_host,

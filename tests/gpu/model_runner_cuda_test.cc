@@ -11,30 +11,41 @@
 //   - BF16 weights and KV cache: tol 3e-2 (the device GEMM rounds its activations to bf16, 2^-9
 //     relative, where the CPU multiplies fp32 activations; logits are O(0.5)).
 // Then KvCache::CopyBlocks on the device and a swap out to a host cache and back, and stories260K
-// greedy in fp32 against golden_greedy.jsonl token for token. Needs a CUDA device; the CUDA
-// tests skip without one, and the scenario itself runs CPU against CPU everywhere (so that its
-// batches are known good where no device is).
+// greedy in fp32 against golden_greedy.jsonl token for token. With two devices, the same scenario
+// at TP 2 (two ranks as threads, one GPU each, over NCCL loaded at run time) against TP 1 on the
+// device: both ranks' logits the same, and within the bounds above of TP 1's (the partial sums
+// of the row-parallel projections are added in another order). Needs a CUDA device; the CUDA
+// tests skip without one (the TP test without two), and the scenario itself runs CPU against CPU
+// everywhere, at TP 2 over Gloo too (so that its batches and its TP comparison are known good
+// where no device is).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <ostream>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "common/formats/safetensors.h"
 #include "common/kv_cache_groups.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/device.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/testing/model_harness.h"
 #include "tests/testing/stories260k.h"
+#include "worker/gloo_communicator.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/nccl_communicator.h"
+#include "worker/rendezvous_store.h"
 
 namespace pagoda {
 namespace {
@@ -164,13 +175,18 @@ void PoisonKvCache(KvCache& cache) {
   }
 }
 
-std::unique_ptr<ModelRunner> MakeRunnerOn(const ModelConfig& config, DType dtype, Device device) {
-  const ModelWeights weights = DummyModelWeights(config, /*seed=*/11, {}, {.dtype = dtype});
+// A runner of `shard` (its slices of the same dummy weights) on `device`, its cache poisoned.
+std::unique_ptr<ModelRunner> MakeRunnerOn(const ModelConfig& config, DType dtype, Device device,
+                                          const TensorParallelShard& shard = {},
+                                          Communicator* communicator = nullptr) {
+  const ModelWeights weights = DummyModelWeights(config, /*seed=*/11, shard, {.dtype = dtype});
   absl::StatusOr<std::unique_ptr<ModelRunner>> runner =
       ModelRunner::Create(config, weights,
                           {.num_blocks = kNumBlocks,
                            .block_size = kBlockSize,
                            .kv_cache_dtype = dtype,
+                           .shard = shard,
+                           .communicator = communicator,
                            .kv_groups = KvCacheGroupsFor(config, /*with_draft=*/false),
                            .device = device});
   EXPECT_TRUE(runner.ok()) << runner.status();
@@ -244,10 +260,11 @@ void RunAndCompare(ModelRunner& cpu, ModelRunner& other, absl::Span<const Sequen
             std::numeric_limits<float>::quiet_NaN());
 }
 
-// The scenario, `cpu` against `other` (a CUDA runner, or a second CPU runner where no device is).
-void RunScenario(ModelRunner& cpu, ModelRunner& other, float tolerance) {
-  const ModelConfig& config = cpu.config();
-  const int groups = cpu.kv_groups().num_groups();
+// Runs one step of the scenario; `what` names it.
+using StepFn = std::function<void(absl::Span<const SequenceInput> batch, const std::string& what)>;
+
+// The scenario's steps over a model with `groups` KV cache groups, each handed to `step`.
+void RunScenarioSteps(const ModelConfig& config, int groups, const StepFn& step) {
   const int64_t vocab = config.vocab_size;
   Sequence a, b, c, d;
   a.tokens = Ids(7, vocab, 1);
@@ -255,7 +272,7 @@ void RunScenario(ModelRunner& cpu, ModelRunner& other, float tolerance) {
   c.tokens = Ids(11, vocab, 3);
   SetTables(c, {20, 21, 22}, groups);
   // Step 1: A's whole prompt (7 tokens), C's first chunk (5 tokens, not sampled).
-  RunAndCompare(cpu, other, Step({&a, &c}, {7, 5}, {1, 0}), tolerance, "step 1");
+  step(Step({&a, &c}, {7, 5}, {1, 0}), "step 1");
   a.computed = 7;
   c.computed = 5;
   // Step 2: A decodes; B shares A's first block (its first 4 tokens are A's, already cached there)
@@ -265,27 +282,27 @@ void RunScenario(ModelRunner& cpu, ModelRunner& other, float tolerance) {
   for (const int32_t id : Ids(5, vocab, 2)) b.tokens.push_back(id);
   SetTables(b, {9, 14, 15}, groups);
   b.computed = 4;
-  RunAndCompare(cpu, other, Step({&a, &b, &c}, {1, 5, 6}, {1, 2, 1}), tolerance, "step 2");
+  step(Step({&a, &b, &c}, {1, 5, 6}, {1, 2, 1}), "step 2");
   a.computed = 8;
   b.computed = 9;
   c.computed = 11;
   // Steps 3..8: decodes of A, B and C (their tables growing into new blocks), D joining at step 5
   // with a 3-token prompt in block 0.
-  for (int step = 3; step <= 8; ++step) {
+  for (int number = 3; number <= 8; ++number) {
     std::vector<Sequence*> active = {&a, &b, &c};
     std::vector<int64_t> news = {1, 1, 1};
-    if (step == 5) {
+    if (number == 5) {
       d.tokens = Ids(3, vocab, 4);
       SetTables(d, {0}, groups);
     }
-    if (step >= 5) {
+    if (number >= 5) {
       active.push_back(&d);
-      news.push_back(step == 5 ? 3 : 1);
+      news.push_back(number == 5 ? 3 : 1);
     }
     for (size_t i = 0; i < active.size(); ++i) {
       Sequence& s = *active[i];
-      if (step != 5 || &s != &d)
-        s.tokens.push_back(Ids(1, vocab, static_cast<uint32_t>(100 * step + i))[0]);
+      if (number != 5 || &s != &d)
+        s.tokens.push_back(Ids(1, vocab, static_cast<uint32_t>(100 * number + i))[0]);
       const int64_t needed = (static_cast<int64_t>(s.tokens.size()) + kBlockSize - 1) / kBlockSize;
       std::vector<int32_t> table = s.table;
       while (static_cast<int64_t>(table.size()) < needed) {
@@ -293,10 +310,32 @@ void RunScenario(ModelRunner& cpu, ModelRunner& other, float tolerance) {
       }
       SetTables(s, table, groups);
     }
-    RunAndCompare(cpu, other, Step(active, news, std::vector<int64_t>(active.size(), 1)), tolerance,
-                  "step " + std::to_string(step));
+    step(Step(active, news, std::vector<int64_t>(active.size(), 1)),
+         "step " + std::to_string(number));
     for (Sequence* s : active) s->computed = static_cast<int64_t>(s->tokens.size());
   }
+}
+
+// The scenario, `cpu` against `other` (a CUDA runner, or a second CPU runner where no device is).
+void RunScenario(ModelRunner& cpu, ModelRunner& other, float tolerance) {
+  RunScenarioSteps(cpu.config(), cpu.kv_groups().num_groups(),
+                   [&](absl::Span<const SequenceInput> batch, const std::string& what) {
+                     RunAndCompare(cpu, other, batch, tolerance, what);
+                   });
+}
+
+// The scenario's logits on one runner, one [num_rows * vocab] block per step.
+std::vector<std::vector<float>> ScenarioLogits(ModelRunner& runner) {
+  std::vector<std::vector<float>> logits;
+  RunScenarioSteps(runner.config(), runner.kv_groups().num_groups(),
+                   [&](absl::Span<const SequenceInput> batch, const std::string& what) {
+                     absl::StatusOr<StepLogits*> out = runner.Execute(batch);
+                     ASSERT_TRUE(out.ok()) << what << ": " << out.status();
+                     logits.emplace_back(
+                         (*out)->values.begin(),
+                         (*out)->values.begin() + (*out)->num_rows * (*out)->vocab_size);
+                   });
+  return logits;
 }
 
 class ModelRunnerCuda : public ::testing::TestWithParam<Case> {};
@@ -395,6 +434,91 @@ TEST(ModelRunnerCudaKvCache, CopyBlocksAndSwapMatchTheCpuRunner) {
                              .block_table = swapped_table};
   RunAndCompare(*cpu, *cuda, {&decode, 1}, 1e-4f, "decode on swapped-in blocks");
 }
+
+// The scenario's logits at TP 2 on `device`: ranks as threads (on CUDA GPU r over NCCL, on the
+// CPU over Gloo); rank 0's, after checking that rank 1 got exactly the same.
+std::vector<std::vector<float>> TwoRankLogits(const Case& c, Device device) {
+  std::vector<std::vector<std::vector<float>>> per_rank(2);
+  InMemoryRendezvousStore store;
+  const std::string prefix =
+      absl::StrCat("tp2-", c.name, "-", std::string(DeviceName(device)), "/");
+  std::vector<std::thread> ranks;
+  for (int32_t rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      absl::StatusOr<std::unique_ptr<Communicator>> comm;
+      if (device == Device::kCuda) {
+        ASSERT_TRUE(kernels::cuda::SetDevice(rank).ok());
+        comm = CreateNcclCommunicator({.rank = rank,
+                                       .size = 2,
+                                       .device = rank,
+                                       .prefix = prefix,
+                                       .timeout = absl::Seconds(120)},
+                                      &store);
+      } else {
+        comm = CreateGlooCommunicator(
+            {.rank = rank, .size = 2, .prefix = prefix, .timeout = absl::Seconds(120)}, &store);
+      }
+      ASSERT_TRUE(comm.ok()) << comm.status();
+      std::unique_ptr<ModelRunner> runner =
+          MakeRunnerOn(c.config, c.dtype, device, {.rank = rank, .size = 2}, comm->get());
+      ASSERT_NE(runner, nullptr);
+      per_rank[rank] = ScenarioLogits(*runner);
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  EXPECT_EQ(per_rank[1], per_rank[0]) << "rank 1's logits differ from rank 0's";
+  return per_rank[0];
+}
+
+void ExpectSameSteps(const std::vector<std::vector<float>>& actual,
+                     const std::vector<std::vector<float>>& expected, float tolerance) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t step = 0; step < expected.size(); ++step) {
+    SCOPED_TRACE("step " + std::to_string(step + 1));
+    kernels::testing::ExpectClose(actual[step], expected[step], tolerance);
+  }
+}
+
+// TP 2 against TP 1 over the whole scenario: Llama (2 KV heads, one per rank; vocabulary 97,
+// which 2 does not divide) and Qwen3 (q/k norms, head_dim 16), in F32 and BF16.
+class ModelRunnerCudaTp : public ::testing::TestWithParam<Case> {};
+
+// On the CPU over Gloo (the scenario's TP 2 is sound where no device is); runs everywhere.
+TEST_P(ModelRunnerCudaTp, TwoRanksOverGlooMatchOneRankOnTheCpu) {
+  const Case& c = GetParam();
+  std::unique_ptr<ModelRunner> one = MakeRunnerOn(c.config, c.dtype, Device::kCpu);
+  ASSERT_NE(one, nullptr);
+  const std::vector<std::vector<float>> one_rank = ScenarioLogits(*one);
+  ASSERT_EQ(one_rank.size(), 8u);
+  ExpectSameSteps(TwoRankLogits(c, Device::kCpu), one_rank, 1e-4f);
+}
+
+// On GPUs 0 and 1 over NCCL, against TP 1 on GPU 0.
+TEST_P(ModelRunnerCudaTp, TwoRanksOverNcclMatchOneRank) {
+  if (kernels::cuda::DeviceCount() < 2) {
+    GTEST_SKIP() << "needs two CUDA devices, found " << kernels::cuda::DeviceCount();
+  }
+  const Case& c = GetParam();
+  ASSERT_TRUE(kernels::cuda::SetDevice(0).ok());
+  std::vector<std::vector<float>> one_rank;
+  {
+    std::unique_ptr<ModelRunner> runner = MakeRunnerOn(c.config, c.dtype, Device::kCuda);
+    ASSERT_NE(runner, nullptr);
+    one_rank = ScenarioLogits(*runner);
+  }
+  ASSERT_EQ(one_rank.size(), 8u);
+  ExpectSameSteps(TwoRankLogits(c, Device::kCuda), one_rank, c.tolerance);
+}
+
+std::vector<Case> TpCases() {
+  std::vector<Case> cases;
+  for (const Case& c : Cases()) {
+    if (c.name.rfind("Llama", 0) == 0 || c.name.rfind("Qwen3", 0) == 0) cases.push_back(c);
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ModelRunnerCudaTp, ::testing::ValuesIn(TpCases()), CaseName);
 
 // stories260K in fp32 on the device, greedy, gives golden_greedy.jsonl token for token.
 TEST(ModelRunnerCudaGolden, Stories260KGreedyEqualsTheGolden) {
