@@ -1,64 +1,27 @@
 #include "kernels/cuda/internal/cublas.h"
 
-#include <dlfcn.h>
-
-#include <cstdlib>
 #include <string>
-#include <vector>
 
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "common/shared_library.h"
 
 namespace pagoda::kernels::cuda::internal {
 namespace {
 
-// Resolves `name` into `fn`; false (and the reason in `error`) when the library lacks it.
-template <typename Fn>
-bool Resolve(void* library, const char* name, Fn& fn, std::string& error) {
-  dlerror();
-  void* symbol = dlsym(library, name);
-  if (symbol == nullptr) {
-    const char* reason = dlerror();
-    error = absl::StrCat("symbol ", name, " is missing: ", reason != nullptr ? reason : "null");
-    return false;
-  }
-  fn = reinterpret_cast<Fn>(symbol);
-  return true;
-}
-
 absl::StatusOr<CublasApi> Load() {
-  std::vector<std::string> names;
-  if (const char* path = std::getenv("PAGODA_CUBLAS_LIBRARY"); path != nullptr && *path != 0) {
-    names.push_back(path);
-  } else {
-    names.push_back(absl::StrCat("libcublas.so.", CUBLAS_VER_MAJOR));
-    names.push_back("libcublas.so");
-  }
-  std::vector<std::string> failures;
-  for (const std::string& name : names) {
-    // Never closed: the handles and their kernels live as long as the process.
-    void* library = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-      const char* reason = dlerror();
-      failures.push_back(absl::StrCat(name, " (", reason != nullptr ? reason : "not found", ")"));
-      continue;
-    }
-    CublasApi api;
-    std::string error;
-    if (!Resolve(library, "cublasCreate_v2", api.create, error) ||
-        !Resolve(library, "cublasSetMathMode", api.set_math_mode, error) ||
-        !Resolve(library, "cublasGemmEx", api.gemm_ex, error) ||
-        !Resolve(library, "cublasGetStatusString", api.status_string, error)) {
-      failures.push_back(absl::StrCat(name, " (", error, ")"));
-      continue;
-    }
-    return api;
-  }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "cuBLAS could not be loaded for the device GEMM: tried ", absl::StrJoin(failures, ", "),
-      "; put the CUDA toolkit's lib64 (or the nvidia-cublas wheel's lib) on LD_LIBRARY_PATH, or "
-      "name the library in PAGODA_CUBLAS_LIBRARY"));
+  return LoadFirstLibrary<CublasApi>(
+      LibraryNames("PAGODA_CUBLAS_LIBRARY",
+                   {absl::StrCat("libcublas.so.", CUBLAS_VER_MAJOR), "libcublas.so"}),
+      [](void* library, CublasApi& api, std::string& error) {
+        return ResolveSymbol(library, "cublasCreate_v2", api.create, error) &&
+               ResolveSymbol(library, "cublasSetMathMode", api.set_math_mode, error) &&
+               ResolveSymbol(library, "cublasGemmEx", api.gemm_ex, error) &&
+               ResolveSymbol(library, "cublasGetStatusString", api.status_string, error);
+      },
+      "cuBLAS could not be loaded for the device GEMM",
+      "put the CUDA toolkit's lib64 (or the nvidia-cublas wheel's lib) on LD_LIBRARY_PATH, or "
+      "name the library in PAGODA_CUBLAS_LIBRARY");
 }
 
 }  // namespace
