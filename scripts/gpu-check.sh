@@ -28,7 +28,7 @@
 #       the issue allows: building the same targets from the carried source tree (which needs
 #       the -dev packages there).
 #
-# With the device tool, from the checkout that built the bundle (about 8 minutes in all):
+# With the device tool, from the checkout that built the bundle (not timed on a device yet):
 #   run(command="scripts/gpu-check.sh --run gpu-bundle", carry=["gpu-bundle/payload.tar.xz"],
 #       timeout_s=600)
 # and with SmolLM2's golden on the device, one --stage call per part but the last (--bundle says
