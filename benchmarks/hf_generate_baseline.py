@@ -11,12 +11,17 @@ longest output (max_new_tokens = min_new_tokens, so no EOS ends a batch early). 
 tried from the largest down (--batch-sizes); the first that runs without running out of memory is
 the one measured (a failed size's time is not counted).
 
-Counted like Pagoda's figure: requests and their own output lengths (tokens a request generates
-past its length, because its batch runs longer, are waste, not output). The run stops after the
-batch during which --max-seconds passed, and the rates are over the completed requests (HF runs
-all 1000 in tens of minutes; a device check has a few).
+A batch size whose first batch's KV cache (and a rough prefill peak) would not fit the device's
+free memory is skipped without trying it: HF's cache grows step by step, so running out of memory
+can come minutes into a batch.
 
-Prints one line (scripts/gpu-check.sh reads it):
+Counted like Pagoda's figure: requests and their own output lengths (tokens a request generates
+past its length, because its batch runs longer, are waste, not output). The run stops before a
+batch that would end past --max-seconds (judged by the batch before it), and the rates are over
+the completed requests (HF runs all 1000 in tens of minutes; a device check has a few).
+
+Prints after every batch, the rates so far (scripts/gpu-check.sh reads the last such line, so a
+run killed by its time limit still leaves a figure):
   hf_baseline: requests=N batch_size=B elapsed_s=S requests_per_s=R output_tokens_per_s=T
       generated_tokens_per_s=G
 
@@ -112,21 +117,44 @@ def generate(torch, model, batch, device):
     return generated
 
 
+def fits(torch, model, batch, device):
+    """Whether the batch's KV cache at its last step, and a rough peak of its prefill (three MLP
+    activations of every padded prompt token), fit the device's free memory; with the reason."""
+    if not device.startswith("cuda"):
+        return True, ""
+    c = model.config
+    longest = max(len(ids) for ids, _ in batch)
+    steps = max(out for _, out in batch)
+    kv = len(batch) * (longest + steps) * 2 * c.num_hidden_layers * c.num_key_value_heads * \
+        c.head_dim * 2
+    prefill = len(batch) * longest * 3 * c.intermediate_size * 2
+    free = torch.cuda.mem_get_info()[0]
+    need = 1.1 * (kv + prefill)
+    return need <= free, f"needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
+
+
+def report(done, batch_size, seconds, outputs, generated):
+    print(f"hf_baseline: requests={done} batch_size={batch_size} elapsed_s={seconds:.3f} "
+          f"requests_per_s={done / seconds:.3f} output_tokens_per_s={outputs / seconds:.1f} "
+          f"generated_tokens_per_s={generated / seconds:.1f}", flush=True)
+
+
 def run(torch, model, requests, batch_size, args):
-    """Batches of batch_size until the requests or the time run out: (requests, outputs, generated
-    tokens, seconds)."""
+    """Batches of batch_size until the requests or the time run out, reporting after each."""
     done = outputs = generated = 0
     start = time.perf_counter()
     for first in range(0, len(requests), batch_size):
         batch = requests[first:first + batch_size]
+        batch_start = time.perf_counter()
         generated += len(batch) * generate(torch, model, batch, args.device)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         done += len(batch)
         outputs += sum(out for _, out in batch)
-        if time.perf_counter() - start > args.max_seconds:
+        now = time.perf_counter()
+        report(done, batch_size, now - start, outputs, generated)
+        if now - start + (now - batch_start) > args.max_seconds:
             break
-    return done, outputs, generated, time.perf_counter() - start
 
 
 def main(argv):
@@ -137,17 +165,22 @@ def main(argv):
     model = build_model(torch, args.tiny, args.device)
     generate(torch, model, [(requests[0][0][:8], 2)], args.device)  # warm-up: kernels, handles
     for batch_size in args.batch_sizes:
+        ok, why = fits(torch, model, requests[:batch_size], args.device)
+        if not ok:
+            print(f"hf_baseline: batch size {batch_size} skipped: its first batch {why}", flush=True)
+            continue
         try:
-            done, outputs, generated, seconds = run(torch, model, requests, batch_size, args)
-        except torch.OutOfMemoryError:
+            run(torch, model, requests, batch_size, args)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            # cuBLAS reports its own failed allocations as a RuntimeError.
+            if not isinstance(error, torch.OutOfMemoryError) and \
+                    "ALLOC_FAILED" not in str(error) and "out of memory" not in str(error):
+                raise
             gc.collect()
             torch.cuda.empty_cache()
             print(f"hf_baseline: batch size {batch_size} ran out of memory; trying a smaller one",
                   flush=True)
             continue
-        print(f"hf_baseline: requests={done} batch_size={batch_size} elapsed_s={seconds:.3f} "
-              f"requests_per_s={done / seconds:.3f} output_tokens_per_s={outputs / seconds:.1f} "
-              f"generated_tokens_per_s={generated / seconds:.1f}", flush=True)
         return 0
     print("hf_baseline: no batch size fits in memory", flush=True)
     return 1
