@@ -19,7 +19,8 @@
 //
 // Prints `pagoda_throughput: requests=... output_tokens=... elapsed_s=... requests_per_s=...
 // output_tokens_per_s=... total_tokens_per_s=...` (scripts/gpu-check.sh reads it) and the same
-// as benchmark counters. --requests_out writes one JSON object per line, {"prompt_token_ids":
+// as benchmark counters; while it runs, a `pagoda_throughput_progress:` line every 20 s (steps
+// and decode tokens so far). --requests_out writes one JSON object per line, {"prompt_token_ids":
 // [...], "output_len": n} (benchmarks/hf_generate_baseline.py --requests), also without a device.
 #include <benchmark/benchmark.h>
 
@@ -135,9 +136,30 @@ void BM_OfflineThroughput(benchmark::State& state, int64_t count) {
     auto engine = EngineLoop::Create(EngineConfig{}, std::move(*executor), &tokenizer, {});
     if (!engine.ok()) Die(engine.status());
     const auto start = std::chrono::steady_clock::now();
+    // A line every 20 s, so that a run stopped by gpu-check's time limit still shows its pace.
+    struct Progress {
+      int64_t steps = 0, decode_tokens = 0;
+      std::chrono::steady_clock::time_point last_line;
+    } progress{.last_line = start};
+    (*engine)->SetStepObserver([&progress, start](const StepStats& step) {
+      ++progress.steps;
+      progress.decode_tokens += step.num_decode_tokens;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - progress.last_line < std::chrono::seconds(20)) return;
+      progress.last_line = now;
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      std::printf(
+          "pagoda_throughput_progress: elapsed_s=%.0f steps=%lld decode_tokens=%lld "
+          "decode_tokens_per_s=%.1f\n",
+          elapsed, static_cast<long long>(progress.steps),
+          static_cast<long long>(progress.decode_tokens),
+          static_cast<double>(progress.decode_tokens) / elapsed);
+      std::fflush(stdout);
+    });
     auto results = (*engine)->RunToCompletion(requests);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    (*engine)->SetStepObserver({});  // before `progress` goes
     if (!results.ok()) Die(results.status());
     int64_t produced = 0;
     for (const RequestOutput& out : *results) {

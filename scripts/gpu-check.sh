@@ -361,7 +361,9 @@ hf_baseline() {  # hf_baseline UNPACKED LOGDIR
 # Pagoda / HF.
 figures() {  # figures BENCH_TXT
   grep -E '^BM_(DeviceCopy|DecodeStep|Prefill).*(_median|ERROR OCCURRED)' "$1" || true
-  grep -E '^pagoda_throughput:' "$1" || true
+  # The throughput run's result, or where it was when its time limit stopped it.
+  grep -E '^pagoda_throughput:' "$1" || grep -E '^pagoda_throughput_progress:' "$1" | tail -n 1 ||
+    true
   grep -E '^hf_baseline: requests=' "$1" | tail -n 1 || true  # its rates so far, after each batch
   awk '/^pagoda_throughput:/ { for (i = 2; i <= NF; ++i) { split($i, kv, "="); p[kv[1]] = kv[2] } }
        /^hf_baseline: requests=/ { for (i = 2; i <= NF; ++i) { split($i, kv, "="); h[kv[1]] = kv[2] } }
