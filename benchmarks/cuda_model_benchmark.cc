@@ -15,6 +15,12 @@
 // head of the sampling rows and their logits copied to the host.
 //
 //   build/benchmarks/cuda_model_benchmark --benchmark_repetitions=3
+//   build/benchmarks/cuda_model_benchmark --tiny_cpu   # the benchmark itself checked on the CPU
+//
+// --tiny_cpu runs the same code on a model of the same family shrunk to 2 layers of hidden 64
+// (benchmarks/llama3_8b_config.h), on the CPU, with a host memcpy for the bandwidth: a check of
+// the benchmark's own steps (tables, cache fill, batches) where no device is; its figures mean
+// nothing.
 //
 // KV cache: bf16 (the model's dtype, as vLLM keeps it), 16-token blocks; a sequence of 1024
 // positions plus the step's token holds 65 blocks of 2 MiB (16 tokens x 32 layers x K and V x 8
@@ -32,9 +38,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -58,6 +66,12 @@ constexpr int64_t kBlocksPerSeq = (kContext + 1 + kBlockSize - 1) / kBlockSize; 
 constexpr int64_t kActivationRoom = int64_t{4} << 30;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
+// What the benchmarks run on: the Llama-3-8B shape on the device, or --tiny_cpu's check.
+struct Setup {
+  ModelConfig config;
+  Device device = Device::kCuda;
+};
+
 [[noreturn]] void Die(const absl::Status& status) {
   std::fprintf(stderr, "cuda_model_benchmark: %s\n", status.ToString().c_str());
   std::exit(1);
@@ -68,22 +82,36 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 }
 
 // Device copy bandwidth (bytes read + bytes written per second): best of 10 copies of 1 GiB
-// after one warm-up copy; CopyBytes returns when the copy is done.
-double CopyBandwidth() {
-  static const double bandwidth = [] {
-    constexpr int64_t kBytes = int64_t{1} << 30;
-    absl::StatusOr<std::shared_ptr<void>> from = kernels::cuda::AllocateZeroed(kBytes);
-    if (!from.ok()) Die(from.status());
-    absl::StatusOr<std::shared_ptr<void>> to = kernels::cuda::AllocateZeroed(kBytes);
-    if (!to.ok()) Die(to.status());
+// after one warm-up copy; CopyBytes returns when the copy is done. On the CPU (--tiny_cpu): the
+// same with memcpy of 64 MiB.
+double CopyBandwidth(Device device) {
+  static const double bandwidth = [device] {
+    const int64_t bytes = device == Device::kCuda ? int64_t{1} << 30 : int64_t{64} << 20;
+    std::shared_ptr<void> from, to;
+    if (device == Device::kCuda) {
+      absl::StatusOr<std::shared_ptr<void>> a = kernels::cuda::AllocateZeroed(bytes);
+      if (!a.ok()) Die(a.status());
+      absl::StatusOr<std::shared_ptr<void>> b = kernels::cuda::AllocateZeroed(bytes);
+      if (!b.ok()) Die(b.status());
+      from = *std::move(a);
+      to = *std::move(b);
+    } else {
+      from = std::shared_ptr<char[]>(new char[bytes]());
+      to = std::shared_ptr<char[]>(new char[bytes]());
+    }
     double best = 0.0;
     for (int i = 0; i <= 10; ++i) {
       const auto start = std::chrono::steady_clock::now();
-      if (absl::Status s = kernels::cuda::CopyBytes(to->get(), from->get(), kBytes); !s.ok()) {
-        Die(s);
+      if (device == Device::kCuda) {
+        if (absl::Status s = kernels::cuda::CopyBytes(to.get(), from.get(), bytes); !s.ok()) {
+          Die(s);
+        }
+      } else {
+        std::memcpy(to.get(), from.get(), static_cast<size_t>(bytes));
+        benchmark::DoNotOptimize(to.get());
       }
       const double seconds = Seconds(start);
-      if (i > 0) best = std::max(best, 2.0 * static_cast<double>(kBytes) / seconds);
+      if (i > 0) best = std::max(best, 2.0 * static_cast<double>(bytes) / seconds);
     }
     return best;
   }();
@@ -94,19 +122,22 @@ double CopyBandwidth() {
 // owns blocks [s * 65, s * 65 + 65)), filled as the header says.
 class Model {
  public:
-  Model() {
-    const ModelConfig config = Llama3_8BConfig();
-    absl::StatusOr<kernels::cuda::DeviceMemoryInfo> memory = kernels::cuda::MemoryInfo();
-    if (!memory.ok()) Die(memory.status());
-    free_before_ = memory->free_bytes;
+  explicit Model(const Setup& setup) {
+    const ModelConfig& config = setup.config;
     ModelWeights weights = DummyModelWeights(config, /*seed=*/0, {}, {.dtype = DType::kBF16});
     weight_bytes_ = weights.num_bytes();
-    const int64_t budget = static_cast<int64_t>(0.9 * static_cast<double>(free_before_)) -
-                           weight_bytes_ - kActivationRoom;
-    const int64_t fit = budget > 0 ? InProcessExecutor::NumBlocksForBudget(config, kBlockSize,
-                                                                           budget, {}, DType::kBF16)
-                                   : 0;
-    num_seqs_ = std::min(kMaxBatch, fit / kBlocksPerSeq);
+    num_seqs_ = kMaxBatch;  // the CPU check's tiny cache always fits
+    if (setup.device == Device::kCuda) {
+      absl::StatusOr<kernels::cuda::DeviceMemoryInfo> memory = kernels::cuda::MemoryInfo();
+      if (!memory.ok()) Die(memory.status());
+      free_before_ = memory->free_bytes;
+      const int64_t budget = static_cast<int64_t>(0.9 * static_cast<double>(free_before_)) -
+                             weight_bytes_ - kActivationRoom;
+      const int64_t fit = budget > 0 ? InProcessExecutor::NumBlocksForBudget(
+                                           config, kBlockSize, budget, {}, DType::kBF16)
+                                     : 0;
+      num_seqs_ = std::min(kMaxBatch, fit / kBlocksPerSeq);
+    }
     if (num_seqs_ < 1) {
       Die(absl::ResourceExhaustedError(absl::StrCat(
           "the device has ", static_cast<double>(free_before_) / kGiB, " GiB free: not enough for ",
@@ -116,7 +147,7 @@ class Model {
                                       {.num_blocks = num_seqs_ * kBlocksPerSeq,
                                        .block_size = kBlockSize,
                                        .kv_cache_dtype = DType::kBF16,
-                                       .device = Device::kCuda});
+                                       .device = setup.device});
     if (!runner.ok()) Die(runner.status());
     runner_ = std::move(*runner);
     tables_.resize(num_seqs_);
@@ -137,8 +168,9 @@ class Model {
     }
     if (absl::Status s = runner_->kv_cache().CopyBlocks(copies); !s.ok()) Die(s);
     std::printf(
-        "cuda_model_benchmark: %.1f GiB free before loading, %.1f GiB of bf16 weights, KV cache "
-        "for %lld sequences of %lld positions\n",
+        "cuda_model_benchmark: %s, %.1f GiB free before loading, %.1f GiB of bf16 "
+        "weights, KV cache for %lld sequences of %lld positions\n",
+        setup.device == Device::kCuda ? "device" : "CPU check (--tiny_cpu)",
         static_cast<double>(free_before_) / kGiB, static_cast<double>(weight_bytes_) / kGiB,
         static_cast<long long>(num_seqs_), static_cast<long long>(kBlocksPerSeq * kBlockSize));
     std::fflush(stdout);
@@ -167,19 +199,20 @@ class Model {
   int64_t free_before_ = 0;
 };
 
-Model& GetModel() {
-  static Model* model = new Model();
+// The model of the process's one Setup, loaded by the first benchmark that needs it.
+Model& GetModel(const Setup& setup) {
+  static Model* model = new Model(setup);
   return *model;
 }
 
-void BM_DeviceCopy(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(CopyBandwidth());
-  state.counters["GB_per_s"] = CopyBandwidth() / 1e9;
+void BM_DeviceCopy(benchmark::State& state, const Setup& setup) {
+  for (auto _ : state) benchmark::DoNotOptimize(CopyBandwidth(setup.device));
+  state.counters["GB_per_s"] = CopyBandwidth(setup.device) / 1e9;
 }
 
 // One decode step of state.range(0) sequences, each with kContext positions in the cache.
-void BM_DecodeStep(benchmark::State& state) {
-  Model& model = GetModel();
+void BM_DecodeStep(benchmark::State& state, const Setup& setup) {
+  Model& model = GetModel(setup);
   const int64_t batch = state.range(0);
   if (batch > model.num_seqs()) {
     const std::string message = absl::StrCat(
@@ -206,26 +239,26 @@ void BM_DecodeStep(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(logits);
   }
-  const double floor_s = static_cast<double>(model.weight_bytes()) / CopyBandwidth();
+  const double floor_s = static_cast<double>(model.weight_bytes()) / CopyBandwidth(setup.device);
   const ModelConfig& c = model.runner().config();
   const double kv_bytes = static_cast<double>(batch) * c.num_hidden_layers * 2.0 * (kContext + 1) *
                           static_cast<double>(c.kv_size()) * 2.0;
   state.counters["floor_ms"] = floor_s * 1e3;
   state.counters["floor_with_kv_ms"] =
-      (static_cast<double>(model.weight_bytes()) + kv_bytes) / CopyBandwidth() * 1e3;
+      (static_cast<double>(model.weight_bytes()) + kv_bytes) / CopyBandwidth(setup.device) * 1e3;
   state.counters["step_over_floor"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * floor_s,
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["tokens_per_s"] = benchmark::Counter(
       static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["copy_GB_per_s"] = CopyBandwidth() / 1e9;
+  state.counters["copy_GB_per_s"] = CopyBandwidth(setup.device) / 1e9;
   state.counters["weight_GB"] = static_cast<double>(model.weight_bytes()) / 1e9;
 }
 
 // A kPrefillTokens-token prompt from an empty cache (sequence 0's blocks, rewritten with the
 // same values each time).
-void BM_Prefill(benchmark::State& state) {
-  Model& model = GetModel();
+void BM_Prefill(benchmark::State& state, const Setup& setup) {
+  Model& model = GetModel(setup);
   const std::vector<int32_t> tokens = Model::PrefillTokens();
   const SequenceInput input{.token_ids = tokens, .block_table = model.table(0)};
   for (auto _ : state) {
@@ -247,23 +280,44 @@ void BM_Prefill(benchmark::State& state) {
       benchmark::Counter(tokens_done * per_token / 1e12, benchmark::Counter::kIsRate);
 }
 
-BENCHMARK(BM_DeviceCopy)->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DecodeStep)
-    ->ArgNames({"batch"})
-    ->Arg(1)
-    ->Arg(64)
-    ->Arg(256)
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Prefill)->UseRealTime()->Unit(benchmark::kMillisecond);
+void Register(const Setup& setup) {
+  benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy, setup)
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_DecodeStep", BM_DecodeStep, setup)
+      ->ArgNames({"batch"})
+      ->Arg(1)
+      ->Arg(64)
+      ->Arg(256)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_Prefill", BM_Prefill, setup)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+}
 
 }  // namespace
 }  // namespace pagoda
 
 int main(int argc, char** argv) {
-  if (pagoda::kernels::cuda::DeviceCount() == 0) {
+  // --tiny_cpu (ours) is taken out before Google Benchmark sees the flags.
+  bool tiny_cpu = false;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--tiny_cpu") {
+      tiny_cpu = true;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  if (tiny_cpu) {
+    pagoda::Register({.config = pagoda::TinyLlama3Config(), .device = pagoda::Device::kCpu});
+  } else if (pagoda::kernels::cuda::DeviceCount() == 0) {
     std::printf("cuda_model_benchmark: no CUDA device; nothing to measure\n");
     return 0;
+  } else {
+    pagoda::Register({.config = pagoda::Llama3_8BConfig(), .device = pagoda::Device::kCuda});
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -16,6 +16,11 @@
 //
 //   build/benchmarks/cuda_throughput_benchmark [--num_requests=1000]
 //       [--requests_out=requests.jsonl]   # also write the requests for the HF baseline
+//   build/benchmarks/cuda_throughput_benchmark --tiny_cpu --num_requests=20   # a check, no device
+//
+// --tiny_cpu runs the same code on a model of the same family shrunk to 2 layers of hidden 64
+// (benchmarks/llama3_8b_config.h) on the CPU, with a KV cache of 4096 blocks: a check of the
+// benchmark itself where no device is; its figures mean nothing.
 //
 // Prints `pagoda_throughput: requests=... output_tokens=... elapsed_s=... requests_per_s=...
 // output_tokens_per_s=... total_tokens_per_s=...` (scripts/gpu-check.sh reads it) and the same
@@ -52,6 +57,7 @@ namespace {
 
 constexpr int64_t kBlockSize = 16;
 constexpr int64_t kActivationRoom = int64_t{4} << 30;
+constexpr int64_t kCpuCheckBlocks = 4096;  // --tiny_cpu
 
 [[noreturn]] void Die(const absl::Status& status) {
   std::fprintf(stderr, "cuda_throughput_benchmark: %s\n", status.ToString().c_str());
@@ -103,9 +109,9 @@ void WriteRequests(const std::string& path, const std::vector<EngineRequest>& re
   if (std::fclose(out) != 0) Die(absl::InternalError(absl::StrCat("cannot write ", path)));
 }
 
-// `count` requests through the engine on the device.
-void BM_OfflineThroughput(benchmark::State& state, int64_t count) {
-  const ModelConfig config = Llama3_8BConfig();
+// `count` requests through the engine on `device` (the model's shape: `config`).
+void BM_OfflineThroughput(benchmark::State& state, int64_t count, const ModelConfig& config,
+                          Device device) {
   const std::vector<EngineRequest> requests = Requests(count, config.vocab_size);
   int64_t prompt_tokens = 0, output_tokens = 0;
   for (const EngineRequest& r : requests) {
@@ -114,24 +120,27 @@ void BM_OfflineThroughput(benchmark::State& state, int64_t count) {
   }
   const Tokenizer& tokenizer = SyntheticTokenizer(config.vocab_size);
   for (auto _ : state) {
-    absl::StatusOr<kernels::cuda::DeviceMemoryInfo> memory = kernels::cuda::MemoryInfo();
-    if (!memory.ok()) Die(memory.status());
     ModelWeights weights = DummyModelWeights(config, /*seed=*/0, {}, {.dtype = DType::kBF16});
-    const int64_t budget = static_cast<int64_t>(0.9 * static_cast<double>(memory->free_bytes)) -
-                           weights.num_bytes() - kActivationRoom;
-    const int64_t num_blocks = budget > 0 ? InProcessExecutor::NumBlocksForBudget(
-                                                config, kBlockSize, budget, {}, DType::kBF16)
-                                          : 0;
-    if (num_blocks < 1) {
-      Die(absl::ResourceExhaustedError(absl::StrCat("no room for a KV cache: ", memory->free_bytes,
-                                                    " bytes free, ", weights.num_bytes(),
-                                                    " of weights")));
+    int64_t num_blocks = kCpuCheckBlocks;
+    if (device == Device::kCuda) {
+      absl::StatusOr<kernels::cuda::DeviceMemoryInfo> memory = kernels::cuda::MemoryInfo();
+      if (!memory.ok()) Die(memory.status());
+      const int64_t budget = static_cast<int64_t>(0.9 * static_cast<double>(memory->free_bytes)) -
+                             weights.num_bytes() - kActivationRoom;
+      num_blocks = budget > 0 ? InProcessExecutor::NumBlocksForBudget(config, kBlockSize, budget,
+                                                                      {}, DType::kBF16)
+                              : 0;
+      if (num_blocks < 1) {
+        Die(absl::ResourceExhaustedError(
+            absl::StrCat("no room for a KV cache: ", memory->free_bytes, " bytes free, ",
+                         weights.num_bytes(), " of weights")));
+      }
     }
     auto executor = InProcessExecutor::Create(config, std::move(weights),
                                               {.num_device_blocks = num_blocks,
                                                .block_size = kBlockSize,
                                                .kv_cache_dtype = DType::kBF16,
-                                               .device = Device::kCuda});
+                                               .device = device});
     if (!executor.ok()) Die(executor.status());
     auto engine = EngineLoop::Create(EngineConfig{}, std::move(*executor), &tokenizer, {});
     if (!engine.ok()) Die(engine.status());
@@ -196,6 +205,7 @@ int main(int argc, char** argv) {
   // the flags.
   int64_t num_requests = 1000;
   std::string requests_out;
+  bool tiny_cpu = false;
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -206,6 +216,8 @@ int main(int argc, char** argv) {
       }
     } else if (arg.substr(0, 15) == "--requests_out=") {
       requests_out = std::string(arg.substr(15));
+    } else if (arg == "--tiny_cpu") {
+      tiny_cpu = true;
     } else {
       argv[kept++] = argv[i];
     }
@@ -215,12 +227,16 @@ int main(int argc, char** argv) {
     pagoda::WriteRequests(requests_out,
                           pagoda::Requests(num_requests, pagoda::Llama3_8BConfig().vocab_size));
   }
-  if (pagoda::kernels::cuda::DeviceCount() == 0) {
+  if (!tiny_cpu && pagoda::kernels::cuda::DeviceCount() == 0) {
     std::printf("cuda_throughput_benchmark: no CUDA device; nothing to measure\n");
     return 0;
   }
+  const pagoda::ModelConfig config =
+      tiny_cpu ? pagoda::TinyLlama3Config() : pagoda::Llama3_8BConfig();
+  const pagoda::Device device = tiny_cpu ? pagoda::Device::kCpu : pagoda::Device::kCuda;
   // One run of the whole workload (minutes): gpu-check's --benchmark_repetitions does not apply.
-  benchmark::RegisterBenchmark("BM_OfflineThroughput", pagoda::BM_OfflineThroughput, num_requests)
+  benchmark::RegisterBenchmark("BM_OfflineThroughput", pagoda::BM_OfflineThroughput, num_requests,
+                               config, device)
       ->Iterations(1)
       ->Repetitions(1)
       ->UseManualTime()

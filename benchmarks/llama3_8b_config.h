@@ -27,4 +27,17 @@ inline ModelConfig Llama3_8BConfig() {
   return c;
 }
 
+/// The same family shrunk to 2 layers of hidden 64 (4 heads, 2 KV heads, head_dim 16,
+/// intermediate 128), the vocabulary kept: the GPU benchmarks' check of themselves on the CPU.
+inline ModelConfig TinyLlama3Config() {
+  ModelConfig c = Llama3_8BConfig();
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  return c;
+}
+
 }  // namespace pagoda
