@@ -15,7 +15,11 @@ std::string SmolLm2Path() {
 
 std::vector<SmolLm2Golden> LoadSmolLm2Goldens() {
   std::vector<SmolLm2Golden> goldens;
-  std::ifstream in(std::string(PAGODA_SHARED_DIR) + "/models/smollm2/golden_greedy.jsonl");
+  // The GPU bundle (scripts/gpu-check.sh) carries the goldens to another machine and says where.
+  const char* env = std::getenv("PAGODA_SHARED_DIR");
+  const std::string shared =
+      env != nullptr && *env != '\0' ? std::string(env) : std::string(PAGODA_SHARED_DIR);
+  std::ifstream in(shared + "/models/smollm2/golden_greedy.jsonl");
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
     const nlohmann::json j = nlohmann::json::parse(line);

@@ -1,6 +1,7 @@
 // Test support: SmolLM2-135M-Instruct, the quick start's model (scripts/install-deps.sh fetches
 // models/SmolLM2-135M-Instruct.Q4_1.gguf; tests skip when it is absent), and its float64 golden
-// greedy outputs (../shared/models/smollm2/golden_greedy.jsonl).
+// greedy outputs (../shared/models/smollm2/golden_greedy.jsonl; $PAGODA_SHARED_DIR overrides
+// ../shared, as on the GPU bundle's machine).
 //
 //   if (!std::filesystem::exists(SmolLm2Path())) GTEST_SKIP();
 //   for (const SmolLm2Golden& g : LoadSmolLm2Goldens()) { ... g.prompt_ids ... }
