@@ -11,8 +11,9 @@
 //   tokens_per_s = output tokens per second (one token per sequence per step); floor_with_kv_ms
 //   adds the K/V reads.
 // - BM_Prefill/tokens:1024: a 1024-token prompt from an empty cache; tokens_per_s.
-// A step is ModelRunner::Execute as the engine runs it: metadata upload, the forward pass, the LM
-// head of the sampling rows and their logits copied to the host.
+// A decode step is what a StepRunner runs: metadata upload, the forward pass, the LM head of the
+// sampling rows, and greedy sampling on the device (worker/device_sampler.h: the token ids come
+// back, not the logits). A prefill is ModelRunner::Execute (its one row's logits copied back).
 //
 //   build/benchmarks/cuda_model_benchmark --benchmark_repetitions=3
 //   build/benchmarks/cuda_model_benchmark --tiny_cpu   # the benchmark itself checked on the CPU
@@ -51,9 +52,11 @@
 #include "common/dtype.h"
 #include "common/model_config.h"
 #include "kernels/cuda/device_memory.h"
+#include "worker/device_sampler.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
 #include "worker/model_weights.h"
+#include "worker/sampler.h"
 
 namespace pagoda {
 namespace {
@@ -231,13 +234,29 @@ void BM_DecodeStep(benchmark::State& state, const Setup& setup) {
                  .num_computed_tokens = kContext,
                  .block_table = model.table(s)};
   }
+  if (const absl::Status valid = model.runner().ValidateBatch(inputs); !valid.ok()) {
+    state.SkipWithError(valid.ToString().c_str());
+    return;
+  }
+  const SamplingParams greedy{.temperature = 0.0f};
+  const std::vector<SamplingInput> sampling(static_cast<size_t>(batch), {.params = &greedy});
+  DeviceSampler device_sampler;
+  const Sampler host_sampler;
   for (auto _ : state) {
-    absl::StatusOr<StepLogits*> logits = model.runner().Execute(inputs);
-    if (!logits.ok()) {
-      state.SkipWithError(logits.status().ToString().c_str());
+    absl::StatusOr<StepLogits*> logits =
+        model.runner().ExecuteValidated(inputs, /*keep_logits_on_device=*/true);
+    absl::StatusOr<std::vector<SampleOutput>> samples =
+        !logits.ok() ? absl::StatusOr<std::vector<SampleOutput>>(logits.status())
+        : (*logits)->device_values != nullptr
+            ? device_sampler.Sample((*logits)->device_values, batch, (*logits)->vocab_size,
+                                    sampling)
+            : host_sampler.Sample(absl::MakeSpan((*logits)->values), batch, (*logits)->vocab_size,
+                                  sampling);
+    if (!samples.ok()) {
+      state.SkipWithError(samples.status().ToString().c_str());
       break;
     }
-    benchmark::DoNotOptimize(logits);
+    benchmark::DoNotOptimize(samples);
   }
   const double floor_s = static_cast<double>(model.weight_bytes()) / CopyBandwidth(setup.device);
   const ModelConfig& c = model.runner().config();
