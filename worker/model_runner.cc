@@ -382,20 +382,31 @@ absl::Status ModelRunner::ComputeLogits(int64_t rows, bool keep_on_device) {
     logits_.device_values = local;
     return keep_on_device ? absl::OkStatus() : LogitsToHost();
   }
-  float* logits = Reserve(logits_.values, rows * vocab);
-  // Then every rank's side by side: gathered is [tp_size, rows, V'] (on the device on CUDA, then
-  // copied to the host).
+  // Then every rank's side by side: gathered is [tp_size, rows, V'].
   float* gathered = local;
   if (tp_size > 1) {
     ASSIGN_OR_RETURN(gathered, gathered_logits_.Reserve(tp_size * rows * local_vocab));
     RETURN_IF_ERROR(communicator_->AllGather(local, rows * local_vocab, gathered));
   }
   if (on_device) {
-    float* host = Reserve(host_gathered_, tp_size * rows * local_vocab);
-    RETURN_IF_ERROR(
-        kernels::cuda::CopyBytes(host, gathered, tp_size * rows * local_vocab * kFloat));
-    gathered = host;
+    // Each rank's columns into [rows, vocab], the padding of the last ranks dropped: on the
+    // device when the logits stay there, else straight into the host's.
+    float* out = nullptr;
+    if (keep_on_device) {
+      ASSIGN_OR_RETURN(out, device_logits_.Reserve(rows * vocab));
+    } else {
+      out = Reserve(logits_.values, rows * vocab);
+    }
+    for (int64_t k = 0; k < tp_size && k * local_vocab < vocab; ++k) {
+      const int64_t n = std::min(local_vocab, vocab - k * local_vocab);
+      RETURN_IF_ERROR(kernels::cuda::CopyRows(out + k * local_vocab, vocab * kFloat,
+                                              gathered + k * rows * local_vocab,
+                                              local_vocab * kFloat, n * kFloat, rows));
+    }
+    if (keep_on_device) logits_.device_values = out;
+    return absl::OkStatus();
   }
+  float* logits = Reserve(logits_.values, rows * vocab);
   // The padding rows of the last ranks are dropped.
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t k = 0; k < tp_size && k * local_vocab < vocab; ++k) {

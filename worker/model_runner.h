@@ -66,8 +66,8 @@ struct StepLogits {
   int64_t vocab_size = 0;
   std::vector<float> values;       // [num_rows, vocab_size]; capacity reused across steps
   std::vector<int32_t> seq_index;  // [num_rows]: index into the step's batch
-  /// CUDA, when the caller asked to keep the logits on the device and the runner could (one
-  /// rank): the same [num_rows, vocab_size] in device memory, valid until the next step, and
+  /// CUDA, when the caller asked to keep the logits on the device: the same
+  /// [num_rows, vocab_size] in device memory, valid until the next step, and
   /// `values` unfilled until ModelRunner::LogitsToHost(). Null otherwise.
   float* device_values = nullptr;
   float* row(int64_t r) { return values.data() + r * vocab_size; }
@@ -108,7 +108,7 @@ class ModelRunner {
   /// Execute for a batch its caller has validated already, e.g. a StepRunner, whose check of a
   /// whole plan covers every pass it runs: the batch is checked once, at the worker's edge, and
   /// neither here nor in the kernels. An invalid batch is undefined behaviour.
-  /// With keep_logits_on_device, a CUDA runner at one rank leaves the logits on the device
+  /// With keep_logits_on_device, a CUDA runner leaves the logits on the device
   /// (StepLogits::device_values), for a sampler there (worker/device_sampler.h).
   absl::StatusOr<StepLogits*> ExecuteValidated(absl::Span<const SequenceInput> batch,
                                                bool keep_logits_on_device = false);
@@ -152,7 +152,8 @@ class ModelRunner {
         hidden_(device),
         last_hidden_(device),
         local_logits_(device),
-        gathered_logits_(device) {}
+        gathered_logits_(device),
+        device_logits_(device) {}
 
   /// Group g's table of `seq`.
   static absl::Span<const int32_t> GroupTable(const SequenceInput& seq, int g) {
@@ -202,7 +203,7 @@ class ModelRunner {
   ActivationBuffer last_hidden_;      // [num_sampling, hidden]
   ActivationBuffer local_logits_;     // [num_sampling, vocab_rows] when sharded or on CUDA
   ActivationBuffer gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded
-  std::vector<float> host_gathered_;  // CUDA, sharded: gathered_logits_ copied to the host
+  ActivationBuffer device_logits_;    // CUDA, sharded, kept on the device: [num_sampling, vocab]
   StepLogits logits_;
 };
 

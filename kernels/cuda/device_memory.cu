@@ -40,6 +40,20 @@ absl::Status CopyBytes(void* dst, const void* src, int64_t bytes) {
                               absl::StrCat("copy ", bytes, " bytes"));
 }
 
+absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
+                      int64_t width, int64_t height) {
+  if (width < 0 || height < 0 || dst_pitch < width || src_pitch < width) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda: copy of ", height, " rows of ", width,
+                                                   " bytes with pitches ", dst_pitch, " and ",
+                                                   src_pitch));
+  }
+  if (width == 0 || height == 0) return absl::OkStatus();
+  return internal::CudaStatus(
+      cudaMemcpy2D(dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
+                   static_cast<size_t>(width), static_cast<size_t>(height), cudaMemcpyDefault),
+      absl::StrCat("copy ", height, " rows of ", width, " bytes"));
+}
+
 absl::Status Synchronize() { return internal::CudaStatus(cudaDeviceSynchronize(), "synchronize"); }
 
 absl::StatusOr<DeviceMemoryInfo> MemoryInfo() {

@@ -32,6 +32,12 @@ absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes);
 /// which), after all work queued before on the default stream; returns when the copy is done.
 absl::Status CopyBytes(void* dst, const void* src, int64_t bytes);
 
+/// Copies `height` rows of `width` bytes from src, whose rows start `src_pitch` bytes apart, to
+/// dst, whose rows start `dst_pitch` bytes apart (cudaMemcpy2D; each side on the host or the
+/// device), ordered as CopyBytes. InvalidArgument for a negative size or a pitch below `width`.
+absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
+                      int64_t width, int64_t height);
+
 /// Waits for all queued device work and reports the first error it raised.
 absl::Status Synchronize();
 

@@ -28,6 +28,9 @@ bool BuiltWithCuda() { return false; }
 int DeviceCount() { return 0; }
 absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t) { return NoCuda("cuda allocate"); }
 absl::Status CopyBytes(void*, const void*, int64_t) { return NoCuda("cuda copy"); }
+absl::Status CopyRows(void*, int64_t, const void*, int64_t, int64_t, int64_t) {
+  return NoCuda("cuda copy");
+}
 absl::Status Synchronize() { return NoCuda("cuda synchronize"); }
 absl::StatusOr<DeviceMemoryInfo> MemoryInfo() { return NoCuda("cuda memory info"); }
 absl::Status SetDevice(int) { return NoCuda("cuda set device"); }

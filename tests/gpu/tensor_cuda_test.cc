@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/device_memory.h"
 #include "kernels/tensor.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -40,6 +41,38 @@ TEST(TensorCuda, CopiesToTheDeviceAndBackUnchanged) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->device(), Device::kCpu);
   EXPECT_EQ(TensorToFloats(*back), values);
+}
+
+// kernels::cuda::CopyRows (the sharded logits' layout): columns [4, 9) of a [7, 13] host
+// array into columns [2, 7) of a [7, 11] device array, then device -> device and back to the
+// host; what lies outside the copied columns keeps its value.
+TEST(TensorCuda, CopyRowsMovesStridedRowsEachWay) {
+  if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  constexpr int64_t kRows = 7, kSrcCols = 13, kDstCols = 11, kWidth = 5;
+  constexpr int64_t kF = sizeof(float);
+  std::mt19937 rng(17);
+  const std::vector<float> src = kernels::testing::RandomFloats(kRows * kSrcCols, rng);
+  kernels::testing::DeviceArray<float> device(std::vector<float>(kRows * kDstCols, -1.0f));
+  ASSERT_TRUE(kernels::cuda::CopyRows(device.get() + 2, kDstCols * kF, src.data() + 4,
+                                      kSrcCols * kF, kWidth * kF, kRows)
+                  .ok());
+  kernels::testing::DeviceArray<float> device2(std::vector<float>(kRows * kWidth, -2.0f));
+  ASSERT_TRUE(kernels::cuda::CopyRows(device2.get(), kWidth * kF, device.get() + 2, kDstCols * kF,
+                                      kWidth * kF, kRows)
+                  .ok());
+  const std::vector<float> got = device.Host();
+  const std::vector<float> packed = device2.Host();
+  for (int64_t r = 0; r < kRows; ++r) {
+    for (int64_t c = 0; c < kDstCols; ++c) {
+      const bool copied = c >= 2 && c < 2 + kWidth;
+      EXPECT_EQ(got[r * kDstCols + c], copied ? src[r * kSrcCols + 4 + c - 2] : -1.0f) << r << c;
+    }
+    for (int64_t c = 0; c < kWidth; ++c) {
+      EXPECT_EQ(packed[r * kWidth + c], src[r * kSrcCols + 4 + c]) << r << c;
+    }
+  }
+  const absl::Status bad = kernels::cuda::CopyRows(device.get(), 4, src.data(), 64, 8, 1);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
 }
 
 TEST(TensorCuda, BF16SurvivesTheRoundTripBitForBit) {
