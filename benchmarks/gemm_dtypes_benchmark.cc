@@ -166,27 +166,27 @@ BENCHMARK(BM_HalfGemmPath)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
-// Q8_0 weights as stored (path 0) and packed at load for the AVX-512 kernel (path 1,
+// Weights in `dtype` as stored (path 0) and packed at load for the AVX-512 kernel (path 1,
 // kernels::PackGemmWeights; skipped where this CPU's configuration has no packed layout), side
-// by side. Args: path, m, n, k; the LM head shape (28 MB) streams from memory.
-void BM_GemmQ8_0Packed(benchmark::State& state) {
+// by side. Args: path, m, n, k; the LM head shape (28 MB in Q8_0) streams from memory.
+void RunGemmPacked(benchmark::State& state, DType dtype) {
   const bool packed = state.range(0) == 1;
   const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
-  const std::vector<uint8_t> w = RandomWeights(DType::kQ8_0, n, k);
-  const int64_t packed_bytes = PackedGemmWeightBytes(DType::kQ8_0, n, k);
+  const std::vector<uint8_t> w = RandomWeights(dtype, n, k);
+  const int64_t packed_bytes = PackedGemmWeightBytes(dtype, n, k);
   if (packed && packed_bytes == 0) {
-    state.SkipWithError("no packed Q8_0 layout in this CPU kernel configuration");
+    state.SkipWithError("no packed layout for this dtype in this CPU kernel configuration");
     return;
   }
   std::vector<uint8_t> p_w(static_cast<size_t>(packed_bytes));
-  if (packed && !PackGemmWeights(w.data(), DType::kQ8_0, n, k, p_w.data()).ok()) {
+  if (packed && !PackGemmWeights(w.data(), dtype, n, k, p_w.data()).ok()) {
     state.SkipWithError("PackGemmWeights failed");
     return;
   }
   std::vector<float> a(static_cast<size_t>(m * k), 0.5f), c(static_cast<size_t>(m * n));
   const GemmParams p{.a = a.data(),
                      .b = w.data(),
-                     .b_dtype = DType::kQ8_0,
+                     .b_dtype = dtype,
                      .b_packed = packed ? p_w.data() : nullptr,
                      .c = c.data(),
                      .m = m,
@@ -199,9 +199,19 @@ void BM_GemmQ8_0Packed(benchmark::State& state) {
   state.SetLabel(packed ? "packed" : "stored");
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()));
 }
+void BM_GemmQ8_0Packed(benchmark::State& state) { RunGemmPacked(state, DType::kQ8_0); }
+void BM_GemmQ4_1Packed(benchmark::State& state) { RunGemmPacked(state, DType::kQ4_1); }
 BENCHMARK(BM_GemmQ8_0Packed)
     ->ArgNames({"path", "m", "n", "k"})
     ->ArgsProduct({{0, 1}, {1, 4, 32, 512}, {1536}, {576}})
+    ->ArgsProduct({{0, 1}, {1, 4}, {576}, {1536}})
+    ->ArgsProduct({{0, 1}, {1}, {49152}, {576}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+BENCHMARK(BM_GemmQ4_1Packed)
+    ->ArgNames({"path", "m", "n", "k"})
+    ->ArgsProduct({{0, 1}, {1, 4, 16, 512}, {1536}, {576}})
     ->ArgsProduct({{0, 1}, {1, 4}, {576}, {1536}})
     ->ArgsProduct({{0, 1}, {1}, {49152}, {576}})
     ->Unit(benchmark::kMicrosecond)

@@ -22,9 +22,10 @@
 #   PARTS=model THREADS=1 benchmarks/vs_llamacpp.sh          # part 1 only, one thread
 #   PARTS=serve NUM_PROMPTS=48 benchmarks/vs_llamacpp.sh     # part 2 only, fewer requests
 #   PARTS=model TYPES="F16 BF16" benchmarks/vs_llamacpp.sh   # part 1 on Q4_1, F16 and BF16
+#   PARTS=model TYPES="" benchmarks/vs_llamacpp.sh           # part 1 on the Q4_1 file alone
 #
 # Environment: LLAMA_BIN (llama.cpp's bin folder), MODEL (the Q4_1 GGUF), TYPES (what part 1
-# makes from it with llama-quantize: "Q8_0 F16"), THREADS (default: the cores), NUM_PROMPTS
+# makes from it with llama-quantize: "Q8_0 F16" when unset), THREADS (default: the cores), NUM_PROMPTS
 # (200), SEED (0), PARTS ("model serve"), OUT_DIR (results and logs; default a new temporary
 # folder, printed at the end), REPETITIONS (3: model_benchmark's and llama-bench's repetitions).
 set -euo pipefail
@@ -38,7 +39,7 @@ THREADS=${THREADS:-$(nproc)}
 NUM_PROMPTS=${NUM_PROMPTS:-200}
 SEED=${SEED:-0}
 PARTS=${PARTS:-"model serve"}
-TYPES=${TYPES:-"Q8_0 F16"}
+TYPES=${TYPES-"Q8_0 F16"}  # set and empty: the Q4_1 file alone
 REPETITIONS=${REPETITIONS:-3}
 PORT=${PORT:-18471}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/pagoda-vs-llamacpp.XXXXXX)}

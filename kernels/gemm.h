@@ -7,7 +7,7 @@
 // PAGODA_CPU_INT8_DOT=0 turns the rounding off); F16 and BF16 weights are converted to fp32 in
 // registers (kernels/cpu/internal/half_gemm.h); weights in any other DType are dequantized a few
 // blocks at a time inside the product (never a whole fp32 copy of B; see
-// kernels/cpu/internal/dequantizing_gemm.h). Q8_0 weights packed once at load
+// kernels/cpu/internal/dequantizing_gemm.h). Q8_0, Q4_0 and Q4_1 weights packed once at load
 // (PackGemmWeights, GemmParams::b_packed) skip the AVX-512 kernel's transposing loads. Returns
 // FailedPrecondition / InvalidArgument when PAGODA_CPU_ISA names an instruction set this CPU lacks
 // or none at all (kernels/cpu/internal/cpu_isa.h).
@@ -36,9 +36,9 @@ struct GemmParams {
   const void* b = nullptr;      // [n, k] row-major weights (out_features x in_features) in
                                 // b_dtype: each row RowBytes(b_dtype, k) bytes, back to back
   DType b_dtype = DType::kF32;  // k must be a whole number of its blocks
-  /// Optional: the same weights as b in the layout PackGemmWeights wrote (Q8_0 on AVX-512: rows
-  /// transposed into vectors), which the CPU kernel reads instead of b where it can. The result
-  /// is the same bits either way; b is still required (other paths read it).
+  /// Optional: the same weights as b in the layout PackGemmWeights wrote (Q8_0, Q4_0, Q4_1 on
+  /// AVX-512: rows transposed into vectors), which the CPU kernel reads instead of b where it can.
+  /// The result is the same bits either way; b is still required (other paths read it).
   const void* b_packed = nullptr;
   float* c = nullptr;  // [m, n] row-major output
   int64_t m = 0;
@@ -70,7 +70,7 @@ absl::Status Gemm(const GemmParams& params);
 absl::Status GemmParts(absl::Span<const GemmParams> parts);
 /// Bytes of the layout the CPU GEMM reads [n, k] weights in `dtype` fastest in, where that is not
 /// the stored one, under this process's CPU kernel configuration (kernels/cpu/internal/cpu_isa.h):
-/// Q8_0 on AVX-512 VNNI. 0 for everything else, under PAGODA_CPU_PACK_WEIGHTS=0 or
+/// Q8_0, Q4_0 and Q4_1 on AVX-512 VNNI. 0 for everything else, under PAGODA_CPU_PACK_WEIGHTS=0 or
 /// PAGODA_CPU_INT8_DOT=0, for a bad configuration or shape: then pass b alone.
 int64_t PackedGemmWeightBytes(DType dtype, int64_t n, int64_t k);
 

@@ -54,6 +54,7 @@ absl::Status PlaceWeightsForCpu(ModelWeights& weights) {
     for (LinearWeight& w : layer.experts.down_proj) add_linear(w);
   }
   weights.packed_lm_head = nullptr;
+  weights.packed_bytes = 0;
   add(weights.lm_head.empty() ? &weights.embed_tokens : &weights.lm_head, &weights.packed_lm_head);
   if (items.empty()) return absl::OkStatus();
 
@@ -69,6 +70,7 @@ absl::Status PlaceWeightsForCpu(ModelWeights& weights) {
     if (item.packed_bytes > 0) {
       RETURN_IF_ERROR(kernels::PackGemmWeights(t.data(), t.dtype(), t.rows(), t.cols(), at));
       *item.packed = at;
+      weights.packed_bytes += item.packed_bytes;
     } else {
       std::memcpy(at, t.data(), static_cast<size_t>(t.num_bytes()));
       ASSIGN_OR_RETURN(t, Tensor::View(t.dtype(), t.shape(), at, buffer));

@@ -480,7 +480,7 @@ int64_t ModelWeights::num_bytes() const {
       for (const Tensor& part : w->parts) add(part);
     }
   }
-  return bytes;
+  return bytes + packed_bytes;
 }
 
 namespace {

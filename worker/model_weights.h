@@ -105,9 +105,12 @@ struct ModelWeights {
   const void* packed_lm_head = nullptr;
   /// The buffer that the moved and packed weights live in (cpu_weight_placement.h), or null.
   std::shared_ptr<const std::byte> cpu_buffer;
+  /// Bytes of the packed forms in cpu_buffer (LinearWeight::packed, packed_lm_head): storage the
+  /// weights take beside their stored forms.
+  int64_t packed_bytes = 0;
 
   const Tensor& lm_head_or_embedding() const { return lm_head.empty() ? embed_tokens : lm_head; }
-  /// Bytes of distinct weight storage (tied embeddings counted once).
+  /// Bytes of distinct weight storage (tied embeddings counted once), packed forms included.
   int64_t num_bytes() const;
 };
 

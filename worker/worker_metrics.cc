@@ -52,10 +52,12 @@ WorkerMetrics::WorkerMetrics()
                           .Name("pagoda_worker:kv_blocks_free")
                           .Help("Device KV blocks no live sequence references")
                           .Register(*registry_)),
-      model_weight_bytes_(prometheus::BuildGauge()
-                              .Name("pagoda_worker:model_weight_bytes")
-                              .Help("Bytes of this rank's weights, in their stored types")
-                              .Register(*registry_)),
+      model_weight_bytes_(
+          prometheus::BuildGauge()
+              .Name("pagoda_worker:model_weight_bytes")
+              .Help("Bytes of this rank's weights, in their stored types and any forms packed "
+                    "for the CPU GEMMs")
+              .Register(*registry_)),
       kv_cache_bytes_(prometheus::BuildGauge()
                           .Name("pagoda_worker:kv_cache_bytes")
                           .Help("Bytes of this rank's device KV cache (keys and values, every "

@@ -214,7 +214,6 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
     return absl::Status(weights.status().code(), absl::StrCat("cannot load the model from ", dir,
                                                               ": ", weights.status().message()));
   }
-  const int64_t weight_bytes = weights->num_bytes();
   const DType kv_dtype = options_.kv_cache_dtype;
 
   auto built = std::make_unique<Built>();
@@ -308,7 +307,8 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
     RETURN_IF_ERROR(runner->ReallocateKvCache(num_device_blocks));
   }
   int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
-  int64_t all_weight_bytes = weight_bytes;
+  // After ModelRunner::Create: with the packed forms the CPU GEMMs read (cpu_weight_placement.h).
+  int64_t all_weight_bytes = runner->weights().num_bytes();
   std::unique_ptr<DraftModel> draft;
   if (draft_source.has_value()) {
     ASSIGN_OR_RETURN(draft, LoadDraftModel({.path = draft_dir,

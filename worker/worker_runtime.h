@@ -115,7 +115,8 @@ struct WorkerInitResult {
   int64_t vocab_size = 0;
   int64_t sliding_window = 0;  // StepRunner::sliding_window(): > 0 lets the engine free blocks
   std::vector<int64_t> kv_group_windows;  // StepRunner::kv_group_windows(); empty: one group
-  int64_t weight_bytes = 0;    // this rank's shard, in the weights' stored types (and draft's)
+  int64_t weight_bytes = 0;    // this rank's shard in its stored types, plus the packed forms
+                               // the CPU GEMMs read (ModelWeights::num_bytes; and draft's)
   int64_t kv_cache_bytes = 0;  // this rank's device KV cache (the draft model's included)
   std::string communicator;    // the backend in use: "single", "gloo", "nccl"
 };

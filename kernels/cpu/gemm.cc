@@ -7,7 +7,7 @@
 #include "kernels/cpu/internal/dequantizing_gemm.h"
 #include "kernels/cpu/internal/half_gemm.h"
 #include "kernels/cpu/internal/integer_gemm.h"
-#include "kernels/cpu/internal/packed_q8_0.h"
+#include "kernels/cpu/internal/packed_gemm.h"
 #include "kernels/cpu/internal/q8_activations.h"
 #include "kernels/cpu/internal/skinny_gemm.h"
 
@@ -63,18 +63,18 @@ absl::Status GemmParts(absl::Span<const GemmParams> parts) {
 }
 
 int64_t PackedGemmWeightBytes(DType dtype, int64_t n, int64_t k) {
+  // Only the AVX-512 GEMM of the integer path reads a packed layout (packed_gemm.h).
   const absl::StatusOr<internal::CpuKernelConfig>& config = internal::ActiveCpuKernelConfig();
   if (!config.ok() || !config->pack_weights || !config->int8_dot ||
-      config->isa != internal::CpuIsa::kAvx512 || dtype != DType::kQ8_0) {
+      config->isa != internal::CpuIsa::kAvx512) {
     return 0;
   }
-  return internal::PackedQ8_0Bytes(n, k / internal::kQ8BlockElements);
+  return internal::PackedWeightBytes(dtype, n, k / internal::kQ8BlockElements);
 }
 
-void PackGemmWeights(const void* b, DType /*dtype: Q8_0, the only packed one*/, int64_t n,
-                     int64_t k, void* packed) {
-  internal::PackQ8_0(static_cast<const uint8_t*>(b), n, k / internal::kQ8BlockElements,
-                     static_cast<uint8_t*>(packed));
+void PackGemmWeights(const void* b, DType dtype, int64_t n, int64_t k, void* packed) {
+  internal::PackWeights(static_cast<const uint8_t*>(b), dtype, n, k / internal::kQ8BlockElements,
+                        static_cast<uint8_t*>(packed));
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -489,38 +489,45 @@ TEST_P(GemmDTypes, IntegerPathRowsDoNotDependOnBatchShape) {
   }
 }
 
-// Which configurations have a packed layout (kernels::PackedGemmWeightBytes): Q8_0 on AVX-512
-// with the integer path and packing on; nothing else, and no bad shape. The gemm_test_packed_*
-// CTest entries run this under forced ISAs and PAGODA_CPU_PACK_WEIGHTS=0.
-TEST(GemmPacked, OnlyQ8_0OnAvx512HasAPackedLayout) {
+// Which configurations have a packed layout (kernels::PackedGemmWeightBytes): Q8_0, Q4_0 and Q4_1
+// on AVX-512 with the integer path and packing on; nothing else, and no bad shape. The
+// gemm_test_packed_* CTest entries run this under forced ISAs and PAGODA_CPU_PACK_WEIGHTS=0.
+TEST(GemmPacked, OnlyQ8_0AndQ4OnAvx512HaveAPackedLayout) {
   EXPECT_EQ(PackedGemmWeightBytes(DType::kF32, 16, 32), 0);
-  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ4_1, 16, 32), 0);
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ5_1, 16, 32), 0);
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ4_K, 16, 256), 0);
   EXPECT_EQ(PackedGemmWeightBytes(DType::kQ8_0, 16, 48), 0);  // k splits a block
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ4_1, 16, 48), 0);
   EXPECT_EQ(PackedGemmWeightBytes(DType::kQ8_0, 0, 32), 0);
   const auto& config = internal::ActiveCpuKernelConfig();
   const bool packs =
       config.ok() && config->isa == CpuIsa::kAvx512 && config->int8_dot && config->pack_weights;
   // 17 rows: 2 groups of 16; 2 blocks: 2 x 512 quant bytes and 64 scale bytes (2 x 32) a group.
   EXPECT_EQ(PackedGemmWeightBytes(DType::kQ8_0, 17, 64), packs ? 2 * (2 * 512 + 64) : 0);
+  // Q4_1, 3 blocks: 3 x 256 quant bytes and 3 x 64 bytes of d and m a group.
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ4_1, 17, 96), packs ? 2 * (3 * 256 + 3 * 64) : 0);
+  // Q4_0, 3 blocks: 3 x 256 quant bytes and 3 x 32 bytes of d, padded to 128, a group.
+  EXPECT_EQ(PackedGemmWeightBytes(DType::kQ4_0, 33, 96), packs ? 3 * (3 * 256 + 128) : 0);
   std::vector<uint8_t> b(2 * 34), out(4096);
-  const absl::Status refused = PackGemmWeights(b.data(), DType::kQ4_0, 1, 64, out.data());
+  const absl::Status refused = PackGemmWeights(b.data(), DType::kQ5_0, 1, 64, out.data());
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(refused.message()), HasSubstr("no packed layout for q4_0"));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("no packed layout for q5_0"));
 }
 
-// Q8_0 weights packed at load give the bits of the stored layout: at every m from 1 to 17 and 64
-// (the few-row tiles and the L2-blocked ones with every remainder), with beta 0 and 1, n with a
-// partial group of 16 rows, and n large enough for kernels::Gemm to split the rows over threads.
-TEST(GemmPacked, Q8_0PackedWeightsGiveTheStoredLayoutsBits) {
-  if (PackedGemmWeightBytes(DType::kQ8_0, 16, 32) == 0) {
-    GTEST_SKIP() << "no packed Q8_0 layout in this CPU kernel configuration";
+// Weights in `dtype` packed at load give the bits of the stored layout: at every m from 1 to 17
+// and 64 (the few-row tiles and the L2-blocked ones with every remainder), with beta 0 and 1, n
+// with a partial group of 16 rows, and n large enough for kernels::Gemm to split the rows over
+// threads.
+void CheckPackedGivesStoredBits(DType dtype) {
+  if (PackedGemmWeightBytes(dtype, 16, 32) == 0) {
+    GTEST_SKIP() << "no packed " << DTypeName(dtype) << " layout in this CPU kernel configuration";
   }
   for (int64_t n : {5, 37, 261, 1031}) {
     const int64_t k = n == 1031 ? 9 * 32 : 17 * 32;
     std::mt19937 rng(51);
-    const std::vector<uint8_t> w = RandomWeights(DType::kQ8_0, n, k, rng);
-    std::vector<uint8_t> packed(static_cast<size_t>(PackedGemmWeightBytes(DType::kQ8_0, n, k)));
-    ASSERT_TRUE(PackGemmWeights(w.data(), DType::kQ8_0, n, k, packed.data()).ok());
+    const std::vector<uint8_t> w = RandomWeights(dtype, n, k, rng);
+    std::vector<uint8_t> packed(static_cast<size_t>(PackedGemmWeightBytes(dtype, n, k)));
+    ASSERT_TRUE(PackGemmWeights(w.data(), dtype, n, k, packed.data()).ok());
     const std::vector<float> a = Random(64 * k, rng);
     std::vector<int64_t> ms;
     for (int64_t m = 1; m <= 17; ++m) ms.push_back(m);
@@ -531,7 +538,7 @@ TEST(GemmPacked, Q8_0PackedWeightsGiveTheStoredLayoutsBits) {
         std::vector<float> stored = c0, from_packed = c0;
         GemmParams p{.a = a.data(),
                      .b = w.data(),
-                     .b_dtype = DType::kQ8_0,
+                     .b_dtype = dtype,
                      .c = stored.data(),
                      .m = m,
                      .n = n,
@@ -544,10 +551,64 @@ TEST(GemmPacked, Q8_0PackedWeightsGiveTheStoredLayoutsBits) {
         ASSERT_TRUE(Gemm(p).ok());
         for (int64_t x = 0; x < m * n; ++x) {
           ASSERT_EQ(std::bit_cast<uint32_t>(from_packed[x]), std::bit_cast<uint32_t>(stored[x]))
-              << "n=" << n << " k=" << k << " m=" << m << " beta=" << beta << " row " << x / n
-              << " col " << x % n;
+              << DTypeName(dtype) << " n=" << n << " k=" << k << " m=" << m << " beta=" << beta
+              << " row " << x / n << " col " << x % n;
         }
       }
+    }
+  }
+}
+
+TEST(GemmPacked, Q8_0PackedWeightsGiveTheStoredLayoutsBits) {
+  CheckPackedGivesStoredBits(DType::kQ8_0);
+}
+
+TEST(GemmPacked, Q4_1PackedWeightsGiveTheStoredLayoutsBits) {
+  CheckPackedGivesStoredBits(DType::kQ4_1);
+}
+
+TEST(GemmPacked, Q4_0PackedWeightsGiveTheStoredLayoutsBits) {
+  CheckPackedGivesStoredBits(DType::kQ4_0);
+}
+
+// The packed Q4_1 GEMM against the float64 product of the dequantized weights and the
+// activations: packing moves the nibbles and fields to where the kernel reads them, so an error
+// in the layout (a nibble or a row's d or m in the wrong place) that the stored-layout kernel
+// shared would still show here. The bound is the 8-bit rounding of the activations: at most
+// d_a / 2 = max|a| / 254 per element, times sum |w| over the row.
+TEST(GemmPacked, Q4_1PackedWeightsMatchTheDequantizedProduct) {
+  if (PackedGemmWeightBytes(DType::kQ4_1, 16, 32) == 0) {
+    GTEST_SKIP() << "no packed Q4_1 layout in this CPU kernel configuration";
+  }
+  const int64_t n = 37, k = 5 * 32, m = 3;
+  std::mt19937 rng(7);
+  const std::vector<uint8_t> w = RandomWeights(DType::kQ4_1, n, k, rng);
+  std::vector<float> w_f32(static_cast<size_t>(n * k));
+  ASSERT_TRUE(
+      Dequantize(
+          {.dtype = DType::kQ4_1, .src = w.data(), .dst = w_f32.data(), .num_elements = n * k})
+          .ok());
+  std::vector<uint8_t> packed(static_cast<size_t>(PackedGemmWeightBytes(DType::kQ4_1, n, k)));
+  ASSERT_TRUE(PackGemmWeights(w.data(), DType::kQ4_1, n, k, packed.data()).ok());
+  const std::vector<float> a = Random(m * k, rng);
+  std::vector<float> c(static_cast<size_t>(m * n));
+  ASSERT_TRUE(Gemm({.a = a.data(),
+                    .b = w.data(),
+                    .b_dtype = DType::kQ4_1,
+                    .b_packed = packed.data(),
+                    .c = c.data(),
+                    .m = m,
+                    .n = n,
+                    .k = k})
+                  .ok());
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0.0, bound = 1e-5;
+      for (int64_t x = 0; x < k; ++x) {
+        want += double{a[i * k + x]} * w_f32[j * k + x];
+        bound += std::abs(double{w_f32[j * k + x]}) / 254.0;
+      }
+      EXPECT_NEAR(c[i * n + j], want, bound) << "row " << i << " col " << j;
     }
   }
 }

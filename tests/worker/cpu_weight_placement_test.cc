@@ -22,10 +22,24 @@ std::vector<float> Random(int64_t n, std::mt19937& rng) {
   return v;
 }
 
-// A [rows, cols] weight of random values stored in dtype (F32, F16 or Q8_0).
+// A [rows, cols] weight of random values stored in dtype (F32, F16, Q8_0 or Q4_1).
 Tensor RandomWeight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
   const std::vector<float> values = Random(rows * cols, rng);
   Tensor t = Tensor::Zeros(dtype, {rows, cols}).value();
+  if (dtype == DType::kQ4_1) {
+    // Quantize has no Q4_1: random nibbles, and d and m (the blocks' float16 fields) in +-1/8.
+    auto* bytes = static_cast<uint8_t*>(t.mutable_data());
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (int64_t i = 0; i < t.num_bytes(); ++i) bytes[i] = static_cast<uint8_t>(byte(rng));
+    for (int64_t block = 0; block < t.num_bytes(); block += 20) {
+      const float fields[2] = {values[block / 20] / 8, values[block / 20 + 1] / 8};
+      EXPECT_TRUE(
+          kernels::Quantize(
+              {.dtype = DType::kF16, .src = fields, .dst = bytes + block, .num_elements = 2})
+              .ok());
+    }
+    return t;
+  }
   EXPECT_TRUE(kernels::Quantize({.dtype = dtype,
                                  .src = values.data(),
                                  .dst = t.mutable_data(),
@@ -57,8 +71,8 @@ bool Inside(const void* p, const ModelWeights& w) {
   return w.cpu_buffer != nullptr && b >= w.cpu_buffer.get();
 }
 
-// Placement moves the GEMMs' weights into the huge-page buffer and packs the Q8_0 ones where
-// this CPU has a packed layout, and nothing the model computes changes by a bit.
+// Placement moves the GEMMs' weights into the huge-page buffer and packs the Q8_0 and Q4_1 ones
+// where this CPU has a packed layout, and nothing the model computes changes by a bit.
 TEST(PlaceWeightsForCpu, MovesAndPacksWithoutChangingTheOutputs) {
   std::mt19937 rng(3);
   constexpr int64_t kHidden = 96;
@@ -66,24 +80,36 @@ TEST(PlaceWeightsForCpu, MovesAndPacksWithoutChangingTheOutputs) {
   w.layers.resize(1);
   w.layers[0].qkv_proj.parts.push_back(RandomWeight(DType::kQ8_0, 37, kHidden, rng));
   w.layers[0].qkv_proj.parts.push_back(RandomWeight(DType::kF16, 5, kHidden, rng));
+  w.layers[0].qkv_proj.parts.push_back(RandomWeight(DType::kQ4_1, 21, kHidden, rng));
   w.embed_tokens = RandomWeight(DType::kQ8_0, 40, kHidden, rng);  // tied: the LM head
   const std::vector<float> x = Random(3 * kHidden, rng);
   const std::vector<float> before_1 = Outputs(w, x, 1), before_3 = Outputs(w, x, 3);
   const std::vector<float> q8_values = TensorToFloats(w.layers[0].qkv_proj.parts[0]);
   const std::vector<float> f16_values = TensorToFloats(w.layers[0].qkv_proj.parts[1]);
+  const std::vector<float> q4_values = TensorToFloats(w.layers[0].qkv_proj.parts[2]);
   const std::vector<float> embedding = TensorToFloats(w.embed_tokens);
   const void* f16_before = w.layers[0].qkv_proj.parts[1].data();
+  const int64_t stored_bytes = w.num_bytes();
 
   ASSERT_TRUE(PlaceWeightsForCpu(w).ok());
 
   const LinearWeight& qkv = w.layers[0].qkv_proj;
   const bool packs = kernels::PackedGemmWeightBytes(DType::kQ8_0, 37, kHidden) > 0;
-  ASSERT_EQ(qkv.packed.size(), 2u);
+  ASSERT_EQ(qkv.packed.size(), 3u);
   EXPECT_EQ(qkv.packed[0] != nullptr, packs);
   EXPECT_EQ(qkv.packed[1], nullptr);  // F16 has no packed layout
+  EXPECT_EQ(qkv.packed[2] != nullptr, packs);
   EXPECT_EQ(w.packed_lm_head != nullptr, packs);
+  // The packed forms are counted: the worker reports num_bytes() as the rank's weight bytes.
+  const int64_t packed_bytes = kernels::PackedGemmWeightBytes(DType::kQ8_0, 37, kHidden) +
+                               kernels::PackedGemmWeightBytes(DType::kQ4_1, 21, kHidden) +
+                               kernels::PackedGemmWeightBytes(DType::kQ8_0, 40, kHidden);
+  EXPECT_EQ(w.packed_bytes, packed_bytes);
+  EXPECT_EQ(w.num_bytes(), stored_bytes + packed_bytes);
   if (packs) {
+    EXPECT_GT(packed_bytes, 0);
     EXPECT_TRUE(Inside(qkv.packed[0], w));
+    EXPECT_TRUE(Inside(qkv.packed[2], w));
   }
   if (kernels::WeightBuffersUseHugePages()) {
     EXPECT_NE(qkv.parts[1].data(), f16_before);
@@ -93,6 +119,7 @@ TEST(PlaceWeightsForCpu, MovesAndPacksWithoutChangingTheOutputs) {
   // The stored forms keep their values (the embedding rows, TensorToFloats read them).
   EXPECT_EQ(TensorToFloats(qkv.parts[0]), q8_values);
   EXPECT_EQ(TensorToFloats(qkv.parts[1]), f16_values);
+  EXPECT_EQ(TensorToFloats(qkv.parts[2]), q4_values);
   EXPECT_EQ(TensorToFloats(w.embed_tokens), embedding);
   for (const auto& [rows, before] : {std::pair{1, &before_1}, std::pair{3, &before_3}}) {
     const std::vector<float> after = Outputs(w, x, rows);

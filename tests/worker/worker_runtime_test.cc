@@ -246,7 +246,8 @@ TEST_F(WorkerRuntimeTest, InitLoadsAGgufFile) {
   ASSERT_TRUE(init.ok()) << init.status();
   EXPECT_EQ(init->vocab_size, 96);
   EXPECT_EQ(init->max_model_len, 128);
-  // Q8_0 keeps 34 bytes per 32 weights: well below the fp32 size of the 2 x 1.25 M weights.
+  // Q8_0 keeps 34 bytes per 32 weights (twice that with the copy packed for AVX-512, which
+  // weight_bytes counts): well below the fp32 size of the 2 x 1.25 M weights.
   EXPECT_LT(init->weight_bytes, 4 * 1'300'000);
   config.generation = 4;
   config.load_format = "dummy";  // dummy weights of the GGUF's config work too

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/internal/packed_q8_0.h"
+#include "kernels/cpu/internal/packed_gemm.h"
 #include "kernels/cpu/internal/q8_activations.h"
 #include "kernels/cpu/internal/quantized_dot.h"
 #include "kernels/cpu/internal/vec_math.h"
@@ -75,7 +75,7 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
 #pragma omp parallel if (parallel)
   {
     // Contiguous ranges of the parts' rows, so that each thread streams its own part of W; within
-    // a part, cut at whole groups of 16 rows (a packed Q8_0 group, packed_q8_0.h), the same cut
+    // a part, cut at whole groups of 16 rows (a packed group, packed_gemm.h), the same cut
     // for the thread that ends there and the one that starts there.
     const int64_t threads = omp_get_num_threads();
     const int64_t id = omp_get_thread_num();
@@ -85,7 +85,7 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
       const int64_t n = parts[i].n;
       const auto cut = [&](int64_t boundary) {
         const int64_t local = std::clamp(boundary - run[i].first_row, int64_t{0}, n);
-        return std::min(n, (local + kPackedQ8_0Rows - 1) / kPackedQ8_0Rows * kPackedQ8_0Rows);
+        return std::min(n, (local + kPackedGroupRows - 1) / kPackedGroupRows * kPackedGroupRows);
       };
       const int64_t lo = cut(begin);
       const int64_t hi = cut(end);

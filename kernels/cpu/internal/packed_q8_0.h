@@ -3,8 +3,9 @@
 // permutes, plus a gather of the 16 float16 scales) before its eight vpdpbusd: at one activation
 // row that shuffling is most of the kernel's work. Packed, a block of 16 rows is read as it is
 // used: eight 64-byte vectors and one 32-byte vector of scales. The bytes are the file's, moved;
-// the packed GEMM does the same arithmetic in the same order as the unpacked one, so both give
-// the same bits (gemm_test checks it), and the batch invariance of quantized_dot.h holds.
+// the packed GEMM (packed_gemm.h) does the same arithmetic in the same order as the unpacked one,
+// so both give the same bits (gemm_test checks it), and the batch invariance of quantized_dot.h
+// holds.
 //
 // Layout: rows in groups of 16 (the last group padded with zero rows). A group is
 //   quants  [num_blocks][8][16][4] bytes: vector g of block b, lane r = quants 4g .. 4g + 3 of

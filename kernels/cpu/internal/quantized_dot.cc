@@ -6,7 +6,7 @@
 
 #include "kernels/cpu/internal/half.h"
 #include "kernels/cpu/internal/kquant_dot.h"
-#include "kernels/cpu/internal/packed_q8_0.h"
+#include "kernels/cpu/internal/packed_gemm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define PAGODA_QDOT_X86 1
@@ -26,22 +26,27 @@ namespace {
 
 // The GGML block layouts (block_formats.cc), as byte offsets; -1: no such field.
 struct FormatQ8_0 {
+  static constexpr DType kDType = DType::kQ8_0;
   [[maybe_unused]] static constexpr int kBytes = 34, kQs = 2, kQh = -1, kMin = -1, kOffset = 0;
   static constexpr bool kSigned = true;  // int8 quants; the others are unsigned 4 or 5 bits
 };
 struct FormatQ4_0 {
+  static constexpr DType kDType = DType::kQ4_0;
   [[maybe_unused]] static constexpr int kBytes = 18, kQs = 2, kQh = -1, kMin = -1, kOffset = 8;
   static constexpr bool kSigned = false;
 };
 struct FormatQ4_1 {
+  static constexpr DType kDType = DType::kQ4_1;
   [[maybe_unused]] static constexpr int kBytes = 20, kQs = 4, kQh = -1, kMin = 2, kOffset = 0;
   static constexpr bool kSigned = false;
 };
 struct FormatQ5_0 {
+  static constexpr DType kDType = DType::kQ5_0;
   [[maybe_unused]] static constexpr int kBytes = 22, kQs = 6, kQh = 2, kMin = -1, kOffset = 16;
   static constexpr bool kSigned = false;
 };
 struct FormatQ5_1 {
+  static constexpr DType kDType = DType::kQ5_1;
   [[maybe_unused]] static constexpr int kBytes = 24, kQs = 8, kQh = 4, kMin = 2, kOffset = 0;
   static constexpr bool kSigned = false;
 };
@@ -523,142 +528,13 @@ PAGODA_TARGET_AVX512 void RunTile(const QuantizedGemmArgs& g, int64_t i0, int mr
 
 constexpr int kMaxTileRows = 4;  // activation rows per register tile
 
-// Activation rows i0 .. i0 + MR - 1 against NV groups of 16 packed Q8_0 rows from row j0 on
-// (`rows` of them real): TileAvx512's operations in its order (the int32 sum from -128 sum(a)
-// over the moved quants, one fma of it by dw da per block, alpha and beta last) on vectors read
-// as stored, so its results are TileAvx512's bit for bit. `next`: the next tile's bytes, fetched
-// while this one runs.
-template <int MR, int NV>
-PAGODA_TARGET_AVX512 void PackedTileAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
-                                           int64_t rows, const uint8_t* next, int64_t next_bytes) {
-  const int64_t a_stride = Q8RowStride(g.num_blocks);
-  const int64_t group_bytes = PackedQ8_0GroupBytes(g.num_blocks);
-  const int64_t scales_offset = g.num_blocks * kPackedQ8_0BlockQuantBytes;
-  const uint8_t* groups = g.packed + j0 / kLanes * group_bytes;
-  const Q8Block* a[MR];
-  for (int i = 0; i < MR; ++i) a[i] = g.a + (i0 + i) * a_stride;
-  __m512 acc[MR][NV];
-  for (int i = 0; i < MR; ++i) {
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  }
-  for (int64_t b = 0; b < g.num_blocks; ++b) {
-    if (next != nullptr) PrefetchPart(next, next_bytes, b, g.num_blocks);
-    __m512i isum[MR][NV];
-    for (int i = 0; i < MR; ++i) {
-      const __m512i init = _mm512_set1_epi32(-128 * a[i][b].sum);
-      for (int v = 0; v < NV; ++v) isum[i][v] = init;
-    }
-    const uint8_t* block = groups + b * kPackedQ8_0BlockQuantBytes;
-    for (int q = 0; q < kQK / 4; ++q) {
-      for (int v = 0; v < NV; ++v) {
-        const __m512i wq = _mm512_loadu_si512(block + v * group_bytes + q * 64);
-        for (int i = 0; i < MR; ++i) {
-          int32_t quads;
-          std::memcpy(&quads, a[i][b].qs + 4 * q, sizeof(quads));
-          isum[i][v] = _mm512_dpbusd_epi32(isum[i][v], wq, _mm512_set1_epi32(quads));
-        }
-      }
-    }
-    for (int v = 0; v < NV; ++v) {
-      const __m512 ws = _mm512_maskz_cvtph_ps(
-          kAll, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                    groups + v * group_bytes + scales_offset + b * kPackedQ8_0BlockScaleBytes)));
-      for (int i = 0; i < MR; ++i) {
-        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(a[i][b].d));
-        acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][v]), scale, acc[i][v]);
-      }
-    }
-  }
-  const __m512 alpha = _mm512_set1_ps(g.alpha);
-  const __m512 beta = _mm512_set1_ps(g.beta);
-  for (int i = 0; i < MR; ++i) {
-    float* row = g.c + (i0 + i) * g.ldc + j0;
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 valid = ValidLanes(rows, v);
-      __m512 value = _mm512_mul_ps(alpha, acc[i][v]);
-      if (g.beta != 0.0f) {
-        value = _mm512_add_ps(value,
-                              _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(valid, row + v * kLanes)));
-      }
-      _mm512_mask_storeu_ps(row + v * kLanes, valid, value);
-    }
-  }
-}
-
-template <int MR>
-PAGODA_TARGET_AVX512 void PackedTileRowsAvx512(const QuantizedGemmArgs& g, int64_t i0, int64_t j0,
-                                               int64_t rows, int nv, const uint8_t* next,
-                                               int64_t next_bytes) {
-  switch (nv) {
-    case 4:
-      return PackedTileAvx512<MR, 4>(g, i0, j0, rows, next, next_bytes);
-    case 3:
-      return PackedTileAvx512<MR, 3>(g, i0, j0, rows, next, next_bytes);
-    case 2:
-      return PackedTileAvx512<MR, 2>(g, i0, j0, rows, next, next_bytes);
-    default:
-      return PackedTileAvx512<MR, 1>(g, i0, j0, rows, next, next_bytes);
-  }
-}
-
-PAGODA_TARGET_AVX512 void RunPackedTile(const QuantizedGemmArgs& g, int64_t i0, int mr, int64_t j0,
-                                        int64_t rows, const uint8_t* next, int64_t next_bytes) {
-  const int nv = static_cast<int>((rows + kLanes - 1) / kLanes);
-  switch (mr) {
-    case 4:
-      return PackedTileRowsAvx512<4>(g, i0, j0, rows, std::min(nv, 2), next, next_bytes);
-    case 3:
-      return PackedTileRowsAvx512<3>(g, i0, j0, rows, std::min(nv, 2), next, next_bytes);
-    case 2:
-      return PackedTileRowsAvx512<2>(g, i0, j0, rows, nv, next, next_bytes);
-    default:
-      return PackedTileRowsAvx512<1>(g, i0, j0, rows, nv, next, next_bytes);
-  }
-}
-
-// GemmAvx512 for Q8_0 packed at load: the same tiles (64 or 32 weight rows for m <= 4; 32 rows
-// against L2-sized blocks of activation rows above), nothing to unpack. j_begin is a multiple of
-// 16 (a group's first row).
-PAGODA_TARGET_AVX512 void GemmPackedQ8_0Avx512(const QuantizedGemmArgs& g, int64_t j_begin,
-                                               int64_t j_end) {
-  const int64_t group_bytes = PackedQ8_0GroupBytes(g.num_blocks);
-  const auto tile_bytes = [&](int64_t rows) { return (rows + kLanes - 1) / kLanes * group_bytes; };
-  if (g.m <= kMaxTileRows) {
-    const int mr = static_cast<int>(g.m);
-    const int64_t tile_rows = (mr <= 2 ? 4 : 2) * kLanes;
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += tile_rows) {
-      const int64_t rows = std::min(tile_rows, j_end - j0);
-      const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - tile_rows, 0, tile_rows);
-      RunPackedTile(g, 0, mr, j0, rows, g.packed + (j0 + rows) / kLanes * group_bytes,
-                    tile_bytes(next_rows));
-    }
-    return;
-  }
-  constexpr int64_t kTileRows = 2 * kLanes;
-  const int64_t row_bytes_q8 = Q8RowStride(g.num_blocks) * static_cast<int64_t>(sizeof(Q8Block));
-  const int64_t block_rows =
-      std::max<int64_t>(kMaxTileRows, (128 << 10) / row_bytes_q8 / kMaxTileRows * kMaxTileRows);
-  for (int64_t i_begin = 0; i_begin < g.m; i_begin += block_rows) {
-    const int64_t i_end = std::min(g.m, i_begin + block_rows);
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
-      const int64_t rows = std::min(kTileRows, j_end - j0);
-      const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - kTileRows, 0, kTileRows);
-      for (int64_t i0 = i_begin; i0 < i_end; i0 += kMaxTileRows) {
-        // The first pass over the tile reads it from memory: it fetches the next one.
-        const bool first = i0 == i_begin;
-        RunPackedTile(g, i0, static_cast<int>(std::min<int64_t>(kMaxTileRows, i_end - i0)), j0,
-                      rows, first ? g.packed + (j0 + rows) / kLanes * group_bytes : nullptr,
-                      first ? tile_bytes(next_rows) : 0);
-      }
-    }
-  }
-}
-
 template <typename F>
 PAGODA_TARGET_AVX512 void GemmAvx512(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
-  if constexpr (F::kSigned) {
-    if (g.packed != nullptr && j_begin % kLanes == 0)
-      return GemmPackedQ8_0Avx512(g, j_begin, j_end);
+  if (g.packed != nullptr && j_begin % kPackedGroupRows == 0) {
+    // Weights packed at load (packed_gemm.h): the same arithmetic, nothing to transpose.
+    if (const QuantizedGemmFn packed = PackedGemmAvx512For(F::kDType)) {
+      return packed(g, j_begin, j_end);
+    }
   }
   if (g.m <= kMaxTileRows) {
     // Few rows (decode, verification): each block is unpacked as it is used, straight into

@@ -20,8 +20,8 @@
 // vpdpbusd multiplies 4 quants of each row by 4 broadcast activation quants), which leaves whole
 // int32 block sums in the lanes and does a block's fp32 work once per 16 rows; tiles of up to 4
 // activation rows, weights unpacked as used (m <= 4) or once per tile of 32 rows (more), or for
-// Q8_0 read already transposed from a copy packed at load (packed_q8_0.h); the others dot row by
-// row.
+// Q8_0, Q4_0 and Q4_1 read already transposed from a copy packed at load (packed_gemm.h); the
+// others dot row by row.
 //
 //   const QuantizedDotFn dot = QuantizedDotFor(DType::kQ4_1, CpuIsa::kAvx2);
 //   y[j] = dot(w + j * row_bytes, x_q8, k / kQ8BlockElements);
@@ -50,8 +50,8 @@ inline int64_t ScaledSumsStride(int64_t num_blocks) { return (num_blocks + 15) /
 
 struct QuantizedGemmArgs {
   const uint8_t* w;          // [n, row_bytes]: the quantized weight rows
-  const uint8_t* packed;     // null, or for Q8_0 the same rows packed (packed_q8_0.h), which the
-                             // AVX-512 GEMM reads instead (the others ignore it)
+  const uint8_t* packed;     // null, or for Q8_0, Q4_0, Q4_1 the same rows packed (packed_gemm.h),
+                             // which the AVX-512 GEMM reads instead (the others ignore it)
   int64_t row_bytes;         // bytes of one weight row
   int64_t num_blocks;        // 32-element blocks per row (k / 32)
   const Q8Block* a;          // [m, Q8RowStride(num_blocks)]: the quantized activation rows
