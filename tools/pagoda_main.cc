@@ -25,7 +25,7 @@ constexpr char kUsage[] =
 }  // namespace
 
 int main(int argc, char** argv) {
-  pagoda::ExecWithPassiveOpenMpWaitUnlessSet(argv);
+  pagoda::ExecWithShortOpenMpSpinUnlessSet(argv);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

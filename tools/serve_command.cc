@@ -501,9 +501,13 @@ int RunServeCommand(int argc, const char* const* argv) {
     setenv("OMP_NUM_THREADS", std::to_string(*threads).c_str(), /*overwrite=*/1);
   }
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
-  PAGODA_LOG(info, "{} worker(s) x OMP_NUM_THREADS={} on {} core(s), OMP_WAIT_POLICY={}",
+  const char* spin_count = std::getenv("GOMP_SPINCOUNT");
+  PAGODA_LOG(info,
+             "{} worker(s) x OMP_NUM_THREADS={} on {} core(s), OMP_WAIT_POLICY={}, "
+             "GOMP_SPINCOUNT={}",
              flags.replicas * flags.tp, std::getenv("OMP_NUM_THREADS"), AvailableCores(),
-             wait_policy != nullptr ? wait_policy : "(libgomp's default)");
+             wait_policy != nullptr ? wait_policy : "(unset)",
+             spin_count != nullptr ? spin_count : "(unset)");
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

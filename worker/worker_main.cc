@@ -263,6 +263,6 @@ int Run(int argc, char** argv) {
 }  // namespace pagoda
 
 int main(int argc, char** argv) {
-  pagoda::ExecWithPassiveOpenMpWaitUnlessSet(argv);
+  pagoda::ExecWithShortOpenMpSpinUnlessSet(argv);
   return pagoda::Run(argc, argv);
 }

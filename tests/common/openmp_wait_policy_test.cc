@@ -1,5 +1,5 @@
-// ExecWithPassiveOpenMpWaitUnlessSet in a child process: it executes the program again with
-// OMP_WAIT_POLICY=PASSIVE when neither variable is set, and leaves a set one alone. The child
+// ExecWithShortOpenMpSpinUnlessSet in a child process: it executes the program again with
+// GOMP_SPINCOUNT=3000 when neither variable is set, and leaves a set one alone. The child
 // runs this test binary again, whose WritesThePolicyItRunsWith case reports what it sees.
 #include "common/openmp_wait_policy.h"
 
@@ -23,7 +23,9 @@ TEST(OpenMpWaitPolicy, WritesThePolicyItRunsWith) {
   const char* out = std::getenv(kOutVar);
   if (out == nullptr) GTEST_SKIP() << "run by the other cases of this file";
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  std::ofstream(out) << (policy != nullptr ? policy : "unset");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  std::ofstream(out) << (policy != nullptr ? policy : "unset") << "/"
+                     << (spin != nullptr ? spin : "unset");
 }
 
 // Runs, in a child with `setup` applied to its environment, the function under test with argv
@@ -43,7 +45,7 @@ std::string PolicyOfAChild(void (*setup)()) {
     setenv(kOutVar, out.c_str(), 1);
     std::string filter = "--gtest_filter=OpenMpWaitPolicy.WritesThePolicyItRunsWith";
     char* args[] = {const_cast<char*>(self.c_str()), filter.data(), nullptr};
-    ExecWithPassiveOpenMpWaitUnlessSet(args);
+    ExecWithShortOpenMpSpinUnlessSet(args);
     execv(self.c_str(), args);  // not executed again: run the reporting case as it is
     _exit(3);
   }
@@ -56,14 +58,13 @@ std::string PolicyOfAChild(void (*setup)()) {
   return policy;
 }
 
-TEST(OpenMpWaitPolicy, UnsetBecomesPassive) {
-  EXPECT_EQ(PolicyOfAChild([] {}), "PASSIVE");
+TEST(OpenMpWaitPolicy, UnsetBecomesAShortSpin) {
+  EXPECT_EQ(PolicyOfAChild([] {}), "unset/3000");
 }
 
 TEST(OpenMpWaitPolicy, TheUsersChoiceStays) {
-  EXPECT_EQ(PolicyOfAChild([] { setenv("OMP_WAIT_POLICY", "ACTIVE", 1); }), "ACTIVE");
-  // A spin count alone also says how to wait: no policy is added.
-  EXPECT_EQ(PolicyOfAChild([] { setenv("GOMP_SPINCOUNT", "10000", 1); }), "unset");
+  EXPECT_EQ(PolicyOfAChild([] { setenv("OMP_WAIT_POLICY", "PASSIVE", 1); }), "PASSIVE/unset");
+  EXPECT_EQ(PolicyOfAChild([] { setenv("GOMP_SPINCOUNT", "10000", 1); }), "unset/10000");
 }
 
 }  // namespace
