@@ -49,6 +49,7 @@
 #include "kernels/cuda/device_memory.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench/sharegpt_like.h"
+#include "tools/bench/synthetic_tokenizer.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_weights.h"
 
@@ -64,15 +65,10 @@ constexpr int64_t kCpuCheckBlocks = 4096;  // --tiny_cpu
   std::exit(1);
 }
 
-// A BPE tokenizer whose vocabulary is "t<id>" for every id of the model, without merges: the
-// output processor detokenizes every generated id as it would with a real tokenizer.
+// The model's ids as "t<id>" tokens (tools/bench/synthetic_tokenizer.h), made once.
 const Tokenizer& SyntheticTokenizer(int64_t vocab_size) {
   static const Tokenizer* tokenizer = [vocab_size] {
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int64_t id = 0; id < vocab_size; ++id) vocab[absl::StrCat("t", id)] = id;
-    const nlohmann::json root = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-    auto made = Tokenizer::FromJson(root.dump(), "", "synthetic");
+    auto made = MakeSyntheticTokenizer(vocab_size);
     if (!made.ok()) Die(made.status());
     return made->release();
   }();

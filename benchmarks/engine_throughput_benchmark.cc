@@ -26,8 +26,8 @@
 #include "common/model_config.h"
 #include "common/tokenizer/tokenizer.h"
 #include "engine/engine_loop.h"
-#include "nlohmann/json.hpp"
 #include "tools/bench/sharegpt_like.h"
+#include "tools/bench/synthetic_tokenizer.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_weights.h"
 
@@ -44,15 +44,10 @@ void Die(const absl::Status& status) {
   std::abort();
 }
 
-// A BPE tokenizer whose vocabulary is "t<id>" for every id of the model, without merges: the
-// output processor detokenizes every generated id as it would with a real tokenizer.
+// The model's ids as "t<id>" tokens (tools/bench/synthetic_tokenizer.h), made once.
 const Tokenizer& SyntheticTokenizer(int64_t vocab_size) {
   static const Tokenizer* tokenizer = [vocab_size] {
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int64_t id = 0; id < vocab_size; ++id) vocab[absl::StrCat("t", id)] = id;
-    const nlohmann::json root = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-    auto made = Tokenizer::FromJson(root.dump(), "", "synthetic");
+    auto made = MakeSyntheticTokenizer(vocab_size);
     if (!made.ok()) Die(made.status());
     return made->release();
   }();

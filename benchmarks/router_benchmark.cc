@@ -70,12 +70,12 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "nlohmann/json.hpp"
 #include "pagoda/v1/generation.grpc.pb.h"
 #include "router/frontend/frontend.h"
 #include "router/frontend/generation_service.h"
 #include "router/global_scheduler.h"
 #include "router/replica_set.h"
+#include "tools/bench/synthetic_tokenizer.h"
 
 extern char** environ;
 
@@ -114,11 +114,7 @@ double ProcessCpuSeconds() {
 // detokenizes every generated id as it would with a real tokenizer.
 const Tokenizer& SyntheticTokenizer() {
   static const Tokenizer* tokenizer = [] {
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int64_t id = 0; id < kVocabSize; ++id) vocab[absl::StrCat("t", id)] = id;
-    const nlohmann::json root = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-    auto made = Tokenizer::FromJson(root.dump(), "", "synthetic");
+    auto made = MakeSyntheticTokenizer(kVocabSize);
     if (!made.ok()) Die(std::string(made.status().message()));
     return made->release();
   }();
