@@ -1,11 +1,36 @@
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <string>
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/graph.h"
 #include "kernels/cuda/internal/cuda_status.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
+namespace {
+
+std::atomic<uint64_t> buffers_freed{0};
+
+absl::Status NotWhileCapturing(std::string_view what) {
+  if (!CapturingGraph()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("cuda: ", std::string(what),
+                   " during a CUDA graph capture (a buffer the captured work uses was not "
+                   "allocated beforehand: run the same work once before capturing it)"));
+}
+
+// Queued on the current stream, then waited for: the copy has happened when this returns.
+absl::Status Wait(cudaError_t queued, const std::string& what) {
+  RETURN_IF_ERROR(internal::CudaStatus(queued, what));
+  return internal::CudaStatus(cudaStreamSynchronize(CurrentStream()), what);
+}
+
+}  // namespace
 
 bool BuiltWithCuda() { return true; }
 
@@ -24,10 +49,14 @@ absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes) {
   }
   // At least one byte, so that an empty tensor still has storage (as on the host).
   const size_t size = bytes == 0 ? 1 : static_cast<size_t>(bytes);
+  RETURN_IF_ERROR(NotWhileCapturing(absl::StrCat("allocate ", bytes, " bytes")));
   void* p = nullptr;
   RETURN_IF_ERROR(internal::CudaStatus(cudaMalloc(&p, size),
                                        absl::StrCat("allocate ", bytes, " bytes on the device")));
-  std::shared_ptr<void> owner(p, [](void* q) { cudaFree(q); });
+  std::shared_ptr<void> owner(p, [](void* q) {
+    buffers_freed.fetch_add(1, std::memory_order_relaxed);
+    cudaFree(q);
+  });
   RETURN_IF_ERROR(
       internal::CudaStatus(cudaMemset(p, 0, size), absl::StrCat("zero ", bytes, " bytes")));
   return owner;
@@ -36,8 +65,11 @@ absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes) {
 absl::Status CopyBytes(void* dst, const void* src, int64_t bytes) {
   if (bytes < 0) return absl::InvalidArgumentError(absl::StrCat("cuda: copy of ", bytes, " bytes"));
   if (bytes == 0) return absl::OkStatus();
-  return internal::CudaStatus(cudaMemcpy(dst, src, static_cast<size_t>(bytes), cudaMemcpyDefault),
-                              absl::StrCat("copy ", bytes, " bytes"));
+  const std::string what = absl::StrCat("copy ", bytes, " bytes");
+  RETURN_IF_ERROR(NotWhileCapturing(what));
+  return Wait(
+      cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDefault, CurrentStream()),
+      what);
 }
 
 absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
@@ -48,11 +80,15 @@ absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src
                                                    src_pitch));
   }
   if (width == 0 || height == 0) return absl::OkStatus();
-  return internal::CudaStatus(
-      cudaMemcpy2D(dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
-                   static_cast<size_t>(width), static_cast<size_t>(height), cudaMemcpyDefault),
-      absl::StrCat("copy ", height, " rows of ", width, " bytes"));
+  const std::string what = absl::StrCat("copy ", height, " rows of ", width, " bytes");
+  RETURN_IF_ERROR(NotWhileCapturing(what));
+  return Wait(cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_pitch), src,
+                                static_cast<size_t>(src_pitch), static_cast<size_t>(width),
+                                static_cast<size_t>(height), cudaMemcpyDefault, CurrentStream()),
+              what);
 }
+
+uint64_t BuffersFreed() { return buffers_freed.load(std::memory_order_relaxed); }
 
 absl::Status Synchronize() { return internal::CudaStatus(cudaDeviceSynchronize(), "synchronize"); }
 

@@ -29,7 +29,9 @@ int DeviceCount();
 absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes);
 
 /// Copies `bytes` from src to dst, each on the host or the device (unified addressing tells
-/// which), after all work queued before on the default stream; returns when the copy is done.
+/// which), after all work queued before on the current stream (kernels/cuda/stream.h: the
+/// legacy default stream unless a ScopedStream set one); returns when the copy is done.
+/// FailedPrecondition during a CUDA graph capture (kernels/cuda/graph.h), as is AllocateZeroed.
 absl::Status CopyBytes(void* dst, const void* src, int64_t bytes);
 
 /// Copies `height` rows of `width` bytes from src, whose rows start `src_pitch` bytes apart, to
@@ -37,6 +39,11 @@ absl::Status CopyBytes(void* dst, const void* src, int64_t bytes);
 /// device), ordered as CopyBytes. InvalidArgument for a negative size or a pitch below `width`.
 absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
                       int64_t width, int64_t height);
+
+/// How many buffers of AllocateZeroed have been freed in this process so far. A CUDA graph holds
+/// the addresses of the buffers it was captured with: while this count has not moved since its
+/// capture, none of them can have been freed (ModelRunner recaptures when it has).
+uint64_t BuffersFreed();
 
 /// Waits for all queued device work and reports the first error it raised.
 absl::Status Synchronize();

@@ -11,6 +11,7 @@
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/internal/device_math.cuh"
 #include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -124,13 +125,13 @@ absl::Status PagedAttention(const PagedAttentionParams& p) {
   }
   const dim3 grid(static_cast<unsigned int>(p.num_tokens), static_cast<unsigned int>(p.num_heads));
   if (p.cache_dtype == DType::kF32) {
-    PagedAttentionKernel<F32Cache><<<grid, kWarpSize>>>(
+    PagedAttentionKernel<F32Cache><<<grid, kWarpSize, 0, CurrentStream()>>>(
         p.out, p.q, static_cast<const float*>(p.key_cache),
         static_cast<const float*>(p.value_cache), p.block_tables, p.query_start_loc, p.seq_lens,
         p.num_seqs, p.num_heads, p.num_kv_heads, p.head_dim, p.block_size, p.num_blocks,
         p.max_blocks_per_seq, p.q_stride, p.scale, p.sliding_window, p.logit_softcap);
   } else {  // Validate() admits kF32 and kBF16 only
-    PagedAttentionKernel<Bf16Cache><<<grid, kWarpSize>>>(
+    PagedAttentionKernel<Bf16Cache><<<grid, kWarpSize, 0, CurrentStream()>>>(
         p.out, p.q, static_cast<const uint16_t*>(p.key_cache),
         static_cast<const uint16_t*>(p.value_cache), p.block_tables, p.query_start_loc, p.seq_lens,
         p.num_seqs, p.num_heads, p.num_kv_heads, p.head_dim, p.block_size, p.num_blocks,

@@ -10,16 +10,24 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/graph.h"
 
 namespace pagoda::kernels::cuda::internal {
 
 class DeviceScratch {
  public:
   /// At least `bytes` of device memory, zeroed when first allocated. Growing frees the old
-  /// buffer first (cudaFree waits for the work queued before, which may still use it).
+  /// buffer first (cudaFree waits for the work queued before, which may still use it); during a
+  /// CUDA graph capture growing is FailedPrecondition and the old buffer stays.
   absl::StatusOr<void*> Get(int64_t bytes) {
     if (bytes > capacity_) {
+      if (CapturingGraph()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cuda: a scratch buffer of ", capacity_, " bytes would grow to ", bytes,
+            " during a CUDA graph capture (run the same work once before capturing it)"));
+      }
       buffer_.reset();
       capacity_ = 0;
       absl::StatusOr<std::shared_ptr<void>> grown = AllocateZeroed(bytes);
