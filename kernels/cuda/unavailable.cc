@@ -24,6 +24,10 @@ absl::Status NoCuda(const char* what) {
       absl::StrCat(what, ": this build has no CUDA backend (built with PAGODA_CUDA=OFF)"));
 }
 
+// No stream can be created here (Stream::Create fails), so the current one stays null unless a
+// caller sets one; ScopedStream keeps its contract all the same.
+thread_local StreamHandle current_stream = nullptr;
+
 }  // namespace
 
 bool BuiltWithCuda() { return false; }
@@ -39,9 +43,11 @@ absl::Status SetDevice(int) { return NoCuda("cuda set device"); }
 uint64_t BuffersFreed() { return 0; }
 
 absl::StatusOr<Stream> Stream::Create() { return NoCuda("cuda stream"); }
-StreamHandle CurrentStream() { return nullptr; }
-ScopedStream::ScopedStream(StreamHandle) : previous_(nullptr) {}
-ScopedStream::~ScopedStream() = default;
+StreamHandle CurrentStream() { return current_stream; }
+ScopedStream::ScopedStream(StreamHandle stream) : previous_(current_stream) {
+  current_stream = stream;
+}
+ScopedStream::~ScopedStream() { current_stream = previous_; }
 absl::StatusOr<DeviceGraph> DeviceGraph::Capture(absl::FunctionRef<absl::Status()>) {
   return NoCuda("cuda graph capture");
 }
