@@ -6,14 +6,19 @@
 // (weights and KV cache). The graphs are captured for 1, 2, 4, 8, 16 and 24 (DefaultCudaGraphSizes
 // of 24):
 //   - a batch whose size is a capture size (1, 8) runs the very kernels of the eager step with the
-//     same arguments, so its logits are equal bit for bit;
+//     same arguments but one, so its logits are equal bit for bit: the block tables' row length
+//     (max_blocks_per_seq), which the graphs fix at the model length's blocks and the eager step
+//     takes from its batch — paged attention's result must not depend on it (true of the
+//     one-warp kernel this was written against; a split-context kernel whose partition count
+//     follows it must give an unsplit context's result bit for bit);
 //   - a padded batch (3 in the graph of 4, 17 in that of 24) runs GEMMs over more rows, which
 //     cuBLAS may sum in another order: the same greedy tokens, logits within 1e-5 (fp32) or 1e-4
 //     (bf16) relative, |graph - eager| <= tol * (1 + |eager|);
 //   - a batch of 25, larger than any graph, runs eagerly: no replay, equal bit for bit.
-// With two devices, the same at TP 2 (two ranks as threads over NCCL, graphs capturing its
-// all-reduces) on the dummy model. Needs a CUDA device; skips without one (TP 2 without two).
-// Not yet run on a GPU when written (no device was lent): see docs/performance.md.
+// With two devices, 3 sequences at TP 2 (two ranks as threads over NCCL, the graphs capturing
+// the all-reduces) on the fp32 dummy model, graphed against eager on each rank within 1e-5. Needs a
+// CUDA device; skips without one (TP 2 without two). Not yet run on a GPU when written (no device
+// was lent): see docs/performance.md.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
