@@ -346,7 +346,7 @@ absl::StatusOr<ForwardBatch> ModelRunner::BatchOnDevice(const int64_t** row_toke
 absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const SequenceInput> batch,
                                                           bool keep_logits_on_device) {
   assert(ValidateBatch(batch).ok());
-  const kernels::cuda::ScopedStream current(stream_.get());  // no effect on the CPU
+  const kernels::cuda::ScopedStream current(stream_);  // no effect on the CPU
   if (graphs_ != nullptr && replay_graphs_) {
     ASSIGN_OR_RETURN(const bool replayed, ReplayGraph(batch, keep_logits_on_device));
     if (replayed) return &logits_;
@@ -407,7 +407,7 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
 
 absl::Status ModelRunner::LogitsToHost() {
   if (logits_.device_values == nullptr) return absl::OkStatus();
-  const kernels::cuda::ScopedStream current(stream_.get());
+  const kernels::cuda::ScopedStream current(stream_);
   const int64_t n = logits_.num_rows * logits_.vocab_size;
   RETURN_IF_ERROR(kernels::cuda::CopyBytes(Reserve(logits_.values, n), logits_.device_values,
                                            n * static_cast<int64_t>(sizeof(float))));
@@ -479,7 +479,7 @@ absl::Status ModelRunner::CaptureCudaGraphs(absl::Span<const int64_t> sizes) {
                kv_groups_.num_groups());
     return absl::OkStatus();
   }
-  const kernels::cuda::ScopedStream current(stream_.get());
+  const kernels::cuda::ScopedStream current(stream_);
   const auto start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(const kernels::cuda::DeviceMemoryInfo before, kernels::cuda::MemoryInfo());
   auto graphs = std::make_unique<CudaGraphs>();
@@ -491,7 +491,7 @@ absl::Status ModelRunner::CaptureCudaGraphs(absl::Span<const int64_t> sizes) {
   ASSIGN_OR_RETURN(graphs->metadata, kernels::cuda::AllocateZeroed(largest.bytes));
   RETURN_IF_ERROR(graphs->hidden.Reserve(graphs->sizes.back() * config_.hidden_size).status());
   graphs_ = std::move(graphs);
-  if (absl::Status status = CaptureGraphs(/*warm_up=*/true); !status.ok()) {
+  if (absl::Status status = CaptureGraphs(/*warm_up_with_peers=*/true); !status.ok()) {
     graphs_.reset();
     return status;
   }
@@ -533,7 +533,7 @@ ForwardBatch GraphBatch(const CudaGraphMetadataLayout& layout, std::byte* base) 
 
 }  // namespace
 
-absl::Status ModelRunner::CaptureGraphs(bool warm_up) {
+absl::Status ModelRunner::CaptureGraphs(bool warm_up_with_peers) {
   CudaGraphs& g = *graphs_;
   const int64_t block_size = kv_cache_.shape().block_size;
   float* const out = g.hidden.data();
@@ -546,26 +546,28 @@ absl::Status ModelRunner::CaptureGraphs(bool warm_up) {
     FillCudaGraphMetadata({}, block_size, layout, absl::MakeSpan(g.staging));
     return kernels::cuda::CopyBytes(base, g.staging.data(), layout.bytes);
   };
-  const auto context = [&](const CudaGraphMetadataLayout& layout) {
+  const auto context = [&](const CudaGraphMetadataLayout& layout, Communicator* communicator) {
     return ForwardContext{.batch = GraphBatch(layout, base),
                           .kv_cache = &kv_cache_,
-                          .communicator = communicator_,
+                          .communicator = communicator,
                           .device = device_};
   };
-  // Largest first, so that each buffer grows once; all before the captures, which must find
-  // every buffer allocated (a grow during one is an error: kernels/cuda/graph.h).
-  if (warm_up) {
-    for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
-      const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
-      RETURN_IF_ERROR(upload_padding(layout));
-      RETURN_IF_ERROR(model_->Forward(context(layout), out));
-    }
-    RETURN_IF_ERROR(kernels::cuda::Synchronize());
+  // Every size runs once first, largest first (each buffer grows once), so that the captures
+  // find every buffer allocated — this thread's too: its cuBLAS handle and GEMM scratch are
+  // per thread (a grow during a capture is an error: kernels/cuda/graph.h). Without peers the
+  // all-reduces are skipped: the padding's values do not matter, and no other rank is meeting
+  // this one then.
+  for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
+    const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
+    RETURN_IF_ERROR(upload_padding(layout));
+    RETURN_IF_ERROR(
+        model_->Forward(context(layout, warm_up_with_peers ? communicator_ : nullptr), out));
   }
+  RETURN_IF_ERROR(kernels::cuda::Synchronize());
   const uint64_t freed = kernels::cuda::BuffersFreed();
   for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
     const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
-    const ForwardContext c = context(layout);
+    const ForwardContext c = context(layout, communicator_);
     absl::StatusOr<kernels::cuda::DeviceGraph> graph =
         kernels::cuda::DeviceGraph::Capture([&] { return model_->Forward(c, out); });
     if (!graph.ok()) {
@@ -588,9 +590,9 @@ absl::StatusOr<bool> ModelRunner::ReplayGraph(absl::Span<const SequenceInput> ba
   if (index < 0 || !CudaGraphIneligibility(batch, kv_groups_.num_groups()).empty()) return false;
   if (kernels::cuda::BuffersFreed() != graphs_->buffers_freed) {
     // Some device buffer was freed since the capture (one grew for a larger eager step, or a
-    // thread's scratch went with its thread): the graphs may hold its address. Captured again
-    // without the warm-up run, which would meet the other ranks that are not doing this.
-    if (absl::Status status = CaptureGraphs(/*warm_up=*/false); !status.ok()) {
+    // thread's scratch went with its thread): the graphs may hold its address. Captured again,
+    // on this thread, with a warm-up run that meets no other rank (they are not recapturing).
+    if (absl::Status status = CaptureGraphs(/*warm_up_with_peers=*/false); !status.ok()) {
       PAGODA_LOG(warn, "CUDA graphs off, every step runs eagerly: {}",
                  std::string(status.message()));
       graphs_.reset();

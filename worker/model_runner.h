@@ -182,8 +182,9 @@ class ModelRunner {
 
   // CUDA graphs (model_runner.cc).
   struct CudaGraphs;
-  /// Runs every size of graphs_ once eagerly over padding (with warm_up), then captures each.
-  absl::Status CaptureGraphs(bool warm_up);
+  /// Runs every size of graphs_ once eagerly over padding (its all-reduces with the other ranks
+  /// only when warm_up_with_peers), then captures each.
+  absl::Status CaptureGraphs(bool warm_up_with_peers);
   /// The step by its graph when graphs_ has one for `batch`: true with logits_ filled; false
   /// when the step must run eagerly.
   absl::StatusOr<bool> ReplayGraph(absl::Span<const SequenceInput> batch, bool keep_on_device);

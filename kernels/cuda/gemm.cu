@@ -38,10 +38,11 @@ __global__ void RoundKernel(const float* __restrict__ in, Half* __restrict__ out
   }
 }
 
-// A rounded to Half in this thread's scratch buffer.
+// A rounded to Half in the current stream's scratch buffer.
 template <typename Half>
 absl::StatusOr<const void*> RoundActivations(const float* a, int64_t count) {
-  thread_local internal::DeviceScratch rounded;
+  internal::DeviceScratch& rounded =
+      internal::StreamScratch(internal::ScratchSlot::kGemmActivations);
   ASSIGN_OR_RETURN(void* scratch, rounded.Get(count * static_cast<int64_t>(sizeof(Half))));
   const unsigned int blocks = static_cast<unsigned int>(
       std::min<int64_t>(internal::BlocksFor(count, kThreads), kMaxBlocks));

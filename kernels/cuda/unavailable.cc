@@ -24,9 +24,8 @@ absl::Status NoCuda(const char* what) {
       absl::StrCat(what, ": this build has no CUDA backend (built with PAGODA_CUDA=OFF)"));
 }
 
-// No stream can be created here (Stream::Create fails), so the current one stays null unless a
-// caller sets one; ScopedStream keeps its contract all the same.
-thread_local StreamHandle current_stream = nullptr;
+// No stream can be created here (Stream::Create fails): the current one stays null.
+thread_local internal::StreamState* current_state = nullptr;
 
 }  // namespace
 
@@ -43,11 +42,12 @@ absl::Status SetDevice(int) { return NoCuda("cuda set device"); }
 uint64_t BuffersFreed() { return 0; }
 
 absl::StatusOr<Stream> Stream::Create() { return NoCuda("cuda stream"); }
-StreamHandle CurrentStream() { return current_stream; }
-ScopedStream::ScopedStream(StreamHandle stream) : previous_(current_stream) {
-  current_stream = stream;
+StreamHandle Stream::get() const { return nullptr; }
+StreamHandle CurrentStream() { return nullptr; }
+ScopedStream::ScopedStream(const Stream& stream) : previous_(current_state) {
+  current_state = stream.state_.get();
 }
-ScopedStream::~ScopedStream() { current_stream = previous_; }
+ScopedStream::~ScopedStream() { current_state = previous_; }
 absl::StatusOr<DeviceGraph> DeviceGraph::Capture(absl::FunctionRef<absl::Status()>) {
   return NoCuda("cuda graph capture");
 }

@@ -1,8 +1,10 @@
-// A device buffer that grows to the largest size asked of it, for the per-thread scratch of the
-// kernels/cuda/ twins (a GEMM's rounded activations, sampling's uploads). Host-only.
+// A device buffer that grows to the largest size asked of it, for the scratch of the
+// kernels/cuda/ twins: per stream where a CUDA graph may capture the work (a GEMM's rounded
+// activations: StreamScratch), per thread otherwise (sampling's uploads). Host-only.
 //
 //   thread_local internal::DeviceScratch scratch;
 //   ASSIGN_OR_RETURN(void* buffer, scratch.Get(bytes));
+//   ASSIGN_OR_RETURN(void* rounded, StreamScratch(ScratchSlot::kGemmActivations).Get(bytes));
 #pragma once
 
 #include <cstdint>
@@ -42,5 +44,17 @@ class DeviceScratch {
   std::shared_ptr<void> buffer_;
   int64_t capacity_ = 0;
 };
+
+/// The scratch buffers that work on a stream owns, one per use.
+enum class ScratchSlot : uint8_t {
+  kGemmActivations,  // a 16-bit GEMM's rounded activations (gemm.cu)
+  kCount
+};
+
+/// The scratch buffer `slot` of the work queued on the current stream: a Stream's own
+/// (kernels/cuda/stream.h), which lives as long as the stream — so work captured into a CUDA
+/// graph on it keeps valid addresses whichever thread replays it — or, on the legacy default
+/// stream, this thread's.
+DeviceScratch& StreamScratch(ScratchSlot slot);
 
 }  // namespace pagoda::kernels::cuda::internal
