@@ -126,7 +126,7 @@ struct ModelRunner::CudaGraphs {
   std::shared_ptr<void> metadata;  // CudaGraphMetadataLayout::For(sizes.back()).bytes, device
   ActivationBuffer hidden{Device::kCuda};  // [sizes.back(), hidden_size]
   std::vector<std::byte> staging;          // the metadata on the host
-  uint64_t buffers_freed = 0;              // kernels::cuda::BuffersFreed() at the capture
+  kernels::cuda::AllocationMark captured;  // before the captures: what the graphs may use
   int64_t replays = 0;
 };
 
@@ -564,7 +564,7 @@ absl::Status ModelRunner::CaptureGraphs(bool warm_up_with_peers) {
         model_->Forward(context(layout, warm_up_with_peers ? communicator_ : nullptr), out));
   }
   RETURN_IF_ERROR(kernels::cuda::Synchronize());
-  const uint64_t freed = kernels::cuda::BuffersFreed();
+  kernels::cuda::AllocationMark mark = kernels::cuda::MarkAllocations();
   for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
     const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
     const ForwardContext c = context(layout, communicator_);
@@ -577,10 +577,10 @@ absl::Status ModelRunner::CaptureGraphs(bool warm_up_with_peers) {
     }
     g.graphs[i] = *std::move(graph);
   }
-  if (kernels::cuda::BuffersFreed() != freed) {
+  if (kernels::cuda::FreedSince(mark)) {
     return absl::InternalError("a device buffer was freed while the CUDA graphs were captured");
   }
-  g.buffers_freed = freed;
+  g.captured = mark;
   return absl::OkStatus();
 }
 
@@ -588,7 +588,7 @@ absl::StatusOr<bool> ModelRunner::ReplayGraph(absl::Span<const SequenceInput> ba
                                               bool keep_on_device) {
   const int index = CudaGraphSizeIndex(graphs_->sizes, static_cast<int64_t>(batch.size()));
   if (index < 0 || !CudaGraphIneligibility(batch, kv_groups_.num_groups()).empty()) return false;
-  if (kernels::cuda::BuffersFreed() != graphs_->buffers_freed) {
+  if (kernels::cuda::FreedSince(graphs_->captured)) {
     // Some device buffer was freed since the capture (one grew for a larger eager step, or a
     // thread's scratch went with its thread): the graphs may hold its address. Captured again,
     // on this thread, with a warm-up run that meets no other rank (they are not recapturing).

@@ -1,8 +1,10 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -14,7 +16,14 @@
 namespace pagoda::kernels::cuda {
 namespace {
 
-std::atomic<uint64_t> buffers_freed{0};
+// Every allocation's number, and the numbers of the freed ones in the order they were freed (a
+// buffer is freed when it grows or its owner goes, rarely: the list stays short).
+std::atomic<uint64_t> next_allocation_id{0};
+std::mutex freed_mutex;
+std::vector<uint64_t>& FreedIds() {                // with freed_mutex held
+  static auto* ids = new std::vector<uint64_t>();  // never destroyed: frees run until exit
+  return *ids;
+}
 
 absl::Status NotWhileCapturing(std::string_view what) {
   if (!CapturingGraph()) return absl::OkStatus();
@@ -53,9 +62,11 @@ absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes) {
   void* p = nullptr;
   RETURN_IF_ERROR(internal::CudaStatus(cudaMalloc(&p, size),
                                        absl::StrCat("allocate ", bytes, " bytes on the device")));
-  std::shared_ptr<void> owner(p, [](void* q) {
-    buffers_freed.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t id = next_allocation_id.fetch_add(1);
+  std::shared_ptr<void> owner(p, [id](void* q) {
     cudaFree(q);
+    const std::lock_guard<std::mutex> lock(freed_mutex);
+    FreedIds().push_back(id);
   });
   RETURN_IF_ERROR(
       internal::CudaStatus(cudaMemset(p, 0, size), absl::StrCat("zero ", bytes, " bytes")));
@@ -88,7 +99,20 @@ absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src
               what);
 }
 
-uint64_t BuffersFreed() { return buffers_freed.load(std::memory_order_relaxed); }
+AllocationMark MarkAllocations() {
+  const std::lock_guard<std::mutex> lock(freed_mutex);
+  return {.next_id = next_allocation_id.load(), .frees = FreedIds().size()};
+}
+
+bool FreedSince(AllocationMark& mark) {
+  const std::lock_guard<std::mutex> lock(freed_mutex);
+  const std::vector<uint64_t>& ids = FreedIds();
+  for (size_t i = mark.frees; i < ids.size(); ++i) {
+    if (ids[i] < mark.next_id) return true;
+  }
+  mark.frees = ids.size();
+  return false;
+}
 
 absl::Status Synchronize() { return internal::CudaStatus(cudaDeviceSynchronize(), "synchronize"); }
 

@@ -39,7 +39,8 @@ absl::Status CopyRows(void*, int64_t, const void*, int64_t, int64_t, int64_t) {
 absl::Status Synchronize() { return NoCuda("cuda synchronize"); }
 absl::StatusOr<DeviceMemoryInfo> MemoryInfo() { return NoCuda("cuda memory info"); }
 absl::Status SetDevice(int) { return NoCuda("cuda set device"); }
-uint64_t BuffersFreed() { return 0; }
+AllocationMark MarkAllocations() { return {}; }
+bool FreedSince(AllocationMark&) { return false; }
 
 absl::StatusOr<Stream> Stream::Create() { return NoCuda("cuda stream"); }
 StreamHandle Stream::get() const { return nullptr; }

@@ -17,8 +17,11 @@
 //   - a batch of 25, larger than any graph, runs eagerly: no replay, equal bit for bit.
 // With two devices, 3 sequences at TP 2 (two ranks as threads over NCCL, the graphs capturing
 // the all-reduces) on the fp32 dummy model, graphed against eager on each rank within 1e-5. Needs a
-// CUDA device; skips without one (TP 2 without two). Not yet run on a GPU when written (no device
-// was lent): see docs/performance.md.
+// CUDA device; skips without one (TP 2 without two). Besides: DeviceGraph alone (a capture on the
+// legacy stream refused, a replay repeats the captured work, an allocation inside a capture is
+// FailedPrecondition and leaves the stream usable) and the allocation marks the runner's
+// recapture relies on. Not yet run on a GPU when written (no device was lent): see
+// docs/performance.md.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -28,8 +31,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/graph.h"
+#include "kernels/cuda/stream.h"
+#include "kernels/elementwise.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/testing/model_harness.h"
 #include "tests/testing/stories260k.h"
@@ -45,6 +52,7 @@ namespace {
 using kernels::testing::HasCudaDevice;
 using testing::Generation;
 using testing::GreedyBatch;
+using ::testing::HasSubstr;
 using testing::kHarnessBlockSize;
 
 constexpr int64_t kSteps = 5;  // a prefill, then 4 decode steps
@@ -221,6 +229,61 @@ TEST(CudaGraphCuda, TwoRanksOverNcclReplayTheEagerSteps) {
     SCOPED_TRACE(absl::StrCat("rank ", rank));
     ExpectGraphMatchesEager(results[rank * 2 + 1], results[rank * 2], false, 1e-5f);
   }
+}
+
+// kernels/cuda/graph.h on its own: a capture needs a stream of its own, replays what it captured,
+// and refuses an allocation inside it without leaving the stream capturing.
+TEST(DeviceGraph, CaptureNeedsAStreamOfItsOwn) {
+  if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  const absl::StatusOr<kernels::cuda::DeviceGraph> graph =
+      kernels::cuda::DeviceGraph::Capture([] { return absl::OkStatus(); });
+  EXPECT_EQ(graph.status().code(), absl::StatusCode::kFailedPrecondition) << graph.status();
+}
+
+TEST(DeviceGraph, ReplaysWhatItCaptured) {
+  if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  absl::StatusOr<kernels::cuda::Stream> stream = kernels::cuda::Stream::Create();
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  const kernels::cuda::ScopedStream current(*stream);
+  kernels::testing::DeviceArray<float> data(std::vector<float>{1.0f, -2.0f, 3.0f});
+  const kernels::ScaleParams scale{
+      .data = data.get(), .count = 3, .factor = 2.0f, .device = Device::kCuda};
+  absl::StatusOr<kernels::cuda::DeviceGraph> graph =
+      kernels::cuda::DeviceGraph::Capture([&] { return kernels::Scale(scale); });
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  EXPECT_EQ(data.Host(), (std::vector<float>{1.0f, -2.0f, 3.0f}));  // captured, not run
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(graph->Launch().ok());
+  EXPECT_EQ(data.Host(), (std::vector<float>{8.0f, -16.0f, 24.0f}));
+}
+
+TEST(DeviceGraph, AnAllocationDuringACaptureIsAnErrorNotACrash) {
+  if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  absl::StatusOr<kernels::cuda::Stream> stream = kernels::cuda::Stream::Create();
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  const kernels::cuda::ScopedStream current(*stream);
+  const absl::StatusOr<kernels::cuda::DeviceGraph> graph = kernels::cuda::DeviceGraph::Capture(
+      [] { return kernels::cuda::AllocateZeroed(64).status(); });
+  EXPECT_EQ(graph.status().code(), absl::StatusCode::kFailedPrecondition) << graph.status();
+  EXPECT_THAT(std::string(graph.status().message()), HasSubstr("during a CUDA graph capture"));
+  EXPECT_FALSE(kernels::cuda::CapturingGraph());
+  // The stream left capture mode: ordinary work runs on it.
+  kernels::testing::DeviceArray<float> data(std::vector<float>{5.0f});
+  EXPECT_EQ(data.Host(), std::vector<float>{5.0f});
+}
+
+// A mark answers for the buffers that existed when it was taken, not for later ones.
+TEST(AllocationMark, OnlyTheFreeOfAnOlderBufferCounts) {
+  if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  absl::StatusOr<std::shared_ptr<void>> older = kernels::cuda::AllocateZeroed(256);
+  ASSERT_TRUE(older.ok()) << older.status();
+  kernels::cuda::AllocationMark mark = kernels::cuda::MarkAllocations();
+  absl::StatusOr<std::shared_ptr<void>> newer = kernels::cuda::AllocateZeroed(256);
+  ASSERT_TRUE(newer.ok()) << newer.status();
+  newer->reset();
+  EXPECT_FALSE(kernels::cuda::FreedSince(mark));
+  older->reset();
+  EXPECT_TRUE(kernels::cuda::FreedSince(mark));
+  EXPECT_TRUE(kernels::cuda::FreedSince(mark));  // stays true
 }
 
 }  // namespace
