@@ -383,7 +383,11 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
     context.batch.layer_slot = kv_groups_.layer_slot;
   }
   ASSIGN_OR_RETURN(float* final_hidden, hidden_.Reserve(num_tokens * hidden));
-  RETURN_IF_ERROR(model_->Forward(context, final_hidden));
+  {
+    // What the forward pass allocates is what CUDA graphs hold (CaptureCudaGraphs).
+    const kernels::cuda::ScopedCapturableWork capturable;
+    RETURN_IF_ERROR(model_->Forward(context, final_hidden));
+  }
 
   // hidden_ now holds the final-normed states.
   logits_.num_rows = rows;
@@ -553,10 +557,11 @@ absl::Status ModelRunner::CaptureGraphs(bool warm_up_with_peers) {
                           .device = device_};
   };
   // Every size runs once first, largest first (each buffer grows once), so that the captures
-  // find every buffer allocated — this thread's too: its cuBLAS handle and GEMM scratch are
-  // per thread (a grow during a capture is an error: kernels/cuda/graph.h). Without peers the
+  // find every buffer allocated — this thread's cuBLAS handle too (a grow during a capture is
+  // an error: kernels/cuda/graph.h). Without peers the
   // all-reduces are skipped: the padding's values do not matter, and no other rank is meeting
   // this one then.
+  const kernels::cuda::ScopedCapturableWork capturable;  // the warm-up allocates what graphs hold
   for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
     const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
     RETURN_IF_ERROR(upload_padding(layout));
@@ -589,8 +594,8 @@ absl::StatusOr<bool> ModelRunner::ReplayGraph(absl::Span<const SequenceInput> ba
   const int index = CudaGraphSizeIndex(graphs_->sizes, static_cast<int64_t>(batch.size()));
   if (index < 0 || !CudaGraphIneligibility(batch, kv_groups_.num_groups()).empty()) return false;
   if (kernels::cuda::FreedSince(graphs_->captured)) {
-    // Some device buffer was freed since the capture (one grew for a larger eager step, or a
-    // thread's scratch went with its thread): the graphs may hold its address. Captured again,
+    // A buffer of the forward pass was freed since the capture (one grew for a larger eager
+    // step): the graphs may hold its address. Captured again,
     // on this thread, with a warm-up run that meets no other rank (they are not recapturing).
     if (absl::Status status = CaptureGraphs(/*warm_up_with_peers=*/false); !status.ok()) {
       PAGODA_LOG(warn, "CUDA graphs off, every step runs eagerly: {}",

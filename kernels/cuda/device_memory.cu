@@ -16,9 +16,10 @@
 namespace pagoda::kernels::cuda {
 namespace {
 
-// Every allocation's number, and the numbers of the freed ones in the order they were freed (a
-// buffer is freed when it grows or its owner goes, rarely: the list stays short).
+// Every allocation's number, and the numbers of the freed capturable ones in the order they were
+// freed (such a buffer is freed when it grows or its owner goes, rarely: the list stays short).
 std::atomic<uint64_t> next_allocation_id{0};
+thread_local int capturable_depth = 0;  // ScopedCapturableWork scopes open on this thread
 std::mutex freed_mutex;
 std::vector<uint64_t>& FreedIds() {                // with freed_mutex held
   static auto* ids = new std::vector<uint64_t>();  // never destroyed: frees run until exit
@@ -63,8 +64,10 @@ absl::StatusOr<std::shared_ptr<void>> AllocateZeroed(int64_t bytes) {
   RETURN_IF_ERROR(internal::CudaStatus(cudaMalloc(&p, size),
                                        absl::StrCat("allocate ", bytes, " bytes on the device")));
   const uint64_t id = next_allocation_id.fetch_add(1);
-  std::shared_ptr<void> owner(p, [id](void* q) {
+  const bool capturable = capturable_depth > 0;
+  std::shared_ptr<void> owner(p, [id, capturable](void* q) {
     cudaFree(q);
+    if (!capturable) return;
     const std::lock_guard<std::mutex> lock(freed_mutex);
     FreedIds().push_back(id);
   });
@@ -98,6 +101,9 @@ absl::Status CopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src
                                 static_cast<size_t>(height), cudaMemcpyDefault, CurrentStream()),
               what);
 }
+
+ScopedCapturableWork::ScopedCapturableWork() { ++capturable_depth; }
+ScopedCapturableWork::~ScopedCapturableWork() { --capturable_depth; }
 
 AllocationMark MarkAllocations() {
   const std::lock_guard<std::mutex> lock(freed_mutex);

@@ -39,6 +39,8 @@ absl::Status CopyRows(void*, int64_t, const void*, int64_t, int64_t, int64_t) {
 absl::Status Synchronize() { return NoCuda("cuda synchronize"); }
 absl::StatusOr<DeviceMemoryInfo> MemoryInfo() { return NoCuda("cuda memory info"); }
 absl::Status SetDevice(int) { return NoCuda("cuda set device"); }
+ScopedCapturableWork::ScopedCapturableWork() = default;
+ScopedCapturableWork::~ScopedCapturableWork() = default;
 AllocationMark MarkAllocations() { return {}; }
 bool FreedSince(AllocationMark&) { return false; }
 

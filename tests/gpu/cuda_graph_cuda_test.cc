@@ -271,15 +271,25 @@ TEST(DeviceGraph, AnAllocationDuringACaptureIsAnErrorNotACrash) {
   EXPECT_EQ(data.Host(), std::vector<float>{5.0f});
 }
 
-// A mark answers for the buffers that existed when it was taken, not for later ones.
-TEST(AllocationMark, OnlyTheFreeOfAnOlderBufferCounts) {
+// A mark answers for the capturable buffers that existed when it was taken, not for later ones
+// nor for buffers allocated outside a ScopedCapturableWork.
+TEST(AllocationMark, OnlyTheFreeOfAnOlderCapturableBufferCounts) {
   if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
-  absl::StatusOr<std::shared_ptr<void>> older = kernels::cuda::AllocateZeroed(256);
+  absl::StatusOr<std::shared_ptr<void>> older, newer, elsewhere = kernels::cuda::AllocateZeroed(64);
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  {
+    const kernels::cuda::ScopedCapturableWork capturable;
+    older = kernels::cuda::AllocateZeroed(256);
+  }
   ASSERT_TRUE(older.ok()) << older.status();
   kernels::cuda::AllocationMark mark = kernels::cuda::MarkAllocations();
-  absl::StatusOr<std::shared_ptr<void>> newer = kernels::cuda::AllocateZeroed(256);
+  {
+    const kernels::cuda::ScopedCapturableWork capturable;
+    newer = kernels::cuda::AllocateZeroed(256);
+  }
   ASSERT_TRUE(newer.ok()) << newer.status();
   newer->reset();
+  elsewhere->reset();
   EXPECT_FALSE(kernels::cuda::FreedSince(mark));
   older->reset();
   EXPECT_TRUE(kernels::cuda::FreedSince(mark));
