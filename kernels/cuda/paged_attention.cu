@@ -1,5 +1,6 @@
 // Paged attention on the device: the launch plan (kernels/cuda/paged_attention_plan.h) picks one
-// of two paths per call, both in fp32 with the cache's rows widened as they are read.
+// of two paths per call, both in fp32 with the cache's rows widened as they are read; the kernels
+// are in kernels/cuda/internal/paged_attention_kernels.cuh, this file launches them.
 //
 // Decode (short queries): DecodeKernel, one block per (query token, KV head and chunk of its GQA
 // group, context partition of kPartitionSize positions), scores every query head of the chunk

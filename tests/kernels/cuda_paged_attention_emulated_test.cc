@@ -124,7 +124,7 @@ TEST(CudaPagedAttentionEmulated, MixedBatch) {
   // Decodes, an empty query, whole prompts (7 tokens; 40, more than a tile), a chunk after a
   // cached prefix crossing a partition, padding; head_dim 40, blocks of 5.
   ExpectBothPathsMatch(MakeBatch({DType::kF32, 6, 2, 40, 5},
-                                 {{1, 37}, {0, 3}, {7, 7}, {3, 20}, {1, 0}, {40, 40}, {20, 530}},
+                                 {{1, 37}, {0, 3}, {7, 7}, {3, 20}, {1, 0}, {40, 40}, {12, 520}},
                                  5));
 }
 
