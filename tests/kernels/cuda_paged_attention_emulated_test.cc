@@ -114,6 +114,12 @@ TEST(CudaPagedAttentionEmulated, DecodeWindowAndSoftCapBf16) {
                                  {{1, 50}, {1, 300}, {1, 0}, {1, 600}}, 3, 2));
 }
 
+TEST(CudaPagedAttentionEmulated, HeadDim256) {
+  // Every lane's 8 dims, the decode and combine threads' second dim; two partitions, a prompt.
+  ExpectBothPathsMatch(
+      MakeBatch({DType::kF32, 4, 2, 256, 32}, {{1, 1}, {1, 0}, {1, 600}, {9, 40}}, 7));
+}
+
 TEST(CudaPagedAttentionEmulated, GroupsCutIntoChunks) {
   // 12 query heads per KV head: two chunks of 6; 5 tokens per prefill tile (30 of 32 rows).
   ExpectBothPathsMatch(
