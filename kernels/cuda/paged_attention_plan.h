@@ -53,6 +53,12 @@ inline constexpr int kPrefillThreads = 256;
 inline constexpr int64_t kPrefillRows = 32;
 /// Prefill: K/V positions per shared-memory tile (one per lane when scoring).
 inline constexpr int64_t kKvTile = 32;
+/// Prefill: at most this many blocks along a sequence's query tiles; they stride over the rest.
+/// The grid has num_seqs rows of them, so a step of many decodes beside one long chunk would
+/// otherwise launch (chunk tiles x num_seqs x heads) blocks, nearly all of them empty. 32 x the
+/// KV heads still fill the device for one long prompt (8 KV heads: 256 blocks, 2 per SM of an
+/// H100 at head_dim 256), and the strided tiles mix early (short) and late (long) causal rows.
+inline constexpr int64_t kMaxTileBlocks = 32;
 /// Shared memory a block may use without the opt-in attribute.
 inline constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 
@@ -70,7 +76,7 @@ struct PagedAttentionPlan {
   int64_t workspace_bytes = 0;  // > 0 only with num_partitions > 1: see DecodeWorkspace
   // kPrefill.
   int64_t tile_tokens = 0;   // query tokens per tile: kPrefillRows / heads_per_block
-  int64_t tile_blocks = 0;   // blocks along a sequence's tiles (they stride over more)
+  int64_t tile_blocks = 0;   // blocks along a sequence's tiles (<= kMaxTileBlocks; they stride)
   int64_t k_row_stride = 0;  // floats between K rows in shared memory: head_dim made odd
   int64_t shared_bytes = 0;  // dynamic shared memory of a block: see PrefillSharedLayout
   // The attention kernel's grid: decode (num_tokens, num_kv_heads * head_chunks, num_partitions);
@@ -147,7 +153,8 @@ inline absl::StatusOr<PagedAttentionPlan> PlanPagedAttention(const PagedAttentio
   } else {
     plan.path = PagedAttentionPlan::Path::kPrefill;
     plan.tile_tokens = std::max<int64_t>(1, kPrefillRows / plan.heads_per_block);
-    plan.tile_blocks = (plan.max_query_len + plan.tile_tokens - 1) / plan.tile_tokens;
+    plan.tile_blocks =
+        std::min(kMaxTileBlocks, (plan.max_query_len + plan.tile_tokens - 1) / plan.tile_tokens);
     plan.k_row_stride = PrefillKRowStride(p.head_dim);
     plan.shared_bytes = PrefillSharedLayoutFor(p.head_dim).bytes;
     plan.grid_x = plan.tile_blocks;

@@ -15,6 +15,7 @@
 #include "kernels/cuda/internal/paged_attention_kernels.cuh"
 // clang-format on
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,12 +38,14 @@ using cuda::PagedAttentionPlan;
 
 constexpr float kTolerance = 1e-5f;
 
-// kernels/cuda/paged_attention.cu's Launch, on the emulator.
+// kernels/cuda/paged_attention.cu's Launch, on the emulator. `grid_x` > 0 replaces the plan's
+// first grid dimension (prefill: one block then strides over all of a sequence's tiles).
 template <typename Cache>
-void EmulatedLaunch(const PagedAttentionParams& p, const PagedAttentionPlan& plan) {
+void EmulatedLaunch(const PagedAttentionParams& p, const PagedAttentionPlan& plan,
+                    int64_t grid_x = 0) {
   const cuda::internal::Args<Cache> args = cuda::internal::MakeArgs<Cache>(p, plan);
-  const dim3 grid(static_cast<unsigned int>(plan.grid_x), static_cast<unsigned int>(plan.grid_y),
-                  static_cast<unsigned int>(plan.grid_z));
+  const dim3 grid(static_cast<unsigned int>(grid_x > 0 ? grid_x : plan.grid_x),
+                  static_cast<unsigned int>(plan.grid_y), static_cast<unsigned int>(plan.grid_z));
   if (plan.path == PagedAttentionPlan::Path::kPrefill) {
     const cuda::PrefillSharedLayout layout = cuda::PrefillSharedLayoutFor(p.head_dim);
     cuda_emulation::Launch(grid, cuda::kPrefillThreads, static_cast<size_t>(layout.bytes),
@@ -85,6 +88,16 @@ void ExpectEmulatedMatches(const Batch& b, const std::vector<float>& expected,
     EmulatedLaunch<cuda::internal::F32Cache>(p, *plan);
   } else {
     EmulatedLaunch<cuda::internal::Bf16Cache>(p, *plan);
+  }
+  attention_testing::ExpectClose(out, expected, kTolerance);
+  if (path != PagedAttentionPlan::Path::kPrefill || plan->tile_blocks == 1) return;
+  // One block per sequence striding over all its tiles (as past kMaxTileBlocks tiles).
+  SCOPED_TRACE("one block per sequence");
+  std::fill(out.begin(), out.end(), kNaN);
+  if (p.cache_dtype == DType::kF32) {
+    EmulatedLaunch<cuda::internal::F32Cache>(p, *plan, 1);
+  } else {
+    EmulatedLaunch<cuda::internal::Bf16Cache>(p, *plan, 1);
   }
   attention_testing::ExpectClose(out, expected, kTolerance);
 }

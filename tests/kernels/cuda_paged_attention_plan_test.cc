@@ -118,12 +118,12 @@ TEST(CudaPagedAttentionPlan, QueryLengthPicksThePath) {
 
 TEST(CudaPagedAttentionPlan, PrefillTilesAndGrid) {
   // A 1000-token chunk and a decode, GQA 4: tiles of 32 / 4 = 8 tokens, ceil(1000 / 8) = 125
-  // tile blocks per sequence, 2 sequences, 8 KV heads.
+  // tiles, over at most 32 blocks per sequence; 2 sequences, 8 KV heads.
   PagedAttentionPlan plan = Plan(Params(2, 1001, 32, 8, 128, 16, 64, 1000));
   EXPECT_EQ(plan.path, Path::kPrefill);
   EXPECT_EQ(plan.tile_tokens, 8);
-  EXPECT_EQ(plan.tile_blocks, 125);
-  EXPECT_EQ(plan.grid_x, 125);
+  EXPECT_EQ(plan.tile_blocks, kMaxTileBlocks);
+  EXPECT_EQ(plan.grid_x, kMaxTileBlocks);
   EXPECT_EQ(plan.grid_y, 2);
   EXPECT_EQ(plan.grid_z, 8);
   EXPECT_EQ(plan.workspace_bytes, 0);
@@ -137,6 +137,9 @@ TEST(CudaPagedAttentionPlan, PrefillTilesAndGrid) {
   EXPECT_EQ(plan.tile_tokens, 5);
   EXPECT_EQ(plan.tile_blocks, 20);
   EXPECT_EQ(plan.grid_z, 4);
+  // 256 tokens in tiles of 8: 32 tiles, one block each; 264: 33 tiles over 32 blocks.
+  EXPECT_EQ(Plan(Params(1, 256, 32, 8, 128, 16, 16, 256)).tile_blocks, 32);
+  EXPECT_EQ(Plan(Params(1, 264, 32, 8, 128, 16, 17, 264)).tile_blocks, 32);
 }
 
 TEST(CudaPagedAttentionPlan, PrefillSharedMemory) {
