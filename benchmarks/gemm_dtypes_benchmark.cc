@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -80,6 +81,41 @@ void BM_CopyBandwidth(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 2 * bytes));
 }
 BENCHMARK(BM_CopyBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The ceiling of a weight-streaming decode: 256 MiB read (nothing written) by Arg(0) threads,
+// each summing its contiguous share with eight independent accumulators. bytes_per_second counts
+// the bytes read; compare it with BM_CopyBandwidth (reads plus writes) and with a decode step's
+// weight bytes per second.
+void BM_ReadBandwidth(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const size_t words = (size_t{256} << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> data(words);
+  for (size_t i = 0; i < words; ++i) data[i] = i;
+  std::vector<uint64_t> sums(static_cast<size_t>(threads));
+  const auto read = [&](int t) {
+    const size_t begin = words * static_cast<size_t>(t) / static_cast<size_t>(threads);
+    const size_t end = words * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
+    uint64_t acc[8] = {};
+    size_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+      for (int l = 0; l < 8; ++l) acc[l] += data[i + static_cast<size_t>(l)];
+    }
+    for (; i < end; ++i) acc[0] += data[i];
+    uint64_t sum = 0;
+    for (uint64_t a : acc) sum += a;
+    sums[static_cast<size_t>(t)] = sum;
+  };
+  for (auto _ : state) {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(read, t);
+    read(0);
+    for (std::thread& thread : pool) thread.join();
+    benchmark::DoNotOptimize(sums.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * words * sizeof(uint64_t)));
+}
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Args: dtype (index into kDTypes), m, n, k.
 void BM_GemmDType(benchmark::State& state) {

@@ -27,6 +27,10 @@ absl::Status PagedAttentionParams::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("paged_attention: scale must be finite and > 0, got ", scale));
   }
+  if (max_query_len < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "paged_attention: max_query_len must be >= 0 (0: unknown), got ", max_query_len));
+  }
   if (sliding_window < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "paged_attention: sliding_window must be >= 0 (0: none), got ", sliding_window));
@@ -91,6 +95,10 @@ absl::Status PagedAttentionParams::Validate() const {
     if (q_len < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("paged_attention: query_start_loc decreases at sequence ", s));
+    }
+    if (max_query_len > 0 && q_len > max_query_len) {
+      return absl::InvalidArgumentError(absl::StrCat("paged_attention: sequence ", s, " has q_len=",
+                                                     q_len, " > max_query_len=", max_query_len));
     }
     if (q_len > seq_len) {
       return absl::InvalidArgumentError(absl::StrCat("paged_attention: sequence ", s,

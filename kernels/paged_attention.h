@@ -39,7 +39,12 @@ struct PagedAttentionParams {
   int64_t num_blocks = 0;
   int64_t max_blocks_per_seq = 0;
   int64_t q_stride = 0;  // floats between consecutive tokens of q
-  float scale = 0.0f;    // usually 1 / sqrt(head_dim)
+  /// Optional: an upper bound on every sequence's query length, known on the host (ModelRunner
+  /// builds it with the metadata). The CUDA twin picks its path from it (decode for short
+  /// queries, tiled prefill for longer ones) and sizes its grid by it; results never depend on
+  /// it. 0: unknown (num_tokens is used). The CPU's Validate() checks it against the queries.
+  int64_t max_query_len = 0;
+  float scale = 0.0f;  // usually 1 / sqrt(head_dim)
   /// > 0: the query at position p attends to positions (p - sliding_window, p] only (Mistral,
   /// Gemma's local layers; transformers' rule kv_idx > q_idx - sliding_window). 0: all of [0, p].
   int64_t sliding_window = 0;
@@ -54,6 +59,9 @@ struct PagedAttentionParams {
   /// Validate() checks only what it can without reading them: the caller checks them on its host
   /// copy (ModelRunner builds them) and must set block_ids_checked. The CUDA twin still never
   /// reads outside the cache: a block id outside it contributes nothing. head_dim <= 256.
+  /// A sequence with seq_lens[s] == 0 and query tokens (the padding entries of a CUDA graph's
+  /// fixed-size decode batch) gets zeros on CUDA; the CPU's Validate() refuses it (q_len >
+  /// seq_len).
   Device device = Device::kCpu;
 
   /// Cheap (O(num_seqs)): shapes and pointers, and that every sequence's query fits in its

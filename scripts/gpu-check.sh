@@ -63,6 +63,8 @@ GPU_TESTS+=(cuda_graph_cuda_test)
 GPU_TESTS+=(smollm2_cuda_test)
 # Benchmarks (benchmarks/): run after the tests, their output in bench.txt.
 GPU_BENCHMARKS=(cuda_gemm_benchmark)
+# Paged attention alone: split-context decode and tiled prefill, time and K/V bandwidth.
+GPU_BENCHMARKS+=(cuda_attention_benchmark)
 # The Llama-3-8B-shaped dummy bf16 model: decode/prefill beside the floor, offline throughput.
 GPU_BENCHMARKS+=(cuda_model_benchmark cuda_throughput_benchmark)
 
@@ -378,10 +380,10 @@ hf_baseline() {  # hf_baseline UNPACKED LOGDIR
     echo "(exit status $?)"
 }
 
-# The summary's figures from bench.txt: the model benchmark's medians, both throughputs and
-# Pagoda / HF.
+# The summary's figures from bench.txt: the model and attention benchmarks' medians, both
+# throughputs and Pagoda / HF.
 figures() {  # figures BENCH_TXT
-  grep -E '^BM_(DeviceCopy|DecodeStep|Prefill).*(_median|ERROR OCCURRED)' "$1" || true
+  grep -E '^BM_(DeviceCopy|DecodeStep|Prefill|Attention).*(_median|ERROR OCCURRED)' "$1" || true
   # The throughput run's result, or where it was when its time limit stopped it.
   grep -E '^pagoda_throughput:' "$1" || grep -E '^pagoda_throughput_progress:' "$1" | tail -n 1 ||
     true

@@ -229,6 +229,7 @@ void ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch) {
   query_start_loc_.assign(1, 0);
   seq_lens_.clear();
   max_blocks_per_seq_ = 1;
+  max_query_len_ = 0;
   for (const SequenceInput& seq : batch) {
     const int64_t seq_len = seq.num_computed_tokens + static_cast<int64_t>(seq.token_ids.size());
     for (size_t i = 0; i < seq.token_ids.size(); ++i) {
@@ -241,6 +242,7 @@ void ModelRunner::PrepareMetadata(absl::Span<const SequenceInput> batch) {
     query_start_loc_.push_back(static_cast<int32_t>(token_ids_.size()));
     seq_lens_.push_back(static_cast<int32_t>(seq_len));
     max_blocks_per_seq_ = std::max(max_blocks_per_seq_, (seq_len + block_size - 1) / block_size);
+    max_query_len_ = std::max(max_query_len_, static_cast<int64_t>(seq.token_ids.size()));
   }
   block_tables_.assign(batch.size() * max_blocks_per_seq_, 0);
   for (size_t s = 0; s < batch.size(); ++s) {
@@ -286,7 +288,8 @@ absl::StatusOr<ForwardBatch> ModelRunner::BatchOnDevice(const int64_t** row_toke
                         .query_start_loc = query_start_loc_.data(),
                         .seq_lens = seq_lens_.data(),
                         .block_tables = block_tables_.data(),
-                        .max_blocks_per_seq = max_blocks_per_seq_};
+                        .max_blocks_per_seq = max_blocks_per_seq_,
+                        .max_query_len = max_query_len_};
   if (kv_groups_.num_groups() > 1) batch.more_groups = more_groups_;
   *row_tokens = row_tokens_.data();
   if (device_ == Device::kCpu) return batch;
@@ -523,9 +526,11 @@ ForwardBatch GraphBatch(const CudaGraphMetadataLayout& layout, std::byte* base) 
   const auto at = [base]<typename T>(int64_t offset, const T*) {
     return reinterpret_cast<const T*>(base + offset);
   };
+  // Decodes: paged attention's plan takes its decode path (max_query_len 1) whatever the size.
   ForwardBatch batch{.num_tokens = layout.size,
                      .num_seqs = layout.size,
-                     .max_blocks_per_seq = layout.max_blocks_per_seq};
+                     .max_blocks_per_seq = layout.max_blocks_per_seq,
+                     .max_query_len = 1};
   batch.token_ids = at(layout.token_ids, batch.token_ids);
   batch.positions = at(layout.positions, batch.positions);
   batch.slot_mapping = at(layout.slot_mapping, batch.slot_mapping);

@@ -206,6 +206,7 @@ class ModelRunner {
   std::vector<int32_t> seq_lens_;         // [num_seqs]
   std::vector<int32_t> block_tables_;     // [num_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq_ = 0;
+  int64_t max_query_len_ = 0;  // the batch's longest query (new tokens of one sequence)
   // Groups 1..G-1 (empty with one group).
   std::vector<std::vector<int64_t>> more_slot_mappings_;  // [G - 1][num_tokens]
   std::vector<std::vector<int32_t>> more_block_tables_;   // [G - 1][num_seqs * max_blocks]

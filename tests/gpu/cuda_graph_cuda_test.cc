@@ -8,9 +8,10 @@
 //   - a batch whose size is a capture size (1, 8) runs the very kernels of the eager step with the
 //     same arguments but one, so its logits are equal bit for bit: the block tables' row length
 //     (max_blocks_per_seq), which the graphs fix at the model length's blocks and the eager step
-//     takes from its batch — paged attention's result must not depend on it (true of the
-//     one-warp kernel this was written against; a split-context kernel whose partition count
-//     follows it must give an unsplit context's result bit for bit);
+//     takes from its batch. Paged attention's split-context decode cuts a context into
+//     ceil(max_blocks_per_seq * block_size / 512) partitions; both models here serve at most 512
+//     positions, so both paths take one partition (a longer model length would split the
+//     graph's decode and not the eager one's: equal within rounding, not bit for bit);
 //   - a padded batch (3 in the graph of 4, 17 in that of 24) runs GEMMs over more rows, which
 //     cuBLAS may sum in another order: the same greedy tokens, logits within 1e-5 (fp32) or 1e-4
 //     (bf16) relative, |graph - eager| <= tol * (1 + |eager|);

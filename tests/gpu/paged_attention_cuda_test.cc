@@ -1,151 +1,180 @@
-// kernels/cuda/paged_attention.cu against its CPU twin: a mixed batch (a decode, an empty query,
-// a whole prompt, a chunk after a cached prefix) over shuffled blocks, GQA, head dims that are
-// and are not multiples of 32, fp32 and bf16 caches; unused cache rows and the output poisoned
-// with NaN. fp32 bound: 1e-5 relative (softmax sums in another order and expf against the CPU's
-// exp). Needs a CUDA device; skips without one.
+// kernels/cuda/paged_attention.cu against its CPU twin, both device paths on every batch (the
+// split-context decode kernel with its combine pass, and the tiled prefill kernel: the plan picks
+// one from max_query_len, and the results must not depend on it, so each batch runs once with its
+// true bound and once with a bound that forces the other path):
+// - decode batches with contexts 1, 17, 511, 512, 513 and 3000 (one to six partitions of 512
+//   positions), GQA 1, 2, 4 and 8 query heads per KV head, head_dim 64, 80, 128 and 256, block
+//   sizes 16 and 32, fp32 and bf16 caches, block tables wider than the contexts (a CUDA graph's
+//   fixed width: partitions past every context), and a short batch of one partition;
+// - mixed batches: decodes, an empty query, whole prompts longer than a tile, chunks after a
+//   cached prefix (chunked prefill) crossing partitions, groups cut into chunks (12 and 71 heads
+//   per KV head), odd head_dim and block size, sliding windows and logit soft-capping;
+// - padding entries (seq_len 0, one query token, a block table naming no valid block) give zeros.
+// Shuffled blocks; unused cache rows, the query pad and the outputs poisoned with NaN. Bounds,
+// relative to 1 + |expected|: 2e-5 for both cache dtypes (the cache holds the same numbers on both
+// devices, a bf16 one widened exactly, so the dtype changes only the reads; what differs is fp32
+// summation order over up to 3000 positions and 256 dims, expf and tanhf against the CPU's
+// polynomial exp and std::tanh). Needs a CUDA device; skips without one (the host-side plan is
+// tested on the CPU by tests/kernels/cuda_paged_attention_plan_test.cc).
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <numeric>
 #include <ostream>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/paged_attention_plan.h"
 #include "kernels/paged_attention.h"
 #include "tests/gpu/cuda_test_util.h"
+#include "tests/kernels/paged_attention_batches.h"
 
 namespace pagoda::kernels {
 namespace {
 
+using attention_testing::Batch;
+using attention_testing::CpuReference;
+using attention_testing::kNaN;
+using attention_testing::MakeBatch;
+using attention_testing::Seq;
+using attention_testing::Shape;
+using cuda::PagedAttentionPlan;
 using testing::DeviceArray;
-using testing::kNaN;
 
-struct Case {
-  DType cache_dtype;
-  int64_t head_dim;
-  int64_t sliding_window = 0;
-  float logit_softcap = 0.0f;
-};
+constexpr float kF32Tolerance = 2e-5f;
+constexpr float kBf16Tolerance = 2e-5f;
 
-void PrintTo(const Case& c, std::ostream* os) {
-  *os << DTypeName(c.cache_dtype) << " head_dim=" << c.head_dim
-      << " sliding_window=" << c.sliding_window << " logit_softcap=" << c.logit_softcap;
+// Runs the batch on the device with `max_query_len` as the plan's bound, checks that the plan took
+// `path`, and compares with the CPU twin's output.
+void ExpectDeviceMatches(const Batch& b, const std::vector<float>& expected, int64_t max_query_len,
+                         PagedAttentionPlan::Path path) {
+  SCOPED_TRACE(::testing::Message()
+               << (path == PagedAttentionPlan::Path::kDecode ? "decode" : "prefill")
+               << " path, max_query_len=" << max_query_len);
+  const bool f32 = b.shape.cache_dtype == DType::kF32;
+  DeviceArray<float> dq(b.q), dout(std::vector<float>(expected.size(), kNaN));
+  DeviceArray<float> dk_f32(f32 ? b.key_f32 : std::vector<float>{0.0f});
+  DeviceArray<float> dv_f32(f32 ? b.value_f32 : std::vector<float>{0.0f});
+  DeviceArray<uint16_t> dk_bf16(f32 ? std::vector<uint16_t>{0} : b.key_bf16);
+  DeviceArray<uint16_t> dv_bf16(f32 ? std::vector<uint16_t>{0} : b.value_bf16);
+  DeviceArray<int32_t> dtables(b.block_tables), dstarts(b.query_start_loc), dlens(b.seq_lens);
+  PagedAttentionParams p = attention_testing::BaseParams(b);
+  p.out = dout.get();
+  p.q = dq.get();
+  p.key_cache = f32 ? static_cast<const void*>(dk_f32.get()) : dk_bf16.get();
+  p.value_cache = f32 ? static_cast<const void*>(dv_f32.get()) : dv_bf16.get();
+  p.block_tables = dtables.get();
+  p.query_start_loc = dstarts.get();
+  p.seq_lens = dlens.get();
+  p.max_query_len = max_query_len;
+  p.block_ids_checked = true;
+  p.device = Device::kCuda;
+  const absl::StatusOr<PagedAttentionPlan> plan = cuda::PlanPagedAttention(p);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->path, path);
+  const absl::Status s = PagedAttention(p);
+  ASSERT_TRUE(s.ok()) << s;
+  const absl::Status synced = cuda::Synchronize();
+  ASSERT_TRUE(synced.ok()) << synced;
+  attention_testing::ExpectClose(dout.Host(), expected, f32 ? kF32Tolerance : kBf16Tolerance);
 }
 
-class PagedAttentionCuda : public ::testing::TestWithParam<Case> {};
+// Both paths: the decode kernel (a bound <= kDecodeMaxQueryLen; the CUDA twin's results never
+// depend on the bound, so 1 forces it even over longer chunks) and the prefill kernel.
+void ExpectBothPathsMatch(const Batch& b) {
+  const std::vector<float> expected = CpuReference(b);
+  ExpectDeviceMatches(b, expected, 1, PagedAttentionPlan::Path::kDecode);
+  ExpectDeviceMatches(b, expected, std::max(b.max_query_len, cuda::kDecodeMaxQueryLen + 1),
+                      PagedAttentionPlan::Path::kPrefill);
+}
 
-TEST_P(PagedAttentionCuda, MixedBatchMatchesCpu) {
+struct DecodeCase {
+  DType cache_dtype;
+  int64_t group;
+  int64_t head_dim;
+  int64_t block_size;
+};
+
+void PrintTo(const DecodeCase& c, std::ostream* os) {
+  *os << DTypeName(c.cache_dtype) << " group=" << c.group << " head_dim=" << c.head_dim
+      << " block_size=" << c.block_size;
+}
+
+class PagedAttentionCudaDecode : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(PagedAttentionCudaDecode, MatchesCpu) {
   if (!testing::HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
-  const Case c = GetParam();
-  constexpr int64_t kHeads = 6;
-  constexpr int64_t kKvHeads = 2;
-  constexpr int64_t kBlockSize = 5;
-  constexpr int64_t kMaxBlocks = 9;
-  // (q_len, seq_len) per sequence.
-  const std::vector<std::pair<int32_t, int32_t>> seqs = {{1, 37}, {0, 3}, {7, 7}, {3, 20}};
-  const int64_t num_seqs = static_cast<int64_t>(seqs.size());
-  const int64_t num_blocks = num_seqs * kMaxBlocks + 3;
-  const int64_t row = kKvHeads * c.head_dim;
-  std::mt19937 rng(static_cast<uint32_t>(c.head_dim) + (c.cache_dtype == DType::kBF16));
+  const DecodeCase c = GetParam();
+  const Shape shape{c.cache_dtype, 2 * c.group, 2, c.head_dim, c.block_size};
+  const uint32_t seed = static_cast<uint32_t>(c.group * 1000 + c.head_dim + c.block_size);
+  // Contexts around the 512-position partitions, a padding entry among them, tables 20 blocks
+  // wider than the longest context (partitions past every context).
+  const std::vector<Seq> seqs = {{1, 1}, {1, 17}, {1, 511}, {1, 0}, {1, 512}, {1, 513}, {1, 3000}};
+  {
+    SCOPED_TRACE("contexts up to 3000");
+    ExpectBothPathsMatch(MakeBatch(shape, seqs, seed, 20));
+  }
+  // Short contexts in tables of at most 512 positions: one partition, no combine pass.
+  SCOPED_TRACE("one partition");
+  ExpectBothPathsMatch(
+      MakeBatch(shape, {{1, 1}, {1, 0}, {1, 17}, {1, static_cast<int32_t>(512 - c.block_size)}},
+                seed + 1, 0));
+}
 
-  // Shuffled physical blocks, handed out to the sequences' tables in order.
-  std::vector<int32_t> free_blocks(num_blocks);
-  std::iota(free_blocks.begin(), free_blocks.end(), 0);
-  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
-  std::vector<int32_t> block_tables(num_seqs * kMaxBlocks, -1);
-  std::vector<int32_t> query_start_loc = {0};
-  std::vector<int32_t> seq_lens;
-  // The caches in 32-bit words (a bf16 cache uses the first half of the bytes), NaN everywhere a
-  // sequence has no token.
-  const int64_t cache_elements = num_blocks * kBlockSize * row;
-  std::vector<float> key_cache(cache_elements, kNaN), value_cache(cache_elements, kNaN);
-  auto* key_bf16 = reinterpret_cast<uint16_t*>(key_cache.data());
-  auto* value_bf16 = reinterpret_cast<uint16_t*>(value_cache.data());
-  std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
-  std::uniform_int_distribution<int> bf16_bits(0x3c00, 0x4040);  // about [0.008, 3]
-  size_t next_block = 0;
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    const auto [q_len, seq_len] = seqs[s];
-    query_start_loc.push_back(query_start_loc.back() + q_len);
-    seq_lens.push_back(seq_len);
-    for (int64_t b = 0; b * kBlockSize < seq_len; ++b) {
-      block_tables[s * kMaxBlocks + b] = free_blocks[next_block++];
-    }
-    for (int64_t p = 0; p < seq_len; ++p) {
-      const int64_t slot =
-          int64_t{block_tables[s * kMaxBlocks + p / kBlockSize]} * kBlockSize + p % kBlockSize;
-      for (int64_t i = 0; i < row; ++i) {
-        if (c.cache_dtype == DType::kF32) {
-          key_cache[slot * row + i] = uniform(rng);
-          value_cache[slot * row + i] = uniform(rng);
-        } else {
-          const uint16_t sign_k = rng() & 1 ? 0x8000 : 0, sign_v = rng() & 1 ? 0x8000 : 0;
-          key_bf16[slot * row + i] = static_cast<uint16_t>(bf16_bits(rng) | sign_k);
-          value_bf16[slot * row + i] = static_cast<uint16_t>(bf16_bits(rng) | sign_v);
-        }
+std::vector<DecodeCase> DecodeCases() {
+  std::vector<DecodeCase> cases;
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    for (int64_t group : {1, 2, 4, 8}) {
+      for (int64_t head_dim : {64, 80, 128, 256}) {
+        for (int64_t block_size : {16, 32}) cases.push_back({dtype, group, head_dim, block_size});
       }
     }
   }
-  const int64_t num_tokens = query_start_loc.back();
-  const int64_t q_stride = kHeads * c.head_dim + 1;  // one pad float per token
-  std::vector<float> q = testing::RandomFloats(num_tokens * q_stride, rng, -2.0f, 2.0f);
-
-  PagedAttentionParams params{.q = q.data(),
-                              .key_cache = key_cache.data(),
-                              .value_cache = value_cache.data(),
-                              .cache_dtype = c.cache_dtype,
-                              .block_tables = block_tables.data(),
-                              .query_start_loc = query_start_loc.data(),
-                              .seq_lens = seq_lens.data(),
-                              .num_seqs = num_seqs,
-                              .num_tokens = num_tokens,
-                              .num_heads = kHeads,
-                              .num_kv_heads = kKvHeads,
-                              .head_dim = c.head_dim,
-                              .block_size = kBlockSize,
-                              .num_blocks = num_blocks,
-                              .max_blocks_per_seq = kMaxBlocks,
-                              .q_stride = q_stride,
-                              .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                              .sliding_window = c.sliding_window,
-                              .logit_softcap = c.logit_softcap};
-  std::vector<float> expected(num_tokens * kHeads * c.head_dim, kNaN);
-  params.out = expected.data();
-  ASSERT_TRUE(PagedAttention(params).ok());
-
-  DeviceArray<float> dq(q), dk(key_cache), dv(value_cache);
-  DeviceArray<float> dout(std::vector<float>(expected.size(), kNaN));
-  DeviceArray<int32_t> dtables(block_tables), dstarts(query_start_loc), dlens(seq_lens);
-  params.out = dout.get();
-  params.q = dq.get();
-  params.key_cache = dk.get();
-  params.value_cache = dv.get();
-  params.block_tables = dtables.get();
-  params.query_start_loc = dstarts.get();
-  params.seq_lens = dlens.get();
-  params.block_ids_checked = true;
-  params.device = Device::kCuda;
-  const absl::Status s = PagedAttention(params);
-  ASSERT_TRUE(s.ok()) << s;
-  ASSERT_TRUE(cuda::Synchronize().ok());
-  testing::ExpectClose(dout.Host(), expected, 1e-5f);
+  return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(CachesAndHeadDims, PagedAttentionCuda,
-                         ::testing::Values(Case{DType::kF32, 40}, Case{DType::kF32, 128},
-                                           Case{DType::kBF16, 64}, Case{DType::kBF16, 256},
-                                           // Mistral's window; Gemma 2's window and soft-cap.
-                                           Case{DType::kF32, 40, 6},
-                                           Case{DType::kBF16, 64, 4, 3.0f}),
-                         [](const ::testing::TestParamInfo<Case>& info) {
-                           return std::string(DTypeName(info.param.cache_dtype)) + "_dim" +
-                                  std::to_string(info.param.head_dim) + "_window" +
-                                  std::to_string(info.param.sliding_window) +
-                                  (info.param.logit_softcap > 0 ? "_softcap" : "");
+INSTANTIATE_TEST_SUITE_P(GqaHeadDimsBlockSizes, PagedAttentionCudaDecode,
+                         ::testing::ValuesIn(DecodeCases()),
+                         [](const ::testing::TestParamInfo<DecodeCase>& info) {
+                           const DecodeCase& c = info.param;
+                           return std::string(DTypeName(c.cache_dtype)) + "_group" +
+                                  std::to_string(c.group) + "_dim" + std::to_string(c.head_dim) +
+                                  "_block" + std::to_string(c.block_size);
                          });
+
+class PagedAttentionCudaMixed : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(PagedAttentionCudaMixed, MatchesCpu) {
+  if (!testing::HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  const Shape shape = GetParam();
+  // Decodes, an empty query, whole prompts (7 tokens; 100, more than a tile), chunks after a
+  // cached prefix (64 tokens over 636 cached, crossing partitions; 33 over 567; 5 over 255), a
+  // long decode and padding entries.
+  const std::vector<Seq> seqs = {{1, 37},   {0, 3},    {7, 7},    {3, 20},  {1, 0}, {100, 100},
+                                 {64, 700}, {1, 1500}, {33, 600}, {5, 260}, {1, 0}};
+  ExpectBothPathsMatch(MakeBatch(
+      shape, seqs,
+      static_cast<uint32_t>(shape.num_heads * 100 + shape.head_dim + shape.sliding_window), 3));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, PagedAttentionCudaMixed,
+    ::testing::Values(
+        // GQA 3, head_dim 40 (not a multiple of 32), blocks of 5.
+        Shape{DType::kF32, 6, 2, 40, 5}, Shape{DType::kBF16, 8, 1, 80, 16},
+        // Groups cut into chunks: 12 heads per KV head (two of 6), 71 (Falcon's MQA: 9 chunks).
+        Shape{DType::kF32, 12, 1, 64, 16}, Shape{DType::kBF16, 71, 1, 64, 32},
+        Shape{DType::kF32, 4, 4, 256, 32},
+        // Sliding windows: Mistral-like across partitions, short ones; Gemma 2's soft-cap.
+        Shape{DType::kF32, 8, 2, 128, 16, 300}, Shape{DType::kBF16, 8, 4, 256, 16, 4, 3.0f},
+        Shape{DType::kF32, 16, 2, 128, 32, 0, 50.0f}, Shape{DType::kF32, 6, 2, 40, 5, 6}),
+    [](const ::testing::TestParamInfo<Shape>& info) {
+      const Shape& s = info.param;
+      return std::string(DTypeName(s.cache_dtype)) + "_heads" + std::to_string(s.num_heads) +
+             "_kv" + std::to_string(s.num_kv_heads) + "_dim" + std::to_string(s.head_dim) +
+             "_block" + std::to_string(s.block_size) + "_window" +
+             std::to_string(s.sliding_window) + (s.logit_softcap > 0 ? "_softcap" : "");
+    });
 
 TEST(PagedAttentionCudaParams, DeviceBlockTablesMustBeCheckedByTheCaller) {
   // Validation only: no device needed.

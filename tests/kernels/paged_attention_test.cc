@@ -441,6 +441,17 @@ TEST_F(PagedAttentionValidate, QueryLongerThanContext) {
   ExpectInvalid(batch_.Params(), "q_len=3 > seq_len=2");
 }
 
+// max_query_len is a hint for the CUDA twin's plan; on the CPU a wrong one is caught.
+TEST_F(PagedAttentionValidate, MaxQueryLenBoundsEveryQuery) {
+  PagedAttentionParams p = batch_.Params();
+  p.max_query_len = 3;
+  EXPECT_TRUE(PagedAttention(p).ok());
+  p.max_query_len = 2;
+  ExpectInvalid(p, "q_len=3 > max_query_len=2");
+  p.max_query_len = -1;
+  ExpectInvalid(p, "max_query_len must be >= 0");
+}
+
 TEST_F(PagedAttentionValidate, BadShapesAndPointers) {
   PagedAttentionParams p = batch_.Params();
   p.num_kv_heads = 3;

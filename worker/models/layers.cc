@@ -108,6 +108,7 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
        .num_blocks = shape.num_blocks,
        .max_blocks_per_seq = batch.max_blocks_per_seq,
        .q_stride = in.stride,
+       .max_query_len = batch.max_query_len,
        .scale = in.scale > 0.0f
                     ? in.scale
                     : static_cast<float>(1.0 / std::sqrt(static_cast<double>(in.head_dim))),

@@ -117,6 +117,7 @@ struct ForwardBatch {
   const int32_t* seq_lens = nullptr;         // [num_seqs]
   const int32_t* block_tables = nullptr;     // [num_seqs, max_blocks_per_seq]
   int64_t max_blocks_per_seq = 0;
+  int64_t max_query_len = 0;  // the longest sequence's new tokens (paged attention's CUDA plan)
   /// KV cache groups: slot_mapping and block_tables above are group 0's, these groups 1..G-1's.
   /// Per layer, its group and its key/value slot in the cache. All empty with one group (layer l
   /// uses slot l and the tables above).

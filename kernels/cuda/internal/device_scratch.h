@@ -47,7 +47,8 @@ class DeviceScratch {
 
 /// The scratch buffers that work on a stream owns, one per use.
 enum class ScratchSlot : uint8_t {
-  kGemmActivations,  // a 16-bit GEMM's rounded activations (gemm.cu)
+  kGemmActivations,     // a 16-bit GEMM's rounded activations (gemm.cu)
+  kAttentionWorkspace,  // split-context decode's partials (paged_attention.cu)
   kCount
 };
 
