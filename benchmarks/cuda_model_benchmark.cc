@@ -11,6 +11,11 @@
 //   tokens_per_s = output tokens per second (one token per sequence per step); floor_with_kv_ms
 //   adds the K/V reads.
 // - BM_Prefill/tokens:1024: a 1024-token prompt from an empty cache; tokens_per_s.
+// - graphs:0 and graphs:1 of each decode step: eager (what --enforce-eager runs) and by
+//   replaying the CUDA graph of its batch size (ModelRunner::CaptureCudaGraphs, the sizes a
+//   worker captures for max_num_seqs 256, captured on first use), side by side on one runner;
+//   graph_replays counts the replays (0 for eager). --tiny_cpu skips graphs:1 (no graphs on the
+//   CPU).
 // A decode step is what a StepRunner runs: metadata upload, the forward pass, the LM head of the
 // sampling rows, and greedy sampling on the device (worker/device_sampler.h: the token ids come
 // back, not the logits). A prefill is ModelRunner::Execute (its one row's logits copied back).
@@ -52,6 +57,7 @@
 #include "common/dtype.h"
 #include "common/model_config.h"
 #include "kernels/cuda/device_memory.h"
+#include "worker/cuda_graph_plan.h"
 #include "worker/device_sampler.h"
 #include "worker/in_process_executor.h"
 #include "worker/model_runner.h"
@@ -180,6 +186,12 @@ class Model {
   }
 
   ModelRunner& runner() { return *runner_; }
+  // The graphs, captured the first time they are asked for (after the eager steps have grown
+  // every buffer); the capture's log line has its time and memory.
+  absl::Status CaptureGraphsOnce() {
+    if (!runner_->cuda_graph_sizes().empty()) return absl::OkStatus();
+    return runner_->CaptureCudaGraphs(DefaultCudaGraphSizes(kMaxBatch));
+  }
   int64_t weight_bytes() const { return weight_bytes_; }
   int64_t num_seqs() const { return num_seqs_; }
   int64_t free_before() const { return free_before_; }
@@ -217,6 +229,19 @@ void BM_DeviceCopy(benchmark::State& state, const Setup& setup) {
 void BM_DecodeStep(benchmark::State& state, const Setup& setup) {
   Model& model = GetModel(setup);
   const int64_t batch = state.range(0);
+  const bool graphs = state.range(1) != 0;
+  if (graphs && setup.device != Device::kCuda) {
+    state.SkipWithError("CUDA graphs are the device's");
+    return;
+  }
+  if (graphs) {
+    if (const absl::Status captured = model.CaptureGraphsOnce(); !captured.ok()) {
+      state.SkipWithError(captured.ToString().c_str());
+      return;
+    }
+  }
+  model.runner().set_replay_cuda_graphs(graphs);
+  const int64_t replays_before = model.runner().cuda_graph_replays();
   if (batch > model.num_seqs()) {
     const std::string message = absl::StrCat(
         "batch ", batch, " needs ", static_cast<double>(batch * kBlocksPerSeq) * 2.0 / 1024.0,
@@ -271,6 +296,8 @@ void BM_DecodeStep(benchmark::State& state, const Setup& setup) {
   state.counters["tokens_per_s"] = benchmark::Counter(
       static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
   state.counters["copy_GB_per_s"] = CopyBandwidth(setup.device) / 1e9;
+  state.counters["graph_replays"] =
+      static_cast<double>(model.runner().cuda_graph_replays() - replays_before);
   state.counters["weight_GB"] = static_cast<double>(model.weight_bytes()) / 1e9;
 }
 
@@ -304,10 +331,8 @@ void Register(const Setup& setup) {
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_DecodeStep", BM_DecodeStep, setup)
-      ->ArgNames({"batch"})
-      ->Arg(1)
-      ->Arg(64)
-      ->Arg(256)
+      ->ArgNames({"batch", "graphs"})
+      ->ArgsProduct({{1, 64, 256}, {0, 1}})
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_Prefill", BM_Prefill, setup)

@@ -50,6 +50,9 @@ void ModelArgs::Register(ArgParser& parser) {
   parser.AddDouble("gpu-memory-utilization", &gpu_memory_utilization,
                    "Share of a CUDA device's memory a worker may use for its weights, "
                    "activations and KV cache, in (0, 1]; no effect on the CPU");
+  parser.AddBool("enforce-eager", &enforce_eager,
+                 "CUDA: run every step eagerly instead of replaying CUDA graphs of decode "
+                 "batches captured at start-up; no effect on the CPU");
 }
 
 absl::StatusOr<ModelMemoryConfig> ModelArgs::Build() const {
@@ -63,6 +66,7 @@ absl::StatusOr<ModelMemoryConfig> ModelArgs::Build() const {
         absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", gpu_memory_utilization));
   }
   config.gpu_memory_utilization = gpu_memory_utilization;
+  config.enforce_eager = enforce_eager;
   return config;
 }
 
@@ -77,6 +81,7 @@ std::vector<std::string> ModelArgs::GivenFlags(const ArgParser& parser) const {
   if (parser.WasSet("gpu-memory-utilization")) {
     flags.push_back(absl::StrCat("--gpu-memory-utilization=", gpu_memory_utilization));
   }
+  if (enforce_eager) flags.push_back("--enforce-eager");
   return flags;
 }
 

@@ -19,6 +19,8 @@
 //   --gpu-memory-utilization F               in (0, 1], default 0.9: the share of the device's
 //                                            memory a CUDA worker may use (weights, activations
 //                                            and the KV cache together); no effect on the CPU
+//   --enforce-eager                          CUDA: run every step eagerly, capturing no CUDA
+//                                            graphs (vLLM's flag); no effect on the CPU
 //
 //   ModelArgs model_args;
 //   model_args.Register(parser);
@@ -47,6 +49,7 @@ struct ModelMemoryConfig {
   bool expert_parallel = false;        // TensorParallelShard::expert_parallel
   DeviceChoice device = DeviceChoice::kAuto;
   double gpu_memory_utilization = 0.9;  // (0, 1]
+  bool enforce_eager = false;           // CUDA: no CUDA graphs
 };
 
 struct ModelArgs {
@@ -55,6 +58,7 @@ struct ModelArgs {
   bool enable_expert_parallel = false;
   std::string device = "auto";
   double gpu_memory_utilization = 0.9;
+  bool enforce_eager = false;
 
   void Register(ArgParser& parser);
   absl::StatusOr<ModelMemoryConfig> Build() const;

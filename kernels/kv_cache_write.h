@@ -1,6 +1,6 @@
 // Writes the keys and values of new tokens into their slots of the paged KV cache
 // (vLLM's reshape_and_cache). slot = block_id * block_size + offset_in_block; a slot of -1
-// skips the token (padding is never needed by Pagoda but the convention is kept). The cache holds
+// skips the token (the padding entries of ModelRunner's CUDA graph batches). The cache holds
 // fp32 or bf16 (rounded to nearest even as it is written); keys and values come in fp32.
 #pragma once
 

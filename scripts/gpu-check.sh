@@ -57,6 +57,8 @@ GPU_TESTS=(tensor_cuda_test rms_norm_cuda_test activation_cuda_test elementwise_
            nccl_loader_test nccl_communicator_test model_runner_cuda_test
            worker_runtime_cuda_test)
 GPU_TESTS+=(device_sampler_cuda_test)
+# CUDA graphs of decode batches against the eager path (--enforce-eager's).
+GPU_TESTS+=(cuda_graph_cuda_test)
 # SmolLM2's golden in bf16: needs the model staged on the device (--stage, below); skips without.
 GPU_TESTS+=(smollm2_cuda_test)
 # Benchmarks (benchmarks/): run after the tests, their output in bench.txt.

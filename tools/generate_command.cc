@@ -266,7 +266,9 @@ absl::StatusOr<std::vector<ResultLine>> RunEngine(
                                               .extra_eos_token_ids = eos,
                                               .draft = draft,
                                               .model_path = model_path,
-                                              .device = device}));
+                                              .device = device,
+                                              .enforce_eager = memory.enforce_eager,
+                                              .max_num_seqs = setup.engine.max_num_seqs}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(setup.engine, std::move(executor), &tokenizer, eos));
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/kv_cache_groups.h"
 #include "common/status_macros.h"
+#include "worker/cuda_graph_plan.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
 
@@ -31,6 +32,9 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
                                         .max_positions = max_model_len,
                                         .kv_groups = groups,
                                         .device = options.device}));
+  if (options.device == Device::kCuda && !options.enforce_eager) {
+    RETURN_IF_ERROR(runner->CaptureCudaGraphs(DefaultCudaGraphSizes(options.max_num_seqs)));
+  }
   std::unique_ptr<DraftModel> draft;
   if (!options.draft.path.empty()) {
     ASSIGN_OR_RETURN(draft, LoadDraftModel(options.draft, options.model_path, config,

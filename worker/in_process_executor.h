@@ -55,6 +55,11 @@ struct InProcessExecutorOptions {
   /// executor's thread uses the current device (ordinal 0 of those CUDA_VISIBLE_DEVICES shows),
   /// and num_device_blocks sizes the cache as on the CPU.
   Device device = Device::kCpu;
+  /// CUDA: every step eager (--enforce-eager); otherwise decode batches of up to
+  /// min(max_num_seqs, 256) sequences (max_num_seqs 0: 256) replay CUDA graphs captured here
+  /// (ModelRunner::CaptureCudaGraphs). No effect on the CPU.
+  bool enforce_eager = false;
+  int64_t max_num_seqs = 0;
 };
 
 class InProcessExecutor final : public Executor {

@@ -2,15 +2,21 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/graph.h"
 #include "kernels/elementwise.h"
 #include "worker/cpu_weight_placement.h"
+#include "worker/cuda_graph_plan.h"
 #include "worker/models/registry.h"
 
 namespace pagoda {
@@ -102,10 +108,46 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
                                                       .head_dim = config.head_dim,
                                                       .dtype = options.kv_cache_dtype,
                                                       .device = device}));
-  return std::unique_ptr<ModelRunner>(new ModelRunner(config, layout, communicator,
+  std::unique_ptr<ModelRunner> runner(new ModelRunner(config, layout, communicator,
                                                       std::move(model), std::move(kv_cache),
                                                       max_positions, std::move(groups), device));
+  if (device == Device::kCuda) {
+    ASSIGN_OR_RETURN(runner->stream_, kernels::cuda::Stream::Create());
+  }
+  return runner;
 }
+
+// What CaptureCudaGraphs captured: a graph per size, and the buffers of fixed address they read
+// (the metadata, written before each replay) and write (the final hidden states).
+struct ModelRunner::CudaGraphs {
+  std::vector<int64_t> sizes;  // ascending
+  int64_t max_blocks_per_seq = 0;
+  std::vector<kernels::cuda::DeviceGraph> graphs;  // [sizes]
+  std::shared_ptr<void> metadata;  // CudaGraphMetadataLayout::For(sizes.back()).bytes, device
+  ActivationBuffer hidden{Device::kCuda};  // [sizes.back(), hidden_size]
+  std::vector<std::byte> staging;          // the metadata on the host
+  kernels::cuda::AllocationMark captured;  // before the captures: what the graphs may use
+  int64_t replays = 0;
+};
+
+ModelRunner::ModelRunner(const ModelConfig& config, const ShardLayout& layout,
+                         Communicator* communicator, std::unique_ptr<Model> model, KvCache kv_cache,
+                         int64_t max_positions, KvCacheGroups kv_groups, Device device)
+    : config_(config),
+      layout_(layout),
+      communicator_(communicator),
+      model_(std::move(model)),
+      kv_cache_(std::move(kv_cache)),
+      max_positions_(max_positions),
+      kv_groups_(std::move(kv_groups)),
+      device_(device),
+      hidden_(device),
+      last_hidden_(device),
+      local_logits_(device),
+      gathered_logits_(device),
+      device_logits_(device) {}
+
+ModelRunner::~ModelRunner() = default;
 
 absl::Status ModelRunner::ReallocateKvCache(int64_t num_blocks) {
   KvCacheShape shape = kv_cache_.shape();
@@ -115,6 +157,8 @@ absl::Status ModelRunner::ReallocateKvCache(int64_t num_blocks) {
   }
   kv_cache_ = KvCache();  // the old storage goes before the new is allocated
   ASSIGN_OR_RETURN(kv_cache_, KvCache::Create(shape));
+  // The graphs hold the old cache's addresses.
+  if (graphs_ != nullptr) RETURN_IF_ERROR(CaptureCudaGraphs(std::vector<int64_t>(graphs_->sizes)));
   return absl::OkStatus();
 }
 
@@ -305,6 +349,11 @@ absl::StatusOr<ForwardBatch> ModelRunner::BatchOnDevice(const int64_t** row_toke
 absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const SequenceInput> batch,
                                                           bool keep_logits_on_device) {
   assert(ValidateBatch(batch).ok());
+  const kernels::cuda::ScopedStream current(stream_);  // no effect on the CPU
+  if (graphs_ != nullptr && replay_graphs_) {
+    ASSIGN_OR_RETURN(const bool replayed, ReplayGraph(batch, keep_logits_on_device));
+    if (replayed) return &logits_;
+  }
   PrepareMetadata(batch);
   const int64_t num_tokens = static_cast<int64_t>(token_ids_.size());
   const int64_t hidden = config_.hidden_size;
@@ -337,7 +386,11 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
     context.batch.layer_slot = kv_groups_.layer_slot;
   }
   ASSIGN_OR_RETURN(float* final_hidden, hidden_.Reserve(num_tokens * hidden));
-  RETURN_IF_ERROR(model_->Forward(context, final_hidden));
+  {
+    // What the forward pass allocates is what CUDA graphs hold (CaptureCudaGraphs).
+    const kernels::cuda::ScopedCapturableWork capturable;
+    RETURN_IF_ERROR(model_->Forward(context, final_hidden));
+  }
 
   // hidden_ now holds the final-normed states.
   logits_.num_rows = rows;
@@ -361,6 +414,7 @@ absl::StatusOr<StepLogits*> ModelRunner::ExecuteValidated(absl::Span<const Seque
 
 absl::Status ModelRunner::LogitsToHost() {
   if (logits_.device_values == nullptr) return absl::OkStatus();
+  const kernels::cuda::ScopedStream current(stream_);
   const int64_t n = logits_.num_rows * logits_.vocab_size;
   RETURN_IF_ERROR(kernels::cuda::CopyBytes(Reserve(logits_.values, n), logits_.device_values,
                                            n * static_cast<int64_t>(sizeof(float))));
@@ -418,6 +472,174 @@ absl::Status ModelRunner::ComputeLogits(int64_t rows, bool keep_on_device) {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ModelRunner::CaptureCudaGraphs(absl::Span<const int64_t> sizes) {
+  if (device_ != Device::kCuda) {
+    return absl::FailedPreconditionError("CUDA graphs need a ModelRunner on the CUDA device");
+  }
+  ASSIGN_OR_RETURN(std::vector<int64_t> sorted,
+                   NormalizeCudaGraphSizes(std::vector<int64_t>(sizes.begin(), sizes.end())));
+  graphs_.reset();  // the old graphs and their buffers go first
+  if (kv_groups_.num_groups() != 1) {
+    PAGODA_LOG(info, "no CUDA graphs: the model has {} KV cache groups; every step runs eagerly",
+               kv_groups_.num_groups());
+    return absl::OkStatus();
+  }
+  const kernels::cuda::ScopedStream current(stream_);
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(const kernels::cuda::DeviceMemoryInfo before, kernels::cuda::MemoryInfo());
+  auto graphs = std::make_unique<CudaGraphs>();
+  graphs->sizes = std::move(sorted);
+  const int64_t block_size = kv_cache_.shape().block_size;
+  graphs->max_blocks_per_seq = (max_positions_ + block_size - 1) / block_size;
+  const CudaGraphMetadataLayout largest =
+      CudaGraphMetadataLayout::For(graphs->sizes.back(), graphs->max_blocks_per_seq);
+  ASSIGN_OR_RETURN(graphs->metadata, kernels::cuda::AllocateZeroed(largest.bytes));
+  RETURN_IF_ERROR(graphs->hidden.Reserve(graphs->sizes.back() * config_.hidden_size).status());
+  graphs_ = std::move(graphs);
+  if (absl::Status status = CaptureGraphs(/*warm_up_with_peers=*/true); !status.ok()) {
+    graphs_.reset();
+    return status;
+  }
+  ASSIGN_OR_RETURN(const kernels::cuda::DeviceMemoryInfo after, kernels::cuda::MemoryInfo());
+  PAGODA_LOG(
+      info, "captured {} CUDA graphs of decode batches (sizes {}) in {:.0f} ms, {:.1f} MiB",
+      graphs_->sizes.size(), absl::StrJoin(graphs_->sizes, ", "),
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+      static_cast<double>(before.free_bytes - after.free_bytes) / (1 << 20));
+  return absl::OkStatus();
+}
+
+std::vector<int64_t> ModelRunner::cuda_graph_sizes() const {
+  return graphs_ != nullptr ? graphs_->sizes : std::vector<int64_t>();
+}
+
+int64_t ModelRunner::cuda_graph_replays() const {
+  return graphs_ != nullptr ? graphs_->replays : 0;
+}
+
+namespace {
+
+// The batch a graph of `layout`'s size runs: its metadata at `base` (the device buffer).
+ForwardBatch GraphBatch(const CudaGraphMetadataLayout& layout, std::byte* base) {
+  const auto at = [base]<typename T>(int64_t offset, const T*) {
+    return reinterpret_cast<const T*>(base + offset);
+  };
+  // Decodes: paged attention's plan takes its decode path (max_query_len 1) whatever the size.
+  ForwardBatch batch{.num_tokens = layout.size,
+                     .num_seqs = layout.size,
+                     .max_blocks_per_seq = layout.max_blocks_per_seq,
+                     .max_query_len = 1};
+  batch.token_ids = at(layout.token_ids, batch.token_ids);
+  batch.positions = at(layout.positions, batch.positions);
+  batch.slot_mapping = at(layout.slot_mapping, batch.slot_mapping);
+  batch.query_start_loc = at(layout.query_start_loc, batch.query_start_loc);
+  batch.seq_lens = at(layout.seq_lens, batch.seq_lens);
+  batch.block_tables = at(layout.block_tables, batch.block_tables);
+  return batch;
+}
+
+}  // namespace
+
+absl::Status ModelRunner::CaptureGraphs(bool warm_up_with_peers) {
+  CudaGraphs& g = *graphs_;
+  const int64_t block_size = kv_cache_.shape().block_size;
+  float* const out = g.hidden.data();
+  auto* const base = static_cast<std::byte*>(g.metadata.get());
+  g.graphs.assign(g.sizes.size(), kernels::cuda::DeviceGraph());
+  // The metadata of a batch of padding alone (it writes no KV slot), for the warm-up run and for
+  // the capture, which records addresses only.
+  const auto upload_padding = [&](const CudaGraphMetadataLayout& layout) {
+    g.staging.resize(layout.bytes);
+    FillCudaGraphMetadata({}, block_size, layout, absl::MakeSpan(g.staging));
+    return kernels::cuda::CopyBytes(base, g.staging.data(), layout.bytes);
+  };
+  const auto context = [&](const CudaGraphMetadataLayout& layout, Communicator* communicator) {
+    return ForwardContext{.batch = GraphBatch(layout, base),
+                          .kv_cache = &kv_cache_,
+                          .communicator = communicator,
+                          .device = device_};
+  };
+  // Every size runs once first, largest first (each buffer grows once), so that the captures
+  // find every buffer allocated — this thread's cuBLAS handle too (a grow during a capture is
+  // an error: kernels/cuda/graph.h). Without peers the
+  // all-reduces are skipped: the padding's values do not matter, and no other rank is meeting
+  // this one then.
+  const kernels::cuda::ScopedCapturableWork capturable;  // the warm-up allocates what graphs hold
+  for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
+    const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
+    RETURN_IF_ERROR(upload_padding(layout));
+    RETURN_IF_ERROR(
+        model_->Forward(context(layout, warm_up_with_peers ? communicator_ : nullptr), out));
+  }
+  RETURN_IF_ERROR(kernels::cuda::Synchronize());
+  kernels::cuda::AllocationMark mark = kernels::cuda::MarkAllocations();
+  for (int i = static_cast<int>(g.sizes.size()) - 1; i >= 0; --i) {
+    const auto layout = CudaGraphMetadataLayout::For(g.sizes[i], g.max_blocks_per_seq);
+    const ForwardContext c = context(layout, communicator_);
+    absl::StatusOr<kernels::cuda::DeviceGraph> graph =
+        kernels::cuda::DeviceGraph::Capture([&] { return model_->Forward(c, out); });
+    if (!graph.ok()) {
+      return absl::Status(graph.status().code(),
+                          absl::StrCat("capturing the CUDA graph of decode batch size ", g.sizes[i],
+                                       ": ", graph.status().message()));
+    }
+    g.graphs[i] = *std::move(graph);
+  }
+  if (kernels::cuda::FreedSince(mark)) {
+    return absl::InternalError("a device buffer was freed while the CUDA graphs were captured");
+  }
+  g.captured = mark;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ModelRunner::ReplayGraph(absl::Span<const SequenceInput> batch,
+                                              bool keep_on_device) {
+  const int index = CudaGraphSizeIndex(graphs_->sizes, static_cast<int64_t>(batch.size()));
+  if (index < 0 || !CudaGraphIneligibility(batch, kv_groups_.num_groups()).empty()) return false;
+  if (kernels::cuda::FreedSince(graphs_->captured)) {
+    // A buffer of the forward pass was freed since the capture (one grew for a larger eager
+    // step): the graphs may hold its address. Captured again,
+    // on this thread, with a warm-up run that meets no other rank (they are not recapturing).
+    if (absl::Status status = CaptureGraphs(/*warm_up_with_peers=*/false); !status.ok()) {
+      PAGODA_LOG(warn, "CUDA graphs off, every step runs eagerly: {}",
+                 std::string(status.message()));
+      graphs_.reset();
+      return false;
+    }
+    PAGODA_LOG(info, "CUDA graphs captured again: a device buffer was freed since the capture");
+  }
+  CudaGraphs& g = *graphs_;
+  const int64_t n = static_cast<int64_t>(batch.size());
+  const auto layout = CudaGraphMetadataLayout::For(g.sizes[index], g.max_blocks_per_seq);
+  g.staging.resize(layout.bytes);
+  FillCudaGraphMetadata(batch, kv_cache_.shape().block_size, layout, absl::MakeSpan(g.staging));
+  auto* const base = static_cast<std::byte*>(g.metadata.get());
+  // Stream-ordered after the previous step's kernels, which may still read the buffer.
+  RETURN_IF_ERROR(kernels::cuda::CopyBytes(base, g.staging.data(), layout.bytes));
+  RETURN_IF_ERROR(g.graphs[index].Launch());
+  ++g.replays;
+
+  // The LM head, eagerly, on the batch's rows only (the padding rows are never sampled).
+  logits_.num_rows = n;
+  logits_.vocab_size = config_.vocab_size;
+  logits_.seq_index.resize(n);
+  for (int64_t s = 0; s < n; ++s) logits_.seq_index[s] = static_cast<int32_t>(s);
+  logits_.device_values = nullptr;
+  const int64_t hidden = config_.hidden_size;
+  ASSIGN_OR_RETURN(float* last, last_hidden_.Reserve(n * hidden));
+  RETURN_IF_ERROR(
+      kernels::GatherRows({.input = g.hidden.data(),
+                           .indices = reinterpret_cast<const int64_t*>(base + layout.row_tokens),
+                           .output = last,
+                           .num_rows = n,
+                           .num_input_rows = layout.size,
+                           .width = hidden,
+                           .indices_checked = true,
+                           .device = device_}));
+  RETURN_IF_ERROR(ComputeLogits(n, keep_on_device));
+  return true;
 }
 
 }  // namespace pagoda

@@ -23,6 +23,12 @@
 // copy, runs the model's forward pass, gathers the sampling rows and applies the LM head on the
 // device (all-gathering the vocab-parallel logits on the device, through a communicator that takes
 // device memory: NCCL), and copies the logits into the host StepLogits, which the sampler reads.
+// All of a step's device work goes to the runner's own stream (kernels/cuda/stream.h).
+//
+// CUDA graphs (CaptureCudaGraphs): decode batches — one new token per sequence, every sequence
+// sampled — of up to the largest capture size replay the forward pass captured for the smallest
+// size that holds them, padded (worker/cuda_graph_plan.h); the LM head on the sampled rows runs
+// eagerly after the replay. Every other step runs eagerly, as does every step without graphs.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +40,7 @@
 #include "absl/types/span.h"
 #include "common/kv_cache_groups.h"
 #include "common/model_config.h"
+#include "kernels/cuda/stream.h"
 #include "worker/communicator.h"
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
@@ -99,6 +106,7 @@ class ModelRunner {
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config,
                                                              ModelWeights weights,
                                                              const ModelRunnerOptions& options);
+  ~ModelRunner();
 
   /// Runs one step. Validates the batch first (ValidateBatch); on error nothing of the cache
   /// outside the step's own slots has changed. The returned pointer is valid until the next
@@ -131,29 +139,32 @@ class ModelRunner {
   /// Replaces the KV cache with a zeroed one of `num_blocks` blocks (same layers, shape, dtype
   /// and device), freeing the old one first: a CUDA worker sizes its cache only after a step
   /// over a small one (worker/device_kv_budget.h). Every block id of earlier steps is void.
+  /// Graphs captured before are captured again over the new cache.
   absl::Status ReallocateKvCache(int64_t num_blocks);
   int64_t block_size() const { return kv_cache_.shape().block_size; }
   int64_t num_blocks() const { return kv_cache_.shape().num_blocks; }
   int64_t max_positions() const { return max_positions_; }
   Device device() const { return device_; }
 
+  /// CUDA: captures the forward pass of a decode batch of each of `sizes` (in [1, 256]; e.g.
+  /// DefaultCudaGraphSizes) into a CUDA graph, replacing any captured before; ExecuteValidated
+  /// replays them from then on. Each size first runs once eagerly over padding alone (no KV
+  /// slot is written), so that every buffer the capture needs is allocated; under tensor
+  /// parallelism every rank must call it at the same point (that run meets the other ranks).
+  /// Logs the sizes, the time and the device memory taken. With more than one KV cache group
+  /// nothing is captured (logged; every step runs eagerly). FailedPrecondition on the CPU.
+  absl::Status CaptureCudaGraphs(absl::Span<const int64_t> sizes);
+  /// The sizes captured, ascending; empty when every step runs eagerly.
+  std::vector<int64_t> cuda_graph_sizes() const;
+  /// Steps run by replaying a graph so far.
+  int64_t cuda_graph_replays() const;
+  /// false: every step runs eagerly, the graphs kept (a benchmark compares both on one runner).
+  void set_replay_cuda_graphs(bool replay) { replay_graphs_ = replay; }
+
  private:
   ModelRunner(const ModelConfig& config, const ShardLayout& layout, Communicator* communicator,
               std::unique_ptr<Model> model, KvCache kv_cache, int64_t max_positions,
-              KvCacheGroups kv_groups, Device device)
-      : config_(config),
-        layout_(layout),
-        communicator_(communicator),
-        model_(std::move(model)),
-        kv_cache_(std::move(kv_cache)),
-        max_positions_(max_positions),
-        kv_groups_(std::move(kv_groups)),
-        device_(device),
-        hidden_(device),
-        last_hidden_(device),
-        local_logits_(device),
-        gathered_logits_(device),
-        device_logits_(device) {}
+              KvCacheGroups kv_groups, Device device);
 
   /// Group g's table of `seq`.
   static absl::Span<const int32_t> GroupTable(const SequenceInput& seq, int g) {
@@ -168,6 +179,15 @@ class ModelRunner {
   /// logits_ <- LM head of the `rows` rows of last_hidden_ (all-gathered when sharded); on
   /// CUDA at one rank with keep_on_device, left on the device (logits_.device_values).
   absl::Status ComputeLogits(int64_t rows, bool keep_on_device);
+
+  // CUDA graphs (model_runner.cc).
+  struct CudaGraphs;
+  /// Runs every size of graphs_ once eagerly over padding (its all-reduces with the other ranks
+  /// only when warm_up_with_peers), then captures each.
+  absl::Status CaptureGraphs(bool warm_up_with_peers);
+  /// The step by its graph when graphs_ has one for `batch`: true with logits_ filled; false
+  /// when the step must run eagerly.
+  absl::StatusOr<bool> ReplayGraph(absl::Span<const SequenceInput> batch, bool keep_on_device);
 
   ModelConfig config_;
   ShardLayout layout_;
@@ -206,6 +226,10 @@ class ModelRunner {
   ActivationBuffer gathered_logits_;  // [tp_size, num_sampling, vocab_rows] when sharded
   ActivationBuffer device_logits_;    // CUDA, sharded, kept on the device: [num_sampling, vocab]
   StepLogits logits_;
+
+  kernels::cuda::Stream stream_;        // CUDA: every step's work (none on the CPU)
+  std::unique_ptr<CudaGraphs> graphs_;  // null: every step runs eagerly
+  bool replay_graphs_ = true;
 };
 
 }  // namespace pagoda

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cuda/stream.h"
 #include "worker/internal/nccl.h"
 
 namespace pagoda {
@@ -71,9 +72,10 @@ class NcclCommunicator final : public Communicator {
     if (cudaError_t error = cudaSetDevice(device_); error != cudaSuccess) {
       return CudaError(error, what);
     }
-    broken_ = Finish(nccl_.all_reduce(data, data, static_cast<size_t>(count), ncclFloat, ncclSum,
-                                      comm_, stream_),
-                     what);
+    const cudaStream_t stream = CollectiveStream();
+    broken_ = Finish(
+        nccl_.all_reduce(data, data, static_cast<size_t>(count), ncclFloat, ncclSum, comm_, stream),
+        stream, what);
     return broken_;
   }
 
@@ -85,17 +87,29 @@ class NcclCommunicator final : public Communicator {
     if (cudaError_t error = cudaSetDevice(device_); error != cudaSuccess) {
       return CudaError(error, what);
     }
+    const cudaStream_t stream = CollectiveStream();
     broken_ = Finish(
-        nccl_.all_gather(input, output, static_cast<size_t>(count), ncclFloat, comm_, stream_),
-        what);
+        nccl_.all_gather(input, output, static_cast<size_t>(count), ncclFloat, comm_, stream),
+        stream, what);
     return broken_;
   }
 
  private:
+  // The caller's current stream (kernels/cuda/stream.h: a ModelRunner's own, so that the
+  // collective is ordered after the kernels that wrote its input and can be captured into a CUDA
+  // graph with them), else the communicator's own.
+  cudaStream_t CollectiveStream() const {
+    const cudaStream_t current = kernels::cuda::CurrentStream();
+    return current != nullptr ? current : stream_;
+  }
+
   // Waits until the collective just launched has run: first until NCCL has enqueued it (the
-  // communicator is non-blocking), then until the stream has drained. Past the timeout, or on an
-  // asynchronous NCCL error, the communicator is aborted.
-  absl::Status Finish(ncclResult_t launched, const std::string& what) {
+  // communicator is non-blocking), then until `stream` has drained. Past the timeout, or on an
+  // asynchronous NCCL error, the communicator is aborted. While `stream` is being captured into
+  // a CUDA graph nothing runs and nothing may wait: the collective is only recorded, and the
+  // first call after the graph's replay (the runner's all-gather of the logits) waits for the
+  // stream, the graph's collectives included, under the same timeout.
+  absl::Status Finish(ncclResult_t launched, cudaStream_t stream, const std::string& what) {
     const absl::Time deadline = absl::Now() + timeout_;
     ncclResult_t state = launched;
     while (state == ncclInProgress) {
@@ -104,8 +118,13 @@ class NcclCommunicator final : public Communicator {
       nccl_.comm_get_async_error(comm_, &state);
     }
     if (state != ncclSuccess) return NcclError(nccl_, state, comm_, what);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaError_t error = cudaStreamIsCapturing(stream, &capture); error != cudaSuccess) {
+      return CudaError(error, what);
+    }
+    if (capture != cudaStreamCaptureStatusNone) return absl::OkStatus();
     while (true) {
-      const cudaError_t query = cudaStreamQuery(stream_);
+      const cudaError_t query = cudaStreamQuery(stream);
       if (query == cudaSuccess) return absl::OkStatus();
       if (query != cudaErrorNotReady) return CudaError(query, what);
       nccl_.comm_get_async_error(comm_, &state);
@@ -179,8 +198,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
   if (cudaError_t error = cudaSetDevice(options.device); error != cudaSuccess) {
     return CudaError(error, what);
   }
-  // A blocking stream (not cudaStreamNonBlocking): the kernels run on the legacy default stream,
-  // and a collective must start only after the kernels that wrote its input have finished.
+  // For callers that set no stream of their own (kernels/cuda/stream.h): a blocking stream (not
+  // cudaStreamNonBlocking), as their kernels run on the legacy default stream and a collective
+  // must start only after the kernels that wrote its input have finished.
   cudaStream_t stream = nullptr;
   if (cudaError_t error = cudaStreamCreate(&stream); error != cudaSuccess) {
     return CudaError(error, what);

@@ -5,6 +5,7 @@
 //                 [--metrics-port 9400] [--metrics-port-file FILE]
 //                 [--dtype auto|float32|bfloat16|float16] [--kv-cache-dtype auto|float32|bfloat16]
 //                 [--device auto|cpu|cuda] [--cuda-device N] [--gpu-memory-utilization F]
+//                 [--enforce-eager]
 //                 [--tls-cert F --tls-key F --tls-ca F [--tls-client-ca F]]
 //
 // With --tls-cert the gRPC port serves TLS, and with --tls-client-ca mutual TLS: the router
@@ -177,6 +178,7 @@ int Run(int argc, char** argv) {
                          .device = *device,
                          .cuda_device = static_cast<int32_t>(cuda_device),
                          .gpu_memory_utilization = memory->gpu_memory_utilization,
+                         .enforce_eager = memory->enforce_eager,
                          .weight_dtype = memory->weight_dtype,
                          .kv_cache_dtype = memory->kv_cache_dtype,
                          .expert_parallel = memory->expert_parallel,

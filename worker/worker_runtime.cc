@@ -14,6 +14,7 @@
 #include "common/model_source.h"
 #include "common/status_macros.h"
 #include "kernels/cuda/device_memory.h"
+#include "worker/cuda_graph_plan.h"
 #include "worker/device_kv_budget.h"
 #include "worker/device_selection.h"
 #include "worker/draft_model.h"
@@ -281,8 +282,15 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
       .device = options_.device};
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
                    ModelRunner::Create(*config, std::move(*weights), runner_options));
+  // CUDA graphs are captured once the activations have their peak (after the largest step when
+  // the cache is sized here), so that their memory counts in what the budget leaves out;
+  // ReallocateKvCache captures them again over the final cache.
+  const bool capture_graphs = on_cuda && !options_.enforce_eager;
   if (size_on_device) {
     RETURN_IF_ERROR(RunLargestStep(*runner, profile));
+    if (capture_graphs) {
+      RETURN_IF_ERROR(runner->CaptureCudaGraphs(DefaultCudaGraphSizes(c.max_num_seqs)));
+    }
     ASSIGN_OR_RETURN(const kernels::cuda::DeviceMemoryInfo memory, kernels::cuda::MemoryInfo());
     const int64_t budget =
         DeviceKvBudget(memory, options_.gpu_memory_utilization, runner->kv_cache().num_bytes());
@@ -305,6 +313,8 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime::Built>> WorkerRuntime::Build(
           memory.free_bytes, " bytes free)"));
     }
     RETURN_IF_ERROR(runner->ReallocateKvCache(num_device_blocks));
+  } else if (capture_graphs) {
+    RETURN_IF_ERROR(runner->CaptureCudaGraphs(DefaultCudaGraphSizes(c.max_num_seqs)));
   }
   int64_t runner_kv_bytes = runner->kv_cache().num_bytes();
   // After ModelRunner::Create: with the packed forms the CPU GEMMs read (cpu_weight_placement.h).

@@ -66,6 +66,10 @@ struct WorkerRuntimeOptions {
   /// the rank may fill (--gpu-memory-utilization).
   int32_t cuda_device = 0;
   double gpu_memory_utilization = 0.9;
+  /// CUDA: every step eager (--enforce-eager); otherwise decode batches of up to
+  /// min(max_num_seqs, 256) sequences replay CUDA graphs captured at Init
+  /// (ModelRunner::CaptureCudaGraphs, DefaultCudaGraphSizes). No effect on the CPU.
+  bool enforce_eager = false;
   /// The type safetensors and dummy weights are kept in (--dtype); nullopt: auto.
   std::optional<DType> weight_dtype;
   /// The KV cache's type (--kv-cache-dtype): kF32 or kBF16.

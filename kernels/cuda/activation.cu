@@ -3,6 +3,7 @@
 
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/internal/cuda_status.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -47,19 +48,20 @@ __global__ void SoftCapKernel(float* data, int64_t count, float cap) {
 }  // namespace
 
 absl::Status SiluAndMul(const SiluAndMulParams& p) {
-  SiluAndMulKernel<<<internal::BlocksFor(p.num_tokens * p.d, kThreads), kThreads>>>(
-      p.input, p.output, p.num_tokens, p.d);
+  SiluAndMulKernel<<<internal::BlocksFor(p.num_tokens * p.d, kThreads), kThreads, 0,
+                     CurrentStream()>>>(p.input, p.output, p.num_tokens, p.d);
   return internal::LaunchStatus("silu_and_mul");
 }
 
 absl::Status GeluTanhAndMul(const GeluTanhAndMulParams& p) {
-  GeluTanhAndMulKernel<<<internal::BlocksFor(p.num_tokens * p.d, kThreads), kThreads>>>(
-      p.input, p.output, p.num_tokens, p.d);
+  GeluTanhAndMulKernel<<<internal::BlocksFor(p.num_tokens * p.d, kThreads), kThreads, 0,
+                         CurrentStream()>>>(p.input, p.output, p.num_tokens, p.d);
   return internal::LaunchStatus("gelu_tanh_and_mul");
 }
 
 absl::Status SoftCap(const SoftCapParams& p) {
-  SoftCapKernel<<<internal::BlocksFor(p.count, kThreads), kThreads>>>(p.data, p.count, p.cap);
+  SoftCapKernel<<<internal::BlocksFor(p.count, kThreads), kThreads, 0, CurrentStream()>>>(
+      p.data, p.count, p.cap);
   return internal::LaunchStatus("soft_cap");
 }
 

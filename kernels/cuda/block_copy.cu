@@ -1,13 +1,14 @@
-// Block copies on the device: one cudaMemcpyAsync per (pair, tensor) on the default stream, in
-// pair order, so a later pair sees what an earlier one wrote (as on the CPU). cudaMemcpyDefault
-// lets unified addressing tell device from host memory, so the same call swaps blocks out to
-// and in from a host cache.
+// Block copies on the device: one cudaMemcpyAsync per (pair, tensor) on the current stream
+// (kernels/cuda/stream.h), in pair order, so a later pair sees what an earlier one wrote (as on
+// the CPU). cudaMemcpyDefault lets unified addressing tell device from host memory, so the same
+// call swaps blocks out to and in from a host cache.
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cuda/block_copy.h"
 #include "kernels/cuda/internal/cuda_status.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 
@@ -21,7 +22,7 @@ absl::Status CopyBlocks(const BlockCopyParams& p) {
       char* dst = static_cast<char*>(p.dst[t]) + d * p.block_bytes;
       if (src == dst) continue;  // a block onto itself stays as it is
       RETURN_IF_ERROR(
-          internal::CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, /*stream=*/0),
+          internal::CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, CurrentStream()),
                                absl::StrCat("block_copy ", s, " -> ", d, " of tensor ", t)));
     }
   }

@@ -3,6 +3,7 @@
 
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/internal/cuda_status.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -42,19 +43,21 @@ __global__ void GatherRowsKernel(const float* __restrict__ input,
 }  // namespace
 
 absl::Status BroadcastRows(const BroadcastRowsParams& p) {
-  BroadcastRowsKernel<<<internal::BlocksFor(p.rows * p.cols, kThreads), kThreads>>>(
-      p.row, p.output, p.rows, p.cols, p.row_stride());
+  BroadcastRowsKernel<<<internal::BlocksFor(p.rows * p.cols, kThreads), kThreads, 0,
+                        CurrentStream()>>>(p.row, p.output, p.rows, p.cols, p.row_stride());
   return internal::LaunchStatus("broadcast_rows");
 }
 
 absl::Status Scale(const ScaleParams& p) {
-  ScaleKernel<<<internal::BlocksFor(p.count, kThreads), kThreads>>>(p.data, p.count, p.factor);
+  ScaleKernel<<<internal::BlocksFor(p.count, kThreads), kThreads, 0, CurrentStream()>>>(
+      p.data, p.count, p.factor);
   return internal::LaunchStatus("scale");
 }
 
 absl::Status GatherRows(const GatherRowsParams& p) {
-  GatherRowsKernel<<<internal::BlocksFor(p.num_rows * p.width, kThreads), kThreads>>>(
-      p.input, p.indices, p.output, p.num_rows, p.num_input_rows, p.width);
+  GatherRowsKernel<<<internal::BlocksFor(p.num_rows * p.width, kThreads), kThreads, 0,
+                     CurrentStream()>>>(p.input, p.indices, p.output, p.num_rows, p.num_input_rows,
+                                        p.width);
   return internal::LaunchStatus("gather_rows");
 }
 

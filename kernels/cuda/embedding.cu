@@ -6,6 +6,7 @@
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/internal/device_math.cuh"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -49,16 +50,16 @@ absl::Status Embedding(const EmbeddingParams& p) {
   const unsigned int blocks = static_cast<unsigned int>(p.num_tokens);
   switch (p.table_dtype) {
     case DType::kF32:
-      EmbeddingKernel<F32Row><<<blocks, kThreads>>>(p.token_ids, table, p.output, p.vocab_size,
-                                                    p.hidden_size, p.hidden_size * 4);
+      EmbeddingKernel<F32Row><<<blocks, kThreads, 0, CurrentStream()>>>(
+          p.token_ids, table, p.output, p.vocab_size, p.hidden_size, p.hidden_size * 4);
       break;
     case DType::kF16:
-      EmbeddingKernel<F16Row><<<blocks, kThreads>>>(p.token_ids, table, p.output, p.vocab_size,
-                                                    p.hidden_size, p.hidden_size * 2);
+      EmbeddingKernel<F16Row><<<blocks, kThreads, 0, CurrentStream()>>>(
+          p.token_ids, table, p.output, p.vocab_size, p.hidden_size, p.hidden_size * 2);
       break;
     case DType::kBF16:
-      EmbeddingKernel<Bf16Row><<<blocks, kThreads>>>(p.token_ids, table, p.output, p.vocab_size,
-                                                     p.hidden_size, p.hidden_size * 2);
+      EmbeddingKernel<Bf16Row><<<blocks, kThreads, 0, CurrentStream()>>>(
+          p.token_ids, table, p.output, p.vocab_size, p.hidden_size, p.hidden_size * 2);
       break;
     default:  // Validate() admits only the three above on CUDA
       return absl::UnimplementedError("embedding: CUDA table dtype");

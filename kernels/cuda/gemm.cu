@@ -15,6 +15,7 @@
 #include "kernels/cuda/internal/cublas.h"
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/internal/device_scratch.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -37,14 +38,16 @@ __global__ void RoundKernel(const float* __restrict__ in, Half* __restrict__ out
   }
 }
 
-// A rounded to Half in this thread's scratch buffer.
+// A rounded to Half in the current stream's scratch buffer.
 template <typename Half>
 absl::StatusOr<const void*> RoundActivations(const float* a, int64_t count) {
-  thread_local internal::DeviceScratch rounded;
+  internal::DeviceScratch& rounded =
+      internal::StreamScratch(internal::ScratchSlot::kGemmActivations);
   ASSIGN_OR_RETURN(void* scratch, rounded.Get(count * static_cast<int64_t>(sizeof(Half))));
   const unsigned int blocks = static_cast<unsigned int>(
       std::min<int64_t>(internal::BlocksFor(count, kThreads), kMaxBlocks));
-  RoundKernel<Half><<<blocks, kThreads>>>(a, static_cast<Half*>(scratch), count);
+  RoundKernel<Half>
+      <<<blocks, kThreads, 0, CurrentStream()>>>(a, static_cast<Half*>(scratch), count);
   RETURN_IF_ERROR(internal::LaunchStatus("gemm: round the activations"));
   return static_cast<const void*>(scratch);
 }
@@ -83,6 +86,9 @@ absl::Status Gemm(const GemmParams& p) {
   }
   ASSIGN_OR_RETURN(const internal::CublasApi* api, internal::LoadCublas());
   ASSIGN_OR_RETURN(cublasHandle_t handle, internal::ThreadCublasHandle(*api));
+  // This call's stream: the handle is the thread's, the current stream may differ per call.
+  RETURN_IF_ERROR(
+      internal::CublasStatus(*api, api->set_stream(handle, CurrentStream()), "set the stream"));
   // Row-major C[m, n] (row stride ldc) is column-major C^T[n, m] = B[n, k] · A^T[k, m]: B is
   // stored as column-major [k, n] (so op T), A as column-major [k, m] (op N).
   const int m = static_cast<int>(p.m), n = static_cast<int>(p.n), k = static_cast<int>(p.k);

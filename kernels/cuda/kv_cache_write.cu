@@ -7,6 +7,7 @@
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/internal/device_math.cuh"
 #include "kernels/cuda/kv_cache_write.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -51,11 +52,11 @@ absl::Status WriteKvCache(const KvCacheWriteParams& p) {
   const int64_t width = p.num_kv_heads * p.head_dim;
   const unsigned int blocks = static_cast<unsigned int>(p.num_tokens);
   if (p.cache_dtype == DType::kF32) {
-    WriteKvCacheKernel<F32Store><<<blocks, kThreads>>>(
+    WriteKvCacheKernel<F32Store><<<blocks, kThreads, 0, CurrentStream()>>>(
         p.key, p.value, static_cast<float*>(p.key_cache), static_cast<float*>(p.value_cache),
         p.slot_mapping, num_slots, width, p.key_stride, p.value_stride);
   } else {  // Validate() admits kF32 and kBF16 only
-    WriteKvCacheKernel<Bf16Store><<<blocks, kThreads>>>(
+    WriteKvCacheKernel<Bf16Store><<<blocks, kThreads, 0, CurrentStream()>>>(
         p.key, p.value, static_cast<uint16_t*>(p.key_cache), static_cast<uint16_t*>(p.value_cache),
         p.slot_mapping, num_slots, width, p.key_stride, p.value_stride);
   }

@@ -20,15 +20,14 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <memory>
-#include <vector>
 
 #include "common/status_macros.h"
-#include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/internal/cuda_status.h"
+#include "kernels/cuda/internal/device_scratch.h"
 #include "kernels/cuda/internal/paged_attention_kernels.cuh"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/paged_attention_plan.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -41,22 +40,17 @@ using internal::F32Cache;
 using internal::MakeArgs;
 using internal::PrefillKernel;
 
-// The decode partials' buffer: one per thread, grown to the largest launch in powers of two
-// (at least 1 MiB) and never freed while the thread lives. A CUDA graph captured with a smaller
-// buffer keeps writing to it when a later, larger eager launch grows the buffer: freeing it
-// (as internal::DeviceScratch does) would leave the graph writing freed memory. At most twice
-// the largest size is ever held, the retired buffers included.
+// The decode partials' buffer: the current stream's (internal::StreamScratch: it lives as long
+// as the stream, whichever thread launches on it), grown to the largest launch in powers of two
+// (at least 1 MiB). A CUDA graph captured with a smaller buffer holds its address: when a later,
+// larger eager launch grows (frees) it, ModelRunner captures its graphs again before the next
+// replay (the buffer is the forward pass's: kernels::cuda::ScopedCapturableWork).
 absl::StatusOr<float*> DecodeWorkspaceBuffer(int64_t bytes) {
-  thread_local std::vector<std::shared_ptr<void>> buffers;  // the last one is in use
-  thread_local int64_t capacity = 0;
-  if (bytes > capacity) {
-    int64_t grown = int64_t{1} << 20;
-    while (grown < bytes) grown *= 2;
-    ASSIGN_OR_RETURN(std::shared_ptr<void> buffer, AllocateZeroed(grown));
-    buffers.push_back(std::move(buffer));
-    capacity = grown;
-  }
-  return static_cast<float*>(buffers.back().get());
+  int64_t grown = int64_t{1} << 20;
+  while (grown < bytes) grown *= 2;
+  ASSIGN_OR_RETURN(void* buffer,
+                   internal::StreamScratch(internal::ScratchSlot::kAttentionWorkspace).Get(grown));
+  return static_cast<float*>(buffer);
 }
 
 template <typename Cache>
@@ -72,8 +66,9 @@ absl::Status Launch(const PagedAttentionParams& p, const PagedAttentionPlan& pla
                                static_cast<int>(layout.bytes)),
           "paged_attention: allow the prefill kernel's shared memory"));
     }
-    PrefillKernel<Cache><<<grid, kPrefillThreads, static_cast<size_t>(layout.bytes)>>>(
-        args, plan.tile_tokens, plan.k_row_stride, layout);
+    PrefillKernel<Cache>
+        <<<grid, kPrefillThreads, static_cast<size_t>(layout.bytes), CurrentStream()>>>(
+            args, plan.tile_tokens, plan.k_row_stride, layout);
     return internal::LaunchStatus("paged_attention (prefill)");
   }
   float* workspace = nullptr;
@@ -82,14 +77,15 @@ absl::Status Launch(const PagedAttentionParams& p, const PagedAttentionPlan& pla
     ASSIGN_OR_RETURN(workspace, DecodeWorkspaceBuffer(plan.workspace_bytes));
     ws = DecodeWorkspaceLayout(p.num_tokens, p.num_heads, plan.num_partitions, p.head_dim);
   }
-  DecodeKernel<Cache><<<grid, kDecodeThreads>>>(args, plan.num_partitions, workspace, ws);
+  DecodeKernel<Cache>
+      <<<grid, kDecodeThreads, 0, CurrentStream()>>>(args, plan.num_partitions, workspace, ws);
   RETURN_IF_ERROR(internal::LaunchStatus("paged_attention (decode)"));
   if (plan.num_partitions == 1) return absl::OkStatus();
   const dim3 combine_grid(static_cast<unsigned int>(p.num_tokens),
                           static_cast<unsigned int>(p.num_heads));
-  CombineKernel<<<combine_grid, kCombineThreads>>>(p.out, workspace, ws, p.query_start_loc,
-                                                   p.seq_lens, p.num_seqs, p.num_heads, p.head_dim,
-                                                   plan.num_partitions, p.sliding_window);
+  CombineKernel<<<combine_grid, kCombineThreads, 0, CurrentStream()>>>(
+      p.out, workspace, ws, p.query_start_loc, p.seq_lens, p.num_seqs, p.num_heads, p.head_dim,
+      plan.num_partitions, p.sliding_window);
   return internal::LaunchStatus("paged_attention (combine)");
 }
 

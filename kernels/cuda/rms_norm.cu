@@ -4,6 +4,7 @@
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/internal/device_math.cuh"
 #include "kernels/cuda/rms_norm.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -47,7 +48,7 @@ __global__ void RmsNormKernel(const float* input, const float* __restrict__ weig
 }  // namespace
 
 absl::Status RmsNorm(const RmsNormParams& p) {
-  RmsNormKernel<<<static_cast<unsigned int>(p.num_tokens), kThreads>>>(
+  RmsNormKernel<<<static_cast<unsigned int>(p.num_tokens), kThreads, 0, CurrentStream()>>>(
       p.input, p.weight, p.output, p.residual, p.hidden_size, p.rows_per_group, p.group_stride,
       p.eps);
   return internal::LaunchStatus("rms_norm");

@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/internal/cuda_status.h"
 #include "kernels/cuda/rotary.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -48,9 +49,9 @@ absl::Status ApplyRotary(const RotaryParams& p) {
   // One thread per pair, in whole warps, at most 256 (a longer head loops).
   const int64_t half = p.head_dim / 2;
   const int threads = static_cast<int>(std::min<int64_t>(256, (half + 31) / 32 * 32));
-  RotaryKernel<<<grid, threads>>>(p.q, p.k, p.positions, p.device_cos_sin, p.cache->max_positions,
-                                  p.num_heads, p.head_dim, p.q_stride, p.k_stride,
-                                  p.style == RotaryStyle::kInterleaved);
+  RotaryKernel<<<grid, threads, 0, CurrentStream()>>>(
+      p.q, p.k, p.positions, p.device_cos_sin, p.cache->max_positions, p.num_heads, p.head_dim,
+      p.q_stride, p.k_stride, p.style == RotaryStyle::kInterleaved);
   return internal::LaunchStatus("rotary");
 }
 

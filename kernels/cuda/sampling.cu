@@ -14,6 +14,7 @@
 #include "kernels/cuda/internal/device_math.cuh"
 #include "kernels/cuda/internal/device_scratch.h"
 #include "kernels/cuda/sampling.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -39,7 +40,7 @@ enum Slot {
 
 // Copies `count` host values into this thread's buffer `slot` (grown as needed) and returns the
 // device copy; null for a null or empty array. The copy is ordered after the work queued before on
-// the default stream, so a kernel of an earlier call has finished reading the buffer.
+// the current stream, so a kernel of an earlier call has finished reading the buffer.
 template <typename T>
 absl::StatusOr<const T*> Upload(Slot slot, const T* host, int64_t count) {
   if (host == nullptr || count <= 0) return static_cast<const T*>(nullptr);
@@ -507,14 +508,15 @@ absl::StatusOr<const int32_t*> Rows(const SamplingRows& b) {
 
 absl::Status SanitizeLogits(const SanitizeLogitsParams& p) {
   ASSIGN_OR_RETURN(const int32_t* rows, Rows(p.batch));
-  SanitizeKernel<<<Blocks(p.batch), kThreads>>>(p.logits, p.row_max, rows, p.batch.vocab_size);
+  SanitizeKernel<<<Blocks(p.batch), kThreads, 0, CurrentStream()>>>(p.logits, p.row_max, rows,
+                                                                    p.batch.vocab_size);
   return internal::LaunchStatus("sanitize_logits");
 }
 
 absl::Status LogSoftmax(const LogSoftmaxParams& p) {
   ASSIGN_OR_RETURN(const int32_t* rows, Rows(p.batch));
-  LogSoftmaxKernel<<<Blocks(p.batch), kThreads>>>(p.logits, p.row_max, p.logprobs, rows,
-                                                  p.batch.vocab_size);
+  LogSoftmaxKernel<<<Blocks(p.batch), kThreads, 0, CurrentStream()>>>(
+      p.logits, p.row_max, p.logprobs, rows, p.batch.vocab_size);
   return internal::LaunchStatus("log_softmax");
 }
 
@@ -522,8 +524,8 @@ absl::Status TopK(const TopKParams& p) {
   if (p.max_k == 0) return absl::OkStatus();
   ASSIGN_OR_RETURN(const int32_t* rows, Rows(p.batch));
   ASSIGN_OR_RETURN(const int32_t* k, Upload(kSettingSlot, p.k, p.batch.num_seqs));
-  TopKKernel<<<Blocks(p.batch), kThreads>>>(p.values, k, p.max_k, p.top_ids, p.top_values, rows,
-                                            p.batch.vocab_size);
+  TopKKernel<<<Blocks(p.batch), kThreads, 0, CurrentStream()>>>(
+      p.values, k, p.max_k, p.top_ids, p.top_values, rows, p.batch.vocab_size);
   return internal::LaunchStatus("top_k");
 }
 
@@ -533,7 +535,8 @@ absl::Status MaskTokens(const MaskTokensParams& p) {
   ASSIGN_OR_RETURN(const int32_t* rows, Rows(p.batch));
   ASSIGN_OR_RETURN(const int64_t* offsets, Upload(kOffsetsSlot, p.offsets, p.batch.num_seqs + 1));
   ASSIGN_OR_RETURN(const int32_t* ids, Upload(kIdsSlot, p.token_ids, num_ids));
-  MaskKernel<<<Blocks(p.batch), kThreads>>>(p.logits, offsets, ids, rows, p.batch.vocab_size);
+  MaskKernel<<<Blocks(p.batch), kThreads, 0, CurrentStream()>>>(p.logits, offsets, ids, rows,
+                                                                p.batch.vocab_size);
   return internal::LaunchStatus("mask_tokens");
 }
 
@@ -544,13 +547,15 @@ absl::Status ApplyTokenBitmask(const TokenBitmaskParams& p) {
   const dim3 grid(Blocks(p.batch),
                   static_cast<unsigned int>(std::min<int64_t>(
                       internal::BlocksFor(p.batch.vocab_size, kThreads), kMaxGridY)));
-  BitmaskKernel<<<grid, kThreads>>>(p.logits, bitmask, p.bitmask_words, rows, p.batch.vocab_size);
+  BitmaskKernel<<<grid, kThreads, 0, CurrentStream()>>>(p.logits, bitmask, p.bitmask_words, rows,
+                                                        p.batch.vocab_size);
   return internal::LaunchStatus("token_bitmask");
 }
 
 absl::Status Argmax(const ArgmaxParams& p) {
   ASSIGN_OR_RETURN(const int32_t* rows, Rows(p.batch));
-  ArgmaxKernel<<<Blocks(p.batch), kThreads>>>(p.logits, p.token_ids, rows, p.batch.vocab_size);
+  ArgmaxKernel<<<Blocks(p.batch), kThreads, 0, CurrentStream()>>>(p.logits, p.token_ids, rows,
+                                                                  p.batch.vocab_size);
   return internal::LaunchStatus("argmax");
 }
 
@@ -558,8 +563,8 @@ absl::Status SoftmaxWeights(const SoftmaxWeightsParams& p) {
   ASSIGN_OR_RETURN(const int32_t* rows, Rows(p.batch));
   ASSIGN_OR_RETURN(const float* temperature, Upload(kSettingSlot, p.temperature, p.batch.num_seqs));
   ASSIGN_OR_RETURN(const float* min_p, Upload(kSetting2Slot, p.min_p, p.batch.num_seqs));
-  SoftmaxWeightsKernel<<<Blocks(p.batch), kThreads>>>(p.logits, temperature, min_p, p.row_max, rows,
-                                                      p.batch.vocab_size);
+  SoftmaxWeightsKernel<<<Blocks(p.batch), kThreads, 0, CurrentStream()>>>(
+      p.logits, temperature, min_p, p.row_max, rows, p.batch.vocab_size);
   return internal::LaunchStatus("softmax_weights");
 }
 
@@ -581,10 +586,11 @@ absl::Status ApplyPenalties(const PenaltiesParams& p) {
   thread_local internal::DeviceScratch scratch;
   const int64_t bytes = b.num_rows * b.vocab_size * static_cast<int64_t>(sizeof(int32_t));
   ASSIGN_OR_RETURN(void* marks, scratch.Get(bytes));
-  RETURN_IF_ERROR(internal::CudaStatus(cudaMemsetAsync(marks, 0, bytes), "penalties"));
-  PenaltiesKernel<<<Blocks(b), kThreads>>>(p.logits, repetition, frequency, presence,
-                                           prompt_offsets, prompt_ids, output_offsets, output_ids,
-                                           static_cast<int32_t*>(marks), rows, b.vocab_size);
+  RETURN_IF_ERROR(
+      internal::CudaStatus(cudaMemsetAsync(marks, 0, bytes, CurrentStream()), "penalties"));
+  PenaltiesKernel<<<Blocks(b), kThreads, 0, CurrentStream()>>>(
+      p.logits, repetition, frequency, presence, prompt_offsets, prompt_ids, output_offsets,
+      output_ids, static_cast<int32_t*>(marks), rows, b.vocab_size);
   return internal::LaunchStatus("penalties");
 }
 
@@ -594,8 +600,8 @@ absl::Status SampleFromWeights(const SampleFromWeightsParams& p) {
   ASSIGN_OR_RETURN(const int32_t* top_k, Upload(kSettingSlot, p.top_k, b.num_seqs));
   ASSIGN_OR_RETURN(const float* top_p, Upload(kSetting2Slot, p.top_p, b.num_seqs));
   ASSIGN_OR_RETURN(const double* uniform, Upload(kSetting3Slot, p.uniform, b.num_seqs));
-  DrawKernel<<<Blocks(b), kThreads>>>(p.weights, top_k, top_p, uniform, p.token_ids, rows,
-                                      b.vocab_size);
+  DrawKernel<<<Blocks(b), kThreads, 0, CurrentStream()>>>(p.weights, top_k, top_p, uniform,
+                                                          p.token_ids, rows, b.vocab_size);
   return internal::LaunchStatus("sample_from_weights");
 }
 

@@ -4,7 +4,7 @@
 //     values, weights, row_max, top_ids / top_values, token_ids;
 //   - on the host: the batch's rows and the per-row settings the dispatch point validates — k,
 //     temperature, min_p, the mask offsets and ids, the token bitmask. Each twin copies what it
-//     reads of them to the device (a per-thread buffer, in the default stream's order).
+//     reads of them to the device (a per-thread buffer, in the current stream's order).
 // One block per selected row; results equal the CPU twins' exactly for SanitizeLogits, Argmax,
 // MaskTokens, ApplyTokenBitmask, TopK and ApplyPenalties, and within float rounding for
 // LogSoftmax and SoftmaxWeights (the device's expf against the CPU's polynomial; sums in another

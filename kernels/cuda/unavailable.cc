@@ -8,11 +8,13 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/graph.h"
 #include "kernels/cuda/kv_cache_write.h"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rotary.h"
 #include "kernels/cuda/sampling.h"
+#include "kernels/cuda/stream.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -21,6 +23,9 @@ absl::Status NoCuda(const char* what) {
   return absl::FailedPreconditionError(
       absl::StrCat(what, ": this build has no CUDA backend (built with PAGODA_CUDA=OFF)"));
 }
+
+// No stream can be created here (Stream::Create fails): the current one stays null.
+thread_local internal::StreamState* current_state = nullptr;
 
 }  // namespace
 
@@ -34,6 +39,23 @@ absl::Status CopyRows(void*, int64_t, const void*, int64_t, int64_t, int64_t) {
 absl::Status Synchronize() { return NoCuda("cuda synchronize"); }
 absl::StatusOr<DeviceMemoryInfo> MemoryInfo() { return NoCuda("cuda memory info"); }
 absl::Status SetDevice(int) { return NoCuda("cuda set device"); }
+ScopedCapturableWork::ScopedCapturableWork() = default;
+ScopedCapturableWork::~ScopedCapturableWork() = default;
+AllocationMark MarkAllocations() { return {}; }
+bool FreedSince(AllocationMark&) { return false; }
+
+absl::StatusOr<Stream> Stream::Create() { return NoCuda("cuda stream"); }
+StreamHandle Stream::get() const { return nullptr; }
+StreamHandle CurrentStream() { return nullptr; }
+ScopedStream::ScopedStream(const Stream& stream) : previous_(current_state) {
+  current_state = stream.state_.get();
+}
+ScopedStream::~ScopedStream() { current_state = previous_; }
+absl::StatusOr<DeviceGraph> DeviceGraph::Capture(absl::FunctionRef<absl::Status()>) {
+  return NoCuda("cuda graph capture");
+}
+absl::Status DeviceGraph::Launch() const { return NoCuda("cuda graph launch"); }
+bool CapturingGraph() { return false; }
 
 absl::Status Embedding(const EmbeddingParams&) { return NoCuda("embedding"); }
 absl::Status Gemm(const GemmParams&) { return NoCuda("gemm"); }

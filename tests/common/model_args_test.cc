@@ -72,6 +72,18 @@ TEST(ModelArgs, ParsesTheDeviceAndPassesItOn) {
   EXPECT_EQ(Parse({"--gpu-memory-utilization=1"})->gpu_memory_utilization, 1.0);
 }
 
+// vLLM's switch: off by default (CUDA graphs on), passed on to every worker when given.
+TEST(ModelArgs, EnforceEagerIsASwitchPassedOn) {
+  std::vector<std::string> given;
+  absl::StatusOr<ModelMemoryConfig> config = Parse({}, &given);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->enforce_eager);
+  config = Parse({"--enforce-eager", "--device=cuda"}, &given);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->enforce_eager);
+  EXPECT_THAT(given, ElementsAre("--device=cuda", "--enforce-eager"));
+}
+
 TEST(ModelArgs, ABadValueNamesTheFlagAndTheChoices) {
   const absl::Status dtype = Parse({"--dtype=q4_K"}).status();
   EXPECT_EQ(dtype.code(), absl::StatusCode::kInvalidArgument);

@@ -265,6 +265,20 @@ TEST_F(ModelRunnerTest, RejectsBadBatches) {
               HasSubstr("model supports 128 positions"));
 }
 
+// CUDA graphs are the device's: a CPU runner refuses to capture and keeps running eagerly.
+TEST_F(ModelRunnerTest, CudaGraphsAreRefusedOnTheCpu) {
+  const absl::Status status = runner_->CaptureCudaGraphs(std::vector<int64_t>{1, 2, 4});
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("CUDA graphs need a ModelRunner on the CUDA"));
+  EXPECT_TRUE(runner_->cuda_graph_sizes().empty());
+  const std::vector<int32_t> ids = {5};
+  const std::vector<int32_t> blocks = {3};
+  const std::vector<SequenceInput> batch = {{.token_ids = ids, .block_table = blocks}};
+  ASSERT_TRUE(runner_->Execute(batch).ok());
+  EXPECT_EQ(runner_->cuda_graph_replays(), 0);
+}
+
 // A CUDA runner where there is no CUDA (this build without it, or no device): a clear
 // FailedPrecondition naming the cause, before any weight moves (ASan in CI checks that nothing
 // leaks on the way out).

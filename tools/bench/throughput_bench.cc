@@ -98,7 +98,9 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
                                                         .dummy_seed = dataset.seed + 1,
                                                         .dtype = c.memory.weight_dtype},
                                               .model_path = c.model_dir,
-                                              .device = device}));
+                                              .device = device,
+                                              .enforce_eager = c.memory.enforce_eager,
+                                              .max_num_seqs = c.engine.engine.max_num_seqs}));
   ASSIGN_OR_RETURN(std::unique_ptr<EngineLoop> engine,
                    EngineLoop::Create(c.engine.engine, std::move(executor), tokenizer.get(), eos));
 

@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cuda/graph.h"
 
 namespace pagoda {
 
@@ -12,6 +14,12 @@ absl::StatusOr<float*> ActivationBuffer::Reserve(int64_t n) {
     return host_.data();
   }
   if (device_tensor_.empty() || device_tensor_.num_elements() < n) {
+    // A captured graph may hold the old storage's address: it must not be freed mid-capture.
+    if (kernels::cuda::CapturingGraph()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "an activation buffer of ", device_tensor_.num_elements(), " floats would grow to ", n,
+          " during a CUDA graph capture (run the same step once before capturing it)"));
+    }
     device_tensor_ = Tensor();  // free the old storage before the larger one is allocated
     ASSIGN_OR_RETURN(device_tensor_, Tensor::Zeros(DType::kF32, {n}, device_));
   }

@@ -23,7 +23,8 @@ class ActivationBuffer {
   Device device() const { return device_; }
   /// At least n floats, keeping the buffer when it is large enough. Growing a device buffer
   /// frees the old one first (cudaFree waits for the work queued on it); an allocation the
-  /// device cannot hold is ResourceExhausted naming the bytes.
+  /// device cannot hold is ResourceExhausted naming the bytes; growing during a CUDA graph
+  /// capture (kernels/cuda/graph.h) is FailedPrecondition.
   absl::StatusOr<float*> Reserve(int64_t n);
   /// The buffer as last reserved (nullptr before the first Reserve).
   float* data();

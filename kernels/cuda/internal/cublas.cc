@@ -16,6 +16,7 @@ absl::StatusOr<CublasApi> Load() {
       [](void* library, CublasApi& api, std::string& error) {
         return ResolveSymbol(library, "cublasCreate_v2", api.create, error) &&
                ResolveSymbol(library, "cublasSetMathMode", api.set_math_mode, error) &&
+               ResolveSymbol(library, "cublasSetStream_v2", api.set_stream, error) &&
                ResolveSymbol(library, "cublasGemmEx", api.gemm_ex, error) &&
                ResolveSymbol(library, "cublasGetStatusString", api.status_string, error);
       },

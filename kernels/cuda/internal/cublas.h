@@ -31,6 +31,7 @@ static_assert(sizeof(static_cast<CublasGemmExFn>(&cublasGemmEx)) > 0);
 struct CublasApi {
   decltype(&cublasCreate_v2) create = nullptr;
   decltype(&cublasSetMathMode) set_math_mode = nullptr;
+  decltype(&cublasSetStream_v2) set_stream = nullptr;
   CublasGemmExFn gemm_ex = nullptr;
   decltype(&cublasGetStatusString) status_string = nullptr;
 };
