@@ -10,7 +10,7 @@
 #
 #   benchmarks/speculative.sh [MODEL.gguf|DIR] [SPEC_JSON...]
 # Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf and
-#   '{"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_max": 4, "prompt_lookup_min": 2,
+#   '{"method": "ngram", "num_speculative_tokens": 12, "prompt_lookup_max": 4, "prompt_lookup_min": 2,
 #     "disable_by_batch_size": 4}'
 # e.g. the n-gram proposer against a Q4_1 self-draft for the F32 model
 # (benchmarks/make_smollm2_variants.py writes it):
@@ -24,7 +24,7 @@ PAGODA=${PAGODA:-build/bin/pagoda}
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SPECS=("${@:2}")
 if ((${#SPECS[@]} == 0)); then
-  SPECS=('{"method": "ngram", "num_speculative_tokens": 8, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4}')
+  SPECS=('{"method": "ngram", "num_speculative_tokens": 12, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4}')
 fi
 MAX_TOKENS=${MAX_TOKENS:-200}
 REPS=${REPS:-3}

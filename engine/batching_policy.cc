@@ -32,19 +32,9 @@ bool BatchingPolicy::MayPropose(const Sequence& seq) const {
          proposer_.MayPropose(seq.token_ids, seq.num_pending_tokens);
 }
 
-void BatchingPolicy::RecordSpeculationYield(Sequence* seq, int64_t accepted) {
-  seq->speculation_yield +=
-      kSpeculationYieldWeight * (static_cast<float>(accepted) - seq->speculation_yield);
-}
-
-int32_t BatchingPolicy::MaxSpeculationBackoff(const Sequence& seq) {
-  return seq.speculation_yield < kLowSpeculationYield ? kMaxLowYieldBackoff
-                                                      : kMaxSpeculationBackoff;
-}
-
 void BatchingPolicy::BackOffSpeculation(Sequence* seq) {
   seq->speculation_pipelined_steps = seq->speculation_backoff;
-  seq->speculation_backoff = std::min(2 * seq->speculation_backoff, MaxSpeculationBackoff(*seq));
+  seq->speculation_backoff = std::min(2 * seq->speculation_backoff, kMaxSpeculationBackoff);
 }
 
 void BatchingPolicy::AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t accepted,
@@ -57,7 +47,6 @@ void BatchingPolicy::AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t
   // pipelining and gains nothing. A single draft rejected (after a failure the length is one)
   // backs off as a lookup that found nothing does; a first failure at a longer length does not:
   // where a copied span ends, the next lookup often finds the next one.
-  RecordSpeculationYield(seq, accepted);
   if (accepted > 0) {
     seq->speculation_backoff = 1;
   } else if (num_drafts == 1) {
@@ -79,10 +68,7 @@ int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
   }
   std::vector<int32_t> drafts = proposer_.Propose(seq->token_ids, max_drafts);
   const int64_t n = static_cast<int64_t>(drafts.size());
-  if (n == 0) {
-    RecordSpeculationYield(seq, 0);
-    BackOffSpeculation(seq);
-  }
+  if (n == 0) BackOffSpeculation(seq);
   if (n == 0 || !kv_.AllocateSlots(seq->handle, 1, n)) return 0;
   seq->draft_token_ids = std::move(drafts);
   seq->num_draft_tokens_in_flight = n;

@@ -48,7 +48,7 @@ class BatchingPolicy {
   virtual void Schedule(PlanBuilder& plan, int64_t num_in_flight_steps) = 0;
 
   /// Speculative decoding, after a lookup that found nothing or a verification that accepted
-  /// nothing: the sequence decodes pipelined for a while (doubling, up to MaxSpeculationBackoff
+  /// nothing: the sequence decodes pipelined for a while (doubling, up to kMaxSpeculationBackoff
   /// steps; an accepted draft resets it).
   static void BackOffSpeculation(Sequence* seq);
   /// After a verification of `num_drafts` drafts of which `accepted` were: the next proposal's
@@ -56,16 +56,7 @@ class BatchingPolicy {
   /// single draft rejected backs off.
   static void AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t accepted,
                                int32_t max_tokens);
-  /// Folds one proposal attempt's accepted drafts (0 for a lookup that found nothing) into
-  /// seq->speculation_yield.
-  static void RecordSpeculationYield(Sequence* seq, int64_t accepted);
-  /// The back-off's cap: kMaxSpeculationBackoff, or kMaxLowYieldBackoff while the sequence's
-  /// attempts gain less than kLowSpeculationYield tokens each.
-  static int32_t MaxSpeculationBackoff(const Sequence& seq);
   static constexpr int32_t kMaxSpeculationBackoff = 4;
-  static constexpr int32_t kMaxLowYieldBackoff = 16;
-  static constexpr float kLowSpeculationYield = 0.25f;
-  static constexpr float kSpeculationYieldWeight = 0.25f;  // of the newest attempt
 
  protected:
   explicit BatchingPolicy(const BatchingParts& parts);

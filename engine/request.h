@@ -94,15 +94,9 @@ struct Sequence {
   int32_t speculative_tokens = -1;
   /// Back-off: after a lookup that found nothing (or drafts all rejected) the sequence decodes
   /// pipelined for this many steps before it waits for its tokens to propose again; the count
-  /// doubles on each failure (to BatchingPolicy::MaxSpeculationBackoff) and drops to 1 on an
-  /// accepted draft.
+  /// doubles on each failure (to kMaxSpeculationBackoff) and drops to 1 on an accepted draft.
   int32_t speculation_pipelined_steps = 0;
   int32_t speculation_backoff = 1;
-  /// Tokens each proposal attempt gained lately: a moving average of the drafts accepted per
-  /// lookup or verification (a lookup that found nothing gained 0). Low, the back-off goes on
-  /// doubling past its usual cap: on text the proposer cannot predict, the waits cost more than
-  /// the rare accepted draft gives back.
-  float speculation_yield = 1.0f;
 
   /// Prompt + known outputs + expected in-flight outputs.
   int64_t total_len() const { return static_cast<int64_t>(token_ids.size()) + num_pending_tokens; }

@@ -643,38 +643,6 @@ TEST(Scheduler, SpeculationLengthAndBackOffFollowAcceptance) {
   EXPECT_EQ(seq.speculation_pipelined_steps, 1);
 }
 
-// A sequence whose attempts keep gaining nothing (random text) backs off past the usual cap of 4
-// steps, to 16, once their moving average falls under a quarter of a token; accepted drafts
-// bring the average, and the usual cap, back.
-TEST(Scheduler, SpeculationBacksOffFurtherWhileAttemptsGainNothing) {
-  Sequence seq;
-  seq.speculative_tokens = 1;
-  const auto verify = [&seq](int64_t drafts, int64_t accepted) {
-    BatchingPolicy::AdaptSpeculation(&seq, drafts, accepted, /*max_tokens=*/8);
-  };
-  // The average starts at 1 and falls by a quarter each time: under 0.25 at the fifth failure.
-  for (const int32_t steps : {1, 2, 4, 4, 4, 8, 16, 16}) {
-    verify(1, 0);
-    EXPECT_EQ(seq.speculation_pipelined_steps, steps);
-    seq.speculation_pipelined_steps = 0;
-  }
-  EXPECT_LT(seq.speculation_yield, BatchingPolicy::kLowSpeculationYield);
-  // Accepted drafts: the back-off restarts and the average rises (0.33, 0.74, 1.56).
-  verify(1, 1);
-  EXPECT_EQ(seq.speculation_backoff, 1);
-  verify(2, 2);
-  verify(4, 4);
-  EXPECT_EQ(seq.speculative_tokens, 8);
-  EXPECT_GT(seq.speculation_yield, 1.5f);
-  // Failing again, the usual cap holds until the average is under 0.25 once more (the seventh
-  // failure; the first, at length 8, does not back off).
-  for (const int32_t steps : {0, 1, 2, 4, 4, 4, 4, 8}) {
-    verify(seq.speculative_tokens, 0);
-    EXPECT_EQ(seq.speculation_pipelined_steps, steps);
-    seq.speculation_pipelined_steps = 0;
-  }
-}
-
 // While its first output is in flight, an n-gram speculating sequence is planned again at once
 // (pipelined) when no value of that output could let the lookup match: with prompt_lookup_min
 // 2, the prompt's last token must occur earlier in it. Otherwise it waits for the result, and
