@@ -10,6 +10,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define PAGODA_PACKED_X86 1
 #include <immintrin.h>
+
+#include "kernels/cpu/internal/avx512_tile.h"
 // Compiled for AVX-512 VNNI alone, called only after CpuSupports said yes (quantized_dot.cc).
 #define PAGODA_TARGET_AVX512 \
   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -25,7 +27,8 @@ static_assert(kPackedQ8_0Rows == kPackedGroupRows && kPackedQ4Rows == kPackedGro
 #if PAGODA_PACKED_X86
 
 constexpr int kQK = kQ8BlockElements;
-constexpr int kLanes = 16;  // weight rows per vector: one packed group
+using avx512_tile::kLanes;
+using avx512_tile::PrefetchPart;
 // The masked forms with all lanes: GCC 12 reports the unmasked ones' undefined pass-through
 // operands as -Wuninitialized once inlined here.
 constexpr __mmask16 kAll = 0xFFFF;
@@ -71,20 +74,6 @@ struct ExpandedFormat {
     return num_blocks * (kBlockQuantBytes + kBlockScaleBytes);
   }
 };
-
-// Part `part` of `parts` of [p, p + bytes) prefetched into the cache (as quantized_dot.cc's: the
-// next tile's groups, fetched while this one runs).
-inline void PrefetchPart(const uint8_t* p, int64_t bytes, int64_t part, int64_t parts) {
-  const int64_t lines = (bytes + 63) / 64;
-  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; ++l) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + l * 64), _MM_HINT_T1);
-  }
-}
-
-PAGODA_TARGET_AVX512 inline __mmask16 ValidLanes(int64_t rows, int v) {
-  const int64_t n = std::clamp<int64_t>(rows - int64_t{v} * kLanes, 0, kLanes);
-  return static_cast<__mmask16>((1u << n) - 1u);
-}
 
 PAGODA_TARGET_AVX512 inline __m512i Broadcast4(const Q8Block& a, int first) {
   int32_t quads;
@@ -162,20 +151,7 @@ PAGODA_TARGET_AVX512 void PackedTile(const QuantizedGemmArgs& g, const uint8_t* 
       }
     }
   }
-  const __m512 alpha = _mm512_set1_ps(g.alpha);
-  const __m512 beta = _mm512_set1_ps(g.beta);
-  for (int i = 0; i < MR; ++i) {
-    float* row = g.c + (i0 + i) * g.ldc + j0;
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 valid = ValidLanes(rows, v);
-      __m512 value = _mm512_mul_ps(alpha, acc[i][v]);
-      if (g.beta != 0.0f) {
-        value = _mm512_add_ps(value,
-                              _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(valid, row + v * kLanes)));
-      }
-      _mm512_mask_storeu_ps(row + v * kLanes, valid, value);
-    }
-  }
+  avx512_tile::StoreTile<MR, NV>(g, i0, j0, rows, acc);
 }
 
 template <typename P, int MR>

@@ -11,6 +11,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define PAGODA_QDOT_X86 1
 #include <immintrin.h>
+
+#include "kernels/cpu/internal/avx512_tile.h"
 // Functions compiled for one ISA each, called only after CpuSupports said yes (no -march: the
 // rest of the binary stays baseline x86-64). Helpers carry the attribute of the narrowest
 // caller; GCC and clang inline them into wider callers.
@@ -253,7 +255,8 @@ PAGODA_TARGET_AVX512 float DotAvx512(const void* w, const Q8Block* a, int64_t nu
 template <typename F>
 constexpr int32_t kUnsignedOffset = F::kSigned ? 128 : F::kOffset;
 
-constexpr int kLanes = 16;  // weight rows per vector
+using avx512_tile::kLanes;
+using avx512_tile::PrefetchPart;
 // The masked forms with all lanes: GCC 12 reports the unmasked ones' undefined pass-through
 // operands as -Wuninitialized once inlined here.
 constexpr __mmask16 kAll = 0xFFFF;
@@ -391,21 +394,6 @@ struct WeightTile {
   int64_t next_bytes;
 };
 
-// Part `part` of `parts` of [p, p + bytes) prefetched into the cache. The transposing loads read
-// 16 to 64 rows at once, 20 to 34 bytes from each: more streams than the hardware prefetcher
-// follows, while a tile's rows are one contiguous range that software can fetch ahead.
-inline void PrefetchPart(const uint8_t* p, int64_t bytes, int64_t part, int64_t parts) {
-  const int64_t lines = (bytes + 63) / 64;
-  for (int64_t l = lines * part / parts; l < lines * (part + 1) / parts; ++l) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + l * 64), _MM_HINT_T1);
-  }
-}
-
-PAGODA_TARGET_AVX512 inline __mmask16 ValidLanes(int64_t rows, int v) {
-  const int64_t n = std::clamp<int64_t>(rows - int64_t{v} * kLanes, 0, kLanes);
-  return static_cast<__mmask16>((1u << n) - 1u);
-}
-
 // Unpacks `vectors` vectors of tile t (all its blocks) into out ([num_blocks, vectors]).
 template <typename F>
 PAGODA_TARGET_AVX512 void UnpackTile(const QuantizedGemmArgs& g, const uint8_t* w, int64_t rows,
@@ -480,20 +468,7 @@ PAGODA_TARGET_AVX512 void TileAvx512(const QuantizedGemmArgs& g, int64_t i0, int
       }
     }
   }
-  const __m512 alpha = _mm512_set1_ps(g.alpha);
-  const __m512 beta = _mm512_set1_ps(g.beta);
-  for (int i = 0; i < MR; ++i) {
-    float* row = g.c + (i0 + i) * g.ldc + j0;
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 valid = ValidLanes(t.rows, v);
-      __m512 value = _mm512_mul_ps(alpha, acc[i][v]);
-      if (g.beta != 0.0f) {
-        value = _mm512_add_ps(value,
-                              _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(valid, row + v * kLanes)));
-      }
-      _mm512_mask_storeu_ps(row + v * kLanes, valid, value);
-    }
-  }
+  avx512_tile::StoreTile<MR, NV>(g, i0, j0, t.rows, acc);
 }
 
 template <typename F, int MR>
