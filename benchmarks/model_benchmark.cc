@@ -262,6 +262,7 @@ void RegisterModel(const ModelSpec& spec) {
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_VerifyStep/" + label).c_str(), BM_VerifyStep, spec)
       ->DenseRange(0, 7)
+      ->Arg(12)  // speculative.sh's default k
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_Prefill/" + label).c_str(), BM_Prefill, spec)
