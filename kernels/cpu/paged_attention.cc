@@ -24,6 +24,7 @@ constexpr int64_t kTileRows = 32;
 // kChunk) and the pieces merged, for every batch shape alike (see PagedAttention).
 constexpr int64_t kPiecePositions = 256;
 static_assert(kPiecePositions % kChunk == 0);
+static_assert(kChunk == internal::kGroupSoftmaxPositions);
 // Multiply-adds below which forking threads costs more than it saves.
 constexpr int64_t kParallelMinWork = 1 << 16;
 
@@ -64,7 +65,7 @@ struct Scratch {
   float* sum;  // [rows]
   float* k;    // [kChunk, head_dim]: a bf16 cache's K rows of the chunk, widened
   float* v;    // [kChunk, head_dim]
-  float* s;    // [group, kChunk]: one token's scores, then weights (the group form)
+  float* s;    // [rows, kChunk]: scores, then weights (the group form)
 };
 
 // Points rows[c] at cache row `offset` in fp32: in place for an fp32 cache, else widened from
@@ -78,9 +79,10 @@ inline const float* CacheRow(const void* cache, DType dtype, int64_t offset, int
   return widened;
 }
 
-// The online-softmax update of row r for `count` scores at s (turned into weights in place):
-// the running max and sum, and the accumulator rescaled when the max grows. The caller then adds
-// the weighted V rows into the accumulator.
+// The row form's online-softmax update of row r for `count` scores at s (turned into weights in
+// place): the running max and sum, and the accumulator rescaled when the max grows. The caller
+// then adds the weighted V rows into the accumulator. (The group form has its own, vectorized:
+// AttentionGroupOps::softmax.)
 inline void SoftmaxStep(const Scratch& scratch, int64_t r, int64_t dim, float softcap, float* s,
                         int64_t count) {
   if (softcap > 0.0f) {
@@ -125,11 +127,11 @@ inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table
 }
 
 // One chunk of positions [c0, c0 + n) of a work item by the group form: the cache rows are read
-// in place (bfloat16 widened in registers), and each token's group of query rows shares every K
-// and V load. The row arithmetic is the row form's, so results do not depend on the batch. The
-// next chunk's rows (up to `end`) are prefetched meanwhile: a decode batch's K/V comes from
-// memory in short strided runs (one head's slice of each position) that the hardware
-// prefetchers follow poorly.
+// in place (bfloat16 widened in registers), and the tile's query rows share every K and V load.
+// A row's arithmetic does not depend on the rows beside it (attention_rows.h), so results do not
+// depend on the batch. The next chunk's rows (up to `end`) are prefetched meanwhile: a decode
+// batch's K/V comes from memory in short strided runs (one head's slice of each position) that the
+// hardware prefetchers follow poorly.
 PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkItem& w,
                                      const internal::AttentionGroupOps& ops, const Scratch& scratch,
                                      const int32_t* table, int64_t tile_pos, int64_t tile_tokens,
@@ -163,18 +165,31 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
       }
     }
   }
+  // Every row of the tile sees all n positions (none cut by the causal mask or a window): one
+  // pass over the chunk for all of them, each K and V vector loaded once per kMaxGroupRows rows.
+  const bool whole =
+      skip == 0 && tile_pos + 1 - c0 >= n && (window <= 0 || tile_pos + tile_tokens - window <= c0);
+  if (whole) {
+    const int64_t rows = tile_tokens * group;
+    ops.scores(scratch.q, rows, k_rows, bf16, n, dim, scratch.s, kChunk);
+    ops.softmax(scratch.s, kChunk, rows, 0, n, p.logit_softcap, dim, scratch.max, scratch.sum,
+                scratch.acc);
+    ops.accumulate(scratch.s, kChunk, rows, v_rows, bf16, n, dim, scratch.acc);
+    return;
+  }
+  // Token by token over its own positions: a row's operations are the same as in a whole pass
+  // (the group form's contract), so where a chunk falls does not change any result.
   for (int64_t t = 0; t < tile_tokens; ++t) {
     const int64_t valid = std::min(n, tile_pos + t + 1 - c0);  // causal mask
     const int64_t first = window > 0 ? std::max<int64_t>(0, tile_pos + t - window + 1 - c0) : 0;
     if (valid <= first) continue;
     const int64_t count = valid - first;
     const int64_t r0 = t * group;
-    ops.scores(scratch.q + r0 * dim, group, k_rows + first, bf16, count, dim, scratch.s + first,
-               kChunk);
-    for (int64_t j = 0; j < group; ++j) {
-      SoftmaxStep(scratch, r0 + j, dim, p.logit_softcap, scratch.s + j * kChunk + first, count);
-    }
-    ops.accumulate(scratch.s + first, kChunk, group, v_rows + first, bf16, count, dim,
+    float* s = scratch.s + r0 * kChunk;
+    ops.scores(scratch.q + r0 * dim, group, k_rows + first, bf16, count, dim, s + first, kChunk);
+    ops.softmax(s, kChunk, group, first, valid, p.logit_softcap, dim, scratch.max + r0,
+                scratch.sum + r0, scratch.acc + r0 * dim);
+    ops.accumulate(s + first, kChunk, group, v_rows + first, bf16, count, dim,
                    scratch.acc + r0 * dim);
   }
 }
@@ -378,7 +393,7 @@ void PagedAttention(const PagedAttentionParams& p) {
     // The group form reads the cache in place; the row form widens a bf16 cache's rows first.
     const int64_t widened =
         p.cache_dtype == DType::kF32 || group_ops != nullptr ? 0 : kChunk * p.head_dim;
-    const int64_t scores = group_ops != nullptr ? group * kChunk : 0;
+    const int64_t scores = group_ops != nullptr ? max_rows * kChunk : 0;
     std::vector<float> buffer(
         static_cast<size_t>(max_rows * (2 * p.head_dim + 2) + 2 * widened + scores));
     float* base = buffer.data();

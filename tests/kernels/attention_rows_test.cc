@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -119,6 +121,83 @@ TEST(AttentionGroupOps, MatchTheReferenceAloneOrInAGroupAndFromBfloat16) {
             ASSERT_NEAR(got, want, 1e-5 + 1e-5 * std::abs(want)) << "row " << r << " acc " << d;
             ASSERT_EQ(bits(got), bits(acc_float[r * dim + d])) << "row " << r << " acc " << d;
             ASSERT_EQ(bits(got), bits(acc_alone[d])) << "row " << r << " acc " << d;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The group form's softmax step against a double reference: a row's max, sum, rescaled
+// accumulator and weights are bit for bit what the row gives alone; the scores outside
+// [first, valid) are not read (they hold NaN here) and become 0.
+TEST(AttentionGroupOps, SoftmaxStepMatchesTheReferenceForAnyRangeAndRowCount) {
+  const AttentionGroupOps* ops = BestAttentionGroupOps();
+  if (ops == nullptr) GTEST_SKIP() << "no group form on this CPU (or PAGODA_CPU_ISA chose none)";
+  constexpr int64_t kPositions = kGroupSoftmaxPositions;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> uniform(-4.0f, 4.0f);
+  auto bits = [](float x) { return std::bit_cast<uint32_t>(x); };
+  const int64_t dim = 20;
+  for (float softcap : {0.0f, 3.0f}) {
+    for (auto [first, valid] : {std::pair<int64_t, int64_t>{0, 32},
+                                {0, 1},
+                                {0, 17},
+                                {5, 16},
+                                {15, 32},
+                                {31, 32},
+                                {3, 4}}) {
+      for (int64_t rows : {1, 3, 5}) {
+        SCOPED_TRACE(testing::Message() << "softcap " << softcap << " range [" << first << ", "
+                                        << valid << ") rows " << rows);
+        const int64_t stride = kPositions + 2;
+        std::vector<float> s(rows * stride, std::nanf("")), acc(rows * dim);
+        std::vector<float> max(rows), sum(rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = first; c < valid; ++c) s[r * stride + c] = uniform(rng);
+          for (int64_t d = 0; d < dim; ++d) acc[r * dim + d] = uniform(rng);
+          // Row 0 starts a softmax (no running state); the others continue one whose max is
+          // about that of their scores, so that some grow it and some do not.
+          max[r] = r == 0 ? -std::numeric_limits<float>::infinity() : uniform(rng);
+          sum[r] = r == 0 ? 0.0f : 1.0f + std::abs(uniform(rng));
+        }
+        std::fill(acc.begin(), acc.begin() + dim, 0.0f);  // row 0's: a softmax's start
+        std::vector<float> s_all = s, acc_all = acc, max_all = max, sum_all = sum;
+        ops->softmax(s_all.data(), stride, rows, first, valid, softcap, dim, max_all.data(),
+                     sum_all.data(), acc_all.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          // The row alone.
+          std::vector<float> s_alone(s.begin() + r * stride, s.begin() + (r + 1) * stride);
+          std::vector<float> acc_alone(acc.begin() + r * dim, acc.begin() + (r + 1) * dim);
+          float max_alone = max[r], sum_alone = sum[r];
+          ops->softmax(s_alone.data(), 0, 1, first, valid, softcap, dim, &max_alone, &sum_alone,
+                       acc_alone.data());
+          // The reference.
+          double want_max = max[r];
+          std::vector<double> capped(kPositions);
+          for (int64_t c = first; c < valid; ++c) {
+            const double x = s[r * stride + c];
+            capped[c] = softcap > 0.0f ? softcap * std::tanh(x / softcap) : x;
+            want_max = std::max(want_max, capped[c]);
+          }
+          const double rescale = std::exp(double{max[r]} - want_max);
+          double want_sum = sum[r] * rescale;
+          for (int64_t c = 0; c < kPositions; ++c) {
+            const double want = c >= first && c < valid ? std::exp(capped[c] - want_max) : 0.0;
+            want_sum += want;
+            const float got = s_all[r * stride + c];
+            ASSERT_NEAR(got, want, 1e-6 + 1e-5 * want) << "row " << r << " weight " << c;
+            ASSERT_EQ(bits(got), bits(s_alone[c])) << "row " << r << " weight " << c;
+          }
+          EXPECT_TRUE(std::isnan(s_all[r * stride + kPositions])) << "wrote past the chunk";
+          ASSERT_NEAR(max_all[r], want_max, 1e-6 * std::abs(want_max));
+          ASSERT_NEAR(sum_all[r], want_sum, 1e-5 * want_sum);
+          ASSERT_EQ(bits(max_all[r]), bits(max_alone));
+          ASSERT_EQ(bits(sum_all[r]), bits(sum_alone));
+          for (int64_t d = 0; d < dim; ++d) {
+            const double want = acc[r * dim + d] * rescale;
+            ASSERT_NEAR(acc_all[r * dim + d], want, 1e-6 + 1e-5 * std::abs(want));
+            ASSERT_EQ(bits(acc_all[r * dim + d]), bits(acc_alone[d]));
           }
         }
       }

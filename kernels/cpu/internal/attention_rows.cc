@@ -1,8 +1,11 @@
 #include "kernels/cpu/internal/attention_rows.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "kernels/cpu/internal/cpu_isa.h"
+#include "kernels/cpu/internal/vec_math.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -260,6 +263,51 @@ PAGODA_AVX512 void GroupAccumulateAvx512(const float* p, int64_t p_stride, const
   }
 }
 
+// AttentionGroupOps::softmax: each row's kGroupSoftmaxPositions scores as two vectors, the lanes
+// outside [first, valid) -inf, so that a row takes the same operations (the max, then a fixed tree
+// for the sum) whatever its range and whatever rows share the call.
+PAGODA_AVX512 void Avx512GroupSoftmax(float* s, int64_t s_stride, int64_t rows, int64_t first,
+                                      int64_t valid, float softcap, int64_t dim, float* max,
+                                      float* sum, float* acc) {
+  static_assert(kGroupSoftmaxPositions == 32);
+  const uint32_t upto = valid >= 32 ? ~0u : (1u << valid) - 1u;
+  const uint32_t lanes = upto & ~((1u << first) - 1u);  // first < valid <= 32
+  const auto lo = static_cast<__mmask16>(lanes & 0xFFFFu);
+  const auto hi = static_cast<__mmask16>(lanes >> 16);
+  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = s + r * s_stride;
+    if (softcap > 0.0f) {
+      const float inv_cap = 1.0f / softcap;
+      for (int64_t c = first; c < valid; ++c) row[c] = softcap * std::tanh(row[c] * inv_cap);
+    }
+    const __m512 x0 = _mm512_mask_loadu_ps(minus_inf, lo, row);
+    const __m512 x1 = _mm512_mask_loadu_ps(minus_inf, hi, row + 16);
+    const float old_max = max[r];
+    const float new_max = std::max(old_max, _mm512_reduce_max_ps(_mm512_max_ps(x0, x1)));
+    const __m512 shift = _mm512_set1_ps(new_max);
+    alignas(64) float w[32];
+    _mm512_store_ps(w, _mm512_sub_ps(x0, shift));
+    _mm512_store_ps(w + 16, _mm512_sub_ps(x1, shift));
+#pragma omp simd aligned(w : 64)
+    for (int c = 0; c < 32; ++c) w[c] = FastExp<ExpUnderflow::kZero>(w[c]);
+    const __m512 e0 = _mm512_maskz_load_ps(lo, w);
+    const __m512 e1 = _mm512_maskz_load_ps(hi, w + 16);
+    _mm512_storeu_ps(row, e0);
+    _mm512_storeu_ps(row + 16, e1);
+    const float chunk_sum = _mm512_reduce_add_ps(_mm512_add_ps(e0, e1));
+    if (new_max != old_max) {
+      const float rescale = std::exp(old_max - new_max);  // 0 on the first chunk
+      float* __restrict a = acc + r * dim;
+#pragma omp simd
+      for (int64_t d = 0; d < dim; ++d) a[d] *= rescale;
+      sum[r] *= rescale;
+      max[r] = new_max;
+    }
+    sum[r] += chunk_sum;
+  }
+}
+
 template <bool kBf16>
 PAGODA_AVX512 void GroupScoresRows(const float* q, int64_t rows, const void* const* k, int64_t n,
                                    int64_t dim, float* s, int64_t s_stride) {
@@ -350,7 +398,8 @@ const AttentionRowOps& BestAttentionRowOps() {
 
 const AttentionGroupOps* BestAttentionGroupOps() {
 #ifdef PAGODA_HAVE_AVX2_PATH
-  static constexpr AttentionGroupOps kAvx512{&Avx512GroupScores, &Avx512GroupAccumulate, "avx512"};
+  static constexpr AttentionGroupOps kAvx512{&Avx512GroupScores, &Avx512GroupAccumulate,
+                                             &Avx512GroupSoftmax, "avx512"};
   static const AttentionGroupOps* const ops = [] {
     const absl::StatusOr<CpuKernelConfig>& config = ActiveCpuKernelConfig();
     return config.ok() && config->isa == CpuIsa::kAvx512 ? &kAvx512 : nullptr;

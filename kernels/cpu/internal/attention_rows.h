@@ -12,6 +12,7 @@
 //
 //   if (const internal::AttentionGroupOps* group = internal::BestAttentionGroupOps()) {
 //     group->scores(q_rows, rows, k_rows, /*bf16=*/true, n, head_dim, s, s_stride);
+//     group->softmax(s, s_stride, rows, /*first=*/0, n, softcap, head_dim, max, sum, acc);
 //     group->accumulate(s, s_stride, rows, v_rows, /*bf16=*/true, n, head_dim, acc);
 //   }
 #pragma once
@@ -40,8 +41,18 @@ struct AttentionGroupOps {
   // terms added in order of c (one fused multiply-add each, as the row form's AVX2 version).
   void (*accumulate)(const float* p, int64_t p_stride, int64_t rows, const void* const* v,
                      bool bf16, int64_t n, int64_t dim, float* acc);
+  // The online-softmax step of rows r < rows over the scores s[r * s_stride + c], c in
+  // [first, valid) (valid <= kGroupSoftmaxPositions; the other entries are not read): the scores
+  // soft-capped where softcap > 0, the running max[r] and sum[r] updated, acc[r * dim ..] rescaled
+  // when the max grows, and the scores turned into weights in place (e^(s - max), 0 below e^-87).
+  // Entries [0, first) and [valid, kGroupSoftmaxPositions) of each row are overwritten with 0.
+  void (*softmax)(float* s, int64_t s_stride, int64_t rows, int64_t first, int64_t valid,
+                  float softcap, int64_t dim, float* max, float* sum, float* acc);
   const char* name;
 };
+
+/// Positions the group form's softmax takes at once (paged attention's chunk).
+inline constexpr int64_t kGroupSoftmaxPositions = 32;
 
 /// The group form on this CPU, or null where it has none (no AVX-512, or PAGODA_CPU_ISA chose a
 /// narrower ISA: cpu_isa.h). A row's results are the same operations in the same order whatever
