@@ -12,6 +12,13 @@
 #include "kernels/cpu/internal/vec_math.h"
 
 namespace pagoda::kernels::internal {
+namespace {
+
+// The fewest of A's Q8 blocks that the threads of the GEMM's parallel region round between them
+// (IntegerGemmParts); fewer are rounded by the calling thread before the region.
+constexpr int64_t kMinSplitRoundingBlocks = 64;
+
+}  // namespace
 
 bool HasIntegerDot(DType dtype) { return QuantizedDotFor(dtype, CpuIsa::kScalar) != nullptr; }
 
@@ -24,8 +31,8 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
   const int64_t a_stride = Q8RowStride(num_blocks);
   const int64_t s_stride = ScaledSumsStride(num_blocks);
   // The calling thread's buffers, grown to the largest m * k it has seen and then reused: no
-  // allocation per call in the steady state. Every thread of the parallel region below fills its
-  // share of them and reads all of them, through the pointers taken here, until the region ends.
+  // allocation per call in the steady state. The threads of the parallel region below read them
+  // (and may each fill a share of them) through the pointers taken here, until the region ends.
   thread_local std::vector<Q8Block> quantized;
   thread_local std::vector<float> scaled_sums;
   if (quantized.size() < static_cast<size_t>(p.m * a_stride)) {
@@ -67,21 +74,16 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
       total_rows * p.k * p.m >= kParallelMinElements * 4 && omp_get_max_threads() > 1;
   const Part* const run = runs.data();  // not `runs`: each thread has its own thread_local
   const int64_t num_runs = static_cast<int64_t>(runs.size());
-  const float* const a = p.a;
-  const int64_t k = p.k;
+  // Blocks [first, last) of A's m * num_blocks, row after row, rounded into the buffers. Each
+  // block is rounded on its own (QuantizeRowQ8), so how the blocks are split changes no value;
+  // the call that rounds a row's last block writes the row's padding.
   const int64_t total_blocks = p.m * num_blocks;
-#pragma omp parallel if (parallel)
-  {
-    const int64_t threads = omp_get_num_threads();
-    const int64_t id = omp_get_thread_num();
-    // A rounded to Q8 blocks in the region rather than before it: each thread takes a contiguous
-    // share of A's m * num_blocks blocks (whole rows when m is large, parts of a row when it is
-    // small). Each block is rounded on its own (QuantizeRowQ8), so the split changes no value;
-    // the thread that rounds a row's last block writes the row's padding.
-    for (int64_t x = total_blocks * id / threads; x < total_blocks * (id + 1) / threads;) {
+  const auto round_blocks = [q8, q8_sums, num_blocks, a_stride, s_stride, a = p.a, k = p.k](
+                                int64_t first, int64_t last) {
+    for (int64_t x = first; x < last;) {
       const int64_t i = x / num_blocks;
       const int64_t b_begin = x % num_blocks;
-      const int64_t b_end = std::min(num_blocks, b_begin + total_blocks * (id + 1) / threads - x);
+      const int64_t b_end = std::min(num_blocks, b_begin + last - x);
       Q8Block* row = q8 + i * a_stride;
       QuantizeRowQ8(a + i * k + b_begin * kQ8BlockElements, row + b_begin, b_end - b_begin);
       float* sums = q8_sums + i * s_stride;
@@ -94,8 +96,23 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
       }
       x += b_end - b_begin;
     }
-    // Every thread's GEMM reads every row of A.
+  };
+  // Rounded inside the parallel region, A's rounding is off the serial path but costs a barrier:
+  // worth it from a few rows on (a speculative verification's, a prefill's), not for a decode
+  // step's single row (18 to 48 blocks on SmolLM2), which the calling thread rounds first.
+  const bool split_rounding = parallel && total_blocks >= kMinSplitRoundingBlocks;
+  if (!split_rounding) round_blocks(0, total_blocks);
+#pragma omp parallel if (parallel)
+  {
+    const int64_t threads = omp_get_num_threads();
+    const int64_t id = omp_get_thread_num();
+    if (split_rounding) {
+      // A rounded to Q8 blocks in the region: each thread takes a contiguous share of A's
+      // m * num_blocks blocks (whole rows when m is large, parts of a row when it is small).
+      round_blocks(total_blocks * id / threads, total_blocks * (id + 1) / threads);
+      // Every thread's GEMM reads every row of A.
 #pragma omp barrier
+    }
     // Contiguous ranges of the parts' rows, so that each thread streams its own part of W; within
     // a part, cut at whole groups of 16 rows (a packed group, packed_gemm.h), the same cut
     // for the thread that ends there and the one that starts there.
