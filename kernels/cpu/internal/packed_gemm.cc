@@ -178,13 +178,8 @@ template <typename P>
 PAGODA_TARGET_AVX512 void RunPackedTile(const QuantizedGemmArgs& g, const uint8_t* groups,
                                         int64_t i0, int mr, int64_t j0, int64_t rows,
                                         const uint8_t* next, int64_t next_bytes) {
-  static_assert(kMaxPassRows == 6, "RunPackedTile has a case for each mr up to kMaxPassRows");
   const int nv = static_cast<int>((rows + kLanes - 1) / kLanes);
   switch (mr) {
-    case 6:
-      return PackedTileRows<P, 6>(g, groups, i0, j0, rows, std::min(nv, 2), next, next_bytes);
-    case 5:
-      return PackedTileRows<P, 5>(g, groups, i0, j0, rows, std::min(nv, 2), next, next_bytes);
     case 4:
       return PackedTileRows<P, 4>(g, groups, i0, j0, rows, std::min(nv, 2), next, next_bytes);
     case 3:
@@ -193,6 +188,23 @@ PAGODA_TARGET_AVX512 void RunPackedTile(const QuantizedGemmArgs& g, const uint8_
       return PackedTileRows<P, 2>(g, groups, i0, j0, rows, nv, next, next_bytes);
     default:
       return PackedTileRows<P, 1>(g, groups, i0, j0, rows, nv, next, next_bytes);
+  }
+}
+
+// RunPackedTile with up to kMaxPassRows activation rows (the passes of PackedGemm's few-row path).
+template <typename P>
+PAGODA_TARGET_AVX512 void RunPassTile(const QuantizedGemmArgs& g, const uint8_t* groups, int64_t i0,
+                                      int mr, int64_t j0, int64_t rows, const uint8_t* next,
+                                      int64_t next_bytes) {
+  static_assert(kMaxPassRows == 6, "RunPassTile has a case for each mr up to kMaxPassRows");
+  const int nv = rows > kLanes ? 2 : 1;
+  switch (mr) {
+    case 6:
+      return PackedTileRows<P, 6>(g, groups, i0, j0, rows, nv, next, next_bytes);
+    case 5:
+      return PackedTileRows<P, 5>(g, groups, i0, j0, rows, nv, next, next_bytes);
+    default:
+      return RunPackedTile<P>(g, groups, i0, mr, j0, rows, next, next_bytes);
   }
 }
 
@@ -240,28 +252,30 @@ PAGODA_TARGET_AVX512 void PackedGemm(const QuantizedGemmArgs& g, int64_t j_begin
     }
     return;
   }
-  if (P::kNibbles && g.m <= kMaxDirectRows) {
-    // A few rows more than a register tile (a verification step's): each tile of 32 weight rows
-    // read as packed by ceil(m / kMaxPassRows) passes of m split evenly (13 = 4 + 4 + 5), one
-    // after the other while it is in L1. Spreading its nibbles to bytes first would save each
-    // pass its shift and masks but cost a store and a reload of twice the bytes, which measured
-    // slower (docs/performance.md, issue 19). Which rows share a pass changes no element's
-    // operations.
-    constexpr int64_t kTileRows = 2 * kLanes;
-    const int64_t passes = (g.m + kMaxPassRows - 1) / kMaxPassRows;
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
-      const int64_t rows = std::min(kTileRows, j_end - j0);
-      const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - kTileRows, 0, kTileRows);
-      for (int64_t pass = 0; pass < passes; ++pass) {
-        const int64_t i0 = g.m * pass / passes;
-        const int mr = static_cast<int>(g.m * (pass + 1) / passes - i0);
-        // The first pass over the tile reads it from memory: it fetches the next one.
-        const bool first = pass == 0;
-        RunPackedTile<P>(g, at(j0), i0, mr, j0, rows, first ? at(j0 + rows) : nullptr,
+  if constexpr (P::kNibbles) {
+    if (g.m <= kMaxDirectRows) {
+      // A few rows more than a register tile (a verification step's): each tile of 32 weight rows
+      // read as packed by ceil(m / kMaxPassRows) passes of m split evenly (13 = 4 + 4 + 5), one
+      // after the other while it is in L1. Spreading its nibbles to bytes first would save each
+      // pass its shift and masks but cost a store and a reload of twice the bytes, which measured
+      // slower (docs/performance.md, issue 19). Which rows share a pass changes no element's
+      // operations.
+      constexpr int64_t kTileRows = 2 * kLanes;
+      const int64_t passes = (g.m + kMaxPassRows - 1) / kMaxPassRows;
+      for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
+        const int64_t rows = std::min(kTileRows, j_end - j0);
+        const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - kTileRows, 0, kTileRows);
+        for (int64_t pass = 0; pass < passes; ++pass) {
+          const int64_t i0 = g.m * pass / passes;
+          const int mr = static_cast<int>(g.m * (pass + 1) / passes - i0);
+          // The first pass over the tile reads it from memory: it fetches the next one.
+          const bool first = pass == 0;
+          RunPassTile<P>(g, at(j0), i0, mr, j0, rows, first ? at(j0 + rows) : nullptr,
                          first ? tile_bytes(next_rows) : 0);
+        }
       }
+      return;
     }
-    return;
   }
   constexpr int64_t kTileRows = 2 * kLanes;
   // Q4_x: the tile's nibbles spread into a buffer (this thread's, grown and then reused) once.
