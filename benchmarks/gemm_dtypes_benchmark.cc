@@ -253,5 +253,17 @@ BENCHMARK(BM_GemmQ4_1Packed)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// The packed Q4_1 GEMM at a speculative verification step's rows (k + 1 = 8 and 13 for k = 7 and
+// 12 proposed tokens; 4 and 16 around them) on SmolLM2-135M's four projections as the model runs
+// them: q, k and v fused (960 x 576), o (576 x 576), gate and up fused (3072 x 576), down
+// (576 x 1536). Args: path (1: packed), m, n, k.
+BENCHMARK(BM_GemmQ4_1Packed)
+    ->Name("BM_GemmQ4_1PackedVerify")
+    ->ArgNames({"path", "m", "n", "k"})
+    ->ArgsProduct({{1}, {4, 8, 13, 16}, {960, 576, 3072}, {576}})
+    ->ArgsProduct({{1}, {4, 8, 13, 16}, {576}, {1536}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 }  // namespace
 }  // namespace pagoda::kernels

@@ -33,6 +33,10 @@ using avx512_tile::PrefetchPart;
 // operands as -Wuninitialized once inlined here.
 constexpr __mmask16 kAll = 0xFFFF;
 constexpr int kMaxTileRows = 4;  // activation rows per register tile
+// Q4_x at kMaxTileRows + 1 .. kMaxDirectRows activation rows (a speculative verification step's
+// k + 1) read the packed nibbles in passes of at most kMaxPassRows rows, split evenly.
+constexpr int64_t kMaxDirectRows = 16;
+constexpr int kMaxPassRows = 6;
 
 // The packed layouts as the kernel reads them. Each block of a group is kQuantVectors 64-byte
 // vectors of quants, then (in the group's scale area) the 16 rows' float16 d and, with kMin,
@@ -187,6 +191,23 @@ PAGODA_TARGET_AVX512 void RunPackedTile(const QuantizedGemmArgs& g, const uint8_
   }
 }
 
+// RunPackedTile with up to kMaxPassRows activation rows (the passes of PackedGemm's few-row path).
+template <typename P>
+PAGODA_TARGET_AVX512 void RunPassTile(const QuantizedGemmArgs& g, const uint8_t* groups, int64_t i0,
+                                      int mr, int64_t j0, int64_t rows, const uint8_t* next,
+                                      int64_t next_bytes) {
+  static_assert(kMaxPassRows == 6, "RunPassTile has a case for each mr up to kMaxPassRows");
+  const int nv = rows > kLanes ? 2 : 1;
+  switch (mr) {
+    case 6:
+      return PackedTileRows<P, 6>(g, groups, i0, j0, rows, nv, next, next_bytes);
+    case 5:
+      return PackedTileRows<P, 5>(g, groups, i0, j0, rows, nv, next, next_bytes);
+    default:
+      return RunPackedTile<P>(g, groups, i0, mr, j0, rows, next, next_bytes);
+  }
+}
+
 // `groups` packed Q4_x groups at `packed` spread into ExpandedFormat<P> at out.
 template <typename P>
 PAGODA_TARGET_AVX512 void ExpandGroups(const uint8_t* packed, int64_t groups, int64_t num_blocks,
@@ -214,8 +235,8 @@ PAGODA_TARGET_AVX512 void ExpandGroups(const uint8_t* packed, int64_t groups, in
 
 // quantized_dot.cc's GemmAvx512 on packed weights: the same tiles (64 or 32 weight rows for
 // m <= 4; 32 rows against L2-sized blocks of activation rows above, Q4_x's nibbles spread to
-// bytes once per tile there), nothing transposed. j_begin is a multiple of 16 (a group's first
-// row).
+// bytes once per tile there unless m <= kMaxDirectRows), nothing transposed. j_begin is a
+// multiple of 16 (a group's first row).
 template <typename P>
 PAGODA_TARGET_AVX512 void PackedGemm(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
   const int64_t group_bytes = P::GroupBytes(g.num_blocks);
@@ -230,6 +251,31 @@ PAGODA_TARGET_AVX512 void PackedGemm(const QuantizedGemmArgs& g, int64_t j_begin
       RunPackedTile<P>(g, at(j0), 0, mr, j0, rows, at(j0 + rows), tile_bytes(next_rows));
     }
     return;
+  }
+  if constexpr (P::kNibbles) {
+    if (g.m <= kMaxDirectRows) {
+      // A few rows more than a register tile (a verification step's): each tile of 32 weight rows
+      // read as packed by ceil(m / kMaxPassRows) passes of m split evenly (13 = 4 + 4 + 5), one
+      // after the other while it is in L1. Spreading its nibbles to bytes first would save each
+      // pass its shift and masks but cost a store and a reload of twice the bytes, which measured
+      // slower (docs/performance.md, issue 19). Which rows share a pass changes no element's
+      // operations.
+      constexpr int64_t kTileRows = 2 * kLanes;
+      const int64_t passes = (g.m + kMaxPassRows - 1) / kMaxPassRows;
+      for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
+        const int64_t rows = std::min(kTileRows, j_end - j0);
+        const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - kTileRows, 0, kTileRows);
+        for (int64_t pass = 0; pass < passes; ++pass) {
+          const int64_t i0 = g.m * pass / passes;
+          const int mr = static_cast<int>(g.m * (pass + 1) / passes - i0);
+          // The first pass over the tile reads it from memory: it fetches the next one.
+          const bool first = pass == 0;
+          RunPassTile<P>(g, at(j0), i0, mr, j0, rows, first ? at(j0 + rows) : nullptr,
+                         first ? tile_bytes(next_rows) : 0);
+        }
+      }
+      return;
+    }
   }
   constexpr int64_t kTileRows = 2 * kLanes;
   // Q4_x: the tile's nibbles spread into a buffer (this thread's, grown and then reused) once.

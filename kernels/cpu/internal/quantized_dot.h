@@ -20,8 +20,8 @@
 // vpdpbusd multiplies 4 quants of each row by 4 broadcast activation quants), which leaves whole
 // int32 block sums in the lanes and does a block's fp32 work once per 16 rows; tiles of up to 4
 // activation rows, weights unpacked as used (m <= 4) or once per tile of 32 rows (more), or for
-// Q8_0, Q4_0 and Q4_1 read already transposed from a copy packed at load (packed_gemm.h); the
-// others dot row by row.
+// Q8_0, Q4_0 and Q4_1 read already transposed from a copy packed at load (packed_gemm.h: Q4_x at
+// 5 to 16 rows in tiles of up to 6); the others dot row by row.
 //
 //   const QuantizedDotFn dot = QuantizedDotFor(DType::kQ4_1, CpuIsa::kAvx2);
 //   y[j] = dot(w + j * row_bytes, x_q8, k / kQ8BlockElements);
