@@ -167,6 +167,7 @@ BENCHMARK(BM_PagedAttention)
     ->Args({32, 512, 1, 0})   // decode, batch 32
     ->Args({16, 320, 1, 1})   // decode, batch 16, bfloat16 cache: a serving step's shape
     ->Args({1, 512, 8, 0})    // a speculative verification: 7 proposed tokens and the last one
+    ->Args({1, 512, 13, 0})   // and of 12 (speculative.sh's k)
     ->Args({1, 512, 512, 0})  // prefill of 512 tokens
     ->Args({1, 4096, 1, 0})   // decode at a long context
     ->Unit(benchmark::kMicrosecond)
