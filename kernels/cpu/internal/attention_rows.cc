@@ -289,7 +289,7 @@ PAGODA_AVX512 void Avx512GroupSoftmax(float* s, int64_t s_stride, int64_t rows, 
     alignas(64) float w[32];
     _mm512_store_ps(w, _mm512_sub_ps(x0, shift));
     _mm512_store_ps(w + 16, _mm512_sub_ps(x1, shift));
-#pragma omp simd aligned(w : 64)
+#pragma omp simd
     for (int c = 0; c < 32; ++c) w[c] = FastExp<ExpUnderflow::kZero>(w[c]);
     const __m512 e0 = _mm512_maskz_load_ps(lo, w);
     const __m512 e1 = _mm512_maskz_load_ps(hi, w + 16);
