@@ -166,7 +166,8 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
     }
   }
   // Every row of the tile sees all n positions (none cut by the causal mask or a window): one
-  // pass over the chunk for all of them, each K and V vector loaded once per kMaxGroupRows rows.
+  // pass over the chunk for all of them, each K and V vector loaded once per pass of up to four
+  // rows (attention_rows.cc).
   const bool whole =
       skip == 0 && tile_pos + 1 - c0 >= n && (window <= 0 || tile_pos + tile_tokens - window <= c0);
   if (whole) {
