@@ -197,12 +197,15 @@ PAGODA_TARGET_AVX512 void RunPassTile(const QuantizedGemmArgs& g, const uint8_t*
                                       int mr, int64_t j0, int64_t rows, const uint8_t* next,
                                       int64_t next_bytes) {
   static_assert(kMaxPassRows == 6, "RunPassTile has a case for each mr up to kMaxPassRows");
-  const int nv = rows > kLanes ? 2 : 1;
+  // A pass's tile is 32 weight rows: one or two vectors, so only those forms are instantiated.
+  const bool two = rows > kLanes;
   switch (mr) {
     case 6:
-      return PackedTileRows<P, 6>(g, groups, i0, j0, rows, nv, next, next_bytes);
+      return two ? PackedTile<P, 6, 2>(g, groups, i0, j0, rows, next, next_bytes)
+                 : PackedTile<P, 6, 1>(g, groups, i0, j0, rows, next, next_bytes);
     case 5:
-      return PackedTileRows<P, 5>(g, groups, i0, j0, rows, nv, next, next_bytes);
+      return two ? PackedTile<P, 5, 2>(g, groups, i0, j0, rows, next, next_bytes)
+                 : PackedTile<P, 5, 1>(g, groups, i0, j0, rows, next, next_bytes);
     default:
       return RunPackedTile<P>(g, groups, i0, mr, j0, rows, next, next_bytes);
   }
