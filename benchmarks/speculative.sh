@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Speculative decoding on a real model, CPU: output tokens/s with speculation off and with each
-# given --speculative-config, at batch 1 (--max-num-seqs 1: the 8 prompts one after another) and
-# batch 8, on four workloads of 8 prompts (benchmarks/speculative_prompts.py: code editing that
-# quotes its prompt, chat and a random word list, greedy; open-ended writing sampled at
-# temperature 1, seeded). Also checks that the outputs are the same tokens with and without
-# speculation, and prints the acceptance line of each run. Each set of runs (off, then every
-# config) is repeated REPS times (default 3), interleaved, and the medians are reported: this
-# machine's noise between runs is tens of percent.
+# Speculative decoding on a real model, CPU: output tokens/s (the whole run, prefills included)
+# and decode tokens/s (`pagoda bench throughput`'s decode rate: tokens after each request's first
+# per second of decoding) with speculation off and with each given --speculative-config, at
+# batch 1 (--max-num-seqs 1: the 8 prompts one after another) and batch 8, on four workloads of
+# 8 prompts (benchmarks/speculative_prompts.py: code editing that quotes its prompt, chat and a
+# random word list, greedy; open-ended writing sampled at temperature 1, seeded). Also checks
+# that the outputs are the same tokens with and without speculation, and prints the acceptance
+# line of each run. Each set of runs (off, then every config) is repeated REPS times (default 3),
+# interleaved, and the medians are reported: this machine's noise between runs is tens of
+# percent.
 #
 #   benchmarks/speculative.sh [MODEL.gguf|DIR] [SPEC_JSON...]
 # Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf and
@@ -34,20 +36,22 @@ PY=/usr/bin/python3
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-throughput() {  # file batch temperature [spec] -> prints "tok/s|acceptance line"
+throughput() {  # file batch temperature [spec] -> prints "tok/s|decode tok/s|acceptance line"
   local args=(bench throughput --model "$MODEL" --dataset-name jsonl --dataset-path "$1"
     --temperature "$3" --max-num-seqs "$2" --max-model-len 1024)
   [[ -n ${4:-} ]] && args+=(--speculative-config "$4")
   "$PAGODA" "${args[@]}" >"$dir/out.txt" 2>"$dir/err.txt" || { cat "$dir/err.txt" >&2; exit 1; }
-  local tps
+  local tps decode
   tps=$(awk -F: '/^Output token throughput/ {gsub(/ /, "", $2); print $2}' "$dir/out.txt")
-  echo "$tps|$(grep '^speculative decoding' "$dir/out.txt" || true)"
+  decode=$(awk -F: '/^Decode token throughput/ {gsub(/ /, "", $2); print $2}' "$dir/out.txt")
+  echo "$tps|$decode|$(grep '^speculative decoding' "$dir/out.txt" || true)"
 }
 
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 for ((c = 0; c < ${#SPECS[@]}; ++c)); do echo "config $c: ${SPECS[c]}"; done
-printf '%-11s %5s %6s %10s %10s %7s  %s\n' workload batch config off_tok/s spec_tok/s ratio acceptance
+printf '%-11s %5s %6s %10s %10s %7s %10s %10s %7s  %s\n' workload batch config off_tok/s \
+  spec_tok/s ratio off_decode spec_decode ratio acceptance
 for workload in $WORKLOADS; do
   file="$dir/$workload.jsonl"
   $PY benchmarks/speculative_prompts.py "$workload" "$MAX_TOKENS" >"$file"
@@ -74,24 +78,34 @@ PYEOF
   done
   for batch in $BATCHES; do
     offs=()
+    off_decodes=()
     declare -A ons=()
+    declare -A on_decodes=()
     declare -A lines=()
     for ((rep = 0; rep < REPS; ++rep)); do
       off=$(throughput "$file" "$batch" "$temperature")
       offs+=("${off%%|*}")
+      off=${off#*|}
+      off_decodes+=("${off%%|*}")
       for ((c = 0; c < ${#SPECS[@]}; ++c)); do
         on=$(throughput "$file" "$batch" "$temperature" "${SPECS[c]}")
         ons[$c]+="${on%%|*} "
+        on=${on#*|}
+        on_decodes[$c]+="${on%%|*} "
         lines[$c]=${on#*|}
       done
     done
     off_tps=$(printf '%s\n' "${offs[@]}" | median)
+    off_decode=$(printf '%s\n' "${off_decodes[@]}" | median)
     for ((c = 0; c < ${#SPECS[@]}; ++c)); do
       on_tps=$(printf '%s\n' ${ons[$c]} | median)
+      on_decode=$(printf '%s\n' ${on_decodes[$c]} | median)
       ratio=$(awk -v a="$on_tps" -v b="$off_tps" 'BEGIN {printf "%.2f", a / b}')
-      printf '%-11s %5s %6s %10s %10s %7s  %s\n' "$workload" "$batch" "$c" "$off_tps" "$on_tps" \
-        "$ratio" "${lines[$c]#speculative decoding: }"
+      decode_ratio=$(awk -v a="$on_decode" -v b="$off_decode" 'BEGIN {printf "%.2f", a / b}')
+      printf '%-11s %5s %6s %10s %10s %7s %10s %10s %7s  %s\n' "$workload" "$batch" "$c" \
+        "$off_tps" "$on_tps" "$ratio" "$off_decode" "$on_decode" "$decode_ratio" \
+        "${lines[$c]#speculative decoding: }"
     done
-    unset ons lines
+    unset ons on_decodes lines
   done
 done

@@ -97,10 +97,11 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
                                      [this](const Sequence* s) { return MustWait(*s); });
   for (size_t i = 0; i < running.size(); ++i) {
     Sequence* seq = running[i];
-    if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
+    if (plan.num_seats() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
     if (MustWait(*seq) || (any_waits && seq->num_pending_tokens > 0 && Speculates(*seq) &&
                            seq->speculation_pipelined_steps == 0)) {
+      plan.HoldSeat();
       continue;
     }
     const int64_t size = static_cast<int64_t>(seq->token_ids.size());

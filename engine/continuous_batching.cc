@@ -87,7 +87,7 @@ void ContinuousBatching::ScheduleSwappedIn(PlanBuilder& plan, int64_t& budget) {
   std::vector<Sequence*>& swapped = registry_.swapped();
   for (auto it = swapped.begin(); it != swapped.end();) {
     Sequence* seq = *it;
-    if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
+    if (plan.num_seats() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->num_pending_tokens > 0 || seq->beam_ready) {
       ++it;
       continue;
@@ -114,7 +114,7 @@ void ContinuousBatching::ScheduleWaiting(PlanBuilder& plan, int64_t& budget) {
   std::deque<Sequence*>& waiting = registry_.waiting();
   for (auto it = waiting.begin(); it != waiting.end();) {
     Sequence* seq = *it;
-    if (plan.num_seqs() >= config_.max_num_seqs || budget <= 0) break;
+    if (plan.num_seats() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->num_pending_tokens > 0 || seq->beam_ready) {
       ++it;
       continue;

@@ -274,7 +274,7 @@ void EngineLoop::Fail(const absl::Status& status) {
 }
 
 absl::StatusOr<std::vector<RequestOutput>> EngineLoop::RunToCompletion(
-    std::vector<EngineRequest> requests) {
+    std::vector<EngineRequest> requests, DeltaObserver on_delta) {
   // Shared with the callbacks, which may run a little after the last one signals.
   struct Collector {
     absl::Mutex mu;
@@ -295,11 +295,13 @@ absl::StatusOr<std::vector<RequestOutput>> EngineLoop::RunToCompletion(
       requests[i].request_id = absl::StrCat("offline-", next_offline_id_.fetch_add(1));
     }
     ids[i] = requests[i].request_id;
-    absl::Status s = AddRequest(std::move(requests[i]), [collector, i](const RequestOutput& delta) {
-      absl::MutexLock lock(&collector->mu);
-      MergeRequestOutput(collector->results[i], delta);
-      if (delta.finished) --collector->num_unfinished;
-    });
+    absl::Status s =
+        AddRequest(std::move(requests[i]), [collector, i, on_delta](const RequestOutput& delta) {
+          if (on_delta) on_delta(i, delta);
+          absl::MutexLock lock(&collector->mu);
+          MergeRequestOutput(collector->results[i], delta);
+          if (delta.finished) --collector->num_unfinished;
+        });
     if (!s.ok()) {
       {
         absl::MutexLock lock(&collector->mu);

@@ -117,7 +117,12 @@ class EngineLoop {
   /// finished; returns their accumulated outputs in request order. An admission error aborts
   /// the requests already added and is returned naming the request's position; a request the
   /// engine failed (executor error, Stop) turns into an Unavailable error with its message.
-  absl::StatusOr<std::vector<RequestOutput>> RunToCompletion(std::vector<EngineRequest> requests);
+  /// `on_delta`, when given, sees every delta of request `index` (its position in `requests`)
+  /// as it is delivered, before it is merged: for timing (`pagoda bench throughput`'s TTFT and
+  /// decode rate). It runs on the delivering thread and must not block.
+  using DeltaObserver = std::function<void(size_t index, const RequestOutput& delta)>;
+  absl::StatusOr<std::vector<RequestOutput>> RunToCompletion(std::vector<EngineRequest> requests,
+                                                             DeltaObserver on_delta = {});
 
   /// Called on the loop thread after each step's result is applied (not for steps dropped by a
   /// failure or Stop); must not block. Replaces the previous observer; empty: none.

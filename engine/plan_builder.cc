@@ -11,6 +11,7 @@ void PlanBuilder::Begin(int64_t step_id) {
   cached_seqs_.clear();
   samples_.clear();
   num_seqs_ = 0;
+  num_held_seats_ = 0;
   num_steps_ = 1;
 }
 

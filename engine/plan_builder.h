@@ -73,6 +73,11 @@ class PlanBuilder {
   void set_num_steps(int32_t num_steps) { num_steps_ = num_steps; }
   int32_t num_steps() const { return num_steps_; }
   int64_t num_seqs() const { return num_seqs_; }
+  /// A running sequence sits this plan out while its result is in flight (a speculating sequence
+  /// waits for its tokens to propose from): it still holds its seat under max_num_seqs.
+  void HoldSeat() { ++num_held_seats_; }
+  /// The plan's sequences and the held seats: what max_num_seqs bounds.
+  int64_t num_seats() const { return num_seqs_ + num_held_seats_; }
   bool preempted_any() const { return !step_.preempted_seq_ids.empty(); }
 
   /// Completes the plan (block ids, copy-on-write copies, num_steps) and hands it over. Ends the
@@ -90,6 +95,7 @@ class PlanBuilder {
   std::vector<Sequence*> cached_seqs_;
   std::vector<std::pair<Sequence*, int64_t>> samples_;  // (sequence, tokens expected)
   int64_t num_seqs_ = 0;
+  int64_t num_held_seats_ = 0;
   int32_t num_steps_ = 1;
 };
 

@@ -16,7 +16,7 @@ void StaticBatching::Schedule(PlanBuilder& plan, int64_t /*num_in_flight_steps*/
   std::deque<Sequence*>& waiting = registry_.waiting();
   for (auto it = waiting.begin(); it != waiting.end();) {
     Sequence* seq = *it;
-    if (plan.num_seqs() >= config_.max_num_seqs) break;
+    if (plan.num_seats() >= config_.max_num_seqs) break;
     if (seq->num_pending_tokens > 0) {
       ++it;
       continue;

@@ -34,6 +34,7 @@ tests=(
   gloo_communicator_test    # tensor-parallel ranks on threads over Gloo's TCP transport
   worker_runtime_test       # the worker's plan ordering across callers, two ranks meeting in-process
   worker_drain_test         # the drain's wait on a fake clock while steps keep arriving
+  compute_thread_test       # the worker's one computing thread, handed tasks by many callers
 )
 
 launcher=()

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/kv_cache_groups.h"
 #include "common/status_macros.h"
+#include "kernels/cpu_threads.h"
 #include "worker/cuda_graph_plan.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
@@ -59,6 +60,9 @@ absl::StatusOr<std::unique_ptr<InProcessExecutor>> InProcessExecutor::Create(
                           .vocab_size = config.vocab_size,
                           .sliding_window = steps->sliding_window(),
                           .kv_group_windows = steps->kv_group_windows()};
+  // This thread loaded the model; the executor's thread computes from here on, and a second
+  // OpenMP team would stop both from spinning between parallel regions (kernels/cpu_threads.h).
+  kernels::ReleaseCpuThreads();
   return std::unique_ptr<InProcessExecutor>(new InProcessExecutor(info, std::move(steps)));
 }
 

@@ -2,7 +2,9 @@
 // engine's process, no network. It owns the model (ModelRunner + device KV cache), a host swap
 // pool and the per-sequence state (all inside a StepRunner), and one worker thread that applies
 // submitted plans strictly in order, so the engine can plan step n+1 and process step n's
-// outputs while step n+1 runs (asynchronous output processing).
+// outputs while step n+1 runs (asynchronous output processing). The thread that calls Create
+// (and loaded the weights) hands the computing to that thread: Create releases its OpenMP team
+// (kernels/cpu_threads.h).
 //
 //   ASSIGN_OR_RETURN(auto executor,
 //                    InProcessExecutor::Create(config, std::move(weights),

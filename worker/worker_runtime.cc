@@ -379,7 +379,8 @@ absl::StatusOr<WorkerInitResult> WorkerRuntime::Init(const WorkerInitConfig& con
                                            : "safetensors",
              options_.expert_parallel ? ", whole experts per rank" : "");
   WorkerInitResult result;
-  absl::StatusOr<std::unique_ptr<Built>> built = Build(config, result);
+  absl::StatusOr<std::unique_ptr<Built>> built =
+      compute_.Run([&] { return Build(config, result); });
 
   absl::MutexLock lock(&mu_);
   busy_ = false;
@@ -445,13 +446,14 @@ absl::StatusOr<AppliedStep> WorkerRuntime::Execute(const PlanTicket& ticket,
   }
 
   const absl::Time start = options_.clock->Now();
-  // The CUDA device is per thread, and each call may come on another gRPC thread.
-  const absl::Status on_device = options_.device == Device::kCuda
-                                     ? kernels::cuda::SetDevice(options_.cuda_device)
-                                     : absl::OkStatus();
-  absl::StatusOr<StepResult> result = !on_device.ok() ? absl::StatusOr<StepResult>(on_device)
-                                      : plan.ok()     ? built->steps->Apply(*plan)
-                                                      : absl::StatusOr<StepResult>(plan.status());
+  absl::StatusOr<StepResult> result = compute_.Run([&]() -> absl::StatusOr<StepResult> {
+    if (!plan.ok()) return plan.status();
+    // The CUDA device is per thread; Build set it on this one already (setting it is cheap).
+    if (options_.device == Device::kCuda) {
+      RETURN_IF_ERROR(kernels::cuda::SetDevice(options_.cuda_device));
+    }
+    return built->steps->Apply(*plan);
+  });
   const double seconds = std::max(0.0, absl::ToDoubleSeconds(options_.clock->Now() - start));
   if (result.ok() && options_.metrics != nullptr) {
     // Still this call's state: busy_ keeps Init and Health away from it.

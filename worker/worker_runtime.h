@@ -38,6 +38,7 @@
 #include "common/step/step.h"
 #include "kernels/device.h"
 #include "worker/communicator.h"
+#include "worker/compute_thread.h"
 #include "worker/rendezvous_store.h"
 #include "worker/step_runner.h"
 #include "worker/worker_metrics.h"
@@ -205,6 +206,9 @@ class WorkerRuntime {
 
   const WorkerRuntimeOptions options_;
   InMemoryRendezvousStore store_;  // served to the other ranks when this is rank 0
+  // Loads the model and applies the steps: the kernels' parallel regions start from this one
+  // thread, whichever of the service's threads called (one OpenMP team: kernels/cpu_threads.h).
+  ComputeThread compute_;
 
   mutable absl::Mutex mu_;
   WorkerState state_ ABSL_GUARDED_BY(mu_) = WorkerState::kUninitialized;

@@ -600,6 +600,35 @@ TEST(Scheduler, SpeculativeDecodingDisabledByBatchSizeKeepsOutputs) {
 }
 
 // A draft model proposing on the workers (the fake executor's own choices, one in three wrong).
+// max_num_seqs bounds the running sequences also while a speculating sequence waits for its
+// in-flight tokens and so sits a plan out: at 1 (batch 1) no other request starts beside it.
+TEST(Scheduler, ASpeculatingSequenceHoldsItsSeatWhileItWaits) {
+  g_copy_period = 5;
+  EngineConfig config{.max_num_seqs = 1};
+  config.speculative = {.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = 4,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 1};
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 4; ++i) reqs.push_back(Req(absl::StrCat("r", i), Tokens(6, i), 20, i));
+  const Outcome reference = RunAll({}, Info(256), reqs);
+  for (const bool async : {false, true}) {
+    Harness h(config, Info(256));
+    for (const EngineRequest& r : reqs) ASSERT_TRUE(h.scheduler.AddRequest(r).ok());
+    Outcome outcome;
+    int64_t most_running = 0;
+    for (int guard = 0; guard < 10000 && h.scheduler.HasUnfinishedRequests(); ++guard) {
+      if (!h.Step(async, outcome)) break;
+      most_running = std::max(most_running, h.scheduler.stats().num_running_seqs);
+    }
+    EXPECT_FALSE(h.scheduler.HasUnfinishedRequests());
+    EXPECT_EQ(most_running, 1) << "async " << async;
+    EXPECT_GT(h.scheduler.stats().spec_num_drafts, 0);
+    EXPECT_EQ(outcome.outputs, reference.outputs) << "async " << async;
+  }
+  g_copy_period = 0;
+}
+
 TEST(Scheduler, SpeculativeDraftModelKeepsOutputs) {
   for (int32_t k : {1, 3, 7}) {
     ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, false, k, 0,

@@ -170,6 +170,13 @@ TEST_F(BenchCommandTest, ThroughputRunsEveryRequestAndWritesItsJson) {
   EXPECT_NEAR(static_cast<double>(input), 20 * 32, 20);
   EXPECT_EQ(j["total_num_tokens"], input + 20 * 8);
   EXPECT_EQ(j["backend"], "engine");
+  // Every request was timed: 20 TPOTs within the run, and a decode rate.
+  ASSERT_EQ(j["tpots"].size(), 20u);
+  for (const nlohmann::json& tpot : j["tpots"]) {
+    EXPECT_GT(tpot.get<double>(), 0);
+    EXPECT_LT(tpot.get<double>() * 7, j["elapsed_time"].get<double>());
+  }
+  EXPECT_GT(j["decode_throughput"].get<double>(), 0);
 }
 
 // The model flags: bfloat16 weights and KV cache run the same workload.

@@ -1,6 +1,8 @@
 #include "tools/bench/bench_metrics.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -61,6 +63,28 @@ std::string FormatSlo(const SloSpec& slo) {
 double TimePerOutputToken(const RequestRecord& record) {
   if (record.output_tokens <= 1) return 0;
   return (record.latency_s - record.ttft_s) / static_cast<double>(record.output_tokens - 1);
+}
+
+double TimePerOutputToken(const DecodeSpan& span) {
+  if (span.output_tokens <= 1) return 0;
+  return (span.last_token_s - span.first_token_s) / static_cast<double>(span.output_tokens - 1);
+}
+
+double DecodeThroughput(std::vector<DecodeSpan> spans) {
+  std::sort(spans.begin(), spans.end(), [](const DecodeSpan& a, const DecodeSpan& b) {
+    return a.first_token_s < b.first_token_s;
+  });
+  int64_t tokens = 0;
+  double covered_s = 0;
+  double end_s = -std::numeric_limits<double>::infinity();  // of the union so far
+  for (const DecodeSpan& span : spans) {
+    if (span.output_tokens <= 1) continue;
+    tokens += span.output_tokens - 1;
+    const double from = std::max(span.first_token_s, end_s);
+    if (span.last_token_s > from) covered_s += span.last_token_s - from;
+    end_s = std::max(end_s, span.last_token_s);
+  }
+  return covered_s > 0 ? static_cast<double>(tokens) / covered_s : 0;
 }
 
 BenchMetrics ComputeMetrics(const std::vector<RequestRecord>& records, double duration_s,

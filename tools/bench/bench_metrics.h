@@ -71,6 +71,23 @@ struct BenchMetrics {
 /// TPOT of one record in seconds: 0 for a request with at most one output token.
 double TimePerOutputToken(const RequestRecord& record);
 
+/// One request of an offline run (`pagoda bench throughput`): when its first output token and
+/// its last token were delivered, in seconds from the run's start, and how many it generated.
+struct DecodeSpan {
+  double first_token_s = 0;
+  double last_token_s = 0;
+  int64_t output_tokens = 0;
+};
+
+/// TPOT of one span in seconds, as TimePerOutputToken: 0 for at most one output token.
+double TimePerOutputToken(const DecodeSpan& span);
+
+/// A run's decode rate: the output tokens after each request's first, per second during which
+/// at least one request was decoding (the union of the spans from first to last token). The
+/// prefills and the queueing before a request's first token are left out, so at batch 1 it is
+/// 1 / the token-weighted mean TPOT. 0 when no request made a second token.
+double DecodeThroughput(std::vector<DecodeSpan> spans);
+
 /// Metrics over `records` of a run that took `duration_s` seconds.
 BenchMetrics ComputeMetrics(const std::vector<RequestRecord>& records, double duration_s,
                             const std::optional<SloSpec>& slo);

@@ -64,6 +64,15 @@ int64_t Sum(const std::vector<int64_t>& values) {
   return std::accumulate(values.begin(), values.end(), int64_t{0});
 }
 
+// The TPOTs (seconds) of the requests with more than one token, as the serving run counts them.
+std::vector<double> Tpots(const std::vector<DecodeSpan>& spans) {
+  std::vector<double> tpots;
+  for (const DecodeSpan& span : spans) {
+    if (span.output_tokens > 1) tpots.push_back(TimePerOutputToken(span));
+  }
+  return tpots;
+}
+
 }  // namespace
 
 std::string ReportRow(const std::string& label, const std::string& value) {
@@ -157,7 +166,7 @@ std::string FormatThroughputReport(const RunDescription& run, const ThroughputRu
   const int64_t output = Sum(r.output_lens);
   const double n = static_cast<double>(r.input_lens.size());
   const double s = r.elapsed_s > 0 ? r.elapsed_s : 1;
-  return absl::StrCat(
+  std::string out = absl::StrCat(
       Banner("Offline Throughput Result", '='),
       Row("Model:", absl::StrCat(run.model_id, " (", run.target, ")")),
       Row("Dataset:",
@@ -166,8 +175,13 @@ std::string FormatThroughputReport(const RunDescription& run, const ThroughputRu
       Row("Elapsed time (s):", r.elapsed_s), Row("Total input tokens:", input),
       Row("Total generated tokens:", output), Row("Request throughput (req/s):", n / s),
       Row("Output token throughput (tok/s):", static_cast<double>(output) / s),
-      Row("Total token throughput (tok/s):", static_cast<double>(input + output) / s),
-      ReportRule());
+      Row("Total token throughput (tok/s):", static_cast<double>(input + output) / s));
+  if (!r.decode_spans.empty()) {
+    absl::StrAppend(&out, Row("Mean TPOT (ms):", Summarize(Tpots(r.decode_spans)).mean * 1000),
+                    Row("Decode token throughput (tok/s):", DecodeThroughput(r.decode_spans)));
+  }
+  absl::StrAppend(&out, ReportRule());
+  return out;
 }
 
 nlohmann::json ThroughputResultJson(const RunDescription& run, const ThroughputRun& r) {
@@ -193,6 +207,12 @@ nlohmann::json ThroughputResultJson(const RunDescription& run, const ThroughputR
   j["total_token_throughput"] = static_cast<double>(input + output) / s;
   j["input_lens"] = r.input_lens;
   j["output_lens"] = r.output_lens;
+  if (!r.decode_spans.empty()) {
+    const std::vector<double> tpots = Tpots(r.decode_spans);
+    j["mean_tpot_ms"] = Summarize(tpots).mean * 1000;
+    j["tpots"] = tpots;
+    j["decode_throughput"] = DecodeThroughput(r.decode_spans);
+  }
   return j;
 }
 

@@ -7,7 +7,8 @@
 // itls, errors), plus failed, seed, dataset_name, target, slo, good_completed and per request
 // start_times, tpots and e2els (seconds). A throughput run's JSON has vLLM's
 // benchmark_throughput keys (elapsed_time, num_requests, total_num_tokens,
-// requests_per_second, tokens_per_second) and the serving run's token and throughput keys.
+// requests_per_second, tokens_per_second) and the serving run's token and throughput keys, and
+// when the run timed its requests, tpots (seconds), mean_tpot_ms and decode_throughput.
 //
 //   std::fputs(FormatServeReport(description, metrics).c_str(), stdout);
 //   RETURN_IF_ERROR(WriteJsonFile(path, ServeResultJson(description, metrics, records)));
@@ -53,6 +54,9 @@ struct ThroughputRun {
   double elapsed_s = 0;
   std::vector<int64_t> input_lens;   // per request, prompt tokens
   std::vector<int64_t> output_lens;  // per request, generated tokens
+  /// Per request, when its first and last tokens came (empty: not measured). Adds the mean TPOT
+  /// and the decode throughput (DecodeThroughput) to the report and the JSON.
+  std::vector<DecodeSpan> decode_spans;
 };
 
 std::string FormatThroughputReport(const RunDescription& run, const ThroughputRun& result);

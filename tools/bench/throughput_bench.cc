@@ -105,9 +105,23 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
                    EngineLoop::Create(c.engine.engine, std::move(executor), tokenizer.get(), eos));
 
   std::vector<EngineRequest> engine_requests = EngineRequests(requests, c.workload);
+  // When each request's first and last tokens came: a request's deltas come one at a time, and
+  // RunToCompletion returns after the last, so each slot has one writer and is read after.
+  std::vector<DecodeSpan> spans(engine_requests.size());
+  std::vector<char> has_first(engine_requests.size(), 0);
   const auto start = std::chrono::steady_clock::now();
+  const auto on_delta = [&](size_t i, const RequestOutput& delta) {
+    bool tokens = false;
+    for (const CompletionOutput& out : delta.outputs) tokens |= !out.token_ids.empty();
+    if (!tokens) return;
+    const double t =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!has_first[i]) spans[i].first_token_s = t;
+    has_first[i] = 1;
+    spans[i].last_token_s = t;
+  };
   ASSIGN_OR_RETURN(const std::vector<RequestOutput> outputs,
-                   engine->RunToCompletion(std::move(engine_requests)));
+                   engine->RunToCompletion(std::move(engine_requests), on_delta));
   ThroughputRun run;
   run.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (size_t i = 0; i < outputs.size(); ++i) {
@@ -118,7 +132,9 @@ absl::Status RunThroughputBench(const ThroughputBenchConfig& c) {
     const std::optional<Usage>& usage = outputs[i].usage;
     run.input_lens.push_back(usage.has_value() ? usage->prompt_tokens : requests[i].prompt_len);
     run.output_lens.push_back(usage.has_value() ? usage->completion_tokens : generated);
+    spans[i].output_tokens = generated;
   }
+  run.decode_spans = std::move(spans);
 
   const RunDescription description{
       .date = absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone()),

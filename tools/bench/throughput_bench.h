@@ -2,7 +2,9 @@
 // loaded in-process (InProcessExecutor, as `pagoda generate` runs it), every request of the
 // dataset handed to one EngineLoop at once, and the wall time of running them all to completion
 // (model loading and engine start-up excluded). Reports requests/s and tokens/s like vLLM's
-// benchmark_throughput.
+// benchmark_throughput, and the decode rate: each request's first and last tokens are timed,
+// giving the mean TPOT and the tokens after each first per second of decoding (DecodeThroughput:
+// prefills and queueing left out).
 //
 //   ASSIGN_OR_RETURN(ThroughputBenchConfig config, ParseThroughputBenchFlags(argc, argv));
 //   RETURN_IF_ERROR(RunThroughputBench(config));

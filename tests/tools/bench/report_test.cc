@@ -124,6 +124,25 @@ TEST(ThroughputResultJson, HasVllmThroughputKeys) {
   EXPECT_DOUBLE_EQ(j["output_throughput"].get<double>(), 10);
   EXPECT_EQ(j["total_output_tokens"], 20);
   EXPECT_THAT(FormatThroughputReport(Description(), run), HasSubstr("Request throughput (req/s):"));
+  EXPECT_FALSE(j.contains("decode_throughput"));  // not timed
+}
+
+// A timed run adds its decode rate: 4 + 14 tokens after the firsts over the union [1, 2] ∪
+// [1.5, 3.5] = 2.5 s; TPOTs 0.25 and 2 / 14 s.
+TEST(ThroughputResultJson, AddsTheDecodeRateOfATimedRun) {
+  const ThroughputRun run{
+      .elapsed_s = 4,
+      .input_lens = {10, 30},
+      .output_lens = {5, 15},
+      .decode_spans = {{.first_token_s = 1, .last_token_s = 2, .output_tokens = 5},
+                       {.first_token_s = 1.5, .last_token_s = 3.5, .output_tokens = 15}}};
+  const nlohmann::json j = ThroughputResultJson(Description(), run);
+  EXPECT_DOUBLE_EQ(j["decode_throughput"].get<double>(), 18 / 2.5);
+  EXPECT_DOUBLE_EQ(j["mean_tpot_ms"].get<double>(), (250 + 2000.0 / 14) / 2);
+  EXPECT_EQ(j["tpots"].size(), 2u);
+  const std::string table = FormatThroughputReport(Description(), run);
+  EXPECT_THAT(table, HasSubstr("Decode token throughput (tok/s):         7.20"));
+  EXPECT_THAT(table, HasSubstr("Mean TPOT (ms):"));
 }
 
 TEST(FormatComparison, PrintsBothSidesWithRatios) {

@@ -100,6 +100,33 @@ TEST(ComputeMetrics, GoodputCountsRequestsMeetingEverySlo) {
             std::make_pair(int64_t{3}, 1.5));  // the failed request never counts
 }
 
+// One request after another (batch 1): the prefills between the spans are left out.
+TEST(DecodeThroughput, CountsTokensAfterTheFirstOverTheTimeSpentDecoding) {
+  // 10 tokens in 9 gaps over 0.9 s, then 5 tokens in 4 gaps over 0.4 s; the 0.5 s between is a
+  // prefill. 13 tokens after the firsts in 1.3 s.
+  const std::vector<DecodeSpan> serial = {
+      {.first_token_s = 1.0, .last_token_s = 1.9, .output_tokens = 10},
+      {.first_token_s = 2.4, .last_token_s = 2.8, .output_tokens = 5}};
+  EXPECT_DOUBLE_EQ(DecodeThroughput(serial), 10);
+  EXPECT_DOUBLE_EQ(TimePerOutputToken(serial[0]), 0.1);
+}
+
+// Overlapping spans (a batch) count their shared time once; a one-token request adds nothing.
+TEST(DecodeThroughput, CountsOverlappingSpansOnce) {
+  // Unsorted on purpose: [0, 2], [1, 3], [1.5, 2.5] (inside the union) and [5, 6]: 4 s.
+  const std::vector<DecodeSpan> spans = {
+      {.first_token_s = 1, .last_token_s = 3, .output_tokens = 3},
+      {.first_token_s = 5, .last_token_s = 6, .output_tokens = 3},
+      {.first_token_s = 0, .last_token_s = 2, .output_tokens = 5},
+      {.first_token_s = 1.5, .last_token_s = 2.5, .output_tokens = 5},
+      {.first_token_s = 9, .last_token_s = 9, .output_tokens = 1}};
+  EXPECT_DOUBLE_EQ(DecodeThroughput(spans), (2 + 2 + 4 + 4) / 4.0);
+  EXPECT_DOUBLE_EQ(DecodeThroughput({}), 0);
+  EXPECT_DOUBLE_EQ(DecodeThroughput({{.first_token_s = 1, .last_token_s = 1, .output_tokens = 1}}),
+                   0);
+  EXPECT_DOUBLE_EQ(TimePerOutputToken(spans[4]), 0);
+}
+
 TEST(ParseSlo, ReadsAnySubsetOfTheThreeBounds) {
   auto slo = ParseSlo("ttft:500,tpot:50");
   ASSERT_TRUE(slo.ok()) << slo.status();
