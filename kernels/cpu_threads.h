@@ -22,7 +22,7 @@ namespace pagoda::kernels {
 
 /// Ends the calling thread's OpenMP team (its worker threads exit; a later parallel region on
 /// this thread starts a new one). Call outside any parallel region; a no-op for a thread that
-/// has none.
+/// has none, and with LLVM's libomp (clang builds), which keeps one pool for the process.
 void ReleaseCpuThreads();
 
 }  // namespace pagoda::kernels

@@ -21,6 +21,9 @@ int64_t NumThreadsOfThisProcess() {
 }
 
 TEST(ReleaseCpuThreads, EndsTheCallingThreadsTeamAndALaterRegionStartsAnother) {
+#if defined(__clang__)
+  GTEST_SKIP() << "LLVM's libomp keeps one pool for the process; ReleaseCpuThreads is libgomp's";
+#endif
   std::thread computing([] {
     const int64_t before = NumThreadsOfThisProcess();
     std::atomic<int> ran = 0;
