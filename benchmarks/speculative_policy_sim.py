@@ -7,10 +7,12 @@ the output text is the same with speculation on and off, so each token's predict
 The proposer is NgramProposer's rule (engine/ngram_proposer.cc: the longest suffix of
 prompt_lookup_min..max tokens that occurred before, its latest occurrence among equals) and the
 policy BatchingPolicy's at batch 1 (engine/batching_policy.cc: k = accepted + 1 after a partial
-acceptance, doubled after a whole one, capped at K; 1, 2, 4 pipelined steps after a lookup that
-finds nothing or a rejected single draft). A decode step costs D ms and a verification of n drafts
-D + PER * n ms (BM_VerifyStep); planning waits cost nothing (measured in docs/performance.md,
-speculation run 11). Prints the modelled on/off throughput ratio, verifications, drafts and
+acceptance, doubled after a whole one, capped at K; 1, 2, 4 steps without proposals after a
+rejected single draft; a lookup at every other step — a pipelined sequence's guarded lookup
+proposes what a lookup after its pending token would, so each lookup is modelled as made with the
+tokens known). A decode step costs D ms and a verification of n drafts D + PER * n ms
+(BM_VerifyStep); planning waits cost nothing at batch 1 (docs/performance.md, speculation runs
+11 and 12). Prints the modelled on/off throughput ratio, verifications, drafts and
 accepted drafts for the defaults, policy variants and per-draft costs.
 
   pagoda generate --model M --prompts-file P --temperature 0 --output out.jsonl
@@ -41,7 +43,7 @@ def propose(tokens, max_tokens, min_n, max_n):
 
 
 def simulate(outputs, decode_ms, draft_ms, k_max=12, min_n=2, max_n=4, max_backoff=4,
-             empty_backoff=True):
+             empty_backoff=False):
     on = off = 0.0
     verifications = drafts = accepted = 0
     for prompt, output in outputs:
@@ -107,7 +109,7 @@ def main():
     row("n 3..4", min_n=3)
     row("n 2..8", max_n=8)
     row("back-off up to 8", max_backoff=8)
-    row("no back-off on empty lookups", empty_backoff=False)
+    row("back-off on empty lookups", empty_backoff=True)
     for ms in (0.9, 0.5, 0.3, 0.0):
         row(f"{ms} ms a draft", draft_ms=ms)
 

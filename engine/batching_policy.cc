@@ -22,14 +22,7 @@ bool BatchingPolicy::Speculates(const Sequence& seq) const {
 }
 
 bool BatchingPolicy::MustWait(const Sequence& seq) const {
-  return seq.num_pending_tokens > 0 &&
-         (seq.num_draft_tokens_in_flight > 0 ||
-          (Speculates(seq) && seq.speculation_pipelined_steps == 0 && MayPropose(seq)));
-}
-
-bool BatchingPolicy::MayPropose(const Sequence& seq) const {
-  return config_.speculative.method != SpeculativeMethod::kNgram ||
-         proposer_.MayPropose(seq.token_ids, seq.num_pending_tokens);
+  return seq.num_pending_tokens > 0 && seq.num_draft_tokens_in_flight > 0;
 }
 
 void BatchingPolicy::BackOffSpeculation(Sequence* seq) {
@@ -43,10 +36,10 @@ void BatchingPolicy::AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t
       accepted == num_drafts
           ? std::min<int64_t>(max_tokens, 2 * std::max<int32_t>(seq->speculative_tokens, 1))
           : std::min<int64_t>(max_tokens, accepted + 1));
-  // On text the proposer cannot predict, waiting for each token to propose costs the
-  // pipelining and gains nothing. A single draft rejected (after a failure the length is one)
-  // backs off as a lookup that found nothing does; a first failure at a longer length does not:
-  // where a copied span ends, the next lookup often finds the next one.
+  // On text the proposer cannot predict, waiting for each verification costs the pipelining
+  // and gains nothing. A single draft rejected (after a failure the length is one) backs off; a
+  // first failure at a longer length does not: where a copied span ends, the next lookup often
+  // finds the next one.
   if (accepted > 0) {
     seq->speculation_backoff = 1;
   } else if (num_drafts == 1) {
@@ -66,12 +59,23 @@ int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
     seq->num_draft_tokens_in_flight = max_drafts;
     return max_drafts;
   }
-  std::vector<int32_t> drafts = proposer_.Propose(seq->token_ids, max_drafts);
+  // With its last token in flight (pipelined) the lookup over the known tokens proposes that
+  // token too: it becomes the guard the drafts are verified behind (the workers drop them if the
+  // token differs), so a lookup costs no wait, and a wrong guess no compute.
+  const bool guessed = seq->num_pending_tokens > 0;
+  std::vector<int32_t> drafts =
+      proposer_.Propose(seq->token_ids, max_drafts + (guessed ? 1 : 0), guessed ? 1 : 0);
+  int32_t guard = -1;
+  if (guessed && !drafts.empty()) {
+    guard = drafts.front();
+    drafts.erase(drafts.begin());
+  }
   const int64_t n = static_cast<int64_t>(drafts.size());
-  if (n == 0) BackOffSpeculation(seq);
   if (n == 0 || !kv_.AllocateSlots(seq->handle, 1, n)) return 0;
   seq->draft_token_ids = std::move(drafts);
   seq->num_draft_tokens_in_flight = n;
+  seq->draft_guard_token_id = guard;
+  seq->draft_guard_index = guessed ? static_cast<int64_t>(seq->token_ids.size()) : -1;
   return n;
 }
 
@@ -87,11 +91,11 @@ void BatchingPolicy::MarkStarted(PlanBuilder& plan, Request* request) {
 void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
   const int32_t k = plan.num_steps();
   std::vector<Sequence*>& running = registry_.running();
-  // A speculating sequence waits for its result: the proposer needs its tokens (and a plan with
-  // drafts yields an unknown number of them). Backing off it runs pipelined, and so it does
-  // when no outcome of its pending tokens could give the n-gram lookup a match — unless another
-  // sequence waits this step anyway: then it waits too, so that the batch stays whole (a step
-  // run for part of the batch costs a whole pass over the weights).
+  // A sequence whose drafts are in flight waits for its result (a verification yields an
+  // unknown number of tokens). Every other one runs pipelined, proposing behind a guard while its
+  // last token is in flight (AddDrafts) — unless another sequence waits this step anyway: then a
+  // speculating one (not backing off) waits too, so that the batch stays whole (a step run for
+  // part of the batch costs a whole pass over the weights) and it proposes from known tokens.
   const bool any_waits = config_.speculative.enabled() &&
                          std::any_of(running.begin(), running.end(),
                                      [this](const Sequence* s) { return MustWait(*s); });
@@ -124,7 +128,7 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
       if (Speculates(*seq)) {
         if (seq->speculation_pipelined_steps > 0) {
           --seq->speculation_pipelined_steps;
-        } else if (seq->num_pending_tokens == 0) {
+        } else if (seq->num_pending_tokens <= 1) {
           num_drafts = AddDrafts(seq, std::min(remaining, budget) - 1);
         }
       }

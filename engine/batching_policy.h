@@ -7,9 +7,12 @@
 // Both continue their running sequences with the stage this base class holds: decodes and prefill
 // chunks, in queue order, within max_num_seqs and a token budget, preempting from the back of the
 // running queue (the lowest-priority, newest sequences) when blocks run out. With speculative
-// decoding a decoding sequence is synchronous (planned once its previous result is applied, so
-// its tokens are known) and carries the proposer's drafts, their KV slots reserved as lookahead
-// when blocks allow (drafts never preempt anyone).
+// decoding a decoding sequence carries the proposer's drafts, their KV slots reserved as
+// lookahead when blocks allow (drafts never preempt anyone); one whose drafts are in flight is
+// planned once that result is applied (it yields an unknown number of tokens). The n-gram lookup
+// of a pipelined sequence, whose last token is still in flight, guesses that token as well and
+// sends the drafts behind it as a guard (CachedSequence::draft_guard_token_id): looking up
+// never waits.
 //
 //   std::unique_ptr<BatchingPolicy> policy = std::make_unique<ContinuousBatching>(parts);
 //   plan.Begin(step_id);
@@ -47,9 +50,9 @@ class BatchingPolicy {
   /// `num_in_flight_steps`: plans submitted whose results are not applied yet.
   virtual void Schedule(PlanBuilder& plan, int64_t num_in_flight_steps) = 0;
 
-  /// Speculative decoding, after a lookup that found nothing or a verification that accepted
-  /// nothing: the sequence decodes pipelined for a while (doubling, up to kMaxSpeculationBackoff
-  /// steps; an accepted draft resets it).
+  /// Speculative decoding, after a verification of one draft that was rejected: the sequence
+  /// decodes without proposals for a while (doubling, up to kMaxSpeculationBackoff steps; an
+  /// accepted draft resets it).
   static void BackOffSpeculation(Sequence* seq);
   /// After a verification of `num_drafts` drafts of which `accepted` were: the next proposal's
   /// length doubles (to `max_tokens`) when all were accepted, else is one past what was; a
@@ -68,17 +71,15 @@ class BatchingPolicy {
   void MarkStarted(PlanBuilder& plan, Request* request);
   /// Outputs `seq` may still produce, counting the in-flight ones (max_tokens, max_model_len).
   int64_t RemainingTokens(const Sequence& seq) const;
-  /// Speculative decoding: whether `seq` speculates now (then it is planned synchronously):
-  /// not beam search, and no more running sequences than disable_by_batch_size.
+  /// Speculative decoding: whether `seq` may propose now: not beam search, not opted out, and no
+  /// more running sequences than disable_by_batch_size.
   bool Speculates(const Sequence& seq) const;
   /// Whether `seq` waits for its pending tokens whatever the rest of the batch does: it has
-  /// drafts in flight, or it speculates now (not backing off) and its lookup may match.
+  /// drafts in flight.
   bool MustWait(const Sequence& seq) const;
-  /// Whether `seq`'s proposer could propose once its pending tokens are known (a draft model
-  /// always can; the n-gram lookup only if its known tokens leave a match possible).
-  bool MayPropose(const Sequence& seq) const;
-  /// Proposes up to `max_drafts` drafts for a decoding `seq` whose tokens are all known and
-  /// reserves their slots; returns how many (they are in seq->draft_token_ids).
+  /// Proposes up to `max_drafts` drafts for a decoding `seq` with at most one token in flight
+  /// (then behind a guard, or from the workers' draft model) and reserves their slots; returns
+  /// how many (they are in seq->draft_token_ids).
   int64_t AddDrafts(Sequence* seq, int64_t max_drafts);
 
   const EngineConfig& config_;

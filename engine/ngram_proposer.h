@@ -2,10 +2,13 @@
 // outputs), it takes the last n tokens for n from prompt_lookup_max down to prompt_lookup_min,
 // finds the latest earlier place where they occur, and proposes the tokens that followed there.
 // Costless on text that does not repeat (nothing matches, nothing is proposed); on text that
-// quotes its context (code edits, summaries, extraction) the proposals are long and right.
+// quotes its context (code edits, summaries, extraction) the proposals are long and right. For a
+// pipelined sequence, whose last token is still in flight, it also guesses that token (the
+// batching policy sends the drafts behind the guess: CachedSequence::draft_guard_token_id).
 //
 //   NgramProposer proposer(spec_config);
 //   std::vector<int32_t> drafts = proposer.Propose(seq->token_ids, /*max_tokens=*/4);
+//   std::vector<int32_t> guess_then_drafts = proposer.Propose(known, 5, /*num_unknown=*/1);
 #pragma once
 
 #include <cstdint>
@@ -22,17 +25,12 @@ class NgramProposer {
       : min_n_(config.prompt_lookup_min), max_n_(config.prompt_lookup_max) {}
 
   /// At most max_tokens tokens to follow `tokens`; empty when no suffix of at least min_n
-  /// tokens occurred before. O(tokens * max_n).
-  std::vector<int32_t> Propose(absl::Span<const int32_t> tokens, int64_t max_tokens) const;
-
-  /// Whether Propose could find anything once `num_unknown` more tokens, whatever they are,
-  /// follow `known`: false only when no choice of them lets a suffix of at least min_n tokens
-  /// match earlier. The last min_n - num_unknown known tokens must occur before (ending at
-  /// least one position earlier); with num_unknown >= min_n anything may match. Lets a
-  /// pipelined sequence (its last token still in flight) skip the wait for it when the lookup
-  /// is bound to fail: on text that does not repeat, speculation then costs nothing.
-  /// O(known.size() * min_n).
-  bool MayPropose(absl::Span<const int32_t> known, int64_t num_unknown) const;
+  /// tokens occurred before. With num_unknown = 1 the token after `tokens` is still in flight
+  /// (a pipelined sequence): a suffix of min_n - 1 known tokens (at least one) suffices, and the
+  /// first token proposed is a guess of the unknown one, to be checked once it is known (the
+  /// drafts after it stand only if it holds). O(tokens * max_n).
+  std::vector<int32_t> Propose(absl::Span<const int32_t> tokens, int64_t max_tokens,
+                               int64_t num_unknown = 0) const;
 
  private:
   int32_t min_n_;

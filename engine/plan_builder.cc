@@ -30,11 +30,14 @@ void PlanBuilder::Add(Sequence* seq, int64_t computed_before, int64_t num_first_
     seq->on_workers = true;
     seq->replace_last_token_ids.clear();
   } else {
+    // A guard goes with the drafts it was guessed for; the scheduler keeps it until it resolves.
+    const int32_t guard = seq->draft_token_ids.empty() ? -1 : seq->draft_guard_token_id;
     step_.plan.cached_sequences.push_back(
         {.seq_id = seq->seq_id,
          .num_scheduled_tokens = num_first_step_tokens,
          .replace_last_token_ids = std::exchange(seq->replace_last_token_ids, {}),
          .draft_token_ids = std::exchange(seq->draft_token_ids, {}),
+         .draft_guard_token_id = guard,
          .num_worker_draft_tokens = std::exchange(seq->num_worker_draft_tokens, 0)});
     cached_seqs_.push_back(seq);
   }

@@ -74,7 +74,7 @@ class PlanBuilder {
   int32_t num_steps() const { return num_steps_; }
   int64_t num_seqs() const { return num_seqs_; }
   /// A running sequence sits this plan out while its result is in flight (a speculating sequence
-  /// waits for its tokens to propose from): it still holds its seat under max_num_seqs.
+  /// waits for its verification): it still holds its seat under max_num_seqs.
   void HoldSeat() { ++num_held_seats_; }
   /// The plan's sequences and the held seats: what max_num_seqs bounds.
   int64_t num_seats() const { return num_seqs_ + num_held_seats_; }

@@ -89,12 +89,17 @@ struct Sequence {
   /// num_worker_draft_tokens) for the plan being built.
   int32_t num_worker_draft_tokens = 0;
   int64_t num_draft_tokens_in_flight = 0;
+  /// Guarded drafts (CachedSequence::draft_guard_token_id): proposed while the token at
+  /// token_ids[draft_guard_index] was in flight, on the guess that it is draft_guard_token_id.
+  /// Resolved when that token arrives (a wrong guess: the workers decode it alone); -1: none.
+  int32_t draft_guard_token_id = -1;
+  int64_t draft_guard_index = -1;
   /// Adaptive proposal length: one more than the drafts accepted last time, capped at
   /// num_speculative_tokens.
   int32_t speculative_tokens = -1;
-  /// Back-off: after a lookup that found nothing (or drafts all rejected) the sequence decodes
-  /// pipelined for this many steps before it waits for its tokens to propose again; the count
-  /// doubles on each failure (to kMaxSpeculationBackoff) and drops to 1 on an accepted draft.
+  /// Back-off: after a verification of a single draft that was rejected the sequence decodes
+  /// without proposals for this many steps; the count doubles on each such failure (to
+  /// kMaxSpeculationBackoff) and drops to 1 on an accepted draft.
   int32_t speculation_pipelined_steps = 0;
   int32_t speculation_backoff = 1;
 

@@ -276,7 +276,14 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
     seq->num_pending_tokens -= expected;
     --seq->request->num_in_flight_refs;
     touched.push_back(seq->request);
-    const int64_t num_drafts = std::exchange(seq->num_draft_tokens_in_flight, 0);
+    // Its drafts ride on the step that last scheduled it (a sequence with drafts in flight is
+    // not planned again until their result; guarded ones follow a step still in flight).
+    int64_t num_drafts = 0;
+    if (seq->last_scheduled_step == result.step_id) {
+      num_drafts = std::exchange(seq->num_draft_tokens_in_flight, 0);
+      seq->draft_guard_token_id = -1;
+      seq->draft_guard_index = -1;
+    }
     auto it = outputs.find(seq->seq_id);
     if (seq->finished() || it == outputs.end() || it->second->token_ids.empty()) continue;
     const SequenceOutput& out = *it->second;
@@ -294,6 +301,7 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
       continue;
     }
     AppendTokens(seq, out, updates);
+    ResolveDraftGuard(seq);
   }
   for (Request* req : beam_requests) {
     if (req->num_unfinished > 0 && BeamSearch::AllBeamsReady(*req)) {
@@ -319,6 +327,27 @@ void Scheduler::CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outp
   for (int64_t i = 0; i < accepted; ++i) ++per_pos[i];
   BatchingPolicy::AdaptSpeculation(seq, num_drafts, accepted,
                                    config_.speculative.num_speculative_tokens);
+}
+
+void Scheduler::ResolveDraftGuard(Sequence* seq) {
+  const int64_t index = seq->draft_guard_index;
+  if (index < 0 || index >= static_cast<int64_t>(seq->token_ids.size())) return;
+  const bool holds = seq->token_ids[index] == seq->draft_guard_token_id;
+  seq->draft_guard_token_id = -1;
+  seq->draft_guard_index = -1;
+  if (holds || seq->finished()) return;
+  const int64_t num_drafts = std::exchange(seq->num_draft_tokens_in_flight, 0);
+  for (const std::unique_ptr<InFlightStep>& step : in_flight_) {
+    if (step->step_id != seq->last_scheduled_step) continue;
+    for (auto& [s, expected] : step->samples) {
+      if (s != seq) continue;
+      expected -= num_drafts;
+      seq->num_pending_tokens -= num_drafts;
+      return;
+    }
+  }
+  PAGODA_CHECK(false) << "sequence " << seq->seq_id << ": no step in flight holds its "
+                      << num_drafts << " guarded drafts";
 }
 
 void Scheduler::AppendTokens(Sequence* seq, const SequenceOutput& out,

@@ -27,7 +27,9 @@
 // scheduled in an in-flight step is assumed to produce its tokens there; those tokens stay on the
 // workers as the next input. A sequence found finished when its result arrives is dropped in the
 // next plan, and tokens it produced in later in-flight steps are discarded. Beam-search sequences
-// are synchronous: they wait for their previous result before they are scheduled again.
+// are synchronous: they wait for their previous result before they are scheduled again; so does
+// a sequence whose speculative drafts are in flight (a guarded proposal made while its last token
+// was in flight waits only if the guess holds: ResolveDraftGuard).
 //
 //   Scheduler scheduler(config, executor->info(), tokenizer.eos_token_ids());
 //   RETURN_IF_ERROR(scheduler.AddRequest(std::move(request)));
@@ -154,6 +156,10 @@ class Scheduler {
   // Results.
   // Speculative decoding: commits the accepted drafts' KV slots and counts the verification.
   void CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outputs);
+  // Guarded drafts, once the token they were guessed to follow is known: a wrong guess turns
+  // the step in flight into a plain decode, as the workers do (CachedSequence::
+  // draft_guard_token_id), so the sequence no longer waits for it.
+  void ResolveDraftGuard(Sequence* seq);
   void AppendTokens(Sequence* seq, const SequenceOutput& output,
                     std::vector<SequenceUpdate>& updates);
 

@@ -142,9 +142,15 @@ absl::StatusOr<StepResult> SimulatedExecutor::Apply(const StepPlan& plan) {
                            delta.replace_last_token_ids.end());
       seq.last_token_sampled = false;
     }
-    seq.drafts = delta.draft_token_ids;
+    // Guarded drafts follow the sample the engine guessed; after another they are dropped.
+    const bool guard_holds =
+        delta.draft_guard_token_id < 0 ||
+        (!seq.token_ids.empty() && seq.token_ids.back() == delta.draft_guard_token_id);
+    seq.drafts = guard_holds ? delta.draft_token_ids : std::vector<int32_t>();
     // It has no draft model: a sequence asking the workers for proposals gets none.
-    const int64_t num_tokens = delta.num_scheduled_tokens - delta.num_worker_draft_tokens;
+    const int64_t num_tokens =
+        delta.num_scheduled_tokens - delta.num_worker_draft_tokens -
+        (guard_holds ? 0 : static_cast<int64_t>(delta.draft_token_ids.size()));
     if (num_tokens > 0) pass.push_back({&seq, &delta.seq_id, num_tokens});
   }
   for (const PassEntry& e : pass) {

@@ -265,6 +265,7 @@ void EncodeCachedSequence(const CachedSequence& seq, internal::CachedSequence* o
   AppendAll(seq.replace_last_token_ids, out->mutable_replace_last_token_ids());
   AppendAll(seq.draft_token_ids, out->mutable_draft_token_ids());
   out->set_num_worker_draft_tokens(seq.num_worker_draft_tokens);
+  if (seq.draft_guard_token_id >= 0) out->set_draft_guard_token_id(seq.draft_guard_token_id);
   for (const GroupBlockDelta& group : seq.more_groups) {
     internal::GroupBlockDelta* delta = out->add_more_groups();
     EncodePairs(group.replaced_block_ids, delta->mutable_replaced_block_ids());
@@ -285,6 +286,10 @@ absl::StatusOr<CachedSequence> DecodeCachedSequence(const internal::CachedSequen
   seq.draft_token_ids = ToVector(proto.draft_token_ids());
   RETURN_IF_ERROR(CheckCount(proto.num_worker_draft_tokens(), where, "num_worker_draft_tokens"));
   seq.num_worker_draft_tokens = proto.num_worker_draft_tokens();
+  if (proto.has_draft_guard_token_id()) {
+    RETURN_IF_ERROR(CheckCount(proto.draft_guard_token_id(), where, "draft_guard_token_id"));
+    seq.draft_guard_token_id = proto.draft_guard_token_id();
+  }
   seq.more_groups.reserve(static_cast<size_t>(proto.more_groups_size()));
   for (const internal::GroupBlockDelta& delta : proto.more_groups()) {
     GroupBlockDelta group;

@@ -321,10 +321,17 @@ absl::Status StepRunner::ValidateMoreGroups(const CachedSequence& delta,
 
 absl::Status StepRunner::ValidateDrafts(const StepPlan& plan, const CachedSequence& delta,
                                         const Sequence& seq) const {
+  const std::string what = absl::StrCat("cached sequence ", delta.seq_id);
+  if (delta.draft_guard_token_id >= 0) {
+    if (delta.draft_token_ids.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has a draft guard but no draft_token_ids"));
+    }
+    RETURN_IF_ERROR(ValidateTokenIds({delta.draft_guard_token_id}, what + "'s draft guard"));
+  }
   if (delta.draft_token_ids.empty() && delta.num_worker_draft_tokens == 0) {
     return absl::OkStatus();
   }
-  const std::string what = absl::StrCat("cached sequence ", delta.seq_id);
   RETURN_IF_ERROR(ValidateTokenIds(delta.draft_token_ids, what));
   if (delta.num_worker_draft_tokens != 0) {
     if (draft_ == nullptr) {
@@ -467,7 +474,10 @@ void StepRunner::AddAndUpdateSequences(
                            delta.replace_last_token_ids.end());
       seq.last_token_sampled = false;
     }
-    seq.drafts = delta.draft_token_ids;
+    // Guarded drafts follow the sample the engine guessed; after another they are dropped.
+    const bool guard_holds =
+        delta.draft_guard_token_id < 0 || seq.token_ids.back() == delta.draft_guard_token_id;
+    seq.drafts = guard_holds ? delta.draft_token_ids : std::vector<int32_t>();
     seq.token_ids.insert(seq.token_ids.end(), seq.drafts.begin(), seq.drafts.end());
   }
 }
@@ -662,8 +672,9 @@ absl::StatusOr<StepResult> StepRunner::Apply(const StepPlan& plan) {
   for (const CachedSequence& delta : plan.cached_sequences) {
     if (delta.num_scheduled_tokens == 0) continue;
     auto it = seqs_.find(delta.seq_id);
-    // A draft model may propose fewer tokens than asked (at the end of its positions).
-    const int64_t num_tokens = delta.num_worker_draft_tokens > 0
+    // A draft model may propose fewer tokens than asked (at the end of its positions), and
+    // guarded drafts may have been dropped.
+    const int64_t num_tokens = delta.num_worker_draft_tokens > 0 || delta.draft_guard_token_id >= 0
                                    ? 1 + static_cast<int64_t>(it->second->drafts.size())
                                    : delta.num_scheduled_tokens;
     pass.push_back({.seq = it->second.get(), .seq_id = &it->first, .num_tokens = num_tokens});

@@ -12,8 +12,9 @@
 //
 // Speculative decoding: a sequence's drafts (the plan's draft_token_ids, or proposals of the
 // worker's DraftModel when the plan asks for num_worker_draft_tokens) are computed with its
-// pending sample in one chunk and verified row by row (RunPass); copies and swaps are mirrored
-// on the draft model's cache.
+// pending sample in one chunk and verified row by row (RunPass); guarded drafts only when that
+// sample is the token the engine guessed (CachedSequence::draft_guard_token_id), else they are
+// dropped. Copies and swaps are mirrored on the draft model's cache.
 //
 // A plan is validated in full before anything changes; an invalid plan is InvalidArgument
 // naming the problem and leaves every sequence, block and swap slot as it was. That check, once

@@ -76,6 +76,11 @@ struct CachedSequence {
   /// sampled one step at a time. The rejected proposals' KV slots are garbage the next step
   /// overwrites.
   std::vector<int32_t> draft_token_ids;
+  /// Guarded drafts: >= 0 when the engine proposed draft_token_ids before it knew the pending
+  /// sample (the n-gram lookup guessed that sample too). The worker verifies them only if its
+  /// pending sample equals this token; otherwise it drops them and decodes the pending sample
+  /// alone (one row, one output), as the engine concludes too once it learns that sample.
+  int32_t draft_guard_token_id = -1;
   /// Speculative decoding with a draft model: the worker's draft model proposes this many
   /// tokens greedily after the pending sample, which are then verified exactly like
   /// draft_token_ids (the two are exclusive; num_scheduled_tokens = 1 + this).

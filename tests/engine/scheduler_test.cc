@@ -101,10 +101,24 @@ class FakeExecutor {
                           delta.replace_last_token_ids.end());
         seq.last_sampled = false;
       }
-      // Drafts join the tokens until their pass verifies them.
-      seq.num_drafts = static_cast<int64_t>(delta.draft_token_ids.size());
-      seq.tokens.insert(seq.tokens.end(), delta.draft_token_ids.begin(),
-                        delta.draft_token_ids.end());
+      // Drafts join the tokens until their pass verifies them; guarded ones only after the
+      // guessed sample, else the pending sample is decoded alone.
+      int64_t num_scheduled = delta.num_scheduled_tokens;
+      if (delta.draft_guard_token_id >= 0) {
+        EXPECT_TRUE(seq.last_sampled && !delta.draft_token_ids.empty()) << seq.id;
+        if (seq.tokens.back() != delta.draft_guard_token_id) {
+          num_scheduled -= static_cast<int64_t>(delta.draft_token_ids.size());
+          ++num_guards_missed_;
+        } else {
+          ++num_guards_held_;
+        }
+      }
+      const bool drafts = num_scheduled == delta.num_scheduled_tokens;
+      seq.num_drafts = drafts ? static_cast<int64_t>(delta.draft_token_ids.size()) : 0;
+      if (drafts) {
+        seq.tokens.insert(seq.tokens.end(), delta.draft_token_ids.begin(),
+                          delta.draft_token_ids.end());
+      }
       // A draft model on the workers: the fake model's own choice, made wrong in one context
       // length of three.
       if (delta.num_worker_draft_tokens > 0) {
@@ -117,7 +131,7 @@ class FakeExecutor {
         seq.tokens.push_back(draft);
         ++seq.num_drafts;
       }
-      if (delta.num_scheduled_tokens > 0) pass.emplace_back(&seq, delta.num_scheduled_tokens);
+      if (num_scheduled > 0) pass.emplace_back(&seq, num_scheduled);
     }
     StepResult result{.step_id = plan.step_id};
     std::map<std::string, size_t> out_index;
@@ -184,6 +198,8 @@ class FakeExecutor {
   }
 
   size_t num_sequences() const { return seqs_.size(); }
+  int64_t num_guards_held() const { return num_guards_held_; }
+  int64_t num_guards_missed() const { return num_guards_missed_; }
 
  private:
   struct Seq {
@@ -202,6 +218,8 @@ class FakeExecutor {
   std::vector<std::vector<int32_t>> device_;
   std::vector<std::vector<int32_t>> host_;
   std::map<std::string, Seq> seqs_;
+  int64_t num_guards_held_ = 0;
+  int64_t num_guards_missed_ = 0;
 };
 
 struct Outcome {
@@ -210,6 +228,8 @@ struct Outcome {
   int64_t peak_blocks = 0;
   int64_t num_steps = 0;
   SchedulerStats stats;
+  int64_t num_guards_held = 0;  // guarded drafts the fake workers verified
+  int64_t num_guards_missed = 0;
 };
 
 struct Harness {
@@ -282,6 +302,8 @@ Outcome RunAll(const EngineConfig& config, const ExecutorInfo& info,
   EXPECT_EQ(h.scheduler.kv_cache().NumSequences(), 0u);
   EXPECT_EQ(h.executor.num_sequences(), 0u) << "workers still hold sequences";
   outcome.stats = h.scheduler.stats();
+  outcome.num_guards_held = h.executor.num_guards_held();
+  outcome.num_guards_missed = h.executor.num_guards_missed();
   return outcome;
 }
 
@@ -676,36 +698,65 @@ TEST(Scheduler, SpeculationLengthAndBackOffFollowAcceptance) {
 // (pipelined) when no value of that output could let the lookup match: with prompt_lookup_min
 // 2, the prompt's last token must occur earlier in it. Otherwise it waits for the result, and
 // so does every other sequence of the batch.
-TEST(Scheduler, SpeculatingSequenceWaitsOnlyWhenTheLookupMayMatch) {
+// A pipelined sequence (its first output in flight) looks up over its known tokens, guessing
+// the pending one: the drafts go behind that guess as a guard. Once the pending token is known
+// the guard resolves: a right guess keeps the sequence waiting for its verification (and, to
+// keep the batch whole, the other speculating sequence with it); a wrong one makes the step in
+// flight a plain decode on the workers and in the scheduler, and both run on at once.
+TEST(Scheduler, APipelinedLookupProposesBehindAGuessOfItsPendingToken) {
+  g_copy_period = 3;  // the fake model mostly continues 11 12 13 11 12 with 13
   EngineConfig config;
   config.speculative = {.method = SpeculativeMethod::kNgram,
                         .num_speculative_tokens = 4,
                         .prompt_lookup_max = 4,
                         .prompt_lookup_min = 2};
-  for (const auto& [prompt, pipelined] : {std::pair{std::vector<int32_t>{10, 11, 12, 13}, true},
-                                          std::pair{std::vector<int32_t>{13, 11, 12, 13}, false}}) {
+  int held = 0;
+  int missed = 0;
+  for (uint64_t seed = 1; seed <= 24; ++seed) {
+    SCOPED_TRACE(seed);
     Harness h(config, Info(64));
-    ASSERT_TRUE(h.scheduler.AddRequest(Req("a", prompt, 8)).ok());
-    ASSERT_TRUE(h.scheduler.Schedule().has_value());  // the prefill, in flight
-    EXPECT_EQ(h.scheduler.Schedule().has_value(), pipelined) << prompt[0];
+    ASSERT_TRUE(h.scheduler.AddRequest(Req("a", {11, 12, 13, 11, 12}, 8, seed)).ok());
+    ASSERT_TRUE(h.scheduler.AddRequest(Req("b", {20, 21, 22, 23, 24}, 8, seed)).ok());
+    std::optional<ScheduledStep> prefill = h.scheduler.Schedule();
+    ASSERT_TRUE(prefill.has_value());
+    std::optional<ScheduledStep> guarded = h.scheduler.Schedule();  // no wait for the lookup
+    ASSERT_TRUE(guarded.has_value());
+    ASSERT_EQ(guarded->plan.cached_sequences.size(), 2u);
+    const CachedSequence& a = guarded->plan.cached_sequences[0];
+    EXPECT_EQ(a.draft_guard_token_id, 13);
+    EXPECT_EQ(a.draft_token_ids, (std::vector<int32_t>{11, 12}));
+    EXPECT_EQ(a.num_scheduled_tokens, 3);
+    EXPECT_EQ(guarded->plan.cached_sequences[1].draft_guard_token_id, -1);  // b found nothing
+    EXPECT_TRUE(guarded->plan.cached_sequences[1].draft_token_ids.empty());
+
+    const StepResult first = h.executor.Apply(prefill->plan);
+    const StepResult second = h.executor.Apply(guarded->plan);
+    ASSERT_EQ(first.outputs.size(), 2u);
+    h.scheduler.ApplyResult(first);
+    const bool holds = first.outputs[0].token_ids.at(0) == 13;
+    std::optional<ScheduledStep> next = h.scheduler.Schedule();
+    if (holds) {
+      ++held;
+      EXPECT_FALSE(next.has_value()) << "a waits for its verification, b with it";
+    } else {
+      ++missed;
+      ASSERT_TRUE(next.has_value()) << "a's step in flight decodes one token now";
+      EXPECT_EQ(next->sequences.size(), 2u);
+    }
+    EXPECT_EQ(h.executor.num_guards_held(), holds ? 1 : 0);
+    EXPECT_EQ(h.executor.num_guards_missed(), holds ? 0 : 1);
+    h.scheduler.ApplyResult(second);
+    const SchedulerStats stats = h.scheduler.stats();
+    EXPECT_EQ(stats.spec_num_drafts, holds ? 1 : 0) << "a wrong guess is no verification";
+    EXPECT_TRUE(h.scheduler.kv_cache().CheckInvariants().ok());
   }
-  // Beside a sequence that waits, the one that could run pipelined waits too: the batch stays
-  // whole.
-  Harness h(config, Info(64));
-  ASSERT_TRUE(h.scheduler.AddRequest(Req("a", {10, 11, 12, 13}, 8)).ok());
-  ASSERT_TRUE(h.scheduler.AddRequest(Req("b", {13, 11, 12, 13}, 8)).ok());
-  std::optional<ScheduledStep> prefill = h.scheduler.Schedule();
-  ASSERT_TRUE(prefill.has_value());
-  ASSERT_EQ(prefill->sequences.size(), 2u);
-  EXPECT_FALSE(h.scheduler.Schedule().has_value());
-  h.scheduler.ApplyResult(h.executor.Apply(prefill->plan));
-  std::optional<ScheduledStep> next = h.scheduler.Schedule();
-  ASSERT_TRUE(next.has_value());
-  EXPECT_EQ(next->sequences.size(), 2u);
+  EXPECT_GT(held, 0);
+  EXPECT_GT(missed, 0);
+  g_copy_period = 0;
 }
 
-// The same outputs with prompt_lookup_min 2 (where pipelining around impossible lookups kicks
-// in) as without speculation, async and sync.
+// The same outputs with prompt_lookup_min 2 as without speculation, async and sync (async, the
+// pipelined lookups guess tokens, some right and some wrong).
 TEST(Scheduler, SpeculationWithALongerMinimumKeepsOutputs) {
   g_copy_period = 5;
   std::vector<EngineRequest> reqs;
@@ -724,6 +775,10 @@ TEST(Scheduler, SpeculationWithALongerMinimumKeepsOutputs) {
     const Outcome out = RunAll(config, Info(512), reqs, async);
     EXPECT_EQ(out.outputs, reference.outputs) << "async " << async;
     EXPECT_GT(out.stats.spec_num_accepted_tokens, 0) << "async " << async;
+    if (async) {
+      EXPECT_GT(out.num_guards_held, 0);
+      EXPECT_GT(out.num_guards_missed, 0);
+    }
   }
   g_copy_period = 0;
 }

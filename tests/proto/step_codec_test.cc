@@ -87,6 +87,7 @@ void ExpectSamePlan(const StepPlan& a, const StepPlan& b) {
     EXPECT_EQ(x.replace_last_token_ids, y.replace_last_token_ids);
     EXPECT_EQ(x.draft_token_ids, y.draft_token_ids);
     EXPECT_EQ(x.num_worker_draft_tokens, y.num_worker_draft_tokens);
+    EXPECT_EQ(x.draft_guard_token_id, y.draft_guard_token_id);
     ASSERT_EQ(x.more_groups.size(), y.more_groups.size());
     for (size_t g = 0; g < x.more_groups.size(); ++g) {
       EXPECT_EQ(x.more_groups[g].replaced_block_ids, y.more_groups[g].replaced_block_ids);
@@ -167,8 +168,10 @@ StepPlan PopulatedPlan() {
                        {.new_block_ids = {24, 25}}},
        .num_scheduled_tokens = 1,
        .replace_last_token_ids = {450, 451}});
-  plan.cached_sequences.push_back(
-      {.seq_id = "cmpl-3#0", .num_scheduled_tokens = 3, .draft_token_ids = {77, 78}});
+  plan.cached_sequences.push_back({.seq_id = "cmpl-3#0",
+                                   .num_scheduled_tokens = 3,
+                                   .draft_token_ids = {77, 78},
+                                   .draft_guard_token_id = 76});
   plan.cached_sequences.push_back(
       {.seq_id = "cmpl-6#0", .num_scheduled_tokens = 5, .num_worker_draft_tokens = 4});
   plan.finished_seq_ids = {"cmpl-4#0", "cmpl-5#2"};
@@ -454,6 +457,10 @@ TEST(StepCodec, RejectsNegativeCounts) {
                   p.mutable_cached_sequences(2)->set_num_worker_draft_tokens(-4);
                 }).status(),
                 {"cached sequence \"cmpl-6#0\"", "num_worker_draft_tokens", "-4"});
+  ExpectInvalid(DecodeMutated([](internal::StepPlan& p) {
+                  p.mutable_cached_sequences(1)->set_draft_guard_token_id(-2);
+                }).status(),
+                {"cached sequence \"cmpl-3#0\"", "draft_guard_token_id", "-2"});
 }
 
 TEST(StepCodec, RejectsCountsPastANewSequencesTokens) {

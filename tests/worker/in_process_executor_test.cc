@@ -53,8 +53,9 @@ struct TrackedSeq {
   std::vector<int32_t> blocks;
   SamplingParams params = Greedy();
   bool on_worker = false;
-  int64_t scheduled_now = 0;  // tokens scheduled in the plan in flight
-  int64_t drafts_now = 0;     // of which draft tokens (speculative decoding)
+  int64_t scheduled_now = 0;      // tokens scheduled in the plan in flight
+  int64_t drafts_now = 0;         // of which draft tokens (speculative decoding)
+  bool guard_missed_now = false;  // its guarded drafts follow another token: one sample back
 
   std::vector<int32_t> outputs() const {
     return std::vector<int32_t>(tokens.begin() + num_prompt, tokens.end());
@@ -72,6 +73,8 @@ struct TrackedSeq {
 
 // Draft tokens for a decoding sequence.
 using Proposer = std::function<std::vector<int32_t>(const TrackedSeq&)>;
+// The guard the drafts go behind (CachedSequence::draft_guard_token_id); -1 for none.
+using Guesser = std::function<int32_t(const TrackedSeq&)>;
 
 TrackedSeq FromGolden(const std::string& id, const GoldenCase& g) {
   return {
@@ -162,6 +165,9 @@ class InProcessExecutorTest : public ::testing::Test {
       if (drafts > 0) {
         ASSERT_LE(static_cast<int64_t>(sampled.size()), drafts + 1) << seq->id;
       }
+      if (std::exchange(seq->guard_missed_now, false)) {
+        ASSERT_EQ(sampled.size(), 1u) << seq->id << ": its drafts were dropped";
+      }
       // Passes after the first computed the samples before the last.
       seq->computed += static_cast<int64_t>(sampled.size()) - 1;
       seq->tokens.insert(seq->tokens.end(), sampled.begin(), sampled.end());
@@ -196,8 +202,10 @@ class InProcessExecutorTest : public ::testing::Test {
     RunPlan(std::move(plan), seqs);
   }
 
-  // One step in which every decoding sequence carries the drafts `propose` gives it.
-  StepResult StepWithDrafts(const std::vector<TrackedSeq*>& seqs, const Proposer& propose) {
+  // One step in which every decoding sequence carries the drafts `propose` gives it, behind the
+  // guard `guess` gives (if any).
+  StepResult StepWithDrafts(const std::vector<TrackedSeq*>& seqs, const Proposer& propose,
+                            const Guesser& guess = nullptr) {
     StepPlan plan;
     for (TrackedSeq* seq : seqs) {
       if (seq->done()) {
@@ -212,23 +220,28 @@ class InProcessExecutorTest : public ::testing::Test {
       std::vector<int32_t> drafts = propose(*seq);
       const int64_t k = static_cast<int64_t>(drafts.size());
       std::vector<int32_t> fresh = Reserve(*seq, seq->computed + 1 + k);
-      seq->scheduled_now = 1 + k;
-      seq->drafts_now = k;
+      const int32_t guard = guess != nullptr && k > 0 ? guess(*seq) : -1;
+      // The worker's pending sample is the last token: a wrong guess drops the drafts.
+      seq->guard_missed_now = guard >= 0 && guard != seq->tokens.back();
+      seq->scheduled_now = seq->guard_missed_now ? 1 : 1 + k;
+      seq->drafts_now = seq->guard_missed_now ? 0 : k;
       plan.cached_sequences.push_back({.seq_id = seq->id,
                                        .new_block_ids = fresh,
                                        .num_scheduled_tokens = 1 + k,
-                                       .draft_token_ids = std::move(drafts)});
+                                       .draft_token_ids = std::move(drafts),
+                                       .draft_guard_token_id = guard});
     }
     return RunPlan(std::move(plan), seqs);
   }
 
-  void RunToEndWithDrafts(const std::vector<TrackedSeq*>& seqs, const Proposer& propose) {
+  void RunToEndWithDrafts(const std::vector<TrackedSeq*>& seqs, const Proposer& propose,
+                          const Guesser& guess = nullptr) {
     for (int guard = 0; guard < 1000; ++guard) {
       if (std::all_of(seqs.begin(), seqs.end(), [](TrackedSeq* s) { return s->done(); })) break;
-      StepWithDrafts(seqs, propose);
+      StepWithDrafts(seqs, propose, guess);
       if (::testing::Test::HasFatalFailure()) return;
     }
-    StepWithDrafts(seqs, propose);  // sends the last finished ids
+    StepWithDrafts(seqs, propose, guess);  // sends the last finished ids
   }
 
   void RunToEnd(const std::vector<TrackedSeq*>& seqs, int64_t chunk = 1 << 20,
@@ -573,6 +586,28 @@ TEST_F(InProcessExecutorTest, DraftTokensKeepGreedyOutputsEqualToTheGolden) {
   EXPECT_GT(calls, 0);
 }
 
+// Guarded drafts (proposed before the engine knew the pending sample): verified behind the
+// right guess, dropped behind a wrong one (the sequence then decodes its pending sample alone);
+// the outputs stay the golden's either way.
+TEST_F(InProcessExecutorTest, GuardedDraftsRunOnlyBehindTheRightToken) {
+  std::vector<TrackedSeq> seqs = AllGoldens();
+  std::vector<std::vector<int32_t>> expected;
+  for (size_t i = 0; i < goldens_->size(); ++i) expected.push_back(golden(i).greedy_ids);
+  int calls = 0;
+  int guesses = 0;
+  int wrong = 0;
+  const Guesser guess = [&](const TrackedSeq& seq) {
+    // Every third guess is wrong.
+    if (guesses++ % 3 != 1) return seq.tokens.back();
+    ++wrong;
+    return static_cast<int32_t>((seq.tokens.back() + 1) % config_.vocab_size);
+  };
+  RunToEndWithDrafts(Ptrs(seqs), DraftsFrom(&expected, config_.vocab_size, &calls), guess);
+  ExpectGolden(seqs);
+  EXPECT_GT(wrong, 0);
+  EXPECT_LT(step_id_, 50) << "the drafts behind right guesses were accepted";
+}
+
 TEST_F(InProcessExecutorTest, DraftTokensKeepSampledOutputsAndLogprobsExact) {
   // The samples of row i use output i's draw, so with drafts a seeded sequence samples exactly
   // the tokens (and logprobs) it samples one step at a time: the target distribution, whatever
@@ -723,6 +758,18 @@ TEST_F(InProcessExecutorTest, InvalidPlansAreRejectedAndLeaveStateUsable) {
                                                          .num_scheduled_tokens = 3,
                                                          .draft_token_ids = {1, 2}}}}),
                  "would hold");
+  // A draft guard: a token of the vocabulary, with drafts.
+  expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
+                                                         .new_block_ids = {1001},
+                                                         .num_scheduled_tokens = 1,
+                                                         .draft_guard_token_id = 5}}}),
+                 "has a draft guard but no draft_token_ids");
+  expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
+                                                         .new_block_ids = {1001},
+                                                         .num_scheduled_tokens = 3,
+                                                         .draft_token_ids = {1, 2},
+                                                         .draft_guard_token_id = 512}}}),
+                 "draft guard holds token 512");
   // Draft-model proposals: only where a draft model is loaded (none here), never with drafts.
   expect_invalid(with_valid_parts({.cached_sequences = {{.seq_id = seqs[2].id,
                                                          .new_block_ids = {1001},
