@@ -8,7 +8,7 @@ The proposer is NgramProposer's rule (engine/ngram_proposer.cc: the longest suff
 prompt_lookup_min..max tokens that occurred before, its latest occurrence among equals) and the
 policy BatchingPolicy's at batch 1 (engine/batching_policy.cc: k = accepted + 1 after a partial
 acceptance, doubled after a whole one, capped at K; 1, 2, 4 steps without proposals after a
-rejected single draft; a lookup at every other step — a pipelined sequence's guarded lookup
+rejected single draft; otherwise a lookup at every step — a pipelined sequence's guarded lookup
 proposes what a lookup after its pending token would, so each lookup is modelled as made with the
 tokens known). A decode step costs D ms and a verification of n drafts D + PER * n ms
 (BM_VerifyStep); planning waits cost nothing at batch 1 (docs/performance.md, speculation runs

@@ -75,7 +75,6 @@ int64_t BatchingPolicy::AddDrafts(Sequence* seq, int64_t max_drafts) {
   seq->draft_token_ids = std::move(drafts);
   seq->num_draft_tokens_in_flight = n;
   seq->draft_guard_token_id = guard;
-  seq->draft_guard_index = guessed ? static_cast<int64_t>(seq->token_ids.size()) : -1;
   return n;
 }
 

@@ -15,7 +15,6 @@ void Preemptor::Preempt(Sequence* seq, PlanBuilder& plan) {
   seq->num_worker_draft_tokens = 0;
   seq->num_draft_tokens_in_flight = 0;
   seq->draft_guard_token_id = -1;
-  seq->draft_guard_index = -1;
   bool swapped = false;
   if (mode_ == PreemptionMode::kSwap && kv_->host_pool().num_blocks() > 0) {
     absl::StatusOr<std::vector<BlockPair>> pairs = kv_->SwapOut(seq->handle);

@@ -89,11 +89,11 @@ struct Sequence {
   /// num_worker_draft_tokens) for the plan being built.
   int32_t num_worker_draft_tokens = 0;
   int64_t num_draft_tokens_in_flight = 0;
-  /// Guarded drafts (CachedSequence::draft_guard_token_id): proposed while the token at
-  /// token_ids[draft_guard_index] was in flight, on the guess that it is draft_guard_token_id.
-  /// Resolved when that token arrives (a wrong guess: the workers decode it alone); -1: none.
+  /// Guarded drafts (CachedSequence::draft_guard_token_id): proposed, with the step that last
+  /// scheduled the sequence, while its previous token was in flight, on the guess that it is this
+  /// token. Resolved when that token arrives (a wrong guess: the workers decode it alone); -1:
+  /// none.
   int32_t draft_guard_token_id = -1;
-  int64_t draft_guard_index = -1;
   /// Adaptive proposal length: one more than the drafts accepted last time, capped at
   /// num_speculative_tokens.
   int32_t speculative_tokens = -1;

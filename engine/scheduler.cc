@@ -278,11 +278,11 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
     touched.push_back(seq->request);
     // Its drafts ride on the step that last scheduled it (a sequence with drafts in flight is
     // not planned again until their result; guarded ones follow a step still in flight).
+    const bool drafts_step = seq->last_scheduled_step == result.step_id;
     int64_t num_drafts = 0;
-    if (seq->last_scheduled_step == result.step_id) {
+    if (drafts_step) {
       num_drafts = std::exchange(seq->num_draft_tokens_in_flight, 0);
       seq->draft_guard_token_id = -1;
-      seq->draft_guard_index = -1;
     }
     auto it = outputs.find(seq->seq_id);
     if (seq->finished() || it == outputs.end() || it->second->token_ids.empty()) continue;
@@ -301,7 +301,8 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
       continue;
     }
     AppendTokens(seq, out, updates);
-    ResolveDraftGuard(seq);
+    // A guess of this token rides on a later step (it was the one token in flight then).
+    if (!drafts_step && seq->draft_guard_token_id >= 0) ResolveDraftGuard(seq, out.token_ids[0]);
   }
   for (Request* req : beam_requests) {
     if (req->num_unfinished > 0 && BeamSearch::AllBeamsReady(*req)) {
@@ -329,12 +330,8 @@ void Scheduler::CommitDrafts(Sequence* seq, int64_t num_drafts, int64_t num_outp
                                    config_.speculative.num_speculative_tokens);
 }
 
-void Scheduler::ResolveDraftGuard(Sequence* seq) {
-  const int64_t index = seq->draft_guard_index;
-  if (index < 0 || index >= static_cast<int64_t>(seq->token_ids.size())) return;
-  const bool holds = seq->token_ids[index] == seq->draft_guard_token_id;
-  seq->draft_guard_token_id = -1;
-  seq->draft_guard_index = -1;
+void Scheduler::ResolveDraftGuard(Sequence* seq, int32_t token) {
+  const bool holds = token == std::exchange(seq->draft_guard_token_id, -1);
   if (holds || seq->finished()) return;
   const int64_t num_drafts = std::exchange(seq->num_draft_tokens_in_flight, 0);
   for (const std::unique_ptr<InFlightStep>& step : in_flight_) {

@@ -159,7 +159,7 @@ class Scheduler {
   // Guarded drafts, once the token they were guessed to follow is known: a wrong guess turns
   // the step in flight into a plain decode, as the workers do (CachedSequence::
   // draft_guard_token_id), so the sequence no longer waits for it.
-  void ResolveDraftGuard(Sequence* seq);
+  void ResolveDraftGuard(Sequence* seq, int32_t token);
   void AppendTokens(Sequence* seq, const SequenceOutput& output,
                     std::vector<SequenceUpdate>& updates);
 

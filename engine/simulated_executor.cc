@@ -145,7 +145,7 @@ absl::StatusOr<StepResult> SimulatedExecutor::Apply(const StepPlan& plan) {
     // Guarded drafts follow the sample the engine guessed; after another they are dropped.
     const bool guard_holds =
         delta.draft_guard_token_id < 0 ||
-        (!seq.token_ids.empty() && seq.token_ids.back() == delta.draft_guard_token_id);
+        (!seq.token_ids.empty() && DraftGuardHolds(delta, seq.token_ids.back()));
     seq.drafts = guard_holds ? delta.draft_token_ids : std::vector<int32_t>();
     // It has no draft model: a sequence asking the workers for proposals gets none.
     const int64_t num_tokens =

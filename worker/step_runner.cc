@@ -475,9 +475,8 @@ void StepRunner::AddAndUpdateSequences(
       seq.last_token_sampled = false;
     }
     // Guarded drafts follow the sample the engine guessed; after another they are dropped.
-    const bool guard_holds =
-        delta.draft_guard_token_id < 0 || seq.token_ids.back() == delta.draft_guard_token_id;
-    seq.drafts = guard_holds ? delta.draft_token_ids : std::vector<int32_t>();
+    seq.drafts = DraftGuardHolds(delta, seq.token_ids.back()) ? delta.draft_token_ids
+                                                              : std::vector<int32_t>();
     seq.token_ids.insert(seq.token_ids.end(), seq.drafts.begin(), seq.drafts.end());
   }
 }

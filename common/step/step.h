@@ -87,6 +87,12 @@ struct CachedSequence {
   int32_t num_worker_draft_tokens = 0;
 };
 
+/// Whether `delta`'s drafts stand after the worker's pending sample `pending_sample`: they carry
+/// no guard, or the guard is that sample.
+inline bool DraftGuardHolds(const CachedSequence& delta, int32_t pending_sample) {
+  return delta.draft_guard_token_id < 0 || delta.draft_guard_token_id == pending_sample;
+}
+
 struct StepPlan {
   int64_t step_id = 0;
   std::vector<NewSequence> new_sequences;
