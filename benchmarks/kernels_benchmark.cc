@@ -190,7 +190,7 @@ void BM_RmsNorm(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * tokens * kHidden * 2 * 4);
 }
-BENCHMARK(BM_RmsNorm)->ArgName("tokens")->Arg(1)->Arg(512)->UseRealTime();
+BENCHMARK(BM_RmsNorm)->ArgName("tokens")->Arg(1)->Arg(13)->Arg(512)->UseRealTime();
 
 void BM_SiluAndMul(benchmark::State& state) {
   const int64_t tokens = state.range(0);
@@ -206,7 +206,7 @@ void BM_SiluAndMul(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * tokens * kIntermediate * 3 * 4);
 }
-BENCHMARK(BM_SiluAndMul)->ArgName("tokens")->Arg(1)->Arg(512)->UseRealTime();
+BENCHMARK(BM_SiluAndMul)->ArgName("tokens")->Arg(1)->Arg(4)->Arg(13)->Arg(512)->UseRealTime();
 
 }  // namespace
 }  // namespace pagoda::kernels

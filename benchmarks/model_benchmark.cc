@@ -196,15 +196,18 @@ void BM_DecodeStep(benchmark::State& state, const ModelSpec& spec) {
       static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
 }
 
-// Speculative decoding's verification at batch 1: the pending token and k drafts in one chunk,
-// logits for all k + 1 positions. Its time over k = 0's is what a proposal costs.
+// Speculative decoding's verification at batch 1: the pending token and k = state.range(0) drafts
+// in one chunk at position state.range(1) (at most kContext), logits for all k + 1 positions. Its
+// time over k = 0's is what a proposal costs. Position 512 is the long-context step; 256 is about
+// where benchmarks/speculative.sh's requests decode (prompts of about 140 tokens, 150 out).
 void BM_VerifyStep(benchmark::State& state, const ModelSpec& spec) {
   Model& model = GetModel(spec);
   const int64_t k = state.range(0);
+  const int64_t position = std::min(state.range(1), kContext);
   std::vector<int32_t> tokens(k + 1);
   for (int64_t i = 0; i <= k; ++i) tokens[i] = static_cast<int32_t>(100 + i);
   const SequenceInput input{.token_ids = tokens,
-                            .num_computed_tokens = kContext,
+                            .num_computed_tokens = position,
                             .block_table = model.table(0),
                             .num_sampled_tokens = k + 1};
   for (auto _ : state) {
@@ -261,8 +264,9 @@ void RegisterModel(const ModelSpec& spec) {
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_VerifyStep/" + label).c_str(), BM_VerifyStep, spec)
-      ->DenseRange(0, 7)
-      ->Arg(12)  // speculative.sh's default k
+      ->ArgsProduct({benchmark::CreateDenseRange(0, 7, 1), {512}})
+      ->Args({12, 512})  // speculative.sh's default k
+      ->ArgsProduct({benchmark::CreateDenseRange(0, 12, 1), {256}})
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_Prefill/" + label).c_str(), BM_Prefill, spec)

@@ -10,13 +10,16 @@ policy BatchingPolicy's at batch 1 (engine/batching_policy.cc: k = accepted + 1 
 acceptance, doubled after a whole one, capped at K; 1, 2, 4 steps without proposals after a
 rejected single draft; otherwise a lookup at every step — a pipelined sequence's guarded lookup
 proposes what a lookup after its pending token would, so each lookup is modelled as made with the
-tokens known). A decode step costs D ms and a verification of n drafts D + PER * n ms
-(BM_VerifyStep); planning waits cost nothing at batch 1 (docs/performance.md, speculation runs
-11 and 12). Prints the modelled on/off throughput ratio, verifications, drafts and
-accepted drafts for the defaults, policy variants and per-draft costs.
+tokens known). A step computing r rows (a decode: 1; a verification of n drafts: n + 1) costs
+STEP_MS[r - 1] ms: by default `BM_VerifyStep/<n>/256` of SmolLM2-135M-Instruct Q4_1 on the
+2-core AMD EPYC host (docs/performance.md, speculation run 14; past the table, the last row's
+increment again). With --draft-ms instead, a decode costs D and a verification D + PER * n.
+Planning waits cost nothing at batch 1 (docs/performance.md, speculation runs 11 and 12). Prints
+the modelled on/off throughput ratio, verifications, drafts and accepted drafts for the
+defaults, policy variants, and drafts made cheaper (each row's cost over a decode's scaled).
 
   pagoda generate --model M --prompts-file P --temperature 0 --output out.jsonl
-  benchmarks/speculative_policy_sim.py out.jsonl [--decode-ms 4.1] [--draft-ms 0.7]
+  benchmarks/speculative_policy_sim.py out.jsonl [--step-ms 3.77,4.22,...] [--draft-ms 0.7]
 """
 import argparse
 import json
@@ -42,8 +45,9 @@ def propose(tokens, max_tokens, min_n, max_n):
     return tokens[best_end + 1:best_end + 1 + max_tokens]
 
 
-def simulate(outputs, decode_ms, draft_ms, k_max=12, min_n=2, max_n=4, max_backoff=4,
-             empty_backoff=False):
+def simulate(outputs, step_ms, k_max=12, min_n=2, max_n=4, max_backoff=4, empty_backoff=False):
+    """step_ms(rows): the cost of a step computing `rows` rows."""
+    decode_ms = step_ms(1)
     on = off = 0.0
     verifications = drafts = accepted = 0
     for prompt, output in outputs:
@@ -69,7 +73,7 @@ def simulate(outputs, decode_ms, draft_ms, k_max=12, min_n=2, max_n=4, max_backo
             verifications += 1
             drafts += n
             accepted += a
-            on += decode_ms + draft_ms * n
+            on += step_ms(n + 1)
             i += a + 1
             k = min(k_max, 2 * max(k, 1)) if a == n else min(k_max, a + 1)
             if a > 0:
@@ -79,11 +83,32 @@ def simulate(outputs, decode_ms, draft_ms, k_max=12, min_n=2, max_n=4, max_backo
     return off / on, verifications, drafts, accepted
 
 
+# BM_VerifyStep/<k>/256 (k drafts at position 256), k = 0 .. 12, SmolLM2-135M-Instruct Q4_1, the
+# 2-core AMD EPYC host in its fast mode (docs/performance.md, speculation run 14).
+DEFAULT_STEP_MS = "4.03,4.26,4.53,4.66,5.21,5.91,6.66,7.15,7.90,8.35,8.78,9.47,10.10"
+
+
+def step_costs(args):
+    """step_ms(rows) from --draft-ms (linear) or --step-ms (a table, extrapolated linearly)."""
+    if args.draft_ms is not None:
+        return lambda rows: args.decode_ms + args.draft_ms * (rows - 1)
+    table = [float(x) for x in args.step_ms.split(",")]
+    if len(table) < 2:
+        raise SystemExit("--step-ms needs the costs of at least 1 and 2 rows")
+    step = table[-1] - table[-2]
+    return lambda rows: table[rows - 1] if rows <= len(table) else table[-1] + step * (
+        rows - len(table))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outputs")
-    parser.add_argument("--decode-ms", type=float, default=4.1)
-    parser.add_argument("--draft-ms", type=float, default=0.7)
+    parser.add_argument("--step-ms", default=DEFAULT_STEP_MS,
+                        help="ms of a step computing 1, 2, 3, ... rows (comma-separated)")
+    parser.add_argument("--decode-ms", type=float, default=4.1,
+                        help="with --draft-ms: ms of a decode step")
+    parser.add_argument("--draft-ms", type=float, default=None,
+                        help="a linear model instead: ms each draft adds to a step")
     args = parser.parse_args()
     outputs = []
     with open(args.outputs) as f:
@@ -96,22 +121,23 @@ def main():
     print(f"{len(outputs)} outputs, {tokens} tokens, {predictable} predictable by a lookup "
           f"({100.0 * predictable / tokens:.1f} %)")
     print("variant                        ratio  verifications  drafts  accepted")
+    step_ms = step_costs(args)
 
-    def row(name, **kw):
-        kw.setdefault("draft_ms", args.draft_ms)
-        ratio, v, d, a = simulate(outputs, args.decode_ms, **kw)
+    def row(name, cost=step_ms, **kw):
+        ratio, v, d, a = simulate(outputs, cost, **kw)
         print(f"{name:<30} {ratio:5.2f}  {v:13d}  {d:6d}  {a:8d}")
 
     row("default (k 12, n 2..4)")
-    for k in (6, 8, 16, 24):
+    for k in (4, 8, 16):
         row(f"k {k}", k_max=k)
     row("n 1..4", min_n=1)
     row("n 3..4", min_n=3)
     row("n 2..8", max_n=8)
     row("back-off up to 8", max_backoff=8)
     row("back-off on empty lookups", empty_backoff=True)
-    for ms in (0.9, 0.5, 0.3, 0.0):
-        row(f"{ms} ms a draft", draft_ms=ms)
+    for scale in (0.9, 0.8, 0.5, 0.0):
+        row(f"drafts x {scale}",
+            cost=lambda rows, s=scale: step_ms(1) + s * (step_ms(rows) - step_ms(1)))
 
 
 if __name__ == "__main__":

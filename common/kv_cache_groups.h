@@ -3,7 +3,7 @@
 // a kind; K = the layer count of the smallest kind, and each kind's layers, in layer order, are cut
 // into groups of K (the last one may be shorter). Every group has its own block tables (the
 // engine's KVCacheManager groups); all groups share one pool of blocks, and a block holds K slots
-// (key and value tensors [num_blocks, block_size, kv_heads, head_dim] each): layer l stores its KV
+// (key and value tensors [num_blocks, kv_heads, block_size, head_dim] each): layer l stores its KV
 // in slot layer_slot[l] of the blocks of group layer_group[l].
 //
 // A model with one kind gets one group of all its layers, slot l for layer l: the layout the KV

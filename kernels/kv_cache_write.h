@@ -2,6 +2,10 @@
 // (vLLM's reshape_and_cache). slot = block_id * block_size + offset_in_block; a slot of -1
 // skips the token (the padding entries of ModelRunner's CUDA graph batches). The cache holds
 // fp32 or bf16 (rounded to nearest even as it is written); keys and values come in fp32.
+//
+// The cache's layout, on every device: [num_blocks, num_kv_heads, block_size, head_dim], so that
+// one KV head's rows of a block are contiguous (KvCacheOffset): paged attention reads one head
+// at a time, a block's worth (block_size * head_dim elements) in one run.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +19,8 @@ namespace pagoda::kernels {
 struct KvCacheWriteParams {
   const float* key = nullptr;    // [num_tokens, num_kv_heads, head_dim], row stride key_stride
   const float* value = nullptr;  // [num_tokens, num_kv_heads, head_dim], row stride value_stride
-  void* key_cache = nullptr;     // [num_blocks, block_size, num_kv_heads, head_dim] in cache_dtype
-  void* value_cache = nullptr;   // [num_blocks, block_size, num_kv_heads, head_dim] in cache_dtype
+  void* key_cache = nullptr;     // [num_blocks, num_kv_heads, block_size, head_dim] in cache_dtype
+  void* value_cache = nullptr;   // [num_blocks, num_kv_heads, block_size, head_dim] in cache_dtype
   DType cache_dtype = DType::kF32;        // kF32 or kBF16
   const int64_t* slot_mapping = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
@@ -39,6 +43,13 @@ struct KvCacheWriteParams {
   /// host slots only.
   absl::Status ValidateSlots() const;
 };
+
+/// Where KV head `head` of cache slot `slot` begins in a key or value cache, in elements: row
+/// slot % block_size of the head's rows in block slot / block_size.
+inline int64_t KvCacheOffset(int64_t slot, int64_t head, int64_t num_kv_heads, int64_t head_dim,
+                             int64_t block_size) {
+  return ((slot / block_size * num_kv_heads + head) * block_size + slot % block_size) * head_dim;
+}
 
 /// Validate(), ValidateSlots() unless slots_checked, then the writes. A slot outside
 /// [0, num_blocks * block_size) (other than -1) is InvalidArgument and nothing is written.

@@ -8,9 +8,10 @@
 // window W, position p sees only (p - W, p]: the blocks of positions before every query's window
 // are never read (the engine may have freed them; their block-table entries are not checked).
 // Cache position p of sequence s lives in block block_tables[s * max_blocks_per_seq + p /
-// block_size], row p % block_size. GQA: query head h reads KV head h / (num_heads /
-// num_kv_heads). Softmax is computed online in fp32 (no [q_len, context] matrix is formed). The
-// cache holds fp32 or bf16; bf16 rows are widened to fp32 a chunk at a time as they are read.
+// block_size], row p % block_size of each KV head's rows there (kv_cache_write.h's layout). GQA:
+// query head h reads KV head h / (num_heads / num_kv_heads). Softmax is computed online in fp32 (no
+// [q_len, context] matrix is formed). The cache holds fp32 or bf16; bf16 rows are widened to fp32 a
+// chunk at a time as they are read.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +25,8 @@ namespace pagoda::kernels {
 struct PagedAttentionParams {
   float* out = nullptr;                   // [num_tokens, num_heads, head_dim], packed
   const float* q = nullptr;               // [num_tokens, num_heads, head_dim], row stride q_stride
-  const void* key_cache = nullptr;        // [num_blocks, block_size, num_kv_heads, head_dim]
-  const void* value_cache = nullptr;      // [num_blocks, block_size, num_kv_heads, head_dim]
+  const void* key_cache = nullptr;        // [num_blocks, num_kv_heads, block_size, head_dim]
+  const void* value_cache = nullptr;      // [num_blocks, num_kv_heads, block_size, head_dim]
   DType cache_dtype = DType::kF32;        // of key_cache and value_cache: kF32 or kBF16
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   const int32_t* query_start_loc = nullptr;  // [num_seqs + 1], query_start_loc[0] == 0

@@ -27,7 +27,7 @@ absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape) {
   for (int64_t layer = 0; layer < shape.num_layers; ++layer) {
     for (std::vector<Tensor>* tensors : {&cache.keys_, &cache.values_}) {
       absl::StatusOr<Tensor> t = Tensor::Zeros(
-          shape.dtype, {shape.num_blocks, shape.block_size, shape.num_kv_heads, shape.head_dim},
+          shape.dtype, {shape.num_blocks, shape.num_kv_heads, shape.block_size, shape.head_dim},
           shape.device);
       if (absl::IsFailedPrecondition(t.status())) return t.status();  // no CUDA device
       if (!t.ok()) {

@@ -1,5 +1,5 @@
 // Storage of the paged KV cache on one worker: for every layer a key and a value tensor of
-// shape [num_blocks, block_size, num_kv_heads, head_dim] in the cache's dtype (fp32 or bf16; the
+// shape [num_blocks, num_kv_heads, block_size, head_dim] in the cache's dtype (fp32 or bf16; the
 // attention kernels convert to fp32 as they read), on the host or on the CUDA device
 // (KvCacheShape::device: then key()/value() are device pointers). The router owns the block
 // tables; this class only owns the memory and performs block copies (copy-on-write, by the CUDA

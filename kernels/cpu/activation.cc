@@ -45,8 +45,9 @@ PAGODA_KERNEL_CLONES void SoftCapRange(float* __restrict data, int64_t count, fl
 template <typename Row>
 void ForEachToken(const SiluAndMulParams& p, Row row) {
   const int64_t d = p.d;
-#pragma omp parallel for schedule(static) if (p.num_tokens > 1 && \
-                                              p.num_tokens * d >= internal::kParallelMinElements)
+  const bool parallel =
+      p.num_tokens > 1 && p.num_tokens * d >= internal::kParallelMinCostlyElements;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     const float* in = p.input + t * 2 * d;
     row(in, in + d, p.output + t * d, d);

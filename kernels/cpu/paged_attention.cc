@@ -10,6 +10,7 @@
 #include "kernels/cpu/internal/attention_rows.h"
 #include "kernels/cpu/internal/half.h"
 #include "kernels/cpu/internal/vec_math.h"
+#include "kernels/kv_cache_write.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -110,17 +111,18 @@ inline void SoftmaxStep(const Scratch& scratch, int64_t r, int64_t dim, float so
 }
 
 // Byte offsets of the cached rows of positions [c0 + skip, c0 + n) of KV head kv_head, at
-// rows[c] for position c0 + c: block by block, one table lookup per block, not per position.
+// rows[c] for position c0 + c: block by block, one table lookup per block, not per position
+// (a head's rows of a block are contiguous: kv_cache_write.h's KvCacheOffset).
 inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table, int64_t kv_head,
-                             int64_t row_bytes, int64_t element, int64_t c0, int64_t skip,
-                             int64_t n, int64_t* rows) {
+                             int64_t element, int64_t c0, int64_t skip, int64_t n, int64_t* rows) {
+  const int64_t row_bytes = p.head_dim * element;
   for (int64_t c = skip; c < n;) {
     const int64_t pos = c0 + c;
     const int64_t in_block = pos % p.block_size;
     const int64_t run = std::min(p.block_size - in_block, n - c);
+    const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + in_block;
     const int64_t offset =
-        (static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + in_block) * row_bytes +
-        kv_head * p.head_dim * element;
+        KvCacheOffset(slot, kv_head, p.num_kv_heads, p.head_dim, p.block_size) * element;
     for (int64_t i = 0; i < run; ++i) rows[c + i] = offset + i * row_bytes;
     c += run;
   }
@@ -130,8 +132,8 @@ inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table
 // in place (bfloat16 widened in registers), and the tile's query rows share every K and V load.
 // A row's arithmetic does not depend on the rows beside it (attention_rows.h), so results do not
 // depend on the batch. The next chunk's rows (up to `end`) are prefetched meanwhile: a decode
-// batch's K/V comes from memory in short strided runs (one head's slice of each position) that the
-// hardware prefetchers follow poorly.
+// batch's K/V comes from memory a block at a time, from blocks anywhere in the cache, which the
+// hardware prefetchers cannot guess.
 PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkItem& w,
                                      const internal::AttentionGroupOps& ops, const Scratch& scratch,
                                      const int32_t* table, int64_t tile_pos, int64_t tile_tokens,
@@ -141,7 +143,6 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
   const int64_t window = p.sliding_window;
   const bool bf16 = p.cache_dtype != DType::kF32;
   const int64_t element = bf16 ? 2 : 4;
-  const int64_t row_bytes = p.num_kv_heads * dim * element;
   const auto* key_cache = static_cast<const char*>(p.key_cache);
   const auto* value_cache = static_cast<const char*>(p.value_cache);
   // Positions before every row's window are never read (their blocks may be freed).
@@ -149,14 +150,14 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
   int64_t offsets[kChunk];
   const void* k_rows[kChunk];
   const void* v_rows[kChunk];
-  CachedRowOffsets(p, table, w.kv_head, row_bytes, element, c0, skip, n, offsets);
+  CachedRowOffsets(p, table, w.kv_head, element, c0, skip, n, offsets);
   for (int64_t c = skip; c < n; ++c) {
     k_rows[c] = key_cache + offsets[c];
     v_rows[c] = value_cache + offsets[c];
   }
   const int64_t next_n = std::min(kChunk, end - c0 - kChunk);
   if (next_n > 0) {
-    CachedRowOffsets(p, table, w.kv_head, row_bytes, element, c0 + kChunk, 0, next_n, offsets);
+    CachedRowOffsets(p, table, w.kv_head, element, c0 + kChunk, 0, next_n, offsets);
     const int64_t slice_bytes = dim * element;
     for (int64_t c = 0; c < next_n; ++c) {
       for (int64_t b = 0; b < slice_bytes; b += 64) {
@@ -210,7 +211,6 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
   // Tile token t sits at position tile_pos + t and attends to [0, tile_pos + t].
   const int64_t tile_pos = p.seq_lens[w.seq] - q_len + w.q_begin;
   const int32_t* table = p.block_tables + w.seq * p.max_blocks_per_seq;
-  const int64_t cache_row = p.num_kv_heads * dim;
 
   // Row r = t * group + j is token t of the tile and query head kv_head * group + j.
   for (int64_t t = 0; t < tile_tokens; ++t) {
@@ -244,10 +244,9 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
     for (int64_t c = 0; c < n; ++c) {
       const int64_t pos = c0 + c;
       if (window > 0 && pos + window <= tile_pos) continue;  // before every row's window
-      const int64_t offset =
-          (static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size) *
-              cache_row +
-          w.kv_head * dim;
+      const int64_t slot =
+          static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
+      const int64_t offset = KvCacheOffset(slot, w.kv_head, p.num_kv_heads, dim, p.block_size);
       k_rows[c] = CacheRow(p.key_cache, p.cache_dtype, offset, dim, scratch.k + c * dim);
       v_rows[c] = CacheRow(p.value_cache, p.cache_dtype, offset, dim, scratch.v + c * dim);
     }

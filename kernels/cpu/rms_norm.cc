@@ -33,8 +33,9 @@ PAGODA_KERNEL_CLONES void NormRow(const float* in, const float* __restrict weigh
 
 void RmsNorm(const RmsNormParams& p) {
   const int64_t d = p.hidden_size;
-#pragma omp parallel for schedule(static) if (p.num_tokens > 1 && \
-                                              p.num_tokens * d >= internal::kParallelMinElements)
+  const bool parallel =
+      p.num_tokens > 1 && p.num_tokens * d >= internal::kParallelMinCostlyElements;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     const int64_t at = p.RowOffset(t);
     NormRow(p.input + at, p.weight, p.output + at,

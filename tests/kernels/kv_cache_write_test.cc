@@ -21,6 +21,11 @@ constexpr int64_t kBlockSize = 4;
 constexpr int64_t kBlocks = 6;
 constexpr int64_t kWidth = kKvHeads * kDim;
 
+// Where element i of a token's kWidth (head i / kDim) lands for slot `slot`.
+int64_t At(int64_t slot, int64_t i) {
+  return KvCacheOffset(slot, i / kDim, kKvHeads, kDim, kBlockSize) + i % kDim;
+}
+
 class KvCacheWriteTest : public ::testing::Test {
  protected:
   KvCacheWriteParams Params(const std::vector<int64_t>& slots) {
@@ -66,16 +71,31 @@ TEST_F(KvCacheWriteTest, TokensLandInTheirSlotsAndMinusOneIsSkipped) {
     if (slots[t] < 0) continue;
     written[slots[t]] = true;
     for (int64_t i = 0; i < kWidth; ++i) {
-      EXPECT_EQ(key_cache_[slots[t] * kWidth + i], key_[t * kKeyStride + i]) << "token " << t;
-      EXPECT_EQ(value_cache_[slots[t] * kWidth + i], value_[t * kWidth + i]) << "token " << t;
+      EXPECT_EQ(key_cache_[At(slots[t], i)], key_[t * kKeyStride + i]) << "token " << t;
+      EXPECT_EQ(value_cache_[At(slots[t], i)], value_[t * kWidth + i]) << "token " << t;
     }
   }
   for (int64_t slot = 0; slot < kBlocks * kBlockSize; ++slot) {
     if (written[slot]) continue;
     for (int64_t i = 0; i < kWidth; ++i) {
-      EXPECT_TRUE(std::isnan(key_cache_[slot * kWidth + i])) << "slot " << slot;
-      EXPECT_TRUE(std::isnan(value_cache_[slot * kWidth + i])) << "slot " << slot;
+      EXPECT_TRUE(std::isnan(key_cache_[At(slot, i)])) << "slot " << slot;
+      EXPECT_TRUE(std::isnan(value_cache_[At(slot, i)])) << "slot " << slot;
     }
+  }
+}
+
+// The layout, spelled out: [blocks, heads, block_size, dim], one head's rows of a block together.
+TEST_F(KvCacheWriteTest, AHeadsRowsOfABlockAreContiguous) {
+  EXPECT_EQ(KvCacheOffset(/*slot=*/0, /*head=*/0, kKvHeads, kDim, kBlockSize), 0);
+  EXPECT_EQ(KvCacheOffset(1, 0, kKvHeads, kDim, kBlockSize), kDim);  // the next row of head 0
+  EXPECT_EQ(KvCacheOffset(0, 1, kKvHeads, kDim, kBlockSize), kBlockSize * kDim);
+  // Slot 5: block 1, row 1; head 2: after block 0 (3 heads) and block 1's heads 0 and 1.
+  EXPECT_EQ(KvCacheOffset(5, 2, kKvHeads, kDim, kBlockSize), ((1 * 3 + 2) * 4 + 1) * 5);
+  const std::vector<int64_t> slots = {5};
+  ASSERT_TRUE(WriteKvCache(Params(slots)).ok());
+  for (int64_t d = 0; d < kDim; ++d) {
+    EXPECT_EQ(key_cache_[105 + d], key_[2 * kDim + d]);
+    EXPECT_EQ(value_cache_[105 + d], value_[2 * kDim + d]);
   }
 }
 
@@ -104,11 +124,11 @@ TEST_F(KvCacheWriteTest, ABfloat16CacheHoldsTheRoundedValues) {
                           .num_elements = kWidth})
                     .ok());
     for (int64_t i = 0; i < kWidth; ++i) {
-      EXPECT_EQ(keys[slots[t] * kWidth + i], k[i]) << "token " << t;
-      EXPECT_EQ(values[slots[t] * kWidth + i], v[i]) << "token " << t;
+      EXPECT_EQ(keys[At(slots[t], i)], k[i]) << "token " << t;
+      EXPECT_EQ(values[At(slots[t], i)], v[i]) << "token " << t;
     }
   }
-  EXPECT_EQ(keys[kWidth], 0xffff);  // slot 1 was not written
+  EXPECT_EQ(keys[At(1, 0)], 0xffff);  // slot 1 was not written
   p.cache_dtype = DType::kQ8_0;
   EXPECT_THAT(std::string(WriteKvCache(p).message()), HasSubstr("float32 or bfloat16"));
 }
@@ -120,7 +140,7 @@ TEST_F(KvCacheWriteTest, OutOfRangeSlotIsInvalidAndWritesNothing) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(s.message()),
                 HasSubstr("kv_cache_write: slot_mapping[1]=" + std::to_string(bad)));
-    EXPECT_TRUE(std::isnan(key_cache_[1 * kWidth]));
+    EXPECT_TRUE(std::isnan(key_cache_[At(1, 0)]));
   }
 }
 
@@ -143,8 +163,8 @@ TEST_F(KvCacheWriteTest, SlotsCheckedByTheCallerAreWrittenTheSame) {
   for (size_t t = 0; t < slots.size(); ++t) {
     if (slots[t] < 0) continue;
     for (int64_t i = 0; i < kWidth; ++i) {
-      EXPECT_EQ(key_cache_[slots[t] * kWidth + i], key_[t * kKeyStride + i]) << "token " << t;
-      EXPECT_EQ(value_cache_[slots[t] * kWidth + i], value_[t * kWidth + i]) << "token " << t;
+      EXPECT_EQ(key_cache_[At(slots[t], i)], key_[t * kKeyStride + i]) << "token " << t;
+      EXPECT_EQ(value_cache_[At(slots[t], i)], value_[t * kWidth + i]) << "token " << t;
     }
   }
 }

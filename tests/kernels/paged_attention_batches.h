@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/kv_cache_write.h"
 #include "kernels/paged_attention.h"
 
 namespace pagoda::kernels::attention_testing {
@@ -111,13 +112,16 @@ inline Batch MakeBatch(const Shape& shape, const std::vector<Seq>& seqs, uint32_
     for (int64_t p = 0; p < seq.seq_len; ++p) {
       const int64_t slot = int64_t{b.block_tables[s * b.max_blocks_per_seq + p / bs]} * bs + p % bs;
       for (int64_t i = 0; i < row; ++i) {
+        const int64_t at =
+            KvCacheOffset(slot, i / shape.head_dim, shape.num_kv_heads, shape.head_dim, bs) +
+            i % shape.head_dim;
         if (f32) {
-          b.key_f32[slot * row + i] = uniform(rng);
-          b.value_f32[slot * row + i] = uniform(rng);
+          b.key_f32[at] = uniform(rng);
+          b.value_f32[at] = uniform(rng);
         } else {
           const uint16_t sign_k = rng() & 1 ? 0x8000 : 0, sign_v = rng() & 1 ? 0x8000 : 0;
-          b.key_bf16[slot * row + i] = static_cast<uint16_t>(bf16_bits(rng) | sign_k);
-          b.value_bf16[slot * row + i] = static_cast<uint16_t>(bf16_bits(rng) | sign_v);
+          b.key_bf16[at] = static_cast<uint16_t>(bf16_bits(rng) | sign_k);
+          b.value_bf16[at] = static_cast<uint16_t>(bf16_bits(rng) | sign_v);
         }
       }
     }

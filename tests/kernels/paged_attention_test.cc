@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/dequantize.h"
+#include "kernels/kv_cache_write.h"
 
 namespace pagoda::kernels {
 namespace {
@@ -111,8 +112,12 @@ Batch MakeBatch(const Shape& shape, const std::vector<SeqSpec>& seqs, uint32_t s
     }
     for (int64_t pos = 0; pos < len; ++pos) {
       const int64_t slot = b.block_tables[s * b.max_blocks_per_seq + pos / bs] * bs + pos % bs;
-      std::copy_n(k.begin() + pos * row, row, b.key_cache.begin() + slot * row);
-      std::copy_n(v.begin() + pos * row, row, b.value_cache.begin() + slot * row);
+      for (int64_t h = 0; h < shape.num_kv_heads; ++h) {
+        const int64_t at = KvCacheOffset(slot, h, shape.num_kv_heads, shape.head_dim, bs);
+        const int64_t from = pos * row + h * shape.head_dim;
+        std::copy_n(k.begin() + from, shape.head_dim, b.key_cache.begin() + at);
+        std::copy_n(v.begin() + from, shape.head_dim, b.value_cache.begin() + at);
+      }
     }
     b.dense_k.push_back(std::move(k));
     b.dense_v.push_back(std::move(v));

@@ -304,9 +304,11 @@ TEST(CudaGraphPlan, PaddedDecodeBatchComputesTheSameRowsAndWritesNoOtherSlot) {
   // The caches agree, and the padded step changed nothing but the three slots it decodes.
   const std::vector<float> eager_cache = eager.CacheContents();
   const std::vector<float> after = padded.CacheContents();
-  const int64_t width = 2 * 8;  // floats of one slot of one layer's keys (or values)
+  // One layer's keys (or values): 12 blocks of [2 heads, 4 rows, 8 dims] (kv_cache_write.h).
+  const int64_t block_floats = 2 * 4 * 8;
   for (size_t i = 0; i < after.size(); ++i) {
-    const int64_t slot = static_cast<int64_t>(i / width) % (12 * 4);
+    const int64_t in_tensor = static_cast<int64_t>(i) % (12 * block_floats);
+    const int64_t slot = in_tensor / block_floats * 4 + in_tensor / 8 % 4;
     const bool decoded = slot == slots[0] || slot == slots[1] || slot == slots[2];
     if (decoded) {
       ASSERT_NEAR(after[i], eager_cache[i], 1e-5f * (1.0f + std::fabs(eager_cache[i]))) << i;

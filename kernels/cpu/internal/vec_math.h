@@ -26,6 +26,10 @@ namespace pagoda::kernels::internal {
 
 // Elements of streaming work below which forking threads costs more than it saves.
 inline constexpr int64_t kParallelMinElements = 1 << 15;
+// The same for work of a few nanoseconds an element (an exp and a division each: SiLU, GELU;
+// RmsNorm's two passes): a speculative verification's 13 rows of an MLP (20K elements) take 8 us
+// alone (BM_SiluAndMul/tokens:13), while waking the OpenMP team costs about one.
+inline constexpr int64_t kParallelMinCostlyElements = 1 << 12;
 
 /// What FastExp returns below its range (x < -87, -inf included).
 enum class ExpUnderflow {

@@ -120,13 +120,14 @@ __device__ QueryToken LocateToken(const int32_t* query_start_loc, const int32_t*
 }
 
 // Where KV head kv_head of cache position pos starts in the cache (elements), or -1 when the
-// block table names a block outside the cache.
+// block table names a block outside the cache. The layout is kernels/kv_cache_write.h's:
+// [num_blocks, num_kv_heads, block_size, head_dim].
 template <typename Cache>
 __device__ int64_t CacheRow(const Args<Cache>& a, const int32_t* table, int64_t kv_head,
                             int64_t pos) {
   const int32_t block = table[pos / a.block_size];
   if (block < 0 || block >= a.num_blocks) return -1;
-  return ((int64_t{block} * a.block_size + pos % a.block_size) * a.num_kv_heads + kv_head) *
+  return ((int64_t{block} * a.num_kv_heads + kv_head) * a.block_size + pos % a.block_size) *
          a.head_dim;
 }
 
