@@ -240,6 +240,10 @@ bool EngineLoop::ProcessOldestStep() {
     absl::MutexLock lock(&mu_);
     intake = TakeIntakeLocked();
     updates = scheduler_->ApplyResult(*result);
+    // Guarded drafts dropped on a wrong guess were planned but never computed.
+    const int64_t dropped = scheduler_->last_applied_dropped_draft_tokens();
+    step_stats.num_decode_tokens -= dropped;
+    step_stats.num_scheduled_tokens -= dropped;
     observer = step_observer_;
   }
   if (observer != nullptr) (*observer)(step_stats);

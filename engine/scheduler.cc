@@ -18,7 +18,8 @@ namespace pagoda {
 
 struct Scheduler::InFlightStep {
   int64_t step_id = 0;
-  int64_t num_tokens = 0;                              // prefill + decode tokens scheduled
+  int64_t num_tokens = 0;                              // prefill + decode tokens to compute
+  int64_t num_dropped_draft_tokens = 0;                // guarded drafts dropped since planned
   std::vector<std::pair<Sequence*, int64_t>> samples;  // (sequence, tokens expected)
 };
 
@@ -267,6 +268,7 @@ std::vector<SequenceUpdate> Scheduler::ApplyResult(const StepResult& result) {
       << "the result of step " << result.step_id << " is not the oldest in flight";
   std::unique_ptr<InFlightStep> record = std::move(in_flight_.front());
   in_flight_.pop_front();
+  last_dropped_draft_tokens_ = record->num_dropped_draft_tokens;
   absl::flat_hash_map<std::string_view, const SequenceOutput*> outputs;
   for (const SequenceOutput& out : result.outputs) outputs[out.seq_id] = &out;
 
@@ -340,6 +342,8 @@ void Scheduler::ResolveDraftGuard(Sequence* seq, int32_t token) {
       if (s != seq) continue;
       expected -= num_drafts;
       seq->num_pending_tokens -= num_drafts;
+      step->num_tokens -= num_drafts;
+      step->num_dropped_draft_tokens += num_drafts;
       return;
     }
   }

@@ -129,6 +129,10 @@ class Scheduler {
   /// sequences on stop tokens, max_tokens and max_model_len (the workers' own rules), advances
   /// beam search. Returns the new tokens and finish states of each sequence that changed.
   std::vector<SequenceUpdate> ApplyResult(const StepResult& result);
+  /// Of the step whose result ApplyResult applied last: the guarded drafts its plan carried that
+  /// the workers dropped (a wrong guess: CachedSequence::draft_guard_token_id), so never computed.
+  /// The plan's decode tokens less these are what the step computed.
+  int64_t last_applied_dropped_draft_tokens() const { return last_dropped_draft_tokens_; }
 
   /// Finishes one sequence (e.g. a stop string found by the OutputProcessor); its blocks are
   /// freed at the next plan and later tokens are discarded. Unknown ids are ignored. A seq_id
@@ -189,6 +193,7 @@ class Scheduler {
   int64_t next_step_id_ = 0;
   int64_t last_prefill_tokens_ = 0;
   int64_t last_decode_tokens_ = 0;
+  int64_t last_dropped_draft_tokens_ = 0;
 };
 
 }  // namespace pagoda

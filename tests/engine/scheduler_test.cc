@@ -694,15 +694,12 @@ TEST(Scheduler, SpeculationLengthAndBackOffFollowAcceptance) {
   EXPECT_EQ(seq.speculation_pipelined_steps, 1);
 }
 
-// While its first output is in flight, an n-gram speculating sequence is planned again at once
-// (pipelined) when no value of that output could let the lookup match: with prompt_lookup_min
-// 2, the prompt's last token must occur earlier in it. Otherwise it waits for the result, and
-// so does every other sequence of the batch.
 // A pipelined sequence (its first output in flight) looks up over its known tokens, guessing
 // the pending one: the drafts go behind that guess as a guard. Once the pending token is known
 // the guard resolves: a right guess keeps the sequence waiting for its verification (and, to
 // keep the batch whole, the other speculating sequence with it); a wrong one makes the step in
-// flight a plain decode on the workers and in the scheduler, and both run on at once.
+// flight a plain decode on the workers and in the scheduler (its dropped drafts no longer count
+// as tokens in flight, nor as the step's computed tokens), and both run on at once.
 TEST(Scheduler, APipelinedLookupProposesBehindAGuessOfItsPendingToken) {
   g_copy_period = 3;  // the fake model mostly continues 11 12 13 11 12 with 13
   EngineConfig config;
@@ -734,6 +731,8 @@ TEST(Scheduler, APipelinedLookupProposesBehindAGuessOfItsPendingToken) {
     ASSERT_EQ(first.outputs.size(), 2u);
     h.scheduler.ApplyResult(first);
     const bool holds = first.outputs[0].token_ids.at(0) == 13;
+    // In flight: the guarded step, a's token and drafts (1 + 2) and b's token, or a's alone.
+    EXPECT_EQ(h.scheduler.stats().num_in_flight_tokens, holds ? 4 : 2);
     std::optional<ScheduledStep> next = h.scheduler.Schedule();
     if (holds) {
       ++held;
@@ -746,6 +745,7 @@ TEST(Scheduler, APipelinedLookupProposesBehindAGuessOfItsPendingToken) {
     EXPECT_EQ(h.executor.num_guards_held(), holds ? 1 : 0);
     EXPECT_EQ(h.executor.num_guards_missed(), holds ? 0 : 1);
     h.scheduler.ApplyResult(second);
+    EXPECT_EQ(h.scheduler.last_applied_dropped_draft_tokens(), holds ? 0 : 2);
     const SchedulerStats stats = h.scheduler.stats();
     EXPECT_EQ(stats.spec_num_drafts, holds ? 1 : 0) << "a wrong guess is no verification";
     EXPECT_TRUE(h.scheduler.kv_cache().CheckInvariants().ok());
