@@ -143,9 +143,9 @@ absl::StatusOr<StepResult> SimulatedExecutor::Apply(const StepPlan& plan) {
       seq.last_token_sampled = false;
     }
     // Guarded drafts follow the sample the engine guessed; after another they are dropped.
+    // (No token yet: -1, which no guard equals.)
     const bool guard_holds =
-        delta.draft_guard_token_id < 0 ||
-        (!seq.token_ids.empty() && DraftGuardHolds(delta, seq.token_ids.back()));
+        DraftGuardHolds(delta, seq.token_ids.empty() ? -1 : seq.token_ids.back());
     seq.drafts = guard_holds ? delta.draft_token_ids : std::vector<int32_t>();
     // It has no draft model: a sequence asking the workers for proposals gets none.
     const int64_t num_tokens =

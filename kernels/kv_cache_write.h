@@ -44,11 +44,18 @@ struct KvCacheWriteParams {
   absl::Status ValidateSlots() const;
 };
 
-/// Where KV head `head` of cache slot `slot` begins in a key or value cache, in elements: row
-/// slot % block_size of the head's rows in block slot / block_size.
+/// Where KV head `head` of row `row` of block `block` begins in a key or value cache, in
+/// elements.
+inline int64_t KvCacheRowOffset(int64_t block, int64_t row, int64_t head, int64_t num_kv_heads,
+                                int64_t head_dim, int64_t block_size) {
+  return ((block * num_kv_heads + head) * block_size + row) * head_dim;
+}
+
+/// The same for cache slot `slot` (block slot / block_size, row slot % block_size).
 inline int64_t KvCacheOffset(int64_t slot, int64_t head, int64_t num_kv_heads, int64_t head_dim,
                              int64_t block_size) {
-  return ((slot / block_size * num_kv_heads + head) * block_size + slot % block_size) * head_dim;
+  return KvCacheRowOffset(slot / block_size, slot % block_size, head, num_kv_heads, head_dim,
+                          block_size);
 }
 
 /// Validate(), ValidateSlots() unless slots_checked, then the writes. A slot outside

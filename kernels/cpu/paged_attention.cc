@@ -112,7 +112,7 @@ inline void SoftmaxStep(const Scratch& scratch, int64_t r, int64_t dim, float so
 
 // Byte offsets of the cached rows of positions [c0 + skip, c0 + n) of KV head kv_head, at
 // rows[c] for position c0 + c: block by block, one table lookup per block, not per position
-// (a head's rows of a block are contiguous: kv_cache_write.h's KvCacheOffset).
+// (a head's rows of a block are contiguous: kv_cache_write.h's KvCacheRowOffset).
 inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table, int64_t kv_head,
                              int64_t element, int64_t c0, int64_t skip, int64_t n, int64_t* rows) {
   const int64_t row_bytes = p.head_dim * element;
@@ -120,9 +120,9 @@ inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table
     const int64_t pos = c0 + c;
     const int64_t in_block = pos % p.block_size;
     const int64_t run = std::min(p.block_size - in_block, n - c);
-    const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + in_block;
-    const int64_t offset =
-        KvCacheOffset(slot, kv_head, p.num_kv_heads, p.head_dim, p.block_size) * element;
+    const int64_t offset = KvCacheRowOffset(table[pos / p.block_size], in_block, kv_head,
+                                            p.num_kv_heads, p.head_dim, p.block_size) *
+                           element;
     for (int64_t i = 0; i < run; ++i) rows[c + i] = offset + i * row_bytes;
     c += run;
   }
@@ -244,9 +244,8 @@ PAGODA_KERNEL_CLONES void AttendTile(const PagedAttentionParams& p, const WorkIt
     for (int64_t c = 0; c < n; ++c) {
       const int64_t pos = c0 + c;
       if (window > 0 && pos + window <= tile_pos) continue;  // before every row's window
-      const int64_t slot =
-          static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
-      const int64_t offset = KvCacheOffset(slot, w.kv_head, p.num_kv_heads, dim, p.block_size);
+      const int64_t offset = KvCacheRowOffset(table[pos / p.block_size], pos % p.block_size,
+                                              w.kv_head, p.num_kv_heads, dim, p.block_size);
       k_rows[c] = CacheRow(p.key_cache, p.cache_dtype, offset, dim, scratch.k + c * dim);
       v_rows[c] = CacheRow(p.value_cache, p.cache_dtype, offset, dim, scratch.v + c * dim);
     }
