@@ -104,11 +104,18 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Gemm)->Apply(GemmShapes);
 BENCHMARK(BM_BlasSgemm)->Apply(GemmShapes);
 
-// A batch of sequences in a shuffled paged cache. Args: batch, context (seq_len), q_len, and the
-// cache's dtype (0: fp32, 1: bfloat16, what `pagoda serve --kv-cache-dtype bfloat16` keeps).
+// A batch of sequences in a shuffled paged cache. Args: batch, context (seq_len), q_len, the
+// cache's dtype (0: fp32, 1: bfloat16, what `pagoda serve --kv-cache-dtype bfloat16` keeps), and
+// the keys' layout (0: rows, 1: transposed, the CPU's where PrefersTransposedKeys: skipped where
+// it is not).
 void BM_PagedAttention(benchmark::State& state) {
   const int64_t batch = state.range(0), context = state.range(1), q_len = state.range(2);
   const bool bf16 = state.range(3) == 1;
+  const bool transposed = state.range(4) == 1;
+  if (transposed && !PrefersTransposedKeys(Device::kCpu, kBlockSize)) {
+    state.SkipWithError("this CPU's attention reads keys as rows");
+    return;
+  }
   const int64_t blocks_per_seq = (context + kBlockSize - 1) / kBlockSize;
   const int64_t num_blocks = batch * blocks_per_seq;
   const int64_t row = kKvHeads * kHeadDim;
@@ -149,6 +156,7 @@ void BM_PagedAttention(benchmark::State& state) {
       .num_blocks = num_blocks,
       .max_blocks_per_seq = blocks_per_seq,
       .q_stride = kHeads * kHeadDim,
+      .keys_transposed = transposed,
       .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim))};
   for (auto _ : state) {
     if (!PagedAttention(p).ok()) state.SkipWithError("PagedAttention failed");
@@ -162,14 +170,14 @@ void BM_PagedAttention(benchmark::State& state) {
        static_cast<double>(batch * context * 2 * row * (bf16 ? 2 : 4)));
 }
 BENCHMARK(BM_PagedAttention)
-    ->ArgNames({"batch", "context", "q_len", "bf16"})
-    ->Args({1, 512, 1, 0})    // decode, batch 1
-    ->Args({32, 512, 1, 0})   // decode, batch 32
-    ->Args({16, 320, 1, 1})   // decode, batch 16, bfloat16 cache: a serving step's shape
-    ->Args({1, 512, 8, 0})    // a speculative verification: 7 proposed tokens and the last one
-    ->Args({1, 512, 13, 0})   // and of 12 (speculative.sh's k)
-    ->Args({1, 512, 512, 0})  // prefill of 512 tokens
-    ->Args({1, 4096, 1, 0})   // decode at a long context
+    ->ArgNames({"batch", "context", "q_len", "bf16", "transposed"})
+    ->ArgsProduct({{1}, {512}, {1}, {0}, {0, 1}})    // decode, batch 1
+    ->ArgsProduct({{32}, {512}, {1}, {0}, {0, 1}})   // decode, batch 32
+    ->ArgsProduct({{16}, {320}, {1}, {1}, {0, 1}})   // decode, batch 16, bfloat16: serving's
+    ->ArgsProduct({{1}, {512}, {8}, {0}, {0, 1}})    // a verification of 7 proposed tokens
+    ->ArgsProduct({{1}, {512}, {13}, {0}, {0, 1}})   // and of 12 (speculative.sh's k)
+    ->ArgsProduct({{1}, {512}, {512}, {0}, {0, 1}})  // prefill of 512 tokens
+    ->ArgsProduct({{1}, {4096}, {1}, {0}, {0, 1}})   // decode at a long context
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

@@ -32,6 +32,10 @@ absl::Status KvCacheWriteParams::Validate() const {
         absl::StrCat("kv_cache_write: key_stride=", key_stride, " value_stride=", value_stride,
                      " must be >= num_kv_heads * head_dim = ", width));
   }
+  if (device == Device::kCuda && keys_transposed) {
+    return absl::InvalidArgumentError(
+        "kv_cache_write: keys stored transposed are a CPU layout; the CUDA twin writes rows");
+  }
   if (device == Device::kCuda && !slots_checked) {
     return absl::InvalidArgumentError(
         "kv_cache_write: on CUDA the slot mapping is on the device; check it on the host and set "

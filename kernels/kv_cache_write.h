@@ -5,7 +5,11 @@
 //
 // The cache's layout, on every device: [num_blocks, num_kv_heads, block_size, head_dim], so that
 // one KV head's rows of a block are contiguous (KvCacheOffset): paged attention reads one head
-// at a time, a block's worth (block_size * head_dim elements) in one run.
+// at a time, a block's worth (block_size * head_dim elements) in one run. Where paged attention
+// prefers it (PrefersTransposedKeys in paged_attention.h: the CPU's AVX-512 form), the keys are
+// stored transposed within each head's block instead, [num_blocks, num_kv_heads, head_dim,
+// block_size] (TransposedKeyOffset): a dimension of 16 positions is one vector, so the scores
+// need no reduction per position. The values keep the row layout.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +34,8 @@ struct KvCacheWriteParams {
   int64_t num_blocks = 0;
   int64_t key_stride = 0;    // floats between consecutive tokens of key
   int64_t value_stride = 0;  // floats between consecutive tokens of value
+  /// The keys are stored transposed within each head's block (TransposedKeyOffset). CPU only.
+  bool keys_transposed = false;
   /// The caller checked every slot once for the whole step (ModelRunner derives them from
   /// block tables it checked): WriteKvCache then skips ValidateSlots(), which would repeat the
   /// same O(num_tokens) scan in every layer. Required on CUDA, where the slots are on the device
@@ -56,6 +62,13 @@ inline int64_t KvCacheOffset(int64_t slot, int64_t head, int64_t num_kv_heads, i
                              int64_t block_size) {
   return KvCacheRowOffset(slot / block_size, slot % block_size, head, num_kv_heads, head_dim,
                           block_size);
+}
+
+/// Where element d of KV head `head`'s key in row `row` of block `block` lies in a key cache
+/// stored transposed ([num_blocks, num_kv_heads, head_dim, block_size]), in elements.
+inline int64_t TransposedKeyOffset(int64_t block, int64_t row, int64_t head, int64_t d,
+                                   int64_t num_kv_heads, int64_t head_dim, int64_t block_size) {
+  return ((block * num_kv_heads + head) * head_dim + d) * block_size + row;
 }
 
 /// Validate(), ValidateSlots() unless slots_checked, then the writes. A slot outside

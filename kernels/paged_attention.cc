@@ -42,6 +42,12 @@ absl::Status PagedAttentionParams::Validate() const {
   if (key_cache == nullptr || value_cache == nullptr) {
     return absl::InvalidArgumentError("paged_attention: key_cache or value_cache is null");
   }
+  if (keys_transposed && !PrefersTransposedKeys(device, block_size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "paged_attention: keys stored transposed are read only by the CPU's AVX-512 form with "
+        "block_size a multiple of 16 (PrefersTransposedKeys); block_size=",
+        block_size));
+  }
   if (cache_dtype != DType::kF32 && cache_dtype != DType::kBF16) {
     return absl::InvalidArgumentError(
         absl::StrCat("paged_attention: the cache holds float32 or bfloat16, not dtype ",
@@ -132,6 +138,10 @@ absl::Status PagedAttentionParams::ValidateBlockIds() const {
     }
   }
   return absl::OkStatus();
+}
+
+bool PrefersTransposedKeys(Device device, int64_t block_size) {
+  return device == Device::kCpu && cpu::ReadsTransposedKeys(block_size);
 }
 
 absl::Status PagedAttention(const PagedAttentionParams& params) {

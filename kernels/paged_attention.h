@@ -8,7 +8,8 @@
 // window W, position p sees only (p - W, p]: the blocks of positions before every query's window
 // are never read (the engine may have freed them; their block-table entries are not checked).
 // Cache position p of sequence s lives in block block_tables[s * max_blocks_per_seq + p /
-// block_size], row p % block_size of each KV head's rows there (kv_cache_write.h's layout). GQA:
+// block_size], row p % block_size of each KV head's rows there (kv_cache_write.h's layout; the
+// keys transposed within the block where keys_transposed). GQA:
 // query head h reads KV head h / (num_heads / num_kv_heads). Softmax is computed online in fp32 (no
 // [q_len, context] matrix is formed). The cache holds fp32 or bf16; bf16 rows are widened to fp32 a
 // chunk at a time as they are read.
@@ -25,7 +26,8 @@ namespace pagoda::kernels {
 struct PagedAttentionParams {
   float* out = nullptr;                   // [num_tokens, num_heads, head_dim], packed
   const float* q = nullptr;               // [num_tokens, num_heads, head_dim], row stride q_stride
-  const void* key_cache = nullptr;        // [num_blocks, num_kv_heads, block_size, head_dim]
+  const void* key_cache = nullptr;        // [num_blocks, num_kv_heads, block_size, head_dim], or
+                                          // [.., head_dim, block_size] where keys_transposed
   const void* value_cache = nullptr;      // [num_blocks, num_kv_heads, block_size, head_dim]
   DType cache_dtype = DType::kF32;        // of key_cache and value_cache: kF32 or kBF16
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
@@ -40,6 +42,9 @@ struct PagedAttentionParams {
   int64_t num_blocks = 0;
   int64_t max_blocks_per_seq = 0;
   int64_t q_stride = 0;  // floats between consecutive tokens of q
+  /// The keys are stored transposed within each head's block (kv_cache_write.h's
+  /// TransposedKeyOffset): only where PrefersTransposedKeys(device, block_size) says so.
+  bool keys_transposed = false;
   /// Optional: an upper bound on every sequence's query length, known on the host (ModelRunner
   /// builds it with the metadata). The CUDA twin picks its path from it (decode for short
   /// queries, tiled prefill for longer ones) and sizes its grid by it; results never depend on
@@ -74,6 +79,12 @@ struct PagedAttentionParams {
   /// The first cache position any query token of sequence `seq` attends to: 0 without a window.
   int64_t FirstVisiblePosition(int64_t seq) const;
 };
+
+/// Whether paged attention on `device` with blocks of `block_size` positions reads keys stored
+/// transposed (faster there, the same results bit for bit): the layout a KV cache for it should
+/// take (KvCacheShape::keys_transposed). True on a CPU with the AVX-512 form of the attention
+/// (not under PAGODA_CPU_ISA=avx2 or scalar) when block_size is a multiple of 16.
+bool PrefersTransposedKeys(Device device, int64_t block_size);
 
 /// Validate(), ValidateBlockIds() unless block_ids_checked, then the attention.
 absl::Status PagedAttention(const PagedAttentionParams& params);

@@ -87,9 +87,10 @@ absl::Status KvCache::CopyBlocksAcross(const KvCache& src, KvCache& dst,
   const KvCacheShape& a = src.shape();
   const KvCacheShape& b = dst.shape();
   if (a.num_layers != b.num_layers || a.block_size != b.block_size ||
-      a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.dtype != b.dtype) {
+      a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.dtype != b.dtype ||
+      a.keys_transposed != b.keys_transposed) {
     return absl::InvalidArgumentError(
-        "block swap between KV caches of different layers, block shape or dtype");
+        "block swap between KV caches of different layers, block shape, dtype or key layout");
   }
   return CopyBetween(src, dst, src_dst);
 }

@@ -1,6 +1,7 @@
 // Storage of the paged KV cache on one worker: for every layer a key and a value tensor of
-// shape [num_blocks, num_kv_heads, block_size, head_dim] in the cache's dtype (fp32 or bf16; the
-// attention kernels convert to fp32 as they read), on the host or on the CUDA device
+// shape [num_blocks, num_kv_heads, block_size, head_dim] (the keys [num_blocks, num_kv_heads,
+// head_dim, block_size] where keys_transposed: kernels/kv_cache_write.h) in the cache's dtype (fp32
+// or bf16; the attention kernels convert to fp32 as they read), on the host or on the CUDA device
 // (KvCacheShape::device: then key()/value() are device pointers). The router owns the block
 // tables; this class only owns the memory and performs block copies (copy-on-write, by the CUDA
 // block-copy twin on the device) and swaps between caches (host <-> device).
@@ -31,6 +32,9 @@ struct KvCacheShape {
   int64_t head_dim = 0;
   DType dtype = DType::kF32;     // kF32 or kBF16
   Device device = Device::kCpu;  // where the storage lives
+  /// The keys stored transposed within each head's block: the layout the attention on `device`
+  /// prefers (kernels::PrefersTransposedKeys); a swap copies blocks between caches of one layout.
+  bool keys_transposed = false;
 
   int64_t elements_per_block() const { return block_size * num_kv_heads * head_dim; }
   /// Bytes of one block of one layer's keys (or values).

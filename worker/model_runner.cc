@@ -15,6 +15,7 @@
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/graph.h"
 #include "kernels/elementwise.h"
+#include "kernels/paged_attention.h"
 #include "worker/cpu_weight_placement.h"
 #include "worker/cuda_graph_plan.h"
 #include "worker/models/registry.h"
@@ -101,13 +102,16 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
                                                      groups.layer_slot[l], " out of range"));
     }
   }
-  ASSIGN_OR_RETURN(KvCache kv_cache, KvCache::Create({.num_layers = groups.num_slots,
-                                                      .num_blocks = options.num_blocks,
-                                                      .block_size = options.block_size,
-                                                      .num_kv_heads = layout.num_kv_heads,
-                                                      .head_dim = config.head_dim,
-                                                      .dtype = options.kv_cache_dtype,
-                                                      .device = device}));
+  ASSIGN_OR_RETURN(KvCache kv_cache,
+                   KvCache::Create({.num_layers = groups.num_slots,
+                                    .num_blocks = options.num_blocks,
+                                    .block_size = options.block_size,
+                                    .num_kv_heads = layout.num_kv_heads,
+                                    .head_dim = config.head_dim,
+                                    .dtype = options.kv_cache_dtype,
+                                    .device = device,
+                                    .keys_transposed = kernels::PrefersTransposedKeys(
+                                        device, options.block_size)}));
   std::unique_ptr<ModelRunner> runner(new ModelRunner(config, layout, communicator,
                                                       std::move(model), std::move(kv_cache),
                                                       max_positions, std::move(groups), device));

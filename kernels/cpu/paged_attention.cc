@@ -26,6 +26,10 @@ constexpr int64_t kTileRows = 32;
 constexpr int64_t kPiecePositions = 256;
 static_assert(kPiecePositions % kChunk == 0);
 static_assert(kChunk == internal::kGroupSoftmaxPositions);
+// Runs of transposed keys (scores_transposed) per chunk.
+constexpr int64_t kRun = internal::kTransposedKeyRun;
+constexpr int64_t kChunkRuns = kChunk / kRun;
+static_assert(kChunk % kRun == 0);
 // Multiply-adds below which forking threads costs more than it saves.
 constexpr int64_t kParallelMinWork = 1 << 16;
 
@@ -128,8 +132,26 @@ inline void CachedRowOffsets(const PagedAttentionParams& p, const int32_t* table
   }
 }
 
+// Points runs[j] at the transposed keys of positions [c0 + 16 j, c0 + 16 j + 16) of KV head
+// kv_head, for the runs from the one holding position c0 + skip to the one holding c0 + n - 1.
+// A run lies in one block (block_size is a multiple of 16), allocated wherever one of its
+// positions is visible: its positions past the context (or before a window) are read, never used.
+inline void TransposedKeyRuns(const PagedAttentionParams& p, const int32_t* table, int64_t kv_head,
+                              int64_t element, int64_t c0, int64_t skip, int64_t n,
+                              const void** runs) {
+  const auto* key_cache = static_cast<const char*>(p.key_cache);
+  for (int64_t j = skip / kRun; j * kRun < n; ++j) {
+    const int64_t pos = c0 + j * kRun;
+    runs[j] =
+        key_cache + TransposedKeyOffset(table[pos / p.block_size], pos % p.block_size, kv_head, 0,
+                                        p.num_kv_heads, p.head_dim, p.block_size) *
+                        element;
+  }
+}
+
 // One chunk of positions [c0, c0 + n) of a work item by the group form: the cache rows are read
 // in place (bfloat16 widened in registers), and the tile's query rows share every K and V load.
+// Keys stored transposed are read by runs of 16 positions (scores_transposed), the same scores.
 // A row's arithmetic does not depend on the rows beside it (attention_rows.h), so results do not
 // depend on the batch. The next chunk's rows (up to `end`) are prefetched meanwhile: a decode
 // batch's K/V comes from memory a block at a time, from blocks anywhere in the cache, which the
@@ -147,13 +169,17 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
   const auto* value_cache = static_cast<const char*>(p.value_cache);
   // Positions before every row's window are never read (their blocks may be freed).
   const int64_t skip = window > 0 ? std::clamp<int64_t>(tile_pos - window + 1 - c0, 0, n) : 0;
+  const bool transposed = p.keys_transposed;
   int64_t offsets[kChunk];
   const void* k_rows[kChunk];
   const void* v_rows[kChunk];
+  const void* k_runs[kChunkRuns];
   CachedRowOffsets(p, table, w.kv_head, element, c0, skip, n, offsets);
-  for (int64_t c = skip; c < n; ++c) {
-    k_rows[c] = key_cache + offsets[c];
-    v_rows[c] = value_cache + offsets[c];
+  for (int64_t c = skip; c < n; ++c) v_rows[c] = value_cache + offsets[c];
+  if (transposed) {
+    TransposedKeyRuns(p, table, w.kv_head, element, c0, skip, n, k_runs);
+  } else {
+    for (int64_t c = skip; c < n; ++c) k_rows[c] = key_cache + offsets[c];
   }
   const int64_t next_n = std::min(kChunk, end - c0 - kChunk);
   if (next_n > 0) {
@@ -161,8 +187,23 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
     const int64_t slice_bytes = dim * element;
     for (int64_t c = 0; c < next_n; ++c) {
       for (int64_t b = 0; b < slice_bytes; b += 64) {
-        __builtin_prefetch(key_cache + offsets[c] + b, 0, 3);
+        if (!transposed) __builtin_prefetch(key_cache + offsets[c] + b, 0, 3);
         __builtin_prefetch(value_cache + offsets[c] + b, 0, 3);
+      }
+    }
+    if (transposed) {
+      const void* next_runs[kChunkRuns];
+      TransposedKeyRuns(p, table, w.kv_head, element, c0 + kChunk, 0, next_n, next_runs);
+      // A run's dimensions lie block_size elements apart: one line each, or (block_size 16) the
+      // head's whole block in one range.
+      const int64_t d_bytes = p.block_size * element;
+      for (int64_t j = 0; j * kRun < next_n; ++j) {
+        const char* run = static_cast<const char*>(next_runs[j]);
+        if (p.block_size == kRun) {
+          for (int64_t b = 0; b < dim * d_bytes; b += 64) __builtin_prefetch(run + b, 0, 3);
+        } else {
+          for (int64_t d = 0; d < dim; ++d) __builtin_prefetch(run + d * d_bytes, 0, 3);
+        }
       }
     }
   }
@@ -173,7 +214,12 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
       skip == 0 && tile_pos + 1 - c0 >= n && (window <= 0 || tile_pos + tile_tokens - window <= c0);
   if (whole) {
     const int64_t rows = tile_tokens * group;
-    ops.scores(scratch.q, rows, k_rows, bf16, n, dim, scratch.s, kChunk);
+    if (transposed) {
+      ops.scores_transposed(scratch.q, rows, k_runs, bf16, (n + kRun - 1) / kRun, dim, p.block_size,
+                            scratch.s, kChunk);
+    } else {
+      ops.scores(scratch.q, rows, k_rows, bf16, n, dim, scratch.s, kChunk);
+    }
     ops.softmax(scratch.s, kChunk, rows, 0, n, p.logit_softcap, dim, scratch.max, scratch.sum,
                 scratch.acc);
     ops.accumulate(scratch.s, kChunk, rows, v_rows, bf16, n, dim, scratch.acc);
@@ -188,7 +234,14 @@ PAGODA_KERNEL_CLONES void GroupChunk(const PagedAttentionParams& p, const WorkIt
     const int64_t count = valid - first;
     const int64_t r0 = t * group;
     float* s = scratch.s + r0 * kChunk;
-    ops.scores(scratch.q + r0 * dim, group, k_rows + first, bf16, count, dim, s + first, kChunk);
+    if (transposed) {
+      const int64_t run = first / kRun;  // the runs holding [first, valid)
+      ops.scores_transposed(scratch.q + r0 * dim, group, k_runs + run, bf16,
+                            (valid + kRun - 1) / kRun - run, dim, p.block_size, s + run * kRun,
+                            kChunk);
+    } else {
+      ops.scores(scratch.q + r0 * dim, group, k_rows + first, bf16, count, dim, s + first, kChunk);
+    }
     ops.softmax(s, kChunk, group, first, valid, p.logit_softcap, dim, scratch.max + r0,
                 scratch.sum + r0, scratch.acc + r0 * dim);
     ops.accumulate(s + first, kChunk, group, v_rows + first, bf16, count, dim,
@@ -315,6 +368,10 @@ void MergePieces(const PagedAttentionParams& p, const MergeGroup& g, const Parti
 }
 
 }  // namespace
+
+bool ReadsTransposedKeys(int64_t block_size) {
+  return block_size % kRun == 0 && internal::BestAttentionGroupOps() != nullptr;
+}
 
 void PagedAttention(const PagedAttentionParams& p) {
   const int64_t group = p.num_heads / p.num_kv_heads;

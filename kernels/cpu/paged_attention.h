@@ -8,4 +8,8 @@ namespace pagoda::kernels::cpu {
 
 void PagedAttention(const PagedAttentionParams& params);
 
+/// PrefersTransposedKeys for the CPU: the AVX-512 group form is this process's, and block_size is
+/// a multiple of its 16-position runs.
+bool ReadsTransposedKeys(int64_t block_size);
+
 }  // namespace pagoda::kernels::cpu

@@ -56,6 +56,19 @@ TEST(AttentionRowOps, PortableMatchesReference) { CheckOps(PortableAttentionRowO
 
 TEST(AttentionRowOps, BestMatchesReference) { CheckOps(BestAttentionRowOps()); }
 
+// n random bfloat16 values (random floats' top halves) and the fp32 values they widen to.
+void RandomBf16(int64_t n, std::mt19937& rng, std::vector<uint16_t>* half,
+                std::vector<float>* widened) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  half->resize(n);
+  widened->resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    (*half)[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(uniform(rng)) >> 16);
+    const uint32_t w = static_cast<uint32_t>((*half)[i]) << 16;
+    std::memcpy(&(*widened)[i], &w, sizeof(w));
+  }
+}
+
 // The group form (where this CPU has one) against the double reference, with K/V rows in fp32 and
 // in bfloat16. Each row's scores and accumulator are bit for bit what the same row gives alone
 // (rows = 1) and what the fp32 rows of the widened bfloat16 values give: paged attention's batch
@@ -77,13 +90,9 @@ TEST(AttentionGroupOps, MatchTheReferenceAloneOrInAGroupAndFromBfloat16) {
         for (float& x : p) x = uniform(rng);
         for (float& x : acc) x = uniform(rng);
         // Cached rows as bfloat16 (random top halves) and as the fp32 values they widen to.
-        std::vector<uint16_t> half(n * dim);
-        std::vector<float> widened(n * dim);
-        for (int64_t i = 0; i < n * dim; ++i) {
-          half[i] = static_cast<uint16_t>(bits(uniform(rng)) >> 16);
-          const uint32_t w = static_cast<uint32_t>(half[i]) << 16;
-          std::memcpy(&widened[i], &w, sizeof(w));
-        }
+        std::vector<uint16_t> half;
+        std::vector<float> widened;
+        RandomBf16(n * dim, rng, &half, &widened);
         // Rows in reverse order: the ops follow the pointers.
         std::vector<const void*> half_rows, float_rows;
         for (int64_t c = 0; c < n; ++c) {
@@ -121,6 +130,76 @@ TEST(AttentionGroupOps, MatchTheReferenceAloneOrInAGroupAndFromBfloat16) {
             ASSERT_NEAR(got, want, 1e-5 + 1e-5 * std::abs(want)) << "row " << r << " acc " << d;
             ASSERT_EQ(bits(got), bits(acc_float[r * dim + d])) << "row " << r << " acc " << d;
             ASSERT_EQ(bits(got), bits(acc_alone[d])) << "row " << r << " acc " << d;
+          }
+        }
+      }
+    }
+  }
+}
+
+// scores_transposed: from 16-position runs of keys stored by dimension (d_stride elements between
+// dimensions, the runs anywhere), every score bit for bit what `scores` gives for the same key
+// as a row, fp32 and bfloat16, alone or in a group: the transposed cache changes no result.
+TEST(AttentionGroupOps, TransposedScoresAreTheRowScoresBitForBit) {
+  const AttentionGroupOps* ops = BestAttentionGroupOps();
+  if (ops == nullptr) GTEST_SKIP() << "no group form on this CPU (or PAGODA_CPU_ISA chose none)";
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  auto bits = [](float x) { return std::bit_cast<uint32_t>(x); };
+  constexpr int64_t kRun = kTransposedKeyRun;
+  for (int64_t dim : {1, 7, 16, 17, 40, 63, 64, 80, 128, 136}) {
+    for (int64_t d_stride : {kRun, 3 * kRun}) {
+      for (int64_t runs : {1, 2}) {
+        for (int64_t rows : {1, 2, 3, 4, 5, 9}) {
+          SCOPED_TRACE(testing::Message() << "dim " << dim << " d_stride " << d_stride << " runs "
+                                          << runs << " rows " << rows);
+          const int64_t n = runs * kRun;
+          const int64_t stride = n + 5;
+          std::vector<float> q(rows * dim);
+          for (float& x : q) x = uniform(rng);
+          // Key c as bfloat16 rows and as the fp32 values they widen to; the same keys by
+          // dimension, run j at its own offset in a buffer of d_stride-wide lines.
+          std::vector<uint16_t> half;
+          std::vector<float> widened;
+          RandomBf16(n * dim, rng, &half, &widened);
+          const int64_t run_span = dim * d_stride + kRun;         // a run's elements, and a gap
+          std::vector<uint16_t> half_t(runs * run_span, 0x7FC0);  // NaN elsewhere
+          std::vector<float> float_t(half_t.size(), std::nanf(""));
+          std::vector<const void*> half_rows, float_rows, half_runs, float_runs;
+          for (int64_t j = 0; j < runs; ++j) {
+            // Run j at (runs - 1 - j) * run_span + j: reversed, not aligned.
+            const int64_t base = (runs - 1 - j) * run_span + j;
+            half_runs.push_back(half_t.data() + base);
+            float_runs.push_back(float_t.data() + base);
+            for (int64_t l = 0; l < kRun; ++l) {
+              const int64_t c = j * kRun + l;
+              for (int64_t d = 0; d < dim; ++d) {
+                half_t[base + d * d_stride + l] = half[c * dim + d];
+                float_t[base + d * d_stride + l] = widened[c * dim + d];
+              }
+            }
+          }
+          for (int64_t c = 0; c < n; ++c) {
+            half_rows.push_back(half.data() + c * dim);
+            float_rows.push_back(widened.data() + c * dim);
+          }
+          std::vector<float> want(rows * stride, std::nanf("")), got_f = want, got_h = want;
+          ops->scores(q.data(), rows, float_rows.data(), false, n, dim, want.data(), stride);
+          ops->scores_transposed(q.data(), rows, float_runs.data(), false, runs, dim, d_stride,
+                                 got_f.data(), stride);
+          ops->scores_transposed(q.data(), rows, half_runs.data(), true, runs, dim, d_stride,
+                                 got_h.data(), stride);
+          for (int64_t r = 0; r < rows; ++r) {
+            std::vector<float> alone(stride, std::nanf(""));
+            ops->scores_transposed(q.data() + r * dim, 1, half_runs.data(), true, runs, dim,
+                                   d_stride, alone.data(), 0);
+            for (int64_t c = 0; c < n; ++c) {
+              const float w = want[r * stride + c];
+              ASSERT_EQ(bits(got_f[r * stride + c]), bits(w)) << "row " << r << " score " << c;
+              ASSERT_EQ(bits(got_h[r * stride + c]), bits(w)) << "row " << r << " score " << c;
+              ASSERT_EQ(bits(alone[c]), bits(w)) << "row " << r << " score " << c;
+            }
+            EXPECT_TRUE(std::isnan(got_f[r * stride + n])) << "wrote past the runs";
           }
         }
       }

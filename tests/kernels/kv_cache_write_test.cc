@@ -99,6 +99,57 @@ TEST_F(KvCacheWriteTest, AHeadsRowsOfABlockAreContiguous) {
   }
 }
 
+// Keys stored transposed: element d of a head's key in row r of block b at ((b * heads + head)
+// * dim + d) * block_size + r, fp32 and bf16; the values keep the row layout; nothing else is
+// written.
+TEST_F(KvCacheWriteTest, TransposedKeysLandByDimension) {
+  EXPECT_EQ(
+      TransposedKeyOffset(/*block=*/1, /*row=*/1, /*head=*/2, /*d=*/3, kKvHeads, kDim, kBlockSize),
+      ((1 * 3 + 2) * 5 + 3) * 4 + 1);
+  const std::vector<int64_t> slots = {5, -1, 22, 0};
+  KvCacheWriteParams p = Params(slots);
+  p.keys_transposed = true;
+  ASSERT_TRUE(WriteKvCache(p).ok());
+  std::vector<bool> key_written(key_cache_.size(), false);
+  for (size_t t = 0; t < slots.size(); ++t) {
+    const int64_t slot = slots[t];
+    if (slot < 0) continue;
+    for (int64_t i = 0; i < kWidth; ++i) {
+      const int64_t at = TransposedKeyOffset(slot / kBlockSize, slot % kBlockSize, i / kDim,
+                                             i % kDim, kKvHeads, kDim, kBlockSize);
+      EXPECT_EQ(key_cache_[at], key_[t * kKeyStride + i]) << "token " << t << " element " << i;
+      key_written[at] = true;
+      EXPECT_EQ(value_cache_[At(slot, i)], value_[t * kWidth + i]) << "token " << t;
+    }
+  }
+  for (size_t at = 0; at < key_cache_.size(); ++at) {
+    if (!key_written[at]) {
+      EXPECT_TRUE(std::isnan(key_cache_[at])) << "element " << at;
+    }
+  }
+  // bf16: the same places, each value rounded to nearest even.
+  std::vector<uint16_t> keys(key_cache_.size(), 0xFFFF), values(key_cache_.size(), 0xFFFF);
+  p.key_cache = keys.data();
+  p.value_cache = values.data();
+  p.cache_dtype = DType::kBF16;
+  ASSERT_TRUE(WriteKvCache(p).ok());
+  std::vector<uint16_t> rounded(kWidth);
+  ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                        .src = key_.data() + 2 * kKeyStride,
+                        .dst = rounded.data(),
+                        .num_elements = kWidth})
+                  .ok());
+  for (int64_t i = 0; i < kWidth; ++i) {
+    EXPECT_EQ(keys[TransposedKeyOffset(22 / kBlockSize, 22 % kBlockSize, i / kDim, i % kDim,
+                                       kKvHeads, kDim, kBlockSize)],
+              rounded[i]);
+  }
+  // The CUDA twin writes rows only.
+  p.device = Device::kCuda;
+  p.slots_checked = true;
+  EXPECT_THAT(WriteKvCache(p).message(), HasSubstr("transposed"));
+}
+
 // A bfloat16 cache holds each value rounded to nearest even (Quantize's rounding); slots not
 // written keep their bytes.
 TEST_F(KvCacheWriteTest, ABfloat16CacheHoldsTheRoundedValues) {

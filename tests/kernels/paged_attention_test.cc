@@ -389,6 +389,100 @@ TEST(PagedAttention, ABfloat16CacheEqualsAnFp32CacheOfTheRoundedValues) {
   }
 }
 
+// The key cache of a batch in the transposed layout (kv_cache_write.h's TransposedKeyOffset),
+// from its row layout: every element moved, the NaN of unused rows too.
+template <typename T>
+std::vector<T> TransposeKeys(const std::vector<T>& rows, const Shape& s, int64_t num_blocks) {
+  std::vector<T> out(rows.size());
+  for (int64_t blk = 0; blk < num_blocks; ++blk) {
+    for (int64_t h = 0; h < s.num_kv_heads; ++h) {
+      for (int64_t r = 0; r < s.block_size; ++r) {
+        for (int64_t d = 0; d < s.head_dim; ++d) {
+          out[TransposedKeyOffset(blk, r, h, d, s.num_kv_heads, s.head_dim, s.block_size)] =
+              rows[KvCacheRowOffset(blk, r, h, s.num_kv_heads, s.head_dim, s.block_size) + d];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Keys stored transposed give the row layout's results bit for bit (the same chains and tree of
+// lane sums per score), for every path of the attention: decodes, chunks cut by the causal mask,
+// long contexts split into pieces, windows, soft-capping, head_dim not a multiple of 16, bf16.
+TEST(PagedAttention, TransposedKeysGiveTheRowsResultsBitForBit) {
+  for (const int64_t block_size : {16, 32, 48}) {
+    if (!PrefersTransposedKeys(Device::kCpu, block_size)) {
+      GTEST_SKIP() << "this CPU's attention reads keys as rows (no AVX-512 group form)";
+    }
+    for (const int64_t head_dim : {40, 64, 80}) {
+      for (const int64_t window : {0, 45}) {
+        SCOPED_TRACE(::testing::Message() << "block_size " << block_size << " head_dim " << head_dim
+                                          << " window " << window);
+        const std::vector<SeqSpec> seqs = {{1, 37},  {13, 300}, {21, 21},
+                                           {1, 700}, {40, 75},  {1, 1}};
+        Batch b = MakeBatch({.num_heads = 9,
+                             .num_kv_heads = 3,
+                             .head_dim = head_dim,
+                             .block_size = block_size,
+                             .q_stride_pad = 3},
+                            seqs, static_cast<uint32_t>(block_size + head_dim + window));
+        b.sliding_window = window;
+        b.logit_softcap = window > 0 ? 30.0f : 0.0f;
+        ASSERT_TRUE(PagedAttention(b.Params()).ok());
+        const std::vector<float> rows_out = b.out;
+        const std::vector<float> keys = TransposeKeys(b.key_cache, b.shape, b.num_blocks);
+        std::fill(b.out.begin(), b.out.end(), kNaN);
+        PagedAttentionParams p = b.Params();
+        p.key_cache = keys.data();
+        p.keys_transposed = true;
+        ASSERT_TRUE(PagedAttention(p).ok());
+        for (size_t i = 0; i < rows_out.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(b.out[i]), std::bit_cast<uint32_t>(rows_out[i]))
+              << "at " << i;
+        }
+        // A bfloat16 cache: the same from its transposed keys.
+        const int64_t n = static_cast<int64_t>(b.key_cache.size());
+        std::vector<uint16_t> k16(n), v16(n);
+        ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                              .src = b.key_cache.data(),
+                              .dst = k16.data(),
+                              .num_elements = n})
+                        .ok());
+        ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
+                              .src = b.value_cache.data(),
+                              .dst = v16.data(),
+                              .num_elements = n})
+                        .ok());
+        p = b.Params();
+        p.key_cache = k16.data();
+        p.value_cache = v16.data();
+        p.cache_dtype = DType::kBF16;
+        ASSERT_TRUE(PagedAttention(p).ok());
+        const std::vector<float> bf16_rows_out = b.out;
+        const std::vector<uint16_t> k16_t = TransposeKeys(k16, b.shape, b.num_blocks);
+        std::fill(b.out.begin(), b.out.end(), kNaN);
+        p.key_cache = k16_t.data();
+        p.keys_transposed = true;
+        ASSERT_TRUE(PagedAttention(p).ok());
+        for (size_t i = 0; i < bf16_rows_out.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(b.out[i]), std::bit_cast<uint32_t>(bf16_rows_out[i]))
+              << "bf16 at " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(PagedAttention, TransposedKeysNeedTheLayoutsReader) {
+  Batch b =
+      MakeBatch({.num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .block_size = 8}, {{1, 9}}, 5);
+  PagedAttentionParams p = b.Params();
+  p.keys_transposed = true;  // block_size 8: no run of 16 positions fits a block
+  EXPECT_THAT(PagedAttention(p).message(), HasSubstr("keys stored transposed"));
+  EXPECT_FALSE(PrefersTransposedKeys(Device::kCuda, 16));
+}
+
 TEST(PagedAttention, EmptyBatchIsANoOp) {
   Batch b =
       MakeBatch({.num_heads = 4, .num_kv_heads = 2, .head_dim = 8, .block_size = 4}, {{0, 5}}, 3);

@@ -88,6 +88,7 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
                                          .num_blocks = shape.num_blocks,
                                          .key_stride = in.stride,
                                          .value_stride = in.stride,
+                                         .keys_transposed = shape.keys_transposed,
                                          .slots_checked = true,
                                          .device = context.device}));
   return kernels::PagedAttention(
@@ -108,6 +109,7 @@ absl::Status PagedAttentionLayer(const ForwardContext& context, int64_t layer,
        .num_blocks = shape.num_blocks,
        .max_blocks_per_seq = batch.max_blocks_per_seq,
        .q_stride = in.stride,
+       .keys_transposed = shape.keys_transposed,
        .max_query_len = batch.max_query_len,
        .scale = in.scale > 0.0f
                     ? in.scale

@@ -234,6 +234,62 @@ PAGODA_AVX512 void GroupScoresAvx512(const float* q, const void* const* k, int64
   }
 }
 
+// 16 consecutive elements of a transposed key run (a dimension's 16 positions) at `at`.
+template <bool kBf16>
+PAGODA_AVX512 inline __m512 LoadRun(const void* run, int64_t at) {
+  return LoadCached<kBf16>(run, at, kAll);
+}
+
+// S2[e] of SumLanes4's tree for R rows, with positions in lanes: the chains of lanes e, e + 8,
+// e + 4 and e + 12 of GroupScoresAvx512's accumulators (fused multiply-adds over d = l, l + 16,
+// ... < dim in that order, from 0), side by side, then (P[e] + P[e+8]) + (P[e+4] + P[e+12]).
+template <bool kBf16, int R>
+PAGODA_AVX512 inline void LaneQuad(const float* q, int64_t dim, const void* run, int64_t d_stride,
+                                   int64_t e, __m512 (&s2)[R]) {
+  constexpr int64_t kLanes[4] = {0, 8, 4, 12};
+  __m512 acc[4][R];
+  for (int i = 0; i < 4; ++i) {
+    for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_ps();
+  }
+  for (int64_t d0 = e; d0 < dim; d0 += 16) {
+    for (int i = 0; i < 4; ++i) {
+      const int64_t d = d0 + kLanes[i];
+      if (d >= dim) continue;
+      const __m512 key = LoadRun<kBf16>(run, d * d_stride);
+      for (int r = 0; r < R; ++r) {
+        // The key from a register, the query element as the instruction's broadcast operand
+        // (GCC would fold the key's load into every multiply-add and broadcast apart).
+        __asm__("vfmadd231ps %[x]%{1to16%}, %[k], %[a]"
+                : [a] "+v"(acc[i][r])
+                : [k] "v"(key), [x] "m"(q[r * dim + d]));
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    s2[r] = _mm512_add_ps(_mm512_add_ps(acc[0][r], acc[1][r]), _mm512_add_ps(acc[2][r], acc[3][r]));
+  }
+}
+
+// R query rows against runs of 16 positions of transposed keys: SumLanes4's tree with the lanes'
+// chains as whole vectors, (S2[0] + S2[2]) + (S2[1] + S2[3]) (LaneQuad), one score per lane.
+template <bool kBf16, int R>
+PAGODA_AVX512 void GroupScoresTransposedAvx512(const float* q, const void* const* k, int64_t runs,
+                                               int64_t dim, int64_t d_stride, float* s,
+                                               int64_t s_stride) {
+  for (int64_t j = 0; j < runs; ++j) {
+    __m512 z[2][R];
+    for (int half = 0; half < 2; ++half) {
+      __m512 lo[R], hi[R];
+      LaneQuad<kBf16, R>(q, dim, k[j], d_stride, half, lo);      // S2[0], then S2[1]
+      LaneQuad<kBf16, R>(q, dim, k[j], d_stride, half + 2, hi);  // S2[2], then S2[3]
+      for (int r = 0; r < R; ++r) z[half][r] = _mm512_add_ps(lo[r], hi[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(s + r * s_stride + j * kTransposedKeyRun, _mm512_add_ps(z[0][r], z[1][r]));
+    }
+  }
+}
+
 // R rows' accumulators, 64 dims at a time, in registers while the n V rows stream past.
 template <bool kBf16, int R>
 PAGODA_AVX512 void GroupAccumulateAvx512(const float* p, int64_t p_stride, const void* const* v,
@@ -332,6 +388,30 @@ PAGODA_AVX512 void GroupScoresRows(const float* q, int64_t rows, const void* con
 }
 
 template <bool kBf16>
+PAGODA_AVX512 void GroupScoresTransposedRows(const float* q, int64_t rows, const void* const* k,
+                                             int64_t runs, int64_t dim, int64_t d_stride, float* s,
+                                             int64_t s_stride) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kMaxGroupRows) {
+    const float* qr = q + r0 * dim;
+    float* sr = s + r0 * s_stride;
+    switch (std::min<int64_t>(kMaxGroupRows, rows - r0)) {
+      case 4:
+        GroupScoresTransposedAvx512<kBf16, 4>(qr, k, runs, dim, d_stride, sr, s_stride);
+        break;
+      case 3:
+        GroupScoresTransposedAvx512<kBf16, 3>(qr, k, runs, dim, d_stride, sr, s_stride);
+        break;
+      case 2:
+        GroupScoresTransposedAvx512<kBf16, 2>(qr, k, runs, dim, d_stride, sr, s_stride);
+        break;
+      default:
+        GroupScoresTransposedAvx512<kBf16, 1>(qr, k, runs, dim, d_stride, sr, s_stride);
+        break;
+    }
+  }
+}
+
+template <bool kBf16>
 PAGODA_AVX512 void GroupAccumulateRows(const float* p, int64_t p_stride, int64_t rows,
                                        const void* const* v, int64_t n, int64_t dim, float* acc) {
   for (int64_t r0 = 0; r0 < rows; r0 += kMaxGroupRows) {
@@ -360,6 +440,16 @@ PAGODA_AVX512 void Avx512GroupScores(const float* q, int64_t rows, const void* c
     GroupScoresRows<true>(q, rows, k, n, dim, s, s_stride);
   } else {
     GroupScoresRows<false>(q, rows, k, n, dim, s, s_stride);
+  }
+}
+
+PAGODA_AVX512 void Avx512GroupScoresTransposed(const float* q, int64_t rows, const void* const* k,
+                                               bool bf16, int64_t runs, int64_t dim,
+                                               int64_t d_stride, float* s, int64_t s_stride) {
+  if (bf16) {
+    GroupScoresTransposedRows<true>(q, rows, k, runs, dim, d_stride, s, s_stride);
+  } else {
+    GroupScoresTransposedRows<false>(q, rows, k, runs, dim, d_stride, s, s_stride);
   }
 }
 
@@ -398,8 +488,8 @@ const AttentionRowOps& BestAttentionRowOps() {
 
 const AttentionGroupOps* BestAttentionGroupOps() {
 #ifdef PAGODA_HAVE_AVX2_PATH
-  static constexpr AttentionGroupOps kAvx512{&Avx512GroupScores, &Avx512GroupAccumulate,
-                                             &Avx512GroupSoftmax, "avx512"};
+  static constexpr AttentionGroupOps kAvx512{&Avx512GroupScores, &Avx512GroupScoresTransposed,
+                                             &Avx512GroupAccumulate, &Avx512GroupSoftmax, "avx512"};
   static const AttentionGroupOps* const ops = [] {
     const absl::StatusOr<CpuKernelConfig>& config = ActiveCpuKernelConfig();
     return config.ok() && config->isa == CpuIsa::kAvx512 ? &kAvx512 : nullptr;

@@ -37,6 +37,14 @@ struct AttentionGroupOps {
   // dim bfloat16 values (bf16), widened exactly.
   void (*scores)(const float* q, int64_t rows, const void* const* k, bool bf16, int64_t n,
                  int64_t dim, float* s, int64_t s_stride);
+  // The same scores from keys stored transposed (kv_cache_write.h's KvCacheKeyOffset): 16
+  // positions at a time, `runs` runs of them. Dimension d of position l < 16 of run j is element
+  // d * d_stride + l at k[j] (fp32, or bfloat16 widened exactly); s[r * s_stride + 16 * j + l] is
+  // its score, bit for bit what `scores` gives for the same key as a row (the same per-lane
+  // chains and the same tree of lane sums, with positions in lanes: no reduction per score).
+  void (*scores_transposed)(const float* q, int64_t rows, const void* const* k, bool bf16,
+                            int64_t runs, int64_t dim, int64_t d_stride, float* s,
+                            int64_t s_stride);
   // acc[r * dim + d] += sum_{c < n} p[r * p_stride + c] * v[c][d] for r < rows, d < dim, the
   // terms added in order of c (one fused multiply-add each, as the row form's AVX2 version).
   void (*accumulate)(const float* p, int64_t p_stride, int64_t rows, const void* const* v,
@@ -53,6 +61,8 @@ struct AttentionGroupOps {
 
 /// Positions the group form's softmax takes at once (paged attention's chunk).
 inline constexpr int64_t kGroupSoftmaxPositions = 32;
+/// Positions of one run of scores_transposed: one vector of them.
+inline constexpr int64_t kTransposedKeyRun = 16;
 
 /// The group form on this CPU, or null where it has none (no AVX-512, or PAGODA_CPU_ISA chose a
 /// narrower ISA: cpu_isa.h). A row's results are the same operations in the same order whatever

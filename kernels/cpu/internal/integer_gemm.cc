@@ -85,11 +85,9 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
       const int64_t b_begin = x % num_blocks;
       const int64_t b_end = std::min(num_blocks, b_begin + last - x);
       Q8Block* row = q8 + i * a_stride;
-      QuantizeRowQ8(a + i * k + b_begin * kQ8BlockElements, row + b_begin, b_end - b_begin);
       float* sums = q8_sums + i * s_stride;
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        sums[b] = row[b].d * static_cast<float>(row[b].sum);
-      }
+      QuantizeRowQ8(a + i * k + b_begin * kQ8BlockElements, row + b_begin, b_end - b_begin,
+                    sums + b_begin);
       if (b_end == num_blocks) {
         for (int64_t b = num_blocks; b < a_stride; ++b) row[b] = Q8Block{};
         for (int64_t b = num_blocks; b < s_stride; ++b) sums[b] = 0.0f;

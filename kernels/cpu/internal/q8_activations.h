@@ -21,7 +21,8 @@ struct Q8Block {
 };
 static_assert(sizeof(Q8Block) == 40);
 
-/// num_blocks * 32 floats at x -> num_blocks blocks at out.
-void QuantizeRowQ8(const float* x, Q8Block* out, int64_t num_blocks);
+/// num_blocks * 32 floats at x -> num_blocks blocks at out, and each block's d * sum at
+/// scaled_sums[b] (quantized_dot.h's QuantizedGemmArgs::scaled_sums) where not null.
+void QuantizeRowQ8(const float* x, Q8Block* out, int64_t num_blocks, float* scaled_sums = nullptr);
 
 }  // namespace pagoda::kernels::internal
