@@ -78,7 +78,7 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
   // block is rounded on its own (QuantizeRowQ8), so how the blocks are split changes no value;
   // the call that rounds a row's last block writes the row's padding.
   const int64_t total_blocks = p.m * num_blocks;
-  const auto round_blocks = [q8, q8_sums, num_blocks, a_stride, s_stride, a = p.a, k = p.k](
+  const auto round_blocks = [q8, q8_sums, num_blocks, a_stride, s_stride, isa, a = p.a, k = p.k](
                                 int64_t first, int64_t last) {
     for (int64_t x = first; x < last;) {
       const int64_t i = x / num_blocks;
@@ -87,7 +87,7 @@ void IntegerGemmParts(absl::Span<const GemmParams> parts, CpuIsa isa) {
       Q8Block* row = q8 + i * a_stride;
       float* sums = q8_sums + i * s_stride;
       QuantizeRowQ8(a + i * k + b_begin * kQ8BlockElements, row + b_begin, b_end - b_begin,
-                    sums + b_begin);
+                    sums + b_begin, isa);
       if (b_end == num_blocks) {
         for (int64_t b = num_blocks; b < a_stride; ++b) row[b] = Q8Block{};
         for (int64_t b = num_blocks; b < s_stride; ++b) sums[b] = 0.0f;

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/internal/cpu_isa.h"
+
 namespace pagoda::kernels::internal {
 
 inline constexpr int kQ8BlockElements = 32;
@@ -22,7 +24,10 @@ struct Q8Block {
 static_assert(sizeof(Q8Block) == 40);
 
 /// num_blocks * 32 floats at x -> num_blocks blocks at out, and each block's d * sum at
-/// scaled_sums[b] (quantized_dot.h's QuantizedGemmArgs::scaled_sums) where not null.
-void QuantizeRowQ8(const float* x, Q8Block* out, int64_t num_blocks, float* scaled_sums = nullptr);
+/// scaled_sums[b] (quantized_dot.h's QuantizedGemmArgs::scaled_sums) where not null. `isa`
+/// kAvx512 takes intrinsics, the others the portable loops (compiler-vectorized): every field
+/// is bit for bit the same whichever runs.
+void QuantizeRowQ8(const float* x, Q8Block* out, int64_t num_blocks, float* scaled_sums = nullptr,
+                   CpuIsa isa = CpuIsa::kScalar);
 
 }  // namespace pagoda::kernels::internal
