@@ -38,6 +38,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
 #include "kernels/device.h"
+#include "kernels/kv_cache_write.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/testing/model_harness.h"
 #include "tests/testing/stories260k.h"
@@ -362,7 +363,9 @@ TEST_P(ModelRunnerCuda, MixedStepsMatchTheCpuRunner) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelRunnerCuda, ::testing::ValuesIn(Cases()), CaseName);
 
-// The bytes of `blocks` of every slot of a cache (keys then values), read to the host.
+// The bytes of `blocks` of every slot of a cache (keys then values), read to the host, the keys of
+// a cache that stores them transposed (the CPU runner's: KvCacheShape::keys_transposed) put back
+// in rows, so that the CUDA cache's blocks compare with them.
 std::vector<float> CacheBlocks(const KvCache& cache, const std::vector<int32_t>& blocks) {
   const KvCacheShape& shape = cache.shape();
   const int64_t n = shape.elements_per_block();
@@ -376,6 +379,20 @@ std::vector<float> CacheBlocks(const KvCache& cache, const std::vector<int32_t>&
           std::memcpy(block.data(), src, n * sizeof(float));
         } else {
           EXPECT_TRUE(kernels::cuda::CopyBytes(block.data(), src, n * sizeof(float)).ok());
+        }
+        if (shape.keys_transposed && base == cache.key(slot)) {
+          const std::vector<float> transposed = block;
+          for (int64_t h = 0; h < shape.num_kv_heads; ++h) {
+            for (int64_t r = 0; r < shape.block_size; ++r) {
+              for (int64_t d = 0; d < shape.head_dim; ++d) {
+                block[kernels::KvCacheRowOffset(0, r, h, shape.num_kv_heads, shape.head_dim,
+                                                shape.block_size) +
+                      d] =
+                    transposed[kernels::TransposedKeyOffset(0, r, h, d, shape.num_kv_heads,
+                                                            shape.head_dim, shape.block_size)];
+              }
+            }
+          }
         }
         out.insert(out.end(), block.begin(), block.end());
       }

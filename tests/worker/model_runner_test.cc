@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/paged_attention.h"
 #include "worker/model_weights.h"
 #include "worker/models/registry.h"
 
@@ -304,6 +305,33 @@ TEST(ModelRunnerDevice, KvCacheOnCudaWithoutADeviceIsFailedPrecondition) {
                                 .head_dim = 8,
                                 .device = Device::kCuda});
   EXPECT_EQ(cache.status().code(), absl::StatusCode::kFailedPrecondition) << cache.status();
+}
+
+// A CPU runner's cache takes the key layout its attention prefers (transposed on AVX-512 with
+// blocks of 16, rows with blocks of 4), and a swap between caches of two key layouts is refused:
+// the same bytes would be read in another order.
+TEST(ModelRunnerKvCache, KeysTakeTheAttentionsLayoutAndSwapsKeepIt) {
+  const ModelConfig config = TinyConfig();
+  for (const int64_t block_size : {4, 16}) {
+    auto runner = ModelRunner::Create(config, DummyModelWeights(config, /*seed=*/3),
+                                      {.num_blocks = 8, .block_size = block_size});
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    EXPECT_EQ((*runner)->kv_cache().shape().keys_transposed,
+              kernels::PrefersTransposedKeys(Device::kCpu, block_size));
+  }
+  KvCacheShape shape{
+      .num_layers = 2, .num_blocks = 4, .block_size = 16, .num_kv_heads = 1, .head_dim = 8};
+  auto rows = KvCache::Create(shape);
+  shape.keys_transposed = true;
+  auto transposed = KvCache::Create(shape);
+  ASSERT_TRUE(rows.ok() && transposed.ok());
+  const std::vector<std::pair<int32_t, int32_t>> pairs = {{1, 2}};
+  const absl::Status s = KvCache::CopyBlocksAcross(*rows, *transposed, pairs);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("key layout"));
+  auto twin = KvCache::Create(shape);
+  ASSERT_TRUE(twin.ok());
+  EXPECT_TRUE(KvCache::CopyBlocksAcross(*transposed, *twin, pairs).ok());
 }
 
 // The architectures without a device path are refused by name, before anything moves (asked of
