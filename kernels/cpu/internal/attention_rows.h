@@ -37,7 +37,7 @@ struct AttentionGroupOps {
   // dim bfloat16 values (bf16), widened exactly.
   void (*scores)(const float* q, int64_t rows, const void* const* k, bool bf16, int64_t n,
                  int64_t dim, float* s, int64_t s_stride);
-  // The same scores from keys stored transposed (kv_cache_write.h's KvCacheKeyOffset): 16
+  // The same scores from keys stored transposed (kv_cache_write.h's TransposedKeyOffset): 16
   // positions at a time, `runs` runs of them. Dimension d of position l < 16 of run j is element
   // d * d_stride + l at k[j] (fp32, or bfloat16 widened exactly); s[r * s_stride + 16 * j + l] is
   // its score, bit for bit what `scores` gives for the same key as a row (the same per-lane
