@@ -345,6 +345,16 @@ TEST(PagedAttention, ATokensOutputDoesNotDependOnTheBatchShape) {
   omp_set_num_threads(saved);
 }
 
+// A cache's values rounded to bfloat16 (Quantize's rounding, nearest even).
+std::vector<uint16_t> Bf16Of(const std::vector<float>& cache) {
+  const int64_t n = static_cast<int64_t>(cache.size());
+  std::vector<uint16_t> out(n);
+  EXPECT_TRUE(
+      Quantize({.dtype = DType::kBF16, .src = cache.data(), .dst = out.data(), .num_elements = n})
+          .ok());
+  return out;
+}
+
 // A bfloat16 cache gives exactly what an fp32 cache holding the same (bf16-rounded) keys and
 // values gives: rows are widened to fp32 as they are read. Checked on decodes, a chunked prefill
 // and a long context split over threads.
@@ -354,17 +364,8 @@ TEST(PagedAttention, ABfloat16CacheEqualsAnFp32CacheOfTheRoundedValues) {
     Batch b =
         MakeBatch({.num_heads = 9, .num_kv_heads = 3, .head_dim = 64, .block_size = 16}, seqs, 21);
     const int64_t n = static_cast<int64_t>(b.key_cache.size());
-    std::vector<uint16_t> keys(n), values(n);
-    ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
-                          .src = b.key_cache.data(),
-                          .dst = keys.data(),
-                          .num_elements = n})
-                    .ok());
-    ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
-                          .src = b.value_cache.data(),
-                          .dst = values.data(),
-                          .num_elements = n})
-                    .ok());
+    const std::vector<uint16_t> keys = Bf16Of(b.key_cache);
+    const std::vector<uint16_t> values = Bf16Of(b.value_cache);
     ASSERT_TRUE(Dequantize({.dtype = DType::kBF16,
                             .src = keys.data(),
                             .dst = b.key_cache.data(),
@@ -442,18 +443,8 @@ TEST(PagedAttention, TransposedKeysGiveTheRowsResultsBitForBit) {
               << "at " << i;
         }
         // A bfloat16 cache: the same from its transposed keys.
-        const int64_t n = static_cast<int64_t>(b.key_cache.size());
-        std::vector<uint16_t> k16(n), v16(n);
-        ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
-                              .src = b.key_cache.data(),
-                              .dst = k16.data(),
-                              .num_elements = n})
-                        .ok());
-        ASSERT_TRUE(Quantize({.dtype = DType::kBF16,
-                              .src = b.value_cache.data(),
-                              .dst = v16.data(),
-                              .num_elements = n})
-                        .ok());
+        const std::vector<uint16_t> k16 = Bf16Of(b.key_cache);
+        const std::vector<uint16_t> v16 = Bf16Of(b.value_cache);
         p = b.Params();
         p.key_cache = k16.data();
         p.value_cache = v16.data();

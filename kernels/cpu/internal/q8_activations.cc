@@ -50,13 +50,14 @@ struct BlockScale {
   float d;
   float inverse;
 };
-inline BlockScale ScaleOf(const float* x) {
-  const float amax = BlockAbsMax(x);
+// From the block's max |x| (BlockAbsMax's bit-pattern max: NaN where an input is NaN).
+inline BlockScale ScaleOfMax(float amax) {
   const bool finite = amax <= std::numeric_limits<float>::max();
   const float d = amax / 127.0f;
   return {finite ? d : std::numeric_limits<float>::quiet_NaN(),
           finite && d != 0.0f ? 1.0f / d : 0.0f};
 }
+inline BlockScale ScaleOf(const float* x) { return ScaleOfMax(BlockAbsMax(x)); }
 
 PAGODA_KERNEL_CLONES void PortableQuantizeRowQ8(const float* __restrict x, Q8Block* __restrict out,
                                                 int64_t num_blocks, float* __restrict scaled_sums) {
@@ -97,17 +98,15 @@ __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl"))) void Avx512Quantiz
     const __m512 x1 = _mm512_loadu_ps(x + 16);
     const __m512i bits = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(x0), magnitude),
                                           _mm512_and_si512(_mm512_castps_si512(x1), magnitude));
-    const float amax = std::bit_cast<float>(_mm512_reduce_max_epu32(bits));
-    const bool finite = amax <= std::numeric_limits<float>::max();
-    const float d = amax / 127.0f;
-    const float inverse = finite && d != 0.0f ? 1.0f / d : 0.0f;
+    const BlockScale scale = ScaleOfMax(std::bit_cast<float>(_mm512_reduce_max_epu32(bits)));
+    const float inverse = scale.inverse;
     if (!(inverse <= std::numeric_limits<float>::max())) {
       // d subnormal, 1 / d infinite: a zero input's quotient is NaN (0 there, -127 from the
       // clamp here). Rare enough for the portable loop.
       PortableQuantizeRowQ8(x, out + b, 1, scaled_sums == nullptr ? nullptr : scaled_sums + b);
       continue;
     }
-    out[b].d = finite ? d : std::numeric_limits<float>::quiet_NaN();
+    out[b].d = scale.d;
     int32_t sum = 0;
     if (inverse == 0.0f) {
       std::memset(out[b].qs, 0, sizeof(out[b].qs));
