@@ -265,5 +265,14 @@ BENCHMARK(BM_GemmQ4_1Packed)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// The packed Q8_0 GEMM on SmolLM2-135M's LM head (49152 x 576, 28 MB) at a speculative
+// verification step's rows: from 5 rows on the passes of a few rows each (packed_gemm.cc).
+BENCHMARK(BM_GemmQ8_0Packed)
+    ->Name("BM_GemmQ8_0PackedVerify")
+    ->ArgNames({"path", "m", "n", "k"})
+    ->ArgsProduct({{1}, {1, 4, 5, 8, 9, 13, 16}, {49152}, {576}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 }  // namespace
 }  // namespace pagoda::kernels

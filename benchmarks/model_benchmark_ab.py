@@ -2,7 +2,9 @@
 """Runs two or more model_benchmark binaries alternately, round after round, and prints each
 benchmark's minimum and median real time (ms) per binary: the A/B comparison of docs/performance.md
 on a host whose speed drifts by tens of percent from minute to minute, where only figures taken
-in the same minutes compare.
+in the same minutes compare. The last column of each binary after the first is the median over
+rounds of its time over the first binary's in the same round: the figure least moved by the
+drift, as each round's two runs are seconds apart.
 
   benchmarks/model_benchmark_ab.py ROUNDS FILTER OLD_BINARY NEW_BINARY [...] [--models=M]
   e.g. benchmarks/model_benchmark_ab.py 6 'VerifyStep/.*/256' old/model_benchmark build/benchmarks/model_benchmark
@@ -31,12 +33,17 @@ def main():
                 scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[bench["time_unit"]]
                 name = bench["name"].replace("/real_time", "")
                 times[name].append((binary, bench["real_time"] * scale))
-    print(f"{'benchmark':<58}" + "".join(f"{b[-24:]:>26}" for b in binaries))
+    print(f"{'benchmark':<58}" + "".join(
+        f"{b[-24:]:>26}" + ("" if i == 0 else f"{'/ first':>9}") for i, b in enumerate(binaries)))
     for name, samples in times.items():
         cells = []
-        for binary in binaries:
+        first = [t for b, t in samples if b == binaries[0]]
+        for i, binary in enumerate(binaries):
             mine = [t for b, t in samples if b == binary]
             cells.append(f"{min(mine):12.3f} {statistics.median(mine):12.3f} ")
+            if i > 0:
+                ratios = [t / f for t, f in zip(mine, first)]
+                cells.append(f"{statistics.median(ratios):8.3f} ")
         print(f"{name:<58}" + "".join(cells))
 
 

@@ -209,7 +209,10 @@ TEST(AttentionGroupOps, TransposedScoresAreTheRowScoresBitForBit) {
 
 // The group form's softmax step against a double reference: a row's max, sum, rescaled
 // accumulator and weights are bit for bit what the row gives alone; the scores outside
-// [first, valid) are not read (they hold NaN here) and become 0.
+// [first, valid) are not read (they hold NaN here) and become 0. The chunk's weights are summed by
+// one fixed tree (the lanes' halves folded: 16 + 16, 8 + 8, 4 + 4, then 0 + 2, 1 + 3 and the two),
+// whichever rows share the call (checked where the running sum is not rescaled, so that no
+// rounding of the rescale enters it).
 TEST(AttentionGroupOps, SoftmaxStepMatchesTheReferenceForAnyRangeAndRowCount) {
   const AttentionGroupOps* ops = BestAttentionGroupOps();
   if (ops == nullptr) GTEST_SKIP() << "no group form on this CPU (or PAGODA_CPU_ISA chose none)";
@@ -218,6 +221,7 @@ TEST(AttentionGroupOps, SoftmaxStepMatchesTheReferenceForAnyRangeAndRowCount) {
   std::uniform_real_distribution<float> uniform(-4.0f, 4.0f);
   auto bits = [](float x) { return std::bit_cast<uint32_t>(x); };
   const int64_t dim = 20;
+  int tree_checks = 0;
   for (float softcap : {0.0f, 3.0f}) {
     for (auto [first, valid] : {std::pair<int64_t, int64_t>{0, 32},
                                 {0, 1},
@@ -226,7 +230,7 @@ TEST(AttentionGroupOps, SoftmaxStepMatchesTheReferenceForAnyRangeAndRowCount) {
                                 {15, 32},
                                 {31, 32},
                                 {3, 4}}) {
-      for (int64_t rows : {1, 3, 5}) {
+      for (int64_t rows : {1, 3, 5, 9}) {
         SCOPED_TRACE(testing::Message() << "softcap " << softcap << " range [" << first << ", "
                                         << valid << ") rows " << rows);
         const int64_t stride = kPositions + 2;
@@ -273,6 +277,16 @@ TEST(AttentionGroupOps, SoftmaxStepMatchesTheReferenceForAnyRangeAndRowCount) {
           ASSERT_NEAR(sum_all[r], want_sum, 1e-5 * want_sum);
           ASSERT_EQ(bits(max_all[r]), bits(max_alone));
           ASSERT_EQ(bits(sum_all[r]), bits(sum_alone));
+          float tree[16];
+          for (int i = 0; i < 16; ++i) tree[i] = s_all[r * stride + i] + s_all[r * stride + 16 + i];
+          for (int half = 8; half >= 4; half /= 2) {
+            for (int i = 0; i < half; ++i) tree[i] = tree[i] + tree[i + half];
+          }
+          const float chunk_sum = (tree[0] + tree[2]) + (tree[1] + tree[3]);
+          if (max_all[r] == max[r] || r == 0) {  // row 0's running sum: 0
+            ASSERT_EQ(bits(sum_all[r]), bits(sum[r] + chunk_sum)) << "row " << r;
+            ++tree_checks;
+          }
           for (int64_t d = 0; d < dim; ++d) {
             const double want = acc[r * dim + d] * rescale;
             ASSERT_NEAR(acc_all[r * dim + d], want, 1e-6 + 1e-5 * std::abs(want));
@@ -282,6 +296,7 @@ TEST(AttentionGroupOps, SoftmaxStepMatchesTheReferenceForAnyRangeAndRowCount) {
       }
     }
   }
+  EXPECT_GT(tree_checks, 100) << "too few rows whose sum the tree check covered";
 }
 
 }  // namespace

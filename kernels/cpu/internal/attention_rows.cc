@@ -347,8 +347,10 @@ PAGODA_AVX512 void Avx512GroupSoftmax(float* s, int64_t s_stride, int64_t rows, 
     _mm512_store_ps(w + 16, _mm512_sub_ps(x1, shift));
 #pragma omp simd
     for (int c = 0; c < 32; ++c) w[c] = FastExp<ExpUnderflow::kZero>(w[c]);
-    const __m512 e0 = _mm512_maskz_load_ps(lo, w);
-    const __m512 e1 = _mm512_maskz_load_ps(hi, w + 16);
+    // Whole loads, then the masks: a masked load of what was just stored waits for the stores to
+    // reach the cache instead of taking their data from the store buffer.
+    const __m512 e0 = _mm512_maskz_mov_ps(lo, _mm512_load_ps(w));
+    const __m512 e1 = _mm512_maskz_mov_ps(hi, _mm512_load_ps(w + 16));
     _mm512_storeu_ps(row, e0);
     _mm512_storeu_ps(row + 16, e1);
     const float chunk_sum = _mm512_reduce_add_ps(_mm512_add_ps(e0, e1));

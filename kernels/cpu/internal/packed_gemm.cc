@@ -33,8 +33,8 @@ using avx512_tile::PrefetchPart;
 // operands as -Wuninitialized once inlined here.
 constexpr __mmask16 kAll = 0xFFFF;
 constexpr int kMaxTileRows = 4;  // activation rows per register tile
-// Q4_x at kMaxTileRows + 1 .. kMaxDirectRows activation rows (a speculative verification step's
-// k + 1) read the packed nibbles in passes of at most kMaxPassRows rows, split evenly.
+// kMaxTileRows + 1 .. kMaxDirectRows activation rows (a speculative verification step's k + 1)
+// read the packed tile in passes of at most kMaxPassRows rows, split evenly.
 constexpr int64_t kMaxDirectRows = 16;
 constexpr int kMaxPassRows = 6;
 
@@ -237,9 +237,9 @@ PAGODA_TARGET_AVX512 void ExpandGroups(const uint8_t* packed, int64_t groups, in
 }
 
 // quantized_dot.cc's GemmAvx512 on packed weights: the same tiles (64 or 32 weight rows for
-// m <= 4; 32 rows against L2-sized blocks of activation rows above, Q4_x's nibbles spread to
-// bytes once per tile there unless m <= kMaxDirectRows), nothing transposed. j_begin is a
-// multiple of 16 (a group's first row).
+// m <= 4; 32 rows read in passes of a few rows for m <= kMaxDirectRows; 32 rows against L2-sized
+// blocks of activation rows above, Q4_x's nibbles spread to bytes once per tile there), nothing
+// transposed. j_begin is a multiple of 16 (a group's first row).
 template <typename P>
 PAGODA_TARGET_AVX512 void PackedGemm(const QuantizedGemmArgs& g, int64_t j_begin, int64_t j_end) {
   const int64_t group_bytes = P::GroupBytes(g.num_blocks);
@@ -255,30 +255,29 @@ PAGODA_TARGET_AVX512 void PackedGemm(const QuantizedGemmArgs& g, int64_t j_begin
     }
     return;
   }
-  if constexpr (P::kNibbles) {
-    if (g.m <= kMaxDirectRows) {
-      // A few rows more than a register tile (a verification step's): each tile of 32 weight rows
-      // read as packed by ceil(m / kMaxPassRows) passes of m split evenly (13 = 4 + 4 + 5), one
-      // after the other while it is in L1. Spreading its nibbles to bytes first would save each
-      // pass its shift and masks but cost a store and a reload of twice the bytes, which measured
-      // slower (docs/performance.md, issue 19). Which rows share a pass changes no element's
-      // operations.
-      constexpr int64_t kTileRows = 2 * kLanes;
-      const int64_t passes = (g.m + kMaxPassRows - 1) / kMaxPassRows;
-      for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
-        const int64_t rows = std::min(kTileRows, j_end - j0);
-        const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - kTileRows, 0, kTileRows);
-        for (int64_t pass = 0; pass < passes; ++pass) {
-          const int64_t i0 = g.m * pass / passes;
-          const int mr = static_cast<int>(g.m * (pass + 1) / passes - i0);
-          // The first pass over the tile reads it from memory: it fetches the next one.
-          const bool first = pass == 0;
-          RunPassTile<P>(g, at(j0), i0, mr, j0, rows, first ? at(j0 + rows) : nullptr,
-                         first ? tile_bytes(next_rows) : 0);
-        }
+  if (g.m <= kMaxDirectRows) {
+    // A few rows more than a register tile (a verification step's): each tile of 32 weight rows is
+    // read as packed by ceil(m / kMaxPassRows) passes of m split evenly (13 = 4 + 4 + 5), one
+    // after the other while it is in L1: for Q8_0 three passes where tiles of kMaxTileRows made
+    // four (4 + 4 + 4 + 1), for Q4_x without spreading the nibbles to bytes first, which would
+    // save each pass its shift and masks but cost a store and a reload of twice the bytes and
+    // measured slower (docs/performance.md, issue 19). Which rows share a pass changes no
+    // element's operations.
+    constexpr int64_t kTileRows = 2 * kLanes;
+    const int64_t passes = (g.m + kMaxPassRows - 1) / kMaxPassRows;
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileRows) {
+      const int64_t rows = std::min(kTileRows, j_end - j0);
+      const int64_t next_rows = std::clamp<int64_t>(j_end - j0 - kTileRows, 0, kTileRows);
+      for (int64_t pass = 0; pass < passes; ++pass) {
+        const int64_t i0 = g.m * pass / passes;
+        const int mr = static_cast<int>(g.m * (pass + 1) / passes - i0);
+        // The first pass over the tile reads it from memory: it fetches the next one.
+        const bool first = pass == 0;
+        RunPassTile<P>(g, at(j0), i0, mr, j0, rows, first ? at(j0 + rows) : nullptr,
+                       first ? tile_bytes(next_rows) : 0);
       }
-      return;
     }
+    return;
   }
   constexpr int64_t kTileRows = 2 * kLanes;
   // Q4_x: the tile's nibbles spread into a buffer (this thread's, grown and then reused) once.
