@@ -5,7 +5,8 @@ cost model, to see what a policy or a cheaper verification would give without ru
 Input: a `pagoda generate --output FILE` JSONL of greedy outputs (prompt_token_ids, token_ids);
 the output text is the same with speculation on and off, so each token's predictability is fixed.
 The proposer is NgramProposer's rule (engine/ngram_proposer.cc: the longest suffix of
-prompt_lookup_min..max tokens that occurred before, its latest occurrence among equals) and the
+prompt_lookup_min..max tokens that occurred before, its latest occurrence among equals; with
+agreement, the default, only as far as the latest 8 places of that suffix agree) and the
 policy BatchingPolicy's at batch 1 (engine/batching_policy.cc: k = accepted + 1 after a partial
 acceptance, doubled after a whole one, capped at K; 1, 2, 4 steps without proposals after a
 rejected single draft; otherwise a lookup at every step — a pipelined sequence's guarded lookup
@@ -25,27 +26,41 @@ import argparse
 import json
 
 
-def propose(tokens, max_tokens, min_n, max_n):
+MAX_VOTERS = 8  # NgramProposer::kMaxVoters
+
+
+def propose(tokens, max_tokens, min_n, max_n, agreement=True):
     size = len(tokens)
     if max_tokens <= 0 or size < 2:
         return []
-    best_end, best_len = -1, 0
+    ends, best_len = [], 0  # the places of the longest suffix, latest first
     for p in range(size - 2, -1, -1):
         if tokens[p] != tokens[-1]:
             continue
         n = 1
         while n < max_n and p - n >= 0 and tokens[p - n] == tokens[size - 1 - n]:
             n += 1
-        if n >= min_n and n > best_len:
-            best_end, best_len = p, n
-            if n == max_n:
-                break
-    if best_end < 0:
+        if n < min_n or n < best_len:
+            continue
+        if n > best_len:
+            ends, best_len = [], n
+        ends.append(p)
+    if not ends:
         return []
-    return tokens[best_end + 1:best_end + 1 + max_tokens]
+    latest = ends[0]
+    if not agreement:
+        return tokens[latest + 1:latest + 1 + max_tokens]
+    voters, drafts = ends[:MAX_VOTERS], []
+    for token in tokens[latest + 1:latest + 1 + max_tokens]:
+        j = len(drafts)
+        if any(tokens[e + 1 + j] != token for e in voters):
+            break
+        drafts.append(token)
+    return drafts
 
 
-def simulate(outputs, step_ms, k_max=12, min_n=2, max_n=4, max_backoff=4, empty_backoff=False):
+def simulate(outputs, step_ms, k_max=12, min_n=2, max_n=4, max_backoff=4, empty_backoff=False,
+             agreement=True):
     """step_ms(rows): the cost of a step computing `rows` rows."""
     decode_ms = step_ms(1)
     on = off = 0.0
@@ -59,7 +74,8 @@ def simulate(outputs, step_ms, k_max=12, min_n=2, max_n=4, max_backoff=4, empty_
                 i += 1
                 on += decode_ms
                 continue
-            proposal = propose(prompt + output[:i], min(k, len(output) - i - 1), min_n, max_n)
+            proposal = propose(prompt + output[:i], min(k, len(output) - i - 1), min_n, max_n,
+                               agreement)
             if not proposal:
                 if empty_backoff:
                     pipelined, backoff = backoff, min(2 * backoff, max_backoff)
@@ -117,7 +133,7 @@ def main():
             outputs.append((record["prompt_token_ids"], record["token_ids"]))
     tokens = sum(len(o) for _, o in outputs)
     predictable = sum(
-        propose(p + o[:i], 1, 2, 4) == [o[i]] for p, o in outputs for i in range(len(o)))
+        propose(p + o[:i], 1, 2, 4, False) == [o[i]] for p, o in outputs for i in range(len(o)))
     print(f"{len(outputs)} outputs, {tokens} tokens, {predictable} predictable by a lookup "
           f"({100.0 * predictable / tokens:.1f} %)")
     print("variant                        ratio  verifications  drafts  accepted")
@@ -128,6 +144,7 @@ def main():
         print(f"{name:<30} {ratio:5.2f}  {v:13d}  {d:6d}  {a:8d}")
 
     row("default (k 12, n 2..4)")
+    row("latest place only (vLLM's)", agreement=False)
     for k in (4, 8, 16):
         row(f"k {k}", k_max=k)
     row("n 1..4", min_n=1)

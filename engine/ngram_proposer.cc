@@ -14,23 +14,47 @@ std::vector<int32_t> NgramProposer::Propose(absl::Span<const int32_t> tokens, in
   const int64_t max_n = std::max<int64_t>(min_n, max_n_ - num_unknown);
   const int32_t last = tokens[size - 1];
   // One backward scan: at each earlier copy of the last token, the length of the common suffix
-  // (up to max_n); the longest wins, the latest among equals.
-  int64_t best_end = -1;  // index of the matched copy of the last token
+  // (up to max_n); the longest wins, the latest among equals. With agreement, the latest
+  // kMaxVoters places of that longest suffix are kept (latest first): they vote below.
+  int64_t ends[kMaxVoters];
+  int64_t num_ends = 0;
   int64_t best_len = 0;
   for (int64_t p = size - 2; p >= 0; --p) {
     if (tokens[p] != last) continue;
     int64_t len = 1;
     while (len < max_n && p - len >= 0 && tokens[p - len] == tokens[size - 1 - len]) ++len;
-    if (len >= min_n && len > best_len) {
-      best_end = p;
+    if (len < min_n || len < best_len) continue;
+    if (len > best_len) {
       best_len = len;
-      if (len == max_n) break;
+      num_ends = 0;
     }
+    if (num_ends < kMaxVoters) ends[num_ends++] = p;
+    // The first place of the longest possible suffix is all that is used without agreement; with
+    // it, the scan goes on until enough such places vote.
+    if (len == max_n && num_ends == (agreement_ ? kMaxVoters : 1)) break;
   }
-  if (best_end < 0) return {};
-  const int64_t from = best_end + 1;
+  if (num_ends == 0) return {};
+  const int64_t from = ends[0] + 1;
   const int64_t count = std::min(max_tokens, size - from);
-  return std::vector<int32_t>(tokens.begin() + from, tokens.begin() + from + count);
+  if (!agreement_)
+    return std::vector<int32_t>(tokens.begin() + from, tokens.begin() + from + count);
+  // Token j of the latest place's continuation is proposed while every place that agreed on the
+  // tokens before it agrees on it too (an earlier place always has a token j). A guessed token is
+  // not put to the vote (a wrong guess costs nothing: its drafts are dropped), but the places
+  // that disagree with it stop voting.
+  std::vector<int32_t> drafts;
+  for (int64_t j = 0; j < count; ++j) {
+    const int32_t token = tokens[from + j];
+    int64_t alive = 0;
+    for (int64_t v = 0; v < num_ends; ++v) {
+      if (tokens[ends[v] + 1 + j] == token) ends[alive++] = ends[v];
+    }
+    const bool disagree = alive < num_ends;
+    if (disagree && !(j == 0 && num_unknown > 0)) break;
+    num_ends = alive;
+    drafts.push_back(token);
+  }
+  return drafts;
 }
 
 }  // namespace pagoda

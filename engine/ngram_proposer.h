@@ -1,10 +1,15 @@
 // NgramProposer: speculative decoding's prompt lookup. For a sequence's known tokens (prompt and
 // outputs), it takes the last n tokens for n from prompt_lookup_max down to prompt_lookup_min,
 // finds the latest earlier place where they occur, and proposes the tokens that followed there.
-// Costless on text that does not repeat (nothing matches, nothing is proposed); on text that
-// quotes its context (code edits, summaries, extraction) the proposals are long and right. For a
-// pipelined sequence, whose last token is still in flight, it also guesses that token (the
-// batching policy sends the drafts behind the guess: CachedSequence::draft_guard_token_id).
+// With agreement (prompt_lookup_agreement, the default) the latest kMaxVoters places of that
+// suffix vote: a token is proposed only while every place that agreed so far continues the same
+// way, so a suffix that was followed by different text in different places (a common phrase, a
+// line of code that recurs with variations) proposes only what they share, often nothing: fewer
+// drafts rejected, nearly as many accepted. Costless on text that does not repeat (nothing
+// matches, nothing is proposed); on text that quotes its context (code edits, summaries,
+// extraction) the proposals are long and right. For a pipelined sequence, whose last token is
+// still in flight, it also guesses that token (the batching policy sends the drafts behind the
+// guess: CachedSequence::draft_guard_token_id); the guess is not put to the vote.
 //
 //   NgramProposer proposer(spec_config);
 //   std::vector<int32_t> drafts = proposer.Propose(seq->token_ids, /*max_tokens=*/4);
@@ -21,20 +26,26 @@ namespace pagoda {
 
 class NgramProposer {
  public:
+  /// Places of the longest matched suffix that vote on its continuation (the latest ones).
+  static constexpr int64_t kMaxVoters = 8;
+
   explicit NgramProposer(const SpeculativeConfig& config)
-      : min_n_(config.prompt_lookup_min), max_n_(config.prompt_lookup_max) {}
+      : min_n_(config.prompt_lookup_min),
+        max_n_(config.prompt_lookup_max),
+        agreement_(config.prompt_lookup_agreement) {}
 
   /// At most max_tokens tokens to follow `tokens`; empty when no suffix of at least min_n
   /// tokens occurred before. With num_unknown = 1 the token after `tokens` is still in flight
   /// (a pipelined sequence): a suffix of min_n - 1 known tokens (at least one) suffices, and the
   /// first token proposed is a guess of the unknown one, to be checked once it is known (the
-  /// drafts after it stand only if it holds). O(tokens * max_n).
+  /// drafts after it stand only if it holds). O(tokens * max_n + kMaxVoters * max_tokens).
   std::vector<int32_t> Propose(absl::Span<const int32_t> tokens, int64_t max_tokens,
                                int64_t num_unknown = 0) const;
 
  private:
   int32_t min_n_;
   int32_t max_n_;
+  bool agreement_;
 };
 
 }  // namespace pagoda

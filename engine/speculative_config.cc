@@ -65,6 +65,7 @@ std::string SpeculativeConfig::ToJson() const {
     json["method"] = "ngram";
     json["prompt_lookup_max"] = prompt_lookup_max;
     json["prompt_lookup_min"] = prompt_lookup_min;
+    json["prompt_lookup_agreement"] = prompt_lookup_agreement;
   }
   if (disable_by_batch_size > 0) json["disable_by_batch_size"] = disable_by_batch_size;
   return json.dump();
@@ -82,6 +83,7 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text
   if (json.contains("model")) config.method = SpeculativeMethod::kDraftModel;
   bool has_max = false;
   bool has_min = false;
+  bool has_agreement = false;
   for (const auto& [key, value] : json.items()) {
     if (key == "method") {
       const std::string method = value.is_string() ? value.get<std::string>() : "";
@@ -116,21 +118,29 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text
     } else if (key == "prompt_lookup_min") {
       ASSIGN_OR_RETURN(config.prompt_lookup_min, ReadInt(value, key));
       has_min = true;
+    } else if (key == "prompt_lookup_agreement") {
+      if (!value.is_boolean()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--speculative-config: \"prompt_lookup_agreement\" must be true or false, got ",
+            value.dump()));
+      }
+      config.prompt_lookup_agreement = value.get<bool>();
+      has_agreement = true;
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("--speculative-config: unknown key \"", key,
                        "\" (known: method, model, num_speculative_tokens, prompt_lookup_max, "
-                       "prompt_lookup_min, disable_by_batch_size)"));
+                       "prompt_lookup_min, prompt_lookup_agreement, disable_by_batch_size)"));
     }
   }
   if (config.method == SpeculativeMethod::kNone) {
     return absl::InvalidArgumentError(
         "--speculative-config: \"method\" (\"ngram\") or \"model\" (a draft model) is required");
   }
-  if (config.method == SpeculativeMethod::kDraftModel && (has_max || has_min)) {
+  if (config.method == SpeculativeMethod::kDraftModel && (has_max || has_min || has_agreement)) {
     return absl::InvalidArgumentError(
-        "--speculative-config: \"prompt_lookup_max\" and \"prompt_lookup_min\" are for method "
-        "\"ngram\", not a draft model");
+        "--speculative-config: \"prompt_lookup_max\", \"prompt_lookup_min\" and "
+        "\"prompt_lookup_agreement\" are for method \"ngram\", not a draft model");
   }
   if (!json.contains("num_speculative_tokens")) {
     return absl::InvalidArgumentError(

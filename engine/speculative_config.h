@@ -30,6 +30,10 @@ struct SpeculativeConfig {
   /// N-gram: the suffix lengths matched against the sequence's earlier tokens, longest first.
   int32_t prompt_lookup_max = 4;
   int32_t prompt_lookup_min = 2;
+  /// N-gram: where the longest matched suffix occurred at several places, propose only as far as
+  /// the latest places' continuations agree (engine/ngram_proposer.h). Off: the latest place's
+  /// continuation, as vLLM proposes.
+  bool prompt_lookup_agreement = true;
   /// vLLM's disable_by_batch_size: no proposals while more sequences than this run (0: no
   /// limit). Where a step is compute-bound (CPUs, large batches), a draft costs about what a
   /// decoded token costs, so speculation only pays at small batches.

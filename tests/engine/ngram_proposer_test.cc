@@ -1,7 +1,9 @@
 // NgramProposer: the longest suffix (within [prompt_lookup_min, prompt_lookup_max]) found
-// earlier, its latest occurrence, what followed it, capped at max_tokens.
+// earlier, its latest occurrence, what followed it, capped at max_tokens; with agreement (the
+// default) only as far as the latest places of that suffix agree on what followed.
 #include "engine/ngram_proposer.h"
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -14,12 +16,16 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-NgramProposer Proposer(int32_t min_n, int32_t max_n) {
+NgramProposer Proposer(int32_t min_n, int32_t max_n, bool agreement = true) {
   return NgramProposer({.method = SpeculativeMethod::kNgram,
                         .num_speculative_tokens = 8,
                         .prompt_lookup_max = max_n,
-                        .prompt_lookup_min = min_n});
+                        .prompt_lookup_min = min_n,
+                        .prompt_lookup_agreement = agreement});
 }
+
+// The latest place's continuation only (agreement off), as vLLM proposes.
+NgramProposer LatestOnly(int32_t min_n, int32_t max_n) { return Proposer(min_n, max_n, false); }
 
 TEST(NgramProposer, ProposesWhatFollowedTheSuffixBefore) {
   // "1 2 3 4 5 ... 1 2 3" -> "4 5 6".
@@ -34,8 +40,95 @@ TEST(NgramProposer, PrefersTheLongestMatchThenTheLatest) {
   // Suffix "8 2 3": "2 3" occurs twice, followed by 10 (latest) and 4; "8 2 3" once, by 4.
   const std::vector<int32_t> with_long = {8, 2, 3, 4, 2, 3, 10, 8, 2, 3};
   EXPECT_THAT(Proposer(2, 3).Propose(with_long, 1), ElementsAre(4));
-  // Without the longer match, the latest of the equal ones wins.
-  EXPECT_THAT(Proposer(2, 2).Propose(with_long, 1), ElementsAre(10));
+  // Without the longer match, the latest of the equal ones wins; with agreement its two places
+  // disagree on what followed (10 and 4), so nothing is proposed.
+  EXPECT_THAT(LatestOnly(2, 2).Propose(with_long, 1), ElementsAre(10));
+  EXPECT_THAT(Proposer(2, 2).Propose(with_long, 1), IsEmpty());
+}
+
+TEST(NgramProposer, ProposesAsFarAsThePlacesOfTheSuffixAgree) {
+  // "1 2" occurred twice before: followed by "3 4 5 6" and (latest) "3 4 7 8".
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 10, 1, 2, 3, 4, 7, 8, 11, 1, 2};
+  EXPECT_THAT(Proposer(2, 4).Propose(tokens, 8), ElementsAre(3, 4));
+  EXPECT_THAT(LatestOnly(2, 4).Propose(tokens, 4), ElementsAre(3, 4, 7, 8));
+  // A longer suffix found once stands alone: "10 1 2" only before the latest "3 4 7 8".
+  std::vector<int32_t> longer = tokens;
+  longer[13] = 10;
+  EXPECT_THAT(Proposer(2, 4).Propose(longer, 8), ElementsAre(3, 4, 7, 8, 10, 1, 2));
+}
+
+TEST(NgramProposer, OnlyTheLatestPlacesVote) {
+  // "1 2" followed by 3 at the oldest place, by 4 at the kMaxVoters later ones.
+  std::vector<int32_t> tokens = {1, 2, 3, 0};
+  for (int64_t i = 0; i < NgramProposer::kMaxVoters; ++i) {
+    tokens.insert(tokens.end(), {1, 2, 4, 0});
+  }
+  tokens.insert(tokens.end(), {1, 2});
+  EXPECT_THAT(Proposer(2, 2).Propose(tokens, 2), ElementsAre(4, 0));
+  // One more place followed by 3, now among the latest: they disagree.
+  tokens.insert(tokens.end() - 2, {1, 2, 3, 0});
+  EXPECT_THAT(Proposer(2, 2).Propose(tokens, 2), IsEmpty());
+}
+
+TEST(NgramProposer, AGuessIsNotVotedOnButItsDisagreeingPlacesStopVoting) {
+  // Known "... 0 1": "0 1" was followed by "2 3 4" and (latest) "5 3 6"; the next token is
+  // unknown.
+  const std::vector<int32_t> tokens = {0, 1, 2, 3, 4, 0, 1, 5, 3, 6, 0, 1};
+  // The guess 5 is the latest place's; the place that followed with 2 no longer votes, so the
+  // latest place's continuation stands alone.
+  EXPECT_THAT(Proposer(2, 4).Propose(tokens, 4, 1), ElementsAre(5, 3, 6, 0));
+  // Looked up as known tokens, the places disagree at once.
+  EXPECT_THAT(Proposer(2, 4).Propose(tokens, 4), IsEmpty());
+}
+
+// The proposal against a plain rendering of the rule on random short texts over a small
+// vocabulary (many repeated places, many disagreements), with the token after the text known and
+// unknown: every place of the longest suffix found, the latest kMaxVoters of them voting.
+TEST(NgramProposer, AgreementMatchesAPlainRenderingOfTheRule) {
+  std::mt19937 rng(29);
+  int64_t cut = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    const int32_t vocab = 2 + static_cast<int32_t>(rng() % 4);
+    const int32_t min_n = 1 + static_cast<int32_t>(rng() % 3);
+    const int32_t max_n = min_n + static_cast<int32_t>(rng() % 3);
+    const int64_t unknown = rng() % 2;
+    std::vector<int32_t> tokens(rng() % 40);
+    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % vocab);
+    const int64_t max_tokens = 1 + rng() % 8;
+    const auto size = static_cast<int64_t>(tokens.size());
+    const int64_t lo = std::max<int64_t>(1, min_n - unknown);
+    const int64_t hi = std::max<int64_t>(lo, max_n - unknown);
+    std::vector<int64_t> places;  // latest first
+    int64_t best = 0;
+    for (int64_t p = size - 2; p >= 0 && size >= 2; --p) {
+      int64_t len = 0;
+      while (len < hi && p - len >= 0 && tokens[p - len] == tokens[size - 1 - len]) ++len;
+      if (len < lo || len < best) continue;
+      if (len > best) places.clear();
+      best = len;
+      places.push_back(p);
+    }
+    if (places.size() > NgramProposer::kMaxVoters) places.resize(NgramProposer::kMaxVoters);
+    std::vector<int32_t> want;
+    for (int64_t j = 0; !places.empty() && j < max_tokens && places[0] + 1 + j < size; ++j) {
+      const int32_t token = tokens[places[0] + 1 + j];
+      std::vector<int64_t> agree;
+      for (int64_t p : places) {
+        if (tokens[p + 1 + j] == token) agree.push_back(p);
+      }
+      if (agree.size() < places.size() && !(j == 0 && unknown == 1)) break;
+      places = agree;
+      want.push_back(token);
+    }
+    const std::vector<int32_t> got = Proposer(min_n, max_n).Propose(tokens, max_tokens, unknown);
+    ASSERT_EQ(got, want) << "trial " << trial;
+    const std::vector<int32_t> latest =
+        LatestOnly(min_n, max_n).Propose(tokens, max_tokens, unknown);
+    ASSERT_LE(got.size(), latest.size());
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), latest.begin())) << "trial " << trial;
+    cut += got.size() < latest.size();
+  }
+  EXPECT_GT(cut, 400) << "too few texts where the places disagreed";
 }
 
 TEST(NgramProposer, NothingBelowTheMinimumOrWithoutRoom) {
@@ -72,13 +165,15 @@ TEST(NgramProposer, WithTheNextTokenUnknownItGuessesIt) {
 // vocabulary, it finds something iff some value of that token lets the full lookup find
 // something, and when its guess is that value the full lookup finds something too.
 TEST(NgramProposer, AGuessedLookupMatchesWhereTheFullLookupCould) {
+  // The latest place's continuation (agreement off): with agreement a full lookup may find a
+  // suffix whose places disagree and propose nothing.
   constexpr int32_t kVocab = 5;
   std::mt19937 rng(17);
   int64_t none = 0;
   int64_t some = 0;
   for (int trial = 0; trial < 3000; ++trial) {
     const int32_t min_n = 2 + static_cast<int32_t>(rng() % 2);
-    const NgramProposer proposer = Proposer(min_n, 4);
+    const NgramProposer proposer = LatestOnly(min_n, 4);
     const int64_t size = rng() % 9;
     std::vector<int32_t> known(size);
     for (int32_t& t : known) t = static_cast<int32_t>(rng() % kVocab);

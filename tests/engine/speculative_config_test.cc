@@ -30,9 +30,18 @@ TEST(SpeculativeConfig, ParsesNgramAndRoundTrips) {
   EXPECT_EQ(config->prompt_lookup_max, 3);
   EXPECT_EQ(config->prompt_lookup_min, 1);
   EXPECT_EQ(config->disable_by_batch_size, 4);
+  EXPECT_TRUE(config->prompt_lookup_agreement);  // the default
   auto again = ParseSpeculativeConfig(config->ToJson());
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->ToJson(), config->ToJson());
+
+  auto latest_only = ParseSpeculativeConfig(
+      R"({"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_agreement": false})");
+  ASSERT_TRUE(latest_only.ok()) << latest_only.status();
+  EXPECT_FALSE(latest_only->prompt_lookup_agreement);
+  auto latest_again = ParseSpeculativeConfig(latest_only->ToJson());
+  ASSERT_TRUE(latest_again.ok()) << latest_again.status();
+  EXPECT_FALSE(latest_again->prompt_lookup_agreement);
 }
 
 TEST(SpeculativeConfig, OneLookupBoundMovesTheOtherWhenTheDefaultContradictsIt) {
@@ -80,6 +89,10 @@ TEST(SpeculativeConfig, RejectsWhatItCannotRun) {
   expect(R"({"model": 3, "num_speculative_tokens": 4})", kInvalid, "non-empty path");
   expect(R"({"model": "d.gguf", "num_speculative_tokens": 4, "prompt_lookup_max": 2})", kInvalid,
          "not a draft model");
+  expect(R"({"model": "d.gguf", "num_speculative_tokens": 4, "prompt_lookup_agreement": true})",
+         kInvalid, "not a draft model");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_agreement": 1})",
+         kInvalid, "\"prompt_lookup_agreement\" must be true or false, got 1");
 }
 
 TEST(SpeculativeConfig, ParsesADraftModelAndRoundTrips) {
