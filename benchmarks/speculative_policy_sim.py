@@ -11,8 +11,9 @@ policy BatchingPolicy's at batch 1 (engine/batching_policy.cc: k = accepted + 1 
 acceptance, doubled after a whole one, capped at K; 1, 2, 4 steps without proposals after a
 rejected single draft; otherwise a lookup at every step — a pipelined sequence's guarded lookup
 proposes what a lookup after its pending token would, so each lookup is modelled as made with the
-tokens known). A step computing r rows (a decode: 1; a verification of n drafts: n + 1) costs
-STEP_MS[r - 1] ms: by default `BM_VerifyStep/<n>/256` of SmolLM2-135M-Instruct Q4_1 on the
+tokens known; with agreement that is no longer so, since a guessed token is not voted on, and the
+engine gains less than modelled: docs/performance.md, run 15). A step computing r rows (a
+decode: 1; a verification of n drafts: n + 1) costs STEP_MS[r - 1] ms: by default `BM_VerifyStep/<n>/256` of SmolLM2-135M-Instruct Q4_1 on the
 2-core AMD EPYC host (docs/performance.md, speculation run 14; past the table, the last row's
 increment again). With --draft-ms instead, a decode costs D and a verification D + PER * n.
 Planning waits cost nothing at batch 1 (docs/performance.md, speculation runs 11 and 12). Prints

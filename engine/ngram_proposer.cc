@@ -36,8 +36,9 @@ std::vector<int32_t> NgramProposer::Propose(absl::Span<const int32_t> tokens, in
   if (num_ends == 0) return {};
   const int64_t from = ends[0] + 1;
   const int64_t count = std::min(max_tokens, size - from);
-  if (!agreement_)
+  if (!agreement_) {
     return std::vector<int32_t>(tokens.begin() + from, tokens.begin() + from + count);
+  }
   // Token j of the latest place's continuation is proposed while every place that agreed on the
   // tokens before it agrees on it too (an earlier place always has a token j). A guessed token is
   // not put to the vote (a wrong guess costs nothing: its drafts are dropped), but the places
