@@ -408,6 +408,24 @@ std::vector<T> TransposeKeys(const std::vector<T>& rows, const Shape& s, int64_t
   return out;
 }
 
+// p's attention (its key cache `keys`, rows) and that of the same cache with the keys stored
+// transposed: the same bits. Writes b.out.
+template <typename T>
+void ExpectTransposedKeysGiveTheSameBits(Batch& b, PagedAttentionParams p,
+                                         const std::vector<T>& keys, const char* cache) {
+  ASSERT_TRUE(PagedAttention(p).ok());
+  const std::vector<float> rows_out = b.out;
+  const std::vector<T> transposed = TransposeKeys(keys, b.shape, b.num_blocks);
+  std::fill(b.out.begin(), b.out.end(), kNaN);
+  p.key_cache = transposed.data();
+  p.keys_transposed = true;
+  ASSERT_TRUE(PagedAttention(p).ok());
+  for (size_t i = 0; i < rows_out.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(b.out[i]), std::bit_cast<uint32_t>(rows_out[i]))
+        << cache << " at " << i;
+  }
+}
+
 // Keys stored transposed give the row layout's results bit for bit (the same chains and tree of
 // lane sums per score), for every path of the attention: decodes, chunks cut by the causal mask,
 // long contexts split into pieces, windows, soft-capping, head_dim not a multiple of 16, bf16.
@@ -430,36 +448,16 @@ TEST(PagedAttention, TransposedKeysGiveTheRowsResultsBitForBit) {
                             seqs, static_cast<uint32_t>(block_size + head_dim + window));
         b.sliding_window = window;
         b.logit_softcap = window > 0 ? 30.0f : 0.0f;
-        ASSERT_TRUE(PagedAttention(b.Params()).ok());
-        const std::vector<float> rows_out = b.out;
-        const std::vector<float> keys = TransposeKeys(b.key_cache, b.shape, b.num_blocks);
-        std::fill(b.out.begin(), b.out.end(), kNaN);
-        PagedAttentionParams p = b.Params();
-        p.key_cache = keys.data();
-        p.keys_transposed = true;
-        ASSERT_TRUE(PagedAttention(p).ok());
-        for (size_t i = 0; i < rows_out.size(); ++i) {
-          ASSERT_EQ(std::bit_cast<uint32_t>(b.out[i]), std::bit_cast<uint32_t>(rows_out[i]))
-              << "at " << i;
-        }
+        ASSERT_NO_FATAL_FAILURE(
+            ExpectTransposedKeysGiveTheSameBits(b, b.Params(), b.key_cache, "fp32"));
         // A bfloat16 cache: the same from its transposed keys.
         const std::vector<uint16_t> k16 = Bf16Of(b.key_cache);
         const std::vector<uint16_t> v16 = Bf16Of(b.value_cache);
-        p = b.Params();
+        PagedAttentionParams p = b.Params();
         p.key_cache = k16.data();
         p.value_cache = v16.data();
         p.cache_dtype = DType::kBF16;
-        ASSERT_TRUE(PagedAttention(p).ok());
-        const std::vector<float> bf16_rows_out = b.out;
-        const std::vector<uint16_t> k16_t = TransposeKeys(k16, b.shape, b.num_blocks);
-        std::fill(b.out.begin(), b.out.end(), kNaN);
-        p.key_cache = k16_t.data();
-        p.keys_transposed = true;
-        ASSERT_TRUE(PagedAttention(p).ok());
-        for (size_t i = 0; i < bf16_rows_out.size(); ++i) {
-          ASSERT_EQ(std::bit_cast<uint32_t>(b.out[i]), std::bit_cast<uint32_t>(bf16_rows_out[i]))
-              << "bf16 at " << i;
-        }
+        ASSERT_NO_FATAL_FAILURE(ExpectTransposedKeysGiveTheSameBits(b, p, k16, "bf16"));
       }
     }
   }
