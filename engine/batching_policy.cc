@@ -12,7 +12,7 @@ BatchingPolicy::BatchingPolicy(const BatchingParts& parts)
       kv_(*parts.kv),
       preemptor_(*parts.preemptor),
       max_model_len_(parts.max_model_len),
-      proposer_(parts.config->speculative) {}
+      proposer_(parts.config->speculative, parts.history) {}
 
 bool BatchingPolicy::Speculates(const Sequence& seq) const {
   const SpeculativeConfig& spec = config_.speculative;
@@ -23,6 +23,17 @@ bool BatchingPolicy::Speculates(const Sequence& seq) const {
 
 bool BatchingPolicy::MustWait(const Sequence& seq) const {
   return seq.num_pending_tokens > 0 && seq.num_draft_tokens_in_flight > 0;
+}
+
+bool BatchingPolicy::WaitsToLookUp(const Sequence& seq, bool any_waits) const {
+  if (seq.num_pending_tokens == 0 || seq.speculation_pipelined_steps > 0 || !Speculates(seq)) {
+    return false;
+  }
+  if (any_waits) return true;
+  // (A draft model proposes on the workers, where the token is known: it never waits.)
+  return config_.speculative.method == SpeculativeMethod::kNgram &&
+         registry_.running().size() == 1 && seq.speculation_accepted_at >= 0 &&
+         seq.num_output_tokens() - seq.speculation_accepted_at <= kLookupWaitTokens;
 }
 
 void BatchingPolicy::BackOffSpeculation(Sequence* seq) {
@@ -42,6 +53,7 @@ void BatchingPolicy::AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t
   // finds the next one.
   if (accepted > 0) {
     seq->speculation_backoff = 1;
+    seq->speculation_accepted_at = seq->num_output_tokens();
   } else if (num_drafts == 1) {
     BackOffSpeculation(seq);
   }
@@ -94,7 +106,8 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
   // unknown number of tokens). Every other one runs pipelined, proposing behind a guard while its
   // last token is in flight (AddDrafts) — unless another sequence waits this step anyway: then a
   // speculating one (not backing off) waits too, so that the batch stays whole (a step run for
-  // part of the batch costs a whole pass over the weights) and it proposes from known tokens.
+  // part of the batch costs a whole pass over the weights) and it proposes from known tokens; a
+  // sequence running alone also waits shortly after an accepted draft (WaitsToLookUp).
   const bool any_waits = config_.speculative.enabled() &&
                          std::any_of(running.begin(), running.end(),
                                      [this](const Sequence* s) { return MustWait(*s); });
@@ -102,8 +115,7 @@ void BatchingPolicy::ScheduleRunning(PlanBuilder& plan, int64_t& budget) {
     Sequence* seq = running[i];
     if (plan.num_seats() >= config_.max_num_seqs || budget <= 0) break;
     if (seq->beam_ready || (seq->request->beam_search && seq->num_pending_tokens > 0)) continue;
-    if (MustWait(*seq) || (any_waits && seq->num_pending_tokens > 0 && Speculates(*seq) &&
-                           seq->speculation_pipelined_steps == 0)) {
+    if (MustWait(*seq) || WaitsToLookUp(*seq, any_waits)) {
       plan.HoldSeat();
       continue;
     }

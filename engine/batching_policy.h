@@ -37,7 +37,8 @@ struct BatchingParts {
   SequenceRegistry* registry = nullptr;
   KVCacheManager* kv = nullptr;
   Preemptor* preemptor = nullptr;
-  int64_t max_model_len = 0;  // the engine's (config, else the executor's)
+  const LookupHistory* history = nullptr;  // n-gram lookups in finished sequences (may be null)
+  int64_t max_model_len = 0;               // the engine's (config, else the executor's)
 };
 
 class BatchingPolicy {
@@ -60,6 +61,9 @@ class BatchingPolicy {
   static void AdaptSpeculation(Sequence* seq, int64_t num_drafts, int64_t accepted,
                                int32_t max_tokens);
   static constexpr int32_t kMaxSpeculationBackoff = 4;
+  /// A sequence running alone waits for its token in flight to look up while it is at most this
+  /// many outputs past its last accepted draft (WaitsToLookUp).
+  static constexpr int64_t kLookupWaitTokens = 16;
 
  protected:
   explicit BatchingPolicy(const BatchingParts& parts);
@@ -77,6 +81,13 @@ class BatchingPolicy {
   /// Whether `seq` waits for its pending tokens whatever the rest of the batch does: it has
   /// drafts in flight.
   bool MustWait(const Sequence& seq) const;
+  /// Whether `seq`, speculating with a token in flight, waits for it to look up with it known
+  /// rather than guess it: when other sequences wait anyway (`any_waits`), or when it runs alone
+  /// and a draft of its was accepted within the last kLookupWaitTokens outputs. There a lookup
+  /// that knows the token finds the place that continues with it, where a guess takes the latest
+  /// place's continuation and loses its drafts when that is wrong; on text the lookups do not
+  /// predict, the sequence keeps its pipelining.
+  bool WaitsToLookUp(const Sequence& seq, bool any_waits) const;
   /// Proposes up to `max_drafts` drafts for a decoding `seq` with at most one token in flight
   /// (then behind a guard, or from the workers' draft model) and reserves their slots; returns
   /// how many (they are in seq->draft_token_ids).

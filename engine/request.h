@@ -102,6 +102,9 @@ struct Sequence {
   /// kMaxSpeculationBackoff) and drops to 1 on an accepted draft.
   int32_t speculation_pipelined_steps = 0;
   int32_t speculation_backoff = 1;
+  /// Outputs known when a draft of this sequence was last accepted (-1: never): shortly after,
+  /// the lookups are worth a wait for the token in flight (BatchingPolicy::WaitsToLookUp).
+  int64_t speculation_accepted_at = -1;
 
   /// Prompt + known outputs + expected in-flight outputs.
   int64_t total_len() const { return static_cast<int64_t>(token_ids.size()) + num_pending_tokens; }

@@ -39,6 +39,11 @@ Scheduler::Scheduler(const EngineConfig& config, const ExecutorInfo& info,
                                   .enable_prefix_caching = config.enable_prefix_caching,
                                   .sliding_window = info.sliding_window,
                                   .group_sliding_windows = info.kv_group_windows})),
+      history_(
+          config.speculative.method == SpeculativeMethod::kNgram &&
+                  config.speculative.prompt_lookup_history_tokens > 0
+              ? std::make_unique<LookupHistory>(config.speculative.prompt_lookup_history_tokens)
+              : nullptr),
       registry_(config.policy),
       plan_(kv_.get()),
       preemptor_(config.preemption_mode, &registry_, kv_.get()),
@@ -47,6 +52,7 @@ Scheduler::Scheduler(const EngineConfig& config, const ExecutorInfo& info,
                             .registry = &registry_,
                             .kv = kv_.get(),
                             .preemptor = &preemptor_,
+                            .history = history_.get(),
                             .max_model_len = max_model_len_};
   if (config_.scheduler == SchedulerKind::kStatic) {
     batching_ = std::make_unique<StaticBatching>(parts);
@@ -252,6 +258,12 @@ std::optional<ScheduledStep> Scheduler::Schedule() {
 void Scheduler::ReleaseFinished() {
   absl::flat_hash_set<Request*> requests;
   for (Sequence* seq : registry_.TakeFinished()) {
+    // A completed sequence's tokens join the lookup history (aborted ones and beam candidates,
+    // most of them pruned, do not).
+    if (history_ != nullptr && seq->finish_reason != FinishReason::kAbort &&
+        !seq->request->beam_search) {
+      history_->Add(seq->token_ids);
+    }
     kv_->Free(seq->handle);
     plan_.DropFromWorkers(seq);
     seq->released = true;

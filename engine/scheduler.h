@@ -20,6 +20,8 @@
 //   - a BatchingPolicy (engine/continuous_batching.h or static_batching.h) that picks the
 //     sequences of each plan, with the Preemptor (engine/preemptor.h) when blocks run out;
 //   - BeamSearch (engine/beam_search.h) for beam requests; KVCacheManager for the block tables;
+//   - with n-gram speculation over a history, the LookupHistory (engine/lookup_history.h) of
+//     finished sequences;
 //   - the token stop rules the workers share (common/step/stop_rules.h).
 //
 // Asynchronous use: Schedule() for step n+1 may be called before ApplyResult() of step n (any
@@ -58,6 +60,7 @@
 #include "engine/engine_config.h"
 #include "engine/finish_reason.h"
 #include "engine/kv_cache_manager.h"
+#include "engine/lookup_history.h"
 #include "engine/plan_builder.h"
 #include "engine/preemptor.h"
 #include "engine/request.h"
@@ -175,6 +178,8 @@ class Scheduler {
   const int64_t vocab_size_;
   const std::vector<int32_t> eos_token_ids_;
   std::unique_ptr<KVCacheManager> kv_;
+  // N-gram speculation's lookups in finished sequences (null when off): ReleaseFinished adds them.
+  std::unique_ptr<LookupHistory> history_;
   SequenceRegistry registry_;
   PlanBuilder plan_;
   Preemptor preemptor_;

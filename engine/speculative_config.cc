@@ -15,6 +15,8 @@ namespace {
 
 constexpr int32_t kMaxSpeculativeTokens = 16;
 constexpr int32_t kMaxLookup = 64;
+// About 12 bytes a token (the token and its place in the pair index): 3 GiB at most.
+constexpr int64_t kMaxHistoryTokens = int64_t{1} << 28;
 
 absl::StatusOr<int32_t> ReadInt(const nlohmann::json& value, const std::string& key) {
   if (!value.is_number_integer()) {
@@ -52,6 +54,17 @@ absl::Status SpeculativeConfig::Validate() const {
         "--speculative-config: need 1 <= \"prompt_lookup_min\" <= \"prompt_lookup_max\" <= ",
         kMaxLookup, ", got ", prompt_lookup_min, " and ", prompt_lookup_max));
   }
+  if (prompt_lookup_history_tokens < 0 || prompt_lookup_history_tokens > kMaxHistoryTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--speculative-config: \"prompt_lookup_history_tokens\" must be in [0, 2^28], "
+                     "got ",
+                     prompt_lookup_history_tokens));
+  }
+  if (method == SpeculativeMethod::kDraftModel && prompt_lookup_history_tokens > 0) {
+    return absl::InvalidArgumentError(
+        "--speculative-config: \"prompt_lookup_history_tokens\" is for method \"ngram\", not a "
+        "draft model");
+  }
   return absl::OkStatus();
 }
 
@@ -66,6 +79,9 @@ std::string SpeculativeConfig::ToJson() const {
     json["prompt_lookup_max"] = prompt_lookup_max;
     json["prompt_lookup_min"] = prompt_lookup_min;
     json["prompt_lookup_agreement"] = prompt_lookup_agreement;
+    if (prompt_lookup_history_tokens > 0) {
+      json["prompt_lookup_history_tokens"] = prompt_lookup_history_tokens;
+    }
   }
   if (disable_by_batch_size > 0) json["disable_by_batch_size"] = disable_by_batch_size;
   return json.dump();
@@ -126,11 +142,25 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculativeConfig(const std::string& text
       }
       config.prompt_lookup_agreement = value.get<bool>();
       has_agreement = true;
+    } else if (key == "prompt_lookup_history_tokens") {
+      const bool in_range =
+          value.is_number_integer() &&
+          (value.is_number_unsigned()
+               ? value.get<uint64_t>() <= uint64_t{kMaxHistoryTokens}
+               : value.get<int64_t>() >= 0 && value.get<int64_t>() <= kMaxHistoryTokens);
+      if (!in_range) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--speculative-config: \"prompt_lookup_history_tokens\" must be an "
+                         "integer in [0, 2^28], got ",
+                         value.dump()));
+      }
+      config.prompt_lookup_history_tokens = value.get<int64_t>();
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("--speculative-config: unknown key \"", key,
                        "\" (known: method, model, num_speculative_tokens, prompt_lookup_max, "
-                       "prompt_lookup_min, prompt_lookup_agreement, disable_by_batch_size)"));
+                       "prompt_lookup_min, prompt_lookup_agreement, prompt_lookup_history_tokens, "
+                       "disable_by_batch_size)"));
     }
   }
   if (config.method == SpeculativeMethod::kNone) {

@@ -34,6 +34,10 @@ struct SpeculativeConfig {
   /// the latest places' continuations agree (engine/ngram_proposer.h). Off: the latest place's
   /// continuation, as vLLM proposes.
   bool prompt_lookup_agreement = true;
+  /// N-gram: tokens of finished sequences (prompt and output, the latest ones) that a sequence
+  /// whose own tokens propose nothing looks up too (engine/lookup_history.h); 0: none. Off by
+  /// default: a request's speed would depend on what other requests said.
+  int64_t prompt_lookup_history_tokens = 0;
   /// vLLM's disable_by_batch_size: no proposals while more sequences than this run (0: no
   /// limit). Where a step is compute-bound (CPUs, large batches), a draft costs about what a
   /// decoded token costs, so speculation only pays at small batches.

@@ -220,8 +220,9 @@ TEST_F(EngineGoldenTest, PrefixCachingOnAndOffGiveIdenticalOutputs) {
 
 // Speculative decoding (n-gram prompt lookup) returns exactly the tokens decoding one at a time
 // returns: greedy against the golden at k = 1, 3, 7, in one continuous batch whose small cache
-// forces preemptions, with and without prefix caching; and seeded sampling with n = 2 equal to
-// the same requests without speculation.
+// forces preemptions, with and without prefix caching, with and without a lookup history (small:
+// it drops sequences); and seeded sampling with n = 2 equal to the same requests without
+// speculation.
 TEST_F(EngineGoldenTest, SpeculativeNgramDecodingGivesTheGoldenTokens) {
   for (int32_t k : {1, 3, 7}) {
     for (bool small_cache : {false, true}) {
@@ -229,7 +230,8 @@ TEST_F(EngineGoldenTest, SpeculativeNgramDecodingGivesTheGoldenTokens) {
       config.speculative = {.method = SpeculativeMethod::kNgram,
                             .num_speculative_tokens = k,
                             .prompt_lookup_max = 3,
-                            .prompt_lookup_min = 1};
+                            .prompt_lookup_min = 1,
+                            .prompt_lookup_history_tokens = small_cache ? 0 : 100};
       std::unique_ptr<EngineLoop> engine =
           MakeEngine(config, /*num_blocks=*/small_cache ? 40 : 256, /*block_size=*/4);
       ASSERT_NE(engine, nullptr);

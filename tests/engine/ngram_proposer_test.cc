@@ -1,6 +1,7 @@
 // NgramProposer: the longest suffix (within [prompt_lookup_min, prompt_lookup_max]) found
 // earlier, its latest occurrence, what followed it, capped at max_tokens; with agreement (the
-// default) only as far as the latest places of that suffix agree on what followed.
+// default) only as far as the latest places of that suffix agree on what followed. Given a
+// LookupHistory, the same over finished sequences where the sequence's own tokens propose nothing.
 #include "engine/ngram_proposer.h"
 
 #include <algorithm>
@@ -193,6 +194,41 @@ TEST(NgramProposer, AGuessedLookupMatchesWhereTheFullLookupCould) {
   }
   EXPECT_GT(none, 300);
   EXPECT_GT(some, 300);
+}
+
+NgramProposer WithHistory(const LookupHistory& history, bool agreement = true) {
+  return NgramProposer({.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = 8,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 2,
+                        .prompt_lookup_agreement = agreement},
+                       &history);
+}
+
+TEST(NgramProposer, LooksUpTheHistoryWhereItsOwnTokensProposeNothing) {
+  LookupHistory history(1000);
+  history.Add({50, 1, 2, 3, 4, 5, 6});
+  // Its own "1 2" (followed by 9) comes first; "7 8" is nowhere.
+  EXPECT_THAT(WithHistory(history).Propose({1, 2, 9, 0, 1, 2}, 4), ElementsAre(9, 0, 1, 2));
+  EXPECT_THAT(WithHistory(history).Propose({7, 8}, 4), IsEmpty());
+  // Nothing of its own: the history's continuation, up to the end of that sequence.
+  EXPECT_THAT(WithHistory(history).Propose({0, 1, 2}, 4), ElementsAre(3, 4, 5, 6));
+  EXPECT_THAT(WithHistory(history).Propose({0, 1, 2}, 8), ElementsAre(3, 4, 5, 6));
+  EXPECT_THAT(Proposer(2, 4).Propose({0, 1, 2}, 4), IsEmpty()) << "no history";
+  // Its own places disagree at once (4 and 7 after "1 2"): the history is asked instead.
+  EXPECT_THAT(WithHistory(history).Propose({1, 2, 4, 1, 2, 7, 1, 2}, 4), ElementsAre(3, 4, 5, 6));
+}
+
+TEST(NgramProposer, HistoryPlacesVoteAndAGuessNeedsTwoKnownTokens) {
+  LookupHistory history(1000);
+  history.Add({1, 2, 3, 4, 5});
+  history.Add({1, 2, 3, 4, 6});
+  EXPECT_THAT(WithHistory(history).Propose({9, 1, 2}, 8), ElementsAre(3, 4));
+  EXPECT_THAT(WithHistory(history, false).Propose({9, 1, 2}, 8), ElementsAre(3, 4, 6));
+  // The token after "1 2" in flight: guessed (3, not voted on), then what agrees.
+  EXPECT_THAT(WithHistory(history).Propose({9, 1, 2}, 8, 1), ElementsAre(3, 4));
+  // One known token is a suffix of its own (min_n - 1) but not of the history's pairs.
+  EXPECT_THAT(WithHistory(history).Propose({9, 2}, 8, 1), IsEmpty());
 }
 
 }  // namespace

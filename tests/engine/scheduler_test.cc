@@ -565,7 +565,8 @@ TEST(Scheduler, SwapPreemptionKeepsOutputs) {
 // so a draft's KV slot committed or reused wrongly shows as corruption.
 void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k,
                                    int32_t disable_by_batch_size = 0,
-                                   SpeculativeMethod method = SpeculativeMethod::kNgram) {
+                                   SpeculativeMethod method = SpeculativeMethod::kNgram,
+                                   int64_t history_tokens = 0) {
   g_copy_period = 5;
   std::vector<EngineRequest> reqs;
   for (int i = 0; i < 10; ++i) {
@@ -584,6 +585,7 @@ void ExpectSpeculationKeepsOutputs(PreemptionMode mode, bool async, int32_t k,
                         .num_speculative_tokens = k,
                         .prompt_lookup_max = 4,
                         .prompt_lookup_min = 1,
+                        .prompt_lookup_history_tokens = history_tokens,
                         .disable_by_batch_size = disable_by_batch_size};
   if (method == SpeculativeMethod::kDraftModel) config.speculative.model = "fake-draft";
   const Outcome roomy = RunAll(config, Info(512), reqs, async);
@@ -619,6 +621,96 @@ TEST(Scheduler, SpeculativeDecodingDisabledByBatchSizeKeepsOutputs) {
   ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, false, 4, 3);
   ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, true, 4, 3);
   ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3);
+}
+
+TEST(Scheduler, SpeculationWithALookupHistoryKeepsOutputs) {
+  // 40 tokens: finished sequences come and go (drops, compactions) while others look them up.
+  for (int32_t k : {1, 3, 7}) {
+    ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, false, k, 0,
+                                  SpeculativeMethod::kNgram, 40);
+    ExpectSpeculationKeepsOutputs(PreemptionMode::kRecompute, true, k, 0, SpeculativeMethod::kNgram,
+                                  40);
+  }
+  ExpectSpeculationKeepsOutputs(PreemptionMode::kSwap, true, 4, 3, SpeculativeMethod::kNgram, 1000);
+}
+
+// Requests that answer alike (the same prompt, greedy), one after another on a model that does
+// not repeat itself: their own tokens predict little, the finished ones' nearly everything.
+TEST(Scheduler, ALookupHistoryProposesWhatFinishedRequestsSaid) {
+  g_copy_period = 0;
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 4; ++i) {
+    reqs.push_back(Req(absl::StrCat("r", i), Tokens(8, 99), 40, i));
+    reqs.back().params.temperature = 0.0f;
+  }
+  const Outcome reference = RunAll({}, Info(256), reqs);
+  EngineConfig config{.max_num_seqs = 1};
+  config.speculative = {.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = 8,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 2};
+  for (const bool async : {false, true}) {
+    const Outcome alone = RunAll(config, Info(256), reqs, async);
+    config.speculative.prompt_lookup_history_tokens = 1 << 16;
+    const Outcome with_history = RunAll(config, Info(256), reqs, async);
+    config.speculative.prompt_lookup_history_tokens = 0;
+    EXPECT_EQ(alone.outputs, reference.outputs);
+    EXPECT_EQ(with_history.outputs, reference.outputs);
+    // Requests 2 to 4 (117 outputs after their first) are nearly all drafts accepted.
+    EXPECT_LT(alone.stats.spec_num_accepted_tokens, 20) << "async " << async;
+    EXPECT_GT(with_history.stats.spec_num_accepted_tokens, 100) << "async " << async;
+  }
+}
+
+// A sequence running alone, its token in flight, looks up with that token known (it waits)
+// while it is within kLookupWaitTokens outputs of its last accepted draft, and guesses the token
+// (no wait) further on. Beside another running sequence it always guesses.
+TEST(Scheduler, ASequenceAloneWaitsToLookUpShortlyAfterAnAcceptedDraft) {
+  g_copy_period = 5;
+  EngineConfig config;
+  config.speculative = {.method = SpeculativeMethod::kNgram,
+                        .num_speculative_tokens = 4,
+                        .prompt_lookup_max = 4,
+                        .prompt_lookup_min = 2};
+  for (const bool alone : {true, false}) {
+    SCOPED_TRACE(alone ? "alone" : "beside another");
+    Harness h(config, Info(512));
+    ASSERT_TRUE(h.scheduler.AddRequest(Req("a", Tokens(6, 5), 300, 3)).ok());
+    if (!alone) {
+      ASSERT_TRUE(h.scheduler.AddRequest(Req("b", Tokens(6, 6), 300, 4)).ok());
+    }
+    Outcome outcome;
+    int64_t accepted_at = -1;  // a's outputs known when its drafts were last accepted
+    int64_t guesses_near = 0;  // a's guarded lookups within kLookupWaitTokens of that
+    int64_t guesses_far = 0;
+    for (int step = 0; step < 5000 && h.scheduler.HasUnfinishedRequests(); ++step) {
+      const int64_t known = static_cast<int64_t>(outcome.outputs["a"][0].size());
+      // The result about to be applied: a's drafts accepted there?
+      if (!h.pending.empty()) {
+        for (const SequenceOutput& out : h.pending.front().outputs) {
+          if (out.seq_id.rfind("a", 0) == 0 && out.token_ids.size() > 1) accepted_at = known;
+        }
+      }
+      std::optional<ScheduledStep> planned;
+      if (!h.Step(/*async=*/true, outcome, &planned)) break;
+      if (!planned) continue;
+      for (const CachedSequence& c : planned->plan.cached_sequences) {
+        if (c.seq_id.rfind("a", 0) != 0 || c.draft_guard_token_id < 0) continue;
+        const bool near =
+            accepted_at >= 0 && known - accepted_at <= BatchingPolicy::kLookupWaitTokens;
+        ++(near ? guesses_near : guesses_far);
+      }
+    }
+    EXPECT_FALSE(h.scheduler.HasUnfinishedRequests());
+    EXPECT_GT(h.scheduler.stats().spec_num_accepted_tokens, 0);
+    EXPECT_GT(guesses_far, 0);
+    if (alone) {
+      EXPECT_EQ(guesses_near, 0);
+    } else {
+      EXPECT_GT(guesses_near, 0);
+    }
+  }
+  g_copy_period = 0;
 }
 
 // A draft model proposing on the workers (the fake executor's own choices, one in three wrong).

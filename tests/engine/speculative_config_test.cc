@@ -42,6 +42,15 @@ TEST(SpeculativeConfig, ParsesNgramAndRoundTrips) {
   auto latest_again = ParseSpeculativeConfig(latest_only->ToJson());
   ASSERT_TRUE(latest_again.ok()) << latest_again.status();
   EXPECT_FALSE(latest_again->prompt_lookup_agreement);
+  EXPECT_EQ(latest_again->prompt_lookup_history_tokens, 0);  // the default: no history
+
+  auto history = ParseSpeculativeConfig(
+      R"({"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_history_tokens": 65536})");
+  ASSERT_TRUE(history.ok()) << history.status();
+  EXPECT_EQ(history->prompt_lookup_history_tokens, 65536);
+  auto history_again = ParseSpeculativeConfig(history->ToJson());
+  ASSERT_TRUE(history_again.ok()) << history_again.status();
+  EXPECT_EQ(history_again->prompt_lookup_history_tokens, 65536);
 }
 
 TEST(SpeculativeConfig, OneLookupBoundMovesTheOtherWhenTheDefaultContradictsIt) {
@@ -93,6 +102,16 @@ TEST(SpeculativeConfig, RejectsWhatItCannotRun) {
          kInvalid, "not a draft model");
   expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_agreement": 1})",
          kInvalid, "\"prompt_lookup_agreement\" must be true or false, got 1");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_history_tokens": 1.5})",
+         kInvalid, "\"prompt_lookup_history_tokens\" must be an integer in [0, 2^28], got 1.5");
+  expect(R"({"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_history_tokens": -1})",
+         kInvalid, "[0, 2^28], got -1");
+  expect(
+      R"({"method": "ngram", "num_speculative_tokens": 4,
+          "prompt_lookup_history_tokens": 18446744073709551615})",
+      kInvalid, "[0, 2^28], got 18446744073709551615");
+  expect(R"({"model": "d.gguf", "num_speculative_tokens": 4, "prompt_lookup_history_tokens": 8})",
+         kInvalid, "\"prompt_lookup_history_tokens\" is for method \"ngram\", not a draft model");
 }
 
 TEST(SpeculativeConfig, ParsesADraftModelAndRoundTrips) {

@@ -1,9 +1,9 @@
 // Speculative decoding on SmolLM2-135M-Instruct (Q4_1, the quick start's file; skipped when
 // scripts/install-deps.sh has not fetched it): the four golden chat prompts in one continuous
 // batch whose small cache forces preemptions, greedy, without speculation, with the n-gram
-// proposer and with the file as its own draft model. Without speculation the tokens are the
-// float64 goldens up to near-ties (tests/testing/smollm2_near_tie.h); with either proposer they
-// are exactly the tokens without it.
+// proposer (alone and with a lookup history) and with the file as its own draft model. Without
+// speculation the tokens are the float64 goldens up to near-ties
+// (tests/testing/smollm2_near_tie.h); with every proposer they are exactly the tokens without it.
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -98,6 +98,9 @@ TEST(SpeculativeSmolLm2, BothProposersGiveTheTokensOfDecodingOneAtATime) {
 
   const SpeculativeConfig proposers[] = {
       {.method = SpeculativeMethod::kNgram, .num_speculative_tokens = 3, .prompt_lookup_min = 1},
+      {.method = SpeculativeMethod::kNgram,
+       .num_speculative_tokens = 7,
+       .prompt_lookup_history_tokens = 4096},
       {.method = SpeculativeMethod::kDraftModel,
        .num_speculative_tokens = 3,
        .model = SmolLm2Path()}};
