@@ -11,9 +11,11 @@
 # percent.
 #
 #   benchmarks/speculative.sh [MODEL.gguf|DIR] [SPEC_JSON...]
-# Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf and
+# Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf and two configs: the n-gram proposer alone
 #   '{"method": "ngram", "num_speculative_tokens": 12, "prompt_lookup_max": 4, "prompt_lookup_min": 2,
 #     "disable_by_batch_size": 4}'
+# and the same with a lookup history ("prompt_lookup_history_tokens": 1000000): at batch 1 the
+# requests finish one after another, and each looks up the earlier ones' tokens too.
 # e.g. the n-gram proposer against a Q4_1 self-draft for the F32 model
 # (benchmarks/make_smollm2_variants.py writes it):
 #   benchmarks/speculative.sh models/SmolLM2-135M-Instruct.F32.gguf \
@@ -26,7 +28,8 @@ PAGODA=${PAGODA:-build/bin/pagoda}
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SPECS=("${@:2}")
 if ((${#SPECS[@]} == 0)); then
-  SPECS=('{"method": "ngram", "num_speculative_tokens": 12, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4}')
+  SPECS=('{"method": "ngram", "num_speculative_tokens": 12, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4}'
+    '{"method": "ngram", "num_speculative_tokens": 12, "prompt_lookup_max": 4, "prompt_lookup_min": 2, "disable_by_batch_size": 4, "prompt_lookup_history_tokens": 1000000}')
 fi
 MAX_TOKENS=${MAX_TOKENS:-200}
 REPS=${REPS:-3}
