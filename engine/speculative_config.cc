@@ -15,7 +15,8 @@ namespace {
 
 constexpr int32_t kMaxSpeculativeTokens = 16;
 constexpr int32_t kMaxLookup = 64;
-// About 12 bytes a token (the token and its place in the pair index): 3 GiB at most.
+// About 12 bytes a token kept (the token and its place in the pair index), up to twice that
+// between compactions: 3–6 GiB at most.
 constexpr int64_t kMaxHistoryTokens = int64_t{1} << 28;
 
 absl::StatusOr<int32_t> ReadInt(const nlohmann::json& value, const std::string& key) {
