@@ -166,15 +166,13 @@ def simulate(outputs, step_ms, k_max=12, min_n=2, max_n=4, agreement=True, histo
             drafts_total += n
             accepted_total += a
             on += step_ms(n + 1)
-            if a > 0:
-                accepted_at = i
-            i += a + 1
-            pending = False
             k = min(k_max, 2 * max(k, 1)) if a == n else min(k_max, a + 1)
             if a > 0:
-                backoff = 1
+                accepted_at, backoff = i, 1
             elif n == 1:
                 pipelined, backoff = backoff, min(2 * backoff, max_backoff)
+            i += a + 1
+            pending = False
         if finished is not None:
             finished.add(prompt + output)
     return off / on, verifications, drafts_total, accepted_total

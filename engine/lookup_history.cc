@@ -70,12 +70,8 @@ LookupHistory::Places LookupHistory::Find(absl::Span<const int32_t> tokens, int6
            text_[q - len] == tokens[size - 1 - len]) {
       ++len;
     }
-    if (len < min_n || len < places.length) continue;
-    if (len > places.length) {
-      places.length = len;
-      places.num_ends = 0;
-    }
-    if (places.num_ends < kMaxPlaces) places.ends[places.num_ends++] = q - begin_;
+    if (len < min_n) continue;
+    places.Offer(q - begin_, len);
     if (len == max_n && places.num_ends == kMaxPlaces) break;
   }
   return places;

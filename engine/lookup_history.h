@@ -43,10 +43,22 @@ class LookupHistory {
   /// drops the oldest sequences while more than max_tokens are kept.
   void Add(absl::Span<const int32_t> tokens);
 
+  /// The places of the longest suffix found so far (NgramProposer's own scan keeps them too).
   struct Places {
     int64_t ends[kMaxPlaces];  // positions in text() of the suffix's last token, latest first
     int64_t num_ends = 0;
     int64_t length = 0;  // tokens matched (the same at every place)
+
+    /// A place where `length` tokens matched, offered latest first: a longer match replaces the
+    /// places, an equal one joins them (up to kMaxPlaces), a shorter one is ignored.
+    void Offer(int64_t end, int64_t matched) {
+      if (matched < length) return;
+      if (matched > length) {
+        length = matched;
+        num_ends = 0;
+      }
+      if (num_ends < kMaxPlaces) ends[num_ends++] = end;
+    }
   };
   /// The longest suffix of `tokens`, of min_n..max_n tokens (at least 2), found in the history,
   /// and its latest kMaxPlaces places that have a continuation; num_ends 0 when none.

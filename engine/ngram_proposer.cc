@@ -16,25 +16,19 @@ std::vector<int32_t> NgramProposer::Propose(absl::Span<const int32_t> tokens, in
   // One backward scan: at each earlier copy of the last token, the length of the common suffix
   // (up to max_n); the longest wins, the latest among equals. With agreement, the latest
   // kMaxVoters places of that longest suffix are kept (latest first): they vote below.
-  int64_t ends[kMaxVoters];
-  int64_t num_ends = 0;
-  int64_t best_len = 0;
+  LookupHistory::Places own;
   for (int64_t p = size - 2; p >= 0; --p) {
     if (tokens[p] != last) continue;
     int64_t len = 1;
     while (len < max_n && p - len >= 0 && tokens[p - len] == tokens[size - 1 - len]) ++len;
-    if (len < min_n || len < best_len) continue;
-    if (len > best_len) {
-      best_len = len;
-      num_ends = 0;
-    }
-    if (num_ends < kMaxVoters) ends[num_ends++] = p;
+    if (len < min_n) continue;
+    own.Offer(p, len);
     // The first place of the longest possible suffix is all that is used without agreement; with
     // it, the scan goes on until enough such places vote.
-    if (len == max_n && num_ends == (agreement_ ? kMaxVoters : 1)) break;
+    if (len == max_n && own.num_ends == (agreement_ ? kMaxVoters : 1)) break;
   }
-  if (num_ends > 0) {
-    std::vector<int32_t> drafts = Continue(tokens, ends, num_ends, max_tokens, num_unknown);
+  if (own.num_ends > 0) {
+    std::vector<int32_t> drafts = Continue(tokens, own.ends, own.num_ends, max_tokens, num_unknown);
     if (!drafts.empty()) return drafts;
   }
   if (history_ == nullptr) return {};
